@@ -1,0 +1,1 @@
+"""gridpilot.api"""

@@ -1,0 +1,30 @@
+"""gridpilot's one command-line interface (Typer).
+
+Each package contributes its commands from a small ``*_cli`` module registered below; heavy
+imports happen inside the commands so that ``gridpilot --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="gridpilot",
+    help="gridpilot: digital twin, self-healing, forecasting, flexibility and market for distribution grids.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    """Attach every package's commands to the root app."""
+    from gridpilot.twin import cli as twin_cli
+
+    twin_cli.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``gridpilot`` console script."""
+    _register()
+    app()
