@@ -17,11 +17,18 @@ app = typer.Typer(
 )
 
 
+# Each module here defines ``register(app: typer.Typer) -> None``. Add yours to the tuple.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "gridpilot.twin.cli",
+)
+
+
 def _register() -> None:
     """Attach every package's commands to the root app."""
-    from gridpilot.twin import cli as twin_cli
+    import importlib
 
-    twin_cli.register(app)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
 
 
 def main() -> None:
