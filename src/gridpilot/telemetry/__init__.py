@@ -1,1 +1,119 @@
-"""gridpilot.telemetry"""
+"""gridpilot.telemetry: signed, versioned telemetry from the field into a store.
+
+The path of a reading::
+
+    DeviceSigner.readings(...)  ->  frame bytes (signed once per message, columnar body)
+    encode_batch([...])         ->  one payload per publish (many frames)
+    Transport.publish(topic, payload)          InProcessBus (default) | MqttTransport
+    Receiver(transport, Ingestor(registry, store), pattern).pump()
+        Verifier: signature, key, seq, clock skew, ranges  ->  ReadingBatch (numpy columns)
+        TelemetryStore.write(...)                          DuckDBStore (default) | PostgresStore
+
+Quick start (device side and receiving side in one process)::
+
+    from gridpilot.telemetry import (DeviceRegistry, DeviceSigner, DuckDBStore, Ingestor,
+                                     generate_key)
+    reg = DeviceRegistry()
+    key = generate_key()
+    reg.register("meter-1", key, feeder="F1", bus=7)
+    signer = DeviceSigner("meter-1", key)
+    frame = signer.readings(ts_ms=[1_700_000_000_000], values={"p_kw": [3.2], "v_pu": [1.01]})
+    ing = Ingestor(reg, DuckDBStore())          # or PostgresStore(dsn); open_store(url)
+    report = ing.ingest([frame])                # IngestReport: accepted, stored, refused by reason
+    ing.store.latest()                          # DataFrame device_id, quantity, ts, value
+
+Every refused message has a :class:`RejectReason` (``malformed``, ``unknown_device``,
+``bad_signature``, ``replayed_seq``, ``clock_skew``, ``future_timestamp``, ``out_of_range``
+…); it is counted, logged on the ``gridpilot.telemetry`` logger and written to the store's
+rejections table, and never stored as data. See ``docs/telemetry.md`` for the wire format.
+"""
+
+from gridpilot.telemetry.ingest import Ingestor, IngestReport, Receiver
+from gridpilot.telemetry.registry import (
+    DeviceInfo,
+    DeviceRegistry,
+    generate_key,
+    keys_from_seeds,
+    private_bytes,
+    public_bytes,
+)
+from gridpilot.telemetry.schema import (
+    FORMAT_VERSION,
+    QUANTITIES,
+    QUANTITY_BY_NAME,
+    Frame,
+    FrameError,
+    MessageKind,
+    Quantity,
+    decode_batch,
+    encode_batch,
+    parse_frame,
+    quantity_code,
+)
+from gridpilot.telemetry.signer import DeviceSigner
+from gridpilot.telemetry.store import (
+    DuckDBStore,
+    PostgresStore,
+    TelemetryStats,
+    TelemetryStore,
+    open_store,
+)
+from gridpilot.telemetry.transport import (
+    InProcessBus,
+    MqttTransport,
+    Topics,
+    Transport,
+    open_transport,
+    topic_matches,
+)
+from gridpilot.telemetry.verify import (
+    MessageLog,
+    ReadingBatch,
+    Record,
+    Rejection,
+    RejectReason,
+    VerifiedBatch,
+    Verifier,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "QUANTITIES",
+    "QUANTITY_BY_NAME",
+    "DeviceInfo",
+    "DeviceRegistry",
+    "DeviceSigner",
+    "DuckDBStore",
+    "Frame",
+    "FrameError",
+    "InProcessBus",
+    "IngestReport",
+    "Ingestor",
+    "MessageKind",
+    "MessageLog",
+    "MqttTransport",
+    "PostgresStore",
+    "Quantity",
+    "ReadingBatch",
+    "Receiver",
+    "Record",
+    "RejectReason",
+    "Rejection",
+    "TelemetryStats",
+    "TelemetryStore",
+    "Topics",
+    "Transport",
+    "VerifiedBatch",
+    "Verifier",
+    "decode_batch",
+    "encode_batch",
+    "generate_key",
+    "keys_from_seeds",
+    "open_store",
+    "open_transport",
+    "parse_frame",
+    "private_bytes",
+    "public_bytes",
+    "quantity_code",
+    "topic_matches",
+]

@@ -1,0 +1,257 @@
+"""Transports: an in-process bus (default) and MQTT (paho-mqtt), with one interface.
+
+Payloads are opaque bytes (frames or batches, see :mod:`gridpilot.telemetry.schema`).
+Topics follow :class:`Topics`; subscriptions use MQTT wildcards (``+`` one level, ``#`` the rest).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from gridpilot.errors import GridpilotError, Issue, ValidationError
+
+Handler = Callable[[str, bytes], None]
+_TOPIC_PART = re.compile(r"^[^/+#\x00]+$")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic layout under ``prefix`` (default ``gridpilot/v1``).
+
+    ``<prefix>/tm/<sender>``: readings, events and acks a device or gateway sends;
+    ``<prefix>/cmd/<device>``: commands to a device.
+    """
+
+    prefix: str = "gridpilot/v1"
+
+    def telemetry(self, sender: str) -> str:
+        """Return the topic ``sender`` publishes telemetry on."""
+        return f"{self.prefix}/tm/{_part(sender)}"
+
+    def commands(self, device: str) -> str:
+        """Return the topic on which ``device`` receives commands."""
+        return f"{self.prefix}/cmd/{_part(device)}"
+
+    @property
+    def all_telemetry(self) -> str:
+        """Return the wildcard matching every sender's telemetry topic."""
+        return f"{self.prefix}/tm/#"
+
+    @property
+    def all_commands(self) -> str:
+        """Return the wildcard matching every device's command topic."""
+        return f"{self.prefix}/cmd/#"
+
+
+def _part(name: str) -> str:
+    if not _TOPIC_PART.match(name):
+        raise ValidationError(
+            issues=[
+                Issue("topic", "device_id", "must not contain '/', '+', '#' or NUL", value=name)
+            ]
+        )
+    return name
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Return True if ``topic`` matches the MQTT subscription ``pattern``."""
+    p = pattern.split("/")
+    t = topic.split("/")
+    for i, part in enumerate(p):
+        if part == "#":
+            return True
+        if i >= len(t):
+            return False
+        if part != "+" and part != t[i]:
+            return False
+    return len(p) == len(t)
+
+
+class Transport(ABC):
+    """Publish bytes on topics; deliver matching messages to handlers."""
+
+    @abstractmethod
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Send ``payload`` on ``topic``."""
+
+    @abstractmethod
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        """Call ``handler(topic, payload)`` for every message matching ``pattern``."""
+
+    def flush(self, timeout_s: float = 30.0) -> None:  # noqa: B027 - optional hook
+        """Wait until everything published so far has left this process."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the transport."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessBus(Transport):
+    """The default transport: synchronous delivery inside this process (no server)."""
+
+    def __init__(self) -> None:
+        self._subs: list[tuple[str, Handler]] = []
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Deliver ``payload`` to every matching handler now, in this thread."""
+        with self._lock:
+            subs = list(self._subs)
+            self.published += 1
+        for pattern, handler in subs:
+            if topic_matches(pattern, topic):
+                handler(topic, payload)
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        """Register ``handler`` for ``pattern``."""
+        with self._lock:
+            self._subs.append((pattern, handler))
+
+    def close(self) -> None:
+        """Drop all subscriptions."""
+        with self._lock:
+            self._subs.clear()
+
+
+class MqttTransport(Transport):
+    """MQTT via paho-mqtt (network loop in a background thread).
+
+    ``url``: ``mqtt://host:port`` (default 127.0.0.1:1883). ``qos``: 1 (at least once,
+    default) or 0. Raises ``GridpilotError`` if the broker cannot be reached.
+    Handlers run in paho's network thread: keep them short (e.g. append to a queue).
+    """
+
+    def __init__(
+        self,
+        url: str = "mqtt://127.0.0.1:1883",
+        *,
+        client_id: str | None = None,
+        qos: int = 1,
+        connect_timeout_s: float = 5.0,
+        max_inflight: int = 1000,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        u = urlparse(url)
+        if u.scheme not in ("mqtt", "tcp"):
+            raise ValidationError(
+                issues=[Issue("transport", "url", "expected mqtt://host:port", value=url)]
+            )
+        self.url = url
+        self.host = u.hostname or "127.0.0.1"
+        self.port = u.port or 1883
+        self.qos = int(qos)
+        self._subs: list[tuple[str, Handler]] = []
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._sub_done: dict[int, threading.Event] = {}
+        self._outstanding: list[mqtt.MQTTMessageInfo] = []
+        self.received = 0
+        cid = client_id or f"gridpilot-{uuid.uuid4().hex[:12]}"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        try:
+            self.client.connect(self.host, self.port, keepalive=60)
+        except OSError as exc:
+            raise GridpilotError(f"cannot reach MQTT broker at {url}: {exc}") from None
+        self.client.loop_start()
+        if not self._connected.wait(connect_timeout_s):
+            self.client.loop_stop()
+            raise GridpilotError(f"MQTT broker at {url} did not accept the connection")
+
+    def _on_connect(
+        self, client: object, userdata: object, flags: object, rc: object, props: object = None
+    ) -> None:
+        if not getattr(rc, "is_failure", False):
+            self._connected.set()
+
+    def _on_subscribe(
+        self, client: object, userdata: object, mid: int, rcs: object, props: object = None
+    ) -> None:
+        ev = self._sub_done.get(mid)
+        if ev is not None:
+            ev.set()
+
+    def _on_message(self, client: object, userdata: object, msg: object) -> None:
+        topic: str = msg.topic  # type: ignore[attr-defined]
+        payload: bytes = msg.payload  # type: ignore[attr-defined]
+        self.received += 1
+        for pattern, handler in self._subs:
+            if topic_matches(pattern, topic):
+                handler(topic, payload)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Queue ``payload`` for ``topic`` (returns at once; see :meth:`flush`)."""
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if info.rc != 0:
+            raise GridpilotError(f"MQTT publish to {topic!r} failed with code {info.rc}")
+        with self._lock:
+            self._outstanding.append(info)
+            if len(self._outstanding) > 10_000:
+                self._outstanding = [i for i in self._outstanding if not i.is_published()]
+
+    def subscribe(self, pattern: str, handler: Handler, timeout_s: float = 5.0) -> None:
+        """Subscribe to ``pattern`` and wait for the broker's acknowledgement."""
+        with self._lock:
+            self._subs.append((pattern, handler))
+        rc, mid = self.client.subscribe(pattern, qos=self.qos)
+        if rc != 0:
+            raise GridpilotError(f"MQTT subscribe to {pattern!r} failed with code {rc}")
+        ev = self._sub_done.setdefault(mid, threading.Event())
+        if not ev.wait(timeout_s):
+            raise GridpilotError(f"MQTT broker did not acknowledge subscription {pattern!r}")
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every message published so far is acknowledged (QoS 1) or sent (QoS 0)."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            pending = self._outstanding
+            self._outstanding = []
+        for info in pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or (not info.is_published() and not _wait(info, left)):
+                raise GridpilotError(f"MQTT publish not acknowledged within {timeout_s} s")
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread."""
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+
+def _wait(info: object, timeout_s: float) -> bool:
+    try:
+        info.wait_for_publish(timeout_s)  # type: ignore[attr-defined]
+    except (RuntimeError, ValueError):
+        return False
+    return bool(info.is_published())  # type: ignore[attr-defined]
+
+
+def open_transport(url: str = "inproc") -> Transport:
+    """Return a transport for ``url``: ``inproc`` (default) or ``mqtt://host:port``."""
+    if url in ("inproc", "memory", ""):
+        return InProcessBus()
+    if url.startswith(("mqtt://", "tcp://")):
+        return MqttTransport(url)
+    raise ValidationError(
+        issues=[Issue("transport", "url", "expected inproc or mqtt://host:port", value=url)]
+    )
