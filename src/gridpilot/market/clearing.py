@@ -55,7 +55,9 @@ class ClearingResult:
 
     def buyer_cost_ueur(self) -> np.ndarray:
         """What each trade costs its buyer including the network fee, micro-EUR (int64)."""
-        return np.rint(self.qty_wh * (self.price_eur_per_kwh + self.fee_eur_per_kwh) * 1000.0).astype(np.int64)
+        return np.rint(
+            self.qty_wh * (self.price_eur_per_kwh + self.fee_eur_per_kwh) * 1000.0
+        ).astype(np.int64)
 
     def filled_bid_wh(self, n_bids: int) -> np.ndarray:
         """Energy bought per bid (Wh), length ``n_bids``."""
@@ -63,25 +65,46 @@ class ClearingResult:
 
     def filled_offer_wh(self, n_offers: int) -> np.ndarray:
         """Energy sold per offer (Wh), length ``n_offers``."""
-        return np.bincount(self.offer_index, weights=self.qty_wh, minlength=n_offers).astype(np.int64)
+        return np.bincount(self.offer_index, weights=self.qty_wh, minlength=n_offers).astype(
+            np.int64
+        )
 
     def scaled(self, factor: np.ndarray) -> ClearingResult:
         """The same trades with quantities multiplied by ``factor`` (0..1, rounded down to Wh);
         trades that fall to 0 Wh are dropped. Used for grid curtailment."""
         q = np.floor(self.qty_wh * np.clip(factor, 0.0, 1.0) + 1e-9).astype(np.int64)
         keep = q > 0
-        return ClearingResult(self.bid_index[keep], self.offer_index[keep], q[keep],
-                              self.price_eur_per_kwh[keep], self.fee_eur_per_kwh[keep],
-                              self.stage[keep], self.zone[keep], dict(self.clearing_price))
+        return ClearingResult(
+            self.bid_index[keep],
+            self.offer_index[keep],
+            q[keep],
+            self.price_eur_per_kwh[keep],
+            self.fee_eur_per_kwh[keep],
+            self.stage[keep],
+            self.zone[keep],
+            dict(self.clearing_price),
+        )
 
 
 def _empty() -> ClearingResult:
     z = np.zeros(0, np.int64)
-    return ClearingResult(z, z.copy(), z.copy(), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), z.copy(), {})
+    return ClearingResult(
+        z, z.copy(), z.copy(), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), z.copy(), {}
+    )
 
 
-def _match(bp: np.ndarray, bq: np.ndarray, bz: np.ndarray, op: np.ndarray, oq: np.ndarray,
-           oz: np.ndarray, fee: float, pricing: str, k: float, stage: int) -> ClearingResult:
+def _match(
+    bp: np.ndarray,
+    bq: np.ndarray,
+    bz: np.ndarray,
+    op: np.ndarray,
+    oq: np.ndarray,
+    oz: np.ndarray,
+    fee: float,
+    pricing: str,
+    k: float,
+    stage: int,
+) -> ClearingResult:
     """One pass: clear every zone (group) separately with network fee ``fee``."""
     b_live = np.flatnonzero(bq > 0)
     o_live = np.flatnonzero(oq > 0)
@@ -93,7 +116,7 @@ def _match(bp: np.ndarray, bq: np.ndarray, bz: np.ndarray, op: np.ndarray, oq: n
     bzs, ozs = bz[b_ord], oz[o_ord]
     bqs, oqs = bq[b_ord], oq[o_ord]
     zones, inv = np.unique(np.concatenate([bzs, ozs]), return_inverse=True)
-    bzi, ozi = inv[: b_ord.size], inv[b_ord.size:]
+    bzi, ozi = inv[: b_ord.size], inv[b_ord.size :]
     tb = np.bincount(bzi, weights=bqs, minlength=zones.size).astype(np.int64)
     to = np.bincount(ozi, weights=oqs, minlength=zones.size).astype(np.int64)
     span = np.maximum(tb, to)
@@ -138,24 +161,49 @@ def _match(bp: np.ndarray, bq: np.ndarray, bz: np.ndarray, op: np.ndarray, oq: n
     else:
         price = o_px + k * (b_px - fee - o_px)
     n = seg.size
-    return ClearingResult(b_ord[bsel].astype(np.int64), o_ord[osel].astype(np.int64), qty,
-                          price.astype(np.float64), np.full(n, float(fee)),
-                          np.full(n, stage, np.int8), zones[zone_of].astype(np.int64) if stage == 0 else np.full(n, -1, np.int64),
-                          cp)
+    return ClearingResult(
+        b_ord[bsel].astype(np.int64),
+        o_ord[osel].astype(np.int64),
+        qty,
+        price.astype(np.float64),
+        np.full(n, float(fee)),
+        np.full(n, stage, np.int8),
+        zones[zone_of].astype(np.int64) if stage == 0 else np.full(n, -1, np.int64),
+        cp,
+    )
 
 
 def _concat(a: ClearingResult, b: ClearingResult) -> ClearingResult:
-    return ClearingResult(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
-                            ("bid_index", "offer_index", "qty_wh", "price_eur_per_kwh",
-                             "fee_eur_per_kwh", "stage", "zone")),
-                          {**a.clearing_price, **b.clearing_price})
+    return ClearingResult(
+        *(
+            np.concatenate([getattr(a, f), getattr(b, f)])
+            for f in (
+                "bid_index",
+                "offer_index",
+                "qty_wh",
+                "price_eur_per_kwh",
+                "fee_eur_per_kwh",
+                "stage",
+                "zone",
+            )
+        ),
+        {**a.clearing_price, **b.clearing_price},
+    )
 
 
-def clear(bid_price: np.ndarray, bid_qty_wh: np.ndarray, offer_price: np.ndarray,
-          offer_qty_wh: np.ndarray, *, bid_zone: np.ndarray | None = None,
-          offer_zone: np.ndarray | None = None, fee_intra_eur_per_kwh: float = 0.0,
-          fee_inter_eur_per_kwh: float = 0.0, pricing: str = "uniform",
-          k: float | None = None) -> ClearingResult:
+def clear(
+    bid_price: np.ndarray,
+    bid_qty_wh: np.ndarray,
+    offer_price: np.ndarray,
+    offer_qty_wh: np.ndarray,
+    *,
+    bid_zone: np.ndarray | None = None,
+    offer_zone: np.ndarray | None = None,
+    fee_intra_eur_per_kwh: float = 0.0,
+    fee_inter_eur_per_kwh: float = 0.0,
+    pricing: str = "uniform",
+    k: float | None = None,
+) -> ClearingResult:
     """Clear one delivery interval's bids and offers.
 
     ``bid_price``/``offer_price``: limit prices, EUR/kWh (a buyer pays at most its bid
@@ -175,9 +223,15 @@ def clear(bid_price: np.ndarray, bid_qty_wh: np.ndarray, offer_price: np.ndarray
     if pricing not in PRICINGS:
         issues.append(Issue("auction", "pricing", f"must be one of {PRICINGS}", value=pricing))
     if bp.shape != bq.shape or bp.ndim != 1:
-        issues.append(Issue("auction", "bid_qty_wh", f"shape {bq.shape} does not match bid_price {bp.shape}"))
+        issues.append(
+            Issue("auction", "bid_qty_wh", f"shape {bq.shape} does not match bid_price {bp.shape}")
+        )
     if op.shape != oq.shape or op.ndim != 1:
-        issues.append(Issue("auction", "offer_qty_wh", f"shape {oq.shape} does not match offer_price {op.shape}"))
+        issues.append(
+            Issue(
+                "auction", "offer_qty_wh", f"shape {oq.shape} does not match offer_price {op.shape}"
+            )
+        )
     for name, arr in (("bid_qty_wh", bq), ("offer_qty_wh", oq)):
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             issues.append(Issue("auction", name, "must be integer Wh", value=str(arr.dtype)))
@@ -199,12 +253,24 @@ def clear(bid_price: np.ndarray, bid_qty_wh: np.ndarray, offer_price: np.ndarray
     bz = np.zeros(bp.size, np.int64) if bid_zone is None else np.asarray(bid_zone, np.int64)
     oz = np.zeros(op.size, np.int64) if offer_zone is None else np.asarray(offer_zone, np.int64)
     if bz.shape != bp.shape or oz.shape != op.shape:
-        raise ValidationError(issues=[Issue("auction", "zone", "zone arrays must match the order arrays")])
+        raise ValidationError(
+            issues=[Issue("auction", "zone", "zone arrays must match the order arrays")]
+        )
     first = _match(bp, bq, bz, op, oq, oz, float(fee_intra_eur_per_kwh), pricing, kk, 0)
     if one_zone:
         return first
     bq_left = bq - first.filled_bid_wh(bp.size)
     oq_left = oq - first.filled_offer_wh(op.size)
-    second = _match(bp, bq_left, np.zeros_like(bz), op, oq_left, np.zeros_like(oz),
-                    float(fee_inter_eur_per_kwh), pricing, kk, 1)
+    second = _match(
+        bp,
+        bq_left,
+        np.zeros_like(bz),
+        op,
+        oq_left,
+        np.zeros_like(oz),
+        float(fee_inter_eur_per_kwh),
+        pricing,
+        kk,
+        1,
+    )
     return _concat(first, second)

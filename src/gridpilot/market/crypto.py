@@ -35,8 +35,9 @@ def sha256(data: bytes) -> bytes:
 
 def canonical_json(obj: Any) -> bytes:
     """Deterministic JSON bytes of ``obj`` (sorted keys, no spaces, ASCII): the signed form."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,11 @@ class KeyPair:
         """The raw 32-byte private seed (keep it secret)."""
         from cryptography.hazmat.primitives import serialization
 
-        return self.private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                          serialization.NoEncryption())
+        return self.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
 
 
 @lru_cache(maxsize=65536)
@@ -107,8 +111,13 @@ def default_workers() -> int:
         return 1
 
 
-def verify_many(public_keys: Sequence[bytes], signatures: Sequence[bytes], messages: Sequence[bytes],
-                workers: int | None = None, min_parallel: int = 4000) -> np.ndarray:
+def verify_many(
+    public_keys: Sequence[bytes],
+    signatures: Sequence[bytes],
+    messages: Sequence[bytes],
+    workers: int | None = None,
+    min_parallel: int = 4000,
+) -> np.ndarray:
     """Verify many signatures; returns a bool array, True where valid.
 
     With ``workers`` > 1 and at least ``min_parallel`` signatures the work is split over
@@ -122,8 +131,14 @@ def verify_many(public_keys: Sequence[bytes], signatures: Sequence[bytes], messa
     import multiprocessing as mp
 
     step = math.ceil(n / w)
-    parts = [(list(public_keys[i:i + step]), list(signatures[i:i + step]), list(messages[i:i + step]))
-             for i in range(0, n, step)]
+    parts = [
+        (
+            list(public_keys[i : i + step]),
+            list(signatures[i : i + step]),
+            list(messages[i : i + step]),
+        )
+        for i in range(0, n, step)
+    ]
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     with ProcessPoolExecutor(max_workers=w, mp_context=ctx) as ex:
         out: list[bool] = []

@@ -57,10 +57,14 @@ class Transaction:
         return DOMAIN + kind.encode("ascii") + b"|" + body
 
     @classmethod
-    def create(cls, kind: str, payload: dict[str, Any], key: KeyPair, sign: bool = True) -> Transaction:
+    def create(
+        cls, kind: str, payload: dict[str, Any], key: KeyPair, sign: bool = True
+    ) -> Transaction:
         """A transaction of ``payload`` by ``key`` (signed unless ``sign`` is False)."""
         if kind not in TX_KINDS:
-            raise ValidationError(f"transaction kind {kind!r} unknown; known: {', '.join(TX_KINDS)}")
+            raise ValidationError(
+                f"transaction kind {kind!r} unknown; known: {', '.join(TX_KINDS)}"
+            )
         body = canonical_json(payload)
         sig = key.sign(cls.signing_bytes(kind, body)) if sign else b""
         return cls(kind, body, key.public_key, sig)
@@ -78,7 +82,15 @@ class Transaction:
 
 def tx_hash(kind: str, signer: bytes, signature: bytes, body: bytes) -> bytes:
     """SHA-256 id of a transaction given its stored fields."""
-    return sha256(b"GPTX1|" + kind.encode("ascii") + b"|" + signer + bytes([len(signature)]) + signature + body)
+    return sha256(
+        b"GPTX1|"
+        + kind.encode("ascii")
+        + b"|"
+        + signer
+        + bytes([len(signature)])
+        + signature
+        + body
+    )
 
 
 # --- Merkle trees -------------------------------------------------------------------------
@@ -145,7 +157,9 @@ class BlockHeader:
 
     def packed(self) -> bytes:
         """The bytes that are hashed."""
-        return _HEADER.pack(self.height, self.prev_hash, self.merkle_root, self.time_ns, self.n_tx, self.operator)
+        return _HEADER.pack(
+            self.height, self.prev_hash, self.merkle_root, self.time_ns, self.n_tx, self.operator
+        )
 
     def compute_hash(self) -> bytes:
         """SHA-256 of :meth:`packed` (32 bytes)."""
@@ -153,16 +167,30 @@ class BlockHeader:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (hex for bytes)."""
-        return {"height": self.height, "prev_hash": self.prev_hash.hex(), "merkle_root": self.merkle_root.hex(),
-                "time_ns": self.time_ns, "n_tx": self.n_tx, "operator": self.operator.hex(),
-                "hash": self.hash.hex(), "signature": self.signature.hex()}
+        return {
+            "height": self.height,
+            "prev_hash": self.prev_hash.hex(),
+            "merkle_root": self.merkle_root.hex(),
+            "time_ns": self.time_ns,
+            "n_tx": self.n_tx,
+            "operator": self.operator.hex(),
+            "hash": self.hash.hex(),
+            "signature": self.signature.hex(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BlockHeader:
         """Inverse of :meth:`to_dict`."""
-        return cls(int(d["height"]), bytes.fromhex(d["prev_hash"]), bytes.fromhex(d["merkle_root"]),
-                   int(d["time_ns"]), int(d["n_tx"]), bytes.fromhex(d["operator"]),
-                   bytes.fromhex(d["hash"]), bytes.fromhex(d["signature"]))
+        return cls(
+            int(d["height"]),
+            bytes.fromhex(d["prev_hash"]),
+            bytes.fromhex(d["merkle_root"]),
+            int(d["time_ns"]),
+            int(d["n_tx"]),
+            bytes.fromhex(d["operator"]),
+            bytes.fromhex(d["hash"]),
+            bytes.fromhex(d["signature"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -190,14 +218,22 @@ class InclusionProof:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"tx_hash": self.tx_hash.hex(), "index": self.index,
-                "path": [[s, p.hex()] for s, p in self.path], "header": self.header.to_dict()}
+        return {
+            "tx_hash": self.tx_hash.hex(),
+            "index": self.index,
+            "path": [[s, p.hex()] for s, p in self.path],
+            "header": self.header.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InclusionProof:
         """Inverse of :meth:`to_dict`."""
-        return cls(bytes.fromhex(d["tx_hash"]), int(d["index"]),
-                   [(str(s), bytes.fromhex(p)) for s, p in d["path"]], BlockHeader.from_dict(d["header"]))
+        return cls(
+            bytes.fromhex(d["tx_hash"]),
+            int(d["index"]),
+            [(str(s), bytes.fromhex(p)) for s, p in d["path"]],
+            BlockHeader.from_dict(d["header"]),
+        )
 
 
 # --- storage ------------------------------------------------------------------------------
@@ -206,7 +242,9 @@ class LedgerBackend(Protocol):
     byte for byte; all checking happens in :class:`Ledger`. A backend must make
     ``append`` atomic (all of a block or nothing)."""
 
-    def append(self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]) -> None:
+    def append(
+        self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
+    ) -> None:
         """Store one block with its transactions and their hashes."""
         ...
 
@@ -249,7 +287,9 @@ class MemoryBackend:
     meta: dict[str, str] = field(default_factory=dict)
     _where: dict[bytes, tuple[int, int]] = field(default_factory=dict)
 
-    def append(self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]) -> None:
+    def append(
+        self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
+    ) -> None:
         self.headers.append(header)
         self.txs.append(list(txs))
         self.hashes.append(list(hashes))
@@ -305,19 +345,43 @@ class SQLiteBackend:
         self.con.executescript(_SCHEMA)
         self.con.commit()
 
-    def append(self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]) -> None:
+    def append(
+        self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
+    ) -> None:
         with self.con:  # one transaction: all of the block or nothing
-            self.con.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
-                             (header.height, header.prev_hash, header.merkle_root, header.time_ns,
-                              header.n_tx, header.operator, header.hash, header.signature))
-            self.con.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?,?)",
-                                 [(header.height, i, h, t.kind, t.signer, t.signature, t.body)
-                                  for i, (t, h) in enumerate(zip(txs, hashes, strict=True))])
+            self.con.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    header.height,
+                    header.prev_hash,
+                    header.merkle_root,
+                    header.time_ns,
+                    header.n_tx,
+                    header.operator,
+                    header.hash,
+                    header.signature,
+                ),
+            )
+            self.con.executemany(
+                "INSERT INTO txs VALUES (?,?,?,?,?,?,?)",
+                [
+                    (header.height, i, h, t.kind, t.signer, t.signature, t.body)
+                    for i, (t, h) in enumerate(zip(txs, hashes, strict=True))
+                ],
+            )
 
     @staticmethod
     def _header(row: tuple[Any, ...]) -> BlockHeader:
-        return BlockHeader(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]), int(row[4]),
-                           bytes(row[5]), bytes(row[6]), bytes(row[7]))
+        return BlockHeader(
+            int(row[0]),
+            bytes(row[1]),
+            bytes(row[2]),
+            int(row[3]),
+            int(row[4]),
+            bytes(row[5]),
+            bytes(row[6]),
+            bytes(row[7]),
+        )
 
     def head(self) -> BlockHeader | None:
         row = self.con.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
@@ -325,7 +389,9 @@ class SQLiteBackend:
 
     def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
         blocks = self.con.execute("SELECT * FROM blocks ORDER BY height").fetchall()
-        cur = self.con.execute("SELECT height, hash, kind, signer, signature, body FROM txs ORDER BY height, idx")
+        cur = self.con.execute(
+            "SELECT height, hash, kind, signer, signature, body FROM txs ORDER BY height, idx"
+        )
         pending: tuple[Any, ...] | None = None
         for row in blocks:
             h = self._header(row)
@@ -347,10 +413,15 @@ class SQLiteBackend:
         row = self.con.execute("SELECT * FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:
             raise UnknownComponentError("block", height)
-        rows = self.con.execute("SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
-                                (height,)).fetchall()
-        return (self._header(row), [Transaction(str(r[1]), bytes(r[4]), bytes(r[2]), bytes(r[3])) for r in rows],
-                [bytes(r[0]) for r in rows])
+        rows = self.con.execute(
+            "SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
+            (height,),
+        ).fetchall()
+        return (
+            self._header(row),
+            [Transaction(str(r[1]), bytes(r[4]), bytes(r[2]), bytes(r[3])) for r in rows],
+            [bytes(r[0]) for r in rows],
+        )
 
     def locate(self, tx_hash: bytes) -> tuple[int, int] | None:
         row = self.con.execute("SELECT height, idx FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
@@ -394,7 +465,9 @@ class Ledger:
     ledger opened for verification needs only the stored operator public key).
     """
 
-    def __init__(self, backend: LedgerBackend | None = None, operator: KeyPair | None = None) -> None:
+    def __init__(
+        self, backend: LedgerBackend | None = None, operator: KeyPair | None = None
+    ) -> None:
         self.backend: LedgerBackend = backend if backend is not None else MemoryBackend()
         self.operator = operator
         stored = self.backend.get_meta("operator")
@@ -402,7 +475,9 @@ class Ledger:
             if stored is None:
                 self.backend.set_meta("operator", operator.public_key.hex())
             elif stored != operator.public_key.hex():
-                raise AuthError(f"ledger belongs to operator {stored[:16]}..., not {operator.public_key.hex()[:16]}...")
+                raise AuthError(
+                    f"ledger belongs to operator {stored[:16]}..., not {operator.public_key.hex()[:16]}..."
+                )
         self._registered: set[bytes] = set()
         self._head = self.backend.head()
         if self._head is not None and operator is not None:
@@ -437,8 +512,9 @@ class Ledger:
             if t.kind == "register":
                 self._registered.add(bytes.fromhex(t.payload()["public_key"]))
 
-    def _check(self, txs: Sequence[Transaction], op: bytes, registered: set[bytes],
-               workers: int | None) -> tuple[list[bytes], np.ndarray, list[str]]:
+    def _check(
+        self, txs: Sequence[Transaction], op: bytes, registered: set[bytes], workers: int | None
+    ) -> tuple[list[bytes], np.ndarray, list[str]]:
         """Hashes, per-tx validity and the reasons of invalid ones."""
         hashes = [tx_hash(t.kind, t.signer, t.signature, t.body) for t in txs]
         ok = np.ones(len(txs), bool)
@@ -449,17 +525,27 @@ class Ledger:
                 ok[i], why[i] = False, f"unknown kind {t.kind!r}"
             elif not t.signature and t.signer != op:
                 ok[i], why[i] = False, "unsigned transaction not issued by the operator"
-            elif t.signature and t.signer != op and t.kind != "register" and t.signer not in registered:
+            elif (
+                t.signature
+                and t.signer != op
+                and t.kind != "register"
+                and t.signer not in registered
+            ):
                 ok[i], why[i] = False, "signer is not a registered participant"
         if signed:
-            good = verify_many([txs[i].signer for i in signed], [txs[i].signature for i in signed],
-                               [Transaction.signing_bytes(txs[i].kind, txs[i].body) for i in signed], workers)
+            good = verify_many(
+                [txs[i].signer for i in signed],
+                [txs[i].signature for i in signed],
+                [Transaction.signing_bytes(txs[i].kind, txs[i].body) for i in signed],
+                workers,
+            )
             for j in np.flatnonzero(~good):
                 ok[signed[j]], why[signed[j]] = False, "bad signature"
         return hashes, ok, why
 
-    def append_block(self, txs: Sequence[Transaction], time_ns: int | None = None,
-                     workers: int | None = None) -> BlockHeader:
+    def append_block(
+        self, txs: Sequence[Transaction], time_ns: int | None = None, workers: int | None = None
+    ) -> BlockHeader:
         """Check, seal and store one block; returns its header.
 
         Every signed transaction's signature is verified, unsigned ones must come from the
@@ -470,25 +556,48 @@ class Ledger:
         if self.operator is None:
             raise AuthError("this ledger was opened read-only (no operator key): cannot append")
         op = self.operator.public_key
-        registered = self._registered | {bytes.fromhex(t.payload()["public_key"]) for t in txs
-                                         if t.kind == "register" and t.signer == op}
+        registered = self._registered | {
+            bytes.fromhex(t.payload()["public_key"])
+            for t in txs
+            if t.kind == "register" and t.signer == op
+        }
         hashes, ok, why = self._check(txs, op, registered, workers)
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
-            raise AuthError(f"transaction {i} ({txs[i].kind}, {hashes[i].hex()[:16]}...) refused: {why[i]}")
+            raise AuthError(
+                f"transaction {i} ({txs[i].kind}, {hashes[i].hex()[:16]}...) refused: {why[i]}"
+            )
         prev = self._head.hash if self._head is not None else ZERO_HASH
-        h = BlockHeader(self.height, prev, merkle_root(hashes), time.time_ns() if time_ns is None else int(time_ns),
-                        len(txs), op)
+        h = BlockHeader(
+            self.height,
+            prev,
+            merkle_root(hashes),
+            time.time_ns() if time_ns is None else int(time_ns),
+            len(txs),
+            op,
+        )
         digest = h.compute_hash()
-        h = BlockHeader(h.height, h.prev_hash, h.merkle_root, h.time_ns, h.n_tx, h.operator, digest,
-                        self.operator.sign(digest))
+        h = BlockHeader(
+            h.height,
+            h.prev_hash,
+            h.merkle_root,
+            h.time_ns,
+            h.n_tx,
+            h.operator,
+            digest,
+            self.operator.sign(digest),
+        )
         self.backend.append(h, txs, hashes)
         self._head = h
         self._registered = registered
         return h
 
-    def verify(self, workers: int | None = None, check_signatures: bool = True,
-               expect_head: str | None = None) -> VerifyReport:
+    def verify(
+        self,
+        workers: int | None = None,
+        check_signatures: bool = True,
+        expect_head: str | None = None,
+    ) -> VerifyReport:
         """Check the whole chain; returns a :class:`VerifyReport` naming the first bad block.
 
         Per block: stored height, every tx hash recomputed against the stored one, tx kinds,
@@ -572,7 +681,9 @@ class Ledger:
                 bad.setdefault(sig_block[j], "bad signature (transaction or block)")
         head = prev.hex() if n_blocks else ""
         if expect_head is not None and head != expect_head.lower() and not bad:
-            bad[n_blocks] = f"head {head[:16]}... is not the expected {expect_head[:16]}... (chain cut short?)"
+            bad[n_blocks] = (
+                f"head {head[:16]}... is not the expected {expect_head[:16]}... (chain cut short?)"
+            )
         dt = time.perf_counter() - t0
         if bad:
             first = min(bad)
