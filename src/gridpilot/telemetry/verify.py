@@ -423,7 +423,7 @@ class Verifier:
                 q = QUANTITIES[codes[qi]]
                 raise _Refused(
                     RejectReason.OUT_OF_RANGE,
-                    f"{q.name} = {values[qi, row]!r} at row {row} is outside [{q.lo:g}, {q.hi:g}] {q.unit}",
+                    f"{q.name} = {float(values[qi, row])!r} at row {row} is outside [{q.lo:g}, {q.hi:g}] {q.unit}",
                 )
         return ReadingBatch(
             device=(
