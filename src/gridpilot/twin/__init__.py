@@ -1,1 +1,39 @@
-"""gridpilot.twin"""
+"""The digital twin: power flow (single and batch time series) and topology of a grid.
+
+>>> from gridpilot.model import load_grid
+>>> from gridpilot.twin import Twin
+>>> twin = Twin(load_grid("case33bw"))
+>>> twin.powerflow().summary()["losses_kw"]
+"""
+
+from gridpilot.twin.inputs import INJECTION_KEYS, profiles_for, step_injections
+from gridpilot.twin.pgm import PgmNetwork, to_pgm
+from gridpilot.twin.results import PowerFlowResult, TimeSeriesResult
+from gridpilot.twin.topology import (
+    Tree,
+    buses_lost_if_open,
+    energised,
+    is_radial,
+    islands,
+    supply_tree,
+)
+from gridpilot.twin.twin import Twin, powerflow, wall_ms
+
+__all__ = [
+    "INJECTION_KEYS",
+    "PgmNetwork",
+    "PowerFlowResult",
+    "TimeSeriesResult",
+    "Tree",
+    "Twin",
+    "buses_lost_if_open",
+    "energised",
+    "is_radial",
+    "islands",
+    "powerflow",
+    "profiles_for",
+    "step_injections",
+    "supply_tree",
+    "to_pgm",
+    "wall_ms",
+]

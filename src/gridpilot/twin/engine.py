@@ -1,0 +1,170 @@
+"""The power-grid-model engine: single and batch power flow on a compiled grid."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+from power_grid_model import CalculationMethod, ComponentType, PowerGridModel
+from power_grid_model.errors import PowerGridBatchError, PowerGridError
+
+from gridpilot.errors import ValidationError
+from gridpilot.model import ElementType, Grid
+from gridpilot.twin.pgm import PgmNetwork, to_pgm
+
+CT = ComponentType
+
+OUT_NODE = ["u_pu", "u_angle", "energized"]
+OUT_BRANCH = ["p_from", "q_from", "p_to", "i_from", "i_to", "loading"]
+
+
+def _as2d(a: np.ndarray | None, n: int, name: str, t: int | None) -> np.ndarray | None:
+    if a is None:
+        return None
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n or (t is not None and arr.shape[0] not in (1, t)):
+        raise ValidationError(f"{name}: expected shape ({n},) or (steps, {n}), got {np.shape(a)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValidationError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+def _ids(ids: np.ndarray, t: int) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(ids, (t, ids.size)))
+
+
+class PgmEngine:
+    """A grid compiled once into a power-grid-model instance; calculations with updates."""
+
+    name = "power-grid-model"
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.net: PgmNetwork = to_pgm(grid)
+        self.model = PowerGridModel(self.net.input, system_frequency=grid.f_hz)
+        sw = grid.switch
+        ln, tr = grid.line, grid.transformer
+        self._sw_line = np.flatnonzero(sw["et"] == ElementType.LINE)
+        self._sw_trafo = np.flatnonzero(sw["et"] == ElementType.TRANSFORMER)
+        self._sw_line_pos = ln.position_map(sw["element"][self._sw_line]) if self._sw_line.size else np.zeros(0, np.int64)
+        self._sw_line_from = ln["from_bus"][self._sw_line_pos] == sw["bus"][self._sw_line] if self._sw_line.size else np.zeros(0, bool)
+        self._sw_trafo_pos = tr.position_map(sw["element"][self._sw_trafo]) if self._sw_trafo.size else np.zeros(0, np.int64)
+        self._sw_trafo_hv = tr["hv_bus"][self._sw_trafo_pos] == sw["bus"][self._sw_trafo] if self._sw_trafo.size else np.zeros(0, bool)
+
+    # --- building updates ---------------------------------------------------------------------
+    def build_update(self, t: int | None, inj: Mapping[str, np.ndarray | None],
+                     switch_closed: np.ndarray | None) -> dict:
+        """Columnar batch update of ``t`` scenarios (``t`` None: infer from the arrays)."""
+        g = self.grid
+        arrays = {
+            "load_p_mw": _as2d(inj.get("load_p_mw"), len(g.load), "load_p_mw", t),
+            "load_q_mvar": _as2d(inj.get("load_q_mvar"), len(g.load), "load_q_mvar", t),
+            "storage_p_mw": _as2d(inj.get("storage_p_mw"), len(g.storage), "storage_p_mw", t),
+            "ev_p_mw": _as2d(inj.get("ev_p_mw"), len(g.ev_charger), "ev_p_mw", t),
+            "flex_p_mw": _as2d(inj.get("flex_p_mw"), len(g.flex_load), "flex_p_mw", t),
+            "gen_p_mw": _as2d(inj.get("gen_p_mw"), len(g.generator), "gen_p_mw", t),
+            "gen_q_mvar": _as2d(inj.get("gen_q_mvar"), len(g.generator), "gen_q_mvar", t),
+        }
+        sc = None
+        if switch_closed is not None:
+            sc = np.asarray(switch_closed, dtype=bool)
+            if sc.ndim == 1:
+                sc = sc[None, :]
+            if sc.shape[-1] != len(g.switch):
+                raise ValidationError(f"switch_closed: expected {len(g.switch)} values per step, got {sc.shape[-1]}")
+        rows = [a.shape[0] for a in arrays.values() if a is not None] + ([sc.shape[0]] if sc is not None else [])
+        if t is None:
+            t = max(rows, default=1)
+        upd: dict = {}
+        net = self.net
+        if net.n_sym_load and any(arrays[k] is not None for k in ("load_p_mw", "load_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")):
+            base = net.input[CT.sym_load]
+            p = np.broadcast_to(base["p_specified"], (t, net.n_sym_load)).copy()
+            q = np.broadcast_to(base["q_specified"], (t, net.n_sym_load)).copy()
+            for comp, pos, share, start in net.load_blocks:
+                sl = slice(start, start + pos.size)
+                if comp == "load":
+                    if arrays["load_p_mw"] is not None:
+                        p[:, sl] = arrays["load_p_mw"][:, pos] * share * 1e6
+                    if arrays["load_q_mvar"] is not None:
+                        q[:, sl] = arrays["load_q_mvar"][:, pos] * share * 1e6
+                else:
+                    key = {"storage": "storage_p_mw", "ev_charger": "ev_p_mw", "flex_load": "flex_p_mw"}[comp]
+                    if arrays[key] is not None:
+                        p[:, sl] = arrays[key][:, pos] * 1e6
+            upd[CT.sym_load] = {"id": _ids(base["id"], t), "p_specified": p, "q_specified": q}
+        if (arrays["gen_p_mw"] is not None or arrays["gen_q_mvar"] is not None) and CT.sym_gen in net.input:
+            base = net.input[CT.sym_gen]
+            n = base.size
+            p = np.broadcast_to(base["p_specified"], (t, n)).copy()
+            q = np.broadcast_to(base["q_specified"], (t, n)).copy()
+            if arrays["gen_p_mw"] is not None:
+                p[:] = arrays["gen_p_mw"] * 1e6
+            if arrays["gen_q_mvar"] is not None:
+                q[:] = arrays["gen_q_mvar"] * 1e6
+            upd[CT.sym_gen] = {"id": _ids(base["id"], t), "p_specified": p, "q_specified": q}
+        if sc is not None:
+            sc = np.broadcast_to(sc, (t, sc.shape[1]))
+            ln, tr = g.line, g.transformer
+            fs = np.broadcast_to(ln["in_service"], (t, len(ln))).astype(np.int8)
+            ts = fs.copy()
+            sl_ = self._sw_line
+            if sl_.size:
+                op = ~sc[:, sl_]
+                for mask, arr in ((self._sw_line_from, fs), (~self._sw_line_from, ts)):
+                    cols = self._sw_line_pos[mask]
+                    if cols.size:
+                        r, c = np.nonzero(op[:, mask])
+                        arr[r, cols[c]] = 0
+            upd[CT.line] = {"id": _ids(net.input[CT.line]["id"], t), "from_status": fs, "to_status": ts}
+            if len(tr):
+                hs = np.broadcast_to(tr["in_service"], (t, len(tr))).astype(np.int8)
+                ls = hs.copy()
+                st = self._sw_trafo
+                if st.size:
+                    op = ~sc[:, st]
+                    for mask, arr in ((self._sw_trafo_hv, hs), (~self._sw_trafo_hv, ls)):
+                        cols = self._sw_trafo_pos[mask]
+                        if cols.size:
+                            r, c = np.nonzero(op[:, mask])
+                            arr[r, cols[c]] = 0
+                upd[CT.transformer] = {"id": _ids(net.input[CT.transformer]["id"], t), "from_status": hs, "to_status": ls}
+            if net.bus_switch_pos.size:
+                upd[CT.link] = {"id": _ids(net.input[CT.link]["id"], t),
+                                "from_status": sc[:, net.bus_switch_pos].astype(np.int8),
+                                "to_status": np.ones((t, net.bus_switch_pos.size), np.int8)}
+        return upd
+
+    # --- calculations ----------------------------------------------------------------------------
+    def output_types(self, full: bool = True) -> dict:
+        """Columnar output request: node voltages, branch flows, source powers."""
+        out: dict = {CT.node: OUT_NODE if full else ["u_pu", "energized"],
+                     CT.line: OUT_BRANCH if full else ["p_from", "p_to", "loading"],
+                     CT.source: ["p", "q"]}
+        if CT.transformer in self.net.input:
+            out[CT.transformer] = OUT_BRANCH if full else ["p_from", "p_to", "loading"]
+        return out
+
+    def run(self, update: dict | None, outputs: dict, tolerance: float = 1e-8, max_iterations: int = 30,
+            threading: int = -1) -> tuple[dict, np.ndarray, float]:
+        """Run PGM; returns (output, converged per scenario, seconds). Never raises on divergence."""
+        t0 = time.perf_counter()
+        kwargs = {"symmetric": True, "error_tolerance": tolerance, "max_iterations": max_iterations,
+                  "calculation_method": CalculationMethod.newton_raphson, "output_component_types": outputs}
+        if update:
+            n = next(iter(next(iter(update.values())).values())).shape[0]
+            out = self.model.calculate_power_flow(update_data=update, threading=threading,
+                                                  continue_on_batch_error=True, **kwargs)
+            ok = np.ones(n, bool)
+            err: PowerGridBatchError | None = self.model.batch_error
+            if err is not None:
+                ok[np.asarray(err.failed_scenarios, dtype=np.int64)] = False
+            return out, ok, time.perf_counter() - t0
+        try:
+            out = self.model.calculate_power_flow(**kwargs)
+            return out, np.ones(1, bool), time.perf_counter() - t0
+        except PowerGridError:
+            return {}, np.zeros(1, bool), time.perf_counter() - t0
