@@ -1,0 +1,126 @@
+"""``gridpilot telemetry ...`` commands: stats of a store, and a small signed demo feed."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+telemetry_app = typer.Typer(
+    help="Signed telemetry: stores, counts, a demo feed.", no_args_is_help=True
+)
+
+STORE_HELP = "duckdb:<path>, <path>.duckdb, duckdb::memory: or postgresql://..."
+
+
+@telemetry_app.command("stats")
+def stats(
+    store: str = typer.Option("gridpilot.duckdb", "--store", "-s", help=STORE_HELP),
+    prefix: str = typer.Option("tm", help="table prefix in the store"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Print a store's counts: accepted messages and readings, refusals by reason, devices, time span."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from gridpilot.errors import GridpilotError
+    from gridpilot.telemetry.store import open_store
+
+    path = store[len("duckdb:") :] if store.startswith("duckdb:") else store
+    is_file = not store.startswith(("postgresql://", "postgres://")) and path != ":memory:"
+    if is_file and not Path(path).exists():
+        typer.echo(f"error: no telemetry store at {path!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        with open_store(store, prefix=prefix) as st:
+            s = st.stats()
+    except GridpilotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    d = s.as_dict()
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    t = Table(title=f"telemetry store {store} (prefix {prefix})", show_header=False)
+    for k in ("accepted_messages", "readings", "records", "rejected"):
+        t.add_row(k.replace("_", " "), f"{d[k]:,}")
+    for kind, n in sorted(s.accepted_by_kind.items()):
+        t.add_row(f"  accepted {kind}", f"{n:,}")
+    for reason, n in s.rejected_by_reason.items():
+        t.add_row(f"  rejected: {reason}", f"{n:,}")
+    t.add_row("devices registered", f"{s.devices_registered:,}")
+    t.add_row("devices reporting", f"{s.devices_reporting:,}")
+    t.add_row("first reading", str(d["first_ts"]))
+    t.add_row("last reading", str(d["last_ts"]))
+    Console().print(t)
+
+
+@telemetry_app.command("demo")
+def demo(
+    store: str = typer.Option("gridpilot.duckdb", "--store", "-s", help=STORE_HELP),
+    prefix: str = typer.Option("tm", help="table prefix in the store"),
+    devices: int = typer.Option(100, min=1, help="number of meters"),
+    minutes: int = typer.Option(60, min=1, help="minutes of 1-minute readings per meter"),
+    transport: str = typer.Option("inproc", help="inproc or mqtt://host:port"),
+) -> None:
+    """Sign a demo feed (with a few forged, replayed and out-of-range messages) and ingest it."""
+    import time
+
+    import numpy as np
+
+    from gridpilot.errors import GridpilotError
+    from gridpilot.telemetry import (
+        DeviceRegistry,
+        DeviceSigner,
+        Ingestor,
+        Receiver,
+        Topics,
+        encode_batch,
+        keys_from_seeds,
+        open_store,
+        open_transport,
+    )
+
+    rng = np.random.default_rng(0)
+    keys = keys_from_seeds(rng.integers(0, 256, (devices, 32)))
+    reg = DeviceRegistry()
+    ids = [f"meter-{i:06d}" for i in range(devices)]
+    reg.register_many(ids, keys, feeder=[f"F{i % 4 + 1}" for i in range(devices)])
+    now_ms = int(time.time() * 1000)
+    ts = now_ms - 60_000 * np.arange(minutes, 0, -1, dtype=np.int64)
+    frames = []
+    for i, (d, k) in enumerate(zip(ids, keys, strict=True)):
+        p = 1.0 + 0.5 * np.sin(np.arange(minutes) / 10 + i) + rng.normal(0, 0.05, minutes)
+        frames.append(DeviceSigner(d, k).readings(ts, {"p_kw": p, "v_pu": 1 + p / 100}))
+    bad = [
+        DeviceSigner(ids[0], keys[-1]).readings(ts[:1], {"p_kw": [1.0]}),  # forged
+        frames[0],  # replay
+        DeviceSigner(ids[1], keys[1], seq=5).readings(ts[:1], {"v_pu": [7.0]}),  # out of range
+    ]
+    try:
+        st = open_store(store, prefix=prefix)
+        bus = open_transport(transport)
+    except GridpilotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    topics = Topics()
+    rx = Receiver(bus, Ingestor(reg, st), topics.all_telemetry)
+    for j in range(0, len(frames), 50):
+        bus.publish(topics.telemetry("demo"), encode_batch(frames[j : j + 50]))
+    bus.flush()
+    rx.run(until=lambda: rx.received >= (len(frames) + 49) // 50, duration_s=30)
+    for b in bad:
+        bus.publish(topics.telemetry("demo"), b)
+    bus.flush()
+    rx.run(until=lambda: rx.received >= (len(frames) + 49) // 50 + 3, duration_s=30)
+    bus.close()
+    total = rx.ingestor.totals
+    typer.echo(json.dumps(total.as_dict()))
+    st.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``telemetry`` sub-commands to the root app."""
+    app.add_typer(telemetry_app, name="telemetry")
