@@ -1,0 +1,235 @@
+"""Contracts and their settlement against signed meter readings.
+
+Rules for one interval (all energy integer Wh, all money integer micro-EUR, µEUR):
+
+* A seller's delivered energy is ``min(metered export, energy it sold)``, shared over its
+  contracts in proportion (rounded down to Wh). Delivered energy is paid by the buyer to the
+  seller at the contract price, and the network fee on it goes to the grid.
+* A shortfall still reaches the buyer, from the grid: the buyer pays the grid the contract
+  price for it and the seller pays the grid the difference up to the retail price (the
+  seller's cost). A seller whose meter shows no export (or whose reading is missing or
+  forged) is therefore never paid, and pays the difference.
+* A seller's export beyond what it sold is bought by the grid at the feed-in price.
+* A buyer's import beyond what it bought is paid to the grid at the retail price; contracted
+  energy it did not take is credited at the feed-in price.
+* Everyone else pays retail for imports and is paid feed-in for exports.
+
+Every payment is a (payer, payee, amount) triple, so money is conserved with the grid as a
+participant by construction; the tests check it anyway.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.market.orders import (
+    GRID,
+    MeterReading,
+    Participant,
+    ReadingVerifier,
+    default_reading_verifier,
+)
+
+
+def money_ueur(energy_wh: int | np.ndarray, price_eur_per_kwh: float | np.ndarray) -> Any:
+    """Money for ``energy_wh`` at ``price_eur_per_kwh``, rounded to integer µEUR."""
+    return np.rint(
+        np.asarray(energy_wh, np.float64) * np.asarray(price_eur_per_kwh) * 1000.0
+    ).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """The contracts of one interval, one row per matched trade (columns as numpy arrays):
+    ``id`` (int, unique in the market), ``seller``/``buyer`` (participant ids), ``qty_wh``,
+    ``price_eur_per_kwh`` (what the seller gets), ``fee_eur_per_kwh`` (network fee the buyer
+    pays on top)."""
+
+    interval: int
+    id: np.ndarray
+    seller: np.ndarray
+    buyer: np.ndarray
+    qty_wh: np.ndarray
+    price_eur_per_kwh: np.ndarray
+    fee_eur_per_kwh: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.qty_wh.size)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per contract (for the ledger and reports)."""
+        return [
+            {
+                "contract": int(i),
+                "interval": self.interval,
+                "seller": str(s),
+                "buyer": str(b),
+                "qty_wh": int(q),
+                "price_eur_per_kwh": float(p),
+                "fee_eur_per_kwh": float(f),
+            }
+            for i, s, b, q, p, f in zip(
+                self.id,
+                self.seller,
+                self.buyer,
+                self.qty_wh,
+                self.price_eur_per_kwh,
+                self.fee_eur_per_kwh,
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class Payment:
+    """``payer`` pays ``payee`` ``amount_ueur`` (> 0) for ``reason`` (``contract``,
+    ``network_fee``, ``replacement``, ``shortfall``, ``feed_in``, ``retail``, ``unused``),
+    about ``contract`` (-1 none) in ``interval``."""
+
+    interval: int
+    payer: str
+    payee: str
+    amount_ueur: int
+    reason: str
+    contract: int = -1
+    energy_wh: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        """Ledger payload."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Settlement:
+    """Result of :func:`settle_interval`: the payments, per-contract ``delivered_wh`` and
+    ``shortfall_wh``, the readings refused (participant ids) and the metered energy used."""
+
+    interval: int
+    payments: list[Payment]
+    delivered_wh: np.ndarray
+    shortfall_wh: np.ndarray
+    refused_readings: list[str]
+    export_wh: dict[str, int] = field(default_factory=dict)
+    import_wh: dict[str, int] = field(default_factory=dict)
+
+    def balances(self) -> dict[str, int]:
+        """Net money per participant (µEUR, + received), the grid included; sums to zero."""
+        out: dict[str, int] = defaultdict(int)
+        for p in self.payments:
+            out[p.payer] -= p.amount_ueur
+            out[p.payee] += p.amount_ueur
+        return dict(out)
+
+
+def settle_interval(
+    contracts: Contracts,
+    readings: list[MeterReading],
+    participants: dict[str, Participant],
+    retail_eur_per_kwh: float,
+    feed_in_eur_per_kwh: float,
+    verifier: ReadingVerifier | None = None,
+) -> Settlement:
+    """Settle one interval's ``contracts`` against signed meter ``readings``.
+
+    ``verifier(reading, participant) -> bool`` checks each reading (default: Ed25519 against
+    the participant's meter key); a refused or missing reading counts as zero export (a
+    buyer with no valid reading is assumed to have taken exactly what it bought). Readings
+    for another interval or an unknown participant are refused. Returns a
+    :class:`Settlement` (µEUR, Wh).
+    """
+    check = default_reading_verifier if verifier is None else verifier
+    t = contracts.interval
+    exp: dict[str, int] = {}
+    imp: dict[str, int] = {}
+    refused: list[str] = []
+    for r in readings:
+        p = participants.get(r.participant)
+        if (
+            p is None
+            or r.interval != t
+            or r.export_wh < 0
+            or r.import_wh < 0
+            or r.participant in exp
+            or not check(r, p)
+        ):
+            refused.append(r.participant)
+            continue
+        exp[r.participant] = int(r.export_wh)
+        imp[r.participant] = int(r.import_wh)
+    pays: list[Payment] = []
+
+    def pay(
+        payer: str, payee: str, amount: int, reason: str, contract: int = -1, wh: int = 0
+    ) -> None:
+        if amount > 0:
+            pays.append(Payment(t, payer, payee, int(amount), reason, contract, int(wh)))
+        elif amount < 0:
+            pays.append(Payment(t, payee, payer, int(-amount), reason, contract, int(wh)))
+
+    n = len(contracts)
+    sold: dict[str, int] = defaultdict(int)
+    bought: dict[str, int] = defaultdict(int)
+    for s, b, q in zip(
+        contracts.seller.tolist(), contracts.buyer.tolist(), contracts.qty_wh.tolist(), strict=True
+    ):
+        sold[s] += q
+        bought[b] += q
+    deliv_seller = {s: min(exp.get(s, 0), q) for s, q in sold.items()}
+    q_arr = contracts.qty_wh.astype(np.int64)
+    s_tot = (
+        np.array([sold[s] for s in contracts.seller.tolist()], np.int64)
+        if n
+        else np.zeros(0, np.int64)
+    )
+    s_del = (
+        np.array([deliv_seller[s] for s in contracts.seller.tolist()], np.int64)
+        if n
+        else np.zeros(0, np.int64)
+    )
+    delivered = np.where(s_tot > 0, (q_arr * s_del) // np.maximum(s_tot, 1), 0)
+    short = q_arr - delivered
+    price = contracts.price_eur_per_kwh
+    fee = contracts.fee_eur_per_kwh
+    m_contract = money_ueur(delivered, price)
+    m_fee = money_ueur(delivered, fee)
+    m_repl = money_ueur(short, price)
+    m_short = money_ueur(short, retail_eur_per_kwh) - m_repl
+    for k in range(n):
+        cid = int(contracts.id[k])
+        s, b = str(contracts.seller[k]), str(contracts.buyer[k])
+        pay(b, s, int(m_contract[k]), "contract", cid, int(delivered[k]))
+        pay(b, GRID, int(m_fee[k]), "network_fee", cid, int(delivered[k]))
+        if short[k]:
+            pay(b, GRID, int(m_repl[k]), "replacement", cid, int(short[k]))
+            pay(s, GRID, int(m_short[k]), "shortfall", cid, int(short[k]))
+    for pid in sorted(set(exp) | set(sold) | set(bought)):
+        e = exp.get(pid, 0)
+        surplus = e - deliv_seller.get(pid, 0)
+        if surplus > 0:
+            pay(GRID, pid, int(money_ueur(surplus, feed_in_eur_per_kwh)), "feed_in", -1, surplus)
+        bq = bought.get(pid, 0)
+        i = imp.get(pid, bq)
+        if i > bq:
+            pay(pid, GRID, int(money_ueur(i - bq, retail_eur_per_kwh)), "retail", -1, i - bq)
+        elif bq > i:
+            pay(GRID, pid, int(money_ueur(bq - i, feed_in_eur_per_kwh)), "unused", -1, bq - i)
+    return Settlement(t, pays, delivered, short, refused, exp, imp)
+
+
+def grid_only_cost_ueur(
+    export_wh: dict[str, int],
+    import_wh: dict[str, int],
+    retail_eur_per_kwh: float,
+    feed_in_eur_per_kwh: float,
+) -> dict[str, int]:
+    """What each participant would pay (µEUR, + = pays) trading only with the grid."""
+    out: dict[str, int] = {}
+    for pid in set(export_wh) | set(import_wh):
+        out[pid] = int(money_ueur(import_wh.get(pid, 0), retail_eur_per_kwh)) - int(
+            money_ueur(export_wh.get(pid, 0), feed_in_eur_per_kwh)
+        )
+    return out
