@@ -21,6 +21,7 @@ app = typer.Typer(
 _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.twin.cli",
     "gridpilot.telemetry.cli",
+    "gridpilot.market.cli",
 )
 
 

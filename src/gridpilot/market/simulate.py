@@ -33,7 +33,7 @@ def simulate(
     config: MarketConfig | None = None,
     theft_share: float = 0.05,
     grid_aware: bool = True,
-    start: str = "2025-06-21",
+    start: str = "2025-06-21T08:00",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the market for ``hours`` on grid ``grid`` with ``participants`` generated
