@@ -108,8 +108,9 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
     eg = net.ext_grid
     tables["source"] = Table.from_columns("source", {
         "id": eg.index.to_numpy(), "bus": eg["bus"].to_numpy(), "vm_pu": eg["vm_pu"].to_numpy(),
-        "va_deg": _col(eg, "va_degree", 0.0), "sk_mva": _col(eg, "s_sc_max_mva", 1e10),
-        "rx_ratio": _col(eg, "rx_max", 0.1), "in_service": eg["in_service"].to_numpy(bool)})
+        # pandapower's runpp treats ext_grid as an ideal slack; s_sc_max_mva is for short circuits
+        "va_deg": _col(eg, "va_degree", 0.0), "sk_mva": 1e10,
+        "rx_ratio": 0.1, "in_service": eg["in_service"].to_numpy(bool)})
     ld = net.load
     scale = _col(ld, "scaling", 1.0)
     i_share = _col(ld, "const_i_p_percent", _col(ld, "const_i_percent", 0.0)[0] if len(ld) else 0.0) / 100.0

@@ -1,0 +1,29 @@
+"""Shared fixtures: grids are built once per session (they are immutable in tests: copy to edit)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the grid cache inside the session unless the user set one."""
+    os.environ.setdefault("GRIDPILOT_CACHE", str(tmp_path_factory.mktemp("gridpilot-cache")))
+
+
+@pytest.fixture(scope="session")
+def case33():
+    from gridpilot.model import load_grid
+
+    return load_grid("case33bw")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the repository (data for tests; may be missing on a user's machine)."""
+    return SHARED
