@@ -1,0 +1,284 @@
+"""Direct multi-horizon linear forecaster: DLinear-style split, closed-form ridge in numpy.
+
+For every origin and every series, the lookback window x (L values, standardised with the
+training mean/std of that series) is instance-normalised by subtracting its last value (or
+its mean), split DLinear-style into a moving-average trend and the seasonal remainder, and
+mapped by one weight matrix W (shared by all series: channel-independent) plus an intercept
+to the next H values. The fit is ridge regression in closed form:
+
+    W(λ) = (FᵀF + λ·n·I)⁻¹ FᵀY     (F centred features, Y centred targets)
+
+The trend/seasonal split is the linear map T = [M; I − M] (M the moving average), so the
+Gram matrix of the split features is T·(XᵀX)·Tᵀ: the split costs nothing beyond the plain
+lookback Gram, and it changes only the ridge prior (trend and seasonal weights shrunk
+separately), as in DLinear. Penalty λ (per horizon step) and lookback L are chosen on the
+validation origins from validation Gram matrices, so every candidate costs O(L²·H) once the
+Gram matrices are built. Nothing is iterative; all of ETTh1 fits in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from gridpilot.errors import Issue, ValidationError
+from gridpilot.forecast.base import Forecaster
+from gridpilot.forecast.data import History, Repair
+
+DEFAULT_PENALTIES: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+
+
+def moving_average_matrix(length: int, kernel: int) -> np.ndarray:
+    """(L, L) matrix M with (M x) the centred moving average of x, ends padded by repetition."""
+    half = (kernel - 1) // 2
+    m = np.zeros((length, length))
+    for i in range(length):
+        for k in range(i - half, i - half + kernel):
+            m[i, min(max(k, 0), length - 1)] += 1.0 / kernel
+    return m
+
+
+class _Gram:
+    """Sufficient statistics of a least-squares problem over windows: n, Σx, Σy, XᵀX, XᵀY, Σy²."""
+
+    def __init__(self, d: int, h: int) -> None:
+        self.n = 0
+        self.sx = np.zeros(d)
+        self.sy = np.zeros(h)
+        self.xx = np.zeros((d, d))
+        self.xy = np.zeros((d, h))
+        self.yy = np.zeros(h)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.n += len(x)
+        self.sx += x.sum(0)
+        self.sy += y.sum(0)
+        self.xx += x.T @ x
+        self.xy += x.T @ y
+        self.yy += (y * y).sum(0)
+
+
+class LinearForecaster(Forecaster):
+    """DLinear-style direct linear forecaster with closed-form ridge (see module docstring).
+
+    ``lookback`` is L in steps, or a sequence of candidates chosen on the validation part;
+    ``kernel`` the moving-average length of the trend split (0 or 1: no split); ``norm``
+    the instance normalisation (``"last"`` value or window ``"mean"``); ``penalties`` the
+    ridge grid (λ, relative to the number of windows), chosen per horizon step.
+    Covariates are not used (use :class:`~gridpilot.forecast.gbm.GBMForecaster`).
+    """
+
+    name = "linear"
+    uses_covariates = False
+
+    def __init__(
+        self,
+        horizon: int,
+        lookback: int | Sequence[int] = 336,
+        *,
+        kernel: int = 25,
+        norm: Literal["last", "mean"] = "last",
+        penalties: Sequence[float] = DEFAULT_PENALTIES,
+        per_step_penalty: bool = True,
+        calibration_fraction: float = 0.2,
+        repair: Repair = "error",
+        refit: bool = True,
+        chunk_elems: int = 2_000_000,
+    ) -> None:
+        super().__init__(
+            horizon, calibration_fraction=calibration_fraction, repair=repair, refit=refit
+        )
+        cands = (lookback,) if isinstance(lookback, int | np.integer) else tuple(lookback)
+        if not cands or any(int(c) < 2 for c in cands):
+            raise ValidationError(
+                issues=[Issue(self.name, "lookback", "must be at least 2 steps", value=lookback)]
+            )
+        if norm not in ("last", "mean"):
+            raise ValidationError(
+                issues=[Issue(self.name, "norm", "must be 'last' or 'mean'", value=norm)]
+            )
+        pens = tuple(float(p) for p in penalties)
+        if not pens or any(p <= 0 for p in pens):
+            raise ValidationError(
+                issues=[Issue(self.name, "penalties", "must be positive", value=penalties)]
+            )
+        self.lookbacks = tuple(sorted(int(c) for c in cands))
+        self.kernel = int(kernel)
+        self.norm = norm
+        self.penalties = pens
+        self.per_step_penalty = per_step_penalty
+        self.chunk_elems = int(chunk_elems)
+        self.lookback_: int | None = None
+        self.penalty_: np.ndarray | None = None  # (H,) chosen λ per step
+        self.weights_: np.ndarray | None = None  # (L, H) on instance-normalised input
+        self.bias_: np.ndarray | None = None  # (H,)
+        self.val_mse_: dict[int, float] = {}
+
+    @property
+    def min_context(self) -> int:
+        return self.lookback_ if self.lookback_ is not None else self.lookbacks[0]
+
+    # --------------------------------------------------------------- windows
+    def _windows(
+        self, z: np.ndarray, origins: np.ndarray, lookback: int, with_target: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Instance-normalised inputs (N·C, L), targets (N·C, H) and the subtracted level."""
+        c = z.shape[1]
+        xi = origins[:, None] + np.arange(-lookback, 0)[None, :]
+        x = np.transpose(z[xi], (0, 2, 1)).reshape(-1, lookback)
+        lvl = x[:, -1:] if self.norm == "last" else x.mean(axis=1, keepdims=True)
+        x = x - lvl
+        y = None
+        if with_target:
+            yi = origins[:, None] + np.arange(self.horizon)[None, :]
+            y = np.transpose(z[yi], (0, 2, 1)).reshape(-1, self.horizon) - lvl
+        del c
+        return x, y, lvl
+
+    def _gram(self, z: np.ndarray, origins: np.ndarray, lookback: int) -> _Gram:
+        g = _Gram(lookback, self.horizon)
+        step = max(1, self.chunk_elems // (z.shape[1] * (lookback + self.horizon)))
+        for i in range(0, len(origins), step):
+            x, y, _ = self._windows(z, origins[i : i + step], lookback, True)
+            assert y is not None
+            g.add(x, y)
+        return g
+
+    def _transform(self, lookback: int) -> np.ndarray:
+        """(d, L) feature map T: rows [M; I − M] with the DLinear split, else I."""
+        eye = np.eye(lookback)
+        if self.kernel <= 1:
+            return eye
+        m = moving_average_matrix(lookback, self.kernel)
+        return np.vstack([m, eye - m])
+
+    def _solve(
+        self, g: _Gram, lookback: int, lambdas: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Eigen-decomposition pieces to get W(λ) for any λ cheaply."""
+        t = self._transform(lookback)
+        xm, ym = g.sx / g.n, g.sy / g.n
+        axx = g.xx - g.n * np.outer(xm, xm)
+        axy = g.xy - g.n * np.outer(xm, ym)
+        a = t @ axx @ t.T
+        b = t @ axy
+        e, v = np.linalg.eigh((a + a.T) / 2)
+        vb = v.T @ b
+        del lambdas
+        return e, v, vb, t
+
+    def _weights(
+        self, parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], n: int, lam: float
+    ) -> np.ndarray:
+        e, v, vb, t = parts
+        wf = v @ (vb / (np.maximum(e, 0.0) + lam * n)[:, None])
+        return t.T @ wf  # back to the (L, H) lookback space
+
+    # ------------------------------------------------------------------ fit
+    def _fit_arrays(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        val_start: int | None,
+    ) -> None:
+        z = self.normalise(values)
+        h = self.horizon
+        if val_start is None:
+            assert self.lookback_ is not None and self.penalty_ is not None
+            lb = self.lookback_
+            g = self._gram(z, np.arange(lb, len(z) - h + 1), lb)
+            parts = self._solve(g, lb, self.penalty_)
+            self._set_weights(g, parts, self.penalty_)
+            return
+        val_origins = np.arange(val_start, len(z) - h + 1)
+        best: tuple[float, int, np.ndarray, _Gram, tuple] | None = None
+        self.val_mse_ = {}
+        for lb in self.lookbacks:
+            train_origins = np.arange(lb, val_start - h + 1)
+            if len(train_origins) < 2 or val_origins[0] < lb:
+                continue
+            g = self._gram(z, train_origins, lb)
+            gv = self._gram(z, val_origins, lb)
+            parts = self._solve(g, lb, np.array(self.penalties))
+            xm, ym = g.sx / g.n, g.sy / g.n
+            errs = np.empty((len(self.penalties), h))
+            for k, lam in enumerate(self.penalties):
+                w = self._weights(parts, g.n, lam)
+                bias = ym - xm @ w
+                # Σ (x w + b − y)² per column from validation Gram statistics
+                quad = np.einsum("ij,ij->j", w, gv.xx @ w)
+                cross = np.einsum("ij,ij->j", w, gv.xy)
+                errs[k] = (
+                    quad
+                    + 2 * bias * (gv.sx @ w)
+                    + gv.n * bias**2
+                    - 2 * cross
+                    - 2 * bias * gv.sy
+                    + gv.yy
+                ) / gv.n
+            if self.per_step_penalty:
+                choice = errs.argmin(axis=0)
+            else:
+                choice = np.full(h, errs.mean(axis=1).argmin())
+            lam_h = np.array(self.penalties)[choice]
+            mse = float(errs[choice, np.arange(h)].mean())
+            self.val_mse_[lb] = mse
+            if best is None or mse < best[0]:
+                best = (mse, lb, lam_h, g, parts)
+        if best is None:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "history",
+                        "rows",
+                        f"too short for every lookback {list(self.lookbacks)} with horizon {h}",
+                        value=len(z),
+                    )
+                ]
+            )
+        _, self.lookback_, self.penalty_, g, parts = best
+        self._set_weights(g, parts, self.penalty_)
+
+    def _set_weights(
+        self,
+        g: _Gram,
+        parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        lam_h: np.ndarray,
+    ) -> None:
+        assert self.lookback_ is not None
+        w = np.empty((self.lookback_, self.horizon))
+        for lam in np.unique(lam_h):
+            cols = lam_h == lam
+            w[:, cols] = self._weights(parts, g.n, float(lam))[:, cols]
+        self.weights_ = w
+        self.bias_ = g.sy / g.n - (g.sx / g.n) @ w
+
+    def _on_history(self, history: History) -> None:
+        self.lookback_ = None
+
+    # -------------------------------------------------------------- predict
+    def forecast_origins(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+    ) -> np.ndarray:
+        """Point forecasts (N, C, H) in data units."""
+        if self.weights_ is None or self.lookback_ is None or self.bias_ is None:
+            raise ValidationError(issues=[Issue(self.name, "state", "is not fitted")])
+        assert self.mean_ is not None and self.std_ is not None
+        z = self.normalise(values)
+        c = z.shape[1]
+        out = np.empty((len(origins), c, self.horizon))
+        step = max(1, self.chunk_elems // (c * (self.lookback_ + self.horizon)))
+        for i in range(0, len(origins), step):
+            o = origins[i : i + step]
+            x, _, lvl = self._windows(z, o, self.lookback_, False)
+            p = x @ self.weights_ + self.bias_ + lvl
+            out[i : i + step] = p.reshape(len(o), c, self.horizon)
+        return out * self.std_[None, :, None] + self.mean_[None, :, None]
