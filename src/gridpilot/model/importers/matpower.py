@@ -42,14 +42,15 @@ def _matrix(text: str, key: str, source: str) -> np.ndarray:
     if not m:
         raise ValidationError(issues=[Issue("matpower", key, "matrix not found", value=source)])
     rows = []
-    for k, line in enumerate(re.split(r"[;\n]", m.group(1))):
+    for line in re.split(r"[;\n]", m.group(1)):
         line = line.split("%", 1)[0].strip()
         if not line:
             continue
         try:
             rows.append([float(v) for v in line.replace(",", " ").split()])
         except ValueError:
-            raise ValidationError(issues=[Issue("matpower", key, f"row {k + 1} is not numeric", value=line[:60])]) from None
+            raise ValidationError(issues=[Issue("matpower", key, f"row {len(rows) + 1} is not numeric",
+                                                value=line[:60])]) from None
     width = {len(r) for r in rows}
     if len(width) > 1:
         raise ValidationError(issues=[Issue("matpower", key, f"rows have different lengths {sorted(width)}")])
