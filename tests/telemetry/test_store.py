@@ -108,6 +108,19 @@ def test_raw_ingest_and_new_devices(fleet: Fleet, store: TelemetryStore) -> None
     assert store.stats().devices_registered == len(fleet.registry)
 
 
+def test_latest_ignores_older_late_readings(fleet: Fleet, store: TelemetryStore) -> None:
+    store.sync_devices(fleet.registry)
+    new = ReadingBatch.from_arrays(
+        np.array([0, 0, 1]), 0, np.array([T0 + 5, T0 + 9, T0]), [1.0, 2.0, 3.0]
+    )
+    old = ReadingBatch.from_arrays(np.array([0, 1]), 0, np.array([T0 + 1, T0 + 1]), [7.0, 8.0])
+    store.ingest_readings(new)
+    store.ingest_readings(old)
+    lat = store.latest(quantity="p_kw")
+    assert list(lat["value"]) == [2.0, 8.0]
+    assert list(lat["device_id"]) == ["m0", "m1"]
+
+
 def test_failed_write_loses_nothing_and_keeps_seq(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

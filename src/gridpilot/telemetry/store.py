@@ -598,7 +598,9 @@ class PostgresStore(TelemetryStore):
                 f"""
                 CREATE TABLE IF NOT EXISTS {p}_readings (device INTEGER, quantity SMALLINT,
                     ts TIMESTAMP, value DOUBLE PRECISION);
-                CREATE INDEX IF NOT EXISTS {p}_readings_dqt ON {p}_readings (device, quantity, ts);
+                CREATE INDEX IF NOT EXISTS {p}_readings_ts ON {p}_readings USING brin (ts);
+                CREATE TABLE IF NOT EXISTS {p}_latest (device INTEGER, quantity SMALLINT,
+                    ts TIMESTAMP, value DOUBLE PRECISION, PRIMARY KEY (device, quantity));
                 CREATE TABLE IF NOT EXISTS {p}_devices (idx INTEGER PRIMARY KEY, device_id TEXT,
                     kind TEXT, feeder TEXT, bus BIGINT, gateway TEXT);
                 CREATE TABLE IF NOT EXISTS {p}_quantities (quantity SMALLINT PRIMARY KEY, name TEXT,
@@ -610,6 +612,10 @@ class PostgresStore(TelemetryStore):
                 CREATE TABLE IF NOT EXISTS {p}_rejections (received TIMESTAMP, reason TEXT,
                     device_id TEXT, seq BIGINT, detail TEXT);
                 """
+            )
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _gp_latest_in (device INTEGER, quantity SMALLINT,"
+                " ts TIMESTAMP, value DOUBLE PRECISION) ON COMMIT DELETE ROWS"
             )
             with self.conn.cursor() as cur:
                 cur.executemany(
@@ -649,13 +655,14 @@ class PostgresStore(TelemetryStore):
         n = len(readings)
         if not n:
             return 0
-        data = pg_copy_binary(readings)
-        with cur.copy(
-            f"COPY {self.prefix}_readings (device, quantity, ts, value) FROM STDIN (FORMAT BINARY)"
-        ) as cp:
-            step = 8 << 20
-            for off in range(0, len(data), step):
-                cp.write(data[off : off + step])
+        p = self.prefix
+        _copy_binary(cur, f"{p}_readings", pg_copy_binary(readings))
+        _copy_binary(cur, "_gp_latest_in", pg_copy_binary(latest_rows(readings)))
+        cur.execute(
+            f"""INSERT INTO {p}_latest AS l SELECT device, quantity, ts, value FROM _gp_latest_in
+                ON CONFLICT (device, quantity) DO UPDATE SET ts = EXCLUDED.ts, value = EXCLUDED.value
+                WHERE l.ts <= EXCLUDED.ts"""
+        )
         return n
 
     def ingest_readings(self, readings: ReadingBatch) -> int:
@@ -732,10 +739,8 @@ class PostgresStore(TelemetryStore):
         where, params = self._where(device_ids, quantity, None, None)
         p = self.prefix
         df = self._query_df(
-            f"""SELECT d.device_id, x.quantity, x.ts, x.value FROM (
-                  SELECT DISTINCT ON (r.device, r.quantity) r.device, r.quantity, r.ts, r.value
-                  FROM {p}_readings r {where} ORDER BY r.device, r.quantity, r.ts DESC) x
-                JOIN {p}_devices d ON d.idx = x.device ORDER BY d.device_id, x.quantity""",
+            f"""SELECT d.device_id, r.quantity, r.ts, r.value FROM {p}_latest r
+                JOIN {p}_devices d ON d.idx = r.device {where} ORDER BY d.device_id, r.quantity""",
             params,
         )
         return self._name_quantities(_pg_times(df, "ts"))
@@ -840,12 +845,40 @@ class PostgresStore(TelemetryStore):
     def drop(self) -> None:
         """Drop this prefix's tables."""
         with self.conn.transaction():
-            for t in ("readings", "devices", "quantities", "messages", "records", "rejections"):
+            for t in (
+                "readings",
+                "latest",
+                "devices",
+                "quantities",
+                "messages",
+                "records",
+                "rejections",
+            ):
                 self.conn.execute(f"DROP TABLE IF EXISTS {self.prefix}_{t}")
 
     def close(self) -> None:
         """Close the PostgreSQL connection."""
         self.conn.close()
+
+
+def _copy_binary(cur: Any, table: str, data: bytes) -> None:
+    with cur.copy(f"COPY {table} (device, quantity, ts, value) FROM STDIN (FORMAT BINARY)") as cp:
+        step = 8 << 20
+        for off in range(0, len(data), step):
+            cp.write(data[off : off + step])
+
+
+def latest_rows(readings: ReadingBatch) -> ReadingBatch:
+    """Return the last row by ts for each (device, quantity) in ``readings`` (ties: the later row)."""
+    if len(readings) == 0:
+        return readings
+    key = readings.device.astype(np.int64) * 65536 + readings.quantity.astype(np.int64)
+    order = np.lexsort((np.arange(len(key)), readings.ts_ms, key))
+    k = key[order]
+    last = order[np.r_[k[1:] != k[:-1], True]]
+    return ReadingBatch(
+        readings.device[last], readings.quantity[last], readings.ts_ms[last], readings.value[last]
+    )
 
 
 def _pg_times(df: pd.DataFrame, col: str) -> pd.DataFrame:

@@ -180,15 +180,19 @@ class MqttTransport(Transport):
     def _on_connect(
         self, client: object, userdata: object, flags: object, rc: object, props: object = None
     ) -> None:
-        if not getattr(rc, "is_failure", False):
-            self._connected.set()
+        if getattr(rc, "is_failure", False):
+            return
+        if self._connected.is_set():  # a reconnect: the broker forgot our subscriptions
+            for pattern, _h in list(self._subs):
+                self.client.subscribe(pattern, qos=self.qos)
+        self._connected.set()
 
     def _on_subscribe(
         self, client: object, userdata: object, mid: int, rcs: object, props: object = None
     ) -> None:
-        ev = self._sub_done.get(mid)
-        if ev is not None:
-            ev.set()
+        with self._lock:  # the SUBACK may arrive before subscribe() has stored its event
+            ev = self._sub_done.setdefault(mid, threading.Event())
+        ev.set()
 
     def _on_message(self, client: object, userdata: object, msg: object) -> None:
         topic: str = msg.topic  # type: ignore[attr-defined]
@@ -215,7 +219,8 @@ class MqttTransport(Transport):
         rc, mid = self.client.subscribe(pattern, qos=self.qos)
         if rc != 0:
             raise GridpilotError(f"MQTT subscribe to {pattern!r} failed with code {rc}")
-        ev = self._sub_done.setdefault(mid, threading.Event())
+        with self._lock:
+            ev = self._sub_done.setdefault(mid, threading.Event())
         if not ev.wait(timeout_s):
             raise GridpilotError(f"MQTT broker did not acknowledge subscription {pattern!r}")
 

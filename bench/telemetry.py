@@ -1,0 +1,401 @@
+"""Telemetry benchmark: ingest rates side by side with naive baselines, in one run.
+
+    .venv/bin/python bench/telemetry.py --json            # full run
+    .venv/bin/python bench/telemetry.py --json --quick    # small sizes, a few seconds
+
+Rows (readings/s; one reading = one (device, quantity, ts) value):
+
+* ``duckdb_batch_ingest``: verified ReadingBatch columns appended to DuckDB (Arrow), vs
+  ``duckdb_row_insert`` (executemany, one row per reading). Target >= 1,000,000 readings/s.
+* ``postgres_copy_ingest``: the same through binary COPY, vs ``postgres_row_insert``
+  (skipped, with the reason, when the PostgreSQL service is down).
+* ``inproc_signed``: signed frames verified (Ed25519, seq, skew, ranges) and stored in
+  DuckDB, no network; vs ``inproc_unsigned`` (same path with the signature check skipped,
+  to show what the crypto costs).
+* ``mqtt_signed_batched``: signed frames published by a separate process to Mosquitto
+  on loopback, received, verified and stored in DuckDB, end to end (first publish to last
+  row committed). Target >= 50,000 readings/s on 2 cores. Vs ``mqtt_signed_unbatched``:
+  one frame per publish and one reading per frame (the naive design).
+* ``field_simulation``: reserved for the field engineer (1,000,000 devices, 1-minute
+  steps, faster than real time); see :func:`bench_field_simulation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from rich.console import Console
+
+from gridpilot.telemetry import (
+    DeviceRegistry,
+    DeviceSigner,
+    DuckDBStore,
+    Ingestor,
+    MqttTransport,
+    PostgresStore,
+    ReadingBatch,
+    Receiver,
+    Topics,
+    Verifier,
+    encode_batch,
+    keys_from_seeds,
+)
+from gridpilot.telemetry.registry import KeyStatus
+
+console = Console(stderr=True)
+PG_DSN = os.environ.get("GRIDPILOT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+MQTT_URL = os.environ.get("GRIDPILOT_MQTT_URL", "mqtt://127.0.0.1:1883")
+QUANTITIES = ("p_kw", "q_kvar", "v_pu", "e_import_kwh")
+
+
+def _reachable(url: str, port: int) -> str | None:
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or port), 2):
+            return None
+    except OSError as exc:
+        return f"service unreachable at {u.hostname}:{u.port or port}: {exc}"
+
+
+# ----------------------------------------------------------------------------- fleet
+class Fleet:
+    """n devices with deterministic keys; each frame = 1 device x rows x 4 quantities."""
+
+    def __init__(self, n_devices: int, rows: int) -> None:
+        rng = np.random.default_rng(42)
+        self.ids = [f"meter-{i:07d}" for i in range(n_devices)]
+        self.keys = keys_from_seeds(rng.integers(0, 256, (n_devices, 32)))
+        self.rows = rows
+        self.now_ms = int(time.time() * 1000)
+        self.registry = DeviceRegistry()
+        self.registry.register_many(
+            self.ids, self.keys, feeder=[f"F{i % 20}" for i in range(n_devices)]
+        )
+        self.signers = [DeviceSigner(d, k) for d, k in zip(self.ids, self.keys, strict=True)]
+        self.rng = rng
+
+    def fresh_registry(self) -> DeviceRegistry:
+        """A registry with the same devices and every sequence number back at 0."""
+        self.registry.last_seq[:] = 0
+        return self.registry
+
+    def frames(self, n_readings: int, rows: int | None = None, n_q: int = 4) -> list[bytes]:
+        """Signed frames carrying ``n_readings`` readings in total (device side, not timed)."""
+        rows = self.rows if rows is None else rows
+        per = rows * n_q
+        n_frames = max(1, n_readings // per)
+        ts = self.now_ms - 60_000 * np.arange(rows, 0, -1, dtype=np.int64)
+        out = []
+        for j in range(n_frames):
+            s = self.signers[j % len(self.signers)]
+            base = self.rng.random(rows)
+            vals = {
+                "p_kw": 2 * base,
+                "q_kvar": 0.3 * base,
+                "v_pu": 1 + 0.02 * base,
+                "e_import_kwh": 1000 + np.cumsum(base),
+            }
+            out.append(s.readings(ts, {q: vals[q] for q in QUANTITIES[:n_q]}))
+        return out
+
+
+class _NoCheckKey:
+    def verify(self, signature: bytes, data: bytes) -> None:
+        return None
+
+
+class _UnsignedVerifier(Verifier):
+    """Baseline only: the same checks with the Ed25519 verification skipped."""
+
+    def __init__(self, registry: DeviceRegistry) -> None:
+        super().__init__(registry, log_rejections=False)
+        orig = registry.key_for
+
+        def key_for(idx: int, key_id: int, at_ms: int) -> tuple[int, Any]:
+            st, _k = orig(idx, key_id, at_ms)
+            return st, (_NoCheckKey() if st == KeyStatus.OK else None)
+
+        self.registry = _RegistryView(registry, key_for)
+
+
+class _RegistryView:
+    def __init__(self, reg: DeviceRegistry, key_for: Any) -> None:
+        self._reg = reg
+        self.key_for = key_for
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reg, name)
+
+
+# ----------------------------------------------------------------------------- rows
+def bench_duckdb(n: int, n_rows_baseline: int) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    batch = ReadingBatch.from_arrays(
+        rng.integers(0, 10_000, n),
+        rng.integers(0, 4, n),
+        1_700_000_000_000 + np.arange(n) * 10,
+        rng.random(n),
+    )
+    store = DuckDBStore(":memory:")
+    chunks = 5
+    step = n // chunks
+    parts = [
+        ReadingBatch(
+            batch.device[i : i + step],
+            batch.quantity[i : i + step],
+            batch.ts_ms[i : i + step],
+            batch.value[i : i + step],
+        )
+        for i in range(0, n, step)
+    ]
+    t0 = time.perf_counter()
+    for p in parts:
+        store.ingest_readings(p)
+    dt = time.perf_counter() - t0
+    assert store.stats().readings == n
+    rows = list(
+        zip(
+            batch.device[:n_rows_baseline].tolist(),
+            batch.quantity[:n_rows_baseline].tolist(),
+            [np.datetime64(int(t), "ms").astype(object) for t in batch.ts_ms[:n_rows_baseline]],
+            batch.value[:n_rows_baseline].tolist(),
+            strict=True,
+        )
+    )
+    t0 = time.perf_counter()
+    store.con.executemany("INSERT INTO tm_readings VALUES (?, ?, ?, ?)", rows)
+    dt_row = time.perf_counter() - t0
+    store.close()
+    return {
+        "duckdb_batch_ingest": {
+            "readings": n,
+            "batches": len(parts),
+            "s": dt,
+            "readings_per_s": n / dt,
+            "target_readings_per_s": 1_000_000,
+        },
+        "duckdb_row_insert": {
+            "readings": n_rows_baseline,
+            "s": dt_row,
+            "readings_per_s": n_rows_baseline / dt_row,
+            "method": "executemany INSERT, one row per reading",
+        },
+    }
+
+
+def bench_postgres(n: int, n_rows_baseline: int) -> dict[str, Any]:
+    why = _reachable(PG_DSN, 5432)
+    if why:
+        return {"postgres_copy_ingest": {"skipped": why}, "postgres_row_insert": {"skipped": why}}
+    rng = np.random.default_rng(0)
+    batch = ReadingBatch.from_arrays(
+        rng.integers(0, 10_000, n),
+        rng.integers(0, 4, n),
+        1_700_000_000_000 + np.arange(n) * 10,
+        rng.random(n),
+    )
+    prefix = f"bench_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(PG_DSN, prefix=prefix)
+    try:
+        t0 = time.perf_counter()
+        store.ingest_readings(batch)
+        dt = time.perf_counter() - t0
+        rows = [
+            (
+                int(batch.device[i]),
+                int(batch.quantity[i]),
+                np.datetime64(int(batch.ts_ms[i]), "ms").astype(object),
+                float(batch.value[i]),
+            )
+            for i in range(n_rows_baseline)
+        ]
+        t0 = time.perf_counter()
+        with store.conn.transaction(), store.conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {prefix}_readings VALUES (%s, %s, %s, %s)", rows)
+        dt_row = time.perf_counter() - t0
+        assert store.stats().readings == n + n_rows_baseline
+    finally:
+        store.drop()
+        store.close()
+    return {
+        "postgres_copy_ingest": {
+            "readings": n,
+            "s": dt,
+            "readings_per_s": n / dt,
+            "method": "binary COPY built with numpy, index on (device, quantity, ts)",
+        },
+        "postgres_row_insert": {
+            "readings": n_rows_baseline,
+            "s": dt_row,
+            "readings_per_s": n_rows_baseline / dt_row,
+            "method": "executemany INSERT (pipelined), same table and index",
+        },
+    }
+
+
+def bench_inproc(fleet: Fleet, n: int) -> dict[str, Any]:
+    frames = fleet.frames(n)
+    payloads = [encode_batch(frames[i : i + 100]) for i in range(0, len(frames), 100)]
+    expect = len(frames) * fleet.rows * len(QUANTITIES)
+    out: dict[str, Any] = {}
+    for name, signed in (("inproc_signed", True), ("inproc_unsigned", False)):
+        reg = fleet.fresh_registry()
+        store = DuckDBStore(":memory:")
+        ver = Verifier(reg, log_rejections=False) if signed else _UnsignedVerifier(reg)
+        ing = Ingestor(reg, store, verifier=ver)
+        t0 = time.perf_counter()
+        stored = 0
+        for i in range(0, len(payloads), 10):
+            stored += ing.ingest(payloads[i : i + 10]).readings_stored
+        dt = time.perf_counter() - t0
+        assert stored == expect, (stored, expect)
+        out[name] = {
+            "readings": stored,
+            "messages": len(frames),
+            "readings_per_message": fleet.rows * len(QUANTITIES),
+            "s": dt,
+            "readings_per_s": stored / dt,
+            "messages_per_s": len(frames) / dt,
+        }
+        store.close()
+    out["inproc_unsigned"]["note"] = "baseline only: signature check skipped"
+    return out
+
+
+def _publisher(url: str, topic: str, payloads: list[bytes], go: Any, done: Any) -> None:
+    tr = MqttTransport(url, qos=1)
+    go.wait()
+    for p in payloads:
+        tr.publish(topic, p)
+    tr.flush(300)
+    done.set()
+    tr.close()
+
+
+def _mqtt_run(fleet: Fleet, payloads: list[bytes], expect: int, timeout_s: float) -> dict[str, Any]:
+    reg = fleet.fresh_registry()
+    store = DuckDBStore(":memory:")
+    topics = Topics(f"gpbench/{uuid.uuid4().hex[:8]}")
+    sub = MqttTransport(MQTT_URL, qos=1, max_inflight=1000)
+    rx = Receiver(sub, Ingestor(reg, store, log_rejections=False), topics.all_telemetry)
+    ctx = mp.get_context("spawn")
+    go, done = ctx.Event(), ctx.Event()
+    proc = ctx.Process(
+        target=_publisher, args=(MQTT_URL, topics.telemetry("gw"), payloads, go, done)
+    )
+    proc.start()
+    time.sleep(1.0)  # let the publisher connect
+    t0 = time.perf_counter()
+    go.set()
+    stored = 0
+    rejected = 0
+    deadline = t0 + timeout_s
+    while stored + 0 < expect and time.perf_counter() < deadline:
+        if rx.pending:
+            rep = rx.pump(500)
+            stored += rep.readings_stored
+            rejected += rep.rejected
+        else:
+            time.sleep(0.002)
+    dt = time.perf_counter() - t0
+    proc.join(30)
+    sub.close()
+    store.close()
+    return {
+        "readings": stored,
+        "expected": expect,
+        "complete": stored == expect,
+        "rejected": rejected,
+        "payloads": len(payloads),
+        "s": dt,
+        "readings_per_s": stored / dt,
+    }
+
+
+def bench_mqtt(fleet: Fleet, n: int, n_unbatched: int) -> dict[str, Any]:
+    why = _reachable(MQTT_URL, 1883)
+    if why:
+        return {"mqtt_signed_batched": {"skipped": why}, "mqtt_signed_unbatched": {"skipped": why}}
+    frames = fleet.frames(n)
+    per_publish = 100
+    payloads = [
+        encode_batch(frames[i : i + per_publish]) for i in range(0, len(frames), per_publish)
+    ]
+    expect = len(frames) * fleet.rows * len(QUANTITIES)
+    batched = _mqtt_run(fleet, payloads, expect, 300)
+    batched |= {
+        "readings_per_message": fleet.rows * len(QUANTITIES),
+        "messages_per_publish": per_publish,
+        "bytes_per_reading": sum(map(len, payloads)) / expect,
+        "target_readings_per_s": 50_000,
+        "method": "separate publisher process, QoS 1, Mosquitto on loopback; verify (Ed25519) + DuckDB, first publish to last commit",
+    }
+    single = fleet.frames(n_unbatched, rows=1, n_q=1)
+    unbatched = _mqtt_run(fleet, single, len(single), 300)
+    unbatched |= {
+        "readings_per_message": 1,
+        "messages_per_publish": 1,
+        "method": "baseline: one 1-reading frame per publish",
+    }
+    return {"mqtt_signed_batched": batched, "mqtt_signed_unbatched": unbatched}
+
+
+# ----------------------------------------------------------------------------- field
+def bench_field_simulation(quick: bool) -> dict[str, Any]:
+    """Reserved: field simulation speed for 1,000,000 devices at 1-minute steps.
+
+    The field engineer (``gridpilot.field``) fills this in; target: faster than real time.
+    """
+    return {"status": "pending: to be added by the field simulator (gridpilot.field)"}
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print JSON (the default output)")
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    args = ap.parse_args()
+    q = args.quick
+    n_duck = 200_000 if q else 5_000_000
+    n_pg = 100_000 if q else 1_000_000
+    n_e2e = 60_000 if q else 1_200_000
+    n_mqtt = 120_000 if q else 1_200_000
+    rows = 15  # 15 one-minute rows x 4 quantities = 60 readings per signed message
+    console.log("building fleet and signing frames (device side, not timed)")
+    fleet = Fleet(n_devices=2_000 if q else 20_000, rows=rows)
+    results: dict[str, Any] = {
+        "bench": "telemetry",
+        "quick": q,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+        "note": "shared 2-core machine, timings under contention",
+    }
+    console.log("DuckDB batch vs row ingest")
+    results |= bench_duckdb(n_duck, 2_000 if q else 20_000)
+    console.log("PostgreSQL COPY vs row insert")
+    results |= bench_postgres(n_pg, 2_000 if q else 20_000)
+    console.log("in-process signed vs unsigned")
+    results |= bench_inproc(fleet, n_e2e)
+    console.log("MQTT end to end, batched vs unbatched")
+    results |= bench_mqtt(fleet, n_mqtt, 2_000 if q else 10_000)
+    # ---- field simulation (added by the field engineer) ----
+    results["field_simulation"] = bench_field_simulation(q)
+    print(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
