@@ -7,8 +7,8 @@
   signature on the block header, whose Merkle root commits to every transaction in it.
   Orders and registrations of participants always carry their own signature.
 * A block header (height, previous block hash, Merkle root, time, tx count) is hashed and
-  the hash signed by the operator. The Merkle tree is RFC 6962 style (leaf ``H(0x00|tx)``,
-  node ``H(0x01|l|r)``, an odd last node moves up unchanged).
+  the hash signed by the operator. The Merkle tree is RFC 6962 style (the domain-separated
+  tx hashes are the leaves, node ``H(0x01|l|r)``, an odd last node moves up unchanged).
 * :func:`Ledger.verify` recomputes every tx hash, signature, Merkle root, header hash,
   operator signature and chain link and names the first bad block.
 * :class:`InclusionProof` lets a participant check alone, with only the operator's public
@@ -20,6 +20,7 @@ embedded default). An EVM chain can be a backend later: see docs/market.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import struct
@@ -82,24 +83,30 @@ class Transaction:
 
 def tx_hash(kind: str, signer: bytes, signature: bytes, body: bytes) -> bytes:
     """SHA-256 id of a transaction given its stored fields."""
-    return sha256(
-        b"GPTX1|"
-        + kind.encode("ascii")
-        + b"|"
-        + signer
-        + bytes([len(signature)])
-        + signature
-        + body
-    )
+    return hashlib.sha256(
+        b"".join(
+            (
+                b"GPTX1|",
+                kind.encode("ascii"),
+                b"|",
+                signer,
+                bytes((len(signature),)),
+                signature,
+                body,
+            )
+        )
+    ).digest()
 
 
 # --- Merkle trees -------------------------------------------------------------------------
 def _leaf(h: bytes) -> bytes:
-    return sha256(b"\x00" + h)
+    # transaction hashes are already domain-separated (prefix "GPTX1|", never the 0x01 of an
+    # inner node), so they serve as the leaves directly: no second-preimage confusion
+    return h
 
 
 def _node(left: bytes, right: bytes) -> bytes:
-    return sha256(b"\x01" + left + right)
+    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 def merkle_root(hashes: Sequence[bytes]) -> bytes:
@@ -389,25 +396,16 @@ class SQLiteBackend:
 
     def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
         blocks = self.con.execute("SELECT * FROM blocks ORDER BY height").fetchall()
-        cur = self.con.execute(
-            "SELECT height, hash, kind, signer, signature, body FROM txs ORDER BY height, idx"
-        )
-        pending: tuple[Any, ...] | None = None
         for row in blocks:
-            h = self._header(row)
-            txs: list[Transaction] = []
-            hashes: list[bytes] = []
-            while True:
-                r = pending if pending is not None else cur.fetchone()
-                pending = None
-                if r is None:
-                    break
-                if r[0] != row[0]:
-                    pending = r
-                    break
-                hashes.append(bytes(r[1]))
-                txs.append(Transaction(str(r[2]), bytes(r[5]), bytes(r[3]), bytes(r[4])))
-            yield h, txs, hashes
+            rows = self.con.execute(
+                "SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
+                (row[0],),
+            ).fetchall()
+            yield (
+                self._header(row),
+                [Transaction(r[1], r[4], r[2], r[3]) for r in rows],
+                [r[0] for r in rows],
+            )
 
     def block(self, height: int) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
         row = self.con.execute("SELECT * FROM blocks WHERE height = ?", (height,)).fetchone()
@@ -513,7 +511,12 @@ class Ledger:
                 self._registered.add(bytes.fromhex(t.payload()["public_key"]))
 
     def _check(
-        self, txs: Sequence[Transaction], op: bytes, registered: set[bytes], workers: int | None
+        self,
+        txs: Sequence[Transaction],
+        op: bytes,
+        registered: set[bytes],
+        workers: int | None,
+        check_signatures: bool = True,
     ) -> tuple[list[bytes], np.ndarray, list[str]]:
         """Hashes, per-tx validity and the reasons of invalid ones."""
         hashes = [tx_hash(t.kind, t.signer, t.signature, t.body) for t in txs]
@@ -532,7 +535,7 @@ class Ledger:
                 and t.signer not in registered
             ):
                 ok[i], why[i] = False, "signer is not a registered participant"
-        if signed:
+        if signed and check_signatures:
             good = verify_many(
                 [txs[i].signer for i in signed],
                 [txs[i].signature for i in signed],
@@ -544,14 +547,20 @@ class Ledger:
         return hashes, ok, why
 
     def append_block(
-        self, txs: Sequence[Transaction], time_ns: int | None = None, workers: int | None = None
+        self,
+        txs: Sequence[Transaction],
+        time_ns: int | None = None,
+        workers: int | None = None,
+        check_signatures: bool = True,
     ) -> BlockHeader:
         """Check, seal and store one block; returns its header.
 
         Every signed transaction's signature is verified, unsigned ones must come from the
         operator, and participants' transactions need an earlier (or same-block) registration
         by the operator. Raises :class:`AuthError` naming the first bad transaction (and
-        stores nothing) otherwise.
+        stores nothing) otherwise. ``check_signatures=False`` skips the Ed25519 checks for a
+        caller that has just verified them itself (the market at order intake); hashes,
+        authorisation and everything :meth:`verify` does still apply.
         """
         if self.operator is None:
             raise AuthError("this ledger was opened read-only (no operator key): cannot append")
@@ -561,7 +570,7 @@ class Ledger:
             for t in txs
             if t.kind == "register" and t.signer == op
         }
-        hashes, ok, why = self._check(txs, op, registered, workers)
+        hashes, ok, why = self._check(txs, op, registered, workers, check_signatures)
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
             raise AuthError(

@@ -436,9 +436,10 @@ class Market:
     # --- ledger ----------------------------------------------------------------------------
     def seal(self, time_ns: int | None = None) -> BlockHeader | None:
         """Write everything recorded since the last seal as one ledger block; returns its
-        header (None when there was nothing)."""
+        header (None when there was nothing). Order signatures were verified at intake, so
+        the ledger does not verify them a second time here (``ledger verify`` does)."""
         if not self._pending:
             return None
-        header = self.ledger.append_block(self._pending, time_ns=time_ns)
+        header = self.ledger.append_block(self._pending, time_ns=time_ns, check_signatures=False)
         self._pending = []
         return header
