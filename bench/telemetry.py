@@ -385,7 +385,7 @@ def main() -> None:
         "note": "shared 2-core machine, timings under contention",
     }
     console.log("DuckDB batch vs row ingest")
-    results |= bench_duckdb(n_duck, 2_000 if q else 20_000)
+    results |= bench_duckdb(n_duck, 1_000 if q else 5_000)
     console.log("PostgreSQL COPY vs row insert")
     results |= bench_postgres(n_pg, 2_000 if q else 20_000)
     console.log("in-process signed vs unsigned")

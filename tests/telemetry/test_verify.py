@@ -244,3 +244,22 @@ def test_registry_save_load_roundtrip(fleet: Fleet, tmp_path) -> None:  # type: 
     ver = Verifier(back, clock=clock, log_rejections=False)
     assert ver.verify([fleet.signers["m1"].readings(_ts(1), {"p_kw": [1.0]})]).accepted == 1
     assert back.frame().loc[back.index_of("g0"), "gateway"] == "gw0"
+
+
+def test_gateway_messages_and_revoked_device(fleet: Fleet) -> None:
+    ver = Verifier(fleet.registry, clock=clock, log_rejections=False)
+    gw = fleet.signers["gw0"]
+    devs = ["g0", "g1", "g2"]
+    for _ in range(2):  # the second one goes through the gateway cache
+        out = ver.verify(
+            [gw.readings(_ts(3), {"p_kw": [1, 2, 3]}, devices=devs, dev_pos=[2, 1, 0])]
+        )
+        assert out.accepted == 1
+        names = [fleet.registry.device_id(i) for i in out.readings.device]
+        assert names == ["g2", "g1", "g0"]
+    fleet.registry.revoke("g1", now_ms=NOW_MS - 1)
+    out = ver.verify([gw.readings(_ts(1), {"p_kw": [1]}, devices=devs, dev_pos=[0])])
+    assert [r.reason for r in out.rejections] == [RejectReason.REVOKED_KEY]
+    assert "g1" in out.rejections[0].detail
+    out = ver.verify([gw.readings(_ts(1), {"p_kw": [1]}, devices=["g0", "zz"], dev_pos=[0])])
+    assert [r.reason for r in out.rejections] == [RejectReason.UNKNOWN_DEVICE]

@@ -290,6 +290,11 @@ class DeviceRegistry:
         """Index of each principal's gateway (-1: none), int64 array in index order."""
         return self._gateway
 
+    @property
+    def revoked_ms(self) -> np.ndarray:
+        """Time each principal was revoked (ms since epoch; int64 max: never), in index order."""
+        return self._revoked_ms
+
     def info(self, device_id: str) -> DeviceInfo:
         """Return a :class:`DeviceInfo` for ``device_id``."""
         i = self.index_of(device_id)

@@ -19,6 +19,7 @@ consumes a sequence number; the other messages in the same batch are unaffected.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -186,6 +187,12 @@ class VerifiedBatch:
         return out
 
 
+@functools.lru_cache(maxsize=256)
+def _bounds(codes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    ca = np.asarray(codes, np.int64)
+    return QUANTITY_LO[ca][:, None], QUANTITY_HI[ca][:, None]
+
+
 class _Refused(Exception):
     def __init__(self, reason: RejectReason, detail: str) -> None:
         super().__init__(detail)
@@ -224,6 +231,7 @@ class Verifier:
         self.max_age_ms = int(max_age_s * 1000)
         self.clock = clock
         self.log_rejections = log_rejections
+        self._gw_cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
 
     # ------------------------------------------------------------------ public
     def verify(self, payloads: Iterable[bytes], *, commit: bool = True) -> VerifiedBatch:
@@ -384,18 +392,32 @@ class Verifier:
             dev_rows: np.ndarray | int = idx
         else:
             reg = self.registry
-            didx = np.empty(len(devs), np.int64)
-            for j, d in enumerate(devs):
-                i = reg.get_index(d)
-                if i is None:
-                    raise _Refused(RejectReason.UNKNOWN_DEVICE, f"device {d!r} is not registered")
-                didx[j] = i
-            allowed = (reg.gateway_idx[didx] == idx) | (didx == idx)
-            if not allowed.all():
-                bad = devs[int(np.argmin(allowed))]
+            ck = (idx, tuple(devs))
+            didx = self._gw_cache.get(ck)
+            if didx is None:
+                didx = np.empty(len(devs), np.int64)
+                for j, d in enumerate(devs):
+                    i = reg.get_index(d)
+                    if i is None:
+                        raise _Refused(
+                            RejectReason.UNKNOWN_DEVICE, f"device {d!r} is not registered"
+                        )
+                    didx[j] = i
+                allowed = (reg.gateway_idx[didx] == idx) | (didx == idx)
+                if not allowed.all():
+                    bad = devs[int(np.argmin(allowed))]
+                    raise _Refused(
+                        RejectReason.UNAUTHORISED_DEVICE,
+                        f"{h['dev']!r} is not the registered gateway of device {bad!r}",
+                    )
+                if len(self._gw_cache) > 10_000:
+                    self._gw_cache.clear()
+                self._gw_cache[ck] = didx  # ids and gateways never change once registered
+            revoked = reg.revoked_ms[didx] <= now
+            if revoked.any():
                 raise _Refused(
-                    RejectReason.UNAUTHORISED_DEVICE,
-                    f"{h['dev']!r} is not the registered gateway of device {bad!r}",
+                    RejectReason.REVOKED_KEY,
+                    f"device {devs[int(np.argmax(revoked))]!r} is revoked",
                 )
             assert dev_pos is not None
             if n and int(dev_pos.max()) >= len(devs):
@@ -414,9 +436,7 @@ class Verifier:
                     RejectReason.OUT_OF_RANGE,
                     f"reading at ts_ms={tmin} is older than {self.max_age_ms / 86400000:.0f} days",
                 )
-            ca = np.asarray(codes)
-            lo = QUANTITY_LO[ca][:, None]
-            hi = QUANTITY_HI[ca][:, None]
+            lo, hi = _bounds(tuple(codes))
             ok = (values >= lo) & (values <= hi)  # NaN compares False
             if not ok.all():
                 qi, row = np.unravel_index(int(np.argmin(ok)), ok.shape)
@@ -429,10 +449,10 @@ class Verifier:
             device=(
                 np.full(n * k, dev_rows, np.int32)
                 if isinstance(dev_rows, int)
-                else np.tile(dev_rows.astype(np.int32), k)
+                else np.concatenate([dev_rows.astype(np.int32)] * k)
             ),
             quantity=np.repeat(np.asarray(codes, np.int16), n),
-            ts_ms=np.tile(ts, k) if k != 1 else ts,
+            ts_ms=np.concatenate([ts] * k) if k != 1 else ts,
             value=values.reshape(-1),
         )
 
