@@ -19,6 +19,7 @@ from gridpilot.market.ledger import (
     merkle_root,
 )
 from gridpilot.market.market import IntervalClearing, Market, MarketConfig
+from gridpilot.market.metering import readings_from_registers, verified_at_ingest
 from gridpilot.market.network import GridSensitivity
 from gridpilot.market.orders import (
     GRID,
@@ -64,7 +65,9 @@ __all__ = [
     "default_reading_verifier",
     "grid_only_cost_ueur",
     "merkle_root",
+    "readings_from_registers",
     "settle_interval",
     "verify_many",
+    "verified_at_ingest",
     "verify_signature",
 ]
