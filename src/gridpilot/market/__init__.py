@@ -67,7 +67,7 @@ __all__ = [
     "merkle_root",
     "readings_from_registers",
     "settle_interval",
-    "verify_many",
     "verified_at_ingest",
+    "verify_many",
     "verify_signature",
 ]
