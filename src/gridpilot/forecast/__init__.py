@@ -1,17 +1,42 @@
-"""gridpilot.forecast: load and renewable forecasting with quantiles, and backtests."""
+"""gridpilot.forecast: load and renewable forecasting with quantiles, and backtests.
 
+Entry points: :func:`day_ahead` (one call: fit on a history, forecast the next day with
+P10/P50/P90), the models (:class:`SeasonalNaive`, :class:`LinearForecaster`,
+:class:`GBMForecaster`, :class:`PVForecaster`, or :func:`make_model` by name) with
+``fit(history, covariates, validation=...)`` / ``predict(...) -> ForecastResult``, and
+:func:`backtest` (rolling origin, metrics beside the seasonal-naive baseline).
+"""
+
+from gridpilot.forecast.api import MODELS, auto_lookbacks, day_ahead, make_model
+from gridpilot.forecast.backtest import BacktestResult, backtest
 from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
 from gridpilot.forecast.data import History, prepare_history
+from gridpilot.forecast.gbm import GBMForecaster
 from gridpilot.forecast.linear import LinearForecaster
+from gridpilot.forecast.metrics import all_metrics
 from gridpilot.forecast.naive import SeasonalNaive
+from gridpilot.forecast.plot import plot_backtest, plot_forecast
+from gridpilot.forecast.pv import PVForecaster, clearsky_ghi
 from gridpilot.forecast.result import ForecastResult
 
 __all__ = [
     "DEFAULT_QUANTILES",
+    "MODELS",
+    "BacktestResult",
     "ForecastResult",
     "Forecaster",
+    "GBMForecaster",
     "History",
     "LinearForecaster",
+    "PVForecaster",
     "SeasonalNaive",
+    "all_metrics",
+    "auto_lookbacks",
+    "backtest",
+    "clearsky_ghi",
+    "day_ahead",
+    "make_model",
+    "plot_backtest",
+    "plot_forecast",
     "prepare_history",
 ]

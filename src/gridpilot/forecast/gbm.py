@@ -1,0 +1,315 @@
+"""LightGBM forecaster with lag, calendar and covariate features (OpenSTEF-style).
+
+One direct model for all horizon steps and all series (pooled, series as a categorical
+feature). Each training row is (origin o, step h, series c); values are standardised per
+series and expressed relative to the anchor ``a`` = mean of the last day before o:
+
+- the last values ``z[o-k] - a`` (k = 1, 2, 3, 6, 12), the last day's std, the last week's
+  mean;
+- seasonal lags of the target time: same time one and two days and one week earlier,
+  taken from the past only (``z[o+h-k·S]`` with the smallest k that lies before o);
+- calendar of the target time: hour of day, weekday, holiday flag (dates passed in
+  ``holidays``), day of year; the step h;
+- covariates (e.g. temperature, irradiance) at the target time and their day mean before o.
+
+The target is ``z[o+h] - a``. Quantiles are split-conformal by default; with
+``quantile_method="quantile"`` one extra LightGBM model per level is trained with the
+pinball (quantile) loss instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from gridpilot.errors import Issue, ValidationError
+from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster, check_quantiles
+from gridpilot.forecast.data import History, Repair
+
+_LAGS = (1, 2, 3, 6, 12)
+
+
+class GBMForecaster(Forecaster):
+    """Gradient-boosted trees (LightGBM) over lag, calendar and covariate features.
+
+    ``season`` is one day in steps (default from the data); ``holidays`` dates flagged in
+    the calendar; ``max_rows`` caps training rows (origins are thinned evenly);
+    ``quantile_method`` is ``"conformal"`` or ``"quantile"`` (pinball-loss models for
+    ``quantiles``); ``params`` override LightGBM parameters; ``num_threads`` its threads.
+    """
+
+    name = "gbm"
+    uses_covariates = True
+
+    def __init__(
+        self,
+        horizon: int,
+        *,
+        season: int | None = None,
+        holidays: Iterable[date | str | pd.Timestamp] = (),
+        n_estimators: int = 400,
+        learning_rate: float = 0.05,
+        max_rows: int = 300_000,
+        quantile_method: Literal["conformal", "quantile"] = "conformal",
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        params: dict[str, Any] | None = None,
+        num_threads: int = 2,
+        calibration_fraction: float = 0.2,
+        repair: Repair = "error",
+        refit: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            horizon, calibration_fraction=calibration_fraction, repair=repair, refit=refit
+        )
+        if quantile_method not in ("conformal", "quantile"):
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        self.name,
+                        "quantile_method",
+                        "must be 'conformal' or 'quantile'",
+                        value=quantile_method,
+                    )
+                ]
+            )
+        self.season = season
+        self.holidays = frozenset(pd.Timestamp(d).date() for d in holidays)
+        self.n_estimators = int(n_estimators)
+        self.learning_rate = float(learning_rate)
+        self.max_rows = int(max_rows)
+        self.quantile_method = quantile_method
+        self.quantile_levels = check_quantiles(quantiles)
+        self.params = dict(params or {})
+        self.num_threads = int(num_threads)
+        self.seed = int(seed)
+        self.season_: int = season or 24
+        self.n_iter_: int | None = None
+        self.booster_: Any = None
+        self.quantile_boosters_: dict[float, Any] = {}
+        self.feature_names_: list[str] = []
+
+    # ----------------------------------------------------------- geometry
+    @property
+    def min_context(self) -> int:
+        week = 7 * self.season_
+        return week * int(np.ceil(self.horizon / week)) + self.season_
+
+    def _on_history(self, history: History) -> None:
+        self.season_ = self.season or history.steps_per_day
+
+    # ----------------------------------------------------------- features
+    def _seasonal_lag(self, h: np.ndarray, period: int, extra: int = 0) -> np.ndarray:
+        return period * (h // period + 1 + extra)
+
+    def _features(
+        self,
+        z: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Feature matrix (N·C·H, F), anchor (N, C) and target positions (N, H)."""
+        s = self.season_
+        n, c, hzn = len(origins), z.shape[1], self.horizon
+        steps = np.arange(hzn)
+        pos = origins[:, None] + steps[None, :]  # (N, H) target rows
+        day = origins[:, None] + np.arange(-s, 0)[None, :]
+        zd = z[day]  # (N, S, C)
+        anchor = zd.mean(axis=1)  # (N, C)
+        cols: dict[str, np.ndarray] = {}
+
+        def per_series(arr_nc: np.ndarray) -> np.ndarray:  # (N, C) -> (N, C, H)
+            return np.broadcast_to(arr_nc[:, :, None], (n, c, hzn))
+
+        def per_target(arr_nh: np.ndarray) -> np.ndarray:  # (N, H) -> (N, C, H)
+            return np.broadcast_to(arr_nh[:, None, :], (n, c, hzn))
+
+        for k in _LAGS:
+            cols[f"lag{k}"] = per_series(z[origins - k] - anchor)
+        cols["day_std"] = per_series(zd.std(axis=1))
+        week = origins[:, None] + np.arange(-7 * s, 0)[None, :]
+        cols["week_mean"] = per_series(z[week].mean(axis=1) - anchor)
+        for name, period, extra in (("sn_day", s, 0), ("sn_2day", s, 1), ("sn_week", 7 * s, 0)):
+            lag = self._seasonal_lag(steps, period, extra)
+            src = pos - lag[None, :]  # (N, H)
+            v = z[src]  # (N, H, C)
+            cols[name] = np.transpose(v, (0, 2, 1)) - anchor[:, :, None]
+        cols["step"] = per_target(np.broadcast_to(steps[None, :], (n, hzn)).astype(float))
+        cols["series"] = np.broadcast_to(np.arange(c, dtype=float)[None, :, None], (n, c, hzn))
+        ts = index[pos.ravel()]
+        hour = (ts.hour + ts.minute / 60.0).to_numpy(dtype=float).reshape(n, hzn)
+        cols["hour"] = per_target(hour)
+        cols["weekday"] = per_target(ts.weekday.to_numpy(dtype=float).reshape(n, hzn))
+        cols["doy"] = per_target(ts.dayofyear.to_numpy(dtype=float).reshape(n, hzn))
+        if self.holidays:
+            hol = np.fromiter((d in self.holidays for d in ts.date), bool, len(ts))
+            cols["holiday"] = per_target(hol.reshape(n, hzn).astype(float))
+        if cov is not None:
+            for j in range(cov.shape[1]):
+                cols[f"cov{j}"] = per_target(cov[pos, j])
+                cols[f"cov{j}_day"] = per_target(
+                    np.broadcast_to(cov[day, j].mean(axis=1)[:, None], (n, hzn))
+                )
+        for name, arr in self._extra_features(z, index, cov, origins, pos).items():
+            cols[name] = arr
+        self.feature_names_ = list(cols)
+        feats = np.stack([np.ascontiguousarray(v).reshape(-1) for v in cols.values()], axis=1)
+        return feats, anchor, pos
+
+    def _extra_features(
+        self,
+        z: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+        pos: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Hook for subclasses: more (N, C, H) feature arrays."""
+        return {}
+
+    def _target(self, z: np.ndarray, anchor: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        return (np.transpose(z[pos], (0, 2, 1)) - anchor[:, :, None]).reshape(-1)
+
+    def _from_target(self, pred: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        return pred + anchor[:, :, None]
+
+    def _postprocess(
+        self, pred: np.ndarray, index: pd.DatetimeIndex, pos: np.ndarray
+    ) -> np.ndarray:
+        """Hook for subclasses: adjust forecasts (N, C, H) in data units."""
+        return pred
+
+    # ------------------------------------------------------------------ fit
+    def _lgb_params(self, objective: str, alpha: float | None = None) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "objective": objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": 63,
+            "min_data_in_leaf": 100,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "num_threads": self.num_threads,
+            "verbose": -1,
+            "seed": self.seed,
+        }
+        if alpha is not None:
+            p["alpha"] = alpha
+        p.update(self.params)
+        return p
+
+    def _origins(self, first: int, last: int, n_series: int) -> np.ndarray:
+        origins = np.arange(first, last + 1)
+        per_origin = n_series * self.horizon
+        stride = max(1, int(np.ceil(len(origins) * per_origin / self.max_rows)))
+        return origins[::stride]
+
+    def _fit_arrays(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        val_start: int | None,
+    ) -> None:
+        import lightgbm as lgb
+
+        z = self.normalise(values)
+        end = len(z) if val_start is None else val_start
+        tr = self._origins(self.min_context, end - self.horizon, z.shape[1])
+        x, anchor, pos = self._features(z, index, cov, tr)
+        y = self._target(z, anchor, pos)
+        cat = [self.feature_names_.index("series")]
+        dtrain = lgb.Dataset(x, y, feature_name=self.feature_names_, categorical_feature=cat)
+        if val_start is not None:
+            va = self._origins(max(val_start, self.min_context), len(z) - self.horizon, z.shape[1])
+            xv, av, pv = self._features(z, index, cov, va)
+            dval = lgb.Dataset(xv, self._target(z, av, pv), reference=dtrain)
+            booster = lgb.train(
+                self._lgb_params("l2"),
+                dtrain,
+                num_boost_round=self.n_estimators,
+                valid_sets=[dval],
+                callbacks=[lgb.early_stopping(50, verbose=False)],
+            )
+            self.n_iter_ = max(1, int(booster.best_iteration or self.n_estimators))
+        else:
+            booster = lgb.train(
+                self._lgb_params("l2"), dtrain, num_boost_round=self.n_iter_ or self.n_estimators
+            )
+        self.booster_ = booster
+        self.quantile_boosters_ = {}
+        if self.quantile_method == "quantile":
+            for q in self.quantile_levels:
+                self.quantile_boosters_[q] = lgb.train(
+                    self._lgb_params("quantile", q),
+                    dtrain,
+                    num_boost_round=self.n_iter_ or self.n_estimators,
+                )
+
+    # -------------------------------------------------------------- predict
+    def _predict_booster(
+        self,
+        booster: Any,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+    ) -> np.ndarray:
+        assert self.std_ is not None and self.mean_ is not None
+        z = self.normalise(values)
+        x, anchor, pos = self._features(z, index, cov, origins)
+        raw = booster.predict(x, num_iteration=booster.best_iteration or None)
+        zp = self._from_target(raw.reshape(len(origins), z.shape[1], self.horizon), anchor)
+        out = zp * self.std_[None, :, None] + self.mean_[None, :, None]
+        return self._postprocess(out, index, pos)
+
+    def forecast_origins(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+    ) -> np.ndarray:
+        """Point forecasts (N, C, H) in data units."""
+        if self.booster_ is None:
+            raise ValidationError(issues=[Issue(self.name, "state", "is not fitted")])
+        return self._predict_booster(self.booster_, values, index, cov, origins)
+
+    def quantile_origins(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+        quantiles: Sequence[float],
+        residuals: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Point (N, C, H) and quantiles (Q, N, C, H); pinball-loss models if so configured."""
+        if self.quantile_method == "conformal":
+            return super().quantile_origins(values, index, cov, origins, quantiles, residuals)
+        missing = [q for q in quantiles if q not in self.quantile_boosters_]
+        if missing:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        self.name,
+                        "quantiles",
+                        f"quantile models were trained for {list(self.quantile_levels)} only",
+                        value=missing[0],
+                    )
+                ]
+            )
+        point = self.forecast_origins(values, index, cov, origins)
+        qs = np.stack(
+            [
+                self._predict_booster(self.quantile_boosters_[q], values, index, cov, origins)
+                for q in quantiles
+            ]
+        )
+        return point, np.sort(qs, axis=0)  # no quantile crossing
