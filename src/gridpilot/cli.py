@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.twin.cli",
     "gridpilot.telemetry.cli",
     "gridpilot.market.cli",
+    "gridpilot.forecast.cli",
 )
 
 

@@ -1,0 +1,166 @@
+"""``gridpilot forecast …`` commands: backtests and day-ahead forecasts from CSV files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+forecast_app = typer.Typer(
+    name="forecast",
+    help="Load and renewable forecasts: backtests beside seasonal-naive, day-ahead forecasts.",
+    no_args_is_help=True,
+)
+
+
+def _read_csv(path: Path, columns: str | None) -> Any:
+    import pandas as pd
+
+    from gridpilot.errors import Issue, ValidationError
+    from gridpilot.forecast.data import prepare_history
+
+    if not path.exists():
+        raise ValidationError(issues=[Issue("data", "path", "file not found", value=str(path))])
+    df = pd.read_csv(path)
+    cols = [c.strip() for c in columns.split(",")] if columns else None
+    return prepare_history(df, columns=cols, what=str(path))
+
+
+def _model_kwargs(
+    model: str, lookback: int | None, lat: float | None, lon: float | None
+) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if lookback is not None:
+        kw["lookback"] = lookback
+    if model == "pv":
+        kw["latitude"] = lat
+        kw["longitude"] = lon
+    return kw
+
+
+@forecast_app.command("backtest")
+def backtest_cmd(
+    data: Path = typer.Option(..., "--data", help="CSV: a time column, one column per series."),
+    model: str = typer.Option(
+        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-quantile|pv"
+    ),
+    horizon: int = typer.Option(24, "--horizon", help="Forecast horizon in steps."),
+    columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
+    lookback: int | None = typer.Option(None, "--lookback", help="Linear model lookback (steps)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of rows tested."),
+    val_fraction: float = typer.Option(
+        0.0,
+        "--val-fraction",
+        help="Share of rows for validation before the test part (0: model's own).",
+    ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="'ett': 12/4/4-month split, data standardised on training rows."
+    ),
+    stride: int = typer.Option(1, "--stride", help="Steps between forecast origins."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write forecast vs actual (.png/.html)."),
+    latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
+    longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Rolling-origin backtest; prints the model's metrics beside the seasonal-naive baseline."""
+    from gridpilot.errors import GridpilotError
+    from gridpilot.forecast.api import make_model
+    from gridpilot.forecast.backtest import backtest
+    from gridpilot.forecast.data import History
+
+    try:
+        h = _read_csv(data, columns)
+        val_start = test_start = None
+        if protocol == "ett":
+            tr, n = 12 * 30 * 24, 4 * 30 * 24
+            mu = h.values[:tr].mean(axis=0)
+            sd = h.values[:tr].std(axis=0)
+            h = History(
+                h.index[: tr + 2 * n], (h.values[: tr + 2 * n] - mu) / sd, h.columns, h.freq
+            )
+            val_start, test_start = tr, tr + n
+        elif protocol is not None:
+            raise typer.BadParameter(f"unknown protocol {protocol!r}; use 'ett'")
+        elif val_fraction > 0:
+            test_start = len(h) - round(test_fraction * len(h))
+            val_start = test_start - round(val_fraction * len(h))
+        kw = _model_kwargs(model, lookback, latitude, longitude)
+        m = make_model(model, horizon, **kw)
+        res = backtest(
+            m,
+            h,
+            test_start=test_start,
+            val_start=val_start,
+            test_fraction=test_fraction,
+            stride=stride,
+        )
+        if plot is not None:
+            res.plot(plot)
+    except GridpilotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    out = res.to_dict()
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{res.model} vs seasonal-naive, horizon {horizon}, {len(res.origins)} origins"
+    )
+    table.add_column("metric")
+    table.add_column(res.model, justify="right")
+    table.add_column("seasonal-naive", justify="right")
+    base = res.baseline_metrics or {}
+    for k, v in res.metrics.items():
+        table.add_row(k, f"{v:.4f}", f"{base.get(k, float('nan')):.4f}")
+    console = Console()
+    console.print(table)
+    if res.mae_reduction is not None:
+        console.print(f"MAE reduction vs seasonal-naive: {100 * res.mae_reduction:.1f} %")
+    console.print(f"train: {res.train_s:.2f} s")
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+@forecast_app.command("day-ahead")
+def day_ahead_cmd(
+    data: Path = typer.Option(
+        ..., "--data", help="CSV history: a time column, one column per series."
+    ),
+    horizon: int | None = typer.Option(None, "--horizon", help="Steps (default one day)."),
+    model: str = typer.Option("linear", "--model", help="seasonal-naive|linear|gbm|gbm-quantile"),
+    columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
+    out: Path | None = typer.Option(None, "--out", help="Write the long table (CSV)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a plot (.png/.html)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Fit on the whole history and forecast the next day with P10/P50/P90."""
+    from gridpilot.errors import GridpilotError
+    from gridpilot.forecast.api import day_ahead
+    from gridpilot.forecast.plot import plot_forecast
+
+    try:
+        h = _read_csv(data, columns)
+        res = day_ahead(h, horizon, model=model)
+        if plot is not None:
+            plot_forecast(res, plot, history=h.df())
+    except GridpilotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    long = res.to_long()
+    if out is not None:
+        long.to_csv(out, index=False)
+    if as_json:
+        long["time"] = long["time"].astype(str)
+        typer.echo(json.dumps(long.to_dict(orient="records")))
+    else:
+        typer.echo(res.point_df().round(4).to_string())
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``forecast`` sub-app to the root CLI."""
+    app.add_typer(forecast_app, name="forecast")
