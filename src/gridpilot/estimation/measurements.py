@@ -1,0 +1,170 @@
+"""Measurements the control side has for one instant: voltage sensors and power sensors.
+
+Columnar, one row per sensor. Power sensors measure a *load* (its total consumption, load
+convention, e.g. the sum of the smart meters behind it), a *bus* (net consumption of
+everything at the bus, load convention), a *line end* (flow into the line at its from or to
+bus) or a *source* (power fed in by the upstream grid, generator convention). Units: pu for
+voltages, MW/Mvar for powers; sigmas are standard deviations in the same units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from gridpilot.errors import Issue, ValidationError
+from gridpilot.model import Grid
+
+
+class PowerSensorKind(IntEnum):
+    """What a power sensor measures."""
+
+    LOAD = 0  # a load's consumption (load convention)
+    LINE_FROM = 1  # flow into a line at its from bus
+    LINE_TO = 2  # flow into a line at its to bus
+    SOURCE = 3  # power fed by a source (generator convention)
+    BUS = 4  # net consumption at a bus (load convention)
+
+
+_COMPONENT = {PowerSensorKind.LOAD: "load", PowerSensorKind.LINE_FROM: "line",
+              PowerSensorKind.LINE_TO: "line", PowerSensorKind.SOURCE: "source",
+              PowerSensorKind.BUS: "bus"}
+
+
+@dataclass
+class Measurements:
+    """Voltage and power measurements (one row per sensor, see the module docstring)."""
+
+    v_bus_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    v_pu: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    v_sigma_pu: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    p_kind: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    p_element_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    p_sigma_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    q_sigma_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        self.v_bus_id = np.asarray(self.v_bus_id, np.int64).ravel()
+        self.v_pu = np.asarray(self.v_pu, np.float64).ravel()
+        self.v_sigma_pu = np.broadcast_to(np.asarray(self.v_sigma_pu, np.float64), self.v_pu.shape).copy()
+        self.p_kind = np.asarray(self.p_kind, np.int8).ravel()
+        self.p_element_id = np.asarray(self.p_element_id, np.int64).ravel()
+        n = self.p_kind.size
+        self.p_mw = np.asarray(self.p_mw, np.float64).ravel()
+        self.q_mvar = np.asarray(self.q_mvar, np.float64).ravel()
+        self.p_sigma_mw = np.broadcast_to(np.asarray(self.p_sigma_mw, np.float64), (n,)).copy()
+        self.q_sigma_mvar = np.broadcast_to(np.asarray(self.q_sigma_mvar, np.float64), (n,)).copy()
+        issues: list[Issue] = []
+        if self.v_bus_id.size != self.v_pu.size:
+            issues.append(Issue("measurements", "v_pu", f"{self.v_pu.size} values for {self.v_bus_id.size} buses"))
+        for name in ("p_element_id", "p_mw", "q_mvar"):
+            if getattr(self, name).size != n:
+                issues.append(Issue("measurements", name, f"{getattr(self, name).size} values for {n} sensors"))
+        for name in ("v_pu", "p_mw", "q_mvar"):
+            a = getattr(self, name)
+            if a.size and not np.all(np.isfinite(a)):
+                issues.append(Issue("measurements", name, "contains NaN or infinite values"))
+        for name in ("v_sigma_pu", "p_sigma_mw", "q_sigma_mvar"):
+            a = getattr(self, name)
+            if a.size and not np.all(a > 0):
+                issues.append(Issue("measurements", name, "sigmas must be positive",
+                                    value=float(a[~(a > 0)][0])))
+        bad = set(np.unique(self.p_kind).tolist()) - {int(k) for k in PowerSensorKind}
+        if bad:
+            issues.append(Issue("measurements", "p_kind", "unknown sensor kind", value=sorted(bad)[0]))
+        if issues:
+            raise ValidationError(issues=issues)
+
+    @property
+    def n_scalar(self) -> int:
+        """Number of scalar measurements (a voltage counts one, a power sensor two: P and Q)."""
+        return int(self.v_pu.size + 2 * self.p_kind.size)
+
+    def check_against(self, grid: Grid) -> None:
+        """Raise :class:`~gridpilot.errors.ValidationError` naming any unknown element id."""
+        issues: list[Issue] = []
+        unknown = np.setdiff1d(self.v_bus_id, grid.bus.ids)
+        if unknown.size:
+            issues.append(Issue("voltage sensor", "bus", "unknown bus", tuple(unknown[:5].tolist()), int(unknown[0])))
+        for kind, comp in _COMPONENT.items():
+            ids = self.p_element_id[self.p_kind == kind]
+            unknown = np.setdiff1d(ids, grid[comp].ids)
+            if unknown.size:
+                issues.append(Issue(f"power sensor ({kind.name.lower()})", "element", f"unknown {comp}",
+                                    tuple(unknown[:5].tolist()), int(unknown[0])))
+        if issues:
+            raise ValidationError(issues=issues)
+
+    def without(self, v_rows: np.ndarray | list[int] = (), p_rows: np.ndarray | list[int] = ()) -> Measurements:
+        """A copy without the given voltage rows and power-sensor rows."""
+        kv = np.setdiff1d(np.arange(self.v_pu.size), np.asarray(v_rows, np.int64))
+        kp = np.setdiff1d(np.arange(self.p_kind.size), np.asarray(p_rows, np.int64))
+        return Measurements(self.v_bus_id[kv], self.v_pu[kv], self.v_sigma_pu[kv], self.p_kind[kp],
+                            self.p_element_id[kp], self.p_mw[kp], self.q_mvar[kp], self.p_sigma_mw[kp],
+                            self.q_sigma_mvar[kp])
+
+    def copy(self) -> Measurements:
+        """A deep copy."""
+        return self.without()
+
+    def labels(self) -> list[str]:
+        """Human-readable names of the scalar measurements, in residual order (V, then P, then Q)."""
+        out = [f"V bus {b}" for b in self.v_bus_id]
+        names = [f"{PowerSensorKind(k).name.lower()} {e}" for k, e in zip(self.p_kind, self.p_element_id, strict=True)]
+        out += [f"P {n}" for n in names] + [f"Q {n}" for n in names]
+        return out
+
+
+def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray | None = None,
+                                load_ids: np.ndarray | None = None, line_from_ids: np.ndarray | None = None,
+                                load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
+                                source: bool = True, v_sigma_pu: float = 0.01,
+                                p_rel_sigma: float = 0.01, p_floor_mw: float = 1e-4,
+                                rng: np.random.Generator | None = None) -> tuple[Measurements, Measurements]:
+    """Synthesize measurements from a power-flow result (the truth), for tests and benchmarks.
+
+    Returns ``(noisy, true)``. Voltage sensors at ``v_bus_ids`` (default: every bus with a
+    source), load power sensors for ``load_ids`` (default all loads; the loads' true values are
+    ``load_p_mw``/``load_q_mvar`` or the grid's), line flow sensors at the from end of
+    ``line_from_ids``, and the source. Noise is Gaussian: ``v_sigma_pu`` times the value for
+    voltages (relative, 1 % means 0.01) and ``p_rel_sigma`` times |value| (at least
+    ``p_floor_mw``) for powers; the sigmas stored are those used.
+    """
+    rng = rng or np.random.default_rng(0)
+    g = grid
+    res = pf  # PowerFlowResult
+    vb = g.bus.ids[g.bus.position_map(g.source["bus"])] if v_bus_ids is None else np.asarray(v_bus_ids, np.int64)
+    v_true = np.asarray(res.v_pu)[g.bus.index_of(vb)]  # type: ignore[attr-defined]
+    lids = g.load.ids if load_ids is None else np.asarray(load_ids, np.int64)
+    lpos = g.load.index_of(lids)
+    lp = (g.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw))[lpos]
+    lq = (g.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar))[lpos]
+    kinds = [np.full(lids.size, PowerSensorKind.LOAD)]
+    elem, p, q = [lids], [lp], [lq]
+    if line_from_ids is not None and len(line_from_ids):
+        fl = np.asarray(line_from_ids, np.int64)
+        pos = g.line.index_of(fl)
+        kinds.append(np.full(fl.size, PowerSensorKind.LINE_FROM))
+        elem.append(fl)
+        p.append(np.asarray(res.line_p_from_mw)[pos])  # type: ignore[attr-defined]
+        q.append(np.asarray(res.line_q_from_mvar)[pos])  # type: ignore[attr-defined]
+    if source:
+        kinds.append(np.full(len(g.source), PowerSensorKind.SOURCE))
+        elem.append(g.source.ids)
+        p.append(np.asarray(res.source_p_mw))  # type: ignore[attr-defined]
+        q.append(np.asarray(res.source_q_mvar))  # type: ignore[attr-defined]
+    pk = np.concatenate(kinds).astype(np.int8)
+    pe = np.concatenate(elem)
+    pt = np.concatenate(p)
+    qt = np.concatenate(q)
+    vs = np.full(vb.size, v_sigma_pu) * v_true
+    ps = np.maximum(p_rel_sigma * np.abs(pt), p_floor_mw)
+    qs = np.maximum(p_rel_sigma * np.abs(qt), p_floor_mw)
+    true = Measurements(vb, v_true, vs, pk, pe, pt, qt, ps, qs)
+    noisy = Measurements(vb, v_true + rng.normal(0, vs), vs, pk, pe, pt + rng.normal(0, ps),
+                         qt + rng.normal(0, qs), ps, qs)
+    return noisy, true

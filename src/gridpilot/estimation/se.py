@@ -1,0 +1,266 @@
+"""Weighted-least-squares state estimation with power-grid-model.
+
+:class:`StateEstimator` compiles a grid once (its PGM network and id maps, see
+:class:`gridpilot.twin.PgmNetwork`) and turns :class:`~gridpilot.estimation.Measurements`
+into PGM ``sym_voltage_sensor`` / ``sym_power_sensor`` rows. ``estimate`` returns bus
+voltages, the residual of every scalar measurement and the chi-square statistic
+``J = sum((r / sigma)^2)``; ``diag_sensitivity`` gives, by one batch calculation with each
+measurement perturbed in turn, ``K_ii = d z_hat_i / d z_i`` (the diagonal of the hat matrix),
+from which the residual variance ``Omega_ii = (1 - K_ii) sigma_i^2`` and the normalised
+residuals follow (see :mod:`gridpilot.estimation.baddata`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from power_grid_model import (
+    CalculationMethod,
+    ComponentType,
+    MeasuredTerminalType,
+    PowerGridModel,
+    initialize_array,
+)
+from power_grid_model.errors import PowerGridError
+
+from gridpilot.errors import ConvergenceError, ValidationError
+from gridpilot.estimation.measurements import Measurements, PowerSensorKind
+from gridpilot.model import Grid
+from gridpilot.twin.pgm import PgmNetwork, to_pgm
+
+CT = ComponentType
+_TERMINAL = {PowerSensorKind.LOAD: MeasuredTerminalType.load, PowerSensorKind.LINE_FROM: MeasuredTerminalType.branch_from,
+             PowerSensorKind.LINE_TO: MeasuredTerminalType.branch_to, PowerSensorKind.SOURCE: MeasuredTerminalType.source,
+             PowerSensorKind.BUS: MeasuredTerminalType.node}
+
+
+@dataclass
+class EstimationResult:
+    """One state estimate.
+
+    ``v_pu``/``va_deg`` per bus (table order, NaN where not energised); ``residual`` per scalar
+    measurement (measured minus estimated, order V, P, Q as :meth:`Measurements.labels`, in pu
+    for voltages and MW/Mvar for powers), ``sigma`` the same order; ``chi2`` the weighted sum of
+    squared residuals, ``dof`` its degrees of freedom (m - (2n - 1)), ``chi2_limit`` the
+    ``1 - alpha`` quantile; ``calc_ms`` the PGM time.
+    """
+
+    converged: bool
+    bus_id: np.ndarray
+    v_pu: np.ndarray
+    va_deg: np.ndarray
+    residual: np.ndarray
+    sigma: np.ndarray
+    chi2: float
+    dof: int
+    chi2_limit: float
+    calc_ms: float
+    meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def weighted_residual(self) -> np.ndarray:
+        """Residuals divided by their measurement sigmas (dimensionless)."""
+        return self.residual / self.sigma
+
+    @property
+    def bad_data_suspected(self) -> bool:
+        """True when the chi-square statistic exceeds its limit."""
+        return bool(self.chi2 > self.chi2_limit)
+
+    def max_error_pu(self, v_true_pu: np.ndarray) -> float:
+        """Largest |estimated - true| bus voltage in pu (energised buses)."""
+        ok = np.isfinite(self.v_pu)
+        return float(np.max(np.abs(self.v_pu[ok] - np.asarray(v_true_pu)[ok]))) if ok.any() else float("nan")
+
+
+class StateEstimator:
+    """State estimation of one grid (switch states fixed at construction or given per call)."""
+
+    def __init__(self, grid: Grid, switch_closed: np.ndarray | None = None, *, alpha: float = 0.01,
+                 method: CalculationMethod = CalculationMethod.newton_raphson,
+                 tolerance: float = 1e-8, max_iterations: int = 50) -> None:
+        self.grid = grid
+        self.alpha = alpha
+        self.method = method
+        self.tolerance = tolerance
+        self.max_iterations = max_iterations
+        self.net: PgmNetwork = to_pgm(grid, switch_closed)
+        self._next_id = 1 + max(int(a["id"].max()) for a in self.net.input.values() if a.size)
+        # gridpilot load position -> (sym_load rows, shares)
+        self._load_rows: dict[int, list[tuple[int, float]]] = {}
+        for comp, pos, share, start in self.net.load_blocks:
+            if comp != "load":
+                continue
+            for k, (p, s) in enumerate(zip(pos, share, strict=True)):
+                self._load_rows.setdefault(int(p), []).append((start + k, float(s)))
+
+    # --- building PGM input ---------------------------------------------------------------------
+    def _sensors(self, m: Measurements) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """PGM sensor arrays plus, per power-sensor row, the measurement row it came from."""
+        g = self.grid
+        m.check_against(g)
+        net = self.net
+        vs = initialize_array("input", CT.sym_voltage_sensor, m.v_pu.size)
+        vs["id"] = self._next_id + np.arange(m.v_pu.size)
+        bpos = g.bus.index_of(m.v_bus_id)
+        vs["measured_object"] = net.input[CT.node]["id"][bpos]
+        u_rated = net.input[CT.node]["u_rated"][bpos]
+        vs["u_measured"] = m.v_pu * u_rated
+        vs["u_sigma"] = m.v_sigma_pu * u_rated
+        vs["u_angle_measured"] = np.nan
+        obj, term, p, q, ps, qs, src = [], [], [], [], [], [], []
+        sign = 1e6
+        for i, (kind, eid) in enumerate(zip(m.p_kind, m.p_element_id, strict=True)):
+            k = PowerSensorKind(int(kind))
+            if k == PowerSensorKind.LOAD:
+                rows = self._load_rows.get(int(g.load.index_of(int(eid))[0]), [])
+                if not rows:
+                    raise ValidationError(f"power sensor on load {eid}: the load has no PGM rows (out of service?)")
+                for r, share in rows:
+                    obj.append(net.sym_load_ids[r])
+                    term.append(_TERMINAL[k])
+                    p.append(m.p_mw[i] * share * sign)
+                    q.append(m.q_mvar[i] * share * sign)
+                    ps.append(m.p_sigma_mw[i] * share * sign)
+                    qs.append(m.q_sigma_mvar[i] * share * sign)
+                    src.append(i)
+                continue
+            if k in (PowerSensorKind.LINE_FROM, PowerSensorKind.LINE_TO):
+                o = net.input[CT.line]["id"][g.line.index_of(int(eid))[0]]
+                f = 1.0
+            elif k == PowerSensorKind.SOURCE:
+                o = net.input[CT.source]["id"][g.source.index_of(int(eid))[0]]
+                f = 1.0
+            else:  # BUS: net consumption -> node injection
+                o = net.input[CT.node]["id"][g.bus.index_of(int(eid))[0]]
+                f = -1.0
+            obj.append(o)
+            term.append(_TERMINAL[k])
+            p.append(f * m.p_mw[i] * sign)
+            q.append(f * m.q_mvar[i] * sign)
+            ps.append(m.p_sigma_mw[i] * sign)
+            qs.append(m.q_sigma_mvar[i] * sign)
+            src.append(i)
+        pw = initialize_array("input", CT.sym_power_sensor, len(obj))
+        pw["id"] = self._next_id + m.v_pu.size + np.arange(len(obj))
+        pw["measured_object"] = obj
+        pw["measured_terminal_type"] = term
+        pw["p_measured"] = p
+        pw["q_measured"] = q
+        pw["p_sigma"] = ps
+        pw["q_sigma"] = qs
+        pw["power_sigma"] = np.hypot(np.asarray(ps, float), np.asarray(qs, float)) if obj else []
+        return vs, pw, np.asarray(src, np.int64), u_rated
+
+    def _model(self, vs: np.ndarray, pw: np.ndarray) -> PowerGridModel:
+        data = dict(self.net.input)
+        data[CT.sym_voltage_sensor] = vs
+        if pw.size:
+            data[CT.sym_power_sensor] = pw
+        return PowerGridModel(data, system_frequency=self.grid.f_hz)
+
+    def _kwargs(self) -> dict:
+        return {"symmetric": True, "error_tolerance": self.tolerance, "max_iterations": self.max_iterations,
+                "calculation_method": self.method}
+
+    # --- estimation ---------------------------------------------------------------------------
+    def estimate(self, m: Measurements, *, raise_on_failure: bool = False) -> EstimationResult:
+        """Estimate the state from ``m``; returns an :class:`EstimationResult`.
+
+        A calculation that fails (unobservable, no convergence) returns ``converged=False`` with
+        NaN values, or raises :class:`~gridpilot.errors.ConvergenceError` if ``raise_on_failure``.
+        """
+        import time
+
+        from scipy.stats import chi2 as chi2_dist
+
+        if m.v_pu.size == 0:
+            raise ValidationError("measurements: state estimation needs at least one voltage sensor")
+        vs, pw, src, u_rated = self._sensors(m)
+        nb = len(self.grid.bus)
+        t0 = time.perf_counter()
+        try:
+            out = self._model(vs, pw).calculate_state_estimation(**self._kwargs())
+            ok = True
+        except PowerGridError as exc:
+            if raise_on_failure:
+                raise ConvergenceError(f"state estimation failed: {exc}") from None
+            out, ok = {}, False
+        ms = (time.perf_counter() - t0) * 1e3
+        nm = m.n_scalar
+        dof = int(nm - (2 * nb - 1))
+        limit = float(chi2_dist.ppf(1 - self.alpha, max(dof, 1)))
+        sigma = np.concatenate([m.v_sigma_pu, m.p_sigma_mw, m.q_sigma_mvar])
+        if not ok:
+            nan = np.full(nb, np.nan)
+            return EstimationResult(False, self.grid.bus.ids, nan, nan.copy(), np.full(nm, np.nan), sigma,
+                                    float("nan"), dof, limit, ms)
+        node = out[CT.node]
+        energ = node["energized"] > 0
+        v = np.where(energ, node["u_pu"], np.nan)
+        va = np.where(energ, np.rad2deg(node["u_angle"]), np.nan)
+        r = self._residuals(out, m, src, u_rated)
+        chi2 = float(np.sum((r / sigma) ** 2))
+        return EstimationResult(True, self.grid.bus.ids, v, va, r, sigma, chi2, dof, limit, ms)
+
+    def _residuals(self, out: dict, m: Measurements, src: np.ndarray, u_rated: np.ndarray) -> np.ndarray:
+        """Measured minus estimated per scalar measurement (batch outputs: leading axis kept)."""
+        ur = out[CT.sym_voltage_sensor]["u_residual"]
+        rv = ur / u_rated
+        npw = m.p_kind.size
+        lead = ur.shape[:-1]
+        rp = np.zeros((*lead, npw))
+        rq = np.zeros((*lead, npw))
+        if npw:
+            po = out[CT.sym_power_sensor]
+            sgn = np.where(m.p_kind[src] == PowerSensorKind.BUS, -1.0, 1.0)
+            for arr, name in ((rp, "p_residual"), (rq, "q_residual")):
+                vals = po[name] * sgn / 1e6
+                for j in range(npw):  # sum split rows back onto their measurement
+                    arr[..., j] = vals[..., src == j].sum(axis=-1)
+        return np.concatenate([rv, rp, rq], axis=-1)
+
+    def diag_sensitivity(self, m: Measurements, rows: np.ndarray | None = None, rel_step: float = 1.0) -> np.ndarray:
+        """``K_ii`` (hat-matrix diagonal, d estimate_i / d measurement_i) for scalar rows ``rows``.
+
+        One PGM batch: scenario k perturbs measurement ``rows[k]`` by ``rel_step`` sigma; the
+        change of its residual is ``(1 - K_ii)`` times the perturbation. Returns an array
+        aligned with ``rows`` (default: all scalar measurements), clipped to [0, 1].
+        """
+        vs, pw, src, u_rated = self._sensors(m)
+        nv, npw = m.v_pu.size, m.p_kind.size
+        rows = np.arange(m.n_scalar) if rows is None else np.asarray(rows, np.int64)
+        sigma = np.concatenate([m.v_sigma_pu, m.p_sigma_mw, m.q_sigma_mvar])
+        t = rows.size
+        if t == 0:
+            return np.zeros(0)
+        model = self._model(vs, pw)
+        base = model.calculate_state_estimation(**self._kwargs())
+        r0 = self._residuals(base, m, src, u_rated)
+        upd: dict = {}
+        u = np.broadcast_to(vs["u_measured"], (t, nv)).copy()
+        delta = rel_step * sigma[rows]
+        vr = rows < nv
+        u[np.flatnonzero(vr), rows[vr]] += delta[vr] * u_rated[rows[vr]]
+        upd[CT.sym_voltage_sensor] = {"id": np.broadcast_to(vs["id"], (t, nv)).copy(), "u_measured": u}
+        if npw:
+            p = np.broadcast_to(pw["p_measured"], (t, pw.size)).copy()
+            q = np.broadcast_to(pw["q_measured"], (t, pw.size)).copy()
+            sgn_m = np.where(m.p_kind == PowerSensorKind.BUS, -1.0, 1.0)
+            shares = np.ones(pw.size)
+            # share of each PGM row in its measurement (loads split by behaviour)
+            tot_p = np.bincount(src, weights=np.abs(pw["p_sigma"]), minlength=npw)
+            shares = np.abs(pw["p_sigma"]) / np.where(tot_p[src] > 0, tot_p[src], 1.0)
+            for k in np.flatnonzero(~vr):
+                j = rows[k] - nv
+                arr = p if j < npw else q
+                j = j % npw
+                cols = np.flatnonzero(src == j)
+                arr[k, cols] += delta[k] * sgn_m[j] * shares[cols] * 1e6
+            upd[CT.sym_power_sensor] = {"id": np.broadcast_to(pw["id"], (t, pw.size)).copy(),
+                                        "p_measured": p, "q_measured": q}
+        out = model.calculate_state_estimation(update_data=upd, **self._kwargs())
+        r1 = self._residuals(out, m, src, u_rated)
+        d = r1[np.arange(t), rows] - r0[rows]
+        return np.clip(1.0 - np.abs(d / delta), 0.0, 1.0)
