@@ -1,1 +1,61 @@
-"""gridpilot.agent"""
+"""The orchestrator: the agent loop that watches the grid and acts on it, safely and on the record.
+
+>>> from gridpilot.agent import Orchestrator, SimWorld, demo_grid
+>>> orch = Orchestrator(SimWorld(demo_grid()), mode="autonomous")
+>>> orch.inject("fault", line=7); orch.run(5)
+
+The loop: observe (field telemetry) -> estimate -> forecast -> decide (pluggable policies) ->
+:class:`SafetyGuard` (limits, never energise a fault, simulated in the twin) -> act, or
+propose and wait for an operator -> :class:`AuditLog` (hash-chained SQLite).
+:class:`GridEnv` is a Gymnasium-style environment over the same world and KPIs.
+"""
+
+from gridpilot.agent.actions import ACTION_KINDS, Action, Plan
+from gridpilot.agent.audit import AuditLog
+from gridpilot.agent.env import GridEnv
+from gridpilot.agent.fleet import demo_grid
+from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
+from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
+from gridpilot.agent.policies import (
+    Context,
+    FlisrPolicy,
+    FrequencyPolicy,
+    Policy,
+    RenewableDropPolicy,
+    VoltagePolicy,
+    batch_eval,
+    default_policies,
+)
+from gridpilot.agent.sections import FaultLocation, Sections, locate_fault, loop_switches
+from gridpilot.agent.world import Observation, SimWorld
+
+__all__ = [
+    "ACTION_KINDS",
+    "MODES",
+    "Action",
+    "AuditLog",
+    "Context",
+    "FaultLocation",
+    "FlisrPolicy",
+    "FrequencyPolicy",
+    "GridEnv",
+    "GuardLimits",
+    "Observation",
+    "Orchestrator",
+    "Plan",
+    "Policy",
+    "Proposal",
+    "RenewableDropPolicy",
+    "SafetyGuard",
+    "Sections",
+    "SimWorld",
+    "StepReport",
+    "Verdict",
+    "VoltagePolicy",
+    "batch_eval",
+    "default_policies",
+    "demo_grid",
+    "locate_fault",
+    "loop_switches",
+    "run_realtime",
+]

@@ -1,0 +1,45 @@
+"""The demo's default grid and device fleet (embedded defaults, no files needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gridpilot.model import FlexKind, GenKind, Grid, load_grid
+
+
+def demo_grid(name: str = "case33bw") -> Grid:
+    """``name`` (default Baran & Wu case33bw) with gridpilot's demo fleet added.
+
+    Fleet on case33bw (documented in docs/agent.md): PV 0.15-0.3 MW at buses 14, 18, 25, 30,
+    33; one 0.8 MW wind turbine at bus 22; batteries of 0.3 MW / 1.2 MWh at buses 18 and 33;
+    water heaters (0.05 MW) at ten buses; EV chargers (0.022-0.05 MW) at eight buses; customers
+    per load at one per 5 kW. Other grids get the same kinds of devices at buses chosen by a
+    fixed seed. Returns a new, validated :class:`Grid`.
+    """
+    g = load_grid(name).copy()
+    if name == "case33bw":
+        pv_bus, pv_mw = [14, 18, 25, 30, 33], [0.2, 0.15, 0.3, 0.25, 0.2]
+        wind_bus, st_bus = [22], [18, 33]
+        wh_bus = [4, 7, 9, 12, 16, 20, 24, 27, 29, 31]
+        ev_bus = [6, 10, 13, 17, 23, 26, 28, 32]
+    else:
+        rng = np.random.default_rng(5)
+        cand = g.load["bus"]
+        pick = lambda n: [int(b) for b in rng.choice(cand, size=min(n, cand.size), replace=False)]  # noqa: E731
+        pv_bus = pick(5)
+        pv_mw = [float(0.05 * g.load["p_mw"].sum() / max(len(pv_bus), 1))] * len(pv_bus)
+        wind_bus, st_bus, wh_bus, ev_bus = pick(1), pick(2), pick(10), pick(8)
+    start = int(g.generator.ids.max()) + 1 if len(g.generator) else 1
+    g.add("generator", id=np.arange(start, start + len(pv_bus)), bus=pv_bus, kind=int(GenKind.PV), p_mw=pv_mw)
+    wind_mw = 0.8 if name == "case33bw" else float(0.2 * g.load["p_mw"].sum())
+    g.add("generator", id=np.arange(start + len(pv_bus), start + len(pv_bus) + len(wind_bus)), bus=wind_bus,
+          kind=int(GenKind.WIND), p_mw=wind_mw)
+    g.add("storage", id=np.arange(1, len(st_bus) + 1), bus=st_bus, e_mwh=1.2, p_max_mw=0.3, soc=0.8)
+    g.add("flex_load", id=np.arange(1, len(wh_bus) + 1), bus=wh_bus, kind=int(FlexKind.WATER_HEATER), p_mw=0.05)
+    g.add("ev_charger", id=np.arange(1, len(ev_bus) + 1), bus=ev_bus,
+          p_max_mw=np.resize([0.022, 0.05], len(ev_bus)), v2g=np.resize([False, True], len(ev_bus)))
+    g.load["customers"] = np.maximum(np.rint(g.load["p_mw"] / 0.005), 1).astype(np.int32)
+    g.name = f"{name}+fleet"
+    g.meta["fleet"] = "gridpilot demo fleet (docs/agent.md)"
+    g.validate()
+    return g

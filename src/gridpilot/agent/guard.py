@@ -1,0 +1,232 @@
+"""The safety guard: every plan is checked, and simulated in the twin, before it reaches the field.
+
+Checks, in order (a plan is refused on the first class of failure, with every reason listed):
+
+1. *Rate and count limits*: switching operations per plan, per switch per hour, per hour in
+   total, and plans per minute.
+2. *Device rules*: switches must exist and be remote-controllable; a disconnector is never
+   operated while either side is energised; DR and EV levels within [0, 1]; battery set
+   points within rating.
+3. *Never energise a faulted section*: every intermediate switch state of the sequence is
+   checked, not only the final one.
+4. *No unplanned interruption*: buses energised before must stay energised, except the
+   faulted section the plan declares it isolates.
+5. *Simulated in the twin*: the final state must converge, be radial (if required) and keep
+   voltages and loadings within limits, or at least not make an existing violation worse.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.agent.actions import Plan
+from gridpilot.model import Grid, SwitchKind, branch_status
+from gridpilot.twin import Twin, energised, is_radial
+
+
+@dataclass
+class GuardLimits:
+    """Limits the guard enforces (voltages in pu, loading in percent, times in seconds)."""
+
+    v_min_pu: float = 0.90
+    v_max_pu: float = 1.10
+    loading_max_pct: float = 100.0
+    tolerance_pu: float = 0.002
+    max_switch_ops_per_plan: int = 12
+    max_ops_per_switch_per_hour: int = 4
+    max_switch_ops_per_hour: int = 60
+    max_plans_per_minute: int = 6
+    require_radial: bool = True
+    remote_only: bool = True
+
+
+@dataclass
+class Verdict:
+    """The guard's answer: ``ok`` and, if not, every reason; ``before``/``after`` simulated figures."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    checks: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return {"ok": self.ok, "reasons": self.reasons, "before": self.before, "after": self.after,
+                "checks": self.checks}
+
+
+def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
+    on = res.energised
+    v = res.v_pu[on]
+    return {"converged": bool(res.converged),
+            "vmin_pu": round(float(v.min()), 5) if v.size and res.converged else None,
+            "vmax_pu": round(float(v.max()), 5) if v.size and res.converged else None,
+            "max_loading_pct": round(float(np.nanmax(res.line_loading_pct)), 2) if res.converged and res.line_loading_pct.size else None,
+            "losses_kw": round(float(res.losses_kw), 2) if res.converged else None,
+            "energised_buses": int(on.sum()), "buses": len(grid.bus)}
+
+
+class SafetyGuard:
+    """Checks plans against limits and simulates them in the twin.
+
+    ``SafetyGuard(grid, twin=None, limits=None)``; :meth:`check` returns a :class:`Verdict`
+    without side effects; :meth:`commit` records an executed plan for the rate limits.
+    """
+
+    def __init__(self, grid: Grid, twin: Twin | None = None, limits: GuardLimits | None = None) -> None:
+        self.grid = grid
+        self.twin = twin or Twin(grid)
+        self.limits = limits or GuardLimits()
+        self._ops: deque[tuple[float, int]] = deque()  # (time s, switch position)
+        self._plans: deque[float] = deque()
+
+    def _prune(self, now_s: float) -> None:
+        while self._ops and self._ops[0][0] < now_s - 3600.0:
+            self._ops.popleft()
+        while self._plans and self._plans[0] < now_s - 60.0:
+            self._plans.popleft()
+
+    def faulted_energised(self, closed: np.ndarray, faulted_lines: set[int] | tuple[int, ...],
+                          section_buses: set[int] | None = None) -> list[str]:
+        """Faulted lines or section buses that would be energised with switch states ``closed``."""
+        out: list[str] = []
+        if not faulted_lines and not section_buses:
+            return out
+        g = self.grid
+        en = energised(g, closed)
+        if faulted_lines:
+            st = branch_status(g, closed)
+            pos = g.line.index_of(sorted(faulted_lines))
+            fb = g.bus.position_map(g.line["from_bus"][pos])
+            tb = g.bus.position_map(g.line["to_bus"][pos])
+            live = (st["line_from"][pos] & en[fb]) | (st["line_to"][pos] & en[tb])
+            out += [f"faulted line {int(g.line.ids[p])} would be energised" for p in pos[live]]
+        if section_buses:
+            bp = g.bus.position_map(np.asarray(sorted(section_buses), np.int64))
+            out += [f"bus {int(g.bus.ids[b])} of the faulted section would be energised" for b in bp[en[bp]]]
+        return out
+
+    def check(self, plan: Plan, *, switch_closed: np.ndarray, injections: dict[str, np.ndarray],
+              faulted_lines: set[int] | tuple[int, ...] = (), now_s: float = 0.0,
+              injections_after: dict[str, np.ndarray] | None = None) -> Verdict:
+        """Check ``plan`` from the present switch states and injections (MW, table order).
+
+        ``injections_after`` are the injections once the plan's DR/EV actions act (default the
+        present ones); battery set points of the plan are applied on top.
+
+        Returns a :class:`Verdict`; nothing is changed (call :meth:`commit` once executed).
+        """
+        g, lim = self.grid, self.limits
+        reasons: list[str] = []
+        checks: list[str] = []
+        self._prune(now_s)
+        faulted = set(faulted_lines) | set(plan.faulted_lines)
+        section = set(plan.data.get("section_buses", []))
+        # 1. rate and count limits
+        checks.append("rate limits")
+        if plan.switch_ops > lim.max_switch_ops_per_plan:
+            reasons.append(f"{plan.switch_ops} switching operations in one plan (limit {lim.max_switch_ops_per_plan})")
+        if len(self._ops) + plan.switch_ops > lim.max_switch_ops_per_hour:
+            reasons.append(f"switching operations in the last hour would exceed {lim.max_switch_ops_per_hour}")
+        if len(self._plans) + 1 > lim.max_plans_per_minute:
+            reasons.append(f"more than {lim.max_plans_per_minute} plans in one minute")
+        # 2. device rules, walking the sequence
+        checks.append("device rules")
+        closed = np.asarray(switch_closed, bool).copy()
+        src = injections if injections_after is None else injections_after
+        inj = {k: np.asarray(v, np.float64).copy() for k, v in src.items()}
+        per_switch: dict[int, int] = {}
+        for _t, k in self._ops:
+            per_switch[k] = per_switch.get(k, 0) + 1
+        states = []
+        for a in plan.actions:
+            if a.kind == "switch":
+                try:
+                    k = int(g.switch.index_of(int(a.target or 0))[0])
+                except KeyError:
+                    reasons.append(f"switch {a.target} does not exist")
+                    continue
+                if lim.remote_only and not g.switch["remote"][k]:
+                    reasons.append(f"switch {a.target} is not remote-controllable")
+                if g.switch["kind"][k] == SwitchKind.DISCONNECTOR:
+                    en = energised(g, closed)
+                    b = g.bus.index_of(g.switch["bus"][k])[0]
+                    if en[b]:
+                        reasons.append(f"disconnector {a.target} may not be operated while energised")
+                per_switch[k] = per_switch.get(k, 0) + 1
+                if per_switch[k] > lim.max_ops_per_switch_per_hour:
+                    reasons.append(f"switch {a.target} operated more than {lim.max_ops_per_switch_per_hour} times in an hour")
+                closed[k] = bool(a.value)
+                states.append(closed.copy())
+            elif a.kind == "storage":
+                try:
+                    k = int(g.storage.index_of(int(a.target or 0))[0])
+                except KeyError:
+                    reasons.append(f"storage {a.target} does not exist")
+                    continue
+                pm = float(g.storage["p_max_mw"][k])
+                if abs(a.value) > pm + 1e-9:
+                    reasons.append(f"storage {a.target} set point {a.value} MW beyond its rating {pm} MW")
+                if "storage_p_mw" in inj:
+                    inj["storage_p_mw"][k] = a.value
+        if reasons:
+            return Verdict(False, reasons, checks=checks)
+        # 3. never energise a faulted section, at any step of the sequence
+        checks.append("faulted section stays dead at every step")
+        for st in states:
+            bad = self.faulted_energised(st, faulted, section)
+            if bad:
+                reasons += sorted(set(bad))
+                break
+        # 4. no unplanned interruption
+        checks.append("no unplanned interruption")
+        en0 = energised(g, switch_closed)
+        en1 = energised(g, closed)
+        lost = set(g.bus.ids[en0 & ~en1].tolist()) - section
+        if lost:
+            shown = sorted(lost)[:8]
+            reasons.append(f"would interrupt {len(lost)} bus(es) outside the faulted section: {shown}")
+        if lim.require_radial:
+            checks.append("radial")
+            if not is_radial(g, closed):
+                reasons.append("the resulting network would not be radial (a loop or two sources in parallel)")
+        if reasons:
+            return Verdict(False, reasons, checks=checks)
+        # 5. simulate before and after in the twin
+        checks.append("simulated in the twin")
+        inj_after = inj
+        before = self.twin.powerflow(switch_closed=np.asarray(switch_closed, bool), **injections)
+        after = self.twin.powerflow(switch_closed=closed, **inj_after)
+        b, a = _sim_summary(g, before), _sim_summary(g, after)
+        if not after.converged:
+            reasons.append("the power flow after the plan does not converge")
+        else:
+            tol = lim.tolerance_pu
+            on = after.energised
+            new = on & ~(before.energised if before.converged else np.zeros_like(on))
+            v = after.v_pu
+            bvmin = b["vmin_pu"] if b["vmin_pu"] is not None else 9.0
+            bvmax = b["vmax_pu"] if b["vmax_pu"] is not None else -9.0
+            if np.any(v[new] < lim.v_min_pu - tol) or np.any(v[new] > lim.v_max_pu + tol):
+                reasons.append(f"re-energised buses would be outside {lim.v_min_pu}-{lim.v_max_pu} pu")
+            if a["vmin_pu"] < lim.v_min_pu - tol and a["vmin_pu"] < bvmin - tol:
+                reasons.append(f"lowest voltage {a['vmin_pu']} pu below {lim.v_min_pu} pu and worse than before ({bvmin})")
+            if a["vmax_pu"] > lim.v_max_pu + tol and a["vmax_pu"] > bvmax + tol:
+                reasons.append(f"highest voltage {a['vmax_pu']} pu above {lim.v_max_pu} pu and worse than before")
+            bl = b["max_loading_pct"] if b["max_loading_pct"] is not None else 0.0
+            if a["max_loading_pct"] is not None and a["max_loading_pct"] > lim.loading_max_pct and a["max_loading_pct"] > bl + 0.5:
+                reasons.append(f"loading {a['max_loading_pct']} % above {lim.loading_max_pct} % and worse than before")
+        return Verdict(not reasons, reasons, b, a, checks)
+
+    def commit(self, plan: Plan, now_s: float = 0.0) -> None:
+        """Record an executed plan for the rate and count limits."""
+        self._prune(now_s)
+        self._plans.append(now_s)
+        for a in plan.actions:
+            if a.kind == "switch":
+                self._ops.append((now_s, int(self.grid.switch.index_of(int(a.target or 0))[0])))

@@ -1,0 +1,541 @@
+"""The orchestrator: observe -> estimate -> forecast -> decide -> guard (simulate) -> act or propose -> audit.
+
+One :meth:`Orchestrator.step` is one turn of the loop in simulated time; :meth:`run` runs many,
+and :func:`run_realtime` paces them against the wall clock (accelerated by ``speed``). Modes:
+``autonomous`` executes every plan the guard accepts; ``propose`` queues it for an operator,
+who approves or rejects through :meth:`approve` / :meth:`reject` (the API's endpoints).
+Operators' own commands go through :meth:`submit`: the same guard, the same audit log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.agent.actions import Action, Plan
+from gridpilot.agent.audit import AuditLog
+from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
+from gridpilot.agent.policies import Context, Policy, default_policies
+from gridpilot.agent.sections import Sections
+from gridpilot.agent.world import Observation, SimWorld
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.model import GenKind
+from gridpilot.twin import Twin, profiles_for
+
+MODES = ("autonomous", "propose")
+
+
+@dataclass
+class Proposal:
+    """A plan waiting for an operator: its guard verdict and status."""
+
+    plan: Plan
+    verdict: Verdict
+    t: int
+    status: str = "pending"  # pending, approved, rejected, expired, refused
+    decided_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return {**self.plan.to_dict(), "t": self.t, "status": self.status, "decided_by": self.decided_by,
+                "verdict": self.verdict.to_dict()}
+
+
+@dataclass
+class StepReport:
+    """What one step did: executed, proposed and refused plan ids, and the headline state."""
+
+    t: int
+    time: str
+    executed: list[int] = field(default_factory=list)
+    proposed: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Orchestrator:
+    """The agent loop over a :class:`SimWorld` (or anything with the same methods).
+
+    ``Orchestrator(world, mode="autonomous", policies=None, limits=None, audit=None)``; the
+    policies default to :func:`default_policies`. Thread-safe: the API calls it while a
+    background thread steps it.
+    """
+
+    def __init__(self, world: SimWorld, *, mode: str = "autonomous", policies: list[Policy] | None = None,
+                 limits: GuardLimits | None = None, audit: AuditLog | None = None, history: int = 720) -> None:
+        if mode not in MODES:
+            raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
+        self.world = world
+        self.mode = mode
+        self.grid = world.grid.copy()  # the controller's model of the grid (never the world's object)
+        self.twin = Twin(self.grid, validate=False)
+        self.limits = limits or GuardLimits()
+        self.guard = SafetyGuard(self.grid, self.twin, self.limits)
+        self.audit = audit or AuditLog()
+        self.policies: list[Policy] = list(default_policies() if policies is None else policies)
+        self.sections = Sections.build(self.grid)
+        self.lock = threading.RLock()
+        g = self.grid
+        self.normal_closed = g.switch["closed"].copy()
+        self.pre_fault_closed = self.normal_closed.copy()
+        self.known_faults: set[int] = set()
+        self.section_buses: set[int] = set()
+        self.shared: dict[str, Any] = {}
+        self.dr_requests: dict[str, float] = {}
+        self.ev_factor = 1.0
+        self.storage_cmd_mw = g.storage["p_mw"].copy()
+        self.load_est_mw = g.load["p_mw"].copy()
+        self.gen_est_mw = g.generator["p_mw"].copy()
+        self.obs_history: deque[Observation] = deque(maxlen=64)
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self.events: deque[dict[str, Any]] = deque(maxlen=500)
+        self.alarms: dict[str, dict[str, Any]] = {}
+        self.proposals: dict[int, Proposal] = {}
+        self.plans_done: deque[dict[str, Any]] = deque(maxlen=200)
+        self._forecast_at: dict[int, float] = {}
+        self.last: Observation | None = None
+        self.counters = {"steps": 0, "executed": 0, "proposed": 0, "refused": 0, "switch_ops": 0}
+        prof, cols = profiles_for(self.grid, world.start_step + 96 * 8)
+        self._prof, self._cols = prof, cols
+        self._prof_step_s = float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s")) if prof.steps > 1 else 900.0
+        self.market = _MarketLink.create(self.grid)
+        flat_profiles(self.grid)
+
+
+    # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def dr_level(self) -> float:
+        """Effective demand-response level: the highest request of any policy or operator."""
+        return max(self.dr_requests.values(), default=0.0)
+
+    def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
+        t = self.last.t if self.last is not None else 0
+        tm = str(self.last.time) if self.last is not None else ""
+        extra = {k: v for k, v in data.items() if k not in ("t", "time", "kind", "text", "severity")}
+        self.events.append({"t": t, "time": tm, "kind": kind, "text": text, "severity": severity, **extra})
+
+    def _shape_at(self, steps_ahead: np.ndarray) -> np.ndarray:
+        """Per-load profile multipliers at ``steps_ahead`` steps from now, (k, n_load)."""
+        assert self.last is not None
+        x0 = (self.last.time - self._prof.index[0]) / np.timedelta64(1, "s") / self._prof_step_s
+        x = x0 + np.asarray(steps_ahead, np.float64) * self.world.step_s / self._prof_step_s
+        i = np.clip(np.floor(x).astype(int), 0, self._prof.steps - 2)
+        w = np.clip(x - i, 0, 1)[:, None]
+        rows = (1 - w) * self._prof.values[i] + w * self._prof.values[i + 1]
+        cols = self._cols["load_p"]
+        out = np.ones((rows.shape[0], cols.size))
+        m = cols >= 0
+        out[:, m] = rows[:, cols[m]]
+        return out
+
+    def forecast_ratio(self, steps_ahead: np.ndarray) -> np.ndarray:
+        """Load forecast as multipliers of the present estimate, (k, n_load).
+
+        Method: the day-ahead profile shape (ratio of the shape ahead to the shape now) applied
+        to the present estimated demand — persistence of the level, profile for the shape.
+        """
+        s = self._shape_at(np.asarray(steps_ahead))
+        now = self._shape_at(np.zeros(1))[0]
+        return s / np.where(now > 1e-9, now, 1.0)
+
+    def context(self) -> Context:
+        """The policies' view of the present state."""
+        assert self.last is not None
+        return Context(self.grid, self.twin, self.sections, self.limits, self.last, self.obs_history,
+                       self.load_est_mw.copy(), self.gen_est_mw.copy(), self.world.dr_share, self.dr_level,
+                       dict(self.dr_requests), self.ev_factor, self.storage_cmd_mw.copy(), set(self.known_faults),
+                       set(self.section_buses), self.pre_fault_closed.copy(), self.normal_closed.copy(),
+                       self.forecast_ratio, self.shared)
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _estimate(self, obs: Observation) -> None:
+        g = self.grid
+        lb = g.bus.position_map(g.load["bus"])
+        on = obs.energised[lb]
+        cut = 1.0 - self.dr_level * self.world.dr_share
+        if self.last is not None:
+            ratio = self.forecast_ratio(np.array([1.0]))[0]
+            self.load_est_mw = self.load_est_mw * ratio
+        self.load_est_mw[on] = obs.load_p_mw[on] / max(cut, 1e-6)
+        if len(g.generator):
+            gb = g.bus.position_map(g.generator["bus"])
+            gon = obs.energised[gb]
+            self.gen_est_mw[gon] = obs.gen_p_mw[gon]
+
+    def _alarms(self, obs: Observation) -> None:
+        lim = self.limits
+        active: dict[str, dict[str, Any]] = {}
+        dead = int((~obs.energised).sum())
+        if dead:
+            active["outage"] = {"severity": "critical", "text": f"{dead} bus(es) without supply"}
+        if np.isfinite(obs.vmin_pu) and obs.vmin_pu < lim.v_min_pu:
+            active["undervoltage"] = {"severity": "major", "text": f"voltage {obs.vmin_pu:.3f} pu below {lim.v_min_pu}"}
+        if np.isfinite(obs.vmax_pu) and obs.vmax_pu > lim.v_max_pu:
+            active["overvoltage"] = {"severity": "major", "text": f"voltage {obs.vmax_pu:.3f} pu above {lim.v_max_pu}"}
+        if obs.max_loading_pct > lim.loading_max_pct:
+            active["overload"] = {"severity": "major", "text": f"loading {obs.max_loading_pct:.0f} % above {lim.loading_max_pct:.0f} %"}
+        if obs.fpi.any():
+            active["fault"] = {"severity": "critical", "text": f"fault indicated by {int(obs.fpi.sum())} FPI(s)"}
+        for k, a in active.items():
+            if k not in self.alarms:
+                self._event("alarm", a["text"], a["severity"], alarm=k)
+                a["since"] = str(obs.time)
+            else:
+                a["since"] = self.alarms[k]["since"]
+        for k in set(self.alarms) - set(active):
+            self._event("alarm_cleared", f"{k} cleared", "info", alarm=k)
+        self.alarms = active
+
+    def step(self) -> StepReport:
+        """One turn of the loop: observe, estimate, forecast, decide, guard, act/propose, audit; advance time."""
+        with self.lock:
+            obs = self.world.observe()
+            self.last = obs
+            self.obs_history.append(obs)
+            self._estimate(obs)
+            for ev in obs.events:
+                self._field_event(ev)
+            if not obs.fpi.any() and obs.energised.all():
+                self.pre_fault_closed = obs.switch_closed.copy()
+            self._alarms(obs)
+            rep = StepReport(obs.t, str(obs.time))
+            ctx = self.context()
+            for pol in self.policies:
+                try:
+                    plans = pol.decide(ctx)
+                except Exception as exc:  # a broken policy must not stop the loop; it is audited
+                    self.audit.record(actor=f"policy:{getattr(pol, 'name', '?')}", kind="error", what=repr(exc),
+                                      why="policy raised", status="failed", sim_time=str(obs.time))
+                    self._event("policy_error", f"{getattr(pol, 'name', '?')}: {exc}", "major")
+                    continue
+                for plan in plans:
+                    status = self._handle(plan, actor=f"policy:{plan.source}")
+                    {"done": rep.executed, "pending": rep.proposed}.get(status, rep.refused).append(plan.id)
+                    if status == "done":
+                        ctx = self.context()
+            self._market_step(obs)
+            self._record_history(obs)
+            self.counters["steps"] += 1
+            rep.state = self.headline()
+            self.world.advance()
+            return rep
+
+    def run(self, steps: int, events: dict[int, list[dict[str, Any]]] | None = None) -> list[StepReport]:
+        """Run ``steps`` steps; ``events`` maps a step to events to inject first."""
+        out = []
+        for _ in range(steps):
+            for ev in (events or {}).get(self.world.t, []):
+                self.inject(actor="scenario", **ev)
+            out.append(self.step())
+        return out
+
+    def _field_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("kind")
+        if kind == "breaker_trip":
+            self._event("protection", f"breaker {ev['switch']} tripped; FPIs {ev.get('fpi')}", "critical", switch=ev.get("switch"))
+        elif kind == "crew_report":
+            self.known_faults.clear()
+            self.section_buses.clear()
+            self.shared.pop("boundary_switches", None)
+            self._event("crew", f"crew report: line(s) {ev.get('lines')} repaired, normal configuration restored", "info")
+        elif kind == "device_trip":
+            self._event("protection", f"generator {ev.get('generator')} tripped", "major", generator=ev.get("generator"))
+
+    # --- guard, act, propose -------------------------------------------------------------------
+    def _injections_now(self, dr_level: float | None = None, ev_factor: float | None = None) -> dict[str, np.ndarray]:
+        return self.context().injections(dr_level=dr_level, ev_factor=ev_factor)
+
+    def _verdict(self, plan: Plan) -> Verdict:
+        assert self.last is not None
+        lvl = self.dr_level
+        evf = self.ev_factor
+        for a in plan.actions:
+            if a.kind == "dr":
+                req = dict(self.dr_requests)
+                req[plan.source] = float(a.value)
+                lvl = max(req.values())
+            elif a.kind == "ev":
+                evf = float(a.value)
+        now = self._injections_now()
+        after = self._injections_now(dr_level=lvl, ev_factor=evf)
+        return self.guard.check(plan, switch_closed=self.world.switch_closed.copy(), injections=now,
+                                faulted_lines=self.known_faults, now_s=self.last.t * self.world.step_s,
+                                injections_after=after)
+
+    def _handle(self, plan: Plan, actor: str) -> str:
+        # a plan identical to a pending proposal is not proposed again
+        if self.mode == "propose" and not actor.startswith("operator"):
+            for p in self.proposals.values():
+                if p.status == "pending" and p.plan.source == plan.source and p.plan.actions == plan.actions:
+                    return "pending"
+        verdict = self._verdict(plan)
+        sim_time = str(self.last.time) if self.last is not None else ""
+        data = {k: v for k, v in plan.data.items() if k != "inj"}
+        if not verdict.ok:
+            self.counters["refused"] += 1
+            self.audit.record(actor=actor, kind="refused", what=plan.to_dict(), why=plan.reason, data=data,
+                              verdict=verdict.to_dict(), status="refused", sim_time=sim_time)
+            self._event("refused", f"guard refused {plan.source} plan #{plan.id}: {'; '.join(verdict.reasons)[:200]}",
+                        "major", plan=plan.id)
+            return "refused"
+        if self.mode == "propose" and not actor.startswith("operator"):
+            self.proposals[plan.id] = Proposal(plan, verdict, self.last.t if self.last else 0)
+            self.counters["proposed"] += 1
+            self.audit.record(actor=actor, kind="proposal", what=plan.to_dict(), why=plan.reason, data=data,
+                              verdict=verdict.to_dict(), status="pending", sim_time=sim_time)
+            self._event("proposal", f"{plan.source} proposes #{plan.id}: {plan.reason[:160]}", "warning", plan=plan.id)
+            return "pending"
+        result = self._execute(plan)
+        self.audit.record(actor=actor, kind="action", what=plan.to_dict(), why=plan.reason, data=data,
+                          verdict=verdict.to_dict(), result=result, status="done", sim_time=sim_time)
+        self._event("action", f"{plan.source} #{plan.id}: " + "; ".join(a.describe() for a in plan.actions)[:200],
+                    "info", plan=plan.id, reason=plan.reason[:300])
+        return "done"
+
+    def _execute(self, plan: Plan) -> dict[str, Any]:
+        w = self.world
+        done = []
+        for a in plan.actions:
+            if a.kind == "switch":
+                w.set_switch(int(a.target or 0), bool(a.value))
+                self.counters["switch_ops"] += 1
+            elif a.kind == "dr":
+                if a.value > 0:
+                    self.dr_requests[plan.source] = float(a.value)
+                else:
+                    self.dr_requests.pop(plan.source, None)
+                w.set_dr(self.dr_level)
+            elif a.kind == "storage":
+                w.set_storage(int(a.target or 0), float(a.value))
+                k = int(self.grid.storage.index_of(int(a.target or 0))[0])
+                self.storage_cmd_mw[k] = float(a.value)
+            elif a.kind == "ev":
+                self.ev_factor = float(a.value)
+                w.set_ev_factor(self.ev_factor)
+            elif a.kind == "reset_fpi":
+                w.reset_fpi()
+            done.append(a.describe())
+        if plan.faulted_lines:
+            self.known_faults |= set(plan.faulted_lines)
+            self.section_buses |= set(plan.data.get("section_buses", []))
+            self.shared["boundary_switches"] = list(plan.data.get("boundary_switches", []))
+        self.guard.commit(plan, (self.last.t if self.last else 0) * w.step_s)
+        self.counters["executed"] += 1
+        self.plans_done.append({"t": self.last.t if self.last else 0, **plan.to_dict()})
+        return {"applied": done, "switch_closed_after": self.grid.switch.ids[w.switch_closed].tolist(),
+                "dr_level": self.dr_level}
+
+    # --- operators -------------------------------------------------------------------------------
+    def submit(self, plan: Plan, actor: str) -> dict[str, Any]:
+        """An operator's command: guard, execute if accepted, audit either way. Returns the outcome."""
+        with self.lock:
+            if self.last is None:
+                self.last = self.world.observe()
+            status = self._handle(plan, actor=f"operator:{actor}")
+            return {"plan": plan.id, "status": status,
+                    "reasons": [] if status == "done" else self._last_refusal(plan.id)}
+
+    def _last_refusal(self, plan_id: int) -> list[str]:
+        for e in self.audit.entries(limit=20, kind="refused"):
+            if e["what"] and e["what"].get("id") == plan_id:
+                return list(e["verdict"].get("reasons", []))
+        return []
+
+    def approve(self, plan_id: int, actor: str) -> dict[str, Any]:
+        """Approve a pending proposal: re-checked by the guard on the present state, then executed."""
+        with self.lock:
+            p = self.proposals.get(plan_id)
+            if p is None:
+                raise UnknownComponentError("proposal", plan_id)
+            if p.status != "pending":
+                raise ValidationError(f"proposal {plan_id}: is {p.status}, not pending")
+            verdict = self._verdict(p.plan)
+            sim_time = str(self.last.time) if self.last else ""
+            if not verdict.ok:
+                p.status, p.decided_by, p.verdict = "refused", actor, verdict
+                self.audit.record(actor=f"operator:{actor}", kind="approval", what=p.plan.to_dict(),
+                                  why="approved, but the guard refuses it on the present state",
+                                  verdict=verdict.to_dict(), status="refused", sim_time=sim_time)
+                return {"plan": plan_id, "status": "refused", "reasons": verdict.reasons}
+            result = self._execute(p.plan)
+            p.status, p.decided_by = "approved", actor
+            self.audit.record(actor=f"operator:{actor}", kind="approval", what=p.plan.to_dict(), why=p.plan.reason,
+                              verdict=verdict.to_dict(), result=result, status="approved", sim_time=sim_time)
+            self._event("approval", f"{actor} approved #{plan_id}", "info", plan=plan_id)
+            return {"plan": plan_id, "status": "approved", "result": result}
+
+    def reject(self, plan_id: int, actor: str, why: str = "") -> dict[str, Any]:
+        """Reject a pending proposal (audited)."""
+        with self.lock:
+            p = self.proposals.get(plan_id)
+            if p is None:
+                raise UnknownComponentError("proposal", plan_id)
+            if p.status != "pending":
+                raise ValidationError(f"proposal {plan_id}: is {p.status}, not pending")
+            p.status, p.decided_by = "rejected", actor
+            self.audit.record(actor=f"operator:{actor}", kind="approval", what=p.plan.to_dict(), why=why or "rejected",
+                              status="rejected", sim_time=str(self.last.time) if self.last else "")
+            self._event("approval", f"{actor} rejected #{plan_id}", "info", plan=plan_id)
+            return {"plan": plan_id, "status": "rejected"}
+
+    def set_mode(self, mode: str, actor: str) -> None:
+        """Switch between ``autonomous`` and ``propose`` (audited)."""
+        if mode not in MODES:
+            raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
+        with self.lock:
+            old, self.mode = self.mode, mode
+            self.audit.record(actor=f"operator:{actor}", kind="command", what={"mode": mode}, why=f"mode {old} -> {mode}")
+            self._event("mode", f"mode {old} -> {mode} by {actor}")
+
+    def inject(self, kind: str, actor: str = "simulation", **params: Any) -> dict[str, Any]:
+        """Inject an event into the simulated world (fault, wind_drop, ...); audited."""
+        with self.lock:
+            ev = self.world.inject(kind, **params)
+            self.audit.record(actor=actor, kind="event", what=ev, why="injected into the simulation",
+                              sim_time=str(self.world.time))
+            self._event("injected", f"{actor} injected {kind} {params or ''}", "warning", **{"event": ev})
+            return ev
+
+    # --- reporting -------------------------------------------------------------------------------
+    def headline(self) -> dict[str, Any]:
+        """Headline figures of the latest observation (JSON-able)."""
+        o = self.last
+        if o is None:
+            return {}
+        g = self.grid
+        ren = np.isin(g.generator["kind"], (GenKind.WIND, GenKind.PV)) if len(g.generator) else np.zeros(0, bool)
+        return {"t": o.t, "time": str(o.time), "mode": self.mode, "source_p_mw": round(o.source_p_mw, 4),
+                "load_mw": round(float(o.load_p_mw.sum()), 4),
+                "renewables_mw": round(float(o.gen_p_mw[ren].sum()), 4) if ren.size else 0.0,
+                "storage_mw": round(float(o.storage_p_mw.sum()), 4),
+                "vmin_pu": None if not np.isfinite(o.vmin_pu) else round(o.vmin_pu, 4),
+                "vmax_pu": None if not np.isfinite(o.vmax_pu) else round(o.vmax_pu, 4),
+                "max_loading_pct": round(o.max_loading_pct, 2),
+                "losses_kw": None if not np.isfinite(o.losses_kw) else round(o.losses_kw, 2),
+                "dead_buses": int((~o.energised).sum()), "dr_level": round(self.dr_level, 3),
+                "dr_requests": dict(self.dr_requests), "known_faults": sorted(self.known_faults),
+                "alarms": len(self.alarms), "pending_proposals": sum(p.status == "pending" for p in self.proposals.values()),
+                **{k: v for k, v in self.counters.items()}}
+
+    def _record_history(self, obs: Observation) -> None:
+        est_total = float(self.load_est_mw.sum())
+        ahead = 15
+        f = float((self.forecast_ratio(np.array([ahead]))[0] * self.load_est_mw).sum())
+        self._forecast_at[obs.t + ahead] = f
+        fc = self._forecast_at.pop(obs.t, None)
+        self.history.append({"t": obs.t, "time": str(obs.time), "load_mw": round(float(obs.load_p_mw.sum()), 4),
+                             "demand_est_mw": round(est_total, 4), "forecast_mw": None if fc is None else round(fc, 4),
+                             **{k: v for k, v in self.headline().items() if k in (
+                                 "source_p_mw", "renewables_mw", "storage_mw", "vmin_pu", "max_loading_pct", "dr_level",
+                                 "dead_buses", "losses_kw")},
+                             "price_eur_mwh": self.market.last_price if self.market else None,
+                             "volume_mwh": self.market.last_volume if self.market else None})
+
+    def _market_step(self, obs: Observation) -> None:
+        if self.market is None or obs.t % max(int(900 / self.world.step_s), 1):
+            return
+        try:
+            info = self.market.clear(obs, self.dr_level)
+        except Exception as exc:  # the market is advisory here; a failure is reported, never hidden
+            self._event("market", f"market interval failed: {exc}", "warning")
+            self.market = None
+            return
+        if info:
+            self._event("market", f"market interval cleared: {info}", "info")
+
+    def state(self) -> dict[str, Any]:
+        """The full live state for the API and the dashboard (JSON-able)."""
+        with self.lock:
+            o = self.last
+            g = self.grid
+            if o is None:
+                return {"headline": {}, "bus_id": g.bus.ids.tolist()}
+            return {
+                "headline": self.headline(),
+                "bus_id": g.bus.ids.tolist(), "v_pu": np.round(o.v_pu, 4).tolist(), "energised": o.energised.tolist(),
+                "line_id": g.line.ids.tolist(), "line_loading_pct": np.round(o.line_loading_pct, 1).tolist(),
+                "switch_id": g.switch.ids.tolist(), "switch_closed": o.switch_closed.tolist(), "fpi": o.fpi.tolist(),
+                "storage_soc": np.round(o.storage_soc, 3).tolist(),
+                "alarms": [{"alarm": k, **v} for k, v in self.alarms.items()],
+                "events": list(self.events)[-30:],
+                "proposals": [p.to_dict() for p in self.proposals.values() if p.status == "pending"],
+            }
+
+
+class _MarketLink:
+    """Link to ``gridpilot.market``: one local double auction per 15-minute interval.
+
+    Every generator offers its present output for the interval at 0.06-0.14 EUR/kWh; every
+    load bids 20 % of its present demand at 0.18-0.24 EUR/kWh, less when demand response is on
+    (fixed ladder, reproducible; see docs/agent.md). Cleared with ``gridpilot.market.clear``
+    (uniform price). None when the market package is not importable.
+    """
+
+    def __init__(self, grid: Any, clear: Any) -> None:
+        self.grid = grid
+        self._clear = clear
+        self.last_price: float | None = None
+        self.last_volume: float | None = None
+        self.intervals = 0
+
+    @classmethod
+    def create(cls, grid: Any) -> _MarketLink | None:
+        try:
+            from gridpilot.market import clear
+        except Exception:  # market package absent or broken: no market, said in the state
+            return None
+        return cls(grid, clear)
+
+    def clear(self, obs: Observation, dr_level: float) -> str:
+        """Clear one interval from the present state; returns a short text (price EUR/MWh)."""
+        rng = np.random.default_rng(obs.t)
+        hours = 0.25
+        bid_q = np.rint(np.maximum(obs.load_p_mw, 0) * 0.2 * hours * 1e6).astype(np.int64)
+        bid_p = 0.18 + 0.06 * rng.random(bid_q.size) - 0.04 * dr_level
+        off_q = np.rint(np.maximum(obs.gen_p_mw, 0) * hours * 1e6).astype(np.int64)
+        off_p = 0.06 + 0.08 * rng.random(off_q.size)
+        res = self._clear(bid_p, bid_q, off_p, off_q)
+        vol = float(res.volume_wh) / 1e6
+        price = float(np.average(res.price_eur_per_kwh, weights=res.qty_wh)) * 1000 if len(res) else None
+        self.last_price = None if price is None else round(price, 2)
+        self.last_volume = round(vol, 4)
+        self.intervals += 1
+        return f"price {self.last_price} EUR/MWh, volume {self.last_volume} MWh"
+
+
+def run_realtime(orch: Orchestrator, *, speed: float = 60.0, duration_s: float | None = None,
+                 stop: threading.Event | None = None, events: dict[int, list[dict[str, Any]]] | None = None) -> int:
+    """Step ``orch`` paced at ``speed`` simulated seconds per wall second until ``stop`` or ``duration_s``.
+
+    Returns the number of steps run.
+    """
+    stop = stop or threading.Event()
+    t_end = time.monotonic() + duration_s if duration_s is not None else float("inf")
+    period = orch.world.step_s / max(speed, 1e-9)
+    n = 0
+    while not stop.is_set() and time.monotonic() < t_end:
+        t0 = time.monotonic()
+        for ev in (events or {}).get(orch.world.t, []):
+            orch.inject(actor="demo", **ev)
+        orch.step()
+        n += 1
+        stop.wait(max(period - (time.monotonic() - t0), 0.0))
+    return n
+
+
+def flat_profiles(grid: Any, steps: int = 4096) -> None:
+    """Give a controller-side grid copy flat one-shape profiles so that twin batches with every
+    injection given explicitly do not rebuild gridpilot's default year of shapes on each call."""
+    from gridpilot.model import Profiles
+
+    if grid.profiles is None:
+        idx = np.datetime64("2025-01-01T00:00:00") + np.arange(steps) * np.timedelta64(900, "s")
+        grid.profiles = Profiles(idx, ["flat"], np.ones((steps, 1)))
+
+
+__all__ = ["MODES", "Action", "Orchestrator", "Proposal", "StepReport", "run_realtime"]

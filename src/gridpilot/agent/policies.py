@@ -1,0 +1,404 @@
+"""Pluggable policies: each looks at the estimated state and proposes plans; the guard decides.
+
+A policy is any object with ``name: str`` and ``decide(ctx: Context) -> list[Plan]``. The
+built-in ones:
+
+- :class:`FlisrPolicy`: locate a fault from fault-passage indicators, isolate its section,
+  reclose the tripped breaker and restore the healthy downstream part over a tie, choosing the
+  tie by simulating every candidate in one twin batch (uses ``gridpilot.control`` when it
+  offers FLISR; the built-in method otherwise).
+- :class:`VoltagePolicy`: volt/var by look-ahead: forecast the next half hour, simulate it, and
+  on a predicted voltage or loading violation pick the cheapest fix among tie swaps x demand
+  response levels x battery discharge, all simulated in one batch.
+- :class:`RenewableDropPolicy`: demand response when renewable output falls sharply.
+- :class:`FrequencyPolicy`: battery response to a generator trip (reported by its relay).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from gridpilot.agent.actions import Action, Plan
+from gridpilot.agent.guard import GuardLimits
+from gridpilot.agent.sections import Sections, locate_fault, loop_switches
+from gridpilot.agent.world import Observation
+from gridpilot.model import GenKind, Grid
+from gridpilot.twin import Twin, energised
+
+
+@dataclass
+class Context:
+    """What a policy may use: the model, the twin, the estimated state and the controller's own state.
+
+    ``injections(dr_level, ev_factor, steps_ahead)`` gives estimated injections (MW, table order),
+    optionally forecast ``steps_ahead`` steps into the future.
+    """
+
+    grid: Grid
+    twin: Twin
+    sections: Sections
+    limits: GuardLimits
+    obs: Observation
+    history: deque[Observation]
+    load_est_mw: np.ndarray
+    gen_est_mw: np.ndarray
+    dr_share: float
+    dr_level: float
+    dr_requests: dict[str, float]
+    ev_factor: float
+    storage_cmd_mw: np.ndarray
+    known_faults: set[int]
+    section_buses: set[int]
+    pre_fault_closed: np.ndarray
+    normal_closed: np.ndarray
+    forecast_ratio: Any  # callable(steps_ahead: np.ndarray) -> (k, n_load) multipliers
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    def injections(self, dr_level: float | None = None, ev_factor: float | None = None,
+                   load_mult: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Estimated injections after DR/EV control; ``load_mult`` scales loads per load (forecast)."""
+        g = self.grid
+        lvl = self.dr_level if dr_level is None else dr_level
+        evf = self.ev_factor if ev_factor is None else ev_factor
+        p = self.load_est_mw * (1.0 if load_mult is None else load_mult)
+        base_p = np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
+        pf = g.load["q_mvar"] / base_p
+        cut = 1.0 - lvl * self.dr_share
+        out: dict[str, np.ndarray] = {"load_p_mw": p * cut, "load_q_mvar": p * pf * cut}
+        if len(g.generator):
+            out["gen_p_mw"] = self.gen_est_mw.copy()
+        if len(g.storage):
+            out["storage_p_mw"] = self.storage_cmd_mw.copy()
+        if len(g.ev_charger):
+            ev = self.obs.ev_p_mw / max(self.ev_factor, 1e-6) if self.ev_factor > 0 else g.ev_charger["p_max_mw"] * 0.5
+            out["ev_p_mw"] = ev * evf
+        if len(g.flex_load):
+            fl = self.obs.flex_p_mw / max(1.0 - self.dr_level, 1e-6) if self.dr_level < 1 else g.flex_load["p_mw"] * 0.5
+            out["flex_p_mw"] = fl * (1.0 - lvl)
+        return out
+
+
+class Policy(Protocol):
+    """A decision maker: ``decide(ctx)`` returns plans (possibly none)."""
+
+    name: str
+
+    def decide(self, ctx: Context) -> list[Plan]:
+        """Plans for the present step."""
+        ...
+
+
+def batch_eval(twin: Twin, inj_rows: list[dict[str, np.ndarray]], closed_rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Simulate many (injections, switch states) scenarios in one twin batch.
+
+    Returns per-scenario arrays ``vmin_pu``, ``vmax_pu``, ``max_loading_pct``, ``losses_kw``,
+    ``converged`` and ``energised_buses``.
+    """
+    n = len(closed_rows)
+    keys = inj_rows[0].keys()
+    stacked = {k: np.stack([r[k] for r in inj_rows]) for k in keys}
+    sc = np.stack(closed_rows)
+    ts = twin.timeseries(n, switch_closed=sc, outputs=("v_pu",), **stacked)
+    assert ts.v_pu is not None
+    en = ts.v_pu > 0.05
+    return {"vmin_pu": ts.vmin_pu, "vmax_pu": ts.vmax_pu, "max_loading_pct": ts.max_loading_pct,
+            "losses_kw": ts.losses_kw, "converged": ts.converged, "energised_buses": en.sum(axis=1)}
+
+
+def _ok(ev: dict[str, np.ndarray], lim: GuardLimits, margin: float) -> np.ndarray:
+    return (ev["converged"] & (ev["vmin_pu"] >= lim.v_min_pu + margin) & (ev["vmax_pu"] <= lim.v_max_pu - margin)
+            & (ev["max_loading_pct"] <= lim.loading_max_pct))
+
+
+class FlisrPolicy:
+    """Fault location, isolation and service restoration (built-in method).
+
+    Acts when some indicator picked up and buses are dead: locate the faulted section, open its
+    boundary, reclose what protection opened outside it, and restore each dead island over the
+    tie whose simulation is best within limits (with demand response if that is what it takes).
+    """
+
+    name = "flisr"
+
+    def __init__(self, margin_pu: float = 0.0) -> None:
+        self.margin_pu = margin_pu
+
+    def decide(self, ctx: Context) -> list[Plan]:
+        """A FLISR plan, or none."""
+        obs, g = ctx.obs, ctx.grid
+        if not obs.fpi.any() or obs.energised.all():
+            return []
+        loc = locate_fault(g, ctx.sections, obs.fpi, ctx.pre_fault_closed)
+        if loc is None:
+            return []
+        closed = obs.switch_closed.copy()
+        actions: list[Action] = []
+        bpos = g.switch.index_of(loc.boundary_switches)
+        for k in bpos:
+            if closed[k]:
+                actions.append(Action("switch", int(g.switch.ids[k]), 0.0))
+                closed[k] = False
+        # reclose what protection opened (closed before the fault, open now, not on the boundary)
+        for k in np.flatnonzero(ctx.pre_fault_closed & ~closed):
+            if k not in set(bpos.tolist()):
+                actions.append(Action("switch", int(g.switch.ids[k]), 1.0))
+                closed[k] = True
+        section = set(loc.buses)
+        sec_pos = g.bus.position_map(np.asarray(sorted(section), np.int64)) if section else np.zeros(0, np.int64)
+        blocked = set(bpos.tolist())
+        en = energised(g, closed)
+        dead = ~en
+        dead[sec_pos] = False
+        inj = ctx.injections()
+        dr_level = ctx.dr_level
+        restored_by: list[dict[str, Any]] = []
+        tried = 0
+        while dead.any() and tried < 6:
+            tried += 1
+            cands = []
+            for k in np.flatnonzero(~closed):
+                if k in blocked:
+                    continue
+                trial = closed.copy()
+                trial[k] = True
+                en2 = energised(g, trial)
+                if np.any(en2 & dead) and not np.any(en2[sec_pos]):
+                    cands.append(int(k))
+            if not cands:
+                break
+            rows_c = []
+            rows_i = []
+            levels = sorted({dr_level, 1.0})
+            for lvl in levels:
+                inj_l = ctx.injections(dr_level=lvl)
+                for k in cands:
+                    trial = closed.copy()
+                    trial[k] = True
+                    rows_c.append(trial)
+                    rows_i.append(inj_l)
+            ev = batch_eval(ctx.twin, rows_i, rows_c)
+            ok = _ok(ev, ctx.limits, self.margin_pu)
+            if not ok.any():
+                break
+            okk = np.flatnonzero(ok)
+            lvl_idx = okk // len(cands)
+            score = ev["energised_buses"][okk] * 100.0 - lvl_idx * 10.0 + ev["vmin_pu"][okk]
+            best = int(okk[np.argmax(score)])
+            lvl = levels[best // len(cands)]
+            k = cands[best % len(cands)]
+            closed[k] = True
+            actions.append(Action("switch", int(g.switch.ids[k]), 1.0))
+            if lvl != dr_level:
+                actions.insert(0, Action("dr", None, lvl))
+                dr_level = lvl
+                inj = ctx.injections(dr_level=lvl)
+            restored_by.append({"tie": int(g.switch.ids[k]), "vmin_pu": round(float(ev["vmin_pu"][best]), 4),
+                                "max_loading_pct": round(float(ev["max_loading_pct"][best]), 2), "dr_level": lvl})
+            dead &= ~energised(g, closed)
+        actions.append(Action("reset_fpi"))
+        n_dead = int(dead.sum())
+        reason = (f"fault located in section of bus(es) {loc.buses[:6]} (deepest FPI: switch {loc.via_switch});"
+                  f" isolate it with {len(loc.boundary_switches)} boundary switch(es), restore the rest"
+                  + (f"; {n_dead} healthy bus(es) cannot be restored within limits" if n_dead else ""))
+        data = {"fpi": g.switch.ids[obs.fpi].tolist(), "section_buses": loc.buses, "faulted_lines": loc.lines,
+                "boundary_switches": loc.boundary_switches, "restoration": restored_by,
+                "unrestored_buses": g.bus.ids[dead].tolist(), "dr_level": dr_level, "inj": inj}
+        return [Plan(actions, reason, self.name, data, tuple(loc.lines))]
+
+
+class VoltagePolicy:
+    """Volt/var and congestion by look-ahead: forecast, simulate, fix predicted violations cheaply.
+
+    Every ``every_steps`` steps it forecasts ``horizon_steps`` ahead and simulates the present
+    configuration at the worst step. On a predicted violation it simulates, in one batch, tie
+    swaps (close a tie, open a switch on the loop it forms) x DR levels, with batteries
+    discharging, and picks: no violation first, then the lowest DR level, fewest switching
+    operations, lowest losses. Without a predicted violation it releases DR when it can.
+    """
+
+    name = "voltvar"
+
+    def __init__(self, every_steps: int = 5, horizon_steps: int = 30, margin_pu: float = 0.008,
+                 dr_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
+        self.every_steps = every_steps
+        self.horizon_steps = horizon_steps
+        self.margin_pu = margin_pu
+        self.dr_levels = dr_levels
+
+    def _worst_step_mult(self, ctx: Context) -> np.ndarray:
+        ahead = np.arange(0, self.horizon_steps + 1, max(self.horizon_steps // 6, 1))
+        mult = ctx.forecast_ratio(ahead)  # (k, n_load)
+        tot = (mult * ctx.load_est_mw).sum(axis=1)
+        return mult[int(np.argmax(tot))]
+
+    def decide(self, ctx: Context) -> list[Plan]:
+        """A volt/var plan, or none."""
+        obs, g, lim = ctx.obs, ctx.grid, ctx.limits
+        if obs.t % self.every_steps or not obs.energised.any() or (obs.fpi.any() and not obs.energised.all()):
+            return []
+        mult = self._worst_step_mult(ctx)
+        own = self.name
+        other_dr = max([v for k, v in ctx.dr_requests.items() if k != own], default=0.0)
+        my_dr = ctx.dr_requests.get(own, 0.0)
+        closed = obs.switch_closed
+        bnd = self._boundary(ctx)
+        blocked = set(g.switch.index_of(bnd).tolist()) if bnd else set()
+        configs: list[tuple[np.ndarray, list[Action]]] = [(closed.copy(), [])]
+        ties = [int(k) for k in np.flatnonzero(~closed & g.switch["remote"]) if k not in blocked]
+        for t in ties:
+            for s in loop_switches(g, closed, t):
+                if s in blocked or g.switch["kind"][s] == 0:
+                    continue
+                c = closed.copy()
+                c[t], c[s] = True, False
+                configs.append((c, [Action("switch", int(g.switch.ids[s]), 0.0), Action("switch", int(g.switch.ids[t]), 1.0)]))
+        # first: the present configuration at the present DR level
+        base_inj = ctx.injections(dr_level=max(other_dr, my_dr), load_mult=mult)
+        ev0 = batch_eval(ctx.twin, [base_inj], [closed])
+        ok0 = bool(_ok(ev0, lim, self.margin_pu)[0])
+        stor = len(g.storage) > 0
+        if ok0:
+            if my_dr <= 0 and not (stor and np.any(ctx.storage_cmd_mw < 0)):
+                return []
+            # try releasing: lower DR level, batteries idle
+            lower = [lv for lv in self.dr_levels if lv < my_dr] or [0.0]
+            rows = [ctx.injections(dr_level=max(other_dr, lv), load_mult=mult) for lv in lower]
+            for r in rows:
+                if "storage_p_mw" in r:
+                    r["storage_p_mw"] = np.zeros(len(g.storage))
+            ev = batch_eval(ctx.twin, rows, [closed] * len(rows))
+            ok = _ok(ev, lim, self.margin_pu + 0.004)
+            if not ok.any():
+                return []
+            lv = lower[int(np.flatnonzero(ok)[0])]
+            acts = [Action("dr", None, lv)] + [Action("storage", int(i), 0.0) for i in g.storage.ids]
+            return [Plan(acts, f"forecast within limits without it: release demand response to {lv:.2f}",
+                         own, {"forecast_worst_vmin_pu": round(float(ev['vmin_pu'][0]), 4), "dr_level": lv})]
+        rows_i, rows_c, meta = [], [], []
+        for lv in self.dr_levels:
+            if lv < my_dr:
+                continue
+            inj = ctx.injections(dr_level=max(other_dr, lv), load_mult=mult)
+            if stor:
+                soc_ok = ctx.obs.storage_soc > 0.1
+                inj["storage_p_mw"] = np.where(soc_ok, -g.storage["p_max_mw"], 0.0)
+            for ci, (c, _acts) in enumerate(configs):
+                rows_i.append(inj)
+                rows_c.append(c)
+                meta.append((lv, ci))
+        ev = batch_eval(ctx.twin, rows_i, rows_c)
+        ok = _ok(ev, lim, self.margin_pu)
+        if ok.any():
+            cand = np.flatnonzero(ok)
+            key = [(meta[i][0], len(configs[meta[i][1]][1]), ev["losses_kw"][i]) for i in cand]
+            best = int(cand[min(range(len(cand)), key=lambda j: key[j])])
+        else:
+            best = int(np.nanargmax(np.where(ev["converged"], ev["vmin_pu"], -np.inf)))
+        lv, ci = meta[best]
+        acts = list(configs[ci][1])
+        if lv != my_dr:
+            acts.append(Action("dr", None, lv))
+        if stor:
+            acts += [Action("storage", int(i), -float(pm)) for i, pm in zip(g.storage.ids, g.storage["p_max_mw"], strict=True)]
+        if not acts:
+            return []
+        reason = (f"forecast lowest voltage {ev0['vmin_pu'][0]:.3f} pu / loading {ev0['max_loading_pct'][0]:.0f} % "
+                  f"in the next {self.horizon_steps} steps; fix: " + ", ".join(a.describe() for a in acts)
+                  + f" -> {ev['vmin_pu'][best]:.3f} pu, {ev['max_loading_pct'][best]:.0f} %"
+                  + ("" if ok.any() else " (best available, still outside limits)"))
+        return [Plan(acts, reason, own, {"forecast_worst_vmin_pu": round(float(ev0["vmin_pu"][0]), 4),
+                                         "after_vmin_pu": round(float(ev["vmin_pu"][best]), 4),
+                                         "candidates": len(rows_c), "dr_level": lv})]
+
+    @staticmethod
+    def _boundary(ctx: Context) -> list[int]:
+        return [int(x) for x in ctx.shared.get("boundary_switches", [])]
+
+
+class RenewableDropPolicy:
+    """Demand response when renewables drop: curtail enrolled demand to make up the lost MW.
+
+    Compares wind+PV output with ``window_steps`` ago; a drop above ``threshold_share`` of
+    installed capacity calls DR at the level that covers the drop (enrolled demand is
+    ``dr_share`` of the loads plus flexible loads) for ``hold_steps`` steps.
+    """
+
+    name = "dr"
+
+    def __init__(self, window_steps: int = 10, threshold_share: float = 0.3, hold_steps: int = 60) -> None:
+        self.window_steps = window_steps
+        self.threshold_share = threshold_share
+        self.hold_steps = hold_steps
+        self._until = -1
+
+    def decide(self, ctx: Context) -> list[Plan]:
+        """A DR plan, or none."""
+        g, obs = ctx.grid, ctx.obs
+        cur = ctx.dr_requests.get(self.name, 0.0)
+        if cur > 0 and obs.t >= self._until:
+            return [Plan([Action("dr", None, 0.0)], "renewable drop over: release demand response", self.name,
+                         {"dr_level": 0.0})]
+        if not len(g.generator) or len(ctx.history) <= self.window_steps or cur > 0:
+            return []
+        ren = np.isin(g.generator["kind"], (GenKind.WIND, GenKind.PV))
+        cap = float(g.generator["p_mw"][ren].sum())
+        if cap <= 0:
+            return []
+        then = ctx.history[-self.window_steps - 1]
+        drop = float(then.gen_p_mw[ren].sum() - obs.gen_p_mw[ren].sum())
+        if drop < self.threshold_share * cap or not obs.energised.all():
+            return []
+        enrolled = float(obs.load_p_mw.sum() / max(1 - ctx.dr_level * ctx.dr_share, 1e-6) * ctx.dr_share
+                         + (obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0))
+        lvl = float(np.clip(np.ceil(drop / max(enrolled, 1e-6) * 4) / 4, 0.25, 1.0))
+        self._until = obs.t + self.hold_steps
+        return [Plan([Action("dr", None, lvl)],
+                     f"renewable output fell {drop:.2f} MW ({drop / cap:.0%} of {cap:.2f} MW installed) in "
+                     f"{self.window_steps} steps: demand response level {lvl:.2f} covers about "
+                     f"{min(lvl * enrolled, drop):.2f} MW", self.name,
+                     {"drop_mw": round(drop, 4), "enrolled_mw": round(enrolled, 4), "dr_level": lvl})]
+
+
+class FrequencyPolicy:
+    """Frequency response: batteries discharge to replace a tripped generator for ``hold_steps``."""
+
+    name = "frequency"
+
+    def __init__(self, hold_steps: int = 15) -> None:
+        self.hold_steps = hold_steps
+        self._until = -1
+        self._active = False
+
+    def decide(self, ctx: Context) -> list[Plan]:
+        """A battery plan, or none."""
+        g, obs = ctx.grid, ctx.obs
+        if not len(g.storage):
+            return []
+        trips = [e for e in obs.events if e.get("kind") == "device_trip"]
+        if trips:
+            lost = 0.0
+            if len(ctx.history) > 1:
+                prev = ctx.history[-2]
+                lost = float(max(prev.gen_p_mw.sum() - obs.gen_p_mw.sum(), 0.0))
+            pmax = g.storage["p_max_mw"]
+            share = pmax / max(pmax.sum(), 1e-9)
+            p = np.minimum(pmax, max(lost, 0.0) * share) if lost > 0 else pmax
+            self._until = obs.t + self.hold_steps
+            self._active = True
+            acts = [Action("storage", int(i), -float(v)) for i, v in zip(g.storage.ids, p, strict=True)]
+            return [Plan(acts, f"generator trip reported ({trips[0].get('generator')}): {lost:.2f} MW lost;"
+                         f" batteries discharge {float(p.sum()):.2f} MW", self.name, {"lost_mw": lost})]
+        if self._active and obs.t >= self._until:
+            self._active = False
+            return [Plan([Action("storage", int(i), 0.0) for i in g.storage.ids],
+                         "frequency response period over: batteries back to idle", self.name, {})]
+        return []
+
+
+def default_policies() -> list[Any]:
+    """The built-in policy set: FLISR, volt/var look-ahead, DR on renewable drop, frequency response."""
+    return [FlisrPolicy(), VoltagePolicy(), RenewableDropPolicy(), FrequencyPolicy()]

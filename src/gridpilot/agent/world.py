@@ -1,0 +1,379 @@
+"""The simulated physical world the orchestrator acts on (used while no field simulator is wired in).
+
+:class:`SimWorld` steps a grid through time in the twin: loads and renewables follow the
+grid's profiles (or gridpilot's default shapes), events change the physics (a permanent line
+fault tripped by the nearest upstream breaker with fault-passage indicators set along the
+fault-current path, a wind drop, a generator trip, a heatwave, an EV surge, crew repair), and
+commands change switch states, the demand-response level and storage set points.
+
+The controller never reads this object's internals: it sees only :class:`Observation`
+(measurements, switch states, FPI flags, device outputs, crew reports), which is what the field
+sends as telemetry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.model import ElementType, GenKind, Grid, SwitchKind
+from gridpilot.twin import Twin, profiles_for, supply_tree
+
+V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
+
+
+@dataclass
+class Observation:
+    """What the field reports at one step (telemetry), arrays in table order.
+
+    Units: ``v_pu`` per bus (0 where de-energised), ``line_loading_pct`` per line, powers in MW.
+    ``fpi`` is True per switch whose fault-passage indicator picked up; ``events`` are field
+    reports of this step (``{"kind": ..., ...}``: breaker trips, crew reports, device trips).
+    """
+
+    t: int
+    time: np.datetime64
+    step_s: float
+    v_pu: np.ndarray
+    energised: np.ndarray
+    line_loading_pct: np.ndarray
+    switch_closed: np.ndarray
+    fpi: np.ndarray
+    load_p_mw: np.ndarray
+    gen_p_mw: np.ndarray
+    ev_p_mw: np.ndarray
+    flex_p_mw: np.ndarray
+    storage_p_mw: np.ndarray
+    storage_soc: np.ndarray
+    source_p_mw: float
+    losses_kw: float
+    converged: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def vmin_pu(self) -> float:
+        """Lowest voltage among energised buses, pu (NaN if none)."""
+        on = self.energised & np.isfinite(self.v_pu)
+        return float(self.v_pu[on].min()) if on.any() else float("nan")
+
+    @property
+    def vmax_pu(self) -> float:
+        """Highest voltage among energised buses, pu (NaN if none)."""
+        on = self.energised & np.isfinite(self.v_pu)
+        return float(self.v_pu[on].max()) if on.any() else float("nan")
+
+    @property
+    def max_loading_pct(self) -> float:
+        """Highest line loading, percent (0 without lines)."""
+        ll = self.line_loading_pct[np.isfinite(self.line_loading_pct)]
+        return float(ll.max()) if ll.size else 0.0
+
+
+@dataclass
+class Conditions:
+    """Exogenous conditions set by scenario events (multipliers on the profiles)."""
+
+    load_factor: float = 1.0
+    heat_peak_factor: float = 0.0  # extra afternoon load (air conditioning) share, peak at 15:00
+    wind_factor: float = 1.0
+    pv_factor: float = 1.0
+    ev_factor: float = 1.0
+
+
+class SimWorld:
+    """A grid evolving in simulated time, in the twin.
+
+    ``SimWorld(grid, step_s=60, start_step=0)``: one step is ``step_s`` seconds; profile step
+    ``start_step`` (15-minute profiles) is the start. ``dr_share`` is the share of each ordinary
+    load enrolled in demand response (the fallback DR model while ``gridpilot.flex`` is absent).
+    """
+
+    def __init__(self, grid: Grid, *, step_s: float = 60.0, start_step: int = 0, dr_share: float = 0.15,
+                 horizon_steps: int = 96 * 8) -> None:
+        if step_s <= 0:
+            raise ValidationError(f"step_s: must be positive, got {step_s}")
+        if not 0.0 <= dr_share <= 1.0:
+            raise ValidationError(f"dr_share: must be within [0, 1], got {dr_share}")
+        self.grid = grid.copy()
+        self.twin = Twin(self.grid)
+        self.step_s = float(step_s)
+        self.dr_share = float(dr_share)
+        self.t = 0
+        self.start_step = int(start_step)
+        prof, cols = profiles_for(self.grid, self.start_step + horizon_steps)
+        self._prof, self._cols = prof, cols
+        self._prof_step_s = float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s")) if prof.steps > 1 else 900.0
+        g = self.grid
+        self.normal_closed = g.switch["closed"].copy()
+        self.switch_closed = g.switch["closed"].copy()
+        self.fpi = np.zeros(len(g.switch), bool)
+        self.faulted_lines: set[int] = set()
+        self.gen_tripped = np.zeros(len(g.generator), bool)
+        self.dr_level = 0.0
+        self.storage_cmd_mw = g.storage["p_mw"].copy()
+        self.storage_soc = g.storage["soc"].copy()
+        self.ev_cmd_factor = 1.0
+        self.cond = Conditions()
+        self._pending: list[dict[str, Any]] = []
+        self.switch_ops = 0
+        self._build_maps()
+        self.last: Observation | None = None
+
+    # --- topology helpers -----------------------------------------------------------------------
+    def _build_maps(self) -> None:
+        g = self.grid
+        sw = g.switch
+        self._line_switches: dict[int, list[int]] = {}
+        for k in np.flatnonzero(sw["et"] == ElementType.LINE):
+            self._line_switches.setdefault(int(sw["element"][k]), []).append(int(k))
+        fb = g.bus.position_map(g.line["from_bus"])
+        tb = g.bus.position_map(g.line["to_bus"])
+        self._line_from_pos, self._line_to_pos = fb, tb
+        self._pair_line: dict[tuple[int, int], list[int]] = {}
+        for k in range(len(g.line)):
+            a, b = int(fb[k]), int(tb[k])
+            self._pair_line.setdefault((min(a, b), max(a, b)), []).append(k)
+
+    # --- time and injections --------------------------------------------------------------------
+    @property
+    def time(self) -> np.datetime64:
+        """Simulated wall-clock time of the present step."""
+        return self._prof.index[self.start_step] + np.timedelta64(int(self.t * self.step_s), "s")
+
+    def _prof_row(self, t: int) -> np.ndarray:
+        """Profile multipliers at step ``t`` (linear interpolation between profile points)."""
+        x = self.start_step + t * self.step_s / self._prof_step_s
+        i = int(np.floor(x))
+        i = min(max(i, 0), self._prof.steps - 2)
+        w = min(max(x - i, 0.0), 1.0)
+        return (1 - w) * self._prof.values[i] + w * self._prof.values[i + 1]
+
+    def _scale(self, base: np.ndarray, cols: np.ndarray, row: np.ndarray) -> np.ndarray:
+        out = np.asarray(base, np.float64).copy()
+        m = cols >= 0
+        out[m] *= row[cols[m]]
+        return out
+
+    def demand(self, t: int | None = None) -> dict[str, np.ndarray]:
+        """Uncontrolled demand and renewable availability at step ``t`` (MW, table order)."""
+        t = self.t if t is None else t
+        g = self.grid
+        row = self._prof_row(t)
+        hours = float((self.time - self.time.astype("datetime64[D]")) / np.timedelta64(1, "s")) / 3600.0
+        hours = (hours + (t - self.t) * self.step_s / 3600.0) % 24.0
+        heat = 1.0 + self.cond.heat_peak_factor * float(np.exp(-0.5 * ((hours - 15.0) / 3.0) ** 2))
+        lf = self.cond.load_factor * heat
+        load_p = self._scale(g.load["p_mw"], self._cols["load_p"], row) * lf
+        load_q = self._scale(g.load["q_mvar"], self._cols["load_q"], row) * lf
+        gen = self._scale(g.generator["p_mw"], self._cols["gen_p"], row)
+        kind = g.generator["kind"]
+        gen[kind == GenKind.WIND] *= self.cond.wind_factor
+        gen[kind == GenKind.PV] *= self.cond.pv_factor
+        gen[self.gen_tripped] = 0.0
+        evening = float(np.exp(-0.5 * ((hours - 19.0) / 2.0) ** 2))
+        ev = g.ev_charger["p_max_mw"] * np.clip(0.15 + 0.6 * evening, 0, 1) * self.cond.ev_factor
+        ev = np.minimum(ev, g.ev_charger["p_max_mw"] * max(self.cond.ev_factor, 1.0))
+        flex = g.flex_load["p_mw"] * 0.5 * lf
+        return {"load_p_mw": load_p, "load_q_mvar": load_q, "gen_p_mw": gen, "ev_p_mw": ev, "flex_p_mw": flex}
+
+    def controlled(self, dem: dict[str, np.ndarray], dr_level: float | None = None,
+                   ev_factor: float | None = None) -> dict[str, np.ndarray]:
+        """Injections after demand response (``dr_level`` 0..1) and EV smart charging."""
+        lvl = self.dr_level if dr_level is None else dr_level
+        evf = self.ev_cmd_factor if ev_factor is None else ev_factor
+        out = dict(dem)
+        cut = 1.0 - lvl * self.dr_share
+        out["load_p_mw"] = dem["load_p_mw"] * cut
+        out["load_q_mvar"] = dem["load_q_mvar"] * cut
+        out["flex_p_mw"] = dem["flex_p_mw"] * (1.0 - lvl)
+        out["ev_p_mw"] = dem["ev_p_mw"] * evf
+        out["storage_p_mw"] = self.storage_cmd_mw.copy()
+        return out
+
+    # --- physics --------------------------------------------------------------------------------
+    def line_energised(self, closed: np.ndarray, energ: np.ndarray, line_pos: np.ndarray) -> np.ndarray:
+        """Bool per given line position: connected at a closed end to an energised bus."""
+        from gridpilot.model import branch_status
+
+        st = branch_status(self.grid, closed)
+        f, t = self._line_from_pos[line_pos], self._line_to_pos[line_pos]
+        return (st["line_from"][line_pos] & energ[f]) | (st["line_to"][line_pos] & energ[t])
+
+    def _protection(self) -> list[dict[str, Any]]:
+        """Trip the nearest upstream breaker of every energised fault; set FPIs on the path."""
+        from gridpilot.twin import energised
+
+        events: list[dict[str, Any]] = []
+        g = self.grid
+        for _ in range(len(self.faulted_lines) + 1):
+            if not self.faulted_lines:
+                break
+            en = energised(g, self.switch_closed)
+            lpos = g.line.index_of(sorted(self.faulted_lines))
+            live = self.line_energised(self.switch_closed, en, lpos)
+            if not live.any():
+                break
+            lp = int(lpos[np.flatnonzero(live)[0]])
+            path = self.fault_path(lp)
+            if not path:
+                break
+            fpi_sw = [k for k in path if g.switch["fpi"][k]]
+            self.fpi[fpi_sw] = True
+            breakers = [k for k in path if g.switch["kind"][k] == SwitchKind.BREAKER]
+            trip = breakers[-1] if breakers else path[0]
+            self.switch_closed[trip] = False
+            self.switch_ops += 1
+            events.append({"kind": "breaker_trip", "switch": int(g.switch.ids[trip]),
+                           "fpi": [int(g.switch.ids[k]) for k in fpi_sw]})
+        return events
+
+    def fault_path(self, line_pos: int) -> list[int]:
+        """Switch positions on the fault-current path from the source to line ``line_pos`` (source first)."""
+        g = self.grid
+        tree = supply_tree(g, self.switch_closed)
+        f, t = int(self._line_from_pos[line_pos]), int(self._line_to_pos[line_pos])
+        from gridpilot.model import branch_status
+
+        st = branch_status(g, self.switch_closed)
+        ends = []
+        if st["line_from"][line_pos] and tree.supplied[f]:
+            ends.append(f)
+        if st["line_to"][line_pos] and tree.supplied[t]:
+            ends.append(t)
+        if not ends:
+            return []
+        end = min(ends, key=lambda b: tree.depth[b])
+        switches: list[int] = []
+        # the faulted line's own switch at the fed end
+        for k in self._line_switches.get(int(g.line.ids[line_pos]), []):
+            if self.switch_closed[k] and g.bus.index_of(g.switch["bus"][k])[0] == end:
+                switches.append(k)
+        node = end
+        chain: list[int] = []
+        while tree.parent[node] >= 0:
+            par = int(tree.parent[node])
+            for lp in self._pair_line.get((min(node, par), max(node, par)), []):
+                for k in self._line_switches.get(int(g.line.ids[lp]), []):
+                    if self.switch_closed[k]:
+                        chain.append(k)
+            node = par
+        return list(reversed(chain)) + switches
+
+    # --- events ---------------------------------------------------------------------------------
+    def inject(self, kind: str, **params: Any) -> dict[str, Any]:
+        """Inject an event into the physics. Returns the event as recorded.
+
+        Kinds: ``fault`` (``line``: id), ``repair`` (``line`` id or all), ``wind_drop``
+        (``factor`` of available wind, default 0.1), ``wind_restore``, ``gen_trip``
+        (``generator`` id), ``heatwave`` (``load_factor``, ``peak_factor``), ``ev_surge``
+        (``factor``).
+        """
+        g = self.grid
+        ev: dict[str, Any] = {"kind": kind, **params}
+        if kind == "fault":
+            line = int(params.get("line", -1))
+            g.line.index_of(line)  # unknown id -> UnknownComponentError
+            self.faulted_lines.add(line)
+        elif kind == "repair":
+            lines = [int(params["line"])] if "line" in params else sorted(self.faulted_lines)
+            for ln in lines:
+                self.faulted_lines.discard(ln)
+            if not self.faulted_lines:
+                self.fpi[:] = False
+                # the crew hands the feeder back in its normal configuration
+                self.switch_closed = self.normal_closed.copy()
+            ev["lines"] = lines
+        elif kind == "wind_drop":
+            self.cond.wind_factor = float(params.get("factor", 0.1))
+        elif kind == "wind_restore":
+            self.cond.wind_factor = 1.0
+        elif kind == "gen_trip":
+            gid = int(params.get("generator", -1))
+            self.gen_tripped[g.generator.index_of(gid)] = True
+        elif kind == "heatwave":
+            self.cond.load_factor = float(params.get("load_factor", 1.15))
+            self.cond.heat_peak_factor = float(params.get("peak_factor", 0.25))
+        elif kind == "ev_surge":
+            self.cond.ev_factor = float(params.get("factor", 2.5))
+        else:
+            raise UnknownComponentError("event kind", kind,
+                                        "known: fault, repair, wind_drop, wind_restore, gen_trip, heatwave, ev_surge")
+        ev["t"] = self.t
+        if kind == "repair":  # the crew reports back; other events are seen only through measurements
+            self._pending.append({**ev, "kind": "crew_report", "event": "repaired"})
+        elif kind == "gen_trip":  # the unit's protection relay reports its trip
+            self._pending.append({**ev, "kind": "device_trip"})
+        return ev
+
+    # --- commands -------------------------------------------------------------------------------
+    def set_switch(self, switch_id: int, closed: bool) -> None:
+        """Operate one switch (by id); protection reacts if it energises a fault."""
+        k = int(self.grid.switch.index_of(switch_id)[0])
+        if bool(self.switch_closed[k]) != bool(closed):
+            self.switch_closed[k] = bool(closed)
+            self.switch_ops += 1
+
+    def reset_fpi(self) -> None:
+        """Reset every fault-passage indicator."""
+        self.fpi[:] = False
+
+    def set_dr(self, level: float) -> None:
+        """Demand-response level 0..1 (share of the enrolled flexible demand curtailed)."""
+        if not 0.0 <= level <= 1.0:
+            raise ValidationError(f"dr level: must be within [0, 1], got {level}")
+        self.dr_level = float(level)
+
+    def set_storage(self, storage_id: int, p_mw: float) -> None:
+        """Battery set point, MW (+ charging, - discharging), clipped to its rating."""
+        k = int(self.grid.storage.index_of(storage_id)[0])
+        pm = float(self.grid.storage["p_max_mw"][k])
+        self.storage_cmd_mw[k] = float(np.clip(p_mw, -pm, pm))
+
+    def set_ev_factor(self, factor: float) -> None:
+        """EV smart-charging factor 0..1 on the uncontrolled charging power."""
+        if not 0.0 <= factor <= 1.0:
+            raise ValidationError(f"ev factor: must be within [0, 1], got {factor}")
+        self.ev_cmd_factor = float(factor)
+
+    # --- stepping -------------------------------------------------------------------------------
+    def observe(self) -> Observation:
+        """Run the physics of the present step (protection, power flow) and report it."""
+        events = self._pending
+        self._pending = []
+        events += self._protection()
+        g = self.grid
+        inj = self.controlled(self.demand())
+        # storage state of charge limits the set point
+        e = g.storage["e_mwh"]
+        sp = inj["storage_p_mw"]
+        empty = (self.storage_soc <= 0.02) & (sp < 0)
+        full = (self.storage_soc >= 0.98) & (sp > 0)
+        sp[empty | full] = 0.0
+        res = self.twin.powerflow(switch_closed=self.switch_closed, **inj)
+        if len(g.storage):
+            self.storage_soc = np.clip(self.storage_soc + sp * self.step_s / 3600.0 / np.maximum(e, 1e-9), 0, 1)
+        en = res.energised if res.converged else np.zeros(len(g.bus), bool)
+        load_bus = g.bus.position_map(g.load["bus"])
+        served = inj["load_p_mw"] * en[load_bus]
+        gen_bus = g.bus.position_map(g.generator["bus"]) if len(g.generator) else np.zeros(0, np.int64)
+        gen = inj["gen_p_mw"] * en[gen_bus] if len(g.generator) else np.zeros(0)
+        obs = Observation(
+            t=self.t, time=self.time, step_s=self.step_s, v_pu=np.nan_to_num(res.v_pu), energised=en,
+            line_loading_pct=np.nan_to_num(res.line_loading_pct), switch_closed=self.switch_closed.copy(),
+            fpi=self.fpi.copy(), load_p_mw=served, gen_p_mw=gen,
+            ev_p_mw=inj["ev_p_mw"] * en[g.bus.position_map(g.ev_charger["bus"])] if len(g.ev_charger) else np.zeros(0),
+            flex_p_mw=inj["flex_p_mw"] * en[g.bus.position_map(g.flex_load["bus"])] if len(g.flex_load) else np.zeros(0),
+            storage_p_mw=sp.copy(),
+            storage_soc=self.storage_soc.copy(), source_p_mw=float(np.nansum(res.source_p_mw)),
+            losses_kw=float(res.losses_kw) if res.converged else float("nan"), converged=res.converged,
+            events=events,
+        )
+        self.last = obs
+        return obs
+
+    def advance(self) -> None:
+        """Move to the next step."""
+        self.t += 1
