@@ -434,11 +434,12 @@ class RadialEngine:
 
     def solve(self, topo: RadialTopology, p_mw: np.ndarray, q_mvar: np.ndarray, *, complex_v: bool = False,
               v_abs: bool = False, loading: bool = False, tolerance: float = 1e-10,
-              max_iterations: int = 50) -> RadialSolution:
+              max_iterations: int = 50, threads: int | None = None) -> RadialSolution:
         """Solve every row of ``p_mw``/``q_mvar`` (from :meth:`injections`) on ``topo``.
 
         Optional outputs: complex node voltages (``complex_v``), float32 node voltage magnitudes
-        (``v_abs``), float32 element loading as a fraction (``loading``). Returns a
+        (``v_abs``), float32 element loading as a fraction (``loading``). ``threads``: numba
+        threads for this call (default: the engine's, else all). Returns a
         :class:`RadialSolution`; non-converged steps have ``converged`` False and NaN values.
         """
         import numba
@@ -450,7 +451,8 @@ class RadialEngine:
         nodes = self.row_nodes(topo)
         typ = self._rows["type"]
         has_iz = bool(np.any((typ > 0) & (nodes >= 0)))
-        threads = self.threads or numba.get_num_threads()
+        before = numba.get_num_threads()
+        threads = max(1, min(threads or self.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
         n_blocks = max(1, min(t, threads * 4)) if t >= 64 else max(1, min(t, threads))
         vc = np.empty((t if complex_v else 0, n if complex_v else 0), np.complex128)
         va = np.empty((t if v_abs else 0, n if v_abs else 0), np.float32)
@@ -460,17 +462,19 @@ class RadialEngine:
         vmin, vmax = np.empty(t), np.empty(t)
         kmin, kmax = np.empty(t, np.int64), np.empty(t, np.int64)
         loss, psrc, mx = np.empty(t), np.empty(t), np.empty(t)
-        if threads != numba.get_num_threads():
-            numba.set_num_threads(threads)
         t0 = time.perf_counter()
         if n:
-            solve_batch(np.ascontiguousarray(p_mw, np.float64), np.ascontiguousarray(q_mvar, np.float64),
-                        nodes, typ, self._rows["sign"], has_iz,
-                        topo.parent, 1.0 / topo.kp, 1.0 / np.conj(topo.kp), topo.kc, 1.0 / topo.kc,
-                        np.conj(topo.kc), topo.z, topo.yshp, topo.yshc, topo.y_node, topo.u_src, topo.z_src,
-                        topo.el_f, topo.el_t, topo.yff, topo.yft, topo.ytf, topo.ytt, topo.el_sf, topo.el_st,
-                        topo.el_trafo, float(tolerance), int(max_iterations), int(n_blocks),
-                        vc, va, el, conv, its, vmin, kmin, vmax, kmax, loss, psrc, mx)
+            numba.set_num_threads(threads)
+            try:
+                solve_batch(np.ascontiguousarray(p_mw, np.float64), np.ascontiguousarray(q_mvar, np.float64),
+                            nodes, typ, self._rows["sign"], has_iz,
+                            topo.parent, 1.0 / topo.kp, 1.0 / np.conj(topo.kp), topo.kc, 1.0 / topo.kc,
+                            np.conj(topo.kc), topo.z, topo.yshp, topo.yshc, topo.y_node, topo.u_src, topo.z_src,
+                            topo.el_f, topo.el_t, topo.yff, topo.yft, topo.ytf, topo.ytt, topo.el_sf, topo.el_st,
+                            topo.el_trafo, float(tolerance), int(max_iterations), int(n_blocks),
+                            vc, va, el, conv, its, vmin, kmin, vmax, kmax, loss, psrc, mx)
+            finally:
+                numba.set_num_threads(before)
         else:  # nothing energised
             conv[:] = True
             vmin[:] = vmax[:] = np.nan

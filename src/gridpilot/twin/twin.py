@@ -13,10 +13,12 @@ from gridpilot.errors import ValidationError
 from gridpilot.model import Grid
 from gridpilot.twin.engine import PgmEngine
 from gridpilot.twin.inputs import profiles_for, step_injections
+from gridpilot.twin.radial import RadialEngine, RadialTopology
 from gridpilot.twin.results import PowerFlowResult, TimeSeriesResult
 
 CT = ComponentType
 OUTPUTS = ("v_pu", "line_loading_pct", "trafo_loading_pct")
+ENGINES = ("auto", "pgm", "radial")
 
 
 class Twin:
@@ -26,15 +28,43 @@ class Twin:
     runs one power flow (optionally with other injections or switch states, without changing
     the grid); :meth:`timeseries` runs a batch over time steps in chunks, keeping only the
     outputs asked for.
+
+    ``engine`` picks the solver: ``"auto"`` (default) uses the batch radial kernel
+    (:mod:`gridpilot.twin.radial`) wherever the energised network is radial and
+    power-grid-model where it is meshed (and for steps the radial sweep did not converge);
+    ``"pgm"`` always uses power-grid-model; ``"radial"`` always uses the radial kernel and
+    raises :class:`~gridpilot.errors.ValidationError` on a meshed network. Results have the
+    same types either way; their ``engine`` field says which ran.
     """
 
-    def __init__(self, grid: Grid, validate: bool = True) -> None:
+    def __init__(self, grid: Grid, validate: bool = True, engine: str = "auto") -> None:
+        if engine not in ENGINES:
+            raise ValidationError(f"engine: must be one of {list(ENGINES)}, got {engine!r}")
         if validate:
             grid.validate(raise_on_error=True)
         self.grid = grid
+        self.mode = engine
         self.engine = PgmEngine(grid)
+        self._radial: RadialEngine | None = None
         self._full_out = self.engine.output_types(full=True)
         self._has_trafo = CT.transformer in self.engine.net.input
+
+    @property
+    def radial(self) -> RadialEngine:
+        """The radial kernel of this grid (built on first use)."""
+        if self._radial is None:
+            self._radial = RadialEngine(self.grid)
+        return self._radial
+
+    def _topology(self, switch_closed: np.ndarray | None) -> RadialTopology | None:
+        """The radial topology to use for these switch states, or None for power-grid-model."""
+        if self.mode == "pgm":
+            return None
+        topo, why = self.radial.topology(switch_closed)
+        if topo is None and self.mode == "radial":
+            raise ValidationError(f"engine='radial': the energised network is not radial ({why}); "
+                                  "use engine='auto' or 'pgm'")
+        return topo
 
     # --- single ----------------------------------------------------------------------------------
     def powerflow(self, *, load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
@@ -49,11 +79,54 @@ class Twin:
         """
         inj = {"load_p_mw": load_p_mw, "load_q_mvar": load_q_mvar, "gen_p_mw": gen_p_mw,
                "gen_q_mvar": gen_q_mvar, "storage_p_mw": storage_p_mw, "ev_p_mw": ev_p_mw, "flex_p_mw": flex_p_mw}
+        if self.mode != "pgm":
+            sc1 = None
+            if switch_closed is not None:
+                sc1 = np.asarray(switch_closed, dtype=bool)
+                if sc1.shape != (len(self.grid.switch),):
+                    raise ValidationError(f"switch_closed: expected {len(self.grid.switch)} values, "
+                                          f"got shape {np.shape(switch_closed)}")
+            topo = self._topology(sc1)
+            if topo is not None:
+                res = self._radial_single(topo, inj, tolerance, max_iterations)
+                if res.converged or self.mode == "radial":
+                    return res
         upd = None
         if any(v is not None for v in inj.values()) or switch_closed is not None:
             upd = self.engine.build_update(1, inj, switch_closed)
         out, ok, secs = self.engine.run(upd, self._full_out, tolerance, max_iterations, threading=0)
         return self._single_result(out, bool(ok[0]), secs, batched=upd is not None)
+
+    def _radial_single(self, topo: RadialTopology, inj: dict, tolerance: float,
+                       max_iterations: int) -> PowerFlowResult:
+        """One power flow with the radial kernel (NaN values if it did not converge)."""
+        g = self.grid
+        t0 = time.perf_counter()
+        p, q = self.radial.injections(1, inj)
+        sol = self.radial.solve(topo, p, q, complex_v=True, tolerance=tolerance * 1e-2,
+                                max_iterations=max(max_iterations, 60), threads=1)
+        ok = bool(sol.converged[0])
+        nb, nl, nt = len(g.bus), len(g.line), len(g.transformer)
+        live = topo.node_of_bus >= 0
+        vb = np.zeros(nb, np.complex128)
+        if ok and sol.v is not None:
+            vb[live] = sol.v[0, topo.node_of_bus[live]]
+            fl = self.radial.branch_flows(topo, sol.v[0], p[0], q[0])
+        else:
+            vb[:] = np.nan
+            nan_e, nan_s = np.full(nl + nt, np.nan), np.full(len(g.source), np.nan)
+            fl = {k: nan_e for k in ("p_from_mw", "q_from_mvar", "p_to_mw", "i_ka", "loading")}
+            fl.update(source_p_mw=nan_s, source_q_mvar=nan_s)
+        return PowerFlowResult(
+            converged=ok, iterations=int(sol.iterations[0]), engine=self.radial.name,
+            bus_id=g.bus.ids, v_pu=np.abs(vb), va_deg=np.rad2deg(np.angle(vb)),
+            energised=live if ok else np.zeros(nb, bool),
+            line_id=g.line.ids, line_p_from_mw=fl["p_from_mw"][:nl], line_q_from_mvar=fl["q_from_mvar"][:nl],
+            line_p_to_mw=fl["p_to_mw"][:nl], line_i_ka=fl["i_ka"][:nl], line_loading_pct=fl["loading"][:nl] * 100,
+            trafo_id=g.transformer.ids, trafo_p_hv_mw=fl["p_from_mw"][nl:], trafo_p_lv_mw=fl["p_to_mw"][nl:],
+            trafo_loading_pct=fl["loading"][nl:] * 100, source_p_mw=fl["source_p_mw"],
+            source_q_mvar=fl["source_q_mvar"], calc_ms=(time.perf_counter() - t0) * 1e3,
+        )
 
     def _single_result(self, out: dict, ok: bool, secs: float, batched: bool) -> PowerFlowResult:
         g = self.grid
@@ -101,6 +174,10 @@ class Twin:
         per-step losses, extremes and source power are always kept. Work runs in chunks of
         ``chunk_steps`` so memory stays bounded; ``progress(done, total)`` is called per chunk.
         Non-converged steps are flagged in ``converged`` (their values NaN), never hidden.
+        ``threading`` is power-grid-model's (-1 sequential, 0 all cores, k threads); the radial
+        kernel uses all cores unless it is a positive thread count. Per-step switch states
+        (T, n_switch) are grouped by distinct state, each solved by the engine that fits it;
+        ``meta["engine_steps"]`` counts the steps each engine solved.
         """
         bad = sorted(set(outputs) - set(OUTPUTS))
         if bad:
@@ -124,7 +201,7 @@ class Twin:
         nb, nl, nt = len(g.bus), len(g.line), len(g.transformer)
         if chunk_steps is None:
             chunk_steps = int(np.clip(4_000_000 // max(nb + nl, 1), 16, 4096))
-        keep_v = "v_pu" in outputs
+        keep = (("v_pu" in outputs), ("line_loading_pct" in outputs), ("trafo_loading_pct" in outputs))
         out_req = {CT.node: ["u_pu", "energized"], CT.line: ["p_from", "p_to", "loading"], CT.source: ["p"]}
         if self._has_trafo:
             out_req[CT.transformer] = ["p_from", "p_to", "loading"]
@@ -132,10 +209,11 @@ class Twin:
         vmin_bus = np.empty(steps, np.int64)
         vmax_bus = np.empty(steps, np.int64)
         conv = np.ones(steps, bool)
-        v_all = np.empty((steps, nb), np.float32) if keep_v else None
-        ll_all = np.empty((steps, nl), np.float32) if "line_loading_pct" in outputs else None
-        tl_all = np.empty((steps, nt), np.float32) if "trafo_loading_pct" in outputs else None
+        v_all = np.empty((steps, nb), np.float32) if keep[0] else None
+        ll_all = np.empty((steps, nl), np.float32) if keep[1] else None
+        tl_all = np.empty((steps, nt), np.float32) if keep[2] else None
         calc = 0.0
+        used = {"radial": 0, "power-grid-model": 0}
         for a in range(0, steps, chunk_steps):
             b = min(steps, a + chunk_steps)
             sel = slice(start + a, start + b)
@@ -144,52 +222,138 @@ class Twin:
                 if v is not None:
                     inj[k] = np.asarray(v)[a:b] if np.ndim(v) == 2 else v
             sc = switch_closed[a:b] if switch_closed is not None and np.ndim(switch_closed) == 2 else switch_closed
-            upd = self.engine.build_update(b - a, inj, sc)
-            out, ok, secs = self.engine.run(upd, out_req, threading=threading)
-            calc += secs
-            conv[a:b] = ok
-            u = out[CT.node]["u_pu"]
-            en = out[CT.node]["energized"] > 0
-            um = np.where(en, u, np.inf)
-            kmin = np.argmin(um, axis=1)
-            res["vmin_pu"][a:b] = um[np.arange(b - a), kmin]
-            vmin_bus[a:b] = g.bus.ids[kmin]
-            uM = np.where(en, u, -np.inf)
-            kmax = np.argmax(uM, axis=1)
-            res["vmax_pu"][a:b] = uM[np.arange(b - a), kmax]
-            vmax_bus[a:b] = g.bus.ids[kmax]
-            loss = (out[CT.line]["p_from"] + out[CT.line]["p_to"]).sum(axis=1)
-            load = out[CT.line]["loading"]
-            mx = load.max(axis=1) if nl else np.zeros(b - a)
-            if self._has_trafo:
-                loss = loss + (out[CT.transformer]["p_from"] + out[CT.transformer]["p_to"]).sum(axis=1)
-                mx = np.maximum(mx, out[CT.transformer]["loading"].max(axis=1))
-            res["losses_kw"][a:b] = loss / 1e3
-            res["max_loading_pct"][a:b] = mx * 100
-            res["source_p_mw"][a:b] = out[CT.source]["p"].sum(axis=1) / 1e6
-            if v_all is not None:
-                v_all[a:b] = u
-            if ll_all is not None:
-                ll_all[a:b] = load * 100
-            if tl_all is not None and self._has_trafo:
-                tl_all[a:b] = out[CT.transformer]["loading"] * 100
-            if not ok.all():
-                bad_rows = np.flatnonzero(~ok) + a
-                for arr in res.values():
-                    arr[bad_rows] = np.nan
-                for arr in (v_all, ll_all, tl_all):
-                    if arr is not None:
-                        arr[bad_rows] = np.nan
+            part = {k: arr[a:b] for k, arr in res.items()}
+            part.update(vmin_bus=vmin_bus[a:b], vmax_bus=vmax_bus[a:b], ok=conv[a:b],
+                        v=None if v_all is None else v_all[a:b], ll=None if ll_all is None else ll_all[a:b],
+                        tl=None if tl_all is None else tl_all[a:b])
+            calc += self._chunk(b - a, inj, sc, part, keep, out_req, threading, used)
+            bad_rows = np.flatnonzero(~part["ok"])
+            if bad_rows.size:
+                for k in res:
+                    part[k][bad_rows] = np.nan
+                for k in ("v", "ll", "tl"):
+                    if part[k] is not None:
+                        part[k][bad_rows] = np.nan
             if progress is not None:
                 progress(b, steps)
+        engine = "+".join(k for k, n in used.items() if n) or self.engine.name
         step_s = float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s")) if prof.steps > 1 else 900.0
         return TimeSeriesResult(
             index=prof.index[start:start + steps], bus_id=g.bus.ids, line_id=g.line.ids, trafo_id=g.transformer.ids,
             losses_kw=res["losses_kw"], vmin_pu=res["vmin_pu"], vmin_bus=vmin_bus, vmax_pu=res["vmax_pu"],
             vmax_bus=vmax_bus, max_loading_pct=res["max_loading_pct"], source_p_mw=res["source_p_mw"],
-            converged=conv, engine=self.engine.name, v_pu=v_all, line_loading_pct=ll_all,
-            trafo_loading_pct=tl_all, calc_s=calc, meta={"step_h": step_s / 3600.0, "chunk_steps": chunk_steps},
+            converged=conv, engine=engine, v_pu=v_all, line_loading_pct=ll_all,
+            trafo_loading_pct=tl_all, calc_s=calc,
+            meta={"step_h": step_s / 3600.0, "chunk_steps": chunk_steps, "engine_steps": used},
         )
+
+    # --- one chunk of a batch ------------------------------------------------------------------
+    def _chunk(self, n: int, inj: dict, sc: np.ndarray | None, part: dict, keep: tuple[bool, bool, bool],
+               out_req: dict, threading: int, used: dict[str, int]) -> float:
+        """Solve ``n`` steps into the views in ``part``; radial where possible. Returns seconds."""
+        if self.mode == "pgm":
+            used["power-grid-model"] += n
+            return self._chunk_pgm(np.arange(n), n, inj, sc, part, keep, out_req, threading)
+        scb = None if sc is None else np.asarray(sc, dtype=bool)
+        if scb is not None and scb.shape[-1] != len(self.grid.switch):
+            raise ValidationError(f"switch_closed: expected {len(self.grid.switch)} values per step, got {scb.shape[-1]}")
+        if scb is None or scb.ndim == 1:
+            groups: list[tuple[np.ndarray, np.ndarray | None]] = [(np.arange(n), scb)]
+        else:
+            uniq, inv = np.unique(scb, axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
+            groups = [(np.flatnonzero(inv == u), uniq[u]) for u in range(uniq.shape[0])]
+        secs = 0.0
+        to_pgm: list[np.ndarray] = []
+        for rows, s in groups:
+            topo = self._topology(s)
+            if topo is None:
+                to_pgm.append(rows)
+                continue
+            secs += self._chunk_radial(topo, rows, n, inj, part, keep, threading)
+            used["radial"] += rows.size
+            failed = rows[~part["ok"][rows]]
+            if failed.size and self.mode == "auto":
+                to_pgm.append(failed)
+                used["radial"] -= failed.size
+        if to_pgm:
+            rows = np.sort(np.concatenate(to_pgm))
+            used["power-grid-model"] += rows.size
+            secs += self._chunk_pgm(rows, n, inj, scb, part, keep, out_req, threading)
+        return secs
+
+    @staticmethod
+    def _rows_of(inj: dict, rows: np.ndarray, n: int) -> dict:
+        if rows.size == n:
+            return inj
+        return {k: (np.asarray(v)[rows] if v is not None and np.ndim(v) == 2 else v) for k, v in inj.items()}
+
+    def _chunk_radial(self, topo: RadialTopology, rows: np.ndarray, n: int, inj: dict, part: dict,
+                      keep: tuple[bool, bool, bool], threading: int) -> float:
+        g = self.grid
+        t0 = time.perf_counter()
+        p, q = self.radial.injections(rows.size, self._rows_of(inj, rows, n))
+        sol = self.radial.solve(topo, p, q, v_abs=keep[0], loading=keep[1] or keep[2],
+                                threads=threading if threading > 0 else None)
+        bus_ids = g.bus.ids[topo.node_bus] if topo.n else np.zeros(0, np.int64)
+        ok = sol.converged
+        part["ok"][rows] = ok
+        part["vmin_pu"][rows] = sol.vmin_pu
+        part["vmax_pu"][rows] = sol.vmax_pu
+        part["vmin_bus"][rows] = np.where(ok, bus_ids[np.maximum(sol.vmin_node, 0)], -1) if topo.n else -1
+        part["vmax_bus"][rows] = np.where(ok, bus_ids[np.maximum(sol.vmax_node, 0)], -1) if topo.n else -1
+        part["losses_kw"][rows] = sol.losses_mw * 1e3
+        part["max_loading_pct"][rows] = sol.max_loading * 100
+        part["source_p_mw"][rows] = sol.source_p_mw
+        if part["v"] is not None and sol.v_abs is not None:
+            live = topo.node_of_bus >= 0
+            vv = np.zeros((rows.size, len(g.bus)), np.float32)
+            vv[:, live] = sol.v_abs[:, topo.node_of_bus[live]]
+            part["v"][rows] = vv
+        nl = len(g.line)
+        if part["ll"] is not None and sol.loading is not None:
+            part["ll"][rows] = sol.loading[:, :nl] * 100
+        if part["tl"] is not None and sol.loading is not None:
+            part["tl"][rows] = sol.loading[:, nl:] * 100
+        return time.perf_counter() - t0
+
+    def _chunk_pgm(self, rows: np.ndarray, n: int, inj: dict, sc: np.ndarray | None, part: dict,
+                   keep: tuple[bool, bool, bool], out_req: dict, threading: int) -> float:
+        g = self.grid
+        m = rows.size
+        sub = self._rows_of(inj, rows, n)
+        if sc is not None and np.ndim(sc) == 2 and m != n:
+            sc = np.asarray(sc)[rows]
+        upd = self.engine.build_update(m, sub, sc)
+        out, ok, secs = self.engine.run(upd, out_req, threading=threading)
+        part["ok"][rows] = ok
+        u = out[CT.node]["u_pu"]
+        en = out[CT.node]["energized"] > 0
+        ar = np.arange(m)
+        um = np.where(en, u, np.inf)
+        kmin = np.argmin(um, axis=1)
+        part["vmin_pu"][rows] = um[ar, kmin]
+        part["vmin_bus"][rows] = g.bus.ids[kmin]
+        uM = np.where(en, u, -np.inf)
+        kmax = np.argmax(uM, axis=1)
+        part["vmax_pu"][rows] = uM[ar, kmax]
+        part["vmax_bus"][rows] = g.bus.ids[kmax]
+        loss = (out[CT.line]["p_from"] + out[CT.line]["p_to"]).sum(axis=1)
+        load = out[CT.line]["loading"]
+        mx = load.max(axis=1) if len(g.line) else np.zeros(m)
+        if self._has_trafo:
+            loss = loss + (out[CT.transformer]["p_from"] + out[CT.transformer]["p_to"]).sum(axis=1)
+            mx = np.maximum(mx, out[CT.transformer]["loading"].max(axis=1))
+        part["losses_kw"][rows] = loss / 1e3
+        part["max_loading_pct"][rows] = mx * 100
+        part["source_p_mw"][rows] = out[CT.source]["p"].sum(axis=1) / 1e6
+        if part["v"] is not None:
+            part["v"][rows] = u
+        if part["ll"] is not None:
+            part["ll"][rows] = load * 100
+        if part["tl"] is not None and self._has_trafo:
+            part["tl"][rows] = out[CT.transformer]["loading"] * 100
+        return secs
 
 
 def powerflow(grid: Grid, **kwargs: Any) -> PowerFlowResult:
