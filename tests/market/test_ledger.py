@@ -189,3 +189,22 @@ def test_refused_transactions_store_nothing(tmp_path: Path) -> None:
     ro = Ledger.open(tmp_path / "l.sqlite")
     with pytest.raises(AuthError, match="read-only"):
         ro.append_block([reg])
+
+
+def test_duckdb_backend_same_checks(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    p = tmp_path / "l.duckdb"
+    txs = _build(p)
+    lg = Ledger.open(p)
+    rep = lg.verify()
+    assert rep.ok and rep.blocks == 4 and rep.txs == len(txs)
+    assert lg.proof(txs[6].hash).verify(OP.public_key)
+    lg.close()
+    con = duckdb.connect(str(p))
+    (body,) = con.execute("SELECT body FROM txs WHERE height = 2 AND idx = 1").fetchone()
+    con.execute(
+        "UPDATE txs SET body = ? WHERE height = 2 AND idx = 1", [bytes(body).replace(b"2", b"3", 1)]
+    )
+    con.close()
+    rep = Ledger.open(p).verify()
+    assert not rep.ok and rep.first_bad_block == 2

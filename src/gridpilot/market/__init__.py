@@ -9,6 +9,7 @@ from gridpilot.market.clearing import ClearingResult, clear
 from gridpilot.market.crypto import KeyPair, canonical_json, verify_many, verify_signature
 from gridpilot.market.ledger import (
     BlockHeader,
+    DuckDBBackend,
     InclusionProof,
     Ledger,
     LedgerBackend,
@@ -42,6 +43,7 @@ __all__ = [
     "BlockHeader",
     "ClearingResult",
     "Contracts",
+    "DuckDBBackend",
     "GridSensitivity",
     "InclusionProof",
     "IntervalClearing",

@@ -15,7 +15,7 @@
   key, that a transaction is in a block.
 
 Storage sits behind :class:`LedgerBackend` (``MemoryBackend``; ``SQLiteBackend``, the
-embedded default). An EVM chain can be a backend later: see docs/market.md.
+embedded default; ``DuckDBBackend`` for ``.duckdb`` files). An EVM chain can be a backend later: see docs/market.md.
 """
 
 from __future__ import annotations
@@ -437,6 +437,108 @@ class SQLiteBackend:
         self.con.close()
 
 
+_DUCK_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS blocks (height BIGINT PRIMARY KEY, prev_hash BLOB NOT NULL, "
+    "merkle_root BLOB NOT NULL, time_ns BIGINT NOT NULL, n_tx INTEGER NOT NULL, operator BLOB NOT NULL, "
+    "hash BLOB NOT NULL, signature BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS txs (height BIGINT NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+    "kind VARCHAR NOT NULL, signer BLOB NOT NULL, signature BLOB NOT NULL, body BLOB NOT NULL)",
+]
+
+
+class DuckDBBackend:
+    """Blocks in one DuckDB file (transactions inserted through Arrow, one DB transaction per
+    block). Same tables and columns as :class:`SQLiteBackend`."""
+
+    def __init__(self, path: str | Path) -> None:
+        import duckdb
+
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(self.path)
+        for stmt in _DUCK_SCHEMA:
+            self.con.execute(stmt)
+
+    def append(
+        self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
+    ) -> None:
+        import pyarrow as pa
+
+        n = len(txs)
+        tbl = pa.table(
+            {
+                "height": pa.array([header.height] * n, pa.int64()),
+                "idx": pa.array(range(n), pa.int32()),
+                "hash": pa.array(list(hashes), pa.binary()),
+                "kind": pa.array([t.kind for t in txs], pa.string()),
+                "signer": pa.array([t.signer for t in txs], pa.binary()),
+                "signature": pa.array([t.signature for t in txs], pa.binary()),
+                "body": pa.array([t.body for t in txs], pa.binary()),
+            }
+        )
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    header.height,
+                    header.prev_hash,
+                    header.merkle_root,
+                    header.time_ns,
+                    header.n_tx,
+                    header.operator,
+                    header.hash,
+                    header.signature,
+                ],
+            )
+            self.con.register("_gp_new_txs", tbl)
+            self.con.execute("INSERT INTO txs SELECT * FROM _gp_new_txs")
+            self.con.unregister("_gp_new_txs")
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def head(self) -> BlockHeader | None:
+        row = self.con.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        return None if row is None else SQLiteBackend._header(row)
+
+    def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
+        blocks = self.con.execute("SELECT * FROM blocks ORDER BY height").fetchall()
+        for row in blocks:
+            yield self.block(int(row[0]))
+
+    def block(self, height: int) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
+        row = self.con.execute("SELECT * FROM blocks WHERE height = ?", [height]).fetchone()
+        if row is None:
+            raise UnknownComponentError("block", height)
+        rows = self.con.execute(
+            "SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
+            [height],
+        ).fetchall()
+        return (
+            SQLiteBackend._header(row),
+            [Transaction(str(r[1]), bytes(r[4]), bytes(r[2]), bytes(r[3])) for r in rows],
+            [bytes(r[0]) for r in rows],
+        )
+
+    def locate(self, tx_hash: bytes) -> tuple[int, int] | None:
+        row = self.con.execute("SELECT height, idx FROM txs WHERE hash = ?", [tx_hash]).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def close(self) -> None:
+        self.con.close()
+
+
 # --- the ledger ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VerifyReport:
@@ -484,11 +586,13 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | Path, operator: KeyPair | None = None) -> Ledger:
-        """A ledger in the SQLite file ``path`` (created when missing and ``operator`` given)."""
+        """A ledger in the file ``path`` (created when missing and ``operator`` given):
+        DuckDB for a ``.duckdb`` suffix, SQLite (the default) otherwise."""
         p = Path(path)
         if operator is None and not p.exists():
             raise UnknownComponentError("ledger file", str(path), "no such file")
-        return cls(SQLiteBackend(p), operator)
+        backend: LedgerBackend = DuckDBBackend(p) if p.suffix == ".duckdb" else SQLiteBackend(p)
+        return cls(backend, operator)
 
     @property
     def operator_key(self) -> bytes:
