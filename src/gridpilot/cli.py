@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.telemetry.cli",
     "gridpilot.market.cli",
     "gridpilot.forecast.cli",
+    "gridpilot.field.cli",
 )
 
 

@@ -8,7 +8,7 @@ when it has them, point to that meter (``meter`` column). A device's global inde
 
 Sizing (documented default): a household stands for ``household_kw`` (0.8 kW) of the grid
 load's ``p_mw``; its base demand (everything but its PV, battery, EV and water heater) has the
-mean ``base_share * household_kw`` (75 %, individual sizes lognormal) and follows the load's
+mean ``base_share * household_kw`` (65 %, individual sizes lognormal) and follows the load's
 profile; the devices add the rest on average. Shares of households with PV (20 %), a battery
 (5 %), an EV (10 %, 7.4 kW chargers) and a water heater (30 %). With ``n_devices`` not given,
 each grid load gets ``round(p_mw * 1000 / household_kw)`` households (at least one): the fleet
@@ -36,7 +36,7 @@ class FleetConfig:
 
     n_devices: int | None = None
     household_kw: float = 0.8
-    base_share: float = 0.75
+    base_share: float = 0.65
     share_pv: float = 0.2
     share_battery: float = 0.05
     share_ev: float = 0.1

@@ -1,0 +1,137 @@
+"""The field's telemetry: gateways sign meter readings, a SCADA principal signs sensors and events.
+
+Layout (device side of :mod:`gridpilot.telemetry`):
+
+* one **gateway** per grid load (``gw-<load id>``, its own Ed25519 key) signs the readings of
+  the meters behind it (``m<position>``) in one columnar frame per report (``devs`` lists the
+  meters, quantities ``p_kw``, ``q_kvar``, ``v_pu``, ``e_import_kwh``, ``e_export_kwh``);
+* the **SCADA** principal (``scada``) signs the grid sensors (feeder head ``src-<id>``, line
+  flows ``line-<id>``, bus voltages ``bus-<id>``, switch positions ``sw-<id>``) and the events
+  (protection, outages, acknowledgements).
+
+Meters do not sign themselves (their gateway does), so they are registered with a placeholder
+public key. Timestamps are simulated time; give the receiving :class:`~gridpilot.telemetry.Ingestor`
+``clock=tel.clock`` so that its clock-skew checks use the same time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gridpilot.field.simulator import FieldReadings, FieldSimulator
+from gridpilot.telemetry import (
+    DeviceRegistry,
+    DeviceSigner,
+    Topics,
+    Transport,
+    encode_batch,
+    generate_key,
+)
+
+METER_QUANTITIES = ("p_kw", "q_kvar", "v_pu", "e_import_kwh", "e_export_kwh")
+
+
+@dataclass
+class PublishStats:
+    """Counts of one :meth:`FieldTelemetry.publish`: payloads, frames, readings, bytes."""
+
+    payloads: int = 0
+    frames: int = 0
+    readings: int = 0
+    bytes: int = 0
+
+
+class FieldTelemetry:
+    """Registers the simulator's principals and publishes its readings on a transport."""
+
+    def __init__(self, sim: FieldSimulator, transport: Transport, registry: DeviceRegistry | None = None,
+                 topics: Topics | None = None) -> None:
+        self.sim = sim
+        self.transport = transport
+        self.topics = topics or Topics()
+        self.registry = registry or DeviceRegistry()
+        g = sim.grid
+        f = sim.fleet
+        clock = self.clock
+        reg = self.registry
+        # gateways
+        self.gateway_ids = [f"gw-{i}" for i in g.load.ids]
+        self._gw_signers = []
+        for gid, lid, bus in zip(self.gateway_ids, g.load.ids, g.load["bus"], strict=True):
+            k = generate_key()
+            reg.register(gid, k, kind="gateway", feeder=f"load-{lid}", bus=int(bus))
+            self._gw_signers.append(DeviceSigner(gid, k, clock=clock))
+        nm = f.meter_load.size
+        self.meter_ids = np.array([f"m{i}" for i in range(nm)], dtype=object)
+        reg.register_many(list(self.meter_ids), np.zeros((nm, 32), np.uint8), kind="meter",
+                          feeder=[f"load-{i}" for i in g.load.ids[f.meter_load]],
+                          bus=g.bus.ids[f.meter_bus], gateway=[self.gateway_ids[i] for i in f.meter_load])
+        # SCADA and its sensors
+        k = generate_key()
+        reg.register("scada", k, kind="scada")
+        self._scada = DeviceSigner("scada", k, clock=clock)
+        self.sensor_ids: dict[str, list[str]] = {
+            "source": [f"src-{i}" for i in g.source.ids],
+            "line": [f"line-{i}" for i in sim.sensor_line_ids],
+            "bus": [f"bus-{i}" for i in sim.sensor_bus_ids],
+            "switch": [f"sw-{i}" for i in g.switch.ids],
+        }
+        for kind, ids in self.sensor_ids.items():
+            if ids:
+                reg.register_many(ids, np.zeros((len(ids), 32), np.uint8), kind=kind, gateway="scada")
+
+    def clock(self) -> float:
+        """Simulated time in seconds since the Unix epoch (for signers and the verifier)."""
+        return self.sim.now_ms / 1000.0
+
+    def frames(self, batch: FieldReadings) -> list[tuple[str, bytes]]:
+        """Signed frames for ``batch``, as (sender, frame) pairs."""
+        out: list[tuple[str, bytes]] = []
+        m = batch.meters
+        if len(m):
+            load = self.sim.fleet.meter_load[m.meter]
+            order = np.argsort(load, kind="stable")
+            bounds = np.searchsorted(load[order], np.arange(len(self._gw_signers) + 1))
+            cols = {q: getattr(m, q) for q in METER_QUANTITIES}
+            for gi in range(len(self._gw_signers)):
+                rows = order[bounds[gi]:bounds[gi + 1]]
+                if rows.size == 0:
+                    continue
+                meters, pos = np.unique(m.meter[rows], return_inverse=True)
+                fr = self._gw_signers[gi].readings(m.ts_ms[rows], {q: c[rows] for q, c in cols.items()},
+                                                   devices=list(self.meter_ids[meters]), dev_pos=pos)
+                out.append((self.gateway_ids[gi], fr))
+        s = batch.sensors
+        ts = batch.ts_ms
+        groups: list[tuple[list[str], dict[str, Any]]] = [
+            (self.sensor_ids["source"], {"p_mw": s["source_p_mw"], "q_mvar": s["source_q_mvar"], "v_pu": s["source_v_pu"]}),
+            (self.sensor_ids["line"], {"p_mw": s["line_p_mw"], "q_mvar": s["line_q_mvar"]}),
+            (self.sensor_ids["bus"], {"v_pu": s["bus_v_pu"]}),
+            (self.sensor_ids["switch"], {"switch_closed": s["switch_closed"]}),
+        ]
+        for ids, vals in groups:
+            if ids:
+                n = len(ids)
+                out.append(("scada", self._scada.readings(np.full(n, ts, np.int64), vals, devices=ids,
+                                                          dev_pos=np.arange(n))))
+        for ev in batch.events:
+            out.append(("scada", self._scada.event(ev.name, ev.data, severity=ev.severity, ts_ms=ev.ts_ms)))
+        return out
+
+    def publish(self, batch: FieldReadings) -> PublishStats:
+        """Sign ``batch`` and publish it: one payload per sender. Returns the counts."""
+        st = PublishStats()
+        by_sender: dict[str, list[bytes]] = {}
+        for sender, fr in self.frames(batch):
+            by_sender.setdefault(sender, []).append(fr)
+        for sender, frs in by_sender.items():
+            payload = encode_batch(frs)
+            self.transport.publish(self.topics.telemetry(sender), payload)
+            st.payloads += 1
+            st.frames += len(frs)
+            st.bytes += len(payload)
+        st.readings = len(batch.meters) * len(METER_QUANTITIES) + sum(v.size for v in batch.sensors.values())
+        return st
