@@ -216,7 +216,7 @@ def test_grid_curtails_trades_that_break_limits() -> None:
 
 
 def test_sensitivities_match_the_twin() -> None:
-    twin_mod = pytest.importorskip("gridpilot.twin.twin")
+    twin_mod = pytest.importorskip("gridpilot.twin")
     from gridpilot.market.network import GridSensitivity
     from gridpilot.model import load_grid
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gridpilot.errors import Issue, ValidationError
+from gridpilot.errors import GridpilotError, Issue, ValidationError
 from gridpilot.market.crypto import KeyPair
 from gridpilot.market.ledger import Ledger
 from gridpilot.market.market import Market, MarketConfig
@@ -33,7 +33,8 @@ def simulate(
     config: MarketConfig | None = None,
     theft_share: float = 0.05,
     grid_aware: bool = True,
-    start: str = "2025-06-21T08:00",
+    start: str = "2025-06-21",
+    start_hour: float = 8.0,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the market for ``hours`` on grid ``grid`` with ``participants`` generated
@@ -43,7 +44,8 @@ def simulate(
     ``ledger_path``: SQLite file for the ledger (must not exist yet; None keeps it in
     memory); ``theft_share``: share of PV owners that offer energy but export nothing and
     try a forged meter reading; ``grid_aware``: check trades against the grid (twin base
-    point per interval plus linear sensitivities).
+    point per interval plus linear sensitivities); ``start``/``start_hour``: the simulated
+    day (midnight) and the hour the run begins.
     """
     from gridpilot.model import default_profiles, load_grid
 
@@ -69,19 +71,23 @@ def simulate(
     rng = np.random.default_rng(seed)
     steps_per_h = 3600 // cfg.interval_s
     T = max(1, round(hours * steps_per_h))
-    prof = default_profiles(steps=T, start=start, step_s=cfg.interval_s, seed=seed + 7)
-    res_shape = prof.values[:, prof.names.index("residential")]
-    pv_shape = prof.values[:, prof.names.index("pv")]
+    # the default shapes are generated from midnight (their hour of day counts from the start)
+    off = round(start_hour * steps_per_h)
+    prof = default_profiles(
+        steps=max(off + T, 24 * steps_per_h), start=start, step_s=cfg.interval_s, seed=seed + 7
+    )
+    res_shape = prof.values[off : off + T, prof.names.index("residential")]
+    pv_shape = prof.values[off : off + T, prof.names.index("pv")]
 
     twin = None
     sens0 = None
     if grid_aware:
         sens0 = GridSensitivity.from_grid(g)
         try:
-            from gridpilot.twin.twin import Twin
+            from gridpilot.twin import Twin
 
             twin = Twin(g)
-        except Exception:  # the twin is optional here: linearised DistFlow base otherwise
+        except (ImportError, GridpilotError):  # optional: linearised DistFlow base otherwise
             twin = None
     operator = KeyPair.from_name(f"operator/{seed}")
     ledger = (
