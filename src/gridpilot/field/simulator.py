@@ -209,6 +209,7 @@ class FieldSimulator:
         self._hist_p = np.zeros((slots, nm), np.float32) if slots else None
         self._hist_v = np.zeros((slots, nm), np.float32) if slots else None
         self._hist_n = 0
+        self.replay_noise = 0.01  # relative noise a replaying attacker adds to disguise the copy
         self.meter_p_kw = np.zeros(nm, np.float32)  # true net power now
         self.load_p_mw = grid.load["p_mw"].copy()
         self.load_q_mvar = grid.load["q_mvar"].copy()
@@ -365,8 +366,9 @@ class FieldSimulator:
             k = self._hist_n % slots
             if self._hist_n >= slots and f.fdi_replay.any():
                 r = f.fdi_replay
-                p = np.where(r, self._hist_p[k], p)
-                v = np.where(r, self._hist_v[k], v)
+                jit = 1.0 + self.replay_noise * self.rng.standard_normal(nm)  # attacker's disguise
+                p = np.where(r, self._hist_p[k] * jit, p)
+                v = np.where(r, self._hist_v[k] * (1.0 + 0.1 * (jit - 1.0)), v)
             self._hist_p[k] = p
             self._hist_v[k] = v
             self._hist_n += 1
