@@ -1,0 +1,742 @@
+"""FLISR: fault location, isolation and service restoration, decided in milliseconds.
+
+:class:`FlisrEngine` precomputes per grid the sections (zones bounded by switches), a radial
+power-flow solver and the pre-fault state; :meth:`FlisrEngine.respond` turns the control
+room's :class:`~gridpilot.control.location.Indications` into an ordered switching plan:
+
+1. **locate** the faulted section(s) (:func:`~gridpilot.control.location.locate`);
+2. **isolate**: open every closed switch bounding them; a bound that is not remote-controllable
+   widens the isolated zone across it (said in ``notes``);
+3. **restore**: reclose the tripped breaker when it is not a bound (the upstream part), then
+   for each de-energised healthy island pick a radial way to feed it through normally-open
+   ties: one tie, two ties with a cut between them, then branch exchanges (close a switch,
+   open one on the loop it makes); every candidate of a round is checked at once by the
+   batched radial AC power flow (:mod:`gridpilot.control.radialpf`) on the affected feeders,
+   holding voltages in band and branches within rating. If nothing feasible restores an island
+   whole, the sections of least priority-weighted load are shed, greedily, until it is;
+4. optionally **verify** the final state by a full power flow in the twin.
+
+The plan opens before it closes, never closes a switch that bounds an isolated section, and
+closes each island through exactly one tie per part, so two sources are never paralleled and
+the network stays radial.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.control.location import Indications, Location, indications_for_fault, locate
+from gridpilot.control.radialpf import RadialSolver
+from gridpilot.control.sections import Sections, SectionState, subtree_mask
+from gridpilot.errors import ValidationError
+from gridpilot.model import ElementType, Grid, SwitchKind
+
+TWIN_VERIFY_MAX_BUSES = 200  # "auto" verification in the twin up to this grid size
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operating limits a restoration plan must hold.
+
+    ``v_min_pu``/``v_max_pu``: voltage band (set an emergency band here); ``max_loading_pct``:
+    branch loading limit. With ``relax_to_prefault`` the band is widened to what the grid
+    already had before the fault (a feeder that ran at 0.91 pu is not asked for 0.95).
+    """
+
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+    max_loading_pct: float = 100.0
+    relax_to_prefault: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.v_min_pu < self.v_max_pu:
+            raise ValidationError(f"limits: need 0 < v_min_pu < v_max_pu, got {self.v_min_pu}, {self.v_max_pu}")
+        if self.max_loading_pct <= 0:
+            raise ValidationError(f"limits: max_loading_pct must be positive, got {self.max_loading_pct}")
+
+
+@dataclass
+class SwitchAction:
+    """One step of a switching plan: switch id, ``close`` (True) or open, and why."""
+
+    switch: int
+    close: bool
+    reason: str  # isolate | reclose | sectionalise | restore
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"switch": self.switch, "action": "close" if self.close else "open", "reason": self.reason}
+
+
+@dataclass
+class FlisrResult:
+    """A FLISR decision: where the fault is, what to switch, and what it achieves.
+
+    Switch, line and load lists hold ids. Powers in kW: ``interrupted_kw`` lost supply at the
+    trip, ``isolated_kw`` of it lies inside the isolated sections, ``restorable_kw`` is the
+    rest that a closable path could reach, ``restored_kw`` what the plan brings back,
+    ``shed_kw`` restorable load deliberately left off, ``unserved_kw`` everything interrupted
+    and not restored. ``vmin_pu_after``/``max_loading_pct_after`` describe the grid after the
+    plan (``verified_by`` says by which power flow). ``decision_ms`` is wall time from
+    indications to verified plan.
+    """
+
+    location: Location
+    located_lines: list[int]
+    isolated_sections: list[int]
+    isolate: list[int]
+    restore: list[int]
+    open_for_restore: list[int]
+    plan: list[SwitchAction]
+    shed_loads: list[int]
+    interrupted_kw: float
+    isolated_kw: float
+    restorable_kw: float
+    restored_kw: float
+    shed_kw: float
+    unserved_kw: float
+    vmin_pu_after: float
+    max_loading_pct_after: float
+    limits_used: dict[str, float]
+    verified_by: str
+    decision_ms: float
+    switch_closed_after: np.ndarray
+    locked_open: list[int]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def restored_share(self) -> float:
+        """Restored share of restorable load (1.0 when nothing was restorable)."""
+        return self.restored_kw / self.restorable_kw if self.restorable_kw > 1e-9 else 1.0
+
+    def summary(self) -> dict[str, Any]:
+        """The headline fields as plain JSON-able values."""
+        return {
+            "located": self.located_lines,
+            "located_sections": self.isolated_sections,
+            "candidates": [{"section": c.section, "lines": c.line_ids, "confidence": c.confidence, "cost": c.cost}
+                           for c in self.location.candidates[:5]],
+            "isolate": self.isolate,
+            "restore": self.restore,
+            "open_for_restore": self.open_for_restore,
+            "plan": [a.as_dict() for a in self.plan],
+            "shed": self.shed_loads,
+            "interrupted_kw": round(self.interrupted_kw, 3),
+            "isolated_kw": round(self.isolated_kw, 3),
+            "restorable_kw": round(self.restorable_kw, 3),
+            "restored_kw": round(self.restored_kw, 3),
+            "shed_kw": round(self.shed_kw, 3),
+            "unserved_kw": round(self.unserved_kw, 3),
+            "restored_share": round(self.restored_share, 6),
+            "vmin_pu_after": round(self.vmin_pu_after, 6),
+            "max_loading_pct_after": round(self.max_loading_pct_after, 3),
+            "limits": self.limits_used,
+            "verified_by": self.verified_by,
+            "decision_ms": round(self.decision_ms, 3),
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class _Prefault:
+    st: SectionState
+    v_pu: np.ndarray
+    vmin_pu: float
+    vmax_pu: float
+    max_loading_pct: float
+
+
+@dataclass
+class _Region:
+    buses: np.ndarray
+    branches: np.ndarray
+    roots: np.ndarray
+    v_root: np.ndarray
+    pair_sw: np.ndarray  # switch positions on region branches
+    pair_br: np.ndarray  # local branch index of each
+    bus_sections: np.ndarray
+
+
+class FlisrEngine:
+    """FLISR for one grid: sections, solver and pre-fault state computed once.
+
+    ``limits``: the :class:`Limits` a plan must hold; ``verify``: ``"twin"`` (replay the final
+    state in the twin's full power flow), ``"radial"`` (trust the radial sweep) or ``"auto"``
+    (twin for grids up to :data:`TWIN_VERIFY_MAX_BUSES` buses).
+    """
+
+    def __init__(self, grid: Grid, limits: Limits | None = None, verify: str = "auto",
+                 max_rounds: int = 6) -> None:
+        if verify not in ("auto", "twin", "radial"):
+            raise ValidationError(f"verify: choose 'auto', 'twin' or 'radial', got {verify!r}")
+        self.grid = grid
+        self.limits = limits or Limits()
+        self.sections = Sections(grid)
+        self.solver = RadialSolver(grid)
+        self.verify = verify if verify != "auto" else ("twin" if len(grid.bus) <= TWIN_VERIFY_MAX_BUSES else "radial")
+        self.max_rounds = max_rounds
+        self._twin: Any = None
+        self._pre: dict[bytes, _Prefault] = {}
+        sw = grid.switch
+        nl, nt = len(grid.line), len(grid.transformer)
+        # branch (solver numbering) of every switch
+        et = sw["et"]
+        br = np.full(len(sw), -1, np.int64)
+        m = et == ElementType.LINE
+        if m.any():
+            br[m] = grid.line.position_map(sw["element"][m], "line")
+        m = et == ElementType.TRANSFORMER
+        if m.any():
+            br[m] = nl + grid.transformer.position_map(sw["element"][m], "transformer")
+        bpos = self.solver.bus_switch_pos
+        br[bpos] = nl + nt + np.arange(bpos.size)
+        self.switch_branch = br
+        sec = self.sections
+        self.branch_section = np.concatenate([sec.of_line, sec.of_trafo, np.full(bpos.size, -1, np.int64)])
+        self.is_breaker = sw["kind"] == SwitchKind.BREAKER
+        self.prefault(sw["closed"].copy())
+
+    # --- state --------------------------------------------------------------------------------------
+    @property
+    def twin(self) -> Any:
+        """The grid's :class:`~gridpilot.twin.Twin` (built on first use)."""
+        if self._twin is None:
+            from gridpilot.twin import Twin
+
+            self._twin = Twin(self.grid, validate=False)
+        return self._twin
+
+    def prefault(self, closed: np.ndarray) -> _Prefault:
+        """Section tree and bus voltages of a switch state (cached per state)."""
+        key = np.packbits(closed).tobytes()
+        pre = self._pre.get(key)
+        if pre is None:
+            st = self.sections.state(closed)
+            r = self.twin.powerflow(switch_closed=closed)
+            v = np.where(r.energised, r.v_pu, 0.0) if r.converged else np.ones(len(self.grid.bus))
+            pre = _Prefault(st, v, float(r.vmin_pu) if r.converged else 1.0,
+                            float(r.vmax_pu) if r.converged else 1.0,
+                            float(r.max_loading_pct) if r.converged else 0.0)
+            if len(self._pre) > 64:
+                self._pre.clear()
+            self._pre[key] = pre
+        return pre
+
+    def _limits(self, pre: _Prefault) -> tuple[float, float, float]:
+        lim = self.limits
+        if not lim.relax_to_prefault:
+            return lim.v_min_pu, lim.v_max_pu, lim.max_loading_pct
+        return (min(lim.v_min_pu, pre.vmin_pu - 1e-6), max(lim.v_max_pu, pre.vmax_pu + 1e-6),
+                max(lim.max_loading_pct, pre.max_loading_pct + 1e-6))
+
+    # --- entry points -------------------------------------------------------------------------------
+    def respond_to_faults(self, line_ids: int | Iterable[int], switch_closed: np.ndarray | None = None,
+                          locked_open: Iterable[int] = (), fpi_failures: dict[int, bool | None] | None = None
+                          ) -> FlisrResult:
+        """Simulate protection for faults on ``line_ids`` and respond (tests, CLI, benchmarks).
+
+        The indications come from :func:`indications_for_fault`; the decision sees only them.
+        An unknown line id is an UnknownComponentError.
+        """
+        closed = self.grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool)
+        ind = indications_for_fault(self.grid, line_ids, closed, fpi_failures, self.sections)
+        return self.respond(ind, switch_closed=closed, locked_open=locked_open)
+
+    def respond(self, ind: Indications, switch_closed: np.ndarray | None = None,
+                locked_open: Iterable[int] = ()) -> FlisrResult:
+        """Locate, isolate and restore from indications; returns a :class:`FlisrResult`.
+
+        ``switch_closed``: switch states before the trip (default the grid's); the breakers in
+        ``ind.tripped`` are taken as open now. ``locked_open``: switch ids that must stay open
+        (bounds of sections isolated earlier, e.g. a fault during an earlier restoration).
+        """
+        t0 = time.perf_counter()
+        g = self.grid
+        sec = self.sections
+        sw = g.switch
+        pre_closed = sw["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+        if pre_closed.shape != (len(sw),):
+            raise ValidationError(f"switch_closed: expected {len(sw)} values, got {pre_closed.shape}")
+        trip_pos = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
+        pre_closed[trip_pos] = True
+        locked = np.zeros(len(sw), bool)
+        lk = list(locked_open)
+        if lk:
+            locked[sw.index_of(lk)] = True
+        pre = self.prefault(pre_closed)
+        notes: list[str] = []
+        loc = locate(g, ind, pre_closed, sec)
+        notes += loc.notes
+        tripped = np.asarray(loc.tripped, np.int64)
+        now = pre_closed.copy()
+        now[tripped] = False
+        st_trip = sec.state(now)
+        interrupted = pre.st.energised & ~st_trip.energised
+        # --- isolation -------------------------------------------------------------------------------
+        iso = np.zeros(sec.n, bool)
+        iso[loc.sections] = True
+        if np.any(iso & sec.source):
+            notes.append("a located section holds a source: only the upstream grid can clear it")
+        for _ in range(sec.n):
+            b = sec.bounds(iso)
+            manual = b[now[b] & ~sec.sw_remote[b]]
+            if manual.size == 0:
+                break
+            for s in manual:
+                other = sec.sw_b[s] if iso[sec.sw_a[s]] else sec.sw_a[s]
+                iso[other] = True
+                notes.append(f"switch {int(sw.ids[s])} is manual: isolated zone widened to section {int(other)}")
+        bounds = sec.bounds(iso)
+        to_open = bounds[now[bounds]]
+        # remote first, breakers last among them (order of the plan)
+        to_open = to_open[np.argsort(~sec.sw_remote[to_open], kind="stable")]
+        work = now.copy()
+        work[to_open] = False
+        locked[bounds] = True
+        plan = [SwitchAction(int(sw.ids[s]), False, "isolate") for s in to_open]
+        # upstream: reclose tripped devices that do not bound an isolated section
+        for t in tripped:
+            if not locked[t]:
+                work[t] = True
+                plan.append(SwitchAction(int(sw.ids[t]), True, "reclose"))
+        # --- restoration -----------------------------------------------------------------------------
+        vmin_l, vmax_l, load_l = self._limits(pre)
+        shed_sections: list[int] = []
+        region_vmin: list[float] = []
+        region_load: list[float] = []
+        restore_close: list[int] = []
+        restore_open: list[int] = []
+        for _pass in range(4):
+            st_w = sec.state(work)
+            dead = interrupted & ~iso & ~st_w.energised & ~np.isin(np.arange(sec.n), shed_sections)
+            if not dead.any():
+                break
+            islands = _islands(sec, work, dead)
+            progress = False
+            for isl in sorted(islands, key=lambda a: -float(sec.weight[a].sum())):
+                st_w = sec.state(work)
+                res = self._restore_island(isl, work, locked, st_w, pre, (vmin_l, vmax_l, load_l))
+                if res is None:
+                    continue
+                new_closed, opens, closes, shed, vmin_r, load_r = res
+                if not closes:
+                    continue
+                progress = True
+                work = new_closed
+                restore_open += opens
+                restore_close += closes
+                shed_sections += shed
+                region_vmin.append(vmin_r)
+                region_load.append(load_r)
+            if not progress:
+                break
+        for s in restore_open:
+            plan.append(SwitchAction(int(sw.ids[s]), False, "sectionalise"))
+        for s in restore_close:
+            plan.append(SwitchAction(int(sw.ids[s]), True, "restore"))
+        # --- accounting ------------------------------------------------------------------------------
+        st_end = sec.state(work)
+        if st_end.looped:
+            notes.append("warning: final state has a loop")
+        kw = sec.p_mw * 1e3
+        restorable = self._restorable(interrupted, iso, locked, st_end)
+        restored = interrupted & ~iso & st_end.energised
+        shed_mask = restorable & ~st_end.energised
+        shed_loads = sec.loads_of(np.flatnonzero(shed_mask))
+        verified = "radial-sweep"
+        vmin_after = min(region_vmin) if region_vmin else float(pre.vmin_pu)
+        load_after = max(region_load) if region_load else float(pre.max_loading_pct)
+        if self.verify == "twin":
+            r = self.twin.powerflow(switch_closed=work)
+            verified = "twin"
+            if r.converged:
+                vmin_after, load_after = float(r.vmin_pu), float(r.max_loading_pct)
+                if vmin_after < vmin_l - 1e-4 or load_after > load_l + 0.5 or float(r.vmax_pu) > vmax_l + 1e-4:
+                    notes.append(f"twin check: limits exceeded after plan (vmin {vmin_after:.4f} pu, "
+                                 f"loading {load_after:.1f} %)")
+            else:
+                notes.append("twin check: power flow did not converge")
+        decision_ms = (time.perf_counter() - t0) * 1e3
+        located_lines = sorted({int(x) for s in loc.sections for x in g.line.ids[sec.lines_of(s)]})
+        return FlisrResult(
+            location=loc, located_lines=located_lines, isolated_sections=[int(s) for s in np.flatnonzero(iso)],
+            isolate=[int(sw.ids[s]) for s in to_open], restore=[int(sw.ids[s]) for s in restore_close],
+            open_for_restore=[int(sw.ids[s]) for s in restore_open], plan=plan,
+            shed_loads=[int(x) for x in g.load.ids[shed_loads]],
+            interrupted_kw=float(kw[interrupted].sum()), isolated_kw=float(kw[interrupted & iso].sum()),
+            restorable_kw=float(kw[restorable].sum()), restored_kw=float(kw[restored].sum()),
+            shed_kw=float(kw[shed_mask].sum()), unserved_kw=float(kw[interrupted & ~restored].sum()),
+            vmin_pu_after=vmin_after, max_loading_pct_after=load_after,
+            limits_used={"v_min_pu": round(vmin_l, 6), "v_max_pu": round(vmax_l, 6), "max_loading_pct": round(load_l, 3)},
+            verified_by=verified, decision_ms=decision_ms, switch_closed_after=work,
+            locked_open=[int(sw.ids[s]) for s in np.flatnonzero(locked)], notes=notes,
+        )
+
+    def baseline(self, ind: Indications, switch_closed: np.ndarray | None = None) -> float:
+        """Restored kW of the isolate-only baseline: open the bounds, reclose the breaker, no ties."""
+        g, sec, sw = self.grid, self.sections, self.grid.switch
+        closed = sw["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+        trip = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
+        closed[trip] = True
+        pre = self.prefault(closed)
+        loc = locate(g, ind, closed, sec)
+        now = closed.copy()
+        now[np.asarray(loc.tripped, np.int64)] = False
+        interrupted = pre.st.energised & ~sec.state(now).energised
+        iso = np.zeros(sec.n, bool)
+        iso[loc.sections] = True
+        b = sec.bounds(iso)
+        now[b] = False
+        for t in loc.tripped:
+            if t not in set(b.tolist()):
+                now[t] = True
+        st = sec.state(now)
+        return float(sec.p_mw[interrupted & ~iso & st.energised].sum() * 1e3)
+
+    # --- internals ----------------------------------------------------------------------------------
+    def _restorable(self, interrupted: np.ndarray, iso: np.ndarray, locked: np.ndarray, st_end: SectionState) -> np.ndarray:
+        """Interrupted healthy sections that some closable path joins to a live section."""
+        sec = self.sections
+        usable = (~locked) & (sec.sw_remote | self.grid.switch["closed"]) & ~iso[sec.sw_a] & ~iso[sec.sw_b]
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        a, b = sec.sw_a[usable], sec.sw_b[usable]
+        gm = coo_matrix((np.ones(a.size), (a, b)), shape=(sec.n, sec.n)).tocsr()
+        _, lab = connected_components(gm, directed=False)
+        live_lab = np.unique(lab[st_end.energised & ~iso])
+        return interrupted & ~iso & np.isin(lab, live_lab)
+
+    def _region(self, sections: np.ndarray, st: SectionState, pre: _Prefault, extra_sw: np.ndarray) -> _Region:
+        """Buses, branches and roots of the feeders holding ``sections`` (plus entry switches)."""
+        sec = self.sections
+        ins = np.zeros(sec.n, bool)
+        ins[sections] = True
+        ins &= ~sec.source
+        # top sections: energised region sections whose parent is a source section
+        par = st.parent
+        tops = np.flatnonzero(ins & (par >= 0) & sec.source[np.maximum(par, 0)])
+        root_sw = st.parent_switch[tops]
+        # entries from a source section directly
+        src_side = sec.source[sec.sw_a[extra_sw]] | sec.source[sec.sw_b[extra_sw]]
+        link_sw = np.concatenate([root_sw, extra_sw[src_side]]).astype(np.int64)
+        br_in = np.flatnonzero(ins[np.maximum(self.branch_section, 0)] & (self.branch_section >= 0))
+        # bus-bus switches with both sides in the region
+        bsw = self.solver.bus_switch_pos
+        nl_nt = self.solver.n_line + self.solver.n_trafo
+        both = ins[sec.sw_a[bsw]] & ins[sec.sw_b[bsw]] if bsw.size else np.zeros(0, bool)
+        link_br = self.switch_branch[link_sw]
+        branches = np.unique(np.concatenate([br_in, nl_nt + np.flatnonzero(both), link_br]))
+        bus_in = ins[sec.of_bus]
+        lf, lt = self.solver.branch_from[link_br], self.solver.branch_to[link_br]
+        roots = np.unique(np.concatenate([lf[~bus_in[lf]], lt[~bus_in[lt]]]))
+        buses = np.unique(np.concatenate([sec.buses_of(np.flatnonzero(ins)), roots]))
+        keep = np.zeros(len(self.grid.bus), bool)
+        keep[buses] = True
+        branches = branches[keep[self.solver.branch_from[branches]] & keep[self.solver.branch_to[branches]]]
+        # switches on region branches
+        sw_br = self.switch_branch
+        on = np.isin(sw_br, branches)
+        pair_sw = np.flatnonzero(on)
+        pair_br = np.searchsorted(branches, sw_br[pair_sw])
+        v_root = pre.v_pu[roots]
+        v_root = np.where(v_root > 0.5, v_root, 1.0)
+        return _Region(buses, branches, roots, v_root, pair_sw, pair_br, sec.of_bus[buses])
+
+    def _evaluate(self, region: _Region, states: np.ndarray, limits: tuple[float, float, float]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Violation (0 = feasible), vmin, max loading and radial flag of candidate states."""
+        t_n = states.shape[0]
+        k = region.branches.size
+        blocked = np.zeros((t_n, k), bool)
+        opened = ~states[:, region.pair_sw]
+        if opened.any():
+            tt, pp = np.nonzero(opened)
+            blocked[tt, region.pair_br[pp]] = True
+        cond = ~blocked & self.solver.in_service[region.branches][None, :]
+        res = self.solver.solve(region.buses, region.branches, region.roots, region.v_root, cond)
+        vmin_l, vmax_l, load_l = limits
+        vmin = np.where(np.isfinite(res.vmin_pu), res.vmin_pu, 1.0)
+        vmax = np.where(np.isfinite(res.vmax_pu), res.vmax_pu, 1.0)
+        viol = (np.maximum(0, vmin_l - vmin) + np.maximum(0, vmax - vmax_l)
+                + np.maximum(0, res.max_loading_pct - load_l) / 100)
+        viol = np.where(res.radial & res.converged, viol, np.inf)
+        return viol, vmin, res.max_loading_pct, res.radial
+
+    def _restore_island(self, isl: np.ndarray, work: np.ndarray, locked: np.ndarray, st: SectionState,
+                        pre: _Prefault, limits: tuple[float, float, float]
+                        ) -> tuple[np.ndarray, list[int], list[int], list[int], float, float] | None:
+        """Best radial way to feed one dead island; None when it has no usable tie."""
+        sec = self.sections
+        inisl = np.zeros(sec.n, bool)
+        inisl[isl] = True
+        a, b = sec.sw_a, sec.sw_b
+        usable = sec.sw_remote & ~locked
+        live = st.energised
+        internal = inisl[a] & inisl[b] & (a != b)
+        tree_e = np.flatnonzero(internal & work)
+        ties_in = np.flatnonzero(internal & ~work & usable)
+        entry = np.flatnonzero(~work & usable & ((inisl[a] & live[b]) | (inisl[b] & live[a])))
+        if entry.size == 0:
+            return None
+        # local graph: island sections 0..k-1, LIVE = k
+        k = isl.size
+        lid = np.full(sec.n, k, np.int64)
+        lid[isl] = np.arange(k)
+        e_sw = np.concatenate([tree_e, ties_in, entry])
+        e_u = lid[a[e_sw]]
+        e_v = lid[b[e_sw]]
+        n_tree = tree_e.size
+        cuttable = np.concatenate([sec.sw_remote[tree_e] & ~locked[tree_e], np.ones(ties_in.size + entry.size, bool)])
+        base_on = np.zeros(e_sw.size, bool)
+        base_on[:n_tree] = True
+        weight_local = np.concatenate([sec.weight[isl], [0.0]])
+        # region: island + the live feeders behind every entry
+        live_side = np.where(inisl[a[entry]], b[entry], a[entry])
+        feeders = self._feeder_sections(st, live_side)
+        region = self._region(np.concatenate([isl, feeders]), st, pre, entry)
+
+        def states_of(configs: list[np.ndarray]) -> np.ndarray:
+            s = np.repeat(work[None, :], len(configs), axis=0)
+            for i, on in enumerate(configs):
+                s[i, e_sw] = on
+            return s
+
+        def served(on: np.ndarray) -> np.ndarray:
+            return _reach(k, e_u[on], e_v[on])
+
+        # round 0: one tie, or two ties with a cut on the path between them
+        configs: list[np.ndarray] = []
+        tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
+        ent_idx = np.arange(n_tree + ties_in.size, e_sw.size)
+        for i in ent_idx:
+            on = base_on.copy()
+            on[i] = True
+            configs.append(on)
+        att = {int(i): int(e_u[i] if e_u[i] < k else e_v[i]) for i in ent_idx}
+        for x in range(ent_idx.size):
+            for y in range(x + 1, ent_idx.size):
+                i, j = int(ent_idx[x]), int(ent_idx[y])
+                path = _tree_path(tree_adj, att[i], att[j])
+                for e in path:
+                    if not cuttable[e]:
+                        continue
+                    on = base_on.copy()
+                    on[i] = on[j] = True
+                    on[e] = False
+                    configs.append(on)
+        configs = _unique(configs)
+        viol, vmin, load, _ = self._evaluate(region, states_of(configs), limits)
+        best = _pick(configs, viol, vmin, base_on)
+        # branch exchange rounds from the least-violating configurations
+        rounds = 0
+        while viol[best] > 0 and rounds < self.max_rounds:
+            rounds += 1
+            starts = np.argsort(viol, kind="stable")[:3]
+            moves: list[np.ndarray] = []
+            for s_i in starts:
+                on = configs[int(s_i)]
+                if not np.isfinite(viol[s_i]):
+                    continue
+                moves += _exchanges(k, e_u, e_v, on, cuttable)
+            moves = _unique(moves)
+            if not moves:
+                break
+            mv, mvmin, mload, _ = self._evaluate(region, states_of(moves), limits)
+            if mv.min() >= viol.min() - 1e-12:
+                configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
+                best = _pick(configs, viol, vmin, base_on)
+                break
+            configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
+            best = _pick(configs, viol, vmin, base_on)
+        on = configs[best].copy()
+        # shedding: open the cut that loses the least weighted load until feasible
+        cur_viol = float(viol[best])
+        cur_vmin, cur_load = float(vmin[best]), float(load[best])
+        guard = 0
+        while cur_viol > 0 and guard < 4 * k + 4:
+            guard += 1
+            cands: list[np.ndarray] = []
+            for e in np.flatnonzero(on & cuttable):
+                c = on.copy()
+                c[e] = False
+                if served(c)[:k].any():
+                    cands.append(c)
+            if not cands:
+                on[:] = base_on
+                on[n_tree:] = False
+                cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
+                break
+            cv, cvmin, cload, _ = self._evaluate(region, states_of(cands), limits)
+            w = np.array([float(weight_local[:k][served(c)[:k]].sum()) for c in cands])
+            feas = np.flatnonzero(cv <= 0)
+            pick = int(feas[np.argmax(w[feas])]) if feas.size else int(np.lexsort((-w, cv))[0])
+            on = cands[pick]
+            cur_viol, cur_vmin, cur_load = float(cv[pick]), float(cvmin[pick]), float(cload[pick])
+        served_mask = served(on)[:k]
+        if not served_mask.any():
+            return None
+        # make sure unserved sections stay cut off: keep their switches as they are (dead)
+        new = work.copy()
+        new[e_sw] = on
+        changed = np.flatnonzero(new != work)
+        opens = [int(s) for s in changed if not new[s]]
+        closes_set = [int(s) for s in changed if new[s]]
+        closes = _close_order(closes_set, sec, new, st.energised)
+        shed = [int(isl[i]) for i in np.flatnonzero(~served_mask)]
+        return new, opens, closes, shed, cur_vmin, cur_load
+
+    def _feeder_sections(self, st: SectionState, live_sections: np.ndarray) -> np.ndarray:
+        """Sections of the feeders (subtrees below a source section) holding ``live_sections``."""
+        sec = self.sections
+        tops: list[int] = []
+        for s in np.unique(live_sections):
+            s = int(s)
+            if sec.source[s]:
+                continue
+            while st.parent[s] >= 0 and not sec.source[st.parent[s]]:
+                s = int(st.parent[s])
+            tops.append(s)
+        if not tops:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(subtree_mask(st.parent, tops))
+
+
+# --- small graph helpers (island-sized) --------------------------------------------------------------
+def _islands(sec: Sections, closed: np.ndarray, dead: np.ndarray) -> list[np.ndarray]:
+    """Connected groups of dead sections joined by closed switches."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = closed & dead[sec.sw_a] & dead[sec.sw_b]
+    a, b = sec.sw_a[m], sec.sw_b[m]
+    g = coo_matrix((np.ones(a.size), (a, b)), shape=(sec.n, sec.n)).tocsr()
+    _, lab = connected_components(g, directed=False)
+    idx = np.flatnonzero(dead)
+    out: list[np.ndarray] = []
+    if idx.size == 0:
+        return out
+    order = np.argsort(lab[idx], kind="stable")
+    labs = lab[idx][order]
+    cuts = np.flatnonzero(np.diff(labs)) + 1
+    for grp in np.split(idx[order], cuts):
+        out.append(grp)
+    return out
+
+
+def _adjacency(k: int, u: np.ndarray, v: np.ndarray) -> list[list[tuple[int, int]]]:
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(k + 1)]
+    for e, (x, y) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
+        adj[x].append((y, e))
+        adj[y].append((x, e))
+    return adj
+
+
+def _tree_path(adj: list[list[tuple[int, int]]], s: int, t: int) -> list[int]:
+    """Edge indices on the path from s to t in a forest (empty if not connected)."""
+    if s == t:
+        return []
+    prev: dict[int, tuple[int, int]] = {s: (-1, -1)}
+    stack = [s]
+    while stack:
+        x = stack.pop()
+        if x == t:
+            break
+        for y, e in adj[x]:
+            if y not in prev:
+                prev[y] = (x, e)
+                stack.append(y)
+    if t not in prev:
+        return []
+    path = []
+    x = t
+    while x != s:
+        p, e = prev[x]
+        path.append(e)
+        x = p
+    return path
+
+
+def _reach(k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bool per local node (k+1, LIVE last): connected to LIVE through the given edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    g = coo_matrix((np.ones(u.size), (u, v)), shape=(k + 1, k + 1)).tocsr()
+    order = breadth_first_order(g, k, directed=False, return_predecessors=False)
+    out = np.zeros(k + 1, bool)
+    out[order] = True
+    return out
+
+
+def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray) -> list[np.ndarray]:
+    """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes."""
+    adj = _adjacency(k, u[on], v[on])
+    idx_on = np.flatnonzero(on)
+    out: list[np.ndarray] = []
+    for f in np.flatnonzero(~on):
+        path = _tree_path(adj, int(u[f]), int(v[f]))
+        if not path:
+            continue
+        for pe in path:
+            e = int(idx_on[pe])
+            if not cuttable[e]:
+                continue
+            c = on.copy()
+            c[f] = True
+            c[e] = False
+            out.append(c)
+    return out
+
+
+def _unique(configs: list[np.ndarray]) -> list[np.ndarray]:
+    seen: set[bytes] = set()
+    out = []
+    for c in configs:
+        key = np.packbits(c).tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def _pick(configs: list[np.ndarray], viol: np.ndarray, vmin: np.ndarray, base: np.ndarray) -> int:
+    """Feasible first, then fewest switch operations, then highest minimum voltage."""
+    ops = np.array([int(np.sum(c != base)) for c in configs])
+    if np.any(viol <= 0):
+        return int(np.lexsort((-vmin, ops, viol > 0))[0])
+    return int(np.lexsort((ops, viol))[0])
+
+
+def _close_order(closes: list[int], sec: Sections, state: np.ndarray, live: np.ndarray) -> list[int]:
+    """Order closing operations so that each one energises from already live sections."""
+    live = live.copy()
+    todo = list(closes)
+    out: list[int] = []
+    while todo:
+        nxt = [s for s in todo if live[sec.sw_a[s]] or live[sec.sw_b[s]]]
+        if not nxt:
+            out += todo
+            break
+        for s in nxt:
+            out.append(s)
+            todo.remove(s)
+        # sections now live: grow through the closed switches of the final state (cheap, small)
+        grow = True
+        while grow:
+            grow = False
+            m = state & (live[sec.sw_a] != live[sec.sw_b])
+            m &= ~np.isin(np.arange(state.size), todo)
+            if m.any():
+                live[sec.sw_a[m]] = True
+                live[sec.sw_b[m]] = True
+                grow = True
+    return out
+
+
+__all__ = ["FlisrEngine", "FlisrResult", "Limits", "SwitchAction", "indications_for_fault"]

@@ -1,0 +1,259 @@
+"""Fault location from what a control room sees: trips, fault-passage indicators, meters.
+
+Inputs are telemetry (:class:`Indications`), never the simulator's fault. The faulted section
+is the one between the last device that saw fault current and the first that did not. With
+failed or missing indicators the locator scores every section below the tripped device (and
+pairs of sections, for simultaneous faults) by how many indications each explanation
+contradicts, and returns the explanations of least cost with a confidence for each section.
+
+:func:`indications_for_fault` derives what a protection system would report for faults on
+given lines (for tests, benchmarks and the field simulator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridpilot.control.sections import Sections, SectionState, subtree_mask
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.model import Grid, SwitchKind
+
+P_INDICATOR_WRONG = 0.05  # prior probability that one indicator reports wrongly
+SECOND_FAULT_COST = 2.0  # a second simultaneous fault costs as much as this many wrong indicators
+MAX_PAIR_CANDIDATES = 400  # beyond this many sections, pairs are not searched
+
+
+@dataclass
+class Indications:
+    """What the control room sees after a fault.
+
+    ``tripped``: switch ids of breakers that tripped; ``fpi``: switch id -> True (picked up
+    fault current), False (did not) or None (no report); ``lost_voltage``: bus ids whose meters
+    report loss of voltage. Switches absent from ``fpi`` count as not reporting.
+    """
+
+    tripped: list[int] = field(default_factory=list)
+    fpi: dict[int, bool | None] = field(default_factory=dict)
+    lost_voltage: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Candidate:
+    """One candidate faulted section: its id, what it holds and how sure the locator is.
+
+    ``confidence`` is the posterior probability (0..1) that this section holds a fault;
+    ``cost`` the cost of the best explanation containing it: indications it contradicts,
+    plus :data:`SECOND_FAULT_COST` if that explanation needs two faults.
+    """
+
+    section: int
+    line_ids: list[int]
+    bus_ids: list[int]
+    confidence: float
+    cost: float
+
+
+@dataclass
+class Location:
+    """Result of fault location.
+
+    ``sections``: the smallest consistent set of faulted sections (isolate all of them);
+    ``candidates``: every section considered likely, best first; ``tripped``: switch
+    positions of the protective devices that operated (given or inferred);
+    ``explained``: True when the best explanation contradicts no indication.
+    """
+
+    sections: list[int]
+    candidates: list[Candidate]
+    tripped: list[int]
+    explained: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _fault_sections(sections: Sections, grid: Grid, line_ids: Iterable[int]) -> np.ndarray:
+    ids = np.atleast_1d(np.asarray(list(line_ids), np.int64))
+    if ids.size == 0:
+        raise ValidationError("fault: give at least one line id")
+    known = grid.line.ids
+    bad = ids[~np.isin(ids, known)]
+    if bad.size:
+        raise UnknownComponentError("line", int(bad[0]), f"{grid.name} has line ids {int(known.min())}..{int(known.max())}")
+    return sections.of_line[grid.line.index_of(ids)]
+
+
+def path_switches(st: SectionState, section: int) -> list[int]:
+    """Switch positions on the supply path from the source down to ``section`` (top first)."""
+    out: list[int] = []
+    s = section
+    while s >= 0 and st.parent[s] >= 0:
+        out.append(int(st.parent_switch[s]))
+        s = int(st.parent[s])
+    return out[::-1]
+
+
+def protective_device(sections: Sections, st: SectionState, section: int) -> int:
+    """Switch position that clears a fault in ``section``: the nearest breaker upstream.
+
+    Without a breaker on the path the most upstream switch acts as the feeder breaker; -1 when
+    the fault lies in a source section (only the upstream grid can clear it).
+    """
+    path = path_switches(st, section)
+    for s in reversed(path):
+        if sections.sw_kind[s] == SwitchKind.BREAKER:
+            return s
+    return path[0] if path else -1
+
+
+def indications_for_fault(grid: Grid, line_ids: int | Iterable[int], switch_closed: np.ndarray | None = None,
+                          fpi_failures: Mapping[int, bool | None] | None = None,
+                          sections: Sections | None = None) -> Indications:
+    """What protection and meters report for faults on ``line_ids`` (simulated protection).
+
+    Fault current flows from the sources along the supply tree to each faulted section:
+    every fault-passage indicator on that path picks up, all others do not. The nearest
+    breaker upstream of each fault trips (:func:`protective_device`); every bus with a load
+    below a tripped device reports lost voltage. ``fpi_failures`` overrides the reports of
+    given switch ids (False: failed to pick up, True: false pickup, None: no report).
+    A fault in a de-energised section gives no indications. Returns :class:`Indications`.
+    """
+    sec = sections or Sections(grid)
+    closed = grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool)
+    ids = [line_ids] if isinstance(line_ids, (int, np.integer)) else list(line_ids)
+    fsec = _fault_sections(sec, grid, ids)
+    st = sec.state(closed)
+    picked = np.zeros(len(grid.switch), bool)
+    trips: list[int] = []
+    for s in fsec:
+        if not st.energised[s]:
+            continue
+        path = path_switches(st, int(s))
+        picked[path] = True
+        dev = protective_device(sec, st, int(s))
+        if dev >= 0 and dev not in trips:
+            trips.append(dev)
+    # a device below another tripped device on the same path still trips; keep them all
+    after = closed.copy()
+    after[trips] = False
+    st_after = sec.state(after)
+    lost_sec = st.energised & ~st_after.energised
+    load_bus = np.unique(grid.bus.position_map(grid.load["bus"])) if len(grid.load) else np.zeros(0, np.int64)
+    lost_bus = load_bus[lost_sec[sec.of_bus[load_bus]]]
+    sw_ids = grid.switch.ids
+    has = sec.sw_fpi
+    fpi: dict[int, bool | None] = {int(i): bool(p) for i, p in zip(sw_ids[has], picked[has], strict=True)}
+    if fpi_failures:
+        for k, v in fpi_failures.items():
+            if int(k) not in set(sw_ids.tolist()):
+                raise UnknownComponentError("switch", k)
+            fpi[int(k)] = v
+    return Indications(tripped=[int(sw_ids[t]) for t in trips], fpi=fpi,
+                       lost_voltage=[int(b) for b in grid.bus.ids[lost_bus]])
+
+
+def _subtree(st: SectionState, top: int) -> np.ndarray:
+    """Sections in the supply subtree of ``top`` (itself included)."""
+    return np.flatnonzero(subtree_mask(st.parent, [top]))
+
+
+def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None,
+           sections: Sections | None = None) -> Location:
+    """Locate the faulted section(s) from :class:`Indications` (pre-trip switch states).
+
+    Returns a :class:`Location`: the least-cost explanation's sections (ties all kept), and
+    candidates with confidences. Unknown switch or bus ids are an UnknownComponentError.
+    """
+    sec = sections or Sections(grid)
+    closed = grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+    sw = grid.switch
+    notes: list[str] = []
+    trip_pos = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
+    closed[trip_pos] = True  # location reasons on the pre-trip network
+    st = sec.state(closed)
+    obs = np.full(len(sw), -1, np.int8)  # -1 unknown, 0 no pickup, 1 pickup
+    if ind.fpi:
+        keys = np.fromiter(ind.fpi.keys(), np.int64, len(ind.fpi))
+        vals = np.fromiter((-1 if v is None else int(bool(v)) for v in ind.fpi.values()), np.int8, len(ind.fpi))
+        obs[sw.index_of(keys)] = vals
+    tops: list[int] = [int(t) for t in trip_pos]
+    if not tops:
+        # no trip reported: the devices above the topmost sections that lost voltage
+        if ind.lost_voltage:
+            lb = grid.bus.index_of(ind.lost_voltage)
+            lost = np.zeros(sec.n, bool)
+            lost[sec.of_bus[lb]] = True
+            lost &= st.energised
+            heads = np.flatnonzero(lost & ~np.where(st.parent >= 0, lost[np.maximum(st.parent, 0)], False))
+            for h in heads:
+                dev = protective_device(sec, st, int(h))
+                if dev >= 0 and dev not in tops:
+                    tops.append(dev)
+            notes.append("no trip reported: tripped device inferred from lost-voltage reports")
+        else:
+            picked = np.flatnonzero(obs == 1)
+            for p in picked:
+                path = path_switches(st, int(_below(sec, st, int(p))))
+                dev = next((s for s in reversed(path) if sec.sw_kind[s] == SwitchKind.BREAKER), path[0] if path else -1)
+                if dev >= 0 and dev not in tops:
+                    tops.append(dev)
+            if tops:
+                notes.append("no trip or voltage reports: tripped device inferred from indicators")
+    if not tops:
+        return Location([], [], [], True, [*notes, "no indication of a fault"])
+    # candidates: every section below the tripped devices; an ancestor device's subtree wins
+    cand_mask = np.zeros(sec.n, bool)
+    for t in tops:
+        cand_mask[_subtree(st, _below(sec, st, t))] = True
+    cands = np.flatnonzero(cand_mask)
+    # observed switches: those bounding a candidate section (and the devices themselves)
+    rel = np.flatnonzero((cand_mask[sec.sw_a] | cand_mask[sec.sw_b]) & (obs >= 0))
+    col = np.full(len(sw), -1, np.int64)
+    col[rel] = np.arange(rel.size)
+    # expected pickups: path switches of each candidate
+    expect = np.zeros((cands.size, rel.size), bool)
+    for i, c in enumerate(cands):
+        path = np.asarray(path_switches(st, int(c)), np.int64)
+        k = col[path] if path.size else path
+        expect[i, k[k >= 0]] = True
+    o = obs[rel].astype(bool)
+    single = (expect != o[None, :]).sum(axis=1).astype(float)
+    alpha = float(np.log((1 - P_INDICATOR_WRONG) / P_INDICATOR_WRONG))
+    expl: list[tuple[float, tuple[int, ...]]] = [(float(c), (int(s),)) for s, c in zip(cands, single, strict=True)]
+    if 1 < cands.size <= MAX_PAIR_CANDIDATES and single.min() > 0:
+        i, j = np.triu_indices(cands.size, 1)
+        both = expect[i] | expect[j]
+        pair = (both != o[None, :]).sum(axis=1) + SECOND_FAULT_COST
+        keep = pair < single.min() + 3
+        expl += [(float(c), (int(cands[a]), int(cands[b]))) for a, b, c in zip(i[keep], j[keep], pair[keep], strict=True)]
+    costs = np.array([e[0] for e in expl])
+    best = costs.min()
+    post = np.exp(-alpha * (costs - best))
+    post /= post.sum()
+    marg: dict[int, float] = {}
+    mism: dict[int, float] = {}
+    for (c, secs), p in zip(expl, post, strict=True):
+        for s in secs:
+            marg[s] = marg.get(s, 0.0) + float(p)
+            mism[s] = min(mism.get(s, np.inf), c)
+    chosen = sorted({s for c, secs in expl if c == best for s in secs})
+    ranked = sorted(marg, key=lambda s: (-marg[s], mism[s]))
+    ranked = [s for s in ranked if marg[s] >= 1e-3 or s in chosen][:10]
+    lid, bid = grid.line.ids, grid.bus.ids
+    out = [Candidate(int(s), [int(x) for x in lid[sec.lines_of(s)]], [int(x) for x in bid[sec.buses_of(s)]],
+                     round(marg[s], 4), float(mism[s]))
+           for s in ranked]
+    if best > 0:
+        notes.append(f"best explanation contradicts {best:g} indication cost units (failed or wrong indicators)")
+    return Location(chosen, out, tops, bool(best == 0), notes)
+
+
+def _below(sec: Sections, st: SectionState, switch_pos: int) -> int:
+    """The section on the downstream side of a switch (in the supply tree ``st``)."""
+    a, b = int(sec.sw_a[switch_pos]), int(sec.sw_b[switch_pos])
+    if st.parent[b] == a:
+        return b
+    if st.parent[a] == b:
+        return a
+    return b if st.depth[b] > st.depth[a] else a
