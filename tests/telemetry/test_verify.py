@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.telemetry import (
@@ -20,7 +22,7 @@ from gridpilot.telemetry import (
 )
 from gridpilot.telemetry.schema import pack_unsigned
 
-from .conftest import NOW_MS, Fleet, clock
+from .conftest import NOW_MS, Fleet, clock, make_fleet
 
 MIN = 60_000
 
@@ -263,3 +265,48 @@ def test_gateway_messages_and_revoked_device(fleet: Fleet) -> None:
     assert "g1" in out.rejections[0].detail
     out = ver.verify([gw.readings(_ts(1), {"p_kw": [1]}, devices=["g0", "zz"], dev_pos=[0])])
     assert [r.reason for r in out.rejections] == [RejectReason.UNKNOWN_DEVICE]
+
+
+def test_keyless_devices_only_through_their_gateway(fleet: Fleet) -> None:
+    reg = fleet.registry
+    reg.register_many(["k0", "k1"], None, feeder="F4", gateway="gw0")
+    ver = Verifier(reg, clock=clock, log_rejections=False)
+    out = ver.verify(
+        [
+            fleet.signers["gw0"].readings(
+                _ts(2), {"p_kw": [1, 2]}, devices=["k0", "k1"], dev_pos=[0, 1]
+            )
+        ]
+    )
+    assert out.accepted == 1
+    own = DeviceSigner("k0", generate_key(), clock=clock)
+    assert [r.reason for r in ver.verify([own.readings(_ts(1), {"p_kw": [1]})]).rejections] == [
+        RejectReason.UNKNOWN_KEY
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(pos=st.integers(min_value=0, max_value=10_000), bit=st.integers(min_value=0, max_value=7))
+def test_any_flipped_bit_is_refused_never_raises(pos: int, bit: int) -> None:
+    fleet = _FUZZ_FLEET
+    frame = bytearray(_FUZZ_FRAME)
+    frame[pos % len(frame)] ^= 1 << bit
+    ver = Verifier(fleet.registry, clock=clock, log_rejections=False)
+    fleet.registry.last_seq[:] = 0
+    out = ver.verify([bytes(frame), encode_batch([bytes(frame)])])
+    assert out.accepted == 0 and len(out.rejections) == 2
+    assert len(out.readings) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(junk=st.binary(max_size=300))
+def test_random_bytes_never_raise(junk: bytes) -> None:
+    ver = Verifier(_FUZZ_FLEET.registry, clock=clock, log_rejections=False)
+    out = ver.verify([junk, b"GB\x01\x00" + junk, b"GT\x01\x00" + junk])
+    assert out.accepted == 0 and len(out.rejections) >= 1  # the GT one at least
+
+
+_FUZZ_FLEET = make_fleet(2)
+_FUZZ_FRAME = DeviceSigner("m0", _FUZZ_FLEET.keys["m0"], clock=clock).readings(  # type: ignore[arg-type]
+    _ts(2), {"p_kw": [1.0, 2.0], "v_pu": [1.0, 1.0]}
+)

@@ -94,6 +94,7 @@ class DeviceRegistry:
         self._bus = np.zeros(n0, np.int64)
         self._gateway = np.zeros(n0, np.int64)
         self._pub = np.zeros((n0, 32), np.uint8)
+        self._has_key = np.zeros(n0, bool)
         self._kid = np.zeros(n0, np.int32)
         self._revoked_ms = np.zeros(n0, np.int64)
         self.last_seq = np.zeros(n0, np.int64)
@@ -114,6 +115,13 @@ class DeviceRegistry:
             c = codes[value] = len(table)
             table.append(value)
         return c
+
+    def _codes(self, table: list[str], codes: dict[str, int], values: list[str]) -> np.ndarray:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        vcodes, uniq = pd.factorize(arr)
+        umap = np.array([self._code(table, codes, str(u)) for u in uniq], np.int64)
+        return umap[vcodes] if len(umap) else np.zeros(0, np.int64)
 
     def register(
         self,
@@ -142,7 +150,7 @@ class DeviceRegistry:
     def register_many(
         self,
         device_ids: Sequence[str],
-        public_keys: np.ndarray | Sequence[bytes],
+        public_keys: np.ndarray | Sequence[bytes] | None,
         *,
         kind: str | Sequence[str] = "meter",
         feeder: str | Sequence[str] = "",
@@ -152,13 +160,18 @@ class DeviceRegistry:
     ) -> np.ndarray:
         """Register many principals at once; returns their indices (int64 array).
 
-        ``public_keys`` is an (n, 32) uint8 array of raw keys or a sequence of 32-byte keys.
+        ``public_keys`` is an (n, 32) uint8 array of raw keys or a sequence of 32-byte keys;
+        None registers devices without a key of their own, which only their gateway may
+        speak for (any message signed in their own name is refused as ``unknown_key``).
         ``kind``/``feeder``/``gateway`` are one value for all or one per device. A gateway
         must already be registered. Nothing is registered if any id is a duplicate.
         """
         n = len(device_ids)
         ids = [str(d) for d in device_ids]
-        if isinstance(public_keys, np.ndarray):
+        has_key = np.full(n, public_keys is not None)
+        if public_keys is None:
+            pub = np.zeros((n, 32), np.uint8)
+        elif isinstance(public_keys, np.ndarray):
             pub = np.asarray(public_keys, np.uint8)
         else:
             pub = np.frombuffer(b"".join(public_bytes(k) for k in public_keys), np.uint8)
@@ -184,18 +197,19 @@ class DeviceRegistry:
                 issues=[Issue("device", "kind/feeder/bus/gateway", f"need {n} values each")]
             )
         gw_idx = np.full(n, -1, np.int64)
-        for i, g in enumerate(gws):
-            if g is not None:
+        if any(g is not None for g in gws):
+            garr = np.empty(n, dtype=object)
+            garr[:] = gws
+            gcodes, guniq = pd.factorize(garr, use_na_sentinel=True)
+            gmap = np.empty(len(guniq), np.int64)
+            for j, g in enumerate(guniq):
                 if g not in self._index:
                     raise UnknownComponentError("gateway", g, "register the gateway first")
-                gw_idx[i] = self._index[g]
+                gmap[j] = self._index[g]
+            gw_idx = np.where(gcodes >= 0, gmap[np.maximum(gcodes, 0)] if len(gmap) else -1, -1)
         base = len(self._ids)
-        kind_codes = np.array(
-            [self._code(self._kinds, self._kind_code, k) for k in kinds], np.int16
-        )
-        feeder_codes = np.array(
-            [self._code(self._feeders, self._feeder_code, str(f)) for f in feeders], np.int32
-        )
+        kind_codes = self._codes(self._kinds, self._kind_code, kinds).astype(np.int16)
+        feeder_codes = self._codes(self._feeders, self._feeder_code, feeders).astype(np.int32)
         self._ids.extend(ids)
         self._index.update(zip(ids, range(base, base + n), strict=True))
         self._kind = np.concatenate([self._kind, kind_codes])
@@ -203,6 +217,7 @@ class DeviceRegistry:
         self._bus = np.concatenate([self._bus, buses])
         self._gateway = np.concatenate([self._gateway, gw_idx])
         self._pub = np.concatenate([self._pub, pub])
+        self._has_key = np.concatenate([self._has_key, has_key])
         self._kid = np.concatenate([self._kid, np.full(n, key_id, np.int32)])
         self._revoked_ms = np.concatenate([self._revoked_ms, np.full(n, NEVER_MS, np.int64)])
         self.last_seq = np.concatenate([self.last_seq, np.zeros(n, np.int64)])
@@ -225,10 +240,12 @@ class DeviceRegistry:
         i = self.index_of(device_id)
         now = int(time.time() * 1000) if now_ms is None else int(now_ms)
         old_kid = int(self._kid[i])
-        self._old.setdefault(i, []).append(
-            (old_kid, bytes(self._pub[i]), now + int(grace_s * 1000))
-        )
+        if self._has_key[i]:
+            self._old.setdefault(i, []).append(
+                (old_kid, bytes(self._pub[i]), now + int(grace_s * 1000))
+            )
         self._pub[i] = np.frombuffer(public_bytes(new_public_key), np.uint8)
+        self._has_key[i] = True
         self._kid[i] = old_kid + 1
         return old_kid + 1
 
@@ -245,6 +262,8 @@ class DeviceRegistry:
         if at_ms >= self._revoked_ms[idx]:
             return KeyStatus.REVOKED, None
         if key_id == self._kid[idx]:
+            if not self._has_key[idx]:
+                return KeyStatus.UNKNOWN_KEY, None
             raw = self._pub[idx]
         else:
             for kid, old_raw, until in self._old.get(idx, ()):
@@ -341,7 +360,7 @@ class DeviceRegistry:
                     "bus": int(self._bus[i]),
                     "gateway": None if self._gateway[i] < 0 else self._ids[self._gateway[i]],
                     "key_id": int(self._kid[i]),
-                    "public_key": bytes(self._pub[i]).hex(),
+                    "public_key": bytes(self._pub[i]).hex() if self._has_key[i] else None,
                     "revoked_ms": None
                     if self._revoked_ms[i] == NEVER_MS
                     else int(self._revoked_ms[i]),
@@ -379,14 +398,17 @@ class DeviceRegistry:
                         )
                     ]
                 )
-            i = reg.register(
-                d["id"],
-                bytes.fromhex(d["public_key"]),
-                kind=d.get("kind", "meter"),
-                feeder=d.get("feeder", ""),
-                bus=int(d.get("bus", -1)),
-                gateway=d.get("gateway"),
-                key_id=int(d.get("key_id", 1)),
+            pk = d.get("public_key")
+            i = int(
+                reg.register_many(
+                    [d["id"]],
+                    None if pk is None else [bytes.fromhex(pk)],
+                    kind=d.get("kind", "meter"),
+                    feeder=[d.get("feeder", "")],
+                    bus=[int(d.get("bus", -1))],
+                    gateway=None if d.get("gateway") is None else [d["gateway"]],
+                    key_id=int(d.get("key_id", 1)),
+                )[0]
             )
             if d.get("revoked_ms") is not None:
                 reg._revoked_ms[i] = int(d["revoked_ms"])
