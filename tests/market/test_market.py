@@ -57,6 +57,8 @@ def test_order_validation_errors_and_nothing_stored() -> None:
         (_order("b1", "buy", 100, 0.5, 1), ValidationError, "price_eur_per_kwh"),
         (_order("b1", "buy", 100, 0.01, 1), ValidationError, "price_eur_per_kwh"),
         (_order("b1", "hold", 100, 0.2, 1), ValidationError, "side"),
+        (Order("b1", 5, "buy", 100, float("nan"), 1), ValidationError, "encoded"),
+        (_order("b1", "buy", True, 0.2, 1), ValidationError, "qty_wh"),
     ]
     for o, err, text in bad:
         with pytest.raises(err, match=text):

@@ -82,6 +82,16 @@ class IntervalClearing:
     clear_ms: float
 
 
+def _encoded(o: Order) -> bytes:
+    """The order's signed bytes, or a :class:`ValidationError` when a field cannot be encoded."""
+    try:
+        return o.signing_bytes()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(
+            issues=[Issue("order", "fields", f"cannot be encoded ({exc})", ids=(o.participant,))]
+        ) from None
+
+
 @dataclass
 class _Book:
     orders: list[Order] = field(default_factory=list)
@@ -187,7 +197,11 @@ class Market:
                     )
                 ]
             )
-        if not isinstance(o.qty_wh, (int, np.integer)) or o.qty_wh <= 0:
+        if (
+            isinstance(o.qty_wh, bool)
+            or not isinstance(o.qty_wh, (int, np.integer))
+            or o.qty_wh <= 0
+        ):
             raise ValidationError(
                 issues=[
                     Issue(
@@ -256,7 +270,7 @@ class Market:
         band, wrong side). ``now_s``: the market clock (s) for gate closure. Nothing is
         stored when an order is refused."""
         p = self._check_auth(order)
-        if not verify_signature(p.public_key, order.signature, order.signing_bytes()):
+        if not verify_signature(p.public_key, order.signature, _encoded(order)):
             raise AuthError(f"order of {order.participant!r} refused: bad signature")
         self._check_nonce(order)
         self._check_fields(order, now_s)
@@ -269,15 +283,16 @@ class Market:
         Returns, per order, None when accepted or the error that refused it."""
         out: list[GridpilotError | None] = [None] * len(orders)
         keys: list[bytes] = []
+        msgs: list[bytes] = []
         for i, o in enumerate(orders):
             try:
                 keys.append(self._check_auth(o).public_key)
+                msgs.append(_encoded(o))
             except GridpilotError as exc:
                 out[i] = exc
                 keys.append(b"")
-        good = verify_many(
-            keys, [o.signature for o in orders], [o.signing_bytes() for o in orders], workers
-        )
+                msgs.append(b"")
+        good = verify_many(keys, [o.signature for o in orders], msgs, workers)
         for i, o in enumerate(orders):
             if out[i] is not None:
                 continue
