@@ -25,7 +25,7 @@ import numpy as np
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.guard import GuardLimits
 from gridpilot.agent.sections import Sections, locate_fault, loop_switches
-from gridpilot.agent.world import Observation
+from gridpilot.agent.world import EV_DR_SHARE, Observation
 from gridpilot.model import GenKind, Grid
 from gridpilot.twin import Twin, energised
 
@@ -74,8 +74,9 @@ class Context:
         if len(g.storage):
             out["storage_p_mw"] = self.storage_cmd_mw.copy()
         if len(g.ev_charger):
-            ev = self.obs.ev_p_mw / max(self.ev_factor, 1e-6) if self.ev_factor > 0 else g.ev_charger["p_max_mw"] * 0.5
-            out["ev_p_mw"] = ev * evf
+            now = max(self.ev_factor * (1.0 - EV_DR_SHARE * self.dr_level), 1e-6)
+            ev = self.obs.ev_p_mw / now
+            out["ev_p_mw"] = ev * evf * (1.0 - EV_DR_SHARE * lvl)
         if len(g.flex_load):
             fl = self.obs.flex_p_mw / max(1.0 - self.dr_level, 1e-6) if self.dr_level < 1 else g.flex_load["p_mw"] * 0.5
             out["flex_p_mw"] = fl * (1.0 - lvl)

@@ -23,6 +23,7 @@ from gridpilot.model import ElementType, GenKind, Grid, SwitchKind
 from gridpilot.twin import Twin, profiles_for, supply_tree
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
+EV_DR_SHARE = 0.6  # share of EV charging that smart charging defers at full demand response
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Conditions:
     """Exogenous conditions set by scenario events (multipliers on the profiles)."""
 
     load_factor: float = 1.0
-    heat_peak_factor: float = 0.0  # extra afternoon load (air conditioning) share, peak at 15:00
+    heat_peak_factor: float = 0.0  # extra afternoon load (air conditioning) share, peak at heat_peak_hour
+    heat_peak_hour: float = 17.0
     wind_factor: float = 1.0
     pv_factor: float = 1.0
     ev_factor: float = 1.0
@@ -164,7 +166,7 @@ class SimWorld:
         row = self._prof_row(t)
         hours = float((self.time - self.time.astype("datetime64[D]")) / np.timedelta64(1, "s")) / 3600.0
         hours = (hours + (t - self.t) * self.step_s / 3600.0) % 24.0
-        heat = 1.0 + self.cond.heat_peak_factor * float(np.exp(-0.5 * ((hours - 15.0) / 3.0) ** 2))
+        heat = 1.0 + self.cond.heat_peak_factor * float(np.exp(-0.5 * ((hours - self.cond.heat_peak_hour) / 3.5) ** 2))
         lf = self.cond.load_factor * heat
         load_p = self._scale(g.load["p_mw"], self._cols["load_p"], row) * lf
         load_q = self._scale(g.load["q_mvar"], self._cols["load_q"], row) * lf
@@ -189,7 +191,7 @@ class SimWorld:
         out["load_p_mw"] = dem["load_p_mw"] * cut
         out["load_q_mvar"] = dem["load_q_mvar"] * cut
         out["flex_p_mw"] = dem["flex_p_mw"] * (1.0 - lvl)
-        out["ev_p_mw"] = dem["ev_p_mw"] * evf
+        out["ev_p_mw"] = dem["ev_p_mw"] * evf * (1.0 - EV_DR_SHARE * lvl)
         out["storage_p_mw"] = self.storage_cmd_mw.copy()
         return out
 
@@ -294,8 +296,9 @@ class SimWorld:
             gid = int(params.get("generator", -1))
             self.gen_tripped[g.generator.index_of(gid)] = True
         elif kind == "heatwave":
-            self.cond.load_factor = float(params.get("load_factor", 1.15))
-            self.cond.heat_peak_factor = float(params.get("peak_factor", 0.25))
+            self.cond.load_factor = float(params.get("load_factor", 1.25))
+            self.cond.heat_peak_factor = float(params.get("peak_factor", 0.3))
+            self.cond.heat_peak_hour = float(params.get("peak_hour", 17.0))
         elif kind == "ev_surge":
             self.cond.ev_factor = float(params.get("factor", 2.5))
         else:

@@ -1,0 +1,49 @@
+"""Diagram coordinates for the dashboard: the grid's own x/y, or a tree layout when it has none."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gridpilot.model import Grid
+from gridpilot.twin import supply_tree
+
+
+def diagram_xy(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Bus coordinates (table order) for drawing, scaled to [0, 1].
+
+    Uses the buses' ``x``/``y`` when they are spread out; otherwise a tree layout of the normal
+    switch states: depth from the source across, leaves stacked down.
+    """
+    x = np.asarray(grid.bus["x"], np.float64)
+    y = np.asarray(grid.bus["y"], np.float64)
+    n = len(grid.bus)
+    if n and np.unique(np.round(np.column_stack([x, y]), 6), axis=0).shape[0] < max(2, int(0.8 * n)):
+        tree = supply_tree(grid)
+        children: dict[int, list[int]] = {}
+        for v in tree.order:
+            p = int(tree.parent[v])
+            if p >= 0:
+                children.setdefault(p, []).append(int(v))
+        x = np.where(tree.depth >= 0, tree.depth, 0).astype(np.float64)
+        y = np.zeros(n)
+        nxt = 0.0
+        roots = [int(v) for v in tree.order if tree.parent[v] < 0]
+        # iterative post-order: leaves get consecutive rows, parents the mean of their children
+        for r in roots:
+            stack: list[tuple[int, bool]] = [(r, False)]
+            while stack:
+                v, done = stack.pop()
+                kids = children.get(v, [])
+                if done or not kids:
+                    if kids:
+                        y[v] = min(y[k] for k in kids)
+                    else:
+                        y[v] = nxt
+                        nxt += 1.0
+                    continue
+                stack.append((v, True))
+                stack.extend((k, False) for k in reversed(kids))
+        unplaced = tree.depth < 0
+        y[unplaced] = nxt + np.arange(int(unplaced.sum()))
+    span = lambda a: (a - a.min()) / (a.max() - a.min()) if a.size and a.max() > a.min() else np.zeros_like(a)  # noqa: E731
+    return span(x), span(y)
