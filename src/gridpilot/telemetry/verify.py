@@ -379,9 +379,7 @@ class Verifier:
                     RejectReason.UNKNOWN_QUANTITY, f"quantity {q!r} is not in the catalogue"
                 )
             codes.append(qq.code)
-        if devs is not None and (
-            not isinstance(devs, list) or not all(isinstance(d, str) for d in devs)
-        ):
+        if devs is not None and not isinstance(devs, list):
             raise _Refused(RejectReason.MALFORMED, "'devs' must be a list of device ids")
         try:
             ts, dev_pos, values = decode_col1(body, n, len(codes), devs is not None)
@@ -392,9 +390,17 @@ class Verifier:
             dev_rows: np.ndarray | int = idx
         else:
             reg = self.registry
-            ck = (idx, tuple(devs))
+            try:
+                ck = (idx, tuple(devs))
+                hash(ck)
+            except TypeError:
+                raise _Refused(
+                    RejectReason.MALFORMED, "'devs' must be a list of device ids"
+                ) from None
             didx = self._gw_cache.get(ck)
             if didx is None:
+                if not all(isinstance(d, str) for d in devs):
+                    raise _Refused(RejectReason.MALFORMED, "'devs' must be a list of device ids")
                 didx = np.empty(len(devs), np.int64)
                 for j, d in enumerate(devs):
                     i = reg.get_index(d)
