@@ -44,6 +44,9 @@ def test_latest_range_aggregate(fleet: Fleet, store: TelemetryStore) -> None:
     assert list(lat["device_id"]) == ["m0", "m1", "m2"]
     assert np.allclose(lat["value"], [0.29, 1.29, 2.29])
     assert (lat["ts"] == pd.Timestamp(T0 + 29 * MIN, unit="ms")).all()
+    recent = store.latest(quantity="p_kw", since=T0 + 29 * MIN)
+    assert list(recent["device_id"]) == ["m0", "m1", "m2"]
+    assert store.latest(since=T0 + 30 * MIN).empty
     both = store.latest(["m1"])
     assert sorted(both["quantity"]) == ["p_kw", "v_pu"]
     assert np.isclose(both.set_index("quantity").loc["v_pu", "value"], 1 + 1.29 / 100)

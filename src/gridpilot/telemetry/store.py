@@ -120,9 +120,16 @@ class TelemetryStore(ABC):
     # ------------------------------------------------------------------ queries
     @abstractmethod
     def latest(
-        self, device_ids: Sequence[str] | None = None, quantity: str | None = None
+        self,
+        device_ids: Sequence[str] | None = None,
+        quantity: str | None = None,
+        since: TimeLike | None = None,
     ) -> pd.DataFrame:
-        """Return the latest reading per (device, quantity): columns device_id, quantity, ts, value."""
+        """Return the latest reading per (device, quantity): columns device_id, quantity, ts, value.
+
+        ``since`` restricts the answer to readings at or after that time (and lets DuckDB
+        skip older row groups); devices with nothing newer are left out.
+        """
 
     @abstractmethod
     def range(
@@ -389,10 +396,13 @@ class DuckDBStore(TelemetryStore):
         return n
 
     def latest(
-        self, device_ids: Sequence[str] | None = None, quantity: str | None = None
+        self,
+        device_ids: Sequence[str] | None = None,
+        quantity: str | None = None,
+        since: TimeLike | None = None,
     ) -> pd.DataFrame:
         """Return the latest reading per (device, quantity): device_id, quantity, ts, value."""
-        where, params = self._where(device_ids, quantity, None, None)
+        where, params = self._where(device_ids, quantity, since, None)
         p = self.prefix
         df = self._query_df(
             f"""SELECT d.device_id, r.quantity, max(r.ts) AS ts, arg_max(r.value, r.ts) AS value
@@ -733,10 +743,13 @@ class PostgresStore(TelemetryStore):
         return ("WHERE " + " AND ".join(conds)) if conds else "", params
 
     def latest(
-        self, device_ids: Sequence[str] | None = None, quantity: str | None = None
+        self,
+        device_ids: Sequence[str] | None = None,
+        quantity: str | None = None,
+        since: TimeLike | None = None,
     ) -> pd.DataFrame:
         """Return the latest reading per (device, quantity): device_id, quantity, ts, value."""
-        where, params = self._where(device_ids, quantity, None, None)
+        where, params = self._where(device_ids, quantity, since, None)
         p = self.prefix
         df = self._query_df(
             f"""SELECT d.device_id, r.quantity, r.ts, r.value FROM {p}_latest r
