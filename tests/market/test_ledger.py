@@ -208,3 +208,37 @@ def test_duckdb_backend_same_checks(tmp_path: Path) -> None:
     con.close()
     rep = Ledger.open(p).verify()
     assert not rep.ok and rep.first_bad_block == 2
+
+
+def test_every_byte_of_header_and_signature_fields(tmp_path: Path) -> None:
+    p = tmp_path / "l.sqlite"
+    _build(p, blocks=3)
+    con = sqlite3.connect(p)
+    header = con.execute(
+        "SELECT prev_hash, merkle_root, operator, hash, signature FROM blocks WHERE height = 1"
+    ).fetchone()
+    tx = con.execute(
+        "SELECT signer, signature, hash FROM txs WHERE height = 1 AND idx = 2"
+    ).fetchone()
+    lg = Ledger.open(p)
+    checks = [
+        ("blocks", "height = 1", c, v)
+        for c, v in zip(
+            ["prev_hash", "merkle_root", "operator", "hash", "signature"], header, strict=True
+        )
+    ]
+    checks += [
+        ("txs", "height = 1 AND idx = 2", c, v)
+        for c, v in zip(["signer", "signature", "hash"], tx, strict=True)
+    ]
+    for table, where, col, val in checks:
+        for i in range(len(val)):
+            bad = val[:i] + bytes([val[i] ^ 0x80]) + val[i + 1 :]
+            con.execute(f"UPDATE {table} SET {col} = ? WHERE {where}", (bad,))
+            con.commit()
+            rep = lg.verify(check_signatures=col == "signature")  # hashes catch the rest alone
+            assert not rep.ok and rep.first_bad_block == 1, (table, col, i, rep)
+        con.execute(f"UPDATE {table} SET {col} = ? WHERE {where}", (val,))
+        con.commit()
+    assert lg.verify().ok
+    con.close()
