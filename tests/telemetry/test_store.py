@@ -13,6 +13,7 @@ from gridpilot.telemetry import (
     Ingestor,
     ReadingBatch,
     TelemetryStore,
+    decode_readings,
     generate_key,
     open_store,
     quantity_code,
@@ -171,3 +172,27 @@ def test_open_store_urls(tmp_path) -> None:  # type: ignore[no-untyped-def]
         open_store("mysql://x")
     with pytest.raises(ValidationError, match="prefix"):
         DuckDBStore(prefix="x; DROP TABLE y")
+
+
+def test_archived_frames_audit_after_rotation(fleet: Fleet, store: TelemetryStore) -> None:
+    ing = Ingestor(fleet.registry, store, clock=clock, keep_frames=True)
+    s = fleet.signers["m0"]
+    sent = [
+        s.readings([T0], {"e_import_kwh": [100.0]}),
+        s.readings([T0 + MIN], {"e_import_kwh": [100.5]}),
+        s.readings([T0 + 2 * MIN], {"e_import_kwh": [-1.0]}),  # refused: not archived
+    ]
+    rep = ing.ingest(sent)
+    assert rep.messages_accepted == 2
+    frames = store.signed_frames("m0")
+    assert frames == sent[:2]
+    # rotate with no grace: the archived frames still verify with the key valid when sent
+    fleet.registry.rotate_key("m0", generate_key(), grace_s=0, now_ms=NOW_MS + 1)
+    assert ing.verifier.audit(frames) == [None, None]
+    dec = decode_readings(frames[1])
+    assert dec.sender == "m0" and dec.seq == 2 and list(dec.values["e_import_kwh"]) == [100.5]
+    forged = bytearray(frames[1])
+    forged[-80] ^= 0xFF
+    assert [r and r.reason for r in ing.verifier.audit([bytes(forged)])] == ["bad_signature"]
+    assert store.signed_frames("m0", start=NOW_MS + 10**6) == []
+    assert store.signed_frames("m1") == []

@@ -241,3 +241,42 @@ def decode_batch(payload: bytes | memoryview) -> tuple[list[memoryview], list[st
     if off != len(mv):
         return frames, [f"{len(mv) - off} trailing bytes after {count} frames"]
     return frames, []
+
+
+@dataclass(frozen=True)
+class FrameReadings:
+    """The readings of one frame, decoded (no signature check: see ``Verifier.audit``).
+
+    ``ts_ms``: int64[n] ms since epoch; ``values``: quantity name -> float64[n] in the
+    quantity's unit; for a gateway frame ``devices`` and ``dev_pos`` (per row, the position
+    in ``devices``), else None (all rows belong to ``sender``).
+    """
+
+    sender: str
+    seq: int
+    sent_ms: int
+    ts_ms: np.ndarray
+    values: dict[str, np.ndarray]
+    devices: list[str] | None
+    dev_pos: np.ndarray | None
+
+
+def decode_readings(frame: bytes | memoryview) -> FrameReadings:
+    """Decode a ``readings`` frame; raises :class:`FrameError` if it is not a well-formed one."""
+    f = parse_frame(frame)
+    h = f.header
+    if h.get("kind") != MessageKind.READINGS or h.get("enc") != "col1":
+        raise FrameError(f"not a col1 readings frame (kind {h.get('kind')!r})")
+    n, q, devs = h.get("n"), h.get("q"), h.get("devs")
+    if not isinstance(n, int) or not isinstance(q, list):
+        raise FrameError("readings header needs integer 'n' and list 'q'")
+    ts, pos, vals = decode_col1(f.body, n, len(q), devs is not None)
+    return FrameReadings(
+        sender=str(h.get("dev")),
+        seq=int(h.get("seq", 0)),
+        sent_ms=int(h.get("ts_ms", 0)),
+        ts_ms=ts,
+        values={str(name): vals[i] for i, name in enumerate(q)},
+        devices=None if devs is None else [str(d) for d in devs],
+        dev_pos=pos,
+    )

@@ -157,6 +157,16 @@ class TelemetryStore(ABC):
         """
 
     @abstractmethod
+    def signed_frames(
+        self, device_id: str, start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[bytes]:
+        """Return the archived signed frames sent by ``device_id`` (by send time), in seq order.
+
+        Only frames ingested with ``keep_frames=True`` are archived; check them with
+        :meth:`Verifier.audit` and decode them with :func:`gridpilot.telemetry.decode_readings`.
+        """
+
+    @abstractmethod
     def stats(self) -> TelemetryStats:
         """Return the store's :class:`TelemetryStats`."""
 
@@ -315,6 +325,7 @@ class DuckDBStore(TelemetryStore):
                 name VARCHAR, payload VARCHAR);
             CREATE TABLE IF NOT EXISTS {p}_rejections (received TIMESTAMP, reason VARCHAR, device_id VARCHAR,
                 seq BIGINT, detail VARCHAR);
+            CREATE TABLE IF NOT EXISTS {p}_frames (device INTEGER, seq BIGINT, sent TIMESTAMP, frame BLOB);
             """
         )
         self.con.executemany(
@@ -389,6 +400,23 @@ class DuckDBStore(TelemetryStore):
                     f"INSERT INTO {p}_rejections VALUES (?, ?, ?, ?, ?)",
                     self._rejection_rows(batch),
                 )
+            if batch.frames:
+                import pyarrow as pa
+
+                m = batch.messages
+                tbl = pa.table(
+                    {
+                        "device": pa.array(m.device, pa.int32()),
+                        "seq": pa.array(m.seq, pa.int64()),
+                        "sent": pa.array(m.sent_ms, pa.timestamp("ms")),
+                        "frame": pa.array(batch.frames, pa.binary()),
+                    }
+                )
+                con.register("_gp_frames", tbl)
+                try:
+                    con.execute(f"INSERT INTO {p}_frames SELECT * FROM _gp_frames")
+                finally:
+                    con.unregister("_gp_frames")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -478,6 +506,24 @@ class DuckDBStore(TelemetryStore):
             params,
         )
 
+    def signed_frames(
+        self, device_id: str, start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[bytes]:
+        """Return ``device_id``'s archived signed frames (send time in [start, end)), by seq."""
+        (dev,) = self._device_indices([device_id]) or [0]
+        conds, params = ["device = ?"], [dev]
+        if start is not None:
+            conds.append("sent >= epoch_ms(?::BIGINT)")
+            params.append(to_ms(start))
+        if end is not None:
+            conds.append("sent < epoch_ms(?::BIGINT)")
+            params.append(to_ms(end))
+        rows = self.con.execute(
+            f"SELECT frame FROM {self.prefix}_frames WHERE {' AND '.join(conds)} ORDER BY seq",
+            params,
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def stats(self) -> TelemetryStats:
         """Return the store's counts (accepted, refused by reason, devices, time span)."""
         p = self.prefix
@@ -528,7 +574,15 @@ class DuckDBStore(TelemetryStore):
 
     def drop(self) -> None:
         """Drop this prefix's tables."""
-        for t in ("readings", "devices", "quantities", "messages", "records", "rejections"):
+        for t in (
+            "readings",
+            "devices",
+            "quantities",
+            "messages",
+            "records",
+            "rejections",
+            "frames",
+        ):
             self.con.execute(f"DROP TABLE IF EXISTS {self.prefix}_{t}")
 
     def close(self) -> None:
@@ -621,6 +675,8 @@ class PostgresStore(TelemetryStore):
                     ts TIMESTAMP, name TEXT, payload TEXT);
                 CREATE TABLE IF NOT EXISTS {p}_rejections (received TIMESTAMP, reason TEXT,
                     device_id TEXT, seq BIGINT, detail TEXT);
+                CREATE TABLE IF NOT EXISTS {p}_frames (device INTEGER, seq BIGINT, sent TIMESTAMP,
+                    frame BYTEA);
                 """
             )
             self.conn.execute(
@@ -715,6 +771,12 @@ class PostgresStore(TelemetryStore):
                     f"INSERT INTO {p}_rejections VALUES (%s, %s, %s, %s, %s)",
                     self._rejection_rows(batch),
                 )
+            if batch.frames:
+                m = batch.messages
+                sent_dt = pd.to_datetime(m.sent_ms, unit="ms").to_pydatetime()
+                with cur.copy(f"COPY {p}_frames (device, seq, sent, frame) FROM STDIN") as cp:
+                    for i, fr in enumerate(batch.frames):
+                        cp.write_row((int(m.device[i]), int(m.seq[i]), sent_dt[i], fr))
         return n
 
     def _where(
@@ -803,6 +865,24 @@ class PostgresStore(TelemetryStore):
             df[c] = df[c].astype(np.float64)
         return _pg_times(df, "bucket")
 
+    def signed_frames(
+        self, device_id: str, start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[bytes]:
+        """Return ``device_id``'s archived signed frames (send time in [start, end)), by seq."""
+        (dev,) = self._device_indices([device_id]) or [0]
+        conds, params = ["device = %s"], [dev]
+        if start is not None:
+            conds.append("sent >= %s")
+            params.append(pd.Timestamp(to_ms(start), unit="ms").to_pydatetime())
+        if end is not None:
+            conds.append("sent < %s")
+            params.append(pd.Timestamp(to_ms(end), unit="ms").to_pydatetime())
+        rows = self.conn.execute(
+            f"SELECT frame FROM {self.prefix}_frames WHERE {' AND '.join(conds)} ORDER BY seq",
+            params,
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def stats(self) -> TelemetryStats:
         """Return the store's counts (accepted, refused by reason, devices, time span)."""
         p = self.prefix
@@ -866,6 +946,7 @@ class PostgresStore(TelemetryStore):
                 "messages",
                 "records",
                 "rejections",
+                "frames",
             ):
                 self.conn.execute(f"DROP TABLE IF EXISTS {self.prefix}_{t}")
 

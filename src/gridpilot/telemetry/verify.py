@@ -173,6 +173,7 @@ class VerifiedBatch:
     rejections: list[Rejection]
     received_ms: int
     seq_updates: dict[int, int] = field(default_factory=dict)
+    frames: list[bytes] = field(default_factory=list)  # accepted frames, if kept (audit)
 
     @property
     def accepted(self) -> int:
@@ -224,6 +225,7 @@ class Verifier:
         max_age_s: float = 30 * 86400.0,
         clock: Callable[[], float] = time.time,
         log_rejections: bool = True,
+        keep_frames: bool = False,
     ) -> None:
         self.registry = registry
         self.max_skew_ms = int(max_skew_s * 1000)
@@ -231,6 +233,7 @@ class Verifier:
         self.max_age_ms = int(max_age_s * 1000)
         self.clock = clock
         self.log_rejections = log_rejections
+        self.keep_frames = keep_frames
         self._gw_cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
 
     # ------------------------------------------------------------------ public
@@ -246,6 +249,7 @@ class Verifier:
         records: list[Record] = []
         rejections: list[Rejection] = []
         pending: dict[int, int] = {}
+        kept: list[bytes] = []
         for payload in payloads:
             frames, problems = decode_batch(payload)
             for p in problems:
@@ -277,6 +281,8 @@ class Verifier:
                         n_read = 0
                     pending[idx] = seq
                     msg_rows.append((idx, KIND_CODES[kind], seq, kid, sent, n_read))
+                    if self.keep_frames:
+                        kept.append(bytes(raw))
                 except _Refused as r:
                     rej = Rejection(r.reason, r.detail, dev_id, seq, now)
                     rejections.append(rej)
@@ -298,9 +304,55 @@ class Verifier:
             received_ms=np.full(len(m), now, np.int64),
             n_readings=m[:, 5].astype(np.int32),
         )
-        out = VerifiedBatch(ReadingBatch.concat(parts), messages, records, rejections, now, pending)
+        out = VerifiedBatch(
+            ReadingBatch.concat(parts), messages, records, rejections, now, pending, kept
+        )
         if commit:
             self.commit(out)
+        return out
+
+    def audit(self, frames: Iterable[bytes]) -> list[Rejection | None]:
+        """Re-check archived frames: None where the signature verifies with the key the sender
+        held when it sent the frame (rotation and revocation taken into account), else why not.
+
+        Sequence numbers and clocks are not checked: this proves who signed what, later.
+        """
+        out: list[Rejection | None] = []
+        for raw in frames:
+            try:
+                frame = parse_frame(raw)
+            except FrameError as exc:
+                out.append(Rejection(RejectReason.MALFORMED, str(exc)))
+                continue
+            h = frame.header
+            dev, kid, sent = h.get("dev"), h.get("kid"), h.get("ts_ms")
+            idx = self.registry.get_index(dev) if isinstance(dev, str) else None
+            if idx is None or not isinstance(kid, int) or not isinstance(sent, int):
+                out.append(Rejection(RejectReason.UNKNOWN_DEVICE, f"sender {dev!r} unknown", None))
+                continue
+            status, key = self.registry.key_for(idx, kid, sent)
+            if status != KeyStatus.OK or key is None:
+                out.append(
+                    Rejection(
+                        RejectReason.REVOKED_KEY
+                        if status == KeyStatus.REVOKED
+                        else RejectReason.UNKNOWN_KEY,
+                        f"key id {kid} not valid at send time",
+                        dev,
+                        h.get("seq"),
+                    )
+                )
+                continue
+            try:
+                key.verify(frame.signature, frame.signed)
+            except InvalidSignature:
+                out.append(
+                    Rejection(
+                        RejectReason.BAD_SIGNATURE, "signature does not verify", dev, h.get("seq")
+                    )
+                )
+                continue
+            out.append(None)
         return out
 
     def commit(self, batch: VerifiedBatch) -> None:
