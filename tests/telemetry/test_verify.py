@@ -310,3 +310,28 @@ _FUZZ_FLEET = make_fleet(2)
 _FUZZ_FRAME = DeviceSigner("m0", _FUZZ_FLEET.keys["m0"], clock=clock).readings(  # type: ignore[arg-type]
     _ts(2), {"p_kw": [1.0, 2.0], "v_pu": [1.0, 1.0]}
 )
+
+
+def test_absurd_header_numbers_are_refused_not_fatal(fleet: Fleet) -> None:
+    ver = Verifier(fleet.registry, clock=clock, log_rejections=False)
+    s = fleet.signers["m0"]
+    good = fleet.signers["m1"].readings(_ts(1), {"p_kw": [1.0]})
+    s.seq = 2**70 - 1  # a signed but absurd sequence number
+    huge = s.readings(_ts(1), {"p_kw": [1.0]})
+    out = ver.verify([encode_batch([huge, good])])
+    assert out.accepted == 1
+    assert [r.reason for r in out.rejections] == [RejectReason.MALFORMED]
+    assert "seq" in out.rejections[0].detail
+
+
+def test_event_times_checked(fleet: Fleet) -> None:
+    ver = Verifier(fleet.registry, clock=clock, log_rejections=False)
+    s = fleet.signers["m2"]
+    out = ver.verify(
+        [s.event("x", ts_ms=-(2**62)), s.event("y", ts_ms=NOW_MS + 10**9), s.event("z")]
+    )
+    assert [r.reason for r in out.rejections] == [
+        RejectReason.OUT_OF_RANGE,
+        RejectReason.FUTURE_TIMESTAMP,
+    ]
+    assert [r.name for r in out.records] == ["z"]

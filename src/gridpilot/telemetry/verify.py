@@ -253,7 +253,7 @@ class Verifier:
         for payload in payloads:
             frames, problems = decode_batch(payload)
             for p in problems:
-                rejections.append(Rejection(RejectReason.MALFORMED, p, received_ms=now))
+                self._refuse(rejections, RejectReason.MALFORMED, p, None, None, now)
             for raw in frames:
                 dev_id: str | None = None
                 seq: int | None = None
@@ -284,16 +284,12 @@ class Verifier:
                     if self.keep_frames:
                         kept.append(bytes(raw))
                 except _Refused as r:
-                    rej = Rejection(r.reason, r.detail, dev_id, seq, now)
-                    rejections.append(rej)
-                    if self.log_rejections:
-                        log.warning(
-                            "telemetry message refused: %s (device %s, seq %s): %s",
-                            rej.reason,
-                            dev_id,
-                            seq,
-                            r.detail,
-                        )
+                    self._refuse(rejections, r.reason, r.detail, dev_id, seq, now)
+                except Exception as exc:  # never let one odd message sink the batch
+                    log.exception("unexpected error checking a telemetry message")
+                    self._refuse(
+                        rejections, RejectReason.MALFORMED, f"unexpected: {exc!r}", dev_id, seq, now
+                    )
         m = np.array(msg_rows, dtype=np.int64).reshape(-1, 6)
         messages = MessageLog(
             device=m[:, 0].astype(np.int32),
@@ -310,6 +306,21 @@ class Verifier:
         if commit:
             self.commit(out)
         return out
+
+    def _refuse(
+        self,
+        out: list[Rejection],
+        reason: RejectReason,
+        detail: str,
+        dev_id: str | None,
+        seq: int | None,
+        now: int,
+    ) -> None:
+        out.append(Rejection(reason, detail, dev_id, seq, now))
+        if self.log_rejections:
+            log.warning(
+                "telemetry message refused: %s (device %s, seq %s): %s", reason, dev_id, seq, detail
+            )
 
     def audit(self, frames: Iterable[bytes]) -> list[Rejection | None]:
         """Re-check archived frames: None where the signature verifies with the key the sender
@@ -377,6 +388,11 @@ class Verifier:
                 raise _Refused(
                     RejectReason.MALFORMED,
                     f"header field '{key}' must be {typ.__name__}, got {h.get(key)!r}",
+                )
+        for key, lo, hi in (("seq", 1, 2**63 - 1), ("kid", 0, 2**31 - 1), ("ts_ms", 0, 2**62)):
+            if not lo <= h[key] <= hi:
+                raise _Refused(
+                    RejectReason.MALFORMED, f"header field '{key}' = {h[key]} outside [{lo}, {hi}]"
                 )
         kind = h["kind"]
         if kind not in KIND_CODES:
@@ -533,5 +549,7 @@ class Verifier:
             raise _Refused(RejectReason.MALFORMED, f"{kind} 'ts_ms' must be an integer")
         if ts > now + self.max_skew_ms:
             raise _Refused(RejectReason.FUTURE_TIMESTAMP, f"{kind} at ts_ms={ts} is in the future")
+        if ts < now - self.max_age_ms:
+            raise _Refused(RejectReason.OUT_OF_RANGE, f"{kind} at ts_ms={ts} is too old")
         name = payload["status"] if kind == "ack" else payload["name"]
         return Record(idx, h["dev"], kind, h["seq"], ts, str(name), payload)
