@@ -42,12 +42,15 @@ def test_simulate_verify_tamper_and_proof(tmp_path: Path) -> None:
             "1",
             "--ledger",
             str(path),
+            "--plot",
+            str(tmp_path / "market.html"),
             "--json",
         ],
     )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["ledger"]["verify_ok"] and rep["balances_sum_ueur"] == 0
+    assert len(rep["series"]) == 4 and "traded" in (tmp_path / "market.html").read_text()
     assert rep["thieves_paid_eur"] == 0
     r = runner.invoke(
         a,

@@ -10,6 +10,40 @@ import typer
 DEFAULT_LEDGER = "gridpilot-ledger.sqlite"
 
 
+def write_plot(report: dict, path: Path) -> Path:
+    """Write an HTML page with the simulation's energy per interval (traded, delivered,
+    curtailed, exports, imports; kWh) and the mean local price (EUR/kWh); returns the path."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    s = report["series"]
+    x = [r["time"] for r in s]
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.65, 0.35],
+        subplot_titles=("energy per interval (kWh)", "local price (EUR/kWh)"),
+    )
+    for key in ("export_kwh", "import_kwh", "traded_kwh", "delivered_kwh", "curtailed_kwh"):
+        fig.add_trace(
+            go.Scatter(x=x, y=[r[key] for r in s], name=key.replace("_kwh", ""), mode="lines"), 1, 1
+        )
+    fig.add_trace(
+        go.Scatter(x=x, y=[r["price_eur_per_kwh"] for r in s], name="price", mode="lines+markers"),
+        2,
+        1,
+    )
+    fig.update_layout(
+        title=f"gridpilot market on {report['grid']}: {report['participants']} participants, "
+        f"saved {report['money_saved_eur']:.2f} EUR vs grid only",
+        height=700,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(str(path), include_plotlyjs=True)
+    return path
+
+
 def register(app: typer.Typer) -> None:
     """Attach the ``market`` and ``ledger`` sub-apps to the root app."""
     market = typer.Typer(help="The prosumer market.", no_args_is_help=True)
@@ -31,6 +65,9 @@ def register(app: typer.Typer) -> None:
         ),
         no_grid: bool = typer.Option(False, "--no-grid", help="skip the grid check"),
         as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+        plot: Path | None = typer.Option(
+            None, "--plot", help="write an HTML plot of prices and energy here"
+        ),
     ) -> None:
         """Simulate a community market on GRID and report the community's benefit."""
         from gridpilot.errors import GridpilotError
@@ -51,6 +88,8 @@ def register(app: typer.Typer) -> None:
         except GridpilotError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        if plot is not None:
+            write_plot(rep, plot)
         if as_json:
             typer.echo(json.dumps(rep, indent=2))
             return

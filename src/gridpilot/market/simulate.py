@@ -127,6 +127,7 @@ def simulate(
         "refused_readings": 0,
     }
     clear_ms: list[float] = []
+    series: list[dict[str, Any]] = []
     binding: set[str] = set()
     steps: Iterable[int] = range(T)
     if progress:
@@ -191,6 +192,23 @@ def simulate(
         stats["delivered_wh"] += int(st.delivered_wh.sum())
         stats["shortfall_wh"] += int(st.shortfall_wh.sum())
         stats["refused_readings"] += len(st.refused_readings)
+        vol = cl.trades.volume_wh
+        series.append(
+            {
+                "interval": t,
+                "time": str(prof.index[off + t]),
+                "price_eur_per_kwh": float(
+                    (cl.trades.qty_wh * cl.trades.price_eur_per_kwh).sum() / vol
+                )
+                if vol
+                else None,
+                "traded_kwh": vol / 1000,
+                "curtailed_kwh": int(cl.report["curtailed_wh"]) / 1000,
+                "delivered_kwh": int(st.delivered_wh.sum()) / 1000,
+                "export_kwh": int(export.sum()) / 1000,
+                "import_kwh": int(imp.sum()) / 1000,
+            }
+        )
         for i, pid in enumerate(ids):
             exp_tot[pid] = exp_tot.get(pid, 0) + int(export[i])
             imp_tot[pid] = imp_tot.get(pid, 0) + int(imp[i])
@@ -254,6 +272,7 @@ def simulate(
         "clear_ms_mean": float(np.mean(clear_ms)),
         "clear_ms_max": float(np.max(clear_ms)),
         "run_s": run_s,
+        "series": series,
         "ledger": {
             "path": str(ledger_path) if ledger_path else None,
             "blocks": v.blocks,
