@@ -416,7 +416,7 @@ def bench_mqtt(fleet: Fleet, n: int, n_unbatched: int) -> dict[str, Any]:
     unbatched |= {
         "readings_per_message": 1,
         "messages_per_publish": 1,
-        "method": "baseline: one 1-reading frame per publish",
+        "method": "baseline: one 1-reading frame per publish, same receiver; Mosquitto keeps at most max_queued_messages=1000 (default) QoS 1 messages per subscriber and drops the rest, so a receiver that falls behind loses messages ('lost')",
     }
     return {"mqtt_signed_batched": batched, "mqtt_signed_unbatched": unbatched}
 
@@ -453,6 +453,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "note": "shared 2-core machine, timings under contention",
+        "loadavg_1min_start": os.getloadavg()[0],
     }
     console.log("DuckDB batch vs row ingest")
     results |= bench_duckdb(n_duck, 1_000 if q else 5_000)
@@ -466,6 +467,7 @@ def main() -> None:
     results |= bench_mqtt(fleet, n_mqtt, 1_000 if q else 2_000)
     # ---- field simulation (added by the field engineer) ----
     results["field_simulation"] = bench_field_simulation(q)
+    results["loadavg_1min_end"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2, default=float))
 
 
