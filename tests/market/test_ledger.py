@@ -242,3 +242,25 @@ def test_every_byte_of_header_and_signature_fields(tmp_path: Path) -> None:
         con.commit()
     assert lg.verify().ok
     con.close()
+
+
+def test_replayed_transaction_refused_and_detected() -> None:
+    from gridpilot.market.ledger import MemoryBackend
+
+    lg = Ledger(MemoryBackend(), OP)
+    reg = Transaction.create(
+        "register", {"participant": "alice", "public_key": ALICE.public_key.hex()}, OP, sign=False
+    )
+    order = Transaction.create("order", {"nonce": 1}, ALICE)
+    lg.append_block([reg, order])
+    with pytest.raises(AuthError, match="replayed"):
+        lg.append_block([order])
+    with pytest.raises(AuthError, match="replayed"):
+        lg.append_block([Transaction.create("order", {"nonce": 2}, ALICE)] * 2)
+    assert lg.height == 1
+    # an operator that signed a replay anyway (skipping the check): verify names that block
+    lg.append_block([Transaction.create("order", {"nonce": 3}, ALICE)])
+    lg._seen.clear()
+    lg.append_block([order])
+    rep = lg.verify()
+    assert not rep.ok and rep.first_bad_block == 2 and "replays" in rep.reason

@@ -579,10 +579,12 @@ class Ledger:
                     f"ledger belongs to operator {stored[:16]}..., not {operator.public_key.hex()[:16]}..."
                 )
         self._registered: set[bytes] = set()
+        self._seen: set[bytes] = set()  # tx hashes in the chain: a replayed transaction is refused
         self._head = self.backend.head()
         if self._head is not None and operator is not None:
-            for _, txs, _ in self.backend.iter_blocks():
+            for _, txs, stored in self.backend.iter_blocks():
                 self._note_registrations(txs)
+                self._seen.update(stored)
 
     @classmethod
     def open(cls, path: str | Path, operator: KeyPair | None = None) -> Ledger:
@@ -675,6 +677,11 @@ class Ledger:
             if t.kind == "register" and t.signer == op
         }
         hashes, ok, why = self._check(txs, op, registered, workers, check_signatures)
+        block_seen: set[bytes] = set()
+        for i, h_ in enumerate(hashes):
+            if h_ in self._seen or h_ in block_seen:
+                ok[i], why[i] = False, "replayed: the same transaction is already in the ledger"
+            block_seen.add(h_)
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
             raise AuthError(
@@ -703,6 +710,7 @@ class Ledger:
         self.backend.append(h, txs, hashes)
         self._head = h
         self._registered = registered
+        self._seen |= block_seen
         return h
 
     def verify(
@@ -725,6 +733,7 @@ class Ledger:
         except AuthError as exc:
             return VerifyReport(False, 0, 0, 0, str(exc), time.perf_counter() - t0, "")
         registered: set[bytes] = set()
+        seen: set[bytes] = set()
         bad: dict[int, str] = {}
         prev = ZERO_HASH
         n_blocks = n_txs = 0
@@ -754,6 +763,9 @@ class Ledger:
                     fail(f"transaction {i} unreadable")
                     h = b""
                 hashes.append(h)
+                if h in seen:
+                    fail(f"transaction {i} replays an earlier transaction")
+                seen.add(h)
                 if i < len(stored) and h != stored[i]:
                     fail(f"transaction {i} hash mismatch (stored {stored[i].hex()[:16]}...)")
                 if t.kind not in TX_KINDS:
