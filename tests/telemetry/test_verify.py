@@ -68,6 +68,11 @@ def _bad(fleet: Fleet, replay: bytes) -> dict[str, bytes]:
         ),
         "malformed": malformed,
         "malformed/not-a-frame": b'{"readings": [1, 2, 3]}',
+        "malformed/json-body": s["m3"].sign_frame(
+            {"v": 1, "kind": "event", "dev": "m3", "kid": 1, "seq": 1000, "ts_ms": NOW_MS}
+            | {"enc": "json"},
+            b'{"name": "door_open", ',
+        ),
         "out_of_range": s["m1"].readings(_ts(2), {"p_kw": [9.4, 1.0], "v_pu": [1.0, 5.0]}),
         "out_of_range/nan": s["m3"].readings(_ts(1), {"p_kw": [math.nan]}),
         "future_timestamp": s["m1"].readings(future_ts, {"p_kw": [9.6]}),
