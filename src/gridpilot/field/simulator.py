@@ -150,17 +150,19 @@ class FieldSimulator:
     ``meter_interval_s``: meters report every this many seconds (900 = 15-minute AMI);
     ``sensor_line_ids`` / ``sensor_bus_ids``: flow and voltage sensors on the grid (default: the
     first line leaving each source, no bus sensors); ``keep_history_days``: days of reported
-    meter values kept for replay attacks (0 disables them); ``seed`` for everything random.
+    meter values kept for replay attacks (0 disables them); ``seed`` for everything random;
+    ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
     """
 
     def __init__(self, grid: Grid, fleet: FleetConfig | DeviceFleet | None = None, *, start: str | None = None,
                  meter_interval_s: int = 900, sensor_line_ids: np.ndarray | list[int] | None = None,
                  sensor_bus_ids: np.ndarray | list[int] | None = None, meter_p_noise: float = 0.01,
-                 meter_v_noise_pu: float = 0.002, keep_history_days: int = 0, seed: int = 0) -> None:
+                 meter_v_noise_pu: float = 0.002, keep_history_days: int = 0, seed: int = 0,
+                 engine: str = "auto") -> None:
         if meter_interval_s <= 0:
             raise ValidationError(issues=[Issue("field", "meter_interval_s", "must be positive", value=meter_interval_s)])
         self.grid = grid
-        self.twin = Twin(grid)
+        self.twin = Twin(grid, engine=engine)
         self.fleet = fleet if isinstance(fleet, DeviceFleet) else build_fleet(grid, fleet)
         self.rng = np.random.default_rng(seed)
         f = self.fleet
