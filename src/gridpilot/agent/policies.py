@@ -323,16 +323,19 @@ class VoltagePolicy:
 class RenewableDropPolicy:
     """Demand response when renewables drop: curtail enrolled demand to make up the lost MW.
 
-    Compares wind+PV output with ``window_steps`` ago; a drop above ``threshold_share`` of
-    installed capacity calls DR at the level that covers the drop (enrolled demand is
-    ``dr_share`` of the loads plus flexible loads) for ``hold_steps`` steps.
+    Compares wind+PV output with ``window_steps`` ago; a drop of at least ``min_drop_mw`` and
+    ``threshold_share`` of the output then (faster than sunset) calls DR at the level that
+    covers the drop (enrolled demand is ``dr_share`` of the loads plus flexible loads) for
+    ``hold_steps`` steps.
     """
 
     name = "dr"
 
-    def __init__(self, window_steps: int = 10, threshold_share: float = 0.3, hold_steps: int = 60) -> None:
+    def __init__(self, window_steps: int = 10, threshold_share: float = 0.35, min_drop_mw: float = 0.1,
+                 hold_steps: int = 60) -> None:
         self.window_steps = window_steps
         self.threshold_share = threshold_share
+        self.min_drop_mw = min_drop_mw
         self.hold_steps = hold_steps
         self._until = -1
 
@@ -350,15 +353,16 @@ class RenewableDropPolicy:
         if cap <= 0:
             return []
         then = ctx.history[-self.window_steps - 1]
-        drop = float(then.gen_p_mw[ren].sum() - obs.gen_p_mw[ren].sum())
-        if drop < self.threshold_share * cap or not obs.energised.all():
+        before = float(then.gen_p_mw[ren].sum())
+        drop = before - float(obs.gen_p_mw[ren].sum())
+        if drop < max(self.min_drop_mw, self.threshold_share * before) or not obs.energised.all():
             return []
         enrolled = float(obs.load_p_mw.sum() / max(1 - ctx.dr_level * ctx.dr_share, 1e-6) * ctx.dr_share
                          + (obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0))
         lvl = float(np.clip(np.ceil(drop / max(enrolled, 1e-6) * 4) / 4, 0.25, 1.0))
         self._until = obs.t + self.hold_steps
         return [Plan([Action("dr", None, lvl)],
-                     f"renewable output fell {drop:.2f} MW ({drop / cap:.0%} of {cap:.2f} MW installed) in "
+                     f"renewable output fell {drop:.2f} MW (from {before:.2f} MW; {cap:.2f} MW installed) in "
                      f"{self.window_steps} steps: demand response level {lvl:.2f} covers about "
                      f"{min(lvl * enrolled, drop):.2f} MW", self.name,
                      {"drop_mw": round(drop, 4), "enrolled_mw": round(enrolled, 4), "dr_level": lvl})]

@@ -146,7 +146,7 @@ def _setup(spec: ScenarioSpec, grid: Any) -> tuple[int, dict[int, list[dict[str,
             ev.setdefault(rep, []).append({"kind": "repair"})
         return SUMMER_DAY * 96 + 17 * 4, ev, []
     if spec.name == "heatwave":
-        return SUMMER_DAY * 96 + 6 * 4, {0: [{"kind": "heatwave", "load_factor": p.get("load_factor", 1.25),
+        return SUMMER_DAY * 96 + int(p.get("start_hour", 6) * 4), {0: [{"kind": "heatwave", "load_factor": p.get("load_factor", 1.25),
                                                "peak_factor": p.get("peak_factor", 0.3)}]}, []
     if spec.name == "ev-surge":
         return WINTER_DAY * 96 + 16 * 4, {0: [{"kind": "ev_surge", "factor": p.get("factor", 4.0)}]}, []
