@@ -140,6 +140,8 @@ def test_full_interval_delivery_theft_and_forgery() -> None:
     assert m.ledger.verify().ok
     kinds = {t.kind for _, t in m.ledger.transactions()}
     assert {"register", "order", "contract", "meter", "payment", "settlement"} <= kinds
+    metered = sorted(t.payload()["participant"] for _, t in m.ledger.transactions("meter"))
+    assert metered == ["b1", "b2", "s1"]  # the forged reading is not recorded as a meter reading
     with pytest.raises(ValidationError, match="already settled"):
         m.settle(5, readings)
 

@@ -408,16 +408,15 @@ class Market:
             verifier,
         )
         self._settled.add(interval)
-        for r in readings:
-            if r.participant not in st.refused_readings:
-                self._pending.append(
-                    Transaction.create(
-                        "meter",
-                        {**r.payload(), "meter_signature": r.signature.hex()},
-                        self.operator,
-                        sign=False,
-                    )
+        for r in st.accepted:
+            self._pending.append(
+                Transaction.create(
+                    "meter",
+                    {**r.payload(), "meter_signature": r.signature.hex()},
+                    self.operator,
+                    sign=False,
                 )
+            )
         for pay in st.payments:
             self.balances_ueur[pay.payer] -= pay.amount_ueur
             self.balances_ueur[pay.payee] += pay.amount_ueur

@@ -106,7 +106,8 @@ class Payment:
 @dataclass
 class Settlement:
     """Result of :func:`settle_interval`: the payments, per-contract ``delivered_wh`` and
-    ``shortfall_wh``, the readings refused (participant ids) and the metered energy used."""
+    ``shortfall_wh``, the readings refused (participant ids), the metered energy used and
+    the readings ``accepted``."""
 
     interval: int
     payments: list[Payment]
@@ -115,6 +116,7 @@ class Settlement:
     refused_readings: list[str]
     export_wh: dict[str, int] = field(default_factory=dict)
     import_wh: dict[str, int] = field(default_factory=dict)
+    accepted: list[MeterReading] = field(default_factory=list)
 
     def balances(self) -> dict[str, int]:
         """Net money per participant (µEUR, + received), the grid included; sums to zero."""
@@ -146,6 +148,7 @@ def settle_interval(
     exp: dict[str, int] = {}
     imp: dict[str, int] = {}
     refused: list[str] = []
+    accepted: list[MeterReading] = []
     for r in readings:
         p = participants.get(r.participant)
         if (
@@ -158,6 +161,7 @@ def settle_interval(
         ):
             refused.append(r.participant)
             continue
+        accepted.append(r)
         exp[r.participant] = int(r.export_wh)
         imp[r.participant] = int(r.import_wh)
     pays: list[Payment] = []
@@ -217,7 +221,7 @@ def settle_interval(
             pay(pid, GRID, int(money_ueur(i - bq, retail_eur_per_kwh)), "retail", -1, i - bq)
         elif bq > i:
             pay(GRID, pid, int(money_ueur(bq - i, feed_in_eur_per_kwh)), "unused", -1, bq - i)
-    return Settlement(t, pays, delivered, short, refused, exp, imp)
+    return Settlement(t, pays, delivered, short, refused, exp, imp, accepted)
 
 
 def grid_only_cost_ueur(
