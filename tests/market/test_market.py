@@ -237,3 +237,43 @@ def test_sensitivities_match_the_twin() -> None:
     dv_lin = sens.dv_dp[:, j] * 0.05
     assert np.allclose(dv_lin, dv_twin, rtol=0.2, atol=2e-4)
     assert np.allclose(sens.p0_mw[0], base.line_p_from_mw[0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(names), st.integers(1, 4000), st.floats(0.08, 0.3)),
+        min_size=1,
+        max_size=10,
+    ),
+    st.dictionaries(st.sampled_from(names), st.tuples(st.integers(0, 4000), st.integers(0, 4000))),
+    st.sampled_from(["uniform", "pay_as_bid"]),
+)
+def test_market_pipeline_balances(orders, meters, pricing) -> None:
+    m = _market(pricing=pricing)
+    nonce = dict.fromkeys(names, 0)
+    for who, qty, price in orders:
+        nonce[who] += 1
+        side = "sell" if who.startswith("s") else "buy"
+        m.submit(_order(who, side, qty, round(price, 4), nonce[who]), now_s=0)
+    cl = m.clear_interval(5)
+    c = cl.contracts
+    sold = {s: int(c.qty_wh[c.seller == s].sum()) for s in ("s1", "s2")}
+    bought = {b: int(c.qty_wh[c.buyer == b].sum()) for b in ("b1", "b2")}
+    assert sum(sold.values()) == sum(bought.values())  # energy bought equals energy sold
+    for who in names:  # nobody trades beyond what it ordered or its limit
+        mine = [(q, p) for w, q, p in orders if w == who]
+        traded = sold.get(who, 0) + bought.get(who, 0)
+        assert traded <= sum(q for q, _ in mine)
+    limit_b = {
+        w: max(round(p, 4) for x, _, p in orders if x == w)
+        for w in ("b1", "b2")
+        if any(x == w for x, _, _ in orders)
+    }
+    for b, p, f in zip(c.buyer, c.price_eur_per_kwh, c.fee_eur_per_kwh, strict=True):
+        assert p + f <= limit_b[b] + 1e-12
+    st_ = m.settle(5, _readings(5, meters))
+    assert sum(m.balances_ueur.values()) == 0  # money conserved with the grid as a participant
+    for s in ("s1", "s2"):
+        if meters.get(s, (0, 0))[0] == 0:
+            assert all(p.payee != s for p in st_.payments)  # no export, never paid
