@@ -188,10 +188,14 @@ class VerifiedBatch:
         return out
 
 
-@functools.lru_cache(maxsize=256)
-def _bounds(codes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=1024)
+def _quantity_info(
+    names: tuple[str, ...],
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, codes as int16, lower bounds (k, 1), upper bounds (k, 1)); KeyError if unknown."""
+    codes = tuple(QUANTITY_BY_NAME[q].code for q in names)
     ca = np.asarray(codes, np.int64)
-    return QUANTITY_LO[ca][:, None], QUANTITY_HI[ca][:, None]
+    return codes, ca.astype(np.int16), QUANTITY_LO[ca][:, None], QUANTITY_HI[ca][:, None]
 
 
 class _Refused(Exception):
@@ -383,18 +387,35 @@ class Verifier:
                 RejectReason.UNSUPPORTED_VERSION,
                 f"envelope version {h.get('v')!r}, this reader speaks {FORMAT_VERSION}",
             )
-        for key, typ in (("dev", str), ("kid", int), ("seq", int), ("ts_ms", int), ("kind", str)):
-            if not isinstance(h.get(key), typ) or isinstance(h.get(key), bool):
-                raise _Refused(
-                    RejectReason.MALFORMED,
-                    f"header field '{key}' must be {typ.__name__}, got {h.get(key)!r}",
-                )
-        for key, lo, hi in (("seq", 1, 2**63 - 1), ("kid", 0, 2**31 - 1), ("ts_ms", 0, 2**62)):
-            if not lo <= h[key] <= hi:
-                raise _Refused(
-                    RejectReason.MALFORMED, f"header field '{key}' = {h[key]} outside [{lo}, {hi}]"
-                )
-        kind = h["kind"]
+        seq, kid, sent, kind = h.get("seq"), h.get("kid"), h.get("ts_ms"), h.get("kind")
+        if not (  # fast path; the loops below name the culprit
+            type(h.get("dev")) is str
+            and type(kid) is int
+            and type(seq) is int
+            and type(sent) is int
+            and type(kind) is str
+            and 0 < seq < 2**63
+            and 0 <= kid < 2**31
+            and 0 <= sent <= 2**62
+        ):
+            for key, typ in (
+                ("dev", str),
+                ("kid", int),
+                ("seq", int),
+                ("ts_ms", int),
+                ("kind", str),
+            ):
+                if type(h.get(key)) is not typ:
+                    raise _Refused(
+                        RejectReason.MALFORMED,
+                        f"header field '{key}' must be {typ.__name__}, got {h.get(key)!r}",
+                    )
+            for key, lo, hi in (("seq", 1, 2**63 - 1), ("kid", 0, 2**31 - 1), ("ts_ms", 0, 2**62)):
+                if not lo <= h[key] <= hi:
+                    raise _Refused(
+                        RejectReason.MALFORMED,
+                        f"header field '{key}' = {h[key]} outside [{lo}, {hi}]",
+                    )
         if kind not in KIND_CODES:
             raise _Refused(RejectReason.MALFORMED, f"header field 'kind' = {kind!r} is unknown")
         reg = self.registry
@@ -412,7 +433,6 @@ class Verifier:
             raise _Refused(
                 RejectReason.BAD_SIGNATURE, f"signature does not verify with key id {h['kid']}"
             ) from None
-        seq = h["seq"]
         last = pending.get(idx)
         if last is None:
             last = int(reg.last_seq[idx])
@@ -420,7 +440,6 @@ class Verifier:
             raise _Refused(
                 RejectReason.REPLAYED_SEQ, f"seq {seq} is not above the last accepted seq {last}"
             )
-        sent = h["ts_ms"]
         if sent > now + self.max_skew_ms:
             raise _Refused(
                 RejectReason.CLOCK_SKEW,
@@ -431,7 +450,7 @@ class Verifier:
                 RejectReason.CLOCK_SKEW,
                 f"sent {(now - sent) / 1000:.1f} s ago (limit {self.max_delay_ms / 1000:.0f} s)",
             )
-        return idx, kind, h["kid"], sent
+        return idx, kind, kid, sent
 
     def _readings(self, h: dict[str, Any], body: bytes, idx: int, now: int) -> ReadingBatch:
         n, names, devs = h.get("n"), h.get("q"), h.get("devs")
@@ -439,14 +458,16 @@ class Verifier:
             raise _Refused(RejectReason.MALFORMED, f"readings encoding {h.get('enc')!r} unknown")
         if not isinstance(n, int) or n < 0 or not isinstance(names, list):
             raise _Refused(RejectReason.MALFORMED, "readings need integer 'n' >= 0 and list 'q'")
-        codes = []
-        for q in names:
-            qq = QUANTITY_BY_NAME.get(q) if isinstance(q, str) else None
-            if qq is None:
-                raise _Refused(
-                    RejectReason.UNKNOWN_QUANTITY, f"quantity {q!r} is not in the catalogue"
-                )
-            codes.append(qq.code)
+        try:
+            qinfo = _quantity_info(tuple(names))
+        except (KeyError, TypeError):
+            bad_q = next(
+                (q for q in names if not isinstance(q, str) or q not in QUANTITY_BY_NAME), names
+            )
+            raise _Refused(
+                RejectReason.UNKNOWN_QUANTITY, f"quantity {bad_q!r} is not in the catalogue"
+            ) from None
+        codes, codes_i16, lo, hi = qinfo
         if devs is not None and not isinstance(devs, list):
             raise _Refused(RejectReason.MALFORMED, "'devs' must be a list of device ids")
         try:
@@ -510,7 +531,6 @@ class Verifier:
                     RejectReason.OUT_OF_RANGE,
                     f"reading at ts_ms={tmin} is older than {self.max_age_ms / 86400000:.0f} days",
                 )
-            lo, hi = _bounds(tuple(codes))
             ok = (values >= lo) & (values <= hi)  # NaN compares False
             if not ok.all():
                 qi, row = np.unravel_index(int(np.argmin(ok)), ok.shape)
@@ -525,7 +545,7 @@ class Verifier:
                 if isinstance(dev_rows, int)
                 else np.concatenate([dev_rows.astype(np.int32)] * k)
             ),
-            quantity=np.repeat(np.asarray(codes, np.int16), n),
+            quantity=np.repeat(codes_i16, n),
             ts_ms=np.concatenate([ts] * k) if k != 1 else ts,
             value=values.reshape(-1),
         )
