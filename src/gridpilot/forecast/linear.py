@@ -8,12 +8,14 @@ to the next H values. The fit is ridge regression in closed form:
 
     W(λ) = (FᵀF + λ·n·I)⁻¹ FᵀY     (F centred features, Y centred targets)
 
-The trend/seasonal split is the linear map T = [M; I − M] (M the moving average), so the
-Gram matrix of the split features is T·(XᵀX)·Tᵀ: the split costs nothing beyond the plain
-lookback Gram, and it changes only the ridge prior (trend and seasonal weights shrunk
-separately), as in DLinear. Penalty λ (per horizon step) and lookback L are chosen on the
-validation origins from validation Gram matrices, so every candidate costs O(L²·H) once the
-Gram matrices are built. Nothing is iterative; all of ETTh1 fits in seconds.
+The trend/seasonal split is the linear map f = T x with T = [M; I − M] (M the moving
+average). Ridge on f with penalty λ·n·‖W_f‖² equals, by the push-through identity, ridge on x
+with the penalty matrix P = (TᵀT)⁻¹: W = (XᵀX + λ·n·P)⁻¹ XᵀY. So the split costs one L×L
+solve per λ on top of the lookback Gram matrix, and changes only the ridge prior (trend and
+seasonal weights shrunk separately), as in DLinear. Penalty λ (per horizon step) and lookback
+L are chosen on the validation origins from validation Gram matrices (the validation MSE of
+any W is a quadratic form in them), so no candidate needs a pass over the data. Nothing is
+iterative; all of ETTh1 fits in seconds.
 """
 
 from __future__ import annotations
@@ -155,27 +157,26 @@ class LinearForecaster(Forecaster):
         m = moving_average_matrix(lookback, self.kernel)
         return np.vstack([m, eye - m])
 
-    def _solve(
-        self, g: _Gram, lookback: int, lambdas: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Eigen-decomposition pieces to get W(λ) for any λ cheaply."""
-        t = self._transform(lookback)
+    def _solve(self, g: _Gram, lookback: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centred Gram pieces and the penalty matrix P of the lookback space.
+
+        Ridge on the split features f = T x with penalty λ·n·‖W_f‖² is, by the push-through
+        identity, ridge on x with the penalty λ·n·Wᵀ P W where P = (TᵀT)⁻¹: the effective
+        weights are W = (XᵀX + λ·n·P)⁻¹ XᵀY, an L×L solve per λ.
+        """
         xm, ym = g.sx / g.n, g.sy / g.n
         axx = g.xx - g.n * np.outer(xm, xm)
         axy = g.xy - g.n * np.outer(xm, ym)
-        a = t @ axx @ t.T
-        b = t @ axy
-        e, v = np.linalg.eigh((a + a.T) / 2)
-        vb = v.T @ b
-        del lambdas
-        return e, v, vb, t
+        t = self._transform(lookback)
+        pen = np.eye(lookback) if self.kernel <= 1 else np.linalg.inv(t.T @ t)
+        return axx, axy, (pen + pen.T) / 2
 
     def _weights(
-        self, parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], n: int, lam: float
+        self, parts: tuple[np.ndarray, np.ndarray, np.ndarray], n: int, lam: float
     ) -> np.ndarray:
-        e, v, vb, t = parts
-        wf = v @ (vb / (np.maximum(e, 0.0) + lam * n)[:, None])
-        return t.T @ wf  # back to the (L, H) lookback space
+        """(L, H) weights on the instance-normalised lookback for penalty ``lam``."""
+        axx, axy, pen = parts
+        return np.linalg.solve(axx + lam * n * pen, axy)
 
     # ------------------------------------------------------------------ fit
     def _fit_arrays(
@@ -191,7 +192,7 @@ class LinearForecaster(Forecaster):
             assert self.lookback_ is not None and self.penalty_ is not None
             lb = self.lookback_
             g = self._gram(z, np.arange(lb, len(z) - h + 1), lb)
-            parts = self._solve(g, lb, self.penalty_)
+            parts = self._solve(g, lb)
             self._set_weights(g, parts, self.penalty_)
             return
         val_origins = np.arange(val_start, len(z) - h + 1)
@@ -203,7 +204,7 @@ class LinearForecaster(Forecaster):
                 continue
             g = self._gram(z, train_origins, lb)
             gv = self._gram(z, val_origins, lb)
-            parts = self._solve(g, lb, np.array(self.penalties))
+            parts = self._solve(g, lb)
             xm, ym = g.sx / g.n, g.sy / g.n
             errs = np.empty((len(self.penalties), h))
             for k, lam in enumerate(self.penalties):
@@ -246,7 +247,7 @@ class LinearForecaster(Forecaster):
     def _set_weights(
         self,
         g: _Gram,
-        parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        parts: tuple[np.ndarray, np.ndarray, np.ndarray],
         lam_h: np.ndarray,
     ) -> None:
         assert self.lookback_ is not None

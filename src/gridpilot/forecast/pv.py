@@ -63,7 +63,7 @@ class PVForecaster(GBMForecaster):
         quantile_method: Literal["conformal", "quantile"] = "conformal",
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         params: dict[str, Any] | None = None,
-        num_threads: int = 2,
+        num_threads: int = 1,
         calibration_fraction: float = 0.2,
         repair: Repair = "error",
         refit: bool = True,
