@@ -277,3 +277,33 @@ def test_market_pipeline_balances(orders, meters, pricing) -> None:
     for s in ("s1", "s2"):
         if meters.get(s, (0, 0))[0] == 0:
             assert all(p.payee != s for p in st_.payments)  # no export, never paid
+
+
+def test_curtailed_trade_holds_in_the_twin() -> None:
+    twin_mod = pytest.importorskip("gridpilot.twin")
+    from gridpilot.market.network import GridSensitivity
+    from gridpilot.model import load_grid
+
+    g = load_grid("case33bw")
+    lp, lq = g.load["p_mw"] * 0.3, g.load["q_mvar"] * 0.3
+    twin = twin_mod.Twin(g)
+    base = twin.powerflow(load_p_mw=lp, load_q_mvar=lq)
+    sens = GridSensitivity.from_grid(g, base=base)
+    m = Market(MarketConfig(), Ledger(operator=KeyPair.from_name("op")), sens)
+    m.register(Participant("s1", KEYS["s1"].public_key, bus=2))
+    m.register(Participant("b1", KEYS["b1"].public_key, bus=18))
+    m.submit(_order("s1", "sell", 2_000_000, 0.1, 1), now_s=0)
+    m.submit(_order("b1", "buy", 2_000_000, 0.3, 1), now_s=0)
+    cl = m.clear_interval(5)
+    x_mw = cl.trades.volume_wh / 1e6 * 4
+    after = lp.copy()
+    after[int(np.flatnonzero(g.load["bus"] == 2)[0])] -= x_mw  # seller injects
+    after[int(np.flatnonzero(g.load["bus"] == 18)[0])] += x_mw  # buyer withdraws
+    res = twin.powerflow(load_p_mw=after, load_q_mvar=lq)
+    assert res.converged
+    assert res.vmin_pu >= sens.v_min_pu - 0.005  # linearisation error stays small
+    full = lp.copy()
+    full[int(np.flatnonzero(g.load["bus"] == 2)[0])] -= 8.0
+    full[int(np.flatnonzero(g.load["bus"] == 18)[0])] += 8.0
+    broken = twin.powerflow(load_p_mw=full, load_q_mvar=lq)  # uncurtailed: collapse or out of band
+    assert not broken.converged or broken.vmin_pu < sens.v_min_pu
