@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-DEMO_START_STEP = 200 * 96 + 16 * 4  # a summer day, 16:00
+DEMO_START_STEP = 161 * 96 + 16 * 4  # a windy early-summer day (10 June), 16:00
 
 
 def demo_events(step_s: float = 60.0) -> dict[int, list[dict[str, Any]]]:

@@ -353,9 +353,11 @@ class RenewableDropPolicy:
         if cap <= 0:
             return []
         then = ctx.history[-self.window_steps - 1]
+        gb = g.bus.position_map(g.generator["bus"])
+        ren = ren & obs.energised[gb] & then.energised[gb]  # a unit cut off by an outage is no renewable drop
         before = float(then.gen_p_mw[ren].sum())
         drop = before - float(obs.gen_p_mw[ren].sum())
-        if drop < max(self.min_drop_mw, self.threshold_share * before) or not obs.energised.all():
+        if drop < max(self.min_drop_mw, self.threshold_share * before):
             return []
         enrolled = float(obs.load_p_mw.sum() / max(1 - ctx.dr_level * ctx.dr_share, 1e-6) * ctx.dr_share
                          + (obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0))
