@@ -179,3 +179,17 @@ def test_outages_and_sensor_bias(sim) -> None:
         sim.inject_sensor_bias("nope", 1.0)
     with pytest.raises(ValidationError, match="kind"):
         sim.inject_device_outage("toaster", [0])
+
+
+@pytest.mark.parametrize("name", ["case33bw", "cigre-mv"])
+def test_protection_agrees_with_flisr_helper(name: str) -> None:
+    """Cross-check with gridpilot.control's indications_for_fault (written independently)."""
+    loc = pytest.importorskip("gridpilot.control.location")
+    from gridpilot.model import load_grid
+
+    g = load_grid(name)
+    for lid in g.line.ids:
+        a = fault_indications(g, int(lid))
+        b = loc.indications_for_fault(g, int(lid))
+        assert sorted(a.fpi_switches.tolist()) == sorted(k for k, v in b.fpi.items() if v)
+        assert ([a.trip_switch] if a.trip_switch >= 0 else []) == b.tripped
