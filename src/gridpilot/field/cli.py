@@ -19,6 +19,7 @@ def run(
     meter_interval_s: int = typer.Option(900, "--meter-interval", min=1, help="meters report every this many seconds"),
     transport: str = typer.Option("inproc", "--transport", help="inproc, mqtt (GRIDPILOT_MQTT_URL) or mqtt://host:port"),
     store: str = typer.Option("duckdb", "--store", help="duckdb, postgres (GRIDPILOT_PG_DSN), duckdb:<path> or postgresql://..."),
+    prefix: str = typer.Option("field", "--prefix", help="table prefix in the store (one fleet per prefix)"),
     speed: float = typer.Option(0.0, "--speed", min=0.0, help="x real time (0: as fast as possible)"),
     fault_line: int = typer.Option(None, "--fault-line", help="inject a fault on this line id halfway through"),
     seed: int = typer.Option(0, "--seed"),
@@ -32,7 +33,7 @@ def run(
     from rich.console import Console
     from rich.progress import Progress
 
-    from gridpilot.errors import GridpilotError
+    from gridpilot.errors import GridpilotError, ValidationError
     from gridpilot.field.fleet import FleetConfig
     from gridpilot.field.publish import FieldTelemetry
     from gridpilot.field.simulator import FieldSimulator
@@ -50,8 +51,12 @@ def run(
         sim = FieldSimulator(g, FleetConfig(n_devices=devices, seed=seed), meter_interval_s=meter_interval_s, seed=seed)
         bus = open_transport(t_url)
         tel = FieldTelemetry(sim, bus)
-        st = open_store(s_url, prefix="field" if s_url.startswith("postgres") else "tm")
-        ing = Ingestor(tel.registry, st, clock=tel.clock)
+        st = open_store(s_url, prefix=prefix)
+        try:
+            ing = Ingestor(tel.registry, st, clock=tel.clock)
+        except GridpilotError as exc:
+            st.close()
+            raise ValidationError(f"{exc}\n  (a store keeps one fleet's devices: use another --prefix or store)") from None
         rx = Receiver(bus, ing, tel.topics.all_telemetry)
         build_s = time.perf_counter() - t0
     except GridpilotError as exc:
