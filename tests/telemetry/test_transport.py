@@ -17,6 +17,7 @@ from gridpilot.telemetry import (
     PostgresStore,
     Receiver,
     Topics,
+    connect,
     encode_batch,
     open_transport,
     topic_matches,
@@ -127,3 +128,17 @@ def test_mqtt_into_postgres(fleet: Fleet, mqtt_url: str, pg_dsn: str) -> None:
 def test_mqtt_unreachable_broker_is_a_clear_error() -> None:
     with pytest.raises(GridpilotError, match="MQTT broker"):
         MqttTransport("mqtt://127.0.0.1:1", connect_timeout_s=1)
+
+
+@pytest.mark.parametrize("transport", ["inproc", pytest.param("mqtt", marks=pytest.mark.mqtt)])
+def test_connect_link(fleet: Fleet, transport: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("mqtt_url") if transport == "mqtt" else "inproc"
+    topics = Topics(f"gptest/{uuid.uuid4().hex[:10]}")
+    with connect(fleet.registry, transport=url, topics=topics, clock=clock) as link:
+        frames = [fleet.signers["m0"].readings(_ts(1), {"p_kw": [float(i)]}) for i in range(7)]
+        link.send("m0", frames, max_frames_per_payload=3)
+        link.send("m1", [fleet.signers["m0"].readings(_ts(1), {"p_kw": [9.0]}, sent_ms=0)])
+        rep = link.drain()
+        assert link.sent_payloads == 4
+        assert rep.readings_stored == 7 and rep.rejected_by_reason == {"clock_skew": 1}
+        assert link.store.latest()["value"].tolist() == [6.0]

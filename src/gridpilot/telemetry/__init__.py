@@ -22,6 +22,9 @@ Quick start (device side and receiving side in one process)::
     report = ing.ingest([frame])                # IngestReport: accepted, stored, refused by reason
     ing.store.latest()                          # DataFrame device_id, quantity, ts, value
 
+Or in one call: ``link = connect(reg, transport="mqtt://127.0.0.1:1883",
+store="postgresql://..."); link.send("meter-1", [frame]); link.drain()``.
+
 Every refused message has a :class:`RejectReason` (``malformed``, ``unknown_device``,
 ``bad_signature``, ``replayed_seq``, ``clock_skew``, ``future_timestamp``, ``out_of_range``
 …); it is counted, logged on the ``gridpilot.telemetry`` logger and written to the store's
@@ -29,6 +32,7 @@ rejections table, and never stored as data. See ``docs/telemetry.md`` for the wi
 """
 
 from gridpilot.telemetry.ingest import Ingestor, IngestReport, Receiver
+from gridpilot.telemetry.link import TelemetryLink, connect
 from gridpilot.telemetry.registry import (
     DeviceInfo,
     DeviceRegistry,
@@ -102,12 +106,14 @@ __all__ = [
     "Record",
     "RejectReason",
     "Rejection",
+    "TelemetryLink",
     "TelemetryStats",
     "TelemetryStore",
     "Topics",
     "Transport",
     "VerifiedBatch",
     "Verifier",
+    "connect",
     "decode_batch",
     "decode_readings",
     "encode_batch",
