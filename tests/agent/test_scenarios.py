@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.twin import ScenarioSpec, n1_sweep, run_many, run_scenario, write_report
+
+
+def test_fault_scenario_energy_not_served_within_10_percent(tmp_path: Path) -> None:
+    rep = run_scenario("fault", "case33bw", hours=1.0, params={"at_min": 10})
+    u, c = rep.uncontrolled.kpis, rep.controlled.kpis
+    assert u["energy_not_served_mwh"] > 0.5
+    assert c["energy_not_served_mwh"] <= 0.10 * u["energy_not_served_mwh"]
+    assert c["saidi_min"] < 0.2 * u["saidi_min"] and c["saifi"] < u["saifi"]
+    assert rep.checks["ens_within_10pct"] is True
+    paths = write_report(rep, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    assert json.loads((tmp_path / "report.json").read_text())["checks"]["ens_within_10pct"] is True
+
+
+def test_heatwave_violations_removed_by_control() -> None:
+    rep = run_scenario("heatwave", "case33bw", hours=4, step_s=120, params={"start_hour": 16})
+    u, c = rep.uncontrolled.kpis, rep.controlled.kpis
+    assert u["voltage_violation_min"] + u["loading_violation_min"] > 30  # the uncontrolled case has them
+    assert c["voltage_violation_min"] + c["loading_violation_min"] == 0
+    assert rep.controlled.actions >= 1
+
+
+def test_cyberattack_forged_commands_refused() -> None:
+    rep = run_scenario("cyberattack", "case33bw", hours=0.75)
+    assert rep.uncontrolled.kpis["energy_not_served_mwh"] > 0 and rep.uncontrolled.notes
+    assert rep.controlled.kpis["energy_not_served_mwh"] == 0
+    assert rep.controlled.refused >= 3
+
+
+def test_n1_sweep_restores_most_load() -> None:
+    rep = n1_sweep("case33bw", lines=[7, 20, 33])  # 33 is a tie: skipped
+    assert [r.line for r in rep.results] == [7, 20]
+    s = rep.summary
+    assert s["controlled"]["unsupplied_mw_total"] < 0.15 * s["uncontrolled"]["unsupplied_mw_total"]
+    assert s["controlled"]["worst_vmin_pu"] >= 0.90 - 1e-3
+
+
+@pytest.mark.slow
+def test_dask_executor_gives_the_same_results() -> None:
+    specs = [ScenarioSpec("fault", "case33bw", 0.3, c, params={"at_min": 5}) for c in (False, True)]
+    serial = run_many(specs, "serial")
+    dask = run_many(specs, "dask", workers=2)
+    assert [r.kpis for r in serial] == [r.kpis for r in dask]
+
+
+def test_bad_scenario_input() -> None:
+    with pytest.raises(UnknownComponentError, match="scenario"):
+        run_scenario("tsunami")
+    with pytest.raises(ValidationError, match="executor"):
+        run_many([ScenarioSpec("fault")], "threads")
+    with pytest.raises(UnknownComponentError, match="line"):
+        run_scenario("fault", hours=0.2, params={"line": 999})
+
+
+def test_cli_demo_and_scenario(tmp_path: Path) -> None:
+    from gridpilot.cli import _register, app
+
+    _register()
+    r = CliRunner().invoke(app, ["demo", "--no-serve", "--steps", "45"])
+    assert r.exit_code == 0, r.output
+    assert "flisr" in r.output and '"audit_chain_ok": true' in r.output
+    r = CliRunner().invoke(app, ["scenario", "fault", "case33bw", "--hours", "0.75", "--json", "--report", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["checks"]["ens_within_10pct"] is True
+    assert (tmp_path / "timeseries.png").exists()
+    r = CliRunner().invoke(app, ["scenario", "tsunami"])
+    assert r.exit_code == 2 and "unknown scenario" in r.output
