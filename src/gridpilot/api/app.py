@@ -7,8 +7,6 @@ mode and verifies the audit chain. Every command, and every refused attempt at o
 written to the orchestrator's audit log.
 """
 
-from __future__ import annotations
-
 import asyncio
 import threading
 from importlib import resources
