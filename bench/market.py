@@ -259,6 +259,7 @@ def bench_community(quick: bool) -> dict[str, Any]:
         "balances_sum_ueur",
         "clear_ms_mean",
         "run_s",
+        "twin_check",
     )
     out = {k: rep[k] for k in keep}
     out["saved_share"] = (

@@ -80,15 +80,13 @@ def simulate(
     pv_shape = prof.values[off : off + T, prof.names.index("pv")]
 
     twin = None
-    sens0 = None
-    if grid_aware:
-        sens0 = GridSensitivity.from_grid(g)
-        try:
-            from gridpilot.twin import Twin
+    sens0 = GridSensitivity.from_grid(g) if grid_aware else None
+    try:  # the twin gives the base point per interval and checks the trades afterwards (AC)
+        from gridpilot.twin import Twin
 
-            twin = Twin(g)
-        except (ImportError, GridpilotError):  # optional: linearised DistFlow base otherwise
-            twin = None
+        twin = Twin(g)
+    except (ImportError, GridpilotError):  # optional: linearised DistFlow base otherwise
+        twin = None
     operator = KeyPair.from_name(f"operator/{seed}")
     ledger = (
         Ledger.open(ledger_path, operator) if ledger_path is not None else Ledger(operator=operator)
@@ -104,6 +102,7 @@ def simulate(
     load_kw = rng.uniform(0.4, 1.2, n)  # mean household demand
     pv_kwp = np.where(rng.random(n) < 0.55, rng.uniform(3.0, 10.0, n), 0.0)
     thief = (pv_kwp > 0) & (rng.random(n) < theft_share)
+    bus_of = dict(zip(ids, bus.tolist(), strict=True))
     for pid, k, m, b in zip(ids, keys, meters, bus, strict=True):
         market.register(Participant(pid, k.public_key, int(b), m.public_key))
     market.seal(time_ns=0)
@@ -117,6 +116,10 @@ def simulate(
     stats: dict[str, Any] = {
         "orders": 0,
         "refused_orders": 0,
+        "twin_checked": 0,
+        "twin_violations": 0,
+        "twin_vmin_after": float("inf"),
+        "twin_loading_after": 0.0,
         "trades": 0,
         "auction_wh": 0,
         "traded_wh": 0,
@@ -162,11 +165,12 @@ def simulate(
         stats["orders"] += len(orders)
         stats["refused_orders"] += sum(e is not None for e in errs)
         sens = None
-        if sens0 is not None and twin is not None:
-            base = twin.powerflow(
-                load_p_mw=g.load["p_mw"] * res_shape[t], load_q_mvar=g.load["q_mvar"] * res_shape[t]
-            )
-            sens = sens0.rebase(base)
+        base = None
+        if twin is not None:
+            stats["_base_p"] = g.load["p_mw"] * res_shape[t]
+            stats["_base_q"] = g.load["q_mvar"] * res_shape[t]
+            base = twin.powerflow(load_p_mw=stats["_base_p"], load_q_mvar=stats["_base_q"])
+            sens = sens0.rebase(base) if sens0 is not None else None
         cl = market.clear_interval(t, sensitivity=sens)
         clear_ms.append(cl.clear_ms)
         stats["trades"] += len(cl.trades)
@@ -175,6 +179,8 @@ def simulate(
         stats["curtailed_wh"] += int(cl.report["curtailed_wh"])
         stats["lp_intervals"] += int(cl.report["lp"])
         binding.update(cl.report["binding"])
+        if base is not None and len(cl.trades):
+            _twin_check(g, twin, base, cl, bus_of, h, stats)
         true_wh = np.rint(true_kw * h * 1000).astype(np.int64)
         export = np.maximum(true_wh, 0)
         export[thief] = 0
@@ -241,13 +247,21 @@ def simulate(
         "intervals": T,
         "pricing": cfg.pricing,
         "grid_aware": bool(grid_aware),
-        "twin_base": twin is not None,
+        "twin_base": twin is not None and grid_aware,
         "orders": stats["orders"],
         "refused_orders": stats["refused_orders"],
         "trades": stats["trades"],
         "auction_kwh": stats["auction_wh"] / 1000,
         "traded_kwh": stats["traded_wh"] / 1000,
         "curtailed_kwh": stats["curtailed_wh"] / 1000,
+        "twin_check": {
+            "intervals": stats["twin_checked"],
+            "violations_caused_by_trades": stats["twin_violations"],
+            "vmin_pu_after_trades": stats["twin_vmin_after"] if stats["twin_checked"] else None,
+            "max_loading_pct_after_trades": stats["twin_loading_after"]
+            if stats["twin_checked"]
+            else None,
+        },
         "intervals_with_grid_curtailment": stats["lp_intervals"],
         "binding_constraints": sorted(binding)[:20],
         "delivered_kwh": stats["delivered_wh"] / 1000,
@@ -284,3 +298,36 @@ def simulate(
     }
     ledger.close()
     return report
+
+
+def _twin_check(
+    g: Any, twin: Any, base: Any, cl: Any, bus_of: dict[str, int], h: float, stats: dict[str, Any]
+) -> None:
+    """Run the twin (AC) with the cleared transfers applied as load changes at the traders'
+    buses; count intervals where trades push a voltage or a loading past the limits (or
+    further past them than the base point already was)."""
+    load_bus = np.asarray(g.load["bus"], np.int64)
+    first = {int(b): i for i, b in reversed(list(enumerate(load_bus.tolist())))}
+    c = cl.contracts
+    mw = c.qty_wh / 1e6 / h
+    delta = np.zeros(len(load_bus))
+    for s, b, x in zip(c.seller.tolist(), c.buyer.tolist(), mw.tolist(), strict=True):
+        ks, kb = first.get(bus_of[s]), first.get(bus_of[b])
+        if ks is None or kb is None:
+            return
+        delta[ks] -= x  # the seller injects: less load
+        delta[kb] += x
+    p0 = stats["_base_p"]
+    q0 = stats["_base_q"]
+    after = twin.powerflow(load_p_mw=p0 + delta, load_q_mvar=q0)
+    stats["twin_checked"] += 1
+    v_after = after.vmin_pu if after.converged else 0.0
+    load_after = after.max_loading_pct if after.converged else float("inf")
+    stats["twin_vmin_after"] = min(stats["twin_vmin_after"], v_after)
+    stats["twin_loading_after"] = max(stats["twin_loading_after"], load_after)
+    if (
+        v_after < min(base.vmin_pu, 0.95) - 1e-3
+        or load_after > max(base.max_loading_pct, 100.0) + 0.5
+        or (after.converged and after.vmax_pu > max(base.vmax_pu, 1.05) + 1e-3)
+    ):
+        stats["twin_violations"] += 1
