@@ -340,3 +340,11 @@ def test_event_times_checked(fleet: Fleet) -> None:
         RejectReason.FUTURE_TIMESTAMP,
     ]
     assert [r.name for r in out.records] == ["z"]
+
+
+def test_zero_placeholder_key_means_no_key(fleet: Fleet) -> None:
+    fleet.registry.register_many(["z0"], np.zeros((1, 32), np.uint8), gateway="gw0")
+    ver = Verifier(fleet.registry, clock=clock, log_rejections=False)
+    own = DeviceSigner("z0", generate_key(), clock=clock)
+    out = ver.verify([own.readings(_ts(1), {"p_kw": [1]})])
+    assert [r.reason for r in out.rejections] == [RejectReason.UNKNOWN_KEY]

@@ -161,14 +161,13 @@ class DeviceRegistry:
         """Register many principals at once; returns their indices (int64 array).
 
         ``public_keys`` is an (n, 32) uint8 array of raw keys or a sequence of 32-byte keys;
-        None registers devices without a key of their own, which only their gateway may
-        speak for (any message signed in their own name is refused as ``unknown_key``).
+        None (or all-zero keys) registers devices without a key of their own, which only
+        their gateway may speak for (messages in their own name are refused, ``unknown_key``).
         ``kind``/``feeder``/``gateway`` are one value for all or one per device. A gateway
         must already be registered. Nothing is registered if any id is a duplicate.
         """
         n = len(device_ids)
         ids = [str(d) for d in device_ids]
-        has_key = np.full(n, public_keys is not None)
         if public_keys is None:
             pub = np.zeros((n, 32), np.uint8)
         elif isinstance(public_keys, np.ndarray):
@@ -180,6 +179,7 @@ class DeviceRegistry:
             raise ValidationError(
                 issues=[Issue("device", "public_key", f"expected shape ({n}, 32)", value=pub.shape)]
             )
+        has_key = pub.any(axis=1)  # an all-zero key (a placeholder) means "no key"
         dup = [d for d in ids if d in self._index]
         if len(set(ids)) != n:
             seen: set[str] = set()
