@@ -27,6 +27,7 @@ from gridpilot.estimation.baddata import (
 from gridpilot.estimation.measurements import (
     Measurements,
     PowerSensorKind,
+    measurements_from_meters,
     measurements_from_powerflow,
 )
 from gridpilot.estimation.se import EstimationResult, StateEstimator
@@ -44,6 +45,7 @@ __all__ = [
     "estimate_robust",
     "feeder_balance",
     "group_median",
+    "measurements_from_meters",
     "measurements_from_powerflow",
     "normalised_residuals",
     "threshold_baseline",

@@ -168,3 +168,81 @@ def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray
     noisy = Measurements(vb, v_true + rng.normal(0, vs), vs, pk, pe, pt + rng.normal(0, ps),
                          qt + rng.normal(0, qs), ps, qs)
     return noisy, true
+
+
+def measurements_from_meters(grid: Grid, meter_load_id: np.ndarray, p_kw: np.ndarray, q_kvar: np.ndarray,
+                             v_pu: np.ndarray, *, meter_scale: np.ndarray | float = 1.0,
+                             p_rel_sigma: float = 0.01, v_sigma_pu: float = 0.005, p_floor_mw: float = 1e-5,
+                             source_p_mw: np.ndarray | None = None, source_q_mvar: np.ndarray | None = None,
+                             source_v_pu: np.ndarray | None = None, line_ids: np.ndarray | None = None,
+                             line_p_mw: np.ndarray | None = None, line_q_mvar: np.ndarray | None = None,
+                             sensor_rel_sigma: float = 0.005) -> Measurements:
+    """Measurements for the estimator from smart-meter rows plus SCADA sensors (the control side).
+
+    Meter rows (``meter_load_id``: the load each meter belongs to; ``p_kw``/``q_kvar`` household
+    powers, ``v_pu`` voltages, 0 = no voltage) are summed per load into ``LOAD`` power sensors
+    (times ``meter_scale``, kW -> MW) with sigma ``sqrt(sum((p_rel_sigma * |p_i|)^2))``; the
+    voltages are averaged per bus into voltage sensors with sigma ``v_sigma_pu / sqrt(n)``.
+    Source and line-flow sensors are added with ``sensor_rel_sigma`` (relative, with a floor).
+    Returns :class:`Measurements`.
+    """
+    g = grid
+    lid = np.asarray(meter_load_id, np.int64)
+    pos = g.load.index_of(np.unique(lid))
+    lpos = g.load.position_map(lid, "load")
+    nl = len(g.load)
+    sc = np.broadcast_to(np.asarray(meter_scale, np.float64), lid.shape)
+    p = np.asarray(p_kw, np.float64) * sc / 1000.0
+    q = np.asarray(q_kvar, np.float64) * sc / 1000.0
+    lp = np.bincount(lpos, weights=p, minlength=nl)
+    lq = np.bincount(lpos, weights=q, minlength=nl)
+    sp = np.sqrt(np.bincount(lpos, weights=(p_rel_sigma * p) ** 2, minlength=nl))
+    sq = np.sqrt(np.bincount(lpos, weights=(p_rel_sigma * q) ** 2, minlength=nl))
+    bpos = g.bus.position_map(g.load["bus"][lpos], "bus")
+    v = np.asarray(v_pu, np.float64)
+    ok = v > 0.5
+    nb = len(g.bus)
+    cnt = np.bincount(bpos[ok], minlength=nb)
+    vsum = np.bincount(bpos[ok], weights=v[ok], minlength=nb)
+    vb = np.flatnonzero(cnt > 0)
+    v_ids = [g.bus.ids[vb]]
+    v_val = [vsum[vb] / cnt[vb]]
+    v_sig = [v_sigma_pu / np.sqrt(cnt[vb])]
+    kinds = [np.full(pos.size, PowerSensorKind.LOAD)]
+    elem = [g.load.ids[pos]]
+    ps, qs = [lp[pos]], [lq[pos]]
+    sps, sqs = [np.maximum(sp[pos], p_floor_mw)], [np.maximum(sq[pos], p_floor_mw)]
+    if source_p_mw is not None:
+        sp_ = np.asarray(source_p_mw, np.float64)
+        sq_ = np.zeros_like(sp_) if source_q_mvar is None else np.asarray(source_q_mvar, np.float64)
+        kinds.append(np.full(sp_.size, PowerSensorKind.SOURCE))
+        elem.append(g.source.ids)
+        ps.append(sp_)
+        qs.append(sq_)
+        sps.append(np.maximum(sensor_rel_sigma * np.abs(sp_), p_floor_mw))
+        sqs.append(np.maximum(sensor_rel_sigma * np.abs(sq_), p_floor_mw))
+    if source_v_pu is not None:
+        v_ids.append(g.source["bus"])
+        sv = np.asarray(source_v_pu, np.float64)
+        v_val.append(sv)
+        v_sig.append(np.full(sv.size, sensor_rel_sigma))
+    if line_ids is not None and line_p_mw is not None:
+        li = np.asarray(line_ids, np.int64)
+        lp_ = np.asarray(line_p_mw, np.float64)
+        lq_ = np.zeros_like(lp_) if line_q_mvar is None else np.asarray(line_q_mvar, np.float64)
+        kinds.append(np.full(li.size, PowerSensorKind.LINE_FROM))
+        elem.append(li)
+        ps.append(lp_)
+        qs.append(lq_)
+        sps.append(np.maximum(sensor_rel_sigma * np.abs(lp_), p_floor_mw))
+        sqs.append(np.maximum(sensor_rel_sigma * np.abs(lq_), p_floor_mw))
+    vid = np.concatenate(v_ids)
+    vval = np.concatenate(v_val)
+    vsig = np.concatenate(v_sig)
+    # one voltage sensor per bus: a source bus measured twice keeps the more precise value
+    order = np.lexsort((vsig, vid))
+    first = np.unique(vid[order], return_index=True)[1]
+    keep = order[first]
+    return Measurements(vid[keep], vval[keep], vsig[keep], np.concatenate(kinds).astype(np.int8),
+                        np.concatenate(elem), np.concatenate(ps), np.concatenate(qs), np.concatenate(sps),
+                        np.concatenate(sqs))
