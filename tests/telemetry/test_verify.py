@@ -348,3 +348,14 @@ def test_zero_placeholder_key_means_no_key(fleet: Fleet) -> None:
     own = DeviceSigner("z0", generate_key(), clock=clock)
     out = ver.verify([own.readings(_ts(1), {"p_kw": [1]})])
     assert [r.reason for r in out.rejections] == [RejectReason.UNKNOWN_KEY]
+
+
+def test_non_bytes_payload_is_refused(fleet: Fleet) -> None:
+    ver = Verifier(fleet.registry, clock=clock, log_rejections=False)
+    good = fleet.signers["m0"].readings(_ts(1), {"p_kw": [1.0]})
+    out = ver.verify(["hello", None, good])  # type: ignore[list-item]
+    assert out.accepted == 1
+    assert [r.detail for r in out.rejections] == [
+        "payload is str, not bytes",
+        "payload is NoneType, not bytes",
+    ]

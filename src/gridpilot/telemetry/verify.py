@@ -255,7 +255,10 @@ class Verifier:
         pending: dict[int, int] = {}
         kept: list[bytes] = []
         for payload in payloads:
-            frames, problems = decode_batch(payload)
+            try:
+                frames, problems = decode_batch(payload)
+            except TypeError:
+                frames, problems = [], [f"payload is {type(payload).__name__}, not bytes"]
             for p in problems:
                 self._refuse(rejections, RejectReason.MALFORMED, p, None, None, now)
             for raw in frames:
