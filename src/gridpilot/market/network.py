@@ -326,11 +326,16 @@ class GridSensitivity:
         factor = np.ones(n_tr)
         factor[on] = share[inv]
         out = trades.scaled(factor * (1 - 1e-9))
-        slack_f = np.concatenate([f_hi - a_flow @ xs, a_flow @ xs - f_lo])
-        binding = [self.branch[i % len(self.branch)] for i in np.flatnonzero(slack_f < 1e-6)]
-        slack_v = np.concatenate([v_hi - a_v @ xs, a_v @ xs - v_lo])
+        # binding: at its limit and moved by the requested trades (rows the trades do not touch
+        # can sit at a zero headroom without constraining anything)
+        touched_f = np.abs(a_flow) @ cap > 1e-9
+        touched_v = np.abs(a_v) @ cap > 1e-12
+        slack_f = np.minimum(f_hi - a_flow @ xs, a_flow @ xs - f_lo)
+        slack_v = np.minimum(v_hi - a_v @ xs, a_v @ xs - v_lo)
+        binding = [self.branch[i] for i in np.flatnonzero(touched_f & (slack_f < 1e-6))]
         binding += [
-            f"bus {int(self.bus_id[i % nb])} voltage" for i in np.flatnonzero(slack_v < 1e-9)
+            f"bus {int(self.bus_id[i])} voltage"
+            for i in np.flatnonzero(touched_v & (slack_v < 1e-9))
         ]
         return out, {
             "curtailed_wh": int(trades.volume_wh - out.volume_wh),
