@@ -94,3 +94,15 @@ def test_pv_forecaster_zero_at_night_capped_and_beats_naive() -> None:
     assert np.abs(p - y).mean() < 0.85 * np.abs(pn - y).mean()
     with pytest.raises(ValidationError, match="latitude"):
         PVForecaster(24, latitude=120.0, longitude=0.0)
+
+
+def test_day_ahead_with_covariates_covering_the_horizon() -> None:
+    from gridpilot.forecast import day_ahead
+
+    load, temp = _temperature_driven(days=40)
+    hist = load.iloc[:-24]
+    res = day_ahead(hist, model="gbm", covariates=temp, n_estimators=40, max_rows=20_000)
+    assert res.point.shape == (24, 1)
+    assert np.abs(res.point[:, 0] - load.to_numpy()[-24:, 0]).mean() < 1.0
+    with pytest.raises(ValidationError, match="no finite value"):
+        day_ahead(hist, model="gbm", covariates=temp.iloc[:-30], n_estimators=20)

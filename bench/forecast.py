@@ -1,0 +1,205 @@
+"""Forecasting benchmark on ETTh1 beside the published DLinear / PatchTST figures.
+
+1. Long-horizon protocol (../shared/data/ett/README.md): multivariate, 7 columns standardised
+   with the training rows, train/val/test = 8640/2880/2880 rows, every test window (stride 1),
+   horizons 96/192/336/720. Our DLinear-style closed-form ridge model (lookback chosen among
+   336/512/720 on the validation part) beside the seasonal-naive baseline run in the same
+   process and the published test MSE/MAE.
+2. Day-ahead load forecasting: the six load series, horizon 24 h, rolling origins over the
+   test part, MAE vs seasonal-naive, P10–P90 coverage (conformal, recalibrated daily).
+
+    .venv/bin/python bench/forecast.py --json            # full
+    .venv/bin/python bench/forecast.py --json --quick    # horizon 96 only, lookback 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from gridpilot.forecast import GBMForecaster, LinearForecaster, SeasonalNaive, backtest
+from gridpilot.forecast.base import target_windows
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
+TRAIN, VAL, TEST = 8640, 2880, 2880
+LOADS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"]
+PUBLISHED: dict[str, dict[int, tuple[float, float]]] = {
+    "DLinear": {96: (0.375, 0.399), 192: (0.405, 0.416), 336: (0.439, 0.443), 720: (0.472, 0.490)},
+    "PatchTST/42": {
+        96: (0.375, 0.399),
+        192: (0.414, 0.421),
+        336: (0.431, 0.436),
+        720: (0.449, 0.466),
+    },
+    "PatchTST/64": {
+        96: (0.370, 0.400),
+        192: (0.413, 0.429),
+        336: (0.422, 0.440),
+        720: (0.447, 0.468),
+    },
+}
+
+
+def long_horizon(
+    df: pd.DataFrame, horizons: list[int], lookbacks: tuple[int, ...], err: Console
+) -> list[dict[str, Any]]:
+    """Protocol rows: horizon, mse, mae, baseline_mse, baseline_mae, train_s, published."""
+    vals = df.to_numpy(dtype=float)
+    mu, sd = vals[:TRAIN].mean(axis=0), vals[:TRAIN].std(axis=0)
+    z = pd.DataFrame((vals - mu) / sd, index=df.index, columns=df.columns).iloc[
+        : TRAIN + VAL + TEST
+    ]
+    zv = z.to_numpy()
+    rows = []
+    for h in horizons:
+        err.log(f"horizon {h}: fitting linear (lookbacks {list(lookbacks)}) …")
+        model = LinearForecaster(h, lookback=lookbacks)
+        model.fit(z.iloc[:TRAIN], validation=z.iloc[TRAIN : TRAIN + VAL])
+        origins = np.arange(TRAIN + VAL, TRAIN + VAL + TEST - h + 1)
+        t0 = time.perf_counter()
+        p = model.forecast_origins(zv, z.index, None, origins)
+        pred_s = time.perf_counter() - t0
+        y = target_windows(zv, origins, h)
+        base = SeasonalNaive(h, season=24).fit(
+            z.iloc[:TRAIN], validation=z.iloc[TRAIN : TRAIN + VAL]
+        )
+        pb = base.forecast_origins(zv, z.index, None, origins)
+        rows.append(
+            {
+                "horizon": h,
+                "mse": round(float(np.mean((p - y) ** 2)), 4),
+                "mae": round(float(np.mean(np.abs(p - y))), 4),
+                "baseline_mse": round(float(np.mean((pb - y) ** 2)), 4),
+                "baseline_mae": round(float(np.mean(np.abs(pb - y))), 4),
+                "train_s": round(model.train_s_, 2),
+                "predict_s": round(pred_s, 3),
+                "lookback": model.lookback_,
+                "val_mse_by_lookback": {k: round(v, 4) for k, v in model.val_mse_.items()},
+                "n_windows": len(origins),
+                "published": {k: {"mse": v[h][0], "mae": v[h][1]} for k, v in PUBLISHED.items()},
+                "beats_dlinear": bool(np.mean((p - y) ** 2) < PUBLISHED["DLinear"][h][0]),
+            }
+        )
+        err.log(
+            f"horizon {h}: mse {rows[-1]['mse']} mae {rows[-1]['mae']} ({model.train_s_:.1f} s)"
+        )
+    return rows
+
+
+def day_ahead(df: pd.DataFrame, stride: int, with_gbm: bool, err: Console) -> list[dict[str, Any]]:
+    """Day-ahead rows for the six load series: model vs seasonal-naive, coverage."""
+    loads = df[LOADS].iloc[: TRAIN + VAL + TEST]
+    out = []
+    models: list[Any] = [LinearForecaster(24, lookback=(168, 336, 512))]
+    if with_gbm:
+        models.append(GBMForecaster(24, num_threads=2))
+    for m in models:
+        err.log(f"day-ahead: {m.name} …")
+        res = backtest(m, loads, val_start=TRAIN, test_start=TRAIN + VAL, stride=stride)
+        b = res.baseline_metrics or {}
+        out.append(
+            {
+                "model": m.name,
+                "horizon": 24,
+                "n_origins": len(res.origins),
+                "mae_norm": round(res.metrics["mae_norm"], 4),
+                "baseline_mae_norm": round(b["mae_norm"], 4),
+                "mae_reduction": round(res.mae_reduction or 0.0, 4),
+                "mse_norm": round(res.metrics["mse_norm"], 4),
+                "baseline_mse_norm": round(b["mse_norm"], 4),
+                "mae_mw": round(res.metrics["mae"], 4),
+                "baseline_mae_mw": round(b["mae"], 4),
+                "pinball_norm": round(res.metrics["pinball_norm"], 4),
+                "baseline_pinball_norm": round(b["pinball_norm"], 4),
+                "coverage_80": round(res.metrics["coverage_80"], 4),
+                "train_s": round(res.train_s, 2),
+                "per_series_mae_reduction": {
+                    k: round(float(v), 4) for k, v in res.per_series["mae_reduction"].items()
+                },
+            }
+        )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--quick", action="store_true", help="horizon 96 only, lookback 512")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--no-gbm", action="store_true", help="skip the LightGBM day-ahead row")
+    args = ap.parse_args()
+    err = Console(stderr=True)
+    if not args.data.exists():
+        err.print(f"ETTh1 not found at {args.data}")
+        return 2
+    df = pd.read_csv(args.data, parse_dates=["date"]).set_index("date")
+    horizons = [96] if args.quick else [96, 192, 336, 720]
+    lookbacks = (512,) if args.quick else (336, 512, 720)
+    t0 = time.perf_counter()
+    rows = long_horizon(df, horizons, lookbacks, err)
+    da = day_ahead(
+        df, stride=4 if args.quick else 1, with_gbm=not (args.quick or args.no_gbm), err=err
+    )
+    total = time.perf_counter() - t0
+    result = {
+        "bench": "forecast",
+        "data": "ETTh1",
+        "quick": args.quick,
+        "rows": rows,
+        "day_ahead": da,
+        "train_s_all_horizons": round(sum(r["train_s"] for r in rows), 2),
+        "wall_s": round(total, 1),
+        "targets": {
+            "mse96_le_0.365": next((r["mse"] <= 0.365 for r in rows if r["horizon"] == 96), None),
+            "every_horizon_beats_dlinear": all(r["beats_dlinear"] for r in rows),
+            "train_all_horizons_under_300s": sum(r["train_s"] for r in rows) < 300,
+            "day_ahead_mae_25pct_below_naive": da[0]["mae_reduction"] >= 0.25,
+            "coverage_80_within_5pts": abs(da[0]["coverage_80"] - 0.8) <= 0.05,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "numpy": np.__version__,
+        },
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    t = Table(title="ETTh1 multivariate, standardised test MSE / MAE")
+    for c in ["horizon", "ours", "seasonal-naive", *PUBLISHED, "train s"]:
+        t.add_column(c, justify="right")
+    for r in rows:
+        h = r["horizon"]
+        t.add_row(
+            str(h),
+            f"{r['mse']:.3f} / {r['mae']:.3f}",
+            f"{r['baseline_mse']:.3f} / {r['baseline_mae']:.3f}",
+            *[f"{v[h][0]:.3f} / {v[h][1]:.3f}" for v in PUBLISHED.values()],
+            f"{r['train_s']:.1f}",
+        )
+    con = Console()
+    con.print(t)
+    for d in da:
+        con.print(
+            f"day-ahead {d['model']}: MAE(norm) {d['mae_norm']} vs seasonal-naive "
+            f"{d['baseline_mae_norm']} ({100 * d['mae_reduction']:.1f} % lower), "
+            f"P10–P90 coverage {100 * d['coverage_80']:.1f} %"
+        )
+    con.print(result["targets"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
