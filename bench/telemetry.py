@@ -431,7 +431,9 @@ def bench_field_simulation(quick: bool) -> dict[str, Any]:
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("_field_bench", Path(__file__).with_name("field.py"))
+    spec = importlib.util.spec_from_file_location(
+        "_field_bench", Path(__file__).with_name("field.py")
+    )
     if spec is None or spec.loader is None:
         return {"status": "bench/field.py not found"}
     mod = importlib.util.module_from_spec(spec)

@@ -37,3 +37,24 @@ def test_stats_missing_store_is_a_clear_error(tmp_path) -> None:  # type: ignore
     r = CliRunner().invoke(_app(), ["telemetry", "stats", "--store", str(tmp_path / "no.duckdb")])
     assert r.exit_code == 2
     assert "no telemetry store" in r.output
+
+
+def test_latest_and_rejections_commands(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "t.duckdb"
+    runner = CliRunner()
+    r = runner.invoke(
+        _app(), ["telemetry", "demo", "--store", str(db), "--devices", "5", "--minutes", "3"]
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        _app(), ["telemetry", "latest", "-s", str(db), "-q", "v_pu", "-d", "meter-000002"]
+    )
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "device_id,quantity,ts,value" and len(lines) == 2
+    assert lines[1].startswith("meter-000002,v_pu,")
+    r = runner.invoke(_app(), ["telemetry", "latest", "-s", str(db), "-q", "p_gw"])
+    assert r.exit_code == 2 and "p_gw" in r.output
+    r = runner.invoke(_app(), ["telemetry", "rejections", "-s", str(db)])
+    assert r.exit_code == 0
+    assert all(k in r.stdout for k in ("bad_signature", "replayed_seq", "out_of_range"))

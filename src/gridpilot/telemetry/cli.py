@@ -1,10 +1,14 @@
-"""``gridpilot telemetry ...`` commands: stats of a store, and a small signed demo feed."""
+"""``gridpilot telemetry ...`` commands: stats, latest values and refusals of a store; a demo feed."""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from gridpilot.telemetry.store import TelemetryStore
 
 telemetry_app = typer.Typer(
     help="Signed telemetry: stores, counts, a demo feed.", no_args_is_help=True
@@ -20,25 +24,11 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Print a store's counts: accepted messages and readings, refusals by reason, devices, time span."""
-    from pathlib import Path
-
     from rich.console import Console
     from rich.table import Table
 
-    from gridpilot.errors import GridpilotError
-    from gridpilot.telemetry.store import open_store
-
-    path = store[len("duckdb:") :] if store.startswith("duckdb:") else store
-    is_file = not store.startswith(("postgresql://", "postgres://")) and path != ":memory:"
-    if is_file and not Path(path).exists():
-        typer.echo(f"error: no telemetry store at {path!r}", err=True)
-        raise typer.Exit(2)
-    try:
-        with open_store(store, prefix=prefix) as st:
-            s = st.stats()
-    except GridpilotError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    with _open_existing(store, prefix) as st:
+        s = st.stats()
     d = s.as_dict()
     if as_json:
         typer.echo(json.dumps(d, indent=2))
@@ -55,6 +45,59 @@ def stats(
     t.add_row("first reading", str(d["first_ts"]))
     t.add_row("last reading", str(d["last_ts"]))
     Console().print(t)
+
+
+def _open_existing(store: str, prefix: str) -> TelemetryStore:
+    """Open an existing store, or exit with code 2 and a one-line error."""
+    from pathlib import Path
+
+    from gridpilot.errors import GridpilotError
+    from gridpilot.telemetry.store import open_store
+
+    path = store[len("duckdb:") :] if store.startswith("duckdb:") else store
+    is_file = not store.startswith(("postgresql://", "postgres://")) and path != ":memory:"
+    if is_file and not Path(path).exists():
+        typer.echo(f"error: no telemetry store at {path!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        return open_store(store, prefix=prefix)
+    except GridpilotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@telemetry_app.command("latest")
+def latest(
+    store: str = typer.Option("gridpilot.duckdb", "--store", "-s", help=STORE_HELP),
+    prefix: str = typer.Option("tm", help="table prefix in the store"),
+    quantity: str = typer.Option(None, "--quantity", "-q", help="e.g. p_kw, v_pu"),
+    device: list[str] = typer.Option(None, "--device", "-d", help="device id (repeatable)"),
+    limit: int = typer.Option(20, min=1, help="rows to print"),
+) -> None:
+    """Print the latest reading per device and quantity (CSV)."""
+    from gridpilot.errors import GridpilotError
+
+    with _open_existing(store, prefix) as st:
+        try:
+            df = st.latest(device or None, quantity)
+        except GridpilotError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(df.head(limit).to_csv(index=False), nl=False)
+    if len(df) > limit:
+        typer.echo(f"... {len(df) - limit} more rows", err=True)
+
+
+@telemetry_app.command("rejections")
+def rejections(
+    store: str = typer.Option("gridpilot.duckdb", "--store", "-s", help=STORE_HELP),
+    prefix: str = typer.Option("tm", help="table prefix in the store"),
+    limit: int = typer.Option(20, min=1, help="rows to print"),
+) -> None:
+    """Print the latest refused messages with their reason (CSV)."""
+    with _open_existing(store, prefix) as st:
+        df = st.rejections(limit)
+    typer.echo(df.to_csv(index=False), nl=False)
 
 
 @telemetry_app.command("demo")
