@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gridpilot.errors import AuthError
+from gridpilot.errors import AuthError, ValidationError
 from gridpilot.market.crypto import KeyPair
 from gridpilot.market.ledger import (
     InclusionProof,
@@ -153,6 +153,8 @@ def test_inclusion_proof(tmp_path: Path) -> None:
         assert again.verify(OP.public_key)
     pr = lg.proof(txs[5].hash)
     assert not pr.verify(ALICE.public_key)  # not the operator
+    with pytest.raises(ValidationError, match="64 hex"):
+        lg.proof("zz")
     forged = InclusionProof(txs[4].hash, pr.index, pr.path, pr.header)
     assert not forged.verify(OP.public_key)
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gridpilot.errors import AuthError, UnknownComponentError, ValidationError
+from gridpilot.errors import AuthError, Issue, UnknownComponentError, ValidationError
 from gridpilot.market.crypto import KeyPair, canonical_json, sha256, verify_many, verify_signature
 
 DOMAIN = b"gridpilot-ledger-v1|"
@@ -817,7 +817,21 @@ class Ledger:
 
     def proof(self, tx: bytes | str) -> InclusionProof:
         """Inclusion proof of transaction ``tx`` (hash bytes or hex)."""
-        h = bytes.fromhex(tx) if isinstance(tx, str) else bytes(tx)
+        try:
+            h = bytes.fromhex(tx) if isinstance(tx, str) else bytes(tx)
+        except ValueError:
+            h = b""
+        if len(h) != 32:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "transaction",
+                        "hash",
+                        "must be 32 bytes (64 hex characters)",
+                        value=str(tx)[:80],
+                    )
+                ]
+            )
         where = self.backend.locate(h)
         if where is None:
             raise UnknownComponentError("transaction", h.hex(), "not in this ledger")
