@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gridpilot.field import FieldSimulator, FleetConfig
+from gridpilot.field import Command, FieldSimulator, FleetConfig
 from gridpilot.field.publish import METER_QUANTITIES, FieldTelemetry
 from gridpilot.telemetry import DuckDBStore, Ingestor, InProcessBus, Receiver
 
@@ -61,3 +61,44 @@ def test_cli_field_run_json() -> None:
     bad = runner.invoke(app, ["field", "run", "no-such-grid", "--json"])
     assert bad.exit_code == 2 and "no-such-grid" in bad.output
     assert np.isfinite(out["vmin_pu"])
+
+
+def test_signed_commands_are_verified_applied_and_acknowledged(case33) -> None:
+    from gridpilot.field.publish import FieldCommandReceiver
+    from gridpilot.telemetry import DeviceRegistry, DeviceSigner, generate_key
+
+    sim = FieldSimulator(case33, FleetConfig(n_devices=500, seed=6), seed=6, engine="pgm")
+    bus = InProcessBus()
+    tel = FieldTelemetry(sim, bus)
+    ops = DeviceRegistry()
+    key = generate_key()
+    ops.register("operator", key, kind="operator")
+    op = DeviceSigner("operator", key, clock=tel.clock)
+    rx = FieldCommandReceiver(tel, ops)
+    acks: list[bytes] = []
+    bus.subscribe(tel.topics.telemetry("scada"), lambda _t, p: acks.append(p))
+    cmd = tel.topics.commands
+    bus.publish(cmd("sw-33"), op.command("sw-33", "close", cmd_id="c1"))
+    c2 = op.command("sw-7", "open", cmd_id="c2")
+    bus.publish(cmd("sw-7"), c2)
+    bus.publish(cmd("field"), op.command("field", "water_heater_pause", {"target": [0, 1]}, cmd_id="c3"))
+    bus.publish(cmd("field"), op.command("field", "warp_drive", cmd_id="c4"))
+    forged = DeviceSigner("operator", generate_key(), seq=100, clock=tel.clock)
+    bus.publish(cmd("sw-1"), forged.command("sw-1", "open", cmd_id="evil"))
+    out = rx.pump()
+    status = {o.cmd_id or o.status: o.status for o in out}
+    assert status == {"c1": "ok", "c2": "ok", "c3": "ok", "c4": "refused", "rejected": "rejected"}
+    pos = case33.switch.index_of([33, 7, 1])
+    assert sim.switch_closed[pos].tolist() == [True, False, True]  # the forged 'open' did nothing
+    assert sim.fleet.wh_paused[:2].all() and not sim.fleet.wh_paused[2:].any()
+    assert len(acks) == 1  # one batch of four signed acks
+    # replaying an accepted command is refused (sequence number), nothing applied
+    sim.apply(Command("switch", target=7, value=True))
+    bus.publish(cmd("sw-7"), c2)
+    again = rx.pump()
+    assert [o.status for o in again] == ["rejected"] and "replayed_seq" in again[0].detail
+    assert sim.switch_closed[case33.switch.index_of([7])[0]]
+    # the ingest side accepts the acks as signed records
+    ing = Ingestor(tel.registry, DuckDBStore(), clock=tel.clock)
+    rep = ing.ingest(acks)
+    assert rep.rejected == 0 and rep.records_stored == 4

@@ -10,11 +10,20 @@
 
 State is numpy arrays per device kind (:class:`DeviceFleet`), so a million devices step in
 milliseconds; device powers are summed per grid load with ``np.bincount`` for the twin.
-:class:`FieldTelemetry` signs and publishes readings through :mod:`gridpilot.telemetry`.
+:class:`FieldTelemetry` signs and publishes readings through :mod:`gridpilot.telemetry`;
+:class:`FieldCommandReceiver` verifies signed commands from the control side, applies them and
+acknowledges them.
 """
 
 from gridpilot.field.fleet import KINDS, DeviceFleet, FleetConfig, build_fleet
 from gridpilot.field.protection import FaultIndications, fault_indications
+from gridpilot.field.publish import (
+    METER_QUANTITIES,
+    CommandOutcome,
+    FieldCommandReceiver,
+    FieldTelemetry,
+    PublishStats,
+)
 from gridpilot.field.simulator import (
     COMMANDS,
     Command,
@@ -29,15 +38,20 @@ from gridpilot.field.simulator import (
 __all__ = [
     "COMMANDS",
     "KINDS",
+    "METER_QUANTITIES",
     "Command",
+    "CommandOutcome",
     "DeviceFleet",
     "FaultIndications",
     "FaultState",
+    "FieldCommandReceiver",
     "FieldEvent",
     "FieldReadings",
     "FieldSimulator",
+    "FieldTelemetry",
     "FleetConfig",
     "MeterReadings",
+    "PublishStats",
     "StepStats",
     "build_fleet",
     "fault_indications",

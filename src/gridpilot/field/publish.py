@@ -135,3 +135,81 @@ class FieldTelemetry:
             st.bytes += len(payload)
         st.readings = len(batch.meters) * len(METER_QUANTITIES) + sum(v.size for v in batch.sensors.values())
         return st
+
+
+@dataclass
+class CommandOutcome:
+    """One command frame the field received: who sent it, what it asked, what happened.
+
+    ``status``: ``ok`` (applied), ``refused`` (verified but invalid: the detail says why) or
+    ``rejected`` (failed verification: signature, key, sequence …; never applied).
+    """
+
+    sender: str
+    cmd_id: str
+    name: str
+    target: str
+    status: str
+    detail: str
+
+
+class FieldCommandReceiver:
+    """The field obeys signed commands from the control side.
+
+    Subscribes to the command topics; :meth:`pump` verifies every queued frame against
+    ``operators`` (a :class:`~gridpilot.telemetry.DeviceRegistry` of the principals allowed to
+    command: signature, key, sequence, clock), applies the valid ones to the simulator and
+    publishes a signed ``ack`` (by ``scada``) for each. Targets: ``sw-<switch id>`` with name
+    ``open``/``close``; ``field`` with any :data:`~gridpilot.field.simulator.COMMANDS` name and
+    args ``{"target": positions or null, "value": ...}``.
+    """
+
+    def __init__(self, tel: FieldTelemetry, operators: DeviceRegistry) -> None:
+        from gridpilot.telemetry import Verifier
+
+        self.tel = tel
+        self.verifier = Verifier(operators, clock=tel.clock, log_rejections=False)
+        self._queue: list[bytes] = []
+        tel.transport.subscribe(tel.topics.all_commands, lambda _t, p: self._queue.append(p))
+
+    def _command(self, target: str, name: str, args: dict[str, Any]) -> Any:
+        from gridpilot.errors import ValidationError
+        from gridpilot.field.simulator import Command
+
+        if target.startswith("sw-"):
+            if name not in ("open", "close"):
+                raise ValidationError(f"switch command {name!r}: expected 'open' or 'close'")
+            return Command("switch", int(target[3:]), name == "close")
+        if target == "field":
+            return Command(name, args.get("target"), args.get("value"))
+        raise ValidationError(f"command target {target!r}: expected 'field' or 'sw-<id>'")
+
+    def pump(self) -> list[CommandOutcome]:
+        """Verify, apply and acknowledge every queued command; returns the outcomes in order."""
+        from gridpilot.errors import GridpilotError
+
+        payloads, self._queue = self._queue, []
+        if not payloads:
+            return []
+        vb = self.verifier.verify(payloads)
+        out: list[CommandOutcome] = []
+        acks: list[bytes] = []
+        for rec in vb.records:
+            if rec.kind != "command":
+                continue
+            body = rec.payload
+            cmd_id, target, name = str(body.get("cmd_id", "")), str(body.get("target", "")), rec.name
+            try:
+                cmd = self._command(target, name, dict(body.get("args") or {}))
+                cmd.cmd_id = cmd_id
+                self.tel.sim.apply(cmd)
+                status, detail = "ok", ""
+            except (GridpilotError, ValueError, TypeError) as exc:
+                status, detail = "refused", str(exc)
+            out.append(CommandOutcome(rec.device_id, cmd_id, name, target, status, detail))
+            acks.append(self.tel._scada.ack(cmd_id, status, detail))
+        for rj in vb.rejections:
+            out.append(CommandOutcome(rj.device_id or "?", "", "", "", "rejected", f"{rj.reason}: {rj.detail}"))
+        if acks:
+            self.tel.transport.publish(self.tel.topics.telemetry("scada"), encode_batch(acks))
+        return out
