@@ -193,3 +193,15 @@ def test_protection_agrees_with_flisr_helper(name: str) -> None:
         b = loc.indications_for_fault(g, int(lid))
         assert sorted(a.fpi_switches.tolist()) == sorted(k for k, v in b.fpi.items() if v)
         assert ([a.trip_switch] if a.trip_switch >= 0 else []) == b.tripped
+
+
+def test_run_paced_and_accelerated(sim) -> None:
+    import time
+
+    seen: list[float] = []
+    t0 = time.monotonic()
+    out = sim.run(600, dt_s=60, speed=3000, on_step=lambda s, st: seen.append(s.t_s))
+    wall = time.monotonic() - t0
+    assert len(out) == 10 and seen[-1] == 600
+    assert wall >= 0.2 - 0.02  # 600 s at 3000x real time takes at least 0.2 s
+    assert len(sim.run(120, dt_s=60)) == 2 and sim.t_s == 720  # as fast as possible
