@@ -196,3 +196,17 @@ def test_archived_frames_audit_after_rotation(fleet: Fleet, store: TelemetryStor
     assert [r and r.reason for r in ing.verifier.audit([bytes(forged)])] == ["bad_signature"]
     assert store.signed_frames("m0", start=NOW_MS + 10**6) == []
     assert store.signed_frames("m1") == []
+
+
+def test_restarted_receiver_still_refuses_replays(fleet: Fleet, store: TelemetryStore) -> None:
+    ing = Ingestor(fleet.registry, store, clock=clock)
+    f1 = fleet.signers["m1"].readings([T0], {"p_kw": [1.0]})
+    f2 = fleet.signers["m1"].readings([T0 + MIN], {"p_kw": [2.0]})
+    assert ing.ingest([f1, f2]).messages_accepted == 2
+    # a new process: fresh registry (all seqs 0) on the same store
+    again = make_fleet()
+    ing2 = Ingestor(again.registry, store, clock=clock)
+    assert again.registry.last_seq[again.registry.index_of("m1")] == 2
+    rep = ing2.ingest([f1, f2])
+    assert rep.rejected_by_reason == {"replayed_seq": 2}
+    assert store.stats().readings == 2

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from gridpilot.telemetry.registry import DeviceRegistry
 from gridpilot.telemetry.store import TelemetryStore
 from gridpilot.telemetry.transport import Transport
@@ -59,7 +61,8 @@ class Ingestor:
     """Verifies payloads against a registry and writes the accepted part to a store.
 
     Sequence numbers are committed only after the store has the data, so a failed write can
-    be retried. ``totals`` accumulates every call's :class:`IngestReport`. Keyword arguments
+    be retried; on start they are raised to the highest ones already stored
+    (:meth:`restore_seqs`), so a restarted receiver still refuses replays. ``totals`` accumulates every call's :class:`IngestReport`. Keyword arguments
     go to :class:`Verifier` (``max_skew_s``, ``max_delay_s``, ``max_age_s``, ``clock``).
     """
 
@@ -80,6 +83,20 @@ class Ingestor:
         self._sync = sync_devices
         if sync_devices:
             self.sync()
+            self.restore_seqs()
+
+    def restore_seqs(self) -> int:
+        """Raise the registry's last sequence numbers to those already in the store.
+
+        A receiver restarted on an existing store then still refuses replays of messages it
+        accepted before. Returns the number of devices found in the store.
+        """
+        idx, seq = self.store.last_seqs()
+        if len(idx):
+            last = self.registry.last_seq
+            ok = idx < len(last)
+            last[idx[ok]] = np.maximum(last[idx[ok]], seq[ok])
+        return len(idx)
 
     def sync(self) -> None:
         """Copy newly registered devices into the store's devices table."""

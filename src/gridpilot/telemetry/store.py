@@ -156,6 +156,13 @@ class TelemetryStore(ABC):
         ``max`` are over the raw readings. Values are in the quantity's unit.
         """
 
+    def last_seqs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (device indices, highest accepted seq) from the messages table (int64 arrays)."""
+        df = self._query_df(
+            f"SELECT device, max(seq) AS seq FROM {self.prefix}_messages GROUP BY device", []
+        )
+        return df["device"].to_numpy(np.int64), df["seq"].to_numpy(np.int64)
+
     @abstractmethod
     def signed_frames(
         self, device_id: str, start: TimeLike | None = None, end: TimeLike | None = None
