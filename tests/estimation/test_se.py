@@ -121,3 +121,18 @@ def test_unobservable_reports_not_converged(setup) -> None:
     # one voltage and nothing else: PGM either refuses (not converged) or returns a flat profile;
     # either way the result says so honestly (no silent garbage)
     assert (not res.converged) or res.dof < 0
+
+
+def test_grid_with_transformers_generators_and_storage() -> None:
+    from gridpilot.model import load_grid
+
+    g = load_grid("cigre-mv")
+    pf = Twin(g).powerflow()
+    noisy, _ = measurements_from_powerflow(g, pf, v_bus_ids=g.bus.ids, rng=np.random.default_rng(0))
+    assert {PowerSensorKind.GENERATOR, PowerSensorKind.STORAGE} <= set(noisy.p_kind.tolist())
+    se = StateEstimator(g)
+    res = se.estimate(noisy)
+    assert res.converged and res.max_error_pu(pf.v_pu) < 0.005 and not res.bad_data_suspected
+    noisy.v_pu[5] += 0.08
+    rep = estimate_robust(se, noisy)
+    assert rep.removed_labels == [f"V bus {g.bus.ids[5]}"]

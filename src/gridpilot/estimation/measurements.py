@@ -3,7 +3,9 @@
 Columnar, one row per sensor. Power sensors measure a *load* (its total consumption, load
 convention, e.g. the sum of the smart meters behind it), a *bus* (net consumption of
 everything at the bus, load convention), a *line end* (flow into the line at its from or to
-bus) or a *source* (power fed in by the upstream grid, generator convention). Units: pu for
+bus), a *source* or a *generator* (power fed in, generator convention), or a *storage* unit,
+*EV charger* or *flexible load* (load convention). Every appliance needs a sensor (or a bus
+sensor covering it) for the grid to be observable. Units: pu for
 voltages, MW/Mvar for powers; sigmas are standard deviations in the same units.
 """
 
@@ -26,11 +28,17 @@ class PowerSensorKind(IntEnum):
     LINE_TO = 2  # flow into a line at its to bus
     SOURCE = 3  # power fed by a source (generator convention)
     BUS = 4  # net consumption at a bus (load convention)
+    GENERATOR = 5  # a generator's output (generator convention)
+    STORAGE = 6  # a storage unit's power (load convention, + charging)
+    EV = 7  # an EV charger's power (load convention)
+    FLEX = 8  # a flexible load's power (load convention)
 
 
 _COMPONENT = {PowerSensorKind.LOAD: "load", PowerSensorKind.LINE_FROM: "line",
               PowerSensorKind.LINE_TO: "line", PowerSensorKind.SOURCE: "source",
-              PowerSensorKind.BUS: "bus"}
+              PowerSensorKind.BUS: "bus", PowerSensorKind.GENERATOR: "generator",
+              PowerSensorKind.STORAGE: "storage", PowerSensorKind.EV: "ev_charger",
+              PowerSensorKind.FLEX: "flex_load"}
 
 
 @dataclass
@@ -122,6 +130,7 @@ class Measurements:
 def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray | None = None,
                                 load_ids: np.ndarray | None = None, line_from_ids: np.ndarray | None = None,
                                 load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
+                                gen_p_mw: np.ndarray | None = None, appliances: bool = True,
                                 source: bool = True, v_sigma_pu: float = 0.01,
                                 p_rel_sigma: float = 0.01, p_floor_mw: float = 1e-4,
                                 rng: np.random.Generator | None = None) -> tuple[Measurements, Measurements]:
@@ -130,7 +139,9 @@ def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray
     Returns ``(noisy, true)``. Voltage sensors at ``v_bus_ids`` (default: every bus with a
     source), load power sensors for ``load_ids`` (default all loads; the loads' true values are
     ``load_p_mw``/``load_q_mvar`` or the grid's), line flow sensors at the from end of
-    ``line_from_ids``, and the source. Noise is Gaussian: ``v_sigma_pu`` times the value for
+    ``line_from_ids``, the source and (``appliances``) every in-service generator (output
+    ``gen_p_mw`` or the grid's), storage unit, EV charger and flexible load (the grid's values;
+    flexible loads 0, as the twin uses them). Noise is Gaussian: ``v_sigma_pu`` times the value for
     voltages (relative, 1 % means 0.01) and ``p_rel_sigma`` times |value| (at least
     ``p_floor_mw``) for powers; the sigmas stored are those used.
     """
@@ -152,6 +163,20 @@ def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray
         elem.append(fl)
         p.append(np.asarray(res.line_p_from_mw)[pos])  # type: ignore[attr-defined]
         q.append(np.asarray(res.line_q_from_mvar)[pos])  # type: ignore[attr-defined]
+    for comp, kind, given in (("generator", PowerSensorKind.GENERATOR, gen_p_mw),
+                              ("storage", PowerSensorKind.STORAGE, None), ("ev_charger", PowerSensorKind.EV, None),
+                              ("flex_load", PowerSensorKind.FLEX, None)):
+        tb = g[comp]
+        if not appliances or not len(tb):
+            continue
+        on = np.flatnonzero(tb["in_service"])
+        pv = np.asarray(given, np.float64) if given is not None else (
+            np.zeros(len(tb)) if comp == "flex_load" else tb["p_mw"])
+        qv = tb["q_mvar"] if "q_mvar" in tb.fields and comp != "flex_load" else np.zeros(len(tb))
+        kinds.append(np.full(on.size, kind))
+        elem.append(tb.ids[on])
+        p.append(pv[on])
+        q.append(qv[on])
     if source:
         kinds.append(np.full(len(g.source), PowerSensorKind.SOURCE))
         elem.append(g.source.ids)

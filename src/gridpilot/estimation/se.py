@@ -32,7 +32,10 @@ from gridpilot.twin.pgm import PgmNetwork, to_pgm
 CT = ComponentType
 _TERMINAL = {PowerSensorKind.LOAD: MeasuredTerminalType.load, PowerSensorKind.LINE_FROM: MeasuredTerminalType.branch_from,
              PowerSensorKind.LINE_TO: MeasuredTerminalType.branch_to, PowerSensorKind.SOURCE: MeasuredTerminalType.source,
-             PowerSensorKind.BUS: MeasuredTerminalType.node}
+             PowerSensorKind.BUS: MeasuredTerminalType.node, PowerSensorKind.GENERATOR: MeasuredTerminalType.generator,
+             PowerSensorKind.STORAGE: MeasuredTerminalType.load, PowerSensorKind.EV: MeasuredTerminalType.load,
+             PowerSensorKind.FLEX: MeasuredTerminalType.load}
+_APPLIANCE = {PowerSensorKind.STORAGE: "storage", PowerSensorKind.EV: "ev_charger", PowerSensorKind.FLEX: "flex_load"}
 
 
 @dataclass
@@ -43,7 +46,8 @@ class EstimationResult:
     measurement (measured minus estimated, order V, P, Q as :meth:`Measurements.labels`, in pu
     for voltages and MW/Mvar for powers), ``sigma`` the same order; ``chi2`` the weighted sum of
     squared residuals, ``dof`` its degrees of freedom (m - (2n - 1)), ``chi2_limit`` the
-    ``1 - alpha`` quantile; ``calc_ms`` the PGM time.
+    ``1 - alpha`` quantile; ``calc_ms`` the PGM time; ``meta`` the PGM method used (Newton-Raphson,
+    or iterative linear where NR's Jacobian was singular) or the error.
     """
 
     converged: bool
@@ -89,8 +93,10 @@ class StateEstimator:
         self._next_id = 1 + max(int(a["id"].max()) for a in self.net.input.values() if a.size)
         # gridpilot load position -> (sym_load rows, shares)
         self._load_rows: dict[int, list[tuple[int, float]]] = {}
+        self._appl_rows: dict[str, np.ndarray] = {}  # storage/ev/flex position -> sym_load row
         for comp, pos, share, start in self.net.load_blocks:
             if comp != "load":
+                self._appl_rows[comp] = start + np.arange(pos.size)
                 continue
             for k, (p, s) in enumerate(zip(pos, share, strict=True)):
                 self._load_rows.setdefault(int(p), []).append((start + k, float(s)))
@@ -132,6 +138,13 @@ class StateEstimator:
             elif k == PowerSensorKind.SOURCE:
                 o = net.input[CT.source]["id"][g.source.index_of(int(eid))[0]]
                 f = 1.0
+            elif k == PowerSensorKind.GENERATOR:
+                o = net.input[CT.sym_gen]["id"][g.generator.index_of(int(eid))[0]]
+                f = 1.0
+            elif k in _APPLIANCE:
+                comp = _APPLIANCE[k]
+                o = net.sym_load_ids[self._appl_rows[comp][g[comp].index_of(int(eid))[0]]]
+                f = 1.0
             else:  # BUS: net consumption -> node injection
                 o = net.input[CT.node]["id"][g.bus.index_of(int(eid))[0]]
                 f = -1.0
@@ -162,7 +175,7 @@ class StateEstimator:
 
     def _kwargs(self) -> dict:
         return {"symmetric": True, "error_tolerance": self.tolerance, "max_iterations": self.max_iterations,
-                "calculation_method": self.method}
+                "calculation_method": getattr(self, "_used_method", self.method)}
 
     # --- estimation ---------------------------------------------------------------------------
     def estimate(self, m: Measurements, *, raise_on_failure: bool = False) -> EstimationResult:
@@ -180,13 +193,18 @@ class StateEstimator:
         vs, pw, src, u_rated = self._sensors(m)
         nb = len(self.grid.bus)
         t0 = time.perf_counter()
-        try:
-            out = self._model(vs, pw).calculate_state_estimation(**self._kwargs())
-            ok = True
-        except PowerGridError as exc:
-            if raise_on_failure:
-                raise ConvergenceError(f"state estimation failed: {exc}") from None
-            out, ok = {}, False
+        model = self._model(vs, pw)
+        out, ok, err = {}, False, ""
+        for method in dict.fromkeys((self.method, CalculationMethod.iterative_linear)):
+            try:
+                out = model.calculate_state_estimation(**(self._kwargs() | {"calculation_method": method}))
+                ok = True
+                self._used_method = method
+                break
+            except PowerGridError as exc:  # e.g. NR's Jacobian singular: fall back to iterative linear
+                err = str(exc).split("\n")[0]
+        if not ok and raise_on_failure:
+            raise ConvergenceError(f"state estimation failed: {err}")
         ms = (time.perf_counter() - t0) * 1e3
         nm = m.n_scalar
         dof = int(nm - (2 * nb - 1))
@@ -195,14 +213,15 @@ class StateEstimator:
         if not ok:
             nan = np.full(nb, np.nan)
             return EstimationResult(False, self.grid.bus.ids, nan, nan.copy(), np.full(nm, np.nan), sigma,
-                                    float("nan"), dof, limit, ms)
+                                    float("nan"), dof, limit, ms, {"error": err})
         node = out[CT.node]
         energ = node["energized"] > 0
         v = np.where(energ, node["u_pu"], np.nan)
         va = np.where(energ, np.rad2deg(node["u_angle"]), np.nan)
         r = self._residuals(out, m, src, u_rated)
         chi2 = float(np.sum((r / sigma) ** 2))
-        return EstimationResult(True, self.grid.bus.ids, v, va, r, sigma, chi2, dof, limit, ms)
+        return EstimationResult(True, self.grid.bus.ids, v, va, r, sigma, chi2, dof, limit, ms,
+                                {"method": self._used_method.name})
 
     def _residuals(self, out: dict, m: Measurements, src: np.ndarray, u_rated: np.ndarray) -> np.ndarray:
         """Measured minus estimated per scalar measurement (batch outputs: leading axis kept)."""
