@@ -284,6 +284,9 @@ class Orchestrator:
                         "major", plan=plan.id)
             return "refused"
         if self.mode == "propose" and not actor.startswith("operator"):
+            for p in self.proposals.values():  # a fresher plan from the same policy supersedes older ones
+                if p.status == "pending" and p.plan.source == plan.source:
+                    p.status = "expired"
             self.proposals[plan.id] = Proposal(plan, verdict, self.last.t if self.last else 0)
             self.counters["proposed"] += 1
             self.audit.record(actor=actor, kind="proposal", what=plan.to_dict(), why=plan.reason, data=data,
