@@ -103,7 +103,7 @@ def day_ahead(df: pd.DataFrame, stride: int, with_gbm: bool, err: Console) -> li
     out = []
     models: list[Any] = [LinearForecaster(24, lookback=(168, 336, 512))]
     if with_gbm:
-        models.append(GBMForecaster(24, num_threads=2))
+        models.append(GBMForecaster(24, objective="l1", num_threads=2))
     for m in models:
         err.log(f"day-ahead: {m.name} …")
         res = backtest(m, loads, val_start=TRAIN, test_start=TRAIN + VAL, stride=stride)

@@ -12,7 +12,7 @@ from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
 from gridpilot.forecast.data import History, Repair, prepare_history
 from gridpilot.forecast.result import ForecastResult
 
-MODELS: tuple[str, ...] = ("seasonal-naive", "linear", "gbm", "gbm-quantile", "pv")
+MODELS: tuple[str, ...] = ("seasonal-naive", "linear", "gbm", "gbm-l1", "gbm-quantile", "pv")
 
 
 def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
@@ -33,6 +33,8 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
         return LinearForecaster(horizon, **kwargs)
     if key in ("gbm", "lightgbm"):
         return GBMForecaster(horizon, **kwargs)
+    if key in ("gbm-l1", "gbm_l1"):
+        return GBMForecaster(horizon, objective="l1", **kwargs)
     if key in ("gbm-quantile", "gbm_quantile"):
         return GBMForecaster(horizon, quantile_method="quantile", **kwargs)
     if key == "pv":

@@ -44,7 +44,7 @@ def _model_kwargs(
 def backtest_cmd(
     data: Path = typer.Option(..., "--data", help="CSV: a time column, one column per series."),
     model: str = typer.Option(
-        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-quantile|pv"
+        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|gbm-quantile|pv"
     ),
     horizon: int = typer.Option(24, "--horizon", help="Forecast horizon in steps."),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),

@@ -9,7 +9,9 @@ series and expressed relative to the anchor ``a`` = mean of the last day before 
 - seasonal lags of the target time: same time one and two days and one week earlier,
   taken from the past only (``z[o+h-k·S]`` with the smallest k that lies before o);
 - calendar of the target time: hour of day, weekday, holiday flag (dates passed in
-  ``holidays``), day of year; the step h;
+  ``holidays``), optionally day of year (off by default: with a year or two of history
+  it over-fits: on ETTh1 it turned an 9 % MAE gain over seasonal-naive into an 8 % loss);
+  the step h;
 - covariates (e.g. temperature, irradiance) at the target time and their day mean before o.
 
 The target is ``z[o+h] - a``. Quantiles are split-conformal by default; with
@@ -39,7 +41,10 @@ class GBMForecaster(Forecaster):
     ``season`` is one day in steps (default from the data); ``holidays`` dates flagged in
     the calendar; ``max_rows`` caps training rows (origins are thinned evenly);
     ``quantile_method`` is ``"conformal"`` or ``"quantile"`` (pinball-loss models for
-    ``quantiles``); ``params`` override LightGBM parameters; ``num_threads`` its threads.
+    ``quantiles``); ``objective`` the point loss (``"l2"``: mean, ``"l1"``: median, better
+    when scored by MAE); ``day_of_year`` adds that calendar feature; ``params`` override
+    LightGBM parameters; ``num_threads`` its threads (1 by default: OpenMP threads spin
+    badly on a busy machine).
     """
 
     name = "gbm"
@@ -54,6 +59,8 @@ class GBMForecaster(Forecaster):
         n_estimators: int = 400,
         learning_rate: float = 0.05,
         max_rows: int = 300_000,
+        objective: Literal["l2", "l1"] = "l2",
+        day_of_year: bool = False,
         quantile_method: Literal["conformal", "quantile"] = "conformal",
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         params: dict[str, Any] | None = None,
@@ -77,6 +84,12 @@ class GBMForecaster(Forecaster):
                     )
                 ]
             )
+        if objective not in ("l2", "l1"):
+            raise ValidationError(
+                issues=[Issue(self.name, "objective", "must be 'l2' or 'l1'", value=objective)]
+            )
+        self.objective = objective
+        self.day_of_year = bool(day_of_year)
         self.season = season
         self.holidays = frozenset(pd.Timestamp(d).date() for d in holidays)
         self.n_estimators = int(n_estimators)
@@ -145,7 +158,8 @@ class GBMForecaster(Forecaster):
         hour = (ts.hour + ts.minute / 60.0).to_numpy(dtype=float).reshape(n, hzn)
         cols["hour"] = per_target(hour)
         cols["weekday"] = per_target(ts.weekday.to_numpy(dtype=float).reshape(n, hzn))
-        cols["doy"] = per_target(ts.dayofyear.to_numpy(dtype=float).reshape(n, hzn))
+        if self.day_of_year:
+            cols["doy"] = per_target(ts.dayofyear.to_numpy(dtype=float).reshape(n, hzn))
         if self.holidays:
             hol = np.fromiter((d in self.holidays for d in ts.date), bool, len(ts))
             cols["holiday"] = per_target(hol.reshape(n, hzn).astype(float))
@@ -231,7 +245,7 @@ class GBMForecaster(Forecaster):
             xv, av, pv = self._features(z, index, cov, va)
             dval = lgb.Dataset(xv, self._target(z, av, pv), reference=dtrain)
             booster = lgb.train(
-                self._lgb_params("l2"),
+                self._lgb_params(self.objective),
                 dtrain,
                 num_boost_round=self.n_estimators,
                 valid_sets=[dval],
@@ -240,7 +254,9 @@ class GBMForecaster(Forecaster):
             self.n_iter_ = max(1, int(booster.best_iteration or self.n_estimators))
         else:
             booster = lgb.train(
-                self._lgb_params("l2"), dtrain, num_boost_round=self.n_iter_ or self.n_estimators
+                self._lgb_params(self.objective),
+                dtrain,
+                num_boost_round=self.n_iter_ or self.n_estimators,
             )
         self.booster_ = booster
         self.quantile_boosters_ = {}
