@@ -141,13 +141,14 @@ def _serve(orch: Any, host: str, port: int, speed: float, duration: float | None
     keys = KeyStore.generate()
     runner = LoopRunner(orch, speed=speed, events=events)
     app = create_app(orch, keys, runner=runner)
-    con.print(f"[bold]gridpilot dashboard:[/bold] http://{host}:{port}/?key={keys.issued['viewer']}")
-    con.print(f"operator key: {keys.issued['operator']}   admin key: {keys.issued['admin']}")
-    con.print(f"API docs: http://{host}:{port}/docs   " + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"))
+    con.print(f"[bold]gridpilot dashboard:[/bold] http://{host}:{port}/?key={keys.issued['viewer']}", soft_wrap=True)
+    con.print(f"operator key: {keys.issued['operator']}   admin key: {keys.issued['admin']}", soft_wrap=True)
+    con.print(f"API docs: http://{host}:{port}/docs   " + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"),
+              soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if duration:
         threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
     server.run()
     h = orch.headline()
     con.print(f"stopped at {h.get('time')}: {h.get('executed')} plans executed, {h.get('refused')} refused, "
-              f"audit chain ok: {orch.audit.verify()[0]}")
+              f"audit chain ok: {orch.audit.verify()[0]}", soft_wrap=True)
