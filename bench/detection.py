@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--fpr-theft", type=float, default=0.006, help="false-positive budget of the theft check")
     ap.add_argument("--fpr-fdi", type=float, default=0.001, help="false-positive budget of each FDI check")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--plot", default="", help="write a PNG of the detectors' scores to this path")
     args = ap.parse_args()
     q = args.quick
     learn_d, calib_d, test_d = 7, (3 if q else 7), 7
@@ -125,12 +126,20 @@ def main() -> None:
     t0 = time.perf_counter()
     sim_s = 0.0
     calib_theft, calib_v, calib_rep = [], [], []
-    test_rows: dict[str, list[np.ndarray]] = {"theft": [], "v": [], "rep": [], "e": [], "vmean": [], "label": []}
+    test_rows: dict[str, list[np.ndarray]] = {"theft": [], "v": [], "rep": [], "e": [], "ratio": [], "vdev": [],
+                                              "label": []}
+    calib_base: list[tuple[np.ndarray, np.ndarray]] = []
     e_hist: list[np.ndarray] = []
     balance: list[dict[str, Any]] = []
     with console.status("simulating") as status:
         for d in range(days):
             test_day = d - learn_d - calib_d
+            if test_day == 0:  # calibration over: thresholds at the FP budget, deployed on the detectors
+                h_theft = max(calibrate_threshold(np.concatenate(calib_theft), args.fpr_theft), 1e-6)
+                h_v = calibrate_threshold(np.concatenate(calib_v), args.fpr_fdi)
+                rep_cal = np.concatenate(calib_rep)
+                h_rep = -calibrate_threshold(-rep_cal[np.isfinite(rep_cal)], args.fpr_fdi)
+                theft_det.h, fdi_det.h_v_pu, fdi_det.h_replay = h_theft, h_v, h_rep
             if test_day >= 0:
                 on = start <= test_day
                 sim.inject_theft(np.flatnonzero(kind == 1), np.where(on[kind == 1], theft_f[kind == 1], 1.0))
@@ -168,7 +177,10 @@ def main() -> None:
             unexpl = feeder_balance(own_head, meter_grid_kwh, meter_sec, loss_kwh)
             if d >= learn_d:
                 e_hist_mean = np.mean(e_hist, axis=0)
+                ratio = e_day / np.maximum(e_hist_mean, 1e-9)
+                vdev = np.abs(v_sum / DAY - 1.0)
                 if test_day < 0:
+                    calib_base.append((ratio, vdev))
                     calib_theft.append(ts_)
                     calib_v.append(fd["v_score"])
                     calib_rep.append(fd["replay_score"])
@@ -178,6 +190,8 @@ def main() -> None:
                     test_rows["v"].append(fd["v_score"])
                     test_rows["rep"].append(fd["replay_score"])
                     test_rows["e"].append(threshold_baseline(e_day, e_hist_mean, v_sum / DAY))
+                    test_rows["ratio"].append(ratio)
+                    test_rows["vdev"].append(vdev)
                     test_rows["label"].append(label)
                 balance.append({"day": d, "unexplained_kwh": np.round(unexpl, 1).tolist(),
                                 "stolen_kwh": np.round(stolen_kwh, 1).tolist()})
@@ -185,11 +199,8 @@ def main() -> None:
                 e_hist.append(e_day)
             status.update(f"simulating day {d + 1}/{days}")
     wall = time.perf_counter() - t0
-    # thresholds from the calibration period (no attacks), then decisions on the test week
-    h_theft = max(calibrate_threshold(np.concatenate(calib_theft), args.fpr_theft), 1e-6)
-    h_v = calibrate_threshold(np.concatenate(calib_v), args.fpr_fdi)
-    rep_cal = np.concatenate(calib_rep)
-    h_rep = -calibrate_threshold(-rep_cal[np.isfinite(rep_cal)], args.fpr_fdi)
+    # decisions on the test week with the thresholds set after calibration (alarms froze baselines)
+    h_theft, h_v, h_rep = theft_det.h, fdi_det.h_v_pu, fdi_det.h_replay
     theft_sc = np.stack(test_rows["theft"])
     v_sc = np.stack(test_rows["v"])
     rep_sc = np.nan_to_num(np.stack(test_rows["rep"]), nan=np.inf)
@@ -198,6 +209,12 @@ def main() -> None:
     checks = {"theft": theft_sc > h_theft, "fdi_voltage": v_sc > h_v, "fdi_replay": rep_sc < h_rep}
     proposed = checks["theft"] | checks["fdi_voltage"] | checks["fdi_replay"]
     base = np.stack(test_rows["e"])
+    # the same plain rule with its two thresholds calibrated to the same false-positive budget
+    r_thr = float(np.quantile(np.concatenate([c[0] for c in calib_base]), args.fpr_theft))
+    v_thr = float(np.quantile(np.concatenate([c[1] for c in calib_base]), 1 - 2 * args.fpr_fdi))
+    base_cal = (np.stack(test_rows["ratio"]) < r_thr) | (np.stack(test_rows["vdev"]) > v_thr)
+    if args.plot:
+        _plot(args.plot, theft_sc, v_sc, rep_sc, label, kinds, (h_theft, h_v, h_rep))
     bal = balance[-test_d:]
     un = np.array([b["unexplained_kwh"] for b in bal])
     st = np.array([b["stolen_kwh"] for b in bal])
@@ -216,6 +233,8 @@ def main() -> None:
             "thresholds": {"theft_cusum": round(h_theft, 4), "v_dev_pu": round(h_v, 5), "replay_log": round(h_rep, 4)},
             "state_floats_per_meter": theft_det.state_floats_per_meter + fdi_det.state_floats_per_meter},
         "baseline_threshold": _metrics(base, label, kinds) | {"rule": "daily energy < 50 % of own mean, or |V - 1| > 0.05 pu"},
+        "baseline_threshold_calibrated": _metrics(base_cal, label, kinds) | {
+            "rule": f"daily energy < {r_thr:.3f} x own mean, or |mean V - 1| > {v_thr:.4f} pu (thresholds at the same FP budget)"},
         "feeder_balance": {"sections": [int(x) for x in sim.sensor_line_ids],
                            "corr_unexplained_vs_stolen": None if corr is None else round(corr, 3),
                            "test_week_unexplained_kwh": np.round(un.sum(0), 1).tolist(),
@@ -226,6 +245,29 @@ def main() -> None:
         "note": "shared 2-core machine, timings under contention",
     }
     print(json.dumps(out, indent=2))
+
+
+def _plot(path: str, theft: np.ndarray, v: np.ndarray, rep: np.ndarray, label: np.ndarray, kinds: np.ndarray,
+          thr: tuple[float, float, float]) -> None:
+    """Histograms of the three checks' scores, normal meter-days against attacked ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    for a, sc, code, name, t in ((ax[0], theft, 1, "theft: CUSUM", thr[0]), (ax[1], v, 2, "forged voltage: |dev| pu", thr[1]),
+                                 (ax[2], np.minimum(rep, 2.0), 3, "replay: mean |log ratio|", thr[2])):
+        bins = np.linspace(0, max(float(np.nanmax(sc[np.isfinite(sc)])), t * 2, 1e-3), 60)
+        a.hist(sc[~label], bins=bins, alpha=0.6, label="normal", log=True)
+        a.hist(sc[label & (kinds == code)], bins=bins, alpha=0.6, label="attacked", log=True)
+        a.axvline(t, color="k", ls="--", lw=1, label="threshold")
+        a.set_title(name)
+        a.legend(fontsize=8)
+    fig.suptitle("gridpilot edge detectors, test week, per meter-day")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    console.log(f"wrote {path}")
 
 
 def _ancestor(parent: np.ndarray, a: int, b: int) -> bool:
