@@ -433,13 +433,16 @@ class RadialEngine:
         return p_out, q_out
 
     def solve(self, topo: RadialTopology, p_mw: np.ndarray, q_mvar: np.ndarray, *, complex_v: bool = False,
-              v_abs: bool = False, loading: bool = False, tolerance: float = 1e-10,
-              max_iterations: int = 50, threads: int | None = None) -> RadialSolution:
+              v_abs: bool = False, loading: bool = False, tolerance: float = 1e-8,
+              max_iterations: int = 50, threads: int | None = None, extrapolate: bool = False) -> RadialSolution:
         """Solve every row of ``p_mw``/``q_mvar`` (from :meth:`injections`) on ``topo``.
 
         Optional outputs: complex node voltages (``complex_v``), float32 node voltage magnitudes
         (``v_abs``), float32 element loading as a fraction (``loading``). ``threads``: numba
-        threads for this call (default: the engine's, else all). Returns a
+        threads for this call (default: the engine's, else all). A step stops when no node
+        voltage changed by more than ``tolerance`` pu (power-grid-model's rule); each lane starts
+        from its previous step (``extrapolate``: from the straight line through the last two).
+        Returns a
         :class:`RadialSolution`; non-converged steps have ``converged`` False and NaN values.
         """
         import numba
@@ -453,7 +456,7 @@ class RadialEngine:
         has_iz = bool(np.any((typ > 0) & (nodes >= 0)))
         before = numba.get_num_threads()
         threads = max(1, min(threads or self.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
-        n_blocks = max(1, min(t, threads * 4)) if t >= 64 else max(1, min(t, threads))
+        n_blocks = threads * 4 if t >= 1024 * threads else threads
         vc = np.empty((t if complex_v else 0, n if complex_v else 0), np.complex128)
         va = np.empty((t if v_abs else 0, n if v_abs else 0), np.float32)
         el = np.empty((t if loading else 0, ne if loading else 0), np.float32)
@@ -468,10 +471,10 @@ class RadialEngine:
             try:
                 solve_batch(np.ascontiguousarray(p_mw, np.float64), np.ascontiguousarray(q_mvar, np.float64),
                             nodes, typ, self._rows["sign"], has_iz,
-                            topo.parent, 1.0 / topo.kp, 1.0 / np.conj(topo.kp), topo.kc, 1.0 / topo.kc,
-                            np.conj(topo.kc), topo.z, topo.yshp, topo.yshc, topo.y_node, topo.u_src, topo.z_src,
+                            topo.parent, topo.kp, topo.kc, topo.z, topo.yshp, topo.yshc, topo.y_node,
+                            topo.u_src, topo.z_src,
                             topo.el_f, topo.el_t, topo.yff, topo.yft, topo.ytf, topo.ytt, topo.el_sf, topo.el_st,
-                            topo.el_trafo, float(tolerance), int(max_iterations), int(n_blocks),
+                            topo.el_trafo, float(tolerance), int(max_iterations), int(n_blocks), bool(extrapolate),
                             vc, va, el, conv, its, vmin, kmin, vmax, kmax, loss, psrc, mx)
             finally:
                 numba.set_num_threads(before)

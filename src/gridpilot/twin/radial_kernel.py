@@ -3,12 +3,18 @@
 Everything is per unit on a 1 MVA base and each node's nominal voltage (the same base as
 power-grid-model). Nodes are numbered in breadth-first order from their source, so a node's
 parent always has a smaller number: the backward sweep runs ``n-1 .. 0`` and the forward
-sweep ``0 .. n-1`` over contiguous arrays that stay in the core's cache for one step.
+sweep ``0 .. n-1``.
 
 Each tree edge (parent ``p`` to child ``c``) is an ideal transformer of ratio ``kp`` at the
 parent side (``V_ip = V_p / kp``), a series impedance ``z``, shunts ``yshp``/``yshc`` at the
 inner ends, and an ideal ratio ``kc`` at the child side (``V_c = kc * V_ic``); lines have
 ``kp = kc = 1``. Roots are fed by their source: ``u_src`` behind ``z_src``.
+
+Layout: the steps are cut into ``n_blocks`` blocks run in parallel (``prange``); inside a
+block, ``LANES`` runs of consecutive steps advance in lock-step, so every node update is a
+short loop over lanes that the compiler turns into SIMD instructions (real and imaginary parts
+in separate arrays), and the dependency chain along a feeder is shared by all lanes. Each lane
+warm-starts from its previous step's voltages.
 """
 
 from __future__ import annotations
@@ -16,68 +22,132 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True, fastmath=False, nogil=True)
-def _flat_start(v: np.ndarray, parent: np.ndarray, inv_kp: np.ndarray, kc: np.ndarray,
-                u_src: np.ndarray) -> None:
-    n = v.size
-    for i in range(n):
-        p = parent[i]
-        if p < 0:
-            v[i] = u_src[i]
-        else:
-            v[i] = kc[i] * (v[p] * inv_kp[i])
+LANES = 8
 
 
-@njit(cache=True, fastmath=False, nogil=True)
-def _backward(v: np.ndarray, j: np.ndarray, i_s: np.ndarray, sp: np.ndarray, si: np.ndarray, sz: np.ndarray,
-              has_iz: bool, y_node: np.ndarray, parent: np.ndarray, inv_kp: np.ndarray, inv_ckp: np.ndarray,
-              inv_kc: np.ndarray, ckc: np.ndarray, yshp: np.ndarray, yshc: np.ndarray) -> None:
-    n = v.size
-    for i in range(n):
-        vi = v[i]
-        a2 = vi.real * vi.real + vi.imag * vi.imag
-        # constant power: I = conj(S / V) = conj(S) * V / |V|^2
-        cur = np.conj(sp[i]) * vi / a2 + y_node[i] * vi
-        if has_iz:
-            cur += np.conj(si[i]) * vi / np.sqrt(a2) + np.conj(sz[i]) * vi
-        j[i] = cur
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sweep(vr: np.ndarray, vi: np.ndarray, jr: np.ndarray, ji: np.ndarray, sr: np.ndarray, si_: np.ndarray,
+           spr: np.ndarray, spi: np.ndarray, sir: np.ndarray, sii: np.ndarray, szr: np.ndarray, szi: np.ndarray,
+           has_iz: bool, ynr: np.ndarray, yni: np.ndarray, parent: np.ndarray, plain: np.ndarray,
+           ikpr: np.ndarray, ikpi: np.ndarray, kcr: np.ndarray, kci: np.ndarray, ikcr: np.ndarray,
+           ikci: np.ndarray, zr: np.ndarray, zi: np.ndarray, ypr: np.ndarray, ypi: np.ndarray, ycr: np.ndarray,
+           yci: np.ndarray, usr: np.ndarray, usi: np.ndarray, zsr: np.ndarray, zsi: np.ndarray,
+           d2: np.ndarray, forward: bool) -> None:
+    """One backward sweep (node currents ``j``) and, if ``forward``, one forward sweep.
+
+    ``d2`` gets the largest squared voltage change per lane.
+    """
+    n = parent.size
+    jr[:, :] = 0.0
+    ji[:, :] = 0.0
     for i in range(n - 1, -1, -1):
+        # the node's own current: conj(S) * V / |V|^2 + y_node * V (+ constant I and Z parts),
+        # added to what its children already pushed into j[i]
+        a, b = ynr[i], yni[i]
+        for k in range(LANES):
+            x = vr[i, k]
+            y = vi[i, k]
+            w = 1.0 / (x * x + y * y)
+            jr[i, k] += (spr[i, k] * x + spi[i, k] * y) * w + a * x - b * y
+            ji[i, k] += (spr[i, k] * y - spi[i, k] * x) * w + a * y + b * x
+        if has_iz:
+            for k in range(LANES):
+                x = vr[i, k]
+                y = vi[i, k]
+                m = np.sqrt(x * x + y * y)
+                jr[i, k] += (sir[i, k] * x + sii[i, k] * y) / m + szr[i, k] * x + szi[i, k] * y
+                ji[i, k] += (sir[i, k] * y - sii[i, k] * x) / m + szr[i, k] * y - szi[i, k] * x
         p = parent[i]
         if p < 0:
             continue
-        v_ic = v[i] * inv_kc[i]
-        s = j[i] * ckc[i] + yshc[i] * v_ic
-        i_s[i] = s
-        v_ip = v[p] * inv_kp[i]
-        j[p] += (s + yshp[i] * v_ip) * inv_ckp[i]
-
-
-@njit(cache=True, fastmath=False, nogil=True)
-def _forward(v: np.ndarray, j: np.ndarray, i_s: np.ndarray, parent: np.ndarray, inv_kp: np.ndarray,
-             kc: np.ndarray, z: np.ndarray, u_src: np.ndarray, z_src: np.ndarray) -> float:
-    n = v.size
-    dmax = 0.0
+        if plain[i]:
+            a, b = ycr[i], yci[i]
+            c, d = ypr[i], ypi[i]
+            for k in range(LANES):
+                x = vr[i, k]
+                y = vi[i, k]
+                s_r = jr[i, k] + a * x - b * y
+                s_i = ji[i, k] + a * y + b * x
+                sr[i, k] = s_r
+                si_[i, k] = s_i
+                xp = vr[p, k]
+                yp = vi[p, k]
+                jr[p, k] += s_r + c * xp - d * yp
+                ji[p, k] += s_i + c * yp + d * xp
+        else:
+            kr, ki = ikcr[i], ikci[i]
+            cr_, ci_ = kcr[i], -kci[i]  # conj(kc)
+            a, b = ycr[i], yci[i]
+            c, d = ypr[i], ypi[i]
+            pr, pi = ikpr[i], ikpi[i]
+            # 1 / conj(kp) = conj(1 / kp)
+            qr, qi = ikpr[i], -ikpi[i]
+            for k in range(LANES):
+                x = vr[i, k] * kr - vi[i, k] * ki  # V_ic = V_c / kc
+                y = vr[i, k] * ki + vi[i, k] * kr
+                s_r = jr[i, k] * cr_ - ji[i, k] * ci_ + a * x - b * y
+                s_i = jr[i, k] * ci_ + ji[i, k] * cr_ + a * y + b * x
+                sr[i, k] = s_r
+                si_[i, k] = s_i
+                xp = vr[p, k] * pr - vi[p, k] * pi  # V_ip = V_p / kp
+                yp = vr[p, k] * pi + vi[p, k] * pr
+                ur = s_r + c * xp - d * yp
+                ui = s_i + c * yp + d * xp
+                jr[p, k] += ur * qr - ui * qi
+                ji[p, k] += ur * qi + ui * qr
+    if not forward:
+        return
+    for k in range(LANES):
+        d2[k] = 0.0
     for i in range(n):
         p = parent[i]
-        vn = u_src[i] - z_src[i] * j[i] if p < 0 else kc[i] * (v[p] * inv_kp[i] - z[i] * i_s[i])
-        d = vn - v[i]
-        d2 = d.real * d.real + d.imag * d.imag
-        if not d2 <= dmax:  # also catches NaN
-            dmax = d2 if d2 == d2 else np.inf
-        v[i] = vn
-    return dmax
+        if p < 0:
+            a, b = zsr[i], zsi[i]
+            for k in range(LANES):
+                nr = usr[i] - (a * jr[i, k] - b * ji[i, k])
+                ni = usi[i] - (a * ji[i, k] + b * jr[i, k])
+                dr = nr - vr[i, k]
+                di = ni - vi[i, k]
+                e = dr * dr + di * di
+                d2[k] = max(d2[k], e) if e == e else np.inf
+                vr[i, k] = nr
+                vi[i, k] = ni
+        elif plain[i]:
+            a, b = zr[i], zi[i]
+            for k in range(LANES):
+                nr = vr[p, k] - (a * sr[i, k] - b * si_[i, k])
+                ni = vi[p, k] - (a * si_[i, k] + b * sr[i, k])
+                dr = nr - vr[i, k]
+                di = ni - vi[i, k]
+                e = dr * dr + di * di
+                d2[k] = max(d2[k], e) if e == e else np.inf
+                vr[i, k] = nr
+                vi[i, k] = ni
+        else:
+            a, b = zr[i], zi[i]
+            pr, pi = ikpr[i], ikpi[i]
+            kr, ki = kcr[i], kci[i]
+            for k in range(LANES):
+                xr = vr[p, k] * pr - vi[p, k] * pi - (a * sr[i, k] - b * si_[i, k])
+                xi = vr[p, k] * pi + vi[p, k] * pr - (a * si_[i, k] + b * sr[i, k])
+                nr = kr * xr - ki * xi
+                ni = kr * xi + ki * xr
+                dr = nr - vr[i, k]
+                di = ni - vi[i, k]
+                e = dr * dr + di * di
+                d2[k] = max(d2[k], e) if e == e else np.inf
+                vr[i, k] = nr
+                vi[i, k] = ni
 
 
-@njit(parallel=True, cache=True, fastmath=False)
+@njit(parallel=True, cache=True, error_model="numpy")
 def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_type: np.ndarray,
                 row_sign: np.ndarray, has_iz: bool,
-                parent: np.ndarray, inv_kp: np.ndarray, inv_ckp: np.ndarray, kc: np.ndarray, inv_kc: np.ndarray,
-                ckc: np.ndarray, z: np.ndarray, yshp: np.ndarray, yshc: np.ndarray, y_node: np.ndarray,
-                u_src: np.ndarray, z_src: np.ndarray,
+                parent: np.ndarray, kp: np.ndarray, kc: np.ndarray, z: np.ndarray, yshp: np.ndarray,
+                yshc: np.ndarray, y_node: np.ndarray, u_src: np.ndarray, z_src: np.ndarray,
                 el_f: np.ndarray, el_t: np.ndarray, yff: np.ndarray, yft: np.ndarray, ytf: np.ndarray,
                 ytt: np.ndarray, el_sf: np.ndarray, el_st: np.ndarray, el_trafo: np.ndarray,
-                tol: float, max_iter: int, n_blocks: int,
+                tol: float, max_iter: int, n_blocks: int, extrapolate: bool,
                 v_cplx: np.ndarray, v_abs: np.ndarray, el_load: np.ndarray,
                 converged: np.ndarray, iterations: np.ndarray, vmin: np.ndarray, vmin_node: np.ndarray,
                 vmax: np.ndarray, vmax_node: np.ndarray, losses: np.ndarray, p_src: np.ndarray,
@@ -89,7 +159,7 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
     ``row_sign`` (+1 consumes, -1 feeds in). Optional outputs ``v_cplx`` (T, n) complex,
     ``v_abs`` (T, n) float32 and ``el_load`` (T, n_el) float32 are skipped when they have no
     rows. A step that does not converge within ``max_iter`` gets ``converged`` False and NaN
-    results, and the next step starts flat again.
+    results, and its lane starts flat again.
     """
     t_all = p_mw.shape[0]
     n = parent.size
@@ -99,111 +169,201 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
     want_c = v_cplx.shape[0] > 0
     want_a = v_abs.shape[0] > 0
     want_l = el_load.shape[0] > 0
-    nb = min(n_blocks, t_all)
+    plain = np.empty(n, np.bool_)
+    for i in range(n):
+        plain[i] = kp[i] == 1.0 and kc[i] == 1.0
+    ikp = 1.0 / kp
+    ikc = 1.0 / kc
+    ikpr, ikpi = ikp.real.copy(), ikp.imag.copy()
+    ikcr, ikci = ikc.real.copy(), ikc.imag.copy()
+    kcr, kci = kc.real.copy(), kc.imag.copy()
+    zr, zi = z.real.copy(), z.imag.copy()
+    ypr, ypi = yshp.real.copy(), yshp.imag.copy()
+    ycr, yci = yshc.real.copy(), yshc.imag.copy()
+    ynr, yni = y_node.real.copy(), y_node.imag.copy()
+    usr, usi = u_src.real.copy(), u_src.imag.copy()
+    zsr, zsi = z_src.real.copy(), z_src.imag.copy()
+    yffr, yffi = yff.real.copy(), yff.imag.copy()
+    yftr, yfti = yft.real.copy(), yft.imag.copy()
+    ytfr, ytfi = ytf.real.copy(), ytf.imag.copy()
+    yttr, ytti = ytt.real.copy(), ytt.imag.copy()
+    nb = max(1, min(n_blocks, (t_all + LANES - 1) // LANES))
     for b in prange(nb):
         a0 = b * t_all // nb
         a1 = (b + 1) * t_all // nb
-        v = np.empty(n, np.complex128)
-        j = np.empty(n, np.complex128)
-        i_s = np.zeros(n, np.complex128)
-        sp = np.empty(n, np.complex128)
-        si = np.empty(n, np.complex128)
-        sz = np.empty(n, np.complex128)
-        warm = False
-        for t in range(a0, a1):
-            sp[:] = 0.0
+        run = (a1 - a0 + LANES - 1) // LANES  # steps per lane
+        vr = np.empty((n, LANES))
+        vi = np.empty((n, LANES))
+        jr = np.empty((n, LANES))
+        ji = np.empty((n, LANES))
+        sr = np.zeros((n, LANES))
+        si_ = np.zeros((n, LANES))
+        spr = np.zeros((n, LANES))
+        spi = np.zeros((n, LANES))
+        izn = n if has_iz else 0
+        sir = np.zeros((izn, LANES))
+        sii = np.zeros((izn, LANES))
+        szr = np.zeros((izn, LANES))
+        szi = np.zeros((izn, LANES))
+        d2 = np.zeros(LANES)
+        done = np.zeros(LANES, np.int64)
+        warm = np.zeros(LANES, np.bool_)
+        has_prev = np.zeros(LANES, np.bool_)
+        pvr = np.empty((n if extrapolate else 0, LANES))
+        pvi = np.empty((n if extrapolate else 0, LANES))
+        for s in range(run):
+            # injections of each lane's step
+            spr[:, :] = 0.0
+            spi[:, :] = 0.0
             if has_iz:
-                si[:] = 0.0
-                sz[:] = 0.0
-            for r in range(m):
-                nd = row_node[r]
-                if nd < 0:
-                    continue
-                s = row_sign[r] * (p_mw[t, r] + 1j * q_mvar[t, r])
-                ty = row_type[r]
-                if ty == 0:
-                    sp[nd] += s
-                elif ty == 1:
-                    si[nd] += s
-                else:
-                    sz[nd] += s
-            if not warm:
-                _flat_start(v, parent, inv_kp, kc, u_src)
-            ok = False
+                sir[:, :] = 0.0
+                sii[:, :] = 0.0
+                szr[:, :] = 0.0
+                szi[:, :] = 0.0
+            for k in range(LANES):
+                t = a0 + k * run + s
+                if t >= a1:
+                    t = a1 - 1  # an idle lane repeats the block's last step (not written)
+                for r in range(m):
+                    nd = row_node[r]
+                    if nd < 0:
+                        continue
+                    pr = row_sign[r] * p_mw[t, r]
+                    qr = row_sign[r] * q_mvar[t, r]
+                    ty = row_type[r]
+                    if ty == 0:
+                        spr[nd, k] += pr
+                        spi[nd, k] += qr
+                    elif ty == 1:
+                        sir[nd, k] += pr
+                        sii[nd, k] += qr
+                    else:
+                        szr[nd, k] += pr
+                        szi[nd, k] += qr
+                if warm[k] and extrapolate:
+                    # start from the straight-line continuation of the lane's last two steps
+                    if has_prev[k]:
+                        for i in range(n):
+                            x = vr[i, k]
+                            y = vi[i, k]
+                            vr[i, k] = 2.0 * x - pvr[i, k]
+                            vi[i, k] = 2.0 * y - pvi[i, k]
+                            pvr[i, k] = x
+                            pvi[i, k] = y
+                    else:
+                        for i in range(n):
+                            pvr[i, k] = vr[i, k]
+                            pvi[i, k] = vi[i, k]
+                    has_prev[k] = True
+                if not warm[k]:
+                    has_prev[k] = False
+                    for i in range(n):
+                        p = parent[i]
+                        if p < 0:
+                            vr[i, k] = usr[i]
+                            vi[i, k] = usi[i]
+                        else:
+                            xr = vr[p, k] * ikpr[i] - vi[p, k] * ikpi[i]
+                            xi = vr[p, k] * ikpi[i] + vi[p, k] * ikpr[i]
+                            vr[i, k] = kcr[i] * xr - kci[i] * xi
+                            vi[i, k] = kcr[i] * xi + kci[i] * xr
+                done[k] = 0
             it = 0
             while it < max_iter:
                 it += 1
-                _backward(v, j, i_s, sp, si, sz, has_iz, y_node, parent, inv_kp, inv_ckp, inv_kc, ckc, yshp, yshc)
-                d2 = _forward(v, j, i_s, parent, inv_kp, kc, z, u_src, z_src)
-                if d2 < tol2:
-                    ok = True
+                _sweep(vr, vi, jr, ji, sr, si_, spr, spi, sir, sii, szr, szi, has_iz, ynr, yni, parent, plain,
+                       ikpr, ikpi, kcr, kci, ikcr, ikci, zr, zi, ypr, ypi, ycr, yci, usr, usi, zsr, zsi, d2, True)
+                alldone = True
+                for k in range(LANES):
+                    if done[k] == 0:
+                        if d2[k] < tol2:
+                            done[k] = it
+                        else:
+                            alldone = False
+                if alldone:
                     break
-                if not d2 < 1e6:
+                blown = True
+                for k in range(LANES):
+                    if done[k] == 0 and d2[k] < 1e6:
+                        blown = False
+                if blown:
                     break
-            converged[t] = ok
-            iterations[t] = it
-            if not ok:
-                warm = False
-                vmin[t] = np.nan
-                vmax[t] = np.nan
-                vmin_node[t] = -1
-                vmax_node[t] = -1
-                losses[t] = np.nan
-                p_src[t] = np.nan
-                max_load[t] = np.nan
-                if want_c:
-                    v_cplx[t, :] = np.nan
-                if want_a:
-                    v_abs[t, :] = np.nan
-                if want_l:
-                    el_load[t, :] = np.nan
-                continue
-            warm = True
             # final currents consistent with the converged voltages
-            _backward(v, j, i_s, sp, si, sz, has_iz, y_node, parent, inv_kp, inv_ckp, inv_kc, ckc, yshp, yshc)
-            lo = np.inf
-            hi = -np.inf
-            klo = -1
-            khi = -1
-            ps = 0.0
-            for i in range(n):
-                a = np.abs(v[i])
-                if a < lo:
-                    lo = a
-                    klo = i
-                if a > hi:
-                    hi = a
-                    khi = i
-                if parent[i] < 0:
-                    ps += (v[i] * np.conj(j[i])).real
-                if want_c:
-                    v_cplx[t, i] = v[i]
-                if want_a:
-                    v_abs[t, i] = a
-            vmin[t] = lo
-            vmax[t] = hi
-            vmin_node[t] = klo
-            vmax_node[t] = khi
-            p_src[t] = ps
-            loss = 0.0
-            mx = 0.0
-            for e in range(ne):
-                f = el_f[e]
-                g = el_t[e]
-                vf = v[f] if f >= 0 else 0.0j
-                vt = v[g] if g >= 0 else 0.0j
-                i_f = yff[e] * vf + yft[e] * vt
-                i_t = ytf[e] * vf + ytt[e] * vt
-                s_f = vf * np.conj(i_f)
-                s_t = vt * np.conj(i_t)
-                loss += s_f.real + s_t.real
-                if el_trafo[e]:
-                    ld = max(np.abs(s_f) * el_sf[e], np.abs(s_t) * el_st[e])
-                else:
-                    ld = max(np.abs(i_f) * el_sf[e], np.abs(i_t) * el_st[e])
-                if ld > mx:
-                    mx = ld
-                if want_l:
-                    el_load[t, e] = ld
-            losses[t] = loss
-            max_load[t] = mx
+            _sweep(vr, vi, jr, ji, sr, si_, spr, spi, sir, sii, szr, szi, has_iz, ynr, yni, parent, plain,
+                   ikpr, ikpi, kcr, kci, ikcr, ikci, zr, zi, ypr, ypi, ycr, yci, usr, usi, zsr, zsi, d2, False)
+            for k in range(LANES):
+                t = a0 + k * run + s
+                if t >= a1:
+                    continue
+                ok = done[k] > 0
+                converged[t] = ok
+                iterations[t] = done[k] if ok else it
+                if not ok:
+                    warm[k] = False
+                    vmin[t] = np.nan
+                    vmax[t] = np.nan
+                    vmin_node[t] = -1
+                    vmax_node[t] = -1
+                    losses[t] = np.nan
+                    p_src[t] = np.nan
+                    max_load[t] = np.nan
+                    if want_c:
+                        v_cplx[t, :] = np.nan
+                    if want_a:
+                        v_abs[t, :] = np.nan
+                    if want_l:
+                        el_load[t, :] = np.nan
+                    continue
+                warm[k] = True
+                lo = np.inf
+                hi = -np.inf
+                klo = -1
+                khi = -1
+                ps = 0.0
+                for i in range(n):
+                    x = vr[i, k]
+                    y = vi[i, k]
+                    a = np.sqrt(x * x + y * y)
+                    if a < lo:
+                        lo = a
+                        klo = i
+                    if a > hi:
+                        hi = a
+                        khi = i
+                    if parent[i] < 0:
+                        ps += x * jr[i, k] + y * ji[i, k]
+                    if want_c:
+                        v_cplx[t, i] = complex(x, y)
+                    if want_a:
+                        v_abs[t, i] = a
+                vmin[t] = lo
+                vmax[t] = hi
+                vmin_node[t] = klo
+                vmax_node[t] = khi
+                p_src[t] = ps
+                loss = 0.0
+                mx = 0.0
+                for e in range(ne):
+                    f = el_f[e]
+                    g = el_t[e]
+                    xf = vr[f, k] if f >= 0 else 0.0
+                    yf = vi[f, k] if f >= 0 else 0.0
+                    xt = vr[g, k] if g >= 0 else 0.0
+                    yt = vi[g, k] if g >= 0 else 0.0
+                    ifr = yffr[e] * xf - yffi[e] * yf + yftr[e] * xt - yfti[e] * yt
+                    ifi = yffr[e] * yf + yffi[e] * xf + yftr[e] * yt + yfti[e] * xt
+                    itr = ytfr[e] * xf - ytfi[e] * yf + yttr[e] * xt - ytti[e] * yt
+                    iti = ytfr[e] * yf + ytfi[e] * xf + yttr[e] * yt + ytti[e] * xt
+                    loss += xf * ifr + yf * ifi + xt * itr + yt * iti
+                    i2f = ifr * ifr + ifi * ifi
+                    i2t = itr * itr + iti * iti
+                    if el_trafo[e]:  # |S| = |V| |I|
+                        i2f *= xf * xf + yf * yf
+                        i2t *= xt * xt + yt * yt
+                    ld = max(np.sqrt(i2f) * el_sf[e], np.sqrt(i2t) * el_st[e])
+                    if ld > mx:
+                        mx = ld
+                    if want_l:
+                        el_load[t, e] = ld
+                losses[t] = loss
+                max_load[t] = mx
