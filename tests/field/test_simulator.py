@@ -205,3 +205,22 @@ def test_run_paced_and_accelerated(sim) -> None:
     assert len(out) == 10 and seen[-1] == 600
     assert wall >= 0.2 - 0.02  # 600 s at 3000x real time takes at least 0.2 s
     assert len(sim.run(120, dt_s=60)) == 2 and sim.t_s == 720  # as fast as possible
+
+
+def test_household_demand_follows_the_grids_profiles() -> None:
+    from gridpilot.model import load_grid
+    from gridpilot.twin import profiles_for, step_injections
+
+    g = load_grid("synthetic:80")  # a grid with its own profiles
+    assert g.profiles is not None
+    cfg = FleetConfig(n_devices=20_000, base_share=1.0, share_pv=0, share_battery=0, share_ev=0,
+                      share_water_heater=0)
+    sim = FieldSimulator(g, cfg, engine="pgm")
+    prof, cols = profiles_for(g, 97)
+    ref = step_injections(g, prof, cols, slice(1, 97))["load_p_mw"].sum(axis=1)
+    tot = []
+    for _ in range(96):
+        sim.step(900)
+        tot.append(sim.load_p_mw.sum())
+    assert np.corrcoef(tot, ref)[0, 1] > 0.99
+    assert np.mean(tot) / np.mean(ref) == pytest.approx(1.0, abs=0.05)
