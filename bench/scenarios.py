@@ -41,6 +41,7 @@ def bench_batch(quick: bool) -> dict[str, Any]:
     from dask.distributed import Client, LocalCluster
 
     from gridpilot.twin import ScenarioSpec, run_many, run_one
+    from gridpilot.twin.scenarios import WORKER_ENV
 
     lines = [3, 7, 10, 13, 20, 24, 27, 30] if not quick else [7, 13, 24, 30]
     hours = 0.5 if quick else 2.0
@@ -50,7 +51,7 @@ def bench_batch(quick: bool) -> dict[str, Any]:
     serial = run_many(specs, "serial")
     t_serial = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=WORKER_ENV)
     client = Client(cluster)
     t_start = time.perf_counter() - t0
     try:

@@ -45,6 +45,7 @@ VOLL_EUR_MWH = 10_000.0
 DR_EUR_MWH = 150.0
 CO2_T_MWH = 0.35
 SUSTAINED_MIN = 3.0
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # one core per worker
 SUMMER_DAY = 200
 WINTER_DAY = 20
 
@@ -313,7 +314,7 @@ class dask_client:
             self.client = Client(self.address)
         else:
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
+                                        dashboard_address=None, env=WORKER_ENV)
             self.client = Client(self.cluster)
         return self.client
 
