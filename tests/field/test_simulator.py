@@ -224,3 +224,14 @@ def test_household_demand_follows_the_grids_profiles() -> None:
         tot.append(sim.load_p_mw.sum())
     assert np.corrcoef(tot, ref)[0, 1] > 0.99
     assert np.mean(tot) / np.mean(ref) == pytest.approx(1.0, abs=0.05)
+
+
+def test_fault_fed_from_both_sides_trips_both(case33) -> None:
+    sim = FieldSimulator(case33, FleetConfig(n_devices=500), engine="pgm")
+    # close tie 33 (bus 21 - 8) to make a loop, then fault line 8 (bus 8 - 9): both sides feed it
+    sim.apply(Command("switch", target=33, value=True))
+    sim.inject_line_fault(8)
+    trips = [e.data["switch_id"] for e in sim.readings().events if e.name == "breaker_trip"]
+    assert trips == [1]  # one source: the feeder breaker clears the loop
+    assert not sim.bus_live[1:].any()
+    assert not fault_indications(case33, 8, sim.switch_closed).fed

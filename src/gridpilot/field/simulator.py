@@ -489,10 +489,14 @@ class FieldSimulator:
 
     def _topology_changed(self) -> None:
         """After a switch change: protection (closing onto a fault trips again), then energisation."""
-        for fs in self.faults.values():
-            ind = fault_indications(self.grid, fs.line_id, self.switch_closed)
-            if ind.fed:
-                self._trip(ind)
+        for _ in range(len(self.grid.source) + len(self.faults) + 1):  # a fault fed from two sides trips twice
+            fed = [ind for ind in (fault_indications(self.grid, fs.line_id, self.switch_closed)
+                                   for fs in self.faults.values()) if ind.fed and ind.trip_switch >= 0]
+            if not fed:
+                break
+            for ind in fed:
+                if self.switch_closed[int(self.grid.switch.index_of(ind.trip_switch)[0])]:
+                    self._trip(ind)
         before = self.bus_live
         self.bus_live = energised(self.grid, self.switch_closed)
         self._voltage_events(before, self.bus_live)
