@@ -34,9 +34,10 @@ def demo_grid(name: str = "case33bw") -> Grid:
     wind_mw = 0.8 if name == "case33bw" else float(0.2 * g.load["p_mw"].sum())
     g.add("generator", id=np.arange(start + len(pv_bus), start + len(pv_bus) + len(wind_bus)), bus=wind_bus,
           kind=int(GenKind.WIND), p_mw=wind_mw)
-    g.add("storage", id=np.arange(1, len(st_bus) + 1), bus=st_bus, e_mwh=1.2, p_max_mw=0.3, soc=0.8)
-    g.add("flex_load", id=np.arange(1, len(wh_bus) + 1), bus=wh_bus, kind=int(FlexKind.WATER_HEATER), p_mw=0.05)
-    g.add("ev_charger", id=np.arange(1, len(ev_bus) + 1), bus=ev_bus,
+    nxt = lambda tbl, n: np.arange(1, n + 1) + (int(tbl.ids.max()) if len(tbl) else 0)  # noqa: E731
+    g.add("storage", id=nxt(g.storage, len(st_bus)), bus=st_bus, e_mwh=1.2, p_max_mw=0.3, soc=0.8)
+    g.add("flex_load", id=nxt(g.flex_load, len(wh_bus)), bus=wh_bus, kind=int(FlexKind.WATER_HEATER), p_mw=0.05)
+    g.add("ev_charger", id=nxt(g.ev_charger, len(ev_bus)), bus=ev_bus,
           p_max_mw=np.resize([0.022, 0.05], len(ev_bus)), v2g=np.resize([False, True], len(ev_bus)))
     g.load["customers"] = np.maximum(np.rint(g.load["p_mw"] / 0.005), 1).astype(np.int32)
     g.name = f"{name}+fleet"
