@@ -18,7 +18,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @schema.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 @pytest.mark.slow
 def test_no_server_errors(case) -> None:
     for key in (_keys.issued["admin"], None):
