@@ -1,0 +1,335 @@
+"""VPP aggregation: per-bus flexibility of a fleet, its envelope, and disaggregation to devices.
+
+The fleet is reduced to one *virtual battery per device class per bus* for a window of steps:
+batteries (power and energy bounds, efficiency), EVs (power bounds from who is plugged in and
+cumulative-energy bounds from each session's earliest and latest possible charging), water
+heaters (a thermal store with draws) and PV (curtailable output). A schedule for those
+aggregates is split back to devices step by step: every device gets the same fraction of its
+own feasible range at that step (fair), the range coming from its state (state of charge, EV
+departure energy still needed, water heater comfort band), so no device is ever pushed
+beyond its limits; what the devices cannot follow is reported as a tracking error.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.flex.fleet import Fleet
+
+CLASSES = ("battery", "ev", "water_heater", "pv_curtail")
+
+
+def bus_matrix(device_bus: np.ndarray, buses: np.ndarray) -> csr_matrix:
+    """Sparse (n_bus, n_device) 0/1 matrix summing device values per bus (``buses`` sorted ids)."""
+    pos = np.searchsorted(buses, device_bus)
+    pos = np.clip(pos, 0, max(buses.size - 1, 0))
+    if device_bus.size and (buses.size == 0 or np.any(buses[pos] != device_bus)):
+        bad = device_bus[(buses.size == 0) | (buses[pos] != device_bus)] if buses.size else device_bus
+        raise UnknownComponentError("bus", int(bad[0]), "a device sits at a bus outside the aggregation")
+    n = device_bus.size
+    return csr_matrix((np.ones(n), (pos, np.arange(n))), shape=(buses.size, n))
+
+
+@dataclass
+class BusAggregate:
+    """The fleet's flexibility per bus for steps ``t0 .. t0 + steps`` (arrays (steps, n_bus) or (n_bus,)).
+
+    Powers MW (load convention), energies MWh. EV energies are cumulative from the window start.
+    """
+
+    bus_id: np.ndarray
+    t0: int
+    steps: int
+    step_h: float
+    bat_p_max_mw: np.ndarray
+    bat_e0_mwh: np.ndarray
+    bat_e_min_mwh: np.ndarray
+    bat_e_max_mwh: np.ndarray
+    bat_eta: np.ndarray
+    ev_p_lo_mw: np.ndarray
+    ev_p_hi_mw: np.ndarray
+    ev_c_lo_mwh: np.ndarray
+    ev_c_hi_mwh: np.ndarray
+    wh_p_max_mw: np.ndarray
+    wh_e0_mwh: np.ndarray
+    wh_e_max_mwh: np.ndarray
+    wh_draw_mw: np.ndarray
+    pv_avail_mw: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _ev_bounds(fleet: Fleet, t0: int, steps: int) -> tuple[np.ndarray, ...]:
+    """Per present session: plugged mask (T, n), lo/hi cumulative delivered (T+1, n), index."""
+    ev = fleet.ev
+    dt = fleet.step_h
+    idx = np.flatnonzero((ev.departure > t0) & (ev.arrival < t0 + steps))
+    a, d = ev.arrival[idx], ev.departure[idx]
+    k = np.arange(steps + 1)[:, None] + t0
+    done = np.clip(np.minimum(d, k) - np.maximum(a, t0), 0, None).astype(np.float64)  # plugged steps in [t0, k)
+    rem = np.clip(d - np.maximum(a, k), 0, None).astype(np.float64)  # plugged steps in [k, d)
+    pmax = ev.p_max_mw[idx]
+    x0 = ev.delivered_mwh[idx]
+    room = ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx]
+    floor = np.where(ev.v2g[idx], np.minimum(ev.soc_floor[idx] * ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx], x0), x0)
+    dis = np.where(ev.v2g[idx], pmax, 0.0)
+    hi = np.minimum(room, x0 + pmax * dt * done)
+    lo = np.maximum.reduce([np.broadcast_to(floor, hi.shape), x0 - dis * dt * done,
+                            ev.e_need_mwh[idx] - pmax * dt * rem])
+    lo = np.minimum(lo, hi)  # an infeasible session is caught by validation/shortfall, not here
+    plugged = (k[:-1] >= a) & (k[:-1] < d)
+    return idx, plugged, lo - x0, hi - x0
+
+
+def group_matrix(device_bus: np.ndarray, buses: np.ndarray, group: np.ndarray | None) -> csr_matrix:
+    """(n_group, n_device) 0/1 matrix: :func:`bus_matrix` summed further into bus groups (None: per bus)."""
+    m = bus_matrix(device_bus, buses)
+    if group is None:
+        return m
+    g = np.asarray(group, np.int64)
+    gm = csr_matrix((np.ones(g.size), (g, np.arange(g.size))), shape=(int(g.max()) + 1 if g.size else 0, g.size))
+    return (gm @ m).tocsr()
+
+
+def aggregate(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None,
+              pv_avail_mw: np.ndarray | None = None, group: np.ndarray | None = None) -> BusAggregate:
+    """Aggregate ``fleet`` per bus (or per bus group) for steps ``t0 .. t0 + steps``.
+
+    ``pv_avail_mw``: (steps, n_pv) available PV power (zeros if not given); ``group``: a group
+    number per bus of ``buses`` to aggregate further (then ``bus_id`` holds the group numbers).
+    Returns a :class:`BusAggregate` over ``buses`` (default: the fleet's buses).
+    """
+    buses = fleet.buses() if buses is None else np.asarray(buses, np.int64)
+    b, e, w, pv = fleet.batteries, fleet.ev, fleet.water_heaters, fleet.pv
+    mb = group_matrix(b.bus, buses, group)
+    idx, plugged, lo, hi = _ev_bounds(fleet, t0, steps)
+    me = group_matrix(e.bus[idx], buses, group)
+    pmax = e.p_max_mw[idx]
+    ev_hi = (me @ (plugged * pmax).T).T
+    ev_lo = -(me @ (plugged * np.where(e.v2g[idx], pmax, 0.0)).T).T
+    mw = group_matrix(w.bus, buses, group)
+    draw = w.draw_mw(np.arange(t0, t0 + steps))
+    mp = group_matrix(pv.bus, buses, group)
+    avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw, np.float64)
+    bat_p = mb @ b.p_max_mw
+    return BusAggregate(
+        bus_id=buses if group is None else np.arange(mb.shape[0]), t0=t0, steps=steps, step_h=fleet.step_h,
+        bat_p_max_mw=bat_p, bat_e0_mwh=mb @ b.energy_mwh, bat_e_min_mwh=mb @ (b.soc_min * b.e_mwh),
+        bat_e_max_mwh=mb @ (b.soc_max * b.e_mwh),
+        bat_eta=np.where(bat_p > 0, (mb @ (b.eta * b.p_max_mw)) / np.maximum(bat_p, 1e-12), 1.0),
+        ev_p_lo_mw=np.asarray(ev_lo), ev_p_hi_mw=np.asarray(ev_hi),
+        ev_c_lo_mwh=np.asarray((me @ lo.T).T), ev_c_hi_mwh=np.asarray((me @ hi.T).T),
+        wh_p_max_mw=mw @ w.p_rated_mw, wh_e0_mwh=mw @ w.energy_mwh, wh_e_max_mwh=mw @ w.e_max_mwh,
+        wh_draw_mw=np.asarray((mw @ draw.T).T), pv_avail_mw=np.asarray((mp @ avail.T).T),
+        counts={"batteries": len(b), "ev_sessions": int(idx.size), "water_heaters": len(w), "pv": len(pv)},
+    )
+
+
+@dataclass
+class Envelope:
+    """Aggregate flexibility around the uncontrolled baseline, per step and bus.
+
+    ``inc_mw``: how much consumption can rise, ``dec_mw``: how much it can fall (MW, >= 0), and
+    for how long each could be held from that step (``inc_h``, ``dec_h``, hours, capped at the
+    window) given the stored/storable energy (MWh ``inc_mwh``/``dec_mwh``).
+    """
+
+    bus_id: np.ndarray
+    inc_mw: np.ndarray
+    dec_mw: np.ndarray
+    inc_mwh: np.ndarray
+    dec_mwh: np.ndarray
+    inc_h: np.ndarray
+    dec_h: np.ndarray
+
+    def total(self) -> dict[str, list[float]]:
+        """Fleet totals per step: ``inc_mw``, ``dec_mw``."""
+        return {"inc_mw": self.inc_mw.sum(axis=1).tolist(), "dec_mw": self.dec_mw.sum(axis=1).tolist()}
+
+
+def envelope(agg: BusAggregate, baseline_mw: np.ndarray | None = None) -> Envelope:
+    """The flexibility envelope of an aggregate around ``baseline_mw`` ((steps, n_bus), default 0).
+
+    Power: battery +-p_max, EVs between the plugged-in bounds, water heaters 0..rated, PV
+    curtailment up to the available output (raises consumption). Energy: battery headroom and
+    stored energy, EV energy between the earliest and latest charging paths, water heater
+    band headroom. Durations are energy / power, capped at the window length.
+    """
+    base = np.zeros((agg.steps, agg.bus_id.size)) if baseline_mw is None else np.asarray(baseline_mw)
+    hi = agg.bat_p_max_mw + agg.ev_p_hi_mw + agg.wh_p_max_mw + agg.pv_avail_mw
+    lo = -agg.bat_p_max_mw + agg.ev_p_lo_mw
+    inc = np.clip(hi - base, 0, None)
+    dec = np.clip(base - lo, 0, None)
+    e_inc = (agg.bat_e_max_mwh - agg.bat_e0_mwh) / np.maximum(agg.bat_eta, 1e-9) + (agg.wh_e_max_mwh - agg.wh_e0_mwh)
+    e_dec = (agg.bat_e0_mwh - agg.bat_e_min_mwh) * agg.bat_eta + agg.wh_e0_mwh
+    e_inc = np.broadcast_to(e_inc, inc.shape) + (agg.ev_c_hi_mwh[1:] - agg.ev_c_lo_mwh[1:])
+    e_dec = np.broadcast_to(e_dec, dec.shape) + np.clip(agg.ev_c_hi_mwh[:-1] - agg.ev_c_lo_mwh[:-1], 0, None)
+    horizon = agg.steps * agg.step_h
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inc_h = np.where(inc > 1e-9, np.minimum(e_inc / inc, horizon), 0.0)
+        dec_h = np.where(dec > 1e-9, np.minimum(e_dec / dec, horizon), 0.0)
+    return Envelope(agg.bus_id, inc, dec, np.asarray(e_inc), np.asarray(e_dec), inc_h, dec_h)
+
+
+@dataclass
+class Dispatch:
+    """What the devices did: per-class per-bus power (steps, n_bus) MW, and checks.
+
+    ``tracking_error_mw`` (steps, n_bus): requested minus realised total. ``limit_violations``
+    counts device-steps outside a hard limit (should be 0); ``comfort_violation_steps`` water
+    heater steps below the band that draws made unavoidable; ``ev_shortfall_mwh`` per session
+    that departed in the window short of its request (> 0 only if it was infeasible);
+    ``v2g_mwh`` per session energy discharged. ``device_p_mw`` holds per-device powers when kept.
+    """
+
+    bus_id: np.ndarray
+    p_mw: dict[str, np.ndarray]
+    tracking_error_mw: np.ndarray
+    limit_violations: int
+    comfort_violation_steps: int
+    ev_departed: np.ndarray
+    ev_shortfall_mwh: np.ndarray
+    v2g_mwh: np.ndarray
+    fleet_after: Fleet
+    device_p_mw: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def total_mw(self) -> np.ndarray:
+        """Total device power per step and bus, MW (PV curtailment counted as + consumption)."""
+        return sum(self.p_mw.values())  # type: ignore[return-value]
+
+
+def _share(target: np.ndarray, lo: np.ndarray, hi: np.ndarray, m: csr_matrix, pos: np.ndarray) -> np.ndarray:
+    """Fair split: each device at lo + f_bus * (hi - lo), f_bus chosen to meet the bus target."""
+    slo = m @ lo
+    shi = m @ hi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(shi - slo > 1e-12, (target - slo) / (shi - slo), 0.0)
+    f = np.clip(f, 0.0, 1.0)
+    return lo + f[pos] * (hi - lo)
+
+
+def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: np.ndarray | None = None,
+                 pv_avail_mw: np.ndarray | None = None, keep_devices: bool = False,
+                 steps: int | None = None, group: np.ndarray | None = None) -> Dispatch:
+    """Split per-bus class targets ((steps, n_bus) MW each, keys in :data:`CLASSES`) to devices.
+
+    Walks the steps from ``t0``; at each step every device's feasible power range is computed
+    from its state and every device gets the same fraction of its range (see :func:`_share`).
+    Returns a :class:`Dispatch` with realised per-bus powers and the fleet's state afterwards
+    (the input fleet is not changed). A missing class target means "baseline" (0 for
+    batteries/PV curtailment, fastest charging for EVs, thermostat for water heaters);
+    ``steps`` is needed only when no target is given. With ``group`` (a group number per bus)
+    the targets are per group ((steps, n_group)); realised powers are always per bus.
+    """
+    buses = fleet.buses() if buses is None else np.asarray(buses, np.int64)
+    f = copy.deepcopy(fleet)
+    dt = f.step_h
+    bad = sorted(set(targets) - set(CLASSES))
+    if bad:
+        raise ValidationError(f"disaggregate: unknown device class(es) {bad}; known: {list(CLASSES)}")
+    if steps is None:
+        if not targets:
+            raise ValidationError("disaggregate: give targets or steps")
+        steps = next(iter(targets.values())).shape[0]
+    nb_ = (fleet.buses() if buses is None else np.asarray(buses)).size
+    if group is not None:
+        nb_ = int(np.max(group)) + 1 if np.size(group) else 0
+    for c, v in targets.items():
+        if np.shape(v) != (steps, nb_):
+            raise ValidationError(f"disaggregate: target '{c}' has shape {np.shape(v)}, expected ({steps}, {nb_})")
+    nb = buses.size
+    b, e, w, pv = f.batteries, f.ev, f.water_heaters, f.pv
+    mb, me, mw, mp = (bus_matrix(x.bus, buses) for x in (b, e, w, pv))
+    gb, ge, gw, gp = (group_matrix(x.bus, buses, group) for x in (b, e, w, pv))
+    pb, pe, pw, pp = (np.clip(np.searchsorted(buses, x.bus), 0, max(nb - 1, 0)) for x in (b, e, w, pv))
+    if group is not None:
+        gr = np.asarray(group, np.int64)
+        pb, pe, pw, pp = gr[pb], gr[pe], gr[pw], gr[pp]
+    out = {c: np.zeros((steps, nb)) for c in CLASSES}
+    err = np.zeros((steps, nb_))
+    viol = 0
+    comfort = 0
+    energy = b.energy_mwh.copy()
+    e_min, e_max = b.soc_min * b.e_mwh, b.soc_max * b.e_mwh
+    wh_e = w.energy_mwh.copy()
+    wh_max = w.e_max_mwh
+    on = (w.t_c < 0.5 * (w.t_min_c + w.t_max_c))  # thermostat state for the baseline
+    draw_all = w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0))
+    avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw)
+    room = e.e_cap_mwh - e.e_arr_mwh
+    floor = np.where(e.v2g, e.soc_floor * e.e_cap_mwh - e.e_arr_mwh, 0.0)
+    v2g = np.zeros(len(e))
+    keep: dict[str, list[np.ndarray]] = {c: [] for c in CLASSES} if keep_devices else {}
+    for k in range(steps):
+        t = t0 + k
+        # batteries
+        lo = -np.minimum(b.p_max_mw, np.clip(energy - e_min, 0, None) * b.eta / dt)
+        hi = np.minimum(b.p_max_mw, np.clip(e_max - energy, 0, None) / (b.eta * dt))
+        tb = targets.get("battery")
+        p = _share(tb[k], lo, hi, gb, pb) if tb is not None else np.zeros(len(b))
+        energy += np.where(p > 0, p * b.eta, p / b.eta) * dt
+        viol += int(np.sum((energy < e_min - 1e-9) | (energy > e_max + 1e-9) | (np.abs(p) > b.p_max_mw + 1e-12)))
+        out["battery"][k] = mb @ p
+        last = {"battery": p}
+        if keep_devices:
+            keep["battery"].append(p.copy())
+        # EVs
+        plug = (e.arrival <= t) & (t < e.departure)
+        rem = np.clip(e.departure - (t + 1), 0, None) * dt
+        x = e.delivered_mwh
+        need_lo = np.maximum(e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, floor, x))
+        lo = np.where(plug, np.clip((need_lo - x) / dt, np.where(e.v2g, -e.p_max_mw, 0.0), e.p_max_mw), 0.0)
+        hi = np.where(plug, np.clip((room - x) / dt, 0.0, e.p_max_mw), 0.0)
+        lo = np.minimum(lo, hi)
+        te = targets.get("ev")
+        p = _share(te[k], lo, hi, ge, pe) if te is not None else hi.copy()
+        if te is None:  # baseline: as fast as possible until the request is met
+            p = np.where(plug, np.clip((e.e_need_mwh - x) / dt, 0.0, e.p_max_mw), 0.0)
+        e.delivered_mwh = x + p * dt
+        v2g += np.clip(-p, 0, None) * dt
+        viol += int(np.sum((np.abs(p) > e.p_max_mw + 1e-12) | (plug & ~e.v2g & (p < -1e-12)) | (~plug & (p != 0))))
+        out["ev"][k] = me @ p
+        last["ev"] = p
+        if keep_devices:
+            keep["ev"].append(p.copy())
+        # water heaters
+        d = draw_all[k]
+        lo = np.clip(d - wh_e / dt, 0.0, None)
+        hi = np.clip(d + (wh_max - wh_e) / dt, 0.0, w.p_rated_mw)
+        short = lo > w.p_rated_mw + 1e-12
+        comfort += int(np.sum(short))
+        lo = np.minimum(lo, hi)
+        tw = targets.get("water_heater")
+        if tw is not None:
+            p = _share(tw[k], lo, hi, gw, pw)
+        else:
+            on = np.where(wh_e < 0.2 * wh_max, True, np.where(wh_e > 0.8 * wh_max, False, on))
+            p = np.clip(np.where(on, w.p_rated_mw, 0.0), lo, hi)
+        wh_e = np.clip(wh_e + (p - d) * dt, 0.0, wh_max)
+        viol += int(np.sum((p > w.p_rated_mw + 1e-12) | (p < -1e-12)))
+        out["water_heater"][k] = mw @ p
+        last["water_heater"] = p
+        if keep_devices:
+            keep["water_heater"].append(p.copy())
+        # PV curtailment
+        tp = targets.get("pv_curtail")
+        p = _share(tp[k], np.zeros(len(pv)), avail[k], gp, pp) if tp is not None else np.zeros(len(pv))
+        out["pv_curtail"][k] = mp @ p
+        last["pv_curtail"] = p
+        if keep_devices:
+            keep["pv_curtail"].append(p.copy())
+        gsum = {"battery": gb, "ev": ge, "water_heater": gw, "pv_curtail": gp}
+        for c, tgt in targets.items():
+            err[k] += tgt[k] - gsum[c] @ last[c]
+    # state after
+    b.soc = np.clip(energy / b.e_mwh, b.soc_min, b.soc_max)
+    w.t_c = np.clip(w.t_min_c + wh_e / w.c_mwh_per_k, w.t_min_c, w.t_max_c)
+    departed = (e.departure > t0) & (e.departure <= t0 + steps)
+    shortfall = np.where(departed, np.clip(e.e_need_mwh - e.delivered_mwh, 0, None), 0.0)
+    dev = {c: np.array(v) for c, v in keep.items()} if keep_devices else {}
+    return Dispatch(buses, out, err, viol, comfort, np.flatnonzero(departed), shortfall, v2g, f, dev)

@@ -1,0 +1,325 @@
+"""The flexible device fleet: vectorised dataclasses of arrays, one row per device.
+
+Devices sit behind buses of a grid (``bus`` holds bus ids). Powers use the load convention
+(``+`` consumes). Time is counted in steps of ``step_h`` hours from the start of the grid's
+profiles. :func:`generate_fleet` builds a documented, seeded, realistic fleet for a grid;
+every dataclass validates its limits on construction (a :class:`ValidationError` naming the
+device and field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridpilot.errors import Issue, ValidationError
+from gridpilot.model import GenKind, Grid
+
+
+def _check(component: str, ids: np.ndarray, issues: list[Issue], name: str, bad: np.ndarray, msg: str,
+           values: np.ndarray) -> None:
+    if np.any(bad):
+        k = np.flatnonzero(bad)
+        issues.append(Issue(component, name, msg, tuple(int(i) for i in ids[k[:5]]), float(values[k[0]])))
+
+
+def _same_len(component: str, arrays: dict[str, np.ndarray]) -> None:
+    n = {k: np.shape(v)[0] for k, v in arrays.items()}
+    if len(set(n.values())) > 1:
+        raise ValidationError(f"{component}: columns have different lengths {n}")
+
+
+@dataclass
+class Batteries:
+    """Home/community batteries. ``e_mwh`` capacity, ``soc`` present state (0..1), one-way ``eta``."""
+
+    id: np.ndarray
+    bus: np.ndarray
+    e_mwh: np.ndarray
+    p_max_mw: np.ndarray
+    soc: np.ndarray
+    eta: np.ndarray
+    soc_min: np.ndarray
+    soc_max: np.ndarray
+
+    def __post_init__(self) -> None:
+        for k in ("e_mwh", "p_max_mw", "soc", "eta", "soc_min", "soc_max"):
+            setattr(self, k, np.asarray(getattr(self, k), np.float64))
+        self.id = np.asarray(self.id, np.int64)
+        self.bus = np.asarray(self.bus, np.int64)
+        _same_len("battery", vars(self))
+        iss: list[Issue] = []
+        c = "battery"
+        _check(c, self.id, iss, "e_mwh", ~(self.e_mwh > 0), "must be > 0", self.e_mwh)
+        _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
+        _check(c, self.id, iss, "eta", ~((self.eta > 0) & (self.eta <= 1)), "must be in (0, 1]", self.eta)
+        _check(c, self.id, iss, "soc_min", ~((self.soc_min >= 0) & (self.soc_min < self.soc_max) & (self.soc_max <= 1)),
+               "need 0 <= soc_min < soc_max <= 1", self.soc_min)
+        _check(c, self.id, iss, "soc", ~((self.soc >= self.soc_min - 1e-9) & (self.soc <= self.soc_max + 1e-9)),
+               "outside [soc_min, soc_max]", self.soc)
+        if iss:
+            raise ValidationError(issues=iss)
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    @property
+    def energy_mwh(self) -> np.ndarray:
+        """Stored energy, MWh."""
+        return self.soc * self.e_mwh
+
+
+@dataclass
+class EVSessions:
+    """EV charging sessions: one row per plug-in. ``ev`` is the car's id (a car has many sessions).
+
+    ``arrival``/``departure`` are absolute steps (plugged during ``arrival <= t < departure``);
+    ``e_need_mwh`` is the energy the owner asks for by departure; ``e_arr_mwh`` the energy in the
+    battery at arrival, ``e_cap_mwh`` its capacity; ``v2g`` whether the owner allows discharge
+    (never below ``soc_floor`` of the capacity). ``delivered_mwh`` is the energy delivered so far.
+    """
+
+    id: np.ndarray
+    ev: np.ndarray
+    bus: np.ndarray
+    arrival: np.ndarray
+    departure: np.ndarray
+    e_need_mwh: np.ndarray
+    e_arr_mwh: np.ndarray
+    e_cap_mwh: np.ndarray
+    p_max_mw: np.ndarray
+    v2g: np.ndarray
+    soc_floor: np.ndarray
+    delivered_mwh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        for k in ("id", "ev", "bus", "arrival", "departure"):
+            setattr(self, k, np.asarray(getattr(self, k), np.int64))
+        for k in ("e_need_mwh", "e_arr_mwh", "e_cap_mwh", "p_max_mw", "soc_floor"):
+            setattr(self, k, np.asarray(getattr(self, k), np.float64))
+        self.v2g = np.asarray(self.v2g, bool)
+        if np.size(self.delivered_mwh) == 0 and self.id.size:
+            self.delivered_mwh = np.zeros(self.id.size)
+        self.delivered_mwh = np.asarray(self.delivered_mwh, np.float64)
+        _same_len("ev session", vars(self))
+        c = "ev session"
+        iss: list[Issue] = []
+        _check(c, self.id, iss, "departure", ~(self.departure > self.arrival), "must be after arrival", self.departure)
+        _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
+        _check(c, self.id, iss, "e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh)
+        _check(c, self.id, iss, "e_need_mwh", self.e_arr_mwh + self.e_need_mwh > self.e_cap_mwh + 1e-9,
+               "arrival energy plus need exceeds the battery capacity", self.e_need_mwh)
+        _check(c, self.id, iss, "soc_floor", ~((self.soc_floor >= 0) & (self.soc_floor < 1)), "must be in [0, 1)",
+               self.soc_floor)
+        if iss:
+            raise ValidationError(issues=iss)
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    def shortfall_mwh(self, step_h: float) -> np.ndarray:
+        """Energy a session cannot get even charging at full power from now, MWh (0 if feasible)."""
+        dwell = (self.departure - self.arrival) * step_h
+        return np.maximum(self.e_need_mwh - self.p_max_mw * dwell, 0.0)
+
+
+@dataclass
+class WaterHeaters:
+    """Electric water heaters as thermal stores.
+
+    ``c_mwh_per_k`` tank heat capacity, ``loss_mw`` standby loss (linearised at the middle of
+    the comfort band), ``t_min_c``/``t_max_c`` the comfort band, ``t_c`` present temperature;
+    hot-water draws (MW thermal) are ``draw_scale_mw * DRAW_SHAPE[(t + draw_shift) % 96]``.
+    """
+
+    id: np.ndarray
+    bus: np.ndarray
+    p_rated_mw: np.ndarray
+    c_mwh_per_k: np.ndarray
+    loss_mw: np.ndarray
+    t_min_c: np.ndarray
+    t_max_c: np.ndarray
+    t_c: np.ndarray
+    draw_scale_mw: np.ndarray
+    draw_shift: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.id = np.asarray(self.id, np.int64)
+        self.bus = np.asarray(self.bus, np.int64)
+        self.draw_shift = np.asarray(self.draw_shift, np.int64)
+        for k in ("p_rated_mw", "c_mwh_per_k", "loss_mw", "t_min_c", "t_max_c", "t_c", "draw_scale_mw"):
+            setattr(self, k, np.asarray(getattr(self, k), np.float64))
+        _same_len("water heater", vars(self))
+        c = "water heater"
+        iss: list[Issue] = []
+        _check(c, self.id, iss, "p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw)
+        _check(c, self.id, iss, "c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k)
+        _check(c, self.id, iss, "t_max_c", ~(self.t_max_c > self.t_min_c), "must exceed t_min_c", self.t_max_c)
+        _check(c, self.id, iss, "t_c", (self.t_c < self.t_min_c - 1e-6) | (self.t_c > self.t_max_c + 1e-6),
+               "outside the comfort band", self.t_c)
+        if iss:
+            raise ValidationError(issues=iss)
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    @property
+    def e_max_mwh(self) -> np.ndarray:
+        """Usable thermal energy of the comfort band, MWh."""
+        return self.c_mwh_per_k * (self.t_max_c - self.t_min_c)
+
+    @property
+    def energy_mwh(self) -> np.ndarray:
+        """Thermal energy above the band's bottom, MWh."""
+        return self.c_mwh_per_k * (self.t_c - self.t_min_c)
+
+    def draw_mw(self, steps: np.ndarray) -> np.ndarray:
+        """(len(steps), n) thermal demand (draws + standby loss), MW."""
+        k = (np.asarray(steps)[:, None] + self.draw_shift[None, :]) % DRAW_SHAPE.size
+        return self.draw_scale_mw[None, :] * DRAW_SHAPE[k] + self.loss_mw[None, :]
+
+
+@dataclass
+class PVInverters:
+    """PV inverters: the grid's PV generators (``gen_pos`` their table positions), ``s_rated_mva``."""
+
+    id: np.ndarray
+    bus: np.ndarray
+    gen_pos: np.ndarray
+    s_rated_mva: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.id = np.asarray(self.id, np.int64)
+        self.bus = np.asarray(self.bus, np.int64)
+        self.gen_pos = np.asarray(self.gen_pos, np.int64)
+        self.s_rated_mva = np.asarray(self.s_rated_mva, np.float64)
+        _same_len("pv inverter", vars(self))
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+
+def _hot_water_shape() -> np.ndarray:
+    """Mean household hot-water draw shape over a day (96 quarter hours), mean 1."""
+    h = np.arange(96) / 4.0
+    s = 0.15 + 1.6 * np.exp(-0.5 * ((h - 7.0) / 1.0) ** 2) + 1.0 * np.exp(-0.5 * ((h - 19.5) / 1.5) ** 2) \
+        + 0.4 * np.exp(-0.5 * ((h - 12.5) / 1.0) ** 2)
+    return s / s.mean()
+
+
+DRAW_SHAPE = _hot_water_shape()
+
+
+@dataclass
+class Fleet:
+    """All flexible devices of an area, with the time step they are described in."""
+
+    batteries: Batteries
+    ev: EVSessions
+    water_heaters: WaterHeaters
+    pv: PVInverters
+    step_h: float = 0.25
+    meta: dict[str, float | int | str] = field(default_factory=dict)
+
+    @property
+    def n_devices(self) -> int:
+        """Devices: batteries + distinct EVs + water heaters + PV inverters."""
+        return len(self.batteries) + int(np.unique(self.ev.ev).size) + len(self.water_heaters) + len(self.pv)
+
+    def buses(self) -> np.ndarray:
+        """Sorted ids of the buses that have at least one device."""
+        return np.unique(np.concatenate([self.batteries.bus, self.ev.bus, self.water_heaters.bus, self.pv.bus]))
+
+    def summary(self) -> dict[str, float | int]:
+        """Device counts and ratings (MW, MWh)."""
+        return {"batteries": len(self.batteries), "battery_mw": float(self.batteries.p_max_mw.sum()),
+                "battery_mwh": float(self.batteries.e_mwh.sum()), "evs": int(np.unique(self.ev.ev).size),
+                "ev_sessions": len(self.ev), "ev_charger_mw": float(_per_ev_pmax(self.ev).sum()),
+                "v2g_evs": int(np.unique(self.ev.ev[self.ev.v2g]).size),
+                "water_heaters": len(self.water_heaters), "water_heater_mw": float(self.water_heaters.p_rated_mw.sum()),
+                "pv_inverters": len(self.pv), "pv_mva": float(self.pv.s_rated_mva.sum()),
+                "devices": self.n_devices, "buses": int(self.buses().size)}
+
+
+def _per_ev_pmax(ev: EVSessions) -> np.ndarray:
+    if not len(ev):
+        return np.zeros(0)
+    _, first = np.unique(ev.ev, return_index=True)
+    return ev.p_max_mw[first]
+
+
+def households_per_load(grid: Grid, kw_per_household: float = 2.5) -> np.ndarray:
+    """Households behind each load: ``customers`` where above 1, else p_mw / ``kw_per_household``."""
+    cust = grid.load["customers"].astype(np.float64)
+    est = np.round(np.maximum(grid.load["p_mw"], 0) * 1000.0 / kw_per_household)
+    return np.where(cust > 1, cust, np.maximum(est, 1)).astype(np.int64)
+
+
+def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int = 0, step_h: float = 0.25,
+                   ev_share: float = 0.25, v2g_share: float = 0.3, wh_share: float = 0.25,
+                   battery_share: float = 0.08, scale: float = 1.0, n_devices: int | None = None) -> Fleet:
+    """A seeded, realistic fleet behind the grid's loads for ``days`` days from ``start_step``.
+
+    Households per load come from :func:`households_per_load` (times ``scale``); shares of them
+    own an EV (7.4 or 11 kW charger, 40-75 kWh battery, one session per evening, 8-60 km a day at
+    0.18 kWh/km, ``v2g_share`` of owners allow V2G down to 40 %), a water heater (2-3 kW,
+    150-300 l tank, comfort band 50-60 °C with daily draws of 4-9 kWh) or a home battery (5-13.5
+    kWh, 0.5 C). PV inverters are the grid's PV (and 'other', SimBench's LV aggregates)
+    generators, rated 1.1 x their p_mw. ``n_devices`` rescales the households so that the
+    battery/EV/water-heater count is about that number.
+    """
+    rng = np.random.default_rng(seed)
+    hh = households_per_load(grid).astype(np.float64) * scale
+    share_sum = ev_share + wh_share + battery_share
+    if n_devices is not None:
+        hh = hh * (n_devices / max(hh.sum() * share_sum, 1e-9))
+    bus_of_load = grid.load["bus"]
+
+    def draw(share: float) -> np.ndarray:
+        counts = rng.binomial(np.maximum(np.round(hh), 0).astype(np.int64), min(max(share, 0.0), 1.0))
+        return np.repeat(bus_of_load, counts)
+
+    # batteries
+    bb = draw(battery_share)
+    nb = bb.size
+    e = rng.choice([0.005, 0.0075, 0.010, 0.0135], nb)
+    bat = Batteries(np.arange(nb), bb, e, 0.5 * e, rng.uniform(0.3, 0.7, nb), np.full(nb, 0.95),
+                    np.full(nb, 0.1), np.full(nb, 0.95))
+    # EVs and one evening session per day
+    eb = draw(ev_share)
+    ne = eb.size
+    pmax = rng.choice([0.0074, 0.011], ne, p=[0.7, 0.3])
+    cap = rng.uniform(0.040, 0.075, ne)
+    v2g = rng.random(ne) < v2g_share
+    spd = round(24 / step_h)
+    rows = []
+    for d in range(days):
+        arr_h = np.clip(rng.normal(18.0, 1.5, ne), 14.0, 23.0)
+        dep_h = np.clip(rng.normal(7.0, 0.8, ne), 5.0, 9.5) + 24.0
+        arrival = start_step + d * spd + np.round(arr_h / step_h).astype(np.int64)
+        departure = start_step + d * spd + np.round(dep_h / step_h).astype(np.int64)
+        km = rng.uniform(8, 60, ne)
+        need = np.minimum(km * 0.18e-3, 0.8 * (departure - arrival) * step_h * pmax)
+        e_arr = np.minimum(rng.uniform(0.25, 0.6, ne) * cap, cap - need)
+        rows.append((arrival, departure, need, e_arr))
+    arrival, departure, need, e_arr = (np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(4))
+    ev_ids = np.tile(np.arange(ne), days)
+    ev = EVSessions(np.arange(ev_ids.size), ev_ids, np.tile(eb, days), arrival, departure, need, e_arr,
+                    np.tile(cap, days), np.tile(pmax, days), np.tile(v2g, days), np.full(ev_ids.size, 0.4))
+    # water heaters
+    wb = draw(wh_share)
+    nw = wb.size
+    litres = rng.choice([150.0, 200.0, 300.0], nw)
+    c = litres * 4.186e-3 / 3600.0  # MWh/K
+    daily_kwh = rng.uniform(4.0, 9.0, nw)
+    wh = WaterHeaters(np.arange(nw), wb, rng.choice([0.002, 0.003], nw), c, np.full(nw, 0.00008),
+                      np.full(nw, 50.0), np.full(nw, 60.0), rng.uniform(52.0, 58.0, nw),
+                      daily_kwh * 1e-3 / 24.0, rng.integers(-6, 7, nw))
+    # PV inverters: the grid's PV-like generators
+    gk = grid.generator["kind"]
+    pos = np.flatnonzero((gk == GenKind.PV) | (gk == GenKind.OTHER))
+    pv = PVInverters(grid.generator.ids[pos], grid.generator["bus"][pos], pos, 1.1 * grid.generator["p_mw"][pos])
+    fleet = Fleet(bat, ev, wh, pv, step_h, {"seed": seed, "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
+                                             "households": int(np.round(hh).sum()), "days": days})
+    return fleet
