@@ -108,3 +108,13 @@ def test_cli_day_ahead(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     f = pd.read_csv(out)
     assert set(f["kind"]) == {"point", "q0.1", "q0.5", "q0.9"} and len(f) == 24 * 2 * 4
+
+
+def test_result_matrix_orders_columns_for_the_twin() -> None:
+    obs, _ = make_series(days=30)
+    res = day_ahead(obs, model="seasonal-naive")
+    m = res.matrix(["feeder_b_mw", "feeder_a_mw"])
+    np.testing.assert_array_equal(m[:, 0], res.point[:, 1])
+    np.testing.assert_array_equal(res.matrix(quantile=0.9), res.quantile(0.9))
+    with pytest.raises(ValidationError, match="load_7"):
+        res.matrix(["feeder_a_mw", "load_7"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +66,34 @@ class ForecastResult:
         for q in sorted(self.quantiles):
             data[f"q{q:g}"] = self.quantiles[q][:, j]
         return pd.DataFrame(data, index=self.index)
+
+    def matrix(
+        self, order: Sequence[str] | None = None, quantile: float | None = None
+    ) -> np.ndarray:
+        """(H, n) array of the point forecast (or of ``quantile``) with columns in ``order``.
+
+        This is the shape :meth:`gridpilot.twin.Twin.timeseries` takes for ``load_p_mw`` or
+        ``gen_p_mw`` when the series are named after the grid's loads or generators in table
+        order. Unknown names raise a :class:`ValidationError` listing them.
+        """
+        arr = self.point if quantile is None else self.quantile(quantile)
+        if order is None:
+            return arr.copy()
+        pos = {c: i for i, c in enumerate(self.columns)}
+        missing = [str(o) for o in order if str(o) not in pos]
+        if missing:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "forecast",
+                        "series",
+                        "has no forecast",
+                        ids=tuple(missing),
+                        value=missing[0],
+                    )
+                ]
+            )
+        return arr[:, [pos[str(o)] for o in order]].copy()
 
     def to_long(self) -> pd.DataFrame:
         """Long table with columns ``time``, ``series``, ``kind`` (point or q0.1 …), ``value``."""
