@@ -102,3 +102,40 @@ def test_signed_commands_are_verified_applied_and_acknowledged(case33) -> None:
     ing = Ingestor(tel.registry, DuckDBStore(), clock=tel.clock)
     rep = ing.ingest(acks)
     assert rep.rejected == 0 and rep.records_stored == 4
+
+
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_cli_over_mqtt_into_postgres() -> None:
+    """`gridpilot field run --transport mqtt --store postgres` end to end (real services)."""
+    import os
+    import socket
+    import uuid
+    from urllib.parse import urlparse
+
+    mqtt = os.environ.get("GRIDPILOT_MQTT_URL", "mqtt://127.0.0.1:1883")
+    dsn = os.environ.get("GRIDPILOT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    for url, port in ((mqtt, 1883), (dsn, 5432)):
+        u = urlparse(url)
+        try:
+            socket.create_connection((u.hostname or "127.0.0.1", u.port or port), timeout=2).close()
+        except OSError as exc:
+            pytest.skip(f"service not available at {url}: {exc}")
+    from gridpilot.cli import _register, app
+    from gridpilot.telemetry import PostgresStore
+
+    _register()
+    prefix = f"fieldtest_{uuid.uuid4().hex[:8]}"
+    try:
+        res = CliRunner().invoke(app, ["field", "run", "case33bw", "--devices", "1000", "--hours", "0.25",
+                                       "--transport", "mqtt", "--store", "postgres", "--prefix", prefix, "--json"])
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.output[res.output.index("{"):])
+        assert out["transport"].startswith("mqtt://")
+        assert out["ingest"]["rejected"] == 0 and out["ingest"]["payloads"] == out["payloads"]
+        with PostgresStore(dsn, prefix=prefix) as st:
+            assert st.stats().readings == out["ingest"]["readings_stored"] > 0
+    finally:
+        st = PostgresStore(dsn, prefix=prefix)
+        st.drop()
+        st.close()
