@@ -258,7 +258,7 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     e_min, e_max = b.soc_min * b.e_mwh, b.soc_max * b.e_mwh
     wh_e = w.energy_mwh.copy()
     wh_max = w.e_max_mwh
-    on = (w.t_c < 0.5 * (w.t_min_c + w.t_max_c))  # thermostat state for the baseline
+    on = w.heating.copy()  # thermostat state for the baseline
     draw_all = w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0))
     avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw)
     room = e.e_cap_mwh - e.e_arr_mwh
@@ -307,6 +307,7 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
         tw = targets.get("water_heater")
         if tw is not None:
             p = _share(tw[k], lo, hi, gw, pw)
+            on = p > 0.5 * w.p_rated_mw
         else:
             on = np.where(wh_e < 0.2 * wh_max, True, np.where(wh_e > 0.8 * wh_max, False, on))
             p = np.clip(np.where(on, w.p_rated_mw, 0.0), lo, hi)
@@ -329,6 +330,7 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     # state after
     b.soc = np.clip(energy / b.e_mwh, b.soc_min, b.soc_max)
     w.t_c = np.clip(w.t_min_c + wh_e / w.c_mwh_per_k, w.t_min_c, w.t_max_c)
+    w.heating = on
     departed = (e.departure > t0) & (e.departure <= t0 + steps)
     shortfall = np.where(departed, np.clip(e.e_need_mwh - e.delivered_mwh, 0, None), 0.0)
     dev = {c: np.array(v) for c, v in keep.items()} if keep_devices else {}

@@ -130,7 +130,8 @@ class WaterHeaters:
 
     ``c_mwh_per_k`` tank heat capacity, ``loss_mw`` standby loss (linearised at the middle of
     the comfort band), ``t_min_c``/``t_max_c`` the comfort band, ``t_c`` present temperature;
-    hot-water draws (MW thermal) are ``draw_scale_mw * DRAW_SHAPE[(t + draw_shift) % 96]``.
+    hot-water draws (MW thermal) are ``draw_scale_mw * DRAW_SHAPE[(t + draw_shift) % 96]``;
+    ``heating`` is the thermostat's present state (used when the heater runs on its own).
     """
 
     id: np.ndarray
@@ -143,9 +144,13 @@ class WaterHeaters:
     t_c: np.ndarray
     draw_scale_mw: np.ndarray
     draw_shift: np.ndarray
+    heating: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def __post_init__(self) -> None:
         self.id = np.asarray(self.id, np.int64)
+        if np.size(self.heating) != np.size(self.id):
+            self.heating = np.asarray(self.t_c, np.float64) < 0.5 * (np.asarray(self.t_min_c) + np.asarray(self.t_max_c))
+        self.heating = np.asarray(self.heating, bool)
         self.bus = np.asarray(self.bus, np.int64)
         self.draw_shift = np.asarray(self.draw_shift, np.int64)
         for k in ("p_rated_mw", "c_mwh_per_k", "loss_mw", "t_min_c", "t_max_c", "t_c", "draw_scale_mw"):
