@@ -288,9 +288,6 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
                         blown = False
                 if blown:
                     break
-            # final currents consistent with the converged voltages
-            _sweep(vr, vi, jr, ji, sr, si_, spr, spi, sir, sii, szr, szi, has_iz, ynr, yni, parent, plain,
-                   ikpr, ikpi, kcr, kci, ikcr, ikci, zr, zi, ypr, ypi, ycr, yci, usr, usi, zsr, zsi, d2, False)
             for k in range(LANES):
                 t = a0 + k * run + s
                 if t >= a1:
@@ -319,28 +316,30 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
                 hi = -np.inf
                 klo = -1
                 khi = -1
-                ps = 0.0
+                cons = 0.0  # consumed active power; the source delivers it plus the losses
                 for i in range(n):
                     x = vr[i, k]
                     y = vi[i, k]
-                    a = np.sqrt(x * x + y * y)
-                    if a < lo:
-                        lo = a
+                    a2 = x * x + y * y
+                    if a2 < lo:
+                        lo = a2
                         klo = i
-                    if a > hi:
-                        hi = a
+                    if a2 > hi:
+                        hi = a2
                         khi = i
-                    if parent[i] < 0:
-                        ps += x * jr[i, k] + y * ji[i, k]
+                    cons += spr[i, k]
+                    if has_iz:
+                        cons += sir[i, k] * np.sqrt(a2) + szr[i, k] * a2
                     if want_c:
                         v_cplx[t, i] = complex(x, y)
                     if want_a:
-                        v_abs[t, i] = a
+                        v_abs[t, i] = np.sqrt(a2)
+                lo = np.sqrt(lo)
+                hi = np.sqrt(hi)
                 vmin[t] = lo
                 vmax[t] = hi
                 vmin_node[t] = klo
                 vmax_node[t] = khi
-                p_src[t] = ps
                 loss = 0.0
                 mx = 0.0
                 for e in range(ne):
@@ -360,10 +359,11 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
                     if el_trafo[e]:  # |S| = |V| |I|
                         i2f *= xf * xf + yf * yf
                         i2t *= xt * xt + yt * yt
-                    ld = max(np.sqrt(i2f) * el_sf[e], np.sqrt(i2t) * el_st[e])
-                    if ld > mx:
-                        mx = ld
+                    ld2 = max(i2f * el_sf[e] * el_sf[e], i2t * el_st[e] * el_st[e])
+                    if ld2 > mx:
+                        mx = ld2
                     if want_l:
-                        el_load[t, e] = ld
+                        el_load[t, e] = np.sqrt(ld2)
                 losses[t] = loss
-                max_load[t] = mx
+                max_load[t] = np.sqrt(mx)
+                p_src[t] = loss + cons
