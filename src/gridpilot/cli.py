@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.market.cli",
     "gridpilot.forecast.cli",
     "gridpilot.field.cli",
+    "gridpilot.flex.cli",
 )
 
 

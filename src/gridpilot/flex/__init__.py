@@ -1,1 +1,82 @@
-"""gridpilot.flex"""
+"""Flexibility: device fleet, VPP aggregation and disaggregation, scheduling, demand response.
+
+>>> from gridpilot.model import load_grid
+>>> from gridpilot.flex import generate_fleet, plan
+>>> grid = load_grid("simbench:1-MV-rural--0-sw")
+>>> fleet = generate_fleet(grid, days=2, start_step=960 - 96)
+>>> plan(grid, fleet, 96, t0=960).summary()["peak_reduction_pct"]
+"""
+
+from gridpilot.flex.aggregate import (
+    CLASSES,
+    BusAggregate,
+    Dispatch,
+    Envelope,
+    aggregate,
+    disaggregate,
+    envelope,
+)
+from gridpilot.flex.dr import (
+    DR_CLASSES,
+    Event,
+    OptOut,
+    Program,
+    Report,
+    dispatch_event,
+    participants,
+)
+from gridpilot.flex.fleet import (
+    Batteries,
+    EVSessions,
+    Fleet,
+    PVInverters,
+    WaterHeaters,
+    generate_fleet,
+)
+from gridpilot.flex.network import NetworkModel, build_network
+from gridpilot.flex.schedule import (
+    CaseMetrics,
+    Plan,
+    PlanConfig,
+    WindowPlan,
+    evaluate,
+    plan,
+    plan_window,
+    uncontrolled_dispatch,
+)
+from gridpilot.flex.signals import Signals, default_signals
+
+__all__ = [
+    "CLASSES",
+    "DR_CLASSES",
+    "Batteries",
+    "BusAggregate",
+    "CaseMetrics",
+    "Dispatch",
+    "EVSessions",
+    "Envelope",
+    "Event",
+    "Fleet",
+    "NetworkModel",
+    "OptOut",
+    "PVInverters",
+    "Plan",
+    "PlanConfig",
+    "Program",
+    "Report",
+    "Signals",
+    "WaterHeaters",
+    "WindowPlan",
+    "aggregate",
+    "build_network",
+    "default_signals",
+    "disaggregate",
+    "dispatch_event",
+    "envelope",
+    "evaluate",
+    "generate_fleet",
+    "participants",
+    "plan",
+    "plan_window",
+    "uncontrolled_dispatch",
+]
