@@ -21,7 +21,7 @@ import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.guard import GuardLimits, SafetyGuard
-from gridpilot.agent.world import Observation, SimWorld
+from gridpilot.agent.world import AGENT_ENGINE, Observation, SimWorld
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid
 from gridpilot.twin import Twin
@@ -111,7 +111,7 @@ class GridEnv:
         self.dr_levels = tuple(dr_levels)
         self.limits = limits or GuardLimits()
         self.costs = costs or Costs()
-        self.twin = Twin(self.grid)
+        self.twin = Twin(self.grid, engine=AGENT_ENGINE)
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
         nb, nl, ns = len(self.grid.bus), len(self.grid.line), len(self.grid.switch)
         self.n_obs = nb + nl + 2 * ns + 1

@@ -73,7 +73,7 @@ class Orchestrator:
         self.world = world
         self.mode = mode
         self.grid = world.grid.copy()  # the controller's model of the grid (never the world's object)
-        self.twin = Twin(self.grid, validate=False)
+        self.twin = Twin(self.grid, validate=False, engine=getattr(world, "engine", "pgm"))
         self.limits = limits or GuardLimits()
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
         self.audit = audit or AuditLog()

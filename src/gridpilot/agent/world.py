@@ -13,6 +13,7 @@ sends as telemetry.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from gridpilot.model import ElementType, GenKind, Grid, SwitchKind
 from gridpilot.twin import Twin, profiles_for, supply_tree
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
+AGENT_ENGINE = os.environ.get("GRIDPILOT_AGENT_ENGINE", "pgm")  # power-grid-model: no JIT warm-up per process
 EV_DR_SHARE = 0.6  # share of EV charging that smart charging defers at full demand response
 
 
@@ -94,13 +96,14 @@ class SimWorld:
     """
 
     def __init__(self, grid: Grid, *, step_s: float = 60.0, start_step: int = 0, dr_share: float = 0.15,
-                 horizon_steps: int = 96 * 8) -> None:
+                 horizon_steps: int = 96 * 8, engine: str = AGENT_ENGINE) -> None:
         if step_s <= 0:
             raise ValidationError(f"step_s: must be positive, got {step_s}")
         if not 0.0 <= dr_share <= 1.0:
             raise ValidationError(f"dr_share: must be within [0, 1], got {dr_share}")
         self.grid = grid.copy()
-        self.twin = Twin(self.grid)
+        self.twin = Twin(self.grid, engine=engine)
+        self.engine = engine
         self.step_s = float(step_s)
         self.dr_share = float(dr_share)
         self.t = 0
