@@ -243,6 +243,8 @@ class Orchestrator:
             self.section_buses.clear()
             self.shared.pop("boundary_switches", None)
             self._event("crew", f"crew report: line(s) {ev.get('lines')} repaired, normal configuration restored", "info")
+        elif kind == "fault_uncleared":
+            self._event("protection", f"a fault was not cleared: {ev.get('reason')}", "critical")
         elif kind == "device_trip":
             self._event("protection", f"generator {ev.get('generator')} tripped", "major", generator=ev.get("generator"))
 

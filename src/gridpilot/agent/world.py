@@ -223,7 +223,8 @@ class SimWorld:
                 break
             lp = int(lpos[np.flatnonzero(live)[0]])
             path = self.fault_path(lp)
-            if not path:
+            if not path:  # no switching device between the source and the fault: modelled as uncleared
+                events.append({"kind": "fault_uncleared", "reason": "no switch on the fault-current path"})
                 break
             fpi_sw = [k for k in path if g.switch["fpi"][k]]
             self.fpi[fpi_sw] = True
