@@ -116,6 +116,7 @@ class SimWorld:
         self.switch_closed = g.switch["closed"].copy()
         self.fpi = np.zeros(len(g.switch), bool)
         self.faulted_lines: set[int] = set()
+        self._uncleared: set[int] = set()
         self.gen_tripped = np.zeros(len(g.generator), bool)
         self.dr_level = 0.0
         self.storage_cmd_mw = g.storage["p_mw"].copy()
@@ -224,7 +225,11 @@ class SimWorld:
             lp = int(lpos[np.flatnonzero(live)[0]])
             path = self.fault_path(lp)
             if not path:  # no switching device between the source and the fault: modelled as uncleared
-                events.append({"kind": "fault_uncleared", "reason": "no switch on the fault-current path"})
+                line_id = int(g.line.ids[lp])
+                if line_id not in self._uncleared:
+                    self._uncleared.add(line_id)
+                    events.append({"kind": "fault_uncleared", "line": line_id,
+                                   "reason": "no switch on the fault-current path"})
                 break
             fpi_sw = [k for k in path if g.switch["fpi"][k]]
             self.fpi[fpi_sw] = True
