@@ -193,7 +193,10 @@ def dispatch_event(fleet: Fleet, event: Event, t0: int, steps: int,
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.clip(np.where(tot > 0, float(event.target_mw) / tot, 0.0), 0, 1)  # type: ignore[arg-type]
     tg = {c: cf.p_mw[c] - share[:, None] * np.clip(cf.p_mw[c] - floor.p_mw[c], 0, None) for c in DR_CLASSES}
-    during = disaggregate(state, event.start, tg, buses)
+    if np.any(share > 0):
+        during = disaggregate(state, event.start, tg, buses)
+    else:  # nothing asked (a price below the trigger): the devices carry on on their own
+        during = disaggregate(state, event.start, {}, buses, steps=n)
     post_n = t0 + steps - (event.start + n)
     post = disaggregate(during.fleet_after, event.start + n, {}, steps=post_n) if post_n > 0 else None
     rest_d = disaggregate(rest, t0, {}, steps=steps)
