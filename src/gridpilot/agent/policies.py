@@ -72,7 +72,7 @@ class Context:
         if len(g.generator):
             out["gen_p_mw"] = self.gen_est_mw.copy()
         if len(g.storage):
-            out["storage_p_mw"] = self.storage_cmd_mw.copy()
+            out["storage_p_mw"] = self.storage_deliverable(self.storage_cmd_mw)
         if len(g.ev_charger):
             now = max(self.ev_factor * (1.0 - EV_DR_SHARE * self.dr_level), 1e-6)
             ev = self.obs.ev_p_mw / now
@@ -81,6 +81,17 @@ class Context:
             fl = self.obs.flex_p_mw / max(1.0 - self.dr_level, 1e-6) if self.dr_level < 1 else g.flex_load["p_mw"] * 0.5
             out["flex_p_mw"] = fl * (1.0 - lvl)
         return out
+
+
+    def storage_deliverable(self, p_mw: np.ndarray, hold_h: float = 0.5) -> np.ndarray:
+        """Battery set points (MW) the batteries can hold for ``hold_h`` hours from their present
+        state of charge; a discharge they cannot sustain counts as zero."""
+        g = self.grid
+        e_mwh = self.obs.storage_soc * g.storage["e_mwh"]
+        room_mwh = (1.0 - self.obs.storage_soc) * g.storage["e_mwh"]
+        p = np.asarray(p_mw, np.float64)
+        ok = np.where(p < 0, e_mwh >= -p * hold_h, room_mwh >= p * hold_h)
+        return np.where(ok, p, 0.0)
 
 
 class Policy(Protocol):
@@ -285,8 +296,7 @@ class VoltagePolicy:
                 continue
             inj = ctx.injections(dr_level=max(other_dr, lv), load_mult=mult)
             if stor:
-                soc_ok = ctx.obs.storage_soc > 0.1
-                inj["storage_p_mw"] = np.where(soc_ok, -g.storage["p_max_mw"], 0.0)
+                inj["storage_p_mw"] = ctx.storage_deliverable(-g.storage["p_max_mw"])
             for ci, (c, _acts) in enumerate(configs):
                 rows_i.append(inj)
                 rows_c.append(c)
@@ -304,7 +314,9 @@ class VoltagePolicy:
         if lv != my_dr:
             acts.append(Action("dr", None, lv))
         if stor:
-            acts += [Action("storage", int(i), -float(pm)) for i, pm in zip(g.storage.ids, g.storage["p_max_mw"], strict=True)]
+            sp = ctx.storage_deliverable(-g.storage["p_max_mw"])
+            acts += [Action("storage", int(i), float(v)) for i, v in zip(g.storage.ids, sp, strict=True)
+                     if v != ctx.storage_cmd_mw[k_i(g, i)]]
         if not acts:
             return []
         reason = (f"forecast lowest voltage {ev0['vmin_pu'][0]:.3f} pu / loading {ev0['max_loading_pct'][0]:.0f} % "
@@ -404,6 +416,11 @@ class FrequencyPolicy:
             return [Plan([Action("storage", int(i), 0.0) for i in g.storage.ids],
                          "frequency response period over: batteries back to idle", self.name, {})]
         return []
+
+
+def k_i(grid: Grid, storage_id: int) -> int:
+    """Table position of a battery."""
+    return int(grid.storage.index_of(int(storage_id))[0])
 
 
 def default_policies() -> list[Any]:
