@@ -30,6 +30,13 @@ def test_heatwave_violations_removed_by_control() -> None:
     assert rep.controlled.actions >= 1
 
 
+def test_ev_surge_violations_removed_without_running_batteries_flat() -> None:
+    rep = run_scenario("ev-surge", "case33bw", hours=6, step_s=120)
+    u, c = rep.uncontrolled.kpis, rep.controlled.kpis
+    assert u["voltage_violation_min"] > 60
+    assert c["voltage_violation_min"] == 0  # batteries alone run empty mid-evening: the policy must see that
+
+
 def test_cyberattack_forged_commands_refused() -> None:
     rep = run_scenario("cyberattack", "case33bw", hours=0.75)
     assert rep.uncontrolled.kpis["energy_not_served_mwh"] > 0 and rep.uncontrolled.notes
