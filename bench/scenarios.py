@@ -33,8 +33,12 @@ import numpy as np
 
 def _machine() -> dict[str, Any]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
-            "loadavg_1min_at_start": round(load[0], 2)}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_1min_at_start": round(load[0], 2),
+    }
 
 
 def bench_batch(quick: bool) -> dict[str, Any]:
@@ -45,13 +49,18 @@ def bench_batch(quick: bool) -> dict[str, Any]:
 
     lines = [3, 7, 10, 13, 20, 24, 27, 30] if not quick else [7, 13, 24, 30]
     hours = 0.5 if quick else 2.0
-    specs = [ScenarioSpec("fault", "case33bw", hours, True, params={"line": ln, "at_min": 10}) for ln in lines]
+    specs = [
+        ScenarioSpec("fault", "case33bw", hours, True, params={"line": ln, "at_min": 10})
+        for ln in lines
+    ]
     run_one(ScenarioSpec("fault", "case33bw", 0.1, True, params={"at_min": 1}))  # warm this process
     t0 = time.perf_counter()
     serial = run_many(specs, "serial")
     t_serial = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=WORKER_ENV)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=WORKER_ENV
+    )
     client = Client(cluster)
     t_start = time.perf_counter() - t0
     try:
@@ -65,11 +74,20 @@ def bench_batch(quick: bool) -> dict[str, Any]:
         cluster.close()
     same = all(a.kpis == b.kpis for a, b in zip(serial, dask, strict=True))
     steps = sum(len(r.series["time"]) for r in serial)
-    return {"name": "scenario_batch", "runs": len(specs), "hours_each": hours, "steps_total": steps,
-            "serial_s": round(t_serial, 3), "dask_2_workers_s": round(t_dask, 3),
-            "cluster_start_s": round(t_start, 3), "speedup": round(t_serial / t_dask, 3),
-            "serial_steps_per_s": round(steps / t_serial, 1), "dask_steps_per_s": round(steps / t_dask, 1),
-            "identical_kpis": same, "target_speedup": 1.6}
+    return {
+        "name": "scenario_batch",
+        "runs": len(specs),
+        "hours_each": hours,
+        "steps_total": steps,
+        "serial_s": round(t_serial, 3),
+        "dask_2_workers_s": round(t_dask, 3),
+        "cluster_start_s": round(t_start, 3),
+        "speedup": round(t_serial / t_dask, 3),
+        "serial_steps_per_s": round(steps / t_serial, 1),
+        "dask_steps_per_s": round(steps / t_dask, 1),
+        "identical_kpis": same,
+        "target_speedup": 1.6,
+    }
 
 
 def bench_n1(quick: bool) -> dict[str, Any]:
@@ -83,11 +101,16 @@ def bench_n1(quick: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     d = n1_sweep("case33bw", lines=lines, executor="dask", workers=2)
     t_dask = time.perf_counter() - t0
-    return {"name": "n1_sweep", "contingencies": len(s.results), "serial_s": round(t_serial, 3),
-            "dask_2_workers_s_incl_cluster_start": round(t_dask, 3), "speedup_incl_start": round(t_serial / t_dask, 3),
-            "identical": [r.__dict__ for r in s.results] == [r.__dict__ for r in d.results],
-            "controlled_unsupplied_mw": s.summary["controlled"]["unsupplied_mw_total"],
-            "uncontrolled_unsupplied_mw": s.summary["uncontrolled"]["unsupplied_mw_total"]}
+    return {
+        "name": "n1_sweep",
+        "contingencies": len(s.results),
+        "serial_s": round(t_serial, 3),
+        "dask_2_workers_s_incl_cluster_start": round(t_dask, 3),
+        "speedup_incl_start": round(t_serial / t_dask, 3),
+        "identical": [r.__dict__ for r in s.results] == [r.__dict__ for r in d.results],
+        "controlled_unsupplied_mw": s.summary["controlled"]["unsupplied_mw_total"],
+        "uncontrolled_unsupplied_mw": s.summary["uncontrolled"]["unsupplied_mw_total"],
+    }
 
 
 def bench_step(quick: bool) -> dict[str, Any]:
@@ -105,9 +128,15 @@ def bench_step(quick: bool) -> dict[str, Any]:
         orch.step()
         times.append((time.perf_counter() - t0) * 1e3)
     a = np.asarray(times)
-    return {"name": "orchestrator_step", "grid": "case33bw+fleet", "steps": n,
-            "decision_ms_median": round(float(np.median(a)), 2), "decision_ms_p95": round(float(np.percentile(a, 95)), 2),
-            "decision_ms_max": round(float(a.max()), 2), "sim_speed_x_realtime": round(60_000 / float(np.median(a)), 0)}
+    return {
+        "name": "orchestrator_step",
+        "grid": "case33bw+fleet",
+        "steps": n,
+        "decision_ms_median": round(float(np.median(a)), 2),
+        "decision_ms_p95": round(float(np.percentile(a, 95)), 2),
+        "decision_ms_max": round(float(a.max()), 2),
+        "sim_speed_x_realtime": round(60_000 / float(np.median(a)), 0),
+    }
 
 
 def main() -> None:
@@ -115,9 +144,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes")
     args = ap.parse_args()
-    out = {"bench": "scenarios", "quick": args.quick, "machine": _machine(),
-           "rows": [bench_step(args.quick), bench_batch(args.quick), bench_n1(args.quick)]}
-    out["machine"]["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    out = {
+        "bench": "scenarios",
+        "quick": args.quick,
+        "machine": _machine(),
+        "rows": [bench_step(args.quick), bench_batch(args.quick), bench_n1(args.quick)],
+    }
+    out["machine"]["loadavg_1min_at_end"] = (
+        round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    )
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -10,8 +10,15 @@ from gridpilot.agent import AuditLog
 
 def test_record_and_read_back_with_json_fields() -> None:
     log = AuditLog()
-    i = log.record(actor="policy:flisr", kind="action", what={"ops": [1, 2]}, why="fault",
-                   data={"v": np.array([0.95, float("nan")])}, verdict={"ok": True}, result={"done": 1})
+    i = log.record(
+        actor="policy:flisr",
+        kind="action",
+        what={"ops": [1, 2]},
+        why="fault",
+        data={"v": np.array([0.95, float("nan")])},
+        verdict={"ok": True},
+        result={"done": 1},
+    )
     e = log.entries(1)[0]
     assert e["id"] == i and e["what"] == {"ops": [1, 2]} and e["data"] == {"v": [0.95, None]}
     assert e["verdict"]["ok"] is True and e["status"] == "done"

@@ -16,7 +16,11 @@ def env() -> GridEnv:
 def test_gymnasium_api_shapes_and_spaces(env: GridEnv) -> None:
     obs, info = env.reset(seed=3, options={"fault_line": 7, "fault_step": 2})
     assert env.observation_space.contains(obs) and obs.shape == env.observation_space.shape
-    assert env.action_space.n == 1 + 37 + 3 and env.action_space.contains(0) and not env.action_space.contains(99)
+    assert (
+        env.action_space.n == 1 + 37 + 3
+        and env.action_space.contains(0)
+        and not env.action_space.contains(99)
+    )
     assert info["fault_step"] == 2
     total, steps, truncated = 0.0, 0, False
     while not truncated:

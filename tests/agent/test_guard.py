@@ -34,15 +34,21 @@ def test_accepts_a_tie_swap_and_reports_simulation(guard_setup) -> None:
 
 def test_refuses_a_loop(guard_setup) -> None:
     g, inj = guard_setup
-    v = SafetyGuard(g).check(Plan([Action("switch", 33, 1)], "loop", "test"), switch_closed=g.switch["closed"],
-                             injections=inj)
+    v = SafetyGuard(g).check(
+        Plan([Action("switch", 33, 1)], "loop", "test"),
+        switch_closed=g.switch["closed"],
+        injections=inj,
+    )
     assert not v.ok and any("radial" in r for r in v.reasons)
 
 
 def test_refuses_unplanned_interruption(guard_setup) -> None:
     g, inj = guard_setup
-    v = SafetyGuard(g).check(Plan([Action("switch", 12, 0)], "cut", "test"), switch_closed=g.switch["closed"],
-                             injections=inj)
+    v = SafetyGuard(g).check(
+        Plan([Action("switch", 12, 0)], "cut", "test"),
+        switch_closed=g.switch["closed"],
+        injections=inj,
+    )
     assert not v.ok and any("interrupt" in r for r in v.reasons)
 
 
@@ -51,18 +57,28 @@ def test_never_energises_a_faulted_line_even_in_an_intermediate_step(guard_setup
     guard = SafetyGuard(g)
     # feeder breaker tripped, fault on line 7: reclosing before isolating would energise it
     closed = _closed(g, s1=False)
-    bad = Plan([Action("switch", 1, 1), Action("switch", 7, 0), Action("switch", 8, 0)], "wrong order", "test",
-               data={"section_buses": [8]})
+    bad = Plan(
+        [Action("switch", 1, 1), Action("switch", 7, 0), Action("switch", 8, 0)],
+        "wrong order",
+        "test",
+        data={"section_buses": [8]},
+    )
     v = guard.check(bad, switch_closed=closed, injections=inj, faulted_lines={7})
     assert not v.ok and any("faulted line 7" in r for r in v.reasons)
-    good = Plan([Action("switch", 7, 0), Action("switch", 8, 0), Action("switch", 1, 1)], "isolate first", "test",
-                data={"section_buses": [8]})
+    good = Plan(
+        [Action("switch", 7, 0), Action("switch", 8, 0), Action("switch", 1, 1)],
+        "isolate first",
+        "test",
+        data={"section_buses": [8]},
+    )
     assert guard.check(good, switch_closed=closed, injections=inj, faulted_lines={7}).ok
 
 
 def test_rate_limits_per_switch(guard_setup) -> None:
     g, inj = guard_setup
-    guard = SafetyGuard(g, limits=GuardLimits(max_ops_per_switch_per_hour=2, max_plans_per_minute=100))
+    guard = SafetyGuard(
+        g, limits=GuardLimits(max_ops_per_switch_per_hour=2, max_plans_per_minute=100)
+    )
     closed = g.switch["closed"].copy()
     swap = Plan([Action("switch", 7, 0), Action("switch", 33, 1)], "swap", "test")
     back = Plan([Action("switch", 33, 0), Action("switch", 7, 1)], "back", "test")
@@ -73,13 +89,18 @@ def test_rate_limits_per_switch(guard_setup) -> None:
     guard.commit(back, 60)
     v = guard.check(swap, switch_closed=closed, injections=inj, now_s=120)
     assert not v.ok and any("more than 2 times" in r for r in v.reasons)
-    assert guard.check(swap, switch_closed=closed, injections=inj, now_s=3700).ok  # the hour has passed
+    assert guard.check(
+        swap, switch_closed=closed, injections=inj, now_s=3700
+    ).ok  # the hour has passed
 
 
 def test_unknown_switch_and_bad_values() -> None:
     g = load_grid("case33bw")
-    v = SafetyGuard(g).check(Plan([Action("switch", 999, 1)], "x", "test"), switch_closed=g.switch["closed"],
-                             injections={})
+    v = SafetyGuard(g).check(
+        Plan([Action("switch", 999, 1)], "x", "test"),
+        switch_closed=g.switch["closed"],
+        injections={},
+    )
     assert not v.ok and "switch 999 does not exist" in v.reasons[0]
     with pytest.raises(ValidationError, match="within"):
         Action("dr", None, 1.5)

@@ -28,7 +28,9 @@ def test_fault_location_from_fpis(fleet_grid: Grid) -> None:
     w = SimWorld(fleet_grid, start_step=EVENING)
     w.inject("fault", line=7)
     o = w.observe()
-    assert not o.switch_closed[0] and o.fpi[:7].all() and not o.fpi[7:].any()  # breaker 1 tripped, FPIs 1-7
+    assert (
+        not o.switch_closed[0] and o.fpi[:7].all() and not o.fpi[7:].any()
+    )  # breaker 1 tripped, FPIs 1-7
     loc = locate_fault(w.grid, Sections.build(w.grid), o.fpi, w.normal_closed)
     assert loc is not None and loc.buses == [8] and 7 in loc.lines
     assert set(loc.boundary_switches) >= {7, 8}
@@ -91,7 +93,9 @@ def test_wind_drop_calls_demand_response(orch: Orchestrator) -> None:
     orch.inject("wind_drop", factor=0.0)
     orch.run(3)
     assert orch.dr_requests.get("dr", 0) > 0
-    assert any(e["kind"] == "action" and "renewable" in (e.get("reason") or "") for e in orch.events)
+    assert any(
+        e["kind"] == "action" and "renewable" in (e.get("reason") or "") for e in orch.events
+    )
 
 
 def test_generator_trip_gets_battery_response(orch: Orchestrator) -> None:

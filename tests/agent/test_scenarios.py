@@ -25,7 +25,9 @@ def test_fault_scenario_energy_not_served_within_10_percent(tmp_path: Path) -> N
 def test_heatwave_violations_removed_by_control() -> None:
     rep = run_scenario("heatwave", "case33bw", hours=4, step_s=120, params={"start_hour": 16})
     u, c = rep.uncontrolled.kpis, rep.controlled.kpis
-    assert u["voltage_violation_min"] + u["loading_violation_min"] > 30  # the uncontrolled case has them
+    assert (
+        u["voltage_violation_min"] + u["loading_violation_min"] > 30
+    )  # the uncontrolled case has them
     assert c["voltage_violation_min"] + c["loading_violation_min"] == 0
     assert rep.controlled.actions >= 1
 
@@ -34,7 +36,9 @@ def test_ev_surge_violations_removed_without_running_batteries_flat() -> None:
     rep = run_scenario("ev-surge", "case33bw", hours=6, step_s=120)
     u, c = rep.uncontrolled.kpis, rep.controlled.kpis
     assert u["voltage_violation_min"] > 60
-    assert c["voltage_violation_min"] == 0  # batteries alone run empty mid-evening: the policy must see that
+    assert (
+        c["voltage_violation_min"] == 0
+    )  # batteries alone run empty mid-evening: the policy must see that
 
 
 def test_cyberattack_forged_commands_refused() -> None:
@@ -76,11 +80,16 @@ def test_cli_demo_and_scenario(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["demo", "--no-serve", "--steps", "45"])
     assert r.exit_code == 0, r.output
     assert "flisr" in r.output and '"audit_chain_ok": true' in r.output
-    r = CliRunner().invoke(app, ["scenario", "fault", "case33bw", "--hours", "0.75", "--json", "--report", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        ["scenario", "fault", "case33bw", "--hours", "0.75", "--json", "--report", str(tmp_path)],
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     ens = {k: data[k]["kpis"]["energy_not_served_mwh"] for k in ("uncontrolled", "controlled")}
-    assert ens["controlled"] < 0.2 * ens["uncontrolled"]  # a 15-minute outage: the first minute weighs more
+    assert (
+        ens["controlled"] < 0.2 * ens["uncontrolled"]
+    )  # a 15-minute outage: the first minute weighs more
     assert (tmp_path / "timeseries.png").exists()
     r = CliRunner().invoke(app, ["scenario", "tsunami"])
     assert r.exit_code == 2 and "unknown scenario" in r.output

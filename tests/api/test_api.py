@@ -7,8 +7,19 @@ from gridpilot.errors import AuthError, ValidationError
 
 from .conftest import hdr
 
-READS = ["/api/grids", "/api/grid", "/api/state", "/api/history", "/api/forecast", "/api/events", "/api/alarms",
-         "/api/proposals", "/api/dr", "/api/market", "/api/ledger"]
+READS = [
+    "/api/grids",
+    "/api/grid",
+    "/api/state",
+    "/api/history",
+    "/api/forecast",
+    "/api/events",
+    "/api/alarms",
+    "/api/proposals",
+    "/api/dr",
+    "/api/market",
+    "/api/ledger",
+]
 
 
 def test_health_is_public_and_reads_need_a_key(setup) -> None:
@@ -42,7 +53,9 @@ def test_commands_refused_without_operator_and_audited(setup, role, status) -> N
     assert r.status_code == 403  # mode needs admin
     entries = orch.audit.entries(kind="auth")
     assert orch.audit.count("auth") == before + 2
-    assert entries[-1]["what"]["path"] == "/api/commands/switch" and entries[-1]["status"] == "refused"
+    assert (
+        entries[-1]["what"]["path"] == "/api/commands/switch" and entries[-1]["status"] == "refused"
+    )
     assert orch.world.switch_closed[6]  # nothing happened to switch 7
 
 
@@ -65,7 +78,12 @@ def test_operator_commands_pass_the_guard_and_are_audited(setup) -> None:
 def test_bad_input_gets_clear_4xx(setup) -> None:
     _orch, keys, c = setup
     op = hdr(keys, "operator")
-    assert c.post("/api/commands/switch", json={"switch_id": 4242, "closed": True}, headers=op).status_code == 404
+    assert (
+        c.post(
+            "/api/commands/switch", json={"switch_id": 4242, "closed": True}, headers=op
+        ).status_code
+        == 404
+    )
     assert c.post("/api/commands/dr", json={"level": 3}, headers=op).status_code == 422
     assert c.post("/api/sim/events", json={"kind": "fault"}, headers=op).status_code == 400
     assert c.post("/api/proposals/777/approve", headers=op).status_code == 404
@@ -75,7 +93,9 @@ def test_fault_drill_through_the_api_and_proposals(setup) -> None:
     orch, keys, c = setup
     adm, op = hdr(keys, "admin"), hdr(keys, "operator")
     assert c.post("/api/mode", json={"mode": "propose"}, headers=adm).json()["mode"] == "propose"
-    assert c.post("/api/sim/events", json={"kind": "fault", "line": 7}, headers=op).status_code == 200
+    assert (
+        c.post("/api/sim/events", json={"kind": "fault", "line": 7}, headers=op).status_code == 200
+    )
     orch.step()
     props = c.get("/api/proposals?status=pending", headers=hdr(keys, "viewer")).json()
     assert len(props) == 1 and props[0]["source"] == "flisr"
@@ -100,7 +120,7 @@ def test_websocket_streams_state(setup) -> None:
 def test_dashboard_page_and_plotly_served(setup) -> None:
     _orch, _keys, c = setup
     page = c.get("/")
-    assert page.status_code == 200 and "<svg id=\"diagram\"" in page.text
+    assert page.status_code == 200 and '<svg id="diagram"' in page.text
     js = c.get("/static/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000
 

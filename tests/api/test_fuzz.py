@@ -24,4 +24,9 @@ def test_no_server_errors(case) -> None:
     for key in (_keys.issued["admin"], None):
         headers = {"X-API-Key": key} if key else {}
         response = case.call(headers=headers)
-        assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
+        assert response.status_code < 500, (
+            case.method,
+            case.path,
+            response.status_code,
+            response.text[:300],
+        )

@@ -12,8 +12,12 @@ import httpx
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian's chromium not found at {CHROMIUM}")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason=f"Debian's chromium not found at {CHROMIUM}"
+    ),
+]
 
 
 def _free_port() -> int:
@@ -31,7 +35,9 @@ def server():
 
     orch = build_demo("case33bw")
     keys = KeyStore.generate()
-    app = create_app(orch, keys, runner=LoopRunner(orch, speed=240.0))  # a simulated minute every 0.25 s
+    app = create_app(
+        orch, keys, runner=LoopRunner(orch, speed=240.0)
+    )  # a simulated minute every 0.25 s
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
@@ -54,33 +60,55 @@ def test_dashboard_live_and_fault_restoration(server, tmp_path: Path) -> None:
     shots = Path(os.environ.get("GRIDPILOT_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.goto(f"{base}/?key={keys.issued['viewer']}")
-        page.wait_for_function("document.querySelectorAll('circle.bus').length === 33", timeout=20_000)
+        page.wait_for_function(
+            "document.querySelectorAll('circle.bus').length === 33", timeout=20_000
+        )
         assert page.locator("rect.switch").count() == 37
-        page.wait_for_function("document.getElementById('conn').textContent === 'live'", timeout=20_000)
+        page.wait_for_function(
+            "document.getElementById('conn').textContent === 'live'", timeout=20_000
+        )
         t0 = page.locator("#t-time").inner_text()
-        page.wait_for_function(f"document.getElementById('t-time').textContent !== {t0!r}", timeout=20_000)
+        page.wait_for_function(
+            f"document.getElementById('t-time').textContent !== {t0!r}", timeout=20_000
+        )
         assert page.locator("#t-time").inner_text() != t0  # live values change
         page.screenshot(path=str(shots / "dashboard_live.png"), full_page=True)
         # the fault drill goes through the API with an operator key
         line = 7
-        r = httpx.post(f"{base}/api/sim/events", json={"kind": "fault", "line": line},
-                       headers={"X-API-Key": keys.issued["operator"]}, timeout=10)
+        r = httpx.post(
+            f"{base}/api/sim/events",
+            json={"kind": "fault", "line": line},
+            headers={"X-API-Key": keys.issued["operator"]},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         page.wait_for_selector("#timeline li.ev-protection", timeout=20_000)
         page.wait_for_selector("#timeline li.ev-action:has-text('flisr')", timeout=20_000)
-        page.wait_for_function("document.getElementById('t-dead').textContent === '1'", timeout=20_000)
+        page.wait_for_function(
+            "document.getElementById('t-dead').textContent === '1'", timeout=20_000
+        )
         # the isolated section (bus 8) is drawn dead, its neighbours energised, tie 35 drawn closed
         assert page.locator("circle[data-bus='8']").get_attribute("data-energised") == "false"
         assert page.locator("circle[data-bus='9']").get_attribute("data-energised") == "true"
         assert page.locator("rect[data-switch='35']").get_attribute("data-closed") == "true"
         assert page.locator("rect[data-switch='7']").get_attribute("data-closed") == "false"
         page.screenshot(path=str(shots / "dashboard_restored.png"), full_page=True)
-        page.wait_for_function("document.querySelectorAll('#p-load .main-svg').length > 0", timeout=20_000)
+        page.wait_for_function(
+            "document.querySelectorAll('#p-load .main-svg').length > 0", timeout=20_000
+        )
         browser.close()
     assert (shots / "dashboard_live.png").stat().st_size > 10_000
     assert (shots / "dashboard_restored.png").stat().st_size > 10_000

@@ -27,11 +27,15 @@ class Action:
 
     def __post_init__(self) -> None:
         if self.kind not in ACTION_KINDS:
-            raise ValidationError(f"action kind: unknown {self.kind!r}; known: {', '.join(ACTION_KINDS)}")
+            raise ValidationError(
+                f"action kind: unknown {self.kind!r}; known: {', '.join(ACTION_KINDS)}"
+            )
         if self.kind in ("switch", "storage") and self.target is None:
             raise ValidationError(f"action {self.kind}: needs a target id")
         if self.kind in ("dr", "ev") and not 0.0 <= float(self.value) <= 1.0:
-            raise ValidationError(f"action {self.kind}: value must be within [0, 1], got {self.value}")
+            raise ValidationError(
+                f"action {self.kind}: value must be within [0, 1], got {self.value}"
+            )
 
     def describe(self) -> str:
         """One line in words."""
@@ -68,6 +72,10 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
-        return {"id": self.id, "source": self.source, "reason": self.reason,
-                "actions": [asdict(a) | {"text": a.describe()} for a in self.actions],
-                "faulted_lines": list(self.faulted_lines)}
+        return {
+            "id": self.id,
+            "source": self.source,
+            "reason": self.reason,
+            "actions": [asdict(a) | {"text": a.describe()} for a in self.actions],
+            "faulted_lines": list(self.faulted_lines),
+        }

@@ -17,8 +17,21 @@ from typing import Any
 
 import numpy as np
 
-_COLUMNS = ("id", "ts_ms", "sim_time", "actor", "kind", "what", "why", "data", "verdict", "result", "status",
-            "prev_hash", "hash")
+_COLUMNS = (
+    "id",
+    "ts_ms",
+    "sim_time",
+    "actor",
+    "kind",
+    "what",
+    "why",
+    "data",
+    "verdict",
+    "result",
+    "status",
+    "prev_hash",
+    "hash",
+)
 
 
 def _jsonable(x: Any) -> Any:
@@ -56,7 +69,8 @@ class AuditLog:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, ts_ms INTEGER, sim_time TEXT, actor TEXT,"
             " kind TEXT, what TEXT, why TEXT, data TEXT, verdict TEXT, result TEXT, status TEXT,"
-            " prev_hash TEXT, hash TEXT)")
+            " prev_hash TEXT, hash TEXT)"
+        )
         self._db.commit()
 
     def _last_hash(self) -> str:
@@ -67,8 +81,19 @@ class AuditLog:
     def _digest(prev: str, fields: tuple[Any, ...]) -> str:
         return hashlib.sha256((prev + "|" + "|".join(str(f) for f in fields)).encode()).hexdigest()
 
-    def record(self, *, actor: str, kind: str, what: Any, why: str = "", data: Any = None,
-               verdict: Any = None, result: Any = None, status: str = "done", sim_time: str = "") -> int:
+    def record(
+        self,
+        *,
+        actor: str,
+        kind: str,
+        what: Any,
+        why: str = "",
+        data: Any = None,
+        verdict: Any = None,
+        result: Any = None,
+        status: str = "done",
+        sim_time: str = "",
+    ) -> int:
         """Append one entry; returns its id.
 
         ``kind``: ``action``, ``proposal``, ``refused``, ``command``, ``auth``, ``event``,
@@ -77,19 +102,32 @@ class AuditLog:
         ``result``: what happened; ``status``: ``done``, ``refused``, ``pending``, ``approved``,
         ``rejected``, ``failed``.
         """
-        fields = (int(time.time() * 1000), str(sim_time), actor, kind, dumps(what), why, dumps(data),
-                  dumps(verdict), dumps(result), status)
+        fields = (
+            int(time.time() * 1000),
+            str(sim_time),
+            actor,
+            kind,
+            dumps(what),
+            why,
+            dumps(data),
+            dumps(verdict),
+            dumps(result),
+            status,
+        )
         with self._lock:
             prev = self._last_hash()
             h = self._digest(prev, fields)
             cur = self._db.execute(
                 "INSERT INTO audit (ts_ms, sim_time, actor, kind, what, why, data, verdict, result, status,"
-                " prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (*fields, prev, h))
+                " prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*fields, prev, h),
+            )
             self._db.commit()
             return int(cur.lastrowid or 0)
 
-    def entries(self, limit: int = 100, kind: str | None = None, actor: str | None = None,
-                since_id: int = 0) -> list[dict[str, Any]]:
+    def entries(
+        self, limit: int = 100, kind: str | None = None, actor: str | None = None, since_id: int = 0
+    ) -> list[dict[str, Any]]:
         """Latest entries first (decoded JSON fields), optionally filtered."""
         q = "SELECT * FROM audit WHERE id > ?"
         args: list[Any] = [since_id]
@@ -115,7 +153,11 @@ class AuditLog:
         """Number of entries (of one kind)."""
         with self._lock:
             if kind:
-                return int(self._db.execute("SELECT COUNT(*) FROM audit WHERE kind = ?", (kind,)).fetchone()[0])
+                return int(
+                    self._db.execute(
+                        "SELECT COUNT(*) FROM audit WHERE kind = ?", (kind,)
+                    ).fetchone()[0]
+                )
             return int(self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
 
     def verify(self) -> tuple[bool, int | None]:

@@ -15,11 +15,17 @@ def demo_events(step_s: float = 60.0) -> dict[int, list[dict[str, Any]]]:
     """The demo's injected events by step: a fault on line 7 at +10 min (repaired at +70 min) and a
     wind drop at +40 min (back at +100 min)."""
     m = lambda minutes: int(minutes * 60 / step_s)  # noqa: E731
-    return {m(10): [{"kind": "fault", "line": 7}], m(40): [{"kind": "wind_drop", "factor": 0.05}],
-            m(70): [{"kind": "repair"}], m(100): [{"kind": "wind_restore"}]}
+    return {
+        m(10): [{"kind": "fault", "line": 7}],
+        m(40): [{"kind": "wind_drop", "factor": 0.05}],
+        m(70): [{"kind": "repair"}],
+        m(100): [{"kind": "wind_restore"}],
+    }
 
 
-def build_demo(grid: str = "case33bw", mode: str = "autonomous", audit_path: str | None = None) -> Any:
+def build_demo(
+    grid: str = "case33bw", mode: str = "autonomous", audit_path: str | None = None
+) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps."""
     from gridpilot.agent import AuditLog, Orchestrator, SimWorld, demo_grid
 
@@ -33,10 +39,16 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         grid: Annotated[str, typer.Option(help="grid (the demo fleet is added)")] = "case33bw",
-        duration: Annotated[float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")] = None,
+        duration: Annotated[
+            float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")
+        ] = None,
         speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 120.0,
-        serve: Annotated[bool, typer.Option("--serve/--no-serve", help="serve the dashboard")] = True,
-        steps: Annotated[int, typer.Option(help="with --no-serve: steps to run as fast as possible")] = 120,
+        serve: Annotated[
+            bool, typer.Option("--serve/--no-serve", help="serve the dashboard")
+        ] = True,
+        steps: Annotated[
+            int, typer.Option(help="with --no-serve: steps to run as fast as possible")
+        ] = 120,
         host: str = "127.0.0.1",
         port: int = 8765,
         mode: Annotated[str, typer.Option(help="autonomous or propose")] = "autonomous",
@@ -54,8 +66,16 @@ def register(app: typer.Typer) -> None:
         if not serve:
             orch.run(steps, events)
             h = orch.headline()
-            con.print_json(json.dumps({"headline": h, "events": [e["text"] for e in list(orch.events)[-15:]],
-                                       "audit_entries": orch.audit.count(), "audit_chain_ok": orch.audit.verify()[0]}))
+            con.print_json(
+                json.dumps(
+                    {
+                        "headline": h,
+                        "events": [e["text"] for e in list(orch.events)[-15:]],
+                        "audit_entries": orch.audit.count(),
+                        "audit_chain_ok": orch.audit.verify()[0],
+                    }
+                )
+            )
             return
         _serve(orch, host, port, speed, duration, events, con)
 
@@ -65,7 +85,9 @@ def register(app: typer.Typer) -> None:
         host: str = "127.0.0.1",
         port: int = 8765,
         speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 60.0,
-        duration: Annotated[float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")] = None,
+        duration: Annotated[
+            float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")
+        ] = None,
         mode: Annotated[str, typer.Option(help="autonomous or propose")] = "propose",
         audit: Annotated[str | None, typer.Option(help="audit log SQLite file")] = None,
     ) -> None:
@@ -78,13 +100,21 @@ def register(app: typer.Typer) -> None:
     def scenario(
         name: Annotated[str, typer.Argument(help="heatwave, fault, cyberattack, ev-surge or n-1")],
         grid: Annotated[str, typer.Argument(help="built-in grid")] = "case33bw",
-        hours: Annotated[float | None, typer.Option(help="simulated hours (scenario default if omitted)")] = None,
+        hours: Annotated[
+            float | None, typer.Option(help="simulated hours (scenario default if omitted)")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-        report: Annotated[Path | None, typer.Option(help="write a report (JSON, CSV, plots, HTML) here")] = None,
+        report: Annotated[
+            Path | None, typer.Option(help="write a report (JSON, CSV, plots, HTML) here")
+        ] = None,
         executor: Annotated[str, typer.Option(help="serial or dask")] = "serial",
-        address: Annotated[str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")] = None,
+        address: Annotated[
+            str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")
+        ] = None,
         workers: Annotated[int, typer.Option(help="LocalCluster workers")] = 2,
-        fleet: Annotated[bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")] = True,
+        fleet: Annotated[
+            bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
+        ] = True,
     ) -> None:
         """Run a what-if scenario with and without gridpilot's control; KPIs side by side."""
         from rich.console import Console
@@ -97,20 +127,33 @@ def register(app: typer.Typer) -> None:
             if name == "n-1":
                 from gridpilot.twin.contingency import n1_sweep, write_n1_report
 
-                rep = n1_sweep(grid, executor=executor, address=address, workers=workers, fleet=fleet)
+                rep = n1_sweep(
+                    grid, executor=executor, address=address, workers=workers, fleet=fleet
+                )
                 data = rep.to_dict()
                 if report:
                     write_n1_report(rep, report)
-                rows = [(k, rep.summary["uncontrolled"].get(k, ""), v) for k, v in rep.summary["controlled"].items()]
+                rows = [
+                    (k, rep.summary["uncontrolled"].get(k, ""), v)
+                    for k, v in rep.summary["controlled"].items()
+                ]
             else:
                 from gridpilot.twin.scenarios import run_scenario, write_report
 
-                rep2 = run_scenario(name, grid, hours, executor=executor, address=address, fleet=fleet)
+                rep2 = run_scenario(
+                    name, grid, hours, executor=executor, address=address, fleet=fleet
+                )
                 data = rep2.to_dict()
                 if report:
                     write_report(rep2, report)
-                rows = [(r["kpi"] + (f" ({r['unit']})" if r["unit"] else ""), r["uncontrolled"], r["controlled"])
-                        for r in rep2.table()]
+                rows = [
+                    (
+                        r["kpi"] + (f" ({r['unit']})" if r["unit"] else ""),
+                        r["uncontrolled"],
+                        r["controlled"],
+                    )
+                    for r in rep2.table()
+                ]
         except GridpilotError as exc:
             con.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
@@ -122,7 +165,11 @@ def register(app: typer.Typer) -> None:
         t.add_column("uncontrolled", justify="right")
         t.add_column("gridpilot", justify="right")
         for k, u, c in rows:
-            t.add_row(str(k), f"{u:.4g}" if isinstance(u, float) else str(u), f"{c:.4g}" if isinstance(c, float) else str(c))
+            t.add_row(
+                str(k),
+                f"{u:.4g}" if isinstance(u, float) else str(u),
+                f"{c:.4g}" if isinstance(c, float) else str(c),
+            )
         con.print(t)
         if data.get("checks"):
             con.print(f"checks: {data['checks']}")
@@ -130,8 +177,15 @@ def register(app: typer.Typer) -> None:
             con.print(f"report written to {report}/index.html")
 
 
-def _serve(orch: Any, host: str, port: int, speed: float, duration: float | None,
-           events: dict[int, list[dict[str, Any]]] | None, con: Any) -> None:
+def _serve(
+    orch: Any,
+    host: str,
+    port: int,
+    speed: float,
+    duration: float | None,
+    events: dict[int, list[dict[str, Any]]] | None,
+    con: Any,
+) -> None:
     import threading
 
     import uvicorn
@@ -141,14 +195,26 @@ def _serve(orch: Any, host: str, port: int, speed: float, duration: float | None
     keys = KeyStore.generate()
     runner = LoopRunner(orch, speed=speed, events=events)
     app = create_app(orch, keys, runner=runner)
-    con.print(f"[bold]gridpilot dashboard:[/bold] http://{host}:{port}/?key={keys.issued['viewer']}", soft_wrap=True)
-    con.print(f"operator key: {keys.issued['operator']}   admin key: {keys.issued['admin']}", soft_wrap=True)
-    con.print(f"API docs: http://{host}:{port}/docs   " + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"),
-              soft_wrap=True)
+    con.print(
+        f"[bold]gridpilot dashboard:[/bold] http://{host}:{port}/?key={keys.issued['viewer']}",
+        soft_wrap=True,
+    )
+    con.print(
+        f"operator key: {keys.issued['operator']}   admin key: {keys.issued['admin']}",
+        soft_wrap=True,
+    )
+    con.print(
+        f"API docs: http://{host}:{port}/docs   "
+        + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"),
+        soft_wrap=True,
+    )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if duration:
         threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
     server.run()
     h = orch.headline()
-    con.print(f"stopped at {h.get('time')}: {h.get('executed')} plans executed, {h.get('refused')} refused, "
-              f"audit chain ok: {orch.audit.verify()[0]}", soft_wrap=True)
+    con.print(
+        f"stopped at {h.get('time')}: {h.get('executed')} plans executed, {h.get('refused')} refused, "
+        f"audit chain ok: {orch.audit.verify()[0]}",
+        soft_wrap=True,
+    )

@@ -99,9 +99,17 @@ class GridEnv:
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, grid: Grid, *, episode_steps: int = 120, step_s: float = 60.0, fault_prob: float = 1.0,
-                 dr_levels: tuple[float, ...] = (0.0, 0.5, 1.0), limits: GuardLimits | None = None,
-                 costs: Costs | None = None) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        *,
+        episode_steps: int = 120,
+        step_s: float = 60.0,
+        fault_prob: float = 1.0,
+        dr_levels: tuple[float, ...] = (0.0, 0.5, 1.0),
+        limits: GuardLimits | None = None,
+        costs: Costs | None = None,
+    ) -> None:
         if episode_steps <= 0:
             raise ValidationError(f"episode_steps: must be positive, got {episode_steps}")
         self.grid = grid.copy()
@@ -116,7 +124,9 @@ class GridEnv:
         nb, nl, ns = len(self.grid.bus), len(self.grid.line), len(self.grid.switch)
         self.n_obs = nb + nl + 2 * ns + 1
         low = np.zeros(self.n_obs, np.float32)
-        high = np.concatenate([np.full(nb, 1.5), np.full(nl, 10.0), np.ones(2 * ns), np.ones(1)]).astype(np.float32)
+        high = np.concatenate(
+            [np.full(nb, 1.5), np.full(nl, 10.0), np.ones(2 * ns), np.ones(1)]
+        ).astype(np.float32)
         self.observation_space = Box(low, high)
         self.action_space = Discrete(1 + ns + len(self.dr_levels))
         self.world: SimWorld | None = None
@@ -129,23 +139,33 @@ class GridEnv:
     def _vector(self, o: Observation) -> np.ndarray:
         w = self.world
         assert w is not None
-        return np.concatenate([o.v_pu, o.line_loading_pct / 100.0, o.switch_closed, o.fpi, [w.dr_level]]).astype(np.float32)
+        return np.concatenate(
+            [o.v_pu, o.line_loading_pct / 100.0, o.switch_closed, o.fpi, [w.dr_level]]
+        ).astype(np.float32)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode; returns (observation, info)."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         rng = self._rng
         day = int(rng.choice([20, 200])) + int(rng.integers(0, 10))
         start = day * 96 + int(rng.integers(0, 96))
-        self.world = SimWorld(self.grid, step_s=self.step_s, start_step=start,
-                              horizon_steps=int(self.episode_steps * self.step_s / 900) + 8)
+        self.world = SimWorld(
+            self.grid,
+            step_s=self.step_s,
+            start_step=start,
+            horizon_steps=int(self.episode_steps * self.step_s / 900) + 8,
+        )
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
         opts = options or {}
         self._fault_at = -1
         if rng.random() < self.fault_prob or "fault_line" in opts:
             self._fault_line = int(opts.get("fault_line", rng.choice(self.grid.line.ids)))
-            self._fault_at = int(opts.get("fault_step", rng.integers(1, max(self.episode_steps // 2, 2))))
+            self._fault_at = int(
+                opts.get("fault_step", rng.integers(1, max(self.episode_steps // 2, 2)))
+            )
         self.faulted = set()
         self._obs = self.world.observe()
         return self._vector(self._obs), {"time": str(self._obs.time), "fault_step": self._fault_at}
@@ -159,7 +179,13 @@ class GridEnv:
         if a <= ns:
             assert self.world is not None
             k = a - 1
-            return [Action("switch", int(self.grid.switch.ids[k]), 0.0 if self.world.switch_closed[k] else 1.0)]
+            return [
+                Action(
+                    "switch",
+                    int(self.grid.switch.ids[k]),
+                    0.0 if self.world.switch_closed[k] else 1.0,
+                )
+            ]
         return [Action("dr", None, float(self.dr_levels[a - ns - 1]))]
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -167,7 +193,9 @@ class GridEnv:
         if self.world is None or self._obs is None:
             raise ValidationError("GridEnv: call reset() before step()")
         if not self.action_space.contains(action):
-            raise ValidationError(f"action: must be an integer in [0, {self.action_space.n}), got {action!r}")
+            raise ValidationError(
+                f"action: must be an integer in [0, {self.action_space.n}), got {action!r}"
+            )
         w, c = self.world, self.costs
         acts = self.decode(int(action))
         cost = 0.0
@@ -176,9 +204,14 @@ class GridEnv:
             plan = Plan(acts, "agent action", "env")
             dem = w.demand()
             lvl = acts[0].value if acts[0].kind == "dr" else w.dr_level
-            verdict = self.guard.check(plan, switch_closed=w.switch_closed.copy(), injections=w.controlled(dem),
-                                       faulted_lines=self.faulted, now_s=w.t * w.step_s,
-                                       injections_after=w.controlled(dem, dr_level=lvl))
+            verdict = self.guard.check(
+                plan,
+                switch_closed=w.switch_closed.copy(),
+                injections=w.controlled(dem),
+                faulted_lines=self.faulted,
+                now_s=w.t * w.step_s,
+                injections_after=w.controlled(dem, dr_level=lvl),
+            )
             if verdict.ok:
                 for a in acts:
                     if a.kind == "switch":
@@ -197,8 +230,13 @@ class GridEnv:
         self._obs = o
         kpi = step_kpis(w, o)
         h = w.step_s / 3600.0
-        cost += kpi["ens_mwh"] * c.voll_eur_mwh + (kpi["v_violation"] or kpi["loading_violation"]) * c.violation_eur_min * w.step_s / 60
-        cost += (o.losses_kw / 1e3 if np.isfinite(o.losses_kw) else 0.0) * h * c.energy_eur_mwh + kpi["curtailed_mwh"] * c.dr_eur_mwh
+        cost += (
+            kpi["ens_mwh"] * c.voll_eur_mwh
+            + (kpi["v_violation"] or kpi["loading_violation"]) * c.violation_eur_min * w.step_s / 60
+        )
+        cost += (
+            o.losses_kw / 1e3 if np.isfinite(o.losses_kw) else 0.0
+        ) * h * c.energy_eur_mwh + kpi["curtailed_mwh"] * c.dr_eur_mwh
         truncated = w.t >= self.episode_steps
         info = {"kpis": kpi, "refused": refused, "time": str(o.time), "cost_eur": cost}
         return self._vector(o), -float(cost), False, bool(truncated), info
@@ -207,8 +245,12 @@ class GridEnv:
         """Nothing to release (Gymnasium API)."""
 
 
-def step_kpis(world: SimWorld, o: Observation, v_band: tuple[float, float] = (0.90, 1.10),
-              loading_max_pct: float = 100.0) -> dict[str, Any]:
+def step_kpis(
+    world: SimWorld,
+    o: Observation,
+    v_band: tuple[float, float] = (0.90, 1.10),
+    loading_max_pct: float = 100.0,
+) -> dict[str, Any]:
     """KPIs of one step: energy not served and curtailed (MWh), customers off, violation flags, import (MW).
 
     Energy not served counts the demand (after DR) of loads on de-energised buses; curtailed
@@ -220,12 +262,26 @@ def step_kpis(world: SimWorld, o: Observation, v_band: tuple[float, float] = (0.
     h = world.step_s / 3600.0
     lb = g.bus.position_map(g.load["bus"])
     off = ~o.energised[lb]
-    ens = float(ctl["load_p_mw"][off].sum()) + float(ctl["flex_p_mw"][~o.energised[g.bus.position_map(g.flex_load["bus"])]].sum() if len(g.flex_load) else 0.0)
-    curtailed = float((dem["load_p_mw"] - ctl["load_p_mw"]).sum() + (dem["flex_p_mw"] - ctl["flex_p_mw"]).sum()
-                      + (dem["ev_p_mw"] - ctl["ev_p_mw"]).sum())
+    ens = float(ctl["load_p_mw"][off].sum()) + float(
+        ctl["flex_p_mw"][~o.energised[g.bus.position_map(g.flex_load["bus"])]].sum()
+        if len(g.flex_load)
+        else 0.0
+    )
+    curtailed = float(
+        (dem["load_p_mw"] - ctl["load_p_mw"]).sum()
+        + (dem["flex_p_mw"] - ctl["flex_p_mw"]).sum()
+        + (dem["ev_p_mw"] - ctl["ev_p_mw"]).sum()
+    )
     v = o.v_pu[o.energised]
     vviol = bool(v.size and ((v.min() < v_band[0] - 1e-9) or (v.max() > v_band[1] + 1e-9)))
     lviol = bool(o.max_loading_pct > loading_max_pct)
-    return {"ens_mwh": ens * h, "curtailed_mwh": curtailed * h, "customers_off": int(g.load["customers"][off].sum()),
-            "customers_off_mask": off, "v_violation": vviol, "loading_violation": lviol,
-            "import_mw": o.source_p_mw, "losses_kw": o.losses_kw}
+    return {
+        "ens_mwh": ens * h,
+        "curtailed_mwh": curtailed * h,
+        "customers_off": int(g.load["customers"][off].sum()),
+        "customers_off_mask": off,
+        "v_violation": vviol,
+        "loading_violation": lviol,
+        "import_mw": o.source_p_mw,
+        "losses_kw": o.losses_kw,
+    }

@@ -30,15 +30,37 @@ def demo_grid(name: str = "case33bw") -> Grid:
         pv_mw = [float(0.05 * g.load["p_mw"].sum() / max(len(pv_bus), 1))] * len(pv_bus)
         wind_bus, st_bus, wh_bus, ev_bus = pick(1), pick(2), pick(10), pick(8)
     start = int(g.generator.ids.max()) + 1 if len(g.generator) else 1
-    g.add("generator", id=np.arange(start, start + len(pv_bus)), bus=pv_bus, kind=int(GenKind.PV), p_mw=pv_mw)
+    g.add(
+        "generator",
+        id=np.arange(start, start + len(pv_bus)),
+        bus=pv_bus,
+        kind=int(GenKind.PV),
+        p_mw=pv_mw,
+    )
     wind_mw = 0.8 if name == "case33bw" else float(0.2 * g.load["p_mw"].sum())
-    g.add("generator", id=np.arange(start + len(pv_bus), start + len(pv_bus) + len(wind_bus)), bus=wind_bus,
-          kind=int(GenKind.WIND), p_mw=wind_mw)
+    g.add(
+        "generator",
+        id=np.arange(start + len(pv_bus), start + len(pv_bus) + len(wind_bus)),
+        bus=wind_bus,
+        kind=int(GenKind.WIND),
+        p_mw=wind_mw,
+    )
     nxt = lambda tbl, n: np.arange(1, n + 1) + (int(tbl.ids.max()) if len(tbl) else 0)  # noqa: E731
     g.add("storage", id=nxt(g.storage, len(st_bus)), bus=st_bus, e_mwh=1.2, p_max_mw=0.3, soc=0.8)
-    g.add("flex_load", id=nxt(g.flex_load, len(wh_bus)), bus=wh_bus, kind=int(FlexKind.WATER_HEATER), p_mw=0.05)
-    g.add("ev_charger", id=nxt(g.ev_charger, len(ev_bus)), bus=ev_bus,
-          p_max_mw=np.resize([0.022, 0.05], len(ev_bus)), v2g=np.resize([False, True], len(ev_bus)))
+    g.add(
+        "flex_load",
+        id=nxt(g.flex_load, len(wh_bus)),
+        bus=wh_bus,
+        kind=int(FlexKind.WATER_HEATER),
+        p_mw=0.05,
+    )
+    g.add(
+        "ev_charger",
+        id=nxt(g.ev_charger, len(ev_bus)),
+        bus=ev_bus,
+        p_max_mw=np.resize([0.022, 0.05], len(ev_bus)),
+        v2g=np.resize([False, True], len(ev_bus)),
+    )
     g.load["customers"] = np.maximum(np.rint(g.load["p_mw"] / 0.005), 1).astype(np.int32)
     g.name = f"{name}+fleet"
     g.meta["fleet"] = "gridpilot demo fleet (docs/agent.md)"

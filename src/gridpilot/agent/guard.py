@@ -56,19 +56,29 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
-        return {"ok": self.ok, "reasons": self.reasons, "before": self.before, "after": self.after,
-                "checks": self.checks}
+        return {
+            "ok": self.ok,
+            "reasons": self.reasons,
+            "before": self.before,
+            "after": self.after,
+            "checks": self.checks,
+        }
 
 
 def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
     on = res.energised
     v = res.v_pu[on]
-    return {"converged": bool(res.converged),
-            "vmin_pu": round(float(v.min()), 5) if v.size and res.converged else None,
-            "vmax_pu": round(float(v.max()), 5) if v.size and res.converged else None,
-            "max_loading_pct": round(float(np.nanmax(res.line_loading_pct)), 2) if res.converged and res.line_loading_pct.size else None,
-            "losses_kw": round(float(res.losses_kw), 2) if res.converged else None,
-            "energised_buses": int(on.sum()), "buses": len(grid.bus)}
+    return {
+        "converged": bool(res.converged),
+        "vmin_pu": round(float(v.min()), 5) if v.size and res.converged else None,
+        "vmax_pu": round(float(v.max()), 5) if v.size and res.converged else None,
+        "max_loading_pct": round(float(np.nanmax(res.line_loading_pct)), 2)
+        if res.converged and res.line_loading_pct.size
+        else None,
+        "losses_kw": round(float(res.losses_kw), 2) if res.converged else None,
+        "energised_buses": int(on.sum()),
+        "buses": len(grid.bus),
+    }
 
 
 class SafetyGuard:
@@ -78,7 +88,9 @@ class SafetyGuard:
     without side effects; :meth:`commit` records an executed plan for the rate limits.
     """
 
-    def __init__(self, grid: Grid, twin: Twin | None = None, limits: GuardLimits | None = None) -> None:
+    def __init__(
+        self, grid: Grid, twin: Twin | None = None, limits: GuardLimits | None = None
+    ) -> None:
         self.grid = grid
         self.twin = twin or Twin(grid)
         self.limits = limits or GuardLimits()
@@ -91,8 +103,12 @@ class SafetyGuard:
         while self._plans and self._plans[0] < now_s - 60.0:
             self._plans.popleft()
 
-    def faulted_energised(self, closed: np.ndarray, faulted_lines: set[int] | tuple[int, ...],
-                          section_buses: set[int] | None = None) -> list[str]:
+    def faulted_energised(
+        self,
+        closed: np.ndarray,
+        faulted_lines: set[int] | tuple[int, ...],
+        section_buses: set[int] | None = None,
+    ) -> list[str]:
         """Faulted lines or section buses that would be energised with switch states ``closed``."""
         out: list[str] = []
         if not faulted_lines and not section_buses:
@@ -108,12 +124,22 @@ class SafetyGuard:
             out += [f"faulted line {int(g.line.ids[p])} would be energised" for p in pos[live]]
         if section_buses:
             bp = g.bus.position_map(np.asarray(sorted(section_buses), np.int64))
-            out += [f"bus {int(g.bus.ids[b])} of the faulted section would be energised" for b in bp[en[bp]]]
+            out += [
+                f"bus {int(g.bus.ids[b])} of the faulted section would be energised"
+                for b in bp[en[bp]]
+            ]
         return out
 
-    def check(self, plan: Plan, *, switch_closed: np.ndarray, injections: dict[str, np.ndarray],
-              faulted_lines: set[int] | tuple[int, ...] = (), now_s: float = 0.0,
-              injections_after: dict[str, np.ndarray] | None = None) -> Verdict:
+    def check(
+        self,
+        plan: Plan,
+        *,
+        switch_closed: np.ndarray,
+        injections: dict[str, np.ndarray],
+        faulted_lines: set[int] | tuple[int, ...] = (),
+        now_s: float = 0.0,
+        injections_after: dict[str, np.ndarray] | None = None,
+    ) -> Verdict:
         """Check ``plan`` from the present switch states and injections (MW, table order).
 
         ``injections_after`` are the injections once the plan's DR/EV actions act (default the
@@ -130,9 +156,13 @@ class SafetyGuard:
         # 1. rate and count limits
         checks.append("rate limits")
         if plan.switch_ops > lim.max_switch_ops_per_plan:
-            reasons.append(f"{plan.switch_ops} switching operations in one plan (limit {lim.max_switch_ops_per_plan})")
+            reasons.append(
+                f"{plan.switch_ops} switching operations in one plan (limit {lim.max_switch_ops_per_plan})"
+            )
         if len(self._ops) + plan.switch_ops > lim.max_switch_ops_per_hour:
-            reasons.append(f"switching operations in the last hour would exceed {lim.max_switch_ops_per_hour}")
+            reasons.append(
+                f"switching operations in the last hour would exceed {lim.max_switch_ops_per_hour}"
+            )
         if len(self._plans) + 1 > lim.max_plans_per_minute:
             reasons.append(f"more than {lim.max_plans_per_minute} plans in one minute")
         # 2. device rules, walking the sequence
@@ -157,10 +187,14 @@ class SafetyGuard:
                     en = energised(g, closed)
                     b = g.bus.index_of(g.switch["bus"][k])[0]
                     if en[b]:
-                        reasons.append(f"disconnector {a.target} may not be operated while energised")
+                        reasons.append(
+                            f"disconnector {a.target} may not be operated while energised"
+                        )
                 per_switch[k] = per_switch.get(k, 0) + 1
                 if per_switch[k] > lim.max_ops_per_switch_per_hour:
-                    reasons.append(f"switch {a.target} operated more than {lim.max_ops_per_switch_per_hour} times in an hour")
+                    reasons.append(
+                        f"switch {a.target} operated more than {lim.max_ops_per_switch_per_hour} times in an hour"
+                    )
                 closed[k] = bool(a.value)
                 states.append(closed.copy())
             elif a.kind == "storage":
@@ -171,7 +205,9 @@ class SafetyGuard:
                     continue
                 pm = float(g.storage["p_max_mw"][k])
                 if abs(a.value) > pm + 1e-9:
-                    reasons.append(f"storage {a.target} set point {a.value} MW beyond its rating {pm} MW")
+                    reasons.append(
+                        f"storage {a.target} set point {a.value} MW beyond its rating {pm} MW"
+                    )
                 if "storage_p_mw" in inj:
                     inj["storage_p_mw"][k] = a.value
         if reasons:
@@ -190,11 +226,15 @@ class SafetyGuard:
         lost = set(g.bus.ids[en0 & ~en1].tolist()) - section
         if lost:
             shown = sorted(lost)[:8]
-            reasons.append(f"would interrupt {len(lost)} bus(es) outside the faulted section: {shown}")
+            reasons.append(
+                f"would interrupt {len(lost)} bus(es) outside the faulted section: {shown}"
+            )
         if lim.require_radial:
             checks.append("radial")
             if not is_radial(g, closed):
-                reasons.append("the resulting network would not be radial (a loop or two sources in parallel)")
+                reasons.append(
+                    "the resulting network would not be radial (a loop or two sources in parallel)"
+                )
         if reasons:
             return Verdict(False, reasons, checks=checks)
         # 5. simulate before and after in the twin
@@ -213,14 +253,26 @@ class SafetyGuard:
             bvmin = b["vmin_pu"] if b["vmin_pu"] is not None else 9.0
             bvmax = b["vmax_pu"] if b["vmax_pu"] is not None else -9.0
             if np.any(v[new] < lim.v_min_pu - tol) or np.any(v[new] > lim.v_max_pu + tol):
-                reasons.append(f"re-energised buses would be outside {lim.v_min_pu}-{lim.v_max_pu} pu")
+                reasons.append(
+                    f"re-energised buses would be outside {lim.v_min_pu}-{lim.v_max_pu} pu"
+                )
             if a["vmin_pu"] < lim.v_min_pu - tol and a["vmin_pu"] < bvmin - tol:
-                reasons.append(f"lowest voltage {a['vmin_pu']} pu below {lim.v_min_pu} pu and worse than before ({bvmin})")
+                reasons.append(
+                    f"lowest voltage {a['vmin_pu']} pu below {lim.v_min_pu} pu and worse than before ({bvmin})"
+                )
             if a["vmax_pu"] > lim.v_max_pu + tol and a["vmax_pu"] > bvmax + tol:
-                reasons.append(f"highest voltage {a['vmax_pu']} pu above {lim.v_max_pu} pu and worse than before")
+                reasons.append(
+                    f"highest voltage {a['vmax_pu']} pu above {lim.v_max_pu} pu and worse than before"
+                )
             bl = b["max_loading_pct"] if b["max_loading_pct"] is not None else 0.0
-            if a["max_loading_pct"] is not None and a["max_loading_pct"] > lim.loading_max_pct and a["max_loading_pct"] > bl + 0.5:
-                reasons.append(f"loading {a['max_loading_pct']} % above {lim.loading_max_pct} % and worse than before")
+            if (
+                a["max_loading_pct"] is not None
+                and a["max_loading_pct"] > lim.loading_max_pct
+                and a["max_loading_pct"] > bl + 0.5
+            ):
+                reasons.append(
+                    f"loading {a['max_loading_pct']} % above {lim.loading_max_pct} % and worse than before"
+                )
         return Verdict(not reasons, reasons, b, a, checks)
 
     def commit(self, plan: Plan, now_s: float = 0.0) -> None:

@@ -42,8 +42,13 @@ class Proposal:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
-        return {**self.plan.to_dict(), "t": self.t, "status": self.status, "decided_by": self.decided_by,
-                "verdict": self.verdict.to_dict()}
+        return {
+            **self.plan.to_dict(),
+            "t": self.t,
+            "status": self.status,
+            "decided_by": self.decided_by,
+            "verdict": self.verdict.to_dict(),
+        }
 
 
 @dataclass
@@ -66,13 +71,23 @@ class Orchestrator:
     background thread steps it.
     """
 
-    def __init__(self, world: SimWorld, *, mode: str = "autonomous", policies: list[Policy] | None = None,
-                 limits: GuardLimits | None = None, audit: AuditLog | None = None, history: int = 720) -> None:
+    def __init__(
+        self,
+        world: SimWorld,
+        *,
+        mode: str = "autonomous",
+        policies: list[Policy] | None = None,
+        limits: GuardLimits | None = None,
+        audit: AuditLog | None = None,
+        history: int = 720,
+    ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
         self.world = world
         self.mode = mode
-        self.grid = world.grid.copy()  # the controller's model of the grid (never the world's object)
+        self.grid = (
+            world.grid.copy()
+        )  # the controller's model of the grid (never the world's object)
         self.twin = Twin(self.grid, validate=False, engine=getattr(world, "engine", "pgm"))
         self.limits = limits or GuardLimits()
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
@@ -102,10 +117,13 @@ class Orchestrator:
         self.counters = {"steps": 0, "executed": 0, "proposed": 0, "refused": 0, "switch_ops": 0}
         prof, cols = profiles_for(self.grid, world.start_step + 96 * 8)
         self._prof, self._cols = prof, cols
-        self._prof_step_s = float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s")) if prof.steps > 1 else 900.0
+        self._prof_step_s = (
+            float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s"))
+            if prof.steps > 1
+            else 900.0
+        )
         self.market = _MarketLink.create(self.grid)
         flat_profiles(self.grid)
-
 
     # --- helpers ---------------------------------------------------------------------------------
     @property
@@ -116,8 +134,12 @@ class Orchestrator:
     def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
         t = self.last.t if self.last is not None else 0
         tm = str(self.last.time) if self.last is not None else ""
-        extra = {k: v for k, v in data.items() if k not in ("t", "time", "kind", "text", "severity")}
-        self.events.append({"t": t, "time": tm, "kind": kind, "text": text, "severity": severity, **extra})
+        extra = {
+            k: v for k, v in data.items() if k not in ("t", "time", "kind", "text", "severity")
+        }
+        self.events.append(
+            {"t": t, "time": tm, "kind": kind, "text": text, "severity": severity, **extra}
+        )
 
     def _shape_at(self, steps_ahead: np.ndarray) -> np.ndarray:
         """Per-load profile multipliers at ``steps_ahead`` steps from now, (k, n_load)."""
@@ -146,11 +168,27 @@ class Orchestrator:
     def context(self) -> Context:
         """The policies' view of the present state."""
         assert self.last is not None
-        return Context(self.grid, self.twin, self.sections, self.limits, self.last, self.obs_history,
-                       self.load_est_mw.copy(), self.gen_est_mw.copy(), self.world.dr_share, self.dr_level,
-                       dict(self.dr_requests), self.ev_factor, self.storage_cmd_mw.copy(), set(self.known_faults),
-                       set(self.section_buses), self.pre_fault_closed.copy(), self.normal_closed.copy(),
-                       self.forecast_ratio, self.shared)
+        return Context(
+            self.grid,
+            self.twin,
+            self.sections,
+            self.limits,
+            self.last,
+            self.obs_history,
+            self.load_est_mw.copy(),
+            self.gen_est_mw.copy(),
+            self.world.dr_share,
+            self.dr_level,
+            dict(self.dr_requests),
+            self.ev_factor,
+            self.storage_cmd_mw.copy(),
+            set(self.known_faults),
+            set(self.section_buses),
+            self.pre_fault_closed.copy(),
+            self.normal_closed.copy(),
+            self.forecast_ratio,
+            self.shared,
+        )
 
     # --- the loop --------------------------------------------------------------------------------
     def _estimate(self, obs: Observation) -> None:
@@ -174,13 +212,25 @@ class Orchestrator:
         if dead:
             active["outage"] = {"severity": "critical", "text": f"{dead} bus(es) without supply"}
         if np.isfinite(obs.vmin_pu) and obs.vmin_pu < lim.v_min_pu:
-            active["undervoltage"] = {"severity": "major", "text": f"voltage {obs.vmin_pu:.3f} pu below {lim.v_min_pu}"}
+            active["undervoltage"] = {
+                "severity": "major",
+                "text": f"voltage {obs.vmin_pu:.3f} pu below {lim.v_min_pu}",
+            }
         if np.isfinite(obs.vmax_pu) and obs.vmax_pu > lim.v_max_pu:
-            active["overvoltage"] = {"severity": "major", "text": f"voltage {obs.vmax_pu:.3f} pu above {lim.v_max_pu}"}
+            active["overvoltage"] = {
+                "severity": "major",
+                "text": f"voltage {obs.vmax_pu:.3f} pu above {lim.v_max_pu}",
+            }
         if obs.max_loading_pct > lim.loading_max_pct:
-            active["overload"] = {"severity": "major", "text": f"loading {obs.max_loading_pct:.0f} % above {lim.loading_max_pct:.0f} %"}
+            active["overload"] = {
+                "severity": "major",
+                "text": f"loading {obs.max_loading_pct:.0f} % above {lim.loading_max_pct:.0f} %",
+            }
         if obs.fpi.any():
-            active["fault"] = {"severity": "critical", "text": f"fault indicated by {int(obs.fpi.sum())} FPI(s)"}
+            active["fault"] = {
+                "severity": "critical",
+                "text": f"fault indicated by {int(obs.fpi.sum())} FPI(s)",
+            }
         for k, a in active.items():
             if k not in self.alarms:
                 self._event("alarm", a["text"], a["severity"], alarm=k)
@@ -209,13 +259,21 @@ class Orchestrator:
                 try:
                     plans = pol.decide(ctx)
                 except Exception as exc:  # a broken policy must not stop the loop; it is audited
-                    self.audit.record(actor=f"policy:{getattr(pol, 'name', '?')}", kind="error", what=repr(exc),
-                                      why="policy raised", status="failed", sim_time=str(obs.time))
+                    self.audit.record(
+                        actor=f"policy:{getattr(pol, 'name', '?')}",
+                        kind="error",
+                        what=repr(exc),
+                        why="policy raised",
+                        status="failed",
+                        sim_time=str(obs.time),
+                    )
                     self._event("policy_error", f"{getattr(pol, 'name', '?')}: {exc}", "major")
                     continue
                 for plan in plans:
                     status = self._handle(plan, actor=f"policy:{plan.source}")
-                    {"done": rep.executed, "pending": rep.proposed}.get(status, rep.refused).append(plan.id)
+                    {"done": rep.executed, "pending": rep.proposed}.get(status, rep.refused).append(
+                        plan.id
+                    )
                     if status == "done":
                         ctx = self.context()
             self._market_step(obs)
@@ -225,7 +283,9 @@ class Orchestrator:
             self.world.advance()
             return rep
 
-    def run(self, steps: int, events: dict[int, list[dict[str, Any]]] | None = None) -> list[StepReport]:
+    def run(
+        self, steps: int, events: dict[int, list[dict[str, Any]]] | None = None
+    ) -> list[StepReport]:
         """Run ``steps`` steps; ``events`` maps a step to events to inject first."""
         out = []
         for _ in range(steps):
@@ -237,19 +297,35 @@ class Orchestrator:
     def _field_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("kind")
         if kind == "breaker_trip":
-            self._event("protection", f"breaker {ev['switch']} tripped; FPIs {ev.get('fpi')}", "critical", switch=ev.get("switch"))
+            self._event(
+                "protection",
+                f"breaker {ev['switch']} tripped; FPIs {ev.get('fpi')}",
+                "critical",
+                switch=ev.get("switch"),
+            )
         elif kind == "crew_report":
             self.known_faults.clear()
             self.section_buses.clear()
             self.shared.pop("boundary_switches", None)
-            self._event("crew", f"crew report: line(s) {ev.get('lines')} repaired, normal configuration restored", "info")
+            self._event(
+                "crew",
+                f"crew report: line(s) {ev.get('lines')} repaired, normal configuration restored",
+                "info",
+            )
         elif kind == "fault_uncleared":
             self._event("protection", f"a fault was not cleared: {ev.get('reason')}", "critical")
         elif kind == "device_trip":
-            self._event("protection", f"generator {ev.get('generator')} tripped", "major", generator=ev.get("generator"))
+            self._event(
+                "protection",
+                f"generator {ev.get('generator')} tripped",
+                "major",
+                generator=ev.get("generator"),
+            )
 
     # --- guard, act, propose -------------------------------------------------------------------
-    def _injections_now(self, dr_level: float | None = None, ev_factor: float | None = None) -> dict[str, np.ndarray]:
+    def _injections_now(
+        self, dr_level: float | None = None, ev_factor: float | None = None
+    ) -> dict[str, np.ndarray]:
         return self.context().injections(dr_level=dr_level, ev_factor=ev_factor)
 
     def _verdict(self, plan: Plan) -> Verdict:
@@ -265,41 +341,91 @@ class Orchestrator:
                 evf = float(a.value)
         now = self._injections_now()
         after = self._injections_now(dr_level=lvl, ev_factor=evf)
-        return self.guard.check(plan, switch_closed=self.world.switch_closed.copy(), injections=now,
-                                faulted_lines=self.known_faults, now_s=self.last.t * self.world.step_s,
-                                injections_after=after)
+        return self.guard.check(
+            plan,
+            switch_closed=self.world.switch_closed.copy(),
+            injections=now,
+            faulted_lines=self.known_faults,
+            now_s=self.last.t * self.world.step_s,
+            injections_after=after,
+        )
 
     def _handle(self, plan: Plan, actor: str) -> str:
         # a plan identical to a pending proposal is not proposed again
         if self.mode == "propose" and not actor.startswith("operator"):
             for p in self.proposals.values():
-                if p.status == "pending" and p.plan.source == plan.source and p.plan.actions == plan.actions:
+                if (
+                    p.status == "pending"
+                    and p.plan.source == plan.source
+                    and p.plan.actions == plan.actions
+                ):
                     return "pending"
         verdict = self._verdict(plan)
         sim_time = str(self.last.time) if self.last is not None else ""
         data = {k: v for k, v in plan.data.items() if k != "inj"}
         if not verdict.ok:
             self.counters["refused"] += 1
-            self.audit.record(actor=actor, kind="refused", what=plan.to_dict(), why=plan.reason, data=data,
-                              verdict=verdict.to_dict(), status="refused", sim_time=sim_time)
-            self._event("refused", f"guard refused {plan.source} plan #{plan.id}: {'; '.join(verdict.reasons)[:200]}",
-                        "major", plan=plan.id)
+            self.audit.record(
+                actor=actor,
+                kind="refused",
+                what=plan.to_dict(),
+                why=plan.reason,
+                data=data,
+                verdict=verdict.to_dict(),
+                status="refused",
+                sim_time=sim_time,
+            )
+            self._event(
+                "refused",
+                f"guard refused {plan.source} plan #{plan.id}: {'; '.join(verdict.reasons)[:200]}",
+                "major",
+                plan=plan.id,
+            )
             return "refused"
         if self.mode == "propose" and not actor.startswith("operator"):
-            for p in self.proposals.values():  # a fresher plan from the same policy supersedes older ones
+            for p in (
+                self.proposals.values()
+            ):  # a fresher plan from the same policy supersedes older ones
                 if p.status == "pending" and p.plan.source == plan.source:
                     p.status = "expired"
             self.proposals[plan.id] = Proposal(plan, verdict, self.last.t if self.last else 0)
             self.counters["proposed"] += 1
-            self.audit.record(actor=actor, kind="proposal", what=plan.to_dict(), why=plan.reason, data=data,
-                              verdict=verdict.to_dict(), status="pending", sim_time=sim_time)
-            self._event("proposal", f"{plan.source} proposes #{plan.id}: {plan.reason[:160]}", "warning", plan=plan.id)
+            self.audit.record(
+                actor=actor,
+                kind="proposal",
+                what=plan.to_dict(),
+                why=plan.reason,
+                data=data,
+                verdict=verdict.to_dict(),
+                status="pending",
+                sim_time=sim_time,
+            )
+            self._event(
+                "proposal",
+                f"{plan.source} proposes #{plan.id}: {plan.reason[:160]}",
+                "warning",
+                plan=plan.id,
+            )
             return "pending"
         result = self._execute(plan)
-        self.audit.record(actor=actor, kind="action", what=plan.to_dict(), why=plan.reason, data=data,
-                          verdict=verdict.to_dict(), result=result, status="done", sim_time=sim_time)
-        self._event("action", f"{plan.source} #{plan.id}: " + "; ".join(a.describe() for a in plan.actions)[:200],
-                    "info", plan=plan.id, reason=plan.reason[:300])
+        self.audit.record(
+            actor=actor,
+            kind="action",
+            what=plan.to_dict(),
+            why=plan.reason,
+            data=data,
+            verdict=verdict.to_dict(),
+            result=result,
+            status="done",
+            sim_time=sim_time,
+        )
+        self._event(
+            "action",
+            f"{plan.source} #{plan.id}: " + "; ".join(a.describe() for a in plan.actions)[:200],
+            "info",
+            plan=plan.id,
+            reason=plan.reason[:300],
+        )
         return "done"
 
     def _execute(self, plan: Plan) -> dict[str, Any]:
@@ -332,8 +458,11 @@ class Orchestrator:
         self.guard.commit(plan, (self.last.t if self.last else 0) * w.step_s)
         self.counters["executed"] += 1
         self.plans_done.append({"t": self.last.t if self.last else 0, **plan.to_dict()})
-        return {"applied": done, "switch_closed_after": self.grid.switch.ids[w.switch_closed].tolist(),
-                "dr_level": self.dr_level}
+        return {
+            "applied": done,
+            "switch_closed_after": self.grid.switch.ids[w.switch_closed].tolist(),
+            "dr_level": self.dr_level,
+        }
 
     # --- operators -------------------------------------------------------------------------------
     def submit(self, plan: Plan, actor: str) -> dict[str, Any]:
@@ -342,8 +471,11 @@ class Orchestrator:
             if self.last is None:
                 self.last = self.world.observe()
             status = self._handle(plan, actor=f"operator:{actor}")
-            return {"plan": plan.id, "status": status,
-                    "reasons": [] if status == "done" else self._last_refusal(plan.id)}
+            return {
+                "plan": plan.id,
+                "status": status,
+                "reasons": [] if status == "done" else self._last_refusal(plan.id),
+            }
 
     def _last_refusal(self, plan_id: int) -> list[str]:
         for e in self.audit.entries(limit=20, kind="refused"):
@@ -363,14 +495,28 @@ class Orchestrator:
             sim_time = str(self.last.time) if self.last else ""
             if not verdict.ok:
                 p.status, p.decided_by, p.verdict = "refused", actor, verdict
-                self.audit.record(actor=f"operator:{actor}", kind="approval", what=p.plan.to_dict(),
-                                  why="approved, but the guard refuses it on the present state",
-                                  verdict=verdict.to_dict(), status="refused", sim_time=sim_time)
+                self.audit.record(
+                    actor=f"operator:{actor}",
+                    kind="approval",
+                    what=p.plan.to_dict(),
+                    why="approved, but the guard refuses it on the present state",
+                    verdict=verdict.to_dict(),
+                    status="refused",
+                    sim_time=sim_time,
+                )
                 return {"plan": plan_id, "status": "refused", "reasons": verdict.reasons}
             result = self._execute(p.plan)
             p.status, p.decided_by = "approved", actor
-            self.audit.record(actor=f"operator:{actor}", kind="approval", what=p.plan.to_dict(), why=p.plan.reason,
-                              verdict=verdict.to_dict(), result=result, status="approved", sim_time=sim_time)
+            self.audit.record(
+                actor=f"operator:{actor}",
+                kind="approval",
+                what=p.plan.to_dict(),
+                why=p.plan.reason,
+                verdict=verdict.to_dict(),
+                result=result,
+                status="approved",
+                sim_time=sim_time,
+            )
             self._event("approval", f"{actor} approved #{plan_id}", "info", plan=plan_id)
             return {"plan": plan_id, "status": "approved", "result": result}
 
@@ -383,8 +529,14 @@ class Orchestrator:
             if p.status != "pending":
                 raise ValidationError(f"proposal {plan_id}: is {p.status}, not pending")
             p.status, p.decided_by = "rejected", actor
-            self.audit.record(actor=f"operator:{actor}", kind="approval", what=p.plan.to_dict(), why=why or "rejected",
-                              status="rejected", sim_time=str(self.last.time) if self.last else "")
+            self.audit.record(
+                actor=f"operator:{actor}",
+                kind="approval",
+                what=p.plan.to_dict(),
+                why=why or "rejected",
+                status="rejected",
+                sim_time=str(self.last.time) if self.last else "",
+            )
             self._event("approval", f"{actor} rejected #{plan_id}", "info", plan=plan_id)
             return {"plan": plan_id, "status": "rejected"}
 
@@ -394,16 +546,28 @@ class Orchestrator:
             raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
         with self.lock:
             old, self.mode = self.mode, mode
-            self.audit.record(actor=f"operator:{actor}", kind="command", what={"mode": mode}, why=f"mode {old} -> {mode}")
+            self.audit.record(
+                actor=f"operator:{actor}",
+                kind="command",
+                what={"mode": mode},
+                why=f"mode {old} -> {mode}",
+            )
             self._event("mode", f"mode {old} -> {mode} by {actor}")
 
     def inject(self, kind: str, actor: str = "simulation", **params: Any) -> dict[str, Any]:
         """Inject an event into the simulated world (fault, wind_drop, ...); audited."""
         with self.lock:
             ev = self.world.inject(kind, **params)
-            self.audit.record(actor=actor, kind="event", what=ev, why="injected into the simulation",
-                              sim_time=str(self.world.time))
-            self._event("injected", f"{actor} injected {kind} {params or ''}", "warning", **{"event": ev})
+            self.audit.record(
+                actor=actor,
+                kind="event",
+                what=ev,
+                why="injected into the simulation",
+                sim_time=str(self.world.time),
+            )
+            self._event(
+                "injected", f"{actor} injected {kind} {params or ''}", "warning", **{"event": ev}
+            )
             return ev
 
     # --- reporting -------------------------------------------------------------------------------
@@ -413,19 +577,31 @@ class Orchestrator:
         if o is None:
             return {}
         g = self.grid
-        ren = np.isin(g.generator["kind"], (GenKind.WIND, GenKind.PV)) if len(g.generator) else np.zeros(0, bool)
-        return {"t": o.t, "time": str(o.time), "mode": self.mode, "source_p_mw": round(o.source_p_mw, 4),
-                "load_mw": round(float(o.load_p_mw.sum()), 4),
-                "renewables_mw": round(float(o.gen_p_mw[ren].sum()), 4) if ren.size else 0.0,
-                "storage_mw": round(float(o.storage_p_mw.sum()), 4),
-                "vmin_pu": None if not np.isfinite(o.vmin_pu) else round(o.vmin_pu, 4),
-                "vmax_pu": None if not np.isfinite(o.vmax_pu) else round(o.vmax_pu, 4),
-                "max_loading_pct": round(o.max_loading_pct, 2),
-                "losses_kw": None if not np.isfinite(o.losses_kw) else round(o.losses_kw, 2),
-                "dead_buses": int((~o.energised).sum()), "dr_level": round(self.dr_level, 3),
-                "dr_requests": dict(self.dr_requests), "known_faults": sorted(self.known_faults),
-                "alarms": len(self.alarms), "pending_proposals": sum(p.status == "pending" for p in self.proposals.values()),
-                **{k: v for k, v in self.counters.items()}}
+        ren = (
+            np.isin(g.generator["kind"], (GenKind.WIND, GenKind.PV))
+            if len(g.generator)
+            else np.zeros(0, bool)
+        )
+        return {
+            "t": o.t,
+            "time": str(o.time),
+            "mode": self.mode,
+            "source_p_mw": round(o.source_p_mw, 4),
+            "load_mw": round(float(o.load_p_mw.sum()), 4),
+            "renewables_mw": round(float(o.gen_p_mw[ren].sum()), 4) if ren.size else 0.0,
+            "storage_mw": round(float(o.storage_p_mw.sum()), 4),
+            "vmin_pu": None if not np.isfinite(o.vmin_pu) else round(o.vmin_pu, 4),
+            "vmax_pu": None if not np.isfinite(o.vmax_pu) else round(o.vmax_pu, 4),
+            "max_loading_pct": round(o.max_loading_pct, 2),
+            "losses_kw": None if not np.isfinite(o.losses_kw) else round(o.losses_kw, 2),
+            "dead_buses": int((~o.energised).sum()),
+            "dr_level": round(self.dr_level, 3),
+            "dr_requests": dict(self.dr_requests),
+            "known_faults": sorted(self.known_faults),
+            "alarms": len(self.alarms),
+            "pending_proposals": sum(p.status == "pending" for p in self.proposals.values()),
+            **{k: v for k, v in self.counters.items()},
+        }
 
     def _record_history(self, obs: Observation) -> None:
         est_total = float(self.load_est_mw.sum())
@@ -433,13 +609,32 @@ class Orchestrator:
         f = float((self.forecast_ratio(np.array([ahead]))[0] * self.load_est_mw).sum())
         self._forecast_at[obs.t + ahead] = f
         fc = self._forecast_at.pop(obs.t, None)
-        self.history.append({"t": obs.t, "time": str(obs.time), "load_mw": round(float(obs.load_p_mw.sum()), 4),
-                             "demand_est_mw": round(est_total, 4), "forecast_mw": None if fc is None else round(fc, 4),
-                             **{k: v for k, v in self.headline().items() if k in (
-                                 "source_p_mw", "renewables_mw", "storage_mw", "vmin_pu", "max_loading_pct", "dr_level",
-                                 "dead_buses", "losses_kw")},
-                             "price_eur_mwh": self.market.last_price if self.market else None,
-                             "volume_mwh": self.market.last_volume if self.market else None})
+        self.history.append(
+            {
+                "t": obs.t,
+                "time": str(obs.time),
+                "load_mw": round(float(obs.load_p_mw.sum()), 4),
+                "demand_est_mw": round(est_total, 4),
+                "forecast_mw": None if fc is None else round(fc, 4),
+                **{
+                    k: v
+                    for k, v in self.headline().items()
+                    if k
+                    in (
+                        "source_p_mw",
+                        "renewables_mw",
+                        "storage_mw",
+                        "vmin_pu",
+                        "max_loading_pct",
+                        "dr_level",
+                        "dead_buses",
+                        "losses_kw",
+                    )
+                },
+                "price_eur_mwh": self.market.last_price if self.market else None,
+                "volume_mwh": self.market.last_volume if self.market else None,
+            }
+        )
 
     def _market_step(self, obs: Observation) -> None:
         if self.market is None or obs.t % max(int(900 / self.world.step_s), 1):
@@ -462,13 +657,20 @@ class Orchestrator:
                 return {"headline": {}, "bus_id": g.bus.ids.tolist()}
             return {
                 "headline": self.headline(),
-                "bus_id": g.bus.ids.tolist(), "v_pu": np.round(o.v_pu, 4).tolist(), "energised": o.energised.tolist(),
-                "line_id": g.line.ids.tolist(), "line_loading_pct": np.round(o.line_loading_pct, 1).tolist(),
-                "switch_id": g.switch.ids.tolist(), "switch_closed": o.switch_closed.tolist(), "fpi": o.fpi.tolist(),
+                "bus_id": g.bus.ids.tolist(),
+                "v_pu": np.round(o.v_pu, 4).tolist(),
+                "energised": o.energised.tolist(),
+                "line_id": g.line.ids.tolist(),
+                "line_loading_pct": np.round(o.line_loading_pct, 1).tolist(),
+                "switch_id": g.switch.ids.tolist(),
+                "switch_closed": o.switch_closed.tolist(),
+                "fpi": o.fpi.tolist(),
                 "storage_soc": np.round(o.storage_soc, 3).tolist(),
                 "alarms": [{"alarm": k, **v} for k, v in self.alarms.items()],
                 "events": list(self.events)[-30:],
-                "proposals": [p.to_dict() for p in self.proposals.values() if p.status == "pending"],
+                "proposals": [
+                    p.to_dict() for p in self.proposals.values() if p.status == "pending"
+                ],
             }
 
 
@@ -506,15 +708,25 @@ class _MarketLink:
         off_p = 0.06 + 0.08 * rng.random(off_q.size)
         res = self._clear(bid_p, bid_q, off_p, off_q)
         vol = float(res.volume_wh) / 1e6
-        price = float(np.average(res.price_eur_per_kwh, weights=res.qty_wh)) * 1000 if len(res) else None
+        price = (
+            float(np.average(res.price_eur_per_kwh, weights=res.qty_wh)) * 1000
+            if len(res)
+            else None
+        )
         self.last_price = None if price is None else round(price, 2)
         self.last_volume = round(vol, 4)
         self.intervals += 1
         return f"price {self.last_price} EUR/MWh, volume {self.last_volume} MWh"
 
 
-def run_realtime(orch: Orchestrator, *, speed: float = 60.0, duration_s: float | None = None,
-                 stop: threading.Event | None = None, events: dict[int, list[dict[str, Any]]] | None = None) -> int:
+def run_realtime(
+    orch: Orchestrator,
+    *,
+    speed: float = 60.0,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    events: dict[int, list[dict[str, Any]]] | None = None,
+) -> int:
     """Step ``orch`` paced at ``speed`` simulated seconds per wall second until ``stop`` or ``duration_s``.
 
     Returns the number of steps run.

@@ -58,8 +58,12 @@ class Context:
     forecast_ratio: Any  # callable(steps_ahead: np.ndarray) -> (k, n_load) multipliers
     shared: dict[str, Any] = field(default_factory=dict)
 
-    def injections(self, dr_level: float | None = None, ev_factor: float | None = None,
-                   load_mult: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def injections(
+        self,
+        dr_level: float | None = None,
+        ev_factor: float | None = None,
+        load_mult: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
         """Estimated injections after DR/EV control; ``load_mult`` scales loads per load (forecast)."""
         g = self.grid
         lvl = self.dr_level if dr_level is None else dr_level
@@ -78,10 +82,13 @@ class Context:
             ev = self.obs.ev_p_mw / now
             out["ev_p_mw"] = ev * evf * (1.0 - EV_DR_SHARE * lvl)
         if len(g.flex_load):
-            fl = self.obs.flex_p_mw / max(1.0 - self.dr_level, 1e-6) if self.dr_level < 1 else g.flex_load["p_mw"] * 0.5
+            fl = (
+                self.obs.flex_p_mw / max(1.0 - self.dr_level, 1e-6)
+                if self.dr_level < 1
+                else g.flex_load["p_mw"] * 0.5
+            )
             out["flex_p_mw"] = fl * (1.0 - lvl)
         return out
-
 
     def storage_deliverable(self, p_mw: np.ndarray, hold_h: float = 0.5) -> np.ndarray:
         """Battery set points (MW) the batteries can hold for ``hold_h`` hours from their present
@@ -104,7 +111,9 @@ class Policy(Protocol):
         ...
 
 
-def batch_eval(twin: Twin, inj_rows: list[dict[str, np.ndarray]], closed_rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+def batch_eval(
+    twin: Twin, inj_rows: list[dict[str, np.ndarray]], closed_rows: list[np.ndarray]
+) -> dict[str, np.ndarray]:
     """Simulate many (injections, switch states) scenarios in one twin batch.
 
     Returns per-scenario arrays ``vmin_pu``, ``vmax_pu``, ``max_loading_pct``, ``losses_kw``,
@@ -117,13 +126,23 @@ def batch_eval(twin: Twin, inj_rows: list[dict[str, np.ndarray]], closed_rows: l
     ts = twin.timeseries(n, switch_closed=sc, outputs=("v_pu",), **stacked)
     assert ts.v_pu is not None
     en = ts.v_pu > 0.05
-    return {"vmin_pu": ts.vmin_pu, "vmax_pu": ts.vmax_pu, "max_loading_pct": ts.max_loading_pct,
-            "losses_kw": ts.losses_kw, "converged": ts.converged, "energised_buses": en.sum(axis=1)}
+    return {
+        "vmin_pu": ts.vmin_pu,
+        "vmax_pu": ts.vmax_pu,
+        "max_loading_pct": ts.max_loading_pct,
+        "losses_kw": ts.losses_kw,
+        "converged": ts.converged,
+        "energised_buses": en.sum(axis=1),
+    }
 
 
 def _ok(ev: dict[str, np.ndarray], lim: GuardLimits, margin: float) -> np.ndarray:
-    return (ev["converged"] & (ev["vmin_pu"] >= lim.v_min_pu + margin) & (ev["vmax_pu"] <= lim.v_max_pu - margin)
-            & (ev["max_loading_pct"] <= lim.loading_max_pct))
+    return (
+        ev["converged"]
+        & (ev["vmin_pu"] >= lim.v_min_pu + margin)
+        & (ev["vmax_pu"] <= lim.v_max_pu - margin)
+        & (ev["max_loading_pct"] <= lim.loading_max_pct)
+    )
 
 
 class FlisrPolicy:
@@ -160,7 +179,11 @@ class FlisrPolicy:
                 actions.append(Action("switch", int(g.switch.ids[k]), 1.0))
                 closed[k] = True
         section = set(loc.buses)
-        sec_pos = g.bus.position_map(np.asarray(sorted(section), np.int64)) if section else np.zeros(0, np.int64)
+        sec_pos = (
+            g.bus.position_map(np.asarray(sorted(section), np.int64))
+            if section
+            else np.zeros(0, np.int64)
+        )
         blocked = set(bpos.tolist())
         en = energised(g, closed)
         dead = ~en
@@ -208,17 +231,32 @@ class FlisrPolicy:
                 actions.insert(0, Action("dr", None, lvl))
                 dr_level = lvl
                 inj = ctx.injections(dr_level=lvl)
-            restored_by.append({"tie": int(g.switch.ids[k]), "vmin_pu": round(float(ev["vmin_pu"][best]), 4),
-                                "max_loading_pct": round(float(ev["max_loading_pct"][best]), 2), "dr_level": lvl})
+            restored_by.append(
+                {
+                    "tie": int(g.switch.ids[k]),
+                    "vmin_pu": round(float(ev["vmin_pu"][best]), 4),
+                    "max_loading_pct": round(float(ev["max_loading_pct"][best]), 2),
+                    "dr_level": lvl,
+                }
+            )
             dead &= ~energised(g, closed)
         actions.append(Action("reset_fpi"))
         n_dead = int(dead.sum())
-        reason = (f"fault located in section of bus(es) {loc.buses[:6]} (deepest FPI: switch {loc.via_switch});"
-                  f" isolate it with {len(loc.boundary_switches)} boundary switch(es), restore the rest"
-                  + (f"; {n_dead} healthy bus(es) cannot be restored within limits" if n_dead else ""))
-        data = {"fpi": g.switch.ids[obs.fpi].tolist(), "section_buses": loc.buses, "faulted_lines": loc.lines,
-                "boundary_switches": loc.boundary_switches, "restoration": restored_by,
-                "unrestored_buses": g.bus.ids[dead].tolist(), "dr_level": dr_level, "inj": inj}
+        reason = (
+            f"fault located in section of bus(es) {loc.buses[:6]} (deepest FPI: switch {loc.via_switch});"
+            f" isolate it with {len(loc.boundary_switches)} boundary switch(es), restore the rest"
+            + (f"; {n_dead} healthy bus(es) cannot be restored within limits" if n_dead else "")
+        )
+        data = {
+            "fpi": g.switch.ids[obs.fpi].tolist(),
+            "section_buses": loc.buses,
+            "faulted_lines": loc.lines,
+            "boundary_switches": loc.boundary_switches,
+            "restoration": restored_by,
+            "unrestored_buses": g.bus.ids[dead].tolist(),
+            "dr_level": dr_level,
+            "inj": inj,
+        }
         return [Plan(actions, reason, self.name, data, tuple(loc.lines))]
 
 
@@ -234,8 +272,13 @@ class VoltagePolicy:
 
     name = "voltvar"
 
-    def __init__(self, every_steps: int = 5, horizon_steps: int = 30, margin_pu: float = 0.008,
-                 dr_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
+    def __init__(
+        self,
+        every_steps: int = 5,
+        horizon_steps: int = 30,
+        margin_pu: float = 0.008,
+        dr_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    ) -> None:
         self.every_steps = every_steps
         self.horizon_steps = horizon_steps
         self.margin_pu = margin_pu
@@ -250,7 +293,11 @@ class VoltagePolicy:
     def decide(self, ctx: Context) -> list[Plan]:
         """A volt/var plan, or none."""
         obs, g, lim = ctx.obs, ctx.grid, ctx.limits
-        if obs.t % self.every_steps or not obs.energised.any() or (obs.fpi.any() and not obs.energised.all()):
+        if (
+            obs.t % self.every_steps
+            or not obs.energised.any()
+            or (obs.fpi.any() and not obs.energised.all())
+        ):
             return []
         mult = self._worst_step_mult(ctx)
         own = self.name
@@ -267,7 +314,15 @@ class VoltagePolicy:
                     continue
                 c = closed.copy()
                 c[t], c[s] = True, False
-                configs.append((c, [Action("switch", int(g.switch.ids[s]), 0.0), Action("switch", int(g.switch.ids[t]), 1.0)]))
+                configs.append(
+                    (
+                        c,
+                        [
+                            Action("switch", int(g.switch.ids[s]), 0.0),
+                            Action("switch", int(g.switch.ids[t]), 1.0),
+                        ],
+                    )
+                )
         # first: the present configuration at the present DR level
         base_inj = ctx.injections(dr_level=max(other_dr, my_dr), load_mult=mult)
         ev0 = batch_eval(ctx.twin, [base_inj], [closed])
@@ -287,9 +342,17 @@ class VoltagePolicy:
             if not ok.any():
                 return []
             lv = lower[int(np.flatnonzero(ok)[0])]
-            acts = [Action("dr", None, lv)] + [Action("storage", int(i), 0.0) for i in g.storage.ids]
-            return [Plan(acts, f"forecast within limits without it: release demand response to {lv:.2f}",
-                         own, {"forecast_worst_vmin_pu": round(float(ev['vmin_pu'][0]), 4), "dr_level": lv})]
+            acts = [Action("dr", None, lv)] + [
+                Action("storage", int(i), 0.0) for i in g.storage.ids
+            ]
+            return [
+                Plan(
+                    acts,
+                    f"forecast within limits without it: release demand response to {lv:.2f}",
+                    own,
+                    {"forecast_worst_vmin_pu": round(float(ev["vmin_pu"][0]), 4), "dr_level": lv},
+                )
+            ]
         rows_i, rows_c, meta = [], [], []
         for lv in self.dr_levels:
             if lv < my_dr:
@@ -315,17 +378,33 @@ class VoltagePolicy:
             acts.append(Action("dr", None, lv))
         if stor:
             sp = ctx.storage_deliverable(-g.storage["p_max_mw"])
-            acts += [Action("storage", int(i), float(v)) for i, v in zip(g.storage.ids, sp, strict=True)
-                     if v != ctx.storage_cmd_mw[k_i(g, i)]]
+            acts += [
+                Action("storage", int(i), float(v))
+                for i, v in zip(g.storage.ids, sp, strict=True)
+                if v != ctx.storage_cmd_mw[k_i(g, i)]
+            ]
         if not acts:
             return []
-        reason = (f"forecast lowest voltage {ev0['vmin_pu'][0]:.3f} pu / loading {ev0['max_loading_pct'][0]:.0f} % "
-                  f"in the next {self.horizon_steps} steps; fix: " + ", ".join(a.describe() for a in acts)
-                  + f" -> {ev['vmin_pu'][best]:.3f} pu, {ev['max_loading_pct'][best]:.0f} %"
-                  + ("" if ok.any() else " (best available, still outside limits)"))
-        return [Plan(acts, reason, own, {"forecast_worst_vmin_pu": round(float(ev0["vmin_pu"][0]), 4),
-                                         "after_vmin_pu": round(float(ev["vmin_pu"][best]), 4),
-                                         "candidates": len(rows_c), "dr_level": lv})]
+        reason = (
+            f"forecast lowest voltage {ev0['vmin_pu'][0]:.3f} pu / loading {ev0['max_loading_pct'][0]:.0f} % "
+            f"in the next {self.horizon_steps} steps; fix: "
+            + ", ".join(a.describe() for a in acts)
+            + f" -> {ev['vmin_pu'][best]:.3f} pu, {ev['max_loading_pct'][best]:.0f} %"
+            + ("" if ok.any() else " (best available, still outside limits)")
+        )
+        return [
+            Plan(
+                acts,
+                reason,
+                own,
+                {
+                    "forecast_worst_vmin_pu": round(float(ev0["vmin_pu"][0]), 4),
+                    "after_vmin_pu": round(float(ev["vmin_pu"][best]), 4),
+                    "candidates": len(rows_c),
+                    "dr_level": lv,
+                },
+            )
+        ]
 
     @staticmethod
     def _boundary(ctx: Context) -> list[int]:
@@ -343,8 +422,13 @@ class RenewableDropPolicy:
 
     name = "dr"
 
-    def __init__(self, window_steps: int = 10, threshold_share: float = 0.35, min_drop_mw: float = 0.1,
-                 hold_steps: int = 60) -> None:
+    def __init__(
+        self,
+        window_steps: int = 10,
+        threshold_share: float = 0.35,
+        min_drop_mw: float = 0.1,
+        hold_steps: int = 60,
+    ) -> None:
         self.window_steps = window_steps
         self.threshold_share = threshold_share
         self.min_drop_mw = min_drop_mw
@@ -356,8 +440,14 @@ class RenewableDropPolicy:
         g, obs = ctx.grid, ctx.obs
         cur = ctx.dr_requests.get(self.name, 0.0)
         if cur > 0 and obs.t >= self._until:
-            return [Plan([Action("dr", None, 0.0)], "renewable drop over: release demand response", self.name,
-                         {"dr_level": 0.0})]
+            return [
+                Plan(
+                    [Action("dr", None, 0.0)],
+                    "renewable drop over: release demand response",
+                    self.name,
+                    {"dr_level": 0.0},
+                )
+            ]
         if not len(g.generator) or len(ctx.history) <= self.window_steps or cur > 0:
             return []
         ren = np.isin(g.generator["kind"], (GenKind.WIND, GenKind.PV))
@@ -366,20 +456,29 @@ class RenewableDropPolicy:
             return []
         then = ctx.history[-self.window_steps - 1]
         gb = g.bus.position_map(g.generator["bus"])
-        ren = ren & obs.energised[gb] & then.energised[gb]  # a unit cut off by an outage is no renewable drop
+        ren = (
+            ren & obs.energised[gb] & then.energised[gb]
+        )  # a unit cut off by an outage is no renewable drop
         before = float(then.gen_p_mw[ren].sum())
         drop = before - float(obs.gen_p_mw[ren].sum())
         if drop < max(self.min_drop_mw, self.threshold_share * before):
             return []
-        enrolled = float(obs.load_p_mw.sum() / max(1 - ctx.dr_level * ctx.dr_share, 1e-6) * ctx.dr_share
-                         + (obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0))
+        enrolled = float(
+            obs.load_p_mw.sum() / max(1 - ctx.dr_level * ctx.dr_share, 1e-6) * ctx.dr_share
+            + (obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0)
+        )
         lvl = float(np.clip(np.ceil(drop / max(enrolled, 1e-6) * 4) / 4, 0.25, 1.0))
         self._until = obs.t + self.hold_steps
-        return [Plan([Action("dr", None, lvl)],
-                     f"renewable output fell {drop:.2f} MW (from {before:.2f} MW; {cap:.2f} MW installed) in "
-                     f"{self.window_steps} steps: demand response level {lvl:.2f} covers about "
-                     f"{min(lvl * enrolled, drop):.2f} MW", self.name,
-                     {"drop_mw": round(drop, 4), "enrolled_mw": round(enrolled, 4), "dr_level": lvl})]
+        return [
+            Plan(
+                [Action("dr", None, lvl)],
+                f"renewable output fell {drop:.2f} MW (from {before:.2f} MW; {cap:.2f} MW installed) in "
+                f"{self.window_steps} steps: demand response level {lvl:.2f} covers about "
+                f"{min(lvl * enrolled, drop):.2f} MW",
+                self.name,
+                {"drop_mw": round(drop, 4), "enrolled_mw": round(enrolled, 4), "dr_level": lvl},
+            )
+        ]
 
 
 class FrequencyPolicy:
@@ -408,13 +507,28 @@ class FrequencyPolicy:
             p = np.minimum(pmax, max(lost, 0.0) * share) if lost > 0 else pmax
             self._until = obs.t + self.hold_steps
             self._active = True
-            acts = [Action("storage", int(i), -float(v)) for i, v in zip(g.storage.ids, p, strict=True)]
-            return [Plan(acts, f"generator trip reported ({trips[0].get('generator')}): {lost:.2f} MW lost;"
-                         f" batteries discharge {float(p.sum()):.2f} MW", self.name, {"lost_mw": lost})]
+            acts = [
+                Action("storage", int(i), -float(v)) for i, v in zip(g.storage.ids, p, strict=True)
+            ]
+            return [
+                Plan(
+                    acts,
+                    f"generator trip reported ({trips[0].get('generator')}): {lost:.2f} MW lost;"
+                    f" batteries discharge {float(p.sum()):.2f} MW",
+                    self.name,
+                    {"lost_mw": lost},
+                )
+            ]
         if self._active and obs.t >= self._until:
             self._active = False
-            return [Plan([Action("storage", int(i), 0.0) for i in g.storage.ids],
-                         "frequency response period over: batteries back to idle", self.name, {})]
+            return [
+                Plan(
+                    [Action("storage", int(i), 0.0) for i in g.storage.ids],
+                    "frequency response period over: batteries back to idle",
+                    self.name,
+                    {},
+                )
+            ]
         return []
 
 

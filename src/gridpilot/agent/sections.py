@@ -49,7 +49,7 @@ class Sections:
         line_sw_ends: dict[int, set[int]] = {}
         trafo_sw_ends: dict[int, set[int]] = {}
         for k in range(len(sw)):
-            et, bus = int(sw["et"][k]), int(pm(sw["bus"][k:k + 1])[0])
+            et, bus = int(sw["et"][k]), int(pm(sw["bus"][k : k + 1])[0])
             if et == ElementType.LINE:
                 p = int(ln.index_of(sw["element"][k])[0])
                 if line_v[p] < 0:
@@ -65,7 +65,7 @@ class Sections:
                 sw_a[k], sw_b[k] = bus, trafo_v[p]
                 trafo_sw_ends.setdefault(p, set()).add(bus)
             else:
-                sw_a[k], sw_b[k] = bus, int(pm(sw["element"][k:k + 1])[0])
+                sw_a[k], sw_b[k] = bus, int(pm(sw["element"][k : k + 1])[0])
         for p in range(len(ln)):
             ends = (int(lf[p]), int(lt[p]))
             if line_v[p] < 0:
@@ -130,7 +130,9 @@ class FaultLocation:
     via_switch: int  # id of the deepest switch whose FPI picked up
 
 
-def locate_fault(grid: Grid, sections: Sections, fpi: np.ndarray, pre_fault_closed: np.ndarray) -> FaultLocation | None:
+def locate_fault(
+    grid: Grid, sections: Sections, fpi: np.ndarray, pre_fault_closed: np.ndarray
+) -> FaultLocation | None:
     """Locate a fault from FPI flags (bool per switch) on the pre-fault topology.
 
     The fault lies in the section downstream of the deepest switch whose indicator picked up
@@ -143,13 +145,22 @@ def locate_fault(grid: Grid, sections: Sections, fpi: np.ndarray, pre_fault_clos
     best, best_depth = -1, -1
     for k in flagged:
         sec = sections.downstream_section(int(k), tree.depth)
-        buses = grid.bus.position_map(sections.section_buses(sec)) if sections.section_buses(sec).size else np.zeros(0, np.int64)
+        buses = (
+            grid.bus.position_map(sections.section_buses(sec))
+            if sections.section_buses(sec).size
+            else np.zeros(0, np.int64)
+        )
         d = int(tree.depth[buses].max()) if buses.size else -1
         if d > best_depth:
             best, best_depth = int(k), d
     sec = sections.downstream_section(best, tree.depth)
-    return FaultLocation(sec, sections.section_buses(sec).tolist(), sections.section_lines(sec).tolist(),
-                         grid.switch.ids[sections.boundary(sec)].tolist(), int(grid.switch.ids[best]))
+    return FaultLocation(
+        sec,
+        sections.section_buses(sec).tolist(),
+        sections.section_lines(sec).tolist(),
+        grid.switch.ids[sections.boundary(sec)].tolist(),
+        int(grid.switch.ids[best]),
+    )
 
 
 def loop_switches(grid: Grid, closed: np.ndarray, tie: int) -> list[int]:
@@ -159,7 +170,7 @@ def loop_switches(grid: Grid, closed: np.ndarray, tie: int) -> list[int]:
         return []
     p = int(ln.index_of(sw["element"][tie])[0])
     pm = grid.bus.position_map
-    a, b = int(pm(ln["from_bus"][p:p + 1])[0]), int(pm(ln["to_bus"][p:p + 1])[0])
+    a, b = int(pm(ln["from_bus"][p : p + 1])[0]), int(pm(ln["to_bus"][p : p + 1])[0])
     tree = supply_tree(grid, closed)
     if not (tree.supplied[a] and tree.supplied[b]):
         return []

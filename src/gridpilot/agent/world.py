@@ -24,7 +24,9 @@ from gridpilot.model import ElementType, GenKind, Grid, SwitchKind
 from gridpilot.twin import Twin, profiles_for, supply_tree
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
-AGENT_ENGINE = os.environ.get("GRIDPILOT_AGENT_ENGINE", "pgm")  # power-grid-model: no JIT warm-up per process
+AGENT_ENGINE = os.environ.get(
+    "GRIDPILOT_AGENT_ENGINE", "pgm"
+)  # power-grid-model: no JIT warm-up per process
 EV_DR_SHARE = 0.6  # share of EV charging that smart charging defers at full demand response
 
 
@@ -80,7 +82,9 @@ class Conditions:
     """Exogenous conditions set by scenario events (multipliers on the profiles)."""
 
     load_factor: float = 1.0
-    heat_peak_factor: float = 0.0  # extra afternoon load (air conditioning) share, peak at heat_peak_hour
+    heat_peak_factor: float = (
+        0.0  # extra afternoon load (air conditioning) share, peak at heat_peak_hour
+    )
     heat_peak_hour: float = 17.0
     wind_factor: float = 1.0
     pv_factor: float = 1.0
@@ -95,8 +99,16 @@ class SimWorld:
     load enrolled in demand response (the fallback DR model while ``gridpilot.flex`` is absent).
     """
 
-    def __init__(self, grid: Grid, *, step_s: float = 60.0, start_step: int = 0, dr_share: float = 0.15,
-                 horizon_steps: int = 96 * 8, engine: str = AGENT_ENGINE) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        *,
+        step_s: float = 60.0,
+        start_step: int = 0,
+        dr_share: float = 0.15,
+        horizon_steps: int = 96 * 8,
+        engine: str = AGENT_ENGINE,
+    ) -> None:
         if step_s <= 0:
             raise ValidationError(f"step_s: must be positive, got {step_s}")
         if not 0.0 <= dr_share <= 1.0:
@@ -110,7 +122,11 @@ class SimWorld:
         self.start_step = int(start_step)
         prof, cols = profiles_for(self.grid, self.start_step + horizon_steps)
         self._prof, self._cols = prof, cols
-        self._prof_step_s = float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s")) if prof.steps > 1 else 900.0
+        self._prof_step_s = (
+            float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s"))
+            if prof.steps > 1
+            else 900.0
+        )
         g = self.grid
         self.normal_closed = g.switch["closed"].copy()
         self.switch_closed = g.switch["closed"].copy()
@@ -168,9 +184,13 @@ class SimWorld:
         t = self.t if t is None else t
         g = self.grid
         row = self._prof_row(t)
-        hours = float((self.time - self.time.astype("datetime64[D]")) / np.timedelta64(1, "s")) / 3600.0
+        hours = (
+            float((self.time - self.time.astype("datetime64[D]")) / np.timedelta64(1, "s")) / 3600.0
+        )
         hours = (hours + (t - self.t) * self.step_s / 3600.0) % 24.0
-        heat = 1.0 + self.cond.heat_peak_factor * float(np.exp(-0.5 * ((hours - self.cond.heat_peak_hour) / 3.5) ** 2))
+        heat = 1.0 + self.cond.heat_peak_factor * float(
+            np.exp(-0.5 * ((hours - self.cond.heat_peak_hour) / 3.5) ** 2)
+        )
         lf = self.cond.load_factor * heat
         load_p = self._scale(g.load["p_mw"], self._cols["load_p"], row) * lf
         load_q = self._scale(g.load["q_mvar"], self._cols["load_q"], row) * lf
@@ -183,10 +203,20 @@ class SimWorld:
         ev = g.ev_charger["p_max_mw"] * np.clip(0.15 + 0.6 * evening, 0, 1) * self.cond.ev_factor
         ev = np.minimum(ev, g.ev_charger["p_max_mw"] * max(self.cond.ev_factor, 1.0))
         flex = g.flex_load["p_mw"] * 0.5 * lf
-        return {"load_p_mw": load_p, "load_q_mvar": load_q, "gen_p_mw": gen, "ev_p_mw": ev, "flex_p_mw": flex}
+        return {
+            "load_p_mw": load_p,
+            "load_q_mvar": load_q,
+            "gen_p_mw": gen,
+            "ev_p_mw": ev,
+            "flex_p_mw": flex,
+        }
 
-    def controlled(self, dem: dict[str, np.ndarray], dr_level: float | None = None,
-                   ev_factor: float | None = None) -> dict[str, np.ndarray]:
+    def controlled(
+        self,
+        dem: dict[str, np.ndarray],
+        dr_level: float | None = None,
+        ev_factor: float | None = None,
+    ) -> dict[str, np.ndarray]:
         """Injections after demand response (``dr_level`` 0..1) and EV smart charging."""
         lvl = self.dr_level if dr_level is None else dr_level
         evf = self.ev_cmd_factor if ev_factor is None else ev_factor
@@ -200,7 +230,9 @@ class SimWorld:
         return out
 
     # --- physics --------------------------------------------------------------------------------
-    def line_energised(self, closed: np.ndarray, energ: np.ndarray, line_pos: np.ndarray) -> np.ndarray:
+    def line_energised(
+        self, closed: np.ndarray, energ: np.ndarray, line_pos: np.ndarray
+    ) -> np.ndarray:
         """Bool per given line position: connected at a closed end to an energised bus."""
         from gridpilot.model import branch_status
 
@@ -224,12 +256,19 @@ class SimWorld:
                 break
             lp = int(lpos[np.flatnonzero(live)[0]])
             path = self.fault_path(lp)
-            if not path:  # no switching device between the source and the fault: modelled as uncleared
+            if (
+                not path
+            ):  # no switching device between the source and the fault: modelled as uncleared
                 line_id = int(g.line.ids[lp])
                 if line_id not in self._uncleared:
                     self._uncleared.add(line_id)
-                    events.append({"kind": "fault_uncleared", "line": line_id,
-                                   "reason": "no switch on the fault-current path"})
+                    events.append(
+                        {
+                            "kind": "fault_uncleared",
+                            "line": line_id,
+                            "reason": "no switch on the fault-current path",
+                        }
+                    )
                 break
             fpi_sw = [k for k in path if g.switch["fpi"][k]]
             self.fpi[fpi_sw] = True
@@ -237,8 +276,13 @@ class SimWorld:
             trip = breakers[-1] if breakers else path[0]
             self.switch_closed[trip] = False
             self.switch_ops += 1
-            events.append({"kind": "breaker_trip", "switch": int(g.switch.ids[trip]),
-                           "fpi": [int(g.switch.ids[k]) for k in fpi_sw]})
+            events.append(
+                {
+                    "kind": "breaker_trip",
+                    "switch": int(g.switch.ids[trip]),
+                    "fpi": [int(g.switch.ids[k]) for k in fpi_sw],
+                }
+            )
         return events
 
     def fault_path(self, line_pos: int) -> list[int]:
@@ -311,10 +355,15 @@ class SimWorld:
         elif kind == "ev_surge":
             self.cond.ev_factor = float(params.get("factor", 2.5))
         else:
-            raise UnknownComponentError("event kind", kind,
-                                        "known: fault, repair, wind_drop, wind_restore, gen_trip, heatwave, ev_surge")
+            raise UnknownComponentError(
+                "event kind",
+                kind,
+                "known: fault, repair, wind_drop, wind_restore, gen_trip, heatwave, ev_surge",
+            )
         ev["t"] = self.t
-        if kind == "repair":  # the crew reports back; other events are seen only through measurements
+        if (
+            kind == "repair"
+        ):  # the crew reports back; other events are seen only through measurements
             self._pending.append({**ev, "kind": "crew_report", "event": "repaired"})
         elif kind == "gen_trip":  # the unit's protection relay reports its trip
             self._pending.append({**ev, "kind": "device_trip"})
@@ -366,21 +415,38 @@ class SimWorld:
         sp[empty | full] = 0.0
         res = self.twin.powerflow(switch_closed=self.switch_closed, **inj)
         if len(g.storage):
-            self.storage_soc = np.clip(self.storage_soc + sp * self.step_s / 3600.0 / np.maximum(e, 1e-9), 0, 1)
+            self.storage_soc = np.clip(
+                self.storage_soc + sp * self.step_s / 3600.0 / np.maximum(e, 1e-9), 0, 1
+            )
         en = res.energised if res.converged else np.zeros(len(g.bus), bool)
         load_bus = g.bus.position_map(g.load["bus"])
         served = inj["load_p_mw"] * en[load_bus]
-        gen_bus = g.bus.position_map(g.generator["bus"]) if len(g.generator) else np.zeros(0, np.int64)
+        gen_bus = (
+            g.bus.position_map(g.generator["bus"]) if len(g.generator) else np.zeros(0, np.int64)
+        )
         gen = inj["gen_p_mw"] * en[gen_bus] if len(g.generator) else np.zeros(0)
         obs = Observation(
-            t=self.t, time=self.time, step_s=self.step_s, v_pu=np.nan_to_num(res.v_pu), energised=en,
-            line_loading_pct=np.nan_to_num(res.line_loading_pct), switch_closed=self.switch_closed.copy(),
-            fpi=self.fpi.copy(), load_p_mw=served, gen_p_mw=gen,
-            ev_p_mw=inj["ev_p_mw"] * en[g.bus.position_map(g.ev_charger["bus"])] if len(g.ev_charger) else np.zeros(0),
-            flex_p_mw=inj["flex_p_mw"] * en[g.bus.position_map(g.flex_load["bus"])] if len(g.flex_load) else np.zeros(0),
+            t=self.t,
+            time=self.time,
+            step_s=self.step_s,
+            v_pu=np.nan_to_num(res.v_pu),
+            energised=en,
+            line_loading_pct=np.nan_to_num(res.line_loading_pct),
+            switch_closed=self.switch_closed.copy(),
+            fpi=self.fpi.copy(),
+            load_p_mw=served,
+            gen_p_mw=gen,
+            ev_p_mw=inj["ev_p_mw"] * en[g.bus.position_map(g.ev_charger["bus"])]
+            if len(g.ev_charger)
+            else np.zeros(0),
+            flex_p_mw=inj["flex_p_mw"] * en[g.bus.position_map(g.flex_load["bus"])]
+            if len(g.flex_load)
+            else np.zeros(0),
             storage_p_mw=sp.copy(),
-            storage_soc=self.storage_soc.copy(), source_p_mw=float(np.nansum(res.source_p_mw)),
-            losses_kw=float(res.losses_kw) if res.converged else float("nan"), converged=res.converged,
+            storage_soc=self.storage_soc.copy(),
+            source_p_mw=float(np.nansum(res.source_p_mw)),
+            losses_kw=float(res.losses_kw) if res.converged else float("nan"),
+            converged=res.converged,
             events=events,
         )
         self.last = obs

@@ -69,7 +69,9 @@ class ModeCommand(BaseModel):
 class SimEvent(BaseModel):
     """An event injected into the simulated world (a drill): fault, repair, wind_drop, ..."""
 
-    kind: Literal["fault", "repair", "wind_drop", "wind_restore", "gen_trip", "heatwave", "ev_surge"]
+    kind: Literal[
+        "fault", "repair", "wind_drop", "wind_restore", "gen_trip", "heatwave", "ev_surge"
+    ]
     line: int | None = Field(default=None, ge=-(2**62), le=2**62)
     generator: int | None = Field(default=None, ge=-(2**62), le=2**62)
     factor: float | None = Field(default=None, ge=0.0, le=10.0)
@@ -88,8 +90,12 @@ def _json(x: Any, status: int = 200) -> JSONResponse:
 class LoopRunner:
     """Runs the orchestrator in a background thread at ``speed`` simulated seconds per wall second."""
 
-    def __init__(self, orch: Orchestrator, speed: float = 60.0,
-                 events: dict[int, list[dict[str, Any]]] | None = None) -> None:
+    def __init__(
+        self,
+        orch: Orchestrator,
+        speed: float = 60.0,
+        events: dict[int, list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.orch, self.speed, self.events = orch, speed, events
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
@@ -98,8 +104,13 @@ class LoopRunner:
         """Start the loop thread (idempotent)."""
         if self.thread is None or not self.thread.is_alive():
             self.stop_event.clear()
-            self.thread = threading.Thread(target=run_realtime, args=(self.orch,), daemon=True, name="gridpilot-loop",
-                                           kwargs={"speed": self.speed, "stop": self.stop_event, "events": self.events})
+            self.thread = threading.Thread(
+                target=run_realtime,
+                args=(self.orch,),
+                daemon=True,
+                name="gridpilot-loop",
+                kwargs={"speed": self.speed, "stop": self.stop_event, "events": self.events},
+            )
             self.thread.start()
 
     def stop(self) -> None:
@@ -121,8 +132,12 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         if runner is not None:
             runner.stop()
 
-    app = FastAPI(title="gridpilot", version="0.1.0", lifespan=lifespan,
-                  description="Live state, forecasts, events, alarms, commands, DR, market and audit of a gridpilot-run grid.")
+    app = FastAPI(
+        title="gridpilot",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Live state, forecasts, events, alarms, commands, DR, market and audit of a gridpilot-run grid.",
+    )
     app.state.orch = orch
     app.state.keys = keys
 
@@ -134,18 +149,26 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         return _json({"detail": str(exc)}, code)
 
     def auth(role: Role, command: bool = False) -> Any:
-        def dep(request: Request, x_api_key: Annotated[str | None, Header()] = None,
-                key: Annotated[str | None, Query(include_in_schema=False)] = None) -> tuple[str, str]:
+        def dep(
+            request: Request,
+            x_api_key: Annotated[str | None, Header()] = None,
+            key: Annotated[str | None, Query(include_in_schema=False)] = None,
+        ) -> tuple[str, str]:
             supplied = x_api_key or (key if not command else None)
             try:
                 return keys.require(supplied, role)
             except AuthError as exc:
                 if command:
                     who = keys.identify(supplied)
-                    orch.audit.record(actor=f"operator:{who[0]}" if who else "unknown", kind="auth",
-                                      what={"method": request.method, "path": request.url.path}, why=str(exc),
-                                      status="refused")
+                    orch.audit.record(
+                        actor=f"operator:{who[0]}" if who else "unknown",
+                        kind="auth",
+                        what={"method": request.method, "path": request.url.path},
+                        why=str(exc),
+                        status="refused",
+                    )
                 raise HTTPException(getattr(exc, "status", 401), str(exc)) from None
+
         return dep
 
     Viewer = Annotated[tuple[str, str], Depends(auth("viewer"))]
@@ -156,7 +179,9 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     # --- pages -----------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> HTMLResponse:
-        return HTMLResponse(resources.files("gridpilot.api").joinpath("static/index.html").read_text())
+        return HTMLResponse(
+            resources.files("gridpilot.api").joinpath("static/index.html").read_text()
+        )
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> Response:
@@ -164,7 +189,11 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
 
         path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
         if not path.exists():
-            return Response("/* plotly.min.js not found in the plotly package */", media_type="text/javascript", status_code=404)
+            return Response(
+                "/* plotly.min.js not found in the plotly package */",
+                media_type="text/javascript",
+                status_code=404,
+            )
         return FileResponse(path, media_type="text/javascript")
 
     @app.get("/api/health")
@@ -179,8 +208,15 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         """Built-in grids and the one running now."""
         from gridpilot.model import list_grids
 
-        return _json({"running": orch.grid.name,
-                      "builtin": [{"name": g.name, "buses": g.buses, "description": g.description} for g in list_grids()]})
+        return _json(
+            {
+                "running": orch.grid.name,
+                "builtin": [
+                    {"name": g.name, "buses": g.buses, "description": g.description}
+                    for g in list_grids()
+                ],
+            }
+        )
 
     @app.get("/api/grid")
     def grid(_w: Viewer) -> JSONResponse:
@@ -189,22 +225,58 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         x, y = diagram_xy(g)
         sw = g.switch
         line_of = {int(i): k for k, i in enumerate(g.line.ids)}
-        return _json({
-            "name": g.name,
-            "buses": [{"id": int(i), "x": float(a), "y": float(b), "v_nom_kv": float(v)}
-                      for i, a, b, v in zip(g.bus.ids, x, y, g.bus["v_nom_kv"], strict=True)],
-            "lines": [{"id": int(i), "from": int(f), "to": int(t)}
-                      for i, f, t in zip(g.line.ids, g.line["from_bus"], g.line["to_bus"], strict=True)],
-            "transformers": [{"id": int(i), "from": int(f), "to": int(t)}
-                             for i, f, t in zip(g.transformer.ids, g.transformer["hv_bus"], g.transformer["lv_bus"], strict=True)],
-            "switches": [{"id": int(sw.ids[k]), "bus": int(sw["bus"][k]), "element": int(sw["element"][k]),
-                          "et": int(sw["et"][k]), "kind": int(sw["kind"][k]), "normally_open": bool(sw["normally_open"][k]),
-                          "line_index": line_of.get(int(sw["element"][k])) if sw["et"][k] == 0 else None}
-                         for k in range(len(sw))],
-            "generators": [{"id": int(i), "bus": int(b), "kind": int(k), "p_mw": float(p)} for i, b, k, p in
-                           zip(g.generator.ids, g.generator["bus"], g.generator["kind"], g.generator["p_mw"], strict=True)],
-            "storage": [{"id": int(i), "bus": int(b)} for i, b in zip(g.storage.ids, g.storage["bus"], strict=True)],
-        })
+        return _json(
+            {
+                "name": g.name,
+                "buses": [
+                    {"id": int(i), "x": float(a), "y": float(b), "v_nom_kv": float(v)}
+                    for i, a, b, v in zip(g.bus.ids, x, y, g.bus["v_nom_kv"], strict=True)
+                ],
+                "lines": [
+                    {"id": int(i), "from": int(f), "to": int(t)}
+                    for i, f, t in zip(
+                        g.line.ids, g.line["from_bus"], g.line["to_bus"], strict=True
+                    )
+                ],
+                "transformers": [
+                    {"id": int(i), "from": int(f), "to": int(t)}
+                    for i, f, t in zip(
+                        g.transformer.ids,
+                        g.transformer["hv_bus"],
+                        g.transformer["lv_bus"],
+                        strict=True,
+                    )
+                ],
+                "switches": [
+                    {
+                        "id": int(sw.ids[k]),
+                        "bus": int(sw["bus"][k]),
+                        "element": int(sw["element"][k]),
+                        "et": int(sw["et"][k]),
+                        "kind": int(sw["kind"][k]),
+                        "normally_open": bool(sw["normally_open"][k]),
+                        "line_index": line_of.get(int(sw["element"][k]))
+                        if sw["et"][k] == 0
+                        else None,
+                    }
+                    for k in range(len(sw))
+                ],
+                "generators": [
+                    {"id": int(i), "bus": int(b), "kind": int(k), "p_mw": float(p)}
+                    for i, b, k, p in zip(
+                        g.generator.ids,
+                        g.generator["bus"],
+                        g.generator["kind"],
+                        g.generator["p_mw"],
+                        strict=True,
+                    )
+                ],
+                "storage": [
+                    {"id": int(i), "bus": int(b)}
+                    for i, b in zip(g.storage.ids, g.storage["bus"], strict=True)
+                ],
+            }
+        )
 
     @app.get("/api/state")
     def state(_w: Viewer) -> JSONResponse:
@@ -227,8 +299,13 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             f = (orch.forecast_ratio(ahead) * orch.load_est_mw).sum(axis=1)
             t0 = orch.last.time
             times = [str(t0 + np.timedelta64(int(a * orch.world.step_s), "s")) for a in ahead]
-            return _json({"method": "profile shape x present estimate", "time": times,
-                          "load_mw": np.round(f, 4).tolist()})
+            return _json(
+                {
+                    "method": "profile shape x present estimate",
+                    "time": times,
+                    "load_mw": np.round(f, 4).tolist(),
+                }
+            )
 
     @app.get("/api/events")
     def events(_w: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JSONResponse:
@@ -243,10 +320,18 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             return _json([{"alarm": k, **v} for k, v in orch.alarms.items()])
 
     @app.get("/api/proposals")
-    def proposals(_w: Viewer, status: Annotated[str | None, Query(max_length=20)] = None) -> JSONResponse:
+    def proposals(
+        _w: Viewer, status: Annotated[str | None, Query(max_length=20)] = None
+    ) -> JSONResponse:
         """Proposals (propose mode), optionally filtered by status."""
         with orch.lock:
-            return _json([p.to_dict() for p in orch.proposals.values() if status is None or p.status == status])
+            return _json(
+                [
+                    p.to_dict()
+                    for p in orch.proposals.values()
+                    if status is None or p.status == status
+                ]
+            )
 
     @app.get("/api/dr")
     def dr(_w: Viewer) -> JSONResponse:
@@ -254,37 +339,75 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         with orch.lock:
             o = orch.last
             g = orch.grid
-            return _json({"level": orch.dr_level, "requests": orch.dr_requests, "enrolled_share": orch.world.dr_share,
-                          "batteries": [{"id": int(i), "p_mw": float(p), "soc": float(s)} for i, p, s in
-                                        zip(g.storage.ids, orch.storage_cmd_mw,
-                                            o.storage_soc if o is not None else g.storage["soc"], strict=True)],
-                          "method": "built-in DR (enrolled share of loads, water heaters, EV smart charging)"})
+            return _json(
+                {
+                    "level": orch.dr_level,
+                    "requests": orch.dr_requests,
+                    "enrolled_share": orch.world.dr_share,
+                    "batteries": [
+                        {"id": int(i), "p_mw": float(p), "soc": float(s)}
+                        for i, p, s in zip(
+                            g.storage.ids,
+                            orch.storage_cmd_mw,
+                            o.storage_soc if o is not None else g.storage["soc"],
+                            strict=True,
+                        )
+                    ],
+                    "method": "built-in DR (enrolled share of loads, water heaters, EV smart charging)",
+                }
+            )
 
     @app.get("/api/market")
     def market(_w: Viewer) -> JSONResponse:
         """Latest local-market interval (price EUR/MWh, volume MWh) and the recent series."""
         with orch.lock:
             m = orch.market
-            hist = [{"time": h["time"], "price_eur_mwh": h["price_eur_mwh"], "volume_mwh": h["volume_mwh"]}
-                    for h in list(orch.history)[-240:]]
+            hist = [
+                {
+                    "time": h["time"],
+                    "price_eur_mwh": h["price_eur_mwh"],
+                    "volume_mwh": h["volume_mwh"],
+                }
+                for h in list(orch.history)[-240:]
+            ]
             if m is None:
-                return _json({"available": False, "reason": "gridpilot.market not importable", "history": []})
-            return _json({"available": True, "price_eur_mwh": m.last_price, "volume_mwh": m.last_volume,
-                          "intervals": m.intervals, "history": hist})
+                return _json(
+                    {"available": False, "reason": "gridpilot.market not importable", "history": []}
+                )
+            return _json(
+                {
+                    "available": True,
+                    "price_eur_mwh": m.last_price,
+                    "volume_mwh": m.last_volume,
+                    "intervals": m.intervals,
+                    "history": hist,
+                }
+            )
 
     @app.get("/api/ledger")
     def ledger(_w: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JSONResponse:
         """The audit ledger's head: entries and whether its hash chain verifies."""
         ok, bad = orch.audit.verify()
         last = orch.audit.entries(limit=1)
-        return _json({"chain_ok": ok, "first_bad_id": bad, "entries": orch.audit.count(),
-                      "head_hash": last[0]["hash"] if last else None,
-                      "recent": [{k: e[k] for k in ("id", "sim_time", "actor", "kind", "status", "hash")}
-                                 for e in orch.audit.entries(limit=limit)]})
+        return _json(
+            {
+                "chain_ok": ok,
+                "first_bad_id": bad,
+                "entries": orch.audit.count(),
+                "head_hash": last[0]["hash"] if last else None,
+                "recent": [
+                    {k: e[k] for k in ("id", "sim_time", "actor", "kind", "status", "hash")}
+                    for e in orch.audit.entries(limit=limit)
+                ],
+            }
+        )
 
     @app.get("/api/audit")
-    def audit(_o: OperatorRead, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-              kind: Annotated[str | None, Query(max_length=20)] = None) -> JSONResponse:
+    def audit(
+        _o: OperatorRead,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        kind: Annotated[str | None, Query(max_length=20)] = None,
+    ) -> JSONResponse:
         """Audit entries, newest first: what, why, on which data, the guard's verdict, the result."""
         return _json(orch.audit.entries(limit=limit, kind=kind))
 
@@ -297,7 +420,14 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     def cmd_switch(body: SwitchCommand, who: Operator) -> JSONResponse:
         """Operate a switch; the safety guard checks it first (409 with its reasons if refused)."""
         orch.grid.switch.index_of(body.switch_id)
-        return _submit(Plan([Action("switch", body.switch_id, 1.0 if body.closed else 0.0)], body.reason, "operator"), who)
+        return _submit(
+            Plan(
+                [Action("switch", body.switch_id, 1.0 if body.closed else 0.0)],
+                body.reason,
+                "operator",
+            ),
+            who,
+        )
 
     @app.post("/api/commands/dr")
     def cmd_dr(body: DRCommand, who: Operator) -> JSONResponse:
@@ -308,7 +438,9 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     def cmd_storage(body: StorageCommand, who: Operator) -> JSONResponse:
         """Set a battery's power."""
         orch.grid.storage.index_of(body.storage_id)
-        return _submit(Plan([Action("storage", body.storage_id, body.p_mw)], body.reason, "operator"), who)
+        return _submit(
+            Plan([Action("storage", body.storage_id, body.p_mw)], body.reason, "operator"), who
+        )
 
     @app.post("/api/proposals/{plan_id}/approve")
     def approve(plan_id: int, who: Operator) -> JSONResponse:

@@ -17,7 +17,9 @@ def diagram_xy(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(grid.bus["x"], np.float64)
     y = np.asarray(grid.bus["y"], np.float64)
     n = len(grid.bus)
-    if n and np.unique(np.round(np.column_stack([x, y]), 6), axis=0).shape[0] < max(2, int(0.8 * n)):
+    if n and np.unique(np.round(np.column_stack([x, y]), 6), axis=0).shape[0] < max(
+        2, int(0.8 * n)
+    ):
         tree = supply_tree(grid)
         children: dict[int, list[int]] = {}
         for v in tree.order:
@@ -45,5 +47,11 @@ def diagram_xy(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
                 stack.extend((k, False) for k in reversed(kids))
         unplaced = tree.depth < 0
         y[unplaced] = nxt + np.arange(int(unplaced.sum()))
-    span = lambda a: (a - a.min()) / (a.max() - a.min()) if a.size and a.max() > a.min() else np.zeros_like(a)  # noqa: E731
-    return span(x), span(y)
+    return _span(x), _span(y)
+
+
+def _span(a: np.ndarray) -> np.ndarray:
+    """``a`` scaled to [0, 1] (zeros if constant)."""
+    if a.size and a.max() > a.min():
+        return (a - a.min()) / (a.max() - a.min())
+    return np.zeros_like(a)

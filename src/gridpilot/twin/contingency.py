@@ -48,9 +48,16 @@ class N1Report:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"scenario": "n-1", "grid": self.grid, "contingencies": len(self.results), "repair_h": self.repair_h,
-                "executor": self.executor, "wall_s": round(self.wall_s, 3), "summary": self.summary,
-                "results": [r.__dict__ for r in self.results]}
+        return {
+            "scenario": "n-1",
+            "grid": self.grid,
+            "contingencies": len(self.results),
+            "repair_h": self.repair_h,
+            "executor": self.executor,
+            "wall_s": round(self.wall_s, 3),
+            "summary": self.summary,
+            "results": [r.__dict__ for r in self.results],
+        }
 
 
 def _one(grid: Any, line: int, start_step: int) -> ContingencyResult:
@@ -74,12 +81,16 @@ def _one(grid: Any, line: int, start_step: int) -> ContingencyResult:
     off2 = ~o2.energised[lb]
     on = o2.energised
     return ContingencyResult(
-        line=int(line), unsupplied_mw_uncontrolled=round(float(dem[off1].sum()), 5),
+        line=int(line),
+        unsupplied_mw_uncontrolled=round(float(dem[off1].sum()), 5),
         unsupplied_mw_controlled=round(float(dem[off2].sum()), 5),
-        customers_off_uncontrolled=int(cust[off1].sum()), customers_off_controlled=int(cust[off2].sum()),
+        customers_off_uncontrolled=int(cust[off1].sum()),
+        customers_off_controlled=int(cust[off2].sum()),
         vmin_pu_controlled=round(float(o2.v_pu[on].min()), 5) if on.any() else None,
         max_loading_pct_controlled=round(o2.max_loading_pct, 2),
-        actions=len(r1.executed), refused=len(r1.refused))
+        actions=len(r1.executed),
+        refused=len(r1.refused),
+    )
 
 
 def _chunk(args: tuple[str, bool, list[int], int]) -> list[ContingencyResult]:
@@ -91,9 +102,18 @@ def _chunk(args: tuple[str, bool, list[int], int]) -> list[ContingencyResult]:
     return [_one(grid, ln, start) for ln in lines]
 
 
-def n1_sweep(grid: str = "case33bw", lines: list[int] | None = None, *, executor: str = "serial",
-             address: str | None = None, workers: int = 2, chunks: int | None = None, fleet: bool = True,
-             start_step: int = 200 * 96 + 19 * 4, repair_h: float = 2.0) -> N1Report:
+def n1_sweep(
+    grid: str = "case33bw",
+    lines: list[int] | None = None,
+    *,
+    executor: str = "serial",
+    address: str | None = None,
+    workers: int = 2,
+    chunks: int | None = None,
+    fleet: bool = True,
+    start_step: int = 200 * 96 + 19 * 4,
+    repair_h: float = 2.0,
+) -> N1Report:
     """Fault every line (or ``lines``) in turn; returns an :class:`N1Report`.
 
     ``executor``: ``serial`` or ``dask`` (``address`` of a scheduler, or a LocalCluster with
@@ -123,11 +143,13 @@ def n1_sweep(grid: str = "case33bw", lines: list[int] | None = None, *, executor
     for side in ("uncontrolled", "controlled"):
         mw = np.array([getattr(r, f"unsupplied_mw_{side}") for r in results])
         cu = np.array([getattr(r, f"customers_off_{side}") for r in results])
-        rep.summary[side] = {"contingencies_with_unsupplied_load": int((mw > 1e-6).sum()),
-                             "unsupplied_mw_total": round(float(mw.sum()), 4),
-                             "unsupplied_mw_worst": round(float(mw.max()), 4) if mw.size else 0.0,
-                             "customers_off_total": int(cu.sum()),
-                             "energy_not_served_mwh": round(float(mw.sum()) * repair_h, 4)}
+        rep.summary[side] = {
+            "contingencies_with_unsupplied_load": int((mw > 1e-6).sum()),
+            "unsupplied_mw_total": round(float(mw.sum()), 4),
+            "unsupplied_mw_worst": round(float(mw.max()), 4) if mw.size else 0.0,
+            "customers_off_total": int(cu.sum()),
+            "energy_not_served_mwh": round(float(mw.sum()) * repair_h, 4),
+        }
     vm = [r.vmin_pu_controlled for r in results if r.vmin_pu_controlled is not None]
     ml = [r.max_loading_pct_controlled for r in results if r.max_loading_pct_controlled is not None]
     rep.summary["controlled"]["worst_vmin_pu"] = round(min(vm), 4) if vm else float("nan")
@@ -145,7 +167,12 @@ def write_n1_report(rep: N1Report, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "report.json", out / "contingencies.csv", out / "unsupplied.png", out / "index.html"]
+    paths = [
+        out / "report.json",
+        out / "contingencies.csv",
+        out / "unsupplied.png",
+        out / "index.html",
+    ]
     paths[0].write_text(json.dumps(rep.to_dict(), indent=2))
     df = pd.DataFrame([r.__dict__ for r in rep.results])
     df.to_csv(paths[1], index=False)
@@ -161,11 +188,15 @@ def write_n1_report(rep: N1Report, out_dir: str | Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(paths[2], dpi=90)
     plt.close(fig)
-    rows = "".join(f"<tr><td>{k}</td><td>{rep.summary['uncontrolled'].get(k, '')}</td><td>{v}</td></tr>"
-                   for k, v in rep.summary["controlled"].items())
-    paths[3].write_text(f"<!doctype html><meta charset=utf-8><title>gridpilot N-1</title><h1>N-1 on {rep.grid}</h1>"
-                        f"<table border=1 cellpadding=4><tr><th>KPI</th><th>uncontrolled</th><th>gridpilot</th></tr>"
-                        f"{rows}</table><img src='unsupplied.png' width=900>")
+    rows = "".join(
+        f"<tr><td>{k}</td><td>{rep.summary['uncontrolled'].get(k, '')}</td><td>{v}</td></tr>"
+        for k, v in rep.summary["controlled"].items()
+    )
+    paths[3].write_text(
+        f"<!doctype html><meta charset=utf-8><title>gridpilot N-1</title><h1>N-1 on {rep.grid}</h1>"
+        f"<table border=1 cellpadding=4><tr><th>KPI</th><th>uncontrolled</th><th>gridpilot</th></tr>"
+        f"{rows}</table><img src='unsupplied.png' width=900>"
+    )
     return paths
 
 

@@ -45,14 +45,26 @@ VOLL_EUR_MWH = 10_000.0
 DR_EUR_MWH = 150.0
 CO2_T_MWH = 0.35
 SUSTAINED_MIN = 3.0
-WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}  # one core per worker
+WORKER_ENV = {
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}  # one core per worker
 SUMMER_DAY = 200
 WINTER_DAY = 20
 
 KPI_UNITS = {
-    "energy_not_served_mwh": "MWh", "saidi_min": "min", "saifi": "1/customer", "maifi": "1/customer",
-    "voltage_violation_min": "min", "loading_violation_min": "min", "peak_import_mw": "MW",
-    "losses_mwh": "MWh", "curtailment_mwh": "MWh", "cost_eur": "EUR", "co2_t": "t",
+    "energy_not_served_mwh": "MWh",
+    "saidi_min": "min",
+    "saifi": "1/customer",
+    "maifi": "1/customer",
+    "voltage_violation_min": "min",
+    "loading_violation_min": "min",
+    "peak_import_mw": "MW",
+    "losses_mwh": "MWh",
+    "curtailment_mwh": "MWh",
+    "cost_eur": "EUR",
+    "co2_t": "t",
 }
 
 
@@ -95,16 +107,36 @@ class ScenarioReport:
 
     def table(self) -> list[dict[str, Any]]:
         """KPI rows: name, unit, uncontrolled, controlled."""
-        return [{"kpi": k, "unit": KPI_UNITS.get(k, ""), "uncontrolled": self.uncontrolled.kpis[k],
-                 "controlled": self.controlled.kpis[k]} for k in self.uncontrolled.kpis]
+        return [
+            {
+                "kpi": k,
+                "unit": KPI_UNITS.get(k, ""),
+                "uncontrolled": self.uncontrolled.kpis[k],
+                "controlled": self.controlled.kpis[k],
+            }
+            for k in self.uncontrolled.kpis
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (without the long series)."""
+
         def run(r: RunResult) -> dict[str, Any]:
-            return {"kpis": r.kpis, "actions": r.actions, "refused": r.refused, "wall_s": round(r.wall_s, 3),
-                    "notes": r.notes}
-        return {"scenario": self.name, "grid": self.grid, "hours": self.hours,
-                "uncontrolled": run(self.uncontrolled), "controlled": run(self.controlled), "checks": self.checks}
+            return {
+                "kpis": r.kpis,
+                "actions": r.actions,
+                "refused": r.refused,
+                "wall_s": round(r.wall_s, 3),
+                "notes": r.notes,
+            }
+
+        return {
+            "scenario": self.name,
+            "grid": self.grid,
+            "hours": self.hours,
+            "uncontrolled": run(self.uncontrolled),
+            "controlled": run(self.controlled),
+            "checks": self.checks,
+        }
 
 
 def scenario_grid(name: str, fleet: bool = True) -> Any:
@@ -132,7 +164,9 @@ def default_fault_line(grid: Any) -> int:
     return int(lines[np.argsort(d)[d.size // 2]])
 
 
-def _setup(spec: ScenarioSpec, grid: Any) -> tuple[int, dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
+def _setup(
+    spec: ScenarioSpec, grid: Any
+) -> tuple[int, dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Start step (15-min profile index), events by step, and attacker commands (cyberattack)."""
     per_h = round(3600 / spec.step_s)
     p = spec.params
@@ -147,15 +181,34 @@ def _setup(spec: ScenarioSpec, grid: Any) -> tuple[int, dict[int, list[dict[str,
             ev.setdefault(rep, []).append({"kind": "repair"})
         return SUMMER_DAY * 96 + 17 * 4, ev, []
     if spec.name == "heatwave":
-        return SUMMER_DAY * 96 + int(p.get("start_hour", 6) * 4), {0: [{"kind": "heatwave", "load_factor": p.get("load_factor", 1.25),
-                                               "peak_factor": p.get("peak_factor", 0.3)}]}, []
+        return (
+            SUMMER_DAY * 96 + int(p.get("start_hour", 6) * 4),
+            {
+                0: [
+                    {
+                        "kind": "heatwave",
+                        "load_factor": p.get("load_factor", 1.25),
+                        "peak_factor": p.get("peak_factor", 0.3),
+                    }
+                ]
+            },
+            [],
+        )
     if spec.name == "ev-surge":
-        return WINTER_DAY * 96 + 16 * 4, {0: [{"kind": "ev_surge", "factor": p.get("factor", 4.0)}]}, []
+        return (
+            WINTER_DAY * 96 + 16 * 4,
+            {0: [{"kind": "ev_surge", "factor": p.get("factor", 4.0)}]},
+            [],
+        )
     if spec.name == "cyberattack":
         at = int(p.get("at_min", 20) * 60 / spec.step_s)
         sw = grid.switch
         targets = [int(sw.ids[0])] + [int(x) for x in sw.ids[(sw["kind"] != 0) & sw["closed"]][2:4]]
-        return SUMMER_DAY * 96 + 17 * 4, {}, [{"t": at, "switch": s, "closed": False} for s in targets]
+        return (
+            SUMMER_DAY * 96 + 17 * 4,
+            {},
+            [{"t": at, "switch": s, "closed": False} for s in targets],
+        )
     raise UnknownComponentError("scenario", spec.name, f"known: {', '.join(SCENARIOS)}")
 
 
@@ -171,8 +224,18 @@ class _Kpis:
         self.sustained = 0
         self.momentary = 0
         self.k = dict.fromkeys(KPI_UNITS, 0.0)
-        self.series: dict[str, list[Any]] = {k: [] for k in ("time", "import_mw", "served_mw", "vmin_pu",
-                                                              "max_loading_pct", "dead_buses", "dr_level")}
+        self.series: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "time",
+                "import_mw",
+                "served_mw",
+                "vmin_pu",
+                "max_loading_pct",
+                "dead_buses",
+                "dr_level",
+            )
+        }
 
     def _close_runs(self, ended: np.ndarray) -> None:
         mins = self.run[ended] * self.h * 60
@@ -197,7 +260,9 @@ class _Kpis:
         k["losses_mwh"] += (s["losses_kw"] if np.isfinite(s["losses_kw"]) else 0.0) / 1e3 * h
         k["curtailment_mwh"] += s["curtailed_mwh"]
         imp = max(s["import_mw"], 0.0) * h
-        k["cost_eur"] += imp * PRICE_EUR_MWH + s["ens_mwh"] * VOLL_EUR_MWH + s["curtailed_mwh"] * DR_EUR_MWH
+        k["cost_eur"] += (
+            imp * PRICE_EUR_MWH + s["ens_mwh"] * VOLL_EUR_MWH + s["curtailed_mwh"] * DR_EUR_MWH
+        )
         k["co2_t"] += imp * CO2_T_MWH
         sr = self.series
         sr["time"].append(str(obs.time))
@@ -223,12 +288,16 @@ def run_one(spec: ScenarioSpec) -> RunResult:
     if spec.hours <= 0:
         raise ValidationError(f"hours: must be positive, got {spec.hours}")
     if spec.name not in SCENARIOS or spec.name == "n-1":
-        raise UnknownComponentError("scenario", spec.name, "known here: fault, heatwave, ev-surge, cyberattack")
+        raise UnknownComponentError(
+            "scenario", spec.name, "known here: fault, heatwave, ev-surge, cyberattack"
+        )
     t0 = time.perf_counter()
     grid = scenario_grid(spec.grid, spec.fleet)
     start, events, attack = _setup(spec, grid)
     steps = round(spec.hours * 3600 / spec.step_s)
-    world = SimWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=int(spec.hours * 4) + 8)
+    world = SimWorld(
+        grid, step_s=spec.step_s, start_step=start, horizon_steps=int(spec.hours * 4) + 8
+    )
     kp = _Kpis(world.grid, spec.step_s)
     notes: list[str] = []
     actions = refused = 0
@@ -247,12 +316,16 @@ def run_one(spec: ScenarioSpec) -> RunResult:
         for cmd in [c for c in attack if c["t"] == t]:
             if orch is None:
                 world.set_switch(cmd["switch"], cmd["closed"])
-                notes.append(f"step {t}: forged command executed: switch {cmd['switch']} -> {cmd['closed']}")
+                notes.append(
+                    f"step {t}: forged command executed: switch {cmd['switch']} -> {cmd['closed']}"
+                )
             else:
                 refused += _refuse_forged(orch, cmd)
         if orch is None and attack and t == attack[0]["t"] + detect:
             world.switch_closed = world.normal_closed.copy()
-            notes.append(f"step {t}: operators noticed the attack and restored the normal configuration")
+            notes.append(
+                f"step {t}: operators noticed the attack and restored the normal configuration"
+            )
         if orch is not None:
             rep = orch.step()
             actions += len(rep.executed)
@@ -263,7 +336,9 @@ def run_one(spec: ScenarioSpec) -> RunResult:
             obs = world.observe()
             kp.add(world, obs)
             world.advance()
-    return RunResult(spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes)
+    return RunResult(
+        spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes
+    )
 
 
 def _refuse_forged(orch: Any, cmd: dict[str, Any]) -> int:
@@ -275,15 +350,28 @@ def _refuse_forged(orch: Any, cmd: dict[str, Any]) -> int:
     try:
         keys.require("forged-key-from-attacker", "operator")
     except AuthError as exc:
-        orch.audit.record(actor="unknown", kind="auth", what={"command": "switch", **cmd}, why=str(exc),
-                          status="refused", sim_time=str(orch.world.time))
-        orch._event("security", f"forged command refused: switch {cmd['switch']} ({exc})", "critical")
+        orch.audit.record(
+            actor="unknown",
+            kind="auth",
+            what={"command": "switch", **cmd},
+            why=str(exc),
+            status="refused",
+            sim_time=str(orch.world.time),
+        )
+        orch._event(
+            "security", f"forged command refused: switch {cmd['switch']} ({exc})", "critical"
+        )
         return 1
     return 0
 
 
-def run_many(specs: Sequence[ScenarioSpec], executor: str = "serial", address: str | None = None,
-             workers: int = 2, fn: Callable[[Any], Any] | None = None) -> list[Any]:
+def run_many(
+    specs: Sequence[ScenarioSpec],
+    executor: str = "serial",
+    address: str | None = None,
+    workers: int = 2,
+    fn: Callable[[Any], Any] | None = None,
+) -> list[Any]:
     """Run specs (with ``fn``, default :func:`run_one`) serially or over Dask; results in order.
 
     ``executor="dask"`` uses the scheduler at ``address`` or starts a LocalCluster of
@@ -313,8 +401,13 @@ class dask_client:
         if self.address:
             self.client = Client(self.address)
         else:
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, env=WORKER_ENV)
+            self.cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=WORKER_ENV,
+            )
             self.client = Client(self.cluster)
         return self.client
 
@@ -325,9 +418,17 @@ class dask_client:
             self.cluster.close()
 
 
-def run_scenario(name: str, grid: str = "case33bw", hours: float | None = None, *, executor: str = "serial",
-                 address: str | None = None, fleet: bool = True, step_s: float = 60.0,
-                 params: dict[str, Any] | None = None) -> ScenarioReport:
+def run_scenario(
+    name: str,
+    grid: str = "case33bw",
+    hours: float | None = None,
+    *,
+    executor: str = "serial",
+    address: str | None = None,
+    fleet: bool = True,
+    step_s: float = 60.0,
+    params: dict[str, Any] | None = None,
+) -> ScenarioReport:
     """Run scenario ``name`` uncontrolled and controlled; returns the :class:`ScenarioReport`.
 
     Default hours: fault 4, heatwave 24, ev-surge 6, cyberattack 2. For ``n-1`` use
@@ -337,20 +438,33 @@ def run_scenario(name: str, grid: str = "case33bw", hours: float | None = None, 
     if name not in defaults:
         raise UnknownComponentError("scenario", name, f"known: {', '.join(defaults)} (and n-1)")
     h = defaults[name] if hours is None else float(hours)
-    specs = [ScenarioSpec(name, grid, h, c, step_s, fleet, dict(params or {})) for c in (False, True)]
+    specs = [
+        ScenarioSpec(name, grid, h, c, step_s, fleet, dict(params or {})) for c in (False, True)
+    ]
     unc, ctl = run_many(specs, executor, address)
     rep = ScenarioReport(name, grid, h, unc, ctl)
     u, c = unc.kpis, ctl.kpis
     if name == "fault":
-        ratio = c["energy_not_served_mwh"] / u["energy_not_served_mwh"] if u["energy_not_served_mwh"] > 0 else None
-        rep.checks = {"ens_ratio": None if ratio is None else round(ratio, 4),
-                      "ens_within_10pct": ratio is not None and ratio <= 0.10}
+        ratio = (
+            c["energy_not_served_mwh"] / u["energy_not_served_mwh"]
+            if u["energy_not_served_mwh"] > 0
+            else None
+        )
+        rep.checks = {
+            "ens_ratio": None if ratio is None else round(ratio, 4),
+            "ens_within_10pct": ratio is not None and ratio <= 0.10,
+        }
     elif name in ("heatwave", "ev-surge"):
-        rep.checks = {"uncontrolled_violation_min": u["voltage_violation_min"] + u["loading_violation_min"],
-                      "controlled_violation_min": c["voltage_violation_min"] + c["loading_violation_min"],
-                      "violations_removed": (c["voltage_violation_min"] + c["loading_violation_min"]) == 0}
+        rep.checks = {
+            "uncontrolled_violation_min": u["voltage_violation_min"] + u["loading_violation_min"],
+            "controlled_violation_min": c["voltage_violation_min"] + c["loading_violation_min"],
+            "violations_removed": (c["voltage_violation_min"] + c["loading_violation_min"]) == 0,
+        }
     elif name == "cyberattack":
-        rep.checks = {"forged_commands_refused": ctl.refused, "controlled_ens_mwh": c["energy_not_served_mwh"]}
+        rep.checks = {
+            "forged_commands_refused": ctl.refused,
+            "controlled_ens_mwh": c["energy_not_served_mwh"],
+        }
     return rep
 
 
@@ -364,7 +478,13 @@ def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "report.json", out / "kpis.csv", out / "series.csv", out / "timeseries.png", out / "index.html"]
+    paths = [
+        out / "report.json",
+        out / "kpis.csv",
+        out / "series.csv",
+        out / "timeseries.png",
+        out / "index.html",
+    ]
     paths[0].write_text(json.dumps(rep.to_dict(), indent=2))
     pd.DataFrame(rep.table()).to_csv(paths[1], index=False)
     su, sc = pd.DataFrame(rep.uncontrolled.series), pd.DataFrame(rep.controlled.series)
@@ -372,8 +492,12 @@ def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
     both.to_csv(paths[2], index=False)
     x = pd.to_datetime(su["time"])
     fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
-    for ax, col, lab in zip(axes, ("served_mw", "vmin_pu", "max_loading_pct", "dr_level"),
-                            ("served load (MW)", "lowest voltage (pu)", "highest loading (%)", "DR level"), strict=True):
+    for ax, col, lab in zip(
+        axes,
+        ("served_mw", "vmin_pu", "max_loading_pct", "dr_level"),
+        ("served load (MW)", "lowest voltage (pu)", "highest loading (%)", "DR level"),
+        strict=True,
+    ):
         ax.plot(x, su[col].astype(float), label="uncontrolled", color="#c0392b")
         ax.plot(x, sc[col].astype(float), label="gridpilot", color="#2471a3")
         ax.set_ylabel(lab)
@@ -385,16 +509,32 @@ def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(paths[3], dpi=90)
     plt.close(fig)
-    rows = "".join(f"<tr><td>{r['kpi']}</td><td>{r['unit']}</td><td>{r['uncontrolled']:.4g}</td>"
-                   f"<td>{r['controlled']:.4g}</td></tr>" for r in rep.table())
+    rows = "".join(
+        f"<tr><td>{r['kpi']}</td><td>{r['unit']}</td><td>{r['uncontrolled']:.4g}</td>"
+        f"<td>{r['controlled']:.4g}</td></tr>"
+        for r in rep.table()
+    )
     paths[4].write_text(
         f"<!doctype html><meta charset=utf-8><title>gridpilot scenario {rep.name}</title>"
         f"<h1>Scenario {rep.name} on {rep.grid} ({rep.hours} h)</h1>"
         f"<table border=1 cellpadding=4><tr><th>KPI</th><th>unit</th><th>uncontrolled</th><th>gridpilot</th></tr>{rows}</table>"
         f"<p>checks: <code>{json.dumps(rep.checks)}</code></p><img src='timeseries.png' width=900>"
-        f"<p>actions by gridpilot: {rep.controlled.actions}; refused by its guard or API: {rep.controlled.refused}</p>")
+        f"<p>actions by gridpilot: {rep.controlled.actions}; refused by its guard or API: {rep.controlled.refused}</p>"
+    )
     return paths
 
 
-__all__ = ["KPI_UNITS", "SCENARIOS", "RunResult", "ScenarioReport", "ScenarioSpec", "dask_client",
-           "default_fault_line", "run_many", "run_one", "run_scenario", "scenario_grid", "write_report"]
+__all__ = [
+    "KPI_UNITS",
+    "SCENARIOS",
+    "RunResult",
+    "ScenarioReport",
+    "ScenarioSpec",
+    "dask_client",
+    "default_fault_line",
+    "run_many",
+    "run_one",
+    "run_scenario",
+    "scenario_grid",
+    "write_report",
+]
