@@ -84,7 +84,21 @@ def test_cli_backtest_json(tmp_path: Path) -> None:
     assert out["model"] == "linear" and out["horizon"] == 24
     assert out["metrics"]["mae"] < out["baseline"]["mae"]
     assert plot.exists()
-    r = CliRunner().invoke(_app(), ["forecast", "backtest", "--data", str(csv), "--horizon", "24"])
+    r = CliRunner().invoke(
+        _app(),
+        [
+            "forecast",
+            "backtest",
+            "--data",
+            str(csv),
+            "--horizon",
+            "24",
+            "--lookback",
+            "48",
+            "--stride",
+            "6",
+        ],
+    )
     assert r.exit_code == 0 and "seasonal-naive" in r.output
 
 

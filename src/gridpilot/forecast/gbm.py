@@ -89,6 +89,8 @@ class GBMForecaster(Forecaster):
                 issues=[Issue(self.name, "objective", "must be 'l2' or 'l1'", value=objective)]
             )
         self.objective = objective
+        if objective == "l1":
+            self.name = f"{type(self).name}-l1"
         self.day_of_year = bool(day_of_year)
         self.season = season
         self.holidays = frozenset(pd.Timestamp(d).date() for d in holidays)
