@@ -263,7 +263,8 @@ def households_per_load(grid: Grid, kw_per_household: float = 2.5) -> np.ndarray
 
 def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int = 0, step_h: float = 0.25,
                    ev_share: float = 0.25, v2g_share: float = 0.3, wh_share: float = 0.25,
-                   battery_share: float = 0.08, scale: float = 1.0, n_devices: int | None = None) -> Fleet:
+                   battery_share: float = 0.08, scale: float = 1.0, n_devices: int | None = None,
+                   curtail_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.OTHER))) -> Fleet:
     """A seeded, realistic fleet behind the grid's loads for ``days`` days from ``start_step``.
 
     Households per load come from :func:`households_per_load` (times ``scale``); shares of them
@@ -271,7 +272,8 @@ def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int 
     0.18 kWh/km, ``v2g_share`` of owners allow V2G down to 40 %), a water heater (2-3 kW,
     150-300 l tank, comfort band 50-60 °C with daily draws of 4-9 kWh) or a home battery (5-13.5
     kWh, 0.5 C). PV inverters are the grid's PV (and 'other', SimBench's LV aggregates)
-    generators, rated 1.1 x their p_mw. ``n_devices`` rescales the households so that the
+    generators, rated 1.1 x their p_mw (``curtail_kinds`` picks the generator kinds whose
+    output the scheduler may curtail; add ``GenKind.WIND`` to include wind farms). ``n_devices`` rescales the households so that the
     battery/EV/water-heater count is about that number.
     """
     rng = np.random.default_rng(seed)
@@ -323,7 +325,7 @@ def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int 
                       daily_kwh * 1e-3 / 24.0, rng.integers(-6, 7, nw))
     # PV inverters: the grid's PV-like generators
     gk = grid.generator["kind"]
-    pos = np.flatnonzero((gk == GenKind.PV) | (gk == GenKind.OTHER))
+    pos = np.flatnonzero(np.isin(gk, np.asarray(curtail_kinds)))
     pv = PVInverters(grid.generator.ids[pos], grid.generator["bus"][pos], pos, 1.1 * grid.generator["p_mw"][pos])
     fleet = Fleet(bat, ev, wh, pv, step_h, {"seed": seed, "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
                                              "households": int(np.round(hh).sum()), "days": days})

@@ -48,6 +48,8 @@ class PlanConfig:
     commit_steps: int = 96
     strict: bool = False
     margin_pu: float = 0.003
+    corrections: int = 3
+    band_margin_pu: float = 0.002
     max_groups: int = 16
 
     def __post_init__(self) -> None:
@@ -70,6 +72,8 @@ class WindowPlan:
     n_rows: int
     slack: dict[str, float]
     worst: str
+    pn_mw: np.ndarray | None = None
+    corrections: int = 0
 
 
 def _check_feasible(agg: BusAggregate) -> None:
@@ -195,8 +199,8 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     bus_lbl = [f"bus {int(b)}" for b in net.grid.bus.ids]
     # de-energised buses (v0 = 0) are not constrained
     live = v0 > 0.5
-    vlo = np.where(live, cfg.vmin_pu - v0, -np.inf)
-    vhi = np.where(live, cfg.vmax_pu - v0, np.inf)
+    vlo = np.where(live, cfg.vmin_pu + cfg.band_margin_pu - v0, -np.inf)
+    vhi = np.where(live, cfg.vmax_pu - cfg.band_margin_pu - v0, np.inf)
     soft_rows("voltage band", v_sens, vlo, vhi, bus_lbl, cfg.slack_v_eur_per_pu, cfg.margin_pu)
     s_max = net.edge_s_max_mva * cfg.line_limit_pct / 100.0
     rated = np.isfinite(s_max)
@@ -229,7 +233,7 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     if cfg.strict and worst:
         raise InfeasibleError(f"schedule: the flexibility cannot keep the network within limits; worst: {worst}",
                               binding=worst)
-    return WindowPlan(targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst)
+    return WindowPlan(targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst, lp.value(xs, "pn"))
 
 
 @dataclass
@@ -352,6 +356,23 @@ def evaluate(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curt
     credited), violation minutes count steps with any bus outside the band or any branch above
     100 % loading.
     """
+    ts = run_case(net, t0, steps, device_mw, curtail_mw, inj)
+    step_h = float(ts.meta.get("step_h", 0.25))
+    imp = np.nan_to_num(ts.source_p_mw)
+    vbad = (ts.vmin_pu < cfg.vmin_pu - 1e-4) | (ts.vmax_pu > cfg.vmax_pu + 1e-4)
+    lbad = ts.max_loading_pct > 100.0 + 1e-3
+    return CaseMetrics(
+        peak_mw=float(np.max(imp)), energy_mwh=float(imp.sum() * step_h),
+        cost_eur=float(np.sum(imp * sig.price_eur_per_mwh) * step_h), co2_t=float(np.sum(imp * sig.co2_t_per_mwh) * step_h),
+        v_violation_min=float(vbad.sum() * step_h * 60), loading_violation_min=float(lbad.sum() * step_h * 60),
+        vmin_pu=float(np.nanmin(ts.vmin_pu)), vmax_pu=float(np.nanmax(ts.vmax_pu)),
+        max_loading_pct=float(np.nanmax(ts.max_loading_pct)), losses_mwh=float(np.nansum(ts.losses_kw) * step_h / 1e3),
+        converged_steps=int(ts.converged.sum()))
+
+
+def run_case(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curtail_mw: np.ndarray,
+             inj: dict[str, np.ndarray] | None = None, outputs: tuple[str, ...] = ()) -> Any:
+    """The twin's time series with per-bus device power and PV curtailment ((steps, n_flex) MW) added."""
     inj = net.injections(t0, steps) if inj is None else inj
     lp_ = inj["load_p_mw"].copy()
     lp_[:, net.flex_load_pos] += device_mw
@@ -366,18 +387,7 @@ def evaluate(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curt
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(tot[:, gbus[idx]] > 0, curtail_mw[:, gbus[idx]] / tot[:, gbus[idx]], 0.0)
         gp[:, idx] *= 1 - np.clip(frac, 0, 1)
-    ts = net.twin.timeseries(steps, start=t0, load_p_mw=lp_, gen_p_mw=gp, outputs=())
-    step_h = float(ts.meta.get("step_h", 0.25))
-    imp = np.nan_to_num(ts.source_p_mw)
-    vbad = (ts.vmin_pu < cfg.vmin_pu - 1e-4) | (ts.vmax_pu > cfg.vmax_pu + 1e-4)
-    lbad = ts.max_loading_pct > 100.0 + 1e-3
-    return CaseMetrics(
-        peak_mw=float(np.max(imp)), energy_mwh=float(imp.sum() * step_h),
-        cost_eur=float(np.sum(imp * sig.price_eur_per_mwh) * step_h), co2_t=float(np.sum(imp * sig.co2_t_per_mwh) * step_h),
-        v_violation_min=float(vbad.sum() * step_h * 60), loading_violation_min=float(lbad.sum() * step_h * 60),
-        vmin_pu=float(np.nanmin(ts.vmin_pu)), vmax_pu=float(np.nanmax(ts.vmax_pu)),
-        max_loading_pct=float(np.nanmax(ts.max_loading_pct)), losses_mwh=float(np.nansum(ts.losses_kw) * step_h / 1e3),
-        converged_steps=int(ts.converged.sum()))
+    return net.twin.timeseries(steps, start=t0, load_p_mw=lp_, gen_p_mw=gp, outputs=outputs)
 
 
 def pv_available(net: NetworkModel, fleet: Fleet, inj: dict[str, np.ndarray]) -> np.ndarray:
@@ -432,7 +442,23 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
         inj, v0, p0, flow0, qflow0 = _base(net, a, T)
         avail = pv_available(net, f, inj)
         agg = aggregate(f, a, T, buses, avail, group)
-        wp = plan_window(agg, net, v0, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g)
+        v_use = v0
+        for it in range(cfg.corrections + 1):
+            wp = plan_window(agg, net, v_use, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g)
+            wp.corrections = it
+            if it == cfg.corrections:
+                break
+            # check the window's plan in the twin; where the linear model erred, correct it and re-solve
+            tr = disaggregate(f, a, wp.targets, buses, avail, group=group)
+            dev_w = tr.p_mw["battery"] + tr.p_mw["ev"] + tr.p_mw["water_heater"]
+            ts_w = run_case(net, a, T, dev_w, tr.p_mw["pv_curtail"], inj, ("v_pu",))
+            v_act = np.nan_to_num(np.asarray(ts_w.v_pu, np.float64), nan=1.0)
+            live = v_act > 0.5
+            bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
+            if not bad.any():
+                break
+            v_pred = v_use + wp.pn_mw @ np.asarray(vs_g).T
+            v_use = v_use + np.where(live, v_act - v_pred, 0.0)
         windows.append(wp)
         if wp.worst:
             unresolved.append(wp.worst)
