@@ -96,6 +96,21 @@ def test_pv_forecaster_zero_at_night_capped_and_beats_naive() -> None:
         PVForecaster(24, latitude=120.0, longitude=0.0)
 
 
+def test_pv_backtest_band_scales_with_sunlight() -> None:
+    from gridpilot.forecast import backtest
+
+    pv = _pv(days=60, seed=1)
+    res = backtest(PVForecaster(24, 48.0, 8.0, **FAST), pv, test_fraction=0.25, stride=3)
+    # in-sample residuals would give a band far too narrow (coverage ≈ 0.4)
+    assert 0.65 <= res.metrics["coverage_80"] <= 0.95
+    width = res.quantiles[0.9] - res.quantiles[0.1]
+    ghi, _ = clearsky_ghi(pv.index, 48.0, 8.0)
+    pos = np.searchsorted(pv.index, res.origins)[:, None] + np.arange(24)
+    noon, night = ghi[pos] > 600, ghi[pos] <= 0
+    assert width[:, 0][night].max() == 0.0
+    assert width[:, 0][noon].mean() > 0.2
+
+
 def test_day_ahead_with_covariates_covering_the_horizon() -> None:
     from gridpilot.forecast import day_ahead
 

@@ -6,9 +6,10 @@ inside the test part) is forecast from the actual history up to it, as in operat
 
 Quantiles: ``calibration="fixed"`` uses the residuals held out at fit time;
 ``calibration="rolling"`` (default) recalibrates the split-conformal offsets every
-``recalibrate_every`` origins (default one day) from the residuals of the last
-``calibration_window`` origins whose targets are already observed — what an operator does
-when errors drift with the season. Models with their own quantile models (LightGBM with
+``recalibrate_every`` origins (default one day) from the last ``calibration_window``
+out-of-sample residuals observed so far (held-out ones from fit, then those of test origins
+whose targets are already observed) — what an operator does when errors drift with the
+season. Models with their own quantile models (LightGBM with
 quantile loss) keep them.
 """
 
@@ -118,40 +119,37 @@ def rolling_quantiles(
     every: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point (N, C, H) and quantiles (Q, N, C, H) with conformal offsets recomputed every
-    ``every`` origins from the last ``window`` origins whose targets are observed."""
+    ``every`` origins from the last ``window`` out-of-sample residuals observed so far: the
+    model's held-out residuals from fit, followed by those of test origins whose targets
+    are already observed (scaled by :meth:`Forecaster.residual_scale` where the model has
+    one). In-sample residuals are never used: they would make the bands too narrow."""
+    if model.residuals_ is None:
+        raise ValidationError(issues=[Issue(model.name, "state", "is not fitted")])
     hzn = model.horizon
-    lo = max(model.min_context, int(origins.min()) - hzn - window + 1)
-    hi = int(origins.max())
-    allo = np.arange(lo, hi + 1)
+    first, last = int(origins.min()), int(origins.max())
+    allo = np.arange(first, last + 1)
     point_all = model.forecast_origins(values, index, cov, allo)
-    # residuals only where the whole target lies inside the data
     ok = allo + hzn <= len(values)
     resid = np.full_like(point_all, np.nan)
     resid[ok] = target_windows(values, allo[ok], hzn) - point_all[ok]
-    point = point_all[origins - lo]
+    scale_all = model.residual_scale(index, allo)
+    if scale_all is not None:
+        resid = resid / scale_all
+    point = point_all[origins - first]
+    scale = None if scale_all is None else np.nan_to_num(scale_all[origins - first])
+    held = model.residuals_
     qs = np.empty((len(quantiles), *point.shape))
-    start = int(origins.min())
-    for b in range(start, hi + 1, every):
+    for b in range(first, last + 1, every):
         block = (origins >= b) & (origins < b + every)
         if not block.any():
             continue
-        sel_hi = b - hzn  # last origin whose targets end before b
-        sel_lo = max(lo, sel_hi - window + 1)
-        if sel_hi < sel_lo:
-            raise ValidationError(
-                issues=[
-                    Issue(
-                        "backtest",
-                        "calibration_window",
-                        "no observed residuals before the first test origin; "
-                        "use calibration='fixed' or more history",
-                        value=window,
-                    )
-                ]
-            )
-        cal = resid[sel_lo - lo : sel_hi - lo + 1]
-        offsets = np.quantile(cal, list(quantiles), axis=0)  # (Q, C, H)
-        qs[:, block] = point[block][None] + offsets[:, None]
+        seen = max(0, b - hzn - first + 1)  # test origins whose targets end before b
+        cal = np.concatenate([held, resid[:seen]])[-window:]
+        offsets = model.quantile_offsets(quantiles, cal)  # (Q, C, H)
+        if scale is None:
+            qs[:, block] = point[block][None] + offsets[:, None]
+        else:
+            qs[:, block] = point[block][None] + offsets[:, None] * scale[block][None]
     return point, qs
 
 

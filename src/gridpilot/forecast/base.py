@@ -211,7 +211,9 @@ class Forecaster(ABC):
         first = max(val_start, self.min_context)
         origins = np.arange(first, len(full) - self.horizon + 1)
         pred = self.forecast_origins(full.values, full.index, cov, origins)
-        self.residuals_ = target_windows(full.values, origins, self.horizon) - pred
+        resid = target_windows(full.values, origins, self.horizon) - pred
+        scale = self.residual_scale(full.index, origins)
+        self.residuals_ = resid if scale is None else resid / scale
         if validation is None and self.refit:
             self._fit_arrays(full.values, full.index, cov, None)
         self.train_s_ = time.perf_counter() - t0
@@ -318,7 +320,19 @@ class Forecaster(ABC):
         """
         point = self.forecast_origins(values, index, cov, origins)
         offsets = self.quantile_offsets(quantiles, residuals)  # (Q, C, H)
-        return point, point[None] + offsets[:, None]
+        scale = self.residual_scale(index, origins)
+        if scale is None:
+            return point, point[None] + offsets[:, None]
+        return point, point[None] + offsets[:, None] * np.nan_to_num(scale)[None]
+
+    def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
+        """Scale (N, 1 or C, H) of the errors at each target, or None (errors homogeneous).
+
+        Models whose errors scale with something known (PV with the clear-sky irradiance)
+        return it: conformal quantiles are then taken of residual / scale and multiplied
+        back (normalised conformal). NaN marks targets known exactly (PV at night).
+        """
+        return None
 
     def quantile_offsets(
         self, quantiles: Sequence[float], residuals: np.ndarray | None = None
@@ -329,7 +343,13 @@ class Forecaster(ABC):
             raise ValidationError(
                 issues=[Issue(self.name, "calibration", "no held-out residuals; fit first")]
             )
-        return np.quantile(res, list(quantiles), axis=0)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slots → 0 below
+                off = np.nanquantile(res, list(quantiles), axis=0)
+        return np.nan_to_num(off)
 
     # ---------------------------------------------------------------- helpers
     def _check_fitted(self) -> None:

@@ -132,8 +132,10 @@ def day_ahead_cmd(
         ..., "--data", help="CSV history: a time column, one column per series."
     ),
     horizon: int | None = typer.Option(None, "--horizon", help="Steps (default one day)."),
-    model: str = typer.Option("linear", "--model", help="seasonal-naive|linear|gbm|gbm-quantile"),
+    model: str = typer.Option("linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|pv"),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
+    latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
+    longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),
     out: Path | None = typer.Option(None, "--out", help="Write the long table (CSV)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (.png/.html)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -145,7 +147,7 @@ def day_ahead_cmd(
 
     try:
         h = _read_csv(data, columns)
-        res = day_ahead(h, horizon, model=model)
+        res = day_ahead(h, horizon, model=model, **_model_kwargs(model, None, latitude, longitude))
         if plot is not None:
             plot_forecast(res, plot, history=h.df())
     except GridpilotError as exc:

@@ -167,6 +167,14 @@ class PVForecaster(GBMForecaster):
         out = np.clip(pred, 0.0, self.std_[None, :, None])
         return np.where(night, 0.0, out)
 
+    def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
+        """Clear-sky GHI at each target in kW/m² (at least 0.05), NaN when the sun is down:
+        PV errors grow with the available sunlight, so quantiles are scaled by it."""
+        ghi, _ = self._clearsky(index)
+        pos = origins[:, None] + np.arange(self.horizon)[None, :]
+        g = ghi[pos] / 1000.0
+        return np.where(g > 0, np.maximum(g, 0.05), np.nan)[:, None, :]
+
     def quantile_origins(
         self,
         values: np.ndarray,
