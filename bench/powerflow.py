@@ -22,6 +22,7 @@ One row per grid. Columns (steps/s are time-series throughput; *_pf_ms one power
   steps, and ``pgm_overhead_pct`` the difference.
 * ``pandapower_steps_per_s``: pandapower's timeseries module (``run_timeseries`` with
   ``ConstControl`` on load p/q and sgen p, logging bus voltages) over a few steps.
+* Raw PGM and the radial kernel are timed best of 3 where a run is short (``timing_repeats``).
 * ``*_extrapolated``: the throughput was measured on ``*_measured_steps`` steps and scaled to
   the year (said per column), where a full year would take too long.
 * ``max_dv_radial_vs_pgm_pu``: largest |ΔV| over every bus and step of the measured steps;
@@ -139,7 +140,14 @@ def to_pandapower(g: Any) -> Any:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process, MB."""
+    """Peak resident memory of this process, MB (VmHWM: reset at exec, unlike ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -208,10 +216,14 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
         out_req[CT.transformer] = ["p_from", "p_to", "loading"]
     eng.model.calculate_power_flow(update_data={k: {c: a[:2] for c, a in v.items()} for k, v in upd.items()},
                                    output_component_types=out_req, threading=0)
-    t0 = time.perf_counter()
-    eng.model.calculate_power_flow(update_data=upd, output_component_types=out_req, threading=0,
-                                   error_tolerance=1e-8, max_iterations=30)
-    raw = time.perf_counter() - t0
+    repeat = 3 if n_pgm * len(g.bus) <= 4_000_000 else 1  # best of 3 where cheap: the cores are shared
+    raw = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        eng.model.calculate_power_flow(update_data=upd, output_component_types=out_req, threading=0,
+                                       error_tolerance=1e-8, max_iterations=30)
+        raw = min(raw, time.perf_counter() - t0)
+    row["timing_repeats"] = repeat
     row["pgm_steps_per_s"] = round(n_pgm / raw, 1)
     row["pgm_measured_steps"] = n_pgm
     row["pgm_extrapolated"] = n_pgm < steps
@@ -233,7 +245,10 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
             if a == 0:
                 reng.solve(topo, p[:64], q[:64])  # compile / warm
             sol = reng.solve(topo, p, q)
-            calc += sol.calc_s
+            best = sol.calc_s
+            for _ in range(repeat - 1):
+                best = min(best, reng.solve(topo, p, q).calc_s)
+            calc += best
             iters += float(sol.iterations.sum())
             ok += int(sol.converged.sum())
         row["radial_steps_per_s"] = round(n_rad / calc, 1)

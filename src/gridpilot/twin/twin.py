@@ -203,8 +203,9 @@ class Twin:
         if prof.steps < start + steps:
             raise ValidationError(f"steps: profiles have {prof.steps} steps, asked for {start}+{steps}")
         nb, nl, nt = len(g.bus), len(g.line), len(g.transformer)
-        if chunk_steps is None:
-            chunk_steps = int(np.clip(4_000_000 // max(nb + nl, 1), 16, 4096))
+        if chunk_steps is None:  # the radial kernel keeps no per-branch outputs: larger chunks
+            budget = 4_000_000 if self.mode == "pgm" else 16_000_000
+            chunk_steps = int(np.clip(budget // max(nb + nl, 1), 16, 4096))
         keep = (("v_pu" in outputs), ("line_loading_pct" in outputs), ("trafo_loading_pct" in outputs))
         out_req = {CT.node: ["u_pu", "energized"], CT.line: ["p_from", "p_to", "loading"], CT.source: ["p"]}
         if self._has_trafo:
