@@ -129,3 +129,23 @@ def test_bad_input_is_refused_clearly(fleet_grid: Grid) -> None:
         w.inject("meteor")
     with pytest.raises(ValidationError, match="step_s"):
         SimWorld(fleet_grid, step_s=0)
+
+
+def test_measurements_arrive_through_signed_telemetry_and_forgeries_are_refused(
+    orch: Orchestrator,
+) -> None:
+    orch.step()
+    assert orch.link is not None and orch.link.totals["accepted"] == 3
+    truth = orch.world.last
+    assert (
+        np.allclose(orch.last.v_pu, truth.v_pu)
+        and (orch.last.switch_closed == truth.switch_closed).all()
+    )
+    ts_ms = int(orch.world.time.astype("datetime64[ms]").astype(np.int64))
+    orch.receive_foreign([orch.link.forged_frame(ts_ms, [1])])  # "the feeder breaker is open"
+    orch.step()
+    assert orch.last.switch_closed[0] and orch.last.energised.all()  # not believed
+    assert orch.counters["telemetry_rejected"] == 1
+    e = orch.audit.entries(kind="refused", actor="telemetry")[0]
+    assert e["what"]["frames_rejected"] == {"bad_signature": 1}
+    assert any(ev["kind"] == "security" for ev in orch.events)

@@ -46,6 +46,7 @@ def test_cyberattack_forged_commands_refused() -> None:
     assert rep.uncontrolled.kpis["energy_not_served_mwh"] > 0 and rep.uncontrolled.notes
     assert rep.controlled.kpis["energy_not_served_mwh"] == 0
     assert rep.controlled.refused >= 3
+    assert rep.checks["telemetry_frames_refused"] >= 3
 
 
 def test_n1_sweep_restores_most_load() -> None:

@@ -27,6 +27,7 @@ from gridpilot.agent.policies import (
     default_policies,
 )
 from gridpilot.agent.sections import FaultLocation, Sections, locate_fault, loop_switches
+from gridpilot.agent.telemetry_link import LinkReport, TelemetryLink
 from gridpilot.agent.world import Observation, SimWorld
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "FrequencyPolicy",
     "GridEnv",
     "GuardLimits",
+    "LinkReport",
     "Observation",
     "Orchestrator",
     "Plan",
@@ -50,6 +52,7 @@ __all__ = [
     "Sections",
     "SimWorld",
     "StepReport",
+    "TelemetryLink",
     "Verdict",
     "VoltagePolicy",
     "batch_eval",

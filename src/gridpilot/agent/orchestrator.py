@@ -9,6 +9,7 @@ Operators' own commands go through :meth:`submit`: the same guard, the same audi
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from gridpilot.agent.audit import AuditLog
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.policies import Context, Policy, default_policies
 from gridpilot.agent.sections import Sections
+from gridpilot.agent.telemetry_link import TelemetryLink
 from gridpilot.agent.world import Observation, SimWorld
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import GenKind
@@ -80,6 +82,7 @@ class Orchestrator:
         limits: GuardLimits | None = None,
         audit: AuditLog | None = None,
         history: int = 720,
+        telemetry: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
@@ -123,6 +126,9 @@ class Orchestrator:
             else 900.0
         )
         self.market = _MarketLink.create(self.grid)
+        self.link: TelemetryLink | None = TelemetryLink(self.grid) if telemetry else None
+        self._foreign: list[bytes] = []
+        self.counters["telemetry_rejected"] = 0
         flat_profiles(self.grid)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -245,6 +251,8 @@ class Orchestrator:
         """One turn of the loop: observe, estimate, forecast, decide, guard, act/propose, audit; advance time."""
         with self.lock:
             obs = self.world.observe()
+            if self.link is not None:
+                obs = self._via_telemetry(obs)
             self.last = obs
             self.obs_history.append(obs)
             self._estimate(obs)
@@ -293,6 +301,46 @@ class Orchestrator:
                 self.inject(actor="scenario", **ev)
             out.append(self.step())
         return out
+
+    def _via_telemetry(self, obs: Observation) -> Observation:
+        """Grid sensors through signed telemetry: keep only what verifies (see TelemetryLink)."""
+        assert self.link is not None
+        ts_ms = int(obs.time.astype("datetime64[ms]").astype(np.int64))
+        rep = self.link.roundtrip(obs, ts_ms, extra=self._foreign)
+        self._foreign = []
+        if rep.rejected:
+            n = sum(rep.rejected.values())
+            self.counters["telemetry_rejected"] += n
+            self.audit.record(
+                actor="telemetry",
+                kind="refused",
+                what={"frames_rejected": rep.rejected},
+                why="telemetry frames failed verification",
+                status="refused",
+                sim_time=str(obs.time),
+            )
+            self.events.append(
+                {
+                    "t": obs.t,
+                    "time": str(obs.time),
+                    "kind": "security",
+                    "severity": "critical",
+                    "text": f"{n} telemetry frame(s) refused: {rep.rejected}",
+                }
+            )
+        link = self.link
+        return dataclasses.replace(
+            obs,
+            v_pu=link.v_pu.copy(),
+            line_loading_pct=link.line_loading_pct.copy(),
+            switch_closed=link.switch_closed.copy(),
+            energised=link.v_pu > 0.05,
+        )
+
+    def receive_foreign(self, frames: list[bytes]) -> None:
+        """Frames from elsewhere on the telemetry channel (e.g. an attacker's), read at the next step."""
+        with self.lock:
+            self._foreign.extend(frames)
 
     def _field_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("kind")
@@ -343,7 +391,7 @@ class Orchestrator:
         after = self._injections_now(dr_level=lvl, ev_factor=evf)
         return self.guard.check(
             plan,
-            switch_closed=self.world.switch_closed.copy(),
+            switch_closed=self.last.switch_closed.copy(),
             injections=now,
             faulted_lines=self.known_faults,
             now_s=self.last.t * self.world.step_s,
@@ -435,6 +483,11 @@ class Orchestrator:
             if a.kind == "switch":
                 w.set_switch(int(a.target or 0), bool(a.value))
                 self.counters["switch_ops"] += 1
+                if (
+                    self.last is not None
+                ):  # the commanded state until the next telemetry confirms it
+                    k = int(self.grid.switch.index_of(int(a.target or 0))[0])
+                    self.last.switch_closed[k] = bool(a.value)
             elif a.kind == "dr":
                 if a.value > 0:
                     self.dr_requests[plan.source] = float(a.value)
@@ -460,7 +513,9 @@ class Orchestrator:
         self.plans_done.append({"t": self.last.t if self.last else 0, **plan.to_dict()})
         return {
             "applied": done,
-            "switch_closed_after": self.grid.switch.ids[w.switch_closed].tolist(),
+            "switch_closed_after": self.grid.switch.ids[self.last.switch_closed].tolist()
+            if self.last
+            else [],
             "dr_level": self.dr_level,
         }
 

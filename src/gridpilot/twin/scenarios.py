@@ -14,9 +14,10 @@ Scenarios (the orchestrator and world live in :mod:`gridpilot.agent`):
   around 17:00.
 - ``ev-surge``: a winter evening with four times the EV charging.
 - ``cyberattack``: forged switching commands open the feeder breaker and two sectionalisers at
-  minute 20. Uncontrolled (a legacy control system without authentication) executes them until
+  minute 20, with spoofed telemetry showing them open. Uncontrolled (a legacy control system without authentication) executes them until
   operators notice (``detect_min``, default 30); with gridpilot they carry no valid API key,
-  are refused and audited, and the grid is untouched.
+  are refused and audited, the spoofed frames fail signature verification, and the grid is
+  untouched.
 - ``n-1``: a contingency sweep (every line), see :mod:`gridpilot.twin.contingency`.
 
 KPIs (one set per run): energy not served (MWh), SAIDI (min) and SAIFI (interruptions per
@@ -92,6 +93,7 @@ class RunResult:
     refused: int
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    telemetry_refused: int = 0
 
 
 @dataclass
@@ -336,8 +338,9 @@ def run_one(spec: ScenarioSpec) -> RunResult:
             obs = world.observe()
             kp.add(world, obs)
             world.advance()
+    tel = int(orch.counters.get("telemetry_rejected", 0)) if orch is not None else 0
     return RunResult(
-        spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes
+        spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes, tel
     )
 
 
@@ -346,6 +349,11 @@ def _refuse_forged(orch: Any, cmd: dict[str, Any]) -> int:
     from gridpilot.api.auth import KeyStore
     from gridpilot.errors import AuthError
 
+    if (
+        getattr(orch, "link", None) is not None
+    ):  # the attacker also spoofs telemetry: switch shown open
+        ts_ms = int(orch.world.time.astype("datetime64[ms]").astype(np.int64))
+        orch.receive_foreign([orch.link.forged_frame(ts_ms, [cmd["switch"]])])
     keys = KeyStore.generate()
     try:
         keys.require("forged-key-from-attacker", "operator")
@@ -463,6 +471,7 @@ def run_scenario(
     elif name == "cyberattack":
         rep.checks = {
             "forged_commands_refused": ctl.refused,
+            "telemetry_frames_refused": ctl.telemetry_refused,
             "controlled_ens_mwh": c["energy_not_served_mwh"],
         }
     return rep
