@@ -114,29 +114,38 @@ def bench_n1(quick: bool) -> dict[str, Any]:
 
 
 def bench_step(quick: bool) -> dict[str, Any]:
-    from gridpilot.agent.cli import build_demo, demo_events
+    """Orchestrator step time on the demo, with signed telemetry and without (interleaved)."""
+    from gridpilot.agent import Orchestrator, SimWorld
+    from gridpilot.agent.cli import DEMO_START_STEP, demo_events
+    from gridpilot.agent.fleet import demo_grid
 
-    orch = build_demo()
+    g = demo_grid()
+    orchs = {
+        "signed_telemetry": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP)),
+        "no_telemetry": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), telemetry=False),
+    }
     ev = demo_events()
     n = 60 if quick else 240
-    orch.run(2)
-    times = []
+    times: dict[str, list[float]] = {k: [] for k in orchs}
+    for o in orchs.values():
+        o.run(2)
     for _ in range(n):
-        for e in ev.get(orch.world.t, []):
-            orch.inject(actor="bench", **e)
-        t0 = time.perf_counter()
-        orch.step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    a = np.asarray(times)
-    return {
-        "name": "orchestrator_step",
-        "grid": "case33bw+fleet",
-        "steps": n,
-        "decision_ms_median": round(float(np.median(a)), 2),
-        "decision_ms_p95": round(float(np.percentile(a, 95)), 2),
-        "decision_ms_max": round(float(a.max()), 2),
-        "sim_speed_x_realtime": round(60_000 / float(np.median(a)), 0),
-    }
+        for k, o in orchs.items():
+            for e in ev.get(o.world.t, []):
+                o.inject(actor="bench", **e)
+            t0 = time.perf_counter()
+            o.step()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    out: dict[str, Any] = {"name": "orchestrator_step", "grid": "case33bw+fleet", "steps": n}
+    for k, v in times.items():
+        a = np.asarray(v)
+        out[k] = {
+            "decision_ms_median": round(float(np.median(a)), 2),
+            "decision_ms_p95": round(float(np.percentile(a, 95)), 2),
+            "decision_ms_max": round(float(a.max()), 2),
+        }
+    out["sim_speed_x_realtime"] = round(60_000 / out["signed_telemetry"]["decision_ms_median"], 0)
+    return out
 
 
 def main() -> None:
