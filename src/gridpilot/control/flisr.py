@@ -149,6 +149,9 @@ class _Prefault:
     vmin_pu: float
     vmax_pu: float
     max_loading_pct: float
+    trafo_loading_pct: np.ndarray
+    margin_v_pu: float = 0.0
+    margin_loading_pct: float = 0.0
 
 
 @dataclass
@@ -160,6 +163,7 @@ class _Region:
     pair_sw: np.ndarray  # switch positions on region branches
     pair_br: np.ndarray  # local branch index of each
     bus_sections: np.ndarray
+    root_trafo: list[np.ndarray]  # transformer positions feeding each root (LV side)
 
 
 class FlisrEngine:
@@ -171,7 +175,7 @@ class FlisrEngine:
     """
 
     def __init__(self, grid: Grid, limits: Limits | None = None, verify: str = "auto",
-                 max_rounds: int = 6) -> None:
+                 max_rounds: int = 4) -> None:
         if verify not in ("auto", "twin", "radial"):
             raise ValidationError(f"verify: choose 'auto', 'twin' or 'radial', got {verify!r}")
         self.grid = grid
@@ -199,6 +203,8 @@ class FlisrEngine:
         sec = self.sections
         self.branch_section = np.concatenate([sec.of_line, sec.of_trafo, np.full(bpos.size, -1, np.int64)])
         self.is_breaker = sw["kind"] == SwitchKind.BREAKER
+        tr = grid.transformer
+        self._trafo_lv = grid.bus.position_map(tr["lv_bus"], "bus") if len(tr) else np.zeros(0, np.int64)
         self.prefault(sw["closed"].copy())
 
     # --- state --------------------------------------------------------------------------------------
@@ -221,11 +227,29 @@ class FlisrEngine:
             v = np.where(r.energised, r.v_pu, 0.0) if r.converged else np.ones(len(self.grid.bus))
             pre = _Prefault(st, v, float(r.vmin_pu) if r.converged else 1.0,
                             float(r.vmax_pu) if r.converged else 1.0,
-                            float(r.max_loading_pct) if r.converged else 0.0)
+                            float(r.max_loading_pct) if r.converged else 0.0,
+                            np.nan_to_num(r.trafo_loading_pct) if r.converged else np.zeros(len(self.grid.transformer)))
+            if r.converged and not st.looped:
+                self._calibrate(pre, closed, r)
             if len(self._pre) > 64:
                 self._pre.clear()
             self._pre[key] = pre
         return pre
+
+    def _calibrate(self, pre: _Prefault, closed: np.ndarray, r: Any) -> None:
+        """Margins that cover the radial sweep's difference from the twin in this state."""
+        g = self.grid
+        roots = g.bus.position_map(g.source["bus"][g.source["in_service"]])
+        st = branch_status_all(self, closed)
+        res = self.solver.solve(np.arange(len(g.bus)), np.arange(self.solver.branch_from.size), roots,
+                                g.source["vm_pu"][g.source["in_service"]], st[None, :])
+        on = r.energised & res.supplied[0]
+        if on.any():
+            pre.margin_v_pu = float(np.max(np.abs(res.v_pu[0][on] - r.v_pu[on]))) + 1e-5
+        nl = len(g.line)
+        twin_load = np.concatenate([np.nan_to_num(r.line_loading_pct), np.nan_to_num(r.trafo_loading_pct)])
+        mine = res.loading_pct[0][:nl + len(g.transformer)]
+        pre.margin_loading_pct = float(np.max(twin_load - mine, initial=0.0)) + 0.01
 
     def _limits(self, pre: _Prefault) -> tuple[float, float, float]:
         lim = self.limits
@@ -446,27 +470,48 @@ class FlisrEngine:
         pair_br = np.searchsorted(branches, sw_br[pair_sw])
         v_root = pre.v_pu[roots]
         v_root = np.where(v_root > 0.5, v_root, 1.0)
-        return _Region(buses, branches, roots, v_root, pair_sw, pair_br, sec.of_bus[buses])
+        lv = self._trafo_lv
+        root_trafo = [np.flatnonzero((lv == r) & self.grid.transformer["in_service"]) for r in roots]
+        return _Region(buses, branches, roots, v_root, pair_sw, pair_br, sec.of_bus[buses], root_trafo)
 
-    def _evaluate(self, region: _Region, states: np.ndarray, limits: tuple[float, float, float]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Violation (0 = feasible), vmin, max loading and radial flag of candidate states."""
-        t_n = states.shape[0]
+    def _evaluate(self, region: _Region, states: np.ndarray, limits: tuple[float, float, float],
+                  pre: _Prefault, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Violation (0 = feasible), vmin, max loading and radial flag of candidate states.
+
+        Row 0 of the batch is ``base`` (the state before restoring this island): the change of
+        power drawn at each root against it, added to the pre-fault loading of the transformers
+        feeding that root, estimates their loading. Limits are tightened by the calibration
+        margins of the radial sweep against the twin.
+        """
+        allst = np.concatenate([base[None, :], states])
+        t_n = allst.shape[0]
         k = region.branches.size
         blocked = np.zeros((t_n, k), bool)
-        opened = ~states[:, region.pair_sw]
+        opened = ~allst[:, region.pair_sw]
         if opened.any():
             tt, pp = np.nonzero(opened)
             blocked[tt, region.pair_br[pp]] = True
         cond = ~blocked & self.solver.in_service[region.branches][None, :]
         res = self.solver.solve(region.buses, region.branches, region.roots, region.v_root, cond)
         vmin_l, vmax_l, load_l = limits
-        vmin = np.where(np.isfinite(res.vmin_pu), res.vmin_pu, 1.0)
-        vmax = np.where(np.isfinite(res.vmax_pu), res.vmax_pu, 1.0)
+        vmin_l += pre.margin_v_pu
+        vmax_l -= pre.margin_v_pu
+        load_l -= pre.margin_loading_pct
+        vmin = np.where(np.isfinite(res.vmin_pu), res.vmin_pu, 1.0)[1:]
+        vmax = np.where(np.isfinite(res.vmax_pu), res.vmax_pu, 1.0)[1:]
+        load = res.max_loading_pct[1:].copy()
+        if len(self.grid.transformer):
+            ds = np.abs(res.root_s_mva[1:]) - np.abs(res.root_s_mva[0])[None, :]
+            sn = self.grid.transformer["sn_mva"]
+            for j, trs in enumerate(region.root_trafo):
+                if trs.size:
+                    est = np.max(pre.trafo_loading_pct[trs]) + ds[:, j] / float(sn[trs].sum()) * 100
+                    load = np.maximum(load, est)
         viol = (np.maximum(0, vmin_l - vmin) + np.maximum(0, vmax - vmax_l)
-                + np.maximum(0, res.max_loading_pct - load_l) / 100)
-        viol = np.where(res.radial & res.converged, viol, np.inf)
-        return viol, vmin, res.max_loading_pct, res.radial
+                + np.maximum(0, load - load_l) / 100)
+        ok = res.radial[1:] & res.converged[1:]
+        viol = np.where(ok, viol, np.inf)
+        return viol, vmin, load, res.radial[1:]
 
     def _restore_island(self, isl: np.ndarray, work: np.ndarray, locked: np.ndarray, st: SectionState,
                         pre: _Prefault, limits: tuple[float, float, float]
@@ -531,7 +576,7 @@ class FlisrEngine:
                     on[e] = False
                     configs.append(on)
         configs = _unique(configs)
-        viol, vmin, load, _ = self._evaluate(region, states_of(configs), limits)
+        viol, vmin, load, _ = self._evaluate(region, states_of(configs), limits, pre, work)
         best = _pick(configs, viol, vmin, base_on)
         # branch exchange rounds from the least-violating configurations
         rounds = 0
@@ -547,7 +592,7 @@ class FlisrEngine:
             moves = _unique(moves)
             if not moves:
                 break
-            mv, mvmin, mload, _ = self._evaluate(region, states_of(moves), limits)
+            mv, mvmin, mload, _ = self._evaluate(region, states_of(moves), limits, pre, work)
             if mv.min() >= viol.min() - 1e-12:
                 configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
                 best = _pick(configs, viol, vmin, base_on)
@@ -555,11 +600,17 @@ class FlisrEngine:
             configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
             best = _pick(configs, viol, vmin, base_on)
         on = configs[best].copy()
-        # shedding: open the cut that loses the least weighted load until feasible
+        # shedding: open the cut with the best violation relief per weighted load lost, until
+        # feasible; then add back, greedily, any shed part that fits
         cur_viol = float(viol[best])
         cur_vmin, cur_load = float(vmin[best]), float(load[best])
+
+        def wsum(c: np.ndarray) -> float:
+            return float(weight_local[:k][served(c)[:k]].sum())
+
         guard = 0
-        while cur_viol > 0 and guard < 4 * k + 4:
+        shed_any = cur_viol > 0
+        while cur_viol > 0 and guard < 2 * k + 4:
             guard += 1
             cands: list[np.ndarray] = []
             for e in np.flatnonzero(on & cuttable):
@@ -568,17 +619,43 @@ class FlisrEngine:
                 if served(c)[:k].any():
                     cands.append(c)
             if not cands:
-                on[:] = base_on
+                on = base_on.copy()
                 on[n_tree:] = False
                 cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
                 break
-            cv, cvmin, cload, _ = self._evaluate(region, states_of(cands), limits)
-            w = np.array([float(weight_local[:k][served(c)[:k]].sum()) for c in cands])
+            cv, cvmin, cload, _ = self._evaluate(region, states_of(cands), limits, pre, work)
+            w = np.array([wsum(c) for c in cands])
             feas = np.flatnonzero(cv <= 0)
-            pick = int(feas[np.argmax(w[feas])]) if feas.size else int(np.lexsort((-w, cv))[0])
+            lost = np.maximum(wsum(on) - w, 1e-9)
+            gain = np.where(np.isfinite(cv), (cur_viol - cv) / lost, -np.inf)
+            pick = int(np.argmax(gain)) if np.max(gain) > 0 else int(np.argmin(cv))
+            if feas.size and w[feas].max() >= w[pick] - 1e-12:
+                pick = int(feas[np.argmax(w[feas])])
             on = cands[pick]
             cur_viol, cur_vmin, cur_load = float(cv[pick]), float(cvmin[pick]), float(cload[pick])
-        served_mask = served(on)[:k]
+        for _ in range(2 * k + 4 if shed_any else 0):
+            srv = served(on)
+            adds: list[np.ndarray] = []
+            for e in np.flatnonzero(~on):
+                if srv[e_u[e]] != srv[e_v[e]]:
+                    c = on.copy()
+                    c[e] = True
+                    adds.append(c)
+            if not adds:
+                break
+            av, avmin, aload, _ = self._evaluate(region, states_of(adds), limits, pre, work)
+            feas = np.flatnonzero(av <= 0)
+            if not feas.size:
+                break
+            w = np.array([wsum(c) for c in adds])
+            pick = int(feas[np.argmax(w[feas])])
+            on = adds[pick]
+            cur_vmin, cur_load = float(avmin[pick]), float(aload[pick])
+        srv = served(on)
+        # sections left dead keep their switches as they were: open only what separates
+        keep = base_on & ~on & ~srv[e_u] & ~srv[e_v]
+        on = on | keep
+        served_mask = srv[:k]
         if not served_mask.any():
             return None
         # make sure unserved sections stay cut off: keep their switches as they are (dead)
@@ -605,6 +682,15 @@ class FlisrEngine:
         if not tops:
             return np.zeros(0, np.int64)
         return np.flatnonzero(subtree_mask(st.parent, tops))
+
+
+def branch_status_all(engine: FlisrEngine, closed: np.ndarray) -> np.ndarray:
+    """Conducting flag of every solver branch (lines, transformers, bus switches) for switch states."""
+    from gridpilot.model import branch_status
+
+    st = branch_status(engine.grid, closed)
+    return np.concatenate([st["line_from"] & st["line_to"], st["trafo_hv"] & st["trafo_lv"],
+                           st["busswitch"][engine.solver.bus_switch_pos]])
 
 
 # --- small graph helpers (island-sized) --------------------------------------------------------------

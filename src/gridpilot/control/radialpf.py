@@ -47,6 +47,7 @@ class RadialBatchResult:
     radial: np.ndarray
     converged: np.ndarray
     iterations: int
+    root_s_mva: np.ndarray  # (T, n_roots) complex power drawn from each root
 
 
 class RadialSolver:
@@ -236,5 +237,9 @@ class RadialSolver:
         vmin = np.where(supp, vm, np.inf).min(axis=1)
         vmax = np.where(supp, vm, -np.inf).max(axis=1)
         ok = np.full(t_n, conv)
+        # power drawn from each root: current of the root's children on the parent side
+        out_i = np.zeros(n_all, complex)
+        np.add.at(out_i, pred[nodes], acc[nodes] / tn[nodes])
+        root_s = (v0[root_nodes] * np.conj(out_i[root_nodes])).reshape(t_n, rl.size) * S_BASE_MVA
         return RadialBatchResult(vm * supp, supp, load, vmin, vmax, load.max(axis=1, initial=0.0), losses,
-                                 radial, ok, iters)
+                                 radial, ok, iters, root_s)
