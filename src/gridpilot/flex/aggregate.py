@@ -282,7 +282,8 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
         plug = (e.arrival <= t) & (t < e.departure)
         rem = np.clip(e.departure - (t + 1), 0, None) * dt
         x = e.delivered_mwh
-        need_lo = np.maximum(e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, floor, x))
+        # V2G cars may discharge down to their floor, never forced up to it (as in the aggregate)
+        need_lo = np.maximum(e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, np.minimum(floor, x), x))
         lo = np.where(plug, np.clip((need_lo - x) / dt, np.where(e.v2g, -e.p_max_mw, 0.0), e.p_max_mw), 0.0)
         hi = np.where(plug, np.clip((room - x) / dt, 0.0, e.p_max_mw), 0.0)
         lo = np.minimum(lo, hi)
