@@ -214,7 +214,7 @@ class FlisrEngine:
         if self._twin is None:
             from gridpilot.twin import Twin
 
-            self._twin = Twin(self.grid, validate=False)
+            self._twin = Twin(self.grid, validate=False, engine="pgm")
         return self._twin
 
     def prefault(self, closed: np.ndarray) -> _Prefault:

@@ -204,7 +204,7 @@ class RadialSolver:
         sup_mask[root_nodes] = False
         v = np.where(supplied, v0n / rr, 0.0)
         v[root_nodes] = v0[root_nodes]
-        conv = False
+        delta = np.zeros(t_n)
         iters = 0
         ib = np.zeros(n_all, complex)
         for _ in range(max_iter):
@@ -215,10 +215,9 @@ class RadialSolver:
             inj = np.where(sup_mask, np.conj(s / vs) + ysh * v, 0.0)
             ib = kmat @ (inj / rr)
             v_new = np.where(sup_mask, (v0n - kt @ (z_eff * ib)) / rr, v)
-            delta = float(np.max(np.abs(v_new - v), initial=0.0))
+            delta = np.abs(v_new - v)[:sup].reshape(t_n, m).max(axis=1, initial=0.0)
             v = v_new
-            if delta < tol:
-                conv = True
+            if float(delta.max(initial=0.0)) < tol:
                 break
         acc = ib * rr
         vm = np.abs(v[:sup]).reshape(t_n, m)
@@ -236,7 +235,7 @@ class RadialSolver:
         np.add.at(losses, tnode, (np.abs(acc[nodes]) ** 2 * zn[nodes].real) * S_BASE_MVA * 1e3)
         vmin = np.where(supp, vm, np.inf).min(axis=1)
         vmax = np.where(supp, vm, -np.inf).max(axis=1)
-        ok = np.full(t_n, conv)
+        ok = delta < max(tol, 1e-6)
         # power drawn from each root: current of the root's children on the parent side
         out_i = np.zeros(n_all, complex)
         np.add.at(out_i, pred[nodes], acc[nodes] / tn[nodes])
