@@ -26,6 +26,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.forecast.cli",
     "gridpilot.field.cli",
     "gridpilot.flex.cli",
+    "gridpilot.control.cli",
 )
 
 
