@@ -50,6 +50,7 @@ class PlanConfig:
     margin_pu: float = 0.003
     corrections: int = 3
     band_margin_pu: float = 0.002
+    exact_check_devices: int = 30_000
     max_groups: int = 16
 
     def __post_init__(self) -> None:
@@ -305,6 +306,21 @@ class Plan:
         return out
 
 
+def _spread_weights(fleet: Fleet, buses: np.ndarray, group: np.ndarray) -> dict[str, np.ndarray]:
+    """Per class, each bus's share of its group's rating (1 where a group is one bus)."""
+    from gridpilot.flex.aggregate import bus_matrix
+
+    ratings = {"battery": (fleet.batteries.bus, fleet.batteries.p_max_mw), "ev": (fleet.ev.bus, fleet.ev.p_max_mw),
+               "water_heater": (fleet.water_heaters.bus, fleet.water_heaters.p_rated_mw),
+               "pv_curtail": (fleet.pv.bus, fleet.pv.s_rated_mva)}
+    out = {}
+    for c, (bus, r) in ratings.items():
+        w = np.asarray(bus_matrix(bus, buses) @ r) + 1e-12
+        tot = np.bincount(group, weights=w, minlength=int(group.max()) + 1 if group.size else 0)
+        out[c] = w / tot[group]
+    return out
+
+
 def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
     """Cluster the fleet's buses into at most ``max_groups`` groups of similar network impact.
 
@@ -426,6 +442,7 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
     inj_all = net.injections(t0, steps)
     nf = buses.size
     group, vs_g, ptdf_g = group_buses(net, fleet, cfg.max_groups)
+    spread = _spread_weights(fleet, buses, group)
     planned = {c: np.zeros((steps, nf)) for c in CLASSES}
     f = fleet
     windows: list[WindowPlan] = []
@@ -449,9 +466,14 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
             if it == cfg.corrections:
                 break
             # check the window's plan in the twin; where the linear model erred, correct it and re-solve
-            tr = disaggregate(f, a, wp.targets, buses, avail, group=group)
-            dev_w = tr.p_mw["battery"] + tr.p_mw["ev"] + tr.p_mw["water_heater"]
-            ts_w = run_case(net, a, T, dev_w, tr.p_mw["pv_curtail"], inj, ("v_pu",))
+            # small fleets: the devices' real response; large ones: group targets spread to buses
+            # by device ratings (cheap, no device simulation)
+            if len(f.batteries) + len(f.ev) + len(f.water_heaters) <= cfg.exact_check_devices:
+                sp = disaggregate(f, a, wp.targets, buses, avail, group=group).p_mw
+            else:
+                sp = {c: v[:, group] * spread[c][None, :] for c, v in wp.targets.items()}
+            dev_w = sp["battery"] + sp["ev"] + sp["water_heater"]
+            ts_w = run_case(net, a, T, dev_w, sp["pv_curtail"], inj, ("v_pu",))
             v_act = np.nan_to_num(np.asarray(ts_w.v_pu, np.float64), nan=1.0)
             live = v_act > 0.5
             bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
