@@ -523,28 +523,35 @@ class FlisrEngine:
         a, b = sec.sw_a, sec.sw_b
         usable = sec.sw_remote & ~locked
         live = st.energised
-        internal = inisl[a] & inisl[b] & (a != b)
-        tree_e = np.flatnonzero(internal & work)
-        ties_in = np.flatnonzero(internal & ~work & usable)
         entry = np.flatnonzero(~work & usable & ((inisl[a] & live[b]) | (inisl[b] & live[a])))
         if entry.size == 0:
             return None
-        # local graph: island sections 0..k-1, LIVE = k
-        k = isl.size
-        lid = np.full(sec.n, k, np.int64)
-        lid[isl] = np.arange(k)
-        e_sw = np.concatenate([tree_e, ties_in, entry])
+        # region: island + the live feeders behind every entry (load may move between them)
+        live_side = np.where(inisl[a[entry]], b[entry], a[entry])
+        feeders = self._feeder_sections(st, live_side)
+        feeders = feeders[~inisl[feeders]]
+        region = self._region(np.concatenate([isl, feeders]), st, pre, entry)
+        # local graph: island sections 0..ki-1, feeder sections ki..k-1, LIVE (sources) = k
+        ki = isl.size
+        loc_secs = np.concatenate([isl, feeders]).astype(np.int64)
+        k = loc_secs.size
+        lid = np.full(sec.n, -1, np.int64)
+        lid[loc_secs] = np.arange(k)
+        lid[sec.source] = k
+        both = (lid[a] >= 0) & (lid[b] >= 0) & (a != b) & ((lid[a] < k) | (lid[b] < k))
+        tree_e = np.flatnonzero(both & work)
+        opn = np.flatnonzero(both & ~work & usable)
+        ent_mask = inisl[a[opn]] != inisl[b[opn]]
+        e_sw = np.concatenate([tree_e, opn[~ent_mask], opn[ent_mask]])
         e_u = lid[a[e_sw]]
         e_v = lid[b[e_sw]]
         n_tree = tree_e.size
-        cuttable = np.concatenate([sec.sw_remote[tree_e] & ~locked[tree_e], np.ones(ties_in.size + entry.size, bool)])
+        n_first_entry = n_tree + int((~ent_mask).sum())
+        cuttable = np.concatenate([sec.sw_remote[tree_e] & ~locked[tree_e], np.ones(opn.size, bool)])
         base_on = np.zeros(e_sw.size, bool)
         base_on[:n_tree] = True
-        weight_local = np.concatenate([sec.weight[isl], [0.0]])
-        # region: island + the live feeders behind every entry
-        live_side = np.where(inisl[a[entry]], b[entry], a[entry])
-        feeders = self._feeder_sections(st, live_side)
-        region = self._region(np.concatenate([isl, feeders]), st, pre, entry)
+        weight_local = np.concatenate([sec.weight[loc_secs], [0.0]])
+        live_req = np.arange(ki, k)
 
         def states_of(configs: list[np.ndarray]) -> np.ndarray:
             s = np.repeat(work[None, :], len(configs), axis=0)
@@ -555,15 +562,23 @@ class FlisrEngine:
         def served(on: np.ndarray) -> np.ndarray:
             return _reach(k, e_u[on], e_v[on])
 
+        def wsum(c: np.ndarray) -> float:
+            return float(weight_local[:ki][served(c)[:ki]].sum())
+
+        def ev(cfgs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            v_, vm_, ld_, _ = self._evaluate(region, states_of(cfgs), limits, pre, work)
+            keeps = np.array([bool(served(c)[live_req].all()) for c in cfgs])
+            return np.where(keeps, v_, np.inf), vm_, ld_
+
         # round 0: one tie, or two ties with a cut on the path between them
         configs: list[np.ndarray] = []
         tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
-        ent_idx = np.arange(n_tree + ties_in.size, e_sw.size)
+        ent_idx = np.arange(n_first_entry, e_sw.size)
         for i in ent_idx:
             on = base_on.copy()
             on[i] = True
             configs.append(on)
-        att = {int(i): int(e_u[i] if e_u[i] < k else e_v[i]) for i in ent_idx}
+        att = {int(i): int(e_u[i] if e_u[i] < ki else e_v[i]) for i in ent_idx}
         for x in range(ent_idx.size):
             for y in range(x + 1, ent_idx.size):
                 i, j = int(ent_idx[x]), int(ent_idx[y])
@@ -576,8 +591,8 @@ class FlisrEngine:
                     on[e] = False
                     configs.append(on)
         configs = _unique(configs)
-        viol, vmin, load, _ = self._evaluate(region, states_of(configs), limits, pre, work)
-        best = _pick(configs, viol, vmin, base_on)
+        viol, vmin, load = ev(configs)
+        best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
         # branch exchange rounds from the least-violating configurations
         rounds = 0
         while viol[best] > 0 and rounds < self.max_rounds:
@@ -592,21 +607,18 @@ class FlisrEngine:
             moves = _unique(moves)
             if not moves:
                 break
-            mv, mvmin, mload, _ = self._evaluate(region, states_of(moves), limits, pre, work)
+            mv, mvmin, mload = ev(moves)
             if mv.min() >= viol.min() - 1e-12:
                 configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
-                best = _pick(configs, viol, vmin, base_on)
+                best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
                 break
             configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
-            best = _pick(configs, viol, vmin, base_on)
+            best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
         on = configs[best].copy()
         # shedding: open the cut with the best violation relief per weighted load lost, until
         # feasible; then add back, greedily, any shed part that fits
         cur_viol = float(viol[best])
         cur_vmin, cur_load = float(vmin[best]), float(load[best])
-
-        def wsum(c: np.ndarray) -> float:
-            return float(weight_local[:k][served(c)[:k]].sum())
 
         guard = 0
         shed_any = cur_viol > 0
@@ -616,14 +628,14 @@ class FlisrEngine:
             for e in np.flatnonzero(on & cuttable):
                 c = on.copy()
                 c[e] = False
-                if served(c)[:k].any():
+                srv_c = served(c)
+                if srv_c[:ki].any() and srv_c[live_req].all():
                     cands.append(c)
             if not cands:
                 on = base_on.copy()
-                on[n_tree:] = False
                 cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
                 break
-            cv, cvmin, cload, _ = self._evaluate(region, states_of(cands), limits, pre, work)
+            cv, cvmin, cload = ev(cands)
             w = np.array([wsum(c) for c in cands])
             feas = np.flatnonzero(cv <= 0)
             lost = np.maximum(wsum(on) - w, 1e-9)
@@ -643,7 +655,7 @@ class FlisrEngine:
                     adds.append(c)
             if not adds:
                 break
-            av, avmin, aload, _ = self._evaluate(region, states_of(adds), limits, pre, work)
+            av, avmin, aload = ev(adds)
             feas = np.flatnonzero(av <= 0)
             if not feas.size:
                 break
@@ -655,7 +667,7 @@ class FlisrEngine:
         # sections left dead keep their switches as they were: open only what separates
         keep = base_on & ~on & ~srv[e_u] & ~srv[e_v]
         on = on | keep
-        served_mask = srv[:k]
+        served_mask = srv[:ki]
         if not served_mask.any():
             return None
         # make sure unserved sections stay cut off: keep their switches as they are (dead)
@@ -791,11 +803,13 @@ def _unique(configs: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _pick(configs: list[np.ndarray], viol: np.ndarray, vmin: np.ndarray, base: np.ndarray) -> int:
-    """Feasible first, then fewest switch operations, then highest minimum voltage."""
+def _pick(configs: list[np.ndarray], viol: np.ndarray, vmin: np.ndarray, base: np.ndarray,
+          weight: np.ndarray) -> int:
+    """Feasible first, then most weighted load served, fewest switch operations, highest vmin."""
     ops = np.array([int(np.sum(c != base)) for c in configs])
+    w = np.round(weight, 9)
     if np.any(viol <= 0):
-        return int(np.lexsort((-vmin, ops, viol > 0))[0])
+        return int(np.lexsort((-vmin, ops, -w, viol > 0))[0])
     return int(np.lexsort((ops, viol))[0])
 
 
