@@ -185,3 +185,12 @@ def test_kernel_blocks_and_threads_give_the_same_answer() -> None:
     for k in (0, 150, 300):
         s = eng.solve(topo, pm[k:k + 1], qm[k:k + 1], complex_v=True)
         assert s.v is not None and np.abs(s.v[0] - one.v[k]).max() < 1e-9
+
+
+def test_auto_sends_big_single_flows_to_pgm_and_batches_to_the_kernel() -> None:
+    g = load_grid("synthetic:600")
+    assert Twin(g).powerflow().engine == "power-grid-model"
+    forced = Twin(g, engine="radial").powerflow()
+    assert forced.engine == "radial" and forced.converged
+    np.testing.assert_allclose(forced.v_pu, Twin(g, engine="pgm").powerflow().v_pu, atol=ATOL_PU)
+    assert Twin(g).timeseries(16).engine == "radial"
