@@ -295,7 +295,8 @@ class Plan:
             "tracking_error_mwh": self.tracking_error_mwh,
             "lp": {"windows": len(self.windows), "solve_s": sum(w.solve_s for w in self.windows),
                    "build_s": sum(w.build_s for w in self.windows), "max_vars": max((w.n_vars for w in self.windows), default=0),
-                   "max_rows": max((w.n_rows for w in self.windows), default=0)},
+                   "max_rows": max((w.n_rows for w in self.windows), default=0),
+                   "twin_corrections": sum(w.corrections for w in self.windows)},
             "unresolved": self.unresolved[:10],
         }
 
