@@ -244,9 +244,13 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
     out = [Candidate(int(s), [int(x) for x in lid[sec.lines_of(s)]], [int(x) for x in bid[sec.buses_of(s)]],
                      round(marg[s], 4), float(mism[s]))
            for s in ranked]
-    if best > 0:
-        notes.append(f"best explanation contradicts {best:g} indication cost units (failed or wrong indicators)")
-    return Location(chosen, out, tops, bool(best == 0), notes)
+    best_expl = min(expl, key=lambda e: (e[0], len(e[1])))
+    wrong = best_expl[0] - SECOND_FAULT_COST * (len(best_expl[1]) - 1)
+    if len(best_expl[1]) > 1:
+        notes.append(f"indications explained by {len(best_expl[1])} simultaneous faults")
+    if wrong > 0:
+        notes.append(f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)")
+    return Location(chosen, out, tops, bool(wrong <= 0), notes)
 
 
 def _below(sec: Sections, st: SectionState, switch_pos: int) -> int:
