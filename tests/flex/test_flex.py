@@ -206,3 +206,18 @@ def test_cli_dr_and_errors():
     assert '"target_met": true' in r.output
     bad = CliRunner().invoke(app, ["flex", "dr", "case33bw", "--event", "start=18:00,wat=1"])
     assert bad.exit_code == 2 and "unknown key" in bad.output
+
+
+def test_fleet_from_the_field_simulator_plans(case33):
+    from gridpilot.field import FleetConfig, build_fleet
+    from gridpilot.flex.field_adapter import fleet_from_field
+
+    dev = build_fleet(case33, FleetConfig(n_devices=3000, seed=2))
+    f = fleet_from_field(case33, dev, start_step=0, days=2)
+    assert len(f.batteries) == int(dev.bat_online.sum())
+    assert np.unique(f.ev.ev).size == int(dev.ev_online.sum())
+    assert f.batteries.e_mwh.sum() == pytest.approx(dev.bat_kwh[dev.bat_online].sum() / 1e3)
+    assert np.all(f.ev.departure > f.ev.arrival)
+    p = plan(case33, f, 96, t0=96).summary()
+    assert p["ev"]["short_sessions"] == 0 and p["device_limit_violations"] == 0
+    assert p["controlled"]["peak_mw"] <= p["uncontrolled"]["peak_mw"] + 1e-6

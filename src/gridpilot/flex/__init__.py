@@ -25,6 +25,7 @@ from gridpilot.flex.dr import (
     dispatch_event,
     participants,
 )
+from gridpilot.flex.field_adapter import fleet_from_field
 from gridpilot.flex.fleet import (
     Batteries,
     EVSessions,
@@ -74,6 +75,7 @@ __all__ = [
     "dispatch_event",
     "envelope",
     "evaluate",
+    "fleet_from_field",
     "generate_fleet",
     "participants",
     "plan",
