@@ -492,7 +492,7 @@ class FlisrEngine:
             tt, pp = np.nonzero(opened)
             blocked[tt, region.pair_br[pp]] = True
         cond = ~blocked & self.solver.in_service[region.branches][None, :]
-        res = self.solver.solve(region.buses, region.branches, region.roots, region.v_root, cond)
+        res = self.solver.solve(region.buses, region.branches, region.roots, region.v_root, cond, max_iter=20)
         vmin_l, vmax_l, load_l = limits
         vmin_l += pre.margin_v_pu
         vmax_l -= pre.margin_v_pu
@@ -559,8 +559,14 @@ class FlisrEngine:
                 s[i, e_sw] = on
             return s
 
+        memo: dict[bytes, np.ndarray] = {}
+
         def served(on: np.ndarray) -> np.ndarray:
-            return _reach(k, e_u[on], e_v[on])
+            key = np.packbits(on).tobytes()
+            got = memo.get(key)
+            if got is None:
+                got = memo[key] = _reach(k, e_u[on], e_v[on])
+            return got
 
         def wsum(c: np.ndarray) -> float:
             return float(weight_local[:ki][served(c)[:ki]].sum())
@@ -762,14 +768,20 @@ def _tree_path(adj: list[list[tuple[int, int]]], s: int, t: int) -> list[int]:
 
 def _reach(k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bool per local node (k+1, LIVE last): connected to LIVE through the given edges."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order
-
-    g = coo_matrix((np.ones(u.size), (u, v)), shape=(k + 1, k + 1)).tocsr()
-    order = breadth_first_order(g, k, directed=False, return_predecessors=False)
-    out = np.zeros(k + 1, bool)
-    out[order] = True
-    return out
+    adj: list[list[int]] = [[] for _ in range(k + 1)]
+    for x, y in zip(u.tolist(), v.tolist(), strict=True):
+        adj[x].append(y)
+        adj[y].append(x)
+    seen = [False] * (k + 1)
+    seen[k] = True
+    stack = [k]
+    while stack:
+        x = stack.pop()
+        for y in adj[x]:
+            if not seen[y]:
+                seen[y] = True
+                stack.append(y)
+    return np.array(seen, bool)
 
 
 def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray) -> list[np.ndarray]:
