@@ -24,7 +24,7 @@ def grid():
 
 @pytest.fixture(scope="module")
 def engine(grid):
-    return FlisrEngine(grid, EMERGENCY, verify="twin")
+    return FlisrEngine(grid, EMERGENCY, verify="twin", budget_ms=1e9)  # quality, not speed
 
 
 @pytest.fixture(scope="module")

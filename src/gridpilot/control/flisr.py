@@ -171,11 +171,13 @@ class FlisrEngine:
 
     ``limits``: the :class:`Limits` a plan must hold; ``verify``: ``"twin"`` (replay the final
     state in the twin's full power flow), ``"radial"`` (trust the radial sweep) or ``"auto"``
-    (twin for grids up to :data:`TWIN_VERIFY_MAX_BUSES` buses).
+    (twin for grids up to :data:`TWIN_VERIFY_MAX_BUSES` buses). ``budget_ms``: after this
+    much search time, exchange rounds stop and shedding takes the least-violation cut each step
+    (a plan is always returned; only its quality degrades).
     """
 
     def __init__(self, grid: Grid, limits: Limits | None = None, verify: str = "auto",
-                 max_rounds: int = 4) -> None:
+                 max_rounds: int = 4, budget_ms: float = 50.0) -> None:
         if verify not in ("auto", "twin", "radial"):
             raise ValidationError(f"verify: choose 'auto', 'twin' or 'radial', got {verify!r}")
         self.grid = grid
@@ -184,6 +186,8 @@ class FlisrEngine:
         self.solver = RadialSolver(grid)
         self.verify = verify if verify != "auto" else ("twin" if len(grid.bus) <= TWIN_VERIFY_MAX_BUSES else "radial")
         self.max_rounds = max_rounds
+        self.budget_ms = budget_ms
+        self._deadline = float("inf")
         self._twin: Any = None
         self._pre: dict[bytes, _Prefault] = {}
         sw = grid.switch
@@ -280,6 +284,7 @@ class FlisrEngine:
         (bounds of sections isolated earlier, e.g. a fault during an earlier restoration).
         """
         t0 = time.perf_counter()
+        self._deadline = t0 + self.budget_ms / 1e3
         g = self.grid
         sec = self.sections
         sw = g.switch
@@ -601,7 +606,7 @@ class FlisrEngine:
         best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
         # branch exchange rounds from the least-violating configurations
         rounds = 0
-        while viol[best] > 0 and rounds < self.max_rounds:
+        while viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline:
             rounds += 1
             starts = np.argsort(viol, kind="stable")[:3]
             moves: list[np.ndarray] = []
@@ -647,11 +652,15 @@ class FlisrEngine:
             lost = np.maximum(wsum(on) - w, 1e-9)
             gain = np.where(np.isfinite(cv), (cur_viol - cv) / lost, -np.inf)
             pick = int(np.argmax(gain)) if np.max(gain) > 0 else int(np.argmin(cv))
+            if time.perf_counter() > self._deadline:  # out of budget: least violation, converge fast
+                pick = int(np.argmin(cv))
             if feas.size and w[feas].max() >= w[pick] - 1e-12:
                 pick = int(feas[np.argmax(w[feas])])
             on = cands[pick]
             cur_viol, cur_vmin, cur_load = float(cv[pick]), float(cvmin[pick]), float(cload[pick])
         for _ in range(2 * k + 4 if shed_any else 0):
+            if time.perf_counter() > self._deadline + self.budget_ms / 1e3:
+                break
             srv = served(on)
             adds: list[np.ndarray] = []
             for e in np.flatnonzero(~on):
