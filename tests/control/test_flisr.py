@@ -180,3 +180,27 @@ def test_synthetic_feeder_fault_restores_through_tie():
         assert res.restored_share == pytest.approx(1.0)
         pf = eng.twin.powerflow(switch_closed=res.switch_closed_after)
         assert pf.converged and pf.vmin_pu > 0.95 and pf.max_loading_pct < 100
+
+
+def test_cli_flisr_and_reconfigure_json():
+    import json
+
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+
+    _register()
+    runner = CliRunner()
+    r = runner.invoke(app, ["flisr", "case33bw", "--fault", "6", "--vmin", "0.9", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for key in ("located", "isolate", "restore", "shed", "restored_kw", "unserved_kw", "vmin_pu_after",
+                "max_loading_pct_after", "decision_ms"):
+        assert key in out
+    assert out["located"] == [6] and out["isolate"] == [6, 7]
+    r = runner.invoke(app, ["flisr", "case33bw", "--fault", "99"])
+    assert r.exit_code == 2 and "unknown line 99" in r.output
+    r = runner.invoke(app, ["reconfigure", "case33bw", "--vmin", "0.9", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert sorted(out["open"]) == [7, 9, 14, 32, 37] and out["losses_kw_after"] < out["losses_kw_before"]
