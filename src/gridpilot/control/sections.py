@@ -21,6 +21,8 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from gridpilot.model import ElementType, Grid
 
+SMALL_SECTIONS = 400  # up to this many sections the supply tree is searched in pure Python
+
 
 @dataclass
 class SectionState:
@@ -131,6 +133,47 @@ class Sections:
         self.sw_kind = sw["kind"].copy() if len(sw) else np.zeros(0, np.int8)
         self.sw_fpi = sw["fpi"].copy() if len(sw) else np.zeros(0, bool)
 
+    def _state_small(self, closed: np.ndarray) -> SectionState:
+        """Pure-Python breadth-first search: faster than building sparse graphs on small grids."""
+        n = self.n
+        if not hasattr(self, "_adj"):
+            adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+            for k, (x, y) in enumerate(zip(self.sw_a.tolist(), self.sw_b.tolist(), strict=True)):
+                if x != y:
+                    adj[x].append((y, k))
+                    adj[y].append((x, k))
+            self._adj = adj
+        adj = self._adj
+        cl = closed.tolist()
+        parent = [-1] * n
+        pw = [-1] * n
+        depth = [-1] * n
+        order: list[int] = []
+        looped = False
+        for s0 in np.flatnonzero(self.source).tolist():
+            if depth[s0] >= 0:
+                looped = True
+                continue
+            depth[s0] = 0
+            order.append(s0)
+            i = len(order) - 1
+            while i < len(order):
+                x = order[i]
+                i += 1
+                for y, k in adj[x]:
+                    if not cl[k] or k == pw[x]:
+                        continue
+                    if depth[y] >= 0:
+                        looped = True
+                        continue
+                    depth[y] = depth[x] + 1
+                    parent[y] = x
+                    pw[y] = k
+                    order.append(y)
+        d = np.array(depth, np.int64)
+        return SectionState(d >= 0, np.array(parent, np.int64), np.array(pw, np.int64), d,
+                            np.array(order, np.int64), looped)
+
     # --- members ---------------------------------------------------------------------------------
     def buses_of(self, sections: np.ndarray | list[int] | int) -> np.ndarray:
         """Bus positions of the given sections."""
@@ -155,6 +198,8 @@ class Sections:
         """Section supply tree for the switch states (bool per switch, table order)."""
         n = self.n
         closed = np.asarray(switch_closed, bool) & (self.sw_a != self.sw_b)
+        if n <= SMALL_SECTIONS:
+            return self._state_small(closed)
         a, b = self.sw_a[closed], self.sw_b[closed]
         srcs = np.flatnonzero(self.source)
         root = n  # a super root joined to every source section
