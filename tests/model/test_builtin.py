@@ -52,3 +52,18 @@ def test_synthetic_has_ties_breakers_and_der() -> None:
     assert len(g.generator) > 0.2 * len(g.load)
     again = synthetic_grid(1000, seed=3)
     np.testing.assert_array_equal(g.line.data, again.line.data)
+
+
+def test_cache_dir_without_override(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """With no GRIDPILOT_CACHE the cache follows XDG (no extra package needed), and a cached
+    grid reads back equal to the built one."""
+    from gridpilot.model import builtin
+
+    monkeypatch.delenv("GRIDPILOT_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert builtin._cache_dir() == tmp_path / "gridpilot"
+    first = load_grid("oberrhein")
+    assert list((tmp_path / "gridpilot").glob("oberrhein-*.npz"))
+    again = load_grid("oberrhein")
+    assert np.array_equal(first.bus.ids, again.bus.ids)
+    assert np.allclose(first.load["p_mw"], again.load["p_mw"])

@@ -37,12 +37,12 @@ class GridInfo:
 
 
 def _cache_dir() -> Path:
+    """``$GRIDPILOT_CACHE``, else ``$XDG_CACHE_HOME/gridpilot``, else ``~/.cache/gridpilot``."""
     env = os.environ.get("GRIDPILOT_CACHE")
     if env:
         return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gridpilot"))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg if xdg else Path.home() / ".cache") / "gridpilot"
 
 
 def _schema_tag() -> str:
