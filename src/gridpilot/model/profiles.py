@@ -35,12 +35,24 @@ class Profiles:
         self.values = np.asarray(self.values, dtype=np.float64)
         issues: list[Issue] = []
         if self.values.ndim != 2 or self.values.shape != (self.index.size, len(self.names)):
-            issues.append(Issue("profiles", "values", f"shape {self.values.shape} does not match "
-                                f"{self.index.size} steps x {len(self.names)} names"))
+            issues.append(
+                Issue(
+                    "profiles",
+                    "values",
+                    f"shape {self.values.shape} does not match "
+                    f"{self.index.size} steps x {len(self.names)} names",
+                )
+            )
         elif not np.all(np.isfinite(self.values)):
             t, k = np.argwhere(~np.isfinite(self.values))[0]
-            issues.append(Issue("profiles", self.names[k], f"non-finite value at step {t}",
-                                value=float(self.values[t, k])))
+            issues.append(
+                Issue(
+                    "profiles",
+                    self.names[k],
+                    f"non-finite value at step {t}",
+                    value=float(self.values[t, k]),
+                )
+            )
         if len(set(self.names)) != len(self.names):
             issues.append(Issue("profiles", "names", "duplicate shape names"))
         if issues:
@@ -56,21 +68,35 @@ class Profiles:
         try:
             return self.names.index(name)
         except ValueError:
-            raise ValidationError(issues=[Issue("profiles", "names", "unknown shape", value=name)]) from None
+            raise ValidationError(
+                issues=[Issue("profiles", "names", "unknown shape", value=name)]
+            ) from None
 
-    def scale(self, base: np.ndarray, columns: np.ndarray, steps: slice | np.ndarray | None = None) -> np.ndarray:
+    def scale(
+        self, base: np.ndarray, columns: np.ndarray, steps: slice | np.ndarray | None = None
+    ) -> np.ndarray:
         """Absolute values (T', n) = ``base`` times the linked shape (constant where column < 0)."""
         sel = self.values if steps is None else self.values[steps]
-        cols = np.asarray(columns)
-        out = np.broadcast_to(np.asarray(base, np.float64), (sel.shape[0], cols.size)).copy()
+        cols = np.asarray(columns, dtype=np.int64)
+        base = np.asarray(base, np.float64)
         linked = cols >= 0
-        if np.any(linked):
-            out[:, linked] *= sel[:, cols[linked]]
+        if not linked.any():
+            out = np.empty((sel.shape[0], cols.size))
+            out[:] = base
+            return out
+        if not linked.all():  # unlinked columns read a column of ones appended to the shapes
+            ext = np.empty((sel.shape[0], sel.shape[1] + 1))
+            ext[:, :-1] = sel
+            ext[:, -1] = 1.0
+            sel, cols = ext, np.where(linked, cols, sel.shape[1])
+        out = np.take(sel, cols, axis=1).astype(np.float64, copy=False)
+        out *= base
         return out
 
 
-def default_profiles(steps: int = 96 * 366, start: str = "2025-01-01", step_s: int = STEP_15MIN_S,
-                     seed: int = 7) -> Profiles:
+def default_profiles(
+    steps: int = 96 * 366, start: str = "2025-01-01", step_s: int = STEP_15MIN_S, seed: int = 7
+) -> Profiles:
     """gridpilot's documented default shapes, for grids without their own profiles.
 
     Shapes (peak about 1.0): ``residential`` (morning and evening peaks, higher in winter),
@@ -111,9 +137,15 @@ def default_profiles(steps: int = 96 * 366, start: str = "2025-01-01", step_s: i
     pv /= max(pv.max(), 1e-9)
     walk = np.cumsum(rng.normal(0, 0.08, steps))
     kernel = np.ones(24) / 24
-    smooth = np.convolve(walk - np.convolve(walk, np.ones(2001) / 2001, mode="same"), kernel, mode="same")
+    smooth = np.convolve(
+        walk - np.convolve(walk, np.ones(2001) / 2001, mode="same"), kernel, mode="same"
+    )
     wind = 1 / (1 + np.exp(-(smooth * 2.0 - 0.9)))
     wind = np.clip(wind, 0, 1)
     values = np.column_stack([residential, commercial, pv, wind])[:want]
-    return Profiles(index[:want], ["residential", "commercial", "pv", "wind"], values,
-                    {"source": "gridpilot default shapes", "seed": str(seed)})
+    return Profiles(
+        index[:want],
+        ["residential", "commercial", "pv", "wind"],
+        values,
+        {"source": "gridpilot default shapes", "seed": str(seed)},
+    )

@@ -32,10 +32,6 @@ def _as2d(a: np.ndarray | None, n: int, name: str, t: int | None) -> np.ndarray 
     return arr
 
 
-def _ids(ids: np.ndarray, t: int) -> np.ndarray:
-    return np.ascontiguousarray(np.broadcast_to(ids, (t, ids.size)))
-
-
 class PgmEngine:
     """A grid compiled once into a power-grid-model instance; calculations with updates."""
 
@@ -49,14 +45,31 @@ class PgmEngine:
         ln, tr = grid.line, grid.transformer
         self._sw_line = np.flatnonzero(sw["et"] == ElementType.LINE)
         self._sw_trafo = np.flatnonzero(sw["et"] == ElementType.TRANSFORMER)
-        self._sw_line_pos = ln.position_map(sw["element"][self._sw_line]) if self._sw_line.size else np.zeros(0, np.int64)
-        self._sw_line_from = ln["from_bus"][self._sw_line_pos] == sw["bus"][self._sw_line] if self._sw_line.size else np.zeros(0, bool)
-        self._sw_trafo_pos = tr.position_map(sw["element"][self._sw_trafo]) if self._sw_trafo.size else np.zeros(0, np.int64)
-        self._sw_trafo_hv = tr["hv_bus"][self._sw_trafo_pos] == sw["bus"][self._sw_trafo] if self._sw_trafo.size else np.zeros(0, bool)
+        self._sw_line_pos = (
+            ln.position_map(sw["element"][self._sw_line])
+            if self._sw_line.size
+            else np.zeros(0, np.int64)
+        )
+        self._sw_line_from = (
+            ln["from_bus"][self._sw_line_pos] == sw["bus"][self._sw_line]
+            if self._sw_line.size
+            else np.zeros(0, bool)
+        )
+        self._sw_trafo_pos = (
+            tr.position_map(sw["element"][self._sw_trafo])
+            if self._sw_trafo.size
+            else np.zeros(0, np.int64)
+        )
+        self._sw_trafo_hv = (
+            tr["hv_bus"][self._sw_trafo_pos] == sw["bus"][self._sw_trafo]
+            if self._sw_trafo.size
+            else np.zeros(0, bool)
+        )
 
     # --- building updates ---------------------------------------------------------------------
-    def build_update(self, t: int | None, inj: Mapping[str, np.ndarray | None],
-                     switch_closed: np.ndarray | None) -> dict:
+    def build_update(
+        self, t: int | None, inj: Mapping[str, np.ndarray | None], switch_closed: np.ndarray | None
+    ) -> dict:
         """Columnar batch update of ``t`` scenarios (``t`` None: infer from the arrays)."""
         g = self.grid
         arrays = {
@@ -74,38 +87,59 @@ class PgmEngine:
             if sc.ndim == 1:
                 sc = sc[None, :]
             if sc.shape[-1] != len(g.switch):
-                raise ValidationError(f"switch_closed: expected {len(g.switch)} values per step, got {sc.shape[-1]}")
-        rows = [a.shape[0] for a in arrays.values() if a is not None] + ([sc.shape[0]] if sc is not None else [])
+                raise ValidationError(
+                    f"switch_closed: expected {len(g.switch)} values per step, got {sc.shape[-1]}"
+                )
+        rows = [a.shape[0] for a in arrays.values() if a is not None] + (
+            [sc.shape[0]] if sc is not None else []
+        )
         if t is None:
             t = max(rows, default=1)
         upd: dict = {}
         net = self.net
-        if net.n_sym_load and any(arrays[k] is not None for k in ("load_p_mw", "load_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")):
+        # Updates carry no "id" columns: they hold every element of a component in input order,
+        # which power-grid-model accepts (and then skips the id lookup per scenario).
+        if net.n_sym_load and any(
+            arrays[k] is not None
+            for k in ("load_p_mw", "load_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
+        ):
             base = net.input[CT.sym_load]
-            p = np.broadcast_to(base["p_specified"], (t, net.n_sym_load)).copy()
-            q = np.broadcast_to(base["q_specified"], (t, net.n_sym_load)).copy()
+            p = np.empty((t, net.n_sym_load))
+            q = np.empty((t, net.n_sym_load))
+            p[:] = base["p_specified"]
+            q[:] = base["q_specified"]
             for comp, pos, share, start in net.load_blocks:
                 sl = slice(start, start + pos.size)
                 if comp == "load":
                     if arrays["load_p_mw"] is not None:
-                        p[:, sl] = arrays["load_p_mw"][:, pos] * share * 1e6
+                        np.multiply(arrays["load_p_mw"][:, pos], share * 1e6, out=p[:, sl])
                     if arrays["load_q_mvar"] is not None:
-                        q[:, sl] = arrays["load_q_mvar"][:, pos] * share * 1e6
+                        np.multiply(arrays["load_q_mvar"][:, pos], share * 1e6, out=q[:, sl])
                 else:
-                    key = {"storage": "storage_p_mw", "ev_charger": "ev_p_mw", "flex_load": "flex_p_mw"}[comp]
+                    key = {
+                        "storage": "storage_p_mw",
+                        "ev_charger": "ev_p_mw",
+                        "flex_load": "flex_p_mw",
+                    }[comp]
                     if arrays[key] is not None:
-                        p[:, sl] = arrays[key][:, pos] * 1e6
-            upd[CT.sym_load] = {"id": _ids(base["id"], t), "p_specified": p, "q_specified": q}
-        if (arrays["gen_p_mw"] is not None or arrays["gen_q_mvar"] is not None) and CT.sym_gen in net.input:
+                        np.multiply(arrays[key][:, pos], 1e6, out=p[:, sl])
+            upd[CT.sym_load] = {"p_specified": p, "q_specified": q}
+        if (
+            arrays["gen_p_mw"] is not None or arrays["gen_q_mvar"] is not None
+        ) and CT.sym_gen in net.input:
             base = net.input[CT.sym_gen]
             n = base.size
-            p = np.broadcast_to(base["p_specified"], (t, n)).copy()
-            q = np.broadcast_to(base["q_specified"], (t, n)).copy()
+            p = np.empty((t, n))
+            q = np.empty((t, n))
             if arrays["gen_p_mw"] is not None:
-                p[:] = arrays["gen_p_mw"] * 1e6
+                np.multiply(arrays["gen_p_mw"], 1e6, out=p)
+            else:
+                p[:] = base["p_specified"]
             if arrays["gen_q_mvar"] is not None:
-                q[:] = arrays["gen_q_mvar"] * 1e6
-            upd[CT.sym_gen] = {"id": _ids(base["id"], t), "p_specified": p, "q_specified": q}
+                np.multiply(arrays["gen_q_mvar"], 1e6, out=q)
+            else:
+                q[:] = base["q_specified"]
+            upd[CT.sym_gen] = {"p_specified": p, "q_specified": q}
         if sc is not None:
             sc = np.broadcast_to(sc, (t, sc.shape[1]))
             ln, tr = g.line, g.transformer
@@ -119,7 +153,7 @@ class PgmEngine:
                     if cols.size:
                         r, c = np.nonzero(op[:, mask])
                         arr[r, cols[c]] = 0
-            upd[CT.line] = {"id": _ids(net.input[CT.line]["id"], t), "from_status": fs, "to_status": ts}
+            upd[CT.line] = {"from_status": fs, "to_status": ts}
             if len(tr):
                 hs = np.broadcast_to(tr["in_service"], (t, len(tr))).astype(np.int8)
                 ls = hs.copy()
@@ -131,33 +165,48 @@ class PgmEngine:
                         if cols.size:
                             r, c = np.nonzero(op[:, mask])
                             arr[r, cols[c]] = 0
-                upd[CT.transformer] = {"id": _ids(net.input[CT.transformer]["id"], t), "from_status": hs, "to_status": ls}
+                upd[CT.transformer] = {"from_status": hs, "to_status": ls}
             if net.bus_switch_pos.size:
-                upd[CT.link] = {"id": _ids(net.input[CT.link]["id"], t),
-                                "from_status": sc[:, net.bus_switch_pos].astype(np.int8),
-                                "to_status": np.ones((t, net.bus_switch_pos.size), np.int8)}
+                upd[CT.link] = {
+                    "from_status": sc[:, net.bus_switch_pos].astype(np.int8),
+                    "to_status": np.ones((t, net.bus_switch_pos.size), np.int8),
+                }
         return upd
 
     # --- calculations ----------------------------------------------------------------------------
     def output_types(self, full: bool = True) -> dict:
         """Columnar output request: node voltages, branch flows, source powers."""
-        out: dict = {CT.node: OUT_NODE if full else ["u_pu", "energized"],
-                     CT.line: OUT_BRANCH if full else ["p_from", "p_to", "loading"],
-                     CT.source: ["p", "q"]}
+        out: dict = {
+            CT.node: OUT_NODE if full else ["u_pu", "energized"],
+            CT.line: OUT_BRANCH if full else ["p_from", "p_to", "loading"],
+            CT.source: ["p", "q"],
+        }
         if CT.transformer in self.net.input:
             out[CT.transformer] = OUT_BRANCH if full else ["p_from", "p_to", "loading"]
         return out
 
-    def run(self, update: dict | None, outputs: dict, tolerance: float = 1e-8, max_iterations: int = 30,
-            threading: int = -1) -> tuple[dict, np.ndarray, float]:
+    def run(
+        self,
+        update: dict | None,
+        outputs: dict,
+        tolerance: float = 1e-8,
+        max_iterations: int = 30,
+        threading: int = -1,
+    ) -> tuple[dict, np.ndarray, float]:
         """Run PGM; returns (output, converged per scenario, seconds). Never raises on divergence."""
         t0 = time.perf_counter()
-        kwargs = {"symmetric": True, "error_tolerance": tolerance, "max_iterations": max_iterations,
-                  "calculation_method": CalculationMethod.newton_raphson, "output_component_types": outputs}
+        kwargs = {
+            "symmetric": True,
+            "error_tolerance": tolerance,
+            "max_iterations": max_iterations,
+            "calculation_method": CalculationMethod.newton_raphson,
+            "output_component_types": outputs,
+        }
         if update:
             n = next(iter(next(iter(update.values())).values())).shape[0]
-            out = self.model.calculate_power_flow(update_data=update, threading=threading,
-                                                  continue_on_batch_error=True, **kwargs)
+            out = self.model.calculate_power_flow(
+                update_data=update, threading=threading, continue_on_batch_error=True, **kwargs
+            )
             ok = np.ones(n, bool)
             err: PowerGridBatchError | None = self.model.batch_error
             if err is not None:
