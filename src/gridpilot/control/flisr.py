@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from gridpilot.control.location import Indications, Location, indications_for_fault, locate
 from gridpilot.control.radialpf import RadialSolver
@@ -558,37 +559,28 @@ class FlisrEngine:
         weight_local = np.concatenate([sec.weight[loc_secs], [0.0]])
         live_req = np.arange(ki, k)
 
-        def states_of(configs: list[np.ndarray]) -> np.ndarray:
-            s = np.repeat(work[None, :], len(configs), axis=0)
-            for i, on in enumerate(configs):
-                s[i, e_sw] = on
-            return s
+        ptr, adj_e, adj_o = _csr(k + 1, e_u, e_v)
+        w_isl = weight_local[:ki]
 
-        memo: dict[bytes, np.ndarray] = {}
+        def served(cfgs: np.ndarray) -> np.ndarray:
+            """(N, k+1) bool: local nodes joined to LIVE by the closed edges of each config."""
+            return _reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
 
-        def served(on: np.ndarray) -> np.ndarray:
-            key = np.packbits(on).tobytes()
-            got = memo.get(key)
-            if got is None:
-                got = memo[key] = _reach(k, e_u[on], e_v[on])
-            return got
-
-        def wsum(c: np.ndarray) -> float:
-            return float(weight_local[:ki][served(c)[:ki]].sum())
-
-        def ev(cfgs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            v_, vm_, ld_, _ = self._evaluate(region, states_of(cfgs), limits, pre, work)
-            keeps = np.array([bool(served(c)[live_req].all()) for c in cfgs])
-            return np.where(keeps, v_, np.inf), vm_, ld_
+        def ev(cfgs: np.ndarray, srv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            states = np.repeat(work[None, :], cfgs.shape[0], axis=0)
+            states[:, e_sw] = cfgs
+            v_, vm_, ld_, _ = self._evaluate(region, states, limits, pre, work)
+            keeps = srv[:, live_req].all(axis=1)
+            return np.where(keeps, v_, np.inf), vm_, ld_, srv[:, :ki] @ w_isl
 
         # round 0: one tie, or two ties with a cut on the path between them
-        configs: list[np.ndarray] = []
+        cfg_list: list[np.ndarray] = []
         tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
         ent_idx = np.arange(n_first_entry, e_sw.size)
         for i in ent_idx:
             on = base_on.copy()
             on[i] = True
-            configs.append(on)
+            cfg_list.append(on)
         att = {int(i): int(e_u[i] if e_u[i] < ki else e_v[i]) for i in ent_idx}
         for x in range(ent_idx.size):
             for y in range(x + 1, ent_idx.size):
@@ -600,10 +592,10 @@ class FlisrEngine:
                     on = base_on.copy()
                     on[i] = on[j] = True
                     on[e] = False
-                    configs.append(on)
-        configs = _unique(configs)
-        viol, vmin, load = ev(configs)
-        best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
+                    cfg_list.append(on)
+        configs = _unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
+        viol, vmin, load, wsv = ev(configs, served(configs))
+        best = _pick(configs, viol, vmin, base_on, wsv)
         # branch exchange rounds from the least-violating configurations
         rounds = 0
         while viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline:
@@ -611,45 +603,44 @@ class FlisrEngine:
             starts = np.argsort(viol, kind="stable")[:3]
             moves: list[np.ndarray] = []
             for s_i in starts:
-                on = configs[int(s_i)]
                 if not np.isfinite(viol[s_i]):
                     continue
-                moves += _exchanges(k, e_u, e_v, on, cuttable)
-            moves = _unique(moves)
-            if not moves:
+                moves.append(_exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
+            mv_cfg = _unique_rows(np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool))
+            if not mv_cfg.shape[0]:
                 break
-            mv, mvmin, mload = ev(moves)
-            if mv.min() >= viol.min() - 1e-12:
-                configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
-                best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
+            mv, mvmin, mload, mw = ev(mv_cfg, served(mv_cfg))
+            stalled = mv.min() >= viol.min() - 1e-12
+            configs = np.concatenate([configs, mv_cfg])
+            viol, vmin = np.concatenate([viol, mv]), np.concatenate([vmin, mvmin])
+            load, wsv = np.concatenate([load, mload]), np.concatenate([wsv, mw])
+            best = _pick(configs, viol, vmin, base_on, wsv)
+            if stalled:
                 break
-            configs, viol, vmin, load = configs + moves, np.concatenate([viol, mv]), np.concatenate([vmin, mvmin]), np.concatenate([load, mload])
-            best = _pick(configs, viol, vmin, base_on, np.array([wsum(c) for c in configs]))
         on = configs[best].copy()
         # shedding: open the cut with the best violation relief per weighted load lost, until
         # feasible; then add back, greedily, any shed part that fits
         cur_viol = float(viol[best])
         cur_vmin, cur_load = float(vmin[best]), float(load[best])
+        cur_w = float(wsv[best])
 
         guard = 0
         shed_any = cur_viol > 0
         while cur_viol > 0 and guard < 2 * k + 4:
             guard += 1
-            cands: list[np.ndarray] = []
-            for e in np.flatnonzero(on & cuttable):
-                c = on.copy()
-                c[e] = False
-                srv_c = served(c)
-                if srv_c[:ki].any() and srv_c[live_req].all():
-                    cands.append(c)
-            if not cands:
+            cut = np.flatnonzero(on & cuttable)
+            cands = np.repeat(on[None, :], cut.size, axis=0)
+            cands[np.arange(cut.size), cut] = False
+            srv_c = served(cands)
+            okc = srv_c[:, :ki].any(axis=1) & srv_c[:, live_req].all(axis=1)
+            cands, srv_c = cands[okc], srv_c[okc]
+            if not cands.shape[0]:
                 on = base_on.copy()
                 cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
                 break
-            cv, cvmin, cload = ev(cands)
-            w = np.array([wsum(c) for c in cands])
+            cv, cvmin, cload, w = ev(cands, srv_c)
             feas = np.flatnonzero(cv <= 0)
-            lost = np.maximum(wsum(on) - w, 1e-9)
+            lost = np.maximum(cur_w - w, 1e-9)
             gain = np.where(np.isfinite(cv), (cur_viol - cv) / lost, -np.inf)
             pick = int(np.argmax(gain)) if np.max(gain) > 0 else int(np.argmin(cv))
             if time.perf_counter() > self._deadline:  # out of budget: least violation, converge fast
@@ -657,28 +648,24 @@ class FlisrEngine:
             if feas.size and w[feas].max() >= w[pick] - 1e-12:
                 pick = int(feas[np.argmax(w[feas])])
             on = cands[pick]
-            cur_viol, cur_vmin, cur_load = float(cv[pick]), float(cvmin[pick]), float(cload[pick])
+            cur_viol, cur_vmin, cur_load, cur_w = float(cv[pick]), float(cvmin[pick]), float(cload[pick]), float(w[pick])
         for _ in range(2 * k + 4 if shed_any else 0):
             if time.perf_counter() > self._deadline + self.budget_ms / 1e3:
                 break
-            srv = served(on)
-            adds: list[np.ndarray] = []
-            for e in np.flatnonzero(~on):
-                if srv[e_u[e]] != srv[e_v[e]]:
-                    c = on.copy()
-                    c[e] = True
-                    adds.append(c)
-            if not adds:
+            srv = served(on[None, :])[0]
+            add = np.flatnonzero(~on & (srv[e_u] != srv[e_v]))
+            if not add.size:
                 break
-            av, avmin, aload = ev(adds)
+            adds = np.repeat(on[None, :], add.size, axis=0)
+            adds[np.arange(add.size), add] = True
+            av, avmin, aload, w = ev(adds, served(adds))
             feas = np.flatnonzero(av <= 0)
             if not feas.size:
                 break
-            w = np.array([wsum(c) for c in adds])
             pick = int(feas[np.argmax(w[feas])])
             on = adds[pick]
             cur_vmin, cur_load = float(avmin[pick]), float(aload[pick])
-        srv = served(on)
+        srv = served(on[None, :])[0]
         # sections left dead keep their switches as they were: open only what separates
         keep = base_on & ~on & ~srv[e_u] & ~srv[e_v]
         on = on | keep
@@ -775,25 +762,43 @@ def _tree_path(adj: list[list[tuple[int, int]]], s: int, t: int) -> list[int]:
     return path
 
 
-def _reach(k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Bool per local node (k+1, LIVE last): connected to LIVE through the given edges."""
-    adj: list[list[int]] = [[] for _ in range(k + 1)]
-    for x, y in zip(u.tolist(), v.tolist(), strict=True):
-        adj[x].append(y)
-        adj[y].append(x)
-    seen = [False] * (k + 1)
-    seen[k] = True
-    stack = [k]
-    while stack:
-        x = stack.pop()
-        for y in adj[x]:
-            if not seen[y]:
-                seen[y] = True
-                stack.append(y)
-    return np.array(seen, bool)
+def _csr(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Adjacency of an edge list as CSR: row pointers, edge index and far node per incidence."""
+    ends = np.concatenate([u, v]).astype(np.int64)
+    order = np.argsort(ends, kind="stable")
+    ne = u.size
+    adj_e = np.concatenate([np.arange(ne), np.arange(ne)])[order]
+    adj_o = np.concatenate([v, u]).astype(np.int64)[order]
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(ends, minlength=n), out=ptr[1:])
+    return ptr, adj_e, adj_o
 
 
-def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray) -> list[np.ndarray]:
+@njit(cache=True, nogil=True)
+def _reach_batch(on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.ndarray,
+                 start: int) -> np.ndarray:
+    """(N, n) bool: the nodes joined to ``start`` through the edges switched on in each row."""
+    t_n = on.shape[0]
+    n = ptr.size - 1
+    out = np.zeros((t_n, n), np.bool_)
+    stack = np.empty(n, np.int64)
+    for t in range(t_n):
+        out[t, start] = True
+        stack[0] = start
+        top = 1
+        while top:
+            top -= 1
+            x = stack[top]
+            for j in range(ptr[x], ptr[x + 1]):
+                y = adj_o[j]
+                if on[t, adj_e[j]] and not out[t, y]:
+                    out[t, y] = True
+                    stack[top] = y
+                    top += 1
+    return out
+
+
+def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray) -> np.ndarray:
     """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes."""
     adj = _adjacency(k, u[on], v[on])
     idx_on = np.flatnonzero(on)
@@ -810,24 +815,21 @@ def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: n
             c[f] = True
             c[e] = False
             out.append(c)
-    return out
+    return np.array(out, bool).reshape(-1, on.size)
 
 
-def _unique(configs: list[np.ndarray]) -> list[np.ndarray]:
-    seen: set[bytes] = set()
-    out = []
-    for c in configs:
-        key = np.packbits(c).tobytes()
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
+def _unique_rows(configs: np.ndarray) -> np.ndarray:
+    """Distinct rows of a (N, E) bool array, in order of first occurrence."""
+    if configs.shape[0] < 2:
+        return configs
+    _, idx = np.unique(np.packbits(configs, axis=1), axis=0, return_index=True)
+    return configs[np.sort(idx)]
 
 
-def _pick(configs: list[np.ndarray], viol: np.ndarray, vmin: np.ndarray, base: np.ndarray,
+def _pick(configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndarray,
           weight: np.ndarray) -> int:
     """Feasible first, then most weighted load served, fewest switch operations, highest vmin."""
-    ops = np.array([int(np.sum(c != base)) for c in configs])
+    ops = (configs != base[None, :]).sum(axis=1)
     w = np.round(weight, 9)
     if np.any(viol <= 0):
         return int(np.lexsort((-vmin, ops, -w, viol > 0))[0])

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import breadth_first_order
+from numba import njit
 
+from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid
 
 S_BASE_MVA = 1.0
@@ -94,6 +94,11 @@ class RadialSolver:
         self.max_i_ka = np.concatenate([ln["max_i_ka"], np.full(nt + nbs, np.inf)])
         self.sn_mva = np.concatenate([np.full(nl, np.inf), sn, np.full(nbs, np.inf)])
         self.in_service = np.concatenate([ln["in_service"], tr["in_service"], np.ones(nbs, bool)])
+        # loading per unit of branch current (pu on the 'to' side): lines by ampacity, the
+        # others (transformers, bus switches) by apparent power at their child-side voltage
+        self.is_line = np.arange(nl + nt + nbs) < nl
+        self.line_scale = np.where(self.is_line, self.i_base_ka / np.where(self.is_line, self.max_i_ka, 1.0), 0.0)
+        self.trafo_scale = S_BASE_MVA / self.sn_mva
         # injections per bus (load convention, per unit)
         nb = len(grid.bus)
         s_p = np.zeros(nb, complex)
@@ -122,123 +127,165 @@ class RadialSolver:
         ``buses``: bus positions of the region (m); ``branches``: branch indices of the region
         (k, both ends in ``buses``); ``roots``: bus positions held at ``v_root_pu``;
         ``conducting``: (T, k) bool, which region branches conduct in each candidate. Buses not
-        reached from a root are unsupplied. Returns a :class:`RadialBatchResult`.
+        reached from a root are unsupplied. Returns a :class:`RadialBatchResult`; each candidate
+        iterates until its own largest voltage change is below ``tol`` (pu) or ``max_iter``.
         """
-        cond = np.atleast_2d(np.asarray(conducting, bool))
+        cond = np.ascontiguousarray(np.atleast_2d(np.asarray(conducting, bool)))
         t_n, k = cond.shape
+        buses = np.asarray(buses, np.int64)
+        branches = np.asarray(branches, np.int64)
+        if k != branches.size:
+            raise ValidationError(f"conducting: expected {branches.size} columns (one per branch), got {k}")
         m = buses.size
         loc = np.full(len(self.grid.bus), -1, np.int64)
         loc[buses] = np.arange(m)
         bf = loc[self.branch_from[branches]]
         bt = loc[self.branch_to[branches]]
-        rl = loc[roots]
-        # one graph of all candidates (block diagonal) plus a super root joined to every root
-        n_all = t_n * m + 1
-        sup = t_n * m
-        tt, kk = np.nonzero(cond)
-        ea = np.concatenate([tt * m + bf[kk], np.full(t_n * rl.size, sup)])
-        eb = np.concatenate([tt * m + bt[kk], (np.arange(t_n)[:, None] * m + rl[None, :]).ravel()])
-        eid = np.concatenate([kk, np.full(t_n * rl.size, -1)])
-        g = coo_matrix((np.arange(1, ea.size + 1, dtype=np.float64), (ea, eb)), shape=(n_all, n_all)).tocsr()
-        g = g + g.T
-        order, pred = breadth_first_order(g, sup, directed=False, return_predecessors=True)
-        order = order[1:]
-        supplied = np.zeros(n_all, bool)
-        supplied[order] = True
-        node_t = order // m
-        reach = np.bincount(node_t, minlength=t_n)
-        # radial iff every supplied non-root node uses exactly one edge and no edge is unused among them
-        live_edges = np.bincount(tt[supplied[tt * m + bf[kk]]], minlength=t_n)
-        radial = live_edges == reach - rl.size
-        # which branch feeds each node: look up the edge (pred, node)
-        nodes = order[pred[order] != sup]
-        pa = pred[nodes]
-        lo, hi = np.minimum(pa, nodes), np.maximum(pa, nodes)
-        ekey = np.minimum(ea, eb).astype(np.int64) * n_all + np.maximum(ea, eb)
-        srt = np.argsort(ekey, kind="stable")
-        pos = np.searchsorted(ekey[srt], lo * n_all + hi)
-        feed = np.full(n_all, -1, np.int64)
-        feed[nodes] = eid[srt[np.clip(pos, 0, srt.size - 1)]]
-        fb = feed[nodes]
-        fwd = bf[fb] == (pa % m)  # branch oriented from parent to child
-        z = self.z[branches]
-        ratio = self.ratio[branches]
-        zn = np.zeros(n_all, complex)
-        tn = np.ones(n_all)
-        zn[nodes] = z[fb]
-        tn[nodes] = np.where(fwd, ratio[fb], 1.0 / ratio[fb])
-        # shunts of conducting branches at both ends (on supplied nodes)
-        ysh = np.zeros(n_all, complex)
-        yf, yt = self.y_from[branches], self.y_to[branches]
-        np.add.at(ysh, tt * m + bf[kk], yf[kk])
-        np.add.at(ysh, tt * m + bt[kk], yt[kk])
-        bl = np.tile(buses, t_n)
-        sp = np.concatenate([self.s_p[bl], [0]])
-        si = np.concatenate([self.s_i[bl], [0]])
-        sz = np.concatenate([self.s_z[bl], [0]])
-        # path matrix: K[c, j] = 1 when the branch feeding node c lies on node j's supply path
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
-        root_of = np.full(n_all, sup, np.int64)
-        root_of[order[pred[order] == sup]] = order[pred[order] == sup]
-        cur, j = nodes, nodes
-        while cur.size:
-            rows.append(cur)
-            cols.append(j)
-            nxt = pred[cur]
-            keep = pred[nxt] != sup
-            root_of[j[~keep]] = nxt[~keep]
-            cur, j = nxt[keep], j[keep]
-        r_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        c_all = np.concatenate(cols) if rows else np.zeros(0, np.int64)
-        kmat = coo_matrix((np.ones(r_all.size), (r_all, c_all)), shape=(n_all, n_all)).tocsr()
-        kt = kmat.T.tocsr()
-        rr = np.exp(kt @ np.log(tn))  # cumulative ratio from the root
-        z_eff = rr ** 2 * zn
-        root_nodes = (np.arange(t_n)[:, None] * m + rl[None, :]).ravel()
-        v0 = np.zeros(n_all, complex)
-        v0[root_nodes] = np.tile(np.asarray(v_root_pu, complex), t_n)
-        v0n = v0[root_of]  # root voltage of each node's tree (0 where unsupplied)
-        sup_mask = supplied.copy()
-        sup_mask[sup] = False
-        sup_mask[root_nodes] = False
-        v = np.where(supplied, v0n / rr, 0.0)
-        v[root_nodes] = v0[root_nodes]
-        delta = np.zeros(t_n)
-        iters = 0
-        ib = np.zeros(n_all, complex)
-        for _ in range(max_iter):
-            iters += 1
-            vm = np.abs(v)
-            s = sp + si * vm + sz * vm ** 2
-            vs = np.where(sup_mask, v, 1.0)
-            inj = np.where(sup_mask, np.conj(s / vs) + ysh * v, 0.0)
-            ib = kmat @ (inj / rr)
-            v_new = np.where(sup_mask, (v0n - kt @ (z_eff * ib)) / rr, v)
-            delta = np.abs(v_new - v)[:sup].reshape(t_n, m).max(axis=1, initial=0.0)
-            v = v_new
-            if float(delta.max(initial=0.0)) < tol:
-                break
-        acc = ib * rr
-        vm = np.abs(v[:sup]).reshape(t_n, m)
-        supp = supplied[:sup].reshape(t_n, m)
-        # branch loading: current of each conducting fed branch (child side)
+        if k and (bf.min() < 0 or bt.min() < 0):
+            raise ValidationError("branches: every region branch needs both end buses in 'buses'")
+        rl = loc[np.asarray(roots, np.int64)]
+        if rl.size and rl.min() < 0:
+            raise ValidationError("roots: every root bus must be in 'buses'")
+        # adjacency of the region (CSR over local buses): branch and far end of each incidence
+        ends = np.concatenate([bf, bt])
+        order = np.argsort(ends, kind="stable")
+        adj_br = np.concatenate([np.arange(k), np.arange(k)])[order]
+        adj_oth = np.concatenate([bt, bf])[order]
+        adj_ptr = np.zeros(m + 1, np.int64)
+        np.cumsum(np.bincount(ends, minlength=m), out=adj_ptr[1:])
+        vm = np.zeros((t_n, m))
+        supplied = np.zeros((t_n, m), bool)
         load = np.zeros((t_n, k))
-        cur = np.abs(acc[nodes])
-        tnode = nodes // m
-        lin = fb < self.n_line
-        ib = cur * self.i_base_ka[branches][fb]
-        pct = np.where(lin, ib / self.max_i_ka[branches][fb],
-                       cur * vm.ravel()[nodes] * S_BASE_MVA / self.sn_mva[branches][fb]) * 100
-        load[tnode, fb] = np.where(np.isfinite(pct), pct, 0.0)
         losses = np.zeros(t_n)
-        np.add.at(losses, tnode, (np.abs(acc[nodes]) ** 2 * zn[nodes].real) * S_BASE_MVA * 1e3)
-        vmin = np.where(supp, vm, np.inf).min(axis=1)
-        vmax = np.where(supp, vm, -np.inf).max(axis=1)
-        ok = delta < max(tol, 1e-6)
-        # power drawn from each root: current of the root's children on the parent side
-        out_i = np.zeros(n_all, complex)
-        np.add.at(out_i, pred[nodes], acc[nodes] / tn[nodes])
-        root_s = (v0[root_nodes] * np.conj(out_i[root_nodes])).reshape(t_n, rl.size) * S_BASE_MVA
-        return RadialBatchResult(vm * supp, supp, load, vmin, vmax, load.max(axis=1, initial=0.0), losses,
-                                 radial, ok, iters, root_s)
+        radial = np.zeros(t_n, bool)
+        conv = np.zeros(t_n, bool)
+        iters = np.zeros(t_n, np.int64)
+        root_s = np.zeros((t_n, rl.size), complex)
+        if t_n == 0 or m == 0:
+            return RadialBatchResult(vm, supplied, load, np.full(t_n, np.inf), np.full(t_n, -np.inf),
+                                     np.zeros(t_n), losses, radial, conv, 0, root_s)
+        _sweep_batch(cond, bf, bt, adj_ptr, adj_br, adj_oth, rl, np.asarray(v_root_pu, complex).reshape(-1),
+                     self.z[branches], self.ratio[branches], self.y_from[branches], self.y_to[branches],
+                     self.s_p[buses], self.s_i[buses], self.s_z[buses], self.is_line[branches],
+                     self.line_scale[branches], self.trafo_scale[branches], float(tol), int(max_iter),
+                     vm, supplied, load, losses, radial, conv, iters, root_s)
+        vmin = np.where(supplied, vm, np.inf).min(axis=1, initial=np.inf)
+        vmax = np.where(supplied, vm, -np.inf).max(axis=1, initial=-np.inf)
+        return RadialBatchResult(vm, supplied, load, vmin, vmax, load.max(axis=1, initial=0.0), losses,
+                                 radial, conv, int(iters.max(initial=0)), root_s * S_BASE_MVA)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.ndarray, adj_br: np.ndarray,
+                 adj_oth: np.ndarray, roots: np.ndarray, v_root: np.ndarray, z: np.ndarray, ratio: np.ndarray,
+                 y_from: np.ndarray, y_to: np.ndarray, s_p: np.ndarray, s_i: np.ndarray, s_z: np.ndarray,
+                 is_line: np.ndarray, line_scale: np.ndarray, trafo_scale: np.ndarray, tol: float,
+                 max_iter: int, vm_out: np.ndarray, sup_out: np.ndarray, load_out: np.ndarray,
+                 loss_out: np.ndarray, radial_out: np.ndarray, conv_out: np.ndarray, iter_out: np.ndarray,
+                 root_s_out: np.ndarray) -> None:
+    """Per candidate: breadth-first supply tree from the roots, then the backward/forward sweep.
+
+    Each tree edge is an ideal ratio ``tn`` (parent voltage / child-side voltage) followed by
+    the series impedance on the child side; node currents (constant P, I and Z shares of the
+    load plus the shunts of conducting branches) are summed backward, referred through the
+    ratios, and voltages updated forward. Roots are held at ``v_root``; their own injections
+    are not part of the sweep (they are the upstream grid's).
+    """
+    t_n, k = cond.shape
+    m = s_p.size
+    nr = roots.size
+    order = np.empty(m, np.int64)
+    par = np.empty(m, np.int64)
+    pbr = np.empty(m, np.int64)
+    tn = np.ones(m)
+    vis = np.zeros(m, np.bool_)
+    v = np.zeros(m, np.complex128)
+    ib = np.zeros(m, np.complex128)
+    ysh = np.zeros(m, np.complex128)
+    for t in range(t_n):
+        vis[:] = False
+        n_ord = 0
+        for j in range(nr):
+            r = roots[j]
+            if vis[r]:
+                continue
+            vis[r] = True
+            order[n_ord] = r
+            par[r] = -1
+            pbr[r] = -1
+            tn[r] = 1.0
+            v[r] = v_root[j]
+            n_ord += 1
+        n_root = n_ord
+        head = 0
+        while head < n_ord:
+            x = order[head]
+            head += 1
+            for e in range(adj_ptr[x], adj_ptr[x + 1]):
+                br = adj_br[e]
+                if not cond[t, br]:
+                    continue
+                y = adj_oth[e]
+                if vis[y]:
+                    continue
+                vis[y] = True
+                par[y] = x
+                pbr[y] = br
+                tn[y] = ratio[br] if bf[br] == x else 1.0 / ratio[br]
+                v[y] = v[x] / tn[y]
+                order[n_ord] = y
+                n_ord += 1
+        # radial: exactly one conducting branch per supplied non-root bus
+        live = 0
+        for br in range(k):
+            ysh[bf[br]] = 0.0
+            ysh[bt[br]] = 0.0
+        for br in range(k):
+            if cond[t, br] and vis[bf[br]]:
+                live += 1
+                ysh[bf[br]] += y_from[br]
+                ysh[bt[br]] += y_to[br]
+        radial_out[t] = live == n_ord - n_root
+        # sweep
+        delta = np.inf
+        it = 0
+        while it < max_iter:
+            it += 1
+            for idx in range(n_ord):
+                ib[order[idx]] = 0.0
+            for idx in range(n_ord - 1, n_root - 1, -1):
+                c = order[idx]
+                vc = v[c]
+                a = abs(vc)
+                s = s_p[c] + s_i[c] * a + s_z[c] * a * a
+                ib[c] += np.conj(s / vc) + ysh[c] * vc
+                ib[par[c]] += ib[c] / tn[c]
+            delta = 0.0
+            for idx in range(n_root, n_ord):
+                c = order[idx]
+                nv = v[par[c]] / tn[c] - z[pbr[c]] * ib[c]
+                d = abs(nv - v[c])
+                if not d <= delta:  # also catches NaN
+                    delta = d
+                v[c] = nv
+            if delta < tol or delta != delta:  # converged, or NaN (diverged)
+                break
+        iter_out[t] = it
+        conv_out[t] = delta < max(tol, 1e-6)
+        loss = 0.0
+        for idx in range(n_ord):
+            c = order[idx]
+            a = abs(v[c])
+            vm_out[t, c] = a
+            sup_out[t, c] = True
+            if idx < n_root:
+                continue
+            br = pbr[c]
+            cur = abs(ib[c])
+            pct = cur * line_scale[br] * 100.0 if is_line[br] else cur * a * trafo_scale[br] * 100.0
+            load_out[t, br] = pct if np.isfinite(pct) else 0.0
+            loss += cur * cur * z[br].real * 1e3
+        loss_out[t] = loss
+        for j in range(nr):
+            r = roots[j]
+            root_s_out[t, j] = v_root[j] * np.conj(ib[r])
