@@ -133,8 +133,8 @@ def test_failed_write_loses_nothing_and_keeps_seq(
     f = fleet.signers["m0"].readings([T0], {"p_kw": [1.0]})
     real = store._append_readings
 
-    def boom(rb: ReadingBatch) -> int:
-        real(rb)
+    def boom(cur: object, rb: ReadingBatch) -> int:
+        real(cur, rb)
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(store, "_append_readings", boom)

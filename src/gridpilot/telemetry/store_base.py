@@ -1,0 +1,537 @@
+"""The store interface and the logic both telemetry stores share (schema, checks, queries).
+
+Tables, all named ``<prefix>_*``:
+
+* ``readings(device INTEGER, quantity SMALLINT, ts TIMESTAMP, value DOUBLE)``: one row per
+  reading (long form); ``device`` is the registry index, ``quantity`` the catalogue code.
+* ``devices(idx, device_id, kind, feeder, bus, gateway)``: the registry's mapping, used by
+  the per-feeder aggregates and to answer in device ids.
+* ``quantities(quantity, name, unit)``: the catalogue, for people reading the tables in SQL.
+* ``messages(device, kind, seq, key_id, sent, received, n_readings)``: every accepted message.
+* ``records(device, kind, seq, ts, name, payload)``: accepted events, commands and acks
+  (``payload`` is the JSON body).
+* ``rejections(received, reason, device_id, seq, detail)``: every refused message and why.
+* ``frames(device, seq, sent, frame)``: signed frames archived for audit (``keep_frames``).
+
+Timestamps are UTC, stored without a time zone. A backend (:mod:`store_duckdb`,
+:mod:`store_postgres`) supplies the connection, its SQL dialect (placeholders, time
+parameters, bucketing function), its bulk-write paths and its latest-value query; the
+validation, the query building and the queries whose SQL is the same live here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from gridpilot.errors import Issue, UnknownComponentError, ValidationError
+from gridpilot.telemetry.registry import DeviceRegistry
+from gridpilot.telemetry.schema import QUANTITIES, QUANTITY_BY_NAME
+from gridpilot.telemetry.verify import KIND_NAMES, ReadingBatch, VerifiedBatch
+
+TimeLike = int | float | str | datetime | pd.Timestamp | np.datetime64
+_PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_QUANTITY_NAMES = np.array([q.name for q in QUANTITIES], dtype=object)
+
+# Columns of the tables both stores have, in DuckDB's type names (see create_tables_sql).
+TABLE_COLUMNS: dict[str, str] = {
+    "readings": "device INTEGER, quantity SMALLINT, ts TIMESTAMP, value DOUBLE",
+    "devices": "idx INTEGER PRIMARY KEY, device_id VARCHAR, kind VARCHAR, feeder VARCHAR, "
+    "bus BIGINT, gateway VARCHAR",
+    "quantities": "quantity SMALLINT PRIMARY KEY, name VARCHAR, unit VARCHAR",
+    "messages": "device INTEGER, kind VARCHAR, seq BIGINT, key_id INTEGER, sent TIMESTAMP, "
+    "received TIMESTAMP, n_readings INTEGER",
+    "records": "device INTEGER, kind VARCHAR, seq BIGINT, ts TIMESTAMP, name VARCHAR, "
+    "payload VARCHAR",
+    "rejections": "received TIMESTAMP, reason VARCHAR, device_id VARCHAR, seq BIGINT, "
+    "detail VARCHAR",
+    "frames": "device INTEGER, seq BIGINT, sent TIMESTAMP, frame BLOB",
+}
+
+
+def create_tables_sql(prefix: str, type_names: Mapping[str, str] | None = None) -> str:
+    """Return the ``CREATE TABLE IF NOT EXISTS`` statements for :data:`TABLE_COLUMNS`.
+
+    ``type_names`` renames column types for a dialect (e.g. ``{"BLOB": "BYTEA"}``).
+    """
+    stmts = []
+    for table, cols in TABLE_COLUMNS.items():
+        for name, renamed in (type_names or {}).items():
+            cols = re.sub(rf"\b{name}\b", renamed, cols)
+        stmts.append(f"CREATE TABLE IF NOT EXISTS {prefix}_{table} ({cols});")
+    return "\n".join(stmts)
+
+
+def to_ms(t: TimeLike) -> int:
+    """Return ``t`` (ms since epoch as int, ISO string, datetime, Timestamp) as ms since epoch, UTC."""
+    if isinstance(t, int | np.integer):
+        return int(t)
+    try:
+        ts = pd.Timestamp(t)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            issues=[Issue("query", "time", f"not a time: {exc}", value=t)]
+        ) from None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return int(ts.value // 1_000_000)
+
+
+def _bucket(bucket_s: int) -> int:
+    b = int(bucket_s)
+    if b <= 0 or b != bucket_s:
+        raise ValidationError(
+            issues=[
+                Issue(
+                    "query",
+                    "bucket_s",
+                    "must be a positive whole number of seconds",
+                    value=bucket_s,
+                )
+            ]
+        )
+    return b
+
+
+@dataclass
+class TelemetryStats:
+    """Counts of a store: what was accepted, refused (by reason), which devices, what time span."""
+
+    accepted_messages: int
+    readings: int
+    records: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    devices_registered: int
+    devices_reporting: int
+    first_ts: pd.Timestamp | None
+    last_ts: pd.Timestamp | None
+    accepted_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stats as a JSON-able dict (times as ISO strings)."""
+        return {
+            "accepted_messages": self.accepted_messages,
+            "accepted_by_kind": self.accepted_by_kind,
+            "readings": self.readings,
+            "records": self.records,
+            "rejected": self.rejected,
+            "rejected_by_reason": self.rejected_by_reason,
+            "devices_registered": self.devices_registered,
+            "devices_reporting": self.devices_reporting,
+            "first_ts": None if self.first_ts is None else self.first_ts.isoformat(),
+            "last_ts": None if self.last_ts is None else self.last_ts.isoformat(),
+        }
+
+
+class TelemetryStore(ABC):
+    """The interface both stores implement. Queries answer in device ids and quantity names.
+
+    A backend sets the dialect (``_PH`` placeholder, ``_DEVICES_IN`` device filter,
+    ``_TIME_PH`` time parameter, ``_BUCKET_FN`` time bucketing function, ``_TABLES``) and
+    implements the abstract hooks below; everything else is shared.
+    """
+
+    prefix: str
+    _PH: ClassVar[str]
+    _DEVICES_IN: ClassVar[str]
+    _TIME_PH: ClassVar[str]
+    _BUCKET_FN: ClassVar[str]
+    _TABLES: ClassVar[tuple[str, ...]] = tuple(TABLE_COLUMNS)
+
+    def __init__(self, prefix: str) -> None:
+        if not _PREFIX_RE.match(prefix):
+            raise ValidationError(
+                issues=[Issue("store", "prefix", "must match [a-z_][a-z0-9_]{0,40}", value=prefix)]
+            )
+        self.prefix = prefix
+        self._device_index: dict[str, int] | None = None
+
+    # ------------------------------------------------------------------ backend hooks
+    @abstractmethod
+    def _query_df(self, sql: str, params: list[Any]) -> pd.DataFrame:
+        """Run a query; return its rows as a DataFrame."""
+
+    @abstractmethod
+    def _fetch(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query; return its rows as tuples."""
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """Open a transaction; yield a cursor (``execute``/``executemany``); commit or roll back."""
+
+    @abstractmethod
+    def _append_readings(self, cur: Any, readings: ReadingBatch) -> int:
+        """Bulk-append readings through ``cur``; return the number of rows."""
+
+    @abstractmethod
+    def _insert_messages(self, cur: Any, batch: VerifiedBatch) -> None:
+        """Bulk-insert the batch's accepted messages through ``cur``."""
+
+    @abstractmethod
+    def _insert_frames(self, cur: Any, batch: VerifiedBatch) -> None:
+        """Bulk-insert the batch's archived signed frames through ``cur``."""
+
+    @abstractmethod
+    def _insert_devices(self, rows: pd.DataFrame) -> None:
+        """Insert new ``devices`` rows (columns as :meth:`_devices_rows`) in one transaction."""
+
+    @abstractmethod
+    def _latest_sql(self, where: str) -> str:
+        """Return the latest-value query (device_id, quantity, ts, value) for ``where``."""
+
+    @abstractmethod
+    def _time_param(self, ms: int) -> Any:
+        """Return the query parameter for a time given in ms since epoch (fits ``_TIME_PH``)."""
+
+    def _times(self, df: pd.DataFrame, col: str) -> pd.DataFrame:
+        """Return ``df`` with ``col`` as datetime64 (the driver's answer is kept by default)."""
+        return df
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    # ------------------------------------------------------------------ writing
+    def sync_devices(self, registry: DeviceRegistry) -> int:
+        """Add the registry's devices not yet in the store; returns how many were added.
+
+        Raises ``ValidationError`` if the store was written with a different registry.
+        """
+        p = self.prefix
+        ((stored, last),) = self._fetch(
+            f"SELECT count(*), (SELECT device_id FROM {p}_devices ORDER BY idx DESC LIMIT 1) "
+            f"FROM {p}_devices"
+        )
+        self._check_new_devices(registry, int(stored), last)
+        rows = self._devices_rows(registry, int(stored))
+        if len(rows):
+            self._insert_devices(rows)
+            self._device_index = None
+        return len(rows)
+
+    def ingest_readings(self, readings: ReadingBatch) -> int:
+        """Append readings (already verified) in one transaction; returns rows written."""
+        with self._transaction() as cur:
+            return self._append_readings(cur, readings)
+
+    def write(self, batch: VerifiedBatch) -> int:
+        """Store a verified batch (readings, messages, records, rejections) in one transaction.
+
+        Returns the number of readings written. Either all of it is stored or none.
+        """
+        with self._transaction() as cur:
+            n = self._append_readings(cur, batch.readings)
+            if len(batch.messages):
+                self._insert_messages(cur, batch)
+            if batch.records:
+                cur.executemany(self._insert_sql("records"), self._record_rows(batch))
+            if batch.rejections:
+                cur.executemany(self._insert_sql("rejections"), self._rejection_rows(batch))
+            if batch.frames:
+                self._insert_frames(cur, batch)
+        return n
+
+    # ------------------------------------------------------------------ queries
+    def latest(
+        self,
+        device_ids: Sequence[str] | None = None,
+        quantity: str | None = None,
+        since: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        """Return the latest reading per (device, quantity): columns device_id, quantity, ts, value.
+
+        ``since`` restricts the answer to readings at or after that time (and lets DuckDB
+        skip older row groups); devices with nothing newer are left out.
+        """
+        where, params = self._where(device_ids, quantity, since, None)
+        df = self._query_df(self._latest_sql(where), params)
+        return self._name_quantities(self._times(df, "ts"))
+
+    def range(
+        self,
+        device_ids: str | Sequence[str] | None,
+        start: TimeLike,
+        end: TimeLike,
+        quantity: str | None = None,
+    ) -> pd.DataFrame:
+        """Return readings with start <= ts < end: columns ts, device_id, quantity, value, by ts."""
+        where, params = self._where(device_ids, quantity, start, end)
+        p = self.prefix
+        df = self._query_df(
+            f"""SELECT r.ts, d.device_id, r.quantity, r.value
+                FROM {p}_readings r JOIN {p}_devices d ON d.idx = r.device {where}
+                ORDER BY r.ts, d.device_id, r.quantity""",
+            params,
+        )
+        return self._name_quantities(self._times(df, "ts"))
+
+    def aggregate_by_feeder(
+        self,
+        quantity: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        bucket_s: int = 900,
+    ) -> pd.DataFrame:
+        """Return per feeder and time bucket: feeder, bucket, sum, mean, min, max, n_devices, n_readings.
+
+        Each device is first averaged within the bucket; ``sum`` adds those means over the
+        feeder's devices (e.g. the feeder's load in kW), ``mean`` averages them, ``min`` and
+        ``max`` are over the raw readings. Values are in the quantity's unit.
+        """
+        b = _bucket(bucket_s)
+        where, params = self._where(None, quantity, start, end)
+        p = self.prefix
+        df = self._query_df(
+            f"""WITH per_dev AS (
+                  SELECT d.feeder, r.device,
+                         {self._BUCKET_FN}(INTERVAL '{b} seconds', r.ts, TIMESTAMP '1970-01-01') AS bucket,
+                         avg(r.value) AS v, min(r.value) AS mn, max(r.value) AS mx, count(*) AS n
+                  FROM {p}_readings r JOIN {p}_devices d ON d.idx = r.device {where}
+                  GROUP BY 1, 2, 3)
+                SELECT feeder, bucket, sum(v) AS sum, avg(v) AS mean, min(mn) AS min, max(mx) AS max,
+                       count(*) AS n_devices, sum(n)::BIGINT AS n_readings
+                FROM per_dev GROUP BY 1, 2 ORDER BY 1, 2""",
+            params,
+        )
+        for c in ("sum", "mean", "min", "max"):
+            df[c] = df[c].astype(np.float64)
+        return self._times(df, "bucket")
+
+    def last_seqs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (device indices, highest accepted seq) from the messages table (int64 arrays)."""
+        df = self._query_df(
+            f"SELECT device, max(seq) AS seq FROM {self.prefix}_messages GROUP BY device", []
+        )
+        return df["device"].to_numpy(np.int64), df["seq"].to_numpy(np.int64)
+
+    def signed_frames(
+        self, device_id: str, start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[bytes]:
+        """Return the archived signed frames sent by ``device_id`` (by send time), in seq order.
+
+        Only frames ingested with ``keep_frames=True`` are archived; check them with
+        :meth:`Verifier.audit` and decode them with :func:`gridpilot.telemetry.decode_readings`.
+        """
+        (dev,) = self._device_indices([device_id]) or [0]
+        conds, params = self._time_conds("sent", start, end)
+        rows = self._fetch(
+            f"SELECT frame FROM {self.prefix}_frames "
+            f"WHERE {' AND '.join([f'device = {self._PH}', *conds])} ORDER BY seq",
+            [dev, *params],
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def stats(self) -> TelemetryStats:
+        """Return the store's :class:`TelemetryStats` (accepted, refused by reason, devices, span)."""
+        p = self.prefix
+        ((n_read, n_dev_rep, t0, t1),) = self._fetch(
+            f"SELECT count(*), count(DISTINCT device), min(ts), max(ts) FROM {p}_readings"
+        )
+        by_kind = dict(self._fetch(f"SELECT kind, count(*) FROM {p}_messages GROUP BY 1"))
+        by_reason = dict(
+            self._fetch(f"SELECT reason, count(*) FROM {p}_rejections GROUP BY 1 ORDER BY 2 DESC")
+        )
+        ((n_rec,),) = self._fetch(f"SELECT count(*) FROM {p}_records")
+        ((n_dev,),) = self._fetch(f"SELECT count(*) FROM {p}_devices")
+        return TelemetryStats(
+            accepted_messages=int(sum(by_kind.values())),
+            readings=int(n_read),
+            records=int(n_rec),
+            rejected=int(sum(by_reason.values())),
+            rejected_by_reason={str(k): int(v) for k, v in by_reason.items()},
+            devices_registered=int(n_dev),
+            devices_reporting=int(n_dev_rep),
+            first_ts=None if t0 is None else pd.Timestamp(t0),
+            last_ts=None if t1 is None else pd.Timestamp(t1),
+            accepted_by_kind={str(k): int(v) for k, v in by_kind.items()},
+        )
+
+    def rejections(self, limit: int = 100) -> pd.DataFrame:
+        """Return the latest refused messages: received, reason, device_id, seq, detail."""
+        df = self._query_df(
+            f"SELECT * FROM {self.prefix}_rejections ORDER BY received DESC LIMIT {self._PH}",
+            [int(limit)],
+        )
+        return self._times(df, "received")
+
+    def records(self, kind: str | None = None) -> pd.DataFrame:
+        """Return accepted events/commands/acks: device_id, kind, seq, ts, name, payload (dict)."""
+        p = self.prefix
+        cond, params = (f"WHERE e.kind = {self._PH}", [kind]) if kind else ("", [])
+        df = self._query_df(
+            f"""SELECT d.device_id, e.kind, e.seq, e.ts, e.name, e.payload FROM {p}_records e
+                JOIN {p}_devices d ON d.idx = e.device {cond} ORDER BY e.ts, e.seq""",
+            params,
+        )
+        df["payload"] = [json.loads(x) for x in df["payload"]]
+        return self._times(df, "ts")
+
+    def drop(self) -> None:
+        """Drop this prefix's tables (tests and resets), in one transaction."""
+        with self._transaction() as cur:
+            for t in self._TABLES:
+                cur.execute(f"DROP TABLE IF EXISTS {self.prefix}_{t}")
+
+    def __enter__(self) -> TelemetryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _insert_sql(self, table: str, suffix: str = "") -> str:
+        """``INSERT INTO <prefix>_<table> VALUES (?, ...)`` with one placeholder per column."""
+        n = len(TABLE_COLUMNS[table].split(","))
+        values = ", ".join([self._PH] * n)
+        return f"INSERT INTO {self.prefix}_{table} VALUES ({values}){suffix}"
+
+    def _seed_quantities(self, cur: Any) -> None:
+        """Insert the quantity catalogue (codes already there are kept)."""
+        cur.executemany(
+            self._insert_sql("quantities", " ON CONFLICT DO NOTHING"),
+            [(q.code, q.name, q.unit) for q in QUANTITIES],
+        )
+
+    def _time_conds(
+        self, col: str, start: TimeLike | None, end: TimeLike | None
+    ) -> tuple[list[str], list[Any]]:
+        conds: list[str] = []
+        params: list[Any] = []
+        if start is not None:
+            conds.append(f"{col} >= {self._TIME_PH}")
+            params.append(self._time_param(to_ms(start)))
+        if end is not None:
+            conds.append(f"{col} < {self._TIME_PH}")
+            params.append(self._time_param(to_ms(end)))
+        return conds, params
+
+    def _where(
+        self,
+        device_ids: str | Sequence[str] | None,
+        quantity: str | None,
+        start: TimeLike | None,
+        end: TimeLike | None,
+    ) -> tuple[str, list[Any]]:
+        conds: list[str] = []
+        params: list[Any] = []
+        devs = self._device_indices(device_ids)
+        if devs is not None:
+            conds.append(self._DEVICES_IN)
+            params.append(devs)
+        q = self._quantity_code(quantity)
+        if q is not None:
+            conds.append(f"r.quantity = {self._PH}")
+            params.append(q)
+        time_conds, time_params = self._time_conds("r.ts", start, end)
+        conds += time_conds
+        params += time_params
+        return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+    @staticmethod
+    def _quantity_code(quantity: str | None) -> int | None:
+        if quantity is None:
+            return None
+        q = QUANTITY_BY_NAME.get(quantity)
+        if q is None:
+            raise UnknownComponentError(
+                "quantity", quantity, f"known: {', '.join(sorted(QUANTITY_BY_NAME))}"
+            )
+        return q.code
+
+    def _device_indices(self, device_ids: str | Sequence[str] | None) -> list[int] | None:
+        if device_ids is None:
+            return None
+        ids = [device_ids] if isinstance(device_ids, str) else list(device_ids)
+        index = self._load_device_index()
+        out = []
+        for d in ids:
+            if d not in index:
+                self._device_index = None
+                index = self._load_device_index()
+                if d not in index:
+                    raise UnknownComponentError("device", d, "not in this store's devices table")
+            out.append(index[d])
+        return out
+
+    def _load_device_index(self) -> dict[str, int]:
+        if self._device_index is None:
+            df = self._query_df(f"SELECT idx, device_id FROM {self.prefix}_devices", [])
+            self._device_index = dict(zip(df["device_id"], df["idx"].astype(int), strict=True))
+        return self._device_index
+
+    @staticmethod
+    def _name_quantities(df: pd.DataFrame) -> pd.DataFrame:
+        if "quantity" in df:
+            df["quantity"] = _QUANTITY_NAMES[df["quantity"].to_numpy(np.int64)]
+        return df
+
+    @staticmethod
+    def _check_new_devices(registry: DeviceRegistry, stored: int, last_id: str | None) -> None:
+        if stored > len(registry) or (stored and registry.ids[stored - 1] != last_id):
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "store",
+                        "devices",
+                        "the store was written with a different device registry "
+                        f"({stored} devices stored, last {last_id!r})",
+                    )
+                ]
+            )
+
+    @staticmethod
+    def _devices_rows(registry: DeviceRegistry, start: int) -> pd.DataFrame:
+        df = registry.frame().iloc[start:]
+        return df[["idx", "device_id", "kind", "feeder", "bus", "gateway"]]
+
+    @staticmethod
+    def _message_rows(batch: VerifiedBatch) -> pd.DataFrame:
+        m = batch.messages
+        return pd.DataFrame(
+            {
+                "device": m.device,
+                "kind": np.array(KIND_NAMES, dtype=object)[m.kind.astype(np.int64)],
+                "seq": m.seq,
+                "key_id": m.key_id,
+                "sent": pd.to_datetime(m.sent_ms, unit="ms"),
+                "received": pd.to_datetime(m.received_ms, unit="ms"),
+                "n_readings": m.n_readings,
+            }
+        )
+
+    @staticmethod
+    def _record_rows(batch: VerifiedBatch) -> list[tuple[Any, ...]]:
+        return [
+            (
+                r.device,
+                r.kind,
+                r.seq,
+                pd.Timestamp(r.ts_ms, unit="ms").to_pydatetime(),
+                r.name,
+                json.dumps(r.payload),
+            )
+            for r in batch.records
+        ]
+
+    @staticmethod
+    def _rejection_rows(batch: VerifiedBatch) -> list[tuple[Any, ...]]:
+        return [
+            (
+                pd.Timestamp(r.received_ms, unit="ms").to_pydatetime(),
+                str(r.reason),
+                r.device_id,
+                r.seq,
+                r.detail[:2000],
+            )
+            for r in batch.rejections
+        ]
