@@ -126,9 +126,8 @@ def test_latest_ignores_older_late_readings(fleet: Fleet, store: TelemetryStore)
 
 
 def test_failed_write_loses_nothing_and_keeps_seq(
-    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet, store: TelemetryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = DuckDBStore()
     ing = Ingestor(fleet.registry, store, clock=clock)
     f = fleet.signers["m0"].readings([T0], {"p_kw": [1.0]})
     real = store._append_readings
