@@ -5,11 +5,10 @@ import pytest
 
 from gridpilot.agent import (
     Action,
+    FlisrPolicy,
     Orchestrator,
     Plan,
-    Sections,
     SimWorld,
-    locate_fault,
 )
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import Grid
@@ -24,16 +23,24 @@ def _line_live(world: SimWorld, line: int) -> bool:
     return bool(world.line_energised(world.switch_closed, en, world.grid.line.index_of([line]))[0])
 
 
-def test_fault_location_from_fpis(fleet_grid: Grid) -> None:
-    w = SimWorld(fleet_grid, start_step=EVENING)
-    w.inject("fault", line=7)
-    o = w.observe()
-    assert (
-        not o.switch_closed[0] and o.fpi[:7].all() and not o.fpi[7:].any()
-    )  # breaker 1 tripped, FPIs 1-7
-    loc = locate_fault(w.grid, Sections.build(w.grid), o.fpi, w.normal_closed)
-    assert loc is not None and loc.buses == [8] and 7 in loc.lines
-    assert set(loc.boundary_switches) >= {7, 8}
+def test_indications_from_the_observation_locate_the_fault(orch: Orchestrator) -> None:
+    orch.step()
+    orch.inject("fault", line=7)
+    obs = orch.world.observe()  # what the field reports in the trip's step
+    assert not obs.switch_closed[0] and obs.fpi[:7].all() and not obs.fpi[7:].any()
+    for ev in obs.events:
+        orch._field_event(ev)
+    orch.last = obs
+    ind = FlisrPolicy.indications(orch.context())
+    assert ind.tripped == [1]  # breaker 1 tripped
+    assert [k for k, v in ind.fpi.items() if v] == [1, 2, 3, 4, 5, 6, 7]
+    assert len(ind.fpi) == int(orch.grid.switch["fpi"].sum())  # the silent ones count too
+    assert 8 in ind.lost_voltage and 1 not in ind.lost_voltage
+    pol = FlisrPolicy()
+    eng = pol.engine(orch.grid, orch.limits)
+    assert pol.engine(orch.grid, orch.limits) is eng  # built once per grid
+    res = eng.respond(ind, switch_closed=orch.pre_fault_closed)
+    assert 7 in res.located_lines and res.isolate == [7, 8]
 
 
 def test_flisr_isolates_and_restores_autonomously(orch: Orchestrator) -> None:
@@ -50,10 +57,51 @@ def test_flisr_isolates_and_restores_autonomously(orch: Orchestrator) -> None:
     acts = orch.audit.entries(kind="action")
     assert acts and acts[0]["actor"] == "policy:flisr" and acts[0]["verdict"]["ok"]
     assert "section" in acts[0]["why"] and acts[0]["data"]["section_buses"] == [8]
+    flisr = acts[0]["data"]["flisr"]  # the control engine's decision, on the record
+    assert flisr["isolate"] == [7, 8] and flisr["restore"] and flisr["verified_by"] == "twin"
+    assert acts[0]["data"]["present_demand_check"]["within_limits"] is True
     # crew repairs: normal configuration, faults forgotten, everyone supplied
     orch.inject("repair")
     orch.step()
     assert orch.last.energised.all() and not orch.known_faults
+
+
+def test_a_failed_indicator_widens_the_isolation_and_nothing_faulted_is_energised(
+    orch: Orchestrator,
+) -> None:
+    orch.step()
+    orch.inject("fpi_failure", switch=7)  # the indicator at the faulted line's switch is dead
+    orch.inject("fault", line=7)
+    rep = orch.step()
+    assert rep.executed and not rep.refused
+    # the silent indicator points one section too far upstream (the likeliest explanation):
+    # restoring re-energises the fault from the other side, protection trips again, and the
+    # second round locates it on the switching state the first plan left
+    reps = orch.run(3)
+    assert sum(len(r.executed) for r in reps) == 1 and not any(r.refused for r in reps)
+    dead = set(orch.grid.bus.ids[~orch.last.energised].tolist())
+    assert dead == {7, 8}
+    assert not _line_live(orch.world, 7)
+    whys = [e["data"]["flisr"]["located_sections"] for e in orch.audit.entries(kind="action")]
+    assert len(whys) == 2 and whys[0] != whys[1]
+
+
+def test_a_second_fault_during_restoration_keeps_the_first_isolated(orch: Orchestrator) -> None:
+    orch.step()
+    orch.inject("fault", line=7)
+    orch.run(2)
+    first_bounds = set(orch.locked_open)
+    assert {7, 8} <= first_bounds
+    orch.inject("fault", line=25)  # on the feeder that took part of the load
+    rep = orch.step()
+    assert rep.executed and not rep.refused
+    orch.step()
+    assert not _line_live(orch.world, 7) and not _line_live(orch.world, 25)
+    closed = orch.last.switch_closed
+    assert not closed[orch.grid.switch.index_of(sorted(first_bounds))].any()
+    dead = orch.grid.bus.ids[~orch.last.energised].tolist()
+    assert 8 in dead and 26 in dead and len(dead) <= 4
+    assert orch.known_faults >= {7, 25}
 
 
 def test_propose_mode_waits_for_the_operator(fleet_grid: Grid) -> None:
@@ -127,6 +175,10 @@ def test_bad_input_is_refused_clearly(fleet_grid: Grid) -> None:
         w.inject("fault", line=4242)
     with pytest.raises(UnknownComponentError, match="event kind"):
         w.inject("meteor")
+    with pytest.raises(UnknownComponentError, match="4242"):
+        w.inject("fpi_failure", switch=4242)
+    with pytest.raises(ValidationError, match="budget_ms"):
+        FlisrPolicy(budget_ms=0)
     with pytest.raises(ValidationError, match="step_s"):
         SimWorld(fleet_grid, step_s=0)
 

@@ -86,6 +86,10 @@ def test_bad_input_gets_clear_4xx(setup) -> None:
     )
     assert c.post("/api/commands/dr", json={"level": 3}, headers=op).status_code == 422
     assert c.post("/api/sim/events", json={"kind": "fault"}, headers=op).status_code == 400
+    r = c.post("/api/sim/events", json={"kind": "fpi_failure"}, headers=op)
+    assert r.status_code == 400 and "switch" in r.text
+    r = c.post("/api/sim/events", json={"kind": "fpi_failure", "switch": 4242}, headers=op)
+    assert r.status_code == 404 and "4242" in r.text
     assert c.post("/api/proposals/777/approve", headers=op).status_code == 404
 
 
@@ -104,6 +108,8 @@ def test_fault_drill_through_the_api_and_proposals(setup) -> None:
     orch.step()
     st = c.get("/api/state", headers=hdr(keys, "viewer")).json()
     assert st["headline"]["dead_buses"] == 1
+    done = c.get("/api/audit?kind=approval", headers=hdr(keys, "admin")).json()
+    assert done and done[0]["what"]["faulted_lines"] == [7, 33]  # control's located section
     ev = c.get("/api/events?limit=100", headers=hdr(keys, "viewer")).json()
     assert any(e["kind"] == "approval" for e in ev) and any(e["kind"] == "protection" for e in ev)
 

@@ -25,8 +25,8 @@ from gridpilot.agent.policies import (
     VoltagePolicy,
     batch_eval,
     default_policies,
+    loop_switches,
 )
-from gridpilot.agent.sections import FaultLocation, Sections, locate_fault, loop_switches
 from gridpilot.agent.telemetry_link import LinkReport, TelemetryLink
 from gridpilot.agent.world import Observation, SimWorld
 
@@ -36,7 +36,6 @@ __all__ = [
     "Action",
     "AuditLog",
     "Context",
-    "FaultLocation",
     "FlisrPolicy",
     "FrequencyPolicy",
     "GridEnv",
@@ -49,7 +48,6 @@ __all__ = [
     "Proposal",
     "RenewableDropPolicy",
     "SafetyGuard",
-    "Sections",
     "SimWorld",
     "StepReport",
     "TelemetryLink",
@@ -58,7 +56,6 @@ __all__ = [
     "batch_eval",
     "default_policies",
     "demo_grid",
-    "locate_fault",
     "loop_switches",
     "run_realtime",
 ]

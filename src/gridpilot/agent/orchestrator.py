@@ -22,7 +22,6 @@ from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import AuditLog
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.policies import Context, Policy, default_policies
-from gridpilot.agent.sections import Sections
 from gridpilot.agent.telemetry_link import TelemetryLink
 from gridpilot.agent.world import Observation, SimWorld
 from gridpilot.errors import UnknownComponentError, ValidationError
@@ -96,13 +95,14 @@ class Orchestrator:
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
         self.audit = audit or AuditLog()
         self.policies: list[Policy] = list(default_policies() if policies is None else policies)
-        self.sections = Sections.build(self.grid)
         self.lock = threading.RLock()
         g = self.grid
         self.normal_closed = g.switch["closed"].copy()
         self.pre_fault_closed = self.normal_closed.copy()
         self.known_faults: set[int] = set()
         self.section_buses: set[int] = set()
+        self.tripped: set[int] = set()  # switch ids protection reported open, not yet handled
+        self.locked_open: list[int] = []  # bounds of isolated sections, kept open until repair
         self.shared: dict[str, Any] = {}
         self.dr_requests: dict[str, float] = {}
         self.ev_factor = 1.0
@@ -175,25 +175,26 @@ class Orchestrator:
         """The policies' view of the present state."""
         assert self.last is not None
         return Context(
-            self.grid,
-            self.twin,
-            self.sections,
-            self.limits,
-            self.last,
-            self.obs_history,
-            self.load_est_mw.copy(),
-            self.gen_est_mw.copy(),
-            self.world.dr_share,
-            self.dr_level,
-            dict(self.dr_requests),
-            self.ev_factor,
-            self.storage_cmd_mw.copy(),
-            set(self.known_faults),
-            set(self.section_buses),
-            self.pre_fault_closed.copy(),
-            self.normal_closed.copy(),
-            self.forecast_ratio,
-            self.shared,
+            grid=self.grid,
+            twin=self.twin,
+            limits=self.limits,
+            obs=self.last,
+            history=self.obs_history,
+            load_est_mw=self.load_est_mw.copy(),
+            gen_est_mw=self.gen_est_mw.copy(),
+            dr_share=self.world.dr_share,
+            dr_level=self.dr_level,
+            dr_requests=dict(self.dr_requests),
+            ev_factor=self.ev_factor,
+            storage_cmd_mw=self.storage_cmd_mw.copy(),
+            known_faults=set(self.known_faults),
+            section_buses=set(self.section_buses),
+            pre_fault_closed=self.pre_fault_closed.copy(),
+            normal_closed=self.normal_closed.copy(),
+            forecast_ratio=self.forecast_ratio,
+            shared=self.shared,
+            tripped=set(self.tripped),
+            locked_open=list(self.locked_open),
         )
 
     # --- the loop --------------------------------------------------------------------------------
@@ -258,7 +259,8 @@ class Orchestrator:
             self._estimate(obs)
             for ev in obs.events:
                 self._field_event(ev)
-            if not obs.fpi.any() and obs.energised.all():
+            if not obs.fpi.any() and not self.tripped:
+                # settled (no protection operation pending): the state a next trip starts from
                 self.pre_fault_closed = obs.switch_closed.copy()
             self._alarms(obs)
             rep = StepReport(obs.t, str(obs.time))
@@ -345,6 +347,7 @@ class Orchestrator:
     def _field_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("kind")
         if kind == "breaker_trip":
+            self.tripped.add(int(ev["switch"]))
             self._event(
                 "protection",
                 f"breaker {ev['switch']} tripped; FPIs {ev.get('fpi')}",
@@ -354,6 +357,8 @@ class Orchestrator:
         elif kind == "crew_report":
             self.known_faults.clear()
             self.section_buses.clear()
+            self.tripped.clear()
+            self.locked_open = []
             self.shared.pop("boundary_switches", None)
             self._event(
                 "crew",
@@ -508,6 +513,12 @@ class Orchestrator:
             self.known_faults |= set(plan.faulted_lines)
             self.section_buses |= set(plan.data.get("section_buses", []))
             self.shared["boundary_switches"] = list(plan.data.get("boundary_switches", []))
+            self.locked_open = sorted(set(self.locked_open) | set(self.shared["boundary_switches"]))
+            self.tripped.clear()  # protection's operation is handled
+        if self.last is not None and not self.tripped and plan.switch_ops:
+            # the commanded state is where a next trip (e.g. a re-trip when the fault was
+            # located wrongly behind a failed indicator) starts from
+            self.pre_fault_closed = self.last.switch_closed.copy()
         self.guard.commit(plan, (self.last.t if self.last else 0) * w.step_s)
         self.counters["executed"] += 1
         self.plans_done.append({"t": self.last.t if self.last else 0, **plan.to_dict()})

@@ -3,10 +3,9 @@
 A policy is any object with ``name: str`` and ``decide(ctx: Context) -> list[Plan]``. The
 built-in ones:
 
-- :class:`FlisrPolicy`: locate a fault from fault-passage indicators, isolate its section,
-  reclose the tripped breaker and restore the healthy downstream part over a tie, choosing the
-  tie by simulating every candidate in one twin batch (uses ``gridpilot.control`` when it
-  offers FLISR; the built-in method otherwise).
+- :class:`FlisrPolicy`: hands the control room's indications (trips, FPIs, lost voltage) to
+  ``gridpilot.control``'s FLISR engine and turns its switching plan into a :class:`Plan`,
+  adding demand response when the present demand needs it.
 - :class:`VoltagePolicy`: volt/var by look-ahead: forecast the next half hour, simulate it, and
   on a predicted voltage or loading violation pick the cheapest fix among tie swaps x demand
   response levels x battery discharge, all simulated in one batch.
@@ -24,10 +23,11 @@ import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.guard import GuardLimits
-from gridpilot.agent.sections import Sections, locate_fault, loop_switches
 from gridpilot.agent.world import EV_DR_SHARE, Observation
-from gridpilot.model import GenKind, Grid
-from gridpilot.twin import Twin, energised
+from gridpilot.control import FlisrEngine, Indications, Limits
+from gridpilot.errors import ValidationError
+from gridpilot.model import ElementType, GenKind, Grid
+from gridpilot.twin import Twin, energised, supply_tree
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Context:
 
     grid: Grid
     twin: Twin
-    sections: Sections
     limits: GuardLimits
     obs: Observation
     history: deque[Observation]
@@ -53,10 +52,12 @@ class Context:
     storage_cmd_mw: np.ndarray
     known_faults: set[int]
     section_buses: set[int]
-    pre_fault_closed: np.ndarray
+    pre_fault_closed: np.ndarray  # switch states before the latest trip
     normal_closed: np.ndarray
     forecast_ratio: Any  # callable(steps_ahead: np.ndarray) -> (k, n_load) multipliers
     shared: dict[str, Any] = field(default_factory=dict)
+    tripped: set[int] = field(default_factory=set)  # switch ids protection reported tripped
+    locked_open: list[int] = field(default_factory=list)  # bounds of isolated sections (ids)
 
     def injections(
         self,
@@ -146,118 +147,152 @@ def _ok(ev: dict[str, np.ndarray], lim: GuardLimits, margin: float) -> np.ndarra
 
 
 class FlisrPolicy:
-    """Fault location, isolation and service restoration (built-in method).
+    """Fault location, isolation and service restoration by :mod:`gridpilot.control`'s FLISR.
 
-    Acts when some indicator picked up and buses are dead: locate the faulted section, open its
-    boundary, reclose what protection opened outside it, and restore each dead island over the
-    tie whose simulation is best within limits (with demand response if that is what it takes).
+    Acts when protection has operated (an FPI picked up or a breaker trip was reported) and
+    buses are dead. The indications the control room has (:class:`~gridpilot.control.Indications`:
+    reported trips, every FPI's state, lost voltage at load buses) go to one
+    :class:`~gridpilot.control.FlisrEngine` built once per grid, with the switch states before
+    the trip and the bounds of earlier isolations kept open. Its switching plan (isolate,
+    reclose, sectionalise, restore; priority-weighted shedding where the feeders cannot take
+    everything) becomes the agent's :class:`Plan`.
+
+    The engine plans on the grid's nominal injections; this policy then simulates the plan's
+    final state in the agent's twin at the present estimated demand and, if that leaves a
+    voltage or loading outside the guard's limits, adds the lowest demand-response level that
+    fixes it. ``budget_ms`` is the engine's search budget: generous by default so that a busy
+    machine does not change the decision (the loop runs at minute steps).
     """
 
     name = "flisr"
 
-    def __init__(self, margin_pu: float = 0.0) -> None:
-        self.margin_pu = margin_pu
+    def __init__(
+        self,
+        budget_ms: float = 1000.0,
+        dr_levels: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0),
+        margin_pu: float = 0.0,
+    ) -> None:
+        if budget_ms <= 0:
+            raise ValidationError(f"budget_ms: must be positive, got {budget_ms}")
+        self.budget_ms = float(budget_ms)
+        self.dr_levels = tuple(float(x) for x in dr_levels)
+        self.margin_pu = float(margin_pu)
+        self._engine: FlisrEngine | None = None
+        self._engine_grid: Grid | None = None
+
+    def engine(self, grid: Grid, limits: GuardLimits) -> FlisrEngine:
+        """The control engine for ``grid`` (built on first use, once per grid object)."""
+        if self._engine is None or self._engine_grid is not grid:
+            lim = Limits(
+                v_min_pu=limits.v_min_pu,
+                v_max_pu=limits.v_max_pu,
+                max_loading_pct=limits.loading_max_pct,
+                relax_to_prefault=False,
+            )
+            self._engine = FlisrEngine(grid, lim, verify="auto", budget_ms=self.budget_ms)
+            self._engine_grid = grid
+        return self._engine
+
+    @staticmethod
+    def indications(ctx: Context) -> Indications:
+        """What the control room sees: reported trips still open, every FPI, dead load buses."""
+        g, obs = ctx.grid, ctx.obs
+        sw = g.switch
+        tripped = [
+            int(x) for x in sorted(ctx.tripped) if not obs.switch_closed[sw.index_of([int(x)])[0]]
+        ]
+        has_fpi = np.flatnonzero(sw["fpi"])
+        fpi = {int(sw.ids[k]): bool(obs.fpi[k]) for k in has_fpi}
+        lb = g.bus.position_map(g.load["bus"]) if len(g.load) else np.zeros(0, np.int64)
+        dead = np.unique(lb[~obs.energised[lb]])
+        return Indications(tripped=tripped, fpi=fpi, lost_voltage=g.bus.ids[dead].tolist())
 
     def decide(self, ctx: Context) -> list[Plan]:
-        """A FLISR plan, or none."""
+        """A FLISR plan, a release of this policy's demand response, or none."""
         obs, g = ctx.obs, ctx.grid
-        if not obs.fpi.any() or obs.energised.all():
+        if ctx.dr_requests.get(self.name, 0.0) > 0 and not ctx.known_faults:
+            return [
+                Plan(
+                    [Action("dr", None, 0.0)],
+                    "faults repaired: release the demand response used for restoration",
+                    self.name,
+                    {"dr_level": 0.0},
+                )
+            ]
+        if not (obs.fpi.any() or ctx.tripped) or obs.energised.all():
             return []
-        loc = locate_fault(g, ctx.sections, obs.fpi, ctx.pre_fault_closed)
-        if loc is None:
+        eng = self.engine(g, ctx.limits)
+        ind = self.indications(ctx)
+        res = eng.respond(ind, switch_closed=ctx.pre_fault_closed, locked_open=ctx.locked_open)
+        if not res.plan:
             return []
+        actions = [Action("switch", a.switch, 1.0 if a.close else 0.0) for a in res.plan]
         closed = obs.switch_closed.copy()
-        actions: list[Action] = []
-        bpos = g.switch.index_of(loc.boundary_switches)
-        for k in bpos:
-            if closed[k]:
-                actions.append(Action("switch", int(g.switch.ids[k]), 0.0))
-                closed[k] = False
-        # reclose what protection opened (closed before the fault, open now, not on the boundary)
-        for k in np.flatnonzero(ctx.pre_fault_closed & ~closed):
-            if k not in set(bpos.tolist()):
-                actions.append(Action("switch", int(g.switch.ids[k]), 1.0))
-                closed[k] = True
-        section = set(loc.buses)
-        sec_pos = (
-            g.bus.position_map(np.asarray(sorted(section), np.int64))
-            if section
-            else np.zeros(0, np.int64)
+        for a in actions:
+            closed[int(g.switch.index_of([int(a.target or 0)])[0])] = bool(a.value)
+        # the engine planned on nominal injections: check the final state at present demand
+        levels = [ctx.dr_level] + [lv for lv in self.dr_levels if lv > ctx.dr_level]
+        ev = batch_eval(
+            ctx.twin, [ctx.injections(dr_level=lv) for lv in levels], [closed] * len(levels)
         )
-        blocked = set(bpos.tolist())
-        en = energised(g, closed)
-        dead = ~en
-        dead[sec_pos] = False
-        inj = ctx.injections()
-        dr_level = ctx.dr_level
-        restored_by: list[dict[str, Any]] = []
-        tried = 0
-        while dead.any() and tried < 6:
-            tried += 1
-            cands = []
-            for k in np.flatnonzero(~closed):
-                if k in blocked:
-                    continue
-                trial = closed.copy()
-                trial[k] = True
-                en2 = energised(g, trial)
-                if np.any(en2 & dead) and not np.any(en2[sec_pos]):
-                    cands.append(int(k))
-            if not cands:
-                break
-            rows_c = []
-            rows_i = []
-            levels = sorted({dr_level, 1.0})
-            for lvl in levels:
-                inj_l = ctx.injections(dr_level=lvl)
-                for k in cands:
-                    trial = closed.copy()
-                    trial[k] = True
-                    rows_c.append(trial)
-                    rows_i.append(inj_l)
-            ev = batch_eval(ctx.twin, rows_i, rows_c)
-            ok = _ok(ev, ctx.limits, self.margin_pu)
-            if not ok.any():
-                break
-            okk = np.flatnonzero(ok)
-            lvl_idx = okk // len(cands)
-            score = ev["energised_buses"][okk] * 100.0 - lvl_idx * 10.0 + ev["vmin_pu"][okk]
-            best = int(okk[np.argmax(score)])
-            lvl = levels[best // len(cands)]
-            k = cands[best % len(cands)]
-            closed[k] = True
-            actions.append(Action("switch", int(g.switch.ids[k]), 1.0))
-            if lvl != dr_level:
-                actions.insert(0, Action("dr", None, lvl))
-                dr_level = lvl
-                inj = ctx.injections(dr_level=lvl)
-            restored_by.append(
-                {
-                    "tie": int(g.switch.ids[k]),
-                    "vmin_pu": round(float(ev["vmin_pu"][best]), 4),
-                    "max_loading_pct": round(float(ev["max_loading_pct"][best]), 2),
-                    "dr_level": lvl,
-                }
-            )
-            dead &= ~energised(g, closed)
+        ok = _ok(ev, ctx.limits, self.margin_pu)
+        pick = int(np.flatnonzero(ok)[0]) if ok.any() else 0
+        dr_level = levels[pick]
+        if dr_level != ctx.dr_level:
+            actions.insert(0, Action("dr", None, dr_level))
         actions.append(Action("reset_fpi"))
-        n_dead = int(dead.sum())
+        iso_pos = eng.sections.buses_of(res.isolated_sections)
+        section_buses = sorted(int(x) for x in g.bus.ids[iso_pos])
+        after_dead = ~energised(g, closed)
+        after_dead[iso_pos] = False
+        if ctx.section_buses:  # sections isolated for earlier faults stay off by design
+            after_dead[g.bus.position_map(np.asarray(sorted(ctx.section_buses), np.int64))] = False
+        n_dead = int(after_dead.sum())
         reason = (
-            f"fault located in section of bus(es) {loc.buses[:6]} (deepest FPI: switch {loc.via_switch});"
-            f" isolate it with {len(loc.boundary_switches)} boundary switch(es), restore the rest"
-            + (f"; {n_dead} healthy bus(es) cannot be restored within limits" if n_dead else "")
+            f"fault located in section(s) {res.isolated_sections} (lines {res.located_lines[:6]},"
+            f" buses {section_buses[:6]}); isolate with switch(es) {res.isolate},"
+            f" restore over {res.restore or 'nothing'}"
+            + (f" after opening {res.open_for_restore}" if res.open_for_restore else "")
+            + (
+                f"; demand response {dr_level:.2f} to hold limits"
+                if dr_level != ctx.dr_level
+                else ""
+            )
+            + (f"; {n_dead} healthy bus(es) stay off" if n_dead else "")
         )
+        summary = res.summary()
         data = {
-            "fpi": g.switch.ids[obs.fpi].tolist(),
-            "section_buses": loc.buses,
-            "faulted_lines": loc.lines,
-            "boundary_switches": loc.boundary_switches,
-            "restoration": restored_by,
-            "unrestored_buses": g.bus.ids[dead].tolist(),
+            "indications": {"tripped": ind.tripped, "fpi": [k for k, v in ind.fpi.items() if v]},
+            "section_buses": section_buses,
+            "faulted_lines": res.located_lines,
+            "boundary_switches": res.locked_open,
+            "flisr": {
+                k: summary[k]
+                for k in (
+                    "located_sections",
+                    "candidates",
+                    "isolate",
+                    "restore",
+                    "open_for_restore",
+                    "plan",
+                    "shed",
+                    "restored_kw",
+                    "unserved_kw",
+                    "vmin_pu_after",
+                    "verified_by",
+                    "decision_ms",
+                    "notes",
+                )
+            },
+            "present_demand_check": {
+                "vmin_pu": round(float(ev["vmin_pu"][pick]), 4),
+                "max_loading_pct": round(float(ev["max_loading_pct"][pick]), 2),
+                "within_limits": bool(ok[pick]),
+            },
+            "unrestored_buses": g.bus.ids[after_dead].tolist(),
             "dr_level": dr_level,
-            "inj": inj,
         }
-        return [Plan(actions, reason, self.name, data, tuple(loc.lines))]
+        return [Plan(actions, reason, self.name, data, tuple(res.located_lines))]
 
 
 class VoltagePolicy:
@@ -530,6 +565,45 @@ class FrequencyPolicy:
                 )
             ]
         return []
+
+
+def loop_switches(grid: Grid, closed: np.ndarray, tie: int) -> list[int]:
+    """Positions of closed line switches on the loop that closing switch position ``tie`` forms.
+
+    Empty when the tie is not a line switch or one of its ends is unsupplied.
+    """
+    sw, ln = grid.switch, grid.line
+    if sw["et"][tie] != ElementType.LINE:
+        return []
+    p = int(ln.index_of(sw["element"][tie])[0])
+    pm = grid.bus.position_map
+    a, b = int(pm(ln["from_bus"][p : p + 1])[0]), int(pm(ln["to_bus"][p : p + 1])[0])
+    tree = supply_tree(grid, closed)
+    if not (tree.supplied[a] and tree.supplied[b]):
+        return []
+
+    def path(x: int) -> list[int]:
+        out = [x]
+        while tree.parent[x] >= 0:
+            x = int(tree.parent[x])
+            out.append(x)
+        return out
+
+    pa, pb = path(a), path(b)
+    common = set(pa) & set(pb)
+    loop_nodes = [x for x in pa if x not in common] + [x for x in pb if x not in common]
+    loop_nodes += [next(x for x in pa if x in common)]
+    node_set = set(loop_nodes)
+    lf, lt = pm(ln["from_bus"]), pm(ln["to_bus"])
+    out = []
+    for k in np.flatnonzero((sw["et"] == ElementType.LINE) & closed):
+        q = int(ln.index_of(sw["element"][k])[0])
+        if q == p:
+            continue
+        f, t = int(lf[q]), int(lt[q])
+        if f in node_set and t in node_set and (tree.parent[f] == t or tree.parent[t] == f):
+            out.append(int(k))
+    return out
 
 
 def k_i(grid: Grid, storage_id: int) -> int:

@@ -131,6 +131,7 @@ class SimWorld:
         self.normal_closed = g.switch["closed"].copy()
         self.switch_closed = g.switch["closed"].copy()
         self.fpi = np.zeros(len(g.switch), bool)
+        self.fpi_failed = np.zeros(len(g.switch), bool)  # indicators that never pick up
         self.faulted_lines: set[int] = set()
         self._uncleared: set[int] = set()
         self.gen_tripped = np.zeros(len(g.generator), bool)
@@ -270,7 +271,7 @@ class SimWorld:
                         }
                     )
                 break
-            fpi_sw = [k for k in path if g.switch["fpi"][k]]
+            fpi_sw = [k for k in path if g.switch["fpi"][k] and not self.fpi_failed[k]]
             self.fpi[fpi_sw] = True
             breakers = [k for k in path if g.switch["kind"][k] == SwitchKind.BREAKER]
             trip = breakers[-1] if breakers else path[0]
@@ -324,7 +325,7 @@ class SimWorld:
         Kinds: ``fault`` (``line``: id), ``repair`` (``line`` id or all), ``wind_drop``
         (``factor`` of available wind, default 0.1), ``wind_restore``, ``gen_trip``
         (``generator`` id), ``heatwave`` (``load_factor``, ``peak_factor``), ``ev_surge``
-        (``factor``).
+        (``factor``), ``fpi_failure`` (``switch`` id: its fault-passage indicator never picks up).
         """
         g = self.grid
         ev: dict[str, Any] = {"kind": kind, **params}
@@ -354,11 +355,14 @@ class SimWorld:
             self.cond.heat_peak_hour = float(params.get("peak_hour", 17.0))
         elif kind == "ev_surge":
             self.cond.ev_factor = float(params.get("factor", 2.5))
+        elif kind == "fpi_failure":
+            self.fpi_failed[g.switch.index_of(int(params.get("switch", -1)))] = True
         else:
             raise UnknownComponentError(
                 "event kind",
                 kind,
-                "known: fault, repair, wind_drop, wind_restore, gen_trip, heatwave, ev_surge",
+                "known: fault, repair, wind_drop, wind_restore, gen_trip, heatwave, ev_surge,"
+                " fpi_failure",
             )
         ev["t"] = self.t
         if (

@@ -70,9 +70,17 @@ class SimEvent(BaseModel):
     """An event injected into the simulated world (a drill): fault, repair, wind_drop, ..."""
 
     kind: Literal[
-        "fault", "repair", "wind_drop", "wind_restore", "gen_trip", "heatwave", "ev_surge"
+        "fault",
+        "repair",
+        "wind_drop",
+        "wind_restore",
+        "gen_trip",
+        "heatwave",
+        "ev_surge",
+        "fpi_failure",
     ]
     line: int | None = Field(default=None, ge=-(2**62), le=2**62)
+    switch: int | None = Field(default=None, ge=-(2**62), le=2**62)
     generator: int | None = Field(default=None, ge=-(2**62), le=2**62)
     factor: float | None = Field(default=None, ge=0.0, le=10.0)
 
@@ -467,6 +475,8 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             raise ValidationError("fault: needs 'line'")
         if body.kind == "gen_trip" and "generator" not in params:
             raise ValidationError("gen_trip: needs 'generator'")
+        if body.kind == "fpi_failure" and "switch" not in params:
+            raise ValidationError("fpi_failure: needs 'switch'")
         return _json(orch.inject(body.kind, actor=f"operator:{who[0]}", **params))
 
     @app.get("/api/audit/verify")
