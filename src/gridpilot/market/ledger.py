@@ -339,43 +339,34 @@ CREATE INDEX IF NOT EXISTS txs_hash ON txs (hash);
 """
 
 
-class SQLiteBackend:
-    """Blocks in one SQLite file (the embedded default); ``":memory:"`` for a temporary one."""
+class _SQLBackend:
+    """What the SQL backends share: the ``blocks``/``txs``/``meta`` queries, whose SQL and
+    DB-API calls are the same in SQLite and DuckDB. Subclasses open ``self.con`` and write
+    blocks (``append``) and settings (``set_meta``) their own way."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(self.path)
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=NORMAL")
-        self.con.executescript(_SCHEMA)
-        self.con.commit()
+    con: Any
 
-    def append(
-        self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
-    ) -> None:
-        with self.con:  # one transaction: all of the block or nothing
-            self.con.execute(
-                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    header.height,
-                    header.prev_hash,
-                    header.merkle_root,
-                    header.time_ns,
-                    header.n_tx,
-                    header.operator,
-                    header.hash,
-                    header.signature,
-                ),
-            )
-            self.con.executemany(
-                "INSERT INTO txs VALUES (?,?,?,?,?,?,?)",
-                [
-                    (header.height, i, h, t.kind, t.signer, t.signature, t.body)
-                    for i, (t, h) in enumerate(zip(txs, hashes, strict=True))
-                ],
-            )
+    @staticmethod
+    def _prepare_path(path: str | Path) -> str:
+        """Return ``path`` as a string, creating its folder unless it is ``":memory:"``."""
+        p = str(path)
+        if p != ":memory:":
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @staticmethod
+    def _header_row(header: BlockHeader) -> list[Any]:
+        """The ``blocks`` row of a header, in column order."""
+        return [
+            header.height,
+            header.prev_hash,
+            header.merkle_root,
+            header.time_ns,
+            header.n_tx,
+            header.operator,
+            header.hash,
+            header.signature,
+        ]
 
     @staticmethod
     def _header(row: tuple[Any, ...]) -> BlockHeader:
@@ -390,30 +381,11 @@ class SQLiteBackend:
             bytes(row[7]),
         )
 
-    def head(self) -> BlockHeader | None:
-        row = self.con.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
-        return None if row is None else self._header(row)
-
-    def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
-        blocks = self.con.execute("SELECT * FROM blocks ORDER BY height").fetchall()
-        for row in blocks:
-            rows = self.con.execute(
-                "SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
-                (row[0],),
-            ).fetchall()
-            yield (
-                self._header(row),
-                [Transaction(r[1], r[4], r[2], r[3]) for r in rows],
-                [r[0] for r in rows],
-            )
-
-    def block(self, height: int) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
-        row = self.con.execute("SELECT * FROM blocks WHERE height = ?", (height,)).fetchone()
-        if row is None:
-            raise UnknownComponentError("block", height)
+    def _block(self, row: tuple[Any, ...]) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
+        """The block of a ``blocks`` row, with its transactions (by index) and their hashes."""
         rows = self.con.execute(
             "SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
-            (height,),
+            [row[0]],
         ).fetchall()
         return (
             self._header(row),
@@ -421,20 +393,62 @@ class SQLiteBackend:
             [bytes(r[0]) for r in rows],
         )
 
+    def head(self) -> BlockHeader | None:
+        row = self.con.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        return None if row is None else self._header(row)
+
+    def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
+        blocks = self.con.execute("SELECT * FROM blocks ORDER BY height").fetchall()
+        for row in blocks:
+            yield self._block(row)
+
+    def block(self, height: int) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
+        row = self.con.execute("SELECT * FROM blocks WHERE height = ?", [height]).fetchone()
+        if row is None:
+            raise UnknownComponentError("block", height)
+        return self._block(row)
+
     def locate(self, tx_hash: bytes) -> tuple[int, int] | None:
-        row = self.con.execute("SELECT height, idx FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
+        row = self.con.execute("SELECT height, idx FROM txs WHERE hash = ?", [tx_hash]).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
     def get_meta(self, key: str) -> str | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class SQLiteBackend(_SQLBackend):
+    """Blocks in one SQLite file (the embedded default); ``":memory:"`` for a temporary one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = self._prepare_path(path)
+        self.con = sqlite3.connect(self.path)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.executescript(_SCHEMA)
+        self.con.commit()
+
+    def append(
+        self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
+    ) -> None:
+        with self.con:  # one transaction: all of the block or nothing
+            self.con.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", self._header_row(header)
+            )
+            self.con.executemany(
+                "INSERT INTO txs VALUES (?,?,?,?,?,?,?)",
+                [
+                    (header.height, i, h, t.kind, t.signer, t.signature, t.body)
+                    for i, (t, h) in enumerate(zip(txs, hashes, strict=True))
+                ],
+            )
 
     def set_meta(self, key: str, value: str) -> None:
         with self.con:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def close(self) -> None:
-        self.con.close()
 
 
 _DUCK_SCHEMA = [
@@ -447,16 +461,14 @@ _DUCK_SCHEMA = [
 ]
 
 
-class DuckDBBackend:
+class DuckDBBackend(_SQLBackend):
     """Blocks in one DuckDB file (transactions inserted through Arrow, one DB transaction per
     block). Same tables and columns as :class:`SQLiteBackend`."""
 
     def __init__(self, path: str | Path) -> None:
         import duckdb
 
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = self._prepare_path(path)
         self.con = duckdb.connect(self.path)
         for stmt in _DUCK_SCHEMA:
             self.con.execute(stmt)
@@ -481,17 +493,7 @@ class DuckDBBackend:
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(
-                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    header.height,
-                    header.prev_hash,
-                    header.merkle_root,
-                    header.time_ns,
-                    header.n_tx,
-                    header.operator,
-                    header.hash,
-                    header.signature,
-                ],
+                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", self._header_row(header)
             )
             self.con.register("_gp_new_txs", tbl)
             self.con.execute("INSERT INTO txs SELECT * FROM _gp_new_txs")
@@ -501,42 +503,8 @@ class DuckDBBackend:
             self.con.execute("ROLLBACK")
             raise
 
-    def head(self) -> BlockHeader | None:
-        row = self.con.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
-        return None if row is None else SQLiteBackend._header(row)
-
-    def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
-        blocks = self.con.execute("SELECT * FROM blocks ORDER BY height").fetchall()
-        for row in blocks:
-            yield self.block(int(row[0]))
-
-    def block(self, height: int) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
-        row = self.con.execute("SELECT * FROM blocks WHERE height = ?", [height]).fetchone()
-        if row is None:
-            raise UnknownComponentError("block", height)
-        rows = self.con.execute(
-            "SELECT hash, kind, signer, signature, body FROM txs WHERE height = ? ORDER BY idx",
-            [height],
-        ).fetchall()
-        return (
-            SQLiteBackend._header(row),
-            [Transaction(str(r[1]), bytes(r[4]), bytes(r[2]), bytes(r[3])) for r in rows],
-            [bytes(r[0]) for r in rows],
-        )
-
-    def locate(self, tx_hash: bytes) -> tuple[int, int] | None:
-        row = self.con.execute("SELECT height, idx FROM txs WHERE hash = ?", [tx_hash]).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
-
-    def get_meta(self, key: str) -> str | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return None if row is None else str(row[0])
-
     def set_meta(self, key: str, value: str) -> None:
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-    def close(self) -> None:
-        self.con.close()
 
 
 # --- the ledger ---------------------------------------------------------------------------
