@@ -139,14 +139,19 @@ class _RegistryView:
 
 
 # ----------------------------------------------------------------------------- rows
-def bench_duckdb(n: int, n_rows_baseline: int) -> dict[str, Any]:
+def _random_readings(n: int) -> ReadingBatch:
+    """n readings (10,000 devices, 4 quantities, 10 ms apart), the same for every store."""
     rng = np.random.default_rng(0)
-    batch = ReadingBatch.from_arrays(
+    return ReadingBatch.from_arrays(
         rng.integers(0, 10_000, n),
         rng.integers(0, 4, n),
         1_700_000_000_000 + np.arange(n) * 10,
         rng.random(n),
     )
+
+
+def bench_duckdb(n: int, n_rows_baseline: int) -> dict[str, Any]:
+    batch = _random_readings(n)
     store = DuckDBStore(":memory:")
     chunks = 5
     step = n // chunks
@@ -198,13 +203,7 @@ def bench_postgres(n: int, n_rows_baseline: int) -> dict[str, Any]:
     why = _reachable(PG_DSN, 5432)
     if why:
         return {"postgres_copy_ingest": {"skipped": why}, "postgres_row_insert": {"skipped": why}}
-    rng = np.random.default_rng(0)
-    batch = ReadingBatch.from_arrays(
-        rng.integers(0, 10_000, n),
-        rng.integers(0, 4, n),
-        1_700_000_000_000 + np.arange(n) * 10,
-        rng.random(n),
-    )
+    batch = _random_readings(n)
     prefix = f"bench_{uuid.uuid4().hex[:8]}"
     store = PostgresStore(PG_DSN, prefix=prefix)
     try:
