@@ -20,6 +20,7 @@ import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import AuditLog
+from gridpilot.agent.forecasting import LoadForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.policies import Context, Policy, default_policies
 from gridpilot.agent.telemetry_link import TelemetryLink
@@ -120,11 +121,7 @@ class Orchestrator:
         self.counters = {"steps": 0, "executed": 0, "proposed": 0, "refused": 0, "switch_ops": 0}
         prof, cols = profiles_for(self.grid, world.start_step + 96 * 8)
         self._prof, self._cols = prof, cols
-        self._prof_step_s = (
-            float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s"))
-            if prof.steps > 1
-            else 900.0
-        )
+        self.load_forecast = LoadForecast(prof.index, prof.values, cols["load_p"])
         self.market = _MarketLink.create(self.grid)
         self.link: TelemetryLink | None = TelemetryLink(self.grid) if telemetry else None
         self._foreign: list[bytes] = []
@@ -148,24 +145,19 @@ class Orchestrator:
         )
 
     def _shape_at(self, steps_ahead: np.ndarray) -> np.ndarray:
-        """Per-load profile multipliers at ``steps_ahead`` steps from now, (k, n_load)."""
+        """Per-load forecast shape multipliers at ``steps_ahead`` steps from now, (k, n_load)."""
         assert self.last is not None
-        x0 = (self.last.time - self._prof.index[0]) / np.timedelta64(1, "s") / self._prof_step_s
-        x = x0 + np.asarray(steps_ahead, np.float64) * self.world.step_s / self._prof_step_s
-        i = np.clip(np.floor(x).astype(int), 0, self._prof.steps - 2)
-        w = np.clip(x - i, 0, 1)[:, None]
-        rows = (1 - w) * self._prof.values[i] + w * self._prof.values[i + 1]
-        cols = self._cols["load_p"]
-        out = np.ones((rows.shape[0], cols.size))
-        m = cols >= 0
-        out[:, m] = rows[:, cols[m]]
-        return out
+        dt = np.rint(np.asarray(steps_ahead, np.float64) * self.world.step_s).astype(np.int64)
+        times = self.last.time.astype("datetime64[s]") + dt.astype("timedelta64[s]")
+        return self.load_forecast.shape(times)
 
     def forecast_ratio(self, steps_ahead: np.ndarray) -> np.ndarray:
         """Load forecast as multipliers of the present estimate, (k, n_load).
 
-        Method: the day-ahead profile shape (ratio of the shape ahead to the shape now) applied
-        to the present estimated demand — persistence of the level, profile for the shape.
+        Method: the day-ahead shape forecast of :class:`~gridpilot.agent.forecasting.LoadForecast`
+        (``gridpilot.forecast.day_ahead`` on the past load shapes, refitted daily), as the ratio
+        of the shape ahead to the shape now, applied to the present estimated demand —
+        persistence of the level, forecast for the shape.
         """
         s = self._shape_at(np.asarray(steps_ahead))
         now = self._shape_at(np.zeros(1))[0]
