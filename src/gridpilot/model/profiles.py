@@ -9,6 +9,7 @@ compact for large grids: SimBench's year for thousands of loads needs only a few
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -104,8 +105,21 @@ def default_profiles(
     50° N, seasonal day length, day-to-day cloudiness), ``wind`` (a smooth random walk,
     capacity factor about 0.3). Reproducible for a given seed. See docs/grids.md.
     """
-    want = steps
-    steps = max(steps, 96 * 366 * STEP_15MIN_S // step_s)  # same shapes whatever the length asked
+    full = max(steps, 96 * 366 * STEP_15MIN_S // step_s)  # same shapes whatever the length asked
+    index, values = _default_shapes(full, start, step_s, seed)
+    return Profiles(
+        index[:steps].copy(),
+        ["residential", "commercial", "pv", "wind"],
+        values[:steps].copy(),
+        {"source": "gridpilot default shapes", "seed": str(seed)},
+    )
+
+
+@lru_cache(maxsize=4)
+def _default_shapes(
+    steps: int, start: str, step_s: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The default shapes' (index, values), computed once per argument set (read-only arrays)."""
     rng = np.random.default_rng(seed)
     t0 = np.datetime64(start, "s")
     index = t0 + np.arange(steps) * np.timedelta64(step_s, "s")
@@ -142,10 +156,7 @@ def default_profiles(
     )
     wind = 1 / (1 + np.exp(-(smooth * 2.0 - 0.9)))
     wind = np.clip(wind, 0, 1)
-    values = np.column_stack([residential, commercial, pv, wind])[:want]
-    return Profiles(
-        index[:want],
-        ["residential", "commercial", "pv", "wind"],
-        values,
-        {"source": "gridpilot default shapes", "seed": str(seed)},
-    )
+    values = np.column_stack([residential, commercial, pv, wind])
+    index.flags.writeable = False
+    values.flags.writeable = False
+    return index, values
