@@ -30,43 +30,15 @@ def _app() -> object:
 def test_simulate_verify_tamper_and_proof(tmp_path: Path) -> None:
     a = _app()
     path = tmp_path / "ledger.sqlite"
-    r = runner.invoke(
-        a,
-        [
-            "market",
-            "simulate",
-            "case33bw",
-            "--participants",
-            "12",
-            "--hours",
-            "1",
-            "--ledger",
-            str(path),
-            "--plot",
-            str(tmp_path / "market.html"),
-            "--json",
-        ],
-    )
+    simulate = ["market", "simulate", "case33bw", "--participants", "12", "--hours", "1"]
+    simulate += ["--ledger", str(path), "--json"]
+    r = runner.invoke(a, [*simulate, "--plot", str(tmp_path / "market.html")])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["ledger"]["verify_ok"] and rep["balances_sum_ueur"] == 0
     assert len(rep["series"]) == 4 and "traded" in (tmp_path / "market.html").read_text()
     assert rep["thieves_paid_eur"] == 0
-    r = runner.invoke(
-        a,
-        [
-            "market",
-            "simulate",
-            "case33bw",
-            "--participants",
-            "12",
-            "--hours",
-            "1",
-            "--ledger",
-            str(path),
-            "--json",
-        ],
-    )
+    r = runner.invoke(a, simulate)
     assert r.exit_code == 2 and "exists" in r.output  # never overwrites a ledger
     r = runner.invoke(a, ["ledger", "verify", str(path)])
     assert r.exit_code == 0 and r.output.startswith("ok")
