@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from gridpilot.control.location import Indications, Location, indications_for_fault, locate
-from gridpilot.control.radialpf import RadialSolver
+from gridpilot.control.radialpf import RadialRegion, RadialSolver
 from gridpilot.control.sections import Sections, SectionState, subtree_mask
 from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
@@ -165,6 +165,8 @@ class _Region:
     pair_br: np.ndarray  # local branch index of each
     bus_sections: np.ndarray
     root_trafo: list[np.ndarray]  # transformer positions feeding each root (LV side)
+    model: RadialRegion  # the region compiled for the radial sweep
+    in_service: np.ndarray  # region branches in service
 
 
 class FlisrEngine:
@@ -190,6 +192,9 @@ class FlisrEngine:
         self.budget_ms = budget_ms
         self._deadline = float("inf")
         self._twin: Any = None
+        self._island_memo: dict[bytes, tuple[np.ndarray, float, float]] = {}  # within one decision
+        self._pgm: Any = None  # private copy of the twin's PGM model for final-state checks
+        self._pgm_out: dict[Any, list[str]] = {}
         self._pre: dict[bytes, _Prefault] = {}
         sw = grid.switch
         nl, nt = len(grid.line), len(grid.transformer)
@@ -210,6 +215,7 @@ class FlisrEngine:
         self.is_breaker = sw["kind"] == SwitchKind.BREAKER
         tr = grid.transformer
         self._trafo_lv = grid.bus.position_map(tr["lv_bus"], "bus") if len(tr) else np.zeros(0, np.int64)
+        _warm_kernels()
         self.prefault(sw["closed"].copy())
 
     # --- state --------------------------------------------------------------------------------------
@@ -221,6 +227,39 @@ class FlisrEngine:
 
             self._twin = Twin(self.grid, validate=False, engine="pgm")
         return self._twin
+
+    def _twin_check(self, closed: np.ndarray) -> tuple[bool, float, float, float]:
+        """Full power flow of a switch state in the twin's power-grid-model: (converged, vmin_pu,
+        vmax_pu over energised buses, max line/transformer loading in %).
+
+        Runs on a private copy of the twin's compiled model, updated in place with every
+        branch's status (so no state leaks between calls), asking only for the outputs read
+        here: PGM's per-call cost on small grids is mostly building output buffers.
+        """
+        from power_grid_model import CalculationMethod, ComponentType
+        from power_grid_model.errors import PowerGridError
+
+        eng = self.twin.engine
+        if self._pgm is None:
+            self._pgm = eng.model.copy()
+            ct = ComponentType
+            self._pgm_out = {ct.node: ["u_pu", "energized"], ct.line: ["loading"]}
+            if ct.transformer in eng.net.input:
+                self._pgm_out[ct.transformer] = ["loading"]
+        upd = eng.build_update(1, {}, closed)
+        self._pgm.update(update_data={c: {k: np.ascontiguousarray(a[0]) for k, a in d.items()} for c, d in upd.items()})
+        try:
+            out = self._pgm.calculate_power_flow(symmetric=True, error_tolerance=1e-8, max_iterations=30,
+                                                 calculation_method=CalculationMethod.newton_raphson,
+                                                 output_component_types=self._pgm_out)
+        except PowerGridError:
+            return False, float("nan"), float("nan"), float("nan")
+        node = out[ComponentType.node]
+        v = node["u_pu"][node["energized"] > 0]
+        load = [np.asarray(out[c]["loading"]) for c in self._pgm_out if c != ComponentType.node]
+        both = np.concatenate(load) * 100 if load else np.zeros(0)
+        return (True, float(v.min()) if v.size else float("nan"), float(v.max()) if v.size else float("nan"),
+                float(both.max()) if both.size else 0.0)
 
     def prefault(self, closed: np.ndarray) -> _Prefault:
         """Section tree and bus voltages of a switch state (cached per state)."""
@@ -286,6 +325,7 @@ class FlisrEngine:
         """
         t0 = time.perf_counter()
         self._deadline = t0 + self.budget_ms / 1e3
+        self._island_memo.clear()
         g = self.grid
         sec = self.sections
         sw = g.switch
@@ -343,7 +383,8 @@ class FlisrEngine:
         restore_open: list[int] = []
         for _pass in range(4):
             st_w = sec.state(work)
-            dead = interrupted & ~iso & ~st_w.energised & ~np.isin(np.arange(sec.n), shed_sections)
+            dead = interrupted & ~iso & ~st_w.energised
+            dead[shed_sections] = False
             if not dead.any():
                 break
             islands = _islands(sec, work, dead)
@@ -382,11 +423,11 @@ class FlisrEngine:
         vmin_after = min(region_vmin) if region_vmin else float(pre.vmin_pu)
         load_after = max(region_load) if region_load else float(pre.max_loading_pct)
         if self.verify == "twin":
-            r = self.twin.powerflow(switch_closed=work)
+            ok, vmin_t, vmax_t, load_t = self._twin_check(work)
             verified = "twin"
-            if r.converged:
-                vmin_after, load_after = float(r.vmin_pu), float(r.max_loading_pct)
-                if vmin_after < vmin_l - 1e-4 or load_after > load_l + 0.5 or float(r.vmax_pu) > vmax_l + 1e-4:
+            if ok:
+                vmin_after, load_after = vmin_t, load_t
+                if vmin_after < vmin_l - 1e-4 or load_after > load_l + 0.5 or vmax_t > vmax_l + 1e-4:
                     notes.append(f"twin check: limits exceeded after plan (vmin {vmin_after:.4f} pu, "
                                  f"loading {load_after:.1f} %)")
             else:
@@ -433,14 +474,10 @@ class FlisrEngine:
         """Interrupted healthy sections that some closable path joins to a live section."""
         sec = self.sections
         usable = (~locked) & (sec.sw_remote | self.grid.switch["closed"]) & ~iso[sec.sw_a] & ~iso[sec.sw_b]
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        a, b = sec.sw_a[usable], sec.sw_b[usable]
-        gm = coo_matrix((np.ones(a.size), (a, b)), shape=(sec.n, sec.n)).tocsr()
-        _, lab = connected_components(gm, directed=False)
-        live_lab = np.unique(lab[st_end.energised & ~iso])
-        return interrupted & ~iso & np.isin(lab, live_lab)
+        lab = _components(sec.n, sec.sw_a[usable], sec.sw_b[usable])
+        live_lab = np.zeros(sec.n, bool)
+        live_lab[lab[st_end.energised & ~iso]] = True
+        return interrupted & ~iso & live_lab[lab]
 
     def _region(self, sections: np.ndarray, st: SectionState, pre: _Prefault, extra_sw: np.ndarray) -> _Region:
         """Buses, branches and roots of the feeders holding ``sections`` (plus entry switches)."""
@@ -478,7 +515,8 @@ class FlisrEngine:
         v_root = np.where(v_root > 0.5, v_root, 1.0)
         lv = self._trafo_lv
         root_trafo = [np.flatnonzero((lv == r) & self.grid.transformer["in_service"]) for r in roots]
-        return _Region(buses, branches, roots, v_root, pair_sw, pair_br, sec.of_bus[buses], root_trafo)
+        return _Region(buses, branches, roots, v_root, pair_sw, pair_br, sec.of_bus[buses], root_trafo,
+                       self.solver.prepare(buses, branches, roots, v_root), self.solver.in_service[branches])
 
     def _evaluate(self, region: _Region, states: np.ndarray, limits: tuple[float, float, float],
                   pre: _Prefault, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -497,8 +535,8 @@ class FlisrEngine:
         if opened.any():
             tt, pp = np.nonzero(opened)
             blocked[tt, region.pair_br[pp]] = True
-        cond = ~blocked & self.solver.in_service[region.branches][None, :]
-        res = self.solver.solve(region.buses, region.branches, region.roots, region.v_root, cond, max_iter=20)
+        cond = ~blocked & region.in_service[None, :]
+        res = self.solver.run(region.model, cond, max_iter=20)
         vmin_l, vmax_l, load_l = limits
         vmin_l += pre.margin_v_pu
         vmax_l -= pre.margin_v_pu
@@ -560,111 +598,119 @@ class FlisrEngine:
         live_req = np.arange(ki, k)
 
         ptr, adj_e, adj_o = _csr(k + 1, e_u, e_v)
-        w_isl = weight_local[:ki]
 
         def served(cfgs: np.ndarray) -> np.ndarray:
             """(N, k+1) bool: local nodes joined to LIVE by the closed edges of each config."""
             return _reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
 
-        def ev(cfgs: np.ndarray, srv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-            states = np.repeat(work[None, :], cfgs.shape[0], axis=0)
-            states[:, e_sw] = cfgs
-            v_, vm_, ld_, _ = self._evaluate(region, states, limits, pre, work)
-            keeps = srv[:, live_req].all(axis=1)
-            return np.where(keeps, v_, np.inf), vm_, ld_, srv[:, :ki] @ w_isl
+        # the same island, region and switch states give the same search (several passes)
+        key = b"|".join(x.tobytes() for x in (isl, loc_secs, e_sw, work[region.pair_sw], cuttable, region.roots))
+        hit = self._island_memo.get(key)
+        if hit is not None:
+            on, cur_vmin, cur_load = hit[0].copy(), hit[1], hit[2]
+        else:
+            w_isl = weight_local[:ki]
 
-        # round 0: one tie, or two ties with a cut on the path between them
-        cfg_list: list[np.ndarray] = []
-        tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
-        ent_idx = np.arange(n_first_entry, e_sw.size)
-        for i in ent_idx:
-            on = base_on.copy()
-            on[i] = True
-            cfg_list.append(on)
-        att = {int(i): int(e_u[i] if e_u[i] < ki else e_v[i]) for i in ent_idx}
-        for x in range(ent_idx.size):
-            for y in range(x + 1, ent_idx.size):
-                i, j = int(ent_idx[x]), int(ent_idx[y])
-                path = _tree_path(tree_adj, att[i], att[j])
-                for e in path:
-                    if not cuttable[e]:
-                        continue
-                    on = base_on.copy()
-                    on[i] = on[j] = True
-                    on[e] = False
-                    cfg_list.append(on)
-        configs = _unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
-        viol, vmin, load, wsv = ev(configs, served(configs))
-        best = _pick(configs, viol, vmin, base_on, wsv)
-        # branch exchange rounds from the least-violating configurations
-        rounds = 0
-        while viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline:
-            rounds += 1
-            starts = np.argsort(viol, kind="stable")[:3]
-            moves: list[np.ndarray] = []
-            for s_i in starts:
-                if not np.isfinite(viol[s_i]):
-                    continue
-                moves.append(_exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
-            mv_cfg = _unique_rows(np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool))
-            if not mv_cfg.shape[0]:
-                break
-            mv, mvmin, mload, mw = ev(mv_cfg, served(mv_cfg))
-            stalled = mv.min() >= viol.min() - 1e-12
-            configs = np.concatenate([configs, mv_cfg])
-            viol, vmin = np.concatenate([viol, mv]), np.concatenate([vmin, mvmin])
-            load, wsv = np.concatenate([load, mload]), np.concatenate([wsv, mw])
-            best = _pick(configs, viol, vmin, base_on, wsv)
-            if stalled:
-                break
-        on = configs[best].copy()
-        # shedding: open the cut with the best violation relief per weighted load lost, until
-        # feasible; then add back, greedily, any shed part that fits
-        cur_viol = float(viol[best])
-        cur_vmin, cur_load = float(vmin[best]), float(load[best])
-        cur_w = float(wsv[best])
+            def ev(cfgs: np.ndarray, srv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                states = np.repeat(work[None, :], cfgs.shape[0], axis=0)
+                states[:, e_sw] = cfgs
+                v_, vm_, ld_, _ = self._evaluate(region, states, limits, pre, work)
+                keeps = srv[:, live_req].all(axis=1)
+                return np.where(keeps, v_, np.inf), vm_, ld_, srv[:, :ki] @ w_isl
 
-        guard = 0
-        shed_any = cur_viol > 0
-        while cur_viol > 0 and guard < 2 * k + 4:
-            guard += 1
-            cut = np.flatnonzero(on & cuttable)
-            cands = np.repeat(on[None, :], cut.size, axis=0)
-            cands[np.arange(cut.size), cut] = False
-            srv_c = served(cands)
-            okc = srv_c[:, :ki].any(axis=1) & srv_c[:, live_req].all(axis=1)
-            cands, srv_c = cands[okc], srv_c[okc]
-            if not cands.shape[0]:
+            # round 0: one tie, or two ties with a cut on the path between them
+            cfg_list: list[np.ndarray] = []
+            tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
+            ent_idx = np.arange(n_first_entry, e_sw.size)
+            for i in ent_idx:
                 on = base_on.copy()
-                cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
-                break
-            cv, cvmin, cload, w = ev(cands, srv_c)
-            feas = np.flatnonzero(cv <= 0)
-            lost = np.maximum(cur_w - w, 1e-9)
-            gain = np.where(np.isfinite(cv), (cur_viol - cv) / lost, -np.inf)
-            pick = int(np.argmax(gain)) if np.max(gain) > 0 else int(np.argmin(cv))
-            if time.perf_counter() > self._deadline:  # out of budget: least violation, converge fast
-                pick = int(np.argmin(cv))
-            if feas.size and w[feas].max() >= w[pick] - 1e-12:
+                on[i] = True
+                cfg_list.append(on)
+            att = {int(i): int(e_u[i] if e_u[i] < ki else e_v[i]) for i in ent_idx}
+            for x in range(ent_idx.size):
+                for y in range(x + 1, ent_idx.size):
+                    i, j = int(ent_idx[x]), int(ent_idx[y])
+                    path = _tree_path(tree_adj, att[i], att[j])
+                    for e in path:
+                        if not cuttable[e]:
+                            continue
+                        on = base_on.copy()
+                        on[i] = on[j] = True
+                        on[e] = False
+                        cfg_list.append(on)
+            configs = _unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
+            viol, vmin, load, wsv = ev(configs, served(configs))
+            best = _pick(configs, viol, vmin, base_on, wsv)
+            # branch exchange rounds from the least-violating configurations
+            rounds = 0
+            while viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline:
+                rounds += 1
+                starts = np.argsort(viol, kind="stable")[:3]
+                moves: list[np.ndarray] = []
+                for s_i in starts:
+                    if not np.isfinite(viol[s_i]):
+                        continue
+                    moves.append(_exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
+                mv_cfg = _unique_rows(np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool))
+                if not mv_cfg.shape[0]:
+                    break
+                mv, mvmin, mload, mw = ev(mv_cfg, served(mv_cfg))
+                stalled = mv.min() >= viol.min() - 1e-12
+                configs = np.concatenate([configs, mv_cfg])
+                viol, vmin = np.concatenate([viol, mv]), np.concatenate([vmin, mvmin])
+                load, wsv = np.concatenate([load, mload]), np.concatenate([wsv, mw])
+                best = _pick(configs, viol, vmin, base_on, wsv)
+                if stalled:
+                    break
+            on = configs[best].copy()
+            # shedding: open the cut with the best violation relief per weighted load lost, until
+            # feasible; then add back, greedily, any shed part that fits
+            cur_viol = float(viol[best])
+            cur_vmin, cur_load = float(vmin[best]), float(load[best])
+            cur_w = float(wsv[best])
+
+            guard = 0
+            shed_any = cur_viol > 0
+            while cur_viol > 0 and guard < 2 * k + 4:
+                guard += 1
+                cut = np.flatnonzero(on & cuttable)
+                cands = np.repeat(on[None, :], cut.size, axis=0)
+                cands[np.arange(cut.size), cut] = False
+                srv_c = served(cands)
+                okc = srv_c[:, :ki].any(axis=1) & srv_c[:, live_req].all(axis=1)
+                cands, srv_c = cands[okc], srv_c[okc]
+                if not cands.shape[0]:
+                    on = base_on.copy()
+                    cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
+                    break
+                cv, cvmin, cload, w = ev(cands, srv_c)
+                feas = np.flatnonzero(cv <= 0)
+                lost = np.maximum(cur_w - w, 1e-9)
+                gain = np.where(np.isfinite(cv), (cur_viol - cv) / lost, -np.inf)
+                pick = int(np.argmax(gain)) if np.max(gain) > 0 else int(np.argmin(cv))
+                if time.perf_counter() > self._deadline:  # out of budget: least violation, converge fast
+                    pick = int(np.argmin(cv))
+                if feas.size and w[feas].max() >= w[pick] - 1e-12:
+                    pick = int(feas[np.argmax(w[feas])])
+                on = cands[pick]
+                cur_viol, cur_vmin, cur_load, cur_w = float(cv[pick]), float(cvmin[pick]), float(cload[pick]), float(w[pick])
+            for _ in range(2 * k + 4 if shed_any else 0):
+                if time.perf_counter() > self._deadline + self.budget_ms / 1e3:
+                    break
+                srv = served(on[None, :])[0]
+                add = np.flatnonzero(~on & (srv[e_u] != srv[e_v]))
+                if not add.size:
+                    break
+                adds = np.repeat(on[None, :], add.size, axis=0)
+                adds[np.arange(add.size), add] = True
+                av, avmin, aload, w = ev(adds, served(adds))
+                feas = np.flatnonzero(av <= 0)
+                if not feas.size:
+                    break
                 pick = int(feas[np.argmax(w[feas])])
-            on = cands[pick]
-            cur_viol, cur_vmin, cur_load, cur_w = float(cv[pick]), float(cvmin[pick]), float(cload[pick]), float(w[pick])
-        for _ in range(2 * k + 4 if shed_any else 0):
-            if time.perf_counter() > self._deadline + self.budget_ms / 1e3:
-                break
-            srv = served(on[None, :])[0]
-            add = np.flatnonzero(~on & (srv[e_u] != srv[e_v]))
-            if not add.size:
-                break
-            adds = np.repeat(on[None, :], add.size, axis=0)
-            adds[np.arange(add.size), add] = True
-            av, avmin, aload, w = ev(adds, served(adds))
-            feas = np.flatnonzero(av <= 0)
-            if not feas.size:
-                break
-            pick = int(feas[np.argmax(w[feas])])
-            on = adds[pick]
-            cur_vmin, cur_load = float(avmin[pick]), float(aload[pick])
+                on = adds[pick]
+                cur_vmin, cur_load = float(avmin[pick]), float(aload[pick])
+            self._island_memo[key] = (on.copy(), cur_vmin, cur_load)
         srv = served(on[None, :])[0]
         # sections left dead keep their switches as they were: open only what separates
         keep = base_on & ~on & ~srv[e_u] & ~srv[e_v]
@@ -710,13 +756,8 @@ def branch_status_all(engine: FlisrEngine, closed: np.ndarray) -> np.ndarray:
 # --- small graph helpers (island-sized) --------------------------------------------------------------
 def _islands(sec: Sections, closed: np.ndarray, dead: np.ndarray) -> list[np.ndarray]:
     """Connected groups of dead sections joined by closed switches."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     m = closed & dead[sec.sw_a] & dead[sec.sw_b]
-    a, b = sec.sw_a[m], sec.sw_b[m]
-    g = coo_matrix((np.ones(a.size), (a, b)), shape=(sec.n, sec.n)).tocsr()
-    _, lab = connected_components(g, directed=False)
+    lab = _components(sec.n, sec.sw_a[m], sec.sw_b[m])
     idx = np.flatnonzero(dead)
     out: list[np.ndarray] = []
     if idx.size == 0:
@@ -727,6 +768,27 @@ def _islands(sec: Sections, closed: np.ndarray, dead: np.ndarray) -> list[np.nda
     for grp in np.split(idx[order], cuts):
         out.append(grp)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Connected-component label (smallest member) of each of ``n`` nodes joined by edges u-v."""
+    root = np.arange(n)
+    for e in range(u.size):
+        x, y = u[e], v[e]
+        while root[x] != x:
+            root[x] = root[root[x]]
+            x = root[x]
+        while root[y] != y:
+            root[y] = root[root[y]]
+            y = root[y]
+        if x < y:
+            root[y] = x
+        elif y < x:
+            root[x] = y
+    for i in range(n):
+        root[i] = root[root[i]]
+    return root
 
 
 def _adjacency(k: int, u: np.ndarray, v: np.ndarray) -> list[list[tuple[int, int]]]:
@@ -760,6 +822,14 @@ def _tree_path(adj: list[list[tuple[int, int]]], s: int, t: int) -> list[int]:
         path.append(e)
         x = p
     return path
+
+
+def _warm_kernels() -> None:
+    """Compile (or load from numba's cache) the search kernels once, at engine construction."""
+    e = np.zeros(1, np.int64)
+    _components(2, e, e + 1)
+    ptr, adj_e, adj_o = _csr(2, e, e + 1)
+    _reach_batch(np.ones((1, 1), bool), ptr, adj_e, adj_o, 1)
 
 
 def _csr(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -822,8 +892,10 @@ def _unique_rows(configs: np.ndarray) -> np.ndarray:
     """Distinct rows of a (N, E) bool array, in order of first occurrence."""
     if configs.shape[0] < 2:
         return configs
-    _, idx = np.unique(np.packbits(configs, axis=1), axis=0, return_index=True)
-    return configs[np.sort(idx)]
+    first: dict[bytes, int] = {}
+    for i, row in enumerate(np.packbits(configs, axis=1)):
+        first.setdefault(row.tobytes(), i)
+    return configs[np.fromiter(first.values(), np.int64, len(first))]
 
 
 def _pick(configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndarray,

@@ -50,6 +50,38 @@ class RadialBatchResult:
     root_s_mva: np.ndarray  # (T, n_roots) complex power drawn from each root
 
 
+@dataclass
+class RadialRegion:
+    """A region compiled for :meth:`RadialSolver.run`: local numbering and parameters.
+
+    ``bf``/``bt``: local end buses of the ``k`` branches; ``adj_*``: CSR adjacency over the
+    ``m`` local buses (branch and far bus of each incidence); ``roots``: local root buses held
+    at ``v_root`` (pu); the rest are the branch and bus parameters of :class:`RadialSolver`
+    restricted to the region (``has_iz``: some load has constant-current or -impedance parts).
+    """
+
+    m: int
+    k: int
+    bf: np.ndarray
+    bt: np.ndarray
+    adj_ptr: np.ndarray
+    adj_br: np.ndarray
+    adj_oth: np.ndarray
+    roots: np.ndarray
+    v_root: np.ndarray
+    z: np.ndarray
+    ratio: np.ndarray
+    y_from: np.ndarray
+    y_to: np.ndarray
+    s_p: np.ndarray
+    s_i: np.ndarray
+    s_z: np.ndarray
+    has_iz: bool
+    is_line: np.ndarray
+    line_scale: np.ndarray
+    trafo_scale: np.ndarray
+
+
 class RadialSolver:
     """Per-unit branch and injection data of a whole grid, compiled once.
 
@@ -120,23 +152,17 @@ class RadialSolver:
                 np.add.at(s_p, pm(tb["bus"], "bus"), sign * (tb["p_mw"] + 1j * q) * tb["in_service"] / S_BASE_MVA)
         self.s_p, self.s_i, self.s_z = s_p, s_i, s_z
 
-    def solve(self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray, v_root_pu: np.ndarray,
-              conducting: np.ndarray, tol: float = 1e-9, max_iter: int = 30) -> RadialBatchResult:
-        """Power flow of T candidates over a region.
+    def prepare(self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray,
+                v_root_pu: np.ndarray) -> RadialRegion:
+        """Compile a region once (local numbering, adjacency, parameters) for many batches.
 
         ``buses``: bus positions of the region (m); ``branches``: branch indices of the region
-        (k, both ends in ``buses``); ``roots``: bus positions held at ``v_root_pu``;
-        ``conducting``: (T, k) bool, which region branches conduct in each candidate. Buses not
-        reached from a root are unsupplied. Returns a :class:`RadialBatchResult`; each candidate
-        iterates until its own largest voltage change is below ``tol`` (pu) or ``max_iter``.
+        (k, both ends in ``buses``); ``roots``: bus positions held at ``v_root_pu``. Returns a
+        :class:`RadialRegion` for :meth:`run`.
         """
-        cond = np.ascontiguousarray(np.atleast_2d(np.asarray(conducting, bool)))
-        t_n, k = cond.shape
         buses = np.asarray(buses, np.int64)
         branches = np.asarray(branches, np.int64)
-        if k != branches.size:
-            raise ValidationError(f"conducting: expected {branches.size} columns (one per branch), got {k}")
-        m = buses.size
+        m, k = buses.size, branches.size
         loc = np.full(len(self.grid.bus), -1, np.int64)
         loc[buses] = np.arange(m)
         bf = loc[self.branch_from[branches]]
@@ -149,10 +175,31 @@ class RadialSolver:
         # adjacency of the region (CSR over local buses): branch and far end of each incidence
         ends = np.concatenate([bf, bt])
         order = np.argsort(ends, kind="stable")
-        adj_br = np.concatenate([np.arange(k), np.arange(k)])[order]
-        adj_oth = np.concatenate([bt, bf])[order]
         adj_ptr = np.zeros(m + 1, np.int64)
         np.cumsum(np.bincount(ends, minlength=m), out=adj_ptr[1:])
+        s_i, s_z = self.s_i[buses], self.s_z[buses]
+        return RadialRegion(
+            m=m, k=k, bf=bf, bt=bt, adj_ptr=adj_ptr, adj_br=np.concatenate([np.arange(k), np.arange(k)])[order],
+            adj_oth=np.concatenate([bt, bf])[order], roots=rl,
+            v_root=np.ascontiguousarray(np.asarray(v_root_pu, complex).reshape(-1)),
+            z=self.z[branches], ratio=self.ratio[branches], y_from=self.y_from[branches], y_to=self.y_to[branches],
+            s_p=self.s_p[buses], s_i=s_i, s_z=s_z, has_iz=bool(np.any(s_i != 0) or np.any(s_z != 0)),
+            is_line=self.is_line[branches], line_scale=self.line_scale[branches],
+            trafo_scale=self.trafo_scale[branches])
+
+    def run(self, reg: RadialRegion, conducting: np.ndarray, tol: float = 1e-9,
+            max_iter: int = 30) -> RadialBatchResult:
+        """Power flow of T candidates over a prepared region.
+
+        ``conducting``: (T, k) bool, which region branches conduct in each candidate. Buses not
+        reached from a root are unsupplied. Returns a :class:`RadialBatchResult`; each candidate
+        iterates until its own largest voltage change is below ``tol`` (pu) or ``max_iter``.
+        """
+        cond = np.ascontiguousarray(np.atleast_2d(np.asarray(conducting, bool)))
+        t_n, k = cond.shape
+        if k != reg.k:
+            raise ValidationError(f"conducting: expected {reg.k} columns (one per branch), got {k}")
+        m = reg.m
         vm = np.zeros((t_n, m))
         supplied = np.zeros((t_n, m), bool)
         load = np.zeros((t_n, k))
@@ -160,29 +207,39 @@ class RadialSolver:
         radial = np.zeros(t_n, bool)
         conv = np.zeros(t_n, bool)
         iters = np.zeros(t_n, np.int64)
-        root_s = np.zeros((t_n, rl.size), complex)
+        root_s = np.zeros((t_n, reg.roots.size), complex)
         if t_n == 0 or m == 0:
             return RadialBatchResult(vm, supplied, load, np.full(t_n, np.inf), np.full(t_n, -np.inf),
                                      np.zeros(t_n), losses, radial, conv, 0, root_s)
-        _sweep_batch(cond, bf, bt, adj_ptr, adj_br, adj_oth, rl, np.asarray(v_root_pu, complex).reshape(-1),
-                     self.z[branches], self.ratio[branches], self.y_from[branches], self.y_to[branches],
-                     self.s_p[buses], self.s_i[buses], self.s_z[buses], self.is_line[branches],
-                     self.line_scale[branches], self.trafo_scale[branches], float(tol), int(max_iter),
-                     vm, supplied, load, losses, radial, conv, iters, root_s)
-        vmin = np.where(supplied, vm, np.inf).min(axis=1, initial=np.inf)
-        vmax = np.where(supplied, vm, -np.inf).max(axis=1, initial=-np.inf)
+        vmin = np.empty(t_n)
+        vmax = np.empty(t_n)
+        _sweep_batch(cond, reg.bf, reg.bt, reg.adj_ptr, reg.adj_br, reg.adj_oth, reg.roots, reg.v_root, reg.z,
+                     reg.ratio, reg.y_from, reg.y_to, reg.s_p, reg.s_i, reg.s_z, reg.has_iz, reg.is_line,
+                     reg.line_scale, reg.trafo_scale, float(tol), int(max_iter),
+                     vm, supplied, load, losses, radial, conv, iters, root_s, vmin, vmax)
         return RadialBatchResult(vm, supplied, load, vmin, vmax, load.max(axis=1, initial=0.0), losses,
                                  radial, conv, int(iters.max(initial=0)), root_s * S_BASE_MVA)
+
+    def solve(self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray, v_root_pu: np.ndarray,
+              conducting: np.ndarray, tol: float = 1e-9, max_iter: int = 30) -> RadialBatchResult:
+        """Power flow of T candidates over a region: :meth:`prepare` then :meth:`run`.
+
+        ``buses``: bus positions of the region (m); ``branches``: branch indices of the region
+        (k, both ends in ``buses``); ``roots``: bus positions held at ``v_root_pu``;
+        ``conducting``: (T, k) bool, which region branches conduct in each candidate. Returns a
+        :class:`RadialBatchResult`.
+        """
+        return self.run(self.prepare(buses, branches, roots, v_root_pu), conducting, tol, max_iter)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.ndarray, adj_br: np.ndarray,
                  adj_oth: np.ndarray, roots: np.ndarray, v_root: np.ndarray, z: np.ndarray, ratio: np.ndarray,
                  y_from: np.ndarray, y_to: np.ndarray, s_p: np.ndarray, s_i: np.ndarray, s_z: np.ndarray,
-                 is_line: np.ndarray, line_scale: np.ndarray, trafo_scale: np.ndarray, tol: float,
+                 has_iz: bool, is_line: np.ndarray, line_scale: np.ndarray, trafo_scale: np.ndarray, tol: float,
                  max_iter: int, vm_out: np.ndarray, sup_out: np.ndarray, load_out: np.ndarray,
                  loss_out: np.ndarray, radial_out: np.ndarray, conv_out: np.ndarray, iter_out: np.ndarray,
-                 root_s_out: np.ndarray) -> None:
+                 root_s_out: np.ndarray, vmin_out: np.ndarray, vmax_out: np.ndarray) -> None:
     """Per candidate: breadth-first supply tree from the roots, then the backward/forward sweep.
 
     Each tree edge is an ideal ratio ``tn`` (parent voltage / child-side voltage) followed by
@@ -202,6 +259,9 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
     v = np.zeros(m, np.complex128)
     ib = np.zeros(m, np.complex128)
     ysh = np.zeros(m, np.complex128)
+    sp_conj = np.conj(s_p)
+    tol2 = tol * tol
+    ok2 = max(tol, 1e-6) ** 2
     for t in range(t_n):
         vis[:] = False
         n_ord = 0
@@ -246,8 +306,8 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
                 ysh[bf[br]] += y_from[br]
                 ysh[bt[br]] += y_to[br]
         radial_out[t] = live == n_ord - n_root
-        # sweep
-        delta = np.inf
+        # sweep (squared voltage changes: no square roots in the loop)
+        d2 = np.inf
         it = 0
         while it < max_iter:
             it += 1
@@ -256,28 +316,36 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
             for idx in range(n_ord - 1, n_root - 1, -1):
                 c = order[idx]
                 vc = v[c]
-                a = abs(vc)
-                s = s_p[c] + s_i[c] * a + s_z[c] * a * a
-                ib[c] += np.conj(s / vc) + ysh[c] * vc
+                a2 = vc.real * vc.real + vc.imag * vc.imag
+                cur = sp_conj[c] * vc / a2 + ysh[c] * vc
+                if has_iz:
+                    a = np.sqrt(a2)
+                    cur += np.conj(s_i[c]) * vc / a + np.conj(s_z[c]) * vc
+                ib[c] += cur
                 ib[par[c]] += ib[c] / tn[c]
-            delta = 0.0
+            d2 = 0.0
             for idx in range(n_root, n_ord):
                 c = order[idx]
                 nv = v[par[c]] / tn[c] - z[pbr[c]] * ib[c]
-                d = abs(nv - v[c])
-                if not d <= delta:  # also catches NaN
-                    delta = d
+                dv = nv - v[c]
+                e = dv.real * dv.real + dv.imag * dv.imag
+                if not e <= d2:  # also catches NaN
+                    d2 = e
                 v[c] = nv
-            if delta < tol or delta != delta:  # converged, or NaN (diverged)
+            if d2 < tol2 or d2 != d2:  # converged, or NaN (diverged)
                 break
         iter_out[t] = it
-        conv_out[t] = delta < max(tol, 1e-6)
+        conv_out[t] = d2 < ok2
+        vlo = np.inf
+        vhi = -np.inf
         loss = 0.0
         for idx in range(n_ord):
             c = order[idx]
             a = abs(v[c])
             vm_out[t, c] = a
             sup_out[t, c] = True
+            vlo = min(vlo, a) if a == a else a
+            vhi = max(vhi, a) if a == a else a
             if idx < n_root:
                 continue
             br = pbr[c]
@@ -286,6 +354,8 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
             load_out[t, br] = pct if np.isfinite(pct) else 0.0
             loss += cur * cur * z[br].real * 1e3
         loss_out[t] = loss
+        vmin_out[t] = vlo
+        vmax_out[t] = vhi
         for j in range(nr):
             r = roots[j]
             root_s_out[t, j] = v_root[j] * np.conj(ib[r])

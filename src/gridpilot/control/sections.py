@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from gridpilot.model import ElementType, Grid
 
-SMALL_SECTIONS = 400  # up to this many sections the supply tree is searched in pure Python
+SMALL_SECTIONS = 400  # up to this many sections the supply tree is searched by a plain BFS (numba)
 
 
 @dataclass
@@ -134,45 +135,21 @@ class Sections:
         self.sw_fpi = sw["fpi"].copy() if len(sw) else np.zeros(0, bool)
 
     def _state_small(self, closed: np.ndarray) -> SectionState:
-        """Pure-Python breadth-first search: faster than building sparse graphs on small grids."""
-        n = self.n
-        if not hasattr(self, "_adj"):
-            adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-            for k, (x, y) in enumerate(zip(self.sw_a.tolist(), self.sw_b.tolist(), strict=True)):
-                if x != y:
-                    adj[x].append((y, k))
-                    adj[y].append((x, k))
-            self._adj = adj
-        adj = self._adj
-        cl = closed.tolist()
-        parent = [-1] * n
-        pw = [-1] * n
-        depth = [-1] * n
-        order: list[int] = []
-        looped = False
-        for s0 in np.flatnonzero(self.source).tolist():
-            if depth[s0] >= 0:
-                looped = True
-                continue
-            depth[s0] = 0
-            order.append(s0)
-            i = len(order) - 1
-            while i < len(order):
-                x = order[i]
-                i += 1
-                for y, k in adj[x]:
-                    if not cl[k] or k == pw[x]:
-                        continue
-                    if depth[y] >= 0:
-                        looped = True
-                        continue
-                    depth[y] = depth[x] + 1
-                    parent[y] = x
-                    pw[y] = k
-                    order.append(y)
-        d = np.array(depth, np.int64)
-        return SectionState(d >= 0, np.array(parent, np.int64), np.array(pw, np.int64), d,
-                            np.array(order, np.int64), looped)
+        """Breadth-first search from each source in turn (numba): no sparse-graph set-up."""
+        if not hasattr(self, "_adj_ptr"):
+            keep = np.flatnonzero(self.sw_a != self.sw_b)
+            ends = np.concatenate([self.sw_a[keep], self.sw_b[keep]])
+            far = np.concatenate([self.sw_b[keep], self.sw_a[keep]])
+            sw = np.concatenate([keep, keep])
+            o = np.lexsort((sw, ends))  # per section, its switches in table order (as built lists)
+            self._adj_ptr = np.zeros(self.n + 1, np.int64)
+            np.cumsum(np.bincount(ends, minlength=self.n), out=self._adj_ptr[1:])
+            self._adj_far = far[o].astype(np.int64)
+            self._adj_sw = sw[o].astype(np.int64)
+            self._src_pos = np.flatnonzero(self.source).astype(np.int64)
+        parent, pw, depth, order, n_ord, looped = _bfs_sections(
+            self._adj_ptr, self._adj_far, self._adj_sw, np.ascontiguousarray(closed), self._src_pos)
+        return SectionState(depth >= 0, parent, pw, depth, order[:n_ord], bool(looped))
 
     # --- members ---------------------------------------------------------------------------------
     def buses_of(self, sections: np.ndarray | list[int] | int) -> np.ndarray:
@@ -227,6 +204,44 @@ class Sections:
         live_edges = int(np.sum(energised[a]))
         looped = live_edges + srcs.size > int(energised.sum()) or False
         return SectionState(energised, parent, pw, depth, order, bool(looped))
+
+
+@njit(cache=True, nogil=True)
+def _bfs_sections(ptr: np.ndarray, far: np.ndarray, sw: np.ndarray, closed: np.ndarray,
+                  sources: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
+    """Supply tree of sections: parent, parent switch, depth (-1 dead), BFS order, its length, loop flag."""
+    n = ptr.size - 1
+    parent = np.full(n, -1, np.int64)
+    pw = np.full(n, -1, np.int64)
+    depth = np.full(n, -1, np.int64)
+    order = np.empty(n, np.int64)
+    n_ord = 0
+    looped = False
+    for s0 in sources:
+        if depth[s0] >= 0:
+            looped = True
+            continue
+        depth[s0] = 0
+        order[n_ord] = s0
+        i = n_ord
+        n_ord += 1
+        while i < n_ord:
+            x = order[i]
+            i += 1
+            for j in range(ptr[x], ptr[x + 1]):
+                k = sw[j]
+                if not closed[k] or k == pw[x]:
+                    continue
+                y = far[j]
+                if depth[y] >= 0:
+                    looped = True
+                    continue
+                depth[y] = depth[x] + 1
+                parent[y] = x
+                pw[y] = k
+                order[n_ord] = y
+                n_ord += 1
+    return parent, pw, depth, order, n_ord, looped
 
 
 def tree_depth(parent: np.ndarray) -> np.ndarray:
