@@ -869,23 +869,55 @@ def _reach_batch(on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.n
 
 
 def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray) -> np.ndarray:
-    """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes."""
+    """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes.
+
+    The loop of an open edge is found from parent pointers of one breadth-first forest of the
+    closed edges (no search per edge); rows come in the order of the open edges, and along
+    each loop from the edge's second end to its first.
+    """
+    idx_on = np.flatnonzero(on).tolist()
     adj = _adjacency(k, u[on], v[on])
-    idx_on = np.flatnonzero(on)
-    out: list[np.ndarray] = []
-    for f in np.flatnonzero(~on):
-        path = _tree_path(adj, int(u[f]), int(v[f]))
-        if not path:
+    par = [-1] * (k + 1)
+    pe = [-1] * (k + 1)
+    dep = [-1] * (k + 1)
+    comp = [-1] * (k + 1)
+    for r in [k, *range(k)]:
+        if dep[r] >= 0:
             continue
-        for pe in path:
-            e = int(idx_on[pe])
-            if not cuttable[e]:
-                continue
-            c = on.copy()
-            c[f] = True
-            c[e] = False
-            out.append(c)
-    return np.array(out, bool).reshape(-1, on.size)
+        dep[r] = 0
+        comp[r] = r
+        queue = [r]
+        for x in queue:
+            for y, e in adj[x]:
+                if dep[y] < 0:
+                    dep[y] = dep[x] + 1
+                    par[y] = x
+                    pe[y] = idx_on[e]
+                    comp[y] = r
+                    queue.append(y)
+    cut = cuttable.tolist()
+    rows: list[tuple[int, int]] = []
+    for f in np.flatnonzero(~on).tolist():
+        s_, t_ = int(u[f]), int(v[f])
+        if s_ == t_ or comp[s_] != comp[t_]:
+            continue
+        up_t: list[int] = []
+        up_s: list[int] = []
+        x, y = t_, s_
+        while x != y:
+            if dep[x] >= dep[y]:
+                up_t.append(pe[x])
+                x = par[x]
+            else:
+                up_s.append(pe[y])
+                y = par[y]
+        rows += [(f, e) for e in up_t + up_s[::-1] if cut[e]]
+    out = np.repeat(on[None, :], len(rows), axis=0)
+    if rows:
+        fe = np.array(rows, np.int64)
+        out[np.arange(len(rows)), fe[:, 0]] = True
+        out[np.arange(len(rows)), fe[:, 1]] = False
+    return out
 
 
 def _unique_rows(configs: np.ndarray) -> np.ndarray:
@@ -912,6 +944,8 @@ def _close_order(closes: list[int], sec: Sections, state: np.ndarray, live: np.n
     """Order closing operations so that each one energises from already live sections."""
     live = live.copy()
     todo = list(closes)
+    pending = np.zeros(state.size, bool)
+    pending[todo] = True
     out: list[int] = []
     while todo:
         nxt = [s for s in todo if live[sec.sw_a[s]] or live[sec.sw_b[s]]]
@@ -921,16 +955,13 @@ def _close_order(closes: list[int], sec: Sections, state: np.ndarray, live: np.n
         for s in nxt:
             out.append(s)
             todo.remove(s)
-        # sections now live: grow through the closed switches of the final state (cheap, small)
-        grow = True
-        while grow:
-            grow = False
-            m = state & (live[sec.sw_a] != live[sec.sw_b])
-            m &= ~np.isin(np.arange(state.size), todo)
-            if m.any():
-                live[sec.sw_a[m]] = True
-                live[sec.sw_b[m]] = True
-                grow = True
+            pending[s] = False
+        # sections now live: everything joined to them by closed switches of the final state
+        m = state & ~pending
+        lab = _components(sec.n, sec.sw_a[m], sec.sw_b[m])
+        hit = np.zeros(sec.n, bool)
+        hit[lab[live]] = True
+        live = hit[lab]
     return out
 
 

@@ -213,10 +213,13 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
     col[rel] = np.arange(rel.size)
     # expected pickups: path switches of each candidate
     expect = np.zeros((cands.size, rel.size), bool)
-    for i, c in enumerate(cands):
-        path = np.asarray(path_switches(st, int(c)), np.int64)
-        k = col[path] if path.size else path
-        expect[i, k[k >= 0]] = True
+    rows, cur = np.arange(cands.size), cands.copy()
+    while rows.size:  # climb all candidates' supply paths together, one level per step
+        up = st.parent[cur] >= 0
+        rows, cur = rows[up], cur[up]
+        kk = col[st.parent_switch[cur]]
+        expect[rows[kk >= 0], kk[kk >= 0]] = True
+        cur = st.parent[cur]
     o = obs[rel].astype(bool)
     single = (expect != o[None, :]).sum(axis=1).astype(float)
     alpha = float(np.log((1 - P_INDICATOR_WRONG) / P_INDICATOR_WRONG))
