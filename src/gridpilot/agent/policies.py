@@ -343,8 +343,9 @@ class VoltagePolicy:
         blocked = set(g.switch.index_of(bnd).tolist()) if bnd else set()
         configs: list[tuple[np.ndarray, list[Action]]] = [(closed.copy(), [])]
         ties = [int(k) for k in np.flatnonzero(~closed & g.switch["remote"]) if k not in blocked]
+        tree = supply_tree(g, closed) if ties else None
         for t in ties:
-            for s in loop_switches(g, closed, t):
+            for s in loop_switches(g, closed, t, tree):
                 if s in blocked or g.switch["kind"][s] == 0:
                     continue
                 c = closed.copy()
@@ -567,10 +568,11 @@ class FrequencyPolicy:
         return []
 
 
-def loop_switches(grid: Grid, closed: np.ndarray, tie: int) -> list[int]:
+def loop_switches(grid: Grid, closed: np.ndarray, tie: int, tree: Any = None) -> list[int]:
     """Positions of closed line switches on the loop that closing switch position ``tie`` forms.
 
-    Empty when the tie is not a line switch or one of its ends is unsupplied.
+    Empty when the tie is not a line switch or one of its ends is unsupplied. ``tree``: the
+    :func:`~gridpilot.twin.supply_tree` of ``closed`` when the caller has it already.
     """
     sw, ln = grid.switch, grid.line
     if sw["et"][tie] != ElementType.LINE:
@@ -578,7 +580,7 @@ def loop_switches(grid: Grid, closed: np.ndarray, tie: int) -> list[int]:
     p = int(ln.index_of(sw["element"][tie])[0])
     pm = grid.bus.position_map
     a, b = int(pm(ln["from_bus"][p : p + 1])[0]), int(pm(ln["to_bus"][p : p + 1])[0])
-    tree = supply_tree(grid, closed)
+    tree = supply_tree(grid, closed) if tree is None else tree
     if not (tree.supplied[a] and tree.supplied[b]):
         return []
 
@@ -593,17 +595,14 @@ def loop_switches(grid: Grid, closed: np.ndarray, tie: int) -> list[int]:
     common = set(pa) & set(pb)
     loop_nodes = [x for x in pa if x not in common] + [x for x in pb if x not in common]
     loop_nodes += [next(x for x in pa if x in common)]
-    node_set = set(loop_nodes)
-    lf, lt = pm(ln["from_bus"]), pm(ln["to_bus"])
-    out = []
-    for k in np.flatnonzero((sw["et"] == ElementType.LINE) & closed):
-        q = int(ln.index_of(sw["element"][k])[0])
-        if q == p:
-            continue
-        f, t = int(lf[q]), int(lt[q])
-        if f in node_set and t in node_set and (tree.parent[f] == t or tree.parent[t] == f):
-            out.append(int(k))
-    return out
+    on_loop = np.zeros(len(grid.bus), bool)
+    on_loop[loop_nodes] = True
+    ks = np.flatnonzero((sw["et"] == ElementType.LINE) & closed)
+    q = ln.index_of(sw["element"][ks])
+    f, t = pm(ln["from_bus"][q]), pm(ln["to_bus"][q])
+    par = tree.parent
+    hit = (q != p) & on_loop[f] & on_loop[t] & ((par[f] == t) | (par[t] == f))
+    return [int(k) for k in ks[hit]]
 
 
 def k_i(grid: Grid, storage_id: int) -> int:
