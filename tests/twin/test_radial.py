@@ -120,13 +120,38 @@ def test_bus_switches_and_parallel_branches_are_merged() -> None:
     _compare_single(g)  # line 2 is open at bus 5: its charging stays as a shunt at bus 4
 
 
-def test_auto_picks_the_engine_and_radial_refuses_meshes(case33) -> None:
-    assert Twin(case33).powerflow().engine == "radial"
+def test_weakly_meshed_by_compensation(case33) -> None:
+    """Closed ties make loops: the kernel cuts each at a chord and matches PGM on every output."""
     closed = case33.switch["closed"].copy()
-    closed[case33.switch.index_of(33)] = True  # a loop
-    assert Twin(case33).powerflow(switch_closed=closed).engine == "power-grid-model"
+    closed[case33.switch.index_of(33)] = True  # one loop
+    topo, why = radial_topology(case33, closed)
+    assert topo is not None and topo.loops == 1, why
+    assert Twin(case33).powerflow(switch_closed=closed).engine == "radial"
+    _compare_single(case33, switch_closed=closed)
+    closed[:] = True  # all five ties: five loops
+    _compare_single(case33, switch_closed=closed)
+    cigre = load_grid("cigre-mv")
+    _compare_single(cigre, switch_closed=np.ones(len(cigre.switch), bool))  # loops through transformers' feeders
+    # a batch: every step of a time series with loops agrees with PGM
+    r = Twin(case33, engine="radial").timeseries(300, switch_closed=closed, outputs=("v_pu",))
+    p = Twin(case33, engine="pgm").timeseries(300, switch_closed=closed, outputs=("v_pu",))
+    assert r.converged.all() and r.engine == "radial"
+    np.testing.assert_allclose(r.v_pu, p.v_pu, atol=ATOL_PU)
+    np.testing.assert_allclose(r.losses_kw, p.losses_kw, atol=1e-3)
+
+
+def test_auto_picks_the_engine_and_radial_refuses_other_meshes() -> None:
+    g = load_grid("oberrhein")
+    closed = np.ones(len(g.switch), bool)  # joins the two substations' feeders: two sources in one island
+    topo, why = radial_topology(g, closed)
+    assert topo is None and "two sources" in why
+    assert Twin(g).powerflow().engine == "radial"
+    assert Twin(g).powerflow(switch_closed=closed).engine == "power-grid-model"
     with pytest.raises(ValidationError, match="not radial"):
-        Twin(case33, engine="radial").powerflow(switch_closed=closed)
+        Twin(g, engine="radial").powerflow(switch_closed=closed)
+
+
+def test_engine_and_switch_arguments_are_checked(case33) -> None:
     with pytest.raises(ValidationError, match="engine: must be one of"):
         Twin(case33, engine="fast")
     with pytest.raises(ValidationError, match="switch_closed"):
@@ -134,9 +159,16 @@ def test_auto_picks_the_engine_and_radial_refuses_meshes(case33) -> None:
 
 
 def test_switch_batch_mixes_engines_per_topology(case33) -> None:
+    case33 = case33.copy()  # with a second source behind a normally-open line to bus 18
+    case33.add("bus", id=34, v_nom_kv=12.66)
+    case33.add("source", id=2, bus=34)
+    case33.add("line", id=38, from_bus=34, to_bus=18, length_km=1.0, r_ohm_per_km=0.3, x_ohm_per_km=0.3,
+               max_i_ka=0.4)
+    case33.add("switch", id=38, bus=34, element=38, closed=False, normally_open=True)
     n = len(case33.switch)
     closed = np.tile(case33.switch["closed"], (6, 1))
-    closed[1, case33.switch.index_of(33)] = True  # meshed
+    closed[1, case33.switch.index_of(38)] = True  # two sources in one island: PGM
+    closed[3, case33.switch.index_of(33)] = True  # a loop: the kernel, by compensation
     closed[2, case33.switch.index_of(25)] = False  # buses lost
     closed[4, case33.switch.index_of([25, 37])] = [False, True]  # fed back through a tie
     assert closed.shape == (6, n)
@@ -149,6 +181,7 @@ def test_switch_batch_mixes_engines_per_topology(case33) -> None:
     assert np.abs(r.v_pu - q.v_pu).max() < ATOL_PU
     np.testing.assert_allclose(r.losses_kw, q.losses_kw, atol=1e-4)
     assert (r.v_pu[2] == 0).sum() == 8
+    assert r.converged.all()
 
 
 def test_nonconverged_steps_are_reported_not_hidden(case33) -> None:

@@ -2,9 +2,12 @@
 
 :func:`radial_topology` orders the energised network once for given switch states: buses
 joined by closed bus-bus switches become one electrical node, parallel branches with the same
-ratio are merged, and the nodes are numbered breadth-first from each source. A network that is
-still meshed after that (a loop, two sources in one island, parallel transformers of different
-ratio) gets ``None`` and a reason: the twin then uses power-grid-model.
+ratio are merged, and the nodes are numbered breadth-first from each source. Weakly meshed
+networks (up to :data:`MAX_LOOPS` loops, each closed by a line or a branch without ratio) keep
+a spanning tree and one *chord* per loop, solved by the compensation method (the chord replaced
+by its current, corrected through the loop impedance matrix). Other meshes (more loops, two
+sources in one island, a loop closed by a transformer with ratio, parallel transformers of
+different ratio) get ``None`` and a reason: the twin then uses power-grid-model.
 
 :class:`RadialEngine` solves many load states of one topology with
 :func:`~gridpilot.twin.radial_kernel.solve_batch`: per step, injections are summed per node,
@@ -30,11 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
+from scipy.sparse.linalg import spsolve_triangular
 
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid
 from gridpilot.model.topology_edges import branch_status
 
+MAX_LOOPS = 32  # loops the compensation method takes; more: power-grid-model
 SQRT3 = float(np.sqrt(3.0))
 BASE_VA = 1e6
 NUM_TOL = 1e-8  # power-grid-model's numerical tolerance for a zero shunt
@@ -50,6 +55,8 @@ class RadialTopology:
     shunts (pu). Roots: ``u_src`` and ``z_src`` of their source, ``root_source`` its position.
     Elements (lines, then transformers): end nodes ``el_f``/``el_t`` (-1 open or dead), the
     2-port admittances ``yff, yft, ytf, ytt`` (pu) and loading scales ``el_sf``/``el_st``.
+    Loops (weakly meshed networks): chord ``c`` joins nodes ``ch_a[c]`` and ``ch_b[c]`` through
+    ``ch_z[c]`` (its shunts are in ``y_node``); ``ch_y`` is the inverse loop impedance matrix.
     """
 
     n: int
@@ -77,6 +84,15 @@ class RadialTopology:
     base_i_f: np.ndarray  # A per pu current at each element end
     base_i_t: np.ndarray
     n_line: int
+    ch_a: np.ndarray
+    ch_b: np.ndarray
+    ch_z: np.ndarray
+    ch_y: np.ndarray
+
+    @property
+    def loops(self) -> int:
+        """Independent loops of the energised network (0: radial)."""
+        return int(self.ch_a.size)
 
     @property
     def energised(self) -> np.ndarray:
@@ -231,8 +247,9 @@ def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
     order = np.concatenate(orders).astype(np.int64) if orders else np.zeros(0, np.int64)
     n = order.size
     live_edges = int(np.sum(seen[ef]))
-    if live_edges != n - slab.size:
-        return None, f"the energised network has {live_edges - (n - slab.size)} loop(s)"
+    n_loops = live_edges - (n - slab.size)
+    if n_loops > MAX_LOOPS:
+        return None, f"the energised network has {n_loops} loops (more than {MAX_LOOPS})"
     new = np.full(nlab, -1, np.int64)
     new[order] = np.arange(n)
     node_of_bus = new[label]
@@ -257,6 +274,19 @@ def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
         z[ch] = 1.0 / ys_u[eidx]
         yshp[ch] = np.where(parent_is_from, ysh_f_u[eidx], ysh_t_u[eidx])
         yshc[ch] = np.where(parent_is_from, ysh_t_u[eidx], ysh_f_u[eidx])
+    # loops: the live unique edges the spanning tree does not use
+    in_tree = np.zeros(ne_u, bool)
+    if ch.size:
+        in_tree[eidx] = True
+    chord = np.flatnonzero(seen[ef] & ~in_tree)
+    if chord.size != n_loops:  # pragma: no cover - a broken invariant, not an input error
+        raise RuntimeError(f"radial topology: {chord.size} chords for {n_loops} loops")
+    if chord.size and np.any(np.abs(k_ref[chord] - 1.0) > 1e-12):
+        e = int(ref[chord[np.flatnonzero(np.abs(k_ref[chord] - 1.0) > 1e-12)[0]]])
+        return None, f"the energised network has a loop closed by branch {e}, which has a ratio"
+    ch_a, ch_b = new[ef[chord]], new[et_[chord]]
+    ch_z = 1.0 / ys_u[chord]
+    ch_y = _loop_admittance(parent, z, ch_a, ch_b, ch_z)
 
     # element 2-ports with the energised ends only
     nf, nt_ = node_of_bus[f], node_of_bus[t]
@@ -266,6 +296,8 @@ def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
     el_f = np.where(live_f, nf, -1)
     el_t = np.where(live_t, nt_, -1)
     y_node = np.zeros(n, np.complex128)
+    np.add.at(y_node, ch_a, ysh_f_u[chord])  # a chord's shunt halves stay at its ends
+    np.add.at(y_node, ch_b, ysh_t_u[chord])
     dang_f = live_f & ~live_t
     dang_t = live_t & ~live_f
     np.add.at(y_node, nf[dang_f], yff[dang_f])
@@ -290,8 +322,49 @@ def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
         yshp=yshp, yshc=yshc, y_node=y_node, u_src=u_src, z_src=z_src, root_source=root_source,
         el_f=el_f.astype(np.int64), el_t=el_t.astype(np.int64), yff=yff, yft=yft, ytf=ytf, ytt=ytt,
         el_sf=el_sf, el_st=el_st, el_trafo=trafo.copy(), base_i_f=params["base_i_f"],
-        base_i_t=params["base_i_t"], n_line=nl)
+        base_i_t=params["base_i_t"], n_line=nl, ch_a=ch_a.astype(np.int64), ch_b=ch_b.astype(np.int64),
+        ch_z=ch_z.astype(np.complex128), ch_y=ch_y)
     return topo, ""
+
+
+def _loop_admittance(parent: np.ndarray, z: np.ndarray, ch_a: np.ndarray, ch_b: np.ndarray,
+                     ch_z: np.ndarray) -> np.ndarray:
+    """Inverse of the loop impedance matrix of the chords (their Newton step).
+
+    Entry (c, d): how the voltage across cut ``c`` changes per unit of chord current ``d``: the
+    tree impedance the two loops share (with sign), plus the chord's own on the diagonal. Tree
+    impedances are summed in per unit without the transformers' ratios: the matrix only sets
+    the step size of the correction, not the solution (the mismatch is computed exactly).
+    """
+    nc = ch_a.size
+    if nc == 0:
+        return np.zeros((0, 0), np.complex128)
+    # impedance from the root to every node (parents come first in BFS order)
+    n = parent.size
+    child = np.flatnonzero(parent >= 0)
+    a = coo_matrix((np.r_[np.ones(n), -np.ones(child.size)],  # I - P
+                    (np.r_[np.arange(n), child], np.r_[np.arange(n), parent[child]])), shape=(n, n)).tocsr()
+    zz = z.copy()
+    zz[parent < 0] = 0.0
+    zcum = spsolve_triangular(a, zz.real, lower=True) + 1j * spsolve_triangular(a, zz.imag, lower=True)
+    ends = np.r_[ch_a, ch_b]
+
+    def chain(x: int) -> np.ndarray:
+        out = [x]
+        while parent[out[-1]] >= 0:
+            out.append(int(parent[out[-1]]))
+        return np.array(out, np.int64)
+
+    chains = [chain(int(x)) for x in ends]
+    m = ends.size
+    d = np.zeros((m, m), np.complex128)  # shared impedance to the root of two ends
+    for i in range(m):
+        for j in range(i, m):
+            common = np.intersect1d(chains[i], chains[j], assume_unique=True)
+            d[i, j] = d[j, i] = zcum[common.max()] if common.size else 0.0
+    za, zb = slice(0, nc), slice(nc, m)
+    zl = d[za, za] - d[za, zb] - d[zb, za] + d[zb, zb] + np.diag(ch_z)
+    return np.linalg.inv(zl)
 
 
 @dataclass
@@ -475,6 +548,7 @@ class RadialEngine:
                             topo.u_src, topo.z_src,
                             topo.el_f, topo.el_t, topo.yff, topo.yft, topo.ytf, topo.ytt, topo.el_sf, topo.el_st,
                             topo.el_trafo, float(tolerance), int(max_iterations), int(n_blocks), bool(extrapolate),
+                            topo.ch_a, topo.ch_b, topo.ch_z, topo.ch_y,
                             vc, va, el, conv, its, vmin, kmin, vmax, kmax, loss, psrc, mx)
             finally:
                 numba.set_num_threads(before)

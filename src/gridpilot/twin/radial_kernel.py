@@ -32,14 +32,24 @@ def _sweep(vr: np.ndarray, vi: np.ndarray, jr: np.ndarray, ji: np.ndarray, sr: n
            ikpr: np.ndarray, ikpi: np.ndarray, kcr: np.ndarray, kci: np.ndarray, ikcr: np.ndarray,
            ikci: np.ndarray, zr: np.ndarray, zi: np.ndarray, ypr: np.ndarray, ypi: np.ndarray, ycr: np.ndarray,
            yci: np.ndarray, usr: np.ndarray, usi: np.ndarray, zsr: np.ndarray, zsi: np.ndarray,
-           d2: np.ndarray, forward: bool) -> None:
+           d2: np.ndarray, forward: bool, ch_a: np.ndarray, ch_b: np.ndarray, cjr: np.ndarray,
+           cji: np.ndarray) -> None:
     """One backward sweep (node currents ``j``) and, if ``forward``, one forward sweep.
 
-    ``d2`` gets the largest squared voltage change per lane.
+    ``d2`` gets the largest squared voltage change per lane. Loop-closing branches (chords
+    ``ch_a[c] -> ch_b[c]``) enter as their present currents ``cj[c]``: drawn at ``a``, fed in at
+    ``b``.
     """
     n = parent.size
     jr[:, :] = 0.0
     ji[:, :] = 0.0
+    for c in range(ch_a.size):
+        a_, b_ = ch_a[c], ch_b[c]
+        for k in range(LANES):
+            jr[a_, k] += cjr[c, k]
+            ji[a_, k] += cji[c, k]
+            jr[b_, k] -= cjr[c, k]
+            ji[b_, k] -= cji[c, k]
     for i in range(n - 1, -1, -1):
         # the node's own current: conj(S) * V / |V|^2 + y_node * V (+ constant I and Z parts),
         # added to what its children already pushed into j[i]
@@ -148,6 +158,7 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
                 el_f: np.ndarray, el_t: np.ndarray, yff: np.ndarray, yft: np.ndarray, ytf: np.ndarray,
                 ytt: np.ndarray, el_sf: np.ndarray, el_st: np.ndarray, el_trafo: np.ndarray,
                 tol: float, max_iter: int, n_blocks: int, extrapolate: bool,
+                ch_a: np.ndarray, ch_b: np.ndarray, ch_z: np.ndarray, ch_y: np.ndarray,
                 v_cplx: np.ndarray, v_abs: np.ndarray, el_load: np.ndarray,
                 converged: np.ndarray, iterations: np.ndarray, vmin: np.ndarray, vmin_node: np.ndarray,
                 vmax: np.ndarray, vmax_node: np.ndarray, losses: np.ndarray, p_src: np.ndarray,
@@ -160,6 +171,13 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
     ``v_abs`` (T, n) float32 and ``el_load`` (T, n_el) float32 are skipped when they have no
     rows. A step that does not converge within ``max_iter`` gets ``converged`` False and NaN
     results, and its lane starts flat again.
+
+    Weakly meshed networks: each loop is cut at a chord branch ``ch_a[c] -> ch_b[c]`` (series
+    impedance ``ch_z[c]``, its shunts already in ``y_node``) that is replaced by its current
+    (the compensation method of Shirmohammadi et al., 1988). After every sweep the chord
+    currents are corrected by ``ch_y`` (the inverse loop impedance matrix) times the voltage
+    mismatch across the cuts, ``V_a - V_b - z J``; a step has converged when both the voltage
+    change and that mismatch are below ``tol``.
     """
     t_all = p_mw.shape[0]
     n = parent.size
@@ -187,6 +205,9 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
     yftr, yfti = yft.real.copy(), yft.imag.copy()
     ytfr, ytfi = ytf.real.copy(), ytf.imag.copy()
     yttr, ytti = ytt.real.copy(), ytt.imag.copy()
+    nc = ch_a.size
+    czr, czi = ch_z.real.copy(), ch_z.imag.copy()
+    cyr, cyi = ch_y.real.copy(), ch_y.imag.copy()
     nb = max(1, min(n_blocks, (t_all + LANES - 1) // LANES))
     for b in prange(nb):
         a0 = b * t_all // nb
@@ -206,6 +227,10 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
         szr = np.zeros((izn, LANES))
         szi = np.zeros((izn, LANES))
         d2 = np.zeros(LANES)
+        cjr = np.zeros((nc, LANES))
+        cji = np.zeros((nc, LANES))
+        dvr = np.zeros((nc, LANES))
+        dvi = np.zeros((nc, LANES))
         done = np.zeros(LANES, np.int64)
         warm = np.zeros(LANES, np.bool_)
         has_prev = np.zeros(LANES, np.bool_)
@@ -257,6 +282,9 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
                     has_prev[k] = True
                 if not warm[k]:
                     has_prev[k] = False
+                    for c in range(nc):
+                        cjr[c, k] = 0.0
+                        cji[c, k] = 0.0
                     for i in range(n):
                         p = parent[i]
                         if p < 0:
@@ -272,7 +300,25 @@ def solve_batch(p_mw: np.ndarray, q_mvar: np.ndarray, row_node: np.ndarray, row_
             while it < max_iter:
                 it += 1
                 _sweep(vr, vi, jr, ji, sr, si_, spr, spi, sir, sii, szr, szi, has_iz, ynr, yni, parent, plain,
-                       ikpr, ikpi, kcr, kci, ikcr, ikci, zr, zi, ypr, ypi, ycr, yci, usr, usi, zsr, zsi, d2, True)
+                       ikpr, ikpi, kcr, kci, ikcr, ikci, zr, zi, ypr, ypi, ycr, yci, usr, usi, zsr, zsi, d2, True,
+                       ch_a, ch_b, cjr, cji)
+                if nc:
+                    # mismatch across each cut, then the Newton correction of the chord currents
+                    for c in range(nc):
+                        a_, b_ = ch_a[c], ch_b[c]
+                        for k in range(LANES):
+                            xr = vr[a_, k] - vr[b_, k] - (czr[c] * cjr[c, k] - czi[c] * cji[c, k])
+                            xi = vi[a_, k] - vi[b_, k] - (czr[c] * cji[c, k] + czi[c] * cjr[c, k])
+                            dvr[c, k] = xr
+                            dvi[c, k] = xi
+                            e = xr * xr + xi * xi
+                            d2[k] = max(d2[k], e) if e == e else np.inf
+                    for c in range(nc):
+                        for d in range(nc):
+                            yr_, yi_ = cyr[c, d], cyi[c, d]
+                            for k in range(LANES):
+                                cjr[c, k] += yr_ * dvr[d, k] - yi_ * dvi[d, k]
+                                cji[c, k] += yr_ * dvi[d, k] + yi_ * dvr[d, k]
                 alldone = True
                 for k in range(LANES):
                     if done[k] == 0:

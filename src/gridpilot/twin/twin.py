@@ -33,11 +33,12 @@ class Twin:
     outputs asked for.
 
     ``engine`` picks the solver: ``"auto"`` (default) uses the batch radial kernel
-    (:mod:`gridpilot.twin.radial`) wherever the energised network is radial and
-    power-grid-model where it is meshed (and for steps the radial sweep did not converge, and
-    for single power flows of radial networks above ``SINGLE_RADIAL_MAX_NODES`` nodes);
-    ``"pgm"`` always uses power-grid-model; ``"radial"`` always uses the radial kernel and
-    raises :class:`~gridpilot.errors.ValidationError` on a meshed network. Results have the
+    (:mod:`gridpilot.twin.radial`) wherever the energised network is radial or weakly meshed
+    (loops by compensation) and power-grid-model for other meshes (and for steps the radial
+    sweep did not converge, and for single power flows of radial networks above
+    ``SINGLE_RADIAL_MAX_NODES`` nodes); ``"pgm"`` always uses power-grid-model; ``"radial"``
+    always uses the radial kernel and raises :class:`~gridpilot.errors.ValidationError` on a
+    mesh it cannot take. Results have the
     same types either way; their ``engine`` field says which ran.
     """
 
