@@ -14,7 +14,9 @@ from gridpilot.flex.aggregate import (
     Envelope,
     aggregate,
     disaggregate,
+    disaggregate_q,
     envelope,
+    inverter_q_capability,
 )
 from gridpilot.flex.dr import (
     DR_CLASSES,
@@ -72,11 +74,13 @@ __all__ = [
     "build_network",
     "default_signals",
     "disaggregate",
+    "disaggregate_q",
     "dispatch_event",
     "envelope",
     "evaluate",
     "fleet_from_field",
     "generate_fleet",
+    "inverter_q_capability",
     "participants",
     "plan",
     "plan_window",

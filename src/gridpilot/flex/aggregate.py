@@ -40,6 +40,9 @@ class BusAggregate:
     """The fleet's flexibility per bus for steps ``t0 .. t0 + steps`` (arrays (steps, n_bus) or (n_bus,)).
 
     Powers MW (load convention), energies MWh. EV energies are cumulative from the window start.
+    ``pv_avail_mw`` is the curtailable output; ``pv_out_mw`` (steps, n_bus) the available output
+    of every inverter (curtailable or not, at most its rating) and ``pv_s_mva`` (n_bus,) their
+    summed ratings, for the reactive-power capability.
     """
 
     bus_id: np.ndarray
@@ -60,6 +63,8 @@ class BusAggregate:
     wh_e_max_mwh: np.ndarray
     wh_draw_mw: np.ndarray
     pv_avail_mw: np.ndarray
+    pv_out_mw: np.ndarray | None = None
+    pv_s_mva: np.ndarray | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -114,7 +119,9 @@ def aggregate(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None
     mw = group_matrix(w.bus, buses, group)
     draw = w.draw_mw(np.arange(t0, t0 + steps))
     mp = group_matrix(pv.bus, buses, group)
-    avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw, np.float64)
+    out = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw, np.float64)
+    avail = out * pv.curtailable
+    out = np.minimum(out, pv.s_rated_mva)
     bat_p = mb @ b.p_max_mw
     return BusAggregate(
         bus_id=buses if group is None else np.arange(mb.shape[0]), t0=t0, steps=steps, step_h=fleet.step_h,
@@ -125,6 +132,7 @@ def aggregate(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None
         ev_c_lo_mwh=np.asarray((me @ lo.T).T), ev_c_hi_mwh=np.asarray((me @ hi.T).T),
         wh_p_max_mw=mw @ w.p_rated_mw, wh_e0_mwh=mw @ w.energy_mwh, wh_e_max_mwh=mw @ w.e_max_mwh,
         wh_draw_mw=np.asarray((mw @ draw.T).T), pv_avail_mw=np.asarray((mp @ avail.T).T),
+        pv_out_mw=np.asarray((mp @ out.T).T), pv_s_mva=mp @ pv.s_rated_mva,
         counts={"batteries": len(b), "ev_sessions": int(idx.size), "water_heaters": len(w), "pv": len(pv)},
     )
 
@@ -260,7 +268,7 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     wh_max = w.e_max_mwh
     on = w.heating.copy()  # thermostat state for the baseline
     draw_all = w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0))
-    avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw)
+    avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw) * pv.curtailable
     room = e.e_cap_mwh - e.e_arr_mwh
     floor = np.where(e.v2g, e.soc_floor * e.e_cap_mwh - e.e_arr_mwh, 0.0)
     v2g = np.zeros(len(e))
@@ -336,3 +344,54 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     shortfall = np.where(departed, np.clip(e.e_need_mwh - e.delivered_mwh, 0, None), 0.0)
     dev = {c: np.array(v) for c, v in keep.items()} if keep_devices else {}
     return Dispatch(buses, out, err, viol, comfort, np.flatnonzero(departed), shortfall, v2g, f, dev)
+
+
+def inverter_q_capability(fleet: Fleet, pv_p_mw: np.ndarray, q_max_frac: float = 0.44) -> np.ndarray:
+    """(steps, n_pv) reactive-power capability of each inverter, Mvar (either direction).
+
+    At most ``q_max_frac`` x rating (IEEE 1547 Category B: 0.44) and never beyond the rating
+    left by the active power ``pv_p_mw`` ((steps, n_pv) MW): ``min(q_max_frac*S, sqrt(S^2 - P^2))``.
+    """
+    s = fleet.pv.s_rated_mva
+    p = np.clip(np.asarray(pv_p_mw, np.float64), 0.0, s)
+    return np.minimum(q_max_frac * s, np.sqrt(np.clip(s**2 - p**2, 0.0, None)))
+
+
+def disaggregate_q(fleet: Fleet, q_target_mvar: np.ndarray, pv_avail_mw: np.ndarray, curtail_mw: np.ndarray,
+                   buses: np.ndarray | None = None, group: np.ndarray | None = None,
+                   q_max_frac: float = 0.44) -> tuple[np.ndarray, np.ndarray, float]:
+    """Split per-bus (or per-group) reactive-power targets to the inverters.
+
+    ``q_target_mvar`` (steps, n_bus or n_group), generator convention (+ injects, - absorbs);
+    ``pv_avail_mw`` (steps, n_pv) available output; ``curtail_mw`` (steps, n_bus or n_group) the
+    curtailment targets (every curtailable inverter of a bus/group curtails the same fraction of
+    its output, as :func:`disaggregate` does). Each inverter gets the same fraction of its own
+    capability (:func:`inverter_q_capability` at its active power), so no inverter exceeds its
+    rating. Returns (per-inverter set points (steps, n_pv) Mvar, per-bus totals (steps, n_bus)
+    Mvar, what the inverters could not follow in Mvarh x step_h summed).
+    """
+    buses = fleet.buses() if buses is None else np.asarray(buses, np.int64)
+    pv = fleet.pv
+    q_target_mvar = np.asarray(q_target_mvar, np.float64)
+    steps = q_target_mvar.shape[0]
+    gp = group_matrix(pv.bus, buses, group)
+    if q_target_mvar.shape != (steps, gp.shape[0]):
+        raise ValidationError(f"disaggregate_q: q_target_mvar has shape {q_target_mvar.shape}, expected "
+                              f"({steps}, {gp.shape[0]})")
+    pp = np.clip(np.searchsorted(buses, pv.bus), 0, max(buses.size - 1, 0))
+    if group is not None:
+        pp = np.asarray(group, np.int64)[pp]
+    avail = np.asarray(pv_avail_mw, np.float64)
+    cur_avail = avail * pv.curtailable
+    tot = np.asarray((gp @ cur_avail.T).T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(tot > 1e-12, np.clip(np.asarray(curtail_mw) / tot, 0.0, 1.0), 0.0)
+    p_dev = avail - frac[:, pp] * cur_avail
+    cap = inverter_q_capability(fleet, p_dev, q_max_frac)
+    cap_g = np.asarray((gp @ cap.T).T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(cap_g > 1e-12, np.clip(q_target_mvar / cap_g, -1.0, 1.0), 0.0)
+    q_dev = ratio[:, pp] * cap
+    err = float(np.abs(q_target_mvar - np.asarray((gp @ q_dev.T).T)).sum() * fleet.step_h)
+    q_bus = np.asarray((bus_matrix(pv.bus, buses) @ q_dev.T).T)
+    return q_dev, q_bus, err

@@ -187,19 +187,31 @@ class WaterHeaters:
 
 @dataclass
 class PVInverters:
-    """PV inverters: the grid's PV generators (``gen_pos`` their table positions), ``s_rated_mva``."""
+    """Inverters of the grid's PV/wind/other generators (``gen_pos`` their table positions).
+
+    ``s_rated_mva`` the inverter rating (the apparent-power limit of P and Q); ``curtailable``
+    whether the scheduler may curtail the active power (default all); every inverter may give
+    reactive power within its rating.
+    """
 
     id: np.ndarray
     bus: np.ndarray
     gen_pos: np.ndarray
     s_rated_mva: np.ndarray
+    curtailable: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.id = np.asarray(self.id, np.int64)
         self.bus = np.asarray(self.bus, np.int64)
         self.gen_pos = np.asarray(self.gen_pos, np.int64)
         self.s_rated_mva = np.asarray(self.s_rated_mva, np.float64)
+        self.curtailable = (np.ones(self.id.size, bool) if self.curtailable is None
+                            else np.asarray(self.curtailable, bool))
         _same_len("pv inverter", vars(self))
+        iss: list[Issue] = []
+        _check("pv inverter", self.id, iss, "s_rated_mva", ~(self.s_rated_mva >= 0), "must be >= 0", self.s_rated_mva)
+        if iss:
+            raise ValidationError(issues=iss)
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -244,6 +256,7 @@ class Fleet:
                 "v2g_evs": int(np.unique(self.ev.ev[self.ev.v2g]).size),
                 "water_heaters": len(self.water_heaters), "water_heater_mw": float(self.water_heaters.p_rated_mw.sum()),
                 "pv_inverters": len(self.pv), "pv_mva": float(self.pv.s_rated_mva.sum()),
+                "pv_curtailable": int(np.count_nonzero(self.pv.curtailable)),
                 "devices": self.n_devices, "buses": int(self.buses().size)}
 
 
@@ -264,7 +277,8 @@ def households_per_load(grid: Grid, kw_per_household: float = 2.5) -> np.ndarray
 def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int = 0, step_h: float = 0.25,
                    ev_share: float = 0.25, v2g_share: float = 0.3, wh_share: float = 0.25,
                    battery_share: float = 0.08, scale: float = 1.0, n_devices: int | None = None,
-                   curtail_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.OTHER))) -> Fleet:
+                   curtail_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.OTHER)),
+                   q_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.WIND), int(GenKind.OTHER))) -> Fleet:
     """A seeded, realistic fleet behind the grid's loads for ``days`` days from ``start_step``.
 
     Households per load come from :func:`households_per_load` (times ``scale``); shares of them
@@ -273,8 +287,10 @@ def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int 
     150-300 l tank, comfort band 50-60 °C with daily draws of 4-9 kWh) or a home battery (5-13.5
     kWh, 0.5 C). PV inverters are the grid's PV (and 'other', SimBench's LV aggregates)
     generators, rated 1.1 x their p_mw (``curtail_kinds`` picks the generator kinds whose
-    output the scheduler may curtail; add ``GenKind.WIND`` to include wind farms). ``n_devices`` rescales the households so that the
-    battery/EV/water-heater count is about that number.
+    output the scheduler may curtail; add ``GenKind.WIND`` to include wind farms; the kinds in
+    ``q_kinds`` are also in the fleet, not curtailable, for their reactive power only).
+    ``n_devices`` rescales the households so that the battery/EV/water-heater count is about
+    that number.
     """
     rng = np.random.default_rng(seed)
     hh = households_per_load(grid).astype(np.float64) * scale
@@ -325,8 +341,9 @@ def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int 
                       daily_kwh * 1e-3 / 24.0, rng.integers(-6, 7, nw))
     # PV inverters: the grid's PV-like generators
     gk = grid.generator["kind"]
-    pos = np.flatnonzero(np.isin(gk, np.asarray(curtail_kinds)))
-    pv = PVInverters(grid.generator.ids[pos], grid.generator["bus"][pos], pos, 1.1 * grid.generator["p_mw"][pos])
+    pos = np.flatnonzero(np.isin(gk, np.asarray(curtail_kinds + q_kinds, np.int64)))
+    pv = PVInverters(grid.generator.ids[pos], grid.generator["bus"][pos], pos, 1.1 * grid.generator["p_mw"][pos],
+                     np.isin(gk[pos], np.asarray(curtail_kinds, np.int64)))
     fleet = Fleet(bat, ev, wh, pv, step_h, {"seed": seed, "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
                                              "households": int(np.round(hh).sum()), "days": days})
     return fleet

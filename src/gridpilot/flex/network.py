@@ -1,7 +1,8 @@
 """Linear network model of a feeder for the scheduler, from the twin.
 
-* Voltage sensitivities dV/dP (pu per MW at each bus with devices) by finite differences:
-  one :meth:`Twin.timeseries` batch with one perturbed scenario per device bus.
+* Voltage sensitivities dV/dP and dV/dQ (pu per MW / Mvar consumed at each bus with devices)
+  by finite differences: one :meth:`Twin.timeseries` batch with two perturbed scenarios (P and
+  Q) per device bus, the same linearisation for both.
 * Branch flows as the sum of net load below each branch of the supply tree (lossless
   DistFlow on the radial tree from :func:`gridpilot.twin.supply_tree`; meshes are cut the way
   the tree cuts them, so parallel transformers are checked as one, which is conservative).
@@ -39,7 +40,8 @@ def extend_grid(grid: Grid, buses: np.ndarray) -> tuple[Grid, np.ndarray]:
 class NetworkModel:
     """Linearised feeder around the no-device operating point.
 
-    ``v_sens`` (n_bus, n_flex) pu/MW; ``ptdf`` (n_edge, n_flex) and ``ptdf_all`` (n_edge, n_bus)
+    ``v_sens`` (n_bus, n_flex) pu/MW and ``v_sens_q`` (n_bus, n_flex) pu/Mvar, both per unit of
+    power *consumed* at the device bus (load convention: absorbing vars lowers voltage); ``ptdf`` (n_edge, n_flex) and ``ptdf_all`` (n_edge, n_bus)
     0/1 subtree matrices; ``edge_s_max_mva`` ratings of the tree edges (inf where unrated);
     ``edge_name`` what each edge is (``line 12``); ``trafo_s_max_mva`` total transformer rating.
     """
@@ -54,6 +56,7 @@ class NetworkModel:
     edge_s_max_mva: np.ndarray
     edge_name: list[str]
     trafo_s_max_mva: float
+    v_sens_q: np.ndarray | None = None
 
     def injections(self, t0: int, steps: int) -> dict[str, np.ndarray]:
         """The grid's own (T, n) injections for steps ``t0 .. t0 + steps`` (fleet loads at 0)."""
@@ -113,8 +116,9 @@ def _tree_edges(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[st
 def build_network(grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: float = 0.05) -> NetworkModel:
     """A :class:`NetworkModel` of ``grid`` for devices at ``flex_buses`` (bus ids).
 
-    dV/dP comes from a twin batch at step ``t_ref`` of the grid's profiles with ``delta_mw``
-    added at one device bus per scenario. A device bus outside the grid is an UnknownComponentError.
+    dV/dP and dV/dQ come from one twin batch at step ``t_ref`` of the grid's profiles with
+    ``delta_mw`` (MW, then Mvar) added at one device bus per scenario. A device bus outside the
+    grid is an UnknownComponentError.
     """
     flex_buses = np.asarray(flex_buses, np.int64)
     grid.bus.position_map(flex_buses, "bus")
@@ -123,15 +127,18 @@ def build_network(grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: 
     nf = flex_buses.size
     prof, cols = profiles_for(g, t_ref + 1)
     inj = step_injections(g, prof, cols, slice(t_ref, t_ref + 1))
-    rep = {k: np.repeat(v, nf + 1, axis=0) for k, v in inj.items()}
+    rep = {k: np.repeat(v, 2 * nf + 1, axis=0) for k, v in inj.items()}
     rep["load_p_mw"][np.arange(1, nf + 1), fpos] += delta_mw
-    ts = twin.timeseries(nf + 1, start=0, outputs=("v_pu",), **rep)
+    rep["load_q_mvar"][np.arange(nf + 1, 2 * nf + 1), fpos] += delta_mw
+    ts = twin.timeseries(2 * nf + 1, start=0, outputs=("v_pu",), **rep)
     if not np.all(ts.converged):
         raise ValidationError("network: power flow for the sensitivities did not converge at step "
                               f"{t_ref}; try another reference step")
     v = np.asarray(ts.v_pu, np.float64)
-    v_sens = ((v[1:] - v[0]) / delta_mw).T  # (n_bus, nf)
+    v_sens = ((v[1:nf + 1] - v[0]) / delta_mw).T  # (n_bus, nf)
     v_sens[np.abs(v_sens) < 1e-5] = 0.0  # float32 noise of the engine output
+    v_sens_q = ((v[nf + 1:] - v[0]) / delta_mw).T
+    v_sens_q[np.abs(v_sens_q) < 1e-5] = 0.0
     child, parent, s_max, names, trafo = _tree_edges(g)
     n = len(g.bus)
     edge_of_child = np.full(n, -1, np.int64)
@@ -150,4 +157,4 @@ def build_network(grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: 
     c = np.concatenate(cols_) if cols_ else np.zeros(0, np.int64)
     ptdf_all = coo_matrix((np.ones(r.size), (r, c)), shape=(child.size, n)).tocsr()
     ptdf = ptdf_all[:, g.bus.position_map(flex_buses)]
-    return NetworkModel(g, twin, flex_buses, fpos, v_sens, ptdf.tocsr(), ptdf_all, s_max, names, trafo)
+    return NetworkModel(g, twin, flex_buses, fpos, v_sens, ptdf.tocsr(), ptdf_all, s_max, names, trafo, v_sens_q)

@@ -21,7 +21,14 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from gridpilot.errors import InfeasibleError, ValidationError
-from gridpilot.flex.aggregate import CLASSES, BusAggregate, Dispatch, aggregate, disaggregate
+from gridpilot.flex.aggregate import (
+    CLASSES,
+    BusAggregate,
+    Dispatch,
+    aggregate,
+    disaggregate,
+    disaggregate_q,
+)
 from gridpilot.flex.fleet import Fleet
 from gridpilot.flex.lp import LP
 from gridpilot.flex.network import NetworkModel, build_network
@@ -52,8 +59,18 @@ class PlanConfig:
     band_margin_pu: float = 0.002
     exact_check_devices: int = 30_000
     max_groups: int = 16
+    q_support: bool = True
+    q_max_frac: float = 0.44
+    q_polygon_sides: int = 12
+    q_eur_per_mvarh: float = 2.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.q_max_frac <= 1.0:
+            raise ValidationError(f"plan config: q_max_frac must be in [0, 1], got {self.q_max_frac}")
+        if self.q_polygon_sides < 4:
+            raise ValidationError(f"plan config: q_polygon_sides must be >= 4, got {self.q_polygon_sides}")
+        if self.q_eur_per_mvarh < 0:
+            raise ValidationError(f"plan config: q_eur_per_mvarh must be >= 0, got {self.q_eur_per_mvarh}")
         if not 0 < self.vmin_pu < self.vmax_pu:
             raise ValidationError(f"plan config: need 0 < vmin_pu < vmax_pu, got {self.vmin_pu}, {self.vmax_pu}")
         if self.commit_steps <= 0 or self.horizon_steps < self.commit_steps:
@@ -75,6 +92,7 @@ class WindowPlan:
     worst: str
     pn_mw: np.ndarray | None = None
     corrections: int = 0
+    q_mvar: np.ndarray | None = None
 
 
 def _check_feasible(agg: BusAggregate) -> None:
@@ -98,16 +116,22 @@ def _check_feasible(agg: BusAggregate) -> None:
 
 def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.ndarray, flow0: np.ndarray,
                 qflow0: np.ndarray, sig: Signals, cfg: PlanConfig, v_sens: np.ndarray | None = None,
-                ptdf: Any = None) -> WindowPlan:
+                ptdf: Any = None, v_sens_q: np.ndarray | None = None) -> WindowPlan:
     """Solve one window's LP for ``agg``.
 
     ``v0`` (T, n_bus) base voltages, ``p0_mw`` (T,) base feeder import, ``flow0``/``qflow0``
     (T, n_edge) base tree-edge flows (MW/Mvar), all with the devices at zero. Returns the per-bus
     class targets. Raises :class:`InfeasibleError` (``binding`` named) when the device limits
-    cannot be met, or in ``strict`` mode when a network limit would need a slack. ``v_sens``
-    and ``ptdf`` override the network's per-bus matrices when ``agg`` is per bus group.
+    cannot be met, or in ``strict`` mode when a network limit would need a slack. ``v_sens``,
+    ``ptdf`` and ``v_sens_q`` override the network's per-bus matrices when ``agg`` is per bus group.
+
+    With ``cfg.q_support`` the inverters' reactive power is a decision too (``q_mvar`` of the
+    result, generator convention): within ``q_max_frac`` x rating and an inscribed
+    ``q_polygon_sides``-gon of the rating circle with the active power, acting on the voltage
+    rows through dV/dQ, at ``q_eur_per_mvarh`` (losses) so it is used only where it helps.
     """
     v_sens = net.v_sens if v_sens is None else v_sens
+    v_sens_q = net.v_sens_q if v_sens_q is None else v_sens_q
     ptdf = net.ptdf if ptdf is None else ptdf
     t_build = time.perf_counter()
     _check_feasible(agg)
@@ -164,14 +188,59 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     pn_hi = agg.bat_p_max_mw + agg.ev_p_hi_mw + agg.wh_p_max_mw + agg.pv_avail_mw
     pn_lo = -agg.bat_p_max_mw + agg.ev_p_lo_mw
     slack_groups: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    # reactive power of the inverters: qa absorbed, qi injected (Mvar, both >= 0)
+    use_q = bool(cfg.q_support and v_sens_q is not None and agg.pv_s_mva is not None and np.any(agg.pv_s_mva > 0))
+    q_terms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+    qcap = np.zeros(nf)
+    bus_lbl = [f"bus {int(b)}" for b in net.grid.bus.ids]
+    # de-energised buses (v0 = 0) are not constrained
+    live = v0 > 0.5
+    vlo = np.where(live, cfg.vmin_pu + cfg.band_margin_pu - v0, -np.inf)
+    vhi = np.where(live, cfg.vmax_pu - cfg.band_margin_pu - v0, np.inf)
+    if use_q:
+        assert agg.pv_s_mva is not None and agg.pv_out_mw is not None and v_sens_q is not None
+        # Q only acts on the voltage rows, step by step (no energy): absorbing is offered at steps
+        # where an upper voltage row can bind whatever the active power does, injecting where a
+        # lower one can; elsewhere Q = 0 (it would only cost). This keeps the LP small.
+        vp, vn = np.clip(v_sens, 0, None), np.clip(v_sens, None, 0)
+        over = ((pn_hi @ vp.T + pn_lo @ vn.T) > vhi - cfg.margin_pu).any(axis=1)
+        under = ((pn_lo @ vp.T + pn_hi @ vn.T) < vlo + cfg.margin_pu).any(axis=1)
+        s_inv = agg.pv_s_mva
+        qcap = cfg.q_max_frac * s_inv
+        qcost = dt * cfg.q_eur_per_mvarh
+        qa_hi = np.where(over[:, None], qcap[None, :], 0.0)
+        qi_hi = np.where(under[:, None], qcap[None, :], 0.0)
+        qa = lp.var("qa", (T, nf), 0.0, qa_hi, qcost)
+        qi = lp.var("qi", (T, nf), 0.0, qi_hi, qcost)
+        q_terms = [(v_sens_q, qa, np.zeros((T, nf)), qa_hi), (-v_sens_q, qi, np.zeros((T, nf)), qi_hi)]
+        # apparent power: inscribed polygon of the rating circle, cos(th) P + sin(th) Q <= S cos(pi/N),
+        # with P = output - curtailment; only the sides facing P >= 0 that can bind
+        n_side = cfg.q_polygon_sides
+        th = 2 * np.pi * (np.arange(n_side) + 0.5) / n_side
+        th = th[(np.cos(th) > 1e-9) & (np.abs(np.sin(th)) > 1e-9)]
+        p_out = np.minimum(agg.pv_out_mw, s_inv)
+        s_in = s_inv * np.cos(np.pi / n_side)
+        for a_ in th.tolist():
+            ca, sa = float(np.cos(a_)), float(np.sin(a_))
+            can = (ca * p_out + abs(sa) * (qi_hi if sa > 0 else qa_hi) > s_in + 1e-9) & (s_inv > 0)
+            tt, jj = np.nonzero(can)
+            if tt.size == 0:
+                continue
+            k = np.arange(tt.size)
+            lp.rows_add("inverter rating", tt.size, np.concatenate([k, k, k]),
+                        np.concatenate([cu[tt, jj], qi[tt, jj], qa[tt, jj]]),
+                        np.concatenate([np.full(tt.size, -ca), np.full(tt.size, sa), np.full(tt.size, -sa)]),
+                        -np.inf, s_in[jj] - ca * p_out[tt, jj])
 
-    def soft_rows(group: str, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, labels: list[str],
-                  penalty: float, margin: float) -> None:
-        """Rows lo <= coef @ pn[t] <= hi for each (t, row) that can bind; coef (n_rows, nf) dense or sparse."""
-        dense = coef.toarray() if hasattr(coef, "toarray") else np.asarray(coef)
-        cp, cn = np.clip(dense, 0, None), np.clip(dense, None, 0)
-        d_hi = pn_hi @ cp.T + pn_lo @ cn.T  # (T, n_rows)
-        d_lo = pn_lo @ cp.T + pn_hi @ cn.T
+    def soft_rows(group: str, terms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], lo: np.ndarray,
+                  hi: np.ndarray, labels: list[str], penalty: float, margin: float) -> None:
+        """Rows lo <= sum_k coef_k @ var_k[t] <= hi for each (t, row) that can bind.
+
+        ``terms``: (coef (n_rows, nf) dense or sparse, var columns (T, nf), var lower, var upper (T, nf)).
+        """
+        dens = [(c.toarray() if hasattr(c, "toarray") else np.asarray(c), v, vl, vh) for c, v, vl, vh in terms]
+        d_hi = sum(vh @ np.clip(d, 0, None).T + vl @ np.clip(d, None, 0).T for d, _, vl, vh in dens)  # (T, n_rows)
+        d_lo = sum(vl @ np.clip(d, 0, None).T + vh @ np.clip(d, None, 0).T for d, _, vl, vh in dens)
         keep = (d_hi > hi - margin) | (d_lo < lo + margin)
         tt, ii = np.nonzero(keep)
         if tt.size == 0:
@@ -179,40 +248,38 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
         nr = tt.size
         slo = lp.var(group + ":lo", (nr,), 0.0, np.inf, penalty)
         shi = lp.var(group + ":hi", (nr,), 0.0, np.inf, penalty)
-        nzr, nzc = np.nonzero(dense)
-        # rows: for each kept (t, i), the nonzeros of coef row i at pn[t, :]
-        order = np.argsort(nzr, kind="stable")
-        nzr, nzc = nzr[order], nzc[order]
-        start = np.searchsorted(nzr, np.arange(dense.shape[0]))
-        cnt = np.bincount(nzr, minlength=dense.shape[0])
-        rep = cnt[ii]
-        local = np.repeat(np.arange(nr), rep)
-        offs = np.arange(rep.sum()) - np.repeat(np.cumsum(rep) - rep, rep)
-        kk = start[ii].repeat(rep) + offs
-        cols = pn[tt.repeat(rep), nzc[kk]]
-        vals = dense[nzr[kk], nzc[kk]]
-        rr = np.concatenate([local, np.arange(nr), np.arange(nr)])
-        cc = np.concatenate([cols, slo, shi])
-        vv = np.concatenate([vals, np.ones(nr), -np.ones(nr)])
-        lp.rows_add(group, nr, rr, cc, vv, lo[tt, ii], hi[tt, ii])
+        rr, cc, vv = [np.arange(nr), np.arange(nr)], [slo, shi], [np.ones(nr), -np.ones(nr)]
+        for dense, var, _, _ in dens:
+            nzr, nzc = np.nonzero(dense)
+            # rows: for each kept (t, i), the nonzeros of coef row i at var[t, :]
+            order = np.argsort(nzr, kind="stable")
+            nzr, nzc = nzr[order], nzc[order]
+            start = np.searchsorted(nzr, np.arange(dense.shape[0]))
+            cnt = np.bincount(nzr, minlength=dense.shape[0])
+            rep = cnt[ii]
+            rr.append(np.repeat(np.arange(nr), rep))
+            offs = np.arange(rep.sum()) - np.repeat(np.cumsum(rep) - rep, rep)
+            kk = start[ii].repeat(rep) + offs
+            cc.append(var[tt.repeat(rep), nzc[kk]])
+            vv.append(dense[nzr[kk], nzc[kk]])
+        lp.rows_add(group, nr, np.concatenate(rr), np.concatenate(cc), np.concatenate(vv), lo[tt, ii], hi[tt, ii])
         slack_groups[group] = (slo, shi, [f"{labels[i]} at step {agg.t0 + t}" for t, i in zip(tt.tolist(), ii.tolist(), strict=True)])
 
-    bus_lbl = [f"bus {int(b)}" for b in net.grid.bus.ids]
-    # de-energised buses (v0 = 0) are not constrained
-    live = v0 > 0.5
-    vlo = np.where(live, cfg.vmin_pu + cfg.band_margin_pu - v0, -np.inf)
-    vhi = np.where(live, cfg.vmax_pu - cfg.band_margin_pu - v0, np.inf)
-    soft_rows("voltage band", v_sens, vlo, vhi, bus_lbl, cfg.slack_v_eur_per_pu, cfg.margin_pu)
+    p_term = (v_sens, pn, np.broadcast_to(pn_lo, (T, nf)), np.broadcast_to(pn_hi, (T, nf)))
+    soft_rows("voltage band", [p_term, *q_terms], vlo, vhi, bus_lbl, cfg.slack_v_eur_per_pu, cfg.margin_pu)
     s_max = net.edge_s_max_mva * cfg.line_limit_pct / 100.0
     rated = np.isfinite(s_max)
     if rated.any():
-        pmax = np.sqrt(np.clip(s_max[None, rated] ** 2 - qflow0[:, rated] ** 2, 0, None))
-        soft_rows("branch rating", ptdf[np.flatnonzero(rated)], -pmax - flow0[:, rated], pmax - flow0[:, rated],
-                  [net.edge_name[i] for i in np.flatnonzero(rated)], cfg.slack_mw_eur_per_mw, 0.0)
+        ri = np.flatnonzero(rated)
+        # reactive flow: the base case's plus, conservatively, all the inverter Q that may flow there
+        qf = np.abs(qflow0[:, rated]) + (np.abs(ptdf[ri]) @ qcap)[None, :] if use_q else qflow0[:, rated]
+        pmax = np.sqrt(np.clip(s_max[None, rated] ** 2 - qf**2, 0, None))
+        soft_rows("branch rating", [(ptdf[ri], *p_term[1:])], -pmax - flow0[:, rated], pmax - flow0[:, rated],
+                  [net.edge_name[i] for i in ri], cfg.slack_mw_eur_per_mw, 0.0)
     if np.isfinite(net.trafo_s_max_mva):
         smax = net.trafo_s_max_mva * cfg.trafo_limit_pct / 100.0
-        soft_rows("transformer rating", np.ones((1, nf)), (-smax - p0_mw)[:, None], (smax - p0_mw)[:, None],
-                  ["transformers"], cfg.slack_mw_eur_per_mw, 0.0)
+        soft_rows("transformer rating", [(np.ones((1, nf)), *p_term[1:])], (-smax - p0_mw)[:, None],
+                  (smax - p0_mw)[:, None], ["transformers"], cfg.slack_mw_eur_per_mw, 0.0)
     # peak: peak >= p0 + sum_j pn
     lp.rows_add("peak", T, np.concatenate([np.arange(T), np.repeat(np.arange(T), nf)]),
                 np.concatenate([np.full(T, peak[0]), pn.ravel()]), np.concatenate([np.ones(T), -np.ones(T * nf)]),
@@ -234,7 +301,8 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     if cfg.strict and worst:
         raise InfeasibleError(f"schedule: the flexibility cannot keep the network within limits; worst: {worst}",
                               binding=worst)
-    return WindowPlan(targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst, lp.value(xs, "pn"))
+    q = lp.value(xs, "qi") - lp.value(xs, "qa") if use_q else np.zeros((T, nf))
+    return WindowPlan(targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst, lp.value(xs, "pn"), q_mvar=q)
 
 
 @dataclass
@@ -279,6 +347,10 @@ class Plan:
     flex_share_of_peak: float
     unresolved: list[str] = field(default_factory=list)
     fleet_after: Fleet | None = None
+    q_mvar: np.ndarray | None = None
+    pv_q_mvar: np.ndarray | None = None
+    q_tracking_error_mvarh: float = 0.0
+    q_support: bool = False
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary (no per-step arrays)."""
@@ -293,6 +365,8 @@ class Plan:
             "water_heater_comfort_violation_steps": self.comfort_violation_steps,
             "device_limit_violations": self.limit_violations,
             "tracking_error_mwh": self.tracking_error_mwh,
+            "curtailed_mwh": float(self.planned["pv_curtail"].sum() * self.step_h),
+            "reactive": self.reactive_summary(),
             "lp": {"windows": len(self.windows), "solve_s": sum(w.solve_s for w in self.windows),
                    "build_s": sum(w.build_s for w in self.windows), "max_vars": max((w.n_vars for w in self.windows), default=0),
                    "max_rows": max((w.n_rows for w in self.windows), default=0),
@@ -300,9 +374,20 @@ class Plan:
             "unresolved": self.unresolved[:10],
         }
 
+    def reactive_summary(self) -> dict[str, Any]:
+        """The inverters' reactive power in the plan: Mvarh absorbed/injected, largest set point, tracking."""
+        q = self.pv_q_mvar if self.pv_q_mvar is not None else np.zeros((self.steps, 0))
+        return {"q_support": self.q_support,
+                "absorbed_mvarh": float(np.clip(-q, 0, None).sum() * self.step_h),
+                "injected_mvarh": float(np.clip(q, 0, None).sum() * self.step_h),
+                "max_abs_mvar": float(np.abs(q).max()) if q.size else 0.0,
+                "tracking_error_mvarh": self.q_tracking_error_mvarh}
+
     def table(self) -> dict[str, list[float]]:
-        """Per-step fleet totals (MW) of the plan and the uncontrolled case."""
+        """Per-step fleet totals (MW; reactive power Mvar, + injected) of the plan and the uncontrolled case."""
         out = {f"plan_{c}_mw": v.sum(axis=1).round(5).tolist() for c, v in self.planned.items()}
+        if self.q_mvar is not None:
+            out["plan_q_mvar"] = self.q_mvar.sum(axis=1).round(5).tolist()
         out.update({f"uncontrolled_{c}_mw": v.sum(axis=1).round(5).tolist() for c, v in self.uncontrolled.items()})
         return out
 
@@ -313,7 +398,7 @@ def _spread_weights(fleet: Fleet, buses: np.ndarray, group: np.ndarray) -> dict[
 
     ratings = {"battery": (fleet.batteries.bus, fleet.batteries.p_max_mw), "ev": (fleet.ev.bus, fleet.ev.p_max_mw),
                "water_heater": (fleet.water_heaters.bus, fleet.water_heaters.p_rated_mw),
-               "pv_curtail": (fleet.pv.bus, fleet.pv.s_rated_mva)}
+               "pv_curtail": (fleet.pv.bus, fleet.pv.s_rated_mva * fleet.pv.curtailable)}
     out = {}
     for c, (bus, r) in ratings.items():
         w = np.asarray(bus_matrix(bus, buses) @ r) + 1e-12
@@ -322,18 +407,20 @@ def _spread_weights(fleet: Fleet, buses: np.ndarray, group: np.ndarray) -> dict[
     return out
 
 
-def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
+def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
     """Cluster the fleet's buses into at most ``max_groups`` groups of similar network impact.
 
     k-means on each bus's voltage-sensitivity column (dV at every bus per MW there). Returns
     the group of each fleet bus and the group-level dV/dP (n_bus, K) and branch PTDF (n_edge,
-    K): averages of the members' columns weighted by their device power. Groups of one bus
-    each (exact) when there are no more buses than ``max_groups``.
+    K): averages of the members' columns weighted by their device power, and the group-level
+    dV/dQ (n_bus, K) weighted by inverter rating (None when the network has none). Groups of
+    one bus each (exact) when there are no more buses than ``max_groups``.
     """
     buses = net.flex_bus_id
     nf = buses.size
     if nf <= max_groups:
-        return np.arange(nf), net.v_sens, net.ptdf
+        return np.arange(nf), net.v_sens, net.ptdf, net.v_sens_q
     from scipy.cluster.vq import kmeans2
 
     from gridpilot.flex.aggregate import bus_matrix
@@ -349,7 +436,13 @@ def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int, seed: int = 0)
     g = csr_matrix((wt, (np.arange(nf), group)), shape=(nf, k))
     norm = np.asarray(g.sum(axis=0)).ravel()
     g = g @ csr_matrix((1.0 / norm, (np.arange(k), np.arange(k))), shape=(k, k))
-    return group, np.asarray(net.v_sens @ g), (net.ptdf @ g).tocsr()
+    vq = None
+    if net.v_sens_q is not None:
+        wq = np.asarray(bus_matrix(fleet.pv.bus, buses) @ fleet.pv.s_rated_mva) + 1e-9
+        gq = csr_matrix((wq, (np.arange(nf), group)), shape=(nf, k))
+        nq = np.asarray(gq.sum(axis=0)).ravel()
+        vq = np.asarray(net.v_sens_q @ (gq @ csr_matrix((1.0 / nq, (np.arange(k), np.arange(k))), shape=(k, k))))
+    return group, np.asarray(net.v_sens @ g), (net.ptdf @ g).tocsr(), vq
 
 
 def _base(net: NetworkModel, t0: int, steps: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray,
@@ -366,14 +459,15 @@ def _base(net: NetworkModel, t0: int, steps: int) -> tuple[dict[str, np.ndarray]
 
 
 def evaluate(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curtail_mw: np.ndarray, sig: Signals,
-             cfg: PlanConfig, inj: dict[str, np.ndarray] | None = None) -> CaseMetrics:
-    """Run one case through the twin: per-bus device power and PV curtailment (steps, n_flex) MW.
+             cfg: PlanConfig, inj: dict[str, np.ndarray] | None = None, q_mvar: np.ndarray | None = None) -> CaseMetrics:
+    """Run one case through the twin: per-bus device power and PV curtailment (steps, n_flex) MW,
+    and the inverters' reactive power ``q_mvar`` (steps, n_flex) Mvar, + injected.
 
     Returns :class:`CaseMetrics`; cost and CO2 are those of the feeder's net import (exports
     credited), violation minutes count steps with any bus outside the band or any branch above
     100 % loading.
     """
-    ts = run_case(net, t0, steps, device_mw, curtail_mw, inj)
+    ts = run_case(net, t0, steps, device_mw, curtail_mw, inj, q_mvar=q_mvar)
     step_h = float(ts.meta.get("step_h", 0.25))
     imp = np.nan_to_num(ts.source_p_mw)
     vbad = (ts.vmin_pu < cfg.vmin_pu - 1e-4) | (ts.vmax_pu > cfg.vmax_pu + 1e-4)
@@ -388,11 +482,17 @@ def evaluate(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curt
 
 
 def run_case(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curtail_mw: np.ndarray,
-             inj: dict[str, np.ndarray] | None = None, outputs: tuple[str, ...] = ()) -> Any:
-    """The twin's time series with per-bus device power and PV curtailment ((steps, n_flex) MW) added."""
+             inj: dict[str, np.ndarray] | None = None, outputs: tuple[str, ...] = (),
+             q_mvar: np.ndarray | None = None) -> Any:
+    """The twin's time series with per-bus device power and PV curtailment ((steps, n_flex) MW) added,
+    and the inverters' reactive power ``q_mvar`` ((steps, n_flex) Mvar, + injected) if given."""
     inj = net.injections(t0, steps) if inj is None else inj
     lp_ = inj["load_p_mw"].copy()
     lp_[:, net.flex_load_pos] += device_mw
+    lq = None
+    if q_mvar is not None:
+        lq = inj["load_q_mvar"].copy()
+        lq[:, net.flex_load_pos] -= q_mvar
     gp = inj["gen_p_mw"].copy()
     if np.any(curtail_mw > 0) and len(net.grid.generator):
         g = net.grid
@@ -404,7 +504,7 @@ def run_case(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curt
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(tot[:, gbus[idx]] > 0, curtail_mw[:, gbus[idx]] / tot[:, gbus[idx]], 0.0)
         gp[:, idx] *= 1 - np.clip(frac, 0, 1)
-    return net.twin.timeseries(steps, start=t0, load_p_mw=lp_, gen_p_mw=gp, outputs=outputs)
+    return net.twin.timeseries(steps, start=t0, load_p_mw=lp_, load_q_mvar=lq, gen_p_mw=gp, outputs=outputs)
 
 
 def pv_available(net: NetworkModel, fleet: Fleet, inj: dict[str, np.ndarray]) -> np.ndarray:
@@ -442,9 +542,12 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
                               binding=f"ev departure energy (session {sid})")
     inj_all = net.injections(t0, steps)
     nf = buses.size
-    group, vs_g, ptdf_g = group_buses(net, fleet, cfg.max_groups)
+    group, vs_g, ptdf_g, vq_g = group_buses(net, fleet, cfg.max_groups)
     spread = _spread_weights(fleet, buses, group)
     planned = {c: np.zeros((steps, nf)) for c in CLASSES}
+    q_bus_all = np.zeros((steps, nf))
+    q_dev_all = np.zeros((steps, len(fleet.pv)))
+    q_err = 0.0
     f = fleet
     windows: list[WindowPlan] = []
     viol = comfort = 0
@@ -462,7 +565,7 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
         agg = aggregate(f, a, T, buses, avail, group)
         v_use = v0
         for it in range(cfg.corrections + 1):
-            wp = plan_window(agg, net, v_use, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g)
+            wp = plan_window(agg, net, v_use, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g, vq_g)
             wp.corrections = it
             if it == cfg.corrections:
                 break
@@ -474,13 +577,16 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
             else:
                 sp = {c: v[:, group] * spread[c][None, :] for c, v in wp.targets.items()}
             dev_w = sp["battery"] + sp["ev"] + sp["water_heater"]
-            ts_w = run_case(net, a, T, dev_w, sp["pv_curtail"], inj, ("v_pu",))
+            _, q_w, _ = disaggregate_q(f, wp.q_mvar, avail, wp.targets["pv_curtail"], buses, group, cfg.q_max_frac)
+            ts_w = run_case(net, a, T, dev_w, sp["pv_curtail"], inj, ("v_pu",), q_mvar=q_w)
             v_act = np.nan_to_num(np.asarray(ts_w.v_pu, np.float64), nan=1.0)
             live = v_act > 0.5
             bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
             if not bad.any():
                 break
             v_pred = v_use + wp.pn_mw @ np.asarray(vs_g).T
+            if vq_g is not None and wp.q_mvar is not None:
+                v_pred = v_pred - wp.q_mvar @ np.asarray(vq_g).T
             v_use = v_use + np.where(live, v_act - v_pred, 0.0)
         windows.append(wp)
         if wp.worst:
@@ -489,6 +595,11 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
         d: Dispatch = disaggregate(f, a, tg, buses, avail[:commit], group=group)
         for c in CLASSES:
             planned[c][a - t0:a - t0 + commit] = d.p_mw[c]
+        q_dev, q_bus, qe = disaggregate_q(f, wp.q_mvar[:commit], avail[:commit], tg["pv_curtail"], buses, group,
+                                          cfg.q_max_frac)
+        q_bus_all[a - t0:a - t0 + commit] = q_bus
+        q_dev_all[a - t0:a - t0 + commit] = q_dev
+        q_err += qe
         viol += d.limit_violations
         comfort += d.comfort_violation_steps
         for i in d.ev_departed.tolist():
@@ -505,7 +616,7 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
     uncontrolled = u.p_mw
     sig = sig_all.window(t0, steps)
     dev = planned["battery"] + planned["ev"] + planned["water_heater"]
-    cm = evaluate(net, t0, steps, dev, planned["pv_curtail"], sig, cfg, inj_all)
+    cm = evaluate(net, t0, steps, dev, planned["pv_curtail"], sig, cfg, inj_all, q_mvar=q_bus_all)
     udev = uncontrolled["battery"] + uncontrolled["ev"] + uncontrolled["water_heater"]
     um = evaluate(net, t0, steps, udev, np.zeros_like(udev), sig, cfg, inj_all)
     flex_mw = float(fleet.batteries.p_max_mw.sum() + fleet.water_heaters.p_rated_mw.sum())
@@ -514,7 +625,7 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
     paid = float(np.sum(v2g) * cfg.v2g_fee_eur_per_mwh)
     return Plan(t0, steps, fleet.step_h, buses, planned, uncontrolled, cm, um, len(departed), len(departed_short),
                 float(sum(departed_short.values())), float(v2g.sum()), paid, comfort, viol, track, windows,
-                fleet.summary(), share, unresolved, f)
+                fleet.summary(), share, unresolved, f, q_bus_all, q_dev_all, q_err, cfg.q_support)
 
 
 def uncontrolled_dispatch(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None,
