@@ -38,6 +38,7 @@ from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
 
 TWIN_VERIFY_MAX_BUSES = 200  # "auto" verification in the twin up to this grid size
+EXCHANGE_STARTS = 1  # branch-exchange rounds start from the least-violating configuration only
 
 
 @dataclass(frozen=True)
@@ -641,11 +642,11 @@ class FlisrEngine:
             configs = _unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
             viol, vmin, load, wsv = ev(configs, served(configs))
             best = _pick(configs, viol, vmin, base_on, wsv)
-            # branch exchange rounds from the least-violating configurations
+            # branch exchange rounds from the least-violating configuration(s)
             rounds = 0
             while viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline:
                 rounds += 1
-                starts = np.argsort(viol, kind="stable")[:3]
+                starts = np.argsort(viol, kind="stable")[:EXCHANGE_STARTS]
                 moves: list[np.ndarray] = []
                 for s_i in starts:
                     if not np.isfinite(viol[s_i]):
@@ -678,7 +679,7 @@ class FlisrEngine:
                 cands[np.arange(cut.size), cut] = False
                 srv_c = served(cands)
                 okc = srv_c[:, :ki].any(axis=1) & srv_c[:, live_req].all(axis=1)
-                cands, srv_c = cands[okc], srv_c[okc]
+                cands, srv_c, cut = cands[okc], srv_c[okc], cut[okc]
                 if not cands.shape[0]:
                     on = base_on.copy()
                     cur_viol, cur_vmin, cur_load = 0.0, float("nan"), float("nan")
@@ -694,6 +695,33 @@ class FlisrEngine:
                     pick = int(feas[np.argmax(w[feas])])
                 on = cands[pick]
                 cur_viol, cur_vmin, cur_load, cur_w = float(cv[pick]), float(cvmin[pick]), float(cload[pick]), float(w[pick])
+                if cur_viol > 0:
+                    # one batch for the next steps: keep cutting in the order of this step's
+                    # relief per weighted kW, and go straight to the first prefix that is feasible
+                    # (or the least-violating one); the add-back below returns what was overdone
+                    rank = np.argsort(-gain, kind="stable")
+                    rank = rank[(gain[rank] > 0) & (rank != pick)]
+                    steps: list[np.ndarray] = []
+                    c = on
+                    for r in rank.tolist():
+                        if c[cut[r]]:
+                            c = c.copy()
+                            c[cut[r]] = False
+                            steps.append(c)
+                    if steps:
+                        pc = np.array(steps)
+                        srv_p = served(pc)
+                        okp = srv_p[:, :ki].any(axis=1) & srv_p[:, live_req].all(axis=1)
+                        pc, srv_p = pc[okp], srv_p[okp]
+                    if steps and pc.shape[0]:
+                        pv, pvmin, pload, pw = ev(pc, srv_p)
+                        fp = np.flatnonzero(pv <= 0)
+                        j = int(fp[0]) if fp.size else int(np.argmin(pv))
+                        if pv[j] < cur_viol:
+                            on = pc[j]
+                            cur_viol, cur_vmin, cur_load, cur_w = float(pv[j]), float(pvmin[j]), float(pload[j]), float(pw[j])
+            # add back, greedily, what fits: re-close one shed part, alone or while cutting
+            # another part (a swap), keeping the most weighted load served; one batch per step
             for _ in range(2 * k + 4 if shed_any else 0):
                 if time.perf_counter() > self._deadline + self.budget_ms / 1e3:
                     break
@@ -701,15 +729,24 @@ class FlisrEngine:
                 add = np.flatnonzero(~on & (srv[e_u] != srv[e_v]))
                 if not add.size:
                     break
-                adds = np.repeat(on[None, :], add.size, axis=0)
-                adds[np.arange(add.size), add] = True
-                av, avmin, aload, w = ev(adds, served(adds))
+                cutc = np.flatnonzero(on & cuttable)
+                na, nc = add.size, cutc.size
+                adds = np.repeat(on[None, :], na * (nc + 1), axis=0)
+                adds[np.arange(adds.shape[0]), np.repeat(add, nc + 1)] = True
+                sw_rows = np.flatnonzero(np.tile(np.arange(nc + 1) < nc, na))
+                adds[sw_rows, np.tile(cutc, na)] = False
+                srv_a = served(adds)
+                better = (srv_a[:, :ki] @ w_isl > cur_w + 1e-12) & srv_a[:, live_req].all(axis=1)
+                adds, srv_a = adds[better], srv_a[better]
+                if not adds.shape[0]:
+                    break
+                av, avmin, aload, w = ev(adds, srv_a)
                 feas = np.flatnonzero(av <= 0)
                 if not feas.size:
                     break
                 pick = int(feas[np.argmax(w[feas])])
                 on = adds[pick]
-                cur_vmin, cur_load = float(avmin[pick]), float(aload[pick])
+                cur_vmin, cur_load, cur_w = float(avmin[pick]), float(aload[pick]), float(w[pick])
             self._island_memo[key] = (on.copy(), cur_vmin, cur_load)
         srv = served(on[None, :])[0]
         # sections left dead keep their switches as they were: open only what separates

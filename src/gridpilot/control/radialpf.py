@@ -2,8 +2,13 @@
 
 FLISR must check dozens of candidate switchings in a few milliseconds. This solver takes a
 region of the grid (a set of buses, the branches among them and one or more root buses held
-at known voltages) and many candidate sets of conducting branches, builds each radial tree,
-and runs the classic backward/forward sweep on all candidates at once (numpy, level by level).
+at known voltages), compiled once by :meth:`RadialSolver.prepare`, and many candidate sets of
+conducting branches; one numba loop builds each candidate's radial tree (breadth-first from
+the roots) and runs the classic backward/forward sweep on it until that candidate converges.
+
+It stays separate from the twin's batch kernel (:mod:`gridpilot.twin.radial_kernel`): that one
+solves many load states on *one* topology ordered in Python beforehand, while here every
+candidate has its own topology, found inside the kernel at microsecond cost.
 
 Model (per unit on 1 MVA and the buses' nominal voltages): lines as pi sections (series
 impedance, half the charging at each end); transformers as an ideal ratio (from rated
