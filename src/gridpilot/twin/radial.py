@@ -401,6 +401,17 @@ class RadialEngine:
         self.threads = threads
         self._topos: dict[bytes, tuple[RadialTopology | None, str]] = {}
         self._rows = self._row_layout()
+        # each component's rows are one contiguous range (see _row_layout)
+        comp = self._rows["comp"]
+        self._span: dict[str, slice] = {}
+        for c in ("load", "generator", "storage", "ev_charger", "flex_load"):
+            idx = np.flatnonzero(comp == c)
+            if idx.size:
+                assert idx[-1] - idx[0] + 1 == idx.size
+                self._span[c] = slice(int(idx[0]), int(idx[-1]) + 1)
+        ld = self._span.get("load")
+        self._load_plain = ld is not None and bool(
+            np.array_equal(self._rows["pos"][ld], np.arange(len(grid.load))) and np.all(self._rows["share"][ld] == 1.0))
 
     def topology(self, switch_closed: np.ndarray | None = None) -> tuple[RadialTopology | None, str]:
         """The radial topology for the switch states (cached), or ``(None, reason)`` if meshed."""
@@ -469,7 +480,6 @@ class RadialEngine:
         m = r["pos"].size
         p_out = np.empty((t, m))
         q_out = np.zeros((t, m))
-        comp = r["comp"]
 
         def arr(key: str, comp_name: str, field: str | None) -> np.ndarray:
             n = len(g[comp_name])
@@ -486,17 +496,22 @@ class RadialEngine:
                 raise ValidationError(f"{key}: contains NaN or infinite values")
             return np.broadcast_to(a, (t, n))
 
-        sl = np.flatnonzero(comp == "load")
-        if sl.size:
-            pos, sh = r["pos"][sl], r["share"][sl]
-            p_out[:, sl] = arr("load_p_mw", "load", "p_mw")[:, pos] * sh
-            q_out[:, sl] = arr("load_q_mvar", "load", "q_mvar")[:, pos] * sh
+        sl = self._span.get("load")
+        if sl is not None:
+            lp, lq = arr("load_p_mw", "load", "p_mw"), arr("load_q_mvar", "load", "q_mvar")
+            if self._load_plain:  # one constant-power row per load, in table order
+                p_out[:, sl] = lp
+                q_out[:, sl] = lq
+            else:
+                pos, sh = r["pos"][sl], r["share"][sl]
+                np.multiply(np.take(lp, pos, axis=1), sh, out=p_out[:, sl])
+                np.multiply(np.take(lq, pos, axis=1), sh, out=q_out[:, sl])
         for c, pk, qk, pf, qf in (("generator", "gen_p_mw", "gen_q_mvar", "p_mw", "q_mvar"),
                                   ("storage", "storage_p_mw", None, "p_mw", "q_mvar"),
                                   ("ev_charger", "ev_p_mw", None, "p_mw", None),
                                   ("flex_load", "flex_p_mw", None, None, None)):
-            s = np.flatnonzero(comp == c)
-            if not s.size:
+            s = self._span.get(c)
+            if s is None:
                 continue
             p_out[:, s] = arr(pk, c, pf)
             if qk is not None:
