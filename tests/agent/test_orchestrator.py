@@ -104,6 +104,24 @@ def test_a_second_fault_during_restoration_keeps_the_first_isolated(orch: Orches
     assert orch.known_faults >= {7, 25}
 
 
+def test_restoration_planned_again_on_present_demand_when_the_nominal_plan_does_not_fit(
+    fleet_grid: Grid,
+) -> None:
+    # 19:00, EVs charging: the engine's plan on nominal loads overloads the receiving feeder
+    o = Orchestrator(SimWorld(fleet_grid, start_step=EVENING + 8), history=8)
+    o.step()
+    o.inject("fault", line=28)
+    rep = o.step()
+    assert rep.executed and not rep.refused
+    o.step()
+    act = o.audit.entries(kind="action")[0]["data"]
+    assert act["present_demand_check"]["plan_basis"].startswith("present demand")
+    assert act["present_demand_check"]["within_limits"] and act["dr_level"] > 0
+    assert (~o.last.energised).sum() == 1  # only the faulted section is off
+    assert o.last.vmin_pu >= o.limits.v_min_pu - o.limits.tolerance_pu
+    assert not _line_live(o.world, 28)
+
+
 def test_propose_mode_waits_for_the_operator(fleet_grid: Grid) -> None:
     o = Orchestrator(SimWorld(fleet_grid, start_step=EVENING), mode="propose")
     o.step()

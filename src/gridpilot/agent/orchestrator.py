@@ -110,6 +110,8 @@ class Orchestrator:
         self.storage_cmd_mw = g.storage["p_mw"].copy()
         self.load_est_mw = g.load["p_mw"].copy()
         self.gen_est_mw = g.generator["p_mw"].copy()
+        self.ev_est_mw = np.zeros(len(g.ev_charger))
+        self.flex_est_mw = np.zeros(len(g.flex_load))
         self.obs_history: deque[Observation] = deque(maxlen=64)
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self.events: deque[dict[str, Any]] = deque(maxlen=500)
@@ -187,6 +189,8 @@ class Orchestrator:
             shared=self.shared,
             tripped=set(self.tripped),
             locked_open=list(self.locked_open),
+            ev_est_mw=self.ev_est_mw.copy(),
+            flex_est_mw=self.flex_est_mw.copy(),
         )
 
     # --- the loop --------------------------------------------------------------------------------
@@ -203,6 +207,14 @@ class Orchestrator:
             gb = g.bus.position_map(g.generator["bus"])
             gon = obs.energised[gb]
             self.gen_est_mw[gon] = obs.gen_p_mw[gon]
+        # EV chargers and flexible loads: last seen value where the bus is dead now
+        for tb, est, seen in (
+            (g.ev_charger, self.ev_est_mw, obs.ev_p_mw),
+            (g.flex_load, self.flex_est_mw, obs.flex_p_mw),
+        ):
+            if len(tb):
+                on_b = obs.energised[g.bus.position_map(tb["bus"])]
+                est[on_b] = seen[on_b]
 
     def _alarms(self, obs: Observation) -> None:
         lim = self.limits

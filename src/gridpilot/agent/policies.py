@@ -58,6 +58,8 @@ class Context:
     shared: dict[str, Any] = field(default_factory=dict)
     tripped: set[int] = field(default_factory=set)  # switch ids protection reported tripped
     locked_open: list[int] = field(default_factory=list)  # bounds of isolated sections (ids)
+    ev_est_mw: np.ndarray | None = None  # EV charging, last seen where now de-energised
+    flex_est_mw: np.ndarray | None = None  # flexible loads, likewise
 
     def injections(
         self,
@@ -80,11 +82,12 @@ class Context:
             out["storage_p_mw"] = self.storage_deliverable(self.storage_cmd_mw)
         if len(g.ev_charger):
             now = max(self.ev_factor * (1.0 - EV_DR_SHARE * self.dr_level), 1e-6)
-            ev = self.obs.ev_p_mw / now
+            ev = (self.obs.ev_p_mw if self.ev_est_mw is None else self.ev_est_mw) / now
             out["ev_p_mw"] = ev * evf * (1.0 - EV_DR_SHARE * lvl)
         if len(g.flex_load):
             fl = (
-                self.obs.flex_p_mw / max(1.0 - self.dr_level, 1e-6)
+                (self.obs.flex_p_mw if self.flex_est_mw is None else self.flex_est_mw)
+                / max(1.0 - self.dr_level, 1e-6)
                 if self.dr_level < 1
                 else g.flex_load["p_mw"] * 0.5
             )
@@ -170,7 +173,7 @@ class FlisrPolicy:
         self,
         budget_ms: float = 1000.0,
         dr_levels: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0),
-        margin_pu: float = 0.0,
+        margin_pu: float = 0.005,
     ) -> None:
         if budget_ms <= 0:
             raise ValidationError(f"budget_ms: must be positive, got {budget_ms}")
@@ -192,6 +195,37 @@ class FlisrPolicy:
             self._engine = FlisrEngine(grid, lim, verify="auto", budget_ms=self.budget_ms)
             self._engine_grid = grid
         return self._engine
+
+    def _check(
+        self, ctx: Context, steps: list[Any], levels: list[float]
+    ) -> tuple[list[Action], np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Actions of switching ``steps``, final switch states, and their simulation at the
+        present estimated demand for each DR level (one twin batch) with the within-limits flags."""
+        g = ctx.grid
+        actions = [Action("switch", a.switch, 1.0 if a.close else 0.0) for a in steps]
+        closed = ctx.obs.switch_closed.copy()
+        for a in actions:
+            closed[int(g.switch.index_of([int(a.target or 0)])[0])] = bool(a.value)
+        inj = [ctx.injections(dr_level=lv) for lv in levels]
+        ev = batch_eval(ctx.twin, inj, [closed] * len(levels))
+        return actions, closed, ev, _ok(ev, ctx.limits, self.margin_pu)
+
+    def _present_engine(self, ctx: Context, dr_level: float) -> FlisrEngine:
+        """A one-off engine on a copy of the grid carrying the present estimated injections."""
+        g = ctx.grid.copy()
+        inj = ctx.injections(dr_level=dr_level)
+        g.load["p_mw"] = inj["load_p_mw"]
+        g.load["q_mvar"] = inj["load_q_mvar"]
+        for table, key in (
+            ("generator", "gen_p_mw"),
+            ("storage", "storage_p_mw"),
+            ("ev_charger", "ev_p_mw"),
+            ("flex_load", "flex_p_mw"),
+        ):
+            if key in inj and len(g[table]):
+                g[table]["p_mw"] = inj[key]
+        eng = self.engine(ctx.grid, ctx.limits)
+        return FlisrEngine(g, eng.limits, verify="auto", budget_ms=self.budget_ms)
 
     @staticmethod
     def indications(ctx: Context) -> Indications:
@@ -226,16 +260,25 @@ class FlisrPolicy:
         res = eng.respond(ind, switch_closed=ctx.pre_fault_closed, locked_open=ctx.locked_open)
         if not res.plan:
             return []
-        actions = [Action("switch", a.switch, 1.0 if a.close else 0.0) for a in res.plan]
-        closed = obs.switch_closed.copy()
-        for a in actions:
-            closed[int(g.switch.index_of([int(a.target or 0)])[0])] = bool(a.value)
-        # the engine planned on nominal injections: check the final state at present demand
         levels = [ctx.dr_level] + [lv for lv in self.dr_levels if lv > ctx.dr_level]
-        ev = batch_eval(
-            ctx.twin, [ctx.injections(dr_level=lv) for lv in levels], [closed] * len(levels)
-        )
-        ok = _ok(ev, ctx.limits, self.margin_pu)
+        # the engine planned on nominal injections: check the final state at present demand
+        basis = "nominal demand"
+        actions, closed, ev, ok = self._check(ctx, res.plan, levels)
+        if not ok.any():
+            # too much load now for that plan even with full DR: plan again on the present
+            # estimate (at the highest DR level), then, failing that, isolate and reclose only
+            pres = self._present_engine(ctx, levels[-1]).respond(
+                ind, switch_closed=ctx.pre_fault_closed, locked_open=ctx.locked_open
+            )
+            actions, closed, ev, ok = self._check(ctx, pres.plan, levels)
+            basis = "present demand (nominal plan outside limits now)"
+            if ok.any():
+                res = pres
+            else:
+                steps = [a for a in res.plan if a.reason in ("isolate", "reclose")]
+                actions, closed, ev, ok = self._check(ctx, steps, levels)
+                basis = "isolation only (no restoration within limits at present demand)"
+                res.plan, res.restore, res.open_for_restore = steps, [], []
         pick = int(np.flatnonzero(ok)[0]) if ok.any() else 0
         dr_level = levels[pick]
         if dr_level != ctx.dr_level:
@@ -285,6 +328,7 @@ class FlisrPolicy:
                 )
             },
             "present_demand_check": {
+                "plan_basis": basis,
                 "vmin_pu": round(float(ev["vmin_pu"][pick]), 4),
                 "max_loading_pct": round(float(ev["max_loading_pct"][pick]), 2),
                 "within_limits": bool(ok[pick]),
