@@ -2,7 +2,7 @@
 
 Entry points: :func:`day_ahead` (one call: fit on a history, forecast the next day with
 P10/P50/P90), the models (:class:`SeasonalNaive`, :class:`LinearForecaster`,
-:class:`GBMForecaster`, :class:`PVForecaster`, or :func:`make_model` by name) with
+:class:`GBMForecaster`, :class:`EnsembleForecaster`, :class:`PVForecaster`, or :func:`make_model` by name) with
 ``fit(history, covariates, validation=...)`` / ``predict(...) -> ForecastResult``, and
 :func:`backtest` (rolling origin, metrics beside the seasonal-naive baseline).
 """
@@ -11,6 +11,7 @@ from gridpilot.forecast.api import MODELS, auto_lookbacks, day_ahead, make_model
 from gridpilot.forecast.backtest import BacktestResult, backtest
 from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
 from gridpilot.forecast.data import History, prepare_history
+from gridpilot.forecast.ensemble import EnsembleForecaster
 from gridpilot.forecast.gbm import GBMForecaster
 from gridpilot.forecast.linear import LinearForecaster
 from gridpilot.forecast.metrics import all_metrics
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_QUANTILES",
     "MODELS",
     "BacktestResult",
+    "EnsembleForecaster",
     "ForecastResult",
     "Forecaster",
     "GBMForecaster",

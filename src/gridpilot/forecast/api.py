@@ -12,7 +12,15 @@ from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
 from gridpilot.forecast.data import History, Repair, prepare_history
 from gridpilot.forecast.result import ForecastResult
 
-MODELS: tuple[str, ...] = ("seasonal-naive", "linear", "gbm", "gbm-l1", "gbm-quantile", "pv")
+MODELS: tuple[str, ...] = (
+    "seasonal-naive",
+    "linear",
+    "gbm",
+    "gbm-l1",
+    "gbm-quantile",
+    "ensemble",
+    "pv",
+)
 
 
 def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
@@ -35,6 +43,10 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
         return GBMForecaster(horizon, **kwargs)
     if key in ("gbm-l1", "gbm_l1"):
         return GBMForecaster(horizon, objective="l1", **kwargs)
+    if key == "ensemble":
+        from gridpilot.forecast.ensemble import EnsembleForecaster
+
+        return EnsembleForecaster(horizon, **kwargs)
     if key in ("gbm-quantile", "gbm_quantile"):
         return GBMForecaster(horizon, quantile_method="quantile", **kwargs)
     if key == "pv":
@@ -109,7 +121,7 @@ def day_ahead(
             issues=[Issue("forecast", "horizon_steps", "must be at least 1", value=horizon_steps)]
         )
     kwargs = dict(model_kwargs)
-    if model.lower() in ("linear", "dlinear", "ridge") and "lookback" not in kwargs:
+    if model.lower() in ("linear", "dlinear", "ridge", "ensemble") and "lookback" not in kwargs:
         kwargs["lookback"] = auto_lookbacks(len(h), int(steps), h.steps_per_day)
     m = make_model(model, int(steps), **kwargs)
     if covariates is not None:

@@ -1,7 +1,9 @@
 """Rolling-origin backtests: a model and the seasonal-naive baseline scored side by side.
 
-The model is fitted once on the rows before the test part (tuned on a validation part when
-``val_start`` is given). Then every origin in the test part (every ``stride`` steps, targets
+The model is fitted on the rows before the test part (tuned on a validation part when
+``val_start`` is given). With ``refit_every`` it is trained again, with the settings tuned
+then, on every row observed before each block of ``refit_every`` test origins (periodic
+refit, as in operation: a block starting at row b sees rows [0, b) only). Then every origin in the test part (every ``stride`` steps, targets
 inside the test part) is forecast from the actual history up to it, as in operation.
 
 Quantiles: ``calibration="fixed"`` uses the residuals held out at fit time;
@@ -117,18 +119,22 @@ def rolling_quantiles(
     *,
     window: int,
     every: int,
+    point_all: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point (N, C, H) and quantiles (Q, N, C, H) with conformal offsets recomputed every
     ``every`` origins from the last ``window`` out-of-sample residuals observed so far: the
     model's held-out residuals from fit, followed by those of test origins whose targets
     are already observed (scaled by :meth:`Forecaster.residual_scale` where the model has
-    one). In-sample residuals are never used: they would make the bands too narrow."""
+    one). In-sample residuals are never used: they would make the bands too narrow.
+    ``point_all`` (origins min..max, e.g. from periodic refits) replaces the model's
+    forecasts."""
     if model.residuals_ is None:
         raise ValidationError(issues=[Issue(model.name, "state", "is not fitted")])
     hzn = model.horizon
     first, last = int(origins.min()), int(origins.max())
     allo = np.arange(first, last + 1)
-    point_all = model.forecast_origins(values, index, cov, allo)
+    if point_all is None:
+        point_all = model.forecast_origins(values, index, cov, allo)
     ok = allo + hzn <= len(values)
     resid = np.full_like(point_all, np.nan)
     resid[ok] = target_windows(values, allo[ok], hzn) - point_all[ok]
@@ -168,6 +174,7 @@ def backtest(
     recalibrate_every: int | None = None,
     baseline: Forecaster | Literal["seasonal-naive"] | None = "seasonal-naive",
     covariates: pd.DataFrame | None = None,
+    refit_every: int | None = None,
 ) -> BacktestResult:
     """Rolling-origin backtest of ``model`` (and a baseline) on ``data``.
 
@@ -175,7 +182,9 @@ def backtest(
     part) train the model; with ``val_start`` the rows [val_start, test_start) are its
     validation part (tuning, conformal calibration). Test origins run every ``stride`` steps
     with all targets before ``test_end``. Returns a :class:`BacktestResult` with metrics in
-    data units and on data standardised with the training rows.
+    data units and on data standardised with the training rows. ``refit_every`` (steps):
+    retrain the point model on all rows before each block of that many test steps (the
+    first block uses the fit before the test part); ``None``: fit once.
     """
     h = prepare_history(data, repair=model.repair)
     qs = check_quantiles(quantiles)
@@ -184,6 +193,10 @@ def backtest(
             issues=[
                 Issue("backtest", "calibration", "must be 'rolling' or 'fixed'", value=calibration)
             ]
+        )
+    if refit_every is not None and int(refit_every) < 1:
+        raise ValidationError(
+            issues=[Issue("backtest", "refit_every", "must be ≥ 1 step", value=refit_every)]
         )
     if int(stride) < 1:
         raise ValidationError(issues=[Issue("backtest", "stride", "must be ≥ 1", value=stride)])
@@ -234,7 +247,43 @@ def backtest(
         m.fit(train, cov_fit, validation=val)
         cov_arr = cov_full if m.uses_covariates else None
         own = getattr(m, "quantile_method", "conformal") == "quantile"
-        if calibration == "fixed" or own:
+        if refit_every is not None and not isinstance(m, SeasonalNaive):
+            if own:
+                raise ValidationError(
+                    issues=[
+                        Issue(
+                            m.name,
+                            "refit_every",
+                            "periodic refit needs conformal quantiles, not quantile models",
+                            value=refit_every,
+                        )
+                    ]
+                )
+            allo = np.arange(int(origins.min()), int(origins.max()) + 1)
+            point_all = np.empty((len(allo), h.values.shape[1], hzn))
+            for b in range(int(allo[0]), int(allo[-1]) + 1, int(refit_every)):
+                if b > allo[0]:
+                    m.refit_until(h.values, h.index, cov_arr, b)
+                sel = (allo >= b) & (allo < b + int(refit_every))
+                point_all[sel] = m.forecast_origins(h.values, h.index, cov_arr, allo[sel])
+            if calibration == "fixed":
+                point = point_all[origins - allo[0]]
+                off = m.quantile_offsets(qs)[:, None]  # (Q, 1, C, H)
+                sc = m.residual_scale(h.index, origins)
+                qarr = point[None] + (off if sc is None else off * np.nan_to_num(sc)[None])
+            else:
+                point, qarr = rolling_quantiles(
+                    m,
+                    h.values,
+                    h.index,
+                    cov_arr,
+                    origins,
+                    qs,
+                    window=window,
+                    every=every,
+                    point_all=point_all,
+                )
+        elif calibration == "fixed" or own:
             point, qarr = m.quantile_origins(h.values, h.index, cov_arr, origins, qs)
         else:
             point, qarr = rolling_quantiles(

@@ -325,6 +325,26 @@ class Forecaster(ABC):
             return point, point[None] + offsets[:, None]
         return point, point[None] + offsets[:, None] * np.nan_to_num(scale)[None]
 
+    def refit_until(
+        self, values: np.ndarray, index: pd.DatetimeIndex, cov: np.ndarray | None, end: int
+    ) -> None:
+        """Train the point model again on rows [0, end) only (every target before ``end``),
+        keeping the tuned settings (iterations, lookback, penalty, weights), the training
+        normalisation and the held-out residuals: the periodic refit of an operator."""
+        self._check_fitted()
+        if not self.min_train_rows() <= end <= len(values):
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        self.name,
+                        "end",
+                        f"must lie in [{self.min_train_rows()}, {len(values)}]",
+                        value=end,
+                    )
+                ]
+            )
+        self._fit_arrays(values[:end], index[:end], None if cov is None else cov[:end], None)
+
     def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
         """Scale (N, 1 or C, H) of the errors at each target, or None (errors homogeneous).
 

@@ -44,7 +44,7 @@ def _model_kwargs(
 def backtest_cmd(
     data: Path = typer.Option(..., "--data", help="CSV: a time column, one column per series."),
     model: str = typer.Option(
-        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|gbm-quantile|pv"
+        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|gbm-quantile|ensemble|pv"
     ),
     horizon: int = typer.Option(24, "--horizon", help="Forecast horizon in steps."),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
@@ -132,7 +132,9 @@ def day_ahead_cmd(
         ..., "--data", help="CSV history: a time column, one column per series."
     ),
     horizon: int | None = typer.Option(None, "--horizon", help="Steps (default one day)."),
-    model: str = typer.Option("linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|pv"),
+    model: str = typer.Option(
+        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|ensemble|pv"
+    ),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
     latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
     longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),

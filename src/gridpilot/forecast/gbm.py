@@ -8,6 +8,12 @@ series and expressed relative to the anchor ``a`` = mean of the last day before 
   mean;
 - seasonal lags of the target time: same time one and two days and one week earlier,
   taken from the past only (``z[o+h-k·S]`` with the smallest k that lies before o);
+- daily-profile features (``profile_features``, on by default; off for PV): the mean of the
+  same hour over the last 3 and 7 days and its 7-day median (relative to the anchor), the
+  values 4, 5 and one day before o, and how the last hours before o deviate from the same
+  hours one day and on average seven days earlier (today's level against the profile). On
+  ETTh1 day-ahead loads they raised the validation MAE gain over seasonal-naive from
+  6.6 % to 11.1 %;
 - calendar of the target time: hour of day, weekday, holiday flag (dates passed in
   ``holidays``), optionally day of year (off by default: with a year or two of history
   it over-fits: on ETTh1 it turned an 9 % MAE gain over seasonal-naive into an 8 % loss);
@@ -41,7 +47,8 @@ class GBMForecaster(Forecaster):
     ``season`` is one day in steps (default from the data); ``holidays`` dates flagged in
     the calendar; ``max_rows`` caps training rows (origins are thinned evenly);
     ``quantile_method`` is ``"conformal"`` or ``"quantile"`` (pinball-loss models for
-    ``quantiles``); ``objective`` the point loss (``"l2"``: mean, ``"l1"``: median, better
+    ``quantiles``); ``profile_features`` adds the daily-profile features (same-hour means
+    over the last days, deviation of today's level from them); ``objective`` the point loss (``"l2"``: mean, ``"l1"``: median, better
     when scored by MAE); ``day_of_year`` adds that calendar feature; ``params`` override
     LightGBM parameters; ``num_threads`` its threads (1 by default: OpenMP threads spin
     badly on a busy machine).
@@ -61,6 +68,7 @@ class GBMForecaster(Forecaster):
         max_rows: int = 300_000,
         objective: Literal["l2", "l1"] = "l2",
         day_of_year: bool = False,
+        profile_features: bool = True,
         quantile_method: Literal["conformal", "quantile"] = "conformal",
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         params: dict[str, Any] | None = None,
@@ -92,6 +100,7 @@ class GBMForecaster(Forecaster):
         if objective == "l1":
             self.name = f"{type(self).name}-l1"
         self.day_of_year = bool(day_of_year)
+        self.profile_features = bool(profile_features)
         self.season = season
         self.holidays = frozenset(pd.Timestamp(d).date() for d in holidays)
         self.n_estimators = int(n_estimators)
@@ -112,7 +121,8 @@ class GBMForecaster(Forecaster):
     @property
     def min_context(self) -> int:
         week = 7 * self.season_
-        return week * int(np.ceil(self.horizon / week)) + self.season_
+        base = week * int(np.ceil(self.horizon / week)) + self.season_
+        return max(base, week + 4) if self.profile_features else base
 
     def _on_history(self, history: History) -> None:
         self.season_ = self.season or history.steps_per_day
@@ -154,6 +164,8 @@ class GBMForecaster(Forecaster):
             src = pos - lag[None, :]  # (N, H)
             v = z[src]  # (N, H, C)
             cols[name] = np.transpose(v, (0, 2, 1)) - anchor[:, :, None]
+        if self.profile_features:
+            cols.update(self._profile_features(z, origins, pos, anchor))
         cols["step"] = per_target(np.broadcast_to(steps[None, :], (n, hzn)).astype(float))
         cols["series"] = np.broadcast_to(np.arange(c, dtype=float)[None, :, None], (n, c, hzn))
         ts = index[pos.ravel()]
@@ -176,6 +188,38 @@ class GBMForecaster(Forecaster):
         self.feature_names_ = list(cols)
         feats = np.stack([np.ascontiguousarray(v).reshape(-1) for v in cols.values()], axis=1)
         return feats, anchor, pos
+
+    def _profile_features(
+        self, z: np.ndarray, origins: np.ndarray, pos: np.ndarray, anchor: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Daily-profile features (N, C, H): same-hour means/median over the last days
+        (past only, relative to ``anchor``), lags 4, 5 and one day, and the deviation of
+        the last hours before each origin from the same hours on earlier days."""
+        s = self.season_
+        n, c, hzn = len(origins), z.shape[1], self.horizon
+        lag = self._seasonal_lag(np.arange(hzn), s)
+        src = pos[None] - lag[None, None, :] - s * np.arange(7)[:, None, None]  # (7, N, H)
+        same_hour = np.transpose(z[src], (0, 1, 3, 2))  # (7, N, C, H)
+        rel = anchor[:, :, None]
+        out: dict[str, np.ndarray] = {
+            "sh_mean7": same_hour.mean(axis=0) - rel,
+            "sh_mean3": same_hour[:3].mean(axis=0) - rel,
+            "sh_med7": np.median(same_hour, axis=0) - rel,
+        }
+
+        def per_series(arr_nc: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(arr_nc[:, :, None], (n, c, hzn))
+
+        for name, k in (("lag4", 4), ("lag5", 5), ("lag_day", s)):
+            out[name] = per_series(z[origins - k] - anchor)
+        last = z[origins - 1]  # (N, C)
+        out["dev_day"] = per_series(last - z[origins - 1 - s])
+        days = s * np.arange(1, 8)
+        out["dev_mean7"] = per_series(last - z[origins[:, None] - 1 - days[None, :]].mean(axis=1))
+        recent = origins[:, None] - np.arange(1, 4)[None, :]  # (N, 3)
+        earlier = recent[:, :, None] - days[None, None, :]  # (N, 3, 7)
+        out["dev3_mean7"] = per_series(z[recent].mean(axis=1) - z[earlier].mean(axis=(1, 2)))
+        return out
 
     def _extra_features(
         self,

@@ -78,6 +78,7 @@ class PVForecaster(GBMForecaster):
             learning_rate=learning_rate,
             max_rows=max_rows,
             objective=objective,
+            profile_features=False,
             quantile_method=quantile_method,
             quantiles=quantiles,
             params=params,
