@@ -302,3 +302,19 @@ def test_reactive_power_config_is_checked():
         PlanConfig(q_max_frac=1.5)
     with pytest.raises(ValidationError, match="q_polygon_sides"):
         PlanConfig(q_polygon_sides=3)
+
+
+def test_ev_aggregate_and_split_do_not_charge_past_the_requests(grid, fleet):
+    agg = aggregate(fleet, 0, 144)
+    ev = fleet.ev
+    live = (ev.departure > 0) & (ev.arrival < 144)
+    # the aggregate's latest cumulative energy is at most what the present sessions asked for
+    assert agg.ev_c_hi_mwh[-1].sum() <= (ev.e_need_mwh - ev.delivered_mwh)[live].sum() + 1e-9
+    # a target the cars can take within their requests sends no car away fuller than asked
+    nb = fleet.buses().size
+    d = disaggregate(fleet, 0, {"ev": np.diff(agg.ev_c_hi_mwh, axis=0) / fleet.step_h}, keep_devices=True)
+    after = d.fleet_after.ev
+    left = d.ev_departed
+    assert left.size > 0 and nb > 0
+    assert np.all(after.delivered_mwh[left] <= ev.e_need_mwh[left] + 1e-9)
+    assert np.all(d.ev_shortfall_mwh[left] < 1e-9)

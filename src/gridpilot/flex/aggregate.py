@@ -82,7 +82,10 @@ def _ev_bounds(fleet: Fleet, t0: int, steps: int) -> tuple[np.ndarray, ...]:
     room = ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx]
     floor = np.where(ev.v2g[idx], np.minimum(ev.soc_floor[idx] * ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx], x0), x0)
     dis = np.where(ev.v2g[idx], pmax, 0.0)
-    hi = np.minimum(room, x0 + pmax * dt * done)
+    # never beyond the request: charging past it is never needed (V2G discharges below it), and
+    # a looser bound lets the aggregate plan energy that only over-full cars could take
+    cap = np.maximum(np.minimum(room, ev.e_need_mwh[idx]), x0)
+    hi = np.minimum(cap, x0 + pmax * dt * done)
     lo = np.maximum.reduce([np.broadcast_to(floor, hi.shape), x0 - dis * dt * done,
                             ev.e_need_mwh[idx] - pmax * dt * rem])
     lo = np.minimum(lo, hi)  # an infeasible session is caught by validation/shortfall, not here
@@ -296,7 +299,14 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
         hi = np.where(plug, np.clip((room - x) / dt, 0.0, e.p_max_mw), 0.0)
         lo = np.minimum(lo, hi)
         te = targets.get("ev")
-        p = _share(te[k], lo, hi, ge, pe) if te is not None else hi.copy()
+        if te is not None:
+            # two tiers: first every car the same fraction of its range up to its request, and only
+            # a target beyond that charges cars past their request (again the same fraction each);
+            # one tier over [lo, room] would send every car away fuller than asked
+            hi_need = np.clip(np.where(plug, (e.e_need_mwh - x) / dt, 0.0), lo, hi)
+            p = _share(te[k], lo, hi_need, ge, pe) + _share(te[k], hi_need, hi, ge, pe) - hi_need
+        else:
+            p = hi.copy()
         if te is None:  # baseline: as fast as possible until the request is met
             p = np.where(plug, np.clip((e.e_need_mwh - x) / dt, 0.0, e.p_max_mw), 0.0)
         e.delivered_mwh = x + p * dt
