@@ -74,8 +74,8 @@ class LP:
         start, shape = self.blocks[name]
         return x[start:start + int(np.prod(shape))].reshape(shape)
 
-    def solve(self, time_limit_s: float = 120.0) -> tuple[np.ndarray, float]:
-        """Solve with HiGHS; returns (x, objective). Raises InfeasibleError if infeasible."""
+    def to_highs(self, time_limit_s: float = 120.0) -> highspy.Highs:
+        """The LP as a HiGHS instance ready to run (column-wise sparse matrix, options set)."""
         a = coo_matrix((np.concatenate(self.vals) if self.vals else np.zeros(0),
                         (np.concatenate(self.rows) if self.rows else np.zeros(0, np.int64),
                          np.concatenate(self.cols) if self.cols else np.zeros(0, np.int64))),
@@ -98,6 +98,13 @@ class LP:
         h.setOptionValue("time_limit", float(time_limit_s))
         h.setOptionValue("solver", self.solver)
         h.passModel(lp)
+        return h
+
+    def solve(self, time_limit_s: float = 120.0, h: highspy.Highs | None = None) -> tuple[np.ndarray, float]:
+        """Solve with HiGHS (``h`` from :meth:`to_highs`, built here if not given); returns (x, objective).
+
+        Raises InfeasibleError if infeasible."""
+        h = self.to_highs(time_limit_s) if h is None else h
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:

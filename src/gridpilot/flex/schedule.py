@@ -49,7 +49,7 @@ class PlanConfig:
     battery_wear_eur_per_mwh: float = 15.0
     v2g_fee_eur_per_mwh: float = 60.0
     curtail_eur_per_mwh: float = 80.0
-    slack_v_eur_per_pu: float = 2e5
+    slack_v_eur_per_pu: float = 2e4
     slack_mw_eur_per_mw: float = 1e4
     horizon_steps: int = 144
     commit_steps: int = 96
@@ -284,9 +284,10 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     lp.rows_add("peak", T, np.concatenate([np.arange(T), np.repeat(np.arange(T), nf)]),
                 np.concatenate([np.full(T, peak[0]), pn.ravel()]), np.concatenate([np.ones(T), -np.ones(T * nf)]),
                 p0_mw, np.inf)
+    h = lp.to_highs()
     build_s = time.perf_counter() - t_build
     t0 = time.perf_counter()
-    xs, obj = lp.solve()
+    xs, obj = lp.solve(h=h)
     solve_s = time.perf_counter() - t0
     targets = {"battery": lp.value(xs, "bc") - lp.value(xs, "bd"), "ev": lp.value(xs, "pc") - lp.value(xs, "pd"),
                "water_heater": lp.value(xs, "pw"), "pv_curtail": lp.value(xs, "cu")}
