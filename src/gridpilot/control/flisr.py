@@ -32,12 +32,13 @@ import numpy as np
 from numba import njit
 
 from gridpilot.control.location import Indications, Location, indications_for_fault, locate
-from gridpilot.control.radialpf import RadialRegion, RadialSolver
+from gridpilot.control.radialpf import RadialRegion, RadialSolver, warm_radial_kernel
 from gridpilot.control.sections import Sections, SectionState, subtree_mask
 from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
 
 TWIN_VERIFY_MAX_BUSES = 200  # "auto" verification in the twin up to this grid size
+SWAP_STEPS = 1  # add-back steps that also try swaps (re-close one shed part, cut another)
 EXCHANGE_STARTS = 1  # branch-exchange rounds start from the least-violating configuration only
 
 
@@ -181,7 +182,7 @@ class FlisrEngine:
     """
 
     def __init__(self, grid: Grid, limits: Limits | None = None, verify: str = "auto",
-                 max_rounds: int = 4, budget_ms: float = 50.0) -> None:
+                 max_rounds: int = 1, budget_ms: float = 50.0) -> None:
         if verify not in ("auto", "twin", "radial"):
             raise ValidationError(f"verify: choose 'auto', 'twin' or 'radial', got {verify!r}")
         self.grid = grid
@@ -722,14 +723,14 @@ class FlisrEngine:
                             cur_viol, cur_vmin, cur_load, cur_w = float(pv[j]), float(pvmin[j]), float(pload[j]), float(pw[j])
             # add back, greedily, what fits: re-close one shed part, alone or while cutting
             # another part (a swap), keeping the most weighted load served; one batch per step
-            for _ in range(2 * k + 4 if shed_any else 0):
+            for step in range(2 * k + 4 if shed_any else 0):
                 if time.perf_counter() > self._deadline + self.budget_ms / 1e3:
                     break
                 srv = served(on[None, :])[0]
                 add = np.flatnonzero(~on & (srv[e_u] != srv[e_v]))
                 if not add.size:
                     break
-                cutc = np.flatnonzero(on & cuttable)
+                cutc = np.flatnonzero(on & cuttable) if step < SWAP_STEPS else np.zeros(0, np.int64)
                 na, nc = add.size, cutc.size
                 adds = np.repeat(on[None, :], na * (nc + 1), axis=0)
                 adds[np.arange(adds.shape[0]), np.repeat(add, nc + 1)] = True
@@ -867,6 +868,8 @@ def _warm_kernels() -> None:
     _components(2, e, e + 1)
     ptr, adj_e, adj_o = _csr(2, e, e + 1)
     _reach_batch(np.ones((1, 1), bool), ptr, adj_e, adj_o, 1)
+    subtree_mask(np.array([-1, 0]), [0])
+    warm_radial_kernel()
 
 
 def _csr(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -364,3 +364,16 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
         for j in range(nr):
             r = roots[j]
             root_s_out[t, j] = v_root[j] * np.conj(ib[r])
+
+
+def warm_radial_kernel() -> None:
+    """Compile (or load from numba's cache) the sweep kernel on a two-bus region."""
+    c = np.ones((1, 1), bool)
+    i1 = np.zeros(1, np.int64)
+    z1 = np.full(1, 0.01 + 0.01j)
+    s1 = np.array([0.0j, 0.01 + 0.0j])
+    out = [np.zeros((1, 2)), np.zeros((1, 2), bool), np.zeros((1, 1)), np.zeros(1), np.zeros(1, bool),
+           np.zeros(1, bool), np.zeros(1, np.int64), np.zeros((1, 1), complex), np.zeros(1), np.zeros(1)]
+    _sweep_batch(c, i1, i1 + 1, np.array([0, 1, 2]), np.array([0, 0]), np.array([1, 0]), i1,
+                 np.ones(1, complex), z1, np.ones(1), np.zeros(1, complex), np.zeros(1, complex), s1, s1 * 0,
+                 s1 * 0, False, np.ones(1, bool), np.ones(1), np.zeros(1), 1e-9, 5, *out)

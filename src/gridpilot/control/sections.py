@@ -259,14 +259,31 @@ def tree_depth(parent: np.ndarray) -> np.ndarray:
 
 def subtree_mask(parent: np.ndarray, tops: np.ndarray | list[int]) -> np.ndarray:
     """Bool per node: in the subtree of any of ``tops`` (themselves included)."""
-    inside = np.zeros(parent.size, bool)
-    inside[np.asarray(tops, np.int64)] = True
-    has = parent >= 0
-    while True:
-        nxt = inside | (has & inside[np.where(has, parent, 0)])
-        if np.array_equal(nxt, inside):
-            return inside
-        inside = nxt
+    inside = np.zeros(parent.size, np.int8)
+    inside[np.asarray(tops, np.int64)] = 1
+    return _subtree_kernel(np.ascontiguousarray(parent, np.int64), inside)
+
+
+@njit(cache=True, nogil=True)
+def _subtree_kernel(parent: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """Walk up from every node until a node of known membership (1 in, 2 out; 0 unknown)."""
+    n = parent.size
+    path = np.empty(n, np.int64)
+    for x0 in range(n):
+        x = x0
+        k = 0
+        while mark[x] == 0:
+            path[k] = x
+            k += 1
+            p = parent[x]
+            if p < 0:
+                mark[x] = 2
+                break
+            x = p
+        m = mark[x]
+        for i in range(k):
+            mark[path[i]] = m
+    return mark == 1
 
 
 def _members(order: np.ndarray, ptr: np.ndarray, sections: np.ndarray | list[int] | int) -> np.ndarray:
