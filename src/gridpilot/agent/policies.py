@@ -163,8 +163,10 @@ class FlisrPolicy:
     The engine plans on the grid's nominal injections; this policy then simulates the plan's
     final state in the agent's twin at the present estimated demand and, if that leaves a
     voltage or loading outside the guard's limits, adds the lowest demand-response level that
-    fixes it. ``budget_ms`` is the engine's search budget: generous by default so that a busy
-    machine does not change the decision (the loop runs at minute steps).
+    fixes it. If none does, it plans again on a one-off engine over a grid copy carrying the
+    present estimate, and failing that it only isolates and recloses. ``budget_ms`` is the
+    engine's search budget: generous by default so that a busy machine does not change the
+    decision (the loop runs at minute steps).
     """
 
     name = "flisr"
