@@ -223,34 +223,45 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
     o = obs[rel].astype(bool)
     single = (expect != o[None, :]).sum(axis=1).astype(float)
     alpha = float(np.log((1 - P_INDICATOR_WRONG) / P_INDICATOR_WRONG))
-    expl: list[tuple[float, tuple[int, ...]]] = [(float(c), (int(s),)) for s, c in zip(cands, single, strict=True)]
-    if 1 < cands.size <= MAX_PAIR_CANDIDATES and single.min() > 0:
-        i, j = np.triu_indices(cands.size, 1)
+    # explanations as arrays: cost, first and second section (as candidate positions; -1 none)
+    n_c = cands.size
+    e_cost, e_a, e_b = single, np.arange(n_c), np.full(n_c, -1)
+    if 1 < n_c <= MAX_PAIR_CANDIDATES and single.min() > 0:
+        i, j = np.triu_indices(n_c, 1)
         both = expect[i] | expect[j]
-        pair = (both != o[None, :]).sum(axis=1) + SECOND_FAULT_COST
+        pair = ((both != o[None, :]).sum(axis=1) + SECOND_FAULT_COST).astype(float)
         keep = pair < single.min() + 3
-        expl += [(float(c), (int(cands[a]), int(cands[b]))) for a, b, c in zip(i[keep], j[keep], pair[keep], strict=True)]
-    costs = np.array([e[0] for e in expl])
-    best = costs.min()
-    post = np.exp(-alpha * (costs - best))
+        e_cost = np.concatenate([e_cost, pair[keep]])
+        e_a = np.concatenate([e_a, i[keep]])
+        e_b = np.concatenate([e_b, j[keep]])
+    best = e_cost.min()
+    post = np.exp(-alpha * (e_cost - best))
     post /= post.sum()
-    marg: dict[int, float] = {}
-    mism: dict[int, float] = {}
-    for (c, secs), p in zip(expl, post, strict=True):
-        for s in secs:
-            marg[s] = marg.get(s, 0.0) + float(p)
-            mism[s] = min(mism.get(s, np.inf), c)
-    chosen = sorted({s for c, secs in expl if c == best for s in secs})
-    ranked = sorted(marg, key=lambda s: (-marg[s], mism[s]))
-    ranked = [s for s in ranked if marg[s] >= 1e-3 or s in chosen][:10]
+    two = e_b >= 0
+    # per section: summed posterior (accumulated in explanation order) and least cost
+    idx = np.stack([e_a, e_b], axis=1).ravel()
+    has = idx >= 0
+    marg = np.zeros(n_c)
+    np.add.at(marg, idx[has], np.repeat(post, 2)[has])
+    mism = np.full(n_c, np.inf)
+    np.minimum.at(mism, idx[has], np.repeat(e_cost, 2)[has])
+    at_best = e_cost == best
+    chosen_pos = np.unique(np.concatenate([e_a[at_best], e_b[at_best & two]]))
+    chosen = sorted(int(x) for x in cands[chosen_pos])
+    in_chosen = np.zeros(n_c, bool)
+    in_chosen[chosen_pos] = True
+    order = np.lexsort((mism, -marg))
+    ranked_pos = [int(q) for q in order if marg[q] >= 1e-3 or in_chosen[q]][:10]
     lid, bid = grid.line.ids, grid.bus.ids
-    out = [Candidate(int(s), [int(x) for x in lid[sec.lines_of(s)]], [int(x) for x in bid[sec.buses_of(s)]],
-                     round(marg[s], 4), float(mism[s]))
-           for s in ranked]
-    best_expl = min(expl, key=lambda e: (e[0], len(e[1])))
-    wrong = best_expl[0] - SECOND_FAULT_COST * (len(best_expl[1]) - 1)
-    if len(best_expl[1]) > 1:
-        notes.append(f"indications explained by {len(best_expl[1])} simultaneous faults")
+    out = [Candidate(int(cands[q]), [int(x) for x in lid[sec.lines_of(int(cands[q]))]],
+                     [int(x) for x in bid[sec.buses_of(int(cands[q]))]], round(float(marg[q]), 4), float(mism[q]))
+           for q in ranked_pos]
+    # the best explanation: least cost, then fewest faults, then first listed
+    best_i = int(np.lexsort((np.arange(e_cost.size), two, e_cost))[0])
+    n_faults = 2 if two[best_i] else 1
+    wrong = float(e_cost[best_i]) - SECOND_FAULT_COST * (n_faults - 1)
+    if n_faults > 1:
+        notes.append(f"indications explained by {n_faults} simultaneous faults")
     if wrong > 0:
         notes.append(f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)")
     return Location(chosen, out, tops, bool(wrong <= 0), notes)
