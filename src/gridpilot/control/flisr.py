@@ -504,14 +504,15 @@ class FlisrEngine:
         bus_in = ins[sec.of_bus]
         lf, lt = self.solver.branch_from[link_br], self.solver.branch_to[link_br]
         roots = np.unique(np.concatenate([lf[~bus_in[lf]], lt[~bus_in[lt]]]))
-        buses = np.unique(np.concatenate([sec.buses_of(np.flatnonzero(ins)), roots]))
-        keep = np.zeros(len(self.grid.bus), bool)
-        keep[buses] = True
+        keep = bus_in.copy()
+        keep[roots] = True
+        buses = np.flatnonzero(keep)
         branches = branches[keep[self.solver.branch_from[branches]] & keep[self.solver.branch_to[branches]]]
         # switches on region branches
         sw_br = self.switch_branch
-        on = np.isin(sw_br, branches)
-        pair_sw = np.flatnonzero(on)
+        in_reg = np.zeros(self.solver.branch_from.size + 1, bool)  # last slot: switches without a branch
+        in_reg[branches] = True
+        pair_sw = np.flatnonzero(in_reg[sw_br])
         pair_br = np.searchsorted(branches, sw_br[pair_sw])
         v_root = pre.v_pu[roots]
         v_root = np.where(v_root > 0.5, v_root, 1.0)
