@@ -219,3 +219,21 @@ def test_measurements_arrive_through_signed_telemetry_and_forgeries_are_refused(
     e = orch.audit.entries(kind="refused", actor="telemetry")[0]
     assert e["what"]["frames_rejected"] == {"bad_signature": 1}
     assert any(ev["kind"] == "security" for ev in orch.events)
+
+
+def test_simworld_protection_is_the_field_simulators(fleet_grid: Grid) -> None:
+    from gridpilot.field import fault_indications
+
+    g = fleet_grid
+    for line in g.line.ids[::3].tolist():
+        w = SimWorld(g, start_step=EVENING)
+        ind = fault_indications(w.grid, int(line), w.switch_closed)
+        w.inject("fault", line=int(line))
+        o = w.observe()
+        trips = [e["switch"] for e in o.events if e["kind"] == "breaker_trip"]
+        if not ind.fed:  # a tie line: nothing happens
+            assert not trips and not o.fpi.any()
+            continue
+        assert trips[0] == ind.trip_switch
+        assert sorted(g.switch.ids[o.fpi].tolist()) == sorted(ind.fpi_switches.tolist())
+        assert set(g.bus.ids[~o.energised].tolist()) == set(ind.lost_buses.tolist())

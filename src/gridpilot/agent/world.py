@@ -3,7 +3,7 @@
 :class:`SimWorld` steps a grid through time in the twin: loads and renewables follow the
 grid's profiles (or gridpilot's default shapes), events change the physics (a permanent line
 fault tripped by the nearest upstream breaker with fault-passage indicators set along the
-fault-current path, a wind drop, a generator trip, a heatwave, an EV surge, crew repair), and
+fault-current path (the field simulator's protection model, ``gridpilot.field.fault_indications``), a wind drop, a generator trip, a heatwave, an EV surge, crew repair), and
 commands change switch states, the demand-response level and storage set points.
 
 The controller never reads this object's internals: it sees only :class:`Observation`
@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from gridpilot.errors import UnknownComponentError, ValidationError
-from gridpilot.model import ElementType, GenKind, Grid, SwitchKind
-from gridpilot.twin import Twin, profiles_for, supply_tree
+from gridpilot.field import fault_indications
+from gridpilot.model import GenKind, Grid
+from gridpilot.twin import Twin, energised, profiles_for
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
 AGENT_ENGINE = os.environ.get(
@@ -148,17 +149,8 @@ class SimWorld:
     # --- topology helpers -----------------------------------------------------------------------
     def _build_maps(self) -> None:
         g = self.grid
-        sw = g.switch
-        self._line_switches: dict[int, list[int]] = {}
-        for k in np.flatnonzero(sw["et"] == ElementType.LINE):
-            self._line_switches.setdefault(int(sw["element"][k]), []).append(int(k))
-        fb = g.bus.position_map(g.line["from_bus"])
-        tb = g.bus.position_map(g.line["to_bus"])
-        self._line_from_pos, self._line_to_pos = fb, tb
-        self._pair_line: dict[tuple[int, int], list[int]] = {}
-        for k in range(len(g.line)):
-            a, b = int(fb[k]), int(tb[k])
-            self._pair_line.setdefault((min(a, b), max(a, b)), []).append(k)
+        self._line_from_pos = g.bus.position_map(g.line["from_bus"])
+        self._line_to_pos = g.bus.position_map(g.line["to_bus"])
 
     # --- time and injections --------------------------------------------------------------------
     @property
@@ -242,9 +234,9 @@ class SimWorld:
         return (st["line_from"][line_pos] & energ[f]) | (st["line_to"][line_pos] & energ[t])
 
     def _protection(self) -> list[dict[str, Any]]:
-        """Trip the nearest upstream breaker of every energised fault; set FPIs on the path."""
-        from gridpilot.twin import energised
-
+        """Protection for every energised fault, by the field simulator's protection model
+        (:func:`gridpilot.field.fault_indications`): the nearest upstream breaker trips, the
+        FPIs on the fault-current path pick up (except failed ones)."""
         events: list[dict[str, Any]] = []
         g = self.grid
         for _ in range(len(self.faulted_lines) + 1):
@@ -255,12 +247,10 @@ class SimWorld:
             live = self.line_energised(self.switch_closed, en, lpos)
             if not live.any():
                 break
-            lp = int(lpos[np.flatnonzero(live)[0]])
-            path = self.fault_path(lp)
-            if (
-                not path
-            ):  # no switching device between the source and the fault: modelled as uncleared
-                line_id = int(g.line.ids[lp])
+            line_id = int(g.line.ids[lpos[np.flatnonzero(live)[0]]])
+            ind = fault_indications(g, line_id, self.switch_closed)
+            if ind.trip_switch < 0:
+                # no switching device between the source and the fault: modelled as uncleared
                 if line_id not in self._uncleared:
                     self._uncleared.add(line_id)
                     events.append(
@@ -271,52 +261,20 @@ class SimWorld:
                         }
                     )
                 break
-            fpi_sw = [k for k in path if g.switch["fpi"][k] and not self.fpi_failed[k]]
+            fpi_pos = g.switch.index_of(ind.fpi_switches) if ind.fpi_switches.size else []
+            fpi_sw = [int(k) for k in fpi_pos if not self.fpi_failed[k]]
             self.fpi[fpi_sw] = True
-            breakers = [k for k in path if g.switch["kind"][k] == SwitchKind.BREAKER]
-            trip = breakers[-1] if breakers else path[0]
+            trip = int(g.switch.index_of(ind.trip_switch)[0])
             self.switch_closed[trip] = False
             self.switch_ops += 1
             events.append(
                 {
                     "kind": "breaker_trip",
-                    "switch": int(g.switch.ids[trip]),
+                    "switch": int(ind.trip_switch),
                     "fpi": [int(g.switch.ids[k]) for k in fpi_sw],
                 }
             )
         return events
-
-    def fault_path(self, line_pos: int) -> list[int]:
-        """Switch positions on the fault-current path from the source to line ``line_pos`` (source first)."""
-        g = self.grid
-        tree = supply_tree(g, self.switch_closed)
-        f, t = int(self._line_from_pos[line_pos]), int(self._line_to_pos[line_pos])
-        from gridpilot.model import branch_status
-
-        st = branch_status(g, self.switch_closed)
-        ends = []
-        if st["line_from"][line_pos] and tree.supplied[f]:
-            ends.append(f)
-        if st["line_to"][line_pos] and tree.supplied[t]:
-            ends.append(t)
-        if not ends:
-            return []
-        end = min(ends, key=lambda b: tree.depth[b])
-        switches: list[int] = []
-        # the faulted line's own switch at the fed end
-        for k in self._line_switches.get(int(g.line.ids[line_pos]), []):
-            if self.switch_closed[k] and g.bus.index_of(g.switch["bus"][k])[0] == end:
-                switches.append(k)
-        node = end
-        chain: list[int] = []
-        while tree.parent[node] >= 0:
-            par = int(tree.parent[node])
-            for lp in self._pair_line.get((min(node, par), max(node, par)), []):
-                for k in self._line_switches.get(int(g.line.ids[lp]), []):
-                    if self.switch_closed[k]:
-                        chain.append(k)
-            node = par
-        return list(reversed(chain)) + switches
 
     # --- events ---------------------------------------------------------------------------------
     def inject(self, kind: str, **params: Any) -> dict[str, Any]:
