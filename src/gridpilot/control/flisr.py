@@ -539,7 +539,7 @@ class FlisrEngine:
             tt, pp = np.nonzero(opened)
             blocked[tt, region.pair_br[pp]] = True
         cond = ~blocked & region.in_service[None, :]
-        res = self.solver.run(region.model, cond, max_iter=20)
+        res = self.solver.run(region.model, cond, max_iter=20, warm_from_first=True)
         vmin_l, vmax_l, load_l = limits
         vmin_l += pre.margin_v_pu
         vmax_l -= pre.margin_v_pu

@@ -193,12 +193,14 @@ class RadialSolver:
             trafo_scale=self.trafo_scale[branches])
 
     def run(self, reg: RadialRegion, conducting: np.ndarray, tol: float = 1e-9,
-            max_iter: int = 30) -> RadialBatchResult:
+            max_iter: int = 30, warm_from_first: bool = False) -> RadialBatchResult:
         """Power flow of T candidates over a prepared region.
 
         ``conducting``: (T, k) bool, which region branches conduct in each candidate. Buses not
         reached from a root are unsupplied. Returns a :class:`RadialBatchResult`; each candidate
         iterates until its own largest voltage change is below ``tol`` (pu) or ``max_iter``.
+        With ``warm_from_first`` the other candidates start from the first one's voltages where
+        it supplies the bus (fewer iterations when candidates differ by a few switchings).
         """
         cond = np.ascontiguousarray(np.atleast_2d(np.asarray(conducting, bool)))
         t_n, k = cond.shape
@@ -220,7 +222,7 @@ class RadialSolver:
         vmax = np.empty(t_n)
         _sweep_batch(cond, reg.bf, reg.bt, reg.adj_ptr, reg.adj_br, reg.adj_oth, reg.roots, reg.v_root, reg.z,
                      reg.ratio, reg.y_from, reg.y_to, reg.s_p, reg.s_i, reg.s_z, reg.has_iz, reg.is_line,
-                     reg.line_scale, reg.trafo_scale, float(tol), int(max_iter),
+                     reg.line_scale, reg.trafo_scale, float(tol), int(max_iter), bool(warm_from_first),
                      vm, supplied, load, losses, radial, conv, iters, root_s, vmin, vmax)
         return RadialBatchResult(vm, supplied, load, vmin, vmax, load.max(axis=1, initial=0.0), losses,
                                  radial, conv, int(iters.max(initial=0)), root_s * S_BASE_MVA)
@@ -242,7 +244,7 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
                  adj_oth: np.ndarray, roots: np.ndarray, v_root: np.ndarray, z: np.ndarray, ratio: np.ndarray,
                  y_from: np.ndarray, y_to: np.ndarray, s_p: np.ndarray, s_i: np.ndarray, s_z: np.ndarray,
                  has_iz: bool, is_line: np.ndarray, line_scale: np.ndarray, trafo_scale: np.ndarray, tol: float,
-                 max_iter: int, vm_out: np.ndarray, sup_out: np.ndarray, load_out: np.ndarray,
+                 max_iter: int, warm: bool, vm_out: np.ndarray, sup_out: np.ndarray, load_out: np.ndarray,
                  loss_out: np.ndarray, radial_out: np.ndarray, conv_out: np.ndarray, iter_out: np.ndarray,
                  root_s_out: np.ndarray, vmin_out: np.ndarray, vmax_out: np.ndarray) -> None:
     """Per candidate: breadth-first supply tree from the roots, then the backward/forward sweep.
@@ -267,6 +269,7 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
     sp_conj = np.conj(s_p)
     tol2 = tol * tol
     ok2 = max(tol, 1e-6) ** 2
+    v_warm = np.zeros(m, np.complex128)  # first candidate's voltages (0 where it supplies nothing)
     for t in range(t_n):
         vis[:] = False
         n_ord = 0
@@ -297,7 +300,7 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
                 par[y] = x
                 pbr[y] = br
                 tn[y] = ratio[br] if bf[br] == x else 1.0 / ratio[br]
-                v[y] = v[x] / tn[y]
+                v[y] = v_warm[y] if warm and t > 0 and v_warm[y] != 0 else v[x] / tn[y]
                 order[n_ord] = y
                 n_ord += 1
         # radial: exactly one conducting branch per supplied non-root bus
@@ -340,6 +343,9 @@ def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.n
             if d2 < tol2 or d2 != d2:  # converged, or NaN (diverged)
                 break
         iter_out[t] = it
+        if warm and t == 0 and d2 < ok2:
+            for idx in range(n_ord):
+                v_warm[order[idx]] = v[order[idx]]
         conv_out[t] = d2 < ok2
         vlo = np.inf
         vhi = -np.inf
@@ -376,4 +382,4 @@ def warm_radial_kernel() -> None:
            np.zeros(1, bool), np.zeros(1, np.int64), np.zeros((1, 1), complex), np.zeros(1), np.zeros(1)]
     _sweep_batch(c, i1, i1 + 1, np.array([0, 1, 2]), np.array([0, 0]), np.array([1, 0]), i1,
                  np.ones(1, complex), z1, np.ones(1), np.zeros(1, complex), np.zeros(1, complex), s1, s1 * 0,
-                 s1 * 0, False, np.ones(1, bool), np.ones(1), np.zeros(1), 1e-9, 5, *out)
+                 s1 * 0, False, np.ones(1, bool), np.ones(1), np.zeros(1), 1e-9, 5, False, *out)
