@@ -20,7 +20,15 @@ from gridpilot.control.flisr import FlisrEngine, Limits
 from gridpilot.control.location import indications_for_fault
 from gridpilot.model import load_grid
 
-GRIDS = ["case33bw", "case69", "cigre-mv", "oberrhein", "schutterwald", "synthetic:1000", "synthetic:10000"]
+GRIDS = [
+    "case33bw",
+    "case69",
+    "cigre-mv",
+    "oberrhein",
+    "schutterwald",
+    "synthetic:1000",
+    "synthetic:10000",
+]
 
 
 def run(name: str, max_faults: int, seed: int = 0) -> dict:
@@ -33,7 +41,9 @@ def run(name: str, max_faults: int, seed: int = 0) -> dict:
     if lines.size > max_faults:
         lines = np.sort(np.random.default_rng(seed).choice(lines, max_faults, replace=False))
     ms, restored, restorable, base = [], 0.0, 0.0, 0.0
-    eng.respond(indications_for_fault(g, [int(lines[0])], sections=eng.sections))  # warm-up, not timed
+    eng.respond(
+        indications_for_fault(g, [int(lines[0])], sections=eng.sections)
+    )  # warm-up, not timed
     for lid in lines:
         ind = indications_for_fault(g, [int(lid)], sections=eng.sections)
         if not ind.tripped:
@@ -44,17 +54,27 @@ def run(name: str, max_faults: int, seed: int = 0) -> dict:
         restorable += res.restorable_kw
         base += min(eng.baseline(ind), res.restorable_kw)
     arr = np.array(ms) if ms else np.zeros(1)
-    return {"grid": name, "buses": len(g.bus), "faults": len(ms), "lines": len(g.line),
-            "p50_ms": round(float(np.percentile(arr, 50)), 2), "p99_ms": round(float(np.percentile(arr, 99)), 2),
-            "restored_share": round(restored / restorable, 4) if restorable else 1.0,
-            "baseline_restored_share": round(base / restorable, 4) if restorable else 1.0,
-            "verified_by": eng.verify, "v_min_pu": lim.v_min_pu, "init_s": round(init_s, 2)}
+    return {
+        "grid": name,
+        "buses": len(g.bus),
+        "faults": len(ms),
+        "lines": len(g.line),
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p99_ms": round(float(np.percentile(arr, 99)), 2),
+        "restored_share": round(restored / restorable, 4) if restorable else 1.0,
+        "baseline_restored_share": round(base / restorable, 4) if restorable else 1.0,
+        "verified_by": eng.verify,
+        "v_min_pu": lim.v_min_pu,
+        "init_s": round(init_s, 2),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print JSON")
-    ap.add_argument("--quick", action="store_true", help="at most 15 faults per grid, small grids only")
+    ap.add_argument(
+        "--quick", action="store_true", help="at most 15 faults per grid, small grids only"
+    )
     ap.add_argument("--max-faults", type=int, default=200, help="sample size on large grids")
     ap.add_argument("--grids", nargs="*", default=None)
     a = ap.parse_args()

@@ -76,10 +76,21 @@ def _full_restoration_feasible(grid, res, solver) -> bool:
         conds.append(stt["line_from"] & stt["line_to"])
     lim = res.limits_used
     root = grid.bus.position_map(grid.source["bus"])
-    out = solver.solve(np.arange(len(grid.bus)), np.arange(len(grid.line)), root, grid.source["vm_pu"], np.array(conds))
-    ok = (out.radial & out.converged & out.supplied[:, keep_bus].all(axis=1)
-          & (out.vmin_pu >= lim["v_min_pu"]) & (out.vmax_pu <= lim["v_max_pu"])
-          & (out.max_loading_pct <= lim["max_loading_pct"]))
+    out = solver.solve(
+        np.arange(len(grid.bus)),
+        np.arange(len(grid.line)),
+        root,
+        grid.source["vm_pu"],
+        np.array(conds),
+    )
+    ok = (
+        out.radial
+        & out.converged
+        & out.supplied[:, keep_bus].all(axis=1)
+        & (out.vmin_pu >= lim["v_min_pu"])
+        & (out.vmax_pu <= lim["v_max_pu"])
+        & (out.max_loading_pct <= lim["max_loading_pct"])
+    )
     return bool(ok.any())
 
 
@@ -145,7 +156,9 @@ def test_fault_during_restoration_keeps_first_fault_isolated(grid, engine, twin)
     first = engine.respond_to_faults([6])
     assert first.restore
     # a second fault on a line now fed through the tie that was closed
-    second = engine.respond_to_faults([12], switch_closed=first.switch_closed_after, locked_open=first.locked_open)
+    second = engine.respond_to_faults(
+        [12], switch_closed=first.switch_closed_after, locked_open=first.locked_open
+    )
     _check_plan(grid, twin, second, [6, 12])
     assert 12 in second.located_lines
 
@@ -194,8 +207,17 @@ def test_cli_flisr_and_reconfigure_json():
     r = runner.invoke(app, ["flisr", "case33bw", "--fault", "6", "--vmin", "0.9", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    for key in ("located", "isolate", "restore", "shed", "restored_kw", "unserved_kw", "vmin_pu_after",
-                "max_loading_pct_after", "decision_ms"):
+    for key in (
+        "located",
+        "isolate",
+        "restore",
+        "shed",
+        "restored_kw",
+        "unserved_kw",
+        "vmin_pu_after",
+        "max_loading_pct_after",
+        "decision_ms",
+    ):
         assert key in out
     assert out["located"] == [6] and out["isolate"] == [6, 7]
     r = runner.invoke(app, ["flisr", "case33bw", "--fault", "99"])
@@ -203,4 +225,7 @@ def test_cli_flisr_and_reconfigure_json():
     r = runner.invoke(app, ["reconfigure", "case33bw", "--vmin", "0.9", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert sorted(out["open"]) == [7, 9, 14, 32, 37] and out["losses_kw_after"] < out["losses_kw_before"]
+    assert (
+        sorted(out["open"]) == [7, 9, 14, 32, 37]
+        and out["losses_kw_after"] < out["losses_kw_before"]
+    )

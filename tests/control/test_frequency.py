@@ -34,7 +34,10 @@ def test_fleet_droop_brings_the_nadir_at_least_half_way_back():
 
 def test_more_headroom_helps_more_and_none_changes_nothing():
     sys_ = FrequencySystem()
-    nadirs = [simulate_loss(sys_, 1000.0, FleetResponse(p), duration_s=20).nadir_hz for p in (0.0, 300.0, 900.0)]
+    nadirs = [
+        simulate_loss(sys_, 1000.0, FleetResponse(p), duration_s=20).nadir_hz
+        for p in (0.0, 300.0, 900.0)
+    ]
     assert np.all(np.diff(nadirs) > 0)
     assert nadirs[0] == pytest.approx(simulate_loss(sys_, 1000.0, None, duration_s=20).nadir_hz)
 

@@ -24,8 +24,12 @@ def pv_grid(case33):
 
 
 def test_ieee1547_category_b_defaults():
-    assert VOLT_VAR_CAT_B(np.array([0.90, 0.92, 1.0, 1.05, 1.08, 1.2])) == pytest.approx([0.44, 0.44, 0, -0.22, -0.44, -0.44])
-    assert VOLT_WATT_CAT_B(np.array([1.0, 1.06, 1.08, 1.1, 1.2])) == pytest.approx([1, 1, 0.6, 0.2, 0.2])
+    assert VOLT_VAR_CAT_B(np.array([0.90, 0.92, 1.0, 1.05, 1.08, 1.2])) == pytest.approx(
+        [0.44, 0.44, 0, -0.22, -0.44, -0.44]
+    )
+    assert VOLT_WATT_CAT_B(np.array([1.0, 1.06, 1.08, 1.1, 1.2])) == pytest.approx(
+        [1, 1, 0.6, 0.2, 0.2]
+    )
     with pytest.raises(ValidationError, match="v_pu"):
         Curve((1.0, 0.9), (0.0, 1.0))
 

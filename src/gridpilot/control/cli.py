@@ -21,11 +21,18 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def flisr(
         grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
-        fault: Annotated[list[int], typer.Option("--fault", help="faulted line id (repeat for several)")],
-        vmin: Annotated[float, typer.Option(help="lowest voltage allowed after restoration, pu")] = 0.95,
+        fault: Annotated[
+            list[int], typer.Option("--fault", help="faulted line id (repeat for several)")
+        ],
+        vmin: Annotated[
+            float, typer.Option(help="lowest voltage allowed after restoration, pu")
+        ] = 0.95,
         vmax: Annotated[float, typer.Option(help="highest voltage allowed, pu")] = 1.05,
         max_loading: Annotated[float, typer.Option(help="branch loading limit, %")] = 100.0,
-        failed_fpi: Annotated[list[int] | None, typer.Option("--failed-fpi", help="switch id whose indicator fails to pick up")] = None,
+        failed_fpi: Annotated[
+            list[int] | None,
+            typer.Option("--failed-fpi", help="switch id whose indicator fails to pick up"),
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ) -> None:
         """Locate, isolate and restore after faults on lines (simulated protection indications)."""
@@ -35,7 +42,9 @@ def register(app: typer.Typer) -> None:
         try:
             g = load_grid(grid)
             eng = FlisrEngine(g, Limits(vmin, vmax, max_loading))
-            res = eng.respond_to_faults(fault, fpi_failures={int(s): False for s in failed_fpi or []})
+            res = eng.respond_to_faults(
+                fault, fpi_failures={int(s): False for s in failed_fpi or []}
+            )
         except GridpilotError as exc:
             _fail(exc)
             return
@@ -48,11 +57,17 @@ def register(app: typer.Typer) -> None:
         c = Console()
         c.print(f"[bold]{g.name}[/]: fault on line(s) {fault} located in line(s) {out['located']}")
         c.print(f"  isolate (open): {out['isolate']}")
-        c.print(f"  restore (close, in order): {out['restore']}  sectionalise (open): {out['open_for_restore']}")
-        c.print(f"  restored {out['restored_kw']:.0f} of {out['restorable_kw']:.0f} kW restorable; "
-                f"unserved {out['unserved_kw']:.0f} kW; shed loads {out['shed']}")
-        c.print(f"  after: vmin {out['vmin_pu_after']:.4f} pu, max loading {out['max_loading_pct_after']:.1f} % "
-                f"(verified by {out['verified_by']}); decision {out['decision_ms']:.1f} ms")
+        c.print(
+            f"  restore (close, in order): {out['restore']}  sectionalise (open): {out['open_for_restore']}"
+        )
+        c.print(
+            f"  restored {out['restored_kw']:.0f} of {out['restorable_kw']:.0f} kW restorable; "
+            f"unserved {out['unserved_kw']:.0f} kW; shed loads {out['shed']}"
+        )
+        c.print(
+            f"  after: vmin {out['vmin_pu_after']:.4f} pu, max loading {out['max_loading_pct_after']:.1f} % "
+            f"(verified by {out['verified_by']}); decision {out['decision_ms']:.1f} ms"
+        )
         for n in out["notes"]:
             c.print(f"  note: {n}")
 
@@ -76,5 +91,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             typer.echo(json.dumps(out, indent=2))
             return
-        typer.echo(f"open {out['open']}: losses {out['losses_kw_before']:.2f} -> {out['losses_kw_after']:.2f} kW, "
-                   f"vmin {out['vmin_pu_after']:.4f} pu, {out['solve_ms']:.0f} ms")
+        typer.echo(
+            f"open {out['open']}: losses {out['losses_kw_before']:.2f} -> {out['losses_kw_after']:.2f} kW, "
+            f"vmin {out['vmin_pu_after']:.4f} pu, {out['solve_ms']:.0f} ms"
+        )

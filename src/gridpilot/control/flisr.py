@@ -58,9 +58,13 @@ class Limits:
 
     def __post_init__(self) -> None:
         if not 0 < self.v_min_pu < self.v_max_pu:
-            raise ValidationError(f"limits: need 0 < v_min_pu < v_max_pu, got {self.v_min_pu}, {self.v_max_pu}")
+            raise ValidationError(
+                f"limits: need 0 < v_min_pu < v_max_pu, got {self.v_min_pu}, {self.v_max_pu}"
+            )
         if self.max_loading_pct <= 0:
-            raise ValidationError(f"limits: max_loading_pct must be positive, got {self.max_loading_pct}")
+            raise ValidationError(
+                f"limits: max_loading_pct must be positive, got {self.max_loading_pct}"
+            )
 
 
 @dataclass
@@ -73,7 +77,11 @@ class SwitchAction:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"switch": self.switch, "action": "close" if self.close else "open", "reason": self.reason}
+        return {
+            "switch": self.switch,
+            "action": "close" if self.close else "open",
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -122,8 +130,15 @@ class FlisrResult:
         return {
             "located": self.located_lines,
             "located_sections": self.isolated_sections,
-            "candidates": [{"section": c.section, "lines": c.line_ids, "confidence": c.confidence, "cost": c.cost}
-                           for c in self.location.candidates[:5]],
+            "candidates": [
+                {
+                    "section": c.section,
+                    "lines": c.line_ids,
+                    "confidence": c.confidence,
+                    "cost": c.cost,
+                }
+                for c in self.location.candidates[:5]
+            ],
             "isolate": self.isolate,
             "restore": self.restore,
             "open_for_restore": self.open_for_restore,
@@ -181,15 +196,25 @@ class FlisrEngine:
     (a plan is always returned; only its quality degrades).
     """
 
-    def __init__(self, grid: Grid, limits: Limits | None = None, verify: str = "auto",
-                 max_rounds: int = 1, budget_ms: float = 50.0) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        limits: Limits | None = None,
+        verify: str = "auto",
+        max_rounds: int = 1,
+        budget_ms: float = 50.0,
+    ) -> None:
         if verify not in ("auto", "twin", "radial"):
             raise ValidationError(f"verify: choose 'auto', 'twin' or 'radial', got {verify!r}")
         self.grid = grid
         self.limits = limits or Limits()
         self.sections = Sections(grid)
         self.solver = RadialSolver(grid)
-        self.verify = verify if verify != "auto" else ("twin" if len(grid.bus) <= TWIN_VERIFY_MAX_BUSES else "radial")
+        self.verify = (
+            verify
+            if verify != "auto"
+            else ("twin" if len(grid.bus) <= TWIN_VERIFY_MAX_BUSES else "radial")
+        )
         self.max_rounds = max_rounds
         self.budget_ms = budget_ms
         self._deadline = float("inf")
@@ -213,10 +238,14 @@ class FlisrEngine:
         br[bpos] = nl + nt + np.arange(bpos.size)
         self.switch_branch = br
         sec = self.sections
-        self.branch_section = np.concatenate([sec.of_line, sec.of_trafo, np.full(bpos.size, -1, np.int64)])
+        self.branch_section = np.concatenate(
+            [sec.of_line, sec.of_trafo, np.full(bpos.size, -1, np.int64)]
+        )
         self.is_breaker = sw["kind"] == SwitchKind.BREAKER
         tr = grid.transformer
-        self._trafo_lv = grid.bus.position_map(tr["lv_bus"], "bus") if len(tr) else np.zeros(0, np.int64)
+        self._trafo_lv = (
+            grid.bus.position_map(tr["lv_bus"], "bus") if len(tr) else np.zeros(0, np.int64)
+        )
         _warm_kernels()
         self.prefault(sw["closed"].copy())
 
@@ -249,19 +278,31 @@ class FlisrEngine:
             if ct.transformer in eng.net.input:
                 self._pgm_out[ct.transformer] = ["loading"]
         upd = eng.build_update(1, {}, closed)
-        self._pgm.update(update_data={c: {k: np.ascontiguousarray(a[0]) for k, a in d.items()} for c, d in upd.items()})
+        self._pgm.update(
+            update_data={
+                c: {k: np.ascontiguousarray(a[0]) for k, a in d.items()} for c, d in upd.items()
+            }
+        )
         try:
-            out = self._pgm.calculate_power_flow(symmetric=True, error_tolerance=1e-8, max_iterations=30,
-                                                 calculation_method=CalculationMethod.newton_raphson,
-                                                 output_component_types=self._pgm_out)
+            out = self._pgm.calculate_power_flow(
+                symmetric=True,
+                error_tolerance=1e-8,
+                max_iterations=30,
+                calculation_method=CalculationMethod.newton_raphson,
+                output_component_types=self._pgm_out,
+            )
         except PowerGridError:
             return False, float("nan"), float("nan"), float("nan")
         node = out[ComponentType.node]
         v = node["u_pu"][node["energized"] > 0]
         load = [np.asarray(out[c]["loading"]) for c in self._pgm_out if c != ComponentType.node]
         both = np.concatenate(load) * 100 if load else np.zeros(0)
-        return (True, float(v.min()) if v.size else float("nan"), float(v.max()) if v.size else float("nan"),
-                float(both.max()) if both.size else 0.0)
+        return (
+            True,
+            float(v.min()) if v.size else float("nan"),
+            float(v.max()) if v.size else float("nan"),
+            float(both.max()) if both.size else 0.0,
+        )
 
     def prefault(self, closed: np.ndarray) -> _Prefault:
         """Section tree and bus voltages of a switch state (cached per state)."""
@@ -271,10 +312,16 @@ class FlisrEngine:
             st = self.sections.state(closed)
             r = self.twin.powerflow(switch_closed=closed)
             v = np.where(r.energised, r.v_pu, 0.0) if r.converged else np.ones(len(self.grid.bus))
-            pre = _Prefault(st, v, float(r.vmin_pu) if r.converged else 1.0,
-                            float(r.vmax_pu) if r.converged else 1.0,
-                            float(r.max_loading_pct) if r.converged else 0.0,
-                            np.nan_to_num(r.trafo_loading_pct) if r.converged else np.zeros(len(self.grid.transformer)))
+            pre = _Prefault(
+                st,
+                v,
+                float(r.vmin_pu) if r.converged else 1.0,
+                float(r.vmax_pu) if r.converged else 1.0,
+                float(r.max_loading_pct) if r.converged else 0.0,
+                np.nan_to_num(r.trafo_loading_pct)
+                if r.converged
+                else np.zeros(len(self.grid.transformer)),
+            )
             if r.converged and not st.looped:
                 self._calibrate(pre, closed, r)
             if len(self._pre) > 64:
@@ -287,38 +334,60 @@ class FlisrEngine:
         g = self.grid
         roots = g.bus.position_map(g.source["bus"][g.source["in_service"]])
         st = branch_status_all(self, closed)
-        res = self.solver.solve(np.arange(len(g.bus)), np.arange(self.solver.branch_from.size), roots,
-                                g.source["vm_pu"][g.source["in_service"]], st[None, :])
+        res = self.solver.solve(
+            np.arange(len(g.bus)),
+            np.arange(self.solver.branch_from.size),
+            roots,
+            g.source["vm_pu"][g.source["in_service"]],
+            st[None, :],
+        )
         on = r.energised & res.supplied[0]
         if on.any():
             pre.margin_v_pu = float(np.max(np.abs(res.v_pu[0][on] - r.v_pu[on]))) + 1e-5
         nl = len(g.line)
-        twin_load = np.concatenate([np.nan_to_num(r.line_loading_pct), np.nan_to_num(r.trafo_loading_pct)])
-        mine = res.loading_pct[0][:nl + len(g.transformer)]
+        twin_load = np.concatenate(
+            [np.nan_to_num(r.line_loading_pct), np.nan_to_num(r.trafo_loading_pct)]
+        )
+        mine = res.loading_pct[0][: nl + len(g.transformer)]
         pre.margin_loading_pct = float(np.max(twin_load - mine, initial=0.0)) + 0.01
 
     def _limits(self, pre: _Prefault) -> tuple[float, float, float]:
         lim = self.limits
         if not lim.relax_to_prefault:
             return lim.v_min_pu, lim.v_max_pu, lim.max_loading_pct
-        return (min(lim.v_min_pu, pre.vmin_pu - 1e-6), max(lim.v_max_pu, pre.vmax_pu + 1e-6),
-                max(lim.max_loading_pct, pre.max_loading_pct + 1e-6))
+        return (
+            min(lim.v_min_pu, pre.vmin_pu - 1e-6),
+            max(lim.v_max_pu, pre.vmax_pu + 1e-6),
+            max(lim.max_loading_pct, pre.max_loading_pct + 1e-6),
+        )
 
     # --- entry points -------------------------------------------------------------------------------
-    def respond_to_faults(self, line_ids: int | Iterable[int], switch_closed: np.ndarray | None = None,
-                          locked_open: Iterable[int] = (), fpi_failures: dict[int, bool | None] | None = None
-                          ) -> FlisrResult:
+    def respond_to_faults(
+        self,
+        line_ids: int | Iterable[int],
+        switch_closed: np.ndarray | None = None,
+        locked_open: Iterable[int] = (),
+        fpi_failures: dict[int, bool | None] | None = None,
+    ) -> FlisrResult:
         """Simulate protection for faults on ``line_ids`` and respond (tests, CLI, benchmarks).
 
         The indications come from :func:`indications_for_fault`; the decision sees only them.
         An unknown line id is an UnknownComponentError.
         """
-        closed = self.grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool)
+        closed = (
+            self.grid.switch["closed"].copy()
+            if switch_closed is None
+            else np.asarray(switch_closed, bool)
+        )
         ind = indications_for_fault(self.grid, line_ids, closed, fpi_failures, self.sections)
         return self.respond(ind, switch_closed=closed, locked_open=locked_open)
 
-    def respond(self, ind: Indications, switch_closed: np.ndarray | None = None,
-                locked_open: Iterable[int] = ()) -> FlisrResult:
+    def respond(
+        self,
+        ind: Indications,
+        switch_closed: np.ndarray | None = None,
+        locked_open: Iterable[int] = (),
+    ) -> FlisrResult:
         """Locate, isolate and restore from indications; returns a :class:`FlisrResult`.
 
         ``switch_closed``: switch states before the trip (default the grid's); the breakers in
@@ -331,9 +400,13 @@ class FlisrEngine:
         g = self.grid
         sec = self.sections
         sw = g.switch
-        pre_closed = sw["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+        pre_closed = (
+            sw["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+        )
         if pre_closed.shape != (len(sw),):
-            raise ValidationError(f"switch_closed: expected {len(sw)} values, got {pre_closed.shape}")
+            raise ValidationError(
+                f"switch_closed: expected {len(sw)} values, got {pre_closed.shape}"
+            )
         trip_pos = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
         pre_closed[trip_pos] = True
         locked = np.zeros(len(sw), bool)
@@ -362,7 +435,9 @@ class FlisrEngine:
             for s in manual:
                 other = sec.sw_b[s] if iso[sec.sw_a[s]] else sec.sw_a[s]
                 iso[other] = True
-                notes.append(f"switch {int(sw.ids[s])} is manual: isolated zone widened to section {int(other)}")
+                notes.append(
+                    f"switch {int(sw.ids[s])} is manual: isolated zone widened to section {int(other)}"
+                )
         bounds = sec.bounds(iso)
         to_open = bounds[now[bounds]]
         # remote first, breakers last among them (order of the plan)
@@ -429,31 +504,54 @@ class FlisrEngine:
             verified = "twin"
             if ok:
                 vmin_after, load_after = vmin_t, load_t
-                if vmin_after < vmin_l - 1e-4 or load_after > load_l + 0.5 or vmax_t > vmax_l + 1e-4:
-                    notes.append(f"twin check: limits exceeded after plan (vmin {vmin_after:.4f} pu, "
-                                 f"loading {load_after:.1f} %)")
+                if (
+                    vmin_after < vmin_l - 1e-4
+                    or load_after > load_l + 0.5
+                    or vmax_t > vmax_l + 1e-4
+                ):
+                    notes.append(
+                        f"twin check: limits exceeded after plan (vmin {vmin_after:.4f} pu, "
+                        f"loading {load_after:.1f} %)"
+                    )
             else:
                 notes.append("twin check: power flow did not converge")
         decision_ms = (time.perf_counter() - t0) * 1e3
         located_lines = sorted({int(x) for s in loc.sections for x in g.line.ids[sec.lines_of(s)]})
         return FlisrResult(
-            location=loc, located_lines=located_lines, isolated_sections=[int(s) for s in np.flatnonzero(iso)],
-            isolate=[int(sw.ids[s]) for s in to_open], restore=[int(sw.ids[s]) for s in restore_close],
-            open_for_restore=[int(sw.ids[s]) for s in restore_open], plan=plan,
+            location=loc,
+            located_lines=located_lines,
+            isolated_sections=[int(s) for s in np.flatnonzero(iso)],
+            isolate=[int(sw.ids[s]) for s in to_open],
+            restore=[int(sw.ids[s]) for s in restore_close],
+            open_for_restore=[int(sw.ids[s]) for s in restore_open],
+            plan=plan,
             shed_loads=[int(x) for x in g.load.ids[shed_loads]],
-            interrupted_kw=float(kw[interrupted].sum()), isolated_kw=float(kw[interrupted & iso].sum()),
-            restorable_kw=float(kw[restorable].sum()), restored_kw=float(kw[restored].sum()),
-            shed_kw=float(kw[shed_mask].sum()), unserved_kw=float(kw[interrupted & ~restored].sum()),
-            vmin_pu_after=vmin_after, max_loading_pct_after=load_after,
-            limits_used={"v_min_pu": round(vmin_l, 6), "v_max_pu": round(vmax_l, 6), "max_loading_pct": round(load_l, 3)},
-            verified_by=verified, decision_ms=decision_ms, switch_closed_after=work,
-            locked_open=[int(sw.ids[s]) for s in np.flatnonzero(locked)], notes=notes,
+            interrupted_kw=float(kw[interrupted].sum()),
+            isolated_kw=float(kw[interrupted & iso].sum()),
+            restorable_kw=float(kw[restorable].sum()),
+            restored_kw=float(kw[restored].sum()),
+            shed_kw=float(kw[shed_mask].sum()),
+            unserved_kw=float(kw[interrupted & ~restored].sum()),
+            vmin_pu_after=vmin_after,
+            max_loading_pct_after=load_after,
+            limits_used={
+                "v_min_pu": round(vmin_l, 6),
+                "v_max_pu": round(vmax_l, 6),
+                "max_loading_pct": round(load_l, 3),
+            },
+            verified_by=verified,
+            decision_ms=decision_ms,
+            switch_closed_after=work,
+            locked_open=[int(sw.ids[s]) for s in np.flatnonzero(locked)],
+            notes=notes,
         )
 
     def baseline(self, ind: Indications, switch_closed: np.ndarray | None = None) -> float:
         """Restored kW of the isolate-only baseline: open the bounds, reclose the breaker, no ties."""
         g, sec, sw = self.grid, self.sections, self.grid.switch
-        closed = sw["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+        closed = (
+            sw["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+        )
         trip = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
         closed[trip] = True
         pre = self.prefault(closed)
@@ -472,16 +570,25 @@ class FlisrEngine:
         return float(sec.p_mw[interrupted & ~iso & st.energised].sum() * 1e3)
 
     # --- internals ----------------------------------------------------------------------------------
-    def _restorable(self, interrupted: np.ndarray, iso: np.ndarray, locked: np.ndarray, st_end: SectionState) -> np.ndarray:
+    def _restorable(
+        self, interrupted: np.ndarray, iso: np.ndarray, locked: np.ndarray, st_end: SectionState
+    ) -> np.ndarray:
         """Interrupted healthy sections that some closable path joins to a live section."""
         sec = self.sections
-        usable = (~locked) & (sec.sw_remote | self.grid.switch["closed"]) & ~iso[sec.sw_a] & ~iso[sec.sw_b]
+        usable = (
+            (~locked)
+            & (sec.sw_remote | self.grid.switch["closed"])
+            & ~iso[sec.sw_a]
+            & ~iso[sec.sw_b]
+        )
         lab = _components(sec.n, sec.sw_a[usable], sec.sw_b[usable])
         live_lab = np.zeros(sec.n, bool)
         live_lab[lab[st_end.energised & ~iso]] = True
         return interrupted & ~iso & live_lab[lab]
 
-    def _region(self, sections: np.ndarray, st: SectionState, pre: _Prefault, extra_sw: np.ndarray) -> _Region:
+    def _region(
+        self, sections: np.ndarray, st: SectionState, pre: _Prefault, extra_sw: np.ndarray
+    ) -> _Region:
         """Buses, branches and roots of the feeders holding ``sections`` (plus entry switches)."""
         sec = self.sections
         ins = np.zeros(sec.n, bool)
@@ -507,22 +614,44 @@ class FlisrEngine:
         keep = bus_in.copy()
         keep[roots] = True
         buses = np.flatnonzero(keep)
-        branches = branches[keep[self.solver.branch_from[branches]] & keep[self.solver.branch_to[branches]]]
+        branches = branches[
+            keep[self.solver.branch_from[branches]] & keep[self.solver.branch_to[branches]]
+        ]
         # switches on region branches
         sw_br = self.switch_branch
-        in_reg = np.zeros(self.solver.branch_from.size + 1, bool)  # last slot: switches without a branch
+        in_reg = np.zeros(
+            self.solver.branch_from.size + 1, bool
+        )  # last slot: switches without a branch
         in_reg[branches] = True
         pair_sw = np.flatnonzero(in_reg[sw_br])
         pair_br = np.searchsorted(branches, sw_br[pair_sw])
         v_root = pre.v_pu[roots]
         v_root = np.where(v_root > 0.5, v_root, 1.0)
         lv = self._trafo_lv
-        root_trafo = [np.flatnonzero((lv == r) & self.grid.transformer["in_service"]) for r in roots]
-        return _Region(buses, branches, roots, v_root, pair_sw, pair_br, sec.of_bus[buses], root_trafo,
-                       self.solver.prepare(buses, branches, roots, v_root), self.solver.in_service[branches])
+        root_trafo = [
+            np.flatnonzero((lv == r) & self.grid.transformer["in_service"]) for r in roots
+        ]
+        return _Region(
+            buses,
+            branches,
+            roots,
+            v_root,
+            pair_sw,
+            pair_br,
+            sec.of_bus[buses],
+            root_trafo,
+            self.solver.prepare(buses, branches, roots, v_root),
+            self.solver.in_service[branches],
+        )
 
-    def _evaluate(self, region: _Region, states: np.ndarray, limits: tuple[float, float, float],
-                  pre: _Prefault, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _evaluate(
+        self,
+        region: _Region,
+        states: np.ndarray,
+        limits: tuple[float, float, float],
+        pre: _Prefault,
+        base: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Violation (0 = feasible), vmin, max loading and radial flag of candidate states.
 
         Row 0 of the batch is ``base`` (the state before restoring this island): the change of
@@ -554,15 +683,24 @@ class FlisrEngine:
                 if trs.size:
                     est = np.max(pre.trafo_loading_pct[trs]) + ds[:, j] / float(sn[trs].sum()) * 100
                     load = np.maximum(load, est)
-        viol = (np.maximum(0, vmin_l - vmin) + np.maximum(0, vmax - vmax_l)
-                + np.maximum(0, load - load_l) / 100)
+        viol = (
+            np.maximum(0, vmin_l - vmin)
+            + np.maximum(0, vmax - vmax_l)
+            + np.maximum(0, load - load_l) / 100
+        )
         ok = res.radial[1:] & res.converged[1:]
         viol = np.where(ok, viol, np.inf)
         return viol, vmin, load, res.radial[1:]
 
-    def _restore_island(self, isl: np.ndarray, work: np.ndarray, locked: np.ndarray, st: SectionState,
-                        pre: _Prefault, limits: tuple[float, float, float]
-                        ) -> tuple[np.ndarray, list[int], list[int], list[int], float, float] | None:
+    def _restore_island(
+        self,
+        isl: np.ndarray,
+        work: np.ndarray,
+        locked: np.ndarray,
+        st: SectionState,
+        pre: _Prefault,
+        limits: tuple[float, float, float],
+    ) -> tuple[np.ndarray, list[int], list[int], list[int], float, float] | None:
         """Best radial way to feed one dead island; None when it has no usable tie."""
         sec = self.sections
         inisl = np.zeros(sec.n, bool)
@@ -594,7 +732,9 @@ class FlisrEngine:
         e_v = lid[b[e_sw]]
         n_tree = tree_e.size
         n_first_entry = n_tree + int((~ent_mask).sum())
-        cuttable = np.concatenate([sec.sw_remote[tree_e] & ~locked[tree_e], np.ones(opn.size, bool)])
+        cuttable = np.concatenate(
+            [sec.sw_remote[tree_e] & ~locked[tree_e], np.ones(opn.size, bool)]
+        )
         base_on = np.zeros(e_sw.size, bool)
         base_on[:n_tree] = True
         weight_local = np.concatenate([sec.weight[loc_secs], [0.0]])
@@ -607,14 +747,18 @@ class FlisrEngine:
             return _reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
 
         # the same island, region and switch states give the same search (several passes)
-        key = b"|".join(x.tobytes() for x in (isl, loc_secs, e_sw, work[region.pair_sw], cuttable, region.roots))
+        key = b"|".join(
+            x.tobytes() for x in (isl, loc_secs, e_sw, work[region.pair_sw], cuttable, region.roots)
+        )
         hit = self._island_memo.get(key)
         if hit is not None:
             on, cur_vmin, cur_load = hit[0].copy(), hit[1], hit[2]
         else:
             w_isl = weight_local[:ki]
 
-            def ev(cfgs: np.ndarray, srv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            def ev(
+                cfgs: np.ndarray, srv: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
                 states = np.repeat(work[None, :], cfgs.shape[0], axis=0)
                 states[:, e_sw] = cfgs
                 v_, vm_, ld_, _ = self._evaluate(region, states, limits, pre, work)
@@ -646,7 +790,9 @@ class FlisrEngine:
             best = _pick(configs, viol, vmin, base_on, wsv)
             # branch exchange rounds from the least-violating configuration(s)
             rounds = 0
-            while viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline:
+            while (
+                viol[best] > 0 and rounds < self.max_rounds and time.perf_counter() < self._deadline
+            ):
                 rounds += 1
                 starts = np.argsort(viol, kind="stable")[:EXCHANGE_STARTS]
                 moves: list[np.ndarray] = []
@@ -654,7 +800,9 @@ class FlisrEngine:
                     if not np.isfinite(viol[s_i]):
                         continue
                     moves.append(_exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
-                mv_cfg = _unique_rows(np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool))
+                mv_cfg = _unique_rows(
+                    np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool)
+                )
                 if not mv_cfg.shape[0]:
                     break
                 mv, mvmin, mload, mw = ev(mv_cfg, served(mv_cfg))
@@ -691,12 +839,19 @@ class FlisrEngine:
                 lost = np.maximum(cur_w - w, 1e-9)
                 gain = np.where(np.isfinite(cv), (cur_viol - cv) / lost, -np.inf)
                 pick = int(np.argmax(gain)) if np.max(gain) > 0 else int(np.argmin(cv))
-                if time.perf_counter() > self._deadline:  # out of budget: least violation, converge fast
+                if (
+                    time.perf_counter() > self._deadline
+                ):  # out of budget: least violation, converge fast
                     pick = int(np.argmin(cv))
                 if feas.size and w[feas].max() >= w[pick] - 1e-12:
                     pick = int(feas[np.argmax(w[feas])])
                 on = cands[pick]
-                cur_viol, cur_vmin, cur_load, cur_w = float(cv[pick]), float(cvmin[pick]), float(cload[pick]), float(w[pick])
+                cur_viol, cur_vmin, cur_load, cur_w = (
+                    float(cv[pick]),
+                    float(cvmin[pick]),
+                    float(cload[pick]),
+                    float(w[pick]),
+                )
                 if cur_viol > 0:
                     # one batch for the next steps: keep cutting in the order of this step's
                     # relief per weighted kW, and go straight to the first prefix that is feasible
@@ -721,7 +876,12 @@ class FlisrEngine:
                         j = int(fp[0]) if fp.size else int(np.argmin(pv))
                         if pv[j] < cur_viol:
                             on = pc[j]
-                            cur_viol, cur_vmin, cur_load, cur_w = float(pv[j]), float(pvmin[j]), float(pload[j]), float(pw[j])
+                            cur_viol, cur_vmin, cur_load, cur_w = (
+                                float(pv[j]),
+                                float(pvmin[j]),
+                                float(pload[j]),
+                                float(pw[j]),
+                            )
             # add back, greedily, what fits: re-close one shed part, alone or while cutting
             # another part (a swap), keeping the most weighted load served; one batch per step
             for step in range(2 * k + 4 if shed_any else 0):
@@ -788,8 +948,13 @@ def branch_status_all(engine: FlisrEngine, closed: np.ndarray) -> np.ndarray:
     from gridpilot.model import branch_status
 
     st = branch_status(engine.grid, closed)
-    return np.concatenate([st["line_from"] & st["line_to"], st["trafo_hv"] & st["trafo_lv"],
-                           st["busswitch"][engine.solver.bus_switch_pos]])
+    return np.concatenate(
+        [
+            st["line_from"] & st["line_to"],
+            st["trafo_hv"] & st["trafo_lv"],
+            st["busswitch"][engine.solver.bus_switch_pos],
+        ]
+    )
 
 
 # --- small graph helpers (island-sized) --------------------------------------------------------------
@@ -886,8 +1051,9 @@ def _csr(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 @njit(cache=True, nogil=True)
-def _reach_batch(on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.ndarray,
-                 start: int) -> np.ndarray:
+def _reach_batch(
+    on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.ndarray, start: int
+) -> np.ndarray:
     """(N, n) bool: the nodes joined to ``start`` through the edges switched on in each row."""
     t_n = on.shape[0]
     n = ptr.size - 1
@@ -909,7 +1075,9 @@ def _reach_batch(on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.n
     return out
 
 
-def _exchanges(k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray) -> np.ndarray:
+def _exchanges(
+    k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray
+) -> np.ndarray:
     """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes.
 
     The loop of an open edge is found from parent pointers of one breadth-first forest of the
@@ -971,8 +1139,9 @@ def _unique_rows(configs: np.ndarray) -> np.ndarray:
     return configs[np.fromiter(first.values(), np.int64, len(first))]
 
 
-def _pick(configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndarray,
-          weight: np.ndarray) -> int:
+def _pick(
+    configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndarray, weight: np.ndarray
+) -> int:
     """Feasible first, then most weighted load served, fewest switch operations, highest vmin."""
     ops = (configs != base[None, :]).sum(axis=1)
     w = np.round(weight, 9)
@@ -981,7 +1150,9 @@ def _pick(configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndar
     return int(np.lexsort((ops, viol))[0])
 
 
-def _close_order(closes: list[int], sec: Sections, state: np.ndarray, live: np.ndarray) -> list[int]:
+def _close_order(
+    closes: list[int], sec: Sections, state: np.ndarray, live: np.ndarray
+) -> list[int]:
     """Order closing operations so that each one energises from already live sections."""
     live = live.copy()
     todo = list(closes)

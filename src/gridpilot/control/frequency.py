@@ -52,7 +52,9 @@ class FleetResponse:
 
     def __post_init__(self) -> None:
         if self.p_up_mw < 0 or self.p_down_mw < 0:
-            raise ValidationError(f"fleet response: headroom must be >= 0, got up {self.p_up_mw}, down {self.p_down_mw}")
+            raise ValidationError(
+                f"fleet response: headroom must be >= 0, got up {self.p_up_mw}, down {self.p_down_mw}"
+            )
         if not self.full_at_hz > self.deadband_hz >= 0:
             raise ValidationError("fleet response: need full_at_hz > deadband_hz >= 0")
         if not self.t_response_s > 0:
@@ -79,8 +81,14 @@ class FrequencyResult:
         return {k: float(v) for k, v in d.items() if k not in ("t_s", "f_hz", "ffr_mw")}
 
 
-def simulate_loss(system: FrequencySystem, loss_mw: float, fleet: FleetResponse | None = None,
-                  duration_s: float = 60.0, dt_s: float = 0.01, settle_band_hz: float = 0.02) -> FrequencyResult:
+def simulate_loss(
+    system: FrequencySystem,
+    loss_mw: float,
+    fleet: FleetResponse | None = None,
+    duration_s: float = 60.0,
+    dt_s: float = 0.01,
+    settle_band_hz: float = 0.02,
+) -> FrequencyResult:
     """Frequency after the sudden loss of ``loss_mw`` generation at t = 0 (with or without ``fleet``).
 
     Returns a :class:`FrequencyResult` (Hz, s, MW).
@@ -88,7 +96,9 @@ def simulate_loss(system: FrequencySystem, loss_mw: float, fleet: FleetResponse 
     if not 0 < loss_mw < system.s_mw:
         raise ValidationError(f"loss_mw: must be in (0, {system.s_mw}), got {loss_mw!r}")
     if not 0 < dt_s <= 0.1 or duration_s <= dt_s:
-        raise ValidationError(f"dt_s/duration_s: need 0 < dt_s <= 0.1 and duration_s > dt_s, got {dt_s}, {duration_s}")
+        raise ValidationError(
+            f"dt_s/duration_s: need 0 < dt_s <= 0.1 and duration_s > dt_s, got {dt_s}, {duration_s}"
+        )
     n = round(duration_s / dt_s) + 1
     s = system.s_mw
     dp_loss = loss_mw / s
@@ -118,23 +128,39 @@ def simulate_loss(system: FrequencySystem, loss_mw: float, fleet: FleetResponse 
     t = np.arange(n) * dt_s
     k = int(np.argmin(fs))
     m = max(round(0.5 / dt_s), 1)
-    rocof = float(np.max(np.abs(np.diff(fs[:m + 1]))) / dt_s)
+    rocof = float(np.max(np.abs(np.diff(fs[: m + 1]))) / dt_s)
     final = float(fs[-1])
     outside = np.flatnonzero(np.abs(fs - final) > settle_band_hz)
-    settling = float(t[outside[-1] + 1]) if outside.size and outside[-1] + 1 < n else (0.0 if not outside.size else float("inf"))
-    return FrequencyResult(t, fs, ff, float(fs[k]), float(t[k]), rocof, settling, final, float(ff.max()))
+    settling = (
+        float(t[outside[-1] + 1])
+        if outside.size and outside[-1] + 1 < n
+        else (0.0 if not outside.size else float("inf"))
+    )
+    return FrequencyResult(
+        t, fs, ff, float(fs[k]), float(t[k]), rocof, settling, final, float(ff.max())
+    )
 
 
-def fleet_response_from(p_up_mw: float, p_down_mw: float = 0.0, replicas: float = 1.0, **kwargs: float) -> FleetResponse:
+def fleet_response_from(
+    p_up_mw: float, p_down_mw: float = 0.0, replicas: float = 1.0, **kwargs: float
+) -> FleetResponse:
     """A :class:`FleetResponse` of ``replicas`` copies of a fleet with the given headroom (MW each)."""
     return FleetResponse(p_up_mw * replicas, p_down_mw * replicas, **kwargs)
 
 
-def compare(system: FrequencySystem, loss_mw: float, fleet: FleetResponse, **kwargs: float) -> dict[str, object]:
+def compare(
+    system: FrequencySystem, loss_mw: float, fleet: FleetResponse, **kwargs: float
+) -> dict[str, object]:
     """Reference loss with and without the fleet: both summaries and the nadir improvement (%)."""
     a = simulate_loss(system, loss_mw, None, **kwargs)
     b = simulate_loss(system, loss_mw, fleet, **kwargs)
     f0 = system.f0_hz
     imp = 100.0 * (1 - (f0 - b.nadir_hz) / (f0 - a.nadir_hz)) if f0 > a.nadir_hz else 0.0
-    return {"without": a.summary(), "with_fleet": b.summary(), "nadir_improvement_pct": imp,
-            "system": asdict(system), "loss_mw": loss_mw, "fleet": asdict(fleet)}
+    return {
+        "without": a.summary(),
+        "with_fleet": b.summary(),
+        "nadir_improvement_pct": imp,
+        "system": asdict(system),
+        "loss_mw": loss_mw,
+        "fleet": asdict(fleet),
+    }

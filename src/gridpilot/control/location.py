@@ -80,7 +80,9 @@ def _fault_sections(sections: Sections, grid: Grid, line_ids: Iterable[int]) -> 
     known = grid.line.ids
     bad = ids[~np.isin(ids, known)]
     if bad.size:
-        raise UnknownComponentError("line", int(bad[0]), f"{grid.name} has line ids {int(known.min())}..{int(known.max())}")
+        raise UnknownComponentError(
+            "line", int(bad[0]), f"{grid.name} has line ids {int(known.min())}..{int(known.max())}"
+        )
     return sections.of_line[grid.line.index_of(ids)]
 
 
@@ -107,9 +109,13 @@ def protective_device(sections: Sections, st: SectionState, section: int) -> int
     return path[0] if path else -1
 
 
-def indications_for_fault(grid: Grid, line_ids: int | Iterable[int], switch_closed: np.ndarray | None = None,
-                          fpi_failures: Mapping[int, bool | None] | None = None,
-                          sections: Sections | None = None) -> Indications:
+def indications_for_fault(
+    grid: Grid,
+    line_ids: int | Iterable[int],
+    switch_closed: np.ndarray | None = None,
+    fpi_failures: Mapping[int, bool | None] | None = None,
+    sections: Sections | None = None,
+) -> Indications:
     """What protection and meters report for faults on ``line_ids`` (simulated protection).
 
     Fault current flows from the sources along the supply tree to each faulted section:
@@ -120,7 +126,9 @@ def indications_for_fault(grid: Grid, line_ids: int | Iterable[int], switch_clos
     A fault in a de-energised section gives no indications. Returns :class:`Indications`.
     """
     sec = sections or Sections(grid)
-    closed = grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool)
+    closed = (
+        grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool)
+    )
     ids = [line_ids] if isinstance(line_ids, (int, np.integer)) else list(line_ids)
     fsec = _fault_sections(sec, grid, ids)
     st = sec.state(closed)
@@ -139,18 +147,27 @@ def indications_for_fault(grid: Grid, line_ids: int | Iterable[int], switch_clos
     after[trips] = False
     st_after = sec.state(after)
     lost_sec = st.energised & ~st_after.energised
-    load_bus = np.unique(grid.bus.position_map(grid.load["bus"])) if len(grid.load) else np.zeros(0, np.int64)
+    load_bus = (
+        np.unique(grid.bus.position_map(grid.load["bus"]))
+        if len(grid.load)
+        else np.zeros(0, np.int64)
+    )
     lost_bus = load_bus[lost_sec[sec.of_bus[load_bus]]]
     sw_ids = grid.switch.ids
     has = sec.sw_fpi
-    fpi: dict[int, bool | None] = {int(i): bool(p) for i, p in zip(sw_ids[has], picked[has], strict=True)}
+    fpi: dict[int, bool | None] = {
+        int(i): bool(p) for i, p in zip(sw_ids[has], picked[has], strict=True)
+    }
     if fpi_failures:
         for k, v in fpi_failures.items():
             if int(k) not in set(sw_ids.tolist()):
                 raise UnknownComponentError("switch", k)
             fpi[int(k)] = v
-    return Indications(tripped=[int(sw_ids[t]) for t in trips], fpi=fpi,
-                       lost_voltage=[int(b) for b in grid.bus.ids[lost_bus]])
+    return Indications(
+        tripped=[int(sw_ids[t]) for t in trips],
+        fpi=fpi,
+        lost_voltage=[int(b) for b in grid.bus.ids[lost_bus]],
+    )
 
 
 def _subtree(st: SectionState, top: int) -> np.ndarray:
@@ -158,15 +175,23 @@ def _subtree(st: SectionState, top: int) -> np.ndarray:
     return np.flatnonzero(subtree_mask(st.parent, [top]))
 
 
-def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None,
-           sections: Sections | None = None) -> Location:
+def locate(
+    grid: Grid,
+    ind: Indications,
+    switch_closed: np.ndarray | None = None,
+    sections: Sections | None = None,
+) -> Location:
     """Locate the faulted section(s) from :class:`Indications` (pre-trip switch states).
 
     Returns a :class:`Location`: the least-cost explanation's sections (ties all kept), and
     candidates with confidences. Unknown switch or bus ids are an UnknownComponentError.
     """
     sec = sections or Sections(grid)
-    closed = grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+    closed = (
+        grid.switch["closed"].copy()
+        if switch_closed is None
+        else np.asarray(switch_closed, bool).copy()
+    )
     sw = grid.switch
     notes: list[str] = []
     trip_pos = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
@@ -175,7 +200,9 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
     obs = np.full(len(sw), -1, np.int8)  # -1 unknown, 0 no pickup, 1 pickup
     if ind.fpi:
         keys = np.fromiter(ind.fpi.keys(), np.int64, len(ind.fpi))
-        vals = np.fromiter((-1 if v is None else int(bool(v)) for v in ind.fpi.values()), np.int8, len(ind.fpi))
+        vals = np.fromiter(
+            (-1 if v is None else int(bool(v)) for v in ind.fpi.values()), np.int8, len(ind.fpi)
+        )
         obs[sw.index_of(keys)] = vals
     tops: list[int] = [int(t) for t in trip_pos]
     if not tops:
@@ -185,7 +212,9 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
             lost = np.zeros(sec.n, bool)
             lost[sec.of_bus[lb]] = True
             lost &= st.energised
-            heads = np.flatnonzero(lost & ~np.where(st.parent >= 0, lost[np.maximum(st.parent, 0)], False))
+            heads = np.flatnonzero(
+                lost & ~np.where(st.parent >= 0, lost[np.maximum(st.parent, 0)], False)
+            )
             for h in heads:
                 dev = protective_device(sec, st, int(h))
                 if dev >= 0 and dev not in tops:
@@ -195,7 +224,10 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
             picked = np.flatnonzero(obs == 1)
             for p in picked:
                 path = path_switches(st, int(_below(sec, st, int(p))))
-                dev = next((s for s in reversed(path) if sec.sw_kind[s] == SwitchKind.BREAKER), path[0] if path else -1)
+                dev = next(
+                    (s for s in reversed(path) if sec.sw_kind[s] == SwitchKind.BREAKER),
+                    path[0] if path else -1,
+                )
                 if dev >= 0 and dev not in tops:
                     tops.append(dev)
             if tops:
@@ -253,9 +285,16 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
     order = np.lexsort((mism, -marg))
     ranked_pos = [int(q) for q in order if marg[q] >= 1e-3 or in_chosen[q]][:10]
     lid, bid = grid.line.ids, grid.bus.ids
-    out = [Candidate(int(cands[q]), [int(x) for x in lid[sec.lines_of(int(cands[q]))]],
-                     [int(x) for x in bid[sec.buses_of(int(cands[q]))]], round(float(marg[q]), 4), float(mism[q]))
-           for q in ranked_pos]
+    out = [
+        Candidate(
+            int(cands[q]),
+            [int(x) for x in lid[sec.lines_of(int(cands[q]))]],
+            [int(x) for x in bid[sec.buses_of(int(cands[q]))]],
+            round(float(marg[q]), 4),
+            float(mism[q]),
+        )
+        for q in ranked_pos
+    ]
     # the best explanation: least cost, then fewest faults, then first listed
     best_i = int(np.lexsort((np.arange(e_cost.size), two, e_cost))[0])
     n_faults = 2 if two[best_i] else 1
@@ -263,7 +302,9 @@ def locate(grid: Grid, ind: Indications, switch_closed: np.ndarray | None = None
     if n_faults > 1:
         notes.append(f"indications explained by {n_faults} simultaneous faults")
     if wrong > 0:
-        notes.append(f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)")
+        notes.append(
+            f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)"
+        )
     return Location(chosen, out, tops, bool(wrong <= 0), notes)
 
 

@@ -106,15 +106,27 @@ class RadialSolver:
         y_l = 1j * w * ln["c_nf_per_km"] * 1e-9 * ln["length_km"] * zb / 2
         th, tl = pm(tr["hv_bus"], "bus"), pm(tr["lv_bus"], "bus")
         sn = tr["sn_mva"]
-        zk = tr["vk_percent"] / 100 * S_BASE_MVA / sn * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
-        rk = tr["vkr_percent"] / 100 * S_BASE_MVA / sn * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
-        z_t = rk + 1j * np.sqrt(np.maximum(zk ** 2 - rk ** 2, 0.0))
+        zk = (
+            tr["vk_percent"]
+            / 100
+            * S_BASE_MVA
+            / sn
+            * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
+        )
+        rk = (
+            tr["vkr_percent"]
+            / 100
+            * S_BASE_MVA
+            / sn
+            * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
+        )
+        z_t = rk + 1j * np.sqrt(np.maximum(zk**2 - rk**2, 0.0))
         tap = 1 + (tr["tap_pos"] - tr["tap_neutral"]) * tr["tap_step_percent"] / 100
         ratio = (tr["vn_hv_kv"] / vkv[th]) / (tr["vn_lv_kv"] / vkv[tl])
         ratio = np.where(tr["tap_side"] == 0, ratio * tap, ratio / tap)
         g0 = tr["pfe_kw"] / 1e3 / S_BASE_MVA
         y0 = np.maximum(tr["i0_percent"] / 100 * sn / S_BASE_MVA, g0)
-        y_m = g0 - 1j * np.sqrt(np.maximum(y0 ** 2 - g0 ** 2, 0.0))
+        y_m = g0 - 1j * np.sqrt(np.maximum(y0**2 - g0**2, 0.0))
         bsw = np.flatnonzero(sw["et"] == ElementType.BUS)
         bf, bt = pm(sw["bus"][bsw], "bus"), pm(sw["element"][bsw], "bus")
         nl, nt, nbs = len(ln), len(tr), bsw.size
@@ -134,7 +146,9 @@ class RadialSolver:
         # loading per unit of branch current (pu on the 'to' side): lines by ampacity, the
         # others (transformers, bus switches) by apparent power at their child-side voltage
         self.is_line = np.arange(nl + nt + nbs) < nl
-        self.line_scale = np.where(self.is_line, self.i_base_ka / np.where(self.is_line, self.max_i_ka, 1.0), 0.0)
+        self.line_scale = np.where(
+            self.is_line, self.i_base_ka / np.where(self.is_line, self.max_i_ka, 1.0), 0.0
+        )
         self.trafo_scale = S_BASE_MVA / self.sn_mva
         # injections per bus (load convention, per unit)
         nb = len(grid.bus)
@@ -154,11 +168,16 @@ class RadialSolver:
             tb = grid[comp]
             if len(tb):
                 q = tb["q_mvar"] if "q_mvar" in tb.fields else np.zeros(len(tb))
-                np.add.at(s_p, pm(tb["bus"], "bus"), sign * (tb["p_mw"] + 1j * q) * tb["in_service"] / S_BASE_MVA)
+                np.add.at(
+                    s_p,
+                    pm(tb["bus"], "bus"),
+                    sign * (tb["p_mw"] + 1j * q) * tb["in_service"] / S_BASE_MVA,
+                )
         self.s_p, self.s_i, self.s_z = s_p, s_i, s_z
 
-    def prepare(self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray,
-                v_root_pu: np.ndarray) -> RadialRegion:
+    def prepare(
+        self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray, v_root_pu: np.ndarray
+    ) -> RadialRegion:
         """Compile a region once (local numbering, adjacency, parameters) for many batches.
 
         ``buses``: bus positions of the region (m); ``branches``: branch indices of the region
@@ -184,16 +203,36 @@ class RadialSolver:
         np.cumsum(np.bincount(ends, minlength=m), out=adj_ptr[1:])
         s_i, s_z = self.s_i[buses], self.s_z[buses]
         return RadialRegion(
-            m=m, k=k, bf=bf, bt=bt, adj_ptr=adj_ptr, adj_br=np.concatenate([np.arange(k), np.arange(k)])[order],
-            adj_oth=np.concatenate([bt, bf])[order], roots=rl,
+            m=m,
+            k=k,
+            bf=bf,
+            bt=bt,
+            adj_ptr=adj_ptr,
+            adj_br=np.concatenate([np.arange(k), np.arange(k)])[order],
+            adj_oth=np.concatenate([bt, bf])[order],
+            roots=rl,
             v_root=np.ascontiguousarray(np.asarray(v_root_pu, complex).reshape(-1)),
-            z=self.z[branches], ratio=self.ratio[branches], y_from=self.y_from[branches], y_to=self.y_to[branches],
-            s_p=self.s_p[buses], s_i=s_i, s_z=s_z, has_iz=bool(np.any(s_i != 0) or np.any(s_z != 0)),
-            is_line=self.is_line[branches], line_scale=self.line_scale[branches],
-            trafo_scale=self.trafo_scale[branches])
+            z=self.z[branches],
+            ratio=self.ratio[branches],
+            y_from=self.y_from[branches],
+            y_to=self.y_to[branches],
+            s_p=self.s_p[buses],
+            s_i=s_i,
+            s_z=s_z,
+            has_iz=bool(np.any(s_i != 0) or np.any(s_z != 0)),
+            is_line=self.is_line[branches],
+            line_scale=self.line_scale[branches],
+            trafo_scale=self.trafo_scale[branches],
+        )
 
-    def run(self, reg: RadialRegion, conducting: np.ndarray, tol: float = 1e-9,
-            max_iter: int = 30, warm_from_first: bool = False) -> RadialBatchResult:
+    def run(
+        self,
+        reg: RadialRegion,
+        conducting: np.ndarray,
+        tol: float = 1e-9,
+        max_iter: int = 30,
+        warm_from_first: bool = False,
+    ) -> RadialBatchResult:
         """Power flow of T candidates over a prepared region.
 
         ``conducting``: (T, k) bool, which region branches conduct in each candidate. Buses not
@@ -216,19 +255,79 @@ class RadialSolver:
         iters = np.zeros(t_n, np.int64)
         root_s = np.zeros((t_n, reg.roots.size), complex)
         if t_n == 0 or m == 0:
-            return RadialBatchResult(vm, supplied, load, np.full(t_n, np.inf), np.full(t_n, -np.inf),
-                                     np.zeros(t_n), losses, radial, conv, 0, root_s)
+            return RadialBatchResult(
+                vm,
+                supplied,
+                load,
+                np.full(t_n, np.inf),
+                np.full(t_n, -np.inf),
+                np.zeros(t_n),
+                losses,
+                radial,
+                conv,
+                0,
+                root_s,
+            )
         vmin = np.empty(t_n)
         vmax = np.empty(t_n)
-        _sweep_batch(cond, reg.bf, reg.bt, reg.adj_ptr, reg.adj_br, reg.adj_oth, reg.roots, reg.v_root, reg.z,
-                     reg.ratio, reg.y_from, reg.y_to, reg.s_p, reg.s_i, reg.s_z, reg.has_iz, reg.is_line,
-                     reg.line_scale, reg.trafo_scale, float(tol), int(max_iter), bool(warm_from_first),
-                     vm, supplied, load, losses, radial, conv, iters, root_s, vmin, vmax)
-        return RadialBatchResult(vm, supplied, load, vmin, vmax, load.max(axis=1, initial=0.0), losses,
-                                 radial, conv, int(iters.max(initial=0)), root_s * S_BASE_MVA)
+        _sweep_batch(
+            cond,
+            reg.bf,
+            reg.bt,
+            reg.adj_ptr,
+            reg.adj_br,
+            reg.adj_oth,
+            reg.roots,
+            reg.v_root,
+            reg.z,
+            reg.ratio,
+            reg.y_from,
+            reg.y_to,
+            reg.s_p,
+            reg.s_i,
+            reg.s_z,
+            reg.has_iz,
+            reg.is_line,
+            reg.line_scale,
+            reg.trafo_scale,
+            float(tol),
+            int(max_iter),
+            bool(warm_from_first),
+            vm,
+            supplied,
+            load,
+            losses,
+            radial,
+            conv,
+            iters,
+            root_s,
+            vmin,
+            vmax,
+        )
+        return RadialBatchResult(
+            vm,
+            supplied,
+            load,
+            vmin,
+            vmax,
+            load.max(axis=1, initial=0.0),
+            losses,
+            radial,
+            conv,
+            int(iters.max(initial=0)),
+            root_s * S_BASE_MVA,
+        )
 
-    def solve(self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray, v_root_pu: np.ndarray,
-              conducting: np.ndarray, tol: float = 1e-9, max_iter: int = 30) -> RadialBatchResult:
+    def solve(
+        self,
+        buses: np.ndarray,
+        branches: np.ndarray,
+        roots: np.ndarray,
+        v_root_pu: np.ndarray,
+        conducting: np.ndarray,
+        tol: float = 1e-9,
+        max_iter: int = 30,
+    ) -> RadialBatchResult:
         """Power flow of T candidates over a region: :meth:`prepare` then :meth:`run`.
 
         ``buses``: bus positions of the region (m); ``branches``: branch indices of the region
@@ -240,13 +339,40 @@ class RadialSolver:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _sweep_batch(cond: np.ndarray, bf: np.ndarray, bt: np.ndarray, adj_ptr: np.ndarray, adj_br: np.ndarray,
-                 adj_oth: np.ndarray, roots: np.ndarray, v_root: np.ndarray, z: np.ndarray, ratio: np.ndarray,
-                 y_from: np.ndarray, y_to: np.ndarray, s_p: np.ndarray, s_i: np.ndarray, s_z: np.ndarray,
-                 has_iz: bool, is_line: np.ndarray, line_scale: np.ndarray, trafo_scale: np.ndarray, tol: float,
-                 max_iter: int, warm: bool, vm_out: np.ndarray, sup_out: np.ndarray, load_out: np.ndarray,
-                 loss_out: np.ndarray, radial_out: np.ndarray, conv_out: np.ndarray, iter_out: np.ndarray,
-                 root_s_out: np.ndarray, vmin_out: np.ndarray, vmax_out: np.ndarray) -> None:
+def _sweep_batch(
+    cond: np.ndarray,
+    bf: np.ndarray,
+    bt: np.ndarray,
+    adj_ptr: np.ndarray,
+    adj_br: np.ndarray,
+    adj_oth: np.ndarray,
+    roots: np.ndarray,
+    v_root: np.ndarray,
+    z: np.ndarray,
+    ratio: np.ndarray,
+    y_from: np.ndarray,
+    y_to: np.ndarray,
+    s_p: np.ndarray,
+    s_i: np.ndarray,
+    s_z: np.ndarray,
+    has_iz: bool,
+    is_line: np.ndarray,
+    line_scale: np.ndarray,
+    trafo_scale: np.ndarray,
+    tol: float,
+    max_iter: int,
+    warm: bool,
+    vm_out: np.ndarray,
+    sup_out: np.ndarray,
+    load_out: np.ndarray,
+    loss_out: np.ndarray,
+    radial_out: np.ndarray,
+    conv_out: np.ndarray,
+    iter_out: np.ndarray,
+    root_s_out: np.ndarray,
+    vmin_out: np.ndarray,
+    vmax_out: np.ndarray,
+) -> None:
     """Per candidate: breadth-first supply tree from the roots, then the backward/forward sweep.
 
     Each tree edge is an ideal ratio ``tn`` (parent voltage / child-side voltage) followed by
@@ -378,8 +504,40 @@ def warm_radial_kernel() -> None:
     i1 = np.zeros(1, np.int64)
     z1 = np.full(1, 0.01 + 0.01j)
     s1 = np.array([0.0j, 0.01 + 0.0j])
-    out = [np.zeros((1, 2)), np.zeros((1, 2), bool), np.zeros((1, 1)), np.zeros(1), np.zeros(1, bool),
-           np.zeros(1, bool), np.zeros(1, np.int64), np.zeros((1, 1), complex), np.zeros(1), np.zeros(1)]
-    _sweep_batch(c, i1, i1 + 1, np.array([0, 1, 2]), np.array([0, 0]), np.array([1, 0]), i1,
-                 np.ones(1, complex), z1, np.ones(1), np.zeros(1, complex), np.zeros(1, complex), s1, s1 * 0,
-                 s1 * 0, False, np.ones(1, bool), np.ones(1), np.zeros(1), 1e-9, 5, False, *out)
+    out = [
+        np.zeros((1, 2)),
+        np.zeros((1, 2), bool),
+        np.zeros((1, 1)),
+        np.zeros(1),
+        np.zeros(1, bool),
+        np.zeros(1, bool),
+        np.zeros(1, np.int64),
+        np.zeros((1, 1), complex),
+        np.zeros(1),
+        np.zeros(1),
+    ]
+    _sweep_batch(
+        c,
+        i1,
+        i1 + 1,
+        np.array([0, 1, 2]),
+        np.array([0, 0]),
+        np.array([1, 0]),
+        i1,
+        np.ones(1, complex),
+        z1,
+        np.ones(1),
+        np.zeros(1, complex),
+        np.zeros(1, complex),
+        s1,
+        s1 * 0,
+        s1 * 0,
+        False,
+        np.ones(1, bool),
+        np.ones(1),
+        np.zeros(1),
+        1e-9,
+        5,
+        False,
+        *out,
+    )

@@ -47,10 +47,15 @@ class ReconfigResult:
 
     def summary(self) -> dict[str, Any]:
         """Plain-JSON headline fields."""
-        return {"open": self.open, "losses_kw_before": round(self.losses_kw_before, 3),
-                "losses_kw_after": round(self.losses_kw_after, 3), "vmin_pu_after": round(self.vmin_pu_after, 6),
-                "max_loading_pct_after": round(self.max_loading_pct_after, 3), "exchanges": self.exchanges,
-                "solve_ms": round(self.solve_ms, 1)}
+        return {
+            "open": self.open,
+            "losses_kw_before": round(self.losses_kw_before, 3),
+            "losses_kw_after": round(self.losses_kw_after, 3),
+            "vmin_pu_after": round(self.vmin_pu_after, 6),
+            "max_loading_pct_after": round(self.max_loading_pct_after, 3),
+            "exchanges": self.exchanges,
+            "solve_ms": round(self.solve_ms, 1),
+        }
 
 
 def reconfigure(grid: Grid, limits: Limits | None = None, max_rounds: int = 50) -> ReconfigResult:
@@ -88,7 +93,9 @@ def reconfigure(grid: Grid, limits: Limits | None = None, max_rounds: int = 50) 
         if not st.looped:
             break
         r = twin.powerflow(switch_closed=closed)
-        cur = np.where(line_of >= 0, np.nan_to_num(r.line_i_ka[np.maximum(line_of, 0)], nan=0.0), np.inf)
+        cur = np.where(
+            line_of >= 0, np.nan_to_num(r.line_i_ka[np.maximum(line_of, 0)], nan=0.0), np.inf
+        )
         cand = np.flatnonzero(closed & movable)
         order = cand[np.argsort(cur[cand], kind="stable")]
         for s in order:
@@ -98,7 +105,9 @@ def reconfigure(grid: Grid, limits: Limits | None = None, max_rounds: int = 50) 
                 closed = trial
                 break
         else:
-            raise InfeasibleError("reconfigure: cannot open a loop without losing supply", "radiality")
+            raise InfeasibleError(
+                "reconfigure: cannot open a loop without losing supply", "radiality"
+            )
     # 2. branch exchange with the batched radial power flow
     solver = RadialSolver(grid)
     buses = np.arange(len(grid.bus))
@@ -113,11 +122,23 @@ def reconfigure(grid: Grid, limits: Limits | None = None, max_rounds: int = 50) 
         conds = []
         for s in states:
             stt = branch_status(grid, s)
-            conds.append(np.concatenate([stt["line_from"] & stt["line_to"], stt["trafo_hv"] & stt["trafo_lv"],
-                                         stt["busswitch"][solver.bus_switch_pos]]))
+            conds.append(
+                np.concatenate(
+                    [
+                        stt["line_from"] & stt["line_to"],
+                        stt["trafo_hv"] & stt["trafo_lv"],
+                        stt["busswitch"][solver.bus_switch_pos],
+                    ]
+                )
+            )
         res = solver.solve(buses, branches, roots, v_root, np.array(conds))
-        ok = (res.radial & res.converged & (res.vmin_pu >= vmin_l) & (res.vmax_pu <= vmax_l)
-              & (res.max_loading_pct <= load_l))
+        ok = (
+            res.radial
+            & res.converged
+            & (res.vmin_pu >= vmin_l)
+            & (res.vmax_pu <= vmax_l)
+            & (res.max_loading_pct <= load_l)
+        )
         sb = served[sec.of_bus]
         full = res.supplied[:, sb].all(axis=1) if sb.any() else np.ones(len(states), bool)
         return res.losses_kw, ok & full, res.vmin_pu
@@ -148,10 +169,15 @@ def reconfigure(grid: Grid, limits: Limits | None = None, max_rounds: int = 50) 
     after = twin.powerflow(switch_closed=closed)
     _ = branch_status_all
     return ReconfigResult(
-        open=[int(i) for i in sw.ids[~closed & (sec.sw_a != sec.sw_b)]], losses_kw_before=before.losses_kw,
-        losses_kw_after=after.losses_kw, vmin_pu_after=float(after.vmin_pu),
-        max_loading_pct_after=float(after.max_loading_pct), switch_closed=closed,
-        solve_ms=(time.perf_counter() - t0) * 1e3, exchanges=rounds)
+        open=[int(i) for i in sw.ids[~closed & (sec.sw_a != sec.sw_b)]],
+        losses_kw_before=before.losses_kw,
+        losses_kw_after=after.losses_kw,
+        vmin_pu_after=float(after.vmin_pu),
+        max_loading_pct_after=float(after.max_loading_pct),
+        switch_closed=closed,
+        solve_ms=(time.perf_counter() - t0) * 1e3,
+        exchanges=rounds,
+    )
 
 
 def _path(st: Any, u: int, v: int) -> list[int]:
@@ -172,4 +198,4 @@ def _path(st: Any, u: int, v: int) -> list[int]:
             return []
         bv.append(int(st.parent_switch[y]))
         y = int(st.parent[y])
-    return au[:anc_u[y]] + bv
+    return au[: anc_u[y]] + bv

@@ -89,9 +89,17 @@ class Sections:
         lon, ton = ln["in_service"], tr["in_service"]
         ln_node = nb + np.arange(nl)
         tr_node = nb + nl + np.arange(nt)
-        a = np.concatenate([lf[lon & ~cut_lf], lt[lon & ~cut_lt], th[ton & ~cut_th], tl[ton & ~cut_tl]])
-        b = np.concatenate([ln_node[lon & ~cut_lf], ln_node[lon & ~cut_lt], tr_node[ton & ~cut_th],
-                            tr_node[ton & ~cut_tl]])
+        a = np.concatenate(
+            [lf[lon & ~cut_lf], lt[lon & ~cut_lt], th[ton & ~cut_th], tl[ton & ~cut_tl]]
+        )
+        b = np.concatenate(
+            [
+                ln_node[lon & ~cut_lf],
+                ln_node[lon & ~cut_lt],
+                tr_node[ton & ~cut_th],
+                tr_node[ton & ~cut_tl],
+            ]
+        )
         nn = nb + nl + nt
         g = coo_matrix((np.ones(a.size), (a, b)), shape=(nn, nn)).tocsr()
         n, lab = connected_components(g, directed=False)
@@ -103,8 +111,8 @@ class Sections:
         lab = rank[lab]
         self.n = int(n)
         self.of_bus = lab[:nb]
-        self.of_line = lab[nb:nb + nl]
-        self.of_trafo = lab[nb + nl:]
+        self.of_line = lab[nb : nb + nl]
+        self.of_trafo = lab[nb + nl :]
         self.sw_a = self.of_bus[sw_bus] if len(sw) else np.zeros(0, np.int64)
         self.sw_b = lab[sw_elem_node] if len(sw) else np.zeros(0, np.int64)
         self.sw_bus = sw_bus
@@ -115,11 +123,23 @@ class Sections:
         lpos = pm(ld["bus"], "bus") if len(ld) else np.zeros(0, np.int64)
         on = ld["in_service"] if len(ld) else np.zeros(0, bool)
         self.load_section = self.of_bus[lpos] if len(ld) else np.zeros(0, np.int64)
-        self.p_mw = np.bincount(self.load_section, np.where(on, ld["p_mw"], 0.0), self.n) if len(ld) else np.zeros(self.n)
-        self.weight = (np.bincount(self.load_section, np.where(on, ld["p_mw"] * ld["priority"], 0.0), self.n)
-                       if len(ld) else np.zeros(self.n))
-        self.customers = (np.bincount(self.load_section, np.where(on, ld["customers"], 0), self.n).astype(np.int64)
-                          if len(ld) else np.zeros(self.n, np.int64))
+        self.p_mw = (
+            np.bincount(self.load_section, np.where(on, ld["p_mw"], 0.0), self.n)
+            if len(ld)
+            else np.zeros(self.n)
+        )
+        self.weight = (
+            np.bincount(self.load_section, np.where(on, ld["p_mw"] * ld["priority"], 0.0), self.n)
+            if len(ld)
+            else np.zeros(self.n)
+        )
+        self.customers = (
+            np.bincount(self.load_section, np.where(on, ld["customers"], 0), self.n).astype(
+                np.int64
+            )
+            if len(ld)
+            else np.zeros(self.n, np.int64)
+        )
         self._bus_order = np.argsort(self.of_bus, kind="stable")
         self._bus_ptr = np.searchsorted(self.of_bus[self._bus_order], np.arange(self.n + 1))
         self._load_order = np.argsort(self.load_section, kind="stable")
@@ -148,7 +168,8 @@ class Sections:
             self._adj_sw = sw[o].astype(np.int64)
             self._src_pos = np.flatnonzero(self.source).astype(np.int64)
         parent, pw, depth, order, n_ord, looped = _bfs_sections(
-            self._adj_ptr, self._adj_far, self._adj_sw, np.ascontiguousarray(closed), self._src_pos)
+            self._adj_ptr, self._adj_far, self._adj_sw, np.ascontiguousarray(closed), self._src_pos
+        )
         return SectionState(depth >= 0, parent, pw, depth, order[:n_ord], bool(looped))
 
     # --- members ---------------------------------------------------------------------------------
@@ -207,8 +228,9 @@ class Sections:
 
 
 @njit(cache=True, nogil=True)
-def _bfs_sections(ptr: np.ndarray, far: np.ndarray, sw: np.ndarray, closed: np.ndarray,
-                  sources: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
+def _bfs_sections(
+    ptr: np.ndarray, far: np.ndarray, sw: np.ndarray, closed: np.ndarray, sources: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """Supply tree of sections: parent, parent switch, depth (-1 dead), BFS order, its length, loop flag."""
     n = ptr.size - 1
     parent = np.full(n, -1, np.int64)
@@ -286,11 +308,13 @@ def _subtree_kernel(parent: np.ndarray, mark: np.ndarray) -> np.ndarray:
     return mark == 1
 
 
-def _members(order: np.ndarray, ptr: np.ndarray, sections: np.ndarray | list[int] | int) -> np.ndarray:
+def _members(
+    order: np.ndarray, ptr: np.ndarray, sections: np.ndarray | list[int] | int
+) -> np.ndarray:
     s = np.atleast_1d(np.asarray(sections, np.int64))
     if s.size == 0:
         return np.zeros(0, np.int64)
     if s.size == 1:
         k = int(s[0])
-        return order[ptr[k]:ptr[k + 1]]
-    return np.concatenate([order[ptr[k]:ptr[k + 1]] for k in s])
+        return order[ptr[k] : ptr[k + 1]]
+    return np.concatenate([order[ptr[k] : ptr[k + 1]] for k in s])

@@ -32,7 +32,9 @@ class Curve:
     def __post_init__(self) -> None:
         v = np.asarray(self.v_pu, float)
         if v.size < 2 or v.size != len(self.y):
-            raise ValidationError(f"curve: need >= 2 points and as many y as v, got {len(self.v_pu)} v, {len(self.y)} y")
+            raise ValidationError(
+                f"curve: need >= 2 points and as many y as v, got {len(self.v_pu)} v, {len(self.y)} y"
+            )
         if np.any(np.diff(v) < 0):
             raise ValidationError(f"curve: field 'v_pu' must be non-decreasing, got {self.v_pu}")
 
@@ -63,9 +65,17 @@ class CurveResult:
     meta: dict[str, float] = field(default_factory=dict)
 
 
-def run_curves(grid: Grid, steps: int, start: int = 0, volt_var: Curve | None = VOLT_VAR_CAT_B,
-               volt_watt: Curve | None = VOLT_WATT_CAT_B, s_rated_factor: float = 1.1,
-               twin: Twin | None = None, iterations: int = 5, damping: float = 0.6) -> CurveResult:
+def run_curves(
+    grid: Grid,
+    steps: int,
+    start: int = 0,
+    volt_var: Curve | None = VOLT_VAR_CAT_B,
+    volt_watt: Curve | None = VOLT_WATT_CAT_B,
+    s_rated_factor: float = 1.1,
+    twin: Twin | None = None,
+    iterations: int = 5,
+    damping: float = 0.6,
+) -> CurveResult:
     """Apply volt-var/volt-watt to the grid's PV over ``steps`` steps (damped fixed point, twin each pass).
 
     Inverter rating = ``s_rated_factor`` x p_mw; Q is limited to the rating left after P.
@@ -85,24 +95,39 @@ def run_curves(grid: Grid, steps: int, start: int = 0, volt_var: Curve | None = 
     for it in range(1, iterations + 1):  # noqa: B007 - the count is reported
         v = np.nan_to_num(np.asarray(ts.v_pu, float)[:, bpos], nan=1.0)
         p_new = p_av * (volt_watt(v) if volt_watt is not None else 1.0)
-        q_lim = np.sqrt(np.clip(s_rated ** 2 - p_new ** 2, 0, None))
-        q_new = np.clip(volt_var(v) * s_rated, -q_lim, q_lim) if volt_var is not None else np.zeros_like(q)
-        change = max(float(np.max(np.abs(q_new - q), initial=0)), float(np.max(np.abs(p_new - p), initial=0)))
+        q_lim = np.sqrt(np.clip(s_rated**2 - p_new**2, 0, None))
+        q_new = (
+            np.clip(volt_var(v) * s_rated, -q_lim, q_lim)
+            if volt_var is not None
+            else np.zeros_like(q)
+        )
+        change = max(
+            float(np.max(np.abs(q_new - q), initial=0)), float(np.max(np.abs(p_new - p), initial=0))
+        )
         q = q + damping * (q_new - q)
         p = p + damping * (p_new - p)
         gp = inj["gen_p_mw"].copy()
         gq = inj.get("gen_q_mvar", np.zeros_like(gp)).copy()
         gp[:, pv] = p
         gq[:, pv] = q
-        ts = twin.timeseries(steps, start=start, outputs=("v_pu",), **{**inj, "gen_p_mw": gp, "gen_q_mvar": gq})
+        ts = twin.timeseries(
+            steps, start=start, outputs=("v_pu",), **{**inj, "gen_p_mw": gp, "gen_q_mvar": gq}
+        )
         if change < 1e-4:
             break
     dt = float(ts.meta.get("step_h", 0.25))
     return CurveResult(q, p, ts.vmin_pu, ts.vmax_pu, it, float(np.sum(p_av - p) * dt))
 
 
-def optimise_q(grid: Grid, step: int = 0, vmin_pu: float = 0.97, vmax_pu: float = 1.03, s_rated_factor: float = 1.1,
-               twin: Twin | None = None, delta_mvar: float = 0.05) -> dict[str, np.ndarray | float]:
+def optimise_q(
+    grid: Grid,
+    step: int = 0,
+    vmin_pu: float = 0.97,
+    vmax_pu: float = 1.03,
+    s_rated_factor: float = 1.1,
+    twin: Twin | None = None,
+    delta_mvar: float = 0.05,
+) -> dict[str, np.ndarray | float]:
     """Reactive set points of the PV inverters at one step: least total |Q| keeping every bus in the band.
 
     dV/dQ from a twin batch (one perturbed scenario per inverter), an LP with HiGHS, then a
@@ -127,30 +152,55 @@ def optimise_q(grid: Grid, step: int = 0, vmin_pu: float = 0.97, vmax_pu: float 
     sens = (v[1:] - v[0]).T / delta_mvar  # (n_bus, n)
     live = v[0] > 0.5
     p = inj["gen_p_mw"][0, pv]
-    qlim = np.sqrt(np.clip((s_rated_factor * grid.generator["p_mw"][pv]) ** 2 - p ** 2, 0, None))
+    qlim = np.sqrt(np.clip((s_rated_factor * grid.generator["p_mw"][pv]) ** 2 - p**2, 0, None))
     lp = LP(solver="simplex")
     qp = lp.var("qp", (n,), 0.0, qlim, 1.0)
     qn = lp.var("qn", (n,), 0.0, qlim, 1.0)
     rows = np.flatnonzero(live)
     a = sens[rows]
     r_, c_ = np.nonzero(np.abs(a) > 1e-7)
-    lp.rows_add("voltage band", rows.size, np.concatenate([r_, r_]), np.concatenate([qp[c_], qn[c_]]),
-                np.concatenate([a[r_, c_], -a[r_, c_]]), vmin_pu - v[0, rows], vmax_pu - v[0, rows])
+    lp.rows_add(
+        "voltage band",
+        rows.size,
+        np.concatenate([r_, r_]),
+        np.concatenate([qp[c_], qn[c_]]),
+        np.concatenate([a[r_, c_], -a[r_, c_]]),
+        vmin_pu - v[0, rows],
+        vmax_pu - v[0, rows],
+    )
     try:
         x, _ = lp.solve(30.0)
     except InfeasibleError as exc:
         worst = rows[int(np.argmax(np.maximum(v[0, rows] - vmax_pu, vmin_pu - v[0, rows])))]
-        raise InfeasibleError(f"optimise_q: reactive power alone cannot hold [{vmin_pu}, {vmax_pu}] pu at step {step}",
-                              binding=f"voltage band at bus {int(grid.bus.ids[worst])}") from exc
+        raise InfeasibleError(
+            f"optimise_q: reactive power alone cannot hold [{vmin_pu}, {vmax_pu}] pu at step {step}",
+            binding=f"voltage band at bus {int(grid.bus.ids[worst])}",
+        ) from exc
     q = np.zeros(len(grid.generator))
     q[pv] = lp.value(x, "qp") - lp.value(x, "qn")
-    after = twin.powerflow(load_p_mw=inj["load_p_mw"][0], load_q_mvar=inj["load_q_mvar"][0], gen_p_mw=inj["gen_p_mw"][0],
-                           gen_q_mvar=inj.get("gen_q_mvar", np.zeros((1, len(grid.generator))))[0] + q)
-    return {"q_mvar": q, "v_before": v[0], "v_after": after.v_pu, "vmin": after.vmin_pu, "vmax": after.vmax_pu}
+    after = twin.powerflow(
+        load_p_mw=inj["load_p_mw"][0],
+        load_q_mvar=inj["load_q_mvar"][0],
+        gen_p_mw=inj["gen_p_mw"][0],
+        gen_q_mvar=inj.get("gen_q_mvar", np.zeros((1, len(grid.generator))))[0] + q,
+    )
+    return {
+        "q_mvar": q,
+        "v_before": v[0],
+        "v_after": after.v_pu,
+        "vmin": after.vmin_pu,
+        "vmax": after.vmax_pu,
+    }
 
 
-def tap_control(grid: Grid, steps: int, start: int = 0, trafo_id: int | None = None, band_pu: tuple[float, float] = (0.97, 1.03),
-                buses: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def tap_control(
+    grid: Grid,
+    steps: int,
+    start: int = 0,
+    trafo_id: int | None = None,
+    band_pu: tuple[float, float] = (0.97, 1.03),
+    buses: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """OLTC set points per step: the tap that centres the regulated buses (default: all energised) in ``band_pu``.
 
     Taps are chosen from the voltage range seen at the present tap and the tap step; each
@@ -188,5 +238,10 @@ def tap_control(grid: Grid, steps: int, start: int = 0, trafo_id: int | None = N
         ts2 = tw2.timeseries(steps, start=start, outputs=())
         vmin_after[rows] = ts2.vmin_pu[rows]
         vmax_after[rows] = ts2.vmax_pu[rows]
-    return {"tap": tap, "vmin_before": ts.vmin_pu, "vmax_before": ts.vmax_pu, "vmin_after": vmin_after,
-            "vmax_after": vmax_after}
+    return {
+        "tap": tap,
+        "vmin_before": ts.vmin_pu,
+        "vmax_before": ts.vmax_pu,
+        "vmin_after": vmin_after,
+        "vmax_after": vmax_after,
+    }
