@@ -39,6 +39,11 @@ def test_indications_from_the_observation_locate_the_fault(orch: Orchestrator) -
     pol = FlisrPolicy()
     eng = pol.engine(orch.grid, orch.limits)
     assert pol.engine(orch.grid, orch.limits) is eng  # built once per grid
+    other = Orchestrator(SimWorld(orch.world.grid, start_step=EVENING))
+    assert FlisrPolicy().engine(other.grid, other.limits) is eng  # a copy: the same grid
+    changed = other.grid.copy()
+    changed.load["p_mw"] = changed.load["p_mw"] * 1.1
+    assert FlisrPolicy().engine(changed, other.limits) is not eng
     res = eng.respond(ind, switch_closed=orch.pre_fault_closed)
     assert 7 in res.located_lines and res.isolate == [7, 8]
 

@@ -15,6 +15,7 @@ built-in ones:
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -149,6 +150,19 @@ def _ok(ev: dict[str, np.ndarray], lim: GuardLimits, margin: float) -> np.ndarra
     )
 
 
+_ENGINES: dict[tuple[Any, ...], FlisrEngine] = {}
+
+
+def _grid_key(grid: Grid) -> str:
+    """A digest of a grid's tables (what the FLISR engine depends on)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{grid.name}|{grid.f_hz}".encode())
+    for name in sorted(grid.tables):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(grid.tables[name].data).tobytes())
+    return h.hexdigest()
+
+
 class FlisrPolicy:
     """Fault location, isolation and service restoration by :mod:`gridpilot.control`'s FLISR.
 
@@ -186,7 +200,8 @@ class FlisrPolicy:
         self._engine_grid: Grid | None = None
 
     def engine(self, grid: Grid, limits: GuardLimits) -> FlisrEngine:
-        """The control engine for ``grid`` (built on first use, once per grid object)."""
+        """The control engine for ``grid``: built once per grid content and limits in a process
+        (orchestrators on copies of one grid, as in N-1 sweeps and scenario batches, share it)."""
         if self._engine is None or self._engine_grid is not grid:
             lim = Limits(
                 v_min_pu=limits.v_min_pu,
@@ -194,8 +209,14 @@ class FlisrPolicy:
                 max_loading_pct=limits.loading_max_pct,
                 relax_to_prefault=False,
             )
-            self._engine = FlisrEngine(grid, lim, verify="auto", budget_ms=self.budget_ms)
-            self._engine_grid = grid
+            key = (_grid_key(grid), lim, self.budget_ms)
+            eng = _ENGINES.get(key)
+            if eng is None:
+                eng = FlisrEngine(grid.copy(), lim, verify="auto", budget_ms=self.budget_ms)
+                _ENGINES[key] = eng
+                while len(_ENGINES) > 8:
+                    _ENGINES.pop(next(iter(_ENGINES)))
+            self._engine, self._engine_grid = eng, grid
         return self._engine
 
     def _check(
