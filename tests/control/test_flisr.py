@@ -217,8 +217,10 @@ def test_cli_flisr_and_reconfigure_json():
         "vmin_pu_after",
         "max_loading_pct_after",
         "decision_ms",
+        "decision_cpu_ms",
     ):
         assert key in out
+    assert out["decision_cpu_ms"] > 0 and np.isfinite(out["decision_cpu_ms"])
     assert out["located"] == [6] and out["isolate"] == [6, 7]
     r = runner.invoke(app, ["flisr", "case33bw", "--fault", "99"])
     assert r.exit_code == 2 and "unknown line 99" in r.output
