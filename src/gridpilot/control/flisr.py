@@ -40,6 +40,8 @@ from gridpilot.model import ElementType, Grid, SwitchKind
 TWIN_VERIFY_MAX_BUSES = 200  # "auto" verification in the twin up to this grid size
 SWAP_STEPS = 1  # add-back steps that also try swaps (re-close one shed part, cut another)
 EXCHANGE_STARTS = 1  # branch-exchange rounds start from the least-violating configuration only
+# candidate sweeps stop at this voltage change (pu): 100x below the 1e-5 pu calibration margin
+SWEEP_TOL_PU = 1e-7
 
 
 @dataclass(frozen=True)
@@ -674,7 +676,9 @@ class FlisrEngine:
             tt, pp = np.nonzero(opened)
             blocked[tt, region.pair_br[pp]] = True
         cond = ~blocked & region.in_service[None, :]
-        res = self.solver.run(region.model, cond, max_iter=20, warm_from_first=True)
+        res = self.solver.run(
+            region.model, cond, tol=SWEEP_TOL_PU, max_iter=20, warm_from_first=True
+        )
         vmin_l, vmax_l, load_l = limits
         vmin_l += pre.margin_v_pu
         vmax_l -= pre.margin_v_pu
