@@ -23,8 +23,13 @@ from gridpilot.model import load_grid
 GRID = "simbench:1-MV-rural--0-sw"
 
 
-def week(grid_name: str, days: int, day0: int, curtail_kinds: tuple[int, ...] = (0, 3),
-         q_support: bool = True) -> dict[str, Any]:
+def week(
+    grid_name: str,
+    days: int,
+    day0: int,
+    curtail_kinds: tuple[int, ...] = (0, 3),
+    q_support: bool = True,
+) -> dict[str, Any]:
     """Plan ``days`` days from ``day0`` with rolling daily windows; both cases through the twin.
 
     ``curtail_kinds``: generator kinds the plan may curtail (all PV/wind/other inverters may give
@@ -60,11 +65,19 @@ def scaling(grid_name: str, n_devices: int, steps: int = 96, day0: int = 10) -> 
     p = plan(g, fleet, steps, t0=t0, config=PlanConfig(horizon_steps=steps, commit_steps=steps))
     wall = time.perf_counter() - t
     s = p.summary()
-    return {"devices": fleet.n_devices, "flex_devices": fleet.n_devices - len(fleet.pv), "steps": steps,
-            "wall_s": wall, "lp_solve_s": s["lp"]["solve_s"], "lp_build_s": s["lp"]["build_s"],
-            "lp_vars": s["lp"]["max_vars"], "lp_rows": s["lp"]["max_rows"],
-            "peak_reduction_pct": s["peak_reduction_pct"], "ev_short_sessions": s["ev"]["short_sessions"],
-            "device_limit_violations": s["device_limit_violations"]}
+    return {
+        "devices": fleet.n_devices,
+        "flex_devices": fleet.n_devices - len(fleet.pv),
+        "steps": steps,
+        "wall_s": wall,
+        "lp_solve_s": s["lp"]["solve_s"],
+        "lp_build_s": s["lp"]["build_s"],
+        "lp_vars": s["lp"]["max_vars"],
+        "lp_rows": s["lp"]["max_rows"],
+        "peak_reduction_pct": s["peak_reduction_pct"],
+        "ev_short_sessions": s["ev"]["short_sessions"],
+        "device_limit_violations": s["device_limit_violations"],
+    }
 
 
 def frequency(fleet: Any, t_evening: int, feeders: float) -> dict[str, Any]:
@@ -74,8 +87,10 @@ def frequency(fleet: Any, t_evening: int, feeders: float) -> dict[str, Any]:
     r = compare(FrequencySystem(), 1000.0, FleetResponse(up_mw * feeders))
     r["feeder_ffr_mw"] = up_mw
     r["feeders"] = feeders
-    r["note"] = (f"FFR of the modelled feeder's batteries and plugged-in EVs at step {t_evening} "
-                 f"(battery and V2G discharge; charging pauses not counted), times {feeders:g} feeders like it")
+    r["note"] = (
+        f"FFR of the modelled feeder's batteries and plugged-in EVs at step {t_evening} "
+        f"(battery and V2G discharge; charging pauses not counted), times {feeders:g} feeders like it"
+    )
     r["target_nadir_50pct_closer"] = r["nadir_improvement_pct"] >= 50.0
     return r
 
@@ -83,52 +98,94 @@ def frequency(fleet: Any, t_evening: int, feeders: float) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true", help="print JSON (the default output anyway)")
-    ap.add_argument("--quick", action="store_true", help="one day and 10k devices instead of a week and 100k")
+    ap.add_argument(
+        "--quick", action="store_true", help="one day and 10k devices instead of a week and 100k"
+    )
     ap.add_argument("--grid", default=GRID)
     ap.add_argument("--day", type=int, default=10, help="first day of the grid's profiles")
-    ap.add_argument("--feeders", type=float, default=250.0, help="feeders like this one in the frequency study")
+    ap.add_argument(
+        "--feeders", type=float, default=250.0, help="feeders like this one in the frequency study"
+    )
     a = ap.parse_args()
     days = 1 if a.quick else 7
-    out: dict[str, Any] = {"bench": "flex", "grid": a.grid, "quick": a.quick,
-                           "note": "timings on a shared 2-core machine under contention; forecasts are the grid's "
-                                   "own profiles (perfect foresight); prices/CO2 are the synthetic defaults"}
-    keys = ("controlled", "uncontrolled", "peak_reduction_pct", "targets", "unresolved", "wall_s", "curtailable",
-            "curtailed_mwh", "reactive", "lp")
+    out: dict[str, Any] = {
+        "bench": "flex",
+        "grid": a.grid,
+        "quick": a.quick,
+        "note": "timings on a shared 2-core machine under contention; forecasts are the grid's "
+        "own profiles (perfect foresight); prices/CO2 are the synthetic defaults",
+    }
+    keys = (
+        "controlled",
+        "uncontrolled",
+        "peak_reduction_pct",
+        "targets",
+        "unresolved",
+        "wall_s",
+        "curtailable",
+        "curtailed_mwh",
+        "reactive",
+        "lp",
+    )
     variants = []
     fleet = None
     for q in (True, False):
-        for kinds, label in (((0, 1, 3), "PV, wind and other generators (DSO may curtail every renewable generator)"),
-                             ((0, 3), "PV and other generators only (wind farms not curtailable)")):
+        for kinds, label in (
+            (
+                (0, 1, 3),
+                "PV, wind and other generators (DSO may curtail every renewable generator)",
+            ),
+            ((0, 3), "PV and other generators only (wind farms not curtailable)"),
+        ):
             w = week(a.grid, days, a.day, kinds, q_support=q)
             f = w.pop("_fleet")
             fleet = f if fleet is None else fleet
             w["curtailable"] = label
-            name = ("week" if 1 in kinds else "week_no_wind_curtailment") + ("" if q else "_without_q")
+            name = ("week" if 1 in kinds else "week_no_wind_curtailment") + (
+                "" if q else "_without_q"
+            )
             out[name] = w if name == "week" else {k: w[k] for k in keys}
             c, u = w["controlled"], w["uncontrolled"]
-            variants.append({"case": name, "q_support": q, "wind_curtailable": 1 in kinds,
-                             "curtailed_mwh": w["curtailed_mwh"], "q_absorbed_mvarh": w["reactive"]["absorbed_mvarh"],
-                             "co2_t": c["co2_t"], "co2_uncontrolled_t": u["co2_t"],
-                             "energy_mwh": c["energy_mwh"], "energy_uncontrolled_mwh": u["energy_mwh"],
-                             "v_violation_min": c["v_violation_min"], "v_violation_uncontrolled_min": u["v_violation_min"],
-                             "vmax_pu": c["vmax_pu"], "losses_mwh": c["losses_mwh"],
-                             "peak_reduction_pct": w["peak_reduction_pct"], "ev_tracking_error_mwh": w["tracking_error_mwh"],
-                             "lp_solve_s": w["lp"]["solve_s"], "wall_s": w["wall_s"],
-                             "unresolved": w["unresolved"][:1]})
+            variants.append(
+                {
+                    "case": name,
+                    "q_support": q,
+                    "wind_curtailable": 1 in kinds,
+                    "curtailed_mwh": w["curtailed_mwh"],
+                    "q_absorbed_mvarh": w["reactive"]["absorbed_mvarh"],
+                    "co2_t": c["co2_t"],
+                    "co2_uncontrolled_t": u["co2_t"],
+                    "energy_mwh": c["energy_mwh"],
+                    "energy_uncontrolled_mwh": u["energy_mwh"],
+                    "v_violation_min": c["v_violation_min"],
+                    "v_violation_uncontrolled_min": u["v_violation_min"],
+                    "vmax_pu": c["vmax_pu"],
+                    "losses_mwh": c["losses_mwh"],
+                    "peak_reduction_pct": w["peak_reduction_pct"],
+                    "ev_tracking_error_mwh": w["tracking_error_mwh"],
+                    "lp_solve_s": w["lp"]["solve_s"],
+                    "wall_s": w["wall_s"],
+                    "unresolved": w["unresolved"][:1],
+                }
+            )
     out["variants"] = variants
     out["scaling"] = [scaling(a.grid, 1000), scaling(a.grid, 10_000 if a.quick else 100_000)]
-    out["scaling_targets"] = {"1k_devices_96_steps_under_10s": out["scaling"][0]["wall_s"] < 10.0,
-                              "100k_devices_under_60s": None if a.quick else out["scaling"][1]["wall_s"] < 60.0}
+    out["scaling_targets"] = {
+        "1k_devices_96_steps_under_10s": out["scaling"][0]["wall_s"] < 10.0,
+        "100k_devices_under_60s": None if a.quick else out["scaling"][1]["wall_s"] < 60.0,
+    }
     out["linopy_vs_direct"] = linopy_vs_direct(a.grid, 1000)
     out["frequency"] = frequency(fleet, a.day * 96 + 19 * 4, a.feeders)
-    print(json.dumps(out, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)))
+    print(
+        json.dumps(
+            out, indent=2, default=lambda x: x.item() if isinstance(x, np.generic) else str(x)
+        )
+    )
 
 
-if __name__ == "__main__":
-    main()
-
-
-def _window_inputs(grid_name: str, n_devices: int, steps: int = 96, day0: int = 10) -> tuple[Any, ...]:
+def _window_inputs(
+    grid_name: str, n_devices: int, steps: int = 96, day0: int = 10
+) -> tuple[Any, ...]:
     """The inputs of the first day-ahead window of :func:`scaling`'s case (as ``plan`` builds them)."""
     from gridpilot.flex import build_network
     from gridpilot.flex.schedule import _base, group_buses, pv_available
@@ -147,9 +204,19 @@ def _window_inputs(grid_name: str, n_devices: int, steps: int = 96, day0: int = 
     return agg, net, v0, p0, flow0, qflow0, sig, cfg, vs_g, ptdf_g, vq_g
 
 
-def linopy_window(agg: Any, net: Any, v0: np.ndarray, p0: np.ndarray, flow0: np.ndarray,
-                  qflow0: np.ndarray, sig: Any, cfg: PlanConfig, vs: np.ndarray, ptdf: Any,
-                  vq: np.ndarray) -> Any:
+def linopy_window(
+    agg: Any,
+    net: Any,
+    v0: np.ndarray,
+    p0: np.ndarray,
+    flow0: np.ndarray,
+    qflow0: np.ndarray,
+    sig: Any,
+    cfg: PlanConfig,
+    vs: np.ndarray,
+    ptdf: Any,
+    vq: np.ndarray,
+) -> Any:
     """The same window LP as :func:`gridpilot.flex.plan_window`, written with linopy; returns the Model.
 
     Same variables, costs, bounds, row pruning and slacks; linopy has no ranged rows, so each
@@ -195,9 +262,15 @@ def linopy_window(agg: Any, net: Any, v0: np.ndarray, p0: np.ndarray, flow0: np.
     m.add_constraints(pn - bc + bd - pc + pd_ - pw - cu == 0, name="net")
     pn_hi = agg.bat_p_max_mw + agg.ev_p_hi_mw + agg.wh_p_max_mw + agg.pv_avail_mw
     pn_lo = -agg.bat_p_max_mw + agg.ev_p_lo_mw + np.zeros((T, nf))
-    obj = ((ec + wear / 2) * bc).sum() + ((-ec + wear / 2) * bd).sum() + (ec * pc).sum() \
-        + ((-ec + dt * (cfg.v2g_fee_eur_per_mwh + cfg.battery_wear_eur_per_mwh)) * pd_).sum() \
-        + (ec * pw).sum() + ((ec + dt * cfg.curtail_eur_per_mwh) * cu).sum() + cfg.peak_eur_per_mw * peak
+    obj = (
+        ((ec + wear / 2) * bc).sum()
+        + ((-ec + wear / 2) * bd).sum()
+        + (ec * pc).sum()
+        + ((-ec + dt * (cfg.v2g_fee_eur_per_mwh + cfg.battery_wear_eur_per_mwh)) * pd_).sum()
+        + (ec * pw).sum()
+        + ((ec + dt * cfg.curtail_eur_per_mwh) * cu).sum()
+        + cfg.peak_eur_per_mw * peak
+    )
     live = v0 > 0.5
     vlo = np.where(live, cfg.vmin_pu + cfg.band_margin_pu - v0, -np.inf)
     vhi = np.where(live, cfg.vmax_pu - cfg.band_margin_pu - v0, np.inf)
@@ -217,17 +290,32 @@ def linopy_window(agg: Any, net: Any, v0: np.ndarray, p0: np.ndarray, flow0: np.
         ca, sa = float(np.cos(a_)), float(np.sin(a_))
         if ca <= 1e-9 or abs(sa) <= 1e-9:
             continue
-        can = (ca * p_out + abs(sa) * (qi_hi if sa > 0 else qa_hi) > s_in + 1e-9) & (agg.pv_s_mva > 0)
+        can = (ca * p_out + abs(sa) * (qi_hi if sa > 0 else qa_hi) > s_in + 1e-9) & (
+            agg.pv_s_mva > 0
+        )
         if can.any():
-            m.add_constraints(-ca * cu + sa * qi - sa * qa <= da(s_in - ca * p_out), name=f"poly{k}",
-                              mask=da(can).astype(bool))
+            m.add_constraints(
+                -ca * cu + sa * qi - sa * qa <= da(s_in - ca * p_out),
+                name=f"poly{k}",
+                mask=da(can).astype(bool),
+            )
 
-    def soft(name: str, terms: list[tuple[np.ndarray, Any, np.ndarray, np.ndarray]], lo: np.ndarray,
-             hi: np.ndarray, penalty: float, margin: float) -> Any:
+    def soft(
+        name: str,
+        terms: list[tuple[np.ndarray, Any, np.ndarray, np.ndarray]],
+        lo: np.ndarray,
+        hi: np.ndarray,
+        penalty: float,
+        margin: float,
+    ) -> Any:
         nr = terms[0][0].shape[0]
         rc = [tb[0], pd.RangeIndex(nr, name=f"{name}_r")]
-        d_hi = sum(vh @ np.clip(c, 0, None).T + vl @ np.clip(c, None, 0).T for c, _, vl, vh in terms)
-        d_lo = sum(vl @ np.clip(c, 0, None).T + vh @ np.clip(c, None, 0).T for c, _, vl, vh in terms)
+        d_hi = sum(
+            vh @ np.clip(c, 0, None).T + vl @ np.clip(c, None, 0).T for c, _, vl, vh in terms
+        )
+        d_lo = sum(
+            vl @ np.clip(c, 0, None).T + vh @ np.clip(c, None, 0).T for c, _, vl, vh in terms
+        )
         keep = xr.DataArray((d_hi > hi - margin) | (d_lo < lo + margin), coords=rc)
         if not keep.any():
             return 0
@@ -242,20 +330,38 @@ def linopy_window(agg: Any, net: Any, v0: np.ndarray, p0: np.ndarray, flow0: np.
 
     pterm = (vs, pn, pn_lo, pn_hi)
     z = np.zeros((T, nf))
-    obj = obj + soft("v", [pterm, (vq, qa, z, qa_hi), (-vq, qi, z, qi_hi)], vlo, vhi,
-                     cfg.slack_v_eur_per_pu, cfg.margin_pu)
+    obj = obj + soft(
+        "v",
+        [pterm, (vq, qa, z, qa_hi), (-vq, qi, z, qi_hi)],
+        vlo,
+        vhi,
+        cfg.slack_v_eur_per_pu,
+        cfg.margin_pu,
+    )
     s_max = net.edge_s_max_mva * cfg.line_limit_pct / 100.0
     ri = np.flatnonzero(np.isfinite(s_max))
     if ri.size:
         pt = ptdf[ri].toarray()
         qf = np.abs(qflow0[:, ri]) + (np.abs(pt) @ qcap)[None, :]
         pmax = np.sqrt(np.clip(s_max[None, ri] ** 2 - qf**2, 0, None))
-        obj = obj + soft("branch", [(pt, pn, pn_lo, pn_hi)], -pmax - flow0[:, ri], pmax - flow0[:, ri],
-                         cfg.slack_mw_eur_per_mw, 0.0)
+        obj = obj + soft(
+            "branch",
+            [(pt, pn, pn_lo, pn_hi)],
+            -pmax - flow0[:, ri],
+            pmax - flow0[:, ri],
+            cfg.slack_mw_eur_per_mw,
+            0.0,
+        )
     if np.isfinite(net.trafo_s_max_mva):
         smax = net.trafo_s_max_mva * cfg.trafo_limit_pct / 100.0
-        obj = obj + soft("trafo", [(np.ones((1, nf)), pn, pn_lo, pn_hi)], (-smax - p0)[:, None],
-                         (smax - p0)[:, None], cfg.slack_mw_eur_per_mw, 0.0)
+        obj = obj + soft(
+            "trafo",
+            [(np.ones((1, nf)), pn, pn_lo, pn_hi)],
+            (-smax - p0)[:, None],
+            (smax - p0)[:, None],
+            cfg.slack_mw_eur_per_mw,
+            0.0,
+        )
     m.add_constraints(peak - pn.sum("b") >= xr.DataArray(p0, coords=[tb[0]]), name="peak")
     m.add_objective(obj)
     return m
@@ -295,9 +401,20 @@ def linopy_vs_direct(grid_name: str, n_devices: int = 1000, repeats: int = 3) ->
     h_lin.run()
     ok = h_lin.getModelStatus() == highspy.HighsModelStatus.kOptimal
     obj_lin = float(h_lin.getInfo().objective_function_value)
-    return {"devices": n_devices, "groups": int(agg.bus_id.size), "steps": int(agg.steps),
-            "direct_build_s": min(direct), "linopy_build_s": min(lin), "ratio": min(lin) / max(min(direct), 1e-12),
-            "direct_cols_x_rows": [wp.n_vars, wp.n_rows],
-            "linopy_cols_x_rows": [int(h_lin.getNumCol()), int(h_lin.getNumRow())],
-            "objective_direct_eur": wp.objective_eur, "objective_linopy_eur": obj_lin if ok else None,
-            "repeats": repeats}
+    return {
+        "devices": n_devices,
+        "groups": int(agg.bus_id.size),
+        "steps": int(agg.steps),
+        "direct_build_s": min(direct),
+        "linopy_build_s": min(lin),
+        "ratio": min(lin) / max(min(direct), 1e-12),
+        "direct_cols_x_rows": [wp.n_vars, wp.n_rows],
+        "linopy_cols_x_rows": [int(h_lin.getNumCol()), int(h_lin.getNumRow())],
+        "objective_direct_eur": wp.objective_eur,
+        "objective_linopy_eur": obj_lin if ok else None,
+        "repeats": repeats,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -47,7 +47,12 @@ def test_fleet_is_seeded_and_sized(grid, fleet):
     other = generate_fleet(grid, days=2, seed=4)
     assert not np.array_equal(other.ev.arrival, fleet.ev.arrival)
     s = fleet.summary()
-    assert s["evs"] > 100 and s["water_heaters"] > 100 and s["batteries"] > 20 and s["pv_inverters"] == 3
+    assert (
+        s["evs"] > 100
+        and s["water_heaters"] > 100
+        and s["batteries"] > 20
+        and s["pv_inverters"] == 3
+    )
     scaled = generate_fleet(grid, days=1, n_devices=500)
     n = len(scaled.batteries) + int(np.unique(scaled.ev.ev).size) + len(scaled.water_heaters)
     assert 400 < n < 600
@@ -87,7 +92,9 @@ def test_devices_never_pushed_beyond_their_limits(fleet, level):
     b = fleet.batteries
     assert np.all(np.abs(d.device_p_mw["battery"]) <= b.p_max_mw + 1e-12)
     after = d.fleet_after
-    assert np.all(after.batteries.soc >= b.soc_min - 1e-9) and np.all(after.batteries.soc <= b.soc_max + 1e-9)
+    assert np.all(after.batteries.soc >= b.soc_min - 1e-9) and np.all(
+        after.batteries.soc <= b.soc_max + 1e-9
+    )
     ev = fleet.ev
     pe = d.device_p_mw["ev"]
     assert np.all(np.abs(pe) <= ev.p_max_mw + 1e-12)
@@ -127,7 +134,9 @@ def test_disaggregate_rejects_unknown_class(fleet):
 def test_plan_reduces_peak_and_meets_every_ev(grid, fleet):
     p = plan(grid, fleet, 96, t0=96, config=PlanConfig(corrections=1))
     s = p.summary()
-    assert s["lp"]["twin_corrections"] == 1  # case33bw's undervoltage is beyond the fleet: one re-solve
+    assert (
+        s["lp"]["twin_corrections"] == 1
+    )  # case33bw's undervoltage is beyond the fleet: one re-solve
     assert s["controlled"]["peak_mw"] < 0.85 * s["uncontrolled"]["peak_mw"]
     assert s["ev"]["short_sessions"] == 0 and s["ev"]["sessions_departed"] > 0
     assert s["device_limit_violations"] == 0
@@ -171,27 +180,54 @@ def test_dr_event_meets_a_feasible_target_and_reports(fleet):
     assert np.allclose(r.reduction_mw[r.in_event], 0.3, atol=1e-6)
     assert np.allclose(r.reduction_mw[:74], 0, atol=1e-9)  # nothing changes before the event
     assert s["device_limit_violations"] == 0
-    big = dispatch_event(fleet, Event("e2", Program("shed"), 74, 4, target_mw=500.0), 0, 96).summary()
+    big = dispatch_event(
+        fleet, Event("e2", Program("shed"), 74, 4, target_mw=500.0), 0, 96
+    ).summary()
     assert big["target_met"] is False and big["min_reduction_mw"] > 0.3
 
 
 def test_dr_targets_devices_and_opt_outs(fleet):
     ids = fleet.water_heaters.id[:5].tolist()
-    e = Event("e3", Program("p", "price", trigger_eur_per_mwh=100), 76, 2, price_eur_per_mwh=300,
-              devices={"water_heater": ids})
-    r = dispatch_event(fleet, e, 0, 96, [OptOut("e3", "water_heater", ids[0]), OptOut("other", "water_heater", ids[1])])
+    e = Event(
+        "e3",
+        Program("p", "price", trigger_eur_per_mwh=100),
+        76,
+        2,
+        price_eur_per_mwh=300,
+        devices={"water_heater": ids},
+    )
+    r = dispatch_event(
+        fleet,
+        e,
+        0,
+        96,
+        [OptOut("e3", "water_heater", ids[0]), OptOut("other", "water_heater", ids[1])],
+    )
     assert r.participants == {"battery": 0, "ev": 0, "water_heater": 4}
     assert r.summary()["opted_out"] == 1
-    cheap = Event("e4", Program("p", "price", trigger_eur_per_mwh=100), 76, 2, price_eur_per_mwh=50,
-                  devices={"water_heater": ids})
+    cheap = Event(
+        "e4",
+        Program("p", "price", trigger_eur_per_mwh=100),
+        76,
+        2,
+        price_eur_per_mwh=50,
+        devices={"water_heater": ids},
+    )
     assert np.allclose(dispatch_event(fleet, cheap, 0, 96).reduction_mw, 0)
 
 
 def test_dr_event_for_unknown_devices_is_a_clear_error(fleet):
     with pytest.raises(UnknownComponentError, match="ev device 987654"):
-        dispatch_event(fleet, Event("e5", Program("shed"), 74, 4, target_mw=0.1, devices={"ev": [987654]}), 0, 96)
+        dispatch_event(
+            fleet,
+            Event("e5", Program("shed"), 74, 4, target_mw=0.1, devices={"ev": [987654]}),
+            0,
+            96,
+        )
     with pytest.raises(UnknownComponentError, match="bus 999"):
-        dispatch_event(fleet, Event("e6", Program("shed"), 74, 4, target_mw=0.1, buses=[999]), 0, 96)
+        dispatch_event(
+            fleet, Event("e6", Program("shed"), 74, 4, target_mw=0.1, buses=[999]), 0, 96
+        )
     with pytest.raises(ValidationError, match="target_mw"):
         Event("e7", Program("shed"), 74, 4)
     with pytest.raises(ValidationError, match="outside"):
@@ -202,7 +238,9 @@ def test_cli_dr_and_errors():
     from gridpilot.cli import _register, app
 
     _register()
-    r = CliRunner().invoke(app, ["flex", "dr", "case33bw", "--event", "start=18:00,minutes=30,target_mw=0.2", "--json"])
+    r = CliRunner().invoke(
+        app, ["flex", "dr", "case33bw", "--event", "start=18:00,minutes=30,target_mw=0.2", "--json"]
+    )
     assert r.exit_code == 0, r.output
     assert '"target_met": true' in r.output
     bad = CliRunner().invoke(app, ["flex", "dr", "case33bw", "--event", "start=18:00,wat=1"])
@@ -230,7 +268,9 @@ def test_cli_plan_json():
     from gridpilot.cli import _register, app
 
     _register()
-    r = CliRunner().invoke(app, ["flex", "plan", "case33bw", "--hours", "6", "--day", "1", "--json", "--plan"])
+    r = CliRunner().invoke(
+        app, ["flex", "plan", "case33bw", "--hours", "6", "--day", "1", "--json", "--plan"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["steps"] == 24 and len(out["plan"]["plan_ev_mw"]) == 24
@@ -265,8 +305,16 @@ def _inverter_p(g, f, t0, p):
 
 def test_reactive_power_reduces_curtailment_where_voltage_rise_binds(sunny):
     g, f, t0 = sunny
-    runs = {q: plan(g, f, 96, t0=t0, config=PlanConfig(vmax_pu=1.02, q_max_frac=0.2, q_support=q, corrections=1))
-            for q in (False, True)}
+    runs = {
+        q: plan(
+            g,
+            f,
+            96,
+            t0=t0,
+            config=PlanConfig(vmax_pu=1.02, q_max_frac=0.2, q_support=q, corrections=1),
+        )
+        for q in (False, True)
+    }
     off, on = runs[False].summary(), runs[True].summary()
     # uncontrolled, the PV pushes the far ends above the band; the plan holds it both ways (twin-verified)
     assert off["uncontrolled"]["v_violation_min"] > 60
@@ -312,7 +360,9 @@ def test_ev_aggregate_and_split_do_not_charge_past_the_requests(grid, fleet):
     assert agg.ev_c_hi_mwh[-1].sum() <= (ev.e_need_mwh - ev.delivered_mwh)[live].sum() + 1e-9
     # a target the cars can take within their requests sends no car away fuller than asked
     nb = fleet.buses().size
-    d = disaggregate(fleet, 0, {"ev": np.diff(agg.ev_c_hi_mwh, axis=0) / fleet.step_h}, keep_devices=True)
+    d = disaggregate(
+        fleet, 0, {"ev": np.diff(agg.ev_c_hi_mwh, axis=0) / fleet.step_h}, keep_devices=True
+    )
     after = d.fleet_after.ev
     left = d.ev_departed
     assert left.size > 0 and nb > 0

@@ -29,8 +29,12 @@ def bus_matrix(device_bus: np.ndarray, buses: np.ndarray) -> csr_matrix:
     pos = np.searchsorted(buses, device_bus)
     pos = np.clip(pos, 0, max(buses.size - 1, 0))
     if device_bus.size and (buses.size == 0 or np.any(buses[pos] != device_bus)):
-        bad = device_bus[(buses.size == 0) | (buses[pos] != device_bus)] if buses.size else device_bus
-        raise UnknownComponentError("bus", int(bad[0]), "a device sits at a bus outside the aggregation")
+        bad = (
+            device_bus[(buses.size == 0) | (buses[pos] != device_bus)] if buses.size else device_bus
+        )
+        raise UnknownComponentError(
+            "bus", int(bad[0]), "a device sits at a bus outside the aggregation"
+        )
     n = device_bus.size
     return csr_matrix((np.ones(n), (pos, np.arange(n))), shape=(buses.size, n))
 
@@ -75,19 +79,28 @@ def _ev_bounds(fleet: Fleet, t0: int, steps: int) -> tuple[np.ndarray, ...]:
     idx = np.flatnonzero((ev.departure > t0) & (ev.arrival < t0 + steps))
     a, d = ev.arrival[idx], ev.departure[idx]
     k = np.arange(steps + 1)[:, None] + t0
-    done = np.clip(np.minimum(d, k) - np.maximum(a, t0), 0, None).astype(np.float64)  # plugged steps in [t0, k)
+    done = np.clip(np.minimum(d, k) - np.maximum(a, t0), 0, None).astype(
+        np.float64
+    )  # plugged steps in [t0, k)
     rem = np.clip(d - np.maximum(a, k), 0, None).astype(np.float64)  # plugged steps in [k, d)
     pmax = ev.p_max_mw[idx]
     x0 = ev.delivered_mwh[idx]
     room = ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx]
-    floor = np.where(ev.v2g[idx], np.minimum(ev.soc_floor[idx] * ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx], x0), x0)
+    floor = np.where(
+        ev.v2g[idx], np.minimum(ev.soc_floor[idx] * ev.e_cap_mwh[idx] - ev.e_arr_mwh[idx], x0), x0
+    )
     dis = np.where(ev.v2g[idx], pmax, 0.0)
     # never beyond the request: charging past it is never needed (V2G discharges below it), and
     # a looser bound lets the aggregate plan energy that only over-full cars could take
     cap = np.maximum(np.minimum(room, ev.e_need_mwh[idx]), x0)
     hi = np.minimum(cap, x0 + pmax * dt * done)
-    lo = np.maximum.reduce([np.broadcast_to(floor, hi.shape), x0 - dis * dt * done,
-                            ev.e_need_mwh[idx] - pmax * dt * rem])
+    lo = np.maximum.reduce(
+        [
+            np.broadcast_to(floor, hi.shape),
+            x0 - dis * dt * done,
+            ev.e_need_mwh[idx] - pmax * dt * rem,
+        ]
+    )
     lo = np.minimum(lo, hi)  # an infeasible session is caught by validation/shortfall, not here
     plugged = (k[:-1] >= a) & (k[:-1] < d)
     return idx, plugged, lo - x0, hi - x0
@@ -99,12 +112,20 @@ def group_matrix(device_bus: np.ndarray, buses: np.ndarray, group: np.ndarray | 
     if group is None:
         return m
     g = np.asarray(group, np.int64)
-    gm = csr_matrix((np.ones(g.size), (g, np.arange(g.size))), shape=(int(g.max()) + 1 if g.size else 0, g.size))
+    gm = csr_matrix(
+        (np.ones(g.size), (g, np.arange(g.size))), shape=(int(g.max()) + 1 if g.size else 0, g.size)
+    )
     return (gm @ m).tocsr()
 
 
-def aggregate(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None,
-              pv_avail_mw: np.ndarray | None = None, group: np.ndarray | None = None) -> BusAggregate:
+def aggregate(
+    fleet: Fleet,
+    t0: int,
+    steps: int,
+    buses: np.ndarray | None = None,
+    pv_avail_mw: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+) -> BusAggregate:
     """Aggregate ``fleet`` per bus (or per bus group) for steps ``t0 .. t0 + steps``.
 
     ``pv_avail_mw``: (steps, n_pv) available PV power (zeros if not given); ``group``: a group
@@ -127,16 +148,32 @@ def aggregate(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None
     out = np.minimum(out, pv.s_rated_mva)
     bat_p = mb @ b.p_max_mw
     return BusAggregate(
-        bus_id=buses if group is None else np.arange(mb.shape[0]), t0=t0, steps=steps, step_h=fleet.step_h,
-        bat_p_max_mw=bat_p, bat_e0_mwh=mb @ b.energy_mwh, bat_e_min_mwh=mb @ (b.soc_min * b.e_mwh),
+        bus_id=buses if group is None else np.arange(mb.shape[0]),
+        t0=t0,
+        steps=steps,
+        step_h=fleet.step_h,
+        bat_p_max_mw=bat_p,
+        bat_e0_mwh=mb @ b.energy_mwh,
+        bat_e_min_mwh=mb @ (b.soc_min * b.e_mwh),
         bat_e_max_mwh=mb @ (b.soc_max * b.e_mwh),
         bat_eta=np.where(bat_p > 0, (mb @ (b.eta * b.p_max_mw)) / np.maximum(bat_p, 1e-12), 1.0),
-        ev_p_lo_mw=np.asarray(ev_lo), ev_p_hi_mw=np.asarray(ev_hi),
-        ev_c_lo_mwh=np.asarray((me @ lo.T).T), ev_c_hi_mwh=np.asarray((me @ hi.T).T),
-        wh_p_max_mw=mw @ w.p_rated_mw, wh_e0_mwh=mw @ w.energy_mwh, wh_e_max_mwh=mw @ w.e_max_mwh,
-        wh_draw_mw=np.asarray((mw @ draw.T).T), pv_avail_mw=np.asarray((mp @ avail.T).T),
-        pv_out_mw=np.asarray((mp @ out.T).T), pv_s_mva=mp @ pv.s_rated_mva,
-        counts={"batteries": len(b), "ev_sessions": int(idx.size), "water_heaters": len(w), "pv": len(pv)},
+        ev_p_lo_mw=np.asarray(ev_lo),
+        ev_p_hi_mw=np.asarray(ev_hi),
+        ev_c_lo_mwh=np.asarray((me @ lo.T).T),
+        ev_c_hi_mwh=np.asarray((me @ hi.T).T),
+        wh_p_max_mw=mw @ w.p_rated_mw,
+        wh_e0_mwh=mw @ w.energy_mwh,
+        wh_e_max_mwh=mw @ w.e_max_mwh,
+        wh_draw_mw=np.asarray((mw @ draw.T).T),
+        pv_avail_mw=np.asarray((mp @ avail.T).T),
+        pv_out_mw=np.asarray((mp @ out.T).T),
+        pv_s_mva=mp @ pv.s_rated_mva,
+        counts={
+            "batteries": len(b),
+            "ev_sessions": int(idx.size),
+            "water_heaters": len(w),
+            "pv": len(pv),
+        },
     )
 
 
@@ -159,7 +196,10 @@ class Envelope:
 
     def total(self) -> dict[str, list[float]]:
         """Fleet totals per step: ``inc_mw``, ``dec_mw``."""
-        return {"inc_mw": self.inc_mw.sum(axis=1).tolist(), "dec_mw": self.dec_mw.sum(axis=1).tolist()}
+        return {
+            "inc_mw": self.inc_mw.sum(axis=1).tolist(),
+            "dec_mw": self.dec_mw.sum(axis=1).tolist(),
+        }
 
 
 def envelope(agg: BusAggregate, baseline_mw: np.ndarray | None = None) -> Envelope:
@@ -170,15 +210,21 @@ def envelope(agg: BusAggregate, baseline_mw: np.ndarray | None = None) -> Envelo
     stored energy, EV energy between the earliest and latest charging paths, water heater
     band headroom. Durations are energy / power, capped at the window length.
     """
-    base = np.zeros((agg.steps, agg.bus_id.size)) if baseline_mw is None else np.asarray(baseline_mw)
+    base = (
+        np.zeros((agg.steps, agg.bus_id.size)) if baseline_mw is None else np.asarray(baseline_mw)
+    )
     hi = agg.bat_p_max_mw + agg.ev_p_hi_mw + agg.wh_p_max_mw + agg.pv_avail_mw
     lo = -agg.bat_p_max_mw + agg.ev_p_lo_mw
     inc = np.clip(hi - base, 0, None)
     dec = np.clip(base - lo, 0, None)
-    e_inc = (agg.bat_e_max_mwh - agg.bat_e0_mwh) / np.maximum(agg.bat_eta, 1e-9) + (agg.wh_e_max_mwh - agg.wh_e0_mwh)
+    e_inc = (agg.bat_e_max_mwh - agg.bat_e0_mwh) / np.maximum(agg.bat_eta, 1e-9) + (
+        agg.wh_e_max_mwh - agg.wh_e0_mwh
+    )
     e_dec = (agg.bat_e0_mwh - agg.bat_e_min_mwh) * agg.bat_eta + agg.wh_e0_mwh
     e_inc = np.broadcast_to(e_inc, inc.shape) + (agg.ev_c_hi_mwh[1:] - agg.ev_c_lo_mwh[1:])
-    e_dec = np.broadcast_to(e_dec, dec.shape) + np.clip(agg.ev_c_hi_mwh[:-1] - agg.ev_c_lo_mwh[:-1], 0, None)
+    e_dec = np.broadcast_to(e_dec, dec.shape) + np.clip(
+        agg.ev_c_hi_mwh[:-1] - agg.ev_c_lo_mwh[:-1], 0, None
+    )
     horizon = agg.steps * agg.step_h
     with np.errstate(divide="ignore", invalid="ignore"):
         inc_h = np.where(inc > 1e-9, np.minimum(e_inc / inc, horizon), 0.0)
@@ -214,7 +260,9 @@ class Dispatch:
         return sum(self.p_mw.values())  # type: ignore[return-value]
 
 
-def _share(target: np.ndarray, lo: np.ndarray, hi: np.ndarray, m: csr_matrix, pos: np.ndarray) -> np.ndarray:
+def _share(
+    target: np.ndarray, lo: np.ndarray, hi: np.ndarray, m: csr_matrix, pos: np.ndarray
+) -> np.ndarray:
     """Fair split: each device at lo + f_bus * (hi - lo), f_bus chosen to meet the bus target."""
     slo = m @ lo
     shi = m @ hi
@@ -224,9 +272,16 @@ def _share(target: np.ndarray, lo: np.ndarray, hi: np.ndarray, m: csr_matrix, po
     return lo + f[pos] * (hi - lo)
 
 
-def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: np.ndarray | None = None,
-                 pv_avail_mw: np.ndarray | None = None, keep_devices: bool = False,
-                 steps: int | None = None, group: np.ndarray | None = None) -> Dispatch:
+def disaggregate(
+    fleet: Fleet,
+    t0: int,
+    targets: dict[str, np.ndarray],
+    buses: np.ndarray | None = None,
+    pv_avail_mw: np.ndarray | None = None,
+    keep_devices: bool = False,
+    steps: int | None = None,
+    group: np.ndarray | None = None,
+) -> Dispatch:
     """Split per-bus class targets ((steps, n_bus) MW each, keys in :data:`CLASSES`) to devices.
 
     Walks the steps from ``t0``; at each step every device's feasible power range is computed
@@ -242,7 +297,9 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     dt = f.step_h
     bad = sorted(set(targets) - set(CLASSES))
     if bad:
-        raise ValidationError(f"disaggregate: unknown device class(es) {bad}; known: {list(CLASSES)}")
+        raise ValidationError(
+            f"disaggregate: unknown device class(es) {bad}; known: {list(CLASSES)}"
+        )
     if steps is None:
         if not targets:
             raise ValidationError("disaggregate: give targets or steps")
@@ -252,12 +309,16 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
         nb_ = int(np.max(group)) + 1 if np.size(group) else 0
     for c, v in targets.items():
         if np.shape(v) != (steps, nb_):
-            raise ValidationError(f"disaggregate: target '{c}' has shape {np.shape(v)}, expected ({steps}, {nb_})")
+            raise ValidationError(
+                f"disaggregate: target '{c}' has shape {np.shape(v)}, expected ({steps}, {nb_})"
+            )
     nb = buses.size
     b, e, w, pv = f.batteries, f.ev, f.water_heaters, f.pv
     mb, me, mw, mp = (bus_matrix(x.bus, buses) for x in (b, e, w, pv))
     gb, ge, gw, gp = (group_matrix(x.bus, buses, group) for x in (b, e, w, pv))
-    pb, pe, pw, pp = (np.clip(np.searchsorted(buses, x.bus), 0, max(nb - 1, 0)) for x in (b, e, w, pv))
+    pb, pe, pw, pp = (
+        np.clip(np.searchsorted(buses, x.bus), 0, max(nb - 1, 0)) for x in (b, e, w, pv)
+    )
     if group is not None:
         gr = np.asarray(group, np.int64)
         pb, pe, pw, pp = gr[pb], gr[pe], gr[pw], gr[pp]
@@ -271,7 +332,11 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     wh_max = w.e_max_mwh
     on = w.heating.copy()  # thermostat state for the baseline
     draw_all = w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0))
-    avail = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw) * pv.curtailable
+    avail = (
+        np.zeros((steps, len(pv)))
+        if pv_avail_mw is None
+        else np.asarray(pv_avail_mw) * pv.curtailable
+    )
     room = e.e_cap_mwh - e.e_arr_mwh
     floor = np.where(e.v2g, e.soc_floor * e.e_cap_mwh - e.e_arr_mwh, 0.0)
     v2g = np.zeros(len(e))
@@ -284,7 +349,11 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
         tb = targets.get("battery")
         p = _share(tb[k], lo, hi, gb, pb) if tb is not None else np.zeros(len(b))
         energy += np.where(p > 0, p * b.eta, p / b.eta) * dt
-        viol += int(np.sum((energy < e_min - 1e-9) | (energy > e_max + 1e-9) | (np.abs(p) > b.p_max_mw + 1e-12)))
+        viol += int(
+            np.sum(
+                (energy < e_min - 1e-9) | (energy > e_max + 1e-9) | (np.abs(p) > b.p_max_mw + 1e-12)
+            )
+        )
         out["battery"][k] = mb @ p
         last = {"battery": p}
         if keep_devices:
@@ -294,8 +363,12 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
         rem = np.clip(e.departure - (t + 1), 0, None) * dt
         x = e.delivered_mwh
         # V2G cars may discharge down to their floor, never forced up to it (as in the aggregate)
-        need_lo = np.maximum(e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, np.minimum(floor, x), x))
-        lo = np.where(plug, np.clip((need_lo - x) / dt, np.where(e.v2g, -e.p_max_mw, 0.0), e.p_max_mw), 0.0)
+        need_lo = np.maximum(
+            e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, np.minimum(floor, x), x)
+        )
+        lo = np.where(
+            plug, np.clip((need_lo - x) / dt, np.where(e.v2g, -e.p_max_mw, 0.0), e.p_max_mw), 0.0
+        )
         hi = np.where(plug, np.clip((room - x) / dt, 0.0, e.p_max_mw), 0.0)
         lo = np.minimum(lo, hi)
         te = targets.get("ev")
@@ -311,7 +384,13 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
             p = np.where(plug, np.clip((e.e_need_mwh - x) / dt, 0.0, e.p_max_mw), 0.0)
         e.delivered_mwh = x + p * dt
         v2g += np.clip(-p, 0, None) * dt
-        viol += int(np.sum((np.abs(p) > e.p_max_mw + 1e-12) | (plug & ~e.v2g & (p < -1e-12)) | (~plug & (p != 0))))
+        viol += int(
+            np.sum(
+                (np.abs(p) > e.p_max_mw + 1e-12)
+                | (plug & ~e.v2g & (p < -1e-12))
+                | (~plug & (p != 0))
+            )
+        )
         out["ev"][k] = me @ p
         last["ev"] = p
         if keep_devices:
@@ -338,7 +417,11 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
             keep["water_heater"].append(p.copy())
         # PV curtailment
         tp = targets.get("pv_curtail")
-        p = _share(tp[k], np.zeros(len(pv)), avail[k], gp, pp) if tp is not None else np.zeros(len(pv))
+        p = (
+            _share(tp[k], np.zeros(len(pv)), avail[k], gp, pp)
+            if tp is not None
+            else np.zeros(len(pv))
+        )
         out["pv_curtail"][k] = mp @ p
         last["pv_curtail"] = p
         if keep_devices:
@@ -353,10 +436,14 @@ def disaggregate(fleet: Fleet, t0: int, targets: dict[str, np.ndarray], buses: n
     departed = (e.departure > t0) & (e.departure <= t0 + steps)
     shortfall = np.where(departed, np.clip(e.e_need_mwh - e.delivered_mwh, 0, None), 0.0)
     dev = {c: np.array(v) for c, v in keep.items()} if keep_devices else {}
-    return Dispatch(buses, out, err, viol, comfort, np.flatnonzero(departed), shortfall, v2g, f, dev)
+    return Dispatch(
+        buses, out, err, viol, comfort, np.flatnonzero(departed), shortfall, v2g, f, dev
+    )
 
 
-def inverter_q_capability(fleet: Fleet, pv_p_mw: np.ndarray, q_max_frac: float = 0.44) -> np.ndarray:
+def inverter_q_capability(
+    fleet: Fleet, pv_p_mw: np.ndarray, q_max_frac: float = 0.44
+) -> np.ndarray:
     """(steps, n_pv) reactive-power capability of each inverter, Mvar (either direction).
 
     At most ``q_max_frac`` x rating (IEEE 1547 Category B: 0.44) and never beyond the rating
@@ -367,9 +454,15 @@ def inverter_q_capability(fleet: Fleet, pv_p_mw: np.ndarray, q_max_frac: float =
     return np.minimum(q_max_frac * s, np.sqrt(np.clip(s**2 - p**2, 0.0, None)))
 
 
-def disaggregate_q(fleet: Fleet, q_target_mvar: np.ndarray, pv_avail_mw: np.ndarray, curtail_mw: np.ndarray,
-                   buses: np.ndarray | None = None, group: np.ndarray | None = None,
-                   q_max_frac: float = 0.44) -> tuple[np.ndarray, np.ndarray, float]:
+def disaggregate_q(
+    fleet: Fleet,
+    q_target_mvar: np.ndarray,
+    pv_avail_mw: np.ndarray,
+    curtail_mw: np.ndarray,
+    buses: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+    q_max_frac: float = 0.44,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Split per-bus (or per-group) reactive-power targets to the inverters.
 
     ``q_target_mvar`` (steps, n_bus or n_group), generator convention (+ injects, - absorbs);
@@ -386,8 +479,10 @@ def disaggregate_q(fleet: Fleet, q_target_mvar: np.ndarray, pv_avail_mw: np.ndar
     steps = q_target_mvar.shape[0]
     gp = group_matrix(pv.bus, buses, group)
     if q_target_mvar.shape != (steps, gp.shape[0]):
-        raise ValidationError(f"disaggregate_q: q_target_mvar has shape {q_target_mvar.shape}, expected "
-                              f"({steps}, {gp.shape[0]})")
+        raise ValidationError(
+            f"disaggregate_q: q_target_mvar has shape {q_target_mvar.shape}, expected "
+            f"({steps}, {gp.shape[0]})"
+        )
     pp = np.clip(np.searchsorted(buses, pv.bus), 0, max(buses.size - 1, 0))
     if group is not None:
         pp = np.asarray(group, np.int64)[pp]

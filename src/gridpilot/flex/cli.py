@@ -29,10 +29,14 @@ def _parse_event(text: str, step_h: float) -> dict[str, float]:
             try:
                 out["start"] = round((int(h) + int(m) / 60) / step_h)
             except ValueError:
-                raise ValidationError(f"--event: start must be HH:MM or a step, got {v!r}") from None
+                raise ValidationError(
+                    f"--event: start must be HH:MM or a step, got {v!r}"
+                ) from None
             continue
         if k not in ("start", "minutes", "target_mw", "price"):
-            raise ValidationError(f"--event: unknown key {k!r}; use start, minutes, target_mw, price")
+            raise ValidationError(
+                f"--event: unknown key {k!r}; use start, minutes, target_mw, price"
+            )
         try:
             out[k] = float(v)
         except ValueError:
@@ -44,16 +48,23 @@ def _parse_event(text: str, step_h: float) -> dict[str, float]:
 
 def register(app: typer.Typer) -> None:
     """Attach the ``flex`` sub-app (``plan``, ``dr``, ``frequency``)."""
-    flex = typer.Typer(help="Flexibility: VPP scheduling, demand response, frequency response.", no_args_is_help=True)
+    flex = typer.Typer(
+        help="Flexibility: VPP scheduling, demand response, frequency response.",
+        no_args_is_help=True,
+    )
     app.add_typer(flex, name="flex")
 
     @flex.command("plan")
-    def plan_cmd(grid: Annotated[str, typer.Argument(help="grid name or file")],
-                 hours: Annotated[int, typer.Option(help="horizon in hours")] = 24,
-                 day: Annotated[int, typer.Option(help="first day of the grid's profiles")] = 10,
-                 seed: Annotated[int, typer.Option(help="fleet seed")] = 0,
-                 show_plan: Annotated[bool, typer.Option("--plan", help="include per-step fleet totals")] = False,
-                 json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    def plan_cmd(
+        grid: Annotated[str, typer.Argument(help="grid name or file")],
+        hours: Annotated[int, typer.Option(help="horizon in hours")] = 24,
+        day: Annotated[int, typer.Option(help="first day of the grid's profiles")] = 10,
+        seed: Annotated[int, typer.Option(help="fleet seed")] = 0,
+        show_plan: Annotated[
+            bool, typer.Option("--plan", help="include per-step fleet totals")
+        ] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    ) -> None:
         """Schedule a generated fleet on GRID: cost, CO2, peak, violations, vs the uncontrolled fleet."""
         try:
             from gridpilot.flex import generate_fleet, plan
@@ -77,17 +88,33 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(s, indent=2, default=float))
             return
         c, u = s["controlled"], s["uncontrolled"]
-        typer.echo(f"{g.name}: {steps} steps, {s['fleet']['devices']} devices at {s['fleet']['buses']} buses")
-        for k in ("peak_mw", "cost_eur", "co2_t", "v_violation_min", "loading_violation_min", "vmin_pu", "vmax_pu"):
+        typer.echo(
+            f"{g.name}: {steps} steps, {s['fleet']['devices']} devices at {s['fleet']['buses']} buses"
+        )
+        for k in (
+            "peak_mw",
+            "cost_eur",
+            "co2_t",
+            "v_violation_min",
+            "loading_violation_min",
+            "vmin_pu",
+            "vmax_pu",
+        ):
             typer.echo(f"  {k:24s} plan {c[k]:10.3f}   uncontrolled {u[k]:10.3f}")
-        typer.echo(f"  peak reduction {s['peak_reduction_pct']:.1f} %, EVs short {s['ev']['short_sessions']}, "
-                   f"V2G {s['ev']['v2g_mwh']:.2f} MWh paid {s['ev']['v2g_paid_eur']:.0f} EUR")
+        typer.echo(
+            f"  peak reduction {s['peak_reduction_pct']:.1f} %, EVs short {s['ev']['short_sessions']}, "
+            f"V2G {s['ev']['v2g_mwh']:.2f} MWh paid {s['ev']['v2g_paid_eur']:.0f} EUR"
+        )
 
     @flex.command("dr")
-    def dr_cmd(grid: Annotated[str, typer.Argument(help="grid name or file")],
-               event: Annotated[str, typer.Option(help="start=18:00,minutes=60,target_mw=0.5 (or price=300)")],
-               seed: Annotated[int, typer.Option(help="fleet seed")] = 0,
-               json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    def dr_cmd(
+        grid: Annotated[str, typer.Argument(help="grid name or file")],
+        event: Annotated[
+            str, typer.Option(help="start=18:00,minutes=60,target_mw=0.5 (or price=300)")
+        ],
+        seed: Annotated[int, typer.Option(help="fleet seed")] = 0,
+        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    ) -> None:
         """Dispatch one demand-response event to a generated fleet and report the measured response."""
         try:
             from gridpilot.flex import Event, Program, dispatch_event, generate_fleet
@@ -99,9 +126,17 @@ def register(app: typer.Typer) -> None:
             minutes = ev.get("minutes", 60.0)
             dur = max(round(minutes / 15.0), 1)
             if "price" in ev:
-                e = Event("cli", Program("cli-price", "price"), int(ev["start"]), dur, price_eur_per_mwh=ev["price"])
+                e = Event(
+                    "cli",
+                    Program("cli-price", "price"),
+                    int(ev["start"]),
+                    dur,
+                    price_eur_per_mwh=ev["price"],
+                )
             else:
-                e = Event("cli", Program("cli-shed"), int(ev["start"]), dur, target_mw=ev.get("target_mw"))
+                e = Event(
+                    "cli", Program("cli-shed"), int(ev["start"]), dur, target_mw=ev.get("target_mw")
+                )
             rep = dispatch_event(fleet, e, 0, 96)
         except GridpilotError as exc:
             _fail(exc)
@@ -115,9 +150,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  {k:22s} {v}")
 
     @flex.command("frequency")
-    def freq_cmd(loss_mw: Annotated[float, typer.Option(help="generation lost, MW")] = 1000.0,
-                 ffr_mw: Annotated[float, typer.Option(help="fleet FFR headroom, MW")] = 1500.0,
-                 json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    def freq_cmd(
+        loss_mw: Annotated[float, typer.Option(help="generation lost, MW")] = 1000.0,
+        ffr_mw: Annotated[float, typer.Option(help="fleet FFR headroom, MW")] = 1500.0,
+        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    ) -> None:
         """Reference loss event in a 30 GW system with and without the fleet's droop response."""
         try:
             from gridpilot.control.frequency import FleetResponse, FrequencySystem, compare

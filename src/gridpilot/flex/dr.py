@@ -37,7 +37,9 @@ class Program:
 
     def __post_init__(self) -> None:
         if self.kind not in ("load_shed", "price"):
-            raise ValidationError(f"program {self.id}: field 'kind' must be 'load_shed' or 'price', got {self.kind!r}")
+            raise ValidationError(
+                f"program {self.id}: field 'kind' must be 'load_shed' or 'price', got {self.kind!r}"
+            )
 
 
 @dataclass
@@ -55,14 +57,20 @@ class Event:
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
-            raise ValidationError(f"event {self.id}: field 'duration' must be > 0 steps, got {self.duration}")
+            raise ValidationError(
+                f"event {self.id}: field 'duration' must be > 0 steps, got {self.duration}"
+            )
         if self.program.kind == "load_shed" and (self.target_mw is None or self.target_mw <= 0):
-            raise ValidationError(f"event {self.id}: a load_shed event needs target_mw > 0, got {self.target_mw!r}")
+            raise ValidationError(
+                f"event {self.id}: a load_shed event needs target_mw > 0, got {self.target_mw!r}"
+            )
         if self.program.kind == "price" and self.price_eur_per_mwh is None:
             raise ValidationError(f"event {self.id}: a price event needs price_eur_per_mwh")
         bad = sorted(set(self.devices) - set(DR_CLASSES))
         if bad:
-            raise ValidationError(f"event {self.id}: unknown device class(es) {bad}; known: {list(DR_CLASSES)}")
+            raise ValidationError(
+                f"event {self.id}: unknown device class(es) {bad}; known: {list(DR_CLASSES)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,13 +105,20 @@ class Report:
         """Mean and minimum reduction in the event, energy (MWh), rebound after it, target met."""
         red = self.reduction_mw
         ev = red[self.in_event]
-        after = red[np.flatnonzero(self.in_event)[-1] + 1:] if self.in_event.any() else red[:0]
+        after = red[np.flatnonzero(self.in_event)[-1] + 1 :] if self.in_event.any() else red[:0]
         met = None if self.target_mw is None else bool(ev.min() >= self.target_mw * 0.999)
-        return {"event": self.event_id, "mean_reduction_mw": float(ev.mean()) if ev.size else 0.0,
-                "min_reduction_mw": float(ev.min()) if ev.size else 0.0,
-                "energy_mwh": float(ev.sum() * step_h), "rebound_mwh": float(-after[after < 0].sum() * step_h),
-                "target_mw": self.target_mw, "target_met": met, "participants": self.participants,
-                "opted_out": self.opted_out, "device_limit_violations": self.limit_violations}
+        return {
+            "event": self.event_id,
+            "mean_reduction_mw": float(ev.mean()) if ev.size else 0.0,
+            "min_reduction_mw": float(ev.min()) if ev.size else 0.0,
+            "energy_mwh": float(ev.sum() * step_h),
+            "rebound_mwh": float(-after[after < 0].sum() * step_h),
+            "target_mw": self.target_mw,
+            "target_met": met,
+            "participants": self.participants,
+            "opted_out": self.opted_out,
+            "device_limit_violations": self.limit_violations,
+        }
 
 
 def _select(fleet: Fleet, masks: dict[str, np.ndarray]) -> Fleet:
@@ -120,21 +135,32 @@ def _select(fleet: Fleet, masks: dict[str, np.ndarray]) -> Fleet:
     return f
 
 
-def participants(fleet: Fleet, event: Event, opt_outs: list[OptOut] | tuple[OptOut, ...] = ()) -> tuple[dict[str, np.ndarray], int]:
+def participants(
+    fleet: Fleet, event: Event, opt_outs: list[OptOut] | tuple[OptOut, ...] = ()
+) -> tuple[dict[str, np.ndarray], int]:
     """Masks of participating devices per class; unknown device ids or buses are an UnknownComponentError."""
     ids = {"battery": fleet.batteries.id, "ev": fleet.ev.ev, "water_heater": fleet.water_heaters.id}
-    buses = {"battery": fleet.batteries.bus, "ev": fleet.ev.bus, "water_heater": fleet.water_heaters.bus}
+    buses = {
+        "battery": fleet.batteries.bus,
+        "ev": fleet.ev.bus,
+        "water_heater": fleet.water_heaters.bus,
+    }
     known_bus = fleet.buses()
     for b in event.buses:
         if int(b) not in set(known_bus.tolist()):
-            raise UnknownComponentError("bus", int(b), f"event {event.id}: no flexible device at this bus")
+            raise UnknownComponentError(
+                "bus", int(b), f"event {event.id}: no flexible device at this bus"
+            )
     masks = {}
     for c in DR_CLASSES:
         want = np.asarray(event.devices.get(c, []), np.int64)
         unknown = want[~np.isin(want, ids[c])]
         if unknown.size:
-            raise UnknownComponentError(f"{c} device", int(unknown[0]),
-                                        f"event {event.id}: {unknown.size} unknown {c} id(s)")
+            raise UnknownComponentError(
+                f"{c} device",
+                int(unknown[0]),
+                f"event {event.id}: {unknown.size} unknown {c} id(s)",
+            )
         m = np.isin(ids[c], want) | np.isin(buses[c], np.asarray(event.buses, np.int64))
         if not event.devices and not event.buses:
             m = np.ones(ids[c].size, bool)
@@ -147,18 +173,29 @@ def participants(fleet: Fleet, event: Event, opt_outs: list[OptOut] | tuple[OptO
             raise ValidationError(f"opt-out: unknown device class {o.device_class!r}")
         hit = ids[o.device_class] == o.device_id
         if not hit.any():
-            raise UnknownComponentError(f"{o.device_class} device", o.device_id, f"opt-out of event {event.id}")
+            raise UnknownComponentError(
+                f"{o.device_class} device", o.device_id, f"opt-out of event {event.id}"
+            )
         out += int(np.any(masks[o.device_class] & hit))
         masks[o.device_class] &= ~hit
     return masks, out
 
 
 def _total(d: Any) -> np.ndarray:
-    return d.p_mw["battery"].sum(axis=1) + d.p_mw["ev"].sum(axis=1) + d.p_mw["water_heater"].sum(axis=1)
+    return (
+        d.p_mw["battery"].sum(axis=1)
+        + d.p_mw["ev"].sum(axis=1)
+        + d.p_mw["water_heater"].sum(axis=1)
+    )
 
 
-def dispatch_event(fleet: Fleet, event: Event, t0: int, steps: int,
-                   opt_outs: list[OptOut] | tuple[OptOut, ...] = ()) -> Report:
+def dispatch_event(
+    fleet: Fleet,
+    event: Event,
+    t0: int,
+    steps: int,
+    opt_outs: list[OptOut] | tuple[OptOut, ...] = (),
+) -> Report:
     """Simulate steps ``t0 .. t0 + steps`` with and without the event; returns the :class:`Report`.
 
     Participating devices shed during the event: each bus's participants move from their
@@ -169,8 +206,10 @@ def dispatch_event(fleet: Fleet, event: Event, t0: int, steps: int,
     is reported as not met (``target_met`` False), not hidden.
     """
     if not (t0 <= event.start and event.start + event.duration <= t0 + steps):
-        raise ValidationError(f"event {event.id}: steps {event.start}..{event.start + event.duration} are outside "
-                              f"the simulated {t0}..{t0 + steps}")
+        raise ValidationError(
+            f"event {event.id}: steps {event.start}..{event.start + event.duration} are outside "
+            f"the simulated {t0}..{t0 + steps}"
+        )
     masks, n_out = participants(fleet, event, opt_outs)
     part = _select(fleet, masks)
     rest = _select(fleet, {c: ~m for c, m in masks.items()})
@@ -181,30 +220,52 @@ def dispatch_event(fleet: Fleet, event: Event, t0: int, steps: int,
     pre = disaggregate(part, t0, {}, steps=a) if a > 0 else None
     state = pre.fleet_after if pre is not None else part
     buses = state.buses()
-    cf = disaggregate(state, event.start, {}, buses, steps=n)  # their own counterfactual in the event
-    floor = disaggregate(state, event.start, {c: np.full((n, buses.size), -1e9) for c in DR_CLASSES}, buses)
+    cf = disaggregate(
+        state, event.start, {}, buses, steps=n
+    )  # their own counterfactual in the event
+    floor = disaggregate(
+        state, event.start, {c: np.full((n, buses.size), -1e9) for c in DR_CLASSES}, buses
+    )
     base_b = sum(cf.p_mw[c] for c in DR_CLASSES)
     min_b = sum(floor.p_mw[c] for c in DR_CLASSES)
     room = np.clip(base_b - min_b, 0, None)
     if event.program.kind == "price":
-        share = np.ones(n) if event.price_eur_per_mwh >= event.program.trigger_eur_per_mwh else np.zeros(n)  # type: ignore[operator]
+        share = (
+            np.ones(n)
+            if event.price_eur_per_mwh >= event.program.trigger_eur_per_mwh
+            else np.zeros(n)
+        )  # type: ignore[operator]
     else:
         tot = room.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.clip(np.where(tot > 0, float(event.target_mw) / tot, 0.0), 0, 1)  # type: ignore[arg-type]
-    tg = {c: cf.p_mw[c] - share[:, None] * np.clip(cf.p_mw[c] - floor.p_mw[c], 0, None) for c in DR_CLASSES}
+    tg = {
+        c: cf.p_mw[c] - share[:, None] * np.clip(cf.p_mw[c] - floor.p_mw[c], 0, None)
+        for c in DR_CLASSES
+    }
     if np.any(share > 0):
         during = disaggregate(state, event.start, tg, buses)
     else:  # nothing asked (a price below the trigger): the devices carry on on their own
         during = disaggregate(state, event.start, {}, buses, steps=n)
     post_n = t0 + steps - (event.start + n)
-    post = disaggregate(during.fleet_after, event.start + n, {}, steps=post_n) if post_n > 0 else None
+    post = (
+        disaggregate(during.fleet_after, event.start + n, {}, steps=post_n) if post_n > 0 else None
+    )
     rest_d = disaggregate(rest, t0, {}, steps=steps)
     actual = _total(rest_d).copy()
     seg = [x for x in (pre, during, post) if x is not None]
     actual += np.concatenate([_total(x) for x in seg])
     in_event = np.zeros(steps, bool)
-    in_event[a:a + n] = True
+    in_event[a : a + n] = True
     viol = sum(x.limit_violations for x in seg) + rest_d.limit_violations
-    return Report(event.id, np.arange(t0, t0 + steps), _total(base), actual, in_event,
-                  {c: int(m.sum()) for c, m in masks.items()}, n_out, event.target_mw, viol)
+    return Report(
+        event.id,
+        np.arange(t0, t0 + steps),
+        _total(base),
+        actual,
+        in_event,
+        {c: int(m.sum()) for c, m in masks.items()},
+        n_out,
+        event.target_mw,
+        viol,
+    )

@@ -18,8 +18,15 @@ from gridpilot.flex.fleet import DRAW_SHAPE, Batteries, EVSessions, Fleet, PVInv
 from gridpilot.model import Grid
 
 
-def fleet_from_field(grid: Grid, devices: Any, start_step: int = 0, days: int = 1, step_h: float = 0.25,
-                     ambient_c: float = 20.0, wh_daily_kwh: float = 6.5) -> Fleet:
+def fleet_from_field(
+    grid: Grid,
+    devices: Any,
+    start_step: int = 0,
+    days: int = 1,
+    step_h: float = 0.25,
+    ambient_c: float = 20.0,
+    wh_daily_kwh: float = 6.5,
+) -> Fleet:
     """Map a field ``DeviceFleet`` (``devices``) of ``grid`` to a flex :class:`Fleet` from ``start_step``.
 
     Returns a Fleet of the field's online batteries, EVs and water heaters (units converted from
@@ -30,8 +37,16 @@ def fleet_from_field(grid: Grid, devices: Any, start_step: int = 0, days: int = 
     # batteries
     on = np.flatnonzero(devices.bat_online)
     soc = np.asarray(devices.bat_soc[on], np.float64)
-    bat = Batteries(on, bus_ids[mb[devices.bat_meter[on]]], devices.bat_kwh[on] / 1e3, devices.bat_kw[on] / 1e3,
-                    soc, np.full(on.size, 0.95), np.minimum(0.1, soc), np.maximum(0.95, soc))
+    bat = Batteries(
+        on,
+        bus_ids[mb[devices.bat_meter[on]]],
+        devices.bat_kwh[on] / 1e3,
+        devices.bat_kw[on] / 1e3,
+        soc,
+        np.full(on.size, 0.95),
+        np.minimum(0.1, soc),
+        np.maximum(0.95, soc),
+    )
     # EVs: one session per day
     on = np.flatnonzero(devices.ev_online)
     spd = round(24 / step_h)
@@ -51,9 +66,19 @@ def fleet_from_field(grid: Grid, devices: Any, start_step: int = 0, days: int = 
         rows.append((a, b, need, np.minimum(e_arr, cap - need)))
     cat = [np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(4)]
     n = on.size * days
-    ev = EVSessions(np.arange(n), np.tile(on, days), np.tile(bus_ids[mb[devices.ev_meter[on]]], days), cat[0], cat[1],
-                    cat[2], cat[3], np.tile(cap, days), np.tile(pmax, days), np.tile(devices.ev_v2g[on], days),
-                    np.full(n, 0.4))
+    ev = EVSessions(
+        np.arange(n),
+        np.tile(on, days),
+        np.tile(bus_ids[mb[devices.ev_meter[on]]], days),
+        cat[0],
+        cat[1],
+        cat[2],
+        cat[3],
+        np.tile(cap, days),
+        np.tile(pmax, days),
+        np.tile(devices.ev_v2g[on], days),
+        np.full(n, 0.4),
+    )
     # water heaters: comfort band from the field's override temperature to the thermostat's top
     on = np.flatnonzero(devices.wh_online)
     c = devices.wh_cap_kwh_per_k[on] / 1e3
@@ -62,7 +87,20 @@ def fleet_from_field(grid: Grid, devices: Any, start_step: int = 0, days: int = 
     t = np.clip(np.asarray(devices.wh_temp_c[on], np.float64), lo, hi)
     loss = devices.wh_ua_kw_per_k[on] / 1e3 * np.clip(0.5 * (lo + hi) - ambient_c, 0, None)
     scale = np.full(on.size, wh_daily_kwh / 1e3 / 24.0 / float(DRAW_SHAPE.mean()))
-    wh = WaterHeaters(on, bus_ids[mb[devices.wh_meter[on]]], devices.wh_kw[on] / 1e3, c, loss, lo, hi, t, scale,
-                      (on % 13) - 6, np.asarray(devices.wh_heating[on], bool))
-    pv = PVInverters(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    wh = WaterHeaters(
+        on,
+        bus_ids[mb[devices.wh_meter[on]]],
+        devices.wh_kw[on] / 1e3,
+        c,
+        loss,
+        lo,
+        hi,
+        t,
+        scale,
+        (on % 13) - 6,
+        np.asarray(devices.wh_heating[on], bool),
+    )
+    pv = PVInverters(
+        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    )
     return Fleet(bat, ev, wh, pv, step_h, {"source": "field", "days": days})

@@ -17,11 +17,20 @@ from gridpilot.errors import Issue, ValidationError
 from gridpilot.model import GenKind, Grid
 
 
-def _check(component: str, ids: np.ndarray, issues: list[Issue], name: str, bad: np.ndarray, msg: str,
-           values: np.ndarray) -> None:
+def _check(
+    component: str,
+    ids: np.ndarray,
+    issues: list[Issue],
+    name: str,
+    bad: np.ndarray,
+    msg: str,
+    values: np.ndarray,
+) -> None:
     if np.any(bad):
         k = np.flatnonzero(bad)
-        issues.append(Issue(component, name, msg, tuple(int(i) for i in ids[k[:5]]), float(values[k[0]])))
+        issues.append(
+            Issue(component, name, msg, tuple(int(i) for i in ids[k[:5]]), float(values[k[0]]))
+        )
 
 
 def _same_len(component: str, arrays: dict[str, np.ndarray]) -> None:
@@ -53,11 +62,33 @@ class Batteries:
         c = "battery"
         _check(c, self.id, iss, "e_mwh", ~(self.e_mwh > 0), "must be > 0", self.e_mwh)
         _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
-        _check(c, self.id, iss, "eta", ~((self.eta > 0) & (self.eta <= 1)), "must be in (0, 1]", self.eta)
-        _check(c, self.id, iss, "soc_min", ~((self.soc_min >= 0) & (self.soc_min < self.soc_max) & (self.soc_max <= 1)),
-               "need 0 <= soc_min < soc_max <= 1", self.soc_min)
-        _check(c, self.id, iss, "soc", ~((self.soc >= self.soc_min - 1e-9) & (self.soc <= self.soc_max + 1e-9)),
-               "outside [soc_min, soc_max]", self.soc)
+        _check(
+            c,
+            self.id,
+            iss,
+            "eta",
+            ~((self.eta > 0) & (self.eta <= 1)),
+            "must be in (0, 1]",
+            self.eta,
+        )
+        _check(
+            c,
+            self.id,
+            iss,
+            "soc_min",
+            ~((self.soc_min >= 0) & (self.soc_min < self.soc_max) & (self.soc_max <= 1)),
+            "need 0 <= soc_min < soc_max <= 1",
+            self.soc_min,
+        )
+        _check(
+            c,
+            self.id,
+            iss,
+            "soc",
+            ~((self.soc >= self.soc_min - 1e-9) & (self.soc <= self.soc_max + 1e-9)),
+            "outside [soc_min, soc_max]",
+            self.soc,
+        )
         if iss:
             raise ValidationError(issues=iss)
 
@@ -105,13 +136,37 @@ class EVSessions:
         _same_len("ev session", vars(self))
         c = "ev session"
         iss: list[Issue] = []
-        _check(c, self.id, iss, "departure", ~(self.departure > self.arrival), "must be after arrival", self.departure)
+        _check(
+            c,
+            self.id,
+            iss,
+            "departure",
+            ~(self.departure > self.arrival),
+            "must be after arrival",
+            self.departure,
+        )
         _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
-        _check(c, self.id, iss, "e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh)
-        _check(c, self.id, iss, "e_need_mwh", self.e_arr_mwh + self.e_need_mwh > self.e_cap_mwh + 1e-9,
-               "arrival energy plus need exceeds the battery capacity", self.e_need_mwh)
-        _check(c, self.id, iss, "soc_floor", ~((self.soc_floor >= 0) & (self.soc_floor < 1)), "must be in [0, 1)",
-               self.soc_floor)
+        _check(
+            c, self.id, iss, "e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh
+        )
+        _check(
+            c,
+            self.id,
+            iss,
+            "e_need_mwh",
+            self.e_arr_mwh + self.e_need_mwh > self.e_cap_mwh + 1e-9,
+            "arrival energy plus need exceeds the battery capacity",
+            self.e_need_mwh,
+        )
+        _check(
+            c,
+            self.id,
+            iss,
+            "soc_floor",
+            ~((self.soc_floor >= 0) & (self.soc_floor < 1)),
+            "must be in [0, 1)",
+            self.soc_floor,
+        )
         if iss:
             raise ValidationError(issues=iss)
 
@@ -149,20 +204,49 @@ class WaterHeaters:
     def __post_init__(self) -> None:
         self.id = np.asarray(self.id, np.int64)
         if np.size(self.heating) != np.size(self.id):
-            self.heating = np.asarray(self.t_c, np.float64) < 0.5 * (np.asarray(self.t_min_c) + np.asarray(self.t_max_c))
+            self.heating = np.asarray(self.t_c, np.float64) < 0.5 * (
+                np.asarray(self.t_min_c) + np.asarray(self.t_max_c)
+            )
         self.heating = np.asarray(self.heating, bool)
         self.bus = np.asarray(self.bus, np.int64)
         self.draw_shift = np.asarray(self.draw_shift, np.int64)
-        for k in ("p_rated_mw", "c_mwh_per_k", "loss_mw", "t_min_c", "t_max_c", "t_c", "draw_scale_mw"):
+        for k in (
+            "p_rated_mw",
+            "c_mwh_per_k",
+            "loss_mw",
+            "t_min_c",
+            "t_max_c",
+            "t_c",
+            "draw_scale_mw",
+        ):
             setattr(self, k, np.asarray(getattr(self, k), np.float64))
         _same_len("water heater", vars(self))
         c = "water heater"
         iss: list[Issue] = []
-        _check(c, self.id, iss, "p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw)
-        _check(c, self.id, iss, "c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k)
-        _check(c, self.id, iss, "t_max_c", ~(self.t_max_c > self.t_min_c), "must exceed t_min_c", self.t_max_c)
-        _check(c, self.id, iss, "t_c", (self.t_c < self.t_min_c - 1e-6) | (self.t_c > self.t_max_c + 1e-6),
-               "outside the comfort band", self.t_c)
+        _check(
+            c, self.id, iss, "p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw
+        )
+        _check(
+            c, self.id, iss, "c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k
+        )
+        _check(
+            c,
+            self.id,
+            iss,
+            "t_max_c",
+            ~(self.t_max_c > self.t_min_c),
+            "must exceed t_min_c",
+            self.t_max_c,
+        )
+        _check(
+            c,
+            self.id,
+            iss,
+            "t_c",
+            (self.t_c < self.t_min_c - 1e-6) | (self.t_c > self.t_max_c + 1e-6),
+            "outside the comfort band",
+            self.t_c,
+        )
         if iss:
             raise ValidationError(issues=iss)
 
@@ -205,11 +289,22 @@ class PVInverters:
         self.bus = np.asarray(self.bus, np.int64)
         self.gen_pos = np.asarray(self.gen_pos, np.int64)
         self.s_rated_mva = np.asarray(self.s_rated_mva, np.float64)
-        self.curtailable = (np.ones(self.id.size, bool) if self.curtailable is None
-                            else np.asarray(self.curtailable, bool))
+        self.curtailable = (
+            np.ones(self.id.size, bool)
+            if self.curtailable is None
+            else np.asarray(self.curtailable, bool)
+        )
         _same_len("pv inverter", vars(self))
         iss: list[Issue] = []
-        _check("pv inverter", self.id, iss, "s_rated_mva", ~(self.s_rated_mva >= 0), "must be >= 0", self.s_rated_mva)
+        _check(
+            "pv inverter",
+            self.id,
+            iss,
+            "s_rated_mva",
+            ~(self.s_rated_mva >= 0),
+            "must be >= 0",
+            self.s_rated_mva,
+        )
         if iss:
             raise ValidationError(issues=iss)
 
@@ -220,8 +315,12 @@ class PVInverters:
 def _hot_water_shape() -> np.ndarray:
     """Mean household hot-water draw shape over a day (96 quarter hours), mean 1."""
     h = np.arange(96) / 4.0
-    s = 0.15 + 1.6 * np.exp(-0.5 * ((h - 7.0) / 1.0) ** 2) + 1.0 * np.exp(-0.5 * ((h - 19.5) / 1.5) ** 2) \
+    s = (
+        0.15
+        + 1.6 * np.exp(-0.5 * ((h - 7.0) / 1.0) ** 2)
+        + 1.0 * np.exp(-0.5 * ((h - 19.5) / 1.5) ** 2)
         + 0.4 * np.exp(-0.5 * ((h - 12.5) / 1.0) ** 2)
+    )
     return s / s.mean()
 
 
@@ -242,22 +341,37 @@ class Fleet:
     @property
     def n_devices(self) -> int:
         """Devices: batteries + distinct EVs + water heaters + PV inverters."""
-        return len(self.batteries) + int(np.unique(self.ev.ev).size) + len(self.water_heaters) + len(self.pv)
+        return (
+            len(self.batteries)
+            + int(np.unique(self.ev.ev).size)
+            + len(self.water_heaters)
+            + len(self.pv)
+        )
 
     def buses(self) -> np.ndarray:
         """Sorted ids of the buses that have at least one device."""
-        return np.unique(np.concatenate([self.batteries.bus, self.ev.bus, self.water_heaters.bus, self.pv.bus]))
+        return np.unique(
+            np.concatenate([self.batteries.bus, self.ev.bus, self.water_heaters.bus, self.pv.bus])
+        )
 
     def summary(self) -> dict[str, float | int]:
         """Device counts and ratings (MW, MWh)."""
-        return {"batteries": len(self.batteries), "battery_mw": float(self.batteries.p_max_mw.sum()),
-                "battery_mwh": float(self.batteries.e_mwh.sum()), "evs": int(np.unique(self.ev.ev).size),
-                "ev_sessions": len(self.ev), "ev_charger_mw": float(_per_ev_pmax(self.ev).sum()),
-                "v2g_evs": int(np.unique(self.ev.ev[self.ev.v2g]).size),
-                "water_heaters": len(self.water_heaters), "water_heater_mw": float(self.water_heaters.p_rated_mw.sum()),
-                "pv_inverters": len(self.pv), "pv_mva": float(self.pv.s_rated_mva.sum()),
-                "pv_curtailable": int(np.count_nonzero(self.pv.curtailable)),
-                "devices": self.n_devices, "buses": int(self.buses().size)}
+        return {
+            "batteries": len(self.batteries),
+            "battery_mw": float(self.batteries.p_max_mw.sum()),
+            "battery_mwh": float(self.batteries.e_mwh.sum()),
+            "evs": int(np.unique(self.ev.ev).size),
+            "ev_sessions": len(self.ev),
+            "ev_charger_mw": float(_per_ev_pmax(self.ev).sum()),
+            "v2g_evs": int(np.unique(self.ev.ev[self.ev.v2g]).size),
+            "water_heaters": len(self.water_heaters),
+            "water_heater_mw": float(self.water_heaters.p_rated_mw.sum()),
+            "pv_inverters": len(self.pv),
+            "pv_mva": float(self.pv.s_rated_mva.sum()),
+            "pv_curtailable": int(np.count_nonzero(self.pv.curtailable)),
+            "devices": self.n_devices,
+            "buses": int(self.buses().size),
+        }
 
 
 def _per_ev_pmax(ev: EVSessions) -> np.ndarray:
@@ -274,11 +388,22 @@ def households_per_load(grid: Grid, kw_per_household: float = 2.5) -> np.ndarray
     return np.where(cust > 1, cust, np.maximum(est, 1)).astype(np.int64)
 
 
-def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int = 0, step_h: float = 0.25,
-                   ev_share: float = 0.25, v2g_share: float = 0.3, wh_share: float = 0.25,
-                   battery_share: float = 0.08, scale: float = 1.0, n_devices: int | None = None,
-                   curtail_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.OTHER)),
-                   q_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.WIND), int(GenKind.OTHER))) -> Fleet:
+def generate_fleet(
+    grid: Grid,
+    days: int = 1,
+    *,
+    seed: int = 0,
+    start_step: int = 0,
+    step_h: float = 0.25,
+    ev_share: float = 0.25,
+    v2g_share: float = 0.3,
+    wh_share: float = 0.25,
+    battery_share: float = 0.08,
+    scale: float = 1.0,
+    n_devices: int | None = None,
+    curtail_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.OTHER)),
+    q_kinds: tuple[int, ...] = (int(GenKind.PV), int(GenKind.WIND), int(GenKind.OTHER)),
+) -> Fleet:
     """A seeded, realistic fleet behind the grid's loads for ``days`` days from ``start_step``.
 
     Households per load come from :func:`households_per_load` (times ``scale``); shares of them
@@ -300,15 +425,25 @@ def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int 
     bus_of_load = grid.load["bus"]
 
     def draw(share: float) -> np.ndarray:
-        counts = rng.binomial(np.maximum(np.round(hh), 0).astype(np.int64), min(max(share, 0.0), 1.0))
+        counts = rng.binomial(
+            np.maximum(np.round(hh), 0).astype(np.int64), min(max(share, 0.0), 1.0)
+        )
         return np.repeat(bus_of_load, counts)
 
     # batteries
     bb = draw(battery_share)
     nb = bb.size
     e = rng.choice([0.005, 0.0075, 0.010, 0.0135], nb)
-    bat = Batteries(np.arange(nb), bb, e, 0.5 * e, rng.uniform(0.3, 0.7, nb), np.full(nb, 0.95),
-                    np.full(nb, 0.1), np.full(nb, 0.95))
+    bat = Batteries(
+        np.arange(nb),
+        bb,
+        e,
+        0.5 * e,
+        rng.uniform(0.3, 0.7, nb),
+        np.full(nb, 0.95),
+        np.full(nb, 0.1),
+        np.full(nb, 0.95),
+    )
     # EVs and one evening session per day
     eb = draw(ev_share)
     ne = eb.size
@@ -326,24 +461,62 @@ def generate_fleet(grid: Grid, days: int = 1, *, seed: int = 0, start_step: int 
         need = np.minimum(km * 0.18e-3, 0.8 * (departure - arrival) * step_h * pmax)
         e_arr = np.minimum(rng.uniform(0.25, 0.6, ne) * cap, cap - need)
         rows.append((arrival, departure, need, e_arr))
-    arrival, departure, need, e_arr = (np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(4))
+    arrival, departure, need, e_arr = (
+        np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(4)
+    )
     ev_ids = np.tile(np.arange(ne), days)
-    ev = EVSessions(np.arange(ev_ids.size), ev_ids, np.tile(eb, days), arrival, departure, need, e_arr,
-                    np.tile(cap, days), np.tile(pmax, days), np.tile(v2g, days), np.full(ev_ids.size, 0.4))
+    ev = EVSessions(
+        np.arange(ev_ids.size),
+        ev_ids,
+        np.tile(eb, days),
+        arrival,
+        departure,
+        need,
+        e_arr,
+        np.tile(cap, days),
+        np.tile(pmax, days),
+        np.tile(v2g, days),
+        np.full(ev_ids.size, 0.4),
+    )
     # water heaters
     wb = draw(wh_share)
     nw = wb.size
     litres = rng.choice([150.0, 200.0, 300.0], nw)
     c = litres * 4.186e-3 / 3600.0  # MWh/K
     daily_kwh = rng.uniform(4.0, 9.0, nw)
-    wh = WaterHeaters(np.arange(nw), wb, rng.choice([0.002, 0.003], nw), c, np.full(nw, 0.00008),
-                      np.full(nw, 50.0), np.full(nw, 60.0), rng.uniform(52.0, 58.0, nw),
-                      daily_kwh * 1e-3 / 24.0, rng.integers(-6, 7, nw))
+    wh = WaterHeaters(
+        np.arange(nw),
+        wb,
+        rng.choice([0.002, 0.003], nw),
+        c,
+        np.full(nw, 0.00008),
+        np.full(nw, 50.0),
+        np.full(nw, 60.0),
+        rng.uniform(52.0, 58.0, nw),
+        daily_kwh * 1e-3 / 24.0,
+        rng.integers(-6, 7, nw),
+    )
     # PV inverters: the grid's PV-like generators
     gk = grid.generator["kind"]
     pos = np.flatnonzero(np.isin(gk, np.asarray(curtail_kinds + q_kinds, np.int64)))
-    pv = PVInverters(grid.generator.ids[pos], grid.generator["bus"][pos], pos, 1.1 * grid.generator["p_mw"][pos],
-                     np.isin(gk[pos], np.asarray(curtail_kinds, np.int64)))
-    fleet = Fleet(bat, ev, wh, pv, step_h, {"seed": seed, "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
-                                             "households": int(np.round(hh).sum()), "days": days})
+    pv = PVInverters(
+        grid.generator.ids[pos],
+        grid.generator["bus"][pos],
+        pos,
+        1.1 * grid.generator["p_mw"][pos],
+        np.isin(gk[pos], np.asarray(curtail_kinds, np.int64)),
+    )
+    fleet = Fleet(
+        bat,
+        ev,
+        wh,
+        pv,
+        step_h,
+        {
+            "seed": seed,
+            "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
+            "households": int(np.round(hh).sum()),
+            "days": days,
+        },
+    )
     return fleet

@@ -35,8 +35,14 @@ class LP:
     blocks: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
     solver: str = "ipm"
 
-    def var(self, name: str, shape: tuple[int, ...], lb: float | np.ndarray = 0.0, ub: float | np.ndarray = INF,
-            cost: float | np.ndarray = 0.0) -> np.ndarray:
+    def var(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        lb: float | np.ndarray = 0.0,
+        ub: float | np.ndarray = INF,
+        cost: float | np.ndarray = 0.0,
+    ) -> np.ndarray:
         """Add a block of variables; returns their column indices shaped ``shape``."""
         size = int(np.prod(shape))
         idx = np.arange(self.n, self.n + size).reshape(shape)
@@ -51,8 +57,16 @@ class LP:
         self.n += size
         return idx
 
-    def rows_add(self, group: str, n_rows: int, r: np.ndarray, c: np.ndarray, v: np.ndarray,
-                 lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
+    def rows_add(
+        self,
+        group: str,
+        n_rows: int,
+        r: np.ndarray,
+        c: np.ndarray,
+        v: np.ndarray,
+        lo: float | np.ndarray,
+        hi: float | np.ndarray,
+    ) -> np.ndarray:
         """Add ``n_rows`` rows (local row numbers ``r``, columns ``c``, values ``v``); returns row indices."""
         self.rows.append(np.asarray(r, np.int64).ravel() + self.m)
         self.cols.append(np.asarray(c, np.int64).ravel())
@@ -72,14 +86,20 @@ class LP:
     def value(self, x: np.ndarray, name: str) -> np.ndarray:
         """The solution of block ``name`` in its shape."""
         start, shape = self.blocks[name]
-        return x[start:start + int(np.prod(shape))].reshape(shape)
+        return x[start : start + int(np.prod(shape))].reshape(shape)
 
     def to_highs(self, time_limit_s: float = 120.0) -> highspy.Highs:
         """The LP as a HiGHS instance ready to run (column-wise sparse matrix, options set)."""
-        a = coo_matrix((np.concatenate(self.vals) if self.vals else np.zeros(0),
-                        (np.concatenate(self.rows) if self.rows else np.zeros(0, np.int64),
-                         np.concatenate(self.cols) if self.cols else np.zeros(0, np.int64))),
-                       shape=(self.m, self.n)).tocsc()
+        a = coo_matrix(
+            (
+                np.concatenate(self.vals) if self.vals else np.zeros(0),
+                (
+                    np.concatenate(self.rows) if self.rows else np.zeros(0, np.int64),
+                    np.concatenate(self.cols) if self.cols else np.zeros(0, np.int64),
+                ),
+            ),
+            shape=(self.m, self.n),
+        ).tocsc()
         a.sum_duplicates()
         lp = highspy.HighsLp()
         lp.num_col_ = self.n
@@ -100,7 +120,9 @@ class LP:
         h.passModel(lp)
         return h
 
-    def solve(self, time_limit_s: float = 120.0, h: highspy.Highs | None = None) -> tuple[np.ndarray, float]:
+    def solve(
+        self, time_limit_s: float = 120.0, h: highspy.Highs | None = None
+    ) -> tuple[np.ndarray, float]:
         """Solve with HiGHS (``h`` from :meth:`to_highs`, built here if not given); returns (x, objective).
 
         Raises InfeasibleError if infeasible."""
@@ -108,8 +130,10 @@ class LP:
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
-            raise InfeasibleError(f"schedule: the optimisation ended with status {h.modelStatusToString(status)}",
-                                  binding=self._guess_binding(h))
+            raise InfeasibleError(
+                f"schedule: the optimisation ended with status {h.modelStatusToString(status)}",
+                binding=self._guess_binding(h),
+            )
         sol = h.getSolution()
         return np.asarray(sol.col_value), float(h.getInfo().objective_function_value)
 

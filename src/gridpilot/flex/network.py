@@ -31,8 +31,14 @@ def extend_grid(grid: Grid, buses: np.ndarray) -> tuple[Grid, np.ndarray]:
     g = grid.copy()
     n0 = len(g.load)
     start = int(g.load.ids.max()) + 1 if n0 else 0
-    g.add("load", id=np.arange(start, start + buses.size), bus=buses, p_mw=np.zeros(buses.size),
-          q_mvar=np.zeros(buses.size), customers=np.zeros(buses.size, np.int64))
+    g.add(
+        "load",
+        id=np.arange(start, start + buses.size),
+        bus=buses,
+        p_mw=np.zeros(buses.size),
+        q_mvar=np.zeros(buses.size),
+        customers=np.zeros(buses.size, np.int64),
+    )
     return g, np.arange(n0, n0 + buses.size)
 
 
@@ -68,15 +74,22 @@ class NetworkModel:
         g = self.grid
         bpos = g.bus.position_map
         n = len(g.bus)
-        lm = csr_matrix((np.ones(len(g.load)), (bpos(g.load["bus"]), np.arange(len(g.load)))), shape=(n, len(g.load)))
+        lm = csr_matrix(
+            (np.ones(len(g.load)), (bpos(g.load["bus"]), np.arange(len(g.load)))),
+            shape=(n, len(g.load)),
+        )
         if key_p == "q":
             return np.asarray((lm @ inj["load_q_mvar"].T).T)
-        gm = csr_matrix((np.ones(len(g.generator)), (bpos(g.generator["bus"]), np.arange(len(g.generator)))),
-                        shape=(n, len(g.generator)))
+        gm = csr_matrix(
+            (np.ones(len(g.generator)), (bpos(g.generator["bus"]), np.arange(len(g.generator)))),
+            shape=(n, len(g.generator)),
+        )
         out = (lm @ inj["load_p_mw"].T).T - (gm @ inj["gen_p_mw"].T).T
         if "storage_p_mw" in inj and len(g.storage):
-            sm = csr_matrix((np.ones(len(g.storage)), (bpos(g.storage["bus"]), np.arange(len(g.storage)))),
-                            shape=(n, len(g.storage)))
+            sm = csr_matrix(
+                (np.ones(len(g.storage)), (bpos(g.storage["bus"]), np.arange(len(g.storage)))),
+                shape=(n, len(g.storage)),
+            )
             out = out + (sm @ inj["storage_p_mw"].T).T
         return np.asarray(out)
 
@@ -93,27 +106,42 @@ def _tree_edges(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[st
     if lon.size:
         a, b = bpos(ln["from_bus"][lon]), bpos(ln["to_bus"][lon])
         s = SQRT3 * grid.bus["v_nom_kv"][a] * ln["max_i_ka"][lon]
-        for i, j, sv, lid in zip(a.tolist(), b.tolist(), s.tolist(), ln.ids[lon].tolist(), strict=True):
+        for i, j, sv, lid in zip(
+            a.tolist(), b.tolist(), s.tolist(), ln.ids[lon].tolist(), strict=True
+        ):
             key = (min(i, j), max(i, j))
             rating[key] = rating.get(key, 0.0) + sv
-            names[key] = names.get(key, f"line {lid}") if key not in names else names[key] + f"+{lid}"
+            names[key] = (
+                names.get(key, f"line {lid}") if key not in names else names[key] + f"+{lid}"
+            )
     ton = np.flatnonzero(st["trafo_hv"] & st["trafo_lv"])
     if ton.size:
         a, b = bpos(tr["hv_bus"][ton]), bpos(tr["lv_bus"][ton])
-        for i, j, sv, tid in zip(a.tolist(), b.tolist(), tr["sn_mva"][ton].tolist(), tr.ids[ton].tolist(), strict=True):
+        for i, j, sv, tid in zip(
+            a.tolist(), b.tolist(), tr["sn_mva"][ton].tolist(), tr.ids[ton].tolist(), strict=True
+        ):
             key = (min(i, j), max(i, j))
             rating[key] = rating.get(key, 0.0) + sv
             names[key] = f"transformer {tid}"
     child = np.flatnonzero(tree.parent >= 0)
     par = tree.parent[child]
-    s_max = np.array([rating.get((min(i, j), max(i, j)), np.inf) for i, j in zip(child.tolist(), par.tolist(), strict=True)])
-    nm = [names.get((min(i, j), max(i, j)), f"bus link {int(grid.bus.ids[j])}-{int(grid.bus.ids[i])}")
-          for i, j in zip(child.tolist(), par.tolist(), strict=True)]
+    s_max = np.array(
+        [
+            rating.get((min(i, j), max(i, j)), np.inf)
+            for i, j in zip(child.tolist(), par.tolist(), strict=True)
+        ]
+    )
+    nm = [
+        names.get((min(i, j), max(i, j)), f"bus link {int(grid.bus.ids[j])}-{int(grid.bus.ids[i])}")
+        for i, j in zip(child.tolist(), par.tolist(), strict=True)
+    ]
     trafo_total = float(tr["sn_mva"][ton].sum()) if ton.size else float("inf")
     return child, tree.parent, s_max, nm, trafo_total
 
 
-def build_network(grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: float = 0.05) -> NetworkModel:
+def build_network(
+    grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: float = 0.05
+) -> NetworkModel:
     """A :class:`NetworkModel` of ``grid`` for devices at ``flex_buses`` (bus ids).
 
     dV/dP and dV/dQ come from one twin batch at step ``t_ref`` of the grid's profiles with
@@ -132,12 +160,14 @@ def build_network(grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: 
     rep["load_q_mvar"][np.arange(nf + 1, 2 * nf + 1), fpos] += delta_mw
     ts = twin.timeseries(2 * nf + 1, start=0, outputs=("v_pu",), **rep)
     if not np.all(ts.converged):
-        raise ValidationError("network: power flow for the sensitivities did not converge at step "
-                              f"{t_ref}; try another reference step")
+        raise ValidationError(
+            "network: power flow for the sensitivities did not converge at step "
+            f"{t_ref}; try another reference step"
+        )
     v = np.asarray(ts.v_pu, np.float64)
-    v_sens = ((v[1:nf + 1] - v[0]) / delta_mw).T  # (n_bus, nf)
+    v_sens = ((v[1 : nf + 1] - v[0]) / delta_mw).T  # (n_bus, nf)
     v_sens[np.abs(v_sens) < 1e-5] = 0.0  # float32 noise of the engine output
-    v_sens_q = ((v[nf + 1:] - v[0]) / delta_mw).T
+    v_sens_q = ((v[nf + 1 :] - v[0]) / delta_mw).T
     v_sens_q[np.abs(v_sens_q) < 1e-5] = 0.0
     child, parent, s_max, names, trafo = _tree_edges(g)
     n = len(g.bus)
@@ -157,4 +187,6 @@ def build_network(grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: 
     c = np.concatenate(cols_) if cols_ else np.zeros(0, np.int64)
     ptdf_all = coo_matrix((np.ones(r.size), (r, c)), shape=(child.size, n)).tocsr()
     ptdf = ptdf_all[:, g.bus.position_map(flex_buses)]
-    return NetworkModel(g, twin, flex_buses, fpos, v_sens, ptdf.tocsr(), ptdf_all, s_max, names, trafo, v_sens_q)
+    return NetworkModel(
+        g, twin, flex_buses, fpos, v_sens, ptdf.tocsr(), ptdf_all, s_max, names, trafo, v_sens_q
+    )

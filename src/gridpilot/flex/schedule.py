@@ -66,21 +66,31 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.q_max_frac <= 1.0:
-            raise ValidationError(f"plan config: q_max_frac must be in [0, 1], got {self.q_max_frac}")
+            raise ValidationError(
+                f"plan config: q_max_frac must be in [0, 1], got {self.q_max_frac}"
+            )
         if self.q_polygon_sides < 4:
-            raise ValidationError(f"plan config: q_polygon_sides must be >= 4, got {self.q_polygon_sides}")
+            raise ValidationError(
+                f"plan config: q_polygon_sides must be >= 4, got {self.q_polygon_sides}"
+            )
         if self.q_eur_per_mvarh < 0:
-            raise ValidationError(f"plan config: q_eur_per_mvarh must be >= 0, got {self.q_eur_per_mvarh}")
+            raise ValidationError(
+                f"plan config: q_eur_per_mvarh must be >= 0, got {self.q_eur_per_mvarh}"
+            )
         if not 0 < self.vmin_pu < self.vmax_pu:
-            raise ValidationError(f"plan config: need 0 < vmin_pu < vmax_pu, got {self.vmin_pu}, {self.vmax_pu}")
+            raise ValidationError(
+                f"plan config: need 0 < vmin_pu < vmax_pu, got {self.vmin_pu}, {self.vmax_pu}"
+            )
         if self.commit_steps <= 0 or self.horizon_steps < self.commit_steps:
-            raise ValidationError(f"plan config: need 0 < commit_steps <= horizon_steps, got {self.commit_steps}, "
-                                  f"{self.horizon_steps}")
+            raise ValidationError(
+                f"plan config: need 0 < commit_steps <= horizon_steps, got {self.commit_steps}, "
+                f"{self.horizon_steps}"
+            )
 
 
 @dataclass
 class WindowPlan:
-    """One LP's per-bus class powers (steps, n_bus) MW and its stats."""
+    """One window's per-bus class powers (steps, n_bus) MW and its stats (times incl. its twin-corrected re-solves)."""
 
     targets: dict[str, np.ndarray]
     objective_eur: float
@@ -100,23 +110,37 @@ def _check_feasible(agg: BusAggregate) -> None:
     gap = agg.ev_c_lo_mwh - agg.ev_c_hi_mwh
     if np.any(gap > 1e-9):
         k, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
-        raise InfeasibleError(f"EV energy at bus {int(agg.bus_id[j])}: departures need {agg.ev_c_lo_mwh[k, j]:.4f} "
-                              f"MWh by step {agg.t0 + k} but at most {agg.ev_c_hi_mwh[k, j]:.4f} MWh can be charged",
-                              binding=f"ev departure energy (bus {int(agg.bus_id[j])}, step {agg.t0 + k})")
+        raise InfeasibleError(
+            f"EV energy at bus {int(agg.bus_id[j])}: departures need {agg.ev_c_lo_mwh[k, j]:.4f} "
+            f"MWh by step {agg.t0 + k} but at most {agg.ev_c_hi_mwh[k, j]:.4f} MWh can be charged",
+            binding=f"ev departure energy (bus {int(agg.bus_id[j])}, step {agg.t0 + k})",
+        )
     dt = agg.step_h
     need = np.cumsum(agg.wh_draw_mw, axis=0) * dt - agg.wh_e0_mwh
     can = np.arange(1, agg.steps + 1)[:, None] * dt * agg.wh_p_max_mw
     gap = need - can
     if np.any(gap > 1e-6):
         k, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
-        raise InfeasibleError(f"water heaters at bus {int(agg.bus_id[j])}: draws exceed what the heaters can "
-                              f"reheat by step {agg.t0 + k} ({gap[k, j]:.4f} MWh short)",
-                              binding=f"water heater comfort band (bus {int(agg.bus_id[j])}, step {agg.t0 + k})")
+        raise InfeasibleError(
+            f"water heaters at bus {int(agg.bus_id[j])}: draws exceed what the heaters can "
+            f"reheat by step {agg.t0 + k} ({gap[k, j]:.4f} MWh short)",
+            binding=f"water heater comfort band (bus {int(agg.bus_id[j])}, step {agg.t0 + k})",
+        )
 
 
-def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.ndarray, flow0: np.ndarray,
-                qflow0: np.ndarray, sig: Signals, cfg: PlanConfig, v_sens: np.ndarray | None = None,
-                ptdf: Any = None, v_sens_q: np.ndarray | None = None) -> WindowPlan:
+def plan_window(
+    agg: BusAggregate,
+    net: NetworkModel,
+    v0: np.ndarray,
+    p0_mw: np.ndarray,
+    flow0: np.ndarray,
+    qflow0: np.ndarray,
+    sig: Signals,
+    cfg: PlanConfig,
+    v_sens: np.ndarray | None = None,
+    ptdf: Any = None,
+    v_sens_q: np.ndarray | None = None,
+) -> WindowPlan:
     """Solve one window's LP for ``agg``.
 
     ``v0`` (T, n_bus) base voltages, ``p0_mw`` (T,) base feeder import, ``flow0``/``qflow0``
@@ -148,7 +172,13 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     e_lo[-1] = np.minimum(np.maximum(agg.bat_e0_mwh, agg.bat_e_min_mwh), agg.bat_e_max_mwh)
     eb = lp.var("eb", (T, nf), e_lo, np.broadcast_to(agg.bat_e_max_mwh, (T, nf)))
     pc = lp.var("pc", (T, nf), 0.0, agg.ev_p_hi_mw, ec)
-    pd = lp.var("pd", (T, nf), 0.0, -agg.ev_p_lo_mw, -ec + dt * (cfg.v2g_fee_eur_per_mwh + cfg.battery_wear_eur_per_mwh))
+    pd = lp.var(
+        "pd",
+        (T, nf),
+        0.0,
+        -agg.ev_p_lo_mw,
+        -ec + dt * (cfg.v2g_fee_eur_per_mwh + cfg.battery_wear_eur_per_mwh),
+    )
     x = lp.var("x", (T, nf), agg.ev_c_lo_mwh[1:], agg.ev_c_hi_mwh[1:])
     pw = lp.var("pw", (T, nf), 0.0, np.broadcast_to(agg.wh_p_max_mw, (T, nf)), ec)
     w_lo = np.zeros((T, nf))
@@ -163,7 +193,9 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     prev = r - nf
     has_prev = prev >= 0
 
-    def dyn(group: str, state: np.ndarray, flows: list[tuple[np.ndarray, np.ndarray]], rhs: np.ndarray) -> None:
+    def dyn(
+        group: str, state: np.ndarray, flows: list[tuple[np.ndarray, np.ndarray]], rhs: np.ndarray
+    ) -> None:
         rr = [r, r[has_prev]]
         cc = [state.ravel(), state.ravel()[prev[has_prev]]]
         vv = [ones, -ones[has_prev]]
@@ -171,7 +203,15 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
             rr.append(r)
             cc.append(col.ravel())
             vv.append(np.broadcast_to(coef, (T, nf)).ravel())
-        lp.rows_add(group, T * nf, np.concatenate(rr), np.concatenate(cc), np.concatenate(vv), rhs.ravel(), rhs.ravel())
+        lp.rows_add(
+            group,
+            T * nf,
+            np.concatenate(rr),
+            np.concatenate(cc),
+            np.concatenate(vv),
+            rhs.ravel(),
+            rhs.ravel(),
+        )
 
     rhs_b = np.zeros((T, nf))
     rhs_b[0] = agg.bat_e0_mwh
@@ -181,15 +221,28 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
     rhs_w[0] += agg.wh_e0_mwh
     dyn("water heater energy balance", w, [(pw, -dt)], rhs_w)
     # net device power per bus
-    lp.rows_add("net power", T * nf, np.tile(r, 7), np.concatenate([pn.ravel(), bc.ravel(), bd.ravel(), pc.ravel(),
-                                                                    pd.ravel(), pw.ravel(), cu.ravel()]),
-                np.concatenate([ones, -ones, ones, -ones, ones, -ones, -ones]), 0.0, 0.0)
+    lp.rows_add(
+        "net power",
+        T * nf,
+        np.tile(r, 7),
+        np.concatenate(
+            [pn.ravel(), bc.ravel(), bd.ravel(), pc.ravel(), pd.ravel(), pw.ravel(), cu.ravel()]
+        ),
+        np.concatenate([ones, -ones, ones, -ones, ones, -ones, -ones]),
+        0.0,
+        0.0,
+    )
     # bounds of net power for pruning rows that can never bind
     pn_hi = agg.bat_p_max_mw + agg.ev_p_hi_mw + agg.wh_p_max_mw + agg.pv_avail_mw
     pn_lo = -agg.bat_p_max_mw + agg.ev_p_lo_mw
     slack_groups: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
     # reactive power of the inverters: qa absorbed, qi injected (Mvar, both >= 0)
-    use_q = bool(cfg.q_support and v_sens_q is not None and agg.pv_s_mva is not None and np.any(agg.pv_s_mva > 0))
+    use_q = bool(
+        cfg.q_support
+        and v_sens_q is not None
+        and agg.pv_s_mva is not None
+        and np.any(agg.pv_s_mva > 0)
+    )
     q_terms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
     qcap = np.zeros(nf)
     bus_lbl = [f"bus {int(b)}" for b in net.grid.bus.ids]
@@ -212,7 +265,10 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
         qi_hi = np.where(under[:, None], qcap[None, :], 0.0)
         qa = lp.var("qa", (T, nf), 0.0, qa_hi, qcost)
         qi = lp.var("qi", (T, nf), 0.0, qi_hi, qcost)
-        q_terms = [(v_sens_q, qa, np.zeros((T, nf)), qa_hi), (-v_sens_q, qi, np.zeros((T, nf)), qi_hi)]
+        q_terms = [
+            (v_sens_q, qa, np.zeros((T, nf)), qa_hi),
+            (-v_sens_q, qi, np.zeros((T, nf)), qi_hi),
+        ]
         # apparent power: inscribed polygon of the rating circle, cos(th) P + sin(th) Q <= S cos(pi/N),
         # with P = output - curtailment; only the sides facing P >= 0 that can bind
         n_side = cfg.q_polygon_sides
@@ -227,19 +283,38 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
             if tt.size == 0:
                 continue
             k = np.arange(tt.size)
-            lp.rows_add("inverter rating", tt.size, np.concatenate([k, k, k]),
-                        np.concatenate([cu[tt, jj], qi[tt, jj], qa[tt, jj]]),
-                        np.concatenate([np.full(tt.size, -ca), np.full(tt.size, sa), np.full(tt.size, -sa)]),
-                        -np.inf, s_in[jj] - ca * p_out[tt, jj])
+            lp.rows_add(
+                "inverter rating",
+                tt.size,
+                np.concatenate([k, k, k]),
+                np.concatenate([cu[tt, jj], qi[tt, jj], qa[tt, jj]]),
+                np.concatenate(
+                    [np.full(tt.size, -ca), np.full(tt.size, sa), np.full(tt.size, -sa)]
+                ),
+                -np.inf,
+                s_in[jj] - ca * p_out[tt, jj],
+            )
 
-    def soft_rows(group: str, terms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], lo: np.ndarray,
-                  hi: np.ndarray, labels: list[str], penalty: float, margin: float) -> None:
+    def soft_rows(
+        group: str,
+        terms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]],
+        lo: np.ndarray,
+        hi: np.ndarray,
+        labels: list[str],
+        penalty: float,
+        margin: float,
+    ) -> None:
         """Rows lo <= sum_k coef_k @ var_k[t] <= hi for each (t, row) that can bind.
 
         ``terms``: (coef (n_rows, nf) dense or sparse, var columns (T, nf), var lower, var upper (T, nf)).
         """
-        dens = [(c.toarray() if hasattr(c, "toarray") else np.asarray(c), v, vl, vh) for c, v, vl, vh in terms]
-        d_hi = sum(vh @ np.clip(d, 0, None).T + vl @ np.clip(d, None, 0).T for d, _, vl, vh in dens)  # (T, n_rows)
+        dens = [
+            (c.toarray() if hasattr(c, "toarray") else np.asarray(c), v, vl, vh)
+            for c, v, vl, vh in terms
+        ]
+        d_hi = sum(
+            vh @ np.clip(d, 0, None).T + vl @ np.clip(d, None, 0).T for d, _, vl, vh in dens
+        )  # (T, n_rows)
         d_lo = sum(vl @ np.clip(d, 0, None).T + vh @ np.clip(d, None, 0).T for d, _, vl, vh in dens)
         keep = (d_hi > hi - margin) | (d_lo < lo + margin)
         tt, ii = np.nonzero(keep)
@@ -262,35 +337,80 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
             kk = start[ii].repeat(rep) + offs
             cc.append(var[tt.repeat(rep), nzc[kk]])
             vv.append(dense[nzr[kk], nzc[kk]])
-        lp.rows_add(group, nr, np.concatenate(rr), np.concatenate(cc), np.concatenate(vv), lo[tt, ii], hi[tt, ii])
-        slack_groups[group] = (slo, shi, [f"{labels[i]} at step {agg.t0 + t}" for t, i in zip(tt.tolist(), ii.tolist(), strict=True)])
+        lp.rows_add(
+            group,
+            nr,
+            np.concatenate(rr),
+            np.concatenate(cc),
+            np.concatenate(vv),
+            lo[tt, ii],
+            hi[tt, ii],
+        )
+        slack_groups[group] = (
+            slo,
+            shi,
+            [
+                f"{labels[i]} at step {agg.t0 + t}"
+                for t, i in zip(tt.tolist(), ii.tolist(), strict=True)
+            ],
+        )
 
     p_term = (v_sens, pn, np.broadcast_to(pn_lo, (T, nf)), np.broadcast_to(pn_hi, (T, nf)))
-    soft_rows("voltage band", [p_term, *q_terms], vlo, vhi, bus_lbl, cfg.slack_v_eur_per_pu, cfg.margin_pu)
+    soft_rows(
+        "voltage band", [p_term, *q_terms], vlo, vhi, bus_lbl, cfg.slack_v_eur_per_pu, cfg.margin_pu
+    )
     s_max = net.edge_s_max_mva * cfg.line_limit_pct / 100.0
     rated = np.isfinite(s_max)
     if rated.any():
         ri = np.flatnonzero(rated)
         # reactive flow: the base case's plus, conservatively, all the inverter Q that may flow there
-        qf = np.abs(qflow0[:, rated]) + (np.abs(ptdf[ri]) @ qcap)[None, :] if use_q else qflow0[:, rated]
+        qf = (
+            np.abs(qflow0[:, rated]) + (np.abs(ptdf[ri]) @ qcap)[None, :]
+            if use_q
+            else qflow0[:, rated]
+        )
         pmax = np.sqrt(np.clip(s_max[None, rated] ** 2 - qf**2, 0, None))
-        soft_rows("branch rating", [(ptdf[ri], *p_term[1:])], -pmax - flow0[:, rated], pmax - flow0[:, rated],
-                  [net.edge_name[i] for i in ri], cfg.slack_mw_eur_per_mw, 0.0)
+        soft_rows(
+            "branch rating",
+            [(ptdf[ri], *p_term[1:])],
+            -pmax - flow0[:, rated],
+            pmax - flow0[:, rated],
+            [net.edge_name[i] for i in ri],
+            cfg.slack_mw_eur_per_mw,
+            0.0,
+        )
     if np.isfinite(net.trafo_s_max_mva):
         smax = net.trafo_s_max_mva * cfg.trafo_limit_pct / 100.0
-        soft_rows("transformer rating", [(np.ones((1, nf)), *p_term[1:])], (-smax - p0_mw)[:, None],
-                  (smax - p0_mw)[:, None], ["transformers"], cfg.slack_mw_eur_per_mw, 0.0)
+        soft_rows(
+            "transformer rating",
+            [(np.ones((1, nf)), *p_term[1:])],
+            (-smax - p0_mw)[:, None],
+            (smax - p0_mw)[:, None],
+            ["transformers"],
+            cfg.slack_mw_eur_per_mw,
+            0.0,
+        )
     # peak: peak >= p0 + sum_j pn
-    lp.rows_add("peak", T, np.concatenate([np.arange(T), np.repeat(np.arange(T), nf)]),
-                np.concatenate([np.full(T, peak[0]), pn.ravel()]), np.concatenate([np.ones(T), -np.ones(T * nf)]),
-                p0_mw, np.inf)
+    lp.rows_add(
+        "peak",
+        T,
+        np.concatenate([np.arange(T), np.repeat(np.arange(T), nf)]),
+        np.concatenate([np.full(T, peak[0]), pn.ravel()]),
+        np.concatenate([np.ones(T), -np.ones(T * nf)]),
+        p0_mw,
+        np.inf,
+    )
     h = lp.to_highs()
     build_s = time.perf_counter() - t_build
     t0 = time.perf_counter()
     xs, obj = lp.solve(h=h)
     solve_s = time.perf_counter() - t0
-    targets = {"battery": lp.value(xs, "bc") - lp.value(xs, "bd"), "ev": lp.value(xs, "pc") - lp.value(xs, "pd"),
-               "water_heater": lp.value(xs, "pw"), "pv_curtail": lp.value(xs, "cu")}
+    targets = {
+        "battery": lp.value(xs, "bc") - lp.value(xs, "bd"),
+        "ev": lp.value(xs, "pc") - lp.value(xs, "pd"),
+        "water_heater": lp.value(xs, "pw"),
+        "pv_curtail": lp.value(xs, "cu"),
+    }
     slack: dict[str, float] = {}
     worst, worst_v = "", 0.0
     for g, (slo, shi, labels) in slack_groups.items():
@@ -300,10 +420,14 @@ def plan_window(agg: BusAggregate, net: NetworkModel, v0: np.ndarray, p0_mw: np.
             k = int(np.argmax(s))
             worst, worst_v = f"{g}: {labels[k]} (by {s[k]:.4g})", float(s[k])
     if cfg.strict and worst:
-        raise InfeasibleError(f"schedule: the flexibility cannot keep the network within limits; worst: {worst}",
-                              binding=worst)
+        raise InfeasibleError(
+            f"schedule: the flexibility cannot keep the network within limits; worst: {worst}",
+            binding=worst,
+        )
     q = lp.value(xs, "qi") - lp.value(xs, "qa") if use_q else np.zeros((T, nf))
-    return WindowPlan(targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst, lp.value(xs, "pn"), q_mvar=q)
+    return WindowPlan(
+        targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst, lp.value(xs, "pn"), q_mvar=q
+    )
 
 
 @dataclass
@@ -357,39 +481,60 @@ class Plan:
         """A JSON-ready summary (no per-step arrays)."""
         c, u = asdict(self.controlled_metrics), asdict(self.uncontrolled_metrics)
         return {
-            "steps": self.steps, "step_h": self.step_h, "fleet": self.fleet_summary,
-            "controlled": c, "uncontrolled": u,
-            "peak_reduction_pct": 100.0 * (1 - c["peak_mw"] / u["peak_mw"]) if u["peak_mw"] > 0 else 0.0,
+            "steps": self.steps,
+            "step_h": self.step_h,
+            "fleet": self.fleet_summary,
+            "controlled": c,
+            "uncontrolled": u,
+            "peak_reduction_pct": 100.0 * (1 - c["peak_mw"] / u["peak_mw"])
+            if u["peak_mw"] > 0
+            else 0.0,
             "flex_share_of_peak": self.flex_share_of_peak,
-            "ev": {"sessions_departed": self.ev_sessions_departed, "short_sessions": self.ev_shortfall_sessions,
-                   "shortfall_mwh": self.ev_shortfall_mwh, "v2g_mwh": self.v2g_mwh, "v2g_paid_eur": self.v2g_paid_eur},
+            "ev": {
+                "sessions_departed": self.ev_sessions_departed,
+                "short_sessions": self.ev_shortfall_sessions,
+                "shortfall_mwh": self.ev_shortfall_mwh,
+                "v2g_mwh": self.v2g_mwh,
+                "v2g_paid_eur": self.v2g_paid_eur,
+            },
             "water_heater_comfort_violation_steps": self.comfort_violation_steps,
             "device_limit_violations": self.limit_violations,
             "tracking_error_mwh": self.tracking_error_mwh,
             "curtailed_mwh": float(self.planned["pv_curtail"].sum() * self.step_h),
             "reactive": self.reactive_summary(),
-            "lp": {"windows": len(self.windows), "solve_s": sum(w.solve_s for w in self.windows),
-                   "build_s": sum(w.build_s for w in self.windows), "max_vars": max((w.n_vars for w in self.windows), default=0),
-                   "max_rows": max((w.n_rows for w in self.windows), default=0),
-                   "twin_corrections": sum(w.corrections for w in self.windows)},
+            "lp": {
+                "windows": len(self.windows),
+                "solve_s": sum(w.solve_s for w in self.windows),
+                "build_s": sum(w.build_s for w in self.windows),
+                "max_vars": max((w.n_vars for w in self.windows), default=0),
+                "max_rows": max((w.n_rows for w in self.windows), default=0),
+                "twin_corrections": sum(w.corrections for w in self.windows),
+            },
             "unresolved": self.unresolved[:10],
         }
 
     def reactive_summary(self) -> dict[str, Any]:
         """The inverters' reactive power in the plan: Mvarh absorbed/injected, largest set point, tracking."""
         q = self.pv_q_mvar if self.pv_q_mvar is not None else np.zeros((self.steps, 0))
-        return {"q_support": self.q_support,
-                "absorbed_mvarh": float(np.clip(-q, 0, None).sum() * self.step_h),
-                "injected_mvarh": float(np.clip(q, 0, None).sum() * self.step_h),
-                "max_abs_mvar": float(np.abs(q).max()) if q.size else 0.0,
-                "tracking_error_mvarh": self.q_tracking_error_mvarh}
+        return {
+            "q_support": self.q_support,
+            "absorbed_mvarh": float(np.clip(-q, 0, None).sum() * self.step_h),
+            "injected_mvarh": float(np.clip(q, 0, None).sum() * self.step_h),
+            "max_abs_mvar": float(np.abs(q).max()) if q.size else 0.0,
+            "tracking_error_mvarh": self.q_tracking_error_mvarh,
+        }
 
     def table(self) -> dict[str, list[float]]:
         """Per-step fleet totals (MW; reactive power Mvar, + injected) of the plan and the uncontrolled case."""
         out = {f"plan_{c}_mw": v.sum(axis=1).round(5).tolist() for c, v in self.planned.items()}
         if self.q_mvar is not None:
             out["plan_q_mvar"] = self.q_mvar.sum(axis=1).round(5).tolist()
-        out.update({f"uncontrolled_{c}_mw": v.sum(axis=1).round(5).tolist() for c, v in self.uncontrolled.items()})
+        out.update(
+            {
+                f"uncontrolled_{c}_mw": v.sum(axis=1).round(5).tolist()
+                for c, v in self.uncontrolled.items()
+            }
+        )
         return out
 
 
@@ -397,9 +542,12 @@ def _spread_weights(fleet: Fleet, buses: np.ndarray, group: np.ndarray) -> dict[
     """Per class, each bus's share of its group's rating (1 where a group is one bus)."""
     from gridpilot.flex.aggregate import bus_matrix
 
-    ratings = {"battery": (fleet.batteries.bus, fleet.batteries.p_max_mw), "ev": (fleet.ev.bus, fleet.ev.p_max_mw),
-               "water_heater": (fleet.water_heaters.bus, fleet.water_heaters.p_rated_mw),
-               "pv_curtail": (fleet.pv.bus, fleet.pv.s_rated_mva * fleet.pv.curtailable)}
+    ratings = {
+        "battery": (fleet.batteries.bus, fleet.batteries.p_max_mw),
+        "ev": (fleet.ev.bus, fleet.ev.p_max_mw),
+        "water_heater": (fleet.water_heaters.bus, fleet.water_heaters.p_rated_mw),
+        "pv_curtail": (fleet.pv.bus, fleet.pv.s_rated_mva * fleet.pv.curtailable),
+    }
     out = {}
     for c, (bus, r) in ratings.items():
         w = np.asarray(bus_matrix(bus, buses) @ r) + 1e-12
@@ -408,8 +556,9 @@ def _spread_weights(fleet: Fleet, buses: np.ndarray, group: np.ndarray) -> dict[
     return out
 
 
-def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
+def group_buses(
+    net: NetworkModel, fleet: Fleet, max_groups: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
     """Cluster the fleet's buses into at most ``max_groups`` groups of similar network impact.
 
     k-means on each bus's voltage-sensitivity column (dV at every bus per MW there). Returns
@@ -426,10 +575,15 @@ def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int,
 
     from gridpilot.flex.aggregate import bus_matrix
 
-    wt = np.asarray(bus_matrix(fleet.batteries.bus, buses) @ fleet.batteries.p_max_mw
-                    + bus_matrix(fleet.water_heaters.bus, buses) @ fleet.water_heaters.p_rated_mw
-                    + bus_matrix(fleet.ev.bus, buses) @ fleet.ev.p_max_mw
-                    + bus_matrix(fleet.pv.bus, buses) @ fleet.pv.s_rated_mva) + 1e-9
+    wt = (
+        np.asarray(
+            bus_matrix(fleet.batteries.bus, buses) @ fleet.batteries.p_max_mw
+            + bus_matrix(fleet.water_heaters.bus, buses) @ fleet.water_heaters.p_rated_mw
+            + bus_matrix(fleet.ev.bus, buses) @ fleet.ev.p_max_mw
+            + bus_matrix(fleet.pv.bus, buses) @ fleet.pv.s_rated_mva
+        )
+        + 1e-9
+    )
     feats = np.column_stack([net.v_sens.T, 1e-3 * net.ptdf.T.toarray()])
     _, lab = kmeans2(feats, max_groups, seed=seed, minit="++", missing="warn")
     _, group = np.unique(lab, return_inverse=True)
@@ -442,12 +596,15 @@ def group_buses(net: NetworkModel, fleet: Fleet, max_groups: int,
         wq = np.asarray(bus_matrix(fleet.pv.bus, buses) @ fleet.pv.s_rated_mva) + 1e-9
         gq = csr_matrix((wq, (np.arange(nf), group)), shape=(nf, k))
         nq = np.asarray(gq.sum(axis=0)).ravel()
-        vq = np.asarray(net.v_sens_q @ (gq @ csr_matrix((1.0 / nq, (np.arange(k), np.arange(k))), shape=(k, k))))
+        vq = np.asarray(
+            net.v_sens_q @ (gq @ csr_matrix((1.0 / nq, (np.arange(k), np.arange(k))), shape=(k, k)))
+        )
     return group, np.asarray(net.v_sens @ g), (net.ptdf @ g).tocsr(), vq
 
 
-def _base(net: NetworkModel, t0: int, steps: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray,
-                                                           np.ndarray]:
+def _base(
+    net: NetworkModel, t0: int, steps: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Injections, base voltages, feeder import and tree flows with the devices at zero."""
     inj = net.injections(t0, steps)
     ts = net.twin.timeseries(steps, start=t0, load_p_mw=inj["load_p_mw"], outputs=("v_pu",))
@@ -459,8 +616,17 @@ def _base(net: NetworkModel, t0: int, steps: int) -> tuple[dict[str, np.ndarray]
     return inj, v0, np.nan_to_num(ts.source_p_mw), flow0, qflow0
 
 
-def evaluate(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curtail_mw: np.ndarray, sig: Signals,
-             cfg: PlanConfig, inj: dict[str, np.ndarray] | None = None, q_mvar: np.ndarray | None = None) -> CaseMetrics:
+def evaluate(
+    net: NetworkModel,
+    t0: int,
+    steps: int,
+    device_mw: np.ndarray,
+    curtail_mw: np.ndarray,
+    sig: Signals,
+    cfg: PlanConfig,
+    inj: dict[str, np.ndarray] | None = None,
+    q_mvar: np.ndarray | None = None,
+) -> CaseMetrics:
     """Run one case through the twin: per-bus device power and PV curtailment (steps, n_flex) MW,
     and the inverters' reactive power ``q_mvar`` (steps, n_flex) Mvar, + injected.
 
@@ -474,17 +640,30 @@ def evaluate(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curt
     vbad = (ts.vmin_pu < cfg.vmin_pu - 1e-4) | (ts.vmax_pu > cfg.vmax_pu + 1e-4)
     lbad = ts.max_loading_pct > 100.0 + 1e-3
     return CaseMetrics(
-        peak_mw=float(np.max(imp)), energy_mwh=float(imp.sum() * step_h),
-        cost_eur=float(np.sum(imp * sig.price_eur_per_mwh) * step_h), co2_t=float(np.sum(imp * sig.co2_t_per_mwh) * step_h),
-        v_violation_min=float(vbad.sum() * step_h * 60), loading_violation_min=float(lbad.sum() * step_h * 60),
-        vmin_pu=float(np.nanmin(ts.vmin_pu)), vmax_pu=float(np.nanmax(ts.vmax_pu)),
-        max_loading_pct=float(np.nanmax(ts.max_loading_pct)), losses_mwh=float(np.nansum(ts.losses_kw) * step_h / 1e3),
-        converged_steps=int(ts.converged.sum()))
+        peak_mw=float(np.max(imp)),
+        energy_mwh=float(imp.sum() * step_h),
+        cost_eur=float(np.sum(imp * sig.price_eur_per_mwh) * step_h),
+        co2_t=float(np.sum(imp * sig.co2_t_per_mwh) * step_h),
+        v_violation_min=float(vbad.sum() * step_h * 60),
+        loading_violation_min=float(lbad.sum() * step_h * 60),
+        vmin_pu=float(np.nanmin(ts.vmin_pu)),
+        vmax_pu=float(np.nanmax(ts.vmax_pu)),
+        max_loading_pct=float(np.nanmax(ts.max_loading_pct)),
+        losses_mwh=float(np.nansum(ts.losses_kw) * step_h / 1e3),
+        converged_steps=int(ts.converged.sum()),
+    )
 
 
-def run_case(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curtail_mw: np.ndarray,
-             inj: dict[str, np.ndarray] | None = None, outputs: tuple[str, ...] = (),
-             q_mvar: np.ndarray | None = None) -> Any:
+def run_case(
+    net: NetworkModel,
+    t0: int,
+    steps: int,
+    device_mw: np.ndarray,
+    curtail_mw: np.ndarray,
+    inj: dict[str, np.ndarray] | None = None,
+    outputs: tuple[str, ...] = (),
+    q_mvar: np.ndarray | None = None,
+) -> Any:
     """The twin's time series with per-bus device power and PV curtailment ((steps, n_flex) MW) added,
     and the inverters' reactive power ``q_mvar`` ((steps, n_flex) Mvar, + injected) if given."""
     inj = net.injections(t0, steps) if inj is None else inj
@@ -498,14 +677,20 @@ def run_case(net: NetworkModel, t0: int, steps: int, device_mw: np.ndarray, curt
     if np.any(curtail_mw > 0) and len(net.grid.generator):
         g = net.grid
         gbus = np.searchsorted(net.flex_bus_id, g.generator["bus"])
-        gbus_ok = (gbus < net.flex_bus_id.size) & (net.flex_bus_id[np.clip(gbus, 0, net.flex_bus_id.size - 1)] == g.generator["bus"])
+        gbus_ok = (gbus < net.flex_bus_id.size) & (
+            net.flex_bus_id[np.clip(gbus, 0, net.flex_bus_id.size - 1)] == g.generator["bus"]
+        )
         idx = np.flatnonzero(gbus_ok)
         tot = np.zeros((steps, net.flex_bus_id.size))
         np.add.at(tot.T, gbus[idx], gp[:, idx].T)
         with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(tot[:, gbus[idx]] > 0, curtail_mw[:, gbus[idx]] / tot[:, gbus[idx]], 0.0)
+            frac = np.where(
+                tot[:, gbus[idx]] > 0, curtail_mw[:, gbus[idx]] / tot[:, gbus[idx]], 0.0
+            )
         gp[:, idx] *= 1 - np.clip(frac, 0, 1)
-    return net.twin.timeseries(steps, start=t0, load_p_mw=lp_, load_q_mvar=lq, gen_p_mw=gp, outputs=outputs)
+    return net.twin.timeseries(
+        steps, start=t0, load_p_mw=lp_, load_q_mvar=lq, gen_p_mw=gp, outputs=outputs
+    )
 
 
 def pv_available(net: NetworkModel, fleet: Fleet, inj: dict[str, np.ndarray]) -> np.ndarray:
@@ -513,9 +698,17 @@ def pv_available(net: NetworkModel, fleet: Fleet, inj: dict[str, np.ndarray]) ->
     return inj["gen_p_mw"][:, fleet.pv.gen_pos]
 
 
-def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Signals | None = None,
-         config: PlanConfig | None = None, net: NetworkModel | None = None,
-         progress: Callable[[int, int], Any] | None = None) -> Plan:
+def plan(
+    grid: Grid,
+    fleet: Fleet,
+    steps: int = 96,
+    *,
+    t0: int = 0,
+    signals: Signals | None = None,
+    config: PlanConfig | None = None,
+    net: NetworkModel | None = None,
+    progress: Callable[[int, int], Any] | None = None,
+) -> Plan:
     """Schedule ``fleet`` on ``grid`` for ``steps`` steps from ``t0`` (rolling windows), and check it.
 
     Windows of ``config.horizon_steps`` are solved every ``config.commit_steps`` steps (a
@@ -530,17 +723,23 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
     net = net or build_network(grid, buses, t_ref=t0)
     prof_steps = net.grid.profiles.steps if net.grid.profiles is not None else 10**9
     if t0 + steps > prof_steps:
-        raise ValidationError(f"steps: the grid has {prof_steps} profile steps, asked for {t0}+{steps}")
-    sig_all = signals or default_signals(grid, min(prof_steps, t0 + steps + cfg.horizon_steps), fleet.step_h)
+        raise ValidationError(
+            f"steps: the grid has {prof_steps} profile steps, asked for {t0}+{steps}"
+        )
+    sig_all = signals or default_signals(
+        grid, min(prof_steps, t0 + steps + cfg.horizon_steps), fleet.step_h
+    )
     # EV requests that cannot be met at all are refused up front, naming the session
     live = (fleet.ev.departure > t0) & (fleet.ev.arrival < t0 + steps)
     short = fleet.ev.shortfall_mwh(fleet.step_h) * live
     if np.any(short > 1e-9):
         k = int(np.argmax(short))
         sid = int(fleet.ev.id[k])
-        raise InfeasibleError(f"EV session {sid}: needs {fleet.ev.e_need_mwh[k]:.4f} MWh but p_max x plugged time "
-                              f"gives only {fleet.ev.e_need_mwh[k] - short[k]:.4f} MWh",
-                              binding=f"ev departure energy (session {sid})")
+        raise InfeasibleError(
+            f"EV session {sid}: needs {fleet.ev.e_need_mwh[k]:.4f} MWh but p_max x plugged time "
+            f"gives only {fleet.ev.e_need_mwh[k] - short[k]:.4f} MWh",
+            binding=f"ev departure energy (session {sid})",
+        )
     inj_all = net.injections(t0, steps)
     nf = buses.size
     group, vs_g, ptdf_g, vq_g = group_buses(net, fleet, cfg.max_groups)
@@ -565,9 +764,15 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
         avail = pv_available(net, f, inj)
         agg = aggregate(f, a, T, buses, avail, group)
         v_use = v0
+        solve_s = build_s = 0.0
         for it in range(cfg.corrections + 1):
-            wp = plan_window(agg, net, v_use, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g, vq_g)
+            wp = plan_window(
+                agg, net, v_use, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g, vq_g
+            )
             wp.corrections = it
+            solve_s += wp.solve_s
+            build_s += wp.build_s
+            wp.solve_s, wp.build_s = solve_s, build_s  # a window's times include its re-solves
             if it == cfg.corrections:
                 break
             # check the window's plan in the twin; where the linear model erred, correct it and re-solve
@@ -578,7 +783,9 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
             else:
                 sp = {c: v[:, group] * spread[c][None, :] for c, v in wp.targets.items()}
             dev_w = sp["battery"] + sp["ev"] + sp["water_heater"]
-            _, q_w, _ = disaggregate_q(f, wp.q_mvar, avail, wp.targets["pv_curtail"], buses, group, cfg.q_max_frac)
+            _, q_w, _ = disaggregate_q(
+                f, wp.q_mvar, avail, wp.targets["pv_curtail"], buses, group, cfg.q_max_frac
+            )
             ts_w = run_case(net, a, T, dev_w, sp["pv_curtail"], inj, ("v_pu",), q_mvar=q_w)
             v_act = np.nan_to_num(np.asarray(ts_w.v_pu, np.float64), nan=1.0)
             live = v_act > 0.5
@@ -595,11 +802,12 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
         tg = {c: v[:commit] for c, v in wp.targets.items()}
         d: Dispatch = disaggregate(f, a, tg, buses, avail[:commit], group=group)
         for c in CLASSES:
-            planned[c][a - t0:a - t0 + commit] = d.p_mw[c]
-        q_dev, q_bus, qe = disaggregate_q(f, wp.q_mvar[:commit], avail[:commit], tg["pv_curtail"], buses, group,
-                                          cfg.q_max_frac)
-        q_bus_all[a - t0:a - t0 + commit] = q_bus
-        q_dev_all[a - t0:a - t0 + commit] = q_dev
+            planned[c][a - t0 : a - t0 + commit] = d.p_mw[c]
+        q_dev, q_bus, qe = disaggregate_q(
+            f, wp.q_mvar[:commit], avail[:commit], tg["pv_curtail"], buses, group, cfg.q_max_frac
+        )
+        q_bus_all[a - t0 : a - t0 + commit] = q_bus
+        q_dev_all[a - t0 : a - t0 + commit] = q_dev
         q_err += qe
         viol += d.limit_violations
         comfort += d.comfort_violation_steps
@@ -621,16 +829,47 @@ def plan(grid: Grid, fleet: Fleet, steps: int = 96, *, t0: int = 0, signals: Sig
     udev = uncontrolled["battery"] + uncontrolled["ev"] + uncontrolled["water_heater"]
     um = evaluate(net, t0, steps, udev, np.zeros_like(udev), sig, cfg, inj_all)
     flex_mw = float(fleet.batteries.p_max_mw.sum() + fleet.water_heaters.p_rated_mw.sum())
-    ev_mw = float(np.max(aggregate(fleet, t0, steps, buses).ev_p_hi_mw.sum(axis=1))) if steps else 0.0
+    ev_mw = (
+        float(np.max(aggregate(fleet, t0, steps, buses).ev_p_hi_mw.sum(axis=1))) if steps else 0.0
+    )
     share = (flex_mw + ev_mw) / um.peak_mw if um.peak_mw > 0 else float("nan")
     paid = float(np.sum(v2g) * cfg.v2g_fee_eur_per_mwh)
-    return Plan(t0, steps, fleet.step_h, buses, planned, uncontrolled, cm, um, len(departed), len(departed_short),
-                float(sum(departed_short.values())), float(v2g.sum()), paid, comfort, viol, track, windows,
-                fleet.summary(), share, unresolved, f, q_bus_all, q_dev_all, q_err, cfg.q_support)
+    return Plan(
+        t0,
+        steps,
+        fleet.step_h,
+        buses,
+        planned,
+        uncontrolled,
+        cm,
+        um,
+        len(departed),
+        len(departed_short),
+        float(sum(departed_short.values())),
+        float(v2g.sum()),
+        paid,
+        comfort,
+        viol,
+        track,
+        windows,
+        fleet.summary(),
+        share,
+        unresolved,
+        f,
+        q_bus_all,
+        q_dev_all,
+        q_err,
+        cfg.q_support,
+    )
 
 
-def uncontrolled_dispatch(fleet: Fleet, t0: int, steps: int, buses: np.ndarray | None = None,
-                          pv_avail_mw: np.ndarray | None = None) -> Dispatch:
+def uncontrolled_dispatch(
+    fleet: Fleet,
+    t0: int,
+    steps: int,
+    buses: np.ndarray | None = None,
+    pv_avail_mw: np.ndarray | None = None,
+) -> Dispatch:
     """The customers' counterfactual: every device on its own for ``steps`` steps (no flexibility used).
 
     EVs charge at full power from arrival until their request is met, water heaters follow

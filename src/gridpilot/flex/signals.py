@@ -28,10 +28,18 @@ class Signals:
     def __post_init__(self) -> None:
         self.price_eur_per_mwh = np.asarray(self.price_eur_per_mwh, np.float64)
         self.co2_t_per_mwh = np.asarray(self.co2_t_per_mwh, np.float64)
-        if self.price_eur_per_mwh.shape != self.co2_t_per_mwh.shape or self.price_eur_per_mwh.ndim != 1:
-            raise ValidationError(f"signals: price {self.price_eur_per_mwh.shape} and co2 "
-                                  f"{self.co2_t_per_mwh.shape} must be 1-D of the same length")
-        for name, a in (("price_eur_per_mwh", self.price_eur_per_mwh), ("co2_t_per_mwh", self.co2_t_per_mwh)):
+        if (
+            self.price_eur_per_mwh.shape != self.co2_t_per_mwh.shape
+            or self.price_eur_per_mwh.ndim != 1
+        ):
+            raise ValidationError(
+                f"signals: price {self.price_eur_per_mwh.shape} and co2 "
+                f"{self.co2_t_per_mwh.shape} must be 1-D of the same length"
+            )
+        for name, a in (
+            ("price_eur_per_mwh", self.price_eur_per_mwh),
+            ("co2_t_per_mwh", self.co2_t_per_mwh),
+        ):
             if not np.all(np.isfinite(a)):
                 raise ValidationError(f"signals: field '{name}' has non-finite values")
         if np.any(self.co2_t_per_mwh < 0):
@@ -40,7 +48,9 @@ class Signals:
     def window(self, start: int, steps: int) -> Signals:
         """The slice ``start .. start + steps`` (an error if the series is too short)."""
         if start + steps > self.price_eur_per_mwh.size:
-            raise ValidationError(f"signals: have {self.price_eur_per_mwh.size} steps, asked for {start}+{steps}")
+            raise ValidationError(
+                f"signals: have {self.price_eur_per_mwh.size} steps, asked for {start}+{steps}"
+            )
         sl = slice(start, start + steps)
         return Signals(self.price_eur_per_mwh[sl], self.co2_t_per_mwh[sl], self.source)
 
@@ -75,6 +85,8 @@ def default_signals(grid: Grid, steps: int, step_h: float = 0.25) -> Signals:
     wind = shape(wind_cols)
     evening = np.exp(-0.5 * ((hour - 19.0) / 1.8) ** 2)
     morning = np.exp(-0.5 * ((hour - 8.0) / 1.2) ** 2)
-    price = 60.0 + 45.0 * evening + 25.0 * morning - 45.0 * pv + 5.0 * np.cos(2 * np.pi * hour / 24.0)
+    price = (
+        60.0 + 45.0 * evening + 25.0 * morning - 45.0 * pv + 5.0 * np.cos(2 * np.pi * hour / 24.0)
+    )
     co2 = np.clip(0.45 - 0.25 * pv - 0.15 * wind + 0.05 * evening, 0.05, None)
     return Signals(price, co2, "synthetic default (see docs/flex.md)")
