@@ -396,6 +396,16 @@ def _sweep_batch(
     tol2 = tol * tol
     ok2 = max(tol, 1e-6) ** 2
     v_warm = np.zeros(m, np.complex128)  # first candidate's voltages (0 where it supplies nothing)
+    pos = np.zeros(m, np.int64)
+    po = np.zeros(m, np.int64)
+    itn = np.ones(m)
+    zo = np.zeros(m, np.complex128)
+    so = np.zeros(m, np.complex128)
+    yo = np.zeros(m, np.complex128)
+    sio = np.zeros(m, np.complex128)
+    szo = np.zeros(m, np.complex128)
+    vo = np.zeros(m, np.complex128)
+    ibo = np.zeros(m, np.complex128)
     for t in range(t_n):
         vis[:] = False
         n_ord = 0
@@ -440,34 +450,50 @@ def _sweep_batch(
                 ysh[bf[br]] += y_from[br]
                 ysh[bt[br]] += y_to[br]
         radial_out[t] = live == n_ord - n_root
+        # the sweep runs on copies in breadth-first order: contiguous, parents before children
+        for idx in range(n_ord):
+            pos[order[idx]] = idx
+        for idx in range(n_ord):
+            c = order[idx]
+            vo[idx] = v[c]
+            so[idx] = sp_conj[c]
+            yo[idx] = ysh[c]
+            if has_iz:
+                sio[idx] = np.conj(s_i[c])
+                szo[idx] = np.conj(s_z[c])
+            if idx >= n_root:
+                po[idx] = pos[par[c]]
+                itn[idx] = 1.0 / tn[c]
+                zo[idx] = z[pbr[c]]
         # sweep (squared voltage changes: no square roots in the loop)
         d2 = np.inf
         it = 0
         while it < max_iter:
             it += 1
             for idx in range(n_ord):
-                ib[order[idx]] = 0.0
+                ibo[idx] = 0.0
             for idx in range(n_ord - 1, n_root - 1, -1):
-                c = order[idx]
-                vc = v[c]
+                vc = vo[idx]
                 a2 = vc.real * vc.real + vc.imag * vc.imag
-                cur = sp_conj[c] * vc / a2 + ysh[c] * vc
+                cur = so[idx] * vc / a2 + yo[idx] * vc
                 if has_iz:
-                    a = np.sqrt(a2)
-                    cur += np.conj(s_i[c]) * vc / a + np.conj(s_z[c]) * vc
-                ib[c] += cur
-                ib[par[c]] += ib[c] / tn[c]
+                    cur += sio[idx] * vc / np.sqrt(a2) + szo[idx] * vc
+                ibo[idx] += cur
+                ibo[po[idx]] += ibo[idx] * itn[idx]
             d2 = 0.0
             for idx in range(n_root, n_ord):
-                c = order[idx]
-                nv = v[par[c]] / tn[c] - z[pbr[c]] * ib[c]
-                dv = nv - v[c]
+                nv = vo[po[idx]] * itn[idx] - zo[idx] * ibo[idx]
+                dv = nv - vo[idx]
                 e = dv.real * dv.real + dv.imag * dv.imag
                 if not e <= d2:  # also catches NaN
                     d2 = e
-                v[c] = nv
+                vo[idx] = nv
             if d2 < tol2 or d2 != d2:  # converged, or NaN (diverged)
                 break
+        for idx in range(n_ord):
+            c = order[idx]
+            v[c] = vo[idx]
+            ib[c] = ibo[idx]
         iter_out[t] = it
         if warm and t == 0 and d2 < ok2:
             for idx in range(n_ord):
