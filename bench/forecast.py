@@ -137,7 +137,7 @@ def day_ahead(
                 "refit_every": refit,
                 "weights_by_step": (
                     None
-                    if getattr(m, "weights_", None) is None
+                    if not isinstance(m, EnsembleForecaster) or m.weights_ is None
                     else {
                         mm.name: [round(float(w), 2) for w in m.weights_[:, i]]
                         for i, mm in enumerate(m.members)
