@@ -100,6 +100,14 @@ def test_cli_backtest_json(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0 and "seasonal-naive" in r.output
+    args = ["forecast", "backtest", "--data", str(csv), "--lookback", "48", "--stride", "6"]
+    once = CliRunner().invoke(_app(), [*args, "--json"])
+    refit = CliRunner().invoke(_app(), [*args, "--json", "--refit-every", "48"])
+    assert once.exit_code == 0 and refit.exit_code == 0, refit.output
+    mae_once = json.loads(once.output)["metrics"]["mae"]
+    assert json.loads(refit.output)["metrics"]["mae"] != mae_once
+    r = CliRunner().invoke(_app(), [*args, "--refit-every", "0"])
+    assert r.exit_code == 2 and "refit_every" in r.output
 
 
 def test_cli_errors_are_clean(tmp_path: Path) -> None:

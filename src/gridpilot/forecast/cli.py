@@ -59,6 +59,11 @@ def backtest_cmd(
         None, "--protocol", help="'ett': 12/4/4-month split, data standardised on training rows."
     ),
     stride: int = typer.Option(1, "--stride", help="Steps between forecast origins."),
+    refit_every: int | None = typer.Option(
+        None,
+        "--refit-every",
+        help="Retrain on all rows observed before each block of N test steps (default: once).",
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Write forecast vs actual (.png/.html)."),
     latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
     longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),
@@ -95,6 +100,7 @@ def backtest_cmd(
             val_start=val_start,
             test_fraction=test_fraction,
             stride=stride,
+            refit_every=refit_every,
         )
         if plot is not None:
             res.plot(plot)
