@@ -102,3 +102,15 @@ def test_refit_every_bad_values() -> None:
     m = LinearForecaster(24, lookback=48).fit(obs)
     with pytest.raises(ValidationError, match="end"):
         m.refit_until(obs.to_numpy(), obs.index, None, 10)
+
+
+def test_day_ahead_with_the_ensemble_follows_the_signal() -> None:
+    from gridpilot.forecast import day_ahead
+
+    obs, _ = make_series(days=60, noise=0.1, seed=2)
+    _, sig_next = make_series(days=61, noise=0.1, seed=2)
+    res = day_ahead(obs, model="ensemble")
+    assert res.model == "ensemble" and res.point.shape == (24, 2)
+    truth = sig_next.iloc[-24:].to_numpy()
+    assert np.abs(res.point - truth).mean() < 0.06  # seasonal-naive: 0.24
+    assert (res.quantiles[0.9] >= res.quantiles[0.1]).all()
