@@ -47,7 +47,7 @@ def _machine() -> dict[str, Any]:
 
 def run_chunk(specs: list[Any]) -> list[Any]:
     """Worker task: run several scenario specs in one task (results in order)."""
-    from gridpilot.twin import run_one
+    from gridpilot.agent.scenarios import run_one
 
     return [run_one(s) for s in specs]
 
@@ -55,8 +55,7 @@ def run_chunk(specs: list[Any]) -> list[Any]:
 def bench_batch(quick: bool) -> dict[str, Any]:
     from dask.distributed import Client, LocalCluster
 
-    from gridpilot.twin import ScenarioSpec, run_many, run_one
-    from gridpilot.twin.scenarios import WORKER_ENV
+    from gridpilot.agent.scenarios import WORKER_ENV, ScenarioSpec, run_many, run_one
 
     lines = [3, 7, 10, 13, 20, 24, 27, 30] if not quick else [7, 13, 24, 30]
     hours = 0.5 if quick else 2.0
@@ -117,7 +116,7 @@ def bench_batch(quick: bool) -> dict[str, Any]:
 
 
 def bench_n1(quick: bool) -> dict[str, Any]:
-    from gridpilot.twin import n1_sweep
+    from gridpilot.agent.contingency import n1_sweep
 
     lines = [2, 4, 6, 8, 11, 14, 19, 23] if quick else None
     n1_sweep("case33bw", lines=lines[:2] if lines else [2, 4])  # warm

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from gridpilot.agent import ScenarioSpec, n1_sweep, run_many, run_scenario, write_report
 from gridpilot.errors import UnknownComponentError, ValidationError
-from gridpilot.twin import ScenarioSpec, n1_sweep, run_many, run_scenario, write_report
 
 
 def test_fault_scenario_energy_not_served_within_10_percent(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ propose and wait for an operator -> :class:`AuditLog` (hash-chained SQLite).
 
 from gridpilot.agent.actions import ACTION_KINDS, Action, Plan
 from gridpilot.agent.audit import AuditLog
+from gridpilot.agent.contingency import ContingencyResult, N1Report, n1_sweep, write_n1_report
 from gridpilot.agent.env import GridEnv
 from gridpilot.agent.fleet import demo_grid
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
@@ -27,20 +28,32 @@ from gridpilot.agent.policies import (
     default_policies,
     loop_switches,
 )
+from gridpilot.agent.scenarios import (
+    SCENARIOS,
+    ScenarioReport,
+    ScenarioSpec,
+    run_many,
+    run_one,
+    run_scenario,
+    write_report,
+)
 from gridpilot.agent.telemetry_link import LinkReport, TelemetryLink
 from gridpilot.agent.world import Observation, SimWorld
 
 __all__ = [
     "ACTION_KINDS",
     "MODES",
+    "SCENARIOS",
     "Action",
     "AuditLog",
     "Context",
+    "ContingencyResult",
     "FlisrPolicy",
     "FrequencyPolicy",
     "GridEnv",
     "GuardLimits",
     "LinkReport",
+    "N1Report",
     "Observation",
     "Orchestrator",
     "Plan",
@@ -48,6 +61,8 @@ __all__ = [
     "Proposal",
     "RenewableDropPolicy",
     "SafetyGuard",
+    "ScenarioReport",
+    "ScenarioSpec",
     "SimWorld",
     "StepReport",
     "TelemetryLink",
@@ -57,5 +72,11 @@ __all__ = [
     "default_policies",
     "demo_grid",
     "loop_switches",
+    "n1_sweep",
+    "run_many",
+    "run_one",
     "run_realtime",
+    "run_scenario",
+    "write_n1_report",
+    "write_report",
 ]

@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         con = Console()
         try:
             if name == "n-1":
-                from gridpilot.twin.contingency import n1_sweep, write_n1_report
+                from gridpilot.agent.contingency import n1_sweep, write_n1_report
 
                 rep = n1_sweep(
                     grid, executor=executor, address=address, workers=workers, fleet=fleet
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
                     for k, v in rep.summary["controlled"].items()
                 ]
             else:
-                from gridpilot.twin.scenarios import run_scenario, write_report
+                from gridpilot.agent.scenarios import run_scenario, write_report
 
                 rep2 = run_scenario(
                     name, grid, hours, executor=executor, address=address, fleet=fleet

@@ -72,18 +72,19 @@ def _one(grid: Any, line: int, start_step: int) -> ContingencyResult:
     o1 = orch.last
     assert o1 is not None
     lb = world.grid.bus.position_map(world.grid.load["bus"])
-    dem = world.controlled(world.demand())["load_p_mw"]
+    dem_u = world.demand()["load_p_mw"]  # uncontrolled: the demand as it is, no demand response
     cust = world.grid.load["customers"]
     off1 = ~o1.energised[lb]
     orch.step()
     o2 = orch.last
     assert o2 is not None
+    dem_c = world.controlled(world.demand())["load_p_mw"]  # with the controller's demand response
     off2 = ~o2.energised[lb]
     on = o2.energised
     return ContingencyResult(
         line=int(line),
-        unsupplied_mw_uncontrolled=round(float(dem[off1].sum()), 5),
-        unsupplied_mw_controlled=round(float(dem[off2].sum()), 5),
+        unsupplied_mw_uncontrolled=round(float(dem_u[off1].sum()), 5),
+        unsupplied_mw_controlled=round(float(dem_c[off2].sum()), 5),
         customers_off_uncontrolled=int(cust[off1].sum()),
         customers_off_controlled=int(cust[off2].sum()),
         vmin_pu_controlled=round(float(o2.v_pu[on].min()), 5) if on.any() else None,
@@ -95,7 +96,7 @@ def _one(grid: Any, line: int, start_step: int) -> ContingencyResult:
 
 def _chunk(args: tuple[str, bool, list[int], int]) -> list[ContingencyResult]:
     """Worker task: build the grid once, run a chunk of contingencies."""
-    from gridpilot.twin.scenarios import scenario_grid
+    from gridpilot.agent.scenarios import scenario_grid
 
     name, fleet, lines, start = args
     grid = scenario_grid(name, fleet)
@@ -120,7 +121,7 @@ def n1_sweep(
     ``workers`` processes); ``chunks`` tasks (default 4 per worker). Energy not served assumes
     each contingency lasts ``repair_h`` hours at the faulted load.
     """
-    from gridpilot.twin.scenarios import run_many, scenario_grid
+    from gridpilot.agent.scenarios import run_many, scenario_grid
 
     t0 = time.perf_counter()
     g = scenario_grid(grid, fleet)

@@ -18,7 +18,7 @@ Scenarios (the orchestrator and world live in :mod:`gridpilot.agent`):
   operators notice (``detect_min``, default 30); with gridpilot they carry no valid API key,
   are refused and audited, the spoofed frames fail signature verification, and the grid is
   untouched.
-- ``n-1``: a contingency sweep (every line), see :mod:`gridpilot.twin.contingency`.
+- ``n-1``: a contingency sweep (every line), see :mod:`gridpilot.agent.contingency`.
 
 KPIs (one set per run): energy not served (MWh), SAIDI (min) and SAIFI (interruptions per
 customer; interruptions longer than 3 min, EN 50160), MAIFI (shorter ones), voltage violation
@@ -440,7 +440,7 @@ def run_scenario(
     """Run scenario ``name`` uncontrolled and controlled; returns the :class:`ScenarioReport`.
 
     Default hours: fault 4, heatwave 24, ev-surge 6, cyberattack 2. For ``n-1`` use
-    :func:`gridpilot.twin.contingency.n1_report`.
+    :func:`gridpilot.agent.contingency.n1_report`.
     """
     defaults = {"fault": 4.0, "heatwave": 24.0, "ev-surge": 6.0, "cyberattack": 2.0}
     if name not in defaults:
