@@ -346,7 +346,7 @@ def run_one(spec: ScenarioSpec) -> RunResult:
 
 def _refuse_forged(orch: Any, cmd: dict[str, Any]) -> int:
     """A forged command meets the API's key check: refused and audited. Returns 1."""
-    from gridpilot.api.auth import KeyStore
+    from gridpilot.agent.auth import KeyStore
     from gridpilot.errors import AuthError
 
     if (

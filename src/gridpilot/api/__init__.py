@@ -7,8 +7,8 @@ and the control-room dashboard (one static page, plotly.js from the installed pl
 >>> app = create_app(Orchestrator(SimWorld(demo_grid())), keys)
 """
 
+from gridpilot.agent.auth import ROLES, KeyStore
 from gridpilot.api.app import LoopRunner, create_app
-from gridpilot.api.auth import ROLES, KeyStore
 from gridpilot.api.layout import diagram_xy
 
 __all__ = ["ROLES", "KeyStore", "LoopRunner", "create_app", "diagram_xy"]

@@ -29,8 +29,8 @@ from pydantic import BaseModel, Field
 
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import _jsonable
+from gridpilot.agent.auth import KeyStore
 from gridpilot.agent.orchestrator import Orchestrator, run_realtime
-from gridpilot.api.auth import KeyStore
 from gridpilot.api.layout import diagram_xy
 from gridpilot.errors import AuthError, GridpilotError, UnknownComponentError, ValidationError
 
