@@ -342,7 +342,7 @@ def linopy_window(
     ri = np.flatnonzero(np.isfinite(s_max))
     if ri.size:
         pt = ptdf[ri].toarray()
-        qf = np.abs(qflow0[:, ri]) + (np.abs(pt) @ qcap)[None, :]
+        qf = np.abs(qflow0[:, ri]) + np.maximum(qa_hi, qi_hi) @ np.abs(pt).T
         pmax = np.sqrt(np.clip(s_max[None, ri] ** 2 - qf**2, 0, None))
         obj = obj + soft(
             "branch",

@@ -245,6 +245,7 @@ def plan_window(
     )
     q_terms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
     qcap = np.zeros(nf)
+    qa_hi = qi_hi = np.zeros((T, nf))
     bus_lbl = [f"bus {int(b)}" for b in net.grid.bus.ids]
     # de-energised buses (v0 = 0) are not constrained
     live = v0 > 0.5
@@ -363,12 +364,9 @@ def plan_window(
     rated = np.isfinite(s_max)
     if rated.any():
         ri = np.flatnonzero(rated)
-        # reactive flow: the base case's plus, conservatively, all the inverter Q that may flow there
-        qf = (
-            np.abs(qflow0[:, rated]) + (np.abs(ptdf[ri]) @ qcap)[None, :]
-            if use_q
-            else qflow0[:, rated]
-        )
+        # reactive flow: the base case's plus, conservatively, all the inverter Q offered at that
+        # step below the branch (at steps where Q is not offered, nothing is added)
+        qf = np.abs(qflow0[:, rated]) + np.asarray(np.abs(ptdf[ri]) @ np.maximum(qa_hi, qi_hi).T).T
         pmax = np.sqrt(np.clip(s_max[None, rated] ** 2 - qf**2, 0, None))
         soft_rows(
             "branch rating",
