@@ -1,13 +1,15 @@
 """Scheduling of the fleet: day-ahead / rolling intraday LP (HiGHS) with network limits, then a twin check.
 
 Per window the fleet is aggregated per bus (:func:`~gridpilot.flex.aggregate.aggregate`), an LP
-chooses per-bus battery, EV, water heater and PV-curtailment power minimising energy cost +
-CO2 cost + a peak charge + battery wear + V2G payments, subject to each aggregate's power and
-energy limits and the linearised network (voltage band through dV/dP from the twin, branch
-ratings through tree flows, transformer rating), with penalised slacks on the network rows so
-that what flexibility cannot fix is reported rather than hidden. The first ``commit_steps`` of
-the window are disaggregated to devices, the fleet state advances and the next window starts
-(rolling). Finally the realised plan and the uncontrolled case are both run through the twin.
+chooses per-bus battery, EV, water heater and PV-curtailment power and the inverters' reactive
+power, minimising energy cost + CO2 cost + a peak charge + battery wear + V2G payments +
+curtailment and Q costs, subject to each aggregate's power and energy limits, the inverters'
+ratings (a polygon in P and Q) and the linearised network (voltage band through dV/dP and dV/dQ
+from the twin, branch ratings through tree flows, transformer rating), with penalised slacks on
+the network rows so that what flexibility cannot fix is reported rather than hidden. The first
+``commit_steps`` of the window are disaggregated to devices (Q to the inverters), the fleet state
+advances and the next window starts (rolling). Finally the realised plan (with its Q) and the
+uncontrolled case are both run through the twin.
 """
 
 from __future__ import annotations
