@@ -28,6 +28,17 @@ def test_time_column_is_accepted() -> None:
     assert h.index[0] == obs.index[0] and len(h) == len(obs)
 
 
+def test_second_resolution_index() -> None:
+    """A datetime64[s] index (numpy's default for many sources) means the same steps."""
+    obs, _ = make_series(days=3)
+    coarse = obs.copy()
+    coarse.index = coarse.index.as_unit("s")
+    h = prepare_history(coarse)
+    assert h.freq == pd.Timedelta(hours=1) and len(h) == len(obs)
+    np.testing.assert_array_equal(h.values, obs.to_numpy())
+    assert coarse.index.unit == "s"  # the caller's frame is left as it was
+
+
 def test_unsorted_rows_are_sorted() -> None:
     obs, _ = make_series(days=3)
     h = prepare_history(obs.iloc[::-1])

@@ -105,7 +105,7 @@ def infer_step(index: pd.DatetimeIndex, what: str = "history") -> pd.Timedelta:
         raise ValidationError(
             issues=[Issue(what, "index", "needs at least 2 timestamps", value=len(index))]
         )
-    d = np.diff(index.asi8)
+    d = np.diff(index.as_unit("ns").asi8)
     vals, counts = np.unique(d[d > 0], return_counts=True)
     if len(vals) == 0:
         raise ValidationError(issues=[Issue(what, "index", "all timestamps are equal")])
@@ -152,6 +152,8 @@ def prepare_history(
             issues.append(Issue(what, str(c), "is not numeric", value=str(df[c].dtype)))
     if issues:
         raise ValidationError(issues=issues)
+    if isinstance(df.index, pd.DatetimeIndex) and df.index.unit != "ns":
+        df = df.set_axis(df.index.as_unit("ns"), axis=0)  # steps below count nanoseconds
     if not df.index.is_monotonic_increasing:
         df = df.sort_index(kind="stable")
     dup = df.index.duplicated(keep=False)
