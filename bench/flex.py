@@ -371,7 +371,7 @@ def linopy_vs_direct(grid_name: str, n_devices: int = 1000, repeats: int = 3) ->
     """Time building the same day-ahead window LP (to a HiGHS instance) through linopy and directly.
 
     Both builds end with a ``highspy.Highs`` holding the model (linopy: ``Model.to_highspy``;
-    direct: :class:`gridpilot.flex.lp.LP` assembly + ``passModel``, i.e. ``WindowPlan.build_s``).
+    direct: :class:`gridpilot.lp.LP` assembly + ``passModel``, i.e. ``WindowPlan.build_s``).
     Best of ``repeats``; both LPs are then solved once to check they agree.
     """
     import warnings

@@ -134,7 +134,7 @@ def optimise_q(
     twin check. Returns ``q_mvar`` (per PV generator), ``v_before``/``v_after`` (per bus) and
     ``vmin``/``vmax`` after. Raises :class:`InfeasibleError` naming the bus that cannot be held.
     """
-    from gridpilot.flex.lp import LP
+    from gridpilot.lp import LP
 
     twin = twin or Twin(grid)
     prof, cols = profiles_for(grid, step + 1)

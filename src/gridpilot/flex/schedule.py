@@ -32,9 +32,9 @@ from gridpilot.flex.aggregate import (
     disaggregate_q,
 )
 from gridpilot.flex.fleet import Fleet
-from gridpilot.flex.lp import LP
 from gridpilot.flex.network import NetworkModel, build_network
 from gridpilot.flex.signals import Signals, default_signals
+from gridpilot.lp import LP
 from gridpilot.model import Grid
 
 
