@@ -20,6 +20,7 @@ import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import AuditLog
+from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet
 from gridpilot.agent.forecasting import LoadForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.policies import Context, Policy, default_policies
@@ -69,7 +70,11 @@ class Orchestrator:
     """The agent loop over a :class:`SimWorld` (or anything with the same methods).
 
     ``Orchestrator(world, mode="autonomous", policies=None, limits=None, audit=None)``; the
-    policies default to :func:`default_policies`. Thread-safe: the API calls it while a
+    policies default to :func:`default_policies`. State estimation
+    (:class:`~gridpilot.agent.estimating.LoopEstimator`) runs every ``se_every_steps`` steps (0:
+    never) and after each switching change on the ``sensors`` subset (default
+    :func:`~gridpilot.agent.estimating.default_sensors`); ``sensor_noise`` makes the telemetry
+    link's voltage and flow sensors noisy at the sensor set's sigmas. Thread-safe: the API calls it while a
     background thread steps it.
     """
 
@@ -83,9 +88,16 @@ class Orchestrator:
         audit: AuditLog | None = None,
         history: int = 720,
         telemetry: bool = True,
+        se_every_steps: int = 5,
+        sensors: SensorSet | None = None,
+        sensor_noise: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
+        if int(se_every_steps) != se_every_steps or se_every_steps < 0:
+            raise ValidationError(
+                f"se_every_steps: must be a whole number >= 0 (0 = no state estimation), got {se_every_steps}"
+            )
         self.world = world
         self.mode = mode
         self.grid = (
@@ -125,9 +137,29 @@ class Orchestrator:
         self._prof, self._cols = prof, cols
         self.load_forecast = LoadForecast(prof.index, prof.values, cols["load_p"])
         self.market = _MarketLink.create(self.grid)
-        self.link: TelemetryLink | None = TelemetryLink(self.grid) if telemetry else None
+        self.se_every_steps = int(se_every_steps)
+        self.estimator: LoopEstimator | None = (
+            LoopEstimator(self.grid, sensors) if self.se_every_steps else None
+        )
+        self.estimate: LoopEstimate | None = None
+        self.se_ms: list[float] = []  # wall time of each state-estimation call (bench, state)
+        self.counters["se_runs"] = 0
+        self.counters["bad_data_removed"] = 0
+        flows = self.estimator.sensors.flow_line_ids if self.estimator is not None else ()
+        ss = self.estimator.sensors if self.estimator is not None else None
+        self.link: TelemetryLink | None = (
+            TelemetryLink(
+                self.grid,
+                flows,
+                v_noise_pu=ss.v_sigma_pu if (sensor_noise and ss) else 0.0,
+                flow_noise_rel=ss.flow_rel_sigma if (sensor_noise and ss) else 0.0,
+            )
+            if telemetry
+            else None
+        )
         self._foreign: list[bytes] = []
         self.counters["telemetry_rejected"] = 0
+        self._se_closed = self.normal_closed.copy()
         flat_profiles(self.grid)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -191,6 +223,7 @@ class Orchestrator:
             locked_open=list(self.locked_open),
             ev_est_mw=self.ev_est_mw.copy(),
             flex_est_mw=self.flex_est_mw.copy(),
+            v_est_pu=None if self.estimate is None else self.estimate.v_pu.copy(),
         )
 
     # --- the loop --------------------------------------------------------------------------------
@@ -216,21 +249,80 @@ class Orchestrator:
                 on_b = obs.energised[g.bus.position_map(tb["bus"])]
                 est[on_b] = seen[on_b]
 
+    def _state_estimate(self, obs: Observation) -> None:
+        """Every ``se_every_steps`` steps (and after a switching change): the robust state
+        estimate from the sensors received; bad data found is alarmed, shown and audited."""
+        if self.estimator is None:
+            return
+        prev = self.estimate
+        topo_changed = prev is not None and not np.array_equal(self._se_closed, obs.switch_closed)
+        if prev is not None and not topo_changed and obs.t % self.se_every_steps:
+            return
+        self._se_closed = obs.switch_closed.copy()
+        try:
+            est = self.estimator.estimate(obs)
+        except Exception as exc:  # the loop goes on without a fresh estimate; said, not hidden
+            self._event("estimation", f"state estimation failed: {exc}", "warning")
+            self.estimate = None
+            return
+        self.estimate = est if est.converged else None
+        self.se_ms.append(est.se_ms)
+        self.counters["se_runs"] += 1
+        if not est.converged:
+            self._event("estimation", "state estimation did not converge", "warning")
+            return
+        if est.removed:
+            self.counters["bad_data_removed"] += len(est.removed)
+            if prev is not None and prev.removed == est.removed:
+                return  # the same sensors as last time: the alarm stands, nothing new to log
+            names = ", ".join(est.removed)
+            self._event(
+                "bad_data",
+                f"bad data identified and removed: {names}",
+                "major",
+                measurements=list(est.removed),
+                normalised_residuals=list(est.removed_rn),
+            )
+            self.audit.record(
+                actor="estimation",
+                kind="bad_data",
+                what={"removed": list(est.removed), "normalised_residuals": est.removed_rn},
+                why=(
+                    f"chi-square test failed; largest normalised residual > 3: "
+                    f"{names} removed, state re-estimated (J {est.chi2:.1f} <= {est.chi2_limit:.1f})"
+                ),
+                status="removed",
+                sim_time=str(obs.time),
+            )
+
     def _alarms(self, obs: Observation) -> None:
         lim = self.limits
         active: dict[str, dict[str, Any]] = {}
         dead = int((~obs.energised).sum())
         if dead:
             active["outage"] = {"severity": "critical", "text": f"{dead} bus(es) without supply"}
-        if np.isfinite(obs.vmin_pu) and obs.vmin_pu < lim.v_min_pu:
+        # voltage violations from the state estimate (the sensors are a subset of the buses);
+        # from the received voltages only while no estimate is available
+        est = self.estimate
+        vmin, vmax, src = (
+            (est.vmin_pu, est.vmax_pu, "estimated")
+            if est is not None
+            else (obs.vmin_pu, obs.vmax_pu, "measured")
+        )
+        if np.isfinite(vmin) and vmin < lim.v_min_pu:
             active["undervoltage"] = {
                 "severity": "major",
-                "text": f"voltage {obs.vmin_pu:.3f} pu below {lim.v_min_pu}",
+                "text": f"{src} voltage {vmin:.3f} pu below {lim.v_min_pu}",
             }
-        if np.isfinite(obs.vmax_pu) and obs.vmax_pu > lim.v_max_pu:
+        if np.isfinite(vmax) and vmax > lim.v_max_pu:
             active["overvoltage"] = {
                 "severity": "major",
-                "text": f"voltage {obs.vmax_pu:.3f} pu above {lim.v_max_pu}",
+                "text": f"{src} voltage {vmax:.3f} pu above {lim.v_max_pu}",
+            }
+        if est is not None and est.removed:
+            active["bad_data"] = {
+                "severity": "major",
+                "text": "bad data removed by the state estimator: " + ", ".join(est.removed),
             }
         if obs.max_loading_pct > lim.loading_max_pct:
             active["overload"] = {
@@ -261,6 +353,7 @@ class Orchestrator:
             self.last = obs
             self.obs_history.append(obs)
             self._estimate(obs)
+            self._state_estimate(obs)
             for ev in obs.events:
                 self._field_event(ev)
             if not obs.fpi.any() and not self.tripped:
@@ -341,6 +434,8 @@ class Orchestrator:
             line_loading_pct=link.line_loading_pct.copy(),
             switch_closed=link.switch_closed.copy(),
             energised=link.v_pu > 0.05,
+            line_p_mw=link.line_p_mw.copy(),
+            line_q_mvar=link.line_q_mvar.copy(),
         )
 
     def receive_foreign(self, frames: list[bytes]) -> None:
@@ -670,6 +765,9 @@ class Orchestrator:
             "known_faults": sorted(self.known_faults),
             "alarms": len(self.alarms),
             "pending_proposals": sum(p.status == "pending" for p in self.proposals.values()),
+            "v_est_min_pu": None
+            if self.estimate is None or not np.isfinite(self.estimate.vmin_pu)
+            else round(self.estimate.vmin_pu, 4),
             **{k: v for k, v in self.counters.items()},
         }
 
@@ -695,6 +793,7 @@ class Orchestrator:
                         "renewables_mw",
                         "storage_mw",
                         "vmin_pu",
+                        "v_est_min_pu",
                         "max_loading_pct",
                         "dr_level",
                         "dead_buses",
@@ -736,6 +835,12 @@ class Orchestrator:
                 "switch_closed": o.switch_closed.tolist(),
                 "fpi": o.fpi.tolist(),
                 "storage_soc": np.round(o.storage_soc, 3).tolist(),
+                "v_est_pu": None
+                if self.estimate is None
+                else [
+                    None if not np.isfinite(x) else round(float(x), 4) for x in self.estimate.v_pu
+                ],
+                "estimate": None if self.estimate is None else self.estimate.to_dict(),
                 "alarms": [{"alarm": k, **v} for k, v in self.alarms.items()],
                 "events": list(self.events)[-30:],
                 "proposals": [

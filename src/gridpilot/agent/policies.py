@@ -61,6 +61,18 @@ class Context:
     locked_open: list[int] = field(default_factory=list)  # bounds of isolated sections (ids)
     ev_est_mw: np.ndarray | None = None  # EV charging, last seen where now de-energised
     flex_est_mw: np.ndarray | None = None  # flexible loads, likewise
+    v_est_pu: np.ndarray | None = None  # latest state estimate per bus (pu, NaN: none)
+
+    def estimated_violation(self, margin_pu: float = 0.0) -> bool:
+        """True when the latest state estimate has a bus within ``margin_pu`` of (or beyond) the
+        voltage band; False without an estimate."""
+        if self.v_est_pu is None:
+            return False
+        v = self.v_est_pu[np.isfinite(self.v_est_pu)]
+        lim = self.limits
+        return bool(
+            v.size and (v.min() < lim.v_min_pu + margin_pu or v.max() > lim.v_max_pu - margin_pu)
+        )
 
     def injections(
         self,
@@ -395,8 +407,10 @@ class VoltagePolicy:
     def decide(self, ctx: Context) -> list[Plan]:
         """A volt/var plan, or none."""
         obs, g, lim = ctx.obs, ctx.grid, ctx.limits
+        # look ahead every ``every_steps`` steps, and at once when the state estimate shows a
+        # bus at (or beyond) the band's margin
         if (
-            obs.t % self.every_steps
+            (obs.t % self.every_steps and not ctx.estimated_violation(self.margin_pu))
             or not obs.energised.any()
             or (obs.fpi.any() and not obs.energised.all())
         ):

@@ -36,8 +36,9 @@ class Observation:
     """What the field reports at one step (telemetry), arrays in table order.
 
     Units: ``v_pu`` per bus (0 where de-energised), ``line_loading_pct`` per line, powers in MW.
-    ``fpi`` is True per switch whose fault-passage indicator picked up; ``events`` are field
-    reports of this step (``{"kind": ..., ...}``: breaker trips, crew reports, device trips).
+    ``fpi`` is True per switch whose fault-passage indicator picked up; ``line_p_mw`` /
+    ``line_q_mvar`` the flows at each line's from end (0 where de-energised; the controller
+    receives them only for its flow sensors); ``events`` are field reports of this step (``{"kind": ..., ...}``: breaker trips, crew reports, device trips).
     """
 
     t: int
@@ -58,6 +59,8 @@ class Observation:
     losses_kw: float
     converged: bool
     events: list[dict[str, Any]] = field(default_factory=list)
+    line_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # from end, MW
+    line_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))  # from end, Mvar
 
     @property
     def vmin_pu(self) -> float:
@@ -410,6 +413,8 @@ class SimWorld:
             losses_kw=float(res.losses_kw) if res.converged else float("nan"),
             converged=res.converged,
             events=events,
+            line_p_mw=np.nan_to_num(res.line_p_from_mw),
+            line_q_mvar=np.nan_to_num(res.line_q_from_mvar),
         )
         self.last = obs
         return obs
