@@ -43,6 +43,14 @@ class PgmEngine:
         self.model = PowerGridModel(self.net.input, system_frequency=grid.f_hz)
         sw = grid.switch
         ln, tr = grid.line, grid.transformer
+        # per sym_load block: does it take its component's columns in order, all with share 1?
+        self._block_identity = [
+            bool(pos.size == len(grid[comp]) and np.array_equal(pos, np.arange(pos.size)))
+            for comp, pos, _share, _start in self.net.load_blocks
+        ]
+        self._block_unit_share = [
+            bool(np.all(np.asarray(share) == 1.0)) for _c, _p, share, _s in self.net.load_blocks
+        ]
         self._sw_line = np.flatnonzero(sw["et"] == ElementType.LINE)
         self._sw_trafo = np.flatnonzero(sw["et"] == ElementType.TRANSFORMER)
         self._sw_line_pos = (
@@ -106,40 +114,43 @@ class PgmEngine:
             base = net.input[CT.sym_load]
             p = np.empty((t, net.n_sym_load))
             q = np.empty((t, net.n_sym_load))
-            p[:] = base["p_specified"]
-            q[:] = base["q_specified"]
-            for comp, pos, share, start in net.load_blocks:
+            keys = {"storage": "storage_p_mw", "ev_charger": "ev_p_mw", "flex_load": "flex_p_mw"}
+            p_given = [
+                arrays["load_p_mw" if c == "load" else keys[c]] is not None
+                for c, *_ in net.load_blocks
+            ]
+            q_given = [
+                arrays["load_q_mvar"] is not None if c == "load" else False
+                for c, *_ in net.load_blocks
+            ]
+            if not all(p_given):  # columns no array sets keep the grid's value
+                p[:] = base["p_specified"]
+            if not all(q_given):
+                q[:] = base["q_specified"]
+            for (comp, pos, share, start), ident, unit in zip(
+                net.load_blocks, self._block_identity, self._block_unit_share, strict=True
+            ):
                 sl = slice(start, start + pos.size)
-                if comp == "load":
-                    if arrays["load_p_mw"] is not None:
-                        np.multiply(arrays["load_p_mw"][:, pos], share * 1e6, out=p[:, sl])
-                    if arrays["load_q_mvar"] is not None:
-                        np.multiply(arrays["load_q_mvar"][:, pos], share * 1e6, out=q[:, sl])
-                else:
-                    key = {
-                        "storage": "storage_p_mw",
-                        "ev_charger": "ev_p_mw",
-                        "flex_load": "flex_p_mw",
-                    }[comp]
-                    if arrays[key] is not None:
-                        np.multiply(arrays[key][:, pos], 1e6, out=p[:, sl])
-            upd[CT.sym_load] = {"p_specified": p, "q_specified": q}
+                scale = 1e6 if unit else share * 1e6
+                for key, out in (
+                    ("load_p_mw", p) if comp == "load" else (keys[comp], p),
+                    ("load_q_mvar", q) if comp == "load" else (None, q),
+                ):
+                    a = arrays[key] if key is not None else None
+                    if a is not None:
+                        np.multiply(a if ident else a[:, pos], scale, out=out[:, sl])
+            # an attribute no array sets is left out: power-grid-model keeps the input value
+            upd[CT.sym_load] = {"p_specified": p} | ({"q_specified": q} if any(q_given) else {})
         if (
             arrays["gen_p_mw"] is not None or arrays["gen_q_mvar"] is not None
         ) and CT.sym_gen in net.input:
-            base = net.input[CT.sym_gen]
-            n = base.size
-            p = np.empty((t, n))
-            q = np.empty((t, n))
-            if arrays["gen_p_mw"] is not None:
-                np.multiply(arrays["gen_p_mw"], 1e6, out=p)
-            else:
-                p[:] = base["p_specified"]
-            if arrays["gen_q_mvar"] is not None:
-                np.multiply(arrays["gen_q_mvar"], 1e6, out=q)
-            else:
-                q[:] = base["q_specified"]
-            upd[CT.sym_gen] = {"p_specified": p, "q_specified": q}
+            gen: dict[str, np.ndarray] = {}
+            for key, attr in (("gen_p_mw", "p_specified"), ("gen_q_mvar", "q_specified")):
+                if arrays[key] is not None:
+                    gen[attr] = np.multiply(
+                        np.broadcast_to(arrays[key], (t, arrays[key].shape[1])), 1e6
+                    )
+            upd[CT.sym_gen] = gen
         if sc is not None:
             sc = np.broadcast_to(sc, (t, sc.shape[1]))
             ln, tr = g.line, g.transformer

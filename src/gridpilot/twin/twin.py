@@ -340,11 +340,12 @@ class Twin:
         u = out[CT.node]["u_pu"]
         en = out[CT.node]["energized"] > 0
         ar = np.arange(m)
-        um = np.where(en, u, np.inf)
+        all_on = bool(en.all())  # the usual case: no masking passes over (steps, buses)
+        um = u if all_on else np.where(en, u, np.inf)
         kmin = np.argmin(um, axis=1)
         part["vmin_pu"][rows] = um[ar, kmin]
         part["vmin_bus"][rows] = g.bus.ids[kmin]
-        uM = np.where(en, u, -np.inf)
+        uM = u if all_on else np.where(en, u, -np.inf)
         kmax = np.argmax(uM, axis=1)
         part["vmax_pu"][rows] = uM[ar, kmax]
         part["vmax_bus"][rows] = g.bus.ids[kmax]
