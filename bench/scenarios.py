@@ -16,7 +16,12 @@ Rows:
   Target: dask throughput >= 1.6x one process.
 * ``n1_sweep``: the N-1 sweep, serial versus dask (chunks of contingencies per task).
 * Also the orchestrator's step time (``decision_ms``: observe, decide, guard, act) on the
-  demo grid.
+  demo grid: with signed telemetry and state estimation every 5 steps (the default), without
+  telemetry, without state estimation (``se_every_steps=0``, the loop before issue #9) and
+  with it every step (interleaved).
+* ``state_estimation``: the cost of one estimate in the loop (``se_ms`` per call: measurement
+  build, PGM WLS, bad-data rounds) and its accuracy against the simulator's true voltages
+  (which the controller never sees) with noisy sensors, on the 240-step demo.
 
 The machine and whether it was shared are printed with the figures: on a 2-core machine
 shared with other work, two workers cannot show their full speed-up.
@@ -148,6 +153,10 @@ def bench_step(quick: bool) -> dict[str, Any]:
     orchs = {
         "signed_telemetry": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP)),
         "no_telemetry": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), telemetry=False),
+        "no_state_estimation": Orchestrator(
+            SimWorld(g, start_step=DEMO_START_STEP), se_every_steps=0
+        ),
+        "se_every_step": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), se_every_steps=1),
     }
     ev = demo_events()
     n = 60 if quick else 240
@@ -170,19 +179,71 @@ def bench_step(quick: bool) -> dict[str, Any]:
             "decision_ms_max": round(float(a.max()), 2),
         }
     out["sim_speed_x_realtime"] = round(60_000 / out["signed_telemetry"]["decision_ms_median"], 0)
+    for k in ("signed_telemetry", "se_every_step"):
+        a = np.asarray(orchs[k].se_ms[1:])  # the first call imports and compiles
+        out[k]["se_calls"] = int(a.size + 1)
+        out[k]["se_ms_per_call_median"] = round(float(np.median(a)), 2)
+        out[k]["se_ms_per_call_p95"] = round(float(np.percentile(a, 95)), 2)
+        out[k]["se_ms_first_call"] = round(float(orchs[k].se_ms[0]), 1)
     return out
+
+
+def bench_se(quick: bool) -> dict[str, Any]:
+    """State-estimation accuracy in the loop: noisy sensors, one estimate a step, the demo's events."""
+    from gridpilot.agent import Orchestrator, SimWorld
+    from gridpilot.agent.cli import DEMO_START_STEP, demo_events
+    from gridpilot.agent.fleet import demo_grid
+
+    g = demo_grid()
+    o = Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), se_every_steps=1, sensor_noise=True)
+    ev = demo_events()
+    n = 60 if quick else 240
+    mx, mean, dead_steps = [], [], 0
+    for _ in range(n):
+        for e in ev.get(o.world.t, []):
+            o.inject(actor="bench", **e)
+        o.step()
+        est, truth = o.estimate, o.world.last
+        if est is None or truth is None or est.t != truth.t:
+            continue
+        a, b = est.error_pu(truth.v_pu)
+        mx.append(a)
+        mean.append(b)
+        dead_steps += int((~truth.energised).any())
+    s = o.estimator.sensors if o.estimator else None
+    return {
+        "name": "state_estimation",
+        "grid": "case33bw+fleet",
+        "steps": n,
+        "estimates": len(mx),
+        "steps_with_dead_buses": dead_steps,
+        "voltage_sensors": len(s.v_bus_ids) if s else 0,
+        "buses": len(g.bus),
+        "flow_sensors": len(s.flow_line_ids) if s else 0,
+        "sensor_sigma": {"v_pu": s.v_sigma_pu, "flow_rel": s.flow_rel_sigma} if s else None,
+        "error_pu_max": round(float(np.max(mx)), 5),
+        "error_pu_mean_of_max": round(float(np.mean(mx)), 5),
+        "error_pu_mean": round(float(np.mean(mean)), 5),
+        "bad_data_removed": int(o.counters["bad_data_removed"]),
+        "se_ms_per_call_median": round(float(np.median(o.se_ms[1:])), 2),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument(
+        "--only", choices=("step", "se", "batch", "n1"), nargs="*", help="run only these rows"
+    )
     args = ap.parse_args()
+    rows = {"step": bench_step, "se": bench_se, "batch": bench_batch, "n1": bench_n1}
+    pick = args.only or list(rows)
     out = {
         "bench": "scenarios",
         "quick": args.quick,
         "machine": _machine(),
-        "rows": [bench_step(args.quick), bench_batch(args.quick), bench_n1(args.quick)],
+        "rows": [rows[k](args.quick) for k in pick],
     }
     out["machine"]["loadavg_1min_at_end"] = (
         round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None

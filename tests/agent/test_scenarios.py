@@ -47,6 +47,9 @@ def test_cyberattack_forged_commands_refused() -> None:
     assert rep.controlled.kpis["energy_not_served_mwh"] == 0
     assert rep.controlled.refused >= 3
     assert rep.checks["telemetry_frames_refused"] >= 3
+    # the compromised voltage sensor (signed, so telemetry passes it) is caught by the estimator
+    assert rep.checks["bad_data_removed"] == ["V bus 18"]
+    assert any("bus 18 compromised" in n for n in rep.controlled.notes)
 
 
 def test_n1_sweep_restores_most_load() -> None:

@@ -408,9 +408,10 @@ class VoltagePolicy:
         """A volt/var plan, or none."""
         obs, g, lim = ctx.obs, ctx.grid, ctx.limits
         # look ahead every ``every_steps`` steps, and at once when the state estimate shows a
-        # bus at (or beyond) the band's margin
+        # bus outside the band (not merely within the margin: near the band for hours in a
+        # heatwave, that would run the look-ahead every step)
         if (
-            (obs.t % self.every_steps and not ctx.estimated_violation(self.margin_pu))
+            (obs.t % self.every_steps and not ctx.estimated_violation())
             or not obs.energised.any()
             or (obs.fpi.any() and not obs.energised.all())
         ):

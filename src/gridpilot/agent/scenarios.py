@@ -17,7 +17,9 @@ Scenarios (the orchestrator and world live in :mod:`gridpilot.agent`):
   minute 20, with spoofed telemetry showing them open. Uncontrolled (a legacy control system without authentication) executes them until
   operators notice (``detect_min``, default 30); with gridpilot they carry no valid API key,
   are refused and audited, the spoofed frames fail signature verification, and the grid is
-  untouched.
+  untouched. At the same minute a compromised voltage sensor (``fdi_bus``, default 18: a remote
+  bus) starts reporting ``fdi_offset_pu`` (+0.06) high, signed by the gateway: the state
+  estimator identifies and removes it (``checks.bad_data_removed``).
 - ``n-1``: a contingency sweep (every line), see :mod:`gridpilot.agent.contingency`.
 
 KPIs (one set per run): energy not served (MWh), SAIDI (min) and SAIFI (interruptions per
@@ -94,6 +96,7 @@ class RunResult:
     wall_s: float
     notes: list[str] = field(default_factory=list)
     telemetry_refused: int = 0
+    bad_data_removed: list[str] = field(default_factory=list)  # measurements the estimator removed
 
 
 @dataclass
@@ -315,6 +318,8 @@ def run_one(spec: ScenarioSpec) -> RunResult:
                 world.inject(kind, **params)
                 if kind == "repair":  # the crew closes what protection opened
                     world.switch_closed = world.normal_closed.copy()
+        if orch is not None and attack and t == attack[0]["t"]:
+            _tamper_sensor(orch, spec, notes, t)
         for cmd in [c for c in attack if c["t"] == t]:
             if orch is None:
                 world.set_switch(cmd["switch"], cmd["closed"])
@@ -339,9 +344,27 @@ def run_one(spec: ScenarioSpec) -> RunResult:
             kp.add(world, obs)
             world.advance()
     tel = int(orch.counters.get("telemetry_rejected", 0)) if orch is not None else 0
-    return RunResult(
-        spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes, tel
+    bad = (
+        sorted({m for e in orch.events if e["kind"] == "bad_data" for m in e["measurements"]})
+        if orch is not None
+        else []
     )
+    return RunResult(
+        spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes, tel, bad
+    )
+
+
+def _tamper_sensor(orch: Any, spec: ScenarioSpec, notes: list[str], t: int) -> None:
+    """The attacker's false-data injection on one voltage sensor (signed by the gateway)."""
+    link, est = getattr(orch, "link", None), getattr(orch, "estimator", None)
+    if link is None or est is None:
+        return
+    bus = int(spec.params.get("fdi_bus", 18))
+    if bus not in est.sensors.v_bus_ids:  # another grid: its last (remote) sensor
+        bus = int(est.sensors.v_bus_ids[-1])
+    off = float(spec.params.get("fdi_offset_pu", 0.06))
+    link.tamper_voltage(bus, off)
+    notes.append(f"step {t}: voltage sensor at bus {bus} compromised: reports {off:+.3f} pu")
 
 
 def _refuse_forged(orch: Any, cmd: dict[str, Any]) -> int:
@@ -472,6 +495,7 @@ def run_scenario(
         rep.checks = {
             "forged_commands_refused": ctl.refused,
             "telemetry_frames_refused": ctl.telemetry_refused,
+            "bad_data_removed": ctl.bad_data_removed,
             "controlled_ens_mwh": c["energy_not_served_mwh"],
         }
     return rep
