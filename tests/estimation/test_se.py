@@ -136,3 +136,12 @@ def test_grid_with_transformers_generators_and_storage() -> None:
     noisy.v_pu[5] += 0.08
     rep = estimate_robust(se, noisy)
     assert rep.removed_labels == [f"V bus {g.bus.ids[5]}"]
+
+
+def test_chi2_limit_is_the_chi_square_quantile(setup) -> None:
+    from scipy.stats import chi2
+
+    grid, pf, se = setup
+    res = se.estimate(_meas(grid, pf, 0))
+    assert res.dof > 1
+    assert res.chi2_limit == pytest.approx(chi2.ppf(1 - se.alpha, res.dof), rel=1e-10)
