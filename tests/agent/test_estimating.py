@@ -7,8 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from gridpilot.agent import Orchestrator, SimWorld
-from gridpilot.agent.estimating import LoopEstimator, SensorSet, default_sensors
+from gridpilot.agent import LoopEstimator, Orchestrator, SensorSet, SimWorld, default_sensors
 from gridpilot.agent.policies import VoltagePolicy
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid

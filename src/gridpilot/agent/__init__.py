@@ -14,6 +14,7 @@ from gridpilot.agent.actions import ACTION_KINDS, Action, Plan
 from gridpilot.agent.audit import AuditLog
 from gridpilot.agent.contingency import ContingencyResult, N1Report, n1_sweep, write_n1_report
 from gridpilot.agent.env import GridEnv
+from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet, default_sensors
 from gridpilot.agent.fleet import demo_grid
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
@@ -53,6 +54,8 @@ __all__ = [
     "GridEnv",
     "GuardLimits",
     "LinkReport",
+    "LoopEstimate",
+    "LoopEstimator",
     "N1Report",
     "Observation",
     "Orchestrator",
@@ -63,6 +66,7 @@ __all__ = [
     "SafetyGuard",
     "ScenarioReport",
     "ScenarioSpec",
+    "SensorSet",
     "SimWorld",
     "StepReport",
     "TelemetryLink",
@@ -70,6 +74,7 @@ __all__ = [
     "VoltagePolicy",
     "batch_eval",
     "default_policies",
+    "default_sensors",
     "demo_grid",
     "loop_switches",
     "n1_sweep",
