@@ -44,10 +44,26 @@ def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
     return qs
 
 
+def horizon_rows(origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Row indices (N, H) of the ``horizon`` target steps from each origin."""
+    return origins[:, None] + np.arange(horizon)[None, :]
+
+
+def values_at(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Values (N, C, H) of every series at row indices ``rows`` (N, H)."""
+    return np.transpose(values[rows], (0, 2, 1))
+
+
 def target_windows(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     """Actual values (N, C, H) for the ``horizon`` steps from each origin."""
-    idx = origins[:, None] + np.arange(horizon)[None, :]
-    return np.transpose(values[idx], (0, 2, 1))
+    return values_at(values, horizon_rows(origins, horizon))
+
+
+def seasonal_lag(steps: np.ndarray, period: int, extra: int = 0) -> np.ndarray:
+    """Lags in steps (same shape as ``steps``, the 0-based horizon steps) back to the same
+    phase of the season in the past: the smallest multiple of ``period`` above each step,
+    plus ``extra`` periods."""
+    return period * (steps // period + 1 + extra)
 
 
 class Forecaster(ABC):
@@ -377,6 +393,11 @@ class Forecaster(ABC):
             raise ValidationError(
                 issues=[Issue(self.name, "state", "is not fitted; call fit(history) first")]
             )
+
+    def _check_trained(self, *state: object) -> None:
+        """Raise when any of the model's trained parts in ``state`` is still None."""
+        if any(x is None for x in state):
+            raise ValidationError(issues=[Issue(self.name, "state", "is not fitted")])
 
     def _check_length(self, val_start: int, full: History) -> None:
         need_train = self.min_train_rows()

@@ -162,8 +162,8 @@ class EnsembleForecaster(Forecaster):
         origins: np.ndarray,
     ) -> np.ndarray:
         """Point forecasts (N, C, H) in data units: per-step weighted mean of the members."""
-        if self.weights_ is None:
-            raise ValidationError(issues=[Issue(self.name, "state", "is not fitted")])
+        self._check_trained(self.weights_)
+        assert self.weights_ is not None
         out = np.zeros((len(origins), values.shape[1], self.horizon))
         for i, m in enumerate(self.members):
             w = self.weights_[:, i]

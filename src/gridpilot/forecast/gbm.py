@@ -35,10 +35,30 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster, check_quantiles
+from gridpilot.forecast.base import (
+    DEFAULT_QUANTILES,
+    Forecaster,
+    check_quantiles,
+    horizon_rows,
+    seasonal_lag,
+    values_at,
+)
 from gridpilot.forecast.data import History, Repair
 
 _LAGS = (1, 2, 3, 6, 12)
+
+
+def per_series(arr_nc: np.ndarray, horizon: int) -> np.ndarray:
+    """Feature (N, C, H) from a value per origin and series (N, C), the same at every step."""
+    n, c = arr_nc.shape
+    return np.broadcast_to(arr_nc[:, :, None], (n, c, horizon))
+
+
+def per_target(arr_nh: np.ndarray, n_series: int) -> np.ndarray:
+    """Feature (N, C, H) from a value per origin and target step (N, H), the same for every
+    series."""
+    n, hzn = arr_nh.shape
+    return np.broadcast_to(arr_nh[:, None, :], (n, n_series, hzn))
 
 
 class GBMForecaster(Forecaster):
@@ -128,8 +148,10 @@ class GBMForecaster(Forecaster):
         self.season_ = self.season or history.steps_per_day
 
     # ----------------------------------------------------------- features
-    def _seasonal_lag(self, h: np.ndarray, period: int, extra: int = 0) -> np.ndarray:
-        return period * (h // period + 1 + extra)
+    def _seasonal_rows(self, pos: np.ndarray, period: int, extra: int = 0) -> np.ndarray:
+        """Rows (N, H) of the same phase of ``period`` before the origin as each target in
+        ``pos`` (N, H) (see :func:`~gridpilot.forecast.base.seasonal_lag`)."""
+        return pos - seasonal_lag(np.arange(pos.shape[1]), period, extra)[None, :]
 
     def _features(
         self,
@@ -142,46 +164,37 @@ class GBMForecaster(Forecaster):
         s = self.season_
         n, c, hzn = len(origins), z.shape[1], self.horizon
         steps = np.arange(hzn)
-        pos = origins[:, None] + steps[None, :]  # (N, H) target rows
+        pos = horizon_rows(origins, hzn)  # (N, H) target rows
         day = origins[:, None] + np.arange(-s, 0)[None, :]
         zd = z[day]  # (N, S, C)
         anchor = zd.mean(axis=1)  # (N, C)
         cols: dict[str, np.ndarray] = {}
-
-        def per_series(arr_nc: np.ndarray) -> np.ndarray:  # (N, C) -> (N, C, H)
-            return np.broadcast_to(arr_nc[:, :, None], (n, c, hzn))
-
-        def per_target(arr_nh: np.ndarray) -> np.ndarray:  # (N, H) -> (N, C, H)
-            return np.broadcast_to(arr_nh[:, None, :], (n, c, hzn))
-
         for k in _LAGS:
-            cols[f"lag{k}"] = per_series(z[origins - k] - anchor)
-        cols["day_std"] = per_series(zd.std(axis=1))
+            cols[f"lag{k}"] = per_series(z[origins - k] - anchor, hzn)
+        cols["day_std"] = per_series(zd.std(axis=1), hzn)
         week = origins[:, None] + np.arange(-7 * s, 0)[None, :]
-        cols["week_mean"] = per_series(z[week].mean(axis=1) - anchor)
+        cols["week_mean"] = per_series(z[week].mean(axis=1) - anchor, hzn)
         for name, period, extra in (("sn_day", s, 0), ("sn_2day", s, 1), ("sn_week", 7 * s, 0)):
-            lag = self._seasonal_lag(steps, period, extra)
-            src = pos - lag[None, :]  # (N, H)
-            v = z[src]  # (N, H, C)
-            cols[name] = np.transpose(v, (0, 2, 1)) - anchor[:, :, None]
+            src = self._seasonal_rows(pos, period, extra)  # (N, H)
+            cols[name] = values_at(z, src) - anchor[:, :, None]
         if self.profile_features:
             cols.update(self._profile_features(z, origins, pos, anchor))
-        cols["step"] = per_target(np.broadcast_to(steps[None, :], (n, hzn)).astype(float))
+        cols["step"] = per_target(np.broadcast_to(steps[None, :], (n, hzn)).astype(float), c)
         cols["series"] = np.broadcast_to(np.arange(c, dtype=float)[None, :, None], (n, c, hzn))
         ts = index[pos.ravel()]
         hour = (ts.hour + ts.minute / 60.0).to_numpy(dtype=float).reshape(n, hzn)
-        cols["hour"] = per_target(hour)
-        cols["weekday"] = per_target(ts.weekday.to_numpy(dtype=float).reshape(n, hzn))
+        cols["hour"] = per_target(hour, c)
+        cols["weekday"] = per_target(ts.weekday.to_numpy(dtype=float).reshape(n, hzn), c)
         if self.day_of_year:
-            cols["doy"] = per_target(ts.dayofyear.to_numpy(dtype=float).reshape(n, hzn))
+            cols["doy"] = per_target(ts.dayofyear.to_numpy(dtype=float).reshape(n, hzn), c)
         if self.holidays:
             hol = np.fromiter((d in self.holidays for d in ts.date), bool, len(ts))
-            cols["holiday"] = per_target(hol.reshape(n, hzn).astype(float))
+            cols["holiday"] = per_target(hol.reshape(n, hzn).astype(float), c)
         if cov is not None:
             for j in range(cov.shape[1]):
-                cols[f"cov{j}"] = per_target(cov[pos, j])
+                cols[f"cov{j}"] = per_target(cov[pos, j], c)
                 cols[f"cov{j}_day"] = per_target(
-                    np.broadcast_to(cov[day, j].mean(axis=1)[:, None], (n, hzn))
+                    np.broadcast_to(cov[day, j].mean(axis=1)[:, None], (n, hzn)), c
                 )
         for name, arr in self._extra_features(z, index, cov, origins, pos).items():
             cols[name] = arr
@@ -196,9 +209,8 @@ class GBMForecaster(Forecaster):
         (past only, relative to ``anchor``), lags 4, 5 and one day, and the deviation of
         the last hours before each origin from the same hours on earlier days."""
         s = self.season_
-        n, c, hzn = len(origins), z.shape[1], self.horizon
-        lag = self._seasonal_lag(np.arange(hzn), s)
-        src = pos[None] - lag[None, None, :] - s * np.arange(7)[:, None, None]  # (7, N, H)
+        hzn = self.horizon
+        src = self._seasonal_rows(pos, s)[None] - s * np.arange(7)[:, None, None]  # (7, N, H)
         same_hour = np.transpose(z[src], (0, 1, 3, 2))  # (7, N, C, H)
         rel = anchor[:, :, None]
         out: dict[str, np.ndarray] = {
@@ -206,19 +218,16 @@ class GBMForecaster(Forecaster):
             "sh_mean3": same_hour[:3].mean(axis=0) - rel,
             "sh_med7": np.median(same_hour, axis=0) - rel,
         }
-
-        def per_series(arr_nc: np.ndarray) -> np.ndarray:
-            return np.broadcast_to(arr_nc[:, :, None], (n, c, hzn))
-
         for name, k in (("lag4", 4), ("lag5", 5), ("lag_day", s)):
-            out[name] = per_series(z[origins - k] - anchor)
+            out[name] = per_series(z[origins - k] - anchor, hzn)
         last = z[origins - 1]  # (N, C)
-        out["dev_day"] = per_series(last - z[origins - 1 - s])
+        out["dev_day"] = per_series(last - z[origins - 1 - s], hzn)
         days = s * np.arange(1, 8)
-        out["dev_mean7"] = per_series(last - z[origins[:, None] - 1 - days[None, :]].mean(axis=1))
+        week_before = z[origins[:, None] - 1 - days[None, :]].mean(axis=1)
+        out["dev_mean7"] = per_series(last - week_before, hzn)
         recent = origins[:, None] - np.arange(1, 4)[None, :]  # (N, 3)
         earlier = recent[:, :, None] - days[None, None, :]  # (N, 3, 7)
-        out["dev3_mean7"] = per_series(z[recent].mean(axis=1) - z[earlier].mean(axis=(1, 2)))
+        out["dev3_mean7"] = per_series(z[recent].mean(axis=1) - z[earlier].mean(axis=(1, 2)), hzn)
         return out
 
     def _extra_features(
@@ -233,7 +242,7 @@ class GBMForecaster(Forecaster):
         return {}
 
     def _target(self, z: np.ndarray, anchor: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        return (np.transpose(z[pos], (0, 2, 1)) - anchor[:, :, None]).reshape(-1)
+        return (values_at(z, pos) - anchor[:, :, None]).reshape(-1)
 
     def _from_target(self, pred: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         return pred + anchor[:, :, None]
@@ -339,8 +348,7 @@ class GBMForecaster(Forecaster):
         origins: np.ndarray,
     ) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
-        if self.booster_ is None:
-            raise ValidationError(issues=[Issue(self.name, "state", "is not fitted")])
+        self._check_trained(self.booster_)
         return self._predict_booster(self.booster_, values, index, cov, origins)
 
     def quantile_origins(

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster
+from gridpilot.forecast.base import Forecaster, target_windows, values_at
 from gridpilot.forecast.data import History, Repair
 
 DEFAULT_PENALTIES: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -128,16 +128,13 @@ class LinearForecaster(Forecaster):
         self, z: np.ndarray, origins: np.ndarray, lookback: int, with_target: bool
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Instance-normalised inputs (N·C, L), targets (N·C, H) and the subtracted level."""
-        c = z.shape[1]
         xi = origins[:, None] + np.arange(-lookback, 0)[None, :]
-        x = np.transpose(z[xi], (0, 2, 1)).reshape(-1, lookback)
+        x = values_at(z, xi).reshape(-1, lookback)
         lvl = x[:, -1:] if self.norm == "last" else x.mean(axis=1, keepdims=True)
         x = x - lvl
         y = None
         if with_target:
-            yi = origins[:, None] + np.arange(self.horizon)[None, :]
-            y = np.transpose(z[yi], (0, 2, 1)).reshape(-1, self.horizon) - lvl
-        del c
+            y = target_windows(z, origins, self.horizon).reshape(-1, self.horizon) - lvl
         return x, y, lvl
 
     def _gram(self, z: np.ndarray, origins: np.ndarray, lookback: int) -> _Gram:
@@ -270,8 +267,8 @@ class LinearForecaster(Forecaster):
         origins: np.ndarray,
     ) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
-        if self.weights_ is None or self.lookback_ is None or self.bias_ is None:
-            raise ValidationError(issues=[Issue(self.name, "state", "is not fitted")])
+        self._check_trained(self.weights_, self.lookback_, self.bias_)
+        assert self.weights_ is not None and self.lookback_ is not None
         assert self.mean_ is not None and self.std_ is not None
         z = self.normalise(values)
         c = z.shape[1]

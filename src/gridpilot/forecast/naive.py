@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster
+from gridpilot.forecast.base import Forecaster, horizon_rows, seasonal_lag, values_at
 from gridpilot.forecast.data import History, Repair
 
 
@@ -68,9 +68,8 @@ class SeasonalNaive(Forecaster):
     ) -> np.ndarray:
         """Seasonal-naive forecasts (N, C, H) in data units."""
         s = self._season_fit or 1
-        h = np.arange(self.horizon)
-        lag = s * (h // s + 1)
-        idx = origins[:, None] + h[None, :] - lag[None, :]
+        lag = seasonal_lag(np.arange(self.horizon), s)
+        idx = horizon_rows(origins, self.horizon) - lag[None, :]
         if idx.min() < 0:
             raise ValidationError(
                 issues=[
@@ -82,4 +81,4 @@ class SeasonalNaive(Forecaster):
                     )
                 ]
             )
-        return np.transpose(values[idx], (0, 2, 1))
+        return values_at(values, idx)

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import DEFAULT_QUANTILES
+from gridpilot.forecast.base import DEFAULT_QUANTILES, horizon_rows, values_at
 from gridpilot.forecast.data import Repair
-from gridpilot.forecast.gbm import GBMForecaster
+from gridpilot.forecast.gbm import GBMForecaster, per_target
 
 
 def clearsky_ghi(
@@ -140,21 +140,19 @@ class PVForecaster(GBMForecaster):
         pos: np.ndarray,
     ) -> dict[str, np.ndarray]:
         ghi, elev = self._clearsky(index)
-        n, c, hzn = len(origins), z.shape[1], self.horizon
-        s = self.season_
-        lag = self._seasonal_lag(np.arange(hzn), s)
-        src = pos - lag[None, :]
+        c = z.shape[1]
+        src = self._seasonal_rows(pos, self.season_)
         cs_t, cs_s = ghi[pos], ghi[src]
         ratio = np.where(cs_s > 10.0, cs_t / np.maximum(cs_s, 10.0), 0.0)
-        persist = np.transpose(z[src], (0, 2, 1)) * ratio[:, None, :]
+        persist = values_at(z, src) * ratio[:, None, :]
         return {
-            "cs_ghi": np.broadcast_to((cs_t / 1000.0)[:, None, :], (n, c, hzn)),
-            "elevation": np.broadcast_to(elev[pos][:, None, :], (n, c, hzn)),
+            "cs_ghi": per_target(cs_t / 1000.0, c),
+            "elevation": per_target(elev[pos], c),
             "cs_persist": persist,
         }
 
     def _target(self, z: np.ndarray, anchor: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        return np.transpose(z[pos], (0, 2, 1)).reshape(-1)
+        return values_at(z, pos).reshape(-1)
 
     def _from_target(self, pred: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         return pred
@@ -162,18 +160,18 @@ class PVForecaster(GBMForecaster):
     def _postprocess(
         self, pred: np.ndarray, index: pd.DatetimeIndex, pos: np.ndarray
     ) -> np.ndarray:
+        """Forecasts ``pred`` (N, C, H), or quantiles (Q, N, C, H), in data units clipped to
+        [0, capacity] and set to 0 where the target rows ``pos`` (N, H) are at night."""
         assert self.std_ is not None
         ghi, _ = self._clearsky(index)
         night = (ghi[pos] <= 0.0)[:, None, :]
-        out = np.clip(pred, 0.0, self.std_[None, :, None])
-        return np.where(night, 0.0, out)
+        return np.where(night, 0.0, np.clip(pred, 0.0, self.std_[:, None]))
 
     def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
         """Clear-sky GHI at each target in kW/m² (at least 0.05), NaN when the sun is down:
         PV errors grow with the available sunlight, so quantiles are scaled by it."""
         ghi, _ = self._clearsky(index)
-        pos = origins[:, None] + np.arange(self.horizon)[None, :]
-        g = ghi[pos] / 1000.0
+        g = ghi[horizon_rows(origins, self.horizon)] / 1000.0
         return np.where(g > 0, np.maximum(g, 0.05), np.nan)[:, None, :]
 
     def quantile_origins(
@@ -187,9 +185,4 @@ class PVForecaster(GBMForecaster):
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`GBMForecaster.quantile_origins`, clipped to [0, capacity], 0 at night."""
         point, qs = super().quantile_origins(values, index, cov, origins, quantiles, residuals)
-        assert self.std_ is not None
-        ghi, _ = self._clearsky(index)
-        pos = origins[:, None] + np.arange(self.horizon)[None, :]
-        night = (ghi[pos] <= 0.0)[None, :, None, :]
-        qs = np.where(night, 0.0, np.clip(qs, 0.0, self.std_[None, None, :, None]))
-        return point, qs
+        return point, self._postprocess(qs, index, horizon_rows(origins, self.horizon))
