@@ -63,42 +63,14 @@ def test_cli_backtest_json(tmp_path: Path) -> None:
     csv = tmp_path / "loads.csv"
     obs.rename_axis("time").to_csv(csv)
     plot = tmp_path / "bt.png"
-    r = CliRunner().invoke(
-        _app(),
-        [
-            "forecast",
-            "backtest",
-            "--data",
-            str(csv),
-            "--horizon",
-            "24",
-            "--json",
-            "--lookback",
-            "168",
-            "--plot",
-            str(plot),
-        ],
-    )
+    bt24 = ["forecast", "backtest", "--data", str(csv), "--horizon", "24"]
+    r = CliRunner().invoke(_app(), [*bt24, "--json", "--lookback", "168", "--plot", str(plot)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["model"] == "linear" and out["horizon"] == 24
     assert out["metrics"]["mae"] < out["baseline"]["mae"]
     assert plot.exists()
-    r = CliRunner().invoke(
-        _app(),
-        [
-            "forecast",
-            "backtest",
-            "--data",
-            str(csv),
-            "--horizon",
-            "24",
-            "--lookback",
-            "48",
-            "--stride",
-            "6",
-        ],
-    )
+    r = CliRunner().invoke(_app(), [*bt24, "--lookback", "48", "--stride", "6"])
     assert r.exit_code == 0 and "seasonal-naive" in r.output
     args = ["forecast", "backtest", "--data", str(csv), "--lookback", "48", "--stride", "6"]
     once = CliRunner().invoke(_app(), [*args, "--json"])
