@@ -515,18 +515,23 @@ class Orchestrator:
         verdict = self._verdict(plan)
         sim_time = str(self.last.time) if self.last is not None else ""
         data = {k: v for k, v in plan.data.items() if k != "inj"}
-        if not verdict.ok:
-            self.counters["refused"] += 1
+
+        def record(kind: str, status: str, result: dict[str, Any] | None = None) -> None:
             self.audit.record(
                 actor=actor,
-                kind="refused",
+                kind=kind,
                 what=plan.to_dict(),
                 why=plan.reason,
                 data=data,
                 verdict=verdict.to_dict(),
-                status="refused",
+                result=result,
+                status=status,
                 sim_time=sim_time,
             )
+
+        if not verdict.ok:
+            self.counters["refused"] += 1
+            record("refused", "refused")
             self._event(
                 "refused",
                 f"guard refused {plan.source} plan #{plan.id}: {'; '.join(verdict.reasons)[:200]}",
@@ -542,16 +547,7 @@ class Orchestrator:
                     p.status = "expired"
             self.proposals[plan.id] = Proposal(plan, verdict, self.last.t if self.last else 0)
             self.counters["proposed"] += 1
-            self.audit.record(
-                actor=actor,
-                kind="proposal",
-                what=plan.to_dict(),
-                why=plan.reason,
-                data=data,
-                verdict=verdict.to_dict(),
-                status="pending",
-                sim_time=sim_time,
-            )
+            record("proposal", "pending")
             self._event(
                 "proposal",
                 f"{plan.source} proposes #{plan.id}: {plan.reason[:160]}",
@@ -559,18 +555,7 @@ class Orchestrator:
                 plan=plan.id,
             )
             return "pending"
-        result = self._execute(plan)
-        self.audit.record(
-            actor=actor,
-            kind="action",
-            what=plan.to_dict(),
-            why=plan.reason,
-            data=data,
-            verdict=verdict.to_dict(),
-            result=result,
-            status="done",
-            sim_time=sim_time,
-        )
+        record("action", "done", self._execute(plan))
         self._event(
             "action",
             f"{plan.source} #{plan.id}: " + "; ".join(a.describe() for a in plan.actions)[:200],
