@@ -224,8 +224,7 @@ class Forecaster(ABC):
         std = train.std(axis=0)
         self.std_ = np.where(std > 1e-12, std, 1.0)
         self._fit_arrays(full.values, full.index, cov, val_start)
-        first = max(val_start, self.min_context)
-        origins = np.arange(first, len(full) - self.horizon + 1)
+        origins = self._held_out_origins(val_start, len(full))
         pred = self.forecast_origins(full.values, full.index, cov, origins)
         resid = target_windows(full.values, origins, self.horizon) - pred
         scale = self.residual_scale(full.index, origins)
@@ -393,6 +392,11 @@ class Forecaster(ABC):
             raise ValidationError(
                 issues=[Issue(self.name, "state", "is not fitted; call fit(history) first")]
             )
+
+    def _held_out_origins(self, val_start: int, n_rows: int) -> np.ndarray:
+        """Every origin from ``val_start`` (and at least ``min_context``) whose whole horizon
+        lies within ``n_rows`` rows: the held-out origins that tune and calibrate."""
+        return np.arange(max(val_start, self.min_context), n_rows - self.horizon + 1)
 
     def _check_trained(self, *state: object) -> None:
         """Raise when any of the model's trained parts in ``state`` is still None."""

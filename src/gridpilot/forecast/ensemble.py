@@ -131,7 +131,7 @@ class EnsembleForecaster(Forecaster):
                 )
             return
         assert self.std_ is not None
-        origins = np.arange(max(val_start, self.min_context), len(values) - self.horizon + 1)
+        origins = self._held_out_origins(val_start, len(values))
         y = target_windows(values, origins, self.horizon) / self.std_[None, :, None]
         preds = np.stack(
             [
