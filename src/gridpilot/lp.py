@@ -88,8 +88,15 @@ class LP:
         start, shape = self.blocks[name]
         return x[start : start + int(np.prod(shape))].reshape(shape)
 
-    def to_highs(self, time_limit_s: float = 120.0) -> highspy.Highs:
-        """The LP as a HiGHS instance ready to run (column-wise sparse matrix, options set)."""
+    def to_highs(
+        self, time_limit_s: float = 120.0, basis: highspy.HighsBasis | None = None
+    ) -> highspy.Highs:
+        """The LP as a HiGHS instance ready to run (column-wise sparse matrix, options set).
+
+        ``basis``: a valid basis of an LP with the same columns and rows (e.g. the previous
+        solve's, after only bounds or costs changed): the run then starts the simplex method
+        from it (a warm start) instead of running ``solver`` from scratch. A basis of other
+        dimensions or an invalid one is ignored."""
         a = coo_matrix(
             (
                 np.concatenate(self.vals) if self.vals else np.zeros(0),
@@ -118,6 +125,14 @@ class LP:
         h.setOptionValue("time_limit", float(time_limit_s))
         h.setOptionValue("solver", self.solver)
         h.passModel(lp)
+        if (
+            basis is not None
+            and basis.valid
+            and len(basis.col_status) == self.n
+            and len(basis.row_status) == self.m
+        ):
+            h.setOptionValue("solver", "simplex")
+            h.setBasis(basis)
         return h
 
     def solve(

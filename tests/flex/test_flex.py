@@ -368,3 +368,37 @@ def test_ev_aggregate_and_split_do_not_charge_past_the_requests(grid, fleet):
     assert left.size > 0 and nb > 0
     assert np.all(after.delivered_mwh[left] <= ev.e_need_mwh[left] + 1e-9)
     assert np.all(d.ev_shortfall_mwh[left] < 1e-9)
+
+
+def test_warm_resolve_reaches_the_cold_optimum(sunny):
+    """A twin-corrected re-solve starts from the previous basis and ends at the cold solve's optimum."""
+    from gridpilot.flex import build_network, default_signals
+    from gridpilot.flex.schedule import _base, group_buses, plan_window, pv_available
+
+    g, f, t0 = sunny
+    cfg = PlanConfig(vmax_pu=1.02, q_max_frac=0.2, horizon_steps=96, commit_steps=96)
+    buses = f.buses()
+    net = build_network(g, buses, t_ref=t0)
+    group, vs_g, ptdf_g, vq_g = group_buses(net, f, cfg.max_groups)
+    _, v0, p0, flow0, qflow0 = _base(net, t0, 96)
+    agg = aggregate(f, t0, 96, buses, pv_available(net, f, net.injections(t0, 96)), group)
+    sig = default_signals(g, t0 + 96, f.step_h).window(t0, 96)
+    args = (agg, net)
+    rest = (p0, flow0, qflow0, sig, cfg, vs_g, ptdf_g, vq_g)
+    first = plan_window(*args, v0, *rest)
+    assert first.basis is not None and first.warm_solves == 0
+    # a correction as the twin check makes it: the base voltages at the upper half 0.004 pu lower
+    # (the rows that could bind stay a subset of the first solve's, so the LP keeps its shape)
+    v1 = v0 - 0.004 * (v0 > np.median(v0))
+    warm = plan_window(*args, v1, *rest, warm=first)
+    cold = plan_window(*args, v1, *rest)
+    assert warm.warm_solves == 1 and cold.warm_solves == 0
+    assert (warm.n_vars, warm.n_rows) == (first.n_vars, first.n_rows)
+    # the correction changes the optimum (the rows bind), and warm and cold agree on it
+    assert warm.objective_eur < first.objective_eur - 1e-3
+    assert warm.objective_eur == pytest.approx(cold.objective_eur, rel=1e-7, abs=1e-6)
+    # a re-solve whose rows grow (base voltages up) falls back to a cold solve of the larger LP
+    up = plan_window(*args, v0 + 0.004 * (v0 > np.median(v0)), *rest, warm=first)
+    if up.n_rows != first.n_rows or up.n_vars != first.n_vars:
+        assert up.warm_solves == 0
+    assert up.objective_eur > first.objective_eur + 1e-3

@@ -65,6 +65,7 @@ class PlanConfig:
     q_max_frac: float = 0.44
     q_polygon_sides: int = 12
     q_eur_per_mvarh: float = 2.0
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.q_max_frac <= 1.0:
@@ -105,6 +106,9 @@ class WindowPlan:
     pn_mw: np.ndarray | None = None
     corrections: int = 0
     q_mvar: np.ndarray | None = None
+    structure: dict[str, np.ndarray] = field(default_factory=dict)
+    basis: Any = None
+    warm_solves: int = 0
 
 
 def _check_feasible(agg: BusAggregate) -> None:
@@ -142,6 +146,7 @@ def plan_window(
     v_sens: np.ndarray | None = None,
     ptdf: Any = None,
     v_sens_q: np.ndarray | None = None,
+    warm: WindowPlan | None = None,
 ) -> WindowPlan:
     """Solve one window's LP for ``agg``.
 
@@ -155,6 +160,11 @@ def plan_window(
     result, generator convention): within ``q_max_frac`` x rating and an inscribed
     ``q_polygon_sides``-gon of the rating circle with the active power, acting on the voltage
     rows through dV/dQ, at ``q_eur_per_mvarh`` (losses) so it is used only where it helps.
+
+    ``warm``: the previous solve of the same window (a twin-corrected re-solve changes only the
+    base voltages, i.e. row bounds). Its row and Q masks are kept (the union with this solve's:
+    extra rows that cannot bind and Q columns bounded at 0 leave the optimum unchanged), so the
+    LP has the same columns and rows and the simplex starts from its optimal basis.
     """
     v_sens = net.v_sens if v_sens is None else v_sens
     v_sens_q = net.v_sens_q if v_sens_q is None else v_sens_q
@@ -238,6 +248,16 @@ def plan_window(
     pn_hi = agg.bat_p_max_mw + agg.ev_p_hi_mw + agg.wh_p_max_mw + agg.pv_avail_mw
     pn_lo = -agg.bat_p_max_mw + agg.ev_p_lo_mw
     slack_groups: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    prev_struct = warm.structure if warm is not None else {}
+    structure: dict[str, np.ndarray] = {}
+
+    def mask(key: str, m: np.ndarray) -> np.ndarray:
+        """``m`` or, on a warm re-solve, its union with the previous solve's mask (same shape)."""
+        old = prev_struct.get(key)
+        out = m | old if old is not None and old.shape == m.shape else m
+        structure[key] = out
+        return out
+
     # reactive power of the inverters: qa absorbed, qi injected (Mvar, both >= 0)
     use_q = bool(
         cfg.q_support
@@ -266,6 +286,10 @@ def plan_window(
         qcost = dt * cfg.q_eur_per_mvarh
         qa_hi = np.where(over[:, None], qcap[None, :], 0.0)
         qi_hi = np.where(under[:, None], qcap[None, :], 0.0)
+        # rows of the rating polygon for the union of offered steps (warm re-solves); where Q is
+        # not offered now its bound is 0 and such a row cannot bind (cu >= 0, p_out <= S)
+        qa_hs = np.where(mask("q_over", over)[:, None], qcap[None, :], 0.0)
+        qi_hs = np.where(mask("q_under", under)[:, None], qcap[None, :], 0.0)
         qa = lp.var("qa", (T, nf), 0.0, qa_hi, qcost)
         qi = lp.var("qi", (T, nf), 0.0, qi_hi, qcost)
         q_terms = [
@@ -279,9 +303,10 @@ def plan_window(
         th = th[(np.cos(th) > 1e-9) & (np.abs(np.sin(th)) > 1e-9)]
         p_out = np.minimum(agg.pv_out_mw, s_inv)
         s_in = s_inv * np.cos(np.pi / n_side)
-        for a_ in th.tolist():
+        for n_a, a_ in enumerate(th.tolist()):
             ca, sa = float(np.cos(a_)), float(np.sin(a_))
-            can = (ca * p_out + abs(sa) * (qi_hi if sa > 0 else qa_hi) > s_in + 1e-9) & (s_inv > 0)
+            can = (ca * p_out + abs(sa) * (qi_hs if sa > 0 else qa_hs) > s_in + 1e-9) & (s_inv > 0)
+            can = mask(f"inverter rating {n_a}", can)
             tt, jj = np.nonzero(can)
             if tt.size == 0:
                 continue
@@ -319,7 +344,7 @@ def plan_window(
             vh @ np.clip(d, 0, None).T + vl @ np.clip(d, None, 0).T for d, _, vl, vh in dens
         )  # (T, n_rows)
         d_lo = sum(vl @ np.clip(d, 0, None).T + vh @ np.clip(d, None, 0).T for d, _, vl, vh in dens)
-        keep = (d_hi > hi - margin) | (d_lo < lo + margin)
+        keep = mask("rows " + group, (d_hi > hi - margin) | (d_lo < lo + margin))
         tt, ii = np.nonzero(keep)
         if tt.size == 0:
             return
@@ -400,7 +425,8 @@ def plan_window(
         p0_mw,
         np.inf,
     )
-    h = lp.to_highs()
+    h = lp.to_highs(basis=warm.basis if warm is not None else None)
+    warm_solves = int(h.getOptions().solver == "simplex" and warm is not None)
     build_s = time.perf_counter() - t_build
     t0 = time.perf_counter()
     xs, obj = lp.solve(h=h)
@@ -425,8 +451,21 @@ def plan_window(
             binding=worst,
         )
     q = lp.value(xs, "qi") - lp.value(xs, "qa") if use_q else np.zeros((T, nf))
+    basis = h.getBasis()
     return WindowPlan(
-        targets, obj, solve_s, build_s, lp.n, lp.m, slack, worst, lp.value(xs, "pn"), q_mvar=q
+        targets,
+        obj,
+        solve_s,
+        build_s,
+        lp.n,
+        lp.m,
+        slack,
+        worst,
+        lp.value(xs, "pn"),
+        q_mvar=q,
+        structure=structure,
+        basis=basis if basis.valid else None,
+        warm_solves=warm_solves,
     )
 
 
@@ -509,6 +548,7 @@ class Plan:
                 "max_vars": max((w.n_vars for w in self.windows), default=0),
                 "max_rows": max((w.n_rows for w in self.windows), default=0),
                 "twin_corrections": sum(w.corrections for w in self.windows),
+                "warm_solves": sum(w.warm_solves for w in self.windows),
             },
             "unresolved": self.unresolved[:10],
         }
@@ -765,14 +805,30 @@ def plan(
         agg = aggregate(f, a, T, buses, avail, group)
         v_use = v0
         solve_s = build_s = 0.0
+        n_warm = 0
+        wp_prev: WindowPlan | None = None
         for it in range(cfg.corrections + 1):
             wp = plan_window(
-                agg, net, v_use, p0, flow0, qflow0, sig_all.window(a, T), cfg, vs_g, ptdf_g, vq_g
+                agg,
+                net,
+                v_use,
+                p0,
+                flow0,
+                qflow0,
+                sig_all.window(a, T),
+                cfg,
+                vs_g,
+                ptdf_g,
+                vq_g,
+                warm=wp_prev if cfg.warm_start else None,
             )
             wp.corrections = it
             solve_s += wp.solve_s
             build_s += wp.build_s
-            wp.solve_s, wp.build_s = solve_s, build_s  # a window's times include its re-solves
+            n_warm += wp.warm_solves
+            # a window's times include its re-solves
+            wp.solve_s, wp.build_s, wp.warm_solves = solve_s, build_s, n_warm
+            wp_prev = wp
             if it == cfg.corrections:
                 break
             # check the window's plan in the twin; where the linear model erred, correct it and re-solve
