@@ -76,8 +76,18 @@ def _baseline(n_devices: int, sample_devices: int, steps: int) -> dict[str, Any]
     rnd = random.Random(0)
     per_h = 1.65  # devices per household, as the default fleet
     n_h = int(sample_devices / per_h)
-    hs = [_Household(rnd, {"pv": rnd.random() < 0.2, "bat": rnd.random() < 0.05, "ev": rnd.random() < 0.1,
-                           "wh": rnd.random() < 0.3}) for _ in range(n_h)]
+    hs = [
+        _Household(
+            rnd,
+            {
+                "pv": rnd.random() < 0.2,
+                "bat": rnd.random() < 0.05,
+                "ev": rnd.random() < 0.1,
+                "wh": rnd.random() < 0.3,
+            },
+        )
+        for _ in range(n_h)
+    ]
     loads = [rnd.randrange(32) for _ in range(n_h)]
     t0 = time.perf_counter()
     for k in range(steps):
@@ -86,9 +96,13 @@ def _baseline(n_devices: int, sample_devices: int, steps: int) -> dict[str, Any]
             acc[ld] += hh.step(60.0, 0.8, 0.5, (k / 60.0) % 24)
     per_step = (time.perf_counter() - t0) / steps
     scaled = per_step * n_devices / (n_h * per_h)
-    return {"method": "one Python object per device, scalar step, same models (sample scaled linearly)",
-            "sample_devices": int(n_h * per_h), "step_ms_sample": round(per_step * 1e3, 2),
-            "step_ms_scaled": round(scaled * 1e3, 1), "speed_x_real_time_scaled": round(60.0 / scaled, 2)}
+    return {
+        "method": "one Python object per device, scalar step, same models (sample scaled linearly)",
+        "sample_devices": int(n_h * per_h),
+        "step_ms_sample": round(per_step * 1e3, 2),
+        "step_ms_scaled": round(scaled * 1e3, 1),
+        "speed_x_real_time_scaled": round(60.0 / scaled, 2),
+    }
 
 
 def bench_field_simulation(quick: bool, grid: str = "case33bw") -> dict[str, Any]:
@@ -123,12 +137,21 @@ def bench_field_simulation(quick: bool, grid: str = "case33bw") -> dict[str, Any
     step_ms = float(np.mean(wall))
     per_step_ms = step_ms + (readings_ms + sign_ms) / 15.0  # a report every 15 one-minute steps
     return {
-        "grid": grid, "devices": sim.fleet.n_devices, "device_counts": sim.fleet.counts,
-        "state_mb": round(sim.fleet.nbytes() / 1e6, 1), "build_s": round(build_s, 2), "steps": steps, "dt_s": 60.0,
-        "step_ms_mean": round(step_ms, 1), "step_ms_p95": round(float(np.percentile(wall, 95)), 1),
-        "devices_ms_mean": round(float(np.mean(dev_ms)), 1), "powerflow_ms_mean": round(float(np.mean(pf_ms)), 2),
-        "meter_report_ms": round(readings_ms, 1), "meter_report_rows": len(batch.meters),
-        "gateway_signing_ms": round(sign_ms, 1), "frames": len(frames),
+        "grid": grid,
+        "devices": sim.fleet.n_devices,
+        "device_counts": sim.fleet.counts,
+        "state_mb": round(sim.fleet.nbytes() / 1e6, 1),
+        "build_s": round(build_s, 2),
+        "steps": steps,
+        "dt_s": 60.0,
+        "step_ms_mean": round(step_ms, 1),
+        "step_ms_p95": round(float(np.percentile(wall, 95)), 1),
+        "devices_ms_mean": round(float(np.mean(dev_ms)), 1),
+        "powerflow_ms_mean": round(float(np.mean(pf_ms)), 2),
+        "meter_report_ms": round(readings_ms, 1),
+        "meter_report_rows": len(batch.meters),
+        "gateway_signing_ms": round(sign_ms, 1),
+        "frames": len(frames),
         "amortised_ms_per_minute": round(per_step_ms, 1),
         "speed_x_real_time": round(60_000.0 / per_step_ms, 1),
         "target": "faster than real time at 1-minute steps (speed_x_real_time > 1)",
@@ -143,10 +166,18 @@ def main() -> None:
     ap.add_argument("--grid", default="case33bw")
     args = ap.parse_args()
     console.log("field simulation")
-    out = {"bench": "field", "quick": args.quick, **bench_field_simulation(args.quick, args.grid),
-           "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-                       "load_avg": [round(x, 2) for x in os.getloadavg()]},
-           "note": "shared 2-core machine, timings under contention"}
+    out = {
+        "bench": "field",
+        "quick": args.quick,
+        **bench_field_simulation(args.quick, args.grid),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
+        },
+        "note": "shared 2-core machine, timings under contention",
+    }
     print(json.dumps(out, indent=2))
 
 

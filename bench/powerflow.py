@@ -54,8 +54,15 @@ from typing import Any
 import numpy as np
 
 YEAR = 35_136
-ALL_GRIDS = ("case33bw", "case69", "cigre-mv", "oberrhein", "schutterwald", "simbench:1-MV-rural--0-sw",
-             "synthetic:10000")
+ALL_GRIDS = (
+    "case33bw",
+    "case69",
+    "cigre-mv",
+    "oberrhein",
+    "schutterwald",
+    "simbench:1-MV-rural--0-sw",
+    "synthetic:10000",
+)
 QUICK_GRIDS = ("case33bw", "cigre-mv")
 
 
@@ -90,18 +97,44 @@ def to_pandapower(g: Any) -> Any:
     pp.create_buses(net, nb, vn_kv=g.bus["v_nom_kv"])
     pm = g.bus.position_map
     ln = g.line
-    line_idx = pp.create_lines_from_parameters(
-        net, pm(ln["from_bus"]), pm(ln["to_bus"]), ln["length_km"], ln["r_ohm_per_km"], ln["x_ohm_per_km"],
-        ln["c_nf_per_km"], ln["max_i_ka"], in_service=ln["in_service"]) if len(ln) else []
+    line_idx = (
+        pp.create_lines_from_parameters(
+            net,
+            pm(ln["from_bus"]),
+            pm(ln["to_bus"]),
+            ln["length_km"],
+            ln["r_ohm_per_km"],
+            ln["x_ohm_per_km"],
+            ln["c_nf_per_km"],
+            ln["max_i_ka"],
+            in_service=ln["in_service"],
+        )
+        if len(ln)
+        else []
+    )
     tr = g.transformer
     trafo_idx: Any = []
     if len(tr):
         trafo_idx = pp.create_transformers_from_parameters(
-            net, pm(tr["hv_bus"]), pm(tr["lv_bus"]), tr["sn_mva"], tr["vn_hv_kv"], tr["vn_lv_kv"], tr["vkr_percent"],
-            tr["vk_percent"], tr["pfe_kw"], tr["i0_percent"], shift_degree=tr["shift_degree"],
-            tap_side=np.where(tr["tap_side"] == 0, "hv", "lv"), tap_neutral=tr["tap_neutral"], tap_min=tr["tap_min"],
-            tap_max=tr["tap_max"], tap_step_percent=tr["tap_step_percent"], tap_pos=tr["tap_pos"],
-            in_service=tr["in_service"])
+            net,
+            pm(tr["hv_bus"]),
+            pm(tr["lv_bus"]),
+            tr["sn_mva"],
+            tr["vn_hv_kv"],
+            tr["vn_lv_kv"],
+            tr["vkr_percent"],
+            tr["vk_percent"],
+            tr["pfe_kw"],
+            tr["i0_percent"],
+            shift_degree=tr["shift_degree"],
+            tap_side=np.where(tr["tap_side"] == 0, "hv", "lv"),
+            tap_neutral=tr["tap_neutral"],
+            tap_min=tr["tap_min"],
+            tap_max=tr["tap_max"],
+            tap_step_percent=tr["tap_step_percent"],
+            tap_pos=tr["tap_pos"],
+            in_service=tr["in_service"],
+        )
         if "tap_changer_type" in net.trafo:
             net.trafo["tap_changer_type"] = np.where(tr["tap_step_percent"] > 0, "Ratio", None)
     sw = g.switch
@@ -113,30 +146,49 @@ def to_pandapower(g: Any) -> Any:
             el, code = int(trafo_idx[int(tr.position_map(np.array([sw["element"][k]]))[0])]), "t"
         else:
             el, code = int(pm(np.array([sw["element"][k]]))[0]), "b"
-        pp.create_switch(net, int(pm(np.array([sw["bus"][k]]))[0]), el, et=code, closed=bool(sw["closed"][k]))
+        pp.create_switch(
+            net, int(pm(np.array([sw["bus"][k]]))[0]), el, et=code, closed=bool(sw["closed"][k])
+        )
     src = g.source
     for k in range(len(src)):
         bus = int(pm(np.array([src["bus"][k]]))[0])
         sk = float(src["sk_mva"][k])
-        if sk < 1e8:  # PGM models the source impedance; pandapower's slack is ideal: add it explicitly
+        if (
+            sk < 1e8
+        ):  # PGM models the source impedance; pandapower's slack is ideal: add it explicitly
             extra = pp.create_bus(net, vn_kv=float(g.bus["v_nom_kv"][bus]))
             zabs = 1.0 / sk
             rx = float(src["rx_ratio"][k])
             x = zabs / np.sqrt(1 + rx * rx)
             pp.create_impedance(net, extra, bus, rft_pu=x * rx, xft_pu=x, sn_mva=1.0)
             bus = extra
-        pp.create_ext_grid(net, bus, vm_pu=float(src["vm_pu"][k]), va_degree=float(src["va_deg"][k]),
-                           in_service=bool(src["in_service"][k]))
+        pp.create_ext_grid(
+            net,
+            bus,
+            vm_pu=float(src["vm_pu"][k]),
+            va_degree=float(src["va_deg"][k]),
+            in_service=bool(src["in_service"][k]),
+        )
     ld = g.load
     if len(ld):
-        pp.create_loads(net, pm(ld["bus"]), ld["p_mw"], q_mvar=ld["q_mvar"], in_service=ld["in_service"])
+        pp.create_loads(
+            net, pm(ld["bus"]), ld["p_mw"], q_mvar=ld["q_mvar"], in_service=ld["in_service"]
+        )
     ge = g.generator
     if len(ge):
-        pp.create_sgens(net, pm(ge["bus"]), ge["p_mw"], q_mvar=ge["q_mvar"], in_service=ge["in_service"])
+        pp.create_sgens(
+            net, pm(ge["bus"]), ge["p_mw"], q_mvar=ge["q_mvar"], in_service=ge["in_service"]
+        )
     st = g.storage
     for k in range(len(st)):
-        pp.create_storage(net, int(pm(np.array([st["bus"][k]]))[0]), float(st["p_mw"][k]), float(st["e_mwh"][k]),
-                          q_mvar=float(st["q_mvar"][k]), in_service=bool(st["in_service"][k]))
+        pp.create_storage(
+            net,
+            int(pm(np.array([st["bus"][k]]))[0]),
+            float(st["p_mw"][k]),
+            float(st["e_mwh"][k]),
+            q_mvar=float(st["q_mvar"][k]),
+            in_service=bool(st["in_service"][k]),
+        )
     ev = g.ev_charger
     if len(ev):
         pp.create_loads(net, pm(ev["bus"]), ev["p_mw"], in_service=ev["in_service"])
@@ -168,12 +220,21 @@ def memprobe(grid: str, steps: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     ts = tw.timeseries(steps)
     wall = time.perf_counter() - t0
-    return {"grid": grid, "steps": steps, "wall_s": wall, "steps_per_s": steps / wall, "engine": ts.engine,
-            "converged": int(ts.converged.sum()), "rss_before_mb": rss0, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "grid": grid,
+        "steps": steps,
+        "wall_s": wall,
+        "steps_per_s": steps / wall,
+        "engine": ts.engine,
+        "converged": int(ts.converged.sum()),
+        "rss_before_mb": rss0,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: int, gp_cap: int,
-               bw: float) -> dict[str, Any]:
+def bench_grid(
+    name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: int, gp_cap: int, bw: float
+) -> dict[str, Any]:
     """Every column of one grid's row (see the module docstring)."""
     import pandapower as pp
     from power_grid_model import ComponentType as CT
@@ -185,8 +246,12 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
 
     t_load = time.perf_counter()
     g = load_grid(name)
-    row: dict[str, Any] = {"grid": name, "buses": len(g.bus), "steps": steps,
-                           "grid_load_s": round(time.perf_counter() - t_load, 2)}
+    row: dict[str, Any] = {
+        "grid": name,
+        "buses": len(g.bus),
+        "steps": steps,
+        "grid_load_s": round(time.perf_counter() - t_load, 2),
+    }
     auto, pgm = Twin(g), Twin(g, engine="pgm")
     r1 = auto.powerflow()
     row["engine"] = r1.engine
@@ -198,7 +263,9 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pp.runpp(net, trafo_model="pi")
-        row["pandapower_pf_ms"] = round(_median_ms(lambda: pp.runpp(net, trafo_model="pi"), 3 if len(g.bus) < 2000 else 1), 2)
+        row["pandapower_pf_ms"] = round(
+            _median_ms(lambda: pp.runpp(net, trafo_model="pi"), 3 if len(g.bus) < 2000 else 1), 2
+        )
     vm = net.res_bus.vm_pu.to_numpy()[: len(g.bus)]
     live = r1.energised
     row["max_dv_vs_pandapower_pu"] = float(np.nanmax(np.abs(vm[live] - r1.v_pu[live])))
@@ -215,24 +282,40 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
     inj = step_injections(g, prof, cols, slice(0, n_pgm))
     eng = pgm.engine
     upd = eng.build_update(n_pgm, inj, None)
-    out_req = {CT.node: ["u_pu", "energized"], CT.line: ["p_from", "p_to", "loading"], CT.source: ["p"]}
+    out_req = {
+        CT.node: ["u_pu", "energized"],
+        CT.line: ["p_from", "p_to", "loading"],
+        CT.source: ["p"],
+    }
     if CT.transformer in eng.net.input:
         out_req[CT.transformer] = ["p_from", "p_to", "loading"]
-    eng.model.calculate_power_flow(update_data={k: {c: a[:2] for c, a in v.items()} for k, v in upd.items()},
-                                   output_component_types=out_req, threading=0)
-    repeat = 3 if n_pgm * len(g.bus) <= 4_000_000 else 1  # best of 3 where cheap: the cores are shared
+    eng.model.calculate_power_flow(
+        update_data={k: {c: a[:2] for c, a in v.items()} for k, v in upd.items()},
+        output_component_types=out_req,
+        threading=0,
+    )
+    repeat = (
+        3 if n_pgm * len(g.bus) <= 4_000_000 else 1
+    )  # best of 3 where cheap: the cores are shared
     raw = np.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
-        eng.model.calculate_power_flow(update_data=upd, output_component_types=out_req, threading=0,
-                                       error_tolerance=1e-8, max_iterations=30)
+        eng.model.calculate_power_flow(
+            update_data=upd,
+            output_component_types=out_req,
+            threading=0,
+            error_tolerance=1e-8,
+            max_iterations=30,
+        )
         raw = min(raw, time.perf_counter() - t0)
     row["timing_repeats"] = repeat
     row["pgm_steps_per_s"] = round(n_pgm / raw, 1)
     row["pgm_measured_steps"] = n_pgm
     row["pgm_extrapolated"] = n_pgm < steps
     t0 = time.perf_counter()
-    ref = pgm.timeseries(n_pgm, threading=0, outputs=("v_pu",), chunk_steps=n_pgm if len(g.bus) < 1000 else None)
+    ref = pgm.timeseries(
+        n_pgm, threading=0, outputs=("v_pu",), chunk_steps=n_pgm if len(g.bus) < 1000 else None
+    )
     gp_pgm = time.perf_counter() - t0
     row["gridpilot_pgm_steps_per_s"] = round(n_pgm / gp_pgm, 1)
     row["pgm_overhead_pct"] = round((gp_pgm / raw - 1) * 100, 1)
@@ -241,11 +324,18 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
     raw_cpu = gp_cpu = np.inf
     for _ in range(repeat):
         c0 = time.process_time()
-        eng.model.calculate_power_flow(update_data=upd, output_component_types=out_req, threading=-1,
-                                       error_tolerance=1e-8, max_iterations=30)
+        eng.model.calculate_power_flow(
+            update_data=upd,
+            output_component_types=out_req,
+            threading=-1,
+            error_tolerance=1e-8,
+            max_iterations=30,
+        )
         raw_cpu = min(raw_cpu, time.process_time() - c0)
         c0 = time.process_time()
-        pgm.timeseries(n_pgm, threading=-1, outputs=("v_pu",), chunk_steps=n_pgm if len(g.bus) < 1000 else None)
+        pgm.timeseries(
+            n_pgm, threading=-1, outputs=("v_pu",), chunk_steps=n_pgm if len(g.bus) < 1000 else None
+        )
         gp_cpu = min(gp_cpu, time.process_time() - c0)
     row["pgm_overhead_cpu_pct"] = round((gp_cpu / raw_cpu - 1) * 100, 1)
     row["pgm_cpu_steps_per_s"] = round(n_pgm / raw_cpu, 1)
@@ -254,7 +344,9 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
     if topo is not None:
         reng = RadialEngine(g)
         n_rad = min(steps, radial_cap)
-        chunk = int(np.clip(8_000_000 // max(len(g.bus) + len(g.load) + len(g.generator), 1), 256, 8192))
+        chunk = int(
+            np.clip(8_000_000 // max(len(g.bus) + len(g.load) + len(g.generator), 1), 256, 8192)
+        )
         calc, iters, ok = 0.0, 0.0, 0
         for a in range(0, n_rad, chunk):
             b = min(n_rad, a + chunk)
@@ -281,7 +373,9 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
         row["radial_converged_steps"] = ok
         row["radial_mean_iterations"] = round(iters / n_rad, 2)
         row["radial_vs_pgm_x"] = round(row["radial_steps_per_s"] / row["pgm_steps_per_s"], 1)
-        row["radial_vs_pgm_cpu_x"] = round(row["radial_cpu_steps_per_s"] / row["pgm_cpu_steps_per_s"], 1)
+        row["radial_vs_pgm_cpu_x"] = round(
+            row["radial_cpu_steps_per_s"] / row["pgm_cpu_steps_per_s"], 1
+        )
         bytes_step = 112 * topo.n * iters / n_rad + 16 * (len(g.load) + len(g.generator))
         row["radial_bytes_per_step"] = int(bytes_step)
         row["radial_bound_steps_per_s"] = round(bw * 1e9 / bytes_step, 1)
@@ -303,9 +397,13 @@ def bench_grid(name: str, steps: int, pp_steps: int, pgm_cap: int, radial_cap: i
     row["gridpilot_vs_pgm_x"] = round(row["gridpilot_steps_per_s"] / row["pgm_steps_per_s"], 1)
 
     # pandapower's timeseries module over a few steps, extrapolated
-    row["pandapower_steps_per_s"], row["pandapower_measured_steps"] = _pandapower_timeseries(g, net, prof, cols, pp_steps)
+    row["pandapower_steps_per_s"], row["pandapower_measured_steps"] = _pandapower_timeseries(
+        g, net, prof, cols, pp_steps
+    )
     row["pandapower_extrapolated"] = row["pandapower_measured_steps"] < steps
-    row["gridpilot_vs_pandapower_x"] = round(row["gridpilot_steps_per_s"] / row["pandapower_steps_per_s"], 1)
+    row["gridpilot_vs_pandapower_x"] = round(
+        row["gridpilot_steps_per_s"] / row["pandapower_steps_per_s"], 1
+    )
     return row
 
 
@@ -328,13 +426,31 @@ def _pandapower_timeseries(g: Any, net: Any, prof: Any, cols: Any, n: int) -> tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if nl:
-            ConstControl(net, "load", "p_mw", element_index=np.arange(nl), data_source=ds,
-                         profile_name=[f"lp{k}" for k in range(nl)])
-            ConstControl(net, "load", "q_mvar", element_index=np.arange(nl), data_source=ds,
-                         profile_name=[f"lq{k}" for k in range(nl)])
+            ConstControl(
+                net,
+                "load",
+                "p_mw",
+                element_index=np.arange(nl),
+                data_source=ds,
+                profile_name=[f"lp{k}" for k in range(nl)],
+            )
+            ConstControl(
+                net,
+                "load",
+                "q_mvar",
+                element_index=np.arange(nl),
+                data_source=ds,
+                profile_name=[f"lq{k}" for k in range(nl)],
+            )
         if ng:
-            ConstControl(net, "sgen", "p_mw", element_index=np.arange(ng), data_source=ds,
-                         profile_name=[f"gp{k}" for k in range(ng)])
+            ConstControl(
+                net,
+                "sgen",
+                "p_mw",
+                element_index=np.arange(ng),
+                data_source=ds,
+                profile_name=[f"gp{k}" for k in range(ng)],
+            )
         ow = OutputWriter(net, time_steps=range(n), output_path=None)
         ow.log_variable("res_bus", "vm_pu")
         t0 = time.perf_counter()
@@ -349,37 +465,58 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true", help="print JSON rows")
     ap.add_argument("--quick", action="store_true", help="case33bw and cigre-mv, 2,000 steps")
     ap.add_argument("--grids", default=None, help="comma-separated grid names")
-    ap.add_argument("--steps", type=int, default=None, help=f"time steps (default {YEAR}, a year of 15 minutes)")
-    ap.add_argument("--pp-steps", type=int, default=None, help="pandapower timeseries steps (extrapolated)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help=f"time steps (default {YEAR}, a year of 15 minutes)"
+    )
+    ap.add_argument(
+        "--pp-steps", type=int, default=None, help="pandapower timeseries steps (extrapolated)"
+    )
     ap.add_argument("--memprobe", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memprobe:
         print(json.dumps(memprobe(args.memprobe, args.steps or YEAR)))
         return
-    grids = tuple(args.grids.split(",")) if args.grids else (QUICK_GRIDS if args.quick else ALL_GRIDS)
+    grids = (
+        tuple(args.grids.split(",")) if args.grids else (QUICK_GRIDS if args.quick else ALL_GRIDS)
+    )
     steps = args.steps or (2000 if args.quick else YEAR)
     bw = bandwidth_gb_s()
     rows = []
     for name in grids:
-        big = (name.startswith("synthetic:") and int(name.split(":")[1]) > 2000) or name == "schutterwald"
+        big = (
+            name.startswith("synthetic:") and int(name.split(":")[1]) > 2000
+        ) or name == "schutterwald"
         pp_steps = args.pp_steps or (20 if args.quick else (10 if big else 200))
         pgm_cap = 256 if big else (2000 if args.quick else YEAR)
         radial_cap = 4096 if big and not args.quick else YEAR
         rows.append(bench_grid(name, steps, min(pp_steps, steps), pgm_cap, radial_cap, 1024, bw))
         if not args.json:
             print(rows[-1], file=sys.stderr)
-    meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
-            "bandwidth_gb_s": round(bw, 1), "python": platform.python_version(),
-            "note": "2 shared cores; other engineers' jobs may run at the same time"}
+    meta = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+        "bandwidth_gb_s": round(bw, 1),
+        "python": platform.python_version(),
+        "note": "2 shared cores; other engineers' jobs may run at the same time",
+    }
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
     else:
         from rich.console import Console
         from rich.table import Table
 
-        cols = ["grid", "buses", "engine", "gridpilot_pf_ms", "pandapower_pf_ms", "gridpilot_steps_per_s",
-                "radial_steps_per_s", "pgm_steps_per_s", "pandapower_steps_per_s", "max_dv_radial_vs_pgm_pu",
-                "max_dv_vs_pandapower_pu"]
+        cols = [
+            "grid",
+            "buses",
+            "engine",
+            "gridpilot_pf_ms",
+            "pandapower_pf_ms",
+            "gridpilot_steps_per_s",
+            "radial_steps_per_s",
+            "pgm_steps_per_s",
+            "pandapower_steps_per_s",
+            "max_dv_radial_vs_pgm_pu",
+            "max_dv_vs_pandapower_pu",
+        ]
         t = Table(title=f"power flow, {steps} steps")
         for c in cols:
             t.add_column(c)

@@ -81,8 +81,12 @@ def test_fdi_detector_voltage_bias_and_replay() -> None:
 
 
 def test_feeder_balance_and_calibration() -> None:
-    un = feeder_balance(np.array([100.0, 50.0]), np.array([30.0, 40.0, 20.0, 25.0]), np.array([0, 0, 1, -1]),
-                        np.array([5.0, 2.0]))
+    un = feeder_balance(
+        np.array([100.0, 50.0]),
+        np.array([30.0, 40.0, 20.0, 25.0]),
+        np.array([0, 0, 1, -1]),
+        np.array([5.0, 2.0]),
+    )
     assert np.allclose(un, [25.0, 28.0])
     s = np.arange(1000.0)
     assert calibrate_threshold(s, 0.01) == pytest.approx(np.quantile(s, 0.99))
@@ -91,5 +95,7 @@ def test_feeder_balance_and_calibration() -> None:
 
 
 def test_threshold_baseline() -> None:
-    got = threshold_baseline(np.array([10.0, 4.0, 10.0]), np.array([10.0, 10.0, 10.0]), np.array([1.0, 1.0, 1.07]))
+    got = threshold_baseline(
+        np.array([10.0, 4.0, 10.0]), np.array([10.0, 10.0, 10.0]), np.array([1.0, 1.0, 1.07])
+    )
     assert got.tolist() == [False, True, True]

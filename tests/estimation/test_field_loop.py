@@ -22,11 +22,21 @@ def _meas(sim, r, **kw):
     f = sim.fleet
     m = r.meters
     s = r.sensors
-    return measurements_from_meters(sim.grid, sim.grid.load.ids[f.meter_load[m.meter]], m.p_kw, m.q_kvar, m.v_pu,
-                                    meter_scale=f.meter_scale[m.meter], source_p_mw=s["source_p_mw"],
-                                    source_q_mvar=s["source_q_mvar"], source_v_pu=s["source_v_pu"],
-                                    line_ids=sim.sensor_line_ids, line_p_mw=s["line_p_mw"],
-                                    line_q_mvar=s["line_q_mvar"], **kw)
+    return measurements_from_meters(
+        sim.grid,
+        sim.grid.load.ids[f.meter_load[m.meter]],
+        m.p_kw,
+        m.q_kvar,
+        m.v_pu,
+        meter_scale=f.meter_scale[m.meter],
+        source_p_mw=s["source_p_mw"],
+        source_q_mvar=s["source_q_mvar"],
+        source_v_pu=s["source_v_pu"],
+        line_ids=sim.sensor_line_ids,
+        line_p_mw=s["line_p_mw"],
+        line_q_mvar=s["line_q_mvar"],
+        **kw,
+    )
 
 
 def test_estimate_from_field_readings_matches_truth(field) -> None:

@@ -23,8 +23,13 @@ def setup(case33):
 
 
 def _meas(grid, pf, seed: int) -> Measurements:
-    noisy, _ = measurements_from_powerflow(grid, pf, v_bus_ids=grid.bus.ids, line_from_ids=[1, 18, 22, 25],
-                                           rng=np.random.default_rng(seed))
+    noisy, _ = measurements_from_powerflow(
+        grid,
+        pf,
+        v_bus_ids=grid.bus.ids,
+        line_from_ids=[1, 18, 22, 25],
+        rng=np.random.default_rng(seed),
+    )
     return noisy
 
 
@@ -91,9 +96,17 @@ def test_bus_injection_sensors_equivalent_to_load_sensors(setup) -> None:
     _, true = measurements_from_powerflow(grid, pf, v_bus_ids=grid.bus.ids)
     load = true.p_kind == PowerSensorKind.LOAD
     bus_ids = grid.load["bus"][grid.load.index_of(true.p_element_id[load])]
-    m = Measurements(true.v_bus_id, true.v_pu, true.v_sigma_pu,
-                     np.where(load, PowerSensorKind.BUS, true.p_kind), np.where(load, 0, true.p_element_id),
-                     true.p_mw, true.q_mvar, true.p_sigma_mw, true.q_sigma_mvar)
+    m = Measurements(
+        true.v_bus_id,
+        true.v_pu,
+        true.v_sigma_pu,
+        np.where(load, PowerSensorKind.BUS, true.p_kind),
+        np.where(load, 0, true.p_element_id),
+        true.p_mw,
+        true.q_mvar,
+        true.p_sigma_mw,
+        true.q_sigma_mvar,
+    )
     m.p_element_id[load] = bus_ids
     res = se.estimate(m)
     assert res.max_error_pu(pf.v_pu) < 1e-6
@@ -108,11 +121,30 @@ def test_bad_input_named(setup) -> None:
     with pytest.raises(ValidationError, match="NaN"):
         Measurements(v_bus_id=[1], v_pu=[np.nan], v_sigma_pu=[0.01])
     with pytest.raises(ValidationError, match="voltage sensor"):
-        se.estimate(Measurements(p_kind=[0], p_element_id=[2], p_mw=[0.1], q_mvar=[0.0],
-                                 p_sigma_mw=[0.01], q_sigma_mvar=[0.01]))
+        se.estimate(
+            Measurements(
+                p_kind=[0],
+                p_element_id=[2],
+                p_mw=[0.1],
+                q_mvar=[0.0],
+                p_sigma_mw=[0.01],
+                q_sigma_mvar=[0.01],
+            )
+        )
     with pytest.raises(ValidationError, match="unknown load"):
-        se.estimate(Measurements(v_bus_id=[1], v_pu=[1.0], v_sigma_pu=[0.01], p_kind=[0], p_element_id=[77],
-                                 p_mw=[0.1], q_mvar=[0.0], p_sigma_mw=[0.01], q_sigma_mvar=[0.01]))
+        se.estimate(
+            Measurements(
+                v_bus_id=[1],
+                v_pu=[1.0],
+                v_sigma_pu=[0.01],
+                p_kind=[0],
+                p_element_id=[77],
+                p_mw=[0.1],
+                q_mvar=[0.0],
+                p_sigma_mw=[0.01],
+                q_sigma_mvar=[0.01],
+            )
+        )
 
 
 def test_unobservable_reports_not_converged(setup) -> None:

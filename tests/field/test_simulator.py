@@ -34,7 +34,9 @@ def test_step_aggregates_devices_into_the_power_flow(sim) -> None:
     st = sim.step(60)
     assert st is not None and st.converged
     f = sim.fleet
-    expect = np.bincount(f.meter_load, weights=sim.meter_p_kw * f.meter_scale / 1000, minlength=len(sim.grid.load))
+    expect = np.bincount(
+        f.meter_load, weights=sim.meter_p_kw * f.meter_scale / 1000, minlength=len(sim.grid.load)
+    )
     assert np.allclose(sim.load_p_mw, expect, atol=1e-9)
     # the source supplies the load plus the losses
     losses = float(np.sum(sim.pf.line_p_from_mw + sim.pf.line_p_to_mw))
@@ -102,7 +104,9 @@ def test_line_fault_protection_and_restoration(sim, case33) -> None:
     sim.readings()
     ind = sim.inject_line_fault(9)  # line 9: bus 9 -> 10
     assert ind.fed and ind.trip_switch == 1
-    assert ind.fpi_switches.tolist() == list(range(1, 10))  # source to the fault, its own switch included
+    assert ind.fpi_switches.tolist() == list(
+        range(1, 10)
+    )  # source to the fault, its own switch included
     r = sim.readings(meters=True)
     names = [e.name for e in r.events]
     assert {"line_fault", "fpi_pickup", "breaker_trip", "voltage_lost"} <= set(names)
@@ -112,7 +116,10 @@ def test_line_fault_protection_and_restoration(sim, case33) -> None:
         sim.apply(Command("switch", target=sw, value=closed))
     sim.step(60)
     live = sim.bus_live
-    assert live[case33.bus.index_of([2, 9, 19])].all() and not live[case33.bus.index_of([10, 11, 18])].any()
+    assert (
+        live[case33.bus.index_of([2, 9, 19])].all()
+        and not live[case33.bus.index_of([10, 11, 18])].any()
+    )
     assert "voltage_restored" in [e.name for e in sim.readings().events]
     # closing onto the fault trips again
     sim.apply(Command("switch", target=9, value=True))
@@ -132,7 +139,9 @@ def test_fault_indications_on_a_lateral(case33) -> None:
 
 
 def test_theft_false_data_and_message_faults(case33) -> None:
-    sim = FieldSimulator(case33, FleetConfig(n_devices=3000, seed=2), keep_history_days=1, seed=2, engine="pgm")
+    sim = FieldSimulator(
+        case33, FleetConfig(n_devices=3000, seed=2), keep_history_days=1, seed=2, engine="pgm"
+    )
     thief = np.arange(0, 50)
     sim.inject_theft(thief, 0.4)
     sim.inject_false_data([60], v_bias_pu=0.02)
@@ -163,7 +172,9 @@ def test_theft_false_data_and_message_faults(case33) -> None:
     with pytest.raises(ValidationError):
         sim.set_message_faults(loss_prob=2)
     with pytest.raises(ValidationError, match="replay"):
-        FieldSimulator(case33, FleetConfig(n_devices=500), engine="pgm").inject_false_data([0], replay=True)
+        FieldSimulator(case33, FleetConfig(n_devices=500), engine="pgm").inject_false_data(
+            [0], replay=True
+        )
 
 
 def test_outages_and_sensor_bias(sim) -> None:
@@ -213,8 +224,14 @@ def test_household_demand_follows_the_grids_profiles() -> None:
 
     g = load_grid("synthetic:80")  # a grid with its own profiles
     assert g.profiles is not None
-    cfg = FleetConfig(n_devices=20_000, base_share=1.0, share_pv=0, share_battery=0, share_ev=0,
-                      share_water_heater=0)
+    cfg = FleetConfig(
+        n_devices=20_000,
+        base_share=1.0,
+        share_pv=0,
+        share_battery=0,
+        share_ev=0,
+        share_water_heater=0,
+    )
     sim = FieldSimulator(g, cfg, engine="pgm")
     prof, cols = profiles_for(g, 97)
     ref = step_injections(g, prof, cols, slice(1, 97))["load_p_mw"].sum(axis=1)

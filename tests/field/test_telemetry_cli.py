@@ -14,7 +14,9 @@ from gridpilot.telemetry import DuckDBStore, Ingestor, InProcessBus, Receiver
 
 
 def test_published_readings_are_verified_and_stored(case33) -> None:
-    sim = FieldSimulator(case33, FleetConfig(n_devices=800, seed=4), meter_interval_s=300, seed=4, engine="pgm")
+    sim = FieldSimulator(
+        case33, FleetConfig(n_devices=800, seed=4), meter_interval_s=300, seed=4, engine="pgm"
+    )
     bus = InProcessBus()
     tel = FieldTelemetry(sim, bus)
     ing = Ingestor(tel.registry, DuckDBStore(), clock=tel.clock)
@@ -26,8 +28,11 @@ def test_published_readings_are_verified_and_stored(case33) -> None:
     assert rep.rejected == 0 and rep.messages_accepted == st.frames
     n_meters = len(batch.meters)
     assert n_meters == sim.fleet.meter_load.size
-    assert rep.readings_stored == st.readings == n_meters * len(METER_QUANTITIES) + sum(
-        v.size for v in batch.sensors.values())
+    assert (
+        rep.readings_stored
+        == st.readings
+        == n_meters * len(METER_QUANTITIES) + sum(v.size for v in batch.sensors.values())
+    )
     latest = ing.store.latest()
     p = latest[(latest.device_id == "m5") & (latest.quantity == "p_kw")]["value"].iloc[0]
     assert p == pytest.approx(batch.meters.p_kw[5])
@@ -50,10 +55,23 @@ def test_cli_field_run_json() -> None:
 
     _register()
     runner = CliRunner()
-    res = runner.invoke(app, ["field", "run", "case33bw", "--devices", "1500", "--hours", "0.5",
-                              "--fault-line", "20", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "field",
+            "run",
+            "case33bw",
+            "--devices",
+            "1500",
+            "--hours",
+            "0.5",
+            "--fault-line",
+            "20",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output[res.output.index("{"):])
+    out = json.loads(res.output[res.output.index("{") :])
     assert out["steps"] == 30 and out["devices"] >= 1490
     assert out["ingest"]["rejected"] == 0 and out["ingest"]["readings_stored"] > 0
     assert out["events"]["breaker_trip"] == 1
@@ -81,7 +99,9 @@ def test_signed_commands_are_verified_applied_and_acknowledged(case33) -> None:
     bus.publish(cmd("sw-33"), op.command("sw-33", "close", cmd_id="c1"))
     c2 = op.command("sw-7", "open", cmd_id="c2")
     bus.publish(cmd("sw-7"), c2)
-    bus.publish(cmd("field"), op.command("field", "water_heater_pause", {"target": [0, 1]}, cmd_id="c3"))
+    bus.publish(
+        cmd("field"), op.command("field", "water_heater_pause", {"target": [0, 1]}, cmd_id="c3")
+    )
     bus.publish(cmd("field"), op.command("field", "warp_drive", cmd_id="c4"))
     forged = DeviceSigner("operator", generate_key(), seq=100, clock=tel.clock)
     bus.publish(cmd("sw-1"), forged.command("sw-1", "open", cmd_id="evil"))
@@ -127,10 +147,27 @@ def test_cli_over_mqtt_into_postgres() -> None:
     _register()
     prefix = f"fieldtest_{uuid.uuid4().hex[:8]}"
     try:
-        res = CliRunner().invoke(app, ["field", "run", "case33bw", "--devices", "1000", "--hours", "0.25",
-                                       "--transport", "mqtt", "--store", "postgres", "--prefix", prefix, "--json"])
+        res = CliRunner().invoke(
+            app,
+            [
+                "field",
+                "run",
+                "case33bw",
+                "--devices",
+                "1000",
+                "--hours",
+                "0.25",
+                "--transport",
+                "mqtt",
+                "--store",
+                "postgres",
+                "--prefix",
+                prefix,
+                "--json",
+            ],
+        )
         assert res.exit_code == 0, res.output
-        out = json.loads(res.output[res.output.index("{"):])
+        out = json.loads(res.output[res.output.index("{") :])
         assert out["transport"].startswith("mqtt://")
         assert out["ingest"]["rejected"] == 0 and out["ingest"]["payloads"] == out["payloads"]
         with PostgresStore(dsn, prefix=prefix) as st:

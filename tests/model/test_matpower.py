@@ -43,8 +43,10 @@ def test_tiny_case_maps_to_components() -> None:
 
 def test_unit_idioms_of_distribution_cases() -> None:
     g = load_grid("case69")
-    assert g.meta["import_notes"] == ["branch r, x converted from ohms (case's own conversion)",
-                                      "loads converted from kW (case's own conversion)"]
+    assert g.meta["import_notes"] == [
+        "branch r, x converted from ohms (case's own conversion)",
+        "loads converted from kW (case's own conversion)",
+    ]
     assert g.line.row(5)["r_ohm_per_km"] == pytest.approx(0.366)
 
 

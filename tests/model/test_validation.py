@@ -13,8 +13,16 @@ def _tiny() -> Grid:
     g = Grid("tiny")
     g.add("bus", id=[1, 2, 3], v_nom_kv=[20.0, 20.0, 20.0])
     g.add("source", id=1, bus=1)
-    g.add("line", id=[10, 11], from_bus=[1, 2], to_bus=[2, 3], length_km=[1.0, 2.0],
-          r_ohm_per_km=0.2, x_ohm_per_km=0.1, max_i_ka=0.3)
+    g.add(
+        "line",
+        id=[10, 11],
+        from_bus=[1, 2],
+        to_bus=[2, 3],
+        length_km=[1.0, 2.0],
+        r_ohm_per_km=0.2,
+        x_ohm_per_km=0.1,
+        max_i_ka=0.3,
+    )
     g.add("load", id=[5, 6], bus=[2, 3], p_mw=[0.5, 0.4], q_mvar=[0.1, 0.1])
     return g
 
@@ -43,13 +51,18 @@ def test_unknown_bus_reference_named() -> None:
     assert any("load id 5: field 'bus' = 99" in e and "unknown bus" in e for e in errs), errs
 
 
-@pytest.mark.parametrize(("component", "field", "value", "words"), [
-    ("line", "max_i_ka", 0.0, "must be positive"),
-    ("line", "length_km", -1.0, "must be positive"),
-    ("bus", "v_nom_kv", 0.0, "must be positive"),
-    ("line", "r_ohm_per_km", -0.1, "must not be negative"),
-])
-def test_non_positive_ratings_and_impedances(component: str, field: str, value: float, words: str) -> None:
+@pytest.mark.parametrize(
+    ("component", "field", "value", "words"),
+    [
+        ("line", "max_i_ka", 0.0, "must be positive"),
+        ("line", "length_km", -1.0, "must be positive"),
+        ("bus", "v_nom_kv", 0.0, "must be positive"),
+        ("line", "r_ohm_per_km", -0.1, "must not be negative"),
+    ],
+)
+def test_non_positive_ratings_and_impedances(
+    component: str, field: str, value: float, words: str
+) -> None:
     g = _tiny()
     g[component][field][0] = value
     errs = _errors(g)

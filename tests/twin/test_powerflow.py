@@ -28,7 +28,10 @@ def test_case69_base_case() -> None:
 def _pandapower_nets() -> dict:
     import pandapower.networks as pn
 
-    return {"cigre-mv": lambda: pn.create_cigre_network_mv(with_der="all"), "oberrhein": pn.mv_oberrhein}
+    return {
+        "cigre-mv": lambda: pn.create_cigre_network_mv(with_der="all"),
+        "oberrhein": pn.mv_oberrhein,
+    }
 
 
 @pytest.mark.parametrize("name", ["cigre-mv", "oberrhein"])
@@ -43,7 +46,9 @@ def test_agrees_with_pandapower(name: str) -> None:
     pp.runpp(net)
     ref = net.res_bus.vm_pu.reindex(g.bus.ids).to_numpy()
     assert np.nanmax(np.abs(ref - r.v_pu)) < 1e-4
-    assert r.losses_mw == pytest.approx(net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum(), rel=1e-3)
+    assert r.losses_mw == pytest.approx(
+        net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum(), rel=1e-3
+    )
 
 
 def test_case33bw_agrees_with_pandapower(case33) -> None:
@@ -53,7 +58,9 @@ def test_case33bw_agrees_with_pandapower(case33) -> None:
     net = pn.case33bw()
     pp.runpp(net)
     r = Twin(case33).powerflow()
-    np.testing.assert_allclose(r.v_pu, net.res_bus.vm_pu.to_numpy(), atol=1e-4)  # paper bus k = pp bus k-1
+    np.testing.assert_allclose(
+        r.v_pu, net.res_bus.vm_pu.to_numpy(), atol=1e-4
+    )  # paper bus k = pp bus k-1
 
 
 def test_simbench_agrees_with_pandapower() -> None:
@@ -91,7 +98,9 @@ def test_switching_batch_and_deenergised_buses(case33) -> None:
     closed[1, case33.switch.index_of(25)] = False  # open branch 25: buses 26..33 lost
     closed[2, case33.switch.index_of(25)] = False
     closed[2, case33.switch.index_of(37)] = True  # ...and fed back through tie 37 (25-29)
-    ts = tw.timeseries(switch_closed=closed, load_p_mw=np.tile(case33.load["p_mw"], (3, 1)), outputs=("v_pu",))
+    ts = tw.timeseries(
+        switch_closed=closed, load_p_mw=np.tile(case33.load["p_mw"], (3, 1)), outputs=("v_pu",)
+    )
     assert ts.converged.all()
     dead = ts.v_pu[1] < 0.5
     assert set(case33.bus.ids[dead]) == set(range(26, 34))
@@ -104,7 +113,9 @@ def test_nonconverged_steps_reported(case33) -> None:
     tw = Twin(case33)
     p = np.tile(case33.load["p_mw"], (3, 1))
     p[1] *= 60.0  # voltage collapse
-    ts = tw.timeseries(load_p_mw=p, load_q_mvar=np.tile(case33.load["q_mvar"], (3, 1)) * [[1], [60], [1]])
+    ts = tw.timeseries(
+        load_p_mw=p, load_q_mvar=np.tile(case33.load["q_mvar"], (3, 1)) * [[1], [60], [1]]
+    )
     assert list(ts.failed_steps) == [1]
     assert np.isnan(ts.losses_kw[1]) and np.isfinite(ts.losses_kw[[0, 2]]).all()
     r = tw.powerflow(load_p_mw=p[1], load_q_mvar=case33.load["q_mvar"] * 60)

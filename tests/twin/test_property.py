@@ -18,9 +18,17 @@ def radial_grids(draw: st.DrawFn) -> Grid:
     g = Grid("random")
     g.add("bus", id=np.arange(n), v_nom_kv=np.full(n, 10.0))
     g.add("source", id=0, bus=0)
-    g.add("line", id=np.arange(n - 1), from_bus=parents, to_bus=np.arange(1, n),
-          length_km=rng.uniform(0.05, 1.0, n - 1), r_ohm_per_km=rng.uniform(0.05, 0.6, n - 1),
-          x_ohm_per_km=rng.uniform(0.05, 0.4, n - 1), c_nf_per_km=rng.uniform(0, 300, n - 1), max_i_ka=0.4)
+    g.add(
+        "line",
+        id=np.arange(n - 1),
+        from_bus=parents,
+        to_bus=np.arange(1, n),
+        length_km=rng.uniform(0.05, 1.0, n - 1),
+        r_ohm_per_km=rng.uniform(0.05, 0.6, n - 1),
+        x_ohm_per_km=rng.uniform(0.05, 0.4, n - 1),
+        c_nf_per_km=rng.uniform(0, 300, n - 1),
+        max_i_ka=0.4,
+    )
     p = rng.uniform(0.0, 0.3, n - 1)
     g.add("load", id=np.arange(n - 1), bus=np.arange(1, n), p_mw=p, q_mvar=p * 0.3)
     k = draw(st.integers(0, n - 1))
@@ -47,5 +55,8 @@ def test_synthetic_grids_converge_and_balance(n: int, seed: int) -> None:
     g = synthetic_grid(n, seed=seed, profile_steps=96)
     r = Twin(g).powerflow()
     assert r.converged and r.energised.all()
-    np.testing.assert_allclose(r.source_p_mw.sum() + g.generator["p_mw"].sum(),
-                               g.load["p_mw"].sum() + r.losses_mw, atol=1e-6)
+    np.testing.assert_allclose(
+        r.source_p_mw.sum() + g.generator["p_mw"].sum(),
+        g.load["p_mw"].sum() + r.losses_mw,
+        atol=1e-6,
+    )

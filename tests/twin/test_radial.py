@@ -76,10 +76,12 @@ def test_constant_current_and_impedance_loads(case33) -> None:
     g.load["z_share"] = np.linspace(0.0, 0.5, len(g.load))
     _compare_single(g)
     p = g.load["p_mw"] * 1.2
-    r = Twin(g, engine="radial").timeseries(load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None],
-                                            outputs=("v_pu",))
-    q = Twin(g, engine="pgm").timeseries(load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None],
-                                         outputs=("v_pu",))
+    r = Twin(g, engine="radial").timeseries(
+        load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None], outputs=("v_pu",)
+    )
+    q = Twin(g, engine="pgm").timeseries(
+        load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None], outputs=("v_pu",)
+    )
     assert r.v_pu is not None and q.v_pu is not None
     assert np.abs(r.v_pu - q.v_pu).max() < ATOL_PU
 
@@ -102,11 +104,39 @@ def _parallel_transformer_grid() -> Grid:
     g = Grid("parallel")
     g.add("bus", id=[0, 1, 2, 3, 4, 5], v_nom_kv=[110.0, 110.0, 20.0, 20.0, 20.0, 20.0])
     g.add("source", id=0, bus=0, vm_pu=1.02, sk_mva=3000.0)
-    g.add("transformer", id=[0, 1], hv_bus=[0, 1], lv_bus=[2, 3], sn_mva=25.0, vn_hv_kv=110.0, vn_lv_kv=20.0,
-          vk_percent=12.0, vkr_percent=0.4, pfe_kw=14.0, i0_percent=0.07, shift_degree=150.0)
-    g.add("line", id=[0, 1, 2], from_bus=[3, 4, 4], to_bus=[4, 5, 5], length_km=[2.0, 1.0, 1.5],
-          r_ohm_per_km=0.12, x_ohm_per_km=0.11, c_nf_per_km=300.0, max_i_ka=0.4)
-    g.add("switch", id=[0, 1, 2], bus=[0, 2, 5], element=[1, 3, 2], et=[2, 2, 0], closed=[True, True, False])
+    g.add(
+        "transformer",
+        id=[0, 1],
+        hv_bus=[0, 1],
+        lv_bus=[2, 3],
+        sn_mva=25.0,
+        vn_hv_kv=110.0,
+        vn_lv_kv=20.0,
+        vk_percent=12.0,
+        vkr_percent=0.4,
+        pfe_kw=14.0,
+        i0_percent=0.07,
+        shift_degree=150.0,
+    )
+    g.add(
+        "line",
+        id=[0, 1, 2],
+        from_bus=[3, 4, 4],
+        to_bus=[4, 5, 5],
+        length_km=[2.0, 1.0, 1.5],
+        r_ohm_per_km=0.12,
+        x_ohm_per_km=0.11,
+        c_nf_per_km=300.0,
+        max_i_ka=0.4,
+    )
+    g.add(
+        "switch",
+        id=[0, 1, 2],
+        bus=[0, 2, 5],
+        element=[1, 3, 2],
+        et=[2, 2, 0],
+        closed=[True, True, False],
+    )
     g.add("load", id=[0, 1], bus=[4, 5], p_mw=[6.0, 4.0], q_mvar=[1.5, 1.0])
     g.add("generator", id=0, bus=5, p_mw=2.0)
     return g
@@ -131,7 +161,9 @@ def test_weakly_meshed_by_compensation(case33) -> None:
     closed[:] = True  # all five ties: five loops
     _compare_single(case33, switch_closed=closed)
     cigre = load_grid("cigre-mv")
-    _compare_single(cigre, switch_closed=np.ones(len(cigre.switch), bool))  # loops through transformers' feeders
+    _compare_single(
+        cigre, switch_closed=np.ones(len(cigre.switch), bool)
+    )  # loops through transformers' feeders
     # a batch: every step of a time series with loops agrees with PGM
     r = Twin(case33, engine="radial").timeseries(300, switch_closed=closed, outputs=("v_pu",))
     p = Twin(case33, engine="pgm").timeseries(300, switch_closed=closed, outputs=("v_pu",))
@@ -142,7 +174,9 @@ def test_weakly_meshed_by_compensation(case33) -> None:
 
 def test_auto_picks_the_engine_and_radial_refuses_other_meshes() -> None:
     g = load_grid("oberrhein")
-    closed = np.ones(len(g.switch), bool)  # joins the two substations' feeders: two sources in one island
+    closed = np.ones(
+        len(g.switch), bool
+    )  # joins the two substations' feeders: two sources in one island
     topo, why = radial_topology(g, closed)
     assert topo is None and "two sources" in why
     assert Twin(g).powerflow().engine == "radial"
@@ -162,8 +196,16 @@ def test_switch_batch_mixes_engines_per_topology(case33) -> None:
     case33 = case33.copy()  # with a second source behind a normally-open line to bus 18
     case33.add("bus", id=34, v_nom_kv=12.66)
     case33.add("source", id=2, bus=34)
-    case33.add("line", id=38, from_bus=34, to_bus=18, length_km=1.0, r_ohm_per_km=0.3, x_ohm_per_km=0.3,
-               max_i_ka=0.4)
+    case33.add(
+        "line",
+        id=38,
+        from_bus=34,
+        to_bus=18,
+        length_km=1.0,
+        r_ohm_per_km=0.3,
+        x_ohm_per_km=0.3,
+        max_i_ka=0.4,
+    )
     case33.add("switch", id=38, bus=34, element=38, closed=False, normally_open=True)
     n = len(case33.switch)
     closed = np.tile(case33.switch["closed"], (6, 1))
@@ -216,7 +258,7 @@ def test_kernel_blocks_and_threads_give_the_same_answer() -> None:
     assert np.abs(one.v - two.v).max() < 1e-9
     # each step on its own (no warm start) gives the same voltages
     for k in (0, 150, 300):
-        s = eng.solve(topo, pm[k:k + 1], qm[k:k + 1], complex_v=True)
+        s = eng.solve(topo, pm[k : k + 1], qm[k : k + 1], complex_v=True)
         assert s.v is not None and np.abs(s.v[0] - one.v[k]).max() < 1e-9
 
 

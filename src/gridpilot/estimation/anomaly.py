@@ -39,7 +39,9 @@ def group_median(x: np.ndarray, group: np.ndarray, n_groups: int | None = None) 
     x = np.asarray(x, np.float64)
     group = np.asarray(group, np.int64)
     if x.shape != group.shape:
-        raise ValidationError(issues=[Issue("group_median", "group", f"shape {group.shape} != {x.shape}")])
+        raise ValidationError(
+            issues=[Issue("group_median", "group", f"shape {group.shape} != {x.shape}")]
+        )
     order = np.lexsort((x, group))
     gs = group[order]
     xs = x[order]
@@ -101,7 +103,15 @@ class TheftDetector:
         """
         e = np.asarray(e_import_kwh, np.float64)
         if e.shape != self.group.shape:
-            raise ValidationError(issues=[Issue("theft detector", "e_import_kwh", f"expected {self.group.size} values, got {e.shape}")])
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "theft detector",
+                        "e_import_kwh",
+                        f"expected {self.group.size} values, got {e.shape}",
+                    )
+                ]
+            )
         le = np.log(np.maximum(e, 0.0) + self.offset_kwh)
         d = self.days
         self.days += 1
@@ -197,12 +207,21 @@ class FdiDetector:
         self._rep_n[:] = 0
         self.slot = 0
         self.days += 1
-        return {"v_score": np.where(learning, 0.0, v_score), "replay_score": rep, "v_alarm": v_alarm,
-                "replay_alarm": replay_alarm, "alarm": v_alarm | replay_alarm}
+        return {
+            "v_score": np.where(learning, 0.0, v_score),
+            "replay_score": rep,
+            "v_alarm": v_alarm,
+            "replay_alarm": replay_alarm,
+            "alarm": v_alarm | replay_alarm,
+        }
 
 
-def feeder_balance(head_kwh: np.ndarray, meter_kwh: np.ndarray, meter_section: np.ndarray,
-                   losses_kwh: np.ndarray | float = 0.0) -> np.ndarray:
+def feeder_balance(
+    head_kwh: np.ndarray,
+    meter_kwh: np.ndarray,
+    meter_section: np.ndarray,
+    losses_kwh: np.ndarray | float = 0.0,
+) -> np.ndarray:
     """Unexplained energy per section (kWh): head measurement - sum of its meters - losses.
 
     ``head_kwh`` (n_sections,), ``meter_kwh`` (n_meters,) reported (already scaled to grid
@@ -216,10 +235,17 @@ def feeder_balance(head_kwh: np.ndarray, meter_kwh: np.ndarray, meter_section: n
     return head - s - np.asarray(losses_kwh, np.float64)
 
 
-def threshold_baseline(e_day_kwh: np.ndarray, e_mean_kwh: np.ndarray, v_day_mean_pu: np.ndarray,
-                       drop_share: float = 0.5, v_band_pu: float = 0.05) -> np.ndarray:
+def threshold_baseline(
+    e_day_kwh: np.ndarray,
+    e_mean_kwh: np.ndarray,
+    v_day_mean_pu: np.ndarray,
+    drop_share: float = 0.5,
+    v_band_pu: float = 0.05,
+) -> np.ndarray:
     """The plain rule: alarm if the day's energy is below ``drop_share`` of the meter's own mean,
     or its mean voltage is outside ``1 ± v_band_pu``. Returns a bool per meter."""
     e = np.asarray(e_day_kwh, np.float64)
     v = np.asarray(v_day_mean_pu, np.float64)
-    return (e < drop_share * np.asarray(e_mean_kwh)) | (np.abs(np.nan_to_num(v, nan=1.0) - 1.0) > v_band_pu)
+    return (e < drop_share * np.asarray(e_mean_kwh)) | (
+        np.abs(np.nan_to_num(v, nan=1.0) - 1.0) > v_band_pu
+    )

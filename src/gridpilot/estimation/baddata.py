@@ -59,8 +59,9 @@ class BadDataReport:
         return [b.label for b in self.removed]
 
 
-def normalised_residuals(se: StateEstimator, m: Measurements, res: EstimationResult,
-                         candidates: int = 30) -> np.ndarray:
+def normalised_residuals(
+    se: StateEstimator, m: Measurements, res: EstimationResult, candidates: int = 30
+) -> np.ndarray:
     """|r_i| / sqrt(Omega_ii) for the ``candidates`` largest weighted residuals (0 elsewhere).
 
     Dimensionless; critical measurements (no redundancy) get 0.
@@ -86,8 +87,14 @@ def _split_row(m: Measurements, row: int) -> tuple[list[int], list[int]]:
     return [], [(row - nv) % npw]
 
 
-def estimate_robust(se: StateEstimator, m: Measurements, *, lnr_limit: float = 3.0,
-                    max_removals: int = 5, candidates: int = 30) -> BadDataReport:
+def estimate_robust(
+    se: StateEstimator,
+    m: Measurements,
+    *,
+    lnr_limit: float = 3.0,
+    max_removals: int = 5,
+    candidates: int = 30,
+) -> BadDataReport:
     """Estimate, detect bad data (chi-square), identify it (largest normalised residual),
     remove it and re-estimate; returns a :class:`BadDataReport`."""
     cur = m.copy()

@@ -34,11 +34,17 @@ class PowerSensorKind(IntEnum):
     FLEX = 8  # a flexible load's power (load convention)
 
 
-_COMPONENT = {PowerSensorKind.LOAD: "load", PowerSensorKind.LINE_FROM: "line",
-              PowerSensorKind.LINE_TO: "line", PowerSensorKind.SOURCE: "source",
-              PowerSensorKind.BUS: "bus", PowerSensorKind.GENERATOR: "generator",
-              PowerSensorKind.STORAGE: "storage", PowerSensorKind.EV: "ev_charger",
-              PowerSensorKind.FLEX: "flex_load"}
+_COMPONENT = {
+    PowerSensorKind.LOAD: "load",
+    PowerSensorKind.LINE_FROM: "line",
+    PowerSensorKind.LINE_TO: "line",
+    PowerSensorKind.SOURCE: "source",
+    PowerSensorKind.BUS: "bus",
+    PowerSensorKind.GENERATOR: "generator",
+    PowerSensorKind.STORAGE: "storage",
+    PowerSensorKind.EV: "ev_charger",
+    PowerSensorKind.FLEX: "flex_load",
+}
 
 
 @dataclass
@@ -58,7 +64,9 @@ class Measurements:
     def __post_init__(self) -> None:
         self.v_bus_id = np.asarray(self.v_bus_id, np.int64).ravel()
         self.v_pu = np.asarray(self.v_pu, np.float64).ravel()
-        self.v_sigma_pu = np.broadcast_to(np.asarray(self.v_sigma_pu, np.float64), self.v_pu.shape).copy()
+        self.v_sigma_pu = np.broadcast_to(
+            np.asarray(self.v_sigma_pu, np.float64), self.v_pu.shape
+        ).copy()
         self.p_kind = np.asarray(self.p_kind, np.int8).ravel()
         self.p_element_id = np.asarray(self.p_element_id, np.int64).ravel()
         n = self.p_kind.size
@@ -68,10 +76,20 @@ class Measurements:
         self.q_sigma_mvar = np.broadcast_to(np.asarray(self.q_sigma_mvar, np.float64), (n,)).copy()
         issues: list[Issue] = []
         if self.v_bus_id.size != self.v_pu.size:
-            issues.append(Issue("measurements", "v_pu", f"{self.v_pu.size} values for {self.v_bus_id.size} buses"))
+            issues.append(
+                Issue(
+                    "measurements",
+                    "v_pu",
+                    f"{self.v_pu.size} values for {self.v_bus_id.size} buses",
+                )
+            )
         for name in ("p_element_id", "p_mw", "q_mvar"):
             if getattr(self, name).size != n:
-                issues.append(Issue("measurements", name, f"{getattr(self, name).size} values for {n} sensors"))
+                issues.append(
+                    Issue(
+                        "measurements", name, f"{getattr(self, name).size} values for {n} sensors"
+                    )
+                )
         for name in ("v_pu", "p_mw", "q_mvar"):
             a = getattr(self, name)
             if a.size and not np.all(np.isfinite(a)):
@@ -79,11 +97,16 @@ class Measurements:
         for name in ("v_sigma_pu", "p_sigma_mw", "q_sigma_mvar"):
             a = getattr(self, name)
             if a.size and not np.all(a > 0):
-                issues.append(Issue("measurements", name, "sigmas must be positive",
-                                    value=float(a[~(a > 0)][0])))
+                issues.append(
+                    Issue(
+                        "measurements", name, "sigmas must be positive", value=float(a[~(a > 0)][0])
+                    )
+                )
         bad = set(np.unique(self.p_kind).tolist()) - {int(k) for k in PowerSensorKind}
         if bad:
-            issues.append(Issue("measurements", "p_kind", "unknown sensor kind", value=sorted(bad)[0]))
+            issues.append(
+                Issue("measurements", "p_kind", "unknown sensor kind", value=sorted(bad)[0])
+            )
         if issues:
             raise ValidationError(issues=issues)
 
@@ -97,23 +120,48 @@ class Measurements:
         issues: list[Issue] = []
         unknown = np.setdiff1d(self.v_bus_id, grid.bus.ids)
         if unknown.size:
-            issues.append(Issue("voltage sensor", "bus", "unknown bus", tuple(unknown[:5].tolist()), int(unknown[0])))
+            issues.append(
+                Issue(
+                    "voltage sensor",
+                    "bus",
+                    "unknown bus",
+                    tuple(unknown[:5].tolist()),
+                    int(unknown[0]),
+                )
+            )
         for kind, comp in _COMPONENT.items():
             ids = self.p_element_id[self.p_kind == kind]
             unknown = np.setdiff1d(ids, grid[comp].ids)
             if unknown.size:
-                issues.append(Issue(f"power sensor ({kind.name.lower()})", "element", f"unknown {comp}",
-                                    tuple(unknown[:5].tolist()), int(unknown[0])))
+                issues.append(
+                    Issue(
+                        f"power sensor ({kind.name.lower()})",
+                        "element",
+                        f"unknown {comp}",
+                        tuple(unknown[:5].tolist()),
+                        int(unknown[0]),
+                    )
+                )
         if issues:
             raise ValidationError(issues=issues)
 
-    def without(self, v_rows: np.ndarray | list[int] = (), p_rows: np.ndarray | list[int] = ()) -> Measurements:
+    def without(
+        self, v_rows: np.ndarray | list[int] = (), p_rows: np.ndarray | list[int] = ()
+    ) -> Measurements:
         """A copy without the given voltage rows and power-sensor rows."""
         kv = np.setdiff1d(np.arange(self.v_pu.size), np.asarray(v_rows, np.int64))
         kp = np.setdiff1d(np.arange(self.p_kind.size), np.asarray(p_rows, np.int64))
-        return Measurements(self.v_bus_id[kv], self.v_pu[kv], self.v_sigma_pu[kv], self.p_kind[kp],
-                            self.p_element_id[kp], self.p_mw[kp], self.q_mvar[kp], self.p_sigma_mw[kp],
-                            self.q_sigma_mvar[kp])
+        return Measurements(
+            self.v_bus_id[kv],
+            self.v_pu[kv],
+            self.v_sigma_pu[kv],
+            self.p_kind[kp],
+            self.p_element_id[kp],
+            self.p_mw[kp],
+            self.q_mvar[kp],
+            self.p_sigma_mw[kp],
+            self.q_sigma_mvar[kp],
+        )
 
     def copy(self) -> Measurements:
         """A deep copy."""
@@ -122,18 +170,31 @@ class Measurements:
     def labels(self) -> list[str]:
         """Human-readable names of the scalar measurements, in residual order (V, then P, then Q)."""
         out = [f"V bus {b}" for b in self.v_bus_id]
-        names = [f"{PowerSensorKind(k).name.lower()} {e}" for k, e in zip(self.p_kind, self.p_element_id, strict=True)]
+        names = [
+            f"{PowerSensorKind(k).name.lower()} {e}"
+            for k, e in zip(self.p_kind, self.p_element_id, strict=True)
+        ]
         out += [f"P {n}" for n in names] + [f"Q {n}" for n in names]
         return out
 
 
-def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray | None = None,
-                                load_ids: np.ndarray | None = None, line_from_ids: np.ndarray | None = None,
-                                load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
-                                gen_p_mw: np.ndarray | None = None, appliances: bool = True,
-                                source: bool = True, v_sigma_pu: float = 0.01,
-                                p_rel_sigma: float = 0.01, p_floor_mw: float = 1e-4,
-                                rng: np.random.Generator | None = None) -> tuple[Measurements, Measurements]:
+def measurements_from_powerflow(
+    grid: Grid,
+    pf: object,
+    *,
+    v_bus_ids: np.ndarray | None = None,
+    load_ids: np.ndarray | None = None,
+    line_from_ids: np.ndarray | None = None,
+    load_p_mw: np.ndarray | None = None,
+    load_q_mvar: np.ndarray | None = None,
+    gen_p_mw: np.ndarray | None = None,
+    appliances: bool = True,
+    source: bool = True,
+    v_sigma_pu: float = 0.01,
+    p_rel_sigma: float = 0.01,
+    p_floor_mw: float = 1e-4,
+    rng: np.random.Generator | None = None,
+) -> tuple[Measurements, Measurements]:
     """Synthesize measurements from a power-flow result (the truth), for tests and benchmarks.
 
     Returns ``(noisy, true)``. Voltage sensors at ``v_bus_ids`` (default: every bus with a
@@ -148,7 +209,11 @@ def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray
     rng = rng or np.random.default_rng(0)
     g = grid
     res = pf  # PowerFlowResult
-    vb = g.bus.ids[g.bus.position_map(g.source["bus"])] if v_bus_ids is None else np.asarray(v_bus_ids, np.int64)
+    vb = (
+        g.bus.ids[g.bus.position_map(g.source["bus"])]
+        if v_bus_ids is None
+        else np.asarray(v_bus_ids, np.int64)
+    )
     v_true = np.asarray(res.v_pu)[g.bus.index_of(vb)]  # type: ignore[attr-defined]
     lids = g.load.ids if load_ids is None else np.asarray(load_ids, np.int64)
     lpos = g.load.index_of(lids)
@@ -163,15 +228,21 @@ def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray
         elem.append(fl)
         p.append(np.asarray(res.line_p_from_mw)[pos])  # type: ignore[attr-defined]
         q.append(np.asarray(res.line_q_from_mvar)[pos])  # type: ignore[attr-defined]
-    for comp, kind, given in (("generator", PowerSensorKind.GENERATOR, gen_p_mw),
-                              ("storage", PowerSensorKind.STORAGE, None), ("ev_charger", PowerSensorKind.EV, None),
-                              ("flex_load", PowerSensorKind.FLEX, None)):
+    for comp, kind, given in (
+        ("generator", PowerSensorKind.GENERATOR, gen_p_mw),
+        ("storage", PowerSensorKind.STORAGE, None),
+        ("ev_charger", PowerSensorKind.EV, None),
+        ("flex_load", PowerSensorKind.FLEX, None),
+    ):
         tb = g[comp]
         if not appliances or not len(tb):
             continue
         on = np.flatnonzero(tb["in_service"])
-        pv = np.asarray(given, np.float64) if given is not None else (
-            np.zeros(len(tb)) if comp == "flex_load" else tb["p_mw"])
+        pv = (
+            np.asarray(given, np.float64)
+            if given is not None
+            else (np.zeros(len(tb)) if comp == "flex_load" else tb["p_mw"])
+        )
         qv = tb["q_mvar"] if "q_mvar" in tb.fields and comp != "flex_load" else np.zeros(len(tb))
         kinds.append(np.full(on.size, kind))
         elem.append(tb.ids[on])
@@ -190,18 +261,39 @@ def measurements_from_powerflow(grid: Grid, pf: object, *, v_bus_ids: np.ndarray
     ps = np.maximum(p_rel_sigma * np.abs(pt), p_floor_mw)
     qs = np.maximum(p_rel_sigma * np.abs(qt), p_floor_mw)
     true = Measurements(vb, v_true, vs, pk, pe, pt, qt, ps, qs)
-    noisy = Measurements(vb, v_true + rng.normal(0, vs), vs, pk, pe, pt + rng.normal(0, ps),
-                         qt + rng.normal(0, qs), ps, qs)
+    noisy = Measurements(
+        vb,
+        v_true + rng.normal(0, vs),
+        vs,
+        pk,
+        pe,
+        pt + rng.normal(0, ps),
+        qt + rng.normal(0, qs),
+        ps,
+        qs,
+    )
     return noisy, true
 
 
-def measurements_from_meters(grid: Grid, meter_load_id: np.ndarray, p_kw: np.ndarray, q_kvar: np.ndarray,
-                             v_pu: np.ndarray, *, meter_scale: np.ndarray | float = 1.0,
-                             p_rel_sigma: float = 0.01, v_sigma_pu: float = 0.005, p_floor_mw: float = 1e-5,
-                             source_p_mw: np.ndarray | None = None, source_q_mvar: np.ndarray | None = None,
-                             source_v_pu: np.ndarray | None = None, line_ids: np.ndarray | None = None,
-                             line_p_mw: np.ndarray | None = None, line_q_mvar: np.ndarray | None = None,
-                             sensor_rel_sigma: float = 0.005) -> Measurements:
+def measurements_from_meters(
+    grid: Grid,
+    meter_load_id: np.ndarray,
+    p_kw: np.ndarray,
+    q_kvar: np.ndarray,
+    v_pu: np.ndarray,
+    *,
+    meter_scale: np.ndarray | float = 1.0,
+    p_rel_sigma: float = 0.01,
+    v_sigma_pu: float = 0.005,
+    p_floor_mw: float = 1e-5,
+    source_p_mw: np.ndarray | None = None,
+    source_q_mvar: np.ndarray | None = None,
+    source_v_pu: np.ndarray | None = None,
+    line_ids: np.ndarray | None = None,
+    line_p_mw: np.ndarray | None = None,
+    line_q_mvar: np.ndarray | None = None,
+    sensor_rel_sigma: float = 0.005,
+) -> Measurements:
     """Measurements for the estimator from smart-meter rows plus SCADA sensors (the control side).
 
     Meter rows (``meter_load_id``: the load each meter belongs to; ``p_kw``/``q_kvar`` household
@@ -268,6 +360,14 @@ def measurements_from_meters(grid: Grid, meter_load_id: np.ndarray, p_kw: np.nda
     order = np.lexsort((vsig, vid))
     first = np.unique(vid[order], return_index=True)[1]
     keep = order[first]
-    return Measurements(vid[keep], vval[keep], vsig[keep], np.concatenate(kinds).astype(np.int8),
-                        np.concatenate(elem), np.concatenate(ps), np.concatenate(qs), np.concatenate(sps),
-                        np.concatenate(sqs))
+    return Measurements(
+        vid[keep],
+        vval[keep],
+        vsig[keep],
+        np.concatenate(kinds).astype(np.int8),
+        np.concatenate(elem),
+        np.concatenate(ps),
+        np.concatenate(qs),
+        np.concatenate(sps),
+        np.concatenate(sqs),
+    )

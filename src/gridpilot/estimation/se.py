@@ -30,12 +30,22 @@ from gridpilot.model import Grid
 from gridpilot.twin.pgm import PgmNetwork, to_pgm
 
 CT = ComponentType
-_TERMINAL = {PowerSensorKind.LOAD: MeasuredTerminalType.load, PowerSensorKind.LINE_FROM: MeasuredTerminalType.branch_from,
-             PowerSensorKind.LINE_TO: MeasuredTerminalType.branch_to, PowerSensorKind.SOURCE: MeasuredTerminalType.source,
-             PowerSensorKind.BUS: MeasuredTerminalType.node, PowerSensorKind.GENERATOR: MeasuredTerminalType.generator,
-             PowerSensorKind.STORAGE: MeasuredTerminalType.load, PowerSensorKind.EV: MeasuredTerminalType.load,
-             PowerSensorKind.FLEX: MeasuredTerminalType.load}
-_APPLIANCE = {PowerSensorKind.STORAGE: "storage", PowerSensorKind.EV: "ev_charger", PowerSensorKind.FLEX: "flex_load"}
+_TERMINAL = {
+    PowerSensorKind.LOAD: MeasuredTerminalType.load,
+    PowerSensorKind.LINE_FROM: MeasuredTerminalType.branch_from,
+    PowerSensorKind.LINE_TO: MeasuredTerminalType.branch_to,
+    PowerSensorKind.SOURCE: MeasuredTerminalType.source,
+    PowerSensorKind.BUS: MeasuredTerminalType.node,
+    PowerSensorKind.GENERATOR: MeasuredTerminalType.generator,
+    PowerSensorKind.STORAGE: MeasuredTerminalType.load,
+    PowerSensorKind.EV: MeasuredTerminalType.load,
+    PowerSensorKind.FLEX: MeasuredTerminalType.load,
+}
+_APPLIANCE = {
+    PowerSensorKind.STORAGE: "storage",
+    PowerSensorKind.EV: "ev_charger",
+    PowerSensorKind.FLEX: "flex_load",
+}
 
 
 @dataclass
@@ -75,15 +85,26 @@ class EstimationResult:
     def max_error_pu(self, v_true_pu: np.ndarray) -> float:
         """Largest |estimated - true| bus voltage in pu (energised buses)."""
         ok = np.isfinite(self.v_pu)
-        return float(np.max(np.abs(self.v_pu[ok] - np.asarray(v_true_pu)[ok]))) if ok.any() else float("nan")
+        return (
+            float(np.max(np.abs(self.v_pu[ok] - np.asarray(v_true_pu)[ok])))
+            if ok.any()
+            else float("nan")
+        )
 
 
 class StateEstimator:
     """State estimation of one grid (switch states fixed at construction or given per call)."""
 
-    def __init__(self, grid: Grid, switch_closed: np.ndarray | None = None, *, alpha: float = 0.01,
-                 method: CalculationMethod = CalculationMethod.newton_raphson,
-                 tolerance: float = 1e-8, max_iterations: int = 50) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        switch_closed: np.ndarray | None = None,
+        *,
+        alpha: float = 0.01,
+        method: CalculationMethod = CalculationMethod.newton_raphson,
+        tolerance: float = 1e-8,
+        max_iterations: int = 50,
+    ) -> None:
         self.grid = grid
         self.alpha = alpha
         self.method = method
@@ -122,7 +143,9 @@ class StateEstimator:
             if k == PowerSensorKind.LOAD:
                 rows = self._load_rows.get(int(g.load.index_of(int(eid))[0]), [])
                 if not rows:
-                    raise ValidationError(f"power sensor on load {eid}: the load has no PGM rows (out of service?)")
+                    raise ValidationError(
+                        f"power sensor on load {eid}: the load has no PGM rows (out of service?)"
+                    )
                 for r, share in rows:
                     obj.append(net.sym_load_ids[r])
                     term.append(_TERMINAL[k])
@@ -174,8 +197,12 @@ class StateEstimator:
         return PowerGridModel(data, system_frequency=self.grid.f_hz)
 
     def _kwargs(self) -> dict:
-        return {"symmetric": True, "error_tolerance": self.tolerance, "max_iterations": self.max_iterations,
-                "calculation_method": getattr(self, "_used_method", self.method)}
+        return {
+            "symmetric": True,
+            "error_tolerance": self.tolerance,
+            "max_iterations": self.max_iterations,
+            "calculation_method": getattr(self, "_used_method", self.method),
+        }
 
     # --- estimation ---------------------------------------------------------------------------
     def estimate(self, m: Measurements, *, raise_on_failure: bool = False) -> EstimationResult:
@@ -189,7 +216,9 @@ class StateEstimator:
         from scipy.special import chdtri  # chi-square quantile; scipy.stats costs ~1 s to import
 
         if m.v_pu.size == 0:
-            raise ValidationError("measurements: state estimation needs at least one voltage sensor")
+            raise ValidationError(
+                "measurements: state estimation needs at least one voltage sensor"
+            )
         vs, pw, src, u_rated = self._sensors(m)
         nb = len(self.grid.bus)
         t0 = time.perf_counter()
@@ -197,11 +226,15 @@ class StateEstimator:
         out, ok, err = {}, False, ""
         for method in dict.fromkeys((self.method, CalculationMethod.iterative_linear)):
             try:
-                out = model.calculate_state_estimation(**(self._kwargs() | {"calculation_method": method}))
+                out = model.calculate_state_estimation(
+                    **(self._kwargs() | {"calculation_method": method})
+                )
                 ok = True
                 self._used_method = method
                 break
-            except PowerGridError as exc:  # e.g. NR's Jacobian singular: fall back to iterative linear
+            except (
+                PowerGridError
+            ) as exc:  # e.g. NR's Jacobian singular: fall back to iterative linear
                 err = str(exc).split("\n")[0]
         if not ok and raise_on_failure:
             raise ConvergenceError(f"state estimation failed: {err}")
@@ -212,18 +245,42 @@ class StateEstimator:
         sigma = np.concatenate([m.v_sigma_pu, m.p_sigma_mw, m.q_sigma_mvar])
         if not ok:
             nan = np.full(nb, np.nan)
-            return EstimationResult(False, self.grid.bus.ids, nan, nan.copy(), np.full(nm, np.nan), sigma,
-                                    float("nan"), dof, limit, ms, {"error": err})
+            return EstimationResult(
+                False,
+                self.grid.bus.ids,
+                nan,
+                nan.copy(),
+                np.full(nm, np.nan),
+                sigma,
+                float("nan"),
+                dof,
+                limit,
+                ms,
+                {"error": err},
+            )
         node = out[CT.node]
         energ = node["energized"] > 0
         v = np.where(energ, node["u_pu"], np.nan)
         va = np.where(energ, np.rad2deg(node["u_angle"]), np.nan)
         r = self._residuals(out, m, src, u_rated)
         chi2 = float(np.sum((r / sigma) ** 2))
-        return EstimationResult(True, self.grid.bus.ids, v, va, r, sigma, chi2, dof, limit, ms,
-                                {"method": self._used_method.name})
+        return EstimationResult(
+            True,
+            self.grid.bus.ids,
+            v,
+            va,
+            r,
+            sigma,
+            chi2,
+            dof,
+            limit,
+            ms,
+            {"method": self._used_method.name},
+        )
 
-    def _residuals(self, out: dict, m: Measurements, src: np.ndarray, u_rated: np.ndarray) -> np.ndarray:
+    def _residuals(
+        self, out: dict, m: Measurements, src: np.ndarray, u_rated: np.ndarray
+    ) -> np.ndarray:
         """Measured minus estimated per scalar measurement (batch outputs: leading axis kept)."""
         ur = out[CT.sym_voltage_sensor]["u_residual"]
         rv = ur / u_rated
@@ -240,7 +297,9 @@ class StateEstimator:
                     arr[..., j] = vals[..., src == j].sum(axis=-1)
         return np.concatenate([rv, rp, rq], axis=-1)
 
-    def diag_sensitivity(self, m: Measurements, rows: np.ndarray | None = None, rel_step: float = 1.0) -> np.ndarray:
+    def diag_sensitivity(
+        self, m: Measurements, rows: np.ndarray | None = None, rel_step: float = 1.0
+    ) -> np.ndarray:
         """``K_ii`` (hat-matrix diagonal, d estimate_i / d measurement_i) for scalar rows ``rows``.
 
         One PGM batch: scenario k perturbs measurement ``rows[k]`` by ``rel_step`` sigma; the
@@ -262,7 +321,10 @@ class StateEstimator:
         delta = rel_step * sigma[rows]
         vr = rows < nv
         u[np.flatnonzero(vr), rows[vr]] += delta[vr] * u_rated[rows[vr]]
-        upd[CT.sym_voltage_sensor] = {"id": np.broadcast_to(vs["id"], (t, nv)).copy(), "u_measured": u}
+        upd[CT.sym_voltage_sensor] = {
+            "id": np.broadcast_to(vs["id"], (t, nv)).copy(),
+            "u_measured": u,
+        }
         if npw:
             p = np.broadcast_to(pw["p_measured"], (t, pw.size)).copy()
             q = np.broadcast_to(pw["q_measured"], (t, pw.size)).copy()
@@ -277,8 +339,11 @@ class StateEstimator:
                 j = j % npw
                 cols = np.flatnonzero(src == j)
                 arr[k, cols] += delta[k] * sgn_m[j] * shares[cols] * 1e6
-            upd[CT.sym_power_sensor] = {"id": np.broadcast_to(pw["id"], (t, pw.size)).copy(),
-                                        "p_measured": p, "q_measured": q}
+            upd[CT.sym_power_sensor] = {
+                "id": np.broadcast_to(pw["id"], (t, pw.size)).copy(),
+                "p_measured": p,
+                "q_measured": q,
+            }
         out = model.calculate_state_estimation(update_data=upd, **self._kwargs())
         r1 = self._residuals(out, m, src, u_rated)
         d = r1[np.arange(t), rows] - r0[rows]

@@ -7,21 +7,39 @@ import os
 
 import typer
 
-field_app = typer.Typer(help="Field simulator: devices, faults and signed telemetry.", no_args_is_help=True)
+field_app = typer.Typer(
+    help="Field simulator: devices, faults and signed telemetry.", no_args_is_help=True
+)
 
 
 @field_app.command("run")
 def run(
     grid: str = typer.Argument(..., help="grid name (see `gridpilot grids`), e.g. case33bw"),
-    devices: int = typer.Option(None, "--devices", "-n", min=1, help="devices in total (default: the grid's natural size)"),
+    devices: int = typer.Option(
+        None, "--devices", "-n", min=1, help="devices in total (default: the grid's natural size)"
+    ),
     hours: float = typer.Option(1.0, "--hours", min=0.0, help="simulated hours"),
     dt_s: float = typer.Option(60.0, "--dt", min=1.0, help="step, seconds"),
-    meter_interval_s: int = typer.Option(900, "--meter-interval", min=1, help="meters report every this many seconds"),
-    transport: str = typer.Option("inproc", "--transport", help="inproc, mqtt (GRIDPILOT_MQTT_URL) or mqtt://host:port"),
-    store: str = typer.Option("duckdb", "--store", help="duckdb, postgres (GRIDPILOT_PG_DSN), duckdb:<path> or postgresql://..."),
-    prefix: str = typer.Option("field", "--prefix", help="table prefix in the store (one fleet per prefix)"),
-    speed: float = typer.Option(0.0, "--speed", min=0.0, help="x real time (0: as fast as possible)"),
-    fault_line: int = typer.Option(None, "--fault-line", help="inject a fault on this line id halfway through"),
+    meter_interval_s: int = typer.Option(
+        900, "--meter-interval", min=1, help="meters report every this many seconds"
+    ),
+    transport: str = typer.Option(
+        "inproc", "--transport", help="inproc, mqtt (GRIDPILOT_MQTT_URL) or mqtt://host:port"
+    ),
+    store: str = typer.Option(
+        "duckdb",
+        "--store",
+        help="duckdb, postgres (GRIDPILOT_PG_DSN), duckdb:<path> or postgresql://...",
+    ),
+    prefix: str = typer.Option(
+        "field", "--prefix", help="table prefix in the store (one fleet per prefix)"
+    ),
+    speed: float = typer.Option(
+        0.0, "--speed", min=0.0, help="x real time (0: as fast as possible)"
+    ),
+    fault_line: int = typer.Option(
+        None, "--fault-line", help="inject a fault on this line id halfway through"
+    ),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
@@ -43,12 +61,24 @@ def run(
     err = Console(stderr=True)
     try:
         g = load_grid(grid)
-        t_url = os.environ.get("GRIDPILOT_MQTT_URL", "mqtt://127.0.0.1:1883") if transport == "mqtt" else transport
-        s_url = {"duckdb": "duckdb::memory:",
-                 "postgres": os.environ.get("GRIDPILOT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-                 }.get(store, store)
+        t_url = (
+            os.environ.get("GRIDPILOT_MQTT_URL", "mqtt://127.0.0.1:1883")
+            if transport == "mqtt"
+            else transport
+        )
+        s_url = {
+            "duckdb": "duckdb::memory:",
+            "postgres": os.environ.get(
+                "GRIDPILOT_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+            ),
+        }.get(store, store)
         t0 = time.perf_counter()
-        sim = FieldSimulator(g, FleetConfig(n_devices=devices, seed=seed), meter_interval_s=meter_interval_s, seed=seed)
+        sim = FieldSimulator(
+            g,
+            FleetConfig(n_devices=devices, seed=seed),
+            meter_interval_s=meter_interval_s,
+            seed=seed,
+        )
         bus = open_transport(t_url)
         tel = FieldTelemetry(sim, bus)
         st = open_store(s_url, prefix=prefix)
@@ -56,7 +86,9 @@ def run(
             ing = Ingestor(tel.registry, st, clock=tel.clock)
         except GridpilotError as exc:
             st.close()
-            raise ValidationError(f"{exc}\n  (a store keeps one fleet's devices: use another --prefix or store)") from None
+            raise ValidationError(
+                f"{exc}\n  (a store keeps one fleet's devices: use another --prefix or store)"
+            ) from None
         rx = Receiver(bus, ing, tel.topics.all_telemetry)
         build_s = time.perf_counter() - t0
     except GridpilotError as exc:
@@ -99,13 +131,23 @@ def run(
     st.close()
     sim_s = steps * dt_s
     out = {
-        "grid": grid, "devices": sim.fleet.n_devices, "device_counts": sim.fleet.counts, "steps": steps, "dt_s": dt_s,
-        "simulated_s": sim_s, "wall_s": round(wall, 3), "build_s": round(build_s, 3),
+        "grid": grid,
+        "devices": sim.fleet.n_devices,
+        "device_counts": sim.fleet.counts,
+        "steps": steps,
+        "dt_s": dt_s,
+        "simulated_s": sim_s,
+        "wall_s": round(wall, 3),
+        "build_s": round(build_s, 3),
         "speed_x_real_time": round(sim_s / wall, 1) if wall > 0 else None,
         "step_ms_mean": round(float(np.mean(step_ms)), 3) if step_ms else None,
         "telemetry_ms_per_step": round(pub_ms / steps, 3),
-        "payloads": sent, "ingest": tot, "events": events, "vmin_pu": None if not np.isfinite(vmin) else round(float(vmin), 4),
-        "transport": t_url, "store": s_url.split("@")[-1],
+        "payloads": sent,
+        "ingest": tot,
+        "events": events,
+        "vmin_pu": None if not np.isfinite(vmin) else round(float(vmin), 4),
+        "transport": t_url,
+        "store": s_url.split("@")[-1],
     }
     if as_json:
         typer.echo(json.dumps(out, indent=2))

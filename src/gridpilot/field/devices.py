@@ -36,7 +36,9 @@ def battery_kw(f: DeviceFleet, surplus_kw: np.ndarray, dt_s: float, live: np.nda
     return p
 
 
-def ev_kw(f: DeviceFleet, hour: float, dt_s: float, live: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def ev_kw(
+    f: DeviceFleet, hour: float, dt_s: float, live: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """EVs' charging power, kW (+ charging, - V2G discharging), plug-in state and SoC updated.
 
     An EV is plugged in from ``ev_arrive_h`` until ``ev_depart_h`` next morning; at arrival its
@@ -51,8 +53,11 @@ def ev_kw(f: DeviceFleet, hour: float, dt_s: float, live: np.ndarray, rng: np.ra
     h = np.float32(dt_s / 3600.0)
     lim = np.where(f.ev_v2g, f.ev_limit_kw, np.maximum(f.ev_limit_kw, 0.0))
     p = np.clip(lim, -f.ev_charger_kw, f.ev_charger_kw)
-    p = np.where(p > 0, np.minimum(p, (f.ev_target_soc - f.ev_soc) * f.ev_kwh / (0.92 * h)),
-                 np.maximum(p, -(f.ev_soc - 0.2) * f.ev_kwh / h))
+    p = np.where(
+        p > 0,
+        np.minimum(p, (f.ev_target_soc - f.ev_soc) * f.ev_kwh / (0.92 * h)),
+        np.maximum(p, -(f.ev_soc - 0.2) * f.ev_kwh / h),
+    )
     p = np.maximum(p, np.where(f.ev_v2g, -f.ev_charger_kw, 0.0))
     p = (p * (plugged & live)).astype(np.float32)
     f.ev_soc += np.where(p > 0, p * 0.92, p) * h / f.ev_kwh
@@ -60,8 +65,9 @@ def ev_kw(f: DeviceFleet, hour: float, dt_s: float, live: np.ndarray, rng: np.ra
     return p
 
 
-def water_heater_kw(f: DeviceFleet, draw_kw: np.ndarray, dt_s: float, live: np.ndarray,
-                    ambient_c: float = 20.0) -> np.ndarray:
+def water_heater_kw(
+    f: DeviceFleet, draw_kw: np.ndarray, dt_s: float, live: np.ndarray, ambient_c: float = 20.0
+) -> np.ndarray:
     """Electric water heaters' power, kW, and tank temperatures updated (first-order thermal model).
 
     ``C dT/dt = P_heat - UA (T - T_ambient) - P_draw`` with C = litres x 4.186 kJ/K. A

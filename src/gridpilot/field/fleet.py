@@ -56,12 +56,27 @@ class FleetConfig:
         issues = []
         if self.n_devices is not None and self.n_devices < 1:
             issues.append(Issue("fleet", "n_devices", "must be at least 1", value=self.n_devices))
-        for name in ("base_share", "share_pv", "share_battery", "share_ev", "share_water_heater", "ev_v2g_share"):
+        for name in (
+            "base_share",
+            "share_pv",
+            "share_battery",
+            "share_ev",
+            "share_water_heater",
+            "ev_v2g_share",
+        ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 issues.append(Issue("fleet", name, "must be in [0, 1]", value=v))
-        for name in ("household_kw", "pv_kwp", "battery_kwh", "battery_kw", "ev_kwh", "ev_charger_kw",
-                     "wh_kw", "wh_litres"):
+        for name in (
+            "household_kw",
+            "pv_kwp",
+            "battery_kwh",
+            "battery_kw",
+            "ev_kwh",
+            "ev_charger_kw",
+            "wh_kw",
+            "wh_litres",
+        ):
             v = getattr(self, name)
             if not v > 0:
                 issues.append(Issue("fleet", name, "must be positive", value=v))
@@ -133,8 +148,13 @@ class DeviceFleet:
     @property
     def counts(self) -> dict[str, int]:
         """Number of devices of each kind."""
-        return {"meter": self.meter_load.size, "pv": self.pv_meter.size, "battery": self.bat_meter.size,
-                "ev": self.ev_meter.size, "water_heater": self.wh_meter.size}
+        return {
+            "meter": self.meter_load.size,
+            "pv": self.pv_meter.size,
+            "battery": self.bat_meter.size,
+            "ev": self.ev_meter.size,
+            "water_heater": self.wh_meter.size,
+        }
 
     @property
     def n_devices(self) -> int:
@@ -157,7 +177,9 @@ class DeviceFleet:
                 if index - off >= self.counts[kind]:
                     break
                 return kind, index - off
-        raise ValidationError(issues=[Issue("device", "index", f"not in 0..{self.n_devices - 1}", value=index)])
+        raise ValidationError(
+            issues=[Issue("device", "index", f"not in 0..{self.n_devices - 1}", value=index)]
+        )
 
     def nbytes(self) -> int:
         """Memory held by the state arrays, in bytes."""
@@ -175,7 +197,9 @@ def build_fleet(grid: Grid, config: FleetConfig | None = None) -> DeviceFleet:
     cfg.validate()
     ld = grid.load
     if len(ld) == 0:
-        raise ValidationError(issues=[Issue("grid", "load", "the field simulator needs at least one load")])
+        raise ValidationError(
+            issues=[Issue("grid", "load", "the field simulator needs at least one load")]
+        )
     rng = np.random.default_rng(cfg.seed)
     p_kw = np.maximum(ld["p_mw"] * 1e3, 0.0) * ld["in_service"]
     if cfg.n_devices is None:
@@ -202,25 +226,50 @@ def build_fleet(grid: Grid, config: FleetConfig | None = None) -> DeviceFleet:
     cap = cfg.wh_litres * 4.186 / 3600.0  # kWh per kelvin
     f32 = np.float32
     return DeviceFleet(
-        meter_load=meter_load, meter_bus=meter_bus, meter_scale=scale.astype(f32),
-        meter_base_kw=base_kw.astype(f32), meter_ar=np.zeros(n_h, f32), meter_online=np.ones(n_h, bool),
-        e_import_kwh=np.zeros(n_h), e_export_kwh=np.zeros(n_h), tamper_factor=np.ones(n_h, f32),
-        fdi_v_bias_pu=np.zeros(n_h, f32), fdi_p_factor=np.ones(n_h, f32), fdi_replay=np.zeros(n_h, bool),
-        pv_meter=pv, pv_kwp=(cfg.pv_kwp * rng.uniform(0.6, 1.4, pv.size)).astype(f32),
-        pv_limit_frac=np.ones(pv.size, f32), pv_online=np.ones(pv.size, bool),
-        bat_meter=bat, bat_kwh=np.full(bat.size, cfg.battery_kwh, f32), bat_kw=np.full(bat.size, cfg.battery_kw, f32),
-        bat_soc=rng.uniform(0.3, 0.7, bat.size).astype(f32), bat_setpoint_kw=np.zeros(bat.size, f32),
-        bat_auto=np.ones(bat.size, bool), bat_online=np.ones(bat.size, bool),
-        ev_meter=ev, ev_kwh=(cfg.ev_kwh * rng.uniform(0.7, 1.3, n_ev)).astype(f32),
-        ev_charger_kw=np.full(n_ev, cfg.ev_charger_kw, f32), ev_limit_kw=np.full(n_ev, cfg.ev_charger_kw, f32),
-        ev_v2g=rng.random(n_ev) < cfg.ev_v2g_share, ev_soc=rng.uniform(0.5, 0.9, n_ev).astype(f32),
+        meter_load=meter_load,
+        meter_bus=meter_bus,
+        meter_scale=scale.astype(f32),
+        meter_base_kw=base_kw.astype(f32),
+        meter_ar=np.zeros(n_h, f32),
+        meter_online=np.ones(n_h, bool),
+        e_import_kwh=np.zeros(n_h),
+        e_export_kwh=np.zeros(n_h),
+        tamper_factor=np.ones(n_h, f32),
+        fdi_v_bias_pu=np.zeros(n_h, f32),
+        fdi_p_factor=np.ones(n_h, f32),
+        fdi_replay=np.zeros(n_h, bool),
+        pv_meter=pv,
+        pv_kwp=(cfg.pv_kwp * rng.uniform(0.6, 1.4, pv.size)).astype(f32),
+        pv_limit_frac=np.ones(pv.size, f32),
+        pv_online=np.ones(pv.size, bool),
+        bat_meter=bat,
+        bat_kwh=np.full(bat.size, cfg.battery_kwh, f32),
+        bat_kw=np.full(bat.size, cfg.battery_kw, f32),
+        bat_soc=rng.uniform(0.3, 0.7, bat.size).astype(f32),
+        bat_setpoint_kw=np.zeros(bat.size, f32),
+        bat_auto=np.ones(bat.size, bool),
+        bat_online=np.ones(bat.size, bool),
+        ev_meter=ev,
+        ev_kwh=(cfg.ev_kwh * rng.uniform(0.7, 1.3, n_ev)).astype(f32),
+        ev_charger_kw=np.full(n_ev, cfg.ev_charger_kw, f32),
+        ev_limit_kw=np.full(n_ev, cfg.ev_charger_kw, f32),
+        ev_v2g=rng.random(n_ev) < cfg.ev_v2g_share,
+        ev_soc=rng.uniform(0.5, 0.9, n_ev).astype(f32),
         ev_target_soc=rng.uniform(0.8, 1.0, n_ev).astype(f32),
         ev_arrive_h=np.clip(rng.normal(18.0, 1.5, n_ev), 14.0, 23.5).astype(f32),
         ev_depart_h=np.clip(rng.normal(7.5, 1.0, n_ev), 5.0, 10.0).astype(f32),
-        ev_plugged=np.zeros(n_ev, bool), ev_online=np.ones(n_ev, bool),
-        wh_meter=wh, wh_kw=np.full(n_wh, cfg.wh_kw, f32), wh_cap_kwh_per_k=np.full(n_wh, cap, f32),
-        wh_ua_kw_per_k=np.full(n_wh, 0.0025, f32), wh_temp_c=rng.uniform(52.0, 60.0, n_wh).astype(f32),
-        wh_low_c=np.full(n_wh, 50.0, f32), wh_high_c=np.full(n_wh, 60.0, f32),
-        wh_comfort_min_c=np.full(n_wh, 42.0, f32), wh_heating=np.zeros(n_wh, bool),
-        wh_paused=np.zeros(n_wh, bool), wh_online=np.ones(n_wh, bool), config=cfg,
+        ev_plugged=np.zeros(n_ev, bool),
+        ev_online=np.ones(n_ev, bool),
+        wh_meter=wh,
+        wh_kw=np.full(n_wh, cfg.wh_kw, f32),
+        wh_cap_kwh_per_k=np.full(n_wh, cap, f32),
+        wh_ua_kw_per_k=np.full(n_wh, 0.0025, f32),
+        wh_temp_c=rng.uniform(52.0, 60.0, n_wh).astype(f32),
+        wh_low_c=np.full(n_wh, 50.0, f32),
+        wh_high_c=np.full(n_wh, 60.0, f32),
+        wh_comfort_min_c=np.full(n_wh, 42.0, f32),
+        wh_heating=np.zeros(n_wh, bool),
+        wh_paused=np.zeros(n_wh, bool),
+        wh_online=np.ones(n_wh, bool),
+        config=cfg,
     )

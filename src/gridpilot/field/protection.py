@@ -36,7 +36,9 @@ class FaultIndications:
     lost_buses: np.ndarray
 
 
-def fault_indications(grid: Grid, line_id: int, switch_closed: np.ndarray | None = None) -> FaultIndications:
+def fault_indications(
+    grid: Grid, line_id: int, switch_closed: np.ndarray | None = None
+) -> FaultIndications:
     """Protection indications for a fault on line ``line_id`` with the given switch states.
 
     Returns :class:`FaultIndications`; raises :class:`~gridpilot.errors.UnknownComponentError`
@@ -45,10 +47,17 @@ def fault_indications(grid: Grid, line_id: int, switch_closed: np.ndarray | None
     ln, sw = grid.line, grid.switch
     if line_id not in set(ln.ids.tolist()):
         raise UnknownComponentError("line", line_id)
-    closed = grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+    closed = (
+        grid.switch["closed"].copy()
+        if switch_closed is None
+        else np.asarray(switch_closed, bool).copy()
+    )
     lpos = int(ln.index_of(line_id)[0])
     bus_pm = grid.bus.position_map
-    fb, tb = int(bus_pm(ln["from_bus"][lpos : lpos + 1])[0]), int(bus_pm(ln["to_bus"][lpos : lpos + 1])[0])
+    fb, tb = (
+        int(bus_pm(ln["from_bus"][lpos : lpos + 1])[0]),
+        int(bus_pm(ln["to_bus"][lpos : lpos + 1])[0]),
+    )
     on_line = np.flatnonzero((sw["et"] == ElementType.LINE) & (sw["element"] == line_id))
     sw_bus_pos = bus_pm(sw["bus"][on_line]) if on_line.size else np.zeros(0, np.int64)
     # the line up to its switches: an end is reachable from its bus unless an open switch sits there
@@ -63,7 +72,9 @@ def fault_indications(grid: Grid, line_id: int, switch_closed: np.ndarray | None
         return FaultIndications(line_id, False, -1, np.zeros(0, np.int64), np.zeros(0, np.int64))
     feed = min(ends, key=lambda b: tree.depth[b])
     # switches on the supply path: walk from the feeding end to the root
-    path_sw: list[int] = [int(s) for s in on_line[sw_bus_pos == feed]]  # the faulted line's own switch
+    path_sw: list[int] = [
+        int(s) for s in on_line[sw_bus_pos == feed]
+    ]  # the faulted line's own switch
     edge_sw = _edge_switches(grid, closed)
     v = feed
     while tree.parent[v] >= 0:
@@ -80,7 +91,9 @@ def fault_indications(grid: Grid, line_id: int, switch_closed: np.ndarray | None
         after = closed.copy()
         after[trip] = False
         lost = grid.bus.ids[live & ~energised(grid, after)]
-    return FaultIndications(line_id, True, int(sw.ids[trip]) if trip >= 0 else -1, sw.ids[fpi], lost)
+    return FaultIndications(
+        line_id, True, int(sw.ids[trip]) if trip >= 0 else -1, sw.ids[fpi], lost
+    )
 
 
 def _edge_switches(grid: Grid, closed: np.ndarray) -> dict[tuple[int, int], list[int]]:
@@ -88,8 +101,10 @@ def _edge_switches(grid: Grid, closed: np.ndarray) -> dict[tuple[int, int], list
     sw = grid.switch
     pm = grid.bus.position_map
     out: dict[tuple[int, int], list[int]] = {}
-    for et, tbl, fa, fb in ((ElementType.LINE, grid.line, "from_bus", "to_bus"),
-                            (ElementType.TRANSFORMER, grid.transformer, "hv_bus", "lv_bus")):
+    for et, tbl, fa, fb in (
+        (ElementType.LINE, grid.line, "from_bus", "to_bus"),
+        (ElementType.TRANSFORMER, grid.transformer, "hv_bus", "lv_bus"),
+    ):
         m = np.flatnonzero((sw["et"] == et) & closed)
         if m.size == 0 or len(tbl) == 0:
             continue

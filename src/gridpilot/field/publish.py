@@ -47,8 +47,13 @@ class PublishStats:
 class FieldTelemetry:
     """Registers the simulator's principals and publishes its readings on a transport."""
 
-    def __init__(self, sim: FieldSimulator, transport: Transport, registry: DeviceRegistry | None = None,
-                 topics: Topics | None = None) -> None:
+    def __init__(
+        self,
+        sim: FieldSimulator,
+        transport: Transport,
+        registry: DeviceRegistry | None = None,
+        topics: Topics | None = None,
+    ) -> None:
         self.sim = sim
         self.transport = transport
         self.topics = topics or Topics()
@@ -66,9 +71,14 @@ class FieldTelemetry:
             self._gw_signers.append(DeviceSigner(gid, k, clock=clock))
         nm = f.meter_load.size
         self.meter_ids = np.array([f"m{i}" for i in range(nm)], dtype=object)
-        reg.register_many(list(self.meter_ids), np.zeros((nm, 32), np.uint8), kind="meter",
-                          feeder=[f"load-{i}" for i in g.load.ids[f.meter_load]],
-                          bus=g.bus.ids[f.meter_bus], gateway=[self.gateway_ids[i] for i in f.meter_load])
+        reg.register_many(
+            list(self.meter_ids),
+            np.zeros((nm, 32), np.uint8),
+            kind="meter",
+            feeder=[f"load-{i}" for i in g.load.ids[f.meter_load]],
+            bus=g.bus.ids[f.meter_bus],
+            gateway=[self.gateway_ids[i] for i in f.meter_load],
+        )
         # SCADA and its sensors
         k = generate_key()
         reg.register("scada", k, kind="scada")
@@ -81,7 +91,9 @@ class FieldTelemetry:
         }
         for kind, ids in self.sensor_ids.items():
             if ids:
-                reg.register_many(ids, np.zeros((len(ids), 32), np.uint8), kind=kind, gateway="scada")
+                reg.register_many(
+                    ids, np.zeros((len(ids), 32), np.uint8), kind=kind, gateway="scada"
+                )
 
     def clock(self) -> float:
         """Simulated time in seconds since the Unix epoch (for signers and the verifier)."""
@@ -97,17 +109,24 @@ class FieldTelemetry:
             bounds = np.searchsorted(load[order], np.arange(len(self._gw_signers) + 1))
             cols = {q: getattr(m, q) for q in METER_QUANTITIES}
             for gi in range(len(self._gw_signers)):
-                rows = order[bounds[gi]:bounds[gi + 1]]
+                rows = order[bounds[gi] : bounds[gi + 1]]
                 if rows.size == 0:
                     continue
                 meters, pos = np.unique(m.meter[rows], return_inverse=True)
-                fr = self._gw_signers[gi].readings(m.ts_ms[rows], {q: c[rows] for q, c in cols.items()},
-                                                   devices=list(self.meter_ids[meters]), dev_pos=pos)
+                fr = self._gw_signers[gi].readings(
+                    m.ts_ms[rows],
+                    {q: c[rows] for q, c in cols.items()},
+                    devices=list(self.meter_ids[meters]),
+                    dev_pos=pos,
+                )
                 out.append((self.gateway_ids[gi], fr))
         s = batch.sensors
         ts = batch.ts_ms
         groups: list[tuple[list[str], dict[str, Any]]] = [
-            (self.sensor_ids["source"], {"p_mw": s["source_p_mw"], "q_mvar": s["source_q_mvar"], "v_pu": s["source_v_pu"]}),
+            (
+                self.sensor_ids["source"],
+                {"p_mw": s["source_p_mw"], "q_mvar": s["source_q_mvar"], "v_pu": s["source_v_pu"]},
+            ),
             (self.sensor_ids["line"], {"p_mw": s["line_p_mw"], "q_mvar": s["line_q_mvar"]}),
             (self.sensor_ids["bus"], {"v_pu": s["bus_v_pu"]}),
             (self.sensor_ids["switch"], {"switch_closed": s["switch_closed"]}),
@@ -115,10 +134,18 @@ class FieldTelemetry:
         for ids, vals in groups:
             if ids:
                 n = len(ids)
-                out.append(("scada", self._scada.readings(np.full(n, ts, np.int64), vals, devices=ids,
-                                                          dev_pos=np.arange(n))))
+                out.append(
+                    (
+                        "scada",
+                        self._scada.readings(
+                            np.full(n, ts, np.int64), vals, devices=ids, dev_pos=np.arange(n)
+                        ),
+                    )
+                )
         for ev in batch.events:
-            out.append(("scada", self._scada.event(ev.name, ev.data, severity=ev.severity, ts_ms=ev.ts_ms)))
+            out.append(
+                ("scada", self._scada.event(ev.name, ev.data, severity=ev.severity, ts_ms=ev.ts_ms))
+            )
         return out
 
     def publish(self, batch: FieldReadings) -> PublishStats:
@@ -133,7 +160,9 @@ class FieldTelemetry:
             st.payloads += 1
             st.frames += len(frs)
             st.bytes += len(payload)
-        st.readings = len(batch.meters) * len(METER_QUANTITIES) + sum(v.size for v in batch.sensors.values())
+        st.readings = len(batch.meters) * len(METER_QUANTITIES) + sum(
+            v.size for v in batch.sensors.values()
+        )
         return st
 
 
@@ -198,7 +227,11 @@ class FieldCommandReceiver:
             if rec.kind != "command":
                 continue
             body = rec.payload
-            cmd_id, target, name = str(body.get("cmd_id", "")), str(body.get("target", "")), rec.name
+            cmd_id, target, name = (
+                str(body.get("cmd_id", "")),
+                str(body.get("target", "")),
+                rec.name,
+            )
             try:
                 cmd = self._command(target, name, dict(body.get("args") or {}))
                 cmd.cmd_id = cmd_id
@@ -209,7 +242,11 @@ class FieldCommandReceiver:
             out.append(CommandOutcome(rec.device_id, cmd_id, name, target, status, detail))
             acks.append(self.tel._scada.ack(cmd_id, status, detail))
         for rj in vb.rejections:
-            out.append(CommandOutcome(rj.device_id or "?", "", "", "", "rejected", f"{rj.reason}: {rj.detail}"))
+            out.append(
+                CommandOutcome(
+                    rj.device_id or "?", "", "", "", "rejected", f"{rj.reason}: {rj.detail}"
+                )
+            )
         if acks:
             self.tel.transport.publish(self.tel.topics.telemetry("scada"), encode_batch(acks))
         return out

@@ -32,8 +32,17 @@ from gridpilot.field.protection import FaultIndications, fault_indications
 from gridpilot.model import Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
 
-COMMANDS = ("switch", "battery_setpoint", "battery_auto", "ev_limit", "pv_limit", "water_heater_pause",
-            "water_heater_resume", "pause", "resume")
+COMMANDS = (
+    "switch",
+    "battery_setpoint",
+    "battery_auto",
+    "ev_limit",
+    "pv_limit",
+    "water_heater_pause",
+    "water_heater_resume",
+    "pause",
+    "resume",
+)
 
 
 @dataclass
@@ -89,16 +98,42 @@ class MeterReadings:
     @staticmethod
     def concat(parts: list[MeterReadings]) -> MeterReadings:
         """One batch from several (in order)."""
-        names = ("ts_ms", "meter", "bus_id", "p_kw", "q_kvar", "v_pu", "e_import_kwh", "e_export_kwh")
+        names = (
+            "ts_ms",
+            "meter",
+            "bus_id",
+            "p_kw",
+            "q_kvar",
+            "v_pu",
+            "e_import_kwh",
+            "e_export_kwh",
+        )
         if not parts:
-            return MeterReadings(*(np.zeros(0, np.int64 if n in ("ts_ms", "meter", "bus_id") else np.float64)
-                                   for n in names))
+            return MeterReadings(
+                *(
+                    np.zeros(0, np.int64 if n in ("ts_ms", "meter", "bus_id") else np.float64)
+                    for n in names
+                )
+            )
         return MeterReadings(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
     def take(self, mask: np.ndarray) -> MeterReadings:
         """The rows where ``mask`` is True."""
-        return MeterReadings(*(getattr(self, n)[mask] for n in ("ts_ms", "meter", "bus_id", "p_kw", "q_kvar",
-                                                                 "v_pu", "e_import_kwh", "e_export_kwh")))
+        return MeterReadings(
+            *(
+                getattr(self, n)[mask]
+                for n in (
+                    "ts_ms",
+                    "meter",
+                    "bus_id",
+                    "p_kw",
+                    "q_kvar",
+                    "v_pu",
+                    "e_import_kwh",
+                    "e_export_kwh",
+                )
+            )
+        )
 
 
 @dataclass
@@ -154,13 +189,27 @@ class FieldSimulator:
     ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
     """
 
-    def __init__(self, grid: Grid, fleet: FleetConfig | DeviceFleet | None = None, *, start: str | None = None,
-                 meter_interval_s: int = 900, sensor_line_ids: np.ndarray | list[int] | None = None,
-                 sensor_bus_ids: np.ndarray | list[int] | None = None, meter_p_noise: float = 0.01,
-                 meter_v_noise_pu: float = 0.002, keep_history_days: int = 0, seed: int = 0,
-                 engine: str = "auto") -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        fleet: FleetConfig | DeviceFleet | None = None,
+        *,
+        start: str | None = None,
+        meter_interval_s: int = 900,
+        sensor_line_ids: np.ndarray | list[int] | None = None,
+        sensor_bus_ids: np.ndarray | list[int] | None = None,
+        meter_p_noise: float = 0.01,
+        meter_v_noise_pu: float = 0.002,
+        keep_history_days: int = 0,
+        seed: int = 0,
+        engine: str = "auto",
+    ) -> None:
         if meter_interval_s <= 0:
-            raise ValidationError(issues=[Issue("field", "meter_interval_s", "must be positive", value=meter_interval_s)])
+            raise ValidationError(
+                issues=[
+                    Issue("field", "meter_interval_s", "must be positive", value=meter_interval_s)
+                ]
+            )
         self.grid = grid
         self.twin = Twin(grid, engine=engine)
         self.fleet = fleet if isinstance(fleet, DeviceFleet) else build_fleet(grid, fleet)
@@ -170,8 +219,11 @@ class FieldSimulator:
         # profiles: the grid's (or gridpilot's default shapes), wrapped around
         prof_steps = grid.profiles.steps if grid.profiles is not None else 96 * 366
         self._prof, self._cols = profiles_for(grid, prof_steps)
-        self._step_s = float((self._prof.index[1] - self._prof.index[0]) / np.timedelta64(1, "s")) \
-            if self._prof.steps > 1 else 900.0
+        self._step_s = (
+            float((self._prof.index[1] - self._prof.index[0]) / np.timedelta64(1, "s"))
+            if self._prof.steps > 1
+            else 900.0
+        )
         dflt = default_profiles(96 * 366)
         self._pv_shape = dflt.values[:, dflt.column("pv")]
         self._dflt_step_s = 900.0
@@ -187,7 +239,9 @@ class FieldSimulator:
         self.meter_interval_s = int(meter_interval_s)
         self.meter_p_noise = meter_p_noise
         self.meter_v_noise_pu = meter_v_noise_pu
-        self.meter_v_offset_pu = self.rng.normal(0.0, 0.003, nm).astype(np.float32)  # service-drop, per meter
+        self.meter_v_offset_pu = self.rng.normal(0.0, 0.003, nm).astype(
+            np.float32
+        )  # service-drop, per meter
         self.loss_prob = 0.0
         self.delay_prob = 0.0
         self.delay_s = 0.0
@@ -199,10 +253,22 @@ class FieldSimulator:
         self._rep_export_prev = np.zeros(nm)
         self._q_kvarh = np.zeros(nm)
         self._q_prev = np.zeros(nm)
-        self._tanphi = np.divide(grid.load["q_mvar"], grid.load["p_mw"], out=np.zeros(len(grid.load)),
-                                 where=grid.load["p_mw"] != 0)
-        self.sensor_line_ids = self._default_sensor_lines() if sensor_line_ids is None else np.asarray(sensor_line_ids, np.int64)
-        self.sensor_bus_ids = np.zeros(0, np.int64) if sensor_bus_ids is None else np.asarray(sensor_bus_ids, np.int64)
+        self._tanphi = np.divide(
+            grid.load["q_mvar"],
+            grid.load["p_mw"],
+            out=np.zeros(len(grid.load)),
+            where=grid.load["p_mw"] != 0,
+        )
+        self.sensor_line_ids = (
+            self._default_sensor_lines()
+            if sensor_line_ids is None
+            else np.asarray(sensor_line_ids, np.int64)
+        )
+        self.sensor_bus_ids = (
+            np.zeros(0, np.int64)
+            if sensor_bus_ids is None
+            else np.asarray(sensor_bus_ids, np.int64)
+        )
         grid.line.index_of(self.sensor_line_ids)  # raises on unknown ids
         grid.bus.index_of(self.sensor_bus_ids)
         self.sensor_bias: dict[str, np.ndarray] = {}
@@ -265,8 +331,14 @@ class FieldSimulator:
         load_shape = np.where(lcol >= 0, shapes[np.maximum(lcol, 0)], 1.0).astype(np.float32)
         rho = np.float32(np.exp(-dt_s / 1800.0))
         f.meter_ar *= rho
-        f.meter_ar += np.float32(0.4 * np.sqrt(1.0 - rho * rho)) * rng.standard_normal(f.meter_ar.size, np.float32)
-        base = f.meter_base_kw * load_shape[f.meter_load] * np.maximum(np.float32(0.05), 1 + f.meter_ar)
+        f.meter_ar += np.float32(0.4 * np.sqrt(1.0 - rho * rho)) * rng.standard_normal(
+            f.meter_ar.size, np.float32
+        )
+        base = (
+            f.meter_base_kw
+            * load_shape[f.meter_load]
+            * np.maximum(np.float32(0.05), 1 + f.meter_ar)
+        )
         base *= live_m
         nm = base.size
         # devices
@@ -277,12 +349,22 @@ class FieldSimulator:
         bat = devices.battery_kw(f, surplus, dt_s, live_m[f.bat_meter] & f.bat_online)
         ev = devices.ev_kw(f, hour, dt_s, live_m[f.ev_meter] & f.ev_online, rng)
         # hot-water draws: morning and evening peaks, about 5 kWh a day per tank on average
-        draw_shape = 0.25 + 2.2 * np.exp(-0.5 * ((hour - 7.5) / 1.0) ** 2) + 1.6 * np.exp(-0.5 * ((hour - 20.0) / 1.5) ** 2)
-        draw = (5.0 / 24.0 / 1.45 * draw_shape * rng.exponential(1.0, f.wh_meter.size)).astype(np.float32)
+        draw_shape = (
+            0.25
+            + 2.2 * np.exp(-0.5 * ((hour - 7.5) / 1.0) ** 2)
+            + 1.6 * np.exp(-0.5 * ((hour - 20.0) / 1.5) ** 2)
+        )
+        draw = (5.0 / 24.0 / 1.45 * draw_shape * rng.exponential(1.0, f.wh_meter.size)).astype(
+            np.float32
+        )
         wh = devices.water_heater_kw(f, draw, dt_s, live_m[f.wh_meter] & f.wh_online)
-        net = base + np.bincount(f.bat_meter, weights=bat, minlength=nm) \
-            + np.bincount(f.ev_meter, weights=ev, minlength=nm) \
-            + np.bincount(f.wh_meter, weights=wh, minlength=nm) - pv_m
+        net = (
+            base
+            + np.bincount(f.bat_meter, weights=bat, minlength=nm)
+            + np.bincount(f.ev_meter, weights=ev, minlength=nm)
+            + np.bincount(f.wh_meter, weights=wh, minlength=nm)
+            - pv_m
+        )
         self.meter_p_kw = net.astype(np.float32)
         h = dt_s / 3600.0
         imp = np.maximum(net, 0.0) * h
@@ -304,17 +386,28 @@ class FieldSimulator:
             gcol = self._cols["gen_p"]
             gshape = np.where(gcol >= 0, shapes[np.maximum(gcol, 0)], 1.0)
             gen = self.grid.generator["p_mw"] * gshape
-        self.pf = self.twin.powerflow(load_p_mw=self.load_p_mw, load_q_mvar=self.load_q_mvar, gen_p_mw=gen,
-                                      switch_closed=self.switch_closed)
+        self.pf = self.twin.powerflow(
+            load_p_mw=self.load_p_mw,
+            load_q_mvar=self.load_q_mvar,
+            gen_p_mw=gen,
+            switch_closed=self.switch_closed,
+        )
         t2 = time.perf_counter()
         if not self.pf.converged:
             self._event("powerflow_failed", "warning", {"t_s": self.t_s})
-        self.last_stats = StepStats(self.t_s, (t1 - t0) * 1e3, (t2 - t1) * 1e3, self.pf.converged,
-                                    float(self.load_p_mw.sum()), float(self.pf.summary().get("vmin_pu", np.nan)))
+        self.last_stats = StepStats(
+            self.t_s,
+            (t1 - t0) * 1e3,
+            (t2 - t1) * 1e3,
+            self.pf.converged,
+            float(self.load_p_mw.sum()),
+            float(self.pf.summary().get("vmin_pu", np.nan)),
+        )
         return self.last_stats
 
-    def run(self, duration_s: float, dt_s: float = 60.0, speed: float | None = None,
-            on_step: Any = None) -> list[StepStats]:
+    def run(
+        self, duration_s: float, dt_s: float = 60.0, speed: float | None = None, on_step: Any = None
+    ) -> list[StepStats]:
         """Step for ``duration_s`` simulated seconds; ``speed`` x real time (None: as fast as possible).
 
         ``on_step(sim, stats)`` is called after every step. Returns the steps' stats.
@@ -355,11 +448,17 @@ class FieldSimulator:
         f = self.fleet
         nm = f.meter_load.size
         hours = max((self.t_s - self._last_report_s) / 3600.0, 1e-9)
-        p = ((self._rep_import - self._rep_import_prev) - (self._rep_export - self._rep_export_prev)) / hours
+        p = (
+            (self._rep_import - self._rep_import_prev) - (self._rep_export - self._rep_export_prev)
+        ) / hours
         qv = (self._q_kvarh - self._q_prev) / hours
         p = p * (1.0 + self.meter_p_noise * self.rng.standard_normal(nm))
         bus_v = np.nan_to_num(self.pf.v_pu, nan=0.0)
-        v = bus_v[f.meter_bus] + self.meter_v_offset_pu + self.meter_v_noise_pu * self.rng.standard_normal(nm)
+        v = (
+            bus_v[f.meter_bus]
+            + self.meter_v_offset_pu
+            + self.meter_v_noise_pu * self.rng.standard_normal(nm)
+        )
         v = np.where(self.bus_live[f.meter_bus], v, 0.0)
         p = p * f.fdi_p_factor
         v = v + f.fdi_v_bias_pu * (v > 0)
@@ -379,8 +478,16 @@ class FieldSimulator:
         self._q_prev[:] = self._q_kvarh
         self._last_report_s = self.t_s
         ts = np.full(nm, self.now_ms, np.int64)
-        return MeterReadings(ts, np.arange(nm, dtype=np.int64), self.grid.bus.ids[f.meter_bus], p, qv,
-                             np.clip(v, 0.0, 2.0), self._rep_import.copy(), self._rep_export.copy())
+        return MeterReadings(
+            ts,
+            np.arange(nm, dtype=np.int64),
+            self.grid.bus.ids[f.meter_bus],
+            p,
+            qv,
+            np.clip(v, 0.0, 2.0),
+            self._rep_import.copy(),
+            self._rep_export.copy(),
+        )
 
     def sensor_values(self) -> dict[str, np.ndarray]:
         """Grid sensors now (feeder head, line flows, bus voltages, switch positions), false data applied."""
@@ -409,7 +516,11 @@ class FieldSimulator:
         ``delay_s`` with probability ``delay_prob`` (they arrive in a later call, with their
         original timestamps). Events are never lost.
         """
-        due = meters if meters is not None else (self.t_s - self._last_report_s) >= self.meter_interval_s - 1e-9
+        due = (
+            meters
+            if meters is not None
+            else (self.t_s - self._last_report_s) >= self.meter_interval_s - 1e-9
+        )
         parts: list[MeterReadings] = []
         if due:
             rows = self.meter_values()
@@ -450,11 +561,19 @@ class FieldSimulator:
         f = self.fleet
         name = cmd.name
         if name not in COMMANDS:
-            raise ValidationError(issues=[Issue("command", "name", f"unknown; choose from {list(COMMANDS)}", value=name)])
+            raise ValidationError(
+                issues=[
+                    Issue("command", "name", f"unknown; choose from {list(COMMANDS)}", value=name)
+                ]
+            )
         detail: dict[str, Any] = {"cmd_id": cmd.cmd_id, "command": name}
         if name == "switch":
             if cmd.target is None or cmd.value is None:
-                raise ValidationError(issues=[Issue("command", "target/value", "switch needs a switch id and True/False")])
+                raise ValidationError(
+                    issues=[
+                        Issue("command", "target/value", "switch needs a switch id and True/False")
+                    ]
+                )
             pos = int(self.grid.switch.index_of(int(cmd.target))[0])
             self.switch_closed[pos] = bool(cmd.value)
             detail |= {"switch": int(cmd.target), "closed": bool(cmd.value)}
@@ -462,17 +581,33 @@ class FieldSimulator:
         elif name in ("pause", "resume"):
             self.paused = name == "pause"
         else:
-            kind = {"battery_setpoint": "battery", "battery_auto": "battery", "ev_limit": "ev", "pv_limit": "pv",
-                    "water_heater_pause": "water_heater", "water_heater_resume": "water_heater"}[name]
+            kind = {
+                "battery_setpoint": "battery",
+                "battery_auto": "battery",
+                "ev_limit": "ev",
+                "pv_limit": "pv",
+                "water_heater_pause": "water_heater",
+                "water_heater_resume": "water_heater",
+            }[name]
             pos = self._positions(kind, cmd.target)
             if name in ("battery_setpoint", "ev_limit", "pv_limit"):
                 if cmd.value is None:
-                    raise ValidationError(issues=[Issue("command", "value", f"{name} needs a value")])
+                    raise ValidationError(
+                        issues=[Issue("command", "value", f"{name} needs a value")]
+                    )
                 val = np.broadcast_to(np.asarray(cmd.value, np.float32), pos.shape)
                 if not np.all(np.isfinite(val)):
-                    raise ValidationError(issues=[Issue("command", "value", "must be finite", value=cmd.value)])
+                    raise ValidationError(
+                        issues=[Issue("command", "value", "must be finite", value=cmd.value)]
+                    )
                 if name == "pv_limit" and (val.min() < 0 or val.max() > 1):
-                    raise ValidationError(issues=[Issue("command", "value", "pv_limit is a fraction 0..1", value=cmd.value)])
+                    raise ValidationError(
+                        issues=[
+                            Issue(
+                                "command", "value", "pv_limit is a fraction 0..1", value=cmd.value
+                            )
+                        ]
+                    )
             if name == "battery_setpoint":
                 f.bat_setpoint_kw[pos] = val
                 f.bat_auto[pos] = False
@@ -489,9 +624,17 @@ class FieldSimulator:
 
     def _topology_changed(self) -> None:
         """After a switch change: protection (closing onto a fault trips again), then energisation."""
-        for _ in range(len(self.grid.source) + len(self.faults) + 1):  # a fault fed from two sides trips twice
-            fed = [ind for ind in (fault_indications(self.grid, fs.line_id, self.switch_closed)
-                                   for fs in self.faults.values()) if ind.fed and ind.trip_switch >= 0]
+        for _ in range(
+            len(self.grid.source) + len(self.faults) + 1
+        ):  # a fault fed from two sides trips twice
+            fed = [
+                ind
+                for ind in (
+                    fault_indications(self.grid, fs.line_id, self.switch_closed)
+                    for fs in self.faults.values()
+                )
+                if ind.fed and ind.trip_switch >= 0
+            ]
             if not fed:
                 break
             for ind in fed:
@@ -500,24 +643,38 @@ class FieldSimulator:
         before = self.bus_live
         self.bus_live = energised(self.grid, self.switch_closed)
         self._voltage_events(before, self.bus_live)
-        self.pf = self.twin.powerflow(load_p_mw=self.load_p_mw, load_q_mvar=self.load_q_mvar,
-                                      switch_closed=self.switch_closed)
+        self.pf = self.twin.powerflow(
+            load_p_mw=self.load_p_mw, load_q_mvar=self.load_q_mvar, switch_closed=self.switch_closed
+        )
 
     def _voltage_events(self, before: np.ndarray, after: np.ndarray) -> None:
         f = self.fleet
-        for name, mask in (("voltage_lost", before & ~after), ("voltage_restored", ~before & after)):
+        for name, mask in (
+            ("voltage_lost", before & ~after),
+            ("voltage_restored", ~before & after),
+        ):
             if mask.any():
                 meters = np.flatnonzero(mask[f.meter_bus])
-                self._event(name, "warning" if name == "voltage_lost" else "info",
-                            {"bus_ids": self.grid.bus.ids[mask].tolist(), "meters": int(meters.size)})
+                self._event(
+                    name,
+                    "warning" if name == "voltage_lost" else "info",
+                    {"bus_ids": self.grid.bus.ids[mask].tolist(), "meters": int(meters.size)},
+                )
 
     def _trip(self, ind: FaultIndications) -> None:
         if ind.fpi_switches.size:
-            self._event("fpi_pickup", "warning", {"line_fault_suspected": True,
-                                                  "switch_ids": ind.fpi_switches.tolist()})
+            self._event(
+                "fpi_pickup",
+                "warning",
+                {"line_fault_suspected": True, "switch_ids": ind.fpi_switches.tolist()},
+            )
         if ind.trip_switch >= 0:
             self.switch_closed[int(self.grid.switch.index_of(ind.trip_switch)[0])] = False
-            self._event("breaker_trip", "alarm", {"switch_id": ind.trip_switch, "lost_bus_ids": ind.lost_buses.tolist()})
+            self._event(
+                "breaker_trip",
+                "alarm",
+                {"switch_id": ind.trip_switch, "lost_bus_ids": ind.lost_buses.tolist()},
+            )
 
     # --- fault and attack injection ---------------------------------------------------------------
     def inject_line_fault(self, line_id: int) -> FaultIndications:
@@ -540,21 +697,33 @@ class FieldSimulator:
             raise UnknownComponentError("fault", line_id, f"faulted lines: {sorted(self.faults)}")
         self._event("line_repaired", "info", {"line_id": int(line_id)})
 
-    def inject_theft(self, meters: np.ndarray | list[int], factor: float | np.ndarray = 0.5) -> None:
+    def inject_theft(
+        self, meters: np.ndarray | list[int], factor: float | np.ndarray = 0.5
+    ) -> None:
         """Meter tampering: the meters report ``factor`` (0..1) of their true import from now on."""
         pos = self._positions("meter", meters)
         fac = np.broadcast_to(np.asarray(factor, np.float32), pos.shape)
         if fac.min() < 0 or fac.max() > 1:
-            raise ValidationError(issues=[Issue("theft", "factor", "must be in [0, 1]", value=factor)])
+            raise ValidationError(
+                issues=[Issue("theft", "factor", "must be in [0, 1]", value=factor)]
+            )
         self.fleet.tamper_factor[pos] = fac
 
-    def inject_false_data(self, meters: np.ndarray | list[int], *, v_bias_pu: float | np.ndarray = 0.0,
-                          p_factor: float | np.ndarray = 1.0, replay: bool = False) -> None:
+    def inject_false_data(
+        self,
+        meters: np.ndarray | list[int],
+        *,
+        v_bias_pu: float | np.ndarray = 0.0,
+        p_factor: float | np.ndarray = 1.0,
+        replay: bool = False,
+    ) -> None:
         """False data on meters: a voltage bias, a power multiplier, or a replay of the readings of
         ``keep_history_days`` earlier (needs ``keep_history_days`` > 0). Zero/one/False clears."""
         pos = self._positions("meter", meters)
         if replay and self._hist_p is None:
-            raise ValidationError(issues=[Issue("false data", "replay", "needs keep_history_days > 0")])
+            raise ValidationError(
+                issues=[Issue("false data", "replay", "needs keep_history_days > 0")]
+            )
         f = self.fleet
         f.fdi_v_bias_pu[pos] = np.broadcast_to(np.asarray(v_bias_pu, np.float32), pos.shape)
         f.fdi_p_factor[pos] = np.broadcast_to(np.asarray(p_factor, np.float32), pos.shape)
@@ -565,31 +734,57 @@ class FieldSimulator:
         vals = self.sensor_values()
         if sensor not in vals:
             raise UnknownComponentError("sensor", sensor, f"choose from {sorted(vals)}")
-        self.sensor_bias[sensor] = np.broadcast_to(np.asarray(bias, np.float64), vals[sensor].shape).copy()
+        self.sensor_bias[sensor] = np.broadcast_to(
+            np.asarray(bias, np.float64), vals[sensor].shape
+        ).copy()
 
-    def inject_device_outage(self, kind: str, positions: np.ndarray | list[int], online: bool = False) -> None:
+    def inject_device_outage(
+        self, kind: str, positions: np.ndarray | list[int], online: bool = False
+    ) -> None:
         """Take devices of ``kind`` offline (or back online with ``online=True``)."""
-        attr = {"meter": "meter_online", "pv": "pv_online", "battery": "bat_online", "ev": "ev_online",
-                "water_heater": "wh_online"}
+        attr = {
+            "meter": "meter_online",
+            "pv": "pv_online",
+            "battery": "bat_online",
+            "ev": "ev_online",
+            "water_heater": "wh_online",
+        }
         if kind not in attr:
-            raise ValidationError(issues=[Issue("outage", "kind", f"choose from {list(attr)}", value=kind)])
+            raise ValidationError(
+                issues=[Issue("outage", "kind", f"choose from {list(attr)}", value=kind)]
+            )
         pos = self._positions(kind, positions)
         getattr(self.fleet, attr[kind])[pos] = online
-        self._event("device_online" if online else "device_offline", "info" if online else "warning",
-                    {"kind": kind, "count": int(pos.size)})
+        self._event(
+            "device_online" if online else "device_offline",
+            "info" if online else "warning",
+            {"kind": kind, "count": int(pos.size)},
+        )
 
-    def set_message_faults(self, loss_prob: float = 0.0, delay_prob: float = 0.0, delay_s: float = 0.0) -> None:
+    def set_message_faults(
+        self, loss_prob: float = 0.0, delay_prob: float = 0.0, delay_s: float = 0.0
+    ) -> None:
         """Message loss and delay for meter messages (probabilities per message; delay in seconds)."""
         for name, v in (("loss_prob", loss_prob), ("delay_prob", delay_prob)):
             if not 0.0 <= v <= 1.0:
-                raise ValidationError(issues=[Issue("message faults", name, "must be in [0, 1]", value=v)])
+                raise ValidationError(
+                    issues=[Issue("message faults", name, "must be in [0, 1]", value=v)]
+                )
         if delay_s < 0:
-            raise ValidationError(issues=[Issue("message faults", "delay_s", "must be >= 0", value=delay_s)])
+            raise ValidationError(
+                issues=[Issue("message faults", "delay_s", "must be >= 0", value=delay_s)]
+            )
         self.loss_prob, self.delay_prob, self.delay_s = loss_prob, delay_prob, delay_s
 
     # --- truth (for tests and benchmarks; the control side never reads these) ----------------------
     def truth(self) -> dict[str, Any]:
         """The true state now: bus voltages, load powers, meters' true power (kW), faults."""
-        return {"v_pu": self.pf.v_pu.copy(), "bus_id": self.grid.bus.ids, "load_p_mw": self.load_p_mw.copy(),
-                "load_q_mvar": self.load_q_mvar.copy(), "meter_p_kw": self.meter_p_kw.copy(),
-                "faults": sorted(self.faults), "switch_closed": self.switch_closed.copy()}
+        return {
+            "v_pu": self.pf.v_pu.copy(),
+            "bus_id": self.grid.bus.ids,
+            "load_p_mw": self.load_p_mw.copy(),
+            "load_q_mvar": self.load_q_mvar.copy(),
+            "meter_p_kw": self.meter_p_kw.copy(),
+            "faults": sorted(self.faults),
+            "switch_closed": self.switch_closed.copy(),
+        }

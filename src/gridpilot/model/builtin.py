@@ -74,11 +74,25 @@ def _paper_feeder(name: str, ties: bool) -> Grid:
     grid.line["in_service"] = True  # ties are lines behind normally-open switches
     grid.line["max_i_ka"] = CASE33_RATING_KA
     kind = np.where(ids == 1, int(SwitchKind.BREAKER), int(SwitchKind.LOAD_BREAK))
-    grid.add("switch", id=ids, bus=grid.line["from_bus"], element=ids, et=0, kind=kind,
-             closed=~tie, normally_open=tie, remote=True, fpi=True)
-    grid.meta.update({"numbering": f"paper (Baran & Wu 1989): buses 1-{len(grid.bus)}, branches 1-{len(ids)}"
-                      + (f", ties {int(ids[tie].min())}-{int(ids[tie].max())}" if tie.any() else ""),
-                      "ratings": f"assumed {CASE33_RATING_KA} kA on every branch (the paper gives none)"})
+    grid.add(
+        "switch",
+        id=ids,
+        bus=grid.line["from_bus"],
+        element=ids,
+        et=0,
+        kind=kind,
+        closed=~tie,
+        normally_open=tie,
+        remote=True,
+        fpi=True,
+    )
+    grid.meta.update(
+        {
+            "numbering": f"paper (Baran & Wu 1989): buses 1-{len(grid.bus)}, branches 1-{len(ids)}"
+            + (f", ties {int(ids[tie].min())}-{int(ids[tie].max())}" if tie.any() else ""),
+            "ratings": f"assumed {CASE33_RATING_KA} kA on every branch (the paper gives none)",
+        }
+    )
     grid.validate()
     return grid
 
@@ -129,7 +143,9 @@ def simbench_grid(code: str) -> Grid:
     try:
         net = sb.get_simbench_net(code)
     except Exception as exc:
-        raise UnknownComponentError("simbench code", code, f"see simbench.collect_all_simbench_codes() ({exc})") from None
+        raise UnknownComponentError(
+            "simbench code", code, f"see simbench.collect_all_simbench_codes() ({exc})"
+        ) from None
     _fix_simbench(net)
     grid = from_pandapower(net, f"simbench:{code}")
     grid.meta["simbench_code"] = code
@@ -145,7 +161,11 @@ def _fix_simbench(net: object) -> None:
 
 
 _STATIC: dict[str, tuple[Callable[[], Grid], int | None, str]] = {
-    "case33bw": (case33bw, 33, "Baran & Wu 33-bus feeder, 12.66 kV, 5 tie switches (paper numbering)"),
+    "case33bw": (
+        case33bw,
+        33,
+        "Baran & Wu 33-bus feeder, 12.66 kV, 5 tie switches (paper numbering)",
+    ),
     "case69": (case69, 69, "Baran & Wu 69-bus feeder, 12.66 kV (paper numbering)"),
     "cigre-mv": (cigre_mv, 15, "CIGRE MV benchmark with PV, wind, storage, CHP"),
     "oberrhein": (oberrhein, 179, "pandapower mv_oberrhein, 20 kV, 322 switches"),
@@ -184,7 +204,9 @@ def load_grid(name: str, seed: int = 0) -> Grid:
         try:
             n = int(raw)
         except ValueError:
-            raise ValidationError(f"synthetic grid size must be a whole number of buses, got {raw!r}") from None
+            raise ValidationError(
+                f"synthetic grid size must be a whole number of buses, got {raw!r}"
+            ) from None
         return synthetic_grid(n, seed=seed)
     path = Path(key)
     if path.suffix in (".json", ".npz"):

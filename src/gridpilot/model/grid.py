@@ -92,7 +92,9 @@ class Grid:
         except KeyError:
             from gridpilot.errors import UnknownComponentError
 
-            raise UnknownComponentError("component type", component, f"known: {', '.join(COMPONENTS)}") from None
+            raise UnknownComponentError(
+                "component type", component, f"known: {', '.join(COMPONENTS)}"
+            ) from None
 
     # building ----------------------------------------------------------------------------
     def add(self, component: str, **fields: Any) -> np.ndarray:
@@ -101,8 +103,14 @@ class Grid:
 
     def copy(self) -> Grid:
         """A deep copy (tables, profiles, labels)."""
-        return Grid(self.name, self.f_hz, {k: t.copy() for k, t in self.tables.items()},
-                    copy.deepcopy(self.profiles), copy.deepcopy(self.labels), copy.deepcopy(self.meta))
+        return Grid(
+            self.name,
+            self.f_hz,
+            {k: t.copy() for k, t in self.tables.items()},
+            copy.deepcopy(self.profiles),
+            copy.deepcopy(self.labels),
+            copy.deepcopy(self.meta),
+        )
 
     def label(self, component: str, id_: int) -> str:
         """A human label of an element (its name if it has one, else ``component id``)."""

@@ -42,25 +42,42 @@ def grid_to_dict(grid: Grid, include_profiles: bool = True) -> dict[str, Any]:
     }
     if include_profiles and grid.profiles is not None:
         p = grid.profiles
-        out["profiles"] = {"index": [str(x) for x in p.index], "names": list(p.names),
-                           "values": p.values.tolist(), "meta": p.meta}
+        out["profiles"] = {
+            "index": [str(x) for x in p.index],
+            "names": list(p.names),
+            "values": p.values.tolist(),
+            "meta": p.meta,
+        }
     return out
 
 
 def grid_from_dict(data: Any, source: str = "grid data") -> Grid:
     """Build and validate a grid from the documented layout; clear errors name the field."""
     if not isinstance(data, dict):
-        raise ValidationError(f"{source}: expected a JSON object at the top level, got {type(data).__name__}")
+        raise ValidationError(
+            f"{source}: expected a JSON object at the top level, got {type(data).__name__}"
+        )
     if data.get("format") != FORMAT:
-        raise ValidationError(issues=[Issue("file", "format", f"expected {FORMAT!r}", value=data.get("format"))])
+        raise ValidationError(
+            issues=[Issue("file", "format", f"expected {FORMAT!r}", value=data.get("format"))]
+        )
     if data.get("version") != VERSION:
-        raise ValidationError(issues=[Issue("file", "version", f"expected {VERSION}", value=data.get("version"))])
+        raise ValidationError(
+            issues=[Issue("file", "version", f"expected {VERSION}", value=data.get("version"))]
+        )
     comps = data.get("components", {})
     if not isinstance(comps, dict):
-        raise ValidationError(issues=[Issue("file", "components", "expected an object of component tables")])
+        raise ValidationError(
+            issues=[Issue("file", "components", "expected an object of component tables")]
+        )
     unknown = sorted(set(comps) - set(COMPONENTS))
     if unknown:
-        raise ValidationError(issues=[Issue(c, "", f"unknown component type (known: {', '.join(COMPONENTS)})") for c in unknown])
+        raise ValidationError(
+            issues=[
+                Issue(c, "", f"unknown component type (known: {', '.join(COMPONENTS)})")
+                for c in unknown
+            ]
+        )
     tables: dict[str, Table] = {}
     issues: list[Issue] = []
     for c, cols in comps.items():
@@ -78,13 +95,24 @@ def grid_from_dict(data: Any, source: str = "grid data") -> Grid:
     if data.get("profiles"):
         p = data["profiles"]
         try:
-            profiles = Profiles(np.asarray(p["index"], dtype="datetime64[s]"), list(p["names"]),
-                                np.asarray(p["values"], dtype=np.float64).reshape(len(p["index"]), len(p["names"])),
-                                dict(p.get("meta", {})))
+            profiles = Profiles(
+                np.asarray(p["index"], dtype="datetime64[s]"),
+                list(p["names"]),
+                np.asarray(p["values"], dtype=np.float64).reshape(len(p["index"]), len(p["names"])),
+                dict(p.get("meta", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValidationError(issues=[Issue("profiles", "", f"cannot be read ({exc})")]) from None
-    grid = Grid(str(data.get("name", "grid")), float(data.get("f_hz", 50.0)), tables, profiles, labels,
-                dict(data.get("meta", {})))
+            raise ValidationError(
+                issues=[Issue("profiles", "", f"cannot be read ({exc})")]
+            ) from None
+    grid = Grid(
+        str(data.get("name", "grid")),
+        float(data.get("f_hz", 50.0)),
+        tables,
+        profiles,
+        labels,
+        dict(data.get("meta", {})),
+    )
     grid.validate(raise_on_error=True)
     return grid
 
@@ -94,15 +122,19 @@ def write_grid(grid: Grid, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
-        arrays: dict[str, np.ndarray] = {f"table/{c}": t.data for c, t in grid.tables.items() if len(t)}
+        arrays: dict[str, np.ndarray] = {
+            f"table/{c}": t.data for c, t in grid.tables.items() if len(t)
+        }
         head = grid_to_dict(grid, include_profiles=False)
         head.pop("components")
         arrays["head"] = np.frombuffer(json.dumps(head).encode(), dtype=np.uint8)
         if grid.profiles is not None:
             arrays["profiles/index"] = grid.profiles.index.astype(np.int64)
             arrays["profiles/values"] = grid.profiles.values
-            arrays["profiles/head"] = np.frombuffer(json.dumps(
-                {"names": grid.profiles.names, "meta": grid.profiles.meta}).encode(), dtype=np.uint8)
+            arrays["profiles/head"] = np.frombuffer(
+                json.dumps({"names": grid.profiles.names, "meta": grid.profiles.meta}).encode(),
+                dtype=np.uint8,
+            )
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)
@@ -121,11 +153,20 @@ def read_grid(path: str | Path) -> Grid:
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             head = json.loads(bytes(z["head"]).decode())
-            tables = {k.split("/", 1)[1]: Table(k.split("/", 1)[1], z[k].copy()) for k in z.files if k.startswith("table/")}
+            tables = {
+                k.split("/", 1)[1]: Table(k.split("/", 1)[1], z[k].copy())
+                for k in z.files
+                if k.startswith("table/")
+            }
             profiles = None
             if "profiles/values" in z.files:
                 ph = json.loads(bytes(z["profiles/head"]).decode())
-                profiles = Profiles(z["profiles/index"].astype("datetime64[s]"), ph["names"], z["profiles/values"], ph["meta"])
+                profiles = Profiles(
+                    z["profiles/index"].astype("datetime64[s]"),
+                    ph["names"],
+                    z["profiles/values"],
+                    ph["meta"],
+                )
         labels = {c: {int(k): v for k, v in m.items()} for c, m in head.get("labels", {}).items()}
         grid = Grid(head["name"], head["f_hz"], tables, profiles, labels, head.get("meta", {}))
         grid.validate(raise_on_error=True)
@@ -133,5 +174,14 @@ def read_grid(path: str | Path) -> Grid:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValidationError(issues=[Issue("file", "json", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", value=str(path))]) from None
+        raise ValidationError(
+            issues=[
+                Issue(
+                    "file",
+                    "json",
+                    f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                    value=str(path),
+                )
+            ]
+        ) from None
     return grid_from_dict(data, str(path))

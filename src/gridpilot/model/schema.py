@@ -76,8 +76,14 @@ class Field:
     doc: str = ""
 
 
-def _f(name: str, dtype: str, default: Any = REQUIRED, check: str = "", ref: str | None = None,
-       doc: str = "") -> Field:
+def _f(
+    name: str,
+    dtype: str,
+    default: Any = REQUIRED,
+    check: str = "",
+    ref: str | None = None,
+    doc: str = "",
+) -> Field:
     return Field(name, dtype, default, check, ref, doc)
 
 
@@ -129,7 +135,12 @@ SCHEMAS: dict[str, tuple[Field, ...]] = {
         _f("bus", "i8", ref="bus", doc="bus the switch sits at"),
         _f("element", "i8", doc="id of the line/transformer (et 0/1) or the other bus (et 2)"),
         _f("et", "i1", int(ElementType.LINE), doc="element type: 0 line, 1 transformer, 2 bus"),
-        _f("kind", "i1", int(SwitchKind.LOAD_BREAK), doc="0 breaker, 1 load-break, 2 sectionaliser, 3 disconnector"),
+        _f(
+            "kind",
+            "i1",
+            int(SwitchKind.LOAD_BREAK),
+            doc="0 breaker, 1 load-break, 2 sectionaliser, 3 disconnector",
+        ),
         _f("closed", "?", True, doc="present state"),
         _f("normally_open", "?", False, doc="normal state open (a tie)"),
         _f("remote", "?", True, doc="remote-controllable"),

@@ -38,7 +38,9 @@ LATERAL = (0.206, 0.116, 250.0, 0.319)
 def synthetic_grid(n_buses: int, seed: int = 0, profile_steps: int = 96 * 366) -> Grid:
     """Generate the ``synthetic:N`` grid of exactly ``n_buses`` buses (see module docs)."""
     if not 4 <= n_buses <= MAX_BUSES:
-        raise ValidationError(f"synthetic grid: n_buses must lie in [4, {MAX_BUSES}], got {n_buses}")
+        raise ValidationError(
+            f"synthetic grid: n_buses must lie in [4, {MAX_BUSES}], got {n_buses}"
+        )
     rng = np.random.default_rng(seed)
     n_sub = max(1, int(np.ceil((n_buses - 1) / BUSES_PER_SUBSTATION)))
     feeder_buses = n_buses - 1 - n_sub
@@ -144,37 +146,92 @@ def synthetic_grid(n_buses: int, seed: int = 0, profile_steps: int = 96 * 366) -
     params = np.where(typ[:, None] == 1, np.array(LATERAL)[None, :], np.array(TRUNK)[None, :])
     bus_ids = np.arange(n_buses, dtype=np.int64)
     tables = {
-        "bus": Table.from_columns("bus", {"id": bus_ids, "v_nom_kv": bus_kv, "x": bx, "y": by, "zone": zone}),
-        "line": Table.from_columns("line", {
-            "id": np.arange(n_lines), "from_bus": lf, "to_bus": lt, "length_km": np.round(llen, 3),
-            "r_ohm_per_km": params[:, 0], "x_ohm_per_km": params[:, 1], "c_nf_per_km": params[:, 2],
-            "max_i_ka": params[:, 3]}),
-        "transformer": Table.from_columns("transformer", {
-            "id": np.arange(n_sub), "hv_bus": np.zeros(n_sub, np.int64), "lv_bus": busbar, "sn_mva": 40.0,
-            "vn_hv_kv": 110.0, "vn_lv_kv": 20.0, "vk_percent": 12.0, "vkr_percent": 0.4, "pfe_kw": 20.0,
-            "i0_percent": 0.05, "shift_degree": 150.0}),
-        "source": Table.from_columns("source", {"id": [0], "bus": [0], "vm_pu": [1.02], "sk_mva": [10000.0 * n_sub]}),
-        "switch": Table.from_columns("switch", {
-            "id": np.arange(len(sw_line)), "bus": sw_bus, "element": np.array(sw_line, np.int64), "et": 0,
-            "kind": sw_kind, "closed": sw_closed, "normally_open": ~np.array(sw_closed, bool)}),
+        "bus": Table.from_columns(
+            "bus", {"id": bus_ids, "v_nom_kv": bus_kv, "x": bx, "y": by, "zone": zone}
+        ),
+        "line": Table.from_columns(
+            "line",
+            {
+                "id": np.arange(n_lines),
+                "from_bus": lf,
+                "to_bus": lt,
+                "length_km": np.round(llen, 3),
+                "r_ohm_per_km": params[:, 0],
+                "x_ohm_per_km": params[:, 1],
+                "c_nf_per_km": params[:, 2],
+                "max_i_ka": params[:, 3],
+            },
+        ),
+        "transformer": Table.from_columns(
+            "transformer",
+            {
+                "id": np.arange(n_sub),
+                "hv_bus": np.zeros(n_sub, np.int64),
+                "lv_bus": busbar,
+                "sn_mva": 40.0,
+                "vn_hv_kv": 110.0,
+                "vn_lv_kv": 20.0,
+                "vk_percent": 12.0,
+                "vkr_percent": 0.4,
+                "pfe_kw": 20.0,
+                "i0_percent": 0.05,
+                "shift_degree": 150.0,
+            },
+        ),
+        "source": Table.from_columns(
+            "source", {"id": [0], "bus": [0], "vm_pu": [1.02], "sk_mva": [10000.0 * n_sub]}
+        ),
+        "switch": Table.from_columns(
+            "switch",
+            {
+                "id": np.arange(len(sw_line)),
+                "bus": sw_bus,
+                "element": np.array(sw_line, np.int64),
+                "et": 0,
+                "kind": sw_kind,
+                "closed": sw_closed,
+                "normally_open": ~np.array(sw_closed, bool),
+            },
+        ),
     }
     feeder_all = np.concatenate(feeder_bus_lists) if feeder_bus_lists else np.zeros(0, np.int64)
     has_load = feeder_all[rng.random(feeder_all.size) < 0.85]
     nl = has_load.size
     p = np.round(rng.lognormal(np.log(0.080), 0.5, nl), 4)
     commercial = rng.random(nl) < 0.2
-    tables["load"] = Table.from_columns("load", {
-        "id": np.arange(nl), "bus": has_load, "p_mw": p, "q_mvar": np.round(p * np.tan(np.arccos(0.95)), 4),
-        "kind": np.where(commercial, int(LoadKind.COMMERCIAL), int(LoadKind.RESIDENTIAL)),
-        "customers": np.where(commercial, 1, rng.integers(5, 40, nl)),
-        "p_profile": np.where(commercial, 1, 0), "q_profile": np.where(commercial, 1, 0)})
+    tables["load"] = Table.from_columns(
+        "load",
+        {
+            "id": np.arange(nl),
+            "bus": has_load,
+            "p_mw": p,
+            "q_mvar": np.round(p * np.tan(np.arccos(0.95)), 4),
+            "kind": np.where(commercial, int(LoadKind.COMMERCIAL), int(LoadKind.RESIDENTIAL)),
+            "customers": np.where(commercial, 1, rng.integers(5, 40, nl)),
+            "p_profile": np.where(commercial, 1, 0),
+            "q_profile": np.where(commercial, 1, 0),
+        },
+    )
     pv_bus = has_load[rng.random(nl) < 0.3]
     npv = pv_bus.size
-    tables["generator"] = Table.from_columns("generator", {
-        "id": np.arange(npv), "bus": pv_bus, "kind": int(GenKind.PV),
-        "p_mw": np.round(rng.uniform(0.02, 0.2, npv), 4), "p_profile": 2})
+    tables["generator"] = Table.from_columns(
+        "generator",
+        {
+            "id": np.arange(npv),
+            "bus": pv_bus,
+            "kind": int(GenKind.PV),
+            "p_mw": np.round(rng.uniform(0.02, 0.2, npv), 4),
+            "p_profile": 2,
+        },
+    )
     grid = Grid(f"synthetic:{n_buses}", 50.0, tables, default_profiles(profile_steps, seed=seed))
-    grid.meta.update({"generator": "gridpilot.model.synthetic", "seed": seed, "substations": n_sub,
-                      "feeders": n_feed})
+    grid.meta.update(
+        {
+            "generator": "gridpilot.model.synthetic",
+            "seed": seed,
+            "substations": n_sub,
+            "feeders": n_feed,
+        }
+    )
     grid.validate()
     return grid

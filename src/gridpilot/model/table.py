@@ -44,12 +44,22 @@ class Table:
         known = {f.name for f in schema}
         unknown = sorted(set(columns) - known)
         if unknown:
-            raise ValidationError(issues=[Issue(component, name, f"unknown field (known: {', '.join(sorted(known))})") for name in unknown])
+            raise ValidationError(
+                issues=[
+                    Issue(component, name, f"unknown field (known: {', '.join(sorted(known))})")
+                    for name in unknown
+                ]
+            )
         lengths = {k: len(v) for k, v in columns.items() if not np.isscalar(v)}
         n = max(lengths.values(), default=0)
         bad = [k for k, m in lengths.items() if m != n]
         if bad:
-            raise ValidationError(issues=[Issue(component, k, f"has {lengths[k]} values, other fields have {n}") for k in bad])
+            raise ValidationError(
+                issues=[
+                    Issue(component, k, f"has {lengths[k]} values, other fields have {n}")
+                    for k in bad
+                ]
+            )
         data = np.zeros(n, dtype_of(component))
         issues: list[Issue] = []
         for f in schema:
@@ -59,7 +69,14 @@ class Table:
                     data[f.name] = _convert(values, f.dtype)
                 except (TypeError, ValueError) as exc:
                     sample = _first_bad(values, f.dtype)
-                    issues.append(Issue(component, f.name, f"cannot be read as {_kind(f.dtype)} ({exc})", value=sample))
+                    issues.append(
+                        Issue(
+                            component,
+                            f.name,
+                            f"cannot be read as {_kind(f.dtype)} ({exc})",
+                            value=sample,
+                        )
+                    )
             elif f.default is REQUIRED:
                 if n:
                     issues.append(Issue(component, f.name, "is required"))
@@ -94,8 +111,9 @@ class Table:
         try:
             return self.data[name]
         except (ValueError, KeyError):
-            raise UnknownComponentError(f"{self.component} field", name,
-                                        f"known: {', '.join(self.data.dtype.names or ())}") from None
+            raise UnknownComponentError(
+                f"{self.component} field", name, f"known: {', '.join(self.data.dtype.names or ())}"
+            ) from None
 
     def __setitem__(self, name: str, values: Any) -> None:
         self[name][...] = values
@@ -139,8 +157,9 @@ class Table:
         found = own[order[pos]] == arr if len(own) else np.zeros(arr.shape, bool)
         if not np.all(found):
             bad = arr[~found]
-            raise UnknownComponentError(component or self.component, int(bad[0]),
-                                        f"{bad.size} unknown reference(s)")
+            raise UnknownComponentError(
+                component or self.component, int(bad[0]), f"{bad.size} unknown reference(s)"
+            )
         return order[pos]
 
     def row(self, id_: int) -> dict[str, Any]:

@@ -40,8 +40,9 @@ def branch_status(grid: Grid, switch_closed: np.ndarray | None = None) -> dict[s
     return {"line_from": lf, "line_to": lt, "trafo_hv": th, "trafo_lv": tl, "busswitch": busswitch}
 
 
-def branch_edges(grid: Grid, respect_switches: bool = True,
-                 switch_closed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def branch_edges(
+    grid: Grid, respect_switches: bool = True, switch_closed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Edges (bus positions a, b) of in-service branches that conduct.
 
     With ``respect_switches`` a branch with an open switch at either end does not conduct and an

@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         """List the built-in grids with their bus counts."""
         from gridpilot.model import list_grids
 
-        rows = [{"name": g.name, "buses": g.buses, "description": g.description} for g in list_grids()]
+        rows = [
+            {"name": g.name, "buses": g.buses, "description": g.description} for g in list_grids()
+        ]
         if json_out:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -40,8 +42,10 @@ def register(app: typer.Typer) -> None:
         Console().print(t)
 
     @app.command()
-    def powerflow(grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
-                  json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    def powerflow(
+        grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
+        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    ) -> None:
         """Run one AC power flow and print losses, voltage extremes and loading."""
         try:
             from gridpilot.model import load_grid
@@ -61,10 +65,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{k:>20}: {v}")
 
     @app.command()
-    def timeseries(grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
-                   steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
-                   start: Annotated[int, typer.Option(help="first step of the profiles")] = 0,
-                   json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    def timeseries(
+        grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
+        steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
+        start: Annotated[int, typer.Option(help="first step of the profiles")] = 0,
+        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    ) -> None:
         """Run a batch time series over the grid's own profiles (or the default daily shapes)."""
         try:
             from gridpilot.model import load_grid
@@ -77,7 +83,9 @@ def register(app: typer.Typer) -> None:
 
                 with Progress(transient=True) as bar:
                     task = bar.add_task(f"{g.name}: {steps} steps", total=steps)
-                    res = twin.timeseries(steps, start=start, progress=lambda d, t: bar.update(task, completed=d))
+                    res = twin.timeseries(
+                        steps, start=start, progress=lambda d, t: bar.update(task, completed=d)
+                    )
             else:
                 res = twin.timeseries(steps, start=start)
         except GridpilotError as exc:

@@ -6,7 +6,15 @@ import numpy as np
 
 from gridpilot.model import GenKind, Grid, LoadKind, Profiles, default_profiles
 
-INJECTION_KEYS = ("load_p_mw", "load_q_mvar", "gen_p_mw", "gen_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
+INJECTION_KEYS = (
+    "load_p_mw",
+    "load_q_mvar",
+    "gen_p_mw",
+    "gen_q_mvar",
+    "storage_p_mw",
+    "ev_p_mw",
+    "flex_p_mw",
+)
 
 
 def profiles_for(grid: Grid, steps: int) -> tuple[Profiles, dict[str, np.ndarray]]:
@@ -21,19 +29,33 @@ def profiles_for(grid: Grid, steps: int) -> tuple[Profiles, dict[str, np.ndarray
         if steps > grid.profiles.steps:
             from gridpilot.errors import ValidationError
 
-            raise ValidationError(f"steps: {grid.name} has {grid.profiles.steps} profile steps, asked for {steps}")
-        return grid.profiles, {"load_p": grid.load["p_profile"], "load_q": grid.load["q_profile"],
-                               "gen_p": grid.generator["p_profile"], "storage_p": grid.storage["p_profile"]}
+            raise ValidationError(
+                f"steps: {grid.name} has {grid.profiles.steps} profile steps, asked for {steps}"
+            )
+        return grid.profiles, {
+            "load_p": grid.load["p_profile"],
+            "load_q": grid.load["q_profile"],
+            "gen_p": grid.generator["p_profile"],
+            "storage_p": grid.storage["p_profile"],
+        }
     prof = default_profiles(max(steps, 1))
     kind = grid.load["kind"]
-    lcol = np.where((kind == LoadKind.COMMERCIAL) | (kind == LoadKind.INDUSTRIAL), 1, 0).astype(np.int32)
+    lcol = np.where((kind == LoadKind.COMMERCIAL) | (kind == LoadKind.INDUSTRIAL), 1, 0).astype(
+        np.int32
+    )
     gk = grid.generator["kind"]
     gcol = np.select([gk == GenKind.PV, gk == GenKind.WIND], [2, 3], -1).astype(np.int32)
-    return prof, {"load_p": lcol, "load_q": lcol, "gen_p": gcol,
-                  "storage_p": np.full(len(grid.storage), -1, np.int32)}
+    return prof, {
+        "load_p": lcol,
+        "load_q": lcol,
+        "gen_p": gcol,
+        "storage_p": np.full(len(grid.storage), -1, np.int32),
+    }
 
 
-def step_injections(grid: Grid, prof: Profiles, cols: dict[str, np.ndarray], sel: slice) -> dict[str, np.ndarray]:
+def step_injections(
+    grid: Grid, prof: Profiles, cols: dict[str, np.ndarray], sel: slice
+) -> dict[str, np.ndarray]:
     """(T, n) arrays of every injection for the steps ``sel`` of ``prof``."""
     out = {
         "load_p_mw": prof.scale(grid.load["p_mw"], cols["load_p"], sel),

@@ -142,8 +142,11 @@ def to_pgm(grid: Grid, switch_closed: np.ndarray | None = None) -> PgmNetwork:
     ld = grid.load
     if len(ld):
         i_sh, z_sh = ld["i_share"], ld["z_share"]
-        for share, typ in ((1.0 - i_sh - z_sh, LoadGenType.const_power),
-                           (i_sh, LoadGenType.const_current), (z_sh, LoadGenType.const_impedance)):
+        for share, typ in (
+            (1.0 - i_sh - z_sh, LoadGenType.const_power),
+            (i_sh, LoadGenType.const_current),
+            (z_sh, LoadGenType.const_impedance),
+        ):
             pos = np.flatnonzero(share > 0)
             if pos.size == 0:
                 continue

@@ -100,8 +100,9 @@ class RadialTopology:
         return self.node_of_bus >= 0
 
 
-def _two_port(ys: np.ndarray, ysh: np.ndarray, k: np.ndarray, on_f: np.ndarray, on_t: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _two_port(
+    ys: np.ndarray, ysh: np.ndarray, k: np.ndarray, on_f: np.ndarray, on_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """power-grid-model's branch admittances (``calc_param_y_sym``) for the end statuses."""
     tap2 = np.abs(k) ** 2
     both = on_f & on_t
@@ -110,7 +111,9 @@ def _two_port(ys: np.ndarray, ysh: np.ndarray, k: np.ndarray, on_f: np.ndarray, 
         shunt = np.where(np.abs(ysh) < NUM_TOL, 0.0, 0.5 * ysh + 1.0 / (1.0 / ys + 2.0 / ysh))
     ytt_b = ys + 0.5 * ysh
     ytt = np.where(both, ytt_b, np.where(one & on_t, shunt, 0.0)).astype(np.complex128)
-    yff = np.where(both, ytt_b / tap2, np.where(one & on_f, shunt / tap2, 0.0)).astype(np.complex128)
+    yff = np.where(both, ytt_b / tap2, np.where(one & on_f, shunt / tap2, 0.0)).astype(
+        np.complex128
+    )
     yft = np.where(both, -ys / np.conj(k), 0.0).astype(np.complex128)
     ytf = np.where(both, -ys / k, 0.0).astype(np.complex128)
     return yff, yft, ytf, ytt
@@ -128,7 +131,7 @@ def branch_parameters(grid: Grid) -> dict[str, np.ndarray]:
     ln, tr = grid.line, grid.transformer
     lf, lt = pm(ln["from_bus"], "bus"), pm(ln["to_bus"], "bus")
     u = vn[lf]
-    base_y = BASE_VA / u ** 2
+    base_y = BASE_VA / u**2
     ys_l = 1.0 / ((ln["r_ohm_per_km"] + 1j * ln["x_ohm_per_km"]) * ln["length_km"]) / base_y
     ysh_l = 1j * 2.0 * np.pi * grid.f_hz * ln["c_nf_per_km"] * 1e-9 * ln["length_km"] / base_y
     bi_l = BASE_VA / (SQRT3 * u)
@@ -138,10 +141,14 @@ def branch_parameters(grid: Grid) -> dict[str, np.ndarray]:
         u1r, u2r = vn[hf], vn[ht]
         sn = tr["sn_mva"] * 1e6
         tmin, tmax = tr["tap_min"].astype(np.int64), tr["tap_max"].astype(np.int64)
-        tpos = np.clip(tr["tap_pos"].astype(np.int64), np.minimum(tmin, tmax), np.maximum(tmin, tmax))
+        tpos = np.clip(
+            tr["tap_pos"].astype(np.int64), np.minimum(tmin, tmax), np.maximum(tmin, tmax)
+        )
         direction = np.where(tmax > tmin, 1.0, -1.0)
         side_kv = np.where(tr["tap_side"] == 0, tr["vn_hv_kv"], tr["vn_lv_kv"])
-        adj = direction * (tpos - tr["tap_neutral"]) * tr["tap_step_percent"] / 100.0 * side_kv * 1e3
+        adj = (
+            direction * (tpos - tr["tap_neutral"]) * tr["tap_step_percent"] / 100.0 * side_kv * 1e3
+        )
         u1 = tr["vn_hv_kv"] * 1e3 + np.where(tr["tap_side"] == 0, adj, 0.0)
         u2 = tr["vn_lv_kv"] * 1e3 + np.where(tr["tap_side"] == 0, 0.0, adj)
         clock = np.round(tr["shift_degree"] / 30.0).astype(np.int64) % 12
@@ -163,18 +170,21 @@ def branch_parameters(grid: Grid) -> dict[str, np.ndarray]:
         ys_t = ysh_t = k_t = np.zeros(0, np.complex128)
         sn = bi_f = bi_t = np.zeros(0)
     return {
-        "f": np.concatenate([lf, hf]).astype(np.int64), "t": np.concatenate([lt, ht]).astype(np.int64),
+        "f": np.concatenate([lf, hf]).astype(np.int64),
+        "t": np.concatenate([lt, ht]).astype(np.int64),
         "ys": np.concatenate([ys_l, ys_t]).astype(np.complex128),
         "ysh": np.concatenate([ysh_l, ysh_t]).astype(np.complex128),
         "k": np.concatenate([np.ones(len(ln), np.complex128), k_t]).astype(np.complex128),
         "trafo": np.concatenate([np.zeros(len(ln), bool), np.ones(nt, bool)]),
-        "base_i_f": np.concatenate([bi_l, bi_f]), "base_i_t": np.concatenate([bi_l, bi_t]),
+        "base_i_f": np.concatenate([bi_l, bi_f]),
+        "base_i_t": np.concatenate([bi_l, bi_t]),
         "rating": np.concatenate([ln["max_i_ka"] * 1e3, sn]),
     }
 
 
-def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
-                    params: dict[str, np.ndarray] | None = None) -> tuple[RadialTopology | None, str]:
+def radial_topology(
+    grid: Grid, switch_closed: np.ndarray | None = None, params: dict[str, np.ndarray] | None = None
+) -> tuple[RadialTopology | None, str]:
     """Order the energised network of ``grid`` for the sweep, for the given switch states.
 
     Returns ``(topology, "")`` when the energised network is radial (after merging buses joined
@@ -210,8 +220,11 @@ def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
     k_ref = params["k"][ref]
     # parallel elements must share the ratio and the orientation of the representative
     same_dir = lf[ce] == lf[ref][inv]
-    k_ok = np.where(same_dir, np.abs(params["k"][ce] - k_ref[inv]) < 1e-12,
-                    (np.abs(params["k"][ce] - 1.0) < 1e-12) & (np.abs(k_ref[inv] - 1.0) < 1e-12))
+    k_ok = np.where(
+        same_dir,
+        np.abs(params["k"][ce] - k_ref[inv]) < 1e-12,
+        (np.abs(params["k"][ce] - 1.0) < 1e-12) & (np.abs(k_ref[inv] - 1.0) < 1e-12),
+    )
     if not np.all(k_ok):
         e = int(ce[np.flatnonzero(~k_ok)[0]])
         return None, f"branch {e} is parallel to a branch of another ratio"
@@ -318,17 +331,42 @@ def radial_topology(grid: Grid, switch_closed: np.ndarray | None = None,
     z_src[rn] = x * rx + 1j * x
     root_source[rn] = spos
     topo = RadialTopology(
-        n=n, node_of_bus=node_of_bus, node_bus=node_bus, parent=parent.astype(np.int64), kp=kp, kc=kc, z=z,
-        yshp=yshp, yshc=yshc, y_node=y_node, u_src=u_src, z_src=z_src, root_source=root_source,
-        el_f=el_f.astype(np.int64), el_t=el_t.astype(np.int64), yff=yff, yft=yft, ytf=ytf, ytt=ytt,
-        el_sf=el_sf, el_st=el_st, el_trafo=trafo.copy(), base_i_f=params["base_i_f"],
-        base_i_t=params["base_i_t"], n_line=nl, ch_a=ch_a.astype(np.int64), ch_b=ch_b.astype(np.int64),
-        ch_z=ch_z.astype(np.complex128), ch_y=ch_y)
+        n=n,
+        node_of_bus=node_of_bus,
+        node_bus=node_bus,
+        parent=parent.astype(np.int64),
+        kp=kp,
+        kc=kc,
+        z=z,
+        yshp=yshp,
+        yshc=yshc,
+        y_node=y_node,
+        u_src=u_src,
+        z_src=z_src,
+        root_source=root_source,
+        el_f=el_f.astype(np.int64),
+        el_t=el_t.astype(np.int64),
+        yff=yff,
+        yft=yft,
+        ytf=ytf,
+        ytt=ytt,
+        el_sf=el_sf,
+        el_st=el_st,
+        el_trafo=trafo.copy(),
+        base_i_f=params["base_i_f"],
+        base_i_t=params["base_i_t"],
+        n_line=nl,
+        ch_a=ch_a.astype(np.int64),
+        ch_b=ch_b.astype(np.int64),
+        ch_z=ch_z.astype(np.complex128),
+        ch_y=ch_y,
+    )
     return topo, ""
 
 
-def _loop_admittance(parent: np.ndarray, z: np.ndarray, ch_a: np.ndarray, ch_b: np.ndarray,
-                     ch_z: np.ndarray) -> np.ndarray:
+def _loop_admittance(
+    parent: np.ndarray, z: np.ndarray, ch_a: np.ndarray, ch_b: np.ndarray, ch_z: np.ndarray
+) -> np.ndarray:
     """Inverse of the loop impedance matrix of the chords (their Newton step).
 
     Entry (c, d): how the voltage across cut ``c`` changes per unit of chord current ``d``: the
@@ -342,11 +380,18 @@ def _loop_admittance(parent: np.ndarray, z: np.ndarray, ch_a: np.ndarray, ch_b: 
     # impedance from the root to every node (parents come first in BFS order)
     n = parent.size
     child = np.flatnonzero(parent >= 0)
-    a = coo_matrix((np.r_[np.ones(n), -np.ones(child.size)],  # I - P
-                    (np.r_[np.arange(n), child], np.r_[np.arange(n), parent[child]])), shape=(n, n)).tocsr()
+    a = coo_matrix(
+        (
+            np.r_[np.ones(n), -np.ones(child.size)],  # I - P
+            (np.r_[np.arange(n), child], np.r_[np.arange(n), parent[child]]),
+        ),
+        shape=(n, n),
+    ).tocsr()
     zz = z.copy()
     zz[parent < 0] = 0.0
-    zcum = spsolve_triangular(a, zz.real, lower=True) + 1j * spsolve_triangular(a, zz.imag, lower=True)
+    zcum = spsolve_triangular(a, zz.real, lower=True) + 1j * spsolve_triangular(
+        a, zz.imag, lower=True
+    )
     ends = np.r_[ch_a, ch_b]
 
     def chain(x: int) -> np.ndarray:
@@ -411,13 +456,21 @@ class RadialEngine:
                 self._span[c] = slice(int(idx[0]), int(idx[-1]) + 1)
         ld = self._span.get("load")
         self._load_plain = ld is not None and bool(
-            np.array_equal(self._rows["pos"][ld], np.arange(len(grid.load))) and np.all(self._rows["share"][ld] == 1.0))
+            np.array_equal(self._rows["pos"][ld], np.arange(len(grid.load)))
+            and np.all(self._rows["share"][ld] == 1.0)
+        )
 
-    def topology(self, switch_closed: np.ndarray | None = None) -> tuple[RadialTopology | None, str]:
+    def topology(
+        self, switch_closed: np.ndarray | None = None
+    ) -> tuple[RadialTopology | None, str]:
         """The radial topology for the switch states (cached), or ``(None, reason)`` if meshed."""
-        sc = self.grid.switch["closed"] if switch_closed is None else np.asarray(switch_closed, bool)
+        sc = (
+            self.grid.switch["closed"] if switch_closed is None else np.asarray(switch_closed, bool)
+        )
         if sc.shape != (len(self.grid.switch),):
-            raise ValidationError(f"switch_closed: expected {len(self.grid.switch)} values, got shape {sc.shape}")
+            raise ValidationError(
+                f"switch_closed: expected {len(self.grid.switch)} values, got shape {sc.shape}"
+            )
         key = np.packbits(sc).tobytes()
         hit = self._topos.get(key)
         if hit is None:
@@ -441,7 +494,12 @@ class RadialEngine:
                 share.append(sh[p])
                 typ.append(np.full(p.size, ty))
                 sign.append(np.ones(p.size))
-        for c, sg in (("generator", -1.0), ("storage", 1.0), ("ev_charger", 1.0), ("flex_load", 1.0)):
+        for c, sg in (
+            ("generator", -1.0),
+            ("storage", 1.0),
+            ("ev_charger", 1.0),
+            ("flex_load", 1.0),
+        ):
             n = len(g[c])
             comp += [c] * n
             pos.append(np.arange(n))
@@ -449,10 +507,13 @@ class RadialEngine:
             typ.append(np.zeros(n))
             sign.append(np.full(n, sg))
         cat = np.array(comp, dtype=object)
-        return {"comp": cat, "pos": np.concatenate(pos).astype(np.int64) if pos else np.zeros(0, np.int64),
-                "share": np.concatenate(share) if share else np.zeros(0),
-                "type": np.concatenate(typ).astype(np.int8) if typ else np.zeros(0, np.int8),
-                "sign": np.concatenate(sign) if sign else np.zeros(0)}
+        return {
+            "comp": cat,
+            "pos": np.concatenate(pos).astype(np.int64) if pos else np.zeros(0, np.int64),
+            "share": np.concatenate(share) if share else np.zeros(0),
+            "type": np.concatenate(typ).astype(np.int8) if typ else np.zeros(0, np.int8),
+            "sign": np.concatenate(sign) if sign else np.zeros(0),
+        }
 
     def row_nodes(self, topo: RadialTopology) -> np.ndarray:
         """Node of every injection row in ``topo`` (-1: out of service or not energised)."""
@@ -469,7 +530,9 @@ class RadialEngine:
             out[m] = np.where(tb["in_service"][p], node, -1)
         return out
 
-    def injections(self, t: int, inj: Mapping[str, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    def injections(
+        self, t: int, inj: Mapping[str, np.ndarray | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(T, rows) active and reactive power of every injection row, MW and Mvar.
 
         ``inj`` holds (T, n) or (n,) arrays by key (``load_p_mw`` ...); missing ones take the
@@ -491,7 +554,9 @@ class RadialEngine:
             if a.ndim == 1:
                 a = a[None, :]
             if a.shape[1] != n or a.shape[0] not in (1, t):
-                raise ValidationError(f"{key}: expected shape ({n},) or ({t}, {n}), got {np.shape(v)}")
+                raise ValidationError(
+                    f"{key}: expected shape ({n},) or ({t}, {n}), got {np.shape(v)}"
+                )
             if not np.all(np.isfinite(a)):
                 raise ValidationError(f"{key}: contains NaN or infinite values")
             return np.broadcast_to(a, (t, n))
@@ -506,10 +571,12 @@ class RadialEngine:
                 pos, sh = r["pos"][sl], r["share"][sl]
                 np.multiply(np.take(lp, pos, axis=1), sh, out=p_out[:, sl])
                 np.multiply(np.take(lq, pos, axis=1), sh, out=q_out[:, sl])
-        for c, pk, qk, pf, qf in (("generator", "gen_p_mw", "gen_q_mvar", "p_mw", "q_mvar"),
-                                  ("storage", "storage_p_mw", None, "p_mw", "q_mvar"),
-                                  ("ev_charger", "ev_p_mw", None, "p_mw", None),
-                                  ("flex_load", "flex_p_mw", None, None, None)):
+        for c, pk, qk, pf, qf in (
+            ("generator", "gen_p_mw", "gen_q_mvar", "p_mw", "q_mvar"),
+            ("storage", "storage_p_mw", None, "p_mw", "q_mvar"),
+            ("ev_charger", "ev_p_mw", None, "p_mw", None),
+            ("flex_load", "flex_p_mw", None, None, None),
+        ):
             s = self._span.get(c)
             if s is None:
                 continue
@@ -520,9 +587,20 @@ class RadialEngine:
                 q_out[:, s] = g[c][qf]
         return p_out, q_out
 
-    def solve(self, topo: RadialTopology, p_mw: np.ndarray, q_mvar: np.ndarray, *, complex_v: bool = False,
-              v_abs: bool = False, loading: bool = False, tolerance: float = 1e-8,
-              max_iterations: int = 50, threads: int | None = None, extrapolate: bool = False) -> RadialSolution:
+    def solve(
+        self,
+        topo: RadialTopology,
+        p_mw: np.ndarray,
+        q_mvar: np.ndarray,
+        *,
+        complex_v: bool = False,
+        v_abs: bool = False,
+        loading: bool = False,
+        tolerance: float = 1e-8,
+        max_iterations: int = 50,
+        threads: int | None = None,
+        extrapolate: bool = False,
+    ) -> RadialSolution:
         """Solve every row of ``p_mw``/``q_mvar`` (from :meth:`injections`) on ``topo``.
 
         Optional outputs: complex node voltages (``complex_v``), float32 node voltage magnitudes
@@ -543,7 +621,13 @@ class RadialEngine:
         typ = self._rows["type"]
         has_iz = bool(np.any((typ > 0) & (nodes >= 0)))
         before = numba.get_num_threads()
-        threads = max(1, min(threads or self.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+        threads = max(
+            1,
+            min(
+                threads or self.threads or numba.config.NUMBA_NUM_THREADS,
+                numba.config.NUMBA_NUM_THREADS,
+            ),
+        )
         n_blocks = threads * 4 if t >= 1024 * threads else threads
         vc = np.empty((t if complex_v else 0, n if complex_v else 0), np.complex128)
         va = np.empty((t if v_abs else 0, n if v_abs else 0), np.float32)
@@ -557,14 +641,52 @@ class RadialEngine:
         if n:
             numba.set_num_threads(threads)
             try:
-                solve_batch(np.ascontiguousarray(p_mw, np.float64), np.ascontiguousarray(q_mvar, np.float64),
-                            nodes, typ, self._rows["sign"], has_iz,
-                            topo.parent, topo.kp, topo.kc, topo.z, topo.yshp, topo.yshc, topo.y_node,
-                            topo.u_src, topo.z_src,
-                            topo.el_f, topo.el_t, topo.yff, topo.yft, topo.ytf, topo.ytt, topo.el_sf, topo.el_st,
-                            topo.el_trafo, float(tolerance), int(max_iterations), int(n_blocks), bool(extrapolate),
-                            topo.ch_a, topo.ch_b, topo.ch_z, topo.ch_y,
-                            vc, va, el, conv, its, vmin, kmin, vmax, kmax, loss, psrc, mx)
+                solve_batch(
+                    np.ascontiguousarray(p_mw, np.float64),
+                    np.ascontiguousarray(q_mvar, np.float64),
+                    nodes,
+                    typ,
+                    self._rows["sign"],
+                    has_iz,
+                    topo.parent,
+                    topo.kp,
+                    topo.kc,
+                    topo.z,
+                    topo.yshp,
+                    topo.yshc,
+                    topo.y_node,
+                    topo.u_src,
+                    topo.z_src,
+                    topo.el_f,
+                    topo.el_t,
+                    topo.yff,
+                    topo.yft,
+                    topo.ytf,
+                    topo.ytt,
+                    topo.el_sf,
+                    topo.el_st,
+                    topo.el_trafo,
+                    float(tolerance),
+                    int(max_iterations),
+                    int(n_blocks),
+                    bool(extrapolate),
+                    topo.ch_a,
+                    topo.ch_b,
+                    topo.ch_z,
+                    topo.ch_y,
+                    vc,
+                    va,
+                    el,
+                    conv,
+                    its,
+                    vmin,
+                    kmin,
+                    vmax,
+                    kmax,
+                    loss,
+                    psrc,
+                    mx,
+                )
             finally:
                 numba.set_num_threads(before)
         else:  # nothing energised
@@ -573,26 +695,51 @@ class RadialEngine:
             kmin[:] = kmax[:] = -1
             loss[:] = psrc[:] = mx[:] = 0.0
         secs = time.perf_counter() - t0
-        return RadialSolution(conv, its, vmin, kmin, vmax, kmax, loss, psrc, mx,
-                              vc if complex_v else None, va if v_abs else None, el if loading else None, secs)
+        return RadialSolution(
+            conv,
+            its,
+            vmin,
+            kmin,
+            vmax,
+            kmax,
+            loss,
+            psrc,
+            mx,
+            vc if complex_v else None,
+            va if v_abs else None,
+            el if loading else None,
+            secs,
+        )
 
-    def branch_flows(self, topo: RadialTopology, v: np.ndarray, p_mw: np.ndarray, q_mvar: np.ndarray
-                     ) -> dict[str, np.ndarray]:
+    def branch_flows(
+        self, topo: RadialTopology, v: np.ndarray, p_mw: np.ndarray, q_mvar: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """Element flows and source powers of one solved step (``v`` complex per node).
 
         Returns per element (lines then transformers) ``p_from_mw``, ``q_from_mvar``,
         ``p_to_mw``, ``i_ka`` (larger end), ``loading`` (fraction), and per source
         ``source_p_mw``/``source_q_mvar``.
         """
-        vf = np.where(topo.el_f >= 0, v[np.maximum(topo.el_f, 0)], 0.0) if v.size else np.zeros(topo.el_f.size)
-        vt = np.where(topo.el_t >= 0, v[np.maximum(topo.el_t, 0)], 0.0) if v.size else np.zeros(topo.el_t.size)
+        vf = (
+            np.where(topo.el_f >= 0, v[np.maximum(topo.el_f, 0)], 0.0)
+            if v.size
+            else np.zeros(topo.el_f.size)
+        )
+        vt = (
+            np.where(topo.el_t >= 0, v[np.maximum(topo.el_t, 0)], 0.0)
+            if v.size
+            else np.zeros(topo.el_t.size)
+        )
         i_f = topo.yff * vf + topo.yft * vt
         i_t = topo.ytf * vf + topo.ytt * vt
         s_f = vf * np.conj(i_f)
         s_t = vt * np.conj(i_t)
         amp_f, amp_t = np.abs(i_f) * topo.base_i_f, np.abs(i_t) * topo.base_i_t
-        ld = np.where(topo.el_trafo, np.maximum(np.abs(s_f) * topo.el_sf, np.abs(s_t) * topo.el_st),
-                      np.maximum(np.abs(i_f) * topo.el_sf, np.abs(i_t) * topo.el_st))
+        ld = np.where(
+            topo.el_trafo,
+            np.maximum(np.abs(s_f) * topo.el_sf, np.abs(s_t) * topo.el_st),
+            np.maximum(np.abs(i_f) * topo.el_sf, np.abs(i_t) * topo.el_st),
+        )
         # current drawn from each node: branches, dangling shunts (in yff/ytt) and injections
         drawn = np.zeros(topo.n, np.complex128)
         np.add.at(drawn, topo.el_f[topo.el_f >= 0], i_f[topo.el_f >= 0])
@@ -611,5 +758,12 @@ class RadialEngine:
         s_src = v[roots] * np.conj(drawn[roots])
         sp[topo.root_source[roots]] = s_src.real
         sq[topo.root_source[roots]] = s_src.imag
-        return {"p_from_mw": s_f.real, "q_from_mvar": s_f.imag, "p_to_mw": s_t.real,
-                "i_ka": np.maximum(amp_f, amp_t) / 1e3, "loading": ld, "source_p_mw": sp, "source_q_mvar": sq}
+        return {
+            "p_from_mw": s_f.real,
+            "q_from_mvar": s_f.imag,
+            "p_to_mw": s_t.real,
+            "i_ka": np.maximum(amp_f, amp_t) / 1e3,
+            "loading": ld,
+            "source_p_mw": sp,
+            "source_q_mvar": sq,
+        }

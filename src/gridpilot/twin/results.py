@@ -42,7 +42,10 @@ class PowerFlowResult:
     @property
     def losses_mw(self) -> float:
         """Active losses in lines and transformers, MW."""
-        return float(np.sum(self.line_p_from_mw + self.line_p_to_mw) + np.sum(self.trafo_p_hv_mw + self.trafo_p_lv_mw))
+        return float(
+            np.sum(self.line_p_from_mw + self.line_p_to_mw)
+            + np.sum(self.trafo_p_hv_mw + self.trafo_p_lv_mw)
+        )
 
     @property
     def losses_kw(self) -> float:
@@ -85,8 +88,10 @@ class PowerFlowResult:
     @property
     def max_loading_branch(self) -> str | None:
         """``line ID`` or ``transformer ID`` of the most loaded branch."""
-        if self.line_loading_pct.size and (not self.trafo_loading_pct.size or
-                                           self.line_loading_pct.max() >= self.trafo_loading_pct.max()):
+        if self.line_loading_pct.size and (
+            not self.trafo_loading_pct.size
+            or self.line_loading_pct.max() >= self.trafo_loading_pct.max()
+        ):
             return f"line {int(self.line_id[np.argmax(self.line_loading_pct)])}"
         if self.trafo_loading_pct.size:
             return f"transformer {int(self.trafo_id[np.argmax(self.trafo_loading_pct)])}"
@@ -112,22 +117,35 @@ class PowerFlowResult:
 
     def bus_df(self) -> pd.DataFrame:
         """Bus voltages as a DataFrame indexed by bus id."""
-        return pd.DataFrame({"v_pu": self.v_pu, "va_deg": self.va_deg, "energised": self.energised},
-                            index=pd.Index(self.bus_id, name="bus"))
+        return pd.DataFrame(
+            {"v_pu": self.v_pu, "va_deg": self.va_deg, "energised": self.energised},
+            index=pd.Index(self.bus_id, name="bus"),
+        )
 
     def line_df(self) -> pd.DataFrame:
         """Line flows as a DataFrame indexed by line id."""
-        return pd.DataFrame({"p_from_mw": self.line_p_from_mw, "q_from_mvar": self.line_q_from_mvar,
-                             "p_to_mw": self.line_p_to_mw, "i_ka": self.line_i_ka,
-                             "loading_pct": self.line_loading_pct,
-                             "loss_kw": (self.line_p_from_mw + self.line_p_to_mw) * 1e3},
-                            index=pd.Index(self.line_id, name="line"))
+        return pd.DataFrame(
+            {
+                "p_from_mw": self.line_p_from_mw,
+                "q_from_mvar": self.line_q_from_mvar,
+                "p_to_mw": self.line_p_to_mw,
+                "i_ka": self.line_i_ka,
+                "loading_pct": self.line_loading_pct,
+                "loss_kw": (self.line_p_from_mw + self.line_p_to_mw) * 1e3,
+            },
+            index=pd.Index(self.line_id, name="line"),
+        )
 
     def trafo_df(self) -> pd.DataFrame:
         """Transformer flows as a DataFrame indexed by transformer id."""
-        return pd.DataFrame({"p_hv_mw": self.trafo_p_hv_mw, "p_lv_mw": self.trafo_p_lv_mw,
-                             "loading_pct": self.trafo_loading_pct},
-                            index=pd.Index(self.trafo_id, name="transformer"))
+        return pd.DataFrame(
+            {
+                "p_hv_mw": self.trafo_p_hv_mw,
+                "p_lv_mw": self.trafo_p_lv_mw,
+                "loading_pct": self.trafo_loading_pct,
+            },
+            index=pd.Index(self.trafo_id, name="transformer"),
+        )
 
 
 @dataclass
@@ -173,9 +191,13 @@ class TimeSeriesResult:
         """Throughput of the calculation."""
         return self.steps / self.calc_s if self.calc_s > 0 else float("nan")
 
-    def violation_steps(self, v_min: float = 0.95, v_max: float = 1.05, loading_max: float = 100.0) -> np.ndarray:
+    def violation_steps(
+        self, v_min: float = 0.95, v_max: float = 1.05, loading_max: float = 100.0
+    ) -> np.ndarray:
         """Boolean per step: a voltage outside [v_min, v_max] or a loading above ``loading_max``."""
-        return (self.vmin_pu < v_min) | (self.vmax_pu > v_max) | (self.max_loading_pct > loading_max)
+        return (
+            (self.vmin_pu < v_min) | (self.vmax_pu > v_max) | (self.max_loading_pct > loading_max)
+        )
 
     def summary(self) -> dict[str, Any]:
         """Headline figures as plain JSON-able values."""
@@ -185,10 +207,14 @@ class TimeSeriesResult:
             "engine": self.engine,
             "converged_steps": int(ok.sum()),
             "failed_steps": self.failed_steps[:20].tolist(),
-            "energy_losses_mwh": round(float(np.nansum(self.losses_kw[ok])) * self.meta.get("step_h", 0.25) / 1e3, 4),
+            "energy_losses_mwh": round(
+                float(np.nansum(self.losses_kw[ok])) * self.meta.get("step_h", 0.25) / 1e3, 4
+            ),
             "vmin_pu": round(float(np.nanmin(self.vmin_pu[ok])), 6) if ok.any() else None,
             "vmax_pu": round(float(np.nanmax(self.vmax_pu[ok])), 6) if ok.any() else None,
-            "max_loading_pct": round(float(np.nanmax(self.max_loading_pct[ok])), 3) if ok.any() else None,
+            "max_loading_pct": round(float(np.nanmax(self.max_loading_pct[ok])), 3)
+            if ok.any()
+            else None,
             "violation_steps": int(self.violation_steps()[ok].sum()),
             "calc_s": round(self.calc_s, 4),
             "steps_per_s": round(self.steps_per_s, 1),
@@ -196,6 +222,14 @@ class TimeSeriesResult:
 
     def df(self) -> pd.DataFrame:
         """Per-step headline series as a DataFrame indexed by time."""
-        return pd.DataFrame({"losses_kw": self.losses_kw, "vmin_pu": self.vmin_pu, "vmax_pu": self.vmax_pu,
-                             "max_loading_pct": self.max_loading_pct, "source_p_mw": self.source_p_mw,
-                             "converged": self.converged}, index=pd.Index(self.index, name="time"))
+        return pd.DataFrame(
+            {
+                "losses_kw": self.losses_kw,
+                "vmin_pu": self.vmin_pu,
+                "vmax_pu": self.vmax_pu,
+                "max_loading_pct": self.max_loading_pct,
+                "source_p_mw": self.source_p_mw,
+                "converged": self.converged,
+            },
+            index=pd.Index(self.index, name="time"),
+        )

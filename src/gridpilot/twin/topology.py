@@ -36,10 +36,15 @@ def energised(grid: Grid, switch_closed: np.ndarray | None = None) -> np.ndarray
     return np.isin(lab, lab[src]) & grid.bus["in_service"]
 
 
-def buses_lost_if_open(grid: Grid, switch_ids: int | list[int] | np.ndarray,
-                       switch_closed: np.ndarray | None = None) -> np.ndarray:
+def buses_lost_if_open(
+    grid: Grid, switch_ids: int | list[int] | np.ndarray, switch_closed: np.ndarray | None = None
+) -> np.ndarray:
     """Ids of buses that lose supply when the given switches open (from the given states)."""
-    closed = grid.switch["closed"].copy() if switch_closed is None else np.asarray(switch_closed, bool).copy()
+    closed = (
+        grid.switch["closed"].copy()
+        if switch_closed is None
+        else np.asarray(switch_closed, bool).copy()
+    )
     before = energised(grid, closed)
     closed[grid.switch.index_of(switch_ids)] = False
     after = energised(grid, closed)

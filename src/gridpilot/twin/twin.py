@@ -67,30 +67,50 @@ class Twin:
             return None
         topo, why = self.radial.topology(switch_closed)
         if topo is None and self.mode == "radial":
-            raise ValidationError(f"engine='radial': the energised network is not radial ({why}); "
-                                  "use engine='auto' or 'pgm'")
+            raise ValidationError(
+                f"engine='radial': the energised network is not radial ({why}); "
+                "use engine='auto' or 'pgm'"
+            )
         return topo
 
     # --- single ----------------------------------------------------------------------------------
-    def powerflow(self, *, load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
-                  gen_p_mw: np.ndarray | None = None, gen_q_mvar: np.ndarray | None = None,
-                  storage_p_mw: np.ndarray | None = None, ev_p_mw: np.ndarray | None = None,
-                  flex_p_mw: np.ndarray | None = None, switch_closed: np.ndarray | None = None,
-                  tolerance: float = 1e-8, max_iterations: int = 30) -> PowerFlowResult:
+    def powerflow(
+        self,
+        *,
+        load_p_mw: np.ndarray | None = None,
+        load_q_mvar: np.ndarray | None = None,
+        gen_p_mw: np.ndarray | None = None,
+        gen_q_mvar: np.ndarray | None = None,
+        storage_p_mw: np.ndarray | None = None,
+        ev_p_mw: np.ndarray | None = None,
+        flex_p_mw: np.ndarray | None = None,
+        switch_closed: np.ndarray | None = None,
+        tolerance: float = 1e-8,
+        max_iterations: int = 30,
+    ) -> PowerFlowResult:
         """One AC power flow. Arguments override the grid's values (arrays in table order).
 
         Returns a :class:`PowerFlowResult`; ``converged`` is False (and values NaN) if the
         Newton-Raphson iteration did not converge.
         """
-        inj = {"load_p_mw": load_p_mw, "load_q_mvar": load_q_mvar, "gen_p_mw": gen_p_mw,
-               "gen_q_mvar": gen_q_mvar, "storage_p_mw": storage_p_mw, "ev_p_mw": ev_p_mw, "flex_p_mw": flex_p_mw}
+        inj = {
+            "load_p_mw": load_p_mw,
+            "load_q_mvar": load_q_mvar,
+            "gen_p_mw": gen_p_mw,
+            "gen_q_mvar": gen_q_mvar,
+            "storage_p_mw": storage_p_mw,
+            "ev_p_mw": ev_p_mw,
+            "flex_p_mw": flex_p_mw,
+        }
         if self.mode != "pgm":
             sc1 = None
             if switch_closed is not None:
                 sc1 = np.asarray(switch_closed, dtype=bool)
                 if sc1.shape != (len(self.grid.switch),):
-                    raise ValidationError(f"switch_closed: expected {len(self.grid.switch)} values, "
-                                          f"got shape {np.shape(switch_closed)}")
+                    raise ValidationError(
+                        f"switch_closed: expected {len(self.grid.switch)} values, "
+                        f"got shape {np.shape(switch_closed)}"
+                    )
             topo = self._topology(sc1)
             if topo is not None and (self.mode == "radial" or topo.n <= SINGLE_RADIAL_MAX_NODES):
                 res = self._radial_single(topo, inj, tolerance, max_iterations)
@@ -102,8 +122,9 @@ class Twin:
         out, ok, secs = self.engine.run(upd, self._full_out, tolerance, max_iterations, threading=0)
         return self._single_result(out, bool(ok[0]), secs, batched=upd is not None)
 
-    def _radial_single(self, topo: RadialTopology, inj: dict, tolerance: float,
-                       max_iterations: int) -> PowerFlowResult:
+    def _radial_single(
+        self, topo: RadialTopology, inj: dict, tolerance: float, max_iterations: int
+    ) -> PowerFlowResult:
         """One power flow with the radial kernel (NaN values if it did not converge).
 
         The sweep converges linearly, so a single flow stops at ``tolerance / 1000`` (a few more
@@ -112,8 +133,15 @@ class Twin:
         g = self.grid
         t0 = time.perf_counter()
         p, q = self.radial.injections(1, inj)
-        sol = self.radial.solve(topo, p, q, complex_v=True, tolerance=tolerance * 1e-3,
-                                max_iterations=max(max_iterations, 60), threads=1)
+        sol = self.radial.solve(
+            topo,
+            p,
+            q,
+            complex_v=True,
+            tolerance=tolerance * 1e-3,
+            max_iterations=max(max_iterations, 60),
+            threads=1,
+        )
         ok = bool(sol.converged[0])
         nb, nl, nt = len(g.bus), len(g.line), len(g.transformer)
         live = topo.node_of_bus >= 0
@@ -127,14 +155,26 @@ class Twin:
             fl = {k: nan_e for k in ("p_from_mw", "q_from_mvar", "p_to_mw", "i_ka", "loading")}
             fl.update(source_p_mw=nan_s, source_q_mvar=nan_s)
         return PowerFlowResult(
-            converged=ok, iterations=int(sol.iterations[0]), engine=self.radial.name,
-            bus_id=g.bus.ids, v_pu=np.abs(vb), va_deg=np.rad2deg(np.angle(vb)),
+            converged=ok,
+            iterations=int(sol.iterations[0]),
+            engine=self.radial.name,
+            bus_id=g.bus.ids,
+            v_pu=np.abs(vb),
+            va_deg=np.rad2deg(np.angle(vb)),
             energised=live if ok else np.zeros(nb, bool),
-            line_id=g.line.ids, line_p_from_mw=fl["p_from_mw"][:nl], line_q_from_mvar=fl["q_from_mvar"][:nl],
-            line_p_to_mw=fl["p_to_mw"][:nl], line_i_ka=fl["i_ka"][:nl], line_loading_pct=fl["loading"][:nl] * 100,
-            trafo_id=g.transformer.ids, trafo_p_hv_mw=fl["p_from_mw"][nl:], trafo_p_lv_mw=fl["p_to_mw"][nl:],
-            trafo_loading_pct=fl["loading"][nl:] * 100, source_p_mw=fl["source_p_mw"],
-            source_q_mvar=fl["source_q_mvar"], calc_ms=(time.perf_counter() - t0) * 1e3,
+            line_id=g.line.ids,
+            line_p_from_mw=fl["p_from_mw"][:nl],
+            line_q_from_mvar=fl["q_from_mvar"][:nl],
+            line_p_to_mw=fl["p_to_mw"][:nl],
+            line_i_ka=fl["i_ka"][:nl],
+            line_loading_pct=fl["loading"][:nl] * 100,
+            trafo_id=g.transformer.ids,
+            trafo_p_hv_mw=fl["p_from_mw"][nl:],
+            trafo_p_lv_mw=fl["p_to_mw"][nl:],
+            trafo_loading_pct=fl["loading"][nl:] * 100,
+            source_p_mw=fl["source_p_mw"],
+            source_q_mvar=fl["source_q_mvar"],
+            calc_ms=(time.perf_counter() - t0) * 1e3,
         )
 
     def _single_result(self, out: dict, ok: bool, secs: float, batched: bool) -> PowerFlowResult:
@@ -151,11 +191,17 @@ class Twin:
         v = col(CT.node, "u_pu", nb)
         tr = self._has_trafo
         return PowerFlowResult(
-            converged=ok, iterations=-1, engine=self.engine.name,
-            bus_id=g.bus.ids, v_pu=v, va_deg=np.rad2deg(col(CT.node, "u_angle", nb)),
+            converged=ok,
+            iterations=-1,
+            engine=self.engine.name,
+            bus_id=g.bus.ids,
+            v_pu=v,
+            va_deg=np.rad2deg(col(CT.node, "u_angle", nb)),
             energised=(energ > 0) if ok else np.zeros(nb, bool),
-            line_id=g.line.ids, line_p_from_mw=col(CT.line, "p_from", nl) / 1e6,
-            line_q_from_mvar=col(CT.line, "q_from", nl) / 1e6, line_p_to_mw=col(CT.line, "p_to", nl) / 1e6,
+            line_id=g.line.ids,
+            line_p_from_mw=col(CT.line, "p_from", nl) / 1e6,
+            line_q_from_mvar=col(CT.line, "q_from", nl) / 1e6,
+            line_p_to_mw=col(CT.line, "p_to", nl) / 1e6,
             line_i_ka=np.maximum(col(CT.line, "i_from", nl), col(CT.line, "i_to", nl)) / 1e3,
             line_loading_pct=col(CT.line, "loading", nl) * 100,
             trafo_id=g.transformer.ids,
@@ -168,13 +214,24 @@ class Twin:
         )
 
     # --- batch -----------------------------------------------------------------------------------
-    def timeseries(self, steps: int | None = None, *, start: int = 0,
-                   load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
-                   gen_p_mw: np.ndarray | None = None, gen_q_mvar: np.ndarray | None = None,
-                   storage_p_mw: np.ndarray | None = None, ev_p_mw: np.ndarray | None = None,
-                   flex_p_mw: np.ndarray | None = None, switch_closed: np.ndarray | None = None,
-                   outputs: Sequence[str] = (), chunk_steps: int | None = None, threading: int = -1,
-                   progress: Callable[[int, int], Any] | None = None) -> TimeSeriesResult:
+    def timeseries(
+        self,
+        steps: int | None = None,
+        *,
+        start: int = 0,
+        load_p_mw: np.ndarray | None = None,
+        load_q_mvar: np.ndarray | None = None,
+        gen_p_mw: np.ndarray | None = None,
+        gen_q_mvar: np.ndarray | None = None,
+        storage_p_mw: np.ndarray | None = None,
+        ev_p_mw: np.ndarray | None = None,
+        flex_p_mw: np.ndarray | None = None,
+        switch_closed: np.ndarray | None = None,
+        outputs: Sequence[str] = (),
+        chunk_steps: int | None = None,
+        threading: int = -1,
+        progress: Callable[[int, int], Any] | None = None,
+    ) -> TimeSeriesResult:
         """A batch of power flows over time steps.
 
         Injections given as (T, n) arrays are used as they are; those not given come from the
@@ -191,8 +248,15 @@ class Twin:
         bad = sorted(set(outputs) - set(OUTPUTS))
         if bad:
             raise ValidationError(f"outputs: unknown {bad}; choose from {list(OUTPUTS)}")
-        given = {"load_p_mw": load_p_mw, "load_q_mvar": load_q_mvar, "gen_p_mw": gen_p_mw,
-                 "gen_q_mvar": gen_q_mvar, "storage_p_mw": storage_p_mw, "ev_p_mw": ev_p_mw, "flex_p_mw": flex_p_mw}
+        given = {
+            "load_p_mw": load_p_mw,
+            "load_q_mvar": load_q_mvar,
+            "gen_p_mw": gen_p_mw,
+            "gen_q_mvar": gen_q_mvar,
+            "storage_p_mw": storage_p_mw,
+            "ev_p_mw": ev_p_mw,
+            "flex_p_mw": flex_p_mw,
+        }
         lens = {k: np.shape(v)[0] for k, v in given.items() if v is not None and np.ndim(v) == 2}
         if switch_closed is not None and np.ndim(switch_closed) == 2:
             lens["switch_closed"] = np.shape(switch_closed)[0]
@@ -206,16 +270,29 @@ class Twin:
         g = self.grid
         prof, cols = profiles_for(g, start + steps)
         if prof.steps < start + steps:
-            raise ValidationError(f"steps: profiles have {prof.steps} steps, asked for {start}+{steps}")
+            raise ValidationError(
+                f"steps: profiles have {prof.steps} steps, asked for {start}+{steps}"
+            )
         nb, nl, nt = len(g.bus), len(g.line), len(g.transformer)
         if chunk_steps is None:  # the radial kernel keeps no per-branch outputs: larger chunks
             budget = 4_000_000 if self.mode == "pgm" else 16_000_000
             chunk_steps = int(np.clip(budget // max(nb + nl, 1), 16, 4096))
-        keep = (("v_pu" in outputs), ("line_loading_pct" in outputs), ("trafo_loading_pct" in outputs))
-        out_req = {CT.node: ["u_pu", "energized"], CT.line: ["p_from", "p_to", "loading"], CT.source: ["p"]}
+        keep = (
+            ("v_pu" in outputs),
+            ("line_loading_pct" in outputs),
+            ("trafo_loading_pct" in outputs),
+        )
+        out_req = {
+            CT.node: ["u_pu", "energized"],
+            CT.line: ["p_from", "p_to", "loading"],
+            CT.source: ["p"],
+        }
         if self._has_trafo:
             out_req[CT.transformer] = ["p_from", "p_to", "loading"]
-        res = {k: np.empty(steps) for k in ("losses_kw", "vmin_pu", "vmax_pu", "max_loading_pct", "source_p_mw")}
+        res = {
+            k: np.empty(steps)
+            for k in ("losses_kw", "vmin_pu", "vmax_pu", "max_loading_pct", "source_p_mw")
+        }
         vmin_bus = np.empty(steps, np.int64)
         vmax_bus = np.empty(steps, np.int64)
         conv = np.ones(steps, bool)
@@ -231,11 +308,20 @@ class Twin:
             for k, v in given.items():
                 if v is not None:
                     inj[k] = np.asarray(v)[a:b] if np.ndim(v) == 2 else v
-            sc = switch_closed[a:b] if switch_closed is not None and np.ndim(switch_closed) == 2 else switch_closed
+            sc = (
+                switch_closed[a:b]
+                if switch_closed is not None and np.ndim(switch_closed) == 2
+                else switch_closed
+            )
             part = {k: arr[a:b] for k, arr in res.items()}
-            part.update(vmin_bus=vmin_bus[a:b], vmax_bus=vmax_bus[a:b], ok=conv[a:b],
-                        v=None if v_all is None else v_all[a:b], ll=None if ll_all is None else ll_all[a:b],
-                        tl=None if tl_all is None else tl_all[a:b])
+            part.update(
+                vmin_bus=vmin_bus[a:b],
+                vmax_bus=vmax_bus[a:b],
+                ok=conv[a:b],
+                v=None if v_all is None else v_all[a:b],
+                ll=None if ll_all is None else ll_all[a:b],
+                tl=None if tl_all is None else tl_all[a:b],
+            )
             calc += self._chunk(b - a, inj, sc, part, keep, out_req, threading, used)
             bad_rows = np.flatnonzero(~part["ok"])
             if bad_rows.size:
@@ -247,26 +333,53 @@ class Twin:
             if progress is not None:
                 progress(b, steps)
         engine = "+".join(k for k, n in used.items() if n) or self.engine.name
-        step_s = float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s")) if prof.steps > 1 else 900.0
+        step_s = (
+            float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s"))
+            if prof.steps > 1
+            else 900.0
+        )
         return TimeSeriesResult(
-            index=prof.index[start:start + steps], bus_id=g.bus.ids, line_id=g.line.ids, trafo_id=g.transformer.ids,
-            losses_kw=res["losses_kw"], vmin_pu=res["vmin_pu"], vmin_bus=vmin_bus, vmax_pu=res["vmax_pu"],
-            vmax_bus=vmax_bus, max_loading_pct=res["max_loading_pct"], source_p_mw=res["source_p_mw"],
-            converged=conv, engine=engine, v_pu=v_all, line_loading_pct=ll_all,
-            trafo_loading_pct=tl_all, calc_s=calc,
+            index=prof.index[start : start + steps],
+            bus_id=g.bus.ids,
+            line_id=g.line.ids,
+            trafo_id=g.transformer.ids,
+            losses_kw=res["losses_kw"],
+            vmin_pu=res["vmin_pu"],
+            vmin_bus=vmin_bus,
+            vmax_pu=res["vmax_pu"],
+            vmax_bus=vmax_bus,
+            max_loading_pct=res["max_loading_pct"],
+            source_p_mw=res["source_p_mw"],
+            converged=conv,
+            engine=engine,
+            v_pu=v_all,
+            line_loading_pct=ll_all,
+            trafo_loading_pct=tl_all,
+            calc_s=calc,
             meta={"step_h": step_s / 3600.0, "chunk_steps": chunk_steps, "engine_steps": used},
         )
 
     # --- one chunk of a batch ------------------------------------------------------------------
-    def _chunk(self, n: int, inj: dict, sc: np.ndarray | None, part: dict, keep: tuple[bool, bool, bool],
-               out_req: dict, threading: int, used: dict[str, int]) -> float:
+    def _chunk(
+        self,
+        n: int,
+        inj: dict,
+        sc: np.ndarray | None,
+        part: dict,
+        keep: tuple[bool, bool, bool],
+        out_req: dict,
+        threading: int,
+        used: dict[str, int],
+    ) -> float:
         """Solve ``n`` steps into the views in ``part``; radial where possible. Returns seconds."""
         if self.mode == "pgm":
             used["power-grid-model"] += n
             return self._chunk_pgm(np.arange(n), n, inj, sc, part, keep, out_req, threading)
         scb = None if sc is None else np.asarray(sc, dtype=bool)
         if scb is not None and scb.shape[-1] != len(self.grid.switch):
-            raise ValidationError(f"switch_closed: expected {len(self.grid.switch)} values per step, got {scb.shape[-1]}")
+            raise ValidationError(
+                f"switch_closed: expected {len(self.grid.switch)} values per step, got {scb.shape[-1]}"
+            )
         if scb is None or scb.ndim == 1:
             groups: list[tuple[np.ndarray, np.ndarray | None]] = [(np.arange(n), scb)]
         else:
@@ -296,22 +409,45 @@ class Twin:
     def _rows_of(inj: dict, rows: np.ndarray, n: int) -> dict:
         if rows.size == n:
             return inj
-        return {k: (np.asarray(v)[rows] if v is not None and np.ndim(v) == 2 else v) for k, v in inj.items()}
+        return {
+            k: (np.asarray(v)[rows] if v is not None and np.ndim(v) == 2 else v)
+            for k, v in inj.items()
+        }
 
-    def _chunk_radial(self, topo: RadialTopology, rows: np.ndarray, n: int, inj: dict, part: dict,
-                      keep: tuple[bool, bool, bool], threading: int) -> float:
+    def _chunk_radial(
+        self,
+        topo: RadialTopology,
+        rows: np.ndarray,
+        n: int,
+        inj: dict,
+        part: dict,
+        keep: tuple[bool, bool, bool],
+        threading: int,
+    ) -> float:
         g = self.grid
         t0 = time.perf_counter()
         p, q = self.radial.injections(rows.size, self._rows_of(inj, rows, n))
-        sol = self.radial.solve(topo, p, q, v_abs=keep[0], loading=keep[1] or keep[2], tolerance=1e-8,
-                                max_iterations=60, threads=threading if threading > 0 else None)
+        sol = self.radial.solve(
+            topo,
+            p,
+            q,
+            v_abs=keep[0],
+            loading=keep[1] or keep[2],
+            tolerance=1e-8,
+            max_iterations=60,
+            threads=threading if threading > 0 else None,
+        )
         bus_ids = g.bus.ids[topo.node_bus] if topo.n else np.zeros(0, np.int64)
         ok = sol.converged
         part["ok"][rows] = ok
         part["vmin_pu"][rows] = sol.vmin_pu
         part["vmax_pu"][rows] = sol.vmax_pu
-        part["vmin_bus"][rows] = np.where(ok, bus_ids[np.maximum(sol.vmin_node, 0)], -1) if topo.n else -1
-        part["vmax_bus"][rows] = np.where(ok, bus_ids[np.maximum(sol.vmax_node, 0)], -1) if topo.n else -1
+        part["vmin_bus"][rows] = (
+            np.where(ok, bus_ids[np.maximum(sol.vmin_node, 0)], -1) if topo.n else -1
+        )
+        part["vmax_bus"][rows] = (
+            np.where(ok, bus_ids[np.maximum(sol.vmax_node, 0)], -1) if topo.n else -1
+        )
         part["losses_kw"][rows] = sol.losses_mw * 1e3
         part["max_loading_pct"][rows] = sol.max_loading * 100
         part["source_p_mw"][rows] = sol.source_p_mw
@@ -327,8 +463,17 @@ class Twin:
             part["tl"][rows] = sol.loading[:, nl:] * 100
         return time.perf_counter() - t0
 
-    def _chunk_pgm(self, rows: np.ndarray, n: int, inj: dict, sc: np.ndarray | None, part: dict,
-                   keep: tuple[bool, bool, bool], out_req: dict, threading: int) -> float:
+    def _chunk_pgm(
+        self,
+        rows: np.ndarray,
+        n: int,
+        inj: dict,
+        sc: np.ndarray | None,
+        part: dict,
+        keep: tuple[bool, bool, bool],
+        out_req: dict,
+        threading: int,
+    ) -> float:
         g = self.grid
         m = rows.size
         sub = self._rows_of(inj, rows, n)

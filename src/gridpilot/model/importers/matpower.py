@@ -49,11 +49,16 @@ def _matrix(text: str, key: str, source: str) -> np.ndarray:
         try:
             rows.append([float(v) for v in line.replace(",", " ").split()])
         except ValueError:
-            raise ValidationError(issues=[Issue("matpower", key, f"row {len(rows) + 1} is not numeric",
-                                                value=line[:60])]) from None
+            raise ValidationError(
+                issues=[
+                    Issue("matpower", key, f"row {len(rows) + 1} is not numeric", value=line[:60])
+                ]
+            ) from None
     width = {len(r) for r in rows}
     if len(width) > 1:
-        raise ValidationError(issues=[Issue("matpower", key, f"rows have different lengths {sorted(width)}")])
+        raise ValidationError(
+            issues=[Issue("matpower", key, f"rows have different lengths {sorted(width)}")]
+        )
     return np.array(rows, dtype=np.float64)
 
 
@@ -68,7 +73,9 @@ def parse_matpower(text: str, name: str = "matpower") -> MatpowerCase:
     gen = _matrix(text, "gen", name)
     branch = _matrix(text, "branch", name)
     if bus.shape[1] < 13 or branch.shape[1] < 11 or gen.shape[1] < 8:
-        raise ValidationError(issues=[Issue("matpower", "bus", "too few columns for case format 2")])
+        raise ValidationError(
+            issues=[Issue("matpower", "bus", "too few columns for case format 2")]
+        )
     code = "\n".join(ln.split("%", 1)[0] for ln in text.splitlines())
     if re.search(r"mpc\.branch\(:,\s*\[BR_R BR_X\]\)\s*=.*?/\s*\(Vbase\^2\s*/\s*Sbase\)", code):
         vbase = bus[0, 9] * 1e3
@@ -83,7 +90,11 @@ def parse_matpower(text: str, name: str = "matpower") -> MatpowerCase:
 
 def from_matpower(path_or_text: str | Path, name: str | None = None) -> Grid:
     """Read a MATPOWER ``.m`` file (a path, or the text itself) into a validated :class:`Grid`."""
-    p = Path(path_or_text) if not str(path_or_text).lstrip().startswith(("function", "%", "mpc")) else None
+    p = (
+        Path(path_or_text)
+        if not str(path_or_text).lstrip().startswith(("function", "%", "mpc"))
+        else None
+    )
     if p is not None:
         if not p.exists():
             raise ValidationError(issues=[Issue("file", "path", "does not exist", value=str(p))])
@@ -102,7 +113,17 @@ def case_to_grid(case: MatpowerCase) -> Grid:
     kv = bus[:, 9]
     if np.any(kv <= 0):
         bad = ids[kv <= 0]
-        raise ValidationError(issues=[Issue("bus", "baseKV", "must be positive", tuple(int(i) for i in bad[:10]), float(kv[kv <= 0][0]))])
+        raise ValidationError(
+            issues=[
+                Issue(
+                    "bus",
+                    "baseKV",
+                    "must be positive",
+                    tuple(int(i) for i in bad[:10]),
+                    float(kv[kv <= 0][0]),
+                )
+            ]
+        )
     tables = {"bus": Table.from_columns("bus", {"id": ids, "v_nom_kv": kv, "zone": bus[:, 10]})}
     kv_of = dict(zip(ids.tolist(), kv.tolist(), strict=True))
     f, t = br[:, 0].astype(np.int64), br[:, 1].astype(np.int64)
@@ -116,39 +137,79 @@ def case_to_grid(case: MatpowerCase) -> Grid:
     ln = ~is_tr
     zb = fkv[ln] ** 2 / case.base_mva
     i_ka = np.where(rate[ln] > 0, rate[ln] / (np.sqrt(3) * fkv[ln]), 10.0)
-    tables["line"] = Table.from_columns("line", {
-        "id": row_ids[ln], "from_bus": f[ln], "to_bus": t[ln], "length_km": np.ones(ln.sum()),
-        "r_ohm_per_km": br[ln, 2] * zb, "x_ohm_per_km": br[ln, 3] * zb,
-        "c_nf_per_km": br[ln, 4] / zb / (2 * np.pi * 50.0) * 1e9, "max_i_ka": i_ka, "in_service": on[ln]})
+    tables["line"] = Table.from_columns(
+        "line",
+        {
+            "id": row_ids[ln],
+            "from_bus": f[ln],
+            "to_bus": t[ln],
+            "length_km": np.ones(ln.sum()),
+            "r_ohm_per_km": br[ln, 2] * zb,
+            "x_ohm_per_km": br[ln, 3] * zb,
+            "c_nf_per_km": br[ln, 4] / zb / (2 * np.pi * 50.0) * 1e9,
+            "max_i_ka": i_ka,
+            "in_service": on[ln],
+        },
+    )
     if np.any(is_tr):
         r, x = br[is_tr, 2], br[is_tr, 3]
         hv_first = fkv[is_tr] >= tkv[is_tr]
         sn = np.where(rate[is_tr] > 0, rate[is_tr], case.base_mva)
         scale = sn / case.base_mva
-        tables["transformer"] = Table.from_columns("transformer", {
-            "id": row_ids[is_tr], "hv_bus": np.where(hv_first, f[is_tr], t[is_tr]),
-            "lv_bus": np.where(hv_first, t[is_tr], f[is_tr]), "sn_mva": sn,
-            "vn_hv_kv": np.maximum(fkv[is_tr], tkv[is_tr]) * np.where(ratio[is_tr] > 0, ratio[is_tr], 1.0) ** hv_first,
-            "vn_lv_kv": np.minimum(fkv[is_tr], tkv[is_tr]),
-            "vk_percent": np.hypot(r, x) * scale * 100, "vkr_percent": r * scale * 100,
-            "shift_degree": br[is_tr, 9], "in_service": on[is_tr]})
+        tables["transformer"] = Table.from_columns(
+            "transformer",
+            {
+                "id": row_ids[is_tr],
+                "hv_bus": np.where(hv_first, f[is_tr], t[is_tr]),
+                "lv_bus": np.where(hv_first, t[is_tr], f[is_tr]),
+                "sn_mva": sn,
+                "vn_hv_kv": np.maximum(fkv[is_tr], tkv[is_tr])
+                * np.where(ratio[is_tr] > 0, ratio[is_tr], 1.0) ** hv_first,
+                "vn_lv_kv": np.minimum(fkv[is_tr], tkv[is_tr]),
+                "vk_percent": np.hypot(r, x) * scale * 100,
+                "vkr_percent": r * scale * 100,
+                "shift_degree": br[is_tr, 9],
+                "in_service": on[is_tr],
+            },
+        )
     ref = bus[:, 1] == 3
     ref_ids = set(ids[ref].tolist())
     gon = gen[:, 7] > 0
     is_src = np.array([int(b) in ref_ids for b in gen[:, 0]]) & gon
     if not np.any(is_src):
-        raise ValidationError(issues=[Issue("matpower", "bus", "no reference bus (type 3) with an in-service generator")])
+        raise ValidationError(
+            issues=[
+                Issue("matpower", "bus", "no reference bus (type 3) with an in-service generator")
+            ]
+        )
     g_ids = np.arange(1, len(gen) + 1)
-    tables["source"] = Table.from_columns("source", {"id": g_ids[is_src], "bus": gen[is_src, 0].astype(np.int64),
-                                                     "vm_pu": gen[is_src, 5]})
+    tables["source"] = Table.from_columns(
+        "source",
+        {"id": g_ids[is_src], "bus": gen[is_src, 0].astype(np.int64), "vm_pu": gen[is_src, 5]},
+    )
     pq = ~is_src & gon
     if np.any(pq):
-        tables["generator"] = Table.from_columns("generator", {
-            "id": g_ids[pq], "bus": gen[pq, 0].astype(np.int64), "kind": np.full(pq.sum(), int(GenKind.CONVENTIONAL)),
-            "p_mw": np.clip(gen[pq, 1], 0, None), "q_mvar": gen[pq, 2], "sn_mva": gen[pq, 6]})
+        tables["generator"] = Table.from_columns(
+            "generator",
+            {
+                "id": g_ids[pq],
+                "bus": gen[pq, 0].astype(np.int64),
+                "kind": np.full(pq.sum(), int(GenKind.CONVENTIONAL)),
+                "p_mw": np.clip(gen[pq, 1], 0, None),
+                "q_mvar": gen[pq, 2],
+                "sn_mva": gen[pq, 6],
+            },
+        )
     has_load = (bus[:, 2] != 0) | (bus[:, 3] != 0)
-    tables["load"] = Table.from_columns("load", {"id": ids[has_load], "bus": ids[has_load],
-                                                 "p_mw": bus[has_load, 2], "q_mvar": bus[has_load, 3]})
+    tables["load"] = Table.from_columns(
+        "load",
+        {
+            "id": ids[has_load],
+            "bus": ids[has_load],
+            "p_mw": bus[has_load, 2],
+            "q_mvar": bus[has_load, 3],
+        },
+    )
     grid = Grid(case.name, 50.0, tables)
     grid.meta.update({"source": "matpower", "import_notes": case.notes, "base_mva": case.base_mva})
     grid.validate(raise_on_error=True)

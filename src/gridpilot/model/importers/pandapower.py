@@ -19,8 +19,12 @@ from gridpilot.model.profiles import Profiles
 from gridpilot.model.schema import ElementType, GenKind, SwitchKind
 from gridpilot.model.table import Table
 
-_SWITCH_KIND = {"CB": SwitchKind.BREAKER, "LBS": SwitchKind.LOAD_BREAK, "LS": SwitchKind.LOAD_BREAK,
-                "DS": SwitchKind.DISCONNECTOR}
+_SWITCH_KIND = {
+    "CB": SwitchKind.BREAKER,
+    "LBS": SwitchKind.LOAD_BREAK,
+    "LS": SwitchKind.LOAD_BREAK,
+    "DS": SwitchKind.DISCONNECTOR,
+}
 
 
 def _col(df: pd.DataFrame, name: str, default: Any) -> np.ndarray:
@@ -61,18 +65,34 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
     x, y = _coords(bus)
     zone = pd.factorize(bus["zone"].astype(str))[0] if "zone" in bus.columns else np.zeros(len(bus))
     tables: dict[str, Table] = {
-        "bus": Table.from_columns("bus", {
-            "id": bus.index.to_numpy(), "v_nom_kv": bus["vn_kv"].to_numpy(), "x": x, "y": y,
-            "zone": zone, "in_service": bus["in_service"].to_numpy(bool)}),
+        "bus": Table.from_columns(
+            "bus",
+            {
+                "id": bus.index.to_numpy(),
+                "v_nom_kv": bus["vn_kv"].to_numpy(),
+                "x": x,
+                "y": y,
+                "zone": zone,
+                "in_service": bus["in_service"].to_numpy(bool),
+            },
+        ),
     }
     ln = net.line
     par = _col(ln, "parallel", 1).astype(float)
-    tables["line"] = Table.from_columns("line", {
-        "id": ln.index.to_numpy(), "from_bus": ln["from_bus"].to_numpy(), "to_bus": ln["to_bus"].to_numpy(),
-        "length_km": ln["length_km"].to_numpy(), "r_ohm_per_km": ln["r_ohm_per_km"].to_numpy() / par,
-        "x_ohm_per_km": ln["x_ohm_per_km"].to_numpy() / par, "c_nf_per_km": _col(ln, "c_nf_per_km", 0.0) * par,
-        "max_i_ka": ln["max_i_ka"].to_numpy() * par * _col(ln, "df", 1.0),
-        "in_service": ln["in_service"].to_numpy(bool)})
+    tables["line"] = Table.from_columns(
+        "line",
+        {
+            "id": ln.index.to_numpy(),
+            "from_bus": ln["from_bus"].to_numpy(),
+            "to_bus": ln["to_bus"].to_numpy(),
+            "length_km": ln["length_km"].to_numpy(),
+            "r_ohm_per_km": ln["r_ohm_per_km"].to_numpy() / par,
+            "x_ohm_per_km": ln["x_ohm_per_km"].to_numpy() / par,
+            "c_nf_per_km": _col(ln, "c_nf_per_km", 0.0) * par,
+            "max_i_ka": ln["max_i_ka"].to_numpy() * par * _col(ln, "df", 1.0),
+            "in_service": ln["in_service"].to_numpy(bool),
+        },
+    )
     tr = net.trafo
     if len(tr):
         tap_pos = _col(tr, "tap_pos", 0.0)
@@ -81,80 +101,179 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
         tap_max = np.maximum(_col(tr, "tap_max", np.nan), tap_pos)
         tap_min = np.where(np.isnan(tap_min), tap_pos, tap_min)
         tap_max = np.where(np.isnan(tap_max), tap_pos, tap_max)
-        side = tr["tap_side"].fillna("hv").astype(str).str.lower().to_numpy() if "tap_side" in tr else np.array(["hv"] * len(tr))
+        side = (
+            tr["tap_side"].fillna("hv").astype(str).str.lower().to_numpy()
+            if "tap_side" in tr
+            else np.array(["hv"] * len(tr))
+        )
         tpar = _col(tr, "parallel", 1).astype(float)
-        tables["transformer"] = Table.from_columns("transformer", {
-            "id": tr.index.to_numpy(), "hv_bus": tr["hv_bus"].to_numpy(), "lv_bus": tr["lv_bus"].to_numpy(),
-            "sn_mva": tr["sn_mva"].to_numpy() * tpar, "vn_hv_kv": tr["vn_hv_kv"].to_numpy(),
-            "vn_lv_kv": tr["vn_lv_kv"].to_numpy(), "vk_percent": tr["vk_percent"].to_numpy(),
-            "vkr_percent": tr["vkr_percent"].to_numpy(), "pfe_kw": _col(tr, "pfe_kw", 0.0) * tpar,
-            "i0_percent": _col(tr, "i0_percent", 0.0), "shift_degree": _col(tr, "shift_degree", 0.0),
-            "tap_side": (side == "lv").astype(np.int8), "tap_pos": np.round(tap_pos),
-            "tap_neutral": np.round(tap_neutral), "tap_min": np.round(tap_min), "tap_max": np.round(tap_max),
-            "tap_step_percent": _col(tr, "tap_step_percent", 0.0),
-            "in_service": tr["in_service"].to_numpy(bool)})
+        tables["transformer"] = Table.from_columns(
+            "transformer",
+            {
+                "id": tr.index.to_numpy(),
+                "hv_bus": tr["hv_bus"].to_numpy(),
+                "lv_bus": tr["lv_bus"].to_numpy(),
+                "sn_mva": tr["sn_mva"].to_numpy() * tpar,
+                "vn_hv_kv": tr["vn_hv_kv"].to_numpy(),
+                "vn_lv_kv": tr["vn_lv_kv"].to_numpy(),
+                "vk_percent": tr["vk_percent"].to_numpy(),
+                "vkr_percent": tr["vkr_percent"].to_numpy(),
+                "pfe_kw": _col(tr, "pfe_kw", 0.0) * tpar,
+                "i0_percent": _col(tr, "i0_percent", 0.0),
+                "shift_degree": _col(tr, "shift_degree", 0.0),
+                "tap_side": (side == "lv").astype(np.int8),
+                "tap_pos": np.round(tap_pos),
+                "tap_neutral": np.round(tap_neutral),
+                "tap_min": np.round(tap_min),
+                "tap_max": np.round(tap_max),
+                "tap_step_percent": _col(tr, "tap_step_percent", 0.0),
+                "in_service": tr["in_service"].to_numpy(bool),
+            },
+        )
     sw = net.switch
     if len(sw):
         keep = sw["et"].isin(["l", "t", "b"]).to_numpy()
         if not keep.all():
             notes.append(f"{int((~keep).sum())} switches at three-winding transformers dropped")
         sw = sw[keep]
-        et = sw["et"].map({"l": ElementType.LINE, "t": ElementType.TRANSFORMER, "b": ElementType.BUS}).to_numpy()
-        kind = sw["type"].map(lambda t: int(_SWITCH_KIND.get(str(t), SwitchKind.LOAD_BREAK))).to_numpy() if "type" in sw else np.ones(len(sw))
+        et = (
+            sw["et"]
+            .map({"l": ElementType.LINE, "t": ElementType.TRANSFORMER, "b": ElementType.BUS})
+            .to_numpy()
+        )
+        kind = (
+            sw["type"]
+            .map(lambda t: int(_SWITCH_KIND.get(str(t), SwitchKind.LOAD_BREAK)))
+            .to_numpy()
+            if "type" in sw
+            else np.ones(len(sw))
+        )
         closed = sw["closed"].to_numpy(bool)
-        tables["switch"] = Table.from_columns("switch", {
-            "id": sw.index.to_numpy(), "bus": sw["bus"].to_numpy(), "element": sw["element"].to_numpy(),
-            "et": et, "kind": kind, "closed": closed, "normally_open": ~closed})
+        tables["switch"] = Table.from_columns(
+            "switch",
+            {
+                "id": sw.index.to_numpy(),
+                "bus": sw["bus"].to_numpy(),
+                "element": sw["element"].to_numpy(),
+                "et": et,
+                "kind": kind,
+                "closed": closed,
+                "normally_open": ~closed,
+            },
+        )
     eg = net.ext_grid
-    tables["source"] = Table.from_columns("source", {
-        "id": eg.index.to_numpy(), "bus": eg["bus"].to_numpy(), "vm_pu": eg["vm_pu"].to_numpy(),
-        # pandapower's runpp treats ext_grid as an ideal slack; s_sc_max_mva is for short circuits
-        "va_deg": _col(eg, "va_degree", 0.0), "sk_mva": 1e10,
-        "rx_ratio": 0.1, "in_service": eg["in_service"].to_numpy(bool)})
+    tables["source"] = Table.from_columns(
+        "source",
+        {
+            "id": eg.index.to_numpy(),
+            "bus": eg["bus"].to_numpy(),
+            "vm_pu": eg["vm_pu"].to_numpy(),
+            # pandapower's runpp treats ext_grid as an ideal slack; s_sc_max_mva is for short circuits
+            "va_deg": _col(eg, "va_degree", 0.0),
+            "sk_mva": 1e10,
+            "rx_ratio": 0.1,
+            "in_service": eg["in_service"].to_numpy(bool),
+        },
+    )
     ld = net.load
     scale = _col(ld, "scaling", 1.0)
-    i_share = _col(ld, "const_i_p_percent", _col(ld, "const_i_percent", 0.0)[0] if len(ld) else 0.0) / 100.0
-    z_share = _col(ld, "const_z_p_percent", _col(ld, "const_z_percent", 0.0)[0] if len(ld) else 0.0) / 100.0
-    tables["load"] = Table.from_columns("load", {
-        "id": ld.index.to_numpy(), "bus": ld["bus"].to_numpy(), "p_mw": ld["p_mw"].to_numpy() * scale,
-        "q_mvar": ld["q_mvar"].to_numpy() * scale, "i_share": i_share, "z_share": z_share,
-        "in_service": ld["in_service"].to_numpy(bool)})
+    i_share = (
+        _col(ld, "const_i_p_percent", _col(ld, "const_i_percent", 0.0)[0] if len(ld) else 0.0)
+        / 100.0
+    )
+    z_share = (
+        _col(ld, "const_z_p_percent", _col(ld, "const_z_percent", 0.0)[0] if len(ld) else 0.0)
+        / 100.0
+    )
+    tables["load"] = Table.from_columns(
+        "load",
+        {
+            "id": ld.index.to_numpy(),
+            "bus": ld["bus"].to_numpy(),
+            "p_mw": ld["p_mw"].to_numpy() * scale,
+            "q_mvar": ld["q_mvar"].to_numpy() * scale,
+            "i_share": i_share,
+            "z_share": z_share,
+            "in_service": ld["in_service"].to_numpy(bool),
+        },
+    )
     gens = []
     sg = net.sgen
     if len(sg):
         sscale = _col(sg, "scaling", 1.0)
-        gens.append(pd.DataFrame({"id": sg.index.to_numpy(), "bus": sg["bus"].to_numpy(),
-                                  "kind": _gen_kind(sg["type"] if "type" in sg else pd.Series([""] * len(sg))),
-                                  "p_mw": sg["p_mw"].to_numpy() * sscale, "q_mvar": sg["q_mvar"].to_numpy() * sscale,
-                                  "sn_mva": _col(sg, "sn_mva", 0.0), "in_service": sg["in_service"].to_numpy(bool),
-                                  "src": "sgen", "profile": sg["profile"].to_numpy() if "profile" in sg else None}))
+        gens.append(
+            pd.DataFrame(
+                {
+                    "id": sg.index.to_numpy(),
+                    "bus": sg["bus"].to_numpy(),
+                    "kind": _gen_kind(sg["type"] if "type" in sg else pd.Series([""] * len(sg))),
+                    "p_mw": sg["p_mw"].to_numpy() * sscale,
+                    "q_mvar": sg["q_mvar"].to_numpy() * sscale,
+                    "sn_mva": _col(sg, "sn_mva", 0.0),
+                    "in_service": sg["in_service"].to_numpy(bool),
+                    "src": "sgen",
+                    "profile": sg["profile"].to_numpy() if "profile" in sg else None,
+                }
+            )
+        )
     if len(net.gen):
         g = net.gen
-        notes.append(f"{len(g)} voltage-controlled generators imported as PQ injections at their p_mw")
+        notes.append(
+            f"{len(g)} voltage-controlled generators imported as PQ injections at their p_mw"
+        )
         offset = (int(sg.index.max()) + 1) if len(sg) else 0
-        gens.append(pd.DataFrame({"id": g.index.to_numpy() + offset, "bus": g["bus"].to_numpy(),
-                                  "kind": np.full(len(g), int(GenKind.CONVENTIONAL)),
-                                  "p_mw": g["p_mw"].to_numpy() * _col(g, "scaling", 1.0), "q_mvar": 0.0,
-                                  "sn_mva": _col(g, "sn_mva", 0.0), "in_service": g["in_service"].to_numpy(bool),
-                                  "src": "gen", "profile": g["profile"].to_numpy() if "profile" in g else None}))
+        gens.append(
+            pd.DataFrame(
+                {
+                    "id": g.index.to_numpy() + offset,
+                    "bus": g["bus"].to_numpy(),
+                    "kind": np.full(len(g), int(GenKind.CONVENTIONAL)),
+                    "p_mw": g["p_mw"].to_numpy() * _col(g, "scaling", 1.0),
+                    "q_mvar": 0.0,
+                    "sn_mva": _col(g, "sn_mva", 0.0),
+                    "in_service": g["in_service"].to_numpy(bool),
+                    "src": "gen",
+                    "profile": g["profile"].to_numpy() if "profile" in g else None,
+                }
+            )
+        )
     gdf = pd.concat(gens, ignore_index=True) if gens else pd.DataFrame()
     if len(gdf):
         neg = gdf["p_mw"].to_numpy() < 0
         if neg.any():
             notes.append(f"{int(neg.sum())} generators with negative p_mw set to 0")
             gdf.loc[neg, "p_mw"] = 0.0
-        tables["generator"] = Table.from_columns("generator", {k: gdf[k].to_numpy() for k in
-                                                               ("id", "bus", "kind", "p_mw", "q_mvar", "sn_mva", "in_service")})
+        tables["generator"] = Table.from_columns(
+            "generator",
+            {
+                k: gdf[k].to_numpy()
+                for k in ("id", "bus", "kind", "p_mw", "q_mvar", "sn_mva", "in_service")
+            },
+        )
     st = net.storage
     if len(st):
         e = _col(st, "max_e_mwh", 0.0)
-        pmax = np.maximum.reduce([np.abs(st["p_mw"].to_numpy()), _col(st, "sn_mva", 0.0), _col(st, "max_p_mw", 0.0)])
-        tables["storage"] = Table.from_columns("storage", {
-            "id": st.index.to_numpy(), "bus": st["bus"].to_numpy(), "p_mw": st["p_mw"].to_numpy() * _col(st, "scaling", 1.0),
-            "q_mvar": st["q_mvar"].to_numpy(), "e_mwh": np.where(e > 0, e, np.maximum(pmax, 1e-3) * 2),
-            "soc": np.clip(_col(st, "soc_percent", 50.0) / 100.0, 0, 1), "p_max_mw": np.where(pmax > 0, pmax, 1e-3),
-            "in_service": st["in_service"].to_numpy(bool)})
-    grid = Grid(name or str(getattr(net, "name", "") or "pandapower"), float(getattr(net, "f_hz", 50.0)), tables)
+        pmax = np.maximum.reduce(
+            [np.abs(st["p_mw"].to_numpy()), _col(st, "sn_mva", 0.0), _col(st, "max_p_mw", 0.0)]
+        )
+        tables["storage"] = Table.from_columns(
+            "storage",
+            {
+                "id": st.index.to_numpy(),
+                "bus": st["bus"].to_numpy(),
+                "p_mw": st["p_mw"].to_numpy() * _col(st, "scaling", 1.0),
+                "q_mvar": st["q_mvar"].to_numpy(),
+                "e_mwh": np.where(e > 0, e, np.maximum(pmax, 1e-3) * 2),
+                "soc": np.clip(_col(st, "soc_percent", 50.0) / 100.0, 0, 1),
+                "p_max_mw": np.where(pmax > 0, pmax, 1e-3),
+                "in_service": st["in_service"].to_numpy(bool),
+            },
+        )
+    grid = Grid(
+        name or str(getattr(net, "name", "") or "pandapower"),
+        float(getattr(net, "f_hz", 50.0)),
+        tables,
+    )
     labels = {}
     for comp, df in (("bus", bus), ("line", ln), ("load", ld)):
         if "name" in df.columns:
@@ -170,7 +289,9 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
     try:
         grid.validate(raise_on_error=True)
     except ValidationError as exc:
-        raise ValidationError(f"the pandapower network does not form a valid grid:\n  {exc}", exc.issues) from None
+        raise ValidationError(
+            f"the pandapower network does not form a valid grid:\n  {exc}", exc.issues
+        ) from None
     return grid
 
 
@@ -225,5 +346,7 @@ def _attach_simbench_profiles(grid: Grid, net: Any, gdf: pd.DataFrame) -> None:
         step = t1 - t0
     else:
         t0, step = pd.Timestamp("2016-01-01"), pd.Timedelta(minutes=15)
-    index = np.datetime64(t0.to_datetime64(), "s") + np.arange(steps) * np.timedelta64(int(step.total_seconds()), "s")
+    index = np.datetime64(t0.to_datetime64(), "s") + np.arange(steps) * np.timedelta64(
+        int(step.total_seconds()), "s"
+    )
     grid.profiles = Profiles(index, names, np.column_stack(cols), {"source": "simbench"})
