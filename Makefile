@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
