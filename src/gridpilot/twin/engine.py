@@ -32,6 +32,11 @@ def _as2d(a: np.ndarray | None, n: int, name: str, t: int | None) -> np.ndarray 
     return arr
 
 
+def _full(a: np.ndarray | None, t: int) -> bool:
+    """``a`` can go to power-grid-model as a (t, n) update array without a copy."""
+    return a is not None and a.shape[0] == t and a.flags.c_contiguous
+
+
 class PgmEngine:
     """A grid compiled once into a power-grid-model instance; calculations with updates."""
 
@@ -51,6 +56,16 @@ class PgmEngine:
         self._block_unit_share = [
             bool(np.all(np.asarray(share) == 1.0)) for _c, _p, share, _s in self.net.load_blocks
         ]
+        blocks = (
+            self.net.load_blocks
+        )  # one block of every load in order, share 1: no gather, no copy
+        self._whole_load_block = (
+            len(blocks) == 1
+            and blocks[0][0] == "load"
+            and blocks[0][1].size == self.net.n_sym_load
+            and self._block_identity[0]
+            and self._block_unit_share[0]
+        )
         self._sw_line = np.flatnonzero(sw["et"] == ElementType.LINE)
         self._sw_trafo = np.flatnonzero(sw["et"] == ElementType.TRANSFORMER)
         self._sw_line_pos = (
@@ -76,9 +91,20 @@ class PgmEngine:
 
     # --- building updates ---------------------------------------------------------------------
     def build_update(
-        self, t: int | None, inj: Mapping[str, np.ndarray | None], switch_closed: np.ndarray | None
+        self,
+        t: int | None,
+        inj: Mapping[str, np.ndarray | None],
+        switch_closed: np.ndarray | None,
+        *,
+        in_watts: bool = False,
     ) -> dict:
-        """Columnar batch update of ``t`` scenarios (``t`` None: infer from the arrays)."""
+        """Columnar batch update of ``t`` scenarios (``t`` None: infer from the arrays).
+
+        ``in_watts``: the injection arrays are already in W/var (see
+        :func:`~gridpilot.twin.inputs.step_injections`' ``scale``); a full (t, n) array then goes
+        to power-grid-model as it is, without a copy.
+        """
+        unit = 1.0 if in_watts else 1e6
         g = self.grid
         arrays = {
             "load_p_mw": _as2d(inj.get("load_p_mw"), len(g.load), "load_p_mw", t),
@@ -112,8 +138,10 @@ class PgmEngine:
             for k in ("load_p_mw", "load_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
         ):
             base = net.input[CT.sym_load]
-            p = np.empty((t, net.n_sym_load))
-            q = np.empty((t, net.n_sym_load))
+            whole = self._whole_load_block and unit == 1.0  # the load array is the update as it is
+            lp, lq = arrays["load_p_mw"], arrays["load_q_mvar"]
+            p = lp if whole and _full(lp, t) else np.empty((t, net.n_sym_load))
+            q = lq if whole and _full(lq, t) else np.empty((t, net.n_sym_load))
             keys = {"storage": "storage_p_mw", "ev_charger": "ev_p_mw", "flex_load": "flex_p_mw"}
             p_given = [
                 arrays["load_p_mw" if c == "load" else keys[c]] is not None
@@ -127,17 +155,17 @@ class PgmEngine:
                 p[:] = base["p_specified"]
             if not all(q_given):
                 q[:] = base["q_specified"]
-            for (comp, pos, share, start), ident, unit in zip(
+            for (comp, pos, share, start), ident, unit_share in zip(
                 net.load_blocks, self._block_identity, self._block_unit_share, strict=True
             ):
                 sl = slice(start, start + pos.size)
-                scale = 1e6 if unit else share * 1e6
+                scale = unit if unit_share else share * unit
                 for key, out in (
                     ("load_p_mw", p) if comp == "load" else (keys[comp], p),
                     ("load_q_mvar", q) if comp == "load" else (None, q),
                 ):
                     a = arrays[key] if key is not None else None
-                    if a is not None:
+                    if a is not None and a is not out:
                         np.multiply(a if ident else a[:, pos], scale, out=out[:, sl])
             # an attribute no array sets is left out: power-grid-model keeps the input value
             upd[CT.sym_load] = {"p_specified": p} | ({"q_specified": q} if any(q_given) else {})
@@ -146,9 +174,12 @@ class PgmEngine:
         ) and CT.sym_gen in net.input:
             gen: dict[str, np.ndarray] = {}
             for key, attr in (("gen_p_mw", "p_specified"), ("gen_q_mvar", "q_specified")):
-                if arrays[key] is not None:
-                    gen[attr] = np.multiply(
-                        np.broadcast_to(arrays[key], (t, arrays[key].shape[1])), 1e6
+                a = arrays[key]
+                if a is not None:
+                    gen[attr] = (
+                        a
+                        if unit == 1.0 and _full(a, t)
+                        else np.multiply(np.broadcast_to(a, (t, a.shape[1])), unit)
                     )
             upd[CT.sym_gen] = gen
         if sc is not None:

@@ -54,14 +54,18 @@ def profiles_for(grid: Grid, steps: int) -> tuple[Profiles, dict[str, np.ndarray
 
 
 def step_injections(
-    grid: Grid, prof: Profiles, cols: dict[str, np.ndarray], sel: slice
+    grid: Grid, prof: Profiles, cols: dict[str, np.ndarray], sel: slice, scale: float = 1.0
 ) -> dict[str, np.ndarray]:
-    """(T, n) arrays of every injection for the steps ``sel`` of ``prof``."""
+    """(T, n) arrays of every injection for the steps ``sel`` of ``prof``.
+
+    Values are in MW/Mvar times ``scale`` (1e6: W/var, what power-grid-model takes, with no
+    extra pass over the arrays); the keys keep their ``_mw``/``_mvar`` names.
+    """
     out = {
-        "load_p_mw": prof.scale(grid.load["p_mw"], cols["load_p"], sel),
-        "load_q_mvar": prof.scale(grid.load["q_mvar"], cols["load_q"], sel),
-        "gen_p_mw": prof.scale(grid.generator["p_mw"], cols["gen_p"], sel),
+        "load_p_mw": prof.scale(grid.load["p_mw"] * scale, cols["load_p"], sel),
+        "load_q_mvar": prof.scale(grid.load["q_mvar"] * scale, cols["load_q"], sel),
+        "gen_p_mw": prof.scale(grid.generator["p_mw"] * scale, cols["gen_p"], sel),
     }
     if len(grid.storage):
-        out["storage_p_mw"] = prof.scale(grid.storage["p_mw"], cols["storage_p"], sel)
+        out["storage_p_mw"] = prof.scale(grid.storage["p_mw"] * scale, cols["storage_p"], sel)
     return out

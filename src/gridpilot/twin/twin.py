@@ -304,10 +304,17 @@ class Twin:
         for a in range(0, steps, chunk_steps):
             b = min(steps, a + chunk_steps)
             sel = slice(start + a, start + b)
-            inj = step_injections(g, prof, cols, sel)
+            # the PGM engine takes W/var: scaled once here instead of copied per chunk
+            unit = 1e6 if self.mode == "pgm" else 1.0
+            inj = step_injections(g, prof, cols, sel, scale=unit)
             for k, v in given.items():
                 if v is not None:
-                    inj[k] = np.asarray(v)[a:b] if np.ndim(v) == 2 else v
+                    vv = (
+                        np.asarray(v, dtype=np.float64)[a:b]
+                        if np.ndim(v) == 2
+                        else np.asarray(v, np.float64)
+                    )
+                    inj[k] = vv * unit if unit != 1.0 else vv
             sc = (
                 switch_closed[a:b]
                 if switch_closed is not None and np.ndim(switch_closed) == 2
@@ -479,7 +486,7 @@ class Twin:
         sub = self._rows_of(inj, rows, n)
         if sc is not None and np.ndim(sc) == 2 and m != n:
             sc = np.asarray(sc)[rows]
-        upd = self.engine.build_update(m, sub, sc)
+        upd = self.engine.build_update(m, sub, sc, in_watts=self.mode == "pgm")
         out, ok, secs = self.engine.run(upd, out_req, threading=threading)
         part["ok"][rows] = ok
         u = out[CT.node]["u_pu"]
