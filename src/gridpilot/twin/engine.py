@@ -140,8 +140,6 @@ class PgmEngine:
             base = net.input[CT.sym_load]
             whole = self._whole_load_block and unit == 1.0  # the load array is the update as it is
             lp, lq = arrays["load_p_mw"], arrays["load_q_mvar"]
-            p = lp if whole and _full(lp, t) else np.empty((t, net.n_sym_load))
-            q = lq if whole and _full(lq, t) else np.empty((t, net.n_sym_load))
             keys = {"storage": "storage_p_mw", "ev_charger": "ev_p_mw", "flex_load": "flex_p_mw"}
             p_given = [
                 arrays["load_p_mw" if c == "load" else keys[c]] is not None
@@ -151,24 +149,27 @@ class PgmEngine:
                 arrays["load_q_mvar"] is not None if c == "load" else False
                 for c, *_ in net.load_blocks
             ]
+            p = lp if whole and _full(lp, t) else np.empty((t, net.n_sym_load))
+            # reactive power only where an array sets some: else PGM keeps the input values
+            q = None
+            if any(q_given):
+                q = lq if whole and _full(lq, t) else np.empty((t, net.n_sym_load))
             if not all(p_given):  # columns no array sets keep the grid's value
                 p[:] = base["p_specified"]
-            if not all(q_given):
+            if q is not None and not all(q_given):
                 q[:] = base["q_specified"]
             for (comp, pos, share, start), ident, unit_share in zip(
                 net.load_blocks, self._block_identity, self._block_unit_share, strict=True
             ):
                 sl = slice(start, start + pos.size)
                 scale = unit if unit_share else share * unit
-                for key, out in (
-                    ("load_p_mw", p) if comp == "load" else (keys[comp], p),
-                    ("load_q_mvar", q) if comp == "load" else (None, q),
-                ):
-                    a = arrays[key] if key is not None else None
+                pairs = [(arrays["load_p_mw" if comp == "load" else keys[comp]], p)]
+                if comp == "load" and q is not None:
+                    pairs.append((arrays["load_q_mvar"], q))
+                for a, out in pairs:
                     if a is not None and a is not out:
                         np.multiply(a if ident else a[:, pos], scale, out=out[:, sl])
-            # an attribute no array sets is left out: power-grid-model keeps the input value
-            upd[CT.sym_load] = {"p_specified": p} | ({"q_specified": q} if any(q_given) else {})
+            upd[CT.sym_load] = {"p_specified": p} | ({"q_specified": q} if q is not None else {})
         if (
             arrays["gen_p_mw"] is not None or arrays["gen_q_mvar"] is not None
         ) and CT.sym_gen in net.input:

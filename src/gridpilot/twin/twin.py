@@ -55,6 +55,11 @@ class Twin:
         self._has_trafo = CT.transformer in self.engine.net.input
 
     @property
+    def _in_watts(self) -> bool:
+        """Chunk injections are built in W/var: the PGM engine takes them as they are."""
+        return self.mode == "pgm"
+
+    @property
     def radial(self) -> RadialEngine:
         """The radial kernel of this grid (built on first use)."""
         if self._radial is None:
@@ -301,11 +306,10 @@ class Twin:
         tl_all = np.empty((steps, nt), np.float32) if keep[2] else None
         calc = 0.0
         used = {"radial": 0, "power-grid-model": 0}
+        unit = 1e6 if self._in_watts else 1.0  # scaled once here instead of copied per chunk
         for a in range(0, steps, chunk_steps):
             b = min(steps, a + chunk_steps)
             sel = slice(start + a, start + b)
-            # the PGM engine takes W/var: scaled once here instead of copied per chunk
-            unit = 1e6 if self.mode == "pgm" else 1.0
             inj = step_injections(g, prof, cols, sel, scale=unit)
             for k, v in given.items():
                 if v is not None:
@@ -486,7 +490,7 @@ class Twin:
         sub = self._rows_of(inj, rows, n)
         if sc is not None and np.ndim(sc) == 2 and m != n:
             sc = np.asarray(sc)[rows]
-        upd = self.engine.build_update(m, sub, sc, in_watts=self.mode == "pgm")
+        upd = self.engine.build_update(m, sub, sc, in_watts=self._in_watts)
         out, ok, secs = self.engine.run(upd, out_req, threading=threading)
         part["ok"][rows] = ok
         u = out[CT.node]["u_pu"]
