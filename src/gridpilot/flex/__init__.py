@@ -21,11 +21,14 @@ from gridpilot.flex.aggregate import (
 from gridpilot.flex.dr import (
     DR_CLASSES,
     Event,
+    EventPlan,
     OptOut,
     Program,
     Report,
     dispatch_event,
+    event_setpoints,
     participants,
+    shed_potential,
 )
 from gridpilot.flex.field_adapter import fleet_from_field
 from gridpilot.flex.fleet import (
@@ -59,6 +62,7 @@ __all__ = [
     "EVSessions",
     "Envelope",
     "Event",
+    "EventPlan",
     "Fleet",
     "NetworkModel",
     "OptOut",
@@ -78,11 +82,13 @@ __all__ = [
     "dispatch_event",
     "envelope",
     "evaluate",
+    "event_setpoints",
     "fleet_from_field",
     "generate_fleet",
     "inverter_q_capability",
     "participants",
     "plan",
     "plan_window",
+    "shed_potential",
     "uncontrolled_dispatch",
 ]

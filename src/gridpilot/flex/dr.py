@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from gridpilot.errors import UnknownComponentError, ValidationError
-from gridpilot.flex.aggregate import disaggregate
+from gridpilot.flex.aggregate import Dispatch, disaggregate
 from gridpilot.flex.fleet import Fleet, PVInverters
 
 DR_CLASSES = ("battery", "ev", "water_heater")
@@ -135,19 +136,19 @@ def _select(fleet: Fleet, masks: dict[str, np.ndarray]) -> Fleet:
     return f
 
 
-def participants(
+def _participants(
     fleet: Fleet, event: Event, opt_outs: list[OptOut] | tuple[OptOut, ...] = ()
-) -> tuple[dict[str, np.ndarray], int]:
-    """Masks of participating devices per class; unknown device ids or buses are an UnknownComponentError."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Masks of participating devices per class and the ids that opted out of ``event`` per class."""
     ids = {"battery": fleet.batteries.id, "ev": fleet.ev.ev, "water_heater": fleet.water_heaters.id}
     buses = {
         "battery": fleet.batteries.bus,
         "ev": fleet.ev.bus,
         "water_heater": fleet.water_heaters.bus,
     }
-    known_bus = fleet.buses()
+    known_bus = set(fleet.buses().tolist())
     for b in event.buses:
-        if int(b) not in set(known_bus.tolist()):
+        if int(b) not in known_bus:
             raise UnknownComponentError(
                 "bus", int(b), f"event {event.id}: no flexible device at this bus"
             )
@@ -165,7 +166,7 @@ def participants(
         if not event.devices and not event.buses:
             m = np.ones(ids[c].size, bool)
         masks[c] = m
-    out = 0
+    out: dict[str, list[int]] = {c: [] for c in DR_CLASSES}
     for o in opt_outs:
         if o.event_id != event.id:
             continue
@@ -176,9 +177,19 @@ def participants(
             raise UnknownComponentError(
                 f"{o.device_class} device", o.device_id, f"opt-out of event {event.id}"
             )
-        out += int(np.any(masks[o.device_class] & hit))
+        if np.any(masks[o.device_class] & hit):
+            out[o.device_class].append(int(o.device_id))
         masks[o.device_class] &= ~hit
-    return masks, out
+    return masks, {c: np.unique(np.asarray(v, np.int64)) for c, v in out.items()}
+
+
+def participants(
+    fleet: Fleet, event: Event, opt_outs: list[OptOut] | tuple[OptOut, ...] = ()
+) -> tuple[dict[str, np.ndarray], int]:
+    """Masks of participating devices per class (EV mask over sessions) and how many devices
+    opted out; unknown device ids or buses are an UnknownComponentError."""
+    masks, out = _participants(fleet, event, opt_outs)
+    return masks, sum(int(v.size) for v in out.values())
 
 
 def _total(d: Any) -> np.ndarray:
@@ -187,6 +198,82 @@ def _total(d: Any) -> np.ndarray:
         + d.p_mw["ev"].sum(axis=1)
         + d.p_mw["water_heater"].sum(axis=1)
     )
+
+
+@dataclass
+class _Shed:
+    """The event's dispatch of its participants (shared by :func:`dispatch_event` and
+    :func:`event_setpoints`): their own counterfactual, their floor, the shed share per step and
+    what they do in the event."""
+
+    counterfactual: Dispatch
+    floor: Dispatch
+    room_mw: np.ndarray  # (steps,) what the participants could shed, MW
+    share: np.ndarray  # (steps,) share of that room asked for
+    during: Dispatch
+
+
+def _floor_targets(n: int, n_bus: int) -> dict[str, np.ndarray]:
+    return {c: np.full((n, n_bus), -1e9) for c in DR_CLASSES}
+
+
+def _shed(state: Fleet, event: Event, keep_devices: bool = False) -> _Shed:
+    """Dispatch participants ``state`` (their state at ``event.start``) through the event.
+
+    Each bus's participants move from their own baseline towards their feasible minimum (water
+    heaters off while the tank stays in the comfort band, EVs at the least that still meets
+    departure, batteries discharging within state of charge) by the share of the total room
+    needed for ``target_mw`` (all of it for a triggered price event).
+    """
+    buses = state.buses()
+    n = event.duration
+    cf = disaggregate(state, event.start, {}, buses, steps=n, keep_devices=keep_devices)
+    floor = disaggregate(
+        state, event.start, _floor_targets(n, buses.size), buses, keep_devices=keep_devices
+    )
+    base_b = sum(cf.p_mw[c] for c in DR_CLASSES)
+    min_b = sum(floor.p_mw[c] for c in DR_CLASSES)
+    room = np.clip(base_b - min_b, 0, None)
+    tot = room.sum(axis=1)
+    if event.program.kind == "price":
+        hit = float(event.price_eur_per_mwh or 0.0) >= event.program.trigger_eur_per_mwh
+        share = np.full(n, 1.0 if hit else 0.0)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.clip(np.where(tot > 0, float(event.target_mw or 0.0) / tot, 0.0), 0, 1)
+    tg = {
+        c: cf.p_mw[c] - share[:, None] * np.clip(cf.p_mw[c] - floor.p_mw[c], 0, None)
+        for c in DR_CLASSES
+    }
+    if np.any(share > 0):
+        during = disaggregate(state, event.start, tg, buses, keep_devices=keep_devices)
+    else:  # nothing asked (a price below the trigger): the devices carry on on their own
+        during = cf
+    return _Shed(cf, floor, tot, share, during)
+
+
+def shed_potential(fleet: Fleet, t0: int, steps: int = 1) -> np.ndarray:
+    """What the whole fleet could shed below its own baseline at steps ``t0 .. t0 + steps``, MW.
+
+    Returns (steps,) MW: every device from its own baseline (thermostats, EVs charging at once,
+    batteries idle) to its feasible minimum, the state carried along the minimum path.
+    """
+    if steps <= 0:
+        raise ValidationError(f"shed_potential: field 'steps' must be > 0, got {steps}")
+    buses = fleet.buses()
+    cf = disaggregate(fleet, t0, {}, buses, steps=steps)
+    floor = disaggregate(fleet, t0, _floor_targets(steps, buses.size), buses)
+    return np.clip(_total(cf) - _total(floor), 0, None)
+
+
+def _check_window(event: Event, t0: int, steps: int | None) -> None:
+    end = None if steps is None else t0 + steps
+    if event.start < t0 or (end is not None and event.start + event.duration > end):
+        span = f"{t0}..{end}" if end is not None else f"from {t0} on"
+        raise ValidationError(
+            f"event {event.id}: steps {event.start}..{event.start + event.duration} are outside "
+            f"the simulated {span}"
+        )
 
 
 def dispatch_event(
@@ -205,12 +292,8 @@ def dispatch_event(
     event); everything else follows its own logic. A target larger than the fleet can shed
     is reported as not met (``target_met`` False), not hidden.
     """
-    if not (t0 <= event.start and event.start + event.duration <= t0 + steps):
-        raise ValidationError(
-            f"event {event.id}: steps {event.start}..{event.start + event.duration} are outside "
-            f"the simulated {t0}..{t0 + steps}"
-        )
-    masks, n_out = participants(fleet, event, opt_outs)
+    _check_window(event, t0, steps)
+    masks, out_ids = _participants(fleet, event, opt_outs)
     part = _select(fleet, masks)
     rest = _select(fleet, {c: ~m for c, m in masks.items()})
     base = disaggregate(fleet, t0, {}, steps=steps)
@@ -219,34 +302,7 @@ def dispatch_event(
     n = event.duration
     pre = disaggregate(part, t0, {}, steps=a) if a > 0 else None
     state = pre.fleet_after if pre is not None else part
-    buses = state.buses()
-    cf = disaggregate(
-        state, event.start, {}, buses, steps=n
-    )  # their own counterfactual in the event
-    floor = disaggregate(
-        state, event.start, {c: np.full((n, buses.size), -1e9) for c in DR_CLASSES}, buses
-    )
-    base_b = sum(cf.p_mw[c] for c in DR_CLASSES)
-    min_b = sum(floor.p_mw[c] for c in DR_CLASSES)
-    room = np.clip(base_b - min_b, 0, None)
-    if event.program.kind == "price":
-        share = (
-            np.ones(n)
-            if event.price_eur_per_mwh >= event.program.trigger_eur_per_mwh
-            else np.zeros(n)
-        )  # type: ignore[operator]
-    else:
-        tot = room.sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.clip(np.where(tot > 0, float(event.target_mw) / tot, 0.0), 0, 1)  # type: ignore[arg-type]
-    tg = {
-        c: cf.p_mw[c] - share[:, None] * np.clip(cf.p_mw[c] - floor.p_mw[c], 0, None)
-        for c in DR_CLASSES
-    }
-    if np.any(share > 0):
-        during = disaggregate(state, event.start, tg, buses)
-    else:  # nothing asked (a price below the trigger): the devices carry on on their own
-        during = disaggregate(state, event.start, {}, buses, steps=n)
+    during = _shed(state, event).during
     post_n = t0 + steps - (event.start + n)
     post = (
         disaggregate(during.fleet_after, event.start + n, {}, steps=post_n) if post_n > 0 else None
@@ -265,7 +321,141 @@ def dispatch_event(
         actual,
         in_event,
         {c: int(m.sum()) for c, m in masks.items()},
-        n_out,
+        sum(int(v.size) for v in out_ids.values()),
         event.target_mw,
         viol,
+    )
+
+
+@dataclass
+class EventPlan:
+    """Per-device set points of one DR event (see :func:`event_setpoints`).
+
+    Per class (``battery``, ``ev``, ``water_heater``): ``device_ids`` (n,) the participating
+    devices (EVs by car id), ``p_mw`` (steps, n) their set points, ``baseline_mw`` what each
+    would draw on its own and ``floor_mw`` the least it could draw (MW, load convention: +
+    consumes, a battery's negative set point discharges). ``reduction_mw`` (steps,) the expected
+    reduction below the fleet's own baseline (non-participants do not change), ``room_mw``
+    (steps,) what the participants could shed at most; ``opted_out`` the ids that opted out.
+    """
+
+    event_id: str
+    start: int
+    steps: int
+    step_h: float
+    target_mw: float | None
+    device_ids: dict[str, np.ndarray]
+    p_mw: dict[str, np.ndarray]
+    baseline_mw: dict[str, np.ndarray]
+    floor_mw: dict[str, np.ndarray]
+    reduction_mw: np.ndarray
+    room_mw: np.ndarray
+    opted_out: dict[str, np.ndarray]
+    limit_violations: int
+
+    @property
+    def short_mw(self) -> np.ndarray:
+        """(steps,) MW by which the expected reduction falls short of the target (0 when met)."""
+        if self.target_mw is None:
+            return np.zeros(self.steps)
+        return np.clip(self.target_mw - self.reduction_mw, 0.0, None)
+
+    @property
+    def target_met(self) -> bool | None:
+        """Whether every step's expected reduction reaches the target (None for price events)."""
+        if self.target_mw is None:
+            return None
+        return bool(np.all(self.reduction_mw >= self.target_mw * 0.999))
+
+    @property
+    def n_devices(self) -> int:
+        """Participating devices (EVs counted per car)."""
+        return sum(int(v.size) for v in self.device_ids.values())
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able figures: target, expected reduction (mean/min MW, MWh), shortfall, devices."""
+        red = self.reduction_mw
+        return {
+            "event": self.event_id,
+            "start": self.start,
+            "steps": self.steps,
+            "target_mw": self.target_mw,
+            "expected_reduction_mw": [round(float(x), 6) for x in red],
+            "mean_reduction_mw": float(red.mean()) if red.size else 0.0,
+            "min_reduction_mw": float(red.min()) if red.size else 0.0,
+            "energy_mwh": float(red.sum() * self.step_h),
+            "short_mw": float(self.short_mw.max()) if red.size else 0.0,
+            "target_met": self.target_met,
+            "room_mw": [round(float(x), 6) for x in self.room_mw],
+            "participants": {c: int(v.size) for c, v in self.device_ids.items()},
+            "opted_out": {c: v.tolist() for c, v in self.opted_out.items() if v.size},
+            "device_limit_violations": self.limit_violations,
+        }
+
+
+def _per_car(p: np.ndarray, car: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Session columns (steps, n_sessions) summed per car: (car ids, (steps, n_cars))."""
+    cars, inv = np.unique(car, return_inverse=True)
+    m = csr_matrix((np.ones(car.size), (inv, np.arange(car.size))), shape=(cars.size, car.size))
+    return cars, np.asarray((m @ p.T).T).reshape(p.shape[0], cars.size)
+
+
+def event_setpoints(
+    fleet: Fleet,
+    event: Event,
+    t0: int,
+    opt_outs: list[OptOut] | tuple[OptOut, ...] = (),
+) -> EventPlan:
+    """Per-device set points for ``event`` over ``fleet``, whose state is that of step ``t0``.
+
+    The same dispatch as :func:`dispatch_event` (participants from their own baseline towards
+    their feasible minimum by the share the target needs; devices always within their limits),
+    kept per device: returns an :class:`EventPlan` with set points (steps, n) MW per class for
+    the event's steps, the expected reduction per step against the fleet's own baseline and
+    what falls short of the target. Participants run on their own from ``t0`` to the event's
+    start. An event starting before ``t0``, unknown device ids or buses raise clear errors.
+    """
+    _check_window(event, t0, None)
+    masks, out_ids = _participants(fleet, event, opt_outs)
+    part = _select(fleet, masks)
+    a = event.start - t0
+    state = disaggregate(part, t0, {}, steps=a).fleet_after if a > 0 else part
+    sh = _shed(state, event, keep_devices=True)
+    ids = {
+        "battery": state.batteries.id,
+        "ev": state.ev.ev,
+        "water_heater": state.water_heaters.id,
+    }
+    dev_ids: dict[str, np.ndarray] = {}
+    p: dict[str, np.ndarray] = {}
+    base: dict[str, np.ndarray] = {}
+    floor: dict[str, np.ndarray] = {}
+    n = event.duration
+    for c in DR_CLASSES:
+        cols = [
+            d.device_p_mw[c].reshape(n, ids[c].size)
+            for d in (sh.during, sh.counterfactual, sh.floor)
+        ]
+        if c == "ev":
+            pairs = [_per_car(x, ids[c]) for x in cols]
+            dev_ids[c] = pairs[0][0]
+            cols = [x[1] for x in pairs]
+        else:
+            dev_ids[c] = ids[c].copy()
+        p[c], base[c], floor[c] = cols
+    red = _total(sh.counterfactual) - _total(sh.during)
+    return EventPlan(
+        event.id,
+        event.start,
+        n,
+        fleet.step_h,
+        event.target_mw,
+        dev_ids,
+        p,
+        base,
+        floor,
+        red,
+        sh.room_mw,
+        out_ids,
+        sh.during.limit_violations,
     )
