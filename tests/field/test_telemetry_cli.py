@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gridpilot.field import Command, FieldSimulator, FleetConfig
-from gridpilot.field.publish import METER_QUANTITIES, FieldTelemetry
+from gridpilot.field.publish import METER_QUANTITIES, PUBLISHED_SENSORS, FieldTelemetry
 from gridpilot.telemetry import DuckDBStore, Ingestor, InProcessBus, Receiver
 
 
@@ -31,7 +31,7 @@ def test_published_readings_are_verified_and_stored(case33) -> None:
     assert (
         rep.readings_stored
         == st.readings
-        == n_meters * len(METER_QUANTITIES) + sum(v.size for v in batch.sensors.values())
+        == n_meters * len(METER_QUANTITIES) + sum(batch.sensors[k].size for k in PUBLISHED_SENSORS)
     )
     latest = ing.store.latest()
     p = latest[(latest.device_id == "m5") & (latest.quantity == "p_kw")]["value"].iloc[0]

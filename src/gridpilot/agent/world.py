@@ -19,9 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.errors import ValidationError
 from gridpilot.field import fault_indications
-from gridpilot.model import GenKind, Grid
+from gridpilot.field.conditions import set_condition, unknown_event
+from gridpilot.field.grid_devices import (
+    GridConditions,
+    clip_storage_setpoint,
+    ev_charging_mw,
+    flex_load_mw,
+    generator_mw,
+    storage_mw,
+    storage_soc_after,
+)
+from gridpilot.model import Grid
 from gridpilot.twin import Twin, energised, profiles_for
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
@@ -81,18 +91,7 @@ class Observation:
         return float(ll.max()) if ll.size else 0.0
 
 
-@dataclass
-class Conditions:
-    """Exogenous conditions set by scenario events (multipliers on the profiles)."""
-
-    load_factor: float = 1.0
-    heat_peak_factor: float = (
-        0.0  # extra afternoon load (air conditioning) share, peak at heat_peak_hour
-    )
-    heat_peak_hour: float = 17.0
-    wind_factor: float = 1.0
-    pv_factor: float = 1.0
-    ev_factor: float = 1.0
+Conditions = GridConditions  # exogenous conditions set by scenario events (the field's)
 
 
 class SimWorld:
@@ -143,7 +142,7 @@ class SimWorld:
         self.storage_cmd_mw = g.storage["p_mw"].copy()
         self.storage_soc = g.storage["soc"].copy()
         self.ev_cmd_factor = 1.0
-        self.cond = Conditions()
+        self.cond = GridConditions()
         self._pending: list[dict[str, Any]] = []
         self.switch_ops = 0
         self._build_maps()
@@ -184,21 +183,17 @@ class SimWorld:
             float((self.time - self.time.astype("datetime64[D]")) / np.timedelta64(1, "s")) / 3600.0
         )
         hours = (hours + (t - self.t) * self.step_s / 3600.0) % 24.0
-        heat = 1.0 + self.cond.heat_peak_factor * float(
-            np.exp(-0.5 * ((hours - self.cond.heat_peak_hour) / 3.5) ** 2)
-        )
-        lf = self.cond.load_factor * heat
+        lf = self.cond.demand_factor(hours)
         load_p = self._scale(g.load["p_mw"], self._cols["load_p"], row) * lf
         load_q = self._scale(g.load["q_mvar"], self._cols["load_q"], row) * lf
-        gen = self._scale(g.generator["p_mw"], self._cols["gen_p"], row)
-        kind = g.generator["kind"]
-        gen[kind == GenKind.WIND] *= self.cond.wind_factor
-        gen[kind == GenKind.PV] *= self.cond.pv_factor
-        gen[self.gen_tripped] = 0.0
-        evening = float(np.exp(-0.5 * ((hours - 19.0) / 2.0) ** 2))
-        ev = g.ev_charger["p_max_mw"] * np.clip(0.15 + 0.6 * evening, 0, 1) * self.cond.ev_factor
-        ev = np.minimum(ev, g.ev_charger["p_max_mw"] * max(self.cond.ev_factor, 1.0))
-        flex = g.flex_load["p_mw"] * 0.5 * lf
+        gen = generator_mw(
+            g,
+            self._scale(g.generator["p_mw"], self._cols["gen_p"], row),
+            self.cond,
+            self.gen_tripped,
+        )
+        ev = ev_charging_mw(g, hours, self.cond.ev_factor)
+        flex = flex_load_mw(g, lf)
         return {
             "load_p_mw": load_p,
             "load_q_mvar": load_q,
@@ -303,28 +298,15 @@ class SimWorld:
                 # the crew hands the feeder back in its normal configuration
                 self.switch_closed = self.normal_closed.copy()
             ev["lines"] = lines
-        elif kind == "wind_drop":
-            self.cond.wind_factor = float(params.get("factor", 0.1))
-        elif kind == "wind_restore":
-            self.cond.wind_factor = 1.0
+        elif set_condition(self.cond, kind, params):  # wind, heatwave, EV surge (the field's)
+            pass
         elif kind == "gen_trip":
             gid = int(params.get("generator", -1))
             self.gen_tripped[g.generator.index_of(gid)] = True
-        elif kind == "heatwave":
-            self.cond.load_factor = float(params.get("load_factor", 1.25))
-            self.cond.heat_peak_factor = float(params.get("peak_factor", 0.3))
-            self.cond.heat_peak_hour = float(params.get("peak_hour", 17.0))
-        elif kind == "ev_surge":
-            self.cond.ev_factor = float(params.get("factor", 2.5))
         elif kind == "fpi_failure":
             self.fpi_failed[g.switch.index_of(int(params.get("switch", -1)))] = True
         else:
-            raise UnknownComponentError(
-                "event kind",
-                kind,
-                "known: fault, repair, wind_drop, wind_restore, gen_trip, heatwave, ev_surge,"
-                " fpi_failure",
-            )
+            raise unknown_event(kind)
         ev["t"] = self.t
         if (
             kind == "repair"
@@ -355,8 +337,7 @@ class SimWorld:
     def set_storage(self, storage_id: int, p_mw: float) -> None:
         """Battery set point, MW (+ charging, - discharging), clipped to its rating."""
         k = int(self.grid.storage.index_of(storage_id)[0])
-        pm = float(self.grid.storage["p_max_mw"][k])
-        self.storage_cmd_mw[k] = float(np.clip(p_mw, -pm, pm))
+        self.storage_cmd_mw[k] = clip_storage_setpoint(self.grid, k, p_mw)
 
     def set_ev_factor(self, factor: float) -> None:
         """EV smart-charging factor 0..1 on the uncontrolled charging power."""
@@ -373,15 +354,11 @@ class SimWorld:
         g = self.grid
         inj = self.controlled(self.demand())
         # storage state of charge limits the set point
-        e = g.storage["e_mwh"]
-        sp = inj["storage_p_mw"]
-        empty = (self.storage_soc <= 0.02) & (sp < 0)
-        full = (self.storage_soc >= 0.98) & (sp > 0)
-        sp[empty | full] = 0.0
+        sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
         res = self.twin.powerflow(switch_closed=self.switch_closed, **inj)
         if len(g.storage):
-            self.storage_soc = np.clip(
-                self.storage_soc + sp * self.step_s / 3600.0 / np.maximum(e, 1e-9), 0, 1
+            self.storage_soc = storage_soc_after(
+                self.storage_soc, sp, g.storage["e_mwh"], self.step_s
             )
         en = res.energised if res.converged else np.zeros(len(g.bus), bool)
         load_bus = g.bus.position_map(g.load["bus"])

@@ -127,7 +127,14 @@ class FieldTelemetry:
                 self.sensor_ids["source"],
                 {"p_mw": s["source_p_mw"], "q_mvar": s["source_q_mvar"], "v_pu": s["source_v_pu"]},
             ),
-            (self.sensor_ids["line"], {"p_mw": s["line_p_mw"], "q_mvar": s["line_q_mvar"]}),
+            (
+                self.sensor_ids["line"],
+                {
+                    "p_mw": s["line_p_mw"],
+                    "q_mvar": s["line_q_mvar"],
+                    "loading_pct": s["line_loading_pct"],
+                },
+            ),
             (self.sensor_ids["bus"], {"v_pu": s["bus_v_pu"]}),
             (self.sensor_ids["switch"], {"switch_closed": s["switch_closed"]}),
         ]
@@ -161,9 +168,23 @@ class FieldTelemetry:
             st.frames += len(frs)
             st.bytes += len(payload)
         st.readings = len(batch.meters) * len(METER_QUANTITIES) + sum(
-            v.size for v in batch.sensors.values()
+            batch.sensors[k].size for k in PUBLISHED_SENSORS
         )
         return st
+
+
+# sensor quantities signed by SCADA (FPIs, grid-device and substation meters travel on the
+# protection/metering channel: no telemetry quantity for them yet)
+PUBLISHED_SENSORS = (
+    "source_p_mw",
+    "source_q_mvar",
+    "source_v_pu",
+    "line_p_mw",
+    "line_q_mvar",
+    "line_loading_pct",
+    "bus_v_pu",
+    "switch_closed",
+)
 
 
 @dataclass

@@ -27,7 +27,23 @@ import numpy as np
 
 from gridpilot.errors import Issue, UnknownComponentError, ValidationError
 from gridpilot.field import devices
+from gridpilot.field.conditions import (
+    EVENT_KINDS,
+    GRID_COMMANDS,
+    grid_command,
+    number,
+    set_condition,
+    unknown_event,
+)
 from gridpilot.field.fleet import DeviceFleet, FleetConfig, build_fleet
+from gridpilot.field.grid_devices import (
+    GridDeviceState,
+    ev_charging_mw,
+    flex_load_mw,
+    generator_mw,
+    storage_mw,
+    storage_soc_after,
+)
 from gridpilot.field.protection import FaultIndications, fault_indications
 from gridpilot.model import Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
@@ -42,6 +58,7 @@ COMMANDS = (
     "water_heater_resume",
     "pause",
     "resume",
+    *GRID_COMMANDS,
 )
 
 
@@ -55,6 +72,10 @@ class Command:
     ``pv_limit`` (fraction 0..1 of kWp), ``water_heater_pause`` / ``water_heater_resume``,
     ``pause`` / ``resume`` (the whole simulation). Device ``target`` is a position or an array
     of positions within that kind (``None`` = all of them); ``value`` a scalar or one per target.
+    Grid-level devices (the grid's tables): ``grid_storage_setpoint`` (``target`` storage id,
+    ``value`` MW, + charging, clipped to the rating), ``ev_charging_factor`` (``value`` 0..1 on
+    the EV charging stations), ``flex_load_level`` (``value`` 0..1 of the flexible loads
+    curtailed), ``fpi_reset`` (every fault-passage indicator reset).
     """
 
     name: str
@@ -140,10 +161,13 @@ class MeterReadings:
 class FieldReadings:
     """What the field sends at one instant: meter rows, grid sensors, events.
 
-    ``sensors``: ``source_p_mw``, ``source_q_mvar``, ``source_v_pu`` (per source), ``line_p_mw``
-    and ``line_q_mvar`` (at the from end of ``sensor_line_ids``), ``bus_v_pu`` (at
-    ``sensor_bus_ids``), ``switch_closed`` (per switch, 1.0 closed); false data on sensors is
-    already applied.
+    ``sensors``: ``source_p_mw``, ``source_q_mvar``, ``source_v_pu`` (per source), ``line_p_mw``,
+    ``line_q_mvar`` and ``line_loading_pct`` (at the from end of ``sensor_line_ids``),
+    ``bus_v_pu`` (at ``sensor_bus_ids``), ``switch_closed`` and ``fpi`` (per switch, 1.0 closed /
+    picked up), the grid devices' own metering (``gen_p_mw``, ``storage_p_mw``, ``storage_soc``,
+    ``ev_p_mw``, ``flex_p_mw``, table order, 0 where de-energised) and, with
+    ``substation_meters``, ``load_p_mw`` / ``load_q_mvar`` per grid load (secondary-substation
+    metering, every step); false data on sensors is already applied.
     """
 
     ts_ms: int
@@ -184,9 +208,13 @@ class FieldSimulator:
 
     ``meter_interval_s``: meters report every this many seconds (900 = 15-minute AMI);
     ``sensor_line_ids`` / ``sensor_bus_ids``: flow and voltage sensors on the grid (default: the
-    first line leaving each source, no bus sensors); ``keep_history_days``: days of reported
-    meter values kept for replay attacks (0 disables them); ``seed`` for everything random;
-    ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
+    first line leaving each source, no bus sensors; ``"all"`` for every line / bus);
+    ``substation_meters``: report every grid load's P and Q each step; ``keep_history_days``:
+    days of reported meter values kept for replay attacks (0 disables them); ``seed`` for
+    everything random; ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
+
+    Besides the household devices the simulator steps the grid's own device tables
+    (:mod:`gridpilot.field.grid_devices`) and accepts scenario events (:meth:`inject_event`).
     """
 
     def __init__(
@@ -196,8 +224,9 @@ class FieldSimulator:
         *,
         start: str | None = None,
         meter_interval_s: int = 900,
-        sensor_line_ids: np.ndarray | list[int] | None = None,
-        sensor_bus_ids: np.ndarray | list[int] | None = None,
+        sensor_line_ids: np.ndarray | list[int] | str | None = None,
+        sensor_bus_ids: np.ndarray | list[int] | str | None = None,
+        substation_meters: bool = False,
         meter_p_noise: float = 0.01,
         meter_v_noise_pu: float = 0.002,
         keep_history_days: int = 0,
@@ -262,13 +291,14 @@ class FieldSimulator:
         self.sensor_line_ids = (
             self._default_sensor_lines()
             if sensor_line_ids is None
-            else np.asarray(sensor_line_ids, np.int64)
+            else self._sensor_ids("sensor_line_ids", sensor_line_ids, grid.line.ids)
         )
         self.sensor_bus_ids = (
             np.zeros(0, np.int64)
             if sensor_bus_ids is None
-            else np.asarray(sensor_bus_ids, np.int64)
+            else self._sensor_ids("sensor_bus_ids", sensor_bus_ids, grid.bus.ids)
         )
+        self.substation_meters = bool(substation_meters)
         grid.line.index_of(self.sensor_line_ids)  # raises on unknown ids
         grid.bus.index_of(self.sensor_bus_ids)
         self.sensor_bias: dict[str, np.ndarray] = {}
@@ -281,11 +311,38 @@ class FieldSimulator:
         self.meter_p_kw = np.zeros(nm, np.float32)  # true net power now
         self.load_p_mw = grid.load["p_mw"].copy()
         self.load_q_mvar = grid.load["q_mvar"].copy()
+        self.load_p_if_energised_mw = self.load_p_mw.copy()
+        # grid-level devices, protection indicators, the normal configuration (crews restore it)
+        self.grid_devices = GridDeviceState.of(grid)
+        self.grid_p_mw: dict[str, np.ndarray] = {}  # injections of the grid devices now
+        self.grid_demand_mw: dict[str, np.ndarray] = {}  # their uncommanded demand now
+        self.normal_closed = grid.switch["closed"].copy()
+        self.fpi = np.zeros(len(grid.switch), bool)  # latched until fpi_reset or repair
+        self.fpi_failed = np.zeros(len(grid.switch), bool)  # indicators that never pick up
+        self._uncleared: set[int] = set()
+        self._pos = {
+            name: grid.bus.position_map(tbl["bus"]) if len(tbl) else np.zeros(0, np.int64)
+            for name, tbl in (
+                ("load", grid.load),
+                ("gen", grid.generator),
+                ("storage", grid.storage),
+                ("ev", grid.ev_charger),
+                ("flex", grid.flex_load),
+            )
+        }
         self.pf: PowerFlowResult = self.twin.powerflow(switch_closed=self.switch_closed)
         self.last_stats: StepStats | None = None
         f = self.fleet  # EVs already home at the start are plugged in (no mass arrival at t=0)
         h0 = (self._start_offset_s / 3600.0) % 24.0
         f.ev_plugged[:] = (h0 >= f.ev_arrive_h) | (h0 < f.ev_depart_h)
+
+    @staticmethod
+    def _sensor_ids(name: str, ids: Any, all_ids: np.ndarray) -> np.ndarray:
+        if isinstance(ids, str):
+            if ids != "all":
+                raise ValidationError(issues=[Issue("field", name, "ids, or 'all'", value=ids)])
+            return np.asarray(all_ids, np.int64).copy()
+        return np.asarray(ids, np.int64)
 
     def _default_sensor_lines(self) -> np.ndarray:
         g = self.grid
@@ -334,11 +391,14 @@ class FieldSimulator:
         f.meter_ar += np.float32(0.4 * np.sqrt(1.0 - rho * rho)) * rng.standard_normal(
             f.meter_ar.size, np.float32
         )
+        dfac = self.grid_devices.cond.demand_factor(hour)  # heatwave: load factor and peak
         base = (
             f.meter_base_kw
             * load_shape[f.meter_load]
             * np.maximum(np.float32(0.05), 1 + f.meter_ar)
+            * np.float32(dfac)
         )
+        base_if_on = base * f.meter_online
         base *= live_m
         nm = base.size
         # devices
@@ -380,18 +440,14 @@ class FieldSimulator:
         w = f.meter_scale / 1000.0
         self.load_p_mw = np.bincount(f.meter_load, weights=net * w, minlength=nl)
         self.load_q_mvar = np.bincount(f.meter_load, weights=q * w, minlength=nl)
-        t1 = time.perf_counter()
-        gen = None
-        if len(self.grid.generator):
-            gcol = self._cols["gen_p"]
-            gshape = np.where(gcol >= 0, shapes[np.maximum(gcol, 0)], 1.0)
-            gen = self.grid.generator["p_mw"] * gshape
-        self.pf = self.twin.powerflow(
-            load_p_mw=self.load_p_mw,
-            load_q_mvar=self.load_q_mvar,
-            gen_p_mw=gen,
-            switch_closed=self.switch_closed,
+        # what the loads would draw if energised (dead households: their base demand)
+        on_bus = self.bus_live[f.meter_bus]
+        self.load_p_if_energised_mw = np.bincount(
+            f.meter_load, weights=np.where(on_bus, net, base_if_on) * w, minlength=nl
         )
+        self._step_grid_devices(shapes, hour, dfac, dt_s)
+        t1 = time.perf_counter()
+        self.pf = self._powerflow()
         t2 = time.perf_counter()
         if not self.pf.converged:
             self._event("powerflow_failed", "warning", {"t_s": self.t_s})
@@ -404,6 +460,35 @@ class FieldSimulator:
             float(self.pf.summary().get("vmin_pu", np.nan)),
         )
         return self.last_stats
+
+    def _step_grid_devices(self, shapes: np.ndarray, hour: float, dfac: float, dt_s: float) -> None:
+        """The grid's own devices this step (see :mod:`gridpilot.field.grid_devices`)."""
+        g, gd = self.grid, self.grid_devices
+        live = self.bus_live
+        gcol = self._cols["gen_p"]
+        gshape = np.where(gcol >= 0, shapes[np.maximum(gcol, 0)], 1.0) if gcol.size else gcol
+        gen = generator_mw(g, g.generator["p_mw"] * gshape, gd.cond, gd.gen_tripped)
+        ev = ev_charging_mw(g, hour, gd.cond.ev_factor)
+        flex = flex_load_mw(g, dfac)
+        sp = storage_mw(gd.storage_soc, gd.storage_cmd_mw) * live[self._pos["storage"]]
+        gd.storage_soc = storage_soc_after(gd.storage_soc, sp, g.storage["e_mwh"], dt_s)
+        self.grid_demand_mw = {"ev_p_mw": ev, "flex_p_mw": flex}
+        self.grid_p_mw = {
+            "gen_p_mw": gen,
+            "ev_p_mw": ev * gd.ev_cmd_factor,
+            "flex_p_mw": flex * (1.0 - gd.flex_level),
+            "storage_p_mw": sp,
+        }
+
+    def _powerflow(self) -> PowerFlowResult:
+        """The power flow of the present loads, grid devices and switch states (the truth)."""
+        inj = {k: v for k, v in self.grid_p_mw.items() if v.size}
+        return self.twin.powerflow(
+            load_p_mw=self.load_p_mw,
+            load_q_mvar=self.load_q_mvar,
+            switch_closed=self.switch_closed,
+            **inj,
+        )
 
     def run(
         self, duration_s: float, dt_s: float = 60.0, speed: float | None = None, on_step: Any = None
@@ -501,11 +586,32 @@ class FieldSimulator:
             "source_v_pu": np.nan_to_num(pf.v_pu[src_bus]).copy(),
             "line_p_mw": np.nan_to_num(pf.line_p_from_mw[lp]).copy(),
             "line_q_mvar": np.nan_to_num(pf.line_q_from_mvar[lp]).copy(),
+            "line_loading_pct": np.nan_to_num(pf.line_loading_pct[lp]).copy(),
             "bus_v_pu": np.nan_to_num(pf.v_pu[bp]).copy(),
             "switch_closed": self.switch_closed.astype(np.float64),
+            "fpi": self.fpi.astype(np.float64),
         }
+        out |= self._device_metering()
         for k, b in self.sensor_bias.items():
             out[k] = out[k] + b
+        return out
+
+    def _device_metering(self) -> dict[str, np.ndarray]:
+        """The grid devices' own meters (and, with ``substation_meters``, every load's), MW."""
+        g, live, pos = self.grid, self.bus_live, self._pos
+        z = lambda n: np.zeros(n)  # noqa: E731  before the first step: nothing measured yet
+        gp = self.grid_p_mw
+        out = {
+            "gen_p_mw": gp.get("gen_p_mw", z(len(g.generator))) * live[pos["gen"]],
+            "storage_p_mw": gp.get("storage_p_mw", z(len(g.storage))) * live[pos["storage"]],
+            "storage_soc": self.grid_devices.storage_soc.copy(),
+            "ev_p_mw": gp.get("ev_p_mw", z(len(g.ev_charger))) * live[pos["ev"]],
+            "flex_p_mw": gp.get("flex_p_mw", z(len(g.flex_load))) * live[pos["flex"]],
+        }
+        if self.substation_meters:
+            on = live[pos["load"]]
+            out["load_p_mw"] = self.load_p_mw * on
+            out["load_q_mvar"] = self.load_q_mvar * on
         return out
 
     def readings(self, *, meters: bool | None = None) -> FieldReadings:
@@ -580,6 +686,11 @@ class FieldSimulator:
             self._topology_changed()
         elif name in ("pause", "resume"):
             self.paused = name == "pause"
+        elif name == "fpi_reset":
+            detail["fpi_reset"] = int(self.fpi.sum())
+            self.fpi[:] = False
+        elif name in GRID_COMMANDS:
+            detail |= grid_command(self.grid, self.grid_devices, name, cmd.target, cmd.value)
         else:
             kind = {
                 "battery_setpoint": "battery",
@@ -622,6 +733,24 @@ class FieldSimulator:
             detail["devices"] = int(pos.size)
         return self._event("ack", "info", detail)
 
+    def set_switch_states(self, closed: np.ndarray) -> None:
+        """Set every switch at once (bool per switch, table order), e.g. a crew restoring a
+        configuration; protection then acts as for any switching."""
+        c = np.asarray(closed, bool)
+        if c.shape != self.switch_closed.shape:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "field",
+                        "switch_closed",
+                        f"needs one value per switch ({self.switch_closed.size})",
+                        value=c.shape,
+                    )
+                ]
+            )
+        self.switch_closed[:] = c
+        self._topology_changed()
+
     def _topology_changed(self) -> None:
         """After a switch change: protection (closing onto a fault trips again), then energisation."""
         for _ in range(
@@ -643,9 +772,7 @@ class FieldSimulator:
         before = self.bus_live
         self.bus_live = energised(self.grid, self.switch_closed)
         self._voltage_events(before, self.bus_live)
-        self.pf = self.twin.powerflow(
-            load_p_mw=self.load_p_mw, load_q_mvar=self.load_q_mvar, switch_closed=self.switch_closed
-        )
+        self.pf = self._powerflow()
 
     def _voltage_events(self, before: np.ndarray, after: np.ndarray) -> None:
         f = self.fleet
@@ -662,18 +789,34 @@ class FieldSimulator:
                 )
 
     def _trip(self, ind: FaultIndications) -> None:
-        if ind.fpi_switches.size:
+        sw = self.grid.switch
+        fpi = ind.fpi_switches
+        if fpi.size:  # failed indicators never pick up
+            fpi = fpi[~self.fpi_failed[sw.index_of(fpi)]]
+        if fpi.size:
+            self.fpi[sw.index_of(fpi)] = True
             self._event(
                 "fpi_pickup",
                 "warning",
-                {"line_fault_suspected": True, "switch_ids": ind.fpi_switches.tolist()},
+                {"line_fault_suspected": True, "switch_ids": fpi.tolist()},
             )
         if ind.trip_switch >= 0:
-            self.switch_closed[int(self.grid.switch.index_of(ind.trip_switch)[0])] = False
+            self.switch_closed[int(sw.index_of(ind.trip_switch)[0])] = False
             self._event(
                 "breaker_trip",
                 "alarm",
-                {"switch_id": ind.trip_switch, "lost_bus_ids": ind.lost_buses.tolist()},
+                {
+                    "switch_id": ind.trip_switch,
+                    "lost_bus_ids": ind.lost_buses.tolist(),
+                    "fpi_switch_ids": fpi.tolist(),
+                },
+            )
+        elif ind.fed and ind.line_id not in self._uncleared:
+            self._uncleared.add(ind.line_id)
+            self._event(
+                "fault_uncleared",
+                "alarm",
+                {"line_id": ind.line_id, "reason": "no switch on the fault-current path"},
             )
 
     # --- fault and attack injection ---------------------------------------------------------------
@@ -695,7 +838,53 @@ class FieldSimulator:
         """Clear the fault on ``line_id`` (crews repaired it)."""
         if self.faults.pop(int(line_id), None) is None:
             raise UnknownComponentError("fault", line_id, f"faulted lines: {sorted(self.faults)}")
+        self._uncleared.discard(int(line_id))
         self._event("line_repaired", "info", {"line_id": int(line_id)})
+
+    def inject_event(self, kind: str, **params: Any) -> dict[str, Any]:
+        """A scenario event (same kinds and parameters as ``gridpilot.agent.SimWorld.inject``).
+
+        ``fault`` (``line`` id: :meth:`inject_line_fault`); ``repair`` (``line`` id, default
+        every faulted line: :meth:`repair_line`; when no fault is left the crew resets the FPIs,
+        hands the feeder back in its normal switch configuration and reports: a ``crew_report``
+        event with ``lines``); ``wind_drop`` (``factor`` of available wind, default 0.1) /
+        ``wind_restore``; ``gen_trip`` (``generator`` id: output 0 from now on, the unit's relay
+        reports a ``device_trip`` event); ``heatwave`` (``load_factor`` 1.25, ``peak_factor``
+        0.3, ``peak_hour`` 17: on household base demand and flexible loads); ``ev_surge``
+        (``factor`` 2.5 on the EV charging stations); ``fpi_failure`` (``switch`` id: its
+        fault-passage indicator never picks up). Returns the event as recorded (``t_s`` added).
+        Unknown kinds raise :class:`~gridpilot.errors.UnknownComponentError` listing the known.
+        """
+        g = self.grid
+        rec: dict[str, Any] = {"kind": kind, **params, "t_s": self.t_s}
+        if kind not in EVENT_KINDS:
+            raise unknown_event(kind)
+        if set_condition(self.grid_devices.cond, kind, params):
+            self._event("condition", "info", {"kind": kind, **params})
+        elif kind == "fault":
+            line = int(number(kind, "line", params.get("line")))
+            self.inject_line_fault(line)
+        elif kind == "repair":
+            if "line" in params:
+                lines = [int(number(kind, "line", params["line"]))]
+            else:
+                lines = sorted(self.faults)
+            for ln in lines:
+                self.repair_line(ln)
+            rec["lines"] = lines
+            if not self.faults:  # the crew hands the feeder back in its normal configuration
+                self.fpi[:] = False
+                self.switch_closed[:] = self.normal_closed
+                self._topology_changed()
+            self._event("crew_report", "info", {"lines": lines, "event": "repaired"})
+        elif kind == "gen_trip":
+            gid = int(number(kind, "generator", params.get("generator")))
+            self.grid_devices.gen_tripped[g.generator.index_of(gid)] = True
+            self._event("device_trip", "alarm", {"generator": gid})
+        else:  # fpi_failure
+            sid = int(number(kind, "switch", params.get("switch")))
+            self.fpi_failed[g.switch.index_of(sid)] = True
+        return rec
 
     def inject_theft(
         self, meters: np.ndarray | list[int], factor: float | np.ndarray = 0.5
@@ -787,4 +976,17 @@ class FieldSimulator:
             "meter_p_kw": self.meter_p_kw.copy(),
             "faults": sorted(self.faults),
             "switch_closed": self.switch_closed.copy(),
+            "load_p_if_energised_mw": self.load_p_if_energised_mw.copy(),
+            "grid_demand_mw": {k: v.copy() for k, v in self.grid_demand_mw.items()},
+        }
+
+    def demand_if_energised(self) -> dict[str, np.ndarray]:
+        """Truth for KPIs: what each grid load, EV charging station and flexible load would draw
+        now if energised, MW (loads: live households' net power, de-energised households' base
+        demand; EV/flex: before the smart-charging factor and demand-response level)."""
+        g = self.grid
+        return {
+            "load_p_mw": self.load_p_if_energised_mw.copy(),
+            "ev_p_mw": self.grid_demand_mw.get("ev_p_mw", np.zeros(len(g.ev_charger))).copy(),
+            "flex_p_mw": self.grid_demand_mw.get("flex_p_mw", np.zeros(len(g.flex_load))).copy(),
         }
