@@ -15,6 +15,7 @@ from gridpilot.agent.audit import AuditLog
 from gridpilot.agent.contingency import ContingencyResult, N1Report, n1_sweep, write_n1_report
 from gridpilot.agent.env import GridEnv
 from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet, default_sensors
+from gridpilot.agent.fieldworld import FIELD_WORLD_FLEET, FieldWorld
 from gridpilot.agent.fleet import demo_grid
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
@@ -43,12 +44,14 @@ from gridpilot.agent.world import Observation, SimWorld
 
 __all__ = [
     "ACTION_KINDS",
+    "FIELD_WORLD_FLEET",
     "MODES",
     "SCENARIOS",
     "Action",
     "AuditLog",
     "Context",
     "ContingencyResult",
+    "FieldWorld",
     "FlisrPolicy",
     "FrequencyPolicy",
     "GridEnv",

@@ -24,13 +24,21 @@ def demo_events(step_s: float = 60.0) -> dict[int, list[dict[str, Any]]]:
 
 
 def build_demo(
-    grid: str = "case33bw", mode: str = "autonomous", audit_path: str | None = None
+    grid: str = "case33bw",
+    mode: str = "autonomous",
+    audit_path: str | None = None,
+    world: str = "sim",
 ) -> Any:
-    """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps."""
-    from gridpilot.agent import AuditLog, Orchestrator, SimWorld, demo_grid
+    """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
+    ``world`` ``sim`` (SimWorld) or ``field`` (FieldWorld on gridpilot.field)."""
+    from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
+    from gridpilot.errors import ValidationError
 
-    world = SimWorld(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
-    return Orchestrator(world, mode=mode, audit=AuditLog(audit_path or ":memory:"))
+    if world not in ("sim", "field"):
+        raise ValidationError(f"world: unknown {world!r}; known: sim, field")
+    cls = FieldWorld if world == "field" else SimWorld
+    world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
+    return Orchestrator(world_obj, mode=mode, audit=AuditLog(audit_path or ":memory:"))
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +60,9 @@ def register(app: typer.Typer) -> None:
         host: str = "127.0.0.1",
         port: int = 8765,
         mode: Annotated[str, typer.Option(help="autonomous or propose")] = "autonomous",
+        world: Annotated[
+            str, typer.Option(help="sim (SimWorld) or field (gridpilot.field's simulator)")
+        ] = "sim",
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -61,7 +72,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = build_demo(grid, mode)
+        orch = build_demo(grid, mode, world=world)
         events = demo_events(orch.world.step_s)
         if not serve:
             orch.run(steps, events)
@@ -115,6 +126,9 @@ def register(app: typer.Typer) -> None:
         fleet: Annotated[
             bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
         ] = True,
+        world: Annotated[
+            str, typer.Option(help="sim (SimWorld) or field (gridpilot.field's simulator)")
+        ] = "sim",
     ) -> None:
         """Run a what-if scenario with and without gridpilot's control; KPIs side by side."""
         from rich.console import Console
@@ -141,7 +155,13 @@ def register(app: typer.Typer) -> None:
                 from gridpilot.agent.scenarios import run_scenario, write_report
 
                 rep2 = run_scenario(
-                    name, grid, hours, executor=executor, address=address, fleet=fleet
+                    name,
+                    grid,
+                    hours,
+                    executor=executor,
+                    address=address,
+                    fleet=fleet,
+                    world=world,
                 )
                 data = rep2.to_dict()
                 if report:

@@ -43,6 +43,7 @@ import numpy as np
 from gridpilot.errors import UnknownComponentError, ValidationError
 
 SCENARIOS = ("fault", "heatwave", "ev-surge", "cyberattack", "n-1")
+WORLDS = ("sim", "field")  # SimWorld (the twin) or FieldWorld (gridpilot.field)
 PRICE_EUR_MWH = 120.0
 VOLL_EUR_MWH = 10_000.0
 DR_EUR_MWH = 150.0
@@ -82,6 +83,7 @@ class ScenarioSpec:
     step_s: float = 60.0
     fleet: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    world: str = "sim"  # "sim" (SimWorld) or "field" (FieldWorld: gridpilot.field's simulator)
 
 
 @dataclass
@@ -287,9 +289,12 @@ class _Kpis:
 
 def run_one(spec: ScenarioSpec) -> RunResult:
     """Run one scenario spec in the twin; returns its :class:`RunResult` (picklable, for Dask)."""
+    from gridpilot.agent.fieldworld import FieldWorld
     from gridpilot.agent.orchestrator import Orchestrator
     from gridpilot.agent.world import SimWorld
 
+    if spec.world not in WORLDS:
+        raise ValidationError(f"world: unknown {spec.world!r}; known: {', '.join(WORLDS)}")
     if spec.hours <= 0:
         raise ValidationError(f"hours: must be positive, got {spec.hours}")
     if spec.name not in SCENARIOS or spec.name == "n-1":
@@ -300,8 +305,11 @@ def run_one(spec: ScenarioSpec) -> RunResult:
     grid = scenario_grid(spec.grid, spec.fleet)
     start, events, attack = _setup(spec, grid)
     steps = round(spec.hours * 3600 / spec.step_s)
-    world = SimWorld(
-        grid, step_s=spec.step_s, start_step=start, horizon_steps=int(spec.hours * 4) + 8
+    horizon = int(spec.hours * 4) + 8
+    world: Any = (
+        FieldWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=horizon)
+        if spec.world == "field"
+        else SimWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=horizon)
     )
     kp = _Kpis(world.grid, spec.step_s)
     notes: list[str] = []
@@ -459,18 +467,21 @@ def run_scenario(
     fleet: bool = True,
     step_s: float = 60.0,
     params: dict[str, Any] | None = None,
+    world: str = "sim",
 ) -> ScenarioReport:
     """Run scenario ``name`` uncontrolled and controlled; returns the :class:`ScenarioReport`.
 
     Default hours: fault 4, heatwave 24, ev-surge 6, cyberattack 2. For ``n-1`` use
-    :func:`gridpilot.agent.contingency.n1_report`.
+    :func:`gridpilot.agent.contingency.n1_report`. ``world``: ``sim`` (SimWorld, default) or
+    ``field`` (FieldWorld on ``gridpilot.field``).
     """
     defaults = {"fault": 4.0, "heatwave": 24.0, "ev-surge": 6.0, "cyberattack": 2.0}
     if name not in defaults:
         raise UnknownComponentError("scenario", name, f"known: {', '.join(defaults)} (and n-1)")
     h = defaults[name] if hours is None else float(hours)
     specs = [
-        ScenarioSpec(name, grid, h, c, step_s, fleet, dict(params or {})) for c in (False, True)
+        ScenarioSpec(name, grid, h, c, step_s, fleet, dict(params or {}), world)
+        for c in (False, True)
     ]
     unc, ctl = run_many(specs, executor, address)
     rep = ScenarioReport(name, grid, h, unc, ctl)
