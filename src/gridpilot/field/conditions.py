@@ -37,6 +37,8 @@ def unknown_event(kind: str) -> UnknownComponentError:
 
 def number(scope: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf) -> float:
     """``value`` as a finite float within [lo, hi]; else ValidationError naming ``name`` and it."""
+    if value is None:
+        raise ValidationError(issues=[Issue(scope, name, "is required (a number)")])
     try:
         x = float(value)
     except (TypeError, ValueError):
