@@ -127,8 +127,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
         ] = True,
         world: Annotated[
-            str, typer.Option(help="sim (SimWorld) or field (gridpilot.field's simulator)")
-        ] = "sim",
+            str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
+        ] = "field",
     ) -> None:
         """Run a what-if scenario with and without gridpilot's control; KPIs side by side."""
         from rich.console import Console

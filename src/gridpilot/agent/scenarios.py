@@ -83,7 +83,7 @@ class ScenarioSpec:
     step_s: float = 60.0
     fleet: bool = True
     params: dict[str, Any] = field(default_factory=dict)
-    world: str = "sim"  # "sim" (SimWorld) or "field" (FieldWorld: gridpilot.field's simulator)
+    world: str = "field"  # "field" (FieldWorld: gridpilot.field's simulator) or "sim" (SimWorld)
 
 
 @dataclass
@@ -467,13 +467,13 @@ def run_scenario(
     fleet: bool = True,
     step_s: float = 60.0,
     params: dict[str, Any] | None = None,
-    world: str = "sim",
+    world: str = "field",
 ) -> ScenarioReport:
     """Run scenario ``name`` uncontrolled and controlled; returns the :class:`ScenarioReport`.
 
     Default hours: fault 4, heatwave 24, ev-surge 6, cyberattack 2. For ``n-1`` use
-    :func:`gridpilot.agent.contingency.n1_report`. ``world``: ``sim`` (SimWorld, default) or
-    ``field`` (FieldWorld on ``gridpilot.field``).
+    :func:`gridpilot.agent.contingency.n1_report`. ``world``: ``field`` (FieldWorld on
+    ``gridpilot.field``, default) or ``sim`` (SimWorld, the twin-only world).
     """
     defaults = {"fault": 4.0, "heatwave": 24.0, "ev-surge": 6.0, "cyberattack": 2.0}
     if name not in defaults:
