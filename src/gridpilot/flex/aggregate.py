@@ -331,6 +331,8 @@ def disaggregate(
     wh_e = w.energy_mwh.copy()
     wh_max = w.e_max_mwh
     on = w.heating.copy()  # thermostat state for the baseline
+    e_on = w.c_mwh_per_k * (w.t_on_c - w.t_min_c)  # thermostat thresholds as stored energy
+    e_off = w.c_mwh_per_k * (w.t_off_c - w.t_min_c)
     draw_all = w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0))
     avail = (
         np.zeros((steps, len(pv)))
@@ -407,7 +409,7 @@ def disaggregate(
             p = _share(tw[k], lo, hi, gw, pw)
             on = p > 0.5 * w.p_rated_mw
         else:
-            on = np.where(wh_e < 0.2 * wh_max, True, np.where(wh_e > 0.8 * wh_max, False, on))
+            on = np.where(wh_e < e_on, True, np.where(wh_e > e_off, False, on))
             p = np.clip(np.where(on, w.p_rated_mw, 0.0), lo, hi)
         wh_e = np.clip(wh_e + (p - d) * dt, 0.0, wh_max)
         viol += int(np.sum((p > w.p_rated_mw + 1e-12) | (p < -1e-12)))

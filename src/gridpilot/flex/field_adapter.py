@@ -120,6 +120,8 @@ def fleet_from_field(
         scale,
         (on % 13) - 6,
         np.asarray(devices.wh_heating[on], bool),
+        np.asarray(devices.wh_low_c[on], np.float64),  # the field's thermostat
+        hi,
     )
     pv = PVInverters(
         np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)

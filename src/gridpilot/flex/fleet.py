@@ -186,7 +186,9 @@ class WaterHeaters:
     ``c_mwh_per_k`` tank heat capacity, ``loss_mw`` standby loss (linearised at the middle of
     the comfort band), ``t_min_c``/``t_max_c`` the comfort band, ``t_c`` present temperature;
     hot-water draws (MW thermal) are ``draw_scale_mw * DRAW_SHAPE[(t + draw_shift) % 96]``;
-    ``heating`` is the thermostat's present state (used when the heater runs on its own).
+    ``heating`` is the thermostat's present state (used when the heater runs on its own);
+    the thermostat switches on below ``t_on_c`` and off above ``t_off_c`` (default 20 % and
+    80 % up the comfort band).
     """
 
     id: np.ndarray
@@ -200,9 +202,16 @@ class WaterHeaters:
     draw_scale_mw: np.ndarray
     draw_shift: np.ndarray
     heating: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    t_on_c: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    t_off_c: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         self.id = np.asarray(self.id, np.int64)
+        lo, hi = np.asarray(self.t_min_c, np.float64), np.asarray(self.t_max_c, np.float64)
+        if np.size(self.t_on_c) != np.size(self.id):
+            self.t_on_c = lo + 0.2 * (hi - lo)
+        if np.size(self.t_off_c) != np.size(self.id):
+            self.t_off_c = lo + 0.8 * (hi - lo)
         if np.size(self.heating) != np.size(self.id):
             self.heating = np.asarray(self.t_c, np.float64) < 0.5 * (
                 np.asarray(self.t_min_c) + np.asarray(self.t_max_c)
@@ -218,6 +227,8 @@ class WaterHeaters:
             "t_max_c",
             "t_c",
             "draw_scale_mw",
+            "t_on_c",
+            "t_off_c",
         ):
             setattr(self, k, np.asarray(getattr(self, k), np.float64))
         _same_len("water heater", vars(self))
