@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from gridpilot.agent.world import Observation, SimWorld
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import GenKind
 from gridpilot.twin import Twin, profiles_for
+
+if TYPE_CHECKING:
+    from gridpilot.agent.flexlink import FlexDR
 
 MODES = ("autonomous", "propose")
 
@@ -160,6 +163,13 @@ class Orchestrator:
         self._foreign: list[bytes] = []
         self.counters["telemetry_rejected"] = 0
         self._se_closed = self.normal_closed.copy()
+        # a world with household devices under command (the field world): DR is planned and
+        # dispatched as gridpilot.flex events on them; otherwise the world's own DR model
+        self.flexdr: FlexDR | None = None
+        if hasattr(world, "apply") and hasattr(world, "devices"):
+            from gridpilot.agent.flexlink import FlexDR  # gridpilot.flex only where it is used
+
+            self.flexdr = FlexDR(self.grid, world.devices)
         flat_profiles(self.grid)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -167,6 +177,12 @@ class Orchestrator:
     def dr_level(self) -> float:
         """Effective demand-response level: the highest request of any policy or operator."""
         return max(self.dr_requests.values(), default=0.0)
+
+    @property
+    def dr_share(self) -> float:
+        """Share of the estimated demand that DR level 1 sheds: the world's enrolled share plus,
+        with :class:`~gridpilot.agent.flexlink.FlexDR`, what the household devices could shed."""
+        return float(self.world.dr_share) + (self.flexdr.share if self.flexdr else 0.0)
 
     def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
         t = self.last.t if self.last is not None else 0
@@ -208,7 +224,7 @@ class Orchestrator:
             history=self.obs_history,
             load_est_mw=self.load_est_mw.copy(),
             gen_est_mw=self.gen_est_mw.copy(),
-            dr_share=self.world.dr_share,
+            dr_share=self.dr_share,
             dr_level=self.dr_level,
             dr_requests=dict(self.dr_requests),
             ev_factor=self.ev_factor,
@@ -231,7 +247,7 @@ class Orchestrator:
         g = self.grid
         lb = g.bus.position_map(g.load["bus"])
         on = obs.energised[lb]
-        cut = 1.0 - self.dr_level * self.world.dr_share
+        cut = 1.0 - self.dr_level * self.dr_share
         if self.last is not None:
             ratio = self.forecast_ratio(np.array([1.0]))[0]
             self.load_est_mw = self.load_est_mw * ratio
@@ -352,6 +368,9 @@ class Orchestrator:
                 obs = self._via_telemetry(obs)
             self.last = obs
             self.obs_history.append(obs)
+            if self.flexdr is not None:
+                self.flexdr.update_share(obs.time, float(obs.load_p_mw.sum()))
+                self._flex_run(lambda: self._flex_tick(obs))
             self._estimate(obs)
             self._state_estimate(obs)
             for ev in obs.events:
@@ -555,7 +574,7 @@ class Orchestrator:
                 plan=plan.id,
             )
             return "pending"
-        record("action", "done", self._execute(plan))
+        record("action", "done", self._execute(plan, actor))
         self._event(
             "action",
             f"{plan.source} #{plan.id}: " + "; ".join(a.describe() for a in plan.actions)[:200],
@@ -565,7 +584,68 @@ class Orchestrator:
         )
         return "done"
 
-    def _execute(self, plan: Plan) -> dict[str, Any]:
+    def _flex_tick(self, obs: Observation) -> list[Any]:
+        """FlexDR's step: the metered load and the load-shape forecast now (nominal-weighted),
+        for the events' measured reduction; returns its commands."""
+        assert self.flexdr is not None
+        g = self.grid
+        shape = self.load_forecast.shape(np.array([obs.time.astype("datetime64[s]")]))[0]
+        w = np.maximum(g.load["p_mw"], 0.0)
+        s = float((shape * w).sum() / max(w.sum(), 1e-9))
+        return self.flexdr.tick(obs.time, float(obs.load_p_mw.sum()), s if s > 0 else 1.0)
+
+    def _flex_run(self, fn: Any, why: str = "") -> None:
+        """Run a :class:`FlexDR` call, send its commands to the world, and audit and show every
+        event it dispatched, renewed or ended (actor: whoever asked for the DR)."""
+        fd = self.flexdr
+        assert fd is not None
+        before = {r.id: r.status for r in fd.records}
+        sim_time = str(self.last.time) if self.last is not None else ""
+        try:
+            cmds = fn()
+            if cmds:
+                self.world.apply(cmds)  # type: ignore[attr-defined]
+        except Exception as exc:  # the loop goes on; the failure is shown and on the record
+            self.audit.record(
+                actor="flex",
+                kind="dr_event",
+                what=repr(exc),
+                why=why or "demand-response dispatch failed",
+                status="failed",
+                sim_time=sim_time,
+            )
+            self._event("dr", f"demand-response dispatch failed: {exc}", "major")
+            return
+        for r in fd.records:
+            if before.get(r.id) == r.status:
+                continue
+            verb = {
+                "active": "dispatched",
+                "empty": "not dispatched (nothing to shed now)",
+            }.get(r.status, r.status)
+            self.audit.record(
+                actor=r.source or "flex",
+                kind="dr_event",
+                what=r.to_dict(),
+                why=r.reason or why or f"demand response level {r.level:.2f}",
+                status="dispatched" if r.status == "active" else r.status,
+                sim_time=sim_time,
+            )
+            text = (
+                f"DR event {r.id} {verb}: target {r.target_mw:.3f} MW, expected "
+                f"{r.expected_mean_mw:.3f} MW from {sum(r.devices.values())} devices"
+                if r.status in ("active", "empty")
+                else f"DR event {r.id} {verb}"
+                + (
+                    f": measured {r.measured_reduction_mw:.3f} MW vs expected "
+                    f"{r.expected_mean_mw:.3f} MW"
+                    if r.measured_reduction_mw is not None
+                    else ""
+                )
+            )
+            self._event("dr", text, "info", dr_event=r.id)
+
+    def _execute(self, plan: Plan, actor: str | None = None) -> dict[str, Any]:
         w = self.world
         done = []
         for a in plan.actions:
@@ -583,6 +663,16 @@ class Orchestrator:
                 else:
                     self.dr_requests.pop(plan.source, None)
                 w.set_dr(self.dr_level)
+                if self.flexdr is not None and self.last is not None:
+                    fd, now, lvl = self.flexdr, self.last.time, self.dr_level
+                    who = actor or f"policy:{plan.source}"
+                    buses = plan.data.get("dr_buses")
+                    self._flex_run(
+                        lambda fd=fd, now=now, lvl=lvl, who=who, buses=buses: fd.set_level(
+                            lvl, now, source=who, reason=plan.reason, buses=buses
+                        ),
+                        plan.reason,
+                    )
             elif a.kind == "storage":
                 w.set_storage(int(a.target or 0), float(a.value))
                 k = int(self.grid.storage.index_of(int(a.target or 0))[0])
@@ -655,7 +745,7 @@ class Orchestrator:
                     sim_time=sim_time,
                 )
                 return {"plan": plan_id, "status": "refused", "reasons": verdict.reasons}
-            result = self._execute(p.plan)
+            result = self._execute(p.plan, f"operator:{actor}")
             p.status, p.decided_by = "approved", actor
             self.audit.record(
                 actor=f"operator:{actor}",
@@ -747,6 +837,7 @@ class Orchestrator:
             "dead_buses": int((~o.energised).sum()),
             "dr_level": round(self.dr_level, 3),
             "dr_requests": dict(self.dr_requests),
+            "dr_share": round(self.dr_share, 4),
             "known_faults": sorted(self.known_faults),
             "alarms": len(self.alarms),
             "pending_proposals": sum(p.status == "pending" for p in self.proposals.values()),
@@ -831,6 +922,7 @@ class Orchestrator:
                 "proposals": [
                     p.to_dict() for p in self.proposals.values() if p.status == "pending"
                 ],
+                "dr_events": self.flexdr.events() if self.flexdr is not None else [],
             }
 
 

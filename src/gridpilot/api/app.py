@@ -351,7 +351,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 {
                     "level": orch.dr_level,
                     "requests": orch.dr_requests,
-                    "enrolled_share": orch.world.dr_share,
+                    "enrolled_share": orch.dr_share,
                     "batteries": [
                         {"id": int(i), "p_mw": float(p), "soc": float(s)}
                         for i, p, s in zip(
@@ -361,7 +361,10 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                             strict=True,
                         )
                     ],
-                    "method": "built-in DR (enrolled share of loads, water heaters, EV smart charging)",
+                    "method": "gridpilot.flex events on the field's household devices"
+                    if orch.flexdr is not None
+                    else "built-in DR (enrolled share of loads, water heaters, EV smart charging)",
+                    "events": orch.flexdr.events() if orch.flexdr is not None else [],
                 }
             )
 

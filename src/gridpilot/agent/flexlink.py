@@ -1,0 +1,386 @@
+"""Demand response planned and dispatched by :mod:`gridpilot.flex` on the field's devices.
+
+The loop decides a demand-response *level* 0..1 (policies, operators). :class:`FlexDR` turns it
+into an OpenADR-like :class:`~gridpilot.flex.Event` of a ``load_shed`` program over the field's
+device registry (:class:`gridpilot.field.DeviceFleet`, read through
+:func:`gridpilot.flex.fleet_from_field` in the grid's MW): target = level x the power the
+enrolled devices could shed now, for ``duration_min`` minutes (renewed from the devices' state
+while the level holds), at all enrolled devices or at given buses. The event's per-device set
+points (:func:`gridpilot.flex.event_setpoints`) become :class:`gridpilot.field.Command`\\ s the
+field understands: ``battery_setpoint`` (kW), ``ev_limit`` (kW), ``water_heater_pause`` /
+``water_heater_resume`` (on/off: the heaters with the most room are paused until the class's
+share of the reduction is covered), refreshed at every 15-minute step of the plan, and
+``battery_auto``, ``ev_limit`` = charger rating and ``water_heater_resume`` to release.
+
+:attr:`FlexDR.share` is the sheddable power over the feeder's load (what the loop's look-ahead
+model ``cut = 1 - level * dr_share`` needs), frozen while an event runs. Every event is kept as
+a :class:`DREventRecord` (id, target, expected reduction, devices, status and, once it ends, a
+measured reduction from the feeder-head power the loop passes to :meth:`FlexDR.tick`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.field import Command
+from gridpilot.flex import (
+    Event,
+    EventPlan,
+    Fleet,
+    OptOut,
+    Program,
+    event_setpoints,
+    fleet_from_field,
+    shed_potential,
+)
+from gridpilot.model import Grid
+
+FLEX_STEP_S = 900  # the flex package's step (15 minutes)
+PRE_SAMPLES = 15  # load samples before an event that form its measured baseline
+
+
+@dataclass
+class DREventRecord:
+    """One dispatched event, for the API and the audit log (powers in the grid's MW)."""
+
+    id: str
+    source: str
+    level: float
+    target_mw: float
+    start: str
+    duration_min: float
+    buses: list[int]
+    devices: dict[str, int]
+    expected_reduction_mw: list[float]
+    short_mw: float
+    target_met: bool | None
+    dispatch_ms: float
+    commands: int = 0
+    status: str = "active"  # active, released, superseded, renewed
+    end: str | None = None
+    measured_reduction_mw: float | None = None
+    measured_method: str = (
+        "metered load: its level over the 15 samples before the event times the load-shape "
+        "forecast, minus the load during the event (mean)"
+    )
+    reason: str = ""
+    pre_level_mw: float | None = None  # load over shape before the event
+    during: list[tuple[float, float]] = field(default_factory=list)  # (load MW, shape) samples
+
+    @property
+    def expected_mean_mw(self) -> float:
+        """Mean expected reduction over the event's steps, MW."""
+        r = self.expected_reduction_mw
+        return float(np.mean(r)) if r else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (without the raw samples)."""
+        return {
+            "id": self.id,
+            "program": "load_shed",
+            "source": self.source,
+            "level": self.level,
+            "target_mw": round(self.target_mw, 6),
+            "start": self.start,
+            "end": self.end,
+            "duration_min": self.duration_min,
+            "buses": self.buses,
+            "devices": self.devices,
+            "expected_reduction_mw": [round(x, 6) for x in self.expected_reduction_mw],
+            "expected_mean_mw": round(self.expected_mean_mw, 6),
+            "short_mw": round(self.short_mw, 6),
+            "target_met": self.target_met,
+            "dispatch_ms": round(self.dispatch_ms, 2),
+            "commands": self.commands,
+            "status": self.status,
+            "measured_reduction_mw": None
+            if self.measured_reduction_mw is None
+            else round(self.measured_reduction_mw, 6),
+            "measured_method": self.measured_method,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class _Active:
+    record: DREventRecord
+    plan: EventPlan
+    t0: np.datetime64  # wall time of the event's first step
+    step: int = -1  # plan step whose set points are in force
+    paused: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def _flex_step(now: np.datetime64) -> int:
+    """Flex step of ``now`` counted from the midnight before the previous day (so that the
+    overnight session of a car plugged in now has non-negative steps)."""
+    sec = (now.astype("datetime64[s]") - now.astype("datetime64[D]")) / np.timedelta64(1, "s")
+    return 96 + int(sec // FLEX_STEP_S)
+
+
+class FlexDR:
+    """Demand response by events over the field's devices (see the module docstring).
+
+    ``FlexDR(grid, devices, duration_min=60, opt_outs=(), program=None)``: ``devices`` is the
+    field's :class:`~gridpilot.field.DeviceFleet` (read, never written: devices change only
+    through the returned commands).
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        devices: Any,
+        *,
+        duration_min: float = 60.0,
+        opt_outs: list[OptOut] | tuple[OptOut, ...] = (),
+        program: Program | None = None,
+        history: int = 200,
+    ) -> None:
+        if not duration_min >= FLEX_STEP_S / 60:
+            raise ValidationError(
+                f"duration_min: must be at least {FLEX_STEP_S // 60} minutes, got {duration_min}"
+            )
+        self.grid = grid
+        self.devices = devices
+        self.duration_min = float(duration_min)
+        self.opt_outs = list(opt_outs)
+        self.program = program or Program("gridpilot-load-shed", "load_shed")
+        self.records: deque[DREventRecord] = deque(maxlen=history)
+        self.active: _Active | None = None
+        self.share = 0.0
+        self._seq = 0
+        self._pot: tuple[int, float] | None = None
+        self._pre: deque[float] = deque(maxlen=PRE_SAMPLES)
+
+    # --- the devices in flex terms ----------------------------------------------------------------
+    def fleet(self, now: np.datetime64) -> tuple[Fleet, int]:
+        """The registry as a flex :class:`Fleet` (grid MW) and the flex step of ``now``."""
+        t = _flex_step(now)
+        return fleet_from_field(self.grid, self.devices, start_step=t, days=2, grid_scale=True), t
+
+    def sheddable_mw(self, now: np.datetime64) -> float:
+        """What the enrolled devices could shed below their own baseline now, MW (cached per
+        15-minute step)."""
+        t = _flex_step(now)
+        if self._pot is None or self._pot[0] != t:
+            fleet, t = self.fleet(now)
+            self._pot = (t, float(shed_potential(fleet, t, 1)[0]))
+        return self._pot[1]
+
+    def update_share(self, now: np.datetime64, load_mw: float) -> float:
+        """Sheddable power over the feeder's load ``load_mw`` (0..1), the look-ahead's
+        ``dr_share``; kept as it was at dispatch while an event runs. Returns it."""
+        if self.active is None:
+            self.share = float(np.clip(self.sheddable_mw(now) / max(load_mw, 1e-6), 0.0, 1.0))
+        return self.share
+
+    # --- events -----------------------------------------------------------------------------------
+    def set_level(
+        self,
+        level: float,
+        now: np.datetime64,
+        *,
+        source: str = "",
+        reason: str = "",
+        buses: list[int] | None = None,
+    ) -> list[Command]:
+        """Follow the loop's DR level: a new event (superseding one at another level), a release
+        (level 0) or nothing (same level). Returns the commands for the field, in order."""
+        if not 0.0 <= level <= 1.0:
+            raise ValidationError(f"dr level: must be within [0, 1], got {level}")
+        act = self.active
+        if level <= 0.0:
+            return self.release(now, "released") if act is not None else []
+        if act is not None and math.isclose(act.record.level, level) and not buses:
+            return []
+        cmds = self.release(now, "superseded") if act is not None else []
+        return cmds + self.dispatch(level, now, source=source, reason=reason, buses=buses)
+
+    def dispatch(
+        self,
+        level: float,
+        now: np.datetime64,
+        *,
+        source: str = "",
+        reason: str = "",
+        buses: list[int] | None = None,
+    ) -> list[Command]:
+        """Plan and start one event at ``level`` x the sheddable power now; returns its commands
+        (none when nothing can be shed: the record says so)."""
+        t_wall = time.perf_counter()
+        fleet, t = self.fleet(now)
+        room = float(shed_potential(fleet, t, 1)[0])
+        target = level * room
+        self._seq += 1
+        eid = f"dr-{self._seq}"
+        n = max(1, round(self.duration_min * 60 / FLEX_STEP_S))
+        start = str(now.astype("datetime64[s]"))
+        if target <= 1e-6:
+            rec = DREventRecord(
+                id=eid,
+                source=source,
+                level=float(level),
+                target_mw=0.0,
+                start=start,
+                duration_min=self.duration_min,
+                buses=list(buses or []),
+                devices={},
+                expected_reduction_mw=[],
+                short_mw=0.0,
+                target_met=None,
+                dispatch_ms=(time.perf_counter() - t_wall) * 1e3,
+                status="empty",
+                end=start,
+                reason=f"{reason}; nothing to shed now".strip("; "),
+            )
+            self.records.append(rec)
+            return []
+        ev = Event(eid, self.program, t, n, target_mw=target, buses=list(buses or []))
+        plan = event_setpoints(fleet, ev, t, self.opt_outs)
+        rec = DREventRecord(
+            eid,
+            source,
+            float(level),
+            target,
+            start,
+            self.duration_min,
+            list(buses or []),
+            {c: int(v.size) for c, v in plan.device_ids.items()},
+            [float(x) for x in plan.reduction_mw],
+            float(plan.short_mw.max()),
+            plan.target_met,
+            0.0,
+            reason=reason,
+            pre_level_mw=float(np.mean(self._pre)) if self._pre else None,
+        )
+        t0 = now.astype("datetime64[D]").astype("datetime64[s]") + np.timedelta64(
+            (t - 96) * FLEX_STEP_S, "s"
+        )  # wall time of the event's first step
+        self.active = _Active(rec, plan, t0)
+        cmds = self._setpoints(0)
+        rec.dispatch_ms = (time.perf_counter() - t_wall) * 1e3
+        rec.commands = len(cmds)
+        self.records.append(rec)
+        return cmds
+
+    def release(self, now: np.datetime64, status: str = "released") -> list[Command]:
+        """End the active event (``status``: released, superseded, renewed); every participant
+        back to its own control. Returns the commands (none without an active event)."""
+        act = self.active
+        if act is None:
+            return []
+        self.active = None
+        rec = act.record
+        rec.status = status
+        rec.end = str(now.astype("datetime64[s]"))
+        if rec.pre_level_mw is not None and rec.during:
+            load, shape = np.asarray(rec.during).T
+            rec.measured_reduction_mw = float(np.mean(rec.pre_level_mw * shape - load))
+        d, ids = self.devices, act.plan.device_ids
+        out = []
+        if ids["battery"].size:
+            out.append(Command("battery_auto", ids["battery"].copy(), None, f"{rec.id}:release"))
+        if ids["ev"].size:
+            kw = np.asarray(d.ev_charger_kw[ids["ev"]], np.float64)
+            out.append(Command("ev_limit", ids["ev"].copy(), kw, f"{rec.id}:release"))
+        if ids["water_heater"].size:
+            out.append(
+                Command(
+                    "water_heater_resume", ids["water_heater"].copy(), None, f"{rec.id}:release"
+                )
+            )
+        return out
+
+    def tick(
+        self, now: np.datetime64, load_mw: float | None = None, shape: float = 1.0
+    ) -> list[Command]:
+        """Once per loop step: record the metered load ``load_mw`` (MW) and the load-shape
+        forecast ``shape`` at ``now`` (any scale; 1 = no forecast) for the measured reduction,
+        move the active event's set points to the plan step of ``now`` and renew the event at
+        its end while its level holds. Returns the commands for the field."""
+        act = self.active
+        if load_mw is not None and np.isfinite(load_mw) and shape > 0:
+            if act is not None:
+                act.record.during.append((float(load_mw), float(shape)))
+            else:
+                self._pre.append(float(load_mw) / float(shape))
+        if act is None:
+            return []
+        k = int((now.astype("datetime64[s]") - act.t0) / np.timedelta64(FLEX_STEP_S, "s"))
+        if k >= act.plan.steps:
+            rec = act.record
+            pre = rec.pre_level_mw
+            cmds = self.release(now, "renewed")
+            self._pre.clear()
+            if pre is not None:  # the renewal is measured against the same pre-event level
+                self._pre.append(pre)
+            return cmds + self.dispatch(
+                rec.level, now, source=rec.source, reason=f"renewal of {rec.id}", buses=rec.buses
+            )
+        if k != act.step:
+            cmds = self._setpoints(k)
+            act.record.commands += len(cmds)
+            return cmds
+        return []
+
+    def _setpoints(self, k: int) -> list[Command]:
+        """Commands putting the participants at plan step ``k`` (per-device kW from grid MW)."""
+        act = self.active
+        assert act is not None
+        act.step = k
+        plan, d, rid = act.plan, self.devices, act.record.id
+        ms = np.asarray(d.meter_scale, np.float64)
+        out: list[Command] = []
+        # batteries: a set point where the plan moves them, own control elsewhere
+        ids = plan.device_ids["battery"]
+        if ids.size:
+            p = plan.p_mw["battery"][k]
+            on = np.abs(p) > 1e-9
+            kw = p[on] * 1e3 / ms[d.bat_meter[ids[on]]]
+            if on.any():
+                out.append(Command("battery_setpoint", ids[on], kw, f"{rid}:{k}"))
+            if (~on).any():
+                out.append(Command("battery_auto", ids[~on], None, f"{rid}:{k}"))
+        # EVs: a charging limit for the cars plugged in (or discharging) in the plan
+        ids = plan.device_ids["ev"]
+        if ids.size:
+            p = plan.p_mw["ev"][k]
+            on = (plan.baseline_mw["ev"][k] > 1e-9) | (p < -1e-9)
+            kw = p[on] * 1e3 / ms[d.ev_meter[ids[on]]]
+            if on.any():
+                out.append(Command("ev_limit", ids[on], kw, f"{rid}:{k}"))
+            if (~on).any():
+                rated = np.asarray(d.ev_charger_kw[ids[~on]], np.float64)
+                out.append(Command("ev_limit", ids[~on], rated, f"{rid}:{k}"))
+        # water heaters (on/off): pause those with the most room until the class's share of the
+        # reduction is covered, let the others run
+        ids = plan.device_ids["water_heater"]
+        if ids.size:
+            want = float((plan.baseline_mw["water_heater"][k] - plan.p_mw["water_heater"][k]).sum())
+            room = plan.baseline_mw["water_heater"][k] - plan.floor_mw["water_heater"][k]
+            order = np.argsort(-room, kind="stable")
+            cum = np.cumsum(room[order])
+            n_pause = int(np.searchsorted(cum, want - 1e-9) + 1) if want > 1e-9 else 0
+            pause = np.zeros(ids.size, bool)
+            pause[order[: min(n_pause, ids.size)]] = True
+            pause &= room > 1e-9
+            if pause.any():
+                out.append(Command("water_heater_pause", ids[pause], None, f"{rid}:{k}"))
+            if (~pause).any():
+                out.append(Command("water_heater_resume", ids[~pause], None, f"{rid}:{k}"))
+            act.paused = ids[pause]
+        return out
+
+    # --- reporting ---------------------------------------------------------------------------------
+    def events(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest event records (JSON-able), newest last."""
+        return [r.to_dict() for r in list(self.records)[-limit:]]
+
+
+__all__ = ["FLEX_STEP_S", "DREventRecord", "FlexDR"]
