@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gridpilot.agent.world import AGENT_ENGINE, Observation
+from gridpilot.agent.world import AGENT_ENGINE, Observation, demand_response
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.field import Command, DeviceFleet, FieldEvent, FieldSimulator, FleetConfig
 from gridpilot.model import Grid
@@ -196,13 +196,14 @@ class FieldWorld:
     ) -> dict[str, np.ndarray]:
         """Injections after demand response: flexible loads x (1 - level), EV charging x factor;
         loads unchanged (``dr_share`` 0; household device commands are already in the demand)."""
-        lvl = self.dr_level if dr_level is None else dr_level
-        evf = self.ev_cmd_factor if ev_factor is None else ev_factor
-        out = dict(dem)
-        out["flex_p_mw"] = dem["flex_p_mw"] * (1.0 - lvl)
-        out["ev_p_mw"] = dem["ev_p_mw"] * evf
-        out["storage_p_mw"] = self.sim.grid_devices.storage_cmd_mw.copy()
-        return out
+        return demand_response(
+            dem,
+            self.dr_level if dr_level is None else dr_level,
+            self.ev_cmd_factor if ev_factor is None else ev_factor,
+            self.sim.grid_devices.storage_cmd_mw,
+            dr_share=0.0,
+            ev_dr_share=0.0,
+        )
 
     # --- stepping ---------------------------------------------------------------------------------
     def observe(self) -> Observation:

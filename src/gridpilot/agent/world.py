@@ -94,6 +94,30 @@ class Observation:
 Conditions = GridConditions  # exogenous conditions set by scenario events (the field's)
 
 
+def demand_response(
+    dem: dict[str, np.ndarray],
+    dr_level: float,
+    ev_factor: float,
+    storage_cmd_mw: np.ndarray,
+    *,
+    dr_share: float,
+    ev_dr_share: float,
+) -> dict[str, np.ndarray]:
+    """Injections (MW, table order) after demand response at ``dr_level`` 0..1: loads cut by
+    ``dr_level x dr_share``, flexible loads by ``dr_level``, EV charging x ``ev_factor`` x
+    (1 - ``ev_dr_share`` x ``dr_level``); storage at its set points."""
+    out = dict(dem)
+    cut = 1.0 - dr_level * dr_share
+    if "load_p_mw" in dem:
+        out["load_p_mw"] = dem["load_p_mw"] * cut
+    if "load_q_mvar" in dem:
+        out["load_q_mvar"] = dem["load_q_mvar"] * cut
+    out["flex_p_mw"] = dem["flex_p_mw"] * (1.0 - dr_level)
+    out["ev_p_mw"] = dem["ev_p_mw"] * ev_factor * (1.0 - ev_dr_share * dr_level)
+    out["storage_p_mw"] = np.asarray(storage_cmd_mw, np.float64).copy()
+    return out
+
+
 class SimWorld:
     """A grid evolving in simulated time, in the twin.
 
@@ -209,16 +233,14 @@ class SimWorld:
         ev_factor: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Injections after demand response (``dr_level`` 0..1) and EV smart charging."""
-        lvl = self.dr_level if dr_level is None else dr_level
-        evf = self.ev_cmd_factor if ev_factor is None else ev_factor
-        out = dict(dem)
-        cut = 1.0 - lvl * self.dr_share
-        out["load_p_mw"] = dem["load_p_mw"] * cut
-        out["load_q_mvar"] = dem["load_q_mvar"] * cut
-        out["flex_p_mw"] = dem["flex_p_mw"] * (1.0 - lvl)
-        out["ev_p_mw"] = dem["ev_p_mw"] * evf * (1.0 - EV_DR_SHARE * lvl)
-        out["storage_p_mw"] = self.storage_cmd_mw.copy()
-        return out
+        return demand_response(
+            dem,
+            self.dr_level if dr_level is None else dr_level,
+            self.ev_cmd_factor if ev_factor is None else ev_factor,
+            self.storage_cmd_mw,
+            dr_share=self.dr_share,
+            ev_dr_share=EV_DR_SHARE,
+        )
 
     # --- physics --------------------------------------------------------------------------------
     def line_energised(
