@@ -45,6 +45,7 @@ def test_observation_comes_from_the_fields_readings(world: FieldWorld, fleet_gri
     assert o.v_pu.size == len(g.bus) and o.energised.all()
     assert o.line_loading_pct.size == len(g.line) and o.max_loading_pct > 0
     assert o.load_p_mw.size == len(g.load) and o.load_p_mw.sum() > 1.0
+    assert o.load_q_mvar.size == len(g.load) and o.load_q_mvar.sum() > 0.3  # substation meters
     assert o.gen_p_mw.size == len(g.generator) and o.storage_soc.size == len(g.storage)
     assert 0 < o.losses_kw < 500  # feeder balance of the measurements
     # household load matches the grid's loads (FIELD_WORLD_FLEET): within 30 % at this hour

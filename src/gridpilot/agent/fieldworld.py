@@ -244,6 +244,7 @@ class FieldWorld:
             events=[self._event(e) for e in r.events if e.name in _EVENTS],
             line_p_mw=np.asarray(s["line_p_mw"], np.float64),
             line_q_mvar=np.asarray(s["line_q_mvar"], np.float64),
+            load_q_mvar=np.asarray(s["load_q_mvar"], np.float64),
         )
         truth = sim.demand_if_energised()
         truth["gen_p_mw"] = obs.gen_p_mw.copy()

@@ -71,6 +71,8 @@ class Observation:
     events: list[dict[str, Any]] = field(default_factory=list)
     line_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # from end, MW
     line_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))  # from end, Mvar
+    # metered Q per load, Mvar (0 where de-energised; empty: not metered, assume the model pf)
+    load_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def vmin_pu(self) -> float:
@@ -414,6 +416,7 @@ class SimWorld:
             events=events,
             line_p_mw=np.nan_to_num(res.line_p_from_mw),
             line_q_mvar=np.nan_to_num(res.line_q_from_mvar),
+            load_q_mvar=inj["load_q_mvar"] * en[load_bus],
         )
         self.last = obs
         return obs
