@@ -109,3 +109,19 @@ def test_bad_input_is_a_clear_error(fleet):
         )
     with pytest.raises(ValidationError, match="steps"):
         shed_potential(fleet, 74, 0)
+
+
+def test_a_battery_baseline_of_its_own_shrinks_its_room(fleet):
+    import copy
+
+    own = copy.deepcopy(fleet)
+    own.batteries.p_base_mw = -0.5 * own.batteries.p_max_mw  # self-consumption discharge
+    e = Event("s5", SHED, 74, 1, target_mw=1e3, devices={"battery": fleet.batteries.id.tolist()})
+    idle = event_setpoints(fleet, e, 74)
+    busy = event_setpoints(own, e, 74)
+    k = np.searchsorted(own.batteries.id, busy.device_ids["battery"])
+    assert np.allclose(busy.baseline_mw["battery"][0], own.batteries.p_base_mw[k])
+    assert np.allclose(idle.baseline_mw["battery"][0], 0.0)
+    # the same floor (full discharge), so half the room
+    assert np.allclose(busy.p_mw["battery"], idle.p_mw["battery"])
+    assert busy.reduction_mw[0] == pytest.approx(0.5 * idle.reduction_mw[0], rel=1e-6)

@@ -287,8 +287,9 @@ def disaggregate(
     Walks the steps from ``t0``; at each step every device's feasible power range is computed
     from its state and every device gets the same fraction of its range (see :func:`_share`).
     Returns a :class:`Dispatch` with realised per-bus powers and the fleet's state afterwards
-    (the input fleet is not changed). A missing class target means "baseline" (0 for
-    batteries/PV curtailment, fastest charging for EVs, thermostat for water heaters);
+    (the input fleet is not changed). A missing class target means "baseline" (each
+    battery's ``p_base_mw`` within its limits, default idle; no PV curtailment; fastest charging
+    for EVs; thermostat for water heaters);
     ``steps`` is needed only when no target is given. With ``group`` (a group number per bus)
     the targets are per group ((steps, n_group)); realised powers are always per bus.
     """
@@ -349,7 +350,7 @@ def disaggregate(
         lo = -np.minimum(b.p_max_mw, np.clip(energy - e_min, 0, None) * b.eta / dt)
         hi = np.minimum(b.p_max_mw, np.clip(e_max - energy, 0, None) / (b.eta * dt))
         tb = targets.get("battery")
-        p = _share(tb[k], lo, hi, gb, pb) if tb is not None else np.zeros(len(b))
+        p = _share(tb[k], lo, hi, gb, pb) if tb is not None else np.clip(b.p_base_mw, lo, hi)
         energy += np.where(p > 0, p * b.eta, p / b.eta) * dt
         viol += int(
             np.sum(

@@ -33,12 +33,15 @@ def fleet_from_field(
     ambient_c: float = 20.0,
     wh_daily_kwh: float = 6.5,
     grid_scale: bool = False,
+    base_factor: float = 1.0,
 ) -> Fleet:
     """Map a field ``DeviceFleet`` (``devices``) of ``grid`` to a flex :class:`Fleet` from ``start_step``.
 
     Returns a Fleet of the field's online batteries, EVs and water heaters (units converted from
     kW/kWh to MW/MWh, times each meter's ``meter_scale`` with ``grid_scale``); the field's ids
-    are the device positions in its arrays.
+    are the device positions in its arrays. A battery's baseline (``p_base_mw``) is its
+    self-consumption discharge: the household's mean base demand times ``base_factor`` (the
+    load profile's multiplier now, where known), at most the battery's rating.
     """
     bus_ids = grid.bus.ids
     mb = devices.meter_bus
@@ -60,6 +63,12 @@ def fleet_from_field(
         np.full(on.size, 0.95),
         np.minimum(0.1, soc),
         np.maximum(0.95, soc),
+        # on its own a field battery covers its household's demand (self-consumption): the
+        # baseline is a discharge at the household's base demand (its PV surplus, which it
+        # would charge from, is not estimated)
+        -np.minimum(base_factor * devices.meter_base_kw[devices.bat_meter[on]], devices.bat_kw[on])
+        / 1e3
+        * k,
     )
     # EVs: one session per day
     on = np.flatnonzero(devices.ev_online)

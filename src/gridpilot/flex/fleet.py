@@ -41,7 +41,11 @@ def _same_len(component: str, arrays: dict[str, np.ndarray]) -> None:
 
 @dataclass
 class Batteries:
-    """Home/community batteries. ``e_mwh`` capacity, ``soc`` present state (0..1), one-way ``eta``."""
+    """Home/community batteries. ``e_mwh`` capacity, ``soc`` present state (0..1), one-way ``eta``.
+
+    ``p_base_mw`` is what a battery does on its own (its baseline, MW, + charging; default 0:
+    idle), e.g. a self-consumption controller covering the household's demand.
+    """
 
     id: np.ndarray
     bus: np.ndarray
@@ -51,9 +55,12 @@ class Batteries:
     eta: np.ndarray
     soc_min: np.ndarray
     soc_max: np.ndarray
+    p_base_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
-        for k in ("e_mwh", "p_max_mw", "soc", "eta", "soc_min", "soc_max"):
+        if np.size(self.p_base_mw) != np.size(self.id):
+            self.p_base_mw = np.zeros(np.size(self.id))
+        for k in ("e_mwh", "p_max_mw", "soc", "eta", "soc_min", "soc_max", "p_base_mw"):
             setattr(self, k, np.asarray(getattr(self, k), np.float64))
         self.id = np.asarray(self.id, np.int64)
         self.bus = np.asarray(self.bus, np.int64)
