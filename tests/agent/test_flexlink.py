@@ -43,7 +43,8 @@ def test_field_load_drops_by_about_the_planned_reduction(case33):
     rec = dr.records[-1]
     assert rec.status == "active" and rec.target_met is True
     assert rec.target_mw == pytest.approx(0.5 * dr.sheddable_mw(_now(a)))
-    assert np.allclose(rec.expected_reduction_mw, rec.target_mw, rtol=1e-3)
+    exp = np.asarray(rec.expected_reduction_mw)
+    assert exp.min() >= 0.999 * rec.target_mw and exp.max() <= 1.05 * rec.target_mw
     assert dr.update_share(_now(a), 1e3) == share  # frozen while the event runs
     diff = []
     for _ in range(60):
@@ -56,8 +57,8 @@ def test_field_load_drops_by_about_the_planned_reduction(case33):
     assert names >= {"battery_setpoint", "ev_limit", "water_heater_pause"}
     measured = float(np.mean(diff))
     # the field's devices are not the flex model's (thermostat set points, self-consumption
-    # batteries, random draws): within 20 % of the plan
-    assert measured == pytest.approx(rec.expected_mean_mw, rel=0.2)
+    # batteries' self-consumption, random draws): within 10 % of the plan
+    assert measured == pytest.approx(rec.expected_mean_mw, rel=0.1)
     # a refresh per 15-minute plan step, then a renewal at the end of the hour
     assert dr.records[-1].id != rec.id and rec.status == "renewed"
     assert rec.measured_reduction_mw is not None and rec.measured_reduction_mw > 0
@@ -210,7 +211,7 @@ def test_field_world_runs_renewable_drop_dr_as_a_flex_event(fleet_grid):
     assert wa.devices.bat_auto.sum() < wb.devices.bat_auto.sum()
     # the feeder's metered load falls by about the planned reduction (the wind drop itself is
     # generation: it does not change the loads)
-    assert np.mean(diff[2:]) == pytest.approx(rec.expected_mean_mw, rel=0.3)
+    assert np.mean(diff[2:]) == pytest.approx(rec.expected_mean_mw, rel=0.15)
     audit = oa.audit.entries(kind="dr_event", actor="policy:dr")
     assert audit and audit[-1]["status"] == "dispatched"
     assert oa.state()["dr_events"][0]["id"] == rec.id

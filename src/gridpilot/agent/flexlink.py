@@ -157,12 +157,16 @@ class FlexDR:
         self._seq = 0
         self._pot: tuple[int, float] | None = None
         self._pre: deque[float] = deque(maxlen=PRE_SAMPLES)
+        self._shape = 1.0  # the load profile's multiplier now (from tick), for battery baselines
 
     # --- the devices in flex terms ----------------------------------------------------------------
     def fleet(self, now: np.datetime64) -> tuple[Fleet, int]:
         """The registry as a flex :class:`Fleet` (grid MW) and the flex step of ``now``."""
         t = _flex_step(now)
-        return fleet_from_field(self.grid, self.devices, start_step=t, days=2, grid_scale=True), t
+        f = fleet_from_field(
+            self.grid, self.devices, start_step=t, days=2, grid_scale=True, base_factor=self._shape
+        )
+        return f, t
 
     def sheddable_mw(self, now: np.datetime64) -> float:
         """What the enrolled devices could shed below their own baseline now, MW (cached per
@@ -305,6 +309,8 @@ class FlexDR:
         move the active event's set points to the plan step of ``now`` and renew the event at
         its end while its level holds. Returns the commands for the field."""
         act = self.active
+        if shape > 0:
+            self._shape = float(shape)
         if load_mw is not None and np.isfinite(load_mw) and shape > 0:
             if act is not None:
                 act.record.during.append((float(load_mw), float(shape)))
