@@ -17,6 +17,7 @@ from gridpilot.agent.env import GridEnv
 from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet, default_sensors
 from gridpilot.agent.fieldworld import FIELD_WORLD_FLEET, FieldWorld
 from gridpilot.agent.fleet import demo_grid
+from gridpilot.agent.flexlink import DREventRecord, FlexDR
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
 from gridpilot.agent.policies import (
@@ -51,7 +52,9 @@ __all__ = [
     "AuditLog",
     "Context",
     "ContingencyResult",
+    "DREventRecord",
     "FieldWorld",
+    "FlexDR",
     "FlisrPolicy",
     "FrequencyPolicy",
     "GridEnv",
