@@ -177,6 +177,7 @@ def test_orchestrator_runs_dr_as_flex_events_on_a_device_world(case33):
 def test_simworld_keeps_its_own_dr_model(fleet_grid):
     orch = Orchestrator(SimWorld(fleet_grid, start_step=72), telemetry=False, se_every_steps=0)
     assert orch.flexdr is None and orch.dr_share == pytest.approx(0.15)
+    assert orch.ev_dr_share == pytest.approx(0.6)
     orch.run(1)
     orch.submit(Plan([Action("dr", None, 0.5)], "peak", "operator"), "bob")
     assert orch.world.dr_level == 0.5 and orch.state()["dr_events"] == []
@@ -199,6 +200,7 @@ def test_field_world_runs_renewable_drop_dr_as_a_flex_event(fleet_grid):
     ob.run(12)
     assert not oa.flexdr.records  # no event before the drop
     assert 0 < oa.dr_share <= 1 and oa.context().dr_share == oa.dr_share
+    assert oa.context().ev_dr_share == 0.0  # the field's EV stations follow the EV factor only
     oa.inject("wind_drop", factor=0.1)
     diff = []
     for _ in range(40):

@@ -25,7 +25,7 @@ from gridpilot.agent.forecasting import LoadForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.policies import Context, Policy, default_policies
 from gridpilot.agent.telemetry_link import TelemetryLink
-from gridpilot.agent.world import Observation, SimWorld
+from gridpilot.agent.world import EV_DR_SHARE, Observation, SimWorld
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import GenKind
 from gridpilot.twin import Twin, profiles_for
@@ -184,6 +184,14 @@ class Orchestrator:
         with :class:`~gridpilot.agent.flexlink.FlexDR`, what the household devices could shed."""
         return float(self.world.dr_share) + (self.flexdr.share if self.flexdr else 0.0)
 
+    @property
+    def ev_dr_share(self) -> float:
+        """Share of the EV stations' charging that DR level 1 defers in the world: the world's
+        ``ev_dr_share``, else SimWorld's smart-charging share (0 on a world with household
+        devices under FlexDR, whose EV stations follow only the EV factor)."""
+        dflt = 0.0 if self.flexdr is not None else EV_DR_SHARE
+        return float(getattr(self.world, "ev_dr_share", dflt))
+
     def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
         t = self.last.t if self.last is not None else 0
         tm = str(self.last.time) if self.last is not None else ""
@@ -240,6 +248,7 @@ class Orchestrator:
             ev_est_mw=self.ev_est_mw.copy(),
             flex_est_mw=self.flex_est_mw.copy(),
             v_est_pu=None if self.estimate is None else self.estimate.v_pu.copy(),
+            ev_dr_share=self.ev_dr_share,
         )
 
     # --- the loop --------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class Context:
     ev_est_mw: np.ndarray | None = None  # EV charging, last seen where now de-energised
     flex_est_mw: np.ndarray | None = None  # flexible loads, likewise
     v_est_pu: np.ndarray | None = None  # latest state estimate per bus (pu, NaN: none)
+    ev_dr_share: float = EV_DR_SHARE  # share of EV-station charging DR level 1 defers
 
     def estimated_violation(self, margin_pu: float = 0.0) -> bool:
         """True when the latest state estimate has a bus within ``margin_pu`` of (or beyond) the
@@ -94,9 +95,10 @@ class Context:
         if len(g.storage):
             out["storage_p_mw"] = self.storage_deliverable(self.storage_cmd_mw)
         if len(g.ev_charger):
-            now = max(self.ev_factor * (1.0 - EV_DR_SHARE * self.dr_level), 1e-6)
+            evs = self.ev_dr_share
+            now = max(self.ev_factor * (1.0 - evs * self.dr_level), 1e-6)
             ev = (self.obs.ev_p_mw if self.ev_est_mw is None else self.ev_est_mw) / now
-            out["ev_p_mw"] = ev * evf * (1.0 - EV_DR_SHARE * lvl)
+            out["ev_p_mw"] = ev * evf * (1.0 - evs * lvl)
         if len(g.flex_load):
             fl = (
                 (self.obs.flex_p_mw if self.flex_est_mw is None else self.flex_est_mw)
