@@ -217,3 +217,25 @@ def test_field_world_runs_renewable_drop_dr_as_a_flex_event(fleet_grid):
     audit = oa.audit.entries(kind="dr_event", actor="policy:dr")
     assert audit and audit[-1]["status"] == "dispatched"
     assert oa.state()["dr_events"][0]["id"] == rec.id
+
+
+def test_api_shows_the_dr_events(fleet_grid):
+    from fastapi.testclient import TestClient
+
+    from gridpilot.agent import FieldWorld
+    from gridpilot.api import KeyStore, create_app
+
+    world = FieldWorld(fleet_grid, start_step=200 * 96 + 17 * 4)
+    orch = Orchestrator(world, policies=[], telemetry=False, se_every_steps=0)
+    orch.run(2)
+    keys = KeyStore.generate()
+    client = TestClient(create_app(orch, keys))
+    hdr = {"X-API-Key": keys.issued["operator"]}
+    r = client.post("/api/commands/dr", json={"level": 0.5, "reason": "peak"}, headers=hdr)
+    assert r.status_code == 200, r.text
+    body = client.get("/api/dr", headers={"X-API-Key": keys.issued["viewer"]}).json()
+    assert body["level"] == 0.5 and "gridpilot.flex" in body["method"]
+    assert body["enrolled_share"] == pytest.approx(orch.dr_share)
+    ev = body["events"][-1]
+    assert ev["status"] == "active" and ev["target_mw"] > 0
+    assert ev["source"].startswith("operator:") and sum(ev["devices"].values()) > 0

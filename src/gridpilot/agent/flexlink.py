@@ -114,7 +114,6 @@ class _Active:
     plan: EventPlan
     t0: np.datetime64  # wall time of the event's first step
     step: int = -1  # plan step whose set points are in force
-    paused: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _flex_step(now: np.datetime64) -> int:
@@ -380,7 +379,6 @@ class FlexDR:
                 out.append(Command("water_heater_pause", ids[pause], None, f"{rid}:{k}"))
             if (~pause).any():
                 out.append(Command("water_heater_resume", ids[~pause], None, f"{rid}:{k}"))
-            act.paused = ids[pause]
         return out
 
     # --- reporting ---------------------------------------------------------------------------------
