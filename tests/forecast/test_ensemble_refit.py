@@ -114,3 +114,56 @@ def test_day_ahead_with_the_ensemble_follows_the_signal() -> None:
     truth = sig_next.iloc[-24:].to_numpy()
     assert np.abs(res.point - truth).mean() < 0.06  # seasonal-naive: 0.24
     assert (res.quantiles[0.9] >= res.quantiles[0.1]).all()
+
+
+def _regime_change(days: int = 84, change_day: int = 49) -> pd.DataFrame:
+    """A daily cycle on a level that jumps every day (one-day seasonal-naive is close,
+    the one-week one far) until ``change_day``; then a fixed level with a weekly pattern
+    (the one-week seasonal-naive is exact, the one-day one wrong after every weekend)."""
+    rng = np.random.default_rng(5)
+    idx = pd.date_range("2024-01-01", periods=days * 24, freq="h")
+    t = np.arange(len(idx))
+    level = np.repeat(np.cumsum(rng.normal(0.0, 0.4, days)), 24)
+    weekend = np.asarray(idx.weekday >= 5)
+    x = np.where(t < change_day * 24, level, 3.0 + 2.0 * weekend)
+    return pd.DataFrame({"a_mw": x + np.sin(2 * np.pi * t / 24)}, index=idx)
+
+
+def test_retune_window_follows_the_better_member_and_sees_only_the_past() -> None:
+    df = _regime_change()
+    day = 24
+    kw = {"test_start": 49 * day, "val_start": 35 * day, "stride": 6, "baseline": None}
+
+    def run(data: pd.DataFrame, retune: int | None) -> tuple[EnsembleForecaster, object]:
+        m = EnsembleForecaster(
+            24,
+            members=[SeasonalNaive(24), SeasonalNaive(24, season=7 * day)],
+            weight_step=0.1,
+            retune_window=retune,
+        )
+        return m, backtest(m, data, refit_every=7 * day, **kw)
+
+    kept, res_kept = run(df, None)
+    tuned, res_tuned = run(df, 7 * day)
+    assert kept.weights_ is not None and tuned.weights_ is not None
+    # validation (old regime) favours the one-day member; the weights kept stay there
+    assert kept.weights_[:, 1].mean() < 0.2
+    # re-tuned on the last week's out-of-sample forecasts: the one-week member
+    assert tuned.weights_[:, 1].mean() > 0.8
+    assert res_tuned.metrics["mae"] < 0.8 * res_kept.metrics["mae"]
+    # the first week (before any refit) is the same
+    np.testing.assert_allclose(res_tuned.point[:28], res_kept.point[:28])
+    # no leak: changing the data from some row on leaves every earlier block untouched
+    later = df.copy()
+    cut = 49 * day + 21 * day
+    later.iloc[cut:] += 10.0
+    _, res_later = run(later, 7 * day)
+    n_same = int(np.argmax(res_later.origins >= df.index[cut - 24]))
+    assert n_same > 0
+    np.testing.assert_allclose(res_later.point[:n_same], res_tuned.point[:n_same])
+    assert not np.allclose(res_later.point[n_same:], res_tuned.point[n_same:])
+
+
+def test_retune_window_bad_value() -> None:
+    with pytest.raises(ValidationError, match="retune_window"):
+        EnsembleForecaster(24, members=[SeasonalNaive(24), SeasonalNaive(24)], retune_window=0)

@@ -4,7 +4,11 @@ Members (default: LightGBM with the L1 objective, the linear model and seasonal-
 fitted on the training rows; on the validation rows (the ``validation`` frame, or the held-out
 ``calibration_fraction`` of the history) the weights of each horizon step are chosen on a
 grid over the simplex (non-negative, summing to one, step ``weight_step``) to minimise the
-MAE on standardised data. When the model is refitted (no validation part) the weights stay.
+MAE on standardised data. When the model is refitted (no validation part) the weights stay,
+unless ``retune_window`` is set: then each refit first forecasts, with the members as they
+were, the origins whose targets have been observed since their last training (out-of-sample
+forecasts, kept with the validation ones), and tunes the weights again on the most recent
+``retune_window`` of those origins before the members are trained on the new rows.
 Quantiles are split-conformal on the ensemble's own held-out residuals, like every model's.
 """
 
@@ -33,8 +37,10 @@ class EnsembleForecaster(Forecaster):
 
     ``members`` default to ``gbm-l1`` (LightGBM, ``num_threads`` threads), ``linear``
     (lookbacks ``lookback``) and ``seasonal-naive``. ``weight_step`` is the grid step of the
-    weights (0.05: 231 candidates for three members). ``weights_`` (H, M) holds the chosen
-    weights after fit.
+    weights (0.05: 231 candidates for three members). ``retune_window`` (steps, optional):
+    at every refit, tune the weights again on the out-of-sample member forecasts of that
+    many most recent origins (see the module docstring). ``weights_`` (H, M) holds the
+    chosen weights after fit (and after the last refit).
     """
 
     name = "ensemble"
@@ -48,6 +54,7 @@ class EnsembleForecaster(Forecaster):
         lookback: int | Sequence[int] = (168, 336, 512),
         num_threads: int = 1,
         weight_step: float = 0.05,
+        retune_window: int | None = None,
         calibration_fraction: float = 0.2,
         repair: Repair = "error",
         refit: bool = True,
@@ -76,6 +83,10 @@ class EnsembleForecaster(Forecaster):
                 LinearForecaster(horizon, lookback=lookback, repair=repair),
                 SeasonalNaive(horizon, repair=repair),
             ]
+        if retune_window is not None and int(retune_window) < 1:
+            raise ValidationError(
+                issues=[Issue(self.name, "retune_window", "must be ≥ 1 step", value=retune_window)]
+            )
         members = list(members)
         if len(members) < 2:
             raise ValidationError(
@@ -97,8 +108,16 @@ class EnsembleForecaster(Forecaster):
                 )
         self.members = members
         self.weight_step = float(weight_step)
+        self.retune_window = None if retune_window is None else int(retune_window)
         self.weights_: np.ndarray | None = None  # (H, M)
         self.val_mae_: dict[str, float] = {}
+        # out-of-sample member forecasts (M, N, C, H) and targets (N, C, H), standardised,
+        # the row up to which the members were last trained and the first origin not kept
+        # yet (for ``retune_window``)
+        self._oos_preds: np.ndarray | None = None
+        self._oos_y: np.ndarray | None = None
+        self._trained_until = 0
+        self._next_origin = 0
 
     @property
     def min_context(self) -> int:
@@ -114,6 +133,35 @@ class EnsembleForecaster(Forecaster):
     def _member_cov(self, m: Forecaster, cov: np.ndarray | None) -> np.ndarray | None:
         return cov if m.uses_covariates else None
 
+    def _member_preds(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Standardised member forecasts (M, N, C, H) and targets (N, C, H) at ``origins``."""
+        assert self.std_ is not None
+        sd = self.std_[None, :, None]
+        y = target_windows(values, origins, self.horizon) / sd
+        preds = np.stack(
+            [
+                m.forecast_origins(values, index, self._member_cov(m, cov), origins) / sd
+                for m in self.members
+            ]
+        )
+        return preds, y
+
+    def _tune(self, preds: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Weights (H, M) minimising the MAE of each step on the grid over the simplex."""
+        grid = simplex_grid(len(self.members), self.weight_step)  # (K, M)
+        weights = np.empty((self.horizon, len(self.members)))
+        for h in range(self.horizon):
+            p = np.tensordot(grid, preds[..., h], axes=(1, 0))  # (K, N, C)
+            err = np.abs(p - y[None, ..., h]).mean(axis=(1, 2))
+            weights[h] = grid[int(err.argmin())]
+        return weights
+
     def _fit_arrays(
         self,
         values: np.ndarray,
@@ -121,38 +169,54 @@ class EnsembleForecaster(Forecaster):
         cov: np.ndarray | None,
         val_start: int | None,
     ) -> None:
-        for m in self.members:
-            m.mean_, m.std_ = self.mean_, self.std_
-            m._fit_arrays(values, index, self._member_cov(m, cov), val_start)
         if val_start is None:
             if self.weights_ is None:
                 raise ValidationError(
                     issues=[Issue(self.name, "weights", "need a validation part to be tuned")]
                 )
+            if self.retune_window is not None:
+                self._retune(values, index, cov)
+        for m in self.members:
+            m.mean_, m.std_ = self.mean_, self.std_
+            m._fit_arrays(values, index, self._member_cov(m, cov), val_start)
+        self._trained_until = len(values) if val_start is None else val_start
+        if val_start is None:
             return
-        assert self.std_ is not None
         origins = self._held_out_origins(val_start, len(values))
-        y = target_windows(values, origins, self.horizon) / self.std_[None, :, None]
-        preds = np.stack(
-            [
-                m.forecast_origins(values, index, self._member_cov(m, cov), origins)
-                / self.std_[None, :, None]
-                for m in self.members
-            ]
-        )  # (M, N, C, H)
-        grid = simplex_grid(len(self.members), self.weight_step)  # (K, M)
-        weights = np.empty((self.horizon, len(self.members)))
-        for h in range(self.horizon):
-            p = np.tensordot(grid, preds[..., h], axes=(1, 0))  # (K, N, C)
-            err = np.abs(p - y[None, ..., h]).mean(axis=(1, 2))
-            weights[h] = grid[int(err.argmin())]
+        preds, y = self._member_preds(values, index, cov, origins)
+        weights = self._tune(preds, y)
         self.weights_ = weights
+        self._oos_preds, self._oos_y = preds, y
+        self._next_origin = len(values) - self.horizon + 1
         self.val_mae_ = {
             m.name: float(np.abs(preds[i] - y).mean()) for i, m in enumerate(self.members)
         }
         self.val_mae_[self.name] = float(
             np.abs(np.einsum("hm,mnch->nch", weights, preds) - y).mean()
         )
+
+    def _retune(self, values: np.ndarray, index: pd.DatetimeIndex, cov: np.ndarray | None) -> None:
+        """Before a refit on ``values`` (rows [0, end)): add the members' out-of-sample
+        forecasts of the origins whose targets were observed since they were last trained
+        (origins at or after that row: no target of theirs was seen in training), then tune
+        the weights on the last ``retune_window`` origins kept."""
+        assert self.retune_window is not None
+        first = max(self._trained_until, self._next_origin, self.min_context)
+        origins = np.arange(first, len(values) - self.horizon + 1)
+        self._next_origin = max(self._next_origin, len(values) - self.horizon + 1)
+        if len(origins):
+            preds, y = self._member_preds(values, index, cov, origins)
+            if self._oos_preds is None or self._oos_y is None:
+                self._oos_preds, self._oos_y = preds, y
+            else:
+                self._oos_preds = np.concatenate([self._oos_preds, preds], axis=1)
+                self._oos_y = np.concatenate([self._oos_y, y], axis=0)
+        if self._oos_preds is None or self._oos_y is None:
+            return
+        keep = self.retune_window
+        self._oos_preds = self._oos_preds[:, -keep:]
+        self._oos_y = self._oos_y[-keep:]
+        self.weights_ = self._tune(self._oos_preds, self._oos_y)
 
     def forecast_origins(
         self,
