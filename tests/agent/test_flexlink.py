@@ -157,7 +157,12 @@ def test_orchestrator_runs_dr_as_flex_events_on_a_device_world(case33):
     assert not sim.fleet.bat_auto.all()  # the batteries follow the event's set points
     assert world.dr_level == 0.1  # the grid's own flexible loads follow the level
     share = orch.flexdr.share
-    assert share > 0 and orch.context().dr_share == pytest.approx(share)
+    assert share > 0
+    # per load: the devices' room at each load's bus over the load there (where an event acts)
+    ctx = orch.context()
+    per = np.asarray(ctx.dr_share)
+    assert per.shape == (len(case33.load),) and per.min() >= 0 and per.max() <= 1
+    assert np.array_equal(per, orch.flexdr.share_per_load)
     st = orch.state()
     assert st["dr_events"][0]["status"] == "active"
     assert st["headline"]["dr_share"] == pytest.approx(share, abs=1e-4)
@@ -199,7 +204,10 @@ def test_field_world_runs_renewable_drop_dr_as_a_flex_event(fleet_grid):
     oa.run(12)
     ob.run(12)
     assert not oa.flexdr.records  # no event before the drop
-    assert 0 < oa.dr_share <= 1 and oa.context().dr_share == oa.dr_share
+    assert 0 < oa.dr_share <= 1
+    per, load = np.asarray(oa.context().dr_share), oa.last.load_p_mw
+    room = oa.flexdr.sheddable_mw(oa.last.time)
+    assert 0 < (per * load).sum() <= room + 1e-9  # clipped where a bus's room exceeds its load
     assert oa.context().ev_dr_share == 0.0  # the field's EV stations follow the EV factor only
     oa.inject("wind_drop", factor=0.1)
     diff = []
@@ -239,3 +247,25 @@ def test_api_shows_the_dr_events(fleet_grid):
     ev = body["events"][-1]
     assert ev["status"] == "active" and ev["target_mw"] > 0
     assert ev["source"].startswith("operator:") and sum(ev["devices"].values()) > 0
+
+
+def test_share_per_load_follows_the_devices_buses(case33):
+    sim = _sim(case33, 1500)
+    for _ in range(30):
+        sim.step(60)
+    dr = FlexDR(case33, sim.fleet)
+    now = _now(sim)
+    buses, room = dr.sheddable_by_bus(now)
+    assert room.sum() == pytest.approx(dr.sheddable_mw(now)) and np.all(room >= 0)
+    load = np.full(len(case33.load), 10.0)  # big loads: no clipping
+    lb = case33.load["bus"]
+    total = dr.update_share(now, load, lb)
+    per = dr.share_per_load
+    assert per is not None and total == pytest.approx(room.sum() / load.sum())
+    # the room of each bus over its load
+    for b, r in zip(buses, room, strict=True):
+        m = lb == b
+        assert per[m] == pytest.approx(r / load[m].sum())
+    assert np.all(per[~np.isin(lb, buses)] == 0)
+    with pytest.raises(ValidationError, match="load_bus"):
+        dr.update_share(now, load, lb[:-1])

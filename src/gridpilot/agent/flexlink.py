@@ -39,6 +39,7 @@ from gridpilot.flex import (
     event_setpoints,
     fleet_from_field,
     shed_potential,
+    shed_potential_by_bus,
 )
 from gridpilot.model import Grid
 
@@ -153,8 +154,9 @@ class FlexDR:
         self.records: deque[DREventRecord] = deque(maxlen=history)
         self.active: _Active | None = None
         self.share = 0.0
+        self.share_per_load: np.ndarray | None = None
         self._seq = 0
-        self._pot: tuple[int, float] | None = None
+        self._pot: tuple[int, np.ndarray, np.ndarray] | None = None
         self._pre: deque[float] = deque(maxlen=PRE_SAMPLES)
         self._shape = 1.0  # the load profile's multiplier now (from tick), for battery baselines
 
@@ -167,20 +169,52 @@ class FlexDR:
         )
         return f, t
 
-    def sheddable_mw(self, now: np.datetime64) -> float:
-        """What the enrolled devices could shed below their own baseline now, MW (cached per
-        15-minute step)."""
+    def sheddable_by_bus(self, now: np.datetime64) -> tuple[np.ndarray, np.ndarray]:
+        """What the enrolled devices could shed below their own baseline now, per bus: (bus ids,
+        MW), cached per 15-minute step."""
         t = _flex_step(now)
         if self._pot is None or self._pot[0] != t:
             fleet, t = self.fleet(now)
-            self._pot = (t, float(shed_potential(fleet, t, 1)[0]))
-        return self._pot[1]
+            buses, room = shed_potential_by_bus(fleet, t, 1)
+            self._pot = (t, buses, room[0])
+        return self._pot[1], self._pot[2]
 
-    def update_share(self, now: np.datetime64, load_mw: float) -> float:
-        """Sheddable power over the feeder's load ``load_mw`` (0..1), the look-ahead's
-        ``dr_share``; kept as it was at dispatch while an event runs. Returns it."""
-        if self.active is None:
-            self.share = float(np.clip(self.sheddable_mw(now) / max(load_mw, 1e-6), 0.0, 1.0))
+    def sheddable_mw(self, now: np.datetime64) -> float:
+        """What the enrolled devices could shed below their own baseline now, MW."""
+        return float(self.sheddable_by_bus(now)[1].sum())
+
+    def update_share(
+        self,
+        now: np.datetime64,
+        load_mw: float | np.ndarray,
+        load_bus: np.ndarray | None = None,
+    ) -> float:
+        """Sheddable power over the load (0..1), the look-ahead's ``dr_share``; kept as it was at
+        dispatch while an event runs. ``load_mw`` the feeder's load (MW) or, with ``load_bus``
+        (bus id per load), per load: then :attr:`share_per_load` is the share per load (the room
+        at its bus over the load there; an event sheds the same share of every bus's room, so
+        this is where it acts). Returns the feeder-wide share."""
+        if self.active is not None:
+            return self.share
+        buses, room = self.sheddable_by_bus(now)
+        load = np.atleast_1d(np.asarray(load_mw, np.float64))
+        self.share = float(np.clip(room.sum() / max(load.sum(), 1e-6), 0.0, 1.0))
+        if load_bus is None:
+            self.share_per_load = None
+            return self.share
+        lb = np.asarray(load_bus, np.int64)
+        if lb.shape != load.shape:
+            raise ValidationError(
+                f"update_share: load_bus has shape {lb.shape}, load_mw {load.shape}"
+            )
+        ub, inv = np.unique(lb, return_inverse=True)
+        at_bus = np.bincount(inv, weights=np.maximum(load, 0.0), minlength=ub.size)
+        r = np.zeros(ub.size)
+        if buses.size:
+            pos = np.clip(np.searchsorted(buses, ub), 0, buses.size - 1)
+            r = np.where(buses[pos] == ub, room[pos], 0.0)
+        share_b = np.clip(np.divide(r, at_bus, out=np.zeros(ub.size), where=at_bus > 1e-9), 0, 1)
+        self.share_per_load = share_b[inv]
         return self.share
 
     # --- events -----------------------------------------------------------------------------------

@@ -184,6 +184,14 @@ class Orchestrator:
         with :class:`~gridpilot.agent.flexlink.FlexDR`, what the household devices could shed."""
         return float(self.world.dr_share) + (self.flexdr.share if self.flexdr else 0.0)
 
+    def _dr_share_ctx(self) -> float | np.ndarray:
+        """``dr_share`` for the look-ahead model: per load with FlexDR (where its devices are),
+        else the world's enrolled share."""
+        fd = self.flexdr
+        if fd is not None and fd.share_per_load is not None:
+            return float(self.world.dr_share) + fd.share_per_load
+        return self.dr_share
+
     @property
     def ev_dr_share(self) -> float:
         """Share of the EV stations' charging that DR level 1 defers in the world: the world's
@@ -232,7 +240,7 @@ class Orchestrator:
             history=self.obs_history,
             load_est_mw=self.load_est_mw.copy(),
             gen_est_mw=self.gen_est_mw.copy(),
-            dr_share=self.dr_share,
+            dr_share=self._dr_share_ctx(),
             dr_level=self.dr_level,
             dr_requests=dict(self.dr_requests),
             ev_factor=self.ev_factor,
@@ -256,11 +264,16 @@ class Orchestrator:
         g = self.grid
         lb = g.bus.position_map(g.load["bus"])
         on = obs.energised[lb]
-        cut = 1.0 - self.dr_level * self.dr_share
+        share = self._dr_share_ctx()
         if self.last is not None:
             ratio = self.forecast_ratio(np.array([1.0]))[0]
             self.load_est_mw = self.load_est_mw * ratio
-        self.load_est_mw[on] = obs.load_p_mw[on] / max(cut, 1e-6)
+        if np.ndim(share) == 0:
+            cut = 1.0 - self.dr_level * float(share)
+            self.load_est_mw[on] = obs.load_p_mw[on] / max(cut, 1e-6)
+        else:  # per load (FlexDR: the devices' room at each load's bus)
+            cut_l = np.maximum(1.0 - self.dr_level * np.asarray(share), 1e-6)
+            self.load_est_mw[on] = obs.load_p_mw[on] / cut_l[on]
         if len(g.generator):
             gb = g.bus.position_map(g.generator["bus"])
             gon = obs.energised[gb]
@@ -378,7 +391,7 @@ class Orchestrator:
             self.last = obs
             self.obs_history.append(obs)
             if self.flexdr is not None:
-                self.flexdr.update_share(obs.time, float(obs.load_p_mw.sum()))
+                self.flexdr.update_share(obs.time, obs.load_p_mw, self.grid.load["bus"])
                 self._flex_run(lambda: self._flex_tick(obs))
             self._estimate(obs)
             self._state_estimate(obs)

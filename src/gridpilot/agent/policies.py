@@ -46,7 +46,7 @@ class Context:
     history: deque[Observation]
     load_est_mw: np.ndarray
     gen_est_mw: np.ndarray
-    dr_share: float
+    dr_share: float | np.ndarray  # share of each load's demand DR level 1 sheds (or per load)
     dr_level: float
     dr_requests: dict[str, float]
     ev_factor: float
@@ -583,10 +583,14 @@ class RenewableDropPolicy:
         drop = before - float(obs.gen_p_mw[ren].sum())
         if drop < max(self.min_drop_mw, self.threshold_share * before):
             return []
-        enrolled = float(
-            obs.load_p_mw.sum() / max(1 - ctx.dr_level * ctx.dr_share, 1e-6) * ctx.dr_share
-            + (obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0)
-        )
+        flex = obs.flex_p_mw.sum() if obs.flex_p_mw.size else 0.0
+        if np.ndim(ctx.dr_share) == 0:
+            sh = float(ctx.dr_share)  # type: ignore[arg-type]
+            enrolled = float(obs.load_p_mw.sum() / max(1 - ctx.dr_level * sh, 1e-6) * sh + flex)
+        else:  # per load (devices under FlexDR)
+            sh_l = np.asarray(ctx.dr_share)
+            un = obs.load_p_mw / np.maximum(1 - ctx.dr_level * sh_l, 1e-6)
+            enrolled = float((un * sh_l).sum() + flex)
         lvl = float(np.clip(np.ceil(drop / max(enrolled, 1e-6) * 4) / 4, 0.25, 1.0))
         self._until = obs.t + self.hold_steps
         return [

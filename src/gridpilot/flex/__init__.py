@@ -29,6 +29,7 @@ from gridpilot.flex.dr import (
     event_setpoints,
     participants,
     shed_potential,
+    shed_potential_by_bus,
 )
 from gridpilot.flex.field_adapter import fleet_from_field
 from gridpilot.flex.fleet import (
@@ -90,5 +91,6 @@ __all__ = [
     "plan",
     "plan_window",
     "shed_potential",
+    "shed_potential_by_bus",
     "uncontrolled_dispatch",
 ]

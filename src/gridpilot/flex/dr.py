@@ -266,6 +266,17 @@ def shed_potential(fleet: Fleet, t0: int, steps: int = 1) -> np.ndarray:
     return np.clip(_total(cf) - _total(floor), 0, None)
 
 
+def shed_potential_by_bus(fleet: Fleet, t0: int, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shed_potential` per bus: (sorted bus ids with devices, (steps, n_bus) MW)."""
+    if steps <= 0:
+        raise ValidationError(f"shed_potential: field 'steps' must be > 0, got {steps}")
+    buses = fleet.buses()
+    cf = disaggregate(fleet, t0, {}, buses, steps=steps)
+    floor = disaggregate(fleet, t0, _floor_targets(steps, buses.size), buses)
+    room = sum(cf.p_mw[c] - floor.p_mw[c] for c in DR_CLASSES)
+    return buses, np.clip(np.asarray(room, np.float64).reshape(steps, buses.size), 0, None)
+
+
 def _check_window(event: Event, t0: int, steps: int | None) -> None:
     end = None if steps is None else t0 + steps
     if event.start < t0 or (end is not None and event.start + event.duration > end):
