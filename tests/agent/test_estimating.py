@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 
-from gridpilot.agent import LoopEstimator, Orchestrator, SensorSet, SimWorld, default_sensors
+from gridpilot.agent import (
+    FieldWorld,
+    LoopEstimator,
+    Orchestrator,
+    SensorSet,
+    SimWorld,
+    default_sensors,
+)
+from gridpilot.agent.cli import build_demo, demo_events
 from gridpilot.agent.policies import VoltagePolicy
 from gridpilot.errors import ValidationError
+from gridpilot.estimation import PowerSensorKind
 from gridpilot.model import Grid
 
 from .conftest import EVENING
@@ -174,3 +184,38 @@ def test_bad_sensor_set_and_tamper_are_named(fleet_grid: Grid) -> None:
     assert o.link is not None
     with pytest.raises(ValidationError, match=r"offset_pu.*0\.9"):
         o.link.tamper_voltage(18, 0.9)
+
+
+def test_loads_q_is_the_metered_q_when_observed_else_the_model_power_factor(
+    fleet_grid: Grid,
+) -> None:
+    w = FieldWorld(fleet_grid, start_step=EVENING)
+    obs = w.observe()
+    le = LoopEstimator(w.grid)
+    is_load = lambda m: m.p_kind == PowerSensorKind.LOAD  # noqa: E731
+    m = le.measurements(obs)
+    np.testing.assert_array_equal(m.p_element_id[is_load(m)], fleet_grid.load.ids)
+    np.testing.assert_allclose(m.q_mvar[is_load(m)], obs.load_q_mvar)
+    # the field's households do not draw Q at the model's power factor (water heaters, EVs)
+    pf = fleet_grid.load["q_mvar"] / fleet_grid.load["p_mw"]
+    assert np.abs(obs.load_q_mvar - obs.load_p_mw * pf).max() > 0.005
+    # no metered Q (an observation without it): the model's power factor, wider sigma
+    bare = dataclasses.replace(obs, load_q_mvar=np.zeros(0))
+    mb = le.measurements(bare)
+    np.testing.assert_allclose(mb.q_mvar[is_load(mb)], obs.load_p_mw * pf)
+    assert (mb.q_sigma_mvar[is_load(mb)] >= m.q_sigma_mvar[is_load(m)]).all()
+
+
+def test_field_world_demo_raises_no_spurious_bad_data_and_still_finds_a_forged_voltage() -> None:
+    """The demo on the field world (fault, wind drop, repair, wind back): every load's Q is
+    metered, so nothing is flagged (with Q from the model's power factor a wind-drop generator
+    Q and loads' Q were removed as bad data); a forged voltage at bus 18 is still found."""
+    o = build_demo(world="field")
+    o.run(120, demo_events(o.world.step_s))
+    assert o.counters["se_runs"] >= 20
+    assert [e for e in o.events if e["kind"] == "bad_data"] == []
+    assert o.counters["bad_data_removed"] == 0
+    assert o.link is not None
+    o.link.tamper_voltage(18, 0.06)
+    o.run(5)
+    assert o.estimate is not None and o.estimate.removed == ["V bus 18"]

@@ -4,8 +4,10 @@ A distribution feeder is not fully measured. :func:`default_sensors` picks a rea
 subset: the substation (source) bus, the buses at the far end of each feeder-head line (with
 a P/Q flow sensor on that line), both ends of every normally-open tie, and a few remote buses
 (the electrically farthest feeder ends). Every load, generator, battery, EV charger and
-flexible load is metered (smart meters / device telemetry; reactive power of loads from the
-model's power factor, with a wider sigma).
+flexible load is metered (smart meters / device telemetry). Loads' reactive power is the
+metered Q when the observation carries it (``Observation.load_q_mvar``, e.g. the field's
+secondary-substation meters), else a pseudo-measurement from the model's power factor with a
+wider sigma.
 
 :class:`LoopEstimator` builds :class:`gridpilot.estimation.Measurements` from what the
 controller received (verified telemetry voltages at the sensor buses, flow sensors, meter
@@ -36,7 +38,8 @@ class SensorSet:
 
     Sigmas: ``v_sigma_pu`` for voltage sensors (SCADA class 0.5: 0.005 pu), ``flow_rel_sigma``
     for line flows (relative, floor ``p_floor_mw``), ``meter_rel_sigma`` for metered P,
-    ``meter_q_rel_sigma`` for loads' Q (taken from the model's power factor, not measured).
+    ``meter_q_rel_sigma`` for loads' Q when it is not metered (taken from the model's power
+    factor); metered Q takes ``meter_rel_sigma``.
     """
 
     v_bus_ids: tuple[int, ...]
@@ -198,8 +201,9 @@ class LoopEstimator:
         """Measurements from an :class:`~gridpilot.agent.world.Observation` as received.
 
         Voltage sensors at the sensor buses that report voltage (> 0.05 pu), flow sensors
-        (``obs.line_p_mw``/``obs.line_q_mvar``), a P/Q meter per energised load (Q from the
-        model's power factor), generator, battery, EV charger and flexible load.
+        (``obs.line_p_mw``/``obs.line_q_mvar``), a P/Q meter per energised load (Q as metered,
+        ``obs.load_q_mvar``, or from the model's power factor when the observation carries
+        none), generator, battery, EV charger and flexible load.
         """
         s, g = self.sensors, self.grid
         v = np.asarray(obs.v_pu, np.float64)[self._v_pos]
@@ -240,14 +244,25 @@ class LoopEstimator:
                 s.flow_rel_sigma,
             )
         lp = np.asarray(obs.load_p_mw, np.float64)
-        add(
-            PowerSensorKind.LOAD,
-            g.load.ids,
-            lp,
-            lp * self._load_pf,
-            s.meter_rel_sigma,
-            s.meter_q_rel_sigma,
-        )
+        lq_metered = np.asarray(getattr(obs, "load_q_mvar", np.zeros(0)), np.float64)
+        if lq_metered.size == lp.size and lp.size:  # metered Q (the field's substation meters)
+            add(
+                PowerSensorKind.LOAD,
+                g.load.ids,
+                lp,
+                np.nan_to_num(lq_metered),
+                s.meter_rel_sigma,
+                s.meter_rel_sigma,
+            )
+        else:  # Q not metered: the model's power factor, a pseudo-measurement
+            add(
+                PowerSensorKind.LOAD,
+                g.load.ids,
+                lp,
+                lp * self._load_pf,
+                s.meter_rel_sigma,
+                s.meter_q_rel_sigma,
+            )
         for comp, kind, vals in (
             ("generator", PowerSensorKind.GENERATOR, obs.gen_p_mw),
             ("storage", PowerSensorKind.STORAGE, obs.storage_p_mw),
