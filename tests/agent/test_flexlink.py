@@ -9,7 +9,7 @@ import pytest
 
 from gridpilot.agent import Action, Orchestrator, Plan, SimWorld
 from gridpilot.agent.flexlink import FlexDR
-from gridpilot.errors import ValidationError
+from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.field import Command, FieldSimulator, FleetConfig
 
 START = "2025-01-15T17:30"
@@ -96,9 +96,17 @@ def test_levels_supersede_release_and_bad_input(case33):
     cmds = dr.set_level(0.5, now, buses=[bus])
     wh_bus = case33.bus.ids[sim.fleet.meter_bus[sim.fleet.wh_meter]]
     assert dr.records[-1].devices["water_heater"] == int((wh_bus == bus).sum())
+    bb, rb = dr.sheddable_by_bus(now)
+    assert dr.records[-1].target_mw == pytest.approx(0.5 * rb[bb == bus].sum())
     for c in cmds:
         if c.name.startswith("water_heater"):
             assert np.all(wh_bus[np.asarray(c.target)] == bus)
+    with pytest.raises(UnknownComponentError, match="bus"):
+        dr.set_level(0.7, now, buses=[4242])
+    dr.set_level(0.0, now)
+    no_dev = [int(b) for b in case33.bus.ids if b not in set(bb.tolist())]
+    assert no_dev and dr.set_level(0.5, now, buses=no_dev[:1]) == []
+    assert dr.records[-1].status == "empty" and dr.active is None
     # no device online: an empty record, no command
     off = FlexDR(case33, sim.fleet)
     f = sim.fleet

@@ -38,7 +38,6 @@ from gridpilot.flex import (
     Program,
     event_setpoints,
     fleet_from_field,
-    shed_potential,
     shed_potential_by_bus,
 )
 from gridpilot.model import Grid
@@ -248,11 +247,19 @@ class FlexDR:
         reason: str = "",
         buses: list[int] | None = None,
     ) -> list[Command]:
-        """Plan and start one event at ``level`` x the sheddable power now; returns its commands
-        (none when nothing can be shed: the record says so)."""
+        """Plan and start one event at ``level`` x the power the targeted devices (all, or those
+        at ``buses``) could shed now; returns its commands (none when nothing can be shed: the
+        record says so). A bus id not in the grid is an UnknownComponentError; buses without
+        devices add nothing."""
         t_wall = time.perf_counter()
+        want = [int(b) for b in (buses or [])]
+        if want:
+            self.grid.bus.index_of(np.asarray(want, np.int64))  # unknown ids raise
         fleet, t = self.fleet(now)
-        room = float(shed_potential(fleet, t, 1)[0])
+        bb, rb = shed_potential_by_bus(fleet, t, 1)
+        keep = np.isin(bb, np.asarray(want, np.int64)) if want else np.ones(bb.size, bool)
+        targeted = [int(b) for b in bb[keep]] if want else []
+        room = float(rb[0][keep].sum())
         target = level * room
         self._seq += 1
         eid = f"dr-{self._seq}"
@@ -278,7 +285,7 @@ class FlexDR:
             )
             self.records.append(rec)
             return []
-        ev = Event(eid, self.program, t, n, target_mw=target, buses=list(buses or []))
+        ev = Event(eid, self.program, t, n, target_mw=target, buses=targeted)
         plan = event_setpoints(fleet, ev, t, self.opt_outs)
         rec = DREventRecord(
             eid,
