@@ -277,3 +277,20 @@ def test_share_per_load_follows_the_devices_buses(case33):
     assert np.all(per[~np.isin(lb, buses)] == 0)
     with pytest.raises(ValidationError, match="load_bus"):
         dr.update_share(now, load, lb[:-1])
+
+
+def test_a_proposed_dr_runs_as_the_policys_event_once_approved(fleet_grid):
+    from gridpilot.agent import FieldWorld
+
+    world = FieldWorld(fleet_grid, start_step=200 * 96 + 17 * 4)
+    orch = Orchestrator(
+        world, mode="propose", policies=[_CallDR(1, 0.25)], telemetry=False, se_every_steps=0
+    )
+    orch.run(3)
+    assert orch.flexdr is not None and not orch.flexdr.records  # nothing before approval
+    pid = next(p.plan.id for p in orch.proposals.values() if p.status == "pending")
+    assert orch.approve(pid, "carol")["status"] == "approved"
+    rec = orch.flexdr.records[-1]
+    assert rec.status == "active" and rec.source == "policy:calldr"
+    assert orch.audit.entries(kind="dr_event")[0]["actor"] == "policy:calldr"
+    assert orch.audit.entries(kind="approval")[0]["actor"] == "operator:carol"

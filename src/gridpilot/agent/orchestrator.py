@@ -767,7 +767,7 @@ class Orchestrator:
                     sim_time=sim_time,
                 )
                 return {"plan": plan_id, "status": "refused", "reasons": verdict.reasons}
-            result = self._execute(p.plan, f"operator:{actor}")
+            result = self._execute(p.plan)  # a DR event stays under the proposing policy
             p.status, p.decided_by = "approved", actor
             self.audit.record(
                 actor=f"operator:{actor}",
