@@ -33,6 +33,7 @@ from gridpilot.agent.auth import KeyStore
 from gridpilot.agent.orchestrator import Orchestrator, run_realtime
 from gridpilot.api.layout import diagram_xy
 from gridpilot.errors import AuthError, GridpilotError, UnknownComponentError, ValidationError
+from gridpilot.field.conditions import EVENT_KINDS
 
 Role = Literal["viewer", "operator", "admin"]
 
@@ -69,16 +70,7 @@ class ModeCommand(BaseModel):
 class SimEvent(BaseModel):
     """An event injected into the simulated world (a drill): fault, repair, wind_drop, ..."""
 
-    kind: Literal[
-        "fault",
-        "repair",
-        "wind_drop",
-        "wind_restore",
-        "gen_trip",
-        "heatwave",
-        "ev_surge",
-        "fpi_failure",
-    ]
+    kind: Literal[EVENT_KINDS]  # type: ignore[valid-type]  # the field's scenario events
     line: int | None = Field(default=None, ge=-(2**62), le=2**62)
     switch: int | None = Field(default=None, ge=-(2**62), le=2**62)
     generator: int | None = Field(default=None, ge=-(2**62), le=2**62)
