@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from gridpilot.agent import Orchestrator, SimWorld, demo_grid
+from gridpilot.agent import FieldWorld, Orchestrator, SimWorld, demo_grid
 from gridpilot.api import KeyStore, create_app
 
 EVENING = 200 * 96 + 17 * 4
@@ -14,9 +14,11 @@ def grid():
     return demo_grid("case33bw")
 
 
-@pytest.fixture
-def setup(grid):
-    orch = Orchestrator(SimWorld(grid, start_step=EVENING))
+@pytest.fixture(params=["field", "sim"])
+def setup(grid, request):
+    """(orchestrator, keys, client) on the field world (the default of demo and serve) and SimWorld."""
+    world = FieldWorld if request.param == "field" else SimWorld
+    orch = Orchestrator(world(grid, start_step=EVENING))
     orch.run(2)
     keys = KeyStore.generate()
     client = TestClient(create_app(orch, keys))

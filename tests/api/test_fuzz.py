@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from gridpilot.agent import Orchestrator, SimWorld, demo_grid  # noqa: E402
+from gridpilot.agent import FieldWorld, Orchestrator, demo_grid  # noqa: E402
 from gridpilot.api import KeyStore, create_app  # noqa: E402
 
-_orch = Orchestrator(SimWorld(demo_grid("case33bw"), start_step=200 * 96 + 17 * 4))
+_orch = Orchestrator(FieldWorld(demo_grid("case33bw"), start_step=200 * 96 + 17 * 4))
 _orch.run(2)
 _keys = KeyStore.generate()
 app = create_app(_orch, _keys)

@@ -27,10 +27,10 @@ def build_demo(
     grid: str = "case33bw",
     mode: str = "autonomous",
     audit_path: str | None = None,
-    world: str = "sim",
+    world: str = "field",
 ) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
-    ``world`` ``sim`` (SimWorld) or ``field`` (FieldWorld on gridpilot.field)."""
+    ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld)."""
     from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
     from gridpilot.errors import ValidationError
 
@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
         port: int = 8765,
         mode: Annotated[str, typer.Option(help="autonomous or propose")] = "autonomous",
         world: Annotated[
-            str, typer.Option(help="sim (SimWorld) or field (gridpilot.field's simulator)")
-        ] = "sim",
+            str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
+        ] = "field",
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = build_demo(grid, mode, world=world)
+        orch = _build_or_exit(con, grid, mode, None, world)
         events = demo_events(orch.world.step_s)
         if not serve:
             orch.run(steps, events)
@@ -101,11 +101,16 @@ def register(app: typer.Typer) -> None:
         ] = None,
         mode: Annotated[str, typer.Option(help="autonomous or propose")] = "propose",
         audit: Annotated[str | None, typer.Option(help="audit log SQLite file")] = None,
+        world: Annotated[
+            str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
+        ] = "field",
     ) -> None:
         """Serve the API and dashboard over a simulated grid, without injected events."""
         from rich.console import Console
 
-        _serve(build_demo(grid, mode, audit), host, port, speed, duration, None, Console())
+        con = Console()
+        orch = _build_or_exit(con, grid, mode, audit, world)
+        _serve(orch, host, port, speed, duration, None, con)
 
     @app.command("scenario")
     def scenario(
@@ -195,6 +200,17 @@ def register(app: typer.Typer) -> None:
             con.print(f"checks: {data['checks']}")
         if report:
             con.print(f"report written to {report}/index.html")
+
+
+def _build_or_exit(con: Any, grid: str, mode: str, audit: str | None, world: str) -> Any:
+    """:func:`build_demo`, or the error named on the console and exit code 2 (no traceback)."""
+    from gridpilot.errors import GridpilotError
+
+    try:
+        return build_demo(grid, mode, audit, world=world)
+    except GridpilotError as exc:
+        con.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 def _serve(
