@@ -3,14 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridpilot.agent import GridEnv
+from gridpilot.agent import FieldWorld, GridEnv, SimWorld
 from gridpilot.errors import ValidationError
 from gridpilot.model import load_grid
 
 
-@pytest.fixture(scope="module")
-def env() -> GridEnv:
-    return GridEnv(load_grid("case33bw"), episode_steps=12)
+@pytest.fixture(scope="module", params=["field", "sim"])
+def env(request: pytest.FixtureRequest) -> GridEnv:
+    return GridEnv(load_grid("case33bw"), episode_steps=12, world=request.param)
 
 
 def test_gymnasium_api_shapes_and_spaces(env: GridEnv) -> None:
@@ -53,3 +53,37 @@ def test_step_before_reset_and_bad_action_are_clear_errors() -> None:
         e.step(-1)
     with pytest.raises(ValidationError, match="episode_steps"):
         GridEnv(load_grid("case33bw"), episode_steps=0)
+    with pytest.raises(ValidationError, match=r"world.*'twin'"):
+        GridEnv(load_grid("case33bw"), world="twin")
+
+
+def test_the_field_world_is_the_default_and_episodes_reproduce() -> None:
+    g = load_grid("case33bw")
+    e = GridEnv(g, episode_steps=4)
+    o1, _ = e.reset(seed=5)
+    assert isinstance(e.world, FieldWorld)
+    a = [e.step(0)[0] for _ in range(3)]
+    o2, _ = e.reset(seed=5)
+    b = [e.step(0)[0] for _ in range(3)]
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+    s = GridEnv(g, episode_steps=4, world="sim")
+    s.reset(seed=5)
+    assert isinstance(s.world, SimWorld) and s.flexdr is None
+
+
+def test_dr_on_the_field_world_is_a_household_event_and_costs_curtailment() -> None:
+    e = GridEnv(load_grid("case33bw"), episode_steps=30, fault_prob=0.0)
+    e.reset(seed=2)
+    assert e.flexdr is not None and e.world is not None
+    load0 = e.world.last.load_p_mw.sum()  # type: ignore[union-attr]
+    full = 1 + len(e.grid.switch) + 2  # DR level 1.0
+    _o, r, _t, _tr, info = e.step(full)
+    assert not info["refused"] and e.flexdr.active is not None
+    assert info["kpis"]["household_dr_mw"] > 0.01  # case33bw has no flexible loads: households
+    assert info["kpis"]["curtailed_mwh"] > 0 and r < 0
+    assert e.world.last.load_p_mw.sum() < load0 - 0.01  # type: ignore[union-attr]  # metered drop
+    off = 1 + len(e.grid.switch)  # DR level 0: the event is released
+    _o, _r, _t, _tr, info = e.step(off)
+    assert e.flexdr.active is None and info["kpis"]["household_dr_mw"] == 0.0
+    assert e.flexdr.records[-1].status == "released"

@@ -52,9 +52,11 @@ def test_cyberattack_forged_commands_refused() -> None:
     assert any("bus 18 compromised" in n for n in rep.controlled.notes)
 
 
-def test_n1_sweep_restores_most_load() -> None:
-    rep = n1_sweep("case33bw", lines=[7, 20, 33])  # 33 is a tie: skipped
+@pytest.mark.parametrize("world", ["field", "sim"])
+def test_n1_sweep_restores_most_load(world: str) -> None:
+    rep = n1_sweep("case33bw", lines=[7, 20, 33], world=world)  # 33 is a tie: skipped
     assert [r.line for r in rep.results] == [7, 20]
+    assert rep.to_dict()["world"] == world
     s = rep.summary
     assert s["controlled"]["unsupplied_mw_total"] < 0.15 * s["uncontrolled"]["unsupplied_mw_total"]
     assert s["controlled"]["worst_vmin_pu"] >= 0.90 - 1e-3
@@ -75,6 +77,8 @@ def test_bad_scenario_input() -> None:
         run_many([ScenarioSpec("fault")], "threads")
     with pytest.raises(UnknownComponentError, match="line"):
         run_scenario("fault", hours=0.2, params={"line": 999})
+    with pytest.raises(ValidationError, match=r"world.*'twin'"):
+        n1_sweep("case33bw", lines=[7], world="twin")
 
 
 def test_cli_demo_and_scenario(tmp_path: Path) -> None:
@@ -97,3 +101,5 @@ def test_cli_demo_and_scenario(tmp_path: Path) -> None:
     assert (tmp_path / "timeseries.png").exists()
     r = CliRunner().invoke(app, ["scenario", "tsunami"])
     assert r.exit_code == 2 and "unknown scenario" in r.output
+    r = CliRunner().invoke(app, ["demo", "--no-serve", "--world", "twin"])
+    assert r.exit_code == 2 and "world" in r.output and "Traceback" not in r.output

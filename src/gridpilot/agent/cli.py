@@ -147,7 +147,12 @@ def register(app: typer.Typer) -> None:
                 from gridpilot.agent.contingency import n1_sweep, write_n1_report
 
                 rep = n1_sweep(
-                    grid, executor=executor, address=address, workers=workers, fleet=fleet
+                    grid,
+                    executor=executor,
+                    address=address,
+                    workers=workers,
+                    fleet=fleet,
+                    world=world,
                 )
                 data = rep.to_dict()
                 if report:

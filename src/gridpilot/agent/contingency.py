@@ -44,6 +44,7 @@ class N1Report:
     repair_h: float
     wall_s: float
     executor: str
+    world: str = "field"
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,17 +55,20 @@ class N1Report:
             "contingencies": len(self.results),
             "repair_h": self.repair_h,
             "executor": self.executor,
+            "world": self.world,
             "wall_s": round(self.wall_s, 3),
             "summary": self.summary,
             "results": [r.__dict__ for r in self.results],
         }
 
 
-def _one(grid: Any, line: int, start_step: int) -> ContingencyResult:
+def _one(grid: Any, line: int, start_step: int, world_kind: str = "field") -> ContingencyResult:
+    from gridpilot.agent.fieldworld import FieldWorld
     from gridpilot.agent.orchestrator import Orchestrator
     from gridpilot.agent.world import SimWorld
 
-    world = SimWorld(grid, start_step=start_step, horizon_steps=16)
+    cls: Any = FieldWorld if world_kind == "field" else SimWorld
+    world = cls(grid, start_step=start_step, horizon_steps=16)
     orch = Orchestrator(world, history=8)
     orch.step()
     orch.inject("fault", actor="n-1", line=line)
@@ -94,13 +98,13 @@ def _one(grid: Any, line: int, start_step: int) -> ContingencyResult:
     )
 
 
-def _chunk(args: tuple[str, bool, list[int], int]) -> list[ContingencyResult]:
+def _chunk(args: tuple[str, bool, list[int], int, str]) -> list[ContingencyResult]:
     """Worker task: build the grid once, run a chunk of contingencies."""
     from gridpilot.agent.scenarios import scenario_grid
 
-    name, fleet, lines, start = args
+    name, fleet, lines, start, world = args
     grid = scenario_grid(name, fleet)
-    return [_one(grid, ln, start) for ln in lines]
+    return [_one(grid, ln, start, world) for ln in lines]
 
 
 def n1_sweep(
@@ -114,15 +118,19 @@ def n1_sweep(
     fleet: bool = True,
     start_step: int = 200 * 96 + 19 * 4,
     repair_h: float = 2.0,
+    world: str = "field",
 ) -> N1Report:
     """Fault every line (or ``lines``) in turn; returns an :class:`N1Report`.
 
     ``executor``: ``serial`` or ``dask`` (``address`` of a scheduler, or a LocalCluster with
     ``workers`` processes); ``chunks`` tasks (default 4 per worker). Energy not served assumes
-    each contingency lasts ``repair_h`` hours at the faulted load.
+    each contingency lasts ``repair_h`` hours at the faulted load. ``world``: ``field``
+    (FieldWorld on ``gridpilot.field``, default) or ``sim`` (SimWorld, the twin-only world).
     """
-    from gridpilot.agent.scenarios import run_many, scenario_grid
+    from gridpilot.agent.scenarios import WORLDS, run_many, scenario_grid
 
+    if world not in WORLDS:
+        raise ValidationError(f"world: unknown {world!r}; known: {', '.join(WORLDS)}")
     t0 = time.perf_counter()
     g = scenario_grid(grid, fleet)
     ids = [int(x) for x in (g.line.ids if lines is None else lines)]
@@ -137,10 +145,10 @@ def n1_sweep(
     ids = [x for x in ids if x not in ties]
     n_chunks = chunks or (1 if executor == "serial" else max(workers * 4, 1))
     parts = [p.tolist() for p in np.array_split(np.asarray(ids), min(n_chunks, len(ids))) if p.size]
-    args = [(grid, fleet, p, start_step) for p in parts]
+    args = [(grid, fleet, p, start_step, world) for p in parts]
     out = run_many(args, executor, address, workers, fn=_chunk)
     results = [r for part in out for r in part]
-    rep = N1Report(grid, results, repair_h, time.perf_counter() - t0, executor)
+    rep = N1Report(grid, results, repair_h, time.perf_counter() - t0, executor, world)
     for side in ("uncontrolled", "controlled"):
         mw = np.array([getattr(r, f"unsupplied_mw_{side}") for r in results])
         cu = np.array([getattr(r, f"customers_off_{side}") for r in results])

@@ -10,6 +10,13 @@ Actions (``Discrete``): 0 does nothing; ``1..S`` toggles switch ``k-1`` (table o
 :class:`SafetyGuard` as the orchestrator; a refused action does nothing and costs
 ``refusal_penalty``. The reward is minus the step's cost in EUR: energy not served at VOLL,
 voltage and loading violations, losses at the energy price, DR compensation and switching.
+
+The world is ``gridpilot.field``'s simulator (:class:`~gridpilot.agent.fieldworld.FieldWorld`,
+``world="field"``, the default) or the twin-only :class:`~gridpilot.agent.world.SimWorld`
+(``world="sim"``). On the field world a DR level acts on the grid's flexible loads and, as on
+the orchestrator's loop, on the households' devices through
+:class:`~gridpilot.agent.flexlink.FlexDR` (a ``load_shed`` event at that level); the event's
+expected reduction counts as curtailed energy in the reward.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
+from gridpilot.agent.fieldworld import FieldWorld
+from gridpilot.agent.flexlink import FlexDR
 from gridpilot.agent.guard import GuardLimits, SafetyGuard
 from gridpilot.agent.world import AGENT_ENGINE, Observation, SimWorld
 from gridpilot.errors import ValidationError
@@ -90,11 +99,13 @@ class Costs:
 
 
 class GridEnv:
-    """Gymnasium-style environment: a :class:`SimWorld` stepped by an agent's discrete actions.
+    """Gymnasium-style environment: a world stepped by an agent's discrete actions.
 
-    ``GridEnv(grid, episode_steps=120, step_s=60, fault_prob=1.0, dr_levels=(0, .5, 1))``; each
-    episode starts at a random hour of a random summer or winter day and, with ``fault_prob``,
-    puts a permanent fault on a random line at a random step of the first half.
+    ``GridEnv(grid, episode_steps=120, step_s=60, fault_prob=1.0, dr_levels=(0, .5, 1),
+    world="field")``; each episode starts at a random hour of a random summer or winter day
+    and, with ``fault_prob``, puts a permanent fault on a random line at a random step of the
+    first half. ``world``: ``field`` (:class:`FieldWorld`, seeded from the episode's seed) or
+    ``sim`` (:class:`SimWorld`).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -109,9 +120,13 @@ class GridEnv:
         dr_levels: tuple[float, ...] = (0.0, 0.5, 1.0),
         limits: GuardLimits | None = None,
         costs: Costs | None = None,
+        world: str = "field",
     ) -> None:
         if episode_steps <= 0:
             raise ValidationError(f"episode_steps: must be positive, got {episode_steps}")
+        if world not in ("field", "sim"):
+            raise ValidationError(f"world: unknown {world!r}; known: field, sim")
+        self.world_kind = world
         self.grid = grid.copy()
         self.episode_steps = episode_steps
         self.step_s = step_s
@@ -129,7 +144,8 @@ class GridEnv:
         ).astype(np.float32)
         self.observation_space = Box(low, high)
         self.action_space = Discrete(1 + ns + len(self.dr_levels))
-        self.world: SimWorld | None = None
+        self.world: FieldWorld | SimWorld | None = None
+        self.flexdr: FlexDR | None = None  # household DR on the field world
         self._obs: Observation | None = None
         self._rng = np.random.default_rng()
         self._fault_at = -1
@@ -152,12 +168,21 @@ class GridEnv:
         rng = self._rng
         day = int(rng.choice([20, 200])) + int(rng.integers(0, 10))
         start = day * 96 + int(rng.integers(0, 96))
-        self.world = SimWorld(
-            self.grid,
-            step_s=self.step_s,
-            start_step=start,
-            horizon_steps=int(self.episode_steps * self.step_s / 900) + 8,
-        )
+        horizon = int(self.episode_steps * self.step_s / 900) + 8
+        if self.world_kind == "field":
+            self.world = FieldWorld(
+                self.grid,
+                step_s=self.step_s,
+                start_step=start,
+                horizon_steps=horizon,
+                seed=int(rng.integers(2**31)),
+            )
+            self.flexdr = FlexDR(self.grid, self.world.devices)
+        else:
+            self.world = SimWorld(
+                self.grid, step_s=self.step_s, start_step=start, horizon_steps=horizon
+            )
+            self.flexdr = None
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
         opts = options or {}
         self._fault_at = -1
@@ -219,6 +244,8 @@ class GridEnv:
                         cost += c.switch_eur
                     else:
                         w.set_dr(float(a.value))
+                        if self.flexdr is not None and isinstance(w, FieldWorld):
+                            w.apply(self.flexdr.set_level(float(a.value), w.time, source="env"))
                 self.guard.commit(plan, w.t * w.step_s)
             else:
                 refused = verdict.reasons
@@ -230,6 +257,10 @@ class GridEnv:
         self._obs = o
         kpi = step_kpis(w, o)
         h = w.step_s / 3600.0
+        kpi["household_dr_mw"] = self._household_dr_mw()
+        kpi["curtailed_mwh"] += kpi["household_dr_mw"] * h
+        if self.flexdr is not None and isinstance(w, FieldWorld):  # the event's next set points
+            w.apply(self.flexdr.tick(o.time, float(o.load_p_mw.sum())))
         cost += (
             kpi["ens_mwh"] * c.voll_eur_mwh
             + (kpi["v_violation"] or kpi["loading_violation"]) * c.violation_eur_min * w.step_s / 60
@@ -241,12 +272,20 @@ class GridEnv:
         info = {"kpis": kpi, "refused": refused, "time": str(o.time), "cost_eur": cost}
         return self._vector(o), -float(cost), False, bool(truncated), info
 
+    def _household_dr_mw(self) -> float:
+        """Expected reduction of the households' DR event now, MW (0 without one)."""
+        act = self.flexdr.active if self.flexdr is not None else None
+        if act is None or not act.record.expected_reduction_mw:
+            return 0.0
+        red = act.record.expected_reduction_mw
+        return float(red[min(max(act.step, 0), len(red) - 1)])
+
     def close(self) -> None:
         """Nothing to release (Gymnasium API)."""
 
 
 def step_kpis(
-    world: SimWorld,
+    world: FieldWorld | SimWorld,
     o: Observation,
     v_band: tuple[float, float] = (0.90, 1.10),
     loading_max_pct: float = 100.0,
