@@ -289,11 +289,15 @@ def step_kpis(
     o: Observation,
     v_band: tuple[float, float] = (0.90, 1.10),
     loading_max_pct: float = 100.0,
+    household_shed_mw: float = 0.0,
 ) -> dict[str, Any]:
     """KPIs of one step: energy not served and curtailed (MWh), customers off, violation flags, import (MW).
 
     Energy not served counts the demand (after DR) of loads on de-energised buses; curtailed
-    energy the demand response cuts.
+    energy the demand response cuts: the world's own DR model (loads' enrolled share, flexible
+    loads, EV stations) plus ``household_shed_mw``, what household devices shed in a DR event
+    on the field world (the event's expected reduction at this step, ``FlexDR.expected_shed_mw``:
+    the field has no counterfactual of its own).
     """
     g = world.grid
     dem = world.demand(o.t)
@@ -310,6 +314,7 @@ def step_kpis(
         (dem["load_p_mw"] - ctl["load_p_mw"]).sum()
         + (dem["flex_p_mw"] - ctl["flex_p_mw"]).sum()
         + (dem["ev_p_mw"] - ctl["ev_p_mw"]).sum()
+        + max(float(household_shed_mw), 0.0)
     )
     v = o.v_pu[o.energised]
     vviol = bool(v.size and ((v.min() < v_band[0] - 1e-9) or (v.max() > v_band[1] + 1e-9)))
