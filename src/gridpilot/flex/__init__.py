@@ -18,6 +18,7 @@ from gridpilot.flex.aggregate import (
     envelope,
     inverter_q_capability,
 )
+from gridpilot.flex.ahead import AheadPlan, plan_ahead
 from gridpilot.flex.dr import (
     DR_CLASSES,
     Event,
@@ -28,6 +29,8 @@ from gridpilot.flex.dr import (
     dispatch_event,
     event_setpoints,
     participants,
+    schedule_setpoints,
+    select_devices,
     shed_potential,
     shed_potential_by_bus,
 )
@@ -56,6 +59,7 @@ from gridpilot.flex.signals import Signals, default_signals
 __all__ = [
     "CLASSES",
     "DR_CLASSES",
+    "AheadPlan",
     "Batteries",
     "BusAggregate",
     "CaseMetrics",
@@ -89,7 +93,10 @@ __all__ = [
     "inverter_q_capability",
     "participants",
     "plan",
+    "plan_ahead",
     "plan_window",
+    "schedule_setpoints",
+    "select_devices",
     "shed_potential",
     "shed_potential_by_bus",
     "uncontrolled_dispatch",

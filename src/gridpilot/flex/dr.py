@@ -136,6 +136,12 @@ def _select(fleet: Fleet, masks: dict[str, np.ndarray]) -> Fleet:
     return f
 
 
+def select_devices(fleet: Fleet, masks: dict[str, np.ndarray]) -> Fleet:
+    """A copy of ``fleet`` with the devices where ``masks[class]`` is True (classes of
+    :data:`DR_CLASSES`; the EV mask is over sessions) and no PV inverters."""
+    return _select(fleet, masks)
+
+
 def _participants(
     fleet: Fleet, event: Event, opt_outs: list[OptOut] | tuple[OptOut, ...] = ()
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -432,28 +438,8 @@ def event_setpoints(
     a = event.start - t0
     state = disaggregate(part, t0, {}, steps=a).fleet_after if a > 0 else part
     sh = _shed(state, event, keep_devices=True)
-    ids = {
-        "battery": state.batteries.id,
-        "ev": state.ev.ev,
-        "water_heater": state.water_heaters.id,
-    }
-    dev_ids: dict[str, np.ndarray] = {}
-    p: dict[str, np.ndarray] = {}
-    base: dict[str, np.ndarray] = {}
-    floor: dict[str, np.ndarray] = {}
     n = event.duration
-    for c in DR_CLASSES:
-        cols = [
-            d.device_p_mw[c].reshape(n, ids[c].size)
-            for d in (sh.during, sh.counterfactual, sh.floor)
-        ]
-        if c == "ev":
-            pairs = [_per_car(x, ids[c]) for x in cols]
-            dev_ids[c] = pairs[0][0]
-            cols = [x[1] for x in pairs]
-        else:
-            dev_ids[c] = ids[c].copy()
-        p[c], base[c], floor[c] = cols
+    dev_ids, p, base, floor = _per_device(state, (sh.during, sh.counterfactual, sh.floor), n)
     red = _total(sh.counterfactual) - _total(sh.during)
     return EventPlan(
         event.id,
@@ -469,4 +455,80 @@ def event_setpoints(
         sh.room_mw,
         out_ids,
         sh.during.limit_violations,
+    )
+
+
+def _per_device(
+    state: Fleet, dispatches: tuple[Dispatch, Dispatch, Dispatch], n: int
+) -> tuple[dict[str, np.ndarray], ...]:
+    """Per class: device ids (EVs by car) and the (n, n_dev) MW of three dispatches kept per
+    device (set points, baseline, floor)."""
+    ids = {
+        "battery": state.batteries.id,
+        "ev": state.ev.ev,
+        "water_heater": state.water_heaters.id,
+    }
+    dev_ids: dict[str, np.ndarray] = {}
+    out: list[dict[str, np.ndarray]] = [{}, {}, {}]
+    for c in DR_CLASSES:
+        cols = [d.device_p_mw[c].reshape(n, ids[c].size) for d in dispatches]
+        if c == "ev":
+            pairs = [_per_car(x, ids[c]) for x in cols]
+            dev_ids[c] = pairs[0][0]
+            cols = [x[1] for x in pairs]
+        else:
+            dev_ids[c] = ids[c].copy()
+        for o, x in zip(out, cols, strict=True):
+            o[c] = x
+    return (dev_ids, *out)
+
+
+def schedule_setpoints(
+    fleet: Fleet,
+    t0: int,
+    targets: dict[str, np.ndarray],
+    *,
+    plan_id: str = "schedule",
+    buses: np.ndarray | None = None,
+    group: np.ndarray | None = None,
+) -> EventPlan:
+    """Per-device set points of a schedule's per-bus (or per-group) class targets.
+
+    ``targets``: (steps, n_bus or n_group) MW per class of :data:`DR_CLASSES` (a scheduler's
+    window, e.g. :func:`gridpilot.flex.plan_window`'s first steps), the fleet's state being that
+    of step ``t0``. The same fair disaggregation as :func:`event_setpoints`, kept per device
+    with each device's own baseline and floor, so the same command building serves both.
+    Returns an :class:`EventPlan` (``target_mw`` None; ``reduction_mw`` the fleet's power below
+    its own baseline per step, negative where the schedule draws more, e.g. charging).
+    """
+    bad = sorted(set(targets) - set(DR_CLASSES))
+    if bad:
+        raise ValidationError(
+            f"schedule_setpoints: unknown device class(es) {bad}; known: {list(DR_CLASSES)}"
+        )
+    if not targets:
+        raise ValidationError("schedule_setpoints: no class targets given")
+    n = int(next(iter(targets.values())).shape[0])
+    if n <= 0:
+        raise ValidationError("schedule_setpoints: targets have no steps")
+    buses = fleet.buses() if buses is None else np.asarray(buses, np.int64)
+    during = disaggregate(fleet, t0, targets, buses, keep_devices=True, group=group)
+    cf = disaggregate(fleet, t0, {}, buses, steps=n, keep_devices=True)
+    fl = disaggregate(fleet, t0, _floor_targets(n, buses.size), buses, keep_devices=True)
+    dev_ids, p, base, floor = _per_device(fleet, (during, cf, fl), n)
+    room = np.clip(_total(cf) - _total(fl), 0, None)
+    return EventPlan(
+        plan_id,
+        t0,
+        n,
+        fleet.step_h,
+        None,
+        dev_ids,
+        p,
+        base,
+        floor,
+        _total(cf) - _total(during),
+        room,
+        {c: np.zeros(0, np.int64) for c in DR_CLASSES},
+        during.limit_violations,
     )

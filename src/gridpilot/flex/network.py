@@ -140,18 +140,23 @@ def _tree_edges(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[st
 
 
 def build_network(
-    grid: Grid, flex_buses: np.ndarray, t_ref: int = 0, delta_mw: float = 0.05
+    grid: Grid,
+    flex_buses: np.ndarray,
+    t_ref: int = 0,
+    delta_mw: float = 0.05,
+    engine: str = "auto",
 ) -> NetworkModel:
     """A :class:`NetworkModel` of ``grid`` for devices at ``flex_buses`` (bus ids).
 
     dV/dP and dV/dQ come from one twin batch at step ``t_ref`` of the grid's profiles with
     ``delta_mw`` (MW, then Mvar) added at one device bus per scenario. A device bus outside the
-    grid is an UnknownComponentError.
+    grid is an UnknownComponentError. ``engine``: the twin's power-flow engine (``auto``,
+    ``pgm``, ...).
     """
     flex_buses = np.asarray(flex_buses, np.int64)
     grid.bus.position_map(flex_buses, "bus")
     g, fpos = extend_grid(grid, flex_buses)
-    twin = Twin(g)
+    twin = Twin(g, engine=engine)
     nf = flex_buses.size
     prof, cols = profiles_for(g, t_ref + 1)
     inj = step_injections(g, prof, cols, slice(t_ref, t_ref + 1))

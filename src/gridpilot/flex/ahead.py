@@ -1,0 +1,247 @@
+"""Receding-horizon scheduling from a forecast: one window of the scheduler, planned now.
+
+:func:`gridpilot.flex.plan` schedules a fleet over the grid's own profiles (perfect foresight,
+day-ahead windows). A control loop plans from *its* forecast instead, again and again from the
+devices' present state: :func:`plan_ahead` takes the forecast injections of the grid (metered
+load forecast, generation, EV stations, flexible loads; per step of the fleet's 15 minutes),
+takes out what the fleet would draw on its own (its uncontrolled baseline, already inside a
+metered load forecast), solves one window of the scheduler's LP
+(:func:`~gridpilot.flex.schedule.plan_window`: energy price, CO2, a peak charge, battery wear,
+voltage band through dV/dP and dV/dQ from the twin, branch and transformer ratings) and keeps
+the first ``commit_steps`` steps as per-device set points
+(:func:`~gridpilot.flex.dr.schedule_setpoints`). The planned feeder import is the base import
+plus the fleet's planned power (the linear model; the twin checks a re-solve when the linear
+model put a bus outside the band, ``corrections``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.flex.aggregate import aggregate, disaggregate
+from gridpilot.flex.dr import DR_CLASSES, EventPlan, schedule_setpoints
+from gridpilot.flex.fleet import Fleet
+from gridpilot.flex.network import NetworkModel
+from gridpilot.flex.schedule import PlanConfig, WindowPlan, group_buses, plan_window
+from gridpilot.flex.signals import Signals
+
+
+@dataclass
+class AheadPlan:
+    """One receding-horizon plan (powers in the grid's MW, + consumption; 15-min steps).
+
+    ``import_mw`` (T,) the planned feeder import (base + the fleet's planned power),
+    ``import_base_mw`` (T,) the forecast with the fleet on its own (its baseline), ``fleet_mw``
+    per class (T,) the fleet's planned power and ``fleet_base_mw`` (T,) its baseline;
+    ``setpoints`` the per-device set points of the first ``commit_steps`` steps;
+    ``planning_ms`` the wall time of the whole call (``lp_ms`` the LP build + solve).
+    """
+
+    t0: int
+    steps: int
+    step_h: float
+    import_mw: np.ndarray
+    import_base_mw: np.ndarray
+    fleet_mw: dict[str, np.ndarray]
+    fleet_base_mw: np.ndarray
+    setpoints: EventPlan
+    window: WindowPlan
+    planning_ms: float
+    lp_ms: float
+    corrections: int = 0
+    unresolved: list[str] = field(default_factory=list)
+
+    @property
+    def peak_mw(self) -> float:
+        """Planned peak import over the horizon, MW."""
+        return float(self.import_mw.max()) if self.import_mw.size else 0.0
+
+    @property
+    def peak_base_mw(self) -> float:
+        """Forecast peak import with the fleet on its own, MW."""
+        return float(self.import_base_mw.max()) if self.import_base_mw.size else 0.0
+
+    def summary(self, hours: float | None = None) -> dict[str, Any]:
+        """JSON-able figures (rounded lists over the first ``hours`` of the horizon, default all)."""
+        n = self.steps if hours is None else min(self.steps, round(hours / self.step_h))
+
+        def r(a: np.ndarray) -> list[float]:
+            return [round(float(x), 4) for x in a[:n]]
+
+        return {
+            "steps": n,
+            "step_min": round(self.step_h * 60),
+            "import_mw": r(self.import_mw),
+            "import_base_mw": r(self.import_base_mw),
+            "fleet_mw": r(sum(self.fleet_mw.values())),  # type: ignore[arg-type]
+            "fleet_base_mw": r(self.fleet_base_mw),
+            "fleet_class_mw": {c: r(v) for c, v in self.fleet_mw.items()},
+            "peak_mw": round(self.peak_mw, 4),
+            "peak_base_mw": round(self.peak_base_mw, 4),
+            "objective_eur": round(float(self.window.objective_eur), 2),
+            "planning_ms": round(self.planning_ms, 1),
+            "lp_ms": round(self.lp_ms, 1),
+            "corrections": self.corrections,
+            "unresolved": self.unresolved[:5],
+        }
+
+
+_QUIET = False
+
+
+def _quiet_banner() -> None:
+    """HiGHS prints its banner to stdout when the process's first solver is made (before any
+    option can be set): make that first one with stdout closed, so that a loop's JSON output
+    stays clean."""
+    global _QUIET
+    if _QUIET:
+        return
+    import os
+    import sys
+
+    import highspy
+
+    _QUIET = True
+    sys.stdout.flush()
+    keep, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(keep, 1)
+        os.close(keep)
+        os.close(null)
+
+
+def _twin_base(
+    net: NetworkModel, inj: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Base voltages (T, n_bus), feeder import (T,), tree flows P and Q (T, n_edge) of ``inj``."""
+    T = inj["load_p_mw"].shape[0]
+    ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **inj)
+    v0 = np.nan_to_num(np.asarray(ts.v_pu, np.float64), nan=1.0)
+    p = net.bus_net_load(inj)
+    q = net.bus_net_load(inj, "q")
+    flow0 = np.asarray((net.ptdf_all @ p.T).T)
+    qflow0 = np.asarray((net.ptdf_all @ q.T).T)
+    return v0, np.nan_to_num(np.asarray(ts.source_p_mw, np.float64)), flow0, qflow0
+
+
+def plan_ahead(
+    net: NetworkModel,
+    fleet: Fleet,
+    t0: int,
+    injections: dict[str, np.ndarray],
+    signals: Signals,
+    config: PlanConfig | None = None,
+    *,
+    commit_steps: int = 4,
+    baseline_in_load: bool = True,
+    plan_id: str = "schedule",
+    grouping: tuple[np.ndarray, Any, Any, Any] | None = None,
+) -> AheadPlan:
+    """Plan ``fleet`` (state of flex step ``t0``) over the forecast ``injections`` and return
+    an :class:`AheadPlan` with the first ``commit_steps`` steps as per-device set points.
+
+    ``injections``: the forecast for the *network model's* grid (``net.grid``: the grid's
+    tables plus one zero load per device bus), (T, n) MW/Mvar per key as
+    :meth:`gridpilot.twin.Twin.timeseries` takes them, one row per 15-minute step from ``t0``.
+    With ``baseline_in_load`` the loads' forecast includes what the fleet draws on its own (a
+    metered load's forecast): that baseline is taken out at the device buses before planning.
+    ``signals`` (T,) price and carbon intensity. ``grouping``: a cached
+    :func:`~gridpilot.flex.schedule.group_buses` of ``net`` and ``fleet``'s buses.
+    Raises :class:`~gridpilot.errors.ValidationError` on shapes that do not match.
+    """
+    t_all = time.perf_counter()
+    _quiet_banner()
+    cfg = config or PlanConfig()
+    inj = {k: np.array(v, np.float64, copy=True) for k, v in injections.items()}
+    if "load_p_mw" not in inj or inj["load_p_mw"].ndim != 2:
+        raise ValidationError("plan_ahead: injections need a (T, n_load) 'load_p_mw'")
+    T, n_load = inj["load_p_mw"].shape
+    if n_load != len(net.grid.load):
+        raise ValidationError(
+            f"plan_ahead: 'load_p_mw' has {n_load} loads, the network model's grid "
+            f"{len(net.grid.load)} (its loads plus one per device bus)"
+        )
+    if signals.price_eur_per_mwh.size != T:
+        raise ValidationError(
+            f"plan_ahead: signals have {signals.price_eur_per_mwh.size} steps, injections {T}"
+        )
+    if not 0 < commit_steps <= T:
+        raise ValidationError(f"plan_ahead: commit_steps must be in 1..{T}, got {commit_steps}")
+    buses = net.flex_bus_id
+    if not np.all(np.isin(fleet.buses(), buses)):
+        raise ValidationError("plan_ahead: the fleet has devices at buses the model lacks")
+    avail = np.zeros((T, len(fleet.pv)))
+    # the fleet on its own (its baseline), per bus: inside a metered forecast, taken out
+    base_d = disaggregate(fleet, t0, {}, buses, avail, steps=T)
+    base_bus = sum(base_d.p_mw[c] for c in DR_CLASSES)
+    if baseline_in_load:
+        inj["load_p_mw"][:, net.flex_load_pos] -= base_bus
+    v0, p0, flow0, qflow0 = _twin_base(net, inj)
+    group, vs_g, ptdf_g, vq_g = grouping or group_buses(net, fleet, cfg.max_groups)
+    agg = aggregate(fleet, t0, T, buses, avail, group)
+    v_use = v0
+    wp: WindowPlan | None = None
+    lp_s = 0.0
+    it = 0
+    for it in range(cfg.corrections + 1):
+        wp = plan_window(
+            agg,
+            net,
+            v_use,
+            p0,
+            flow0,
+            qflow0,
+            signals,
+            cfg,
+            vs_g,
+            ptdf_g,
+            vq_g,
+            warm=wp if (cfg.warm_start and wp is not None) else None,
+        )
+        lp_s += wp.solve_s + wp.build_s
+        if it == cfg.corrections:
+            break
+        # the linear model's voltages against the twin with the fleet's planned power per bus
+        d = disaggregate(fleet, t0, wp.targets, buses, avail, group=group)
+        inj_w = {k: v.copy() for k, v in inj.items()}
+        inj_w["load_p_mw"][:, net.flex_load_pos] += sum(d.p_mw[c] for c in DR_CLASSES)
+        ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **inj_w)
+        v_act = np.nan_to_num(np.asarray(ts.v_pu, np.float64), nan=1.0)
+        live = v_act > 0.5
+        bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
+        if not bad.any():
+            break
+        assert wp.pn_mw is not None
+        v_pred = v_use + wp.pn_mw @ np.asarray(vs_g).T
+        v_use = v_use + np.where(live, v_act - v_pred, 0.0)
+    assert wp is not None and wp.pn_mw is not None
+    tg = {c: wp.targets[c][:commit_steps] for c in DR_CLASSES}
+    sp = schedule_setpoints(fleet, t0, tg, plan_id=plan_id, buses=buses, group=group)
+    fleet_mw = {c: wp.targets[c].sum(axis=1) for c in DR_CLASSES}
+    planned = wp.pn_mw.sum(axis=1)
+    return AheadPlan(
+        t0,
+        T,
+        fleet.step_h,
+        p0 + planned,
+        p0 + base_bus.sum(axis=1),
+        fleet_mw,
+        base_bus.sum(axis=1),
+        sp,
+        wp,
+        (time.perf_counter() - t_all) * 1e3,
+        lp_s * 1e3,
+        it,
+        [wp.worst] if wp.worst else [],
+    )
+
+
+__all__ = ["AheadPlan", "plan_ahead"]
