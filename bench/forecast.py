@@ -107,16 +107,61 @@ def long_horizon(
     return rows
 
 
+def lead_and_issue_figures(res: Any, std: np.ndarray) -> dict[str, Any]:
+    """MAE reduction vs seasonal-naive per lead (1..24 h) and for the origins issued at
+    00:00 only (a once-a-day forecast for the coming day), on data standardised with
+    ``std`` (the training rows' std per series, as in the backtest)."""
+    sd = std[None, :, None]
+    e = np.abs(res.point - res.actual) / sd
+    b = np.abs(res.baseline_point - res.actual) / sd
+    lead = 1.0 - e.mean(axis=(0, 1)) / b.mean(axis=(0, 1))
+    at0 = np.asarray(res.origins.hour == 0)
+    return {
+        "mae_reduction_by_lead": [round(float(x), 4) for x in lead],
+        "mae_reduction_issued_00h": round(float(1.0 - e[at0].mean() / b[at0].mean()), 4),
+        "n_origins_issued_00h": int(at0.sum()),
+    }
+
+
+def naive_context(df: pd.DataFrame) -> dict[str, float]:
+    """Standardised test MAE of the one-day (the baseline) and the one-week seasonal-naive
+    and of the last value (persistence) over the day-ahead origins: which naive is harder."""
+    v = df[LOADS].iloc[: TRAIN + VAL + TEST].to_numpy(dtype=float)
+    sd = v[:TRAIN].std(axis=0)[None, :, None]
+    o = np.arange(TRAIN + VAL, TRAIN + VAL + TEST - 24 + 1)
+    y = target_windows(v, o, 24)
+    rows = o[:, None] + np.arange(24)[None, :]  # (N, H) target rows
+    day = np.transpose(v[rows - 24], (0, 2, 1))
+    week = np.transpose(v[rows - 168], (0, 2, 1))
+    last = np.broadcast_to(v[o - 1][:, :, None], y.shape)
+    return {
+        name: round(float(np.mean(np.abs(p - y) / sd)), 4)
+        for name, p in (
+            ("seasonal_naive_day", day),
+            ("seasonal_naive_week", week),
+            ("last_value", last),
+        )
+    }
+
+
 def day_ahead(
-    df: pd.DataFrame, stride: int, with_gbm: bool, refit_every: int | None, err: Console
+    df: pd.DataFrame,
+    stride: int,
+    with_gbm: bool,
+    refit_every: int | None,
+    err: Console,
+    retune_window: int | None = None,
 ) -> list[dict[str, Any]]:
     """Day-ahead rows for the six load series: model vs seasonal-naive, coverage."""
     loads = df[LOADS].iloc[: TRAIN + VAL + TEST]
+    std = loads.iloc[:TRAIN].to_numpy(dtype=float).std(axis=0)
     out = []
     models: list[tuple[Any, int | None]] = [(LinearForecaster(24, lookback=(168, 336, 512)), None)]
     if with_gbm:
         models.append((GBMForecaster(24, objective="l1", num_threads=2), None))
-        models.append((EnsembleForecaster(24, num_threads=2), refit_every))
+        models.append(
+            (EnsembleForecaster(24, num_threads=2, retune_window=retune_window), refit_every)
+        )
     for m, refit in models:
         err.log(f"day-ahead: {m.name} (refit every {refit} steps) …")
         t0 = time.perf_counter()
@@ -135,6 +180,7 @@ def day_ahead(
             {
                 "model": m.name,
                 "refit_every": refit,
+                "retune_window": getattr(m, "retune_window", None),
                 "weights_by_step": (
                     None
                     if not isinstance(m, EnsembleForecaster) or m.weights_ is None
@@ -160,6 +206,7 @@ def day_ahead(
                 "per_series_mae_reduction": {
                     k: round(float(v), 4) for k, v in res.per_series["mae_reduction"].items()
                 },
+                **lead_and_issue_figures(res, std),
             }
         )
     return out
@@ -179,6 +226,12 @@ def main() -> int:
         default=720,
         help="refit the day-ahead ensemble every N test steps (0: fit once)",
     )
+    ap.add_argument(
+        "--retune-window",
+        type=int,
+        default=0,
+        help="re-tune the ensemble's weights at each refit on the last N origins (0: keep)",
+    )
     ap.add_argument("--day-ahead-only", action="store_true", help="skip the long horizons")
     args = ap.parse_args()
     err = Console(stderr=True)
@@ -196,6 +249,7 @@ def main() -> int:
         with_gbm=not (args.quick or args.no_gbm),
         refit_every=args.refit_every or None,
         err=err,
+        retune_window=args.retune_window or None,
     )
     total = time.perf_counter() - t0
     result = {
@@ -204,6 +258,7 @@ def main() -> int:
         "quick": args.quick,
         "rows": rows,
         "day_ahead": da,
+        "day_ahead_naive_mae_norm": naive_context(df),
         "train_s_all_horizons": round(sum(r["train_s"] for r in rows), 2),
         "wall_s": round(total, 1),
         "targets": {

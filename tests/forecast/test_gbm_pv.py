@@ -121,3 +121,24 @@ def test_day_ahead_with_covariates_covering_the_horizon() -> None:
     assert np.abs(res.point[:, 0] - load.to_numpy()[-24:, 0]).mean() < 1.0
     with pytest.raises(ValidationError, match="no finite value"):
         day_ahead(hist, model="gbm", covariates=temp.iloc[:-30], n_estimators=20)
+
+
+def test_gbm_n_seeds_averages_boosters_of_different_seeds() -> None:
+    obs, _ = make_series(days=50, noise=0.3, seed=4)
+    cut = 40 * 24
+    kw = {**FAST, "params": {"feature_fraction": 0.7}}
+    one = GBMForecaster(24, **kw).fit(obs.iloc[:cut])
+    bag = GBMForecaster(24, n_seeds=3, **kw).fit(obs.iloc[:cut])
+    assert len(one.extra_boosters_) == 0 and len(bag.extra_boosters_) == 2
+    vals, origins = obs.to_numpy(), np.arange(cut, len(obs) - 24 + 1, 6)
+    p_bag = bag.forecast_origins(vals, obs.index, None, origins)
+    # the first booster is the single-seed model's; the average of all three differs
+    p_first = bag._predict_booster(bag.booster_, vals, obs.index, None, origins)
+    np.testing.assert_allclose(p_first, one.forecast_origins(vals, obs.index, None, origins))
+    each = [p_first] + [
+        bag._predict_booster(b, vals, obs.index, None, origins) for b in bag.extra_boosters_
+    ]
+    np.testing.assert_allclose(p_bag, np.mean(each, axis=0))
+    assert not np.allclose(p_bag, p_first)
+    with pytest.raises(ValidationError, match="n_seeds"):
+        GBMForecaster(24, n_seeds=0)
