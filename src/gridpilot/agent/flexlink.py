@@ -158,6 +158,7 @@ class FlexDR:
         self._pot: tuple[int, np.ndarray, np.ndarray] | None = None
         self._pre: deque[float] = deque(maxlen=PRE_SAMPLES)
         self._shape = 1.0  # the load profile's multiplier now (from tick), for battery baselines
+        self._load_bus: np.ndarray | None = None  # bus id per load (from update_share)
 
     # --- the devices in flex terms ----------------------------------------------------------------
     def fleet(self, now: np.datetime64) -> tuple[Fleet, int]:
@@ -206,6 +207,7 @@ class FlexDR:
             raise ValidationError(
                 f"update_share: load_bus has shape {lb.shape}, load_mw {load.shape}"
             )
+        self._load_bus = lb
         ub, inv = np.unique(lb, return_inverse=True)
         at_bus = np.bincount(inv, weights=np.maximum(load, 0.0), minlength=ub.size)
         r = np.zeros(ub.size)
@@ -307,6 +309,10 @@ class FlexDR:
             (t - 96) * FLEX_STEP_S, "s"
         )  # wall time of the event's first step
         self.active = _Active(rec, plan, t0)
+        if targeted and self.share_per_load is not None and self._load_bus is not None:
+            # the event sheds only at its buses: elsewhere DR level x share is 0 while it runs
+            at = np.isin(self._load_bus, np.asarray(targeted, np.int64))
+            self.share_per_load = np.where(at, self.share_per_load, 0.0)
         cmds = self._setpoints(0)
         rec.dispatch_ms = (time.perf_counter() - t_wall) * 1e3
         rec.commands = len(cmds)
@@ -326,20 +332,7 @@ class FlexDR:
         if rec.pre_level_mw is not None and rec.during:
             load, shape = np.asarray(rec.during).T
             rec.measured_reduction_mw = float(np.mean(rec.pre_level_mw * shape - load))
-        d, ids = self.devices, act.plan.device_ids
-        out = []
-        if ids["battery"].size:
-            out.append(Command("battery_auto", ids["battery"].copy(), None, f"{rec.id}:release"))
-        if ids["ev"].size:
-            kw = np.asarray(d.ev_charger_kw[ids["ev"]], np.float64)
-            out.append(Command("ev_limit", ids["ev"].copy(), kw, f"{rec.id}:release"))
-        if ids["water_heater"].size:
-            out.append(
-                Command(
-                    "water_heater_resume", ids["water_heater"].copy(), None, f"{rec.id}:release"
-                )
-            )
-        return out
+        return release_commands(self.devices, act.plan.device_ids, f"{rec.id}:release")
 
     def tick(
         self, now: np.datetime64, load_mw: float | None = None, shape: float = 1.0
@@ -380,52 +373,87 @@ class FlexDR:
         act = self.active
         assert act is not None
         act.step = k
-        plan, d, rid = act.plan, self.devices, act.record.id
-        ms = np.asarray(d.meter_scale, np.float64)
-        out: list[Command] = []
-        # batteries: a set point where the plan moves them, own control elsewhere
-        ids = plan.device_ids["battery"]
-        if ids.size:
-            p = plan.p_mw["battery"][k]
-            on = np.abs(p) > 1e-9
-            kw = p[on] * 1e3 / ms[d.bat_meter[ids[on]]]
-            if on.any():
-                out.append(Command("battery_setpoint", ids[on], kw, f"{rid}:{k}"))
-            if (~on).any():
-                out.append(Command("battery_auto", ids[~on], None, f"{rid}:{k}"))
-        # EVs: a charging limit for the cars plugged in (or discharging) in the plan
-        ids = plan.device_ids["ev"]
-        if ids.size:
-            p = plan.p_mw["ev"][k]
-            on = (plan.baseline_mw["ev"][k] > 1e-9) | (p < -1e-9)
-            kw = p[on] * 1e3 / ms[d.ev_meter[ids[on]]]
-            if on.any():
-                out.append(Command("ev_limit", ids[on], kw, f"{rid}:{k}"))
-            if (~on).any():
-                rated = np.asarray(d.ev_charger_kw[ids[~on]], np.float64)
-                out.append(Command("ev_limit", ids[~on], rated, f"{rid}:{k}"))
-        # water heaters (on/off): pause those with the most room until the class's share of the
-        # reduction is covered, let the others run
-        ids = plan.device_ids["water_heater"]
-        if ids.size:
-            want = float((plan.baseline_mw["water_heater"][k] - plan.p_mw["water_heater"][k]).sum())
-            room = plan.baseline_mw["water_heater"][k] - plan.floor_mw["water_heater"][k]
-            order = np.argsort(-room, kind="stable")
-            cum = np.cumsum(room[order])
-            n_pause = int(np.searchsorted(cum, want - 1e-9) + 1) if want > 1e-9 else 0
-            pause = np.zeros(ids.size, bool)
-            pause[order[: min(n_pause, ids.size)]] = True
-            pause &= room > 1e-9
-            if pause.any():
-                out.append(Command("water_heater_pause", ids[pause], None, f"{rid}:{k}"))
-            if (~pause).any():
-                out.append(Command("water_heater_resume", ids[~pause], None, f"{rid}:{k}"))
-        return out
+        return setpoint_commands(self.devices, act.plan, k, f"{act.record.id}:{k}")
 
     # --- reporting ---------------------------------------------------------------------------------
+    def expected_shed_mw(self, now: np.datetime64) -> float:
+        """What the active event's devices are expected to shed below their own baseline at
+        ``now`` (MW, the plan step in force; 0 without an event): the household DR energy for
+        the curtailment KPI (the field has no counterfactual of its own)."""
+        act = self.active
+        if act is None:
+            return 0.0
+        k = int((now.astype("datetime64[s]") - act.t0) / np.timedelta64(FLEX_STEP_S, "s"))
+        red = act.record.expected_reduction_mw
+        return float(max(red[k], 0.0)) if 0 <= k < len(red) else 0.0
+
     def events(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest event records (JSON-able), newest last."""
         return [r.to_dict() for r in list(self.records)[-limit:]]
 
 
-__all__ = ["FLEX_STEP_S", "DREventRecord", "FlexDR"]
+def setpoint_commands(devices: Any, plan: EventPlan, k: int, tag: str) -> list[Command]:
+    """Field commands putting ``plan``'s devices at its step ``k`` (an event's or a schedule's
+    per-device set points in the grid's MW; per-device kW = MW x 1000 / the meter's scale).
+
+    Batteries: ``battery_setpoint`` where the plan holds them (a set point off their own
+    baseline, or any non-zero one), ``battery_auto`` elsewhere. EVs: ``ev_limit`` at the planned
+    power for the cars charging (or discharging) in the plan, the charger's rating for the
+    others. Water heaters (on/off only): the heaters with the most room are paused until the
+    class's reduction below its own baseline is covered, the others resume (a schedule asking
+    more than the baseline leaves every heater on its thermostat). ``tag`` names the commands.
+    """
+    d = devices
+    ms = np.asarray(d.meter_scale, np.float64)
+    out: list[Command] = []
+    ids = plan.device_ids["battery"]
+    if ids.size:
+        p = plan.p_mw["battery"][k]
+        on = (np.abs(p) > 1e-9) | (np.abs(p - plan.baseline_mw["battery"][k]) > 1e-9)
+        kw = p[on] * 1e3 / ms[d.bat_meter[ids[on]]]
+        if on.any():
+            out.append(Command("battery_setpoint", ids[on], kw, tag))
+        if (~on).any():
+            out.append(Command("battery_auto", ids[~on], None, tag))
+    ids = plan.device_ids["ev"]
+    if ids.size:
+        p = plan.p_mw["ev"][k]
+        on = (plan.baseline_mw["ev"][k] > 1e-9) | (p < -1e-9)
+        kw = p[on] * 1e3 / ms[d.ev_meter[ids[on]]]
+        if on.any():
+            out.append(Command("ev_limit", ids[on], kw, tag))
+        if (~on).any():
+            rated = np.asarray(d.ev_charger_kw[ids[~on]], np.float64)
+            out.append(Command("ev_limit", ids[~on], rated, tag))
+    ids = plan.device_ids["water_heater"]
+    if ids.size:
+        want = float((plan.baseline_mw["water_heater"][k] - plan.p_mw["water_heater"][k]).sum())
+        room = plan.baseline_mw["water_heater"][k] - plan.floor_mw["water_heater"][k]
+        order = np.argsort(-room, kind="stable")
+        cum = np.cumsum(room[order])
+        n_pause = int(np.searchsorted(cum, want - 1e-9) + 1) if want > 1e-9 else 0
+        pause = np.zeros(ids.size, bool)
+        pause[order[: min(n_pause, ids.size)]] = True
+        pause &= room > 1e-9
+        if pause.any():
+            out.append(Command("water_heater_pause", ids[pause], None, tag))
+        if (~pause).any():
+            out.append(Command("water_heater_resume", ids[~pause], None, tag))
+    return out
+
+
+def release_commands(devices: Any, device_ids: dict[str, np.ndarray], tag: str) -> list[Command]:
+    """Field commands handing ``device_ids`` (per class) back to their own control:
+    ``battery_auto``, ``ev_limit`` at the charger's rating, ``water_heater_resume``."""
+    out = []
+    if device_ids["battery"].size:
+        out.append(Command("battery_auto", device_ids["battery"].copy(), None, tag))
+    if device_ids["ev"].size:
+        kw = np.asarray(devices.ev_charger_kw[device_ids["ev"]], np.float64)
+        out.append(Command("ev_limit", device_ids["ev"].copy(), kw, tag))
+    if device_ids["water_heater"].size:
+        out.append(Command("water_heater_resume", device_ids["water_heater"].copy(), None, tag))
+    return out
+
+
+__all__ = ["FLEX_STEP_S", "DREventRecord", "FlexDR", "release_commands", "setpoint_commands"]
