@@ -18,6 +18,7 @@ from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet, d
 from gridpilot.agent.fieldworld import FIELD_WORLD_FLEET, FieldWorld
 from gridpilot.agent.fleet import demo_grid
 from gridpilot.agent.flexlink import DREventRecord, FlexDR
+from gridpilot.agent.flexplan import FlexPlanPolicy
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
 from gridpilot.agent.policies import (
@@ -55,6 +56,7 @@ __all__ = [
     "DREventRecord",
     "FieldWorld",
     "FlexDR",
+    "FlexPlanPolicy",
     "FlisrPolicy",
     "FrequencyPolicy",
     "GridEnv",

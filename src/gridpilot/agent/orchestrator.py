@@ -77,8 +77,9 @@ class Orchestrator:
     (:class:`~gridpilot.agent.estimating.LoopEstimator`) runs every ``se_every_steps`` steps (0:
     never) and after each switching change on the ``sensors`` subset (default
     :func:`~gridpilot.agent.estimating.default_sensors`); ``sensor_noise`` makes the telemetry
-    link's voltage and flow sensors noisy at the sensor set's sigmas. Thread-safe: the API calls it while a
-    background thread steps it.
+    link's voltage and flow sensors noisy at the sensor set's sigmas. ``flex_plan`` adds the
+    flexibility schedule (:class:`~gridpilot.agent.flexplan.FlexPlanPolicy`) on a world with a
+    device registry. Thread-safe: the API calls it while a background thread steps it.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Orchestrator:
         se_every_steps: int = 5,
         sensors: SensorSet | None = None,
         sensor_noise: bool = False,
+        flex_plan: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
@@ -170,6 +172,15 @@ class Orchestrator:
             from gridpilot.agent.flexlink import FlexDR  # gridpilot.flex only where it is used
 
             self.flexdr = FlexDR(self.grid, world.devices)
+        # the flexibility schedule (receding horizon) on such a world, when asked for
+        # (flex_plan=True; opt-in: see docs/agent.md for its measured effect)
+        if self.flexdr is not None and flex_plan:
+            from gridpilot.agent.flexplan import FlexPlanPolicy
+
+            if not any(getattr(p, "name", "") == FlexPlanPolicy.name for p in self.policies):
+                self.policies.append(FlexPlanPolicy())
+        self._signal_grid = self.grid.copy()  # its own profiles: price/CO2 signals' time of day
+        self._signals: Any = None
         flat_profiles(self.grid)
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -257,7 +268,87 @@ class Orchestrator:
             flex_est_mw=self.flex_est_mw.copy(),
             v_est_pu=None if self.estimate is None else self.estimate.v_pu.copy(),
             ev_dr_share=self.ev_dr_share,
+            flexdr=self.flexdr,
+            forecast_injections=self.forecast_injections,
+            flex_signals=self.flex_signals,
         )
+
+    def flex_signals(self, steps: int) -> Any:
+        """Price (EUR/MWh) and carbon intensity (t/MWh) for ``steps`` 15-minute steps from the
+        15-minute interval of now: :func:`gridpilot.flex.default_signals` of the grid's own
+        profiles (synthetic, documented in docs/flex.md), days repeated beyond them."""
+        from gridpilot.flex import Signals, default_signals
+
+        assert self.last is not None
+        idx = self._prof.index.astype("datetime64[s]")
+        now = self.last.time.astype("datetime64[s]")
+        i0 = int(np.clip(np.searchsorted(idx, now, "right") - 1, 0, idx.size - 1))
+        if self._signals is None:
+            self._signals = default_signals(self._signal_grid, idx.size)
+        sig = self._signals
+        n = sig.price_eur_per_mwh.size
+        if i0 + steps > n:  # beyond the profiles: the last day repeated
+            days = int(np.ceil((i0 + steps - n) / 96))
+            tail = slice(n - 96, n)
+            sig = Signals(
+                np.concatenate([sig.price_eur_per_mwh, np.tile(sig.price_eur_per_mwh[tail], days)]),
+                np.concatenate([sig.co2_t_per_mwh, np.tile(sig.co2_t_per_mwh[tail], days)]),
+                sig.source,
+            )
+        return sig.window(i0, steps)
+
+    def forecast_injections(
+        self, minutes_ahead: np.ndarray, load_offset_mw: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The loop's forecast of the injections at ``minutes_ahead`` (k,) minutes from now,
+        (k, n) MW/Mvar per key in table order (storage left out).
+
+        Loads: the estimated demand (less ``load_offset_mw`` per load, e.g. what a schedule
+        adds to the metered level now) times :meth:`forecast_ratio`, Q at the loads' metered
+        (else model) power factor. Generators: their profile shape ahead (the stand-in for a
+        weather forecast) times their present level against that shape (1 when the shape is
+        near 0 now, e.g. PV at night), at most their rating. EV stations and flexible loads:
+        their present estimate held (no forecast of their own).
+        """
+        assert self.last is not None
+        g = self.grid
+        m = np.asarray(minutes_ahead, np.float64)
+        ratio = self.forecast_ratio(m * 60.0 / self.world.step_s)
+        base = self.load_est_mw - (0.0 if load_offset_mw is None else load_offset_mw)
+        lp = np.maximum(base, 0.0)[None, :] * ratio
+        lq_obs = self.last.load_q_mvar
+        if lq_obs.size == len(g.load) and np.any(lq_obs != 0):
+            pf = np.divide(
+                lq_obs,
+                self.last.load_p_mw,
+                out=np.zeros(len(g.load)),
+                where=np.abs(self.last.load_p_mw) > 1e-6,
+            )
+        else:
+            pf = g.load["q_mvar"] / np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
+        out = {"load_p_mw": lp, "load_q_mvar": lp * pf[None, :]}
+        if len(g.generator):
+            col = np.asarray(self._cols["gen_p"])
+            idx = self._prof.index.astype("datetime64[s]")
+            now = self.last.time.astype("datetime64[s]")
+            times = np.concatenate([[now], now + np.rint(m * 60).astype("timedelta64[s]")])
+            at = np.clip(np.searchsorted(idx, times, "right") - 1, 0, idx.size - 1)
+            vals = self._prof.values
+            shape = np.where(col[None, :] >= 0, vals[at][:, np.clip(col, 0, None)], 1.0)
+            pn = g.generator["p_mw"]
+            exp_now = pn * shape[0]
+            level = np.where(
+                exp_now > 0.05 * np.maximum(pn, 1e-9),
+                self.gen_est_mw / np.maximum(exp_now, 1e-9),
+                1.0,
+            )
+            out["gen_p_mw"] = np.minimum(pn[None, :] * shape[1:] * np.clip(level, 0, 1.5), pn)
+        k = m.size
+        if len(g.ev_charger):
+            out["ev_p_mw"] = np.tile(self.ev_est_mw, (k, 1))
+        if len(g.flex_load):
+            out["flex_p_mw"] = np.tile(self.flex_est_mw, (k, 1))
+        return out
 
     # --- the loop --------------------------------------------------------------------------------
     def _estimate(self, obs: Observation) -> None:
@@ -534,6 +625,9 @@ class Orchestrator:
                 evf = float(a.value)
         now = self._injections_now()
         after = self._injections_now(dr_level=lvl, ev_factor=evf)
+        delta = plan.data.get("_load_delta_mw")  # a schedule's household set points (flexplan)
+        if delta is not None:
+            after["load_p_mw"] = np.maximum(after["load_p_mw"] + np.asarray(delta), 0.0)
         return self.guard.check(
             plan,
             switch_closed=self.last.switch_closed.copy(),
@@ -555,7 +649,7 @@ class Orchestrator:
                     return "pending"
         verdict = self._verdict(plan)
         sim_time = str(self.last.time) if self.last is not None else ""
-        data = {k: v for k, v in plan.data.items() if k != "inj"}
+        data = {k: v for k, v in plan.data.items() if k != "inj" and not k.startswith("_")}
 
         def record(kind: str, status: str, result: dict[str, Any] | None = None) -> None:
             self.audit.record(
@@ -597,9 +691,12 @@ class Orchestrator:
             )
             return "pending"
         record("action", "done", self._execute(plan, actor))
+        what = [a.describe() for a in plan.actions]
+        if plan.data.get("_commands"):
+            what.append(f"{len(plan.data['_commands'])} device command(s)")
         self._event(
             "action",
-            f"{plan.source} #{plan.id}: " + "; ".join(a.describe() for a in plan.actions)[:200],
+            f"{plan.source} #{plan.id}: " + "; ".join(what)[:200],
             "info",
             plan=plan.id,
             reason=plan.reason[:300],
@@ -699,12 +796,22 @@ class Orchestrator:
                 w.set_storage(int(a.target or 0), float(a.value))
                 k = int(self.grid.storage.index_of(int(a.target or 0))[0])
                 self.storage_cmd_mw[k] = float(a.value)
+                # who holds the batteries (the flexibility schedule leaves them to others)
+                if np.any(self.storage_cmd_mw != 0):
+                    if a.value != 0:
+                        self.shared["storage_by"] = plan.source
+                else:
+                    self.shared.pop("storage_by", None)
             elif a.kind == "ev":
                 self.ev_factor = float(a.value)
                 w.set_ev_factor(self.ev_factor)
             elif a.kind == "reset_fpi":
                 w.reset_fpi()
             done.append(a.describe())
+        cmds = plan.data.get("_commands")  # field commands of a schedule (flexplan)
+        if cmds and hasattr(w, "apply"):
+            w.apply(cmds)
+            done.append(f"{len(cmds)} device command(s)")
         if plan.faulted_lines:
             self.known_faults |= set(plan.faulted_lines)
             self.section_buses |= set(plan.data.get("section_buses", []))
@@ -945,6 +1052,7 @@ class Orchestrator:
                     p.to_dict() for p in self.proposals.values() if p.status == "pending"
                 ],
                 "dr_events": self.flexdr.events() if self.flexdr is not None else [],
+                "flex_plan": self.shared.get("flex_plan"),
             }
 
 

@@ -63,6 +63,10 @@ class Context:
     flex_est_mw: np.ndarray | None = None  # flexible loads, likewise
     v_est_pu: np.ndarray | None = None  # latest state estimate per bus (pu, NaN: none)
     ev_dr_share: float = EV_DR_SHARE  # share of EV-station charging DR level 1 defers
+    flexdr: Any = None  # the field's device registry under demand response (FlexDR), if any
+    # callable(minutes_ahead, load_offset_mw=None) -> forecast injections (k, n) per key, MW
+    forecast_injections: Any = None
+    flex_signals: Any = None  # callable(steps) -> gridpilot.flex.Signals from now (15-min steps)
 
     def estimated_violation(self, margin_pu: float = 0.0) -> bool:
         """True when the latest state estimate has a bus within ``margin_pu`` of (or beyond) the
@@ -80,15 +84,18 @@ class Context:
         dr_level: float | None = None,
         ev_factor: float | None = None,
         load_mult: np.ndarray | None = None,
+        load_cut: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Estimated injections after DR/EV control; ``load_mult`` scales loads per load (forecast)."""
+        """Estimated injections after DR/EV control; ``load_mult`` scales loads per load
+        (forecast); ``load_cut`` the share of each load DR sheds (default ``level x dr_share``,
+        e.g. zero outside the buses a targeted event sheds at)."""
         g = self.grid
         lvl = self.dr_level if dr_level is None else dr_level
         evf = self.ev_factor if ev_factor is None else ev_factor
         p = self.load_est_mw * (1.0 if load_mult is None else load_mult)
         base_p = np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
         pf = g.load["q_mvar"] / base_p
-        cut = 1.0 - lvl * self.dr_share
+        cut = 1.0 - (lvl * self.dr_share if load_cut is None else np.asarray(load_cut))
         out: dict[str, np.ndarray] = {"load_p_mw": p * cut, "load_q_mvar": p * pf * cut}
         if len(g.generator):
             out["gen_p_mw"] = self.gen_est_mw.copy()
@@ -449,7 +456,10 @@ class VoltagePolicy:
         ok0 = bool(_ok(ev0, lim, self.margin_pu)[0])
         stor = len(g.storage) > 0
         if ok0:
-            if my_dr <= 0 and not (stor and np.any(ctx.storage_cmd_mw < 0)):
+            # batteries discharging at another policy's set point (the flexibility schedule's)
+            # are not this policy's to release
+            mine = stor and ctx.shared.get("storage_by", own) == own
+            if my_dr <= 0 and not (mine and np.any(ctx.storage_cmd_mw < 0)):
                 return []
             # try releasing: lower DR level, batteries idle
             lower = [lv for lv in self.dr_levels if lv < my_dr] or [0.0]
@@ -494,7 +504,14 @@ class VoltagePolicy:
             best = int(np.nanargmax(np.where(ev["converged"], ev["vmin_pu"], -np.inf)))
         lv, ci = meta[best]
         acts = list(configs[ci][1])
-        if lv != my_dr:
+        dr_buses: list[int] | None = None
+        if ok.any() and lv > 0 and lv != my_dr and np.ndim(ctx.dr_share):
+            # DR by devices per bus (FlexDR): at the buses behind an undervoltage when that
+            # suffices, the fewest buses first
+            tg = self._targeted(ctx, mult, other_dr, configs[ci][0], stor)
+            if tg is not None:
+                lv, dr_buses = tg
+        if lv != my_dr or dr_buses:
             acts.append(Action("dr", None, lv))
         if stor:
             sp = ctx.storage_deliverable(-g.storage["p_max_mw"])
@@ -511,20 +528,103 @@ class VoltagePolicy:
             + ", ".join(a.describe() for a in acts)
             + f" -> {ev['vmin_pu'][best]:.3f} pu, {ev['max_loading_pct'][best]:.0f} %"
             + ("" if ok.any() else " (best available, still outside limits)")
+            + (f"; demand response at buses {dr_buses} only" if dr_buses else "")
         )
+        data: dict[str, Any] = {
+            "forecast_worst_vmin_pu": round(float(ev0["vmin_pu"][0]), 4),
+            "after_vmin_pu": round(float(ev["vmin_pu"][best]), 4),
+            "candidates": len(rows_c),
+            "dr_level": lv,
+        }
+        if dr_buses:
+            data["dr_buses"] = dr_buses
         return [
             Plan(
                 acts,
                 reason,
                 own,
-                {
-                    "forecast_worst_vmin_pu": round(float(ev0["vmin_pu"][0]), 4),
-                    "after_vmin_pu": round(float(ev["vmin_pu"][best]), 4),
-                    "candidates": len(rows_c),
-                    "dr_level": lv,
-                },
+                data,
             )
         ]
+
+    def _targeted(
+        self,
+        ctx: Context,
+        mult: np.ndarray,
+        other_dr: float,
+        closed: np.ndarray,
+        stor: bool,
+    ) -> tuple[float, list[int]] | None:
+        """DR at the buses behind the lowest voltage: (level, bus ids) of the smallest subtree
+        of the supply tree containing that bus (going up from it) whose devices alone keep the
+        forecast within limits at the lowest level; None when the problem is no undervoltage or
+        no such subtree short of the whole feeder suffices (then DR is feeder-wide)."""
+        g, lim = ctx.grid, ctx.limits
+        share = np.asarray(ctx.dr_share, np.float64)
+        n_load = len(g.load)
+
+        def inj_for(lv: float, mask: np.ndarray) -> dict[str, np.ndarray]:
+            cut = np.maximum(other_dr * share, lv * share * mask)
+            inj = ctx.injections(dr_level=max(other_dr, lv), load_mult=mult, load_cut=cut)
+            if stor:
+                inj["storage_p_mw"] = ctx.storage_deliverable(-g.storage["p_max_mw"])
+            return inj
+
+        base = inj_for(0.0, np.zeros(n_load))
+        ts = ctx.twin.timeseries(
+            1,
+            switch_closed=closed[None],
+            outputs=("v_pu",),
+            **{k: v[None] for k, v in base.items()},
+        )
+        v = np.asarray(ts.v_pu, np.float64)[0]
+        on = v > 0.05
+        if not on.any():
+            return None
+        b = int(np.argmin(np.where(on, v, np.inf)))
+        if v[b] >= lim.v_min_pu + self.margin_pu:
+            return None  # not an undervoltage (a loading problem): feeder-wide
+        tree = supply_tree(g, closed)
+        par = tree.parent
+        anc: list[int] = []
+        x = b
+        while x >= 0 and par[x] >= 0:
+            anc.append(x)
+            x = int(par[x])
+        n = len(g.bus)
+        pos = np.full(n, -1, np.int64)
+        pos[anc] = np.arange(len(anc))
+        member = np.zeros((len(anc), n), bool)
+        cur = np.arange(n)
+        live = tree.supplied.copy()
+        while live.any():
+            hit = live & (pos[np.clip(cur, 0, None)] >= 0)
+            member[pos[cur[hit]], np.flatnonzero(hit)] = True
+            cur = np.where(live, par[np.clip(cur, 0, None)], -1)
+            live = cur >= 0
+        lb = g.bus.position_map(g.load["bus"])
+        cands: list[np.ndarray] = []
+        seen: set[bytes] = set()
+        for i in range(len(anc)):
+            m = member[i][lb] & (share > 0)
+            if not m.any() or m.sum() == (share > 0).sum():
+                continue
+            if m.tobytes() in seen:
+                continue
+            seen.add(m.tobytes())
+            cands.append(m)
+        levels = [lv for lv in self.dr_levels if lv > 0]
+        if not cands or not levels:
+            return None
+        rows = [inj_for(lv, m.astype(np.float64)) for m in cands for lv in levels]
+        evb = batch_eval(ctx.twin, rows, [closed] * len(rows))
+        okb = _ok(evb, lim, self.margin_pu).reshape(len(cands), len(levels))
+        for i, m in enumerate(cands):  # nested, smallest first
+            if okb[i].any():
+                lv = levels[int(np.flatnonzero(okb[i])[0])]
+                buses = sorted({int(x) for x in g.load["bus"][m]})
+                return lv, buses
+        return None
 
     @staticmethod
     def _boundary(ctx: Context) -> list[int]:

@@ -25,7 +25,8 @@ Scenarios (the orchestrator and world live in :mod:`gridpilot.agent`):
 KPIs (one set per run): energy not served (MWh), SAIDI (min) and SAIFI (interruptions per
 customer; interruptions longer than 3 min, EN 50160), MAIFI (shorter ones), voltage violation
 minutes (any energised bus outside 0.90-1.10 pu), loading violation minutes (> 100 %), peak
-import (MW), losses (MWh), curtailment (MWh), cost (EUR: imports at 120 EUR/MWh, energy not
+import (MW), losses (MWh), curtailment (MWh; on the field world with household DR events the
+events' expected reduction is counted too), cost (EUR: imports at 120 EUR/MWh, energy not
 served at 10,000 EUR/MWh, curtailment at 150 EUR/MWh) and CO2 (t, imports at 0.35 t/MWh).
 """
 
@@ -251,10 +252,13 @@ class _Kpis:
         self.momentary += int(c[(mins > 0) & (mins <= SUSTAINED_MIN)].sum())
         self.run[ended] = 0
 
-    def add(self, world: Any, obs: Any) -> None:
+    def add(self, world: Any, obs: Any, orch: Any = None) -> None:
         from gridpilot.agent.env import step_kpis
 
-        s = step_kpis(world, obs)
+        # household DR on the field world: the active FlexDR event's expected reduction
+        fd = getattr(orch, "flexdr", None)
+        shed = fd.expected_shed_mw(obs.time) if fd is not None else 0.0
+        s = step_kpis(world, obs, household_shed_mw=shed)
         k, h = self.k, self.h
         off = s["customers_off_mask"]
         self._close_runs(~off & (self.run > 0))
@@ -346,7 +350,7 @@ def run_one(spec: ScenarioSpec) -> RunResult:
             actions += len(rep.executed)
             refused += len(rep.refused)
             obs = orch.last
-            kp.add(world, obs)
+            kp.add(world, obs, orch)
         else:
             obs = world.observe()
             kp.add(world, obs)

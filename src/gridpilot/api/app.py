@@ -360,6 +360,20 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 }
             )
 
+    @app.get("/api/flex")
+    def flex(_w: Viewer) -> JSONResponse:
+        """The flexibility schedule in force (FlexPlanPolicy): planned feeder import and fleet
+        power per 15-minute step over the horizon, against the devices on their own (MW)."""
+        with orch.lock:
+            on = any(getattr(p, "name", "") == "flexplan" for p in orch.policies)
+            return _json(
+                {
+                    "policy": on,
+                    "plan": orch.shared.get("flex_plan"),
+                    "storage_by": orch.shared.get("storage_by"),
+                }
+            )
+
     @app.get("/api/market")
     def market(_w: Viewer) -> JSONResponse:
         """Latest local-market interval (price EUR/MWh, volume MWh) and the recent series."""
