@@ -160,3 +160,30 @@ def test_household_dr_counts_in_the_curtailment_kpi(fleet_grid):
     # the grid's flexible loads at level 0.5 plus the households' expected reduction
     assert kp.k["curtailment_mwh"] - before >= 5 * shed / 60 - 1e-9
     assert shed > 0
+
+
+def test_forecast_injections_and_signals_for_the_planner(fleet_grid):
+    world = FieldWorld(fleet_grid, start_step=START, horizon_steps=200)
+    orch = Orchestrator(world, policies=[], telemetry=False, se_every_steps=0)
+    orch.run(1)
+    g = orch.grid
+    m = np.arange(4) * 15.0
+    fc = orch.forecast_injections(m)
+    assert fc["load_p_mw"].shape == (4, len(g.load)) and fc["gen_p_mw"].shape == (
+        4,
+        len(g.generator),
+    )
+    ratio = orch.forecast_ratio(m * 60.0 / world.step_s)
+    assert np.allclose(fc["load_p_mw"], orch.load_est_mw * ratio)
+    assert np.all(fc["gen_p_mw"] <= g.generator["p_mw"] + 1e-9) and np.all(fc["gen_p_mw"] >= 0)
+    assert np.allclose(fc["ev_p_mw"][0], orch.ev_est_mw)
+    off = np.full(len(g.load), 0.01)
+    assert np.allclose(
+        orch.forecast_injections(m, load_offset_mw=off)["load_p_mw"],
+        np.maximum(orch.load_est_mw - off, 0) * ratio,
+    )
+    sig = orch.flex_signals(96)
+    assert sig.price_eur_per_mwh.size == 96 and np.all(sig.co2_t_per_mwh >= 0)
+    # the signals follow the time of day of the grid's own profiles (evening peak price at 19:00)
+    k19 = round((19 * 60 - (16 * 60 + 45)) / 15)
+    assert sig.price_eur_per_mwh[k19] > sig.price_eur_per_mwh[k19 + 32]  # 19:00 > 03:00

@@ -100,7 +100,7 @@ class FlexPlanPolicy:
         *,
         water_heaters: bool = False,
         ev_charge_eff: float = 0.92,
-        ev_early_steps: int = 2,
+        ev_early_steps: int = 4,
     ) -> None:
         if not every_min >= FLEX_STEP_S / 60 or not horizon_h * 3600 >= FLEX_STEP_S * commit_steps:
             raise GridpilotError(
@@ -171,7 +171,16 @@ class FlexPlanPolicy:
             early = ev.departure - self.ev_early_steps
             ev.departure = np.where(early > start, early, ev.departure)
             room = np.maximum(ev.departure - start, 0) * ev.p_max_mw * f.step_h
-            need = ev.e_need_mwh / self.ev_charge_eff
+            need = ev.e_need_mwh.copy()
+            # a car plugged in now: all it lacks to its target (the adapter caps a request at 80 %
+            # of what the charger gives in the dwell; deferred cars then leave short)
+            d = ctx.flexdr.devices
+            now_in = (ev.arrival <= t) & (t < ev.departure)
+            lack = np.clip(
+                np.asarray(d.ev_target_soc, np.float64)[ev.ev] - np.asarray(d.ev_soc)[ev.ev], 0, 1
+            )
+            need = np.where(now_in, np.maximum(need, lack * ev.e_cap_mwh), need)
+            need = need / self.ev_charge_eff
             ev.e_need_mwh = np.minimum(need, np.minimum(0.95 * room, ev.e_cap_mwh - ev.e_arr_mwh))
             ev.e_need_mwh = np.maximum(ev.e_need_mwh, 0.0)
         g = ctx.grid

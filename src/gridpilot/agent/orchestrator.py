@@ -625,6 +625,13 @@ class Orchestrator:
                 evf = float(a.value)
         now = self._injections_now()
         after = self._injections_now(dr_level=lvl, ev_factor=evf)
+        buses = plan.data.get("dr_buses")
+        if buses and any(a.kind == "dr" for a in plan.actions):
+            ctx = self.context()  # DR at given buses sheds only there (FlexDR, per-load share)
+            sh = np.asarray(ctx.dr_share, np.float64)
+            if sh.ndim:
+                at = np.isin(self.grid.load["bus"], np.asarray(buses, np.int64))
+                after = ctx.injections(dr_level=lvl, ev_factor=evf, load_cut=lvl * sh * at)
         delta = plan.data.get("_load_delta_mw")  # a schedule's household set points (flexplan)
         if delta is not None:
             after["load_p_mw"] = np.maximum(after["load_p_mw"] + np.asarray(delta), 0.0)
