@@ -54,8 +54,12 @@ def test_cyberattack_forged_commands_refused() -> None:
 
 @pytest.mark.parametrize("world", ["field", "sim"])
 def test_n1_sweep_restores_most_load(world: str) -> None:
-    rep = n1_sweep("case33bw", lines=[7, 20, 33], world=world)  # 33 is a tie: skipped
-    assert [r.line for r in rep.results] == [7, 20]
+    # 2: the whole feeder behind the first line goes dark (the DR room must be judged on the
+    # demand the dark loads will have, not on their metered zero); 33 is a tie: skipped
+    rep = n1_sweep("case33bw", lines=[2, 7, 20, 33], world=world)
+    assert [r.line for r in rep.results] == [2, 7, 20]
+    for r in rep.results:
+        assert r.unsupplied_mw_controlled < 0.4 * r.unsupplied_mw_uncontrolled, r
     assert rep.to_dict()["world"] == world
     s = rep.summary
     assert s["controlled"]["unsupplied_mw_total"] < 0.15 * s["uncontrolled"]["unsupplied_mw_total"]

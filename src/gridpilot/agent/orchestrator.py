@@ -482,7 +482,11 @@ class Orchestrator:
             self.last = obs
             self.obs_history.append(obs)
             if self.flexdr is not None:
-                self.flexdr.update_share(obs.time, obs.load_p_mw, self.grid.load["bus"])
+                # dark loads draw nothing now: their share is judged on the demand they will have
+                # when restored (the previous estimate), else a dark feeder would show no room
+                on = obs.energised[self.grid.bus.position_map(self.grid.load["bus"])]
+                load_now = np.where(on, obs.load_p_mw, self.load_est_mw)
+                self.flexdr.update_share(obs.time, load_now, self.grid.load["bus"])
                 self._flex_run(lambda: self._flex_tick(obs))
             self._estimate(obs)
             self._state_estimate(obs)
