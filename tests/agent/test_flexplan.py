@@ -187,3 +187,14 @@ def test_forecast_injections_and_signals_for_the_planner(fleet_grid):
     # the signals follow the time of day of the grid's own profiles (evening peak price at 19:00)
     k19 = round((19 * 60 - (16 * 60 + 45)) / 15)
     assert sig.price_eur_per_mwh[k19] > sig.price_eur_per_mwh[k19 + 32]  # 19:00 > 03:00
+
+
+def test_the_demo_takes_the_flexibility_schedule_on_the_field_world_only() -> None:
+    from gridpilot.agent.cli import build_demo
+    from gridpilot.errors import ValidationError
+
+    orch = build_demo(flex_plan=True)
+    assert "flexplan" in [p.name for p in orch.policies]
+    assert "flexplan" not in [p.name for p in build_demo().policies]
+    with pytest.raises(ValidationError, match=r"flex_plan.*'sim'"):
+        build_demo(world="sim", flex_plan=True)

@@ -28,17 +28,25 @@ def build_demo(
     mode: str = "autonomous",
     audit_path: str | None = None,
     world: str = "field",
+    flex_plan: bool = False,
 ) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
-    ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld)."""
+    ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld);
+    ``flex_plan`` adds the flexibility schedule (FlexPlanPolicy; field world only)."""
     from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
     from gridpilot.errors import ValidationError
 
     if world not in ("sim", "field"):
         raise ValidationError(f"world: unknown {world!r}; known: sim, field")
+    if flex_plan and world != "field":
+        raise ValidationError(
+            f"flex_plan: the flexibility schedule needs the field world's devices, got world {world!r}"
+        )
     cls = FieldWorld if world == "field" else SimWorld
     world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
-    return Orchestrator(world_obj, mode=mode, audit=AuditLog(audit_path or ":memory:"))
+    return Orchestrator(
+        world_obj, mode=mode, audit=AuditLog(audit_path or ":memory:"), flex_plan=flex_plan
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +71,13 @@ def register(app: typer.Typer) -> None:
         world: Annotated[
             str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
         ] = "field",
+        flex_plan: Annotated[
+            bool,
+            typer.Option(
+                "--flex-plan/--no-flex-plan",
+                help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
+            ),
+        ] = False,
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -72,7 +87,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, None, world)
+        orch = _build_or_exit(con, grid, mode, None, world, flex_plan)
         events = demo_events(orch.world.step_s)
         if not serve:
             orch.run(steps, events)
@@ -104,12 +119,19 @@ def register(app: typer.Typer) -> None:
         world: Annotated[
             str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
         ] = "field",
+        flex_plan: Annotated[
+            bool,
+            typer.Option(
+                "--flex-plan/--no-flex-plan",
+                help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
+            ),
+        ] = False,
     ) -> None:
         """Serve the API and dashboard over a simulated grid, without injected events."""
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, audit, world)
+        orch = _build_or_exit(con, grid, mode, audit, world, flex_plan)
         _serve(orch, host, port, speed, duration, None, con)
 
     @app.command("scenario")
@@ -207,12 +229,14 @@ def register(app: typer.Typer) -> None:
             con.print(f"report written to {report}/index.html")
 
 
-def _build_or_exit(con: Any, grid: str, mode: str, audit: str | None, world: str) -> Any:
+def _build_or_exit(
+    con: Any, grid: str, mode: str, audit: str | None, world: str, flex_plan: bool = False
+) -> Any:
     """:func:`build_demo`, or the error named on the console and exit code 2 (no traceback)."""
     from gridpilot.errors import GridpilotError
 
     try:
-        return build_demo(grid, mode, audit, world=world)
+        return build_demo(grid, mode, audit, world=world, flex_plan=flex_plan)
     except GridpilotError as exc:
         con.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
