@@ -49,16 +49,33 @@ def build_demo(
     )
 
 
+# options shared by ``demo``, ``serve`` and ``scenario``
+GridOpt = Annotated[str, typer.Option(help="grid (the demo fleet is added)")]
+DurationOpt = Annotated[
+    float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")
+]
+SpeedOpt = Annotated[float, typer.Option(help="simulated seconds per wall second")]
+ModeOpt = Annotated[str, typer.Option(help="autonomous or propose")]
+WorldOpt = Annotated[
+    str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
+]
+FlexPlanOpt = Annotated[
+    bool,
+    typer.Option(
+        "--flex-plan/--no-flex-plan",
+        help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``demo``, ``scenario`` and ``serve`` to the root app."""
 
     @app.command("demo")
     def demo(
-        grid: Annotated[str, typer.Option(help="grid (the demo fleet is added)")] = "case33bw",
-        duration: Annotated[
-            float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")
-        ] = None,
-        speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 120.0,
+        grid: GridOpt = "case33bw",
+        duration: DurationOpt = None,
+        speed: SpeedOpt = 120.0,
         serve: Annotated[
             bool, typer.Option("--serve/--no-serve", help="serve the dashboard")
         ] = True,
@@ -67,17 +84,9 @@ def register(app: typer.Typer) -> None:
         ] = 120,
         host: str = "127.0.0.1",
         port: int = 8765,
-        mode: Annotated[str, typer.Option(help="autonomous or propose")] = "autonomous",
-        world: Annotated[
-            str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
-        ] = "field",
-        flex_plan: Annotated[
-            bool,
-            typer.Option(
-                "--flex-plan/--no-flex-plan",
-                help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
-            ),
-        ] = False,
+        mode: ModeOpt = "autonomous",
+        world: WorldOpt = "field",
+        flex_plan: FlexPlanOpt = False,
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -107,25 +116,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve_cmd(
-        grid: Annotated[str, typer.Option(help="grid (the demo fleet is added)")] = "case33bw",
+        grid: GridOpt = "case33bw",
         host: str = "127.0.0.1",
         port: int = 8765,
-        speed: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 60.0,
-        duration: Annotated[
-            float | None, typer.Option(help="wall seconds to run (default: until Ctrl-C)")
-        ] = None,
-        mode: Annotated[str, typer.Option(help="autonomous or propose")] = "propose",
+        speed: SpeedOpt = 60.0,
+        duration: DurationOpt = None,
+        mode: ModeOpt = "propose",
         audit: Annotated[str | None, typer.Option(help="audit log SQLite file")] = None,
-        world: Annotated[
-            str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
-        ] = "field",
-        flex_plan: Annotated[
-            bool,
-            typer.Option(
-                "--flex-plan/--no-flex-plan",
-                help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
-            ),
-        ] = False,
+        world: WorldOpt = "field",
+        flex_plan: FlexPlanOpt = False,
     ) -> None:
         """Serve the API and dashboard over a simulated grid, without injected events."""
         from rich.console import Console
@@ -153,9 +152,7 @@ def register(app: typer.Typer) -> None:
         fleet: Annotated[
             bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
         ] = True,
-        world: Annotated[
-            str, typer.Option(help="field (gridpilot.field's simulator) or sim (SimWorld)")
-        ] = "field",
+        world: WorldOpt = "field",
     ) -> None:
         """Run a what-if scenario with and without gridpilot's control; KPIs side by side."""
         from rich.console import Console
