@@ -57,6 +57,18 @@ def run_chunk(specs: list[Any]) -> list[Any]:
     return [run_one(s) for s in specs]
 
 
+WORLD = "field"  # the orchestrator's world in every row (--world)
+
+
+def _world(grid: Any) -> Any:
+    """The demo's world on ``grid`` as chosen by ``--world``."""
+    from gridpilot.agent import FieldWorld, SimWorld
+    from gridpilot.agent.cli import DEMO_START_STEP
+
+    cls = FieldWorld if WORLD == "field" else SimWorld
+    return cls(grid, start_step=DEMO_START_STEP)
+
+
 def bench_batch(quick: bool) -> dict[str, Any]:
     from dask.distributed import Client, LocalCluster
 
@@ -65,10 +77,14 @@ def bench_batch(quick: bool) -> dict[str, Any]:
     lines = [3, 7, 10, 13, 20, 24, 27, 30] if not quick else [7, 13, 24, 30]
     hours = 0.5 if quick else 2.0
     specs = [
-        ScenarioSpec("fault", "case33bw", hours, True, params={"line": ln, "at_min": 10})
+        ScenarioSpec(
+            "fault", "case33bw", hours, True, params={"line": ln, "at_min": 10}, world=WORLD
+        )
         for ln in lines
     ]
-    run_one(ScenarioSpec("fault", "case33bw", 0.1, True, params={"at_min": 1}))  # warm this process
+    run_one(
+        ScenarioSpec("fault", "case33bw", 0.1, True, params={"at_min": 1}, world=WORLD)
+    )  # warm this process
     t0 = time.perf_counter()
     serial = run_many(specs, "serial")
     t_serial_1 = time.perf_counter() - t0
@@ -79,7 +95,7 @@ def bench_batch(quick: bool) -> dict[str, Any]:
     client = Client(cluster)
     t_start = time.perf_counter() - t0
     try:
-        warm = [ScenarioSpec("fault", "case33bw", 0.1, True, params={"at_min": 1})] * 2
+        warm = [ScenarioSpec("fault", "case33bw", 0.1, True, params={"at_min": 1}, world=WORLD)] * 2
         client.gather(client.map(run_one, warm, pure=False))
         t0 = time.perf_counter()
         dask = client.gather(client.map(run_one, specs, pure=False))
@@ -124,12 +140,12 @@ def bench_n1(quick: bool) -> dict[str, Any]:
     from gridpilot.agent.contingency import n1_sweep
 
     lines = [2, 4, 6, 8, 11, 14, 19, 23] if quick else None
-    n1_sweep("case33bw", lines=lines[:2] if lines else [2, 4])  # warm
+    n1_sweep("case33bw", lines=lines[:2] if lines else [2, 4], world=WORLD)  # warm
     t0 = time.perf_counter()
-    s = n1_sweep("case33bw", lines=lines)
+    s = n1_sweep("case33bw", lines=lines, world=WORLD)
     t_serial = time.perf_counter() - t0
     t0 = time.perf_counter()
-    d = n1_sweep("case33bw", lines=lines, executor="dask", workers=2)
+    d = n1_sweep("case33bw", lines=lines, executor="dask", workers=2, world=WORLD)
     t_dask = time.perf_counter() - t0
     return {
         "name": "n1_sweep",
@@ -145,18 +161,16 @@ def bench_n1(quick: bool) -> dict[str, Any]:
 
 def bench_step(quick: bool) -> dict[str, Any]:
     """Orchestrator step time on the demo, with signed telemetry and without (interleaved)."""
-    from gridpilot.agent import Orchestrator, SimWorld
-    from gridpilot.agent.cli import DEMO_START_STEP, demo_events
+    from gridpilot.agent import Orchestrator
+    from gridpilot.agent.cli import demo_events
     from gridpilot.agent.fleet import demo_grid
 
     g = demo_grid()
     orchs = {
-        "signed_telemetry": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP)),
-        "no_telemetry": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), telemetry=False),
-        "no_state_estimation": Orchestrator(
-            SimWorld(g, start_step=DEMO_START_STEP), se_every_steps=0
-        ),
-        "se_every_step": Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), se_every_steps=1),
+        "signed_telemetry": Orchestrator(_world(g)),
+        "no_telemetry": Orchestrator(_world(g), telemetry=False),
+        "no_state_estimation": Orchestrator(_world(g), se_every_steps=0),
+        "se_every_step": Orchestrator(_world(g), se_every_steps=1),
     }
     ev = demo_events()
     n = 60 if quick else 240
@@ -190,12 +204,12 @@ def bench_step(quick: bool) -> dict[str, Any]:
 
 def bench_se(quick: bool) -> dict[str, Any]:
     """State-estimation accuracy in the loop: noisy sensors, one estimate a step, the demo's events."""
-    from gridpilot.agent import Orchestrator, SimWorld
-    from gridpilot.agent.cli import DEMO_START_STEP, demo_events
+    from gridpilot.agent import Orchestrator
+    from gridpilot.agent.cli import demo_events
     from gridpilot.agent.fleet import demo_grid
 
     g = demo_grid()
-    o = Orchestrator(SimWorld(g, start_step=DEMO_START_STEP), se_every_steps=1, sensor_noise=True)
+    o = Orchestrator(_world(g), se_every_steps=1, sensor_noise=True)
     ev = demo_events()
     n = 60 if quick else 240
     mx, mean, dead_steps = [], [], 0
@@ -236,12 +250,18 @@ def main() -> None:
     ap.add_argument(
         "--only", choices=("step", "se", "batch", "n1"), nargs="*", help="run only these rows"
     )
+    ap.add_argument(
+        "--world", choices=("field", "sim"), default="field", help="the orchestrator's world"
+    )
     args = ap.parse_args()
+    global WORLD
+    WORLD = args.world
     rows = {"step": bench_step, "se": bench_se, "batch": bench_batch, "n1": bench_n1}
     pick = args.only or list(rows)
     out = {
         "bench": "scenarios",
         "quick": args.quick,
+        "world": WORLD,
         "machine": _machine(),
         "rows": [rows[k](args.quick) for k in pick],
     }
