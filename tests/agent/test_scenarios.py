@@ -19,7 +19,9 @@ def test_fault_scenario_energy_not_served_within_10_percent(tmp_path: Path) -> N
     assert rep.checks["ens_within_10pct"] is True
     paths = write_report(rep, tmp_path)
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
-    assert json.loads((tmp_path / "report.json").read_text())["checks"]["ens_within_10pct"] is True
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["checks"]["ens_within_10pct"] is True
+    assert saved["world"] == "field"  # the default world: gridpilot.field's simulator
 
 
 def test_heatwave_violations_removed_by_control() -> None:

@@ -141,6 +141,7 @@ class ScenarioReport:
             "scenario": self.name,
             "grid": self.grid,
             "hours": self.hours,
+            "world": self.controlled.spec.world,
             "uncontrolled": run(self.uncontrolled),
             "controlled": run(self.controlled),
             "checks": self.checks,
