@@ -27,7 +27,13 @@ from gridpilot.flex.aggregate import aggregate, disaggregate
 from gridpilot.flex.dr import DR_CLASSES, EventPlan, schedule_setpoints
 from gridpilot.flex.fleet import Fleet
 from gridpilot.flex.network import NetworkModel
-from gridpilot.flex.schedule import PlanConfig, WindowPlan, group_buses, plan_window
+from gridpilot.flex.schedule import (
+    PlanConfig,
+    WindowPlan,
+    group_buses,
+    plan_window,
+    twin_correction,
+)
 from gridpilot.flex.signals import Signals
 
 
@@ -214,14 +220,10 @@ def plan_ahead(
         inj_w = {k: v.copy() for k, v in inj.items()}
         inj_w["load_p_mw"][:, net.flex_load_pos] += sum(d.p_mw[c] for c in DR_CLASSES)
         ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **inj_w)
-        v_act = np.nan_to_num(np.asarray(ts.v_pu, np.float64), nan=1.0)
-        live = v_act > 0.5
-        bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
-        if not bad.any():
+        v_next = twin_correction(ts.v_pu, v_use, wp, cfg, vs_g)  # P only, as planned here
+        if v_next is None:
             break
-        assert wp.pn_mw is not None
-        v_pred = v_use + wp.pn_mw @ np.asarray(vs_g).T
-        v_use = v_use + np.where(live, v_act - v_pred, 0.0)
+        v_use = v_next
     assert wp is not None and wp.pn_mw is not None
     tg = {c: wp.targets[c][:commit_steps] for c in DR_CLASSES}
     sp = schedule_setpoints(fleet, t0, tg, plan_id=plan_id, buses=buses, group=group)

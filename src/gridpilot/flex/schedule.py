@@ -738,6 +738,30 @@ def pv_available(net: NetworkModel, fleet: Fleet, inj: dict[str, np.ndarray]) ->
     return inj["gen_p_mw"][:, fleet.pv.gen_pos]
 
 
+def twin_correction(
+    v_twin_pu: Any,
+    v_use: np.ndarray,
+    wp: WindowPlan,
+    cfg: PlanConfig,
+    vs_g: np.ndarray,
+    vq_g: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """The base voltages (T, n_bus) pu for a re-solve of window plan ``wp``, corrected where
+    the linear model's voltages (``v_use`` + the plan's P (and, with ``vq_g``, Q) sensitivities)
+    differ from the twin's ``v_twin_pu`` with the plan applied (dead buses: no correction);
+    None when the twin finds every live bus within ``cfg``'s band (± 1e-4 pu): no re-solve."""
+    v_act = np.nan_to_num(np.asarray(v_twin_pu, np.float64), nan=1.0)
+    live = v_act > 0.5
+    bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
+    if not bad.any():
+        return None
+    assert wp.pn_mw is not None
+    v_pred = v_use + wp.pn_mw @ np.asarray(vs_g).T
+    if vq_g is not None and wp.q_mvar is not None:
+        v_pred = v_pred - wp.q_mvar @ np.asarray(vq_g).T
+    return v_use + np.where(live, v_act - v_pred, 0.0)
+
+
 def plan(
     grid: Grid,
     fleet: Fleet,
@@ -843,15 +867,10 @@ def plan(
                 f, wp.q_mvar, avail, wp.targets["pv_curtail"], buses, group, cfg.q_max_frac
             )
             ts_w = run_case(net, a, T, dev_w, sp["pv_curtail"], inj, ("v_pu",), q_mvar=q_w)
-            v_act = np.nan_to_num(np.asarray(ts_w.v_pu, np.float64), nan=1.0)
-            live = v_act > 0.5
-            bad = live & ((v_act > cfg.vmax_pu + 1e-4) | (v_act < cfg.vmin_pu - 1e-4))
-            if not bad.any():
+            v_next = twin_correction(ts_w.v_pu, v_use, wp, cfg, vs_g, vq_g)
+            if v_next is None:
                 break
-            v_pred = v_use + wp.pn_mw @ np.asarray(vs_g).T
-            if vq_g is not None and wp.q_mvar is not None:
-                v_pred = v_pred - wp.q_mvar @ np.asarray(vq_g).T
-            v_use = v_use + np.where(live, v_act - v_pred, 0.0)
+            v_use = v_next
         windows.append(wp)
         if wp.worst:
             unresolved.append(wp.worst)
