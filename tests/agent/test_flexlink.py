@@ -28,6 +28,14 @@ def _apply(sim: FieldSimulator, cmds: list[Command]) -> None:
         sim.apply(c)
 
 
+def _dr_at_six(grid: Any) -> tuple[FieldSimulator, FlexDR, np.datetime64]:
+    """A 1500-device field stepped to 18:00, a FlexDR on its fleet and the time now."""
+    sim = _sim(grid, 1500)
+    for _ in range(30):
+        sim.step(60)
+    return sim, FlexDR(grid, sim.fleet), _now(sim)
+
+
 def test_field_load_drops_by_about_the_planned_reduction(case33):
     a, b = _sim(case33), _sim(case33)  # the same seed: b is the twin without the event
     dr = FlexDR(case33, a.fleet)
@@ -70,11 +78,7 @@ def test_field_load_drops_by_about_the_planned_reduction(case33):
 
 
 def test_levels_supersede_release_and_bad_input(case33):
-    sim = _sim(case33, 1500)
-    for _ in range(30):
-        sim.step(60)
-    dr = FlexDR(case33, sim.fleet)
-    now = _now(sim)
+    sim, dr, now = _dr_at_six(case33)
     assert dr.set_level(0.0, now) == []  # nothing to release
     first = dr.set_level(0.3, now, source="operator:ann")
     assert first and dr.set_level(0.3, now) == []  # same level: nothing new
@@ -258,11 +262,7 @@ def test_api_shows_the_dr_events(fleet_grid):
 
 
 def test_share_per_load_follows_the_devices_buses(case33):
-    sim = _sim(case33, 1500)
-    for _ in range(30):
-        sim.step(60)
-    dr = FlexDR(case33, sim.fleet)
-    now = _now(sim)
+    _, dr, now = _dr_at_six(case33)
     buses, room = dr.sheddable_by_bus(now)
     assert room.sum() == pytest.approx(dr.sheddable_mw(now)) and np.all(room >= 0)
     load = np.full(len(case33.load), 10.0)  # big loads: no clipping
