@@ -11,6 +11,7 @@ import pytest
 from gridpilot.agent import (
     FieldWorld,
     LoopEstimator,
+    Observation,
     Orchestrator,
     SensorSet,
     SimWorld,
@@ -19,10 +20,17 @@ from gridpilot.agent import (
 from gridpilot.agent.cli import build_demo, demo_events
 from gridpilot.agent.policies import VoltagePolicy
 from gridpilot.errors import ValidationError
-from gridpilot.estimation import PowerSensorKind
+from gridpilot.estimation import Measurements, PowerSensorKind
 from gridpilot.model import Grid
 
 from .conftest import EVENING
+
+
+def _measured(w: SimWorld | FieldWorld) -> tuple[Observation, LoopEstimator, Measurements]:
+    """The world's first observation, a loop estimator on its grid and its measurements."""
+    obs = w.observe()
+    le = LoopEstimator(w.grid)
+    return obs, le, le.measurements(obs)
 
 
 def _se_errors(o: Orchestrator, steps: int) -> list[tuple[float, float]]:
@@ -103,10 +111,7 @@ def test_without_bad_data_removal_the_forged_value_would_bias_the_estimate(
     fleet_grid: Grid,
 ) -> None:
     """The same attack seen by a plain WLS estimate (no removal): bus 18 is visibly wrong."""
-    w = SimWorld(fleet_grid, start_step=EVENING)
-    obs = w.observe()
-    le = LoopEstimator(w.grid)
-    m = le.measurements(obs)
+    obs, le, m = _measured(SimWorld(fleet_grid, start_step=EVENING))
     k = int(np.flatnonzero(m.v_bus_id == 18)[0])
     m.v_pu[k] += 0.06
     se = le._se(obs.switch_closed)
@@ -189,11 +194,8 @@ def test_bad_sensor_set_and_tamper_are_named(fleet_grid: Grid) -> None:
 def test_loads_q_is_the_metered_q_when_observed_else_the_model_power_factor(
     fleet_grid: Grid,
 ) -> None:
-    w = FieldWorld(fleet_grid, start_step=EVENING)
-    obs = w.observe()
-    le = LoopEstimator(w.grid)
+    obs, le, m = _measured(FieldWorld(fleet_grid, start_step=EVENING))
     is_load = lambda m: m.p_kind == PowerSensorKind.LOAD  # noqa: E731
-    m = le.measurements(obs)
     np.testing.assert_array_equal(m.p_element_id[is_load(m)], fleet_grid.load.ids)
     np.testing.assert_allclose(m.q_mvar[is_load(m)], obs.load_q_mvar)
     # the field's households do not draw Q at the model's power factor (water heaters, EVs)
