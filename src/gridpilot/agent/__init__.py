@@ -20,6 +20,7 @@ from gridpilot.agent.fleet import demo_grid
 from gridpilot.agent.flexlink import DREventRecord, FlexDR
 from gridpilot.agent.flexplan import FlexPlanPolicy
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
+from gridpilot.agent.meters import MeterPath, MeterStepReport
 from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
 from gridpilot.agent.policies import (
     Context,
@@ -64,6 +65,8 @@ __all__ = [
     "LinkReport",
     "LoopEstimate",
     "LoopEstimator",
+    "MeterPath",
+    "MeterStepReport",
     "N1Report",
     "Observation",
     "Orchestrator",

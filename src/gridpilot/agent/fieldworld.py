@@ -27,6 +27,7 @@ import numpy as np
 from gridpilot.agent.world import AGENT_ENGINE, Observation, demand_response
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.field import Command, DeviceFleet, FieldEvent, FieldSimulator, FleetConfig
+from gridpilot.field.simulator import FieldReadings
 from gridpilot.model import Grid
 from gridpilot.twin import profiles_for
 
@@ -95,6 +96,8 @@ class FieldWorld:
         self.last: Observation | None = None
         self.readings_last: Any = None  # the field's last FieldReadings (meters, sensors, events)
         self._demand: dict[int, dict[str, np.ndarray]] = {}
+        self._meter_tel: Any = None  # the field's gateways (FieldTelemetry), once meters report
+        self._meter_frames: list[bytes] = []
 
     # --- time -------------------------------------------------------------------------------------
     @property
@@ -175,6 +178,24 @@ class FieldWorld:
         self.sim.apply(Command("ev_charging_factor", value=factor))
         self.ev_cmd_factor = float(factor)
 
+    # --- the households' meters (signed by the field's gateways) ---------------------------------
+    def meter_registry(self) -> Any:
+        """Switch the households' 15-minute meter reports on and return the field's enrolment
+        registry (:class:`~gridpilot.telemetry.DeviceRegistry`: gateways' public keys, meters by
+        gateway and feeder ``load-<id>``) for the receiver to verify against."""
+        if self._meter_tel is None:
+            from gridpilot.field.publish import FieldTelemetry
+            from gridpilot.telemetry import InProcessBus
+
+            self._meter_tel = FieldTelemetry(self.sim, InProcessBus())
+        return self._meter_tel.registry
+
+    def meter_frames(self) -> list[bytes]:
+        """The meter frames the field sent at the last :meth:`observe` (one per gateway, signed
+        by it; empty between meter intervals or before :meth:`meter_registry`). Read once."""
+        out, self._meter_frames = self._meter_frames, []
+        return out
+
     # --- KPIs' truth ------------------------------------------------------------------------------
     def demand(self, t: int | None = None) -> dict[str, np.ndarray]:
         """Demand at observed step ``t`` (default: the last observed) as if every customer were
@@ -213,8 +234,12 @@ class FieldWorld:
         while sim.t_s < target_s - 1e-6:
             if sim.step(self.step_s) is None:  # paused in the field: time stands still
                 break
-        r = sim.readings(meters=False)
+        tel = self._meter_tel
+        r = sim.readings(meters=None if tel is not None else False)
         self.readings_last = r
+        if tel is not None and len(r.meters):
+            rows = FieldReadings(r.ts_ms, r.meters, r.sensors, [])  # the gateways' part only
+            self._meter_frames += [fr for who, fr in tel.frames(rows) if who != "scada"]
         s = r.sensors
         v = np.asarray(s["bus_v_pu"], np.float64)
         en = v > 0.0

@@ -96,6 +96,7 @@ class Orchestrator:
         sensors: SensorSet | None = None,
         sensor_noise: bool = False,
         flex_plan: bool = False,
+        meters: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
@@ -164,6 +165,19 @@ class Orchestrator:
         )
         self._foreign: list[bytes] = []
         self.counters["telemetry_rejected"] = 0
+        # the households' 15-minute meter rows (field world; opt-in): signed, verified, stored,
+        # balanced against the feeder and checked at the edge (gridpilot.agent.meters)
+        self.meters: Any = None
+        if meters:
+            if not hasattr(world, "meter_frames"):
+                raise ValidationError(
+                    f"meters: the world {type(world).__name__} has no household meters (field world only)"
+                )
+            from gridpilot.agent.meters import MeterPath
+
+            self.meters = MeterPath(world, self.grid)
+            self.counters["meter_rows"] = 0
+            self.counters["meter_frames_rejected"] = 0
         self._se_closed = self.normal_closed.copy()
         # a world with household devices under command (the field world): DR is planned and
         # dispatched as gridpilot.flex events on them; otherwise the world's own DR model
@@ -463,6 +477,8 @@ class Orchestrator:
                 "severity": "critical",
                 "text": f"fault indicated by {int(obs.fpi.sum())} FPI(s)",
             }
+        if self.meters is not None:
+            active.update({k: dict(v) for k, v in self.meters.alarms.items()})
         for k, a in active.items():
             if k not in self.alarms:
                 self._event("alarm", a["text"], a["severity"], alarm=k)
@@ -481,6 +497,8 @@ class Orchestrator:
                 obs = self._via_telemetry(obs)
             self.last = obs
             self.obs_history.append(obs)
+            if self.meters is not None:
+                self._meter_step(obs)
             if self.flexdr is not None:
                 # dark loads draw nothing now: their share is judged on the demand they will have
                 # when restored (the previous estimate), else a dark feeder would show no room
@@ -573,6 +591,24 @@ class Orchestrator:
             line_p_mw=link.line_p_mw.copy(),
             line_q_mvar=link.line_q_mvar.copy(),
         )
+
+    def _meter_step(self, obs: Observation) -> None:
+        """The households' meter rows (see :class:`~gridpilot.agent.meters.MeterPath`): counted,
+        refused frames audited like the grid sensors' ones; its alarms join :meth:`_alarms`."""
+        rep = self.meters.step(obs)
+        self.counters["meter_rows"] += rep.rows
+        if rep.rejected:
+            n = sum(rep.rejected.values())
+            self.counters["meter_frames_rejected"] += n
+            self.audit.record(
+                actor="telemetry",
+                kind="refused",
+                what={"meter_frames_rejected": rep.rejected},
+                why="meter frames failed verification",
+                status="refused",
+                sim_time=str(obs.time),
+            )
+            self._event("security", f"{n} meter frame(s) refused: {rep.rejected}", "critical")
 
     def receive_foreign(self, frames: list[bytes]) -> None:
         """Frames from elsewhere on the telemetry channel (e.g. an attacker's), read at the next step."""
