@@ -43,7 +43,7 @@ import numpy as np
 
 from gridpilot.errors import UnknownComponentError, ValidationError
 
-SCENARIOS = ("fault", "heatwave", "ev-surge", "cyberattack", "n-1")
+SCENARIOS = ("fault", "heatwave", "ev-surge", "cyberattack", "n-1", "theft")
 WORLDS = ("sim", "field")  # SimWorld (the twin) or FieldWorld (gridpilot.field)
 PRICE_EUR_MWH = 120.0
 VOLL_EUR_MWH = 10_000.0
@@ -218,7 +218,24 @@ def _setup(
             {},
             [{"t": at, "switch": s, "closed": False} for s in targets],
         )
+    if spec.name == "theft":  # meters tampered with in the field (run_one injects it)
+        return SUMMER_DAY * 96 + int(p.get("start_hour", 0) * 4), {}, []
     raise UnknownComponentError("scenario", spec.name, f"known: {', '.join(SCENARIOS)}")
+
+
+def theft_meters(world: Any, loads: list[int] | None = None, share: float = 0.5) -> list[int]:
+    """The theft scenario's tampered meters (world side): ``share`` of the meters behind each of
+    ``loads`` (grid load ids; default the 3rd, 12th and 25th load), the first ones of each."""
+    g = world.grid
+    ids = [int(x) for x in g.load.ids]
+    loads = [ids[k] for k in (2, 11, 24) if k < len(ids)] if loads is None else list(loads)
+    pos = g.load.index_of(np.asarray(loads, np.int64))
+    ml = world.devices.meter_load
+    out: list[int] = []
+    for k in pos:
+        m = np.flatnonzero(ml == k)
+        out += [int(x) for x in m[: max(1, round(share * m.size))]]
+    return out
 
 
 class _Kpis:
@@ -304,7 +321,12 @@ def run_one(spec: ScenarioSpec) -> RunResult:
         raise ValidationError(f"hours: must be positive, got {spec.hours}")
     if spec.name not in SCENARIOS or spec.name == "n-1":
         raise UnknownComponentError(
-            "scenario", spec.name, "known here: fault, heatwave, ev-surge, cyberattack"
+            "scenario", spec.name, "known here: fault, heatwave, ev-surge, cyberattack, theft"
+        )
+    theft = spec.name == "theft"
+    if theft and spec.world != "field":
+        raise ValidationError(
+            f"world: the theft scenario needs household meters (field), got {spec.world!r}"
         )
     t0 = time.perf_counter()
     grid = scenario_grid(spec.grid, spec.fleet)
@@ -319,9 +341,19 @@ def run_one(spec: ScenarioSpec) -> RunResult:
     kp = _Kpis(world.grid, spec.step_s)
     notes: list[str] = []
     actions = refused = 0
-    orch = Orchestrator(world) if spec.controlled else None
+    orch = Orchestrator(world, meters=theft) if spec.controlled else None
     detect = int(spec.params.get("detect_min", 30) * 60 / spec.step_s)
+    # theft: tampered meters from at_min (none when params["clean"]); detection and false alarms
+    theft_at = int(spec.params.get("at_min", 420) * 60 / spec.step_s) if theft else -1
+    if theft and spec.params.get("clean"):
+        theft_at = steps + 1
+    theft_factor = float(spec.params.get("factor", 0.5))
+    ntl = {"detected_t": None, "false_alarms": 0, "was": False, "sections": []}
     for t in range(steps):
+        if t == theft_at:
+            m = theft_meters(world, spec.params.get("loads"), float(spec.params.get("share", 0.5)))
+            world.sim.inject_theft(m, theft_factor)
+            notes.append(f"step {t}: {len(m)} meters report {theft_factor:g} of their import")
         for ev in events.get(t, []):
             kind = ev["kind"]
             params = {k: v for k, v in ev.items() if k != "kind"}
@@ -352,6 +384,15 @@ def run_one(spec: ScenarioSpec) -> RunResult:
             refused += len(rep.refused)
             obs = orch.last
             kp.add(world, obs, orch)
+            if theft:
+                on = "non_technical_loss" in orch.alarms
+                if on and not ntl["was"]:
+                    if t < theft_at:
+                        ntl["false_alarms"] += 1
+                    elif ntl["detected_t"] is None:
+                        ntl["detected_t"] = t
+                        ntl["sections"] = list(orch.alarms["non_technical_loss"]["sections"])
+                ntl["was"] = on
         else:
             obs = world.observe()
             kp.add(world, obs)
@@ -362,8 +403,21 @@ def run_one(spec: ScenarioSpec) -> RunResult:
         if orch is not None
         else []
     )
+    kpis = kp.finish()
+    if theft:
+        d = ntl["detected_t"]
+        # None (JSON null) where nothing was detected (or nobody watched: uncontrolled)
+        kpis["detection_delay_min"] = (  # type: ignore[assignment]
+            None if d is None else round((d - theft_at) * spec.step_s / 60.0, 3)
+        )
+        kpis["false_alarms"] = float(ntl["false_alarms"])
+        if orch is not None:
+            notes.append(
+                f"meter rows {orch.counters['meter_rows']}, frames refused "
+                f"{orch.counters['meter_frames_rejected']}; sections named {ntl['sections']}"
+            )
     return RunResult(
-        spec, kp.finish(), kp.series, actions, refused, time.perf_counter() - t0, notes, tel, bad
+        spec, kpis, kp.series, actions, refused, time.perf_counter() - t0, notes, tel, bad
     )
 
 
@@ -476,11 +530,12 @@ def run_scenario(
 ) -> ScenarioReport:
     """Run scenario ``name`` uncontrolled and controlled; returns the :class:`ScenarioReport`.
 
-    Default hours: fault 4, heatwave 24, ev-surge 6, cyberattack 2. For ``n-1`` use
-    :func:`gridpilot.agent.contingency.n1_report`. ``world``: ``field`` (FieldWorld on
+    Default hours: fault 4, heatwave 24, ev-surge 6, cyberattack 2, theft 9 (meters tampered
+    at 7 h; the loop with the meter path; a third, clean run counts false alarms). For ``n-1``
+    use :func:`gridpilot.agent.contingency.n1_report`. ``world``: ``field`` (FieldWorld on
     ``gridpilot.field``, default) or ``sim`` (SimWorld, the twin-only world).
     """
-    defaults = {"fault": 4.0, "heatwave": 24.0, "ev-surge": 6.0, "cyberattack": 2.0}
+    defaults = {"fault": 4.0, "heatwave": 24.0, "ev-surge": 6.0, "cyberattack": 2.0, "theft": 9.0}
     if name not in defaults:
         raise UnknownComponentError("scenario", name, f"known: {', '.join(defaults)} (and n-1)")
     h = defaults[name] if hours is None else float(hours)
@@ -507,6 +562,24 @@ def run_scenario(
             "controlled_violation_min": c["voltage_violation_min"] + c["loading_violation_min"],
             "violations_removed": (c["voltage_violation_min"] + c["loading_violation_min"]) == 0,
         }
+    elif name == "theft":
+        clean = run_many(
+            [
+                ScenarioSpec(
+                    name, grid, h, True, step_s, fleet, {**(params or {}), "clean": True}, world
+                )
+            ],
+            executor,
+            address,
+        )[0]
+        delay = c["detection_delay_min"]
+        rep.checks = {
+            "detection_delay_min": delay,
+            "detected": delay is not None,
+            "false_alarms_before_theft": int(c["false_alarms"]),
+            "false_alarms_clean_run": int(clean.kpis["false_alarms"]),
+            "clean_run_notes": clean.notes,
+        }
     elif name == "cyberattack":
         rep.checks = {
             "forged_commands_refused": ctl.refused,
@@ -515,6 +588,11 @@ def run_scenario(
             "controlled_ens_mwh": c["energy_not_served_mwh"],
         }
     return rep
+
+
+def _fmt(v: Any) -> str:
+    """A KPI for the report page (``-`` where there is none, e.g. theft never detected)."""
+    return "-" if v is None else f"{v:.4g}"
 
 
 def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
@@ -559,8 +637,8 @@ def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
     fig.savefig(paths[3], dpi=90)
     plt.close(fig)
     rows = "".join(
-        f"<tr><td>{r['kpi']}</td><td>{r['unit']}</td><td>{r['uncontrolled']:.4g}</td>"
-        f"<td>{r['controlled']:.4g}</td></tr>"
+        f"<tr><td>{r['kpi']}</td><td>{r['unit']}</td><td>{_fmt(r['uncontrolled'])}</td>"
+        f"<td>{_fmt(r['controlled'])}</td></tr>"
         for r in rep.table()
     )
     paths[4].write_text(
@@ -585,5 +663,6 @@ __all__ = [
     "run_one",
     "run_scenario",
     "scenario_grid",
+    "theft_meters",
     "write_report",
 ]
