@@ -86,3 +86,20 @@ def test_theft_meters_are_behind_the_named_loads(fleet_grid: Grid) -> None:
     k = int(w.grid.load.index_of(4)[0])
     behind = np.flatnonzero(w.devices.meter_load == k)
     assert set(m) <= set(behind.tolist()) and len(m) == round(0.5 * behind.size)
+
+
+def test_alarm_reaches_state_and_timeline(fleet_grid: Grid) -> None:
+    import json
+
+    w = FieldWorld(fleet_grid, start_step=200 * 96, step_s=300)
+    o = Orchestrator(w, meters=True)
+    o.run(75)  # 6 h 15 min: the band is learned
+    assert o.meters.band is not None and "non_technical_loss" not in o.alarms
+    w.sim.inject_theft(theft_meters(w, [4], share=0.5), 0.3)
+    o.run(9)
+    st = json.loads(json.dumps(o.state()))  # JSON-able, as the API sends it
+    al = {a["alarm"]: a for a in st["alarms"]}
+    assert al["non_technical_loss"]["sections"] == [4]
+    assert any(
+        e["kind"] == "alarm" and e.get("alarm") == "non_technical_loss" for e in st["events"]
+    )
