@@ -103,3 +103,22 @@ def test_alarm_reaches_state_and_timeline(fleet_grid: Grid) -> None:
     assert any(
         e["kind"] == "alarm" and e.get("alarm") == "non_technical_loss" for e in st["events"]
     )
+
+
+def test_a_lost_gateway_frame_is_not_taken_for_theft(fleet_grid: Grid) -> None:
+    w = FieldWorld(fleet_grid, start_step=200 * 96, step_s=300)
+    o = Orchestrator(w, meters=True)
+    o.run(75)
+    assert o.meters.band is not None
+    sent = w.meter_frames
+
+    def lossy() -> list[bytes]:
+        return sent()[1:]  # the first gateway's frame is lost on the way, every interval
+
+    w.meter_frames = lossy  # type: ignore[method-assign]
+    rows = o.counters["meter_rows"]
+    o.run(9)  # three intervals
+    nm = len(o.meters.meter_ids)
+    assert 0 < o.counters["meter_rows"] - rows < 3 * nm  # that gateway's meters are missing
+    assert "non_technical_loss" not in o.alarms
+    assert o.counters["meter_frames_rejected"] == 0

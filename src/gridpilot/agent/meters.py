@@ -47,7 +47,12 @@ class MeterStepReport:
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or int(value) != value
+        or value < 1
+    ):
         raise ValidationError(
             issues=[Issue("meters", name, "must be a whole number >= 1", value=value)]
         )
@@ -153,7 +158,8 @@ class MeterPath:
         self._feeder_kwh += (float(obs.source_p_mw) * 1e3 - dev * 1e3 - loss) * h
         self._steps += 1
         out = MeterStepReport()
-        frames = list(self._world.meter_frames()) + self._foreign
+        sent = list(self._world.meter_frames())  # non-empty once a meter interval has ended
+        frames = sent + self._foreign
         self._foreign = []
         if not frames:
             return out
@@ -161,9 +167,9 @@ class MeterPath:
         rep = self.ingestor.ingest(frames)
         out.rejected = dict(rep.rejected_by_reason)
         self.rejected += rep.rejected
-        if rep.readings_stored == 0:
+        if not sent:  # foreign frames only: counted, nothing to balance
             return out
-        p_kw, v_pu, e_imp = self._read_back()
+        p_kw, v_pu, e_imp = self._read_back()  # NaN for meters whose rows did not arrive
         n_rows = int(np.isfinite(p_kw).sum())
         out.rows = n_rows
         self.rows += n_rows
@@ -198,9 +204,16 @@ class MeterPath:
                 np.array([self._feeder_kwh]), meter_kwh, np.where(self.section >= 0, 0, -1)
             )[0]
         )
+        # a section with a meter missing this interval (lost or refused frame) is not judged
+        gone = self.section[~np.isfinite(p_kw) & (self.section >= 0)]
+        incomplete = np.bincount(gone, minlength=ns) > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(head > 1e-3, u_sec / head, np.nan)
-        fshare = u_fdr / self._feeder_kwh if self._feeder_kwh > 1e-3 else float("nan")
+            share = np.where((head > 1e-3) & ~incomplete, u_sec / head, np.nan)
+        fshare = (
+            u_fdr / self._feeder_kwh
+            if self._feeder_kwh > 1e-3 and not incomplete.any()
+            else float("nan")
+        )
         self.last_balance = {
             "unexplained_kwh": round(u_fdr, 3),
             "feeder_kwh": round(self._feeder_kwh, 3),
