@@ -122,3 +122,13 @@ def test_a_lost_gateway_frame_is_not_taken_for_theft(fleet_grid: Grid) -> None:
     assert 0 < o.counters["meter_rows"] - rows < 3 * nm  # that gateway's meters are missing
     assert "non_technical_loss" not in o.alarms
     assert o.counters["meter_frames_rejected"] == 0
+
+
+def test_the_demo_takes_the_meter_path_on_the_field_world_only() -> None:
+    from gridpilot.agent.cli import build_demo
+    from gridpilot.errors import ValidationError
+
+    assert build_demo(meters=True).meters is not None
+    assert build_demo().meters is None
+    with pytest.raises(ValidationError, match="meters"):
+        build_demo(world="sim", meters=True)

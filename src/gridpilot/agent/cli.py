@@ -29,10 +29,12 @@ def build_demo(
     audit_path: str | None = None,
     world: str = "field",
     flex_plan: bool = False,
+    meters: bool = False,
 ) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
     ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld);
-    ``flex_plan`` adds the flexibility schedule (FlexPlanPolicy; field world only)."""
+    ``flex_plan`` adds the flexibility schedule (FlexPlanPolicy; field world only), ``meters``
+    the household meters' telemetry and theft checks (MeterPath; field world only)."""
     from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
     from gridpilot.errors import ValidationError
 
@@ -45,7 +47,11 @@ def build_demo(
     cls = FieldWorld if world == "field" else SimWorld
     world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
     return Orchestrator(
-        world_obj, mode=mode, audit=AuditLog(audit_path or ":memory:"), flex_plan=flex_plan
+        world_obj,
+        mode=mode,
+        audit=AuditLog(audit_path or ":memory:"),
+        flex_plan=flex_plan,
+        meters=meters,
     )
 
 
@@ -64,6 +70,13 @@ FlexPlanOpt = Annotated[
     typer.Option(
         "--flex-plan/--no-flex-plan",
         help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
+    ),
+]
+MetersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--meters/--no-meters",
+        help="household meters' signed 15-min telemetry in the loop, theft checks (field world)",
     ),
 ]
 
@@ -87,6 +100,7 @@ def register(app: typer.Typer) -> None:
         mode: ModeOpt = "autonomous",
         world: WorldOpt = "field",
         flex_plan: FlexPlanOpt = False,
+        meters: MetersOpt = False,
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -96,7 +110,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, None, world, flex_plan)
+        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters)
         events = demo_events(orch.world.step_s)
         if not serve:
             orch.run(steps, events)
@@ -125,12 +139,13 @@ def register(app: typer.Typer) -> None:
         audit: Annotated[str | None, typer.Option(help="audit log SQLite file")] = None,
         world: WorldOpt = "field",
         flex_plan: FlexPlanOpt = False,
+        meters: MetersOpt = False,
     ) -> None:
         """Serve the API and dashboard over a simulated grid, without injected events."""
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, audit, world, flex_plan)
+        orch = _build_or_exit(con, grid, mode, audit, world, flex_plan, meters)
         _serve(orch, host, port, speed, duration, None, con)
 
     @app.command("scenario")
@@ -227,13 +242,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _build_or_exit(
-    con: Any, grid: str, mode: str, audit: str | None, world: str, flex_plan: bool = False
+    con: Any,
+    grid: str,
+    mode: str,
+    audit: str | None,
+    world: str,
+    flex_plan: bool = False,
+    meters: bool = False,
 ) -> Any:
     """:func:`build_demo`, or the error named on the console and exit code 2 (no traceback)."""
     from gridpilot.errors import GridpilotError
 
     try:
-        return build_demo(grid, mode, audit, world=world, flex_plan=flex_plan)
+        return build_demo(grid, mode, audit, world=world, flex_plan=flex_plan, meters=meters)
     except GridpilotError as exc:
         con.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
