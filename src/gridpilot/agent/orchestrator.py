@@ -21,11 +21,13 @@ import numpy as np
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import AuditLog
 from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet
+from gridpilot.agent.flexloop import FlexLoop
 from gridpilot.agent.forecasting import LoadForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
+from gridpilot.agent.marketlink import MarketLink
 from gridpilot.agent.policies import Context, Policy, default_policies
 from gridpilot.agent.telemetry_link import TelemetryLink
-from gridpilot.agent.world import EV_DR_SHARE, Observation, SimWorld
+from gridpilot.agent.world import Observation, SimWorld
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import GenKind
 from gridpilot.twin import Twin, profiles_for
@@ -69,7 +71,7 @@ class StepReport:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class Orchestrator:
+class Orchestrator(FlexLoop):
     """The agent loop over a :class:`SimWorld` (or anything with the same methods).
 
     ``Orchestrator(world, mode="autonomous", policies=None, limits=None, audit=None)``; the
@@ -142,7 +144,7 @@ class Orchestrator:
         prof, cols = profiles_for(self.grid, world.start_step + 96 * 8)
         self._prof, self._cols = prof, cols
         self.load_forecast = LoadForecast(prof.index, prof.values, cols["load_p"])
-        self.market = _MarketLink.create(self.grid)
+        self.market = MarketLink.create(self.grid)
         self.se_every_steps = int(se_every_steps)
         self.estimator: LoopEstimator | None = (
             LoopEstimator(self.grid, sensors) if self.se_every_steps else None
@@ -202,28 +204,6 @@ class Orchestrator:
     def dr_level(self) -> float:
         """Effective demand-response level: the highest request of any policy or operator."""
         return max(self.dr_requests.values(), default=0.0)
-
-    @property
-    def dr_share(self) -> float:
-        """Share of the estimated demand that DR level 1 sheds: the world's enrolled share plus,
-        with :class:`~gridpilot.agent.flexlink.FlexDR`, what the household devices could shed."""
-        return float(self.world.dr_share) + (self.flexdr.share if self.flexdr else 0.0)
-
-    def _dr_share_ctx(self) -> float | np.ndarray:
-        """``dr_share`` for the look-ahead model: per load with FlexDR (where its devices are),
-        else the world's enrolled share."""
-        fd = self.flexdr
-        if fd is not None and fd.share_per_load is not None:
-            return float(self.world.dr_share) + fd.share_per_load
-        return self.dr_share
-
-    @property
-    def ev_dr_share(self) -> float:
-        """Share of the EV stations' charging that DR level 1 defers in the world: the world's
-        ``ev_dr_share``, else SimWorld's smart-charging share (0 on a world with household
-        devices under FlexDR, whose EV stations follow only the EV factor)."""
-        dflt = 0.0 if self.flexdr is not None else EV_DR_SHARE
-        return float(getattr(self.world, "ev_dr_share", dflt))
 
     def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
         t = self.last.t if self.last is not None else 0
@@ -286,83 +266,6 @@ class Orchestrator:
             forecast_injections=self.forecast_injections,
             flex_signals=self.flex_signals,
         )
-
-    def flex_signals(self, steps: int) -> Any:
-        """Price (EUR/MWh) and carbon intensity (t/MWh) for ``steps`` 15-minute steps from the
-        15-minute interval of now: :func:`gridpilot.flex.default_signals` of the grid's own
-        profiles (synthetic, documented in docs/flex.md), days repeated beyond them."""
-        from gridpilot.flex import Signals, default_signals
-
-        assert self.last is not None
-        idx = self._prof.index.astype("datetime64[s]")
-        now = self.last.time.astype("datetime64[s]")
-        i0 = int(np.clip(np.searchsorted(idx, now, "right") - 1, 0, idx.size - 1))
-        if self._signals is None:
-            self._signals = default_signals(self._signal_grid, idx.size)
-        sig = self._signals
-        n = sig.price_eur_per_mwh.size
-        if i0 + steps > n:  # beyond the profiles: the last day repeated
-            days = int(np.ceil((i0 + steps - n) / 96))
-            tail = slice(n - 96, n)
-            sig = Signals(
-                np.concatenate([sig.price_eur_per_mwh, np.tile(sig.price_eur_per_mwh[tail], days)]),
-                np.concatenate([sig.co2_t_per_mwh, np.tile(sig.co2_t_per_mwh[tail], days)]),
-                sig.source,
-            )
-        return sig.window(i0, steps)
-
-    def forecast_injections(
-        self, minutes_ahead: np.ndarray, load_offset_mw: np.ndarray | None = None
-    ) -> dict[str, np.ndarray]:
-        """The loop's forecast of the injections at ``minutes_ahead`` (k,) minutes from now,
-        (k, n) MW/Mvar per key in table order (storage left out).
-
-        Loads: the estimated demand (less ``load_offset_mw`` per load, e.g. what a schedule
-        adds to the metered level now) times :meth:`forecast_ratio`, Q at the loads' metered
-        (else model) power factor. Generators: their profile shape ahead (the stand-in for a
-        weather forecast) times their present level against that shape (1 when the shape is
-        near 0 now, e.g. PV at night), at most their rating. EV stations and flexible loads:
-        their present estimate held (no forecast of their own).
-        """
-        assert self.last is not None
-        g = self.grid
-        m = np.asarray(minutes_ahead, np.float64)
-        ratio = self.forecast_ratio(m * 60.0 / self.world.step_s)
-        base = self.load_est_mw - (0.0 if load_offset_mw is None else load_offset_mw)
-        lp = np.maximum(base, 0.0)[None, :] * ratio
-        lq_obs = self.last.load_q_mvar
-        if lq_obs.size == len(g.load) and np.any(lq_obs != 0):
-            pf = np.divide(
-                lq_obs,
-                self.last.load_p_mw,
-                out=np.zeros(len(g.load)),
-                where=np.abs(self.last.load_p_mw) > 1e-6,
-            )
-        else:
-            pf = g.load["q_mvar"] / np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
-        out = {"load_p_mw": lp, "load_q_mvar": lp * pf[None, :]}
-        if len(g.generator):
-            col = np.asarray(self._cols["gen_p"])
-            idx = self._prof.index.astype("datetime64[s]")
-            now = self.last.time.astype("datetime64[s]")
-            times = np.concatenate([[now], now + np.rint(m * 60).astype("timedelta64[s]")])
-            at = np.clip(np.searchsorted(idx, times, "right") - 1, 0, idx.size - 1)
-            vals = self._prof.values
-            shape = np.where(col[None, :] >= 0, vals[at][:, np.clip(col, 0, None)], 1.0)
-            pn = g.generator["p_mw"]
-            exp_now = pn * shape[0]
-            level = np.where(
-                exp_now > 0.05 * np.maximum(pn, 1e-9),
-                self.gen_est_mw / np.maximum(exp_now, 1e-9),
-                1.0,
-            )
-            out["gen_p_mw"] = np.minimum(pn[None, :] * shape[1:] * np.clip(level, 0, 1.5), pn)
-        k = m.size
-        if len(g.ev_charger):
-            out["ev_p_mw"] = np.tile(self.ev_est_mw, (k, 1))
-        if len(g.flex_load):
-            out["flex_p_mw"] = np.tile(self.flex_est_mw, (k, 1))
-        return out
 
     # --- the loop --------------------------------------------------------------------------------
     def _estimate(self, obs: Observation) -> None:
@@ -750,67 +653,6 @@ class Orchestrator:
         )
         return "done"
 
-    def _flex_tick(self, obs: Observation) -> list[Any]:
-        """FlexDR's step: the metered load and the load-shape forecast now (nominal-weighted),
-        for the events' measured reduction; returns its commands."""
-        assert self.flexdr is not None
-        g = self.grid
-        shape = self.load_forecast.shape(np.array([obs.time.astype("datetime64[s]")]))[0]
-        w = np.maximum(g.load["p_mw"], 0.0)
-        s = float((shape * w).sum() / max(w.sum(), 1e-9))
-        return self.flexdr.tick(obs.time, float(obs.load_p_mw.sum()), s if s > 0 else 1.0)
-
-    def _flex_run(self, fn: Any, why: str = "") -> None:
-        """Run a :class:`FlexDR` call, send its commands to the world, and audit and show every
-        event it dispatched, renewed or ended (actor: whoever asked for the DR)."""
-        fd = self.flexdr
-        assert fd is not None
-        before = {r.id: r.status for r in fd.records}
-        sim_time = str(self.last.time) if self.last is not None else ""
-        try:
-            cmds = fn()
-            if cmds:
-                self.world.apply(cmds)  # type: ignore[attr-defined]
-        except Exception as exc:  # the loop goes on; the failure is shown and on the record
-            self.audit.record(
-                actor="flex",
-                kind="dr_event",
-                what=repr(exc),
-                why=why or "demand-response dispatch failed",
-                status="failed",
-                sim_time=sim_time,
-            )
-            self._event("dr", f"demand-response dispatch failed: {exc}", "major")
-            return
-        for r in fd.records:
-            if before.get(r.id) == r.status:
-                continue
-            verb = {
-                "active": "dispatched",
-                "empty": "not dispatched (nothing to shed now)",
-            }.get(r.status, r.status)
-            self.audit.record(
-                actor=r.source or "flex",
-                kind="dr_event",
-                what=r.to_dict(),
-                why=r.reason or why or f"demand response level {r.level:.2f}",
-                status="dispatched" if r.status == "active" else r.status,
-                sim_time=sim_time,
-            )
-            text = (
-                f"DR event {r.id} {verb}: target {r.target_mw:.3f} MW, expected "
-                f"{r.expected_mean_mw:.3f} MW from {sum(r.devices.values())} devices"
-                if r.status in ("active", "empty")
-                else f"DR event {r.id} {verb}"
-                + (
-                    f": measured {r.measured_reduction_mw:.3f} MW vs expected "
-                    f"{r.expected_mean_mw:.3f} MW"
-                    if r.measured_reduction_mw is not None
-                    else ""
-                )
-            )
-            self._event("dr", text, "info", dr_event=r.id)
-
     def _execute(self, plan: Plan, actor: str | None = None) -> dict[str, Any]:
         w = self.world
         done = []
@@ -1101,51 +943,6 @@ class Orchestrator:
                 "dr_events": self.flexdr.events() if self.flexdr is not None else [],
                 "flex_plan": self.shared.get("flex_plan"),
             }
-
-
-class _MarketLink:
-    """Link to ``gridpilot.market``: one local double auction per 15-minute interval.
-
-    Every generator offers its present output for the interval at 0.06-0.14 EUR/kWh; every
-    load bids 20 % of its present demand at 0.18-0.24 EUR/kWh, less when demand response is on
-    (fixed ladder, reproducible; see docs/agent.md). Cleared with ``gridpilot.market.clear``
-    (uniform price). None when the market package is not importable.
-    """
-
-    def __init__(self, grid: Any, clear: Any) -> None:
-        self.grid = grid
-        self._clear = clear
-        self.last_price: float | None = None
-        self.last_volume: float | None = None
-        self.intervals = 0
-
-    @classmethod
-    def create(cls, grid: Any) -> _MarketLink | None:
-        try:
-            from gridpilot.market import clear
-        except Exception:  # market package absent or broken: no market, said in the state
-            return None
-        return cls(grid, clear)
-
-    def clear(self, obs: Observation, dr_level: float) -> str:
-        """Clear one interval from the present state; returns a short text (price EUR/MWh)."""
-        rng = np.random.default_rng(obs.t)
-        hours = 0.25
-        bid_q = np.rint(np.maximum(obs.load_p_mw, 0) * 0.2 * hours * 1e6).astype(np.int64)
-        bid_p = 0.18 + 0.06 * rng.random(bid_q.size) - 0.04 * dr_level
-        off_q = np.rint(np.maximum(obs.gen_p_mw, 0) * hours * 1e6).astype(np.int64)
-        off_p = 0.06 + 0.08 * rng.random(off_q.size)
-        res = self._clear(bid_p, bid_q, off_p, off_q)
-        vol = float(res.volume_wh) / 1e6
-        price = (
-            float(np.average(res.price_eur_per_kwh, weights=res.qty_wh)) * 1000
-            if len(res)
-            else None
-        )
-        self.last_price = None if price is None else round(price, 2)
-        self.last_volume = round(vol, 4)
-        self.intervals += 1
-        return f"price {self.last_price} EUR/MWh, volume {self.last_volume} MWh"
 
 
 def run_realtime(

@@ -1,0 +1,206 @@
+"""The orchestrator's flexibility glue: demand-response shares, the look-ahead's forecasts and
+price/CO2 signals for the flexibility schedule, and :class:`~gridpilot.agent.flexlink.FlexDR`'s
+dispatch into the world with its audit trail.
+
+:class:`FlexLoop` is a mixin of :class:`~gridpilot.agent.orchestrator.Orchestrator` (it reads
+the loop's state: ``world``, ``grid``, ``last``, the estimates, ``flexdr``, the audit log); it
+keeps the loop's own module to observe -> decide -> guard -> act.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gridpilot.agent.world import EV_DR_SHARE, Observation
+
+if TYPE_CHECKING:
+    from gridpilot.agent.audit import AuditLog
+    from gridpilot.agent.flexlink import FlexDR
+
+
+class FlexLoop:
+    """Flexibility methods of the orchestrator (see the module docstring)."""
+
+    world: Any
+    grid: Any
+    last: Observation | None
+    flexdr: FlexDR | None
+    audit: AuditLog
+    load_forecast: Any
+    load_est_mw: np.ndarray
+    gen_est_mw: np.ndarray
+    ev_est_mw: np.ndarray
+    flex_est_mw: np.ndarray
+    _prof: Any
+    _cols: dict[str, Any]
+    _signal_grid: Any
+    _signals: Any
+
+    # provided by the Orchestrator
+    def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
+        raise NotImplementedError
+
+    def forecast_ratio(self, steps_ahead: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def dr_share(self) -> float:
+        """Share of the estimated demand that DR level 1 sheds: the world's enrolled share plus,
+        with :class:`~gridpilot.agent.flexlink.FlexDR`, what the household devices could shed."""
+        return float(self.world.dr_share) + (self.flexdr.share if self.flexdr else 0.0)
+
+    def _dr_share_ctx(self) -> float | np.ndarray:
+        """``dr_share`` for the look-ahead model: per load with FlexDR (where its devices are),
+        else the world's enrolled share."""
+        fd = self.flexdr
+        if fd is not None and fd.share_per_load is not None:
+            return float(self.world.dr_share) + fd.share_per_load
+        return self.dr_share
+
+    @property
+    def ev_dr_share(self) -> float:
+        """Share of the EV stations' charging that DR level 1 defers in the world: the world's
+        ``ev_dr_share``, else SimWorld's smart-charging share (0 on a world with household
+        devices under FlexDR, whose EV stations follow only the EV factor)."""
+        dflt = 0.0 if self.flexdr is not None else EV_DR_SHARE
+        return float(getattr(self.world, "ev_dr_share", dflt))
+
+    def flex_signals(self, steps: int) -> Any:
+        """Price (EUR/MWh) and carbon intensity (t/MWh) for ``steps`` 15-minute steps from the
+        15-minute interval of now: :func:`gridpilot.flex.default_signals` of the grid's own
+        profiles (synthetic, documented in docs/flex.md), days repeated beyond them."""
+        from gridpilot.flex import Signals, default_signals
+
+        assert self.last is not None
+        idx = self._prof.index.astype("datetime64[s]")
+        now = self.last.time.astype("datetime64[s]")
+        i0 = int(np.clip(np.searchsorted(idx, now, "right") - 1, 0, idx.size - 1))
+        if self._signals is None:
+            self._signals = default_signals(self._signal_grid, idx.size)
+        sig = self._signals
+        n = sig.price_eur_per_mwh.size
+        if i0 + steps > n:  # beyond the profiles: the last day repeated
+            days = int(np.ceil((i0 + steps - n) / 96))
+            tail = slice(n - 96, n)
+            sig = Signals(
+                np.concatenate([sig.price_eur_per_mwh, np.tile(sig.price_eur_per_mwh[tail], days)]),
+                np.concatenate([sig.co2_t_per_mwh, np.tile(sig.co2_t_per_mwh[tail], days)]),
+                sig.source,
+            )
+        return sig.window(i0, steps)
+
+    def forecast_injections(
+        self, minutes_ahead: np.ndarray, load_offset_mw: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The loop's forecast of the injections at ``minutes_ahead`` (k,) minutes from now,
+        (k, n) MW/Mvar per key in table order (storage left out).
+
+        Loads: the estimated demand (less ``load_offset_mw`` per load, e.g. what a schedule
+        adds to the metered level now) times :meth:`forecast_ratio`, Q at the loads' metered
+        (else model) power factor. Generators: their profile shape ahead (the stand-in for a
+        weather forecast) times their present level against that shape (1 when the shape is
+        near 0 now, e.g. PV at night), at most their rating. EV stations and flexible loads:
+        their present estimate held (no forecast of their own).
+        """
+        assert self.last is not None
+        g = self.grid
+        m = np.asarray(minutes_ahead, np.float64)
+        ratio = self.forecast_ratio(m * 60.0 / self.world.step_s)
+        base = self.load_est_mw - (0.0 if load_offset_mw is None else load_offset_mw)
+        lp = np.maximum(base, 0.0)[None, :] * ratio
+        lq_obs = self.last.load_q_mvar
+        if lq_obs.size == len(g.load) and np.any(lq_obs != 0):
+            pf = np.divide(
+                lq_obs,
+                self.last.load_p_mw,
+                out=np.zeros(len(g.load)),
+                where=np.abs(self.last.load_p_mw) > 1e-6,
+            )
+        else:
+            pf = g.load["q_mvar"] / np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
+        out = {"load_p_mw": lp, "load_q_mvar": lp * pf[None, :]}
+        if len(g.generator):
+            col = np.asarray(self._cols["gen_p"])
+            idx = self._prof.index.astype("datetime64[s]")
+            now = self.last.time.astype("datetime64[s]")
+            times = np.concatenate([[now], now + np.rint(m * 60).astype("timedelta64[s]")])
+            at = np.clip(np.searchsorted(idx, times, "right") - 1, 0, idx.size - 1)
+            vals = self._prof.values
+            shape = np.where(col[None, :] >= 0, vals[at][:, np.clip(col, 0, None)], 1.0)
+            pn = g.generator["p_mw"]
+            exp_now = pn * shape[0]
+            level = np.where(
+                exp_now > 0.05 * np.maximum(pn, 1e-9),
+                self.gen_est_mw / np.maximum(exp_now, 1e-9),
+                1.0,
+            )
+            out["gen_p_mw"] = np.minimum(pn[None, :] * shape[1:] * np.clip(level, 0, 1.5), pn)
+        k = m.size
+        if len(g.ev_charger):
+            out["ev_p_mw"] = np.tile(self.ev_est_mw, (k, 1))
+        if len(g.flex_load):
+            out["flex_p_mw"] = np.tile(self.flex_est_mw, (k, 1))
+        return out
+
+    def _flex_tick(self, obs: Observation) -> list[Any]:
+        """FlexDR's step: the metered load and the load-shape forecast now (nominal-weighted),
+        for the events' measured reduction; returns its commands."""
+        assert self.flexdr is not None
+        g = self.grid
+        shape = self.load_forecast.shape(np.array([obs.time.astype("datetime64[s]")]))[0]
+        w = np.maximum(g.load["p_mw"], 0.0)
+        s = float((shape * w).sum() / max(w.sum(), 1e-9))
+        return self.flexdr.tick(obs.time, float(obs.load_p_mw.sum()), s if s > 0 else 1.0)
+
+    def _flex_run(self, fn: Any, why: str = "") -> None:
+        """Run a :class:`FlexDR` call, send its commands to the world, and audit and show every
+        event it dispatched, renewed or ended (actor: whoever asked for the DR)."""
+        fd = self.flexdr
+        assert fd is not None
+        before = {r.id: r.status for r in fd.records}
+        sim_time = str(self.last.time) if self.last is not None else ""
+        try:
+            cmds = fn()
+            if cmds:
+                self.world.apply(cmds)  # type: ignore[attr-defined]
+        except Exception as exc:  # the loop goes on; the failure is shown and on the record
+            self.audit.record(
+                actor="flex",
+                kind="dr_event",
+                what=repr(exc),
+                why=why or "demand-response dispatch failed",
+                status="failed",
+                sim_time=sim_time,
+            )
+            self._event("dr", f"demand-response dispatch failed: {exc}", "major")
+            return
+        for r in fd.records:
+            if before.get(r.id) == r.status:
+                continue
+            verb = {
+                "active": "dispatched",
+                "empty": "not dispatched (nothing to shed now)",
+            }.get(r.status, r.status)
+            self.audit.record(
+                actor=r.source or "flex",
+                kind="dr_event",
+                what=r.to_dict(),
+                why=r.reason or why or f"demand response level {r.level:.2f}",
+                status="dispatched" if r.status == "active" else r.status,
+                sim_time=sim_time,
+            )
+            text = (
+                f"DR event {r.id} {verb}: target {r.target_mw:.3f} MW, expected "
+                f"{r.expected_mean_mw:.3f} MW from {sum(r.devices.values())} devices"
+                if r.status in ("active", "empty")
+                else f"DR event {r.id} {verb}"
+                + (
+                    f": measured {r.measured_reduction_mw:.3f} MW vs expected "
+                    f"{r.expected_mean_mw:.3f} MW"
+                    if r.measured_reduction_mw is not None
+                    else ""
+                )
+            )
+            self._event("dr", text, "info", dr_event=r.id)
