@@ -465,25 +465,7 @@ class Orchestrator(FlexLoop):
         rep = self.link.roundtrip(obs, ts_ms, extra=self._foreign)
         self._foreign = []
         if rep.rejected:
-            n = sum(rep.rejected.values())
-            self.counters["telemetry_rejected"] += n
-            self.audit.record(
-                actor="telemetry",
-                kind="refused",
-                what={"frames_rejected": rep.rejected},
-                why="telemetry frames failed verification",
-                status="refused",
-                sim_time=str(obs.time),
-            )
-            self.events.append(
-                {
-                    "t": obs.t,
-                    "time": str(obs.time),
-                    "kind": "security",
-                    "severity": "critical",
-                    "text": f"{n} telemetry frame(s) refused: {rep.rejected}",
-                }
-            )
+            self._refused(obs, rep.rejected, "telemetry_rejected", "frames_rejected", "telemetry")
         link = self.link
         return dataclasses.replace(
             obs,
@@ -501,17 +483,34 @@ class Orchestrator(FlexLoop):
         rep = self.meters.step(obs)
         self.counters["meter_rows"] += rep.rows
         if rep.rejected:
-            n = sum(rep.rejected.values())
-            self.counters["meter_frames_rejected"] += n
-            self.audit.record(
-                actor="telemetry",
-                kind="refused",
-                what={"meter_frames_rejected": rep.rejected},
-                why="meter frames failed verification",
-                status="refused",
-                sim_time=str(obs.time),
+            self._refused(
+                obs, rep.rejected, "meter_frames_rejected", "meter_frames_rejected", "meter"
             )
-            self._event("security", f"{n} meter frame(s) refused: {rep.rejected}", "critical")
+
+    def _refused(
+        self, obs: Observation, rejected: dict[str, int], counter: str, key: str, what: str
+    ) -> None:
+        """Frames that failed verification (by reason): counted, audited, shown as a security
+        event at the observation's step."""
+        n = sum(rejected.values())
+        self.counters[counter] += n
+        self.audit.record(
+            actor="telemetry",
+            kind="refused",
+            what={key: rejected},
+            why=f"{what} frames failed verification",
+            status="refused",
+            sim_time=str(obs.time),
+        )
+        self.events.append(
+            {
+                "t": obs.t,
+                "time": str(obs.time),
+                "kind": "security",
+                "severity": "critical",
+                "text": f"{n} {what} frame(s) refused: {rejected}",
+            }
+        )
 
     def receive_foreign(self, frames: list[bytes]) -> None:
         """Frames from elsewhere on the telemetry channel (e.g. an attacker's), read at the next step."""
