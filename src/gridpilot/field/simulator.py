@@ -20,7 +20,7 @@ Typical use::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -119,16 +119,7 @@ class MeterReadings:
     @staticmethod
     def concat(parts: list[MeterReadings]) -> MeterReadings:
         """One batch from several (in order)."""
-        names = (
-            "ts_ms",
-            "meter",
-            "bus_id",
-            "p_kw",
-            "q_kvar",
-            "v_pu",
-            "e_import_kwh",
-            "e_export_kwh",
-        )
+        names = _METER_COLUMNS
         if not parts:
             return MeterReadings(
                 *(
@@ -140,21 +131,10 @@ class MeterReadings:
 
     def take(self, mask: np.ndarray) -> MeterReadings:
         """The rows where ``mask`` is True."""
-        return MeterReadings(
-            *(
-                getattr(self, n)[mask]
-                for n in (
-                    "ts_ms",
-                    "meter",
-                    "bus_id",
-                    "p_kw",
-                    "q_kvar",
-                    "v_pu",
-                    "e_import_kwh",
-                    "e_export_kwh",
-                )
-            )
-        )
+        return MeterReadings(*(getattr(self, n)[mask] for n in _METER_COLUMNS))
+
+
+_METER_COLUMNS = tuple(f.name for f in fields(MeterReadings))  # in constructor order
 
 
 @dataclass
