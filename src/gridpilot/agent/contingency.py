@@ -9,7 +9,6 @@ highest loading after restoration. Sweeps fan out over Dask (``executor="dask"``
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,21 +167,13 @@ def n1_sweep(
 
 def write_n1_report(rep: N1Report, out_dir: str | Path) -> list[Path]:
     """Write ``report.json``, ``contingencies.csv``, ``unsupplied.png`` and ``index.html``; returns the paths."""
-    import matplotlib
+    from gridpilot.agent.scenarios import open_report
 
-    matplotlib.use("Agg")
+    names = ("report.json", "contingencies.csv", "unsupplied.png", "index.html")
+    paths = open_report(out_dir, names, rep.to_dict())
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [
-        out / "report.json",
-        out / "contingencies.csv",
-        out / "unsupplied.png",
-        out / "index.html",
-    ]
-    paths[0].write_text(json.dumps(rep.to_dict(), indent=2))
     df = pd.DataFrame([r.__dict__ for r in rep.results])
     df.to_csv(paths[1], index=False)
     fig, ax = plt.subplots(figsize=(10, 4))

@@ -595,24 +595,26 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
-    """Write ``report.json``, ``kpis.csv``, ``series.csv``, ``timeseries.png`` and ``index.html``; returns the paths."""
+def open_report(out_dir: str | Path, names: Sequence[str], data: dict[str, Any]) -> list[Path]:
+    """A report folder: created if needed, ``data`` written to the first of ``names`` (JSON);
+    returns the paths of ``names`` in it. Selects matplotlib's file backend for the plots."""
     import matplotlib
 
     matplotlib.use("Agg")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / n for n in names]
+    paths[0].write_text(json.dumps(data, indent=2))
+    return paths
+
+
+def write_report(rep: ScenarioReport, out_dir: str | Path) -> list[Path]:
+    """Write ``report.json``, ``kpis.csv``, ``series.csv``, ``timeseries.png`` and ``index.html``; returns the paths."""
+    names = ("report.json", "kpis.csv", "series.csv", "timeseries.png", "index.html")
+    paths = open_report(out_dir, names, rep.to_dict())
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [
-        out / "report.json",
-        out / "kpis.csv",
-        out / "series.csv",
-        out / "timeseries.png",
-        out / "index.html",
-    ]
-    paths[0].write_text(json.dumps(rep.to_dict(), indent=2))
     pd.DataFrame(rep.table()).to_csv(paths[1], index=False)
     su, sc = pd.DataFrame(rep.uncontrolled.series), pd.DataFrame(rep.controlled.series)
     both = su.add_suffix("_uncontrolled").join(sc.add_suffix("_controlled"))
