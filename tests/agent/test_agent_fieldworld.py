@@ -115,6 +115,28 @@ def test_flisr_locates_isolates_and_restores_through_field_protection(
     assert np.array_equal(orch.last.switch_closed, world.normal_closed)
 
 
+def test_a_false_pickup_off_the_fault_path_does_not_move_the_isolation(
+    world: FieldWorld, fleet_grid: Grid
+) -> None:
+    orch = Orchestrator(world)
+    orch.step()
+    orch.inject("fpi_false_pickup", actor="test", switch=10)  # two sections below the fault
+    orch.inject("fault", actor="test", line=7)
+    rep = orch.step()
+    assert rep.executed and not rep.refused
+    trips = [e for e in orch.obs_history[-1].events if e["kind"] == "breaker_trip"]
+    assert 10 in trips[0]["fpi"] and 8 not in trips[0]["fpi"]  # the wrong report is there
+    for _ in range(3):
+        orch.step()
+    acts = orch.audit.entries(kind="action")
+    assert len(acts) == 1  # one plan, right the first time
+    flisr = acts[0]["data"]["flisr"]
+    assert flisr["isolate"] == [7, 8]  # the fault between switches 7 and 8, as without it
+    assert any("contradicts 1 indication" in n for n in flisr["notes"])
+    dead = set(fleet_grid.bus.ids[~orch.last.energised].tolist())
+    assert dead == {8}  # only the faulted section's bus is off; the rest restored
+
+
 def test_scenario_on_the_field_world_and_bad_world(fleet_grid: Grid) -> None:
     p = {"at_min": 10, "repair_h": 0.5}
     unc = run_one(ScenarioSpec("fault", hours=1.0, controlled=False, params=p, world="field"))

@@ -91,6 +91,27 @@ def test_a_failed_indicator_widens_the_isolation_and_nothing_faulted_is_energise
     assert len(whys) == 2 and whys[0] != whys[1]
 
 
+def test_a_false_pickup_next_to_the_fault_misleads_once_then_the_retrip_corrects(
+    orch: Orchestrator,
+) -> None:
+    orch.step()
+    orch.inject("fpi_false_pickup", switch=8)  # just below the fault
+    orch.inject("fault", line=7)
+    reps = orch.run(5)
+    assert not any(r.refused for r in reps)
+    # the indications fit a fault below switch 8 exactly (no contradiction): the first plan
+    # isolates section 8 and recloses the breaker onto the fault; protection trips again and
+    # the second location, now contradicting the wrong indicator, finds section 7
+    first, second = reversed(orch.audit.entries(kind="action"))
+    assert first["data"]["flisr"]["located_sections"] == [8]
+    assert first["data"]["flisr"]["notes"] == []
+    assert second["data"]["flisr"]["located_sections"] == [7]
+    assert "contradicts 1 indication" in second["data"]["flisr"]["notes"][0]
+    assert not _line_live(orch.world, 7)
+    dead = set(orch.grid.bus.ids[~orch.last.energised].tolist())
+    assert dead == {8, 9}, sorted(dead)  # both suspected sections; the rest restored
+
+
 def test_a_second_fault_during_restoration_keeps_the_first_isolated(orch: Orchestrator) -> None:
     orch.step()
     orch.inject("fault", line=7)

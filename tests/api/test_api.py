@@ -90,6 +90,8 @@ def test_bad_input_gets_clear_4xx(setup) -> None:
     assert r.status_code == 400 and "switch" in r.text
     r = c.post("/api/sim/events", json={"kind": "fpi_failure", "switch": 4242}, headers=op)
     assert r.status_code == 404 and "4242" in r.text
+    r = c.post("/api/sim/events", json={"kind": "fpi_false_pickup"}, headers=op)
+    assert r.status_code == 400 and "fpi_false_pickup" in r.text and "switch" in r.text
     assert c.post("/api/proposals/777/approve", headers=op).status_code == 404
 
 

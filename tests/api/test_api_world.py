@@ -17,6 +17,7 @@ PARAMS = {
     "heatwave": {"factor": 1.2},
     "ev_surge": {"factor": 2.0},
     "fpi_failure": {"switch": 7},
+    "fpi_false_pickup": {"switch": 10},
 }
 
 

@@ -180,6 +180,21 @@ def test_fpi_failure_removes_that_indicator_and_fpi_reset(sim: FieldSimulator) -
     assert sim.readings().sensors["fpi"].sum() == 0
 
 
+def test_fpi_false_pickup_reports_an_indicator_off_the_fault_path(sim: FieldSimulator) -> None:
+    sim.inject_event("fpi_false_pickup", switch=10)  # below the fault: no fault current there
+    sim.inject_event("fpi_false_pickup", switch=26)  # another branch
+    sim.readings()
+    assert not sim.fpi.any()  # nothing until a fault trips a device
+    sim.inject_event("fault", line=7)
+    r = sim.readings()
+    pick = next(e for e in r.events if e.name == "fpi_pickup").data["switch_ids"]
+    assert set(pick) == {1, 2, 3, 4, 5, 6, 7, 10, 26}
+    trip = next(e for e in r.events if e.name == "breaker_trip").data
+    assert trip["switch_id"] == 1 and set(trip["fpi_switch_ids"]) == set(pick)
+    with pytest.raises(UnknownComponentError, match="778"):
+        sim.inject_event("fpi_false_pickup", switch=778)
+
+
 def test_unknown_event_and_bad_parameters(sim: FieldSimulator) -> None:
     with pytest.raises(UnknownComponentError, match=r"meteor.*known: fault, repair"):
         sim.inject_event("meteor")

@@ -161,6 +161,7 @@ class SimWorld:
         self.switch_closed = g.switch["closed"].copy()
         self.fpi = np.zeros(len(g.switch), bool)
         self.fpi_failed = np.zeros(len(g.switch), bool)  # indicators that never pick up
+        self.fpi_false = np.zeros(len(g.switch), bool)  # indicators that pick up at every trip
         self.faulted_lines: set[int] = set()
         self._uncleared: set[int] = set()
         self.gen_tripped = np.zeros(len(g.generator), bool)
@@ -285,6 +286,7 @@ class SimWorld:
                 break
             fpi_pos = g.switch.index_of(ind.fpi_switches) if ind.fpi_switches.size else []
             fpi_sw = [int(k) for k in fpi_pos if not self.fpi_failed[k]]
+            fpi_sw = sorted({*fpi_sw, *np.flatnonzero(self.fpi_false & ~self.fpi_failed).tolist()})
             self.fpi[fpi_sw] = True
             trip = int(g.switch.index_of(ind.trip_switch)[0])
             self.switch_closed[trip] = False
@@ -305,7 +307,8 @@ class SimWorld:
         Kinds: ``fault`` (``line``: id), ``repair`` (``line`` id or all), ``wind_drop``
         (``factor`` of available wind, default 0.1), ``wind_restore``, ``gen_trip``
         (``generator`` id), ``heatwave`` (``load_factor``, ``peak_factor``), ``ev_surge``
-        (``factor``), ``fpi_failure`` (``switch`` id: its fault-passage indicator never picks up).
+        (``factor``), ``fpi_failure`` (``switch`` id: its fault-passage indicator never picks up),
+        ``fpi_false_pickup`` (``switch`` id: its indicator picks up at every fault that trips).
         """
         g = self.grid
         ev: dict[str, Any] = {"kind": kind, **params}
@@ -327,8 +330,9 @@ class SimWorld:
         elif kind == "gen_trip":
             gid = int(params.get("generator", -1))
             self.gen_tripped[g.generator.index_of(gid)] = True
-        elif kind == "fpi_failure":
-            self.fpi_failed[g.switch.index_of(int(params.get("switch", -1)))] = True
+        elif kind in ("fpi_failure", "fpi_false_pickup"):
+            bad = self.fpi_failed if kind == "fpi_failure" else self.fpi_false
+            bad[g.switch.index_of(int(params.get("switch", -1)))] = True
         else:
             raise unknown_event(kind)
         ev["t"] = self.t

@@ -484,8 +484,8 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             raise ValidationError("fault: needs 'line'")
         if body.kind == "gen_trip" and "generator" not in params:
             raise ValidationError("gen_trip: needs 'generator'")
-        if body.kind == "fpi_failure" and "switch" not in params:
-            raise ValidationError("fpi_failure: needs 'switch'")
+        if body.kind in ("fpi_failure", "fpi_false_pickup") and "switch" not in params:
+            raise ValidationError(f"{body.kind}: needs 'switch'")
         return _json(orch.inject(body.kind, actor=f"operator:{who[0]}", **params))
 
     @app.get("/api/audit/verify")

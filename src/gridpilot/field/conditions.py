@@ -26,6 +26,7 @@ EVENT_KINDS = (
     "heatwave",
     "ev_surge",
     "fpi_failure",
+    "fpi_false_pickup",
 )
 GRID_COMMANDS = ("grid_storage_setpoint", "ev_charging_factor", "flex_load_level", "fpi_reset")
 

@@ -299,6 +299,7 @@ class FieldSimulator:
         self.normal_closed = grid.switch["closed"].copy()
         self.fpi = np.zeros(len(grid.switch), bool)  # latched until fpi_reset or repair
         self.fpi_failed = np.zeros(len(grid.switch), bool)  # indicators that never pick up
+        self.fpi_false = np.zeros(len(grid.switch), bool)  # indicators that pick up at every trip
         self._uncleared: set[int] = set()
         self._pos = {
             name: grid.bus.position_map(tbl["bus"]) if len(tbl) else np.zeros(0, np.int64)
@@ -773,6 +774,9 @@ class FieldSimulator:
         fpi = ind.fpi_switches
         if fpi.size:  # failed indicators never pick up
             fpi = fpi[~self.fpi_failed[sw.index_of(fpi)]]
+        if ind.fed and self.fpi_false.any():  # mis-set ones pick up on any fault's transient
+            false = sw.ids[self.fpi_false & ~self.fpi_failed]
+            fpi = np.union1d(fpi, false).astype(np.int64)
         if fpi.size:
             self.fpi[sw.index_of(fpi)] = True
             self._event(
@@ -832,7 +836,9 @@ class FieldSimulator:
         reports a ``device_trip`` event); ``heatwave`` (``load_factor`` 1.25, ``peak_factor``
         0.3, ``peak_hour`` 17: on household base demand and flexible loads); ``ev_surge``
         (``factor`` 2.5 on the EV charging stations); ``fpi_failure`` (``switch`` id: its
-        fault-passage indicator never picks up). Returns the event as recorded (``t_s`` added).
+        fault-passage indicator never picks up); ``fpi_false_pickup`` (``switch`` id: its
+        indicator is mis-set and picks up at every fault that trips a device, wherever the
+        fault lies). Returns the event as recorded (``t_s`` added).
         Unknown kinds raise :class:`~gridpilot.errors.UnknownComponentError` listing the known.
         """
         g = self.grid
@@ -861,9 +867,10 @@ class FieldSimulator:
             gid = int(number(kind, "generator", params.get("generator")))
             self.grid_devices.gen_tripped[g.generator.index_of(gid)] = True
             self._event("device_trip", "alarm", {"generator": gid})
-        else:  # fpi_failure
+        else:  # fpi_failure, fpi_false_pickup
             sid = int(number(kind, "switch", params.get("switch")))
-            self.fpi_failed[g.switch.index_of(sid)] = True
+            bad = self.fpi_failed if kind == "fpi_failure" else self.fpi_false
+            bad[g.switch.index_of(sid)] = True
         return rec
 
     def inject_theft(
