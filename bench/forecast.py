@@ -7,8 +7,9 @@
    process and the published test MSE/MAE.
 2. Day-ahead load forecasting: the six load series, horizon 24 h, rolling origins over the
    test part, MAE vs seasonal-naive, P10–P90 coverage (conformal, recalibrated daily).
-   Rows: linear and LightGBM (L1) fitted once on the training rows; the ensemble
-   (LightGBM-L1 + linear + seasonal-naive, per-step weights tuned on the validation rows)
+   Rows: linear, linear-tod (weights per origin hour and series, Huber loss) and LightGBM
+   (L1) fitted once on the training rows; the ensemble (LightGBM-L1 + linear-tod +
+   seasonal-naive, per-step weights tuned on the validation rows)
    refitted every ``--refit-every`` steps (default 720 = 30 days) on all rows observed
    before each block of test origins.
 
@@ -37,6 +38,7 @@ from gridpilot.forecast import (
     GBMForecaster,
     LinearForecaster,
     SeasonalNaive,
+    TimeOfDayLinearForecaster,
     backtest,
 )
 from gridpilot.forecast.base import target_windows
@@ -156,7 +158,10 @@ def day_ahead(
     loads = df[LOADS].iloc[: TRAIN + VAL + TEST]
     std = loads.iloc[:TRAIN].to_numpy(dtype=float).std(axis=0)
     out = []
-    models: list[tuple[Any, int | None]] = [(LinearForecaster(24, lookback=(168, 336, 512)), None)]
+    models: list[tuple[Any, int | None]] = [
+        (LinearForecaster(24, lookback=(168, 336, 512)), None),
+        (TimeOfDayLinearForecaster(24), None),
+    ]
     if with_gbm:
         models.append((GBMForecaster(24, objective="l1", num_threads=2), None))
         models.append(

@@ -51,7 +51,7 @@ def test_ensemble_default_members_backtest_beats_naive() -> None:
     obs, _ = make_series(days=70, noise=0.3, seed=11)
     m = make_model("ensemble", 24, lookback=(168,), weight_step=0.25)
     assert isinstance(m, EnsembleForecaster)
-    assert [x.name for x in m.members] == ["gbm-l1", "linear", "seasonal-naive"]
+    assert [x.name for x in m.members] == ["gbm-l1", "linear-tod", "seasonal-naive"]
     res = backtest(m, obs, test_fraction=0.2, stride=6)
     assert res.mae_reduction is not None and res.mae_reduction > 0.2
     assert 0.65 <= res.metrics["coverage_80"] <= 0.95

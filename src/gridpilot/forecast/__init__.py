@@ -2,7 +2,7 @@
 
 Entry points: :func:`day_ahead` (one call: fit on a history, forecast the next day with
 P10/P50/P90), the models (:class:`SeasonalNaive`, :class:`LinearForecaster`,
-:class:`GBMForecaster`, :class:`EnsembleForecaster`, :class:`PVForecaster`, or :func:`make_model` by name) with
+:class:`TimeOfDayLinearForecaster`, :class:`GBMForecaster`, :class:`EnsembleForecaster`, :class:`PVForecaster`, or :func:`make_model` by name) with
 ``fit(history, covariates, validation=...)`` / ``predict(...) -> ForecastResult``, and
 :func:`backtest` (rolling origin, metrics beside the seasonal-naive baseline).
 """
@@ -19,6 +19,7 @@ from gridpilot.forecast.naive import SeasonalNaive
 from gridpilot.forecast.plot import plot_backtest, plot_forecast
 from gridpilot.forecast.pv import PVForecaster, clearsky_ghi
 from gridpilot.forecast.result import ForecastResult
+from gridpilot.forecast.todlinear import TimeOfDayLinearForecaster
 
 __all__ = [
     "DEFAULT_QUANTILES",
@@ -32,6 +33,7 @@ __all__ = [
     "LinearForecaster",
     "PVForecaster",
     "SeasonalNaive",
+    "TimeOfDayLinearForecaster",
     "all_metrics",
     "auto_lookbacks",
     "backtest",

@@ -15,6 +15,7 @@ from gridpilot.forecast.result import ForecastResult
 MODELS: tuple[str, ...] = (
     "seasonal-naive",
     "linear",
+    "linear-tod",
     "gbm",
     "gbm-l1",
     "gbm-quantile",
@@ -39,6 +40,10 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
         return SeasonalNaive(horizon, **kwargs)
     if key in ("linear", "dlinear", "ridge"):
         return LinearForecaster(horizon, **kwargs)
+    if key in ("linear-tod", "linear_tod"):
+        from gridpilot.forecast.todlinear import TimeOfDayLinearForecaster
+
+        return TimeOfDayLinearForecaster(horizon, **kwargs)
     if key in ("gbm", "lightgbm"):
         return GBMForecaster(horizon, **kwargs)
     if key in ("gbm-l1", "gbm_l1"):
@@ -121,7 +126,7 @@ def day_ahead(
             issues=[Issue("forecast", "horizon_steps", "must be at least 1", value=horizon_steps)]
         )
     kwargs = dict(model_kwargs)
-    if model.lower() in ("linear", "dlinear", "ridge", "ensemble") and "lookback" not in kwargs:
+    if model.lower() in ("linear", "dlinear", "ridge") and "lookback" not in kwargs:
         kwargs["lookback"] = auto_lookbacks(len(h), int(steps), h.steps_per_day)
     m = make_model(model, int(steps), **kwargs)
     if covariates is not None:

@@ -44,7 +44,9 @@ def _model_kwargs(
 def backtest_cmd(
     data: Path = typer.Option(..., "--data", help="CSV: a time column, one column per series."),
     model: str = typer.Option(
-        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|gbm-quantile|ensemble|pv"
+        "linear",
+        "--model",
+        help="seasonal-naive|linear|linear-tod|gbm|gbm-l1|gbm-quantile|ensemble|pv",
     ),
     horizon: int = typer.Option(24, "--horizon", help="Forecast horizon in steps."),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
@@ -139,7 +141,7 @@ def day_ahead_cmd(
     ),
     horizon: int | None = typer.Option(None, "--horizon", help="Steps (default one day)."),
     model: str = typer.Option(
-        "linear", "--model", help="seasonal-naive|linear|gbm|gbm-l1|ensemble|pv"
+        "linear", "--model", help="seasonal-naive|linear|linear-tod|gbm|gbm-l1|ensemble|pv"
     ),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated series."),
     latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),

@@ -1,6 +1,7 @@
 """Ensemble forecaster: a weighted mean of member models with weights per horizon step.
 
-Members (default: LightGBM with the L1 objective, the linear model and seasonal-naive) are
+Members (default: LightGBM with the L1 objective, the time-of-day linear model and
+seasonal-naive) are
 fitted on the training rows; on the validation rows (the ``validation`` frame, or the held-out
 ``calibration_fraction`` of the history) the weights of each horizon step are chosen on a
 grid over the simplex (non-negative, summing to one, step ``weight_step``) to minimise the
@@ -35,8 +36,9 @@ def simplex_grid(n_members: int, step: float) -> np.ndarray:
 class EnsembleForecaster(Forecaster):
     """Weighted mean of ``members`` with per-step weights tuned on the validation rows.
 
-    ``members`` default to ``gbm-l1`` (LightGBM, ``num_threads`` threads), ``linear``
-    (lookbacks ``lookback``) and ``seasonal-naive``. ``weight_step`` is the grid step of the
+    ``members`` default to ``gbm-l1`` (LightGBM, ``num_threads`` threads), ``linear-tod``
+    (:class:`~gridpilot.forecast.todlinear.TimeOfDayLinearForecaster`, lookback(s)
+    ``lookback``) and ``seasonal-naive``. ``weight_step`` is the grid step of the
     weights (0.05: 231 candidates for three members). ``retune_window`` (steps, optional):
     at every refit, tune the weights again on the out-of-sample member forecasts of that
     many most recent origins (see the module docstring). ``weights_`` (H, M) holds the
@@ -51,7 +53,7 @@ class EnsembleForecaster(Forecaster):
         horizon: int,
         members: Sequence[Forecaster] | None = None,
         *,
-        lookback: int | Sequence[int] = (168, 336, 512),
+        lookback: int | Sequence[int] = 96,
         num_threads: int = 1,
         weight_step: float = 0.05,
         retune_window: int | None = None,
@@ -75,12 +77,12 @@ class EnsembleForecaster(Forecaster):
             )
         if members is None:
             from gridpilot.forecast.gbm import GBMForecaster
-            from gridpilot.forecast.linear import LinearForecaster
             from gridpilot.forecast.naive import SeasonalNaive
+            from gridpilot.forecast.todlinear import TimeOfDayLinearForecaster
 
             members = [
                 GBMForecaster(horizon, objective="l1", num_threads=num_threads, repair=repair),
-                LinearForecaster(horizon, lookback=lookback, repair=repair),
+                TimeOfDayLinearForecaster(horizon, lookback=lookback, repair=repair),
                 SeasonalNaive(horizon, repair=repair),
             ]
         if retune_window is not None and int(retune_window) < 1:
