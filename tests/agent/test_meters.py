@@ -132,3 +132,24 @@ def test_the_demo_takes_the_meter_path_on_the_field_world_only() -> None:
     assert build_demo().meters is None
     with pytest.raises(ValidationError, match="meters"):
         build_demo(world="sim", meters=True)
+
+
+def test_daily_theft_detector_names_the_tampered_meters_through_the_loop(fleet_grid: Grid) -> None:
+    # five days of 15-min steps (about 30 s): two days learn each meter's daily energy, the
+    # third is judged clean, then half the meters behind three loads report half their import
+    w = FieldWorld(fleet_grid, start_step=200 * 96, step_s=900, horizon_steps=96 * 5)
+    o = Orchestrator(w, meters=True)
+    o.meters = MeterPath(w, o.grid, theft_learn_days=2)
+    o.run(96 * 3)
+    nm = len(o.meters.meter_ids)
+    assert o.meters.days == 3
+    clean = o.meters.alarms.get("theft_suspected", {}).get("text", "0 meter(s)")
+    assert int(clean.split()[0]) <= 0.005 * nm  # the calibrated background of sound meters
+    tampered = theft_meters(w, [4, 13, 26], share=0.5)
+    w.sim.inject_theft(tampered, 0.5)
+    o.run(96 * 2)
+    al = o.meters.alarms["theft_suspected"]
+    named = set(al["meters"])
+    truth = {o.meters.meter_ids[k] for k in tampered}
+    assert len(named) >= 40 and len(named & truth) >= 0.9 * len(named)
+    assert o.meters.alarms["non_technical_loss"]["sections"] == [4, 13, 26]
