@@ -21,14 +21,15 @@ iterative; all of ETTh1 fits in seconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster, target_windows, values_at
-from gridpilot.forecast.data import History, Repair
+from gridpilot.forecast.base import target_windows, values_at
+from gridpilot.forecast.data import Repair
+from gridpilot.forecast.lookback import LookbackForecaster
 
 DEFAULT_PENALTIES: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 
@@ -63,7 +64,7 @@ class _Gram:
         self.yy += (y * y).sum(0)
 
 
-class LinearForecaster(Forecaster):
+class LinearForecaster(LookbackForecaster):
     """DLinear-style direct linear forecaster with closed-form ridge (see module docstring).
 
     ``lookback`` is L in steps, or a sequence of candidates chosen on the validation part;
@@ -91,13 +92,12 @@ class LinearForecaster(Forecaster):
         chunk_elems: int = 2_000_000,
     ) -> None:
         super().__init__(
-            horizon, calibration_fraction=calibration_fraction, repair=repair, refit=refit
+            horizon,
+            lookback,
+            calibration_fraction=calibration_fraction,
+            repair=repair,
+            refit=refit,
         )
-        cands = (lookback,) if isinstance(lookback, int | np.integer) else tuple(lookback)
-        if not cands or any(int(c) < 2 for c in cands):
-            raise ValidationError(
-                issues=[Issue(self.name, "lookback", "must be at least 2 steps", value=lookback)]
-            )
         if norm not in ("last", "mean"):
             raise ValidationError(
                 issues=[Issue(self.name, "norm", "must be 'last' or 'mean'", value=norm)]
@@ -107,21 +107,15 @@ class LinearForecaster(Forecaster):
             raise ValidationError(
                 issues=[Issue(self.name, "penalties", "must be positive", value=penalties)]
             )
-        self.lookbacks = tuple(sorted(int(c) for c in cands))
         self.kernel = int(kernel)
         self.norm = norm
         self.penalties = pens
         self.per_step_penalty = per_step_penalty
         self.chunk_elems = int(chunk_elems)
-        self.lookback_: int | None = None
         self.penalty_: np.ndarray | None = None  # (H,) chosen λ per step
         self.weights_: np.ndarray | None = None  # (L, H) on instance-normalised input
         self.bias_: np.ndarray | None = None  # (H,)
         self.val_mse_: dict[int, float] = {}
-
-    @property
-    def min_context(self) -> int:
-        return self.lookback_ if self.lookback_ is not None else self.lookbacks[0]
 
     # --------------------------------------------------------------- windows
     def _windows(
@@ -192,54 +186,51 @@ class LinearForecaster(Forecaster):
             parts = self._solve(g, lb)
             self._set_weights(g, parts, self.penalty_)
             return
-        val_origins = np.arange(val_start, len(z) - h + 1)
-        best: tuple[float, int, np.ndarray, _Gram, tuple] | None = None
         self.val_mse_ = {}
-        for lb in self.lookbacks:
-            train_origins = np.arange(lb, val_start - h + 1)
-            if len(train_origins) < 2 or val_origins[0] < lb:
-                continue
-            g = self._gram(z, train_origins, lb)
-            gv = self._gram(z, val_origins, lb)
-            parts = self._solve(g, lb)
-            xm, ym = g.sx / g.n, g.sy / g.n
-            errs = np.empty((len(self.penalties), h))
-            for k, lam in enumerate(self.penalties):
-                w = self._weights(parts, g.n, lam)
-                bias = ym - xm @ w
-                # Σ (x w + b − y)² per column from validation Gram statistics
-                quad = np.einsum("ij,ij->j", w, gv.xx @ w)
-                cross = np.einsum("ij,ij->j", w, gv.xy)
-                errs[k] = (
-                    quad
-                    + 2 * bias * (gv.sx @ w)
-                    + gv.n * bias**2
-                    - 2 * cross
-                    - 2 * bias * gv.sy
-                    + gv.yy
-                ) / gv.n
-            if self.per_step_penalty:
-                choice = errs.argmin(axis=0)
-            else:
-                choice = np.full(h, errs.mean(axis=1).argmin())
-            lam_h = np.array(self.penalties)[choice]
-            mse = float(errs[choice, np.arange(h)].mean())
-            self.val_mse_[lb] = mse
-            if best is None or mse < best[0]:
-                best = (mse, lb, lam_h, g, parts)
-        if best is None:
-            raise ValidationError(
-                issues=[
-                    Issue(
-                        "history",
-                        "rows",
-                        f"too short for every lookback {list(self.lookbacks)} with horizon {h}",
-                        value=len(z),
-                    )
-                ]
-            )
-        _, self.lookback_, self.penalty_, g, parts = best
-        self._set_weights(g, parts, self.penalty_)
+        self._choose_lookback(z, index, val_start)
+
+    def _fit_candidate(
+        self,
+        z: np.ndarray,
+        index: pd.DatetimeIndex,
+        lookback: int,
+        train_origins: np.ndarray,
+        val_origins: np.ndarray,
+    ) -> tuple[float, Any]:
+        """Ridge for every penalty; the validation MSE from validation Gram statistics."""
+        lb, h = lookback, self.horizon
+        g = self._gram(z, train_origins, lb)
+        gv = self._gram(z, val_origins, lb)
+        parts = self._solve(g, lb)
+        xm, ym = g.sx / g.n, g.sy / g.n
+        errs = np.empty((len(self.penalties), h))
+        for k, lam in enumerate(self.penalties):
+            w = self._weights(parts, g.n, lam)
+            bias = ym - xm @ w
+            # Σ (x w + b − y)² per column from validation Gram statistics
+            quad = np.einsum("ij,ij->j", w, gv.xx @ w)
+            cross = np.einsum("ij,ij->j", w, gv.xy)
+            errs[k] = (
+                quad
+                + 2 * bias * (gv.sx @ w)
+                + gv.n * bias**2
+                - 2 * cross
+                - 2 * bias * gv.sy
+                + gv.yy
+            ) / gv.n
+        if self.per_step_penalty:
+            choice = errs.argmin(axis=0)
+        else:
+            choice = np.full(h, errs.mean(axis=1).argmin())
+        lam_h = np.array(self.penalties)[choice]
+        mse = float(errs[choice, np.arange(h)].mean())
+        self.val_mse_[lb] = mse
+        return mse, (lam_h, g, parts)
+
+    def _use(self, state: Any) -> None:
+        lam_h, g, parts = state
+        self.penalty_ = lam_h
+        self._set_weights(g, parts, lam_h)
 
     def _set_weights(
         self,
@@ -254,9 +245,6 @@ class LinearForecaster(Forecaster):
             w[:, cols] = self._weights(parts, g.n, float(lam))[:, cols]
         self.weights_ = w
         self.bias_ = g.sy / g.n - (g.sx / g.n) @ w
-
-    def _on_history(self, history: History) -> None:
-        self.lookback_ = None
 
     # -------------------------------------------------------------- predict
     def forecast_origins(

@@ -32,14 +32,16 @@ Data coarser than hourly fall into one group (hour 0) and the model is the share
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster, target_windows
-from gridpilot.forecast.data import History, Repair
+from gridpilot.forecast.base import target_windows
+from gridpilot.forecast.data import Repair
+from gridpilot.forecast.lookback import LookbackForecaster
 
 N_HOURS = 24
 
@@ -72,7 +74,7 @@ def _ridge_towards(
     return out
 
 
-class TimeOfDayLinearForecaster(Forecaster):
+class TimeOfDayLinearForecaster(LookbackForecaster):
     """Linear direct forecaster with weights per origin hour and series (module docstring).
 
     ``lookback`` is L in steps, or a sequence of candidates chosen by the validation MAE;
@@ -97,13 +99,12 @@ class TimeOfDayLinearForecaster(Forecaster):
         refit: bool = True,
     ) -> None:
         super().__init__(
-            horizon, calibration_fraction=calibration_fraction, repair=repair, refit=refit
+            horizon,
+            lookback,
+            calibration_fraction=calibration_fraction,
+            repair=repair,
+            refit=refit,
         )
-        cands = (lookback,) if isinstance(lookback, int | np.integer) else tuple(lookback)
-        if not cands or any(int(c) < 2 for c in cands):
-            raise ValidationError(
-                issues=[Issue(self.name, "lookback", "must be at least 2 steps", value=lookback)]
-            )
         pens = tuple(float(p) for p in penalties)
         if len(pens) != 3 or any(not p > 0 for p in pens):
             raise ValidationError(
@@ -126,20 +127,11 @@ class TimeOfDayLinearForecaster(Forecaster):
             raise ValidationError(
                 issues=[Issue(self.name, "irls_iterations", "must be ≥ 0", value=irls_iterations)]
             )
-        self.lookbacks = tuple(sorted(int(c) for c in cands))
         self.penalties = pens
         self.huber_delta = None if huber_delta is None else float(huber_delta)
         self.irls_iterations = int(irls_iterations) if huber_delta is not None else 0
-        self.lookback_: int | None = None
         self.weights_: np.ndarray | None = None  # (24, C, L + 1, H)
         self.val_mae_: dict[int, float] = {}
-
-    @property
-    def min_context(self) -> int:
-        return self.lookback_ if self.lookback_ is not None else self.lookbacks[0]
-
-    def _on_history(self, history: History) -> None:
-        self.lookback_ = None
 
     # ------------------------------------------------------------------ pieces
     def _design(
@@ -224,31 +216,26 @@ class TimeOfDayLinearForecaster(Forecaster):
             lb = self.lookback_
             self.weights_ = self._train(z, index, np.arange(lb, len(z) - hz + 1), lb)
             return
-        best: tuple[float, int, np.ndarray] | None = None
         self.val_mae_ = {}
-        val_origins = np.arange(val_start, len(z) - hz + 1)
-        for lb in self.lookbacks:
-            train_origins = np.arange(lb, val_start - hz + 1)
-            if len(train_origins) < 2 or val_origins[0] < lb:
-                continue
-            wts = self._train(z, index, train_origins, lb)
-            x, y, _ = self._design(z, val_origins, lb, True)
-            mae = float(np.abs(self._apply(wts, x, self._hours(index, val_origins)) - y).mean())
-            self.val_mae_[lb] = mae
-            if best is None or mae < best[0]:
-                best = (mae, lb, wts)
-        if best is None:
-            raise ValidationError(
-                issues=[
-                    Issue(
-                        "history",
-                        "rows",
-                        f"too short for every lookback {list(self.lookbacks)} with horizon {hz}",
-                        value=len(z),
-                    )
-                ]
-            )
-        _, self.lookback_, self.weights_ = best
+        self._choose_lookback(z, index, val_start)
+
+    def _fit_candidate(
+        self,
+        z: np.ndarray,
+        index: pd.DatetimeIndex,
+        lookback: int,
+        train_origins: np.ndarray,
+        val_origins: np.ndarray,
+    ) -> tuple[float, Any]:
+        """Weights trained with ``lookback``; their MAE on the validation origins."""
+        wts = self._train(z, index, train_origins, lookback)
+        x, y, _ = self._design(z, val_origins, lookback, True)
+        mae = float(np.abs(self._apply(wts, x, self._hours(index, val_origins)) - y).mean())
+        self.val_mae_[lookback] = mae
+        return mae, wts
+
+    def _use(self, state: Any) -> None:
+        self.weights_ = state
 
     # ----------------------------------------------------------------- predict
     def forecast_origins(

@@ -1,0 +1,92 @@
+"""Forecasters over a lookback window whose length is chosen among candidates on validation.
+
+:class:`LookbackForecaster` holds what the linear models share: the candidate lengths
+(validated), the chosen one (``lookback_``, reset for every new history), ``min_context`` and
+the choice itself: each candidate is fitted on the training origins and scored on the
+validation origins by the model's :meth:`~LookbackForecaster._fit_candidate`; the best one's
+fitted state is kept (:meth:`~LookbackForecaster._use`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gridpilot.errors import Issue, ValidationError
+from gridpilot.forecast.base import Forecaster
+from gridpilot.forecast.data import History, Repair
+
+
+class LookbackForecaster(Forecaster):
+    """Base of the models over a lookback window of ``lookback`` steps (or candidates)."""
+
+    def __init__(
+        self,
+        horizon: int,
+        lookback: int | Sequence[int],
+        *,
+        calibration_fraction: float = 0.2,
+        repair: Repair = "error",
+        refit: bool = True,
+    ) -> None:
+        super().__init__(
+            horizon, calibration_fraction=calibration_fraction, repair=repair, refit=refit
+        )
+        cands = (lookback,) if isinstance(lookback, int | np.integer) else tuple(lookback)
+        if not cands or any(int(c) < 2 for c in cands):
+            raise ValidationError(
+                issues=[Issue(self.name, "lookback", "must be at least 2 steps", value=lookback)]
+            )
+        self.lookbacks = tuple(sorted(int(c) for c in cands))
+        self.lookback_: int | None = None
+
+    @property
+    def min_context(self) -> int:
+        return self.lookback_ if self.lookback_ is not None else self.lookbacks[0]
+
+    def _on_history(self, history: History) -> None:
+        self.lookback_ = None
+
+    def _fit_candidate(
+        self,
+        z: np.ndarray,
+        index: pd.DatetimeIndex,
+        lookback: int,
+        train_origins: np.ndarray,
+        val_origins: np.ndarray,
+    ) -> tuple[float, Any]:
+        """Fit with ``lookback`` on the training origins; (validation score, fitted state)."""
+        raise NotImplementedError
+
+    def _use(self, state: Any) -> None:
+        """Keep the fitted state of the chosen candidate."""
+        raise NotImplementedError
+
+    def _choose_lookback(self, z: np.ndarray, index: pd.DatetimeIndex, val_start: int) -> None:
+        """Fit every candidate on rows before ``val_start``, keep the best on the rest."""
+        h = self.horizon
+        val_origins = np.arange(val_start, len(z) - h + 1)
+        best: tuple[float, int, Any] | None = None
+        for lb in self.lookbacks:
+            train_origins = np.arange(lb, val_start - h + 1)
+            if len(train_origins) < 2 or val_origins[0] < lb:
+                continue
+            score, state = self._fit_candidate(z, index, lb, train_origins, val_origins)
+            if best is None or score < best[0]:
+                best = (score, lb, state)
+        if best is None:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "history",
+                        "rows",
+                        f"too short for every lookback {list(self.lookbacks)} with horizon {h}",
+                        value=len(z),
+                    )
+                ]
+            )
+        self.lookback_ = best[1]
+        self._use(best[2])
