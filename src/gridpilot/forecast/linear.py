@@ -115,7 +115,6 @@ class LinearForecaster(LookbackForecaster):
         self.penalty_: np.ndarray | None = None  # (H,) chosen λ per step
         self.weights_: np.ndarray | None = None  # (L, H) on instance-normalised input
         self.bias_: np.ndarray | None = None  # (H,)
-        self.val_mse_: dict[int, float] = {}
 
     # --------------------------------------------------------------- windows
     def _windows(
@@ -170,24 +169,16 @@ class LinearForecaster(LookbackForecaster):
         return np.linalg.solve(axx + lam * n * pen, axy)
 
     # ------------------------------------------------------------------ fit
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
-        z = self.normalise(values)
-        h = self.horizon
-        if val_start is None:
-            assert self.lookback_ is not None and self.penalty_ is not None
-            lb = self.lookback_
-            g = self._gram(z, np.arange(lb, len(z) - h + 1), lb)
-            parts = self._solve(g, lb)
-            self._set_weights(g, parts, self.penalty_)
-            return
-        self.val_mse_ = {}
-        self._choose_lookback(z, index, val_start)
+    @property
+    def val_mse_(self) -> dict[int, float]:
+        """Validation MSE of each candidate lookback (with its best penalties)."""
+        return self.val_scores_
+
+    def _fit_all(self, z: np.ndarray, index: pd.DatetimeIndex) -> None:
+        assert self.lookback_ is not None and self.penalty_ is not None
+        lb = self.lookback_
+        g = self._gram(z, np.arange(lb, len(z) - self.horizon + 1), lb)
+        self._set_weights(g, self._solve(g, lb), self.penalty_)
 
     def _fit_candidate(
         self,
@@ -223,9 +214,7 @@ class LinearForecaster(LookbackForecaster):
         else:
             choice = np.full(h, errs.mean(axis=1).argmin())
         lam_h = np.array(self.penalties)[choice]
-        mse = float(errs[choice, np.arange(h)].mean())
-        self.val_mse_[lb] = mse
-        return mse, (lam_h, g, parts)
+        return float(errs[choice, np.arange(h)].mean()), (lam_h, g, parts)
 
     def _use(self, state: Any) -> None:
         lam_h, g, parts = state

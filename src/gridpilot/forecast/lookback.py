@@ -2,9 +2,11 @@
 
 :class:`LookbackForecaster` holds what the linear models share: the candidate lengths
 (validated), the chosen one (``lookback_``, reset for every new history), ``min_context`` and
-the choice itself: each candidate is fitted on the training origins and scored on the
-validation origins by the model's :meth:`~LookbackForecaster._fit_candidate`; the best one's
-fitted state is kept (:meth:`~LookbackForecaster._use`).
+the fit: with a validation part each candidate is fitted on the training origins and scored
+on the validation origins by the model's :meth:`~LookbackForecaster._fit_candidate`
+(``val_scores_`` per candidate), and the best one's fitted state is kept
+(:meth:`~LookbackForecaster._use`); without one the model is trained on every origin with
+the chosen lookback (:meth:`~LookbackForecaster._fit_all`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class LookbackForecaster(Forecaster):
             )
         self.lookbacks = tuple(sorted(int(c) for c in cands))
         self.lookback_: int | None = None
+        self.val_scores_: dict[int, float] = {}  # validation score of each candidate
 
     @property
     def min_context(self) -> int:
@@ -49,6 +52,24 @@ class LookbackForecaster(Forecaster):
 
     def _on_history(self, history: History) -> None:
         self.lookback_ = None
+
+    def _fit_arrays(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        val_start: int | None,
+    ) -> None:
+        z = self.normalise(values)
+        if val_start is None:
+            self._check_trained(self.lookback_)
+            self._fit_all(z, index)
+        else:
+            self._choose_lookback(z, index, val_start)
+
+    def _fit_all(self, z: np.ndarray, index: pd.DatetimeIndex) -> None:
+        """Train on every origin of ``z`` (standardised) with the chosen ``lookback_``."""
+        raise NotImplementedError
 
     def _fit_candidate(
         self,
@@ -70,11 +91,13 @@ class LookbackForecaster(Forecaster):
         h = self.horizon
         val_origins = np.arange(val_start, len(z) - h + 1)
         best: tuple[float, int, Any] | None = None
+        self.val_scores_ = {}
         for lb in self.lookbacks:
             train_origins = np.arange(lb, val_start - h + 1)
             if len(train_origins) < 2 or val_origins[0] < lb:
                 continue
             score, state = self._fit_candidate(z, index, lb, train_origins, val_origins)
+            self.val_scores_[lb] = score
             if best is None or score < best[0]:
                 best = (score, lb, state)
         if best is None:

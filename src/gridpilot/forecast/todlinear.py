@@ -131,7 +131,6 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         self.huber_delta = None if huber_delta is None else float(huber_delta)
         self.irls_iterations = int(irls_iterations) if huber_delta is not None else 0
         self.weights_: np.ndarray | None = None  # (24, C, L + 1, H)
-        self.val_mae_: dict[int, float] = {}
 
     # ------------------------------------------------------------------ pieces
     def _design(
@@ -202,22 +201,15 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         return weights
 
     # --------------------------------------------------------------------- fit
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
-        z = self.normalise(values)
-        hz = self.horizon
-        if val_start is None:
-            assert self.lookback_ is not None
-            lb = self.lookback_
-            self.weights_ = self._train(z, index, np.arange(lb, len(z) - hz + 1), lb)
-            return
-        self.val_mae_ = {}
-        self._choose_lookback(z, index, val_start)
+    @property
+    def val_mae_(self) -> dict[int, float]:
+        """Validation MAE (standardised) of each candidate lookback."""
+        return self.val_scores_
+
+    def _fit_all(self, z: np.ndarray, index: pd.DatetimeIndex) -> None:
+        assert self.lookback_ is not None
+        lb = self.lookback_
+        self.weights_ = self._train(z, index, np.arange(lb, len(z) - self.horizon + 1), lb)
 
     def _fit_candidate(
         self,
@@ -230,9 +222,7 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         """Weights trained with ``lookback``; their MAE on the validation origins."""
         wts = self._train(z, index, train_origins, lookback)
         x, y, _ = self._design(z, val_origins, lookback, True)
-        mae = float(np.abs(self._apply(wts, x, self._hours(index, val_origins)) - y).mean())
-        self.val_mae_[lookback] = mae
-        return mae, wts
+        return float(np.abs(self._apply(wts, x, self._hours(index, val_origins)) - y).mean()), wts
 
     def _use(self, state: Any) -> None:
         self.weights_ = state
