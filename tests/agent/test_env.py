@@ -87,3 +87,42 @@ def test_dr_on_the_field_world_is_a_household_event_and_costs_curtailment() -> N
     _o, _r, _t, _tr, info = e.step(off)
     assert e.flexdr.active is None and info["kpis"]["household_dr_mw"] == 0.0
     assert e.flexdr.records[-1].status == "released"
+
+
+def test_observe_the_state_estimate_instead_of_the_sensors() -> None:
+    g = load_grid("case33bw")
+    raw = GridEnv(g, episode_steps=6, fault_prob=0.0)
+    est = GridEnv(g, episode_steps=6, fault_prob=0.0, observe="estimate")
+    o_raw, _ = raw.reset(seed=5)
+    o_est, _ = est.reset(seed=5)
+    nb = len(g.bus)
+    assert est.estimate is not None and est.estimate.converged
+    np.testing.assert_array_equal(o_est[:nb], est.estimate.v_pu.astype(np.float32))
+    assert np.abs(o_est[:nb] - o_raw[:nb]).max() < 0.005  # exact sensors: the same state
+    np.testing.assert_array_equal(o_est[nb:], o_raw[nb:])  # the rest is the same
+    # a forged voltage sensor: the sensors' view carries it, the estimate removes it
+    k18 = int(g.bus.index_of(18)[0])
+    for env in (raw, est):
+        w = env.world
+        assert w is not None
+        honest = w.observe
+
+        def forged(honest=honest):  # type: ignore[no-untyped-def]
+            o = honest()
+            o.v_pu = o.v_pu.copy()
+            o.v_pu[k18] += 0.06
+            return o
+
+        w.observe = forged  # type: ignore[method-assign]
+    o_raw, *_ = raw.step(0)
+    o_est, _, _, _, info = est.step(0)
+    assert info["estimate"]["removed"] == ["V bus 18"]
+    truth = o_raw[k18] - 0.06
+    assert abs(o_est[k18] - truth) < 0.01 < abs(o_raw[k18] - truth)
+    est.reset(seed=5, options={"fault_line": 2, "fault_step": 1})
+    o, _, _, _, _ = est.step(0)  # the breaker trips: most of the feeder is dark
+    assert est.estimate is not None
+    dark = ~np.isfinite(est.estimate.v_pu)
+    assert dark.sum() > nb // 2 and np.all(o[:nb][dark] == 0.0)
+    with pytest.raises(ValidationError, match="observe"):
+        GridEnv(g, observe="truth")

@@ -17,6 +17,12 @@ The world is ``gridpilot.field``'s simulator (:class:`~gridpilot.agent.fieldworl
 the orchestrator's loop, on the households' devices through
 :class:`~gridpilot.agent.flexlink.FlexDR` (a ``load_shed`` event at that level); the event's
 expected reduction counts as curtailed energy in the reward.
+
+The observation's voltages are the sensors' (``observe="sensors"``, the default: a voltage
+per bus as the link carries it) or the loop's state estimate (``observe="estimate"``:
+:class:`~gridpilot.agent.estimating.LoopEstimator`, the orchestrator's robust estimate from
+the voltage and flow sensors and the meters, bad data removed; 0 where a bus is dark or the
+estimate did not converge).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
+from gridpilot.agent.estimating import LoopEstimate, LoopEstimator
 from gridpilot.agent.fieldworld import FieldWorld
 from gridpilot.agent.flexlink import FlexDR
 from gridpilot.agent.guard import GuardLimits, SafetyGuard
@@ -105,7 +112,7 @@ class GridEnv:
     world="field")``; each episode starts at a random hour of a random summer or winter day
     and, with ``fault_prob``, puts a permanent fault on a random line at a random step of the
     first half. ``world``: ``field`` (:class:`FieldWorld`, seeded from the episode's seed) or
-    ``sim`` (:class:`SimWorld`).
+    ``sim`` (:class:`SimWorld`). ``observe``: ``sensors`` or ``estimate`` (module docstring).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -121,11 +128,14 @@ class GridEnv:
         limits: GuardLimits | None = None,
         costs: Costs | None = None,
         world: str = "field",
+        observe: str = "sensors",
     ) -> None:
         if episode_steps <= 0:
             raise ValidationError(f"episode_steps: must be positive, got {episode_steps}")
         if world not in ("field", "sim"):
             raise ValidationError(f"world: unknown {world!r}; known: field, sim")
+        if observe not in ("sensors", "estimate"):
+            raise ValidationError(f"observe: unknown {observe!r}; known: sensors, estimate")
         self.world_kind = world
         self.grid = grid.copy()
         self.episode_steps = episode_steps
@@ -151,12 +161,18 @@ class GridEnv:
         self._fault_at = -1
         self._fault_line = -1
         self.faulted: set[int] = set()
+        self.estimator = LoopEstimator(self.grid) if observe == "estimate" else None
+        self.estimate: LoopEstimate | None = None  # the last one (observe="estimate")
 
     def _vector(self, o: Observation) -> np.ndarray:
         w = self.world
         assert w is not None
+        v = o.v_pu
+        if self.estimator is not None:
+            self.estimate = self.estimator.estimate(o)
+            v = np.where(np.isfinite(self.estimate.v_pu), self.estimate.v_pu, 0.0)
         return np.concatenate(
-            [o.v_pu, o.line_loading_pct / 100.0, o.switch_closed, o.fpi, [w.dr_level]]
+            [v, o.line_loading_pct / 100.0, o.switch_closed, o.fpi, [w.dr_level]]
         ).astype(np.float32)
 
     def reset(
@@ -269,8 +285,14 @@ class GridEnv:
             o.losses_kw / 1e3 if np.isfinite(o.losses_kw) else 0.0
         ) * h * c.energy_eur_mwh + kpi["curtailed_mwh"] * c.dr_eur_mwh
         truncated = w.t >= self.episode_steps
+        vec = self._vector(o)
         info = {"kpis": kpi, "refused": refused, "time": str(o.time), "cost_eur": cost}
-        return self._vector(o), -float(cost), False, bool(truncated), info
+        if self.estimate is not None:
+            info["estimate"] = {
+                "converged": self.estimate.converged,
+                "removed": list(self.estimate.removed),
+            }
+        return vec, -float(cost), False, bool(truncated), info
 
     def _household_dr_mw(self) -> float:
         """Expected reduction of the households' DR event now, MW (0 without one)."""
