@@ -153,8 +153,10 @@ def day_ahead(
     refit_every: int | None,
     err: Console,
     retune_window: int | None = None,
+    plot: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Day-ahead rows for the six load series: model vs seasonal-naive, coverage."""
+    """Day-ahead rows for the six load series: model vs seasonal-naive, coverage; ``plot``:
+    a PNG/HTML of the last model's stitched forecasts of HUFL over the first 14 test days."""
     loads = df[LOADS].iloc[: TRAIN + VAL + TEST]
     std = loads.iloc[:TRAIN].to_numpy(dtype=float).std(axis=0)
     out = []
@@ -181,6 +183,8 @@ def day_ahead(
         wall = time.perf_counter() - t0
         b = res.baseline_metrics or {}
         err.log(f"day-ahead: {m.name}: MAE reduction {res.mae_reduction:.4f} ({wall:.0f} s)")
+        if plot is not None and m is models[-1][0]:
+            err.log(f"day-ahead: plot of {m.name} -> {res.plot(plot, series='HUFL', max_days=14)}")
         out.append(
             {
                 "model": m.name,
@@ -238,6 +242,9 @@ def main() -> int:
         help="re-tune the ensemble's weights at each refit on the last N origins (0: keep)",
     )
     ap.add_argument("--day-ahead-only", action="store_true", help="skip the long horizons")
+    ap.add_argument(
+        "--plot", type=Path, default=None, help="PNG/HTML of the day-ahead forecasts (HUFL)"
+    )
     args = ap.parse_args()
     err = Console(stderr=True)
     if not args.data.exists():
@@ -255,6 +262,7 @@ def main() -> int:
         refit_every=args.refit_every or None,
         err=err,
         retune_window=args.retune_window or None,
+        plot=args.plot,
     )
     total = time.perf_counter() - t0
     result = {
