@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gridpilot.errors import ValidationError
-from gridpilot.field import fault_indications
+from gridpilot.field import fault_indications, reported_pickups
 from gridpilot.field.conditions import set_condition, unknown_event
 from gridpilot.field.grid_devices import (
     GridConditions,
@@ -284,10 +284,8 @@ class SimWorld:
                         }
                     )
                 break
-            fpi_pos = g.switch.index_of(ind.fpi_switches) if ind.fpi_switches.size else []
-            fpi_sw = [int(k) for k in fpi_pos if not self.fpi_failed[k]]
-            fpi_sw = sorted({*fpi_sw, *np.flatnonzero(self.fpi_false & ~self.fpi_failed).tolist()})
-            self.fpi[fpi_sw] = True
+            fpi_ids = reported_pickups(g, ind.fpi_switches, self.fpi_failed, self.fpi_false)
+            self.fpi[g.switch.index_of(fpi_ids)] = True
             trip = int(g.switch.index_of(ind.trip_switch)[0])
             self.switch_closed[trip] = False
             self.switch_ops += 1
@@ -295,7 +293,7 @@ class SimWorld:
                 {
                     "kind": "breaker_trip",
                     "switch": int(ind.trip_switch),
-                    "fpi": [int(g.switch.ids[k]) for k in fpi_sw],
+                    "fpi": fpi_ids.tolist(),
                 }
             )
         return events

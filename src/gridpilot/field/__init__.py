@@ -16,7 +16,7 @@ acknowledges them.
 """
 
 from gridpilot.field.fleet import KINDS, DeviceFleet, FleetConfig, build_fleet
-from gridpilot.field.protection import FaultIndications, fault_indications
+from gridpilot.field.protection import FaultIndications, fault_indications, reported_pickups
 from gridpilot.field.publish import (
     METER_QUANTITIES,
     CommandOutcome,
@@ -55,4 +55,5 @@ __all__ = [
     "StepStats",
     "build_fleet",
     "fault_indications",
+    "reported_pickups",
 ]

@@ -96,6 +96,19 @@ def fault_indications(
     )
 
 
+def reported_pickups(
+    grid: Grid, fpi_switches: np.ndarray, failed: np.ndarray, false: np.ndarray
+) -> np.ndarray:
+    """Switch ids (table order) whose indicators report a pickup for a fault whose current
+    passes ``fpi_switches``: those, less the ``failed`` ones (mask, table order: they never
+    pick up), plus the mis-set ``false`` ones (mask: they pick up at every fault)."""
+    sw = grid.switch
+    picked = false.copy()
+    if fpi_switches.size:
+        picked[sw.index_of(fpi_switches)] = True
+    return sw.ids[picked & ~failed].astype(np.int64)
+
+
 def _edge_switches(grid: Grid, closed: np.ndarray) -> dict[tuple[int, int], list[int]]:
     """Closed switch positions on each conducting branch, keyed by (bus position a, b), a < b."""
     sw = grid.switch

@@ -44,7 +44,7 @@ from gridpilot.field.grid_devices import (
     storage_mw,
     storage_soc_after,
 )
-from gridpilot.field.protection import FaultIndications, fault_indications
+from gridpilot.field.protection import FaultIndications, fault_indications, reported_pickups
 from gridpilot.model import Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
 
@@ -771,12 +771,9 @@ class FieldSimulator:
 
     def _trip(self, ind: FaultIndications) -> None:
         sw = self.grid.switch
-        fpi = ind.fpi_switches
-        if fpi.size:  # failed indicators never pick up
-            fpi = fpi[~self.fpi_failed[sw.index_of(fpi)]]
-        if ind.fed and self.fpi_false.any():  # mis-set ones pick up on any fault's transient
-            false = sw.ids[self.fpi_false & ~self.fpi_failed]
-            fpi = np.union1d(fpi, false).astype(np.int64)
+        # failed indicators never pick up; mis-set ones pick up on any fault's transient
+        false = self.fpi_false if ind.fed else np.zeros_like(self.fpi_false)
+        fpi = reported_pickups(self.grid, ind.fpi_switches, self.fpi_failed, false)
         if fpi.size:
             self.fpi[sw.index_of(fpi)] = True
             self._event(
