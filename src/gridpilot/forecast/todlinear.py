@@ -164,7 +164,9 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
                     r_hour[g] += rr
         w_all = _ridge_towards(g_hour.sum(0), r_hour.sum(0), None, lam_all)
         out = np.empty((N_HOURS, c, d, h))
-        for g, m in enumerate(rows):  # pass 2: the hour's matrix, then each series'
+        # pass 2: the hour's matrix, then each series' (their Gram matrices computed again:
+        # keeping all of them from pass 1 would take 24 times the memory of one hour's)
+        for g, m in enumerate(rows):
             w_h = _ridge_towards(g_hour[g], r_hour[g], w_all, lam_hour)
             for j in range(c):
                 if m.size:
