@@ -46,10 +46,15 @@ from gridpilot.forecast.lookback import LookbackForecaster
 N_HOURS = 24
 
 
-def _weighted_gram(x: np.ndarray, w: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_gram(
+    x: np.ndarray, w: np.ndarray | None, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per horizon step h: Σ w[:, h] xᵀx (H, d, d) and Σ w[:, h] y[:, h] x (H, d).
 
-    ``x`` (m, d), ``w`` and ``y`` (m, H)."""
+    ``x`` (m, d), ``w`` and ``y`` (m, H); ``w`` None: every weight 1, and the first array is
+    xᵀx once, (1, d, d), the same for every step."""
+    if w is None:
+        return (x.T @ x)[None], y.T @ x
     xw = x.T[None, :, :] * w.T[:, None, :]  # (H, d, m)
     return xw @ x, (w * y).T @ x
 
@@ -148,8 +153,11 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
     def _hours(index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray:
         return np.asarray(index[origins].hour, dtype=np.int64)
 
-    def _solve(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, hours: np.ndarray) -> np.ndarray:
-        """Weights (24, C, d, H) of the hierarchical ridge for row weights ``w`` (N, C, H)."""
+    def _solve(
+        self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, hours: np.ndarray
+    ) -> np.ndarray:
+        """Weights (24, C, d, H) of the hierarchical ridge for row weights ``w`` (N, C, H;
+        None: all 1, plain ridge)."""
         _, c, d = x.shape
         h = self.horizon
         lam_all, lam_hour, lam_series = self.penalties
@@ -159,7 +167,7 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         for g, m in enumerate(rows):  # pass 1: Gram matrices per hour, pooled over series
             for j in range(c):
                 if m.size:
-                    gg, rr = _weighted_gram(x[m, j], w[m, j], y[m, j])
+                    gg, rr = _weighted_gram(x[m, j], None if w is None else w[m, j], y[m, j])
                     g_hour[g] += gg
                     r_hour[g] += rr
         w_all = _ridge_towards(g_hour.sum(0), r_hour.sum(0), None, lam_all)
@@ -170,7 +178,8 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
             w_h = _ridge_towards(g_hour[g], r_hour[g], w_all, lam_hour)
             for j in range(c):
                 if m.size:
-                    gg, rr = _weighted_gram(x[m, j], w[m, j], y[m, j])
+                    gg, rr = _weighted_gram(x[m, j], None if w is None else w[m, j], y[m, j])
+                    gg = np.broadcast_to(gg, (h, d, d))
                     out[g, j] = _ridge_towards(gg, rr, w_h, lam_series).T
                 else:
                     out[g, j] = w_h.T
@@ -190,11 +199,10 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         x, y, _ = self._design(z, origins, lookback, True)
         assert y is not None
         hours = self._hours(index, origins)
-        w = np.ones_like(y)
         # many small products and solves: BLAS threads only wait for each other (on a busy
         # 2-core machine a fit took 60x longer with two threads than with one)
         with threadpool_limits(1, user_api="blas"):
-            weights = self._solve(x, y, w, hours)
+            weights = self._solve(x, y, None, hours)
             for _ in range(self.irls_iterations):
                 assert self.huber_delta is not None
                 r = y - self._apply(weights, x, hours)
