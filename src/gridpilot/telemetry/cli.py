@@ -1,4 +1,4 @@
-"""``gridpilot telemetry ...`` commands: stats, latest values and refusals of a store; a demo feed."""
+"""``gridpilot telemetry ...`` commands: stats, latest values, refusals, downsampling; a demo feed."""
 
 from __future__ import annotations
 
@@ -98,6 +98,30 @@ def rejections(
     with _open_existing(store, prefix) as st:
         df = st.rejections(limit)
     typer.echo(df.to_csv(index=False), nl=False)
+
+
+@telemetry_app.command("downsample")
+def downsample(
+    before: str = typer.Option(
+        ..., "--before", help="compact readings older than this time (ISO, UTC if naive)"
+    ),
+    bucket_s: int = typer.Option(3600, "--bucket-s", help="aggregate bucket width in seconds"),
+    store: str = typer.Option("gridpilot.duckdb", "--store", "-s", help=STORE_HELP),
+    prefix: str = typer.Option("tm", help="table prefix in the store"),
+) -> None:
+    """Compact raw readings older than --before into per-bucket aggregates (prints JSON counts).
+
+    ``before`` is floored to a bucket boundary; late readings merge into compacted buckets.
+    """
+    from gridpilot.errors import GridpilotError
+
+    with _open_existing(store, prefix) as st:
+        try:
+            res = st.downsample(before, bucket_s)
+        except GridpilotError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(json.dumps({**res, "cut": res["cut"].isoformat()}))
 
 
 @telemetry_app.command("demo")

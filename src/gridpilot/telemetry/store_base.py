@@ -4,6 +4,10 @@ Tables, all named ``<prefix>_*``:
 
 * ``readings(device INTEGER, quantity SMALLINT, ts TIMESTAMP, value DOUBLE)``: one row per
   reading (long form); ``device`` is the registry index, ``quantity`` the catalogue code.
+* ``readings_agg(device, quantity, bucket, bucket_s, n, mean, min, max, first, last,
+  first_ts, last_ts)``: old readings compacted by :meth:`TelemetryStore.downsample`, one
+  row per (device, quantity, bucket); ``first_ts``/``last_ts`` (the times of ``first`` and
+  ``last``) let late readings be merged into a compacted bucket.
 * ``devices(idx, device_id, kind, feeder, bus, gateway)``: the registry's mapping, used by
   the per-feeder aggregates and to answer in device ids.
 * ``quantities(quantity, name, unit)``: the catalogue, for people reading the tables in SQL.
@@ -45,6 +49,9 @@ _QUANTITY_NAMES = np.array([q.name for q in QUANTITIES], dtype=object)
 # Columns of the tables both stores have, in DuckDB's type names (see create_tables_sql).
 TABLE_COLUMNS: dict[str, str] = {
     "readings": "device INTEGER, quantity SMALLINT, ts TIMESTAMP, value DOUBLE",
+    "readings_agg": "device INTEGER, quantity SMALLINT, bucket TIMESTAMP, bucket_s INTEGER, "
+    "n INTEGER, mean DOUBLE, min DOUBLE, max DOUBLE, first DOUBLE, last DOUBLE, "
+    "first_ts TIMESTAMP, last_ts TIMESTAMP",
     "devices": "idx INTEGER PRIMARY KEY, device_id VARCHAR, kind VARCHAR, feeder VARCHAR, "
     "bus BIGINT, gateway VARCHAR",
     "quantities": "quantity SMALLINT PRIMARY KEY, name VARCHAR, unit VARCHAR",
@@ -71,24 +78,35 @@ def create_tables_sql(prefix: str, type_names: Mapping[str, str] | None = None) 
     return "\n".join(stmts)
 
 
-def to_ms(t: TimeLike) -> int:
-    """Return ``t`` (ms since epoch as int, ISO string, datetime, Timestamp) as ms since epoch, UTC."""
+def to_ms(t: TimeLike, name: str = "time") -> int:
+    """Return ``t`` (ms since epoch as int, ISO string, datetime, Timestamp) as ms since epoch, UTC.
+
+    Raises ``ValidationError`` naming ``name`` (the argument) and the value if ``t`` is not a time.
+    """
+    if isinstance(t, bool | np.bool_):
+        raise ValidationError(issues=[Issue("query", name, "not a time: a bool", value=t)])
     if isinstance(t, int | np.integer):
         return int(t)
     try:
         ts = pd.Timestamp(t)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ValidationError(
-            issues=[Issue("query", "time", f"not a time: {exc}", value=t)]
+            issues=[Issue("query", name, f"not a time: {exc}", value=t)]
         ) from None
+    if ts is pd.NaT:
+        raise ValidationError(issues=[Issue("query", name, "not a time (NaT/None)", value=t)])
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return int(ts.value // 1_000_000)
 
 
 def _bucket(bucket_s: int) -> int:
-    b = int(bucket_s)
-    if b <= 0 or b != bucket_s:
+    try:
+        b = int(bucket_s)
+        whole = b > 0 and b == bucket_s and not isinstance(bucket_s, bool | np.bool_)
+    except (ValueError, TypeError, OverflowError):
+        whole = False
+    if not whole:
         raise ValidationError(
             issues=[
                 Issue(
@@ -116,6 +134,8 @@ class TelemetryStats:
     first_ts: pd.Timestamp | None
     last_ts: pd.Timestamp | None
     accepted_by_kind: dict[str, int] = field(default_factory=dict)
+    aggregate_rows: int = 0
+    aggregated_readings: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the stats as a JSON-able dict (times as ISO strings)."""
@@ -123,6 +143,8 @@ class TelemetryStats:
             "accepted_messages": self.accepted_messages,
             "accepted_by_kind": self.accepted_by_kind,
             "readings": self.readings,
+            "aggregate_rows": self.aggregate_rows,
+            "aggregated_readings": self.aggregated_readings,
             "records": self.records,
             "rejected": self.rejected,
             "rejected_by_reason": self.rejected_by_reason,
@@ -137,7 +159,9 @@ class TelemetryStore(ABC):
     """The interface both stores implement. Queries answer in device ids and quantity names.
 
     A backend sets the dialect (``_PH`` placeholder, ``_DEVICES_IN`` device filter,
-    ``_TIME_PH`` time parameter, ``_BUCKET_FN`` time bucketing function, ``_TABLES``) and
+    ``_TIME_PH`` time parameter, ``_BUCKET_FN`` time bucketing function, ``_FIRST_SQL`` /
+    ``_LAST_SQL`` value at the earliest / latest ``ts`` of a group, ``_SNAPSHOT_SQL`` to make
+    a transaction see one snapshot, ``_TABLES``) and
     implements the abstract hooks below; everything else is shared.
     """
 
@@ -146,6 +170,9 @@ class TelemetryStore(ABC):
     _DEVICES_IN: ClassVar[str]
     _TIME_PH: ClassVar[str]
     _BUCKET_FN: ClassVar[str]
+    _FIRST_SQL: ClassVar[str]
+    _LAST_SQL: ClassVar[str]
+    _SNAPSHOT_SQL: ClassVar[str | None] = None
     _TABLES: ClassVar[tuple[str, ...]] = tuple(TABLE_COLUMNS)
 
     def __init__(self, prefix: str) -> None:
@@ -307,6 +334,114 @@ class TelemetryStore(ABC):
             df[c] = df[c].astype(np.float64)
         return self._times(df, "bucket")
 
+    # ------------------------------------------------------------------ retention
+    def downsample(self, before: TimeLike, bucket_s: int = 3600) -> dict[str, Any]:
+        """Compact raw readings older than ``before`` into ``readings_agg``, in one transaction.
+
+        ``before`` is floored to a multiple of ``bucket_s`` seconds from 1970-01-01 (the
+        effective ``cut``), so a bucket is never split between raw and aggregate rows. Every
+        raw reading with ``ts < cut`` is aggregated per (device, quantity, bucket) (the same
+        bucketing as :meth:`aggregate_by_feeder`) into ``n, mean, min, max, first, last``
+        (with ``first_ts``/``last_ts``), written to ``readings_agg`` and deleted from
+        ``readings``. A second call with the same ``before`` finds nothing left to do.
+
+        Late readings for an already-compacted bucket are merged into its aggregate row
+        (same device, quantity, bucket and ``bucket_s``): ``n`` summed, ``mean`` weighted by
+        ``n``, ``min``/``max`` combined, ``first``/``last`` the values at the earliest /
+        latest time. Use one ``bucket_s`` per store: rows of different widths are kept apart.
+
+        Returns ``{"raw_removed", "agg_rows_written" (inserted + merged), "agg_rows_merged",
+        "cut" (pd.Timestamp), "bucket_s"}``. Raises ``ValidationError`` naming ``bucket_s`` or
+        ``before``; on any error the transaction rolls back and nothing stored changes.
+        """
+        b = _bucket(bucket_s)
+        before_ms = to_ms(before, "before")
+        cut_ms = before_ms // (b * 1000) * (b * 1000)
+        try:
+            cut = pd.Timestamp(cut_ms, unit="ms")
+        except (ValueError, OverflowError) as exc:
+            raise ValidationError(
+                issues=[Issue("query", "before", f"time out of range: {exc}", value=before)]
+            ) from None
+        cut_sql = f"TIMESTAMP '{cut.strftime('%Y-%m-%d %H:%M:%S')}'"
+        p, tmp = self.prefix, "_gp_agg_new"
+        key = " AND ".join(f"a.{c} = x.{c}" for c in ("device", "quantity", "bucket", "bucket_s"))
+        cols = ", ".join(c.split()[0] for c in TABLE_COLUMNS["readings_agg"].split(","))
+        with self._transaction() as cur:
+            if self._SNAPSHOT_SQL:  # aggregate and delete the same rows, whatever commits meanwhile
+                cur.execute(self._SNAPSHOT_SQL)
+            cur.execute(
+                f"""CREATE TEMP TABLE {tmp} AS
+                    SELECT device, quantity,
+                           {self._BUCKET_FN}(INTERVAL '{b} seconds', ts, TIMESTAMP '1970-01-01')
+                             AS bucket,
+                           CAST({b} AS INTEGER) AS bucket_s, CAST(count(*) AS INTEGER) AS n,
+                           avg(value) AS mean, min(value) AS min, max(value) AS max,
+                           {self._FIRST_SQL} AS first, {self._LAST_SQL} AS last,
+                           min(ts) AS first_ts, max(ts) AS last_ts
+                    FROM {p}_readings WHERE ts < {cut_sql} GROUP BY 1, 2, 3"""
+            )
+            ((n_rows, n_raw),) = cur.execute(
+                f"SELECT count(*), coalesce(sum(n), 0) FROM {tmp}"
+            ).fetchall()
+            ((n_merged,),) = cur.execute(
+                f"SELECT count(*) FROM {tmp} x JOIN {p}_readings_agg a ON {key}"
+            ).fetchall()
+            if n_merged:
+                cur.execute(
+                    f"""UPDATE {p}_readings_agg AS a SET
+                          n = a.n + x.n,
+                          mean = (a.mean * a.n + x.mean * x.n) / (a.n + x.n),
+                          min = least(a.min, x.min), max = greatest(a.max, x.max),
+                          first = CASE WHEN x.first_ts < a.first_ts THEN x.first ELSE a.first END,
+                          last = CASE WHEN x.last_ts >= a.last_ts THEN x.last ELSE a.last END,
+                          first_ts = least(a.first_ts, x.first_ts),
+                          last_ts = greatest(a.last_ts, x.last_ts)
+                        FROM {tmp} x WHERE {key}"""
+                )
+            cur.execute(
+                f"""INSERT INTO {p}_readings_agg ({cols}) SELECT {cols} FROM {tmp} x
+                    WHERE NOT EXISTS (SELECT 1 FROM {p}_readings_agg a WHERE {key})"""
+            )
+            cur.execute(f"DELETE FROM {p}_readings WHERE ts < {cut_sql}")
+            cur.execute(f"DROP TABLE {tmp}")
+        return {
+            "raw_removed": int(n_raw),
+            "agg_rows_written": int(n_rows),
+            "agg_rows_merged": int(n_merged),
+            "cut": cut,
+            "bucket_s": b,
+        }
+
+    def range_agg(
+        self,
+        device_ids: str | Sequence[str] | None,
+        start: TimeLike,
+        end: TimeLike,
+        quantity: str | None = None,
+    ) -> pd.DataFrame:
+        """Return compacted rows with start <= bucket < end, by bucket (see :meth:`downsample`).
+
+        Columns: bucket, device_id, quantity, bucket_s, n, mean, min, max, first, last,
+        first_ts, last_ts.
+        """
+        where, params = self._where(device_ids, quantity, start, end, time_col="r.bucket")
+        p = self.prefix
+        df = self._query_df(
+            f"""SELECT r.bucket, d.device_id, r.quantity, r.bucket_s, r.n, r.mean, r.min, r.max,
+                       r.first, r.last, r.first_ts, r.last_ts
+                FROM {p}_readings_agg r JOIN {p}_devices d ON d.idx = r.device {where}
+                ORDER BY r.bucket, d.device_id, r.quantity, r.bucket_s""",
+            params,
+        )
+        for c in ("bucket_s", "n"):
+            df[c] = df[c].astype(np.int64)
+        for c in ("mean", "min", "max", "first", "last"):
+            df[c] = df[c].astype(np.float64)
+        for c in ("bucket", "first_ts", "last_ts"):
+            df = self._times(df, c)
+        return self._name_quantities(df)
+
     def last_seqs(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (device indices, highest accepted seq) from the messages table (int64 arrays)."""
         df = self._query_df(
@@ -343,6 +478,9 @@ class TelemetryStore(ABC):
         )
         ((n_rec,),) = self._fetch(f"SELECT count(*) FROM {p}_records")
         ((n_dev,),) = self._fetch(f"SELECT count(*) FROM {p}_devices")
+        ((n_agg, n_agg_read),) = self._fetch(
+            f"SELECT count(*), coalesce(sum(n), 0) FROM {p}_readings_agg"
+        )
         return TelemetryStats(
             accepted_messages=int(sum(by_kind.values())),
             readings=int(n_read),
@@ -354,6 +492,8 @@ class TelemetryStore(ABC):
             first_ts=None if t0 is None else pd.Timestamp(t0),
             last_ts=None if t1 is None else pd.Timestamp(t1),
             accepted_by_kind={str(k): int(v) for k, v in by_kind.items()},
+            aggregate_rows=int(n_agg),
+            aggregated_readings=int(n_agg_read),
         )
 
     def rejections(self, limit: int = 100) -> pd.DataFrame:
@@ -421,6 +561,7 @@ class TelemetryStore(ABC):
         quantity: str | None,
         start: TimeLike | None,
         end: TimeLike | None,
+        time_col: str = "r.ts",
     ) -> tuple[str, list[Any]]:
         conds: list[str] = []
         params: list[Any] = []
@@ -432,7 +573,7 @@ class TelemetryStore(ABC):
         if q is not None:
             conds.append(f"r.quantity = {self._PH}")
             params.append(q)
-        time_conds, time_params = self._time_conds("r.ts", start, end)
+        time_conds, time_params = self._time_conds(time_col, start, end)
         conds += time_conds
         params += time_params
         return ("WHERE " + " AND ".join(conds)) if conds else "", params

@@ -39,6 +39,8 @@ class DuckDBStore(TelemetryStore):
     _DEVICES_IN = "list_contains(?, r.device)"
     _TIME_PH = "epoch_ms(?::BIGINT)"
     _BUCKET_FN = "time_bucket"
+    _FIRST_SQL = "arg_min(value, ts)"
+    _LAST_SQL = "arg_max(value, ts)"
 
     def __init__(self, path: str = ":memory:", *, prefix: str = "tm") -> None:
         import duckdb

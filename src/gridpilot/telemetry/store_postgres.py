@@ -90,6 +90,9 @@ class PostgresStore(TelemetryStore):
     _DEVICES_IN = "r.device = ANY(%s)"
     _TIME_PH = "%s"
     _BUCKET_FN = "date_bin"
+    _FIRST_SQL = "(array_agg(value ORDER BY ts))[1]"
+    _LAST_SQL = "(array_agg(value ORDER BY ts DESC))[1]"
+    _SNAPSHOT_SQL = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
     _TABLES = ("readings", "latest", *(t for t in TABLE_COLUMNS if t != "readings"))
 
     def __init__(self, dsn: str, *, prefix: str = "tm") -> None:
