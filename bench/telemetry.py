@@ -16,6 +16,11 @@ Rows (readings/s; one reading = one (device, quantity, ts) value):
   on loopback, received, verified and stored in DuckDB, end to end (first publish to last
   row committed). Target >= 50,000 readings/s on 2 cores. Vs ``mqtt_signed_unbatched``:
   one frame per publish and one reading per frame (the naive design).
+* ``downsample_duckdb`` / ``downsample_postgres``: 1,000,000 raw 15-min readings (1,000
+  meters) compacted into hourly aggregates by ``TelemetryStore.downsample`` (one SQL
+  transaction), vs ``downsample_naive_pandas``: the same rows read out to pandas, grouped
+  there, the aggregates written back and the raw rows deleted. ``--only downsample`` runs
+  these rows alone.
 * ``field_simulation``: reserved for the field engineer (1,000,000 devices, 1-minute
   steps, faster than real time); see :func:`bench_field_simulation`.
 """
@@ -243,6 +248,88 @@ def bench_postgres(n: int, n_rows_baseline: int) -> dict[str, Any]:
     }
 
 
+def _meter_readings(n_meters: int, intervals: int) -> tuple[DeviceRegistry, ReadingBatch, int]:
+    """15-min readings of ``n_meters`` meters over ``intervals`` intervals from a UTC midnight."""
+    reg = DeviceRegistry()
+    reg.register_many([f"m{i}" for i in range(n_meters)], None)  # keys play no part here
+    t0 = 1_780_000_000_000 - 1_780_000_000_000 % 86_400_000
+    k = np.arange(n_meters * intervals)
+    rng = np.random.default_rng(0)
+    batch = ReadingBatch.from_arrays(
+        k % n_meters, 0, t0 + (k // n_meters) * 900_000, rng.random(k.size)
+    )
+    return reg, batch, t0
+
+
+def bench_downsample(n_meters: int, intervals: int) -> dict[str, Any]:
+    """Retention: compact every reading into hourly aggregates, in SQL vs through pandas."""
+    reg, batch, t0 = _meter_readings(n_meters, intervals)
+    n = batch.device.size
+    cut = t0 + (intervals // 4 + 1) * 3_600_000  # past the last reading: compact all
+    out: dict[str, Any] = {}
+    store = DuckDBStore(":memory:")
+    store.sync_devices(reg)
+    store.ingest_readings(batch)
+    t = time.perf_counter()
+    res = store.downsample(cut, bucket_s=3600)
+    dt = time.perf_counter() - t
+    assert store.stats().aggregated_readings == n and store.stats().readings == 0
+    out["downsample_duckdb"] = {
+        "readings": n,
+        "aggregate_rows": res["agg_rows_written"],
+        "s": dt,
+        "readings_per_s": n / dt,
+    }
+    store.close()
+    # the naive way: out to pandas, group there, write back, delete
+    store = DuckDBStore(":memory:")
+    store.sync_devices(reg)
+    store.ingest_readings(batch)
+    t = time.perf_counter()
+    df = store.con.execute("SELECT device, quantity, ts, value FROM tm_readings").df()
+    df = df.sort_values("ts")
+    df["bucket"] = df["ts"].dt.floor("1h")
+    g = df.groupby(["device", "quantity", "bucket"])["value"]
+    agg = g.agg(["count", "mean", "min", "max", "first", "last"]).reset_index()
+    agg = agg.rename(columns={"count": "n"})
+    store.con.register("agg_df", agg)
+    store.con.execute("CREATE TABLE naive_agg AS SELECT * FROM agg_df")
+    store.con.execute("DELETE FROM tm_readings WHERE ts < epoch_ms(?::BIGINT)", [cut])
+    dt_naive = time.perf_counter() - t
+    assert int(agg["n"].sum()) == n and store.stats().readings == 0
+    out["downsample_naive_pandas"] = {
+        "readings": n,
+        "aggregate_rows": len(agg),
+        "s": dt_naive,
+        "readings_per_s": n / dt_naive,
+        "method": "rows to pandas, groupby, aggregates written back, raw rows deleted (DuckDB)",
+    }
+    store.close()
+    why = _reachable(PG_DSN, 5432)
+    if why:
+        out["downsample_postgres"] = {"skipped": why}
+        return out
+    prefix = f"bench_{uuid.uuid4().hex[:8]}"
+    pg = PostgresStore(PG_DSN, prefix=prefix)
+    try:
+        pg.sync_devices(reg)
+        pg.ingest_readings(batch)
+        t = time.perf_counter()
+        res = pg.downsample(cut, bucket_s=3600)
+        dt = time.perf_counter() - t
+        assert pg.stats().aggregated_readings == n
+        out["downsample_postgres"] = {
+            "readings": n,
+            "aggregate_rows": res["agg_rows_written"],
+            "s": dt,
+            "readings_per_s": n / dt,
+        }
+    finally:
+        pg.drop()
+        pg.close()
+    return out
+
+
 def bench_inproc(fleet: Fleet, n: int) -> dict[str, Any]:
     frames = fleet.frames(n)
     payloads = [encode_batch(frames[i : i + 100]) for i in range(0, len(frames), 100)]
@@ -445,8 +532,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print JSON (the default output)")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    ap.add_argument("--only", choices=["downsample"], help="run only these rows")
     args = ap.parse_args()
     q = args.quick
+    if args.only == "downsample":
+        print(json.dumps(bench_downsample(1_000, 100 if q else 1_000), indent=2, default=float))
+        return
     n_duck = 200_000 if q else 5_000_000
     n_pg = 100_000 if q else 1_000_000
     n_e2e = 60_000 if q else 1_200_000
@@ -475,6 +566,8 @@ def main() -> None:
     results |= bench_gateway(100 if q else 1000, 1000)
     console.log("MQTT end to end, batched vs unbatched")
     results |= bench_mqtt(fleet, n_mqtt, 1_000 if q else 2_000)
+    console.log("retention: downsample in SQL vs through pandas")
+    results |= bench_downsample(1_000, 100 if q else 1_000)
     # ---- field simulation (added by the field engineer) ----
     results["field_simulation"] = bench_field_simulation(q)
     results["loadavg_1min_end"] = os.getloadavg()[0]
