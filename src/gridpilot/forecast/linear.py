@@ -174,11 +174,12 @@ class LinearForecaster(LookbackForecaster):
         """Validation MSE of each candidate lookback (with its best penalties)."""
         return self.val_scores_
 
-    def _fit_all(self, z: np.ndarray, index: pd.DatetimeIndex) -> None:
-        assert self.lookback_ is not None and self.penalty_ is not None
-        lb = self.lookback_
-        g = self._gram(z, np.arange(lb, len(z) - self.horizon + 1), lb)
-        self._set_weights(g, self._solve(g, lb), self.penalty_)
+    def _fit_all(
+        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
+    ) -> None:
+        assert self.penalty_ is not None
+        g = self._gram(z, origins, lookback)
+        self._set_weights(g, self._solve(g, lookback), self.penalty_)
 
     def _fit_candidate(
         self,

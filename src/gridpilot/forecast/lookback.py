@@ -63,12 +63,17 @@ class LookbackForecaster(Forecaster):
         z = self.normalise(values)
         if val_start is None:
             self._check_trained(self.lookback_)
-            self._fit_all(z, index)
+            assert self.lookback_ is not None
+            lb = self.lookback_
+            self._fit_all(z, index, lb, np.arange(lb, len(z) - self.horizon + 1))
         else:
             self._choose_lookback(z, index, val_start)
 
-    def _fit_all(self, z: np.ndarray, index: pd.DatetimeIndex) -> None:
-        """Train on every origin of ``z`` (standardised) with the chosen ``lookback_``."""
+    def _fit_all(
+        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
+    ) -> None:
+        """Train on every origin (``origins``) of ``z`` (standardised) with the chosen
+        ``lookback``."""
         raise NotImplementedError
 
     def _fit_candidate(

@@ -216,10 +216,10 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         """Validation MAE (standardised) of each candidate lookback."""
         return self.val_scores_
 
-    def _fit_all(self, z: np.ndarray, index: pd.DatetimeIndex) -> None:
-        assert self.lookback_ is not None
-        lb = self.lookback_
-        self.weights_ = self._train(z, index, np.arange(lb, len(z) - self.horizon + 1), lb)
+    def _fit_all(
+        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
+    ) -> None:
+        self.weights_ = self._train(z, index, origins, lookback)
 
     def _fit_candidate(
         self,
