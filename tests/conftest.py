@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# In CI a postgres/mqtt/browser test that would skip fails instead (see required_services.py).
+pytest_plugins = ["required_services", "pytester"]
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 

@@ -1,0 +1,184 @@
+"""Command-line tests for the commands no other test file covers: ``grids``, ``powerflow``,
+``timeseries``, ``serve``, ``flex frequency`` and ``reconfigure``'s bad input.
+
+Expectations come from outside the code under test where one exists: the Baran & Wu paper's
+base case (202.7 kW losses, 0.9131 pu at bus 18), the swing equation's initial RoCoF, and the
+grid's own bus count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from gridpilot.cli import _register, app
+
+_register()
+RUNNER = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    """Invoke the CLI in-process; returns (exit code, stdout and stderr together)."""
+    res = RUNNER.invoke(app, list(args))
+    return res.exit_code, res.output
+
+
+def _no_traceback(out: str) -> None:
+    assert "Traceback" not in out, out
+
+
+def test_grids_json_lists_builtin_grids_with_their_bus_counts() -> None:
+    from gridpilot.model import load_grid
+
+    code, out = _run("grids", "--json")
+    assert code == 0, out
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert {"case33bw", "case69", "cigre-mv", "oberrhein"} <= set(rows)
+    # the listed count is the loaded grid's, not a number typed into a table
+    assert rows["case33bw"]["buses"] == len(load_grid("case33bw").bus) == 33
+    assert rows["case69"]["buses"] == len(load_grid("case69").bus) == 69
+
+
+def test_grids_table_names_each_grid() -> None:
+    code, out = _run("grids")
+    assert code == 0, out
+    for name in ("case33bw", "case69", "oberrhein"):
+        assert name in out
+
+
+def test_powerflow_json_reproduces_the_baran_wu_base_case() -> None:
+    code, out = _run("powerflow", "case33bw", "--json")
+    assert code == 0, out
+    s = json.loads(out)
+    assert s["grid"] == "case33bw" and s["converged"] is True
+    # Baran & Wu (1989) base case: 202.67 kW losses, lowest voltage 0.9131 pu at bus 18
+    assert s["losses_kw"] == pytest.approx(202.68, abs=0.05)
+    assert s["vmin_pu"] == pytest.approx(0.9131, abs=5e-4)
+    assert s["vmin_bus"] == 18
+    assert s["deenergised_buses"] == 0
+
+
+def test_powerflow_text_output_and_bad_grid() -> None:
+    code, out = _run("powerflow", "case33bw")
+    assert code == 0 and "losses_kw" in out, out
+    code, out = _run("powerflow", "no-such-grid")
+    assert code == 2
+    assert "no-such-grid" in out
+    _no_traceback(out)
+
+
+def test_powerflow_missing_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.json"
+    code, out = _run("powerflow", str(missing))
+    assert code == 2
+    assert "absent.json" in out
+    _no_traceback(out)
+
+
+def test_timeseries_json_counts_its_steps_and_bounds_voltages() -> None:
+    code, out = _run("timeseries", "case33bw", "--steps", "8", "--json")
+    assert code == 0, out
+    s = json.loads(out)
+    assert s["steps"] == 8 and s["converged_steps"] == 8 and s["failed_steps"] == []
+    assert s["buses"] == 33
+    # the profiles scale the base load down, so the base case bounds the series from below
+    assert 0.9130 < s["vmin_pu"] <= s["vmax_pu"] <= 1.0 + 1e-9
+    assert s["energy_losses_mwh"] > 0
+
+
+@pytest.mark.parametrize("steps", ["0", "-3"])
+def test_timeseries_refuses_non_positive_steps(steps: str) -> None:
+    code, out = _run("timeseries", "case33bw", "--steps", steps, "--json")
+    assert code == 2
+    assert "steps" in out and steps in out
+    _no_traceback(out)
+
+
+def test_flex_frequency_matches_the_swing_equation_and_fleet_helps() -> None:
+    code, out = _run("flex", "frequency", "--loss-mw", "600", "--ffr-mw", "900", "--json")
+    assert code == 0, out
+    r = json.loads(out)
+    sys_ = r["system"]
+    # initial RoCoF of the swing equation: dP f0 / (2 H S)
+    rocof = 600 * sys_["f0_hz"] / (2 * sys_["h_s"] * sys_["s_mw"])
+    assert r["without"]["rocof_hz_per_s"] == pytest.approx(rocof, rel=1e-6)
+    assert r["with_fleet"]["nadir_hz"] > r["without"]["nadir_hz"]
+    assert r["without"]["ffr_peak_mw"] == 0
+    assert 0 < r["with_fleet"]["ffr_peak_mw"] <= 900 + 1e-9
+    assert r["loss_mw"] == 600
+
+
+def test_reconfigure_bad_input_names_the_field_and_value(tmp_path: Path) -> None:
+    code, out = _run("reconfigure", "no-such-grid")
+    assert code == 2 and "no-such-grid" in out
+    _no_traceback(out)
+    code, out = _run("reconfigure", "case33bw", "--vmin", "7")
+    assert code == 2 and "7" in out and "v_min" in out
+    _no_traceback(out)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    code, out = _run("reconfigure", str(bad))
+    assert code == 2 and "bad.json" in out
+    _no_traceback(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_answers_the_api_then_stops_by_itself() -> None:
+    """``gridpilot serve --duration`` serves /api/state to the printed viewer key, then exits 0."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "gridpilot", "serve", "--port", str(port), "--duration", "25"]
+    cmd += ["--world", "sim", "--speed", "600"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        head = ""
+        deadline = time.monotonic() + 60
+        while "operator key" not in head and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            head += line
+        m = re.search(r"key=([A-Za-z0-9_\-]+)", head)
+        assert m, head
+        viewer = m.group(1)
+        state = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(
+                    f"http://127.0.0.1:{port}/api/state", headers={"X-API-Key": viewer}, timeout=2
+                )
+            except httpx.TransportError:
+                time.sleep(0.3)
+                continue
+            state = r
+            break
+        assert state is not None and state.status_code == 200, state
+        refused = httpx.get(f"http://127.0.0.1:{port}/api/state", timeout=2)
+        assert refused.status_code == 401
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, head + rest
+    assert "stopped at" in rest
+    _no_traceback(head + rest)
