@@ -182,3 +182,41 @@ def test_serve_answers_the_api_then_stops_by_itself() -> None:
     assert proc.returncode == 0, head + rest
     assert "stopped at" in rest
     _no_traceback(head + rest)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (52210.4, "52,210"),
+        (0.40960221821620085, "0.410"),
+        (0.00123456, "0.00123"),
+        (0.0, "0"),
+        (1234567, "1,234,567"),
+        (True, "True"),
+        ({"ev": 3, "battery": 12}, "ev 3, battery 12"),
+        (float("nan"), "nan"),
+    ],
+)
+def test_format_value_never_prints_scientific_money_or_raw_floats(value: object, text: str) -> None:
+    from gridpilot.tables import format_value
+
+    assert format_value(value) == text
+
+
+def test_flex_plan_json_is_clean_in_a_fresh_process() -> None:
+    """HiGHS prints a banner on fd 1 at the process's first solver: stdout must stay pure JSON."""
+    cmd = [sys.executable, "-m", "gridpilot", "flex", "plan", "case33bw", "--hours", "4", "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "GRIDPILOT_LP_LOG"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "HiGHS" not in res.stdout
+    s = json.loads(res.stdout)
+    assert s["steps"] == 16
+
+
+def test_flex_dr_prints_a_table_with_rounded_numbers() -> None:
+    code, out = _run("flex", "dr", "case33bw", "--event", "start=18:00,minutes=60,target_mw=0.5")
+    assert code == 0, out
+    assert "rebound_mwh" in out and "target_met" in out
+    # no raw float repr such as 0.40960221821620085
+    assert not re.search(r"\d\.\d{6,}", out), out

@@ -6,6 +6,9 @@ be traced back to a constraint group ("voltage band", "line 12 rating", ...).
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from dataclasses import dataclass, field
 
 import highspy
@@ -15,6 +18,47 @@ from scipy.sparse import coo_matrix
 from gridpilot.errors import InfeasibleError
 
 INF = highspy.kHighsInf
+_BANNER_LOCK = threading.Lock()
+_banner_shown = False
+
+
+def _log_enabled() -> bool:
+    """HiGHS's own log is on only when ``GRIDPILOT_LP_LOG`` is set (for debugging a model)."""
+    return bool(os.environ.get("GRIDPILOT_LP_LOG"))
+
+
+def silence_banner() -> None:
+    """Build the process's first HiGHS instance with stdout on /dev/null (unless logging).
+
+    HiGHS prints its copyright banner to the C-level stdout when the first instance of a
+    process is built, before any option can be set; that one construction runs with file
+    descriptor 1 pointed at /dev/null, so CLI output and ``--json`` stay clean. Later calls
+    return at once. Also for code that reaches HiGHS through linopy.
+    """
+    global _banner_shown
+    with _BANNER_LOCK:
+        if _banner_shown or _log_enabled():
+            _banner_shown = True
+            return
+        sys.stdout.flush()
+        saved = os.dup(1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        _banner_shown = True
+
+
+def new_highs() -> highspy.Highs:
+    """A HiGHS instance with its console output off unless ``GRIDPILOT_LP_LOG`` is set."""
+    silence_banner()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", _log_enabled())
+    return h
 
 
 @dataclass
@@ -120,8 +164,7 @@ class LP:
         lp.a_matrix_.start_ = a.indptr.astype(np.int32)
         lp.a_matrix_.index_ = a.indices.astype(np.int32)
         lp.a_matrix_.value_ = a.data
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", bool(__import__("os").environ.get("GRIDPILOT_LP_LOG")))
+        h = new_highs()
         h.setOptionValue("time_limit", float(time_limit_s))
         h.setOptionValue("solver", self.solver)
         h.passModel(lp)

@@ -35,6 +35,7 @@ from gridpilot.flex.schedule import (
     twin_correction,
 )
 from gridpilot.flex.signals import Signals
+from gridpilot.lp import silence_banner
 
 
 @dataclass
@@ -97,33 +98,6 @@ class AheadPlan:
         }
 
 
-_QUIET = False
-
-
-def _quiet_banner() -> None:
-    """HiGHS prints its banner to stdout when the process's first solver is made (before any
-    option can be set): make that first one with stdout closed, so that a loop's JSON output
-    stays clean."""
-    global _QUIET
-    if _QUIET:
-        return
-    import os
-    import sys
-
-    import highspy
-
-    _QUIET = True
-    sys.stdout.flush()
-    keep, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        highspy.Highs()
-    finally:
-        os.dup2(keep, 1)
-        os.close(keep)
-        os.close(null)
-
-
 def _twin_base(
     net: NetworkModel, inj: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -164,7 +138,7 @@ def plan_ahead(
     Raises :class:`~gridpilot.errors.ValidationError` on shapes that do not match.
     """
     t_all = time.perf_counter()
-    _quiet_banner()
+    silence_banner()
     cfg = config or PlanConfig()
     inj = {k: np.array(v, np.float64, copy=True) for k, v in injections.items()}
     if "load_p_mw" not in inj or inj["load_p_mw"].ndim != 2:

@@ -87,11 +87,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             typer.echo(json.dumps(s, indent=2, default=float))
             return
+        from gridpilot.tables import print_table, rows_table
+
         c, u = s["controlled"], s["uncontrolled"]
-        typer.echo(
-            f"{g.name}: {steps} steps, {s['fleet']['devices']} devices at {s['fleet']['buses']} buses"
-        )
-        for k in (
+        kpis = (
             "peak_mw",
             "cost_eur",
             "co2_t",
@@ -99,11 +98,16 @@ def register(app: typer.Typer) -> None:
             "loading_violation_min",
             "vmin_pu",
             "vmax_pu",
-        ):
-            typer.echo(f"  {k:24s} plan {c[k]:10.3f}   uncontrolled {u[k]:10.3f}")
+        )
+        rows = [{"kpi": k, "plan": c[k], "uncontrolled": u[k]} for k in kpis]
+        title = (
+            f"{g.name}: {steps} steps, {s['fleet']['devices']:,} devices at "
+            f"{s['fleet']['buses']} buses"
+        )
+        print_table(rows_table(title, ("kpi", "plan", "uncontrolled"), rows))
         typer.echo(
-            f"  peak reduction {s['peak_reduction_pct']:.1f} %, EVs short {s['ev']['short_sessions']}, "
-            f"V2G {s['ev']['v2g_mwh']:.2f} MWh paid {s['ev']['v2g_paid_eur']:.0f} EUR"
+            f"peak reduction {s['peak_reduction_pct']:.1f} %, EVs short {s['ev']['short_sessions']}, "
+            f"V2G {s['ev']['v2g_mwh']:.2f} MWh paid {s['ev']['v2g_paid_eur']:,.0f} EUR"
         )
 
     @flex.command("dr")
@@ -146,8 +150,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             typer.echo(json.dumps(s, indent=2, default=float))
             return
-        for k, v in s.items():
-            typer.echo(f"  {k:22s} {v}")
+        from gridpilot.tables import kv_table, print_table
+
+        print_table(kv_table(f"{g.name}: demand-response event", s))
 
     @flex.command("frequency")
     def freq_cmd(
@@ -166,6 +171,12 @@ def register(app: typer.Typer) -> None:
         if json_out:
             typer.echo(json.dumps(r, indent=2, default=float))
             return
-        for k in ("without", "with_fleet"):
-            typer.echo(f"  {k:10s} " + ", ".join(f"{a} {b:.3f}" for a, b in r[k].items()))  # type: ignore[union-attr]
-        typer.echo(f"  nadir improvement {r['nadir_improvement_pct']:.1f} %")
+        from gridpilot.tables import print_table, rows_table
+
+        without, with_fleet = r["without"], r["with_fleet"]
+        assert isinstance(without, dict) and isinstance(with_fleet, dict)
+        rows = [
+            {"metric": k, "without": v, "with fleet": with_fleet[k]} for k, v in without.items()
+        ]
+        title = f"{loss_mw:,.0f} MW lost: nadir improved {r['nadir_improvement_pct']:.1f} %"
+        print_table(rows_table(title, ("metric", "without", "with fleet"), rows))
