@@ -30,6 +30,54 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# commands whose first run in a fresh installation compiles numba kernels
+_KERNEL_COMMANDS = frozenset(
+    {
+        "powerflow",
+        "timeseries",
+        "qsts",
+        "flisr",
+        "reconfigure",
+        "demo",
+        "serve",
+        "scenario",
+        "field",
+        "flex",
+    }
+)
+
+
+@app.command()
+def warmup() -> None:
+    """Compile and cache the numba kernels now (``make`` runs this once after installing)."""
+    import time
+
+    from rich.console import Console
+
+    from gridpilot.kernels import cold_modules
+
+    con = Console(stderr=True)
+    cold = cold_modules()
+    t0 = time.perf_counter()
+    with con.status(f"compiling {len(cold)} kernel module(s)…" if cold else "checking kernels…"):
+        from gridpilot.control.flisr import FlisrEngine, Limits
+        from gridpilot.model import load_grid
+        from gridpilot.twin import Twin
+
+        grid = load_grid("case33bw")
+        twin = Twin(grid)
+        twin.powerflow()
+        twin.timeseries(4)
+        FlisrEngine(grid, Limits(0.9, 1.05, 100.0)).respond_to_faults([7])
+    left = cold_modules()
+    con.print(
+        f"kernels ready in {time.perf_counter() - t0:.1f} s"
+        + (f"; still not cached: {', '.join(left)}" if left else "")
+    )
+    if left:  # still usable, only slower on first use: a warning, not a failure
+        con.print("[yellow]warning:[/] the modules above compile on their first use instead")
+
+
 def _register() -> None:
     """Attach every package's commands to the root app."""
     import importlib
@@ -40,5 +88,14 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point of the ``gridpilot`` console script."""
+    import sys
+
     _register()
+    if len(sys.argv) > 1 and sys.argv[1] in _KERNEL_COMMANDS:
+        from gridpilot.kernels import KERNEL_MODULES, compile_notice
+
+        twin_only = sys.argv[1] in ("powerflow", "timeseries")
+        with compile_notice(("gridpilot.twin.radial_kernel",) if twin_only else KERNEL_MODULES):
+            app()
+        return
     app()

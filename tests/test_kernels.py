@@ -1,0 +1,85 @@
+"""The CLI knows when numba's cache is cold, and says so instead of sitting silent."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from gridpilot import kernels
+
+_KERNEL_SRC = """
+from numba import njit
+
+
+@njit(cache=True)
+def twice(x):
+    return 2 * x
+"""
+
+
+def _fake_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> str:
+    """``fakepkg_<name>.<name>`` with one cached kernel: a package of its own per test."""
+    pkg = tmp_path / f"fakepkg_{name}"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / f"{name}.py").write_text(_KERNEL_SRC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("NUMBA_DISABLE_JIT", raising=False)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    return f"fakepkg_{name}.{name}"
+
+
+def test_a_kernel_is_cold_until_its_first_call_writes_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    mod = _fake_module(tmp_path, monkeypatch, "kern")
+    assert kernels.cold_modules([mod]) == [mod]
+    assert importlib.import_module(mod).twice(21) == 42  # compiles and writes the cache
+    assert kernels.cold_modules([mod]) == []
+
+
+def test_unknown_modules_say_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = _fake_module(tmp_path, monkeypatch, "kern2")
+    assert kernels.cold_modules([mod + "_missing"]) == []
+    monkeypatch.setenv("NUMBA_DISABLE_JIT", "1")
+    assert kernels.cold_modules([mod]) == []
+
+
+def test_compile_notice_prints_one_line_only_when_cold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mod = _fake_module(tmp_path, monkeypatch, "kern3")
+    out = io.StringIO()
+    with kernels.compile_notice([mod], stream=out) as cold:
+        assert cold is True
+    assert "compiling numba kernels" in out.getvalue()
+    out = io.StringIO()
+    with kernels.compile_notice([], stream=out) as cold:
+        assert cold is False
+    assert out.getvalue() == ""
+
+
+def test_the_package_kernel_modules_hold_cached_kernels() -> None:
+    """The list names real kernel modules: a kernel moved elsewhere must be listed again."""
+    for name in kernels.KERNEL_MODULES:
+        assert kernels._dispatchers(name), name
+
+
+def test_warmup_leaves_every_kernel_module_cached() -> None:
+    """``gridpilot warmup`` (run by make) reaches every kernel, so no first command compiles."""
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+
+    _register()
+    res = CliRunner().invoke(app, ["warmup"])
+    assert res.exit_code == 0, res.output
+    assert "kernels ready" in res.output
+    if os.environ.get("NUMBA_DISABLE_JIT"):
+        pytest.skip("numba JIT disabled")
+    assert kernels.cold_modules() == []
