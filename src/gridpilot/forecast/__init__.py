@@ -7,40 +7,41 @@ P10/P50/P90), the models (:class:`SeasonalNaive`, :class:`LinearForecaster`,
 :func:`backtest` (rolling origin, metrics beside the seasonal-naive baseline).
 """
 
-from gridpilot.forecast.api import MODELS, auto_lookbacks, day_ahead, make_model
-from gridpilot.forecast.backtest import BacktestResult, backtest
-from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
-from gridpilot.forecast.data import History, prepare_history
-from gridpilot.forecast.ensemble import EnsembleForecaster
-from gridpilot.forecast.gbm import GBMForecaster
-from gridpilot.forecast.linear import LinearForecaster
-from gridpilot.forecast.metrics import all_metrics
-from gridpilot.forecast.naive import SeasonalNaive
-from gridpilot.forecast.plot import plot_backtest, plot_forecast
-from gridpilot.forecast.pv import PVForecaster, clearsky_ghi
-from gridpilot.forecast.result import ForecastResult
-from gridpilot.forecast.todlinear import TimeOfDayLinearForecaster
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_QUANTILES",
-    "MODELS",
-    "BacktestResult",
-    "EnsembleForecaster",
-    "ForecastResult",
-    "Forecaster",
-    "GBMForecaster",
-    "History",
-    "LinearForecaster",
-    "PVForecaster",
-    "SeasonalNaive",
-    "TimeOfDayLinearForecaster",
-    "all_metrics",
-    "auto_lookbacks",
-    "backtest",
-    "clearsky_ghi",
-    "day_ahead",
-    "make_model",
-    "plot_backtest",
-    "plot_forecast",
-    "prepare_history",
-]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "api": ("MODELS", "auto_lookbacks", "day_ahead", "make_model"),
+    "backtest": ("BacktestResult", "backtest"),
+    "base": ("DEFAULT_QUANTILES", "Forecaster"),
+    "data": ("History", "prepare_history"),
+    "ensemble": ("EnsembleForecaster",),
+    "gbm": ("GBMForecaster",),
+    "linear": ("LinearForecaster",),
+    "metrics": ("all_metrics",),
+    "naive": ("SeasonalNaive",),
+    "plot": ("plot_backtest", "plot_forecast"),
+    "pv": ("PVForecaster", "clearsky_ghi"),
+    "result": ("ForecastResult",),
+    "todlinear": ("TimeOfDayLinearForecaster",),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.forecast.api import MODELS, auto_lookbacks, day_ahead, make_model
+    from gridpilot.forecast.backtest import BacktestResult, backtest
+    from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
+    from gridpilot.forecast.data import History, prepare_history
+    from gridpilot.forecast.ensemble import EnsembleForecaster
+    from gridpilot.forecast.gbm import GBMForecaster
+    from gridpilot.forecast.linear import LinearForecaster
+    from gridpilot.forecast.metrics import all_metrics
+    from gridpilot.forecast.naive import SeasonalNaive
+    from gridpilot.forecast.plot import plot_backtest, plot_forecast
+    from gridpilot.forecast.pv import PVForecaster, clearsky_ghi
+    from gridpilot.forecast.result import ForecastResult
+    from gridpilot.forecast.todlinear import TimeOfDayLinearForecaster

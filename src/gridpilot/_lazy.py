@@ -1,0 +1,37 @@
+"""Lazy package faces (PEP 562): ``from gridpilot.agent import Orchestrator`` works as before,
+but importing the package imports no submodule until one of its names is used.
+
+The CLI registers every package's commands at start-up; with eager ``__init__`` files that
+pulled in the whole orchestrator, market and forecasting stacks (about a second) just to print
+``--help``. Each lazy package lists its names once per submodule and repeats them as plain
+imports under ``TYPE_CHECKING`` for type checkers; ``tests/test_package_faces.py`` keeps the
+two in step and resolves every name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+
+def lazy_exports(
+    package: str, exports: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """``(__getattr__, __dir__, __all__)`` for ``package`` whose public names live in the
+    submodules named by ``exports`` (submodule, relative to the package -> its names)."""
+    where = {name: f"{package}.{sub}" for sub, names in exports.items() for name in names}
+    public = sorted(where)
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        importlib.import_module(package).__dict__[name] = value  # later look-ups skip this
+        return value
+
+    def __dir__() -> list[str]:
+        return public
+
+    return __getattr__, __dir__, public
