@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -220,3 +221,41 @@ def test_flex_dr_prints_a_table_with_rounded_numbers() -> None:
     assert "rebound_mwh" in out and "target_met" in out
     # no raw float repr such as 0.40960221821620085
     assert not re.search(r"\d\.\d{6,}", out), out
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_timeseries_out_writes_the_steps_the_summary_describes(tmp_path: Path, suffix: str) -> None:
+    import pandas as pd
+
+    out = tmp_path / f"steps{suffix}"
+    code, text = _run(
+        "timeseries", "case33bw", "--steps", "6", "--out", str(out), "--voltages", "--json"
+    )
+    assert code == 0, text
+    s = json.loads(text)
+    df = pd.read_csv(out, index_col=0) if suffix == ".csv" else pd.read_parquet(out)
+    assert len(df) == s["steps"] == s["out_rows"] == 6
+    assert df.shape[1] == s["out_columns"]
+    volts = df[[c for c in df.columns if c.startswith("v_pu_")]]
+    assert volts.shape[1] == 33
+    # the per-step extremes are those of the per-bus columns, and the summary's of the file's
+    assert np.allclose(volts.min(axis=1), df["vmin_pu"]) and np.allclose(
+        volts.max(axis=1), df["vmax_pu"]
+    )
+    assert df["vmin_pu"].min() == pytest.approx(s["vmin_pu"], abs=1e-6)
+    assert df["losses_kw"].sum() * 0.25 / 1e3 == pytest.approx(s["energy_losses_mwh"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--out", "steps.txt"], "'.txt'"),
+        (["--out", "no/such/folder/steps.csv"], "does not exist"),
+        (["--voltages"], "--voltages"),
+    ],
+)
+def test_timeseries_out_bad_input(tmp_path: Path, args: list[str], needle: str) -> None:
+    args = [str(tmp_path / a) if a.startswith(("steps", "no/")) else a for a in args]
+    code, out = _run("timeseries", "case33bw", "--steps", "4", *args)
+    assert code == 2 and needle in out, out
+    _no_traceback(out)

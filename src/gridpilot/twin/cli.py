@@ -3,18 +3,58 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gridpilot.errors import GridpilotError
+from gridpilot.errors import GridpilotError, ValidationError
+
+if TYPE_CHECKING:
+    from gridpilot.twin.results import TimeSeriesResult
+
+log = logging.getLogger(__name__)
+_OUT_FORMATS = (".csv", ".parquet")
 
 
 def fail(exc: Exception) -> None:
     """Print a gridpilot error plainly (no traceback) and exit with status 2."""
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
+
+
+def _check_out_path(out: Path) -> None:
+    """Refuse an output file of an unknown kind or in a missing folder before any work."""
+    if out.suffix.lower() not in _OUT_FORMATS:
+        raise ValidationError(
+            f"--out: {str(out)!r} must end in {' or '.join(_OUT_FORMATS)}, got {out.suffix!r}"
+        )
+    if not out.parent.is_dir():
+        raise ValidationError(f"--out: folder {str(out.parent)!r} does not exist")
+
+
+def _write_steps(res: TimeSeriesResult, out: Path) -> tuple[int, int]:
+    """Write ``res``'s per-step series (and per-bus voltages when present) to ``out``;
+    returns (rows, columns)."""
+    df = res.df()
+    df["vmin_bus"] = res.vmin_bus
+    df["vmax_bus"] = res.vmax_bus
+    if res.v_pu is not None:
+        import pandas as pd
+
+        v = pd.DataFrame(res.v_pu, index=df.index, columns=[f"v_pu_{b}" for b in res.bus_id])
+        df = pd.concat([df, v], axis=1)
+    try:
+        if out.suffix.lower() == ".csv":
+            df.to_csv(out)
+        else:
+            df.to_parquet(out)
+    except OSError as exc:
+        raise ValidationError(f"--out: cannot write {str(out)!r}: {exc.strerror}") from None
+    log.info("wrote %d steps x %d columns to %s", len(df), df.shape[1], out)
+    return len(df), int(df.shape[1])
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +109,13 @@ def register(app: typer.Typer) -> None:
         grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
         steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
         start: Annotated[int, typer.Option(help="first step of the profiles")] = 0,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="write the per-step results to this .csv or .parquet file"),
+        ] = None,
+        voltages: Annotated[
+            bool, typer.Option("--voltages", help="with --out: one v_pu column per bus")
+        ] = False,
         json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ) -> None:
         """Run a batch time series over the grid's own profiles (or the default daily shapes)."""
@@ -76,24 +123,35 @@ def register(app: typer.Typer) -> None:
             from gridpilot.model import load_grid
             from gridpilot.twin import Twin
 
+            if out is not None:
+                _check_out_path(out)
+            elif voltages:
+                raise ValidationError("--voltages: needs --out FILE.csv|FILE.parquet")
             g = load_grid(grid)
             twin = Twin(g)
+            outputs = ("v_pu",) if voltages else ()
             if sys.stderr.isatty() and not json_out:
                 from rich.progress import Progress
 
                 with Progress(transient=True) as bar:
                     task = bar.add_task(f"{g.name}: {steps} steps", total=steps)
                     res = twin.timeseries(
-                        steps, start=start, progress=lambda d, t: bar.update(task, completed=d)
+                        steps,
+                        start=start,
+                        outputs=outputs,
+                        progress=lambda d, t: bar.update(task, completed=d),
                     )
             else:
-                res = twin.timeseries(steps, start=start)
+                res = twin.timeseries(steps, start=start, outputs=outputs)
+            written = _write_steps(res, out) if out is not None else None
         except GridpilotError as exc:
             fail(exc)
             return
         s = res.summary()
         s["grid"] = g.name
         s["buses"] = len(g.bus)
+        if written is not None:
+            s["out"], s["out_rows"], s["out_columns"] = str(out), written[0], written[1]
         if json_out:
             typer.echo(json.dumps(s, indent=2))
             return
