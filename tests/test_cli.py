@@ -259,3 +259,14 @@ def test_timeseries_out_bad_input(tmp_path: Path, args: list[str], needle: str) 
     code, out = _run("timeseries", "case33bw", "--steps", "4", *args)
     assert code == 2 and needle in out, out
     _no_traceback(out)
+
+
+def test_scenario_help_lists_every_scenario() -> None:
+    from gridpilot.agent.cli import SCENARIO_NAMES
+    from gridpilot.agent.scenarios import SCENARIOS
+
+    assert set(SCENARIO_NAMES) == set(SCENARIOS) - {"n-1"}
+    code, out = _run("scenario", "--help")
+    assert code == 0
+    for name in SCENARIOS:
+        assert name in out, name

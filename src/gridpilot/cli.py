@@ -20,6 +20,7 @@ app = typer.Typer(
 # Each module here defines ``register(app: typer.Typer) -> None``. Add yours to the tuple.
 _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.agent.cli",
+    "gridpilot.api.cli",
     "gridpilot.twin.cli",
     "gridpilot.telemetry.cli",
     "gridpilot.market.cli",
