@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -48,27 +46,16 @@ from gridpilot.market.ledger_store import (
     MemoryBackend,
     SQLiteBackend,
 )
+from gridpilot.market.ledger_verify import (
+    TRUST_FILE,
+    TRUST_PINNED,
+    VerifyOptions,
+    VerifyReport,
+    verify_chain,
+)
 
 
 # --- the ledger ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VerifyReport:
-    """Result of :meth:`Ledger.verify`: ``ok``; ``first_bad_block`` (None when ok) and
-    ``reason``; counts and timing (``seconds``)."""
-
-    ok: bool
-    blocks: int
-    txs: int
-    first_bad_block: int | None
-    reason: str
-    seconds: float
-    head_hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(self.__dict__)
-
-
 class Ledger:
     """Append-only signed blocks on a :class:`LedgerBackend`.
 
@@ -100,11 +87,15 @@ class Ledger:
     @classmethod
     def open(cls, path: str | Path, operator: KeyPair | None = None) -> Ledger:
         """A ledger in the file ``path`` (created when missing and ``operator`` given):
-        DuckDB for a ``.duckdb`` suffix, SQLite (the default) otherwise."""
+        DuckDB for a ``.duckdb`` suffix, SQLite (the default) otherwise. Without ``operator``
+        the file is opened read-only: verifying, listing and proving never change it."""
         p = Path(path)
         if operator is None and not p.exists():
             raise UnknownComponentError("ledger file", str(path), "no such file")
-        backend: LedgerBackend = DuckDBBackend(p) if p.suffix == ".duckdb" else SQLiteBackend(p)
+        ro = operator is None  # without the operator's key nothing can be appended: read only
+        backend: LedgerBackend = (
+            DuckDBBackend(p, read_only=ro) if p.suffix == ".duckdb" else SQLiteBackend(p, ro)
+        )
         return cls(backend, operator)
 
     @property
@@ -229,102 +220,39 @@ class Ledger:
         workers: int | None = None,
         check_signatures: bool = True,
         expect_head: str | None = None,
+        operator_key: bytes | None = None,
+        allow_empty: bool = False,
     ) -> VerifyReport:
         """Check the whole chain; returns a :class:`VerifyReport` naming the first bad block.
 
         Per block: stored height, every tx hash recomputed against the stored one, tx kinds,
         authorisation (registered signers, operator-only unsigned txs), Ed25519 signatures
         (skipped with ``check_signatures=False``), Merkle root, header hash, the operator's
-        signature and the link to the previous block. ``expect_head`` (hex) also catches a
-        chain cut short at the end, which nothing inside the chain can reveal.
+        signature and the link to the previous block. ``operator_key`` pins the key every
+        block must carry (take it from a trusted source); without it the ledger's own key
+        pair is used when it was opened with one, else the key stored in the file, which
+        proves nothing against a rewrite of the whole chain (``report.trust`` says which).
+        ``expect_head`` (hex) also catches a chain cut short or rewritten at the end, which
+        nothing inside the chain can reveal. A chain with no blocks fails unless
+        ``allow_empty``: it may have been wiped. Raises :class:`ValidationError` for a
+        malformed ``expect_head`` or ``operator_key``.
         """
-        t0 = time.perf_counter()
-        try:
-            op = self.operator_key
-        except AuthError as exc:
-            return VerifyReport(False, 0, 0, 0, str(exc), time.perf_counter() - t0, "")
-        registered: set[bytes] = set()
-        seen: set[bytes] = set()
-        bad: dict[int, str] = {}
-        prev = ZERO_HASH
-        n_blocks = n_txs = 0
-        sig_keys: list[bytes] = []
-        sig_sigs: list[bytes] = []
-        sig_msgs: list[bytes] = []
-        sig_block: list[int] = []
-        hdr_msgs: list[tuple[int, BlockHeader]] = []
-        for pos, (hdr, txs, stored) in enumerate(self.backend.iter_blocks()):
-            n_blocks += 1
-            n_txs += len(txs)
-
-            def fail(reason: str, pos: int = pos) -> None:
-                bad.setdefault(pos, reason)
-
-            if hdr.height != pos:
-                fail(f"stored height {hdr.height} at position {pos}")
-            if hdr.operator != op:
-                fail("block operator key differs from the ledger's")
-            if hdr.n_tx != len(txs) or len(stored) != len(txs):
-                fail(f"header says {hdr.n_tx} transactions, {len(txs)} stored")
-            hashes = []
-            for i, t in enumerate(txs):
-                try:
-                    h = tx_hash(t.kind, t.signer, t.signature, t.body)
-                except (UnicodeEncodeError, ValueError):
-                    fail(f"transaction {i} unreadable")
-                    h = b""
-                hashes.append(h)
-                if h in seen:
-                    fail(f"transaction {i} replays an earlier transaction")
-                seen.add(h)
-                if i < len(stored) and h != stored[i]:
-                    fail(f"transaction {i} hash mismatch (stored {stored[i].hex()[:16]}...)")
-                if t.kind not in TX_KINDS:
-                    fail(f"transaction {i} has unknown kind {t.kind!r}")
-                if not t.signature:
-                    if t.signer != op:
-                        fail(f"transaction {i} unsigned and not by the operator")
-                else:
-                    if t.signer != op and t.kind != "register" and t.signer not in registered:
-                        fail(f"transaction {i} signer not registered")
-                    if check_signatures:
-                        sig_keys.append(t.signer)
-                        sig_sigs.append(t.signature)
-                        sig_msgs.append(Transaction.signing_bytes(t.kind, t.body))
-                        sig_block.append(pos)
-                if t.kind == "register" and t.signer == op:
-                    try:
-                        registered.add(bytes.fromhex(t.payload()["public_key"]))
-                    except (ValueError, KeyError, TypeError):
-                        fail(f"transaction {i} registration unreadable")
-            if merkle_root(hashes) != hdr.merkle_root:
-                fail("Merkle root mismatch")
-            digest = hdr.compute_hash()
-            if digest != hdr.hash:
-                fail("header hash mismatch")
-            if hdr.prev_hash != prev:
-                fail("previous-hash link broken")
-            hdr_msgs.append((pos, hdr))
-            prev = hdr.hash
-        if check_signatures:
-            for pos, hdr in hdr_msgs:
-                sig_keys.append(hdr.operator)
-                sig_sigs.append(hdr.signature)
-                sig_msgs.append(hdr.hash)
-                sig_block.append(pos)
-            good = verify_many(sig_keys, sig_sigs, sig_msgs, workers)
-            for j in np.flatnonzero(~good):
-                bad.setdefault(sig_block[j], "bad signature (transaction or block)")
-        head = prev.hex() if n_blocks else ""
-        if expect_head is not None and head != expect_head.lower() and not bad:
-            bad[n_blocks] = (
-                f"head {head[:16]}... is not the expected {expect_head[:16]}... (chain cut short?)"
-            )
-        dt = time.perf_counter() - t0
-        if bad:
-            first = min(bad)
-            return VerifyReport(False, n_blocks, n_txs, first, bad[first], dt, head)
-        return VerifyReport(True, n_blocks, n_txs, None, "", dt, head)
+        if operator_key is not None:
+            if len(operator_key) != 32:
+                raise ValidationError(
+                    issues=[
+                        Issue("ledger", "operator_key", "must be 32 bytes", value=len(operator_key))
+                    ]
+                )
+            trust = TRUST_PINNED
+        elif self.operator is not None:
+            operator_key, trust = self.operator.public_key, "pinned: the ledger's own key pair"
+        else:
+            trust = TRUST_FILE
+        opts = VerifyOptions(
+            workers, check_signatures, expect_head, operator_key, trust, allow_empty
+        )
+        return verify_chain(self.backend, opts)
 
     def proof(self, tx: bytes | str) -> InclusionProof:
         """Inclusion proof of transaction ``tx`` (hash bytes or hex)."""
@@ -348,6 +276,14 @@ class Ledger:
             raise UnknownComponentError("transaction", h.hex(), "not in this ledger")
         header, _, hashes = self.backend.block(where[0])
         return InclusionProof(h, where[1], merkle_path(hashes, where[1]), header)
+
+    def tx_hashes(self, kind: str | None = None) -> Iterator[tuple[int, int, str, bytes]]:
+        """``(height, index, kind, stored hash)`` of every transaction in chain order,
+        optionally of one kind: the ids ``proof`` takes."""
+        for hdr, txs, hashes in self.backend.iter_blocks():
+            for i, (t, h) in enumerate(zip(txs, hashes, strict=False)):
+                if kind is None or t.kind == kind:
+                    yield hdr.height, i, t.kind, h
 
     def transactions(self, kind: str | None = None) -> Iterator[tuple[int, Transaction]]:
         """Every stored transaction (height, tx), optionally of one kind."""

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gridpilot.errors import ValidationError
+from gridpilot.errors import Issue, ValidationError
 from gridpilot.market.crypto import KeyPair, canonical_json, sha256, verify_signature
 
 DOMAIN = b"gridpilot-ledger-v1|"
@@ -198,18 +198,29 @@ class InclusionProof:
     path: list[tuple[str, bytes]]
     header: BlockHeader
 
-    def verify(self, operator_public_key: bytes | None = None) -> bool:
-        """True when the path leads to the header's Merkle root, the header hash is right and
-        the operator's signature on it is valid (against ``operator_public_key`` when given,
-        which a participant should take from a trusted source, else the header's own key)."""
+    def check(self, operator_public_key: bytes | None = None) -> str:
+        """What is wrong with the proof ("" when nothing): the header's operator key is not
+        ``operator_public_key`` (which a participant should take from a trusted source), the
+        audit path does not lead to the header's Merkle root, the header hash is wrong, or the
+        operator's signature on it is not valid. Without ``operator_public_key`` the header's
+        own key is used, so a valid proof then says nothing about *who* signed."""
         h = self.header
         if operator_public_key is not None and operator_public_key != h.operator:
-            return False
+            return (
+                f"block signed by operator key {h.operator.hex()[:16]}..., not the pinned "
+                f"{operator_public_key.hex()[:16]}..."
+            )
         if root_from_path(self.tx_hash, self.path) != h.merkle_root:
-            return False
+            return "the audit path does not lead to the header's Merkle root"
         if h.compute_hash() != h.hash:
-            return False
-        return verify_signature(h.operator, h.signature, h.hash)
+            return "header hash mismatch (a header field was changed)"
+        if not verify_signature(h.operator, h.signature, h.hash):
+            return "bad operator signature on the block header"
+        return ""
+
+    def verify(self, operator_public_key: bytes | None = None) -> bool:
+        """True when :meth:`check` finds nothing wrong."""
+        return not self.check(operator_public_key)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -222,10 +233,31 @@ class InclusionProof:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InclusionProof:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; raises :class:`ValidationError` naming the field for
+        a hash that is not 32 bytes of hex or a path side other than "L"/"R"."""
+        path = []
+        for k, (side, sib) in enumerate(d["path"]):
+            if side not in ("L", "R"):
+                raise ValidationError(
+                    issues=[Issue("proof", f"path[{k}] side", 'must be "L" or "R"', value=side)]
+                )
+            path.append((side, _hash32(sib, f"path[{k}] sibling")))
         return cls(
-            bytes.fromhex(d["tx_hash"]),
+            _hash32(d["tx_hash"], "tx_hash"),
             int(d["index"]),
-            [(str(s), bytes.fromhex(p)) for s, p in d["path"]],
+            path,
             BlockHeader.from_dict(d["header"]),
         )
+
+
+def _hash32(text: Any, what: str) -> bytes:
+    """32 bytes from hex ``text``; raises :class:`ValidationError` naming ``what``."""
+    try:
+        out = bytes.fromhex(str(text))
+    except ValueError:
+        out = b""
+    if len(out) != 32:
+        raise ValidationError(
+            issues=[Issue("proof", what, "must be 64 hex characters", value=str(text)[:80])]
+        )
+    return out

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from gridpilot.errors import UnknownComponentError
 from gridpilot.market.ledger_records import BlockHeader, Transaction
@@ -110,6 +111,30 @@ CREATE INDEX IF NOT EXISTS txs_hash ON txs (hash);
 """
 
 
+def _blob(v: Any) -> bytes:
+    """A stored BLOB as bytes. A value of another type (an edited row: TEXT read through
+    ``text_factory=bytes``, a number) gives bytes that differ from any hash or signature, so
+    :meth:`~gridpilot.market.ledger.Ledger.verify` names its block instead of failing to read it."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v)
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape")
+    return repr(v).encode("ascii", "backslashreplace")
+
+
+def _text(v: Any) -> str:
+    """A stored TEXT value as str (undecodable bytes replaced, so they never match)."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v).decode("utf-8", "replace")
+    return str(v)
+
+
+def _int(v: Any) -> int:
+    """A stored INTEGER; -1 (never a valid height, count or time of a sealed block) for a
+    value of another type, so that verification fails at its block."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else -1
+
+
 class _SQLBackend:
     """What the SQL backends share: the ``blocks``/``txs``/``meta`` queries, whose SQL and
     DB-API calls are the same in SQLite and DuckDB. Subclasses open ``self.con`` and write
@@ -142,14 +167,14 @@ class _SQLBackend:
     @staticmethod
     def _header(row: tuple[Any, ...]) -> BlockHeader:
         return BlockHeader(
-            int(row[0]),
-            bytes(row[1]),
-            bytes(row[2]),
-            int(row[3]),
-            int(row[4]),
-            bytes(row[5]),
-            bytes(row[6]),
-            bytes(row[7]),
+            _int(row[0]),
+            _blob(row[1]),
+            _blob(row[2]),
+            _int(row[3]),
+            _int(row[4]),
+            _blob(row[5]),
+            _blob(row[6]),
+            _blob(row[7]),
         )
 
     def _block(self, row: tuple[Any, ...]) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
@@ -160,8 +185,8 @@ class _SQLBackend:
         ).fetchall()
         return (
             self._header(row),
-            [Transaction(str(r[1]), bytes(r[4]), bytes(r[2]), bytes(r[3])) for r in rows],
-            [bytes(r[0]) for r in rows],
+            [Transaction(_text(r[1]), _blob(r[4]), _blob(r[2]), _blob(r[3])) for r in rows],
+            [_blob(r[0]) for r in rows],
         )
 
     def head(self) -> BlockHeader | None:
@@ -185,7 +210,7 @@ class _SQLBackend:
 
     def get_meta(self, key: str) -> str | None:
         row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else _text(row[0])
 
     def close(self) -> None:
         self.con.close()
@@ -194,9 +219,17 @@ class _SQLBackend:
 class SQLiteBackend(_SQLBackend):
     """Blocks in one SQLite file (the embedded default); ``":memory:"`` for a temporary one."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.read_only = read_only
+        if read_only:  # verification: never write, never switch the journal mode
+            self.path = str(path)
+            uri = "file:" + quote(str(Path(path).resolve())) + "?mode=ro"
+            self.con = sqlite3.connect(uri, uri=True)
+            self.con.text_factory = bytes  # an edited TEXT cell need not be valid UTF-8
+            return
         self.path = self._prepare_path(path)
         self.con = sqlite3.connect(self.path)
+        self.con.text_factory = bytes
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(_SCHEMA)
@@ -236,9 +269,14 @@ class DuckDBBackend(_SQLBackend):
     """Blocks in one DuckDB file (transactions inserted through Arrow, one DB transaction per
     block). Same tables and columns as :class:`SQLiteBackend`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
         import duckdb
 
+        self.read_only = read_only
+        if read_only:
+            self.path = str(path)
+            self.con = duckdb.connect(self.path, read_only=True)
+            return
         self.path = self._prepare_path(path)
         self.con = duckdb.connect(self.path)
         for stmt in _DUCK_SCHEMA:
