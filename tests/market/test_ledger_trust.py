@@ -195,3 +195,16 @@ def test_proof_check_names_what_is_wrong(tmp_path: Path) -> None:
     d["tx_hash"] = "ab"
     with pytest.raises(ValidationError, match="tx_hash"):
         InclusionProof.from_dict(d)
+
+
+def test_duckdb_verify_does_not_modify_the_file(tmp_path: Path) -> None:
+    pytest.importorskip("duckdb")
+    p = tmp_path / "l.duckdb"
+    txs = build(p)
+    before = hashlib.sha256(p.read_bytes()).hexdigest()
+    lg = Ledger.open(p)
+    assert lg.verify(operator_key=OP.public_key).ok
+    assert [r[3] for r in lg.tx_hashes()] == [t.hash for t in txs]
+    lg.close()
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["l.duckdb"]
