@@ -80,9 +80,9 @@ class Ledger:
         self._seen: set[bytes] = set()  # tx hashes in the chain: a replayed transaction is refused
         self._head = self.backend.head()
         if self._head is not None and operator is not None:
-            for _, txs, stored in self.backend.iter_blocks():
+            for _, txs, hashes in self.backend.iter_blocks():
                 self._note_registrations(txs)
-                self._seen.update(stored)
+                self._seen.update(hashes)
 
     @classmethod
     def open(cls, path: str | Path, operator: KeyPair | None = None) -> Ledger:

@@ -103,17 +103,20 @@ class _Chain:
     seen: set[bytes] = field(default_factory=set)
     bad: dict[int, str] = field(default_factory=dict)
     prev: bytes = ZERO_HASH
-    sigs: tuple[list[bytes], list[bytes], list[bytes], list[int]] = field(
-        default_factory=lambda: ([], [], [], [])
-    )
+    sig_keys: list[bytes] = field(default_factory=list)  # signatures checked in one batch
+    sig_sigs: list[bytes] = field(default_factory=list)
+    sig_msgs: list[bytes] = field(default_factory=list)
+    sig_block: list[int] = field(default_factory=list)
 
     def fail(self, pos: int, reason: str) -> None:
         self.bad.setdefault(pos, reason)
 
     def want_signature(self, pos: int, key: bytes, sig: bytes, msg: bytes) -> None:
         if self.check_signatures:
-            for lst, v in zip(self.sigs, (key, sig, msg, pos), strict=True):
-                lst.append(v)  # type: ignore[attr-defined]
+            self.sig_keys.append(key)
+            self.sig_sigs.append(sig)
+            self.sig_msgs.append(msg)
+            self.sig_block.append(pos)
 
     def tx(self, pos: int, i: int, t: Transaction, stored: bytes | None) -> bytes:
         """Check transaction ``i`` of block ``pos``; returns its recomputed hash."""
@@ -177,7 +180,7 @@ class _Chain:
         self.prev = hdr.hash
 
     def check_signatures_batch(self, workers: int | None) -> None:
-        keys, sigs, msgs, where = self.sigs
+        keys, sigs, msgs, where = self.sig_keys, self.sig_sigs, self.sig_msgs, self.sig_block
         if not keys:
             return
         good = verify_many(keys, sigs, msgs, workers)
