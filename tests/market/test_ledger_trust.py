@@ -75,6 +75,8 @@ def test_wiped_ledger_does_not_verify(tmp_path: Path) -> None:
         assert not rep.ok and rep.blocks == 0 and "no blocks" in rep.reason
         assert rep.first_bad_block is None
     assert lg.verify(operator_key=OP.public_key, allow_empty=True).ok
+    rep = lg.verify(allow_empty=True, expect_head="ab" * 32)  # a published head: not empty
+    assert not rep.ok and "expected head abab" in rep.reason
 
 
 def _journal(p: Path) -> int:

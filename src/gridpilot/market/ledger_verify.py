@@ -240,9 +240,9 @@ def verify_chain(backend: LedgerBackend, opts: VerifyOptions) -> VerifyReport:
             f"head block {n_blocks - 1} ({head[:16]}...) is not the expected head "
             f"{expect.hex()[:16]}...: the chain was rewritten or cut short",
         )
-    if not problem and n_blocks == 0 and not opts.allow_empty:
+    if not problem and n_blocks == 0 and (expect is not None or not opts.allow_empty):
         problem = "no blocks: nothing was verified (an empty and a wiped ledger look the same)"
-        if expect is not None:
+        if expect is not None:  # a published head cannot be in an empty chain
             problem += f"; expected head {expect.hex()[:16]}..."
     dt = time.perf_counter() - t0
     args = (n_blocks, n_txs)
