@@ -221,7 +221,7 @@ def verify_chain(backend: LedgerBackend, opts: VerifyOptions) -> VerifyReport:
     if op is None:
         return VerifyReport(False, 0, 0, None, problem, time.perf_counter() - t0, "", "", trust)
     if trust == TRUST_FILE:
-        log.warning("ledger verified against its own stored operator key (none pinned)")
+        log.info("ledger verified against its own stored operator key (none pinned)")
     chain = _Chain(op, opts.check_signatures)
     n_blocks = n_txs = 0
     for pos, (hdr, txs, stored) in enumerate(backend.iter_blocks()):
