@@ -7,8 +7,9 @@ Rows, each side by side with its baseline in the same run:
 
 * ``clearing``: the vectorised double auction (``gridpilot.market.clear``) on 1,000 /
   10,000 / 100,000 orders (half bids, half offers), one zone and 8 zones with fees, vs a
-  plain Python price-time-priority matching loop over the same orders. Target: 100,000
-  orders cleared in under 1 s.
+  plain Python price-time-priority matching loop over the same orders, both timed best of
+  the same number of repeats. Target: 100,000 orders cleared in under 1 s; a row with fewer
+  orders says nothing about it (``meets_target`` null), one with more must clear in 1 s too.
 * ``intake``: signed orders checked (Ed25519, nonce, band) by ``Market.submit_many``,
   1 and 2 worker processes.
 * ``ledger``: transactions appended to the SQLite ledger (hash, Merkle, block signature,
@@ -72,6 +73,17 @@ def python_matching(bp: np.ndarray, bq: np.ndarray, op: np.ndarray, oq: np.ndarr
     return vol
 
 
+CLEAR_TARGET_ORDERS = 100_000  # the target: this many orders cleared in under 1 s
+
+
+def clearing_meets_target(orders: int, seconds: float) -> bool | None:
+    """Whether a clearing of ``orders`` orders in ``seconds`` s meets the target (100,000
+    orders in under 1 s): None below 100,000 orders (the row cannot tell)."""
+    if orders < CLEAR_TARGET_ORDERS:
+        return None
+    return seconds < 1.0
+
+
 def _best(fn: Any, repeat: int) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -99,7 +111,7 @@ def bench_clearing(sizes: list[int], repeat: int) -> list[dict[str, Any]]:
         t1, r1 = _best(partial(clear, bp, bq, op, oq), repeat)
         t2, r2 = _best(partial(zoned, bp, bq, op, oq), repeat)
         t3, _ = _best(partial(clear, bp, bq, op, oq, pricing="pay_as_bid"), repeat)
-        tb, vb = _best(partial(python_matching, bp, bq, op, oq), 1)
+        tb, vb = _best(partial(python_matching, bp, bq, op, oq), repeat)  # same repeats
         assert vb == r1.volume_wh, "vectorised and loop clearing disagree"
         rows.append(
             {
@@ -112,8 +124,9 @@ def bench_clearing(sizes: list[int], repeat: int) -> list[dict[str, Any]]:
                 "trades": len(r1),
                 "volume_kwh": r1.volume_wh / 1000,
                 "zoned_trades": len(r2),
-                "target_ms": 1000.0,
-                "meets_target": n < 100_000 or t1 < 1.0,
+                "repeats": repeat,
+                "target_ms": 1000.0 if n >= CLEAR_TARGET_ORDERS else None,
+                "meets_target": clearing_meets_target(n, t1),
             }
         )
         console.print(f"clearing {n}: {t1 * 1e3:.1f} ms (loop {tb * 1e3:.1f} ms)")
@@ -194,7 +207,7 @@ def _ledger_case(kind: str, n: int, block: int, workers: int, tmp: Path) -> dict
     append_s = time.perf_counter() - t
     lg.close()
     ro = Ledger.open(path)
-    rep = ro.verify(workers=workers)
+    rep = ro.verify(workers=workers, operator_key=op.public_key)  # pinned, as a verifier should
     ro.close()
     assert rep.ok, rep
     return {
@@ -292,6 +305,8 @@ def main() -> None:
         "ledger": bench_ledger(4000 if a.quick else 20000),
         "community": bench_community(a.quick),
     }
+    verdicts = [r["meets_target"] for r in out["clearing"] if r["meets_target"] is not None]
+    out["clearing_target_met"] = all(verdicts) if verdicts else None  # None: not measured
     out["machine"]["loadavg_end"] = os.getloadavg()
     if a.json:
         print(json.dumps(out, indent=2))

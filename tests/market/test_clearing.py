@@ -133,11 +133,41 @@ def test_bad_input_is_named() -> None:
 def test_large_book_clears() -> None:
     rng = np.random.default_rng(1)
     n = 20000
-    r = clear(
-        rng.uniform(0.08, 0.3, n),
-        rng.integers(1, 5000, n),
-        rng.uniform(0.08, 0.3, n),
-        rng.integers(1, 5000, n),
-    )
-    assert 0 < r.volume_wh < rng.integers(1, 5000, n).sum() * 2
-    assert r.filled_bid_wh(n).sum() == r.filled_offer_wh(n).sum()
+    bp, bq = rng.uniform(0.08, 0.3, n), rng.integers(1, 5000, n)
+    op, oq = rng.uniform(0.08, 0.3, n), rng.integers(1, 5000, n)
+    r = clear(bp, bq, op, oq)
+    # the bound is the book itself (not a fresh random draw), and the volume is exact
+    assert 0 < r.volume_wh < min(bq.sum(), oq.sum())
+    assert r.volume_wh == reference_volume(bp, bq, op, oq, 0.0)
+    assert r.filled_bid_wh(n).sum() == r.filled_offer_wh(n).sum() == r.volume_wh
+    assert np.all(r.filled_bid_wh(n) <= bq) and np.all(r.filled_offer_wh(n) <= oq)
+
+
+# bids 0.30 and 0.20 (1000 Wh each), offers 0.10 (1500 Wh) and 0.25 (1000 Wh), fee 0.01:
+# 1000 Wh (0.30 bid, 0.10 offer) and 500 Wh (0.20 bid, 0.10 offer) trade; the marginal pair
+# is (0.20, 0.10), whose surplus after the fee is 0.20 - 0.01 - 0.10 = 0.09 EUR/kWh.
+K_CASES = {  # k -> (uniform price, pay-as-bid prices of the two pairs), worked by hand
+    0.0: (0.10, (0.10, 0.10)),
+    0.25: (0.1225, (0.1475, 0.1225)),  # 0.10 + 0.25 * 0.19, 0.10 + 0.25 * 0.09
+    0.5: (0.145, (0.195, 0.145)),
+    1.0: (0.19, (0.29, 0.19)),  # pay-as-bid at k = 1: the buyer pays its bid less the fee
+}
+
+
+@pytest.mark.parametrize("k", sorted(K_CASES))
+def test_k_splits_the_surplus_from_the_offer_side(k: float) -> None:
+    uniform, pab = K_CASES[k]
+    args = (np.array([0.30, 0.20]), np.array([1000, 1000]))
+    args += (np.array([0.10, 0.25]), np.array([1500, 1000]))
+    r = clear(*args, fee_intra_eur_per_kwh=0.01, k=k)
+    assert r.qty_wh.tolist() == [1000, 500]
+    assert r.price_eur_per_kwh == pytest.approx([uniform, uniform], abs=1e-12)
+    assert r.clearing_price[(0, 0)] == pytest.approx(uniform, abs=1e-12)
+    r = clear(*args, fee_intra_eur_per_kwh=0.01, k=k, pricing="pay_as_bid")
+    assert r.price_eur_per_kwh == pytest.approx(list(pab), abs=1e-12)
+
+
+def test_k_outside_0_1_is_refused() -> None:
+    for k in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValidationError, match="'k'"):
+            clear(np.array([0.3]), np.array([5]), np.array([0.1]), np.array([5]), k=k)

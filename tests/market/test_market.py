@@ -88,6 +88,35 @@ def test_order_validation_errors_and_nothing_stored() -> None:
         m.submit(_order("b2", "buy", 100, 0.2, 1), now_s=0)
 
 
+@pytest.mark.parametrize(
+    ("pricing", "k", "expected"),
+    [  # worked by hand: offer 0.10, bid 0.30, intra-zone fee 0.01 -> surplus 0.19 EUR/kWh
+        ("uniform", 0.0, 0.10),
+        ("uniform", 0.25, 0.1475),
+        ("uniform", 1.0, 0.29),
+        ("pay_as_bid", 0.0, 0.10),
+        ("pay_as_bid", 0.25, 0.1475),
+        ("pay_as_bid", None, 0.29),  # pay-as-bid's default k is 1
+        ("uniform", None, 0.195),  # uniform's default k is 0.5
+    ],
+)
+def test_market_config_k_sets_the_price(pricing: str, k: float | None, expected: float) -> None:
+    m = _market(fee_intra_eur_per_kwh=0.01, pricing=pricing, k=k)
+    m.submit(_order("s1", "sell", 1000, 0.10, 1), now_s=0)
+    m.submit(_order("b1", "buy", 1000, 0.30, 1), now_s=0)
+    cl = m.clear_interval(5)
+    assert cl.trades.volume_wh == 1000
+    assert float(cl.trades.price_eur_per_kwh[0]) == pytest.approx(expected, abs=1e-12)
+    st_ = m.settle(5, _readings(5, {"s1": (1000, 0), "b1": (0, 1000)}))
+    assert st_.balances()["s1"] == round(1000 * expected * 1000)  # the seller gets that price
+
+
+def test_market_config_k_validated() -> None:
+    for k in (-0.5, 2.0, float("nan")):
+        with pytest.raises(ValidationError, match="'k'"):
+            MarketConfig(k=k)
+
+
 def test_submit_many_reports_each_order() -> None:
     m = _market()
     orders = [

@@ -117,7 +117,8 @@ class LoopEstimate:
     ``v_pu`` per bus (table order; NaN where not energised or not converged); ``removed`` the
     labels of measurements identified as bad and removed (e.g. ``"V bus 18"``); ``chi2`` and
     ``chi2_limit`` of the final estimate; ``n_measurements`` scalar measurements used;
-    ``se_ms`` the wall time of the whole call (build, estimate, bad-data rounds).
+    ``se_ms`` the wall time of the whole call (build, estimate, bad-data rounds); ``note``
+    why there is no estimate, or why bad data may remain ("" when neither).
     """
 
     t: int
@@ -129,6 +130,7 @@ class LoopEstimate:
     removed: list[str] = field(default_factory=list)
     removed_rn: list[float] = field(default_factory=list)
     se_ms: float = 0.0
+    note: str = ""
 
     @property
     def vmin_pu(self) -> float:
@@ -306,6 +308,7 @@ class LoopEstimator:
                 0.0,
                 0,
                 se_ms=(time.perf_counter() - t0) * 1e3,
+                note="no sensor reports a voltage",
             )
         se = self._se(obs.switch_closed)
         rep = estimate_robust(se, m)
@@ -321,6 +324,7 @@ class LoopEstimator:
             rep.removed_labels,
             [round(b.normalised_residual, 2) for b in rep.removed],
             (time.perf_counter() - t0) * 1e3,
+            rep.note,
         )
 
 

@@ -44,7 +44,8 @@ class BadDataReport:
     """Outcome of :func:`estimate_robust`: the final estimate, what was removed, the steps.
 
     ``first`` is the estimate with every measurement; ``result`` the final one (after
-    removals); ``measurements`` what it used; ``chi2_history`` the J of each estimate.
+    removals); ``measurements`` what it used; ``chi2_history`` the J of each estimate;
+    ``note`` why the result may still hold bad data or has no estimate ("" when neither).
     """
 
     result: EstimationResult
@@ -52,6 +53,7 @@ class BadDataReport:
     measurements: Measurements
     removed: list[BadData] = field(default_factory=list)
     chi2_history: list[float] = field(default_factory=list)
+    note: str = ""
 
     @property
     def removed_labels(self) -> list[str]:
@@ -64,7 +66,8 @@ def normalised_residuals(
 ) -> np.ndarray:
     """|r_i| / sqrt(Omega_ii) for the ``candidates`` largest weighted residuals (0 elsewhere).
 
-    Dimensionless; critical measurements (no redundancy) get 0.
+    Dimensionless; critical measurements (no redundancy) get 0; NaN where ``K_ii`` could not
+    be computed (the estimate with that measurement perturbed failed with every method).
     """
     w = np.abs(res.weighted_residual)
     rows = np.argsort(-w)[: max(1, min(candidates, w.size))]
@@ -73,6 +76,7 @@ def normalised_residuals(
     out = np.zeros(w.size)
     ok = one_minus > 1e-6
     out[rows[ok]] = np.abs(res.residual[rows[ok]]) / (res.sigma[rows[ok]] * np.sqrt(one_minus[ok]))
+    out[rows[np.isnan(k)]] = np.nan
     return out
 
 
@@ -96,19 +100,26 @@ def estimate_robust(
     candidates: int = 30,
 ) -> BadDataReport:
     """Estimate, detect bad data (chi-square), identify it (largest normalised residual),
-    remove it and re-estimate; returns a :class:`BadDataReport`."""
+    remove it and re-estimate; returns a :class:`BadDataReport`.
+
+    Raises only :class:`~gridpilot.errors.GridpilotError` (bad input). When the estimate
+    does not converge, or bad data is suspected but cannot be identified (no normalised
+    residual above ``lnr_limit``, or some could not be computed), ``report.note`` says so.
+    """
     cur = m.copy()
     res = se.estimate(cur)
     first = res
     report = BadDataReport(res, first, cur, chi2_history=[res.chi2])
     for _ in range(max_removals):
         if not res.converged:
+            report.note = f"no estimate: {res.meta.get('error', 'did not converge')}"
             break
         if not res.bad_data_suspected:  # detection: chi-square passes, nothing to remove
             break
         rn = normalised_residuals(se, cur, res, candidates)
-        worst = int(np.argmax(rn))
-        if rn[worst] <= lnr_limit:  # suspected but not identifiable (e.g. critical measurements)
+        worst = int(np.nanargmax(rn)) if np.isfinite(rn).any() else -1
+        if worst < 0 or rn[worst] <= lnr_limit:  # suspected but not identifiable
+            report.note = _unidentified(cur, res, rn)
             break
         label = cur.labels()[worst]
         report.removed.append(BadData(label, worst, float(res.residual[worst]), float(rn[worst])))
@@ -116,6 +127,22 @@ def estimate_robust(
         cur = cur.without(v_rows, p_rows)
         res = se.estimate(cur)
         report.chi2_history.append(res.chi2)
+    else:
+        if res.converged and res.bad_data_suspected:
+            report.note = f"bad data still suspected after {max_removals} removals"
     report.result = res
     report.measurements = cur
     return report
+
+
+def _unidentified(m: Measurements, res: EstimationResult, rn: np.ndarray) -> str:
+    """Why bad data that the chi-square test suspects was not identified."""
+    msg = f"bad data suspected (J = {res.chi2:.1f} > {res.chi2_limit:.1f}) but not identified"
+    unknown = np.flatnonzero(np.isnan(rn))
+    unknown = unknown[np.argsort(-np.abs(res.weighted_residual[unknown]))]  # worst first
+    if unknown.size:
+        labels = m.labels()
+        names = ", ".join(labels[i] for i in unknown[:5])
+        more = f" (+{unknown.size - 5} more)" if unknown.size > 5 else ""
+        return f"{msg}: the normalised residual of {names}{more} could not be computed"
+    return f"{msg}: no normalised residual above the limit (critical measurements?)"

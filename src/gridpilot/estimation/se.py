@@ -12,6 +12,7 @@ residuals follow (see :mod:`gridpilot.estimation.baddata`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ from gridpilot.model import Grid
 from gridpilot.twin.pgm import PgmNetwork, to_pgm
 
 CT = ComponentType
+log = logging.getLogger(__name__)
 _TERMINAL = {
     PowerSensorKind.LOAD: MeasuredTerminalType.load,
     PowerSensorKind.LINE_FROM: MeasuredTerminalType.branch_from,
@@ -304,21 +306,63 @@ class StateEstimator:
 
         One PGM batch: scenario k perturbs measurement ``rows[k]`` by ``rel_step`` sigma; the
         change of its residual is ``(1 - K_ii)`` times the perturbation. Returns an array
-        aligned with ``rows`` (default: all scalar measurements), clipped to [0, 1].
+        aligned with ``rows`` (default: all scalar measurements), clipped to [0, 1]. Scenarios
+        whose estimate fails (Newton-Raphson may diverge next to a gross error) are computed
+        again, base estimate included, with the iterative linear method; a row that fails
+        with both methods gets NaN (its normalised residual cannot be computed).
         """
         vs, pw, src, u_rated = self._sensors(m)
-        nv, npw = m.v_pu.size, m.p_kind.size
         rows = np.arange(m.n_scalar) if rows is None else np.asarray(rows, np.int64)
         sigma = np.concatenate([m.v_sigma_pu, m.p_sigma_mw, m.q_sigma_mvar])
-        t = rows.size
-        if t == 0:
+        k = np.full(rows.size, np.nan)
+        if rows.size == 0:
             return np.zeros(0)
         model = self._model(vs, pw)
-        base = model.calculate_state_estimation(**self._kwargs())
-        r0 = self._residuals(base, m, src, u_rated)
+        delta = rel_step * sigma[rows]
+        upd = self._perturbed(m, vs, pw, src, u_rated, rows, delta)
+        todo = np.arange(rows.size)
+        used = getattr(self, "_used_method", self.method)
+        for method in dict.fromkeys((used, CalculationMethod.iterative_linear)):
+            kw = self._kwargs() | {"calculation_method": method}
+            try:
+                base = model.calculate_state_estimation(**kw)
+            except PowerGridError as exc:
+                log.info("K_ii base estimate failed with %s: %s", method.name, exc)
+                continue
+            r0 = self._residuals(base, m, src, u_rated)
+            sub = {c: {a: v[todo] for a, v in d.items()} for c, d in upd.items()}
+            out = model.calculate_state_estimation(
+                update_data=sub, continue_on_batch_error=True, **kw
+            )
+            err = model.batch_error
+            good = np.ones(todo.size, bool)
+            if err is not None:
+                good[np.asarray(err.failed_scenarios, np.int64)] = False
+            r1 = self._residuals(out, m, src, u_rated)
+            d = r1[np.flatnonzero(good), rows[todo[good]]] - r0[rows[todo[good]]]
+            k[todo[good]] = np.clip(1.0 - np.abs(d / delta[todo[good]]), 0.0, 1.0)
+            todo = todo[~good]
+            if todo.size == 0:
+                break
+        if todo.size:
+            log.warning("K_ii not computable for %d measurement rows: %s", todo.size, rows[todo])
+        return k
+
+    def _perturbed(
+        self,
+        m: Measurements,
+        vs: np.ndarray,
+        pw: np.ndarray,
+        src: np.ndarray,
+        u_rated: np.ndarray,
+        rows: np.ndarray,
+        delta: np.ndarray,
+    ) -> dict:
+        """PGM batch update: scenario k has measurement ``rows[k]`` moved by ``delta[k]``."""
+        nv, npw = m.v_pu.size, m.p_kind.size
+        t = rows.size
         upd: dict = {}
         u = np.broadcast_to(vs["u_measured"], (t, nv)).copy()
-        delta = rel_step * sigma[rows]
         vr = rows < nv
         u[np.flatnonzero(vr), rows[vr]] += delta[vr] * u_rated[rows[vr]]
         upd[CT.sym_voltage_sensor] = {
@@ -329,7 +373,6 @@ class StateEstimator:
             p = np.broadcast_to(pw["p_measured"], (t, pw.size)).copy()
             q = np.broadcast_to(pw["q_measured"], (t, pw.size)).copy()
             sgn_m = np.where(m.p_kind == PowerSensorKind.BUS, -1.0, 1.0)
-            shares = np.ones(pw.size)
             # share of each PGM row in its measurement (loads split by behaviour)
             tot_p = np.bincount(src, weights=np.abs(pw["p_sigma"]), minlength=npw)
             shares = np.abs(pw["p_sigma"]) / np.where(tot_p[src] > 0, tot_p[src], 1.0)
@@ -344,7 +387,4 @@ class StateEstimator:
                 "p_measured": p,
                 "q_measured": q,
             }
-        out = model.calculate_state_estimation(update_data=upd, **self._kwargs())
-        r1 = self._residuals(out, m, src, u_rated)
-        d = r1[np.arange(t), rows] - r0[rows]
-        return np.clip(1.0 - np.abs(d / delta), 0.0, 1.0)
+        return upd

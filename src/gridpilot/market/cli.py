@@ -1,4 +1,4 @@
-"""CLI: ``gridpilot market simulate``, ``gridpilot ledger verify|proof|check-proof``."""
+"""CLI: ``gridpilot market simulate``, ``gridpilot ledger verify|txs|proof|check-proof``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,28 @@ from pathlib import Path
 import typer
 
 DEFAULT_LEDGER = "gridpilot-ledger.sqlite"
+OPERATOR_ENV = "GRIDPILOT_LEDGER_OPERATOR"
+
+
+def _pinned_operator(option: str | None) -> tuple[bytes | None, str]:
+    """The trusted operator public key and where it came from (``--operator``, else the
+    ``GRIDPILOT_LEDGER_OPERATOR`` environment variable); ``(None, "")`` when neither is set.
+    A malformed key ends the command with exit 2, naming the source and the value."""
+    import os
+
+    from gridpilot.errors import ValidationError
+    from gridpilot.market.ledger_verify import parse_hash
+
+    text, source = option, "--operator"
+    if text is None:
+        text, source = os.environ.get(OPERATOR_ENV) or None, f"${OPERATOR_ENV}"
+    if text is None:
+        return None, ""
+    try:
+        return parse_hash(text, source), source
+    except ValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def write_plot(report: dict, path: Path) -> Path:
@@ -128,25 +150,40 @@ def register(app: typer.Typer) -> None:
     @ledger.command("verify")
     def verify_cmd(
         path: Path = typer.Argument(..., help="SQLite ledger file"),
+        operator: str | None = typer.Option(
+            None,
+            "--operator",
+            help=f"the operator's public key (hex) from a trusted source; default ${OPERATOR_ENV}",
+        ),
         no_signatures: bool = typer.Option(
             False, "--no-signatures", help="hashes, Merkle roots and links only"
         ),
         expect_head: str | None = typer.Option(
             None, "--expect-head", help="published head hash (catches truncation)"
         ),
+        allow_empty: bool = typer.Option(
+            False, "--allow-empty", help="accept a ledger with no blocks (else it may be wiped)"
+        ),
         workers: int = typer.Option(1, "--workers", help="processes for signature checks"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Check every block; exit 1 and name the first bad block on any tampering."""
+        """Check every block, read-only; exit 1 and name the first bad block on any tampering."""
         from gridpilot.errors import GridpilotError
         from gridpilot.market.ledger import Ledger
 
+        key, source = _pinned_operator(operator)
         try:
             lg = Ledger.open(path)
-            rep = lg.verify(
-                workers=workers, check_signatures=not no_signatures, expect_head=expect_head
-            )
-            lg.close()
+            try:
+                rep = lg.verify(
+                    workers=workers,
+                    check_signatures=not no_signatures,
+                    expect_head=expect_head,
+                    operator_key=key,
+                    allow_empty=allow_empty,
+                )
+            finally:
+                lg.close()
         except (GridpilotError, OSError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -155,32 +192,81 @@ def register(app: typer.Typer) -> None:
                 f"error: {path} is not a readable ledger ({type(exc).__name__}: {exc})", err=True
             )
             raise typer.Exit(2) from None
+        trust = f"operator {rep.operator[:16]}... pinned by {source}" if key else rep.trust
+        if key is None:
+            typer.echo(
+                f"warning: no operator key pinned (--operator or ${OPERATOR_ENV}): checked "
+                f"against the key stored in {path} itself, which shows only that the file is "
+                "consistent, not who wrote it",
+                err=True,
+            )
         if as_json:
-            typer.echo(json.dumps(rep.to_dict(), indent=2))
+            typer.echo(json.dumps({**rep.to_dict(), "trust": trust}, indent=2))
         elif rep.ok:
             typer.echo(
-                f"ok: {rep.blocks} blocks, {rep.txs} transactions, head {rep.head_hash} ({rep.seconds:.2f} s)"
+                f"ok: {rep.blocks} blocks, {rep.txs} transactions, head {rep.head_hash} "
+                f"({rep.seconds:.2f} s); trust: {trust}"
             )
-        else:
+        elif rep.first_bad_block is not None:
             typer.echo(f"TAMPERED: first bad block {rep.first_bad_block}: {rep.reason}")
+        else:
+            typer.echo(f"FAILED: {rep.reason}")
         if not rep.ok:
             raise typer.Exit(1)
 
+    @ledger.command("txs")
+    def txs_cmd(
+        path: Path = typer.Argument(..., help="SQLite ledger file"),
+        kind: str | None = typer.Option(None, "--kind", help="only this kind, e.g. order"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """List transaction hashes (height, index, kind, hash), read-only: the ids 'ledger
+        proof' takes."""
+        from gridpilot.errors import GridpilotError
+        from gridpilot.market.ledger import TX_KINDS, Ledger
+
+        if kind is not None and kind not in TX_KINDS:
+            typer.echo(f"error: --kind {kind!r} unknown; known: {', '.join(TX_KINDS)}", err=True)
+            raise typer.Exit(2)
+        try:
+            lg = Ledger.open(path)
+            try:
+                rows = list(lg.tx_hashes(kind))
+            finally:
+                lg.close()
+        except GridpilotError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            typer.echo(
+                f"error: {path} is not a readable ledger ({type(exc).__name__}: {exc})", err=True
+            )
+            raise typer.Exit(2) from None
+        if as_json:
+            keys = ("height", "index", "kind", "hash")
+            docs = [dict(zip(keys, (h, i, k, x.hex()), strict=True)) for h, i, k, x in rows]
+            typer.echo(json.dumps(docs, indent=2))
+            return
+        for h, i, k, x in rows:
+            typer.echo(f"{h}\t{i}\t{k}\t{x.hex()}")
+
     @ledger.command("proof")
     def proof_cmd(
-        tx: str = typer.Argument(..., help="transaction hash (hex)"),
+        tx: str = typer.Argument(..., help="transaction hash (hex), see 'ledger txs'"),
         path: Path = typer.Option(Path(DEFAULT_LEDGER), "--ledger", help="SQLite ledger file"),
         out: Path | None = typer.Option(None, "--out", help="write the proof JSON here"),
     ) -> None:
-        """Print (and check) the inclusion proof of transaction TX."""
+        """Print (and check) the inclusion proof of transaction TX (read-only)."""
         from gridpilot.errors import GridpilotError
         from gridpilot.market.ledger import Ledger
 
         try:
             lg = Ledger.open(path)
-            pr = lg.proof(tx.strip().lower())
-            op = lg.operator_key
-            lg.close()
+            try:
+                pr = lg.proof(tx.strip().lower())
+                op = lg.operator_key
+            finally:
+                lg.close()
         except (GridpilotError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -194,23 +280,33 @@ def register(app: typer.Typer) -> None:
     def check_proof_cmd(
         proof: Path = typer.Argument(..., help="proof JSON written by 'ledger proof'"),
         operator: str | None = typer.Option(
-            None, "--operator", help="the operator's public key (hex), from a trusted source"
+            None,
+            "--operator",
+            help=f"the operator's public key (hex) from a trusted source; default ${OPERATOR_ENV}",
         ),
     ) -> None:
-        """Check an inclusion proof alone, without the ledger."""
+        """Check an inclusion proof alone, without the ledger; exit 1 naming what is wrong."""
         from gridpilot.market.ledger import InclusionProof
 
+        key, source = _pinned_operator(operator)
         try:
             pr = InclusionProof.from_dict(json.loads(proof.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             typer.echo(f"error: cannot read proof {proof}: {exc}", err=True)
             raise typer.Exit(2) from None
-        ok = pr.verify(bytes.fromhex(operator) if operator else None)
-        typer.echo(
-            f"{'valid' if ok else 'INVALID'}: tx {pr.tx_hash.hex()} in block {pr.header.height}"
-        )
-        if not ok:
+        why = pr.check(key)
+        where = f"tx {pr.tx_hash.hex()} in block {pr.header.height}"
+        if why:
+            typer.echo(f"INVALID: {where}: {why}")
             raise typer.Exit(1)
+        if key is None:
+            typer.echo(
+                f"valid (consistent only): {where}, signed by key {pr.header.operator.hex()} "
+                "taken from the proof itself: this proves nothing about who signed; pin the "
+                f"operator with --operator or ${OPERATOR_ENV}"
+            )
+        else:
+            typer.echo(f"valid: {where}, signed by the operator pinned by {source}")
 
     app.add_typer(market, name="market")
     app.add_typer(ledger, name="ledger")

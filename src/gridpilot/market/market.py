@@ -32,7 +32,9 @@ class MarketConfig:
     ``[feed_in, retail]`` (the local market sits between the grid's feed-in and retail
     prices). ``interval_s``: delivery interval length; orders for interval ``t`` (starting
     at ``t * interval_s`` seconds) are accepted until ``gate_closure_s`` before its start.
-    Network fees: ``fee_intra`` inside a zone, ``fee_inter`` across zones."""
+    Network fees: ``fee_intra`` inside a zone, ``fee_inter`` across zones. ``k`` in [0, 1]
+    splits a pair's surplus: price = offer + k (bid - fee - offer), so 0 pays the seller its
+    offer and 1 charges the buyer its bid; None: 0.5 for uniform, 1 for pay-as-bid."""
 
     interval_s: int = 900
     gate_closure_s: int = 0
@@ -62,6 +64,8 @@ class MarketConfig:
             )
         if self.fee_intra_eur_per_kwh < 0 or self.fee_inter_eur_per_kwh < 0:
             issues.append(Issue("market", "fee", "network fees must not be negative"))
+        if self.k is not None and not 0.0 <= self.k <= 1.0:
+            issues.append(Issue("market", "k", "must be within 0..1 (or None)", value=self.k))
         if issues:
             raise ValidationError(issues=issues)
 
