@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from gridpilot.agent import Orchestrator, SimWorld, demo_grid
 from gridpilot.api import ROLES, KeyStore, create_app
+from gridpilot.api.access import key_check
 
 from .conftest import EVENING
 
@@ -94,6 +95,22 @@ def test_every_route_is_in_the_policy(world) -> None:
     served = app_routes(app)
     assert served - POLICY.keys() == set(), "routes without a declared minimum role"
     assert POLICY.keys() - served == set(), "declared routes the app does not serve"
+    for r in app.routes:  # the role each route's key check declares is the one in the table
+        check = key_check(r)
+        for method in getattr(r, "methods", None) or {"WS"}:
+            if method != "HEAD" and method != "WS":
+                assert POLICY[(method, r.path)] == getattr(check, "min_role", None), r.path
+
+
+@pytest.mark.parametrize("method,path", sorted(k for k, v in POLICY.items() if k[0] == "POST"))
+def test_the_key_is_checked_before_the_body(world, method: str, path: str) -> None:
+    _orch, keys, _app, c = world
+    url = path.replace("{plan_id}", "1")
+    for headers, status in (({}, 401), ({"X-API-Key": keys.issued["viewer"]}, 403)):
+        for junk in ({"content": b"{not json"}, {"json": {"unknown": True}}):
+            r = c.request(method, url, headers=headers, **junk)
+            assert r.status_code == status, (headers, junk, r.status_code, r.text)
+            assert "detail" in r.json() and "loc" not in r.text  # nothing about the body
 
 
 def _call(c: TestClient, method: str, path: str, headers: dict, params: dict | None = None):

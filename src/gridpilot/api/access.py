@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
@@ -46,7 +46,35 @@ def require(keys: KeyStore, refusals: RefusalLog, role: str) -> Callable[..., Wh
                 _refused(request, keys.identify(key), refusals, why)
             raise HTTPException(status, why) from None
 
+    dep.min_role = role  # type: ignore[attr-defined]  # read by key_check
     return dep
+
+
+def key_check(route: Any) -> Callable[..., Who] | None:
+    """The key dependency of ``route`` (its ``min_role`` attribute is the role), None if public."""
+    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while stack:
+        d = stack.pop()
+        if getattr(d.call, "min_role", None):
+            return d.call
+        stack.extend(d.dependencies)
+    return None
+
+
+def refusal_before_validation(request: Request) -> HTTPException | None:
+    """The 401/403 a request with an invalid body or parameters would have had from its key.
+
+    FastAPI reads and validates the body before it runs the key dependency; a request that
+    fails validation is checked here first, so that no caller learns more than 401/403 about a
+    route it may not use."""
+    check = key_check(request.scope.get("route"))
+    if check is None:
+        return None
+    try:
+        check(request, request.headers.get(KEY_HEADER))
+    except HTTPException as exc:
+        return exc
+    return None
 
 
 def _refused(request: Request, who: Who | None, refusals: RefusalLog, why: str) -> None:

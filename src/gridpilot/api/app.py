@@ -25,14 +25,20 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import RefusalLog, _jsonable
 from gridpilot.agent.auth import KeyStore
 from gridpilot.agent.orchestrator import Orchestrator, run_realtime
 from gridpilot.api import schemas as S
-from gridpilot.api.access import KEY_HEADER, Who, require
+from gridpilot.api.access import KEY_HEADER, Who, refusal_before_validation, require
 from gridpilot.api.layout import diagram_xy
 from gridpilot.api.schemas import errors
 from gridpilot.errors import AuthError, GridpilotError, UnknownComponentError
@@ -96,6 +102,21 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     )
     refusals = RefusalLog(orch.audit)
     app.state.orch, app.state.keys, app.state.refusals = orch, keys, refusals
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = refusal_before_validation(request)  # the key first, then the body
+        if refused is not None:
+            return _json({"detail": refused.detail}, refused.status_code)
+        return await request_validation_exception_handler(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code not in (401, 403):  # e.g. a body that does not parse: the key first
+            refused = refusal_before_validation(request)
+            if refused is not None:
+                return _json({"detail": refused.detail}, refused.status_code)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(GridpilotError)
     async def _gp_error(_req: Request, exc: GridpilotError) -> JSONResponse:
@@ -427,7 +448,11 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             out = orch.approve(plan_id, who[0])
         return _json(out, 200 if out["status"] == "approved" else 409)
 
-    @app.post("/api/proposals/{plan_id}/reject", response_model=S.Decided, responses=E_DECIDE)
+    @app.post(
+        "/api/proposals/{plan_id}/reject",
+        response_model=S.Decided,
+        responses=errors(400, 401, 403, 404, 409, conflict=S.Decided | S.Error),
+    )
     def reject(plan_id: int, who: Operator, body: S.Decision | None = None) -> JSONResponse:
         """Reject a pending proposal (409 if it is no longer pending)."""
         with orch.lock:

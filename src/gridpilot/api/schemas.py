@@ -183,7 +183,7 @@ class WhoAmI(_Out):
 
 class GridInfo(_Out):
     name: str
-    buses: int
+    buses: int | None  # None: not known before the grid is loaded
     description: str
 
 
