@@ -171,34 +171,46 @@ def errors(*codes: int, conflict: Any = Error) -> dict[int | str, dict[str, Any]
 
 
 class Health(_Out):
+    """Liveness: the loop's step counter and simulated time."""
+
     ok: bool
     steps: int
     time: str | None = None
 
 
 class WhoAmI(_Out):
+    """The key's name and role."""
+
     name: str
     role: Role
 
 
 class GridInfo(_Out):
+    """A built-in grid."""
+
     name: str
     buses: int | None  # None: not known before the grid is loaded
     description: str
 
 
 class Grids(_Out):
+    """The built-in grids and the one running."""
+
     running: str
     builtin: list[GridInfo]
 
 
 class Edge(_Out):
+    """A line or transformer between two buses (ids)."""
+
     id: int
     from_: int = Field(alias="from")
     to: int
 
 
 class GridDrawing(_Out):
+    """The running grid for drawing: buses with diagram x/y in [0, 1], branches, devices."""
+
     name: str
     buses: list[dict[str, Any]]
     lines: list[Edge]
@@ -209,29 +221,39 @@ class GridDrawing(_Out):
 
 
 class State(_Out):
+    """The live state: headline figures, per-bus, per-line and per-switch arrays, alarms, events."""
+
     headline: dict[str, Any]
     bus_id: list[int]
 
 
 class Forecast(_Out):
+    """Feeder load forecast (MW) at the given times."""
+
     method: str
     time: list[str]
     load_mw: list[float | None]
 
 
 class Proposal(_Out):
+    """A plan proposed in propose mode, with its status and the guard's verdict."""
+
     id: int
     status: str
     t: int | None = None
 
 
 class Battery(_Out):
+    """A battery's set point (MW, + charging) and state of charge (0..1)."""
+
     id: int
     p_mw: float | None
     soc: float | None
 
 
 class DRStatus(_Out):
+    """Demand response and batteries."""
+
     level: float
     requests: dict[str, Any]
     enrolled_share: float | None
@@ -241,17 +263,23 @@ class DRStatus(_Out):
 
 
 class Flex(_Out):
+    """The flexibility schedule in force, if any."""
+
     policy: bool
     plan: dict[str, Any] | None = None
     storage_by: Any = None
 
 
 class Market(_Out):
+    """The local market's latest interval (when available) and its recent series."""
+
     available: bool
     history: list[dict[str, Any]]
 
 
 class LedgerRow(_Out):
+    """One audit row as the ledger shows it."""
+
     id: int
     actor: str
     kind: str
@@ -260,6 +288,8 @@ class LedgerRow(_Out):
 
 
 class Ledger(_Out):
+    """The audit chain's head and whether it verifies."""
+
     chain_ok: bool
     first_bad_id: int | None
     entries: int
@@ -268,6 +298,8 @@ class Ledger(_Out):
 
 
 class AuditEntry(_Out):
+    """One audit row: what, why, on which data, the guard's verdict, the result."""
+
     id: int
     ts_ms: int
     actor: str
@@ -280,6 +312,8 @@ class AuditEntry(_Out):
 
 
 class AuditCheck(_Out):
+    """The audit hash chain's check."""
+
     ok: bool
     first_bad_id: int | None
     entries: int
@@ -303,8 +337,12 @@ class Decided(_Out):
 
 
 class ModeOut(_Out):
+    """The orchestrator's mode now."""
+
     mode: str
 
 
 class InjectedEvent(_Out):
+    """The drill event as recorded by the world."""
+
     kind: str
