@@ -177,3 +177,101 @@ class AuditLog:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+_OTHERS = ("(others)", "", "*", "*")  # the overflow window's key: clients past ``max_open``
+
+
+def _clip(s: str, n: int) -> str:
+    """``s`` without control characters, at most ``n`` characters."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(s)[:n])
+
+
+class RefusalLog:
+    """Refused attempts (at command endpoints), audited in aggregate.
+
+    The first refusal of a client (by ``actor``) at a route in a window of ``window_s`` seconds
+    is written to ``audit`` at once; the others of that window are counted and written as one
+    summary row (``"N more refused attempts from X to POST /path in 10 s"``) when the window
+    has ended and the log is next touched (:meth:`refuse`, :meth:`flush`). At most ``max_open``
+    windows are kept; refusals from further clients share one ``(others)`` window, so memory
+    and rows per window stay bounded however many attempts come. Every row's
+    ``what["refused"]`` is the number of attempts it stands for. Thread-safe; ``clock`` (s) is
+    for tests.
+    """
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        window_s: float = 10.0,
+        max_open: int = 1024,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.audit, self.window_s, self.max_open, self.clock = audit, window_s, max_open, clock
+        self._open: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def refuse(
+        self, *, client: str, actor: str, method: str, route: str, path: str, why: str
+    ) -> bool:
+        """Count one refused attempt; returns True if it was written to the audit at once."""
+        now = float(self.clock())
+        key = (_clip(client, 64), _clip(actor, 80), _clip(method, 10), _clip(route, 200))
+        with self._lock:
+            self._flush(now, everything=False)
+            w = self._open.get(key)
+            if w is None and len(self._open) >= self.max_open:
+                key = _OTHERS
+                w = self._open.setdefault(key, {"start": now, "count": 0, "why": ""})
+            if w is not None:
+                w["count"] += 1
+                w["why"] = _clip(why, 300)
+                return False
+            self._open[key] = {"start": now, "count": 0, "why": ""}
+            self.audit.record(
+                actor=key[1],
+                kind="auth",
+                what={"method": key[2], "path": _clip(path, 200), "client": key[0], "refused": 1},
+                why=_clip(why, 300),
+                status="refused",
+            )
+            return True
+
+    def flush(self, everything: bool = False) -> int:
+        """Write the summary rows of the windows that have ended (all, if ``everything``);
+        returns the number of rows written."""
+        with self._lock:
+            return self._flush(float(self.clock()), everything)
+
+    def open_windows(self) -> int:
+        """Windows held in memory now."""
+        return len(self._open)
+
+    def _flush(self, now: float, everything: bool) -> int:
+        written = 0
+        for key in list(self._open):  # in opening order: stop at the first still open
+            w = self._open[key]
+            if not everything and now - w["start"] < self.window_s:
+                break
+            del self._open[key]
+            if w["count"]:
+                self._summary(key, w["count"], w["why"])
+                written += 1
+        return written
+
+    def _summary(self, key: tuple[str, str, str, str], n: int, why: str) -> None:
+        client, actor, method, route = key
+        self.audit.record(
+            actor=actor or "unknown",
+            kind="auth",
+            what={
+                "method": method,
+                "path": route,
+                "client": client,
+                "refused": n,
+                "window_s": self.window_s,
+            },
+            why=f"{n} {'' if key == _OTHERS else 'more '}refused attempts from {client} to "
+            f"{method} {route} in {self.window_s:g} s (last: {why})",
+            status="refused",
+        )

@@ -1,86 +1,47 @@
 """The FastAPI app: grids, live state, forecasts, events, alarms, commands, DR, market, ledger, WebSocket.
 
-Every endpoint except ``/api/health``, ``/`` and the static files needs an API key (header
-``X-API-Key``; the WebSocket and the dashboard page take ``?key=``). Roles: viewer reads,
-operator commands (switching, DR, batteries, injected events, approvals), admin changes the
-mode and verifies the audit chain. Every command, and every refused attempt at one, is
-written to the orchestrator's audit log.
+Every endpoint except ``/api/health``, ``/`` and the static files needs an API key in the
+``X-API-Key`` header (only the WebSocket takes ``?key=``; the dashboard page reads its key from
+its own URL and sends the header). Roles: viewer reads, operator commands (switching, DR,
+batteries, injected events, approvals), admin changes the mode and verifies the audit chain.
+Every command is written to the orchestrator's audit log, and so are refused attempts at one
+(aggregated per client and route, :class:`~gridpilot.agent.audit.RefusalLog`). The routes'
+request and response models and their error answers are in :mod:`gridpilot.api.schemas`.
 """
 
 import asyncio
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import (
     Depends,
     FastAPI,
-    Header,
     HTTPException,
     Query,
     Request,
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridpilot.agent.actions import Action, Plan
-from gridpilot.agent.audit import _jsonable
+from gridpilot.agent.audit import RefusalLog, _jsonable
 from gridpilot.agent.auth import KeyStore
 from gridpilot.agent.orchestrator import Orchestrator, run_realtime
+from gridpilot.api import schemas as S
+from gridpilot.api.access import KEY_HEADER, Who, refusal_before_validation, require
 from gridpilot.api.layout import diagram_xy
-from gridpilot.errors import AuthError, GridpilotError, UnknownComponentError, ValidationError
-from gridpilot.field.conditions import EVENT_KINDS
-
-Role = Literal["viewer", "operator", "admin"]
-
-
-class SwitchCommand(BaseModel):
-    """Open or close one switch."""
-
-    switch_id: int = Field(ge=-(2**62), le=2**62)
-    closed: bool
-    reason: str = Field(default="operator command", max_length=500)
-
-
-class DRCommand(BaseModel):
-    """Set the operator's demand-response request (0..1)."""
-
-    level: float = Field(ge=0.0, le=1.0)
-    reason: str = Field(default="operator DR event", max_length=500)
-
-
-class StorageCommand(BaseModel):
-    """Battery set point, MW (+ charging)."""
-
-    storage_id: int = Field(ge=-(2**62), le=2**62)
-    p_mw: float = Field(ge=-1000.0, le=1000.0)
-    reason: str = Field(default="operator set point", max_length=500)
-
-
-class ModeCommand(BaseModel):
-    """Orchestrator mode."""
-
-    mode: Literal["autonomous", "propose"]
-
-
-class SimEvent(BaseModel):
-    """An event injected into the simulated world (a drill): fault, repair, wind_drop, ..."""
-
-    kind: Literal[EVENT_KINDS]  # type: ignore[valid-type]  # the field's scenario events
-    line: int | None = Field(default=None, ge=-(2**62), le=2**62)
-    switch: int | None = Field(default=None, ge=-(2**62), le=2**62)
-    generator: int | None = Field(default=None, ge=-(2**62), le=2**62)
-    factor: float | None = Field(default=None, ge=0.0, le=10.0)
-
-
-class Decision(BaseModel):
-    """An operator's reason for approving or rejecting."""
-
-    reason: str = Field(default="", max_length=500)
+from gridpilot.api.schemas import errors
+from gridpilot.errors import AuthError, GridpilotError, UnknownComponentError
 
 
 def _json(x: Any, status: int = 200) -> JSONResponse:
@@ -131,6 +92,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         yield
         if runner is not None:
             runner.stop()
+        refusals.flush(everything=True)
 
     app = FastAPI(
         title="gridpilot",
@@ -138,8 +100,23 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         lifespan=lifespan,
         description="Live state, forecasts, events, alarms, commands, DR, market and audit of a gridpilot-run grid.",
     )
-    app.state.orch = orch
-    app.state.keys = keys
+    refusals = RefusalLog(orch.audit)
+    app.state.orch, app.state.keys, app.state.refusals = orch, keys, refusals
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = refusal_before_validation(request)  # the key first, then the body
+        if refused is not None:
+            return _json({"detail": refused.detail}, refused.status_code)
+        return await request_validation_exception_handler(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code not in (401, 403):  # e.g. a body that does not parse: the key first
+            refused = refusal_before_validation(request)
+            if refused is not None:
+                return _json({"detail": refused.detail}, refused.status_code)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(GridpilotError)
     async def _gp_error(_req: Request, exc: GridpilotError) -> JSONResponse:
@@ -148,33 +125,11 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             code = getattr(exc, "status", 401)
         return _json({"detail": str(exc)}, code)
 
-    def auth(role: Role, command: bool = False) -> Any:
-        def dep(
-            request: Request,
-            x_api_key: Annotated[str | None, Header()] = None,
-            key: Annotated[str | None, Query(include_in_schema=False)] = None,
-        ) -> tuple[str, str]:
-            supplied = x_api_key or (key if not command else None)
-            try:
-                return keys.require(supplied, role)
-            except AuthError as exc:
-                if command:
-                    who = keys.identify(supplied)
-                    orch.audit.record(
-                        actor=f"operator:{who[0]}" if who else "unknown",
-                        kind="auth",
-                        what={"method": request.method, "path": request.url.path},
-                        why=str(exc),
-                        status="refused",
-                    )
-                raise HTTPException(getattr(exc, "status", 401), str(exc)) from None
-
-        return dep
-
-    Viewer = Annotated[tuple[str, str], Depends(auth("viewer"))]
-    Operator = Annotated[tuple[str, str], Depends(auth("operator", command=True))]
-    Admin = Annotated[tuple[str, str], Depends(auth("admin", command=True))]
-    OperatorRead = Annotated[tuple[str, str], Depends(auth("operator"))]
+    Viewer = Annotated[Who, Depends(require(keys, refusals, "viewer"))]
+    Operator = Annotated[Who, Depends(require(keys, refusals, "operator"))]
+    Admin = Annotated[Who, Depends(require(keys, refusals, "admin"))]
+    E_VIEW = errors(401)
+    E_ROLE = errors(401, 403)
 
     # --- pages -----------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -196,14 +151,19 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             )
         return FileResponse(path, media_type="text/javascript")
 
-    @app.get("/api/health")
+    @app.get("/api/health", response_model=S.Health)
     def health() -> JSONResponse:
         """Liveness: the loop's step counter and simulated time."""
         h = orch.headline()
         return _json({"ok": True, "steps": orch.counters["steps"], "time": h.get("time")})
 
     # --- reading ---------------------------------------------------------------------------------
-    @app.get("/api/grids")
+    @app.get("/api/whoami", response_model=S.WhoAmI, responses=E_VIEW)
+    def whoami(who: Viewer) -> JSONResponse:
+        """The key's name and role (the dashboard shows commands only to operators)."""
+        return _json({"name": who[0], "role": who[1]})
+
+    @app.get("/api/grids", response_model=S.Grids, responses=E_VIEW)
     def grids(_w: Viewer) -> JSONResponse:
         """Built-in grids and the one running now."""
         from gridpilot.model import list_grids
@@ -218,7 +178,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             }
         )
 
-    @app.get("/api/grid")
+    @app.get("/api/grid", response_model=S.GridDrawing, responses=E_VIEW)
     def grid(_w: Viewer) -> JSONResponse:
         """The running grid for drawing: buses with diagram coordinates, lines, switches, devices."""
         g = orch.grid
@@ -278,23 +238,25 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             }
         )
 
-    @app.get("/api/state")
+    @app.get("/api/state", response_model=S.State, responses=E_VIEW)
     def state(_w: Viewer) -> JSONResponse:
         """Live state: voltages, loadings, switch states, FPIs, alarms, latest events, pending proposals."""
         return _json(orch.state())
 
-    @app.get("/api/history")
+    @app.get("/api/history", response_model=list[dict[str, Any]], responses=E_VIEW)
     def history(_w: Viewer, limit: Annotated[int, Query(ge=1, le=5000)] = 240) -> JSONResponse:
         """Per-step history: load, forecast made 15 steps earlier, import, renewables, DR, prices."""
         with orch.lock:
             return _json(list(orch.history)[-limit:])
 
-    @app.get("/api/forecast")
+    @app.get("/api/forecast", response_model=S.Forecast, responses=E_VIEW)
     def forecast(_w: Viewer, steps: Annotated[int, Query(ge=1, le=240)] = 60) -> JSONResponse:
         """Load forecast for the next ``steps`` steps (MW, total of the feeder)."""
         with orch.lock:
             if orch.last is None:
-                return _json({"steps": [], "load_mw": []})
+                return _json(
+                    {"method": "profile shape x present estimate", "time": [], "load_mw": []}
+                )
             ahead = np.arange(1, steps + 1)
             f = (orch.forecast_ratio(ahead) * orch.load_est_mw).sum(axis=1)
             t0 = orch.last.time
@@ -307,19 +269,19 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 }
             )
 
-    @app.get("/api/events")
+    @app.get("/api/events", response_model=list[dict[str, Any]], responses=E_VIEW)
     def events(_w: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JSONResponse:
         """Latest events (alarms, protection, actions, refusals, proposals, injected drills), newest last."""
         with orch.lock:
             return _json(list(orch.events)[-limit:])
 
-    @app.get("/api/alarms")
+    @app.get("/api/alarms", response_model=list[dict[str, Any]], responses=E_VIEW)
     def alarms(_w: Viewer) -> JSONResponse:
         """Active alarms."""
         with orch.lock:
             return _json([{"alarm": k, **v} for k, v in orch.alarms.items()])
 
-    @app.get("/api/proposals")
+    @app.get("/api/proposals", response_model=list[S.Proposal], responses=E_VIEW)
     def proposals(
         _w: Viewer, status: Annotated[str | None, Query(max_length=20)] = None
     ) -> JSONResponse:
@@ -333,7 +295,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 ]
             )
 
-    @app.get("/api/dr")
+    @app.get("/api/dr", response_model=S.DRStatus, responses=E_VIEW)
     def dr(_w: Viewer) -> JSONResponse:
         """Demand response and battery status."""
         with orch.lock:
@@ -360,7 +322,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 }
             )
 
-    @app.get("/api/flex")
+    @app.get("/api/flex", response_model=S.Flex, responses=E_VIEW)
     def flex(_w: Viewer) -> JSONResponse:
         """The flexibility schedule in force (FlexPlanPolicy): planned feeder import and fleet
         power per 15-minute step over the horizon, against the devices on their own (MW)."""
@@ -374,7 +336,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 }
             )
 
-    @app.get("/api/market")
+    @app.get("/api/market", response_model=S.Market, responses=E_VIEW)
     def market(_w: Viewer) -> JSONResponse:
         """Latest local-market interval (price EUR/MWh, volume MWh) and the recent series."""
         with orch.lock:
@@ -401,9 +363,10 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                 }
             )
 
-    @app.get("/api/ledger")
+    @app.get("/api/ledger", response_model=S.Ledger, responses=E_VIEW)
     def ledger(_w: Viewer, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JSONResponse:
         """The audit ledger's head: entries and whether its hash chain verifies."""
+        refusals.flush()
         ok, bad = orch.audit.verify()
         last = orch.audit.entries(limit=1)
         return _json(
@@ -419,22 +382,25 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             }
         )
 
-    @app.get("/api/audit")
+    @app.get("/api/audit", response_model=list[S.AuditEntry], responses=E_ROLE)
     def audit(
-        _o: OperatorRead,
+        _o: Operator,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         kind: Annotated[str | None, Query(max_length=20)] = None,
     ) -> JSONResponse:
         """Audit entries, newest first: what, why, on which data, the guard's verdict, the result."""
+        refusals.flush()
         return _json(orch.audit.entries(limit=limit, kind=kind))
 
     # --- commands --------------------------------------------------------------------------------
-    def _submit(plan: Plan, who: tuple[str, str]) -> JSONResponse:
+    def _submit(plan: Plan, who: Who) -> JSONResponse:
         out = orch.submit(plan, who[0])
         return _json(out, 200 if out["status"] == "done" else 409)
 
-    @app.post("/api/commands/switch")
-    def cmd_switch(body: SwitchCommand, who: Operator) -> JSONResponse:
+    E_CMD = errors(400, 401, 403, 404, 409, conflict=S.CommandResult)
+
+    @app.post("/api/commands/switch", response_model=S.CommandResult, responses=E_CMD)
+    def cmd_switch(body: S.SwitchCommand, who: Operator) -> JSONResponse:
         """Operate a switch; the safety guard checks it first (409 with its reasons if refused)."""
         orch.grid.switch.index_of(body.switch_id)
         return _submit(
@@ -446,59 +412,81 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             who,
         )
 
-    @app.post("/api/commands/dr")
-    def cmd_dr(body: DRCommand, who: Operator) -> JSONResponse:
+    @app.post(
+        "/api/commands/dr",
+        response_model=S.CommandResult,
+        responses=errors(400, 401, 403, 409, conflict=S.CommandResult),
+    )
+    def cmd_dr(body: S.DRCommand, who: Operator) -> JSONResponse:
         """Call (or end, with level 0) a demand-response event."""
         return _submit(Plan([Action("dr", None, body.level)], body.reason, "operator"), who)
 
-    @app.post("/api/commands/storage")
-    def cmd_storage(body: StorageCommand, who: Operator) -> JSONResponse:
+    @app.post("/api/commands/storage", response_model=S.CommandResult, responses=E_CMD)
+    def cmd_storage(body: S.StorageCommand, who: Operator) -> JSONResponse:
         """Set a battery's power."""
         orch.grid.storage.index_of(body.storage_id)
         return _submit(
             Plan([Action("storage", body.storage_id, body.p_mw)], body.reason, "operator"), who
         )
 
-    @app.post("/api/proposals/{plan_id}/approve")
+    def _pending(plan_id: int) -> None:
+        """404 for an unknown proposal, 409 for one already decided (call under ``orch.lock``)."""
+        p = orch.proposals.get(plan_id)
+        if p is None:
+            raise UnknownComponentError("proposal", plan_id)
+        if p.status != "pending":
+            raise HTTPException(409, f"proposal {plan_id}: is {p.status}, not pending")
+
+    E_DECIDE = errors(401, 403, 404, 409, conflict=S.Decided | S.Error)
+
+    @app.post("/api/proposals/{plan_id}/approve", response_model=S.Decided, responses=E_DECIDE)
     def approve(plan_id: int, who: Operator) -> JSONResponse:
-        """Approve a pending proposal (re-checked by the guard)."""
-        out = orch.approve(plan_id, who[0])
+        """Approve a pending proposal (re-checked by the guard: 409 with its reasons if refused;
+        409 too if the proposal is no longer pending)."""
+        with orch.lock:
+            _pending(plan_id)
+            out = orch.approve(plan_id, who[0])
         return _json(out, 200 if out["status"] == "approved" else 409)
 
-    @app.post("/api/proposals/{plan_id}/reject")
-    def reject(plan_id: int, who: Operator, body: Decision | None = None) -> JSONResponse:
-        """Reject a pending proposal."""
-        return _json(orch.reject(plan_id, who[0], body.reason if body else ""))
+    @app.post(
+        "/api/proposals/{plan_id}/reject",
+        response_model=S.Decided,
+        responses=errors(400, 401, 403, 404, 409, conflict=S.Decided | S.Error),
+    )
+    def reject(plan_id: int, who: Operator, body: S.Decision | None = None) -> JSONResponse:
+        """Reject a pending proposal (409 if it is no longer pending)."""
+        with orch.lock:
+            _pending(plan_id)
+            return _json(orch.reject(plan_id, who[0], body.reason if body else ""))
 
-    @app.post("/api/mode")
-    def mode(body: ModeCommand, who: Admin) -> JSONResponse:
+    @app.post("/api/mode", response_model=S.ModeOut, responses=errors(400, 401, 403))
+    def mode(body: S.ModeCommand, who: Admin) -> JSONResponse:
         """Switch between autonomous and propose-and-wait."""
         orch.set_mode(body.mode, who[0])
         return _json({"mode": orch.mode})
 
-    @app.post("/api/sim/events")
-    def sim_event(body: SimEvent, who: Operator) -> JSONResponse:
-        """Inject a drill event into the simulated world (audited)."""
+    @app.post(
+        "/api/sim/events", response_model=S.InjectedEvent, responses=errors(400, 401, 403, 404)
+    )
+    def sim_event(body: S.SimEvent, who: Operator) -> JSONResponse:
+        """Inject a drill event into the simulated world (audited); its fields by kind."""
         params = {k: v for k, v in body.model_dump().items() if k != "kind" and v is not None}
-        if body.kind == "fault" and "line" not in params:
-            raise ValidationError("fault: needs 'line'")
-        if body.kind == "gen_trip" and "generator" not in params:
-            raise ValidationError("gen_trip: needs 'generator'")
-        if body.kind in ("fpi_failure", "fpi_false_pickup") and "switch" not in params:
-            raise ValidationError(f"{body.kind}: needs 'switch'")
         return _json(orch.inject(body.kind, actor=f"operator:{who[0]}", **params))
 
-    @app.get("/api/audit/verify")
-    def audit_verify(_a: Annotated[tuple[str, str], Depends(auth("admin"))]) -> JSONResponse:
+    @app.get("/api/audit/verify", response_model=S.AuditCheck, responses=E_ROLE)
+    def audit_verify(_a: Admin) -> JSONResponse:
         """Verify the audit log's hash chain."""
+        refusals.flush()
         ok, bad = orch.audit.verify()
         return _json({"ok": ok, "first_bad_id": bad, "entries": orch.audit.count()})
 
     # --- live stream -----------------------------------------------------------------------------
     @app.websocket("/api/ws")
     async def ws(websocket: WebSocket, key: str | None = None) -> None:
-        """State updates: one JSON message per orchestrator step (needs a viewer key as ``?key=``)."""
-        if keys.identify(key) is None:
+        """State updates: one JSON message per orchestrator step. Needs a viewer key as ``?key=``
+        (browsers cannot set a WebSocket's headers; the only route that reads the query); closes
+        with code 4401 before accepting otherwise (an ``X-API-Key`` header works too)."""
+        if keys.identify(websocket.headers.get(KEY_HEADER) or key) is None:
             await websocket.close(code=4401)
             return
         await websocket.accept()
