@@ -39,6 +39,15 @@ class Topics:
         """Return the topic on which ``device`` receives commands."""
         return f"{self.prefix}/cmd/{_part(device)}"
 
+    def sender_of(self, topic: str) -> str:
+        """Return the sender a telemetry topic names (what follows ``<prefix>/tm/``).
+
+        A topic that is not ``<prefix>/tm/<sender>`` gives the whole topic back, which no
+        sender id can equal (ids hold no '/'), so nothing arriving on it is accepted.
+        """
+        head = f"{self.prefix}/tm/"
+        return topic[len(head) :] if topic.startswith(head) else topic
+
     @property
     def all_telemetry(self) -> str:
         """Return the wildcard matching every sender's telemetry topic."""
