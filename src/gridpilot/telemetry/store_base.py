@@ -472,6 +472,11 @@ class TelemetryStore(ABC):
             df = self._times(df, c)
         return self._name_quantities(df)
 
+    def last_sent(self) -> pd.Timestamp | None:
+        """Return the send time of the newest accepted message (UTC, no zone), None if none."""
+        ((t,),) = self._fetch(f"SELECT max(sent) FROM {self.prefix}_messages")
+        return None if t is None else pd.Timestamp(t)
+
     def last_seqs(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (device indices, highest accepted seq) from the messages table (int64 arrays)."""
         df = self._query_df(
