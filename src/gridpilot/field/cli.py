@@ -114,7 +114,7 @@ def run(
 
 
 def _print(out: dict[str, Any], as_json: bool) -> None:
-    """Print the run summary (JSON or Rich), then the error lines on stderr."""
+    """Print the run summary on stdout (JSON or Rich)."""
     from rich.console import Console
 
     if as_json:

@@ -121,7 +121,9 @@ class FieldRun:
         with Progress(
             console=Console(stderr=True), transient=True, disable=not cfg.show_progress
         ) as prog:
-            task = prog.add_task(f"{cfg.grid}: {self.sim.fleet.n_devices:,} devices", cfg.steps)
+            task = prog.add_task(
+                f"{cfg.grid}: {self.sim.fleet.n_devices:,} devices", total=cfg.steps
+            )
             try:
                 for k in range(cfg.steps):
                     self._step(k)
