@@ -435,7 +435,10 @@ def _mqtt_run(fleet: Fleet, payloads: list[bytes], expect: int, timeout_s: float
     store = DuckDBStore(":memory:")
     topics = Topics(f"gpbench/{uuid.uuid4().hex[:8]}")
     sub = MqttTransport(MQTT_URL, qos=1, max_inflight=1000)
-    rx = Receiver(sub, Ingestor(reg, store, log_rejections=False), topics.all_telemetry)
+    # one publisher multiplexes every device's frames on one topic: no topic binding here
+    rx = Receiver(
+        sub, Ingestor(reg, store, log_rejections=False), topics.all_telemetry, bind_topics=False
+    )
     ctx = mp.get_context("spawn")
     go, done = ctx.Event(), ctx.Event()
     proc = ctx.Process(

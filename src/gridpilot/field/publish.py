@@ -29,6 +29,7 @@ from gridpilot.telemetry import (
     Transport,
     encode_batch,
     generate_key,
+    wire_text,
 )
 
 METER_QUANTITIES = ("p_kw", "q_kvar", "v_pu", "e_import_kwh", "e_export_kwh")
@@ -94,6 +95,22 @@ class FieldTelemetry:
                 reg.register_many(
                     ids, np.zeros((len(ids), 32), np.uint8), kind=kind, gateway="scada"
                 )
+
+    def resume_seqs(self) -> int:
+        """Continue every signer's sequence numbers above the registry's last accepted ones.
+
+        After an :class:`~gridpilot.telemetry.Ingestor` has raised the registry's sequence
+        numbers to those in its store (a restart on a store that holds this fleet), the
+        signers must go on above them, or every message would be refused as a replay.
+        Returns how many signers were moved.
+        """
+        moved = 0
+        for signer in (*self._gw_signers, self._scada):
+            last = int(self.registry.last_seq[self.registry.index_of(signer.device_id)])
+            if last > signer.seq:
+                signer.seq = last
+                moved += 1
+        return moved
 
     def clock(self) -> float:
         """Simulated time in seconds since the Unix epoch (for signers and the verifier)."""
@@ -193,6 +210,7 @@ class CommandOutcome:
 
     ``status``: ``ok`` (applied), ``refused`` (verified but invalid: the detail says why) or
     ``rejected`` (failed verification: signature, key, sequence …; never applied).
+    Text fields are escaped wire text (:func:`~gridpilot.telemetry.wire_text`), safe to log.
     """
 
     sender: str
@@ -260,8 +278,17 @@ class FieldCommandReceiver:
                 status, detail = "ok", ""
             except (GridpilotError, ValueError, TypeError) as exc:
                 status, detail = "refused", str(exc)
-            out.append(CommandOutcome(rec.device_id, cmd_id, name, target, status, detail))
             acks.append(self.tel._scada.ack(cmd_id, status, detail))
+            out.append(  # wire text escaped: callers log these
+                CommandOutcome(
+                    rec.device_id,
+                    wire_text(cmd_id),
+                    wire_text(name),
+                    wire_text(target),
+                    status,
+                    wire_text(detail, 500),
+                )
+            )
         for rj in vb.rejections:
             out.append(
                 CommandOutcome(

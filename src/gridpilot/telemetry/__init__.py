@@ -28,11 +28,14 @@ store="postgresql://..."); link.send("meter-1", [frame]); link.drain()``.
 Every refused message has a :class:`RejectReason` (``malformed``, ``unknown_device``,
 ``bad_signature``, ``replayed_seq``, ``clock_skew``, ``future_timestamp``, ``out_of_range``
 …); it is counted, logged on the ``gridpilot.telemetry`` logger and written to the store's
-rejections table, and never stored as data. See ``docs/telemetry.md`` for the wire format.
+rejections table (within :class:`RefusalLimits`), and never stored as data. Text from the
+wire is escaped with :func:`wire_text` before it is stored or logged (reuse it wherever wire
+data is logged). See ``docs/telemetry.md`` for the wire format.
 """
 
 from gridpilot.telemetry.ingest import Ingestor, IngestReport, Receiver
 from gridpilot.telemetry.link import TelemetryLink, connect
+from gridpilot.telemetry.refusals import RefusalLimits
 from gridpilot.telemetry.registry import (
     DeviceInfo,
     DeviceRegistry,
@@ -41,6 +44,7 @@ from gridpilot.telemetry.registry import (
     private_bytes,
     public_bytes,
 )
+from gridpilot.telemetry.safe_text import wire_int, wire_text
 from gridpilot.telemetry.schema import (
     FORMAT_VERSION,
     QUANTITIES,
@@ -104,6 +108,7 @@ __all__ = [
     "ReadingBatch",
     "Receiver",
     "Record",
+    "RefusalLimits",
     "RejectReason",
     "Rejection",
     "TelemetryLink",
@@ -126,4 +131,6 @@ __all__ = [
     "public_bytes",
     "quantity_code",
     "topic_matches",
+    "wire_int",
+    "wire_text",
 ]

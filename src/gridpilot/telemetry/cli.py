@@ -144,7 +144,6 @@ def demo(
         Ingestor,
         Receiver,
         Topics,
-        encode_batch,
         keys_from_seeds,
         open_store,
         open_transport,
@@ -173,15 +172,15 @@ def demo(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     topics = Topics()
-    rx = Receiver(bus, Ingestor(reg, st), topics.all_telemetry)
-    for j in range(0, len(frames), 50):
-        bus.publish(topics.telemetry("demo"), encode_batch(frames[j : j + 50]))
+    rx = Receiver(bus, Ingestor(reg, st), topics.all_telemetry, topics=topics)
+    for d, fr in zip(ids, frames, strict=True):  # each device on its own topic
+        bus.publish(topics.telemetry(d), fr)
     bus.flush()
-    rx.run(until=lambda: rx.received >= (len(frames) + 49) // 50, duration_s=30)
-    for b in bad:
-        bus.publish(topics.telemetry("demo"), b)
+    rx.run(until=lambda: rx.received >= len(frames), duration_s=30)
+    for d, b in zip((ids[0], ids[0], ids[1]), bad, strict=True):
+        bus.publish(topics.telemetry(d), b)
     bus.flush()
-    rx.run(until=lambda: rx.received >= (len(frames) + 49) // 50 + 3, duration_s=30)
+    rx.run(until=lambda: rx.received >= len(frames) + 3, duration_s=30)
     bus.close()
     total = rx.ingestor.totals
     typer.echo(json.dumps(total.as_dict()))

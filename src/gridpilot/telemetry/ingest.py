@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from gridpilot.telemetry.registry import DeviceRegistry
 from gridpilot.telemetry.store import TelemetryStore
-from gridpilot.telemetry.transport import Transport
+from gridpilot.telemetry.transport import Topics, Transport
 from gridpilot.telemetry.verify import Rejection, VerifiedBatch, Verifier
 
 
@@ -103,13 +103,19 @@ class Ingestor:
         self.store.sync_devices(self.registry)
         self._synced = len(self.registry)
 
-    def ingest(self, payloads: Iterable[bytes]) -> IngestReport:
-        """Verify and store ``payloads`` (frames or batches); returns this call's report."""
+    def ingest(
+        self, payloads: Iterable[bytes], senders: Sequence[str | None] | None = None
+    ) -> IngestReport:
+        """Verify and store ``payloads`` (frames or batches); returns this call's report.
+
+        ``senders``: per payload, the sender whose telemetry topic it came on (frames signed
+        by anyone else are refused as ``wrong_topic``); None where not known.
+        """
         t0 = time.perf_counter()
         if self._sync and self._synced != len(self.registry):
             self.sync()
         plist = list(payloads)
-        vb: VerifiedBatch = self.verifier.verify(plist, commit=False)
+        vb: VerifiedBatch = self.verifier.verify(plist, commit=False, senders=senders)
         n = self.store.write(vb)
         self.verifier.commit(vb)
         rep = IngestReport(
@@ -130,18 +136,35 @@ class Receiver:
 
     Transport handlers only append to a queue (cheap, thread-safe), so MQTT's network thread
     never waits on verification or the store; :meth:`pump` ingests everything queued in one
-    batch.
+    batch. The topic binds the signer: a frame is accepted only from the sender whose
+    telemetry topic (``topics.telemetry(sender)``) it arrived on (``bind_topics=False``
+    turns that off, for a trusted channel that multiplexes senders on one topic).
+    ``topics`` defaults to the layout whose ``all_telemetry`` is ``pattern``.
     """
 
-    def __init__(self, transport: Transport, ingestor: Ingestor, pattern: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        ingestor: Ingestor,
+        pattern: str,
+        *,
+        topics: Topics | None = None,
+        bind_topics: bool = True,
+    ) -> None:
         self.transport = transport
         self.ingestor = ingestor
-        self._queue: collections.deque[bytes] = collections.deque()
+        if topics is None:  # the layout of ``pattern`` if it is ``<prefix>/tm/#``
+            tail = "/tm/#"
+            topics = Topics(pattern[: -len(tail)]) if pattern.endswith(tail) else Topics()
+        self.topics = topics
+        self.bind_topics = bind_topics
+        self._queue: collections.deque[tuple[str | None, bytes]] = collections.deque()
         self.received = 0
         transport.subscribe(pattern, self._on_payload)
 
     def _on_payload(self, topic: str, payload: bytes) -> None:
-        self._queue.append(payload)
+        sender = self.topics.sender_of(topic) if self.bind_topics else None
+        self._queue.append((sender, payload))
         self.received += 1
 
     @property
@@ -155,7 +178,7 @@ class Receiver:
         n = len(q) if max_payloads is None else min(max_payloads, len(q))
         batch = [q.popleft() for _ in range(n)]
         try:
-            return self.ingestor.ingest(batch)
+            return self.ingestor.ingest([p for _s, p in batch], [s for s, _p in batch])
         except Exception:
             q.extendleft(reversed(batch))  # keep them for a retry
             raise

@@ -87,5 +87,5 @@ def connect(
         st.close()
         raise
     ing = Ingestor(registry, st, **verifier_kw)
-    rx = Receiver(tr, ing, tp.all_telemetry)
+    rx = Receiver(tr, ing, tp.all_telemetry, topics=tp)
     return TelemetryLink(registry, tr, st, ing, rx, tp)

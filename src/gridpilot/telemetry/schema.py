@@ -213,11 +213,15 @@ def encode_batch(frames: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def decode_batch(payload: bytes | memoryview) -> tuple[list[memoryview], list[str]]:
+def decode_batch(
+    payload: bytes | memoryview, max_frames: int | None = None
+) -> tuple[list[memoryview], list[str]]:
     """Split a payload into frames; returns (frames, problems).
 
     A payload that starts with the frame magic is a single frame. Problems (a truncated
-    batch, a bad count) are described in words; frames before the damage are still returned.
+    batch) are described in words; frames before the damage are still returned. A batch
+    whose count exceeds ``max_frames`` or cannot fit in the payload is refused whole (no
+    frames, one problem), without a loop over its claimed entries.
     """
     mv = memoryview(payload)
     if len(mv) >= 2 and mv[:2] == FRAME_MAGIC:
@@ -227,6 +231,10 @@ def decode_batch(payload: bytes | memoryview) -> tuple[list[memoryview], list[st
     _magic, version, _flags, count = _BATCH_HEAD.unpack_from(mv, 0)
     if version != FORMAT_VERSION:
         return [], [f"unsupported batch version {version}"]
+    if max_frames is not None and count > max_frames:
+        return [], [f"batch claims {count} frames, more than the {max_frames} allowed per payload"]
+    if count * 4 > len(mv) - _BATCH_HEAD.size:
+        return [], [f"batch claims {count} frames but has only {len(mv)} bytes"]
     frames: list[memoryview] = []
     off = _BATCH_HEAD.size
     for i in range(count):

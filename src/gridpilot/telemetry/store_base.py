@@ -14,7 +14,9 @@ Tables, all named ``<prefix>_*``:
 * ``messages(device, kind, seq, key_id, sent, received, n_readings)``: every accepted message.
 * ``records(device, kind, seq, ts, name, payload)``: accepted events, commands and acks
   (``payload`` is the JSON body).
-* ``rejections(received, reason, device_id, seq, detail)``: every refused message and why.
+* ``rejections(received, reason, device_id, seq, detail, n)``: refused messages and why; a
+  row stands for ``n`` refusals (a malformed payload's frames, or refusals over the limits
+  summarised, see :mod:`gridpilot.telemetry.refusals`). Text in it is escaped wire text.
 * ``frames(device, seq, sent, frame)``: signed frames archived for audit (``keep_frames``).
 
 Timestamps are UTC, stored without a time zone. A backend (:mod:`store_duckdb`,
@@ -26,6 +28,7 @@ validation, the query building and the queries whose SQL is the same live here.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -38,9 +41,13 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, UnknownComponentError, ValidationError
+from gridpilot.telemetry.refusals import MAX_DETAIL, MAX_ID, Rejection
 from gridpilot.telemetry.registry import DeviceRegistry
+from gridpilot.telemetry.safe_text import wire_int, wire_text, wire_text_or_none
 from gridpilot.telemetry.schema import QUANTITIES, QUANTITY_BY_NAME
 from gridpilot.telemetry.verify import KIND_NAMES, ReadingBatch, VerifiedBatch
+
+log = logging.getLogger(__name__)
 
 TimeLike = int | float | str | datetime | pd.Timestamp | np.datetime64
 _PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -60,7 +67,7 @@ TABLE_COLUMNS: dict[str, str] = {
     "records": "device INTEGER, kind VARCHAR, seq BIGINT, ts TIMESTAMP, name VARCHAR, "
     "payload VARCHAR",
     "rejections": "received TIMESTAMP, reason VARCHAR, device_id VARCHAR, seq BIGINT, "
-    "detail VARCHAR",
+    "detail VARCHAR, n INTEGER",
     "frames": "device INTEGER, seq BIGINT, sent TIMESTAMP, frame BLOB",
 }
 
@@ -75,6 +82,8 @@ def create_tables_sql(prefix: str, type_names: Mapping[str, str] | None = None) 
         for name, renamed in (type_names or {}).items():
             cols = re.sub(rf"\b{name}\b", renamed, cols)
         stmts.append(f"CREATE TABLE IF NOT EXISTS {prefix}_{table} ({cols});")
+    # stores made before the rejections' count column (rows stand for one refusal each)
+    stmts.append(f"ALTER TABLE {prefix}_rejections ADD COLUMN IF NOT EXISTS n INTEGER DEFAULT 1;")
     return "\n".join(stmts)
 
 
@@ -252,9 +261,12 @@ class TelemetryStore(ABC):
             return self._append_readings(cur, readings)
 
     def write(self, batch: VerifiedBatch) -> int:
-        """Store a verified batch (readings, messages, records, rejections) in one transaction.
+        """Store a verified batch: the accepted part in one transaction, then the rejections.
 
-        Returns the number of readings written. Either all of it is stored or none.
+        Readings, messages, records and frames are stored all or none. The rejection rows
+        follow in a transaction of their own, so that they can never take valid data down
+        with them; if they fail anyway the error is logged and the data stays stored.
+        Returns the number of readings written.
         """
         with self._transaction() as cur:
             n = self._append_readings(cur, batch.readings)
@@ -262,11 +274,29 @@ class TelemetryStore(ABC):
                 self._insert_messages(cur, batch)
             if batch.records:
                 cur.executemany(self._insert_sql("records"), self._record_rows(batch))
-            if batch.rejections:
-                cur.executemany(self._insert_sql("rejections"), self._rejection_rows(batch))
             if batch.frames:
                 self._insert_frames(cur, batch)
+        if batch.rejections:
+            self.write_rejections(batch.rejections)
         return n
+
+    def write_rejections(self, rejections: Sequence[Rejection]) -> bool:
+        """Store rejection rows (text escaped again, to be safe) in one transaction.
+
+        Returns False, after logging the error, if the store refused them (the caller's data
+        is not affected); True when stored.
+        """
+        try:
+            with self._transaction() as cur:
+                cur.executemany(self._insert_sql("rejections"), _rejection_rows(rejections))
+        except Exception as exc:  # diagnostics only: never lose or block data over them
+            log.error(
+                "could not store %d telemetry rejection rows: %s",
+                len(rejections),
+                wire_text(exc, 300),
+            )
+            return False
+        return True
 
     # ------------------------------------------------------------------ queries
     def latest(
@@ -442,6 +472,11 @@ class TelemetryStore(ABC):
             df = self._times(df, c)
         return self._name_quantities(df)
 
+    def last_sent(self) -> pd.Timestamp | None:
+        """Return the send time of the newest accepted message (UTC, no zone), None if none."""
+        ((t,),) = self._fetch(f"SELECT max(sent) FROM {self.prefix}_messages")
+        return None if t is None else pd.Timestamp(t)
+
     def last_seqs(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (device indices, highest accepted seq) from the messages table (int64 arrays)."""
         df = self._query_df(
@@ -474,7 +509,9 @@ class TelemetryStore(ABC):
         )
         by_kind = dict(self._fetch(f"SELECT kind, count(*) FROM {p}_messages GROUP BY 1"))
         by_reason = dict(
-            self._fetch(f"SELECT reason, count(*) FROM {p}_rejections GROUP BY 1 ORDER BY 2 DESC")
+            self._fetch(
+                f"SELECT reason, sum(coalesce(n, 1)) FROM {p}_rejections GROUP BY 1 ORDER BY 2 DESC"
+            )
         )
         ((n_rec,),) = self._fetch(f"SELECT count(*) FROM {p}_records")
         ((n_dev,),) = self._fetch(f"SELECT count(*) FROM {p}_devices")
@@ -497,7 +534,10 @@ class TelemetryStore(ABC):
         )
 
     def rejections(self, limit: int = 100) -> pd.DataFrame:
-        """Return the latest refused messages: received, reason, device_id, seq, detail."""
+        """Return the latest rejection rows: received, reason, device_id, seq, detail, n.
+
+        ``n`` is how many refused messages the row stands for (1 but for summaries).
+        """
         df = self._query_df(
             f"SELECT * FROM {self.prefix}_rejections ORDER BY received DESC LIMIT {self._PH}",
             [int(limit)],
@@ -658,21 +698,23 @@ class TelemetryStore(ABC):
                 r.kind,
                 r.seq,
                 pd.Timestamp(r.ts_ms, unit="ms").to_pydatetime(),
-                r.name,
+                wire_text(r.name),
                 json.dumps(r.payload),
             )
             for r in batch.records
         ]
 
-    @staticmethod
-    def _rejection_rows(batch: VerifiedBatch) -> list[tuple[Any, ...]]:
-        return [
-            (
-                pd.Timestamp(r.received_ms, unit="ms").to_pydatetime(),
-                str(r.reason),
-                r.device_id,
-                r.seq,
-                r.detail[:2000],
-            )
-            for r in batch.rejections
-        ]
+
+def _rejection_rows(rejections: Sequence[Rejection]) -> list[tuple[Any, ...]]:
+    """Rows for the rejections table; every text escaped (see :func:`wire_text`)."""
+    return [
+        (
+            pd.Timestamp(r.received_ms, unit="ms").to_pydatetime(),
+            str(r.reason),
+            wire_text_or_none(r.device_id, MAX_ID),
+            wire_int(r.seq),
+            wire_text(r.detail, MAX_DETAIL),
+            int(r.count),
+        )
+        for r in rejections
+    ]

@@ -6,6 +6,7 @@ Topics follow :class:`Topics`; subscriptions use MQTT wildcards (``+`` one level
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -13,9 +14,12 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from gridpilot.errors import GridpilotError, Issue, ValidationError
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
 _TOPIC_PART = re.compile(r"^[^/+#\x00]+$")
@@ -38,6 +42,15 @@ class Topics:
     def commands(self, device: str) -> str:
         """Return the topic on which ``device`` receives commands."""
         return f"{self.prefix}/cmd/{_part(device)}"
+
+    def sender_of(self, topic: str) -> str:
+        """Return the sender a telemetry topic names (what follows ``<prefix>/tm/``).
+
+        A topic that is not ``<prefix>/tm/<sender>`` gives the whole topic back, which no
+        sender id can equal (ids hold no '/'), so nothing arriving on it is accepted.
+        """
+        head = f"{self.prefix}/tm/"
+        return topic[len(head) :] if topic.startswith(head) else topic
 
     @property
     def all_telemetry(self) -> str:
@@ -133,6 +146,12 @@ class MqttTransport(Transport):
     ``url``: ``mqtt://host:port`` (default 127.0.0.1:1883). ``qos``: 1 (at least once,
     default) or 0. Raises ``GridpilotError`` if the broker cannot be reached.
     Handlers run in paho's network thread: keep them short (e.g. append to a queue).
+
+    Broker loss: the client reconnects by itself (back-off 1 to 4 s) and subscribes again;
+    QoS 1 messages published meanwhile wait in a buffer of at most ``max_buffered``
+    messages and go out after the reconnect. If the broker stays away longer than
+    ``reconnect_timeout_s``, or the buffer is full, :meth:`publish` and :meth:`flush` raise
+    a ``GridpilotError`` saying so (no raw paho error codes).
     """
 
     def __init__(
@@ -143,6 +162,8 @@ class MqttTransport(Transport):
         qos: int = 1,
         connect_timeout_s: float = 5.0,
         max_inflight: int = 1000,
+        max_buffered: int = 10_000,
+        reconnect_timeout_s: float = 30.0,
     ) -> None:
         import paho.mqtt.client as mqtt
 
@@ -155,6 +176,10 @@ class MqttTransport(Transport):
         self.host = u.hostname or "127.0.0.1"
         self.port = u.port or 1883
         self.qos = int(qos)
+        self.max_buffered = int(max_buffered)
+        self.reconnect_timeout_s = float(reconnect_timeout_s)
+        self._lost_at: float | None = None  # monotonic time the connection was lost
+        self._closing = False
         self._subs: list[tuple[str, Handler]] = []
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -164,8 +189,10 @@ class MqttTransport(Transport):
         cid = client_id or f"gridpilot-{uuid.uuid4().hex[:12]}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
         self.client.max_inflight_messages_set(max_inflight)
-        self.client.max_queued_messages_set(0)
+        self.client.max_queued_messages_set(self.max_buffered)
+        self.client.reconnect_delay_set(1, 4)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         try:
@@ -185,7 +212,34 @@ class MqttTransport(Transport):
         if self._connected.is_set():  # a reconnect: the broker forgot our subscriptions
             for pattern, _h in list(self._subs):
                 self.client.subscribe(pattern, qos=self.qos)
+            log.warning("MQTT broker at %s is back; subscriptions renewed", self.url)
+        self._lost_at = None
         self._connected.set()
+
+    def _on_disconnect(self, client: object, userdata: object, *args: object) -> None:
+        if self._lost_at is None and not self._closing:
+            self._lost_at = time.monotonic()
+            log.warning("lost the MQTT broker at %s; reconnecting", self.url)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up now."""
+        return self._connected.is_set() and self._lost_at is None
+
+    def _check_lost(self) -> None:
+        """Raise ``GridpilotError`` if the broker has been away for too long."""
+        lost = self._lost_at
+        if lost is not None and time.monotonic() - lost > self.reconnect_timeout_s:
+            raise GridpilotError(
+                f"lost the MQTT broker at {self.url} and could not reconnect within "
+                f"{self.reconnect_timeout_s:g} s ({self.buffered} messages not delivered)"
+            )
+
+    @property
+    def buffered(self) -> int:
+        """Messages published but not yet acknowledged by the broker."""
+        with self._lock:
+            return sum(1 for i in self._outstanding if not _is_published(i))
 
     def _on_subscribe(
         self, client: object, userdata: object, mid: int, rcs: object, props: object = None
@@ -203,14 +257,31 @@ class MqttTransport(Transport):
                 handler(topic, payload)
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Queue ``payload`` for ``topic`` (returns at once; see :meth:`flush`)."""
+        """Queue ``payload`` for ``topic`` (returns at once; see :meth:`flush`).
+
+        While the broker is away (QoS 1) the message waits in the bounded buffer; raises
+        ``GridpilotError`` when the buffer is full or the broker stayed away too long.
+        """
+        import paho.mqtt.client as mqtt
+
+        self._check_lost()
         info = self.client.publish(topic, payload, qos=self.qos)
-        if info.rc != 0:
-            raise GridpilotError(f"MQTT publish to {topic!r} failed with code {info.rc}")
+        rc = info.rc
+        if rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0:
+            info.rc = mqtt.MQTT_ERR_SUCCESS  # kept by the client, sent after the reconnect
+        elif rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            raise GridpilotError(
+                f"MQTT broker at {self.url} unreachable: {self.max_buffered} messages buffered "
+                "(the limit); giving up"
+            )
+        elif rc != mqtt.MQTT_ERR_SUCCESS:
+            raise GridpilotError(
+                f"MQTT publish to {topic!r} at {self.url} failed: {mqtt.error_string(rc)}"
+            )
         with self._lock:
             self._outstanding.append(info)
             if len(self._outstanding) > 10_000:
-                self._outstanding = [i for i in self._outstanding if not i.is_published()]
+                self._outstanding = [i for i in self._outstanding if not _is_published(i)]
 
     def subscribe(self, pattern: str, handler: Handler, timeout_s: float = 5.0) -> None:
         """Subscribe to ``pattern`` and wait for the broker's acknowledgement."""
@@ -225,30 +296,52 @@ class MqttTransport(Transport):
             raise GridpilotError(f"MQTT broker did not acknowledge subscription {pattern!r}")
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every message published so far is acknowledged (QoS 1) or sent (QoS 0)."""
+        """Wait until every message published so far is acknowledged (QoS 1) or sent (QoS 0).
+
+        Waits through a broker outage up to ``reconnect_timeout_s``; raises ``GridpilotError``
+        (how many messages are undelivered, whether the broker is away) when time runs out.
+        """
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            pending = self._outstanding
-            self._outstanding = []
-        for info in pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or (not info.is_published() and not _wait(info, left)):
-                raise GridpilotError(f"MQTT publish not acknowledged within {timeout_s} s")
+            pending = [i for i in self._outstanding if not _is_published(i)]
+        for k, info in enumerate(pending):
+            while not _is_published(info):
+                self._check_lost()
+                if time.monotonic() >= deadline:
+                    undelivered = sum(1 for i in pending[k:] if not _is_published(i))
+                    state = "connected" if self.connected else "disconnected"
+                    raise GridpilotError(
+                        f"MQTT broker at {self.url} ({state}) did not acknowledge "
+                        f"{undelivered} messages within {timeout_s:g} s"
+                    )
+                _wait(info, min(0.2, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            self._outstanding = [i for i in self._outstanding if not _is_published(i)]
 
     def close(self) -> None:
         """Disconnect and stop the network thread."""
+        self._closing = True
         try:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
 
 
-def _wait(info: object, timeout_s: float) -> bool:
+def _is_published(info: Any) -> bool:
+    """True once the broker acknowledged ``info``'s message (False, not an error, before)."""
     try:
-        info.wait_for_publish(timeout_s)  # type: ignore[attr-defined]
+        return bool(info.is_published())
     except (RuntimeError, ValueError):
         return False
-    return bool(info.is_published())  # type: ignore[attr-defined]
+
+
+def _wait(info: object, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``info``'s acknowledgement; True once it is published."""
+    try:
+        info.wait_for_publish(timeout_s)  # type: ignore[attr-defined]
+    except (RuntimeError, ValueError):  # publish was queued while disconnected: poll
+        time.sleep(timeout_s)
+    return _is_published(info)
 
 
 def open_transport(url: str = "inproc") -> Transport:

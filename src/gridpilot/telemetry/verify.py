@@ -2,19 +2,25 @@
 
 Checks, in order, for every frame (the first failure is the reason it is refused):
 
+0. the payload: at most ``max_payload_bytes`` and ``max_frames_per_payload`` frames,
+   batch framing intact                            -> ``malformed`` (once, for the payload)
 1. framing and header JSON                         -> ``malformed`` / ``unsupported_version``
+   (frames of one payload that do not parse: one refusal per payload and reason)
 2. principal registered                            -> ``unknown_device``
 3. key id known, not revoked or past its grace     -> ``unknown_key`` / ``revoked_key``
 4. Ed25519 signature over the exact bytes          -> ``bad_signature``
-5. sequence number above the last accepted one     -> ``replayed_seq``
-6. send time within the allowed clock skew         -> ``clock_skew``
-7. body: decodable, quantities known, rows for devices this principal may speak for,
+5. signer = the sender whose topic it came on      -> ``wrong_topic`` (when the topic is known)
+6. sequence number above the last accepted one     -> ``replayed_seq``
+7. send time within the allowed clock skew         -> ``clock_skew``
+8. body: decodable, quantities known, rows for devices this principal may speak for,
    reading times not in the future, values finite and in range
    -> ``malformed`` / ``unknown_quantity`` / ``unknown_device`` / ``unauthorised_device`` /
       ``future_timestamp`` / ``out_of_range``
 
 A message is accepted or refused whole. A refused message never reaches the store and never
-consumes a sequence number; the other messages in the same batch are unaffected.
+consumes a sequence number; the other messages in the same batch are unaffected. Refusals
+are counted in full but kept (and logged) one by one only within :class:`RefusalLimits`;
+every text from the wire is escaped (:mod:`gridpilot.telemetry.safe_text`) first.
 """
 
 from __future__ import annotations
@@ -23,15 +29,24 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
 
+from gridpilot.telemetry.batches import (
+    KIND_CODES,
+    KIND_NAMES,
+    MessageLog,
+    ReadingBatch,
+    Record,
+    VerifiedBatch,
+)
+from gridpilot.telemetry.refusals import RefusalLimits, RefusalLog, Rejection, RejectReason
 from gridpilot.telemetry.registry import DeviceRegistry, KeyStatus
+from gridpilot.telemetry.safe_text import wire_text
 from gridpilot.telemetry.schema import (
     FORMAT_VERSION,
     QUANTITIES,
@@ -39,153 +54,25 @@ from gridpilot.telemetry.schema import (
     QUANTITY_HI,
     QUANTITY_LO,
     FrameError,
-    MessageKind,
     decode_batch,
     decode_col1,
     parse_frame,
 )
 
+__all__ = [  # the batch types live in batches.py, refusals in refusals.py; both re-exported
+    "KIND_CODES",
+    "KIND_NAMES",
+    "MessageLog",
+    "ReadingBatch",
+    "Record",
+    "RefusalLimits",
+    "RejectReason",
+    "Rejection",
+    "VerifiedBatch",
+    "Verifier",
+]
+
 log = logging.getLogger("gridpilot.telemetry")
-
-KIND_CODES: dict[str, int] = {str(k): i for i, k in enumerate(MessageKind)}
-KIND_NAMES: tuple[str, ...] = tuple(str(k) for k in MessageKind)
-
-
-class RejectReason(StrEnum):
-    """Why a message was refused."""
-
-    MALFORMED = "malformed"
-    UNSUPPORTED_VERSION = "unsupported_version"
-    UNKNOWN_DEVICE = "unknown_device"
-    UNKNOWN_KEY = "unknown_key"
-    REVOKED_KEY = "revoked_key"
-    BAD_SIGNATURE = "bad_signature"
-    REPLAYED_SEQ = "replayed_seq"
-    CLOCK_SKEW = "clock_skew"
-    UNKNOWN_QUANTITY = "unknown_quantity"
-    UNAUTHORISED_DEVICE = "unauthorised_device"
-    FUTURE_TIMESTAMP = "future_timestamp"
-    OUT_OF_RANGE = "out_of_range"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """One refused message: the reason, in words, and what could be read of its sender."""
-
-    reason: RejectReason
-    detail: str
-    device_id: str | None = None
-    seq: int | None = None
-    received_ms: int = 0
-
-
-@dataclass
-class ReadingBatch:
-    """Readings in long columnar form: one row per (device, quantity, ts) value.
-
-    ``device``: int32 registry index; ``quantity``: int16 code (see ``QUANTITIES``);
-    ``ts_ms``: int64 ms since the Unix epoch, UTC; ``value``: float64 in the quantity's unit.
-    """
-
-    device: np.ndarray
-    quantity: np.ndarray
-    ts_ms: np.ndarray
-    value: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.value.shape[0])
-
-    @classmethod
-    def empty(cls) -> ReadingBatch:
-        """Return a batch with no rows."""
-        return cls(np.zeros(0, np.int32), np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0))
-
-    @classmethod
-    def concat(cls, parts: list[ReadingBatch]) -> ReadingBatch:
-        """Return the rows of ``parts`` one after another (one copy per column)."""
-        if not parts:
-            return cls.empty()
-        if len(parts) == 1:
-            return parts[0]
-        return cls(
-            np.concatenate([p.device for p in parts]),
-            np.concatenate([p.quantity for p in parts]),
-            np.concatenate([p.ts_ms for p in parts]),
-            np.concatenate([p.value for p in parts]),
-        )
-
-    @classmethod
-    def from_arrays(
-        cls,
-        device: np.ndarray,
-        quantity: np.ndarray | int,
-        ts_ms: np.ndarray,
-        value: np.ndarray,
-    ) -> ReadingBatch:
-        """Build a batch from arrays (``quantity`` may be one code for all rows)."""
-        v = np.ascontiguousarray(value, np.float64)
-        q = (
-            np.full(v.shape[0], quantity, np.int16)
-            if np.isscalar(quantity)
-            else np.ascontiguousarray(quantity, np.int16)
-        )
-        return cls(
-            np.ascontiguousarray(device, np.int32), q, np.ascontiguousarray(ts_ms, np.int64), v
-        )
-
-
-@dataclass
-class MessageLog:
-    """Accepted messages, columnar: principal index, kind code, seq, key id, times, readings."""
-
-    device: np.ndarray  # int32
-    kind: np.ndarray  # int8, index into KIND_NAMES
-    seq: np.ndarray  # int64
-    key_id: np.ndarray  # int32
-    sent_ms: np.ndarray  # int64
-    received_ms: np.ndarray  # int64
-    n_readings: np.ndarray  # int32
-
-    def __len__(self) -> int:
-        return int(self.device.shape[0])
-
-
-@dataclass(frozen=True)
-class Record:
-    """An accepted event, command or acknowledgement."""
-
-    device: int  # registry index of the sender
-    device_id: str
-    kind: str
-    seq: int
-    ts_ms: int
-    name: str  # event name, command name or ack status
-    payload: dict[str, Any]
-
-
-@dataclass
-class VerifiedBatch:
-    """What :meth:`Verifier.verify` found in a set of payloads."""
-
-    readings: ReadingBatch
-    messages: MessageLog
-    records: list[Record]
-    rejections: list[Rejection]
-    received_ms: int
-    seq_updates: dict[int, int] = field(default_factory=dict)
-    frames: list[bytes] = field(default_factory=list)  # accepted frames, if kept (audit)
-
-    @property
-    def accepted(self) -> int:
-        """Number of accepted messages."""
-        return len(self.messages)
-
-    def rejected_by_reason(self) -> dict[str, int]:
-        """Return {reason: count} of the refused messages."""
-        out: dict[str, int] = {}
-        for r in self.rejections:
-            out[str(r.reason)] = out.get(str(r.reason), 0) + 1
-        return out
 
 
 @functools.lru_cache(maxsize=1024)
@@ -196,6 +83,23 @@ def _quantity_info(
     codes = tuple(QUANTITY_BY_NAME[q].code for q in names)
     ca = np.asarray(codes, np.int64)
     return codes, ca.astype(np.int16), QUANTITY_LO[ca][:, None], QUANTITY_HI[ca][:, None]
+
+
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+MAX_FRAMES_PER_PAYLOAD = 10_000
+
+
+@dataclass
+class _BatchState:
+    """What one :meth:`Verifier.verify` call has found so far."""
+
+    now: int
+    parts: list[ReadingBatch] = field(default_factory=list)
+    msg_rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    pending: dict[int, int] = field(default_factory=dict)
+    kept: list[bytes] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -217,7 +121,9 @@ class Verifier:
 
     ``max_skew_s``: how far a send time or reading time may be ahead of the receiver's
     clock; ``max_delay_s``: how long ago a message may have been sent; ``max_age_s``: how old
-    a reading may be. ``clock`` returns seconds since the Unix epoch.
+    a reading may be. ``clock`` returns seconds since the Unix epoch. ``max_payload_bytes``
+    and ``max_frames_per_payload`` bound one payload (a larger one is refused whole, once);
+    ``refusal_limits`` bounds the refusals kept and logged one by one per sender and window.
     """
 
     def __init__(
@@ -230,104 +136,159 @@ class Verifier:
         clock: Callable[[], float] = time.time,
         log_rejections: bool = True,
         keep_frames: bool = False,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_frames_per_payload: int = MAX_FRAMES_PER_PAYLOAD,
+        refusal_limits: RefusalLimits | None = None,
     ) -> None:
         self.registry = registry
         self.max_skew_ms = int(max_skew_s * 1000)
         self.max_delay_ms = int(max_delay_s * 1000)
         self.max_age_ms = int(max_age_s * 1000)
         self.clock = clock
-        self.log_rejections = log_rejections
         self.keep_frames = keep_frames
+        self.max_payload_bytes = int(max_payload_bytes)
+        self.max_frames_per_payload = int(max_frames_per_payload)
+        self._refusals = RefusalLog(refusal_limits, log_enabled=log_rejections)
         self._gw_cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
 
+    @property
+    def log_rejections(self) -> bool:
+        """Whether kept refusals are logged (WARNING on ``gridpilot.telemetry``)."""
+        return self._refusals.log_enabled
+
+    @log_rejections.setter
+    def log_rejections(self, value: bool) -> None:
+        self._refusals.log_enabled = bool(value)
+
     # ------------------------------------------------------------------ public
-    def verify(self, payloads: Iterable[bytes], *, commit: bool = True) -> VerifiedBatch:
+    def verify(
+        self,
+        payloads: Iterable[bytes],
+        *,
+        commit: bool = True,
+        senders: Sequence[str | None] | None = None,
+    ) -> VerifiedBatch:
         """Verify every frame in ``payloads`` (frames or batches); returns a :class:`VerifiedBatch`.
 
-        With ``commit`` (default) the accepted sequence numbers are recorded in the registry
-        at once; pass ``commit=False`` and call :meth:`commit` after the data is safely stored.
+        ``senders`` (one per payload, as the transport delivered it; None: not bound) names
+        the principal whose telemetry topic each payload came on: a frame signed by anyone
+        else is refused (``wrong_topic``). With ``commit`` (default) the accepted sequence
+        numbers are recorded in the registry at once; pass ``commit=False`` and call
+        :meth:`commit` after the data is safely stored.
         """
-        now = int(self.clock() * 1000)
-        parts: list[ReadingBatch] = []
-        msg_rows: list[tuple[int, int, int, int, int, int]] = []
-        records: list[Record] = []
-        rejections: list[Rejection] = []
-        pending: dict[int, int] = {}
-        kept: list[bytes] = []
-        for payload in payloads:
-            try:
-                frames, problems = decode_batch(payload)
-            except TypeError:
-                frames, problems = [], [f"payload is {type(payload).__name__}, not bytes"]
-            for p in problems:
-                self._refuse(rejections, RejectReason.MALFORMED, p, None, None, now)
-            for raw in frames:
-                dev_id: str | None = None
-                seq: int | None = None
-                try:
-                    try:
-                        frame = parse_frame(raw)
-                    except FrameError as exc:
-                        reason = (
-                            RejectReason.UNSUPPORTED_VERSION
-                            if "version" in str(exc)
-                            else RejectReason.MALFORMED
-                        )
-                        raise _Refused(reason, str(exc)) from None
-                    h = frame.header
-                    dev_id = h.get("dev") if isinstance(h.get("dev"), str) else None
-                    seq = h.get("seq") if isinstance(h.get("seq"), int) else None
-                    idx, kind, kid, sent = self._check_header(h, frame, now, pending)
-                    seq = int(h["seq"])
-                    if kind == "readings":
-                        part = self._readings(h, frame.body, idx, now)
-                        parts.append(part)
-                        n_read = len(part)
-                    else:
-                        records.append(self._record(h, frame.body, idx, kind, now))
-                        n_read = 0
-                    pending[idx] = seq
-                    msg_rows.append((idx, KIND_CODES[kind], seq, kid, sent, n_read))
-                    if self.keep_frames:
-                        kept.append(bytes(raw))
-                except _Refused as r:
-                    self._refuse(rejections, r.reason, r.detail, dev_id, seq, now)
-                except Exception as exc:  # never let one odd message sink the batch
-                    log.exception("unexpected error checking a telemetry message")
-                    self._refuse(
-                        rejections, RejectReason.MALFORMED, f"unexpected: {exc!r}", dev_id, seq, now
-                    )
-        m = np.array(msg_rows, dtype=np.int64).reshape(-1, 6)
+        st = _BatchState(now=int(self.clock() * 1000))
+        for i, payload in enumerate(payloads):
+            expected = senders[i] if senders is not None else None
+            self._verify_payload(st, payload, expected)
+        self._refusals.flush(st.rejections, st.now)
+        m = np.array(st.msg_rows, dtype=np.int64).reshape(-1, 6)
         messages = MessageLog(
             device=m[:, 0].astype(np.int32),
             kind=m[:, 1].astype(np.int8),
             seq=m[:, 2].copy(),
             key_id=m[:, 3].astype(np.int32),
             sent_ms=m[:, 4].copy(),
-            received_ms=np.full(len(m), now, np.int64),
+            received_ms=np.full(len(m), st.now, np.int64),
             n_readings=m[:, 5].astype(np.int32),
         )
         out = VerifiedBatch(
-            ReadingBatch.concat(parts), messages, records, rejections, now, pending, kept
+            ReadingBatch.concat(st.parts),
+            messages,
+            st.records,
+            st.rejections,
+            st.now,
+            st.pending,
+            st.kept,
         )
         if commit:
             self.commit(out)
         return out
+
+    def _verify_payload(self, st: _BatchState, payload: Any, expected: str | None) -> None:
+        """Split one payload into frames and check each; a malformed payload is refused once."""
+        try:
+            size = len(payload)
+        except TypeError:
+            size = 0
+        if size > self.max_payload_bytes:
+            detail = f"payload of {size} bytes exceeds the {self.max_payload_bytes}-byte limit"
+            self._refuse(
+                st.rejections, RejectReason.MALFORMED, detail, None, None, st.now, expected
+            )
+            return
+        try:
+            frames, problems = decode_batch(payload, max_frames=self.max_frames_per_payload)
+        except TypeError:
+            frames, problems = [], [f"payload is {type(payload).__name__}, not bytes"]
+        for p in problems:
+            self._refuse(st.rejections, RejectReason.MALFORMED, p, None, None, st.now, expected)
+        unparsed: dict[RejectReason, list[Any]] = {}  # reason -> [count, first detail]
+        for raw in frames:
+            try:
+                frame = parse_frame(raw)
+            except FrameError as exc:
+                reason = (
+                    RejectReason.UNSUPPORTED_VERSION
+                    if "version" in str(exc)
+                    else RejectReason.MALFORMED
+                )
+                unparsed.setdefault(reason, [0, str(exc)])[0] += 1
+                continue
+            self._verify_frame(st, frame, raw, expected)
+        for reason, (n, first) in unparsed.items():  # one refusal per payload and reason
+            detail = first if n == 1 else f"{n} of {len(frames)} frames in the payload: {first}"
+            self._refuse(st.rejections, reason, detail, None, None, st.now, expected, n)
+
+    def _verify_frame(self, st: _BatchState, frame: Any, raw: Any, expected: str | None) -> None:
+        """Check one parsed frame; append it to ``st`` if valid, else refuse it."""
+        h = frame.header
+        dev_id = h.get("dev")
+        seq = h.get("seq")
+        try:
+            idx, kind, kid, sent = self._check_header(h, frame, st.now, st.pending, expected)
+            seq = int(h["seq"])
+            if kind == "readings":
+                part = self._readings(h, frame.body, idx, st.now)
+                st.parts.append(part)
+                n_read = len(part)
+            else:
+                st.records.append(self._record(h, frame.body, idx, kind, st.now))
+                n_read = 0
+            st.pending[idx] = seq
+            st.msg_rows.append((idx, KIND_CODES[kind], seq, kid, sent, n_read))
+            if self.keep_frames:
+                st.kept.append(bytes(raw))
+        except _Refused as r:
+            self._refuse(st.rejections, r.reason, r.detail, dev_id, seq, st.now, expected)
+        except Exception as exc:  # never let one odd message sink the batch
+            log.exception(
+                "unexpected error checking a telemetry message from %s", wire_text(dev_id)
+            )
+            self._refuse(
+                st.rejections,
+                RejectReason.MALFORMED,
+                f"unexpected: {exc!r}",
+                dev_id,
+                seq,
+                st.now,
+                expected,
+            )
 
     def _refuse(
         self,
         out: list[Rejection],
         reason: RejectReason,
         detail: str,
-        dev_id: str | None,
-        seq: int | None,
+        dev_id: Any,
+        seq: Any,
         now: int,
+        expected: str | None = None,
+        count: int = 1,
     ) -> None:
-        out.append(Rejection(reason, detail, dev_id, seq, now))
-        if self.log_rejections:
-            log.warning(
-                "telemetry message refused: %s (device %s, seq %s): %s", reason, dev_id, seq, detail
-            )
+        """Record a refusal (sanitised, within the limits; see :class:`RefusalLog`)."""
+        self._refusals.refuse(
+            out, reason, detail, dev_id, seq, now, sender_key=expected, count=count
+        )
 
     def audit(self, frames: Iterable[bytes]) -> list[Rejection | None]:
         """Re-check archived frames: None where the signature verifies with the key the sender
@@ -383,7 +344,12 @@ class Verifier:
 
     # ------------------------------------------------------------------ checks
     def _check_header(
-        self, h: dict[str, Any], frame: Any, now: int, pending: dict[int, int]
+        self,
+        h: dict[str, Any],
+        frame: Any,
+        now: int,
+        pending: dict[int, int],
+        expected: str | None = None,
     ) -> tuple[int, str, int, int]:
         if h.get("v") != FORMAT_VERSION:
             raise _Refused(
@@ -436,6 +402,8 @@ class Verifier:
             raise _Refused(
                 RejectReason.BAD_SIGNATURE, f"signature does not verify with key id {h['kid']}"
             ) from None
+        if expected is not None and h["dev"] != expected:
+            self._check_topic(idx, h["dev"], expected)
         last = pending.get(idx)
         if last is None:
             last = int(reg.last_seq[idx])
@@ -454,6 +422,16 @@ class Verifier:
                 f"sent {(now - sent) / 1000:.1f} s ago (limit {self.max_delay_ms / 1000:.0f} s)",
             )
         return idx, kind, kid, sent
+
+    def _check_topic(self, idx: int, dev: str, expected: str) -> None:
+        """Refuse a frame signed by ``dev`` on ``expected``'s topic unless ``expected`` is the
+        registered gateway of ``dev`` (a gateway may relay its devices' own signed frames)."""
+        gw = self.registry.get_index(expected)
+        if gw is None or int(self.registry.gateway_idx[idx]) != gw:
+            raise _Refused(
+                RejectReason.WRONG_TOPIC,
+                f"signed by {dev!r} but sent on the telemetry topic of {expected!r}",
+            )
 
     def _readings(self, h: dict[str, Any], body: bytes, idx: int, now: int) -> ReadingBatch:
         n, names, devs = h.get("n"), h.get("q"), h.get("devs")
@@ -575,4 +553,4 @@ class Verifier:
         if ts < now - self.max_age_ms:
             raise _Refused(RejectReason.OUT_OF_RANGE, f"{kind} at ts_ms={ts} is too old")
         name = payload["status"] if kind == "ack" else payload["name"]
-        return Record(idx, h["dev"], kind, h["seq"], ts, str(name), payload)
+        return Record(idx, h["dev"], kind, h["seq"], ts, wire_text(name), payload)
