@@ -268,3 +268,17 @@ def test_simworld_protection_is_the_field_simulators(fleet_grid: Grid) -> None:
         assert trips[0] == ind.trip_switch
         assert sorted(g.switch.ids[o.fpi].tolist()) == sorted(ind.fpi_switches.tolist())
         assert set(g.bus.ids[~o.energised].tolist()) == set(ind.lost_buses.tolist())
+
+
+def test_a_flood_of_forgeries_is_counted_in_full_though_refusal_rows_are_capped(
+    orch: Orchestrator,
+) -> None:
+    """The verifier stores at most 20 refusals per sender per minute and one summary row for the
+    rest; the loop's counters and audit still count every refused frame."""
+    orch.step()
+    ts_ms = int(orch.world.time.astype("datetime64[ms]").astype(np.int64))
+    orch.receive_foreign([orch.link.forged_frame(ts_ms, [1]) for _ in range(50)])
+    orch.step()
+    assert orch.counters["telemetry_rejected"] == 50
+    e = orch.audit.entries(kind="refused", actor="telemetry")[0]
+    assert e["what"]["frames_rejected"] == {"bad_signature": 50}

@@ -179,10 +179,7 @@ class TelemetryLink:
             else:
                 k = p >= self.nb + self.nl
                 self.switch_closed[p[k] - self.nb - self.nl] = v[k] > 0.5
-        rej: dict[str, int] = {}
-        for x in vb.rejections:
-            key = str(getattr(x.reason, "value", x.reason))
-            rej[key] = rej.get(key, 0) + 1
+        rej = vb.rejected_by_reason()  # a summary refusal row stands for several messages
         self.totals["frames"] += len(payloads)
         self.totals["accepted"] += vb.accepted
         self.totals["rejected"] += sum(rej.values())
