@@ -196,6 +196,8 @@ def test_serve_answers_the_api_then_stops_by_itself() -> None:
         (True, "True"),
         ({"ev": 3, "battery": 12}, "ev 3, battery 12"),
         (float("nan"), "nan"),
+        ({}, "none"),
+        ([], "none"),
     ],
 )
 def test_format_value_never_prints_scientific_money_or_raw_floats(value: object, text: str) -> None:
@@ -270,3 +272,10 @@ def test_scenario_help_lists_every_scenario() -> None:
     assert code == 0
     for name in SCENARIOS:
         assert name in out, name
+
+
+def test_field_run_prints_a_table_not_a_python_dict() -> None:
+    code, out = _run("field", "run", "case33bw", "--hours", "0.1")
+    assert code == 0, out
+    assert "ingest readings_stored" in out
+    assert "{'" not in out and "'ingest':" not in out

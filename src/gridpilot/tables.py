@@ -30,6 +30,8 @@ def format_value(value: Any) -> str:
         if mag >= 0.01:
             return f"{value:,.3f}"
         return f"{value:.3g}"
+    if isinstance(value, (Mapping, list, tuple)) and len(value) == 0:
+        return "none"
     if isinstance(value, Mapping):
         return ", ".join(f"{k} {format_value(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):

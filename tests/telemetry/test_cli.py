@@ -58,3 +58,30 @@ def test_latest_and_rejections_commands(tmp_path) -> None:  # type: ignore[no-un
     r = runner.invoke(_app(), ["telemetry", "rejections", "-s", str(db)])
     assert r.exit_code == 0
     assert all(k in r.stdout for k in ("bad_signature", "replayed_seq", "out_of_range"))
+
+
+def test_demo_run_twice_on_one_store_stores_both_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A second run continues above the stored sequence numbers instead of being all replays."""
+    db = tmp_path / "t.duckdb"
+    runner = CliRunner()
+    args = ["telemetry", "demo", "--store", str(db), "--devices", "6", "--minutes", "4", "--json"]
+    first = json.loads(runner.invoke(_app(), args).output)
+    second = json.loads(runner.invoke(_app(), args).output)
+    for run in (first, second):
+        assert run["messages_accepted"] == 6
+        assert run["rejected_by_reason"] == {
+            "bad_signature": 1,
+            "replayed_seq": 1,
+            "out_of_range": 1,
+        }
+    assert first["resumed_above_seq"] == 0 and second["resumed_above_seq"] >= 1
+    r = runner.invoke(_app(), ["telemetry", "stats", "--store", f"duckdb:{db}", "--json"])
+    assert json.loads(r.output)["readings"] == 2 * 6 * 4 * 2
+
+
+def test_demo_prints_a_table_by_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = CliRunner().invoke(
+        _app(), ["telemetry", "demo", "--store", str(tmp_path / "t.duckdb"), "--devices", "3"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "messages_accepted" in r.output and "{" not in r.output

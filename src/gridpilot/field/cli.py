@@ -114,13 +114,15 @@ def run(
 
 
 def _print(out: dict[str, Any], as_json: bool) -> None:
-    """Print the run summary on stdout (JSON or Rich)."""
-    from rich.console import Console
-
+    """Print the run summary on stdout: JSON, or a Rich table (the ingest totals flattened)."""
     if as_json:
         typer.echo(json.dumps(out, indent=2))
-    else:
-        Console().print(out)
+        return
+    from gridpilot.tables import kv_table, print_table
+
+    flat = {k: v for k, v in out.items() if k != "ingest"}
+    flat.update({f"ingest {k}": v for k, v in out.get("ingest", {}).items()})
+    print_table(kv_table(f"field run: {out.get('grid', '')}", flat))
 
 
 def _exit_code(out: dict[str, Any], failure: str | None) -> int:

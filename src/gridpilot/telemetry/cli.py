@@ -131,8 +131,13 @@ def demo(
     devices: int = typer.Option(100, min=1, help="number of meters"),
     minutes: int = typer.Option(60, min=1, help="minutes of 1-minute readings per meter"),
     transport: str = typer.Option("inproc", help="inproc or mqtt://host:port"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Sign a demo feed (with a few forged, replayed and out-of-range messages) and ingest it."""
+    """Sign a demo feed (with a few forged, replayed and out-of-range messages) and ingest it.
+
+    Run again on the same store, the meters go on above the sequence numbers already stored
+    (as a restarted device would), so each run stores its own readings.
+    """
     import time
 
     import numpy as np
@@ -154,25 +159,28 @@ def demo(
     reg = DeviceRegistry()
     ids = [f"meter-{i:06d}" for i in range(devices)]
     reg.register_many(ids, keys, feeder=[f"F{i % 4 + 1}" for i in range(devices)])
-    now_ms = int(time.time() * 1000)
-    ts = now_ms - 60_000 * np.arange(minutes, 0, -1, dtype=np.int64)
-    frames = []
-    for i, (d, k) in enumerate(zip(ids, keys, strict=True)):
-        p = 1.0 + 0.5 * np.sin(np.arange(minutes) / 10 + i) + rng.normal(0, 0.05, minutes)
-        frames.append(DeviceSigner(d, k).readings(ts, {"p_kw": p, "v_pu": 1 + p / 100}))
-    bad = [
-        DeviceSigner(ids[0], keys[-1]).readings(ts[:1], {"p_kw": [1.0]}),  # forged
-        frames[0],  # replay
-        DeviceSigner(ids[1], keys[1], seq=5).readings(ts[:1], {"v_pu": [7.0]}),  # out of range
-    ]
     try:
         st = open_store(store, prefix=prefix)
         bus = open_transport(transport)
     except GridpilotError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    ingestor = Ingestor(reg, st)  # raises the registry's last seqs to the store's
+    last = reg.last_seq[[reg.index_of(d) for d in ids]].astype(np.int64)
+    now_ms = int(time.time() * 1000)
+    ts = now_ms - 60_000 * np.arange(minutes, 0, -1, dtype=np.int64)
+    frames = []
+    for i, (d, k) in enumerate(zip(ids, keys, strict=True)):
+        p = 1.0 + 0.5 * np.sin(np.arange(minutes) / 10 + i) + rng.normal(0, 0.05, minutes)
+        signer = DeviceSigner(d, k, seq=int(last[i]))
+        frames.append(signer.readings(ts, {"p_kw": p, "v_pu": 1 + p / 100}))
+    bad = [
+        DeviceSigner(ids[0], keys[-1], seq=int(last[0]) + 1).readings(ts[:1], {"p_kw": [1.0]}),
+        frames[0],  # replay
+        DeviceSigner(ids[1], keys[1], seq=int(last[1]) + 5).readings(ts[:1], {"v_pu": [7.0]}),
+    ]
     topics = Topics()
-    rx = Receiver(bus, Ingestor(reg, st), topics.all_telemetry, topics=topics)
+    rx = Receiver(bus, ingestor, topics.all_telemetry, topics=topics)
     for d, fr in zip(ids, frames, strict=True):  # each device on its own topic
         bus.publish(topics.telemetry(d), fr)
     bus.flush()
@@ -182,9 +190,14 @@ def demo(
     bus.flush()
     rx.run(until=lambda: rx.received >= len(frames) + 3, duration_s=30)
     bus.close()
-    total = rx.ingestor.totals
-    typer.echo(json.dumps(total.as_dict()))
     st.close()
+    total = {**rx.ingestor.totals.as_dict(), "resumed_above_seq": int(last.max(initial=0))}
+    if json_out:
+        typer.echo(json.dumps(total))
+        return
+    from gridpilot.tables import kv_table, print_table
+
+    print_table(kv_table(f"telemetry demo: {devices} meters, {minutes} min", total))
 
 
 def register(app: typer.Typer) -> None:
