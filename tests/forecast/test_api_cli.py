@@ -17,6 +17,7 @@ from gridpilot.errors import ValidationError
 from gridpilot.forecast import ForecastResult, day_ahead, make_model
 from gridpilot.forecast.cli import register
 from gridpilot.forecast.data import epoch_unit, prepare_history
+from gridpilot.forecast.protocol import ett_split
 
 
 def test_day_ahead_contract() -> None:
@@ -199,3 +200,34 @@ def test_cli_not_numeric_names_column_value_and_time(tmp_path: Path) -> None:
     df.to_csv(csv, index=False)
     r = _invoke(csv)
     assert r.exit_code == 2 and "yesterday-ish" in r.output and "row 7" in r.output
+
+
+def test_ett_split_from_the_time_step() -> None:
+    h = ett_split(pd.Timedelta("1h"), 17_420)
+    assert (h.val_start, h.test_start, h.end) == (8640, 11520, 14400)
+    q = ett_split(pd.Timedelta("15min"), 70_000)
+    assert (q.val_start, q.test_start, q.end) == (34560, 46080, 57600)
+    with pytest.raises(ValidationError, match="divide 30 days"):
+        ett_split(pd.Timedelta("7min"), 10**6)
+    with pytest.raises(ValidationError, match="need 57600 rows"):
+        ett_split(pd.Timedelta("15min"), 20_000)
+
+
+def test_cli_ett_protocol_on_15_minute_data_tests_the_right_months(tmp_path: Path) -> None:
+    n = 20 * 30 * 96 + 50
+    idx = pd.date_range("2016-07-01", periods=n, freq="15min")
+    t = np.arange(n)
+    df = pd.DataFrame({"time": idx, "load_mw": 2 + np.sin(2 * np.pi * t / 96)})
+    csv = tmp_path / "q.csv"
+    df.to_csv(csv, index=False)
+    args = ["--protocol", "ett", "--model", "seasonal-naive", "--horizon", "4", "--json"]
+    r = _invoke(csv, *args, "--stride", "96", cmd="backtest")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    # test part: months 17-20 (30-day months) from the start, wherever the row counts say
+    assert pd.Timestamp(out["first_origin"]) == idx[0] + pd.Timedelta(days=16 * 30)
+    assert pd.Timestamp(out["last_origin"]) < idx[0] + pd.Timedelta(days=20 * 30)
+    short = tmp_path / "short.csv"
+    df.iloc[: 19 * 30 * 96].to_csv(short, index=False)
+    r = _invoke(short, *args, cmd="backtest")
+    assert r.exit_code == 2 and "ETT protocol" in r.output

@@ -99,7 +99,10 @@ def backtest_cmd(
         help="Share of rows for validation before the test part (0: model's own).",
     ),
     protocol: str | None = typer.Option(
-        None, "--protocol", help="'ett': 12/4/4-month split, data standardised on training rows."
+        None,
+        "--protocol",
+        help="'ett': 12/4/4 months of 30 days (rows from the time step), standardised on "
+        "training rows.",
     ),
     stride: int = typer.Option(1, "--stride", help="Steps between forecast origins."),
     refit_every: int | None = typer.Option(
@@ -120,18 +123,18 @@ def backtest_cmd(
     from gridpilot.forecast.api import make_model
     from gridpilot.forecast.backtest import backtest
     from gridpilot.forecast.data import History
+    from gridpilot.forecast.protocol import ett_split
 
     try:
         h = _read_csv(data, CsvOptions(columns, repair, max_gap_steps, time_unit))
         val_start = test_start = None
         if protocol == "ett":
-            tr, n = 12 * 30 * 24, 4 * 30 * 24
+            sp = ett_split(h.freq, len(h), str(data))
+            tr = sp.val_start
             mu = h.values[:tr].mean(axis=0)
             sd = h.values[:tr].std(axis=0)
-            h = History(
-                h.index[: tr + 2 * n], (h.values[: tr + 2 * n] - mu) / sd, h.columns, h.freq
-            )
-            val_start, test_start = tr, tr + n
+            h = History(h.index[: sp.end], (h.values[: sp.end] - mu) / sd, h.columns, h.freq)
+            val_start, test_start = sp.val_start, sp.test_start
         elif protocol is not None:
             raise typer.BadParameter(f"unknown protocol {protocol!r}; use 'ett'")
         elif val_fraction > 0:
