@@ -14,8 +14,12 @@ share of the reduction is covered), refreshed at every 15-minute step of the pla
 
 :attr:`FlexDR.share` is the sheddable power over the feeder's load (what the loop's look-ahead
 model ``cut = 1 - level * dr_share`` needs), frozen while an event runs. Every event is kept as
-a :class:`DREventRecord` (id, target, expected reduction, devices, status and, once it ends, a
-measured reduction from the feeder-head power the loop passes to :meth:`FlexDR.tick`).
+a :class:`~gridpilot.agent.drrecord.DREventRecord` (id, target, expected reduction, devices,
+status and, once it ends, the measured reduction). At each :meth:`FlexDR.tick` the
+participants' reduction is measured device by device
+(:class:`~gridpilot.agent.drdelivery.DeviceReadings`): per load for the loop's demand
+estimate (:meth:`FlexDR.shed_by_load_mw`), in total for the delivery check (below 80 % of the
+target after 5 minutes: :attr:`FlexDR.alarm` and one top-up per event at a higher level).
 """
 
 from __future__ import annotations

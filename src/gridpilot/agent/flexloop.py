@@ -47,6 +47,10 @@ class FlexLoop:
         raise NotImplementedError
 
     @property
+    def dr_level(self) -> float:
+        raise NotImplementedError
+
+    @property
     def dr_share(self) -> float:
         """Share of the estimated demand that DR level 1 sheds: the world's enrolled share plus,
         with :class:`~gridpilot.agent.flexlink.FlexDR`, what the household devices could shed."""

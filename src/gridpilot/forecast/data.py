@@ -212,7 +212,7 @@ def prepare_history(
                 issues=[Issue(what, "columns", f"has no column {c!r}", value=c) for c in missing]
             )
         df = df[list(columns)]
-    issues = [i for c in df.columns if (i := _not_numeric(df[c], what)) is not None]
+    issues = [iss for c in df.columns if (iss := _not_numeric(df[c], what)) is not None]
     if issues:
         raise ValidationError(issues=issues)
     obj = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
