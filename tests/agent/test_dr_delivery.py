@@ -92,3 +92,15 @@ def test_an_event_that_delivers_raises_nothing(fleet_grid: Any) -> None:
     assert rec.delivered_share is not None and rec.delivered_share >= 0.8
     assert np.isclose(rec.delivered_mw, rec.delivered_share * rec.target_mw)
     assert "dr_under_delivery" not in orch.alarms
+
+
+def test_releasing_the_dr_clears_the_alarm(fleet_grid: Any) -> None:
+    w, orch = _orch(fleet_grid)
+    orch.run(5)
+    w.deaf.update({"dr-1", "dr-2"})  # neither the event nor its top-up is followed
+    orch.submit(Plan([Action("dr", None, 0.5)], "evening peak", "operator"), "alice")
+    orch.run(int(orch.flexdr.check.settle_s / w.step_s) + 2)
+    assert "dr_under_delivery" in orch.alarms
+    orch.submit(Plan([Action("dr", None, 0.0)], "peak over", "operator"), "alice")
+    orch.step()
+    assert orch.flexdr.active is None and "dr_under_delivery" not in orch.alarms

@@ -195,6 +195,7 @@ class FlexDR:
             raise ValidationError(f"dr level: must be within [0, 1], got {level}")
         act = self.active
         if level <= 0.0:
+            self.alarm = None  # no DR asked: nothing to under-deliver
             return self.release(now, "released") if act is not None else []
         asked = act.record.requested_level if act is not None else None
         if act is not None and math.isclose(asked or act.record.level, level) and not buses:
