@@ -28,7 +28,9 @@ def _changes(orch: Any, ev: dict[int, list[dict[str, Any]]]) -> set[int]:
     DR level's changes and the loop's DR top-ups."""
     out = {t for t, e in ev.items() if any(x["kind"] in ("fault", "repair") for x in e)}
     hist = list(orch.history)
-    out |= {h["t"] for h, prev in zip(hist[1:], hist, strict=False) if h["dr_level"] != prev["dr_level"]}
+    out |= {
+        h["t"] for h, prev in zip(hist[1:], hist, strict=False) if h["dr_level"] != prev["dr_level"]
+    }
     for r in orch.flexdr.records:
         if getattr(r, "topup_of", None) is not None:
             out |= {h["t"] for h in hist if h["time"].replace(" ", "T") == r.start}
