@@ -1,4 +1,12 @@
-"""Forecasting benchmark on ETTh1 beside the published DLinear / PatchTST figures.
+"""Forecasting benchmark on ETTh1 (or ``--data X``) beside the published DLinear / PatchTST figures.
+
+The data set's name is the file's stem; its published figures come from :data:`DATASETS`
+(ETTh1 only, from ../shared/data/ett/README.md): for any other file none are printed and the
+``beats_dlinear`` / ``mse96`` targets are ``null``. The split (12/4/4 months of 30 days) is
+derived from the file's time step (``gridpilot.forecast.protocol.ett_split``; 15-minute data
+gets 34560/11520/11520 rows), and so are the day-ahead horizon and the seasonal-naive season
+(one day of steps). The day-ahead rows use ETT's six load columns where present, else every
+column.
 
 1. Long-horizon protocol (../shared/data/ett/README.md): multivariate, 7 columns standardised
    with the training rows, train/val/test = 8640/2880/2880 rows, every test window (stride 1),
@@ -25,6 +33,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from gridpilot.errors import ValidationError
 from gridpilot.forecast import (
     EnsembleForecaster,
     GBMForecaster,
@@ -40,13 +50,14 @@ from gridpilot.forecast import (
     SeasonalNaive,
     TimeOfDayLinearForecaster,
     backtest,
+    prepare_history,
 )
 from gridpilot.forecast.base import target_windows
+from gridpilot.forecast.protocol import EttSplit, ett_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett" / "ETTh1.csv"
-TRAIN, VAL, TEST = 8640, 2880, 2880
 LOADS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"]
-PUBLISHED: dict[str, dict[int, tuple[float, float]]] = {
+ETTH1_PUBLISHED: dict[str, dict[int, tuple[float, float]]] = {
     "DLinear": {96: (0.375, 0.399), 192: (0.405, 0.416), 336: (0.439, 0.443), 720: (0.472, 0.490)},
     "PatchTST/42": {
         96: (0.375, 0.399),
@@ -62,11 +73,56 @@ PUBLISHED: dict[str, dict[int, tuple[float, float]]] = {
     },
 }
 
+# published test MSE/MAE per data set (file stem), model and horizon; absent: none printed
+DATASETS: dict[str, dict[str, dict[int, tuple[float, float]]]] = {"ETTh1": ETTH1_PUBLISHED}
+
+
+@dataclass(frozen=True)
+class Data:
+    """The benchmark's data set: name (file stem), frame, ETT split from its time step, steps
+    per day, day-ahead columns and published figures (None: not known for this data set)."""
+
+    name: str
+    df: pd.DataFrame
+    split: EttSplit
+    day: int
+    loads: list[str]
+    published: dict[str, dict[int, tuple[float, float]]] | None
+
+    @property
+    def train(self) -> int:
+        return self.split.val_start
+
+    @property
+    def val(self) -> int:
+        return self.split.test_start - self.split.val_start
+
+    @property
+    def test(self) -> int:
+        return self.split.end - self.split.test_start
+
+
+def load_data(path: Path) -> Data:
+    """Read the CSV (``date`` column) and derive the split and day length from its step."""
+    h = prepare_history(pd.read_csv(path), what=str(path))
+    df = h.df()
+    loads = [c for c in LOADS if c in df.columns]
+    return Data(
+        path.stem,
+        df,
+        ett_split(h.freq, len(h), str(path)),
+        h.steps_per_day,
+        loads if len(loads) == len(LOADS) else list(df.columns),
+        DATASETS.get(path.stem),
+    )
+
 
 def long_horizon(
-    df: pd.DataFrame, horizons: list[int], lookbacks: tuple[int, ...], err: Console
+    d: Data, horizons: list[int], lookbacks: tuple[int, ...], err: Console
 ) -> list[dict[str, Any]]:
     """Protocol rows: horizon, mse, mae, baseline_mse, baseline_mae, train_s, published."""
+    df, TRAIN, VAL, TEST = d.df, d.train, d.val, d.test
+    pub = d.published
     vals = df.to_numpy(dtype=float)
     mu, sd = vals[:TRAIN].mean(axis=0), vals[:TRAIN].std(axis=0)
     z = pd.DataFrame((vals - mu) / sd, index=df.index, columns=df.columns).iloc[
@@ -83,7 +139,7 @@ def long_horizon(
         p = model.forecast_origins(zv, z.index, None, origins)
         pred_s = time.perf_counter() - t0
         y = target_windows(zv, origins, h)
-        base = SeasonalNaive(h, season=24).fit(
+        base = SeasonalNaive(h, season=d.day).fit(
             z.iloc[:TRAIN], validation=z.iloc[TRAIN : TRAIN + VAL]
         )
         pb = base.forecast_origins(zv, z.index, None, origins)
@@ -99,8 +155,12 @@ def long_horizon(
                 "lookback": model.lookback_,
                 "val_mse_by_lookback": {k: round(v, 4) for k, v in model.val_mse_.items()},
                 "n_windows": len(origins),
-                "published": {k: {"mse": v[h][0], "mae": v[h][1]} for k, v in PUBLISHED.items()},
-                "beats_dlinear": bool(np.mean((p - y) ** 2) < PUBLISHED["DLinear"][h][0]),
+                "published": None
+                if pub is None
+                else {k: {"mse": v[h][0], "mae": v[h][1]} for k, v in pub.items() if h in v},
+                "beats_dlinear": None
+                if pub is None or h not in pub.get("DLinear", {})
+                else bool(np.mean((p - y) ** 2) < pub["DLinear"][h][0]),
             }
         )
         err.log(
@@ -125,16 +185,17 @@ def lead_and_issue_figures(res: Any, std: np.ndarray) -> dict[str, Any]:
     }
 
 
-def naive_context(df: pd.DataFrame) -> dict[str, float]:
+def naive_context(d: Data) -> dict[str, float]:
     """Standardised test MAE of the one-day (the baseline) and the one-week seasonal-naive
     and of the last value (persistence) over the day-ahead origins: which naive is harder."""
-    v = df[LOADS].iloc[: TRAIN + VAL + TEST].to_numpy(dtype=float)
-    sd = v[:TRAIN].std(axis=0)[None, :, None]
-    o = np.arange(TRAIN + VAL, TRAIN + VAL + TEST - 24 + 1)
-    y = target_windows(v, o, 24)
-    rows = o[:, None] + np.arange(24)[None, :]  # (N, H) target rows
-    day = np.transpose(v[rows - 24], (0, 2, 1))
-    week = np.transpose(v[rows - 168], (0, 2, 1))
+    n, H = d.split.end, d.day
+    v = d.df[d.loads].iloc[:n].to_numpy(dtype=float)
+    sd = v[: d.train].std(axis=0)[None, :, None]
+    o = np.arange(d.split.test_start, n - H + 1)
+    y = target_windows(v, o, H)
+    rows = o[:, None] + np.arange(H)[None, :]  # (N, H) target rows
+    day = np.transpose(v[rows - H], (0, 2, 1))
+    week = np.transpose(v[rows - 7 * H], (0, 2, 1))
     last = np.broadcast_to(v[o - 1][:, :, None], y.shape)
     return {
         name: round(float(np.mean(np.abs(p - y) / sd)), 4)
@@ -147,7 +208,7 @@ def naive_context(df: pd.DataFrame) -> dict[str, float]:
 
 
 def day_ahead(
-    df: pd.DataFrame,
+    d: Data,
     stride: int,
     with_gbm: bool,
     refit_every: int | None,
@@ -157,17 +218,18 @@ def day_ahead(
 ) -> list[dict[str, Any]]:
     """Day-ahead rows for the six load series: model vs seasonal-naive, coverage; ``plot``:
     a PNG/HTML of the last model's stitched forecasts of HUFL over the first 14 test days."""
-    loads = df[LOADS].iloc[: TRAIN + VAL + TEST]
-    std = loads.iloc[:TRAIN].to_numpy(dtype=float).std(axis=0)
+    H = d.day
+    loads = d.df[d.loads].iloc[: d.split.end]
+    std = loads.iloc[: d.train].to_numpy(dtype=float).std(axis=0)
     out = []
     models: list[tuple[Any, int | None]] = [
-        (LinearForecaster(24, lookback=(168, 336, 512)), None),
-        (TimeOfDayLinearForecaster(24), None),
+        (LinearForecaster(H, lookback=(7 * H, 14 * H, 512 * H // 24)), None),
+        (TimeOfDayLinearForecaster(H), None),
     ]
     if with_gbm:
-        models.append((GBMForecaster(24, objective="l1", num_threads=2), None))
+        models.append((GBMForecaster(H, objective="l1", num_threads=2), None))
         models.append(
-            (EnsembleForecaster(24, num_threads=2, retune_window=retune_window), refit_every)
+            (EnsembleForecaster(H, num_threads=2, retune_window=retune_window), refit_every)
         )
     for m, refit in models:
         err.log(f"day-ahead: {m.name} (refit every {refit} steps) …")
@@ -175,8 +237,8 @@ def day_ahead(
         res = backtest(
             m,
             loads,
-            val_start=TRAIN,
-            test_start=TRAIN + VAL,
+            val_start=d.train,
+            test_start=d.split.test_start,
             stride=stride,
             refit_every=refit,
         )
@@ -184,7 +246,8 @@ def day_ahead(
         b = res.baseline_metrics or {}
         err.log(f"day-ahead: {m.name}: MAE reduction {res.mae_reduction:.4f} ({wall:.0f} s)")
         if plot is not None and m is models[-1][0]:
-            err.log(f"day-ahead: plot of {m.name} -> {res.plot(plot, series='HUFL', max_days=14)}")
+            shown = res.plot(plot, series=d.loads[0], max_days=14)
+            err.log(f"day-ahead: plot of {m.name} -> {shown}")
         out.append(
             {
                 "model": m.name,
@@ -199,7 +262,7 @@ def day_ahead(
                     }
                 ),
                 "backtest_wall_s": round(wall, 1),
-                "horizon": 24,
+                "horizon": H,
                 "n_origins": len(res.origins),
                 "mae_norm": round(res.metrics["mae_norm"], 4),
                 "baseline_mae_norm": round(b["mae_norm"], 4),
@@ -248,15 +311,21 @@ def main() -> int:
     args = ap.parse_args()
     err = Console(stderr=True)
     if not args.data.exists():
-        err.print(f"ETTh1 not found at {args.data}")
+        err.print(f"data not found at {args.data}")
         return 2
-    df = pd.read_csv(args.data, parse_dates=["date"]).set_index("date")
+    try:
+        d = load_data(args.data)
+    except ValidationError as exc:
+        err.print(f"error: {exc}")
+        return 2
+    if d.published is None:
+        err.log(f"{d.name}: no published figures known for this data set; none are shown")
     horizons = [96] if args.quick else [96, 192, 336, 720]
     lookbacks = (512,) if args.quick else (336, 512, 720)
     t0 = time.perf_counter()
-    rows = [] if args.day_ahead_only else long_horizon(df, horizons, lookbacks, err)
+    rows = [] if args.day_ahead_only else long_horizon(d, horizons, lookbacks, err)
     da = day_ahead(
-        df,
+        d,
         stride=4 if args.quick else 1,
         with_gbm=not (args.quick or args.no_gbm),
         refit_every=args.refit_every or None,
@@ -267,17 +336,23 @@ def main() -> int:
     total = time.perf_counter() - t0
     result = {
         "bench": "forecast",
-        "data": "ETTh1",
+        "data": d.name,
+        "split_rows": [d.train, d.val, d.test],
         "quick": args.quick,
         "rows": rows,
         "day_ahead": da,
-        "day_ahead_naive_mae_norm": naive_context(df),
+        "day_ahead_naive_mae_norm": naive_context(d),
         "train_s_all_horizons": round(sum(r["train_s"] for r in rows), 2),
         "wall_s": round(total, 1),
         "targets": {
-            "mse96_le_0.365": next((r["mse"] <= 0.365 for r in rows if r["horizon"] == 96), None),
+            "mse96_le_0.365": next(
+                (r["mse"] <= 0.365 for r in rows if r["horizon"] == 96 and d.name == "ETTh1"),
+                None,
+            ),
             "every_horizon_beats_dlinear": (
-                all(r["beats_dlinear"] for r in rows) if rows else None
+                all(r["beats_dlinear"] for r in rows)
+                if rows and all(r["beats_dlinear"] is not None for r in rows)
+                else None
             ),
             "train_all_horizons_under_300s": (
                 sum(r["train_s"] for r in rows) < 300 if rows else None
@@ -295,8 +370,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    t = Table(title="ETTh1 multivariate, standardised test MSE / MAE")
-    for c in ["horizon", "ours", "seasonal-naive", *PUBLISHED, "train s"]:
+    pub = d.published or {}
+    t = Table(title=f"{d.name} multivariate, standardised test MSE / MAE")
+    for c in ["horizon", "ours", "seasonal-naive", *pub, "train s"]:
         t.add_column(c, justify="right")
     for r in rows:
         h = r["horizon"]
@@ -304,7 +380,7 @@ def main() -> int:
             str(h),
             f"{r['mse']:.3f} / {r['mae']:.3f}",
             f"{r['baseline_mse']:.3f} / {r['baseline_mae']:.3f}",
-            *[f"{v[h][0]:.3f} / {v[h][1]:.3f}" for v in PUBLISHED.values()],
+            *[f"{v[h][0]:.3f} / {v[h][1]:.3f}" if h in v else "-" for v in pub.values()],
             f"{r['train_s']:.1f}",
         )
     con = Console()

@@ -138,6 +138,10 @@ class _DeviceWorld(SimWorld):
         self.applied.extend(cmds)
         return [self.sim.apply(c) for c in cmds]
 
+    def advance(self) -> None:
+        super().advance()
+        self.sim.step(self.step_s)  # the households' devices live on with the grid's time
+
 
 class _CallDR:
     name = "calldr"

@@ -14,20 +14,33 @@ share of the reduction is covered), refreshed at every 15-minute step of the pla
 
 :attr:`FlexDR.share` is the sheddable power over the feeder's load (what the loop's look-ahead
 model ``cut = 1 - level * dr_share`` needs), frozen while an event runs. Every event is kept as
-a :class:`DREventRecord` (id, target, expected reduction, devices, status and, once it ends, a
-measured reduction from the feeder-head power the loop passes to :meth:`FlexDR.tick`).
+a :class:`~gridpilot.agent.drrecord.DREventRecord` (id, target, expected reduction, devices,
+status and, once it ends, the measured reduction). At each :meth:`FlexDR.tick` the
+participants' reduction is measured device by device
+(:class:`~gridpilot.agent.drdelivery.DeviceReadings`): per load for the loop's demand
+estimate (:meth:`FlexDR.shed_by_load_mw`), in total for the delivery check (below 80 % of the
+target after 5 minutes: :attr:`FlexDR.alarm` and one top-up per event at a higher level).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gridpilot.agent.drdelivery import (
+    DeliveryCheck,
+    DeviceReadings,
+    planned_shed_by_load,
+    reduction_by_load,
+    window_mean,
+)
+from gridpilot.agent.drrecord import DEVICE_METHOD, DREventRecord
 from gridpilot.errors import ValidationError
 from gridpilot.field import Command
 from gridpilot.flex import (
@@ -42,70 +55,10 @@ from gridpilot.flex import (
 )
 from gridpilot.model import Grid
 
+logger = logging.getLogger(__name__)
+
 FLEX_STEP_S = 900  # the flex package's step (15 minutes)
 PRE_SAMPLES = 15  # load samples before an event that form its measured baseline
-
-
-@dataclass
-class DREventRecord:
-    """One dispatched event, for the API and the audit log (powers in the grid's MW)."""
-
-    id: str
-    source: str
-    level: float
-    target_mw: float
-    start: str
-    duration_min: float
-    buses: list[int]
-    devices: dict[str, int]
-    expected_reduction_mw: list[float]
-    short_mw: float
-    target_met: bool | None
-    dispatch_ms: float
-    commands: int = 0
-    status: str = "active"  # active, released, superseded, renewed
-    end: str | None = None
-    measured_reduction_mw: float | None = None
-    measured_method: str = (
-        "metered load: its level over the 15 samples before the event times the load-shape "
-        "forecast, minus the load during the event (mean)"
-    )
-    reason: str = ""
-    pre_level_mw: float | None = None  # load over shape before the event
-    during: list[tuple[float, float]] = field(default_factory=list)  # (load MW, shape) samples
-
-    @property
-    def expected_mean_mw(self) -> float:
-        """Mean expected reduction over the event's steps, MW."""
-        r = self.expected_reduction_mw
-        return float(np.mean(r)) if r else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (without the raw samples)."""
-        return {
-            "id": self.id,
-            "program": "load_shed",
-            "source": self.source,
-            "level": self.level,
-            "target_mw": round(self.target_mw, 6),
-            "start": self.start,
-            "end": self.end,
-            "duration_min": self.duration_min,
-            "buses": self.buses,
-            "devices": self.devices,
-            "expected_reduction_mw": [round(x, 6) for x in self.expected_reduction_mw],
-            "expected_mean_mw": round(self.expected_mean_mw, 6),
-            "short_mw": round(self.short_mw, 6),
-            "target_met": self.target_met,
-            "dispatch_ms": round(self.dispatch_ms, 2),
-            "commands": self.commands,
-            "status": self.status,
-            "measured_reduction_mw": None
-            if self.measured_reduction_mw is None
-            else round(self.measured_reduction_mw, 6),
-            "measured_method": self.measured_method,
-            "reason": self.reason,
-        }
 
 
 @dataclass
@@ -113,6 +66,7 @@ class _Active:
     record: DREventRecord
     plan: EventPlan
     t0: np.datetime64  # wall time of the event's first step
+    dispatched: np.datetime64  # when it was dispatched
     step: int = -1  # plan step whose set points are in force
 
 
@@ -140,6 +94,7 @@ class FlexDR:
         opt_outs: list[OptOut] | tuple[OptOut, ...] = (),
         program: Program | None = None,
         history: int = 200,
+        check: DeliveryCheck | None = None,
     ) -> None:
         if not duration_min >= FLEX_STEP_S / 60:
             raise ValidationError(
@@ -159,6 +114,12 @@ class FlexDR:
         self._pre: deque[float] = deque(maxlen=PRE_SAMPLES)
         self._shape = 1.0  # the load profile's multiplier now (from tick), for battery baselines
         self._load_bus: np.ndarray | None = None  # bus id per load (from update_share)
+        self.check = check or DeliveryCheck()
+        self.alarm: str | None = None  # the under-delivery alarm's text (None: none)
+        self._in_force: tuple[_Active, int] | None = None  # event and step of the last reading
+        self._readings = DeviceReadings()
+        self._measured: np.ndarray | None = None  # measured reduction per load, last reading
+        self.delivery_factor = 1.0  # measured / planned reduction at the last reading
 
     # --- the devices in flex terms ----------------------------------------------------------------
     def fleet(self, now: np.datetime64) -> tuple[Fleet, int]:
@@ -234,8 +195,10 @@ class FlexDR:
             raise ValidationError(f"dr level: must be within [0, 1], got {level}")
         act = self.active
         if level <= 0.0:
+            self.alarm = None  # no DR asked: nothing to under-deliver
             return self.release(now, "released") if act is not None else []
-        if act is not None and math.isclose(act.record.level, level) and not buses:
+        asked = act.record.requested_level if act is not None else None
+        if act is not None and math.isclose(asked or act.record.level, level) and not buses:
             return []
         cmds = self.release(now, "superseded") if act is not None else []
         return cmds + self.dispatch(level, now, source=source, reason=reason, buses=buses)
@@ -248,11 +211,14 @@ class FlexDR:
         source: str = "",
         reason: str = "",
         buses: list[int] | None = None,
+        requested_level: float | None = None,
+        topup_of: str | None = None,
     ) -> list[Command]:
         """Plan and start one event at ``level`` x the power the targeted devices (all, or those
         at ``buses``) could shed now; returns its commands (none when nothing can be shed: the
         record says so). A bus id not in the grid is an UnknownComponentError; buses without
-        devices add nothing."""
+        devices add nothing. ``requested_level``: the loop's level when ``level`` is raised
+        above it (a top-up, ``topup_of`` the event it tops up)."""
         t_wall = time.perf_counter()
         want = [int(b) for b in (buses or [])]
         if want:
@@ -284,6 +250,8 @@ class FlexDR:
                 status="empty",
                 end=start,
                 reason=f"{reason}; nothing to shed now".strip("; "),
+                requested_level=float(level if requested_level is None else requested_level),
+                topup_of=topup_of,
             )
             self.records.append(rec)
             return []
@@ -304,11 +272,15 @@ class FlexDR:
             0.0,
             reason=reason,
             pre_level_mw=float(np.mean(self._pre)) if self._pre else None,
+            requested_level=float(level if requested_level is None else requested_level),
+            topup_of=topup_of,
         )
         t0 = now.astype("datetime64[D]").astype("datetime64[s]") + np.timedelta64(
             (t - 96) * FLEX_STEP_S, "s"
         )  # wall time of the event's first step
-        self.active = _Active(rec, plan, t0)
+        self.active = _Active(rec, plan, t0, now.astype("datetime64[s]"))
+        self._readings.reset()
+        self._readings.read(self.devices, plan, now)  # the first reading of its participants
         if targeted and self.share_per_load is not None and self._load_bus is not None:
             # the event sheds only at its buses: elsewhere DR level x share is 0 while it runs
             at = np.isin(self._load_bus, np.asarray(targeted, np.int64))
@@ -326,10 +298,15 @@ class FlexDR:
         if act is None:
             return []
         self.active = None
+        if status in ("released", "superseded"):
+            self.alarm = None  # the loop changed or ended the demand response
         rec = act.record
         rec.status = status
         rec.end = str(now.astype("datetime64[s]"))
-        if rec.pre_level_mw is not None and rec.during:
+        if rec.delivered:
+            rec.measured_reduction_mw = float(np.mean([x for _, x in rec.delivered]))
+            rec.measured_method = DEVICE_METHOD
+        elif rec.pre_level_mw is not None and rec.during:
             load, shape = np.asarray(rec.during).T
             rec.measured_reduction_mw = float(np.mean(rec.pre_level_mw * shape - load))
         return release_commands(self.devices, act.plan.device_ids, f"{rec.id}:release")
@@ -342,6 +319,8 @@ class FlexDR:
         move the active event's set points to the plan step of ``now`` and renew the event at
         its end while its level holds. Returns the commands for the field."""
         act = self.active
+        self._in_force = (act, act.step) if act is not None else None
+        self._measure(now)
         if shape > 0:
             self._shape = float(shape)
         if load_mw is not None and np.isfinite(load_mw) and shape > 0:
@@ -354,19 +333,105 @@ class FlexDR:
         k = int((now.astype("datetime64[s]") - act.t0) / np.timedelta64(FLEX_STEP_S, "s"))
         if k >= act.plan.steps:
             rec = act.record
-            pre = rec.pre_level_mw
-            cmds = self.release(now, "renewed")
-            self._pre.clear()
-            if pre is not None:  # the renewal is measured against the same pre-event level
-                self._pre.append(pre)
+            cmds = self._restart(now, "renewed")
             return cmds + self.dispatch(
-                rec.level, now, source=rec.source, reason=f"renewal of {rec.id}", buses=rec.buses
+                rec.level,
+                now,
+                source=rec.source,
+                reason=f"renewal of {rec.id}",
+                buses=rec.buses,
+                requested_level=rec.requested_level,
+                topup_of=rec.topup_of,
             )
+        topup = self._check_delivery(now)
+        if topup is not None:
+            return topup
         if k != act.step:
             cmds = self._setpoints(k)
             act.record.commands += len(cmds)
             return cmds
         return []
+
+    def _restart(self, now: np.datetime64, status: str) -> list[Command]:
+        """Release the active event (``status``) keeping its pre-event level for the next."""
+        assert self.active is not None
+        pre = self.active.record.pre_level_mw
+        cmds = self.release(now, status)
+        self._pre.clear()
+        if pre is not None:  # the next event is measured against the same pre-event level
+            self._pre.append(pre)
+        return cmds
+
+    def _check_delivery(self, now: np.datetime64) -> list[Command] | None:
+        """The delivery check (:class:`~gridpilot.agent.drdelivery.DeliveryCheck`): after the
+        settling time, the reduction measured over the last window against the target. Below
+        ``alarm_share``: :attr:`alarm` is set and, once per event, the event is topped up (a
+        new event at level / delivered share, at most 1: more of the enrolled devices' room)
+        or, at level 1 already, the record says nothing more is possible. Returns the top-up's
+        commands, else None."""
+        act = self.active
+        assert act is not None
+        rec, c = act.record, self.check
+        age = (now.astype("datetime64[s]") - act.dispatched) / np.timedelta64(1, "s")
+        if age < c.settle_s or rec.target_mw <= 1e-9:
+            return None
+        d = window_mean(rec.delivered, c.window_s)
+        if d is None:
+            return None
+        share = d / rec.target_mw
+        rec.delivered_mw, rec.delivered_share = d, share
+        if share >= c.alarm_share:
+            self.alarm = None
+            return None
+        text = (
+            f"DR event {rec.id} under-delivers: {d:.3f} MW of its {rec.target_mw:.3f} MW "
+            f"target ({100 * share:.0f} % < {100 * c.alarm_share:.0f} %)"
+        )
+        if rec.reaction:
+            return None
+        level = min(1.0, rec.level / max(share, 1e-3))
+        if level <= rec.level + 1e-6:
+            rec.reaction = "none left: the event already asks the devices' full room (level 1)"
+            self.alarm = f"{text}; {rec.reaction}"
+            logger.warning(self.alarm)
+            return None
+        rec.reaction = f"topped up: level {rec.level:.2f} -> {level:.2f} (more device room)"
+        self.alarm = f"{text}; {rec.reaction}"
+        logger.warning(self.alarm)
+        cmds = self._restart(now, "topped-up")
+        return cmds + self.dispatch(
+            level,
+            now,
+            source=rec.source,
+            reason=f"top-up of {rec.id}: {text}",
+            buses=rec.buses,
+            requested_level=rec.requested_level,
+            topup_of=rec.id,
+        )
+
+    def _measure(self, now: np.datetime64) -> None:
+        """The participants' measured reduction since the last reading, per load (for the
+        loop's estimate) and in total (the record's ``delivered`` samples)."""
+        act, self._measured, self.delivery_factor = self.active, None, 1.0
+        if act is None or act.step < 0:
+            return
+        power = self._readings.read(self.devices, act.plan, now)
+        if power is None:
+            return
+        n = len(self.grid.load)
+        planned_l = planned_shed_by_load(self.devices, act.plan, act.step, n)
+        # bounded by the plan (0 .. 1.5 x planned per load): stale or missing device data
+        # must not invent demand
+        self._measured = np.clip(
+            reduction_by_load(self.devices, act.plan, act.step, power, n),
+            0.0,
+            1.5 * np.maximum(planned_l, 0.0),
+        )
+        age = (now.astype("datetime64[s]") - act.dispatched) / np.timedelta64(1, "s")
+        got = float(self._measured.sum())
+        act.record.delivered.append((float(age), got))
+        planned = float(act.plan.reduction_mw[act.step])
+        self.delivery_factor = float(np.clip(got / planned, 0.0, 1.5)) if planned > 1e-6 else 1.0
 
     def _setpoints(self, k: int) -> list[Command]:
         """Commands putting the participants at plan step ``k`` (per-device kW from grid MW)."""
@@ -376,6 +441,30 @@ class FlexDR:
         return setpoint_commands(self.devices, act.plan, k, f"{act.record.id}:{k}")
 
     # --- reporting ---------------------------------------------------------------------------------
+    def shed_by_load_mw(self, n_load: int, at: np.datetime64 | None = None) -> np.ndarray:
+        """The planned reduction below the devices' baseline per grid load, (n_load,) MW.
+
+        ``at`` None: what the metered load lacks at the last reading passed to :meth:`tick`: the
+        participants' measured reduction (:class:`~gridpilot.agent.drdelivery.DeviceReadings`)
+        or, before a first interval is measured, the plan step then in force. Else the step
+        the active event will be at ``at`` (past its plan: its first step's, as a renewal
+        starts) times :attr:`delivery_factor` (what the devices deliver of their plan now);
+        zero without an event.
+        """
+        if at is None:
+            if self._measured is not None:
+                return self._measured.copy()
+            f = self._in_force
+            if f is None or f[1] < 0:
+                return np.zeros(n_load)
+            return planned_shed_by_load(self.devices, f[0].plan, f[1], n_load)
+        act = self.active
+        if act is None:
+            return np.zeros(n_load)
+        k = int((at.astype("datetime64[s]") - act.t0) / np.timedelta64(FLEX_STEP_S, "s"))
+        k = k if 0 <= k < act.plan.steps else 0
+        return planned_shed_by_load(self.devices, act.plan, k, n_load) * self.delivery_factor
+
     def expected_shed_mw(self, now: np.datetime64) -> float:
         """What the active event's devices are expected to shed below their own baseline at
         ``now`` (MW, the plan step in force; 0 without an event): the household DR energy for

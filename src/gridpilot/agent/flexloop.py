@@ -37,12 +37,17 @@ class FlexLoop:
     _cols: dict[str, Any]
     _signal_grid: Any
     _signals: Any
+    section_buses: set[int]
 
     # provided by the Orchestrator
     def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
         raise NotImplementedError
 
     def forecast_ratio(self, steps_ahead: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def dr_level(self) -> float:
         raise NotImplementedError
 
     @property
@@ -145,14 +150,44 @@ class FlexLoop:
         return out
 
     def _flex_tick(self, obs: Observation) -> list[Any]:
-        """FlexDR's step: the metered load and the load-shape forecast now (nominal-weighted),
-        for the events' measured reduction; returns its commands."""
+        """FlexDR's step: the metered load (dark loads at their estimated demand, so that a
+        fault or a restoration is not read as a change of the DR's reduction) and the
+        load-shape forecast now (nominal-weighted), for the events' measured reduction and
+        delivery check; returns its commands."""
         assert self.flexdr is not None
         g = self.grid
         shape = self.load_forecast.shape(np.array([obs.time.astype("datetime64[s]")]))[0]
         w = np.maximum(g.load["p_mw"], 0.0)
         s = float((shape * w).sum() / max(w.sum(), 1e-9))
-        return self.flexdr.tick(obs.time, float(obs.load_p_mw.sum()), s if s > 0 else 1.0)
+        on = obs.energised[g.bus.position_map(g.load["bus"])]
+        load = float(np.where(on, obs.load_p_mw, self.load_est_mw).sum())
+        return self.flexdr.tick(obs.time, load, s if s > 0 else 1.0)
+
+    def _flex_demand(self, obs: Observation) -> np.ndarray:
+        """Demand per load (MW) with FlexDR: the metered load, un-curtailed by the world's own
+        DR share (0 on the field world), plus what the DR event's plan had the devices shed at
+        the step in force when the load was metered (added back once: never divided by a
+        share, so an event shedding most of a load does not blow the estimate up)."""
+        assert self.flexdr is not None
+        cut = max(1.0 - self.dr_level * float(self.world.dr_share), 1e-6)
+        return obs.load_p_mw / cut + self.flexdr.shed_by_load_mw(len(self.grid.load))
+
+    def _metered_forecast_mw(self, obs: Observation, minutes_ahead: float) -> float:
+        """The loop's forecast of the feeder's metered load ``minutes_ahead`` from now (MW):
+        the forecast demand (estimate x :meth:`forecast_ratio`) less what the active DR
+        event's plan will have the devices shed at the reading then (the set points of a plan
+        step go out at the first loop step of the 15-minute interval and are metered from the
+        next; the event held while its level holds). Loads in sections isolated for a fault
+        (dark until repaired) are left out; other dark loads count (FLISR restores them)."""
+        g = self.grid
+        ratio = self.forecast_ratio(np.array([minutes_ahead * 60.0 / self.world.step_s]))[0]
+        demand = ratio * self.load_est_mw
+        if self.flexdr is not None and self.flexdr.active is not None:
+            lag_s = int(minutes_ahead * 60 - self.world.step_s)
+            at = obs.time.astype("datetime64[s]") + np.timedelta64(lag_s, "s")
+            demand = demand - self.flexdr.shed_by_load_mw(len(g.load), at)
+        keep = ~np.isin(np.asarray(g.load["bus"], np.int64), list(self.section_buses))
+        return float(np.maximum(demand[keep], 0.0).sum())
 
     def _flex_run(self, fn: Any, why: str = "") -> None:
         """Run a :class:`FlexDR` call, send its commands to the world, and audit and show every

@@ -272,16 +272,14 @@ class Orchestrator(FlexLoop):
         g = self.grid
         lb = g.bus.position_map(g.load["bus"])
         on = obs.energised[lb]
-        share = self._dr_share_ctx()
         if self.last is not None:
             ratio = self.forecast_ratio(np.array([1.0]))[0]
             self.load_est_mw = self.load_est_mw * ratio
-        if np.ndim(share) == 0:
-            cut = 1.0 - self.dr_level * float(share)
+        if self.flexdr is not None:  # the metered load plus what its DR event's devices shed
+            self.load_est_mw[on] = self._flex_demand(obs)[on]
+        else:  # the world's own DR model: its enrolled share curtailed in proportion
+            cut = 1.0 - self.dr_level * float(self.dr_share)
             self.load_est_mw[on] = obs.load_p_mw[on] / max(cut, 1e-6)
-        else:  # per load (FlexDR: the devices' room at each load's bus)
-            cut_l = np.maximum(1.0 - self.dr_level * np.asarray(share), 1e-6)
-            self.load_est_mw[on] = obs.load_p_mw[on] / cut_l[on]
         if len(g.generator):
             gb = g.bus.position_map(g.generator["bus"])
             gon = obs.energised[gb]
@@ -382,6 +380,8 @@ class Orchestrator(FlexLoop):
             }
         if self.meters is not None:
             active.update({k: dict(v) for k, v in self.meters.alarms.items()})
+        if self.flexdr is not None and self.flexdr.alarm:
+            active["dr_under_delivery"] = {"severity": "major", "text": self.flexdr.alarm}
         for k, a in active.items():
             if k not in self.alarms:
                 self._event("alarm", a["text"], a["severity"], alarm=k)
@@ -867,7 +867,7 @@ class Orchestrator(FlexLoop):
     def _record_history(self, obs: Observation) -> None:
         est_total = float(self.load_est_mw.sum())
         ahead = 15
-        f = float((self.forecast_ratio(np.array([ahead]))[0] * self.load_est_mw).sum())
+        f = self._metered_forecast_mw(obs, ahead)
         self._forecast_at[obs.t + ahead] = f
         fc = self._forecast_at.pop(obs.t, None)
         self.history.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,31 @@ forecast_app = typer.Typer(
 )
 
 
-def _read_csv(path: Path, columns: str | None) -> Any:
+RepairOpt = typer.Option(
+    "error",
+    "--repair",
+    help="error|none: refuse NaN and gaps; interpolate: fill runs of at most "
+    "--max-gap-steps missing steps linearly.",
+)
+MaxGapOpt = typer.Option(3, "--max-gap-steps", help="Longest run --repair interpolate fills.")
+TimeUnitOpt = typer.Option(
+    "auto",
+    "--time-unit",
+    help="Unit of a numeric (epoch) time column: auto (by magnitude)|s|ms|us|ns.",
+)
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How a history CSV is read: series, repair of NaN/gaps, epoch unit."""
+
+    columns: str | None = None
+    repair: str = "error"
+    max_gap_steps: int = 3
+    time_unit: str = "auto"
+
+
+def _read_csv(path: Path, opts: CsvOptions) -> Any:
     import pandas as pd
 
     from gridpilot.errors import Issue, ValidationError
@@ -23,9 +48,25 @@ def _read_csv(path: Path, columns: str | None) -> Any:
 
     if not path.exists():
         raise ValidationError(issues=[Issue("data", "path", "file not found", value=str(path))])
-    df = pd.read_csv(path)
-    cols = [c.strip() for c in columns.split(",")] if columns else None
-    return prepare_history(df, columns=cols, what=str(path))
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ValidationError(
+            issues=[Issue("data", "path", f"cannot read as CSV: {exc}", value=str(path))]
+        ) from None
+    cols = [c.strip() for c in opts.columns.split(",")] if opts.columns else None
+    if opts.max_gap_steps < 1:
+        raise ValidationError(
+            issues=[Issue("data", "max_gap_steps", "must be at least 1", value=opts.max_gap_steps)]
+        )
+    return prepare_history(
+        df,
+        columns=cols,
+        what=str(path),
+        repair=opts.repair,  # type: ignore[arg-type]  # checked by prepare_history
+        max_gap_steps=opts.max_gap_steps,
+        time_unit=opts.time_unit,  # type: ignore[arg-type]  # checked by parse_times
+    )
 
 
 def _model_kwargs(
@@ -58,7 +99,10 @@ def backtest_cmd(
         help="Share of rows for validation before the test part (0: model's own).",
     ),
     protocol: str | None = typer.Option(
-        None, "--protocol", help="'ett': 12/4/4-month split, data standardised on training rows."
+        None,
+        "--protocol",
+        help="'ett': 12/4/4 months of 30 days (rows from the time step), standardised on "
+        "training rows.",
     ),
     stride: int = typer.Option(1, "--stride", help="Steps between forecast origins."),
     refit_every: int | None = typer.Option(
@@ -70,24 +114,27 @@ def backtest_cmd(
     latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
     longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    repair: str = RepairOpt,
+    max_gap_steps: int = MaxGapOpt,
+    time_unit: str = TimeUnitOpt,
 ) -> None:
     """Rolling-origin backtest; prints the model's metrics beside the seasonal-naive baseline."""
     from gridpilot.errors import GridpilotError
     from gridpilot.forecast.api import make_model
     from gridpilot.forecast.backtest import backtest
     from gridpilot.forecast.data import History
+    from gridpilot.forecast.protocol import ett_split
 
     try:
-        h = _read_csv(data, columns)
+        h = _read_csv(data, CsvOptions(columns, repair, max_gap_steps, time_unit))
         val_start = test_start = None
         if protocol == "ett":
-            tr, n = 12 * 30 * 24, 4 * 30 * 24
+            sp = ett_split(h.freq, len(h), str(data))
+            tr = sp.val_start
             mu = h.values[:tr].mean(axis=0)
             sd = h.values[:tr].std(axis=0)
-            h = History(
-                h.index[: tr + 2 * n], (h.values[: tr + 2 * n] - mu) / sd, h.columns, h.freq
-            )
-            val_start, test_start = tr, tr + n
+            h = History(h.index[: sp.end], (h.values[: sp.end] - mu) / sd, h.columns, h.freq)
+            val_start, test_start = sp.val_start, sp.test_start
         elif protocol is not None:
             raise typer.BadParameter(f"unknown protocol {protocol!r}; use 'ett'")
         elif val_fraction > 0:
@@ -149,6 +196,9 @@ def day_ahead_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write the long table (CSV)."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a plot (.png/.html)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    repair: str = RepairOpt,
+    max_gap_steps: int = MaxGapOpt,
+    time_unit: str = TimeUnitOpt,
 ) -> None:
     """Fit on the whole history and forecast the next day with P10/P50/P90."""
     from gridpilot.errors import GridpilotError
@@ -156,7 +206,7 @@ def day_ahead_cmd(
     from gridpilot.forecast.plot import plot_forecast
 
     try:
-        h = _read_csv(data, columns)
+        h = _read_csv(data, CsvOptions(columns, repair, max_gap_steps, time_unit))
         res = day_ahead(h, horizon, model=model, **_model_kwargs(model, None, latitude, longitude))
         if plot is not None:
             plot_forecast(res, plot, history=h.df())

@@ -28,6 +28,10 @@ from gridpilot.errors import Issue, ValidationError
 
 TIME_COLUMNS = ("date", "time", "timestamp", "datetime")
 Repair = Literal["error", "interpolate"]
+REPAIRS: tuple[str, ...] = ("error", "interpolate")
+TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
+TIME_UNITS: tuple[str, ...] = ("auto", "s", "ms", "us", "ns")
+REPAIR_HINT = "repair='interpolate' (CLI: --repair interpolate)"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ class History:
         return pd.DataFrame(self.values, index=self.index, columns=list(self.columns))
 
 
-def _to_frame(history: pd.DataFrame | pd.Series, what: str) -> pd.DataFrame:
+def _to_frame(
+    history: pd.DataFrame | pd.Series, what: str, time_unit: TimeUnit = "auto"
+) -> pd.DataFrame:
     if isinstance(history, pd.Series):
         history = history.to_frame(name=str(history.name or "value"))
     if not isinstance(history, pd.DataFrame):
@@ -87,16 +93,71 @@ def _to_frame(history: pd.DataFrame | pd.Series, what: str) -> pd.DataFrame:
                     )
                 ]
             )
-        try:
-            idx = pd.to_datetime(df[tcol])
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(
-                issues=[Issue(what, str(tcol), f"cannot parse as timestamps: {exc}")]
-            ) from None
+        idx = parse_times(df[tcol], what, str(tcol), time_unit)
         df = df.drop(columns=[tcol]).set_index(pd.DatetimeIndex(idx, name=str(tcol)))
     if df.index.tz is not None:
         df = df.tz_convert("UTC").tz_localize(None)
     return df
+
+
+def epoch_unit(values: np.ndarray) -> str:
+    """The unit of integer/float epoch timestamps judged by magnitude: ``"s"``, ``"ms"``,
+    ``"us"`` or ``"ns"`` (median |value| below 1e11, 1e14, 1e17 or above). Right for dates
+    from 1973-03 to 5138; earlier dates in ms/us/ns would be read as a finer unit's seconds:
+    pass the unit explicitly for those."""
+    v = np.abs(np.asarray(values, np.float64))
+    v = v[np.isfinite(v)]
+    med = float(np.median(v)) if v.size else 0.0
+    for unit, bound in (("s", 1e11), ("ms", 1e14), ("us", 1e17)):
+        if med < bound:
+            return unit
+    return "ns"
+
+
+def parse_times(
+    col: pd.Series, what: str, name: str, time_unit: TimeUnit = "auto"
+) -> pd.DatetimeIndex:
+    """A time column as a tz-naive UTC :class:`~pandas.DatetimeIndex`.
+
+    Strings are parsed with ``utc=True``: offsets may differ row to row (e.g. ``+02:00`` in
+    summer, ``+01:00`` in winter) and every time is converted to UTC; strings without an offset
+    are taken as UTC. Numbers are epoch times in ``time_unit`` (``"auto"``: by magnitude, see
+    :func:`epoch_unit`). Unparseable values raise a ValidationError naming the column, the
+    value and its row.
+    """
+    if time_unit not in TIME_UNITS:
+        raise ValidationError(
+            issues=[Issue(what, "time_unit", f"must be one of {TIME_UNITS}", value=time_unit)]
+        )
+    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+    unit = None
+    if numeric:
+        unit = epoch_unit(col.to_numpy()) if time_unit == "auto" else time_unit
+    try:
+        if numeric:
+            idx = pd.to_datetime(col, unit=unit, utc=True, errors="raise")
+        else:
+            idx = pd.to_datetime(col, utc=True, errors="raise")
+    except (ValueError, TypeError, OverflowError) as exc:
+        bad = pd.to_datetime(col, utc=True, unit=unit, errors="coerce").isna() & col.notna()
+        row = int(np.argmax(bad.to_numpy())) if bad.any() else None
+        where = f" (row {row}: {col.iloc[row]!r})" if row is not None else ""
+        raise ValidationError(
+            issues=[
+                Issue(
+                    what,
+                    name,
+                    f"cannot parse as timestamps{where}: {exc}",
+                    value=None if row is None else str(col.iloc[row])[:80],
+                )
+            ]
+        ) from None
+    if idx.isna().any():
+        row = int(np.argmax(idx.isna().to_numpy()))
+        raise ValidationError(
+            issues=[Issue(what, name, f"has an empty timestamp at row {row}", value=None)]
+        )
+    return pd.DatetimeIndex(idx).tz_convert("UTC").tz_localize(None)
 
 
 def infer_step(index: pd.DatetimeIndex, what: str = "history") -> pd.Timedelta:
@@ -120,21 +181,26 @@ def prepare_history(
     max_gap_steps: int = 3,
     freq: pd.Timedelta | str | None = None,
     what: str = "history",
+    time_unit: TimeUnit = "auto",
 ) -> History:
     """Check a time-indexed frame and return it as a regular :class:`History`.
 
     ``columns`` selects (and orders) series; by default every column is used. ``repair``
     chooses between refusing NaN/gaps (``"error"``, the default) and interpolating runs of at
     most ``max_gap_steps`` missing steps (``"interpolate"``). ``freq`` forces the step;
-    otherwise the most common step is used. Returns values in the input's own units.
+    otherwise the most common step is used. ``time_unit`` is the unit of a numeric time column
+    (epoch; ``"auto"``: by magnitude, :func:`epoch_unit`). Returns values in the input's own
+    units.
     """
     if isinstance(history, History):
         return history
-    if repair not in ("error", "interpolate"):
+    if repair == "none":
+        repair = "error"
+    if repair not in REPAIRS:
         raise ValidationError(
             issues=[Issue(what, "repair", "must be 'error' or 'interpolate'", value=repair)]
         )
-    df = _to_frame(history, what)
+    df = _to_frame(history, what, time_unit)
     if len(df) == 0 or df.shape[1] == 0:
         raise ValidationError(
             issues=[Issue(what, "rows", "is empty (no rows or no series)", value=df.shape)]
@@ -146,12 +212,14 @@ def prepare_history(
                 issues=[Issue(what, "columns", f"has no column {c!r}", value=c) for c in missing]
             )
         df = df[list(columns)]
-    issues: list[Issue] = []
-    for c in df.columns:
-        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
-            issues.append(Issue(what, str(c), "is not numeric", value=str(df[c].dtype)))
+    issues = [iss for c in df.columns if (iss := _not_numeric(df[c], what)) is not None]
     if issues:
         raise ValidationError(issues=issues)
+    obj = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if obj:  # object columns holding only numbers (checked above)
+        df = df.copy()
+        for c in obj:
+            df[c] = pd.to_numeric(df[c])
     if isinstance(df.index, pd.DatetimeIndex) and df.index.unit != "ns":
         df = df.set_axis(df.index.as_unit("ns"), axis=0)  # steps below count nanoseconds
     if not df.index.is_monotonic_increasing:
@@ -197,7 +265,7 @@ def prepare_history(
                         what,
                         "index",
                         f"has {len(missing_t)} missing timestamps (first: {missing_t[0]}); "
-                        "fill them or pass repair='interpolate'",
+                        f"fill them or pass {REPAIR_HINT}",
                         value=str(missing_t[0]),
                     )
                 ]
@@ -217,7 +285,7 @@ def prepare_history(
                         what,
                         str(df.columns[j]),
                         f"has {int(nan[:, j].sum())} NaN/inf values (first at {full[i]}); "
-                        "fill them or pass repair='interpolate'",
+                        f"fill them or pass {REPAIR_HINT}",
                         value=float("nan"),
                     )
                 )
@@ -225,6 +293,27 @@ def prepare_history(
         values = _interpolate(values, nan, max_gap_steps, full, df.columns, what)
     cols = tuple(str(c) for c in df.columns)
     return History(full, values, cols, step)
+
+
+def _not_numeric(col: pd.Series, what: str) -> Issue | None:
+    """An Issue naming the column, the first non-numeric value and its timestamp (None when
+    the column is numeric)."""
+    if pd.api.types.is_bool_dtype(col):
+        return Issue(what, str(col.name), "is not numeric (boolean)", value=str(col.dtype))
+    if pd.api.types.is_numeric_dtype(col):
+        return None
+    coerced = pd.to_numeric(col, errors="coerce")
+    bad = (coerced.isna() & col.notna()).to_numpy()
+    if not bad.any():  # e.g. an object column of numbers: accepted as numbers
+        return None
+    i = int(np.argmax(bad))
+    return Issue(
+        what,
+        str(col.name),
+        f"is not numeric: {col.iloc[i]!r} at {col.index[i]} "
+        f"({int(bad.sum())} non-numeric value(s) in all)",
+        value=str(col.iloc[i])[:80],
+    )
 
 
 def _interpolate(
