@@ -346,6 +346,11 @@ class FlisrPolicy:
                 else ""
             )
             + (f"; {n_dead} healthy bus(es) stay off" if n_dead else "")
+            + (
+                "; plan NOT verified: it fails the limits in the twin at nominal demand"
+                if not res.verified
+                else ""
+            )
         )
         summary = res.summary()
         data = {
@@ -366,6 +371,7 @@ class FlisrPolicy:
                     "restored_kw",
                     "unserved_kw",
                     "vmin_pu_after",
+                    "verified",
                     "verified_by",
                     "decision_ms",
                     "notes",

@@ -9,6 +9,8 @@ import typer
 
 from gridpilot.errors import GridpilotError
 
+UNVERIFIED_EXIT = 3  # a plan or configuration came out, but it fails its own limits
+
 
 def _fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
@@ -51,6 +53,8 @@ def register(app: typer.Typer) -> None:
         out = res.summary()
         if json_out:
             typer.echo(json.dumps(out, indent=2))
+            if not res.verified:
+                raise typer.Exit(UNVERIFIED_EXIT)
             return
         from rich.console import Console
 
@@ -70,6 +74,9 @@ def register(app: typer.Typer) -> None:
         )
         for n in out["notes"]:
             c.print(f"  note: {n}")
+        if not res.verified:
+            c.print("[bold red]  plan NOT verified: it fails its own limits in the twin[/]")
+            raise typer.Exit(UNVERIFIED_EXIT)
 
     @app.command()
     def reconfigure(
