@@ -40,6 +40,9 @@ from gridpilot.model import Grid
 
 log = logging.getLogger(__name__)
 
+TOL_PU = 1e-6  # fixed-point iterations stop when the roots' voltages move less than this (pu)
+MAX_ITER = 20
+
 
 class Upstream:
     """Linear model (sparse LU of the bus admittance matrix) of one energised switch state.
@@ -91,6 +94,7 @@ class Upstream:
         self._i_load = self._draw(solver, v_pre, on)
         self._z_cache: dict[int, complex] = {}
         self._v_open: np.ndarray | None = None
+        self._v_now: dict[bytes, np.ndarray] = {}  # voltages per removed set (re-planning)
 
     def _draw(self, solver: RadialSolver, v: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Current drawn at each kept bus at voltages ``v`` (load convention, pu; 0 elsewhere)."""
@@ -152,13 +156,19 @@ class Upstream:
         keep = on & ~removed
         if self._v_open is None:
             self._v_open = self.v_pre + self._solve(self._i_load)
-        v = self.v_pre.copy()
-        for _ in range(20):
-            nv = self.v_pre + self._solve(self._i_load - self._draw(solver, v, keep))
-            done = np.max(np.abs(nv - v)) < 1e-10
-            v = nv
-            if done:
-                break
+        key = np.packbits(removed).tobytes()
+        v = self._v_now.get(key)
+        if v is None:
+            v = self.v_pre.copy()
+            for _ in range(MAX_ITER):
+                nv = self.v_pre + self._solve(self._i_load - self._draw(solver, v, keep))
+                done = np.max(np.abs(nv[b] - v[b]), initial=0.0) < TOL_PU
+                v = nv
+                if done:
+                    break
+            if len(self._v_now) > 16:
+                self._v_now.clear()
+            self._v_now[key] = v
         vr, vo = v[b], self._v_open[b]
         ok = np.abs(z) > 1e-12
         i_tot = np.where(ok, (vo - vr) / np.where(ok, z, 1.0), 0.0)
