@@ -41,7 +41,7 @@ from gridpilot.control.radialpf import (
 from gridpilot.control.sections import Sections, SectionState, subtree_mask
 from gridpilot.control.upstream import Upstream
 from gridpilot.control.verdict import TwinVerdict, twin_verdict
-from gridpilot.errors import ValidationError
+from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
 
 TWIN_VERIFY_MAX_BUSES = 200  # "auto" verification in the twin up to this grid size
@@ -424,7 +424,9 @@ class FlisrEngine:
         """Simulate protection for faults on ``line_ids`` and respond (tests, CLI, benchmarks).
 
         The indications come from :func:`indications_for_fault`; the decision sees only them.
-        An unknown line id is an UnknownComponentError.
+        An unknown line id is an UnknownComponentError; an energised faulted line that no
+        switch can interrupt (a grid without switches, a fault in a source section) is an
+        InfeasibleError.
         """
         closed = (
             self.grid.switch["closed"].copy()
@@ -432,7 +434,34 @@ class FlisrEngine:
             else np.asarray(switch_closed, bool)
         )
         ind = indications_for_fault(self.grid, line_ids, closed, fpi_failures, self.sections)
+        if not ind.tripped:
+            self._no_device(line_ids, closed)
         return self.respond(ind, switch_closed=closed, locked_open=locked_open)
+
+    def _no_device(self, line_ids: int | Iterable[int], closed: np.ndarray) -> None:
+        """Raise :class:`InfeasibleError` when an energised faulted line has no switch between
+        it and its source that could interrupt it (nothing for FLISR to operate)."""
+        ids = [line_ids] if isinstance(line_ids, (int, np.integer)) else list(line_ids)
+        sec, g = self.sections, self.grid
+        st = sec.state(closed)
+        fsec = sec.of_line[g.line.index_of([int(x) for x in ids])]
+        live = [int(x) for x, s in zip(ids, fsec, strict=True) if st.energised[s]]
+        if not live:
+            return  # a fault on a dead line trips nothing and needs no action
+        hint = (
+            f"grid {g.name!r} has no switches"
+            + (
+                " (a MATPOWER case gets them only when it marks ties as status-0 branches;"
+                " see docs/flisr.md)"
+                if g.meta.get("source") == "matpower"
+                else ""
+            )
+            if not len(g.switch)
+            else "its section holds a source: only the upstream grid can clear it"
+        )
+        raise InfeasibleError(
+            f"flisr: no switch can interrupt a fault on line(s) {live}: {hint}", "switches"
+        )
 
     def respond(
         self,
