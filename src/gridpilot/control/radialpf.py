@@ -562,6 +562,9 @@ def _sweep_batch(
             else:  # transformers: larger apparent power of the two sides (S/Sn, as the twin)
                 s_lv = v[c] * np.conj(ib[c])
                 s_hv = s_lv + z[br] * cur * cur
+                if bf[br] == par[c]:  # fed from its 'from' (HV) side: add the magnetising power
+                    vp = abs(v[par[c]])
+                    s_hv += vp * vp * np.conj(y_from[br])
                 pct = max(abs(s_lv), abs(s_hv)) * trafo_scale[br] * 100.0
             load_out[t, br] = pct if np.isfinite(pct) else 0.0
             if real[par[c]]:
