@@ -29,14 +29,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
 
+from gridpilot.control.flisr_graph import (
+    adjacency,
+    close_order,
+    components,
+    csr,
+    dead_islands,
+    exchanges,
+    forest_path,
+    pick_best,
+    reach_batch,
+    unique_rows,
+    warm_kernels,
+)
 from gridpilot.control.location import Indications, Location, indications_for_fault, locate
 from gridpilot.control.radialpf import (
     S_BASE_MVA,
     RadialRegion,
     RadialSolver,
-    warm_radial_kernel,
 )
 from gridpilot.control.sections import Sections, SectionState, subtree_mask
 from gridpilot.control.upstream import Upstream
@@ -295,7 +306,7 @@ class FlisrEngine:
         self._trafo_lv = (
             grid.bus.position_map(tr["lv_bus"], "bus") if len(tr) else np.zeros(0, np.int64)
         )
-        _warm_kernels()
+        warm_kernels()
         self.prefault(sw["closed"].copy())
 
     # --- state --------------------------------------------------------------------------------------
@@ -609,7 +620,7 @@ class FlisrEngine:
             dead[out.shed] = False
             if not dead.any():
                 break
-            islands = _islands(sec, out.work, dead)
+            islands = dead_islands(sec, out.work, dead)
             progress = False
             for isl in sorted(islands, key=lambda a: -float(sec.weight[a].sum())):
                 st_w = sec.state(out.work)
@@ -714,7 +725,7 @@ class FlisrEngine:
             & ~iso[sec.sw_a]
             & ~iso[sec.sw_b]
         )
-        lab = _components(sec.n, sec.sw_a[usable], sec.sw_b[usable])
+        lab = components(sec.n, sec.sw_a[usable], sec.sw_b[usable])
         live_lab = np.zeros(sec.n, bool)
         live_lab[lab[st_end.energised & ~iso]] = True
         return interrupted & ~iso & live_lab[lab]
@@ -959,11 +970,11 @@ class FlisrEngine:
         weight_local = np.concatenate([sec.weight[loc_secs], [0.0]])
         live_req = np.arange(ki, k)
 
-        ptr, adj_e, adj_o = _csr(k + 1, e_u, e_v)
+        ptr, adj_e, adj_o = csr(k + 1, e_u, e_v)
 
         def served(cfgs: np.ndarray) -> np.ndarray:
             """(N, k+1) bool: local nodes joined to LIVE by the closed edges of each config."""
-            return _reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
+            return reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
 
         # the same island, region and switch states give the same search (several passes)
         key = b"|".join(
@@ -986,7 +997,7 @@ class FlisrEngine:
 
             # round 0: one tie, or two ties with a cut on the path between them
             cfg_list: list[np.ndarray] = []
-            tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
+            tree_adj = adjacency(k, e_u[:n_tree], e_v[:n_tree])
             ent_idx = np.arange(n_first_entry, e_sw.size)
             for i in ent_idx:
                 on = base_on.copy()
@@ -996,7 +1007,7 @@ class FlisrEngine:
             for x in range(ent_idx.size):
                 for y in range(x + 1, ent_idx.size):
                     i, j = int(ent_idx[x]), int(ent_idx[y])
-                    path = _tree_path(tree_adj, att[i], att[j])
+                    path = forest_path(tree_adj, att[i], att[j])
                     for e in path:
                         if not cuttable[e]:
                             continue
@@ -1004,9 +1015,9 @@ class FlisrEngine:
                         on[i] = on[j] = True
                         on[e] = False
                         cfg_list.append(on)
-            configs = _unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
+            configs = unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
             viol, vmin, load, wsv = ev(configs, served(configs))
-            best = _pick(configs, viol, vmin, base_on, wsv)
+            best = pick_best(configs, viol, vmin, base_on, wsv)
             # branch exchange rounds from the least-violating configuration(s)
             rounds = 0
             while (
@@ -1018,8 +1029,8 @@ class FlisrEngine:
                 for s_i in starts:
                     if not np.isfinite(viol[s_i]):
                         continue
-                    moves.append(_exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
-                mv_cfg = _unique_rows(
+                    moves.append(exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
+                mv_cfg = unique_rows(
                     np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool)
                 )
                 if not mv_cfg.shape[0]:
@@ -1029,7 +1040,7 @@ class FlisrEngine:
                 configs = np.concatenate([configs, mv_cfg])
                 viol, vmin = np.concatenate([viol, mv]), np.concatenate([vmin, mvmin])
                 load, wsv = np.concatenate([load, mload]), np.concatenate([wsv, mw])
-                best = _pick(configs, viol, vmin, base_on, wsv)
+                best = pick_best(configs, viol, vmin, base_on, wsv)
                 if stalled:
                     break
             on = configs[best].copy()
@@ -1142,7 +1153,7 @@ class FlisrEngine:
         changed = np.flatnonzero(new != work)
         opens = [int(s) for s in changed if not new[s]]
         closes_set = [int(s) for s in changed if new[s]]
-        closes = _close_order(closes_set, sec, new, st.energised)
+        closes = close_order(closes_set, sec, new, st.energised)
         shed = [int(isl[i]) for i in np.flatnonzero(~served_mask)]
         return new, opens, closes, shed, cur_vmin, cur_load
 
@@ -1174,226 +1185,6 @@ def branch_status_all(engine: FlisrEngine, closed: np.ndarray) -> np.ndarray:
             st["busswitch"][engine.solver.bus_switch_pos],
         ]
     )
-
-
-# --- small graph helpers (island-sized) --------------------------------------------------------------
-def _islands(sec: Sections, closed: np.ndarray, dead: np.ndarray) -> list[np.ndarray]:
-    """Connected groups of dead sections joined by closed switches."""
-    m = closed & dead[sec.sw_a] & dead[sec.sw_b]
-    lab = _components(sec.n, sec.sw_a[m], sec.sw_b[m])
-    idx = np.flatnonzero(dead)
-    out: list[np.ndarray] = []
-    if idx.size == 0:
-        return out
-    order = np.argsort(lab[idx], kind="stable")
-    labs = lab[idx][order]
-    cuts = np.flatnonzero(np.diff(labs)) + 1
-    for grp in np.split(idx[order], cuts):
-        out.append(grp)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Connected-component label (smallest member) of each of ``n`` nodes joined by edges u-v."""
-    root = np.arange(n)
-    for e in range(u.size):
-        x, y = u[e], v[e]
-        while root[x] != x:
-            root[x] = root[root[x]]
-            x = root[x]
-        while root[y] != y:
-            root[y] = root[root[y]]
-            y = root[y]
-        if x < y:
-            root[y] = x
-        elif y < x:
-            root[x] = y
-    for i in range(n):
-        root[i] = root[root[i]]
-    return root
-
-
-def _adjacency(k: int, u: np.ndarray, v: np.ndarray) -> list[list[tuple[int, int]]]:
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(k + 1)]
-    for e, (x, y) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
-        adj[x].append((y, e))
-        adj[y].append((x, e))
-    return adj
-
-
-def _tree_path(adj: list[list[tuple[int, int]]], s: int, t: int) -> list[int]:
-    """Edge indices on the path from s to t in a forest (empty if not connected)."""
-    if s == t:
-        return []
-    prev: dict[int, tuple[int, int]] = {s: (-1, -1)}
-    stack = [s]
-    while stack:
-        x = stack.pop()
-        if x == t:
-            break
-        for y, e in adj[x]:
-            if y not in prev:
-                prev[y] = (x, e)
-                stack.append(y)
-    if t not in prev:
-        return []
-    path = []
-    x = t
-    while x != s:
-        p, e = prev[x]
-        path.append(e)
-        x = p
-    return path
-
-
-def _warm_kernels() -> None:
-    """Compile (or load from numba's cache) the search kernels once, at engine construction."""
-    e = np.zeros(1, np.int64)
-    _components(2, e, e + 1)
-    ptr, adj_e, adj_o = _csr(2, e, e + 1)
-    _reach_batch(np.ones((1, 1), bool), ptr, adj_e, adj_o, 1)
-    subtree_mask(np.array([-1, 0]), [0])
-    warm_radial_kernel()
-
-
-def _csr(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Adjacency of an edge list as CSR: row pointers, edge index and far node per incidence."""
-    ends = np.concatenate([u, v]).astype(np.int64)
-    order = np.argsort(ends, kind="stable")
-    ne = u.size
-    adj_e = np.concatenate([np.arange(ne), np.arange(ne)])[order]
-    adj_o = np.concatenate([v, u]).astype(np.int64)[order]
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(ends, minlength=n), out=ptr[1:])
-    return ptr, adj_e, adj_o
-
-
-@njit(cache=True, nogil=True)
-def _reach_batch(
-    on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.ndarray, start: int
-) -> np.ndarray:
-    """(N, n) bool: the nodes joined to ``start`` through the edges switched on in each row."""
-    t_n = on.shape[0]
-    n = ptr.size - 1
-    out = np.zeros((t_n, n), np.bool_)
-    stack = np.empty(n, np.int64)
-    for t in range(t_n):
-        out[t, start] = True
-        stack[0] = start
-        top = 1
-        while top:
-            top -= 1
-            x = stack[top]
-            for j in range(ptr[x], ptr[x + 1]):
-                y = adj_o[j]
-                if on[t, adj_e[j]] and not out[t, y]:
-                    out[t, y] = True
-                    stack[top] = y
-                    top += 1
-    return out
-
-
-def _exchanges(
-    k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray
-) -> np.ndarray:
-    """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes.
-
-    The loop of an open edge is found from parent pointers of one breadth-first forest of the
-    closed edges (no search per edge); rows come in the order of the open edges, and along
-    each loop from the edge's second end to its first.
-    """
-    idx_on = np.flatnonzero(on).tolist()
-    adj = _adjacency(k, u[on], v[on])
-    par = [-1] * (k + 1)
-    pe = [-1] * (k + 1)
-    dep = [-1] * (k + 1)
-    comp = [-1] * (k + 1)
-    for r in [k, *range(k)]:
-        if dep[r] >= 0:
-            continue
-        dep[r] = 0
-        comp[r] = r
-        queue = [r]
-        for x in queue:
-            for y, e in adj[x]:
-                if dep[y] < 0:
-                    dep[y] = dep[x] + 1
-                    par[y] = x
-                    pe[y] = idx_on[e]
-                    comp[y] = r
-                    queue.append(y)
-    cut = cuttable.tolist()
-    rows: list[tuple[int, int]] = []
-    for f in np.flatnonzero(~on).tolist():
-        s_, t_ = int(u[f]), int(v[f])
-        if s_ == t_ or comp[s_] != comp[t_]:
-            continue
-        up_t: list[int] = []
-        up_s: list[int] = []
-        x, y = t_, s_
-        while x != y:
-            if dep[x] >= dep[y]:
-                up_t.append(pe[x])
-                x = par[x]
-            else:
-                up_s.append(pe[y])
-                y = par[y]
-        rows += [(f, e) for e in up_t + up_s[::-1] if cut[e]]
-    out = np.repeat(on[None, :], len(rows), axis=0)
-    if rows:
-        fe = np.array(rows, np.int64)
-        out[np.arange(len(rows)), fe[:, 0]] = True
-        out[np.arange(len(rows)), fe[:, 1]] = False
-    return out
-
-
-def _unique_rows(configs: np.ndarray) -> np.ndarray:
-    """Distinct rows of a (N, E) bool array, in order of first occurrence."""
-    if configs.shape[0] < 2:
-        return configs
-    first: dict[bytes, int] = {}
-    for i, row in enumerate(np.packbits(configs, axis=1)):
-        first.setdefault(row.tobytes(), i)
-    return configs[np.fromiter(first.values(), np.int64, len(first))]
-
-
-def _pick(
-    configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndarray, weight: np.ndarray
-) -> int:
-    """Feasible first, then most weighted load served, fewest switch operations, highest vmin."""
-    ops = (configs != base[None, :]).sum(axis=1)
-    w = np.round(weight, 9)
-    if np.any(viol <= 0):
-        return int(np.lexsort((-vmin, ops, -w, viol > 0))[0])
-    return int(np.lexsort((ops, viol))[0])
-
-
-def _close_order(
-    closes: list[int], sec: Sections, state: np.ndarray, live: np.ndarray
-) -> list[int]:
-    """Order closing operations so that each one energises from already live sections."""
-    live = live.copy()
-    todo = list(closes)
-    pending = np.zeros(state.size, bool)
-    pending[todo] = True
-    out: list[int] = []
-    while todo:
-        nxt = [s for s in todo if live[sec.sw_a[s]] or live[sec.sw_b[s]]]
-        if not nxt:
-            out += todo
-            break
-        for s in nxt:
-            out.append(s)
-            todo.remove(s)
-            pending[s] = False
-        # sections now live: everything joined to them by closed switches of the final state
-        m = state & ~pending
-        lab = _components(sec.n, sec.sw_a[m], sec.sw_b[m])
-        hit = np.zeros(sec.n, bool)
-        hit[lab[live]] = True
-        live = hit[lab]
-    return out
 
 
 __all__ = ["FlisrEngine", "FlisrResult", "Limits", "SwitchAction", "indications_for_fault"]
