@@ -346,12 +346,9 @@ class FlisrPolicy:
                 else ""
             )
             + (f"; {n_dead} healthy bus(es) stay off" if n_dead else "")
-            + (
-                "; plan NOT verified: it fails the limits in the twin at nominal demand"
-                if not res.verified
-                else ""
-            )
         )
+        if not res.verified:  # first, so that shortened event texts still say it
+            reason = "plan NOT verified (fails its limits in the twin at nominal demand): " + reason
         summary = res.summary()
         data = {
             "indications": {"tripped": ind.tripped, "fpi": [k for k, v in ind.fpi.items() if v]},

@@ -130,8 +130,9 @@ class Upstream:
     def _solve(self, rhs_bus: np.ndarray) -> np.ndarray:
         """Z @ rhs over bus positions (complex; 0 at buses outside the model)."""
         out = np.zeros(self.v_pre.size, complex)
-        on = self._pos >= 0
-        out[on] = self._lu.solve(np.ascontiguousarray(rhs_bus[on]))
+        if self._lu is not None:
+            on = self._pos >= 0
+            out[on] = self._lu.solve(np.ascontiguousarray(rhs_bus[on]))
         return out
 
     def equivalent(
