@@ -7,7 +7,8 @@ ones) are simulated by protection (``indications_for_fault``) and handed to
 same decisions in CPU time of the deciding thread: on a shared machine wall time also counts
 waiting for a core), ``restored_share`` (restored / restorable kW,
 summed over faults) and side by side ``baseline_restored_share``: isolate only, reclosing the
-tripped breaker, no tie switching. Run: ``.venv/bin/python bench/flisr.py --json [--quick]``.
+tripped breaker, no tie switching; ``unverified``: plans whose final state fails their own
+limits in the twin's check (FLISR returns them marked ``verified: false``). Run: ``.venv/bin/python bench/flisr.py --json [--quick]``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run(name: str, max_faults: int, seed: int = 0) -> dict:
     lines = g.line.ids.copy()
     if lines.size > max_faults:
         lines = np.sort(np.random.default_rng(seed).choice(lines, max_faults, replace=False))
-    ms, cpu, restored, restorable, base = [], [], 0.0, 0.0, 0.0
+    ms, cpu, restored, restorable, base, unverified = [], [], 0.0, 0.0, 0.0, 0
     eng.respond(
         indications_for_fault(g, [int(lines[0])], sections=eng.sections)
     )  # warm-up, not timed
@@ -51,6 +52,7 @@ def run(name: str, max_faults: int, seed: int = 0) -> dict:
         if not ind.tripped:
             continue  # a fault in a de-energised section trips nothing
         res = eng.respond(ind)
+        unverified += not getattr(res, "verified", True)
         cpu.append(res.decision_cpu_ms)
         ms.append(res.decision_ms)
         restored += res.restored_kw
@@ -70,6 +72,7 @@ def run(name: str, max_faults: int, seed: int = 0) -> dict:
         "restored_share": round(restored / restorable, 4) if restorable else 1.0,
         "baseline_restored_share": round(base / restorable, 4) if restorable else 1.0,
         "verified_by": eng.verify,
+        "unverified": unverified,
         "v_min_pu": lim.v_min_pu,
         "init_s": round(init_s, 2),
     }

@@ -106,3 +106,16 @@ def test_unknown_switch_and_bad_values() -> None:
         Action("dr", None, 1.5)
     with pytest.raises(ValidationError, match="unknown"):
         Action("explode", 1, 1)
+
+
+def test_loading_limit_covers_transformers() -> None:
+    """The guard's loading limit means lines *and* transformers (S/Sn): on oberrhein, closing
+    tie 48 and opening 318 moves a feeder onto one HV/MV transformer (about 118 % S/Sn) while
+    no line passes 115 %."""
+    g = load_grid("oberrhein")
+    inj = {"load_p_mw": g.load["p_mw"].copy(), "load_q_mvar": g.load["q_mvar"].copy()}
+    guard = SafetyGuard(g, limits=GuardLimits(loading_max_pct=115.0, v_min_pu=0.8))
+    plan = Plan([Action("switch", 318, 0), Action("switch", 48, 1)], "swap", "test")
+    v = guard.check(plan, switch_closed=g.switch["closed"], injections=inj)
+    assert not v.ok and any("transformer" in r and "115" in r for r in v.reasons), v.reasons
+    assert v.after["max_loading_branch"].startswith("transformer")

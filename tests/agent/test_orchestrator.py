@@ -282,3 +282,25 @@ def test_a_flood_of_forgeries_is_counted_in_full_though_refusal_rows_are_capped(
     assert orch.counters["telemetry_rejected"] == 50
     e = orch.audit.entries(kind="refused", actor="telemetry")[0]
     assert e["what"]["frames_rejected"] == {"bad_signature": 50}
+
+
+def test_an_unverified_flisr_plan_says_so(orch: Orchestrator, monkeypatch) -> None:
+    """A plan the control engine could not verify in the twin carries ``verified: false`` and
+    says so first in its reason (the events and dashboard show the reason, shortened)."""
+    from gridpilot.control.flisr import FlisrEngine
+
+    real = FlisrEngine.respond
+
+    def unverified(self, *a, **k):  # the engine's plan, labelled as failing its twin check
+        res = real(self, *a, **k)
+        res.verified, res.verified_by = False, "none"
+        return res
+
+    monkeypatch.setattr(FlisrEngine, "respond", unverified)
+    orch.run(2)
+    orch.inject("fault", line=7)
+    orch.step()
+    plans = [e for e in orch.audit.entries() if e.get("actor") == "policy:flisr"]
+    assert plans, "FLISR should still propose its plan"
+    assert plans[0]["why"].startswith("plan NOT verified")
+    assert plans[0]["data"]["flisr"]["verified"] is False

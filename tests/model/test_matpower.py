@@ -59,3 +59,59 @@ def test_bad_matpower_inputs(tmp_path: Path) -> None:
         from_matpower(tmp_path / "missing.m")
     with pytest.raises(ValidationError, match="no reference bus"):
         from_matpower(CASE.replace("\t1\t3\t0", "\t1\t1\t0", 1))
+
+
+RING = """function mpc = ring
+mpc.version = '2';
+mpc.baseMVA = 10;
+mpc.bus = [
+\t1\t3\t0\t0\t0\t0\t1\t1\t0\t20\t1\t1.1\t0.9;
+\t2\t1\t1\t0.2\t0\t0\t1\t1\t0\t20\t1\t1.1\t0.9;
+\t3\t1\t1\t0.2\t0\t0\t1\t1\t0\t20\t1\t1.1\t0.9;
+\t4\t1\t1\t0.2\t0\t0\t1\t1\t0\t20\t1\t1.1\t0.9;
+];
+mpc.gen = [
+\t1\t0\t0\t10\t-10\t1.0\t100\t1\t10\t0;
+];
+mpc.branch = [
+\t1\t2\t0.01\t0.01\t0\t0\t0\t0\t0\t0\t1;
+\t2\t3\t0.01\t0.01\t0\t0\t0\t0\t0\t0\t1;
+\t1\t4\t0.01\t0.01\t0\t0\t0\t0\t0\t0\t1;
+\t4\t3\t0.01\t0.01\t0\t0\t0\t0\t0\t0\t0;   % a normally-open tie
+];
+"""
+
+
+def test_status_0_lines_become_open_ties_with_a_switch_on_every_line() -> None:
+    g = from_matpower(RING, "ring")
+    assert len(g.switch) == len(g.line) == 4 and g.line["in_service"].all()
+    sw = g.switch
+    assert sw.ids[~sw["closed"]].tolist() == [4] and sw["normally_open"].tolist() == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert sw["remote"].all() and sw["kind"][sw.index_of([1, 3])].tolist() == [0, 0]  # breakers
+    assert "open ties" in g.meta["switches"]
+    r = Twin(g).powerflow()
+    assert r.converged and r.energised.all()
+    # 'none' keeps MATPOWER's own meaning: the status-0 line out of service, no switches
+    g0 = from_matpower(RING, "ring", switches="none")
+    assert len(g0.switch) == 0 and g0.line["in_service"].tolist() == [True, True, True, False]
+    # a case without status-0 lines gets no switches, and says so
+    g1 = from_matpower(CASE, "tiny")
+    assert len(g1.switch) == 0 and g1.meta["switches"].startswith("none")
+    with pytest.raises(ValidationError, match="switches"):
+        from_matpower(RING, "ring", switches="some")
+
+
+def test_unknown_bus_in_a_branch_is_named_as_such() -> None:
+    bad = RING.replace("\t4\t3\t0.01", "\t4\t9\t0.01")
+    with pytest.raises(ValidationError) as exc:
+        from_matpower(bad, "ring")
+    msg = str(exc.value)
+    assert "t_bus" in msg and "9" in msg and "unknown bus" in msg and "branch id 4" in msg
+    assert "transformer" not in msg and "nan" not in msg.lower()
+    with pytest.raises(ValidationError, match=r"gen.*unknown bus"):
+        from_matpower(RING.replace("\t1\t0\t0\t10", "\t7\t0\t0\t10"), "ring")

@@ -30,11 +30,16 @@ from gridpilot.twin import Twin, energised, is_radial
 
 @dataclass
 class GuardLimits:
-    """Limits the guard enforces (voltages in pu, loading in percent, times in seconds)."""
+    """Limits the guard enforces (voltages in pu, loading in percent, times in seconds).
+
+    ``loading_max_pct`` applies to every line (current over its rating, I/Imax) and every
+    transformer (apparent power over its rating, S/Sn, the larger of its two sides; pandapower's
+    I/In reads S/Sn x Vn/V, e.g. 5 % more at 0.95 pu: see docs/flisr.md).
+    """
 
     v_min_pu: float = 0.90
     v_max_pu: float = 1.10
-    loading_max_pct: float = 100.0
+    loading_max_pct: float = 100.0  # lines I/Imax and transformers S/Sn (larger side), %
     tolerance_pu: float = 0.002
     max_switch_ops_per_plan: int = 12
     max_ops_per_switch_per_hour: int = 4
@@ -72,9 +77,12 @@ def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
         "converged": bool(res.converged),
         "vmin_pu": round(float(v.min()), 5) if v.size and res.converged else None,
         "vmax_pu": round(float(v.max()), 5) if v.size and res.converged else None,
-        "max_loading_pct": round(float(np.nanmax(res.line_loading_pct)), 2)
-        if res.converged and res.line_loading_pct.size
+        # lines by current (I/Imax), transformers by apparent power (S/Sn, the larger side):
+        # the guard's loading limit covers both (docs/flisr.md, "Transformer loading")
+        "max_loading_pct": round(float(res.max_loading_pct), 2)
+        if res.converged and (res.line_loading_pct.size or res.trafo_loading_pct.size)
         else None,
+        "max_loading_branch": res.max_loading_branch if res.converged else None,
         "losses_kw": round(float(res.losses_kw), 2) if res.converged else None,
         "energised_buses": int(on.sum()),
         "buses": len(grid.bus),
@@ -271,7 +279,8 @@ class SafetyGuard:
                 and a["max_loading_pct"] > bl + 0.5
             ):
                 reasons.append(
-                    f"loading {a['max_loading_pct']} % above {lim.loading_max_pct} % and worse than before"
+                    f"loading {a['max_loading_pct']} % ({a['max_loading_branch']}) above "
+                    f"{lim.loading_max_pct} % and worse than before"
                 )
         return Verdict(not reasons, reasons, b, a, checks)
 

@@ -347,6 +347,8 @@ class FlisrPolicy:
             )
             + (f"; {n_dead} healthy bus(es) stay off" if n_dead else "")
         )
+        if not res.verified:  # first, so that shortened event texts still say it
+            reason = "plan NOT verified (fails its limits in the twin at nominal demand): " + reason
         summary = res.summary()
         data = {
             "indications": {"tripped": ind.tripped, "fpi": [k for k, v in ind.fpi.items() if v]},
@@ -366,6 +368,7 @@ class FlisrPolicy:
                     "restored_kw",
                     "unserved_kw",
                     "vmin_pu_after",
+                    "verified",
                     "verified_by",
                     "decision_ms",
                     "notes",

@@ -9,6 +9,8 @@ import typer
 
 from gridpilot.errors import GridpilotError
 
+UNVERIFIED_EXIT = 3  # a plan or configuration came out, but it fails its own limits
+
 
 def _fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
@@ -51,6 +53,8 @@ def register(app: typer.Typer) -> None:
         out = res.summary()
         if json_out:
             typer.echo(json.dumps(out, indent=2))
+            if not res.verified:
+                raise typer.Exit(UNVERIFIED_EXIT)
             return
         from rich.console import Console
 
@@ -70,28 +74,62 @@ def register(app: typer.Typer) -> None:
         )
         for n in out["notes"]:
             c.print(f"  note: {n}")
+        if not res.verified:
+            c.print("[bold red]  plan NOT verified: it fails its own limits in the twin[/]")
+            raise typer.Exit(UNVERIFIED_EXIT)
 
     @app.command()
     def reconfigure(
         grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
-        vmin: Annotated[float, typer.Option(help="lowest voltage allowed, pu")] = 0.95,
+        vmin: Annotated[
+            float | None,
+            typer.Option(help="lowest voltage asked for, pu (a target: exit 3 if not met)"),
+        ] = None,
+        vmax: Annotated[
+            float | None, typer.Option(help="highest voltage asked for, pu (a target)")
+        ] = None,
+        max_loading: Annotated[
+            float | None, typer.Option(help="branch loading asked for, % (a target)")
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ) -> None:
-        """Choose the switches to open for least losses (radial, all loads served, limits held)."""
+        """Choose the switches to open for least losses (radial, all loads served, limits held).
+
+        Without --vmin/--vmax/--max-loading the default band (0.95-1.05 pu, 100 %) is widened
+        to the starting state's extremes and losses are minimised within it (exit 0; a remark
+        says if the default band is not met). With any of them the band is a request: the
+        least violation of it comes first, then losses, and the exit status is 3 when it
+        cannot be met (the best configuration found is still printed).
+        """
         from gridpilot.control.flisr import Limits
         from gridpilot.control.reconfig import reconfigure as run
         from gridpilot.model import load_grid
 
+        asked = any(v is not None for v in (vmin, vmax, max_loading))
         try:
-            res = run(load_grid(grid), Limits(v_min_pu=vmin))
+            d = Limits()
+            lim = Limits(
+                d.v_min_pu if vmin is None else vmin,
+                d.v_max_pu if vmax is None else vmax,
+                d.max_loading_pct if max_loading is None else max_loading,
+                relax_to_prefault=not asked,
+            )
+            res = run(load_grid(grid), lim)
         except GridpilotError as exc:
             _fail(exc)
             return
         out = res.summary()
+        infeasible = asked and not res.target_holds
+        out["status"] = "infeasible" if infeasible else "ok"
         if json_out:
             typer.echo(json.dumps(out, indent=2))
-            return
-        typer.echo(
-            f"open {out['open']}: losses {out['losses_kw_before']:.2f} -> {out['losses_kw_after']:.2f} kW, "
-            f"vmin {out['vmin_pu_after']:.4f} pu, {out['solve_ms']:.0f} ms"
-        )
+        else:
+            typer.echo(
+                f"open {out['open']}: losses {out['losses_kw_before']:.2f} -> "
+                f"{out['losses_kw_after']:.2f} kW, vmin {out['vmin_pu_before']:.4f} -> "
+                f"{out['vmin_pu_after']:.4f} pu, {out['solve_ms']:.0f} ms"
+            )
+            for r in out["remarks"]:
+                typer.echo(f"  remark: {r}")
+        if infeasible:
+            raise typer.Exit(UNVERIFIED_EXIT)

@@ -29,12 +29,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
 
+from gridpilot.control.flisr_graph import (
+    adjacency,
+    close_order,
+    components,
+    csr,
+    dead_islands,
+    exchanges,
+    forest_path,
+    pick_best,
+    reach_batch,
+    unique_rows,
+    warm_kernels,
+)
 from gridpilot.control.location import Indications, Location, indications_for_fault, locate
-from gridpilot.control.radialpf import RadialRegion, RadialSolver, warm_radial_kernel
+from gridpilot.control.radialpf import (
+    S_BASE_MVA,
+    RadialRegion,
+    RadialSolver,
+)
 from gridpilot.control.sections import Sections, SectionState, subtree_mask
-from gridpilot.errors import ValidationError
+from gridpilot.control.upstream import Upstream
+from gridpilot.control.verdict import TwinVerdict, twin_verdict
+from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
 
 TWIN_VERIFY_MAX_BUSES = 200  # "auto" verification in the twin up to this grid size
@@ -42,6 +60,8 @@ SWAP_STEPS = 1  # add-back steps that also try swaps (re-close one shed part, cu
 EXCHANGE_STARTS = 1  # branch-exchange rounds start from the least-violating configuration only
 # candidate sweeps stop at this voltage change (pu): 100x below the 1e-5 pu calibration margin
 SWEEP_TOL_PU = 1e-7
+# margin (%) on the estimated loading of the transformers feeding a region's roots
+ROOT_TRAFO_MARGIN_PCT = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,7 +115,10 @@ class FlisrResult:
     rest that a closable path could reach, ``restored_kw`` what the plan brings back,
     ``shed_kw`` restorable load deliberately left off, ``unserved_kw`` everything interrupted
     and not restored. ``vmin_pu_after``/``max_loading_pct_after`` describe the grid after the
-    plan (``verified_by`` says by which power flow). ``decision_ms`` is wall time from
+    plan (``verified_by`` says by which power flow: ``"twin"``, ``"radial-sweep"`` or ``"none"``).
+    ``verified`` is False when the twin's check of the final state fails the plan's own
+    ``limits_used`` even after planning again (``notes`` say why); such a plan must not be
+    executed unattended (the CLI exits with status 3). ``decision_ms`` is wall time from
     indications to verified plan; ``decision_cpu_ms`` the CPU time of the deciding thread over
     the same span (on a busy machine the difference is time spent waiting for a core).
     """
@@ -123,6 +146,7 @@ class FlisrResult:
     locked_open: list[int]
     notes: list[str] = field(default_factory=list)
     decision_cpu_ms: float = float("nan")
+    verified: bool = True
 
     @property
     def restored_share(self) -> float:
@@ -158,6 +182,7 @@ class FlisrResult:
             "vmin_pu_after": round(self.vmin_pu_after, 6),
             "max_loading_pct_after": round(self.max_loading_pct_after, 3),
             "limits": self.limits_used,
+            "verified": self.verified,
             "verified_by": self.verified_by,
             "decision_ms": round(self.decision_ms, 3),
             "decision_cpu_ms": round(self.decision_cpu_ms, 3),
@@ -175,6 +200,10 @@ class _Prefault:
     trafo_loading_pct: np.ndarray
     margin_v_pu: float = 0.0
     margin_loading_pct: float = 0.0
+    v_complex: np.ndarray | None = None  # pre-fault bus voltages, complex pu (0 when dead)
+    closed: np.ndarray | None = None  # the pre-fault switch states
+    upstream: Upstream | None = None  # linear model of the grid seen from a feeder head
+    source_of: np.ndarray | None = None  # per section: the source section feeding it (-1 none)
 
 
 @dataclass
@@ -187,8 +216,33 @@ class _Region:
     pair_br: np.ndarray  # local branch index of each
     bus_sections: np.ndarray
     root_trafo: list[np.ndarray]  # transformer positions feeding each root (LV side)
+    root_trafo_pct: np.ndarray  # their loading (%) in the state before restoring the region
     model: RadialRegion  # the region compiled for the radial sweep
     in_service: np.ndarray  # region branches in service
+
+
+@dataclass
+class _Case:
+    """What a restoration search works from (fixed over re-planning)."""
+
+    interrupted: np.ndarray
+    iso: np.ndarray
+    locked: np.ndarray
+    pre: _Prefault
+    limits: tuple[float, float, float]
+
+
+@dataclass
+class _Restoration:
+    """Switch states after restoring, the switches opened/closed, shed sections, and the
+    sweep's minimum voltage / maximum loading of each restored region."""
+
+    work: np.ndarray
+    opens: list[int]
+    closes: list[int]
+    shed: list[int]
+    vmin: list[float]
+    load: list[float]
 
 
 class FlisrEngine:
@@ -223,6 +277,7 @@ class FlisrEngine:
         self.max_rounds = max_rounds
         self.budget_ms = budget_ms
         self._deadline = float("inf")
+        self._extra_margin = (0.0, 0.0)  # (pu, %) added after a failed twin check (re-plan)
         self._twin: Any = None
         self._island_memo: dict[bytes, tuple[np.ndarray, float, float]] = {}  # within one decision
         self._pgm: Any = None  # private copy of the twin's PGM model for final-state checks
@@ -251,7 +306,7 @@ class FlisrEngine:
         self._trafo_lv = (
             grid.bus.position_map(tr["lv_bus"], "bus") if len(tr) else np.zeros(0, np.int64)
         )
-        _warm_kernels()
+        warm_kernels()
         self.prefault(sw["closed"].copy())
 
     # --- state --------------------------------------------------------------------------------------
@@ -317,6 +372,7 @@ class FlisrEngine:
             st = self.sections.state(closed)
             r = self.twin.powerflow(switch_closed=closed)
             v = np.where(r.energised, r.v_pu, 0.0) if r.converged else np.ones(len(self.grid.bus))
+            vc = v * np.exp(1j * np.deg2rad(np.nan_to_num(r.va_deg))) if r.converged else None
             pre = _Prefault(
                 st,
                 v,
@@ -326,6 +382,8 @@ class FlisrEngine:
                 np.nan_to_num(r.trafo_loading_pct)
                 if r.converged
                 else np.zeros(len(self.grid.transformer)),
+                v_complex=vc,
+                closed=closed.copy(),
             )
             if r.converged and not st.looped:
                 self._calibrate(pre, closed, r)
@@ -377,7 +435,9 @@ class FlisrEngine:
         """Simulate protection for faults on ``line_ids`` and respond (tests, CLI, benchmarks).
 
         The indications come from :func:`indications_for_fault`; the decision sees only them.
-        An unknown line id is an UnknownComponentError.
+        An unknown line id is an UnknownComponentError; an energised faulted line that no
+        switch can interrupt (a grid without switches, a fault in a source section) is an
+        InfeasibleError.
         """
         closed = (
             self.grid.switch["closed"].copy()
@@ -385,7 +445,34 @@ class FlisrEngine:
             else np.asarray(switch_closed, bool)
         )
         ind = indications_for_fault(self.grid, line_ids, closed, fpi_failures, self.sections)
+        if not ind.tripped:
+            self._no_device(line_ids, closed)
         return self.respond(ind, switch_closed=closed, locked_open=locked_open)
+
+    def _no_device(self, line_ids: int | Iterable[int], closed: np.ndarray) -> None:
+        """Raise :class:`InfeasibleError` when an energised faulted line has no switch between
+        it and its source that could interrupt it (nothing for FLISR to operate)."""
+        ids = [line_ids] if isinstance(line_ids, (int, np.integer)) else list(line_ids)
+        sec, g = self.sections, self.grid
+        st = sec.state(closed)
+        fsec = sec.of_line[g.line.index_of([int(x) for x in ids])]
+        live = [int(x) for x, s in zip(ids, fsec, strict=True) if st.energised[s]]
+        if not live:
+            return  # a fault on a dead line trips nothing and needs no action
+        hint = (
+            f"grid {g.name!r} has no switches"
+            + (
+                " (a MATPOWER case gets them only when it marks ties as status-0 branches;"
+                " see docs/flisr.md)"
+                if g.meta.get("source") == "matpower"
+                else ""
+            )
+            if not len(g.switch)
+            else "its section holds a source: only the upstream grid can clear it"
+        )
+        raise InfeasibleError(
+            f"flisr: no switch can interrupt a fault on line(s) {live}: {hint}", "switches"
+        )
 
     def respond(
         self,
@@ -457,42 +544,21 @@ class FlisrEngine:
             if not locked[t]:
                 work[t] = True
                 plan.append(SwitchAction(int(sw.ids[t]), True, "reclose"))
-        # --- restoration -----------------------------------------------------------------------------
-        vmin_l, vmax_l, load_l = self._limits(pre)
-        shed_sections: list[int] = []
-        region_vmin: list[float] = []
-        region_load: list[float] = []
-        restore_close: list[int] = []
-        restore_open: list[int] = []
-        for _pass in range(4):
-            st_w = sec.state(work)
-            dead = interrupted & ~iso & ~st_w.energised
-            dead[shed_sections] = False
-            if not dead.any():
-                break
-            islands = _islands(sec, work, dead)
-            progress = False
-            for isl in sorted(islands, key=lambda a: -float(sec.weight[a].sum())):
-                st_w = sec.state(work)
-                res = self._restore_island(isl, work, locked, st_w, pre, (vmin_l, vmax_l, load_l))
-                if res is None:
-                    continue
-                new_closed, opens, closes, shed, vmin_r, load_r = res
-                if not closes:
-                    continue
-                progress = True
-                work = new_closed
-                restore_open += opens
-                restore_close += closes
-                shed_sections += shed
-                region_vmin.append(vmin_r)
-                region_load.append(load_r)
-            if not progress:
-                break
-        for s in restore_open:
+        # --- restoration (planned again with wider margins if the twin check fails) --------------
+        lims = self._limits(pre)
+        vmin_l, vmax_l, load_l = lims
+        case = _Case(interrupted, iso, locked, pre, lims)
+        rest = self._restore_all(work, case)
+        verdict: TwinVerdict | None = None
+        if self.verify == "twin":
+            rest, verdict, more = self._verified(work, rest, case)
+            notes += more
+        work = rest.work
+        for s in rest.opens:
             plan.append(SwitchAction(int(sw.ids[s]), False, "sectionalise"))
-        for s in restore_close:
+        for s in rest.closes:
             plan.append(SwitchAction(int(sw.ids[s]), True, "restore"))
+        restore_open, restore_close = rest.opens, rest.closes
         # --- accounting ------------------------------------------------------------------------------
         st_end = sec.state(work)
         if st_end.looped:
@@ -502,25 +568,14 @@ class FlisrEngine:
         restored = interrupted & ~iso & st_end.energised
         shed_mask = restorable & ~st_end.energised
         shed_loads = sec.loads_of(np.flatnonzero(shed_mask))
-        verified = "radial-sweep"
-        vmin_after = min(region_vmin) if region_vmin else float(pre.vmin_pu)
-        load_after = max(region_load) if region_load else float(pre.max_loading_pct)
-        if self.verify == "twin":
-            ok, vmin_t, vmax_t, load_t = self._twin_check(work)
-            verified = "twin"
-            if ok:
-                vmin_after, load_after = vmin_t, load_t
-                if (
-                    vmin_after < vmin_l - 1e-4
-                    or load_after > load_l + 0.5
-                    or vmax_t > vmax_l + 1e-4
-                ):
-                    notes.append(
-                        f"twin check: limits exceeded after plan (vmin {vmin_after:.4f} pu, "
-                        f"loading {load_after:.1f} %)"
-                    )
-            else:
-                notes.append("twin check: power flow did not converge")
+        verified_by, verified = "radial-sweep", True
+        vmin_after = min(rest.vmin) if rest.vmin else float(pre.vmin_pu)
+        load_after = max(rest.load) if rest.load else float(pre.max_loading_pct)
+        if verdict is not None:
+            verified = verdict.within
+            verified_by = "twin" if verified else "none"
+            if verdict.converged:
+                vmin_after, load_after = verdict.vmin_pu, verdict.max_loading_pct
         decision_ms = (time.perf_counter() - t0) * 1e3
         decision_cpu_ms = (time.thread_time() - c0) * 1e3
         located_lines = sorted({int(x) for s in loc.sections for x in g.line.ids[sec.lines_of(s)]})
@@ -546,13 +601,94 @@ class FlisrEngine:
                 "v_max_pu": round(vmax_l, 6),
                 "max_loading_pct": round(load_l, 3),
             },
-            verified_by=verified,
+            verified_by=verified_by,
+            verified=verified,
             decision_ms=decision_ms,
             decision_cpu_ms=decision_cpu_ms,
             switch_closed_after=work,
             locked_open=[int(sw.ids[s]) for s in np.flatnonzero(locked)],
             notes=notes,
         )
+
+    def _restore_all(self, work: np.ndarray, case: _Case) -> _Restoration:
+        """Restore every dead healthy island from switch states ``work`` (after isolation)."""
+        sec = self.sections
+        out = _Restoration(work.copy(), [], [], [], [], [])
+        for _pass in range(4):
+            st_w = sec.state(out.work)
+            dead = case.interrupted & ~case.iso & ~st_w.energised
+            dead[out.shed] = False
+            if not dead.any():
+                break
+            islands = dead_islands(sec, out.work, dead)
+            progress = False
+            for isl in sorted(islands, key=lambda a: -float(sec.weight[a].sum())):
+                st_w = sec.state(out.work)
+                res = self._restore_island(isl, out.work, case.locked, st_w, case.pre, case.limits)
+                if res is None:
+                    continue
+                new_closed, opens, closes, shed, vmin_r, load_r = res
+                if not closes:
+                    continue
+                progress = True
+                out.work = new_closed
+                out.opens += opens
+                out.closes += closes
+                out.shed += shed
+                out.vmin.append(vmin_r)
+                out.load.append(load_r)
+            if not progress:
+                break
+        return out
+
+    def _verified(
+        self, work: np.ndarray, first: _Restoration, case: _Case
+    ) -> tuple[_Restoration, TwinVerdict, list[str]]:
+        """Check a restoration in the twin; if it fails the limits, plan again with the sweep's
+        margins widened by the excess (twice at most), then fall back to isolation and
+        reclosing alone if that holds. Returns the restoration kept, its verdict and notes."""
+        verdict = twin_verdict(self._twin_check(first.work), case.limits)
+        if verdict.within:
+            return first, verdict, []
+        notes: list[str] = []
+        best, best_v = first, verdict
+        extra_v, extra_l = 0.0, 0.0
+        if first.closes:
+            notes.append(f"twin check of the first plan: {verdict.reason}; planned again")
+        for _ in range(2 if first.closes else 0):
+            extra_v += verdict.v_excess_pu + 0.002
+            extra_l += verdict.load_excess_pct + 1.0
+            self._extra_margin = (extra_v, extra_l)
+            self._island_memo.clear()
+            try:
+                again = self._restore_all(work, case)
+            finally:
+                self._extra_margin = (0.0, 0.0)
+                self._island_memo.clear()
+            verdict = twin_verdict(self._twin_check(again.work), case.limits)
+            if verdict.within:
+                notes.append(
+                    f"twin check passed with margins widened by {extra_v:.4f} pu / {extra_l:.1f} %"
+                )
+                return again, verdict, notes
+            if verdict.converged and verdict.excess < best_v.excess:
+                best, best_v = again, verdict
+        bare = _Restoration(work.copy(), [], [], [], [], [])
+        bare_v = twin_verdict(self._twin_check(work), case.limits) if first.closes else best_v
+        if bare_v.within:
+            notes.append(
+                "no restoration passed the twin check: the plan isolates and recloses only"
+            )
+            return bare, bare_v, notes
+        notes.append(
+            f"not verified: the twin check fails ({best_v.reason})"
+            + (
+                "; isolation and reclosing alone already fail it"
+                if bare_v.converged and not bare_v.within
+                else ""
+            )
+        )
+        return best, best_v, notes
 
     def baseline(self, ind: Indications, switch_closed: np.ndarray | None = None) -> float:
         """Restored kW of the isolate-only baseline: open the bounds, reclose the breaker, no ties."""
@@ -589,7 +725,7 @@ class FlisrEngine:
             & ~iso[sec.sw_a]
             & ~iso[sec.sw_b]
         )
-        lab = _components(sec.n, sec.sw_a[usable], sec.sw_b[usable])
+        lab = components(sec.n, sec.sw_a[usable], sec.sw_b[usable])
         live_lab = np.zeros(sec.n, bool)
         live_lab[lab[st_end.energised & ~iso]] = True
         return interrupted & ~iso & live_lab[lab]
@@ -639,6 +775,7 @@ class FlisrEngine:
         root_trafo = [
             np.flatnonzero((lv == r) & self.grid.transformer["in_service"]) for r in roots
         ]
+        root_trafo_pct = self._root_trafo_pct(roots, root_trafo, st, pre)
         return _Region(
             buses,
             branches,
@@ -648,9 +785,95 @@ class FlisrEngine:
             pair_br,
             sec.of_bus[buses],
             root_trafo,
+            root_trafo_pct,
             self.solver.prepare(buses, branches, roots, v_root),
             self.solver.in_service[branches],
         )
+
+    def _attach_upstream(
+        self, region: _Region, work: np.ndarray, st: SectionState, pre: _Prefault
+    ) -> None:
+        """Feed the region's roots through the grid upstream of them (in place).
+
+        Each root gets its Thevenin impedance, a virtual source at the open-circuit voltage and,
+        as a constant-power load on the root, what it feeds outside the region; the sources are
+        then trimmed so that, in the ``work`` state, each root sits at its present voltage (the
+        pre-fault voltage raised by the load the trip removed). Without an upstream model the
+        roots stay held at their pre-fault voltages.
+        """
+        up = self._upstream(pre)
+        if up is None or not region.roots.size:
+            return
+        removed = (pre.v_pu > 0.5) & ~st.energised[self.sections.of_bus]
+        v_now, z, v_open, s_tot = up.equivalent(region.roots, removed, self.solver)
+        if not np.all(np.isfinite(v_now)) or np.any(v_now < 0.5):
+            return
+        cond = self._conducting(region, work[None, :])
+        ideal = self.solver.prepare(region.buses, region.branches, region.roots, v_now)
+        res = self.solver.run(ideal, cond, tol=SWEEP_TOL_PU, max_iter=40)
+        if not res.converged[0]:
+            return
+        s_other = s_tot - res.root_s_mva[0] / S_BASE_MVA  # fed by the root outside the region
+        model = self.solver.prepare(region.buses, region.branches, region.roots, v_open, z, s_other)
+        real_root = model.bt[model.k_real :]
+        for _ in range(8):  # trim the sources: the roots at their present voltage in ``work``
+            res = self.solver.run(model, cond, tol=SWEEP_TOL_PU, max_iter=40)
+            if not res.converged[0]:
+                return
+            err = v_now - res.v_pu[0][real_root]
+            model.v_root = model.v_root + err
+            if np.max(np.abs(err)) < 1e-8:
+                break
+        region.model = model
+        region.v_root = v_now
+
+    def _root_trafo_pct(
+        self, roots: np.ndarray, trafos: list[np.ndarray], st: SectionState, pre: _Prefault
+    ) -> np.ndarray:
+        """Loading (%) of the transformers feeding each root in the present state: the
+        pre-fault loading less the load the trip removed from their source section (the
+        apparent power of the de-energised loads that section fed before the fault)."""
+        sec, sv = self.sections, self.solver
+        out = np.zeros(roots.size)
+        if not any(t.size for t in trafos):
+            return out
+        if pre.source_of is None:
+            src = np.full(sec.n, -1, np.int64)
+            for s_ in pre.st.order.tolist():
+                p_ = int(pre.st.parent[s_])
+                src[s_] = s_ if sec.source[s_] or p_ < 0 else src[p_]
+            pre.source_of = src
+        va = pre.v_pu
+        s_bus = (sv.s_p + sv.s_i * va + sv.s_z * va**2) * (va > 0.5)
+        removed = (va > 0.5) & ~st.energised[sec.of_bus]
+        src_bus = pre.source_of[sec.of_bus]
+        sn = self.grid.transformer["sn_mva"]
+        for j, trs in enumerate(trafos):
+            if not trs.size:
+                continue
+            lost = s_bus[removed & (src_bus == sec.of_bus[roots[j]])].sum() * S_BASE_MVA
+            base = float(np.max(pre.trafo_loading_pct[trs]))
+            out[j] = max(base - abs(lost) / float(sn[trs].sum()) * 100, 0.0)
+        return out
+
+    def _upstream(self, pre: _Prefault) -> Upstream | None:
+        """The pre-fault state's linear model (built once per state); None if unavailable."""
+        if pre.upstream is None and pre.v_complex is not None and pre.closed is not None:
+            pre.upstream = Upstream(
+                self.grid, self.solver, branch_status_all(self, pre.closed), pre.v_complex
+            )
+        return pre.upstream if pre.upstream is not None and pre.upstream.ok else None
+
+    @staticmethod
+    def _conducting(region: _Region, states: np.ndarray) -> np.ndarray:
+        """(T, k) conducting flag of the region's branches in switch states ``states``."""
+        t_n = states.shape[0]
+        blocked = np.zeros((t_n, region.branches.size), bool)
+        opened = ~states[:, region.pair_sw]
+        if opened.any():
+            tt, pp = np.nonzero(opened)
+            blocked[tt, region.pair_br[pp]] = True
+        return ~blocked & region.in_service[None, :]
 
     def _evaluate(
         self,
@@ -668,35 +891,31 @@ class FlisrEngine:
         margins of the radial sweep against the twin.
         """
         allst = np.concatenate([base[None, :], states])
-        t_n = allst.shape[0]
-        k = region.branches.size
-        blocked = np.zeros((t_n, k), bool)
-        opened = ~allst[:, region.pair_sw]
-        if opened.any():
-            tt, pp = np.nonzero(opened)
-            blocked[tt, region.pair_br[pp]] = True
-        cond = ~blocked & region.in_service[None, :]
+        cond = self._conducting(region, allst)
         res = self.solver.run(
             region.model, cond, tol=SWEEP_TOL_PU, max_iter=20, warm_from_first=True
         )
         vmin_l, vmax_l, load_l = limits
-        vmin_l += pre.margin_v_pu
-        vmax_l -= pre.margin_v_pu
-        load_l -= pre.margin_loading_pct
+        vmin_l += pre.margin_v_pu + self._extra_margin[0]
+        vmax_l -= pre.margin_v_pu + self._extra_margin[0]
         vmin = np.where(np.isfinite(res.vmin_pu), res.vmin_pu, 1.0)[1:]
         vmax = np.where(np.isfinite(res.vmax_pu), res.vmax_pu, 1.0)[1:]
         load = res.max_loading_pct[1:].copy()
+        # the sweep's loadings carry its calibration margin; the estimate of the transformers
+        # feeding the roots (from the change of power drawn through the upstream model) its own
+        over = load + pre.margin_loading_pct
         if len(self.grid.transformer):
             ds = np.abs(res.root_s_mva[1:]) - np.abs(res.root_s_mva[0])[None, :]
             sn = self.grid.transformer["sn_mva"]
             for j, trs in enumerate(region.root_trafo):
                 if trs.size:
-                    est = np.max(pre.trafo_loading_pct[trs]) + ds[:, j] / float(sn[trs].sum()) * 100
+                    est = region.root_trafo_pct[j] + ds[:, j] / float(sn[trs].sum()) * 100
                     load = np.maximum(load, est)
+                    over = np.maximum(over, est + ROOT_TRAFO_MARGIN_PCT)
         viol = (
             np.maximum(0, vmin_l - vmin)
             + np.maximum(0, vmax - vmax_l)
-            + np.maximum(0, load - load_l) / 100
+            + np.maximum(0, over + self._extra_margin[1] - load_l) / 100
         )
         ok = res.radial[1:] & res.converged[1:]
         viol = np.where(ok, viol, np.inf)
@@ -726,6 +945,7 @@ class FlisrEngine:
         feeders = self._feeder_sections(st, live_side)
         feeders = feeders[~inisl[feeders]]
         region = self._region(np.concatenate([isl, feeders]), st, pre, entry)
+        self._attach_upstream(region, work, st, pre)
         # local graph: island sections 0..ki-1, feeder sections ki..k-1, LIVE (sources) = k
         ki = isl.size
         loc_secs = np.concatenate([isl, feeders]).astype(np.int64)
@@ -750,11 +970,11 @@ class FlisrEngine:
         weight_local = np.concatenate([sec.weight[loc_secs], [0.0]])
         live_req = np.arange(ki, k)
 
-        ptr, adj_e, adj_o = _csr(k + 1, e_u, e_v)
+        ptr, adj_e, adj_o = csr(k + 1, e_u, e_v)
 
         def served(cfgs: np.ndarray) -> np.ndarray:
             """(N, k+1) bool: local nodes joined to LIVE by the closed edges of each config."""
-            return _reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
+            return reach_batch(np.ascontiguousarray(cfgs), ptr, adj_e, adj_o, k)
 
         # the same island, region and switch states give the same search (several passes)
         key = b"|".join(
@@ -777,7 +997,7 @@ class FlisrEngine:
 
             # round 0: one tie, or two ties with a cut on the path between them
             cfg_list: list[np.ndarray] = []
-            tree_adj = _adjacency(k, e_u[:n_tree], e_v[:n_tree])
+            tree_adj = adjacency(k, e_u[:n_tree], e_v[:n_tree])
             ent_idx = np.arange(n_first_entry, e_sw.size)
             for i in ent_idx:
                 on = base_on.copy()
@@ -787,7 +1007,7 @@ class FlisrEngine:
             for x in range(ent_idx.size):
                 for y in range(x + 1, ent_idx.size):
                     i, j = int(ent_idx[x]), int(ent_idx[y])
-                    path = _tree_path(tree_adj, att[i], att[j])
+                    path = forest_path(tree_adj, att[i], att[j])
                     for e in path:
                         if not cuttable[e]:
                             continue
@@ -795,9 +1015,9 @@ class FlisrEngine:
                         on[i] = on[j] = True
                         on[e] = False
                         cfg_list.append(on)
-            configs = _unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
+            configs = unique_rows(np.array(cfg_list, bool).reshape(-1, e_sw.size))
             viol, vmin, load, wsv = ev(configs, served(configs))
-            best = _pick(configs, viol, vmin, base_on, wsv)
+            best = pick_best(configs, viol, vmin, base_on, wsv)
             # branch exchange rounds from the least-violating configuration(s)
             rounds = 0
             while (
@@ -809,8 +1029,8 @@ class FlisrEngine:
                 for s_i in starts:
                     if not np.isfinite(viol[s_i]):
                         continue
-                    moves.append(_exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
-                mv_cfg = _unique_rows(
+                    moves.append(exchanges(k, e_u, e_v, configs[int(s_i)], cuttable))
+                mv_cfg = unique_rows(
                     np.concatenate(moves) if moves else np.zeros((0, e_sw.size), bool)
                 )
                 if not mv_cfg.shape[0]:
@@ -820,7 +1040,7 @@ class FlisrEngine:
                 configs = np.concatenate([configs, mv_cfg])
                 viol, vmin = np.concatenate([viol, mv]), np.concatenate([vmin, mvmin])
                 load, wsv = np.concatenate([load, mload]), np.concatenate([wsv, mw])
-                best = _pick(configs, viol, vmin, base_on, wsv)
+                best = pick_best(configs, viol, vmin, base_on, wsv)
                 if stalled:
                     break
             on = configs[best].copy()
@@ -933,7 +1153,7 @@ class FlisrEngine:
         changed = np.flatnonzero(new != work)
         opens = [int(s) for s in changed if not new[s]]
         closes_set = [int(s) for s in changed if new[s]]
-        closes = _close_order(closes_set, sec, new, st.energised)
+        closes = close_order(closes_set, sec, new, st.energised)
         shed = [int(isl[i]) for i in np.flatnonzero(~served_mask)]
         return new, opens, closes, shed, cur_vmin, cur_load
 
@@ -965,226 +1185,6 @@ def branch_status_all(engine: FlisrEngine, closed: np.ndarray) -> np.ndarray:
             st["busswitch"][engine.solver.bus_switch_pos],
         ]
     )
-
-
-# --- small graph helpers (island-sized) --------------------------------------------------------------
-def _islands(sec: Sections, closed: np.ndarray, dead: np.ndarray) -> list[np.ndarray]:
-    """Connected groups of dead sections joined by closed switches."""
-    m = closed & dead[sec.sw_a] & dead[sec.sw_b]
-    lab = _components(sec.n, sec.sw_a[m], sec.sw_b[m])
-    idx = np.flatnonzero(dead)
-    out: list[np.ndarray] = []
-    if idx.size == 0:
-        return out
-    order = np.argsort(lab[idx], kind="stable")
-    labs = lab[idx][order]
-    cuts = np.flatnonzero(np.diff(labs)) + 1
-    for grp in np.split(idx[order], cuts):
-        out.append(grp)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Connected-component label (smallest member) of each of ``n`` nodes joined by edges u-v."""
-    root = np.arange(n)
-    for e in range(u.size):
-        x, y = u[e], v[e]
-        while root[x] != x:
-            root[x] = root[root[x]]
-            x = root[x]
-        while root[y] != y:
-            root[y] = root[root[y]]
-            y = root[y]
-        if x < y:
-            root[y] = x
-        elif y < x:
-            root[x] = y
-    for i in range(n):
-        root[i] = root[root[i]]
-    return root
-
-
-def _adjacency(k: int, u: np.ndarray, v: np.ndarray) -> list[list[tuple[int, int]]]:
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(k + 1)]
-    for e, (x, y) in enumerate(zip(u.tolist(), v.tolist(), strict=True)):
-        adj[x].append((y, e))
-        adj[y].append((x, e))
-    return adj
-
-
-def _tree_path(adj: list[list[tuple[int, int]]], s: int, t: int) -> list[int]:
-    """Edge indices on the path from s to t in a forest (empty if not connected)."""
-    if s == t:
-        return []
-    prev: dict[int, tuple[int, int]] = {s: (-1, -1)}
-    stack = [s]
-    while stack:
-        x = stack.pop()
-        if x == t:
-            break
-        for y, e in adj[x]:
-            if y not in prev:
-                prev[y] = (x, e)
-                stack.append(y)
-    if t not in prev:
-        return []
-    path = []
-    x = t
-    while x != s:
-        p, e = prev[x]
-        path.append(e)
-        x = p
-    return path
-
-
-def _warm_kernels() -> None:
-    """Compile (or load from numba's cache) the search kernels once, at engine construction."""
-    e = np.zeros(1, np.int64)
-    _components(2, e, e + 1)
-    ptr, adj_e, adj_o = _csr(2, e, e + 1)
-    _reach_batch(np.ones((1, 1), bool), ptr, adj_e, adj_o, 1)
-    subtree_mask(np.array([-1, 0]), [0])
-    warm_radial_kernel()
-
-
-def _csr(n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Adjacency of an edge list as CSR: row pointers, edge index and far node per incidence."""
-    ends = np.concatenate([u, v]).astype(np.int64)
-    order = np.argsort(ends, kind="stable")
-    ne = u.size
-    adj_e = np.concatenate([np.arange(ne), np.arange(ne)])[order]
-    adj_o = np.concatenate([v, u]).astype(np.int64)[order]
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(ends, minlength=n), out=ptr[1:])
-    return ptr, adj_e, adj_o
-
-
-@njit(cache=True, nogil=True)
-def _reach_batch(
-    on: np.ndarray, ptr: np.ndarray, adj_e: np.ndarray, adj_o: np.ndarray, start: int
-) -> np.ndarray:
-    """(N, n) bool: the nodes joined to ``start`` through the edges switched on in each row."""
-    t_n = on.shape[0]
-    n = ptr.size - 1
-    out = np.zeros((t_n, n), np.bool_)
-    stack = np.empty(n, np.int64)
-    for t in range(t_n):
-        out[t, start] = True
-        stack[0] = start
-        top = 1
-        while top:
-            top -= 1
-            x = stack[top]
-            for j in range(ptr[x], ptr[x + 1]):
-                y = adj_o[j]
-                if on[t, adj_e[j]] and not out[t, y]:
-                    out[t, y] = True
-                    stack[top] = y
-                    top += 1
-    return out
-
-
-def _exchanges(
-    k: int, u: np.ndarray, v: np.ndarray, on: np.ndarray, cuttable: np.ndarray
-) -> np.ndarray:
-    """Branch exchanges: close one open edge, open one cuttable edge on the loop it makes.
-
-    The loop of an open edge is found from parent pointers of one breadth-first forest of the
-    closed edges (no search per edge); rows come in the order of the open edges, and along
-    each loop from the edge's second end to its first.
-    """
-    idx_on = np.flatnonzero(on).tolist()
-    adj = _adjacency(k, u[on], v[on])
-    par = [-1] * (k + 1)
-    pe = [-1] * (k + 1)
-    dep = [-1] * (k + 1)
-    comp = [-1] * (k + 1)
-    for r in [k, *range(k)]:
-        if dep[r] >= 0:
-            continue
-        dep[r] = 0
-        comp[r] = r
-        queue = [r]
-        for x in queue:
-            for y, e in adj[x]:
-                if dep[y] < 0:
-                    dep[y] = dep[x] + 1
-                    par[y] = x
-                    pe[y] = idx_on[e]
-                    comp[y] = r
-                    queue.append(y)
-    cut = cuttable.tolist()
-    rows: list[tuple[int, int]] = []
-    for f in np.flatnonzero(~on).tolist():
-        s_, t_ = int(u[f]), int(v[f])
-        if s_ == t_ or comp[s_] != comp[t_]:
-            continue
-        up_t: list[int] = []
-        up_s: list[int] = []
-        x, y = t_, s_
-        while x != y:
-            if dep[x] >= dep[y]:
-                up_t.append(pe[x])
-                x = par[x]
-            else:
-                up_s.append(pe[y])
-                y = par[y]
-        rows += [(f, e) for e in up_t + up_s[::-1] if cut[e]]
-    out = np.repeat(on[None, :], len(rows), axis=0)
-    if rows:
-        fe = np.array(rows, np.int64)
-        out[np.arange(len(rows)), fe[:, 0]] = True
-        out[np.arange(len(rows)), fe[:, 1]] = False
-    return out
-
-
-def _unique_rows(configs: np.ndarray) -> np.ndarray:
-    """Distinct rows of a (N, E) bool array, in order of first occurrence."""
-    if configs.shape[0] < 2:
-        return configs
-    first: dict[bytes, int] = {}
-    for i, row in enumerate(np.packbits(configs, axis=1)):
-        first.setdefault(row.tobytes(), i)
-    return configs[np.fromiter(first.values(), np.int64, len(first))]
-
-
-def _pick(
-    configs: np.ndarray, viol: np.ndarray, vmin: np.ndarray, base: np.ndarray, weight: np.ndarray
-) -> int:
-    """Feasible first, then most weighted load served, fewest switch operations, highest vmin."""
-    ops = (configs != base[None, :]).sum(axis=1)
-    w = np.round(weight, 9)
-    if np.any(viol <= 0):
-        return int(np.lexsort((-vmin, ops, -w, viol > 0))[0])
-    return int(np.lexsort((ops, viol))[0])
-
-
-def _close_order(
-    closes: list[int], sec: Sections, state: np.ndarray, live: np.ndarray
-) -> list[int]:
-    """Order closing operations so that each one energises from already live sections."""
-    live = live.copy()
-    todo = list(closes)
-    pending = np.zeros(state.size, bool)
-    pending[todo] = True
-    out: list[int] = []
-    while todo:
-        nxt = [s for s in todo if live[sec.sw_a[s]] or live[sec.sw_b[s]]]
-        if not nxt:
-            out += todo
-            break
-        for s in nxt:
-            out.append(s)
-            todo.remove(s)
-            pending[s] = False
-        # sections now live: everything joined to them by closed switches of the final state
-        m = state & ~pending
-        lab = _components(sec.n, sec.sw_a[m], sec.sw_b[m])
-        hit = np.zeros(sec.n, bool)
-        hit[lab[live]] = True
-        live = hit[lab]
-    return out
 
 
 __all__ = ["FlisrEngine", "FlisrResult", "Limits", "SwitchAction", "indications_for_fault"]

@@ -85,6 +85,18 @@ class RadialRegion:
     is_line: np.ndarray
     line_scale: np.ndarray
     trafo_scale: np.ndarray
+    n_virtual: int = 0  # Thevenin roots appended after the m real buses / k real branches
+    real: np.ndarray | None = None  # (m + n_virtual) bool: real bus (checked for vmin/vmax)
+
+    @property
+    def m_real(self) -> int:
+        """Number of real buses (the first ``m_real`` local buses)."""
+        return self.m - self.n_virtual
+
+    @property
+    def k_real(self) -> int:
+        """Number of real branches (the first ``k_real`` local branches)."""
+        return self.k - self.n_virtual
 
 
 class RadialSolver:
@@ -143,8 +155,9 @@ class RadialSolver:
         self.max_i_ka = np.concatenate([ln["max_i_ka"], np.full(nt + nbs, np.inf)])
         self.sn_mva = np.concatenate([np.full(nl, np.inf), sn, np.full(nbs, np.inf)])
         self.in_service = np.concatenate([ln["in_service"], tr["in_service"], np.ones(nbs, bool)])
-        # loading per unit of branch current (pu on the 'to' side): lines by ampacity, the
-        # others (transformers, bus switches) by apparent power at their child-side voltage
+        # loading per unit of branch current (pu on the 'to' side): lines by ampacity (I/Imax),
+        # transformers by apparent power S/Sn, the larger of the two sides (the twin's
+        # definition, see docs/flisr.md), bus switches not at all
         self.is_line = np.arange(nl + nt + nbs) < nl
         self.line_scale = np.where(
             self.is_line, self.i_base_ka / np.where(self.is_line, self.max_i_ka, 1.0), 0.0
@@ -176,13 +189,24 @@ class RadialSolver:
         self.s_p, self.s_i, self.s_z = s_p, s_i, s_z
 
     def prepare(
-        self, buses: np.ndarray, branches: np.ndarray, roots: np.ndarray, v_root_pu: np.ndarray
+        self,
+        buses: np.ndarray,
+        branches: np.ndarray,
+        roots: np.ndarray,
+        v_root_pu: np.ndarray,
+        z_root_pu: np.ndarray | None = None,
+        s_root_pu: np.ndarray | None = None,
     ) -> RadialRegion:
         """Compile a region once (local numbering, adjacency, parameters) for many batches.
 
         ``buses``: bus positions of the region (m); ``branches``: branch indices of the region
-        (k, both ends in ``buses``); ``roots``: bus positions held at ``v_root_pu``. Returns a
-        :class:`RadialRegion` for :meth:`run`.
+        (k, both ends in ``buses``); ``roots``: bus positions held at ``v_root_pu``. With
+        ``z_root_pu`` (complex, pu on 1 MVA and the root bus's nominal voltage, one per root)
+        each root is fed instead through that Thevenin impedance from a virtual bus held at
+        ``v_root_pu``: the root's own voltage then drops as the region draws more (what lies
+        upstream of a feeder head: transformer, HV grid, source impedance). ``s_root_pu``
+        (complex, load convention) adds a constant-power load at each root bus (what the root
+        feeds outside the region). Returns a :class:`RadialRegion` for :meth:`run`.
         """
         buses = np.asarray(buses, np.int64)
         branches = np.asarray(branches, np.int64)
@@ -202,7 +226,11 @@ class RadialSolver:
         adj_ptr = np.zeros(m + 1, np.int64)
         np.cumsum(np.bincount(ends, minlength=m), out=adj_ptr[1:])
         s_i, s_z = self.s_i[buses], self.s_z[buses]
-        return RadialRegion(
+        s_p = self.s_p[buses]
+        if s_root_pu is not None and rl.size:
+            s_p = s_p.copy()
+            np.add.at(s_p, rl, np.asarray(s_root_pu, complex).reshape(-1))
+        reg = RadialRegion(
             m=m,
             k=k,
             bf=bf,
@@ -216,14 +244,18 @@ class RadialSolver:
             ratio=self.ratio[branches],
             y_from=self.y_from[branches],
             y_to=self.y_to[branches],
-            s_p=self.s_p[buses],
+            s_p=s_p,
             s_i=s_i,
             s_z=s_z,
             has_iz=bool(np.any(s_i != 0) or np.any(s_z != 0)),
             is_line=self.is_line[branches],
             line_scale=self.line_scale[branches],
             trafo_scale=self.trafo_scale[branches],
+            real=np.ones(m, bool),
         )
+        if z_root_pu is not None and rl.size:
+            _add_thevenin_roots(reg, np.asarray(z_root_pu, complex).reshape(-1))
+        return reg
 
     def run(
         self,
@@ -241,10 +273,16 @@ class RadialSolver:
         With ``warm_from_first`` the other candidates start from the first one's voltages where
         it supplies the bus (fewer iterations when candidates differ by a few switchings).
         """
-        cond = np.ascontiguousarray(np.atleast_2d(np.asarray(conducting, bool)))
+        cond = np.atleast_2d(np.asarray(conducting, bool))
         t_n, k = cond.shape
-        if k != reg.k:
-            raise ValidationError(f"conducting: expected {reg.k} columns (one per branch), got {k}")
+        if k != reg.k_real:
+            raise ValidationError(
+                f"conducting: expected {reg.k_real} columns (one per branch), got {k}"
+            )
+        if reg.n_virtual:  # the Thevenin branches of the roots always conduct
+            cond = np.concatenate([cond, np.ones((t_n, reg.n_virtual), bool)], axis=1)
+        cond = np.ascontiguousarray(cond)
+        k = reg.k
         m = reg.m
         vm = np.zeros((t_n, m))
         supplied = np.zeros((t_n, m), bool)
@@ -290,6 +328,7 @@ class RadialSolver:
             reg.is_line,
             reg.line_scale,
             reg.trafo_scale,
+            reg.real if reg.real is not None else np.ones(m, bool),
             float(tol),
             int(max_iter),
             bool(warm_from_first),
@@ -304,10 +343,11 @@ class RadialSolver:
             vmin,
             vmax,
         )
+        mr, kr = reg.m_real, reg.k_real
         return RadialBatchResult(
-            vm,
-            supplied,
-            load,
+            vm[:, :mr],
+            supplied[:, :mr],
+            load[:, :kr],
             vmin,
             vmax,
             load.max(axis=1, initial=0.0),
@@ -359,6 +399,7 @@ def _sweep_batch(
     is_line: np.ndarray,
     line_scale: np.ndarray,
     trafo_scale: np.ndarray,
+    real: np.ndarray,
     tol: float,
     max_iter: int,
     warm: bool,
@@ -379,7 +420,9 @@ def _sweep_batch(
     the series impedance on the child side; node currents (constant P, I and Z shares of the
     load plus the shunts of conducting branches) are summed backward, referred through the
     ratios, and voltages updated forward. Roots are held at ``v_root``; their own injections
-    are not part of the sweep (they are the upstream grid's).
+    are not part of the sweep (they are the upstream grid's). Only ``real`` buses count in the
+    voltage extremes, and only branches fed from real buses in the losses (virtual Thevenin roots
+    and their branches do not).
     """
     t_n, k = cond.shape
     m = s_p.size
@@ -507,15 +550,25 @@ def _sweep_batch(
             a = abs(v[c])
             vm_out[t, c] = a
             sup_out[t, c] = True
-            vlo = min(vlo, a) if a == a else a
-            vhi = max(vhi, a) if a == a else a
+            if real[c]:
+                vlo = min(vlo, a) if a == a else a
+                vhi = max(vhi, a) if a == a else a
             if idx < n_root:
                 continue
             br = pbr[c]
             cur = abs(ib[c])
-            pct = cur * line_scale[br] * 100.0 if is_line[br] else cur * a * trafo_scale[br] * 100.0
+            if is_line[br]:
+                pct = cur * line_scale[br] * 100.0
+            else:  # transformers: larger apparent power of the two sides (S/Sn, as the twin)
+                s_lv = v[c] * np.conj(ib[c])
+                s_hv = s_lv + z[br] * cur * cur
+                if bf[br] == par[c]:  # fed from its 'from' (HV) side: add the magnetising power
+                    vp = abs(v[par[c]])
+                    s_hv += vp * vp * np.conj(y_from[br])
+                pct = max(abs(s_lv), abs(s_hv)) * trafo_scale[br] * 100.0
             load_out[t, br] = pct if np.isfinite(pct) else 0.0
-            loss += cur * cur * z[br].real * 1e3
+            if real[par[c]]:
+                loss += cur * cur * z[br].real * 1e3
         loss_out[t] = loss
         vmin_out[t] = vlo
         vmax_out[t] = vhi
@@ -562,8 +615,40 @@ def warm_radial_kernel() -> None:
         np.ones(1, bool),
         np.ones(1),
         np.zeros(1),
+        np.ones(2, bool),
         1e-9,
         5,
         False,
         *out,
     )
+
+
+def _add_thevenin_roots(reg: RadialRegion, z_root: np.ndarray) -> None:
+    """Append one virtual bus and branch per root (in place): the virtual bus becomes the root,
+    held at the root's voltage, and feeds the real root bus through ``z_root`` (pu)."""
+    nr, m, k = reg.roots.size, reg.m, reg.k
+    if z_root.size != nr:
+        raise ValidationError(f"z_root_pu: expected {nr} values (one per root), got {z_root.size}")
+    vb = m + np.arange(nr)
+    bf = np.concatenate([reg.bf, vb])
+    bt = np.concatenate([reg.bt, reg.roots])
+    ends = np.concatenate([bf, bt])
+    order = np.argsort(ends, kind="stable")
+    reg.adj_ptr = np.zeros(m + nr + 1, np.int64)
+    np.cumsum(np.bincount(ends, minlength=m + nr), out=reg.adj_ptr[1:])
+    reg.adj_br = np.concatenate([np.arange(k + nr), np.arange(k + nr)])[order]
+    reg.adj_oth = np.concatenate([bt, bf])[order]
+    reg.bf, reg.bt, reg.roots = bf, bt, vb.astype(np.int64)
+    zero_c = np.zeros(nr, complex)
+    reg.z = np.concatenate([reg.z, np.where(np.abs(z_root) > 1e-9, z_root, 1e-9 + 0j)])
+    reg.ratio = np.concatenate([reg.ratio, np.ones(nr)])
+    reg.y_from = np.concatenate([reg.y_from, zero_c])
+    reg.y_to = np.concatenate([reg.y_to, zero_c])
+    reg.s_p = np.concatenate([reg.s_p, zero_c])
+    reg.s_i = np.concatenate([reg.s_i, zero_c])
+    reg.s_z = np.concatenate([reg.s_z, zero_c])
+    reg.is_line = np.concatenate([reg.is_line, np.zeros(nr, bool)])
+    reg.line_scale = np.concatenate([reg.line_scale, np.zeros(nr)])
+    reg.trafo_scale = np.concatenate([reg.trafo_scale, np.zeros(nr)])
+    reg.real = np.concatenate([np.ones(m, bool), np.zeros(nr, bool)])
+    reg.m, reg.k, reg.n_virtual = m + nr, k + nr, nr

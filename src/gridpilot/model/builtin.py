@@ -68,24 +68,15 @@ def _paper_feeder(name: str, ties: bool) -> Grid:
     from gridpilot.model.importers.matpower import from_matpower
 
     text = resources.files("gridpilot.model.data").joinpath(f"{name}.m").read_text()
-    grid = from_matpower(text, name)
+    # a switch on every branch; status-0 branches become open ties (the importer's convention)
+    grid = from_matpower(text, name, switches="all")
     ids = grid.line.ids
-    tie = ~grid.line["in_service"] if ties else np.zeros(len(ids), bool)
-    grid.line["in_service"] = True  # ties are lines behind normally-open switches
+    if not ties:  # every tie closed (none in case69's file)
+        grid.switch["closed"] = True
+        grid.switch["normally_open"] = False
+    tie = grid.switch["normally_open"].copy()
     grid.line["max_i_ka"] = CASE33_RATING_KA
-    kind = np.where(ids == 1, int(SwitchKind.BREAKER), int(SwitchKind.LOAD_BREAK))
-    grid.add(
-        "switch",
-        id=ids,
-        bus=grid.line["from_bus"],
-        element=ids,
-        et=0,
-        kind=kind,
-        closed=~tie,
-        normally_open=tie,
-        remote=True,
-        fpi=True,
-    )
+    grid.switch["kind"] = np.where(ids == 1, int(SwitchKind.BREAKER), int(SwitchKind.LOAD_BREAK))
     grid.meta.update(
         {
             "numbering": f"paper (Baran & Wu 1989): buses 1-{len(grid.bus)}, branches 1-{len(ids)}"

@@ -9,6 +9,16 @@ Mapping: the reference bus's generator becomes the source (at its Vg); other gen
 PQ generators at Pg, Qg (the twin's engine has no PV buses); bus Pd, Qd become loads; branches
 with a tap ratio or between different base voltages become transformers, the others lines of
 1 km. Ids are MATPOWER's bus numbers and 1-based row numbers of branches, gens and loads.
+
+Switches: MATPOWER has no switch data. The distribution reconfiguration cases (case33bw and
+the like) mark their normally-open ties as branches with status 0 and treat every branch as
+switchable, so with ``switches="auto"`` (the default) a case that has status-0 *lines* gets a
+remote switch on every line (id = branch row, at the from-bus; a breaker where the line leaves
+a source bus, load-break elsewhere): the status-0 lines are put in service behind an open,
+normally-open switch (a tie), the others behind a closed one. A case without status-0 lines
+gets no switches (its status-0 transformers stay out of service): such a grid cannot be
+switched, and ``reconfigure``/``flisr`` say so. ``switches="all"`` always adds them, ``"none"``
+never (status-0 lines then stay out of service).
 """
 
 from __future__ import annotations
@@ -88,8 +98,21 @@ def parse_matpower(text: str, name: str = "matpower") -> MatpowerCase:
     return MatpowerCase(name, base_mva, bus, gen, branch, notes)
 
 
-def from_matpower(path_or_text: str | Path, name: str | None = None) -> Grid:
-    """Read a MATPOWER ``.m`` file (a path, or the text itself) into a validated :class:`Grid`."""
+SWITCH_MODES = ("auto", "all", "none")
+
+
+def from_matpower(
+    path_or_text: str | Path, name: str | None = None, switches: str = "auto"
+) -> Grid:
+    """Read a MATPOWER ``.m`` file (a path, or the text itself) into a validated :class:`Grid`.
+
+    ``switches``: ``"auto"`` (a switch on every line when the case has status-0 lines, which
+    become open ties), ``"all"`` or ``"none"``; see the module docstring.
+    """
+    if switches not in SWITCH_MODES:
+        raise ValidationError(
+            issues=[Issue("matpower", "switches", f"choose one of {SWITCH_MODES}", value=switches)]
+        )
     p = (
         Path(path_or_text)
         if not str(path_or_text).lstrip().startswith(("function", "%", "mpc"))
@@ -103,13 +126,46 @@ def from_matpower(path_or_text: str | Path, name: str | None = None) -> Grid:
     else:
         text = str(path_or_text)
     case = parse_matpower(text, name or "matpower")
-    return case_to_grid(case)
+    return case_to_grid(case, switches)
 
 
-def case_to_grid(case: MatpowerCase) -> Grid:
-    """Turn parsed MATPOWER matrices into a :class:`Grid`."""
+def _check_bus_refs(ids: np.ndarray, branch: np.ndarray, gen: np.ndarray) -> None:
+    """Every branch end and generator must name a bus of ``mpc.bus`` (all problems at once)."""
+    known = set(ids.tolist())
+    issues = []
+    for col, field in ((0, "f_bus"), (1, "t_bus")):
+        bad = [i for i, b in enumerate(branch[:, col].astype(np.int64).tolist()) if b not in known]
+        if bad:
+            issues.append(
+                Issue(
+                    "branch",
+                    field,
+                    "unknown bus (not in mpc.bus)",
+                    tuple(i + 1 for i in bad[:10]),
+                    int(branch[bad[0], col]),
+                )
+            )
+    bad = [i for i, b in enumerate(gen[:, 0].astype(np.int64).tolist()) if b not in known]
+    if bad:
+        issues.append(
+            Issue(
+                "gen",
+                "bus",
+                "unknown bus (not in mpc.bus)",
+                tuple(i + 1 for i in bad[:10]),
+                int(gen[bad[0], 0]),
+            )
+        )
+    if issues:
+        raise ValidationError(issues=issues)
+
+
+def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:
+    """Turn parsed MATPOWER matrices into a :class:`Grid` (``switches`` as in
+    :func:`from_matpower`)."""
     bus, gen, br = case.bus, case.gen, case.branch
     ids = bus[:, 0].astype(np.int64)
+    _check_bus_refs(ids, br, gen)
     kv = bus[:, 9]
     if np.any(kv <= 0):
         bad = ids[kv <= 0]
@@ -132,6 +188,10 @@ def case_to_grid(case: MatpowerCase) -> Grid:
     tkv = np.array([kv_of.get(int(i), np.nan) for i in t])
     is_tr = (ratio != 0) & ~np.isclose(ratio, 1.0) | ~np.isclose(fkv, tkv)
     on = br[:, 10] > 0
+    ties = ~on & ~is_tr
+    with_switches = switches == "all" or (switches == "auto" and bool(ties.any()))
+    if with_switches:
+        on = on | ties  # ties are lines in service behind a normally-open switch
     row_ids = np.arange(1, len(br) + 1)
     rate = br[:, 5]
     ln = ~is_tr
@@ -211,6 +271,40 @@ def case_to_grid(case: MatpowerCase) -> Grid:
         },
     )
     grid = Grid(case.name, 50.0, tables)
-    grid.meta.update({"source": "matpower", "import_notes": case.notes, "base_mva": case.base_mva})
+    if with_switches:
+        _line_switches(grid, ties[~is_tr])
+        sw_note = f"a switch on every line; {int(ties.sum())} status-0 line(s) are open ties"
+    else:
+        sw_note = "none (MATPOWER has no switch data and the case no status-0 lines)"
+    grid.meta.update(
+        {
+            "source": "matpower",
+            "import_notes": case.notes,
+            "base_mva": case.base_mva,
+            "switches": sw_note,
+        }
+    )
     grid.validate(raise_on_error=True)
     return grid
+
+
+def _line_switches(grid: Grid, tie: np.ndarray) -> None:
+    """A remote switch with an FPI on every line (id = line id, at its from-bus): open and
+    normally open where ``tie``; a breaker where the line touches a source bus."""
+    from gridpilot.model.schema import SwitchKind
+
+    ln = grid.line
+    src_bus = grid.source["bus"]
+    at_src = np.isin(ln["from_bus"], src_bus) | np.isin(ln["to_bus"], src_bus)
+    grid.add(
+        "switch",
+        id=ln.ids,
+        bus=ln["from_bus"],
+        element=ln.ids,
+        et=0,
+        kind=np.where(at_src, int(SwitchKind.BREAKER), int(SwitchKind.LOAD_BREAK)),
+        closed=~tie,
+        normally_open=tie,
+        remote=True,
+        fpi=True,
+    )
