@@ -218,8 +218,9 @@ def test_a_station_reconnects_mid_transaction_and_resumes() -> None:
         tx = set(csms.records["cs-r"].transactions)
         await csms.sessions["cs-r"]._connection.close(1011, "network drop")  # mid-transaction
         await _wait(lambda: csms.records["cs-r"].connections == 2 and "cs-r" in csms.sessions)
-        assert set(csms.records["cs-r"].transactions) == tx  # the same transaction goes on
-        assert max(csms.records["cs-r"].last_seq.values()) == 2
+        # the same transaction goes on: the station resumes it (seqNo 2), nothing new is opened
+        await _wait(lambda: max(csms.records["cs-r"].last_seq.values()) == 2)
+        assert set(csms.records["cs-r"].transactions) == tx
         r = await csms.set_limit("cs-r", 2000.0)
         assert r.accepted and model.limit_w == 2000.0
         await _wait(lambda: (sink.latest("cs-r", "p_kw") or (0, 0))[1] == 2.0)

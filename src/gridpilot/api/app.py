@@ -516,4 +516,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         except (WebSocketDisconnect, RuntimeError):
             return
 
+    from gridpilot.protocols.openadr import openadr_for  # the OpenADR 3.0.1 VTN, docs/protocols.md
+
+    app.include_router(openadr_for(orch))
     return app
