@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from gridpilot.protocols.openadr import DrPublisher, Vtn, openadr_router
@@ -350,3 +350,68 @@ def test_the_api_app_serves_the_vtn_with_the_loops_dr_events(
         evs = c.get("/openadr3/events", headers=a).json()
         assert evs and evs[0]["intervals"][0]["payloads"][0]["type"] == "SIMPLE"
         assert c.get("/openadr3/events").status_code == 401
+
+
+def test_subscribers_are_notified_only_of_what_they_may_see(served: Any) -> None:
+    import time
+
+    import httpx
+
+    got: list[tuple[str, dict[str, Any]]] = []
+    cb = FastAPI()
+
+    @cb.post("/cb/{who}")
+    async def callback(who: str, request: Request) -> dict[str, str]:
+        got.append((who, await request.json()))
+        return {}
+
+    vtn, app = make_vtn()
+    with served(cb) as cb_url, served(app) as base:
+        url = f"{base}/openadr3"
+        with httpx.Client(timeout=10) as c:
+
+            def token(cid: str, sec: str) -> dict[str, str]:
+                r = c.post(
+                    f"{url}/auth/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": cid,
+                        "client_secret": sec,
+                    },
+                )
+                return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+            bl = token(*BL)
+            pid = c.post(f"{url}/programs", json={"programName": "p"}, headers=bl).json()["id"]
+            for cid, (name, sec) in VENS.items():
+                sub = {
+                    "clientName": name,
+                    "programID": pid,
+                    "objectOperations": [
+                        {
+                            "objects": ["EVENT"],
+                            "operations": ["POST", "PUT"],
+                            "callbackUrl": f"{cb_url}/cb/{name}",
+                            "bearerToken": f"tok-{name}",
+                        }
+                    ],
+                }
+                assert (
+                    c.post(f"{url}/subscriptions", json=sub, headers=token(cid, sec)).status_code
+                    == 201
+                )
+            ev = {
+                "programID": pid,
+                "targets": [{"type": "VEN_NAME", "values": ["house-a"]}],
+                **EVENT,
+            }
+            assert c.post(f"{url}/events", json=ev, headers=bl).status_code == 201
+            for _ in range(200):
+                if got:
+                    break
+                time.sleep(0.02)
+            time.sleep(0.2)
+    assert [w for w, _ in got] == ["house-a"], vtn.notifier.counts
+    assert got[0][1]["objectType"] == "EVENT" and got[0][1]["operation"] == "POST"
+    assert got[0][1]["object"]["targets"][0]["values"] == ["house-a"]
+    assert vtn.notifier.counts["sent"] == 1

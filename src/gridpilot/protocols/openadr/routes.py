@@ -57,6 +57,13 @@ class Vtn:
     store: VtnStore = field(default_factory=VtnStore)
     oauth: OAuthServer = field(default_factory=OAuthServer)
     syncs: list[Any] = field(default_factory=list)
+    notifier: Any = None
+
+    def __post_init__(self) -> None:
+        if self.notifier is None:
+            from gridpilot.protocols.openadr.notify import Notifier
+
+            self.notifier = Notifier(self.store)
 
 
 def problem(status: int, detail: str) -> JSONResponse:

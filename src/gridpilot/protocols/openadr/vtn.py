@@ -74,6 +74,7 @@ class VtnStore:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
+        self.owners: dict[str, Principal] = {}  # subscription id -> who created it
 
     def listen(self, fn: Listener) -> None:
         """Call ``fn(kind, operation, object)`` after each POST, PUT, DELETE."""
@@ -171,6 +172,8 @@ class VtnStore:
                 **obj,
             }
             self.objects[kind][obj["id"]] = obj
+            if kind == "subscription":
+                self.owners[obj["id"]] = p
         self._notify(kind, "POST", obj)
         return obj
 
