@@ -30,11 +30,13 @@ def build_demo(
     world: str = "field",
     flex_plan: bool = False,
     meters: bool = False,
+    ev_protocol: str = "internal",
 ) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
     ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld);
     ``flex_plan`` adds the flexibility schedule (FlexPlanPolicy; field world only), ``meters``
-    the household meters' telemetry and theft checks (MeterPath; field world only)."""
+    the household meters' telemetry and theft checks (MeterPath; field world only);
+    ``ev_protocol`` ``ocpp`` puts the EV stations behind OCPP (gridpilot.protocols; field world)."""
     from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
     from gridpilot.errors import ValidationError
 
@@ -44,12 +46,21 @@ def build_demo(
         raise ValidationError(
             f"flex_plan: the flexibility schedule needs the field world's devices, got world {world!r}"
         )
+    if ev_protocol not in ("internal", "ocpp") or (ev_protocol == "ocpp" and world != "field"):
+        raise ValidationError(
+            f"ev_protocol: {ev_protocol!r} with world {world!r}; known: internal, ocpp (field world)"
+        )
     cls = FieldWorld if world == "field" else SimWorld
-    world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
+    world_obj: Any = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
+    audit = AuditLog(audit_path or ":memory:")
+    if ev_protocol == "ocpp":  # the adapter registration point (docs/architecture.md)
+        from gridpilot.protocols.ocpp.fieldlink import OcppWorld
+
+        world_obj = OcppWorld(world_obj, audit=audit)
     return Orchestrator(
         world_obj,
         mode=mode,
-        audit=AuditLog(audit_path or ":memory:"),
+        audit=audit,
         flex_plan=flex_plan,
         meters=meters,
     )
@@ -70,6 +81,13 @@ FlexPlanOpt = Annotated[
     typer.Option(
         "--flex-plan/--no-flex-plan",
         help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
+    ),
+]
+EvProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        "--ev-protocol",
+        help="internal, or ocpp: the EV stations as OCPP charge points (separate process)",
     ),
 ]
 MetersOpt = Annotated[
@@ -101,6 +119,7 @@ def register(app: typer.Typer) -> None:
         world: WorldOpt = "field",
         flex_plan: FlexPlanOpt = False,
         meters: MetersOpt = False,
+        ev_protocol: EvProtocolOpt = "internal",
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -110,10 +129,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters)
+        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol)
         events = demo_events(orch.world.step_s)
         if not serve:
-            orch.run(steps, events)
+            try:
+                orch.run(steps, events)
+            finally:
+                if hasattr(orch.world, "close"):
+                    orch.world.close()
             h = orch.headline()
             con.print_json(
                 json.dumps(
@@ -126,7 +149,11 @@ def register(app: typer.Typer) -> None:
                 )
             )
             return
-        _serve(orch, host, port, speed, duration, events, con)
+        try:
+            _serve(orch, host, port, speed, duration, events, con)
+        finally:
+            if hasattr(orch.world, "close"):  # a protocol world's servers and device processes
+                orch.world.close()
 
     @app.command("serve")
     def serve_cmd(
@@ -249,12 +276,21 @@ def _build_or_exit(
     world: str,
     flex_plan: bool = False,
     meters: bool = False,
+    ev_protocol: str = "internal",
 ) -> Any:
     """:func:`build_demo`, or the error named on the console and exit code 2 (no traceback)."""
     from gridpilot.errors import GridpilotError
 
     try:
-        return build_demo(grid, mode, audit, world=world, flex_plan=flex_plan, meters=meters)
+        return build_demo(
+            grid,
+            mode,
+            audit,
+            world=world,
+            flex_plan=flex_plan,
+            meters=meters,
+            ev_protocol=ev_protocol,
+        )
     except GridpilotError as exc:
         con.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

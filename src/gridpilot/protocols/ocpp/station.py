@@ -58,6 +58,7 @@ class StationModel:
     e_export_wh: float = 0.0
     soc_pct: float = 40.0
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    meter_sent: int = 0  # MeterValues the CSMS confirmed
 
     def __post_init__(self) -> None:
         if self.demand_w == 0.0:
@@ -169,11 +170,13 @@ async def _session(cp: Any, model: StationModel, tx: str, seq: list[int], meter_
         last = now
         m = model
         sv = sampled(m.p_w, m.e_import_wh, m.e_export_wh, m.soc_pct, m.limit_w)
-        await cp.call(
+        ok = await cp.call(
             cp._call.MeterValues(
                 evse_id=1, meter_value=[{"timestamp": now_iso(), "sampled_value": sv}]
             )
         )
+        if ok is not None:  # a CALLRESULT (a CALLERROR comes back as None)
+            model.meter_sent += 1
 
 
 async def run_station(
