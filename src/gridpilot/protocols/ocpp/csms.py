@@ -29,6 +29,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from gridpilot.errors import ValidationError
 from gridpilot.protocols.adapter import CommandResult, ReadingSink, clean_id
@@ -128,7 +129,7 @@ class Csms:
             c.host,
             c.port,
             process_request=self._check,
-            subprotocols=list(SUBPROTOCOLS),
+            subprotocols=[Subprotocol(x) for x in SUBPROTOCOLS],
             max_size=c.max_message_bytes,
             ssl=c.ssl,
             ping_interval=30,

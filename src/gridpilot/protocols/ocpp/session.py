@@ -129,6 +129,7 @@ class _Guarded:
     rate_per_s: float = 50.0
     burst: float = 100.0
     flood_close_after: int = 200
+    version: str = ""  # the negotiated OCPP version
 
     def _init_guard(self) -> None:
         self._tokens = self.burst
@@ -204,4 +205,4 @@ class Session21(_Guarded, _Handlers, Cp21):
         self._init_guard()
 
 
-SESSIONS = {"2.0.1": Session201, "2.1": Session21}
+SESSIONS: dict[str, Any] = {"2.0.1": Session201, "2.1": Session21}

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from gridpilot.protocols.openadr.vtn import OBJECT_TYPES, VtnStore
 
@@ -29,8 +29,7 @@ class Notifier:
         self.timeout_s = timeout_s
         self.max_concurrent = max_concurrent
         self.counts = {"sent": 0, "failed": 0, "skipped": 0}
-        self._client: httpx.AsyncClient | None = None
-        self._sem: asyncio.Semaphore | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         store.listen(self)
 
@@ -70,16 +69,21 @@ class Notifier:
             t.add_done_callback(self._tasks.discard)
 
     async def _post(self, url: str, token: str | None, body: dict[str, Any]) -> None:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
-            self._sem = asyncio.Semaphore(self.max_concurrent)
-        assert self._sem is not None
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrent),
+            )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self._sem:
-            try:
-                r = await self._client.post(url, json=body, headers=headers)
-                ok = r.status_code < 300
-            except httpx.HTTPError as exc:
-                log.info("notification to %s failed: %r", url[:100], exc)
-                ok = False
+        try:
+            async with self._client.post(url, json=body, headers=headers) as r:
+                ok = r.status < 300
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("notification to %s failed: %r", url[:100], exc)
+            ok = False
         self.counts["sent" if ok else "failed"] += 1
+
+    async def close(self) -> None:
+        """Close the HTTP client (on the loop that used it)."""
+        if self._client is not None:
+            await self._client.close()

@@ -21,7 +21,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gridpilot.protocols.adapter import CommandResult
-from gridpilot.protocols.sunspec.image import BASE_ADDR, SUNS, decode, to_regs
+from gridpilot.protocols.sunspec.image import BASE_ADDR, SUNS, decode, to_bytes, to_regs
 
 log = logging.getLogger(__name__)
 MAX_READ = 125
@@ -56,6 +56,7 @@ class SunSpecClient:
         self.device_id = device_id or f"{host}:{port}"
         self.client = AsyncModbusTcpClient(host, port=self.port, timeout=timeout_s, retries=1)
         self.models: dict[int, tuple[int, int]] = {}  # id -> (address of ID, length incl. ID and L)
+        self._decoded: dict[int, Any] = {}  # one decoded object per model, refreshed on each read
 
     async def connect(self) -> dict[int, tuple[int, int]]:
         """Connect and scan the model list; returns model id -> (address, registers)."""
@@ -94,7 +95,13 @@ class SunSpecClient:
         if model_id not in self.models:
             raise SunSpecError(f"{self.device_id}: has no model {model_id}")
         a, n = self.models[model_id]
-        return decode(model_id, await self._read(a, n))
+        regs = await self._read(a, n)
+        m = self._decoded.get(model_id)
+        if m is None:
+            m = self._decoded[model_id] = decode(model_id, regs)
+        else:
+            m.set_mb(to_bytes(regs))
+        return m
 
     async def readings(self) -> dict[str, float]:
         """The device's AC measurements as telemetry quantities: ``p_kw`` (+ consumption, so an
@@ -192,50 +199,60 @@ class SunSpecClient:
         self, curve: tuple[tuple[float, float], ...], wait_s: float = 1.0
     ) -> CommandResult:
         """Write a volt-var curve ((V % of nominal, var % of rating), ...) into the first
-        writable curve of 705, request its adoption and enable volt-var; each step read back."""
-        m = await self.read_model(705)
-        k = next((i + 1 for i, c in enumerate(m.Crv) if c.ReadOnly.value == 0), 0)
+        writable curve of 705, request its adoption (``AdptCrvReq``), read the model back
+        (points equal, ``AdptCrvRslt`` completed) and enable volt-var (``Ena``, read back)."""
+        msg = f"mb-{self.device_id}-{next(_tx)}"
+        t0 = time.perf_counter()
 
-        def points(m: Any) -> str:
-            if not k:
-                return "the device has no writable volt-var curve"
+        def res(ok: bool, status: str, reason: str = "") -> CommandResult:
+            ms = (time.perf_counter() - t0) * 1e3
+            return CommandResult(self.device_id, "sunspec", "volt_var", ok, status, msg, reason, ms)
+
+        try:
+            m = await self.read_model(705)
+            k = next((i + 1 for i, c in enumerate(m.Crv) if c.ReadOnly.value == 0), 0)
+            if not k or not 2 <= len(curve) <= len(m.Crv[k - 1].Pt):
+                return res(
+                    False, "invalid", f"no writable curve or not 2..NPt points: {len(curve)}"
+                )
+            before = to_regs(m.get_mb())
             crv = m.Crv[k - 1]
-            if not 2 <= len(curve) <= len(crv.Pt):
-                return f"curve: needs 2..{len(crv.Pt)} points, got {len(curve)}"
             crv.ActPt.value = len(curve)
             for p, (v, q) in zip(crv.Pt, curve, strict=False):
                 p.V.cvalue, p.Var.cvalue = float(v), float(q)
-            return ""
-
-        r = await self._write(705, "volt_var", points)
-        if not r.accepted:
-            return r
-        r2 = await self._write(
-            705, "volt_var", lambda m: setattr(m.AdptCrvReq, "value", k), force=("AdptCrvReq",)
-        )
-        if not r2.accepted:
-            return r2
-        rslt = 0
-        for _ in range(max(int(wait_s / 0.05), 1)):
-            rslt = int((await self.read_model(705)).AdptCrvRslt.value or 0)
-            if rslt:
-                break
-            await asyncio.sleep(0.05)
-        if rslt != 1:
-            status = "adopt_failed" if rslt == 2 else "adopt_pending"
-            return CommandResult(
-                self.device_id,
-                "sunspec",
-                "volt_var",
-                False,
-                status,
-                r2.message_id,
-                f"AdptCrvRslt {rslt}",
-                r.latency_ms + r2.latency_ms,
-            )
-        r3 = await self._write(705, "volt_var", lambda m: setattr(m.Ena, "value", 1))
-        r3.latency_ms += r.latency_ms + r2.latency_ms
-        return r3
+            after = to_regs(m.get_mb())
+            runs = [*_runs(before, after), (m.AdptCrvReq.offset, [k])]
+            a0, n = self.models[705]
+            rslt_at, ena_at = m.AdptCrvRslt.offset, m.Ena.offset
+            for off, vals in runs:  # the points first, then the adoption request
+                rr = await self.client.write_registers(a0 + off, vals, device_id=self.unit)
+                if rr.isError():
+                    return res(
+                        False,
+                        f"exception {getattr(rr, 'exception_code', 0)}",
+                        f"register {a0 + off}",
+                    )
+            for _ in range(max(int(wait_s / 0.05), 1)):
+                back = await self._read(a0, n)
+                if back[rslt_at]:
+                    break
+                await asyncio.sleep(0.05)
+            if any(back[o : o + len(v)] != v for o, v in runs[:-1]):
+                return res(False, "readback_mismatch", "volt-var points")
+            if back[rslt_at] != 1:
+                why = f"AdptCrvRslt {back[rslt_at]}"
+                return res(False, "adopt_failed" if back[rslt_at] == 2 else "adopt_pending", why)
+            if back[ena_at] != 1:
+                rr = await self.client.write_registers(a0 + ena_at, [1], device_id=self.unit)
+                if rr.isError():
+                    return res(False, f"exception {getattr(rr, 'exception_code', 0)}", "Ena")
+                if (await self._read(a0 + ena_at, 1))[0] != 1:
+                    return res(False, "readback_mismatch", "Ena")
+        except SunSpecError as exc:
+            return res(False, f"exception {exc.code}" if exc.code else "error", str(exc)[:120])
+        except (ModbusException, TimeoutError, OSError) as exc:
+            return res(False, "timeout", str(exc)[:120])
+        return res(True, "Accepted")
 
 
 def _runs(before: list[int], after: list[int]) -> list[tuple[int, list[int]]]:

@@ -265,12 +265,13 @@ class Der:
         bad = self._bad_value(mid, m)
         if bad:
             img.regs[:] = old
+            img.model(mid)  # the shared decoded object back to the registers in force
             log.info("device %s refused a write to model %d: %s", self.spec.device_id, mid, bad)
             return ExcCodes.ILLEGAL_VALUE
         if mid == 705 and img.addr[705] + 3 in span:  # AdptCrvReq
             self._adopt(m)
         if mid in (704, 705):
-            self._c = img.model(704), img.model(705)
+            self._c = img.model(704), img.model(705)  # the image's shared objects, refreshed
             self.refresh()  # the measurements follow the new control at once (no ramp modelled)
         return None
 
@@ -314,7 +315,7 @@ class Der:
         address: int,
         count: int,
         registers: list[int],
-        values: list[int] | None,
+        values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """pymodbus hook: refresh reads from the image; check writes (and mirror them)."""
         if values is None:
@@ -323,7 +324,7 @@ class Der:
                 address - BASE_ADDR : address - BASE_ADDR + count
             ]
             return None
-        rc = self.check_write(address, list(values))  # reads are served from the image
+        rc = self.check_write(address, [int(v) for v in values])  # reads are served from the image
         self.writes["refused" if rc else "accepted"] += 1
         return rc
 

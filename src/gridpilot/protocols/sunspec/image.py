@@ -53,6 +53,7 @@ class Image:
     addr: dict[int, int] = field(default_factory=dict)
     length: dict[int, int] = field(default_factory=dict)
     writable: set[int] = field(default_factory=set)
+    _cache: dict[int, sdev.Model] = field(default_factory=dict, repr=False)
 
     def model_regs(self, model_id: int) -> list[int]:
         """The registers of one model, from its ``ID``."""
@@ -60,8 +61,15 @@ class Image:
         return self.regs[a : a + self.length[model_id]]
 
     def model(self, model_id: int) -> sdev.Model:
-        """One model decoded."""
-        return decode(model_id, self.model_regs(model_id))
+        """One model decoded from the present registers (one object per model, refreshed on each
+        call: decoding is slow, refreshing ten times faster)."""
+        regs = self.model_regs(model_id)
+        m = self._cache.get(model_id)
+        if m is None:
+            m = self._cache[model_id] = decode(model_id, regs)
+        else:
+            m.set_mb(to_bytes(regs))
+        return m
 
     def put(self, model_id: int, model: sdev.Model) -> None:
         """Write a (modified) model object back into the registers."""
