@@ -271,7 +271,8 @@ class Der:
         if mid == 705 and img.addr[705] + 3 in span:  # AdptCrvReq
             self._adopt(m)
         if mid in (704, 705):
-            self._c = img.model(704), img.model(705)  # the image's shared objects, refreshed
+            # ``m`` is the image's shared object of this model, already in step with the registers
+            self._c = (m if mid == 704 else self._c[0], m if mid == 705 else self._c[1])
             self.refresh()  # the measurements follow the new control at once (no ramp modelled)
         return None
 
