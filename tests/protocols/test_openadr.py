@@ -238,6 +238,26 @@ def test_dr_records_become_events_and_reports_feed_delivered() -> None:
             ],
         }
         assert c.post("/openadr3/reports", json=rep, headers=a).status_code == 201
+        junk = dict(
+            rep,
+            resources=[
+                {
+                    "resourceName": "x",
+                    "intervals": [
+                        {
+                            "id": 0,
+                            "payloads": [
+                                {"type": "BASELINE", "values": ["lots"]},
+                                {"type": "DEMAND", "values": [True]},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        )
+        assert (
+            c.post("/openadr3/reports", json=junk, headers=a).status_code == 201
+        )  # kept, not counted
     d = pub.delivery(evs[0]["id"])
     assert (
         d["planned_kw"] == [20.0, 30.0]
@@ -344,11 +364,44 @@ def test_the_api_app_serves_the_vtn_with_the_loops_dr_events(
     with orch.lock:
         orch.flexdr.set_level(0.6, orch.last.time, source="operator:test", reason="drill")
     monkeypatch.setenv("GRIDPILOT_OPENADR_CLIENTS", str(clients))
-    app = create_app(orch, KeyStore.generate())
+    keys = KeyStore.generate()
+    app = create_app(orch, keys)
     with TestClient(app) as c:
         a = tok(c, "ven-a", VENS["ven-a"][1])
+        groups = [f"bus:{b}" for b in orch.flexdr.records[-1].buses]
+        c.post(
+            "/openadr3/vens",
+            json={
+                "venName": "house-a",
+                "targets": [{"type": "GROUP", "values": groups or ["none"]}],
+            },
+            headers=a,
+        )
         evs = c.get("/openadr3/events", headers=a).json()
         assert evs and evs[0]["intervals"][0]["payloads"][0]["type"] == "SIMPLE"
+        # the VEN reports what it shed; the loop's DR record shows it beside its own measure
+        rep = {
+            "programID": evs[0]["programID"],
+            "eventID": evs[0]["id"],
+            "clientName": "house-a",
+            "resources": [
+                {
+                    "resourceName": "home",
+                    "intervals": [
+                        {
+                            "id": 0,
+                            "payloads": [
+                                {"type": "BASELINE", "values": [40.0]},
+                                {"type": "DEMAND", "values": [28.0]},
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        assert c.post("/openadr3/reports", json=rep, headers=a).status_code == 201
+        dr = c.get("/api/dr", headers={"X-API-Key": keys.issued["viewer"]}).json()
+        assert dr["events"][-1]["reported_reduction_mw"] == pytest.approx(0.012)
         assert c.get("/openadr3/events").status_code == 401
 
 
@@ -415,3 +468,41 @@ def test_subscribers_are_notified_only_of_what_they_may_see(served: Any) -> None
     assert got[0][1]["objectType"] == "EVENT" and got[0][1]["operation"] == "POST"
     assert got[0][1]["object"]["targets"][0]["values"] == ["house-a"]
     assert vtn.notifier.counts["sent"] == 1
+
+
+HOSTILE = [
+    [],
+    "x",
+    1e308,
+    None,
+    {"programName": None},
+    {"programName": ["a"]},
+    {"programName": "p", "targets": "GROUP"},
+    {"programName": "p", "targets": [{"type": 1}]},
+    {"programID": "p", "intervals": [{"id": "zero", "payloads": []}]},
+    {"programID": "p", "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [{}]}]}]},
+    {"programID": "p", "intervalPeriod": {"start": "yesterday"}, "intervals": []},
+    {
+        "programID": "p",
+        "intervalPeriod": {"start": "2026-01-01T00:00:00Z", "duration": "P"},
+        "intervals": [],
+    },
+    {"programID": "../../etc", "intervals": []},
+    {"venName": "v" * 10_000},
+    {"clientName": "x", "programID": "p", "objectOperations": [{"objects": "EVENT"}]},
+]
+
+
+def test_hostile_bodies_get_4xx_never_a_server_error() -> None:
+    _, app = make_vtn()
+    with TestClient(app, raise_server_exceptions=False) as c:
+        bl = tok(c, *BL)
+        ven = tok(c, "ven-a", VENS["ven-a"][1])
+        for path in ("/programs", "/events", "/reports", "/subscriptions", "/vens"):
+            for body in HOSTILE:
+                for h in (bl, ven):
+                    r = c.post(f"/openadr3{path}", json=body, headers=h)
+                    assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text[:200])
+        assert c.post("/openadr3/auth/token", content=b"\xff" * 100).status_code == 400
+        assert c.post("/openadr3/programs", content=b"x" * (2 << 20), headers=bl).status_code == 413
+        assert len(c.get("/openadr3/programs", headers=bl).json()) == 0  # nothing was stored

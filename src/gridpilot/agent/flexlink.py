@@ -73,6 +73,8 @@ class DREventRecord:
     reason: str = ""
     pre_level_mw: float | None = None  # load over shape before the event
     during: list[tuple[float, float]] = field(default_factory=list)  # (load MW, shape) samples
+    # mean reduction the participants reported (OpenADR VEN reports; gridpilot.protocols), MW
+    reported_reduction_mw: float | None = None
 
     @property
     def expected_mean_mw(self) -> float:
@@ -105,6 +107,9 @@ class DREventRecord:
             else round(self.measured_reduction_mw, 6),
             "measured_method": self.measured_method,
             "reason": self.reason,
+            "reported_reduction_mw": None
+            if self.reported_reduction_mw is None
+            else round(self.reported_reduction_mw, 6),
         }
 
 

@@ -57,7 +57,13 @@ def openadr_for(orch: Any, clients: str | None = None) -> APIRouter:
             with orch.lock:  # the loop's thread appends records
                 return list(flexdr.events(limit=100))
 
-        pub = DrPublisher(vtn.store, records)
+        def delivered(record_id: str, mw: float) -> None:
+            with orch.lock:
+                for r in flexdr.records:
+                    if str(r.id) == record_id:
+                        r.reported_reduction_mw = float(mw)
+
+        pub = DrPublisher(vtn.store, records, delivered)
         vtn.syncs.append(pub.sync)
     return openadr_router(vtn)
 

@@ -13,6 +13,7 @@ back: delivered = sum over resources of (baseline - demand) per interval, agains
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -70,11 +71,30 @@ class DrPublisher:
     ``expected_reduction_mw``). :meth:`sync` is cheap when nothing is new.
     """
 
-    def __init__(self, store: VtnStore, records: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        store: VtnStore,
+        records: Callable[[], list[dict[str, Any]]],
+        delivered: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.store = store
         self.records = records
         self.published: dict[str, str] = {}  # loop record id -> OpenADR event id
         self._program: str | None = None
+        self.delivered = delivered  # (loop record id, mean reported reduction MW) on each report
+        if delivered is not None:
+            store.listen(self._on_change)
+
+    def _on_change(self, kind: str, op: str, obj: dict[str, Any]) -> None:
+        """A VEN's report changed: hand the event's reported mean reduction back to the loop."""
+        if kind != "report" or self.delivered is None:
+            return
+        rid = next((r for r, e in self.published.items() if e and e == obj.get("eventID")), None)
+        if rid is None:
+            return
+        d = self.delivery(obj["eventID"])
+        got = [x for x, seen in zip(d["delivered_kw"], d["reported"], strict=True) if seen]
+        self.delivered(rid, sum(got) / len(got) / 1e3 if got else 0.0)
 
     def program_id(self) -> str:
         """The ``gridpilot-dr`` program's id (created once)."""
@@ -114,22 +134,48 @@ class DrPublisher:
         return n
 
     def delivery(self, event_id: str) -> dict[str, Any]:
-        """Planned vs reported reduction of one event, kW per interval, and the VENs reporting."""
+        """Planned vs reported reduction of one event, kW per interval (``reported``: intervals
+        some VEN reported), and the VENs reporting."""
         ev = self.store.objects["event"].get(event_id)
         if ev is None:
             raise VtnError(404, f"no event {event_id[:128]!r}")
         planned = [
-            next((float(p["values"][0]) for p in iv["payloads"] if p["type"] == PLANNED), 0.0)
+            next(
+                (
+                    _num(p["values"][0]) or 0.0
+                    for p in iv["payloads"]
+                    if p["type"] == PLANNED and p["values"]
+                ),
+                0.0,
+            )
             for iv in ev["intervals"]
         ]
         got = [0.0] * len(planned)
+        seen = [False] * len(planned)
         vens: set[str] = set()
         for rep in self.store.list(LOOP, "report", Query(event_id=event_id, limit=10**9)):
             vens.add(rep["clientName"])
             for res in rep["resources"]:
                 for iv in res["intervals"]:
                     k = int(iv["id"])
-                    vals = {p["type"]: p["values"][0] for p in iv["payloads"] if p.get("values")}
-                    if 0 <= k < len(got) and "BASELINE" in vals and "DEMAND" in vals:
-                        got[k] += float(vals["BASELINE"]) - float(vals["DEMAND"])
-        return {"event": event_id, "planned_kw": planned, "delivered_kw": got, "vens": sorted(vens)}
+                    vals = {
+                        p["type"]: _num(p["values"][0]) for p in iv["payloads"] if p.get("values")
+                    }
+                    base, dem = vals.get("BASELINE"), vals.get("DEMAND")
+                    if 0 <= k < len(got) and base is not None and dem is not None:
+                        got[k] += base - dem
+                        seen[k] = True
+        return {
+            "event": event_id,
+            "planned_kw": planned,
+            "delivered_kw": got,
+            "reported": seen,
+            "vens": sorted(vens),
+        }
+
+
+def _num(v: Any) -> float | None:
+    """A finite number from a report value (a VEN's data: anything else is ignored)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)

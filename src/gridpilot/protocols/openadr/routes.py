@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -213,8 +214,19 @@ def openadr_router(vtn: Vtn | None = None, prefix: str = "/openadr3") -> APIRout
             )
             return await handle(request, kind, oid, pp.get("venID") if under_ven else None)
 
-        methods = ["GET", "PUT", "DELETE"] if by_id else ["GET", "POST"]
-        r.add_api_route(path, route, methods=methods, name=f"{kind}{'_by_id' if by_id else 's'}")
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in re.findall(r"{(\w+)}", path)
+        ]
+        body = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        for method in ["GET", "PUT", "DELETE"] if by_id else ["GET", "POST"]:
+            extra: dict[str, Any] = {"parameters": params} if params else {}
+            if method in ("PUT", "POST"):
+                extra["requestBody"] = body
+            name = f"{method.lower()}_{kind}{'_by_id' if by_id else 's'}"
+            r.add_api_route(
+                path, route, methods=[method], name=name, operation_id=name, openapi_extra=extra
+            )
 
     for kind, (path, pid) in PATHS.items():
         add(path, kind, False, False)
