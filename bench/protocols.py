@@ -214,11 +214,44 @@ def _vens(url: str, names: list[str], cb_port: int, poll_s: float, run_s: float,
     out.put({"got": got, "seen": seen, "stats": stats, "poll_ms": poll_ms})
 
 
+def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
+    """``app`` under uvicorn in a thread on a free port: (server, thread, base URL)."""
+    import uvicorn
+
+    cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off",
+                         backlog=4096)  # fmt: skip
+    server = uvicorn.Server(cfg)
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, th, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+
+def _publish(url: str, program_id: str) -> float:
+    """The business logic's token and one event for every VEN; returns the time it was sent."""
+    import httpx
+
+    form = {"grant_type": "client_credentials", "client_id": "bl", "client_secret": PW}
+    ev = {
+        "programID": program_id,
+        "eventName": "bench",
+        "intervalPeriod": {"start": "2026-07-01T16:00:00Z", "duration": "PT15M"},
+        "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [2]}]}],
+    }
+    with httpx.Client(timeout=30) as c:
+        tok = c.post(f"{url}/auth/token", data=form).json()["access_token"]
+        t_pub = time.time()
+        r = c.post(f"{url}/events", json=ev, headers={"Authorization": f"Bearer {tok}"})
+        if r.status_code != 201:
+            raise RuntimeError(f"event not published: {r.status_code} {r.text[:200]}")
+    return t_pub
+
+
 def bench_openadr(n: int, procs: int, duration_s: float) -> dict[str, Any]:
     """N VENs on the VTN (see the module docstring)."""
     import socket
 
-    import uvicorn
     from fastapi import FastAPI
 
     from gridpilot.protocols.openadr import PROGRAM_NAME, Vtn, openadr_router
@@ -232,16 +265,8 @@ def bench_openadr(n: int, procs: int, duration_s: float) -> dict[str, Any]:
     vtn.oauth.add_client("bl", PW, "bl")
     app = FastAPI()
     app.include_router(openadr_router(vtn))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="error", lifespan="off", backlog=4096
-        )
-    )
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/openadr3"
+    server, th, base = _serve(app)
+    url = f"{base}/openadr3"
 
     def free() -> int:
         with socket.socket() as s:
@@ -261,22 +286,7 @@ def bench_openadr(n: int, procs: int, duration_s: float) -> dict[str, Any]:
         time.sleep(0.1)
     connect_s = time.perf_counter() - t0
     time.sleep(min(10.0, duration_s / 3))
-    import httpx
-
-    with httpx.Client(timeout=30) as c:
-        tok = c.post(
-            f"{url}/auth/token",
-            data={"grant_type": "client_credentials", "client_id": "bl", "client_secret": PW},
-        ).json()["access_token"]
-        ev = {
-            "programID": pid,
-            "eventName": "bench",
-            "intervalPeriod": {"start": "2026-07-01T16:00:00Z", "duration": "PT15M"},
-            "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [2]}]}],
-        }
-        t_pub = time.time()
-        r = c.post(f"{url}/events", json=ev, headers={"Authorization": f"Bearer {tok}"})
-        assert r.status_code == 201, r.text
+    t_pub = _publish(url, pid)
     res = [q.get() for _ in ps]
     for p in ps:
         p.join(30)

@@ -151,6 +151,50 @@ def _token(vtn: Vtn, body: bytes, authorization: str | None) -> JSONResponse:
         )
 
 
+async def handle(
+    vtn: Vtn, request: Request, kind: str, oid: str | None, ven_id: str | None
+) -> JSONResponse:
+    """One VTN request: token and scope, rights, then the store; errors as ``problem``s."""
+    method = request.method
+    try:
+        p: Principal = vtn.oauth.check(
+            request.headers.get("Authorization"), "read_all" if method == "GET" else SCOPE[kind]
+        )
+        if ven_id is not None:
+            vtn.store.get(p, "ven", ven_id)
+        if method == "GET":
+            for sync in vtn.syncs:
+                sync()
+        if method == "GET" and oid is None:
+            q = _query(request)
+            q.ven_id = ven_id
+            return JSONResponse(vtn.store.list(p, kind, q))
+        if method == "GET":
+            return JSONResponse(_owned(vtn.store.get(p, kind, oid or ""), ven_id))
+        if method == "DELETE":
+            _owned(vtn.store.get(p, kind, oid or ""), ven_id)
+            return JSONResponse(vtn.store.delete(p, kind, oid or ""))
+        body = await _body(request)
+        if kind == "resource":
+            body["venID"] = ven_id
+        if method == "POST":
+            return JSONResponse(vtn.store.create(p, kind, body), status_code=201)
+        _owned(vtn.store.get(p, kind, oid or ""), ven_id)
+        return JSONResponse(vtn.store.update(p, kind, oid or "", body))
+    except TokenError as exc:
+        return problem(exc.status, exc.description)
+    except VtnError as exc:
+        return problem(exc.status, exc.detail)
+    except PydanticError as exc:
+        return problem(400, _bad(exc).detail)
+
+
+def _owned(obj: dict[str, Any], ven_id: str | None) -> dict[str, Any]:
+    if ven_id is not None and obj.get("venID") != ven_id:
+        raise VtnError(404, f"no such resource under ven {ven_id}")
+    return obj
+
+
 def openadr_router(vtn: Vtn | None = None, prefix: str = "/openadr3") -> APIRouter:
     """The VTN's routes under ``prefix`` (the VTN base URL a VEN is given ends with it)."""
     vtn = vtn or Vtn()
@@ -160,47 +204,6 @@ def openadr_router(vtn: Vtn | None = None, prefix: str = "/openadr3") -> APIRout
     @r.post("/auth/token")
     async def token(request: Request) -> JSONResponse:
         return _token(vtn, await request.body(), request.headers.get("Authorization"))
-
-    async def handle(
-        request: Request, kind: str, oid: str | None, ven_id: str | None
-    ) -> JSONResponse:
-        method = request.method
-        try:
-            p: Principal = vtn.oauth.check(
-                request.headers.get("Authorization"), "read_all" if method == "GET" else SCOPE[kind]
-            )
-            if ven_id is not None:
-                vtn.store.get(p, "ven", ven_id)
-            if method == "GET":
-                for sync in vtn.syncs:
-                    sync()
-            if method == "GET" and oid is None:
-                q = _query(request)
-                q.ven_id = ven_id
-                return JSONResponse(vtn.store.list(p, kind, q))
-            if method == "GET":
-                return JSONResponse(_owned(vtn.store.get(p, kind, oid or ""), ven_id))
-            if method == "DELETE":
-                _owned(vtn.store.get(p, kind, oid or ""), ven_id)
-                return JSONResponse(vtn.store.delete(p, kind, oid or ""))
-            body = await _body(request)
-            if kind == "resource":
-                body["venID"] = ven_id
-            if method == "POST":
-                return JSONResponse(vtn.store.create(p, kind, body), status_code=201)
-            _owned(vtn.store.get(p, kind, oid or ""), ven_id)
-            return JSONResponse(vtn.store.update(p, kind, oid or "", body))
-        except TokenError as exc:
-            return problem(exc.status, exc.description)
-        except VtnError as exc:
-            return problem(exc.status, exc.detail)
-        except PydanticError as exc:
-            return problem(400, _bad(exc).detail)
-
-    def _owned(obj: dict[str, Any], ven_id: str | None) -> dict[str, Any]:
-        if ven_id is not None and obj.get("venID") != ven_id:
-            raise VtnError(404, f"no such resource under ven {ven_id}")
-        return obj
 
     def add(path: str, kind: str, by_id: bool, under_ven: bool) -> None:
         async def route(request: Request) -> JSONResponse:
@@ -212,7 +215,7 @@ def openadr_router(vtn: Vtn | None = None, prefix: str = "/openadr3") -> APIRout
                 if by_id
                 else None
             )
-            return await handle(request, kind, oid, pp.get("venID") if under_ven else None)
+            return await handle(vtn, request, kind, oid, pp.get("venID") if under_ven else None)
 
         params = [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -54,118 +54,43 @@ def _curve(ro: int, pts: tuple[tuple[float, float], ...]) -> dict[str, Any]:
     }
 
 
+def _ac_models(spec: DerSpec) -> list[dict[str, Any]]:
+    """Models 1 (common), 701 (AC measurements, zero until refreshed) and 702 (capacity)."""
+    v10 = round(spec.v_nom * 10)
+    common = {"ID": 1, "Mn": "gridpilot", "Md": f"field-{spec.kind}", "Vr": "1",
+              "SN": spec.device_id[:32], "DA": 1}  # fmt: skip
+    ac = {"ID": 701, "ACType": 1, "St": 1, "InvSt": 1, "ConnSt": 1, "Alrm": 0, "W": 0, "VA": 0,
+          "Var": 0, "PF": 1000, "A": 0, "LLV": 0, "LNV": v10, "Hz": 5000, "TotWhInj": 0,
+          "TotWhAbs": 0, "W_SF": 0, "VA_SF": 0, "Var_SF": 0, "PF_SF": -3, "A_SF": -1,
+          "V_SF": -1, "Hz_SF": -2, "TotWh_SF": 0, "TotVarh_SF": 0, "Tmp_SF": 0}  # fmt: skip
+    w, var = round(spec.w_rtg), round(spec.var_rtg)
+    cap = {"ID": 702, "WMaxRtg": w, "VAMaxRtg": w, "VarMaxInjRtg": var, "VarMaxAbsRtg": var,
+           "VNomRtg": v10, "WMax": w, "VNom": v10, "W_SF": 0, "PF_SF": -3, "VA_SF": 0,
+           "Var_SF": 0, "V_SF": -1, "A_SF": 0, "S_SF": 0}  # fmt: skip
+    return [common, ac, cap]
+
+
+def _control_models(spec: DerSpec) -> list[dict[str, Any]]:
+    """Models 703 (enter service), 704 (AC controls) and 705 (volt-var, 2 curves)."""
+    enter = {"ID": 703, "ES": 1, "ESVHi": round(spec.v_nom * 11), "ESVLo": round(spec.v_nom * 9.2),
+             "ESHzHi": 5010, "ESHzLo": 4990, "ESDlyTms": 300, "ESRndTms": 0, "ESRmpTms": 300,
+             "V_SF": -1, "Hz_SF": -2}  # fmt: skip
+    ctl = {"ID": 704, "WMaxLimPctEna": 0, "WMaxLimPct": 10000, "WSetEna": 0, "WSetMod": 1,
+           "WSet": 0, "WSetPct": 0, "PF_SF": -3, "WMaxLimPct_SF": -2, "WSet_SF": 0,
+           "WSetPct_SF": -2, "VarSet_SF": 0, "VarSetPct_SF": -2}  # fmt: skip
+    vv = {"ID": 705, "Ena": 0, "AdptCrvReq": 0, "AdptCrvRslt": 1, "NPt": CURVE_POINTS, "NCrv": 2,
+          "RvrtTms": 0, "RvrtCrv": 0, "V_SF": -2, "DeptRef_SF": -2, "RspTms_SF": 0,
+          "Crv": [_curve(1, DEFAULT_CURVE), _curve(0, DEFAULT_CURVE)]}  # fmt: skip
+    return [enter, ctl, vv]
+
+
 def der_models(spec: DerSpec) -> list[dict[str, Any]]:
-    """The pysunspec2 data dicts of a device's models (scale factors: V 0.1, Hz 0.01, % 0.01)."""
-    models: list[dict[str, Any]] = [
-        {
-            "ID": 1,
-            "Mn": "gridpilot",
-            "Md": f"field-{spec.kind}",
-            "Vr": "1",
-            "SN": spec.device_id[:32],
-            "DA": 1,
-        },
-        {
-            "ID": 701,
-            "ACType": 1,
-            "St": 1,
-            "InvSt": 1,
-            "ConnSt": 1,
-            "Alrm": 0,
-            "W": 0,
-            "VA": 0,
-            "Var": 0,
-            "PF": 1000,
-            "A": 0,
-            "LLV": 0,
-            "LNV": round(spec.v_nom * 10),
-            "Hz": 5000,
-            "TotWhInj": 0,
-            "TotWhAbs": 0,
-            "W_SF": 0,
-            "VA_SF": 0,
-            "Var_SF": 0,
-            "PF_SF": -3,
-            "A_SF": -1,
-            "V_SF": -1,
-            "Hz_SF": -2,
-            "TotWh_SF": 0,
-            "TotVarh_SF": 0,
-            "Tmp_SF": 0,
-        },
-        {
-            "ID": 702,
-            "WMaxRtg": round(spec.w_rtg),
-            "VAMaxRtg": round(spec.w_rtg),
-            "VarMaxInjRtg": round(spec.var_rtg),
-            "VarMaxAbsRtg": round(spec.var_rtg),
-            "VNomRtg": round(spec.v_nom * 10),
-            "WMax": round(spec.w_rtg),
-            "VNom": round(spec.v_nom * 10),
-            "W_SF": 0,
-            "PF_SF": -3,
-            "VA_SF": 0,
-            "Var_SF": 0,
-            "V_SF": -1,
-            "A_SF": 0,
-            "S_SF": 0,
-        },
-        {
-            "ID": 703,
-            "ES": 1,
-            "ESVHi": round(spec.v_nom * 11),
-            "ESVLo": round(spec.v_nom * 9.2),
-            "ESHzHi": 5010,
-            "ESHzLo": 4990,
-            "ESDlyTms": 300,
-            "ESRndTms": 0,
-            "ESRmpTms": 300,
-            "V_SF": -1,
-            "Hz_SF": -2,
-        },
-        {
-            "ID": 704,
-            "WMaxLimPctEna": 0,
-            "WMaxLimPct": 10000,
-            "WSetEna": 0,
-            "WSetMod": 1,
-            "WSet": 0,
-            "WSetPct": 0,
-            "PF_SF": -3,
-            "WMaxLimPct_SF": -2,
-            "WSet_SF": 0,
-            "WSetPct_SF": -2,
-            "VarSet_SF": 0,
-            "VarSetPct_SF": -2,
-        },
-        {
-            "ID": 705,
-            "Ena": 0,
-            "AdptCrvReq": 0,
-            "AdptCrvRslt": 1,
-            "NPt": CURVE_POINTS,
-            "NCrv": 2,
-            "RvrtTms": 0,
-            "RvrtCrv": 0,
-            "V_SF": -2,
-            "DeptRef_SF": -2,
-            "RspTms_SF": 0,
-            "Crv": [_curve(1, DEFAULT_CURVE), _curve(0, DEFAULT_CURVE)],
-        },
-    ]
+    """The pysunspec2 data dicts of a device's models (scale factors: V 0.1, Hz 0.01, % 0.01);
+    a battery adds 713 (storage capacity: WH in 10 Wh, SoC in 0.01 %)."""
+    models = _ac_models(spec) + _control_models(spec)
     if spec.kind == "battery":
-        models.append(
-            {
-                "ID": 713,
-                "WHRtg": round(spec.wh_rtg / 10),
-                "WHAvail": 0,
-                "SoC": 5000,
-                "SoH": 10000,
-                "Sta": 1,
-                "WH_SF": 1,
-                "Pct_SF": -2,
-            }
-        )
+        models.append({"ID": 713, "WHRtg": round(spec.wh_rtg / 10), "WHAvail": 0, "SoC": 5000,
+                       "SoH": 10000, "Sta": 1, "WH_SF": 1, "Pct_SF": -2})  # fmt: skip
     return models
 
 
