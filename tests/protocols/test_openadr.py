@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
@@ -506,3 +507,49 @@ def test_hostile_bodies_get_4xx_never_a_server_error() -> None:
         assert c.post("/openadr3/auth/token", content=b"\xff" * 100).status_code == 400
         assert c.post("/openadr3/programs", content=b"x" * (2 << 20), headers=bl).status_code == 413
         assert len(c.get("/openadr3/programs", headers=bl).json()) == 0  # nothing was stored
+
+
+def test_a_field_gateway_as_a_toadr3_ven_follows_a_dr_event_and_reports(served: Any) -> None:
+    import aiohttp
+
+    from gridpilot.agent import FieldWorld, demo_grid
+    from gridpilot.protocols.openadr.fieldven import FieldVen, GatewayConfig
+
+    world = FieldWorld(demo_grid("case33bw"), start_step=200 * 96 + 17 * 4)
+    world.observe()
+    fleet = world.devices
+    bus = int(world.grid.bus.ids[np.bincount(fleet.meter_bus[fleet.wh_meter]).argmax()])
+    vtn, app = make_vtn()
+    start = str(np.datetime64(world.time, "s")) + "Z"
+    recs = [{"id": "dr-f", "start": start, "level": 1.0, "buses": [bus],
+             "expected_reduction_mw": [0.01, 0.01]}]  # fmt: skip
+    pub = DrPublisher(vtn.store, lambda: recs)
+    vtn.syncs.append(pub.sync)
+    cfg = GatewayConfig("ven-a", VENS["ven-a"][1], "house-a", (bus,))
+    with served(app) as base:
+        ven = FieldVen(cfg, world, f"{base}/openadr3")
+        other = FieldVen(GatewayConfig("ven-b", VENS["ven-b"][1], "house-b", (bus + 1,)),
+                         world, f"{base}/openadr3")  # fmt: skip
+
+        async def go() -> tuple[list[str], list[str], Any]:
+            async with aiohttp.ClientSession() as s:
+                await ven.register(s)
+                await other.register(s)
+                got, none = await ven.poll(s), await other.poll(s)
+                for _ in range(20):  # 20 one-minute steps: both 15-minute intervals sampled
+                    world.advance()
+                    world.observe()
+                    ven.sample()
+                return got, none, await ven.report(s, got[0])
+
+        got, none, rep = asyncio.run(asyncio.wait_for(go(), 30))
+    assert len(got) == 1 and none == []  # the event targets the gateway's bus only
+    assert ven.water_heaters.size and fleet.wh_paused[ven.water_heaters].all()
+    d = pub.delivery(got[0])
+    a = ven.active[got[0]]
+    assert d["vens"] == ["house-a"] and d["reported"] == [True, True]
+    want = [round(a.baseline_kw, 3) - round(float(np.mean(a.samples[k])), 3) for k in (0, 1)]
+    assert d["delivered_kw"] == pytest.approx(want)
+    assert rep.client_name == "house-a"
+    ven.release(got[0])
+    assert not fleet.wh_paused[ven.water_heaters].any()
