@@ -58,8 +58,10 @@ def _host(url: str, specs: list[StationSpec], meter_s: float, inbox: Any, outbox
 class OcppWorld:
     """The loop's world with its EV stations behind OCPP (see the module docstring).
 
-    ``OcppWorld(world, audit=None, refuse=(), meter_s=0.5)``: ``refuse`` lists station
-    positions built to reject every profile (a faulty station, for drills and tests).
+    ``OcppWorld(world, audit=None, refuse=(), meter_s=0.5, store=None)``: ``refuse`` lists
+    station positions built to reject every profile (a faulty station, for drills and tests);
+    the stations' readings go to ``store`` (a telemetry store; default an in-memory DuckDB),
+    flushed at each step.
     Every attribute not defined here is the wrapped world's. :meth:`close` stops it all.
     """
 
@@ -70,13 +72,16 @@ class OcppWorld:
         refuse: tuple[int, ...] = (),
         meter_s: float = 0.5,
         timeout_s: float = 30.0,
+        store: Any = None,
     ) -> None:
         self.inner = world
         g = world.grid
         self.station_ids = [f"ev-station-{int(i)}" for i in g.ev_charger.ids]
         self.p_max_w = np.asarray(g.ev_charger["p_max_mw"], np.float64) * 1e6
         self.v2g = np.asarray(g.ev_charger["v2g"], bool)
-        self.sink = ReadingSink()
+        from gridpilot.telemetry import DuckDBStore
+
+        self.sink = ReadingSink(store=store if store is not None else DuckDBStore())
         self.csms = Csms(CsmsConfig(port=0), self.sink)
         specs = []
         for k, sid in enumerate(self.station_ids):
@@ -176,6 +181,7 @@ class OcppWorld:
         rep = [self.sink.latest(sid, "p_kw") for sid in self.station_ids]
         ev = np.array([np.nan if r is None else r[1] / 1e3 for r in rep])
         self.reported_mw = ev  # the stations' latest MeterValues, MW (NaN: none yet)
+        self.sink.flush()
         obs.ev_p_mw = np.where(np.isfinite(ev), ev, obs.ev_p_mw)
         obs.events = list(obs.events) + self._events
         self._events = []
