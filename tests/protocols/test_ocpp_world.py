@@ -60,3 +60,16 @@ def test_an_ev_command_goes_out_as_profiles_and_a_rejection_replans(loop: Any) -
     rep = _reported(world) * 1e3  # W
     ok = np.arange(len(rep)) != 2
     assert np.all(rep[ok] <= 0.5 * world.p_max_w[ok] + 1.0)
+
+
+def test_cli_demo_with_ocpp_evs_runs_and_refuses_the_sim_world() -> None:
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+
+    _register()
+    r = CliRunner().invoke(app, ["demo", "--no-serve", "--steps", "3", "--ev-protocol", "ocpp"])
+    assert r.exit_code == 0, r.output
+    assert '"audit_chain_ok": true' in r.output
+    r = CliRunner().invoke(app, ["demo", "--no-serve", "--ev-protocol", "ocpp", "--world", "sim"])
+    assert r.exit_code == 2 and "ev_protocol" in r.output
