@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 DEMO_START_STEP = 161 * 96 + 16 * 4  # a windy early-summer day (10 June), 16:00
+# world wrappers by EV protocol name ((world, audit) -> world), registered from above the loop
+# (gridpilot.protocols' CLI registers "ocpp"): the agent never imports a protocol package
+EV_PROTOCOLS: dict[str, Callable[[Any, Any], Any]] = {}
 
 
 def demo_events(step_s: float = 60.0) -> dict[int, list[dict[str, Any]]]:
@@ -46,17 +50,17 @@ def build_demo(
         raise ValidationError(
             f"flex_plan: the flexibility schedule needs the field world's devices, got world {world!r}"
         )
-    if ev_protocol not in ("internal", "ocpp") or (ev_protocol == "ocpp" and world != "field"):
+    wrap = EV_PROTOCOLS.get(ev_protocol)
+    if ev_protocol != "internal" and (wrap is None or world != "field"):
+        known = ", ".join(["internal", *EV_PROTOCOLS])
         raise ValidationError(
-            f"ev_protocol: {ev_protocol!r} with world {world!r}; known: internal, ocpp (field world)"
+            f"ev_protocol: {ev_protocol!r} with world {world!r}; known: {known} (field world)"
         )
     cls = FieldWorld if world == "field" else SimWorld
     world_obj: Any = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
     audit = AuditLog(audit_path or ":memory:")
-    if ev_protocol == "ocpp":  # the adapter registration point (docs/architecture.md)
-        from gridpilot.protocols.ocpp.fieldlink import OcppWorld
-
-        world_obj = OcppWorld(world_obj, audit=audit)
+    if wrap is not None:
+        world_obj = wrap(world_obj, audit)
     return Orchestrator(
         world_obj,
         mode=mode,
@@ -87,7 +91,7 @@ EvProtocolOpt = Annotated[
     str,
     typer.Option(
         "--ev-protocol",
-        help="internal, or ocpp: the EV stations as OCPP charge points (separate process)",
+        help="internal, or ocpp: the EV stations as OCPP charge points (gridpilot.protocols)",
     ),
 ]
 MetersOpt = Annotated[

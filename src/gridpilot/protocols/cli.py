@@ -155,6 +155,17 @@ def sunspec_sim(
     asyncio.run(run())
 
 
+def _ocpp_world(world: Any, audit: Any) -> Any:
+    """``gridpilot demo --ev-protocol ocpp``: the world's EV stations behind OCPP."""
+    from gridpilot.protocols.ocpp.fieldlink import OcppWorld
+
+    return OcppWorld(world, audit=audit)
+
+
 def register(root: typer.Typer) -> None:
-    """Attach ``gridpilot protocols ...`` to the root app."""
+    """Attach ``gridpilot protocols ...`` to the root app and register the ``ocpp`` EV world
+    for ``gridpilot demo --ev-protocol`` (the adapter registration point)."""
+    from gridpilot.agent import cli as agent_cli
+
     root.add_typer(app, name="protocols")
+    agent_cli.EV_PROTOCOLS["ocpp"] = _ocpp_world
