@@ -518,5 +518,5 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
 
     from gridpilot.protocols.openadr import openadr_for  # the OpenADR 3.0.1 VTN, docs/protocols.md
 
-    app.include_router(openadr_for(orch))
+    app.mount("/openadr3", openadr_for(orch))  # OAuth2 of its own, not the API's keys
     return app

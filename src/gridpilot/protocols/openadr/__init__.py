@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import FastAPI
 
 from gridpilot.protocols.openadr.auth import ROLE_SCOPES, OAuthServer, Principal, TokenError
 from gridpilot.protocols.openadr.bridge import PROGRAM_NAME, DrPublisher, event_body, simple_level
@@ -43,9 +43,11 @@ def load_clients(vtn: Vtn, path: str | Path) -> int:
     return len(items)
 
 
-def openadr_for(orch: Any, clients: str | None = None) -> APIRouter:
-    """The VTN router for the API over ``orch``: the loop's DR records published as events
-    before each read; OAuth2 clients from ``clients`` or ``$GRIDPILOT_OPENADR_CLIENTS``."""
+def openadr_for(orch: Any, clients: str | None = None) -> FastAPI:
+    """The VTN for the API over ``orch``, as an ASGI app to mount at ``/openadr3`` (its own
+    OAuth2 and its own OpenAPI document, apart from the API's keys): the loop's DR records are
+    published as events before each read and the VENs' reports flow back into them; OAuth2
+    clients from ``clients`` or ``$GRIDPILOT_OPENADR_CLIENTS``."""
     vtn = Vtn()
     path = clients or os.environ.get(CLIENTS_ENV)
     if path:
@@ -65,7 +67,10 @@ def openadr_for(orch: Any, clients: str | None = None) -> APIRouter:
 
         pub = DrPublisher(vtn.store, records, delivered)
         vtn.syncs.append(pub.sync)
-    return openadr_router(vtn)
+    sub = FastAPI(title="gridpilot OpenADR 3.0.1 VTN", version="3.0.1")
+    sub.include_router(openadr_router(vtn, prefix=""))
+    sub.state.vtn = vtn
+    return sub
 
 
 __all__ = [

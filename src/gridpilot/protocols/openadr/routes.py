@@ -199,7 +199,6 @@ def openadr_router(vtn: Vtn | None = None, prefix: str = "/openadr3") -> APIRout
     """The VTN's routes under ``prefix`` (the VTN base URL a VEN is given ends with it)."""
     vtn = vtn or Vtn()
     r = APIRouter(prefix=prefix, tags=["openadr3"])
-    r.state = vtn  # type: ignore[attr-defined]
 
     @r.post("/auth/token")
     async def token(request: Request) -> JSONResponse:
