@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.field.cli",
     "gridpilot.flex.cli",
     "gridpilot.control.cli",
+    "gridpilot.protocols.cli",
 )
 
 

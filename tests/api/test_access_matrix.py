@@ -54,6 +54,10 @@ POLICY: dict[tuple[str, str], str | None] = {
     ("WS", "/api/ws"): "viewer",
 }
 
+# mounted sub-applications with their own authentication (not the API keys): the OpenADR 3 VTN
+# takes OAuth2 client-credential tokens (tests/protocols/test_openadr.py tests its roles)
+OWN_AUTH: dict[tuple[str, str], str] = {("MOUNT", "/openadr3"): "/openadr3/programs"}
+
 # valid requests that change nothing lasting (a tie closed: refused by the guard, DR 0, ...)
 BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/api/commands/switch"): {"switch_id": 33, "closed": True},
@@ -93,7 +97,7 @@ def world():
 def test_every_route_is_in_the_policy(world) -> None:
     _orch, _keys, app, _c = world
     served = app_routes(app)
-    assert served - POLICY.keys() == set(), "routes without a declared minimum role"
+    assert served - POLICY.keys() - OWN_AUTH.keys() == set(), "routes without a declared role"
     assert POLICY.keys() - served == set(), "declared routes the app does not serve"
     for r in app.routes:  # the role each route's key check declares is the one in the table
         check = key_check(r)
@@ -181,3 +185,14 @@ def test_approving_or_rejecting_a_decided_proposal_is_409() -> None:
         assert r.status_code == 409, (what, r.text)
         assert "approved" in r.json()["detail"] and "pending" in r.json()["detail"]
     assert [p["status"] for p in c.get("/api/proposals", headers=op).json()] == ["approved"]
+
+
+@pytest.mark.parametrize("mount", sorted(OWN_AUTH))
+def test_mounts_with_their_own_auth_refuse_without_a_token(world, mount) -> None:
+    """An API key is no credential there: no token and an API key both get 401."""
+    _orch, keys, app, c = world
+    if mount not in app_routes(app):
+        pytest.skip(f"{mount} not mounted in this app")
+    probe = OWN_AUTH[mount]
+    assert c.get(probe).status_code == 401
+    assert c.get(probe, headers={"X-API-Key": keys.issued["admin"]}).status_code == 401

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,9 @@ DEMO_START_STEP = 161 * 96 + 16 * 4  # a windy early-summer day (10 June), 16:00
 # the what-if scenarios (gridpilot.agent.scenarios.SCENARIOS, kept in step by a test); listed
 # here so that ``--help`` does not import the scenario machinery
 SCENARIO_NAMES: tuple[str, ...] = ("heatwave", "fault", "cyberattack", "ev-surge", "theft")
+# world wrappers by EV protocol name ((world, audit) -> world), registered from above the loop
+# (gridpilot.protocols' CLI registers "ocpp"): the agent never imports a protocol package
+EV_PROTOCOLS: dict[str, Callable[[Any, Any], Any]] = {}
 
 
 def demo_events(step_s: float = 60.0) -> dict[int, list[dict[str, Any]]]:
@@ -34,11 +38,13 @@ def build_demo(
     world: str = "field",
     flex_plan: bool = False,
     meters: bool = False,
+    ev_protocol: str = "internal",
 ) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
     ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld);
     ``flex_plan`` adds the flexibility schedule (FlexPlanPolicy; field world only), ``meters``
-    the household meters' telemetry and theft checks (MeterPath; field world only)."""
+    the household meters' telemetry and theft checks (MeterPath; field world only);
+    ``ev_protocol`` ``ocpp`` puts the EV stations behind OCPP (gridpilot.protocols; field world)."""
     from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
     from gridpilot.errors import ValidationError
 
@@ -48,12 +54,21 @@ def build_demo(
         raise ValidationError(
             f"flex_plan: the flexibility schedule needs the field world's devices, got world {world!r}"
         )
+    wrap = EV_PROTOCOLS.get(ev_protocol)
+    if ev_protocol != "internal" and (wrap is None or world != "field"):
+        known = ", ".join(["internal", *EV_PROTOCOLS])
+        raise ValidationError(
+            f"ev_protocol: {ev_protocol!r} with world {world!r}; known: {known} (field world)"
+        )
     cls = FieldWorld if world == "field" else SimWorld
-    world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
+    world_obj: Any = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
+    audit = AuditLog(audit_path or ":memory:")
+    if wrap is not None:
+        world_obj = wrap(world_obj, audit)
     return Orchestrator(
         world_obj,
         mode=mode,
-        audit=AuditLog(audit_path or ":memory:"),
+        audit=audit,
         flex_plan=flex_plan,
         meters=meters,
     )
@@ -74,6 +89,13 @@ FlexPlanOpt = Annotated[
     typer.Option(
         "--flex-plan/--no-flex-plan",
         help="plan the flexible fleet hourly (FlexPlanPolicy; field world)",
+    ),
+]
+EvProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        "--ev-protocol",
+        help="internal, or ocpp: the EV stations as OCPP charge points (gridpilot.protocols)",
     ),
 ]
 MetersOpt = Annotated[

@@ -41,6 +41,8 @@ class DREventRecord:
     reason: str = ""
     pre_level_mw: float | None = None  # load over shape before the event
     during: list[tuple[float, float]] = field(default_factory=list)  # (load MW, shape) samples
+    # mean reduction the participants reported (OpenADR VEN reports; gridpilot.protocols), MW
+    reported_reduction_mw: float | None = None
     delivered: list[tuple[float, float]] = field(default_factory=list)  # (s since dispatch, MW)
     requested_level: float | None = None  # the loop's level (level may be raised by a top-up)
     topup_of: str | None = None  # the under-delivering event this one tops up
@@ -79,6 +81,9 @@ class DREventRecord:
             else round(self.measured_reduction_mw, 6),
             "measured_method": self.measured_method,
             "reason": self.reason,
+            "reported_reduction_mw": None
+            if self.reported_reduction_mw is None
+            else round(self.reported_reduction_mw, 6),
             "requested_level": self.requested_level,
             "topup_of": self.topup_of,
             "delivered_mw": None if self.delivered_mw is None else round(self.delivered_mw, 6),

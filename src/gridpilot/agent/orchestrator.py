@@ -382,6 +382,8 @@ class Orchestrator(FlexLoop):
             active.update({k: dict(v) for k, v in self.meters.alarms.items()})
         if self.flexdr is not None and self.flexdr.alarm:
             active["dr_under_delivery"] = {"severity": "major", "text": self.flexdr.alarm}
+        # devices behind a field protocol that refused a command (gridpilot.protocols' worlds)
+        active.update({k: dict(v) for k, v in (getattr(self.world, "alarms", None) or {}).items()})
         for k, a in active.items():
             if k not in self.alarms:
                 self._event("alarm", a["text"], a["severity"], alarm=k)
@@ -546,6 +548,17 @@ class Orchestrator(FlexLoop):
                 f"generator {ev.get('generator')} tripped",
                 "major",
                 generator=ev.get("generator"),
+            )
+        elif kind == "command_rejected":
+            # a device refused a command (any protocol): plan on what is in effect, not on the ask
+            if ev.get("command") == "ev":
+                self.ev_factor = float(ev.get("in_effect", self.ev_factor))
+            self._event(
+                "command_rejected",
+                f"{ev.get('protocol')} device {ev.get('device')} refused {ev.get('command')}: "
+                f"{ev.get('status')} (message {ev.get('message_id')})"[:200],
+                "major",
+                device=ev.get("device"),
             )
 
     # --- guard, act, propose -------------------------------------------------------------------

@@ -504,4 +504,7 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         except (WebSocketDisconnect, RuntimeError):
             return
 
+    from gridpilot.protocols.openadr import openadr_for  # the OpenADR 3.0.1 VTN, docs/protocols.md
+
+    app.mount("/openadr3", openadr_for(orch))  # OAuth2 of its own, not the API's keys
     return app

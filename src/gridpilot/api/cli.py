@@ -10,6 +10,7 @@ import typer
 
 from gridpilot.agent.cli import (
     DurationOpt,
+    EvProtocolOpt,
     FlexPlanOpt,
     GridOpt,
     MetersOpt,
@@ -41,6 +42,7 @@ def register(app: typer.Typer) -> None:
         world: WorldOpt = "field",
         flex_plan: FlexPlanOpt = False,
         meters: MetersOpt = False,
+        ev_protocol: EvProtocolOpt = "internal",
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -50,10 +52,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters)
+        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol)
         events = demo_events(orch.world.step_s)
         if not serve:
-            orch.run(steps, events)
+            try:
+                orch.run(steps, events)
+            finally:
+                if hasattr(orch.world, "close"):
+                    orch.world.close()
             h = orch.headline()
             con.print_json(
                 json.dumps(
@@ -66,7 +72,11 @@ def register(app: typer.Typer) -> None:
                 )
             )
             return
-        _serve(orch, host, port, speed, duration, events, con)
+        try:
+            _serve(orch, host, port, speed, duration, events, con)
+        finally:
+            if hasattr(orch.world, "close"):  # a protocol world's servers and device processes
+                orch.world.close()
 
     @app.command("serve")
     def serve_cmd(
@@ -97,12 +107,21 @@ def _build_or_exit(
     world: str,
     flex_plan: bool = False,
     meters: bool = False,
+    ev_protocol: str = "internal",
 ) -> Any:
     """:func:`build_demo`, or the error named on the console and exit code 2 (no traceback)."""
     from gridpilot.errors import GridpilotError
 
     try:
-        return build_demo(grid, mode, audit, world=world, flex_plan=flex_plan, meters=meters)
+        return build_demo(
+            grid,
+            mode,
+            audit,
+            world=world,
+            flex_plan=flex_plan,
+            meters=meters,
+            ev_protocol=ev_protocol,
+        )
     except GridpilotError as exc:
         con.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -1,0 +1,128 @@
+"""The device side of OpenADR: an aggregator gateway of the field simulator as a VEN.
+
+:class:`FieldVen` speaks to a VTN with ``toadr3`` (an independent VEN library) on behalf of the
+households on some buses of a :class:`~gridpilot.agent.FieldWorld`: it registers its ``ven``
+object with targets ``GROUP`` = ``bus:<id>`` (so it sees the DR events for its buses), polls
+``GET /events``, and on an event with a ``SIMPLE`` level >= 1 pauses its households' water
+heaters in the field (``water_heater_pause``), noting its buses' metered load as the baseline;
+:meth:`FieldVen.sample` records the metered load per event interval as the field steps; it
+reports ``BASELINE`` and ``DEMAND`` (kW) per interval, and resumes the heaters on release.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """A gateway's OAuth2 client, VEN name and the buses (ids) whose households it serves."""
+
+    client_id: str
+    secret: str
+    ven_name: str
+    bus_ids: tuple[int, ...]
+
+
+@dataclass
+class _Active:
+    event: Any  # toadr3.models.Event
+    baseline_kw: float
+    samples: dict[int, list[float]] = field(default_factory=dict)
+
+
+class FieldVen:
+    """One gateway (see the module docstring); ``vtn_url`` is the VTN base URL (``.../openadr3``)."""
+
+    def __init__(self, cfg: GatewayConfig, world: Any, vtn_url: str) -> None:
+        self.cfg, self.world, self.url = cfg, world, vtn_url.rstrip("/")
+        g, fleet = world.grid, world.devices
+        bus_pos = g.bus.index_of(np.asarray(cfg.bus_ids, np.int64))
+        self.water_heaters = np.flatnonzero(np.isin(fleet.meter_bus[fleet.wh_meter], bus_pos))
+        self.loads = np.flatnonzero(np.isin(g.load["bus"], np.asarray(cfg.bus_ids)))
+        self.active: dict[str, _Active] = {}
+        self._token: Any = None
+
+    def demand_kw(self) -> float:
+        """Its buses' metered load now (the field's substation metering), kW."""
+        r = self.world.readings_last
+        if r is None:
+            return 0.0
+        return float(np.asarray(r.sensors["load_p_mw"], np.float64)[self.loads].sum() * 1e3)
+
+    async def register(self, session: Any) -> None:
+        """Take a token and register the ``ven`` object (an existing one is kept)."""
+        import toadr3
+
+        c = self.cfg
+        self._token = await toadr3.acquire_access_token(
+            session, f"{self.url}/auth/token", "client_credentials",
+            {"scope": "read_all write_reports write_vens"}, c.client_id, c.secret,
+        )  # fmt: skip
+        body = {"venName": c.ven_name,
+                "targets": [{"type": "GROUP", "values": [f"bus:{b}" for b in c.bus_ids]}]}  # fmt: skip
+        hdr = {"Authorization": f"Bearer {self._token.token}"}
+        async with session.post(f"{self.url}/vens", json=body, headers=hdr) as r:
+            if r.status not in (201, 409):
+                raise RuntimeError(f"VEN {c.ven_name} not registered: HTTP {r.status}")
+
+    async def poll(self, session: Any) -> list[str]:
+        """Read the events; follow each new one with a SIMPLE level >= 1. Returns their ids."""
+        import toadr3
+
+        new = []
+        for ev in await toadr3.get_events(session, self.url, self._token):
+            if ev.id in self.active or not ev.intervals:
+                continue
+            level = next((p.values[0] for p in ev.intervals[0].payloads if p.type == "SIMPLE"), 0)
+            if not isinstance(level, int | float) or level < 1:
+                continue
+            self.active[str(ev.id)] = _Active(ev, self.demand_kw())
+            if self.water_heaters.size:
+                self.world.apply([_command("water_heater_pause", self.water_heaters)])
+            new.append(str(ev.id))
+        return new
+
+    def sample(self) -> None:
+        """Record the metered load into the current interval of every followed event."""
+        now = np.datetime64(self.world.time, "s")
+        for a in self.active.values():
+            ip = a.event.interval_period
+            step_s = int(ip.duration.total_seconds()) if ip is not None else 0
+            if ip is None or isinstance(ip.start, str) or step_s <= 0:
+                continue
+            t0 = ip.start.astimezone(UTC).replace(tzinfo=None) if ip.start.tzinfo else ip.start
+            k = int((now - np.datetime64(t0, "s")) / np.timedelta64(step_s, "s"))
+            if 0 <= k < len(a.event.intervals):
+                a.samples.setdefault(k, []).append(self.demand_kw())
+
+    async def report(self, session: Any, event_id: str) -> Any:
+        """Post ``BASELINE`` and ``DEMAND`` (kW) for the sampled intervals; returns the report."""
+        import toadr3
+        from toadr3.models import Interval, Report, ReportData, ValuesMap
+
+        a = self.active[event_id]
+        ivs = [Interval(id=k, payloads=[ValuesMap(type="BASELINE", values=[round(a.baseline_kw, 3)]),
+                                        ValuesMap(type="DEMAND", values=[round(float(np.mean(v)), 3)])])
+               for k, v in sorted(a.samples.items())]  # fmt: skip
+        rep = Report(programID=a.event.program_id, eventID=event_id, clientName=self.cfg.ven_name,
+                     resources=[ReportData(resource_name=self.cfg.ven_name, intervals=ivs)])  # fmt: skip
+        return await toadr3.post_report(session, self.url, self._token, rep)
+
+    def release(self, event_id: str) -> None:
+        """Stop following an event: resume the water heaters."""
+        if self.active.pop(event_id, None) is not None and self.water_heaters.size:
+            self.world.apply([_command("water_heater_resume", self.water_heaters)])
+
+
+def _command(name: str, positions: np.ndarray) -> Any:
+    from gridpilot.field import Command
+
+    return Command(name, target=positions, cmd_id="openadr")
