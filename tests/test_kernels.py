@@ -83,3 +83,13 @@ def test_warmup_leaves_every_kernel_module_cached() -> None:
     if os.environ.get("NUMBA_DISABLE_JIT"):
         pytest.skip("numba JIT disabled")
     assert kernels.cold_modules() == []
+
+
+def test_discovery_finds_a_cached_kernel_module_and_skips_others(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "fast.py").write_text(_KERNEL_SRC)
+    (tmp_path / "plain.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "nocache.py").write_text(
+        "from numba import njit\n\n@njit\ndef g(x):\n    return x\n"
+    )
+    assert kernels.discover_kernel_modules(tmp_path, "pkg") == ("pkg.sub.fast",)

@@ -16,16 +16,29 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
 
-KERNEL_MODULES: tuple[str, ...] = (
-    "gridpilot.twin.radial_kernel",
-    "gridpilot.control.radialpf",
-    "gridpilot.control.sections",
-    "gridpilot.control.flisr",
-)
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def discover_kernel_modules(
+    root: Path = _PACKAGE_ROOT, package: str = "gridpilot"
+) -> tuple[str, ...]:
+    """Dotted names of the modules under ``root`` whose source has a cached numba kernel
+    (``@njit(...cache=True...)``); a text scan, nothing imported (a few ms)."""
+    found: list[str] = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if "njit(" in text and "cache=True" in text and path.name != "kernels.py":
+            rel = path.relative_to(root).with_suffix("")
+            found.append(".".join((package, *rel.parts)))
+    return tuple(found)
+
+
+KERNEL_MODULES: tuple[str, ...] = discover_kernel_modules()
 
 
 def _dispatchers(module: str) -> list[Any]:
