@@ -198,7 +198,7 @@ class LP:
     def _guess_binding(self, h: highspy.Highs) -> str:
         """Name the row group with the largest dual ray / infeasibility (best effort)."""
         try:
-            ok, ray = h.getDualRay()
+            ok, ray = h.getDualRay()  # type: ignore[attr-defined]  # in highspy, not in its stubs
             if ok:
                 ray = np.abs(np.asarray(ray))
                 k = int(np.argmax(ray))
