@@ -13,6 +13,7 @@ beyond its limits; what the devices cannot follow is reported as a tracking erro
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,8 @@ from scipy.sparse import csr_matrix
 
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.flex.fleet import Batteries, EVSessions, Fleet, PVInverters, WaterHeaters
+
+log = logging.getLogger(__name__)
 
 CLASSES = ("battery", "ev", "water_heater", "pv_curtail")
 
@@ -527,6 +530,8 @@ def disaggregate(
             s.record(c, k, last[c])
         for c, tgt in targets.items():
             s.err[k] += tgt[k] - s.grp_m[c] @ last[c]
+    if s.viol:
+        log.warning("disaggregate: %d device-steps outside a hard limit (should be 0)", s.viol)
     return _finish_walk(s, buses)
 
 

@@ -20,6 +20,7 @@ participant by construction; the tests check it anyway.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from gridpilot.market.orders import (
     ReadingVerifier,
     default_reading_verifier,
 )
+
+log = logging.getLogger(__name__)
 
 
 def money_ueur(energy_wh: int | np.ndarray, price_eur_per_kwh: float | np.ndarray) -> Any:
@@ -269,6 +272,8 @@ def settle_interval(
     check = default_reading_verifier if verifier is None else verifier
     t = contracts.interval
     rd = _accept_readings(readings, participants, t, check)
+    if rd.refused:
+        log.info("interval %d: %d meter readings refused", t, len(rd.refused))
     d = _deliveries(contracts, rd.export_wh)
     book = _Book(t)
     _pay_contracts(book, contracts, d, retail_eur_per_kwh)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, TypeGuard
@@ -13,6 +14,8 @@ from power_grid_model.errors import PowerGridBatchError, PowerGridError
 from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid
 from gridpilot.twin.pgm import PgmNetwork, to_pgm
+
+log = logging.getLogger(__name__)
 
 CT = ComponentType
 
@@ -277,9 +280,11 @@ class PgmEngine:
             err: PowerGridBatchError | None = self.model.batch_error
             if err is not None:
                 ok[np.asarray(err.failed_scenarios, dtype=np.int64)] = False
+                log.debug("power-grid-model: %d of %d scenarios failed", int((~ok).sum()), n)
             return out, ok, time.perf_counter() - t0
         try:
             out = self.model.calculate_power_flow(**kwargs)
             return out, np.ones(1, bool), time.perf_counter() - t0
-        except PowerGridError:
+        except PowerGridError as exc:
+            log.debug("power-grid-model: the power flow failed: %s", exc)
             return {}, np.zeros(1, bool), time.perf_counter() - t0

@@ -26,6 +26,7 @@ impedance.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from gridpilot.twin.radial_tree import (
     branch_parameters,
     radial_topology,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BASE_VA",
@@ -208,6 +211,8 @@ class RadialEngine:
             if len(self._topos) > 256:
                 self._topos.clear()
             hit = radial_topology(self.grid, sc, self.params)
+            if hit[0] is None:
+                log.debug("%s: not radial for these switch states (%s)", self.grid.name, hit[1])
             self._topos[key] = hit
         return hit
 

@@ -8,6 +8,7 @@ become PQ generators at their set power (noted in ``grid.meta["import_notes"]``)
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from gridpilot.model.grid import Grid
 from gridpilot.model.profiles import Profiles
 from gridpilot.model.schema import ElementType, GenKind, SwitchKind
 from gridpilot.model.table import Table
+
+log = logging.getLogger(__name__)
 
 _SWITCH_KIND = {
     "CB": SwitchKind.BREAKER,
@@ -321,6 +324,7 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
     grid.labels = _labels(net)
     if notes:
         grid.meta["import_notes"] = notes
+        log.info("pandapower import of %s: %s", grid.name, "; ".join(notes))
     grid.meta["source"] = "pandapower"
     if with_profiles and isinstance(getattr(net, "profiles", None), dict) and net.profiles:
         _attach_simbench_profiles(grid, net, gdf)
