@@ -333,14 +333,13 @@ def _start_walk(
     t0: int,
     targets: dict[str, np.ndarray],
     buses: np.ndarray,
-    pv_avail_mw: np.ndarray | None,
-    shape: tuple[int, int],
-    keep_devices: bool,
     group: np.ndarray | None,
+    shape: tuple[int, int],
 ) -> _Walk:
     """The walk's start: a copy of the fleet, its summing matrices and the per-device inputs.
 
-    ``shape``: (steps, n_target).
+    ``shape``: (steps, n_target). No PV available and no per-device powers kept (set
+    ``pv_avail`` and ``keep`` to change that).
     """
     f = copy.deepcopy(fleet)
     steps, n_target = shape
@@ -360,7 +359,7 @@ def _start_walk(
     if group is not None:
         gr = np.asarray(group, np.int64)
         pos = {c: gr[p] for c, p in pos.items()}
-    w, pv = f.water_heaters, f.pv
+    w = f.water_heaters
     return _Walk(
         f=f,
         t0=t0,
@@ -371,16 +370,12 @@ def _start_walk(
         pos=pos,
         out={c: np.zeros((steps, nb)) for c in CLASSES},
         err=np.zeros((steps, n_target)),
-        keep={c: [] for c in CLASSES} if keep_devices else None,
+        keep=None,
         energy=f.batteries.energy_mwh.copy(),
         wh_e=w.energy_mwh.copy(),
         heating=w.heating.copy(),  # thermostat state for the baseline
         draw_all=w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0)),
-        pv_avail=(
-            np.zeros((steps, len(pv)))
-            if pv_avail_mw is None
-            else np.asarray(pv_avail_mw) * pv.can_curtail
-        ),
+        pv_avail=np.zeros((steps, len(f.pv))),
         v2g=np.zeros(len(f.ev)),
     )
 
@@ -522,7 +517,11 @@ def disaggregate(
     if group is not None:
         n_target = int(np.max(group)) + 1 if np.size(group) else 0
     steps = _check_targets(targets, steps, n_target)
-    s = _start_walk(fleet, t0, targets, buses, pv_avail_mw, (steps, n_target), keep_devices, group)
+    s = _start_walk(fleet, t0, targets, buses, group, (steps, n_target))
+    if pv_avail_mw is not None:
+        s.pv_avail = np.asarray(pv_avail_mw) * s.f.pv.can_curtail
+    if keep_devices:
+        s.keep = {c: [] for c in CLASSES}
     for k in range(steps):
         last = {}
         for c, step in _STEPS:

@@ -17,20 +17,25 @@ from gridpilot.errors import Issue, ValidationError
 from gridpilot.model import GenKind, Grid
 
 
-def _check(
-    component: str,
-    ids: np.ndarray,
-    issues: list[Issue],
-    name: str,
-    bad: np.ndarray,
-    msg: str,
-    values: np.ndarray,
-) -> None:
-    if np.any(bad):
-        k = np.flatnonzero(bad)
-        issues.append(
-            Issue(component, name, msg, tuple(int(i) for i in ids[k[:5]]), float(values[k[0]]))
-        )
+@dataclass
+class _Checks:
+    """Limit checks of one device table: each failing check adds an Issue naming the devices."""
+
+    component: str
+    ids: np.ndarray
+    issues: list[Issue] = field(default_factory=list)
+
+    def check(self, name: str, bad: np.ndarray, msg: str, values: np.ndarray) -> None:
+        """Add an issue for field ``name`` where ``bad`` (up to 5 ids, the first bad value)."""
+        if np.any(bad):
+            k = np.flatnonzero(bad)
+            ids = tuple(int(i) for i in self.ids[k[:5]])
+            self.issues.append(Issue(self.component, name, msg, ids, float(values[k[0]])))
+
+    def raise_any(self) -> None:
+        """Raise a :class:`ValidationError` listing the issues found, if any."""
+        if self.issues:
+            raise ValidationError(issues=self.issues)
 
 
 def _same_len(component: str, arrays: dict[str, np.ndarray]) -> None:
@@ -65,39 +70,28 @@ class Batteries:
         self.id = np.asarray(self.id, np.int64)
         self.bus = np.asarray(self.bus, np.int64)
         _same_len("battery", vars(self))
-        iss: list[Issue] = []
-        c = "battery"
-        _check(c, self.id, iss, "e_mwh", ~(self.e_mwh > 0), "must be > 0", self.e_mwh)
-        _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
-        _check(
-            c,
-            self.id,
-            iss,
+        chk = _Checks("battery", self.id)
+        chk.check("e_mwh", ~(self.e_mwh > 0), "must be > 0", self.e_mwh)
+        chk.check("p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
+        chk.check(
             "eta",
             ~((self.eta > 0) & (self.eta <= 1)),
             "must be in (0, 1]",
             self.eta,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "soc_min",
             ~((self.soc_min >= 0) & (self.soc_min < self.soc_max) & (self.soc_max <= 1)),
             "need 0 <= soc_min < soc_max <= 1",
             self.soc_min,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "soc",
             ~((self.soc >= self.soc_min - 1e-9) & (self.soc <= self.soc_max + 1e-9)),
             "outside [soc_min, soc_max]",
             self.soc,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -141,41 +135,28 @@ class EVSessions:
             self.delivered_mwh = np.zeros(self.id.size)
         self.delivered_mwh = np.asarray(self.delivered_mwh, np.float64)
         _same_len("ev session", vars(self))
-        c = "ev session"
-        iss: list[Issue] = []
-        _check(
-            c,
-            self.id,
-            iss,
+        chk = _Checks("ev session", self.id)
+        chk.check(
             "departure",
             ~(self.departure > self.arrival),
             "must be after arrival",
             self.departure,
         )
-        _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
-        _check(
-            c, self.id, iss, "e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh
-        )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check("p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
+        chk.check("e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh)
+        chk.check(
             "e_need_mwh",
             self.e_arr_mwh + self.e_need_mwh > self.e_cap_mwh + 1e-9,
             "arrival energy plus need exceeds the battery capacity",
             self.e_need_mwh,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "soc_floor",
             ~((self.soc_floor >= 0) & (self.soc_floor < 1)),
             "must be in [0, 1)",
             self.soc_floor,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -239,34 +220,22 @@ class WaterHeaters:
         ):
             setattr(self, k, np.asarray(getattr(self, k), np.float64))
         _same_len("water heater", vars(self))
-        c = "water heater"
-        iss: list[Issue] = []
-        _check(
-            c, self.id, iss, "p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw
-        )
-        _check(
-            c, self.id, iss, "c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k
-        )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk = _Checks("water heater", self.id)
+        chk.check("p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw)
+        chk.check("c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k)
+        chk.check(
             "t_max_c",
             ~(self.t_max_c > self.t_min_c),
             "must exceed t_min_c",
             self.t_max_c,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "t_c",
             (self.t_c < self.t_min_c - 1e-6) | (self.t_c > self.t_max_c + 1e-6),
             "outside the comfort band",
             self.t_c,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -319,18 +288,14 @@ class PVInverters:
             else np.asarray(self.curtailable, bool)
         )
         _same_len("pv inverter", vars(self))
-        iss: list[Issue] = []
-        _check(
-            "pv inverter",
-            self.id,
-            iss,
+        chk = _Checks("pv inverter", self.id)
+        chk.check(
             "s_rated_mva",
             ~(self.s_rated_mva >= 0),
             "must be >= 0",
             self.s_rated_mva,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
