@@ -6,6 +6,7 @@ be traced back to a constraint group ("voltage band", "line 12 rating", ...).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -16,6 +17,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 
 from gridpilot.errors import InfeasibleError
+
+log = logging.getLogger(__name__)
 
 INF = highspy.kHighsInf
 _BANNER_LOCK = threading.Lock()
@@ -188,6 +191,12 @@ class LP:
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
+            log.info(
+                "LP of %d columns, %d rows ended with %s",
+                self.n,
+                self.m,
+                h.modelStatusToString(status),
+            )
             raise InfeasibleError(
                 f"schedule: the optimisation ended with status {h.modelStatusToString(status)}",
                 binding=self._guess_binding(h),
@@ -198,7 +207,7 @@ class LP:
     def _guess_binding(self, h: highspy.Highs) -> str:
         """Name the row group with the largest dual ray / infeasibility (best effort)."""
         try:
-            ok, ray = h.getDualRay()
+            ok, ray = h.getDualRay()  # type: ignore[attr-defined]  # in highspy, not in its stubs
             if ok:
                 ray = np.abs(np.asarray(ray))
                 k = int(np.argmax(ray))

@@ -135,3 +135,21 @@ def test_bad_synthetic_size() -> None:
         load_grid("synthetic:abc")
     with pytest.raises(ValidationError, match=r"n_buses must lie in \[4"):
         load_grid("synthetic:2")
+
+
+def test_each_rule_has_its_own_issue_type() -> None:
+    """Every rule reports its own Issue subclass (as power-grid-model's validation errors), so a
+    caller can pick issues by type; the text stays that of a plain Issue."""
+    from gridpilot.errors import Issue
+    from gridpilot.model import validate as v
+
+    g = _tiny()
+    g.line["to_bus"][0] = 1  # line 10 from bus 1 to bus 1
+    g.line["max_i_ka"][1] = 0.0
+    g.load["id"][1] = 5
+    issues = g.validate(raise_on_error=False)
+    kinds = {type(i) for i in issues}
+    assert {v.SelfLoopIssue, v.NotPositiveIssue, v.DuplicateIdIssue} <= kinds, issues
+    assert all(isinstance(i, Issue) for i in issues)
+    loop = next(i for i in issues if isinstance(i, v.SelfLoopIssue))
+    assert str(loop) == "line id 10: field 'to_bus' = 1: connects a bus to itself"

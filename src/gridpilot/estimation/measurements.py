@@ -146,7 +146,9 @@ class Measurements:
             raise ValidationError(issues=issues)
 
     def without(
-        self, v_rows: np.ndarray | list[int] = (), p_rows: np.ndarray | list[int] = ()
+        self,
+        v_rows: np.ndarray | list[int] | tuple[int, ...] = (),
+        p_rows: np.ndarray | list[int] | tuple[int, ...] = (),
     ) -> Measurements:
         """A copy without the given voltage rows and power-sensor rows."""
         kv = np.setdiff1d(np.arange(self.v_pu.size), np.asarray(v_rows, np.int64))
@@ -176,6 +178,88 @@ class Measurements:
         ]
         out += [f"P {n}" for n in names] + [f"Q {n}" for n in names]
         return out
+
+
+@dataclass
+class _PowerRows:
+    """Power-sensor rows collected block by block: kinds, element ids, P, Q (MW, Mvar) and sigmas."""
+
+    kinds: list[np.ndarray] = field(default_factory=list)
+    elem: list[np.ndarray] = field(default_factory=list)
+    p: list[np.ndarray] = field(default_factory=list)
+    q: list[np.ndarray] = field(default_factory=list)
+    p_sigma: list[np.ndarray] = field(default_factory=list)
+    q_sigma: list[np.ndarray] = field(default_factory=list)
+
+    def add(
+        self, kind: PowerSensorKind, ids: np.ndarray, p: np.ndarray, q: np.ndarray, n: int = -1
+    ) -> None:
+        """A block of ``n`` sensors of one kind (default one per id; sigmas added separately)."""
+        self.kinds.append(np.full(np.size(ids) if n < 0 else n, kind))
+        self.elem.append(ids)
+        self.p.append(p)
+        self.q.append(q)
+
+    def add_relative(
+        self,
+        kind: PowerSensorKind,
+        ids: np.ndarray,
+        pq: tuple[np.ndarray, np.ndarray],
+        sigma: tuple[float, float],
+        n: int = -1,
+    ) -> None:
+        """A block with sigmas ``rel * |value|`` at least ``floor`` MW; ``sigma``: (rel, floor)."""
+        p, q = pq
+        rel, floor = sigma
+        self.add(kind, ids, p, q, n)
+        self.p_sigma.append(np.maximum(rel * np.abs(p), floor))
+        self.q_sigma.append(np.maximum(rel * np.abs(q), floor))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Kinds (int8), element ids, P and Q of all rows."""
+        return (
+            np.concatenate(self.kinds).astype(np.int8),
+            np.concatenate(self.elem),
+            np.concatenate(self.p),
+            np.concatenate(self.q),
+        )
+
+
+def _appliance_rows(rows: _PowerRows, g: Grid, gen_p_mw: np.ndarray | None) -> None:
+    """Sensors at every in-service generator (output ``gen_p_mw`` or the grid's), storage unit,
+    EV charger and flexible load (the grid's values; flexible loads 0, as the twin uses them)."""
+    for comp, kind, given in (
+        ("generator", PowerSensorKind.GENERATOR, gen_p_mw),
+        ("storage", PowerSensorKind.STORAGE, None),
+        ("ev_charger", PowerSensorKind.EV, None),
+        ("flex_load", PowerSensorKind.FLEX, None),
+    ):
+        tb = g[comp]
+        if not len(tb):
+            continue
+        on = np.flatnonzero(tb["in_service"])
+        pv = (
+            np.asarray(given, np.float64)
+            if given is not None
+            else (np.zeros(len(tb)) if comp == "flex_load" else tb["p_mw"])
+        )
+        qv = tb["q_mvar"] if "q_mvar" in tb.fields and comp != "flex_load" else np.zeros(len(tb))
+        rows.add(kind, tb.ids[on], pv[on], qv[on])
+
+
+def _with_noise(true: Measurements, rng: np.random.Generator) -> Measurements:
+    """``true`` with Gaussian noise of its own sigmas added to V, then P, then Q."""
+    return Measurements(
+        true.v_bus_id,
+        true.v_pu + rng.normal(0, true.v_sigma_pu),
+        true.v_sigma_pu,
+        true.p_kind,
+        true.p_element_id,
+        true.p_mw + rng.normal(0, true.p_sigma_mw),
+        true.q_mvar + rng.normal(0, true.q_sigma_mvar),
+        true.p_sigma_mw,
+        true.q_sigma_mvar,
+    )
 
 
 def measurements_from_powerflow(
@@ -217,62 +301,95 @@ def measurements_from_powerflow(
     v_true = np.asarray(res.v_pu)[g.bus.index_of(vb)]  # type: ignore[attr-defined]
     lids = g.load.ids if load_ids is None else np.asarray(load_ids, np.int64)
     lpos = g.load.index_of(lids)
-    lp = (g.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw))[lpos]
-    lq = (g.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar))[lpos]
-    kinds = [np.full(lids.size, PowerSensorKind.LOAD)]
-    elem, p, q = [lids], [lp], [lq]
+    rows = _PowerRows()
+    rows.add(
+        PowerSensorKind.LOAD,
+        lids,
+        (g.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw))[lpos],
+        (g.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar))[lpos],
+    )
     if line_from_ids is not None and len(line_from_ids):
         fl = np.asarray(line_from_ids, np.int64)
         pos = g.line.index_of(fl)
-        kinds.append(np.full(fl.size, PowerSensorKind.LINE_FROM))
-        elem.append(fl)
-        p.append(np.asarray(res.line_p_from_mw)[pos])  # type: ignore[attr-defined]
-        q.append(np.asarray(res.line_q_from_mvar)[pos])  # type: ignore[attr-defined]
-    for comp, kind, given in (
-        ("generator", PowerSensorKind.GENERATOR, gen_p_mw),
-        ("storage", PowerSensorKind.STORAGE, None),
-        ("ev_charger", PowerSensorKind.EV, None),
-        ("flex_load", PowerSensorKind.FLEX, None),
-    ):
-        tb = g[comp]
-        if not appliances or not len(tb):
-            continue
-        on = np.flatnonzero(tb["in_service"])
-        pv = (
-            np.asarray(given, np.float64)
-            if given is not None
-            else (np.zeros(len(tb)) if comp == "flex_load" else tb["p_mw"])
-        )
-        qv = tb["q_mvar"] if "q_mvar" in tb.fields and comp != "flex_load" else np.zeros(len(tb))
-        kinds.append(np.full(on.size, kind))
-        elem.append(tb.ids[on])
-        p.append(pv[on])
-        q.append(qv[on])
+        p_from = np.asarray(res.line_p_from_mw)[pos]  # type: ignore[attr-defined]
+        q_from = np.asarray(res.line_q_from_mvar)[pos]  # type: ignore[attr-defined]
+        rows.add(PowerSensorKind.LINE_FROM, fl, p_from, q_from)
+    if appliances:
+        _appliance_rows(rows, g, gen_p_mw)
     if source:
-        kinds.append(np.full(len(g.source), PowerSensorKind.SOURCE))
-        elem.append(g.source.ids)
-        p.append(np.asarray(res.source_p_mw))  # type: ignore[attr-defined]
-        q.append(np.asarray(res.source_q_mvar))  # type: ignore[attr-defined]
-    pk = np.concatenate(kinds).astype(np.int8)
-    pe = np.concatenate(elem)
-    pt = np.concatenate(p)
-    qt = np.concatenate(q)
+        p_src = np.asarray(res.source_p_mw)  # type: ignore[attr-defined]
+        q_src = np.asarray(res.source_q_mvar)  # type: ignore[attr-defined]
+        rows.add(PowerSensorKind.SOURCE, g.source.ids, p_src, q_src, len(g.source))
+    pk, pe, pt, qt = rows.arrays()
     vs = np.full(vb.size, v_sigma_pu) * v_true
     ps = np.maximum(p_rel_sigma * np.abs(pt), p_floor_mw)
     qs = np.maximum(p_rel_sigma * np.abs(qt), p_floor_mw)
     true = Measurements(vb, v_true, vs, pk, pe, pt, qt, ps, qs)
-    noisy = Measurements(
-        vb,
-        v_true + rng.normal(0, vs),
-        vs,
-        pk,
-        pe,
-        pt + rng.normal(0, ps),
-        qt + rng.normal(0, qs),
-        ps,
-        qs,
-    )
-    return noisy, true
+    return _with_noise(true, rng), true
+
+
+@dataclass
+class _VoltageRows:
+    """Voltage-sensor rows collected block by block: bus ids, values pu, sigmas pu."""
+
+    ids: list[np.ndarray] = field(default_factory=list)
+    v: list[np.ndarray] = field(default_factory=list)
+    sigma: list[np.ndarray] = field(default_factory=list)
+
+    def one_per_bus(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One sensor per bus: a bus measured twice keeps the more precise value."""
+        vid = np.concatenate(self.ids)
+        vval = np.concatenate(self.v)
+        vsig = np.concatenate(self.sigma)
+        order = np.lexsort((vsig, vid))
+        first = np.unique(vid[order], return_index=True)[1]
+        keep = order[first]
+        return vid[keep], vval[keep], vsig[keep]
+
+
+def _meter_rows(
+    g: Grid,
+    meters: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    meter_scale: np.ndarray | float,
+    sigma: tuple[float, float, float],
+) -> tuple[_VoltageRows, _PowerRows]:
+    """Per-load power sensors and per-bus voltage sensors from meter rows.
+
+    ``meters``: (load id, P kW, Q kvar, V pu) per meter; ``sigma``: (relative P/Q sigma,
+    voltage sigma pu, P/Q floor MW).
+    """
+    meter_load_id, p_kw, q_kvar, v_pu = meters
+    p_rel_sigma, v_sigma_pu, p_floor_mw = sigma
+    lid = np.asarray(meter_load_id, np.int64)
+    pos = g.load.index_of(np.unique(lid))
+    lpos = g.load.position_map(lid, "load")
+    nl = len(g.load)
+    sc = np.broadcast_to(np.asarray(meter_scale, np.float64), lid.shape)
+    p = np.asarray(p_kw, np.float64) * sc / 1000.0
+    q = np.asarray(q_kvar, np.float64) * sc / 1000.0
+    lp = np.bincount(lpos, weights=p, minlength=nl)
+    lq = np.bincount(lpos, weights=q, minlength=nl)
+    sp = np.sqrt(np.bincount(lpos, weights=(p_rel_sigma * p) ** 2, minlength=nl))
+    sq = np.sqrt(np.bincount(lpos, weights=(p_rel_sigma * q) ** 2, minlength=nl))
+    bpos = g.bus.position_map(g.load["bus"][lpos], "bus")
+    v = np.asarray(v_pu, np.float64)
+    ok = v > 0.5
+    nb = len(g.bus)
+    cnt = np.bincount(bpos[ok], minlength=nb)
+    vsum = np.bincount(bpos[ok], weights=v[ok], minlength=nb)
+    vb = np.flatnonzero(cnt > 0)
+    volts = _VoltageRows([g.bus.ids[vb]], [vsum[vb] / cnt[vb]], [v_sigma_pu / np.sqrt(cnt[vb])])
+    rows = _PowerRows()
+    rows.add(PowerSensorKind.LOAD, g.load.ids[pos], lp[pos], lq[pos])
+    rows.p_sigma.append(np.maximum(sp[pos], p_floor_mw))
+    rows.q_sigma.append(np.maximum(sq[pos], p_floor_mw))
+    return volts, rows
+
+
+def _pq(p: np.ndarray, q: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``p`` and ``q`` as float arrays (``q`` zeros when None)."""
+    p_ = np.asarray(p, np.float64)
+    return p_, np.zeros_like(p_) if q is None else np.asarray(q, np.float64)
 
 
 def measurements_from_meters(
@@ -303,71 +420,26 @@ def measurements_from_meters(
     Source and line-flow sensors are added with ``sensor_rel_sigma`` (relative, with a floor).
     Returns :class:`Measurements`.
     """
-    g = grid
-    lid = np.asarray(meter_load_id, np.int64)
-    pos = g.load.index_of(np.unique(lid))
-    lpos = g.load.position_map(lid, "load")
-    nl = len(g.load)
-    sc = np.broadcast_to(np.asarray(meter_scale, np.float64), lid.shape)
-    p = np.asarray(p_kw, np.float64) * sc / 1000.0
-    q = np.asarray(q_kvar, np.float64) * sc / 1000.0
-    lp = np.bincount(lpos, weights=p, minlength=nl)
-    lq = np.bincount(lpos, weights=q, minlength=nl)
-    sp = np.sqrt(np.bincount(lpos, weights=(p_rel_sigma * p) ** 2, minlength=nl))
-    sq = np.sqrt(np.bincount(lpos, weights=(p_rel_sigma * q) ** 2, minlength=nl))
-    bpos = g.bus.position_map(g.load["bus"][lpos], "bus")
-    v = np.asarray(v_pu, np.float64)
-    ok = v > 0.5
-    nb = len(g.bus)
-    cnt = np.bincount(bpos[ok], minlength=nb)
-    vsum = np.bincount(bpos[ok], weights=v[ok], minlength=nb)
-    vb = np.flatnonzero(cnt > 0)
-    v_ids = [g.bus.ids[vb]]
-    v_val = [vsum[vb] / cnt[vb]]
-    v_sig = [v_sigma_pu / np.sqrt(cnt[vb])]
-    kinds = [np.full(pos.size, PowerSensorKind.LOAD)]
-    elem = [g.load.ids[pos]]
-    ps, qs = [lp[pos]], [lq[pos]]
-    sps, sqs = [np.maximum(sp[pos], p_floor_mw)], [np.maximum(sq[pos], p_floor_mw)]
+    volts, rows = _meter_rows(
+        grid,
+        (meter_load_id, p_kw, q_kvar, v_pu),
+        meter_scale,
+        (p_rel_sigma, v_sigma_pu, p_floor_mw),
+    )
+    sigma = (sensor_rel_sigma, p_floor_mw)
     if source_p_mw is not None:
-        sp_ = np.asarray(source_p_mw, np.float64)
-        sq_ = np.zeros_like(sp_) if source_q_mvar is None else np.asarray(source_q_mvar, np.float64)
-        kinds.append(np.full(sp_.size, PowerSensorKind.SOURCE))
-        elem.append(g.source.ids)
-        ps.append(sp_)
-        qs.append(sq_)
-        sps.append(np.maximum(sensor_rel_sigma * np.abs(sp_), p_floor_mw))
-        sqs.append(np.maximum(sensor_rel_sigma * np.abs(sq_), p_floor_mw))
+        pq = _pq(source_p_mw, source_q_mvar)
+        rows.add_relative(PowerSensorKind.SOURCE, grid.source.ids, pq, sigma, pq[0].size)
     if source_v_pu is not None:
-        v_ids.append(g.source["bus"])
         sv = np.asarray(source_v_pu, np.float64)
-        v_val.append(sv)
-        v_sig.append(np.full(sv.size, sensor_rel_sigma))
+        volts.ids.append(grid.source["bus"])
+        volts.v.append(sv)
+        volts.sigma.append(np.full(sv.size, sensor_rel_sigma))
     if line_ids is not None and line_p_mw is not None:
         li = np.asarray(line_ids, np.int64)
-        lp_ = np.asarray(line_p_mw, np.float64)
-        lq_ = np.zeros_like(lp_) if line_q_mvar is None else np.asarray(line_q_mvar, np.float64)
-        kinds.append(np.full(li.size, PowerSensorKind.LINE_FROM))
-        elem.append(li)
-        ps.append(lp_)
-        qs.append(lq_)
-        sps.append(np.maximum(sensor_rel_sigma * np.abs(lp_), p_floor_mw))
-        sqs.append(np.maximum(sensor_rel_sigma * np.abs(lq_), p_floor_mw))
-    vid = np.concatenate(v_ids)
-    vval = np.concatenate(v_val)
-    vsig = np.concatenate(v_sig)
-    # one voltage sensor per bus: a source bus measured twice keeps the more precise value
-    order = np.lexsort((vsig, vid))
-    first = np.unique(vid[order], return_index=True)[1]
-    keep = order[first]
+        rows.add_relative(PowerSensorKind.LINE_FROM, li, _pq(line_p_mw, line_q_mvar), sigma)
+    vid, vval, vsig = volts.one_per_bus()
+    pk, pe, pt, qt = rows.arrays()
     return Measurements(
-        vid[keep],
-        vval[keep],
-        vsig[keep],
-        np.concatenate(kinds).astype(np.int8),
-        np.concatenate(elem),
-        np.concatenate(ps),
-        np.concatenate(qs),
-        np.concatenate(sps),
-        np.concatenate(sqs),
+        vid, vval, vsig, pk, pe, pt, qt, np.concatenate(rows.p_sigma), np.concatenate(rows.q_sigma)
     )

@@ -48,10 +48,12 @@ from gridpilot.flex.schedule import (
     CaseMetrics,
     Plan,
     PlanConfig,
+    WindowInput,
     WindowPlan,
     evaluate,
     plan,
     plan_window,
+    solve_window,
     uncontrolled_dispatch,
 )
 from gridpilot.flex.signals import Signals, default_signals
@@ -78,6 +80,7 @@ __all__ = [
     "Report",
     "Signals",
     "WaterHeaters",
+    "WindowInput",
     "WindowPlan",
     "aggregate",
     "build_network",
@@ -99,5 +102,6 @@ __all__ = [
     "select_devices",
     "shed_potential",
     "shed_potential_by_bus",
+    "solve_window",
     "uncontrolled_dispatch",
 ]

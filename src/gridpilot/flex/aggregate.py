@@ -13,13 +13,16 @@ beyond its limits; what the devices cannot follow is reported as a tracking erro
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import csr_matrix
 
 from gridpilot.errors import UnknownComponentError, ValidationError
-from gridpilot.flex.fleet import Fleet
+from gridpilot.flex.fleet import Batteries, EVSessions, Fleet, PVInverters, WaterHeaters
+
+log = logging.getLogger(__name__)
 
 CLASSES = ("battery", "ev", "water_heater", "pv_curtail")
 
@@ -144,7 +147,7 @@ def aggregate(
     draw = w.draw_mw(np.arange(t0, t0 + steps))
     mp = group_matrix(pv.bus, buses, group)
     out = np.zeros((steps, len(pv))) if pv_avail_mw is None else np.asarray(pv_avail_mw, np.float64)
-    avail = out * pv.curtailable
+    avail = out * pv.can_curtail
     out = np.minimum(out, pv.s_rated_mva)
     bat_p = mb @ b.p_max_mw
     return BusAggregate(
@@ -272,6 +275,222 @@ def _share(
     return lo + f[pos] * (hi - lo)
 
 
+def _check_targets(targets: dict[str, np.ndarray], steps: int | None, n_target: int) -> int:
+    """Check the targets' classes and shapes ((steps, n_target) each); returns the steps."""
+    bad = sorted(set(targets) - set(CLASSES))
+    if bad:
+        raise ValidationError(
+            f"disaggregate: unknown device class(es) {bad}; known: {list(CLASSES)}"
+        )
+    if steps is None:
+        if not targets:
+            raise ValidationError("disaggregate: give targets or steps")
+        steps = next(iter(targets.values())).shape[0]
+    for c, v in targets.items():
+        if np.shape(v) != (steps, n_target):
+            raise ValidationError(
+                f"disaggregate: target '{c}' has shape {np.shape(v)}, expected ({steps}, {n_target})"
+            )
+    return int(steps)
+
+
+@dataclass
+class _Walk:
+    """The state of :func:`disaggregate`'s walk over the steps (the fleet copy ``f`` changes too).
+
+    Per class: ``bus_m`` (n_bus, n_dev) and ``grp_m`` (n_target, n_dev) summing matrices, ``pos``
+    each device's target column; ``out`` per-class per-bus powers MW, ``err`` tracking error MW.
+    """
+
+    f: Fleet
+    t0: int
+    steps: int
+    targets: dict[str, np.ndarray]
+    bus_m: dict[str, csr_matrix]
+    grp_m: dict[str, csr_matrix]
+    pos: dict[str, np.ndarray]
+    out: dict[str, np.ndarray]
+    err: np.ndarray
+    keep: dict[str, list[np.ndarray]] | None
+    energy: np.ndarray
+    wh_e: np.ndarray
+    heating: np.ndarray
+    draw_all: np.ndarray
+    pv_avail: np.ndarray
+    v2g: np.ndarray
+    viol: int = 0
+    comfort: int = 0
+
+    def record(self, c: str, k: int, p: np.ndarray) -> None:
+        """Store class ``c``'s device powers ``p`` (MW) at step ``k``."""
+        self.out[c][k] = self.bus_m[c] @ p
+        if self.keep is not None:
+            self.keep[c].append(p.copy())
+
+
+def _start_walk(
+    fleet: Fleet,
+    t0: int,
+    targets: dict[str, np.ndarray],
+    buses: np.ndarray,
+    group: np.ndarray | None,
+    shape: tuple[int, int],
+) -> _Walk:
+    """The walk's start: a copy of the fleet, its summing matrices and the per-device inputs.
+
+    ``shape``: (steps, n_target). No PV available and no per-device powers kept (set
+    ``pv_avail`` and ``keep`` to change that).
+    """
+    f = copy.deepcopy(fleet)
+    steps, n_target = shape
+    nb = buses.size
+    devs: dict[str, Batteries | EVSessions | WaterHeaters | PVInverters] = {
+        "battery": f.batteries,
+        "ev": f.ev,
+        "water_heater": f.water_heaters,
+        "pv_curtail": f.pv,
+    }
+    bus_m = {c: bus_matrix(x.bus, buses) for c, x in devs.items()}
+    grp_m = {c: group_matrix(x.bus, buses, group) for c, x in devs.items()}
+    pos = {
+        c: np.asarray(np.clip(np.searchsorted(buses, x.bus), 0, max(nb - 1, 0)))
+        for c, x in devs.items()
+    }
+    if group is not None:
+        gr = np.asarray(group, np.int64)
+        pos = {c: gr[p] for c, p in pos.items()}
+    w = f.water_heaters
+    return _Walk(
+        f=f,
+        t0=t0,
+        steps=steps,
+        targets=targets,
+        bus_m=bus_m,
+        grp_m=grp_m,
+        pos=pos,
+        out={c: np.zeros((steps, nb)) for c in CLASSES},
+        err=np.zeros((steps, n_target)),
+        keep=None,
+        energy=f.batteries.energy_mwh.copy(),
+        wh_e=w.energy_mwh.copy(),
+        heating=w.heating.copy(),  # thermostat state for the baseline
+        draw_all=w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0)),
+        pv_avail=np.zeros((steps, len(f.pv))),
+        v2g=np.zeros(len(f.ev)),
+    )
+
+
+def _step_batteries(s: _Walk, k: int) -> np.ndarray:
+    """Battery powers (MW, + charging) at step ``k``: the target's fair share within each state of charge."""
+    b, dt = s.f.batteries, s.f.step_h
+    e_min, e_max = b.soc_min * b.e_mwh, b.soc_max * b.e_mwh
+    lo = -np.minimum(b.p_max_mw, np.clip(s.energy - e_min, 0, None) * b.eta / dt)
+    hi = np.minimum(b.p_max_mw, np.clip(e_max - s.energy, 0, None) / (b.eta * dt))
+    tb = s.targets.get("battery")
+    if tb is not None:
+        p = _share(tb[k], lo, hi, s.grp_m["battery"], s.pos["battery"])
+    else:
+        p = np.clip(b.p_base_mw, lo, hi)
+    s.energy += np.where(p > 0, p * b.eta, p / b.eta) * dt
+    s.viol += int(
+        np.sum(
+            (s.energy < e_min - 1e-9) | (s.energy > e_max + 1e-9) | (np.abs(p) > b.p_max_mw + 1e-12)
+        )
+    )
+    return p
+
+
+def _step_evs(s: _Walk, k: int) -> np.ndarray:
+    """EV powers (MW, + charging, - V2G) at step ``k``; the sessions' delivered energy advances."""
+    e, dt = s.f.ev, s.f.step_h
+    t = s.t0 + k
+    room = e.e_cap_mwh - e.e_arr_mwh
+    floor = np.where(e.v2g, e.soc_floor * e.e_cap_mwh - e.e_arr_mwh, 0.0)
+    plug = (e.arrival <= t) & (t < e.departure)
+    rem = np.clip(e.departure - (t + 1), 0, None) * dt
+    x = e.delivered_mwh
+    # V2G cars may discharge down to their floor, never forced up to it (as in the aggregate)
+    need_lo = np.maximum(e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, np.minimum(floor, x), x))
+    lo = np.where(
+        plug, np.clip((need_lo - x) / dt, np.where(e.v2g, -e.p_max_mw, 0.0), e.p_max_mw), 0.0
+    )
+    hi = np.where(plug, np.clip((room - x) / dt, 0.0, e.p_max_mw), 0.0)
+    lo = np.minimum(lo, hi)
+    te = s.targets.get("ev")
+    if te is not None:
+        # two tiers: first every car the same fraction of its range up to its request, and only
+        # a target beyond that charges cars past their request (again the same fraction each);
+        # one tier over [lo, room] would send every car away fuller than asked
+        hi_need = np.clip(np.where(plug, (e.e_need_mwh - x) / dt, 0.0), lo, hi)
+        ge, pe = s.grp_m["ev"], s.pos["ev"]
+        p = _share(te[k], lo, hi_need, ge, pe) + _share(te[k], hi_need, hi, ge, pe) - hi_need
+    else:  # baseline: as fast as possible until the request is met
+        p = np.where(plug, np.clip((e.e_need_mwh - x) / dt, 0.0, e.p_max_mw), 0.0)
+    e.delivered_mwh = x + p * dt
+    s.v2g += np.clip(-p, 0, None) * dt
+    s.viol += int(
+        np.sum(
+            (np.abs(p) > e.p_max_mw + 1e-12) | (plug & ~e.v2g & (p < -1e-12)) | (~plug & (p != 0))
+        )
+    )
+    return p
+
+
+def _step_water_heaters(s: _Walk, k: int) -> np.ndarray:
+    """Water-heater powers (MW) at step ``k``: the target's share within the comfort band, else the thermostat."""
+    w, dt = s.f.water_heaters, s.f.step_h
+    d = s.draw_all[k]
+    lo = np.clip(d - s.wh_e / dt, 0.0, None)
+    hi = np.clip(d + (w.e_max_mwh - s.wh_e) / dt, 0.0, w.p_rated_mw)
+    short = lo > w.p_rated_mw + 1e-12
+    s.comfort += int(np.sum(short))
+    lo = np.minimum(lo, hi)
+    tw = s.targets.get("water_heater")
+    if tw is not None:
+        p = _share(tw[k], lo, hi, s.grp_m["water_heater"], s.pos["water_heater"])
+        s.heating = p > 0.5 * w.p_rated_mw
+    else:
+        e_on = w.c_mwh_per_k * (w.t_on_c - w.t_min_c)  # thermostat thresholds as stored energy
+        e_off = w.c_mwh_per_k * (w.t_off_c - w.t_min_c)
+        s.heating = np.where(s.wh_e < e_on, True, np.where(s.wh_e > e_off, False, s.heating))
+        p = np.clip(np.where(s.heating, w.p_rated_mw, 0.0), lo, hi)
+    s.wh_e = np.clip(s.wh_e + (p - d) * dt, 0.0, w.e_max_mwh)
+    s.viol += int(np.sum((p > w.p_rated_mw + 1e-12) | (p < -1e-12)))
+    return p
+
+
+def _step_pv(s: _Walk, k: int) -> np.ndarray:
+    """PV curtailment (MW) at step ``k``: the target's share of the available curtailable output."""
+    n = len(s.f.pv)
+    tp = s.targets.get("pv_curtail")
+    if tp is None:
+        return np.zeros(n)
+    return _share(tp[k], np.zeros(n), s.pv_avail[k], s.grp_m["pv_curtail"], s.pos["pv_curtail"])
+
+
+def _finish_walk(s: _Walk, buses: np.ndarray) -> Dispatch:
+    """Write the devices' state after the walk into the fleet copy; returns the :class:`Dispatch`."""
+    b, e, w = s.f.batteries, s.f.ev, s.f.water_heaters
+    b.soc = np.clip(s.energy / b.e_mwh, b.soc_min, b.soc_max)
+    w.t_c = np.clip(w.t_min_c + s.wh_e / w.c_mwh_per_k, w.t_min_c, w.t_max_c)
+    w.heating = s.heating
+    t0, steps = s.t0, s.steps
+    departed = (e.departure > t0) & (e.departure <= t0 + steps)
+    shortfall = np.where(departed, np.clip(e.e_need_mwh - e.delivered_mwh, 0, None), 0.0)
+    dev = {c: np.array(v) for c, v in s.keep.items()} if s.keep is not None else {}
+    return Dispatch(
+        buses, s.out, s.err, s.viol, s.comfort, np.flatnonzero(departed), shortfall, s.v2g, s.f, dev
+    )
+
+
+_STEPS = (
+    ("battery", _step_batteries),
+    ("ev", _step_evs),
+    ("water_heater", _step_water_heaters),
+    ("pv_curtail", _step_pv),
+)
+
+
 def disaggregate(
     fleet: Fleet,
     t0: int,
@@ -294,154 +513,25 @@ def disaggregate(
     the targets are per group ((steps, n_group)); realised powers are always per bus.
     """
     buses = fleet.buses() if buses is None else np.asarray(buses, np.int64)
-    f = copy.deepcopy(fleet)
-    dt = f.step_h
-    bad = sorted(set(targets) - set(CLASSES))
-    if bad:
-        raise ValidationError(
-            f"disaggregate: unknown device class(es) {bad}; known: {list(CLASSES)}"
-        )
-    if steps is None:
-        if not targets:
-            raise ValidationError("disaggregate: give targets or steps")
-        steps = next(iter(targets.values())).shape[0]
-    nb_ = (fleet.buses() if buses is None else np.asarray(buses)).size
+    n_target = buses.size
     if group is not None:
-        nb_ = int(np.max(group)) + 1 if np.size(group) else 0
-    for c, v in targets.items():
-        if np.shape(v) != (steps, nb_):
-            raise ValidationError(
-                f"disaggregate: target '{c}' has shape {np.shape(v)}, expected ({steps}, {nb_})"
-            )
-    nb = buses.size
-    b, e, w, pv = f.batteries, f.ev, f.water_heaters, f.pv
-    mb, me, mw, mp = (bus_matrix(x.bus, buses) for x in (b, e, w, pv))
-    gb, ge, gw, gp = (group_matrix(x.bus, buses, group) for x in (b, e, w, pv))
-    pb, pe, pw, pp = (
-        np.clip(np.searchsorted(buses, x.bus), 0, max(nb - 1, 0)) for x in (b, e, w, pv)
-    )
-    if group is not None:
-        gr = np.asarray(group, np.int64)
-        pb, pe, pw, pp = gr[pb], gr[pe], gr[pw], gr[pp]
-    out = {c: np.zeros((steps, nb)) for c in CLASSES}
-    err = np.zeros((steps, nb_))
-    viol = 0
-    comfort = 0
-    energy = b.energy_mwh.copy()
-    e_min, e_max = b.soc_min * b.e_mwh, b.soc_max * b.e_mwh
-    wh_e = w.energy_mwh.copy()
-    wh_max = w.e_max_mwh
-    on = w.heating.copy()  # thermostat state for the baseline
-    e_on = w.c_mwh_per_k * (w.t_on_c - w.t_min_c)  # thermostat thresholds as stored energy
-    e_off = w.c_mwh_per_k * (w.t_off_c - w.t_min_c)
-    draw_all = w.draw_mw(np.arange(t0, t0 + steps)) if len(w) else np.zeros((steps, 0))
-    avail = (
-        np.zeros((steps, len(pv)))
-        if pv_avail_mw is None
-        else np.asarray(pv_avail_mw) * pv.curtailable
-    )
-    room = e.e_cap_mwh - e.e_arr_mwh
-    floor = np.where(e.v2g, e.soc_floor * e.e_cap_mwh - e.e_arr_mwh, 0.0)
-    v2g = np.zeros(len(e))
-    keep: dict[str, list[np.ndarray]] = {c: [] for c in CLASSES} if keep_devices else {}
+        n_target = int(np.max(group)) + 1 if np.size(group) else 0
+    steps = _check_targets(targets, steps, n_target)
+    s = _start_walk(fleet, t0, targets, buses, group, (steps, n_target))
+    if pv_avail_mw is not None:
+        s.pv_avail = np.asarray(pv_avail_mw) * s.f.pv.can_curtail
+    if keep_devices:
+        s.keep = {c: [] for c in CLASSES}
     for k in range(steps):
-        t = t0 + k
-        # batteries
-        lo = -np.minimum(b.p_max_mw, np.clip(energy - e_min, 0, None) * b.eta / dt)
-        hi = np.minimum(b.p_max_mw, np.clip(e_max - energy, 0, None) / (b.eta * dt))
-        tb = targets.get("battery")
-        p = _share(tb[k], lo, hi, gb, pb) if tb is not None else np.clip(b.p_base_mw, lo, hi)
-        energy += np.where(p > 0, p * b.eta, p / b.eta) * dt
-        viol += int(
-            np.sum(
-                (energy < e_min - 1e-9) | (energy > e_max + 1e-9) | (np.abs(p) > b.p_max_mw + 1e-12)
-            )
-        )
-        out["battery"][k] = mb @ p
-        last = {"battery": p}
-        if keep_devices:
-            keep["battery"].append(p.copy())
-        # EVs
-        plug = (e.arrival <= t) & (t < e.departure)
-        rem = np.clip(e.departure - (t + 1), 0, None) * dt
-        x = e.delivered_mwh
-        # V2G cars may discharge down to their floor, never forced up to it (as in the aggregate)
-        need_lo = np.maximum(
-            e.e_need_mwh - e.p_max_mw * rem, np.where(e.v2g, np.minimum(floor, x), x)
-        )
-        lo = np.where(
-            plug, np.clip((need_lo - x) / dt, np.where(e.v2g, -e.p_max_mw, 0.0), e.p_max_mw), 0.0
-        )
-        hi = np.where(plug, np.clip((room - x) / dt, 0.0, e.p_max_mw), 0.0)
-        lo = np.minimum(lo, hi)
-        te = targets.get("ev")
-        if te is not None:
-            # two tiers: first every car the same fraction of its range up to its request, and only
-            # a target beyond that charges cars past their request (again the same fraction each);
-            # one tier over [lo, room] would send every car away fuller than asked
-            hi_need = np.clip(np.where(plug, (e.e_need_mwh - x) / dt, 0.0), lo, hi)
-            p = _share(te[k], lo, hi_need, ge, pe) + _share(te[k], hi_need, hi, ge, pe) - hi_need
-        else:
-            p = hi.copy()
-        if te is None:  # baseline: as fast as possible until the request is met
-            p = np.where(plug, np.clip((e.e_need_mwh - x) / dt, 0.0, e.p_max_mw), 0.0)
-        e.delivered_mwh = x + p * dt
-        v2g += np.clip(-p, 0, None) * dt
-        viol += int(
-            np.sum(
-                (np.abs(p) > e.p_max_mw + 1e-12)
-                | (plug & ~e.v2g & (p < -1e-12))
-                | (~plug & (p != 0))
-            )
-        )
-        out["ev"][k] = me @ p
-        last["ev"] = p
-        if keep_devices:
-            keep["ev"].append(p.copy())
-        # water heaters
-        d = draw_all[k]
-        lo = np.clip(d - wh_e / dt, 0.0, None)
-        hi = np.clip(d + (wh_max - wh_e) / dt, 0.0, w.p_rated_mw)
-        short = lo > w.p_rated_mw + 1e-12
-        comfort += int(np.sum(short))
-        lo = np.minimum(lo, hi)
-        tw = targets.get("water_heater")
-        if tw is not None:
-            p = _share(tw[k], lo, hi, gw, pw)
-            on = p > 0.5 * w.p_rated_mw
-        else:
-            on = np.where(wh_e < e_on, True, np.where(wh_e > e_off, False, on))
-            p = np.clip(np.where(on, w.p_rated_mw, 0.0), lo, hi)
-        wh_e = np.clip(wh_e + (p - d) * dt, 0.0, wh_max)
-        viol += int(np.sum((p > w.p_rated_mw + 1e-12) | (p < -1e-12)))
-        out["water_heater"][k] = mw @ p
-        last["water_heater"] = p
-        if keep_devices:
-            keep["water_heater"].append(p.copy())
-        # PV curtailment
-        tp = targets.get("pv_curtail")
-        p = (
-            _share(tp[k], np.zeros(len(pv)), avail[k], gp, pp)
-            if tp is not None
-            else np.zeros(len(pv))
-        )
-        out["pv_curtail"][k] = mp @ p
-        last["pv_curtail"] = p
-        if keep_devices:
-            keep["pv_curtail"].append(p.copy())
-        gsum = {"battery": gb, "ev": ge, "water_heater": gw, "pv_curtail": gp}
+        last = {}
+        for c, step in _STEPS:
+            last[c] = step(s, k)
+            s.record(c, k, last[c])
         for c, tgt in targets.items():
-            err[k] += tgt[k] - gsum[c] @ last[c]
-    # state after
-    b.soc = np.clip(energy / b.e_mwh, b.soc_min, b.soc_max)
-    w.t_c = np.clip(w.t_min_c + wh_e / w.c_mwh_per_k, w.t_min_c, w.t_max_c)
-    w.heating = on
-    departed = (e.departure > t0) & (e.departure <= t0 + steps)
-    shortfall = np.where(departed, np.clip(e.e_need_mwh - e.delivered_mwh, 0, None), 0.0)
-    dev = {c: np.array(v) for c, v in keep.items()} if keep_devices else {}
-    return Dispatch(
-        buses, out, err, viol, comfort, np.flatnonzero(departed), shortfall, v2g, f, dev
-    )
+            s.err[k] += tgt[k] - s.grp_m[c] @ last[c]
+    if s.viol:
+        log.warning("disaggregate: %d device-steps outside a hard limit (should be 0)", s.viol)
+    return _finish_walk(s, buses)
 
 
 def inverter_q_capability(
@@ -490,7 +580,7 @@ def disaggregate_q(
     if group is not None:
         pp = np.asarray(group, np.int64)[pp]
     avail = np.asarray(pv_avail_mw, np.float64)
-    cur_avail = avail * pv.curtailable
+    cur_avail = avail * pv.can_curtail
     tot = np.asarray((gp @ cur_avail.T).T)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(tot > 1e-12, np.clip(np.asarray(curtail_mw) / tot, 0.0, 1.0), 0.0)

@@ -6,7 +6,7 @@ devices' present state: :func:`plan_ahead` takes the forecast injections of the 
 load forecast, generation, EV stations, flexible loads; per step of the fleet's 15 minutes),
 takes out what the fleet would draw on its own (its uncontrolled baseline, already inside a
 metered load forecast), solves one window of the scheduler's LP
-(:func:`~gridpilot.flex.schedule.plan_window`: energy price, CO2, a peak charge, battery wear,
+(:func:`~gridpilot.flex.window.solve_window`: energy price, CO2, a peak charge, battery wear,
 voltage band through dV/dP and dV/dQ from the twin, branch and transformer ratings) and keeps
 the first ``commit_steps`` steps as per-device set points
 (:func:`~gridpilot.flex.dr.schedule_setpoints`). The planned feeder import is the base import
@@ -16,6 +16,7 @@ model put a bus outside the band, ``corrections``).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,15 +28,13 @@ from gridpilot.flex.aggregate import aggregate, disaggregate
 from gridpilot.flex.dr import DR_CLASSES, EventPlan, schedule_setpoints
 from gridpilot.flex.fleet import Fleet
 from gridpilot.flex.network import NetworkModel
-from gridpilot.flex.schedule import (
-    PlanConfig,
-    WindowPlan,
-    group_buses,
-    plan_window,
-    twin_correction,
-)
+from gridpilot.flex.schedule import group_buses
 from gridpilot.flex.signals import Signals
+from gridpilot.flex.twin_check import twin_correction
+from gridpilot.flex.window import PlanConfig, WindowInput, WindowPlan, solve_window
 from gridpilot.lp import silence_banner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,18 +97,78 @@ class AheadPlan:
         }
 
 
+def _kw(inj: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``inj`` as keyword arguments of :meth:`~gridpilot.twin.Twin.timeseries` (its injection arrays)."""
+    return inj
+
+
 def _twin_base(
     net: NetworkModel, inj: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Base voltages (T, n_bus), feeder import (T,), tree flows P and Q (T, n_edge) of ``inj``."""
     T = inj["load_p_mw"].shape[0]
-    ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **inj)
+    ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **_kw(inj))
     v0 = np.nan_to_num(np.asarray(ts.v_pu, np.float64), nan=1.0)
     p = net.bus_net_load(inj)
     q = net.bus_net_load(inj, "q")
     flow0 = np.asarray((net.ptdf_all @ p.T).T)
     qflow0 = np.asarray((net.ptdf_all @ q.T).T)
     return v0, np.nan_to_num(np.asarray(ts.source_p_mw, np.float64)), flow0, qflow0
+
+
+def _check_inputs(
+    net: NetworkModel,
+    fleet: Fleet,
+    inj: dict[str, np.ndarray],
+    signals: Signals,
+    commit_steps: int,
+) -> int:
+    """Check the forecast's shapes against the model, signals and fleet; returns its steps T."""
+    if "load_p_mw" not in inj or inj["load_p_mw"].ndim != 2:
+        raise ValidationError("plan_ahead: injections need a (T, n_load) 'load_p_mw'")
+    T, n_load = inj["load_p_mw"].shape
+    if n_load != len(net.grid.load):
+        raise ValidationError(
+            f"plan_ahead: 'load_p_mw' has {n_load} loads, the network model's grid "
+            f"{len(net.grid.load)} (its loads plus one per device bus)"
+        )
+    if signals.price_eur_per_mwh.size != T:
+        raise ValidationError(
+            f"plan_ahead: signals have {signals.price_eur_per_mwh.size} steps, injections {T}"
+        )
+    if not 0 < commit_steps <= T:
+        raise ValidationError(f"plan_ahead: commit_steps must be in 1..{T}, got {commit_steps}")
+    if not np.all(np.isin(fleet.buses(), net.flex_bus_id)):
+        raise ValidationError("plan_ahead: the fleet has devices at buses the model lacks")
+    return int(T)
+
+
+def _solve_corrected(
+    win: WindowInput, fleet: Fleet, inj: dict[str, np.ndarray], group: np.ndarray
+) -> tuple[WindowPlan, float, int]:
+    """Solve the window, re-solving where the twin (the fleet's planned power per bus) finds the
+    linear model's voltages wrong; returns the last plan, the LP seconds and the corrections."""
+    net, cfg, agg = win.net, win.cfg, win.agg
+    avail = np.zeros((agg.steps, len(fleet.pv)))
+    vs_g = win.v_sens if win.v_sens is not None else net.v_sens
+    lp_s = 0.0
+    it = 0
+    for it in range(cfg.corrections + 1):
+        wp = solve_window(win)
+        win.warm = wp if cfg.warm_start else None
+        lp_s += wp.solve_s + wp.build_s
+        if it == cfg.corrections:
+            break
+        d = disaggregate(fleet, agg.t0, wp.targets, net.flex_bus_id, avail, group=group)
+        inj_w = {k: v.copy() for k, v in inj.items()}
+        inj_w["load_p_mw"][:, net.flex_load_pos] += sum(d.p_mw[c] for c in DR_CLASSES)
+        ts = net.twin.timeseries(agg.steps, start=0, outputs=("v_pu",), **_kw(inj_w))
+        v_next = twin_correction(ts.v_pu, win.v0, wp, cfg, vs_g)  # P only, as planned here
+        if v_next is None:
+            break
+        log.debug("plan_ahead at step %d: twin correction %d", agg.t0, it + 1)
+        win.v0 = v_next
+    return wp, lp_s, it
 
 
 def plan_ahead(
@@ -141,64 +200,20 @@ def plan_ahead(
     silence_banner()
     cfg = config or PlanConfig()
     inj = {k: np.array(v, np.float64, copy=True) for k, v in injections.items()}
-    if "load_p_mw" not in inj or inj["load_p_mw"].ndim != 2:
-        raise ValidationError("plan_ahead: injections need a (T, n_load) 'load_p_mw'")
-    T, n_load = inj["load_p_mw"].shape
-    if n_load != len(net.grid.load):
-        raise ValidationError(
-            f"plan_ahead: 'load_p_mw' has {n_load} loads, the network model's grid "
-            f"{len(net.grid.load)} (its loads plus one per device bus)"
-        )
-    if signals.price_eur_per_mwh.size != T:
-        raise ValidationError(
-            f"plan_ahead: signals have {signals.price_eur_per_mwh.size} steps, injections {T}"
-        )
-    if not 0 < commit_steps <= T:
-        raise ValidationError(f"plan_ahead: commit_steps must be in 1..{T}, got {commit_steps}")
+    T = _check_inputs(net, fleet, inj, signals, commit_steps)
     buses = net.flex_bus_id
-    if not np.all(np.isin(fleet.buses(), buses)):
-        raise ValidationError("plan_ahead: the fleet has devices at buses the model lacks")
     avail = np.zeros((T, len(fleet.pv)))
     # the fleet on its own (its baseline), per bus: inside a metered forecast, taken out
     base_d = disaggregate(fleet, t0, {}, buses, avail, steps=T)
-    base_bus = sum(base_d.p_mw[c] for c in DR_CLASSES)
+    base_bus: np.ndarray = sum(base_d.p_mw[c] for c in DR_CLASSES)  # type: ignore[assignment]
     if baseline_in_load:
         inj["load_p_mw"][:, net.flex_load_pos] -= base_bus
     v0, p0, flow0, qflow0 = _twin_base(net, inj)
     group, vs_g, ptdf_g, vq_g = grouping or group_buses(net, fleet, cfg.max_groups)
     agg = aggregate(fleet, t0, T, buses, avail, group)
-    v_use = v0
-    wp: WindowPlan | None = None
-    lp_s = 0.0
-    it = 0
-    for it in range(cfg.corrections + 1):
-        wp = plan_window(
-            agg,
-            net,
-            v_use,
-            p0,
-            flow0,
-            qflow0,
-            signals,
-            cfg,
-            vs_g,
-            ptdf_g,
-            vq_g,
-            warm=wp if (cfg.warm_start and wp is not None) else None,
-        )
-        lp_s += wp.solve_s + wp.build_s
-        if it == cfg.corrections:
-            break
-        # the linear model's voltages against the twin with the fleet's planned power per bus
-        d = disaggregate(fleet, t0, wp.targets, buses, avail, group=group)
-        inj_w = {k: v.copy() for k, v in inj.items()}
-        inj_w["load_p_mw"][:, net.flex_load_pos] += sum(d.p_mw[c] for c in DR_CLASSES)
-        ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **inj_w)
-        v_next = twin_correction(ts.v_pu, v_use, wp, cfg, vs_g)  # P only, as planned here
-        if v_next is None:
-            break
-        v_use = v_next
-    assert wp is not None and wp.pn_mw is not None
+    win = WindowInput(agg, net, v0, p0, flow0, qflow0, signals, cfg, vs_g, ptdf_g, vq_g)
+    wp, lp_s, it = _solve_corrected(win, fleet, inj, group)
+    assert wp.pn_mw is not None
     tg = {c: wp.targets[c][:commit_steps] for c in DR_CLASSES}
     sp = schedule_setpoints(fleet, t0, tg, plan_id=plan_id, buses=buses, group=group)
     fleet_mw = {c: wp.targets[c].sum(axis=1) for c in DR_CLASSES}

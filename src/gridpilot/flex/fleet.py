@@ -17,20 +17,25 @@ from gridpilot.errors import Issue, ValidationError
 from gridpilot.model import GenKind, Grid
 
 
-def _check(
-    component: str,
-    ids: np.ndarray,
-    issues: list[Issue],
-    name: str,
-    bad: np.ndarray,
-    msg: str,
-    values: np.ndarray,
-) -> None:
-    if np.any(bad):
-        k = np.flatnonzero(bad)
-        issues.append(
-            Issue(component, name, msg, tuple(int(i) for i in ids[k[:5]]), float(values[k[0]]))
-        )
+@dataclass
+class _Checks:
+    """Limit checks of one device table: each failing check adds an Issue naming the devices."""
+
+    component: str
+    ids: np.ndarray
+    issues: list[Issue] = field(default_factory=list)
+
+    def check(self, name: str, bad: np.ndarray, msg: str, values: np.ndarray) -> None:
+        """Add an issue for field ``name`` where ``bad`` (up to 5 ids, the first bad value)."""
+        if np.any(bad):
+            k = np.flatnonzero(bad)
+            ids = tuple(int(i) for i in self.ids[k[:5]])
+            self.issues.append(Issue(self.component, name, msg, ids, float(values[k[0]])))
+
+    def raise_any(self) -> None:
+        """Raise a :class:`ValidationError` listing the issues found, if any."""
+        if self.issues:
+            raise ValidationError(issues=self.issues)
 
 
 def _same_len(component: str, arrays: dict[str, np.ndarray]) -> None:
@@ -65,39 +70,28 @@ class Batteries:
         self.id = np.asarray(self.id, np.int64)
         self.bus = np.asarray(self.bus, np.int64)
         _same_len("battery", vars(self))
-        iss: list[Issue] = []
-        c = "battery"
-        _check(c, self.id, iss, "e_mwh", ~(self.e_mwh > 0), "must be > 0", self.e_mwh)
-        _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
-        _check(
-            c,
-            self.id,
-            iss,
+        chk = _Checks("battery", self.id)
+        chk.check("e_mwh", ~(self.e_mwh > 0), "must be > 0", self.e_mwh)
+        chk.check("p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
+        chk.check(
             "eta",
             ~((self.eta > 0) & (self.eta <= 1)),
             "must be in (0, 1]",
             self.eta,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "soc_min",
             ~((self.soc_min >= 0) & (self.soc_min < self.soc_max) & (self.soc_max <= 1)),
             "need 0 <= soc_min < soc_max <= 1",
             self.soc_min,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "soc",
             ~((self.soc >= self.soc_min - 1e-9) & (self.soc <= self.soc_max + 1e-9)),
             "outside [soc_min, soc_max]",
             self.soc,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -141,41 +135,28 @@ class EVSessions:
             self.delivered_mwh = np.zeros(self.id.size)
         self.delivered_mwh = np.asarray(self.delivered_mwh, np.float64)
         _same_len("ev session", vars(self))
-        c = "ev session"
-        iss: list[Issue] = []
-        _check(
-            c,
-            self.id,
-            iss,
+        chk = _Checks("ev session", self.id)
+        chk.check(
             "departure",
             ~(self.departure > self.arrival),
             "must be after arrival",
             self.departure,
         )
-        _check(c, self.id, iss, "p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
-        _check(
-            c, self.id, iss, "e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh
-        )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check("p_max_mw", ~(self.p_max_mw > 0), "must be > 0", self.p_max_mw)
+        chk.check("e_need_mwh", ~(self.e_need_mwh >= 0), "must be >= 0", self.e_need_mwh)
+        chk.check(
             "e_need_mwh",
             self.e_arr_mwh + self.e_need_mwh > self.e_cap_mwh + 1e-9,
             "arrival energy plus need exceeds the battery capacity",
             self.e_need_mwh,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "soc_floor",
             ~((self.soc_floor >= 0) & (self.soc_floor < 1)),
             "must be in [0, 1)",
             self.soc_floor,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -239,34 +220,22 @@ class WaterHeaters:
         ):
             setattr(self, k, np.asarray(getattr(self, k), np.float64))
         _same_len("water heater", vars(self))
-        c = "water heater"
-        iss: list[Issue] = []
-        _check(
-            c, self.id, iss, "p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw
-        )
-        _check(
-            c, self.id, iss, "c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k
-        )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk = _Checks("water heater", self.id)
+        chk.check("p_rated_mw", ~(self.p_rated_mw > 0), "must be > 0", self.p_rated_mw)
+        chk.check("c_mwh_per_k", ~(self.c_mwh_per_k > 0), "must be > 0", self.c_mwh_per_k)
+        chk.check(
             "t_max_c",
             ~(self.t_max_c > self.t_min_c),
             "must exceed t_min_c",
             self.t_max_c,
         )
-        _check(
-            c,
-            self.id,
-            iss,
+        chk.check(
             "t_c",
             (self.t_c < self.t_min_c - 1e-6) | (self.t_c > self.t_max_c + 1e-6),
             "outside the comfort band",
             self.t_c,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -302,6 +271,12 @@ class PVInverters:
     s_rated_mva: np.ndarray
     curtailable: np.ndarray | None = None
 
+    @property
+    def can_curtail(self) -> np.ndarray:
+        """``curtailable`` as a bool array (set by ``__post_init__``; all True when not given)."""
+        assert self.curtailable is not None
+        return self.curtailable
+
     def __post_init__(self) -> None:
         self.id = np.asarray(self.id, np.int64)
         self.bus = np.asarray(self.bus, np.int64)
@@ -313,18 +288,14 @@ class PVInverters:
             else np.asarray(self.curtailable, bool)
         )
         _same_len("pv inverter", vars(self))
-        iss: list[Issue] = []
-        _check(
-            "pv inverter",
-            self.id,
-            iss,
+        chk = _Checks("pv inverter", self.id)
+        chk.check(
             "s_rated_mva",
             ~(self.s_rated_mva >= 0),
             "must be >= 0",
             self.s_rated_mva,
         )
-        if iss:
-            raise ValidationError(issues=iss)
+        chk.raise_any()
 
     def __len__(self) -> int:
         return int(self.id.size)
@@ -386,7 +357,7 @@ class Fleet:
             "water_heater_mw": float(self.water_heaters.p_rated_mw.sum()),
             "pv_inverters": len(self.pv),
             "pv_mva": float(self.pv.s_rated_mva.sum()),
-            "pv_curtailable": int(np.count_nonzero(self.pv.curtailable)),
+            "pv_curtailable": int(np.count_nonzero(self.pv.can_curtail)),
             "devices": self.n_devices,
             "buses": int(self.buses().size),
         }
@@ -404,6 +375,124 @@ def households_per_load(grid: Grid, kw_per_household: float = 2.5) -> np.ndarray
     cust = grid.load["customers"].astype(np.float64)
     est = np.round(np.maximum(grid.load["p_mw"], 0) * 1000.0 / kw_per_household)
     return np.where(cust > 1, cust, np.maximum(est, 1)).astype(np.int64)
+
+
+@dataclass
+class _Draw:
+    """Seeded draws of devices behind the grid's loads (``hh`` households per load)."""
+
+    rng: np.random.Generator
+    hh: np.ndarray
+    bus_of_load: np.ndarray
+
+    def buses(self, share: float) -> np.ndarray:
+        """The bus of each device owned by ``share`` of the households (a binomial draw per load)."""
+        counts = self.rng.binomial(
+            np.maximum(np.round(self.hh), 0).astype(np.int64), min(max(share, 0.0), 1.0)
+        )
+        return np.repeat(self.bus_of_load, counts)
+
+
+def _draw_batteries(d: _Draw, share: float) -> Batteries:
+    """Home batteries: 5-13.5 kWh, 0.5 C, 30-70 % charged."""
+    bb = d.buses(share)
+    nb = bb.size
+    e = d.rng.choice([0.005, 0.0075, 0.010, 0.0135], nb)
+    return Batteries(
+        np.arange(nb),
+        bb,
+        e,
+        0.5 * e,
+        d.rng.uniform(0.3, 0.7, nb),
+        np.full(nb, 0.95),
+        np.full(nb, 0.1),
+        np.full(nb, 0.95),
+    )
+
+
+def _draw_sessions(
+    d: _Draw, ne: int, days: int, start_step: int, step_h: float, ev: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One evening session per EV and day: arrival, departure (steps), need, energy on arrival (MWh).
+
+    ``ev``: the cars' charger ratings (MW) and battery capacities (MWh).
+    """
+    pmax, cap = ev
+    spd = round(24 / step_h)
+    rows = []
+    for day in range(days):
+        arr_h = np.clip(d.rng.normal(18.0, 1.5, ne), 14.0, 23.0)
+        dep_h = np.clip(d.rng.normal(7.0, 0.8, ne), 5.0, 9.5) + 24.0
+        arrival = start_step + day * spd + np.round(arr_h / step_h).astype(np.int64)
+        departure = start_step + day * spd + np.round(dep_h / step_h).astype(np.int64)
+        km = d.rng.uniform(8, 60, ne)
+        need = np.minimum(km * 0.18e-3, 0.8 * (departure - arrival) * step_h * pmax)
+        e_arr = np.minimum(d.rng.uniform(0.25, 0.6, ne) * cap, cap - need)
+        rows.append((arrival, departure, need, e_arr))
+    a, b, c, e = (np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(4))
+    return a, b, c, e
+
+
+def _draw_evs(
+    d: _Draw, share: float, v2g_share: float, days: int, start_step: int, step_h: float
+) -> EVSessions:
+    """EVs (7.4 or 11 kW, 40-75 kWh, ``v2g_share`` allow V2G down to 40 %), a session a day each."""
+    eb = d.buses(share)
+    ne = eb.size
+    pmax = d.rng.choice([0.0074, 0.011], ne, p=[0.7, 0.3])
+    cap = d.rng.uniform(0.040, 0.075, ne)
+    v2g = d.rng.random(ne) < v2g_share
+    arrival, departure, need, e_arr = _draw_sessions(d, ne, days, start_step, step_h, (pmax, cap))
+    ev_ids = np.tile(np.arange(ne), days)
+    return EVSessions(
+        np.arange(ev_ids.size),
+        ev_ids,
+        np.tile(eb, days),
+        arrival,
+        departure,
+        need,
+        e_arr,
+        np.tile(cap, days),
+        np.tile(pmax, days),
+        np.tile(v2g, days),
+        np.full(ev_ids.size, 0.4),
+    )
+
+
+def _draw_water_heaters(d: _Draw, share: float) -> WaterHeaters:
+    """Water heaters: 2-3 kW, 150-300 l, comfort band 50-60 °C, daily draws of 4-9 kWh."""
+    wb = d.buses(share)
+    nw = wb.size
+    litres = d.rng.choice([150.0, 200.0, 300.0], nw)
+    c = litres * 4.186e-3 / 3600.0  # MWh/K
+    daily_kwh = d.rng.uniform(4.0, 9.0, nw)
+    return WaterHeaters(
+        np.arange(nw),
+        wb,
+        d.rng.choice([0.002, 0.003], nw),
+        c,
+        np.full(nw, 0.00008),
+        np.full(nw, 50.0),
+        np.full(nw, 60.0),
+        d.rng.uniform(52.0, 58.0, nw),
+        daily_kwh * 1e-3 / 24.0,
+        d.rng.integers(-6, 7, nw),
+    )
+
+
+def _grid_inverters(
+    grid: Grid, curtail_kinds: tuple[int, ...], q_kinds: tuple[int, ...]
+) -> PVInverters:
+    """The grid's PV-like generators as inverters rated 1.1 x p_mw (``curtail_kinds`` curtailable)."""
+    gk = grid.generator["kind"]
+    pos = np.flatnonzero(np.isin(gk, np.asarray(curtail_kinds + q_kinds, np.int64)))
+    return PVInverters(
+        grid.generator.ids[pos],
+        grid.generator["bus"][pos],
+        pos,
+        1.1 * grid.generator["p_mw"][pos],
+        np.isin(gk[pos], np.asarray(curtail_kinds, np.int64)),
+    )
 
 
 def generate_fleet(
@@ -440,101 +529,15 @@ def generate_fleet(
     share_sum = ev_share + wh_share + battery_share
     if n_devices is not None:
         hh = hh * (n_devices / max(hh.sum() * share_sum, 1e-9))
-    bus_of_load = grid.load["bus"]
-
-    def draw(share: float) -> np.ndarray:
-        counts = rng.binomial(
-            np.maximum(np.round(hh), 0).astype(np.int64), min(max(share, 0.0), 1.0)
-        )
-        return np.repeat(bus_of_load, counts)
-
-    # batteries
-    bb = draw(battery_share)
-    nb = bb.size
-    e = rng.choice([0.005, 0.0075, 0.010, 0.0135], nb)
-    bat = Batteries(
-        np.arange(nb),
-        bb,
-        e,
-        0.5 * e,
-        rng.uniform(0.3, 0.7, nb),
-        np.full(nb, 0.95),
-        np.full(nb, 0.1),
-        np.full(nb, 0.95),
-    )
-    # EVs and one evening session per day
-    eb = draw(ev_share)
-    ne = eb.size
-    pmax = rng.choice([0.0074, 0.011], ne, p=[0.7, 0.3])
-    cap = rng.uniform(0.040, 0.075, ne)
-    v2g = rng.random(ne) < v2g_share
-    spd = round(24 / step_h)
-    rows = []
-    for d in range(days):
-        arr_h = np.clip(rng.normal(18.0, 1.5, ne), 14.0, 23.0)
-        dep_h = np.clip(rng.normal(7.0, 0.8, ne), 5.0, 9.5) + 24.0
-        arrival = start_step + d * spd + np.round(arr_h / step_h).astype(np.int64)
-        departure = start_step + d * spd + np.round(dep_h / step_h).astype(np.int64)
-        km = rng.uniform(8, 60, ne)
-        need = np.minimum(km * 0.18e-3, 0.8 * (departure - arrival) * step_h * pmax)
-        e_arr = np.minimum(rng.uniform(0.25, 0.6, ne) * cap, cap - need)
-        rows.append((arrival, departure, need, e_arr))
-    arrival, departure, need, e_arr = (
-        np.concatenate([r[i] for r in rows]) if rows else np.zeros(0) for i in range(4)
-    )
-    ev_ids = np.tile(np.arange(ne), days)
-    ev = EVSessions(
-        np.arange(ev_ids.size),
-        ev_ids,
-        np.tile(eb, days),
-        arrival,
-        departure,
-        need,
-        e_arr,
-        np.tile(cap, days),
-        np.tile(pmax, days),
-        np.tile(v2g, days),
-        np.full(ev_ids.size, 0.4),
-    )
-    # water heaters
-    wb = draw(wh_share)
-    nw = wb.size
-    litres = rng.choice([150.0, 200.0, 300.0], nw)
-    c = litres * 4.186e-3 / 3600.0  # MWh/K
-    daily_kwh = rng.uniform(4.0, 9.0, nw)
-    wh = WaterHeaters(
-        np.arange(nw),
-        wb,
-        rng.choice([0.002, 0.003], nw),
-        c,
-        np.full(nw, 0.00008),
-        np.full(nw, 50.0),
-        np.full(nw, 60.0),
-        rng.uniform(52.0, 58.0, nw),
-        daily_kwh * 1e-3 / 24.0,
-        rng.integers(-6, 7, nw),
-    )
-    # PV inverters: the grid's PV-like generators
-    gk = grid.generator["kind"]
-    pos = np.flatnonzero(np.isin(gk, np.asarray(curtail_kinds + q_kinds, np.int64)))
-    pv = PVInverters(
-        grid.generator.ids[pos],
-        grid.generator["bus"][pos],
-        pos,
-        1.1 * grid.generator["p_mw"][pos],
-        np.isin(gk[pos], np.asarray(curtail_kinds, np.int64)),
-    )
-    fleet = Fleet(
-        bat,
-        ev,
-        wh,
-        pv,
-        step_h,
-        {
-            "seed": seed,
-            "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
-            "households": int(np.round(hh).sum()),
-            "days": days,
-        },
-    )
-    return fleet
+    d = _Draw(rng, hh, grid.load["bus"])
+    bat = _draw_batteries(d, battery_share)
+    ev = _draw_evs(d, ev_share, v2g_share, days, start_step, step_h)
+    wh = _draw_water_heaters(d, wh_share)
+    pv = _grid_inverters(grid, curtail_kinds, q_kinds)
+    meta: dict[str, float | int | str] = {
+        "seed": seed,
+        "scale": float(hh.sum() / max(households_per_load(grid).sum(), 1)),
+        "households": int(np.round(hh).sum()),
+        "days": days,
+    }
+    return Fleet(bat, ev, wh, pv, step_h, meta)

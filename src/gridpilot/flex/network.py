@@ -15,6 +15,7 @@ power can be fed to the twin per bus without touching the grid's own loads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
@@ -160,7 +161,7 @@ def build_network(
     nf = flex_buses.size
     prof, cols = profiles_for(g, t_ref + 1)
     inj = step_injections(g, prof, cols, slice(t_ref, t_ref + 1))
-    rep = {k: np.repeat(v, 2 * nf + 1, axis=0) for k, v in inj.items()}
+    rep: dict[str, Any] = {k: np.repeat(v, 2 * nf + 1, axis=0) for k, v in inj.items()}
     rep["load_p_mw"][np.arange(1, nf + 1), fpos] += delta_mw
     rep["load_q_mvar"][np.arange(nf + 1, 2 * nf + 1), fpos] += delta_mw
     ts = twin.timeseries(2 * nf + 1, start=0, outputs=("v_pu",), **rep)

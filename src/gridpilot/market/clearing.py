@@ -93,39 +93,67 @@ def _empty() -> ClearingResult:
     )
 
 
-def _match(
-    bp: np.ndarray,
-    bq: np.ndarray,
-    bz: np.ndarray,
-    op: np.ndarray,
-    oq: np.ndarray,
-    oz: np.ndarray,
-    fee: float,
-    pricing: str,
-    k: float,
-    stage: int,
-) -> ClearingResult:
-    """One pass: clear every zone (group) separately with network fee ``fee``."""
-    b_live = np.flatnonzero(bq > 0)
-    o_live = np.flatnonzero(oq > 0)
+@dataclass(frozen=True)
+class _Side:
+    """One side of the book: limit prices EUR/kWh, quantities Wh (int64), zone numbers."""
+
+    price: np.ndarray
+    qty: np.ndarray
+    zone: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One clearing pass: network fee EUR/kWh, pricing rule, split ``k`` and stage number."""
+
+    fee: float
+    pricing: str
+    k: float
+    stage: int
+
+
+def _axis_ends(qs: np.ndarray, zi: np.ndarray, tot: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Global axis end of each sorted order: its zone's base + cumulative quantity inside its zone."""
+    end = np.cumsum(qs)
+    return end - np.concatenate([[0], np.cumsum(tot)[:-1]])[zi] + base[zi]
+
+
+def _prices(
+    b_px: np.ndarray, o_px: np.ndarray, zone_of: np.ndarray, n_zones: int, ps: _Pass
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each matched segment's price EUR/kWh, and per zone the uniform price (NaN where none; pay-as-bid: empty)."""
+    if ps.pricing != "uniform":
+        return o_px + ps.k * (b_px - ps.fee - o_px), np.zeros(0)
+    # marginal (last traded) pair per zone sets the zone's price: every matched bid is at
+    # least the marginal bid, every matched offer at most the marginal offer
+    last = np.zeros(n_zones, np.int64) - 1
+    np.maximum.at(last, zone_of, np.arange(zone_of.size))
+    has = last >= 0
+    zp = np.full(n_zones, np.nan)
+    mb, mo = b_px[last[has]], o_px[last[has]]
+    zp[has] = mo + ps.k * (mb - ps.fee - mo)
+    return zp[zone_of], zp
+
+
+def _match(bids: _Side, offers: _Side, ps: _Pass) -> ClearingResult:
+    """One pass: clear every zone (group) separately with network fee ``ps.fee``."""
+    bp, op = bids.price, offers.price
+    b_live = np.flatnonzero(bids.qty > 0)
+    o_live = np.flatnonzero(offers.qty > 0)
     if b_live.size == 0 or o_live.size == 0:
         return _empty()
     # sort: zone, then price (bids high first, offers low first); lexsort is stable -> time priority
-    b_ord = b_live[np.lexsort((-bp[b_live], bz[b_live]))]
-    o_ord = o_live[np.lexsort((op[o_live], oz[o_live]))]
-    bzs, ozs = bz[b_ord], oz[o_ord]
-    bqs, oqs = bq[b_ord], oq[o_ord]
-    zones, inv = np.unique(np.concatenate([bzs, ozs]), return_inverse=True)
+    b_ord = b_live[np.lexsort((-bp[b_live], bids.zone[b_live]))]
+    o_ord = o_live[np.lexsort((op[o_live], offers.zone[o_live]))]
+    bqs, oqs = bids.qty[b_ord], offers.qty[o_ord]
+    zones, inv = np.unique(
+        np.concatenate([bids.zone[b_ord], offers.zone[o_ord]]), return_inverse=True
+    )
     bzi, ozi = inv[: b_ord.size], inv[b_ord.size :]
     tb = np.bincount(bzi, weights=bqs, minlength=zones.size).astype(np.int64)
     to = np.bincount(ozi, weights=oqs, minlength=zones.size).astype(np.int64)
-    span = np.maximum(tb, to)
-    base = np.concatenate([[0], np.cumsum(span)[:-1]]).astype(np.int64)
-    # global axis position of each order: zone base + cumulative quantity inside its zone
-    b_end = np.cumsum(bqs)
-    b_end = b_end - np.concatenate([[0], np.cumsum(tb)[:-1]])[bzi] + base[bzi]
-    o_end = np.cumsum(oqs)
-    o_end = o_end - np.concatenate([[0], np.cumsum(to)[:-1]])[ozi] + base[ozi]
+    base = np.concatenate([[0], np.cumsum(np.maximum(tb, to))[:-1]]).astype(np.int64)
+    b_end, o_end = _axis_ends(bqs, bzi, tb, base), _axis_ends(oqs, ozi, to, base)
     b_start, o_start = b_end - bqs, o_end - oqs
     pts = np.unique(np.concatenate([b_start, b_end, o_start, o_end]))
     lo, hi = pts[:-1], pts[1:]
@@ -137,58 +165,81 @@ def _match(
     ok &= (b_start[bi_c] <= lo) & (o_start[oi_c] <= lo)
     bprice = bp[b_ord[bi_c]]
     oprice = op[o_ord[oi_c]]
-    ok &= bprice - fee >= oprice - 1e-12
+    ok &= bprice - ps.fee >= oprice - 1e-12
     if not ok.any():
         return _empty()
     seg = np.flatnonzero(ok)
     bsel, osel = bi_c[seg], oi_c[seg]
-    qty = (hi[seg] - lo[seg]).astype(np.int64)
     zone_of = bzi[bsel]
-    b_px, o_px = bprice[seg], oprice[seg]
+    price, zp = _prices(bprice[seg], oprice[seg], zone_of, zones.size, ps)
     cp: dict[tuple[int, int], float] = {}
-    if pricing == "uniform":
-        # marginal (last traded) pair per zone sets the zone's price: every matched bid is at
-        # least the marginal bid, every matched offer at most the marginal offer
-        last = np.zeros(zones.size, np.int64) - 1
-        np.maximum.at(last, zone_of, np.arange(seg.size))
-        has = last >= 0
-        zp = np.full(zones.size, np.nan)
-        mb, mo = b_px[last[has]], o_px[last[has]]
-        zp[has] = mo + k * (mb - fee - mo)
-        price = zp[zone_of]
+    if zp.size:
+        has = ~np.isnan(zp)
         for z, p in zip(zones[has], zp[has], strict=True):
-            cp[(stage, int(z))] = float(p)
-    else:
-        price = o_px + k * (b_px - fee - o_px)
+            cp[(ps.stage, int(z))] = float(p)
     n = seg.size
     return ClearingResult(
         b_ord[bsel].astype(np.int64),
         o_ord[osel].astype(np.int64),
-        qty,
+        (hi[seg] - lo[seg]).astype(np.int64),
         price.astype(np.float64),
-        np.full(n, float(fee)),
-        np.full(n, stage, np.int8),
-        zones[zone_of].astype(np.int64) if stage == 0 else np.full(n, -1, np.int64),
+        np.full(n, float(ps.fee)),
+        np.full(n, ps.stage, np.int8),
+        zones[zone_of].astype(np.int64) if ps.stage == 0 else np.full(n, -1, np.int64),
         cp,
     )
 
 
 def _concat(a: ClearingResult, b: ClearingResult) -> ClearingResult:
+    """The trades of ``a`` then ``b`` (clearing prices merged)."""
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(a, name), getattr(b, name)])
+
     return ClearingResult(
-        *(
-            np.concatenate([getattr(a, f), getattr(b, f)])
-            for f in (
-                "bid_index",
-                "offer_index",
-                "qty_wh",
-                "price_eur_per_kwh",
-                "fee_eur_per_kwh",
-                "stage",
-                "zone",
-            )
-        ),
+        cat("bid_index"),
+        cat("offer_index"),
+        cat("qty_wh"),
+        cat("price_eur_per_kwh"),
+        cat("fee_eur_per_kwh"),
+        cat("stage"),
+        cat("zone"),
         {**a.clearing_price, **b.clearing_price},
     )
+
+
+def _book_issues(bp: np.ndarray, bq: np.ndarray, op: np.ndarray, oq: np.ndarray) -> list[Issue]:
+    """Every malformed bid or offer column (shapes, integer non-negative Wh, finite prices)."""
+    issues: list[Issue] = []
+    if bp.shape != bq.shape or bp.ndim != 1:
+        issues.append(
+            Issue("auction", "bid_qty_wh", f"shape {bq.shape} does not match bid_price {bp.shape}")
+        )
+    if op.shape != oq.shape or op.ndim != 1:
+        issues.append(
+            Issue(
+                "auction", "offer_qty_wh", f"shape {oq.shape} does not match offer_price {op.shape}"
+            )
+        )
+    for name, arr in (("bid_qty_wh", bq), ("offer_qty_wh", oq)):
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            issues.append(Issue("auction", name, "must be integer Wh", value=str(arr.dtype)))
+        elif arr.size and arr.min() < 0:
+            issues.append(Issue("auction", name, "must not be negative", value=int(arr.min())))
+    for name, arr in (("bid_price", bp), ("offer_price", op)):
+        if arr.size and not np.all(np.isfinite(arr)):
+            issues.append(Issue("auction", name, "must be finite"))
+    return issues
+
+
+def _terms_issues(k: float, fee_intra: float, fee_inter: float) -> list[Issue]:
+    """``k`` outside 0..1 or a negative network fee."""
+    issues: list[Issue] = []
+    if not 0.0 <= k <= 1.0:
+        issues.append(Issue("auction", "k", "must be within 0..1", value=k))
+    if fee_intra < 0 or fee_inter < 0:
+        issues.append(Issue("auction", "fee", "network fees must not be negative"))
+    return issues
 
 
 def clear(
@@ -222,29 +273,9 @@ def clear(
     issues: list[Issue] = []
     if pricing not in PRICINGS:
         issues.append(Issue("auction", "pricing", f"must be one of {PRICINGS}", value=pricing))
-    if bp.shape != bq.shape or bp.ndim != 1:
-        issues.append(
-            Issue("auction", "bid_qty_wh", f"shape {bq.shape} does not match bid_price {bp.shape}")
-        )
-    if op.shape != oq.shape or op.ndim != 1:
-        issues.append(
-            Issue(
-                "auction", "offer_qty_wh", f"shape {oq.shape} does not match offer_price {op.shape}"
-            )
-        )
-    for name, arr in (("bid_qty_wh", bq), ("offer_qty_wh", oq)):
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            issues.append(Issue("auction", name, "must be integer Wh", value=str(arr.dtype)))
-        elif arr.size and arr.min() < 0:
-            issues.append(Issue("auction", name, "must not be negative", value=int(arr.min())))
-    for name, arr in (("bid_price", bp), ("offer_price", op)):
-        if arr.size and not np.all(np.isfinite(arr)):
-            issues.append(Issue("auction", name, "must be finite"))
+    issues += _book_issues(bp, bq, op, oq)
     kk = (0.5 if pricing == "uniform" else 1.0) if k is None else float(k)
-    if not 0.0 <= kk <= 1.0:
-        issues.append(Issue("auction", "k", "must be within 0..1", value=kk))
-    if fee_intra_eur_per_kwh < 0 or fee_inter_eur_per_kwh < 0:
-        issues.append(Issue("auction", "fee", "network fees must not be negative"))
+    issues += _terms_issues(kk, fee_intra_eur_per_kwh, fee_inter_eur_per_kwh)
     if issues:
         raise ValidationError(issues=issues)
     bq = bq.astype(np.int64)
@@ -256,21 +287,16 @@ def clear(
         raise ValidationError(
             issues=[Issue("auction", "zone", "zone arrays must match the order arrays")]
         )
-    first = _match(bp, bq, bz, op, oq, oz, float(fee_intra_eur_per_kwh), pricing, kk, 0)
+    first = _match(
+        _Side(bp, bq, bz), _Side(op, oq, oz), _Pass(float(fee_intra_eur_per_kwh), pricing, kk, 0)
+    )
     if one_zone:
         return first
     bq_left = bq - first.filled_bid_wh(bp.size)
     oq_left = oq - first.filled_offer_wh(op.size)
     second = _match(
-        bp,
-        bq_left,
-        np.zeros_like(bz),
-        op,
-        oq_left,
-        np.zeros_like(oz),
-        float(fee_inter_eur_per_kwh),
-        pricing,
-        kk,
-        1,
+        _Side(bp, bq_left, np.zeros_like(bz)),
+        _Side(op, oq_left, np.zeros_like(oz)),
+        _Pass(float(fee_inter_eur_per_kwh), pricing, kk, 1),
     )
     return _concat(first, second)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import defaultdict
@@ -24,6 +25,8 @@ from gridpilot.market.ledger import BlockHeader, Ledger, Transaction
 from gridpilot.market.network import GridSensitivity
 from gridpilot.market.orders import SIDES, MeterReading, Order, Participant, ReadingVerifier
 from gridpilot.market.settlement import Contracts, Settlement, settle_interval
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,9 @@ class Market:
                 self._accept(o, self.participants[o.participant])
             except GridpilotError as exc:
                 out[i] = exc
+        refused = sum(e is not None for e in out)
+        if refused:
+            log.debug("%d of %d orders refused", refused, len(orders))
         return out
 
     # --- clearing --------------------------------------------------------------------------

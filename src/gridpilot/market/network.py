@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,6 +26,137 @@ from gridpilot.errors import Issue, ValidationError
 from gridpilot.market.clearing import ClearingResult
 
 S_BASE_MVA = 1.0
+
+
+class _Edge(NamedTuple):
+    """A conducting branch between bus positions ``a`` and ``b`` (per unit on S_BASE_MVA).
+
+    ``line_k``: the line's table position (-1 for a transformer or switch).
+    """
+
+    a: int
+    b: int
+    name: str
+    r_pu: float
+    x_pu: float
+    s_max_mva: float
+    line_k: float
+
+
+def _edges(grid: Any, pos: dict[int, int]) -> list[_Edge]:
+    """The grid's conducting lines, transformers and bus-bus switches as edges."""
+    from gridpilot.model import branch_status
+
+    st = branch_status(grid)
+    ln, tr, sw = grid.line, grid.transformer, grid.switch
+    edges: list[_Edge] = []
+    for k in np.flatnonzero(st["line_from"] & st["line_to"]):
+        fb, tb = int(ln["from_bus"][k]), int(ln["to_bus"][k])
+        vkv = float(grid.bus["v_nom_kv"][pos[fb]])
+        zb = vkv**2 / S_BASE_MVA
+        r = float(ln["r_ohm_per_km"][k] * ln["length_km"][k]) / zb
+        x = float(ln["x_ohm_per_km"][k] * ln["length_km"][k]) / zb
+        smax = np.sqrt(3.0) * vkv * float(ln["max_i_ka"][k])
+        edges.append(_Edge(pos[fb], pos[tb], f"line {int(ln.ids[k])}", r, x, smax, float(k)))
+    for k in np.flatnonzero(st["trafo_hv"] & st["trafo_lv"]):
+        sn = float(tr["sn_mva"][k])
+        r = float(tr["vkr_percent"][k]) / 100.0 * S_BASE_MVA / sn
+        z = float(tr["vk_percent"][k]) / 100.0 * S_BASE_MVA / sn
+        x = float(np.sqrt(max(z**2 - r**2, 0.0)))
+        hv, lv = pos[int(tr["hv_bus"][k])], pos[int(tr["lv_bus"][k])]
+        edges.append(_Edge(hv, lv, f"transformer {int(tr.ids[k])}", r, x, sn, -1.0))
+    for k in np.flatnonzero(st["busswitch"]):
+        a, b = pos[int(sw["bus"][k])], pos[int(sw["element"][k])]
+        edges.append(_Edge(a, b, f"switch {int(sw.ids[k])}", 0.0, 0.0, np.inf, -1.0))
+    return edges
+
+
+@dataclass
+class _Tree:
+    """The edges oriented away from the source: BFS ``order`` of bus positions, each bus's
+    parent edge, each edge's child bus (-1: not in the tree) and each bus's edges."""
+
+    order: list[int]
+    parent_edge: np.ndarray
+    child_of_edge: np.ndarray
+    adj: list[list[int]]
+
+
+def _orient(edges: list[_Edge], n: int, root: int) -> _Tree:
+    """BFS once over the buses from ``root``; raises :class:`ValidationError` on a loop."""
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for e, edge in enumerate(edges):
+        adj[edge.a].append(e)
+        adj[edge.b].append(e)
+    parent_edge = np.full(n, -1, np.int64)
+    child_of_edge = np.full(len(edges), -1, np.int64)
+    seen = np.zeros(n, bool)
+    seen[root] = True
+    order: list[int] = []
+    dq: deque[int] = deque([root])
+    while dq:
+        u = dq.popleft()
+        order.append(u)
+        for e in adj[u]:
+            a, b = edges[e].a, edges[e].b
+            v = b if a == u else a
+            if seen[v]:
+                if parent_edge[u] != e and child_of_edge[e] < 0:
+                    raise ValidationError(
+                        issues=[
+                            Issue(
+                                "grid",
+                                "topology",
+                                "market sensitivities need a radial grid; "
+                                f"{edges[e].name} closes a loop",
+                            )
+                        ]
+                    )
+                continue
+            seen[v] = True
+            parent_edge[v] = e
+            child_of_edge[e] = v
+            dq.append(v)
+    return _Tree(order, parent_edge, child_of_edge, adj)
+
+
+def _subtree_matrix(edges: list[_Edge], t: _Tree) -> tuple[np.ndarray, np.ndarray]:
+    """The tree's edges (indices into ``edges``) and M (n_used, n_bus): M[e, j] = 1 when bus j lies below edge e."""
+    used = np.flatnonzero(t.child_of_edge >= 0)
+    eidx = np.full(len(edges), -1, np.int64)
+    eidx[used] = np.arange(len(used))
+    in_sub = np.zeros((len(used), t.parent_edge.size))
+    for v in reversed(t.order[1:]):
+        e = eidx[t.parent_edge[v]]
+        in_sub[e, v] = 1.0
+        # add the subtree of v, which is complete since we walk the BFS order backwards
+        for ce in t.adj[v]:
+            if t.child_of_edge[ce] >= 0 and t.child_of_edge[ce] != v:
+                in_sub[e] += in_sub[eidx[ce]]
+    return used, in_sub
+
+
+def _injections(
+    grid: Any,
+    pos: dict[int, int],
+    load_p_mw: np.ndarray | None,
+    load_q_mvar: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Net injections per bus (MW, Mvar): generators less loads (the given loads in table order, or the grid's)."""
+    n = len(pos)
+    inj_p = np.zeros(n)
+    inj_q = np.zeros(n)
+    lpos = np.array([pos[int(b)] for b in grid.load["bus"]], np.int64)
+    lpw = grid.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw, float)
+    lqw = grid.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar, float)
+    live = grid.load["in_service"]
+    np.add.at(inj_p, lpos[live], -lpw[live])
+    np.add.at(inj_q, lpos[live], -lqw[live])
+    if len(grid.generator):
+        gpos = np.array([pos[int(b)] for b in grid.generator["bus"]], np.int64)
+        glive = grid.generator["in_service"]
+        np.add.at(inj_p, gpos[glive], grid.generator["p_mw"][glive])
+    return inj_p, inj_q
 
 
 @dataclass
@@ -75,156 +206,44 @@ class GridSensitivity:
         grid's own loads less its generators). Raises :class:`ValidationError` for a grid
         without a source or with a meshed (non-radial) conducting topology.
         """
-        from gridpilot.model import branch_status
-
         bus_ids = np.asarray(grid.bus.ids, np.int64)
         n = bus_ids.size
         pos = {int(b): i for i, b in enumerate(bus_ids)}
         if len(grid.source) == 0:
             raise ValidationError(issues=[Issue("source", "bus", "grid has no source (slack) bus")])
-        st = branch_status(grid)
-        ln, tr = grid.line, grid.transformer
-        edges: list[
-            tuple[int, int, str, float, float, float, float]
-        ] = []  # a, b, name, r_pu, x_pu, s_max, sign
-        lon = st["line_from"] & st["line_to"]
-        for k in np.flatnonzero(lon):
-            fb, tb = int(ln["from_bus"][k]), int(ln["to_bus"][k])
-            vkv = float(grid.bus["v_nom_kv"][pos[fb]])
-            zb = vkv**2 / S_BASE_MVA
-            r = float(ln["r_ohm_per_km"][k] * ln["length_km"][k]) / zb
-            x = float(ln["x_ohm_per_km"][k] * ln["length_km"][k]) / zb
-            smax = np.sqrt(3.0) * vkv * float(ln["max_i_ka"][k])
-            edges.append((pos[fb], pos[tb], f"line {int(ln.ids[k])}", r, x, smax, float(k)))
-        ton = st["trafo_hv"] & st["trafo_lv"]
-        for k in np.flatnonzero(ton):
-            sn = float(tr["sn_mva"][k])
-            r = float(tr["vkr_percent"][k]) / 100.0 * S_BASE_MVA / sn
-            z = float(tr["vk_percent"][k]) / 100.0 * S_BASE_MVA / sn
-            x = float(np.sqrt(max(z**2 - r**2, 0.0)))
-            edges.append(
-                (
-                    pos[int(tr["hv_bus"][k])],
-                    pos[int(tr["lv_bus"][k])],
-                    f"transformer {int(tr.ids[k])}",
-                    r,
-                    x,
-                    sn,
-                    -1.0,
-                )
-            )
-        bsw = st["busswitch"]
-        sw = grid.switch
-        for k in np.flatnonzero(bsw):
-            edges.append(
-                (
-                    pos[int(sw["bus"][k])],
-                    pos[int(sw["element"][k])],
-                    f"switch {int(sw.ids[k])}",
-                    0.0,
-                    0.0,
-                    np.inf,
-                    -1.0,
-                )
-            )
-        adj: list[list[int]] = [[] for _ in range(n)]
-        for e, (a, b, *_rest) in enumerate(edges):
-            adj[a].append(e)
-            adj[b].append(e)
-        root = pos[int(grid.source["bus"][0])]
-        parent_edge = np.full(n, -1, np.int64)
-        child_of_edge = np.full(len(edges), -1, np.int64)
-        seen = np.zeros(n, bool)
-        seen[root] = True
-        order: list[int] = []
-        dq: deque[int] = deque([root])
-        while dq:  # BFS once over the buses to orient the tree
-            u = dq.popleft()
-            order.append(u)
-            for e in adj[u]:
-                a, b = edges[e][0], edges[e][1]
-                v = b if a == u else a
-                if seen[v]:
-                    if parent_edge[u] != e and child_of_edge[e] < 0:
-                        raise ValidationError(
-                            issues=[
-                                Issue(
-                                    "grid",
-                                    "topology",
-                                    "market sensitivities need a radial grid; "
-                                    f"{edges[e][2]} closes a loop",
-                                )
-                            ]
-                        )
-                    continue
-                seen[v] = True
-                parent_edge[v] = e
-                child_of_edge[e] = v
-                dq.append(v)
-        used = np.flatnonzero(child_of_edge >= 0)
+        edges = _edges(grid, pos)
+        tree = _orient(edges, n, pos[int(grid.source["bus"][0])])
+        used, in_sub = _subtree_matrix(edges, tree)
         m = len(used)
-        eidx = np.full(len(edges), -1, np.int64)
-        eidx[used] = np.arange(m)
-        # M[e, j] = 1 when bus j lies below branch e; built by walking each bus up its path
-        in_sub = np.zeros((m, n))
-        parent_bus = np.full(n, -1, np.int64)
-        for v in order[1:]:
-            e = parent_edge[v]
-            a, b = edges[e][0], edges[e][1]
-            parent_bus[v] = a if b == v else b
-        for v in reversed(order[1:]):
-            e = eidx[parent_edge[v]]
-            in_sub[e, v] = 1.0
-            # add the subtree of v, which is complete since we walk the BFS order backwards
-            for ce in adj[v]:
-                if child_of_edge[ce] >= 0 and child_of_edge[ce] != v:
-                    in_sub[e] += in_sub[eidx[ce]]
-        r = np.array([edges[e][3] for e in used])
-        x = np.array([edges[e][4] for e in used])
-        smax = np.array([edges[e][5] for e in used])
+        r = np.array([edges[e].r_pu for e in used])
+        smax = np.array([edges[e].s_max_mva for e in used])
         ptdf = -in_sub
         dv_dp = in_sub.T @ (r[:, None] * in_sub) / S_BASE_MVA
-        r_path = in_sub.T @ r
-        names = [edges[e][2] for e in used]
-        line_k = np.array([int(edges[e][6]) for e in used], np.int64)
-        sign = np.array([1.0 if child_of_edge[e] == edges[e][1] else -1.0 for e in used])
-        zone = _zones(grid, bus_ids, order, n_zones)
         out = cls(
             bus_ids,
-            names,
+            [edges[e].name for e in used],
             ptdf,
             dv_dp,
             smax.copy(),
             np.zeros(m),
             np.ones(n),
-            zone,
-            r_path,
+            _zones(grid, bus_ids, tree.order, n_zones),
+            in_sub.T @ r,
             v_min_pu,
             v_max_pu,
             smax,
-            line_k,
-            sign,
+            np.array([int(edges[e].line_k) for e in used], np.int64),
+            np.array([1.0 if tree.child_of_edge[e] == edges[e].b else -1.0 for e in used]),
             dv_dp,
         )
         if base is not None:
             return out.rebase(base)
-        inj_p = np.zeros(n)
-        inj_q = np.zeros(n)
-        lpos = np.array([pos[int(b)] for b in grid.load["bus"]], np.int64)
-        lpw = grid.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw, float)
-        lqw = grid.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar, float)
-        live = grid.load["in_service"]
-        np.add.at(inj_p, lpos[live], -lpw[live])
-        np.add.at(inj_q, lpos[live], -lqw[live])
-        if len(grid.generator):
-            gpos = np.array([pos[int(b)] for b in grid.generator["bus"]], np.int64)
-            glive = grid.generator["in_service"]
-            np.add.at(inj_p, gpos[glive], grid.generator["p_mw"][glive])
-        p0 = ptdf @ inj_p
+        x = np.array([edges[e].x_pu for e in used])
+        inj_p, inj_q = _injections(grid, pos, load_p_mw, load_q_mvar)
         q0 = ptdf @ inj_q
         vs = float(grid.source["vm_pu"][0])
-        v0 = vs + dv_dp @ inj_p + (in_sub.T @ (x[:, None] * in_sub)) @ inj_q
-        out.p0_mw, out.v0_pu = p0, v0
+        out.p0_mw = ptdf @ inj_p
+        out.v0_pu = vs + dv_dp @ inj_p + (in_sub.T @ (x[:, None] * in_sub)) @ inj_q
         out.p_max_mw = np.sqrt(np.maximum(smax**2 - q0**2, 0.0))
         return out
 

@@ -20,6 +20,7 @@ participant by construction; the tests check it anyway.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from gridpilot.market.orders import (
     ReadingVerifier,
     default_reading_verifier,
 )
+
+log = logging.getLogger(__name__)
 
 
 def money_ueur(energy_wh: int | np.ndarray, price_eur_per_kwh: float | np.ndarray) -> Any:
@@ -127,6 +130,129 @@ class Settlement:
         return dict(out)
 
 
+@dataclass
+class _Readings:
+    """The accepted readings' export and import per participant (Wh), and who was refused."""
+
+    export_wh: dict[str, int] = field(default_factory=dict)
+    import_wh: dict[str, int] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    accepted: list[MeterReading] = field(default_factory=list)
+
+
+def _accept_readings(
+    readings: list[MeterReading],
+    participants: dict[str, Participant],
+    interval: int,
+    check: ReadingVerifier,
+) -> _Readings:
+    """Keep one valid reading per known participant for ``interval``; refuse the rest."""
+    out = _Readings()
+    for r in readings:
+        p = participants.get(r.participant)
+        if (
+            p is None
+            or r.interval != interval
+            or r.export_wh < 0
+            or r.import_wh < 0
+            or r.participant in out.export_wh
+            or not check(r, p)
+        ):
+            out.refused.append(r.participant)
+            continue
+        out.accepted.append(r)
+        out.export_wh[r.participant] = int(r.export_wh)
+        out.import_wh[r.participant] = int(r.import_wh)
+    return out
+
+
+@dataclass
+class _Book:
+    """The interval's payments as they are made (a negative amount is paid the other way)."""
+
+    interval: int
+    payments: list[Payment] = field(default_factory=list)
+
+    def pay(
+        self, payer: str, payee: str, amount: int, reason: str, contract: int = -1, wh: int = 0
+    ) -> None:
+        """Record ``payer`` paying ``payee`` ``amount`` µEUR (nothing for 0)."""
+        t = self.interval
+        if amount > 0:
+            self.payments.append(Payment(t, payer, payee, int(amount), reason, contract, int(wh)))
+        elif amount < 0:
+            self.payments.append(Payment(t, payee, payer, int(-amount), reason, contract, int(wh)))
+
+
+@dataclass
+class _Deliveries:
+    """Per participant sold and bought Wh and each seller's delivered Wh; per contract delivered and short Wh."""
+
+    sold: dict[str, int]
+    bought: dict[str, int]
+    seller_wh: dict[str, int]
+    delivered: np.ndarray
+    short: np.ndarray
+
+
+def _deliveries(contracts: Contracts, exp: dict[str, int]) -> _Deliveries:
+    """A seller delivers min(export, sold), shared over its contracts in proportion (rounded down to Wh)."""
+    n = len(contracts)
+    sold: dict[str, int] = defaultdict(int)
+    bought: dict[str, int] = defaultdict(int)
+    for s, b, q in zip(
+        contracts.seller.tolist(), contracts.buyer.tolist(), contracts.qty_wh.tolist(), strict=True
+    ):
+        sold[s] += q
+        bought[b] += q
+    deliv_seller = {s: min(exp.get(s, 0), q) for s, q in sold.items()}
+    q_arr = contracts.qty_wh.astype(np.int64)
+    sellers = contracts.seller.tolist()
+    s_tot = np.array([sold[s] for s in sellers], np.int64) if n else np.zeros(0, np.int64)
+    s_del = np.array([deliv_seller[s] for s in sellers], np.int64) if n else np.zeros(0, np.int64)
+    delivered = np.where(s_tot > 0, (q_arr * s_del) // np.maximum(s_tot, 1), 0)
+    return _Deliveries(sold, bought, deliv_seller, delivered, q_arr - delivered)
+
+
+def _pay_contracts(
+    book: _Book, contracts: Contracts, d: _Deliveries, retail_eur_per_kwh: float
+) -> None:
+    """Contract price and network fee on delivered energy; replacement and shortfall on the rest."""
+    price = contracts.price_eur_per_kwh
+    delivered, short = d.delivered, d.short
+    m_contract = money_ueur(delivered, price)
+    m_fee = money_ueur(delivered, contracts.fee_eur_per_kwh)
+    m_repl = money_ueur(short, price)
+    m_short = money_ueur(short, retail_eur_per_kwh) - m_repl
+    for k in range(len(contracts)):
+        cid = int(contracts.id[k])
+        s, b = str(contracts.seller[k]), str(contracts.buyer[k])
+        book.pay(b, s, int(m_contract[k]), "contract", cid, int(delivered[k]))
+        book.pay(b, GRID, int(m_fee[k]), "network_fee", cid, int(delivered[k]))
+        if short[k]:
+            book.pay(b, GRID, int(m_repl[k]), "replacement", cid, int(short[k]))
+            book.pay(s, GRID, int(m_short[k]), "shortfall", cid, int(short[k]))
+
+
+def _pay_grid(book: _Book, rd: _Readings, d: _Deliveries, tariff: tuple[float, float]) -> None:
+    """Surplus export at feed-in, import beyond what was bought at retail, unused energy credited.
+
+    ``tariff``: (retail, feed-in) EUR/kWh.
+    """
+    retail, feed_in = tariff
+    for pid in sorted(set(rd.export_wh) | set(d.sold) | set(d.bought)):
+        e = rd.export_wh.get(pid, 0)
+        surplus = e - d.seller_wh.get(pid, 0)
+        if surplus > 0:
+            book.pay(GRID, pid, int(money_ueur(surplus, feed_in)), "feed_in", -1, surplus)
+        bq = d.bought.get(pid, 0)
+        i = rd.import_wh.get(pid, bq)
+        if i > bq:
+            book.pay(pid, GRID, int(money_ueur(i - bq, retail)), "retail", -1, i - bq)
+        elif bq > i:
+            book.pay(GRID, pid, int(money_ueur(bq - i, feed_in)), "unused", -1, bq - i)
+
+
 def settle_interval(
     contracts: Contracts,
     readings: list[MeterReading],
@@ -145,83 +271,16 @@ def settle_interval(
     """
     check = default_reading_verifier if verifier is None else verifier
     t = contracts.interval
-    exp: dict[str, int] = {}
-    imp: dict[str, int] = {}
-    refused: list[str] = []
-    accepted: list[MeterReading] = []
-    for r in readings:
-        p = participants.get(r.participant)
-        if (
-            p is None
-            or r.interval != t
-            or r.export_wh < 0
-            or r.import_wh < 0
-            or r.participant in exp
-            or not check(r, p)
-        ):
-            refused.append(r.participant)
-            continue
-        accepted.append(r)
-        exp[r.participant] = int(r.export_wh)
-        imp[r.participant] = int(r.import_wh)
-    pays: list[Payment] = []
-
-    def pay(
-        payer: str, payee: str, amount: int, reason: str, contract: int = -1, wh: int = 0
-    ) -> None:
-        if amount > 0:
-            pays.append(Payment(t, payer, payee, int(amount), reason, contract, int(wh)))
-        elif amount < 0:
-            pays.append(Payment(t, payee, payer, int(-amount), reason, contract, int(wh)))
-
-    n = len(contracts)
-    sold: dict[str, int] = defaultdict(int)
-    bought: dict[str, int] = defaultdict(int)
-    for s, b, q in zip(
-        contracts.seller.tolist(), contracts.buyer.tolist(), contracts.qty_wh.tolist(), strict=True
-    ):
-        sold[s] += q
-        bought[b] += q
-    deliv_seller = {s: min(exp.get(s, 0), q) for s, q in sold.items()}
-    q_arr = contracts.qty_wh.astype(np.int64)
-    s_tot = (
-        np.array([sold[s] for s in contracts.seller.tolist()], np.int64)
-        if n
-        else np.zeros(0, np.int64)
+    rd = _accept_readings(readings, participants, t, check)
+    if rd.refused:
+        log.info("interval %d: %d meter readings refused", t, len(rd.refused))
+    d = _deliveries(contracts, rd.export_wh)
+    book = _Book(t)
+    _pay_contracts(book, contracts, d, retail_eur_per_kwh)
+    _pay_grid(book, rd, d, (retail_eur_per_kwh, feed_in_eur_per_kwh))
+    return Settlement(
+        t, book.payments, d.delivered, d.short, rd.refused, rd.export_wh, rd.import_wh, rd.accepted
     )
-    s_del = (
-        np.array([deliv_seller[s] for s in contracts.seller.tolist()], np.int64)
-        if n
-        else np.zeros(0, np.int64)
-    )
-    delivered = np.where(s_tot > 0, (q_arr * s_del) // np.maximum(s_tot, 1), 0)
-    short = q_arr - delivered
-    price = contracts.price_eur_per_kwh
-    fee = contracts.fee_eur_per_kwh
-    m_contract = money_ueur(delivered, price)
-    m_fee = money_ueur(delivered, fee)
-    m_repl = money_ueur(short, price)
-    m_short = money_ueur(short, retail_eur_per_kwh) - m_repl
-    for k in range(n):
-        cid = int(contracts.id[k])
-        s, b = str(contracts.seller[k]), str(contracts.buyer[k])
-        pay(b, s, int(m_contract[k]), "contract", cid, int(delivered[k]))
-        pay(b, GRID, int(m_fee[k]), "network_fee", cid, int(delivered[k]))
-        if short[k]:
-            pay(b, GRID, int(m_repl[k]), "replacement", cid, int(short[k]))
-            pay(s, GRID, int(m_short[k]), "shortfall", cid, int(short[k]))
-    for pid in sorted(set(exp) | set(sold) | set(bought)):
-        e = exp.get(pid, 0)
-        surplus = e - deliv_seller.get(pid, 0)
-        if surplus > 0:
-            pay(GRID, pid, int(money_ueur(surplus, feed_in_eur_per_kwh)), "feed_in", -1, surplus)
-        bq = bought.get(pid, 0)
-        i = imp.get(pid, bq)
-        if i > bq:
-            pay(pid, GRID, int(money_ueur(i - bq, retail_eur_per_kwh)), "retail", -1, i - bq)
-        elif bq > i:
-            pay(GRID, pid, int(money_ueur(bq - i, feed_in_eur_per_kwh)), "unused", -1, bq - i)
-    return Settlement(t, pays, delivered, short, refused, exp, imp, accepted)
 
 
 def grid_only_cost_ueur(

@@ -122,7 +122,7 @@ def write_grid(grid: Grid, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npz":
-        arrays: dict[str, np.ndarray] = {
+        arrays: dict[str, Any] = {  # Any: numpy types savez(**kwds) against allow_pickle
             f"table/{c}": t.data for c, t in grid.tables.items() if len(t)
         }
         head = grid_to_dict(grid, include_profiles=False)

@@ -8,6 +8,7 @@ become PQ generators at their set power (noted in ``grid.meta["import_notes"]``)
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from gridpilot.model.grid import Grid
 from gridpilot.model.profiles import Profiles
 from gridpilot.model.schema import ElementType, GenKind, SwitchKind
 from gridpilot.model.table import Table
+
+log = logging.getLogger(__name__)
 
 _SWITCH_KIND = {
     "CB": SwitchKind.BREAKER,
@@ -58,28 +61,27 @@ def _gen_kind(types: pd.Series) -> np.ndarray:
     return kind
 
 
-def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = True) -> Grid:
-    """Convert a pandapower ``net`` into a validated :class:`Grid` (pandapower is not changed)."""
-    notes: list[str] = []
-    bus = net.bus
+def _bus_table(bus: pd.DataFrame) -> Table:
+    """Buses: nominal kV, geo coordinates, zones numbered in order of appearance."""
     x, y = _coords(bus)
     zone = pd.factorize(bus["zone"].astype(str))[0] if "zone" in bus.columns else np.zeros(len(bus))
-    tables: dict[str, Table] = {
-        "bus": Table.from_columns(
-            "bus",
-            {
-                "id": bus.index.to_numpy(),
-                "v_nom_kv": bus["vn_kv"].to_numpy(),
-                "x": x,
-                "y": y,
-                "zone": zone,
-                "in_service": bus["in_service"].to_numpy(bool),
-            },
-        ),
-    }
-    ln = net.line
+    return Table.from_columns(
+        "bus",
+        {
+            "id": bus.index.to_numpy(),
+            "v_nom_kv": bus["vn_kv"].to_numpy(),
+            "x": x,
+            "y": y,
+            "zone": zone,
+            "in_service": bus["in_service"].to_numpy(bool),
+        },
+    )
+
+
+def _line_table(ln: pd.DataFrame) -> Table:
+    """Lines, ``parallel`` ones merged into one equivalent line (derating factor ``df`` applied)."""
     par = _col(ln, "parallel", 1).astype(float)
-    tables["line"] = Table.from_columns(
+    return Table.from_columns(
         "line",
         {
             "id": ln.index.to_numpy(),
@@ -93,76 +95,81 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
             "in_service": ln["in_service"].to_numpy(bool),
         },
     )
-    tr = net.trafo
-    if len(tr):
-        tap_pos = _col(tr, "tap_pos", 0.0)
-        tap_neutral = _col(tr, "tap_neutral", 0.0)
-        tap_min = np.minimum(_col(tr, "tap_min", np.nan), tap_pos)
-        tap_max = np.maximum(_col(tr, "tap_max", np.nan), tap_pos)
-        tap_min = np.where(np.isnan(tap_min), tap_pos, tap_min)
-        tap_max = np.where(np.isnan(tap_max), tap_pos, tap_max)
-        side = (
-            tr["tap_side"].fillna("hv").astype(str).str.lower().to_numpy()
-            if "tap_side" in tr
-            else np.array(["hv"] * len(tr))
-        )
-        tpar = _col(tr, "parallel", 1).astype(float)
-        tables["transformer"] = Table.from_columns(
-            "transformer",
-            {
-                "id": tr.index.to_numpy(),
-                "hv_bus": tr["hv_bus"].to_numpy(),
-                "lv_bus": tr["lv_bus"].to_numpy(),
-                "sn_mva": tr["sn_mva"].to_numpy() * tpar,
-                "vn_hv_kv": tr["vn_hv_kv"].to_numpy(),
-                "vn_lv_kv": tr["vn_lv_kv"].to_numpy(),
-                "vk_percent": tr["vk_percent"].to_numpy(),
-                "vkr_percent": tr["vkr_percent"].to_numpy(),
-                "pfe_kw": _col(tr, "pfe_kw", 0.0) * tpar,
-                "i0_percent": _col(tr, "i0_percent", 0.0),
-                "shift_degree": _col(tr, "shift_degree", 0.0),
-                "tap_side": (side == "lv").astype(np.int8),
-                "tap_pos": np.round(tap_pos),
-                "tap_neutral": np.round(tap_neutral),
-                "tap_min": np.round(tap_min),
-                "tap_max": np.round(tap_max),
-                "tap_step_percent": _col(tr, "tap_step_percent", 0.0),
-                "in_service": tr["in_service"].to_numpy(bool),
-            },
-        )
-    sw = net.switch
-    if len(sw):
-        keep = sw["et"].isin(["l", "t", "b"]).to_numpy()
-        if not keep.all():
-            notes.append(f"{int((~keep).sum())} switches at three-winding transformers dropped")
-        sw = sw[keep]
-        et = (
-            sw["et"]
-            .map({"l": ElementType.LINE, "t": ElementType.TRANSFORMER, "b": ElementType.BUS})
-            .to_numpy()
-        )
-        kind = (
-            sw["type"]
-            .map(lambda t: int(_SWITCH_KIND.get(str(t), SwitchKind.LOAD_BREAK)))
-            .to_numpy()
-            if "type" in sw
-            else np.ones(len(sw))
-        )
-        closed = sw["closed"].to_numpy(bool)
-        tables["switch"] = Table.from_columns(
-            "switch",
-            {
-                "id": sw.index.to_numpy(),
-                "bus": sw["bus"].to_numpy(),
-                "element": sw["element"].to_numpy(),
-                "et": et,
-                "kind": kind,
-                "closed": closed,
-                "normally_open": ~closed,
-            },
-        )
-    eg = net.ext_grid
-    tables["source"] = Table.from_columns(
+
+
+def _trafo_table(tr: pd.DataFrame) -> Table:
+    """Two-winding transformers with their tap changers (a missing tap range is the present tap)."""
+    tap_pos = _col(tr, "tap_pos", 0.0)
+    tap_neutral = _col(tr, "tap_neutral", 0.0)
+    tap_min = np.minimum(_col(tr, "tap_min", np.nan), tap_pos)
+    tap_max = np.maximum(_col(tr, "tap_max", np.nan), tap_pos)
+    tap_min = np.where(np.isnan(tap_min), tap_pos, tap_min)
+    tap_max = np.where(np.isnan(tap_max), tap_pos, tap_max)
+    side = (
+        tr["tap_side"].fillna("hv").astype(str).str.lower().to_numpy()
+        if "tap_side" in tr
+        else np.array(["hv"] * len(tr))
+    )
+    tpar = _col(tr, "parallel", 1).astype(float)
+    return Table.from_columns(
+        "transformer",
+        {
+            "id": tr.index.to_numpy(),
+            "hv_bus": tr["hv_bus"].to_numpy(),
+            "lv_bus": tr["lv_bus"].to_numpy(),
+            "sn_mva": tr["sn_mva"].to_numpy() * tpar,
+            "vn_hv_kv": tr["vn_hv_kv"].to_numpy(),
+            "vn_lv_kv": tr["vn_lv_kv"].to_numpy(),
+            "vk_percent": tr["vk_percent"].to_numpy(),
+            "vkr_percent": tr["vkr_percent"].to_numpy(),
+            "pfe_kw": _col(tr, "pfe_kw", 0.0) * tpar,
+            "i0_percent": _col(tr, "i0_percent", 0.0),
+            "shift_degree": _col(tr, "shift_degree", 0.0),
+            "tap_side": (side == "lv").astype(np.int8),
+            "tap_pos": np.round(tap_pos),
+            "tap_neutral": np.round(tap_neutral),
+            "tap_min": np.round(tap_min),
+            "tap_max": np.round(tap_max),
+            "tap_step_percent": _col(tr, "tap_step_percent", 0.0),
+            "in_service": tr["in_service"].to_numpy(bool),
+        },
+    )
+
+
+def _switch_table(sw: pd.DataFrame, notes: list[str]) -> Table:
+    """Line, transformer and bus-bus switches (those at three-winding transformers dropped, noted)."""
+    keep = sw["et"].isin(["l", "t", "b"]).to_numpy()
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} switches at three-winding transformers dropped")
+    sw = sw[keep]
+    et = (
+        sw["et"]
+        .map({"l": ElementType.LINE, "t": ElementType.TRANSFORMER, "b": ElementType.BUS})
+        .to_numpy()
+    )
+    kind = (
+        sw["type"].map(lambda t: int(_SWITCH_KIND.get(str(t), SwitchKind.LOAD_BREAK))).to_numpy()
+        if "type" in sw
+        else np.ones(len(sw))
+    )
+    closed = sw["closed"].to_numpy(bool)
+    return Table.from_columns(
+        "switch",
+        {
+            "id": sw.index.to_numpy(),
+            "bus": sw["bus"].to_numpy(),
+            "element": sw["element"].to_numpy(),
+            "et": et,
+            "kind": kind,
+            "closed": closed,
+            "normally_open": ~closed,
+        },
+    )
+
+
+def _source_table(eg: pd.DataFrame) -> Table:
+    """External grids as ideal slack sources."""
+    return Table.from_columns(
         "source",
         {
             "id": eg.index.to_numpy(),
@@ -175,7 +182,10 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
             "in_service": eg["in_service"].to_numpy(bool),
         },
     )
-    ld = net.load
+
+
+def _load_table(ld: pd.DataFrame) -> Table:
+    """Loads with ``scaling`` folded in and their constant-current/impedance shares."""
     scale = _col(ld, "scaling", 1.0)
     i_share = (
         _col(ld, "const_i_p_percent", _col(ld, "const_i_percent", 0.0)[0] if len(ld) else 0.0)
@@ -185,7 +195,7 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
         _col(ld, "const_z_p_percent", _col(ld, "const_z_percent", 0.0)[0] if len(ld) else 0.0)
         / 100.0
     )
-    tables["load"] = Table.from_columns(
+    return Table.from_columns(
         "load",
         {
             "id": ld.index.to_numpy(),
@@ -197,6 +207,10 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
             "in_service": ld["in_service"].to_numpy(bool),
         },
     )
+
+
+def _generators(net: Any, notes: list[str]) -> pd.DataFrame:
+    """Static generators and (as PQ injections, ids after the sgens') voltage-controlled ones."""
     gens = []
     sg = net.sgen
     if len(sg):
@@ -237,52 +251,80 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
                 }
             )
         )
-    gdf = pd.concat(gens, ignore_index=True) if gens else pd.DataFrame()
+    return pd.concat(gens, ignore_index=True) if gens else pd.DataFrame()
+
+
+def _generator_table(gdf: pd.DataFrame, notes: list[str]) -> Table:
+    """The generator table (negative p_mw set to 0 in ``gdf`` too, noted)."""
+    neg = gdf["p_mw"].to_numpy() < 0
+    if neg.any():
+        notes.append(f"{int(neg.sum())} generators with negative p_mw set to 0")
+        gdf.loc[neg, "p_mw"] = 0.0
+    return Table.from_columns(
+        "generator",
+        {
+            k: gdf[k].to_numpy()
+            for k in ("id", "bus", "kind", "p_mw", "q_mvar", "sn_mva", "in_service")
+        },
+    )
+
+
+def _storage_table(st: pd.DataFrame) -> Table:
+    """Storage units (a missing energy or power rating gets a small positive default)."""
+    e = _col(st, "max_e_mwh", 0.0)
+    pmax = np.maximum.reduce(
+        [np.abs(st["p_mw"].to_numpy()), _col(st, "sn_mva", 0.0), _col(st, "max_p_mw", 0.0)]
+    )
+    return Table.from_columns(
+        "storage",
+        {
+            "id": st.index.to_numpy(),
+            "bus": st["bus"].to_numpy(),
+            "p_mw": st["p_mw"].to_numpy() * _col(st, "scaling", 1.0),
+            "q_mvar": st["q_mvar"].to_numpy(),
+            "e_mwh": np.where(e > 0, e, np.maximum(pmax, 1e-3) * 2),
+            "soc": np.clip(_col(st, "soc_percent", 50.0) / 100.0, 0, 1),
+            "p_max_mw": np.where(pmax > 0, pmax, 1e-3),
+            "in_service": st["in_service"].to_numpy(bool),
+        },
+    )
+
+
+def _labels(net: Any) -> dict[str, dict[int, str]]:
+    """The names of buses, lines and loads where pandapower has them."""
+    labels = {}
+    for comp, df in (("bus", net.bus), ("line", net.line), ("load", net.load)):
+        if "name" in df.columns:
+            m = {int(i): str(v) for i, v in df["name"].items() if isinstance(v, str) and v}
+            if m:
+                labels[comp] = m
+    return labels
+
+
+def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = True) -> Grid:
+    """Convert a pandapower ``net`` into a validated :class:`Grid` (pandapower is not changed)."""
+    notes: list[str] = []
+    tables: dict[str, Table] = {"bus": _bus_table(net.bus), "line": _line_table(net.line)}
+    if len(net.trafo):
+        tables["transformer"] = _trafo_table(net.trafo)
+    if len(net.switch):
+        tables["switch"] = _switch_table(net.switch, notes)
+    tables["source"] = _source_table(net.ext_grid)
+    tables["load"] = _load_table(net.load)
+    gdf = _generators(net, notes)
     if len(gdf):
-        neg = gdf["p_mw"].to_numpy() < 0
-        if neg.any():
-            notes.append(f"{int(neg.sum())} generators with negative p_mw set to 0")
-            gdf.loc[neg, "p_mw"] = 0.0
-        tables["generator"] = Table.from_columns(
-            "generator",
-            {
-                k: gdf[k].to_numpy()
-                for k in ("id", "bus", "kind", "p_mw", "q_mvar", "sn_mva", "in_service")
-            },
-        )
-    st = net.storage
-    if len(st):
-        e = _col(st, "max_e_mwh", 0.0)
-        pmax = np.maximum.reduce(
-            [np.abs(st["p_mw"].to_numpy()), _col(st, "sn_mva", 0.0), _col(st, "max_p_mw", 0.0)]
-        )
-        tables["storage"] = Table.from_columns(
-            "storage",
-            {
-                "id": st.index.to_numpy(),
-                "bus": st["bus"].to_numpy(),
-                "p_mw": st["p_mw"].to_numpy() * _col(st, "scaling", 1.0),
-                "q_mvar": st["q_mvar"].to_numpy(),
-                "e_mwh": np.where(e > 0, e, np.maximum(pmax, 1e-3) * 2),
-                "soc": np.clip(_col(st, "soc_percent", 50.0) / 100.0, 0, 1),
-                "p_max_mw": np.where(pmax > 0, pmax, 1e-3),
-                "in_service": st["in_service"].to_numpy(bool),
-            },
-        )
+        tables["generator"] = _generator_table(gdf, notes)
+    if len(net.storage):
+        tables["storage"] = _storage_table(net.storage)
     grid = Grid(
         name or str(getattr(net, "name", "") or "pandapower"),
         float(getattr(net, "f_hz", 50.0)),
         tables,
     )
-    labels = {}
-    for comp, df in (("bus", bus), ("line", ln), ("load", ld)):
-        if "name" in df.columns:
-            m = {int(i): str(v) for i, v in df["name"].items() if isinstance(v, str) and v}
-            if m:
-                labels[comp] = m
-    grid.labels = labels
+    grid.labels = _labels(net)
     if notes:
         grid.meta["import_notes"] = notes
+        log.info("pandapower import of %s: %s", grid.name, "; ".join(notes))
     grid.meta["source"] = "pandapower"
     if with_profiles and isinstance(getattr(net, "profiles", None), dict) and net.profiles:
         _attach_simbench_profiles(grid, net, gdf)
