@@ -24,7 +24,7 @@ KERNEL_MODULES: tuple[str, ...] = (
     "gridpilot.twin.radial_kernel",
     "gridpilot.control.radialpf",
     "gridpilot.control.sections",
-    "gridpilot.control.flisr",
+    "gridpilot.control.flisr._kernels",
 )
 
 

@@ -13,13 +13,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import GenKind, Grid
-from gridpilot.twin import Twin, profiles_for, step_injections
+from gridpilot.twin import TimeSeriesResult, Twin, profiles_for, step_injections
+
+_INJECTIONS = frozenset(
+    ("load_p_mw", "load_q_mvar", "gen_p_mw", "gen_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
+)
+
+
+def _voltages(
+    twin: Twin, steps: int, inj: Mapping[str, np.ndarray], start: int = 0
+) -> TimeSeriesResult:
+    """Twin batch of ``steps`` power flows from ``start`` with injections ``inj`` ((T, n) arrays,
+    MW/Mvar, keyed as :meth:`Twin.timeseries` names them), keeping bus voltages (pu)."""
+    unknown = sorted(set(inj) - _INJECTIONS)
+    if unknown:
+        raise ValidationError(f"injections: unknown series {unknown}")
+    return twin.timeseries(
+        steps,
+        start=start,
+        outputs=("v_pu",),
+        load_p_mw=inj.get("load_p_mw"),
+        load_q_mvar=inj.get("load_q_mvar"),
+        gen_p_mw=inj.get("gen_p_mw"),
+        gen_q_mvar=inj.get("gen_q_mvar"),
+        storage_p_mw=inj.get("storage_p_mw"),
+        ev_p_mw=inj.get("ev_p_mw"),
+        flex_p_mw=inj.get("flex_p_mw"),
+    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +117,7 @@ def run_curves(
     q = np.zeros_like(p_av)
     p = p_av.copy()
     bpos = grid.bus.position_map(grid.generator["bus"][pv])
-    ts = twin.timeseries(steps, start=start, outputs=("v_pu",), **inj)
+    ts = _voltages(twin, steps, inj, start)
     it = 0
     for it in range(1, iterations + 1):  # noqa: B007 - the count is reported
         v = np.nan_to_num(np.asarray(ts.v_pu, float)[:, bpos], nan=1.0)
@@ -110,9 +137,7 @@ def run_curves(
         gq = inj.get("gen_q_mvar", np.zeros_like(gp)).copy()
         gp[:, pv] = p
         gq[:, pv] = q
-        ts = twin.timeseries(
-            steps, start=start, outputs=("v_pu",), **{**inj, "gen_p_mw": gp, "gen_q_mvar": gq}
-        )
+        ts = _voltages(twin, steps, {**inj, "gen_p_mw": gp, "gen_q_mvar": gq}, start)
         if change < 1e-4:
             break
     dt = float(ts.meta.get("step_h", 0.25))
@@ -147,7 +172,7 @@ def optimise_q(
     gq = rep.get("gen_q_mvar", np.zeros_like(rep["gen_p_mw"])).copy()
     gq[np.arange(1, n + 1), pv] += delta_mvar
     rep["gen_q_mvar"] = gq
-    ts = twin.timeseries(n + 1, outputs=("v_pu",), **rep)
+    ts = _voltages(twin, n + 1, rep)
     v = np.asarray(ts.v_pu, float)
     sens = (v[1:] - v[0]).T / delta_mvar  # (n_bus, n)
     live = v[0] > 0.5
