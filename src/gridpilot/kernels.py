@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 KERNEL_MODULES: tuple[str, ...] = (
     "gridpilot.twin.radial_kernel",
-    "gridpilot.control.radialpf",
+    "gridpilot.control.radial_sweep",
     "gridpilot.control.sections",
     "gridpilot.control.flisr._kernels",
 )

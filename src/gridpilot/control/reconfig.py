@@ -154,8 +154,8 @@ def reconfigure(
     # escape the local optimum of the best candidate so far (iterated local search)
     _, best_st = min(cands[1:] or cands, key=lambda c: _sweep_key(search, c[1]))
     cands.append(("kicked", kicked(search, best_st, kicks, max_rounds)))
-    kept, closed, after = _best_in_twin(twin, cands, hard, target, not lim.relax_to_prefault)
-    return _result(grid, sec, search, lim, before, after, closed, kept, t0)
+    chosen = _best_in_twin(twin, cands, hard, target, not lim.relax_to_prefault)
+    return _result(search, lim, before, chosen, t0)
 
 
 def _sweep_key(search: ExchangeSearch, closed: np.ndarray) -> tuple[float, float]:
@@ -230,17 +230,16 @@ def _best_in_twin(
 
 
 def _result(
-    grid: Grid,
-    sec: Sections,
     search: ExchangeSearch,
     lim: Limits,
     before: Any,
-    after: Any,
-    closed: np.ndarray,
-    kept: str,
+    chosen: tuple[str, np.ndarray, Any],
     t0: float,
 ) -> ReconfigResult:
-    """Assemble the result with its limits, binding limits and remarks."""
+    """Assemble the result with its limits, binding limits and remarks: ``before`` the start's
+    twin power flow, ``chosen`` the configuration kept (label, switch states, power flow)."""
+    grid, sec = search.grid, search.sections
+    kept, closed, after = chosen
     target, hard = search.target, search.hard
     broken = target.broken(after.vmin_pu, after.vmax_pu, after.max_loading_pct)
     remarks = []

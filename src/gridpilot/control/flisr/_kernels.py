@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gridpilot.control.radialpf import warm_radial_kernel
+from gridpilot.control.radial_sweep import warm_radial_kernel
 from gridpilot.control.sections import subtree_mask
 
 

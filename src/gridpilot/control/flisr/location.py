@@ -193,45 +193,11 @@ def locate(
         else np.asarray(switch_closed, bool).copy()
     )
     sw = grid.switch
-    notes: list[str] = []
     trip_pos = sw.index_of(ind.tripped) if ind.tripped else np.zeros(0, np.int64)
     closed[trip_pos] = True  # location reasons on the pre-trip network
     st = sec.state(closed)
-    obs = np.full(len(sw), -1, np.int8)  # -1 unknown, 0 no pickup, 1 pickup
-    if ind.fpi:
-        keys = np.fromiter(ind.fpi.keys(), np.int64, len(ind.fpi))
-        vals = np.fromiter(
-            (-1 if v is None else int(bool(v)) for v in ind.fpi.values()), np.int8, len(ind.fpi)
-        )
-        obs[sw.index_of(keys)] = vals
-    tops: list[int] = [int(t) for t in trip_pos]
-    if not tops:
-        # no trip reported: the devices above the topmost sections that lost voltage
-        if ind.lost_voltage:
-            lb = grid.bus.index_of(ind.lost_voltage)
-            lost = np.zeros(sec.n, bool)
-            lost[sec.of_bus[lb]] = True
-            lost &= st.energised
-            heads = np.flatnonzero(
-                lost & ~np.where(st.parent >= 0, lost[np.maximum(st.parent, 0)], False)
-            )
-            for h in heads:
-                dev = protective_device(sec, st, int(h))
-                if dev >= 0 and dev not in tops:
-                    tops.append(dev)
-            notes.append("no trip reported: tripped device inferred from lost-voltage reports")
-        else:
-            picked = np.flatnonzero(obs == 1)
-            for p in picked:
-                path = path_switches(st, int(_below(sec, st, int(p))))
-                dev = next(
-                    (s for s in reversed(path) if sec.sw_kind[s] == SwitchKind.BREAKER),
-                    path[0] if path else -1,
-                )
-                if dev >= 0 and dev not in tops:
-                    tops.append(dev)
-            if tops:
-                notes.append("no trip or voltage reports: tripped device inferred from indicators")
+    obs = _observed(grid, ind)
+    tops, notes = _tripped_devices(grid, sec, st, ind, obs, trip_pos)
     if not tops:
         return Location([], [], [], True, [*notes, "no indication of a fault"])
     # candidates: every section below the tripped devices; an ancestor device's subtree wins
@@ -241,9 +207,85 @@ def locate(
     cands = np.flatnonzero(cand_mask)
     # observed switches: those bounding a candidate section (and the devices themselves)
     rel = np.flatnonzero((cand_mask[sec.sw_a] | cand_mask[sec.sw_b]) & (obs >= 0))
-    col = np.full(len(sw), -1, np.int64)
+    expect = _expected_pickups(st, cands, rel, len(sw))
+    ex = _explanations(expect, obs[rel].astype(bool))
+    chosen, out = _ranked(grid, sec, cands, ex)
+    # the best explanation: least cost, then fewest faults, then first listed
+    two = ex.b >= 0
+    best_i = int(np.lexsort((np.arange(ex.cost.size), two, ex.cost))[0])
+    n_faults = 2 if two[best_i] else 1
+    wrong = float(ex.cost[best_i]) - SECOND_FAULT_COST * (n_faults - 1)
+    if n_faults > 1:
+        notes.append(f"indications explained by {n_faults} simultaneous faults")
+    if wrong > 0:
+        notes.append(
+            f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)"
+        )
+    return Location(chosen, out, tops, bool(wrong <= 0), notes)
+
+
+def _observed(grid: Grid, ind: Indications) -> np.ndarray:
+    """Per switch: -1 unknown, 0 no fault current seen, 1 fault current seen (indicators)."""
+    sw = grid.switch
+    obs = np.full(len(sw), -1, np.int8)
+    if ind.fpi:
+        keys = np.fromiter(ind.fpi.keys(), np.int64, len(ind.fpi))
+        vals = np.fromiter(
+            (-1 if v is None else int(bool(v)) for v in ind.fpi.values()), np.int8, len(ind.fpi)
+        )
+        obs[sw.index_of(keys)] = vals
+    return obs
+
+
+def _tripped_devices(
+    grid: Grid,
+    sec: Sections,
+    st: SectionState,
+    ind: Indications,
+    obs: np.ndarray,
+    trip_pos: np.ndarray,
+) -> tuple[list[int], list[str]]:
+    """Switch positions of the tripped devices: those reported, else inferred from lost-voltage
+    reports, else from indicators that saw fault current; and notes saying which."""
+    notes: list[str] = []
+    tops: list[int] = [int(t) for t in trip_pos]
+    if tops:
+        return tops, notes
+    # no trip reported: the devices above the topmost sections that lost voltage
+    if ind.lost_voltage:
+        lb = grid.bus.index_of(ind.lost_voltage)
+        lost = np.zeros(sec.n, bool)
+        lost[sec.of_bus[lb]] = True
+        lost &= st.energised
+        heads = np.flatnonzero(
+            lost & ~np.where(st.parent >= 0, lost[np.maximum(st.parent, 0)], False)
+        )
+        for h in heads:
+            dev = protective_device(sec, st, int(h))
+            if dev >= 0 and dev not in tops:
+                tops.append(dev)
+        notes.append("no trip reported: tripped device inferred from lost-voltage reports")
+        return tops, notes
+    for p in np.flatnonzero(obs == 1):
+        path = path_switches(st, int(_below(sec, st, int(p))))
+        dev = next(
+            (s for s in reversed(path) if sec.sw_kind[s] == SwitchKind.BREAKER),
+            path[0] if path else -1,
+        )
+        if dev >= 0 and dev not in tops:
+            tops.append(dev)
+    if tops:
+        notes.append("no trip or voltage reports: tripped device inferred from indicators")
+    return tops, notes
+
+
+def _expected_pickups(
+    st: SectionState, cands: np.ndarray, rel: np.ndarray, n_sw: int
+) -> np.ndarray:
+    """(candidates, observed switches) bool: the switches on each candidate's supply path
+    (those that would see fault current were the fault there)."""
+    col = np.full(n_sw, -1, np.int64)
     col[rel] = np.arange(rel.size)
-    # expected pickups: path switches of each candidate
     expect = np.zeros((cands.size, rel.size), bool)
     rows, cur = np.arange(cands.size), cands.copy()
     while rows.size:  # climb all candidates' supply paths together, one level per step
@@ -252,11 +294,25 @@ def locate(
         kk = col[st.parent_switch[cur]]
         expect[rows[kk >= 0], kk[kk >= 0]] = True
         cur = st.parent[cur]
-    o = obs[rel].astype(bool)
+    return expect
+
+
+@dataclass
+class _Explanations:
+    """Explanations of the indications: cost (contradicted indications, plus the second
+    fault's), first and second section as candidate positions (-1 none), posterior."""
+
+    cost: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    post: np.ndarray
+
+
+def _explanations(expect: np.ndarray, o: np.ndarray) -> _Explanations:
+    """Single faults, and pairs where no single fault explains everything, with posteriors."""
     single = (expect != o[None, :]).sum(axis=1).astype(float)
     alpha = float(np.log((1 - P_INDICATOR_WRONG) / P_INDICATOR_WRONG))
-    # explanations as arrays: cost, first and second section (as candidate positions; -1 none)
-    n_c = cands.size
+    n_c = expect.shape[0]
     e_cost, e_a, e_b = single, np.arange(n_c), np.full(n_c, -1)
     if 1 < n_c <= MAX_PAIR_CANDIDATES and single.min() > 0:
         i, j = np.triu_indices(n_c, 1)
@@ -266,19 +322,27 @@ def locate(
         e_cost = np.concatenate([e_cost, pair[keep]])
         e_a = np.concatenate([e_a, i[keep]])
         e_b = np.concatenate([e_b, j[keep]])
-    best = e_cost.min()
-    post = np.exp(-alpha * (e_cost - best))
+    post = np.exp(-alpha * (e_cost - e_cost.min()))
     post /= post.sum()
-    two = e_b >= 0
+    return _Explanations(e_cost, e_a, e_b, post)
+
+
+def _ranked(
+    grid: Grid, sec: Sections, cands: np.ndarray, ex: _Explanations
+) -> tuple[list[int], list[Candidate]]:
+    """The sections of the least-cost explanations (sorted) and up to ten candidates ranked by
+    summed posterior (then least cost)."""
+    n_c = cands.size
+    two = ex.b >= 0
     # per section: summed posterior (accumulated in explanation order) and least cost
-    idx = np.stack([e_a, e_b], axis=1).ravel()
+    idx = np.stack([ex.a, ex.b], axis=1).ravel()
     has = idx >= 0
     marg = np.zeros(n_c)
-    np.add.at(marg, idx[has], np.repeat(post, 2)[has])
+    np.add.at(marg, idx[has], np.repeat(ex.post, 2)[has])
     mism = np.full(n_c, np.inf)
-    np.minimum.at(mism, idx[has], np.repeat(e_cost, 2)[has])
-    at_best = e_cost == best
-    chosen_pos = np.unique(np.concatenate([e_a[at_best], e_b[at_best & two]]))
+    np.minimum.at(mism, idx[has], np.repeat(ex.cost, 2)[has])
+    at_best = ex.cost == ex.cost.min()
+    chosen_pos = np.unique(np.concatenate([ex.a[at_best], ex.b[at_best & two]]))
     chosen = sorted(int(x) for x in cands[chosen_pos])
     in_chosen = np.zeros(n_c, bool)
     in_chosen[chosen_pos] = True
@@ -295,17 +359,7 @@ def locate(
         )
         for q in ranked_pos
     ]
-    # the best explanation: least cost, then fewest faults, then first listed
-    best_i = int(np.lexsort((np.arange(e_cost.size), two, e_cost))[0])
-    n_faults = 2 if two[best_i] else 1
-    wrong = float(e_cost[best_i]) - SECOND_FAULT_COST * (n_faults - 1)
-    if n_faults > 1:
-        notes.append(f"indications explained by {n_faults} simultaneous faults")
-    if wrong > 0:
-        notes.append(
-            f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)"
-        )
-    return Location(chosen, out, tops, bool(wrong <= 0), notes)
+    return chosen, out
 
 
 def _below(sec: Sections, st: SectionState, switch_pos: int) -> int:

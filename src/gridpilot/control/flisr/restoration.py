@@ -176,7 +176,7 @@ def restore_all(eng: FlisrEngine, work: np.ndarray, case: Case) -> Restoration:
         progress = False
         for isl in sorted(islands, key=lambda a: -float(sec.weight[a].sum())):
             st_w = sec.state(out.work)
-            res = restore_island(eng, isl, out.work, case.locked, st_w, case.pre, case.limits)
+            res = restore_island(eng, isl, out.work, st_w, case)
             if res is None or not res.closes:
                 continue
             progress = True
@@ -192,16 +192,11 @@ def restore_all(eng: FlisrEngine, work: np.ndarray, case: Case) -> Restoration:
 
 
 def restore_island(
-    eng: FlisrEngine,
-    isl: np.ndarray,
-    work: np.ndarray,
-    locked: np.ndarray,
-    st: SectionState,
-    pre: Prefault,
-    limits: tuple[float, float, float],
+    eng: FlisrEngine, isl: np.ndarray, work: np.ndarray, st: SectionState, case: Case
 ) -> IslandPlan | None:
-    """Best radial way to feed one dead island; None when it has no usable tie."""
-    s = _island_search(eng, isl, work, locked, st, pre, limits)
+    """Best radial way to feed one dead island (sections ``isl``) from switch states ``work``
+    (section tree ``st``) within ``case``'s limits and locks; None when it has no usable tie."""
+    s = _island_search(eng, isl, work, st, case)
     if s is None:
         return None
     key = s.memo_key()
@@ -215,16 +210,11 @@ def restore_island(
 
 
 def _island_search(
-    eng: FlisrEngine,
-    isl: np.ndarray,
-    work: np.ndarray,
-    locked: np.ndarray,
-    st: SectionState,
-    pre: Prefault,
-    limits: tuple[float, float, float],
+    eng: FlisrEngine, isl: np.ndarray, work: np.ndarray, st: SectionState, case: Case
 ) -> _IslandSearch | None:
     """The island's region (island + the live feeders behind every entry, since load may move
     between them) and local graph; None when no usable tie enters the island."""
+    locked, pre = case.locked, case.pre
     sec = eng.sections
     inisl = np.zeros(sec.n, bool)
     inisl[isl] = True
@@ -259,7 +249,7 @@ def _island_search(
         eng=eng,
         isl=isl,
         work=work,
-        limits=limits,
+        limits=case.limits,
         pre=pre,
         region=region,
         loc_secs=loc_secs,
