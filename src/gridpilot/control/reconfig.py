@@ -28,6 +28,7 @@ On case33bw this finds the published optimum (open 7, 9, 14, 32, 37; 139.55 kW).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,8 @@ from gridpilot.control.reconfig_search import Band, ExchangeSearch, better, kick
 from gridpilot.control.sections import Sections
 from gridpilot.errors import InfeasibleError
 from gridpilot.model import ElementType, Grid
+
+log = logging.getLogger(__name__)
 
 KICKS = 4  # iterated local search: non-improving exchanges tried from the best local optimum
 
@@ -183,6 +186,7 @@ def _sequential_opening(
             return closed
         r = twin.powerflow(switch_closed=closed)
         if not r.converged:
+            log.info("reconfigure: sequential opening stopped: a meshed state does not converge")
             return None
         cur = np.where(
             line_of >= 0, np.nan_to_num(r.line_i_ka[np.maximum(line_of, 0)], nan=0.0), np.inf
@@ -195,6 +199,7 @@ def _sequential_opening(
                 closed = trial
                 break
         else:
+            log.info("reconfigure: sequential opening stuck: every opening loses supply")
             return None
     return closed if not sec.state(closed).looped else None
 
@@ -224,6 +229,7 @@ def _best_in_twin(
         if best is None or better(key, best_key):
             best, best_key = (label, closed, r), key
     if best is None:  # no candidate held the band in the twin: keep the start as it is
+        log.warning("reconfigure: no candidate holds the band in the twin; keeping %r", cands[0][0])
         label, closed = cands[0]
         return label, closed, twin.powerflow(switch_closed=closed)
     return best

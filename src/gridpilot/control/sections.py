@@ -199,20 +199,18 @@ def _element_edges(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     cut_th = np.zeros(nt, bool)
     cut_tl = np.zeros(nt, bool)
     sw_elem_node = np.full(len(sw), -1, np.int64)
-    m = np.flatnonzero(et == ElementType.LINE)
-    if m.size:
-        pos = ln.position_map(sw["element"][m], "line")
-        at_from = lf[pos] == sw_bus[m]
-        cut_lf[pos[at_from]] = True
-        cut_lt[pos[~at_from]] = True
-        sw_elem_node[m] = nb + pos
-    m = np.flatnonzero(et == ElementType.TRANSFORMER)
-    if m.size:
-        pos = tr.position_map(sw["element"][m], "transformer")
-        at_hv = th[pos] == sw_bus[m]
-        cut_th[pos[at_hv]] = True
-        cut_tl[pos[~at_hv]] = True
-        sw_elem_node[m] = nb + nl + pos
+    # a switch cuts its element's end at the switch's bus (from/hv end, else to/lv end)
+    for kind, table, name, first_bus, cut_first, cut_second, node0 in (
+        (ElementType.LINE, ln, "line", lf, cut_lf, cut_lt, nb),
+        (ElementType.TRANSFORMER, tr, "transformer", th, cut_th, cut_tl, nb + nl),
+    ):
+        m = np.flatnonzero(et == kind)
+        if m.size:
+            pos = table.position_map(sw["element"][m], name)
+            at_first = first_bus[pos] == sw_bus[m]
+            cut_first[pos[at_first]] = True
+            cut_second[pos[~at_first]] = True
+            sw_elem_node[m] = node0 + pos
     m = np.flatnonzero(et == ElementType.BUS)
     if m.size:
         sw_elem_node[m] = pm(sw["element"][m], "bus")

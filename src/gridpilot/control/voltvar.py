@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ import numpy as np
 from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import GenKind, Grid
 from gridpilot.twin import TimeSeriesResult, Twin, profiles_for, step_injections
+
+log = logging.getLogger(__name__)
 
 _INJECTIONS = frozenset(
     ("load_p_mw", "load_q_mvar", "gen_p_mw", "gen_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
@@ -196,6 +199,7 @@ def optimise_q(
     try:
         x, _ = lp.solve(30.0)
     except InfeasibleError as exc:
+        log.info("optimise_q: the LP is infeasible at step %d: %s", step, exc)
         worst = rows[int(np.argmax(np.maximum(v[0, rows] - vmax_pu, vmin_pu - v[0, rows])))]
         raise InfeasibleError(
             f"optimise_q: reactive power alone cannot hold [{vmin_pu}, {vmax_pu}] pu at step {step}",

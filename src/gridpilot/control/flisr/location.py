@@ -12,6 +12,7 @@ given lines (for tests, benchmarks and the field simulator).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,6 +21,8 @@ import numpy as np
 from gridpilot.control.sections import Sections, SectionState, subtree_mask
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import Grid, SwitchKind
+
+log = logging.getLogger(__name__)
 
 P_INDICATOR_WRONG = 0.05  # prior probability that one indicator reports wrongly
 SECOND_FAULT_COST = 2.0  # a second simultaneous fault costs as much as this many wrong indicators
@@ -199,6 +202,7 @@ def locate(
     obs = _observed(grid, ind)
     tops, notes = _tripped_devices(grid, sec, st, ind, obs, trip_pos)
     if not tops:
+        log.info("locate: no trip, voltage loss or indicator pickup reported on %r", grid.name)
         return Location([], [], [], True, [*notes, "no indication of a fault"])
     # candidates: every section below the tripped devices; an ancestor device's subtree wins
     cand_mask = np.zeros(sec.n, bool)
@@ -218,6 +222,7 @@ def locate(
     if n_faults > 1:
         notes.append(f"indications explained by {n_faults} simultaneous faults")
     if wrong > 0:
+        log.info("locate: the best explanation contradicts %g indication(s)", wrong)
         notes.append(
             f"best explanation contradicts {wrong:g} indication(s) (failed or wrong indicators)"
         )
