@@ -14,6 +14,10 @@ from gridpilot.control.upstream import Upstream
 
 @dataclass
 class Prefault:
+    """A pre-fault switch state: its section tree, bus voltages (pu, 0 when dead), extremes,
+    transformer loadings (%), the radial sweep's calibration margins against the twin (pu, %)
+    and, built on demand, the upstream model and each section's source section."""
+
     st: SectionState
     v_pu: np.ndarray
     vmin_pu: float
@@ -30,6 +34,10 @@ class Prefault:
 
 @dataclass
 class Region:
+    """An island's region compiled for the radial sweep: buses, branches and roots (positions),
+    root voltages (pu), the switches on region branches, the transformers feeding each root and
+    their loading (%) before restoring, the compiled model and branches in service."""
+
     buses: np.ndarray
     branches: np.ndarray
     roots: np.ndarray
