@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,36 @@ def _fail(exc: Exception) -> None:
 
 def register(app: typer.Typer) -> None:
     """Attach ``flisr`` and ``reconfigure`` to the root app."""
+    _register_flisr(app)
+    _register_reconfigure(app)
+
+
+def _print_flisr(grid_name: str, fault: list[int], out: dict[str, Any]) -> None:
+    """The human-readable form of a FLISR decision's summary."""
+    from rich.console import Console
+
+    c = Console()
+    c.print(f"[bold]{grid_name}[/]: fault on line(s) {fault} located in line(s) {out['located']}")
+    c.print(f"  isolate (open): {out['isolate']}")
+    c.print(
+        f"  restore (close, in order): {out['restore']}  sectionalise (open): {out['open_for_restore']}"
+    )
+    c.print(
+        f"  restored {out['restored_kw']:.0f} of {out['restorable_kw']:.0f} kW restorable; "
+        f"unserved {out['unserved_kw']:.0f} kW; shed loads {out['shed']}"
+    )
+    c.print(
+        f"  after: vmin {out['vmin_pu_after']:.4f} pu, max loading {out['max_loading_pct_after']:.1f} % "
+        f"(verified by {out['verified_by']}); decision {out['decision_ms']:.1f} ms"
+    )
+    for n in out["notes"]:
+        c.print(f"  note: {n}")
+    if not out["verified"]:
+        c.print("[bold red]  plan NOT verified: it fails its own limits in the twin[/]")
+
+
+def _register_flisr(app: typer.Typer) -> None:
+    """Attach ``flisr`` (its options are the command line, hence more than six)."""
 
     @app.command()
     def flisr(
@@ -56,27 +86,13 @@ def register(app: typer.Typer) -> None:
             if not res.verified:
                 raise typer.Exit(UNVERIFIED_EXIT)
             return
-        from rich.console import Console
-
-        c = Console()
-        c.print(f"[bold]{g.name}[/]: fault on line(s) {fault} located in line(s) {out['located']}")
-        c.print(f"  isolate (open): {out['isolate']}")
-        c.print(
-            f"  restore (close, in order): {out['restore']}  sectionalise (open): {out['open_for_restore']}"
-        )
-        c.print(
-            f"  restored {out['restored_kw']:.0f} of {out['restorable_kw']:.0f} kW restorable; "
-            f"unserved {out['unserved_kw']:.0f} kW; shed loads {out['shed']}"
-        )
-        c.print(
-            f"  after: vmin {out['vmin_pu_after']:.4f} pu, max loading {out['max_loading_pct_after']:.1f} % "
-            f"(verified by {out['verified_by']}); decision {out['decision_ms']:.1f} ms"
-        )
-        for n in out["notes"]:
-            c.print(f"  note: {n}")
+        _print_flisr(g.name, fault, out)
         if not res.verified:
-            c.print("[bold red]  plan NOT verified: it fails its own limits in the twin[/]")
             raise typer.Exit(UNVERIFIED_EXIT)
+
+
+def _register_reconfigure(app: typer.Typer) -> None:
+    """Attach ``reconfigure``."""
 
     @app.command()
     def reconfigure(

@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from gridpilot.control.radial_sweep import sweep_batch
+from gridpilot.control.radial_sweep import warm_radial_kernel as warm_radial_kernel  # kept path
 from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid
 
@@ -118,27 +119,7 @@ class RadialSolver:
         y_l = 1j * w * ln["c_nf_per_km"] * 1e-9 * ln["length_km"] * zb / 2
         th, tl = pm(tr["hv_bus"], "bus"), pm(tr["lv_bus"], "bus")
         sn = tr["sn_mva"]
-        zk = (
-            tr["vk_percent"]
-            / 100
-            * S_BASE_MVA
-            / sn
-            * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
-        )
-        rk = (
-            tr["vkr_percent"]
-            / 100
-            * S_BASE_MVA
-            / sn
-            * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
-        )
-        z_t = rk + 1j * np.sqrt(np.maximum(zk**2 - rk**2, 0.0))
-        tap = 1 + (tr["tap_pos"] - tr["tap_neutral"]) * tr["tap_step_percent"] / 100
-        ratio = (tr["vn_hv_kv"] / vkv[th]) / (tr["vn_lv_kv"] / vkv[tl])
-        ratio = np.where(tr["tap_side"] == 0, ratio * tap, ratio / tap)
-        g0 = tr["pfe_kw"] / 1e3 / S_BASE_MVA
-        y0 = np.maximum(tr["i0_percent"] / 100 * sn / S_BASE_MVA, g0)
-        y_m = g0 - 1j * np.sqrt(np.maximum(y0**2 - g0**2, 0.0))
+        z_t, ratio, y_m = _trafo_params(grid, vkv)
         bsw = np.flatnonzero(sw["et"] == ElementType.BUS)
         bf, bt = pm(sw["bus"][bsw], "bus"), pm(sw["element"][bsw], "bus")
         nl, nt, nbs = len(ln), len(tr), bsw.size
@@ -163,30 +144,7 @@ class RadialSolver:
             self.is_line, self.i_base_ka / np.where(self.is_line, self.max_i_ka, 1.0), 0.0
         )
         self.trafo_scale = S_BASE_MVA / self.sn_mva
-        # injections per bus (load convention, per unit)
-        nb = len(grid.bus)
-        s_p = np.zeros(nb, complex)
-        s_i = np.zeros(nb, complex)
-        s_z = np.zeros(nb, complex)
-        ld = grid.load
-        if len(ld):
-            on = ld["in_service"]
-            pos = pm(ld["bus"], "bus")
-            s = (ld["p_mw"] + 1j * ld["q_mvar"]) * on / S_BASE_MVA
-            zs, is_ = ld["z_share"], ld["i_share"]
-            np.add.at(s_p, pos, s * (1 - zs - is_))
-            np.add.at(s_i, pos, s * is_)
-            np.add.at(s_z, pos, s * zs)
-        for comp, sign in (("generator", -1.0), ("storage", 1.0), ("ev_charger", 1.0)):
-            tb = grid[comp]
-            if len(tb):
-                q = tb["q_mvar"] if "q_mvar" in tb.fields else np.zeros(len(tb))
-                np.add.at(
-                    s_p,
-                    pm(tb["bus"], "bus"),
-                    sign * (tb["p_mw"] + 1j * q) * tb["in_service"] / S_BASE_MVA,
-                )
-        self.s_p, self.s_i, self.s_z = s_p, s_i, s_z
+        self.s_p, self.s_i, self.s_z = _injections(grid)
 
     def prepare(
         self,
@@ -282,33 +240,11 @@ class RadialSolver:
         if reg.n_virtual:  # the Thevenin branches of the roots always conduct
             cond = np.concatenate([cond, np.ones((t_n, reg.n_virtual), bool)], axis=1)
         cond = np.ascontiguousarray(cond)
-        k = reg.k
-        m = reg.m
-        vm = np.zeros((t_n, m))
-        supplied = np.zeros((t_n, m), bool)
-        load = np.zeros((t_n, k))
-        losses = np.zeros(t_n)
-        radial = np.zeros(t_n, bool)
-        conv = np.zeros(t_n, bool)
-        iters = np.zeros(t_n, np.int64)
-        root_s = np.zeros((t_n, reg.roots.size), complex)
-        if t_n == 0 or m == 0:
-            return RadialBatchResult(
-                vm,
-                supplied,
-                load,
-                np.full(t_n, np.inf),
-                np.full(t_n, -np.inf),
-                np.zeros(t_n),
-                losses,
-                radial,
-                conv,
-                0,
-                root_s,
-            )
-        vmin = np.empty(t_n)
-        vmax = np.empty(t_n)
-        _sweep_batch(
+        buf = _Buffers.empty(t_n, reg.m, reg.k, reg.roots.size)
+        if t_n == 0 or reg.m == 0:
+            return buf.result(reg, empty=True)
+        real = reg.real if reg.real is not None else np.ones(reg.m, bool)
+        sweep_batch(
             cond,
             reg.bf,
             reg.bt,
@@ -328,35 +264,13 @@ class RadialSolver:
             reg.is_line,
             reg.line_scale,
             reg.trafo_scale,
-            reg.real if reg.real is not None else np.ones(m, bool),
+            real,
             float(tol),
             int(max_iter),
             bool(warm_from_first),
-            vm,
-            supplied,
-            load,
-            losses,
-            radial,
-            conv,
-            iters,
-            root_s,
-            vmin,
-            vmax,
+            *buf.arrays(),
         )
-        mr, kr = reg.m_real, reg.k_real
-        return RadialBatchResult(
-            vm[:, :mr],
-            supplied[:, :mr],
-            load[:, :kr],
-            vmin,
-            vmax,
-            load.max(axis=1, initial=0.0),
-            losses,
-            radial,
-            conv,
-            int(iters.max(initial=0)),
-            root_s * S_BASE_MVA,
-        )
+        return buf.result(reg)
 
     def solve(
         self,
@@ -378,249 +292,140 @@ class RadialSolver:
         return self.run(self.prepare(buses, branches, roots, v_root_pu), conducting, tol, max_iter)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _sweep_batch(
-    cond: np.ndarray,
-    bf: np.ndarray,
-    bt: np.ndarray,
-    adj_ptr: np.ndarray,
-    adj_br: np.ndarray,
-    adj_oth: np.ndarray,
-    roots: np.ndarray,
-    v_root: np.ndarray,
-    z: np.ndarray,
-    ratio: np.ndarray,
-    y_from: np.ndarray,
-    y_to: np.ndarray,
-    s_p: np.ndarray,
-    s_i: np.ndarray,
-    s_z: np.ndarray,
-    has_iz: bool,
-    is_line: np.ndarray,
-    line_scale: np.ndarray,
-    trafo_scale: np.ndarray,
-    real: np.ndarray,
-    tol: float,
-    max_iter: int,
-    warm: bool,
-    vm_out: np.ndarray,
-    sup_out: np.ndarray,
-    load_out: np.ndarray,
-    loss_out: np.ndarray,
-    radial_out: np.ndarray,
-    conv_out: np.ndarray,
-    iter_out: np.ndarray,
-    root_s_out: np.ndarray,
-    vmin_out: np.ndarray,
-    vmax_out: np.ndarray,
-) -> None:
-    """Per candidate: breadth-first supply tree from the roots, then the backward/forward sweep.
-
-    Each tree edge is an ideal ratio ``tn`` (parent voltage / child-side voltage) followed by
-    the series impedance on the child side; node currents (constant P, I and Z shares of the
-    load plus the shunts of conducting branches) are summed backward, referred through the
-    ratios, and voltages updated forward. Roots are held at ``v_root``; their own injections
-    are not part of the sweep (they are the upstream grid's). Only ``real`` buses count in the
-    voltage extremes, and only branches fed from real buses in the losses (virtual Thevenin roots
-    and their branches do not).
-    """
-    t_n, k = cond.shape
-    m = s_p.size
-    nr = roots.size
-    order = np.empty(m, np.int64)
-    par = np.empty(m, np.int64)
-    pbr = np.empty(m, np.int64)
-    tn = np.ones(m)
-    vis = np.zeros(m, np.bool_)
-    v = np.zeros(m, np.complex128)
-    ib = np.zeros(m, np.complex128)
-    ysh = np.zeros(m, np.complex128)
-    sp_conj = np.conj(s_p)
-    tol2 = tol * tol
-    ok2 = max(tol, 1e-6) ** 2
-    v_warm = np.zeros(m, np.complex128)  # first candidate's voltages (0 where it supplies nothing)
-    pos = np.zeros(m, np.int64)
-    po = np.zeros(m, np.int64)
-    itn = np.ones(m)
-    zo = np.zeros(m, np.complex128)
-    so = np.zeros(m, np.complex128)
-    yo = np.zeros(m, np.complex128)
-    sio = np.zeros(m, np.complex128)
-    szo = np.zeros(m, np.complex128)
-    vo = np.zeros(m, np.complex128)
-    ibo = np.zeros(m, np.complex128)
-    for t in range(t_n):
-        vis[:] = False
-        n_ord = 0
-        for j in range(nr):
-            r = roots[j]
-            if vis[r]:
-                continue
-            vis[r] = True
-            order[n_ord] = r
-            par[r] = -1
-            pbr[r] = -1
-            tn[r] = 1.0
-            v[r] = v_root[j]
-            n_ord += 1
-        n_root = n_ord
-        head = 0
-        while head < n_ord:
-            x = order[head]
-            head += 1
-            for e in range(adj_ptr[x], adj_ptr[x + 1]):
-                br = adj_br[e]
-                if not cond[t, br]:
-                    continue
-                y = adj_oth[e]
-                if vis[y]:
-                    continue
-                vis[y] = True
-                par[y] = x
-                pbr[y] = br
-                tn[y] = ratio[br] if bf[br] == x else 1.0 / ratio[br]
-                v[y] = v_warm[y] if warm and t > 0 and v_warm[y] != 0 else v[x] / tn[y]
-                order[n_ord] = y
-                n_ord += 1
-        # radial: exactly one conducting branch per supplied non-root bus
-        live = 0
-        for br in range(k):
-            ysh[bf[br]] = 0.0
-            ysh[bt[br]] = 0.0
-        for br in range(k):
-            if cond[t, br] and vis[bf[br]]:
-                live += 1
-                ysh[bf[br]] += y_from[br]
-                ysh[bt[br]] += y_to[br]
-        radial_out[t] = live == n_ord - n_root
-        # the sweep runs on copies in breadth-first order: contiguous, parents before children
-        for idx in range(n_ord):
-            pos[order[idx]] = idx
-        for idx in range(n_ord):
-            c = order[idx]
-            vo[idx] = v[c]
-            so[idx] = sp_conj[c]
-            yo[idx] = ysh[c]
-            if has_iz:
-                sio[idx] = np.conj(s_i[c])
-                szo[idx] = np.conj(s_z[c])
-            if idx >= n_root:
-                po[idx] = pos[par[c]]
-                itn[idx] = 1.0 / tn[c]
-                zo[idx] = z[pbr[c]]
-        # sweep (squared voltage changes: no square roots in the loop)
-        d2 = np.inf
-        it = 0
-        while it < max_iter:
-            it += 1
-            for idx in range(n_ord):
-                ibo[idx] = 0.0
-            for idx in range(n_ord - 1, n_root - 1, -1):
-                vc = vo[idx]
-                a2 = vc.real * vc.real + vc.imag * vc.imag
-                cur = so[idx] * vc / a2 + yo[idx] * vc
-                if has_iz:
-                    cur += sio[idx] * vc / np.sqrt(a2) + szo[idx] * vc
-                ibo[idx] += cur
-                ibo[po[idx]] += ibo[idx] * itn[idx]
-            d2 = 0.0
-            for idx in range(n_root, n_ord):
-                nv = vo[po[idx]] * itn[idx] - zo[idx] * ibo[idx]
-                dv = nv - vo[idx]
-                e = dv.real * dv.real + dv.imag * dv.imag
-                if not e <= d2:  # also catches NaN
-                    d2 = e
-                vo[idx] = nv
-            if d2 < tol2 or d2 != d2:  # converged, or NaN (diverged)
-                break
-        for idx in range(n_ord):
-            c = order[idx]
-            v[c] = vo[idx]
-            ib[c] = ibo[idx]
-        iter_out[t] = it
-        if warm and t == 0 and d2 < ok2:
-            for idx in range(n_ord):
-                v_warm[order[idx]] = v[order[idx]]
-        conv_out[t] = d2 < ok2
-        vlo = np.inf
-        vhi = -np.inf
-        loss = 0.0
-        for idx in range(n_ord):
-            c = order[idx]
-            a = abs(v[c])
-            vm_out[t, c] = a
-            sup_out[t, c] = True
-            if real[c]:
-                vlo = min(vlo, a) if a == a else a
-                vhi = max(vhi, a) if a == a else a
-            if idx < n_root:
-                continue
-            br = pbr[c]
-            cur = abs(ib[c])
-            if is_line[br]:
-                pct = cur * line_scale[br] * 100.0
-            else:  # transformers: larger apparent power of the two sides (S/Sn, as the twin)
-                s_lv = v[c] * np.conj(ib[c])
-                s_hv = s_lv + z[br] * cur * cur
-                if bf[br] == par[c]:  # fed from its 'from' (HV) side: add the magnetising power
-                    vp = abs(v[par[c]])
-                    s_hv += vp * vp * np.conj(y_from[br])
-                pct = max(abs(s_lv), abs(s_hv)) * trafo_scale[br] * 100.0
-            load_out[t, br] = pct if np.isfinite(pct) else 0.0
-            if real[par[c]]:
-                loss += cur * cur * z[br].real * 1e3
-        loss_out[t] = loss
-        vmin_out[t] = vlo
-        vmax_out[t] = vhi
-        for j in range(nr):
-            r = roots[j]
-            root_s_out[t, j] = v_root[j] * np.conj(ib[r])
-
-
-def warm_radial_kernel() -> None:
-    """Compile (or load from numba's cache) the sweep kernel on a two-bus region."""
-    c = np.ones((1, 1), bool)
-    i1 = np.zeros(1, np.int64)
-    z1 = np.full(1, 0.01 + 0.01j)
-    s1 = np.array([0.0j, 0.01 + 0.0j])
-    out = [
-        np.zeros((1, 2)),
-        np.zeros((1, 2), bool),
-        np.zeros((1, 1)),
-        np.zeros(1),
-        np.zeros(1, bool),
-        np.zeros(1, bool),
-        np.zeros(1, np.int64),
-        np.zeros((1, 1), complex),
-        np.zeros(1),
-        np.zeros(1),
-    ]
-    _sweep_batch(
-        c,
-        i1,
-        i1 + 1,
-        np.array([0, 1, 2]),
-        np.array([0, 0]),
-        np.array([1, 0]),
-        i1,
-        np.ones(1, complex),
-        z1,
-        np.ones(1),
-        np.zeros(1, complex),
-        np.zeros(1, complex),
-        s1,
-        s1 * 0,
-        s1 * 0,
-        False,
-        np.ones(1, bool),
-        np.ones(1),
-        np.zeros(1),
-        np.ones(2, bool),
-        1e-9,
-        5,
-        False,
-        *out,
+def _trafo_params(grid: Grid, vkv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per transformer (pu on the bus voltages, ``vkv`` kV per bus): short-circuit impedance on
+    the LV side, off-nominal ratio with the tap, and magnetising admittance at the HV side."""
+    pm = grid.bus.position_map
+    tr = grid.transformer
+    th, tl = pm(tr["hv_bus"], "bus"), pm(tr["lv_bus"], "bus")
+    sn = tr["sn_mva"]
+    zk = (
+        tr["vk_percent"] / 100 * S_BASE_MVA / sn * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
     )
+    rk = (
+        tr["vkr_percent"]
+        / 100
+        * S_BASE_MVA
+        / sn
+        * (tr["vn_lv_kv"] / np.maximum(vkv[tl], 1e-9)) ** 2
+    )
+    z_t = rk + 1j * np.sqrt(np.maximum(zk**2 - rk**2, 0.0))
+    tap = 1 + (tr["tap_pos"] - tr["tap_neutral"]) * tr["tap_step_percent"] / 100
+    ratio = (tr["vn_hv_kv"] / vkv[th]) / (tr["vn_lv_kv"] / vkv[tl])
+    ratio = np.where(tr["tap_side"] == 0, ratio * tap, ratio / tap)
+    g0 = tr["pfe_kw"] / 1e3 / S_BASE_MVA
+    y0 = np.maximum(tr["i0_percent"] / 100 * sn / S_BASE_MVA, g0)
+    y_m = g0 - 1j * np.sqrt(np.maximum(y0**2 - g0**2, 0.0))
+    return z_t, ratio, y_m
+
+
+def _injections(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bus, load convention, pu: constant-power, constant-current and constant-impedance
+    shares of the loads, with generators, storage and EV chargers as constant power."""
+    pm = grid.bus.position_map
+    nb = len(grid.bus)
+    s_p = np.zeros(nb, complex)
+    s_i = np.zeros(nb, complex)
+    s_z = np.zeros(nb, complex)
+    ld = grid.load
+    if len(ld):
+        on = ld["in_service"]
+        pos = pm(ld["bus"], "bus")
+        s = (ld["p_mw"] + 1j * ld["q_mvar"]) * on / S_BASE_MVA
+        zs, is_ = ld["z_share"], ld["i_share"]
+        np.add.at(s_p, pos, s * (1 - zs - is_))
+        np.add.at(s_i, pos, s * is_)
+        np.add.at(s_z, pos, s * zs)
+    for comp, sign in (("generator", -1.0), ("storage", 1.0), ("ev_charger", 1.0)):
+        tb = grid[comp]
+        if len(tb):
+            q = tb["q_mvar"] if "q_mvar" in tb.fields else np.zeros(len(tb))
+            np.add.at(
+                s_p,
+                pm(tb["bus"], "bus"),
+                sign * (tb["p_mw"] + 1j * q) * tb["in_service"] / S_BASE_MVA,
+            )
+    return s_p, s_i, s_z
+
+
+@dataclass
+class _Buffers:
+    """The sweep kernel's output buffers for T candidates over a region of m buses, k branches."""
+
+    vm: np.ndarray
+    supplied: np.ndarray
+    load: np.ndarray
+    losses: np.ndarray
+    radial: np.ndarray
+    conv: np.ndarray
+    iters: np.ndarray
+    root_s: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+
+    @classmethod
+    def empty(cls, t_n: int, m: int, k: int, n_roots: int) -> _Buffers:
+        """Zeroed buffers (vmin/vmax uninitialised: the kernel writes every row)."""
+        return cls(
+            np.zeros((t_n, m)),
+            np.zeros((t_n, m), bool),
+            np.zeros((t_n, k)),
+            np.zeros(t_n),
+            np.zeros(t_n, bool),
+            np.zeros(t_n, bool),
+            np.zeros(t_n, np.int64),
+            np.zeros((t_n, n_roots), complex),
+            np.empty(t_n),
+            np.empty(t_n),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The buffers in the kernel's argument order."""
+        return (
+            self.vm,
+            self.supplied,
+            self.load,
+            self.losses,
+            self.radial,
+            self.conv,
+            self.iters,
+            self.root_s,
+            self.vmin,
+            self.vmax,
+        )
+
+    def result(self, reg: RadialRegion, empty: bool = False) -> RadialBatchResult:
+        """The :class:`RadialBatchResult` over the region's real buses and branches (``empty``:
+        nothing was solved, extremes at their neutral values)."""
+        t_n = self.losses.size
+        if empty:
+            return RadialBatchResult(
+                self.vm,
+                self.supplied,
+                self.load,
+                np.full(t_n, np.inf),
+                np.full(t_n, -np.inf),
+                np.zeros(t_n),
+                self.losses,
+                self.radial,
+                self.conv,
+                0,
+                self.root_s,
+            )
+        mr, kr = reg.m_real, reg.k_real
+        return RadialBatchResult(
+            self.vm[:, :mr],
+            self.supplied[:, :mr],
+            self.load[:, :kr],
+            self.vmin,
+            self.vmax,
+            self.load.max(axis=1, initial=0.0),
+            self.losses,
+            self.radial,
+            self.conv,
+            int(self.iters.max(initial=0)),
+            self.root_s * S_BASE_MVA,
+        )
 
 
 def _add_thevenin_roots(reg: RadialRegion, z_root: np.ndarray) -> None:

@@ -28,6 +28,7 @@ On case33bw this finds the published optimum (open 7, 9, 14, 32, 37; 139.55 kW).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,8 @@ from gridpilot.control.reconfig_search import Band, ExchangeSearch, better, kick
 from gridpilot.control.sections import Sections
 from gridpilot.errors import InfeasibleError
 from gridpilot.model import ElementType, Grid
+
+log = logging.getLogger(__name__)
 
 KICKS = 4  # iterated local search: non-improving exchanges tried from the best local optimum
 
@@ -154,8 +157,8 @@ def reconfigure(
     # escape the local optimum of the best candidate so far (iterated local search)
     _, best_st = min(cands[1:] or cands, key=lambda c: _sweep_key(search, c[1]))
     cands.append(("kicked", kicked(search, best_st, kicks, max_rounds)))
-    kept, closed, after = _best_in_twin(twin, cands, hard, target, not lim.relax_to_prefault)
-    return _result(grid, sec, search, lim, before, after, closed, kept, t0)
+    chosen = _best_in_twin(twin, cands, hard, target, not lim.relax_to_prefault)
+    return _result(search, lim, before, chosen, t0)
 
 
 def _sweep_key(search: ExchangeSearch, closed: np.ndarray) -> tuple[float, float]:
@@ -183,6 +186,7 @@ def _sequential_opening(
             return closed
         r = twin.powerflow(switch_closed=closed)
         if not r.converged:
+            log.info("reconfigure: sequential opening stopped: a meshed state does not converge")
             return None
         cur = np.where(
             line_of >= 0, np.nan_to_num(r.line_i_ka[np.maximum(line_of, 0)], nan=0.0), np.inf
@@ -195,6 +199,7 @@ def _sequential_opening(
                 closed = trial
                 break
         else:
+            log.info("reconfigure: sequential opening stuck: every opening loses supply")
             return None
     return closed if not sec.state(closed).looped else None
 
@@ -224,23 +229,23 @@ def _best_in_twin(
         if best is None or better(key, best_key):
             best, best_key = (label, closed, r), key
     if best is None:  # no candidate held the band in the twin: keep the start as it is
+        log.warning("reconfigure: no candidate holds the band in the twin; keeping %r", cands[0][0])
         label, closed = cands[0]
         return label, closed, twin.powerflow(switch_closed=closed)
     return best
 
 
 def _result(
-    grid: Grid,
-    sec: Sections,
     search: ExchangeSearch,
     lim: Limits,
     before: Any,
-    after: Any,
-    closed: np.ndarray,
-    kept: str,
+    chosen: tuple[str, np.ndarray, Any],
     t0: float,
 ) -> ReconfigResult:
-    """Assemble the result with its limits, binding limits and remarks."""
+    """Assemble the result with its limits, binding limits and remarks: ``before`` the start's
+    twin power flow, ``chosen`` the configuration kept (label, switch states, power flow)."""
+    grid, sec = search.grid, search.sections
+    kept, closed, after = chosen
     target, hard = search.target, search.hard
     broken = target.broken(after.vmin_pu, after.vmax_pu, after.max_loading_pct)
     remarks = []

@@ -56,60 +56,10 @@ class Sections:
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         nb, nl, nt = len(grid.bus), len(grid.line), len(grid.transformer)
-        pm = grid.bus.position_map
         sw = grid.switch
-        ln, tr = grid.line, grid.transformer
-        et = sw["et"]
-        sw_bus = pm(sw["bus"], "bus") if len(sw) else np.zeros(0, np.int64)
-        # element nodes: lines nb.., trafos nb+nl..
-        lf, lt = pm(ln["from_bus"], "bus"), pm(ln["to_bus"], "bus")
-        th, tl = pm(tr["hv_bus"], "bus"), pm(tr["lv_bus"], "bus")
-        cut_lf = np.zeros(nl, bool)
-        cut_lt = np.zeros(nl, bool)
-        cut_th = np.zeros(nt, bool)
-        cut_tl = np.zeros(nt, bool)
-        sw_elem_node = np.full(len(sw), -1, np.int64)
-        m = np.flatnonzero(et == ElementType.LINE)
-        if m.size:
-            pos = ln.position_map(sw["element"][m], "line")
-            at_from = lf[pos] == sw_bus[m]
-            cut_lf[pos[at_from]] = True
-            cut_lt[pos[~at_from]] = True
-            sw_elem_node[m] = nb + pos
-        m = np.flatnonzero(et == ElementType.TRANSFORMER)
-        if m.size:
-            pos = tr.position_map(sw["element"][m], "transformer")
-            at_hv = th[pos] == sw_bus[m]
-            cut_th[pos[at_hv]] = True
-            cut_tl[pos[~at_hv]] = True
-            sw_elem_node[m] = nb + nl + pos
-        m = np.flatnonzero(et == ElementType.BUS)
-        if m.size:
-            sw_elem_node[m] = pm(sw["element"][m], "bus")
-        lon, ton = ln["in_service"], tr["in_service"]
-        ln_node = nb + np.arange(nl)
-        tr_node = nb + nl + np.arange(nt)
-        a = np.concatenate(
-            [lf[lon & ~cut_lf], lt[lon & ~cut_lt], th[ton & ~cut_th], tl[ton & ~cut_tl]]
-        )
-        b = np.concatenate(
-            [
-                ln_node[lon & ~cut_lf],
-                ln_node[lon & ~cut_lt],
-                tr_node[ton & ~cut_th],
-                tr_node[ton & ~cut_tl],
-            ]
-        )
-        nn = nb + nl + nt
-        g = coo_matrix((np.ones(a.size), (a, b)), shape=(nn, nn)).tocsr()
-        n, lab = connected_components(g, directed=False)
-        # renumber sections so that the ones holding buses come first, in bus order
-        first = np.full(n, nn, np.int64)
-        np.minimum.at(first, lab, np.arange(nn))
-        rank = np.empty(n, np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(n)
-        lab = rank[lab]
-        self.n = int(n)
+        a, b, sw_bus, sw_elem_node = _element_edges(grid)
+        n, lab = _component_labels(a, b, nb + nl + nt)
+        self.n = n
         self.of_bus = lab[:nb]
         self.of_line = lab[nb : nb + nl]
         self.of_trafo = lab[nb + nl :]
@@ -118,9 +68,27 @@ class Sections:
         self.sw_bus = sw_bus
         src = grid.source
         self.source = np.zeros(self.n, bool)
-        self.source[self.of_bus[pm(src["bus"][src["in_service"]], "bus")]] = True
+        self.source[self.of_bus[grid.bus.position_map(src["bus"][src["in_service"]], "bus")]] = True
+        self._load_totals(grid)
+        self._bus_order = np.argsort(self.of_bus, kind="stable")
+        self._bus_ptr = np.searchsorted(self.of_bus[self._bus_order], np.arange(self.n + 1))
+        self._load_order = np.argsort(self.load_section, kind="stable")
+        self._load_ptr = np.searchsorted(self.load_section[self._load_order], np.arange(self.n + 1))
+        self._line_order = np.argsort(self.of_line, kind="stable")
+        self._line_ptr = np.searchsorted(self.of_line[self._line_order], np.arange(self.n + 1))
+        # switch lookup by unordered section pair, for parent switches
+        lo = np.minimum(self.sw_a, self.sw_b)
+        hi = np.maximum(self.sw_a, self.sw_b)
+        self._pair_key = lo * self.n + hi
+        self.sw_remote = sw["remote"].copy() if len(sw) else np.zeros(0, bool)
+        self.sw_kind = sw["kind"].copy() if len(sw) else np.zeros(0, np.int8)
+        self.sw_fpi = sw["fpi"].copy() if len(sw) else np.zeros(0, bool)
+
+    def _load_totals(self, grid: Grid) -> None:
+        """Section of each load and, per section, in-service load (MW), priority-weighted load
+        (MW) and customers."""
         ld = grid.load
-        lpos = pm(ld["bus"], "bus") if len(ld) else np.zeros(0, np.int64)
+        lpos = grid.bus.position_map(ld["bus"], "bus") if len(ld) else np.zeros(0, np.int64)
         on = ld["in_service"] if len(ld) else np.zeros(0, bool)
         self.load_section = self.of_bus[lpos] if len(ld) else np.zeros(0, np.int64)
         self.p_mw = (
@@ -140,19 +108,6 @@ class Sections:
             if len(ld)
             else np.zeros(self.n, np.int64)
         )
-        self._bus_order = np.argsort(self.of_bus, kind="stable")
-        self._bus_ptr = np.searchsorted(self.of_bus[self._bus_order], np.arange(self.n + 1))
-        self._load_order = np.argsort(self.load_section, kind="stable")
-        self._load_ptr = np.searchsorted(self.load_section[self._load_order], np.arange(self.n + 1))
-        self._line_order = np.argsort(self.of_line, kind="stable")
-        self._line_ptr = np.searchsorted(self.of_line[self._line_order], np.arange(self.n + 1))
-        # switch lookup by unordered section pair, for parent switches
-        lo = np.minimum(self.sw_a, self.sw_b)
-        hi = np.maximum(self.sw_a, self.sw_b)
-        self._pair_key = lo * self.n + hi
-        self.sw_remote = sw["remote"].copy() if len(sw) else np.zeros(0, bool)
-        self.sw_kind = sw["kind"].copy() if len(sw) else np.zeros(0, np.int8)
-        self.sw_fpi = sw["fpi"].copy() if len(sw) else np.zeros(0, bool)
 
     def _state_small(self, closed: np.ndarray) -> SectionState:
         """Breadth-first search from each source in turn (numba): no sparse-graph set-up."""
@@ -225,6 +180,65 @@ class Sections:
         live_edges = int(np.sum(energised[a]))
         looped = live_edges + srcs.size > int(energised.sum()) or False
         return SectionState(energised, parent, pw, depth, order, bool(looped))
+
+
+def _element_edges(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The bus-element graph with every switch cut: edges ``a``-``b`` joining each bus to the
+    in-service lines (nodes ``nb..``) and transformers (``nb+nl..``) at it, except where a
+    switch sits; and per switch its bus position and the node on its element side."""
+    nb, nl, nt = len(grid.bus), len(grid.line), len(grid.transformer)
+    pm = grid.bus.position_map
+    sw = grid.switch
+    ln, tr = grid.line, grid.transformer
+    et = sw["et"]
+    sw_bus = pm(sw["bus"], "bus") if len(sw) else np.zeros(0, np.int64)
+    lf, lt = pm(ln["from_bus"], "bus"), pm(ln["to_bus"], "bus")
+    th, tl = pm(tr["hv_bus"], "bus"), pm(tr["lv_bus"], "bus")
+    cut_lf = np.zeros(nl, bool)
+    cut_lt = np.zeros(nl, bool)
+    cut_th = np.zeros(nt, bool)
+    cut_tl = np.zeros(nt, bool)
+    sw_elem_node = np.full(len(sw), -1, np.int64)
+    # a switch cuts its element's end at the switch's bus (from/hv end, else to/lv end)
+    for kind, table, name, first_bus, cut_first, cut_second, node0 in (
+        (ElementType.LINE, ln, "line", lf, cut_lf, cut_lt, nb),
+        (ElementType.TRANSFORMER, tr, "transformer", th, cut_th, cut_tl, nb + nl),
+    ):
+        m = np.flatnonzero(et == kind)
+        if m.size:
+            pos = table.position_map(sw["element"][m], name)
+            at_first = first_bus[pos] == sw_bus[m]
+            cut_first[pos[at_first]] = True
+            cut_second[pos[~at_first]] = True
+            sw_elem_node[m] = node0 + pos
+    m = np.flatnonzero(et == ElementType.BUS)
+    if m.size:
+        sw_elem_node[m] = pm(sw["element"][m], "bus")
+    lon, ton = ln["in_service"], tr["in_service"]
+    ln_node = nb + np.arange(nl)
+    tr_node = nb + nl + np.arange(nt)
+    a = np.concatenate([lf[lon & ~cut_lf], lt[lon & ~cut_lt], th[ton & ~cut_th], tl[ton & ~cut_tl]])
+    b = np.concatenate(
+        [
+            ln_node[lon & ~cut_lf],
+            ln_node[lon & ~cut_lt],
+            tr_node[ton & ~cut_th],
+            tr_node[ton & ~cut_tl],
+        ]
+    )
+    return a, b, sw_bus, sw_elem_node
+
+
+def _component_labels(a: np.ndarray, b: np.ndarray, nn: int) -> tuple[int, np.ndarray]:
+    """Number of connected components of ``nn`` nodes joined by edges a-b, and each node's
+    component, numbered in order of its first node (so sections holding buses come first)."""
+    g = coo_matrix((np.ones(a.size), (a, b)), shape=(nn, nn)).tocsr()
+    n, lab = connected_components(g, directed=False)
+    first = np.full(n, nn, np.int64)
+    np.minimum.at(first, lab, np.arange(nn))
+    rank = np.empty(n, np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(n)
+    return int(n), rank[lab]
 
 
 @njit(cache=True, nogil=True)

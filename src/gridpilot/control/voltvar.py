@@ -13,13 +13,43 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import GenKind, Grid
-from gridpilot.twin import Twin, profiles_for, step_injections
+from gridpilot.twin import TimeSeriesResult, Twin, profiles_for, step_injections
+
+log = logging.getLogger(__name__)
+
+_INJECTIONS = frozenset(
+    ("load_p_mw", "load_q_mvar", "gen_p_mw", "gen_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
+)
+
+
+def _voltages(
+    twin: Twin, steps: int, inj: Mapping[str, np.ndarray], start: int = 0
+) -> TimeSeriesResult:
+    """Twin batch of ``steps`` power flows from ``start`` with injections ``inj`` ((T, n) arrays,
+    MW/Mvar, keyed as :meth:`Twin.timeseries` names them), keeping bus voltages (pu)."""
+    unknown = sorted(set(inj) - _INJECTIONS)
+    if unknown:
+        raise ValidationError(f"injections: unknown series {unknown}")
+    return twin.timeseries(
+        steps,
+        start=start,
+        outputs=("v_pu",),
+        load_p_mw=inj.get("load_p_mw"),
+        load_q_mvar=inj.get("load_q_mvar"),
+        gen_p_mw=inj.get("gen_p_mw"),
+        gen_q_mvar=inj.get("gen_q_mvar"),
+        storage_p_mw=inj.get("storage_p_mw"),
+        ev_p_mw=inj.get("ev_p_mw"),
+        flex_p_mw=inj.get("flex_p_mw"),
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +77,24 @@ VOLT_VAR_CAT_B = Curve((0.92, 0.98, 1.02, 1.08), (0.44, 0.0, 0.0, -0.44))
 VOLT_WATT_CAT_B = Curve((1.06, 1.10), (1.0, 0.2))
 
 
+@dataclass(frozen=True)
+class InverterSettings:
+    """How the PV inverters respond and are iterated.
+
+    ``volt_var``/``volt_watt``: the curves (None: that function off); ``s_rated_factor``:
+    inverter rating in MVA as a multiple of the generator's p_mw; ``iterations`` and ``damping``
+    of :func:`run_curves`' fixed point; ``delta_mvar``: the reactive step (Mvar) by which
+    :func:`optimise_q` measures dV/dQ.
+    """
+
+    volt_var: Curve | None = VOLT_VAR_CAT_B
+    volt_watt: Curve | None = VOLT_WATT_CAT_B
+    s_rated_factor: float = 1.1
+    iterations: int = 5
+    damping: float = 0.6
+    delta_mvar: float = 0.05
+
+
 def _pv(grid: Grid) -> np.ndarray:
     gk = grid.generator["kind"]
     return np.flatnonzero((gk == GenKind.PV) | (gk == GenKind.OTHER))
@@ -69,30 +117,30 @@ def run_curves(
     grid: Grid,
     steps: int,
     start: int = 0,
-    volt_var: Curve | None = VOLT_VAR_CAT_B,
-    volt_watt: Curve | None = VOLT_WATT_CAT_B,
-    s_rated_factor: float = 1.1,
+    settings: InverterSettings | None = None,
     twin: Twin | None = None,
-    iterations: int = 5,
-    damping: float = 0.6,
 ) -> CurveResult:
     """Apply volt-var/volt-watt to the grid's PV over ``steps`` steps (damped fixed point, twin each pass).
 
-    Inverter rating = ``s_rated_factor`` x p_mw; Q is limited to the rating left after P.
+    Curves, rating (``s_rated_factor`` x p_mw) and iteration from ``settings``
+    (:class:`InverterSettings`, defaults IEEE 1547 Category B); Q is limited to the rating left
+    after P.
     Returns a :class:`CurveResult` with the final Q/P and the voltages they give.
     """
+    cfg = settings or InverterSettings()
+    volt_var, volt_watt, damping = cfg.volt_var, cfg.volt_watt, cfg.damping
     twin = twin or Twin(grid)
     prof, cols = profiles_for(grid, start + steps)
     inj = step_injections(grid, prof, cols, slice(start, start + steps))
     pv = _pv(grid)
-    s_rated = s_rated_factor * grid.generator["p_mw"][pv]
+    s_rated = cfg.s_rated_factor * grid.generator["p_mw"][pv]
     p_av = inj["gen_p_mw"][:, pv]
     q = np.zeros_like(p_av)
     p = p_av.copy()
     bpos = grid.bus.position_map(grid.generator["bus"][pv])
-    ts = twin.timeseries(steps, start=start, outputs=("v_pu",), **inj)
+    ts = _voltages(twin, steps, inj, start)
     it = 0
-    for it in range(1, iterations + 1):  # noqa: B007 - the count is reported
+    for it in range(1, cfg.iterations + 1):  # noqa: B007 - the count is reported
         v = np.nan_to_num(np.asarray(ts.v_pu, float)[:, bpos], nan=1.0)
         p_new = p_av * (volt_watt(v) if volt_watt is not None else 1.0)
         q_lim = np.sqrt(np.clip(s_rated**2 - p_new**2, 0, None))
@@ -110,9 +158,7 @@ def run_curves(
         gq = inj.get("gen_q_mvar", np.zeros_like(gp)).copy()
         gp[:, pv] = p
         gq[:, pv] = q
-        ts = twin.timeseries(
-            steps, start=start, outputs=("v_pu",), **{**inj, "gen_p_mw": gp, "gen_q_mvar": gq}
-        )
+        ts = _voltages(twin, steps, {**inj, "gen_p_mw": gp, "gen_q_mvar": gq}, start)
         if change < 1e-4:
             break
     dt = float(ts.meta.get("step_h", 0.25))
@@ -124,9 +170,8 @@ def optimise_q(
     step: int = 0,
     vmin_pu: float = 0.97,
     vmax_pu: float = 1.03,
-    s_rated_factor: float = 1.1,
+    settings: InverterSettings | None = None,
     twin: Twin | None = None,
-    delta_mvar: float = 0.05,
 ) -> dict[str, np.ndarray | float]:
     """Reactive set points of the PV inverters at one step: least total |Q| keeping every bus in the band.
 
@@ -136,6 +181,8 @@ def optimise_q(
     """
     from gridpilot.lp import LP
 
+    cfg = settings or InverterSettings()
+    delta_mvar = cfg.delta_mvar
     twin = twin or Twin(grid)
     prof, cols = profiles_for(grid, step + 1)
     inj = step_injections(grid, prof, cols, slice(step, step + 1))
@@ -147,12 +194,12 @@ def optimise_q(
     gq = rep.get("gen_q_mvar", np.zeros_like(rep["gen_p_mw"])).copy()
     gq[np.arange(1, n + 1), pv] += delta_mvar
     rep["gen_q_mvar"] = gq
-    ts = twin.timeseries(n + 1, outputs=("v_pu",), **rep)
+    ts = _voltages(twin, n + 1, rep)
     v = np.asarray(ts.v_pu, float)
     sens = (v[1:] - v[0]).T / delta_mvar  # (n_bus, n)
     live = v[0] > 0.5
     p = inj["gen_p_mw"][0, pv]
-    qlim = np.sqrt(np.clip((s_rated_factor * grid.generator["p_mw"][pv]) ** 2 - p**2, 0, None))
+    qlim = np.sqrt(np.clip((cfg.s_rated_factor * grid.generator["p_mw"][pv]) ** 2 - p**2, 0, None))
     lp = LP(solver="simplex")
     qp = lp.var("qp", (n,), 0.0, qlim, 1.0)
     qn = lp.var("qn", (n,), 0.0, qlim, 1.0)
@@ -171,6 +218,7 @@ def optimise_q(
     try:
         x, _ = lp.solve(30.0)
     except InfeasibleError as exc:
+        log.info("optimise_q: the LP is infeasible at step %d: %s", step, exc)
         worst = rows[int(np.argmax(np.maximum(v[0, rows] - vmax_pu, vmin_pu - v[0, rows])))]
         raise InfeasibleError(
             f"optimise_q: reactive power alone cannot hold [{vmin_pu}, {vmax_pu}] pu at step {step}",
