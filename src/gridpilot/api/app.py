@@ -249,6 +249,10 @@ def create_app(
                         strict=True,
                     )
                 ],
+                "sources": [
+                    {"id": int(i), "bus": int(b)}
+                    for i, b in zip(g.source.ids, g.source["bus"], strict=True)
+                ],
                 "storage": [
                     {"id": int(i), "bus": int(b)}
                     for i, b in zip(g.storage.ids, g.storage["bus"], strict=True)

@@ -217,15 +217,31 @@ class Edge(_Out):
     to: int
 
 
+class Limits(_Out):
+    """The safety guard's operating limits and the dashboard's warning bands derived from them."""
+
+    v_min_pu: float
+    v_max_pu: float
+    v_warn_low_pu: float
+    v_warn_high_pu: float
+    loading_max_pct: float
+    loading_warn_pct: float
+
+
 class GridDrawing(_Out):
-    """The running grid for drawing: buses with diagram x/y in [0, 1], branches, devices."""
+    """The running grid for drawing: buses with diagram x/y in [0, 1] and distance from the
+    substation (km), branches, devices, sources; ``layout`` says whether x/y are the grid's
+    own coordinates or a tree layout; ``limits`` the guard's operating limits."""
 
     name: str
+    layout: Literal["coordinates", "tree"]
+    limits: Limits
     buses: list[dict[str, Any]]
     lines: list[Edge]
     transformers: list[Edge]
     switches: list[dict[str, Any]]
     generators: list[dict[str, Any]]
+    sources: list[dict[str, Any]]
     storage: list[dict[str, Any]]
 
 
@@ -355,17 +371,6 @@ class InjectedEvent(_Out):
     """The drill event as recorded by the world."""
 
     kind: str
-
-
-class Limits(_Out):
-    """The safety guard's operating limits and the dashboard's warning bands derived from them."""
-
-    v_min_pu: float
-    v_max_pu: float
-    v_warn_low_pu: float
-    v_warn_high_pu: float
-    loading_max_pct: float
-    loading_warn_pct: float
 
 
 class WsToken(_Out):

@@ -19,9 +19,11 @@ function refused(why) {
   $("conn").dataset.state = "refused";
 }
 
+// a full outage: no bus but the substation's own has supply
+const fed = () => (grid ? grid.buses.length - new Set(grid.sources.map((s) => s.bus)).size : Infinity);
+
 function tiles(h) {
-  const n = grid ? grid.buses.length : Infinity;
-  const none = h.dead_buses !== undefined && h.dead_buses >= n;  // a full outage
+  const none = h.dead_buses !== undefined && h.dead_buses >= fed();
   setText("t-time", (h.time || "").replace("T", " "));
   setText("t-mode", h.mode);
   setText("t-load", h.load_mw); setText("t-import", h.source_p_mw); setText("t-ren", h.renewables_mw);
@@ -43,7 +45,7 @@ function render(st) {
     const p = hist[hist.length - 1].price_eur_mwh;
     setText("t-price", p === null || p === undefined ? "no trades" : fmt(p, 2));
   }
-  if (drawSeries(hist, limits, grid.buses.length)) drawProfile(grid, st, limits);
+  if (drawSeries(hist, limits, fed())) drawProfile(grid, st, limits);
   if (flexOn) {
     if (st.flex_plan && st.flex_plan.import_mw) drawFlex(st.flex_plan);
     else setText("flex-note", "(the policy runs; waiting for its first plan, made every 15 simulated minutes)");

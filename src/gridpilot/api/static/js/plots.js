@@ -22,8 +22,8 @@ const hline = (y, text, color = "#e74c3c", yref = "y") => ({
   label: { text, font: { size: 9, color } },
 });
 
-// history rows -> the time-series charts; ``nBuses`` tells a full outage (no supply) apart
-export function drawSeries(hist, lim, nBuses, force = false) {
+// history rows -> the time-series charts; ``nFed`` (buses but the substation's) tells a full outage apart
+export function drawSeries(hist, lim, nFed, force = false) {
   if (typeof Plotly === "undefined") return false;
   const now = Date.now();
   if (!force && now - lastDraw < 900) return true;
@@ -31,7 +31,7 @@ export function drawSeries(hist, lim, nBuses, force = false) {
   const x = hist.map((r) => r.time);
   const col = (k) => hist.map((r) => r[k]);
   // a full outage has no lowest voltage and no loading: a gap, not 1 pu and 0 %
-  const out = hist.map((r) => r.dead_buses !== undefined && r.dead_buses >= nBuses);
+  const out = hist.map((r) => r.dead_buses !== undefined && r.dead_buses >= nFed);
   const unless = (k) => hist.map((r, i) => (out[i] ? null : r[k]));
   Plotly.react("p-load", [
     { x, y: col("load_mw"), name: "actual load", line: { color: "#5dade2" } },
