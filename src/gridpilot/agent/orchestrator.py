@@ -823,9 +823,7 @@ class Orchestrator(FlexLoop):
                 why="injected into the simulation",
                 sim_time=str(self.world.time),
             )
-            self._event(
-                "injected", injected_text(actor, kind, params), "warning", **{"event": ev}
-            )
+            self._event("injected", injected_text(actor, kind, params), "warning", **{"event": ev})
             return ev
 
     # --- reporting -------------------------------------------------------------------------------
