@@ -4,7 +4,7 @@ const STORE = "gridpilot.key";
 export class KeyRefused extends Error {}
 
 export function takeKey() {
-  // #key=... is never sent to the server; ?key= (old links) is moved out of the address bar
+  // #key=... is never sent to the server; a key in the query (old links) leaves the address bar
   const frag = new URLSearchParams(location.hash.slice(1)).get("key");
   const query = new URLSearchParams(location.search).get("key");
   const k = frag || query;
