@@ -6,7 +6,17 @@ import { $, setText, fmt } from "./dom.js";
 import { drawFlex, drawProfile, drawSeries } from "./plots.js";
 
 const hist = [];
-let grid = null, limits = null, flexOn = false, live = null;
+let grid = null, limits = null, flexOn = false, live = null, lastState = null;
+
+// plotly.js (4.7 MB) is loaded after the diagram and the first values are on screen
+function loadPlotly() {
+  if (document.getElementById("plotly-js")) return;
+  const s = document.createElement("script");
+  s.id = "plotly-js";
+  s.src = "/static/plotly.min.js";
+  s.onload = () => { if (lastState) render(lastState, true); };
+  document.head.append(s);
+}
 
 // a refused key: say why, offer the form; no reconnect loop overwrites this
 function refused(why) {
@@ -33,7 +43,8 @@ function tiles(h) {
   setText("t-dead", h.dead_buses); setText("t-dr", h.dr_level);
 }
 
-function render(st) {
+function render(st, force = false) {
+  lastState = st;
   tiles(st.headline || {});
   updateDiagram(st);
   renderAlarms(st.alarms);
@@ -45,7 +56,7 @@ function render(st) {
     const p = hist[hist.length - 1].price_eur_mwh;
     setText("t-price", p === null || p === undefined ? "no trades" : fmt(p, 2));
   }
-  if (drawSeries(hist, limits, fed())) drawProfile(grid, st, limits);
+  if (drawSeries(hist, limits, fed(), force)) drawProfile(grid, st, limits);
   if (flexOn) {
     if (st.flex_plan && st.flex_plan.import_mw) drawFlex(st.flex_plan);
     else setText("flex-note", "(the policy runs; waiting for its first plan, made every 15 simulated minutes)");
@@ -70,6 +81,7 @@ async function start() {
     hist.length = 0;
     if (hr.ok) hr.body.forEach((r) => hist.push(r));
     if (sr.ok) render(sr.body);
+    requestAnimationFrame(() => setTimeout(loadPlotly, 0));  // after the first paint of the values
     live = stream({ onMessage: render, onStatus: (s) => setText("conn", s), onRefused: refused });
   } catch (e) {
     if (e instanceof KeyRefused) refused(e.message);
