@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
         start_after: Annotated[
             float,
             typer.Option(
-                help="start the storyline after this many seconds if no dashboard has connected by then"
+                min=0.0,
+                help="start the storyline after this many seconds if no dashboard has connected by then",
             ),
         ] = 60.0,
     ) -> None:

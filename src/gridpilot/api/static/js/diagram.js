@@ -91,8 +91,15 @@ export function drawGrid(g, limits, pick) {
       paths[l.id] = { pts, from: a === p ? l.from : l.to };
       e = el("polyline", { points: pts.map((c) => c.join(",")).join(" "), fill: "none", stroke: "#5dade2", "stroke-width": 3, class: "line", "data-line": l.id });
     }
+    // a wide transparent copy underneath makes a thin line easy to hover
+    const hit = e.cloneNode();
+    hit.removeAttribute("data-line");
+    hit.setAttribute("class", "hit");
+    hit.setAttribute("stroke", "transparent");
+    hit.setAttribute("stroke-width", 12);
+    hover(hit, "line", i);
     hover(e, "line", i);
-    gl.appendChild(e); lineEls[i] = e;
+    gl.append(hit, e); lineEls[i] = e;
   });
   for (const t of g.transformers) {
     const p = pos[t.from], q = pos[t.to];
