@@ -186,3 +186,20 @@ def test_market_interval_without_trades_says_so() -> None:
 
     text = m.clear(Obs(), 0.0)  # type: ignore[arg-type]
     assert "None" not in text and "no trades" in text
+
+
+def test_the_first_dashboard_client_starts_the_storyline() -> None:
+    """``create_app(on_client=...)`` is called when a client opens the stream (the demo's
+    storyline waits for it), not for a refused one."""
+    orch = Orchestrator(SimWorld(demo_grid("case33bw"), start_step=EVENING))
+    orch.run(1)
+    keys = KeyStore.generate()
+    calls: list[int] = []
+    c = TestClient(create_app(orch, keys, on_client=lambda: calls.append(1)))
+    with pytest.raises(WebSocketDisconnect), c.websocket_connect("/api/ws?token=nope") as ws:
+        ws.receive_json()
+    assert calls == []
+    tok = c.post("/api/ws-token", headers=hdr(keys, "viewer")).json()["token"]
+    with c.websocket_connect(f"/api/ws?token={tok}") as ws:
+        ws.receive_json()
+    assert calls == [1]
