@@ -143,8 +143,10 @@ function hover(e, kind, i) {
   const tip = $("tip");
   e.addEventListener("mousemove", (ev) => {
     tip.textContent = describe(kind, i);
-    tip.style.left = `${ev.clientX + 14}px`; tip.style.top = `${ev.clientY + 10}px`;
     tip.style.display = "block";
+    const w = tip.offsetWidth;  // kept inside the window
+    tip.style.left = `${ev.clientX + 14 + w > innerWidth ? Math.max(ev.clientX - 14 - w, 0) : ev.clientX + 14}px`;
+    tip.style.top = `${ev.clientY + 10}px`;
   });
   e.addEventListener("mouseleave", () => { tip.style.display = "none"; });
   e.addEventListener("click", (ev) => {
