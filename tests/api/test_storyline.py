@@ -117,7 +117,7 @@ def test_ctrl_c_ends_the_demo_cleanly_with_a_summary(tmp_path: Path, cli_env) ->
     rc, out = _ctrl_c(cmd, cli_env, tmp_path, "Ctrl-C to stop")
     assert rc == 0, out
     assert "Traceback" not in out and "Aborted" not in out
-    assert "stopped." in out and "audit:" in out and "hash chain verifies" in out
+    assert "stopped at" in out and "audit:" in out and "hash chain verifies" in out
 
 
 def test_make_demo_ctrl_c_is_no_error(tmp_path: Path, cli_env) -> None:
@@ -139,4 +139,4 @@ def test_make_demo_ctrl_c_is_no_error(tmp_path: Path, cli_env) -> None:
     # parent does, silently: no "make: *** [demo] Error 130" and no "Interrupt"
     assert rc in (0, -signal.SIGINT), out
     assert "make: ***" not in out and "Error" not in out and "Interrupt" not in out, out
-    assert "stopped." in out and "hash chain verifies" in out
+    assert "stopped at" in out and "hash chain verifies" in out

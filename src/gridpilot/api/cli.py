@@ -152,7 +152,7 @@ def _serve(
         f"[bold]gridpilot dashboard:[/bold] {base}#key={keys.issued['viewer']}", soft_wrap=True
     )
     con.print(
-        f"operator: {base}#key={keys.issued['operator']}   admin: {base}#key={keys.issued['admin']}",
+        f"operator key: {base}#key={keys.issued['operator']}   admin key: {base}#key={keys.issued['admin']}",
         soft_wrap=True,
     )
     con.print(
@@ -175,7 +175,7 @@ def _serve(
         server.run()
     runner.stop()
     con.print(
-        "[bold]stopped.[/bold] " + f"simulated time {orch.headline().get('time')}", soft_wrap=True
+        f"[bold]stopped at[/bold] {orch.headline().get('time')} (simulated time)", soft_wrap=True
     )
     for line in summary_lines(run_summary(orch, story.happened if story else None)):
         con.print("  " + line, soft_wrap=True, highlight=False)
