@@ -29,7 +29,10 @@ POLICY: dict[tuple[str, str], str | None] = {
     ("GET", "/docs"): None,
     ("GET", "/docs/oauth2-redirect"): None,
     ("GET", "/redoc"): None,
+    ("GET", "/static/js/{name}"): None,
     ("GET", "/api/whoami"): "viewer",
+    ("GET", "/api/limits"): "viewer",
+    ("POST", "/api/ws-token"): "viewer",
     ("GET", "/api/grids"): "viewer",
     ("GET", "/api/grid"): "viewer",
     ("GET", "/api/state"): "viewer",
@@ -47,6 +50,8 @@ POLICY: dict[tuple[str, str], str | None] = {
     ("POST", "/api/commands/switch"): "operator",
     ("POST", "/api/commands/dr"): "operator",
     ("POST", "/api/commands/storage"): "operator",
+    ("POST", "/api/commands/ev"): "operator",
+    ("POST", "/api/alarms/{alarm}/ack"): "operator",
     ("POST", "/api/proposals/{plan_id}/approve"): "operator",
     ("POST", "/api/proposals/{plan_id}/reject"): "operator",
     ("POST", "/api/sim/events"): "operator",
@@ -63,6 +68,7 @@ BODIES: dict[tuple[str, str], dict] = {
     ("POST", "/api/commands/switch"): {"switch_id": 33, "closed": True},
     ("POST", "/api/commands/dr"): {"level": 0.0},
     ("POST", "/api/commands/storage"): {"storage_id": 1, "p_mw": 0.0},
+    ("POST", "/api/commands/ev"): {"factor": 1.0},
     ("POST", "/api/proposals/{plan_id}/reject"): {"reason": "matrix"},
     ("POST", "/api/sim/events"): {"kind": "wind_restore"},
     ("POST", "/api/mode"): {"mode": "autonomous"},
@@ -109,8 +115,11 @@ def test_every_route_is_in_the_policy(world) -> None:
 @pytest.mark.parametrize("method,path", sorted(k for k, v in POLICY.items() if k[0] == "POST"))
 def test_the_key_is_checked_before_the_body(world, method: str, path: str) -> None:
     _orch, keys, _app, c = world
-    url = path.replace("{plan_id}", "1")
-    for headers, status in (({}, 401), ({"X-API-Key": keys.issued["viewer"]}, 403)):
+    url = path.replace("{plan_id}", "1").replace("{alarm}", "outage")
+    cases = [({}, 401)]
+    if POLICY[(method, path)] != "viewer":  # POST /api/ws-token is a viewer's
+        cases.append(({"X-API-Key": keys.issued["viewer"]}, 403))
+    for headers, status in cases:
         for junk in ({"content": b"{not json"}, {"json": {"unknown": True}}):
             r = c.request(method, url, headers=headers, **junk)
             assert r.status_code == status, (headers, junk, r.status_code, r.text)
@@ -118,7 +127,8 @@ def test_the_key_is_checked_before_the_body(world, method: str, path: str) -> No
 
 
 def _call(c: TestClient, method: str, path: str, headers: dict, params: dict | None = None):
-    url = path.replace("{plan_id}", "999999")
+    url = path.replace("{plan_id}", "999999").replace("{alarm}", "nosuch")
+    url = url.replace("{name}", "main.js")
     body = BODIES.get((method, path))
     return c.request(method, url, headers=headers, params=params, json=body)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from gridpilot.agent.acting import with_role
+
 _COLUMNS = (
     "id",
     "ts_ms",
@@ -102,6 +104,7 @@ class AuditLog:
         ``result``: what happened; ``status``: ``done``, ``refused``, ``pending``, ``approved``,
         ``rejected``, ``failed``.
         """
+        data = with_role(data)  # the caller's role, when the API is acting for one
         fields = (
             int(time.time() * 1000),
             str(sim_time),

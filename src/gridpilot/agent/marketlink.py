@@ -34,7 +34,8 @@ class MarketLink:
         return cls(grid, clear)
 
     def clear(self, obs: Observation, dr_level: float) -> str:
-        """Clear one interval from the present state; returns a short text (price EUR/MWh)."""
+        """Clear one interval from the present state; returns a short text (price EUR/MWh, or
+        ``no trades`` when nothing cleared)."""
         rng = np.random.default_rng(obs.t)
         hours = 0.25
         bid_q = np.rint(np.maximum(obs.load_p_mw, 0) * 0.2 * hours * 1e6).astype(np.int64)
@@ -51,4 +52,6 @@ class MarketLink:
         self.last_price = None if price is None else round(price, 2)
         self.last_volume = round(vol, 4)
         self.intervals += 1
-        return f"price {self.last_price} EUR/MWh, volume {self.last_volume} MWh"
+        if self.last_price is None:
+            return "no trades (no bid met an offer)"
+        return f"price {self.last_price:.2f} EUR/MWh, volume {self.last_volume} MWh"

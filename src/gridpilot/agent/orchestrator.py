@@ -27,6 +27,7 @@ from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
 from gridpilot.agent.marketlink import MarketLink
 from gridpilot.agent.policies import Context, Policy, default_policies
 from gridpilot.agent.telemetry_link import TelemetryLink
+from gridpilot.agent.wording import injected_text
 from gridpilot.agent.world import Observation, SimWorld
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model import GenKind
@@ -835,9 +836,7 @@ class Orchestrator(FlexLoop):
                 why="injected into the simulation",
                 sim_time=str(self.world.time),
             )
-            self._event(
-                "injected", f"{actor} injected {kind} {params or ''}", "warning", **{"event": ev}
-            )
+            self._event("injected", injected_text(actor, kind, params), "warning", **{"event": ev})
             return ev
 
     # --- reporting -------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ request and response models and their error answers are in :mod:`gridpilot.api.s
 """
 
 import asyncio
-import threading
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +27,7 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
+from fastapi import Path as PathParam
 from fastapi.exception_handlers import (
     http_exception_handler,
     request_validation_exception_handler,
@@ -33,14 +36,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridpilot.agent.acting import AlarmAcks, acting_role
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.audit import RefusalLog, _jsonable
 from gridpilot.agent.auth import KeyStore
-from gridpilot.agent.orchestrator import Orchestrator, run_realtime
+from gridpilot.agent.orchestrator import Orchestrator
 from gridpilot.api import schemas as S
 from gridpilot.api.access import KEY_HEADER, Who, refusal_before_validation, require
-from gridpilot.api.layout import diagram_xy
+from gridpilot.api.layout import diagram_xy, distance_km, has_coordinates
+from gridpilot.api.live import limits_dict, live_message
+from gridpilot.api.runner import LoopRunner
 from gridpilot.api.schemas import errors
+from gridpilot.api.tokens import WsTokens
 from gridpilot.errors import AuthError, GridpilotError, UnknownComponentError
 
 
@@ -48,41 +55,29 @@ def _json(x: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(_jsonable(x), status_code=status)
 
 
-class LoopRunner:
-    """Runs the orchestrator in a background thread at ``speed`` simulated seconds per wall second."""
-
-    def __init__(
-        self,
-        orch: Orchestrator,
-        speed: float = 60.0,
-        events: dict[int, list[dict[str, Any]]] | None = None,
-    ) -> None:
-        self.orch, self.speed, self.events = orch, speed, events
-        self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the loop thread (idempotent)."""
-        if self.thread is None or not self.thread.is_alive():
-            self.stop_event.clear()
-            self.thread = threading.Thread(
-                target=run_realtime,
-                args=(self.orch,),
-                daemon=True,
-                name="gridpilot-loop",
-                kwargs={"speed": self.speed, "stop": self.stop_event, "events": self.events},
-            )
-            self.thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop thread and wait for it."""
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+JS_NAME = re.compile(r"^[a-z]+\.js$")
 
 
-def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None = None) -> FastAPI:
-    """The API over ``orch`` with ``keys``; ``runner`` (if given) is started and stopped with the app."""
+@contextmanager
+def acting(who: Who) -> Iterator[None]:
+    """Audit rows written inside carry ``who``'s role (:data:`~gridpilot.agent.acting.acting_role`)."""
+    tok = acting_role.set(who[1])
+    try:
+        yield
+    finally:
+        acting_role.reset(tok)
+
+
+def create_app(
+    orch: Orchestrator,
+    keys: KeyStore,
+    *,
+    runner: LoopRunner | None = None,
+    on_client: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API over ``orch`` with ``keys``; ``runner`` (if given) is started and stopped with the
+    app; ``on_client`` is called when a dashboard client opens the WebSocket (e.g. to start the
+    demo's storyline)."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -102,6 +97,8 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     )
     refusals = RefusalLog(orch.audit)
     app.state.orch, app.state.keys, app.state.refusals = orch, keys, refusals
+    acks, ws_tokens = AlarmAcks(orch), WsTokens()
+    app.state.acks, app.state.ws_tokens = acks, ws_tokens
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -151,6 +148,14 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             )
         return FileResponse(path, media_type="text/javascript")
 
+    @app.get("/static/js/{name}", include_in_schema=False)
+    def js_module(name: str) -> Response:
+        """The dashboard's ES modules (static/js/*.js)."""
+        f = resources.files("gridpilot.api").joinpath("static/js").joinpath(name)
+        if not JS_NAME.match(name) or not f.is_file():
+            raise HTTPException(404, f"no such script: {name[:40]!r}")
+        return Response(f.read_text(), media_type="text/javascript")
+
     @app.get("/api/health", response_model=S.Health)
     def health() -> JSONResponse:
         """Liveness: the loop's step counter and simulated time."""
@@ -183,19 +188,32 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         """The running grid for drawing: buses with diagram coordinates, lines, switches, devices."""
         g = orch.grid
         x, y = diagram_xy(g)
+        dist = distance_km(g)
         sw = g.switch
         line_of = {int(i): k for k, i in enumerate(g.line.ids)}
         return _json(
             {
                 "name": g.name,
+                "layout": "coordinates" if has_coordinates(g) else "tree",
+                "limits": limits_dict(orch.limits),
                 "buses": [
-                    {"id": int(i), "x": float(a), "y": float(b), "v_nom_kv": float(v)}
-                    for i, a, b, v in zip(g.bus.ids, x, y, g.bus["v_nom_kv"], strict=True)
+                    {
+                        "id": int(i),
+                        "x": float(a),
+                        "y": float(b),
+                        "v_nom_kv": float(v),
+                        "distance_km": None if not np.isfinite(d) else round(float(d), 4),
+                    }
+                    for i, a, b, v, d in zip(g.bus.ids, x, y, g.bus["v_nom_kv"], dist, strict=True)
                 ],
                 "lines": [
-                    {"id": int(i), "from": int(f), "to": int(t)}
-                    for i, f, t in zip(
-                        g.line.ids, g.line["from_bus"], g.line["to_bus"], strict=True
+                    {"id": int(i), "from": int(f), "to": int(t), "length_km": float(km)}
+                    for i, f, t, km in zip(
+                        g.line.ids,
+                        g.line["from_bus"],
+                        g.line["to_bus"],
+                        g.line["length_km"],
+                        strict=True,
                     )
                 ],
                 "transformers": [
@@ -231,12 +249,26 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
                         strict=True,
                     )
                 ],
+                "sources": [
+                    {"id": int(i), "bus": int(b)}
+                    for i, b in zip(g.source.ids, g.source["bus"], strict=True)
+                ],
                 "storage": [
                     {"id": int(i), "bus": int(b)}
                     for i, b in zip(g.storage.ids, g.storage["bus"], strict=True)
                 ],
             }
         )
+
+    @app.get("/api/limits", response_model=S.Limits, responses=E_VIEW)
+    def limits(_w: Viewer) -> JSONResponse:
+        """The safety guard's operating limits (pu, %) and the dashboard's warning bands."""
+        return _json(limits_dict(orch.limits))
+
+    @app.post("/api/ws-token", response_model=S.WsToken, responses=E_VIEW)
+    def ws_token(who: Viewer) -> JSONResponse:
+        """A single-use token for ``/api/ws?token=``, valid for 60 s (keeps the key out of URLs)."""
+        return _json({"token": ws_tokens.issue(who), "expires_in_s": ws_tokens.ttl_s})
 
     @app.get("/api/state", response_model=S.State, responses=E_VIEW)
     def state(_w: Viewer) -> JSONResponse:
@@ -279,7 +311,13 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     def alarms(_w: Viewer) -> JSONResponse:
         """Active alarms."""
         with orch.lock:
-            return _json([{"alarm": k, **v} for k, v in orch.alarms.items()])
+            return _json(acks.annotate([{"alarm": k, **v} for k, v in orch.alarms.items()]))
+
+    @app.post("/api/alarms/{alarm}/ack", response_model=S.AlarmOut, responses=errors(401, 403, 404))
+    def ack_alarm(alarm: Annotated[str, PathParam(max_length=40)], who: Operator) -> JSONResponse:
+        """Acknowledge an active alarm (audited with the role); 404 if it is not active."""
+        with acting(who):
+            return _json(acks.acknowledge(alarm, who[0]))
 
     @app.get("/api/proposals", response_model=list[S.Proposal], responses=E_VIEW)
     def proposals(
@@ -394,7 +432,8 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
 
     # --- commands --------------------------------------------------------------------------------
     def _submit(plan: Plan, who: Who) -> JSONResponse:
-        out = orch.submit(plan, who[0])
+        with acting(who):
+            out = orch.submit(plan, who[0])
         return _json(out, 200 if out["status"] == "done" else 409)
 
     E_CMD = errors(400, 401, 403, 404, 409, conflict=S.CommandResult)
@@ -412,14 +451,22 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
             who,
         )
 
-    @app.post(
-        "/api/commands/dr",
-        response_model=S.CommandResult,
-        responses=errors(400, 401, 403, 409, conflict=S.CommandResult),
-    )
+    @app.post("/api/commands/dr", response_model=S.CommandResult, responses=E_CMD)
     def cmd_dr(body: S.DRCommand, who: Operator) -> JSONResponse:
-        """Call (or end, with level 0) a demand-response event."""
-        return _submit(Plan([Action("dr", None, body.level)], body.reason, "operator"), who)
+        """Call (or end, with level 0) a demand-response event, at every enrolled load or only at
+        the loads of ``buses`` (ids; 404 for an unknown one)."""
+        data: dict[str, Any] = {}
+        if body.buses:
+            orch.grid.bus.index_of(body.buses)
+            data["dr_buses"] = sorted(set(body.buses))
+        return _submit(
+            Plan([Action("dr", None, body.level)], body.reason, "operator", data=data), who
+        )
+
+    @app.post("/api/commands/ev", response_model=S.CommandResult, responses=E_CMD)
+    def cmd_ev(body: S.EVCommand, who: Operator) -> JSONResponse:
+        """Set the EV chargers' set point: the share (0..1) of their wanted power they may draw."""
+        return _submit(Plan([Action("ev", None, body.factor)], body.reason, "operator"), who)
 
     @app.post("/api/commands/storage", response_model=S.CommandResult, responses=E_CMD)
     def cmd_storage(body: S.StorageCommand, who: Operator) -> JSONResponse:
@@ -445,7 +492,8 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         409 too if the proposal is no longer pending)."""
         with orch.lock:
             _pending(plan_id)
-            out = orch.approve(plan_id, who[0])
+            with acting(who):
+                out = orch.approve(plan_id, who[0])
         return _json(out, 200 if out["status"] == "approved" else 409)
 
     @app.post(
@@ -457,12 +505,14 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
         """Reject a pending proposal (409 if it is no longer pending)."""
         with orch.lock:
             _pending(plan_id)
-            return _json(orch.reject(plan_id, who[0], body.reason if body else ""))
+            with acting(who):
+                return _json(orch.reject(plan_id, who[0], body.reason if body else ""))
 
     @app.post("/api/mode", response_model=S.ModeOut, responses=errors(400, 401, 403))
     def mode(body: S.ModeCommand, who: Admin) -> JSONResponse:
         """Switch between autonomous and propose-and-wait."""
-        orch.set_mode(body.mode, who[0])
+        with acting(who):
+            orch.set_mode(body.mode, who[0])
         return _json({"mode": orch.mode})
 
     @app.post(
@@ -471,7 +521,8 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
     def sim_event(body: S.SimEvent, who: Operator) -> JSONResponse:
         """Inject a drill event into the simulated world (audited); its fields by kind."""
         params = {k: v for k, v in body.model_dump().items() if k != "kind" and v is not None}
-        return _json(orch.inject(body.kind, actor=f"operator:{who[0]}", **params))
+        with acting(who):
+            return _json(orch.inject(body.kind, actor=f"operator:{who[0]}", **params))
 
     @app.get("/api/audit/verify", response_model=S.AuditCheck, responses=E_ROLE)
     def audit_verify(_a: Admin) -> JSONResponse:
@@ -482,24 +533,26 @@ def create_app(orch: Orchestrator, keys: KeyStore, *, runner: LoopRunner | None 
 
     # --- live stream -----------------------------------------------------------------------------
     @app.websocket("/api/ws")
-    async def ws(websocket: WebSocket, key: str | None = None) -> None:
-        """State updates: one JSON message per orchestrator step. Needs a viewer key as ``?key=``
-        (browsers cannot set a WebSocket's headers; the only route that reads the query); closes
-        with code 4401 before accepting otherwise (an ``X-API-Key`` header works too)."""
-        if keys.identify(websocket.headers.get(KEY_HEADER) or key) is None:
+    async def ws(websocket: WebSocket, token: str | None = None, key: str | None = None) -> None:
+        """State updates: one JSON message per orchestrator step, its arrays in the order of
+        ``/api/grid`` (the id arrays are not repeated). Needs ``?token=`` from ``POST
+        /api/ws-token`` (single use, 60 s); ``?key=`` or an ``X-API-Key`` header still work for
+        clients that cannot fetch a token first. Closes with code 4401 before accepting otherwise."""
+        who = ws_tokens.redeem(token) or keys.identify(websocket.headers.get(KEY_HEADER) or key)
+        if who is None:
             await websocket.close(code=4401)
             return
         await websocket.accept()
+        if on_client is not None:
+            on_client()
         last = -1
         try:
             while True:
                 n = orch.counters["steps"]
                 if n != last:
                     last = n
-                    st = await asyncio.to_thread(orch.state)
-                    with orch.lock:
-                        st["history_tail"] = list(orch.history)[-1:]
-                    await websocket.send_json(_jsonable(st))
+                    msg = await asyncio.to_thread(live_message, orch, acks)
+                    await websocket.send_json(_jsonable(msg))
                 await asyncio.sleep(0.1)
         except (WebSocketDisconnect, RuntimeError):
             return

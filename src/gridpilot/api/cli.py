@@ -43,20 +43,29 @@ def register(app: typer.Typer) -> None:
         flex_plan: FlexPlanOpt = False,
         meters: MetersOpt = False,
         ev_protocol: EvProtocolOpt = "internal",
+        start_after: Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                help="start the storyline after this many seconds if no dashboard has connected by then",
+            ),
+        ] = 60.0,
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
-        A fault (line 7, +10 min) and a wind drop (+40 min) are injected so self-healing and
-        demand response are seen. Stops after --duration seconds, or with Ctrl-C.
+        A storyline of announced drills (a fault, its repair, a wind drop; then again with
+        another fault) starts when the first dashboard connects or after --start-after seconds,
+        so that self-healing and demand response are seen. With --no-serve: the fixed events (a
+        fault on line 7 at +10 min, a wind drop at +40 min). Stops after --duration seconds, or
+        with Ctrl-C (a summary is printed; exit code 0).
         """
         from rich.console import Console
 
         con = Console()
         orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol)
-        events = demo_events(orch.world.step_s)
         if not serve:
             try:
-                orch.run(steps, events)
+                orch.run(steps, demo_events(orch.world.step_s))
             finally:
                 if hasattr(orch.world, "close"):
                     orch.world.close()
@@ -72,8 +81,17 @@ def register(app: typer.Typer) -> None:
                 )
             )
             return
+        from gridpilot.api.storyline import Storyline
+
+        story = Storyline(
+            orch.grid,
+            speed,
+            orch.world.step_s,
+            lambda text: con.print(f"[bold yellow]storyline:[/bold yellow] {text}", soft_wrap=True),
+            start_after_s=start_after,
+        )
         try:
-            _serve(orch, host, port, speed, duration, events, con)
+            _serve(orch, host, port, speed, duration, story, con)
         finally:
             if hasattr(orch.world, "close"):  # a protocol world's servers and device processes
                 orch.world.close()
@@ -133,38 +151,50 @@ def _serve(
     port: int,
     speed: float,
     duration: float | None,
-    events: dict[int, list[dict[str, Any]]] | None,
+    story: Any,
     con: Any,
 ) -> None:
+    """Serve until --duration or Ctrl-C, then print the run's summary (exit code 0 either way)."""
+    import contextlib
     import threading
 
     import uvicorn
 
     from gridpilot.api import KeyStore, LoopRunner, create_app
+    from gridpilot.api.summary import run_summary, summary_lines
 
     keys = KeyStore.generate()
-    runner = LoopRunner(orch, speed=speed, events=events)
-    app = create_app(orch, keys, runner=runner)
+    runner = LoopRunner(orch, speed=speed, hook=story)
+    app = create_app(orch, keys, runner=runner, on_client=story.client_connected if story else None)
+    base = f"http://{host}:{port}/"
     con.print(
-        f"[bold]gridpilot dashboard:[/bold] http://{host}:{port}/?key={keys.issued['viewer']}",
+        f"[bold]gridpilot dashboard:[/bold] {base}#key={keys.issued['viewer']}", soft_wrap=True
+    )
+    con.print(
+        f"operator key: {base}#key={keys.issued['operator']}   admin key: {base}#key={keys.issued['admin']}",
         soft_wrap=True,
     )
     con.print(
-        f"operator key: {keys.issued['operator']}   admin key: {keys.issued['admin']}",
-        soft_wrap=True,
-    )
-    con.print(
-        f"API docs: http://{host}:{port}/docs   "
+        f"API docs: {base}docs   "
         + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"),
         soft_wrap=True,
     )
+    if story is not None:
+        when = f"or in {story.start_after_s:.0f} s" if story.start_after_s is not None else ""
+        con.print(
+            f"the storyline starts when a browser opens the dashboard {when}".rstrip(),
+            soft_wrap=True,
+        )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if duration:
-        threading.Timer(duration, lambda: setattr(server, "should_exit", True)).start()
-    server.run()
-    h = orch.headline()
+        timer = threading.Timer(duration, lambda: setattr(server, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+        server.run()
+    runner.stop()
     con.print(
-        f"stopped at {h.get('time')}: {h.get('executed')} plans executed, {h.get('refused')} refused, "
-        f"audit chain ok: {orch.audit.verify()[0]}",
-        soft_wrap=True,
+        f"[bold]stopped at[/bold] {orch.headline().get('time')} (simulated time)", soft_wrap=True
     )
+    for line in summary_lines(run_summary(orch, story.happened if story else None)):
+        con.print("  " + line, soft_wrap=True, highlight=False)

@@ -17,9 +17,7 @@ def diagram_xy(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(grid.bus["x"], np.float64)
     y = np.asarray(grid.bus["y"], np.float64)
     n = len(grid.bus)
-    if n and np.unique(np.round(np.column_stack([x, y]), 6), axis=0).shape[0] < max(
-        2, int(0.8 * n)
-    ):
+    if n and not has_coordinates(grid):
         tree = supply_tree(grid)
         children: dict[int, list[int]] = {}
         for v in tree.order:
@@ -50,8 +48,34 @@ def diagram_xy(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     return _span(x), _span(y)
 
 
+def has_coordinates(grid: Grid) -> bool:
+    """Whether the buses' ``x``/``y`` are spread out enough to draw from (80 % distinct)."""
+    xy = np.column_stack([grid.bus["x"], grid.bus["y"]]).astype(np.float64)
+    n = len(grid.bus)
+    return n > 0 and np.unique(np.round(xy, 6), axis=0).shape[0] >= max(2, int(0.8 * n))
+
+
 def _span(a: np.ndarray) -> np.ndarray:
     """``a`` scaled to [0, 1] (zeros if constant)."""
     if a.size and a.max() > a.min():
         return (a - a.min()) / (a.max() - a.min())
     return np.zeros_like(a)
+
+
+def distance_km(grid: Grid) -> np.ndarray:
+    """Each bus's distance from its source along the supply tree of the normal switch states, km
+    (table order; lines by ``length_km``, transformers 0; NaN for buses no source reaches)."""
+    tree = supply_tree(grid)
+    n = len(grid.bus)
+    pos = grid.bus.position_map
+    length: dict[tuple[int, int], float] = {}
+    if len(grid.line):
+        a, b = pos(grid.line["from_bus"]), pos(grid.line["to_bus"])
+        for i, j, km in zip(a, b, grid.line["length_km"], strict=True):
+            key = (int(min(i, j)), int(max(i, j)))
+            length[key] = min(length.get(key, np.inf), float(km))
+    out = np.full(n, np.nan)
+    for v in tree.order:
+        p = int(tree.parent[v])
+        out[v] = 0.0 if p < 0 else out[p] + length.get((min(p, int(v)), max(p, int(v))), 0.0)
+    return out

@@ -29,9 +29,11 @@ class SwitchCommand(_Body):
 
 
 class DRCommand(_Body):
-    """Set the operator's demand-response request (0..1)."""
+    """Set the operator's demand-response request (0..1; 0 ends it), optionally only at the
+    loads of ``buses`` (ids)."""
 
     level: float = Field(ge=0.0, le=1.0)
+    buses: list[Annotated[int, _ID]] | None = Field(default=None, max_length=2000)
     reason: Annotated[str, _REASON] = "operator DR event"
 
 
@@ -41,6 +43,13 @@ class StorageCommand(_Body):
     storage_id: Annotated[int, _ID]
     p_mw: float = Field(ge=-1000.0, le=1000.0)
     reason: Annotated[str, _REASON] = "operator set point"
+
+
+class EVCommand(_Body):
+    """EV chargers' set point: the share (0..1) of their wanted power they may draw."""
+
+    factor: float = Field(ge=0.0, le=1.0)
+    reason: Annotated[str, _REASON] = "operator EV set point"
 
 
 class ModeCommand(_Body):
@@ -160,7 +169,7 @@ _ERRORS = {
     400: "bad input the schema cannot express (named in detail)",
     401: "missing or unknown API key (send it in the X-API-Key header)",
     403: "the key's role may not do this",
-    404: "unknown id (switch, battery, line, generator, proposal)",
+    404: "unknown id (switch, battery, bus, line, generator, proposal) or alarm not active",
     409: "refused: by the safety guard, or the proposal is no longer pending",
 }
 
@@ -208,15 +217,31 @@ class Edge(_Out):
     to: int
 
 
+class Limits(_Out):
+    """The safety guard's operating limits and the dashboard's warning bands derived from them."""
+
+    v_min_pu: float
+    v_max_pu: float
+    v_warn_low_pu: float
+    v_warn_high_pu: float
+    loading_max_pct: float
+    loading_warn_pct: float
+
+
 class GridDrawing(_Out):
-    """The running grid for drawing: buses with diagram x/y in [0, 1], branches, devices."""
+    """The running grid for drawing: buses with diagram x/y in [0, 1] and distance from the
+    substation (km), branches, devices, sources; ``layout`` says whether x/y are the grid's
+    own coordinates or a tree layout; ``limits`` the guard's operating limits."""
 
     name: str
+    layout: Literal["coordinates", "tree"]
+    limits: Limits
     buses: list[dict[str, Any]]
     lines: list[Edge]
     transformers: list[Edge]
     switches: list[dict[str, Any]]
     generators: list[dict[str, Any]]
+    sources: list[dict[str, Any]]
     storage: list[dict[str, Any]]
 
 
@@ -346,3 +371,20 @@ class InjectedEvent(_Out):
     """The drill event as recorded by the world."""
 
     kind: str
+
+
+class WsToken(_Out):
+    """A single-use token for ``/api/ws?token=``."""
+
+    token: str
+    expires_in_s: float
+
+
+class AlarmOut(_Out):
+    """An active alarm with who acknowledged it (None: not acknowledged)."""
+
+    alarm: str
+    severity: str
+    text: str
+    since: str | None = None
+    acked_by: str | None = None
