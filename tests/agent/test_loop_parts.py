@@ -1,0 +1,50 @@
+"""The orchestrator's typed parts (issue #15): the worlds' protocols and the loop's logging."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gridpilot.agent import FieldWorld, Orchestrator, SimWorld
+from gridpilot.model import Grid
+
+EVENING = 200 * 96 + 17 * 4  # a summer day, 17:00
+
+
+def test_both_worlds_implement_the_world_protocol_and_say_what_they_can(
+    fleet_grid: Grid,
+) -> None:
+    from gridpilot.agent.worldtypes import DeviceWorld, EvDeferringWorld, MeteredWorld, World
+
+    sim = SimWorld(fleet_grid, start_step=EVENING)
+    field = FieldWorld(fleet_grid, start_step=EVENING)
+    assert isinstance(sim, World) and isinstance(field, World)
+    assert isinstance(field, DeviceWorld) and isinstance(field, MeteredWorld)
+    assert not isinstance(sim, DeviceWorld) and not isinstance(sim, MeteredWorld)
+    assert not isinstance(sim, EvDeferringWorld) and not isinstance(field, EvDeferringWorld)
+    orch = Orchestrator(field, policies=[], telemetry=False, se_every_steps=0)
+    assert orch.device_world is field and orch.flexdr is not None
+    assert Orchestrator(sim, policies=[], telemetry=False).device_world is None
+
+
+def test_a_policy_that_raises_is_logged_with_its_traceback_and_fields(
+    fleet_grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        name = "broken\nFAKE LOG LINE"  # a name is not trusted into a log line
+
+        def decide(self, ctx: object) -> list[object]:
+            raise RuntimeError("boom")
+
+    o = Orchestrator(SimWorld(fleet_grid, start_step=EVENING), policies=[Broken()])
+    with caplog.at_level(logging.ERROR, logger="gridpilot.agent"):
+        o.run(1)
+    recs = [r for r in caplog.records if r.name.startswith("gridpilot.agent")]
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec.exc_info is not None and rec.exc_info[0] is RuntimeError  # the traceback
+    assert "\n" not in rec.getMessage() and "\\x0a" in rec.getMessage()
+    assert rec.__dict__["policy"] == "broken\\x0aFAKE LOG LINE"
+    assert rec.__dict__["step"] == 0
+    assert o.audit.entries(kind="error")[0]["status"] == "failed"  # audited as before
