@@ -113,13 +113,14 @@ class ScenarioReport:
 
 
 def run_many(
-    specs: Sequence[ScenarioSpec],
+    specs: Sequence[Any],
     executor: str = "serial",
     address: str | None = None,
     workers: int = 2,
     fn: Callable[[Any], Any] | None = None,
 ) -> list[Any]:
-    """Run specs (with ``fn``, default :func:`run_one`) serially or over Dask; results in order.
+    """Run specs (with ``fn``, default :func:`run_one` on :class:`ScenarioSpec` items) serially or
+    over Dask; returns ``fn``'s results in order.
 
     ``executor="dask"`` uses the scheduler at ``address`` or starts a LocalCluster of
     ``workers`` single-threaded worker processes (closed afterwards).
