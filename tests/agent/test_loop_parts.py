@@ -48,3 +48,22 @@ def test_a_policy_that_raises_is_logged_with_its_traceback_and_fields(
     assert rec.__dict__["policy"] == "broken\\x0aFAKE LOG LINE"
     assert rec.__dict__["step"] == 0
     assert o.audit.entries(kind="error")[0]["status"] == "failed"  # audited as before
+
+
+def test_a_refused_plan_is_logged_with_structured_escaped_fields(
+    fleet_grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gridpilot.agent import Action, Plan
+
+    o = Orchestrator(SimWorld(fleet_grid, start_step=EVENING), policies=[], telemetry=False)
+    plan = Plan([Action("switch", 999_999, 0.0)], "test", "ops\r\nFAKE")
+    with caplog.at_level(logging.INFO, logger="gridpilot.agent"):
+        out = o.submit(plan, actor="alice\nFAKE")
+    assert out["status"] == "refused"
+    recs = [r for r in caplog.records if r.name == "gridpilot.agent.planexec"]
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec.__dict__["plan"] == plan.id
+    assert rec.__dict__["reasons"] == ["switch 999999 does not exist"]
+    assert "\n" not in rec.getMessage() and "\r" not in rec.getMessage()
+    assert "\n" not in rec.__dict__["actor"] and "\n" not in rec.__dict__["source"]

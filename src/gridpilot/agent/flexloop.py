@@ -9,6 +9,7 @@ loop's own module to observe -> decide -> guard -> act.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,9 @@ import numpy as np
 from gridpilot.agent.loopstate import LoopState
 from gridpilot.agent.world import EV_DR_SHARE, Observation
 from gridpilot.agent.worldtypes import EvDeferringWorld
+from gridpilot.telemetry import wire_text
+
+log = logging.getLogger(__name__)
 
 
 class FlexLoop(LoopState):
@@ -174,6 +178,11 @@ class FlexLoop(LoopState):
             if cmds and self.device_world is not None:
                 self.device_world.apply(cmds)
         except Exception as exc:  # the loop goes on; the failure is shown and on the record
+            log.exception(
+                "demand-response dispatch failed: %s",
+                wire_text(exc, 300),
+                extra={"sim_time": sim_time, "why": wire_text(why, 200)},
+            )
             self.audit.record(
                 actor="flex",
                 kind="dr_event",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,9 @@ import numpy as np
 from gridpilot.agent.actions import Plan
 from gridpilot.agent.guard import Verdict
 from gridpilot.agent.loopstate import LoopState, Proposal
+from gridpilot.telemetry import wire_text
+
+log = logging.getLogger(__name__)
 
 
 class PlanExecution(LoopState):
@@ -83,6 +87,18 @@ class PlanExecution(LoopState):
         if not verdict.ok:
             self.counters["refused"] += 1
             record("refused", "refused")
+            log.info(
+                "guard refused plan #%d of %s: %s",
+                plan.id,
+                wire_text(plan.source, 80),
+                wire_text("; ".join(verdict.reasons), 300),
+                extra={
+                    "plan": plan.id,
+                    "source": wire_text(plan.source, 80),
+                    "actor": wire_text(actor, 80),
+                    "reasons": [wire_text(r, 200) for r in verdict.reasons],
+                },
+            )
             self._event(
                 "refused",
                 f"guard refused {plan.source} plan #{plan.id}: {'; '.join(verdict.reasons)[:200]}",

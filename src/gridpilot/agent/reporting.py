@@ -12,6 +12,7 @@ import numpy as np
 from gridpilot.agent.loopstate import LoopState
 from gridpilot.agent.world import Observation
 from gridpilot.model import GenKind
+from gridpilot.telemetry import wire_text
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,13 @@ class LoopReporting(LoopState):
         try:
             info = self.market.clear(obs, self.dr_level)
         except Exception as exc:  # the market is advisory here; a failure is reported, never hidden
+            log.warning(
+                "market interval failed at step %d; the market is off from now: %s",
+                obs.t,
+                wire_text(exc, 300),
+                exc_info=True,
+                extra={"step": obs.t, "sim_time": str(obs.time)},
+            )
             self._event("market", f"market interval failed: {exc}", "warning")
             self.market = None
             return

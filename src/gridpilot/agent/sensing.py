@@ -11,6 +11,7 @@ import numpy as np
 
 from gridpilot.agent.loopstate import LoopState
 from gridpilot.agent.world import Observation
+from gridpilot.telemetry import wire_text
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,15 @@ class Sensing(LoopState):
         event at the observation's step."""
         n = sum(rejected.values())
         self.counters[counter] += n
+        safe = {wire_text(k, 60): int(v) for k, v in rejected.items()}
+        log.warning(
+            "%d %s frame(s) refused at step %d: %s",
+            n,
+            what,
+            obs.t,
+            safe,
+            extra={"step": obs.t, "refused": n, "by_reason": safe, "channel": what},
+        )
         self.audit.record(
             actor="telemetry",
             kind="refused",
@@ -116,6 +126,13 @@ class Sensing(LoopState):
         try:
             est = self.estimator.estimate(obs)
         except Exception as exc:  # the loop goes on without a fresh estimate; said, not hidden
+            log.warning(
+                "state estimation failed at step %d: %s",
+                obs.t,
+                wire_text(exc, 300),
+                exc_info=True,
+                extra={"step": obs.t, "sim_time": str(obs.time)},
+            )
             self._event("estimation", f"state estimation failed: {exc}", "warning")
             self.estimate = None
             return

@@ -19,6 +19,7 @@ Typical use::
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -47,6 +48,8 @@ from gridpilot.field.records import (
 from gridpilot.field.sim_events import SimEvents
 from gridpilot.model import Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
+
+log = logging.getLogger(__name__)
 
 
 class FieldSimulator(SimEvents):
@@ -265,6 +268,9 @@ class FieldSimulator(SimEvents):
         self.pf = self._powerflow()
         t2 = time.perf_counter()
         if not self.pf.converged:
+            log.warning(
+                "field power flow did not converge at t=%.0f s", self.t_s, extra={"t_s": self.t_s}
+            )
             self._event("powerflow_failed", "warning", {"t_s": self.t_s})
         self.last_stats = StepStats(
             self.t_s,
