@@ -12,6 +12,7 @@ and the few methods one part calls on another.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 
 from gridpilot.agent.world import Observation
 from gridpilot.agent.worldtypes import DeviceWorld, World
+from gridpilot.telemetry import wire_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from gridpilot.agent.telemetry_link import TelemetryLink
     from gridpilot.model import Grid, Profiles
     from gridpilot.twin import Twin
+
+log = logging.getLogger(__name__)
 
 MODES = ("autonomous", "propose")
 
@@ -148,6 +152,18 @@ class LoopState:
         }
         self.events.append(
             {"t": t, "time": tm, "kind": kind, "text": text, "severity": severity, **extra}
+        )
+
+    def _warn_failed(self, what: str, obs: Observation, exc: BaseException) -> None:
+        """Log that ``what`` failed at ``obs``'s step (the loop goes on): the escaped error,
+        its traceback and the step as structured fields."""
+        log.warning(
+            "%s failed at step %d: %s",
+            what,
+            obs.t,
+            wire_text(exc, 300),
+            exc_info=exc,
+            extra={"step": obs.t, "sim_time": str(obs.time), "failed": what},
         )
 
     # --- provided by the other parts --------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gridpilot.agent.actions import Plan
-from gridpilot.agent.loopstate import MODES
+from gridpilot.agent.loopstate import MODES, Proposal
 from gridpilot.agent.planexec import PlanExecution
 from gridpilot.errors import UnknownComponentError, ValidationError
 
@@ -33,14 +33,19 @@ class OperatorDesk(PlanExecution):
                 return list(e["verdict"].get("reasons", []))
         return []
 
+    def _pending(self, plan_id: int) -> Proposal:
+        """The pending proposal ``plan_id``; unknown or already decided ones are refused."""
+        p = self.proposals.get(plan_id)
+        if p is None:
+            raise UnknownComponentError("proposal", plan_id)
+        if p.status != "pending":
+            raise ValidationError(f"proposal {plan_id}: is {p.status}, not pending")
+        return p
+
     def approve(self, plan_id: int, actor: str) -> dict[str, Any]:
         """Approve a pending proposal: re-checked by the guard on the present state, then executed."""
         with self.lock:
-            p = self.proposals.get(plan_id)
-            if p is None:
-                raise UnknownComponentError("proposal", plan_id)
-            if p.status != "pending":
-                raise ValidationError(f"proposal {plan_id}: is {p.status}, not pending")
+            p = self._pending(plan_id)
             verdict = self._verdict(p.plan)
             sim_time = str(self.last.time) if self.last else ""
             if not verdict.ok:
@@ -73,11 +78,7 @@ class OperatorDesk(PlanExecution):
     def reject(self, plan_id: int, actor: str, why: str = "") -> dict[str, Any]:
         """Reject a pending proposal (audited)."""
         with self.lock:
-            p = self.proposals.get(plan_id)
-            if p is None:
-                raise UnknownComponentError("proposal", plan_id)
-            if p.status != "pending":
-                raise ValidationError(f"proposal {plan_id}: is {p.status}, not pending")
+            p = self._pending(plan_id)
             p.status, p.decided_by = "rejected", actor
             self.audit.record(
                 actor=f"operator:{actor}",

@@ -4,7 +4,6 @@ state for the API (a part of :class:`~gridpilot.agent.orchestrator.Orchestrator`
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -12,9 +11,6 @@ import numpy as np
 from gridpilot.agent.loopstate import LoopState
 from gridpilot.agent.world import Observation
 from gridpilot.model import GenKind
-from gridpilot.telemetry import wire_text
-
-log = logging.getLogger(__name__)
 
 
 class LoopReporting(LoopState):
@@ -96,13 +92,7 @@ class LoopReporting(LoopState):
         try:
             info = self.market.clear(obs, self.dr_level)
         except Exception as exc:  # the market is advisory here; a failure is reported, never hidden
-            log.warning(
-                "market interval failed at step %d; the market is off from now: %s",
-                obs.t,
-                wire_text(exc, 300),
-                exc_info=True,
-                extra={"step": obs.t, "sim_time": str(obs.time)},
-            )
+            self._warn_failed("market interval (the market is off from now)", obs, exc)
             self._event("market", f"market interval failed: {exc}", "warning")
             self.market = None
             return

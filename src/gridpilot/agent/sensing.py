@@ -126,13 +126,7 @@ class Sensing(LoopState):
         try:
             est = self.estimator.estimate(obs)
         except Exception as exc:  # the loop goes on without a fresh estimate; said, not hidden
-            log.warning(
-                "state estimation failed at step %d: %s",
-                obs.t,
-                wire_text(exc, 300),
-                exc_info=True,
-                extra={"step": obs.t, "sim_time": str(obs.time)},
-            )
+            self._warn_failed("state estimation", obs, exc)
             self._event("estimation", f"state estimation failed: {exc}", "warning")
             self.estimate = None
             return
