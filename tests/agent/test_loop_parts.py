@@ -67,3 +67,19 @@ def test_a_refused_plan_is_logged_with_structured_escaped_fields(
     assert rec.__dict__["reasons"] == ["switch 999999 does not exist"]
     assert "\n" not in rec.getMessage() and "\r" not in rec.getMessage()
     assert "\n" not in rec.__dict__["actor"] and "\n" not in rec.__dict__["source"]
+
+
+def test_loop_options_are_one_checked_parameter_object_that_keywords_override(
+    fleet_grid: Grid,
+) -> None:
+    from gridpilot.agent.orchestrator import LoopOptions
+    from gridpilot.errors import ValidationError
+
+    opts = LoopOptions(mode="propose", telemetry=False, se_every_steps=0, policies=[])
+    o = Orchestrator(SimWorld(fleet_grid, start_step=EVENING), opts, se_every_steps=3)
+    assert o.mode == "propose" and o.link is None and o.policies == []
+    assert o.se_every_steps == 3 and o.estimator is not None
+    with pytest.raises(ValidationError, match="mode"):
+        LoopOptions(mode="fast")
+    with pytest.raises(ValidationError, match="se_every_steps"):
+        Orchestrator(SimWorld(fleet_grid, start_step=EVENING), se_every_steps=-1)

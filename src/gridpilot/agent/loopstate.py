@@ -16,12 +16,13 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from gridpilot.agent.world import Observation
 from gridpilot.agent.worldtypes import DeviceWorld, World
+from gridpilot.errors import ValidationError
 from gridpilot.telemetry import wire_text
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from gridpilot.agent.actions import Plan
     from gridpilot.agent.audit import AuditLog
-    from gridpilot.agent.estimating import LoopEstimate, LoopEstimator
+    from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet
     from gridpilot.agent.flexlink import FlexDR
     from gridpilot.agent.forecasting import LoadForecast
     from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
@@ -43,6 +44,56 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODES = ("autonomous", "propose")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How an :class:`~gridpilot.agent.orchestrator.Orchestrator` runs (one parameter object).
+
+    ``mode`` (:data:`MODES`); ``policies`` (default
+    :func:`~gridpilot.agent.policies.default_policies`); the guard's ``limits``; the ``audit``
+    log (default in memory); ``history`` rows kept; ``telemetry``: grid sensors through signed
+    telemetry; state estimation every ``se_every_steps`` steps (0: never) on ``sensors``,
+    noisy at their sigmas with ``sensor_noise``; ``flex_plan``: the flexibility schedule on a
+    device world; ``meters``: the households' meter path on a metered world.
+    """
+
+    mode: str = "autonomous"
+    policies: list[Policy] | None = None
+    limits: GuardLimits | None = None
+    audit: AuditLog | None = None
+    history: int = 720
+    telemetry: bool = True
+    se_every_steps: int = 5
+    sensors: SensorSet | None = None
+    sensor_noise: bool = False
+    flex_plan: bool = False
+    meters: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValidationError(f"mode: unknown {self.mode!r}; known: {', '.join(MODES)}")
+        se = self.se_every_steps
+        if int(se) != se or se < 0:
+            raise ValidationError(
+                f"se_every_steps: must be a whole number >= 0 (0 = no state estimation), got {se}"
+            )
+
+
+class LoopOptionsArgs(TypedDict, total=False):
+    """:class:`LoopOptions`' fields as keyword arguments of the orchestrator (all optional)."""
+
+    mode: str
+    policies: list[Policy] | None
+    limits: GuardLimits | None
+    audit: AuditLog | None
+    history: int
+    telemetry: bool
+    se_every_steps: int
+    sensors: SensorSet | None
+    sensor_noise: bool
+    flex_plan: bool
+    meters: bool
 
 
 @dataclass
@@ -193,4 +244,4 @@ class LoopState:
         raise NotImplementedError
 
 
-__all__ = ["MODES", "LoopState", "Proposal", "StepReport"]
+__all__ = ["MODES", "LoopOptions", "LoopOptionsArgs", "LoopState", "Proposal", "StepReport"]

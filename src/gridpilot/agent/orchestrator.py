@@ -9,11 +9,12 @@ Operators' own commands go through :meth:`submit`: the same guard, the same audi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -23,7 +24,14 @@ from gridpilot.agent.estimating import LoopEstimator, SensorSet
 from gridpilot.agent.flexloop import FlexLoop
 from gridpilot.agent.forecasting import LoadForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard
-from gridpilot.agent.loopstate import MODES, LoopState, Proposal, StepReport
+from gridpilot.agent.loopstate import (
+    MODES,
+    LoopOptions,
+    LoopOptionsArgs,
+    LoopState,
+    Proposal,
+    StepReport,
+)
 from gridpilot.agent.marketlink import MarketLink
 from gridpilot.agent.operators import OperatorDesk
 from gridpilot.agent.policies import Context, Policy, default_policies
@@ -42,7 +50,9 @@ log = logging.getLogger(__name__)
 class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
     """The agent loop over a :class:`~gridpilot.agent.worldtypes.World` (SimWorld, FieldWorld).
 
-    ``Orchestrator(world, mode="autonomous", policies=None, limits=None, audit=None)``; the
+    ``Orchestrator(world, options=None, **kw)``: ``options`` a
+    :class:`~gridpilot.agent.loopstate.LoopOptions`, ``kw`` any of its fields (e.g.
+    ``Orchestrator(world, mode="propose", telemetry=False)``), which override it. The
     policies default to :func:`default_policies`. State estimation
     (:class:`~gridpilot.agent.estimating.LoopEstimator`) runs every ``se_every_steps`` steps (0:
     never) and after each switching change on the ``sensors`` subset (default
@@ -56,41 +66,28 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
     """
 
     def __init__(
-        self,
-        world: World,
-        *,
-        mode: str = "autonomous",
-        policies: list[Policy] | None = None,
-        limits: GuardLimits | None = None,
-        audit: AuditLog | None = None,
-        history: int = 720,
-        telemetry: bool = True,
-        se_every_steps: int = 5,
-        sensors: SensorSet | None = None,
-        sensor_noise: bool = False,
-        flex_plan: bool = False,
-        meters: bool = False,
+        self, world: World, options: LoopOptions | None = None, **kw: Unpack[LoopOptionsArgs]
     ) -> None:
-        if mode not in MODES:
-            raise ValidationError(f"mode: unknown {mode!r}; known: {', '.join(MODES)}")
-        if int(se_every_steps) != se_every_steps or se_every_steps < 0:
-            raise ValidationError(
-                f"se_every_steps: must be a whole number >= 0 (0 = no state estimation), got {se_every_steps}"
-            )
+        opts = dataclasses.replace(options or LoopOptions(), **kw)  # checked by LoopOptions
         self.world = world
-        self.mode = mode
+        self.mode = opts.mode
         self.grid = (
             world.grid.copy()
         )  # the controller's model of the grid (never the world's object)
         self.twin = Twin(self.grid, validate=False, engine=world.engine)
-        self.limits = limits or GuardLimits()
+        self.limits = opts.limits or GuardLimits()
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
-        self.audit = audit or AuditLog()
-        self.policies = list(default_policies() if policies is None else policies)
+        self.audit = opts.audit or AuditLog()
+        self.policies = list(default_policies() if opts.policies is None else opts.policies)
         self.lock = threading.RLock()
-        self._init_state(history)
-        self._init_sensing(se_every_steps, sensors, sensor_noise=sensor_noise, telemetry=telemetry)
-        self._init_field(meters=meters, flex_plan=flex_plan)
+        self._init_state(opts.history)
+        self._init_sensing(
+            opts.se_every_steps,
+            opts.sensors,
+            sensor_noise=opts.sensor_noise,
+            telemetry=opts.telemetry,
+        )
+        self._init_field(meters=opts.meters, flex_plan=opts.flex_plan)
         self._signal_grid = self.grid.copy()  # its own profiles: price/CO2 signals' time of day
         self._signals = None
         flat_profiles(self.grid)
@@ -457,4 +454,12 @@ def flat_profiles(grid: Any, steps: int = 4096) -> None:
         grid.profiles = Profiles(idx, ["flat"], np.ones((steps, 1)))
 
 
-__all__ = ["MODES", "Action", "Orchestrator", "Proposal", "StepReport", "run_realtime"]
+__all__ = [
+    "MODES",
+    "Action",
+    "LoopOptions",
+    "Orchestrator",
+    "Proposal",
+    "StepReport",
+    "run_realtime",
+]
