@@ -19,9 +19,11 @@ Typical use::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -49,18 +51,70 @@ from gridpilot.field.sim_events import SimEvents
 from gridpilot.model import Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
 
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    """How a :class:`FieldSimulator` runs (one parameter object, checked when made).
+
+    ``start``: simulated start time (ISO; default the profiles' first step);
+    ``meter_interval_s``: meters report every this many seconds (900 = 15-minute AMI);
+    ``sensor_line_ids`` / ``sensor_bus_ids``: flow and voltage sensors on the grid (default: the
+    first line leaving each source, no bus sensors; ``"all"`` for every line / bus);
+    ``substation_meters``: report every grid load's P and Q each step; ``meter_p_noise``
+    (relative) and ``meter_v_noise_pu``: meter noise; ``keep_history_days``: days of reported
+    meter values kept for replay attacks (0 disables them); ``seed`` for everything random;
+    ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
+    """
+
+    start: str | None = None
+    meter_interval_s: int = 900
+    sensor_line_ids: np.ndarray | list[int] | str | None = None
+    sensor_bus_ids: np.ndarray | list[int] | str | None = None
+    substation_meters: bool = False
+    meter_p_noise: float = 0.01
+    meter_v_noise_pu: float = 0.002
+    keep_history_days: int = 0
+    seed: int = 0
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.meter_interval_s <= 0:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "field",
+                        "meter_interval_s",
+                        "must be positive",
+                        value=self.meter_interval_s,
+                    )
+                ]
+            )
+
+
+class SimulatorOptionsArgs(TypedDict, total=False):
+    """:class:`SimulatorOptions`' fields as keyword arguments of the simulator."""
+
+    start: str | None
+    meter_interval_s: int
+    sensor_line_ids: np.ndarray | list[int] | str | None
+    sensor_bus_ids: np.ndarray | list[int] | str | None
+    substation_meters: bool
+    meter_p_noise: float
+    meter_v_noise_pu: float
+    keep_history_days: int
+    seed: int
+    engine: str
+
+
 log = logging.getLogger(__name__)
 
 
 class FieldSimulator(SimEvents):
     """Simulated grid and devices (see the module docstring).
 
-    ``meter_interval_s``: meters report every this many seconds (900 = 15-minute AMI);
-    ``sensor_line_ids`` / ``sensor_bus_ids``: flow and voltage sensors on the grid (default: the
-    first line leaving each source, no bus sensors; ``"all"`` for every line / bus);
-    ``substation_meters``: report every grid load's P and Q each step; ``keep_history_days``:
-    days of reported meter values kept for replay attacks (0 disables them); ``seed`` for
-    everything random; ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
+    ``FieldSimulator(grid, fleet=None, options=None, **kw)``: the settings are one
+    :class:`SimulatorOptions` (``kw``, any of its fields, override it; e.g.
+    ``FieldSimulator(grid, fleet, seed=3)``).
 
     Besides the household devices the simulator steps the grid's own device tables
     (:mod:`gridpilot.field.grid_devices`) and accepts scenario events (:meth:`inject_event`).
@@ -70,36 +124,25 @@ class FieldSimulator(SimEvents):
         self,
         grid: Grid,
         fleet: FleetConfig | DeviceFleet | None = None,
-        *,
-        start: str | None = None,
-        meter_interval_s: int = 900,
-        sensor_line_ids: np.ndarray | list[int] | str | None = None,
-        sensor_bus_ids: np.ndarray | list[int] | str | None = None,
-        substation_meters: bool = False,
-        meter_p_noise: float = 0.01,
-        meter_v_noise_pu: float = 0.002,
-        keep_history_days: int = 0,
-        seed: int = 0,
-        engine: str = "auto",
+        options: SimulatorOptions | None = None,
+        **kw: Unpack[SimulatorOptionsArgs],
     ) -> None:
-        if meter_interval_s <= 0:
-            raise ValidationError(
-                issues=[
-                    Issue("field", "meter_interval_s", "must be positive", value=meter_interval_s)
-                ]
-            )
+        opts = dataclasses.replace(options or SimulatorOptions(), **kw)  # checked there
+        engine, seed = opts.engine, opts.seed
         self.grid = grid
         self.twin = Twin(grid, engine=engine)
         self.fleet = fleet if isinstance(fleet, DeviceFleet) else build_fleet(grid, fleet)
         self.rng = np.random.default_rng(seed)
-        self._init_time(start)
+        self._init_time(opts.start)
         self.switch_closed = grid.switch["closed"].copy()
         self.bus_live = energised(grid, self.switch_closed)
         self.faults = {}
         self.events = []
-        self._init_meters(int(meter_interval_s), meter_p_noise, meter_v_noise_pu)
-        self._init_sensors(sensor_line_ids, sensor_bus_ids, substation_meters=substation_meters)
-        self._init_history(int(keep_history_days))
+        self._init_meters(int(opts.meter_interval_s), opts.meter_p_noise, opts.meter_v_noise_pu)
+        self._init_sensors(
+            opts.sensor_line_ids, opts.sensor_bus_ids, substation_meters=opts.substation_meters
+        )
+        self._init_history(int(opts.keep_history_days))
         self._init_truth()
         f = self.fleet  # EVs already home at the start are plugged in (no mass arrival at t=0)
         h0 = (self._start_offset_s / 3600.0) % 24.0
@@ -457,5 +500,6 @@ __all__ = [
     "FieldReadings",
     "FieldSimulator",
     "MeterReadings",
+    "SimulatorOptions",
     "StepStats",
 ]
