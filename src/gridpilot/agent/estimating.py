@@ -168,6 +168,44 @@ class LoopEstimate:
         }
 
 
+class _PowerRows:
+    """Power measurements collected by kind: kind, element id, P, Q and their sigmas (MW/Mvar;
+    relative sigmas, at least ``floor_mw``)."""
+
+    def __init__(self, floor_mw: float) -> None:
+        self.floor_mw = floor_mw
+        self.kinds: list[np.ndarray] = []
+        self.elem: list[np.ndarray] = []
+        self.ps: list[np.ndarray] = []
+        self.qs: list[np.ndarray] = []
+        self.sp: list[np.ndarray] = []
+        self.sq: list[np.ndarray] = []
+
+    def add(
+        self,
+        kind: PowerSensorKind,
+        ids: np.ndarray,
+        p: np.ndarray,
+        q: np.ndarray,
+        rel_p: float,
+        rel_q: float,
+    ) -> None:
+        """Add one kind's rows: ids, P and Q (MW/Mvar) at relative sigmas ``rel_p``/``rel_q``."""
+        fl = self.floor_mw
+        self.kinds.append(np.full(ids.size, kind, np.int8))
+        self.elem.append(ids)
+        self.ps.append(p)
+        self.qs.append(q)
+        self.sp.append(np.maximum(rel_p * np.abs(p), fl))
+        self.sq.append(np.maximum(rel_q * np.abs(q), fl))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Kinds, element ids, P, Q, sigma P, sigma Q: each concatenated over the kinds."""
+        return tuple(
+            np.concatenate(x) for x in (self.kinds, self.elem, self.ps, self.qs, self.sp, self.sq)
+        )
+
+
 class LoopEstimator:
     """State estimation for the orchestrator (see the module docstring).
 
@@ -211,33 +249,11 @@ class LoopEstimator:
         v = np.asarray(obs.v_pu, np.float64)[self._v_pos]
         on_v = v > 0.05
         vb = np.asarray(s.v_bus_ids, np.int64)[on_v]
-        kinds: list[np.ndarray] = []
-        elem: list[np.ndarray] = []
-        ps: list[np.ndarray] = []
-        qs: list[np.ndarray] = []
-        sp: list[np.ndarray] = []
-        sq: list[np.ndarray] = []
-        fl = s.p_floor_mw
-
-        def add(
-            kind: PowerSensorKind,
-            ids: np.ndarray,
-            p: np.ndarray,
-            q: np.ndarray,
-            rel_p: float,
-            rel_q: float,
-        ) -> None:
-            kinds.append(np.full(ids.size, kind, np.int8))
-            elem.append(ids)
-            ps.append(p)
-            qs.append(q)
-            sp.append(np.maximum(rel_p * np.abs(p), fl))
-            sq.append(np.maximum(rel_q * np.abs(q), fl))
-
+        rows = _PowerRows(s.p_floor_mw)
         if self._f_pos.size and getattr(obs, "line_p_mw", np.zeros(0)).size:
             lp = np.asarray(obs.line_p_mw)[self._f_pos]
             lq = np.asarray(obs.line_q_mvar)[self._f_pos]
-            add(
+            rows.add(
                 PowerSensorKind.LINE_FROM,
                 g.line.ids[self._f_pos],
                 lp,
@@ -245,10 +261,17 @@ class LoopEstimator:
                 s.flow_rel_sigma,
                 s.flow_rel_sigma,
             )
+        self._load_rows(obs, rows)
+        self._device_rows(obs, rows)
+        return Measurements(vb, v[on_v], np.full(vb.size, s.v_sigma_pu), *rows.arrays())
+
+    def _load_rows(self, obs: Any, rows: _PowerRows) -> None:
+        """A P/Q meter per load: Q as metered, else from the model's power factor."""
+        s, g = self.sensors, self.grid
         lp = np.asarray(obs.load_p_mw, np.float64)
         lq_metered = np.asarray(getattr(obs, "load_q_mvar", np.zeros(0)), np.float64)
         if lq_metered.size == lp.size and lp.size:  # metered Q (the field's substation meters)
-            add(
+            rows.add(
                 PowerSensorKind.LOAD,
                 g.load.ids,
                 lp,
@@ -257,7 +280,7 @@ class LoopEstimator:
                 s.meter_rel_sigma,
             )
         else:  # Q not metered: the model's power factor, a pseudo-measurement
-            add(
+            rows.add(
                 PowerSensorKind.LOAD,
                 g.load.ids,
                 lp,
@@ -265,6 +288,11 @@ class LoopEstimator:
                 s.meter_rel_sigma,
                 s.meter_q_rel_sigma,
             )
+
+    def _device_rows(self, obs: Any, rows: _PowerRows) -> None:
+        """A meter per generator, battery, EV charger and flexible load in service (Q at the
+        model's value; flexible loads none)."""
+        s, g = self.sensors, self.grid
         for comp, kind, vals in (
             ("generator", PowerSensorKind.GENERATOR, obs.gen_p_mw),
             ("storage", PowerSensorKind.STORAGE, obs.storage_p_mw),
@@ -281,18 +309,7 @@ class LoopEstimator:
                 if "q_mvar" in tb.fields and comp != "flex_load"
                 else np.zeros(on.size)
             )
-            add(kind, tb.ids[on], p, q, s.meter_rel_sigma, s.meter_rel_sigma)
-        return Measurements(
-            vb,
-            v[on_v],
-            np.full(vb.size, s.v_sigma_pu),
-            np.concatenate(kinds),
-            np.concatenate(elem),
-            np.concatenate(ps),
-            np.concatenate(qs),
-            np.concatenate(sp),
-            np.concatenate(sq),
-        )
+            rows.add(kind, tb.ids[on], p, q, s.meter_rel_sigma, s.meter_rel_sigma)
 
     def estimate(self, obs: Any) -> LoopEstimate:
         """Robust estimate (bad data identified and removed) from ``obs``; returns a :class:`LoopEstimate`."""

@@ -204,10 +204,10 @@ class FieldWorld:
         not observed (or older than 16 steps) get the nearest recorded one."""
         if not self._demand:
             self.observe()
-        t = max(self._demand) if t is None else int(t)
-        if t not in self._demand:
-            t = min(self._demand, key=lambda k: abs(k - t))
-        return {k: v.copy() for k, v in self._demand[t].items()}
+        want = max(self._demand) if t is None else int(t)
+        if want not in self._demand:
+            want = min(self._demand, key=lambda k: abs(k - want))
+        return {k: v.copy() for k, v in self._demand[want].items()}
 
     def controlled(
         self,

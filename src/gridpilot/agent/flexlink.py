@@ -77,6 +77,19 @@ def _flex_step(now: np.datetime64) -> int:
     return 96 + int(sec // FLEX_STEP_S)
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What :meth:`FlexDR.dispatch` was asked: level (0..1), who and why, the buses (ids; empty:
+    all), the loop's own level when topped up and the event topped up."""
+
+    level: float
+    source: str
+    reason: str
+    buses: list[int]
+    requested_level: float | None
+    topup_of: str | None
+
+
 class FlexDR:
     """Demand response by events over the field's devices (see the module docstring).
 
@@ -233,27 +246,9 @@ class FlexDR:
         eid = f"dr-{self._seq}"
         n = max(1, round(self.duration_min * 60 / FLEX_STEP_S))
         start = str(now.astype("datetime64[s]"))
+        ask = _Ask(float(level), source, reason, list(buses or []), requested_level, topup_of)
         if target <= 1e-6:
-            rec = DREventRecord(
-                id=eid,
-                source=source,
-                level=float(level),
-                target_mw=0.0,
-                start=start,
-                duration_min=self.duration_min,
-                buses=list(buses or []),
-                devices={},
-                expected_reduction_mw=[],
-                short_mw=0.0,
-                target_met=None,
-                dispatch_ms=(time.perf_counter() - t_wall) * 1e3,
-                status="empty",
-                end=start,
-                reason=f"{reason}; nothing to shed now".strip("; "),
-                requested_level=float(level if requested_level is None else requested_level),
-                topup_of=topup_of,
-            )
-            self.records.append(rec)
+            self.records.append(self._empty_record(ask, eid, start, t_wall))
             return []
         ev = Event(eid, self.program, t, n, target_mw=target, buses=targeted)
         plan = event_setpoints(fleet, ev, t, self.opt_outs)
@@ -290,6 +285,31 @@ class FlexDR:
         rec.commands = len(cmds)
         self.records.append(rec)
         return cmds
+
+    def _empty_record(self, ask: _Ask, eid: str, start: str, t_wall: float) -> DREventRecord:
+        """The record of an event that found nothing to shed at ``start`` (dispatched at
+        ``t_wall``, perf-counter seconds)."""
+        return DREventRecord(
+            id=eid,
+            source=ask.source,
+            level=ask.level,
+            target_mw=0.0,
+            start=start,
+            duration_min=self.duration_min,
+            buses=ask.buses,
+            devices={},
+            expected_reduction_mw=[],
+            short_mw=0.0,
+            target_met=None,
+            dispatch_ms=(time.perf_counter() - t_wall) * 1e3,
+            status="empty",
+            end=start,
+            reason=f"{ask.reason}; nothing to shed now".strip("; "),
+            requested_level=float(
+                ask.level if ask.requested_level is None else ask.requested_level
+            ),
+            topup_of=ask.topup_of,
+        )
 
     def release(self, now: np.datetime64, status: str = "released") -> list[Command]:
         """End the active event (``status``: released, superseded, renewed); every participant

@@ -2,53 +2,29 @@
 price/CO2 signals for the flexibility schedule, and :class:`~gridpilot.agent.flexlink.FlexDR`'s
 dispatch into the world with its audit trail.
 
-:class:`FlexLoop` is a mixin of :class:`~gridpilot.agent.orchestrator.Orchestrator` (it reads
-the loop's state: ``world``, ``grid``, ``last``, the estimates, ``flexdr``, the audit log); it
-keeps the loop's own module to observe -> decide -> guard -> act.
+:class:`FlexLoop` is a part of :class:`~gridpilot.agent.orchestrator.Orchestrator` (the
+loop's state it reads is typed by :class:`~gridpilot.agent.loopstate.LoopState`); it keeps the
+loop's own module to observe -> decide -> guard -> act.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from gridpilot.agent.loopstate import LoopState
 from gridpilot.agent.world import EV_DR_SHARE, Observation
+from gridpilot.agent.worldtypes import EvDeferringWorld
+from gridpilot.telemetry import wire_text
 
-if TYPE_CHECKING:
-    from gridpilot.agent.audit import AuditLog
-    from gridpilot.agent.flexlink import FlexDR
+log = logging.getLogger(__name__)
 
 
-class FlexLoop:
+class FlexLoop(LoopState):
     """Flexibility methods of the orchestrator (see the module docstring)."""
-
-    world: Any
-    grid: Any
-    last: Observation | None
-    flexdr: FlexDR | None
-    audit: AuditLog
-    load_forecast: Any
-    load_est_mw: np.ndarray
-    gen_est_mw: np.ndarray
-    ev_est_mw: np.ndarray
-    flex_est_mw: np.ndarray
-    _prof: Any
-    _cols: dict[str, Any]
-    _signal_grid: Any
-    _signals: Any
-    section_buses: set[int]
-
-    # provided by the Orchestrator
-    def _event(self, kind: str, text: str, severity: str = "info", **data: Any) -> None:
-        raise NotImplementedError
-
-    def forecast_ratio(self, steps_ahead: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    @property
-    def dr_level(self) -> float:
-        raise NotImplementedError
 
     @property
     def dr_share(self) -> float:
@@ -69,8 +45,9 @@ class FlexLoop:
         """Share of the EV stations' charging that DR level 1 defers in the world: the world's
         ``ev_dr_share``, else SimWorld's smart-charging share (0 on a world with household
         devices under FlexDR, whose EV stations follow only the EV factor)."""
-        dflt = 0.0 if self.flexdr is not None else EV_DR_SHARE
-        return float(getattr(self.world, "ev_dr_share", dflt))
+        if isinstance(self.world, EvDeferringWorld):
+            return float(self.world.ev_dr_share)
+        return 0.0 if self.flexdr is not None else EV_DR_SHARE
 
     def flex_signals(self, steps: int) -> Any:
         """Price (EUR/MWh) and carbon intensity (t/MWh) for ``steps`` 15-minute steps from the
@@ -189,7 +166,7 @@ class FlexLoop:
         keep = ~np.isin(np.asarray(g.load["bus"], np.int64), list(self.section_buses))
         return float(np.maximum(demand[keep], 0.0).sum())
 
-    def _flex_run(self, fn: Any, why: str = "") -> None:
+    def _flex_run(self, fn: Callable[[], list[Any] | None], why: str = "") -> None:
         """Run a :class:`FlexDR` call, send its commands to the world, and audit and show every
         event it dispatched, renewed or ended (actor: whoever asked for the DR)."""
         fd = self.flexdr
@@ -198,9 +175,14 @@ class FlexLoop:
         sim_time = str(self.last.time) if self.last is not None else ""
         try:
             cmds = fn()
-            if cmds:
-                self.world.apply(cmds)  # type: ignore[attr-defined]
+            if cmds and self.device_world is not None:
+                self.device_world.apply(cmds)
         except Exception as exc:  # the loop goes on; the failure is shown and on the record
+            log.exception(
+                "demand-response dispatch failed: %s",
+                wire_text(exc, 300),
+                extra={"sim_time": sim_time, "why": wire_text(why, 200)},
+            )
             self.audit.record(
                 actor="flex",
                 kind="dr_event",

@@ -313,9 +313,23 @@ class FlexPlanPolicy:
             )
         ]
 
+    def _storage_actions(self, ctx: Any, sp: Any, k: int, is_st: np.ndarray) -> list[Action]:
+        """The grid batteries' set points of step ``k`` (MW) where they change, when this
+        schedule holds the batteries (or nobody does)."""
+        acts: list[Action] = []
+        if self.with_storage and ctx.shared.get("storage_by") in (None, self.name):
+            st_p = sp.p_mw["battery"][k, is_st]
+            st_ids = (sp.device_ids["battery"][is_st] - STORAGE_ID0).astype(np.int64)
+            for j, p in zip(st_ids.tolist(), st_p.tolist(), strict=True):
+                sid = int(ctx.grid.storage.ids[j])
+                v = round(float(p), 4)
+                if abs(v - float(ctx.storage_cmd_mw[j])) > 1e-3:
+                    acts.append(Action("storage", sid, v))
+        return acts
+
     def decide(self, ctx: Any) -> list[Plan]:
         """The schedule's set points for this 15-minute step (one plan), a release, or none."""
-        fd = getattr(ctx, "flexdr", None)
+        fd = ctx.flexdr
         if fd is None or ctx.forecast_injections is None or ctx.flex_signals is None:
             return []
         obs = ctx.obs
@@ -359,15 +373,7 @@ class FlexPlanPolicy:
         is_st = sp.device_ids["battery"] >= STORAGE_ID0
         house = _subset_battery(sp, ~is_st)
         cmds = setpoint_commands(fd.devices, house, k, f"{sp.event_id}:{k}")
-        acts: list[Action] = []
-        if self.with_storage and ctx.shared.get("storage_by") in (None, self.name):
-            st_p = sp.p_mw["battery"][k, is_st]
-            st_ids = (sp.device_ids["battery"][is_st] - STORAGE_ID0).astype(np.int64)
-            for j, p in zip(st_ids.tolist(), st_p.tolist(), strict=True):
-                sid = int(ctx.grid.storage.ids[j])
-                v = round(float(p), 4)
-                if abs(v - float(ctx.storage_cmd_mw[j])) > 1e-3:
-                    acts.append(Action("storage", sid, v))
+        acts = self._storage_actions(ctx, sp, k, is_st)
         new_delta = self._delta(ap, k, ctx)
         old = self._on_loads(ctx, *self._delta_bus) if self._delta_bus else 0.0
         load_delta = self._on_loads(ctx, *new_delta) - old

@@ -89,6 +89,17 @@ def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Walk:
+    """A plan walked through the device rules (:meth:`SafetyGuard._walk`): switch states after
+    each switching action, the final states, the injections (MW, by keyword) and the reasons."""
+
+    states: list[np.ndarray]
+    closed: np.ndarray
+    injections: dict[str, Any]
+    reasons: list[str]
+
+
 class SafetyGuard:
     """Checks plans against limits and simulates them in the twin.
 
@@ -138,31 +149,10 @@ class SafetyGuard:
             ]
         return out
 
-    def check(
-        self,
-        plan: Plan,
-        *,
-        switch_closed: np.ndarray,
-        injections: dict[str, np.ndarray],
-        faulted_lines: set[int] | tuple[int, ...] = (),
-        now_s: float = 0.0,
-        injections_after: dict[str, np.ndarray] | None = None,
-    ) -> Verdict:
-        """Check ``plan`` from the present switch states and injections (MW, table order).
-
-        ``injections_after`` are the injections once the plan's DR/EV actions act (default the
-        present ones); battery set points of the plan are applied on top.
-
-        Returns a :class:`Verdict`; nothing is changed (call :meth:`commit` once executed).
-        """
-        g, lim = self.grid, self.limits
+    def _rate_limits(self, plan: Plan) -> list[str]:
+        """Reasons ``plan`` breaks the switching-operation and plan-rate limits (none: [])."""
+        lim = self.limits
         reasons: list[str] = []
-        checks: list[str] = []
-        self._prune(now_s)
-        faulted = set(faulted_lines) | set(plan.faulted_lines)
-        section = set(plan.data.get("section_buses", []))
-        # 1. rate and count limits
-        checks.append("rate limits")
         if plan.switch_ops > lim.max_switch_ops_per_plan:
             reasons.append(
                 f"{plan.switch_ops} switching operations in one plan (limit {lim.max_switch_ops_per_plan})"
@@ -173,11 +163,18 @@ class SafetyGuard:
             )
         if len(self._plans) + 1 > lim.max_plans_per_minute:
             reasons.append(f"more than {lim.max_plans_per_minute} plans in one minute")
-        # 2. device rules, walking the sequence
-        checks.append("device rules")
+        return reasons
+
+    def _walk(
+        self, plan: Plan, switch_closed: np.ndarray, injections: dict[str, np.ndarray]
+    ) -> _Walk:
+        """The plan's actions in order from ``switch_closed`` under the device rules: the switch
+        states after each switching action, the final ones, the injections with the plan's
+        battery set points (MW) and the reasons any action breaks a rule."""
+        g, lim = self.grid, self.limits
+        reasons: list[str] = []
         closed = np.asarray(switch_closed, bool).copy()
-        src = injections if injections_after is None else injections_after
-        inj = {k: np.asarray(v, np.float64).copy() for k, v in src.items()}
+        inj: dict[str, Any] = {k: np.asarray(v, np.float64).copy() for k, v in injections.items()}
         per_switch: dict[int, int] = {}
         for _t, k in self._ops:
             per_switch[k] = per_switch.get(k, 0) + 1
@@ -218,38 +215,87 @@ class SafetyGuard:
                     )
                 if "storage_p_mw" in inj:
                     inj["storage_p_mw"][k] = a.value
+        return _Walk(states, closed, inj, reasons)
+
+    def _faulted_in_sequence(
+        self, states: list[np.ndarray], faulted: set[int], section: set[int]
+    ) -> list[str]:
+        """Reasons for the first switch state of the sequence that energises a faulted line or
+        section bus (none: [])."""
+        for st in states:
+            bad = self.faulted_energised(st, faulted, section)
+            if bad:
+                return sorted(set(bad))
+        return []
+
+    def _not_radial(self, closed: np.ndarray) -> list[str]:
+        """A reason when the network with ``closed`` would not be radial (none: [])."""
+        if is_radial(self.grid, closed):
+            return []
+        return ["the resulting network would not be radial (a loop or two sources in parallel)"]
+
+    def _interruptions(
+        self, switch_closed: np.ndarray, closed: np.ndarray, section: set[int]
+    ) -> list[str]:
+        """A reason when buses energised with ``switch_closed`` lose supply with ``closed``,
+        outside the declared faulted ``section`` (bus ids); none: []."""
+        g = self.grid
+        en0 = energised(g, switch_closed)
+        en1 = energised(g, closed)
+        lost = set(g.bus.ids[en0 & ~en1].tolist()) - section
+        if not lost:
+            return []
+        shown = sorted(lost)[:8]
+        return [f"would interrupt {len(lost)} bus(es) outside the faulted section: {shown}"]
+
+    def check(
+        self,
+        plan: Plan,
+        *,
+        switch_closed: np.ndarray,
+        injections: dict[str, np.ndarray],
+        faulted_lines: set[int] | tuple[int, ...] = (),
+        now_s: float = 0.0,
+        injections_after: dict[str, np.ndarray] | None = None,
+    ) -> Verdict:
+        """Check ``plan`` from the present switch states and injections (MW, table order).
+
+        ``injections_after`` are the injections once the plan's DR/EV actions act (default the
+        present ones); battery set points of the plan are applied on top.
+
+        Returns a :class:`Verdict`; nothing is changed (call :meth:`commit` once executed).
+        """
+        g, lim = self.grid, self.limits
+        checks: list[str] = []
+        self._prune(now_s)
+        faulted = set(faulted_lines) | set(plan.faulted_lines)
+        section = set(plan.data.get("section_buses", []))
+        # 1. rate and count limits
+        checks.append("rate limits")
+        reasons = self._rate_limits(plan)
+        # 2. device rules, walking the sequence
+        checks.append("device rules")
+        src = injections if injections_after is None else injections_after
+        walk = self._walk(plan, switch_closed, src)
+        reasons, closed, inj = reasons + walk.reasons, walk.closed, walk.injections
         if reasons:
             return Verdict(False, reasons, checks=checks)
         # 3. never energise a faulted section, at any step of the sequence
         checks.append("faulted section stays dead at every step")
-        for st in states:
-            bad = self.faulted_energised(st, faulted, section)
-            if bad:
-                reasons += sorted(set(bad))
-                break
+        reasons += self._faulted_in_sequence(walk.states, faulted, section)
         # 4. no unplanned interruption
         checks.append("no unplanned interruption")
-        en0 = energised(g, switch_closed)
-        en1 = energised(g, closed)
-        lost = set(g.bus.ids[en0 & ~en1].tolist()) - section
-        if lost:
-            shown = sorted(lost)[:8]
-            reasons.append(
-                f"would interrupt {len(lost)} bus(es) outside the faulted section: {shown}"
-            )
+        reasons += self._interruptions(switch_closed, closed, section)
         if lim.require_radial:
             checks.append("radial")
-            if not is_radial(g, closed):
-                reasons.append(
-                    "the resulting network would not be radial (a loop or two sources in parallel)"
-                )
+            reasons += self._not_radial(closed)
         if reasons:
             return Verdict(False, reasons, checks=checks)
         # 5. simulate before and after in the twin
         checks.append("simulated in the twin")
-        inj_after = inj
-        before = self.twin.powerflow(switch_closed=np.asarray(switch_closed, bool), **injections)
-        after = self.twin.powerflow(switch_closed=closed, **inj_after)
+        inj_now: dict[str, Any] = dict(injections)  # by keyword: load_p_mw, gen_p_mw, ...
+        before = self.twin.powerflow(switch_closed=np.asarray(switch_closed, bool), **inj_now)
+        after = self.twin.powerflow(switch_closed=closed, **inj)
         b, a = _sim_summary(g, before), _sim_summary(g, after)
         if not after.converged:
             reasons.append("the power flow after the plan does not converge")

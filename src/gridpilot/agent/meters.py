@@ -27,12 +27,15 @@ Checks (see docs/estimation.md, "In the loop"):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.estimation.anomaly import FdiDetector, TheftDetector, feeder_balance
+
+if TYPE_CHECKING:
+    from gridpilot.agent.worldtypes import MeteredWorld
 
 _Q = ("p_kw", "v_pu", "e_import_kwh")
 
@@ -78,7 +81,7 @@ class MeterPath:
 
     def __init__(
         self,
-        world: Any,
+        world: MeteredWorld,
         grid: Any,
         *,
         learn_intervals: int = 24,

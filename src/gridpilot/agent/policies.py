@@ -1,6 +1,9 @@
 """Pluggable policies: each looks at the estimated state and proposes plans; the guard decides.
 
-A policy is any object with ``name: str`` and ``decide(ctx: Context) -> list[Plan]``. The
+A policy is any object with ``name: str`` and ``decide(ctx: Context) -> list[Plan]``
+(:class:`~gridpilot.agent.context.Policy`; :class:`~gridpilot.agent.context.Context` and
+:func:`~gridpilot.agent.context.batch_eval` live in :mod:`gridpilot.agent.context`,
+:class:`VoltagePolicy` in :mod:`gridpilot.agent.voltpolicy`; all importable from here). The
 built-in ones:
 
 - :class:`FlisrPolicy`: hands the control room's indications (trips, FPIs, lost voltage) to
@@ -16,160 +19,26 @@ built-in ones:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from gridpilot.agent.actions import Action, Plan
+from gridpilot.agent.context import (
+    Context,
+    FlexSignals,
+    ForecastInjections,
+    ForecastRatio,
+    Policy,
+    _ok,
+    batch_eval,
+)
 from gridpilot.agent.guard import GuardLimits
-from gridpilot.agent.world import EV_DR_SHARE, Observation
+from gridpilot.agent.voltpolicy import VoltagePolicy, k_i, loop_switches
 from gridpilot.control import FlisrEngine, Indications, Limits
 from gridpilot.errors import ValidationError
-from gridpilot.model import ElementType, GenKind, Grid
-from gridpilot.twin import Twin, energised, supply_tree
-
-
-@dataclass
-class Context:
-    """What a policy may use: the model, the twin, the estimated state and the controller's own state.
-
-    ``injections(dr_level, ev_factor, steps_ahead)`` gives estimated injections (MW, table order),
-    optionally forecast ``steps_ahead`` steps into the future.
-    """
-
-    grid: Grid
-    twin: Twin
-    limits: GuardLimits
-    obs: Observation
-    history: deque[Observation]
-    load_est_mw: np.ndarray
-    gen_est_mw: np.ndarray
-    dr_share: float | np.ndarray  # share of each load's demand DR level 1 sheds (or per load)
-    dr_level: float
-    dr_requests: dict[str, float]
-    ev_factor: float
-    storage_cmd_mw: np.ndarray
-    known_faults: set[int]
-    section_buses: set[int]
-    pre_fault_closed: np.ndarray  # switch states before the latest trip
-    normal_closed: np.ndarray
-    forecast_ratio: Any  # callable(steps_ahead: np.ndarray) -> (k, n_load) multipliers
-    shared: dict[str, Any] = field(default_factory=dict)
-    tripped: set[int] = field(default_factory=set)  # switch ids protection reported tripped
-    locked_open: list[int] = field(default_factory=list)  # bounds of isolated sections (ids)
-    ev_est_mw: np.ndarray | None = None  # EV charging, last seen where now de-energised
-    flex_est_mw: np.ndarray | None = None  # flexible loads, likewise
-    v_est_pu: np.ndarray | None = None  # latest state estimate per bus (pu, NaN: none)
-    ev_dr_share: float = EV_DR_SHARE  # share of EV-station charging DR level 1 defers
-    flexdr: Any = None  # the field's device registry under demand response (FlexDR), if any
-    # callable(minutes_ahead, load_offset_mw=None) -> forecast injections (k, n) per key, MW
-    forecast_injections: Any = None
-    flex_signals: Any = None  # callable(steps) -> gridpilot.flex.Signals from now (15-min steps)
-
-    def estimated_violation(self, margin_pu: float = 0.0) -> bool:
-        """True when the latest state estimate has a bus within ``margin_pu`` of (or beyond) the
-        voltage band; False without an estimate."""
-        if self.v_est_pu is None:
-            return False
-        v = self.v_est_pu[np.isfinite(self.v_est_pu)]
-        lim = self.limits
-        return bool(
-            v.size and (v.min() < lim.v_min_pu + margin_pu or v.max() > lim.v_max_pu - margin_pu)
-        )
-
-    def injections(
-        self,
-        dr_level: float | None = None,
-        ev_factor: float | None = None,
-        load_mult: np.ndarray | None = None,
-        load_cut: np.ndarray | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Estimated injections after DR/EV control; ``load_mult`` scales loads per load
-        (forecast); ``load_cut`` the share of each load DR sheds (default ``level x dr_share``,
-        e.g. zero outside the buses a targeted event sheds at)."""
-        g = self.grid
-        lvl = self.dr_level if dr_level is None else dr_level
-        evf = self.ev_factor if ev_factor is None else ev_factor
-        p = self.load_est_mw * (1.0 if load_mult is None else load_mult)
-        base_p = np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
-        pf = g.load["q_mvar"] / base_p
-        cut = 1.0 - (lvl * self.dr_share if load_cut is None else np.asarray(load_cut))
-        out: dict[str, np.ndarray] = {"load_p_mw": p * cut, "load_q_mvar": p * pf * cut}
-        if len(g.generator):
-            out["gen_p_mw"] = self.gen_est_mw.copy()
-        if len(g.storage):
-            out["storage_p_mw"] = self.storage_deliverable(self.storage_cmd_mw)
-        if len(g.ev_charger):
-            evs = self.ev_dr_share
-            now = max(self.ev_factor * (1.0 - evs * self.dr_level), 1e-6)
-            ev = (self.obs.ev_p_mw if self.ev_est_mw is None else self.ev_est_mw) / now
-            out["ev_p_mw"] = ev * evf * (1.0 - evs * lvl)
-        if len(g.flex_load):
-            fl = (
-                (self.obs.flex_p_mw if self.flex_est_mw is None else self.flex_est_mw)
-                / max(1.0 - self.dr_level, 1e-6)
-                if self.dr_level < 1
-                else g.flex_load["p_mw"] * 0.5
-            )
-            out["flex_p_mw"] = fl * (1.0 - lvl)
-        return out
-
-    def storage_deliverable(self, p_mw: np.ndarray, hold_h: float = 0.5) -> np.ndarray:
-        """Battery set points (MW) the batteries can hold for ``hold_h`` hours from their present
-        state of charge; a discharge they cannot sustain counts as zero."""
-        g = self.grid
-        e_mwh = self.obs.storage_soc * g.storage["e_mwh"]
-        room_mwh = (1.0 - self.obs.storage_soc) * g.storage["e_mwh"]
-        p = np.asarray(p_mw, np.float64)
-        ok = np.where(p < 0, e_mwh >= -p * hold_h, room_mwh >= p * hold_h)
-        return np.where(ok, p, 0.0)
-
-
-class Policy(Protocol):
-    """A decision maker: ``decide(ctx)`` returns plans (possibly none)."""
-
-    name: str
-
-    def decide(self, ctx: Context) -> list[Plan]:
-        """Plans for the present step."""
-        ...
-
-
-def batch_eval(
-    twin: Twin, inj_rows: list[dict[str, np.ndarray]], closed_rows: list[np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Simulate many (injections, switch states) scenarios in one twin batch.
-
-    Returns per-scenario arrays ``vmin_pu``, ``vmax_pu``, ``max_loading_pct``, ``losses_kw``,
-    ``converged`` and ``energised_buses``.
-    """
-    n = len(closed_rows)
-    keys = inj_rows[0].keys()
-    stacked = {k: np.stack([r[k] for r in inj_rows]) for k in keys}
-    sc = np.stack(closed_rows)
-    ts = twin.timeseries(n, switch_closed=sc, outputs=("v_pu",), **stacked)
-    assert ts.v_pu is not None
-    en = ts.v_pu > 0.05
-    return {
-        "vmin_pu": ts.vmin_pu,
-        "vmax_pu": ts.vmax_pu,
-        "max_loading_pct": ts.max_loading_pct,
-        "losses_kw": ts.losses_kw,
-        "converged": ts.converged,
-        "energised_buses": en.sum(axis=1),
-    }
-
-
-def _ok(ev: dict[str, np.ndarray], lim: GuardLimits, margin: float) -> np.ndarray:
-    return (
-        ev["converged"]
-        & (ev["vmin_pu"] >= lim.v_min_pu + margin)
-        & (ev["vmax_pu"] <= lim.v_max_pu - margin)
-        & (ev["max_loading_pct"] <= lim.loading_max_pct)
-    )
-
+from gridpilot.model import GenKind, Grid
+from gridpilot.twin import energised
 
 _ENGINES: dict[tuple[Any, ...], FlisrEngine] = {}
 
@@ -271,6 +140,32 @@ class FlisrPolicy:
         eng = self.engine(ctx.grid, ctx.limits)
         return FlisrEngine(g, eng.limits, verify="auto", budget_ms=self.budget_ms)
 
+    def _at_present_demand(
+        self, ctx: Context, ind: Indications, res: Any, levels: list[float]
+    ) -> tuple[Any, str, tuple[list[Action], np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+        """The engine's response ``res`` checked at the present demand for each DR level: kept,
+        else planned again on the present estimate, else cut to isolation and reclosing.
+        Returns the response, its basis and :meth:`_check`'s result for it."""
+        # the engine planned on nominal injections: check the final state at present demand
+        basis = "nominal demand"
+        checked = self._check(ctx, res.plan, levels)
+        if checked[3].any():
+            return res, basis, checked
+        # too much load now for that plan even with full DR: plan again on the present
+        # estimate (at the highest DR level), then, failing that, isolate and reclose only
+        pres = self._present_engine(ctx, levels[-1]).respond(
+            ind, switch_closed=ctx.pre_fault_closed, locked_open=ctx.locked_open
+        )
+        checked = self._check(ctx, pres.plan, levels)
+        basis = "present demand (nominal plan outside limits now)"
+        if checked[3].any():
+            return pres, basis, checked
+        steps = [a for a in res.plan if a.reason in ("isolate", "reclose")]
+        checked = self._check(ctx, steps, levels)
+        basis = "isolation only (no restoration within limits at present demand)"
+        res.plan, res.restore, res.open_for_restore = steps, [], []
+        return res, basis, checked
+
     @staticmethod
     def indications(ctx: Context) -> Indications:
         """What the control room sees: reported trips still open, every FPI, dead load buses."""
@@ -280,7 +175,7 @@ class FlisrPolicy:
             int(x) for x in sorted(ctx.tripped) if not obs.switch_closed[sw.index_of([int(x)])[0]]
         ]
         has_fpi = np.flatnonzero(sw["fpi"])
-        fpi = {int(sw.ids[k]): bool(obs.fpi[k]) for k in has_fpi}
+        fpi: dict[int, bool | None] = {int(sw.ids[k]): bool(obs.fpi[k]) for k in has_fpi}
         lb = g.bus.position_map(g.load["bus"]) if len(g.load) else np.zeros(0, np.int64)
         dead = np.unique(lb[~obs.energised[lb]])
         return Indications(tripped=tripped, fpi=fpi, lost_voltage=g.bus.ids[dead].tolist())
@@ -305,24 +200,7 @@ class FlisrPolicy:
         if not res.plan:
             return []
         levels = [ctx.dr_level] + [lv for lv in self.dr_levels if lv > ctx.dr_level]
-        # the engine planned on nominal injections: check the final state at present demand
-        basis = "nominal demand"
-        actions, closed, ev, ok = self._check(ctx, res.plan, levels)
-        if not ok.any():
-            # too much load now for that plan even with full DR: plan again on the present
-            # estimate (at the highest DR level), then, failing that, isolate and reclose only
-            pres = self._present_engine(ctx, levels[-1]).respond(
-                ind, switch_closed=ctx.pre_fault_closed, locked_open=ctx.locked_open
-            )
-            actions, closed, ev, ok = self._check(ctx, pres.plan, levels)
-            basis = "present demand (nominal plan outside limits now)"
-            if ok.any():
-                res = pres
-            else:
-                steps = [a for a in res.plan if a.reason in ("isolate", "reclose")]
-                actions, closed, ev, ok = self._check(ctx, steps, levels)
-                basis = "isolation only (no restoration within limits at present demand)"
-                res.plan, res.restore, res.open_for_restore = steps, [], []
+        res, basis, (actions, closed, ev, ok) = self._at_present_demand(ctx, ind, res, levels)
         pick = int(np.flatnonzero(ok)[0]) if ok.any() else 0
         dr_level = levels[pick]
         if dr_level != ctx.dr_level:
@@ -384,254 +262,6 @@ class FlisrPolicy:
             "dr_level": dr_level,
         }
         return [Plan(actions, reason, self.name, data, tuple(res.located_lines))]
-
-
-class VoltagePolicy:
-    """Volt/var and congestion by look-ahead: forecast, simulate, fix predicted violations cheaply.
-
-    Every ``every_steps`` steps it forecasts ``horizon_steps`` ahead and simulates the present
-    configuration at the worst step. On a predicted violation it simulates, in one batch, tie
-    swaps (close a tie, open a switch on the loop it forms) x DR levels, with batteries
-    discharging, and picks: no violation first, then the lowest DR level, fewest switching
-    operations, lowest losses. Without a predicted violation it releases DR when it can.
-    """
-
-    name = "voltvar"
-
-    def __init__(
-        self,
-        every_steps: int = 5,
-        horizon_steps: int = 30,
-        margin_pu: float = 0.008,
-        dr_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0),
-    ) -> None:
-        self.every_steps = every_steps
-        self.horizon_steps = horizon_steps
-        self.margin_pu = margin_pu
-        self.dr_levels = dr_levels
-
-    def _worst_step_mult(self, ctx: Context) -> np.ndarray:
-        ahead = np.arange(0, self.horizon_steps + 1, max(self.horizon_steps // 6, 1))
-        mult = ctx.forecast_ratio(ahead)  # (k, n_load)
-        tot = (mult * ctx.load_est_mw).sum(axis=1)
-        return mult[int(np.argmax(tot))]
-
-    def decide(self, ctx: Context) -> list[Plan]:
-        """A volt/var plan, or none."""
-        obs, g, lim = ctx.obs, ctx.grid, ctx.limits
-        # look ahead every ``every_steps`` steps, and at once when the state estimate shows a
-        # bus outside the band (not merely within the margin: near the band for hours in a
-        # heatwave, that would run the look-ahead every step)
-        if (
-            (obs.t % self.every_steps and not ctx.estimated_violation())
-            or not obs.energised.any()
-            or (obs.fpi.any() and not obs.energised.all())
-        ):
-            return []
-        mult = self._worst_step_mult(ctx)
-        own = self.name
-        other_dr = max([v for k, v in ctx.dr_requests.items() if k != own], default=0.0)
-        my_dr = ctx.dr_requests.get(own, 0.0)
-        closed = obs.switch_closed
-        bnd = self._boundary(ctx)
-        blocked = set(g.switch.index_of(bnd).tolist()) if bnd else set()
-        configs: list[tuple[np.ndarray, list[Action]]] = [(closed.copy(), [])]
-        ties = [int(k) for k in np.flatnonzero(~closed & g.switch["remote"]) if k not in blocked]
-        tree = supply_tree(g, closed) if ties else None
-        for t in ties:
-            for s in loop_switches(g, closed, t, tree):
-                if s in blocked or g.switch["kind"][s] == 0:
-                    continue
-                c = closed.copy()
-                c[t], c[s] = True, False
-                configs.append(
-                    (
-                        c,
-                        [
-                            Action("switch", int(g.switch.ids[s]), 0.0),
-                            Action("switch", int(g.switch.ids[t]), 1.0),
-                        ],
-                    )
-                )
-        # first: the present configuration at the present DR level
-        base_inj = ctx.injections(dr_level=max(other_dr, my_dr), load_mult=mult)
-        ev0 = batch_eval(ctx.twin, [base_inj], [closed])
-        ok0 = bool(_ok(ev0, lim, self.margin_pu)[0])
-        stor = len(g.storage) > 0
-        if ok0:
-            # batteries discharging at another policy's set point (the flexibility schedule's)
-            # are not this policy's to release
-            mine = stor and ctx.shared.get("storage_by", own) == own
-            if my_dr <= 0 and not (mine and np.any(ctx.storage_cmd_mw < 0)):
-                return []
-            # try releasing: lower DR level, batteries idle
-            lower = [lv for lv in self.dr_levels if lv < my_dr] or [0.0]
-            rows = [ctx.injections(dr_level=max(other_dr, lv), load_mult=mult) for lv in lower]
-            for r in rows:
-                if "storage_p_mw" in r:
-                    r["storage_p_mw"] = np.zeros(len(g.storage))
-            ev = batch_eval(ctx.twin, rows, [closed] * len(rows))
-            ok = _ok(ev, lim, self.margin_pu + 0.004)
-            if not ok.any():
-                return []
-            lv = lower[int(np.flatnonzero(ok)[0])]
-            acts = [Action("dr", None, lv)] + [
-                Action("storage", int(i), 0.0) for i in g.storage.ids
-            ]
-            return [
-                Plan(
-                    acts,
-                    f"forecast within limits without it: release demand response to {lv:.2f}",
-                    own,
-                    {"forecast_worst_vmin_pu": round(float(ev["vmin_pu"][0]), 4), "dr_level": lv},
-                )
-            ]
-        rows_i, rows_c, meta = [], [], []
-        for lv in self.dr_levels:
-            if lv < my_dr:
-                continue
-            inj = ctx.injections(dr_level=max(other_dr, lv), load_mult=mult)
-            if stor:
-                inj["storage_p_mw"] = ctx.storage_deliverable(-g.storage["p_max_mw"])
-            for ci, (c, _acts) in enumerate(configs):
-                rows_i.append(inj)
-                rows_c.append(c)
-                meta.append((lv, ci))
-        ev = batch_eval(ctx.twin, rows_i, rows_c)
-        ok = _ok(ev, lim, self.margin_pu)
-        if ok.any():
-            cand = np.flatnonzero(ok)
-            key = [(meta[i][0], len(configs[meta[i][1]][1]), ev["losses_kw"][i]) for i in cand]
-            best = int(cand[min(range(len(cand)), key=lambda j: key[j])])
-        else:
-            best = int(np.nanargmax(np.where(ev["converged"], ev["vmin_pu"], -np.inf)))
-        lv, ci = meta[best]
-        acts = list(configs[ci][1])
-        dr_buses: list[int] | None = None
-        if ok.any() and lv > 0 and lv != my_dr and np.ndim(ctx.dr_share):
-            # DR by devices per bus (FlexDR): at the buses behind an undervoltage when that
-            # suffices, the fewest buses first
-            tg = self._targeted(ctx, mult, other_dr, configs[ci][0], stor)
-            if tg is not None:
-                lv, dr_buses = tg
-        if lv != my_dr or dr_buses:
-            acts.append(Action("dr", None, lv))
-        if stor:
-            sp = ctx.storage_deliverable(-g.storage["p_max_mw"])
-            acts += [
-                Action("storage", int(i), float(v))
-                for i, v in zip(g.storage.ids, sp, strict=True)
-                if v != ctx.storage_cmd_mw[k_i(g, i)]
-            ]
-        if not acts:
-            return []
-        reason = (
-            f"forecast lowest voltage {ev0['vmin_pu'][0]:.3f} pu / loading {ev0['max_loading_pct'][0]:.0f} % "
-            f"in the next {self.horizon_steps} steps; fix: "
-            + ", ".join(a.describe() for a in acts)
-            + f" -> {ev['vmin_pu'][best]:.3f} pu, {ev['max_loading_pct'][best]:.0f} %"
-            + ("" if ok.any() else " (best available, still outside limits)")
-            + (f"; demand response at buses {dr_buses} only" if dr_buses else "")
-        )
-        data: dict[str, Any] = {
-            "forecast_worst_vmin_pu": round(float(ev0["vmin_pu"][0]), 4),
-            "after_vmin_pu": round(float(ev["vmin_pu"][best]), 4),
-            "candidates": len(rows_c),
-            "dr_level": lv,
-        }
-        if dr_buses:
-            data["dr_buses"] = dr_buses
-        return [
-            Plan(
-                acts,
-                reason,
-                own,
-                data,
-            )
-        ]
-
-    def _targeted(
-        self,
-        ctx: Context,
-        mult: np.ndarray,
-        other_dr: float,
-        closed: np.ndarray,
-        stor: bool,
-    ) -> tuple[float, list[int]] | None:
-        """DR at the buses behind the lowest voltage: (level, bus ids) of the smallest subtree
-        of the supply tree containing that bus (going up from it) whose devices alone keep the
-        forecast within limits at the lowest level; None when the problem is no undervoltage or
-        no such subtree short of the whole feeder suffices (then DR is feeder-wide)."""
-        g, lim = ctx.grid, ctx.limits
-        share = np.asarray(ctx.dr_share, np.float64)
-        n_load = len(g.load)
-
-        def inj_for(lv: float, mask: np.ndarray) -> dict[str, np.ndarray]:
-            cut = np.maximum(other_dr * share, lv * share * mask)
-            inj = ctx.injections(dr_level=max(other_dr, lv), load_mult=mult, load_cut=cut)
-            if stor:
-                inj["storage_p_mw"] = ctx.storage_deliverable(-g.storage["p_max_mw"])
-            return inj
-
-        base = inj_for(0.0, np.zeros(n_load))
-        ts = ctx.twin.timeseries(
-            1,
-            switch_closed=closed[None],
-            outputs=("v_pu",),
-            **{k: v[None] for k, v in base.items()},
-        )
-        v = np.asarray(ts.v_pu, np.float64)[0]
-        on = v > 0.05
-        if not on.any():
-            return None
-        b = int(np.argmin(np.where(on, v, np.inf)))
-        if v[b] >= lim.v_min_pu + self.margin_pu:
-            return None  # not an undervoltage (a loading problem): feeder-wide
-        tree = supply_tree(g, closed)
-        par = tree.parent
-        anc: list[int] = []
-        x = b
-        while x >= 0 and par[x] >= 0:
-            anc.append(x)
-            x = int(par[x])
-        n = len(g.bus)
-        pos = np.full(n, -1, np.int64)
-        pos[anc] = np.arange(len(anc))
-        member = np.zeros((len(anc), n), bool)
-        cur = np.arange(n)
-        live = tree.supplied.copy()
-        while live.any():
-            hit = live & (pos[np.clip(cur, 0, None)] >= 0)
-            member[pos[cur[hit]], np.flatnonzero(hit)] = True
-            cur = np.where(live, par[np.clip(cur, 0, None)], -1)
-            live = cur >= 0
-        lb = g.bus.position_map(g.load["bus"])
-        cands: list[np.ndarray] = []
-        seen: set[bytes] = set()
-        for i in range(len(anc)):
-            m = member[i][lb] & (share > 0)
-            if not m.any() or m.sum() == (share > 0).sum():
-                continue
-            if m.tobytes() in seen:
-                continue
-            seen.add(m.tobytes())
-            cands.append(m)
-        levels = [lv for lv in self.dr_levels if lv > 0]
-        if not cands or not levels:
-            return None
-        rows = [inj_for(lv, m.astype(np.float64)) for m in cands for lv in levels]
-        evb = batch_eval(ctx.twin, rows, [closed] * len(rows))
-        okb = _ok(evb, lim, self.margin_pu).reshape(len(cands), len(levels))
-        for i, m in enumerate(cands):  # nested, smallest first
-            if okb[i].any():
-                lv = levels[int(np.flatnonzero(okb[i])[0])]
-                buses = sorted({int(x) for x in g.load["bus"][m]})
-                return lv, buses
-        return None
-
-    @staticmethod
-    def _boundary(ctx: Context) -> list[int]:
-        return [int(x) for x in ctx.shared.get("boundary_switches", [])]
 
 
 class RenewableDropPolicy:
@@ -759,48 +389,23 @@ class FrequencyPolicy:
         return []
 
 
-def loop_switches(grid: Grid, closed: np.ndarray, tie: int, tree: Any = None) -> list[int]:
-    """Positions of closed line switches on the loop that closing switch position ``tie`` forms.
-
-    Empty when the tie is not a line switch or one of its ends is unsupplied. ``tree``: the
-    :func:`~gridpilot.twin.supply_tree` of ``closed`` when the caller has it already.
-    """
-    sw, ln = grid.switch, grid.line
-    if sw["et"][tie] != ElementType.LINE:
-        return []
-    p = int(ln.index_of(sw["element"][tie])[0])
-    pm = grid.bus.position_map
-    a, b = int(pm(ln["from_bus"][p : p + 1])[0]), int(pm(ln["to_bus"][p : p + 1])[0])
-    tree = supply_tree(grid, closed) if tree is None else tree
-    if not (tree.supplied[a] and tree.supplied[b]):
-        return []
-
-    def path(x: int) -> list[int]:
-        out = [x]
-        while tree.parent[x] >= 0:
-            x = int(tree.parent[x])
-            out.append(x)
-        return out
-
-    pa, pb = path(a), path(b)
-    common = set(pa) & set(pb)
-    loop_nodes = [x for x in pa if x not in common] + [x for x in pb if x not in common]
-    loop_nodes += [next(x for x in pa if x in common)]
-    on_loop = np.zeros(len(grid.bus), bool)
-    on_loop[loop_nodes] = True
-    ks = np.flatnonzero((sw["et"] == ElementType.LINE) & closed)
-    q = ln.index_of(sw["element"][ks])
-    f, t = pm(ln["from_bus"][q]), pm(ln["to_bus"][q])
-    par = tree.parent
-    hit = (q != p) & on_loop[f] & on_loop[t] & ((par[f] == t) | (par[t] == f))
-    return [int(k) for k in ks[hit]]
-
-
-def k_i(grid: Grid, storage_id: int) -> int:
-    """Table position of a battery."""
-    return int(grid.storage.index_of(int(storage_id))[0])
-
-
 def default_policies() -> list[Any]:
     """The built-in policy set: FLISR, volt/var look-ahead, DR on renewable drop, frequency response."""
     return [FlisrPolicy(), VoltagePolicy(), RenewableDropPolicy(), FrequencyPolicy()]
+
+
+__all__ = [
+    "Context",
+    "FlexSignals",
+    "FlisrPolicy",
+    "ForecastInjections",
+    "ForecastRatio",
+    "FrequencyPolicy",
+    "Policy",
+    "RenewableDropPolicy",
+    "VoltagePolicy",
+    "batch_eval",
+    "default_policies",
+    "k_i",
+    "loop_switches",
+]

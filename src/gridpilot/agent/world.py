@@ -378,7 +378,7 @@ class SimWorld:
         self._pending = []
         events += self._protection()
         g = self.grid
-        inj = self.controlled(self.demand())
+        inj: dict[str, Any] = self.controlled(self.demand())  # injections by keyword
         # storage state of charge limits the set point
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
         res = self.twin.powerflow(switch_closed=self.switch_closed, **inj)

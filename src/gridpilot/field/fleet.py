@@ -191,6 +191,22 @@ def _pick(rng: np.random.Generator, n_households: int, share: float) -> np.ndarr
     return np.sort(rng.choice(n_households, size=k, replace=False)).astype(np.int64)
 
 
+def _households_per_load(cfg: FleetConfig, p_kw: np.ndarray) -> np.ndarray:
+    """Households per grid load: one per ``household_kw`` of its demand, or ``n_devices``
+    spread in proportion to the demand (largest remainders first)."""
+    if cfg.n_devices is None:
+        per_load: np.ndarray = np.maximum(1, np.round(p_kw / cfg.household_kw)).astype(np.int64)
+        return per_load
+    n = p_kw.size
+    h = max(1, round(cfg.n_devices / cfg.devices_per_household))
+    w = p_kw / p_kw.sum() if p_kw.sum() > 0 else np.full(n, 1.0 / n)
+    per_load = np.floor(w * h).astype(np.int64)
+    rest = h - int(per_load.sum())
+    if rest > 0:
+        per_load[np.argsort(-(w * h - per_load))[:rest]] += 1
+    return per_load
+
+
 def build_fleet(grid: Grid, config: FleetConfig | None = None) -> DeviceFleet:
     """Build the device fleet for ``grid`` (see the module docstring); returns a :class:`DeviceFleet`."""
     cfg = config or FleetConfig()
@@ -202,15 +218,7 @@ def build_fleet(grid: Grid, config: FleetConfig | None = None) -> DeviceFleet:
         )
     rng = np.random.default_rng(cfg.seed)
     p_kw = np.maximum(ld["p_mw"] * 1e3, 0.0) * ld["in_service"]
-    if cfg.n_devices is None:
-        per_load = np.maximum(1, np.round(p_kw / cfg.household_kw)).astype(np.int64)
-    else:
-        h = max(1, round(cfg.n_devices / cfg.devices_per_household))
-        w = p_kw / p_kw.sum() if p_kw.sum() > 0 else np.full(len(ld), 1.0 / len(ld))
-        per_load = np.floor(w * h).astype(np.int64)
-        rest = h - int(per_load.sum())
-        if rest > 0:
-            per_load[np.argsort(-(w * h - per_load))[:rest]] += 1
+    per_load = _households_per_load(cfg, p_kw)
     n_h = int(per_load.sum())
     meter_load = np.repeat(np.arange(len(ld), dtype=np.int32), per_load)
     meter_bus = grid.bus.position_map(ld["bus"])[meter_load].astype(np.int32)

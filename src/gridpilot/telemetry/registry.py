@@ -150,7 +150,7 @@ class DeviceRegistry:
     def register_many(
         self,
         device_ids: Sequence[str],
-        public_keys: np.ndarray | Sequence[bytes] | None,
+        public_keys: np.ndarray | Sequence[bytes | Ed25519PrivateKey | Ed25519PublicKey] | None,
         *,
         kind: str | Sequence[str] = "meter",
         feeder: str | Sequence[str] = "",
@@ -334,7 +334,9 @@ class DeviceRegistry:
         kinds = np.array(self._kinds, dtype=object)
         feeders = np.array(self._feeders, dtype=object)
         ids = np.array(self._ids, dtype=object)
-        gw = np.where(self._gateway >= 0, self._gateway, 0)
+        has_gw = self._gateway >= 0
+        gw_ids = np.full(len(self), None, object)  # the gateway's device id, None where none
+        gw_ids[has_gw] = ids[self._gateway[has_gw]]
         return pd.DataFrame(
             {
                 "idx": np.arange(len(self), dtype=np.int64),
@@ -342,7 +344,7 @@ class DeviceRegistry:
                 "kind": kinds[self._kind] if len(self) else np.array([], object),
                 "feeder": feeders[self._feeder] if len(self) else np.array([], object),
                 "bus": self._bus,
-                "gateway": np.where(self._gateway >= 0, ids[gw] if len(self) else None, None),
+                "gateway": gw_ids,
                 "key_id": self._kid,
             }
         )

@@ -29,139 +29,39 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, UnknownComponentError, ValidationError
-from gridpilot.telemetry.refusals import MAX_DETAIL, MAX_ID, Rejection
+from gridpilot.telemetry.refusals import Rejection
 from gridpilot.telemetry.registry import DeviceRegistry
-from gridpilot.telemetry.safe_text import wire_int, wire_text, wire_text_or_none
+from gridpilot.telemetry.safe_text import wire_text
 from gridpilot.telemetry.schema import QUANTITIES, QUANTITY_BY_NAME
-from gridpilot.telemetry.verify import KIND_NAMES, ReadingBatch, VerifiedBatch
+from gridpilot.telemetry.store_rows import (
+    check_new_devices,
+    devices_rows,
+    message_rows,
+    record_rows,
+    rejection_rows,
+)
+from gridpilot.telemetry.store_schema import (
+    _PREFIX_RE,
+    _QUANTITY_NAMES,
+    TABLE_COLUMNS,
+    TelemetryStats,
+    TimeLike,
+    _bucket,
+    create_tables_sql,
+    to_ms,
+)
+from gridpilot.telemetry.verify import ReadingBatch, VerifiedBatch
 
 log = logging.getLogger(__name__)
-
-TimeLike = int | float | str | datetime | pd.Timestamp | np.datetime64
-_PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
-_QUANTITY_NAMES = np.array([q.name for q in QUANTITIES], dtype=object)
-
-# Columns of the tables both stores have, in DuckDB's type names (see create_tables_sql).
-TABLE_COLUMNS: dict[str, str] = {
-    "readings": "device INTEGER, quantity SMALLINT, ts TIMESTAMP, value DOUBLE",
-    "readings_agg": "device INTEGER, quantity SMALLINT, bucket TIMESTAMP, bucket_s INTEGER, "
-    "n INTEGER, mean DOUBLE, min DOUBLE, max DOUBLE, first DOUBLE, last DOUBLE, "
-    "first_ts TIMESTAMP, last_ts TIMESTAMP",
-    "devices": "idx INTEGER PRIMARY KEY, device_id VARCHAR, kind VARCHAR, feeder VARCHAR, "
-    "bus BIGINT, gateway VARCHAR",
-    "quantities": "quantity SMALLINT PRIMARY KEY, name VARCHAR, unit VARCHAR",
-    "messages": "device INTEGER, kind VARCHAR, seq BIGINT, key_id INTEGER, sent TIMESTAMP, "
-    "received TIMESTAMP, n_readings INTEGER",
-    "records": "device INTEGER, kind VARCHAR, seq BIGINT, ts TIMESTAMP, name VARCHAR, "
-    "payload VARCHAR",
-    "rejections": "received TIMESTAMP, reason VARCHAR, device_id VARCHAR, seq BIGINT, "
-    "detail VARCHAR, n INTEGER",
-    "frames": "device INTEGER, seq BIGINT, sent TIMESTAMP, frame BLOB",
-}
-
-
-def create_tables_sql(prefix: str, type_names: Mapping[str, str] | None = None) -> str:
-    """Return the ``CREATE TABLE IF NOT EXISTS`` statements for :data:`TABLE_COLUMNS`.
-
-    ``type_names`` renames column types for a dialect (e.g. ``{"BLOB": "BYTEA"}``).
-    """
-    stmts = []
-    for table, cols in TABLE_COLUMNS.items():
-        for name, renamed in (type_names or {}).items():
-            cols = re.sub(rf"\b{name}\b", renamed, cols)
-        stmts.append(f"CREATE TABLE IF NOT EXISTS {prefix}_{table} ({cols});")
-    # stores made before the rejections' count column (rows stand for one refusal each)
-    stmts.append(f"ALTER TABLE {prefix}_rejections ADD COLUMN IF NOT EXISTS n INTEGER DEFAULT 1;")
-    return "\n".join(stmts)
-
-
-def to_ms(t: TimeLike, name: str = "time") -> int:
-    """Return ``t`` (ms since epoch as int, ISO string, datetime, Timestamp) as ms since epoch, UTC.
-
-    Raises ``ValidationError`` naming ``name`` (the argument) and the value if ``t`` is not a time.
-    """
-    if isinstance(t, bool | np.bool_):
-        raise ValidationError(issues=[Issue("query", name, "not a time: a bool", value=t)])
-    if isinstance(t, int | np.integer):
-        return int(t)
-    try:
-        ts = pd.Timestamp(t)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ValidationError(
-            issues=[Issue("query", name, f"not a time: {exc}", value=t)]
-        ) from None
-    if ts is pd.NaT:
-        raise ValidationError(issues=[Issue("query", name, "not a time (NaT/None)", value=t)])
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return int(ts.value // 1_000_000)
-
-
-def _bucket(bucket_s: int) -> int:
-    try:
-        b = int(bucket_s)
-        whole = b > 0 and b == bucket_s and not isinstance(bucket_s, bool | np.bool_)
-    except (ValueError, TypeError, OverflowError):
-        whole = False
-    if not whole:
-        raise ValidationError(
-            issues=[
-                Issue(
-                    "query",
-                    "bucket_s",
-                    "must be a positive whole number of seconds",
-                    value=bucket_s,
-                )
-            ]
-        )
-    return b
-
-
-@dataclass
-class TelemetryStats:
-    """Counts of a store: what was accepted, refused (by reason), which devices, what time span."""
-
-    accepted_messages: int
-    readings: int
-    records: int
-    rejected: int
-    rejected_by_reason: dict[str, int]
-    devices_registered: int
-    devices_reporting: int
-    first_ts: pd.Timestamp | None
-    last_ts: pd.Timestamp | None
-    accepted_by_kind: dict[str, int] = field(default_factory=dict)
-    aggregate_rows: int = 0
-    aggregated_readings: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the stats as a JSON-able dict (times as ISO strings)."""
-        return {
-            "accepted_messages": self.accepted_messages,
-            "accepted_by_kind": self.accepted_by_kind,
-            "readings": self.readings,
-            "aggregate_rows": self.aggregate_rows,
-            "aggregated_readings": self.aggregated_readings,
-            "records": self.records,
-            "rejected": self.rejected,
-            "rejected_by_reason": self.rejected_by_reason,
-            "devices_registered": self.devices_registered,
-            "devices_reporting": self.devices_reporting,
-            "first_ts": None if self.first_ts is None else self.first_ts.isoformat(),
-            "last_ts": None if self.last_ts is None else self.last_ts.isoformat(),
-        }
 
 
 class TelemetryStore(ABC):
@@ -288,7 +188,7 @@ class TelemetryStore(ABC):
         """
         try:
             with self._transaction() as cur:
-                cur.executemany(self._insert_sql("rejections"), _rejection_rows(rejections))
+                cur.executemany(self._insert_sql("rejections"), rejection_rows(rejections))
         except Exception as exc:  # diagnostics only: never lose or block data over them
             log.error(
                 "could not store %d telemetry rejection rows: %s",
@@ -656,65 +556,17 @@ class TelemetryStore(ABC):
             df["quantity"] = _QUANTITY_NAMES[df["quantity"].to_numpy(np.int64)]
         return df
 
-    @staticmethod
-    def _check_new_devices(registry: DeviceRegistry, stored: int, last_id: str | None) -> None:
-        if stored > len(registry) or (stored and registry.ids[stored - 1] != last_id):
-            raise ValidationError(
-                issues=[
-                    Issue(
-                        "store",
-                        "devices",
-                        "the store was written with a different device registry "
-                        f"({stored} devices stored, last {last_id!r})",
-                    )
-                ]
-            )
-
-    @staticmethod
-    def _devices_rows(registry: DeviceRegistry, start: int) -> pd.DataFrame:
-        df = registry.frame().iloc[start:]
-        return df[["idx", "device_id", "kind", "feeder", "bus", "gateway"]]
-
-    @staticmethod
-    def _message_rows(batch: VerifiedBatch) -> pd.DataFrame:
-        m = batch.messages
-        return pd.DataFrame(
-            {
-                "device": m.device,
-                "kind": np.array(KIND_NAMES, dtype=object)[m.kind.astype(np.int64)],
-                "seq": m.seq,
-                "key_id": m.key_id,
-                "sent": pd.to_datetime(m.sent_ms, unit="ms"),
-                "received": pd.to_datetime(m.received_ms, unit="ms"),
-                "n_readings": m.n_readings,
-            }
-        )
-
-    @staticmethod
-    def _record_rows(batch: VerifiedBatch) -> list[tuple[Any, ...]]:
-        return [
-            (
-                r.device,
-                r.kind,
-                r.seq,
-                pd.Timestamp(r.ts_ms, unit="ms").to_pydatetime(),
-                wire_text(r.name),
-                json.dumps(r.payload),
-            )
-            for r in batch.records
-        ]
+    _check_new_devices = staticmethod(check_new_devices)
+    _devices_rows = staticmethod(devices_rows)
+    _message_rows = staticmethod(message_rows)
+    _record_rows = staticmethod(record_rows)
 
 
-def _rejection_rows(rejections: Sequence[Rejection]) -> list[tuple[Any, ...]]:
-    """Rows for the rejections table; every text escaped (see :func:`wire_text`)."""
-    return [
-        (
-            pd.Timestamp(r.received_ms, unit="ms").to_pydatetime(),
-            str(r.reason),
-            wire_text_or_none(r.device_id, MAX_ID),
-            wire_int(r.seq),
-            wire_text(r.detail, MAX_DETAIL),
-            int(r.count),
-        )
-        for r in rejections
-    ]
+__all__ = [
+    "TABLE_COLUMNS",
+    "TelemetryStats",
+    "TelemetryStore",
+    "TimeLike",
+    "create_tables_sql",
+    "to_ms",
+]

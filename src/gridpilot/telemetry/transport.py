@@ -288,7 +288,7 @@ class MqttTransport(Transport):
         with self._lock:
             self._subs.append((pattern, handler))
         rc, mid = self.client.subscribe(pattern, qos=self.qos)
-        if rc != 0:
+        if rc != 0 or mid is None:  # paho gives a message id whenever rc is 0
             raise GridpilotError(f"MQTT subscribe to {pattern!r} failed with code {rc}")
         with self._lock:
             ev = self._sub_done.setdefault(mid, threading.Event())

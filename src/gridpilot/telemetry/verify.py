@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
@@ -357,7 +357,7 @@ class Verifier:
                 f"envelope version {h.get('v')!r}, this reader speaks {FORMAT_VERSION}",
             )
         seq, kid, sent, kind = h.get("seq"), h.get("kid"), h.get("ts_ms"), h.get("kind")
-        if not (  # fast path; the loops below name the culprit
+        if not (  # fast path; the loops below name the culprit (the casts after: for mypy)
             type(h.get("dev")) is str
             and type(kid) is int
             and type(seq) is int
@@ -367,24 +367,25 @@ class Verifier:
             and 0 <= kid < 2**31
             and 0 <= sent <= 2**62
         ):
-            for key, typ in (
+            for name, typ in (
                 ("dev", str),
                 ("kid", int),
                 ("seq", int),
                 ("ts_ms", int),
                 ("kind", str),
             ):
-                if type(h.get(key)) is not typ:
+                if type(h.get(name)) is not typ:
                     raise _Refused(
                         RejectReason.MALFORMED,
-                        f"header field '{key}' must be {typ.__name__}, got {h.get(key)!r}",
+                        f"header field '{name}' must be {typ.__name__}, got {h.get(name)!r}",
                     )
-            for key, lo, hi in (("seq", 1, 2**63 - 1), ("kid", 0, 2**31 - 1), ("ts_ms", 0, 2**62)):
-                if not lo <= h[key] <= hi:
+            for name, lo, hi in (("seq", 1, 2**63 - 1), ("kid", 0, 2**31 - 1), ("ts_ms", 0, 2**62)):
+                if not lo <= h[name] <= hi:
                     raise _Refused(
                         RejectReason.MALFORMED,
-                        f"header field '{key}' = {h[key]} outside [{lo}, {hi}]",
+                        f"header field '{name}' = {h[name]} outside [{lo}, {hi}]",
                     )
+        seq, kid, sent, kind = cast(int, seq), cast(int, kid), cast(int, sent), cast(str, kind)
         if kind not in KIND_CODES:
             raise _Refused(RejectReason.MALFORMED, f"header field 'kind' = {kind!r} is unknown")
         reg = self.registry
@@ -459,67 +460,10 @@ class Verifier:
         if devs is None:
             dev_rows: np.ndarray | int = idx
         else:
-            reg = self.registry
-            try:
-                ck = (idx, tuple(devs))
-                hash(ck)
-            except TypeError:
-                raise _Refused(
-                    RejectReason.MALFORMED, "'devs' must be a list of device ids"
-                ) from None
-            didx = self._gw_cache.get(ck)
-            if didx is None:
-                if not all(isinstance(d, str) for d in devs):
-                    raise _Refused(RejectReason.MALFORMED, "'devs' must be a list of device ids")
-                didx = np.empty(len(devs), np.int64)
-                for j, d in enumerate(devs):
-                    i = reg.get_index(d)
-                    if i is None:
-                        raise _Refused(
-                            RejectReason.UNKNOWN_DEVICE, f"device {d!r} is not registered"
-                        )
-                    didx[j] = i
-                allowed = (reg.gateway_idx[didx] == idx) | (didx == idx)
-                if not allowed.all():
-                    bad = devs[int(np.argmin(allowed))]
-                    raise _Refused(
-                        RejectReason.UNAUTHORISED_DEVICE,
-                        f"{h['dev']!r} is not the registered gateway of device {bad!r}",
-                    )
-                if len(self._gw_cache) > 10_000:
-                    self._gw_cache.clear()
-                self._gw_cache[ck] = didx  # ids and gateways never change once registered
-            revoked = reg.revoked_ms[didx] <= now
-            if revoked.any():
-                raise _Refused(
-                    RejectReason.REVOKED_KEY,
-                    f"device {devs[int(np.argmax(revoked))]!r} is revoked",
-                )
             assert dev_pos is not None
-            if n and int(dev_pos.max()) >= len(devs):
-                raise _Refused(RejectReason.MALFORMED, "dev_pos points past the 'devs' list")
-            dev_rows = didx[dev_pos]
+            dev_rows = self._relayed_devices(h, devs, idx, now, dev_pos, n)
         if n:
-            tmax = int(ts.max())
-            if tmax > now + self.max_skew_ms:
-                raise _Refused(
-                    RejectReason.FUTURE_TIMESTAMP,
-                    f"reading at ts_ms={tmax} is {(tmax - now) / 1000:.1f} s in the future",
-                )
-            tmin = int(ts.min())
-            if tmin < now - self.max_age_ms:
-                raise _Refused(
-                    RejectReason.OUT_OF_RANGE,
-                    f"reading at ts_ms={tmin} is older than {self.max_age_ms / 86400000:.0f} days",
-                )
-            ok = (values >= lo) & (values <= hi)  # NaN compares False
-            if not ok.all():
-                qi, row = np.unravel_index(int(np.argmin(ok)), ok.shape)
-                q = QUANTITIES[codes[qi]]
-                raise _Refused(
-                    RejectReason.OUT_OF_RANGE,
-                    f"{q.name} = {float(values[qi, row])!r} at row {row} is outside [{q.lo:g}, {q.hi:g}] {q.unit}",
-                )
+            self._check_values(ts, values, codes, (lo, hi), now)
         return ReadingBatch(
             device=(
                 np.full(n * k, dev_rows, np.int32)
@@ -530,6 +474,86 @@ class Verifier:
             ts_ms=np.concatenate([ts] * k) if k != 1 else ts,
             value=values.reshape(-1),
         )
+
+    def _relayed_devices(
+        self,
+        h: dict[str, Any],
+        devs: list[Any],
+        idx: int,
+        now: int,
+        dev_pos: np.ndarray,
+        n: int,
+    ) -> np.ndarray:
+        """Registry index per reading row of a gateway's frame relaying ``devs``: each a
+        registered device of this gateway (or the gateway itself) and not revoked at ``now``."""
+        reg = self.registry
+        try:
+            ck = (idx, tuple(devs))
+            hash(ck)
+        except TypeError:
+            raise _Refused(RejectReason.MALFORMED, "'devs' must be a list of device ids") from None
+        didx = self._gw_cache.get(ck)
+        if didx is None:
+            if not all(isinstance(d, str) for d in devs):
+                raise _Refused(RejectReason.MALFORMED, "'devs' must be a list of device ids")
+            didx = np.empty(len(devs), np.int64)
+            for j, d in enumerate(devs):
+                i = reg.get_index(d)
+                if i is None:
+                    raise _Refused(RejectReason.UNKNOWN_DEVICE, f"device {d!r} is not registered")
+                didx[j] = i
+            allowed = (reg.gateway_idx[didx] == idx) | (didx == idx)
+            if not allowed.all():
+                bad = devs[int(np.argmin(allowed))]
+                raise _Refused(
+                    RejectReason.UNAUTHORISED_DEVICE,
+                    f"{h['dev']!r} is not the registered gateway of device {bad!r}",
+                )
+            if len(self._gw_cache) > 10_000:
+                self._gw_cache.clear()
+            self._gw_cache[ck] = didx  # ids and gateways never change once registered
+        revoked = reg.revoked_ms[didx] <= now
+        if revoked.any():
+            raise _Refused(
+                RejectReason.REVOKED_KEY,
+                f"device {devs[int(np.argmax(revoked))]!r} is revoked",
+            )
+        if n and int(dev_pos.max()) >= len(devs):
+            raise _Refused(RejectReason.MALFORMED, "dev_pos points past the 'devs' list")
+        rows: np.ndarray = didx[dev_pos]
+        return rows
+
+    def _check_values(
+        self,
+        ts: np.ndarray,
+        values: np.ndarray,
+        codes: Any,
+        bounds: tuple[np.ndarray, np.ndarray],
+        now: int,
+    ) -> None:
+        """Refuse readings in the future (beyond the clock skew), older than ``max_age_ms`` or
+        outside their quantity's range (``bounds``: low and high per quantity row)."""
+        lo, hi = bounds
+        tmax = int(ts.max())
+        if tmax > now + self.max_skew_ms:
+            raise _Refused(
+                RejectReason.FUTURE_TIMESTAMP,
+                f"reading at ts_ms={tmax} is {(tmax - now) / 1000:.1f} s in the future",
+            )
+        tmin = int(ts.min())
+        if tmin < now - self.max_age_ms:
+            raise _Refused(
+                RejectReason.OUT_OF_RANGE,
+                f"reading at ts_ms={tmin} is older than {self.max_age_ms / 86400000:.0f} days",
+            )
+        ok = (values >= lo) & (values <= hi)  # NaN compares False
+        if not ok.all():
+            qi, row = np.unravel_index(int(np.argmin(ok)), ok.shape)
+            q = QUANTITIES[codes[qi]]
+            raise _Refused(
+                RejectReason.OUT_OF_RANGE,
+                f"{q.name} = {float(values[qi, row])!r} at row {row} is outside [{q.lo:g}, {q.hi:g}] {q.unit}",
+            )
 
     def _record(self, h: dict[str, Any], body: bytes, idx: int, kind: str, now: int) -> Record:
         if h.get("enc") != "json":

@@ -1,0 +1,128 @@
+"""What the orchestrator needs of a world: :class:`World`, and the optional capabilities as small
+sub-protocols (:class:`DeviceWorld`, :class:`MeteredWorld`, :class:`EvDeferringWorld`).
+
+:class:`~gridpilot.agent.world.SimWorld` is a :class:`World`;
+:class:`~gridpilot.agent.fieldworld.FieldWorld` is a :class:`World`, a :class:`DeviceWorld`
+(household devices under command) and a :class:`MeteredWorld` (the households' signed meter
+rows). The orchestrator asks for a capability once, with ``isinstance`` on the runtime-checkable
+sub-protocol, when it is built; the loop then uses the typed part it keeps.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from gridpilot.agent.world import Observation
+    from gridpilot.field import Command, DeviceFleet
+    from gridpilot.model import Grid
+    from gridpilot.telemetry import DeviceRegistry
+
+
+@runtime_checkable
+class World(Protocol):
+    """A grid in simulated time that the loop observes and commands.
+
+    ``grid`` is the world's own model (the loop copies it), ``step_s`` one step in seconds,
+    ``start_step`` the 15-minute profile step of ``t == 0``, ``engine`` the power-flow engine of
+    its twin, ``dr_share`` the share of each load its own demand-response model curtails at
+    level 1 (0 where demand response acts on devices).
+    """
+
+    grid: Grid
+    step_s: float
+    start_step: int
+    t: int
+    engine: str
+    dr_share: float
+
+    @property
+    def time(self) -> np.datetime64:
+        """Simulated wall-clock time of the present step."""
+        ...
+
+    def observe(self) -> Observation:
+        """What the field sends at the present step."""
+        ...
+
+    def advance(self) -> None:
+        """Move to the next step."""
+        ...
+
+    def inject(self, kind: str, **params: Any) -> dict[str, Any]:
+        """Inject an event (fault, wind_drop, ...); returns the event as applied."""
+        ...
+
+    def set_switch(self, switch_id: int, closed: bool) -> None:
+        """Open or close a remote-controlled switch."""
+        ...
+
+    def reset_fpi(self) -> None:
+        """Reset the fault-passage indicators."""
+        ...
+
+    def set_dr(self, level: float) -> None:
+        """Demand-response level 0..1."""
+        ...
+
+    def set_storage(self, storage_id: int, p_mw: float) -> None:
+        """Battery set point (MW, positive charging)."""
+        ...
+
+    def set_ev_factor(self, factor: float) -> None:
+        """EV charging factor 0..1."""
+        ...
+
+    def demand(self, t: int | None = None) -> dict[str, np.ndarray]:
+        """Uncontrolled injections (MW/Mvar per key, table order) at step ``t`` (default now)."""
+        ...
+
+    def controlled(
+        self,
+        dem: dict[str, np.ndarray],
+        dr_level: float | None = None,
+        ev_factor: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        """``dem`` after demand response and EV control (MW/Mvar per key)."""
+        ...
+
+
+@runtime_checkable
+class DeviceWorld(Protocol):
+    """A world with household devices under command (demand response as device events)."""
+
+    @property
+    def devices(self) -> DeviceFleet:
+        """The household device fleet (the aggregator's enrolment registry)."""
+        ...
+
+    def apply(self, cmds: list[Command]) -> list[Any]:
+        """Send device commands; returns the field's events."""
+        ...
+
+
+@runtime_checkable
+class MeteredWorld(Protocol):
+    """A world whose households' meters report signed 15-minute rows."""
+
+    step_s: float
+
+    def meter_registry(self) -> DeviceRegistry:
+        """Switch the meter reports on; the enrolment registry (public keys) to verify against."""
+        ...
+
+    def meter_frames(self) -> list[bytes]:
+        """The meter frames sent at the last observation (read once)."""
+        ...
+
+
+@runtime_checkable
+class EvDeferringWorld(Protocol):
+    """A world that states the share of EV-station charging its demand response defers."""
+
+    ev_dr_share: float
+
+
+__all__ = ["DeviceWorld", "EvDeferringWorld", "MeteredWorld", "World"]
