@@ -15,7 +15,13 @@ EVENING = 200 * 96 + 17 * 4  # a summer day, 17:00
 def test_both_worlds_implement_the_world_protocol_and_say_what_they_can(
     fleet_grid: Grid,
 ) -> None:
-    from gridpilot.agent.worldtypes import DeviceWorld, EvDeferringWorld, MeteredWorld, World
+    from gridpilot.agent.worldtypes import (
+        AlarmingWorld,
+        DeviceWorld,
+        EvDeferringWorld,
+        MeteredWorld,
+        World,
+    )
 
     sim = SimWorld(fleet_grid, start_step=EVENING)
     field = FieldWorld(fleet_grid, start_step=EVENING)
@@ -23,6 +29,7 @@ def test_both_worlds_implement_the_world_protocol_and_say_what_they_can(
     assert isinstance(field, DeviceWorld) and isinstance(field, MeteredWorld)
     assert not isinstance(sim, DeviceWorld) and not isinstance(sim, MeteredWorld)
     assert not isinstance(sim, EvDeferringWorld) and not isinstance(field, EvDeferringWorld)
+    assert not isinstance(sim, AlarmingWorld) and not isinstance(field, AlarmingWorld)
     orch = Orchestrator(field, policies=[], telemetry=False, se_every_steps=0)
     assert orch.device_world is field and orch.flexdr is not None
     assert Orchestrator(sim, policies=[], telemetry=False).device_world is None
@@ -83,3 +90,17 @@ def test_loop_options_are_one_checked_parameter_object_that_keywords_override(
         LoopOptions(mode="fast")
     with pytest.raises(ValidationError, match="se_every_steps"):
         Orchestrator(SimWorld(fleet_grid, start_step=EVENING), se_every_steps=-1)
+
+
+def test_a_world_with_its_own_alarms_raises_them_in_the_loop(fleet_grid: Grid) -> None:
+    """A world that is an AlarmingWorld (a protocol wrapper) has its alarms in the loop's."""
+
+    class Refusing(SimWorld):
+        @property
+        def alarms(self) -> dict[str, dict[str, str]]:
+            return {"device_refused:ev-3": {"severity": "major", "text": "ev-3 refused its limit"}}
+
+    o = Orchestrator(Refusing(fleet_grid, start_step=EVENING), policies=[], telemetry=False)
+    o.step()
+    assert o.alarms["device_refused:ev-3"]["text"] == "ev-3 refused its limit"
+    assert any(e["kind"] == "alarm" and "ev-3" in e["text"] for e in o.events)

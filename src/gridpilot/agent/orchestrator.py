@@ -40,7 +40,7 @@ from gridpilot.agent.sensing import Sensing
 from gridpilot.agent.telemetry_link import TelemetryLink
 from gridpilot.agent.wording import injected_text
 from gridpilot.agent.world import Observation
-from gridpilot.agent.worldtypes import DeviceWorld, MeteredWorld, World
+from gridpilot.agent.worldtypes import AlarmingWorld, DeviceWorld, MeteredWorld, World
 from gridpilot.errors import ValidationError
 from gridpilot.telemetry import wire_text
 from gridpilot.twin import Twin, profiles_for
@@ -283,8 +283,8 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
             active.update({k: dict(v) for k, v in self.meters.alarms.items()})
         if self.flexdr is not None and self.flexdr.alarm:
             active["dr_under_delivery"] = {"severity": "major", "text": self.flexdr.alarm}
-        # devices behind a field protocol that refused a command (gridpilot.protocols' worlds)
-        active.update({k: dict(v) for k, v in (getattr(self.world, "alarms", None) or {}).items()})
+        if isinstance(self.world, AlarmingWorld):  # e.g. a device that refused a command
+            active.update({k: dict(v) for k, v in self.world.alarms.items()})
         for k, a in active.items():
             if k not in self.alarms:
                 self._event("alarm", a["text"], a["severity"], alarm=k)

@@ -1,5 +1,6 @@
 """What the orchestrator needs of a world: :class:`World`, and the optional capabilities as small
-sub-protocols (:class:`DeviceWorld`, :class:`MeteredWorld`, :class:`EvDeferringWorld`).
+sub-protocols (:class:`DeviceWorld`, :class:`MeteredWorld`, :class:`EvDeferringWorld`,
+:class:`AlarmingWorld`).
 
 :class:`~gridpilot.agent.world.SimWorld` is a :class:`World`;
 :class:`~gridpilot.agent.fieldworld.FieldWorld` is a :class:`World`, a :class:`DeviceWorld`
@@ -125,4 +126,16 @@ class EvDeferringWorld(Protocol):
     ev_dr_share: float
 
 
-__all__ = ["DeviceWorld", "EvDeferringWorld", "MeteredWorld", "World"]
+@runtime_checkable
+class AlarmingWorld(Protocol):
+    """A world whose devices raise their own alarms, e.g. a device behind a field protocol that
+    refused its last command (``gridpilot.protocols``' worlds); keyed like the loop's alarms,
+    each ``{"severity": ..., "text": ...}``."""
+
+    @property
+    def alarms(self) -> dict[str, dict[str, Any]]:
+        """The world's active alarms."""
+        ...
+
+
+__all__ = ["AlarmingWorld", "DeviceWorld", "EvDeferringWorld", "MeteredWorld", "World"]
