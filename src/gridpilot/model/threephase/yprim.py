@@ -125,17 +125,24 @@ def _add_antifloat(t: Transformer, yp: np.ndarray) -> None:
     """Tiny susceptances to ground on the conductors (OpenDSS's ``ppm_antifloat``).
 
     Per winding, ``y = -ppm·1e-6 · S_phase / V²  / 2``: each wye phase gets ``y`` and the
-    neutral ``(phases+1)·y``; each delta phase conductor ``2y`` (pinned by the YPrim tests).
+    neutral ``(phases+1)·y``; a delta winding adds ``y`` to both conductors of each of its
+    legs (``2y`` per phase conductor of a 3-phase delta), as pinned by the YPrim tests.
     """
     p, nc = t.phases, t.phases + 1
     for i, w in enumerate(t.windings):
         vb = winding_base_v(t, i)
-        y = -t.ppm_antifloat * 1e-6 / (vb * vb / (w.kva * 1e3 / p)) / 2.0
-        delta = w.conn == "delta" and p > 1
-        for k in range(p):
-            yp[i * nc + k, i * nc + k] += 1j * y * (2.0 if delta else 1.0)
-        if not delta:
-            yp[i * nc + p, i * nc + p] += 1j * y * (p + 1)
+        y = 1j * (-t.ppm_antifloat * 1e-6 / (vb * vb / (w.kva * 1e3 / p)) / 2.0)
+        base = i * nc
+        if w.conn == "delta" and p > 1:
+            for k in range(p):
+                yp[base + k, base + k] += 2.0 * y
+        elif w.conn == "delta":
+            yp[base, base] += y
+            yp[base + 1, base + 1] += y
+        else:
+            for k in range(p):
+                yp[base + k, base + k] += y
+            yp[base + p, base + p] += y * (p + 1)
 
 
 def capacitor_yprim(c: Capacitor) -> np.ndarray:
