@@ -290,6 +290,7 @@ def _load(e: dict[str, Any], orders: dict[str, list[list[int]]], cls: str, warn:
         yearly=_shape(e.get("Yearly")),
         duty=_shape(e.get("Duty")),
         kind=kind,
+        status=str(e.get("Status") or "variable").lower(),
         enabled=bool(e.get("Enabled", True)),
     )
 

@@ -194,6 +194,7 @@ class Load:
     yearly: str | None = None
     duty: str | None = None
     kind: str = "load"  # load | generator | pv | storage | ev
+    status: str = "variable"  # variable | fixed (no shapes, no multiplier) | exempt (no multiplier)
     enabled: bool = True
 
 
@@ -219,14 +220,18 @@ class LoadShape:
     interval_h: float = 1.0
 
     def at(self, t_h: np.ndarray) -> np.ndarray:
-        """Multiplier at times ``t_h`` (hours), wrapping round the shape's length."""
-        if len(self.mult) == 0:
-            return np.ones_like(t_h, dtype=float)
+        """Multiplier at times ``t_h`` (hours since the start), as OpenDSS reads a shape:
+        fixed interval: point ``round(t/interval)`` (1-based, wrapping, 0 → the last);
+        otherwise linear interpolation in ``hours``, wrapping round the last hour."""
+        t = np.asarray(t_h, float)
+        n = len(self.mult)
+        if n == 0:
+            return np.ones_like(t)
         if self.interval_h > 0:
-            idx = np.floor(np.asarray(t_h) / self.interval_h + 1e-9).astype(np.int64)
-            return self.mult[idx % len(self.mult)]
+            idx = np.rint(t / self.interval_h).astype(np.int64) % n
+            return self.mult[np.where(idx == 0, n, idx) - 1]
         span = self.hours[-1] if self.hours[-1] > 0 else 24.0
-        return np.interp(np.asarray(t_h) % span, self.hours, self.mult)
+        return np.interp(t % span, self.hours, self.mult)
 
 
 @dataclass

@@ -140,22 +140,32 @@ def cap_measure(s: CapSensor, net: Network, v: np.ndarray, y: np.ndarray) -> dic
     }
 
 
-def cap_wanted(s: CapSensor, m: dict[str, np.ndarray], n_on: int, n_steps: int) -> np.ndarray:
-    """Per step: CLOSE (one more step in), OPEN (one step out) or 0, from the control type's
-    ON/OFF settings and the voltage override (``vmin``/``vmax`` on the PT voltage)."""
-    c = s.ctl
-    x = m[c.type]
-    if c.type == "voltage":
-        close, open_ = x < c.on_setting, x > c.off_setting
+def cap_sample(
+    ctl: CapControl, m: dict[str, float], closed: bool, available: int, pending: int
+) -> tuple[int, bool]:
+    """One OpenDSS CapControl sample: the pending change (CLOSE, OPEN or 0) and whether the
+    control should switch. ``m``: kvar, voltage and current as measured; ``pending`` the
+    change left from the last sample (kept where OpenDSS keeps it)."""
+    v = m["voltage"]
+    if ctl.volt_override and ctl.type != "voltage":
+        if not closed and v < ctl.vmin_v:
+            return CLOSE, True
+        if closed and v > ctl.vmax_v:
+            return OPEN, True
+    x = m[ctl.type]
+    if ctl.type == "voltage":
+        on, off = x < ctl.on_setting, x > ctl.off_setting
     else:
-        close, open_ = x > c.on_setting, x < c.off_setting
-    if c.volt_override:
-        vv = m["voltage"]
-        close = (close & ~(vv > c.vmax_v)) | (vv < c.vmin_v)
-        open_ = (open_ & ~(vv < c.vmin_v)) | (vv > c.vmax_v)
-    want_open = open_ & (n_on > 0)
-    want_close = close & (n_on < n_steps) & ~want_open
-    return np.where(want_open, OPEN, np.where(want_close, CLOSE, 0))
+        on, off = x > ctl.on_setting, x < ctl.off_setting
+    if not closed:
+        return (CLOSE, True) if on else (0, False)
+    if ctl.type == "voltage":
+        pending = 0
+    if off:
+        return OPEN, True
+    if available > 0:
+        return (CLOSE, True) if on else (pending, False)
+    return 0, False
 
 
 def monitored_yprim(grid: ThreePhaseGrid, s: CapSensor) -> np.ndarray:

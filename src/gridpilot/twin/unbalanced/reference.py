@@ -73,3 +73,67 @@ def compare(res: UnbalancedResult, ref: dict[str, complex]) -> Agreement:
 def tap_numbers(res: UnbalancedResult, step: float = 0.00625) -> dict[str, int]:
     """Our taps as OpenDSS tap numbers (steps of ``step`` from 1.0)."""
     return {k: round((v - 1.0) / step) for k, v in res.taps.items()}
+
+
+@dataclass
+class DssQsts:
+    """OpenDSS's own time series, stepped from Python: per node extremes, operations."""
+
+    nodes: list[str]
+    vmin_pu: np.ndarray
+    vmax_pu: np.ndarray
+    tap_ops: dict[str, int]
+    cap_ops: dict[str, int]
+    tap_series: dict[str, list[int]]
+    solve_s: float
+
+
+def add_shape(sess: DssSession, name: str, mult: np.ndarray, minutes: float) -> None:
+    """Define a loadshape in OpenDSS and make it every load's yearly shape."""
+    values = " ".join(f"{x:.6f}" for x in mult)
+    sess.command(f"new loadshape.{name} npts={len(mult)} minterval={minutes:g} mult=({values})")
+    sess.command(f"batchedit load..* yearly={name}")
+
+
+def dss_qsts(sess: DssSession, steps: int, resolution_s: float, tol: float = 1e-9) -> DssQsts:
+    """Yearly-mode time series with ``controlmode=time`` in OpenDSS, one step per call;
+    only the ``Solve`` calls are timed (``solve_s``)."""
+    import time
+
+    c = sess.circuit
+    sess.command(f"set mode=yearly stepsize={resolution_s:g}s number=1")
+    for cmd in ("set controlmode=time", "set maxcontroliter=100", f"set tolerance={tol:g}",
+                "set maxiterations=200"):  # fmt: skip
+        sess.command(cmd)
+    names = [n.lower() for n in c.AllNodeNames]
+    vmin = np.full(len(names), np.inf)
+    vmax = np.full(len(names), -np.inf)
+    prev_t, prev_c = dss_taps(sess), dss_cap_states(sess)
+    tap_ops = dict.fromkeys(prev_t, 0)
+    cap_ops = dict.fromkeys(prev_c, 0)
+    series: dict[str, list[int]] = {k: [] for k in prev_t}
+    solve_s = 0.0
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        c.Solution.Solve()
+        solve_s += time.perf_counter() - t0
+        v = np.asarray(c.AllBusVmagPu)
+        live = v > 0.05
+        vmin = np.where(live, np.minimum(vmin, v), vmin)
+        vmax = np.where(live, np.maximum(vmax, v), vmax)
+        taps, caps = dss_taps(sess), dss_cap_states(sess)
+        for k, t in taps.items():
+            tap_ops[k] += abs(t - prev_t[k])
+            series[k].append(t)
+        for k, st in caps.items():
+            cap_ops[k] += sum(abs(a - b) for a, b in zip(st, prev_c[k], strict=True))
+        prev_t, prev_c = taps, caps
+    return DssQsts(names, vmin, vmax, tap_ops, cap_ops, series, solve_s)
+
+
+def extremes_gap(ours_nodes: list[tuple[str, int]], vmin: np.ndarray, vmax: np.ndarray,
+                 ref: DssQsts) -> float:  # fmt: skip
+    """Largest |Δ| of the per node-phase voltage extremes (pu) between us and OpenDSS."""
+    pos = {n: i for i, n in enumerate(ref.nodes)}
+    idx = np.array([pos[f"{b}.{k}"] for b, k in ours_nodes])
+    return float(max(np.abs(vmin - ref.vmin_pu[idx]).max(), np.abs(vmax - ref.vmax_pu[idx]).max()))

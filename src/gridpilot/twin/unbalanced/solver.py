@@ -22,7 +22,7 @@ from gridpilot.twin.unbalanced.network import Network, variable_y
 class SolveOptions:
     """Tolerance (largest voltage change per iteration, pu of the node base) and limits."""
 
-    tol_pu: float = 1e-10
+    tol_pu: float = 1e-8
     max_iter: int = 200
 
 

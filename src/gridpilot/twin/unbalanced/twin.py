@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,8 +16,8 @@ from gridpilot.twin.unbalanced.controls import (
     CLOSE,
     OPEN,
     cap_measure,
+    cap_sample,
     cap_sensors,
-    cap_wanted,
     monitored_yprim,
     reg_control_voltage,
     reg_pending_taps,
@@ -30,6 +32,9 @@ from gridpilot.twin.unbalanced.network import (
 )
 from gridpilot.twin.unbalanced.results import UnbalancedResult
 from gridpilot.twin.unbalanced.solver import Factor, SolveOptions, load_admittance, solve_steps
+
+if TYPE_CHECKING:
+    from gridpilot.twin.unbalanced.qsts_stats import QstsResult
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,10 @@ class UnbalancedTwin:
 
     def base_powers(self, mult: float = 1.0) -> np.ndarray:
         """The load branches' nominal powers (VA) times ``mult``, one column."""
-        return (self.loads.s_va * mult)[:, None]
+        fixed = np.array(
+            [self.grid.loads[i].status != "variable" for i in self.loads.load_of], bool
+        )
+        return np.where(fixed, self.loads.s_va, self.loads.s_va * mult)[:, None]
 
     def powerflow(self, control_mode: str = "static", load_mult: float = 1.0) -> UnbalancedResult:
         """One snapshot. ``control_mode="static"`` moves regulator taps and switches
@@ -163,9 +171,10 @@ class UnbalancedTwin:
                 out[("reg", s.ctl.name.lower())] = (s.ctl.delay_s, n)
         for s, y in zip(self.caps, self._cap_y, strict=True):
             cap = next(c for c in self.grid.capacitors if c.name.lower() == s.cap)
-            m = cap_measure(s, self.net, vv, y)
-            want = int(cap_wanted(s, m, sum(cap.states), len(cap.states))[0])
-            if want:
+            m = {k: float(x[0]) for k, x in cap_measure(s, self.net, vv, y).items()}
+            on = sum(cap.states)
+            want, should = cap_sample(s.ctl, m, on > 0, len(cap.states) - on, 0)
+            if should and want:
                 delay = s.ctl.delay_s if want == CLOSE else s.ctl.delay_off_s
                 out[("cap", s.ctl.name.lower())] = (delay, want)
         return out
@@ -186,6 +195,21 @@ class UnbalancedTwin:
         elif value == OPEN and 1 in states:
             states[len(states) - 1 - states[::-1].index(1)] = 0
         self.set_cap(cap.name, states)
+
+    def qsts(
+        self,
+        steps: int,
+        resolution_s: float = 900.0,
+        start_h: float = 0.0,
+        progress: Callable[[int, int], None] | None = None,
+        **kw: object,
+    ) -> QstsResult:
+        """Quasi-static time series with stateful controls (see :mod:`.qsts`); returns a
+        :class:`QstsResult`. The twin's taps and capacitor states move on as the run goes."""
+        from gridpilot.twin.unbalanced.qsts import QstsOptions, run_qsts
+
+        opts = QstsOptions(steps=steps, resolution_s=resolution_s, start_h=start_h, **kw)  # type: ignore[arg-type]
+        return run_qsts(self, opts, progress)
 
     # --- results -----------------------------------------------------------------------
     def losses_va(self, v: np.ndarray, s: np.ndarray) -> np.ndarray:
