@@ -90,10 +90,14 @@ class ThreePhaseGrid:
         from gridpilot.errors import UnknownComponentError
 
         key = name.lower()
-        for t in self.transformers:
-            if t.name.lower() == key:
-                return t
-        raise UnknownComponentError("transformer", name)
+        cache = self.__dict__.get("_xf_cache")
+        if cache is None or len(cache) != len(self.transformers):
+            cache = {t.name.lower(): t for t in self.transformers}
+            self.__dict__["_xf_cache"] = cache
+        t = cache.get(key)
+        if t is None or t.name.lower() != key:
+            raise UnknownComponentError("transformer", name)
+        return t
 
     def validate(self) -> None:
         """Raise :class:`ValidationError` listing every bad entry (see ``validate.py``)."""

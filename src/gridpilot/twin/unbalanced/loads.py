@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced.network import Network
@@ -99,60 +100,76 @@ def branch_voltage(lb: LoadBranches, v: np.ndarray) -> np.ndarray:
     return va - vb
 
 
-def _outside(
-    yv: np.ndarray, vr: np.ndarray, vmin: np.ndarray, vmax: np.ndarray, i_at_vmin: np.ndarray | float,
-    high_exp: int,
-) -> np.ndarray:  # fmt: skip
+@njit(cache=True, nogil=True)
+def _i_out(
+    yv: complex, vr: float, vmin: float, vmax: float, i_at_vmin: float, hexp: int
+) -> complex:
     """Current outside [vmin, vmax] as OpenDSS computes it: between ``vlowpu`` and ``vmin``
     the magnitude goes linearly from ``Yeq·Vlow`` to its value at ``vmin`` (pu of ``|S|/Vb``);
-    above ``vmax`` constant impedance ``Yeq / vmax**high_exp``."""
-    vr_safe = np.where(vr > 0, vr, 1.0)
-    frac = (vr - VLOW_PU) / (vmin - VLOW_PU)
-    i_pu = VLOW_PU + (i_at_vmin - VLOW_PU) * frac
-    return np.where(vr < vmin, yv * (i_pu / vr_safe), yv / vmax**high_exp)
+    above ``vmax`` constant impedance ``Yeq / vmax**hexp``."""
+    if vr < vmin:
+        i_pu = VLOW_PU + (i_at_vmin - VLOW_PU) * (vr - VLOW_PU) / (vmin - VLOW_PU)
+        return yv * (i_pu / vr)
+    return yv / vmax**hexp
+
+
+@njit(cache=True, nogil=True)
+def _currents(
+    vbr: np.ndarray, s: np.ndarray, vbase: np.ndarray, model: np.ndarray, vmin_a: np.ndarray,
+    vmax_a: np.ndarray, cvr: np.ndarray, zipc: np.ndarray, out: np.ndarray,
+) -> None:  # fmt: skip
+    m, steps = vbr.shape
+    for b in range(m):
+        vb = vbase[b]
+        mod = model[b]
+        vmin, vmax = vmin_a[b], vmax_a[b]
+        for c in range(steps):
+            v = vbr[b, c]
+            sc = s[b, c]
+            vm = abs(v)
+            vr = vm / vb
+            yv = np.conj(sc) / (vb * vb) * v
+            if vr < VLOW_PU or mod == 2:
+                out[b, c] = yv
+                continue
+            outside = vr < vmin or vr > vmax
+            if mod == 1:
+                out[b, c] = (
+                    _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc / v)
+                )
+            elif mod == 5:
+                out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
+            elif mod == 4:
+                if outside:
+                    out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
+                else:
+                    sv = complex(sc.real * vr ** cvr[b, 0], sc.imag * vr ** cvr[b, 1])
+                    out[b, c] = np.conj(sv / v)
+            else:  # 8: ZIP
+                z = zipc[b]
+                if vr < z[6]:
+                    out[b, c] = 0.0
+                    continue
+                sz = complex(sc.real * z[0], sc.imag * z[3])
+                si = complex(sc.real * z[1], sc.imag * z[4])
+                spp = complex(sc.real * z[2], sc.imag * z[5])
+                i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
+                if outside:
+                    i += _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
+                else:
+                    i += np.conj(spp / v)
+                out[b, c] = i
 
 
 def load_currents(lb: LoadBranches, vbr: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Current drawn through each load branch (A, from the phase end), shape (m, steps).
 
     ``vbr``: branch voltages (V); ``s``: the branch powers of each step (VA, complex).
+    Models: 1 constant PQ, 2 constant Z, 4 exponential (CVR), 5 constant |I|, 8 ZIP; all
+    constant Z below ``vlowpu`` (0.5).
     """
-    vm = np.abs(vbr)
-    vb = lb.vbase_v[:, None]
-    vr = vm / vb
-    yv = np.conj(s) / vb**2 * vbr  # constant-impedance current at the nominal power
-    vmin, vmax = lb.vmin_pu[:, None], lb.vmax_pu[:, None]
-    v_safe = np.where(vm > 0, vbr, 1.0)
-    i_pq = np.conj(s / v_safe)
-    out = (vr < vmin) | (vr > vmax)
-    model = lb.model[:, None]
-    i = np.where(out, _outside(yv, vr, vmin, vmax, 1.0 / vmin, 2), i_pq)  # model 1
-    i = np.where(model == 2, yv, i)
-    i5 = np.where(out, _outside(yv, vr, vmin, vmax, 1.0, 1), i_pq * vr)
-    i = np.where(model == 5, i5, i)
-    cw, cv = lb.cvr[:, 0:1], lb.cvr[:, 1:2]
-    s_cvr = s.real * vr**cw + 1j * s.imag * vr**cv
-    i4 = np.where(out, _outside(yv, vr, vmin, vmax, 1.0 / vmin, 2), np.conj(s_cvr / v_safe))
-    i = np.where(model == 4, i4, i)
-    if np.any(lb.model == 8):
-        i = np.where(model == 8, _zip(lb, vbr, s, vr, out, vmin, vmax), i)
-    return np.where(vr < VLOW_PU, yv, i)
-
-
-def _zip(
-    lb: LoadBranches, vbr: np.ndarray, s: np.ndarray, vr: np.ndarray, out: np.ndarray,
-    vmin: np.ndarray, vmax: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """ZIP: shares of constant Z, I and P for P and Q (``zipv``), zero below the cut-off."""
-    z = lb.zip
-    zp, ip, pp, zq, iq, pq, cut = (z[:, k : k + 1] for k in range(7))
-    vb2 = lb.vbase_v[:, None] ** 2
-    v_safe = np.where(vbr != 0, vbr, 1.0)
-    sz = s.real * zp + 1j * s.imag * zq
-    si = s.real * ip + 1j * s.imag * iq
-    sp_ = s.real * pp + 1j * s.imag * pq
-    i_z = np.conj(sz) / vb2 * vbr
-    i_i = np.conj(si / v_safe) * vr
-    yv_p = np.conj(sp_) / vb2 * vbr
-    i_p = np.where(out, _outside(yv_p, vr, vmin, vmax, 1.0 / vmin, 2), np.conj(sp_ / v_safe))
-    return np.where(vr < cut, 0.0, i_z + i_i + i_p)
+    vbr = np.ascontiguousarray(vbr, dtype=complex)
+    s = np.ascontiguousarray(np.broadcast_to(s, vbr.shape), dtype=complex)
+    out = np.empty_like(vbr)
+    _currents(vbr, s, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu, lb.cvr, lb.zip, out)
+    return out

@@ -10,6 +10,7 @@ starts after it. Results are folded into running statistics (no per-step voltage
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ class QstsOptions:
     shape: str = "yearly"  # "yearly" or "daily": which of each load's shapes to use
     block: int = 64
     max_block: int = 512
+    min_block: int = 4
     keep_taps: bool = False
+    tol_pu: float = 1e-6  # per-step convergence (OpenDSS's default is 1e-4)
 
 
 @dataclass
@@ -236,6 +239,21 @@ def run_qsts(
         )
     t0 = time.perf_counter()
     f0 = twin.factorisations
+    saved = twin.opts
+    twin.opts = dataclasses.replace(saved, tol_pu=opts.tol_pu)
+    try:
+        return _run(twin, opts, progress, t0, f0)
+    finally:
+        twin.opts = saved
+
+
+def _run(
+    twin: UnbalancedTwin,
+    opts: QstsOptions,
+    progress: Callable[[int, int], None] | None,
+    t0: float,
+    f0: int,
+) -> QstsResult:
     run = _Runner(twin, opts)
     s_all = twin.loads.s_va[:, None] * load_multipliers(twin, opts)
     k, block, warm = 0, opts.block, None
@@ -255,7 +273,7 @@ def run_qsts(
                 run.record(v[:, :j], s[:, :j], taps, caps)
             warm = _settle(run, s[:, j : j + 1], v[:, j], k + j)
             k += j + 1
-            block = max(8, min(2 * (j + 1), opts.max_block))
+            block = max(opts.min_block, min(2 * (j + 1), opts.max_block))
         if progress:
             progress(k, opts.steps)
     return _result(run, opts, time.perf_counter() - t0, twin.factorisations - f0)

@@ -16,6 +16,7 @@ from scipy.sparse.linalg import splu
 from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.twin.unbalanced.loads import LoadBranches, branch_voltage, load_currents
 from gridpilot.twin.unbalanced.network import Network, variable_y
+from gridpilot.twin.unbalanced.trisolve import LuFactors
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Factor:
         y = (net.y_fixed + variable_y(net) + y_loads).tocsc()
         try:
             self.lu = splu(y)
+            self.factors = LuFactors(self.lu)
         except RuntimeError as exc:
             raise ValidationError(
                 f"{net.grid.name}: the admittance matrix is singular ({exc}): a part of the "
@@ -56,7 +58,7 @@ class Factor:
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``Y⁻¹ rhs`` for one or many right-hand sides (columns)."""
-        return self.lu.solve(rhs)
+        return self.factors.solve(np.ascontiguousarray(rhs, dtype=complex))
 
 
 def solve_steps(
