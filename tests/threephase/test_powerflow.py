@@ -129,3 +129,13 @@ def test_losses_match_opendss() -> None:
     res = UnbalancedTwin(g).powerflow(control_mode="off")
     ref_kw = s.circuit.Losses[0] / 1e3
     assert res.losses_kw == pytest.approx(ref_kw, rel=1e-5)
+
+
+def test_anderson_acceleration_reaches_the_same_point_in_fewer_iterations() -> None:
+    from gridpilot.twin.unbalanced import SolveOptions
+
+    g = load_grid("ieee34")
+    plain = UnbalancedTwin(g, SolveOptions(accel=0)).powerflow(control_mode="off")
+    fast = UnbalancedTwin(g, SolveOptions(accel=4)).powerflow(control_mode="off")
+    assert np.abs(plain.v_pu - fast.v_pu).max() < 1e-7
+    assert fast.iterations < plain.iterations

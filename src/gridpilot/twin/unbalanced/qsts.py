@@ -256,6 +256,21 @@ def _run(
 ) -> QstsResult:
     run = _Runner(twin, opts)
     s_all = twin.loads.s_va[:, None] * load_multipliers(twin, opts)
+    try:
+        return _loop(twin, opts, progress, t0, f0, run, s_all)
+    finally:
+        twin.hint_loads(None, None)
+
+
+def _loop(
+    twin: UnbalancedTwin,
+    opts: QstsOptions,
+    progress: Callable[[int, int], None] | None,
+    t0: float,
+    f0: int,
+    run: _Runner,
+    s_all: np.ndarray,
+) -> QstsResult:
     k, block, warm = 0, opts.block, None
     while k < opts.steps:
         stop = min(k + block, opts.steps)
@@ -271,6 +286,7 @@ def _run(
         else:
             if j:
                 run.record(v[:, :j], s[:, :j], taps, caps)
+            twin.hint_loads(v[:, j], s[:, j])  # the refactorisation after the action
             warm = _settle(run, s[:, j : j + 1], v[:, j], k + j)
             k += j + 1
             block = max(opts.min_block, min(2 * (j + 1), opts.max_block))

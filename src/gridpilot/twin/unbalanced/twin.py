@@ -39,6 +39,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _yeq_at(lb: object, v: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per load branch ``conj(S) / |V|²`` at the given voltages, the nominal value where the
+    branch voltage is out of the loads' normal range."""
+    from gridpilot.twin.unbalanced.loads import branch_voltage
+
+    vm = np.abs(branch_voltage(lb, v[:, None])[:, 0])  # type: ignore[arg-type]
+    vb = lb.vbase_v  # type: ignore[attr-defined]
+    ok = (vm > 0.5 * vb) & (vm < 1.5 * vb)
+    return np.conj(s) / np.where(ok, vm, vb) ** 2
+
+
 def _own_copy(grid: ThreePhaseGrid) -> ThreePhaseGrid:
     """A grid whose regulating transformers and capacitors the twin may change freely."""
     regulated = {r.transformer for r in grid.regcontrols}
@@ -65,7 +76,8 @@ class UnbalancedTwin:
         self.opts = opts or SolveOptions()
         self.net = compile_network(self.grid)
         self.loads = compile_loads(self.grid, self.net)
-        self.y_loads, self.inc = load_admittance(self.net, self.loads)
+        self.y_loads, self.inc, self.yeq_b = load_admittance(self.net, self.loads)
+        self._load_hint: tuple[np.ndarray, np.ndarray] | None = None
         self.regs = reg_sensors(self.grid, self.net)
         self.caps = cap_sensors(self.grid, self.net)
         self._cap_y = [monitored_yprim(self.grid, s) for s in self.caps]
@@ -76,6 +88,10 @@ class UnbalancedTwin:
     def factor(self) -> Factor:
         """The factorised system matrix at the present taps and capacitor states."""
         if self._factor is None:
+            if self._load_hint is not None:
+                self.y_loads, _, self.yeq_b = load_admittance(
+                    self.net, self.loads, _yeq_at(self.loads, *self._load_hint)
+                )
             self._factor = Factor(self.net, self.y_loads)
             self.factorisations += 1
         return self._factor
@@ -117,7 +133,14 @@ class UnbalancedTwin:
     # --- solving -----------------------------------------------------------------------
     def solve(self, s_steps: np.ndarray, v0: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Node voltages (V, nodes × steps) for load-branch powers ``s_steps`` (VA)."""
-        return solve_steps(self.net, self.loads, self.factor(), self.inc, s_steps, v0, self.opts)
+        f = self.factor()
+        return solve_steps(self.net, self.loads, f, self.inc, self.yeq_b, s_steps, v0, self.opts)
+
+    def hint_loads(self, v: np.ndarray | None, s: np.ndarray | None) -> None:
+        """Use the loads' admittance at voltages ``v`` (V, nodes) and powers ``s`` (VA,
+        branches) in the next factorisation: fewer iterations near that operating point
+        (time series pass the last solution; ``None`` returns to nominal admittances)."""
+        self._load_hint = None if v is None or s is None else (v, s)
 
     def base_powers(self, mult: float = 1.0) -> np.ndarray:
         """The load branches' nominal powers (VA) times ``mult``, one column."""
