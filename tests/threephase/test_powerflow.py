@@ -139,3 +139,36 @@ def test_anderson_acceleration_reaches_the_same_point_in_fewer_iterations() -> N
     fast = UnbalancedTwin(g, SolveOptions(accel=4)).powerflow(control_mode="off")
     assert np.abs(plain.v_pu - fast.v_pu).max() < 1e-7
     assert fast.iterations < plain.iterations
+
+
+DER_FEEDER = """clear
+new circuit.d basekv=12.47 pu=1.0 r1=0 x1=0.001 r0=0 x0=0.001
+new linecode.lc nphases=3 r1=0.3 x1=0.6 r0=0.6 x0=1.8 c1=0 c0=0 units=km
+new linecode.lc1 nphases=1 r1=0.5 x1=0.7 r0=0.5 x0=0.7 c1=0 c0=0 units=km
+new line.main bus1=sourcebus bus2=b1 linecode=lc length=3 units=km
+new line.lat bus1=b1.2 bus2=b2.2 phases=1 linecode=lc1 length=1 units=km
+new load.l3 bus1=b1 phases=3 kv=12.47 kw=1500 kvar=500 model=1
+new load.l1 bus1=b2.2 phases=1 kv=7.2 kw=200 kvar=50 model=1
+new generator.g1 bus1=b1 phases=3 kv=12.47 kw=600 kvar=100 model=1
+new pvsystem.pv1 bus1=b2.2 phases=1 kv=7.2 kva=150 pmpp=120 irradiance=0.8 pf=1
+new storage.st1 bus1=b1 phases=3 kv=12.47 kwrated=300 kwhrated=1000 state=idling
+set voltagebases=[12.47]
+calcvoltagebases
+"""
+
+
+def test_generator_pv_and_storage_on_their_phases_agree_with_opendss(tmp_path: Path) -> None:
+    p = tmp_path / "der.dss"
+    p.write_text(DER_FEEDER)
+    s = DssSession()
+    s.compile(p)
+    g = grid_from_session(s, "der")
+    kinds = {ld.kind for ld in g.loads}
+    assert {"generator", "pv", "storage"} <= kinds
+    pv = next(ld for ld in g.loads if ld.kind == "pv")
+    assert pv.terminal.nodes[0] == 2 and pv.kw == pytest.approx(-96.0)
+    tighten(s, "off")
+    s.command("solve")
+    res = UnbalancedTwin(g).powerflow(control_mode="off")
+    a = compare(res, dss_voltages(s))
+    assert a.max_dv_pu < 1e-6, a

@@ -266,10 +266,8 @@ def _load(e: dict[str, Any], orders: dict[str, list[list[int]]], cls: str, warn:
         kvar = kw * math.tan(math.acos(min(abs(pf), 1.0))) * (1 if pf >= 0 else -1)
         model = 1
         warn.append(f"pvsystem.{e['Name']}: modelled as constant P/Q at Pmpp × irradiance")
-    if cls == "storage":
-        state = str(e.get("State") or "idling").lower()
-        kw = {"charging": -1.0, "discharging": 1.0}.get(state, 0.0) * _f(e.get("kWrated"))
-        kvar, model = 0.0, 1
+    if cls == "storage":  # OpenDSS's present output (kW > 0 discharging, idling losses < 0)
+        kw, kvar, model = _f(e.get("kW")), _f(e.get("kvar")), 1
     zipv = tuple(float(x) for x in (e.get("ZIPV") or ()))
     sign = -1.0 if kind != "load" else 1.0
     return Load(
