@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced.controls import (
@@ -241,8 +242,9 @@ def run_qsts(
     f0 = twin.factorisations
     saved = twin.opts
     twin.opts = dataclasses.replace(saved, tol_pu=opts.tol_pu)
-    try:
-        return _run(twin, opts, progress, t0, f0)
+    try:  # small dense BLAS calls in the loop: threads only add waiting (2-core machine: 500x)
+        with threadpool_limits(1, user_api="blas"):
+            return _run(twin, opts, progress, t0, f0)
     finally:
         twin.opts = saved
 
@@ -256,10 +258,7 @@ def _run(
 ) -> QstsResult:
     run = _Runner(twin, opts)
     s_all = twin.loads.s_va[:, None] * load_multipliers(twin, opts)
-    try:
-        return _loop(twin, opts, progress, t0, f0, run, s_all)
-    finally:
-        twin.hint_loads(None, None)
+    return _loop(twin, opts, progress, t0, f0, run, s_all)
 
 
 def _loop(
@@ -286,7 +285,6 @@ def _loop(
         else:
             if j:
                 run.record(v[:, :j], s[:, :j], taps, caps)
-            twin.hint_loads(v[:, j], s[:, j])  # the refactorisation after the action
             warm = _settle(run, s[:, j : j + 1], v[:, j], k + j)
             k += j + 1
             block = max(opts.min_block, min(2 * (j + 1), opts.max_block))

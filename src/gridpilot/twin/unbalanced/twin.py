@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
@@ -25,6 +26,7 @@ from gridpilot.twin.unbalanced.controls import (
     static_tap_move,
 )
 from gridpilot.twin.unbalanced.loads import compile_loads
+from gridpilot.twin.unbalanced.lowrank import LowRankFactor
 from gridpilot.twin.unbalanced.network import (
     compile_network,
     restamp_capacitor,
@@ -37,17 +39,6 @@ if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.qsts_stats import QstsResult
 
 log = logging.getLogger(__name__)
-
-
-def _yeq_at(lb: object, v: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Per load branch ``conj(S) / |V|²`` at the given voltages, the nominal value where the
-    branch voltage is out of the loads' normal range."""
-    from gridpilot.twin.unbalanced.loads import branch_voltage
-
-    vm = np.abs(branch_voltage(lb, v[:, None])[:, 0])  # type: ignore[arg-type]
-    vb = lb.vbase_v  # type: ignore[attr-defined]
-    ok = (vm > 0.5 * vb) & (vm < 1.5 * vb)
-    return np.conj(s) / np.where(ok, vm, vb) ** 2
 
 
 def _own_copy(grid: ThreePhaseGrid) -> ThreePhaseGrid:
@@ -77,24 +68,24 @@ class UnbalancedTwin:
         self.net = compile_network(self.grid)
         self.loads = compile_loads(self.grid, self.net)
         self.y_loads, self.inc, self.yeq_b = load_admittance(self.net, self.loads)
-        self._load_hint: tuple[np.ndarray, np.ndarray] | None = None
         self.regs = reg_sensors(self.grid, self.net)
         self.caps = cap_sensors(self.grid, self.net)
         self._cap_y = [monitored_yprim(self.grid, s) for s in self.caps]
-        self._factor: Factor | None = None
+        self._factor: LowRankFactor | None = None
         self.factorisations = 0
 
     # --- state -------------------------------------------------------------------------
-    def factor(self) -> Factor:
-        """The factorised system matrix at the present taps and capacitor states."""
+    def factor(self) -> LowRankFactor:
+        """The system matrix at the present taps and capacitor states: factorised once, then
+        corrected by a low-rank update per change (see :mod:`.lowrank`)."""
         if self._factor is None:
-            if self._load_hint is not None:
-                self.y_loads, _, self.yeq_b = load_admittance(
-                    self.net, self.loads, _yeq_at(self.loads, *self._load_hint)
-                )
-            self._factor = Factor(self.net, self.y_loads)
+            self._factor = LowRankFactor(Factor(self.net, self.y_loads), self.net)
             self.factorisations += 1
         return self._factor
+
+    def _changed(self) -> None:
+        if self._factor is not None:
+            self._factor.dirty = True
 
     def taps(self) -> dict[str, float]:
         """Present tap (pu) of each regulated transformer's tap winding."""
@@ -114,7 +105,7 @@ class UnbalancedTwin:
         if new != w.tap:
             w.tap = new
             restamp_transformer(self.net, s.xf)
-            self._factor = None
+            self._changed()
 
     def cap_states(self) -> dict[str, list[int]]:
         """Step states of every capacitor."""
@@ -128,19 +119,13 @@ class UnbalancedTwin:
         if list(states) != cap.states:
             cap.states = [int(x) for x in states]
             restamp_capacitor(self.net, cap.name.lower())
-            self._factor = None
+            self._changed()
 
     # --- solving -----------------------------------------------------------------------
     def solve(self, s_steps: np.ndarray, v0: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Node voltages (V, nodes × steps) for load-branch powers ``s_steps`` (VA)."""
         f = self.factor()
         return solve_steps(self.net, self.loads, f, self.inc, self.yeq_b, s_steps, v0, self.opts)
-
-    def hint_loads(self, v: np.ndarray | None, s: np.ndarray | None) -> None:
-        """Use the loads' admittance at voltages ``v`` (V, nodes) and powers ``s`` (VA,
-        branches) in the next factorisation: fewer iterations near that operating point
-        (time series pass the last solution; ``None`` returns to nominal admittances)."""
-        self._load_hint = None if v is None or s is None else (v, s)
 
     def base_powers(self, mult: float = 1.0) -> np.ndarray:
         """The load branches' nominal powers (VA) times ``mult``, one column."""
@@ -156,11 +141,12 @@ class UnbalancedTwin:
         if control_mode not in ("static", "off"):
             raise ValidationError(f"control_mode must be 'static' or 'off', got {control_mode!r}")
         s = self.base_powers(load_mult)
-        v, iters = self.solve(s)
-        ctrl_it = 0
-        if control_mode == "static":
-            v, iters, ctrl_it = self._static_controls(s, v, iters)
-        return self.result(v[:, 0], s[:, 0], iters, ctrl_it)
+        with threadpool_limits(1, user_api="blas"):  # tiny dense solves: threads only wait
+            v, iters = self.solve(s)
+            ctrl_it = 0
+            if control_mode == "static":
+                v, iters, ctrl_it = self._static_controls(s, v, iters)
+            return self.result(v[:, 0], s[:, 0], iters, ctrl_it)
 
     def _static_controls(
         self, s: np.ndarray, v: np.ndarray, iters: int
