@@ -9,11 +9,26 @@ once) and ``W = Uᵀ·Z``. A control action costs a K × K update, not a factori
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from typing import Any
+
 import numpy as np
 import scipy.linalg as sla
+from threadpoolctl import ThreadpoolController
 
 from gridpilot.twin.unbalanced.network import Network, Stamp
 from gridpilot.twin.unbalanced.solver import Factor
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def one_blas_thread() -> AbstractContextManager[Any]:
+    """Pin BLAS to one thread (the solves make many tiny dense calls; with threads each one
+    waited ~20 ms on a busy 2-core machine). The controller is built once: it is slow."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 class LowRankFactor:

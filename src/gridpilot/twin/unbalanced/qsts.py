@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced.controls import (
@@ -27,6 +26,7 @@ from gridpilot.twin.unbalanced.controls import (
     reg_control_voltage,
     reg_pending_taps,
 )
+from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
 from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
@@ -243,7 +243,7 @@ def run_qsts(
     saved = twin.opts
     twin.opts = dataclasses.replace(saved, tol_pu=opts.tol_pu)
     try:  # small dense BLAS calls in the loop: threads only add waiting (2-core machine: 500x)
-        with threadpool_limits(1, user_api="blas"):
+        with one_blas_thread():
             return _run(twin, opts, progress, t0, f0)
     finally:
         twin.opts = saved

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
@@ -26,7 +25,7 @@ from gridpilot.twin.unbalanced.controls import (
     static_tap_move,
 )
 from gridpilot.twin.unbalanced.loads import compile_loads
-from gridpilot.twin.unbalanced.lowrank import LowRankFactor
+from gridpilot.twin.unbalanced.lowrank import LowRankFactor, one_blas_thread
 from gridpilot.twin.unbalanced.network import (
     compile_network,
     restamp_capacitor,
@@ -141,7 +140,7 @@ class UnbalancedTwin:
         if control_mode not in ("static", "off"):
             raise ValidationError(f"control_mode must be 'static' or 'off', got {control_mode!r}")
         s = self.base_powers(load_mult)
-        with threadpool_limits(1, user_api="blas"):  # tiny dense solves: threads only wait
+        with one_blas_thread():  # tiny dense solves: threads only wait
             v, iters = self.solve(s)
             ctrl_it = 0
             if control_mode == "static":
