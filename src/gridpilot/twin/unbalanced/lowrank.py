@@ -13,7 +13,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 from threadpoolctl import ThreadpoolController
 
 from gridpilot.twin.unbalanced.network import Network, Stamp
@@ -48,8 +47,7 @@ class LowRankFactor:
             u[self.k_nodes, np.arange(k)] = 1.0
             self.z = base.solve(u)
             self.w = self.z[self.k_nodes]
-        self._lu: tuple[np.ndarray, np.ndarray] | None = None
-        self._d: np.ndarray | None = None
+        self._md: np.ndarray | None = None
         self.dirty = True
 
     def _stamps(self) -> list[Stamp]:
@@ -68,17 +66,15 @@ class LowRankFactor:
             loc = np.array([self.local[int(n)] for n in st.idx[keep]], np.int64)
             d[np.ix_(loc, loc)] += dy[np.ix_(keep, keep)]
         if not np.any(d):
-            self._d, self._lu = None, None
+            self._md = None
             return
-        self._d = d
-        self._lu = sla.lu_factor(np.eye(k) + d @ self.w)
+        self._md = np.linalg.solve(np.eye(k) + d @ self.w, d)  # (I + D·W)⁻¹·D, K × K
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """``Y⁻¹ rhs`` at the present taps and capacitor states (one or many columns)."""
         if self.dirty:
             self._update()
         y0 = self.base.solve(rhs)
-        if self._d is None or self._lu is None:
+        if self._md is None:
             return y0
-        corr = sla.lu_solve(self._lu, self._d @ y0[self.k_nodes])
-        return y0 - self.z @ corr
+        return y0 - self.z @ (self._md @ y0[self.k_nodes])
