@@ -41,6 +41,11 @@ class LowRankFactor:
         self.k_nodes = nodes[nodes >= 0]
         self.local = {int(n): i for i, n in enumerate(self.k_nodes)}
         self.y_base = [s.y.copy() for s in stamps]
+        self.where = []  # per stamp: its non-ground conductors and their places among K
+        for st in stamps:
+            keep = st.idx >= 0
+            loc = np.array([self.local[int(n)] for n in st.idx[keep]], np.int64)
+            self.where.append((np.ix_(keep, keep), np.ix_(loc, loc)))
         k = len(self.k_nodes)
         if k:
             u = np.zeros((net.n, k), complex)
@@ -58,13 +63,10 @@ class LowRankFactor:
         self.dirty = False
         k = len(self.k_nodes)
         d = np.zeros((k, k), complex)
-        for st, y0 in zip(self._stamps(), self.y_base, strict=True):
-            dy = st.y - y0
-            if not np.any(dy):
+        for st, y0, (own, at) in zip(self._stamps(), self.y_base, self.where, strict=True):
+            if st.y is y0 or np.array_equal(st.y, y0):
                 continue
-            keep = st.idx >= 0
-            loc = np.array([self.local[int(n)] for n in st.idx[keep]], np.int64)
-            d[np.ix_(loc, loc)] += dy[np.ix_(keep, keep)]
+            d[at] += (st.y - y0)[own]
         if not np.any(d):
             self._md = None
             return
