@@ -23,6 +23,7 @@ from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model.grid import Grid
 from gridpilot.model.io import read_grid, write_grid
 from gridpilot.model.schema import SCHEMAS, LoadKind, SwitchKind
+from gridpilot.model.threephase.grid import ThreePhaseGrid
 
 CASE33_RATING_KA = 0.4  # assumed: Baran & Wu give no ratings (see docs/grids.md)
 
@@ -34,6 +35,7 @@ class GridInfo:
     name: str
     buses: int | None
     description: str
+    nodes: int | None = None  # node-phases, for the unbalanced (three-phase) grids
 
 
 def _cache_dir() -> Path:
@@ -171,17 +173,30 @@ _FAMILIES = {
 def list_grids() -> list[GridInfo]:
     """The built-in grids and grid families, with bus counts where fixed."""
     out = [GridInfo(k, v[1], v[2]) for k, v in _STATIC.items()]
+    from gridpilot.model.threephase.builtin import IEEE_FEEDERS
+
+    out += [GridInfo(k, v[1], v[3], v[2]) for k, v in IEEE_FEEDERS.items()]
     out += [GridInfo(k, None, d) for k, d in _FAMILIES.items()]
     return out
 
 
-def load_grid(name: str, seed: int = 0) -> Grid:
-    """Load a built-in grid (see :func:`list_grids`), a ``.json``/``.npz`` file or a MATPOWER ``.m`` file.
+def load_grid(name: str, seed: int = 0) -> Grid | ThreePhaseGrid:
+    """Load a built-in grid (see :func:`list_grids`), a ``.json``/``.npz`` file, a MATPOWER ``.m``
+    file or an OpenDSS ``.dss`` master file.
 
-    Returns a validated :class:`Grid`. An unknown name is an :class:`UnknownComponentError`
-    that lists the known ones.
+    Returns a validated :class:`Grid`, or a :class:`ThreePhaseGrid` for the unbalanced IEEE
+    feeders (``ieee13`` … ``ieee8500``) and ``.dss`` files. An unknown name is an
+    :class:`UnknownComponentError` that lists the known ones.
     """
     key = name.strip()
+    from gridpilot.model.threephase.builtin import IEEE_FEEDERS, ieee_feeder
+
+    if key in IEEE_FEEDERS:
+        return ieee_feeder(key)
+    if key.lower().endswith(".dss"):
+        from gridpilot.model.importers.opendss import from_opendss
+
+        return from_opendss(key)
     if key in _STATIC:
         build = _STATIC[key][0]
         return _cached(key, build) if key in ("oberrhein", "schutterwald", "cigre-mv") else build()
@@ -206,7 +221,9 @@ def load_grid(name: str, seed: int = 0) -> Grid:
         from gridpilot.model.importers.matpower import from_matpower
 
         return from_matpower(path)
-    known = ", ".join([*list(_STATIC), "simbench:CODE", "synthetic:N", "a .json/.npz/.m file"])
+    known = ", ".join(
+        [*list(_STATIC), *IEEE_FEEDERS, "simbench:CODE", "synthetic:N", "a .json/.npz/.m/.dss file"]
+    )
     raise UnknownComponentError("grid", name, f"known: {known}")
 
 

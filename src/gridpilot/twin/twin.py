@@ -42,6 +42,16 @@ class Twin:
     same types either way; their ``engine`` field says which ran.
     """
 
+    def __new__(cls, grid: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """A three-phase grid (:class:`ThreePhaseGrid`) gets the unbalanced twin instead."""
+        from gridpilot.model.threephase import ThreePhaseGrid
+
+        if isinstance(grid, ThreePhaseGrid):
+            from gridpilot.twin.unbalanced import UnbalancedTwin
+
+            return UnbalancedTwin(grid)
+        return super().__new__(cls)
+
     def __init__(self, grid: Grid, validate: bool = True, engine: str = "auto") -> None:
         if engine not in ENGINES:
             raise ValidationError(f"engine: must be one of {list(ENGINES)}, got {engine!r}")

@@ -1,0 +1,186 @@
+"""Import an OpenDSS master file into a :class:`ThreePhaseGrid`.
+
+OpenDSS itself (DSS C-API through ``dss-python``, BSD) reads the DSS language: redirects,
+compile, New/Edit, ``Like``, buscoords, loadshapes from files, voltage bases. We then read
+every element's resolved properties (``Circuit.ToJSON``) and its conductor-to-node map, and
+build our typed model from them. Element types we do not model are listed in one warning
+(``grid.warnings`` and the log), never silently dropped. An error in the script (a missing
+redirect, an unknown element type, a singular impedance) is a :class:`ValidationError`
+naming the file, the line and the element.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.model.importers.opendss_elements import build_elements
+from gridpilot.model.threephase.grid import ThreePhaseGrid
+
+log = logging.getLogger(__name__)
+
+_NONFINITE = re.compile(r"(?<![\w\"])(NaN|-?Infinity)(?![\w\"])")
+
+
+_CONTROLS = {"regcontrol", "capcontrol", "fuse", "recloser", "relay", "swtcontrol", "energymeter",
+             "monitor", "sensor", "invcontrol", "storagecontroller", "expcontrol", "upfccontrol",
+             "gencontrol", "esppvcontrol"}  # fmt: skip
+
+
+class DssSession:
+    """A private OpenDSS context holding one compiled circuit (used by importer and bench)."""
+
+    def __init__(self) -> None:
+        try:
+            import dss
+        except ImportError as exc:  # pragma: no cover - dss-python is a dependency
+            raise ValidationError(
+                "reading OpenDSS files needs dss-python (pip install dss-python)"
+            ) from exc
+        self.ctx = dss.DSS.NewContext()
+        self.ctx.AllowForms = False
+        with contextlib.suppress(AttributeError):  # older dss-python has no editor flag
+            self.ctx.AllowEditor = False
+
+    def command(self, text: str) -> None:
+        """Run one DSS command; engine errors become :class:`ValidationError`."""
+        self.ctx.Text.Command = text
+
+    def compile(self, path: Path) -> None:
+        """``compile`` the master file; the working directory is restored afterwards."""
+        cwd = os.getcwd()
+        try:
+            self.ctx.Text.Command = "clear"
+            self.ctx.Text.Command = f'compile "{path}"'
+        except Exception as exc:
+            raise ValidationError(f"{path}: {_dss_message(exc)}") from None
+        finally:
+            os.chdir(cwd)
+        if self.ctx.NumCircuits == 0 or self.ctx.ActiveCircuit.NumCktElements == 0:
+            raise ValidationError(f"{path}: the script defines no circuit (no 'New Circuit.')")
+        try:  # the conductor-to-node maps need one solve (without control actions)
+            self.ctx.ActiveCircuit.Solution.SolveNoControl()
+        except Exception as exc:
+            msg = _dss_message(exc)
+            m = re.search(r'for (\w+) "([^"]+)"', msg)
+            where = locate(path, f"{m.group(1)}.{m.group(2)}") if m else ""
+            raise ValidationError(f"{where or path}: {msg}") from None
+
+    @property
+    def circuit(self) -> Any:
+        """The active OpenDSS circuit object."""
+        return self.ctx.ActiveCircuit
+
+
+def locate(master: Path, element: str) -> str:
+    """``file:line`` where ``New element`` is written, searching the master's folder tree."""
+    cls, _, name = element.partition(".")
+    pat = re.compile(
+        rf"\bnew\s+(object\s*=\s*)?{re.escape(cls)}\.{re.escape(name)}(\s|$)", re.IGNORECASE
+    )
+    root = Path(master).parent
+    for f in sorted(root.rglob("*")):
+        if f.suffix.lower() not in (".dss", ".txt") or not f.is_file():
+            continue
+        with f.open(errors="replace") as fh:
+            for i, line in enumerate(fh, 1):
+                if pat.search(line):
+                    return f"{f}:{i}"
+    return ""
+
+
+def _dss_message(exc: Exception) -> str:
+    """OpenDSS's message on one line: what, then ``[file: ..., line: ...]``."""
+    args = getattr(exc, "args", ())
+    text = str(args[1]) if len(args) > 1 else str(exc)
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def circuit_json(circuit: Any) -> dict[str, Any]:
+    """Every element's resolved properties, by class (OpenDSS's full JSON export)."""
+    text = circuit.ToJSON(1)
+    return json.loads(_NONFINITE.sub("null", text))
+
+
+def node_orders(circuit: Any) -> dict[str, list[list[int]]]:
+    """``class.name`` (lower case) → per terminal, the node of each conductor."""
+    out: dict[str, list[list[int]]] = {}
+    for name in circuit.AllElementNames:
+        circuit.SetActiveElement(name)
+        el = circuit.ActiveCktElement
+        if name.split(".", 1)[0].lower() in _CONTROLS:
+            continue
+        nt, nc = el.NumTerminals, el.NumConductors
+        if not el.Enabled:
+            continue  # disabled: OpenDSS has no node map; the importer reads the bus spec
+        order = list(el.NodeOrder)
+        terms = [order[i * nc : (i + 1) * nc] for i in range(nt)]
+        opened = [bool(el.IsOpen(i + 1, 0)) for i in range(nt)]
+        out[name.lower()] = terms
+        out[name.lower() + "#open"] = [[int(any(opened))]]
+    return out
+
+
+def loadshapes(circuit: Any) -> dict[str, dict[str, Any]]:
+    """Every loadshape's multipliers, times and interval (hours)."""
+    ls = circuit.LoadShapes
+    out: dict[str, dict[str, Any]] = {}
+    for name in ls.AllNames:
+        ls.Name = name
+        p = np.asarray(ls.Pmult, float)
+        q = np.asarray(ls.Qmult, float)
+        out[name.lower()] = {
+            "mult": p,
+            "qmult": q if len(q) == len(p) and len(p) > 1 else None,
+            "hours": np.asarray(ls.TimeArray, float),
+            "interval_h": float(ls.HrInterval),
+        }
+    return out
+
+
+def from_opendss(path: str | Path, name: str | None = None) -> ThreePhaseGrid:
+    """Read an OpenDSS master file (and everything it redirects to) into a validated grid.
+
+    Returns a :class:`ThreePhaseGrid`; raises :class:`ValidationError` naming the file,
+    line and element for a script OpenDSS refuses or an element our model refuses.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValidationError(f"OpenDSS master file {str(path)!r} does not exist")
+    sess = DssSession()
+    sess.compile(p.resolve())
+    return grid_from_session(sess, name or p.stem, source=str(p))
+
+
+def grid_from_session(sess: DssSession, name: str, source: str = "") -> ThreePhaseGrid:
+    """Build the grid from an already compiled OpenDSS session."""
+    c = sess.circuit
+    data = circuit_json(c)
+    grid = build_elements(name, data, node_orders(c), loadshapes(c), source)
+    grid.meta["opendss_circuit"] = c.Name
+    grid.meta["source_file"] = source
+    if grid.warnings:
+        log.warning("%s: %s", name, "; ".join(grid.warnings))
+    try:
+        grid.validate()
+    except ValidationError as exc:
+        lines = [_where(source, i.component) + str(i) for i in exc.issues[:10]]
+        msg = f"{source or name}: invalid input:\n  " + "\n  ".join(lines)
+        raise ValidationError(msg, exc.issues) from None
+    return grid
+
+
+def _where(source: str, component: str) -> str:
+    """``file:line: `` of an element's definition, when it can be found."""
+    if not source or "." not in component:
+        return ""
+    loc = locate(Path(source), component)
+    return f"{loc}: " if loc else ""

@@ -1,0 +1,243 @@
+"""Typed elements of the unbalanced (multi-phase) grid model.
+
+Every element names the buses it connects and, per conductor, the bus node it lands on
+(``nodes``; OpenDSS numbering: 1, 2, 3 are phases, 0 is ground, 4+ neutrals or secondaries).
+Impedances are in ohm, admittances in siemens, voltages in kV (line-to-line for multi-phase
+elements unless a field says ``_ln``), powers in kW/kvar/kVA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Terminal:
+    """One end of an element: the bus and the node of each of its conductors (0 = ground)."""
+
+    bus: str
+    nodes: tuple[int, ...]
+
+
+@dataclass
+class Source:
+    """A Thevenin voltage source: ``pu`` × ``kv_ll`` behind the sequence impedances."""
+
+    name: str
+    terminal: Terminal
+    kv_ll: float
+    pu: float
+    angle_deg: float
+    z1_ohm: complex
+    z0_ohm: complex
+    phases: int = 3
+
+
+@dataclass
+class Branch:
+    """A series element between two terminals: a line, cable, switch, fuse or series reactor.
+
+    ``z_ohm`` is the full series impedance matrix (phases × phases, already Kron-reduced),
+    ``y_shunt_s`` the total shunt admittance (half at each end).
+    """
+
+    name: str
+    kind: str  # "line" | "switch" | "reactor"
+    t1: Terminal
+    t2: Terminal
+    z_ohm: np.ndarray
+    y_shunt_s: np.ndarray
+    norm_amps: float = 0.0
+    emerg_amps: float = 0.0
+    enabled: bool = True
+    closed: bool = True
+
+    @property
+    def phases(self) -> int:
+        """Number of phase conductors."""
+        return int(self.z_ohm.shape[0])
+
+
+@dataclass
+class Winding:
+    """One transformer winding: connection, rated kV (LL for multi-phase), kVA, %R and tap."""
+
+    terminal: Terminal
+    conn: str  # "wye" | "delta"
+    kv: float
+    kva: float
+    r_pct: float
+    tap: float = 1.0
+    min_tap: float = 0.9
+    max_tap: float = 1.1
+    num_taps: int = 32
+
+    @property
+    def tap_step(self) -> float:
+        """Per-unit change of one tap step."""
+        return (self.max_tap - self.min_tap) / max(self.num_taps, 1)
+
+
+@dataclass
+class Transformer:
+    """A transformer of 2+ windings (3 for centre-tapped split-phase service units).
+
+    ``xsc_pct`` lists the short-circuit reactances in OpenDSS order (X12, X13, ..., X23, ...)
+    on winding 1's kVA base.
+    """
+
+    name: str
+    phases: int
+    windings: list[Winding]
+    xsc_pct: list[float]
+    imag_pct: float = 0.0
+    noloadloss_pct: float = 0.0
+    ppm_antifloat: float = 1.0
+    norm_hkva: float = 0.0
+    lead_lag: str = "lag"
+    enabled: bool = True
+
+
+@dataclass
+class RegControl:
+    """A voltage regulator control on a transformer winding (OpenDSS RegControl).
+
+    ``vreg_v`` and ``band_v`` are on the PT secondary (120 V) base; ``r_v``/``x_v`` the
+    line-drop compensator settings in volts; delays in seconds.
+    """
+
+    name: str
+    transformer: str
+    winding: int
+    vreg_v: float
+    band_v: float
+    ptratio: float
+    ctprim_a: float
+    r_v: float = 0.0
+    x_v: float = 0.0
+    delay_s: float = 15.0
+    tapdelay_s: float = 2.0
+    max_tap_change: int = 16
+    pt_phase: int = 1
+    tap_winding: int = 2
+    enabled: bool = True
+
+
+@dataclass
+class Capacitor:
+    """A shunt capacitor bank of one or more steps (``kvar`` per step, ``states`` 1 = in)."""
+
+    name: str
+    t1: Terminal
+    t2: Terminal
+    conn: str
+    kv: float
+    kvar: list[float]
+    states: list[int]
+    phases: int
+    enabled: bool = True
+
+
+@dataclass
+class CapControl:
+    """A capacitor control (OpenDSS CapControl): kvar, voltage, current or PF type.
+
+    Settings are in the type's units after ``ptratio``/``ctratio``; delays in seconds.
+    """
+
+    name: str
+    capacitor: str
+    element: str
+    terminal: int
+    type: str
+    on_setting: float
+    off_setting: float
+    delay_s: float = 15.0
+    delay_off_s: float = 15.0
+    dead_time_s: float = 300.0
+    ptratio: float = 60.0
+    ctratio: float = 60.0
+    volt_override: bool = False
+    vmin_v: float = 115.0
+    vmax_v: float = 126.0
+    pt_phase: int = 1
+    ct_phase: int = 1
+    enabled: bool = True
+
+
+@dataclass
+class Load:
+    """A load (also used for generators, PV, storage and EV chargers with ``kind``).
+
+    ``kw``/``kvar`` are totals over the phases (negative for generation when ``kind`` is not
+    ``"load"`` they are given as produced power and negated by the engine). ``model``: 1
+    constant PQ, 2 constant Z, 4 exponential (CVR), 5 constant current magnitude, 8 ZIP
+    (``zipv``).
+    """
+
+    name: str
+    terminal: Terminal
+    phases: int
+    conn: str
+    kv: float
+    kw: float
+    kvar: float
+    model: int = 1
+    vminpu: float = 0.95
+    vmaxpu: float = 1.05
+    zipv: tuple[float, ...] = ()
+    cvr_watts: float = 1.0
+    cvr_vars: float = 2.0
+    daily: str | None = None
+    yearly: str | None = None
+    duty: str | None = None
+    kind: str = "load"  # load | generator | pv | storage | ev
+    status: str = "variable"  # variable | fixed (no shapes, no multiplier) | exempt (no multiplier)
+    enabled: bool = True
+
+
+@dataclass
+class Fuse:
+    """A fuse (or recloser, relay) protecting a switchable branch."""
+
+    name: str
+    branch: str
+    rated_a: float = 0.0
+    kind: str = "fuse"
+    enabled: bool = True
+
+
+@dataclass
+class LoadShape:
+    """A multiplier shape: ``mult`` (and ``qmult``) at ``hours`` since the start (h)."""
+
+    name: str
+    mult: np.ndarray
+    hours: np.ndarray
+    qmult: np.ndarray | None = None
+    interval_h: float = 1.0
+
+    def at(self, t_h: np.ndarray) -> np.ndarray:
+        """Multiplier at times ``t_h`` (hours since the start), as OpenDSS reads a shape:
+        fixed interval: point ``round(t/interval)`` (1-based, wrapping, 0 → the last);
+        otherwise linear interpolation in ``hours``, wrapping round the last hour."""
+        t = np.asarray(t_h, float)
+        n = len(self.mult)
+        if n == 0:
+            return np.ones_like(t)
+        if self.interval_h > 0:
+            idx = np.rint(t / self.interval_h).astype(np.int64) % n
+            return self.mult[np.where(idx == 0, n, idx) - 1]
+        span = self.hours[-1] if self.hours[-1] > 0 else 24.0
+        return np.interp(t % span, self.hours, self.mult)
+
+
+@dataclass
+class Counts:
+    """Element counts of a grid (used by ``gridpilot grids`` and the importer tests)."""
+
+    buses: int = 0
+    nodes: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)

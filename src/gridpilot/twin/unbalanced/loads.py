@@ -1,0 +1,175 @@
+"""Voltage-dependent load currents, vectorised over load branches and time steps.
+
+Each load becomes one *branch* per phase: wye phases between the phase conductor and the
+neutral conductor, delta phases between two phase conductors. OpenDSS's semantics are kept:
+power per branch is ``kW / phases``; the branch base voltage is ``kV/√3`` for 2- and 3-phase
+wye loads, else ``kV``; models 1, 4, 5 and the P part of 8 fall back to constant impedance
+below ``vminpu`` and above ``vmaxpu`` (and every model below ``vlowpu`` = 0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.twin.unbalanced.network import Network
+
+VLOW_PU = 0.5
+
+
+@dataclass
+class LoadBranches:
+    """Arrays over load branches (length ``m``): ends, bases, nominal S and model data."""
+
+    a: np.ndarray  # node index of the phase end
+    b: np.ndarray  # node index of the other end (-1 = ground)
+    vbase_v: np.ndarray
+    s_va: np.ndarray  # complex nominal power per branch (W + j var), consumption positive
+    model: np.ndarray
+    vmin_pu: np.ndarray
+    vmax_pu: np.ndarray
+    zip: np.ndarray  # (m, 7)
+    cvr: np.ndarray  # (m, 2)
+    load_of: np.ndarray  # which grid load each branch belongs to
+    names: list[str]
+
+    @property
+    def m(self) -> int:
+        """Number of load branches."""
+        return len(self.a)
+
+    def yeq(self) -> np.ndarray:
+        """Nominal constant-impedance admittance per branch (S)."""
+        return np.conj(self.s_va) / self.vbase_v**2
+
+
+def _pairs(conn: str, phases: int, nodes: tuple[int, ...]) -> list[tuple[int, int]]:
+    if conn == "delta" and phases >= 3:
+        return [(k, (k + 1) % phases) for k in range(phases)]
+    if conn == "delta":
+        return [(0, 1)]
+    return [(k, phases) for k in range(phases)]
+
+
+def compile_loads(grid: ThreePhaseGrid, net: Network) -> LoadBranches:
+    """One branch per load phase, in grid order (disabled loads skipped)."""
+    cols: dict[str, list] = {k: [] for k in ("a", "b", "vb", "s", "model", "vmin", "vmax", "zip", "cvr", "of")}  # fmt: skip
+    names: list[str] = []
+    for li, ld in enumerate(grid.loads):
+        if not ld.enabled:
+            continue
+        idx = net.terminal_idx([ld.terminal])
+        wye_multi = ld.conn != "delta" and ld.phases > 1
+        vb = ld.kv * 1e3 / (np.sqrt(3.0) if wye_multi else 1.0)
+        s = complex(ld.kw, ld.kvar) * 1e3 / ld.phases
+        zipv = (list(ld.zipv) + [0.0] * 7)[:7]
+        for p, q in _pairs(ld.conn, ld.phases, ld.terminal.nodes):
+            cols["a"].append(idx[p] if p < len(idx) else -1)
+            cols["b"].append(idx[q] if q < len(idx) else -1)
+            cols["vb"].append(vb)
+            cols["s"].append(s)
+            cols["model"].append(ld.model)
+            cols["vmin"].append(ld.vminpu)
+            cols["vmax"].append(ld.vmaxpu)
+            cols["zip"].append(zipv)
+            cols["cvr"].append((ld.cvr_watts, ld.cvr_vars))
+            cols["of"].append(li)
+            names.append(f"{ld.kind}.{ld.name}")
+    return LoadBranches(
+        a=np.array(cols["a"], np.int64),
+        b=np.array(cols["b"], np.int64),
+        vbase_v=np.array(cols["vb"], float),
+        s_va=np.array(cols["s"], complex),
+        model=np.array(cols["model"], np.int64),
+        vmin_pu=np.array(cols["vmin"], float),
+        vmax_pu=np.array(cols["vmax"], float),
+        zip=np.array(cols["zip"], float).reshape(-1, 7),
+        cvr=np.array(cols["cvr"], float).reshape(-1, 2),
+        load_of=np.array(cols["of"], np.int64),
+        names=names,
+    )
+
+
+def branch_voltage(lb: LoadBranches, v: np.ndarray) -> np.ndarray:
+    """Voltage across each load branch (V), shape (m, steps)."""
+    va = v[lb.a]
+    vb = np.where((lb.b >= 0)[:, None], v[np.maximum(lb.b, 0)], 0.0)
+    return va - vb
+
+
+@njit(cache=True, nogil=True)
+def _i_out(
+    yv: complex, vr: float, vmin: float, vmax: float, i_at_vmin: float, hexp: int
+) -> complex:
+    """Current outside [vmin, vmax] as OpenDSS computes it: between ``vlowpu`` and ``vmin``
+    the magnitude goes linearly from ``Yeq·Vlow`` to its value at ``vmin`` (pu of ``|S|/Vb``);
+    above ``vmax`` constant impedance ``Yeq / vmax**hexp``."""
+    if vr < vmin:
+        i_pu = VLOW_PU + (i_at_vmin - VLOW_PU) * (vr - VLOW_PU) / (vmin - VLOW_PU)
+        return yv * (i_pu / vr)
+    return yv / vmax**hexp
+
+
+@njit(cache=True, nogil=True)
+def _currents(
+    vbr: np.ndarray, s: np.ndarray, vbase: np.ndarray, model: np.ndarray, vmin_a: np.ndarray,
+    vmax_a: np.ndarray, cvr: np.ndarray, zipc: np.ndarray, out: np.ndarray,
+) -> None:  # fmt: skip
+    m, steps = vbr.shape
+    for b in range(m):
+        vb = vbase[b]
+        mod = model[b]
+        vmin, vmax = vmin_a[b], vmax_a[b]
+        for c in range(steps):
+            v = vbr[b, c]
+            sc = s[b, c]
+            vm = abs(v)
+            vr = vm / vb
+            yv = np.conj(sc) / (vb * vb) * v
+            if vr < VLOW_PU or mod == 2:
+                out[b, c] = yv
+                continue
+            outside = vr < vmin or vr > vmax
+            if mod == 1:
+                out[b, c] = (
+                    _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc / v)
+                )
+            elif mod == 5:
+                out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
+            elif mod == 4:
+                if outside:
+                    out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
+                else:
+                    sv = complex(sc.real * vr ** cvr[b, 0], sc.imag * vr ** cvr[b, 1])
+                    out[b, c] = np.conj(sv / v)
+            else:  # 8: ZIP
+                z = zipc[b]
+                if vr < z[6]:
+                    out[b, c] = 0.0
+                    continue
+                sz = complex(sc.real * z[0], sc.imag * z[3])
+                si = complex(sc.real * z[1], sc.imag * z[4])
+                spp = complex(sc.real * z[2], sc.imag * z[5])
+                i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
+                if outside:
+                    i += _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
+                else:
+                    i += np.conj(spp / v)
+                out[b, c] = i
+
+
+def load_currents(lb: LoadBranches, vbr: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Current drawn through each load branch (A, from the phase end), shape (m, steps).
+
+    ``vbr``: branch voltages (V); ``s``: the branch powers of each step (VA, complex).
+    Models: 1 constant PQ, 2 constant Z, 4 exponential (CVR), 5 constant |I|, 8 ZIP; all
+    constant Z below ``vlowpu`` (0.5).
+    """
+    vbr = np.ascontiguousarray(vbr, dtype=complex)
+    s = np.ascontiguousarray(np.broadcast_to(s, vbr.shape), dtype=complex)
+    out = np.empty_like(vbr)
+    _currents(vbr, s, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu, lb.cvr, lb.zip, out)
+    return out

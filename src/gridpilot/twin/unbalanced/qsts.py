@@ -1,0 +1,350 @@
+"""Quasi-static time series with stateful controls (OpenDSS ``controlmode=time``).
+
+Steps are solved in blocks: one factorisation, many right-hand sides. Within a block the
+control state machine (arming after ``delay``, one tap per action then ``tapdelay``,
+capacitor steps after ``delay``/``delay_off`` and ``dead_time``) runs over the measured
+values step by step; at the first step where a control *acts*, the network is restamped and
+refactorised, that step is re-solved until no more actions are due, and the next block
+starts after it. Results are folded into running statistics (no per-step voltage arrays).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.twin.unbalanced.controls import (
+    CLOSE,
+    OPEN,
+    cap_measure,
+    cap_sample,
+    reg_control_voltage,
+    reg_pending_taps,
+)
+from gridpilot.twin.unbalanced.lowrank import one_blas_thread
+from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
+from gridpilot.twin.unbalanced.twin import UnbalancedTwin
+
+
+@dataclass(frozen=True)
+class QstsOptions:
+    """Steps, resolution (s), start (h), which load shape to follow and block sizes."""
+
+    steps: int = 96
+    resolution_s: float = 900.0
+    start_h: float = 0.0
+    shape: str = "yearly"  # "yearly" or "daily": which of each load's shapes to use
+    block: int = 64
+    max_block: int = 512
+    min_block: int = 4
+    keep_taps: bool = False
+    tol_pu: float = 1e-6  # per-step convergence (OpenDSS's default is 1e-4)
+
+
+@dataclass
+class _Device:
+    armed: bool = False
+    t_exec: float = 0.0
+    value: int = 0
+    last_open_s: float = -1e18
+    queue: list[float] = field(default_factory=list)  # regulator: times of queued actions
+    handle: float | None = None  # the queued action a reset cancels (the first one)
+
+
+@dataclass
+class _State:
+    regs: list[_Device] = field(default_factory=list)
+    caps: list[_Device] = field(default_factory=list)
+    tap_ops: dict[str, int] = field(default_factory=dict)
+    cap_ops: dict[str, int] = field(default_factory=dict)
+
+
+def load_multipliers(twin: UnbalancedTwin, opts: QstsOptions) -> np.ndarray:
+    """Multiplier per load branch and step (branches × steps), from each load's shape."""
+    g = twin.grid
+    t_h = opts.start_h + (np.arange(opts.steps) + 1) * opts.resolution_s / 3600.0
+    per_load = np.ones((len(g.loads), opts.steps))
+    cache: dict[str, np.ndarray] = {}
+    default = "default" if "default" in g.loadshapes else None
+    for i, ld in enumerate(g.loads):
+        if ld.status == "fixed":
+            continue
+        name = (
+            (ld.yearly or ld.daily or default) if opts.shape == "yearly" else (ld.daily or default)
+        )
+        if name is None:
+            continue
+        if name not in g.loadshapes:
+            raise ValidationError(f"{ld.kind}.{ld.name}: unknown loadshape {name!r}")
+        if name not in cache:
+            cache[name] = g.loadshapes[name].at(t_h)
+        per_load[i] = cache[name]
+    return per_load[twin.loads.load_of]
+
+
+class _Runner:
+    """One QSTS run over a twin (keeps the control state and statistics)."""
+
+    def __init__(self, twin: UnbalancedTwin, opts: QstsOptions) -> None:
+        self.tw, self.o = twin, opts
+        self.state = _State(
+            regs=[_Device() for _ in twin.regs],
+            caps=[_Device(last_open_s=-c.ctl.dead_time_s) for c in twin.caps],
+            tap_ops={r.ctl.name.lower(): 0 for r in twin.regs},
+            cap_ops={c.cap: 0 for c in twin.caps},
+        )
+        br = twin.net.branch_rows
+        self.acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
+        rating = (
+            np.array([m[3] for m in twin.net.branch_meta]) if twin.net.branch_meta else np.zeros(0)
+        )
+        self.rating = np.where(rating > 0, rating, np.inf)[:, None]
+        self.taps_log: dict[str, list[float]] = {r.ctl.name.lower(): [] for r in twin.regs}
+        self.caps_log: dict[str, list[int]] = {}
+
+    # measures of all controls for a block of solved steps
+    def measure(self, v: np.ndarray) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+        regs = [reg_control_voltage(s, self.tw.net, v) for s in self.tw.regs]
+        caps = [
+            cap_measure(s, self.tw.net, v, y)
+            for s, y in zip(self.tw.caps, self.tw._cap_y, strict=True)
+        ]
+        return regs, caps
+
+    def sample_and_act(self, t_s: float, regs: list[float], caps: list[dict[str, float]]) -> bool:
+        """One control sample at time ``t_s`` then the actions due; True if any acted."""
+        acted = False
+        for i, s in enumerate(self.tw.regs):
+            if self._reg(i, s, t_s, regs[i]):
+                acted = True
+        for i, s in enumerate(self.tw.caps):
+            if self._cap(i, s, t_s, caps[i]):
+                acted = True
+        return acted
+
+    def _reg(self, i: int, s: object, t_s: float, vact: float) -> bool:
+        """OpenDSS time-mode RegControl: sample, then the queued actions that are due.
+
+        A sample out of band arms one action at ``t + delay``; back in band it cancels that
+        one action. Each action moves one tap towards the pending change and, while some is
+        left, queues the next at ``t + tapdelay``; such follow-ups are not cancelled by a
+        reset and act on the pending change of their time (OpenDSS's queue semantics)."""
+        d = self.state.regs[i]
+        ctl = s.ctl  # type: ignore[attr-defined]
+        w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]  # type: ignore[attr-defined]
+        n = reg_pending_taps(s, w.tap, w.tap_step, vact)  # type: ignore[arg-type]
+        d.value = n
+        if n == 0:
+            if d.armed and d.handle in d.queue:
+                d.queue.remove(d.handle)
+            d.armed = False
+        else:
+            movable = (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9)
+            if movable and not d.armed:
+                d.handle = t_s + ctl.delay_s
+                d.queue.append(d.handle)
+                d.armed = True
+        due = sorted(t for t in d.queue if t <= t_s + 1e-6)
+        acted = False
+        for t in due:
+            d.queue.remove(t)
+            if d.value == 0:
+                d.armed = False
+                continue
+            step = 1 if d.value > 0 else -1
+            old = w.tap
+            self.tw.set_tap(ctl.name, w.tap + step * w.tap_step)
+            if w.tap != old:
+                self.state.tap_ops[ctl.name.lower()] += 1
+                acted = True
+            d.value -= step
+            if d.value != 0:
+                d.queue.append(t_s + ctl.tapdelay_s)
+            else:
+                d.armed = False
+        return acted
+
+    def _cap(self, i: int, s: object, t_s: float, m: dict[str, float]) -> bool:
+        """OpenDSS time-mode CapControl: sample (arming after delay, dead time before a
+        re-close), then the armed action if due, acting on the latest pending change."""
+        d = self.state.caps[i]
+        ctl = s.ctl  # type: ignore[attr-defined]
+        cap = self._capacitor(s.cap)  # type: ignore[attr-defined]
+        closed = sum(cap.states) > 0
+        avail = len(cap.states) - sum(cap.states)
+        d.value, should = cap_sample(ctl, m, closed, avail, d.value)
+        if should and not d.armed:
+            delay = ctl.delay_off_s
+            if d.value == CLOSE:
+                since = t_s - d.last_open_s
+                delay = ctl.delay_s
+                if since < ctl.dead_time_s:
+                    delay = max(ctl.delay_s, ctl.dead_time_s + ctl.delay_s - since)
+            d.armed, d.t_exec = True, t_s + delay
+        if d.armed and d.value == 0:
+            d.armed = False
+        if not (d.armed and d.t_exec <= t_s + 1e-6):
+            return False
+        d.armed = False
+        states = list(cap.states)
+        if d.value == CLOSE and 0 in states:
+            states[states.index(0)] = 1
+        elif d.value == OPEN and closed:
+            states[len(states) - 1 - states[::-1].index(1)] = 0
+            d.last_open_s = t_s
+        else:
+            return False
+        self.tw.set_cap(cap.name, states)
+        self.state.cap_ops[s.cap] += 1  # type: ignore[attr-defined]
+        return True
+
+    def _capacitor(self, name: str) -> object:
+        return next(c for c in self.tw.grid.capacitors if c.name.lower() == name)
+
+    def record(
+        self,
+        v: np.ndarray,
+        s: np.ndarray,
+        taps: dict[str, float] | None = None,
+        caps: dict[str, list[int]] | None = None,
+    ) -> None:
+        """Fold solved steps into the statistics (``taps``: those the steps were solved at)."""
+        loss = self.tw.losses_va(v, s).real / 1e3
+        br = self.tw.net.branch_rows
+        loading = np.abs(br @ v) / self.rating if br is not None else None
+        self.acc.add(v, loss, loading)
+        if self.o.keep_taps:
+            for name, tap in (taps or self.tw.taps()).items():
+                self.taps_log[name].extend([tap] * v.shape[1])
+            for name, st in (caps or self.tw.cap_states()).items():
+                self.caps_log.setdefault(name, []).extend([sum(st)] * v.shape[1])
+
+
+def run_qsts(
+    twin: UnbalancedTwin,
+    opts: QstsOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> QstsResult:
+    """Run ``opts.steps`` steps of ``opts.resolution_s`` seconds with stateful controls.
+
+    Returns a :class:`QstsResult` (voltage extremes and hours outside Range A per
+    node-phase, unbalance, losses, tap and capacitor operations per device, overloads)."""
+    if opts.steps <= 0 or opts.resolution_s <= 0:
+        raise ValidationError(
+            f"steps and resolution must be > 0, got {opts.steps}, {opts.resolution_s}"
+        )
+    t0 = time.perf_counter()
+    f0 = twin.factorisations
+    saved = twin.opts
+    twin.opts = dataclasses.replace(saved, tol_pu=opts.tol_pu)
+    try:  # small dense BLAS calls in the loop: threads only add waiting (2-core machine: 500x)
+        with one_blas_thread():
+            return _run(twin, opts, progress, t0, f0)
+    finally:
+        twin.opts = saved
+
+
+def _run(
+    twin: UnbalancedTwin,
+    opts: QstsOptions,
+    progress: Callable[[int, int], None] | None,
+    t0: float,
+    f0: int,
+) -> QstsResult:
+    run = _Runner(twin, opts)
+    s_all = twin.loads.s_va[:, None] * load_multipliers(twin, opts)
+    return _loop(twin, opts, progress, t0, f0, run, s_all)
+
+
+def _loop(
+    twin: UnbalancedTwin,
+    opts: QstsOptions,
+    progress: Callable[[int, int], None] | None,
+    t0: float,
+    f0: int,
+    run: _Runner,
+    s_all: np.ndarray,
+) -> QstsResult:
+    k, block, warm = 0, opts.block, None
+    while k < opts.steps:
+        stop = min(k + block, opts.steps)
+        s = s_all[:, k:stop]
+        v0 = None if warm is None else np.repeat(warm[:, None], stop - k, axis=1)
+        v, _ = twin.solve(s, v0)
+        taps, caps = twin.taps(), twin.cap_states()
+        j = _scan(run, v, k)
+        if j is None:
+            run.record(v, s)
+            warm, k = v[:, -1], stop
+            block = min(block * 2, opts.max_block)
+        else:
+            if j:
+                run.record(v[:, :j], s[:, :j], taps, caps)
+            warm = _settle(run, s[:, j : j + 1], v[:, j], k + j)
+            k += j + 1
+            block = max(opts.min_block, min(2 * (j + 1), opts.max_block))
+        if progress:
+            progress(k, opts.steps)
+    return _result(run, opts, time.perf_counter() - t0, twin.factorisations - f0)
+
+
+def _t_s(opts: QstsOptions, step: int) -> float:
+    return opts.start_h * 3600.0 + (step + 1) * opts.resolution_s
+
+
+def _scan(run: _Runner, v: np.ndarray, k: int) -> int | None:
+    """Run the control state machine over a solved block; the first step that acted."""
+    if not run.tw.regs and not run.tw.caps:
+        return None
+    regs, caps = run.measure(v)
+    for j in range(v.shape[1]):
+        r = [float(x[j]) for x in regs]
+        c = [{key: float(val[j]) for key, val in m.items()} for m in caps]
+        if run.sample_and_act(_t_s(run.o, k + j), r, c):
+            return j
+    return None
+
+
+def _settle(run: _Runner, s: np.ndarray, v: np.ndarray, step: int) -> np.ndarray:
+    """Re-solve one step after control actions until none is due; record it."""
+    vv = v[:, None]
+    for _ in range(100):
+        vv, _ = run.tw.solve(s, vv)
+        regs, caps = run.measure(vv)
+        r = [float(x[0]) for x in regs]
+        c = [{key: float(val[0]) for key, val in m.items()} for m in caps]
+        if not run.sample_and_act(_t_s(run.o, step), r, c):
+            break
+    run.record(vv, s)
+    return vv[:, 0]
+
+
+def _result(run: _Runner, opts: QstsOptions, elapsed: float, factorisations: int) -> QstsResult:
+    a, h = run.acc, opts.resolution_s / 3600.0
+    return QstsResult(
+        grid=run.tw.grid.name,
+        steps=a.steps,
+        resolution_s=opts.resolution_s,
+        nodes=a.nodes,
+        vmin_pu=a.vmin,
+        vmax_pu=a.vmax,
+        hours_outside_a=a.outside * h,
+        vuf_buses=a.buses,
+        vuf_max_pct=a.vuf_max,
+        vuf_hours_above_2pct=a.vuf_above * h,
+        losses_kw=np.concatenate(a.loss_kw) if a.loss_kw else np.zeros(0),
+        tap_ops=run.state.tap_ops,
+        cap_ops=run.state.cap_ops,
+        branch_meta=run.tw.net.branch_meta,
+        overload_hours=a.overload * h,
+        max_loading=a.max_loading,
+        elapsed_s=elapsed,
+        factorisations=factorisations,
+        tap_series={k: np.asarray(v) for k, v in run.taps_log.items()},
+        cap_series={k: np.asarray(v) for k, v in run.caps_log.items()},
+    )
