@@ -118,7 +118,7 @@ class OcppWorld:
                     refuse=k in refuse,
                 )
             )
-        self.fleet = getattr(world, "devices", None)  # household EVs: home charge points
+        self.fleet: Any = getattr(world, "devices", None)  # household EVs: home charge points
         self.home_ids = home_ids(self.fleet) if self.fleet is not None else []
         if self.home_ids:
             specs += home_specs(self.fleet, self._provision)
