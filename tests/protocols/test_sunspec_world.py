@@ -132,3 +132,19 @@ def test_a_read_back_mismatch_is_a_refusal_with_an_alarm() -> None:
         ad.stop()
         dev_loop.run(host.stop())
         dev_loop.stop()
+
+
+def test_cli_demo_with_sunspec_and_ocpp_runs_and_refuses_unknown_protocols() -> None:
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+
+    _register()
+    for protos in ("sunspec", "ocpp,sunspec"):
+        r = CliRunner().invoke(app, ["demo", "--no-serve", "--steps", "3", "--protocols", protos])
+        assert r.exit_code == 0, r.output
+        assert '"audit_chain_ok": true' in r.output
+    r = CliRunner().invoke(app, ["demo", "--no-serve", "--protocols", "modbus-rtu"])
+    assert r.exit_code == 2 and "protocols" in r.output
+    r = CliRunner().invoke(app, ["demo", "--no-serve", "--protocols", "sunspec", "--world", "sim"])
+    assert r.exit_code == 2 and "protocols" in r.output

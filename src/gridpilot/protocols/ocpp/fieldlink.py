@@ -159,8 +159,10 @@ class OcppWorld:
 
     @property
     def alarms(self) -> dict[str, dict[str, Any]]:
-        """Active protocol alarms (a device that refused its last command)."""
-        return dict(self.registry.alarms)
+        """Active protocol alarms (a device that refused its last command), the wrapped world's too."""
+        out = dict(getattr(self.inner, "alarms", None) or {})
+        out.update(self.registry.alarms)
+        return out
 
     def set_ev_factor(self, factor: float) -> None:
         """The EV smart-charging factor 0..1 as one ``SetChargingProfile`` limit per station (W)."""
@@ -233,7 +235,7 @@ class OcppWorld:
         return obs
 
     def close(self) -> None:
-        """Stop the stations' process and the CSMS."""
+        """Stop the stations' process and the CSMS (and the wrapped world's, if it has any)."""
         try:
             self._inbox.put(None)
             self._proc.join(10)
@@ -241,3 +243,6 @@ class OcppWorld:
             if self._proc.is_alive():
                 self._proc.terminate()
             self.server.stop()
+            inner_close = getattr(self.inner, "close", None)
+            if callable(inner_close):
+                inner_close()

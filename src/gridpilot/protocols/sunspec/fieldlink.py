@@ -217,10 +217,13 @@ class SunSpecWorld:
         return obs
 
     def close(self) -> None:
-        """Stop the clients, the devices and their loop."""
+        """Stop the clients, the devices and their loop (and the wrapped world's, if it has any)."""
         try:
             if self.adapter._thread.is_alive():
                 self.adapter.stop()
             self._dev_loop.run(self._host.stop(), 10)
         finally:
             self._dev_loop.stop()
+            inner_close = getattr(self.inner, "close", None)
+            if callable(inner_close):
+                inner_close()
