@@ -78,13 +78,17 @@ def build_demo(
         world_obj = wrap(world_obj, audit)
     for name in protocols:
         world_obj = PROTOCOL_WORLDS[name](world_obj, audit)
-    return Orchestrator(
+    orch = Orchestrator(
         world_obj,
         mode=mode,
         audit=audit,
         flex_plan=flex_plan,
         meters=meters,
     )
+    attach = getattr(world_obj, "attach", None)  # a protocol world that reads the loop's records
+    if callable(attach):
+        attach(orch)
+    return orch
 
 
 # options shared by ``demo``, ``serve`` and ``scenario``

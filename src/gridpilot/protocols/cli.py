@@ -169,6 +169,13 @@ def _sunspec_world(world: Any, audit: Any) -> Any:
     return SunSpecWorld(world, audit=audit)
 
 
+def _openadr_world(world: Any, audit: Any) -> Any:
+    """``gridpilot demo --protocols openadr``: household DR only through OpenADR 3 VENs."""
+    from gridpilot.protocols.openadr.fieldlink import OpenAdrWorld
+
+    return OpenAdrWorld(world, audit=audit)
+
+
 def register(root: typer.Typer) -> None:
     """Attach ``gridpilot protocols ...`` to the root app and register the protocol worlds for
     ``gridpilot demo --ev-protocol ocpp`` and ``--protocols ocpp,sunspec,openadr`` (the adapter
@@ -179,3 +186,4 @@ def register(root: typer.Typer) -> None:
     agent_cli.EV_PROTOCOLS["ocpp"] = _ocpp_world
     agent_cli.PROTOCOL_WORLDS["ocpp"] = _ocpp_world
     agent_cli.PROTOCOL_WORLDS["sunspec"] = _sunspec_world
+    agent_cli.PROTOCOL_WORLDS["openadr"] = _openadr_world

@@ -36,6 +36,7 @@ class _Active:
     event: Any  # toadr3.models.Event
     baseline_kw: float
     samples: dict[int, list[float]] = field(default_factory=dict)
+    report_id: str | None = None  # the VTN's id of this gateway's report on the event
 
 
 class FieldVen:
@@ -48,6 +49,7 @@ class FieldVen:
         self.water_heaters = np.flatnonzero(np.isin(fleet.meter_bus[fleet.wh_meter], bus_pos))
         self.loads = np.flatnonzero(np.isin(g.load["bus"], np.asarray(cfg.bus_ids)))
         self.active: dict[str, _Active] = {}
+        self.done: set[str] = set()  # events followed and released (not followed again)
         self._token: Any = None
 
     def demand_kw(self) -> float:
@@ -79,7 +81,7 @@ class FieldVen:
 
         new = []
         for ev in await toadr3.get_events(session, self.url, self._token):
-            if ev.id in self.active or not ev.intervals:
+            if ev.id in self.active or ev.id in self.done or not ev.intervals:
                 continue
             level = next((p.values[0] for p in ev.intervals[0].payloads if p.type == "SIMPLE"), 0)
             if not isinstance(level, int | float) or level < 1:
@@ -104,7 +106,9 @@ class FieldVen:
                 a.samples.setdefault(k, []).append(self.demand_kw())
 
     async def report(self, session: Any, event_id: str) -> Any:
-        """Post ``BASELINE`` and ``DEMAND`` (kW) for the sampled intervals; returns the report."""
+        """Post ``BASELINE`` and ``DEMAND`` (kW) for the sampled intervals (the first time;
+        afterwards the same report is updated in place with ``PUT``, so that each interval is
+        counted once); returns the report (a toadr3 ``Report``, or the VTN's JSON on update)."""
         import toadr3
         from toadr3.models import Interval, Report, ReportData, ValuesMap
 
@@ -114,10 +118,20 @@ class FieldVen:
                for k, v in sorted(a.samples.items())]  # fmt: skip
         rep = Report(programID=a.event.program_id, eventID=event_id, clientName=self.cfg.ven_name,
                      resources=[ReportData(resource_name=self.cfg.ven_name, intervals=ivs)])  # fmt: skip
-        return await toadr3.post_report(session, self.url, self._token, rep)
+        if a.report_id is None:
+            out = await toadr3.post_report(session, self.url, self._token, rep)
+            a.report_id = str(getattr(out, "id", "") or "") or None
+            return out
+        body = rep.model_dump(mode="json", by_alias=True, exclude_none=True)
+        hdr = {"Authorization": f"Bearer {self._token.token}"}
+        async with session.put(f"{self.url}/reports/{a.report_id}", json=body, headers=hdr) as r:
+            if r.status != 200:
+                raise RuntimeError(f"VEN {self.cfg.ven_name}: report update HTTP {r.status}")
+            return await r.json()
 
     def release(self, event_id: str) -> None:
         """Stop following an event: resume the water heaters."""
+        self.done.add(event_id)
         if self.active.pop(event_id, None) is not None and self.water_heaters.size:
             self.world.apply([_command("water_heater_resume", self.water_heaters)])
 
