@@ -49,17 +49,22 @@ def test_dr_goes_to_households_only_through_openadr_and_reports_come_back() -> N
         paused = np.flatnonzero(fleet.wh_paused)
         by_vens = np.concatenate([v.water_heaters for v in following])
         assert set(paused.tolist()) == set(by_vens.tolist())
+        evs = np.concatenate([v.evs for v in following])
+        assert evs.size and np.all(fleet.ev_limit_kw[evs] < fleet.ev_charger_kw[evs])
+        assert {n for n, t in seen if t == "openadr"} >= {"ev_limit", "battery_setpoint"}
         d = world.delivery(rec.id)
         assert d is not None and d["reported"][0] and len(d["vens"]) == len(following)
         assert d["planned_kw"][0] > 0
         assert rec.reported_reduction_mw is not None  # the reports fed the loop's record
+        assert rec.reported_reduction_mw > 0.5 * rec.expected_mean_mw  # shed, not just reported
         kept = d["delivered_kw"]
         orch.step()  # updated in place: an interval is not counted twice
         assert world.delivery(rec.id)["delivered_kw"][0] == kept[0]
         orch.submit(Plan([Action("dr", None, 0.0)], "drill: release", "operator"), "op")
         orch.step()
         assert rec.status != "active" and not any(v.active for v in world.vens)
-        assert not fleet.wh_paused.any()  # the gateways resumed their heaters
+        assert not fleet.wh_paused.any()  # the gateways handed their devices back
+        assert np.allclose(fleet.ev_limit_kw[evs], fleet.ev_charger_kw[evs])
         assert [n for n, t in seen if t.startswith("dr-")] == []
     finally:
         world.close()

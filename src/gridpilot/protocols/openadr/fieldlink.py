@@ -6,13 +6,14 @@ through the field's own command channel. Instead:
 
 1. each DR record of the loop is published as an event on a VTN served on 127.0.0.1
    (:class:`~gridpilot.protocols.openadr.DrPublisher`, targets ``GROUP`` ``bus:<id>``);
-2. the field's aggregator gateways, one per bus with enrolled water heaters, run as ``toadr3``
-   VENs (:class:`~gridpilot.protocols.openadr.fieldven.FieldVen`): they poll the events, pause
-   their households' water heaters, sample their buses' metered load as the field steps, and
-   post (then update) ``BASELINE`` / ``DEMAND`` reports;
+2. the field's aggregator gateways, one per bus with enrolled devices, run as ``toadr3``
+   VENs (:class:`~gridpilot.protocols.openadr.fieldven.FieldVen`): they poll the events, shed
+   on their households' water heaters, EVs and batteries in proportion to the event's level,
+   sample their buses' metered load as the field steps, and post (then update) ``BASELINE`` /
+   ``DEMAND`` reports;
 3. the reports come back as the record's ``reported_reduction_mw`` (delivered vs planned:
    :meth:`OpenAdrWorld.delivery`); when the loop ends an event, the gateways send a last
-   report and resume their heaters.
+   report and hand their devices back.
 
 The direct path is off: field commands tagged with a DR event (``dr-<n>:<step>``,
 ``dr-<n>:release``) are held back and counted (:attr:`OpenAdrWorld.suppressed`); every other
@@ -65,9 +66,12 @@ class _Served:
 
 
 def gateway_buses(world: Any) -> list[int]:
-    """Bus ids with at least one enrolled water heater (one gateway each)."""
+    """Bus ids with at least one enrolled flexible device (water heater, EV, battery; one
+    gateway each)."""
     fleet, g = world.devices, world.grid
-    pos = np.unique(np.asarray(fleet.meter_bus)[np.asarray(fleet.wh_meter)])
+    meters = np.concatenate([np.asarray(fleet.wh_meter), np.asarray(fleet.ev_meter),
+                             np.asarray(fleet.bat_meter)])  # fmt: skip
+    pos = np.unique(np.asarray(fleet.meter_bus)[meters.astype(np.int64)])
     return [int(b) for b in g.bus.ids[pos]]
 
 
