@@ -79,3 +79,17 @@ def test_cli_demo_with_openadr_runs() -> None:
     r = CliRunner().invoke(app, ["demo", "--no-serve", "--steps", "3", "--protocols", "openadr"])
     assert r.exit_code == 0, r.output
     assert '"audit_chain_ok": true' in r.output
+
+
+def test_the_api_serves_the_gateways_vtn_not_a_second_one() -> None:
+    from gridpilot.protocols.openadr import openadr_for
+
+    world = OpenAdrWorld(FieldWorld(demo_grid("case33bw"), start_step=EVENING))
+    try:
+        orch = Orchestrator(world)
+        world.attach(orch)
+        app = openadr_for(orch)
+        assert app.state.vtn is world.vtn
+        assert not world.vtn.syncs  # published by the world, once
+    finally:
+        world.close()
