@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from gridpilot.agent import Action, AuditLog, FieldWorld, Orchestrator, Plan, demo_grid
 from gridpilot.protocols.openadr.fieldlink import OpenAdrWorld
@@ -91,5 +92,36 @@ def test_the_api_serves_the_gateways_vtn_not_a_second_one() -> None:
         app = openadr_for(orch)
         assert app.state.vtn is world.vtn
         assert not world.vtn.syncs  # published by the world, once
+    finally:
+        world.close()
+
+
+def test_with_ocpp_underneath_the_gateways_ev_limits_go_to_the_home_charge_points() -> None:
+    from gridpilot.protocols.ocpp.fieldlink import OcppWorld
+
+    audit = AuditLog(":memory:")
+    ocpp = OcppWorld(FieldWorld(demo_grid("case33bw"), start_step=EVENING), audit=audit)
+    world = OpenAdrWorld(ocpp, audit)  # closes the OCPP world too
+    try:
+        orch = Orchestrator(world, audit=audit)
+        world.attach(orch)
+        orch.step()
+        orch.submit(Plan([Action("dr", None, 1.0)], "drill: shed", "operator"), "op")
+        orch.step()
+        orch.step()
+        cmds = [
+            e
+            for e in audit.entries(limit=1000, kind="command")
+            if e["what"]["device"].startswith("ev-home-") and e["what"]["tag"] == "openadr"
+        ]
+        following = [v for v in world.vens if v.active]
+        n_ev = sum(v.evs.size for v in following)
+        assert n_ev and len(cmds) == n_ev  # one SetChargingProfile per EV of a following gateway
+        assert all(e["status"] == "done" and e["result"]["message_id"] for e in cmds)
+        assert not any(
+            e["what"]["tag"].startswith("dr-") for e in audit.entries(limit=1000, kind="command")
+        )
+        k = int(np.concatenate([v.evs for v in following])[0])
+        assert ocpp.held_w[f"ev-home-{k}"] == pytest.approx(0.0)  # level 3 of 3: limit 0 W
     finally:
         world.close()
