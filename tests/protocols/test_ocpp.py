@@ -274,3 +274,88 @@ def test_reading_sink_refuses_unknown_devices_and_bad_values() -> None:
     assert sink.add("ghost", 1000, {"p_kw": 3.0}) == 0
     assert sink.stats.refused == {"out_of_range": 2, "unknown_device": 1}
     assert sink.latest("d1", "p_kw") == (1000, 3.0)
+
+
+def _self_signed(tmp: Any) -> tuple[Any, Any]:
+    """A self-signed certificate for 127.0.0.1 made here: (server SSLContext, client SSLContext)."""
+    import datetime as dt
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gridpilot-test-csms")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = tmp / "csms.pem", tmp / "csms.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_pem, key_pem)
+    client = ssl.create_default_context(cafile=str(cert_pem))
+    return server, client
+
+
+def test_security_profile_2_tls_and_basic_auth_on_127_0_0_1(tmp_path: Any) -> None:
+    import ssl
+
+    server_ctx, client_ctx = _self_signed(tmp_path)
+
+    async def go() -> None:
+        spec = StationSpec("cs-tls", PW, version="2.1")
+        csms, sink, url = await _server(spec, ssl=server_ctx)
+        wss = url.replace("ws://", "wss://")
+        model = StationModel(spec)
+        opts = RunOptions(wss, meter_s=0.05, backoff_s=0.05, ssl=client_ctx)
+        task = asyncio.create_task(run_station(spec, opts, model))
+        await _wait(lambda: "cs-tls" in csms.sessions)
+        r = await csms.set_limit("cs-tls", 4000.0)
+        assert r.accepted and model.limit_w == 4000.0
+        await _wait(lambda: (sink.latest("cs-tls", "p_kw") or (0, 0))[1] == 4.0)
+        # a wrong password over TLS: still 401
+        bad = StationSpec("cs-tls", "wrong-password-123456", version="2.1")
+        with pytest.raises(InvalidStatus) as exc:
+            await run_station(bad, RunOptions(wss, run_s=5, ssl=client_ctx))
+        assert exc.value.response.status_code == 401
+        # a station that does not trust the CSMS's certificate never gets to send its password
+        with pytest.raises(ssl.SSLCertVerificationError):
+            async with websockets.connect(
+                f"{wss}/cs-tls", subprotocols=["ocpp2.1"], ssl=ssl.create_default_context()
+            ):
+                pass
+        # plain ws:// to the TLS port is not served
+        with pytest.raises(Exception):  # noqa: B017 - the handshake fails, how varies
+            async with websockets.connect(
+                f"{url}/cs-tls", subprotocols=["ocpp2.1"], open_timeout=3
+            ):
+                pass
+        assert "cs-tls" in csms.records
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await csms.stop()
+
+    run(go(), 30.0)

@@ -39,7 +39,8 @@ def test_ev_stations_report_over_ocpp_into_the_loop(loop: Any) -> None:
     assert np.array_equal(orch.last.ev_p_mw, world.reported_mw)  # the loop sees what OCPP said
     assert np.isfinite(_reported(world)).all()
     stored = world.sink.store.latest(quantity="p_kw")  # landed in the telemetry store too
-    assert set(stored["device_id"]) == set(world.station_ids)
+    # the grid's stations and the household EVs' home charge points
+    assert set(stored["device_id"]) == set(world.station_ids) | set(world.home_ids)
 
 
 def test_an_ev_command_goes_out_as_profiles_and_a_rejection_replans(loop: Any) -> None:

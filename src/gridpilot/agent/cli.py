@@ -17,6 +17,9 @@ SCENARIO_NAMES: tuple[str, ...] = ("heatwave", "fault", "cyberattack", "ev-surge
 # world wrappers by EV protocol name ((world, audit) -> world), registered from above the loop
 # (gridpilot.protocols' CLI registers "ocpp"): the agent never imports a protocol package
 EV_PROTOCOLS: dict[str, Callable[[Any, Any], Any]] = {}
+# world wrappers by protocol name for ``demo --protocols a,b`` (same signature; gridpilot.protocols
+# registers "ocpp", "sunspec", "openadr"), applied in the order given
+PROTOCOL_WORLDS: dict[str, Callable[[Any, Any], Any]] = {}
 
 
 def demo_events(step_s: float = 60.0) -> dict[int, list[dict[str, Any]]]:
@@ -39,12 +42,14 @@ def build_demo(
     flex_plan: bool = False,
     meters: bool = False,
     ev_protocol: str = "internal",
+    protocols: tuple[str, ...] = (),
 ) -> Any:
     """The demo orchestrator: ``grid`` with the demo fleet, a summer afternoon, 1-minute steps;
     ``world`` ``field`` (FieldWorld on gridpilot.field, default) or ``sim`` (SimWorld);
     ``flex_plan`` adds the flexibility schedule (FlexPlanPolicy; field world only), ``meters``
     the household meters' telemetry and theft checks (MeterPath; field world only);
-    ``ev_protocol`` ``ocpp`` puts the EV stations behind OCPP (gridpilot.protocols; field world)."""
+    ``ev_protocol`` ``ocpp`` puts the EV stations behind OCPP (gridpilot.protocols; field world);
+    ``protocols`` names field protocols whose world wrappers apply (:data:`PROTOCOL_WORLDS`)."""
     from gridpilot.agent import AuditLog, FieldWorld, Orchestrator, SimWorld, demo_grid
     from gridpilot.errors import ValidationError
 
@@ -60,18 +65,30 @@ def build_demo(
         raise ValidationError(
             f"ev_protocol: {ev_protocol!r} with world {world!r}; known: {known} (field world)"
         )
+    bad = [p for p in protocols if p not in PROTOCOL_WORLDS]
+    if protocols and (bad or world != "field"):
+        raise ValidationError(
+            f"protocols: {','.join(protocols)!r} with world {world!r}; known: "
+            f"{', '.join(PROTOCOL_WORLDS) or 'none registered'} (field world)"
+        )
     cls = FieldWorld if world == "field" else SimWorld
     world_obj: Any = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
     audit = AuditLog(audit_path or ":memory:")
     if wrap is not None:
         world_obj = wrap(world_obj, audit)
-    return Orchestrator(
+    for name in protocols:
+        world_obj = PROTOCOL_WORLDS[name](world_obj, audit)
+    orch = Orchestrator(
         world_obj,
         mode=mode,
         audit=audit,
         flex_plan=flex_plan,
         meters=meters,
     )
+    attach = getattr(world_obj, "attach", None)  # a protocol world that reads the loop's records
+    if callable(attach):
+        attach(orch)
+    return orch
 
 
 # options shared by ``demo``, ``serve`` and ``scenario``
@@ -96,6 +113,14 @@ EvProtocolOpt = Annotated[
     typer.Option(
         "--ev-protocol",
         help="internal, or ocpp: the EV stations as OCPP charge points (gridpilot.protocols)",
+    ),
+]
+ProtocolsOpt = Annotated[
+    str,
+    typer.Option(
+        "--protocols",
+        help="field protocols, comma-separated: ocpp (EV stations), sunspec (batteries and PV "
+        "inverters), openadr (DR to households only through OpenADR 3 VENs); docs/protocols.md",
     ),
 ]
 MetersOpt = Annotated[

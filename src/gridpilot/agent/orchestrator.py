@@ -407,6 +407,9 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
             # a device refused a command (any protocol): plan on what is in effect, not on the ask
             if ev.get("command") == "ev":
                 self.ev_factor = float(ev.get("in_effect", self.ev_factor))
+            elif ev.get("command") == "storage" and ev.get("target") is not None:
+                k = int(self.grid.storage.index_of(int(ev["target"]))[0])
+                self.storage_cmd_mw[k] = float(ev.get("in_effect") or 0.0)
             self._event(
                 "command_rejected",
                 f"{ev.get('protocol')} device {ev.get('device')} refused {ev.get('command')}: "

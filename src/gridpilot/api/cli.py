@@ -15,6 +15,7 @@ from gridpilot.agent.cli import (
     GridOpt,
     MetersOpt,
     ModeOpt,
+    ProtocolsOpt,
     SpeedOpt,
     WorldOpt,
     build_demo,
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
                 help="start the storyline after this many seconds if no dashboard has connected by then",
             ),
         ] = 60.0,
+        protocols: ProtocolsOpt = "",
     ) -> None:
         """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
 
@@ -62,7 +64,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol)
+        protos = tuple(p.strip() for p in protocols.split(",") if p.strip())
+        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol, protos)
         if not serve:
             try:
                 orch.run(steps, demo_events(orch.world.step_s))
@@ -126,6 +129,7 @@ def _build_or_exit(
     flex_plan: bool = False,
     meters: bool = False,
     ev_protocol: str = "internal",
+    protocols: tuple[str, ...] = (),
 ) -> Any:
     """:func:`build_demo`, or the error named on the console and exit code 2 (no traceback)."""
     from gridpilot.errors import GridpilotError
@@ -139,6 +143,7 @@ def _build_or_exit(
             flex_plan=flex_plan,
             meters=meters,
             ev_protocol=ev_protocol,
+            protocols=protocols,
         )
     except GridpilotError as exc:
         con.print(f"[red]error:[/red] {exc}")

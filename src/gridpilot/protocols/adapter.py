@@ -56,7 +56,8 @@ class DeviceCommand:
     ``ev_setpoint_w`` (central set point, W, negative = V2G discharge; OCPP 2.1 only),
     ``p_limit_pct`` (inverter active-power limit, % of rating), ``volt_var`` (``curve``: list of
     (v_pct, q_pct) points), ``storage_w`` (battery set point, W, + charging), ``dr_level``
-    (0..1). ``plan_id`` links it to the loop's plan for the audit.
+    (0..1). ``plan_id`` links it to the loop's plan for the audit, ``tag`` to the field command
+    it carries (a DR event's or a schedule's ``<id>:<step>``).
     """
 
     device_id: str
@@ -64,6 +65,7 @@ class DeviceCommand:
     value: float = 0.0
     curve: tuple[tuple[float, float], ...] = ()
     plan_id: int | None = None
+    tag: str = ""
 
     def __post_init__(self) -> None:
         clean_id(self.device_id)
@@ -273,6 +275,7 @@ class AdapterRegistry:
                     "value": cmd.value,
                     "curve": [list(p) for p in cmd.curve],
                     "plan": cmd.plan_id,
+                    "tag": cmd.tag[:MAX_ID_LEN],
                 },
                 why=f"{res.protocol} message {res.message_id}",
                 result=res.to_dict(),

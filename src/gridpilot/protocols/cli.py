@@ -162,10 +162,28 @@ def _ocpp_world(world: Any, audit: Any) -> Any:
     return OcppWorld(world, audit=audit)
 
 
+def _sunspec_world(world: Any, audit: Any) -> Any:
+    """``gridpilot demo --protocols sunspec``: the grid's batteries and PV inverters behind SunSpec."""
+    from gridpilot.protocols.sunspec.fieldlink import SunSpecWorld
+
+    return SunSpecWorld(world, audit=audit)
+
+
+def _openadr_world(world: Any, audit: Any) -> Any:
+    """``gridpilot demo --protocols openadr``: household DR only through OpenADR 3 VENs."""
+    from gridpilot.protocols.openadr.fieldlink import OpenAdrWorld
+
+    return OpenAdrWorld(world, audit=audit)
+
+
 def register(root: typer.Typer) -> None:
-    """Attach ``gridpilot protocols ...`` to the root app and register the ``ocpp`` EV world
-    for ``gridpilot demo --ev-protocol`` (the adapter registration point)."""
+    """Attach ``gridpilot protocols ...`` to the root app and register the protocol worlds for
+    ``gridpilot demo --ev-protocol ocpp`` and ``--protocols ocpp,sunspec,openadr`` (the adapter
+    registration point)."""
     from gridpilot.agent import cli as agent_cli
 
     root.add_typer(app, name="protocols")
     agent_cli.EV_PROTOCOLS["ocpp"] = _ocpp_world
+    agent_cli.PROTOCOL_WORLDS["ocpp"] = _ocpp_world
+    agent_cli.PROTOCOL_WORLDS["sunspec"] = _sunspec_world
+    agent_cli.PROTOCOL_WORLDS["openadr"] = _openadr_world

@@ -130,13 +130,16 @@ def basic_auth(station_id: str, password: str) -> str:
 
 @dataclass
 class RunOptions:
-    """How a station runs: CSMS base URL (``ws://host:port/ocpp``), meter interval (s), reconnect
-    back-off (s), and how long to run (s; None = until cancelled)."""
+    """How a station runs: CSMS base URL (``ws://host:port/ocpp``, or ``wss://`` for security
+    profile 2), meter interval (s), reconnect back-off (s), how long to run (s; None = until
+    cancelled), and ``ssl``: the ``ssl.SSLContext`` trusting the CSMS's CA (``wss://`` only;
+    None = the system's default trust store)."""
 
     url: str
     meter_s: float = 10.0
     backoff_s: float = 1.0
     run_s: float | None = None
+    ssl: Any = None
 
 
 async def _session(cp: Any, model: StationModel, tx: str, seq: list[int], meter_s: float) -> None:
@@ -204,6 +207,7 @@ async def run_station(
                     },
                     open_timeout=30,
                     ping_interval=None,
+                    **({"ssl": opts.ssl} if opts.url.startswith("wss://") else {}),
                 ) as ws:
                     cp = cls(spec.station_id, ws, response_timeout=30)
                     cp.model = model

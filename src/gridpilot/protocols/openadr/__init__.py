@@ -47,13 +47,15 @@ def openadr_for(orch: Any, clients: str | None = None) -> FastAPI:
     """The VTN for the API over ``orch``, as an ASGI app to mount at ``/openadr3`` (its own
     OAuth2 and its own OpenAPI document, apart from the API's keys): the loop's DR records are
     published as events before each read and the VENs' reports flow back into them; OAuth2
-    clients from ``clients`` or ``$GRIDPILOT_OPENADR_CLIENTS``."""
-    vtn = Vtn()
+    clients from ``clients`` or ``$GRIDPILOT_OPENADR_CLIENTS``. When the loop's world is an
+    ``OpenAdrWorld`` (DR only through OpenADR), its VTN is the one served, already publishing."""
+    own = getattr(orch.world, "vtn", None)  # ``demo --protocols openadr``: the gateways' VTN
+    vtn = own if isinstance(own, Vtn) else Vtn()
     path = clients or os.environ.get(CLIENTS_ENV)
     if path:
         load_clients(vtn, path)
     flexdr = getattr(orch, "flexdr", None)
-    if flexdr is not None:
+    if flexdr is not None and vtn is not own:  # that world publishes the loop's DR itself
 
         def records() -> list[dict[str, Any]]:
             with orch.lock:  # the loop's thread appends records

@@ -32,7 +32,9 @@ DEFAULT_CURVE = ((92.0, 30.0), (96.7, 0.0), (103.0, 0.0), (107.0, -30.0))  # (V 
 
 @dataclass
 class DerSpec:
-    """One device: id, ``pv`` or ``battery``, rating (W), reactive rating (var), energy (Wh), V nominal."""
+    """One device: id, ``pv`` or ``battery``, rating (W), reactive rating (var), energy (Wh), V
+    nominal. W, VA and var registers carry the scale factor :attr:`w_sf` (10^w_sf W per count:
+    0 up to 32 kW, 1 up to 320 kW, ...)."""
 
     device_id: str
     kind: str = "pv"
@@ -40,6 +42,18 @@ class DerSpec:
     var_rtg: float = 4_400.0
     wh_rtg: float = 0.0
     v_nom: float = 230.0
+
+    @property
+    def w_sf(self) -> int:
+        """Scale factor of W, VA and var (and 704 ``WSet``): the smallest keeping the ratings
+        within a 16-bit signed register (+-32,767 counts)."""
+        big = max(abs(self.w_rtg), abs(self.var_rtg), 1.0)
+        return max(int(np.ceil(np.log10(big / 32_767.0))), 0)
+
+    @property
+    def wh_sf(self) -> int:
+        """Scale factor of 713's Wh points: 1 (10 Wh per count) up to 655 kWh, then larger."""
+        return max(int(np.ceil(np.log10(max(self.wh_rtg, 1.0) / 65_535.0))), 1)
 
 
 def _curve(ro: int, pts: tuple[tuple[float, float], ...]) -> dict[str, Any]:
@@ -56,17 +70,17 @@ def _curve(ro: int, pts: tuple[tuple[float, float], ...]) -> dict[str, Any]:
 
 def _ac_models(spec: DerSpec) -> list[dict[str, Any]]:
     """Models 1 (common), 701 (AC measurements, zero until refreshed) and 702 (capacity)."""
-    v10 = round(spec.v_nom * 10)
+    v10, sf = round(spec.v_nom * 10), spec.w_sf
     common = {"ID": 1, "Mn": "gridpilot", "Md": f"field-{spec.kind}", "Vr": "1",
               "SN": spec.device_id[:32], "DA": 1}  # fmt: skip
     ac = {"ID": 701, "ACType": 1, "St": 1, "InvSt": 1, "ConnSt": 1, "Alrm": 0, "W": 0, "VA": 0,
           "Var": 0, "PF": 1000, "A": 0, "LLV": 0, "LNV": v10, "Hz": 5000, "TotWhInj": 0,
-          "TotWhAbs": 0, "W_SF": 0, "VA_SF": 0, "Var_SF": 0, "PF_SF": -3, "A_SF": -1,
+          "TotWhAbs": 0, "W_SF": sf, "VA_SF": sf, "Var_SF": sf, "PF_SF": -3, "A_SF": -1,
           "V_SF": -1, "Hz_SF": -2, "TotWh_SF": 0, "TotVarh_SF": 0, "Tmp_SF": 0}  # fmt: skip
-    w, var = round(spec.w_rtg), round(spec.var_rtg)
+    w, var = round(spec.w_rtg / 10**sf), round(spec.var_rtg / 10**sf)
     cap = {"ID": 702, "WMaxRtg": w, "VAMaxRtg": w, "VarMaxInjRtg": var, "VarMaxAbsRtg": var,
-           "VNomRtg": v10, "WMax": w, "VNom": v10, "W_SF": 0, "PF_SF": -3, "VA_SF": 0,
-           "Var_SF": 0, "V_SF": -1, "A_SF": 0, "S_SF": 0}  # fmt: skip
+           "VNomRtg": v10, "WMax": w, "VNom": v10, "W_SF": sf, "PF_SF": -3, "VA_SF": sf,
+           "Var_SF": sf, "V_SF": -1, "A_SF": 0, "S_SF": 0}  # fmt: skip
     return [common, ac, cap]
 
 
@@ -76,7 +90,7 @@ def _control_models(spec: DerSpec) -> list[dict[str, Any]]:
              "ESHzHi": 5010, "ESHzLo": 4990, "ESDlyTms": 300, "ESRndTms": 0, "ESRmpTms": 300,
              "V_SF": -1, "Hz_SF": -2}  # fmt: skip
     ctl = {"ID": 704, "WMaxLimPctEna": 0, "WMaxLimPct": 10000, "WSetEna": 0, "WSetMod": 1,
-           "WSet": 0, "WSetPct": 0, "PF_SF": -3, "WMaxLimPct_SF": -2, "WSet_SF": 0,
+           "WSet": 0, "WSetPct": 0, "PF_SF": -3, "WMaxLimPct_SF": -2, "WSet_SF": spec.w_sf,
            "WSetPct_SF": -2, "VarSet_SF": 0, "VarSetPct_SF": -2}  # fmt: skip
     vv = {"ID": 705, "Ena": 0, "AdptCrvReq": 0, "AdptCrvRslt": 1, "NPt": CURVE_POINTS, "NCrv": 2,
           "RvrtTms": 0, "RvrtCrv": 0, "V_SF": -2, "DeptRef_SF": -2, "RspTms_SF": 0,
@@ -86,11 +100,12 @@ def _control_models(spec: DerSpec) -> list[dict[str, Any]]:
 
 def der_models(spec: DerSpec) -> list[dict[str, Any]]:
     """The pysunspec2 data dicts of a device's models (scale factors: V 0.1, Hz 0.01, % 0.01);
-    a battery adds 713 (storage capacity: WH in 10 Wh, SoC in 0.01 %)."""
+    a battery adds 713 (storage capacity: WH in 10^wh_sf Wh, SoC in 0.01 %)."""
     models = _ac_models(spec) + _control_models(spec)
     if spec.kind == "battery":
-        models.append({"ID": 713, "WHRtg": round(spec.wh_rtg / 10), "WHAvail": 0, "SoC": 5000,
-                       "SoH": 10000, "Sta": 1, "WH_SF": 1, "Pct_SF": -2})  # fmt: skip
+        models.append({"ID": 713, "WHRtg": round(spec.wh_rtg / 10**spec.wh_sf), "WHAvail": 0,
+                       "SoC": 5000, "SoH": 10000, "Sta": 1, "WH_SF": spec.wh_sf,
+                       "Pct_SF": -2})  # fmt: skip
     return models
 
 
@@ -163,8 +178,9 @@ class Der:
         img = self.image
         m = img.model(701)
         w, q = self.w, self.var
-        m.W.value, m.Var.value = round(w), round(q)
-        m.VA.value = round(float(np.hypot(w, q)))
+        u = 10.0**self.spec.w_sf  # W per count
+        m.W.value, m.Var.value = round(w / u), round(q / u)
+        m.VA.value = round(float(np.hypot(w, q)) / u)
         m.PF.value = round(1000 * (w / max(np.hypot(w, q), 1e-9))) if w or q else 1000
         m.A.value = round(10 * np.hypot(w, q) / max(self.v_v, 1.0))
         m.LNV.value = round(self.v_v * 10)
@@ -173,7 +189,7 @@ class Der:
         if 713 in img.addr:
             b = img.model(713)
             b.SoC.value = round(self.soc * 10000)
-            b.WHAvail.value = round(self.soc * self.spec.wh_rtg / 10)
+            b.WHAvail.value = round(self.soc * self.spec.wh_rtg / 10**self.spec.wh_sf)
             img.put(713, b)
 
     # --- the register behaviour -------------------------------------------------------------------
