@@ -53,8 +53,26 @@ def test_grids_json_lists_builtin_grids_with_their_bus_counts() -> None:
 def test_grids_table_names_each_grid() -> None:
     code, out = _run("grids")
     assert code == 0, out
-    for name in ("case33bw", "case69", "oberrhein"):
+    for name in ("case33bw", "case69", "oberrhein", "schutterwald"):
         assert name in out
+    # grid families have no fixed size: they say so instead of a blank cell
+    assert out.count("on demand") == 2
+
+
+@pytest.mark.slow
+def test_every_fixed_bus_count_is_the_loaded_grids() -> None:
+    from gridpilot.model import list_grids, load_grid
+
+    fixed = [g for g in list_grids() if g.buses is not None and not g.name.startswith("ieee")]
+    assert {g.name for g in fixed} >= {
+        "case33bw",
+        "case69",
+        "cigre-mv",
+        "oberrhein",
+        "schutterwald",
+    }
+    for g in fixed:
+        assert len(load_grid(g.name).bus) == g.buses, g.name
 
 
 def test_powerflow_json_reproduces_the_baran_wu_base_case() -> None:

@@ -162,7 +162,7 @@ _STATIC: dict[str, tuple[Callable[[], Grid], int | None, str]] = {
     "case69": (case69, 69, "Baran & Wu 69-bus feeder, 12.66 kV (paper numbering)"),
     "cigre-mv": (cigre_mv, 15, "CIGRE MV benchmark with PV, wind, storage, CHP"),
     "oberrhein": (oberrhein, 179, "pandapower mv_oberrhein, 20 kV, 322 switches"),
-    "schutterwald": (schutterwald, None, "pandapower lv_schutterwald, 0.4 kV"),
+    "schutterwald": (schutterwald, 2940, "pandapower lv_schutterwald, 0.4 kV"),
 }
 _FAMILIES = {
     "simbench:CODE": "any SimBench grid with a year of 15-min profiles, e.g. simbench:1-MV-rural--0-sw (97 buses), simbench:1-MVLV-rural-all-0-sw (5,479 buses)",

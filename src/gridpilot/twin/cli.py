@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             t.add_row(
                 r["name"],
-                "" if r["buses"] is None else f"{r['buses']:,}",
+                "on demand" if r["buses"] is None else f"{r['buses']:,}",
                 "" if r["nodes"] is None else f"{r['nodes']:,}",
                 r["description"],
             )
