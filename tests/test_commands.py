@@ -297,3 +297,13 @@ def test_field_run_prints_a_table_not_a_python_dict() -> None:
     assert code == 0, out
     assert "ingest readings_stored" in out
     assert "{'" not in out and "'ingest':" not in out
+
+
+def test_powerflow_calc_ms_is_the_flow_and_first_call_ms_the_kernel_load() -> None:
+    """In a fresh process the first call loads numba's compiled kernels; calc_ms is the flow."""
+    cmd = [sys.executable, "-m", "gridpilot", "powerflow", "case33bw", "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert 0 < s["calc_ms"] < s["first_call_ms"]
+    assert s["losses_kw"] == pytest.approx(202.68, abs=0.05)
