@@ -19,8 +19,13 @@ def lazy_exports(
     package: str, exports: Mapping[str, Sequence[str]]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package`` whose public names live in the
-    submodules named by ``exports`` (submodule, relative to the package -> its names)."""
-    where = {name: f"{package}.{sub}" for sub, names in exports.items() for name in names}
+    submodules named by ``exports`` (submodule relative to the package, or an absolute
+    ``gridpilot.`` module for a name re-exported from another package -> its names)."""
+    where = {
+        name: sub if sub.startswith("gridpilot.") else f"{package}.{sub}"
+        for sub, names in exports.items()
+        for name in names
+    }
     public = sorted(where)
 
     def __getattr__(name: str) -> Any:

@@ -7,8 +7,21 @@ and the control-room dashboard (one static page, plotly.js from the installed pl
 >>> app = create_app(Orchestrator(SimWorld(demo_grid())), keys)
 """
 
-from gridpilot.agent.auth import ROLES, KeyStore
-from gridpilot.api.app import LoopRunner, create_app
-from gridpilot.api.layout import diagram_xy
+from __future__ import annotations
 
-__all__ = ["ROLES", "KeyStore", "LoopRunner", "create_app", "diagram_xy"]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "gridpilot.agent.auth": ("ROLES", "KeyStore"),
+    "app": ("LoopRunner", "create_app"),
+    "layout": ("diagram_xy",),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.agent.auth import ROLES, KeyStore
+    from gridpilot.api.app import LoopRunner, create_app
+    from gridpilot.api.layout import diagram_xy

@@ -10,43 +10,52 @@ Anomaly detection: :class:`TheftDetector` and :class:`FdiDetector` (per-meter st
 numbers, vectorised over meters), :func:`feeder_balance`, :func:`threshold_baseline`.
 """
 
-from gridpilot.estimation.anomaly import (
-    FdiDetector,
-    TheftDetector,
-    calibrate_threshold,
-    feeder_balance,
-    group_median,
-    threshold_baseline,
-)
-from gridpilot.estimation.baddata import (
-    BadData,
-    BadDataReport,
-    estimate_robust,
-    normalised_residuals,
-)
-from gridpilot.estimation.measurements import (
-    Measurements,
-    PowerSensorKind,
-    measurements_from_meters,
-    measurements_from_powerflow,
-)
-from gridpilot.estimation.se import EstimationResult, StateEstimator
+from __future__ import annotations
 
-__all__ = [
-    "BadData",
-    "BadDataReport",
-    "EstimationResult",
-    "FdiDetector",
-    "Measurements",
-    "PowerSensorKind",
-    "StateEstimator",
-    "TheftDetector",
-    "calibrate_threshold",
-    "estimate_robust",
-    "feeder_balance",
-    "group_median",
-    "measurements_from_meters",
-    "measurements_from_powerflow",
-    "normalised_residuals",
-    "threshold_baseline",
-]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "anomaly": (
+        "FdiDetector",
+        "TheftDetector",
+        "calibrate_threshold",
+        "feeder_balance",
+        "group_median",
+        "threshold_baseline",
+    ),
+    "baddata": ("BadData", "BadDataReport", "estimate_robust", "normalised_residuals"),
+    "measurements": (
+        "Measurements",
+        "PowerSensorKind",
+        "measurements_from_meters",
+        "measurements_from_powerflow",
+    ),
+    "se": ("EstimationResult", "StateEstimator"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.estimation.anomaly import (
+        FdiDetector,
+        TheftDetector,
+        calibrate_threshold,
+        feeder_balance,
+        group_median,
+        threshold_baseline,
+    )
+    from gridpilot.estimation.baddata import (
+        BadData,
+        BadDataReport,
+        estimate_robust,
+        normalised_residuals,
+    )
+    from gridpilot.estimation.measurements import (
+        Measurements,
+        PowerSensorKind,
+        measurements_from_meters,
+        measurements_from_powerflow,
+    )
+    from gridpilot.estimation.se import EstimationResult, StateEstimator

@@ -15,45 +15,53 @@ milliseconds; device powers are summed per grid load with ``np.bincount`` for th
 acknowledges them.
 """
 
-from gridpilot.field.fleet import KINDS, DeviceFleet, FleetConfig, build_fleet
-from gridpilot.field.protection import FaultIndications, fault_indications, reported_pickups
-from gridpilot.field.publish import (
-    METER_QUANTITIES,
-    CommandOutcome,
-    FieldCommandReceiver,
-    FieldTelemetry,
-    PublishStats,
-)
-from gridpilot.field.simulator import (
-    COMMANDS,
-    Command,
-    FaultState,
-    FieldEvent,
-    FieldReadings,
-    FieldSimulator,
-    MeterReadings,
-    StepStats,
-)
+from __future__ import annotations
 
-__all__ = [
-    "COMMANDS",
-    "KINDS",
-    "METER_QUANTITIES",
-    "Command",
-    "CommandOutcome",
-    "DeviceFleet",
-    "FaultIndications",
-    "FaultState",
-    "FieldCommandReceiver",
-    "FieldEvent",
-    "FieldReadings",
-    "FieldSimulator",
-    "FieldTelemetry",
-    "FleetConfig",
-    "MeterReadings",
-    "PublishStats",
-    "StepStats",
-    "build_fleet",
-    "fault_indications",
-    "reported_pickups",
-]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "fleet": ("KINDS", "DeviceFleet", "FleetConfig", "build_fleet"),
+    "protection": ("FaultIndications", "fault_indications", "reported_pickups"),
+    "publish": (
+        "METER_QUANTITIES",
+        "CommandOutcome",
+        "FieldCommandReceiver",
+        "FieldTelemetry",
+        "PublishStats",
+    ),
+    "simulator": (
+        "COMMANDS",
+        "Command",
+        "FaultState",
+        "FieldEvent",
+        "FieldReadings",
+        "FieldSimulator",
+        "MeterReadings",
+        "StepStats",
+    ),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.field.fleet import KINDS, DeviceFleet, FleetConfig, build_fleet
+    from gridpilot.field.protection import FaultIndications, fault_indications, reported_pickups
+    from gridpilot.field.publish import (
+        METER_QUANTITIES,
+        CommandOutcome,
+        FieldCommandReceiver,
+        FieldTelemetry,
+        PublishStats,
+    )
+    from gridpilot.field.simulator import (
+        COMMANDS,
+        Command,
+        FaultState,
+        FieldEvent,
+        FieldReadings,
+        FieldSimulator,
+        MeterReadings,
+        StepStats,
+    )

@@ -5,49 +5,51 @@
 >>> grid.load["p_mw"].sum()  # column views, numpy
 """
 
-from gridpilot.model.builtin import GridInfo, list_grids, load_grid
-from gridpilot.model.grid import Grid
-from gridpilot.model.importers import from_matpower, from_pandapower, parse_matpower
-from gridpilot.model.io import grid_from_dict, grid_to_dict, read_grid, write_grid
-from gridpilot.model.profiles import Profiles, default_profiles
-from gridpilot.model.schema import (
-    COMPONENTS,
-    SCHEMAS,
-    ElementType,
-    Field,
-    FlexKind,
-    GenKind,
-    LoadKind,
-    SwitchKind,
-)
-from gridpilot.model.synthetic import synthetic_grid
-from gridpilot.model.table import Table
-from gridpilot.model.topology_edges import branch_edges, branch_status
+from __future__ import annotations
 
-__all__ = [
-    "COMPONENTS",
-    "SCHEMAS",
-    "ElementType",
-    "Field",
-    "FlexKind",
-    "GenKind",
-    "Grid",
-    "GridInfo",
-    "LoadKind",
-    "Profiles",
-    "SwitchKind",
-    "Table",
-    "branch_edges",
-    "branch_status",
-    "default_profiles",
-    "from_matpower",
-    "from_pandapower",
-    "grid_from_dict",
-    "grid_to_dict",
-    "list_grids",
-    "load_grid",
-    "parse_matpower",
-    "read_grid",
-    "synthetic_grid",
-    "write_grid",
-]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "builtin": ("GridInfo", "list_grids", "load_grid"),
+    "grid": ("Grid",),
+    "importers": ("from_matpower", "from_pandapower", "parse_matpower"),
+    "io": ("grid_from_dict", "grid_to_dict", "read_grid", "write_grid"),
+    "profiles": ("Profiles", "default_profiles"),
+    "schema": (
+        "COMPONENTS",
+        "SCHEMAS",
+        "ElementType",
+        "Field",
+        "FlexKind",
+        "GenKind",
+        "LoadKind",
+        "SwitchKind",
+    ),
+    "synthetic": ("synthetic_grid",),
+    "table": ("Table",),
+    "topology_edges": ("branch_edges", "branch_status"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.model.builtin import GridInfo, list_grids, load_grid
+    from gridpilot.model.grid import Grid
+    from gridpilot.model.importers import from_matpower, from_pandapower, parse_matpower
+    from gridpilot.model.io import grid_from_dict, grid_to_dict, read_grid, write_grid
+    from gridpilot.model.profiles import Profiles, default_profiles
+    from gridpilot.model.schema import (
+        COMPONENTS,
+        SCHEMAS,
+        ElementType,
+        Field,
+        FlexKind,
+        GenKind,
+        LoadKind,
+        SwitchKind,
+    )
+    from gridpilot.model.synthetic import synthetic_grid
+    from gridpilot.model.table import Table
+    from gridpilot.model.topology_edges import branch_edges, branch_status

@@ -9,22 +9,33 @@ rejections as alarms) and :class:`ReadingSink` (reports as telemetry rows). Noth
 imports this package except through that registration (docs/architecture.md).
 """
 
-from gridpilot.protocols.adapter import (
-    COMMAND_KINDS,
-    AdapterRegistry,
-    CommandResult,
-    DeviceCommand,
-    ProtocolAdapter,
-    ReadingSink,
-    SinkStats,
-)
+from __future__ import annotations
 
-__all__ = [
-    "COMMAND_KINDS",
-    "AdapterRegistry",
-    "CommandResult",
-    "DeviceCommand",
-    "ProtocolAdapter",
-    "ReadingSink",
-    "SinkStats",
-]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "adapter": (
+        "COMMAND_KINDS",
+        "AdapterRegistry",
+        "CommandResult",
+        "DeviceCommand",
+        "ProtocolAdapter",
+        "ReadingSink",
+        "SinkStats",
+    ),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.protocols.adapter import (
+        COMMAND_KINDS,
+        AdapterRegistry,
+        CommandResult,
+        DeviceCommand,
+        ProtocolAdapter,
+        ReadingSink,
+        SinkStats,
+    )

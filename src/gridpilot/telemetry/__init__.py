@@ -33,104 +33,113 @@ wire is escaped with :func:`wire_text` before it is stored or logged (reuse it w
 data is logged). See ``docs/telemetry.md`` for the wire format.
 """
 
-from gridpilot.telemetry.ingest import Ingestor, IngestReport, Receiver
-from gridpilot.telemetry.link import TelemetryLink, connect
-from gridpilot.telemetry.refusals import RefusalLimits
-from gridpilot.telemetry.registry import (
-    DeviceInfo,
-    DeviceRegistry,
-    generate_key,
-    keys_from_seeds,
-    private_bytes,
-    public_bytes,
-)
-from gridpilot.telemetry.safe_text import wire_int, wire_text
-from gridpilot.telemetry.schema import (
-    FORMAT_VERSION,
-    QUANTITIES,
-    QUANTITY_BY_NAME,
-    Frame,
-    FrameError,
-    FrameReadings,
-    MessageKind,
-    Quantity,
-    decode_batch,
-    decode_readings,
-    encode_batch,
-    parse_frame,
-    quantity_code,
-)
-from gridpilot.telemetry.signer import DeviceSigner
-from gridpilot.telemetry.store import (
-    DuckDBStore,
-    PostgresStore,
-    TelemetryStats,
-    TelemetryStore,
-    open_store,
-)
-from gridpilot.telemetry.transport import (
-    InProcessBus,
-    MqttTransport,
-    Topics,
-    Transport,
-    open_transport,
-    topic_matches,
-)
-from gridpilot.telemetry.verify import (
-    MessageLog,
-    ReadingBatch,
-    Record,
-    Rejection,
-    RejectReason,
-    VerifiedBatch,
-    Verifier,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FORMAT_VERSION",
-    "QUANTITIES",
-    "QUANTITY_BY_NAME",
-    "DeviceInfo",
-    "DeviceRegistry",
-    "DeviceSigner",
-    "DuckDBStore",
-    "Frame",
-    "FrameError",
-    "FrameReadings",
-    "InProcessBus",
-    "IngestReport",
-    "Ingestor",
-    "MessageKind",
-    "MessageLog",
-    "MqttTransport",
-    "PostgresStore",
-    "Quantity",
-    "ReadingBatch",
-    "Receiver",
-    "Record",
-    "RefusalLimits",
-    "RejectReason",
-    "Rejection",
-    "TelemetryLink",
-    "TelemetryStats",
-    "TelemetryStore",
-    "Topics",
-    "Transport",
-    "VerifiedBatch",
-    "Verifier",
-    "connect",
-    "decode_batch",
-    "decode_readings",
-    "encode_batch",
-    "generate_key",
-    "keys_from_seeds",
-    "open_store",
-    "open_transport",
-    "parse_frame",
-    "private_bytes",
-    "public_bytes",
-    "quantity_code",
-    "topic_matches",
-    "wire_int",
-    "wire_text",
-]
+from typing import TYPE_CHECKING
+
+from gridpilot._lazy import lazy_exports
+
+# public names by submodule; imported on first use (see gridpilot/_lazy.py)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "ingest": ("Ingestor", "IngestReport", "Receiver"),
+    "link": ("TelemetryLink", "connect"),
+    "refusals": ("RefusalLimits",),
+    "registry": (
+        "DeviceInfo",
+        "DeviceRegistry",
+        "generate_key",
+        "keys_from_seeds",
+        "private_bytes",
+        "public_bytes",
+    ),
+    "safe_text": ("wire_int", "wire_text"),
+    "schema": (
+        "FORMAT_VERSION",
+        "QUANTITIES",
+        "QUANTITY_BY_NAME",
+        "Frame",
+        "FrameError",
+        "FrameReadings",
+        "MessageKind",
+        "Quantity",
+        "decode_batch",
+        "decode_readings",
+        "encode_batch",
+        "parse_frame",
+        "quantity_code",
+    ),
+    "signer": ("DeviceSigner",),
+    "store": ("DuckDBStore", "PostgresStore", "TelemetryStats", "TelemetryStore", "open_store"),
+    "transport": (
+        "InProcessBus",
+        "MqttTransport",
+        "Topics",
+        "Transport",
+        "open_transport",
+        "topic_matches",
+    ),
+    "verify": (
+        "MessageLog",
+        "ReadingBatch",
+        "Record",
+        "Rejection",
+        "RejectReason",
+        "VerifiedBatch",
+        "Verifier",
+    ),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.telemetry.ingest import Ingestor, IngestReport, Receiver
+    from gridpilot.telemetry.link import TelemetryLink, connect
+    from gridpilot.telemetry.refusals import RefusalLimits
+    from gridpilot.telemetry.registry import (
+        DeviceInfo,
+        DeviceRegistry,
+        generate_key,
+        keys_from_seeds,
+        private_bytes,
+        public_bytes,
+    )
+    from gridpilot.telemetry.safe_text import wire_int, wire_text
+    from gridpilot.telemetry.schema import (
+        FORMAT_VERSION,
+        QUANTITIES,
+        QUANTITY_BY_NAME,
+        Frame,
+        FrameError,
+        FrameReadings,
+        MessageKind,
+        Quantity,
+        decode_batch,
+        decode_readings,
+        encode_batch,
+        parse_frame,
+        quantity_code,
+    )
+    from gridpilot.telemetry.signer import DeviceSigner
+    from gridpilot.telemetry.store import (
+        DuckDBStore,
+        PostgresStore,
+        TelemetryStats,
+        TelemetryStore,
+        open_store,
+    )
+    from gridpilot.telemetry.transport import (
+        InProcessBus,
+        MqttTransport,
+        Topics,
+        Transport,
+        open_transport,
+        topic_matches,
+    )
+    from gridpilot.telemetry.verify import (
+        MessageLog,
+        ReadingBatch,
+        Record,
+        Rejection,
+        RejectReason,
+        VerifiedBatch,
+        Verifier,
+    )
