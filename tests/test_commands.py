@@ -307,3 +307,32 @@ def test_powerflow_calc_ms_is_the_flow_and_first_call_ms_the_kernel_load() -> No
     s = json.loads(res.stdout)
     assert 0 < s["calc_ms"] < s["first_call_ms"]
     assert s["losses_kw"] == pytest.approx(202.68, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["flisr", "ieee13", "--fault", "1"],
+        ["reconfigure", "ieee13"],
+        ["flex", "plan", "ieee13"],
+        ["timeseries", "ieee13", "--steps", "2"],
+        ["field", "run", "ieee13", "--hours", "0.1"],
+        ["scenario", "fault", "ieee13"],
+    ],
+)
+def test_balanced_only_commands_refuse_a_three_phase_feeder_by_name(args: list[str]) -> None:
+    """Not yet three-phase: a named error and exit 2, not an AttributeError traceback."""
+    code, out = _run(*args)
+    assert code == 2, out
+    assert "'ieee13' is a three-phase" in out and "qsts" in out
+    _no_traceback(out)
+
+
+def test_require_balanced_passes_a_balanced_grid_through() -> None:
+    from gridpilot.errors import ValidationError
+    from gridpilot.model import load_grid, require_balanced
+
+    g = load_grid("case33bw")
+    assert require_balanced(g, "x") is g
+    with pytest.raises(ValidationError, match="'ieee13' is a three-phase"):
+        require_balanced(load_grid("ieee13"), "x")

@@ -63,10 +63,10 @@ def warmup() -> None:
     t0 = time.perf_counter()
     with con.status(f"compiling {len(cold)} kernel module(s)…" if cold else "checking kernels…"):
         from gridpilot.control.flisr import FlisrEngine, Limits
-        from gridpilot.model import load_grid
+        from gridpilot.model import load_balanced_grid
         from gridpilot.twin import Twin
 
-        grid = load_grid("case33bw")
+        grid = load_balanced_grid("case33bw", "warmup")
         twin = Twin(grid)
         twin.powerflow()
         twin.timeseries(4)

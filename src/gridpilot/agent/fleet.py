@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gridpilot.model import FlexKind, GenKind, Grid, load_grid
+from gridpilot.model import FlexKind, GenKind, Grid, load_balanced_grid
 
 
 def demo_grid(name: str = "case33bw") -> Grid:
@@ -16,7 +16,7 @@ def demo_grid(name: str = "case33bw") -> Grid:
     per load at one per 5 kW. Other grids get the same kinds of devices at buses chosen by a
     fixed seed. Returns a new, validated :class:`Grid`.
     """
-    g = load_grid(name).copy()
+    g = load_balanced_grid(name, "the demo fleet and the loop").copy()
     if name == "case33bw":
         pv_bus, pv_mw = [14, 18, 25, 30, 33], [0.2, 0.15, 0.3, 0.25, 0.2]
         wind_bus, st_bus = [22], [18, 33]

@@ -70,9 +70,9 @@ class RunResult:
 def scenario_grid(name: str, fleet: bool = True) -> Any:
     """The grid of a scenario: a built-in grid, with gridpilot's demo fleet when ``fleet``."""
     from gridpilot.agent.fleet import demo_grid
-    from gridpilot.model import load_grid
+    from gridpilot.model import load_balanced_grid
 
-    return demo_grid(name) if fleet else load_grid(name)
+    return demo_grid(name) if fleet else load_balanced_grid(name, "the scenarios")
 
 
 def default_fault_line(grid: Any) -> int:

@@ -69,10 +69,10 @@ def _register_flisr(app: typer.Typer) -> None:
     ) -> None:
         """Locate, isolate and restore after faults on lines (simulated protection indications)."""
         from gridpilot.control.flisr import FlisrEngine, Limits
-        from gridpilot.model import load_grid
+        from gridpilot.model import load_balanced_grid
 
         try:
-            g = load_grid(grid)
+            g = load_balanced_grid(grid, "flisr")
             eng = FlisrEngine(g, Limits(vmin, vmax, max_loading))
             res = eng.respond_to_faults(
                 fault, fpi_failures={int(s): False for s in failed_fpi or []}
@@ -119,7 +119,7 @@ def _register_reconfigure(app: typer.Typer) -> None:
         """
         from gridpilot.control.flisr import Limits
         from gridpilot.control.reconfig import reconfigure as run
-        from gridpilot.model import load_grid
+        from gridpilot.model import load_balanced_grid
 
         asked = any(v is not None for v in (vmin, vmax, max_loading))
         try:
@@ -130,7 +130,7 @@ def _register_reconfigure(app: typer.Typer) -> None:
                 d.max_loading_pct if max_loading is None else max_loading,
                 relax_to_prefault=not asked,
             )
-            res = run(load_grid(grid), lim)
+            res = run(load_balanced_grid(grid, "reconfigure"), lim)
         except GridpilotError as exc:
             _fail(exc)
             return

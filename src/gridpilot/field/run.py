@@ -178,10 +178,10 @@ def open_field_run(cfg: FieldRunConfig, t_url: str, s_url: str, prefix: str) -> 
     is closed again.
     """
     import gridpilot.telemetry as tm
-    from gridpilot.model import load_grid
+    from gridpilot.model import load_balanced_grid
 
     t0 = time.perf_counter()
-    g = load_grid(cfg.grid)
+    g = load_balanced_grid(cfg.grid, "field run")
     st = tm.open_store(s_url, prefix=prefix)
     bus: Transport | None = None
     try:

@@ -59,11 +59,11 @@ def plan_cmd(
     """Schedule a generated fleet on GRID: cost, CO2, peak, violations, vs the uncontrolled fleet."""
     try:
         from gridpilot.flex import generate_fleet, plan
-        from gridpilot.model import load_grid
+        from gridpilot.model import load_balanced_grid
 
         if hours <= 0:
             raise ValidationError(f"--hours: must be positive, got {hours}")
-        g = load_grid(grid)
+        g = load_balanced_grid(grid, "flex")
         steps = hours * 4
         t0 = day * 96
         fleet = generate_fleet(g, days=hours // 24 + 2, seed=seed, start_step=max(t0 - 96, 0))
@@ -90,9 +90,9 @@ def dr_cmd(
     """Dispatch one demand-response event to a generated fleet and report the measured response."""
     try:
         from gridpilot.flex import Event, Program, dispatch_event, generate_fleet
-        from gridpilot.model import load_grid
+        from gridpilot.model import load_balanced_grid
 
-        g = load_grid(grid)
+        g = load_balanced_grid(grid, "flex")
         ev = _parse_event(event, 0.25)
         fleet = generate_fleet(g, days=1, seed=seed)
         minutes = ev.get("minutes", 60.0)

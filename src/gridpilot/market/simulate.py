@@ -179,10 +179,10 @@ def _community(g: Any, rng: np.random.Generator, o: SimulationOptions) -> _Commu
 
 def _start(o: SimulationOptions) -> _Run:
     """Load the grid, generate the community, open the ledger and seal the registrations."""
-    from gridpilot.model import load_grid
+    from gridpilot.model import load_balanced_grid
 
     cfg = o.config or MarketConfig()
-    g = load_grid(o.grid)
+    g = load_balanced_grid(o.grid, "the market simulation")
     rng = np.random.default_rng(o.seed)
     T = max(1, round(o.hours * (3600 // cfg.interval_s)))
     shapes = _shapes(o, cfg, T)

@@ -13,7 +13,7 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "builtin": ("GridInfo", "list_grids", "load_grid"),
+    "builtin": ("GridInfo", "list_grids", "load_balanced_grid", "load_grid", "require_balanced"),
     "grid": ("Grid",),
     "importers": ("from_matpower", "from_pandapower", "parse_matpower"),
     "io": ("grid_from_dict", "grid_to_dict", "read_grid", "write_grid"),
@@ -35,7 +35,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.model.builtin import GridInfo, list_grids, load_grid
+    from gridpilot.model.builtin import (
+        GridInfo,
+        list_grids,
+        load_balanced_grid,
+        load_grid,
+        require_balanced,
+    )
     from gridpilot.model.grid import Grid
     from gridpilot.model.importers import from_matpower, from_pandapower, parse_matpower
     from gridpilot.model.io import grid_from_dict, grid_to_dict, read_grid, write_grid

@@ -180,6 +180,26 @@ def list_grids() -> list[GridInfo]:
     return out
 
 
+THREE_PHASE_OPERATIONS = "powerflow, qsts, hosting capacity and CVR"
+
+
+def require_balanced(grid: object, what: str) -> Grid:
+    """``grid`` itself when it is a balanced :class:`Grid`; for a three-phase feeder (or anything
+    else) a :class:`ValidationError` naming the grid and ``what`` needs a balanced one."""
+    if isinstance(grid, Grid):
+        return grid
+    name = getattr(grid, "name", type(grid).__name__)
+    raise ValidationError(
+        f"grid {name!r} is a three-phase (unbalanced) feeder: {what} works on balanced grids only "
+        f"for now; three-phase feeders have {THREE_PHASE_OPERATIONS}"
+    )
+
+
+def load_balanced_grid(name: str, what: str, seed: int = 0) -> Grid:
+    """:func:`load_grid` for an operation on balanced grids only (see :func:`require_balanced`)."""
+    return require_balanced(load_grid(name, seed), what)
+
+
 def load_grid(name: str, seed: int = 0) -> Grid | ThreePhaseGrid:
     """Load a built-in grid (see :func:`list_grids`), a ``.json``/``.npz`` file, a MATPOWER ``.m``
     file or an OpenDSS ``.dss`` master file.

@@ -187,14 +187,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a batch time series over the grid's own profiles (or the default daily shapes)."""
         try:
-            from gridpilot.model import load_grid
+            from gridpilot.model import load_balanced_grid
             from gridpilot.twin import Twin
 
             if out is not None:
                 _check_out_path(out)
             elif voltages:
                 raise ValidationError("--voltages: needs --out FILE.csv|FILE.parquet")
-            g = load_grid(grid)
+            g = load_balanced_grid(grid, "timeseries (use 'gridpilot qsts')")
             twin = Twin(g)
             outputs = ("v_pu",) if voltages else ()
             if sys.stderr.isatty() and not json_out:
