@@ -9,6 +9,7 @@ from gridpilot.model.builtin import GridInfo, list_grids, load_grid
 from gridpilot.model.grid import Grid
 from gridpilot.model.importers import from_matpower, from_pandapower, parse_matpower
 from gridpilot.model.io import grid_from_dict, grid_to_dict, read_grid, write_grid
+from gridpilot.model.limits import OperatingLimits
 from gridpilot.model.profiles import Profiles, default_profiles
 from gridpilot.model.schema import (
     COMPONENTS,
@@ -34,6 +35,7 @@ __all__ = [
     "Grid",
     "GridInfo",
     "LoadKind",
+    "OperatingLimits",
     "Profiles",
     "SwitchKind",
     "Table",
