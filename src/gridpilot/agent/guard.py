@@ -25,16 +25,19 @@ import numpy as np
 
 from gridpilot.agent.actions import Plan
 from gridpilot.model import Grid, SwitchKind, branch_status
+from gridpilot.model.limits import OperatingLimits
 from gridpilot.twin import Twin, energised, is_radial
 
 
-@dataclass
-class GuardLimits:
-    """Limits the guard enforces (voltages in pu, loading in percent, times in seconds).
+@dataclass(frozen=True)
+class GuardLimits(OperatingLimits):
+    """Limits the guard enforces: the shared :class:`~gridpilot.model.limits.OperatingLimits`
+    (voltages in pu, loading in percent) plus tolerances and rate limits (times in seconds).
 
     ``loading_max_pct`` applies to every line (current over its rating, I/Imax) and every
     transformer (apparent power over its rating, S/Sn, the larger of its two sides; pandapower's
-    I/In reads S/Sn x Vn/V, e.g. 5 % more at 0.95 pu: see docs/flisr.md).
+    I/In reads S/Sn x Vn/V, e.g. 5 % more at 0.95 pu: see docs/flisr.md). Build it from shared
+    limits with :meth:`from_limits`.
     """
 
     v_min_pu: float = 0.90
@@ -47,6 +50,14 @@ class GuardLimits:
     max_plans_per_minute: int = 6
     require_radial: bool = True
     remote_only: bool = True
+
+    @classmethod
+    def from_limits(cls, limits: OperatingLimits, **rest: Any) -> GuardLimits:
+        """Guard limits holding the values of the shared ``limits``; ``rest``: the guard's own
+        fields (tolerance, rate limits)."""
+        if isinstance(limits, GuardLimits) and not rest:
+            return limits
+        return cls(limits.v_min_pu, limits.v_max_pu, limits.loading_max_pct, **rest)
 
 
 @dataclass
@@ -108,11 +119,11 @@ class SafetyGuard:
     """
 
     def __init__(
-        self, grid: Grid, twin: Twin | None = None, limits: GuardLimits | None = None
+        self, grid: Grid, twin: Twin | None = None, limits: OperatingLimits | None = None
     ) -> None:
         self.grid = grid
         self.twin = twin or Twin(grid)
-        self.limits = limits or GuardLimits()
+        self.limits = GuardLimits.from_limits(limits) if limits is not None else GuardLimits()
         self._ops: deque[tuple[float, int]] = deque()  # (time s, switch position)
         self._plans: deque[float] = deque()
 

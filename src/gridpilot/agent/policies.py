@@ -93,12 +93,7 @@ class FlisrPolicy:
         """The control engine for ``grid``: built once per grid content and limits in a process
         (orchestrators on copies of one grid, as in N-1 sweeps and scenario batches, share it)."""
         if self._engine is None or self._engine_grid is not grid:
-            lim = Limits(
-                v_min_pu=limits.v_min_pu,
-                v_max_pu=limits.v_max_pu,
-                max_loading_pct=limits.loading_max_pct,
-                relax_to_prefault=False,
-            )
+            lim = Limits.from_limits(limits.operating, relax_to_prefault=False)
             key = (_grid_key(grid), lim, self.budget_ms)
             eng = _ENGINES.get(key)
             if eng is None:

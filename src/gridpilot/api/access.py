@@ -30,21 +30,30 @@ api_key = APIKeyHeader(
 Who = tuple[str, str]  # (key name, role)
 
 
+def check_key(
+    keys: KeyStore, refusals: RefusalLog, role: str, request: Request, key: str | None
+) -> Who:
+    """(name, role) of ``key`` if it has at least ``role``, else HTTP 401/403 (audited in
+    aggregate when the request's method changes something)."""
+    try:
+        return keys.require(key, role)
+    except AuthError as exc:
+        status = int(getattr(exc, "status", 401))
+        why = str(exc)
+        if not key and "key" in request.query_params:
+            why = f"missing API key: send it in the {KEY_HEADER} header (?key= is only for /api/ws)"
+        if request.method not in ("GET", "HEAD"):
+            _refused(request, keys.identify(key), refusals, why)
+        raise HTTPException(status, why) from None
+
+
 def require(keys: KeyStore, refusals: RefusalLog, role: str) -> Callable[..., Who]:
-    """A FastAPI dependency: (name, role) of the request's key if it has at least ``role``,
-    else HTTP 401/403 (audited in aggregate when the method changes something)."""
+    """A FastAPI dependency bound to ``keys``: (name, role) of the request's key if it has at
+    least ``role``, else HTTP 401/403 (the routers use :mod:`gridpilot.api.deps`, which reads
+    the keys from ``app.state``)."""
 
     def dep(request: Request, key: Annotated[str | None, Security(api_key)] = None) -> Who:
-        try:
-            return keys.require(key, role)
-        except AuthError as exc:
-            status = int(getattr(exc, "status", 401))
-            why = str(exc)
-            if not key and "key" in request.query_params:
-                why = f"missing API key: send it in the {KEY_HEADER} header (?key= is only for /api/ws)"
-            if request.method not in ("GET", "HEAD"):
-                _refused(request, keys.identify(key), refusals, why)
-            raise HTTPException(status, why) from None
+        return check_key(keys, refusals, role, request, key)
 
     dep.min_role = role  # type: ignore[attr-defined]  # read by key_check
     return dep

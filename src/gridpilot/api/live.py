@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 
 from gridpilot.agent.acting import AlarmAcks
-from gridpilot.agent.guard import GuardLimits
+from gridpilot.model.limits import OperatingLimits
 
 STATIC_KEYS = ("bus_id", "line_id", "switch_id")
 WARN_BAND_PU = 0.05  # the dashboard warns within this distance of a voltage limit
 WARN_LOADING_SHARE = 0.8  # ... and above this share of the loading limit
 
 
-def limits_dict(lim: GuardLimits) -> dict[str, float]:
-    """The guard's operating limits and the dashboard's warning bands derived from them
-    (voltages pu, loadings percent)."""
+def limits_dict(lim: OperatingLimits) -> dict[str, float]:
+    """The one set of operating limits (the orchestrator's, which its guard and FLISR hold) and
+    the dashboard's warning bands derived from them (voltages pu, loadings percent)."""
+    lim = lim.operating
     return {
         "v_min_pu": float(lim.v_min_pu),
         "v_max_pu": float(lim.v_max_pu),

@@ -245,13 +245,6 @@ class GridDrawing(_Out):
     storage: list[dict[str, Any]]
 
 
-class State(_Out):
-    """The live state: headline figures, per-bus, per-line and per-switch arrays, alarms, events."""
-
-    headline: dict[str, Any]
-    bus_id: list[int]
-
-
 class Forecast(_Out):
     """Feeder load forecast (MW) at the given times."""
 
@@ -266,6 +259,48 @@ class Proposal(_Out):
     id: int
     status: str
     t: int | None = None
+
+
+class StateModel(_Out):
+    """The live state (``GET /api/state``): headline figures; per bus (order of ``bus_id``)
+    ``v_pu`` (measured, pu), ``v_est_pu`` (state estimate, pu; null where not estimated) and
+    ``energised``; per line (order of ``line_id``) ``line_loading_pct`` (%); per switch (order of
+    ``switch_id``) ``switch_closed`` and ``fpi`` (fault passage indicated); per battery
+    ``storage_soc`` (0..1); active ``alarms``, the latest ``events``, pending ``proposals``, DR
+    events and the flexibility plan. Before the first step only ``headline`` and ``bus_id``."""
+
+    headline: dict[str, Any]
+    bus_id: list[int] | None = None
+    v_pu: list[float | None] | None = None
+    energised: list[bool] | None = None
+    line_id: list[int] | None = None
+    line_loading_pct: list[float | None] | None = None
+    switch_id: list[int] | None = None
+    switch_closed: list[bool] | None = None
+    fpi: list[bool] | None = None
+    storage_soc: list[float | None] | None = None
+    v_est_pu: list[float | None] | None = None
+    estimate: dict[str, Any] | None = None
+    alarms: list[dict[str, Any]] | None = None
+    events: list[dict[str, Any]] | None = None
+    proposals: list[Proposal] | None = None
+    dr_events: list[Any] | None = None
+    flex_plan: dict[str, Any] | None = None
+
+
+State = StateModel  # the old name
+
+
+class LiveMessage(StateModel):
+    """One WebSocket message (``/api/ws``): the live state without the static id arrays
+    (``bus_id``, ``line_id``, ``switch_id``: fetched once from ``/api/grid``), plus per bus
+    ``bus_load_mw``/``bus_gen_mw`` (MW), per line ``line_p_mw`` (MW where metered, else null),
+    alarms with their acknowledgement and ``history_tail`` (the latest history row)."""
+
+    bus_load_mw: list[float] | None = None
+    bus_gen_mw: list[float] | None = None
+    line_p_mw: list[float | None] | None = None
+    history_tail: list[dict[str, Any]] | None = None
 
 
 class Battery(_Out):

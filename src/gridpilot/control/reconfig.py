@@ -40,6 +40,7 @@ from gridpilot.control.reconfig_search import Band, ExchangeSearch, better, kick
 from gridpilot.control.sections import Sections
 from gridpilot.errors import InfeasibleError
 from gridpilot.model import ElementType, Grid
+from gridpilot.model.limits import OperatingLimits
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class ReconfigResult:
 
 
 def reconfigure(
-    grid: Grid, limits: Limits | None = None, max_rounds: int = 50, kicks: int = KICKS
+    grid: Grid, limits: OperatingLimits | None = None, max_rounds: int = 50, kicks: int = KICKS
 ) -> ReconfigResult:
     """Loss-minimising radial configuration of ``grid`` from its present switch states.
 
@@ -112,7 +113,7 @@ def reconfigure(
     from gridpilot.twin import Twin
 
     t0 = time.perf_counter()
-    lim = limits or Limits()
+    lim = Limits.from_limits(limits) if limits is not None else Limits()
     sec = Sections(grid)
     sw = grid.switch
     movable = sw["remote"] & (sec.sw_a != sec.sw_b)
@@ -133,7 +134,7 @@ def reconfigure(
     before = twin.powerflow(switch_closed=start)
     if not before.converged:
         raise InfeasibleError("reconfigure: the starting state does not converge", "power flow")
-    target = Band(lim.v_min_pu, lim.v_max_pu, lim.max_loading_pct)
+    target = Band(lim.v_min_pu, lim.v_max_pu, lim.loading_max_pct)
     hard = Band(
         min(target.v_min_pu, before.vmin_pu - 1e-6),
         max(target.v_max_pu, before.vmax_pu + 1e-6),

@@ -21,6 +21,7 @@ import numpy as np
 
 from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import GenKind, Grid
+from gridpilot.model.limits import OperatingLimits
 from gridpilot.twin import TimeSeriesResult, Twin, profiles_for, step_injections
 
 log = logging.getLogger(__name__)
@@ -165,21 +166,31 @@ def run_curves(
     return CurveResult(q, p, ts.vmin_pu, ts.vmax_pu, it, float(np.sum(p_av - p) * dt))
 
 
+#: volt/var's default band: tighter than the statutory 0.95..1.05 pu, so that inverters act first
+VOLTVAR_BAND = OperatingLimits(0.97, 1.03)
+
+
 def optimise_q(
     grid: Grid,
     step: int = 0,
-    vmin_pu: float = 0.97,
-    vmax_pu: float = 1.03,
+    vmin_pu: float | None = None,
+    vmax_pu: float | None = None,
     settings: InverterSettings | None = None,
     twin: Twin | None = None,
+    limits: OperatingLimits | None = None,
 ) -> dict[str, np.ndarray | float]:
     """Reactive set points of the PV inverters at one step: least total |Q| keeping every bus in the band.
 
     dV/dQ from a twin batch (one perturbed scenario per inverter), an LP with HiGHS, then a
     twin check. Returns ``q_mvar`` (per PV generator), ``v_before``/``v_after`` (per bus) and
     ``vmin``/``vmax`` after. Raises :class:`InfeasibleError` naming the bus that cannot be held.
+    The band (pu) is ``limits`` (shared :class:`OperatingLimits`, default :data:`VOLTVAR_BAND`);
+    ``vmin_pu``/``vmax_pu``, the old spelling, override its ends.
     """
     from gridpilot.lp import LP
+
+    band = OperatingLimits.of(limits or VOLTVAR_BAND, vmin_pu=vmin_pu, vmax_pu=vmax_pu)
+    vmin_pu, vmax_pu = band.v_min_pu, band.v_max_pu
 
     cfg = settings or InverterSettings()
     delta_mvar = cfg.delta_mvar

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gridpilot.errors import ValidationError
+from gridpilot.model.limits import OperatingLimits, validate_limits
 
 
 @dataclass
 class PlanConfig:
-    """Limits and weights of the scheduler (units in the names; EUR)."""
+    """Limits and weights of the scheduler (units in the names; EUR).
+
+    The network limits ``vmin_pu``/``vmax_pu``/``line_limit_pct`` are the scheduler's old
+    spellings of the shared :class:`~gridpilot.model.limits.OperatingLimits` (``v_min_pu``,
+    ``v_max_pu``, ``loading_max_pct``): build a config from shared limits with
+    :meth:`from_limits`, read them back with :attr:`limits`. Validated the same way.
+    """
 
     vmin_pu: float = 0.95
     vmax_pu: float = 1.05
@@ -49,12 +57,25 @@ class PlanConfig:
             raise ValidationError(
                 f"plan config: q_eur_per_mvarh must be >= 0, got {self.q_eur_per_mvarh}"
             )
-        if not 0 < self.vmin_pu < self.vmax_pu:
-            raise ValidationError(
-                f"plan config: need 0 < vmin_pu < vmax_pu, got {self.vmin_pu}, {self.vmax_pu}"
-            )
+        validate_limits(self.vmin_pu, self.vmax_pu, self.line_limit_pct)
         if self.commit_steps <= 0 or self.horizon_steps < self.commit_steps:
             raise ValidationError(
                 f"plan config: need 0 < commit_steps <= horizon_steps, got {self.commit_steps}, "
                 f"{self.horizon_steps}"
             )
+
+    @property
+    def limits(self) -> OperatingLimits:
+        """The network limits as shared :class:`OperatingLimits` (pu, pu, %)."""
+        return OperatingLimits(self.vmin_pu, self.vmax_pu, self.line_limit_pct)
+
+    @classmethod
+    def from_limits(cls, limits: OperatingLimits, **rest: Any) -> PlanConfig:
+        """A config whose voltage band and line limit are the shared ``limits``; ``rest``: the
+        scheduler's other fields."""
+        return cls(
+            vmin_pu=limits.v_min_pu,
+            vmax_pu=limits.v_max_pu,
+            line_limit_pct=limits.loading_max_pct,
+            **rest,
+        )

@@ -24,6 +24,7 @@ import numpy as np
 
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.market.clearing import ClearingResult
+from gridpilot.model.limits import OperatingLimits
 
 S_BASE_MVA = 1.0
 
@@ -197,6 +198,7 @@ class GridSensitivity:
         v_max_pu: float = 1.05,
         load_p_mw: np.ndarray | None = None,
         load_q_mvar: np.ndarray | None = None,
+        limits: OperatingLimits | None = None,
     ) -> GridSensitivity:
         """Sensitivities of ``grid`` (a :class:`gridpilot.model.Grid`).
 
@@ -204,8 +206,12 @@ class GridSensitivity:
         ``line_q_from_mvar``) used as the base point; without it the base comes from
         linearised DistFlow at ``load_p_mw``/``load_q_mvar`` (table order; default the
         grid's own loads less its generators). Raises :class:`ValidationError` for a grid
-        without a source or with a meshed (non-radial) conducting topology.
+        without a source or with a meshed (non-radial) conducting topology. ``limits``: the
+        shared :class:`OperatingLimits`; when given, its voltage band replaces
+        ``v_min_pu``/``v_max_pu`` and each branch's rating is scaled by ``loading_max_pct``.
         """
+        if limits is not None:
+            v_min_pu, v_max_pu = limits.v_min_pu, limits.v_max_pu
         bus_ids = np.asarray(grid.bus.ids, np.int64)
         n = bus_ids.size
         pos = {int(b): i for i, b in enumerate(bus_ids)}
@@ -217,6 +223,8 @@ class GridSensitivity:
         m = len(used)
         r = np.array([edges[e].r_pu for e in used])
         smax = np.array([edges[e].s_max_mva for e in used])
+        if limits is not None and limits.loading_max_pct != 100.0:
+            smax = smax * (limits.loading_max_pct / 100.0)
         ptdf = -in_sub
         dv_dp = in_sub.T @ (r[:, None] * in_sub) / S_BASE_MVA
         out = cls(

@@ -29,6 +29,7 @@ from gridpilot.market.market import Market, MarketConfig
 from gridpilot.market.network import GridSensitivity
 from gridpilot.market.orders import GRID, MeterReading, Order, Participant
 from gridpilot.market.settlement import Settlement, grid_only_cost_ueur
+from gridpilot.model.limits import OperatingLimits
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class SimulationOptions:
     start: str = "2025-06-21"
     start_hour: float = 8.0
     progress: bool = False
+    limits: OperatingLimits = field(default_factory=OperatingLimits)
 
 
 @dataclass
@@ -118,6 +120,7 @@ class _Run:
     clear_ms: list[float] = field(default_factory=list)
     series: list[dict[str, Any]] = field(default_factory=list)
     binding: set[str] = field(default_factory=set)
+    limits: OperatingLimits = field(default_factory=OperatingLimits)
 
     @property
     def h(self) -> float:
@@ -186,7 +189,7 @@ def _start(o: SimulationOptions) -> _Run:
     rng = np.random.default_rng(o.seed)
     T = max(1, round(o.hours * (3600 // cfg.interval_s)))
     shapes = _shapes(o, cfg, T)
-    sens0 = GridSensitivity.from_grid(g) if o.grid_aware else None
+    sens0 = GridSensitivity.from_grid(g, limits=o.limits) if o.grid_aware else None
     twin = None
     try:  # the twin gives the base point per interval and checks the trades afterwards (AC)
         from gridpilot.twin import Twin
@@ -207,6 +210,7 @@ def _start(o: SimulationOptions) -> _Run:
         market.register(Participant(pid, k.public_key, int(b), m.public_key))
     market.seal(time_ns=0)
     run = _Run(g, cfg, rng, market, ledger, comm, shapes, twin, sens0)
+    run.limits = o.limits
     run.nonce = np.zeros(len(comm.ids), np.int64)
     run.grid_only = dict.fromkeys(comm.ids, 0)
     return run
@@ -486,7 +490,7 @@ def _twin_check(r: _Run, base: Any, cl: Any) -> None:
     """Run the twin (AC) with the cleared transfers applied as load changes at the traders'
     buses; count intervals where trades push a voltage or a loading past the limits (or
     further past them than the base point already was)."""
-    g, stats, bus_of = r.g, r.stats, r.comm.bus_of
+    g, stats, bus_of, lim = r.g, r.stats, r.comm.bus_of, r.limits
     load_bus = np.asarray(g.load["bus"], np.int64)
     first = {int(b): i for i, b in reversed(list(enumerate(load_bus.tolist())))}
     c = cl.contracts
@@ -507,8 +511,8 @@ def _twin_check(r: _Run, base: Any, cl: Any) -> None:
     stats["twin_vmin_after"] = min(stats["twin_vmin_after"], v_after)
     stats["twin_loading_after"] = max(stats["twin_loading_after"], load_after)
     if (
-        v_after < min(base.vmin_pu, 0.95) - 1e-3
-        or load_after > max(base.max_loading_pct, 100.0) + 0.5
-        or (after.converged and after.vmax_pu > max(base.vmax_pu, 1.05) + 1e-3)
+        v_after < min(base.vmin_pu, lim.v_min_pu) - 1e-3
+        or load_after > max(base.max_loading_pct, lim.loading_max_pct) + 0.5
+        or (after.converged and after.vmax_pu > max(base.vmax_pu, lim.v_max_pu) + 1e-3)
     ):
         stats["twin_violations"] += 1

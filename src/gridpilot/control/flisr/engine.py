@@ -25,6 +25,7 @@ from gridpilot.control.upstream import Upstream
 from gridpilot.control.verdict import TwinVerdict
 from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
+from gridpilot.model.limits import OperatingLimits
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class _Decision:
 class FlisrEngine:
     """FLISR for one grid: sections, solver and pre-fault state computed once.
 
-    ``limits``: the :class:`Limits` a plan must hold; ``verify``: ``"twin"`` (replay the final
+    ``limits``: the :class:`Limits` (or shared :class:`OperatingLimits`) a plan must hold; ``verify``: ``"twin"`` (replay the final
     state in the twin's full power flow), ``"radial"`` (trust the radial sweep) or ``"auto"``
     (twin for grids up to :data:`TWIN_VERIFY_MAX_BUSES` buses). ``budget_ms``: after this
     much search time, exchange rounds stop and shedding takes the least-violation cut each step
@@ -58,7 +59,7 @@ class FlisrEngine:
     def __init__(
         self,
         grid: Grid,
-        limits: Limits | None = None,
+        limits: OperatingLimits | None = None,
         verify: str = "auto",
         max_rounds: int = 1,
         budget_ms: float = 50.0,
@@ -66,7 +67,7 @@ class FlisrEngine:
         if verify not in ("auto", "twin", "radial"):
             raise ValidationError(f"verify: choose 'auto', 'twin' or 'radial', got {verify!r}")
         self.grid = grid
-        self.limits = limits or Limits()
+        self.limits = Limits.from_limits(limits) if limits is not None else Limits()
         self.sections = Sections(grid)
         self.solver = RadialSolver(grid)
         self.verify = (
@@ -175,11 +176,11 @@ class FlisrEngine:
     def _limits(self, pre: Prefault) -> tuple[float, float, float]:
         lim = self.limits
         if not lim.relax_to_prefault:
-            return lim.v_min_pu, lim.v_max_pu, lim.max_loading_pct
+            return lim.v_min_pu, lim.v_max_pu, lim.loading_max_pct
         return (
             min(lim.v_min_pu, pre.vmin_pu - 1e-6),
             max(lim.v_max_pu, pre.vmax_pu + 1e-6),
-            max(lim.max_loading_pct, pre.max_loading_pct + 1e-6),
+            max(lim.loading_max_pct, pre.max_loading_pct + 1e-6),
         )
 
     # --- entry points -------------------------------------------------------------------------------

@@ -9,32 +9,58 @@ from typing import Any
 import numpy as np
 
 from gridpilot.control.flisr.location import Location
-from gridpilot.errors import ValidationError
+from gridpilot.model.limits import OperatingLimits, canonical_limit_names
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Operating limits a restoration plan must hold.
-
-    ``v_min_pu``/``v_max_pu``: voltage band (set an emergency band here); ``max_loading_pct``:
-    branch loading limit. With ``relax_to_prefault`` the band is widened to what the grid
+@dataclass(frozen=True, init=False)
+class Limits(OperatingLimits):
+    """FLISR's operating limits: the shared :class:`~gridpilot.model.limits.OperatingLimits`
+    (voltage band ``v_min_pu``..``v_max_pu``, set an emergency band here; branch loading
+    ``loading_max_pct``) plus ``relax_to_prefault``: the band is widened to what the grid
     already had before the fault (a feeder that ran at 0.91 pu is not asked for 0.95).
+
+    Built from shared limits with :meth:`from_limits`. The old keyword ``max_loading_pct``
+    (third positional) is still accepted and read as ``loading_max_pct``.
     """
 
-    v_min_pu: float = 0.95
-    v_max_pu: float = 1.05
-    max_loading_pct: float = 100.0
     relax_to_prefault: bool = True
 
-    def __post_init__(self) -> None:
-        if not 0 < self.v_min_pu < self.v_max_pu:
-            raise ValidationError(
-                f"limits: need 0 < v_min_pu < v_max_pu, got {self.v_min_pu}, {self.v_max_pu}"
-            )
-        if self.max_loading_pct <= 0:
-            raise ValidationError(
-                f"limits: max_loading_pct must be positive, got {self.max_loading_pct}"
-            )
+    def __init__(
+        self,
+        v_min_pu: float = 0.95,
+        v_max_pu: float = 1.05,
+        max_loading_pct: float | None = None,
+        relax_to_prefault: bool = True,
+        *,
+        loading_max_pct: float | None = None,
+    ) -> None:
+        kw = canonical_limit_names(
+            {"max_loading_pct": max_loading_pct, "loading_max_pct": loading_max_pct}
+        )
+        load = kw["loading_max_pct"]
+        object.__setattr__(self, "v_min_pu", v_min_pu)
+        object.__setattr__(self, "v_max_pu", v_max_pu)
+        object.__setattr__(self, "loading_max_pct", 100.0 if load is None else load)
+        object.__setattr__(self, "relax_to_prefault", bool(relax_to_prefault))
+        self.__post_init__()
+
+    @property
+    def max_loading_pct(self) -> float:
+        """The old name of :attr:`loading_max_pct` (%)."""
+        return self.loading_max_pct
+
+    @classmethod
+    def from_limits(cls, limits: OperatingLimits, relax_to_prefault: bool = True) -> Limits:
+        """FLISR limits holding the values of the shared ``limits`` (returned as is when it
+        already is a :class:`Limits`)."""
+        if isinstance(limits, Limits):
+            return limits
+        return cls(
+            limits.v_min_pu,
+            limits.v_max_pu,
+            loading_max_pct=limits.loading_max_pct,
+            relax_to_prefault=relax_to_prefault,
+        )
 
 
 @dataclass

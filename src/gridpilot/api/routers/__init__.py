@@ -1,0 +1,17 @@
+"""The API's routers, one per area, mounted by :func:`gridpilot.api.app.create_app` with
+``include_router``: pages, state, commands, dr, flex, market, audit, admin."""
+
+from gridpilot.api.routers import admin, audit, commands, dr, flex, market, pages, state
+
+ROUTERS = (
+    pages.router,
+    state.router,
+    commands.router,
+    dr.router,
+    flex.router,
+    market.router,
+    audit.router,
+    admin.router,
+)
+
+__all__ = ["ROUTERS"]
