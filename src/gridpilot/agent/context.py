@@ -24,7 +24,9 @@ class ForecastRatio(Protocol):
     """The loop's load forecast: multipliers of the present estimate (k, n_load) at
     ``steps_ahead`` (k,) loop steps from now."""
 
-    def __call__(self, steps_ahead: np.ndarray) -> np.ndarray: ...
+    def __call__(self, steps_ahead: np.ndarray) -> np.ndarray:
+        """Forecast ratio for each of ``steps_ahead`` loop steps from now."""
+        ...
 
 
 class ForecastInjections(Protocol):
@@ -33,13 +35,17 @@ class ForecastInjections(Protocol):
 
     def __call__(
         self, minutes_ahead: np.ndarray, load_offset_mw: np.ndarray | None = None
-    ) -> dict[str, np.ndarray]: ...
+    ) -> dict[str, np.ndarray]:
+        """Forecast injections per key for each of ``minutes_ahead``, MW/Mvar in table order."""
+        ...
 
 
 class FlexSignals(Protocol):
     """Price (EUR/MWh) and carbon intensity (t/MWh) for ``steps`` 15-minute steps from now."""
 
-    def __call__(self, steps: int) -> Signals: ...
+    def __call__(self, steps: int) -> Signals:
+        """Price and carbon signals for the next ``steps`` 15-minute steps."""
+        ...
 
 
 @dataclass

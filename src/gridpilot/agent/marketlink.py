@@ -27,6 +27,7 @@ class MarketLink:
 
     @classmethod
     def create(cls, grid: Any) -> MarketLink | None:
+        """A link to the market for ``grid``, or None when the market cannot be imported."""
         try:
             from gridpilot.market import clear
         except Exception:  # market package absent or broken: no market, said in the state

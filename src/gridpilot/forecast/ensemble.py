@@ -123,9 +123,11 @@ class EnsembleForecaster(Forecaster):
 
     @property
     def min_context(self) -> int:
+        """Rows of history a forecast needs: the most any member needs."""
         return max(m.min_context for m in self.members)
 
     def min_train_rows(self) -> int:
+        """Rows needed to fit: the most any member needs."""
         return max(m.min_train_rows() for m in self.members)
 
     def _on_history(self, history: History) -> None:

@@ -149,6 +149,7 @@ class GBMForecaster(Forecaster):
     # ----------------------------------------------------------- geometry
     @property
     def min_context(self) -> int:
+        """Rows of history a forecast needs: the lags and rolling weekly features, in steps."""
         week = 7 * self.season_
         base = week * int(np.ceil(self.horizon / week)) + self.season_
         return max(base, week + 4) if self.profile_features else base

@@ -48,6 +48,7 @@ class LookbackForecaster(Forecaster):
 
     @property
     def min_context(self) -> int:
+        """Rows of history a forecast needs: the chosen (or first candidate) lookback."""
         return self.lookback_ if self.lookback_ is not None else self.lookbacks[0]
 
     def _on_history(self, history: History) -> None:

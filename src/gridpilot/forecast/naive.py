@@ -37,10 +37,12 @@ class SeasonalNaive(Forecaster):
 
     @property
     def min_context(self) -> int:
+        """Rows of history a forecast needs: the season times the seasons the horizon spans."""
         s = self._season_fit or self.season or 1
         return s * int(np.ceil(self.horizon / s))
 
     def min_train_rows(self) -> int:
+        """Rows needed to fit: the context plus one."""
         return self.min_context + 1
 
     def _fit_arrays(

@@ -108,6 +108,7 @@ class PVForecaster(GBMForecaster):
 
     @property
     def min_context(self) -> int:
+        """Rows of history a forecast needs: the horizon in seasons plus a week of seasons."""
         return self.season_ * int(np.ceil(self.horizon / self.season_)) + self.season_ * 7
 
     def _clearsky(self, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:

@@ -69,6 +69,7 @@ class MemoryBackend:
     def append(
         self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
     ) -> None:
+        """Store block ``header`` with its transactions and their hashes."""
         self.headers.append(header)
         self.txs.append(list(txs))
         self.hashes.append(list(hashes))
@@ -76,26 +77,33 @@ class MemoryBackend:
             self._where[h] = (header.height, i)
 
     def head(self) -> BlockHeader | None:
+        """The newest block header, None when the ledger is empty."""
         return self.headers[-1] if self.headers else None
 
     def iter_blocks(self) -> Iterator[tuple[BlockHeader, list[Transaction], list[bytes]]]:
+        """Every block in height order: (header, transactions, transaction hashes)."""
         yield from zip(self.headers, self.txs, self.hashes, strict=True)
 
     def block(self, height: int) -> tuple[BlockHeader, list[Transaction], list[bytes]]:
+        """Block ``height``: (header, transactions, hashes); unknown heights raise."""
         if not 0 <= height < len(self.headers):
             raise UnknownComponentError("block", height)
         return self.headers[height], self.txs[height], self.hashes[height]
 
     def locate(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index) of transaction ``tx_hash``, None when not stored."""
         return self._where.get(tx_hash)
 
     def get_meta(self, key: str) -> str | None:
+        """The metadata value stored under ``key``, None when absent."""
         return self.meta.get(key)
 
     def set_meta(self, key: str, value: str) -> None:
+        """Store metadata ``value`` under ``key`` (replacing an older value)."""
         self.meta[key] = value
 
     def close(self) -> None:
+        """Release the backend (nothing to release in memory)."""
         return None
 
 
@@ -238,6 +246,7 @@ class SQLiteBackend(_SQLBackend):
     def append(
         self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
     ) -> None:
+        """Store block ``header`` with its transactions and their hashes."""
         with self.con:  # one transaction: all of the block or nothing
             self.con.execute(
                 "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?)", self._header_row(header)
@@ -251,6 +260,7 @@ class SQLiteBackend(_SQLBackend):
             )
 
     def set_meta(self, key: str, value: str) -> None:
+        """Store metadata ``value`` under ``key`` (replacing an older value)."""
         with self.con:
             self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
@@ -285,6 +295,7 @@ class DuckDBBackend(_SQLBackend):
     def append(
         self, header: BlockHeader, txs: Sequence[Transaction], hashes: Sequence[bytes]
     ) -> None:
+        """Store block ``header`` with its transactions and their hashes."""
         import pyarrow as pa
 
         n = len(txs)
@@ -313,4 +324,5 @@ class DuckDBBackend(_SQLBackend):
             raise
 
     def set_meta(self, key: str, value: str) -> None:
+        """Store metadata ``value`` under ``key`` (replacing an older value)."""
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])

@@ -52,6 +52,7 @@ class Notifier:
         return out
 
     def __call__(self, kind: str, op: str, obj: dict[str, Any]) -> None:
+        """Notify the subscribers of ``kind`` objects of operation ``op`` on ``obj``."""
         if kind == "subscription":
             return
         hits = self.targets(kind, op, obj)
