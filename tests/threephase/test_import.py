@@ -145,3 +145,10 @@ def test_unmodelled_elements_are_listed_in_one_warning(tmp_path: Path) -> None:
 def test_missing_master_file_is_a_clear_error() -> None:
     with pytest.raises(ValidationError, match="does not exist"):
         from_opendss("/nonexistent/Master.dss")
+
+
+def test_transformer_without_buses_is_a_clear_error() -> None:
+    from gridpilot.model.importers.opendss_elements import _transformer
+
+    with pytest.raises(ValidationError, match=r"transformer\.t1: Buses"):
+        _transformer({"Name": "T1"}, {})

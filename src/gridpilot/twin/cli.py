@@ -80,9 +80,10 @@ def register(app: typer.Typer) -> None:
         """List the built-in grids with their bus counts."""
         from gridpilot.model import list_grids
 
+        grids = list_grids()
         rows = [
             {"name": g.name, "buses": g.buses, "nodes": g.nodes, "description": g.description}
-            for g in list_grids()
+            for g in grids
         ]
         if json_out:
             typer.echo(json.dumps(rows, indent=2))
@@ -93,12 +94,12 @@ def register(app: typer.Typer) -> None:
         t = Table(title="built-in grids")
         for c in ("name", "buses", "nodes", "description"):
             t.add_column(c)
-        for r in rows:
+        for g in grids:
             t.add_row(
-                r["name"],
-                "on demand" if r["buses"] is None else f"{r['buses']:,}",
-                "" if r["nodes"] is None else f"{r['nodes']:,}",
-                r["description"],
+                g.name,
+                "on demand" if g.buses is None else f"{g.buses:,}",
+                "" if g.nodes is None else f"{g.nodes:,}",
+                g.description,
             )
         Console().print(t)
 

@@ -334,7 +334,8 @@ class Twin:
                 if switch_closed is not None and np.ndim(switch_closed) == 2
                 else switch_closed
             )
-            part = {k: arr[a:b] for k, arr in res.items()}
+            # views into this chunk's rows; v/ll/tl are None when that output is not kept
+            part: dict[str, np.ndarray | None] = {k: arr[a:b] for k, arr in res.items()}
             part.update(
                 vmin_bus=vmin_bus[a:b],
                 vmax_bus=vmax_bus[a:b],
@@ -344,13 +345,14 @@ class Twin:
                 tl=None if tl_all is None else tl_all[a:b],
             )
             calc += self._chunk(b - a, inj, sc, part, keep, out_req, threading, used)
-            bad_rows = np.flatnonzero(~part["ok"])
+            bad_rows = np.flatnonzero(~conv[a:b])  # part["ok"] is this view
             if bad_rows.size:
-                for k in res:
-                    part[k][bad_rows] = np.nan
+                for arr in res.values():
+                    arr[a:b][bad_rows] = np.nan  # part[k] is this view
                 for k in ("v", "ll", "tl"):
-                    if part[k] is not None:
-                        part[k][bad_rows] = np.nan
+                    opt = part[k]
+                    if opt is not None:
+                        opt[bad_rows] = np.nan
             if progress is not None:
                 progress(b, steps)
         engine = "+".join(k for k, n in used.items() if n) or self.engine.name

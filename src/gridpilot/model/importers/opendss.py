@@ -99,7 +99,7 @@ def locate(master: Path, element: str) -> str:
 
 def _dss_message(exc: Exception) -> str:
     """OpenDSS's message on one line: what, then ``[file: ..., line: ...]``."""
-    args = getattr(exc, "args", ())
+    args = exc.args
     text = str(args[1]) if len(args) > 1 else str(exc)
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 

@@ -126,6 +126,8 @@ def _reactor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Branch | 
 def _transformer(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Transformer:
     key = f"transformer.{e['Name'].lower()}"
     buses = e.get("Buses") or e.get("Bus")
+    if buses is None:
+        raise ValidationError(f"{key}: Buses: no buses given, got {buses!r}")
     terms = _terms(orders, key, buses)
     nw = len(buses)
 
@@ -355,9 +357,11 @@ def _fill(
     each("Capacitor", lambda e: grid.capacitors.append(_capacitor(e, orders)))
     each("CapControl", lambda e: grid.capcontrols.append(_capcontrol(e, warn)))
     for cls in ("Load", "Generator", "PVSystem", "Storage"):
-        each(cls, lambda e, c=cls.lower(): grid.loads.append(_load(e, orders, c, warn)))
+        for e in data.get(cls) or []:
+            grid.loads.append(_load(e, orders, cls.lower(), warn))
     for cls in ("Fuse", "Recloser", "Relay", "SwtControl"):
-        each(cls, lambda e, c=cls.lower(): grid.fuses.append(_fuse(e, c)))
+        for e in data.get(cls) or []:
+            grid.fuses.append(_fuse(e, cls.lower()))
 
 
 def _unmodelled(data: dict[str, Any]) -> list[str]:

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridpilot.errors import ValidationError
+from gridpilot.model.threephase.elements import Capacitor
 from gridpilot.twin.unbalanced.controls import (
     CLOSE,
     OPEN,
+    CapSensor,
+    RegSensor,
     cap_measure,
     cap_sample,
     reg_control_voltage,
@@ -119,15 +122,15 @@ class _Runner:
     def sample_and_act(self, t_s: float, regs: list[float], caps: list[dict[str, float]]) -> bool:
         """One control sample at time ``t_s`` then the actions due; True if any acted."""
         acted = False
-        for i, s in enumerate(self.tw.regs):
-            if self._reg(i, s, t_s, regs[i]):
+        for i, rs in enumerate(self.tw.regs):
+            if self._reg(i, rs, t_s, regs[i]):
                 acted = True
-        for i, s in enumerate(self.tw.caps):
-            if self._cap(i, s, t_s, caps[i]):
+        for i, cs in enumerate(self.tw.caps):
+            if self._cap(i, cs, t_s, caps[i]):
                 acted = True
         return acted
 
-    def _reg(self, i: int, s: object, t_s: float, vact: float) -> bool:
+    def _reg(self, i: int, s: RegSensor, t_s: float, vact: float) -> bool:
         """OpenDSS time-mode RegControl: sample, then the queued actions that are due.
 
         A sample out of band arms one action at ``t + delay``; back in band it cancels that
@@ -135,9 +138,9 @@ class _Runner:
         left, queues the next at ``t + tapdelay``; such follow-ups are not cancelled by a
         reset and act on the pending change of their time (OpenDSS's queue semantics)."""
         d = self.state.regs[i]
-        ctl = s.ctl  # type: ignore[attr-defined]
-        w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]  # type: ignore[attr-defined]
-        n = reg_pending_taps(s, w.tap, w.tap_step, vact)  # type: ignore[arg-type]
+        ctl = s.ctl
+        w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]
+        n = reg_pending_taps(s, w.tap, w.tap_step, vact)
         d.value = n
         if n == 0:
             if d.armed and d.handle in d.queue:
@@ -169,12 +172,12 @@ class _Runner:
                 d.armed = False
         return acted
 
-    def _cap(self, i: int, s: object, t_s: float, m: dict[str, float]) -> bool:
+    def _cap(self, i: int, s: CapSensor, t_s: float, m: dict[str, float]) -> bool:
         """OpenDSS time-mode CapControl: sample (arming after delay, dead time before a
         re-close), then the armed action if due, acting on the latest pending change."""
         d = self.state.caps[i]
-        ctl = s.ctl  # type: ignore[attr-defined]
-        cap = self._capacitor(s.cap)  # type: ignore[attr-defined]
+        ctl = s.ctl
+        cap = self._capacitor(s.cap)
         closed = sum(cap.states) > 0
         avail = len(cap.states) - sum(cap.states)
         d.value, should = cap_sample(ctl, m, closed, avail, d.value)
@@ -200,10 +203,10 @@ class _Runner:
         else:
             return False
         self.tw.set_cap(cap.name, states)
-        self.state.cap_ops[s.cap] += 1  # type: ignore[attr-defined]
+        self.state.cap_ops[s.cap] += 1
         return True
 
-    def _capacitor(self, name: str) -> object:
+    def _capacitor(self, name: str) -> Capacitor:
         return next(c for c in self.tw.grid.capacitors if c.name.lower() == name)
 
     def record(

@@ -8,6 +8,7 @@ difference between the loads' true currents and those admittances' currents and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -106,10 +107,18 @@ class _Anderson:
         return np.ascontiguousarray(gt - mix).view(complex).T
 
 
+class LinearSolver(Protocol):
+    """Anything that solves the system matrix: :class:`Factor` or a low-rank corrected one."""
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``Y⁻¹ rhs`` for one or many right-hand sides (columns)."""
+        ...
+
+
 def solve_steps(
     net: Network,
     lb: LoadBranches,
-    factor: Factor,
+    factor: LinearSolver,
     inc: sp.csr_matrix,
     yeq_b: np.ndarray,
     s_steps: np.ndarray,

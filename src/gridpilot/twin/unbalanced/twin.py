@@ -171,32 +171,32 @@ class UnbalancedTwin:
         """Actions the controls want now: key -> (delay s, signed taps or CLOSE/OPEN)."""
         out: dict[tuple[str, str], tuple[float, int]] = {}
         vv = v[:, None]
-        for s in self.regs:
-            w = self.grid.transformer(s.xf).windings[s.ctl.tap_winding - 1]
-            vact = float(reg_control_voltage(s, self.net, vv)[0])
-            n = reg_pending_taps(s, w.tap, w.tap_step, vact)
+        for rs in self.regs:
+            w = self.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
+            vact = float(reg_control_voltage(rs, self.net, vv)[0])
+            n = reg_pending_taps(rs, w.tap, w.tap_step, vact)
             if (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9):
-                out[("reg", s.ctl.name.lower())] = (s.ctl.delay_s, n)
-        for s, y in zip(self.caps, self._cap_y, strict=True):
-            cap = next(c for c in self.grid.capacitors if c.name.lower() == s.cap)
-            m = {k: float(x[0]) for k, x in cap_measure(s, self.net, vv, y).items()}
+                out[("reg", rs.ctl.name.lower())] = (rs.ctl.delay_s, n)
+        for cs, y in zip(self.caps, self._cap_y, strict=True):
+            cap = next(c for c in self.grid.capacitors if c.name.lower() == cs.cap)
+            m = {k: float(x[0]) for k, x in cap_measure(cs, self.net, vv, y).items()}
             on = sum(cap.states)
-            want, should = cap_sample(s.ctl, m, on > 0, len(cap.states) - on, 0)
+            want, should = cap_sample(cs.ctl, m, on > 0, len(cap.states) - on, 0)
             if should and want:
-                delay = s.ctl.delay_s if want == CLOSE else s.ctl.delay_off_s
-                out[("cap", s.ctl.name.lower())] = (delay, want)
+                delay = cs.ctl.delay_s if want == CLOSE else cs.ctl.delay_off_s
+                out[("cap", cs.ctl.name.lower())] = (delay, want)
         return out
 
     def _act(self, key: tuple[str, str], value: int) -> None:
         kind, name = key
         if kind == "reg":
-            s = next(x for x in self.regs if x.ctl.name.lower() == name)
-            w = self.grid.transformer(s.xf).windings[s.ctl.tap_winding - 1]
-            move = static_tap_move(value, s.ctl.max_tap_change)
+            rs = next(x for x in self.regs if x.ctl.name.lower() == name)
+            w = self.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
+            move = static_tap_move(value, rs.ctl.max_tap_change)
             self.set_tap(name, w.tap + move * w.tap_step)
             return
-        s = next(x for x in self.caps if x.ctl.name.lower() == name)
-        cap = next(c for c in self.grid.capacitors if c.name.lower() == s.cap)
+        cs = next(x for x in self.caps if x.ctl.name.lower() == name)
+        cap = next(c for c in self.grid.capacitors if c.name.lower() == cs.cap)
         states = list(cap.states)
         if value == CLOSE and 0 in states:
             states[states.index(0)] = 1
