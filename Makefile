@@ -1,6 +1,6 @@
 # gridpilot: two commands set up everything on a fresh machine.
 #   make demo   creates .venv, installs gridpilot, runs the demo on embedded defaults
-#   make test   creates .venv, installs gridpilot with test tools, runs ruff and pytest
+#   make test   creates .venv, installs gridpilot with test tools, runs ruff, mypy and pytest
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -21,10 +21,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
