@@ -96,3 +96,16 @@ def test_bad_input_names_element_and_value() -> None:
         hosting_capacity(g, [LIGHT], HostingOptions(vmin_pu=-0.1))
     with pytest.raises(ValidationError, match="der"):
         hosting_capacity(g, [LIGHT], HostingOptions(der="wind"))
+
+
+def test_split_over_workers_gives_the_same_table() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gridpilot.twin.hosting import hosting_capacity_on
+
+    g = _grid("ieee13")
+    one = hosting_capacity(g, [LIGHT])
+    with ThreadPoolExecutor(2) as ex:
+        two = hosting_capacity_on(ex, g, [LIGHT], parts=3)
+    assert two.nodes == one.nodes
+    assert np.array_equal(two.hc_kw, one.hc_kw) and two.limit == one.limit

@@ -16,6 +16,7 @@ from gridpilot.twin.hosting.options import (
     clear_sky_pv,
     critical_scenarios,
 )
+from gridpilot.twin.hosting.parallel import hosting_capacity_on
 from gridpilot.twin.hosting.study import HostingResult, hosting_capacity
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "clear_sky_pv",
     "critical_scenarios",
     "hosting_capacity",
+    "hosting_capacity_on",
 ]

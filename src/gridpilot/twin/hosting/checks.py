@@ -1,8 +1,9 @@
 """The exact checks of a hosting study on solved columns, as bit flags per column.
 
-Each limit is relative to the base case where the base already breaks it: a node already
-above ``vmax_pu`` may not rise further, a branch already overloaded may not load more, a bus
-already above the unbalance limit may not get worse, a flow already reversed may stay so.
+Only what the DER causes counts: a node-phase, branch conductor or bus that already breaks
+a limit in the base case (the critical hour without the DER) is left out of that check
+(``base_exempt`` counts them; the study reports them), and a flow already reversed may
+stay so.
 """
 
 from __future__ import annotations
@@ -49,23 +50,36 @@ def violations(
     """
     live = base.v_pu[:, 0] > 0.05
     flags = np.zeros(full.v_pu.shape[1], np.int64)
-    vmax = np.maximum(opts.vmax_pu, base.v_pu)
-    vmin = np.minimum(opts.vmin_pu, base.v_pu)
     if opts.der == "pv":
-        flags |= OVERVOLTAGE * np.any(live[:, None] & (full.v_pu > vmax + EPS), axis=0)
+        ok = live & (base.v_pu[:, 0] <= opts.vmax_pu + EPS)
+        flags |= OVERVOLTAGE * np.any(ok[:, None] & (full.v_pu > opts.vmax_pu + EPS), axis=0)
     else:
-        flags |= UNDERVOLTAGE * np.any(live[:, None] & (full.v_pu < vmin - EPS), axis=0)
+        ok = live & (base.v_pu[:, 0] >= opts.vmin_pu - EPS)
+        flags |= UNDERVOLTAGE * np.any(ok[:, None] & (full.v_pu < opts.vmin_pu - EPS), axis=0)
     other = step.v_pu if step is not None else base.v_pu
     dv = np.abs(full.v_pu - other)
     flags |= VOLTAGE_STEP * np.any(live[:, None] & (dv > opts.dv_step_pct / 100 + EPS), axis=0)
-    lim = np.maximum(opts.thermal_pu, base.loading)
-    flags |= THERMAL * np.any(full.loading > lim + EPS, axis=0)
+    okb = base.loading[:, 0] <= opts.thermal_pu + EPS
+    flags |= THERMAL * np.any(full.loading[okb] > opts.thermal_pu + EPS, axis=0)
     if opts.reverse_flow and opts.der == "pv":
         if base.p_src_kw[0] >= 0:
             flags |= REVERSE_SOURCE * (full.p_src_kw < -EPS)
         fwd = base.p_reg_kw[:, 0] >= 0
         if fwd.any():
             flags |= REVERSE_REGULATOR * np.any(full.p_reg_kw[fwd] < -EPS, axis=0)
-    vuf_lim = np.maximum(opts.vuf_limit_pct, base.vuf_pct)
-    flags |= UNBALANCE * np.any(full.vuf_pct > vuf_lim + 1e-7, axis=0)
+    oku = base.vuf_pct[:, 0] <= opts.vuf_limit_pct + 1e-7
+    flags |= UNBALANCE * np.any(full.vuf_pct[oku] > opts.vuf_limit_pct + 1e-7, axis=0)
     return flags
+
+
+def base_exempt(base: Measure, opts: HostingOptions) -> dict[str, int]:
+    """How many node-phases, branch conductors and buses already break a limit in the base
+    case (left out of their check)."""
+    live = base.v_pu[:, 0] > 0.05
+    v = base.v_pu[:, 0]
+    bad_v = (v > opts.vmax_pu + EPS) if opts.der == "pv" else (v < opts.vmin_pu - EPS)
+    return {
+        "node_phases": int(np.sum(live & bad_v)),
+        "branch_conductors": int(np.sum(base.loading[:, 0] > opts.thermal_pu + EPS)),
+        "unbalanced_buses": int(np.sum(base.vuf_pct[:, 0] > opts.vuf_limit_pct + 1e-7)),
+    }

@@ -27,12 +27,13 @@ class Base:
     der_pu: float
 
 
-def solve_columns(fd: Feeder, s: np.ndarray, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def solve_columns(fd: Feeder, s: np.ndarray, v0: np.ndarray,
+                  guess: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Voltages for the columns of ``s`` and a mask of columns that did not converge. A
     failed batch is split in halves until the divergent columns stand alone, so that one
     divergent size never takes the others down."""
     k = s.shape[1]
-    v = np.repeat(v0[:, None], k, axis=1)
+    v = np.repeat(v0[:, None], k, axis=1) if guess is None else guess.copy()
     bad = np.zeros(k, bool)
     stack = [np.arange(k)]
     while stack:
@@ -40,8 +41,13 @@ def solve_columns(fd: Feeder, s: np.ndarray, v0: np.ndarray) -> tuple[np.ndarray
         try:
             with np.errstate(all="ignore"):
                 v[:, cols], _ = fd.twin.solve(s[:, cols], v[:, cols])
-        except ConvergenceError:
-            if cols.size == 1:
+        except ConvergenceError as exc:
+            listed = cols[np.asarray([i for i in exc.steps if i < cols.size], np.int64)]
+            if 0 < listed.size < cols.size:  # NaN columns are not listed: retry the rest
+                bad[listed] = True
+                v[:, listed] = v0[:, None]
+                stack.append(np.setdiff1d(cols, listed))
+            elif cols.size == 1:
                 bad[cols] = True
                 v[:, cols] = v0[:, None]
             else:
@@ -51,27 +57,57 @@ def solve_columns(fd: Feeder, s: np.ndarray, v0: np.ndarray) -> tuple[np.ndarray
 
 
 def evaluate(fd: Feeder, base: Base, cols: np.ndarray, p_kw: np.ndarray,
-             opts: HostingOptions) -> np.ndarray:  # fmt: skip
-    """Violation flags of candidates ``cols`` at ratings ``p_kw`` (one exact solve batch)."""
+             opts: HostingOptions, dv_per_w: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Violation flags of candidates ``cols`` at ratings ``p_kw`` (one exact solve batch).
+
+    ``dv_per_w`` (V/W of rating, nodes × cols), if given, starts each column at its linear
+    prediction, and PV's cloud-step column is solved only where the linear step change
+    reaches half the limit (below that the step check passes)."""
     sign = -1.0 if opts.der == "pv" else 1.0
     k = len(cols)
+    p_w = p_kw * 1e3
     s = np.repeat(base.s, k, axis=1)
-    p_w = p_kw * 1e3 * base.der_pu
-    s[fd.branch[cols], np.arange(k)] = sign * p_w
+    s[fd.branch[cols], np.arange(k)] = sign * p_w * base.der_pu
+    guess = None if dv_per_w is None else base.v[:, None] + dv_per_w * p_w[None, :]
+    need = np.zeros(k, bool)
     if opts.der == "pv":
-        s_step = np.repeat(base.s, k, axis=1)
-        s_step[fd.branch[cols], np.arange(k)] = sign * p_w * opts.cloud_fraction
+        need = np.ones(k, bool) if dv_per_w is None else _step_needed(fd, base, dv_per_w, p_w, opts)
+        j = np.flatnonzero(need)
+        s_step = np.repeat(base.s, j.size, axis=1)
+        s_step[fd.branch[cols[j]], np.arange(j.size)] = (
+            sign * p_w[j] * base.der_pu * opts.cloud_fraction
+        )
         s = np.concatenate([s, s_step], axis=1)
-    v, bad = solve_columns(fd, s, base.v)
+        if guess is not None:
+            frac = p_w[j] * opts.cloud_fraction
+            guess = np.concatenate([guess, base.v[:, None] + dv_per_w[:, j] * frac], axis=1)
+    v, bad = solve_columns(fd, s, base.v, guess)
     full = fd.measure(v[:, :k])
-    step = fd.measure(v[:, k:]) if opts.der == "pv" else None
+    step = None
+    bad_any = bad[:k].copy()
+    if opts.der == "pv":
+        v_step = v[:, :k].copy()
+        v_step[:, need] = v[:, k:]
+        step = fd.measure(v_step)
+        bad_any[need] |= bad[k:]
     flags = violations(base.measure, full, step, opts)
-    bad_any = bad[:k] | (bad[k:] if opts.der == "pv" else False)
     return np.where(bad_any, flags | NO_CONVERGENCE, flags)
 
 
+def _step_needed(fd: Feeder, base: Base, dv_per_w: np.ndarray, p_w: np.ndarray,
+                 opts: HostingOptions) -> np.ndarray:  # fmt: skip
+    """Candidates whose linear cloud-step change reaches half the allowed change."""
+    v0 = base.v[:, None]
+    live = (np.abs(base.v) > 0.05 * fd.twin.net.vbase_v)[:, None]
+    proj = np.abs(np.real(dv_per_w * np.conj(v0))) / np.maximum(np.abs(v0), 1e-9)
+    worst = np.where(live, proj / fd.twin.net.vbase_v[:, None], 0.0).max(axis=0)
+    dv = worst * p_w * (1 - opts.cloud_fraction)
+    return dv >= 0.5 * opts.dv_step_pct / 100
+
+
 def search(fd: Feeder, base: Base, cols: np.ndarray, est_kw: np.ndarray,
-           opts: HostingOptions) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+           opts: HostingOptions, dv_per_w: np.ndarray | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Largest passing rating (kW, multiple of ``step_kw``) of each candidate, the flags that
     stop it at one step more (0 if ``max_kw`` passes), and the solve rounds used."""
     st = opts.step_kw
@@ -93,7 +129,8 @@ def search(fd: Feeder, base: Base, cols: np.ndarray, est_kw: np.ndarray,
         lo[todo[zero]] = np.maximum(lo[todo[zero]], 0.0)
         todo, test = todo[~zero], test[~zero]
         if todo.size:
-            flags = evaluate(fd, base, cols[todo], test, opts)
+            dv = None if dv_per_w is None else dv_per_w[:, todo]
+            flags = evaluate(fd, base, cols[todo], test, opts, dv)
             rounds += 1
             ok = flags == 0
             lo[todo[ok]] = np.maximum(lo[todo[ok]], test[ok])

@@ -32,9 +32,10 @@ def crossing(x: np.ndarray, y: np.ndarray, level: np.ndarray) -> np.ndarray:
 
 def estimate_kw(
     fd: Feeder, v0: np.ndarray, cols: np.ndarray, der_pu: float, opts: HostingOptions
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Linear estimate of each candidate's limit (kW of rating) for candidates ``cols``
-    at the base voltages ``v0`` (V, nodes)."""
+    at the base voltages ``v0`` (V, nodes), and the voltage change per W of rating
+    (V/W, nodes × candidates) it rests on."""
     net = fd.twin.net
     n = net.n
     k = fd.node_idx[cols]
@@ -48,9 +49,11 @@ def estimate_kw(
     live = np.abs(v0) > 0.05 * vb
     vpu0 = np.abs(v0) / vb
     if opts.der == "pv":
-        level = np.maximum(opts.vmax_pu, vpu0) * vb
+        live &= vpu0 <= opts.vmax_pu
+        level = opts.vmax_pu * vb
     else:
-        level = np.minimum(opts.vmin_pu, vpu0) * vb
+        live &= vpu0 >= opts.vmin_pu
+        level = opts.vmin_pu * vb
     est = crossing(v0[live], y[live], level[live])
     frac = (1 - opts.cloud_fraction) if opts.der == "pv" else 1.0
     proj = np.real(y * np.conj(v0)[:, None]) / np.maximum(np.abs(v0), 1e-9)[:, None]
@@ -60,12 +63,12 @@ def estimate_kw(
     br = net.branch_rows
     if br is not None:
         i0 = br @ v0
-        rated = np.isfinite(fd.rating)
-        lvl = np.maximum(opts.thermal_pu * fd.rating, np.abs(i0))[rated]
+        rated = np.isfinite(fd.rating) & (np.abs(i0) <= opts.thermal_pu * fd.rating)
+        lvl = (opts.thermal_pu * fd.rating)[rated]
         est = np.minimum(est, crossing(i0[rated], (br @ y)[rated], lvl))
     if opts.der == "pv" and opts.reverse_flow:
         est = np.minimum(est, _reverse_estimate(fd, v0, y))
-    return est / 1e3
+    return est / 1e3, y
 
 
 def _reverse_estimate(fd: Feeder, v0: np.ndarray, y: np.ndarray) -> np.ndarray:

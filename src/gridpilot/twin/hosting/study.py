@@ -14,7 +14,7 @@ import pandas as pd
 
 from gridpilot.errors import ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
-from gridpilot.twin.hosting.checks import flag_names
+from gridpilot.twin.hosting.checks import base_exempt, flag_names
 from gridpilot.twin.hosting.feeder import Feeder, phase_nodes
 from gridpilot.twin.hosting.options import HostingOptions, Scenario
 from gridpilot.twin.hosting.search import Base, search
@@ -71,6 +71,7 @@ class HostingResult:
             "step_kw": self.step_kw,
             "max_kw": self.max_kw,
             "rounds": self.rounds,
+            **self.meta,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -80,6 +81,7 @@ def settle_base(fd: Feeder, sc: Scenario) -> Base:
     with no added DER, and stay frozen there for the study of that hour."""
     res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
     s = fd.twin.base_powers(sc.load_mult)
+    fd.twin.recentre(res.v, s[:, 0])
     return Base(s=s, v=res.v, measure=fd.measure(res.v[:, None]), der_pu=sc.der_pu)
 
 
@@ -116,12 +118,14 @@ def hosting_capacity(
     rounds = 0
     total = len(scenarios) * max(1, -(-n // opts.chunk))
     done = 0
+    exempt: dict[str, dict[str, int]] = {}
     for sc in scenarios:
         base = settle_base(fd, sc)
+        exempt[sc.label] = base_exempt(base.measure, opts)
         for c0 in range(0, n, opts.chunk):
             cols = np.arange(c0, min(c0 + opts.chunk, n))
-            est = estimate_kw(fd, base.v, cols, sc.der_pu, opts)
-            lo, flags, r = search(fd, base, cols, est, opts)
+            est, dv_per_w = estimate_kw(fd, base.v, cols, sc.der_pu, opts)
+            lo, flags, r = search(fd, base, cols, est, opts, dv_per_w)
             rounds += r
             for j, c in enumerate(cols):
                 est_all[c] = min(est_all[c], est[j])
@@ -133,4 +137,5 @@ def hosting_capacity(
             if progress:
                 progress(done, total)
     return HostingResult(grid.name, opts.der, nodes, hc, est_all, limit, which, list(scenarios),
-                         opts.step_kw, opts.max_kw, time.perf_counter() - t0, rounds)  # fmt: skip
+                         opts.step_kw, opts.max_kw, time.perf_counter() - t0, rounds,
+                         {"base_violations_left_out": exempt})  # fmt: skip
