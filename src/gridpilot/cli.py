@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.field.cli",
     "gridpilot.flex.cli",
     "gridpilot.control.cli",
+    "gridpilot.twin.hosting_cli",
 )
 
 

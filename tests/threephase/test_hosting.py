@@ -109,3 +109,24 @@ def test_split_over_workers_gives_the_same_table() -> None:
         two = hosting_capacity_on(ex, g, [LIGHT], parts=3)
     assert two.nodes == one.nodes
     assert np.array_equal(two.hc_kw, one.hc_kw) and two.limit == one.limit
+
+
+def test_cli_writes_table_and_map_and_rejects_bad_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+
+    _register()
+    out = tmp_path / "hc"
+    res = CliRunner().invoke(
+        app, ["hosting-capacity", "ieee13", "--der", "pv", "--json", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["nodes"] == 41 and len(s["rows"]) == 41
+    assert (out / "ieee13_pv_hosting.csv").read_text().count("\n") == 42
+    assert (out / "ieee13_pv_hosting.png").stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["hosting-capacity", "ieee13", "--vmax", "2.5"])
+    assert bad.exit_code == 2 and "vmax_pu" in bad.output and "2.5" in bad.output
