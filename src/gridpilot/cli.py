@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.flex.cli",
     "gridpilot.control.cli",
     "gridpilot.twin.hosting_cli",
+    "gridpilot.control.cvr_cli",
 )
 
 
