@@ -93,6 +93,16 @@ class Feeder:
         self.rating = np.where(rating > 0, rating, np.inf)
         self.tri_buses, self.tri = three_phase_buses(net.nodes)
         self.reg_xf = sorted({s.xf.lower() for s in self.twin.regs})
+        self.initial_taps = self.twin.taps()
+        self.initial_caps = self.twin.cap_states()
+
+    def reset_controls(self) -> None:
+        """Taps and capacitor states back to the grid's own (each critical hour settles
+        from there, as a fresh OpenDSS snapshot does)."""
+        for name, tap in self.initial_taps.items():
+            self.twin.set_tap(name, tap)
+        for name, states in self.initial_caps.items():
+            self.twin.set_cap(name, states)
 
     def measure(self, v: np.ndarray) -> Measure:
         """Checked quantities of solved node voltages ``v`` (V, nodes × cols)."""

@@ -77,8 +77,10 @@ class HostingResult:
 
 
 def settle_base(fd: Feeder, sc: Scenario) -> Base:
-    """The feeder at a critical hour: OpenDSS's static controls settle taps and capacitors
-    with no added DER, and stay frozen there for the study of that hour."""
+    """The feeder at a critical hour: from the grid's own taps and capacitor states,
+    OpenDSS's static controls settle them with no added DER; they stay frozen there for the
+    study of that hour."""
+    fd.reset_controls()
     res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
     s = fd.twin.base_powers(sc.load_mult)
     fd.twin.recentre(res.v, s[:, 0])
