@@ -130,3 +130,19 @@ def test_cli_writes_table_and_map_and_rejects_bad_limits(tmp_path) -> None:  # t
     assert (out / "ieee13_pv_hosting.png").stat().st_size > 1000
     bad = CliRunner().invoke(app, ["hosting-capacity", "ieee13", "--vmax", "2.5"])
     assert bad.exit_code == 2 and "vmax_pu" in bad.output and "2.5" in bad.output
+
+
+def test_same_code_on_a_dask_client() -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    from gridpilot.twin.hosting import hosting_capacity_on
+
+    g = _grid("ieee13")
+    one = hosting_capacity(g, [LIGHT])
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cl,
+        distributed.Client(cl) as client,
+    ):
+        two = hosting_capacity_on(client, g, [LIGHT], parts=2)
+    assert np.array_equal(two.hc_kw, one.hc_kw) and two.limit == one.limit
