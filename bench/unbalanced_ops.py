@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,9 @@ from gridpilot.twin.hosting.reference import DssHosting
 from gridpilot.twin.unbalanced.reference import add_shape, dss_cap_states, dss_taps, reset_taps
 
 GRIDS = ["ieee123", "ieee8500"]
+KEYS = ("grid", "capability", "decision_ms_p50", "decision_ms_p99", "energy_saved_pct",
+        "violation_min", "tap_ops", "cap_ops", "baseline_tap_ops", "baseline_cap_ops",
+        "hc_nodes", "hc_s", "hc_max_abs_err_kw")  # fmt: skip
 
 
 def _dss_day(s: DssSession, steps: int) -> dict[str, Any]:
@@ -111,8 +115,10 @@ def hosting_row(name: str, der: str, n_nodes: int | None, workers: int) -> dict[
     rng = np.random.default_rng(0)
     if n_nodes is not None and n_nodes < len(nodes):
         nodes = [nodes[i] for i in sorted(rng.choice(len(nodes), n_nodes, replace=False))]
+    cpu0 = time.process_time()
     with ThreadPoolExecutor(workers) as ex:
         res = hosting_capacity_on(ex, g, scs, opts, nodes=nodes, parts=workers)
+    cpu_s = time.process_time() - cpu0
     pick = sorted(np.random.default_rng(0).choice(len(nodes), min(20, len(nodes)), replace=False))
     sample = [nodes[i] for i in pick]
     t0 = time.perf_counter()
@@ -124,7 +130,8 @@ def hosting_row(name: str, der: str, n_nodes: int | None, workers: int) -> dict[
     ref_s = time.perf_counter() - t0
     err = np.abs(ref - res.hc_kw[pick])
     return {"grid": name, "capability": f"hosting_{der}", "hc_nodes": len(nodes),
-            "hc_s": round(res.elapsed_s, 2), "hc_max_abs_err_kw": float(err.max()),
+            "hc_s": round(res.elapsed_s, 2), "hc_cpu_s": round(cpu_s, 2),
+            "load_avg_1min": round(os.getloadavg()[0], 2), "hc_max_abs_err_kw": float(err.max()),
             "hc_workers": workers, "hc_median_kw": float(np.median(res.hc_kw)),
             "hc_limits": res.summary()["limits"], "bruteforce_nodes": len(sample),
             "bruteforce_s": round(ref_s, 2), "bruteforce_hc_kw": [float(x) for x in ref],
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = cvr_row(name, args.steps, cap == "cvr_exp")
             else:
                 row = hosting_row(name, cap.split("_")[1], args.hc_nodes, args.workers)
+            row = {**dict.fromkeys(KEYS), **row}
             print(json.dumps(row), file=sys.stdout if args.json else sys.stderr, flush=True)
 
 
