@@ -29,6 +29,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.flex.cli",
     "gridpilot.control.cli",
     "gridpilot.protocols.cli",
+    "gridpilot.twin.hosting_cli",
+    "gridpilot.control.cvr_cli",
 )
 
 
@@ -38,6 +40,8 @@ _KERNEL_COMMANDS = frozenset(
         "powerflow",
         "timeseries",
         "qsts",
+        "hosting-capacity",
+        "cvr",
         "flisr",
         "reconfigure",
         "demo",
