@@ -68,3 +68,21 @@ def test_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
         agent.NoSuchThing  # noqa: B018
+
+
+def test_a_public_name_wins_over_its_same_named_submodule() -> None:
+    """``flex.aggregate`` is a function and a submodule: importing the submodule (as other
+    modules do) must not turn the package's public name into the module."""
+    code = (
+        "import gridpilot.flex as f, gridpilot.forecast as fc\n"
+        "from gridpilot.flex.aggregate import disaggregate\n"
+        "import gridpilot.forecast.backtest\n"
+        "from gridpilot.flex import aggregate\n"
+        "from gridpilot.forecast import backtest\n"
+        "import types\n"
+        "assert callable(aggregate) and not isinstance(aggregate, types.ModuleType), aggregate\n"
+        "assert callable(backtest) and not isinstance(backtest, types.ModuleType), backtest\n"
+        "assert f.aggregate is aggregate and fc.backtest is backtest\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

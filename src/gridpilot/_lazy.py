@@ -11,8 +11,25 @@ two in step and resolves every name.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+
+class _LazyFace(types.ModuleType):
+    """A lazy package whose public names win over same-named submodules, as in an eager face:
+    importing ``gridpilot.flex.aggregate`` (the module) must not rebind the package's public
+    ``aggregate`` (the function), which the import system otherwise does on first import."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (
+            isinstance(value, types.ModuleType)
+            and value.__name__ == f"{self.__name__}.{name}"
+            and name in self.__dict__.get("__all__", ())
+        ):
+            return  # the submodule stays reachable through sys.modules and import statements
+        super().__setattr__(name, value)
 
 
 def lazy_exports(
@@ -27,6 +44,9 @@ def lazy_exports(
         for name in names
     }
     public = sorted(where)
+    face = sys.modules.get(package)
+    if face is not None and type(face) is types.ModuleType:
+        face.__class__ = _LazyFace
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)
