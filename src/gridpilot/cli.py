@@ -75,6 +75,10 @@ def warmup() -> None:
         twin.powerflow()
         twin.timeseries(4)
         FlisrEngine(grid, Limits(0.9, 1.05, 100.0)).respond_to_faults([7])
+        from gridpilot.model.threephase.builtin import ieee_feeder
+        from gridpilot.twin.unbalanced.cli import qsts_summary
+
+        qsts_summary(ieee_feeder("ieee13"), 4, "15min", show_progress=False)
     left = cold_modules()
     con.print(
         f"kernels ready in {time.perf_counter() - t0:.1f} s"
