@@ -10,6 +10,7 @@ import pandas as pd
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
 from gridpilot.forecast.data import History, Repair, prepare_history
+from gridpilot.forecast.inputs import ForecastInputDataset
 from gridpilot.forecast.result import ForecastResult
 
 MODELS: tuple[str, ...] = (
@@ -100,7 +101,7 @@ def auto_lookbacks(
 
 
 def day_ahead(
-    history: pd.DataFrame | pd.Series | History,
+    history: pd.DataFrame | pd.Series | History | ForecastInputDataset,
     horizon_steps: int | None = None,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     *,
@@ -115,11 +116,23 @@ def day_ahead(
     per series, in any units (MW, kW …); it must be regular and complete unless
     ``repair="interpolate"`` (short gaps interpolated). ``model`` is one of :data:`MODELS`
     (default ``linear``: lookback chosen among 1–3 weeks on a held-out tail); ``covariates``
-    (for ``gbm``/``pv``) must cover the history and the horizon. Returns a
+    (for ``gbm``/``gbm-l1``/``ensemble``/``pv``) must cover the history and the horizon;
+    a :class:`~gridpilot.forecast.inputs.ForecastInputDataset` carries its own covariates
+    (its rows after the target are their forecast; a missing one raises naming the column
+    and the first missing time). Returns a
     :class:`ForecastResult` whose ``point`` and ``quantiles`` (H, C) are in the history's units
     and whose ``index`` holds the forecast timestamps.
     """
-    h = prepare_history(history, repair=repair)
+    if isinstance(history, ForecastInputDataset):
+        if covariates is not None:
+            raise ValidationError(
+                issues=[Issue("forecast", "covariates", "are in the ForecastInputDataset already")]
+            )
+        h = history.history
+        steps0 = horizon_steps if horizon_steps is not None else h.steps_per_day
+        covariates = history.future_covariates(max(1, int(steps0)))
+    else:
+        h = prepare_history(history, repair=repair)
     steps = horizon_steps if horizon_steps is not None else h.steps_per_day
     if int(steps) < 1:
         raise ValidationError(
