@@ -22,6 +22,8 @@ MODELS: tuple[str, ...] = (
     "gbm-quantile",
     "ensemble",
     "pv",
+    "pv-weather",
+    "wind-weather",
 )
 
 
@@ -55,6 +57,13 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
         return EnsembleForecaster(horizon, **kwargs)
     if key in ("gbm-quantile", "gbm_quantile"):
         return GBMForecaster(horizon, quantile_method="quantile", **kwargs)
+    if key in ("pv-weather", "wind-weather"):
+        from gridpilot.forecast.renewables import pv_weather_model, wind_weather_model
+
+        if key == "wind-weather":
+            return wind_weather_model(horizon, **kwargs)
+        site = _pv_site(kwargs, name)
+        return pv_weather_model(horizon, site, **kwargs)
     if key == "pv":
         if "latitude" not in kwargs or "longitude" not in kwargs:
             raise ValidationError(
@@ -68,6 +77,19 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
             Issue("forecast", "model", f"unknown model; choose one of {list(MODELS)}", value=name)
         ]
     )
+
+
+def _pv_site(kwargs: dict[str, Any], name: str) -> Any:
+    """A PVSite from (and popped out of) ``latitude``/``longitude``/``tilt_deg``/
+    ``azimuth_deg``/``ghi_scale`` in ``kwargs``."""
+    from gridpilot.forecast.pvphys import PVSite
+
+    if "latitude" not in kwargs or "longitude" not in kwargs:
+        raise ValidationError(
+            issues=[Issue("forecast", "model", f"{name!r} needs latitude= and longitude=", name)]
+        )
+    keys = ("latitude", "longitude", "tilt_deg", "azimuth_deg", "ghi_scale")
+    return PVSite(**{k: float(kwargs.pop(k)) for k in keys if k in kwargs})
 
 
 def auto_lookbacks(

@@ -116,6 +116,11 @@ def _read_csv(path: Path, opts: CsvOptions) -> Any:
     )
 
 
+def reliability_path(plot: Path) -> Path:
+    """Where the reliability diagram goes beside the forecast plot ``plot``."""
+    return plot.with_name(f"{plot.stem}-reliability{plot.suffix}")
+
+
 def _with_time_index(df: Any) -> Any:
     """A frame whose unnamed first column holds the time (as pandas writes an index) gets
     it named ``time``; others are returned as they are."""
@@ -136,7 +141,7 @@ def _model_kwargs(
     kw: dict[str, Any] = {}
     if lookback is not None:
         kw["lookback"] = lookback
-    if model == "pv":
+    if model in ("pv", "pv-weather"):
         kw["latitude"] = lat
         kw["longitude"] = lon
     return kw
@@ -171,7 +176,12 @@ def backtest_cmd(
         "--refit-every",
         help="Retrain on all rows observed before each block of N test steps (default: once).",
     ),
-    plot: Path | None = typer.Option(None, "--plot", help="Write forecast vs actual (.png/.html)."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Write forecast vs actual (.png/.html) and beside it NAME-reliability.png/.html "
+        "(observed share below each quantile vs its level, pinball loss per level).",
+    ),
     latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
     longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -224,7 +234,10 @@ def backtest_cmd(
             covariates=cov,
         )
         if plot is not None:
+            from gridpilot.forecast.plot import plot_reliability
+
             res.plot(plot)
+            plot_reliability(res, reliability_path(plot))
     except GridpilotError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -250,7 +263,7 @@ def backtest_cmd(
         console.print(f"MAE reduction vs seasonal-naive: {100 * res.mae_reduction:.1f} %")
     console.print(f"train: {res.train_s:.2f} s")
     if plot is not None:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {plot}, reliability diagram: {reliability_path(plot)}")
 
 
 @forecast_app.command("day-ahead")
