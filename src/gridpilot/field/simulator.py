@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gridpilot.errors import Issue, UnknownComponentError, ValidationError
 from gridpilot.field import devices
@@ -45,7 +46,8 @@ from gridpilot.field.grid_devices import (
     storage_soc_after,
 )
 from gridpilot.field.protection import FaultIndications, fault_indications, reported_pickups
-from gridpilot.model import Grid, default_profiles
+from gridpilot.field.weather import WeatherSeries, weather_forecast
+from gridpilot.model import GenKind, Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
 
 COMMANDS = (
@@ -212,6 +214,7 @@ class FieldSimulator:
         keep_history_days: int = 0,
         seed: int = 0,
         engine: str = "auto",
+        weather: WeatherSeries | None = None,
     ) -> None:
         if meter_interval_s <= 0:
             raise ValidationError(
@@ -236,6 +239,7 @@ class FieldSimulator:
         dflt = default_profiles(96 * 366)
         self._pv_shape = dflt.values[:, dflt.column("pv")]
         self._dflt_step_s = 900.0
+        self.weather = weather  # PV and wind follow it when given (gridpilot.field.weather)
         t0 = np.datetime64(start, "s") if start is not None else self._prof.index[0]
         self.start_ms = int(t0.astype("datetime64[ms]").astype(np.int64))
         self._start_offset_s = float((t0 - self._prof.index[0]) / np.timedelta64(1, "s"))
@@ -333,6 +337,23 @@ class FieldSimulator:
 
     # --- time -----------------------------------------------------------------------------------
     @property
+    def now(self) -> pd.Timestamp:
+        """Simulated time as a tz-naive UTC timestamp."""
+        return pd.Timestamp(self.now_ms, unit="ms")
+
+    def weather_forecast(
+        self, horizon_steps: int, history_steps: int = 0, seed: int = 0
+    ) -> pd.DataFrame | None:
+        """The weather service's forecast issued now (None without a weather series): the
+        next ``horizon_steps`` steps of the weather's grid with an error growing with lead,
+        after ``history_steps`` analysed rows (:func:`gridpilot.field.weather.weather_forecast`)."""
+        if self.weather is None:
+            return None
+        return weather_forecast(
+            self.weather, self.now, horizon_steps, history_steps=history_steps, seed=seed
+        )
+
+    @property
     def now_ms(self) -> int:
         """Simulated time, ms since the Unix epoch (UTC)."""
         return self.start_ms + round(self.t_s * 1000)
@@ -383,7 +404,11 @@ class FieldSimulator:
         base *= live_m
         nm = base.size
         # devices
-        pv_shape = float(self._shape_at(self._pv_shape, self._dflt_step_s))
+        pv_shape = (
+            float(self._shape_at(self._pv_shape, self._dflt_step_s))
+            if self.weather is None
+            else self.weather.pv_per_kwp(self.now)
+        )
         pv = devices.pv_kw(f, pv_shape, live_m[f.pv_meter] & f.pv_online)
         pv_m = np.bincount(f.pv_meter, weights=pv, minlength=nm)
         surplus = (pv_m - base)[f.bat_meter].astype(np.float32)
@@ -448,6 +473,10 @@ class FieldSimulator:
         live = self.bus_live
         gcol = self._cols["gen_p"]
         gshape = np.where(gcol >= 0, shapes[np.maximum(gcol, 0)], 1.0) if gcol.size else gcol
+        if self.weather is not None and gcol.size:
+            kind = g.generator["kind"]
+            gshape = np.where(kind == GenKind.WIND, self.weather.wind_per_unit(self.now), gshape)
+            gshape = np.where(kind == GenKind.PV, self.weather.pv_per_kwp(self.now), gshape)
         gen = generator_mw(g, g.generator["p_mw"] * gshape, gd.cond, gd.gen_tripped)
         ev = ev_charging_mw(g, hour, gd.cond.ev_factor)
         flex = flex_load_mw(g, dfac)
