@@ -164,3 +164,15 @@ def _put(df: pd.DataFrame, row: int, col: str, value: object) -> pd.DataFrame:
     df = df.copy()
     df.loc[row, col] = value
     return df
+
+
+def test_dataset_from_parts_as_the_loop_would_pass_them() -> None:
+    df = weather_frame().set_index("time")
+    hist = df[["load"]].dropna()
+    weather = df[["temp"]]
+    ds = ForecastInputDataset.from_parts(hist, weather)
+    res = day_ahead(ds, 24, model="gbm", n_estimators=50, max_rows=10_000)
+    assert res.index[0] == pd.Timestamp("2024-02-09 00:00")
+    hourly2 = weather.iloc[::2]
+    with pytest.raises(ValidationError, match="temp.*2:00:00 time step"):
+        ForecastInputDataset.from_parts(hist, hourly2)

@@ -95,6 +95,23 @@ class ForecastInputDataset:
         return self.covariates.loc[self.covariates.index <= fut[-1]]
 
     @classmethod
+    def from_parts(
+        cls,
+        history: pd.DataFrame | pd.Series | History,
+        covariates: pd.DataFrame | None,
+        *,
+        repair: Repair = "error",
+        max_gap_steps: int = 3,
+    ) -> ForecastInputDataset:
+        """A dataset from a target history and a separate covariate frame (e.g. the loop's
+        load history and a weather service's forecast, on the same time step; the covariate
+        rows after the history are the forecast). Checked like :meth:`from_frame`."""
+        h = prepare_history(history, repair=repair, max_gap_steps=max_gap_steps)
+        if covariates is None:
+            return cls(h, None)
+        return cls(h, covariate_frame(covariates, h, repair, max_gap_steps))
+
+    @classmethod
     def from_frame(
         cls,
         frame: pd.DataFrame,
