@@ -174,5 +174,5 @@ def test_dataset_from_parts_as_the_loop_would_pass_them() -> None:
     res = day_ahead(ds, 24, model="gbm", n_estimators=50, max_rows=10_000)
     assert res.index[0] == pd.Timestamp("2024-02-09 00:00")
     hourly2 = weather.iloc[::2]
-    with pytest.raises(ValidationError, match="temp.*2:00:00 time step"):
+    with pytest.raises(ValidationError, match=r"temp.*2:00:00 time step"):
         ForecastInputDataset.from_parts(hist, hourly2)
