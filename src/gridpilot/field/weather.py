@@ -108,7 +108,7 @@ def make_weather(
 
     cfg = cfg or WeatherConfig()
     if days < 1:
-        raise ValidationError(issues=[Issue("weather", "days", "must be at least 1", days)])
+        raise ValidationError(issues=[Issue("weather", "days", "must be at least 1", value=days)])
     idx = pd.date_range(
         pd.Timestamp(start),
         periods=int(days * 86400 / pd.Timedelta(step).total_seconds()),

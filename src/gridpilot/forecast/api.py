@@ -86,7 +86,9 @@ def _pv_site(kwargs: dict[str, Any], name: str) -> Any:
 
     if "latitude" not in kwargs or "longitude" not in kwargs:
         raise ValidationError(
-            issues=[Issue("forecast", "model", f"{name!r} needs latitude= and longitude=", name)]
+            issues=[
+                Issue("forecast", "model", f"{name!r} needs latitude= and longitude=", value=name)
+            ]
         )
     keys = ("latitude", "longitude", "tilt_deg", "azimuth_deg", "ghi_scale")
     return PVSite(**{k: float(kwargs.pop(k)) for k in keys if k in kwargs})

@@ -166,7 +166,12 @@ def _check_columns(df: pd.DataFrame, names: Sequence[str], role: str, what: str)
     if missing or not names:
         raise ValidationError(
             issues=[
-                Issue(what, role, f"has no column {c!r}; columns: {list(map(str, df.columns))}", c)
+                Issue(
+                    what,
+                    role,
+                    f"has no column {c!r}; columns: {list(map(str, df.columns))}",
+                    value=c,
+                )
                 for c in (missing or ["(none)"])
             ]
         )

@@ -151,7 +151,9 @@ class NetLoadForecaster(Forecaster):
                 issues=[Issue("net-load", "components", "needs at least one (pv, wind)")]
             )
         if sign not in (-1.0, 1.0):
-            raise ValidationError(issues=[Issue("net-load", "sign", "must be -1 or +1", sign)])
+            raise ValidationError(
+                issues=[Issue("net-load", "sign", "must be -1 or +1", value=sign)]
+            )
         self.sign = float(sign)
         self.floor = floor
         self.window_days = window_days
