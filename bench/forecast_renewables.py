@@ -64,16 +64,20 @@ def make_series(seed: int = SEED) -> pd.DataFrame:
     poa = pvlib.irradiance.get_total_irradiance(
         25,
         180,
-        sp["apparent_zenith"],
-        sp["azimuth"],
-        w["dni"],
-        w["ghi"],
-        w["dhi"],
-        dni_extra=pvlib.irradiance.get_extra_radiation(idx),
+        sp["apparent_zenith"].to_numpy(),
+        sp["azimuth"].to_numpy(),
+        w["dni"].to_numpy(),
+        w["ghi"].to_numpy(),
+        w["dhi"].to_numpy(),
+        dni_extra=np.asarray(pvlib.irradiance.get_extra_radiation(idx)),
+        airmass=np.asarray(pvlib.atmosphere.get_relative_airmass(sp["apparent_zenith"].to_numpy())),
         model="perez",
-    )["poa_global"].fillna(0.0)
+    )["poa_global"]
+    poa = np.nan_to_num(np.asarray(poa, dtype=float))
     par = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_polymer"]
-    tc = pvlib.temperature.sapm_cell(poa, w["temp_air"], w["wind_speed"], **par)
+    tc = pvlib.temperature.sapm_cell(
+        poa, w["temp_air"].to_numpy(), w["wind_speed"].to_numpy(), **par
+    )
     dc = pvlib.pvsystem.pvwatts_dc(poa * 0.97, tc, 10.0, -0.0037)
     pv = np.minimum(np.asarray(dc, float) * 0.96, 8.5) * rng.normal(1.0, 0.02, len(idx))
     v90 = w["wind_speed"].to_numpy() * np.log(90 / 0.1) / np.log(10 / 0.1)
@@ -120,7 +124,11 @@ def run(err: Console) -> dict[str, Any]:
     df = make_series()
     out: dict[str, Any] = {"data": "pvlib TMY3 723170 (Greensboro NC) + noise model", "rows": []}
     for target, cols, make in (
-        ("pv_mw", ["ghi", "temp_air"], lambda: pv_weather_model(24, PVSite(LAT, LON, 25.0))),
+        (
+            "pv_mw",
+            ["ghi", "temp_air"],
+            lambda: pv_weather_model(24, PVSite(LAT, LON, 25.0, time_offset_min=-30)),
+        ),
         ("wind_mw", ["wind_speed"], lambda: wind_weather_model(24, hub_m=90.0)),
     ):
         kw = {"val_start": "2021-09-01", "test_start": "2021-10-01", "stride": 1}

@@ -91,16 +91,21 @@ def estimate_capacities(
     ``shapes`` (T, K): the difference removes the daily profile and the slow level of the
     demand and keeps what the weather changes from one day to the next (a day fixed effect
     would remove that too: wind and cloud cover persist over a day). ``sign`` −1: the load
-    falls as the shape rises (generation netted off a load); +1: a generation series. A
-    component whose capacity comes out negative gets 0 and the others are fitted again.
+    falls as the shape rises (generation netted off a load); +1: a generation series, fitted
+    on the levels through the origin instead (the diurnal cycle is the signal there, and
+    differences would let the covariates' forecast noise shrink ``k`` more). A component
+    whose capacity comes out negative gets 0 and the others are fitted again.
     """
     s = int(steps_per_day)
     x = np.asarray(shapes, float).reshape(len(load), -1)
     y = np.asarray(load, float)
     if len(y) <= s + 1:
         return np.zeros(x.shape[1])
-    dy = sign * (y[s:] - y[:-s])
-    dx = x[s:] - x[:-s]
+    if sign > 0:  # a generation series: y ≈ Σ k·s through the origin, on the levels
+        dy, dx = y, x
+    else:
+        dy = sign * (y[s:] - y[:-s])
+        dx = x[s:] - x[:-s]
     k = np.zeros(x.shape[1])
     active = np.array([float(dx[:, j] @ dx[:, j]) > 1e-12 for j in range(x.shape[1])])
     while active.any():

@@ -22,7 +22,9 @@ class PVSite:
     """Where and how the PV is mounted: degrees; ``azimuth_deg`` 180 = facing south.
 
     ``ghi_scale`` converts the irradiance column to W/m² (1 for W/m²; 1/3600 for an hourly
-    accumulation in J/m², as in OpenSTEF's ``radiation``).
+    accumulation in J/m², as in OpenSTEF's ``radiation``). ``time_offset_min`` moves the
+    sun's position from the timestamp to the middle of the period a value stands for (−30
+    for hourly values labelled at the period's end, as in TMY files).
     """
 
     latitude: float
@@ -32,6 +34,7 @@ class PVSite:
     ghi_scale: float = 1.0
     inverter_eff: float = 0.96
     gamma_per_k: float = -0.004
+    time_offset_min: float = 0.0
 
 
 def pv_per_kwp(
@@ -46,10 +49,11 @@ def pv_per_kwp(
     g = np.nan_to_num(np.asarray(ghi, dtype=float) * site.ghi_scale, nan=0.0)
     g = np.clip(g, 0.0, 1400.0)
     ta = np.full(len(g), 15.0) if temp_c is None else np.nan_to_num(np.asarray(temp_c, float))
-    sp = pvlib.solarposition.get_solarposition(times, site.latitude, site.longitude)
+    sun_t = times + pd.Timedelta(minutes=site.time_offset_min)
+    sp = pvlib.solarposition.get_solarposition(sun_t, site.latitude, site.longitude)
     zen = sp["apparent_zenith"].to_numpy(dtype=float)
     azi = sp["azimuth"].to_numpy(dtype=float)
-    doy = times.dayofyear.to_numpy()
+    doy = sun_t.dayofyear.to_numpy()
     erbs = pvlib.irradiance.erbs(g, zen, doy)
     dni = np.nan_to_num(np.asarray(erbs["dni"], dtype=float))
     dhi = np.nan_to_num(np.asarray(erbs["dhi"], dtype=float))
