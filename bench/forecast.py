@@ -316,6 +316,11 @@ def main() -> int:
     ap.add_argument(
         "--plot", type=Path, default=None, help="PNG/HTML of the day-ahead forecasts (HUFL)"
     )
+    ap.add_argument(
+        "--rows",
+        default=None,
+        help="openstef307: comma-separated positions of the methods to run (default: all)",
+    )
     args = ap.parse_args()
     err = Console(stderr=True)
     if args.only == "openstef307":
@@ -424,7 +429,8 @@ def _openstef307(args: argparse.Namespace, err: Console) -> int:
         return 2
     t0 = time.perf_counter()
     with threadpool_limits(1):
-        out = run(672 if args.refit_every == 720 else args.refit_every, err, args.plot)
+        only = [int(x) for x in args.rows.split(",")] if args.rows else None
+        out = run(672 if args.refit_every == 720 else args.refit_every, err, args.plot, only)
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     out["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     if args.json:

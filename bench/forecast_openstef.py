@@ -15,6 +15,7 @@ with xgboost, mean of 3 runs), not run here.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -135,14 +136,24 @@ def _oracle(res: Any, sel: np.ndarray) -> float:
     return round(float(np.mean(np.abs(e - e.mean(axis=-1, keepdims=True)))), 4)
 
 
-def run(refit_every: int, err: Console, plot: Path | None = None) -> dict[str, Any]:
-    """Every method's row (issued at 00:00 and hourly), the reference rows, targets."""
+def run(
+    refit_every: int,
+    err: Console,
+    plot: Path | None = None,
+    only: list[int] | None = None,
+) -> dict[str, Any]:
+    """Every method's row (issued at 00:00 and hourly; ``only``: the rows of those
+    positions in :func:`methods`), the reference rows, targets. Each row is also logged as
+    one JSON line on ``err`` when it is done."""
     df = load_307()
     load = df[["load"]]
     cov = df[WEATHER]
     rows: list[dict[str, Any]] = []
     spd = 96
-    for name, model, weather, refit in methods(spd, refit_every or None):
+    todo = methods(spd, refit_every or None)
+    if only is not None:
+        todo = [todo[i] for i in only]
+    for name, model, weather, refit in todo:
         err.log(f"openstef307: {name} weather={weather} refit={refit} …")
         t0 = time.perf_counter()
         res = backtest(
@@ -182,6 +193,7 @@ def run(refit_every: int, err: Console, plot: Path | None = None) -> dict[str, A
             )
         rows.append(row)
         err.log(f"openstef307: {name} weather={weather}: MAE {row['mae']} ({wall:.0f} s)")
+        err.print("ROW " + json.dumps(row), soft_wrap=True)
         if plot is not None and name == "ensemble + wind physics":
             from gridpilot.forecast.plot import plot_reliability
 
