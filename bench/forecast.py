@@ -23,6 +23,7 @@ column.
 
     .venv/bin/python bench/forecast.py --json            # full
     .venv/bin/python bench/forecast.py --json --quick    # horizon 96 only, lookback 512
+    .venv/bin/python bench/forecast.py --json --only openstef307   # weather, OpenSTEF set 307
 """
 
 from __future__ import annotations
@@ -306,10 +307,32 @@ def main() -> int:
     )
     ap.add_argument("--day-ahead-only", action="store_true", help="skip the long horizons")
     ap.add_argument(
+        "--only",
+        choices=("ett", "openstef307", "renewables"),
+        default="ett",
+        help="ett: ETTh1 (or --data) protocol and day-ahead rows; openstef307: day-ahead "
+        "with weather on OpenSTEF's reference set 307 (bench/forecast_openstef.py)",
+    )
+    ap.add_argument(
         "--plot", type=Path, default=None, help="PNG/HTML of the day-ahead forecasts (HUFL)"
+    )
+    ap.add_argument(
+        "--rows",
+        default=None,
+        help="openstef307: comma-separated positions of the methods to run (default: all)",
     )
     args = ap.parse_args()
     err = Console(stderr=True)
+    if args.only == "openstef307":
+        return _openstef307(args, err)
+    if args.only == "renewables":
+        from threadpoolctl import threadpool_limits
+
+        from forecast_renewables import run as run_renewables
+
+        with threadpool_limits(1):
+            print(json.dumps(run_renewables(err), indent=2))
+        return 0
     if not args.data.exists():
         err.print(f"data not found at {args.data}")
         return 2
@@ -392,6 +415,42 @@ def main() -> int:
             f"P10–P90 coverage {100 * d['coverage_80']:.1f} %"
         )
     con.print(result["targets"])
+    return 0
+
+
+def _openstef307(args: argparse.Namespace, err: Console) -> int:
+    """The ``--only openstef307`` bench: JSON rows or a table."""
+    from threadpoolctl import threadpool_limits
+
+    from forecast_openstef import DATA, run
+
+    if not DATA.exists():
+        err.print(f"data not found at {DATA}")
+        return 2
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        only = [int(x) for x in args.rows.split(",")] if args.rows else None
+        out = run(672 if args.refit_every == 720 else args.refit_every, err, args.plot, only)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    out["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    t = Table(title="OpenSTEF 307, day-ahead issued 00:00 UTC (MAE MW)")
+    for c in ("method", "covariates", "mae", "rmse", "gain %", "P10–P90", "train s"):
+        t.add_column(c)
+    for r in out["rows"]:
+        t.add_row(
+            r["method"],
+            "weather" if r["covariates"] else "-",
+            f"{r['mae']:.3f}",
+            str(r.get("rmse", "-")),
+            str(r.get("gain_vs_naive_pct", "-")),
+            f"{100 * r['coverage_p10_p90']:.0f} %",
+            str(r.get("train_s", "-")),
+        )
+    Console().print(t)
+    Console().print(out["targets"])
     return 0
 
 

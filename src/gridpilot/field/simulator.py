@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
 import numpy as np
+import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.field import devices
@@ -48,7 +49,8 @@ from gridpilot.field.records import (
     StepStats,
 )
 from gridpilot.field.sim_events import SimEvents
-from gridpilot.model import Grid, default_profiles
+from gridpilot.field.weather import WeatherSeries, weather_forecast
+from gridpilot.model import GenKind, Grid, default_profiles
 from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
 
 
@@ -63,7 +65,9 @@ class SimulatorOptions:
     ``substation_meters``: report every grid load's P and Q each step; ``meter_p_noise``
     (relative) and ``meter_v_noise_pu``: meter noise; ``keep_history_days``: days of reported
     meter values kept for replay attacks (0 disables them); ``seed`` for everything random;
-    ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``).
+    ``engine`` the twin's power-flow engine (``auto``, ``pgm`` or ``radial``); ``weather``: a
+    :class:`~gridpilot.field.weather.WeatherSeries` that PV and wind follow (default: the
+    default daily shapes).
     """
 
     start: str | None = None
@@ -76,6 +80,7 @@ class SimulatorOptions:
     keep_history_days: int = 0
     seed: int = 0
     engine: str = "auto"
+    weather: WeatherSeries | None = None
 
     def __post_init__(self) -> None:
         if self.meter_interval_s <= 0:
@@ -104,6 +109,7 @@ class SimulatorOptionsArgs(TypedDict, total=False):
     keep_history_days: int
     seed: int
     engine: str
+    weather: WeatherSeries | None
 
 
 log = logging.getLogger(__name__)
@@ -133,6 +139,7 @@ class FieldSimulator(SimEvents):
         self.twin = Twin(grid, engine=engine)
         self.fleet = fleet if isinstance(fleet, DeviceFleet) else build_fleet(grid, fleet)
         self.rng = np.random.default_rng(seed)
+        self.weather = opts.weather  # PV and wind follow it when given (gridpilot.field.weather)
         self._init_time(opts.start)
         self.switch_closed = grid.switch["closed"].copy()
         self.bus_live = energised(grid, self.switch_closed)
@@ -166,6 +173,23 @@ class FieldSimulator(SimEvents):
         self._start_offset_s = float((t0 - self._prof.index[0]) / np.timedelta64(1, "s"))
         self.t_s = 0.0
         self.paused = False
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """Simulated time as a tz-naive UTC timestamp."""
+        return pd.Timestamp(self.now_ms, unit="ms")
+
+    def weather_forecast(
+        self, horizon_steps: int, history_steps: int = 0, seed: int = 0
+    ) -> pd.DataFrame | None:
+        """The weather service's forecast issued now (None without a weather series): the
+        next ``horizon_steps`` steps of the weather's grid with an error growing with lead,
+        after ``history_steps`` analysed rows (:func:`gridpilot.field.weather.weather_forecast`)."""
+        if self.weather is None:
+            return None
+        return weather_forecast(
+            self.weather, self.now, horizon_steps, history_steps=history_steps, seed=seed
+        )
 
     def _init_meters(
         self, meter_interval_s: int, meter_p_noise: float, meter_v_noise_pu: float
@@ -354,7 +378,11 @@ class FieldSimulator(SimEvents):
         stepped, less PV."""
         f, rng = self.fleet, self.rng
         nm = base.size
-        pv_shape = float(self._shape_at(self._pv_shape, self._dflt_step_s))
+        pv_shape = (
+            float(self._shape_at(self._pv_shape, self._dflt_step_s))
+            if self.weather is None
+            else self.weather.pv_per_kwp(self.now)
+        )
         pv = devices.pv_kw(f, pv_shape, live_m[f.pv_meter] & f.pv_online)
         pv_m = np.bincount(f.pv_meter, weights=pv, minlength=nm)
         surplus = (pv_m - base)[f.bat_meter].astype(np.float32)
@@ -416,6 +444,10 @@ class FieldSimulator(SimEvents):
         live = self.bus_live
         gcol = self._cols["gen_p"]
         gshape = np.where(gcol >= 0, shapes[np.maximum(gcol, 0)], 1.0) if gcol.size else gcol
+        if self.weather is not None and gcol.size:
+            kind = g.generator["kind"]
+            gshape = np.where(kind == GenKind.WIND, self.weather.wind_per_unit(self.now), gshape)
+            gshape = np.where(kind == GenKind.PV, self.weather.pv_per_kwp(self.now), gshape)
         gen = generator_mw(g, g.generator["p_mw"] * gshape, gd.cond, gd.gen_tripped)
         ev = ev_charging_mw(g, hour, gd.cond.ev_factor)
         flex = flex_load_mw(g, dfac)

@@ -10,6 +10,7 @@ import pandas as pd
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.forecast.base import DEFAULT_QUANTILES, Forecaster
 from gridpilot.forecast.data import History, Repair, prepare_history
+from gridpilot.forecast.inputs import ForecastInputDataset
 from gridpilot.forecast.result import ForecastResult
 
 MODELS: tuple[str, ...] = (
@@ -21,6 +22,8 @@ MODELS: tuple[str, ...] = (
     "gbm-quantile",
     "ensemble",
     "pv",
+    "pv-weather",
+    "wind-weather",
 )
 
 
@@ -54,6 +57,13 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
         return EnsembleForecaster(horizon, **kwargs)
     if key in ("gbm-quantile", "gbm_quantile"):
         return GBMForecaster(horizon, quantile_method="quantile", **kwargs)
+    if key in ("pv-weather", "wind-weather"):
+        from gridpilot.forecast.renewables import pv_weather_model, wind_weather_model
+
+        if key == "wind-weather":
+            return wind_weather_model(horizon, **kwargs)
+        site = _pv_site(kwargs, name)
+        return pv_weather_model(horizon, site, **kwargs)
     if key == "pv":
         if "latitude" not in kwargs or "longitude" not in kwargs:
             raise ValidationError(
@@ -67,6 +77,21 @@ def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:
             Issue("forecast", "model", f"unknown model; choose one of {list(MODELS)}", value=name)
         ]
     )
+
+
+def _pv_site(kwargs: dict[str, Any], name: str) -> Any:
+    """A PVSite from (and popped out of) ``latitude``/``longitude``/``tilt_deg``/
+    ``azimuth_deg``/``ghi_scale`` in ``kwargs``."""
+    from gridpilot.forecast.pvphys import PVSite
+
+    if "latitude" not in kwargs or "longitude" not in kwargs:
+        raise ValidationError(
+            issues=[
+                Issue("forecast", "model", f"{name!r} needs latitude= and longitude=", value=name)
+            ]
+        )
+    keys = ("latitude", "longitude", "tilt_deg", "azimuth_deg", "ghi_scale")
+    return PVSite(**{k: float(kwargs.pop(k)) for k in keys if k in kwargs})
 
 
 def auto_lookbacks(
@@ -100,7 +125,7 @@ def auto_lookbacks(
 
 
 def day_ahead(
-    history: pd.DataFrame | pd.Series | History,
+    history: pd.DataFrame | pd.Series | History | ForecastInputDataset,
     horizon_steps: int | None = None,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     *,
@@ -115,11 +140,23 @@ def day_ahead(
     per series, in any units (MW, kW …); it must be regular and complete unless
     ``repair="interpolate"`` (short gaps interpolated). ``model`` is one of :data:`MODELS`
     (default ``linear``: lookback chosen among 1–3 weeks on a held-out tail); ``covariates``
-    (for ``gbm``/``pv``) must cover the history and the horizon. Returns a
+    (for ``gbm``/``gbm-l1``/``ensemble``/``pv``) must cover the history and the horizon;
+    a :class:`~gridpilot.forecast.inputs.ForecastInputDataset` carries its own covariates
+    (its rows after the target are their forecast; a missing one raises naming the column
+    and the first missing time). Returns a
     :class:`ForecastResult` whose ``point`` and ``quantiles`` (H, C) are in the history's units
     and whose ``index`` holds the forecast timestamps.
     """
-    h = prepare_history(history, repair=repair)
+    if isinstance(history, ForecastInputDataset):
+        if covariates is not None:
+            raise ValidationError(
+                issues=[Issue("forecast", "covariates", "are in the ForecastInputDataset already")]
+            )
+        h = history.history
+        steps0 = horizon_steps if horizon_steps is not None else h.steps_per_day
+        covariates = history.future_covariates(max(1, int(steps0)))
+    else:
+        h = prepare_history(history, repair=repair)
     steps = horizon_steps if horizon_steps is not None else h.steps_per_day
     if int(steps) < 1:
         raise ValidationError(

@@ -232,7 +232,9 @@ def backtest(
     cov_df = None
     if covariates is not None:
         assert cov_full is not None
-        cov_df = pd.DataFrame(cov_full, index=h.index)
+        from gridpilot.forecast.base import _cov_names
+
+        cov_df = pd.DataFrame(cov_full, index=h.index, columns=_cov_names(covariates))
 
     spd = h.steps_per_day
     window = calibration_window or 30 * spd

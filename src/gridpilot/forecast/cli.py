@@ -23,6 +23,18 @@ RepairOpt = typer.Option(
     "--max-gap-steps missing steps linearly.",
 )
 MaxGapOpt = typer.Option(3, "--max-gap-steps", help="Longest run --repair interpolate fills.")
+TargetOpt = typer.Option(
+    None,
+    "--target",
+    help="Target column(s), comma-separated; rows after its last value are the forecast "
+    "period (covariates only). Default: every column except --covariates.",
+)
+CovOpt = typer.Option(
+    None,
+    "--covariates",
+    help="Covariate columns (e.g. temp,radiation) or 'all' (every column but the target): "
+    "weather forecasts; rows beyond the last target value are their forecast for the horizon.",
+)
 TimeUnitOpt = typer.Option(
     "auto",
     "--time-unit",
@@ -38,13 +50,24 @@ class CsvOptions:
     repair: str = "error"
     max_gap_steps: int = 3
     time_unit: str = "auto"
+    target: str | None = None
+    covariates: str | None = None
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def _read_csv(path: Path, opts: CsvOptions) -> Any:
+    """The CSV as a :class:`History` (no target/covariates given) or, with ``--target`` or
+    ``--covariates``, as a :class:`ForecastInputDataset`."""
     import pandas as pd
 
     from gridpilot.errors import Issue, ValidationError
     from gridpilot.forecast.data import prepare_history
+    from gridpilot.forecast.inputs import ForecastInputDataset
 
     if not path.exists():
         raise ValidationError(issues=[Issue("data", "path", "file not found", value=str(path))])
@@ -54,10 +77,34 @@ def _read_csv(path: Path, opts: CsvOptions) -> Any:
         raise ValidationError(
             issues=[Issue("data", "path", f"cannot read as CSV: {exc}", value=str(path))]
         ) from None
-    cols = [c.strip() for c in opts.columns.split(",")] if opts.columns else None
+    df = _with_time_index(df)
+    cols = _split(opts.columns)
     if opts.max_gap_steps < 1:
         raise ValidationError(
             issues=[Issue("data", "max_gap_steps", "must be at least 1", value=opts.max_gap_steps)]
+        )
+    if opts.target is not None or opts.covariates is not None:
+        cov: Any = _split(opts.covariates)
+        if opts.covariates is not None and opts.covariates.strip().lower() == "all":
+            cov = "all"
+        target = _split(opts.target) or cols
+        if target is None:
+            from gridpilot.forecast.data import TIME_COLUMNS
+
+            target = [
+                str(c)
+                for c in df.columns
+                if str(c).lower() not in TIME_COLUMNS
+                and str(c) not in (cov if isinstance(cov, list) else [])
+            ]
+        return ForecastInputDataset.from_frame(
+            df,
+            target,
+            cov,
+            repair=opts.repair,  # type: ignore[arg-type]  # checked by prepare_history
+            max_gap_steps=opts.max_gap_steps,
+            time_unit=opts.time_unit,  # type: ignore[arg-type]  # checked by parse_times
+            what=str(path),
         )
     return prepare_history(
         df,
@@ -69,13 +116,32 @@ def _read_csv(path: Path, opts: CsvOptions) -> Any:
     )
 
 
+def reliability_path(plot: Path) -> Path:
+    """Where the reliability diagram goes beside the forecast plot ``plot``."""
+    return plot.with_name(f"{plot.stem}-reliability{plot.suffix}")
+
+
+def _with_time_index(df: Any) -> Any:
+    """A frame whose unnamed first column holds the time (as pandas writes an index) gets
+    it named ``time``; others are returned as they are."""
+    from gridpilot.forecast.data import TIME_COLUMNS
+
+    names = [str(c).lower() for c in df.columns]
+    if any(n in TIME_COLUMNS for n in names) or not len(df.columns):
+        return df
+    first = str(df.columns[0])
+    if first == "" or first.startswith("Unnamed"):
+        return df.rename(columns={df.columns[0]: "time"})
+    return df
+
+
 def _model_kwargs(
     model: str, lookback: int | None, lat: float | None, lon: float | None
 ) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if lookback is not None:
         kw["lookback"] = lookback
-    if model == "pv":
+    if model in ("pv", "pv-weather"):
         kw["latitude"] = lat
         kw["longitude"] = lon
     return kw
@@ -110,23 +176,38 @@ def backtest_cmd(
         "--refit-every",
         help="Retrain on all rows observed before each block of N test steps (default: once).",
     ),
-    plot: Path | None = typer.Option(None, "--plot", help="Write forecast vs actual (.png/.html)."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Write forecast vs actual (.png/.html) and beside it NAME-reliability.png/.html "
+        "(observed share below each quantile vs its level, pinball loss per level).",
+    ),
     latitude: float | None = typer.Option(None, "--lat", help="PV site latitude (model pv)."),
     longitude: float | None = typer.Option(None, "--lon", help="PV site longitude (model pv)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     repair: str = RepairOpt,
     max_gap_steps: int = MaxGapOpt,
     time_unit: str = TimeUnitOpt,
+    target: str | None = TargetOpt,
+    covariates: str | None = CovOpt,
 ) -> None:
     """Rolling-origin backtest; prints the model's metrics beside the seasonal-naive baseline."""
     from gridpilot.errors import GridpilotError
     from gridpilot.forecast.api import make_model
     from gridpilot.forecast.backtest import backtest
     from gridpilot.forecast.data import History
+    from gridpilot.forecast.inputs import ForecastInputDataset
     from gridpilot.forecast.protocol import ett_split
 
     try:
-        h = _read_csv(data, CsvOptions(columns, repair, max_gap_steps, time_unit))
+        read = _read_csv(
+            data, CsvOptions(columns, repair, max_gap_steps, time_unit, target, covariates)
+        )
+        cov = None
+        if isinstance(read, ForecastInputDataset):
+            h, cov = read.history, read.history_covariates()
+        else:
+            h = read
         val_start = test_start = None
         if protocol == "ett":
             sp = ett_split(h.freq, len(h), str(data))
@@ -150,9 +231,13 @@ def backtest_cmd(
             test_fraction=test_fraction,
             stride=stride,
             refit_every=refit_every,
+            covariates=cov,
         )
         if plot is not None:
+            from gridpilot.forecast.plot import plot_reliability
+
             res.plot(plot)
+            plot_reliability(res, reliability_path(plot))
     except GridpilotError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -178,7 +263,7 @@ def backtest_cmd(
         console.print(f"MAE reduction vs seasonal-naive: {100 * res.mae_reduction:.1f} %")
     console.print(f"train: {res.train_s:.2f} s")
     if plot is not None:
-        console.print(f"plot: {plot}")
+        console.print(f"plot: {plot}, reliability diagram: {reliability_path(plot)}")
 
 
 @forecast_app.command("day-ahead")
@@ -199,6 +284,8 @@ def day_ahead_cmd(
     repair: str = RepairOpt,
     max_gap_steps: int = MaxGapOpt,
     time_unit: str = TimeUnitOpt,
+    target: str | None = TargetOpt,
+    covariates: str | None = CovOpt,
 ) -> None:
     """Fit on the whole history and forecast the next day with P10/P50/P90."""
     from gridpilot.errors import GridpilotError
@@ -206,10 +293,15 @@ def day_ahead_cmd(
     from gridpilot.forecast.plot import plot_forecast
 
     try:
-        h = _read_csv(data, CsvOptions(columns, repair, max_gap_steps, time_unit))
-        res = day_ahead(h, horizon, model=model, **_model_kwargs(model, None, latitude, longitude))
+        read = _read_csv(
+            data, CsvOptions(columns, repair, max_gap_steps, time_unit, target, covariates)
+        )
+        res = day_ahead(
+            read, horizon, model=model, **_model_kwargs(model, None, latitude, longitude)
+        )
         if plot is not None:
-            plot_forecast(res, plot, history=h.df())
+            hist = getattr(read, "history", read)
+            plot_forecast(res, plot, history=hist.df())
     except GridpilotError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

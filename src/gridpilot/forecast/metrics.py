@@ -57,6 +57,27 @@ def pinball(y: np.ndarray, quantiles: Mapping[float, np.ndarray]) -> float:
     return float(np.mean(losses))
 
 
+def pinball_by_quantile(y: np.ndarray, quantiles: Mapping[float, np.ndarray]) -> dict[float, float]:
+    """Pinball loss of each quantile level, data units."""
+    out = {}
+    for q, pred in quantiles.items():
+        d = y - pred
+        out[float(q)] = float(np.mean(np.maximum(q * d, (q - 1.0) * d)))
+    return out
+
+
+def reliability(y: np.ndarray, quantiles: Mapping[float, np.ndarray]) -> dict[float, float]:
+    """Observed share of actuals at or below each quantile forecast (fraction), by nominal
+    level: a calibrated forecast has share ≈ level (the reliability diagram)."""
+    return {float(q): float(np.mean(y <= pred)) for q, pred in sorted(quantiles.items())}
+
+
+def rmae(y: np.ndarray, p: np.ndarray) -> float:
+    """MAE relative to the range of the actuals (OpenSTEF's rMAE), fraction."""
+    rng = float(np.max(y) - np.min(y))
+    return float("nan") if rng <= 0 else mae(y, p) / rng
+
+
 def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     """Share of points with lo ≤ y ≤ hi (fraction)."""
     return float(np.mean((y >= lo) & (y <= hi)))
@@ -71,7 +92,9 @@ def all_metrics(
 ) -> dict[str, float]:
     """Every metric at once: mae, rmse, mse, mape, smape; with ``scale`` (one std per series)
     also ``mse_norm``/``mae_norm`` on standardised data; with quantiles ``pinball`` (and
-    ``pinball_norm``) and, when 0.1 and 0.9 are present, ``coverage_80`` (P10–P90)."""
+    ``pinball_norm``), per level ``pinball_q<level>`` (data units) and ``below_q<level>``
+    (share of actuals at or below that quantile: :func:`reliability`) and, when 0.1 and 0.9
+    are present, ``coverage_80`` (P10–P90)."""
     out = {
         "mae": mae(y, p),
         "rmse": rmse(y, p),
@@ -93,4 +116,8 @@ def all_metrics(
         qk = {round(q, 6): v for q, v in quantiles.items()}
         if 0.1 in qk and 0.9 in qk:
             out["coverage_80"] = coverage(y, qk[0.1], qk[0.9])
+        for q, v in pinball_by_quantile(y, quantiles).items():
+            out[f"pinball_q{q:g}"] = v
+        for q, v in reliability(y, quantiles).items():
+            out[f"below_q{q:g}"] = v
     return out

@@ -122,3 +122,63 @@ def plot_forecast(
         past = history[name].iloc[-3 * max(result.horizon, 24) :]
         df = pd.concat([pd.DataFrame({"actual": past}), df])
     return _write(df, f"{result.model}: {name} forecast", Path(path))
+
+
+def plot_reliability(res: BacktestResult, path: str | Path) -> Path:
+    """Reliability diagram of a backtest's quantiles (PNG or HTML): observed share of
+    actuals at or below each quantile forecast against its nominal level, with the
+    pinball loss of each level in the labels. Returns the path written."""
+    from gridpilot.forecast.metrics import pinball_by_quantile, reliability
+
+    path = Path(path)
+    if not res.quantiles:
+        raise ValidationError(issues=[Issue("plot", "quantiles", "the backtest has none")])
+    rel = reliability(res.actual, res.quantiles)
+    pin = pinball_by_quantile(res.actual, res.quantiles)
+    levels = np.array(sorted(rel))
+    obs = np.array([rel[q] for q in levels])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title = f"{res.model}: reliability of the quantiles ({len(res.origins)} origins)"
+    if path.suffix.lower() == ".png":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="ideal")
+        ax.plot(levels, obs, marker="o", label=res.model)
+        for q, o in zip(levels, obs, strict=True):
+            ax.annotate(
+                f"pinball {pin[q]:.3g}",
+                (q, o),
+                fontsize=7,
+                xytext=(4, -10),
+                textcoords="offset points",
+            )
+        ax.set_xlabel("nominal quantile level")
+        ax.set_ylabel("observed share at or below")
+        ax.set_title(title, fontsize=9)
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+    if path.suffix.lower() == ".html":
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal")
+        fig.add_scatter(
+            x=levels,
+            y=obs,
+            mode="lines+markers",
+            name=res.model,
+            text=[f"pinball {pin[q]:.3g}" for q in levels],
+        )
+        fig.update_layout(title=title, xaxis_title="nominal level", yaxis_title="observed")
+        fig.write_html(path, include_plotlyjs=True)
+        return path
+    raise ValidationError(
+        issues=[Issue("plot", "path", "must end in .png or .html", value=str(path))]
+    )
