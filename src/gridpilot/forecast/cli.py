@@ -60,6 +60,20 @@ def _split(text: str | None) -> list[str] | None:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+BUILTIN = "builtin:"
+BUILTIN_DAYS = 120  # a built-in grid's series: the first 120 days of its profiles
+
+
+def builtin_frame(spec: str, days: int = BUILTIN_DAYS) -> Any:
+    """A balanced built-in grid's own load (and PV, wind) series in MW from its profiles
+    (:func:`gridpilot.model.grid_series`); ``spec`` is the grid name. Raises a named error
+    for an unknown or three-phase grid."""
+    from gridpilot.model import grid_series, load_balanced_grid
+
+    grid = load_balanced_grid(spec.strip(), "--data builtin:<grid>")
+    return grid_series(grid, days * 96)
+
+
 def _read_csv(path: Path, opts: CsvOptions) -> Any:
     """The CSV as a :class:`History` (no target/covariates given) or, with ``--target`` or
     ``--covariates``, as a :class:`ForecastInputDataset`."""
@@ -69,15 +83,18 @@ def _read_csv(path: Path, opts: CsvOptions) -> Any:
     from gridpilot.forecast.data import prepare_history
     from gridpilot.forecast.inputs import ForecastInputDataset
 
-    if not path.exists():
-        raise ValidationError(issues=[Issue("data", "path", "file not found", value=str(path))])
-    try:
-        df = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise ValidationError(
-            issues=[Issue("data", "path", f"cannot read as CSV: {exc}", value=str(path))]
-        ) from None
-    df = _with_time_index(df)
+    if str(path).startswith(BUILTIN):
+        df = _with_time_index(builtin_frame(str(path)[len(BUILTIN) :]).reset_index())
+    else:
+        if not path.exists():
+            raise ValidationError(issues=[Issue("data", "path", "file not found", value=str(path))])
+        try:
+            df = pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise ValidationError(
+                issues=[Issue("data", "path", f"cannot read as CSV: {exc}", value=str(path))]
+            ) from None
+        df = _with_time_index(df)
     cols = _split(opts.columns)
     if opts.max_gap_steps < 1:
         raise ValidationError(
@@ -149,7 +166,11 @@ def _model_kwargs(
 
 @forecast_app.command("backtest")
 def backtest_cmd(
-    data: Path = typer.Option(..., "--data", help="CSV: a time column, one column per series."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="CSV: a time column, one column per series; or builtin:<grid> (its own profiles).",
+    ),
     model: str = typer.Option(
         "linear",
         "--model",
@@ -269,7 +290,9 @@ def backtest_cmd(
 @forecast_app.command("day-ahead")
 def day_ahead_cmd(
     data: Path = typer.Option(
-        ..., "--data", help="CSV history: a time column, one column per series."
+        ...,
+        "--data",
+        help="CSV history: a time column, one column per series; or builtin:<grid>.",
     ),
     horizon: int | None = typer.Option(None, "--horizon", help="Steps (default one day)."),
     model: str = typer.Option(
@@ -312,7 +335,48 @@ def day_ahead_cmd(
         long["time"] = long["time"].astype(str)
         typer.echo(json.dumps(long.to_dict(orient="records")))
     else:
-        typer.echo(res.point_df().round(4).to_string())
+        _print_band(res)
+
+
+def _print_band(res: Any) -> None:
+    """One Rich table per series: time, P10, P50 (point) and P90."""
+    from gridpilot.tables import print_table, rows_table
+
+    q = sorted(res.quantiles)
+    lo, hi = (q[0], q[-1]) if q else (None, None)
+    for j, name in enumerate(res.columns):
+        rows = []
+        for i, t in enumerate(res.index):
+            row: dict[str, Any] = {"time": str(t)}
+            if lo is not None:
+                row[f"P{round(lo * 100)}"] = float(res.quantiles[lo][i, j])
+            row["point"] = float(res.point[i, j])
+            if hi is not None:
+                row[f"P{round(hi * 100)}"] = float(res.quantiles[hi][i, j])
+            rows.append(row)
+        print_table(rows_table(f"day-ahead forecast: {name}", list(rows[0]), rows))
+
+
+@forecast_app.command("export")
+def export_cmd(
+    grid: str = typer.Argument(..., help="a balanced built-in grid, e.g. case33bw"),
+    out: Path = typer.Option(..., "--out", help="CSV file to write"),
+    days: int = typer.Option(BUILTIN_DAYS, "--days", min=1, help="days of 15-min steps"),
+) -> None:
+    """Write a grid's own load (and PV, wind) series in MW to CSV: what ``--data
+    builtin:<grid>`` forecasts, for use with other tools."""
+    from gridpilot.errors import GridpilotError
+
+    try:
+        frame = builtin_frame(grid, days)
+        frame.to_csv(out)
+    except GridpilotError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: --out: cannot write {str(out)!r}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {len(frame):,} rows x {frame.shape[1]} series to {out}")
 
 
 def register(app: typer.Typer) -> None:

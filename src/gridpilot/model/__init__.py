@@ -18,6 +18,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "importers": ("from_matpower", "from_pandapower", "parse_matpower"),
     "io": ("grid_from_dict", "grid_to_dict", "read_grid", "write_grid"),
     "limits": ("OperatingLimits",),
+    "profile_links": ("grid_series", "profiles_for"),
     "profiles": ("Profiles", "default_profiles"),
     "schema": (
         "COMPONENTS",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from gridpilot.model.importers import from_matpower, from_pandapower, parse_matpower
     from gridpilot.model.io import grid_from_dict, grid_to_dict, read_grid, write_grid
     from gridpilot.model.limits import OperatingLimits
+    from gridpilot.model.profile_links import grid_series, profiles_for
     from gridpilot.model.profiles import Profiles, default_profiles
     from gridpilot.model.schema import (
         COMPONENTS,

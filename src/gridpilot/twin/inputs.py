@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gridpilot.model import GenKind, Grid, LoadKind, Profiles, default_profiles
+from gridpilot.model import Grid, Profiles
+from gridpilot.model.profile_links import profiles_for as profiles_for  # the import path stays
 
 INJECTION_KEYS = (
     "load_p_mw",
@@ -15,42 +16,6 @@ INJECTION_KEYS = (
     "ev_p_mw",
     "flex_p_mw",
 )
-
-
-def profiles_for(grid: Grid, steps: int) -> tuple[Profiles, dict[str, np.ndarray]]:
-    """The profiles to use for ``steps`` steps and each component's linked column.
-
-    A grid with its own profiles uses them (columns from ``p_profile``/``q_profile``); a grid
-    without gets :func:`~gridpilot.model.default_profiles`: residential shape for loads
-    (commercial for commercial and industrial ones), ``pv`` for PV and ``wind`` for wind
-    generators; other generators and storage stay constant.
-    """
-    if grid.profiles is not None:
-        if steps > grid.profiles.steps:
-            from gridpilot.errors import ValidationError
-
-            raise ValidationError(
-                f"steps: {grid.name} has {grid.profiles.steps} profile steps, asked for {steps}"
-            )
-        return grid.profiles, {
-            "load_p": grid.load["p_profile"],
-            "load_q": grid.load["q_profile"],
-            "gen_p": grid.generator["p_profile"],
-            "storage_p": grid.storage["p_profile"],
-        }
-    prof = default_profiles(max(steps, 1))
-    kind = grid.load["kind"]
-    lcol = np.where((kind == LoadKind.COMMERCIAL) | (kind == LoadKind.INDUSTRIAL), 1, 0).astype(
-        np.int32
-    )
-    gk = grid.generator["kind"]
-    gcol = np.select([gk == GenKind.PV, gk == GenKind.WIND], [2, 3], -1).astype(np.int32)
-    return prof, {
-        "load_p": lcol,
-        "load_q": lcol,
-        "gen_p": gcol,
-        "storage_p": np.full(len(grid.storage), -1, np.int32),
-    }
 
 
 def step_injections(
