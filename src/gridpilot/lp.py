@@ -104,7 +104,7 @@ class LP:
         self.n += size
         return idx
 
-    def rows_add(
+    def rows_add(  # noqa: PLR0913
         self,
         group: str,
         n_rows: int,

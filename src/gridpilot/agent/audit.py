@@ -83,7 +83,7 @@ class AuditLog:
     def _digest(prev: str, fields: tuple[Any, ...]) -> str:
         return hashlib.sha256((prev + "|" + "|".join(str(f) for f in fields)).encode()).hexdigest()
 
-    def record(
+    def record(  # noqa: PLR0913
         self,
         *,
         actor: str,

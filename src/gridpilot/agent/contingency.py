@@ -106,7 +106,7 @@ def _chunk(args: tuple[str, bool, list[int], int, str]) -> list[ContingencyResul
     return [_one(grid, ln, start, world) for ln in lines]
 
 
-def n1_sweep(
+def n1_sweep(  # noqa: PLR0913
     grid: str = "case33bw",
     lines: list[int] | None = None,
     *,

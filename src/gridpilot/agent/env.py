@@ -117,7 +117,7 @@ class GridEnv:
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         grid: Grid,
         *,

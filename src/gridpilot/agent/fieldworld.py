@@ -50,7 +50,7 @@ class FieldWorld:
     (:meth:`set_dr`) and on household devices through :meth:`apply`.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         grid: Grid,
         *,

@@ -98,7 +98,7 @@ class FlexDR:
     through the returned commands).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         grid: Grid,
         devices: Any,
@@ -216,7 +216,7 @@ class FlexDR:
         cmds = self.release(now, "superseded") if act is not None else []
         return cmds + self.dispatch(level, now, source=source, reason=reason, buses=buses)
 
-    def dispatch(
+    def dispatch(  # noqa: PLR0913
         self,
         level: float,
         now: np.datetime64,

@@ -91,7 +91,7 @@ class FlexPlanPolicy:
 
     name = "flexplan"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         every_min: float = 60.0,
         horizon_h: float = 24.0,

@@ -176,7 +176,7 @@ class SafetyGuard:
             reasons.append(f"more than {lim.max_plans_per_minute} plans in one minute")
         return reasons
 
-    def _walk(
+    def _walk(  # noqa: C901
         self, plan: Plan, switch_closed: np.ndarray, injections: dict[str, np.ndarray]
     ) -> _Walk:
         """The plan's actions in order from ``switch_closed`` under the device rules: the switch

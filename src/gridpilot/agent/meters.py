@@ -79,7 +79,7 @@ class MeterPath:
     with the (verified) observation; :attr:`alarms` holds the active meter alarms.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         world: MeteredWorld,
         grid: Any,

@@ -240,7 +240,7 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
         )
 
     # --- the loop --------------------------------------------------------------------------------
-    def _alarms(self, obs: Observation) -> None:
+    def _alarms(self, obs: Observation) -> None:  # noqa: C901
         lim = self.limits
         active: dict[str, dict[str, Any]] = {}
         dead = int((~obs.energised).sum())

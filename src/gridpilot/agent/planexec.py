@@ -135,7 +135,7 @@ class PlanExecution(LoopState):
         )
         return "done"
 
-    def _execute(self, plan: Plan, actor: str | None = None) -> dict[str, Any]:
+    def _execute(self, plan: Plan, actor: str | None = None) -> dict[str, Any]:  # noqa: C901, PLR0912
         w = self.world
         done = []
         for a in plan.actions:

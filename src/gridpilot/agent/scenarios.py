@@ -166,7 +166,7 @@ class dask_client:
             self.cluster.close()
 
 
-def run_scenario(
+def run_scenario(  # noqa: PLR0913
     name: str,
     grid: str = "case33bw",
     hours: float | None = None,

@@ -228,7 +228,7 @@ class VoltagePolicy:
             data["dr_buses"] = dr_buses
         return [Plan(acts, reason, own, data)]
 
-    def _targeted(
+    def _targeted(  # noqa: C901, PLR0915
         self,
         ctx: Context,
         mult: np.ndarray,

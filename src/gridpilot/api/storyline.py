@@ -68,7 +68,7 @@ class Storyline:
     turn the wall-second :class:`Timing` into steps.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         grid: Any,
         speed: float,

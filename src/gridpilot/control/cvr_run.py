@@ -132,7 +132,7 @@ def optimise(grid: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions,
     return tally.figures(tap_ops, cap_ops), ms, chosen
 
 
-def _choose(per: _Period, start: dict[str, float], prev: dict[str, float],
+def _choose(per: _Period, start: dict[str, float], prev: dict[str, float],  # noqa: C901
             regs: dict) -> tuple[dict[str, float], np.ndarray]:  # type: ignore[type-arg]  # fmt: skip
     """The period's taps, in the band (Range A less the margin, every node-phase, every
     step). Hold the previous taps while they keep the band; else move them (all together,

@@ -9,7 +9,7 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sweep_batch(
+def sweep_batch(  # noqa: C901, PLR0912, PLR0913, PLR0915
     # kept whole (196 lines, 33 arrays): one fused numba loop per candidate, numba takes no
     # dataclass, and a split into jitted helpers has not been benchmarked (issue #15)
     cond: np.ndarray,

@@ -272,7 +272,7 @@ class RadialSolver:
         )
         return buf.result(reg)
 
-    def solve(
+    def solve(  # noqa: PLR0913
         self,
         buses: np.ndarray,
         branches: np.ndarray,

@@ -170,7 +170,7 @@ def run_curves(
 VOLTVAR_BAND = OperatingLimits(0.97, 1.03)
 
 
-def optimise_q(
+def optimise_q(  # noqa: PLR0913
     grid: Grid,
     step: int = 0,
     vmin_pu: float | None = None,

@@ -262,7 +262,7 @@ def _with_noise(true: Measurements, rng: np.random.Generator) -> Measurements:
     )
 
 
-def measurements_from_powerflow(
+def measurements_from_powerflow(  # noqa: PLR0913
     grid: Grid,
     pf: object,
     *,
@@ -392,7 +392,7 @@ def _pq(p: np.ndarray, q: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     return p_, np.zeros_like(p_) if q is None else np.asarray(q, np.float64)
 
 
-def measurements_from_meters(
+def measurements_from_meters(  # noqa: PLR0913
     grid: Grid,
     meter_load_id: np.ndarray,
     p_kw: np.ndarray,

@@ -125,7 +125,7 @@ class StateEstimator:
                 self._load_rows.setdefault(int(p), []).append((start + k, float(s)))
 
     # --- building PGM input ---------------------------------------------------------------------
-    def _sensors(self, m: Measurements) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _sensors(self, m: Measurements) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # noqa: PLR0915
         """PGM sensor arrays plus, per power-sensor row, the measurement row it came from."""
         g = self.grid
         m.check_against(g)
@@ -348,7 +348,7 @@ class StateEstimator:
             log.warning("K_ii not computable for %d measurement rows: %s", todo.size, rows[todo])
         return k
 
-    def _perturbed(
+    def _perturbed(  # noqa: PLR0913
         self,
         m: Measurements,
         vs: np.ndarray,

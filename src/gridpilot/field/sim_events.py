@@ -35,7 +35,7 @@ class SimEvents(SimReadings):
             raise UnknownComponentError(kind, int(bad[0]), f"{kind} positions are 0..{n - 1}")
         return pos
 
-    def apply(self, cmd: Command) -> FieldEvent:
+    def apply(self, cmd: Command) -> FieldEvent:  # noqa: C901, PLR0912
         """Obey ``cmd`` (see :class:`Command`); returns the acknowledgement event (also queued).
 
         Unknown commands, targets or values raise :class:`~gridpilot.errors.ValidationError`

@@ -491,7 +491,7 @@ _STEPS = (
 )
 
 
-def disaggregate(
+def disaggregate(  # noqa: PLR0913
     fleet: Fleet,
     t0: int,
     targets: dict[str, np.ndarray],
@@ -547,7 +547,7 @@ def inverter_q_capability(
     return np.minimum(q_max_frac * s, np.sqrt(np.clip(s**2 - p**2, 0.0, None)))
 
 
-def disaggregate_q(
+def disaggregate_q(  # noqa: PLR0913
     fleet: Fleet,
     q_target_mvar: np.ndarray,
     pv_avail_mw: np.ndarray,

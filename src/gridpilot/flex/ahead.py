@@ -171,7 +171,7 @@ def _solve_corrected(
     return wp, lp_s, it
 
 
-def plan_ahead(
+def plan_ahead(  # noqa: PLR0913
     net: NetworkModel,
     fleet: Fleet,
     t0: int,

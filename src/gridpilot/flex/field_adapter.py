@@ -136,7 +136,7 @@ def _field_water_heaters(m: _FieldMap, ambient_c: float, wh_daily_kwh: float) ->
     )
 
 
-def fleet_from_field(
+def fleet_from_field(  # noqa: PLR0913
     grid: Grid,
     devices: Any,
     start_step: int = 0,

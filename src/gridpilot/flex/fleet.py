@@ -495,7 +495,7 @@ def _grid_inverters(
     )
 
 
-def generate_fleet(
+def generate_fleet(  # noqa: PLR0913
     grid: Grid,
     days: int = 1,
     *,

@@ -442,7 +442,7 @@ def _finish(s: _Setup, r: _Rolling, fleet: Fleet) -> Plan:
     )
 
 
-def plan(
+def plan(  # noqa: PLR0913
     grid: Grid,
     fleet: Fleet,
     steps: int = 96,

@@ -532,7 +532,7 @@ def solve_window(inp: WindowInput) -> WindowPlan:
     return m.solve(t_build)
 
 
-def plan_window(
+def plan_window(  # noqa: PLR0913
     agg: BusAggregate,
     net: NetworkModel,
     v0: np.ndarray,

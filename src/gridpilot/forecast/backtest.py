@@ -109,7 +109,7 @@ def _position(h: History, when: int | str | pd.Timestamp | None, what: str) -> i
     return pos
 
 
-def rolling_quantiles(
+def rolling_quantiles(  # noqa: PLR0913
     model: Forecaster,
     values: np.ndarray,
     index: pd.DatetimeIndex,
@@ -159,7 +159,7 @@ def rolling_quantiles(
     return point, qs
 
 
-def backtest(
+def backtest(  # noqa: C901, PLR0913, PLR0915
     model: Forecaster,
     data: pd.DataFrame | History,
     *,

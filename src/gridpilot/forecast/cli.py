@@ -165,7 +165,7 @@ def _model_kwargs(
 
 
 @forecast_app.command("backtest")
-def backtest_cmd(
+def backtest_cmd(  # noqa: PLR0915
     data: Path = typer.Option(
         ...,
         "--data",

@@ -173,7 +173,7 @@ def infer_step(index: pd.DatetimeIndex, what: str = "history") -> pd.Timedelta:
     return pd.Timedelta(int(vals[np.argmax(counts)]), unit="ns")
 
 
-def prepare_history(
+def prepare_history(  # noqa: C901, PLR0912, PLR0913, PLR0915
     history: pd.DataFrame | pd.Series | History,
     *,
     columns: Sequence[str] | None = None,

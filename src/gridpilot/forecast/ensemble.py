@@ -48,7 +48,7 @@ class EnsembleForecaster(Forecaster):
     name = "ensemble"
     uses_covariates = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         horizon: int,
         members: Sequence[Forecaster] | None = None,

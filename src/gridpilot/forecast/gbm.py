@@ -79,7 +79,7 @@ class GBMForecaster(Forecaster):
     name = "gbm"
     uses_covariates = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         horizon: int,
         *,

@@ -112,7 +112,7 @@ class ForecastInputDataset:
         return cls(h, covariate_frame(covariates, h, repair, max_gap_steps))
 
     @classmethod
-    def from_frame(
+    def from_frame(  # noqa: PLR0913
         cls,
         frame: pd.DataFrame,
         target: str | Sequence[str],

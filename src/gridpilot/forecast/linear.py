@@ -77,7 +77,7 @@ class LinearForecaster(LookbackForecaster):
     name = "linear"
     uses_covariates = False
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         horizon: int,
         lookback: int | Sequence[int] = 336,

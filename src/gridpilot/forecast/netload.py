@@ -134,7 +134,7 @@ class NetLoadForecaster(Forecaster):
 
     uses_covariates = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         base: Forecaster,
         components: Sequence[Component],
@@ -171,9 +171,11 @@ class NetLoadForecaster(Forecaster):
 
     @property
     def min_context(self) -> int:
+        """Rows of history a forecast needs: the base model's."""
         return self.base.min_context
 
     def min_train_rows(self) -> int:
+        """Rows needed to fit: the base model's."""
         return self.base.min_train_rows()
 
     def _on_history(self, history: History) -> None:

@@ -47,7 +47,7 @@ class PVForecaster(GBMForecaster):
 
     name = "pv"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         horizon: int,
         latitude: float,

@@ -91,7 +91,7 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
     name = "linear-tod"
     uses_covariates = False
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         horizon: int,
         lookback: int | Sequence[int] = 96,

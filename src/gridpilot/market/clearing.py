@@ -242,7 +242,7 @@ def _terms_issues(k: float, fee_intra: float, fee_inter: float) -> list[Issue]:
     return issues
 
 
-def clear(
+def clear(  # noqa: PLR0913
     bid_price: np.ndarray,
     bid_qty_wh: np.ndarray,
     offer_price: np.ndarray,

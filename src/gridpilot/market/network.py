@@ -189,7 +189,7 @@ class GridSensitivity:
     _dv_raw: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
     @classmethod
-    def from_grid(
+    def from_grid(  # noqa: PLR0913
         cls,
         grid: Any,
         base: Any = None,

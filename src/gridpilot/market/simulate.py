@@ -445,7 +445,7 @@ def run_simulation(o: SimulationOptions) -> dict[str, Any]:
     return report
 
 
-def simulate(
+def simulate(  # noqa: PLR0913
     grid: str = "case33bw",
     participants: int = 50,
     hours: float = 24.0,

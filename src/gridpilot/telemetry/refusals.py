@@ -92,7 +92,7 @@ class RefusalLog:
             self._per_sender.clear()
             self._total = 0
 
-    def refuse(
+    def refuse(  # noqa: PLR0913
         self,
         out: list[Rejection],
         reason: RejectReason,

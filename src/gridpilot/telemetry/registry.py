@@ -123,7 +123,7 @@ class DeviceRegistry:
         umap = np.array([self._code(table, codes, str(u)) for u in uniq], np.int64)
         return umap[vcodes] if len(umap) else np.zeros(0, np.int64)
 
-    def register(
+    def register(  # noqa: PLR0913
         self,
         device_id: str,
         public_key: Ed25519PrivateKey | Ed25519PublicKey | bytes,
@@ -147,7 +147,7 @@ class DeviceRegistry:
             )[0]
         )
 
-    def register_many(
+    def register_many(  # noqa: PLR0913
         self,
         device_ids: Sequence[str],
         public_keys: np.ndarray | Sequence[bytes | Ed25519PrivateKey | Ed25519PublicKey] | None,

@@ -154,7 +154,7 @@ class MqttTransport(Transport):
     a ``GridpilotError`` saying so (no raw paho error codes).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         url: str = "mqtt://127.0.0.1:1883",
         *,

@@ -126,7 +126,7 @@ class Verifier:
     ``refusal_limits`` bounds the refusals kept and logged one by one per sender and window.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         registry: DeviceRegistry,
         *,
@@ -274,7 +274,7 @@ class Verifier:
                 expected,
             )
 
-    def _refuse(
+    def _refuse(  # noqa: PLR0913
         self,
         out: list[Rejection],
         reason: RejectReason,
@@ -343,7 +343,7 @@ class Verifier:
             last[idx] = np.maximum(last[idx], seq)
 
     # ------------------------------------------------------------------ checks
-    def _check_header(
+    def _check_header(  # noqa: C901, PLR0912
         self,
         h: dict[str, Any],
         frame: Any,

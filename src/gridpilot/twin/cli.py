@@ -72,7 +72,7 @@ def _balanced_summary(grid: Grid) -> dict[str, Any]:
     return s
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915
     """Attach ``grids``, ``powerflow`` and ``timeseries`` to the root app."""
 
     @app.command()

@@ -323,7 +323,7 @@ class RadialEngine:
                 q_out[:, s] = g[c][qf]
         return p_out, q_out
 
-    def solve(
+    def solve(  # noqa: PLR0913
         self,
         topo: RadialTopology,
         p_mw: np.ndarray,

@@ -27,7 +27,7 @@ LANES = 8
 
 # one kernel: splitting _sweep into @njit _backward/_forward cost 5-18 % radial steps/s (case33bw, cigre-mv; +7 % on synthetic:2000; 1 thread, CPU time, 5 paired runs)
 @njit(cache=True, nogil=True, error_model="numpy")
-def _sweep(
+def _sweep(  # noqa: C901, PLR0912, PLR0913, PLR0915
     vr: np.ndarray,
     vi: np.ndarray,
     jr: np.ndarray,
@@ -186,7 +186,7 @@ def _sweep(
 
 # one kernel: the per-step parts share the lanes' arrays with the sweep loop; a split of the hot sweep alone already cost 5-18 % (see _sweep)
 @njit(parallel=True, cache=True, error_model="numpy")
-def solve_batch(
+def solve_batch(  # noqa: C901, PLR0912, PLR0913, PLR0915
     p_mw: np.ndarray,
     q_mvar: np.ndarray,
     row_node: np.ndarray,

@@ -89,7 +89,7 @@ class Twin:
         return topo
 
     # --- single ----------------------------------------------------------------------------------
-    def powerflow(
+    def powerflow(  # noqa: PLR0913
         self,
         *,
         load_p_mw: np.ndarray | None = None,
@@ -229,7 +229,7 @@ class Twin:
         )
 
     # --- batch -----------------------------------------------------------------------------------
-    def timeseries(
+    def timeseries(  # noqa: C901, PLR0912, PLR0913, PLR0915
         self,
         steps: int | None = None,
         *,
@@ -383,7 +383,7 @@ class Twin:
         )
 
     # --- one chunk of a batch ------------------------------------------------------------------
-    def _chunk(
+    def _chunk(  # noqa: PLR0913
         self,
         n: int,
         inj: dict,
@@ -437,7 +437,7 @@ class Twin:
             for k, v in inj.items()
         }
 
-    def _chunk_radial(
+    def _chunk_radial(  # noqa: PLR0913
         self,
         topo: RadialTopology,
         rows: np.ndarray,
@@ -486,7 +486,7 @@ class Twin:
             part["tl"][rows] = sol.loading[:, nl:] * 100
         return time.perf_counter() - t0
 
-    def _chunk_pgm(
+    def _chunk_pgm(  # noqa: PLR0913
         self,
         rows: np.ndarray,
         n: int,

@@ -160,7 +160,7 @@ def _check_bus_refs(ids: np.ndarray, branch: np.ndarray, gen: np.ndarray) -> Non
         raise ValidationError(issues=issues)
 
 
-def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:
+def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:  # noqa: PLR0915
     """Turn parsed MATPOWER matrices into a :class:`Grid` (``switches`` as in
     :func:`from_matpower`)."""
     bus, gen, br = case.bus, case.gen, case.branch

@@ -337,7 +337,7 @@ def from_pandapower(net: Any, name: str | None = None, with_profiles: bool = Tru
     return grid
 
 
-def _attach_simbench_profiles(grid: Grid, net: Any, gdf: pd.DataFrame) -> None:
+def _attach_simbench_profiles(grid: Grid, net: Any, gdf: pd.DataFrame) -> None:  # noqa: C901
     """Link loads/generators/storage to SimBench's relative profiles (p = base x profile)."""
     names: list[str] = []
     cols: list[np.ndarray] = []

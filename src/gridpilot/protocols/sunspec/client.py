@@ -195,7 +195,7 @@ class SunSpecClient:
 
         return await self._write(704, "storage_w", setter)
 
-    async def set_volt_var(
+    async def set_volt_var(  # noqa: C901
         self, curve: tuple[tuple[float, float], ...], wait_s: float = 1.0
     ) -> CommandResult:
         """Write a volt-var curve ((V % of nominal, var % of rating), ...) into the first

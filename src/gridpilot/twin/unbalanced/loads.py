@@ -114,7 +114,7 @@ def _i_out(
 
 
 @njit(cache=True, nogil=True)
-def _currents(
+def _currents(  # noqa: PLR0913
     vbr: np.ndarray, s: np.ndarray, vbase: np.ndarray, model: np.ndarray, vmin_a: np.ndarray,
     vmax_a: np.ndarray, cvr: np.ndarray, zipc: np.ndarray, out: np.ndarray,
 ) -> None:  # fmt: skip

@@ -264,7 +264,7 @@ def _run(
     return _loop(twin, opts, progress, t0, f0, run, s_all)
 
 
-def _loop(
+def _loop(  # noqa: PLR0913
     twin: UnbalancedTwin,
     opts: QstsOptions,
     progress: Callable[[int, int], None] | None,

@@ -115,7 +115,7 @@ class LinearSolver(Protocol):
         ...
 
 
-def solve_steps(
+def solve_steps(  # noqa: PLR0913
     net: Network,
     lb: LoadBranches,
     factor: LinearSolver,
