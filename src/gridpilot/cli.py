@@ -101,7 +101,7 @@ def main() -> None:
     import sys
 
     _register()
-    if len(sys.argv) > 1 and sys.argv[1] in _KERNEL_COMMANDS:
+    if len(sys.argv) > 1 and sys.argv[1] in _KERNEL_COMMANDS and "--help" not in sys.argv:
         from gridpilot.kernels import KERNEL_MODULES, compile_notice
 
         twin_only = sys.argv[1] in ("powerflow", "timeseries")
