@@ -107,9 +107,13 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _port() -> str:
-    from tests.browser.test_dashboard import _free_port
+    """A free TCP port on 127.0.0.1 (the tests' package is not importable under the pytest
+    console script, so no shared helper)."""
+    import socket
 
-    return str(_free_port())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
 
 
 def test_ctrl_c_ends_the_demo_cleanly_with_a_summary(tmp_path: Path, cli_env) -> None:

@@ -152,3 +152,13 @@ def test_transformer_without_buses_is_a_clear_error() -> None:
 
     with pytest.raises(ValidationError, match=r"transformer\.t1: Buses"):
         _transformer({"Name": "T1"}, {})
+
+
+def test_opendss_json_non_finite_numbers_of_either_sign_read_as_none() -> None:
+    """OpenDSS writes an unset value as NaN or -NaN (the sign varies between runs): both parse."""
+    from gridpilot.model.importers.opendss import parse_dss_json
+
+    text = '{"a": -NaN, "b": NaN, "c": -Infinity, "d": inf, "e": "NaN", "f": 1.5E+000, "g": [-nan]}'
+    assert parse_dss_json(text) == {
+        "a": None, "b": None, "c": None, "d": None, "e": "NaN", "f": 1.5, "g": [None],
+    }  # fmt: skip

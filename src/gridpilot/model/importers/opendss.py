@@ -27,7 +27,9 @@ from gridpilot.model.threephase.grid import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
 
-_NONFINITE = re.compile(r"(?<![\w\"])(NaN|-?Infinity)(?![\w\"])")
+# OpenDSS writes non-finite numbers as bare tokens, NaN with either sign (an unset value's sign
+# bit varies from run to run) and infinities spelled two ways: all become JSON null
+_NONFINITE = re.compile(r"(?<![\w\"])[-+]?(?:NaN|nan|Infinity|inf)(?![\w\"])")
 
 
 _CONTROLS = {"regcontrol", "capcontrol", "fuse", "recloser", "relay", "swtcontrol", "energymeter",
@@ -104,10 +106,23 @@ def _dss_message(exc: Exception) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def parse_dss_json(text: str) -> dict[str, Any]:
+    """OpenDSS's JSON export as a dict, its non-finite numbers (``NaN``, ``-NaN``, ``Infinity``,
+    ``-inf``) read as None."""
+    clean = _NONFINITE.sub("null", text)
+    try:
+        data: dict[str, Any] = json.loads(clean)
+    except json.JSONDecodeError as exc:
+        near = clean[max(0, exc.pos - 60) : exc.pos + 40].replace("\n", " ")
+        raise ValidationError(
+            f"OpenDSS JSON export: unreadable at line {exc.lineno} column {exc.colno}: {near!r}"
+        ) from None
+    return data
+
+
 def circuit_json(circuit: Any) -> dict[str, Any]:
     """Every element's resolved properties, by class (OpenDSS's full JSON export)."""
-    text = circuit.ToJSON(1)
-    return json.loads(_NONFINITE.sub("null", text))
+    return parse_dss_json(circuit.ToJSON(1))
 
 
 def node_orders(circuit: Any) -> dict[str, list[list[int]]]:
