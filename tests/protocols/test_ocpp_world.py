@@ -44,13 +44,19 @@ def _reported(world: OcppWorld) -> np.ndarray:
 def test_ev_stations_report_over_ocpp_into_the_loop(loop: Any) -> None:
     orch, world = loop
     orch.step()
-    _step_until(orch, lambda: bool(np.isfinite(world.reported_mw).all()))
+    everyone = set(world.station_ids) | set(world.home_ids)
+
+    def all_reported() -> bool:
+        stored = world.sink.store.latest(quantity="p_kw")
+        return bool(np.isfinite(world.reported_mw).all()) and set(stored["device_id"]) == everyone
+
+    _step_until(orch, all_reported)
     assert np.isfinite(world.reported_mw).all(), "every station's MeterValues reached the loop"
     assert np.array_equal(orch.last.ev_p_mw, world.reported_mw)  # the loop sees what OCPP said
     assert np.isfinite(_reported(world)).all()
     stored = world.sink.store.latest(quantity="p_kw")  # landed in the telemetry store too
     # the grid's stations and the household EVs' home charge points
-    assert set(stored["device_id"]) == set(world.station_ids) | set(world.home_ids)
+    assert set(stored["device_id"]) == everyone
 
 
 def test_an_ev_command_goes_out_as_profiles_and_a_rejection_replans(loop: Any) -> None:
