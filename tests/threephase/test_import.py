@@ -158,7 +158,11 @@ def test_opendss_json_non_finite_numbers_of_either_sign_read_as_none() -> None:
     """OpenDSS writes an unset value as NaN or -NaN (the sign varies between runs): both parse."""
     from gridpilot.model.importers.opendss import parse_dss_json
 
-    text = '{"a": -NaN, "b": NaN, "c": -Infinity, "d": inf, "e": "NaN", "f": 1.5E+000, "g": [-nan]}'
+    text = (
+        '{"a": -NaN, "b": NaN, "c": -Infinity, "d": inf, "e": "NaN", "f": 1.5E+000, '
+        '"g": [-nan, Nan, INF, 2.4E-316]}'
+    )
     assert parse_dss_json(text) == {
-        "a": None, "b": None, "c": None, "d": None, "e": "NaN", "f": 1.5, "g": [None],
+        "a": None, "b": None, "c": None, "d": None, "e": "NaN", "f": 1.5,
+        "g": [None, None, None, 2.4e-316],
     }  # fmt: skip

@@ -27,9 +27,10 @@ from gridpilot.model.threephase.grid import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
 
-# OpenDSS writes non-finite numbers as bare tokens, NaN with either sign (an unset value's sign
-# bit varies from run to run) and infinities spelled two ways: all become JSON null
-_NONFINITE = re.compile(r"(?<![\w\"])[-+]?(?:NaN|nan|Infinity|inf)(?![\w\"])")
+# OpenDSS writes non-finite numbers as bare tokens in several spellings (NaN, Nan, -nan, Inf,
+# Infinity; an unset field holds uninitialised memory, so the spelling and sign vary from run to
+# run): all become JSON null
+_NONFINITE = re.compile(r"(?<![\w\"])[-+]?(?i:nan|inf(?:inity)?)(?![\w\"])")
 
 
 _CONTROLS = {"regcontrol", "capcontrol", "fuse", "recloser", "relay", "swtcontrol", "energymeter",
