@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gridpilot.cli import _register, app
+from netutil import free_port
 
 _register()
 RUNNER = CliRunner()
@@ -151,16 +151,10 @@ def test_reconfigure_bad_input_names_the_field_and_value(tmp_path: Path) -> None
     _no_traceback(out)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_serve_answers_the_api_then_stops_by_itself() -> None:
     """``gridpilot serve --duration`` serves /api/state to the printed viewer key, then exits 0."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "gridpilot", "serve", "--port", str(port), "--duration", "25"]
     cmd += ["--world", "sim", "--speed", "600"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}

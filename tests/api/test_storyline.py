@@ -14,6 +14,7 @@ import pytest
 from gridpilot.agent import Orchestrator, SimWorld, demo_grid
 from gridpilot.api.storyline import Storyline, Timing, fault_candidates
 from gridpilot.api.summary import run_summary, summary_lines
+from netutil import free_port
 
 from .conftest import EVENING
 
@@ -106,18 +107,8 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(src), "COLUMNS": "200"}
 
 
-def _port() -> str:
-    """A free TCP port on 127.0.0.1 (the tests' package is not importable under the pytest
-    console script, so no shared helper)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
 def test_ctrl_c_ends_the_demo_cleanly_with_a_summary(tmp_path: Path, cli_env) -> None:
-    cmd = [sys.executable, "-m", "gridpilot", "demo", "--port", _port()]
+    cmd = [sys.executable, "-m", "gridpilot", "demo", "--port", str(free_port())]
     rc, out = _ctrl_c(cmd, cli_env, tmp_path, "Ctrl-C to stop")
     assert rc == 0, out
     assert "Traceback" not in out and "Aborted" not in out
@@ -134,7 +125,7 @@ def test_make_demo_ctrl_c_is_no_error(tmp_path: Path, cli_env) -> None:
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     gp = venv / "bin" / "gridpilot"
-    gp.write_text(f'#!/bin/sh\nexec {sys.executable} -m gridpilot "$@" --port {_port()}\n')
+    gp.write_text(f'#!/bin/sh\nexec {sys.executable} -m gridpilot "$@" --port {free_port()!s}\n')
     gp.chmod(0o755)
     (venv / ".installed").touch()  # newer than pyproject.toml: make builds nothing
     cmd = ["make", "-f", str(repo / "Makefile"), "-C", str(repo), "demo", f"VENV={venv}"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from netutil import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -18,12 +19,6 @@ pytestmark = [
         not os.path.exists(CHROMIUM), reason=f"Debian's chromium not found at {CHROMIUM}"
     ),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -38,7 +33,7 @@ def server():
     app = create_app(
         orch, keys, runner=LoopRunner(orch, speed=240.0)
     )  # a simulated minute every 0.25 s
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
@@ -129,7 +124,7 @@ def test_make_demo_shows_self_healing_and_demand_response(tmp_path: Path) -> Non
     assert isinstance(orch.world, FieldWorld)
     keys = KeyStore.generate()
     runner = LoopRunner(orch, speed=300.0, events=demo_events(orch.world.step_s))  # 0.2 s a step
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(
         uvicorn.Config(
             create_app(orch, keys, runner=runner), host="127.0.0.1", port=port, log_level="warning"

@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_dashboard import CHROMIUM, _free_port
+from netutil import free_port
+
+from .test_dashboard import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,7 +39,7 @@ def served():
     orch = Orchestrator(SimWorld(demo_grid("case33bw"), start_step=EVENING))
     keys = KeyStore.generate()
     app = create_app(orch, keys, runner=LoopRunner(orch, speed=240.0))
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()

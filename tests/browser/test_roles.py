@@ -9,7 +9,9 @@ import time
 import httpx
 import pytest
 
-from .test_dashboard import CHROMIUM, _free_port
+from netutil import free_port
+
+from .test_dashboard import CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,7 +36,7 @@ def pending():
     orch.step()
     (pid,) = [p.plan.id for p in orch.proposals.values() if p.status == "pending"]
     keys = KeyStore.generate()
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(
         uvicorn.Config(create_app(orch, keys), host="127.0.0.1", port=port, log_level="warning")
     )

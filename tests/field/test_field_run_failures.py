@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from gridpilot.errors import GridpilotError
 from gridpilot.telemetry import DuckDBStore, InProcessBus
+from netutil import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -94,12 +95,6 @@ def test_broker_loss_is_one_clear_message_and_a_summary(monkeypatch: pytest.Monk
 # ---------------------------------------------------------------- a real broker of our own
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_broker(port: int, tmp: Path) -> subprocess.Popen[bytes]:
     conf = tmp / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -119,7 +114,7 @@ def _start_broker(port: int, tmp: Path) -> subprocess.Popen[bytes]:
 def broker(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
     if not os.path.exists(MOSQUITTO):
         pytest.skip("mosquitto binary not installed")
-    port = _free_port()
+    port = free_port()
     procs = [_start_broker(port, tmp_path)]
     yield port, procs
     for p in procs:
