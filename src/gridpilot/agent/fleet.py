@@ -16,7 +16,12 @@ def demo_grid(name: str = "case33bw") -> Grid:
     per load at one per 5 kW. Other grids get the same kinds of devices at buses chosen by a
     fixed seed. Returns a new, validated :class:`Grid`.
     """
-    g = load_balanced_grid(name, "the demo fleet and the loop").copy()
+    return add_demo_fleet(load_balanced_grid(name, "the demo fleet and the loop").copy(), name)
+
+
+def add_demo_fleet(g: Grid, name: str) -> Grid:
+    """Add gridpilot's demo fleet (see :func:`demo_grid`) to ``g`` in place, named ``name``;
+    returns ``g``, validated."""
     if name == "case33bw":
         pv_bus, pv_mw = [14, 18, 25, 30, 33], [0.2, 0.15, 0.3, 0.25, 0.2]
         wind_bus, st_bus = [22], [18, 33]
