@@ -100,6 +100,8 @@ class _Kpis:
         self.sustained = 0
         self.momentary = 0
         self.k = dict.fromkeys(KPI_UNITS, 0.0)
+        self.step_s = step_s
+        self.phase: Any = None  # node-phase KPIs on a three-phase world (PhaseKpis)
         self.series: dict[str, list[Any]] = {
             k: []
             for k in (
@@ -143,6 +145,12 @@ class _Kpis:
             imp * PRICE_EUR_MWH + s["ens_mwh"] * VOLL_EUR_MWH + s["curtailed_mwh"] * DR_EUR_MWH
         )
         k["co2_t"] += imp * CO2_T_MWH
+        if hasattr(world, "phase_result"):  # a three-phase world: node-phase KPIs too
+            if self.phase is None:
+                from gridpilot.agent.phase_kpis import PhaseKpis
+
+                self.phase = PhaseKpis(self.step_s, getattr(world, "limits", None))
+            self.phase.add(world)
         sr = self.series
         sr["time"].append(str(obs.time))
         sr["import_mw"].append(round(obs.source_p_mw, 4))
@@ -156,4 +164,8 @@ class _Kpis:
         self._close_runs(self.run > 0)
         self.k["saifi"] = self.sustained / self.total_cust
         self.k["maifi"] = self.momentary / self.total_cust
-        return {key: round(float(v), 6) for key, v in self.k.items()}
+        out = {key: round(float(v), 6) for key, v in self.k.items()}
+        if self.phase is not None:
+            out.update(self.phase.finish())
+            self.series.update(self.phase.series)
+        return out

@@ -125,7 +125,7 @@ class ThreePhaseWorld(SimWorld):
             from gridpilot.agent.fleet import add_demo_fleet
 
             add_demo_fleet(vg, grid3p.name)
-        vg.profiles = view_profiles(self.view, grid3p, start_step + horizon_steps + 8)
+        vg.profiles = view_profiles(self.view, grid3p, start_step + max(horizon_steps, 96 * 8) + 96)
         super().__init__(vg, step_s=step_s, start_step=start_step, dr_share=dr_share,
                          horizon_steps=horizon_steps, engine=AGENT_ENGINE)  # fmt: skip
         self.limits = limits or OperatingLimits()
