@@ -188,8 +188,15 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
         ] = True,
         world: WorldOpt = "field",
+        grid_opt: Annotated[
+            str | None,
+            typer.Option("--grid", help="built-in grid (overrides the GRID argument)"),
+        ] = None,
     ) -> None:
-        """Run a what-if scenario with and without gridpilot's control; KPIs side by side."""
+        """Run a what-if scenario with and without gridpilot's control; KPIs side by side.
+
+        A three-phase feeder (ieee13 ... ieee8500, a .dss file) runs in the three-phase world
+        (gridpilot.agent.ThreePhaseWorld) whatever --world says; its KPIs add node-phase ones."""
         from rich.console import Console
         from rich.table import Table
 
@@ -197,6 +204,7 @@ def register(app: typer.Typer) -> None:
         from gridpilot.tables import format_value
 
         con = Console()
+        grid = grid_opt or grid
         try:
             if name == "n-1":
                 from gridpilot.agent.contingency import n1_sweep, write_n1_report

@@ -112,7 +112,9 @@ def _one(grid: Any, line: int, start_step: int, world_kind: str = "field") -> Co
     res = world.phase_result() if n_ctl is not None else None
     live = world.live_nodes() if res is not None else None
     vmin3 = (
-        round(float(res.v_pu[live].min()), 5) if res is not None and live is not None and live.any() else None
+        round(float(res.v_pu[live].min()), 5)
+        if res is not None and live is not None and live.any()
+        else None
     )
     return ContingencyResult(
         line=int(line),
@@ -134,7 +136,6 @@ def _one(grid: Any, line: int, start_step: int, world_kind: str = "field") -> Co
 def _chunk(args: tuple[str, bool, list[int], int, str]) -> list[ContingencyResult]:
     """Worker task: build the grid once, run a chunk of contingencies."""
     from gridpilot.agent.scenarios import scenario_grid
-
     from gridpilot.agent.world3p import is_three_phase, three_phase_grid
 
     name, fleet, lines, start, world = args
@@ -219,7 +220,9 @@ def _phase_summary(rep: N1Report) -> None:
         rep.summary[side]["node_phase_violations_total"] = int(sum(n))
         rep.summary[side]["contingencies_with_node_phase_violations"] = int(sum(x > 0 for x in n))
     vm = [r.vmin_node_phase_pu_controlled for r in rep.results if r.vmin_node_phase_pu_controlled]
-    rep.summary["controlled"]["worst_vmin_node_phase_pu"] = round(min(vm), 4) if vm else float("nan")
+    rep.summary["controlled"]["worst_vmin_node_phase_pu"] = (
+        round(min(vm), 4) if vm else float("nan")
+    )
 
 
 def write_n1_report(rep: N1Report, out_dir: str | Path) -> list[Path]:

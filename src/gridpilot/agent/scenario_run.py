@@ -74,6 +74,13 @@ def _check_spec(spec: ScenarioSpec) -> None:
         raise UnknownComponentError(
             "scenario", spec.name, "known here: fault, heatwave, ev-surge, cyberattack, theft"
         )
+    from gridpilot.agent.world3p import is_three_phase
+
+    if spec.name == "theft" and is_three_phase(spec.grid):
+        raise ValidationError(
+            f"grid: the theft scenario needs household meters behind the loads; the three-phase "
+            f"world of {spec.grid!r} has none yet"
+        )
     if spec.name == "theft" and spec.world != "field":
         raise ValidationError(
             f"world: the theft scenario needs household meters (field), got {spec.world!r}"
@@ -86,7 +93,6 @@ def _start(spec: ScenarioSpec) -> _Run:
     from gridpilot.agent.fieldworld import FieldWorld
     from gridpilot.agent.orchestrator import Orchestrator
     from gridpilot.agent.world import SimWorld
-
     from gridpilot.agent.world3p import is_three_phase
 
     theft = spec.name == "theft"

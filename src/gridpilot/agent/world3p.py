@@ -45,6 +45,7 @@ from gridpilot.twin.unbalanced import UnbalancedResult
 log = logging.getLogger(__name__)
 NOISE_SIGMA = 0.02  # per-load AR(1) noise on the shapes (relative)
 NOISE_RHO = 0.9
+PHASE_NAMES = {"a": 1, "b": 2, "c": 3, "1": 1, "2": 2, "3": 3}
 DEVICE_TABLES = ("generator", "storage", "ev_charger", "flex_load")
 
 
@@ -213,16 +214,14 @@ class ThreePhaseWorld(SimWorld):
         have = {int(n) for n in branch.t1.nodes if 1 <= n <= 3}
         ph = params.get("phases")
         if ph is not None:
-            want = [
-                {"a": 1, "b": 2, "c": 3}.get(str(p).lower(), p)
-                for p in (ph if isinstance(ph, list | tuple) else [ph])
-            ]
-            bad = [p for p in want if p not in have]
+            asked = list(ph) if isinstance(ph, list | tuple) else [ph]
+            want = [PHASE_NAMES.get(str(p).strip().lower()) for p in asked]
+            bad = [a for a, w in zip(asked, want, strict=True) if w is None or w not in have]
             if bad:
                 raise ValidationError(
                     f"fault phases: branch {branch.name} has phases {sorted(have)}, got {bad[0]!r}"
                 )
-            params["phases"] = sorted(int(p) for p in want)
+            params["phases"] = sorted(w for w in want if w is not None)
         return params
 
     # --- physics -------------------------------------------------------------------------------
