@@ -26,19 +26,19 @@ scenario KPIs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from typing import Any
 
 import numpy as np
 
+from gridpilot.agent.phaseinj import PhaseInjections
 from gridpilot.agent.phasephysics import PhasePhysics, Step
 from gridpilot.agent.world import AGENT_ENGINE, Observation, SimWorld
 from gridpilot.errors import ValidationError
 from gridpilot.field.grid_devices import storage_mw, storage_soc_after
 from gridpilot.model import GenKind, OperatingLimits, Profiles, default_profiles
-from gridpilot.model.threephase import Load, Terminal, ThreePhaseGrid
+from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView, balanced_view
 from gridpilot.twin.unbalanced import UnbalancedResult
 
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 NOISE_SIGMA = 0.02  # per-load AR(1) noise on the shapes (relative)
 NOISE_RHO = 0.9
 PHASE_NAMES = {"a": 1, "b": 2, "c": 3, "1": 1, "2": 2, "3": 3}
-DEVICE_TABLES = ("generator", "storage", "ev_charger", "flex_load")
 
 
 def view_profiles(view: PhaseView, grid3p: ThreePhaseGrid, steps: int) -> Profiles:
@@ -70,28 +69,6 @@ def view_profiles(view: PhaseView, grid3p: ThreePhaseGrid, steps: int) -> Profil
         np.int32
     )
     return prof
-
-
-def _device_loads(g3: ThreePhaseGrid, view: PhaseView) -> list[tuple[str, int, list[int]]]:
-    """Append one single-phase 1 kW load per view device and phase of its bus to ``g3``;
-    returns (table, position, load positions) per device."""
-    phases: dict[str, list[int]] = {}
-    for b, n in g3.nodes():
-        if 1 <= n <= 3:
-            phases.setdefault(b, []).append(n)
-    out = []
-    for table in DEVICE_TABLES:
-        t = view.grid[table]
-        for k in range(len(t)):
-            bus = view.bus_name[int(view.grid.bus.index_of(int(t["bus"][k]))[0])]
-            kv = g3.bus_kv_ln.get(bus, g3.source.kv_ll / math.sqrt(3.0))
-            members = []
-            for ph in phases.get(bus, [1]):
-                members.append(len(g3.loads))
-                g3.loads.append(Load(f"gp_{table}{int(t.ids[k])}_{ph}", Terminal(bus, (ph, 0)),
-                                     1, "wye", kv, 1.0, 0.0))  # fmt: skip
-            out.append((table, k, members))
-    return out
 
 
 class ThreePhaseWorld(SimWorld):
@@ -130,9 +107,8 @@ class ThreePhaseWorld(SimWorld):
         super().__init__(vg, step_s=step_s, start_step=start_step, dr_share=dr_share,
                          horizon_steps=horizon_steps, engine=AGENT_ENGINE)  # fmt: skip
         self.limits = limits or OperatingLimits()
-        self._g3 = dataclasses.replace(grid3p, loads=list(grid3p.loads))
-        self._devices = _device_loads(self._g3, self.view)
-        self.physics = PhasePhysics(self._g3, self.view)
+        self.injections = PhaseInjections(grid3p, self.view, self.grid)
+        self.physics = PhasePhysics(self.injections.grid, self.view)
         self._rng = np.random.default_rng(seed)
         self._noise_sigma = float(noise)
         self._noise = np.zeros(len(grid3p.loads))
@@ -234,31 +210,6 @@ class ThreePhaseWorld(SimWorld):
             self._noise_t = self.t
         return np.clip(1.0 + self._noise, 0.0, None)
 
-    def _multipliers(self, inj: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Per feeder load (and device load), multipliers of its nominal kW and kvar."""
-        g, n3 = self.grid, len(self.grid3p.loads)
-        mp = np.zeros(len(self._g3.loads))
-        mq = np.zeros(len(self._g3.loads))
-        noise = self._noise_now()
-        base_p, base_q = g.load["p_mw"], g.load["q_mvar"]
-        for k, lid in enumerate(g.load.ids):
-            members = self.view.load_members.get(int(lid), [])
-            if members:
-                m = np.asarray(members)
-                mp[m] = (inj["load_p_mw"][k] / base_p[k] if base_p[k] else 0.0) * noise[m]
-                mq[m] = (inj["load_q_mvar"][k] / base_q[k] if base_q[k] else 0.0) * noise[m]
-        key = {
-            "generator": "gen_p_mw",
-            "storage": "storage_p_mw",
-            "ev_charger": "ev_p_mw",
-            "flex_load": "flex_p_mw",
-        }
-        for table, k, members in self._devices:
-            kw = float(inj[key[table]][k]) * 1e3
-            mp[members] = (-kw if table == "generator" else kw) / len(members)
-        mp[n3:] = np.nan_to_num(mp[n3:])
-        return mp, mq
-
     def _open_branches(self) -> frozenset[str]:
         sw = self.grid.switch
         opened = {
@@ -278,7 +229,7 @@ class ThreePhaseWorld(SimWorld):
         g = self.grid
         inj: dict[str, Any] = self.controlled(self.demand())
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
-        mp, mq = self._multipliers(inj)
+        mp, mq = self.injections.multipliers(self.grid, inj, self._noise_now())
         st = self._step = self.physics.solve(self._open_branches(), mp, mq, self.step_s)
         if len(g.storage):
             self.storage_soc = storage_soc_after(
