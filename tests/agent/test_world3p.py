@@ -171,3 +171,27 @@ def test_the_loop_runs_and_heals_on_ieee123(g3) -> None:
     assert orch.counters["steps"] == 6
     kinds = [e["kind"] for e in orch.events]
     assert "policy_error" not in kinds
+
+
+def test_guard_checks_switching_plans_per_node_phase(g3) -> None:
+    from gridpilot.agent.actions import Action, Plan
+
+    world = ThreePhaseWorld(g3, start_step=NIGHT, noise=0.0)  # no head overload at night
+    orch = Orchestrator(world, policies=[])
+    sid = next(k for k, b in world.view.switch_branch.items() if b == "sw3")
+    world.set_switch(sid, False)
+    orch.run(2)
+    plan = Plan(source="test", actions=[Action("switch", sid, 1.0)], reason="close sw3")
+    closed = orch.last.switch_closed
+    inj = world.controlled(world.demand())
+    v = orch.guard.check(plan, switch_closed=closed, injections=inj)
+    assert v.ok, v.reasons
+    assert "simulated per node-phase in the three-phase twin" in v.checks
+    npf = v.after["node_phase"]
+    assert npf["vmin_node_phase"].rsplit(".", 1)[1] in ("1", "2", "3")
+    assert 0.9 < npf["vmin_node_phase_pu"] <= npf["vmax_node_phase_pu"] < 1.1
+    # a band the re-energised lateral's node-phases cannot meet: refused, naming one
+    reasons, _ = orch.guard.phase.check(
+        closed, ~np.zeros_like(closed), inj, inj, (0.999, 1.001), 0.0
+    )
+    assert reasons and any("node-phase" in r for r in reasons)
