@@ -75,7 +75,7 @@ def build_demo(
 
     world_obj: Any
     if is_three_phase(grid):  # a three-phase feeder runs in the three-phase world
-        world_obj = three_phase_demo_world(grid, flex_plan, meters, ev_protocol, protocols)
+        world_obj = three_phase_demo_world(grid, flex_plan, ev_protocol, protocols)
     else:
         cls = FieldWorld if world == "field" else SimWorld
         world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
@@ -100,18 +100,17 @@ def build_demo(
 def three_phase_demo_world(
     grid: str,
     flex_plan: bool = False,
-    meters: bool = False,
     ev_protocol: str = "internal",
     protocols: tuple[str, ...] = (),
 ) -> Any:
     """The demo's world on a three-phase feeder (:class:`~gridpilot.agent.ThreePhaseWorld`
-    with the demo fleet); the field world's options are refused, named."""
+    with the demo fleet and its customer meters); the field world's device options are
+    refused, named."""
     from gridpilot.agent.world3p import ThreePhaseWorld, three_phase_grid
     from gridpilot.errors import ValidationError
 
     asked = {
         "flex_plan": flex_plan,
-        "meters": meters,
         "ev_protocol": ev_protocol != "internal",
         "protocols": bool(protocols),
     }
@@ -119,7 +118,7 @@ def three_phase_demo_world(
     if bad:
         raise ValidationError(
             f"{bad[0]}: the three-phase world of {grid!r} has no household devices or field "
-            "protocols yet (field world on balanced grids only)"
+            "protocols yet (field world on balanced grids only; --meters works)"
         )
     return ThreePhaseWorld(three_phase_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
 

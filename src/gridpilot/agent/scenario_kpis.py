@@ -80,7 +80,9 @@ def theft_meters(world: Any, loads: list[int] | None = None, share: float = 0.5)
     ids = [int(x) for x in g.load.ids]
     loads = [ids[k] for k in (2, 11, 24) if k < len(ids)] if loads is None else list(loads)
     pos = g.load.index_of(np.asarray(loads, np.int64))
-    ml = world.devices.meter_load
+    ml = getattr(world, "meter_load", None)  # a three-phase world's meters
+    if ml is None:
+        ml = world.devices.meter_load
     out: list[int] = []
     for k in pos:
         m = np.flatnonzero(ml == k)

@@ -76,12 +76,7 @@ def _check_spec(spec: ScenarioSpec) -> None:
         )
     from gridpilot.agent.world3p import is_three_phase
 
-    if spec.name == "theft" and is_three_phase(spec.grid):
-        raise ValidationError(
-            f"grid: the theft scenario needs household meters behind the loads; the three-phase "
-            f"world of {spec.grid!r} has none yet"
-        )
-    if spec.name == "theft" and spec.world != "field":
+    if spec.name == "theft" and spec.world != "field" and not is_three_phase(spec.grid):
         raise ValidationError(
             f"world: the theft scenario needs household meters (field), got {spec.world!r}"
         )
@@ -142,11 +137,14 @@ def _events(run: _Run, t: int) -> None:
     controlled; uncontrolled, the crew closes what protection opened at a repair)."""
     world, spec = run.world, run.spec
     if run.theft is not None and t == run.theft.at:
-        from gridpilot.agent.fieldworld import FieldWorld
-
-        assert isinstance(world, FieldWorld)  # checked by _check_spec: theft needs the field
         m = theft_meters(world, spec.params.get("loads"), float(spec.params.get("share", 0.5)))
-        world.sim.inject_theft(m, run.theft.factor)
+        if hasattr(world, "sim"):  # the field world (checked by _check_spec)
+            world.sim.inject_theft(m, run.theft.factor)
+        else:  # a three-phase world's customer meters
+            from gridpilot.agent.world3p import ThreePhaseWorld
+
+            assert isinstance(world, ThreePhaseWorld)
+            world.inject_theft(m, run.theft.factor)
         run.notes.append(f"step {t}: {len(m)} meters report {run.theft.factor:g} of their import")
     for ev in run.events.get(t, []):
         kind = ev["kind"]

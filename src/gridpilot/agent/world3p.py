@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from gridpilot.agent.phaseinj import PhaseInjections
+from gridpilot.agent.phasemeters import PhaseMeters
 from gridpilot.agent.phasephysics import PhasePhysics, Step
 from gridpilot.agent.world import AGENT_ENGINE, Observation, SimWorld
 from gridpilot.errors import ValidationError
@@ -115,6 +116,18 @@ class ThreePhaseWorld(SimWorld):
         self._noise_t = -1
         self._bus_nodes = self._node_groups()
         self._step: Step | None = None
+        index = {n: i for i, n in enumerate(self.physics.nodes)}
+        loads = grid3p.loads
+        self._load_node = np.array(
+            [index.get((ld.terminal.bus, next((n for n in ld.terminal.nodes if n > 0), 1)), 0)
+             for ld in loads], np.int64,
+        )  # fmt: skip
+        self._load_kw = np.array([ld.kw for ld in loads], np.float64)
+        self._load_view = np.full(len(loads), -1, np.int64)  # feeder load -> view load position
+        for pos, lid in enumerate(self.grid.load.ids):
+            self._load_view[self.view.load_members.get(int(lid), [])] = pos
+        self._view_metered = np.isin(np.arange(len(self.grid.load)), self._load_view)
+        self.meters = PhaseMeters(self.grid, self.view.load_members, self._load_node, seed)
 
     def _node_groups(self) -> list[np.ndarray]:
         """Per view bus, the full node positions of its phases 1-3."""
@@ -165,6 +178,25 @@ class ThreePhaseWorld(SimWorld):
                     "nodes": [n for n, _ in viol[key][:50]],
                 }
         return out
+
+    # --- the customers' meters (MeteredWorld) ---------------------------------------------------
+    def meter_registry(self) -> Any:
+        """Switch the customer meters' 15-minute reports on; the enrolment registry."""
+        return self.meters.registry()
+
+    def meter_frames(self) -> list[bytes]:
+        """The meter frames sent at the last :meth:`observe` (read once)."""
+        out, self.meters.frames = self.meters.frames, []
+        return out
+
+    @property
+    def meter_load(self) -> np.ndarray:
+        """Each meter's view load position (the gateway it reports through)."""
+        return self.meters.meter_load
+
+    def inject_theft(self, meters: np.ndarray | list[int], factor: float = 0.5) -> None:
+        """Meter tampering: the meters (positions) report ``factor`` of their import."""
+        self.meters.inject_theft(meters, factor)
 
     # --- events -------------------------------------------------------------------------------
     def inject(self, kind: str, **params: Any) -> dict[str, Any]:
@@ -231,6 +263,15 @@ class ThreePhaseWorld(SimWorld):
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
         mp, mq = self.injections.multipliers(self.grid, inj, self._noise_now())
         st = self._step = self.physics.solve(self._open_branches(), mp, mq, self.step_s)
+        n3 = self._load_kw.size
+        served_kw = mp[:n3] * self._load_kw * st.live_nodes[self._load_node]
+        ms = int(self.time.astype("datetime64[ms]").astype(np.int64))
+        self.meters.step(served_kw, st.result.v_pu, self.step_s, ms)
+        # the secondary substations' metering: the served power of the feeder loads behind
+        # each view load (noise included, as the meters see it)
+        has = self._load_view >= 0
+        served = np.bincount(self._load_view[has], served_kw[has] / 1e3, minlength=len(g.load))
+        inj["load_p_mw"] = np.where(self._view_metered, served, inj["load_p_mw"])
         if len(g.storage):
             self.storage_soc = storage_soc_after(
                 self.storage_soc, sp, g.storage["e_mwh"], self.step_s
