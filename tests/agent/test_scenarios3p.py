@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from gridpilot.agent.contingency import n1_sweep
 from gridpilot.agent.phase_kpis import PHASE_KPI_UNITS
 from gridpilot.agent.scenarios import KPI_UNITS, run_scenario
-from gridpilot.errors import ValidationError
 
 
 def _sane(k: dict) -> None:
@@ -55,9 +54,15 @@ def test_ev_surge_on_ieee123_raises_import() -> None:
     assert surge.uncontrolled.kpis["peak_import_mw"] > calm.uncontrolled.kpis["peak_import_mw"]
 
 
-def test_theft_on_a_three_phase_feeder_is_refused_by_name() -> None:
-    with pytest.raises(ValidationError, match="household meters"):
-        run_scenario("theft", "ieee123", hours=0.5)
+@pytest.mark.slow
+def test_theft_on_ieee123_is_detected_without_false_alarms() -> None:
+    # the meter path learns 24 intervals (6 h); tampering from 6 h 15 min
+    rep = run_scenario("theft", "ieee123", hours=7.5, params={"at_min": 375})
+    _sane(rep.controlled.kpis)
+    assert rep.checks["detected"], rep.controlled.notes
+    assert rep.checks["detection_delay_min"] <= 60
+    assert rep.checks["false_alarms_before_theft"] == 0
+    assert rep.checks["false_alarms_clean_run"] == 0
 
 
 def test_n1_on_ieee123_reports_node_phases() -> None:
@@ -88,5 +93,5 @@ def test_scenario_cli_with_grid_option() -> None:
     data = json.loads(r.output)
     assert data["grid"] == "ieee123"
     assert math.isfinite(data["controlled"]["kpis"]["vmin_node_phase_pu"])
-    bad = CliRunner().invoke(app, ["scenario", "theft", "--grid", "ieee123", "--json"])
-    assert bad.exit_code == 2 and "household meters" in bad.output
+    bad = CliRunner().invoke(app, ["scenario", "heatwave", "--grid", "ieee124", "--json"])
+    assert bad.exit_code == 2 and "ieee124" in bad.output

@@ -195,3 +195,28 @@ def test_guard_checks_switching_plans_per_node_phase(g3) -> None:
         closed, ~np.zeros_like(closed), inj, inj, (0.999, 1.001), 0.0
     )
     assert reasons and any("node-phase" in r for r in reasons)
+
+
+def test_customer_meters_report_signed_rows_per_phase(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    orch = Orchestrator(world, meters=True)
+    n_meters = world.meters.feeder_load.size
+    assert n_meters == sum(ld.kind == "load" and ld.enabled for ld in g3.loads)
+    orch.run(16)  # one 15-minute interval
+    assert orch.counters["meter_rows"] == n_meters
+    assert orch.counters["meter_frames_rejected"] == 0
+    assert not {"non_technical_loss", "theft_suspected"} & set(orch.alarms)
+
+
+def test_tampered_meters_report_less(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    world.inject_theft([0, 5], 0.5)
+    for _ in range(15):
+        world.observe()
+        world.advance()
+    m = world.meters
+    assert m.e_true[0] > 0
+    assert m.e_rep[[0, 5]] == pytest.approx(0.5 * m.e_true[[0, 5]])
+    assert m.e_rep[1] == pytest.approx(m.e_true[1])
+    with pytest.raises(ValidationError, match="factor"):
+        world.inject_theft([1], 1.5)

@@ -56,5 +56,5 @@ def test_demo_cli_runs_ieee123_without_serving() -> None:
     assert r.exit_code == 0, r.output
     out = json.loads(r.output[r.output.index("{") :])
     assert out["headline"]["t"] == 14 and out["audit_chain_ok"]
-    bad = CliRunner().invoke(app, ["demo", "--grid", "ieee123", "--no-serve", "--meters"])
+    bad = CliRunner().invoke(app, ["demo", "--grid", "ieee123", "--no-serve", "--flex-plan"])
     assert bad.exit_code == 2 and "three-phase" in bad.output
