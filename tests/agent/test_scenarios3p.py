@@ -15,7 +15,7 @@ from gridpilot.agent.scenarios import KPI_UNITS, run_scenario
 
 
 def _sane(k: dict) -> None:
-    assert set(KPI_UNITS) | set(PHASE_KPI_UNITS) == set(k)
+    assert set(KPI_UNITS) | set(PHASE_KPI_UNITS) <= set(k)
     assert 0.5 < k["peak_import_mw"] < 10.0  # ieee123 peaks near 3.5 MW
     assert k["losses_mwh"] > 0
     assert 0.85 < k["vmin_node_phase_pu"] <= k["vmax_node_phase_pu"] < 1.15
