@@ -220,3 +220,16 @@ def test_tampered_meters_report_less(g3) -> None:
     assert m.e_rep[1] == pytest.approx(m.e_true[1])
     with pytest.raises(ValidationError, match="factor"):
         world.inject_theft([1], 1.5)
+
+
+def test_the_views_regulators_start_at_the_feeders_taps(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    t = world.grid.transformer
+    assert int(np.abs(t["tap_pos"]).sum()) > 0  # ieee123's regulators boost at the evening peak
+    reg1 = next(k for k, m in world.view.transformer_members.items() if m == ["reg1a"])
+    tap = world.physics.taps["creg1a"]
+    pos = int(t["tap_pos"][int(t.index_of(reg1)[0])])
+    assert pos == round((tap - 1.0) / 0.00625)
+    orch = Orchestrator(world)
+    orch.run(6)
+    assert orch.counters["bad_data_removed"] == 0  # the loop's model agrees with the telemetry

@@ -46,6 +46,7 @@ from gridpilot.twin.unbalanced import UnbalancedResult
 log = logging.getLogger(__name__)
 NOISE_SIGMA = 0.02  # per-load AR(1) noise on the shapes (relative)
 NOISE_RHO = 0.9
+SETTLE_S = 600.0  # the regulators' time to settle before the start
 PHASE_NAMES = {"a": 1, "b": 2, "c": 3, "1": 1, "2": 2, "3": 3}
 
 
@@ -128,6 +129,17 @@ class ThreePhaseWorld(SimWorld):
             self._load_view[self.view.load_members.get(int(lid), [])] = pos
         self._view_metered = np.isin(np.arange(len(self.grid.load)), self._load_view)
         self.meters = PhaseMeters(self.grid, self.view.load_members, self._load_node, seed)
+        self._settle()
+
+    def _settle(self) -> None:
+        """The feeder as it runs before ``t == 0``: the regulators settled on the start's
+        injections, and the loop's view given those taps (its model of the regulators)."""
+        mp, mq = self.injections.multipliers(self.grid, self.controlled(self.demand()))
+        self.physics.solve(frozenset(), mp, mq, SETTLE_S)
+        self.physics.tap_ops = self.physics.cap_ops = 0
+        xf = {r.name.lower(): r.transformer.lower() for r in self.grid3p.regcontrols}
+        self.view.set_taps({xf[k]: v for k, v in self.physics.taps.items() if k in xf})
+        self.grid.transformer["tap_pos"] = self.view.grid.transformer["tap_pos"]
 
     def _node_groups(self) -> list[np.ndarray]:
         """Per view bus, the full node positions of its phases 1-3."""

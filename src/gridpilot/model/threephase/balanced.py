@@ -51,6 +51,20 @@ class PhaseView:
     switch_branch: dict[int, str]  # view switch id -> feeder switch branch name
     load_members: dict[int, list[int]] = field(default_factory=dict)  # view load -> feeder loads
     load_shape: dict[int, str | None] = field(default_factory=dict)  # view load -> shape name
+    transformer_members: dict[int, list[str]] = field(default_factory=dict)  # view -> feeder
+
+    def set_taps(self, taps: dict[str, float]) -> None:
+        """Set the view's transformer taps from feeder transformer taps (pu, by name): each
+        bank at its members' mean, rounded to its tap step."""
+        t = self.grid.transformer
+        for k, members in self.transformer_members.items():
+            vals = [taps[m] for m in members if m in taps]
+            if vals:
+                pos = int(t.index_of(k)[0])
+                step = float(t["tap_step_percent"][pos]) / 100.0 or 0.00625
+                t["tap_pos"][pos] = int(
+                    np.clip(round((np.mean(vals) - 1.0) / step), -TAP_STEPS, TAP_STEPS)
+                )
 
     def branch_line(self) -> dict[str, int]:
         """Feeder branch name -> view line id."""
@@ -169,15 +183,17 @@ def _add_switches(
     return {k + 1: b.name.lower() for k, (_, b) in enumerate(sw)}
 
 
-def _add_transformers(g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]) -> None:
+def _add_transformers(g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]) -> dict[int, list[str]]:
     groups: dict[tuple[str, str], list[int]] = {}
     for k, t in enumerate(grid.transformers):
         if t.enabled and len(t.windings) >= 2:
             key = (t.windings[0].terminal.bus, t.windings[1].terminal.bus)
             if key[0] in ids and key[1] in ids:
                 groups.setdefault(key, []).append(k)
-    rows = []
+    rows: list[tuple[float, ...]] = []
+    members: dict[int, list[str]] = {}
     for (hv, lv), ks in groups.items():
+        members[len(rows) + 1] = [grid.transformers[k].name.lower() for k in ks]
         ts = [grid.transformers[k] for k in ks]
         kva = sum(t.windings[0].kva for t in ts) * 3.0 / max(sum(t.phases for t in ts), 1)
         r = float(np.mean([t.windings[0].r_pct + t.windings[1].r_pct for t in ts]))
@@ -207,6 +223,7 @@ def _add_transformers(g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]) -> Non
             tap_step_percent=a[:, 7],
             tap_pos=a[:, 8].astype(np.int32),
         )
+    return members
 
 
 def _load_shape(grid: ThreePhaseGrid, k: int) -> str | None:
@@ -257,7 +274,7 @@ def balanced_view(grid: ThreePhaseGrid) -> PhaseView:
     lines = _add_lines(g, grid, ids)
     view = PhaseView(g, ids, names, lines, {})
     view.switch_branch = _add_switches(g, grid, ids, lines)
-    _add_transformers(g, grid, ids)
+    view.transformer_members = _add_transformers(g, grid, ids)
     src = grid.source
     z1 = abs(src.z1_ohm) or 1e-4
     g.add(
