@@ -311,7 +311,6 @@ def test_powerflow_calc_ms_is_the_flow_and_first_call_ms_the_kernel_load() -> No
         ["flex", "plan", "ieee13"],
         ["timeseries", "ieee13", "--steps", "2"],
         ["field", "run", "ieee13", "--hours", "0.1"],
-        ["scenario", "fault", "ieee13"],
     ],
 )
 def test_balanced_only_commands_refuse_a_three_phase_feeder_by_name(args: list[str]) -> None:

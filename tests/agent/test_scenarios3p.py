@@ -95,3 +95,11 @@ def test_scenario_cli_with_grid_option() -> None:
     assert math.isfinite(data["controlled"]["kpis"]["vmin_node_phase_pu"])
     bad = CliRunner().invoke(app, ["scenario", "heatwave", "--grid", "ieee124", "--json"])
     assert bad.exit_code == 2 and "ieee124" in bad.output
+
+
+def test_fault_scenario_runs_on_ieee13_too() -> None:
+    # a feeder whose one switch is behind most of its lines: the loop runs, named KPIs
+    rep = run_scenario("fault", "ieee13", hours=0.25, params={"at_min": 5})
+    _sane(rep.uncontrolled.kpis)
+    _sane(rep.controlled.kpis)
+    assert rep.uncontrolled.kpis["max_unbalance_pct"] > 1.0  # ieee13 is the unbalanced one
