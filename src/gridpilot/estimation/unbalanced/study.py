@@ -1,0 +1,241 @@
+"""The true state, the sensors' view of it, and the estimate's error against it.
+
+The truth is the unbalanced twin's power flow with every load following the grid's load
+profile (interpolated between its points) times a per-customer factor (log-normal,
+``load_sigma``; an AR(1) process in time with correlation ``load_rho`` per 15 min), so that
+the profile's pseudo-measurements are off by what a real profile is off by, and the loads
+move during a smart meter's delay. Regulator taps and capacitor states are settled by the
+twin's static controls at the profile's level, then held (they are known to the estimator).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.estimation.unbalanced.lnr import detectability, estimate_robust
+from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
+from gridpilot.estimation.unbalanced.model import LinearNetwork, build_linear_network
+from gridpilot.estimation.unbalanced.sensors import SensorSpec, SensorTruth, build_measurements
+from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate, UnbalancedEstimator
+from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TruthOptions:
+    """When (hour of day), how far each customer strays from the profile, and the seed."""
+
+    hour: float = 7.5
+    load_sigma: float = 0.25
+    load_rho: float = 0.9
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`ValidationError` naming a bad field."""
+        if not 0.0 <= self.hour < 24.0:
+            raise ValidationError(f"truth: field 'hour' must be within 0–24, got {self.hour!r}")
+        if not 0.0 <= self.load_sigma <= 2.0:
+            raise ValidationError(
+                f"truth: field 'load_sigma' must be within 0–2, got {self.load_sigma!r}"
+            )
+        if not 0.0 <= self.load_rho <= 1.0:
+            raise ValidationError(
+                f"truth: field 'load_rho' must be within 0–1, got {self.load_rho!r}"
+            )
+
+
+@dataclass
+class TrueState:
+    """The truth at the estimate's time and at the meters' reading time."""
+
+    v_now: np.ndarray
+    v_meter: np.ndarray
+    truth: SensorTruth
+    taps: dict[str, float] = field(default_factory=dict)
+
+
+def _profile(grid: ThreePhaseGrid, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per load (rows) and time (cols): the profile's point value and its interpolation."""
+    point = np.ones((len(grid.loads), hours.size))
+    smooth = np.ones_like(point)
+    default = "default" if "default" in grid.loadshapes else None
+    for i, ld in enumerate(grid.loads):
+        name = ld.daily or ld.yearly or default
+        if ld.status == "fixed" or name is None or name not in grid.loadshapes:
+            continue
+        shp = grid.loadshapes[name]
+        point[i] = shp.at(hours)
+        n = len(shp.mult)
+        if shp.interval_h > 0 and n:  # point k (1-based) holds hour k·interval
+            hk = np.arange(1, n + 1) * shp.interval_h
+            smooth[i] = np.interp(
+                hours % (n * shp.interval_h), hk, shp.mult, period=n * shp.interval_h
+            )
+        else:
+            smooth[i] = point[i]
+    return point, smooth
+
+
+def true_state(twin: UnbalancedTwin, delay_s: float, opts: TruthOptions) -> TrueState:
+    """Solve the truth now and ``delay_s`` earlier (twin taps settled, then held); the
+    twin is left at those taps, so that :func:`build_linear_network` matches it."""
+    opts.check()
+    g = twin.grid
+    hours = np.array([opts.hour - delay_s / 3600.0, opts.hour])
+    point, smooth = _profile(g, hours)
+    rng = np.random.default_rng(opts.seed)
+    n_loads = len(g.loads)
+    rho = opts.load_rho ** (delay_s / 900.0)
+    e0 = rng.standard_normal(n_loads)
+    e1 = rho * e0 + np.sqrt(max(1.0 - rho * rho, 0.0)) * rng.standard_normal(n_loads)
+    sig = opts.load_sigma
+    factor = np.exp(sig * np.stack([e0, e1], axis=1) - sig * sig / 2.0) * smooth
+    lb = twin.loads
+    s = lb.s_va[:, None] * factor[lb.load_of]
+    twin.powerflow(control_mode="static", load_mult=float(np.mean(smooth[:, 1])))
+    v, _ = twin.solve(s)
+    i_load = load_currents(lb, branch_voltage(lb, v), s)
+    lin_src = twin.net.terminal_idx([g.source.terminal])
+    src = np.array(sorted({int(x) for x in lin_src if x >= 0}), np.int64)
+    z = [np.concatenate([i_load[:, k], v[src, k]]) for k in (0, 1)]
+    s_prof = lb.s_va * point[lb.load_of, 1]
+    return TrueState(v[:, 1], v[:, 0], SensorTruth(z[1], z[0], s_prof), twin.taps())
+
+
+def state_errors(est: UnbalancedEstimate, v_true: np.ndarray, src0: int) -> dict[str, Any]:
+    """|V| error (pu) and angle error (degrees, both referred to the source bus's first
+    phase) per node-phase, summarised: max, mean and the worst node-phase."""
+    ref = np.exp(-1j * np.angle(v_true[src0]))
+    vt = v_true * ref
+    dv = np.abs(np.abs(est.v) - np.abs(vt)) / est.vbase_v
+    da = np.abs(np.angle(est.v * np.conj(vt), deg=True))
+    worst = int(np.argmax(dv))
+    return {
+        "v_err_max_pu": float(dv.max()),
+        "v_err_mean_pu": float(dv.mean()),
+        "angle_err_max_deg": float(da.max()),
+        "angle_err_mean_deg": float(da.mean()),
+        "worst_node": f"{est.nodes[worst][0]}.{est.nodes[worst][1]}",
+    }
+
+
+@dataclass(frozen=True)
+class GrossError:
+    """A gross error of ``sigmas`` × the measurement's σ added to the row ``label``."""
+
+    label: str
+    sigmas: float
+
+
+def default_gross_errors(m: UnbalancedMeasurements) -> list[GrossError]:
+    """A head P, a regulator |V| and two smart meters (P of the largest metered load, |V|
+    of the second) — the ones a test and the bench corrupt."""
+    out = [GrossError(next(x for x in m.labels if x.startswith("head P")), 25.0)]
+    reg = [x for x in m.labels if x.startswith("reg V")]
+    if reg:
+        out.append(GrossError(reg[0], 15.0))
+    meters = [i for i, x in enumerate(m.labels) if x.startswith("meter P")]
+    meters.sort(key=lambda i: -abs(m.value[i]))
+    if meters:
+        out.append(GrossError(m.labels[meters[0]], 30.0))
+    if len(meters) > 1:
+        out.append(GrossError(m.labels[meters[1]].replace("meter P", "meter V"), -20.0))
+    return out
+
+
+def with_gross_errors(
+    m: UnbalancedMeasurements, errors: list[GrossError]
+) -> UnbalancedMeasurements:
+    """A copy of ``m`` with the gross errors added (KeyError naming a missing label)."""
+    out = m.copy()
+    for e in errors:
+        i = out.index(e.label)
+        out.value[i] += e.sigmas * out.sigma[i]
+    return out
+
+
+@dataclass
+class Case:
+    """One study case: its name, the sensors' spec and the gross errors injected."""
+
+    name: str
+    spec: SensorSpec
+    gross: bool = False
+
+
+def default_cases(spec: SensorSpec) -> list[Case]:
+    """Fresh and delayed meters, each clean and with gross errors; delayed with σ widened."""
+    fresh = replace(spec, meter_delay_s=0.0)
+    widened = replace(spec, delay_sigma_frac=max(spec.delay_sigma_frac, 0.1),
+                      delay_v_sigma_pu=max(spec.delay_v_sigma_pu, 0.005))  # fmt: skip
+    return [
+        Case("fresh", fresh),
+        Case("fresh+bad", fresh, gross=True),
+        Case("delayed", spec),
+        Case("delayed σ-widened", widened),
+        Case("delayed+bad", widened, gross=True),
+    ]
+
+
+def run_case(grid: ThreePhaseGrid, case: Case, truth_opts: TruthOptions) -> dict[str, Any]:
+    """Truth, sensors, robust estimate and errors of one case (one JSON-ready row)."""
+    twin = UnbalancedTwin(grid)
+    ts = true_state(twin, case.spec.meter_delay_s, truth_opts)
+    lin = build_linear_network(twin)
+    m = build_measurements(lin, ts.truth, case.spec)
+    injected = default_gross_errors(m) if case.gross else []
+    m_used = with_gross_errors(m, injected)
+    se = UnbalancedEstimator(lin)
+    t0 = time.perf_counter()
+    rep = estimate_robust(se, m_used)
+    robust_ms = (time.perf_counter() - t0) * 1e3
+    res = rep.result
+    det = detectability(rep.first)
+    labels = m_used.labels
+    row: dict[str, Any] = {
+        "grid": grid.name,
+        "case": case.name,
+        "hour": truth_opts.hour,
+        "meter_delay_s": case.spec.meter_delay_s,
+        "meter_coverage": case.spec.meter_coverage,
+        "node_phases": len(lin.nodes),
+        "states_real": int(se.free.size),
+        "measurements": m_used.count_by_source(),
+        **state_errors(res, ts.v_now, int(lin.src[0])),
+        "first_v_err_max_pu": state_errors(rep.first, ts.v_now, int(lin.src[0]))["v_err_max_pu"],
+        "iterations": res.iterations,
+        "estimate_ms": round(rep.first.calc_ms, 3),
+        "robust_ms": round(robust_ms, 3),
+        "chi2": round(res.chi2, 2),
+        "chi2_limit": round(res.chi2_limit, 2),
+        "injected": [e.label for e in injected],
+        "removed": rep.removed_labels,
+        "injected_removed": all(e.label in rep.removed_labels for e in injected),
+        "critical": [labels[i] for i in np.flatnonzero(~np.isfinite(det))],
+        "detectable_head_p_kw": _min_det(det, labels, "head P"),
+        "detectable_meter_p_kw_median": _min_det(det, labels, "meter P", np.median),
+        "detectable_meter_v_pu_median": _min_det(det, labels, "meter V", np.median),
+        "note": rep.note,
+    }
+    return row
+
+
+def _min_det(det: np.ndarray, labels: list[str], prefix: str, how: Any = np.min) -> float | None:
+    sel = np.array([x.startswith(prefix) for x in labels]) & np.isfinite(det)
+    return round(float(how(det[sel])), 4) if sel.any() else None
+
+
+def linear_network_for(grid: ThreePhaseGrid) -> tuple[UnbalancedTwin, LinearNetwork]:
+    """A twin of ``grid`` at its statically settled taps and the linear model there."""
+    twin = UnbalancedTwin(grid)
+    twin.powerflow(control_mode="static")
+    return twin, build_linear_network(twin)
