@@ -3,7 +3,9 @@
 Each row is ``|u·z| / scale`` (kind ``MAG``: a voltage in pu or a current in A),
 ``Re((u·z) conj(w·z)) / scale`` (``P``, kW) or ``Im(...) / scale`` (``Q``, kvar); see
 :mod:`.model`. ``source`` says where the value comes from (``head``, ``reg``, ``meter``,
-``pseudo``); ``delayed`` marks readings older than the estimate's time.
+``pseudo``); ``delayed`` marks readings older than the estimate's time; ``fallback`` holds,
+per row, the value and σ of a pseudo-measurement that replaces the row if it is rejected as
+bad data (a smart meter's P/Q falls back to the load profile; NaN: none, the row is dropped).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ class UnbalancedMeasurements:
     labels: list[str]
     source: list[str]
     delayed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    fallback: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
     def __post_init__(self) -> None:
         if self.delayed.size != self.value.size:
             self.delayed = np.zeros(self.value.size, bool)
+        if self.fallback.shape != (self.value.size, 2):
+            self.fallback = np.full((self.value.size, 2), np.nan)
 
     @property
     def size(self) -> int:
@@ -80,7 +85,21 @@ class UnbalancedMeasurements:
             labels=[self.labels[i] for i in idx],
             source=[self.source[i] for i in idx],
             delayed=self.delayed[idx].copy(),
+            fallback=self.fallback[idx].copy(),
         )
+
+    def replaced(self, row: int) -> UnbalancedMeasurements | None:
+        """A copy with row ``row`` replaced by its fallback pseudo-measurement (relabelled
+        ``pseudo …``), or None when it has none."""
+        if not np.all(np.isfinite(self.fallback[row])):
+            return None
+        out = self.copy()
+        out.value[row], out.sigma[row] = self.fallback[row]
+        out.fallback[row] = np.nan
+        out.delayed[row] = False
+        out.labels[row] = "pseudo " + self.labels[row].split(" ", 1)[1]
+        out.source[row] = "pseudo"
+        return out
 
     def without(self, rows: list[int]) -> UnbalancedMeasurements:
         """A copy without the scalar rows ``rows``."""

@@ -181,5 +181,10 @@ def build_measurements(
     noise = rng.standard_normal(m.size) * m.sigma
     noise[pseudo] = 0.0  # a pseudo-measurement's error is the profile's, already in it
     m.value = true + (noise if spec.noise else 0.0)
+    mpq = (src == "meter") & (m.kind != MAG)
+    if spec.pseudo:  # a rejected meter P/Q falls back to the profile, as unmetered loads have
+        prof = np.where(m.kind == P, s_prof.real, s_prof.imag)
+        m.fallback[mpq, 0] = prof[mpq]
+        m.fallback[mpq, 1] = np.maximum(spec.pseudo_sigma_frac * prof_mag[mpq], 1e-3)
     log.debug("%s: %s", lin.grid, m.count_by_source())
     return m

@@ -130,25 +130,31 @@ def state_errors(est: UnbalancedEstimate, v_true: np.ndarray, src0: int) -> dict
 
 @dataclass(frozen=True)
 class GrossError:
-    """A gross error of ``sigmas`` × the measurement's σ added to the row ``label``."""
+    """A gross error on the row ``label``: the reading times ``factor`` (a wrong meter
+    multiplier) plus ``sigmas`` × its σ."""
 
     label: str
-    sigmas: float
+    sigmas: float = 0.0
+    factor: float = 1.0
 
 
 def default_gross_errors(m: UnbalancedMeasurements) -> list[GrossError]:
-    """A head P, a regulator |V| and two smart meters (P of the largest metered load, |V|
-    of the second) — the ones a test and the bench corrupt."""
-    out = [GrossError(next(x for x in m.labels if x.startswith("head P")), 25.0)]
+    """A head P (+25 σ), a regulator |V| (+15 σ) and two smart meters: the P of the largest
+    metered load read with a wrong multiplier (× 5, a forgotten CT ratio; a smart meter's P is nearly critical,
+    see :func:`detectability`, so a few σ would go unseen) and the |V| of the second
+    (-20 σ; another customer) — the ones the tests and the bench corrupt."""
+    out = [GrossError(next(x for x in m.labels if x.startswith("head P")), sigmas=25.0)]
     reg = [x for x in m.labels if x.startswith("reg V")]
     if reg:
-        out.append(GrossError(reg[0], 15.0))
+        out.append(GrossError(reg[0], sigmas=15.0))
     meters = [i for i, x in enumerate(m.labels) if x.startswith("meter P")]
     meters.sort(key=lambda i: -abs(m.value[i]))
     if meters:
-        out.append(GrossError(m.labels[meters[0]], 30.0))
-    if len(meters) > 1:
-        out.append(GrossError(m.labels[meters[1]].replace("meter P", "meter V"), -20.0))
+        out.append(GrossError(m.labels[meters[0]], factor=5.0))
+        load = m.labels[meters[0]].split(" ")[2]
+        other = [i for i in meters if m.labels[i].split(" ")[2] != load]
+        if other:
+            out.append(GrossError(m.labels[other[0]].replace("meter P", "meter V"), sigmas=-20.0))
     return out
 
 
@@ -159,7 +165,7 @@ def with_gross_errors(
     out = m.copy()
     for e in errors:
         i = out.index(e.label)
-        out.value[i] += e.sigmas * out.sigma[i]
+        out.value[i] = out.value[i] * e.factor + e.sigmas * out.sigma[i]
     return out
 
 
@@ -175,8 +181,8 @@ class Case:
 def default_cases(spec: SensorSpec) -> list[Case]:
     """Fresh and delayed meters, each clean and with gross errors; delayed with σ widened."""
     fresh = replace(spec, meter_delay_s=0.0)
-    widened = replace(spec, delay_sigma_frac=max(spec.delay_sigma_frac, 0.1),
-                      delay_v_sigma_pu=max(spec.delay_v_sigma_pu, 0.005))  # fmt: skip
+    widened = replace(spec, delay_sigma_frac=max(spec.delay_sigma_frac, 0.12),
+                      delay_v_sigma_pu=max(spec.delay_v_sigma_pu, 0.002))  # fmt: skip
     return [
         Case("fresh", fresh),
         Case("fresh+bad", fresh, gross=True),

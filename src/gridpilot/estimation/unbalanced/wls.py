@@ -34,11 +34,12 @@ class UnobservableError(ValidationError):
 
 @dataclass(frozen=True)
 class WlsOptions:
-    """Gauss-Newton stop (largest state change, relative), iteration cap, the chi-square
-    test's ``alpha`` and the relative singular-value cut for the rank (observability)."""
+    """Gauss-Newton stop (largest node-phase voltage change of a step, pu), iteration cap,
+    the chi-square test's ``alpha`` and the relative singular-value cut for the rank
+    (observability)."""
 
-    tol: float = 1e-10
-    max_iter: int = 30
+    tol_pu: float = 1e-9
+    max_iter: int = 50
     alpha: float = 0.01
     rank_tol: float = 1e-9
 
@@ -125,8 +126,6 @@ class UnbalancedEstimator:
         p = lin.p
         self.ref = p + lin.m  # Im of the source's first phase: the angle reference
         self.free = np.setdiff1d(np.arange(2 * p), [self.ref])
-        i_nom = np.abs(lin.load_s_va) / np.maximum(lin.load_vbase_v, 1.0)
-        self.z_scale = np.concatenate([np.maximum(i_nom, 1e-3), lin.vbase_v[lin.src]])
 
     def flat_start(self) -> np.ndarray:
         """The no-load voltages from nominal source voltages, and the nominal load currents."""
@@ -199,11 +198,12 @@ class UnbalancedEstimator:
             dz = full[:p] + 1j * full[p:]
             z = z + dz
             st = self._linearise(m, z)
-            if np.max(np.abs(dz) / self.z_scale) < self.opts.tol:
+            dv = float(np.max(np.abs(self.lin.a_v @ dz) / self.lin.vbase_v))
+            if dv < self.opts.tol_pu:
                 return self._result(m, z, st, it, t0)
         raise ConvergenceError(
             f"{self.lin.grid}: state estimation did not converge in {self.opts.max_iter} "
-            f"iterations (last relative step {float(np.max(np.abs(dz) / self.z_scale)):.1e})"
+            f"iterations (last voltage step {dv:.1e} pu)"
         )
 
     def _result(self, m: UnbalancedMeasurements, z: np.ndarray, st: _Step, it: int,
