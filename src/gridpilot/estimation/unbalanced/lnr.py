@@ -12,6 +12,9 @@ error the test flags is therefore ``λ σ_i / sqrt(1 - K_ii)`` (λ = ``lnr_limit
 measurement (``1 - K_ii`` < 1e-6: nothing else sees what it sees) cannot be checked at all;
 its detectability is infinite and it is never removed.
 
+Pseudo-measurements are never removed: they are what keeps the unmetered loads observable,
+and their wide σ already says how little they are trusted.
+
 **When to look.** Identification runs while the chi-square test fails and the largest
 ``r_N`` exceeds ``lnr_limit`` (3), as in the textbook, *or* while the largest ``r_N`` alone
 exceeds ``lnr_alarm`` (4; a Gaussian false alarm of 6e-5 per row): a gross error on a
@@ -99,6 +102,7 @@ def estimate_robust(
     rep = RobustEstimate(res, res, cur, chi2_history=[res.chi2])
     for _ in range(max_removals):
         rn = normalised_residuals(res)
+        rn[np.array(cur.source) == "pseudo"] = 0.0  # never removed (they keep observability)
         worst = int(np.argmax(rn))
         if not res.bad_data_suspected and rn[worst] <= lnr_alarm:
             break

@@ -97,6 +97,18 @@ class LinearNetwork:
         src = [f"source {self.nodes[i][0]}.{self.nodes[i][1]}" for i in self.src]
         return [*self.load_names, *src]
 
+    def nominal_state(self, s_va: np.ndarray | None = None) -> np.ndarray:
+        """A state near the operating point: source phases at their base (120° apart from
+        the first), each load branch drawing ``s_va`` (default: nominal) at the no-load
+        voltages (the estimator's flat start)."""
+        ph = np.array([self.nodes[i][1] for i in self.src])
+        v_src = self.vbase_v[self.src] * np.exp(-2j * np.pi / 3 * (ph - ph[0]))
+        z = np.concatenate([np.zeros(self.m, complex), v_src])
+        vbr = self.branch_v_rows() @ z
+        s = self.load_s_va if s_va is None else s_va
+        z[: self.m] = np.conj(s / np.where(np.abs(vbr) > 0, vbr, 1.0))
+        return z
+
     def z_from(self, v: np.ndarray, i_load: np.ndarray) -> np.ndarray:
         """The state of node voltages ``v`` and load branch currents ``i_load``."""
         return np.concatenate([i_load, v[self.src]])

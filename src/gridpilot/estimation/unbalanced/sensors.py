@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class SensorSpec:
     meter_delay_s: float = 900.0
     delay_sigma_frac: float = 0.0
     delay_v_sigma_pu: float = 0.0
+    align_delayed: bool = False
     pseudo_sigma_frac: float = 0.5
     pseudo: bool = True
     regulators: bool = True
@@ -80,6 +81,7 @@ class SensorTruth:
     z_now: np.ndarray
     z_meter: np.ndarray
     s_profile_va: np.ndarray
+    profile_ratio: np.ndarray | None = None  # per load branch: profile now / at the reading
 
 
 def metered_loads(lin: LinearNetwork, spec: SensorSpec) -> np.ndarray:
@@ -152,6 +154,35 @@ def _sigmas(m: UnbalancedMeasurements, spec: SensorSpec, true: np.ndarray,
     return sig
 
 
+def _widen_delayed_v(
+    m: UnbalancedMeasurements, lin: LinearNetwork, spec: SensorSpec, truth: SensorTruth
+) -> None:
+    """Add to each delayed |V| row's σ the spread of its voltage over the delay: every
+    load's current moves by ``delay_sigma_frac`` of its profile current (independently),
+    mapped through the row's sensitivity to each load current (the linear model)."""
+    vbr = np.abs(lin.branch_v_rows() @ truth.z_now)
+    di = spec.delay_sigma_frac * np.abs(truth.s_profile_va) / np.maximum(vbr, 1.0)
+    rows = np.flatnonzero(m.delayed & (m.kind == MAG))
+    drift_v = np.sqrt((np.abs(m.u[rows, : lin.m]) ** 2) @ (di**2))
+    m.sigma[rows] = np.hypot(m.sigma[rows], drift_v / m.scale[rows])
+
+
+def _align_delayed(
+    m: UnbalancedMeasurements, lin: LinearNetwork, s_prof: np.ndarray, ratio: np.ndarray,
+    j: np.ndarray,
+) -> None:  # fmt: skip
+    """Move delayed readings to the estimate's time by the profile's change: P/Q times the
+    profile's ratio; |V| by the change the model gives when every load moves by its ratio
+    (from the state at the profile's powers before the delay)."""
+    rows = m.delayed & (m.kind != MAG)
+    m.value[rows] *= ratio[j[rows]]
+    z0 = lin.nominal_state(s_prof / ratio)
+    z1 = z0.copy()
+    z1[: lin.m] *= ratio
+    vr = np.flatnonzero(m.delayed & (m.kind == MAG))
+    m.value[vr] += (np.abs(m.u[vr] @ z1) - np.abs(m.u[vr] @ z0)) / m.scale[vr]
+
+
 def build_measurements(
     lin: LinearNetwork, truth: SensorTruth, spec: SensorSpec = SensorSpec()
 ) -> UnbalancedMeasurements:
@@ -176,11 +207,16 @@ def build_measurements(
     prof_mag = np.abs(s_prof)
     pseudo = src == "pseudo"
     true[pseudo] = np.where(m.kind[pseudo] == P, s_prof[pseudo].real, s_prof[pseudo].imag)
-    m.sigma = _sigmas(m, spec, true, prof_mag)
+    instrument = replace(spec, delay_sigma_frac=0.0, delay_v_sigma_pu=0.0)
     rng = np.random.default_rng(spec.seed + 1)
-    noise = rng.standard_normal(m.size) * m.sigma
+    noise = rng.standard_normal(m.size) * _sigmas(m, instrument, true, prof_mag)
     noise[pseudo] = 0.0  # a pseudo-measurement's error is the profile's, already in it
     m.value = true + (noise if spec.noise else 0.0)
+    m.sigma = _sigmas(m, spec, true, prof_mag)  # what the estimator assumes
+    if spec.meter_delay_s and spec.delay_sigma_frac > 0:
+        _widen_delayed_v(m, lin, spec, truth)
+    if spec.meter_delay_s and spec.align_delayed and truth.profile_ratio is not None:
+        _align_delayed(m, lin, truth.s_profile_va, truth.profile_ratio, j)
     mpq = (src == "meter") & (m.kind != MAG)
     if spec.pseudo:  # a rejected meter P/Q falls back to the profile, as unmetered loads have
         prof = np.where(m.kind == P, s_prof.real, s_prof.imag)

@@ -129,13 +129,7 @@ class UnbalancedEstimator:
 
     def flat_start(self) -> np.ndarray:
         """The no-load voltages from nominal source voltages, and the nominal load currents."""
-        lin = self.lin
-        ph = np.array([lin.nodes[i][1] for i in lin.src])
-        v_src = lin.vbase_v[lin.src] * np.exp(-2j * np.pi / 3 * (ph - ph[0]))
-        z = np.concatenate([np.zeros(lin.m, complex), v_src])
-        vbr = lin.branch_v_rows() @ z
-        z[: lin.m] = np.conj(lin.load_s_va / np.where(np.abs(vbr) > 0, vbr, 1.0))
-        return z
+        return self.lin.nominal_state()
 
     def _linearise(self, m: UnbalancedMeasurements, z: np.ndarray) -> _Step:
         h = m.evaluate(z)
@@ -190,21 +184,37 @@ class UnbalancedEstimator:
         z[self.lin.m] = abs(z[self.lin.m])  # the reference phase at 0°
         st = self._linearise(m, z)
         self._check_rank(st)
+        j_old = float(np.sum(((m.value - st.h) / m.sigma) ** 2))
         for it in range(1, self.opts.max_iter + 1):
-            rs = (m.value - st.h) / m.sigma
-            dx = st.step(rs)
             full = np.zeros(2 * p)
-            full[self.free] = dx
+            full[self.free] = st.step((m.value - st.h) / m.sigma)
             dz = full[:p] + 1j * full[p:]
+            dz, j_new = self._line_search(m, z, dz, j_old)
             z = z + dz
             st = self._linearise(m, z)
             dv = float(np.max(np.abs(self.lin.a_v @ dz) / self.lin.vbase_v))
-            if dv < self.opts.tol_pu:
+            # slow linear convergence (large residuals): stop once J no longer moves
+            stalled = abs(j_old - j_new) <= 1e-9 * j_old and dv < 1e4 * self.opts.tol_pu
+            if dv < self.opts.tol_pu or stalled:
                 return self._result(m, z, st, it, t0)
+            j_old = j_new
         raise ConvergenceError(
             f"{self.lin.grid}: state estimation did not converge in {self.opts.max_iter} "
             f"iterations (last voltage step {dv:.1e} pu)"
         )
+
+    @staticmethod
+    def _line_search(
+        m: UnbalancedMeasurements, z: np.ndarray, dz: np.ndarray, j_old: float
+    ) -> tuple[np.ndarray, float]:
+        """The Gauss-Newton step, halved (up to 8 times) until the objective does not grow
+        (large residuals, e.g. gross errors not yet removed, make the full step overshoot)."""
+        for _ in range(8):
+            j_new = float(np.sum(((m.value - m.evaluate(z + dz)) / m.sigma) ** 2))
+            if j_new <= j_old * (1 + 1e-12):
+                return dz, j_new
+            dz = dz / 2
+        return dz, j_new
 
     def _result(self, m: UnbalancedMeasurements, z: np.ndarray, st: _Step, it: int,
                 t0: float) -> UnbalancedEstimate:  # fmt: skip
