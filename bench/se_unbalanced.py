@@ -60,6 +60,7 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "angle_err_mean_deg": mean("angle_err_mean_deg"),
         "first_v_err_max_pu": mean("first_v_err_max_pu"),
         "pf_v_err_max_pu": mean("pf_baseline_v_err_max_pu"),
+        "pf_v_err_mean_pu": mean("pf_baseline_v_err_mean_pu"),
         "identified": sum(set(r["injected"]) == set(r["removed"]) for r in rows if r["injected"]),
         "false_removals": round(float(np.mean([len(e) for e in extra])), 2),
         "detectable_head_p_kw": mean("detectable_head_p_kw"),
