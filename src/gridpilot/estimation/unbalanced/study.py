@@ -255,7 +255,9 @@ def run_case(grid: ThreePhaseGrid, case: Case, truth_opts: TruthOptions) -> dict
         "chi2_limit": round(res.chi2_limit, 2),
         "injected": [e.label for e in injected],
         "removed": rep.removed_labels,
-        "injected_removed": all(e.label in rep.removed_labels for e in injected),
+        "injected_removed": (
+            all(e.label in rep.removed_labels for e in injected) if injected else None
+        ),
         "critical": [labels[i] for i in np.flatnonzero(~np.isfinite(det))],
         "detectable_head_p_kw": _min_det(det, labels, "head P"),
         "detectable_meter_p_kw_median": _min_det(det, labels, "meter P", np.median),

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import chdtri  # chi-square quantile
 
 from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
@@ -218,8 +219,6 @@ class UnbalancedEstimator:
 
     def _result(self, m: UnbalancedMeasurements, z: np.ndarray, st: _Step, it: int,
                 t0: float) -> UnbalancedEstimate:  # fmt: skip
-        from scipy.special import chdtri
-
         r = m.value - st.h
         chi2 = float(np.sum((r / m.sigma) ** 2))
         dof = int(m.size - self.free.size)
