@@ -201,3 +201,12 @@ def test_cli_estimate_json_and_bad_input() -> None:
     ):
         code, out = _invoke("estimate", *args)
         assert code == 2 and word in out and "Traceback" not in out, out
+
+
+def test_a_feeder_too_large_for_the_dense_map_is_refused_by_name(monkeypatch) -> None:
+    from gridpilot.estimation.unbalanced import model
+
+    monkeypatch.setattr(model, "_DENSE_LIMIT", 100)
+    twin = UnbalancedTwin(load_grid("ieee13"))
+    with pytest.raises(ValidationError, match=r"ieee13: 41 node-phases × \d+ states"):
+        build_linear_network(twin)

@@ -32,7 +32,7 @@ from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.network import variable_y
 
 log = logging.getLogger(__name__)
-_DENSE_LIMIT = 40_000_000  # complex entries of A (640 MB): beyond this refuse, name the size
+_DENSE_LIMIT = 5_000_000  # complex entries of A (80 MB): beyond this refuse, name the size
 
 
 @dataclass
@@ -154,6 +154,18 @@ def _regulators(twin: UnbalancedTwin, a_v: np.ndarray) -> list[RegulatorPhase]:
     return out
 
 
+def check_size(twin: UnbalancedTwin) -> None:
+    """Raise :class:`ValidationError` when the dense map ``A`` (node-phases × states) would
+    exceed the estimator's limit (5 M complex entries), naming both sizes."""
+    n = twin.net.n
+    p = twin.loads.m + len(twin.grid.source.terminal.nodes)
+    if n * p > _DENSE_LIMIT:
+        raise ValidationError(
+            f"{twin.grid.name}: {n} node-phases × {p} states is too large for the dense "
+            f"three-phase estimator (limit {_DENSE_LIMIT:,} entries; ieee13–ieee123 fit)"
+        )
+
+
 def build_linear_network(twin: UnbalancedTwin) -> LinearNetwork:
     """The linear model of ``twin``'s grid at the twin's present taps and capacitor states
     (see the module docstring). Raises :class:`ValidationError` when the network without
@@ -164,11 +176,7 @@ def build_linear_network(twin: UnbalancedTwin) -> LinearNetwork:
     src = np.array(sorted({int(i) for i in src_nodes if i >= 0}), np.int64)
     rest = np.setdiff1d(np.arange(n), src)
     p = m + len(src)
-    if n * p > _DENSE_LIMIT:
-        raise ValidationError(
-            f"{twin.grid.name}: {n} node-phases × {p} states is too large for the dense "
-            f"three-phase estimator (limit {_DENSE_LIMIT:,} entries)"
-        )
+    check_size(twin)
     y = _without_source(twin)
     has_b = lb.b >= 0
     inc = sp.csr_matrix(

@@ -20,7 +20,11 @@ import numpy as np
 from gridpilot.errors import ValidationError
 from gridpilot.estimation.unbalanced.lnr import detectability, estimate_robust
 from gridpilot.estimation.unbalanced.measurements import MAG, UnbalancedMeasurements
-from gridpilot.estimation.unbalanced.model import LinearNetwork, build_linear_network
+from gridpilot.estimation.unbalanced.model import (
+    LinearNetwork,
+    build_linear_network,
+    check_size,
+)
 from gridpilot.estimation.unbalanced.sensors import SensorSpec, SensorTruth, build_measurements
 from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate, UnbalancedEstimator
 from gridpilot.model.threephase import ThreePhaseGrid
@@ -221,6 +225,7 @@ def default_cases(spec: SensorSpec) -> list[Case]:
 def run_case(grid: ThreePhaseGrid, case: Case, truth_opts: TruthOptions) -> dict[str, Any]:
     """Truth, sensors, robust estimate and errors of one case (one JSON-ready row)."""
     twin = UnbalancedTwin(grid)
+    check_size(twin)  # before the truth's power flow
     ts = true_state(twin, case.spec.meter_delay_s, truth_opts)
     lin = build_linear_network(twin)
     m = build_measurements(lin, ts.truth, case.spec)
