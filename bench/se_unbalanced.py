@@ -15,6 +15,9 @@ carry a smart meter, the measurement noise and the customers' deviation from the
   with the *true* source voltage (generous to it);
 * ``identified``: seeds where exactly the injected rows were removed (replaced by their
   pseudo-measurement for a meter P/Q); ``false_removals``: other rows removed, per seed;
+* ``opendss``: the truth itself checked against OpenDSS (the reference engine): the feeder
+  compiled there, every load set to its true kW/kvar, the same taps and capacitor states,
+  solved with controls off; largest |V| (pu) and angle (degrees) difference, seed 0;
 * ``estimate_ms`` (median first estimate), ``robust_ms`` (median with removals and
   re-estimates); states and measurement counts. ``load`` is the machine's 1-min load average.
 
@@ -33,7 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from gridpilot.estimation.unbalanced import SensorSpec, TruthOptions, default_cases, run_case
+from gridpilot.estimation.unbalanced import (
+    SensorSpec,
+    TruthOptions,
+    default_cases,
+    run_case,
+    true_state,
+)
 from gridpilot.model import load_grid
 
 GRIDS = ["ieee13", "ieee34", "ieee123"]
@@ -71,6 +80,35 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def opendss_truth(name: str, hour: float) -> dict[str, Any]:
+    """The truth (seed 0, now) solved again in OpenDSS: largest differences over all
+    node-phases."""
+    from gridpilot.model.importers.opendss import DssSession, grid_from_session
+    from gridpilot.model.threephase.builtin import feeder_master
+    from gridpilot.twin.unbalanced import UnbalancedTwin
+    from gridpilot.twin.unbalanced.reference import compare, dss_voltages, tighten
+
+    sess = DssSession()
+    sess.compile(feeder_master(name))
+    twin = UnbalancedTwin(grid_from_session(sess, name))
+    ts = true_state(twin, 0.0, TruthOptions(hour=hour, seed=0))
+    assert ts.s_now_va is not None
+    lb = twin.loads
+    for i, ld in enumerate(twin.grid.loads):
+        s_kva = ts.s_now_va[lb.load_of == i].sum() / 1e3
+        sess.command(f"{ld.kind}.{ld.name}.kw={float(s_kva.real)!r} kvar={float(s_kva.imag)!r}")
+    for rc in twin.grid.regcontrols:
+        t = twin.grid.transformer(rc.transformer)
+        tap = t.windings[rc.tap_winding - 1].tap
+        sess.command(f"transformer.{t.name}.wdg={rc.tap_winding} tap={float(tap)!r}")
+    for cap in twin.grid.capacitors:
+        sess.command(f"capacitor.{cap.name}.states=[{' '.join(map(str, cap.states))}]")
+    tighten(sess, "off")
+    sess.command("solve")
+    a = compare(twin.result(ts.v_now, ts.s_now_va, 0, 0), dss_voltages(sess))
+    return {"max_dv_pu": a.max_dv_pu, "max_dangle_deg": a.max_dangle_deg, "worst": a.worst_node}
+
+
 def main() -> int:
     """Run the study and print the rows (JSON or a table)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -83,6 +121,7 @@ def main() -> int:
     out = []
     for name in a.grids:
         g = load_grid(name)
+        ref = opendss_truth(name, a.hour)
         for case in default_cases(SensorSpec(meter_coverage=a.coverage)):
             rows = [
                 run_case(g, replace(case, spec=replace(case.spec, seed=s)),
@@ -91,6 +130,10 @@ def main() -> int:
             ]  # fmt: skip
             out.append(_aggregate(rows))
             print(f"{name} {case.name}: done", file=sys.stderr)
+        for r in out:
+            if r["grid"] == name:
+                r["opendss"] = ref
+
     doc = {"load": round(os.getloadavg()[0], 2), "hour": a.hour, "coverage": a.coverage,
            "rows": out}  # fmt: skip
     if a.json:

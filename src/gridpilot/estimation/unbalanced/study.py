@@ -65,6 +65,7 @@ class TrueState:
     v_meter: np.ndarray
     truth: SensorTruth
     taps: dict[str, float] = field(default_factory=dict)
+    s_now_va: np.ndarray | None = None  # the load branches' powers now (VA)
 
 
 def _profile(grid: ThreePhaseGrid, hours: np.ndarray) -> np.ndarray:
@@ -111,7 +112,8 @@ def true_state(twin: UnbalancedTwin, delay_s: float, opts: TruthOptions) -> True
     z = [np.concatenate([i_load[:, k], v[src, k]]) for k in (0, 1)]
     s_prof = lb.s_va * smooth[lb.load_of, 1]  # the operator interpolates the hourly profile
     ratio = smooth[lb.load_of, 1] / np.maximum(smooth[lb.load_of, 0], 1e-9)
-    return TrueState(v[:, 1], v[:, 0], SensorTruth(z[1], z[0], s_prof, ratio), twin.taps())
+    truth = SensorTruth(z[1], z[0], s_prof, ratio)
+    return TrueState(v[:, 1], v[:, 0], truth, twin.taps(), s[:, 1])
 
 
 def state_errors(est: UnbalancedEstimate, v_true: np.ndarray, src0: int) -> dict[str, Any]:
