@@ -187,6 +187,21 @@ def _invoke(*args: str) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
+def test_cli_estimate_writes_every_node_phase(tmp_path) -> None:
+    out = tmp_path / "nodes.csv"
+    code, text = _invoke("estimate", "ieee13", "--delay", "0", "--out", str(out), "--json")
+    assert code == 0, text
+    s = json.loads(text)
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) == s["out_rows"] == s["node_phases"] == 41
+    assert abs(df["v_err_pu"]).max() == pytest.approx(s["v_err_max_pu"], rel=1e-9)
+    assert set(df["phase"]) == {1, 2, 3}
+    code, text = _invoke("estimate", "ieee13", "--out", str(tmp_path / "nodes.txt"))
+    assert code == 2 and "--out" in text
+
+
 def test_cli_estimate_json_and_bad_input() -> None:
     code, out = _invoke("estimate", "ieee13", "--bad-data", "--json")
     assert code == 0, out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,7 +32,7 @@ def _delay_s(text: str) -> float:
 
 
 def estimate_summary(
-    grid_name: str, spec: SensorSpec, truth: TruthOptions, bad_data: bool
+    grid_name: str, spec: SensorSpec, truth: TruthOptions, bad_data: bool, per_node: bool = False
 ) -> dict[str, Any]:
     """One state-estimation study on a three-phase grid: the twin's power flow as the
     truth, the sensor set (head, regulators, smart meters, pseudo-measurements), the robust
@@ -49,7 +50,7 @@ def estimate_summary(
             f"{grid_name!r} is balanced: use gridpilot.estimation.StateEstimator"
         )
     name = ("delayed" if spec.meter_delay_s else "fresh") + ("+bad" if bad_data else "")
-    return run_case(g, Case(name, spec, gross=bad_data), truth)
+    return run_case(g, Case(name, spec, gross=bad_data), truth, per_node=per_node)
 
 
 def _options(
@@ -73,6 +74,31 @@ def _options(
     return spec, TruthOptions(hour=hour, seed=seed)
 
 
+def _check_out(out: Path | None) -> None:
+    """Refuse an output that is not a .csv in an existing folder, before any work."""
+    if out is None:
+        return
+    if out.suffix.lower() != ".csv":
+        raise ValidationError(f"--out: {str(out)!r} must end in .csv, got {out.suffix!r}")
+    if not out.parent.is_dir():
+        raise ValidationError(f"--out: folder {str(out.parent)!r} does not exist")
+
+
+def _write_nodes(rows: list[dict[str, Any]], out: Path) -> int:
+    """Write the per node-phase rows as CSV; returns how many."""
+    import csv
+
+    try:
+        with out.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise ValidationError(f"--out: cannot write {str(out)!r}: {exc.strerror}") from None
+    log.info("wrote %d node-phase rows to %s", len(rows), out)
+    return len(rows)
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``estimate`` to the root app."""
 
@@ -91,17 +117,24 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--bad-data", help="inject gross errors (head, regulator, meters)")
         ] = False,
         seed: Annotated[int, typer.Option(help="seed of meters, noise and loads")] = 0,
+        out: Annotated[
+            Path | None, typer.Option(help="write the per node-phase errors to this .csv file")
+        ] = None,
         json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ) -> None:
         """Three-phase state estimation per node-phase against the twin's true state:
         feeder-head SCADA, regulator V and I, delayed smart meters and load-profile
         pseudo-measurements; bad data removed by the largest normalised residual. Prints the
-        |V| (pu) and angle (degrees) errors, what was removed and the time taken."""
+        |V| (pu) and angle (degrees) errors, what was removed and the time taken; ``--out``
+        writes the error of every node-phase."""
         from gridpilot.twin.cli import fail
 
         try:
             spec, truth = _options(coverage, delay, delay_sigma, hour, seed)
-            s = estimate_summary(grid, spec, truth, bad_data)
+            _check_out(out)
+            s = estimate_summary(grid, spec, truth, bad_data, per_node=out is not None)
+            if out is not None:
+                s["out_rows"] = _write_nodes(s.pop("per_node"), out)
         except GridpilotError as exc:
             fail(exc)
             return

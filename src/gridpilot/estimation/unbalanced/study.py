@@ -224,8 +224,11 @@ def default_cases(spec: SensorSpec) -> list[Case]:
     ]
 
 
-def run_case(grid: ThreePhaseGrid, case: Case, truth_opts: TruthOptions) -> dict[str, Any]:
-    """Truth, sensors, robust estimate and errors of one case (one JSON-ready row)."""
+def run_case(
+    grid: ThreePhaseGrid, case: Case, truth_opts: TruthOptions, per_node: bool = False
+) -> dict[str, Any]:
+    """Truth, sensors, robust estimate and errors of one case (one JSON-ready row; with
+    ``per_node`` also ``per_node``: one dict per node-phase, see :func:`node_errors`)."""
     twin = UnbalancedTwin(grid)
     check_size(twin)  # before the truth's power flow
     ts = true_state(twin, case.spec.meter_delay_s, truth_opts)
@@ -271,7 +274,24 @@ def run_case(grid: ThreePhaseGrid, case: Case, truth_opts: TruthOptions) -> dict
         "detectable_meter_v_pu_median": _min_det(det, labels, "meter V", np.median),
         "note": rep.note,
     }
+    if per_node:
+        row["per_node"] = node_errors(res, ts.v_now, int(lin.src[0]))
     return row
+
+
+def node_errors(est: UnbalancedEstimate, v_true: np.ndarray, src0: int) -> list[dict[str, Any]]:
+    """Per node-phase: bus, phase, true and estimated |V| (pu), their difference (pu) and
+    the angle error (degrees; both referred to the source bus's first phase)."""
+    ve = est.v * np.exp(-1j * np.angle(est.v[src0]))
+    vt = v_true * np.exp(-1j * np.angle(v_true[src0]))
+    vt_pu = np.abs(vt) / est.vbase_v
+    ve_pu = np.abs(ve) / est.vbase_v
+    da = np.angle(ve * np.conj(vt), deg=True)
+    return [
+        {"bus": b, "phase": k, "v_true_pu": float(vt_pu[i]), "v_est_pu": float(ve_pu[i]),
+         "v_err_pu": float(ve_pu[i] - vt_pu[i]), "angle_err_deg": float(da[i])}
+        for i, (b, k) in enumerate(est.nodes)
+    ]  # fmt: skip
 
 
 def _min_det(det: np.ndarray, labels: list[str], prefix: str, how: Any = np.min) -> float | None:
