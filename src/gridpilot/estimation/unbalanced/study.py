@@ -211,10 +211,11 @@ class Case:
 
 def default_cases(spec: SensorSpec) -> list[Case]:
     """Fresh and delayed meters, each clean and with gross errors; delayed meters aligned to
-    the estimate's time (P/Q by the profile's ratio, σ widened for the drift: 12 % of |S|
-    on P/Q and its effect through the network on |V|)."""
+    the estimate's time (P/Q by the profile's ratio, σ widened for the customers' own
+    drift: 25 % of |S| on P/Q — twice the truth's 11 % per 15 min, a conservative choice —
+    and its effect through the network on |V|)."""
     fresh = replace(spec, meter_delay_s=0.0)
-    widened = replace(spec, delay_sigma_frac=max(spec.delay_sigma_frac, 0.12), align_delayed=True)
+    widened = replace(spec, delay_sigma_frac=max(spec.delay_sigma_frac, 0.25), align_delayed=True)
     return [
         Case("fresh", fresh),
         Case("fresh+bad", fresh, gross=True),
