@@ -54,7 +54,7 @@ def estimate_summary(
 
 
 def _options(
-    coverage: float, delay: str, delay_sigma: float, hour: float, seed: int
+    coverage: float, delay: str, delay_sigma: float, align: bool, hour: float, seed: int
 ) -> tuple[SensorSpec, TruthOptions]:
     """The sensor spec and truth options of the command line, checked (flags named)."""
     from gridpilot.estimation.unbalanced import SensorSpec, TruthOptions
@@ -69,6 +69,7 @@ def _options(
         meter_coverage=coverage,
         meter_delay_s=_delay_s(delay),
         delay_sigma_frac=delay_sigma,
+        align_delayed=align,
         seed=seed,
     )
     return spec, TruthOptions(hour=hour, seed=seed)
@@ -113,6 +114,9 @@ def register(app: typer.Typer) -> None:
         delay_sigma: Annotated[
             float, typer.Option(help="σ added to delayed meter P/Q, share of |S| (0–1)")
         ] = 0.0,
+        align: Annotated[
+            bool, typer.Option("--align", help="align delayed meters by the load profile")
+        ] = False,
         bad_data: Annotated[
             bool, typer.Option("--bad-data", help="inject gross errors (head, regulator, meters)")
         ] = False,
@@ -130,7 +134,7 @@ def register(app: typer.Typer) -> None:
         from gridpilot.twin.cli import fail
 
         try:
-            spec, truth = _options(coverage, delay, delay_sigma, hour, seed)
+            spec, truth = _options(coverage, delay, delay_sigma, align, hour, seed)
             _check_out(out)
             s = estimate_summary(grid, spec, truth, bad_data, per_node=out is not None)
             if out is not None:
