@@ -49,7 +49,9 @@ def estimate_summary(
             f"estimate runs on three-phase grids (ieee13, ieee34, ieee123 or a .dss file); "
             f"{grid_name!r} is balanced: use gridpilot.estimation.StateEstimator"
         )
-    name = ("delayed" if spec.meter_delay_s else "fresh") + ("+bad" if bad_data else "")
+    name = "delayed" if spec.meter_delay_s else "fresh"
+    name += " aligned" if spec.meter_delay_s and spec.align_delayed else ""
+    name += "+bad" if bad_data else ""
     return run_case(g, Case(name, spec, gross=bad_data), truth, per_node=per_node)
 
 
