@@ -110,7 +110,7 @@ async function drawProfile() {
   if (typeof Plotly === "undefined") return;
   const r = await api("/api/feeder/profile");
   if (!r.ok) return;
-  const big = geo.buses.name.length > 2000;
+  const big = geo.buses.name.length > 2000;  // lines only: one SVG path per phase
   const traces = r.body.phases.map((ph, p) => {
     const x = [], y = [], text = [];
     for (let s = 0; s < ph.seg_from.length; s++) {
@@ -118,7 +118,7 @@ async function drawProfile() {
       x.push(ph.distance[a], ph.distance[b], null); y.push(ph.v_pu[a], ph.v_pu[b], null);
       text.push(geo.buses.name[ph.bus[a]], geo.buses.name[ph.bus[b]], "");
     }
-    return { x, y, text, name: `phase ${ph.phase}`, type: big ? "scattergl" : "scatter", mode: "lines+markers",
+    return { x, y, text, name: `phase ${ph.phase}`, type: "scatter", mode: big ? "lines" : "lines+markers",
       line: { color: PH_COLOR[p], width: 1 }, marker: { size: big ? 2 : 4, color: PH_COLOR[p] },
       hovertemplate: `bus %{text} phase ${ph.phase}: %{y:.4f} pu at %{x:.3f} ${r.body.distance_unit}<extra></extra>` };
   });
@@ -151,10 +151,12 @@ async function loadHosting() {
   }
   hc = r.body;
   setText("hc-status", `(${hc.origin}${hc.elapsed_s ? `, ${fmt(hc.elapsed_s, 1)} s` : ""})`);
-  const vals = hc.min_kw.filter((v) => v !== null);
-  const hi = Math.max(10, ...vals);
+  const vals = hc.min_kw.filter((v) => v !== null).sort((a, b) => a - b);
+  // the scale ends at the 95th percentile (a few buses at the substation would flatten it)
+  const hi = Math.max(10, vals.length ? vals[Math.floor(0.95 * (vals.length - 1))] : 10);
   const col = ramp([[0, [68, 1, 84]], [hi * 0.25, [59, 82, 139]], [hi * 0.5, [33, 145, 140]], [hi * 0.75, [94, 201, 98]], [hi, [253, 231, 37]]]);
   bar("hc-bar", "hc-ticks", col, "kW", 0);
+  $("hc-ticks").lastChild.textContent = `≥ ${fmt(hi, 0)} kW`;
   const opts = {
     color: (i) => col(hc.min_kw[i]), lineColor: () => "#2b3a4a",
     onHover: (h, x, y) => { const t = h && h.kind === "bus" && hc.min_kw[h.i] !== null ? hcText(h.i) : ""; tip(t, x, y); if (t) setText("hc-info", t); },
