@@ -183,3 +183,53 @@ def test_ieee8500_payloads_are_small_and_fast() -> None:
     assert out["snapshot_again"]["gzip_bytes"] < 300_000
     assert out["geometry_again"]["s"] < 1.0 and out["snapshot_again"]["s"] < 1.0  # cached
     assert np.nanmax(np.array(geo["buses"]["distance"], float)) == pytest.approx(17.0555, abs=1e-3)
+
+
+def test_serve_a_three_phase_grid_serves_its_feeder_view_then_stops() -> None:
+    """``gridpilot serve --grid ieee13``: the loop does not run it, so the feeder view alone
+    is served to the printed key (no traceback), and the command exits 0 after --duration."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    from netutil import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "gridpilot", "serve", "--grid", "ieee13", "--port", str(port)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
+    proc = subprocess.Popen(
+        [*cmd, "--duration", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        head, deadline = "", time.monotonic() + 90
+        while "feeder view:" not in head and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            head += line
+        m = re.search(r"key=([A-Za-z0-9_\-]+)", head)
+        assert m and "/feeder#key=" in head and "Traceback" not in head, head
+        snap = None
+        while snap is None and time.monotonic() < deadline:
+            try:
+                r = httpx.get(
+                    f"http://127.0.0.1:{port}/api/feeder/snapshot",
+                    headers={"X-API-Key": m.group(1)},
+                    timeout=30,
+                )
+                snap = r.json()
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert snap is not None and snap["name"] == "ieee13" and snap["source"] == "twin"
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
