@@ -311,14 +311,21 @@ def res_index(res: UnbalancedResult) -> dict[tuple[str, int], int]:
 
 
 def snapshot_payload(
-    g: Geometry, grid: ThreePhaseGrid, res: UnbalancedResult, source: str
+    g: Geometry,
+    grid: ThreePhaseGrid,
+    res: UnbalancedResult,
+    source: str,
+    open_names: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Per-phase bus voltages (pu, degrees) and branch flows (A, kW, kvar, % of rating) as
     arrays ``[phase A, phase B, phase C]`` in geometry order; ``null`` where a bus or branch
-    lacks the phase (transformers carry no flow here)."""
+    lacks the phase (transformers carry no flow here). Switch states: ``open_names`` (branch
+    names, lower case) where given, else the grid's own."""
     vpu, ang, vc = _bus_phases(g, res)
     amps, pkw, qkvar, load = _flows(g, grid, res, vc)
     closed = {b.name: b.closed for b in grid.branches}
+    if open_names is not None:
+        closed = {n: n.lower() not in open_names for n in closed}
     return {
         "name": grid.name,
         "source": source,
@@ -379,7 +386,7 @@ class FeederSource:
         self._geometry: Geometry | None = None
         self._twin_result: UnbalancedResult | None = None
         self._geometry_json: dict[str, Any] | None = None
-        self._snap: tuple[int, dict[str, Any]] | None = None
+        self._snap: tuple[UnbalancedResult, dict[str, Any]] | None = None
 
     @classmethod
     def of_world(cls, world: PhaseAwareWorld) -> FeederSource:
@@ -414,14 +421,20 @@ class FeederSource:
                 self._twin_result = UnbalancedTwin(self.grid).powerflow(control_mode="static")
             return self._twin_result, "twin"
 
+    def open_branches(self) -> frozenset[str] | None:
+        """The world's open branches (names, lower case) where it says them
+        (``open_branches()``), else ``None``: the grid's own switch states."""
+        fn = getattr(self.world, "open_branches", None)
+        return frozenset(str(n).lower() for n in fn()) if callable(fn) else None
+
     def snapshot(self) -> dict[str, Any]:
         """The snapshot payload of the latest result (built once per result object)."""
         res, src = self.result()
         g = self.geometry()
         with self._lock:
-            if self._snap is not None and self._snap[0] == id(res):
+            if self._snap is not None and self._snap[0] is res:  # held: its id is not reused
                 return self._snap[1]
-        out = snapshot_payload(g, self.grid, res, src)
+        out = snapshot_payload(g, self.grid, res, src, self.open_branches())
         with self._lock:
-            self._snap = (id(res), out)
+            self._snap = (res, out)
         return out
