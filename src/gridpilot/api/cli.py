@@ -248,6 +248,11 @@ def _serve(
         f"operator key: {base}#key={keys.issued['operator']}   admin key: {base}#key={keys.issued['admin']}",
         soft_wrap=True,
     )
+    from gridpilot.api.feeder3p import PhaseAwareWorld
+
+    if isinstance(orch.world, PhaseAwareWorld):  # a three-phase world: the per-phase view too
+        con.print(f"feeder view (per phase): {base}feeder#key={keys.issued['viewer']}",
+                  soft_wrap=True)  # fmt: skip
     con.print(
         f"API docs: {base}docs   "
         + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"),
