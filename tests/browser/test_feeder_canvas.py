@@ -121,9 +121,23 @@ def test_ieee123_canvas_hover_profile_and_hosting_map(ieee123, tmp_path: Path) -
         )
         names = page.evaluate("document.getElementById('p-profile3').data.map(t => t.name)")
         assert names == ["phase A", "phase B", "phase C"]
+        shapes = page.evaluate(
+            "document.getElementById('p-profile3').layout.shapes.map(s => [s.type, s.y0, s.y1])"
+        )
+        assert ["rect", 0.95, 1.05] in shapes  # ANSI C84.1 Range A
+        lim = httpx.get(f"{base}/api/limits", headers=h, timeout=10).json()
+        assert ["line", lim["v_min_pu"], lim["v_min_pu"]] in shapes
         # the hosting map (computed on the server on the first request)
         page.wait_for_function("window.feederTiming.hosting_ms", timeout=180_000)
         assert "computed" in page.locator("#hc-status").inner_text()
+        hc = httpx.get(f"{base}/api/feeder/hosting?der=pv", headers=h, timeout=10).json()
+        xy = page.evaluate(f"window.feederView.hcView().pageXY({i})")
+        page.mouse.move(xy["x"], xy["y"])
+        page.wait_for_function(
+            "document.getElementById('tip').textContent.includes('hosting capacity')", timeout=5_000
+        )
+        tip = page.locator("#tip").inner_text()
+        assert f"A: {hc['hc_kw'][0][i]:.0f} kW" in tip, tip
         page.mouse.move(0, 0)
         page.screenshot(path=str(shots / "feeder_ieee123.png"), full_page=True)
         browser.close()

@@ -5,6 +5,9 @@ import { $, fmt, setText } from "./dom.js";
 import { FeederCanvas, ramp } from "./feedercanvas.js";
 
 const PH = ["A", "B", "C"];
+// ANSI C84.1 Range A service voltage, 0.95-1.05 pu (shaded), beside the operating limits (dashed)
+const ANSI_A = { type: "rect", xref: "paper", x0: 0, x1: 1, y0: 0.95, y1: 1.05, fillcolor: "rgba(46, 204, 113, 0.07)",
+  line: { width: 0 }, layer: "below", label: { text: "ANSI C84.1 Range A", textposition: "top left", font: { size: 9, color: "#7dcea0" } } };
 const PH_COLOR = ["#e5e9f0", "#e74c3c", "#3498db"];
 let geo = null, snap = null, lim = null, view = null, hcView = null, hc = null, phase = "min";
 const timing = (window.feederTiming = { start_ms: performance.now() });
@@ -127,7 +130,7 @@ async function drawProfile() {
     margin: { l: 58, r: 16, t: 10, b: 40 }, paper_bgcolor: "#16212e", plot_bgcolor: "#0b121a", font: { color: "#c8d6e5", size: 10 },
     legend: { orientation: "h", y: 1.1 }, xaxis: { gridcolor: "#2b3a4a", title: { text: `distance from the substation (${r.body.distance_unit})` } },
     yaxis: { gridcolor: "#2b3a4a", title: { text: "voltage (pu of the bus's L-N base)" } },
-    shapes: [band(lim.v_min_pu, `min ${lim.v_min_pu} pu`), band(lim.v_max_pu, `max ${lim.v_max_pu} pu`)],
+    shapes: [ANSI_A, band(lim.v_min_pu, `limit ${lim.v_min_pu} pu`), band(lim.v_max_pu, `limit ${lim.v_max_pu} pu`)],
   };
   await Plotly.react("p-profile3", traces, layout, { displayModeBar: false, responsive: true });
   timing.profile_ms = performance.now();
