@@ -183,6 +183,13 @@ def test_ieee8500_payloads_are_small_and_fast() -> None:
     assert out["snapshot_again"]["gzip_bytes"] < 300_000
     assert out["geometry_again"]["s"] < 1.0 and out["snapshot_again"]["s"] < 1.0  # cached
     assert np.nanmax(np.array(geo["buses"]["distance"], float)) == pytest.approx(17.0555, abs=1e-3)
+    # a split-phase secondary (nodes 1, 2 are the 120 V legs) is on its transformer's phase
+    names = geo["buses"]["name"]
+    for t in _grid("ieee8500").transformers:
+        if len(t.windings) == 3 and len(t.windings[0].terminal.nodes) == 2:
+            ph = t.windings[0].terminal.nodes[0]
+            sec = names.index(t.windings[1].terminal.bus)
+            assert geo["buses"]["phases"][sec] == 1 << (ph - 1), t.name
 
 
 def test_serve_a_three_phase_grid_serves_its_feeder_view_then_stops() -> None:

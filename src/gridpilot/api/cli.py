@@ -114,7 +114,11 @@ def register(app: typer.Typer) -> None:
         meters: MetersOpt = False,
         hosting: Annotated[
             Path | None,
-            typer.Option(help="folder of `gridpilot hosting-capacity --out` tables (feeder view)"),
+            typer.Option(
+                exists=True,
+                file_okay=False,
+                help="folder of `gridpilot hosting-capacity --out` tables (feeder view)",
+            ),
         ] = None,
     ) -> None:
         """Serve the API and dashboard over a simulated grid, without injected events.

@@ -273,7 +273,9 @@ def _bus_phases(g: Geometry, res: UnbalancedResult) -> tuple[np.ndarray, np.ndar
     return vpu, ang, vc
 
 
-def _flows(g: Geometry, grid: ThreePhaseGrid, res: UnbalancedResult, vc: np.ndarray) -> list:
+def _flows(
+    g: Geometry, grid: ThreePhaseGrid, res: UnbalancedResult, vc: np.ndarray
+) -> list[np.ndarray]:
     """Per-phase branch current (A, largest conductor), kW and kvar into the from end (summed
     over the conductors on the phase) and loading (%)."""
     nbr = len(g.br_name)
