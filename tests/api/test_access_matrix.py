@@ -31,6 +31,7 @@ POLICY: dict[tuple[str, str], str | None] = {
     ("GET", "/redoc"): None,
     ("GET", "/static/js/{name}"): None,
     ("GET", "/feeder"): None,
+    ("GET", "/api/feeder"): "viewer",
     ("GET", "/api/feeder/geometry"): "viewer",
     ("GET", "/api/feeder/snapshot"): "viewer",
     ("GET", "/api/feeder/profile"): "viewer",

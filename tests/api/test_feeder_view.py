@@ -45,6 +45,10 @@ def test_routes_need_a_key_and_answer_their_models(app123) -> None:
         assert r.status_code == 200, r.text
         model.model_validate(r.json())  # extra fields forbidden: the payload is the model
     assert c.get("/api/feeder/hosting?der=wind", headers=h).status_code == 422
+    info = c.get("/api/feeder", headers=h).json()
+    F.FeederInfo.model_validate(info)
+    assert info == {"available": True, "name": "ieee123", "buses": 132,
+                    "branches": info["branches"], "layout": "tree", "source": "twin"}  # fmt: skip
     assert c.get("/feeder").status_code == 200 and "feeder" in c.get("/").text
     assert c.get("/api/limits", headers=h).json()["v_min_pu"] == 0.95
 
@@ -158,8 +162,12 @@ def test_a_phase_aware_world_is_read_not_recomputed() -> None:
 
 def test_the_loop_app_says_a_balanced_grid_has_no_feeder_view(setup) -> None:
     _orch, keys, c = setup
-    r = c.get("/api/feeder/geometry", headers={"X-API-Key": keys.issued["viewer"]})
-    assert r.status_code == 404 and "not a three-phase feeder" in r.json()["detail"]
+    h = {"X-API-Key": keys.issued["viewer"]}
+    for route in ("/geometry", "/snapshot", "/profile", "/hosting"):
+        r = c.get(f"/api/feeder{route}", headers=h)
+        assert r.status_code == 404 and "not a three-phase feeder" in r.json()["detail"]
+    info = c.get("/api/feeder", headers=h).json()  # the dashboard's question: no link
+    assert info["available"] is False and "not a three-phase feeder" in info["detail"]
 
 
 @pytest.mark.slow

@@ -19,6 +19,20 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FeederInfo(_Out):
+    """Whether the app has a per-phase feeder view (``available``; ``detail`` says why not)
+    and, if so, its name, bus and branch counts, layout and where its values come from
+    (``loop`` once the loop has solved a step, else ``twin``)."""
+
+    available: bool
+    detail: str | None = None
+    name: str | None = None
+    buses: int | None = None
+    branches: int | None = None
+    layout: Literal["coordinates", "tree"] | None = None
+    source: Literal["loop", "twin"] | None = None
+
+
 class FeederBuses(_Out):
     """Bus columns: name, drawing x/y, phase mask, line-to-neutral kV base, distance from the
     substation along the tree (``distance_unit``; ``null`` if not reached)."""

@@ -26,6 +26,7 @@ from gridpilot.api.schemas import errors
 
 router = APIRouter(tags=["feeder"])
 E_FEEDER = errors(401, 404)
+E_VIEW = errors(401)
 _setup = threading.Lock()
 GZIP_MIN_BYTES = 2048
 
@@ -71,6 +72,28 @@ def compact(request: Request, payload: dict[str, Any]) -> Response:
 def feeder_page() -> HTMLResponse:
     """The feeder view (canvas drawing, per-phase profile, hosting map)."""
     return HTMLResponse(resources.files("gridpilot.api").joinpath("static/feeder.html").read_text())
+
+
+@router.get("/api/feeder", response_model=F.FeederInfo, responses=E_VIEW)
+def info(_w: Viewer, request: Request) -> Response:
+    """Whether the app has a per-phase feeder view (the dashboard links to it), and its size."""
+    try:
+        src = feeder_of(request)
+    except HTTPException as exc:
+        return compact(request, {"available": False, "detail": str(exc.detail)})
+    g = src.geometry()
+    source = "loop" if src.world is not None and src.world.phase_result() is not None else "twin"
+    return compact(
+        request,
+        {
+            "available": True,
+            "name": src.grid.name,
+            "buses": len(g.buses),
+            "branches": len(g.br_name),
+            "layout": g.layout,
+            "source": source,
+        },
+    )
 
 
 @router.get("/api/feeder/geometry", response_model=F.FeederGeometry, responses=E_FEEDER)
