@@ -39,7 +39,7 @@ function busText(i) {
   for (let p = 0; p < 3; p++) {
     if (!(b.phases[i] & (1 << p))) continue;
     const v = snap ? snap.v_pu[p][i] : null, a = snap ? snap.angle_deg[p][i] : null;
-    lines.push(`${PH[p]}: ${fmt(v, 4)} pu  ∠ ${fmt(a, 2)}°`);
+    lines.push(v !== null && v <= 0.05 ? `${PH[p]}: de-energised` : `${PH[p]}: ${fmt(v, 4)} pu  ∠ ${fmt(a, 2)}°`);
   }
   return lines.join("\n");
 }
@@ -82,9 +82,10 @@ function drawFeeder() {
   const r = vRamp();
   bar("v-bar", "v-ticks", r, "pu", 3);
   const br = geo.branches;
+  const live = (v) => (v === null || v <= 0.05 ? null : r(v));  // de-energised: grey
   const opts = {
-    color: (i) => r(vAt(i)) || "#555",
-    lineColor: (k) => (snap && !snap.closed[k] ? "#3a4654" : r(vAt(br.kind[k] === "transformer" ? br.to[k] : br.from[k])) || "#3a4654"),
+    color: (i) => live(vAt(i)) || "#555",
+    lineColor: (k) => (snap && !snap.closed[k] ? "#3a4654" : live(vAt(br.kind[k] === "transformer" ? br.to[k] : br.from[k])) || "#3a4654"),
     overlay: devices,
     onHover: (h, x, y) => { tip(h ? (h.kind === "bus" ? busText(h.i) : branchText(h.i)) : "", x, y); if (h) setText("info", h.kind === "bus" ? busText(h.i) : branchText(h.i)); },
     onPick: (h) => setText("picked", h.kind === "bus" ? busText(h.i) : branchText(h.i)),
