@@ -58,3 +58,20 @@ def test_demo_cli_runs_ieee123_without_serving() -> None:
     assert out["headline"]["t"] == 14 and out["audit_chain_ok"]
     bad = CliRunner().invoke(app, ["demo", "--grid", "ieee123", "--no-serve", "--flex-plan"])
     assert bad.exit_code == 2 and "three-phase" in bad.output
+
+
+def test_feeder_view_reads_the_loops_three_phase_world() -> None:
+    orch = build_demo("ieee123")
+    keys = KeyStore.generate()
+    c = TestClient(create_app(orch, keys))
+    orch.run(2)
+    sid = next(k for k, b in orch.world.view.switch_branch.items() if b == "sw3")
+    orch.world.set_switch(sid, False)
+    orch.run(1)
+    r = c.get("/api/feeder/snapshot", headers=hdr(keys, "viewer"))
+    assert r.status_code == 200, r.text
+    snap = r.json()
+    assert snap["source"] == "loop"  # the world's own per-phase result, not a twin re-run
+    assert "sw3" in orch.world.open_branches()
+    assert sum(not c for c in snap["closed"]) == 1  # sw3 drawn open
+    assert any(v == 0 for v in snap["v_pu"][0])  # its lateral dead per phase

@@ -254,7 +254,9 @@ class ThreePhaseWorld(SimWorld):
             self._noise_t = self.t
         return np.clip(1.0 + self._noise, 0.0, None)
 
-    def _open_branches(self) -> frozenset[str]:
+    def open_branches(self) -> frozenset[str]:
+        """The feeder branches (names, lower case) open now: open switches and the lines of
+        uncleared faults (read by the API's feeder view)."""
         sw = self.grid.switch
         opened = {
             self.view.switch_branch[int(i)]
@@ -274,7 +276,7 @@ class ThreePhaseWorld(SimWorld):
         inj: dict[str, Any] = self.controlled(self.demand())
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
         mp, mq = self.injections.multipliers(self.grid, inj, self._noise_now())
-        st = self._step = self.physics.solve(self._open_branches(), mp, mq, self.step_s)
+        st = self._step = self.physics.solve(self.open_branches(), mp, mq, self.step_s)
         n3 = self._load_kw.size
         served_kw = mp[:n3] * self._load_kw * st.live_nodes[self._load_node]
         ms = int(self.time.astype("datetime64[ms]").astype(np.int64))
