@@ -233,3 +233,21 @@ def test_the_views_regulators_start_at_the_feeders_taps(g3) -> None:
     orch = Orchestrator(world)
     orch.run(6)
     assert orch.counters["bad_data_removed"] == 0  # the loop's model agrees with the telemetry
+
+
+def test_demo_fleet_sits_on_three_phase_primary_buses(g3) -> None:
+    from gridpilot.agent.world3p import fleet_buses
+
+    view = balanced_view(g3)
+    cand = fleet_buses(view, g3)
+    phases: dict[str, set[int]] = {}
+    for b, n in g3.nodes():
+        phases.setdefault(b, set()).add(n)
+    assert cand.size > 10
+    for bid in cand:
+        name = view.bus_name[int(bid) - 1]
+        assert {1, 2, 3} <= phases[name]
+        assert g3.bus_kv_ln[name] > 1.0
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    for table in ("generator", "storage", "ev_charger", "flex_load"):
+        assert set(world.grid[table]["bus"].tolist()) <= set(cand.tolist())

@@ -19,9 +19,10 @@ def demo_grid(name: str = "case33bw") -> Grid:
     return add_demo_fleet(load_balanced_grid(name, "the demo fleet and the loop").copy(), name)
 
 
-def add_demo_fleet(g: Grid, name: str) -> Grid:
+def add_demo_fleet(g: Grid, name: str, buses: np.ndarray | None = None) -> Grid:
     """Add gridpilot's demo fleet (see :func:`demo_grid`) to ``g`` in place, named ``name``;
-    returns ``g``, validated."""
+    ``buses``: the candidate bus ids on grids other than case33bw (default the load buses).
+    Returns ``g``, validated."""
     if name == "case33bw":
         pv_bus, pv_mw = [14, 18, 25, 30, 33], [0.2, 0.15, 0.3, 0.25, 0.2]
         wind_bus, st_bus = [22], [18, 33]
@@ -29,7 +30,7 @@ def add_demo_fleet(g: Grid, name: str) -> Grid:
         ev_bus = [6, 10, 13, 17, 23, 26, 28, 32]
     else:
         rng = np.random.default_rng(5)
-        cand = g.load["bus"]
+        cand = g.load["bus"] if buses is None else np.asarray(buses, np.int64)
         pick = lambda n: [int(b) for b in rng.choice(cand, size=min(n, cand.size), replace=False)]  # noqa: E731
         pv_bus = pick(5)
         pv_mw = [float(0.05 * g.load["p_mw"].sum() / max(len(pv_bus), 1))] * len(pv_bus)

@@ -73,6 +73,26 @@ def view_profiles(view: PhaseView, grid3p: ThreePhaseGrid, steps: int) -> Profil
     return prof
 
 
+def fleet_buses(view: PhaseView, grid3p: ThreePhaseGrid) -> np.ndarray:
+    """View bus ids the demo fleet may sit on: three-phase primary buses (1 kV and above) with
+    load, else any three-phase primary bus (feeders whose loads are on secondaries, ieee8500):
+    the fleet's MW-scale units belong on the primary."""
+    phases: dict[str, set[int]] = {}
+    for b, n in grid3p.nodes():
+        phases.setdefault(b, set()).add(n)
+    g = view.grid
+    kv = dict(zip(g.bus.ids.tolist(), g.bus["v_nom_kv"].tolist(), strict=True))
+    prim = [
+        view.bus_id[b]
+        for b, ns in phases.items()
+        if {1, 2, 3} <= ns and kv.get(view.bus_id.get(b, -1), 0.0) >= 1.0
+    ]
+    real = [lid for lid, m in view.load_members.items() if m]  # not the capacitors' entries
+    load_bus = {int(b) for b in g.load["bus"][g.load.index_of(real)]} if real else set()
+    loaded = sorted(set(prim) & load_bus)
+    return np.asarray(loaded or sorted(set(prim)) or g.load["bus"], np.int64)
+
+
 class ThreePhaseWorld(SimWorld):
     """A three-phase feeder in simulated time (see the module notes).
 
@@ -104,7 +124,7 @@ class ThreePhaseWorld(SimWorld):
         if fleet:
             from gridpilot.agent.fleet import add_demo_fleet
 
-            add_demo_fleet(vg, grid3p.name)
+            add_demo_fleet(vg, grid3p.name, fleet_buses(self.view, grid3p))
         vg.profiles = view_profiles(self.view, grid3p, start_step + max(horizon_steps, 96 * 8) + 96)
         super().__init__(vg, step_s=step_s, start_step=start_step, dr_share=dr_share,
                          horizon_steps=horizon_steps, engine=AGENT_ENGINE)  # fmt: skip
