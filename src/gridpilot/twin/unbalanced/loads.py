@@ -114,51 +114,49 @@ def _i_out(
 
 
 @njit(cache=True, nogil=True)
+def load_current(  # noqa: PLR0913
+    v: complex, sc: complex, vb: float, mod: int, vmin: float, vmax: float,
+    cvr: np.ndarray, z: np.ndarray,
+) -> complex:  # fmt: skip
+    """Current drawn through one load branch at branch voltage ``v`` (V) and power ``sc``
+    (VA): ``vb`` its base voltage, ``mod`` its model, ``cvr`` (2,) and ``z`` (7,) its data."""
+    vr = abs(v) / vb
+    yv = np.conj(sc) / (vb * vb) * v
+    if vr < VLOW_PU or mod == 2:
+        return yv
+    outside = vr < vmin or vr > vmax
+    if mod == 1:
+        return _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc / v)
+    if mod == 5:
+        return _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
+    if mod == 4:
+        if outside:
+            return _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
+        sv = complex(sc.real * vr ** cvr[0], sc.imag * vr ** cvr[1])
+        return np.conj(sv / v)
+    # 8: ZIP
+    if vr < z[6]:
+        return 0j
+    sz = complex(sc.real * z[0], sc.imag * z[3])
+    si = complex(sc.real * z[1], sc.imag * z[4])
+    spp = complex(sc.real * z[2], sc.imag * z[5])
+    i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
+    if outside:
+        return i + _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
+    return i + np.conj(spp / v)
+
+
+@njit(cache=True, nogil=True)
 def _currents(  # noqa: PLR0913
     vbr: np.ndarray, s: np.ndarray, vbase: np.ndarray, model: np.ndarray, vmin_a: np.ndarray,
     vmax_a: np.ndarray, cvr: np.ndarray, zipc: np.ndarray, out: np.ndarray,
 ) -> None:  # fmt: skip
     m, steps = vbr.shape
     for b in range(m):
-        vb = vbase[b]
-        mod = model[b]
-        vmin, vmax = vmin_a[b], vmax_a[b]
         for c in range(steps):
-            v = vbr[b, c]
-            sc = s[b, c]
-            vm = abs(v)
-            vr = vm / vb
-            yv = np.conj(sc) / (vb * vb) * v
-            if vr < VLOW_PU or mod == 2:
-                out[b, c] = yv
-                continue
-            outside = vr < vmin or vr > vmax
-            if mod == 1:
-                out[b, c] = (
-                    _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc / v)
-                )
-            elif mod == 5:
-                out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
-            elif mod == 4:
-                if outside:
-                    out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
-                else:
-                    sv = complex(sc.real * vr ** cvr[b, 0], sc.imag * vr ** cvr[b, 1])
-                    out[b, c] = np.conj(sv / v)
-            else:  # 8: ZIP
-                z = zipc[b]
-                if vr < z[6]:
-                    out[b, c] = 0.0
-                    continue
-                sz = complex(sc.real * z[0], sc.imag * z[3])
-                si = complex(sc.real * z[1], sc.imag * z[4])
-                spp = complex(sc.real * z[2], sc.imag * z[5])
-                i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
-                if outside:
-                    i += _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
-                else:
-                    i += np.conj(spp / v)
-                out[b, c] = i
+            out[b, c] = load_current(
+                vbr[b, c], s[b, c], vbase[b], model[b], vmin_a[b], vmax_a[b], cvr[b], zipc[b]
+            )
 
 
 def load_currents(lb: LoadBranches, vbr: np.ndarray, s: np.ndarray) -> np.ndarray:

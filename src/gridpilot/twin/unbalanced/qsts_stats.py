@@ -75,6 +75,7 @@ class QstsResult:
     max_loading: np.ndarray
     elapsed_s: float = 0.0
     factorisations: int = 0
+    iterations: int = 0  # power-flow iterations over the run (compiled engine)
     tap_series: dict[str, np.ndarray] = field(default_factory=dict)
     cap_series: dict[str, np.ndarray] = field(default_factory=dict)
 
