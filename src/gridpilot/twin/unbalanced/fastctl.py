@@ -102,6 +102,13 @@ def restamp(st: Stamps, s: int) -> None:
 
 
 @njit(cache=True, nogil=True)
+def restamp_all(st: Stamps) -> None:
+    """Recompute every stamp (after taps or states were set from outside)."""
+    for s in range(len(st.kind)):
+        restamp(st, s)
+
+
+@njit(cache=True, nogil=True)
 def update_schur(st: Stamps, f: SchurLU) -> None:
     """``f.sinv ← (S₀ + Σ (Y − Y₀) on K)⁻¹`` after control actions."""
     s = f.s0.copy()

@@ -52,6 +52,7 @@ class StatArr(NamedTuple):
     src_idx: np.ndarray
     src_y: np.ndarray
     isrc: np.ndarray
+    inv_vb2: np.ndarray  # 1 / vbase² per node
 
 
 class Work(NamedTuple):
@@ -99,14 +100,15 @@ def _rdot(a: np.ndarray, b: np.ndarray) -> float:
 def _anderson(w: Work, it: int) -> None:
     """``w.x`` ← the Anderson mix of the last ``depth`` steps (real least squares: the map
     is only R-linear); ``w.gbr`` holds the image of the present ``w.x``."""
-    depth = w.df.shape[0]
-    f = w.gbr - w.x
-    if it > 1:
-        slot = (it - 2) % depth
-        w.df[slot] = f - w.last[0]
-        w.dg[slot] = w.gbr - w.last[1]
-    w.last[0] = f
-    w.last[1] = w.gbr
+    depth, m = w.df.shape[0], len(w.x)
+    slot = (it - 2) % depth
+    for q in range(m):  # residual f = gbr − x; histories of its and the image's changes
+        fq = w.gbr[q] - w.x[q]
+        if it > 1:
+            w.df[slot, q] = fq - w.last[0, q]
+            w.dg[slot, q] = w.gbr[q] - w.last[1, q]
+        w.last[0, q] = fq
+        w.last[1, q] = w.gbr[q]
     k = min(it - 1, depth)
     if k == 0:
         w.x[:] = w.gbr
@@ -114,7 +116,7 @@ def _anderson(w: Work, it: int) -> None:
     a = np.empty((k, k))
     rhs = np.empty(k)
     for i in range(k):
-        rhs[i] = _rdot(w.df[i], f)
+        rhs[i] = _rdot(w.df[i], w.last[0])
         for j in range(i + 1):
             a[i, j] = a[j, i] = _rdot(w.df[i], w.df[j])
     tr = 0.0
@@ -123,12 +125,11 @@ def _anderson(w: Work, it: int) -> None:
     for i in range(k):
         a[i, i] += tr * 1e-10 + 1e-300
     gamma = np.linalg.solve(a, rhs)
-    x, dg = w.x, w.dg
-    for q in range(len(x)):
+    for q in range(m):
         acc = w.gbr[q]
         for i in range(k):
-            acc -= gamma[i] * dg[i, q]
-        x[q] = acc
+            acc -= gamma[i] * w.dg[i, q]
+        w.x[q] = acc
 
 
 @njit(cache=True, nogil=True)
@@ -140,12 +141,12 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
     for it in range(1, max_iter + 1):
         _rhs(ld, sa, w.x, s, w.rhs)
         schur_solve(f, w.rhs, w.g)
-        dv = 0.0
+        dv2 = 0.0  # largest |ΔV|² / Vbase², no roots
         for i in range(len(v)):
-            d = abs(w.g[i] - v[i]) / sa.vbase[i]
-            dv = max(dv, d)
-        v[:] = w.g
-        if dv < tol:
+            d = w.g[i] - v[i]
+            dv2 = max(dv2, (d.real * d.real + d.imag * d.imag) * sa.inv_vb2[i])
+            v[i] = w.g[i]
+        if dv2 < tol * tol:
             return it
         _vbr(ld, v, w.gbr)
         if depth > 0:

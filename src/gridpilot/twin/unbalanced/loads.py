@@ -120,13 +120,14 @@ def load_current(  # noqa: PLR0913
 ) -> complex:  # fmt: skip
     """Current drawn through one load branch at branch voltage ``v`` (V) and power ``sc``
     (VA): ``vb`` its base voltage, ``mod`` its model, ``cvr`` (2,) and ``z`` (7,) its data."""
-    vr = abs(v) / vb
+    v2 = v.real * v.real + v.imag * v.imag
+    vr = np.sqrt(v2) / vb
     yv = np.conj(sc) / (vb * vb) * v
     if vr < VLOW_PU or mod == 2:
         return yv
     outside = vr < vmin or vr > vmax
-    if mod == 1:
-        return _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc / v)
+    if mod == 1:  # conj(S / V) = conj(S)·V / |V|²
+        return _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc) * v / v2
     if mod == 5:
         return _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
     if mod == 4:

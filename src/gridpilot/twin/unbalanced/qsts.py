@@ -53,6 +53,8 @@ class QstsOptions:
     engine: str = "auto"  # "compiled" (step loop in numba), "python" (block solves), "auto"
     chunk: int = 2048  # compiled engine: steps whose load powers are built at once
     accel: int = 3  # compiled engine: Anderson depth of the per-step fixed point (0: plain)
+    warmup_steps: int = 0  # compiled engine: steps run before ``start_h`` for the controls
+    # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
 
 
 @dataclass

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
-from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, update_schur
+from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
 from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
@@ -164,7 +164,8 @@ def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
     )  # fmt: skip
 
 
-def _stats(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray) -> StatArr:
+def stat_arrays(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray) -> StatArr:
+    """The statistics arrays of ``acc`` (updated in place by the loop) and their inputs."""
     net = twin.net
     br = net.branch_rows
     bp, bi, bx = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex))
@@ -176,26 +177,54 @@ def _stats(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray) -> StatAr
         net.vbase_v.astype(float), acc.vmin, acc.vmax, acc.outside, acc.tri.astype(np.int64),
         acc.vuf_max, acc.vuf_above, bp, bi, bx, rating, acc.overload, acc.max_loading,
         st.idx[:n1].astype(np.int64), np.ascontiguousarray(st.y[:n1, :n1], complex),
-        net.i_source.astype(complex),
+        net.i_source.astype(complex), 1.0 / net.vbase_v.astype(float) ** 2,
     )  # fmt: skip
 
 
+class Engine(NamedTuple):
+    """The parts of a packed twin that do not change between runs (built once per twin)."""
+
+    f: SchurLU
+    st: Stamps
+    where: dict[str, int]
+    ld: LoadArr
+
+
+def engine(twin: UnbalancedTwin) -> Engine:
+    """The twin's packed engine (factorised on first use), its stamps set to the twin's
+    present taps and capacitor states."""
+    eng = twin._compiled
+    if not isinstance(eng, Engine):
+        f = build_schur(twin.net, twin.y_loads)
+        st, where = _stamps(twin, f)
+        lb = twin.loads
+        ld = LoadArr(lb.a, lb.b, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu,
+                     np.ascontiguousarray(lb.cvr), np.ascontiguousarray(lb.zip),
+                     twin.yeq_b.astype(complex))  # fmt: skip
+        eng = twin._compiled = Engine(f, st, where, ld)
+        twin.factorisations += 1
+    net = twin.net
+    for name, t in ((n, net.grid.transformers[net.xf_index[n]]) for n in net.xf_stamps):
+        eng.st.taps[eng.where[f"xf:{name}"], : len(t.windings)] = [w.tap for w in t.windings]
+    for c in twin.grid.capacitors:
+        e = eng.where.get(f"cap:{c.name.lower()}")
+        if e is not None:
+            eng.st.state[e, : len(c.states)] = c.states
+    restamp_all(eng.st)
+    update_schur(eng.st, eng.f)
+    return eng
+
+
 def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.ndarray) -> Run:
-    """Everything the compiled loop needs, from the twin's present state."""
-    f = build_schur(twin.net, twin.y_loads)
-    st, where = _stamps(twin, f)
-    lb = twin.loads
-    ld = LoadArr(lb.a, lb.b, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu,
-                 np.ascontiguousarray(lb.cvr), np.ascontiguousarray(lb.zip),
-                 twin.yeq_b.astype(complex))  # fmt: skip
-    n, m, depth = twin.net.n, lb.m, max(int(opt[2]), 1)
+    """Everything the compiled loop needs, from the twin's present state (fresh control
+    timers and statistics; the factorisation is the twin's, built once)."""
+    eng = engine(twin)
+    n, m, depth = twin.net.n, twin.loads.m, max(int(opt[2]), 1)
     w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
              np.zeros(m, complex), np.zeros((depth, m), complex), np.zeros((depth, m), complex),
              np.zeros((2, m), complex), opt)  # fmt: skip
-    run = Run(f, ld, _stats(twin, acc, rating), st, _regs(twin, where, st.y.shape[1]),
-              _caps(twin, where), w)  # fmt: skip
-    update_schur(run.st, run.f)
-    return run
+    return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st,
+               _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w)  # fmt: skip
 
 
 def write_back(twin: UnbalancedTwin, run: Run) -> None:

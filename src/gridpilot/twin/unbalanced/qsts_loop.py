@@ -14,7 +14,7 @@ import numpy as np
 
 from gridpilot.errors import ConvergenceError
 from gridpilot.twin.unbalanced.faststep import Run, run_chunk
-from gridpilot.twin.unbalanced.qsts_fast import pack, write_back
+from gridpilot.twin.unbalanced.qsts_fast import pack, stat_arrays, write_back
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
 from gridpilot.twin.unbalanced.schur import schur_solve
 
@@ -36,26 +36,51 @@ def run_compiled(
     t0: float,
 ) -> QstsResult:
     """Run ``opts`` on the compiled engine (same rules as the Python runner)."""
-    from gridpilot.twin.unbalanced.qsts import load_multipliers
-
     br = twin.net.branch_rows
     acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
     opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(max(opts.accel, 0))])
+    f0 = twin.factorisations
     run = pack(twin, acc, _rating(twin), opt)
     v = np.zeros(twin.net.n, complex)
     schur_solve(run.f, twin.net.i_source.astype(complex), v)
-    loss = np.zeros(opts.steps)
+    setup = time.perf_counter() - t0
     n_log = len(run.rg.stamp) + int(np.sum(run.st.kind == 1))
+    w = max(opts.warmup_steps, 0)
+    if w:
+        scratch = Accumulator(twin.net.nodes, twin.net.vbase_v, len(run.sa.rating))
+        warm = run._replace(sa=stat_arrays(twin, scratch, run.sa.rating))
+        _steps(twin, opts, warm, v, -w, 0, np.zeros(w), np.zeros((0, 0)), None)
+        run.rg.ops[:] = 0
+        run.cp.ops[:] = 0
+    loss = np.zeros(opts.steps)
     logs = np.zeros((n_log, opts.steps)) if opts.keep_taps else np.zeros((0, 0))
-    t_base, iters = opts.start_h * 3600.0, 0
-    for k0 in range(0, opts.steps, opts.chunk):
-        k1 = min(k0 + opts.chunk, opts.steps)
+    iters = _steps(twin, opts, run, v, 0, opts.steps, loss, logs, progress)
+    write_back(twin, run)
+    acc.steps = opts.steps
+    res = _result(twin, opts, run, acc, loss, logs, time.perf_counter() - t0, iters)
+    res.setup_s, res.warmup_steps = setup, w
+    res.factorisations = twin.factorisations - f0
+    return res
+
+
+def _steps(  # noqa: PLR0913
+    twin: UnbalancedTwin, opts: QstsOptions, run: Run, v: np.ndarray, first: int, stop: int,
+    loss: np.ndarray, logs: np.ndarray, progress: Callable[[int, int], None] | None,
+) -> int:  # fmt: skip
+    """Steps ``first … stop`` (relative to ``opts.start_h``) in chunks; iterations taken."""
+    from gridpilot.twin.unbalanced.qsts import load_multipliers
+
+    iters, n_log = 0, logs.shape[0]
+    for k0 in range(first, stop, opts.chunk):
+        k1 = min(k0 + opts.chunk, stop)
         s = np.ascontiguousarray(twin.loads.s_va[:, None] * load_multipliers(twin, opts, k0, k1))
-        lg = np.zeros((n_log, k1 - k0)) if opts.keep_taps else np.zeros((0, 0))
-        done, it = run_chunk(run, s, k0, t_base, opts.resolution_s, v, loss[k0:k1], lg)
+        lg = np.zeros((n_log, k1 - k0)) if logs.shape[1] else np.zeros((0, 0))
+        a, b = k0 - first, k1 - first
+        done, it = run_chunk(run, s, k0, opts.start_h * 3600.0, opts.resolution_s, v,
+                             loss[a:b], lg)  # fmt: skip
         iters += it
-        if opts.keep_taps:
-            logs[:, k0:k1] = lg
+        if logs.shape[1]:
+            logs[:, a:b] = lg
         if done < k1 - k0:
             write_back(twin, run)
             raise ConvergenceError(
@@ -63,11 +88,9 @@ def run_compiled(
                 f"iterations at step {k0 + done}",
                 steps=[k0 + done],
             )
-        if progress:
-            progress(k1, opts.steps)
-    write_back(twin, run)
-    acc.steps = opts.steps
-    return _result(twin, opts, run, acc, loss, logs, time.perf_counter() - t0, iters)
+        if progress and k1 > 0:
+            progress(k1, stop)
+    return iters
 
 
 def _result(  # noqa: PLR0913
@@ -96,5 +119,5 @@ def _result(  # noqa: PLR0913
         vuf_buses=acc.buses, vuf_max_pct=acc.vuf_max, vuf_hours_above_2pct=acc.vuf_above * h,
         losses_kw=loss, tap_ops=tap_ops, cap_ops=cap_ops, branch_meta=twin.net.branch_meta,
         overload_hours=acc.overload * h, max_loading=acc.max_loading, elapsed_s=elapsed,
-        factorisations=1, iterations=iters, tap_series=tap_series, cap_series=cap_series,
+        factorisations=0, iterations=iters, tap_series=tap_series, cap_series=cap_series,
     )  # fmt: skip
