@@ -76,12 +76,12 @@ class Caps(NamedTuple):
     ops: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _at(v: np.ndarray, i: int) -> complex:
     return v[i] if i >= 0 else 0j
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def restamp(st: Stamps, s: int) -> None:
     """Recompute stamp ``s``'s Yprim from its taps or capacitor steps."""
     n = st.nc[s]
@@ -101,14 +101,14 @@ def restamp(st: Stamps, s: int) -> None:
             st.y[s, i, j] = on * st.core[s, i, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def restamp_all(st: Stamps) -> None:
     """Recompute every stamp (after taps or states were set from outside)."""
     for s in range(len(st.kind)):
         restamp(st, s)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def update_schur(st: Stamps, f: SchurLU) -> None:
     """``f.sinv ← (S₀ + Σ (Y − Y₀) on K)⁻¹`` after control actions."""
     s = f.s0.copy()
@@ -125,7 +125,7 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
         f.sinv[:, :] = np.linalg.inv(s)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
     """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS)."""
     p = rg.f[r]
@@ -141,7 +141,7 @@ def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
     return abs(vc)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pending(rg: Regs, r: int, vact: float) -> int:
     p = rg.f[r]
     if abs(p[1] - vact) <= p[2] / 2.0:
@@ -150,7 +150,7 @@ def _pending(rg: Regs, r: int, vact: float) -> int:
     return -n if p[9] != 0.0 else n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _qremove(rg: Regs, r: int, t: float) -> bool:
     """Remove the first queued action at time ``t``; whether there was one."""
     n = rg.qlen[r]
@@ -163,7 +163,7 @@ def _qremove(rg: Regs, r: int, t: float) -> bool:
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _due(rg: Regs, r: int, t_s: float) -> int:
     """Copy the queued times due at ``t_s`` into ``rg.due[r]``, sorted; how many."""
     n = 0
@@ -179,14 +179,14 @@ def _due(rg: Regs, r: int, t_s: float) -> int:
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _qpush(rg: Regs, r: int, t: float) -> None:
     if rg.qlen[r] < QMAX:
         rg.queue[r, rg.qlen[r]] = t
         rg.qlen[r] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     """One time-mode sample of RegControl ``r`` then its due actions; True if a tap moved.
     (Rules: see ``_Runner._reg`` in :mod:`.qsts`.)"""
@@ -228,7 +228,7 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     return acted
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float]:
     """kvar through the monitored terminal, PT voltage and CT current."""
     k = cp.idx.shape[1]
@@ -248,7 +248,7 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float]:
     return s_va.imag / 1e3, abs(_at(v, cp.v_node[c])) / p[8], i_ct / p[9]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float], closed: bool,
                 avail: int) -> tuple[int, bool]:  # fmt: skip
     """OpenDSS CapControl sample (see ``controls.cap_sample``)."""
@@ -274,7 +274,7 @@ def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float], closed: bool,
     return 0, False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
     """Carry out CapControl ``c``'s armed change (one step closed or opened)."""
     s = cp.stamp[c]
@@ -298,7 +298,7 @@ def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
     return False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     """One time-mode sample of CapControl ``c`` then its armed action if due."""
     s = cp.stamp[c]
@@ -325,7 +325,7 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     return _cap_act(cp, st, c, t_s)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> bool:
     """Sample every control at ``t_s`` (regulators first, as the Python runner)."""
     acted = False

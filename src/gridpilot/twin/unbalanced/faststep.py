@@ -68,27 +68,28 @@ class Work(NamedTuple):
     opt: np.ndarray  # tol_pu, max_iter, depth
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _vbr(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
     for q in range(len(ld.a)):
         vb = v[ld.b[q]] if ld.b[q] >= 0 else 0j
         out[q] = v[ld.a[q]] - vb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray) -> None:
     rhs[:] = sa.isrc
-    for q in range(len(ld.a)):
+    a, b, vbase, model, vmin, vmax, yeq = ld.a, ld.b, ld.vbase, ld.model, ld.vmin, ld.vmax, ld.yeq
+    cvr, zipc = ld.cvr, ld.zip
+    for q in range(len(a)):
         xi = x[q]
-        i = load_current(xi, s[q], ld.vbase[q], ld.model[q], ld.vmin[q], ld.vmax[q],
-                         ld.cvr[q], ld.zip[q])  # fmt: skip
-        comp = i - ld.yeq[q] * xi
-        rhs[ld.a[q]] -= comp
-        if ld.b[q] >= 0:
-            rhs[ld.b[q]] += comp
+        i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        comp = i - yeq[q] * xi
+        rhs[a[q]] -= comp
+        if b[q] >= 0:
+            rhs[b[q]] += comp
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rdot(a: np.ndarray, b: np.ndarray) -> float:
     acc = 0.0
     for i in range(len(a)):
@@ -96,7 +97,7 @@ def _rdot(a: np.ndarray, b: np.ndarray) -> float:
     return acc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _anderson(w: Work, it: int) -> None:
     """``w.x`` ← the Anderson mix of the last ``depth`` steps (real least squares: the map
     is only R-linear); ``w.gbr`` holds the image of the present ``w.x``."""
@@ -132,7 +133,7 @@ def _anderson(w: Work, it: int) -> None:
         w.x[q] = acc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
                 v: np.ndarray) -> int:  # fmt: skip
     """Solve one step in place from the warm start ``v``; iterations, or -1."""
@@ -156,7 +157,7 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
     for i in range(len(v)):
         vpu = abs(v[i]) / sa.vbase[i]
@@ -176,7 +177,7 @@ def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
             sa.vuf_above[q] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
     for r in range(len(sa.rating)):
         i = 0j
@@ -188,7 +189,7 @@ def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
         sa.max_loading[r] = max(sa.max_loading[r], lr)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _source_power(sa: StatArr, v: np.ndarray) -> complex:
     p = 0j
     n1 = len(sa.src_idx)
@@ -203,16 +204,16 @@ def _source_power(sa: StatArr, v: np.ndarray) -> complex:
     return p
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
     """Fold one solved step into the statistics; its losses (kW)."""
     _rec_voltages(sa, v)
     _rec_loading(sa, v)
     p = _source_power(sa, v)
     _vbr(ld, v, x)
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
     for q in range(len(ld.a)):
-        i = load_current(x[q], s[q], ld.vbase[q], ld.model[q], ld.vmin[q], ld.vmax[q],
-                         ld.cvr[q], ld.zip[q])  # fmt: skip
+        i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
         p -= x[q] * np.conj(i)
     return p.real / 1e3
 
@@ -229,7 +230,7 @@ class Run(NamedTuple):
     w: Work
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def run_chunk(  # noqa: PLR0913
     r: Run, s_chunk: np.ndarray, step0: int, t_base: float, dt: float, v: np.ndarray,
     loss: np.ndarray, logs: np.ndarray,
@@ -265,7 +266,7 @@ def run_chunk(  # noqa: PLR0913
     return s_chunk.shape[1], iters
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _log(r: Run, logs: np.ndarray, k: int) -> None:
     nr = len(r.rg.stamp)
     for i in range(nr):

@@ -110,7 +110,7 @@ def build_schur(net: Network, y_loads: sp.spmatrix) -> SchurLU:
     )  # fmt: skip
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward(f: SchurLU, rhs: np.ndarray) -> None:
     """``work ← L⁻¹·Pr·rhs[A]`` and ``zk ← rhs[K] − F·work``."""
     nk, w = f.nk, f.work
@@ -128,7 +128,7 @@ def _forward(f: SchurLU, rhs: np.ndarray) -> None:
         f.zk[r] = acc
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward(f: SchurLU, out: np.ndarray) -> None:
     """``work ← U⁻¹·(work − E·x₂)`` and scatter both parts into ``out``."""
     w = f.work
@@ -145,7 +145,7 @@ def _backward(f: SchurLU, out: np.ndarray) -> None:
         out[f.nk[i]] = w[f.perm_c[i]]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def schur_solve(f: SchurLU, rhs: np.ndarray, out: np.ndarray) -> None:
     """``out ← Y⁻¹·rhs`` (one column) at the present state (``f.sinv``)."""
     _forward(f, rhs)
