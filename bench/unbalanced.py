@@ -12,7 +12,8 @@ Per feeder (ieee13, ieee34, ieee37, ieee123, ieee8500):
   steps/s of each (OpenDSS: only its ``Solve`` calls timed, at its default tolerance;
   gridpilot: its whole step loop with controls and statistics, the one-time packing and
   factorisation of the twin apart in ``gridpilot_setup_ms``, and both together in
-  ``gridpilot_steps_per_s_with_setup``; kernels loaded once before, as OpenDSS's library),
+  ``gridpilot_steps_per_s_with_setup``; kernels loaded once before, as OpenDSS's library;
+  ``*_cpu_steps_per_s`` and ``cpu_speedup`` from process CPU time, robust on a busy machine),
   regulator tap operations and capacitor switchings, and the largest gap of the per
   node-phase voltage extremes (OpenDSS solved at 1e-9 for that comparison);
 * peak_rss_mb: the process's peak resident memory after the feeder (both engines loaded).
@@ -132,6 +133,9 @@ def qsts(name: str, steps: int, minutes: float) -> dict[str, Any]:
         "gridpilot_setup_ms": round(res.setup_s * 1e3, 1),
         "gridpilot_steps_per_s_with_setup": round(steps / res.elapsed_s, 1),
         "iterations_per_step": round(res.iterations / steps, 2),
+        "gridpilot_cpu_steps_per_s": round(steps / max(res.loop_cpu_s, 1e-9), 1),
+        "opendss_cpu_steps_per_s": round(steps / max(fast.solve_cpu_s, 1e-9), 1),
+        "cpu_speedup": round(fast.solve_cpu_s / max(res.loop_cpu_s, 1e-9), 2),
         "tap_ops_gridpilot": int(sum(res.tap_ops.values())),
         "tap_ops_opendss": int(sum(ref.tap_ops.values())),
         "tap_ops_opendss_default_tol": int(sum(fast.tap_ops.values())),

@@ -54,11 +54,13 @@ def run_compiled(
         run.cp.ops[:] = 0
     loss = np.zeros(opts.steps)
     logs = np.zeros((n_log, opts.steps)) if opts.keep_taps else np.zeros((0, 0))
+    c0 = time.process_time()
     iters = _steps(twin, opts, run, v, 0, opts.steps, loss, logs, progress)
+    cpu = time.process_time() - c0
     write_back(twin, run)
     acc.steps = opts.steps
     res = _result(twin, opts, run, acc, loss, logs, time.perf_counter() - t0, iters)
-    res.setup_s, res.warmup_steps = setup, w
+    res.setup_s, res.warmup_steps, res.loop_cpu_s = setup, w, cpu
     res.factorisations = twin.factorisations - f0
     return res
 

@@ -77,6 +77,7 @@ class QstsResult:
     factorisations: int = 0
     iterations: int = 0  # power-flow iterations over the run (compiled engine)
     setup_s: float = 0.0  # of elapsed_s: packing and factorising (compiled engine)
+    loop_cpu_s: float = 0.0  # process CPU time of the step loop (compiled engine)
     warmup_steps: int = 0  # steps simulated before the recorded ones (controls only)
     tap_series: dict[str, np.ndarray] = field(default_factory=dict)
     cap_series: dict[str, np.ndarray] = field(default_factory=dict)
