@@ -131,3 +131,14 @@ def test_time_chunks_with_warmup_merge_into_one_run() -> None:
     assert abs(ops_split - ops_whole) <= 0.25 * ops_whole
     # regulators may rest elsewhere in their band after a warm-up: within a band's width
     assert np.abs(split.vmax_pu - whole.vmax_pu).max() < 1e-2
+
+
+def test_compiled_kernels_are_cached_after_a_run() -> None:
+    """Every cached kernel of the engine has on-disk code after one run (so ``gridpilot
+    warmup`` covers them and the CLI does not announce a compile on each start)."""
+    from gridpilot.kernels import cold_modules
+
+    _, tw = _twin(feeder_master("ieee13"), _shape(4, 15), 15)
+    tw.qsts(2, 900.0)
+    mods = [f"gridpilot.twin.unbalanced.{m}" for m in ("schur", "fastctl", "faststep", "loads")]
+    assert cold_modules(mods) == []

@@ -113,7 +113,7 @@ def _i_out(
     return yv / vmax**hexp
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: callers cache it
 def load_current(  # noqa: PLR0913
     v: complex, sc: complex, vb: float, mod: int, vmin: float, vmax: float,
     cvr: np.ndarray, zipc: np.ndarray, q: int,
