@@ -1,0 +1,454 @@
+"""Phase-aware scheduling and phase balancing of a :class:`PhaseFleet` on an unbalanced feeder.
+
+:func:`plan_phases` schedules the fleet over a horizon so that, at every step,
+
+* the demand per phase stays within ``phase_limit_mw`` (a feeder-head or transformer-phase
+  capacity),
+* the voltage unbalance factor (VUF, |V2|/|V1|) of every three-phase bus stays within
+  ``vuf_limit_pct`` (2 % by default, EN 50160 / IEC 61000-2-2),
+* every node-phase voltage stays within ``v_min_pu``..``v_max_pu`` (ANSI C84.1 Range A),
+
+while the EV owners get the energy they asked for, at the least energy cost. ``mode="balance"``
+moves only the EV chargers (which session draws how much on which phase at each step: the
+phase balancing); ``mode="plan"`` also schedules the home batteries and water heaters (the
+VPP schedule). Voltages and the VUF are linearised with sensitivities from the unbalanced twin
+(:mod:`.phase_network`) and enforced by cutting planes; every round ends with a full
+unbalanced power flow of all steps, the next round linearises around it, and a plan is
+``feasible`` only when that full power flow shows no limit broken by the fleet. A bus-step
+whose VUF (or a node-phase whose voltage) is already outside the limit with only the fleet's
+fixed part (the grid's loads, PV, and in ``balance`` mode the batteries and water heaters as
+they run on their own) may stay there as long as the schedule does not make it worse; where the fleet cannot meet a limit
+the plan reports the best it achieved and why (``reason``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.flex.phase_fleet import PhaseFleet
+from gridpilot.flex.phase_lp import (
+    V_EUR_PER_PU_STEP,
+    VUF_EUR_PER_PCT_STEP,
+    Cut,
+    CutSolver,
+    Devices,
+    Limits,
+    build,
+)
+from gridpilot.flex.phase_network import SOLAR_SHAPE, Check, PhaseNetwork, daily
+from gridpilot.model.threephase import ThreePhaseGrid
+
+log = logging.getLogger(__name__)
+
+TOL_VUF_PCT = 0.01
+TOL_V_PU = 0.001
+
+
+@dataclass(frozen=True)
+class PhasePlanConfig:
+    """Horizon, limits and options of :func:`plan_phases` (limits checked on construction).
+
+    ``t0``/``steps``: the horizon in absolute steps of the fleet's ``step_h`` (default noon to
+    noon, over the evening EV sessions); ``phase_limit_mw``: demand limit per phase (None:
+    none); ``max_rounds``: linearise-solve-check rounds.
+    """
+
+    t0: int = 48
+    steps: int = 96
+    mode: str = "balance"
+    vuf_limit_pct: float = 2.0
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+    phase_limit_mw: float | None = None
+    max_rounds: int = 6
+
+    def __post_init__(self) -> None:
+        bad: list[tuple[str, object, str]] = []
+        if self.mode not in ("balance", "plan"):
+            bad.append(("mode", self.mode, "must be 'balance' or 'plan'"))
+        if not 0 < self.vuf_limit_pct <= 100:
+            bad.append(("vuf_limit_pct", self.vuf_limit_pct, "must be in (0, 100]"))
+        for name in ("v_min_pu", "v_max_pu"):
+            if not 0 < getattr(self, name) <= 2:
+                bad.append((name, getattr(self, name), "must be in (0, 2] pu"))
+        if not self.v_min_pu < self.v_max_pu:
+            bad.append(("v_min_pu", self.v_min_pu, "must be below v_max_pu"))
+        if self.steps <= 0 or self.t0 < 0 or self.max_rounds <= 0:
+            bad.append(
+                (
+                    "steps",
+                    (self.t0, self.steps, self.max_rounds),
+                    "need t0 >= 0, steps > 0, max_rounds > 0",
+                )
+            )
+        if self.phase_limit_mw is not None and not self.phase_limit_mw > 0:
+            bad.append(("phase_limit_mw", self.phase_limit_mw, "must be > 0"))
+        if bad:
+            f, v, m = bad[0]
+            raise ValidationError(f"phase plan: field '{f}' = {v!r}: {m}")
+
+
+@dataclass
+class PhasePlan:
+    """A phase-aware plan: point draws, the EV schedule, and the checks before and after.
+
+    ``p_mw`` (points x steps) is each injection point's net draw; ``ev`` the EV columns
+    (session, phase, step, MW charged, MW discharged); ``checks`` the full power flows without
+    the fleet (``none``), with its fixed part only (``fixed``), with the uncontrolled fleet
+    (``before``) and with the plan (``after``); ``feasible`` whether ``after`` keeps every limit (see the module doc).
+    """
+
+    points: list[tuple[str, int]]
+    steps: np.ndarray
+    p_mw: np.ndarray
+    ev: dict[str, np.ndarray]
+    checks: dict[str, Check]
+    feasible: bool
+    reason: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """VUF, voltages and phase demand before/after, EV energy, rounds and times."""
+        out: dict[str, Any] = dict(self.stats)
+        for key, c in self.checks.items():
+            live = c.v_pu > 0.05
+            out[key] = {
+                "vuf_max_pct": round(float(c.vuf_pct.max()), 4),
+                "vuf_over_limit_bus_steps": int(
+                    (c.vuf_pct > self.stats["vuf_limit_pct"] + TOL_VUF_PCT).sum()
+                ),
+                "v_max_pu": round(float(np.where(live, c.v_pu, 0).max()), 5),
+                "v_min_pu": round(float(np.where(live, c.v_pu, 9).min()), 5),
+                "phase_peak_mw": [round(float(x), 4) for x in c.phase_mw.max(axis=1)],
+            }
+        out["feasible"] = self.feasible
+        out["reason"] = self.reason
+        return out
+
+
+def _horizon_sessions(pf: PhaseFleet, lo: int, hi: int) -> np.ndarray:
+    ev = pf.fleet.ev
+    return np.flatnonzero((ev.arrival < hi) & (ev.departure > lo) & (ev.e_need_mwh > 0))
+
+
+def devices(pf: PhaseFleet, points: list[tuple[str, int]], cfg: PhasePlanConfig) -> Devices:
+    """The LP's device data on the horizon (EV columns, aggregated stores, fixed draws)."""
+    f, h = pf.fleet, pf.fleet.step_h
+    T, t0 = cfg.steps, cfg.t0
+    pos = {pt: k for k, pt in enumerate(points)}
+    ev = f.ev
+    sess = _horizon_sessions(pf, t0, t0 + T)
+    bus = pf.device_bus("ev")
+    es, ephi, et, ek = [], [], [], []
+    for j, s in enumerate(sess):
+        a, b = max(int(ev.arrival[s]), t0) - t0, min(int(ev.departure[s]), t0 + T) - t0
+        for ph in np.flatnonzero(pf.ev_phases[s]):
+            k = pos[(bus[s], int(ph) + 1)]
+            es.append(np.full(b - a, j))
+            ephi.append(np.full(b - a, ph))
+            et.append(np.arange(a, b))
+            ek.append(np.full(b - a, k))
+    dwell = (ev.departure[sess] - ev.arrival[sess]).astype(float)
+    inside = (np.minimum(ev.departure[sess], t0 + T) - np.maximum(ev.arrival[sess], t0)) / dwell
+    need = np.minimum(ev.e_need_mwh[sess] * inside, ev.p_max_mw[sess] * dwell * inside * h)
+    cat = lambda x: np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64)  # noqa: E731
+    steps = np.arange(t0, t0 + T)
+    fixed = np.zeros((len(points), T))
+    pv_k = np.array(
+        [pos[(b, int(p))] for b, p in zip(pf.device_bus("pv"), pf.phase["pv"], strict=True)],
+        np.int64,
+    )
+    np.add.at(fixed, pv_k, -pf.pv_peak_mw[:, None] * daily(SOLAR_SHAPE, steps, h)[None, :])
+    stores = _stores(pf, pos, steps, cfg.mode == "plan")
+    fixed += stores.pop("fixed")
+    return Devices(
+        T=T,
+        step_h=h,
+        es=cat(es),
+        ephi=cat(ephi),
+        et=cat(et),
+        ek=cat(ek),
+        need=need,
+        own=pf.phase["ev"][sess] - 1,
+        pmax=ev.p_max_mw[sess],
+        v2g=ev.v2g[sess],
+        e_lo=np.minimum(ev.soc_floor[sess] * ev.e_cap_mwh[sess] - ev.e_arr_mwh[sess], 0.0),
+        e_hi=ev.e_cap_mwh[sess] - ev.e_arr_mwh[sess],
+        p_fixed=fixed,
+        **stores,
+    )
+
+
+def _stores(
+    pf: PhaseFleet, pos: dict[tuple[str, int], int], steps: np.ndarray, schedule: bool
+) -> dict[str, np.ndarray]:
+    """Batteries and water heaters aggregated per point (``schedule``) or as fixed draws."""
+    f, K, T = pf.fleet, len(pos), steps.size
+    bk = np.array(
+        [
+            pos[(b, int(p))]
+            for b, p in zip(pf.device_bus("battery"), pf.phase["battery"], strict=True)
+        ],
+        np.int64,
+    )
+    wk = np.array(
+        [
+            pos[(b, int(p))]
+            for b, p in zip(pf.device_bus("water_heater"), pf.phase["water_heater"], strict=True)
+        ],
+        np.int64,
+    )
+    wh, bt = f.water_heaters, f.batteries
+    draw = wh.draw_mw(steps).T  # (heaters, T)
+    fixed = np.zeros((K, T))
+    empty = np.zeros(0)
+    if not schedule:  # batteries idle at their baseline, heaters meet their draw as it comes
+        np.add.at(fixed, bk, np.repeat(bt.p_base_mw[:, None], T, 1))
+        np.add.at(fixed, wk, np.minimum(draw, wh.p_rated_mw[:, None]))
+        return {
+            "fixed": fixed,
+            "b_k": empty.astype(np.int64),
+            "b_p": empty,
+            "b_e0": empty,
+            "b_lo": empty,
+            "b_hi": empty,
+            "w_k": empty.astype(np.int64),
+            "w_p": empty,
+            "w_e0": empty,
+            "w_hi": empty,
+            "w_draw": np.zeros((0, T)),
+        }
+    ub, ib = np.unique(bk, return_inverse=True)
+    uw, iw = np.unique(wk, return_inverse=True)
+    agg = lambda idx, n, x: np.bincount(idx, x, minlength=n)  # noqa: E731
+    w_draw = np.zeros((uw.size, T))
+    np.add.at(w_draw, iw, draw)
+    return {
+        "fixed": fixed,
+        "b_k": ub,
+        "b_p": agg(ib, ub.size, bt.p_max_mw),
+        "b_e0": agg(ib, ub.size, bt.energy_mwh),
+        "b_lo": agg(ib, ub.size, bt.soc_min * bt.e_mwh),
+        "b_hi": agg(ib, ub.size, bt.soc_max * bt.e_mwh),
+        "w_k": uw,
+        "w_p": agg(iw, uw.size, wh.p_rated_mw),
+        "w_e0": agg(iw, uw.size, wh.energy_mwh),
+        "w_hi": agg(iw, uw.size, wh.e_max_mwh),
+        "w_draw": w_draw,
+    }
+
+
+def uncontrolled(d: Devices) -> tuple[np.ndarray, np.ndarray]:
+    """EVs charge at full power on their own phase from arrival until their need is met;
+    stores as in ``p_fixed`` (batteries idle, heaters meet their draws). Returns (P, ev MW)."""
+    p = d.p_fixed.copy()
+    ev_mw = np.zeros(d.es.size)
+    got = np.zeros(d.need.size)
+    own = np.flatnonzero(d.ephi == d.own[d.es])
+    for i in own[np.lexsort((d.et[own], d.es[own]))]:  # on the charger's own phase only
+        s, t = int(d.es[i]), int(d.et[i])
+        if got[s] >= d.need[s] - 1e-12:
+            continue
+        mw = min(d.pmax[s], (d.need[s] - got[s]) / d.step_h)
+        ev_mw[i] = mw
+        got[s] += mw * d.step_h
+        p[d.ek[i], t] += mw
+    if d.w_k.size:  # heaters meet their draws as they come
+        np.add.at(p, d.w_k, np.minimum(d.w_draw, d.w_p[:, None]))
+    return p, ev_mw
+
+
+@dataclass
+class _Lin:
+    """Cutting planes: directions per VUF bus-step, signs per voltage node-step, the allowances."""
+
+    net: PhaseNetwork
+    vuf_allow: np.ndarray
+    v_hi: np.ndarray
+    v_lo: np.ndarray
+    vuf_keys: list[tuple[int, int, complex]] = field(default_factory=list)
+    v_keys: dict[tuple[int, int, int], None] = field(default_factory=dict)
+
+    def add(self, c: Check) -> int:
+        """Add cuts where ``c`` breaks a limit; returns how many bus/node-steps broke one."""
+        v2, _ = _seq(self.net, c)
+        bad = np.argwhere(c.vuf_pct > self.vuf_allow + TOL_VUF_PCT)
+        for b, t in bad:
+            u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
+            self.vuf_keys.append((int(b), int(t), complex(u)))  # in order: cut rows stay put
+        hi = np.argwhere(c.v_pu > self.v_hi + TOL_V_PU)
+        lo = np.argwhere((c.v_pu < self.v_lo - TOL_V_PU) & (c.v_pu > 0.05))
+        self.v_keys.update({(int(n), int(t), 1): None for n, t in hi})
+        self.v_keys.update({(int(n), int(t), -1): None for n, t in lo})
+        return int(len(bad) + len(hi) + len(lo))
+
+    def cuts(self, p_hat: np.ndarray, c: Check) -> list[Cut]:
+        """All cuts, linearised around the plan ``p_hat`` and its full power flow ``c``."""
+        out: list[Cut] = []
+        v2, v1 = _seq(self.net, c)
+        s2, _ = self.net.seq_sens()
+        keys = self.vuf_keys
+        if keys:
+            b, t = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
+            u = np.array([k[2] for k in keys])
+            scale = 100.0 / np.abs(v1[b, t])
+            coef = scale[:, None] * np.real(np.conj(u)[:, None] * s2[b])
+            lin = np.real(np.conj(u) * v2[b, t]) * scale - np.einsum("rk,kr->r", coef, p_hat[:, t])
+            out.append(Cut(t, coef, self.vuf_allow[b, t] - lin, VUF_EUR_PER_PCT_STEP, "vuf cut"))
+        if self.v_keys:
+            kk = np.array(list(self.v_keys), np.int64)
+            n, t, sg = kk[:, 0], kk[:, 1], kk[:, 2].astype(float)
+            vh = c.v[n, t]
+            vb = self.net.vbase[n]
+            coef = np.real((np.conj(vh) / np.abs(vh))[:, None] * self.net.sens[n]) / vb[:, None]
+            lin = np.abs(vh) / vb - np.einsum("rk,kr->r", coef, p_hat[:, t])
+            bound = np.where(sg > 0, self.v_hi[n, t], self.v_lo[n, t])
+            out.append(
+                Cut(t, sg[:, None] * coef, sg * (bound - lin), V_EUR_PER_PU_STEP, "voltage cut")
+            )
+        return out
+
+
+def _seq(net: PhaseNetwork, c: Check) -> tuple[np.ndarray, np.ndarray]:
+    """Negative and positive sequence voltages (V) of the three-phase buses (buses x steps)."""
+    vt = c.v[net.tri_idx]
+    a = np.exp(2j * np.pi / 3)
+    return (vt[:, 0] + a * a * vt[:, 1] + a * vt[:, 2]) / 3.0, (
+        vt[:, 0] + a * vt[:, 1] + a * a * vt[:, 2]
+    ) / 3.0
+
+
+def price_eur_per_mwh(steps: np.ndarray, step_h: float) -> np.ndarray:
+    """A time-of-use energy price following the residential load shape (60-200 EUR/MWh)."""
+    from gridpilot.flex.phase_network import LOAD_SHAPE
+
+    s = daily(LOAD_SHAPE, steps, step_h)
+    return 60.0 + 140.0 * (s - LOAD_SHAPE.min()) / (LOAD_SHAPE.max() - LOAD_SHAPE.min())
+
+
+def _excess(lin: _Lin, c: Check, limit_mw: np.ndarray) -> dict[str, float]:
+    """How far a full power flow breaks each limit beyond what the grid does without the fleet."""
+    live = c.v_pu > 0.05
+    return {
+        "vuf_pct": float(np.maximum(c.vuf_pct - lin.vuf_allow - TOL_VUF_PCT, 0).max(initial=0)),
+        "v_high_pu": float(np.maximum(c.v_pu - lin.v_hi - TOL_V_PU, 0).max(initial=0)),
+        "v_low_pu": float(
+            np.where(live, np.maximum(lin.v_lo - c.v_pu - TOL_V_PU, 0), 0).max(initial=0)
+        ),
+        "phase_mw": float(np.maximum(c.phase_mw - limit_mw - 1e-6, 0).max(initial=0)),
+    }
+
+
+def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    c, di = x[cols["ev_c"]], cols["ev_d"]
+    dis = np.where(di >= 0, x[np.maximum(di, 0)], 0.0)
+    return {"session": d.es, "phase": d.ephi + 1, "step": d.et, "charge_mw": c, "discharge_mw": dis}
+
+
+def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, net: PhaseNetwork) -> str:
+    parts = []
+    if ex["vuf_pct"] > 0:
+        b, t = np.unravel_index(int(np.argmax(c.vuf_pct - lin.vuf_allow)), c.vuf_pct.shape)
+        parts.append(
+            f"VUF {c.vuf_pct[b, t]:.3f} % at bus {net.tri_buses[b]} step "
+            f"{int(net.steps[t])} (allowed {lin.vuf_allow[b, t]:.2f} %): the fleet's "
+            "flexibility there is not enough"
+        )
+    if ex["v_high_pu"] > 0 or ex["v_low_pu"] > 0:
+        parts.append(
+            f"voltage outside the band by up to {max(ex['v_high_pu'], ex['v_low_pu']):.4f} pu"
+        )
+    if ex["phase_mw"] > 0:
+        parts.append(f"per-phase demand above the limit by {ex['phase_mw']:.4f} MW")
+    if short_mwh > 1e-6:
+        parts.append(f"EVs {short_mwh * 1e3:.1f} kWh short of their requests")
+    return "; ".join(parts) if parts else "all limits kept and every EV request met"
+
+
+def plan_phases(
+    grid: ThreePhaseGrid,
+    pf: PhaseFleet,
+    cfg: PhasePlanConfig | None = None,
+    net: PhaseNetwork | None = None,
+) -> PhasePlan:
+    """Schedule ``pf`` on ``grid`` within the per-phase limits of ``cfg`` (see the module doc).
+
+    ``net`` may be given to reuse the sensitivities of an earlier call on the same grid, points
+    and horizon. The plan is checked by a full unbalanced power flow of every step."""
+    cfg = cfg or PhasePlanConfig()
+    t_all = time.perf_counter()
+    pf.validate(grid)
+    points = pf.points()
+    steps = np.arange(cfg.t0, cfg.t0 + cfg.steps)
+    net = net or PhaseNetwork(grid, points, steps, pf.fleet.step_h)
+    if net.points != points or not np.array_equal(net.steps, steps):
+        raise ValidationError("plan_phases: 'net' was built for other points or another horizon")
+    t_net = time.perf_counter() - t_all
+    d = devices(pf, points, cfg)
+    none = net.check(np.zeros_like(d.p_fixed))
+    fixed = net.check(d.p_fixed)
+    p_unc, _ = uncontrolled(d)
+    before = net.check(p_unc)
+    lin = _Lin(
+        net,
+        np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
+        np.maximum(cfg.v_max_pu, fixed.v_pu),
+        np.minimum(cfg.v_min_pu, fixed.v_pu),
+    )
+    limit = np.full((3, cfg.steps), np.inf if cfg.phase_limit_mw is None else cfg.phase_limit_mw)
+    lim = Limits(limit, none.phase_mw, net.point_phase - 1)
+    price = price_eur_per_mwh(steps, pf.fleet.step_h)
+    lin.add(before)
+    p_hat, c_hat = p_unc, before
+    best: tuple[float, int, np.ndarray, Check, dict[str, np.ndarray]] | None = None
+    t = time.perf_counter()
+    lp, pcols, cols = build(d, lim, price)
+    solver = CutSolver(lp, pcols)
+    t_lp = time.perf_counter() - t
+    for r in range(cfg.max_rounds):
+        t = time.perf_counter()
+        solver.set_cuts(lin.cuts(p_hat, c_hat))
+        x = solver.solve()
+        t_lp += time.perf_counter() - t
+        p_hat = x[pcols]
+        c_hat = net.check(p_hat)
+        ex = _excess(lin, c_hat, limit)
+        score = sum(ex.values())
+        if best is None or score <= best[0]:
+            best = (score, r + 1, p_hat, c_hat, _ev_result(d, x, cols))
+        log.info("phase plan round %d: excess %s, %d rows", r + 1, ex, solver.m)
+        if lin.add(c_hat) == 0:
+            break
+    assert best is not None
+    score, rounds, p_best, c_best, ev = best
+    ex = _excess(lin, c_best, limit)
+    got = np.bincount(ev["session"], (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
+    short = float(np.maximum(d.need - got, 0).sum())
+    feasible = score <= 0 and short <= 1e-6
+    stats = {
+        "grid": grid.name,
+        "mode": cfg.mode,
+        "points": len(points),
+        "steps": cfg.steps,
+        "ev_sessions": int(d.need.size),
+        "ev_requested_mwh": round(float(d.need.sum()), 5),
+        "ev_delivered_mwh": round(float(np.minimum(got, d.need).sum()), 5),
+        "ev_short_sessions": int((d.need - got > 1e-6).sum()),
+        "vuf_limit_pct": cfg.vuf_limit_pct,
+        "rounds": r + 1,
+        "best_round": rounds,
+        "network_s": round(t_net, 3),
+        "lp_s": round(t_lp, 3),
+        "total_s": round(time.perf_counter() - t_all, 3),
+        "excess": {k: round(v, 5) for k, v in ex.items()},
+    }
+    checks = {"none": none, "fixed": fixed, "before": before, "after": c_best}
+    return PhasePlan(
+        points, steps, p_best, ev, checks, feasible, _reason(ex, short, lin, c_best, net), stats
+    )
