@@ -23,6 +23,7 @@ import numpy as np
 
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.flex.fleet import Batteries, EVSessions, Fleet, PVInverters, WaterHeaters
+from gridpilot.flex.phase_network import feeder_phases
 from gridpilot.model.threephase import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ class PhaseFleet:
     ``bus_names[fleet.X.bus[i]]`` is device i's bus; ``phase[kind]`` (kind in :data:`KINDS`)
     its phase (1, 2 or 3, the node number on that bus); ``ev_phases`` (sessions x 3, bool)
     the phases each EV session's charger may draw on (its own phase only, or every phase of
-    its bus for a phase-switching charger); ``pv_peak_mw`` each PV system's peak output.
+    its bus for a phase-switching charger); ``pv_peak_mw`` each PV system's peak output;
+    ``feeder_phase[kind]`` the primary phase behind the device (differs from ``phase`` on a
+    split-phase secondary, see :func:`~gridpilot.flex.phase_network.feeder_phases`; default
+    ``phase``).
     """
 
     fleet: Fleet
@@ -95,10 +99,13 @@ class PhaseFleet:
     pv_peak_mw: np.ndarray
     grid_name: str = ""
     meta: dict[str, float | int | str] = field(default_factory=dict)
+    feeder_phase: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind in KINDS:
             self.phase[kind] = np.asarray(self.phase.get(kind, np.zeros(0)), np.int64)
+            fp = self.feeder_phase.get(kind)
+            self.feeder_phase[kind] = self.phase[kind] if fp is None else np.asarray(fp, np.int64)
         self.ev_phases = np.asarray(self.ev_phases, bool).reshape(-1, 3)
         self.pv_peak_mw = np.asarray(self.pv_peak_mw, np.float64)
         issues: list[Issue] = []
@@ -217,13 +224,15 @@ class PhaseFleet:
     def phase_totals(self) -> dict[str, dict[str, float]]:
         """Ratings per phase (MW; battery MWh): ``{"1": {"battery_mw": …, "ev_mw": …}, …}``.
 
-        A phase-switching EV charger counts on the phase it is connected to by default."""
+        Phases are feeder (primary) phases; a phase-switching EV charger counts on the phase
+        it is connected to by default."""
         f = self.fleet
         _, first = np.unique(f.ev.ev, return_index=True)
         out: dict[str, dict[str, float]] = {}
         for p in (1, 2, 3):
-            bt, wt, pv = (self.phase[k] == p for k in ("battery", "water_heater", "pv"))
-            ev = self.phase["ev"][first] == p
+            fp = self.feeder_phase
+            bt, wt, pv = (fp[k] == p for k in ("battery", "water_heater", "pv"))
+            ev = fp["ev"][first] == p
             out[str(p)] = {
                 "battery_mw": float(f.batteries.p_max_mw[bt].sum()),
                 "battery_mwh": float(f.batteries.e_mwh[bt].sum()),
@@ -406,9 +415,37 @@ def place_fleet(grid: ThreePhaseGrid, cfg: PlaceConfig | None = None) -> PhaseFl
         "water_heater": seats.phase[wt],
         "pv": seats.phase[pt],
     }
-    pf = PhaseFleet(fleet, names, phases, ev_allowed, peak, grid.name, dict(meta))
+    pf = PhaseFleet(
+        fleet,
+        names,
+        phases,
+        ev_allowed,
+        peak,
+        grid.name,
+        dict(meta),
+        _feeder(grid, names, fleet, phases),
+    )
     pf.validate(grid)
     return pf
+
+
+def _feeder(
+    grid: ThreePhaseGrid, names: tuple[str, ...], fleet: Fleet, phases: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The feeder (primary) phase of every device (its own phase on a primary bus)."""
+    fp = feeder_phases(grid)
+    tables: dict[str, Batteries | EVSessions | WaterHeaters | PVInverters] = {
+        "battery": fleet.batteries,
+        "ev": fleet.ev,
+        "water_heater": fleet.water_heaters,
+        "pv": fleet.pv,
+    }
+    return {
+        k: np.array(
+            [fp.get(names[int(b)], int(p)) for b, p in zip(t.bus, phases[k], strict=True)], np.int64
+        )
+        for k, t in tables.items()
+    }
 
 
 _RECORD_KEYS = {
@@ -523,6 +560,15 @@ def fleet_from_records(
             allowed[j, int(p) - 1] = True
     fleet = Fleet(bat, ev, wh, pv, step_h, {"records": len(records)})
     phases = {k: phase(k) for k in by}
-    pf = PhaseFleet(fleet, tuple(names), phases, allowed, kw["pv"], grid.name)
+    pf = PhaseFleet(
+        fleet,
+        tuple(names),
+        phases,
+        allowed,
+        kw["pv"],
+        grid.name,
+        {},
+        _feeder(grid, tuple(names), fleet, phases),
+    )
     pf.validate(grid)
     return pf

@@ -58,6 +58,34 @@ def daily(shape: np.ndarray, steps: np.ndarray, step_h: float) -> np.ndarray:
     return shape[q]
 
 
+def feeder_phases(grid: ThreePhaseGrid) -> dict[str, int]:
+    """The primary phase behind each secondary bus of a single-phase service transformer.
+
+    A split-phase secondary (``ieee8500``'s 120/240 V services) numbers its legs 1 and 2
+    whatever primary phase feeds it; this maps every bus reached from such a transformer's
+    secondary windings over lines (without crossing another transformer) to the primary
+    node of its first winding. Buses not listed are on the primary: their node is the phase.
+    """
+    adj: dict[str, list[str]] = {}
+    for b in grid.branches:
+        if b.enabled:
+            adj.setdefault(b.t1.bus, []).append(b.t2.bus)
+            adj.setdefault(b.t2.bus, []).append(b.t1.bus)
+    out: dict[str, int] = {}
+    for t in grid.transformers:
+        prim = [n for n in t.windings[0].terminal.nodes if n > 0] if t.windings else []
+        if not t.enabled or len(prim) != 1 or prim[0] not in (1, 2, 3):
+            continue
+        todo = [w.terminal.bus for w in t.windings[1:]]
+        while todo:
+            bus = todo.pop()
+            if bus in out or bus == t.windings[0].terminal.bus:
+                continue
+            out[bus] = prim[0]
+            todo.extend(adj.get(bus, []))
+    return out
+
+
 def der_grid(grid: ThreePhaseGrid, points: list[tuple[str, int]]) -> ThreePhaseGrid:
     """A copy of ``grid`` with one 0 kW constant-power wye load per injection point (bus, phase)."""
     kv = {b.lower(): v for b, v in grid.bus_kv_ln.items()}
@@ -88,7 +116,8 @@ def der_grid(grid: ThreePhaseGrid, points: list[tuple[str, int]]) -> ThreePhaseG
 @dataclass
 class Check:
     """A full unbalanced power flow of every step: VUF (%) per three-phase bus x step, node-phase
-    voltages (pu, nodes x steps) and demand per phase (MW, 3 x steps, losses excluded)."""
+    voltages (pu, nodes x steps) and demand per feeder phase (MW, 3 x steps, losses excluded;
+    see :func:`feeder_phases`)."""
 
     vuf_pct: np.ndarray
     v_pu: np.ndarray
@@ -126,9 +155,10 @@ class PhaseNetwork:
             self.twin.powerflow("static", load_mult=lv)
             self.controls[lv] = (self.twin.taps(), self.twin.cap_states())
         self._hold(1.0 if 1.0 in self.controls else max(self.controls))
-        node_phase = np.array([k for _, k in self.nodes], np.int64)
+        fp = feeder_phases(grid)
+        node_phase = np.array([fp.get(b, k) for b, k in self.nodes], np.int64)
         self.branch_phase = node_phase[np.maximum(self.twin.loads.a, 0)]
-        self.point_phase = np.array([p for _, p in self.points], np.int64)
+        self.point_phase = np.array([fp.get(b, p) for b, p in self.points], np.int64)
         self.sens = self._sensitivities()
 
     def _hold(self, level: float) -> None:
