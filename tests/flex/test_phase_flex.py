@@ -65,6 +65,31 @@ def test_fleet_sits_on_the_phases_of_its_loads_and_is_seeded() -> None:
     assert flexible.any() and not flexible.all()
 
 
+def test_feeder_phase_is_the_primary_phase_behind_a_service_transformer(
+    ieee13: ThreePhaseGrid,
+) -> None:
+    from gridpilot.flex import feeder_phases
+
+    assert feeder_phases(ieee13) == {}  # ieee13's single-phase regulators are not services
+
+
+@pytest.mark.slow
+def test_ieee8500_fleet_on_split_phase_services_counts_on_primary_phases() -> None:
+    from gridpilot.flex import feeder_phases
+
+    g = load_grid("ieee8500")
+    assert isinstance(g, ThreePhaseGrid)
+    fp = feeder_phases(g)
+    pf = place_fleet(g, PlaceConfig(seed=1))
+    assert set(np.unique(pf.phase["ev"])) == {1, 2}  # the secondary legs
+    assert set(np.unique(pf.feeder_phase["ev"])) == {1, 2, 3}
+    for bus, ph in zip(pf.device_bus("pv"), pf.feeder_phase["pv"], strict=True):
+        assert fp[bus] == ph
+    per = pf.phase_totals()
+    assert all(per[p]["ev_mw"] > 0 for p in ("1", "2", "3"))
+    assert sum(v["pv_mw"] for v in per.values()) == pytest.approx(float(pf.pv_peak_mw.sum()))
+
+
 def test_der_on_a_missing_phase_or_bus_is_a_named_error(ieee13: ThreePhaseGrid) -> None:
     # bus 652 is a single-phase lateral on phase 1 (a)
     with pytest.raises(ValidationError) as e:

@@ -63,23 +63,31 @@ def feeder_phases(grid: ThreePhaseGrid) -> dict[str, int]:
 
     A split-phase secondary (``ieee8500``'s 120/240 V services) numbers its legs 1 and 2
     whatever primary phase feeds it; this maps every bus reached from such a transformer's
-    secondary windings over lines (without crossing another transformer) to the primary
-    node of its first winding. Buses not listed are on the primary: their node is the phase.
+    secondary windings over lines (without crossing another transformer or entering a
+    three-phase bus) to the primary node of its first winding; regulators (windings of
+    about the same kV) are not service transformers. Buses not listed are on the primary:
+    their node is the phase.
     """
     adj: dict[str, list[str]] = {}
     for b in grid.branches:
         if b.enabled:
             adj.setdefault(b.t1.bus, []).append(b.t2.bus)
             adj.setdefault(b.t2.bus, []).append(b.t1.bus)
+    seen: dict[str, set[int]] = {}
+    for b, n in grid.nodes():
+        seen.setdefault(b, set()).add(n)
+    three = {b for b, ns in seen.items() if {1, 2, 3} <= ns}
     out: dict[str, int] = {}
     for t in grid.transformers:
         prim = [n for n in t.windings[0].terminal.nodes if n > 0] if t.windings else []
         if not t.enabled or len(prim) != 1 or prim[0] not in (1, 2, 3):
             continue
+        if all(abs(w.kv - t.windings[0].kv) <= 0.2 * t.windings[0].kv for w in t.windings[1:]):
+            continue  # a regulator or autotransformer, not a service transformer
         todo = [w.terminal.bus for w in t.windings[1:]]
         while todo:
             bus = todo.pop()
-            if bus in out or bus == t.windings[0].terminal.bus:
+            if bus in out or bus in three or bus == t.windings[0].terminal.bus:
                 continue
             out[bus] = prim[0]
             todo.extend(adj.get(bus, []))
