@@ -74,8 +74,8 @@ def feeder_phases(grid: ThreePhaseGrid) -> dict[str, int]:
             adj.setdefault(b.t1.bus, []).append(b.t2.bus)
             adj.setdefault(b.t2.bus, []).append(b.t1.bus)
     seen: dict[str, set[int]] = {}
-    for b, n in grid.nodes():
-        seen.setdefault(b, set()).add(n)
+    for bus_name, n in grid.nodes():
+        seen.setdefault(bus_name, set()).add(n)
     three = {b for b, ns in seen.items() if {1, 2, 3} <= ns}
     out: dict[str, int] = {}
     for t in grid.transformers:
