@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 
 from gridpilot.errors import ValidationError
 from gridpilot.flex import (
+    PhaseFleet,
+    PhasePlan,
     PhasePlanConfig,
     PlaceConfig,
     clear_by_phase,
@@ -34,12 +37,12 @@ def ieee13() -> ThreePhaseGrid:
 
 
 @pytest.fixture(scope="module")
-def fleet13(ieee13: ThreePhaseGrid):  # type: ignore[no-untyped-def]
+def fleet13(ieee13: ThreePhaseGrid) -> PhaseFleet:
     return place_fleet(ieee13, PlaceConfig(seed=3))
 
 
 @pytest.fixture(scope="module")
-def plan13(ieee13: ThreePhaseGrid, fleet13):  # type: ignore[no-untyped-def]
+def plan13(ieee13: ThreePhaseGrid, fleet13: PhaseFleet) -> PhasePlan:
     return plan_phases(ieee13, fleet13)
 
 
@@ -125,7 +128,7 @@ def test_der_on_a_missing_phase_or_bus_is_a_named_error(ieee13: ThreePhaseGrid) 
         moved.validate(ieee13)
 
 
-def test_phase_balancing_keeps_vuf_within_2pct_and_delivers_ev_energy(plan13) -> None:  # type: ignore[no-untyped-def]
+def test_phase_balancing_keeps_vuf_within_2pct_and_delivers_ev_energy(plan13: PhasePlan) -> None:
     s = plan13.summary()
     assert s["before"]["vuf_max_pct"] > 2.0  # the uncontrolled fleet breaks the limit
     after = plan13.checks["after"]
@@ -140,7 +143,9 @@ def test_phase_balancing_keeps_vuf_within_2pct_and_delivers_ev_energy(plan13) ->
     assert set(np.unique(ev["phase"])) <= {1, 2, 3}
 
 
-def test_the_check_is_the_twins_full_power_flow(ieee13: ThreePhaseGrid, fleet13, plan13) -> None:  # type: ignore[no-untyped-def]
+def test_the_check_is_the_twins_full_power_flow(
+    ieee13: ThreePhaseGrid, fleet13: PhaseFleet, plan13: PhasePlan
+) -> None:
     """One step of the plan, rebuilt as loads on the grid and solved by the twin's snapshot."""
     after = plan13.checks["after"]
     t = int(np.argmax(after.vuf_pct.max(axis=0)))
@@ -166,8 +171,8 @@ def test_the_check_is_the_twins_full_power_flow(ieee13: ThreePhaseGrid, fleet13,
 
 
 def test_a_plan_that_cannot_keep_a_limit_is_not_labelled_feasible(
-    ieee13: ThreePhaseGrid, fleet13
-) -> None:  # type: ignore[no-untyped-def]
+    ieee13: ThreePhaseGrid, fleet13: PhaseFleet
+) -> None:
     small = PhasePlanConfig(phase_limit_mw=0.3, max_rounds=2)  # below the grid's own load
     p = plan_phases(ieee13, fleet13, small)
     s = p.summary()
@@ -177,8 +182,8 @@ def test_a_plan_that_cannot_keep_a_limit_is_not_labelled_feasible(
 
 
 def test_per_phase_limit_holds_in_the_full_power_flow(
-    ieee13: ThreePhaseGrid, fleet13, plan13
-) -> None:  # type: ignore[no-untyped-def]
+    ieee13: ThreePhaseGrid, fleet13: PhaseFleet, plan13: PhasePlan
+) -> None:
     peak = plan13.checks["before"].phase_mw.max()
     floor = plan13.checks["fixed"].phase_mw.max()
     limit = round(float(floor + 0.6 * (peak - floor)), 3)
@@ -188,7 +193,7 @@ def test_per_phase_limit_holds_in_the_full_power_flow(
     assert p.summary()["feasible"] is True
 
 
-def test_frequency_and_market_paths_use_the_same_fleet(fleet13) -> None:  # type: ignore[no-untyped-def]
+def test_frequency_and_market_paths_use_the_same_fleet(fleet13: PhaseFleet) -> None:
     from gridpilot.control.frequency import FrequencySystem, compare
 
     step = int(np.median(fleet13.fleet.ev.arrival)) + 2
@@ -199,7 +204,8 @@ def test_frequency_and_market_paths_use_the_same_fleet(fleet13) -> None:  # type
     bal, _ = frequency_response(fleet13, step, balanced=True, replicas=500)
     assert bal.p_up_mw <= resp.p_up_mw + 1e-9
     assert bal.p_up_mw == pytest.approx(1500 * min(v["up_mw"] for v in per.values()))
-    assert compare(FrequencySystem(), 1000.0, resp)["nadir_improvement_pct"] > 0
+    imp = compare(FrequencySystem(), 1000.0, resp)["nadir_improvement_pct"]
+    assert isinstance(imp, float) and imp > 0
     res, s = clear_by_phase(fleet13, step)
     assert s["traded_wh"] == res.volume_wh > 0
     assert sum(s["inside_phase_wh"].values()) + s["across_phases_wh"] == s["traded_wh"]
@@ -210,7 +216,7 @@ def test_frequency_and_market_paths_use_the_same_fleet(fleet13) -> None:  # type
     assert np.array_equal(o.bid_zone[res.bid_index[inside]], o.offer_zone[res.offer_index[inside]])
 
 
-def test_cli_phase_balance_json_and_bad_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_phase_balance_json_and_bad_input(tmp_path: Path) -> None:
     from gridpilot.cli import _register, app
 
     _register()

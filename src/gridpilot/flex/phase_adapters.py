@@ -125,7 +125,9 @@ def phase_orders(pf: PhaseFleet, step: int, ev_price: float = 0.30) -> PhaseOrde
         ("battery", pf.phase["battery"][~full], bat_wh[~full], 0.08, bt.id[~full]),
     ]
 
-    def side(rows: list[tuple[str, np.ndarray, np.ndarray, float, np.ndarray]]) -> tuple:  # type: ignore[type-arg]
+    def side(
+        rows: list[tuple[str, np.ndarray, np.ndarray, float, np.ndarray]],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, int]]]:
         q = np.concatenate([np.floor(r[2]) for r in rows]).astype(np.int64)
         keep = q > 0
         price = np.concatenate([np.full(r[2].size, r[3]) for r in rows])
