@@ -8,8 +8,8 @@ One row per case: the seeded fleet (gridpilot.flex.place_fleet), the voltage unb
 with the uncontrolled fleet (EVs charge at full power on their own phase from arrival) and with
 the plan (gridpilot.flex.plan_phases, limit 2 %), the bus-steps over the limit, EV energy
 requested and delivered, the rounds and the solve times. Reference: the plan's worst step is
-replayed in OpenDSS (the feeder's own master file, the fleet's powers as single-phase loads at
-the same load level, regulator taps and capacitor states), and OpenDSS's VUF at that step and
+replayed in OpenDSS (the feeder's own master file, the fleet's powers as single-phase loads, the
+same load multiplier, regulator taps and capacitor states, controls off), and OpenDSS's VUF at that step and
 the largest node-phase voltage difference are printed beside ours.
 """
 
@@ -54,7 +54,7 @@ def _opendss_step(g: ThreePhaseGrid, net: PhaseNetwork, p_mw: np.ndarray, t: int
     for name, states in caps.items():
         s.command(f"capacitor.{name}.states=[{' '.join(str(x) for x in states)}]")
     tighten(s, "off")
-    s.command(f"set loadmult={level}")
+    s.command(f"set loadmult={float(net.mult[t])!r}")
     s.command("solve")
     ref = dss_voltages(s)
     v = np.array([ref.get(f"{b.lower()}.{n}", np.nan) for b, n in net.nodes])

@@ -156,6 +156,7 @@ class PhaseNetwork:
         self.vbase = np.asarray(self.twin.net.vbase_v, np.float64)
         self.tri_buses, self.tri_idx = three_phase_buses(self.nodes)
         mult = daily(LOAD_SHAPE, self.steps, step_h)
+        self.mult = mult
         self.s_base = np.hstack([self.twin.base_powers(float(m)) for m in mult])
         self.level = np.round(np.round(mult / LEVEL) * LEVEL, 4)
         self.controls: dict[float, tuple[dict[str, float], dict[str, list[int]]]] = {}
