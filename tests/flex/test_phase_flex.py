@@ -233,3 +233,24 @@ def test_cli_phase_balance_json_and_bad_input(tmp_path: Path) -> None:
     assert bal.exit_code == 2 and "three-phase" in bal.output
     lim = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--vuf-limit", "0"])
     assert lim.exit_code == 2 and "vuf_limit_pct" in lim.output
+
+
+def test_dr_event_caps_each_phase_inside_its_window(
+    ieee13: ThreePhaseGrid, fleet13: PhaseFleet, plan13: PhasePlan
+) -> None:
+    """A demand-response event as per-phase caps from 18:00 to 21:00 (steps 72-84)."""
+    steps = plan13.steps
+    win = (steps >= 72) & (steps < 84)
+    fw = plan13.checks["fixed"].phase_mw[:, win].max(axis=1)
+    bw = plan13.checks["before"].phase_mw[:, win].max(axis=1)
+    cap = tuple(float(x) for x in np.round(fw + 0.5 * (bw - fw), 4))
+    assert np.all(bw > np.asarray(cap))  # the uncontrolled fleet breaks every phase's cap
+    cfg = PhasePlanConfig(mode="plan", phase_limit_mw=cap, limit_window=(72, 84))  # type: ignore[arg-type]
+    p = plan_phases(ieee13, fleet13, cfg)
+    got = p.checks["after"].phase_mw[:, win].max(axis=1)
+    assert np.all(got <= np.asarray(cap) + 1e-6)
+    assert p.summary()["feasible"] is True
+    with pytest.raises(ValidationError, match="phase_limit_mw"):
+        PhasePlanConfig(phase_limit_mw=(1.0, -1.0, 1.0))
+    with pytest.raises(ValidationError, match="limit_window"):
+        PhasePlanConfig(phase_limit_mw=1.0, limit_window=(80, 72))

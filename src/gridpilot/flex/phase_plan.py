@@ -55,8 +55,9 @@ class PhasePlanConfig:
     """Horizon, limits and options of :func:`plan_phases` (limits checked on construction).
 
     ``t0``/``steps``: the horizon in absolute steps of the fleet's ``step_h`` (default noon to
-    noon, over the evening EV sessions); ``phase_limit_mw``: demand limit per phase (None:
-    none); ``max_rounds``: linearise-solve-check rounds.
+    noon, over the evening EV sessions); ``phase_limit_mw``: demand limit per phase, one value
+    for all three or one per phase (None: none); ``limit_window``: the absolute steps
+    ``(start, end)`` the limit holds in (a demand-response event; None: the whole horizon); ``max_rounds``: linearise-solve-check rounds.
     """
 
     t0: int = 48
@@ -65,7 +66,8 @@ class PhasePlanConfig:
     vuf_limit_pct: float = 2.0
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
-    phase_limit_mw: float | None = None
+    phase_limit_mw: float | tuple[float, float, float] | None = None
+    limit_window: tuple[int, int] | None = None
     max_rounds: int = 6
 
     def __post_init__(self) -> None:
@@ -87,8 +89,12 @@ class PhasePlanConfig:
                     "need t0 >= 0, steps > 0, max_rounds > 0",
                 )
             )
-        if self.phase_limit_mw is not None and not self.phase_limit_mw > 0:
-            bad.append(("phase_limit_mw", self.phase_limit_mw, "must be > 0"))
+        lim = self.phase_limit_mw
+        if lim is not None and not (np.size(lim) in (1, 3) and np.all(np.asarray(lim) > 0)):
+            bad.append(("phase_limit_mw", lim, "must be > 0 (one value or one per phase)"))
+        w = self.limit_window
+        if w is not None and not (len(w) == 2 and w[0] < w[1]):
+            bad.append(("limit_window", w, "must be (start, end) steps with start < end"))
         if bad:
             f, v, m = bad[0]
             raise ValidationError(f"phase plan: field '{f}' = {v!r}: {m}")
@@ -371,6 +377,18 @@ def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, net: Ph
     return "; ".join(parts) if parts else "all limits kept and every EV request met"
 
 
+def _limit(cfg: PhasePlanConfig, steps: np.ndarray) -> np.ndarray:
+    """The per-phase demand limit (MW, 3 x steps): inf outside the window or without a limit."""
+    out = np.full((3, steps.size), np.inf)
+    if cfg.phase_limit_mw is None:
+        return out
+    lo, hi = cfg.limit_window or (int(steps[0]), int(steps[-1]) + 1)
+    inside = (steps >= lo) & (steps < hi)
+    vals = np.broadcast_to(np.asarray(cfg.phase_limit_mw, np.float64).ravel(), (3,))
+    out[:, inside] = vals[:, None]
+    return out
+
+
 def plan_phases(
     grid: ThreePhaseGrid,
     pf: PhaseFleet,
@@ -401,7 +419,7 @@ def plan_phases(
         np.maximum(cfg.v_max_pu, fixed.v_pu),
         np.minimum(cfg.v_min_pu, fixed.v_pu),
     )
-    limit = np.full((3, cfg.steps), np.inf if cfg.phase_limit_mw is None else cfg.phase_limit_mw)
+    limit = _limit(cfg, steps)
     lim = Limits(limit, none.phase_mw, net.point_phase - 1)
     price = price_eur_per_mwh(steps, pf.fleet.step_h)
     lin.add(before)
