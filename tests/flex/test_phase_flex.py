@@ -233,6 +233,8 @@ def test_cli_phase_balance_json_and_bad_input(tmp_path: Path) -> None:
     assert bal.exit_code == 2 and "three-phase" in bal.output
     lim = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--vuf-limit", "0"])
     assert lim.exit_code == 2 and "vuf_limit_pct" in lim.output
+    win = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--limit-window", "18-21"])
+    assert win.exit_code == 2 and "--limit-window" in win.output
 
 
 def test_dr_event_caps_each_phase_inside_its_window(

@@ -49,6 +49,26 @@ def _fleet(g: ThreePhaseGrid, der: Path | None, place: dict[str, Any]) -> PhaseF
     return fleet_from_records(g, records)
 
 
+def parse_window(text: str | None, t0: int = 48) -> tuple[int, int] | None:
+    """``"18:00-21:00"`` as absolute steps of the horizon from ``t0`` (times before it are on
+    the next day)."""
+    if not text:
+        return None
+    try:
+        a, b = text.split("-", 1)
+        steps = []
+        for part in (a, b):
+            h, m = part.strip().split(":", 1)
+            if not (0 <= int(h) <= 24 and 0 <= int(m) < 60):
+                raise ValueError
+            st = round((int(h) + int(m) / 60) * 4)
+            steps.append(st + 96 if st < t0 else st)
+    except ValueError:
+        raise ValidationError(f"--limit-window: expected HH:MM-HH:MM, got {text!r}") from None
+    lo, hi = steps
+    return (lo, hi if hi > lo else hi + 96)
+
+
 def run_phase_plan(g: ThreePhaseGrid, pf: PhaseFleet, plan_cfg: dict[str, Any]) -> dict[str, Any]:
     """Plan ``pf`` on ``g`` and return the summary with the fleet's per-phase totals."""
     from gridpilot.flex.phase_plan import PhasePlanConfig, plan_phases
@@ -87,6 +107,9 @@ def phase_balance_cmd(
     phase_limit_mw: Annotated[
         float | None, typer.Option(help="demand limit per phase, MW (default none)")
     ] = None,
+    limit_window: Annotated[
+        str | None, typer.Option(help="HH:MM-HH:MM the per-phase limit holds in (a DR event)")
+    ] = None,
     mode: Annotated[
         str, typer.Option(help="balance (EVs only) or plan (+ batteries, heaters)")
     ] = "balance",
@@ -109,9 +132,13 @@ def phase_balance_cmd(
                 "phase_flexible_share": flexible_share,
             },
         )
-        s = run_phase_plan(
-            g, pf, {"mode": mode, "vuf_limit_pct": vuf_limit, "phase_limit_mw": phase_limit_mw}
-        )
+        plan_cfg = {
+            "mode": mode,
+            "vuf_limit_pct": vuf_limit,
+            "phase_limit_mw": phase_limit_mw,
+            "limit_window": parse_window(limit_window),
+        }
+        s = run_phase_plan(g, pf, plan_cfg)
     except GridpilotError as exc:
         _fail(exc)
         return
