@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 TOL_VUF_PCT = 0.01
 TOL_V_PU = 0.001
+NEAR_VUF_PCT = 0.3
+NEAR_V_PU = 0.005
 
 
 @dataclass(frozen=True)
@@ -282,17 +284,31 @@ class _Lin:
     v_keys: dict[tuple[int, int, int], None] = field(default_factory=dict)
 
     def add(self, c: Check) -> int:
-        """Add cuts where ``c`` breaks a limit; returns how many bus/node-steps broke one."""
+        """Add cuts where ``c`` breaks a limit; returns how many bus/node-steps broke one.
+
+        A bus (node-phase) that breaks a limit at some step also gets cuts at its other steps
+        within ``NEAR_VUF_PCT`` (``NEAR_V_PU``) of the limit, where the next plan would
+        otherwise move the problem."""
         v2, _ = _seq(self.net, c)
-        bad = np.argwhere(c.vuf_pct > self.vuf_allow + TOL_VUF_PCT)
-        for b, t in bad:
+        over = c.vuf_pct - self.vuf_allow
+        bad = np.argwhere(over > TOL_VUF_PCT)
+        near = over > -NEAR_VUF_PCT
+        near[~np.isin(np.arange(over.shape[0]), bad[:, 0])] = False
+        have = {(b, t) for b, t, _ in self.vuf_keys}
+        for b, t in np.argwhere(near):
+            if (int(b), int(t)) in have and over[b, t] <= TOL_VUF_PCT:
+                continue
             u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
             self.vuf_keys.append((int(b), int(t), complex(u)))  # in order: cut rows stay put
-        hi = np.argwhere(c.v_pu > self.v_hi + TOL_V_PU)
-        lo = np.argwhere((c.v_pu < self.v_lo - TOL_V_PU) & (c.v_pu > 0.05))
-        self.v_keys.update({(int(n), int(t), 1): None for n, t in hi})
-        self.v_keys.update({(int(n), int(t), -1): None for n, t in lo})
-        return int(len(bad) + len(hi) + len(lo))
+        live = c.v_pu > 0.05
+        n_bad = len(bad)
+        for sign, gap in ((1, c.v_pu - self.v_hi), (-1, np.where(live, self.v_lo - c.v_pu, -1.0))):
+            broke = gap > TOL_V_PU
+            n_bad += int(broke.sum())
+            rows = np.flatnonzero(broke.any(axis=1))
+            for n, t in np.argwhere(gap[rows] > -NEAR_V_PU):
+                self.v_keys[(int(rows[n]), int(t), sign)] = None
+        return n_bad
 
     def cuts(self, p_hat: np.ndarray, c: Check) -> list[Cut]:
         """All cuts, linearised around the plan ``p_hat`` and its full power flow ``c``."""
