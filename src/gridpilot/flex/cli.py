@@ -62,18 +62,18 @@ def plan_cmd(
     fleet sits on named phases and per-phase limits and the unbalance limit hold."""
     try:
         from gridpilot.flex import generate_fleet, plan
-        from gridpilot.model import load_balanced_grid, load_grid
+        from gridpilot.model import load_grid, require_balanced
         from gridpilot.model.threephase import ThreePhaseGrid
 
         if hours <= 0:
             raise ValidationError(f"--hours: must be positive, got {hours}")
-        g3 = load_grid(grid)
-        if isinstance(g3, ThreePhaseGrid):  # the phase-aware VPP schedule
+        loaded = load_grid(grid)
+        if isinstance(loaded, ThreePhaseGrid):  # the phase-aware VPP schedule
             from gridpilot.flex.phase_cli import plan_three_phase
 
-            plan_three_phase(g3, hours, seed, json_out)
+            plan_three_phase(loaded, hours, seed, json_out)
             return
-        g = load_balanced_grid(grid, "flex")
+        g = require_balanced(loaded, "flex")
         steps = hours * 4
         t0 = day * 96
         fleet = generate_fleet(g, days=hours // 24 + 2, seed=seed, start_step=max(t0 - 96, 0))
