@@ -233,6 +233,11 @@ def test_cli_phase_balance_json_and_bad_input(tmp_path: Path) -> None:
     assert bal.exit_code == 2 and "three-phase" in bal.output
     lim = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--vuf-limit", "0"])
     assert lim.exit_code == 2 and "vuf_limit_pct" in lim.output
+    plan = CliRunner().invoke(app, ["flex", "plan", "ieee13", "--json"])  # phase-aware VPP plan
+    assert plan.exit_code == 0, plan.output
+    ps = json.loads(plan.output)
+    assert ps["mode"] == "plan" and ps["feasible"] is True
+    assert ps["after"]["vuf_max_pct"] <= 2.01 < ps["before"]["vuf_max_pct"]
     win = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--limit-window", "18-21"])
     assert win.exit_code == 2 and "--limit-window" in win.output
 
