@@ -275,6 +275,7 @@ class CutSolver:
         self.n = lp.n
         self.m = lp.m
         self.idx: dict[str, np.ndarray] = {}
+        self.slack: dict[str, np.ndarray] = {}
         self.runs = 0
 
     def set_cuts(self, cuts: list[Cut]) -> None:
@@ -303,6 +304,7 @@ class CutSolver:
             np.zeros(0),
         )
         slack = np.arange(self.n, self.n + new)
+        self.slack[cut.name] = np.r_[self.slack.get(cut.name, np.zeros(0, np.int64)), slack]
         self.n += new
         K = self.p.shape[0]
         cols = np.c_[self.p[:, cut.t[k:]].T, slack].astype(np.int32)
@@ -314,6 +316,10 @@ class CutSolver:
         rows = np.arange(self.m, self.m + new)
         self.m += new
         return rows
+
+    def slack_sum(self, x: np.ndarray, name: str) -> float:
+        """Total slack the solution ``x`` uses on the cuts called ``name``."""
+        return float(x[self.slack.get(name, np.zeros(0, np.int64))].sum())
 
     def solve(self) -> np.ndarray:
         """Run HiGHS (the dual simplex from the last basis after the first run); the columns."""

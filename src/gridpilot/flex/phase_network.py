@@ -8,9 +8,10 @@ settled by OpenDSS's static control on the grid's own load at each step's load l
 slow regulators stand during a fast schedule. From it:
 
 * the base state: node voltages for the grid's loads times :data:`LOAD_SHAPE` at every step;
-* sensitivities: complex dV/dP of every node-phase to 1 MW drawn at each point, from one
-  multi-column solve (one column per point, a 10 kW perturbation each), and from them the
-  sensitivity of each three-phase bus's negative- and positive-sequence voltage;
+* sensitivities: complex dV/dP of every node-phase to 1 MW drawn at each point, at each load
+  level, from one multi-column solve per level (one column per point, a 10 kW perturbation
+  each), and from them those of each three-phase bus's negative- and positive-sequence
+  voltage;
 * checks: a full unbalanced power flow of all steps at once for a plan's point powers, with
   the voltage unbalance factor (VUF, %) of every three-phase bus, the node-phase voltages
   (pu) and the demand per phase.
@@ -168,6 +169,8 @@ class PhaseNetwork:
         node_phase = np.array([fp.get(b, k) for b, k in self.nodes], np.int64)
         self.branch_phase = node_phase[np.maximum(self.twin.loads.a, 0)]
         self.point_phase = np.array([fp.get(b, p) for b, p in self.points], np.int64)
+        levels = list(self.controls)
+        self.level_idx = np.array([levels.index(lv) for lv in self.level], np.int64)
         self.sens = self._sensitivities()
 
     def _hold(self, level: float) -> None:
@@ -194,21 +197,24 @@ class PhaseNetwork:
         return v
 
     def _sensitivities(self) -> np.ndarray:
-        """dV/dP (V per MW drawn, complex, nodes x points) at the nominal load."""
-        lv = 1.0 if 1.0 in self.controls else max(self.controls)
-        self._hold(lv)
-        s0 = self.twin.base_powers(lv)
+        """dV/dP (V per MW drawn, complex, levels x nodes x points) at each load level, with
+        that level's taps and capacitors (one multi-column solve per level)."""
         k = len(self.points)
-        s = np.repeat(s0, k + 1, axis=1)
-        s[self.rows, np.arange(1, k + 1)] += PERTURB_MW * 1e6
-        v = self.solve(s)
-        return (v[:, 1:] - v[:, :1]) / PERTURB_MW
+        out = np.zeros((len(self.controls), len(self.nodes), k), complex)
+        for i, lv in enumerate(self.controls):
+            self._hold(lv)
+            s = np.repeat(self.twin.base_powers(lv), k + 1, axis=1)
+            s[self.rows, np.arange(1, k + 1)] += PERTURB_MW * 1e6
+            v = self.solve(s)
+            out[i] = (v[:, 1:] - v[:, :1]) / PERTURB_MW
+        return out
 
     def seq_sens(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sensitivities of each three-phase bus's negative and positive sequence voltage (V/MW)."""
-        s = self.sens[self.tri_idx]  # (buses, 3, points)
-        v2 = (s[:, 0] + A * A * s[:, 1] + A * s[:, 2]) / 3.0
-        v1 = (s[:, 0] + A * s[:, 1] + A * A * s[:, 2]) / 3.0
+        """Sensitivities of each three-phase bus's negative and positive sequence voltage (V/MW,
+        levels x buses x points)."""
+        s = self.sens[:, self.tri_idx]  # (levels, buses, 3, points)
+        v2 = (s[:, :, 0] + A * A * s[:, :, 1] + A * s[:, :, 2]) / 3.0
+        v1 = (s[:, :, 0] + A * s[:, :, 1] + A * A * s[:, :, 2]) / 3.0
         return v2, v1
 
     def check(self, p_mw: np.ndarray) -> Check:

@@ -50,6 +50,7 @@ TOL_VUF_PCT = 0.01
 TOL_V_PU = 0.001
 NEAR_VUF_PCT = 0.3
 NEAR_V_PU = 0.005
+MAX_NEW_CUTS = 2000
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class PhasePlanConfig:
     v_max_pu: float = 1.05
     phase_limit_mw: float | tuple[float, float, float] | None = None
     limit_window: tuple[int, int] | None = None
-    max_rounds: int = 6
+    max_rounds: int = 10
 
     def __post_init__(self) -> None:
         bad: list[tuple[str, object, str]] = []
@@ -274,32 +275,39 @@ def uncontrolled(d: Devices) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _Lin:
-    """Cutting planes: directions per VUF bus-step, signs per voltage node-step, the allowances."""
+    """Cutting planes and the allowances.
+
+    A VUF cut (bus b, step t) keeps the direction ``u`` of V2 and the scale 100/|V1| it was
+    created with: it bounds Re(conj(u) V2) * scale <= allowed, which |V2|/|V1| <= allowed
+    implies; a voltage cut keeps the direction of V. Their coefficients (through the
+    sensitivities of step t's load level) never change, so each round only moves the rows'
+    bounds: the linear model anchored at the last full power flow's exact value."""
 
     net: PhaseNetwork
     vuf_allow: np.ndarray
     v_hi: np.ndarray
     v_lo: np.ndarray
-    vuf_keys: list[tuple[int, int, complex]] = field(default_factory=list)
-    v_keys: dict[tuple[int, int, int], None] = field(default_factory=dict)
+    vuf_keys: list[tuple[int, int, complex, float]] = field(default_factory=list)
+    v_keys: dict[tuple[int, int, int], complex] = field(default_factory=dict)
 
     def add(self, c: Check) -> int:
         """Add cuts where ``c`` breaks a limit; returns how many bus/node-steps broke one.
 
-        A bus (node-phase) that breaks a limit at some step also gets cuts at its other steps
-        within ``NEAR_VUF_PCT`` (``NEAR_V_PU``) of the limit, where the next plan would
-        otherwise move the problem."""
-        v2, _ = _seq(self.net, c)
+        Bus-steps within ``NEAR_VUF_PCT`` of the limit get a cut too (the worst
+        ``MAX_NEW_CUTS`` a round), where the next plan would otherwise move the problem; a
+        node-phase that breaks the voltage band at some step gets cuts at its steps within
+        ``NEAR_V_PU`` of it."""
+        v2, v1 = _seq(self.net, c)
         over = c.vuf_pct - self.vuf_allow
         bad = np.argwhere(over > TOL_VUF_PCT)
-        near = over > -NEAR_VUF_PCT
-        near[~np.isin(np.arange(over.shape[0]), bad[:, 0])] = False
-        have = {(b, t) for b, t, _ in self.vuf_keys}
-        for b, t in np.argwhere(near):
-            if (int(b), int(t)) in have and over[b, t] <= TOL_VUF_PCT:
-                continue
+        have = {(b, t) for b, t, _, _ in self.vuf_keys}
+        near = np.argwhere(over > -NEAR_VUF_PCT)
+        new = [(b, t) for b, t in near if over[b, t] > TOL_VUF_PCT or (int(b), int(t)) not in have]
+        new.sort(key=lambda bt: -over[bt[0], bt[1]])
+        for b, t in new[:MAX_NEW_CUTS]:
             u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
-            self.vuf_keys.append((int(b), int(t), complex(u)))  # in order: cut rows stay put
+            scale = 100.0 / max(abs(v1[b, t]), 1e-9)
+            self.vuf_keys.append((int(b), int(t), complex(u), scale))  # in order: rows stay put
         live = c.v_pu > 0.05
         n_bad = len(bad)
         for sign, gap in ((1, c.v_pu - self.v_hi), (-1, np.where(live, self.v_lo - c.v_pu, -1.0))):
@@ -307,29 +315,34 @@ class _Lin:
             n_bad += int(broke.sum())
             rows = np.flatnonzero(broke.any(axis=1))
             for n, t in np.argwhere(gap[rows] > -NEAR_V_PU):
-                self.v_keys[(int(rows[n]), int(t), sign)] = None
+                key = (int(rows[n]), int(t), sign)
+                if key not in self.v_keys:
+                    vh = c.v[rows[n], t]
+                    self.v_keys[key] = complex(vh / max(abs(vh), 1e-9))
         return n_bad
 
     def cuts(self, p_hat: np.ndarray, c: Check) -> list[Cut]:
         """All cuts, linearised around the plan ``p_hat`` and its full power flow ``c``."""
         out: list[Cut] = []
-        v2, v1 = _seq(self.net, c)
+        v2, _ = _seq(self.net, c)
         s2, _ = self.net.seq_sens()
+        lvl = self.net.level_idx
         keys = self.vuf_keys
         if keys:
             b, t = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
             u = np.array([k[2] for k in keys])
-            scale = 100.0 / np.abs(v1[b, t])
-            coef = scale[:, None] * np.real(np.conj(u)[:, None] * s2[b])
+            scale = np.array([k[3] for k in keys])
+            coef = scale[:, None] * np.real(np.conj(u)[:, None] * s2[lvl[t], b])
             lin = np.real(np.conj(u) * v2[b, t]) * scale - np.einsum("rk,kr->r", coef, p_hat[:, t])
             out.append(Cut(t, coef, self.vuf_allow[b, t] - lin, VUF_EUR_PER_PCT_STEP, "vuf cut"))
         if self.v_keys:
             kk = np.array(list(self.v_keys), np.int64)
             n, t, sg = kk[:, 0], kk[:, 1], kk[:, 2].astype(float)
-            vh = c.v[n, t]
+            u = np.array(list(self.v_keys.values()))
             vb = self.net.vbase[n]
-            coef = np.real((np.conj(vh) / np.abs(vh))[:, None] * self.net.sens[n]) / vb[:, None]
-            lin = np.abs(vh) / vb - np.einsum("rk,kr->r", coef, p_hat[:, t])
+            sens = self.net.sens[lvl[t], n]
+            coef = np.real(np.conj(u)[:, None] * sens) / vb[:, None]
+            lin = np.abs(c.v[n, t]) / vb - np.einsum("rk,kr->r", coef, p_hat[:, t])
             bound = np.where(sg > 0, self.v_hi[n, t], self.v_lo[n, t])
             out.append(
                 Cut(t, sg[:, None] * coef, sg * (bound - lin), V_EUR_PER_PU_STEP, "voltage cut")
@@ -373,14 +386,19 @@ def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[s
     return {"session": d.es, "phase": d.ephi + 1, "step": d.et, "charge_mw": c, "discharge_mw": dis}
 
 
-def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, net: PhaseNetwork) -> str:
+def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, lp_slack: float) -> str:
     parts = []
+    net = lin.net
     if ex["vuf_pct"] > 0:
         b, t = np.unravel_index(int(np.argmax(c.vuf_pct - lin.vuf_allow)), c.vuf_pct.shape)
+        why = (
+            "the fleet's flexibility is not enough (the schedule needs slack on the VUF cuts)"
+            if lp_slack > 1e-6
+            else "the linearised limits hold but the power flow still breaks them: more rounds"
+        )
         parts.append(
             f"VUF {c.vuf_pct[b, t]:.3f} % at bus {net.tri_buses[b]} step "
-            f"{int(net.steps[t])} (allowed {lin.vuf_allow[b, t]:.2f} %): the fleet's "
-            "flexibility there is not enough"
+            f"{int(net.steps[t])} (allowed {lin.vuf_allow[b, t]:.2f} %): {why}"
         )
     if ex["v_high_pu"] > 0 or ex["v_low_pu"] > 0:
         parts.append(
@@ -440,7 +458,7 @@ def plan_phases(
     price = price_eur_per_mwh(steps, pf.fleet.step_h)
     lin.add(before)
     p_hat, c_hat = p_unc, before
-    best: tuple[float, int, np.ndarray, Check, dict[str, np.ndarray]] | None = None
+    best: tuple[float, int, np.ndarray, Check, dict[str, np.ndarray], float] | None = None
     t = time.perf_counter()
     lp, pcols, cols = build(d, lim, price)
     solver = CutSolver(lp, pcols)
@@ -455,12 +473,13 @@ def plan_phases(
         ex = _excess(lin, c_hat, limit)
         score = sum(ex.values())
         if best is None or score <= best[0]:
-            best = (score, r + 1, p_hat, c_hat, _ev_result(d, x, cols))
+            slack = solver.slack_sum(x, "vuf cut")
+            best = (score, r + 1, p_hat, c_hat, _ev_result(d, x, cols), slack)
         log.info("phase plan round %d: excess %s, %d rows", r + 1, ex, solver.m)
         if lin.add(c_hat) == 0:
             break
     assert best is not None
-    score, rounds, p_best, c_best, ev = best
+    score, rounds, p_best, c_best, ev, vuf_slack = best
     ex = _excess(lin, c_best, limit)
     got = np.bincount(ev["session"], (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
     short = float(np.maximum(d.need - got, 0).sum())
@@ -484,5 +503,12 @@ def plan_phases(
     }
     checks = {"none": none, "fixed": fixed, "before": before, "after": c_best}
     return PhasePlan(
-        points, steps, p_best, ev, checks, feasible, _reason(ex, short, lin, c_best, net), stats
+        points,
+        steps,
+        p_best,
+        ev,
+        checks,
+        feasible,
+        _reason(ex, short, lin, c_best, vuf_slack),
+        stats,
     )
