@@ -35,6 +35,8 @@ from gridpilot.twin.unbalanced.results import unbalance_factor
 FLEETS: dict[str, dict[str, float]] = {
     "default": {},  # 30 % of households with an EV, 2.5 kW of load per household
     "surge": {"ev_share": 0.6, "kw_per_household": 1.2},  # an EV surge: about 4x the EVs
+    # the same surge without phase-switching chargers: time shifting only
+    "surge-1ph": {"ev_share": 0.6, "kw_per_household": 1.2, "phase_flexible_share": 0.0},
 }
 
 
@@ -95,6 +97,8 @@ def run(grid: str, fleet: str, mode: str, seed: int) -> dict[str, Any]:
         "phase_peak_mw_after": s["after"]["phase_peak_mw"],
         "ev_requested_mwh": s["ev_requested_mwh"],
         "ev_delivered_mwh": s["ev_delivered_mwh"],
+        "ev_charged_mwh_by_phase": s["ev_charged_mwh_by_phase"],
+        "ev_switched_mwh": s["ev_switched_mwh"],
         "feasible": s["feasible"],
         "reason": s["reason"],
         "rounds": s["rounds"],
@@ -112,7 +116,9 @@ def run(grid: str, fleet: str, mode: str, seed: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run every case, print one JSON document (rows) or a line per case."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--cases", default="ieee13:default,ieee123:default,ieee123:surge")
+    ap.add_argument(
+        "--cases", default="ieee13:default,ieee123:default,ieee123:surge,ieee123:surge-1ph"
+    )
     ap.add_argument("--mode", default="balance", choices=("balance", "plan"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")

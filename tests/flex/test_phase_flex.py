@@ -128,6 +128,15 @@ def test_der_on_a_missing_phase_or_bus_is_a_named_error(ieee13: ThreePhaseGrid) 
         moved.validate(ieee13)
 
 
+def fleet13_switching(plan: PhasePlan) -> np.ndarray:
+    """Sessions of the plan that drew on more than one phase's columns."""
+    ev = plan.ev
+    per: dict[int, set[int]] = {}
+    for sess, ph in zip(ev["session"], ev["phase"], strict=True):
+        per.setdefault(int(sess), set()).add(int(ph))
+    return np.array([len(v) > 1 for v in per.values()])
+
+
 def test_phase_balancing_keeps_vuf_within_2pct_and_delivers_ev_energy(plan13: PhasePlan) -> None:
     s = plan13.summary()
     assert s["before"]["vuf_max_pct"] > 2.0  # the uncontrolled fleet breaks the limit
@@ -137,6 +146,9 @@ def test_phase_balancing_keeps_vuf_within_2pct_and_delivers_ev_energy(plan13: Ph
     assert s["after"]["vuf_over_limit_bus_steps"] == 0
     assert s["feasible"] is True
     assert s["ev_delivered_mwh"] == pytest.approx(s["ev_requested_mwh"], rel=1e-6)
+    assert sum(s["ev_charged_mwh_by_phase"]) >= s["ev_delivered_mwh"] - 1e-9
+    assert s["ev_switching_sessions"] == int((fleet13_switching(plan13)).sum())
+    assert 0 <= s["ev_switched_mwh"] <= sum(s["ev_charged_mwh_by_phase"])
     # the EV schedule: per session and step within the charger rating, on allowed phases only
     ev = plan13.ev
     assert np.all(ev["charge_mw"] >= -1e-9)

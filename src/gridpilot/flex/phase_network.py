@@ -122,6 +122,22 @@ def der_grid(grid: ThreePhaseGrid, points: list[tuple[str, int]]) -> ThreePhaseG
     return dataclasses.replace(grid, loads=list(grid.loads) + extra)
 
 
+MAX_SENS_GB = 1.0
+
+
+def _check_size(grid: ThreePhaseGrid, n_points: int, mult: np.ndarray) -> None:
+    """Refuse, by name, a network whose dense sensitivities would not fit ``MAX_SENS_GB``."""
+    levels = np.unique(np.round(mult / LEVEL))
+    n_nodes = len(grid.nodes())
+    gb = levels.size * n_nodes * n_points * 16 / 1e9
+    if gb > MAX_SENS_GB:
+        raise ValidationError(
+            f"phase plan on {grid.name!r}: {n_points} injection points x {n_nodes} node-phases "
+            f"x {levels.size} load levels need {gb:.1f} GB of dense sensitivities (limit "
+            f"{MAX_SENS_GB} GB); plan a part of the feeder or fewer points"
+        )
+
+
 @dataclass
 class Check:
     """A full unbalanced power flow of every step: VUF (%) per three-phase bus x step, node-phase
@@ -147,6 +163,7 @@ class PhaseNetwork:
         self.points = list(points)
         self.steps = np.asarray(steps, np.int64)
         self.step_h = step_h
+        _check_size(grid, len(self.points), daily(LOAD_SHAPE, self.steps, step_h))
         self.twin = UnbalancedTwin(der_grid(grid, self.points))
         n0 = len(grid.loads)
         of = self.twin.loads.load_of

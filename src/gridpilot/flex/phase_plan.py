@@ -386,6 +386,21 @@ def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[s
     return {"session": d.es, "phase": d.ephi + 1, "step": d.et, "charge_mw": c, "discharge_mw": dis}
 
 
+def _assignment(d: Devices, ev: dict[str, np.ndarray]) -> dict[str, Any]:
+    """EV energy charged per phase, and what phase-switching chargers drew off their own phase."""
+    e = ev["charge_mw"] * d.step_h
+    by_phase = np.bincount(ev["phase"] - 1, e, 3)
+    n_ph = np.bincount(d.es, minlength=d.need.size)  # columns per session (x steps)
+    steps = np.bincount(d.es[d.ephi == d.own[d.es]], minlength=d.need.size)
+    switching = n_ph > steps  # sessions with more than their own phase
+    off = switching[d.es] & (d.ephi != d.own[d.es])
+    return {
+        "ev_charged_mwh_by_phase": [round(float(x), 5) for x in by_phase],
+        "ev_switching_sessions": int(switching.sum()),
+        "ev_switched_mwh": round(float(e[off].sum()), 5),
+    }
+
+
 def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, lp_slack: float) -> str:
     parts = []
     net = lin.net
@@ -493,6 +508,7 @@ def plan_phases(
         "ev_requested_mwh": round(float(d.need.sum()), 5),
         "ev_delivered_mwh": round(float(np.minimum(got, d.need).sum()), 5),
         "ev_short_sessions": int((d.need - got > 1e-6).sum()),
+        **_assignment(d, ev),
         "vuf_limit_pct": cfg.vuf_limit_pct,
         "rounds": r + 1,
         "best_round": rounds,
