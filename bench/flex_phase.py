@@ -1,12 +1,13 @@
 """Phase-aware flexibility on the three-phase IEEE feeders: phase balancing of EV charging.
 
-    .venv/bin/python bench/flex_phase.py --json                  # ieee13 and ieee123, two fleets
+    .venv/bin/python bench/flex_phase.py --json                  # ieee13 and ieee123, six cases
     .venv/bin/python bench/flex_phase.py --json --cases ieee123:surge --mode plan
 
-One row per case: the seeded fleet (gridpilot.flex.place_fleet), the voltage unbalance factor
+One row per case (grid:fleet[:VUF limit]; fleets ``default``, ``surge`` and the same without
+phase-switching chargers, ``-1ph``): the seeded fleet (gridpilot.flex.place_fleet), the voltage unbalance factor
 (VUF, %) over 24 h of 15-minute steps from noon at the worst three-phase bus without the fleet,
 with the uncontrolled fleet (EVs charge at full power on their own phase from arrival) and with
-the plan (gridpilot.flex.plan_phases, limit 2 %), the bus-steps over the limit, EV energy
+the plan (gridpilot.flex.plan_phases, limit 2 % unless given), the bus-steps over the limit, EV energy
 requested and delivered, the rounds and the solve times. Reference: the plan's worst step is
 replayed in OpenDSS (the feeder's own master file, the fleet's powers as single-phase loads, the
 same load multiplier, regulator taps and capacitor states, controls off), and OpenDSS's VUF at that step and
@@ -34,6 +35,7 @@ from gridpilot.twin.unbalanced.results import unbalance_factor
 
 FLEETS: dict[str, dict[str, float]] = {
     "default": {},  # 30 % of households with an EV, 2.5 kW of load per household
+    "default-1ph": {"phase_flexible_share": 0.0},  # the same without phase-switching chargers
     "surge": {"ev_share": 0.6, "kw_per_household": 1.2},  # an EV surge: about 4x the EVs
     # the same surge without phase-switching chargers: time shifting only
     "surge-1ph": {"ev_share": 0.6, "kw_per_household": 1.2, "phase_flexible_share": 0.0},
@@ -65,12 +67,12 @@ def _opendss_step(g: ThreePhaseGrid, net: PhaseNetwork, p_mw: np.ndarray, t: int
     return {"v": v, "vuf_pct": 100 * unbalance_factor(vt)}
 
 
-def run(grid: str, fleet: str, mode: str, seed: int) -> dict[str, Any]:
+def run(grid: str, fleet: str, mode: str, seed: int, vuf_limit: float = 2.0) -> dict[str, Any]:
     """One case: plan, checks and the OpenDSS replay of the worst step."""
     g = load_grid(grid)
     assert isinstance(g, ThreePhaseGrid)
     pf = place_fleet(g, PlaceConfig(seed=seed, **FLEETS[fleet]))  # type: ignore[arg-type]
-    cfg = PhasePlanConfig(mode=mode)
+    cfg = PhasePlanConfig(mode=mode, vuf_limit_pct=vuf_limit)
     t0 = time.perf_counter()
     net = PhaseNetwork(g, pf.points(), np.arange(cfg.t0, cfg.t0 + cfg.steps), pf.fleet.step_h)
     net_s = time.perf_counter() - t0
@@ -85,6 +87,7 @@ def run(grid: str, fleet: str, mode: str, seed: int) -> dict[str, Any]:
         "grid": grid,
         "fleet": fleet,
         "mode": mode,
+        "vuf_limit_pct": vuf_limit,
         "ev_sessions": s["ev_sessions"],
         "ev_phase_flexible": int((pf.ev_phases.sum(axis=1) > 1).sum()),
         "points": s["points"],
@@ -117,7 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run every case, print one JSON document (rows) or a line per case."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument(
-        "--cases", default="ieee13:default,ieee123:default,ieee123:surge,ieee123:surge-1ph"
+        "--cases",
+        default="ieee13:default,ieee123:default,ieee123:surge,ieee123:surge-1ph,"
+        "ieee13:default:1.5,ieee13:default-1ph:1.5",
+        help="grid:fleet[:VUF limit %], comma-separated",
     )
     ap.add_argument("--mode", default="balance", choices=("balance", "plan"))
     ap.add_argument("--seed", type=int, default=0)
@@ -125,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     rows = []
     for case in a.cases.split(","):
-        grid, _, fleet = case.partition(":")
-        rows.append(run(grid, fleet or "default", a.mode, a.seed))
+        grid, fleet, limit = ([*case.split(":"), "", ""])[:3]
+        rows.append(run(grid, fleet or "default", a.mode, a.seed, float(limit or 2.0)))
     doc = {"bench": "flex_phase", "load_avg": os.getloadavg()[0], "rows": rows}
     if a.json:
         print(json.dumps(doc, indent=2, default=float))
