@@ -57,9 +57,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "phase_headroom",
         "phase_orders",
     ),
-    "phase_fleet": ("PhaseFleet", "PlaceConfig", "fleet_from_records", "place_fleet"),
+    "phase_fleet": ("PhaseFleet", "PlaceConfig", "place_fleet"),
     "phase_network": ("PhaseNetwork", "feeder_phases"),
     "phase_plan": ("PhasePlan", "PhasePlanConfig", "plan_phases"),
+    "phase_records": ("fleet_from_records",),
     "schedule": (
         "CaseMetrics",
         "Plan",
@@ -121,14 +122,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         phase_headroom,
         phase_orders,
     )
-    from gridpilot.flex.phase_fleet import (
-        PhaseFleet,
-        PlaceConfig,
-        fleet_from_records,
-        place_fleet,
-    )
+    from gridpilot.flex.phase_fleet import PhaseFleet, PlaceConfig, place_fleet
     from gridpilot.flex.phase_network import PhaseNetwork, feeder_phases
     from gridpilot.flex.phase_plan import PhasePlan, PhasePlanConfig, plan_phases
+    from gridpilot.flex.phase_records import fleet_from_records
     from gridpilot.flex.schedule import (
         CaseMetrics,
         Plan,

@@ -36,7 +36,8 @@ def three_phase_grid(name: str) -> ThreePhaseGrid:
 
 
 def _fleet(g: ThreePhaseGrid, der: Path | None, place: dict[str, Any]) -> PhaseFleet:
-    from gridpilot.flex.phase_fleet import PlaceConfig, fleet_from_records, place_fleet
+    from gridpilot.flex.phase_fleet import PlaceConfig, place_fleet
+    from gridpilot.flex.phase_records import fleet_from_records
 
     if der is None:
         return place_fleet(g, PlaceConfig(**place))

@@ -423,13 +423,13 @@ def place_fleet(grid: ThreePhaseGrid, cfg: PlaceConfig | None = None) -> PhaseFl
         peak,
         grid.name,
         dict(meta),
-        _feeder(grid, names, fleet, phases),
+        device_feeder_phases(grid, names, fleet, phases),
     )
     pf.validate(grid)
     return pf
 
 
-def _feeder(
+def device_feeder_phases(
     grid: ThreePhaseGrid, names: tuple[str, ...], fleet: Fleet, phases: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """The feeder (primary) phase of every device (its own phase on a primary bus)."""
@@ -446,129 +446,3 @@ def _feeder(
         )
         for k, t in tables.items()
     }
-
-
-_RECORD_KEYS = {
-    "pv": ("kw",),
-    "battery": ("kw", "kwh"),
-    "ev": ("kw", "kwh", "arrival", "departure"),
-    "water_heater": ("kw",),
-}
-
-
-def _record_issues(i: int, r: dict[str, object]) -> list[Issue]:
-    kind = r.get("kind")
-    if kind not in _RECORD_KEYS:
-        return [Issue("der", "kind", f"must be one of {sorted(_RECORD_KEYS)}", (i,), kind)]
-    out = []
-    for key in ("bus", "phase", *_RECORD_KEYS[str(kind)]):
-        if key not in r:
-            out.append(Issue(str(kind), key, "is required", (i,)))
-    for key in _RECORD_KEYS[str(kind)]:
-        v = r.get(key)
-        if key in r and not (isinstance(v, int | float) and v > 0):
-            out.append(Issue(str(kind), key, "must be a number > 0", (i,), v))
-    ph = r.get("phase")
-    if "phase" in r and ph not in (1, 2, 3):
-        out.append(Issue(str(kind), "phase", "must be 1, 2 or 3", (i,), ph))
-    return out
-
-
-def fleet_from_records(
-    grid: ThreePhaseGrid, records: list[dict[str, object]], step_h: float = 0.25
-) -> PhaseFleet:
-    """A fleet from device records, e.g. ``{"kind": "ev", "bus": "12", "phase": 2, "kw": 7.4,
-    "kwh": 20, "arrival": 72, "departure": 124, "v2g": false, "phases": [1, 2, 3]}``.
-
-    Kinds and their fields (kW, kWh; steps of ``step_h`` h): ``pv`` (kw peak), ``battery``
-    (kw, kwh), ``ev`` (kw, kwh needed, arrival, departure; optional ``v2g`` and ``phases``
-    for a phase-switching charger), ``water_heater`` (kw). The record's position is the
-    device id. Raises :class:`ValidationError` naming the record, field and value, also for
-    a bus or phase the grid does not have."""
-    issues = [x for i, r in enumerate(records) for x in _record_issues(i, r)]
-    if issues:
-        raise ValidationError(issues=issues[:50])
-    names: dict[str, int] = {}
-    by: dict[str, list[tuple[int, dict[str, object]]]] = {k: [] for k in _RECORD_KEYS}
-    for i, r in enumerate(records):
-        names.setdefault(str(r["bus"]), len(names))
-        by[str(r["kind"])].append((i, r))
-
-    def col(kind: str, key: str, default: float = 0.0) -> np.ndarray:
-        return np.array([float(r.get(key, default)) for _, r in by[kind]])  # type: ignore[arg-type]
-
-    def ids(kind: str) -> np.ndarray:
-        return np.array([i for i, _ in by[kind]], np.int64)
-
-    def bus(kind: str) -> np.ndarray:
-        return np.array([names[str(r["bus"])] for _, r in by[kind]], np.int64)
-
-    def phase(kind: str) -> np.ndarray:
-        return np.array([int(r["phase"]) for _, r in by[kind]], np.int64)  # type: ignore[call-overload]
-
-    n = {k: len(v) for k, v in by.items()}
-    kw = {k: col(k, "kw") * 1e-3 for k in by}
-    bat = Batteries(
-        ids("battery"),
-        bus("battery"),
-        col("battery", "kwh") * 1e-3,
-        kw["battery"],
-        np.full(n["battery"], 0.5),
-        np.full(n["battery"], 0.95),
-        np.full(n["battery"], 0.1),
-        np.full(n["battery"], 0.95),
-    )
-    need = col("ev", "kwh") * 1e-3
-    cap = np.maximum(need / 0.8, 0.04)
-    ev = EVSessions(
-        ids("ev"),
-        ids("ev"),
-        bus("ev"),
-        col("ev", "arrival").astype(np.int64),
-        col("ev", "departure").astype(np.int64),
-        need,
-        np.zeros(n["ev"]),
-        cap,
-        kw["ev"],
-        np.array([bool(r.get("v2g", False)) for _, r in by["ev"]], bool),
-        np.full(n["ev"], 0.4),
-    )
-    nw = n["water_heater"]
-    c = np.full(nw, 200.0 * 4.186e-3 / 3600.0)
-    wh = WaterHeaters(
-        ids("water_heater"),
-        bus("water_heater"),
-        kw["water_heater"],
-        c,
-        np.full(nw, 0.00008),
-        np.full(nw, 50.0),
-        np.full(nw, 60.0),
-        np.full(nw, 55.0),
-        np.full(nw, 6e-3 / 24),
-        np.zeros(nw, np.int64),
-    )
-    pv = PVInverters(
-        ids("pv"), bus("pv"), np.full(n["pv"], -1), 1.1 * kw["pv"], np.zeros(n["pv"], bool)
-    )
-    allowed = np.zeros((n["ev"], 3), bool)
-    for j, (_, r) in enumerate(by["ev"]):
-        for p in r.get("phases", [r["phase"]]):  # type: ignore[attr-defined]
-            if p not in (1, 2, 3):
-                raise ValidationError(
-                    issues=[Issue("ev", "phases", "must be 1, 2 or 3", (by["ev"][j][0],), p)]
-                )
-            allowed[j, int(p) - 1] = True
-    fleet = Fleet(bat, ev, wh, pv, step_h, {"records": len(records)})
-    phases = {k: phase(k) for k in by}
-    pf = PhaseFleet(
-        fleet,
-        tuple(names),
-        phases,
-        allowed,
-        kw["pv"],
-        grid.name,
-        {},
-        _feeder(grid, tuple(names), fleet, phases),
-    )
-    pf.validate(grid)
-    return pf

@@ -438,6 +438,53 @@ def _limit(cfg: PhasePlanConfig, steps: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Best:
+    """The best round so far: its excess score, number, draws, power flow, EVs and VUF slack."""
+
+    score: float
+    round: int
+    p: np.ndarray
+    check: Check
+    ev: dict[str, np.ndarray]
+    vuf_slack: float
+
+
+def _rounds(
+    d: Devices,
+    lin: _Lin,
+    lim: Limits,
+    price: np.ndarray,
+    start: tuple[np.ndarray, Check],
+    max_rounds: int,
+) -> tuple[_Best, int, float]:
+    """Solve, check, cut, repeat; returns the best round, the rounds run and the LP seconds."""
+    t = time.perf_counter()
+    lp, pcols, cols = build(d, lim, price)
+    solver = CutSolver(lp, pcols)
+    t_lp = time.perf_counter() - t
+    p_hat, c_hat = start
+    best: _Best | None = None
+    r = 0
+    for r in range(1, max_rounds + 1):
+        t = time.perf_counter()
+        solver.set_cuts(lin.cuts(p_hat, c_hat))
+        x = solver.solve()
+        t_lp += time.perf_counter() - t
+        p_hat = x[pcols]
+        c_hat = lin.net.check(p_hat)
+        ex = _excess(lin, c_hat, lim.phase_mw)
+        score = sum(ex.values())
+        if best is None or score <= best.score:
+            ev = _ev_result(d, x, cols)
+            best = _Best(score, r, p_hat, c_hat, ev, solver.slack_sum(x, "vuf cut"))
+        log.info("phase plan round %d: excess %s, %d rows", r, ex, solver.m)
+        if lin.add(c_hat) == 0:
+            break
+    assert best is not None
+    return best, r, t_lp
+
+
 def plan_phases(
     grid: ThreePhaseGrid,
     pf: PhaseFleet,
@@ -468,37 +515,14 @@ def plan_phases(
         np.maximum(cfg.v_max_pu, fixed.v_pu),
         np.minimum(cfg.v_min_pu, fixed.v_pu),
     )
-    limit = _limit(cfg, steps)
-    lim = Limits(limit, none.phase_mw, net.point_phase - 1)
-    price = price_eur_per_mwh(steps, pf.fleet.step_h)
+    lim = Limits(_limit(cfg, steps), none.phase_mw, net.point_phase - 1)
     lin.add(before)
-    p_hat, c_hat = p_unc, before
-    best: tuple[float, int, np.ndarray, Check, dict[str, np.ndarray], float] | None = None
-    t = time.perf_counter()
-    lp, pcols, cols = build(d, lim, price)
-    solver = CutSolver(lp, pcols)
-    t_lp = time.perf_counter() - t
-    for r in range(cfg.max_rounds):
-        t = time.perf_counter()
-        solver.set_cuts(lin.cuts(p_hat, c_hat))
-        x = solver.solve()
-        t_lp += time.perf_counter() - t
-        p_hat = x[pcols]
-        c_hat = net.check(p_hat)
-        ex = _excess(lin, c_hat, limit)
-        score = sum(ex.values())
-        if best is None or score <= best[0]:
-            slack = solver.slack_sum(x, "vuf cut")
-            best = (score, r + 1, p_hat, c_hat, _ev_result(d, x, cols), slack)
-        log.info("phase plan round %d: excess %s, %d rows", r + 1, ex, solver.m)
-        if lin.add(c_hat) == 0:
-            break
-    assert best is not None
-    score, rounds, p_best, c_best, ev, vuf_slack = best
-    ex = _excess(lin, c_best, limit)
+    price = price_eur_per_mwh(steps, pf.fleet.step_h)
+    best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
+    ex = _excess(lin, best.check, lim.phase_mw)
+    ev = best.ev
     got = np.bincount(ev["session"], (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
     short = float(np.maximum(d.need - got, 0).sum())
-    feasible = score <= 0 and short <= 1e-6
     stats = {
         "grid": grid.name,
         "mode": cfg.mode,
@@ -510,21 +534,14 @@ def plan_phases(
         "ev_short_sessions": int((d.need - got > 1e-6).sum()),
         **_assignment(d, ev),
         "vuf_limit_pct": cfg.vuf_limit_pct,
-        "rounds": r + 1,
-        "best_round": rounds,
+        "rounds": rounds,
+        "best_round": best.round,
         "network_s": round(t_net, 3),
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),
         "excess": {k: round(v, 5) for k, v in ex.items()},
     }
-    checks = {"none": none, "fixed": fixed, "before": before, "after": c_best}
-    return PhasePlan(
-        points,
-        steps,
-        p_best,
-        ev,
-        checks,
-        feasible,
-        _reason(ex, short, lin, c_best, vuf_slack),
-        stats,
-    )
+    checks = {"none": none, "fixed": fixed, "before": before, "after": best.check}
+    reason = _reason(ex, short, lin, best.check, best.vuf_slack)
+    feasible = best.score <= 0 and short <= 1e-6
+    return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats)
