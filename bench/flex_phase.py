@@ -96,6 +96,8 @@ def run(grid: str, fleet: str, mode: str, seed: int, vuf_limit: float = 2.0) -> 
         "vuf_after_max_pct": s["after"]["vuf_max_pct"],
         "over_limit_bus_steps_before": s["before"]["vuf_over_limit_bus_steps"],
         "over_limit_bus_steps_after": s["after"]["vuf_over_limit_bus_steps"],
+        "over_allowed_bus_steps_before": s["vuf_over_allowed_bus_steps"]["before"],
+        "over_allowed_bus_steps_after": s["vuf_over_allowed_bus_steps"]["after"],
         "phase_peak_mw_before": s["before"]["phase_peak_mw"],
         "phase_peak_mw_after": s["after"]["phase_peak_mw"],
         "ev_requested_mwh": s["ev_requested_mwh"],

@@ -146,6 +146,7 @@ def test_phase_balancing_keeps_vuf_within_2pct_and_delivers_ev_energy(plan13: Ph
     allowed = np.maximum(2.0, plan13.checks["fixed"].vuf_pct) + 0.01
     assert np.all(after.vuf_pct <= allowed)
     assert s["after"]["vuf_over_limit_bus_steps"] == 0
+    assert s["vuf_over_allowed_bus_steps"]["after"] == 0 < s["vuf_over_allowed_bus_steps"]["before"]
     assert s["feasible"] is True
     assert s["ev_delivered_mwh"] == pytest.approx(s["ev_requested_mwh"], rel=1e-6)
     assert sum(s["ev_charged_mwh_by_phase"]) >= s["ev_delivered_mwh"] - 1e-9

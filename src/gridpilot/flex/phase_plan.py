@@ -123,7 +123,11 @@ class PhasePlan:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """VUF, voltages and phase demand before/after, EV energy, rounds and times."""
+        """VUF, voltages and phase demand before/after, EV energy, rounds and times.
+
+        ``vuf_over_limit_bus_steps`` counts the bus-steps above the limit itself (also those
+        the grid breaks with the fleet's fixed part alone); ``vuf_over_allowed_bus_steps``
+        those above what the plan is held to (the limit, or the fixed part's VUF there)."""
         out: dict[str, Any] = dict(self.stats)
         for key, c in self.checks.items():
             live = c.v_pu > 0.05
@@ -540,6 +544,10 @@ def plan_phases(
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),
         "excess": {k: round(v, 5) for k, v in ex.items()},
+        "vuf_over_allowed_bus_steps": {
+            k: int((c.vuf_pct > lin.vuf_allow + TOL_VUF_PCT).sum())
+            for k, c in (("before", before), ("after", best.check))
+        },
     }
     checks = {"none": none, "fixed": fixed, "before": before, "after": best.check}
     reason = _reason(ex, short, lin, best.check, best.vuf_slack)
