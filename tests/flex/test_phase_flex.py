@@ -208,7 +208,9 @@ def test_per_phase_limit_holds_in_the_full_power_flow(
     assert p.summary()["feasible"] is True
 
 
-def test_frequency_and_market_paths_use_the_same_fleet(fleet13: PhaseFleet) -> None:
+def test_frequency_and_market_paths_use_the_same_fleet(
+    fleet13: PhaseFleet, plan13: PhasePlan
+) -> None:
     from gridpilot.control.frequency import FrequencySystem, compare
 
     step = int(np.median(fleet13.fleet.ev.arrival)) + 2
@@ -221,6 +223,15 @@ def test_frequency_and_market_paths_use_the_same_fleet(fleet13: PhaseFleet) -> N
     assert bal.p_up_mw == pytest.approx(1500 * min(v["up_mw"] for v in per.values()))
     imp = compare(FrequencySystem(), 1000.0, resp)["nadir_improvement_pct"]
     assert isinstance(imp, float) and imp > 0
+    # the planned EV powers at that step (the same fleet's sessions) give the plan's headroom
+    from gridpilot.flex import phase_headroom
+
+    planned = plan13.ev_mw_at(step, len(fleet13.fleet.ev))
+    assert planned.shape == (len(fleet13.fleet.ev),) and np.any(planned != 0)
+    hp = phase_headroom(fleet13, step, planned)
+    plugged = (fleet13.fleet.ev.arrival <= step) & (fleet13.fleet.ev.departure > step)
+    assert np.all(planned[~plugged] == 0)
+    assert hp["down_mw"] > head["down_mw"]  # uncontrolled charging at full power leaves none
     res, s = clear_by_phase(fleet13, step)
     assert s["traded_wh"] == res.volume_wh > 0
     assert sum(s["inside_phase_wh"].values()) + s["across_phases_wh"] == s["traded_wh"]

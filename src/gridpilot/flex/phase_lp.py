@@ -15,7 +15,7 @@ limits, then the per-phase peaks and the energy price.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,7 +38,8 @@ class Devices:
     sessions' energy bounds ``e_lo``/``e_hi`` relative to arrival. Batteries and water
     heaters are aggregated per point (``b_*`` / ``w_*`` arrays over points; empty in
     ``balance`` mode). ``p_fixed`` (points x T) is what is not scheduled (PV, and in
-    ``balance`` mode the batteries' and water heaters' own behaviour).
+    ``balance`` mode the batteries' and water heaters' own behaviour). ``sess``: each
+    session's position in the fleet's EV table.
     """
 
     T: int
@@ -64,6 +65,7 @@ class Devices:
     w_e0: np.ndarray
     w_hi: np.ndarray
     w_draw: np.ndarray
+    sess: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass

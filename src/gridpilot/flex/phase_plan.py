@@ -108,7 +108,8 @@ class PhasePlan:
     """A phase-aware plan: point draws, the EV schedule, and the checks before and after.
 
     ``p_mw`` (points x steps) is each injection point's net draw; ``ev`` the EV columns
-    (session, phase, step, MW charged, MW discharged); ``checks`` the full power flows without
+    (session: position in the fleet's EV table, phase 1-3, horizon step, MW charged, MW
+    discharged); ``checks`` the full power flows without
     the fleet (``none``), with its fixed part only (``fixed``), with the uncontrolled fleet
     (``before``) and with the plan (``after``); ``feasible`` whether ``after`` keeps every limit (see the module doc).
     """
@@ -121,6 +122,14 @@ class PhasePlan:
     feasible: bool
     reason: str
     stats: dict[str, Any] = field(default_factory=dict)
+
+    def ev_mw_at(self, step: int, n_sessions: int) -> np.ndarray:
+        """Net planned power (MW) of every EV session of the fleet (``n_sessions``) at absolute
+        ``step`` (0 outside the plan), e.g. for :func:`~gridpilot.flex.phase_headroom`."""
+        k = int(step) - int(self.steps[0])
+        sel = self.ev["step"] == k
+        net = self.ev["charge_mw"][sel] - self.ev["discharge_mw"][sel]
+        return np.bincount(self.ev["session"][sel], net, n_sessions)
 
     def summary(self) -> dict[str, Any]:
         """VUF, voltages and phase demand before/after, EV energy, rounds and times.
@@ -194,6 +203,7 @@ def devices(pf: PhaseFleet, points: list[tuple[str, int]], cfg: PhasePlanConfig)
         e_lo=np.minimum(ev.soc_floor[sess] * ev.e_cap_mwh[sess] - ev.e_arr_mwh[sess], 0.0),
         e_hi=ev.e_cap_mwh[sess] - ev.e_arr_mwh[sess],
         p_fixed=fixed,
+        sess=sess,
         **stores,
     )
 
@@ -387,7 +397,13 @@ def _excess(lin: _Lin, c: Check, limit_mw: np.ndarray) -> dict[str, float]:
 def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     c, di = x[cols["ev_c"]], cols["ev_d"]
     dis = np.where(di >= 0, x[np.maximum(di, 0)], 0.0)
-    return {"session": d.es, "phase": d.ephi + 1, "step": d.et, "charge_mw": c, "discharge_mw": dis}
+    return {
+        "session": d.sess[d.es] if d.sess.size else d.es,
+        "phase": d.ephi + 1,
+        "step": d.et,
+        "charge_mw": c,
+        "discharge_mw": dis,
+    }
 
 
 def _assignment(d: Devices, ev: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -525,7 +541,7 @@ def plan_phases(
     best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
     ex = _excess(lin, best.check, lim.phase_mw)
     ev = best.ev
-    got = np.bincount(ev["session"], (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
+    got = np.bincount(d.es, (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
     short = float(np.maximum(d.need - got, 0).sum())
     stats = {
         "grid": grid.name,
