@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,10 @@ pytestmark = [
 ]
 
 
-def serve_feeder(name: str, hosting_dir: Path | None = None) -> tuple[str, Any, Any]:
-    """The feeder view of ``name`` on a free port: (base URL, keys, server)."""
+def serve_feeder(
+    name: str, hosting_dir: Path | None = None
+) -> tuple[str, Any, Callable[[], None]]:
+    """The feeder view of ``name`` on a free port: (base URL, keys, stop)."""
     import uvicorn
 
     from gridpilot.api import KeyStore
@@ -39,7 +41,14 @@ def serve_feeder(name: str, hosting_dir: Path | None = None) -> tuple[str, Any, 
     app = create_feeder_app(load_grid(name), keys, hosting_dir=hosting_dir)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        # joined, so the server thread is not still writing when the interpreter exits
+        srv.should_exit = True
+        thread.join(timeout=15)
+
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -47,14 +56,14 @@ def serve_feeder(name: str, hosting_dir: Path | None = None) -> tuple[str, Any, 
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    return base, keys, srv
+    return base, keys, stop
 
 
 @pytest.fixture
 def ieee123() -> Iterator[tuple[str, Any]]:
-    base, keys, srv = serve_feeder("ieee123")
+    base, keys, stop = serve_feeder("ieee123")
     yield base, keys
-    srv.should_exit = True
+    stop()
 
 
 def _shots(tmp_path: Path) -> Path:
@@ -149,7 +158,7 @@ def test_ieee8500_first_draw_is_timed(tmp_path: Path) -> None:
     """ieee8500's ~4,900 buses from their coordinates: time to first draw (printed)."""
     from playwright.sync_api import sync_playwright
 
-    base, keys, srv = serve_feeder("ieee8500")
+    base, keys, stop = serve_feeder("ieee8500")
     shots = _shots(tmp_path)
     try:
         httpx.get(
@@ -171,6 +180,6 @@ def test_ieee8500_first_draw_is_timed(tmp_path: Path) -> None:
             page.screenshot(path=str(shots / "feeder_ieee8500.png"), full_page=True)
             browser.close()
     finally:
-        srv.should_exit = True
+        stop()
     print(json.dumps({k: round(v, 1) for k, v in t.items()}))
     assert t["draw_ms"] < 1000 and t["first_draw_ms"] < 15_000
