@@ -103,13 +103,18 @@ def apply_switches(grid: ThreePhaseGrid, closed: Mapping[str, bool]) -> ThreePha
 
 
 def _node_edges(
-    grid: ThreePhaseGrid, index: dict[tuple[str, int], int], switches: bool
+    grid: ThreePhaseGrid,
+    index: dict[tuple[str, int], int],
+    switches: bool,
+    also: set[str] | None = None,
 ) -> tuple[list[int], list[int]]:
-    """Node-level edges of closed branches (switches only if ``switches``) and transformers."""
+    """Node-level edges of closed branches (switches, and the branches named in ``also``,
+    only if ``switches``) and transformers (only if not)."""
     a: list[int] = []
     b: list[int] = []
     for br in grid.branches:
-        if not (br.enabled and br.closed) or (br.kind == "switch") != switches:
+        sw = br.kind == "switch" or br.name.lower() in (also or set())
+        if not (br.enabled and br.closed) or sw != switches:
             continue
         for n1, n2 in zip(br.t1.nodes, br.t2.nodes, strict=False):
             if n1 > 0 and n2 > 0:
@@ -256,7 +261,8 @@ class SwitchingSolver:
     (:meth:`solve`): remove the open switches' stamps, keep the energised rows, factorise
     them and run the twin's fixed-point iteration; dead node-phases stay at 0 V. ``taps``
     and ``caps`` (as :meth:`UnbalancedTwin.taps` / ``cap_states`` give them) fix the
-    regulators and capacitors; by default the grid's own.
+    regulators and capacitors; by default the grid's own. ``switchable`` names further
+    branches (lines a fuse or recloser sits on) that may be opened like switches.
     """
 
     def __init__(
@@ -265,15 +271,22 @@ class SwitchingSolver:
         taps: Mapping[str, float] | None = None,
         caps: Mapping[str, list[int]] | None = None,
         opts: SolveOptions | None = None,
+        switchable: tuple[str, ...] = (),
     ) -> None:
         from gridpilot.twin.unbalanced.network import variable_y
         from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
         self.grid = grid
-        self.switches = switch_names(grid)
+        extra = {x.lower() for x in switchable}
+        known = {b.name.lower() for b in grid.branches if b.enabled}
+        for x in sorted(extra - known):
+            raise UnknownComponentError("branch", x)
+        self.switches = switch_names(grid) + sorted(extra - set(switch_names(grid)))
         self.normal = {b.name.lower(): b.closed for b in grid.branches
-                       if b.kind == "switch" and b.enabled}  # fmt: skip
-        closed_all = apply_switches(grid, dict.fromkeys(self.switches, True))
+                       if b.enabled and (b.kind == "switch" or b.name.lower() in extra)}  # fmt: skip
+        closed_all = dataclasses.replace(grid, branches=[
+            dataclasses.replace(b, closed=True) if b.enabled and b.name.lower() in self.normal else b
+            for b in grid.branches])  # fmt: skip
         self.twin = UnbalancedTwin(closed_all, opts)
         for k, t in (taps or {}).items():
             self.twin.set_tap(k, t)
@@ -286,7 +299,7 @@ class SwitchingSolver:
         self._stamps: dict[str, sp.csc_matrix] = {}
         self._edges: dict[str, tuple[list[int], list[int]]] = {}
         for b in closed_all.branches:
-            if b.kind == "switch" and b.enabled:
+            if b.enabled and b.name.lower() in self.normal:
                 idx = net.terminal_idx([b.t1, b.t2])
                 ii, jj = np.meshgrid(idx, idx, indexing="ij")
                 keep = (ii >= 0) & (jj >= 0)
@@ -296,7 +309,7 @@ class SwitchingSolver:
                 ends = [(net.index[(b.t1.bus, x)], net.index[(b.t2.bus, y)])
                         for x, y in zip(b.t1.nodes, b.t2.nodes, strict=False) if x > 0 and y > 0]  # fmt: skip
                 self._edges[b.name.lower()] = ([e[0] for e in ends], [e[1] for e in ends])
-        fa, fb = _node_edges(closed_all, net.index, False)
+        fa, fb = _node_edges(closed_all, net.index, False, set(self.normal))
         self._fixed = (np.array(fa, np.int64), np.array(fb, np.int64))
         self._src = _source_idx(closed_all, net.index)
         self._load_nodes = [
@@ -326,6 +339,18 @@ class SwitchingSolver:
                 b.append(np.array(self._edges[k][1], np.int64))
         return _reach(self.net.n, np.concatenate(a), np.concatenate(b), self._src)
 
+    def factor(self, closed: Mapping[str, bool] | None = None) -> tuple[MaskedFactor, np.ndarray]:
+        """The factorised system matrix (loads as their nominal admittance) of a switch
+        state's energised part, and the energised mask per node-phase."""
+        st = self.state(closed)
+        live = self.energised(st)
+        y = self.y_all
+        opened = [self._stamps[k] for k, on in st.items() if not on]
+        if opened:
+            y = y - sum(opened[1:], opened[0])
+        keep = np.flatnonzero(live)
+        return MaskedFactor(y[keep][:, keep].tocsc(), keep, self.net.n), live
+
     def solve(
         self, closed: Mapping[str, bool] | None = None, load_mult: float = 1.0
     ) -> SwitchedResult:
@@ -336,13 +361,7 @@ class SwitchingSolver:
         from gridpilot.twin.unbalanced.solver import solve_steps
 
         st = self.state(closed)
-        live = self.energised(st)
-        y = self.y_all
-        opened = [self._stamps[k] for k, on in st.items() if not on]
-        if opened:
-            y = y - sum(opened[1:], opened[0])
-        keep = np.flatnonzero(live)
-        fac = _MaskedFactor(y[keep][:, keep].tocsc(), keep, self.net.n)
+        fac, live = self.factor(st)
         tw = self.twin
         s = tw.base_powers(load_mult)
         with one_blas_thread():
@@ -367,7 +386,7 @@ class SwitchingSolver:
         return SwitchedResult(res, live, dead, served, unserved, dead_loads)
 
 
-class _MaskedFactor:
+class MaskedFactor:
     """Solves the energised rows only; dead node-phases get 0."""
 
     def __init__(self, y: sp.csc_matrix, keep: np.ndarray, n: int) -> None:
