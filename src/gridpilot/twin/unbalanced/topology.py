@@ -228,17 +228,29 @@ def solve_switched(
     closed: Mapping[str, bool] | None = None,
     control_mode: str = "static",
     load_mult: float = 1.0,
+    start: UnbalancedResult | None = None,
 ) -> SwitchedResult:
     """Solve ``grid`` with the named switches set (``{"sw3": False}`` opens sw3; others stay
     as modelled): only the energised part is solved, in a fresh
     :class:`~gridpilot.twin.unbalanced.UnbalancedTwin` with ``control_mode`` (``"static"`` or
-    ``"off"``); dead node-phases come back at 0 V. Returns a :class:`SwitchedResult`
+    ``"off"``; regulators and capacitors start where ``start``, an earlier result, left
+    them); dead node-phases come back at 0 V. Returns a :class:`SwitchedResult`
     (voltages per node-phase in V and pu, served and unserved kW)."""
     from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
     g = apply_switches(grid, closed or {})
     sub = energised_subgrid(g)
-    res = UnbalancedTwin(sub).powerflow(control_mode, load_mult)
+    twin = UnbalancedTwin(sub)
+    if start is not None:
+        have = twin.taps()
+        for k, t in start.taps.items():
+            if k in have:
+                twin.set_tap(k, t)
+        on = {c.name.lower() for c in sub.capacitors if c.enabled}
+        for k, st in start.cap_states.items():
+            if k in on:
+                twin.set_cap(k, st)
+    res = twin.powerflow(control_mode, load_mult)
     nodes = g.nodes()
     pos = {nd: i for i, nd in enumerate(res.nodes)}
     idx = np.array([pos.get(nd, -1) for nd in nodes], np.int64)
@@ -312,7 +324,7 @@ class SwitchingSolver:
         fa, fb = _node_edges(closed_all, net.index, False, set(self.normal))
         self._fixed = (np.array(fa, np.int64), np.array(fb, np.int64))
         self._src = _source_idx(closed_all, net.index)
-        self._load_nodes = [
+        self.load_nodes = [
             (ld, [net.index[(ld.terminal.bus, k)] for k in ld.terminal.nodes if k > 0])
             for ld in closed_all.loads if ld.enabled and ld.kind == "load"
         ]  # fmt: skip
@@ -338,6 +350,14 @@ class SwitchingSolver:
                 a.append(np.array(self._edges[k][0], np.int64))
                 b.append(np.array(self._edges[k][1], np.int64))
         return _reach(self.net.n, np.concatenate(a), np.concatenate(b), self._src)
+
+    def unserved_kw(
+        self, closed: Mapping[str, bool] | None = None, load_mult: float = 1.0
+    ) -> float:
+        """Nominal kW of the loads not fully energised in a switch state (no power flow)."""
+        live = self.energised(closed)
+        return float(sum(ld.kw * (load_mult if ld.status == "variable" else 1.0)
+                         for ld, idx in self.load_nodes if not live[idx].all()))  # fmt: skip
 
     def factor(self, closed: Mapping[str, bool] | None = None) -> tuple[MaskedFactor, np.ndarray]:
         """The factorised system matrix (loads as their nominal admittance) of a switch
@@ -375,7 +395,7 @@ class SwitchingSolver:
     def _wrap(self, res: UnbalancedResult, live: np.ndarray, mult: float) -> SwitchedResult:
         served = unserved = 0.0
         dead_loads: list[str] = []
-        for ld, idx in self._load_nodes:
+        for ld, idx in self.load_nodes:
             kw = ld.kw * (mult if ld.status == "variable" else 1.0)
             if live[idx].all():
                 served += kw
