@@ -56,6 +56,8 @@ from gridpilot.twin.unbalanced.topology import (
 
 log = logging.getLogger(__name__)
 
+EXHAUSTIVE_MAX_SWITCHES = 12  # a plan failing the limits is searched again over all states
+
 
 @dataclass
 class _Plan:
@@ -275,10 +277,51 @@ class Flisr3pEngine:
                 shed.append(cut)
         chk, by = self.final_check(st)
         if not chk.ok:
+            alt = self._fallback(section, st, isolate)
+            if alt is not None:
+                notes.append(f"the greedy plan failed the limits ({chk.why}); {alt[1]}")
+                st = alt[0]
+                restore = sorted(
+                    k for k in self.sections.ends if st[k] and not self.solver.normal[k]
+                )
+                shed = sorted(k for k in self.sections.ends
+                              if not st[k] and self.solver.normal[k] and k not in isolate)  # fmt: skip
+                chk, by = self.final_check(st)
+        if not chk.ok:
             notes.append(f"final state fails the limits: {chk.why}")
         p = _Plan(section, isolate, reclose, restore, shed, st, chk, interrupted, notes, by)
         self._plans[key] = p
         return p
+
+    def _fallback(
+        self, section: int, st: dict[str, bool], isolate: list[str]
+    ) -> tuple[dict[str, bool], str] | None:
+        """When the greedy plan fails the limits: the radial state keeping the faulted section
+        dead that serves most within them - every switch state when the feeder has at most
+        :data:`EXHAUSTIVE_MAX_SWITCHES` free switches, else one exchange or one opening from
+        the greedy state. None if nothing holds the limits."""
+        sec = self.sections
+        free = sorted(k for k in sec.ends if k not in isolate)
+        if len(free) <= EXHAUSTIVE_MAX_SWITCHES:
+            import itertools
+
+            cands = [{**st, **dict(zip(free, bits, strict=True))}
+                     for bits in itertools.product((False, True), repeat=len(free))]  # fmt: skip
+            how = f"searched all {len(cands)} states of the {len(free)} free switches"
+        else:
+            opened = [k for k in free if st[k]]
+            cands = [{**st, k: False} for k in opened]
+            cands += [{**st, t: True, k: False} for t in free if not st[t] for k in opened]
+            how = "searched single exchanges and openings"
+        ranked = []
+        for c in cands:
+            if sec.radial(c):
+                ranked.append((-self._unserved(c), c))
+        ranked.sort(key=lambda x: x[0], reverse=True)
+        for _, c in ranked:
+            if self.final_check(c)[0].ok:
+                return c, how
+        return None
 
     def _unserved(self, st: Mapping[str, bool]) -> float:
         return self.solver.unserved_kw(st, self.load_mult)

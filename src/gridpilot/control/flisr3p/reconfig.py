@@ -63,29 +63,13 @@ class Reconfig3pResult:
         }
 
 
-def _radial(eng: Flisr3pEngine, state: dict[str, bool]) -> bool:
-    """No loop among sections joined by closed switches."""
-    parent = list(range(eng.sections.count))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for s, (a, b) in eng.sections.ends.items():
-        if state[s] and a != b:
-            ra, rb = root(a), root(b)
-            if ra == rb:
-                return False
-            parent[ra] = rb
-    return True
-
-
 def _score(eng: Flisr3pEngine, state: dict[str, bool], lost0: float) -> float | None:
     """Losses (kW) of a feasible candidate, None if it is not radial, loses load or breaks
     the limits."""
-    if not _radial(eng, state) or eng.solver.unserved_kw(state, eng.load_mult) > lost0 + 1e-9:
+    if (
+        not eng.sections.radial(state)
+        or eng.solver.unserved_kw(state, eng.load_mult) > lost0 + 1e-9
+    ):
         return None
     _out, chk = eng.evaluate(state)
     return chk.losses_kw if chk.ok else None

@@ -69,6 +69,24 @@ class Sections3p:
         st = closed or self.normal
         return [s for s, (x, y) in self.ends.items() if st[s] and section in (x, y) and x != y]
 
+    def radial(self, state: dict[str, bool]) -> bool:
+        """No loop among sections joined by the switches closed in ``state``."""
+        parent = list(range(self.count))
+
+        def root(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for s, (a, b) in self.ends.items():
+            if state[s] and a != b:
+                ra, rb = root(a), root(b)
+                if ra == rb:
+                    return False
+                parent[ra] = rb
+        return True
+
     def ties(self) -> list[str]:
         """The normally-open switches."""
         return [s for s, on in self.normal.items() if not on]
