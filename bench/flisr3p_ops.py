@@ -91,7 +91,7 @@ def flisr_row(name: str, n_faults: int, replay: bool = True) -> dict[str, Any]:
     return {"grid": name, "capability": "flisr", "decision_ms_p50": round(float(np.percentile(a, 50)), 4),
             "decision_ms_p99": round(float(np.percentile(a, 99)), 4), "faults": n_faults,
             "lockouts": lockouts, "verified": verified, "sections": eng.sections.count,
-            "switches": len(eng.solver.normal), "ties": len(eng.sections.ties()),
+            "switches": len(eng.sections.ends), "ties": len(eng.sections.ties()),
             "fuses": len(scheme.fuses), "build_s": round(build_s, 2), "precompute_s": round(pre_s, 2),
             "opendss_served_err_kw": round(err, 6), "opendss_violations": viol,
             "opendss_faulted_live": live, "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip

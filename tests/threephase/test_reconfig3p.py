@@ -62,9 +62,9 @@ def test_reconfiguration_equals_the_exhaustive_optimum_in_opendss():
         if ok and (best is None or m.losses_kw < best[0]):
             best = (m.losses_kw, state)
     assert best is not None
-    assert res.after.losses_kw == pytest.approx(best[0], abs=1e-3)
+    assert res.after.losses_kw == pytest.approx(best[0], abs=2e-3)
     dss_apply_state(sess, g, res.state, taps, "off")
-    assert dss_state_metrics(sess).losses_kw == pytest.approx(best[0], abs=1e-3)
+    assert dss_state_metrics(sess).losses_kw == pytest.approx(best[0], abs=2e-3)
 
 
 def test_cli_reconfigure_and_flisr_on_ieee123(tmp_path):

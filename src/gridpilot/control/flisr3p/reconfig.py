@@ -5,7 +5,8 @@ serves; each is solved in the three-phase twin (taps and capacitors as the stati
 left them in the starting state) and must hold the limits per node-phase and branch-phase
 (the band widened to the starting state's extremes unless limits are asked for). With at most
 :data:`EXHAUSTIVE_MAX_SWITCHES` switches every state is tried (the optimum over the
-switches); above that, branch exchange: close a tie, open the switch on its loop that lowers
+switches; a state must save more than :data:`MIN_GAIN_KW` over the starting state); above
+that, branch exchange: close a tie, open the switch on its loop that lowers
 losses most, until no exchange helps.
 """
 
@@ -25,6 +26,7 @@ from gridpilot.model.threephase import ThreePhaseGrid
 log = logging.getLogger(__name__)
 
 EXHAUSTIVE_MAX_SWITCHES = 12
+MIN_GAIN_KW = 1e-3  # a switching change must save more than this (else the start state stays)
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _exhaustive(eng: Flisr3pEngine, lost0: float) -> tuple[dict[str, bool], floa
     for bits in itertools.product((False, True), repeat=len(names)):
         st = {**eng.solver.normal, **dict(zip(names, bits, strict=True))}
         loss = _score(eng, st, lost0)
-        if loss is not None and loss < best_loss - 1e-9:
+        if loss is not None and loss < best_loss - MIN_GAIN_KW:
             best, best_loss = st, loss
     return best, best_loss
 
@@ -96,7 +98,7 @@ def _branch_exchange(eng: Flisr3pEngine, lost0: float) -> tuple[dict[str, bool],
             for sw in [s for s, on in st.items() if on and s in eng.sections.ends]:
                 cand = {**st, tie: True, sw: False}
                 c = _score(eng, cand, lost0)
-                if c is not None and c < loss - 1e-9 and (move is None or c < move[0]):
+                if c is not None and c < loss - MIN_GAIN_KW and (move is None or c < move[0]):
                     move = (c, cand)
         if move is None:
             return st, loss
