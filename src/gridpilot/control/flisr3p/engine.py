@@ -203,14 +203,21 @@ class Flisr3pEngine:
             b = b.lower()
             if b not in st:
                 raise UnknownComponentError("protection branch", b)
-            if b in sec.ends and section in sec.ends[b]:
+            if section in self._sections_of(b):  # it bounds or lies in the faulted section
                 st[b] = False
                 if b not in isolate:
                     isolate.append(b)
-            elif b in sec.ends or b in self.protection:
+            else:
                 st[b] = True
                 reclose.append(b)
         return st, isolate, reclose
+
+    def _sections_of(self, branch: str) -> set[int]:
+        """Sections at the two ends of a branch (a switch or a protected line)."""
+        if branch in self.sections.ends:
+            return set(self.sections.ends[branch])
+        b = next(x for x in self.grid.branches if x.name.lower() == branch)
+        return {self.sections.of_bus[b.t1.bus], self.sections.of_bus[b.t2.bus]}
 
     def _islands(self, st: dict[str, bool], section: int) -> list[set[int]]:
         sec = self.sections
