@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--faults", type=int, default=40)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     for name in args.grids:
         for cap in args.only:
             row = flisr_row(name, args.faults) if cap == "flisr" else reconfig_row(name)

@@ -144,3 +144,12 @@ def test_fuse_saving_and_lockout(solver123, scheme123, g123):
     trunk = _outcome(sv, scheme123, "l60", "3ph")
     assert trunk.opened == ["sw1"] and trunk.events[-1][2] == "lockout"
     assert trunk.fpi["sw1"] and trunk.fpi["sw2"] and not trunk.fpi["sw3"]
+
+
+def test_ties_of_ieee8500_are_its_disabled_switches():
+    g0 = load_grid("ieee8500")
+    g = normalise_ties(g0)
+    disabled = sorted(b.name.lower() for b in g0.branches if b.kind == "switch" and not b.enabled)
+    assert sorted(g.meta["ties"]) == disabled and len(disabled) == 5
+    sw = {b.name.lower(): b for b in g.branches}
+    assert all(sw[t].enabled and not sw[t].closed for t in disabled)

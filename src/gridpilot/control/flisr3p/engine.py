@@ -57,6 +57,7 @@ from gridpilot.twin.unbalanced.topology import (
 log = logging.getLogger(__name__)
 
 EXHAUSTIVE_MAX_SWITCHES = 12  # a plan failing the limits is searched again over all states
+FALLBACK_MAX_CHECKS = 12  # above that, the moves serving most are solved, at most this many
 
 
 @dataclass
@@ -306,7 +307,8 @@ class Flisr3pEngine:
         """When the greedy plan fails the limits: the radial state keeping the faulted section
         dead that serves most within them - every switch state when the feeder has at most
         :data:`EXHAUSTIVE_MAX_SWITCHES` free switches, else one exchange or one opening from
-        the greedy state. None if nothing holds the limits."""
+        the greedy state (of these, the :data:`FALLBACK_MAX_CHECKS` serving most are
+        solved). None if none of them holds the limits."""
         sec = self.sections
         free = sorted(k for k in sec.ends if k not in isolate)
         if len(free) <= EXHAUSTIVE_MAX_SWITCHES:
@@ -315,17 +317,19 @@ class Flisr3pEngine:
             cands = [{**st, **dict(zip(free, bits, strict=True))}
                      for bits in itertools.product((False, True), repeat=len(free))]  # fmt: skip
             how = f"searched all {len(cands)} states of the {len(free)} free switches"
+            limit = len(cands)
         else:
             opened = [k for k in free if st[k]]
             cands = [{**st, k: False} for k in opened]
             cands += [{**st, t: True, k: False} for t in free if not st[t] for k in opened]
             how = "searched single exchanges and openings"
+            limit = FALLBACK_MAX_CHECKS
         ranked = []
         for c in cands:
             if sec.radial(c):
                 ranked.append((-self._unserved(c), c))
         ranked.sort(key=lambda x: x[0], reverse=True)
-        for _, c in ranked:
+        for _, c in ranked[:limit]:
             if self.final_check(c)[0].ok:
                 return c, how
         return None
@@ -365,7 +369,11 @@ class Flisr3pEngine:
         t0 = time.perf_counter()
         for s in range(self.sections.count):
             if s != self.sections.source and self.sections.load_kw[s] >= 0:
+                t1 = time.perf_counter()
                 self.plan(s, opened)
+                log.info(
+                    "%s: section %d planned in %.2f s", self.grid.name, s, time.perf_counter() - t1
+                )
         return time.perf_counter() - t0
 
     # --- respond ----------------------------------------------------------------------
