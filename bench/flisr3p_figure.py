@@ -11,12 +11,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from gridpilot.agent.flisr3p_run import build_flisr3p, respond_to_fault  # noqa: E402
-from gridpilot.model import load_grid  # noqa: E402
-from gridpilot.twin.hosting.profiles import bus_xy  # noqa: E402
-from gridpilot.twin.unbalanced.faults import Fault  # noqa: E402
+from gridpilot.agent.flisr3p_run import build_flisr3p, respond_to_fault
+from gridpilot.model import load_grid
+from gridpilot.twin.hosting.profiles import bus_xy
+from gridpilot.twin.unbalanced.faults import Fault
 
 
 def main() -> None:
