@@ -20,8 +20,9 @@ Planning a faulted section (:meth:`Flisr3pEngine.plan`):
 
 Every candidate state is solved in the twin with the pre-fault taps frozen and checked per
 node-phase (the band's lower edge: restoring load only lowers voltages) and per branch-phase
-(loading); a candidate failing that is solved again with the regulators' and capacitors'
-static controls acting (as they will within a minute) and then checked against the whole
+(loading); taken in order of load restored, the first that holds wins, and up to
+:data:`STATIC_CHECKS` failing it on the way are solved again with the regulators' and
+capacitors' static controls acting (as they will within a minute), checked against the whole
 band. The final state is always verified that way: ``verified`` means the three-phase twin,
 with its controls, holds every node-phase in the band and every branch-phase within its
 loading limit. The band is widened to the pre-fault extremes when the feeder
@@ -57,6 +58,7 @@ from gridpilot.twin.unbalanced.topology import (
 log = logging.getLogger(__name__)
 
 EXHAUSTIVE_MAX_SWITCHES = 12  # a plan failing the limits is searched again over all states
+STATIC_CHECKS = 3  # candidates failing with frozen taps re-solved with the controls, per island
 FALLBACK_MAX_CHECKS = 12  # above that, the moves serving most are solved, at most this many
 
 
@@ -347,21 +349,25 @@ class Flisr3pEngine:
                 if not st[s] and section not in (x, y)
                 and ((x in island and y in live) or (y in island and x in live))]  # fmt: skip
         cuts = [""] + [s for s, (x, y) in sec.ends.items() if st[s] and x in island and y in island]
-        best: tuple[float, float, str, str] | None = None
+        cands = []
         for cut in cuts:
             for tie in ties:
                 cand = {**st, tie: True}
                 if cut:
                     cand[cut] = False
-                out, ok = self.feasible(cand)
-                if not ok:
-                    continue
-                score = (out.served_kw, -out.result.losses_kw)
-                if best is None or score > best[:2]:
-                    best = (score[0], score[1], tie, cut)
-            if best is not None and cut == "":
-                break  # a whole-island restoration needs no shedding
-        return None if best is None else (best[2], best[3])
+                out, _ = self.evaluate(cand)
+                ok = check_state(out, self.limits, upper=False).ok
+                cands.append((out.served_kw, -out.result.losses_kw, ok, tie, cut, cand))
+        cands.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        static_left = STATIC_CHECKS
+        for _, _, ok, tie, cut, cand in cands:  # most load first: the first that holds wins
+            if ok:
+                return tie, cut
+            if static_left > 0:
+                static_left -= 1
+                if self.verify(cand)[1].ok:
+                    return tie, cut
+        return None
 
     def precompute(self, opened: tuple[str, ...] = ()) -> float:
         """Plan a fault in every section but the source's, with ``opened`` protection
