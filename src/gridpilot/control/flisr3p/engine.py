@@ -309,8 +309,9 @@ class Flisr3pEngine:
         """When the greedy plan fails the limits: the radial state keeping the faulted section
         dead that serves most within them - every switch state when the feeder has at most
         :data:`EXHAUSTIVE_MAX_SWITCHES` free switches, else one exchange or one opening from
-        the greedy state (of these, the :data:`FALLBACK_MAX_CHECKS` serving most are
-        solved). None if none of them holds the limits."""
+        the greedy state (of these, the :data:`FALLBACK_MAX_CHECKS` serving most are solved,
+        at most :data:`STATIC_CHECKS` with the static controls). None if none holds the
+        limits."""
         sec = self.sections
         free = sorted(k for k in sec.ends if k not in isolate)
         if len(free) <= EXHAUSTIVE_MAX_SWITCHES:
@@ -331,9 +332,14 @@ class Flisr3pEngine:
             if sec.radial(c):
                 ranked.append((-self._unserved(c), c))
         ranked.sort(key=lambda x: x[0], reverse=True)
+        static_left = len(ranked) if limit == len(cands) else STATIC_CHECKS
         for _, c in ranked[:limit]:
-            if self.final_check(c)[0].ok:
+            if self.evaluate(c)[1].ok:
                 return c, how
+            if static_left > 0:
+                static_left -= 1
+                if self.verify(c)[1].ok:
+                    return c, how
         return None
 
     def _unserved(self, st: Mapping[str, bool]) -> float:
