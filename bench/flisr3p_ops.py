@@ -1,8 +1,9 @@
 """Self-healing rows of ``bench/unbalanced_ops.py``: FLISR and loss reconfiguration on the
 three-phase feeders, each plan replayed in OpenDSS in the same run.
 
-* ``flisr``: a permanent fault (3ph, then SLG on the line's first phase) at the far end of
-  every ``--faults`` sampled line (seed 0) that the head recloser has to clear (lockout);
+* ``flisr``: a permanent fault (3ph or SLG, alternately) at the far end of ``--faults``
+  sampled three-phase lines (seed 0; the laterals are fused); FLISR where the head recloser
+  locks out;
   ``decision_ms`` = indications to plan (plans precomputed per section at start-up:
   ``precompute_s``); each plan replayed in OpenDSS: ``opendss_served_err_kw`` the largest
   |served kW ours − OpenDSS|, ``opendss_violations`` plans whose replay leaves a node-phase
@@ -43,14 +44,15 @@ TOL_PU = 1e-4
 
 
 def _faults(eng: Any, n: int) -> list[Fault]:
-    lines = [b for b in eng.grid.branches if b.enabled and b.kind == "line"]
+    """``n`` sampled main-feeder faults (three-phase lines: the laterals are fused), half
+    3ph, half SLG on a rotating phase."""
+    lines = [b for b in eng.grid.branches if b.enabled and b.kind == "line" and b.phases == 3]
     rng = np.random.default_rng(0)
     pick = sorted(rng.choice(len(lines), min(n, len(lines)), replace=False))
     out = []
-    for i in pick:
+    for j, i in enumerate(pick):
         b = lines[i]
-        ph = [k for k in b.t2.nodes if 0 < k <= 3]
-        out.append(Fault(b.name, "3ph") if len(ph) == 3 else Fault(b.name, "slg", ph[0]))
+        out.append(Fault(b.name, "3ph") if j % 2 == 0 else Fault(b.name, "slg", 1 + (j // 2) % 3))
     return out
 
 
