@@ -4,13 +4,14 @@ The devices come from the feeder's own ``Fuse``/``Recloser`` definitions when it
 otherwise (the IEEE 123- and 8500-node scripts define none) :meth:`ProtectionScheme.for_grid`
 places them as a utility would: a recloser on the feeder head (the most upstream line or
 switch that carries the whole feeder) and a fuse at the start of every lateral (a line that
-leaves a bus with fewer phases than the bus has). Ratings follow the pre-fault load:
+leaves a bus with fewer phases than the bus has and feeds a load: not a capacitor's
+connection). Ratings follow the pre-fault load:
 
 - fuse: the next standard T-link rating above 1.5 × the lateral's peak phase current;
   minimum-melt time ``t_mm = 4 / (M² − 1) + 0.02`` s with ``M = I / (2·rating)``, total
   clearing ``1.25·t_mm + 0.01`` s (an I²t-shaped curve; no melting below 2 × rating);
-- recloser: phase pickup 2 × the head's pre-fault phase current, ground (residual) pickup
-  ``max(2 × pre-fault residual, 0.3 × phase pickup)``; two fast shots
+- recloser: phase pickup 1.5 × the head's pre-fault phase current (reach to the far end of
+  a long feeder), ground (residual) pickup ``max(2 × pre-fault residual, 0.3 × phase pickup)``; two fast shots
   ``t = 0.016 + 0.02 / (M² − 1)`` then two delayed ``t = 0.5 + 5 / (M² − 1)``, then lockout.
 
 :func:`simulate_protection` plays the sequence against a
@@ -41,6 +42,7 @@ T_LINKS_A = (6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 65, 80, 100, 140, 200)
 FPI_MIN_A = 50.0
 FPI_FACTOR = 2.5
 SHOTS = ("fast", "fast", "delayed", "delayed")
+PICKUP_FACTOR = 1.5  # recloser phase pickup over the head's pre-fault peak phase current
 
 
 def fuse_melt_s(i_a: float, rating_a: float) -> float:
@@ -187,16 +189,46 @@ def _placed_devices(
         out.append(
             Device(f"recloser_{head}", "recloser", head, 0.0, 2 * peak, max(2 * res, 0.6 * peak))
         )
+    loaded = {ld.terminal.bus for ld in grid.loads if ld.enabled and ld.kind == "load"}
     for n, b in lines.items():
         if b.kind != "line" or n not in orient:
             continue
-        up = orient[n][0]
-        if b.phases < phases.get(up, b.phases) and cur.get(n, (0.0, 0.0))[0] > 0:
+        up, down = orient[n]
+        if (b.phases < phases.get(up, b.phases) and cur.get(n, (0.0, 0.0))[0] > 0
+                and _feeds_load(grid, down, up, loaded)):  # fmt: skip
             out.append(Device(f"fuse_{n}", "fuse", n, _t_link(1.5 * cur[n][0])))
     log.info(
         "%s: placed %d fuses and %d recloser", grid.name, len(out) - bool(heads), int(bool(heads))
     )
     return out
+
+
+def _feeds_load(grid: ThreePhaseGrid, start: str, parent: str, loaded: set[str]) -> bool:
+    """Whether any load lies beyond ``start`` (seen from ``parent``): a lateral, not the
+    connection of a capacitor bank."""
+    adj = grid.__dict__.get("_p3p_adj")
+    if adj is None:
+        adj = {}
+        for b in grid.branches:
+            if b.enabled and b.closed:
+                adj.setdefault(b.t1.bus, []).append(b.t2.bus)
+                adj.setdefault(b.t2.bus, []).append(b.t1.bus)
+        for t in grid.transformers:
+            ws = [w.terminal.bus for w in t.windings]
+            for x in ws[1:]:
+                adj.setdefault(ws[0], []).append(x)
+                adj.setdefault(x, []).append(ws[0])
+        grid.__dict__["_p3p_adj"] = adj
+    seen, todo = {parent, start}, [start]
+    while todo:
+        u = todo.pop()
+        if u in loaded:
+            return True
+        for v in adj.get(u, []):
+            if v not in seen:
+                seen.add(v)
+                todo.append(v)
+    return False
 
 
 @dataclass
