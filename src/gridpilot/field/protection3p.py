@@ -4,8 +4,7 @@ The devices come from the feeder's own ``Fuse``/``Recloser`` definitions when it
 otherwise (the IEEE 123- and 8500-node scripts define none) :meth:`ProtectionScheme.for_grid`
 places them as a utility would: a recloser on the feeder head (the most upstream line or
 switch that carries the whole feeder) and a fuse at the start of every lateral (a line that
-leaves a bus with fewer phases than the bus has and feeds a load: not a capacitor's
-connection). Ratings follow the pre-fault load:
+reaches a bus with fewer phases than the bus it leaves, and feeds a load). Ratings follow the pre-fault load:
 
 - fuse: the next standard T-link rating above 1.5 × the lateral's peak phase current;
   minimum-melt time ``t_mm = 4 / (M² − 1) + 0.02`` s with ``M = I / (2·rating)``, total
@@ -186,15 +185,14 @@ def _placed_devices(
     if heads:
         head = min(heads, key=lambda n: depth[orient[n][0]])
         peak, res = cur[head]
-        out.append(
-            Device(f"recloser_{head}", "recloser", head, 0.0, 2 * peak, max(2 * res, 0.6 * peak))
-        )
+        pk = PICKUP_FACTOR * peak
+        out.append(Device(f"recloser_{head}", "recloser", head, 0.0, pk, max(2 * res, 0.3 * pk)))
     loaded = {ld.terminal.bus for ld in grid.loads if ld.enabled and ld.kind == "load"}
     for n, b in lines.items():
         if b.kind != "line" or n not in orient:
             continue
         up, down = orient[n]
-        if (b.phases < phases.get(up, b.phases) and cur.get(n, (0.0, 0.0))[0] > 0
+        if (phases.get(down, b.phases) < phases.get(up, b.phases) and cur.get(n, (0.0, 0.0))[0] > 0
                 and _feeds_load(grid, down, up, loaded)):  # fmt: skip
             out.append(Device(f"fuse_{n}", "fuse", n, _t_link(1.5 * cur[n][0])))
     log.info(
