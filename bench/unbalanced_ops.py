@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run every grid and capability, print one JSON row each."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grids", nargs="+", default=GRIDS)
-    ap.add_argument("--only", nargs="+", default=["cvr", "cvr_exp", "hosting_pv", "hosting_ev"])
+    ap.add_argument("--only", nargs="+",
+                    default=["cvr", "cvr_exp", "hosting_pv", "hosting_ev", "flisr", "reconfig"])  # fmt: skip
     ap.add_argument("--steps", type=int, default=96)
     ap.add_argument("--hc-nodes", type=int, default=None, help="sample this many node-phases")
     ap.add_argument("--workers", type=int, default=1)
@@ -150,7 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     for name in args.grids:
         for cap in args.only:
-            if cap.startswith("cvr"):
+            if cap in ("flisr", "reconfig"):  # self-healing rows: bench/flisr3p_ops.py
+                from flisr3p_ops import flisr_row, reconfig_row
+
+                row = flisr_row(name, 40) if cap == "flisr" else reconfig_row(name)
+            elif cap.startswith("cvr"):
                 row = cvr_row(name, args.steps, cap == "cvr_exp")
             else:
                 row = hosting_row(name, cap.split("_")[1], args.hc_nodes, args.workers)

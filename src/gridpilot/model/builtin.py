@@ -180,7 +180,7 @@ def list_grids() -> list[GridInfo]:
     return out
 
 
-THREE_PHASE_OPERATIONS = "powerflow, qsts, hosting capacity and CVR"
+THREE_PHASE_OPERATIONS = "powerflow, qsts, hosting capacity, CVR, flisr and reconfigure"
 
 
 def require_balanced(grid: object, what: str) -> Grid:
