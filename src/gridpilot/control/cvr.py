@@ -6,8 +6,11 @@ The previous period's taps are held while they keep the band; a tap step down (a
 regulators together, then each alone) is taken only where it saves at least
 ``min_gain_pct`` of the period's energy per operation; taps leaving the band are raised
 together until back in it (else the search starts from the state OpenDSS's own controls
-reach at the period's start, the baseline QSTS). Capacitors keep the baseline's state at the
-period's start (so they switch no more often than the baseline). Every chosen state is
+reach at the period's start, the baseline QSTS). Capacitors (``cap_search``) keep their
+state unless switching one (at most one per period) brings the period back into the band or
+saves ``min_gain_pct``; the taps are then chosen again. Smart inverters (the grid's
+``invcontrols``) follow their IEEE 1547 curves in every solve, in the baseline and here, so
+every tap and capacitor choice is verified with the inverters' reactive power. Every chosen state is
 solved exactly by the engine; energy is the substation's input. Savings exist only where
 loads draw less at lower voltage (constant-Z/I, exponential CVR or ZIP loads).
 """
@@ -41,6 +44,8 @@ class CvrOptions:
     min_gain_pct: float = 0.05  # energy a tap operation must save, % of the period's
     match_baseline_ops: bool = True
     max_replans: int = 4
+    cap_search: bool = True  # switch capacitors where it helps (else: the baseline's states)
+    max_cap_ops: int = -1  # capacitor step operations allowed over the run (-1: no limit)
 
     def validate(self) -> None:
         """Raise :class:`ValidationError` naming the first bad field and its value."""

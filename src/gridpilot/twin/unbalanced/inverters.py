@@ -21,6 +21,7 @@ The reactive power is given whatever the active output (OpenDSS's default
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -163,6 +164,14 @@ class InverterTwin(UnbalancedTwin):
         for i, r in enumerate(self.inv.rows):
             s[r] = -(p_kw[i] + 1j * q_kvar[i])[None, :] * 1e3 / r.size
 
+    def _pf(self, s: np.ndarray, v0: np.ndarray | None, tol: float) -> tuple[np.ndarray, int]:
+        saved = self.opts
+        self.opts = dataclasses.replace(saved, tol_pu=tol)
+        try:
+            return UnbalancedTwin.solve(self, s, v0)
+        finally:
+            self.opts = saved
+
     def _targets(self, vm: np.ndarray, p_avail: np.ndarray, q_own: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Wanted kvar and kW per inverter and step at voltages ``vm`` (pu)."""
@@ -196,9 +205,12 @@ class InverterTwin(UnbalancedTwin):
         max_it = max(c.max_iter for c in self.controls)
         s = s_in.copy()
         iters, vm_prev, eq_prev, ep_prev = 0, None, None, None
+        base_tol, dvm, tight = self.opts.tol_pu, 1e-3, False
         for it in range(1, max_it + 1):
             self._write(s, p, q)
-            v, n = UnbalancedTwin.solve(self, s, v0)
+            # early control iterations need no tighter a power flow than their own moves
+            tol = base_tol if tight else max(base_tol, min(1e-4, 0.05 * dvm))
+            v, n = self._pf(s, v0, tol)
             iters += n
             v0 = v
             vm = self._measure(v)
@@ -206,10 +218,12 @@ class InverterTwin(UnbalancedTwin):
             eq, ep = qt - q, pt - p
             ok_q = np.abs(eq) <= var_tol * inv.qmax[:, None]
             ok_p = np.abs(ep) <= var_tol * np.maximum(inv.pmpp[:, None], 1e-9)
-            ok_v = vm_prev is not None and float(np.max(np.abs(vm - vm_prev))) <= v_tol
-            if ok_v and np.all(ok_q) and np.all(ok_p):
-                self.control_iterations += it
-                return v, iters, InverterState(list(inv.names), p, q, vm, it)
+            dvm = float(np.max(np.abs(vm - vm_prev))) if vm_prev is not None else 1e-3
+            if vm_prev is not None and dvm <= v_tol and np.all(ok_q) and np.all(ok_p):
+                if tol <= base_tol:
+                    self.control_iterations += it
+                    return v, iters, InverterState(list(inv.names), p, q, vm, it)
+                tight = True
             if eq_prev is not None and ep_prev is not None:
                 dq = np.where((eq * eq_prev < 0) & (np.abs(eq) > 0.5 * np.abs(eq_prev)), dq / 2, dq)
                 dp = np.where((ep * ep_prev < 0) & (np.abs(ep) > 0.5 * np.abs(ep_prev)), dp / 2, dp)
