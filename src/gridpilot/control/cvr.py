@@ -78,6 +78,12 @@ class RunFigures:
     cap_ops: int
     vmin_pu: float
     vmax_pu: float
+    v_lo: list[float] = field(default_factory=list, repr=False)  # per step, pu
+    v_hi: list[float] = field(default_factory=list, repr=False)
+
+    def numbers(self) -> dict[str, Any]:
+        """The figures without the per-step series (JSON-ready)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("v_lo", "v_hi")}
 
 
 @dataclass
@@ -106,8 +112,8 @@ class CvrResult:
             "steps": self.steps,
             "resolution_s": self.resolution_s,
             "energy_saved_pct": round(self.energy_saved_pct, 3),
-            "baseline": dataclasses.asdict(self.baseline),
-            "optimised": dataclasses.asdict(self.optimised),
+            "baseline": self.baseline.numbers(),
+            "optimised": self.optimised.numbers(),
             "min_gain_pct": self.min_gain_pct,
             "tap_ops_within_baseline": self.optimised.tap_ops <= self.baseline.tap_ops,
             "decision_ms_p50": round(float(np.percentile(ms, 50)), 2),

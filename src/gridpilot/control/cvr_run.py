@@ -53,6 +53,8 @@ class _Tally:
         self.kwh = 0.0
         self.bad_steps = 0
         self.vmin, self.vmax = np.inf, -np.inf
+        self.lo: list[float] = []
+        self.hi: list[float] = []
 
     def add(self, tw: UnbalancedTwin, v: np.ndarray) -> None:
         vp = v_pu(tw, v)
@@ -60,10 +62,12 @@ class _Tally:
         self.kwh += float(source_kw(tw, v).sum()) * self.res_s / 3600.0
         self.bad_steps += int(np.sum((lo < self.o.vmin_pu - 1e-9) | (hi > self.o.vmax_pu + 1e-9)))
         self.vmin, self.vmax = min(self.vmin, float(lo.min())), max(self.vmax, float(hi.max()))
+        self.lo += [round(float(x), 6) for x in lo]
+        self.hi += [round(float(x), 6) for x in hi]
 
     def figures(self, tap_ops: int, cap_ops: int) -> RunFigures:
         return RunFigures(round(self.kwh, 3), self.bad_steps * self.res_s / 60.0, tap_ops,
-                          cap_ops, round(self.vmin, 6), round(self.vmax, 6))  # fmt: skip
+                          cap_ops, round(self.vmin, 6), round(self.vmax, 6), self.lo, self.hi)  # fmt: skip
 
 
 def baseline(grid: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions
