@@ -100,3 +100,20 @@ def test_no_inverters_is_the_plain_twin_and_bad_input_is_named() -> None:
     with pytest.raises(ValidationError, match="kva"):
         InverterControl("x", [InverterRating("pv652", -1.0)]).validate()
     assert plain.v.shape == InverterTwin(g).powerflow("off").v.shape
+
+
+def test_importer_warns_what_it_does_not_model() -> None:
+    s = DssSession()
+    s.compile(feeder_master("ieee13"))
+    s.command("new pvsystem.p1 phases=1 bus1=652.1 kv=2.4018 kva=330 pmpp=300")
+    s.command("new pvsystem.p2 phases=1 bus1=611.3 kv=2.4018 kva=330 pmpp=300 kvarmax=150")
+    s.command("new xycurve.c npts=4 xarray=[0.9 1 1 1.1] yarray=[0.25 0 0 -0.25]")
+    s.command("new invcontrol.vv mode=voltvar vvc_curve1=c derlist=[pvsystem.p1]")  # VARAVAL
+    s.command("new xycurve.dr npts=2 xarray=[0.9 1.1] yarray=[0.5 -0.5]")
+    s.command("new invcontrol.pf mode=dynamicreaccurr derlist=[pvsystem.p2]")
+    s.circuit.Solution.Solve()
+    g = grid_from_session(s, "ieee13")
+    assert [c.name for c in g.invcontrols] == ["vv"]
+    assert g.invcontrols[0].inverters[0].kva == 330.0
+    text = " ".join(g.warnings)
+    assert "VARAVAL" in text and "invcontrol.pf" in text
