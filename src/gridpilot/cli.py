@@ -31,6 +31,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.protocols.cli",
     "gridpilot.twin.hosting_cli",
     "gridpilot.control.cvr_cli",
+    "gridpilot.estimation.cli",
 )
 
 
@@ -42,6 +43,7 @@ _KERNEL_COMMANDS = frozenset(
         "qsts",
         "hosting-capacity",
         "cvr",
+        "estimate",
         "flisr",
         "reconfigure",
         "demo",
