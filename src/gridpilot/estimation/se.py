@@ -27,6 +27,7 @@ from power_grid_model.errors import PowerGridError
 
 from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.estimation.measurements import Measurements, PowerSensorKind
+from gridpilot.estimation.residuals import ChiSquareMixin
 from gridpilot.model import Grid
 from gridpilot.twin.pgm import PgmNetwork, to_pgm
 
@@ -51,7 +52,7 @@ _APPLIANCE = {
 
 
 @dataclass
-class EstimationResult:
+class EstimationResult(ChiSquareMixin):
     """One state estimate.
 
     ``v_pu``/``va_deg`` per bus (table order, NaN where not energised); ``residual`` per scalar
@@ -73,16 +74,6 @@ class EstimationResult:
     chi2_limit: float
     calc_ms: float
     meta: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def weighted_residual(self) -> np.ndarray:
-        """Residuals divided by their measurement sigmas (dimensionless)."""
-        return self.residual / self.sigma
-
-    @property
-    def bad_data_suspected(self) -> bool:
-        """True when the chi-square statistic exceeds its limit."""
-        return bool(self.chi2 > self.chi2_limit)
 
     def max_error_pu(self, v_true_pu: np.ndarray) -> float:
         """Largest |estimated - true| bus voltage in pu (energised buses)."""

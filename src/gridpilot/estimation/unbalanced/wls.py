@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import chdtri  # chi-square quantile
 
 from gridpilot.errors import ConvergenceError, ValidationError
+from gridpilot.estimation.residuals import ChiSquareMixin
 from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
 from gridpilot.estimation.unbalanced.model import LinearNetwork
 from gridpilot.twin.unbalanced.lowrank import one_blas_thread
@@ -46,7 +47,7 @@ class WlsOptions:
 
 
 @dataclass
-class UnbalancedEstimate:
+class UnbalancedEstimate(ChiSquareMixin):
     """One three-phase state estimate.
 
     ``v`` node-phase voltages (V, complex, angle reference: the source bus's first phase at
@@ -80,16 +81,6 @@ class UnbalancedEstimate:
     def angle_deg(self) -> np.ndarray:
         """Voltage angle per node-phase (degrees, source bus phase 1 at 0)."""
         return np.angle(self.v, deg=True)
-
-    @property
-    def weighted_residual(self) -> np.ndarray:
-        """Residuals divided by their σ."""
-        return self.residual / self.sigma
-
-    @property
-    def bad_data_suspected(self) -> bool:
-        """True when the chi-square statistic exceeds its limit."""
-        return bool(self.chi2 > self.chi2_limit)
 
 
 @dataclass
