@@ -228,19 +228,34 @@ def _capacitor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Capacit
     )
 
 
+_CAP_TYPES = {"kvar": "kvar", "voltage": "voltage", "current": "current", "time": "time",
+              "pf": "pf", "powerfactor": "pf"}  # fmt: skip
+
+
+def _pf_range2(v: float) -> float:
+    """OpenDSS's PF setting on its 0..2 scale: a negative (leading) pf becomes ``2 + pf``."""
+    return 2.0 + v if v < 0 else v
+
+
 def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
     what = f"capcontrol.{e['Name']}"
-    typ = str(e.get("Type") or "current").lower()
-    if typ not in ("kvar", "voltage", "current"):
-        warn.append(f"{what}: control type {typ!r} is not modelled (the bank keeps its state)")
+    raw = str(e.get("Type") or "current").lower()
+    typ = _CAP_TYPES.get(raw, raw)
+    if typ not in _CAP_TYPES.values():
+        warn.append(f"{what}: control type {raw!r} is not modelled (the bank keeps its state)")
+    if e.get("VBus"):
+        warn.append(f"{what}: voltage-override bus {e['VBus']!r} is not modelled (terminal used)")
+    on, off = _f(e.get("OnSetting")), _f(e.get("OffSetting"))
+    if typ == "pf":
+        on, off = _pf_range2(on), _pf_range2(off)
     return CapControl(
         name=e["Name"],
         capacitor=str(e["Capacitor"]).lower(),
         element=str(e["Element"]).lower(),
         terminal=int(e.get("Terminal") or 1),
         type=typ,
-        on_setting=_f(e.get("OnSetting")),
-        off_setting=_f(e.get("OffSetting")),
+        on_setting=on,
+        off_setting=off,
         delay_s=_f(e.get("Delay"), 15.0),
         delay_off_s=_f(e.get("DelayOff"), 15.0),
         dead_time_s=_f(e.get("DeadTime"), 300.0),
@@ -251,6 +266,7 @@ def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
         vmax_v=_f(e.get("VMax"), 126.0),
         pt_phase=_phase(e.get("PTPhase", 1), what, warn),
         ct_phase=_phase(e.get("CTPhase", 1), what, warn),
+        pf_min_kvar_pct=_f(e.get("pctMinkvar"), 50.0),
         enabled=bool(e.get("Enabled", True)),
     )
 

@@ -156,9 +156,13 @@ class Capacitor:
 
 @dataclass
 class CapControl:
-    """A capacitor control (OpenDSS CapControl): kvar, voltage, current or PF type.
+    """A capacitor control (OpenDSS CapControl): kvar, voltage, current, pf or time type.
 
-    Settings are in the type's units after ``ptratio``/``ctratio``; delays in seconds.
+    Settings are in the type's units after ``ptratio``/``ctratio``; delays in seconds. For
+    ``pf`` they are OpenDSS's 0..2 power factors (lagging as is, leading ``2 + pf`` for a
+    negative setting, so > 1 is leading); for ``time`` hours of the day.
+    ``pf_min_kvar_pct``: a pf control closes an open bank only while the kvar flowing
+    exceeds this share of the bank's total kvar (OpenDSS ``pctMinkvar``).
     """
 
     name: str
@@ -178,6 +182,7 @@ class CapControl:
     vmax_v: float = 126.0
     pt_phase: int = 1
     ct_phase: int = 1
+    pf_min_kvar_pct: float = 50.0
     enabled: bool = True
 
 

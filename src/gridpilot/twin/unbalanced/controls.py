@@ -5,8 +5,8 @@ line-drop compensator's ``(R + jX)·I / CTprimary`` (current into the terminal, 
 ``V − Z·I_load``) and asks for ``round(boost / step)`` taps when outside ``vreg ± band/2``.
 In static (snapshot) mode it moves 70 % of the way, at least one tap and at most
 ``max_tap_change``; in time series one tap per ``tapdelay`` after ``delay``. A capacitor
-control of type kvar, voltage or current closes/opens one step past its ON/OFF settings
-(with voltage override), after ``delay``/``delay_off``.
+control of type kvar, voltage, current, pf or time closes/opens one step past its ON/OFF
+settings (with voltage override), after ``delay``/``delay_off``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from gridpilot.model.threephase.yprim import winding_base_v
 from gridpilot.twin.unbalanced.network import Network
 
 CLOSE, OPEN = 1, -1
+CAP_TYPES = ("kvar", "voltage", "current", "pf", "time")  # the modelled CapControl types
 
 
 @dataclass
@@ -47,6 +48,8 @@ class CapSensor:
     rows: np.ndarray  # its Yprim rows of the monitored terminal
     v_node: int  # node measured for voltage (pt_phase of the terminal)
     i_row: int  # row of the ct_phase conductor within ``rows``
+    kvar_open: float = 0.0  # pf type: kvar above which an open bank may close
+    kvar_more: float = 0.0  # pf type: kvar above which a closed bank adds a step
 
 
 def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
@@ -81,7 +84,7 @@ def cap_sensors(grid: ThreePhaseGrid, net: Network) -> list[CapSensor]:
     """One sensor per enabled capacitor control of a modelled type."""
     out = []
     for c in grid.capcontrols:
-        if not c.enabled or c.type not in ("kvar", "voltage", "current"):
+        if not c.enabled or c.type not in CAP_TYPES:
             continue
         b = _branch_by_name(grid, c.element)
         idx = net.terminal_idx([b.t1, b.t2])  # type: ignore[attr-defined]
@@ -89,8 +92,36 @@ def cap_sensors(grid: ThreePhaseGrid, net: Network) -> list[CapSensor]:
         rows = np.arange(n) + (c.terminal - 1) * n
         pk = min(max(c.pt_phase, 1), n) - 1
         ck = min(max(c.ct_phase, 1), n) - 1
-        out.append(CapSensor(c, c.capacitor, idx, rows, int(idx[rows[pk]]), ck))
+        kv = _bank_kvar(grid, c.capacitor)
+        out.append(CapSensor(c, c.capacitor, idx, rows, int(idx[rows[pk]]), ck,
+                             sum(kv) * c.pf_min_kvar_pct / 100.0, sum(kv) / len(kv) * 0.5))  # fmt: skip
     return out
+
+
+def _bank_kvar(grid: ThreePhaseGrid, name: str) -> list[float]:
+    for cap in grid.capacitors:
+        if cap.name.lower() == name:
+            return list(cap.kvar) or [0.0]
+    return [0.0]
+
+
+def time_of_day(t_s: float) -> float:
+    """OpenDSS's time of day (h) of ``t_s`` seconds since the start (``NormalizeToTOD``):
+    hours past 24 fold to 1..24, then a time just above 24:00 wraps to 0:00."""
+    h = math.floor(t_s / 3600.0 + 1e-9)
+    sec = max(t_s - h * 3600.0, 0.0)
+    if h > 24:
+        h -= ((h - 1) // 24) * 24
+    tod = h + sec / 3600.0
+    return tod - 24.0 if tod - 24.0 > 1e-9 else tod
+
+
+def pf_1to2(s_va: np.ndarray) -> np.ndarray:
+    """OpenDSS's power factor on its 0..2 scale: |P|/|S|, ``2 − pf`` when Q < 0 (leading);
+    1 for no flow."""
+    mag = np.abs(s_va)
+    pf = np.where(mag != 0.0, np.abs(s_va.real) / np.where(mag != 0.0, mag, 1.0), 1.0)
+    return np.where(s_va.imag < 0.0, 2.0 - pf, pf)
 
 
 def _v(v: np.ndarray, i: int) -> np.ndarray:
@@ -135,28 +166,47 @@ def cap_measure(s: CapSensor, net: Network, v: np.ndarray, y: np.ndarray) -> dic
     s_va = np.sum(vt[s.rows] * np.conj(i), axis=0)
     return {
         "kvar": s_va.imag / 1e3,
+        "pf": pf_1to2(s_va),
         "voltage": np.abs(_v(v, s.v_node)) / s.ctl.ptratio,
         "current": np.abs(i[s.i_row]) / s.ctl.ctratio,
     }
 
 
+def cap_thresholds(s: CapSensor, m: dict[str, float]) -> tuple[bool, bool, bool]:
+    """(on, off, more) of one sample: close an open bank, open a closed one, add a step to
+    a closed one. ``m``: the measures, with ``tod`` (time of day, h) for the time type."""
+    ctl, typ = s.ctl, s.ctl.type
+    lo, hi = ctl.on_setting, ctl.off_setting
+    if typ == "time":
+        t = m.get("tod", 0.0)
+        if hi > lo:
+            on, off = lo <= t < hi, t >= hi or t < lo
+        else:  # OFF time is the next day
+            on, off = lo <= t < 24.0, hi <= t < lo
+        return on, off, on
+    x = m[typ]
+    if typ == "voltage":
+        return x < lo, x > hi, x < lo
+    if typ == "pf":
+        q = m["kvar"]
+        return x < lo and q > s.kvar_open, x > hi, x < lo and q > s.kvar_more
+    return x > lo, x < hi, x > lo
+
+
 def cap_sample(
-    ctl: CapControl, m: dict[str, float], closed: bool, available: int, pending: int
+    s: CapSensor, m: dict[str, float], closed: bool, available: int, pending: int
 ) -> tuple[int, bool]:
     """One OpenDSS CapControl sample: the pending change (CLOSE, OPEN or 0) and whether the
-    control should switch. ``m``: kvar, voltage and current as measured; ``pending`` the
-    change left from the last sample (kept where OpenDSS keeps it)."""
+    control should switch. ``m``: kvar, pf, voltage, current as measured (and ``tod``);
+    ``pending`` the change left from the last sample (kept where OpenDSS keeps it)."""
+    ctl = s.ctl
     v = m["voltage"]
     if ctl.volt_override and ctl.type != "voltage":
         if not closed and v < ctl.vmin_v:
             return CLOSE, True
         if closed and v > ctl.vmax_v:
             return OPEN, True
-    x = m[ctl.type]
-    if ctl.type == "voltage":
-        on, off = x < ctl.on_setting, x > ctl.off_setting
-    else:
-        on, off = x > ctl.on_setting, x < ctl.off_setting
+    on, off, more = cap_thresholds(s, m)
     if not closed:
         return (CLOSE, True) if on else (0, False)
     if ctl.type == "voltage":
@@ -164,7 +214,7 @@ def cap_sample(
     if off:
         return OPEN, True
     if available > 0:
-        return (CLOSE, True) if on else (pending, False)
+        return (CLOSE, True) if more else (pending, False)
     return 0, False
 
 

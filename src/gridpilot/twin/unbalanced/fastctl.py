@@ -61,8 +61,9 @@ class Caps(NamedTuple):
     """CapControls: settings, monitored-line sensors and time-mode state."""
 
     stamp: np.ndarray
-    typ: np.ndarray  # 0 kvar, 1 voltage, 2 current
-    f: np.ndarray  # (c, 10): on off vmin vmax override delay delay_off dead ptratio ctratio
+    typ: np.ndarray  # 0 kvar, 1 voltage, 2 current, 3 pf, 4 time
+    f: np.ndarray  # (c, 12): on off vmin vmax override delay delay_off dead ptratio ctratio
+    #                 kvar_open kvar_more (pf type)
     idx: np.ndarray  # (c, k) monitored line's conductors
     ymon: np.ndarray  # (c, r, k) its Yprim rows of the monitored terminal
     rows: np.ndarray  # (c, r) those rows' conductor positions
@@ -229,8 +230,8 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float]:
-    """kvar through the monitored terminal, PT voltage and CT current."""
+def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, float]:
+    """kvar through the monitored terminal, PT voltage, CT current and pf (0..2 scale)."""
     k = cp.idx.shape[1]
     vt = np.zeros(k, np.complex128)
     for j in range(k):
@@ -245,12 +246,47 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float]:
         if q == cp.i_row[c]:
             i_ct = abs(i)
     p = cp.f[c]
-    return s_va.imag / 1e3, abs(_at(v, cp.v_node[c])) / p[8], i_ct / p[9]
+    mag = abs(s_va)
+    pf = abs(s_va.real) / mag if mag != 0.0 else 1.0
+    if s_va.imag < 0.0:
+        pf = 2.0 - pf
+    return s_va.imag / 1e3, abs(_at(v, cp.v_node[c])) / p[8], i_ct / p[9], pf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float], closed: bool,
-                avail: int) -> tuple[int, bool]:  # fmt: skip
+def time_of_day(t_s: float) -> float:
+    """OpenDSS's time of day (h) of ``t_s`` (see ``controls.time_of_day``)."""
+    h = int(np.floor(t_s / 3600.0 + 1e-9))
+    sec = max(t_s - h * 3600.0, 0.0)
+    if h > 24:
+        h -= ((h - 1) // 24) * 24
+    tod = h + sec / 3600.0
+    return tod - 24.0 if tod - 24.0 > 1e-9 else tod
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float],
+                tod: float) -> tuple[bool, bool, bool]:  # fmt: skip
+    """(on, off, more) of one sample (see ``controls.cap_thresholds``)."""
+    p, typ = cp.f[c], cp.typ[c]
+    lo, hi = p[0], p[1]
+    if typ == 4:
+        if hi > lo:
+            on, off = lo <= tod < hi, tod >= hi or tod < lo
+        else:
+            on, off = lo <= tod < 24.0, hi <= tod < lo
+        return on, off, on
+    x = m[typ]
+    if typ == 1:
+        return x < lo, x > hi, x < lo
+    if typ == 3:
+        return x < lo and m[0] > p[10], x > hi, x < lo and m[0] > p[11]
+    return x > lo, x < hi, x > lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float], closed: bool,
+                avail: int, tod: float) -> tuple[int, bool]:  # fmt: skip
     """OpenDSS CapControl sample (see ``controls.cap_sample``)."""
     p, typ = cp.f[c], cp.typ[c]
     vv = m[1]
@@ -259,18 +295,14 @@ def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float], closed: bool,
             return CLOSE, True
         if closed and vv > p[3]:
             return OPEN, True
-    x = m[typ]
-    if typ == 1:
-        on, off = x < p[0], x > p[1]
-    else:
-        on, off = x > p[0], x < p[1]
+    on, off, more = _thresholds(cp, c, m, tod)
     if not closed:
         return (CLOSE, True) if on else (0, False)
     pending = 0 if typ == 1 else cp.value[c]
     if off:
         return OPEN, True
     if avail > 0:
-        return (CLOSE, True) if on else (pending, False)
+        return (CLOSE, True) if more else (pending, False)
     return 0, False
 
 
@@ -307,7 +339,7 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     for k in range(st.nsteps[s]):
         n_on += st.state[s, k]
     closed, avail = n_on > 0, st.nsteps[s] - n_on
-    value, should = _cap_decide(cp, c, cap_measure(cp, c, v), closed, avail)
+    value, should = _cap_decide(cp, c, cap_measure(cp, c, v), closed, avail, time_of_day(t_s))
     cp.value[c] = value
     if should and not cp.armed[c]:
         delay = p[6]

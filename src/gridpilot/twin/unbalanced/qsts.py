@@ -29,6 +29,7 @@ from gridpilot.twin.unbalanced.controls import (
     cap_sample,
     reg_control_voltage,
     reg_pending_taps,
+    time_of_day,
 )
 from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
@@ -192,7 +193,7 @@ class _Runner:
         cap = self._capacitor(s.cap)
         closed = sum(cap.states) > 0
         avail = len(cap.states) - sum(cap.states)
-        d.value, should = cap_sample(ctl, m, closed, avail, d.value)
+        d.value, should = cap_sample(s, {**m, "tod": time_of_day(t_s)}, closed, avail, d.value)
         if should and not d.armed:
             delay = ctl.delay_off_s
             if d.value == CLOSE:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CAP_TYPES = {"kvar": 0, "voltage": 1, "current": 2}
+_CAP_TYPES = {"kvar": 0, "voltage": 1, "current": 2, "pf": 3, "time": 4}
 
 
 def unsupported(twin: UnbalancedTwin) -> str | None:
@@ -146,7 +146,8 @@ def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
     for s, y in zip(twin.caps, twin._cap_y, strict=True):
         c = s.ctl
         rows.append([c.on_setting, c.off_setting, c.vmin_v, c.vmax_v, float(c.volt_override),
-                     c.delay_s, c.delay_off_s, c.dead_time_s, c.ptratio, c.ctratio])  # fmt: skip
+                     c.delay_s, c.delay_off_s, c.dead_time_s, c.ptratio, c.ctratio,
+                     s.kvar_open, s.kvar_more])  # fmt: skip
         idx.append(s.idx)
         ymon.append(y[s.rows])
         trows.append(np.asarray(s.rows, np.int64))
@@ -157,7 +158,7 @@ def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
     m = np.array(meta, np.int64).reshape(n, 5)
     dead = np.array([s.ctl.dead_time_s for s in twin.caps], float)
     return Caps(
-        m[:, 0].copy(), m[:, 1].copy(), np.array(rows, float).reshape(n, 10),
+        m[:, 0].copy(), m[:, 1].copy(), np.array(rows, float).reshape(n, 12),
         _pad(idx, (k,), np.int64, -1), _pad(ymon, (nr, k), complex), _pad(trows, (nr,), np.int64),
         m[:, 2].copy(), m[:, 3].copy(), m[:, 4].copy(), np.zeros(n, np.int64), np.zeros(n),
         np.zeros(n, np.int64), -dead, np.zeros(n, np.int64),

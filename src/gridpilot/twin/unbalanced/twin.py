@@ -182,7 +182,7 @@ class UnbalancedTwin:
             cap = next(c for c in self.grid.capacitors if c.name.lower() == cs.cap)
             m = {k: float(x[0]) for k, x in cap_measure(cs, self.net, vv, y).items()}
             on = sum(cap.states)
-            want, should = cap_sample(cs.ctl, m, on > 0, len(cap.states) - on, 0)
+            want, should = cap_sample(cs, m, on > 0, len(cap.states) - on, 0)
             if should and want:
                 delay = cs.ctl.delay_s if want == CLOSE else cs.ctl.delay_off_s
                 out[("cap", cs.ctl.name.lower())] = (delay, want)
