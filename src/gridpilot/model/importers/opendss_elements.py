@@ -10,6 +10,8 @@ import numpy as np
 
 from gridpilot.errors import ValidationError
 from gridpilot.model.threephase.elements import (
+    PT_MAX,
+    PT_MIN,
     Branch,
     Capacitor,
     CapControl,
@@ -181,16 +183,24 @@ def _phase(v: Any, what: str, warn: list[str]) -> int:
         return 1
 
 
+def _pt_phase(v: Any, what: str, warn: list[str]) -> int:
+    key = str(v).lower()
+    if key in ("max", "min"):
+        return PT_MAX if key == "max" else PT_MIN
+    return _phase(v, what, warn)
+
+
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
     what = f"regcontrol.{e['Name']}"
-    if e.get("Bus"):
-        warn.append(
-            f"{what}: remote regulated bus {e['Bus']!r} is not modelled (local winding used)"
-        )
     if e.get("Reversible"):
-        warn.append(f"{what}: reverse-power operation is not modelled")
+        warn.append(f"{what}: reverse-power operation is not modelled (forward settings used)")
+    if e.get("Cogen"):
+        warn.append(f"{what}: cogen mode is not modelled")
+    if e.get("InverseTime"):
+        warn.append(f"{what}: inverse-time delay is not modelled (fixed delay used)")
     if _f(e.get("LDC_Z")) or _f(e.get("VLimit")):
         warn.append(f"{what}: LDC_Z / vlimit are not modelled")
+    mtc = e.get("MaxTapChange")
     return RegControl(
         name=e["Name"],
         transformer=str(e["Transformer"]).lower(),
@@ -203,9 +213,11 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
         x_v=_f(e.get("X")),
         delay_s=_f(e.get("Delay"), 15.0),
         tapdelay_s=_f(e.get("TapDelay"), 2.0),
-        max_tap_change=int(e.get("MaxTapChange") or 16),
-        pt_phase=_phase(e.get("PTPhase", 1), what, warn),
+        max_tap_change=16 if mtc is None else int(mtc),
+        pt_phase=_pt_phase(e.get("PTPhase", 1), what, warn),
         tap_winding=int(e.get("TapWinding") or e.get("Winding") or 1),
+        bus=str(e.get("Bus") or "").lower(),
+        remote_ptratio=_f(e.get("RemotePTRatio"), _f(e.get("PTRatio"), 60.0)),
         enabled=bool(e.get("Enabled", True)),
     )
 

@@ -119,7 +119,10 @@ class RegControl:
     """A voltage regulator control on a transformer winding (OpenDSS RegControl).
 
     ``vreg_v`` and ``band_v`` are on the PT secondary (120 V) base; ``r_v``/``x_v`` the
-    line-drop compensator settings in volts; delays in seconds.
+    line-drop compensator settings in volts; delays in seconds. ``pt_phase``: the phase
+    measured, or ``PT_MAX`` / ``PT_MIN`` (the highest / lowest phase voltage). ``bus``: a
+    remote regulated bus (``name.node...``; measured through ``remote_ptratio``, no LDC),
+    empty for the winding itself. ``max_tap_change`` 0 freezes the regulator.
     """
 
     name: str
@@ -136,7 +139,12 @@ class RegControl:
     max_tap_change: int = 16
     pt_phase: int = 1
     tap_winding: int = 2
+    bus: str = ""
+    remote_ptratio: float = 60.0
     enabled: bool = True
+
+
+PT_MAX, PT_MIN = -1, -2  # RegControl.pt_phase: the highest / lowest phase
 
 
 @dataclass

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridpilot.errors import UnknownComponentError
+from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid, branch_yprim
-from gridpilot.model.threephase.elements import CapControl, RegControl
+from gridpilot.model.threephase.elements import PT_MAX, PT_MIN, CapControl, RegControl
 from gridpilot.model.threephase.yprim import winding_base_v
 from gridpilot.twin.unbalanced.network import Network
 
@@ -28,14 +28,18 @@ CAP_TYPES = ("kvar", "voltage", "current", "pf", "time")  # the modelled CapCont
 
 @dataclass
 class RegSensor:
-    """Where a regulator measures: winding nodes, its conductor in the Yprim, its base."""
+    """Where a regulator measures: per phase the two nodes of its voltage (the winding's,
+    or the remote bus's to ground / to the next phase) and its conductor in the Yprim."""
 
     ctl: RegControl
     xf: str
-    hi: int  # node index of the measured phase conductor (-1 ground)
-    lo: int  # node index of the winding's other end
-    cond: int  # conductor position of the measured phase in the transformer's Yprim
+    his: np.ndarray  # (p,) node index of each phase's measured conductor (-1 ground)
+    los: np.ndarray  # (p,) node index of the voltage's other end
+    conds: np.ndarray  # (p,) conductor of each phase in the transformer's Yprim
     base_v: float
+    select: int = 0  # 0: phase ``his[0]`` only, 1: the highest, 2: the lowest phase voltage
+    vratio: float = 60.0  # PT ratio of the measured voltage (remote_ptratio for a remote bus)
+    ldc: bool = True  # line-drop compensation (off for a remote bus)
 
 
 @dataclass
@@ -60,15 +64,41 @@ def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
             continue
         t = grid.transformer(r.transformer)
         w = r.winding - 1
-        p = t.phases
-        k = min(max(r.pt_phase, 1), p) - 1
+        p, nc = t.phases, t.phases + 1
         st = net.xf_stamps[t.name.lower()]
-        nc = p + 1
         conn = t.windings[w].conn
         step = 1 if t.lead_lag == "lead" else -1
-        lo_c = p if (conn == "wye" or p == 1) else (k + step) % p
-        hi_i, lo_i = int(st.idx[w * nc + k]), int(st.idx[w * nc + lo_c])
-        out.append(RegSensor(r, t.name.lower(), hi_i, lo_i, w * nc + k, winding_base_v(t, w)))
+        wye = conn == "wye" or p == 1
+        other = [p if wye else (k + step) % p for k in range(p)]
+        if r.bus:
+            nodes = _remote_nodes(r, net, p)
+            his = np.array(nodes, np.int64)
+            los = np.array([-1 if wye else nodes[other[k]] for k in range(p)], np.int64)
+        else:
+            his = np.array([st.idx[w * nc + k] for k in range(p)], np.int64)
+            los = np.array([st.idx[w * nc + other[k]] for k in range(p)], np.int64)
+        conds = np.arange(p, dtype=np.int64) + w * nc
+        select = {PT_MAX: 1, PT_MIN: 2}.get(r.pt_phase, 0)
+        if select == 0:  # one phase: keep only it
+            k = min(max(r.pt_phase, 1), p) - 1
+            his, los, conds = his[k : k + 1], los[k : k + 1], conds[k : k + 1]
+        vratio = r.remote_ptratio if r.bus else r.ptratio
+        out.append(RegSensor(r, t.name.lower(), his, los, conds, winding_base_v(t, w), select,
+                             vratio, not r.bus))  # fmt: skip
+    return out
+
+
+def _remote_nodes(r: RegControl, net: Network, p: int) -> list[int]:
+    """Node indices of a remote regulated bus ``name.n1.n2...`` (nodes 1..p by default)."""
+    name, *spec = r.bus.split(".")
+    nodes = [int(x) for x in spec if x.isdigit()] or list(range(1, p + 1))
+    out = []
+    for n in nodes[:p]:
+        if (name, n) not in net.index:
+            raise UnknownComponentError(f"regcontrol {r.name} bus", f"{name}.{n}", "no such node")
+        out.append(int(net.index[(name, n)]))
+    if len(out) < p:
+        raise ValidationError(f"regcontrol {r.name}: bus {r.bus!r} has fewer than {p} nodes")
     return out
 
 
@@ -129,14 +159,21 @@ def _v(v: np.ndarray, i: int) -> np.ndarray:
 
 
 def reg_control_voltage(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
-    """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step."""
-    vw = _v(v, s.hi) - _v(v, s.lo)
-    vc = vw / s.ctl.ptratio
-    if s.ctl.r_v or s.ctl.x_v:
+    """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step:
+    its PT phase, or the highest / lowest phase (whose current then feeds the LDC)."""
+    vw = np.stack([_v(v, h) - _v(v, lo) for h, lo in zip(s.his, s.los, strict=True)])
+    cols = np.arange(v.shape[1])
+    pick = np.zeros(v.shape[1], np.int64)
+    if s.select == 1:
+        pick = np.argmax(np.abs(vw), axis=0)
+    elif s.select == 2:
+        pick = np.argmin(np.abs(vw), axis=0)
+    vc = vw[pick, cols] / s.vratio
+    if s.ldc and (s.ctl.r_v or s.ctl.x_v):
         st = net.xf_stamps[s.xf]
         keep = st.idx >= 0
-        i_term = st.y[s.cond, keep] @ v[st.idx[keep]]
-        vc = vc + complex(s.ctl.r_v, s.ctl.x_v) * i_term / s.ctl.ctprim_a
+        i_term = st.y[np.ix_(s.conds, keep)] @ v[st.idx[keep]]
+        vc = vc + complex(s.ctl.r_v, s.ctl.x_v) * i_term[pick, cols] / s.ctl.ctprim_a
     return np.abs(vc)
 
 

@@ -42,11 +42,12 @@ class Regs(NamedTuple):
 
     stamp: np.ndarray
     wind: np.ndarray  # tap winding (0-based)
-    hi: np.ndarray
-    lo: np.ndarray
+    hi: np.ndarray  # (r, p) per measured phase: node of the voltage (-1 ground)
+    lo: np.ndarray  # (r, p) its other end
     idx: np.ndarray  # (r, c) node ids of the transformer's conductors (-1 ground)
-    cond: np.ndarray
-    f: np.ndarray  # (r, 13): base_v vreg band ptratio r x ctprim delay tapdelay rev step min max
+    cond: np.ndarray  # (r, p) the phase's conductor in the Yprim
+    f: np.ndarray  # (r, 16): base_v vreg band ptratio r x ctprim delay tapdelay rev step min
+    #                 max vratio ldc max_tap_change
     armed: np.ndarray
     value: np.ndarray
     handle: np.ndarray
@@ -55,6 +56,8 @@ class Regs(NamedTuple):
     ops: np.ndarray
     vact: np.ndarray  # scratch: the control voltages of one sample
     due: np.ndarray  # scratch (r, QMAX): the actions due at one sample
+    nph: np.ndarray  # (r,) measured phases
+    sel: np.ndarray  # (r,) 0 one phase, 1 the highest, 2 the lowest voltage
 
 
 class Caps(NamedTuple):
@@ -128,16 +131,23 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
-    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS)."""
+    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS), on the PT phase or
+    the highest / lowest phase (see ``controls.reg_control_voltage``)."""
     p = rg.f[r]
-    vc = (_at(v, rg.hi[r]) - _at(v, rg.lo[r])) / p[3]
-    if p[4] != 0.0 or p[5] != 0.0:
+    k = 0
+    best = abs(_at(v, rg.hi[r, 0]) - _at(v, rg.lo[r, 0]))
+    for q in range(1, rg.nph[r]):
+        m = abs(_at(v, rg.hi[r, q]) - _at(v, rg.lo[r, q]))
+        if (rg.sel[r] == 1 and m > best) or (rg.sel[r] == 2 and m < best):
+            k, best = q, m
+    vc = (_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
+    if p[14] != 0.0 and (p[4] != 0.0 or p[5] != 0.0):
         s = rg.stamp[r]
         i_term = 0j
         for j in range(st.nc[s]):
             node = rg.idx[r, j]
             if node >= 0:
-                i_term += st.y[s, rg.cond[r], j] * v[node]
+                i_term += st.y[s, rg.cond[r, k], j] * v[node]
         vc += complex(p[4], p[5]) * i_term / p[6]
     return abs(vc)
 
@@ -193,10 +203,12 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     (Rules: see ``_Runner._reg`` in :mod:`.qsts`.)"""
     p = rg.f[r]
     s, w = rg.stamp[r], rg.wind[r]
-    n = _pending(rg, r, vact)
+    n = _pending(rg, r, vact) if p[15] != 0.0 else 0
     rg.value[r] = n
     tap = st.taps[s, w]
-    if n == 0:
+    if p[15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
+        pass
+    elif n == 0:
         if rg.armed[r]:
             _qremove(rg, r, rg.handle[r])
         rg.armed[r] = 0

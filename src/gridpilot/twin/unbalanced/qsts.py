@@ -153,9 +153,11 @@ class _Runner:
         d = self.state.regs[i]
         ctl = s.ctl
         w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]
-        n = reg_pending_taps(s, w.tap, w.tap_step, vact)
+        n = reg_pending_taps(s, w.tap, w.tap_step, vact) if ctl.max_tap_change else 0
         d.value = n
-        if n == 0:
+        if not ctl.max_tap_change:  # OpenDSS samples nothing (queued actions still run)
+            pass
+        elif n == 0:
             if d.armed and d.handle in d.queue:
                 d.queue.remove(d.handle)
             d.armed = False

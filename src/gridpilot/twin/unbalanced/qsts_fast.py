@@ -120,24 +120,30 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
 
 
 def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
-    rows, idx, meta = [], [], []
+    rows, idx, meta, his, los, conds = [], [], [], [], [], []
     for s in twin.regs:
         c = s.ctl
         t = twin.grid.transformer(s.xf)
         w = t.windings[c.tap_winding - 1]
         rows.append([s.base_v, c.vreg_v, c.band_v, c.ptratio, c.r_v, c.x_v, c.ctprim_a,
                      c.delay_s, c.tapdelay_s, float(c.tap_winding != c.winding), w.tap_step,
-                     w.min_tap, w.max_tap])  # fmt: skip
+                     w.min_tap, w.max_tap, s.vratio, float(s.ldc),
+                     float(c.max_tap_change)])  # fmt: skip
         idx.append(twin.net.xf_stamps[s.xf].idx)
-        meta.append((where[f"xf:{s.xf}"], c.tap_winding - 1, s.hi, s.lo, s.cond))
+        his.append(s.his)
+        los.append(s.los)
+        conds.append(s.conds)
+        meta.append((where[f"xf:{s.xf}"], c.tap_winding - 1, len(s.his), s.select))
     r = len(rows)
-    m = np.array(meta, np.int64).reshape(r, 5)
+    m = np.array(meta, np.int64).reshape(r, 4)
+    p = max([len(x) for x in his] + [1])
     return Regs(
-        m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy(), m[:, 3].copy(),
-        _pad(idx, (nc,), np.int64, -1), m[:, 4].copy(), np.array(rows, float).reshape(r, 13),
+        m[:, 0].copy(), m[:, 1].copy(), _pad(his, (p,), np.int64, -1),
+        _pad(los, (p,), np.int64, -1), _pad(idx, (nc,), np.int64, -1),
+        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 16),
         np.zeros(r, np.int64), np.zeros(r, np.int64), np.full(r, np.nan),
         np.zeros((r, QMAX)), np.zeros(r, np.int64), np.zeros(r, np.int64), np.zeros(r),
-        np.zeros((r, QMAX)),
+        np.zeros((r, QMAX)), m[:, 2].copy(), m[:, 3].copy(),
     )  # fmt: skip
 
 

@@ -173,6 +173,8 @@ class UnbalancedTwin:
         out: dict[tuple[str, str], tuple[float, int]] = {}
         vv = v[:, None]
         for rs in self.regs:
+            if not rs.ctl.max_tap_change:
+                continue
             w = self.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
             vact = float(reg_control_voltage(rs, self.net, vv)[0])
             n = reg_pending_taps(rs, w.tap, w.tap_step, vact)
