@@ -1,6 +1,7 @@
-"""RegControl options: remote regulated bus, PT phase MAX/MIN, maxtapchange=0, in both QSTS
-engines against OpenDSS (a control edited by DSS command): same tap operations per
-regulator, same voltage extremes; reverse-power options stay in the importer's warning."""
+"""RegControl options: remote regulated bus, PT phase MAX/MIN, maxtapchange=0, reverse
+power, in both QSTS engines against OpenDSS (a control edited by DSS command): same tap
+operations per regulator, same voltage extremes; what is not modelled stays in the
+importer's warning."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from gridpilot.model.threephase.elements import PT_MAX
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.reference import add_shape, dss_qsts, extremes_gap, reset_taps
 
+_SUN = np.clip(np.sin(np.pi * (np.arange(96) * 0.25 - 6) / 12), 0, None)
+_REVERSE = [
+    f"new loadshape.sun npts=96 minterval=15 mult=({' '.join(f'{x:.4f}' for x in _SUN)})",
+    "new generator.pv bus1=675 phases=3 kv=4.16 kw=6000 pf=1 model=1 yearly=sun",
+    *(f"edit regcontrol.reg{k} revvreg=120 revband=2 revthreshold=100 revdelay=60 revR=1 revX=2"
+      for k in (1, 2, 3)),
+    "makebuslist",
+]  # fmt: skip
+
 SCENARIOS = {
     # the three single-phase regulators hold bus 675 instead of their own winding (LDC off)
     "remote": ("ieee13", 96, [
@@ -25,6 +35,9 @@ SCENARIOS = {
     # a gang-operated three-phase regulator on its highest / lowest phase (with LDC)
     "ptmax": ("ieee123", 48, ["edit regcontrol.creg1a ptphase=max vreg=121"]),
     "ptmin": ("ieee123", 48, ["edit regcontrol.creg1a ptphase=min vreg=121"]),
+    # a 6 MW PV plant at 675 reverses the flow through the regulators at midday
+    "reverse": ("ieee13", 96, [*_REVERSE[:-1], *(
+        f"edit regcontrol.reg{k} reversible=yes" for k in (1, 2, 3)), "makebuslist"]),
 }  # fmt: skip
 
 
@@ -65,13 +78,23 @@ def test_regcontrol_option_matches_opendss_in_both_engines(mode: str) -> None:
         assert ref.tap_ops["reg2"] == 0
 
 
-def test_reverse_power_and_cogen_stay_in_the_warning() -> None:
+def test_reverse_mode_changes_the_taps() -> None:
+    """The reverse scenario is not trivially the forward one: OpenDSS taps differently."""
+    mult = _shape(96, 15)
+    s, _ = _pair("ieee13", _REVERSE, mult)
+    forward = dss_qsts(s, 96, 900.0)
+    s, _ = _pair("ieee13", SCENARIOS["reverse"][2], mult)
+    reverse = dss_qsts(s, 96, 900.0)
+    assert forward.tap_series["reg1"] != reverse.tap_series["reg1"]
+
+
+def test_unmodelled_regcontrol_options_stay_in_the_warning() -> None:
     s = DssSession()
     s.compile(feeder_master("ieee13"))
-    s.command("edit regcontrol.reg1 reversible=yes revvreg=118 ptphase=max inversetime=yes")
+    s.command("edit regcontrol.reg1 reversible=yes revneutral=yes ptphase=max inversetime=yes")
     grid = grid_from_session(s, "ieee13")
     text = " ".join(grid.warnings)
-    assert "regcontrol.reg1: reverse-power operation is not modelled" in text
+    assert "regcontrol.reg1: reverse neutral is not modelled" in text
     assert "regcontrol.reg1: inverse-time delay is not modelled" in text
     assert next(r for r in grid.regcontrols if r.name.lower() == "reg1").pt_phase == PT_MAX
 

@@ -192,8 +192,8 @@ def _pt_phase(v: Any, what: str, warn: list[str]) -> int:
 
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
     what = f"regcontrol.{e['Name']}"
-    if e.get("Reversible"):
-        warn.append(f"{what}: reverse-power operation is not modelled (forward settings used)")
+    if e.get("Reversible") and e.get("RevNeutral"):
+        warn.append(f"{what}: reverse neutral is not modelled (reverse settings used)")
     if e.get("Cogen"):
         warn.append(f"{what}: cogen mode is not modelled")
     if e.get("InverseTime"):
@@ -218,6 +218,13 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
         tap_winding=int(e.get("TapWinding") or e.get("Winding") or 1),
         bus=str(e.get("Bus") or "").lower(),
         remote_ptratio=_f(e.get("RemotePTRatio"), _f(e.get("PTRatio"), 60.0)),
+        reversible=bool(e.get("Reversible")),
+        rev_vreg_v=_f(e.get("RevVReg"), 120.0),
+        rev_band_v=_f(e.get("RevBand"), 3.0),
+        rev_r_v=_f(e.get("RevR")),
+        rev_x_v=_f(e.get("RevX")),
+        rev_threshold_kw=_f(e.get("RevThreshold"), 100.0),
+        rev_delay_s=_f(e.get("RevDelay"), 60.0),
         enabled=bool(e.get("Enabled", True)),
     )
 

@@ -123,6 +123,10 @@ class RegControl:
     measured, or ``PT_MAX`` / ``PT_MIN`` (the highest / lowest phase voltage). ``bus``: a
     remote regulated bus (``name.node...``; measured through ``remote_ptratio``, no LDC),
     empty for the winding itself. ``max_tap_change`` 0 freezes the regulator.
+    ``reversible``: after ``rev_delay_s`` of power flowing back through the winding terminal
+    beyond ``rev_threshold_kw`` the regulator regulates on ``rev_vreg_v``/``rev_band_v``
+    with ``rev_r_v``/``rev_x_v`` LDC, taps moving the other way (OpenDSS's default reverse
+    mode; time series only).
     """
 
     name: str
@@ -141,6 +145,13 @@ class RegControl:
     tap_winding: int = 2
     bus: str = ""
     remote_ptratio: float = 60.0
+    reversible: bool = False
+    rev_vreg_v: float = 120.0
+    rev_band_v: float = 3.0
+    rev_r_v: float = 0.0
+    rev_x_v: float = 0.0
+    rev_threshold_kw: float = 100.0
+    rev_delay_s: float = 60.0
     enabled: bool = True
 
 

@@ -40,6 +40,7 @@ class RegSensor:
     select: int = 0  # 0: phase ``his[0]`` only, 1: the highest, 2: the lowest phase voltage
     vratio: float = 60.0  # PT ratio of the measured voltage (remote_ptratio for a remote bus)
     ldc: bool = True  # line-drop compensation (off for a remote bus)
+    nph: int = 1  # the transformer's phases
 
 
 @dataclass
@@ -84,7 +85,7 @@ def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
             his, los, conds = his[k : k + 1], los[k : k + 1], conds[k : k + 1]
         vratio = r.remote_ptratio if r.bus else r.ptratio
         out.append(RegSensor(r, t.name.lower(), his, los, conds, winding_base_v(t, w), select,
-                             vratio, not r.bus))  # fmt: skip
+                             vratio, not r.bus, p))  # fmt: skip
     return out
 
 
@@ -158,9 +159,12 @@ def _v(v: np.ndarray, i: int) -> np.ndarray:
     return v[i] if i >= 0 else np.zeros(v.shape[1:], complex)
 
 
-def reg_control_voltage(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
+def reg_control_voltage(
+    s: RegSensor, net: Network, v: np.ndarray, reverse: bool = False
+) -> np.ndarray:
     """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step:
-    its PT phase, or the highest / lowest phase (whose current then feeds the LDC)."""
+    its PT phase, or the highest / lowest phase (whose current then feeds the LDC);
+    ``reverse``: with the reverse LDC settings."""
     vw = np.stack([_v(v, h) - _v(v, lo) for h, lo in zip(s.his, s.los, strict=True)])
     cols = np.arange(v.shape[1])
     pick = np.zeros(v.shape[1], np.int64)
@@ -169,21 +173,50 @@ def reg_control_voltage(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray
     elif s.select == 2:
         pick = np.argmin(np.abs(vw), axis=0)
     vc = vw[pick, cols] / s.vratio
-    if s.ldc and (s.ctl.r_v or s.ctl.x_v):
+    z = complex(s.ctl.rev_r_v, s.ctl.rev_x_v) if reverse else complex(s.ctl.r_v, s.ctl.x_v)
+    if s.ldc and z:
         st = net.xf_stamps[s.xf]
         keep = st.idx >= 0
         i_term = st.y[np.ix_(s.conds, keep)] @ v[st.idx[keep]]
-        vc = vc + complex(s.ctl.r_v, s.ctl.x_v) * i_term[pick, cols] / s.ctl.ctprim_a
+        vc = vc + z * i_term[pick, cols] / s.ctl.ctprim_a
     return np.abs(vc)
 
 
-def reg_pending_taps(s: RegSensor, tap: float, step: float, vact: float) -> int:
-    """Signed number of taps OpenDSS's RegControl asks for (0 inside the band)."""
-    if abs(s.ctl.vreg_v - vact) <= s.ctl.band_v / 2.0:
+def reg_measure(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
+    """(3, steps): forward control voltage, reverse control voltage and the forward power
+    (W, out of the regulated winding's terminal: OpenDSS's ``−Power[terminal].re``)."""
+    fwd = reg_control_voltage(s, net, v)
+    if not s.ctl.reversible or not s.ldc:
+        return np.stack([fwd, fwd, np.zeros_like(fwd)])
+    st = net.xf_stamps[s.xf]
+    keep = st.idx >= 0
+    rows = _winding_rows(s)
+    i = st.y[np.ix_(rows, keep)] @ v[st.idx[keep]]
+    vt = np.stack([_v(v, int(st.idx[c])) for c in rows])
+    p = -np.sum(vt * np.conj(i), axis=0).real
+    return np.stack([fwd, reg_control_voltage(s, net, v, True), p])
+
+
+def _winding_rows(s: RegSensor) -> np.ndarray:
+    """Yprim rows of the regulated winding's conductors (phases and its neutral)."""
+    nc = s.nph + 1
+    w = s.ctl.winding - 1
+    return np.arange(w * nc, (w + 1) * nc)
+
+
+def reg_pending_taps(
+    s: RegSensor, tap: float, step: float, vact: float, reverse: bool = False
+) -> int:
+    """Signed number of taps OpenDSS's RegControl asks for (0 inside the band); in reverse
+    mode on the reverse settings, ``vact`` over the tap, and the other way."""
+    vreg, band = (s.ctl.rev_vreg_v, s.ctl.rev_band_v) if reverse else (s.ctl.vreg_v, s.ctl.band_v)
+    if reverse:
+        vact = vact / tap
+    if abs(vreg - vact) <= band / 2.0:
         return 0
-    boost = (s.ctl.vreg_v - vact) * s.ctl.ptratio / s.base_v
+    boost = (vreg - vact) * s.ctl.ptratio / s.base_v
     n = round(boost / step)
-    if s.ctl.tap_winding != s.ctl.winding:
+    if s.ctl.tap_winding != s.ctl.winding or reverse:
         n = -n
     return int(n)
 

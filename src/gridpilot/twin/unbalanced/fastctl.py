@@ -46,8 +46,9 @@ class Regs(NamedTuple):
     lo: np.ndarray  # (r, p) its other end
     idx: np.ndarray  # (r, c) node ids of the transformer's conductors (-1 ground)
     cond: np.ndarray  # (r, p) the phase's conductor in the Yprim
-    f: np.ndarray  # (r, 16): base_v vreg band ptratio r x ctprim delay tapdelay rev step min
-    #                 max vratio ldc max_tap_change
+    f: np.ndarray  # (r, 25): base_v vreg band ptratio r x ctprim delay tapdelay other-winding
+    #   step min max vratio ldc max_tap_change | reverse: vreg band r x threshold_w delay
+    #   on first-conductor conductors (of the regulated winding, for its power)
     armed: np.ndarray
     value: np.ndarray
     handle: np.ndarray
@@ -58,6 +59,9 @@ class Regs(NamedTuple):
     due: np.ndarray  # scratch (r, QMAX): the actions due at one sample
     nph: np.ndarray  # (r,) measured phases
     sel: np.ndarray  # (r,) 0 one phase, 1 the highest, 2 the lowest voltage
+    rev: np.ndarray  # (r,) in reverse mode
+    rev_t: np.ndarray  # (r,) time of the queued reverse toggle (nan: none)
+    pw: np.ndarray  # scratch (r,): forward power of one sample (W)
 
 
 class Caps(NamedTuple):
@@ -130,7 +134,7 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
+def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray, rev: bool) -> float:
     """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS), on the PT phase or
     the highest / lowest phase (see ``controls.reg_control_voltage``)."""
     p = rg.f[r]
@@ -141,24 +145,67 @@ def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
         if (rg.sel[r] == 1 and m > best) or (rg.sel[r] == 2 and m < best):
             k, best = q, m
     vc = (_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
-    if p[14] != 0.0 and (p[4] != 0.0 or p[5] != 0.0):
+    z = complex(p[18], p[19]) if rev else complex(p[4], p[5])
+    if p[14] != 0.0 and z != 0.0:
         s = rg.stamp[r]
         i_term = 0j
         for j in range(st.nc[s]):
             node = rg.idx[r, j]
             if node >= 0:
                 i_term += st.y[s, rg.cond[r, k], j] * v[node]
-        vc += complex(p[4], p[5]) * i_term / p[6]
+        vc += z * i_term / p[6]
     return abs(vc)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pending(rg: Regs, r: int, vact: float) -> int:
+def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
+    """Forward power (W) out of the regulated winding's terminal (``controls.reg_measure``)."""
+    s, p = rg.stamp[r], rg.f[r]
+    c0 = int(p[23])
+    pw = 0.0
+    for c in range(c0, c0 + int(p[24])):
+        i = 0j
+        for j in range(st.nc[s]):
+            node = rg.idx[r, j]
+            if node >= 0:
+                i += st.y[s, c, j] * v[node]
+        pw += (_at(v, rg.idx[r, c]) * np.conj(i)).real
+    return -pw
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rev_sample(rg: Regs, r: int, t_s: float) -> None:
+    """OpenDSS's reverse detection (see ``qsts._reverse_sample``)."""
     p = rg.f[r]
-    if abs(p[1] - vact) <= p[2] / 2.0:
+    fw = rg.pw[r]
+    flip = fw < -p[20] if rg.rev[r] == 0 else fw > p[20]
+    if flip and np.isnan(rg.rev_t[r]):
+        rg.rev_t[r] = t_s + p[21]
+    elif not flip:
+        rg.rev_t[r] = np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rev_due(rg: Regs, r: int, t: float) -> bool:
+    """Toggle reverse mode if its queued action is due by ``t``; whether it was."""
+    if not np.isnan(rg.rev_t[r]) and rg.rev_t[r] <= t:
+        rg.rev[r] = 1 - rg.rev[r]
+        rg.rev_t[r] = np.nan
+        return True
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pending(rg: Regs, r: int, vact: float, tap: float) -> int:
+    p = rg.f[r]
+    rev = rg.rev[r] != 0
+    vreg, band = (p[16], p[17]) if rev else (p[1], p[2])
+    if rev:
+        vact = vact / tap
+    if abs(vreg - vact) <= band / 2.0:
         return 0
-    n = int(np.rint((p[1] - vact) * p[3] / p[0] / p[10]))
-    return -n if p[9] != 0.0 else n
+    n = int(np.rint((vreg - vact) * p[3] / p[0] / p[10]))
+    return -n if (p[9] != 0.0 or rev) else n
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -203,9 +250,11 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     (Rules: see ``_Runner._reg`` in :mod:`.qsts`.)"""
     p = rg.f[r]
     s, w = rg.stamp[r], rg.wind[r]
-    n = _pending(rg, r, vact) if p[15] != 0.0 else 0
-    rg.value[r] = n
+    if p[22] != 0.0:
+        _rev_sample(rg, r, t_s)
     tap = st.taps[s, w]
+    n = _pending(rg, r, vact, tap) if p[15] != 0.0 else 0
+    rg.value[r] = n
     if p[15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
         pass
     elif n == 0:
@@ -221,6 +270,8 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     acted = False
     for q in range(_due(rg, r, t_s)):
         t = rg.due[r, q]
+        if _rev_due(rg, r, t):  # the reverse action comes first
+            acted = True
         _qremove(rg, r, t)
         if rg.value[r] == 0:
             rg.armed[r] = 0
@@ -238,6 +289,8 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
             _qpush(rg, r, t_s + p[8])
         else:
             rg.armed[r] = 0
+    if _rev_due(rg, r, t_s + 1e-6):
+        acted = True
     return acted
 
 
@@ -374,7 +427,8 @@ def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> boo
     """Sample every control at ``t_s`` (regulators first, as the Python runner)."""
     acted = False
     for r in range(len(rg.stamp)):
-        rg.vact[r] = reg_voltage(rg, st, r, v)
+        rg.vact[r] = reg_voltage(rg, st, r, v, rg.rev[r] != 0)
+        rg.pw[r] = reg_power(rg, st, r, v) if rg.f[r, 22] != 0.0 else 0.0
     for r in range(len(rg.stamp)):
         if reg_sample(rg, st, r, t_s, rg.vact[r]):
             acted = True

@@ -127,8 +127,10 @@ def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
         w = t.windings[c.tap_winding - 1]
         rows.append([s.base_v, c.vreg_v, c.band_v, c.ptratio, c.r_v, c.x_v, c.ctprim_a,
                      c.delay_s, c.tapdelay_s, float(c.tap_winding != c.winding), w.tap_step,
-                     w.min_tap, w.max_tap, s.vratio, float(s.ldc),
-                     float(c.max_tap_change)])  # fmt: skip
+                     w.min_tap, w.max_tap, s.vratio, float(s.ldc), float(c.max_tap_change),
+                     c.rev_vreg_v, c.rev_band_v, c.rev_r_v, c.rev_x_v,
+                     c.rev_threshold_kw * 1e3, c.rev_delay_s, float(c.reversible and s.ldc),
+                     (c.winding - 1) * (s.nph + 1), s.nph + 1])  # fmt: skip
         idx.append(twin.net.xf_stamps[s.xf].idx)
         his.append(s.his)
         los.append(s.los)
@@ -140,10 +142,11 @@ def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
     return Regs(
         m[:, 0].copy(), m[:, 1].copy(), _pad(his, (p,), np.int64, -1),
         _pad(los, (p,), np.int64, -1), _pad(idx, (nc,), np.int64, -1),
-        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 16),
+        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 25),
         np.zeros(r, np.int64), np.zeros(r, np.int64), np.full(r, np.nan),
         np.zeros((r, QMAX)), np.zeros(r, np.int64), np.zeros(r, np.int64), np.zeros(r),
-        np.zeros((r, QMAX)), m[:, 2].copy(), m[:, 3].copy(),
+        np.zeros((r, QMAX)), m[:, 2].copy(), m[:, 3].copy(), np.zeros(r, np.int64),
+        np.full(r, np.nan), np.zeros(r),
     )  # fmt: skip
 
 
