@@ -9,6 +9,7 @@ import pytest
 
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.model.threephase.elements import PT_AVG, PT_MAX
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.controls import time_of_day
 from gridpilot.twin.unbalanced.reference import add_shape, dss_qsts, extremes_gap, reset_taps
@@ -29,6 +30,17 @@ SCENARIOS = {
         "new capacitor.cap3 bus1=680 phases=3 kvar=300 kv=4.16 states=[0]",
         "new capcontrol.night capacitor=cap3 element=line.671680 terminal=1 type=time"
         " onsetting=21.5 offsetting=6.25 delay=30 delayoff=30",
+        "makebuslist",
+    ],
+    # the lowest phase voltage, a delta bank's line-to-line PT voltage, a mean current
+    "phases": [
+        "new capcontrol.va capacitor=cap1 element=line.692675 terminal=1 type=voltage"
+        " ptratio=20 ptphase=min onsetting=118 offsetting=121 delay=60 delayoff=60 deadtime=0",
+        "new capacitor.cap4 bus1=680 phases=3 kvar=300 kv=4.16 conn=delta states=[0]",
+        "new capcontrol.dl capacitor=cap4 element=line.671680 terminal=1 type=voltage"
+        " ptratio=34.64 ptphase=2 onsetting=118 offsetting=121 delay=60 delayoff=60 deadtime=0",
+        "new capcontrol.ia capacitor=cap2 element=line.684611 terminal=1 type=current ctratio=1"
+        " ctphase=avg onsetting=70 offsetting=55 delay=60 delayoff=60 deadtime=0",
         "makebuslist",
     ],
     # a current control whose voltage override opens the bank on high voltage
@@ -88,11 +100,11 @@ def test_unmodelled_capcontrol_options_stay_in_the_warning() -> None:
     s.compile(feeder_master("ieee13"))
     s.command(
         "new capcontrol.pf capacitor=cap1 element=line.692675 type=pf onsetting=0.95"
-        " offsetting=-0.95 vbus=671 ptphase=max"
+        " offsetting=-0.95 vbus=671 ptphase=max ctphase=avg"
     )
     grid = grid_from_session(s, "ieee13")
     ctl = next(c for c in grid.capcontrols if c.name == "pf")
     assert ctl.type == "pf" and ctl.on_setting == 0.95 and ctl.off_setting == pytest.approx(1.05)
     text = " ".join(grid.warnings)
     assert "voltage-override bus '671'" in text
-    assert "capcontrol.pf: phase selection" in text
+    assert (ctl.pt_phase, ctl.ct_phase) == (PT_MAX, PT_AVG)

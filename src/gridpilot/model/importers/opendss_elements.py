@@ -10,6 +10,7 @@ import numpy as np
 
 from gridpilot.errors import ValidationError
 from gridpilot.model.threephase.elements import (
+    PT_AVG,
     PT_MAX,
     PT_MIN,
     Branch,
@@ -110,7 +111,9 @@ def _line(e: dict[str, Any], orders: dict[str, list[list[int]]], f_hz: float) ->
 def _reactor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Branch | None:
     key = f"reactor.{e['Name'].lower()}"
     n = int(e.get("Phases") or 3)
-    t1, t2 = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    terms = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    t1 = terms[0]  # a delta bank has one terminal in OpenDSS: its bus2 side is unused
+    t2 = terms[1] if len(terms) > 1 else Terminal(t1.bus, (0,) * len(t1.nodes))
     if all(k == 0 for k in t2.nodes):
         return None  # a shunt reactor: not modelled (listed in the warning)
     z = complex(_f(e.get("R")), _f(e.get("X")))
@@ -183,11 +186,11 @@ def _phase(v: Any, what: str, warn: list[str]) -> int:
         return 1
 
 
-def _pt_phase(v: Any, what: str, warn: list[str]) -> int:
+def _pt_phase(v: Any, what: str, warn: list[str], avg: bool = False) -> int:
+    """A phase number, or max/min (and avg for capacitor controls)."""
     key = str(v).lower()
-    if key in ("max", "min"):
-        return PT_MAX if key == "max" else PT_MIN
-    return _phase(v, what, warn)
+    modes = {"max": PT_MAX, "min": PT_MIN, **({"avg": PT_AVG} if avg else {})}
+    return modes[key] if key in modes else _phase(v, what, warn)
 
 
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
@@ -231,7 +234,9 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
 
 def _capacitor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Capacitor:
     key = f"capacitor.{e['Name'].lower()}"
-    t1, t2 = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    terms = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    t1 = terms[0]  # a delta bank has one terminal in OpenDSS: its bus2 side is unused
+    t2 = terms[1] if len(terms) > 1 else Terminal(t1.bus, (0,) * len(t1.nodes))
     kvar = [float(x) for x in (e.get("kvar") or [0.0])]
     states = [int(x) for x in (e.get("States") or [1] * len(kvar))]
     return Capacitor(
@@ -283,8 +288,8 @@ def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
         volt_override=bool(e.get("VoltOverride")),
         vmin_v=_f(e.get("VMin"), 115.0),
         vmax_v=_f(e.get("VMax"), 126.0),
-        pt_phase=_phase(e.get("PTPhase", 1), what, warn),
-        ct_phase=_phase(e.get("CTPhase", 1), what, warn),
+        pt_phase=_pt_phase(e.get("PTPhase", 1), what, warn, avg=True),
+        ct_phase=_pt_phase(e.get("CTPhase", 1), what, warn, avg=True),
         pf_min_kvar_pct=_f(e.get("pctMinkvar"), 50.0),
         enabled=bool(e.get("Enabled", True)),
     )

@@ -155,7 +155,7 @@ class RegControl:
     enabled: bool = True
 
 
-PT_MAX, PT_MIN = -1, -2  # RegControl.pt_phase: the highest / lowest phase
+PT_MAX, PT_MIN, PT_AVG = -1, -2, -3  # pt_phase / ct_phase: highest, lowest, mean phase
 
 
 @dataclass
@@ -181,7 +181,8 @@ class CapControl:
     ``pf`` they are OpenDSS's 0..2 power factors (lagging as is, leading ``2 + pf`` for a
     negative setting, so > 1 is leading); for ``time`` hours of the day.
     ``pf_min_kvar_pct``: a pf control closes an open bank only while the kvar flowing
-    exceeds this share of the bank's total kvar (OpenDSS ``pctMinkvar``).
+    exceeds this share of the bank's total kvar (OpenDSS ``pctMinkvar``). ``pt_phase`` and
+    ``ct_phase``: a phase, or ``PT_MAX`` / ``PT_MIN`` / ``PT_AVG`` over the phases.
     """
 
     name: str

@@ -18,7 +18,14 @@ import numpy as np
 
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid, branch_yprim
-from gridpilot.model.threephase.elements import PT_MAX, PT_MIN, CapControl, RegControl
+from gridpilot.model.threephase.elements import (
+    PT_AVG,
+    PT_MAX,
+    PT_MIN,
+    Capacitor,
+    CapControl,
+    RegControl,
+)
 from gridpilot.model.threephase.yprim import winding_base_v
 from gridpilot.twin.unbalanced.network import Network
 
@@ -51,10 +58,14 @@ class CapSensor:
     cap: str
     idx: np.ndarray  # node indices of the monitored element's conductors
     rows: np.ndarray  # its Yprim rows of the monitored terminal
-    v_node: int  # node measured for voltage (pt_phase of the terminal)
-    i_row: int  # row of the ct_phase conductor within ``rows``
+    v_row: int  # position in ``rows`` of the pt_phase conductor
+    i_row: int  # position in ``rows`` of the ct_phase conductor
     kvar_open: float = 0.0  # pf type: kvar above which an open bank may close
     kvar_more: float = 0.0  # pf type: kvar above which a closed bank adds a step
+    v_mode: int = 0  # 0 the pt phase, 1 mean, 2 highest, 3 lowest of the terminal's phases
+    i_mode: int = 0  # the same for the current over the bank's phases
+    v_next: int = -1  # delta bank: position of the next phase (line-to-line PT voltage)
+    n_ct: int = 1  # phases the current modes look at (the bank's, at most the terminal's)
 
 
 def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
@@ -123,17 +134,33 @@ def cap_sensors(grid: ThreePhaseGrid, net: Network) -> list[CapSensor]:
         rows = np.arange(n) + (c.terminal - 1) * n
         pk = min(max(c.pt_phase, 1), n) - 1
         ck = min(max(c.ct_phase, 1), n) - 1
-        kv = _bank_kvar(grid, c.capacitor)
-        out.append(CapSensor(c, c.capacitor, idx, rows, int(idx[rows[pk]]), ck,
-                             sum(kv) * c.pf_min_kvar_pct / 100.0, sum(kv) / len(kv) * 0.5))  # fmt: skip
+        cap = _bank(grid, c.capacitor)
+        kv = list(cap.kvar) or [0.0] if cap else [0.0]
+        nb = min(cap.phases if cap else n, n)
+        delta = cap is not None and cap.conn == "delta" and c.pt_phase > 0
+        out.append(CapSensor(c, c.capacitor, idx, rows, pk, ck,
+                             sum(kv) * c.pf_min_kvar_pct / 100.0, sum(kv) / len(kv) * 0.5,
+                             _MODES.get(c.pt_phase, 0), _MODES.get(c.ct_phase, 0),
+                             (pk + 1) % nb if delta else -1, nb))  # fmt: skip
     return out
 
 
-def _bank_kvar(grid: ThreePhaseGrid, name: str) -> list[float]:
-    for cap in grid.capacitors:
-        if cap.name.lower() == name:
-            return list(cap.kvar) or [0.0]
-    return [0.0]
+_MODES = {PT_AVG: 1, PT_MAX: 2, PT_MIN: 3}
+
+
+def _bank(grid: ThreePhaseGrid, name: str) -> Capacitor | None:
+    return next((c for c in grid.capacitors if c.name.lower() == name), None)
+
+
+def _phase_pick(x: np.ndarray, mode: int, k: int) -> np.ndarray:
+    """Row ``k`` of ``x`` (phases × steps), or the mean / max / min over the phases."""
+    if mode == 1:
+        return np.asarray(x.mean(axis=0))
+    if mode == 2:
+        return np.asarray(x.max(axis=0))
+    if mode == 3:
+        return np.asarray(x.min(axis=0))
+    return np.asarray(x[k])
 
 
 def time_of_day(t_s: float) -> float:
@@ -234,11 +261,16 @@ def cap_measure(s: CapSensor, net: Network, v: np.ndarray, y: np.ndarray) -> dic
     vt = np.where((s.idx >= 0)[:, None], v[np.maximum(s.idx, 0)], 0.0)
     i = y[s.rows] @ vt
     s_va = np.sum(vt[s.rows] * np.conj(i), axis=0)
+    vr = vt[s.rows]
+    volt = _phase_pick(np.abs(vr), s.v_mode, s.v_row)
+    if s.v_mode == 0 and s.v_next >= 0:
+        volt = np.abs(vr[s.v_row] - vr[s.v_next])
     return {
         "kvar": s_va.imag / 1e3,
         "pf": pf_1to2(s_va),
-        "voltage": np.abs(_v(v, s.v_node)) / s.ctl.ptratio,
-        "current": np.abs(i[s.i_row]) / s.ctl.ctratio,
+        "voltage": volt / s.ctl.ptratio,
+        "current": _phase_pick(np.abs(i[: s.n_ct] if s.i_mode else i), s.i_mode, s.i_row)
+        / s.ctl.ctratio,
     }
 
 

@@ -75,13 +75,17 @@ class Caps(NamedTuple):
     ymon: np.ndarray  # (c, r, k) its Yprim rows of the monitored terminal
     rows: np.ndarray  # (c, r) those rows' conductor positions
     nrows: np.ndarray
-    v_node: np.ndarray
-    i_row: np.ndarray
+    v_node: np.ndarray  # position in the rows of the PT phase
+    i_row: np.ndarray  # position in the rows of the CT phase
     armed: np.ndarray
     t_exec: np.ndarray
     value: np.ndarray
     last_open: np.ndarray
     ops: np.ndarray
+    vmode: np.ndarray  # 0 the PT phase, 1 mean, 2 max, 3 min (``controls.CapSensor``)
+    imode: np.ndarray  # the same for the CT current
+    vnext: np.ndarray  # delta bank: row of the next phase (-1 none)
+    nct: np.ndarray  # phases of the current modes
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -303,19 +307,42 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
         vt[j] = _at(v, cp.idx[c, j])
     s_va = 0j
     i_ct = 0.0
+    i_sum, i_max, i_min = 0.0, 0.0, 1e300
+    v_sum, v_max, v_min = 0.0, 0.0, 1e300
     for q in range(cp.nrows[c]):
         i = 0j
         for j in range(k):
             i += cp.ymon[c, q, j] * vt[j]
-        s_va += vt[cp.rows[c, q]] * np.conj(i)
+        vq = vt[cp.rows[c, q]]
+        s_va += vq * np.conj(i)
         if q == cp.i_row[c]:
             i_ct = abs(i)
+        if q < cp.nct[c]:
+            i_sum, i_max, i_min = i_sum + abs(i), max(i_max, abs(i)), min(i_min, abs(i))
+        v_sum, v_max, v_min = v_sum + abs(vq), max(v_max, abs(vq)), min(v_min, abs(vq))
     p = cp.f[c]
+    volt = _pick(cp.vmode[c], v_sum / cp.nrows[c], v_max, v_min, 0.0)
+    if cp.vmode[c] == 0:
+        vk = vt[cp.rows[c, cp.v_node[c]]]
+        nx = cp.vnext[c]
+        volt = abs(vk - vt[cp.rows[c, nx]]) if nx >= 0 else abs(vk)
+    i_ct = _pick(cp.imode[c], i_sum / max(cp.nct[c], 1), i_max, i_min, i_ct)
     mag = abs(s_va)
     pf = abs(s_va.real) / mag if mag != 0.0 else 1.0
     if s_va.imag < 0.0:
         pf = 2.0 - pf
-    return s_va.imag / 1e3, abs(_at(v, cp.v_node[c])) / p[8], i_ct / p[9], pf
+    return s_va.imag / 1e3, volt / p[8], i_ct / p[9], pf
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pick(mode: int, mean: float, hi: float, lo: float, one: float) -> float:
+    if mode == 1:
+        return mean
+    if mode == 2:
+        return hi
+    if mode == 3:
+        return lo
+    return one
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -160,17 +160,19 @@ def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
         idx.append(s.idx)
         ymon.append(y[s.rows])
         trows.append(np.asarray(s.rows, np.int64))
-        meta.append((where[f"cap:{s.cap}"], _CAP_TYPES[c.type], len(s.rows), s.v_node, s.i_row))
+        meta.append((where[f"cap:{s.cap}"], _CAP_TYPES[c.type], len(s.rows), s.v_row, s.i_row,
+                     s.v_mode, s.i_mode, s.v_next, s.n_ct))  # fmt: skip
     n = len(rows)
     k = max([len(x) for x in idx] + [1])
     nr = max([len(x) for x in trows] + [1])
-    m = np.array(meta, np.int64).reshape(n, 5)
+    m = np.array(meta, np.int64).reshape(n, 9)
     dead = np.array([s.ctl.dead_time_s for s in twin.caps], float)
     return Caps(
         m[:, 0].copy(), m[:, 1].copy(), np.array(rows, float).reshape(n, 12),
         _pad(idx, (k,), np.int64, -1), _pad(ymon, (nr, k), complex), _pad(trows, (nr,), np.int64),
         m[:, 2].copy(), m[:, 3].copy(), m[:, 4].copy(), np.zeros(n, np.int64), np.zeros(n),
-        np.zeros(n, np.int64), -dead, np.zeros(n, np.int64),
+        np.zeros(n, np.int64), -dead, np.zeros(n, np.int64), m[:, 5].copy(), m[:, 6].copy(),
+        m[:, 7].copy(), m[:, 8].copy(),
     )  # fmt: skip
 
 
