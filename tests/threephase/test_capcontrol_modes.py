@@ -12,7 +12,14 @@ from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.model.threephase.elements import PT_AVG, PT_MAX
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.controls import time_of_day
-from gridpilot.twin.unbalanced.reference import add_shape, dss_qsts, extremes_gap, reset_taps
+from gridpilot.twin.unbalanced.reference import (
+    add_shape,
+    dss_cap_states,
+    dss_qsts,
+    extremes_gap,
+    reset_taps,
+    tighten,
+)
 
 STEPS = 96
 
@@ -108,3 +115,15 @@ def test_unmodelled_capcontrol_options_stay_in_the_warning() -> None:
     text = " ".join(grid.warnings)
     assert "voltage-override bus '671'" in text
     assert (ctl.pt_phase, ctl.ct_phase) == (PT_MAX, PT_AVG)
+
+
+@pytest.mark.parametrize("mode", sorted(SCENARIOS))
+def test_static_snapshot_states_match_opendss(mode: str) -> None:
+    """Snapshot (static control mode, time of day 0:00): the same bank states as OpenDSS."""
+    s, tw = _pair(SCENARIOS[mode], np.ones(4))
+    tw.powerflow()
+    tighten(s)
+    s.command("solve")
+    assert tw.cap_states() == dss_cap_states(s)
+    if mode == "time":
+        assert tw.cap_states()["cap2"] == [0]  # the daytime bank opens at midnight
