@@ -11,9 +11,16 @@ side with its OpenDSS reference in one run. One JSON row per grid and capability
   critical hours of the feeder's own load shape over a year and a clear-sky PV year;
   ``hc_max_abs_err_kw`` against brute-force iterative OpenDSS runs (10 kW steps) on 20
   sampled node-phases (seed 0).
+* ``cvr_pv`` / ``cvr_pv_exp`` (bench/_ops_cvr_hc.py): as ``cvr``/``cvr_exp`` with a seeded
+  rooftop-PV fleet on IEEE 1547 volt-var inverters, in the baseline, the optimiser and
+  OpenDSS (PVSystems + InvControl). ``hosting_pv_dask`` / ``hosting_ev_dask``: the same
+  study on a Dask LocalCluster of ``--workers`` processes.
 
     PYTHONPATH=src .venv/bin/python bench/unbalanced_ops.py --json
     PYTHONPATH=src .venv/bin/python bench/unbalanced_ops.py --grids ieee8500 --workers 2 --json
+    PYTHONPATH=src .venv/bin/python bench/unbalanced_ops.py --only cvr_pv cvr_pv_exp --json
+    PYTHONPATH=src .venv/bin/python bench/unbalanced_ops.py --grids ieee8500 \
+        --only hosting_pv_dask --workers 2 --json
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from _ops_cvr_hc import cvr_pv_row, hosting_dask_row
 from gridpilot.control.cvr import with_cvr_loads
 from gridpilot.control.cvr_cli import day_shape
 from gridpilot.control.cvr_run import cvr_day
@@ -142,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run every grid and capability, print one JSON row each."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grids", nargs="+", default=GRIDS)
-    ap.add_argument("--only", nargs="+", default=["cvr", "cvr_exp", "hosting_pv", "hosting_ev"])
+    ap.add_argument("--only", nargs="+",
+                    default=["cvr", "cvr_exp", "hosting_pv", "hosting_ev", "flisr", "reconfig"])  # fmt: skip
     ap.add_argument("--steps", type=int, default=96)
     ap.add_argument("--hc-nodes", type=int, default=None, help="sample this many node-phases")
     ap.add_argument("--workers", type=int, default=1)
@@ -150,7 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     for name in args.grids:
         for cap in args.only:
-            if cap.startswith("cvr"):
+            if cap in ("flisr", "reconfig"):  # self-healing rows: bench/flisr3p_ops.py
+                from flisr3p_ops import flisr_row, reconfig_row
+
+                row = flisr_row(name, 40) if cap == "flisr" else reconfig_row(name)
+            elif cap.startswith("cvr_pv"):  # smart-inverter fleet (bench/_ops_cvr_hc.py)
+                row = cvr_pv_row(name, args.steps, cap == "cvr_pv_exp")
+            elif cap.endswith("_dask"):
+                row = hosting_dask_row(name, cap.split("_")[1], args.hc_nodes, args.workers)
+            elif cap.startswith("cvr"):
                 row = cvr_row(name, args.steps, cap == "cvr_exp")
             else:
                 row = hosting_row(name, cap.split("_")[1], args.hc_nodes, args.workers)

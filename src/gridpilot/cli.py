@@ -28,6 +28,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.field.cli",
     "gridpilot.flex.cli",
     "gridpilot.control.cli",
+    "gridpilot.agent.flisr3p_run",
     "gridpilot.protocols.cli",
     "gridpilot.twin.hosting_cli",
     "gridpilot.control.cvr_cli",

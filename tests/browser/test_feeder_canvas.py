@@ -27,9 +27,7 @@ pytestmark = [
 ]
 
 
-def serve_feeder(
-    name: str, hosting_dir: Path | None = None
-) -> tuple[str, Any, Callable[[], None]]:
+def serve_feeder(name: str, hosting_dir: Path | None = None) -> tuple[str, Any, Callable[[], None]]:
     """The feeder view of ``name`` on a free port: (base URL, keys, stop)."""
     import uvicorn
 

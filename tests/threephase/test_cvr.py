@@ -68,3 +68,23 @@ def test_cli_cvr_json() -> None:
     assert s["optimised"]["violation_min"] == 0 and s["energy_saved_pct"] > 0
     bad = CliRunner().invoke(app, ["cvr", "ieee13", "--vmin", "-1"])
     assert bad.exit_code == 2 and "vmin_pu" in bad.output
+
+
+def test_cvr_with_smart_inverter_fleet_keeps_range_a_and_inverters_act() -> None:
+    from gridpilot.control.cvr_fleet import FleetOptions, with_pv_fleet
+    from gridpilot.twin.unbalanced.inverters import InverterTwin
+
+    g0 = with_cvr_loads(session_and_grid("ieee13")[1])
+    g = with_pv_fleet(g0, 48, opts=FleetOptions(share=1.0, kw_range=(40.0, 120.0)))
+    pv = [ld for ld in g.loads if ld.kind == "pv"]
+    assert len(pv) == len([ld for ld in g0.loads if ld.kind == "load"])
+    assert g.invcontrols[0].inverters[0].kva == pytest.approx(1.1 * -pv[0].kw)
+    res = cvr_day(g, day_shape(48, 15.0))
+    assert res.optimised.violation_min == 0.0
+    assert res.energy_saved_pct > 0.3
+    assert res.optimised.cap_ops <= res.baseline.cap_ops
+    tw = InverterTwin(g)
+    tw.powerflow("static", 0.9)
+    assert tw.last is not None and np.max(np.abs(tw.last.q_kvar)) > 1.0  # volt-var acts
+    with pytest.raises(ValidationError, match="share"):
+        with_pv_fleet(g0, 48, opts=FleetOptions(share=0.0))

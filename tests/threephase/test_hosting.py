@@ -146,3 +146,26 @@ def test_same_code_on_a_dask_client() -> None:
     ):
         two = hosting_capacity_on(client, g, [LIGHT], parts=2)
     assert np.array_equal(two.hc_kw, one.hc_kw) and two.limit == one.limit
+
+
+def test_later_hours_capped_by_earlier_capacity_give_the_minimum_over_hours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gridpilot.twin.hosting.search as hs
+
+    cols = [0]
+    real = hs.solve_columns
+
+    def counting(fd, s, v0, guess=None):  # type: ignore[no-untyped-def]
+        cols[0] += s.shape[1]
+        return real(fd, s, v0, guess)
+
+    monkeypatch.setattr(hs, "solve_columns", counting)
+    g = _grid("ieee13")
+    hours = [LIGHT, Scenario("noon", 0, 0.8, 0.7)]
+    both = hosting_capacity(g, hours, HostingOptions(der="pv"))
+    n_both, cols[0] = cols[0], 0
+    each = [hosting_capacity(g, [h], HostingOptions(der="pv")) for h in hours]
+    assert np.array_equal(both.hc_kw, np.minimum(each[0].hc_kw, each[1].hc_kw))
+    assert n_both < cols[0]  # the cap saves exact power-flow columns
+    assert len(set(both.scenario)) == 2  # each hour binds somewhere

@@ -40,7 +40,13 @@ from gridpilot.agent.sensing import Sensing
 from gridpilot.agent.telemetry_link import TelemetryLink
 from gridpilot.agent.wording import injected_text
 from gridpilot.agent.world import Observation
-from gridpilot.agent.worldtypes import AlarmingWorld, DeviceWorld, MeteredWorld, World
+from gridpilot.agent.worldtypes import (
+    AlarmingWorld,
+    DeviceWorld,
+    MeteredWorld,
+    PhaseAwareWorld,
+    World,
+)
 from gridpilot.errors import ValidationError
 from gridpilot.telemetry import wire_text
 from gridpilot.twin import Twin, profiles_for
@@ -78,6 +84,10 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
         self.twin = Twin(self.grid, validate=False, engine=world.engine)
         self.limits = opts.limits or GuardLimits()
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
+        if isinstance(world, PhaseAwareWorld):  # switching plans also checked per node-phase
+            from gridpilot.agent.phaseguard import PhaseCheck
+
+            self.guard.phase = PhaseCheck.build(world.grid3p, self.grid)
         self.audit = opts.audit or AuditLog()
         self.policies = list(default_policies() if opts.policies is None else opts.policies)
         self.lock = threading.RLock()

@@ -1,6 +1,6 @@
 """What the orchestrator needs of a world: :class:`World`, and the optional capabilities as small
 sub-protocols (:class:`DeviceWorld`, :class:`MeteredWorld`, :class:`EvDeferringWorld`,
-:class:`AlarmingWorld`).
+:class:`AlarmingWorld`, :class:`PhaseAwareWorld`).
 
 :class:`~gridpilot.agent.world.SimWorld` is a :class:`World`;
 :class:`~gridpilot.agent.fieldworld.FieldWorld` is a :class:`World`, a :class:`DeviceWorld`
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from gridpilot.agent.world import Observation
     from gridpilot.field import Command, DeviceFleet
     from gridpilot.model import Grid
+    from gridpilot.model.threephase import ThreePhaseGrid
     from gridpilot.telemetry import DeviceRegistry
+    from gridpilot.twin.unbalanced import UnbalancedResult
 
 
 @runtime_checkable
@@ -138,4 +140,25 @@ class AlarmingWorld(Protocol):
         ...
 
 
-__all__ = ["AlarmingWorld", "DeviceWorld", "EvDeferringWorld", "MeteredWorld", "World"]
+@runtime_checkable
+class PhaseAwareWorld(Protocol):
+    """A world on a three-phase feeder (:class:`~gridpilot.agent.world3p.ThreePhaseWorld`): its
+    ``grid`` is the loop's balanced view, ``grid3p`` the feeder itself, and
+    :meth:`phase_result` the latest per-node-phase power flow, for the API and dashboard to
+    draw per-phase values and for the scenarios' node-phase KPIs."""
+
+    grid3p: ThreePhaseGrid
+
+    def phase_result(self) -> UnbalancedResult | None:
+        """The latest per-node-phase result (None before the first observation)."""
+        ...
+
+
+__all__ = [
+    "AlarmingWorld",
+    "DeviceWorld",
+    "EvDeferringWorld",
+    "MeteredWorld",
+    "PhaseAwareWorld",
+    "World",
+]

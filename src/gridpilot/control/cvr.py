@@ -6,8 +6,11 @@ The previous period's taps are held while they keep the band; a tap step down (a
 regulators together, then each alone) is taken only where it saves at least
 ``min_gain_pct`` of the period's energy per operation; taps leaving the band are raised
 together until back in it (else the search starts from the state OpenDSS's own controls
-reach at the period's start, the baseline QSTS). Capacitors keep the baseline's state at the
-period's start (so they switch no more often than the baseline). Every chosen state is
+reach at the period's start, the baseline QSTS). Capacitors (``cap_search``) keep their
+state unless switching one (at most one per period) brings the period back into the band or
+saves ``min_gain_pct``; the taps are then chosen again. Smart inverters (the grid's
+``invcontrols``) follow their IEEE 1547 curves in every solve, in the baseline and here, so
+every tap and capacitor choice is verified with the inverters' reactive power. Every chosen state is
 solved exactly by the engine; energy is the substation's input. Savings exist only where
 loads draw less at lower voltage (constant-Z/I, exponential CVR or ZIP loads).
 """
@@ -41,6 +44,8 @@ class CvrOptions:
     min_gain_pct: float = 0.05  # energy a tap operation must save, % of the period's
     match_baseline_ops: bool = True
     max_replans: int = 4
+    cap_search: bool = True  # switch capacitors where it helps (else: the baseline's states)
+    max_cap_ops: int = -1  # capacitor step operations allowed over the run (-1: no limit)
 
     def validate(self) -> None:
         """Raise :class:`ValidationError` naming the first bad field and its value."""
@@ -73,6 +78,12 @@ class RunFigures:
     cap_ops: int
     vmin_pu: float
     vmax_pu: float
+    v_lo: list[float] = field(default_factory=list, repr=False)  # per step, pu
+    v_hi: list[float] = field(default_factory=list, repr=False)
+
+    def numbers(self) -> dict[str, Any]:
+        """The figures without the per-step series (JSON-ready)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("v_lo", "v_hi")}
 
 
 @dataclass
@@ -101,8 +112,8 @@ class CvrResult:
             "steps": self.steps,
             "resolution_s": self.resolution_s,
             "energy_saved_pct": round(self.energy_saved_pct, 3),
-            "baseline": dataclasses.asdict(self.baseline),
-            "optimised": dataclasses.asdict(self.optimised),
+            "baseline": self.baseline.numbers(),
+            "optimised": self.optimised.numbers(),
             "min_gain_pct": self.min_gain_pct,
             "tap_ops_within_baseline": self.optimised.tap_ops <= self.baseline.tap_ops,
             "decision_ms_p50": round(float(np.percentile(ms, 50)), 2),

@@ -19,9 +19,18 @@ from gridpilot.control.cvr import (
 )
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.inverters import InverterTwin
 from gridpilot.twin.unbalanced.qsts import QstsOptions, load_multipliers
 
 log = logging.getLogger(__name__)
+
+
+def twin_of(grid: ThreePhaseGrid) -> UnbalancedTwin:
+    """The engine for a CVR run: with the grid's smart inverters on their curves (an
+    :class:`InverterTwin`, control iterations in every solve) where it has any."""
+    if any(c.enabled for c in grid.invcontrols):
+        return InverterTwin(grid)
+    return UnbalancedTwin(grid)
 
 
 def _powers(tw: UnbalancedTwin, steps: int, res_s: float) -> np.ndarray:
@@ -44,6 +53,8 @@ class _Tally:
         self.kwh = 0.0
         self.bad_steps = 0
         self.vmin, self.vmax = np.inf, -np.inf
+        self.lo: list[float] = []
+        self.hi: list[float] = []
 
     def add(self, tw: UnbalancedTwin, v: np.ndarray) -> None:
         vp = v_pu(tw, v)
@@ -51,10 +62,12 @@ class _Tally:
         self.kwh += float(source_kw(tw, v).sum()) * self.res_s / 3600.0
         self.bad_steps += int(np.sum((lo < self.o.vmin_pu - 1e-9) | (hi > self.o.vmax_pu + 1e-9)))
         self.vmin, self.vmax = min(self.vmin, float(lo.min())), max(self.vmax, float(hi.max()))
+        self.lo += [round(float(x), 6) for x in lo]
+        self.hi += [round(float(x), 6) for x in hi]
 
     def figures(self, tap_ops: int, cap_ops: int) -> RunFigures:
         return RunFigures(round(self.kwh, 3), self.bad_steps * self.res_s / 60.0, tap_ops,
-                          cap_ops, round(self.vmin, 6), round(self.vmax, 6))  # fmt: skip
+                          cap_ops, round(self.vmin, 6), round(self.vmax, 6), self.lo, self.hi)  # fmt: skip
 
 
 def baseline(grid: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions
@@ -62,9 +75,9 @@ def baseline(grid: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions
     """OpenDSS's own controls (the engine's QSTS, time mode) over the horizon; energy and
     violations from replaying each step at the taps and capacitor states it ran at.
     Returns the figures, and the tap (pu) and closed-step series per device."""
-    tw = UnbalancedTwin(grid)
+    tw = twin_of(grid)
     q = tw.qsts(steps, res_s, keep_taps=True)
-    rp = UnbalancedTwin(grid)
+    rp = twin_of(grid)
     s_all = _powers(rp, steps, res_s)
     names_t, names_c = list(q.tap_series), list(q.cap_series)
     state = np.column_stack([q.tap_series[n] for n in names_t] + [q.cap_series[n] for n in names_c]
@@ -106,7 +119,7 @@ def optimise(grid: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions,
              ) -> tuple[RunFigures, list[float], dict[str, list[float]]]:  # fmt: skip
     """Choose taps per period (capacitors as the baseline at the period's start); returns
     the day's figures, the decision times (ms) and the chosen taps per period."""
-    tw = UnbalancedTwin(grid)
+    tw = twin_of(grid)
     s_all = _powers(tw, steps, res_s)
     regs = {s.ctl.name.lower(): tw.grid.transformer(s.xf).windings[s.ctl.tap_winding - 1]
             for s in tw.regs}  # fmt: skip
@@ -115,13 +128,19 @@ def optimise(grid: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions,
     tally, ms = _Tally(res_s, opts), []
     chosen: dict[str, list[float]] = {n: [] for n in regs}
     tap_ops = cap_ops = 0
+    sizes = {c.name.lower(): len(c.states) for c in tw.grid.capacitors}
     for p0 in range(0, steps, opts.period_steps):
         t0 = time.perf_counter()
-        caps = {n: int(x[p0]) for n, x in base_caps.items()}
+        caps = dict(prev_caps) if opts.cap_search else {n: int(x[p0]) for n, x in base_caps.items()}
         _set_caps(tw, caps)
         start = {n: float(base_taps[n][p0]) for n in regs}
         per = _Period(tw, s_all[:, p0 : p0 + opts.period_steps], opts)
         taps, v = _choose(per, start, prev, regs)
+        left = opts.max_cap_ops - cap_ops if opts.max_cap_ops >= 0 else 1 << 30
+        if opts.cap_search and caps:
+            caps, v, changed = _cap_search(per, taps, caps, sizes, v, left)
+            if changed:  # taps again at the new capacitor states (hold, or step down)
+                taps, v = _choose(per, start, taps, regs)
         ms.append((time.perf_counter() - t0) * 1e3)
         tally.add(tw, v)
         for n, w in regs.items():
@@ -185,6 +204,37 @@ def _choose(per: _Period, start: dict[str, float], prev: dict[str, float],  # no
     return best, best_v
 
 
+def _excess(o: CvrOptions, lo: float, hi: float) -> float:
+    """How far (pu) the extremes leave the band (Range A less the margin); 0 inside."""
+    return max(o.vmin_pu + o.margin_pu - lo, hi - (o.vmax_pu - o.margin_pu), 0.0)
+
+
+def _cap_search(per: _Period, taps: dict[str, float], caps: dict[str, int],
+                sizes: dict[str, int], v: np.ndarray, left: int
+                ) -> tuple[dict[str, int], np.ndarray, bool]:  # fmt: skip
+    """Switch at most one capacitor (all its steps) for the period: the one that brings the
+    extremes closest into the band, else (band kept) the one saving most energy, at least
+    ``min_gain_pct`` of the period's; one whose steps exceed the ``left`` operations is not
+    tried. Returns the states, voltages and whether one moved."""
+    o, tw = per.o, per.tw
+    vp = v_pu(tw, v)
+    e0 = float(source_kw(tw, v).sum())
+    best = (_excess(o, float(np.nanmin(vp)), float(np.nanmax(vp))), e0, caps, v)
+    for n, k in caps.items():
+        if (k or sizes[n]) > left:
+            continue
+        cand = {**caps, n: 0 if k else sizes[n]}
+        _set_caps(tw, cand)
+        v2, lo, hi, e = per.solve(taps)
+        ex = _excess(o, lo, hi)
+        if ex < best[0] - 1e-6 or (
+            ex <= best[0] + 1e-12 and best[1] - e >= o.min_gain_pct / 100 * abs(e0)
+        ):
+            best = (ex, e, cand, v2)
+    _set_caps(tw, best[2])
+    return best[2], best[3], best[2] is not caps
+
+
 def _pick(tried: list) -> tuple:  # type: ignore[type-arg]
     """The least-violating tried state, then the least energy: (excess, energy, taps, v)."""
     ex, e, x, v = min(tried, key=lambda t: (round(t[0], 9), t[1]))
@@ -206,6 +256,8 @@ def cvr_day(grid: ThreePhaseGrid, load_mult: np.ndarray, resolution_s: float = 9
     steps = len(load_mult)
     base, taps, caps = baseline(g, steps, resolution_s, opts)
     o = opts
+    if opts.match_baseline_ops and opts.max_cap_ops < 0:
+        o = dataclasses.replace(o, max_cap_ops=base.cap_ops)
     for i in range(opts.max_replans + 1):
         opt, ms, chosen = optimise(g, steps, resolution_s, o, taps, caps)
         if not opts.match_baseline_ops or opt.tap_ops <= base.tap_ops or i == opts.max_replans:

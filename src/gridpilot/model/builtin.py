@@ -180,7 +180,10 @@ def list_grids() -> list[GridInfo]:
     return out
 
 
-THREE_PHASE_OPERATIONS = "powerflow, qsts, hosting capacity and CVR"
+THREE_PHASE_OPERATIONS = (
+    "powerflow, qsts, estimate, hosting capacity, CVR, flisr, reconfigure, flex plan and"
+    " phase-balance, scenario and demo (the loop)"
+)
 
 
 def require_balanced(grid: object, what: str) -> Grid:

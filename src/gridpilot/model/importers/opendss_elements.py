@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from gridpilot.errors import ValidationError
+from gridpilot.model.importers.opendss_invcontrol import invcontrols
 from gridpilot.model.threephase.elements import (
     PT_AVG,
     PT_MAX,
@@ -35,6 +36,7 @@ _DEFINITIONS = {
 _HANDLED = {
     "vsource", "line", "reactor", "transformer", "regcontrol", "capacitor", "capcontrol",
     "load", "generator", "pvsystem", "storage", "fuse", "recloser", "relay", "swtcontrol",
+    "invcontrol",
 }  # fmt: skip
 _METERS = {"energymeter", "monitor", "sensor"}
 
@@ -367,6 +369,7 @@ def build_elements(
         )
     grid = ThreePhaseGrid(name=name, source=_source(vs[0], orders), frequency_hz=f_hz)
     _fill(grid, data, orders, f_hz, warn)
+    grid.invcontrols = invcontrols(data, warn)
     for b in data.get("Bus") or []:
         grid.bus_kv_ln[b["Name"].lower()] = _f(b.get("kVLN"))
         if b.get("X") is not None and b.get("Y") is not None:

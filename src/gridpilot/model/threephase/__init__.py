@@ -20,6 +20,13 @@ from gridpilot.model.threephase.elements import (
     Winding,
 )
 from gridpilot.model.threephase.grid import ThreePhaseGrid
+from gridpilot.model.threephase.inverters import (
+    Curve,
+    InverterControl,
+    InverterRating,
+    voltvar_curve,
+    voltwatt_curve,
+)
 from gridpilot.model.threephase.yprim import (
     branch_yprim,
     capacitor_yprim,
@@ -32,7 +39,10 @@ __all__ = [
     "CapControl",
     "Capacitor",
     "Counts",
+    "Curve",
     "Fuse",
+    "InverterControl",
+    "InverterRating",
     "Load",
     "LoadShape",
     "RegControl",
@@ -45,4 +55,6 @@ __all__ = [
     "capacitor_yprim",
     "source_yprim",
     "transformer_yprim",
+    "voltvar_curve",
+    "voltwatt_curve",
 ]

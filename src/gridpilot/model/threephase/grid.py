@@ -18,6 +18,7 @@ from gridpilot.model.threephase.elements import (
     Terminal,
     Transformer,
 )
+from gridpilot.model.threephase.inverters import InverterControl
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ThreePhaseGrid:
     capcontrols: list[CapControl] = field(default_factory=list)
     loads: list[Load] = field(default_factory=list)
     fuses: list[Fuse] = field(default_factory=list)
+    invcontrols: list[InverterControl] = field(default_factory=list)
     loadshapes: dict[str, LoadShape] = field(default_factory=dict)
     bus_kv_ln: dict[str, float] = field(default_factory=dict)
     buscoords: dict[str, tuple[float, float]] = field(default_factory=dict)

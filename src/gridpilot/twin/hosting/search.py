@@ -105,15 +105,21 @@ def _step_needed(fd: Feeder, base: Base, dv_per_w: np.ndarray, p_w: np.ndarray,
     return dv >= 0.5 * opts.dv_step_pct / 100
 
 
-def search(fd: Feeder, base: Base, cols: np.ndarray, est_kw: np.ndarray,
+def search(fd: Feeder, base: Base, cols: np.ndarray, est_kw: np.ndarray,  # noqa: PLR0913
            opts: HostingOptions, dv_per_w: np.ndarray | None = None,
-           ) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+           cap_kw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Largest passing rating (kW, multiple of ``step_kw``) of each candidate, the flags that
-    stop it at one step more (0 if ``max_kw`` passes), and the solve rounds used."""
+    stop it at one step more (0 if ``max_kw`` passes), and the solve rounds used.
+
+    ``cap_kw`` (per candidate): no rating above it is tried (an earlier critical hour's
+    capacity: the smallest over the hours cannot exceed it)."""
     st = opts.step_kw
-    top = np.floor(opts.max_kw / st) * st
+    top = np.full(len(cols), np.floor(opts.max_kw / st) * st)
+    if cap_kw is not None:
+        top = np.minimum(top, np.floor(np.minimum(cap_kw, top) / st + 1e-9) * st)
     n = len(cols)
-    p0 = np.clip(np.floor(np.nan_to_num(est_kw, posinf=top) / st) * st, 0.0, top)
+    est = np.where(np.isposinf(est_kw), top, np.nan_to_num(np.asarray(est_kw, float)))
+    p0 = np.clip(np.floor(est / st) * st, 0.0, top)
     lo = np.full(n, -1.0)  # largest known passing (-1: none yet; 0 passes by definition)
     hi = np.full(n, np.inf)  # smallest known failing
     hi_flags = np.zeros(n, np.int64)
@@ -143,12 +149,12 @@ def search(fd: Feeder, base: Base, cols: np.ndarray, est_kw: np.ndarray,
     return lo, np.where(np.isfinite(hi), hi_flags, 0), rounds
 
 
-def _resolved(lo: np.ndarray, hi: np.ndarray, st: float, top: float) -> np.ndarray:
+def _resolved(lo: np.ndarray, hi: np.ndarray, st: float, top: np.ndarray) -> np.ndarray:
     return (hi - np.maximum(lo, 0.0) <= st + 1e-9) | (lo >= top - 1e-9) | (hi <= st + 1e-9)
 
 
 def _next_trial(lo: np.ndarray, hi: np.ndarray, delta: np.ndarray, st: float,
-                top: float) -> np.ndarray:  # fmt: skip
+                top: np.ndarray) -> np.ndarray:  # fmt: skip
     """Gallop up from a pass with no failure known, down from a failure with no pass known,
     else bisect (on the ``st`` grid)."""
     up = np.isinf(hi)

@@ -127,7 +127,7 @@ def hosting_capacity(
         for c0 in range(0, n, opts.chunk):
             cols = np.arange(c0, min(c0 + opts.chunk, n))
             est, dv_per_w = estimate_kw(fd, base.v, cols, sc.der_pu, opts)
-            lo, flags, r = search(fd, base, cols, est, opts, dv_per_w)
+            lo, flags, r = search(fd, base, cols, est, opts, dv_per_w, hc[cols])
             rounds += r
             for j, c in enumerate(cols):
                 est_all[c] = min(est_all[c], est[j])

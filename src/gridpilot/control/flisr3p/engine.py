@@ -1,0 +1,446 @@
+"""Unbalanced FLISR: locate from fault indicators, isolate, restore through ties.
+
+Per feeder, once (:class:`Flisr3pEngine`): normally-open ties made explicit
+(:func:`~gridpilot.twin.unbalanced.topology.normalise_ties`), the pre-fault state solved with
+the twin's static controls (its taps and capacitor states then stay frozen, as in the
+seconds after a fault), the sections, and a :class:`SwitchingSolver` that solves any switch
+state in the three-phase twin. :meth:`Flisr3pEngine.precompute` plans every section's fault
+ahead; :meth:`Flisr3pEngine.respond` then only locates and looks the plan up.
+
+Planning a faulted section (:meth:`Flisr3pEngine.plan`):
+
+1. **isolate**: open every closed switch bounding it; protection devices outside it
+   (a locked-out recloser upstream) close again;
+2. **restore**: each dead healthy island is fed through one normally-open tie into the
+   energised part (one tie per island, so the feeder stays radial); of the ties, the one
+   restoring most load within the limits wins;
+3. **shed**: when no tie restores an island whole within the limits, a sectionalising switch
+   inside it is opened as well (the part beyond it stays off) - the combination restoring
+   most load wins; what remains dead is tried again as a new island.
+
+Every candidate state is solved in the twin with the pre-fault taps frozen and checked per
+node-phase (the band's lower edge: restoring load only lowers voltages) and per branch-phase
+(loading); taken in order of load restored, the first that holds wins, and up to
+:data:`STATIC_CHECKS` failing it on the way are solved again with the regulators' and
+capacitors' static controls acting (as they will within a minute), checked against the whole
+band. The final state is always verified that way: ``verified`` means the three-phase twin,
+with its controls, holds every node-phase in the band and every branch-phase within its
+loading limit. The band is widened to the pre-fault extremes when the feeder
+already ran outside it (``relax_to_prefault``), as the balanced FLISR does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gridpilot.control.flisr3p.results import (
+    Flisr3pResult,
+    Indications3p,
+    StateCheck,
+    check_state,
+)
+from gridpilot.control.flisr3p.sections import Sections3p
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.model.limits import OperatingLimits
+from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.twin.unbalanced.topology import (
+    SwitchedResult,
+    SwitchingSolver,
+    normalise_ties,
+    solve_switched,
+)
+
+log = logging.getLogger(__name__)
+
+EXHAUSTIVE_MAX_SWITCHES = 12  # a plan failing the limits is searched again over all states
+STATIC_CHECKS = 3  # candidates failing with frozen taps re-solved with the controls, per island
+FALLBACK_MAX_CHECKS = 12  # above that, the moves serving most are solved, at most this many
+
+
+@dataclass
+class _Plan:
+    section: int
+    isolate: list[str]
+    reclose: list[str]
+    restore: list[str]
+    shed: list[str]
+    state: dict[str, bool]
+    after: StateCheck
+    interrupted_kw: float
+    notes: list[str]
+    verified_by: str
+
+
+class Flisr3pEngine:
+    """FLISR for one three-phase feeder (see the module docstring).
+
+    ``protection``: branches protection devices sit on (a recloser on a line, fuses), so
+    that their opening can be represented; ``load_mult`` the load level decided for;
+    ``relax_to_prefault`` widens the band to the pre-fault extremes.
+    """
+
+    def __init__(
+        self,
+        grid: ThreePhaseGrid,
+        limits: OperatingLimits | None = None,
+        protection: tuple[str, ...] = (),
+        load_mult: float = 1.0,
+        relax_to_prefault: bool = True,
+    ) -> None:
+        if not isinstance(grid, ThreePhaseGrid):
+            raise ValidationError(
+                f"Flisr3pEngine needs a ThreePhaseGrid, got {type(grid).__name__}"
+            )
+        if not np.isfinite(load_mult) or load_mult < 0:
+            raise ValidationError(f"load_mult must be a finite number >= 0, got {load_mult!r}")
+        self.grid = grid if "ties" in grid.meta else normalise_ties(grid)
+        self.load_mult = load_mult
+        base = solve_switched(self.grid, control_mode="static", load_mult=load_mult)
+        r = base.result
+        self.base = r
+        self.solver = SwitchingSolver(self.grid, r.taps, r.cap_states, switchable=protection)
+        self.sections = Sections3p.build(self.grid)
+        self.protection = tuple(x.lower() for x in protection)
+        self.prefault = self.solver.solve(load_mult=load_mult)
+        asked = limits or OperatingLimits()
+        pre = check_state(self.prefault, asked)
+        if relax_to_prefault:
+            self.limits = OperatingLimits(
+                min(asked.v_min_pu, pre.vmin_pu - 1e-6),
+                max(asked.v_max_pu, pre.vmax_pu + 1e-6),
+                max(asked.loading_max_pct, pre.max_loading_pct + 1e-6),
+            )
+        else:
+            self.limits = asked
+        self._plans: dict[tuple[int, frozenset[str]], _Plan] = {}
+        self._evals: dict[frozenset[str], tuple[SwitchedResult, StateCheck]] = {}
+        self._verified: dict[frozenset[str], tuple[SwitchedResult, StateCheck]] = {}
+        self.evaluations = 0
+
+    # --- evaluation -------------------------------------------------------------------
+    def evaluate(self, state: Mapping[str, bool]) -> tuple[SwitchedResult, StateCheck]:
+        """Solve a switch state in the twin and check it (memoised by the open set)."""
+        key = frozenset(k for k, on in state.items() if not on)
+        hit = self._evals.get(key)
+        if hit is None:
+            out = self.solver.solve(dict(state), self.load_mult)
+            hit = (out, check_state(out, self.limits))
+            self._evals[key] = hit
+            self.evaluations += 1
+        return hit
+
+    def verify(self, state: Mapping[str, bool]) -> tuple[SwitchedResult, StateCheck]:
+        """Solve a switch state in a fresh three-phase twin of its energised part with the
+        static regulator and capacitor controls, and check the whole band (memoised)."""
+        key = frozenset(k for k, on in state.items() if not on)
+        hit = self._verified.get(key)
+        if hit is None:
+            extra = {
+                k: v
+                for k, v in state.items()
+                if k in self.protection and k not in self.sections.ends
+            }
+            g = self.grid
+            if extra:
+                import dataclasses
+
+                g = dataclasses.replace(g, branches=[
+                    dataclasses.replace(b, closed=extra[b.name.lower()]) if b.name.lower() in extra else b
+                    for b in g.branches])  # fmt: skip
+            sw = {k: v for k, v in state.items() if k in self.sections.ends}
+            out = solve_switched(g, sw, "static", self.load_mult, self.base)
+            hit = (out, check_state(out, self.limits))
+            self._verified[key] = hit
+            self.evaluations += 1
+        return hit
+
+    def feasible(self, state: Mapping[str, bool]) -> tuple[SwitchedResult, bool]:
+        """Screen a candidate: frozen taps first, the controls' verification if that fails."""
+        out, _ = self.evaluate(state)
+        if check_state(out, self.limits, upper=False).ok:
+            return out, True
+        out2, chk2 = self.verify(state)
+        return out2, chk2.ok
+
+    def final_check(self, state: Mapping[str, bool]) -> tuple[StateCheck, str]:
+        """The final state's check and by what: the twin with the pre-fault taps frozen if
+        that holds the whole band, else the twin with its static controls acting."""
+        _, chk = self.evaluate(state)
+        if chk.ok:
+            return chk, "unbalanced-twin (taps frozen)"
+        return self.verify(state)[1], "unbalanced-twin (static controls)"
+
+    # --- locate -----------------------------------------------------------------------
+    def locate(self, ind: Indications3p) -> tuple[int, list[str], list[str]]:
+        """Faulted section from the indicators: below the deepest switch that picked up and
+        whose downstream switches did not. Returns (section, picked switches, notes)."""
+        sec = self.sections
+        for k in ind.fpi:
+            if k.lower() not in sec.ends:
+                raise UnknownComponentError("switch", k)
+        picked = [k.lower() for k, v in ind.fpi.items() if v and k.lower() in sec.down]
+        notes: list[str] = []
+        if not picked:
+            return sec.source, [], ["no indicator picked up: fault in the source section"]
+        deepest = [s for s in picked if not any(sec.up.get(t) == sec.down[s] for t in picked)]
+        if len(deepest) > 1:
+            notes.append(f"indicators disagree ({sorted(deepest)}): taking the first")
+        return sec.down[deepest[0]], sorted(picked), notes
+
+    # --- plan -------------------------------------------------------------------------
+    def _start(
+        self, section: int, opened: tuple[str, ...]
+    ) -> tuple[dict[str, bool], list[str], list[str]]:
+        sec = self.sections
+        st = dict(self.solver.normal)
+        isolate = sec.bounds(section)
+        for s in isolate:
+            st[s] = False
+        reclose: list[str] = []
+        for b in opened:
+            b = b.lower()
+            if b not in st:
+                raise UnknownComponentError("protection branch", b)
+            if section in self._sections_of(b):  # it bounds or lies in the faulted section
+                st[b] = False
+                if b not in isolate:
+                    isolate.append(b)
+            else:
+                st[b] = True
+                reclose.append(b)
+        return st, isolate, reclose
+
+    def _sections_of(self, branch: str) -> set[int]:
+        """Sections at the two ends of a branch (a switch or a protected line)."""
+        if branch in self.sections.ends:
+            return set(self.sections.ends[branch])
+        b = next(x for x in self.grid.branches if x.name.lower() == branch)
+        return {self.sections.of_bus[b.t1.bus], self.sections.of_bus[b.t2.bus]}
+
+    def _islands(self, st: dict[str, bool], section: int) -> list[set[int]]:
+        sec = self.sections
+        live_bus = self._live_buses(st)
+        dead = {
+            s
+            for s in range(sec.count)
+            if s != section and s not in live_bus and sec.load_kw[s] >= 0
+        }
+        out: list[set[int]] = []
+        seen: set[int] = set()
+        for s0 in sorted(dead, key=lambda s: -sec.load_kw[s]):
+            if s0 in seen:
+                continue
+            comp, todo = {s0}, [s0]
+            while todo:
+                u = todo.pop()
+                for sw, (x, y) in sec.ends.items():
+                    if st[sw] and u in (x, y):
+                        v = y if u == x else x
+                        if v in dead and v not in comp:
+                            comp.add(v)
+                            todo.append(v)
+            seen |= comp
+            if sec.load_kw[list(comp)].sum() > 0:
+                out.append(comp)
+        return out
+
+    def _live_buses(self, st: dict[str, bool]) -> set[int]:
+        mask = self.solver.energised(st)
+        return {
+            self.sections.of_bus[b] for (b, _), m in zip(self.solver.nodes, mask, strict=True) if m
+        }
+
+    def plan(self, section: int, opened: tuple[str, ...] = ()) -> _Plan:
+        """The switching plan for a fault in ``section`` (memoised; see module docstring)."""
+        key = (section, frozenset(x.lower() for x in opened))
+        hit = self._plans.get(key)
+        if hit is not None:
+            return hit
+        st, isolate, reclose = self._start(section, opened)
+        interrupted = self._unserved({**self.solver.normal, **{b.lower(): False for b in opened}})
+        notes: list[str] = []
+        restore: list[str] = []
+        shed: list[str] = []
+        tried: set[frozenset[int]] = set()
+        while True:
+            islands = [i for i in self._islands(st, section) if frozenset(i) not in tried]
+            if not islands:
+                break
+            island = islands[0]
+            tried.add(frozenset(island))
+            best = self._best_for(st, section, island)
+            if best is None:
+                notes.append(
+                    f"sections {sorted(island)} stay off: no tie restores them within the limits"
+                )
+                continue
+            tie, cut = best
+            st[tie] = True
+            restore.append(tie)
+            if cut:
+                st[cut] = False
+                shed.append(cut)
+        chk, by = self.final_check(st)
+        if not chk.ok:
+            alt = self._fallback(section, st, isolate)
+            if alt is not None:
+                notes.append(f"the greedy plan failed the limits ({chk.why}); {alt[1]}")
+                st = alt[0]
+                restore = sorted(
+                    k for k in self.sections.ends if st[k] and not self.solver.normal[k]
+                )
+                shed = sorted(k for k in self.sections.ends
+                              if not st[k] and self.solver.normal[k] and k not in isolate)  # fmt: skip
+                chk, by = self.final_check(st)
+        if not chk.ok:
+            notes.append(f"final state fails the limits: {chk.why}")
+        p = _Plan(section, isolate, reclose, restore, shed, st, chk, interrupted, notes, by)
+        self._plans[key] = p
+        return p
+
+    def _fallback(
+        self, section: int, st: dict[str, bool], isolate: list[str]
+    ) -> tuple[dict[str, bool], str] | None:
+        """When the greedy plan fails the limits: the radial state keeping the faulted section
+        dead that serves most within them - every switch state when the feeder has at most
+        :data:`EXHAUSTIVE_MAX_SWITCHES` free switches, else one exchange or one opening from
+        the greedy state (of these, the :data:`FALLBACK_MAX_CHECKS` serving most are solved,
+        at most :data:`STATIC_CHECKS` with the static controls). None if none holds the
+        limits."""
+        sec = self.sections
+        free = sorted(k for k in sec.ends if k not in isolate)
+        if len(free) <= EXHAUSTIVE_MAX_SWITCHES:
+            import itertools
+
+            cands = [{**st, **dict(zip(free, bits, strict=True))}
+                     for bits in itertools.product((False, True), repeat=len(free))]  # fmt: skip
+            how = f"searched all {len(cands)} states of the {len(free)} free switches"
+            limit = len(cands)
+        else:
+            opened = [k for k in free if st[k]]
+            cands = [{**st, k: False} for k in opened]
+            cands += [{**st, t: True, k: False} for t in free if not st[t] for k in opened]
+            how = "searched single exchanges and openings"
+            limit = FALLBACK_MAX_CHECKS
+        ranked = []
+        for c in cands:
+            if sec.radial(c):
+                ranked.append((-self._unserved(c), c))
+        ranked.sort(key=lambda x: x[0], reverse=True)
+        static_left = len(ranked) if limit == len(cands) else STATIC_CHECKS
+        for _, c in ranked[:limit]:
+            if self.evaluate(c)[1].ok:
+                return c, how
+            if static_left > 0:
+                static_left -= 1
+                if self.verify(c)[1].ok:
+                    return c, how
+        return None
+
+    def _unserved(self, st: Mapping[str, bool]) -> float:
+        return self.solver.unserved_kw(st, self.load_mult)
+
+    def _best_for(
+        self, st: dict[str, bool], section: int, island: set[int]
+    ) -> tuple[str, str] | None:
+        """The (tie, cut) restoring most load of ``island`` within the limits; cut '' = none."""
+        sec = self.sections
+        live = self._live_buses(st)
+        ties = [s for s, (x, y) in sec.ends.items()
+                if not st[s] and section not in (x, y)
+                and ((x in island and y in live) or (y in island and x in live))]  # fmt: skip
+        cuts = [""] + [s for s, (x, y) in sec.ends.items() if st[s] and x in island and y in island]
+        cands = []
+        for cut in cuts:
+            for tie in ties:
+                cand = {**st, tie: True}
+                if cut:
+                    cand[cut] = False
+                out, _ = self.evaluate(cand)
+                ok = check_state(out, self.limits, upper=False).ok
+                cands.append((out.served_kw, -out.result.losses_kw, ok, tie, cut, cand))
+        cands.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        static_left = STATIC_CHECKS
+        for _, _, ok, tie, cut, cand in cands:  # most load first: the first that holds wins
+            if ok:
+                return tie, cut
+            if static_left > 0:
+                static_left -= 1
+                if self.verify(cand)[1].ok:
+                    return tie, cut
+        return None
+
+    def precompute(self, opened: tuple[str, ...] = ()) -> float:
+        """Plan a fault in every section but the source's, with ``opened`` protection
+        devices open (e.g. the locked-out head recloser); returns the seconds it took."""
+        t0 = time.perf_counter()
+        for s in range(self.sections.count):
+            if s != self.sections.source and self.sections.load_kw[s] >= 0:
+                t1 = time.perf_counter()
+                self.plan(s, opened)
+                log.info(
+                    "%s: section %d planned in %.2f s", self.grid.name, s, time.perf_counter() - t1
+                )
+        return time.perf_counter() - t0
+
+    # --- respond ----------------------------------------------------------------------
+    def respond(self, ind: Indications3p) -> Flisr3pResult:
+        """Locate, isolate and restore for the control room's indications; returns a
+        :class:`Flisr3pResult` (``decision_ms`` wall time, plans precomputed or not)."""
+        t0 = time.perf_counter()
+        if not ind.lockout:
+            return self._no_switching(ind, t0)
+        section, picked, notes = self.locate(ind)
+        key = (section, frozenset(x.lower() for x in ind.opened))
+        cached = key in self._plans
+        p = self.plan(section, ind.opened)
+        ms = (time.perf_counter() - t0) * 1e3
+        return self._result(p, picked, notes, ms, cached)
+
+    def _no_switching(self, ind: Indications3p, t0: float) -> Flisr3pResult:
+        """A fuse cleared the fault: the lateral stays off until the crew replaces it."""
+        st = {**self.solver.normal, **{b.lower(): False for b in ind.opened}}
+        lost = self._unserved(st)
+        ms = (time.perf_counter() - t0) * 1e3
+        chk, by = self.final_check(st)
+        p = _Plan(-1, [], [], [], [], st, chk, lost,
+                  [f"cleared by {', '.join(ind.opened) or 'a reclose'}: nothing to switch"], by)  # fmt: skip
+        return self._result(p, [], [], ms, False)
+
+    def _result(
+        self, p: _Plan, picked: list[str], notes: list[str], ms: float, cached: bool
+    ) -> Flisr3pResult:
+        sec = self.sections
+        actions = [(s, "open", "isolate") for s in p.isolate] + [
+            (s, "open", "shed") for s in p.shed
+        ]
+        actions += [(s, "close", "reclose") for s in p.reclose] + [
+            (s, "close", "restore") for s in p.restore
+        ]
+        unserved = self._unserved(p.state)
+        return Flisr3pResult(
+            section=p.section,
+            located_by=picked,
+            isolate=list(p.isolate),
+            reclose=list(p.reclose),
+            restore=list(p.restore),
+            shed=list(p.shed),
+            plan=actions,
+            interrupted_kw=p.interrupted_kw,
+            isolated_kw=float(sec.load_kw[p.section]) * self.load_mult if p.section >= 0 else 0.0,
+            restored_kw=max(p.interrupted_kw - unserved, 0.0),
+            unserved_kw=unserved,
+            after=p.after,
+            limits_used=self.limits.as_dict(),
+            verified=p.after.ok,
+            verified_by=p.verified_by,
+            decision_ms=ms,
+            final_state=dict(p.state),
+            from_cache=cached,
+            notes=notes + p.notes,
+        )
