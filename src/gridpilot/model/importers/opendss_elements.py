@@ -11,6 +11,9 @@ import numpy as np
 from gridpilot.errors import ValidationError
 from gridpilot.model.importers.opendss_invcontrol import invcontrols
 from gridpilot.model.threephase.elements import (
+    PT_AVG,
+    PT_MAX,
+    PT_MIN,
     Branch,
     Capacitor,
     CapControl,
@@ -110,7 +113,9 @@ def _line(e: dict[str, Any], orders: dict[str, list[list[int]]], f_hz: float) ->
 def _reactor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Branch | None:
     key = f"reactor.{e['Name'].lower()}"
     n = int(e.get("Phases") or 3)
-    t1, t2 = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    terms = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    t1 = terms[0]  # a delta bank has one terminal in OpenDSS: its bus2 side is unused
+    t2 = terms[1] if len(terms) > 1 else Terminal(t1.bus, (0,) * len(t1.nodes))
     if all(k == 0 for k in t2.nodes):
         return None  # a shunt reactor: not modelled (listed in the warning)
     z = complex(_f(e.get("R")), _f(e.get("X")))
@@ -183,16 +188,24 @@ def _phase(v: Any, what: str, warn: list[str]) -> int:
         return 1
 
 
+def _pt_phase(v: Any, what: str, warn: list[str], avg: bool = False) -> int:
+    """A phase number, or max/min (and avg for capacitor controls)."""
+    key = str(v).lower()
+    modes = {"max": PT_MAX, "min": PT_MIN, **({"avg": PT_AVG} if avg else {})}
+    return modes[key] if key in modes else _phase(v, what, warn)
+
+
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
     what = f"regcontrol.{e['Name']}"
-    if e.get("Bus"):
-        warn.append(
-            f"{what}: remote regulated bus {e['Bus']!r} is not modelled (local winding used)"
-        )
-    if e.get("Reversible"):
-        warn.append(f"{what}: reverse-power operation is not modelled")
+    if e.get("Reversible") and e.get("RevNeutral"):
+        warn.append(f"{what}: reverse neutral is not modelled (reverse settings used)")
+    if e.get("Cogen"):
+        warn.append(f"{what}: cogen mode is not modelled")
+    if e.get("InverseTime"):
+        warn.append(f"{what}: inverse-time delay is not modelled (fixed delay used)")
     if _f(e.get("LDC_Z")) or _f(e.get("VLimit")):
         warn.append(f"{what}: LDC_Z / vlimit are not modelled")
+    mtc = e.get("MaxTapChange")
     return RegControl(
         name=e["Name"],
         transformer=str(e["Transformer"]).lower(),
@@ -205,16 +218,27 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
         x_v=_f(e.get("X")),
         delay_s=_f(e.get("Delay"), 15.0),
         tapdelay_s=_f(e.get("TapDelay"), 2.0),
-        max_tap_change=int(e.get("MaxTapChange") or 16),
-        pt_phase=_phase(e.get("PTPhase", 1), what, warn),
+        max_tap_change=16 if mtc is None else int(mtc),
+        pt_phase=_pt_phase(e.get("PTPhase", 1), what, warn),
         tap_winding=int(e.get("TapWinding") or e.get("Winding") or 1),
+        bus=str(e.get("Bus") or "").lower(),
+        remote_ptratio=_f(e.get("RemotePTRatio"), _f(e.get("PTRatio"), 60.0)),
+        reversible=bool(e.get("Reversible")),
+        rev_vreg_v=_f(e.get("RevVReg"), 120.0),
+        rev_band_v=_f(e.get("RevBand"), 3.0),
+        rev_r_v=_f(e.get("RevR")),
+        rev_x_v=_f(e.get("RevX")),
+        rev_threshold_kw=_f(e.get("RevThreshold"), 100.0),
+        rev_delay_s=_f(e.get("RevDelay"), 60.0),
         enabled=bool(e.get("Enabled", True)),
     )
 
 
 def _capacitor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Capacitor:
     key = f"capacitor.{e['Name'].lower()}"
-    t1, t2 = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    terms = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
+    t1 = terms[0]  # a delta bank has one terminal in OpenDSS: its bus2 side is unused
+    t2 = terms[1] if len(terms) > 1 else Terminal(t1.bus, (0,) * len(t1.nodes))
     kvar = [float(x) for x in (e.get("kvar") or [0.0])]
     states = [int(x) for x in (e.get("States") or [1] * len(kvar))]
     return Capacitor(
@@ -230,19 +254,34 @@ def _capacitor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Capacit
     )
 
 
+_CAP_TYPES = {"kvar": "kvar", "voltage": "voltage", "current": "current", "time": "time",
+              "pf": "pf", "powerfactor": "pf"}  # fmt: skip
+
+
+def _pf_range2(v: float) -> float:
+    """OpenDSS's PF setting on its 0..2 scale: a negative (leading) pf becomes ``2 + pf``."""
+    return 2.0 + v if v < 0 else v
+
+
 def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
     what = f"capcontrol.{e['Name']}"
-    typ = str(e.get("Type") or "current").lower()
-    if typ not in ("kvar", "voltage", "current"):
-        warn.append(f"{what}: control type {typ!r} is not modelled (the bank keeps its state)")
+    raw = str(e.get("Type") or "current").lower()
+    typ = _CAP_TYPES.get(raw, raw)
+    if typ not in _CAP_TYPES.values():
+        warn.append(f"{what}: control type {raw!r} is not modelled (the bank keeps its state)")
+    if e.get("VBus"):
+        warn.append(f"{what}: voltage-override bus {e['VBus']!r} is not modelled (terminal used)")
+    on, off = _f(e.get("OnSetting")), _f(e.get("OffSetting"))
+    if typ == "pf":
+        on, off = _pf_range2(on), _pf_range2(off)
     return CapControl(
         name=e["Name"],
         capacitor=str(e["Capacitor"]).lower(),
         element=str(e["Element"]).lower(),
         terminal=int(e.get("Terminal") or 1),
         type=typ,
-        on_setting=_f(e.get("OnSetting")),
-        off_setting=_f(e.get("OffSetting")),
+        on_setting=on,
+        off_setting=off,
         delay_s=_f(e.get("Delay"), 15.0),
         delay_off_s=_f(e.get("DelayOff"), 15.0),
         dead_time_s=_f(e.get("DeadTime"), 300.0),
@@ -251,8 +290,9 @@ def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
         volt_override=bool(e.get("VoltOverride")),
         vmin_v=_f(e.get("VMin"), 115.0),
         vmax_v=_f(e.get("VMax"), 126.0),
-        pt_phase=_phase(e.get("PTPhase", 1), what, warn),
-        ct_phase=_phase(e.get("CTPhase", 1), what, warn),
+        pt_phase=_pt_phase(e.get("PTPhase", 1), what, warn, avg=True),
+        ct_phase=_pt_phase(e.get("CTPhase", 1), what, warn, avg=True),
+        pf_min_kvar_pct=_f(e.get("pctMinkvar"), 50.0),
         enabled=bool(e.get("Enabled", True)),
     )
 

@@ -119,7 +119,14 @@ class RegControl:
     """A voltage regulator control on a transformer winding (OpenDSS RegControl).
 
     ``vreg_v`` and ``band_v`` are on the PT secondary (120 V) base; ``r_v``/``x_v`` the
-    line-drop compensator settings in volts; delays in seconds.
+    line-drop compensator settings in volts; delays in seconds. ``pt_phase``: the phase
+    measured, or ``PT_MAX`` / ``PT_MIN`` (the highest / lowest phase voltage). ``bus``: a
+    remote regulated bus (``name.node...``; measured through ``remote_ptratio``, no LDC),
+    empty for the winding itself. ``max_tap_change`` 0 freezes the regulator.
+    ``reversible``: after ``rev_delay_s`` of power flowing back through the winding terminal
+    beyond ``rev_threshold_kw`` the regulator regulates on ``rev_vreg_v``/``rev_band_v``
+    with ``rev_r_v``/``rev_x_v`` LDC, taps moving the other way (OpenDSS's default reverse
+    mode; time series only).
     """
 
     name: str
@@ -136,7 +143,19 @@ class RegControl:
     max_tap_change: int = 16
     pt_phase: int = 1
     tap_winding: int = 2
+    bus: str = ""
+    remote_ptratio: float = 60.0
+    reversible: bool = False
+    rev_vreg_v: float = 120.0
+    rev_band_v: float = 3.0
+    rev_r_v: float = 0.0
+    rev_x_v: float = 0.0
+    rev_threshold_kw: float = 100.0
+    rev_delay_s: float = 60.0
     enabled: bool = True
+
+
+PT_MAX, PT_MIN, PT_AVG = -1, -2, -3  # pt_phase / ct_phase: highest, lowest, mean phase
 
 
 @dataclass
@@ -156,9 +175,14 @@ class Capacitor:
 
 @dataclass
 class CapControl:
-    """A capacitor control (OpenDSS CapControl): kvar, voltage, current or PF type.
+    """A capacitor control (OpenDSS CapControl): kvar, voltage, current, pf or time type.
 
-    Settings are in the type's units after ``ptratio``/``ctratio``; delays in seconds.
+    Settings are in the type's units after ``ptratio``/``ctratio``; delays in seconds. For
+    ``pf`` they are OpenDSS's 0..2 power factors (lagging as is, leading ``2 + pf`` for a
+    negative setting, so > 1 is leading); for ``time`` hours of the day.
+    ``pf_min_kvar_pct``: a pf control closes an open bank only while the kvar flowing
+    exceeds this share of the bank's total kvar (OpenDSS ``pctMinkvar``). ``pt_phase`` and
+    ``ct_phase``: a phase, or ``PT_MAX`` / ``PT_MIN`` / ``PT_AVG`` over the phases.
     """
 
     name: str
@@ -178,6 +202,7 @@ class CapControl:
     vmax_v: float = 126.0
     pt_phase: int = 1
     ct_phase: int = 1
+    pf_min_kvar_pct: float = 50.0
     enabled: bool = True
 
 

@@ -5,8 +5,8 @@ line-drop compensator's ``(R + jX)·I / CTprimary`` (current into the terminal, 
 ``V − Z·I_load``) and asks for ``round(boost / step)`` taps when outside ``vreg ± band/2``.
 In static (snapshot) mode it moves 70 % of the way, at least one tap and at most
 ``max_tap_change``; in time series one tap per ``tapdelay`` after ``delay``. A capacitor
-control of type kvar, voltage or current closes/opens one step past its ON/OFF settings
-(with voltage override), after ``delay``/``delay_off``.
+control of type kvar, voltage, current, pf or time closes/opens one step past its ON/OFF
+settings (with voltage override), after ``delay``/``delay_off``.
 """
 
 from __future__ import annotations
@@ -16,25 +16,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gridpilot.errors import UnknownComponentError
+from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid, branch_yprim
-from gridpilot.model.threephase.elements import CapControl, RegControl
+from gridpilot.model.threephase.elements import (
+    PT_AVG,
+    PT_MAX,
+    PT_MIN,
+    Capacitor,
+    CapControl,
+    RegControl,
+)
 from gridpilot.model.threephase.yprim import winding_base_v
 from gridpilot.twin.unbalanced.network import Network
 
 CLOSE, OPEN = 1, -1
+CAP_TYPES = ("kvar", "voltage", "current", "pf", "time")  # the modelled CapControl types
 
 
 @dataclass
 class RegSensor:
-    """Where a regulator measures: winding nodes, its conductor in the Yprim, its base."""
+    """Where a regulator measures: per phase the two nodes of its voltage (the winding's,
+    or the remote bus's to ground / to the next phase) and its conductor in the Yprim."""
 
     ctl: RegControl
     xf: str
-    hi: int  # node index of the measured phase conductor (-1 ground)
-    lo: int  # node index of the winding's other end
-    cond: int  # conductor position of the measured phase in the transformer's Yprim
+    his: np.ndarray  # (p,) node index of each phase's measured conductor (-1 ground)
+    los: np.ndarray  # (p,) node index of the voltage's other end
+    conds: np.ndarray  # (p,) conductor of each phase in the transformer's Yprim
     base_v: float
+    select: int = 0  # 0: phase ``his[0]`` only, 1: the highest, 2: the lowest phase voltage
+    vratio: float = 60.0  # PT ratio of the measured voltage (remote_ptratio for a remote bus)
+    ldc: bool = True  # line-drop compensation (off for a remote bus)
+    nph: int = 1  # the transformer's phases
 
 
 @dataclass
@@ -45,8 +58,14 @@ class CapSensor:
     cap: str
     idx: np.ndarray  # node indices of the monitored element's conductors
     rows: np.ndarray  # its Yprim rows of the monitored terminal
-    v_node: int  # node measured for voltage (pt_phase of the terminal)
-    i_row: int  # row of the ct_phase conductor within ``rows``
+    v_row: int  # position in ``rows`` of the pt_phase conductor
+    i_row: int  # position in ``rows`` of the ct_phase conductor
+    kvar_open: float = 0.0  # pf type: kvar above which an open bank may close
+    kvar_more: float = 0.0  # pf type: kvar above which a closed bank adds a step
+    v_mode: int = 0  # 0 the pt phase, 1 mean, 2 highest, 3 lowest of the terminal's phases
+    i_mode: int = 0  # the same for the current over the bank's phases
+    v_next: int = -1  # delta bank: position of the next phase (line-to-line PT voltage)
+    n_ct: int = 1  # phases the current modes look at (the bank's, at most the terminal's)
 
 
 def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
@@ -57,15 +76,41 @@ def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
             continue
         t = grid.transformer(r.transformer)
         w = r.winding - 1
-        p = t.phases
-        k = min(max(r.pt_phase, 1), p) - 1
+        p, nc = t.phases, t.phases + 1
         st = net.xf_stamps[t.name.lower()]
-        nc = p + 1
         conn = t.windings[w].conn
         step = 1 if t.lead_lag == "lead" else -1
-        lo_c = p if (conn == "wye" or p == 1) else (k + step) % p
-        hi_i, lo_i = int(st.idx[w * nc + k]), int(st.idx[w * nc + lo_c])
-        out.append(RegSensor(r, t.name.lower(), hi_i, lo_i, w * nc + k, winding_base_v(t, w)))
+        wye = conn == "wye" or p == 1
+        other = [p if wye else (k + step) % p for k in range(p)]
+        if r.bus:
+            nodes = _remote_nodes(r, net, p)
+            his = np.array(nodes, np.int64)
+            los = np.array([-1 if wye else nodes[other[k]] for k in range(p)], np.int64)
+        else:
+            his = np.array([st.idx[w * nc + k] for k in range(p)], np.int64)
+            los = np.array([st.idx[w * nc + other[k]] for k in range(p)], np.int64)
+        conds = np.arange(p, dtype=np.int64) + w * nc
+        select = {PT_MAX: 1, PT_MIN: 2}.get(r.pt_phase, 0)
+        if select == 0:  # one phase: keep only it
+            k = min(max(r.pt_phase, 1), p) - 1
+            his, los, conds = his[k : k + 1], los[k : k + 1], conds[k : k + 1]
+        vratio = r.remote_ptratio if r.bus else r.ptratio
+        out.append(RegSensor(r, t.name.lower(), his, los, conds, winding_base_v(t, w), select,
+                             vratio, not r.bus, p))  # fmt: skip
+    return out
+
+
+def _remote_nodes(r: RegControl, net: Network, p: int) -> list[int]:
+    """Node indices of a remote regulated bus ``name.n1.n2...`` (nodes 1..p by default)."""
+    name, *spec = r.bus.split(".")
+    nodes = [int(x) for x in spec if x.isdigit()] or list(range(1, p + 1))
+    out = []
+    for n in nodes[:p]:
+        if (name, n) not in net.index:
+            raise UnknownComponentError(f"regcontrol {r.name} bus", f"{name}.{n}", "no such node")
+        out.append(int(net.index[(name, n)]))
+    if len(out) < p:
+        raise ValidationError(f"regcontrol {r.name}: bus {r.bus!r} has fewer than {p} nodes")
     return out
 
 
@@ -81,7 +126,7 @@ def cap_sensors(grid: ThreePhaseGrid, net: Network) -> list[CapSensor]:
     """One sensor per enabled capacitor control of a modelled type."""
     out = []
     for c in grid.capcontrols:
-        if not c.enabled or c.type not in ("kvar", "voltage", "current"):
+        if not c.enabled or c.type not in CAP_TYPES:
             continue
         b = _branch_by_name(grid, c.element)
         idx = net.terminal_idx([b.t1, b.t2])  # type: ignore[attr-defined]
@@ -89,33 +134,116 @@ def cap_sensors(grid: ThreePhaseGrid, net: Network) -> list[CapSensor]:
         rows = np.arange(n) + (c.terminal - 1) * n
         pk = min(max(c.pt_phase, 1), n) - 1
         ck = min(max(c.ct_phase, 1), n) - 1
-        out.append(CapSensor(c, c.capacitor, idx, rows, int(idx[rows[pk]]), ck))
+        cap = _bank(grid, c.capacitor)
+        kv = list(cap.kvar) or [0.0] if cap else [0.0]
+        nb = min(cap.phases if cap else n, n)
+        delta = cap is not None and cap.conn == "delta" and c.pt_phase > 0
+        out.append(CapSensor(c, c.capacitor, idx, rows, pk, ck,
+                             sum(kv) * c.pf_min_kvar_pct / 100.0, sum(kv) / len(kv) * 0.5,
+                             _MODES.get(c.pt_phase, 0), _MODES.get(c.ct_phase, 0),
+                             (pk + 1) % nb if delta else -1, nb))  # fmt: skip
     return out
+
+
+_MODES = {PT_AVG: 1, PT_MAX: 2, PT_MIN: 3}
+
+
+def _bank(grid: ThreePhaseGrid, name: str) -> Capacitor | None:
+    return next((c for c in grid.capacitors if c.name.lower() == name), None)
+
+
+def _phase_pick(x: np.ndarray, mode: int, k: int) -> np.ndarray:
+    """Row ``k`` of ``x`` (phases × steps), or the mean / max / min over the phases."""
+    if mode == 1:
+        return np.asarray(x.mean(axis=0))
+    if mode == 2:
+        return np.asarray(x.max(axis=0))
+    if mode == 3:
+        return np.asarray(x.min(axis=0))
+    return np.asarray(x[k])
+
+
+def time_of_day(t_s: float) -> float:
+    """OpenDSS's time of day (h) of ``t_s`` seconds since the start (``NormalizeToTOD``):
+    hours past 24 fold to 1..24, then a time just above 24:00 wraps to 0:00."""
+    h = math.floor(t_s / 3600.0 + 1e-9)
+    sec = max(t_s - h * 3600.0, 0.0)
+    if h > 24:
+        h -= ((h - 1) // 24) * 24
+    tod = h + sec / 3600.0
+    return tod - 24.0 if tod - 24.0 > 1e-9 else tod
+
+
+def pf_1to2(s_va: np.ndarray) -> np.ndarray:
+    """OpenDSS's power factor on its 0..2 scale: |P|/|S|, ``2 − pf`` when Q < 0 (leading);
+    1 for no flow."""
+    mag = np.abs(s_va)
+    pf = np.where(mag != 0.0, np.abs(s_va.real) / np.where(mag != 0.0, mag, 1.0), 1.0)
+    return np.where(s_va.imag < 0.0, 2.0 - pf, pf)
 
 
 def _v(v: np.ndarray, i: int) -> np.ndarray:
     return v[i] if i >= 0 else np.zeros(v.shape[1:], complex)
 
 
-def reg_control_voltage(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
-    """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step."""
-    vw = _v(v, s.hi) - _v(v, s.lo)
-    vc = vw / s.ctl.ptratio
-    if s.ctl.r_v or s.ctl.x_v:
+def reg_control_voltage(
+    s: RegSensor, net: Network, v: np.ndarray, reverse: bool = False
+) -> np.ndarray:
+    """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step:
+    its PT phase, or the highest / lowest phase (whose current then feeds the LDC);
+    ``reverse``: with the reverse LDC settings."""
+    vw = np.stack([_v(v, h) - _v(v, lo) for h, lo in zip(s.his, s.los, strict=True)])
+    cols = np.arange(v.shape[1])
+    pick = np.zeros(v.shape[1], np.int64)
+    if s.select == 1:
+        pick = np.argmax(np.abs(vw), axis=0)
+    elif s.select == 2:
+        pick = np.argmin(np.abs(vw), axis=0)
+    vc = vw[pick, cols] / s.vratio
+    z = complex(s.ctl.rev_r_v, s.ctl.rev_x_v) if reverse else complex(s.ctl.r_v, s.ctl.x_v)
+    if s.ldc and z:
         st = net.xf_stamps[s.xf]
         keep = st.idx >= 0
-        i_term = st.y[s.cond, keep] @ v[st.idx[keep]]
-        vc = vc + complex(s.ctl.r_v, s.ctl.x_v) * i_term / s.ctl.ctprim_a
+        i_term = st.y[np.ix_(s.conds, keep)] @ v[st.idx[keep]]
+        vc = vc + z * i_term[pick, cols] / s.ctl.ctprim_a
     return np.abs(vc)
 
 
-def reg_pending_taps(s: RegSensor, tap: float, step: float, vact: float) -> int:
-    """Signed number of taps OpenDSS's RegControl asks for (0 inside the band)."""
-    if abs(s.ctl.vreg_v - vact) <= s.ctl.band_v / 2.0:
+def reg_measure(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
+    """(3, steps): forward control voltage, reverse control voltage and the forward power
+    (W, out of the regulated winding's terminal: OpenDSS's ``−Power[terminal].re``)."""
+    fwd = reg_control_voltage(s, net, v)
+    if not s.ctl.reversible or not s.ldc:
+        return np.stack([fwd, fwd, np.zeros_like(fwd)])
+    st = net.xf_stamps[s.xf]
+    keep = st.idx >= 0
+    rows = _winding_rows(s)
+    i = st.y[np.ix_(rows, keep)] @ v[st.idx[keep]]
+    vt = np.stack([_v(v, int(st.idx[c])) for c in rows])
+    p = -np.sum(vt * np.conj(i), axis=0).real
+    return np.stack([fwd, reg_control_voltage(s, net, v, True), p])
+
+
+def _winding_rows(s: RegSensor) -> np.ndarray:
+    """Yprim rows of the regulated winding's conductors (phases and its neutral)."""
+    nc = s.nph + 1
+    w = s.ctl.winding - 1
+    return np.arange(w * nc, (w + 1) * nc)
+
+
+def reg_pending_taps(
+    s: RegSensor, tap: float, step: float, vact: float, reverse: bool = False
+) -> int:
+    """Signed number of taps OpenDSS's RegControl asks for (0 inside the band); in reverse
+    mode on the reverse settings, ``vact`` over the tap, and the other way."""
+    vreg, band = (s.ctl.rev_vreg_v, s.ctl.rev_band_v) if reverse else (s.ctl.vreg_v, s.ctl.band_v)
+    if reverse:
+        vact = vact / tap
+    if abs(vreg - vact) <= band / 2.0:
         return 0
-    boost = (s.ctl.vreg_v - vact) * s.ctl.ptratio / s.base_v
+    boost = (vreg - vact) * s.ctl.ptratio / s.base_v
     n = round(boost / step)
-    if s.ctl.tap_winding != s.ctl.winding:
+    if s.ctl.tap_winding != s.ctl.winding or reverse:
         n = -n
     return int(n)
 
@@ -133,30 +261,54 @@ def cap_measure(s: CapSensor, net: Network, v: np.ndarray, y: np.ndarray) -> dic
     vt = np.where((s.idx >= 0)[:, None], v[np.maximum(s.idx, 0)], 0.0)
     i = y[s.rows] @ vt
     s_va = np.sum(vt[s.rows] * np.conj(i), axis=0)
+    vr = vt[s.rows]
+    volt = _phase_pick(np.abs(vr), s.v_mode, s.v_row)
+    if s.v_mode == 0 and s.v_next >= 0:
+        volt = np.abs(vr[s.v_row] - vr[s.v_next])
     return {
         "kvar": s_va.imag / 1e3,
-        "voltage": np.abs(_v(v, s.v_node)) / s.ctl.ptratio,
-        "current": np.abs(i[s.i_row]) / s.ctl.ctratio,
+        "pf": pf_1to2(s_va),
+        "voltage": volt / s.ctl.ptratio,
+        "current": _phase_pick(np.abs(i[: s.n_ct] if s.i_mode else i), s.i_mode, s.i_row)
+        / s.ctl.ctratio,
     }
 
 
+def cap_thresholds(s: CapSensor, m: dict[str, float]) -> tuple[bool, bool, bool]:
+    """(on, off, more) of one sample: close an open bank, open a closed one, add a step to
+    a closed one. ``m``: the measures, with ``tod`` (time of day, h) for the time type."""
+    ctl, typ = s.ctl, s.ctl.type
+    lo, hi = ctl.on_setting, ctl.off_setting
+    if typ == "time":
+        t = m.get("tod", 0.0)
+        if hi > lo:
+            on, off = lo <= t < hi, t >= hi or t < lo
+        else:  # OFF time is the next day
+            on, off = lo <= t < 24.0, hi <= t < lo
+        return on, off, on
+    x = m[typ]
+    if typ == "voltage":
+        return x < lo, x > hi, x < lo
+    if typ == "pf":
+        q = m["kvar"]
+        return x < lo and q > s.kvar_open, x > hi, x < lo and q > s.kvar_more
+    return x > lo, x < hi, x > lo
+
+
 def cap_sample(
-    ctl: CapControl, m: dict[str, float], closed: bool, available: int, pending: int
+    s: CapSensor, m: dict[str, float], closed: bool, available: int, pending: int
 ) -> tuple[int, bool]:
     """One OpenDSS CapControl sample: the pending change (CLOSE, OPEN or 0) and whether the
-    control should switch. ``m``: kvar, voltage and current as measured; ``pending`` the
-    change left from the last sample (kept where OpenDSS keeps it)."""
+    control should switch. ``m``: kvar, pf, voltage, current as measured (and ``tod``);
+    ``pending`` the change left from the last sample (kept where OpenDSS keeps it)."""
+    ctl = s.ctl
     v = m["voltage"]
     if ctl.volt_override and ctl.type != "voltage":
         if not closed and v < ctl.vmin_v:
             return CLOSE, True
         if closed and v > ctl.vmax_v:
             return OPEN, True
-    x = m[ctl.type]
-    if ctl.type == "voltage":
-        on, off = x < ctl.on_setting, x > ctl.off_setting
-    else:
-        on, off = x > ctl.on_setting, x < ctl.off_setting
+    on, off, more = cap_thresholds(s, m)
     if not closed:
         return (CLOSE, True) if on else (0, False)
     if ctl.type == "voltage":
@@ -164,7 +316,7 @@ def cap_sample(
     if off:
         return OPEN, True
     if available > 0:
-        return (CLOSE, True) if on else (pending, False)
+        return (CLOSE, True) if more else (pending, False)
     return 0, False
 
 

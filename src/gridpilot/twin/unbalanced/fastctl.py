@@ -42,11 +42,13 @@ class Regs(NamedTuple):
 
     stamp: np.ndarray
     wind: np.ndarray  # tap winding (0-based)
-    hi: np.ndarray
-    lo: np.ndarray
+    hi: np.ndarray  # (r, p) per measured phase: node of the voltage (-1 ground)
+    lo: np.ndarray  # (r, p) its other end
     idx: np.ndarray  # (r, c) node ids of the transformer's conductors (-1 ground)
-    cond: np.ndarray
-    f: np.ndarray  # (r, 13): base_v vreg band ptratio r x ctprim delay tapdelay rev step min max
+    cond: np.ndarray  # (r, p) the phase's conductor in the Yprim
+    f: np.ndarray  # (r, 25): base_v vreg band ptratio r x ctprim delay tapdelay other-winding
+    #   step min max vratio ldc max_tap_change | reverse: vreg band r x threshold_w delay
+    #   on first-conductor conductors (of the regulated winding, for its power)
     armed: np.ndarray
     value: np.ndarray
     handle: np.ndarray
@@ -55,25 +57,35 @@ class Regs(NamedTuple):
     ops: np.ndarray
     vact: np.ndarray  # scratch: the control voltages of one sample
     due: np.ndarray  # scratch (r, QMAX): the actions due at one sample
+    nph: np.ndarray  # (r,) measured phases
+    sel: np.ndarray  # (r,) 0 one phase, 1 the highest, 2 the lowest voltage
+    rev: np.ndarray  # (r,) in reverse mode
+    rev_t: np.ndarray  # (r,) time of the queued reverse toggle (nan: none)
+    pw: np.ndarray  # scratch (r,): forward power of one sample (W)
 
 
 class Caps(NamedTuple):
     """CapControls: settings, monitored-line sensors and time-mode state."""
 
     stamp: np.ndarray
-    typ: np.ndarray  # 0 kvar, 1 voltage, 2 current
-    f: np.ndarray  # (c, 10): on off vmin vmax override delay delay_off dead ptratio ctratio
+    typ: np.ndarray  # 0 kvar, 1 voltage, 2 current, 3 pf, 4 time
+    f: np.ndarray  # (c, 12): on off vmin vmax override delay delay_off dead ptratio ctratio
+    #                 kvar_open kvar_more (pf type)
     idx: np.ndarray  # (c, k) monitored line's conductors
     ymon: np.ndarray  # (c, r, k) its Yprim rows of the monitored terminal
     rows: np.ndarray  # (c, r) those rows' conductor positions
     nrows: np.ndarray
-    v_node: np.ndarray
-    i_row: np.ndarray
+    v_node: np.ndarray  # position in the rows of the PT phase
+    i_row: np.ndarray  # position in the rows of the CT phase
     armed: np.ndarray
     t_exec: np.ndarray
     value: np.ndarray
     last_open: np.ndarray
     ops: np.ndarray
+    vmode: np.ndarray  # 0 the PT phase, 1 mean, 2 max, 3 min (``controls.CapSensor``)
+    imode: np.ndarray  # the same for the CT current
+    vnext: np.ndarray  # delta bank: row of the next phase (-1 none)
+    nct: np.ndarray  # phases of the current modes
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -126,28 +138,78 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
-    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS)."""
+def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray, rev: bool) -> float:
+    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS), on the PT phase or
+    the highest / lowest phase (see ``controls.reg_control_voltage``)."""
     p = rg.f[r]
-    vc = (_at(v, rg.hi[r]) - _at(v, rg.lo[r])) / p[3]
-    if p[4] != 0.0 or p[5] != 0.0:
+    k = 0
+    best = abs(_at(v, rg.hi[r, 0]) - _at(v, rg.lo[r, 0]))
+    for q in range(1, rg.nph[r]):
+        m = abs(_at(v, rg.hi[r, q]) - _at(v, rg.lo[r, q]))
+        if (rg.sel[r] == 1 and m > best) or (rg.sel[r] == 2 and m < best):
+            k, best = q, m
+    vc = (_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
+    z = complex(p[18], p[19]) if rev else complex(p[4], p[5])
+    if p[14] != 0.0 and z != 0.0:
         s = rg.stamp[r]
         i_term = 0j
         for j in range(st.nc[s]):
             node = rg.idx[r, j]
             if node >= 0:
-                i_term += st.y[s, rg.cond[r], j] * v[node]
-        vc += complex(p[4], p[5]) * i_term / p[6]
+                i_term += st.y[s, rg.cond[r, k], j] * v[node]
+        vc += z * i_term / p[6]
     return abs(vc)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pending(rg: Regs, r: int, vact: float) -> int:
+def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
+    """Forward power (W) out of the regulated winding's terminal (``controls.reg_measure``)."""
+    s, p = rg.stamp[r], rg.f[r]
+    c0 = int(p[23])
+    pw = 0.0
+    for c in range(c0, c0 + int(p[24])):
+        i = 0j
+        for j in range(st.nc[s]):
+            node = rg.idx[r, j]
+            if node >= 0:
+                i += st.y[s, c, j] * v[node]
+        pw += (_at(v, rg.idx[r, c]) * np.conj(i)).real
+    return -pw
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rev_sample(rg: Regs, r: int, t_s: float) -> None:
+    """OpenDSS's reverse detection (see ``qsts._reverse_sample``)."""
     p = rg.f[r]
-    if abs(p[1] - vact) <= p[2] / 2.0:
+    fw = rg.pw[r]
+    flip = fw < -p[20] if rg.rev[r] == 0 else fw > p[20]
+    if flip and np.isnan(rg.rev_t[r]):
+        rg.rev_t[r] = t_s + p[21]
+    elif not flip:
+        rg.rev_t[r] = np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rev_due(rg: Regs, r: int, t: float) -> bool:
+    """Toggle reverse mode if its queued action is due by ``t``; whether it was."""
+    if not np.isnan(rg.rev_t[r]) and rg.rev_t[r] <= t:
+        rg.rev[r] = 1 - rg.rev[r]
+        rg.rev_t[r] = np.nan
+        return True
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pending(rg: Regs, r: int, vact: float, tap: float) -> int:
+    p = rg.f[r]
+    rev = rg.rev[r] != 0
+    vreg, band = (p[16], p[17]) if rev else (p[1], p[2])
+    if rev:
+        vact = vact / tap
+    if abs(vreg - vact) <= band / 2.0:
         return 0
-    n = int(np.rint((p[1] - vact) * p[3] / p[0] / p[10]))
-    return -n if p[9] != 0.0 else n
+    n = int(np.rint((vreg - vact) * p[3] / p[0] / p[10]))
+    return -n if (p[9] != 0.0 or rev) else n
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -192,10 +254,14 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     (Rules: see ``_Runner._reg`` in :mod:`.qsts`.)"""
     p = rg.f[r]
     s, w = rg.stamp[r], rg.wind[r]
-    n = _pending(rg, r, vact)
-    rg.value[r] = n
+    if p[22] != 0.0:
+        _rev_sample(rg, r, t_s)
     tap = st.taps[s, w]
-    if n == 0:
+    n = _pending(rg, r, vact, tap) if p[15] != 0.0 else 0
+    rg.value[r] = n
+    if p[15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
+        pass
+    elif n == 0:
         if rg.armed[r]:
             _qremove(rg, r, rg.handle[r])
         rg.armed[r] = 0
@@ -208,6 +274,8 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     acted = False
     for q in range(_due(rg, r, t_s)):
         t = rg.due[r, q]
+        if _rev_due(rg, r, t):  # the reverse action comes first
+            acted = True
         _qremove(rg, r, t)
         if rg.value[r] == 0:
             rg.armed[r] = 0
@@ -225,32 +293,92 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
             _qpush(rg, r, t_s + p[8])
         else:
             rg.armed[r] = 0
+    if _rev_due(rg, r, t_s + 1e-6):
+        acted = True
     return acted
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float]:
-    """kvar through the monitored terminal, PT voltage and CT current."""
+def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, float]:
+    """kvar through the monitored terminal, PT voltage, CT current and pf (0..2 scale)."""
     k = cp.idx.shape[1]
     vt = np.zeros(k, np.complex128)
     for j in range(k):
         vt[j] = _at(v, cp.idx[c, j])
     s_va = 0j
     i_ct = 0.0
+    i_sum, i_max, i_min = 0.0, 0.0, 1e300
+    v_sum, v_max, v_min = 0.0, 0.0, 1e300
     for q in range(cp.nrows[c]):
         i = 0j
         for j in range(k):
             i += cp.ymon[c, q, j] * vt[j]
-        s_va += vt[cp.rows[c, q]] * np.conj(i)
+        vq = vt[cp.rows[c, q]]
+        s_va += vq * np.conj(i)
         if q == cp.i_row[c]:
             i_ct = abs(i)
+        if q < cp.nct[c]:
+            i_sum, i_max, i_min = i_sum + abs(i), max(i_max, abs(i)), min(i_min, abs(i))
+        v_sum, v_max, v_min = v_sum + abs(vq), max(v_max, abs(vq)), min(v_min, abs(vq))
     p = cp.f[c]
-    return s_va.imag / 1e3, abs(_at(v, cp.v_node[c])) / p[8], i_ct / p[9]
+    volt = _pick(cp.vmode[c], v_sum / cp.nrows[c], v_max, v_min, 0.0)
+    if cp.vmode[c] == 0:
+        vk = vt[cp.rows[c, cp.v_node[c]]]
+        nx = cp.vnext[c]
+        volt = abs(vk - vt[cp.rows[c, nx]]) if nx >= 0 else abs(vk)
+    i_ct = _pick(cp.imode[c], i_sum / max(cp.nct[c], 1), i_max, i_min, i_ct)
+    mag = abs(s_va)
+    pf = abs(s_va.real) / mag if mag != 0.0 else 1.0
+    if s_va.imag < 0.0:
+        pf = 2.0 - pf
+    return s_va.imag / 1e3, volt / p[8], i_ct / p[9], pf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float], closed: bool,
-                avail: int) -> tuple[int, bool]:  # fmt: skip
+def _pick(mode: int, mean: float, hi: float, lo: float, one: float) -> float:
+    if mode == 1:
+        return mean
+    if mode == 2:
+        return hi
+    if mode == 3:
+        return lo
+    return one
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def time_of_day(t_s: float) -> float:
+    """OpenDSS's time of day (h) of ``t_s`` (see ``controls.time_of_day``)."""
+    h = int(np.floor(t_s / 3600.0 + 1e-9))
+    sec = max(t_s - h * 3600.0, 0.0)
+    if h > 24:
+        h -= ((h - 1) // 24) * 24
+    tod = h + sec / 3600.0
+    return tod - 24.0 if tod - 24.0 > 1e-9 else tod
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float],
+                tod: float) -> tuple[bool, bool, bool]:  # fmt: skip
+    """(on, off, more) of one sample (see ``controls.cap_thresholds``)."""
+    p, typ = cp.f[c], cp.typ[c]
+    lo, hi = p[0], p[1]
+    if typ == 4:
+        if hi > lo:
+            on, off = lo <= tod < hi, tod >= hi or tod < lo
+        else:
+            on, off = lo <= tod < 24.0, hi <= tod < lo
+        return on, off, on
+    x = m[typ]
+    if typ == 1:
+        return x < lo, x > hi, x < lo
+    if typ == 3:
+        return x < lo and m[0] > p[10], x > hi, x < lo and m[0] > p[11]
+    return x > lo, x < hi, x > lo
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float], closed: bool,
+                avail: int, tod: float) -> tuple[int, bool]:  # fmt: skip
     """OpenDSS CapControl sample (see ``controls.cap_sample``)."""
     p, typ = cp.f[c], cp.typ[c]
     vv = m[1]
@@ -259,18 +387,14 @@ def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float], closed: bool,
             return CLOSE, True
         if closed and vv > p[3]:
             return OPEN, True
-    x = m[typ]
-    if typ == 1:
-        on, off = x < p[0], x > p[1]
-    else:
-        on, off = x > p[0], x < p[1]
+    on, off, more = _thresholds(cp, c, m, tod)
     if not closed:
         return (CLOSE, True) if on else (0, False)
     pending = 0 if typ == 1 else cp.value[c]
     if off:
         return OPEN, True
     if avail > 0:
-        return (CLOSE, True) if on else (pending, False)
+        return (CLOSE, True) if more else (pending, False)
     return 0, False
 
 
@@ -307,7 +431,7 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     for k in range(st.nsteps[s]):
         n_on += st.state[s, k]
     closed, avail = n_on > 0, st.nsteps[s] - n_on
-    value, should = _cap_decide(cp, c, cap_measure(cp, c, v), closed, avail)
+    value, should = _cap_decide(cp, c, cap_measure(cp, c, v), closed, avail, time_of_day(t_s))
     cp.value[c] = value
     if should and not cp.armed[c]:
         delay = p[6]
@@ -330,7 +454,8 @@ def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> boo
     """Sample every control at ``t_s`` (regulators first, as the Python runner)."""
     acted = False
     for r in range(len(rg.stamp)):
-        rg.vact[r] = reg_voltage(rg, st, r, v)
+        rg.vact[r] = reg_voltage(rg, st, r, v, rg.rev[r] != 0)
+        rg.pw[r] = reg_power(rg, st, r, v) if rg.f[r, 22] != 0.0 else 0.0
     for r in range(len(rg.stamp)):
         if reg_sample(rg, st, r, t_s, rg.vact[r]):
             acted = True

@@ -27,8 +27,9 @@ from gridpilot.twin.unbalanced.controls import (
     RegSensor,
     cap_measure,
     cap_sample,
-    reg_control_voltage,
+    reg_measure,
     reg_pending_taps,
+    time_of_day,
 )
 from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
@@ -65,6 +66,8 @@ class _Device:
     last_open_s: float = -1e18
     queue: list[float] = field(default_factory=list)  # regulator: times of queued actions
     handle: float | None = None  # the queued action a reset cancels (the first one)
+    rev: bool = False  # regulator in reverse mode
+    rev_t: float | None = None  # the queued reverse (or back-to-forward) action
 
 
 @dataclass
@@ -124,14 +127,16 @@ class _Runner:
 
     # measures of all controls for a block of solved steps
     def measure(self, v: np.ndarray) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
-        regs = [reg_control_voltage(s, self.tw.net, v) for s in self.tw.regs]
+        regs = [reg_measure(s, self.tw.net, v) for s in self.tw.regs]
         caps = [
             cap_measure(s, self.tw.net, v, y)
             for s, y in zip(self.tw.caps, self.tw._cap_y, strict=True)
         ]
         return regs, caps
 
-    def sample_and_act(self, t_s: float, regs: list[float], caps: list[dict[str, float]]) -> bool:
+    def sample_and_act(
+        self, t_s: float, regs: list[np.ndarray], caps: list[dict[str, float]]
+    ) -> bool:
         """One control sample at time ``t_s`` then the actions due; True if any acted."""
         acted = False
         for i, rs in enumerate(self.tw.regs):
@@ -142,7 +147,7 @@ class _Runner:
                 acted = True
         return acted
 
-    def _reg(self, i: int, s: RegSensor, t_s: float, vact: float) -> bool:
+    def _reg(self, i: int, s: RegSensor, t_s: float, m: np.ndarray) -> bool:
         """OpenDSS time-mode RegControl: sample, then the queued actions that are due.
 
         A sample out of band arms one action at ``t + delay``; back in band it cancels that
@@ -152,9 +157,14 @@ class _Runner:
         d = self.state.regs[i]
         ctl = s.ctl
         w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]
-        n = reg_pending_taps(s, w.tap, w.tap_step, vact)
+        if ctl.reversible and s.ldc:
+            _reverse_sample(d, ctl.rev_threshold_kw * 1e3, t_s + ctl.rev_delay_s, float(m[2]))
+        vact = float(m[1] if d.rev else m[0])
+        n = reg_pending_taps(s, w.tap, w.tap_step, vact, d.rev) if ctl.max_tap_change else 0
         d.value = n
-        if n == 0:
+        if not ctl.max_tap_change:  # OpenDSS samples nothing (queued actions still run)
+            pass
+        elif n == 0:
             if d.armed and d.handle in d.queue:
                 d.queue.remove(d.handle)
             d.armed = False
@@ -164,9 +174,10 @@ class _Runner:
                 d.handle = t_s + ctl.delay_s
                 d.queue.append(d.handle)
                 d.armed = True
-        due = sorted(t for t in d.queue if t <= t_s + 1e-6)
         acted = False
-        for t in due:
+        for t in sorted(t for t in d.queue if t <= t_s + 1e-6):
+            if d.rev_t is not None and d.rev_t <= t:  # the reverse action comes first
+                d.rev, d.rev_t, acted = not d.rev, None, True
             d.queue.remove(t)
             if d.value == 0:
                 d.armed = False
@@ -182,6 +193,8 @@ class _Runner:
                 d.queue.append(t_s + ctl.tapdelay_s)
             else:
                 d.armed = False
+        if d.rev_t is not None and d.rev_t <= t_s + 1e-6:
+            d.rev, d.rev_t, acted = not d.rev, None, True
         return acted
 
     def _cap(self, i: int, s: CapSensor, t_s: float, m: dict[str, float]) -> bool:
@@ -192,7 +205,7 @@ class _Runner:
         cap = self._capacitor(s.cap)
         closed = sum(cap.states) > 0
         avail = len(cap.states) - sum(cap.states)
-        d.value, should = cap_sample(ctl, m, closed, avail, d.value)
+        d.value, should = cap_sample(s, {**m, "tod": time_of_day(t_s)}, closed, avail, d.value)
         if should and not d.armed:
             delay = ctl.delay_off_s
             if d.value == CLOSE:
@@ -238,6 +251,16 @@ class _Runner:
                 self.taps_log[name].extend([tap] * v.shape[1])
             for name, st in (caps or self.tw.cap_states()).items():
                 self.caps_log.setdefault(name, []).extend([sum(st)] * v.shape[1])
+
+
+def _reverse_sample(d: _Device, threshold_w: float, t_due: float, fwd_w: float) -> None:
+    """OpenDSS's reverse detection: forward power beyond the threshold the other way queues
+    the toggle (at ``t_due``); back within it cancels the queued toggle."""
+    flip = fwd_w < -threshold_w if not d.rev else fwd_w > threshold_w
+    if flip and d.rev_t is None:
+        d.rev_t = t_due
+    elif not flip:
+        d.rev_t = None
 
 
 def run_qsts(
@@ -331,7 +354,7 @@ def _scan(run: _Runner, v: np.ndarray, k: int) -> int | None:
         return None
     regs, caps = run.measure(v)
     for j in range(v.shape[1]):
-        r = [float(x[j]) for x in regs]
+        r = [x[:, j] for x in regs]
         c = [{key: float(val[j]) for key, val in m.items()} for m in caps]
         if run.sample_and_act(_t_s(run.o, k + j), r, c):
             return j
@@ -344,7 +367,7 @@ def _settle(run: _Runner, s: np.ndarray, v: np.ndarray, step: int) -> np.ndarray
     for _ in range(100):
         vv, _ = run.tw.solve(s, vv)
         regs, caps = run.measure(vv)
-        r = [float(x[0]) for x in regs]
+        r = [x[:, 0] for x in regs]
         c = [{key: float(val[0]) for key, val in m.items()} for m in caps]
         if not run.sample_and_act(_t_s(run.o, step), r, c):
             break

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CAP_TYPES = {"kvar": 0, "voltage": 1, "current": 2}
+_CAP_TYPES = {"kvar": 0, "voltage": 1, "current": 2, "pf": 3, "time": 4}
 
 
 def unsupported(twin: UnbalancedTwin) -> str | None:
@@ -120,24 +120,33 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
 
 
 def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
-    rows, idx, meta = [], [], []
+    rows, idx, meta, his, los, conds = [], [], [], [], [], []
     for s in twin.regs:
         c = s.ctl
         t = twin.grid.transformer(s.xf)
         w = t.windings[c.tap_winding - 1]
         rows.append([s.base_v, c.vreg_v, c.band_v, c.ptratio, c.r_v, c.x_v, c.ctprim_a,
                      c.delay_s, c.tapdelay_s, float(c.tap_winding != c.winding), w.tap_step,
-                     w.min_tap, w.max_tap])  # fmt: skip
+                     w.min_tap, w.max_tap, s.vratio, float(s.ldc), float(c.max_tap_change),
+                     c.rev_vreg_v, c.rev_band_v, c.rev_r_v, c.rev_x_v,
+                     c.rev_threshold_kw * 1e3, c.rev_delay_s, float(c.reversible and s.ldc),
+                     (c.winding - 1) * (s.nph + 1), s.nph + 1])  # fmt: skip
         idx.append(twin.net.xf_stamps[s.xf].idx)
-        meta.append((where[f"xf:{s.xf}"], c.tap_winding - 1, s.hi, s.lo, s.cond))
+        his.append(s.his)
+        los.append(s.los)
+        conds.append(s.conds)
+        meta.append((where[f"xf:{s.xf}"], c.tap_winding - 1, len(s.his), s.select))
     r = len(rows)
-    m = np.array(meta, np.int64).reshape(r, 5)
+    m = np.array(meta, np.int64).reshape(r, 4)
+    p = max([len(x) for x in his] + [1])
     return Regs(
-        m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy(), m[:, 3].copy(),
-        _pad(idx, (nc,), np.int64, -1), m[:, 4].copy(), np.array(rows, float).reshape(r, 13),
+        m[:, 0].copy(), m[:, 1].copy(), _pad(his, (p,), np.int64, -1),
+        _pad(los, (p,), np.int64, -1), _pad(idx, (nc,), np.int64, -1),
+        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 25),
         np.zeros(r, np.int64), np.zeros(r, np.int64), np.full(r, np.nan),
         np.zeros((r, QMAX)), np.zeros(r, np.int64), np.zeros(r, np.int64), np.zeros(r),
-        np.zeros((r, QMAX)),
+        np.zeros((r, QMAX)), m[:, 2].copy(), m[:, 3].copy(), np.zeros(r, np.int64),
+        np.full(r, np.nan), np.zeros(r),
     )  # fmt: skip
 
 
@@ -146,21 +155,24 @@ def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
     for s, y in zip(twin.caps, twin._cap_y, strict=True):
         c = s.ctl
         rows.append([c.on_setting, c.off_setting, c.vmin_v, c.vmax_v, float(c.volt_override),
-                     c.delay_s, c.delay_off_s, c.dead_time_s, c.ptratio, c.ctratio])  # fmt: skip
+                     c.delay_s, c.delay_off_s, c.dead_time_s, c.ptratio, c.ctratio,
+                     s.kvar_open, s.kvar_more])  # fmt: skip
         idx.append(s.idx)
         ymon.append(y[s.rows])
         trows.append(np.asarray(s.rows, np.int64))
-        meta.append((where[f"cap:{s.cap}"], _CAP_TYPES[c.type], len(s.rows), s.v_node, s.i_row))
+        meta.append((where[f"cap:{s.cap}"], _CAP_TYPES[c.type], len(s.rows), s.v_row, s.i_row,
+                     s.v_mode, s.i_mode, s.v_next, s.n_ct))  # fmt: skip
     n = len(rows)
     k = max([len(x) for x in idx] + [1])
     nr = max([len(x) for x in trows] + [1])
-    m = np.array(meta, np.int64).reshape(n, 5)
+    m = np.array(meta, np.int64).reshape(n, 9)
     dead = np.array([s.ctl.dead_time_s for s in twin.caps], float)
     return Caps(
-        m[:, 0].copy(), m[:, 1].copy(), np.array(rows, float).reshape(n, 10),
+        m[:, 0].copy(), m[:, 1].copy(), np.array(rows, float).reshape(n, 12),
         _pad(idx, (k,), np.int64, -1), _pad(ymon, (nr, k), complex), _pad(trows, (nr,), np.int64),
         m[:, 2].copy(), m[:, 3].copy(), m[:, 4].copy(), np.zeros(n, np.int64), np.zeros(n),
-        np.zeros(n, np.int64), -dead, np.zeros(n, np.int64),
+        np.zeros(n, np.int64), -dead, np.zeros(n, np.int64), m[:, 5].copy(), m[:, 6].copy(),
+        m[:, 7].copy(), m[:, 8].copy(),
     )  # fmt: skip
 
 

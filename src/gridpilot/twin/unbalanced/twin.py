@@ -173,6 +173,8 @@ class UnbalancedTwin:
         out: dict[tuple[str, str], tuple[float, int]] = {}
         vv = v[:, None]
         for rs in self.regs:
+            if not rs.ctl.max_tap_change:
+                continue
             w = self.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
             vact = float(reg_control_voltage(rs, self.net, vv)[0])
             n = reg_pending_taps(rs, w.tap, w.tap_step, vact)
@@ -182,7 +184,7 @@ class UnbalancedTwin:
             cap = next(c for c in self.grid.capacitors if c.name.lower() == cs.cap)
             m = {k: float(x[0]) for k, x in cap_measure(cs, self.net, vv, y).items()}
             on = sum(cap.states)
-            want, should = cap_sample(cs.ctl, m, on > 0, len(cap.states) - on, 0)
+            want, should = cap_sample(cs, m, on > 0, len(cap.states) - on, 0)
             if should and want:
                 delay = cs.ctl.delay_s if want == CLOSE else cs.ctl.delay_off_s
                 out[("cap", cs.ctl.name.lower())] = (delay, want)
