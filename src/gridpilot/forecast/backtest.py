@@ -40,7 +40,8 @@ class BacktestResult:
     :func:`~gridpilot.forecast.metrics.all_metrics`; ``*_norm`` on data standardised with the
     training rows); ``per_series`` one row per series (model and baseline MAE, coverage).
     Arrays are (N, C, H) in data units: ``actual``, ``point``, ``baseline_point``;
-    ``quantiles`` maps level → (N, C, H). ``train_s`` is the model's fit time in seconds.
+    ``quantiles`` maps level → (N, C, H). ``train_s`` is the model's training time in
+    seconds: the fit plus every periodic refit (``refit_every``).
     """
 
     model: str

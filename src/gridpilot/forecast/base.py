@@ -19,6 +19,7 @@ quantile method (LightGBM with quantile loss) override :meth:`Forecaster.quantil
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Self
@@ -162,7 +163,6 @@ class Forecaster(ABC):
         ``calibration_fraction`` of the history is held out for that, then (``refit``) the
         model is trained again on everything.
         """
-        import time
 
         t0 = time.perf_counter()
         if covariates is not None and not self.uses_covariates:
@@ -345,7 +345,8 @@ class Forecaster(ABC):
     ) -> None:
         """Train the point model again on rows [0, end) only (every target before ``end``),
         keeping the tuned settings (iterations, lookback, penalty, weights), the training
-        normalisation and the held-out residuals: the periodic refit of an operator."""
+        normalisation and the held-out residuals: the periodic refit of an operator. Its time
+        is added to ``train_s_`` (the training time of the fit and every refit since)."""
         self._check_fitted()
         if not self.min_train_rows() <= end <= len(values):
             raise ValidationError(
@@ -358,7 +359,9 @@ class Forecaster(ABC):
                     )
                 ]
             )
+        t0 = time.perf_counter()
         self._fit_arrays(values[:end], index[:end], None if cov is None else cov[:end], None)
+        self.train_s_ += time.perf_counter() - t0
 
     def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
         """Scale (N, 1 or C, H) of the errors at each target, or None (errors homogeneous).
