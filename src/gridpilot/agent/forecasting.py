@@ -160,9 +160,11 @@ class RenewableForecast:
       ``day_ahead(ForecastInputDataset.from_parts(history, weather + physics), h,
       model=model)``, the weather and the physics at each target time as covariates.
 
-    Measured on the field's seeded weather (docs/agent.md): the physics path's day-ahead
-    error is about a third of the ensemble's on 14 days of history, at a thousandth of
-    the cost. Without weather (the world gives ``None``) :meth:`shape` returns ``None`` and
+    Measured on the field's seeded weather (``make_weather`` seed 4, day-ahead from 16:00 on
+    4 days, 14 days of history): per-unit MAE PV 0.066 / wind 0.038 for the physics path,
+    0.080 / 0.142 for LightGBM on the weather covariates (tens of seconds per fit on a
+    loaded 2-core machine against milliseconds), 0.061 / 0.294 for yesterday's output.
+    Without weather (the world gives ``None``) :meth:`shape` returns ``None`` and
     the loop keeps the generators' profile shapes; ``method`` says which. The history is
     the uncurtailed output, so curtailment, trips and demand response do not bend the
     forecast (it is the counterfactual).
