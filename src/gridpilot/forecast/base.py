@@ -175,7 +175,37 @@ class Forecaster(ABC):
                     )
                 ]
             )
-        h = prepare_history(history, repair=self.repair)
+        full, val_start = self._with_validation(
+            prepare_history(history, repair=self.repair), validation
+        )
+        self._on_history(full)
+        self._check_length(val_start, full)
+        cov = align_covariates(covariates, full.index) if covariates is not None else None
+        self.cov_columns_ = (
+            tuple(str(c) for c in _cov_names(covariates)) if covariates is not None else None
+        )
+        self.history_ = full
+        train = full.values[:val_start]
+        self.mean_ = train.mean(axis=0)
+        std = train.std(axis=0)
+        self.std_ = np.where(std > 1e-12, std, 1.0)
+        self._fit_arrays(full.values, full.index, cov, val_start)
+        origins = self._held_out_origins(val_start, len(full))
+        pred = self.forecast_origins(full.values, full.index, cov, origins)
+        resid = target_windows(full.values, origins, self.horizon) - pred
+        scale = self.residual_scale(full.index, origins)
+        self.residuals_ = resid if scale is None else resid / scale
+        if validation is None and self.refit:
+            self._fit_arrays(full.values, full.index, cov, None)
+        self.train_s_ = time.perf_counter() - t0
+        return self
+
+    def _with_validation(
+        self, h: History, validation: pd.DataFrame | pd.Series | History | None
+    ) -> tuple[History, int]:
+        """The history with the validation rows appended (checked: same series, starting one
+        step after the history) and where they start; without them, the history and the
+        start of its held-out ``calibration_fraction``."""
         if validation is not None:
             v = prepare_history(validation, repair=self.repair, what="validation")
             if v.columns != h.columns:
@@ -212,27 +242,7 @@ class Forecaster(ABC):
             full = h
             n_val = max(self.horizon + 1, round(self.calibration_fraction * len(h)))
             val_start = len(h) - n_val
-        self._on_history(full)
-        self._check_length(val_start, full)
-        cov = align_covariates(covariates, full.index) if covariates is not None else None
-        self.cov_columns_ = (
-            tuple(str(c) for c in _cov_names(covariates)) if covariates is not None else None
-        )
-        self.history_ = full
-        train = full.values[:val_start]
-        self.mean_ = train.mean(axis=0)
-        std = train.std(axis=0)
-        self.std_ = np.where(std > 1e-12, std, 1.0)
-        self._fit_arrays(full.values, full.index, cov, val_start)
-        origins = self._held_out_origins(val_start, len(full))
-        pred = self.forecast_origins(full.values, full.index, cov, origins)
-        resid = target_windows(full.values, origins, self.horizon) - pred
-        scale = self.residual_scale(full.index, origins)
-        self.residuals_ = resid if scale is None else resid / scale
-        if validation is None and self.refit:
-            self._fit_arrays(full.values, full.index, cov, None)
-        self.train_s_ = time.perf_counter() - t0
-        return self
+        return full, val_start
 
     def predict(
         self,
