@@ -137,9 +137,7 @@ class FlexLoop(LoopState):
         if wx is not None:
             kind = np.asarray(g.generator["kind"])
             shape = np.where((kind == GenKind.PV)[None, :], wx["pv"].to_numpy()[:, None], shape)
-            shape = np.where(
-                (kind == GenKind.WIND)[None, :], wx["wind"].to_numpy()[:, None], shape
-            )
+            shape = np.where((kind == GenKind.WIND)[None, :], wx["wind"].to_numpy()[:, None], shape)
         return np.asarray(shape, np.float64)
 
     def _flex_tick(self, obs: Observation) -> list[Any]:
