@@ -302,20 +302,7 @@ class Forecaster(ABC):
                 ]
             )
         fut = h.future_index(self.horizon)
-        cov = None
-        if self.cov_columns_ is not None:
-            if covariates is None:
-                raise ValidationError(
-                    issues=[
-                        Issue(
-                            "covariates",
-                            "columns",
-                            f"model was fitted with covariates {list(self.cov_columns_)}; "
-                            "pass them for the history and the horizon",
-                        )
-                    ]
-                )
-            cov = align_covariates(covariates, h.index.append(fut))
+        cov = self._predict_covariates(covariates, h.index.append(fut))
         qs = check_quantiles(quantiles)
         origins = np.array([len(h)])
         values = np.vstack([h.values, np.full((self.horizon, h.values.shape[1]), np.nan)])
@@ -328,6 +315,26 @@ class Forecaster(ABC):
             quantiles={q: qarr[i, 0, :, :steps].T.copy() for i, q in enumerate(qs)},
             model=self.name,
         )
+
+    def _predict_covariates(
+        self, covariates: pd.DataFrame | None, index: pd.DatetimeIndex
+    ) -> np.ndarray | None:
+        """The covariates on ``index`` (history and horizon) for a model fitted with them
+        (missing ones are an error); None for a model fitted without."""
+        if self.cov_columns_ is None:
+            return None
+        if covariates is None:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "covariates",
+                        "columns",
+                        f"model was fitted with covariates {list(self.cov_columns_)}; "
+                        "pass them for the history and the horizon",
+                    )
+                ]
+            )
+        return align_covariates(covariates, index)
 
     def quantile_origins(
         self,
