@@ -1,10 +1,12 @@
 # gridpilot: two commands set up everything on a fresh machine.
 #   make demo   creates .venv, installs gridpilot, runs the demo on embedded defaults
+#               (GRID=ieee123: the three-phase feeder in the three-phase world)
 #   make test   creates .venv, installs gridpilot with test tools, runs ruff, mypy and pytest
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+GRID   ?= case33bw
 
 .PHONY: demo test lint bench clean
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/gridpilot demo
+	$(VENV)/bin/gridpilot demo --grid $(GRID)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -8,6 +8,13 @@ diagram drawn (all buses in the SVG) and the first live values (the time tile fi
 from navigation start.
 
     PYTHONPATH=src python bench/dashboard.py --runs 5
+
+With ``--feeder GRID`` (e.g. ``ieee8500``) it times the three-phase feeder view instead
+(``/feeder``, served without the loop): per run the canvas's first draw from navigation
+start, the draw itself, the fetch of geometry + snapshot + limits, and the profile plot;
+with the gzip sizes of the payloads.
+
+    PYTHONPATH=src python bench/dashboard.py --feeder ieee8500 --runs 5
 """
 
 from __future__ import annotations
@@ -108,11 +115,67 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
+FEEDER_DRAWN = "() => window.feederTiming && window.feederTiming.first_draw_ms"
+FEEDER_PROFILE = "() => window.feederTiming && window.feederTiming.profile_ms"
+
+
+def feeder(grid: str, runs: int) -> dict[str, Any]:
+    """The feeder view of ``grid``: timings (ms) per cold load and payload sizes (bytes)."""
+    import httpx
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from gridpilot.api import KeyStore
+    from gridpilot.api.feeder_app import create_feeder_app
+    from gridpilot.model import load_grid
+
+    keys = KeyStore.generate()
+    app = create_feeder_app(load_grid(grid), keys)
+    port = _port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=srv.run, daemon=True).start()
+    base, key = f"http://127.0.0.1:{port}", keys.issued["viewer"]
+    h = {"X-API-Key": key, "Accept-Encoding": "gzip"}
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    sizes = {}
+    for route in ("geometry", "snapshot", "profile"):  # also warms the server's caches
+        r = httpx.get(f"{base}/api/feeder/{route}", headers=h, timeout=300)
+        sizes[f"{route}_gzip_bytes"] = int(r.headers["content-length"])
+        sizes[f"{route}_json_bytes"] = len(r.content)
+    rows = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        for _ in range(runs):
+            ctx = browser.new_context(viewport={"width": 1500, "height": 1100})
+            page = ctx.new_page()
+            page.goto(f"{base}/feeder#key={key}")
+            page.wait_for_function(FEEDER_DRAWN, polling="raf", timeout=60_000)
+            page.wait_for_function(FEEDER_PROFILE, polling="raf", timeout=60_000)
+            t = page.evaluate("window.feederTiming")
+            rows.append(
+                {k: t.get(k) for k in ("first_draw_ms", "draw_ms", "fetch_ms", "profile_ms")}
+            )
+            ctx.close()
+        browser.close()
+    srv.should_exit = True
+    n = len(app.state.feeder.geometry().buses)
+    return {"runs": runs, "grid": grid, "buses": n, "feeder_view": summarise(rows), **sizes}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ref", default="main", help="git ref of the reference page")
+    ap.add_argument("--feeder", default=None, help="time the three-phase feeder view of GRID")
     a = ap.parse_args()
+    if a.feeder:
+        print(json.dumps(feeder(a.feeder, a.runs), indent=1))
+        return
     from playwright.sync_api import sync_playwright
 
     base, keys, srv = serve(a.ref)

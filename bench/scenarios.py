@@ -21,6 +21,9 @@ Rows:
   with it every step (interleaved); on the field world also with the households' meter path
   (``meter_path``: ``Orchestrator(meters=True)``, its mean and the steps that ingest a
   15-minute meter interval).
+* ``orchestrator_step_three_phase``: the loop's step time on the three-phase feeder ieee123
+  (:class:`~gridpilot.agent.ThreePhaseWorld`, the demo's events) beside case33bw+fleet on
+  SimWorld, interleaved; and the three-phase world's own step (``world_step_ms_median``).
 * ``state_estimation``: the cost of one estimate in the loop (``se_ms`` per call: measurement
   build, PGM WLS, bad-data rounds) and its accuracy against the simulator's true voltages
   (which the controller never sees) with noisy sensors, on the 240-step demo.
@@ -214,6 +217,52 @@ def bench_step(quick: bool) -> dict[str, Any]:
     return out
 
 
+def bench_step3p(quick: bool) -> dict[str, Any]:
+    """The loop on the three-phase feeder ieee123 (ThreePhaseWorld), the demo's events, beside
+    the balanced demo (case33bw+fleet, SimWorld) interleaved in the same run: the loop's step
+    time, and the world's own step (unbalanced power flow, controls, telemetry) apart."""
+    from gridpilot.agent import Orchestrator, SimWorld, ThreePhaseWorld
+    from gridpilot.agent.cli import DEMO_START_STEP, demo_events
+    from gridpilot.agent.fleet import demo_grid
+    from gridpilot.agent.world3p import three_phase_grid
+
+    w3 = ThreePhaseWorld(three_phase_grid("ieee123"), start_step=DEMO_START_STEP)
+    orchs = {
+        "ieee123": Orchestrator(w3),
+        "case33bw": Orchestrator(SimWorld(demo_grid(), start_step=DEMO_START_STEP)),
+    }
+    ev = demo_events()
+    n = 60 if quick else 240
+    times: dict[str, list[float]] = {k: [] for k in orchs}
+    world_ms: list[float] = []
+    for o in orchs.values():
+        o.run(2)
+    for _ in range(n):
+        for k, o in orchs.items():
+            for e in ev.get(o.world.t, []):
+                o.inject(actor="bench", **e)
+            t0 = time.perf_counter()
+            o.step()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        w3.observe()  # the world alone (the same step again: the physics' own cost)
+        world_ms.append((time.perf_counter() - t0) * 1e3)
+    out: dict[str, Any] = {"name": "orchestrator_step_three_phase", "steps": n}
+    for k, v in times.items():
+        a = np.asarray(v)
+        out[k] = {
+            "decision_ms_median": round(float(np.median(a)), 2),
+            "decision_ms_p95": round(float(np.percentile(a, 95)), 2),
+            "decision_ms_max": round(float(a.max()), 2),
+        }
+    a = np.asarray(world_ms)
+    out["ieee123"]["world_step_ms_median"] = round(float(np.median(a)), 2)
+    out["ieee123"]["node_phases"] = len(w3.physics.nodes)
+    out["ieee123"]["tap_ops"] = w3.physics.tap_ops
+    out["ieee123"]["sim_speed_x_realtime"] = round(60_000 / out["ieee123"]["decision_ms_median"], 0)
+    return out
+
+
 def bench_se(quick: bool) -> dict[str, Any]:
     """State-estimation accuracy in the loop: noisy sensors, one estimate a step, the demo's events."""
     from gridpilot.agent import Orchestrator
@@ -260,7 +309,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes")
     ap.add_argument(
-        "--only", choices=("step", "se", "batch", "n1"), nargs="*", help="run only these rows"
+        "--only",
+        choices=("step", "step3p", "se", "batch", "n1"),
+        nargs="*",
+        help="run only these rows",
     )
     ap.add_argument(
         "--world", choices=("field", "sim"), default="field", help="the orchestrator's world"
@@ -268,7 +320,13 @@ def main() -> None:
     args = ap.parse_args()
     global WORLD
     WORLD = args.world
-    rows = {"step": bench_step, "se": bench_se, "batch": bench_batch, "n1": bench_n1}
+    rows = {
+        "step": bench_step,
+        "step3p": bench_step3p,
+        "se": bench_se,
+        "batch": bench_batch,
+        "n1": bench_n1,
+    }
     pick = args.only or list(rows)
     out = {
         "bench": "scenarios",

@@ -308,10 +308,9 @@ def test_powerflow_calc_ms_is_the_flow_and_first_call_ms_the_kernel_load() -> No
     [
         ["flisr", "ieee13", "--fault", "1"],
         ["reconfigure", "ieee13"],
-        ["flex", "plan", "ieee13"],
+        ["flex", "dr", "ieee13", "--event", "start=18:00"],
         ["timeseries", "ieee13", "--steps", "2"],
         ["field", "run", "ieee13", "--hours", "0.1"],
-        ["scenario", "fault", "ieee13"],
     ],
 )
 def test_balanced_only_commands_refuse_a_three_phase_feeder_by_name(args: list[str]) -> None:

@@ -31,6 +31,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gridpilot.protocols.cli",
     "gridpilot.twin.hosting_cli",
     "gridpilot.control.cvr_cli",
+    "gridpilot.estimation.cli",
 )
 
 

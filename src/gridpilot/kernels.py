@@ -57,10 +57,11 @@ COMMAND_KERNELS: dict[str, tuple[str, ...]] = {
     "qsts": _UNBALANCED,
     "hosting-capacity": (*_RADIAL, *_UNBALANCED),
     "cvr": (*_RADIAL, *_UNBALANCED),
+    "estimate": (*_RADIAL, *_UNBALANCED),
     "flisr": _SWITCHING,
     "reconfigure": _SWITCHING,
     "field": _RADIAL,
-    "flex": _RADIAL,
+    "flex": (*_RADIAL, *_UNBALANCED),  # also on three-phase feeders (flex/phase_cli.py)
     "demo": KERNEL_MODULES,
     "serve": KERNEL_MODULES,
     "scenario": KERNEL_MODULES,

@@ -52,6 +52,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "telemetry_link": ("LinkReport", "TelemetryLink"),
     "world": ("Observation", "SimWorld"),
+    "world3p": ("ThreePhaseWorld",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
@@ -90,3 +91,4 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     )
     from gridpilot.agent.telemetry_link import LinkReport, TelemetryLink
     from gridpilot.agent.world import Observation, SimWorld
+    from gridpilot.agent.world3p import ThreePhaseWorld

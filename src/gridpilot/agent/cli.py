@@ -71,8 +71,14 @@ def build_demo(
             f"protocols: {','.join(protocols)!r} with world {world!r}; known: "
             f"{', '.join(PROTOCOL_WORLDS) or 'none registered'} (field world)"
         )
-    cls = FieldWorld if world == "field" else SimWorld
-    world_obj: Any = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
+    from gridpilot.agent.world3p import is_three_phase
+
+    world_obj: Any
+    if is_three_phase(grid):  # a three-phase feeder runs in the three-phase world
+        world_obj = three_phase_demo_world(grid, flex_plan, ev_protocol, protocols)
+    else:
+        cls = FieldWorld if world == "field" else SimWorld
+        world_obj = cls(demo_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
     audit = AuditLog(audit_path or ":memory:")
     if wrap is not None:
         world_obj = wrap(world_obj, audit)
@@ -89,6 +95,32 @@ def build_demo(
     if callable(attach):
         attach(orch)
     return orch
+
+
+def three_phase_demo_world(
+    grid: str,
+    flex_plan: bool = False,
+    ev_protocol: str = "internal",
+    protocols: tuple[str, ...] = (),
+) -> Any:
+    """The demo's world on a three-phase feeder (:class:`~gridpilot.agent.ThreePhaseWorld`
+    with the demo fleet and its customer meters); the field world's device options are
+    refused, named."""
+    from gridpilot.agent.world3p import ThreePhaseWorld, three_phase_grid
+    from gridpilot.errors import ValidationError
+
+    asked = {
+        "flex_plan": flex_plan,
+        "ev_protocol": ev_protocol != "internal",
+        "protocols": bool(protocols),
+    }
+    bad = [k for k, v in asked.items() if v]
+    if bad:
+        raise ValidationError(
+            f"{bad[0]}: the three-phase world of {grid!r} has no household devices or field "
+            "protocols yet (field world on balanced grids only; --meters works)"
+        )
+    return ThreePhaseWorld(three_phase_grid(grid), step_s=60.0, start_step=DEMO_START_STEP)
 
 
 # options shared by ``demo``, ``serve`` and ``scenario``
@@ -155,8 +187,15 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
         ] = True,
         world: WorldOpt = "field",
+        grid_opt: Annotated[
+            str | None,
+            typer.Option("--grid", help="built-in grid (overrides the GRID argument)"),
+        ] = None,
     ) -> None:
-        """Run a what-if scenario with and without gridpilot's control; KPIs side by side."""
+        """Run a what-if scenario with and without gridpilot's control; KPIs side by side.
+
+        A three-phase feeder (ieee13 ... ieee8500, a .dss file) runs in the three-phase world
+        (gridpilot.agent.ThreePhaseWorld) whatever --world says; its KPIs add node-phase ones."""
         from rich.console import Console
         from rich.table import Table
 
@@ -164,6 +203,7 @@ def register(app: typer.Typer) -> None:
         from gridpilot.tables import format_value
 
         con = Console()
+        grid = grid_opt or grid
         try:
             if name == "n-1":
                 from gridpilot.agent.contingency import n1_sweep, write_n1_report

@@ -32,6 +32,12 @@ class ContingencyResult:
     max_loading_pct_controlled: float | None
     actions: int
     refused: int
+    # a three-phase world: energised node-phases outside ANSI Range A (after the trip, after
+    # restoration) and the lowest node-phase voltage after restoration; None on balanced grids
+    node_phase_violations_uncontrolled: int | None = None
+    node_phase_violations_controlled: int | None = None
+    vmin_node_phase_pu_controlled: float | None = None
+    violating_node_phases_controlled: list[str] | None = None
 
 
 @dataclass
@@ -61,13 +67,30 @@ class N1Report:
         }
 
 
+def _phase_count(world: Any) -> tuple[int | None, list[str]]:
+    """Energised node-phases outside the band on a three-phase world (None elsewhere)."""
+    if not hasattr(world, "phase_violations"):
+        return None, []
+    v = world.phase_violations()
+    names = [n for n, _ in v["under"] + v["over"]]
+    return len(names), names
+
+
 def _one(grid: Any, line: int, start_step: int, world_kind: str = "field") -> ContingencyResult:
+    """One contingency; ``grid`` a balanced grid, or a three-phase feeder (its
+    :class:`~gridpilot.agent.world3p.ThreePhaseWorld`, ``world_kind`` ignored)."""
     from gridpilot.agent.fieldworld import FieldWorld
     from gridpilot.agent.orchestrator import Orchestrator
     from gridpilot.agent.world import SimWorld
+    from gridpilot.agent.world3p import ThreePhaseWorld
+    from gridpilot.model.threephase import ThreePhaseGrid
 
-    cls: Any = FieldWorld if world_kind == "field" else SimWorld
-    world = cls(grid, start_step=start_step, horizon_steps=16)
+    world: Any
+    if isinstance(grid, ThreePhaseGrid):
+        world = ThreePhaseWorld(grid, start_step=start_step, horizon_steps=16)
+    else:
+        cls: Any = FieldWorld if world_kind == "field" else SimWorld
+        world = cls(grid, start_step=start_step, horizon_steps=16)
     orch = Orchestrator(world, history=8)
     orch.step()
     orch.inject("fault", actor="n-1", line=line)
@@ -78,12 +101,21 @@ def _one(grid: Any, line: int, start_step: int, world_kind: str = "field") -> Co
     dem_u = world.demand()["load_p_mw"]  # uncontrolled: the demand as it is, no demand response
     cust = world.grid.load["customers"]
     off1 = ~o1.energised[lb]
+    n_unc, _ = _phase_count(world)
     orch.step()
     o2 = orch.last
     assert o2 is not None
     dem_c = world.controlled(world.demand())["load_p_mw"]  # with the controller's demand response
     off2 = ~o2.energised[lb]
     on = o2.energised
+    n_ctl, names = _phase_count(world)
+    res = world.phase_result() if n_ctl is not None else None
+    live = world.live_nodes() if res is not None else None
+    vmin3 = (
+        round(float(res.v_pu[live].min()), 5)
+        if res is not None and live is not None and live.any()
+        else None
+    )
     return ContingencyResult(
         line=int(line),
         unsupplied_mw_uncontrolled=round(float(dem_u[off1].sum()), 5),
@@ -94,15 +126,20 @@ def _one(grid: Any, line: int, start_step: int, world_kind: str = "field") -> Co
         max_loading_pct_controlled=round(o2.max_loading_pct, 2),
         actions=len(r1.executed),
         refused=len(r1.refused),
+        node_phase_violations_uncontrolled=n_unc,
+        node_phase_violations_controlled=n_ctl,
+        vmin_node_phase_pu_controlled=vmin3,
+        violating_node_phases_controlled=names[:20] if n_ctl is not None else None,
     )
 
 
 def _chunk(args: tuple[str, bool, list[int], int, str]) -> list[ContingencyResult]:
     """Worker task: build the grid once, run a chunk of contingencies."""
     from gridpilot.agent.scenarios import scenario_grid
+    from gridpilot.agent.world3p import is_three_phase, three_phase_grid
 
     name, fleet, lines, start, world = args
-    grid = scenario_grid(name, fleet)
+    grid = three_phase_grid(name) if is_three_phase(name) else scenario_grid(name, fleet)
     return [_one(grid, ln, start, world) for ln in lines]
 
 
@@ -130,8 +167,17 @@ def n1_sweep(  # noqa: PLR0913
 
     if world not in WORLDS:
         raise ValidationError(f"world: unknown {world!r}; known: {', '.join(WORLDS)}")
+    from gridpilot.agent.world3p import is_three_phase, three_phase_grid
+
     t0 = time.perf_counter()
-    g = scenario_grid(grid, fleet)
+    three = is_three_phase(grid)
+    if three:  # every branch of the feeder (the view's lines, same ids); the three-phase world
+        from gridpilot.model.threephase.balanced import balanced_view
+
+        g = balanced_view(three_phase_grid(grid)).grid
+        world = "three-phase"
+    else:
+        g = scenario_grid(grid, fleet)
     ids = [int(x) for x in (g.line.ids if lines is None else lines)]
     g.line.index_of(ids)
     if not ids:
@@ -162,7 +208,21 @@ def n1_sweep(  # noqa: PLR0913
     ml = [r.max_loading_pct_controlled for r in results if r.max_loading_pct_controlled is not None]
     rep.summary["controlled"]["worst_vmin_pu"] = round(min(vm), 4) if vm else float("nan")
     rep.summary["controlled"]["worst_loading_pct"] = round(max(ml), 2) if ml else float("nan")
+    if three:
+        _phase_summary(rep)
     return rep
+
+
+def _phase_summary(rep: N1Report) -> None:
+    """Node-phase totals of a sweep on a three-phase feeder (ANSI Range A)."""
+    for side in ("uncontrolled", "controlled"):
+        n = [getattr(r, f"node_phase_violations_{side}") or 0 for r in rep.results]
+        rep.summary[side]["node_phase_violations_total"] = int(sum(n))
+        rep.summary[side]["contingencies_with_node_phase_violations"] = int(sum(x > 0 for x in n))
+    vm = [r.vmin_node_phase_pu_controlled for r in rep.results if r.vmin_node_phase_pu_controlled]
+    rep.summary["controlled"]["worst_vmin_node_phase_pu"] = (
+        round(min(vm), 4) if vm else float("nan")
+    )
 
 
 def write_n1_report(rep: N1Report, out_dir: str | Path) -> list[Path]:

@@ -16,7 +16,13 @@ def demo_grid(name: str = "case33bw") -> Grid:
     per load at one per 5 kW. Other grids get the same kinds of devices at buses chosen by a
     fixed seed. Returns a new, validated :class:`Grid`.
     """
-    g = load_balanced_grid(name, "the demo fleet and the loop").copy()
+    return add_demo_fleet(load_balanced_grid(name, "the demo fleet and the loop").copy(), name)
+
+
+def add_demo_fleet(g: Grid, name: str, buses: np.ndarray | None = None) -> Grid:
+    """Add gridpilot's demo fleet (see :func:`demo_grid`) to ``g`` in place, named ``name``;
+    ``buses``: the candidate bus ids on grids other than case33bw (default the load buses).
+    Returns ``g``, validated."""
     if name == "case33bw":
         pv_bus, pv_mw = [14, 18, 25, 30, 33], [0.2, 0.15, 0.3, 0.25, 0.2]
         wind_bus, st_bus = [22], [18, 33]
@@ -24,7 +30,7 @@ def demo_grid(name: str = "case33bw") -> Grid:
         ev_bus = [6, 10, 13, 17, 23, 26, 28, 32]
     else:
         rng = np.random.default_rng(5)
-        cand = g.load["bus"]
+        cand = g.load["bus"] if buses is None else np.asarray(buses, np.int64)
         pick = lambda n: [int(b) for b in rng.choice(cand, size=min(n, cand.size), replace=False)]  # noqa: E731
         pv_bus = pick(5)
         pv_mw = [float(0.05 * g.load["p_mw"].sum() / max(len(pv_bus), 1))] * len(pv_bus)

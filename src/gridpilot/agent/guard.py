@@ -13,6 +13,8 @@ Checks, in order (a plan is refused on the first class of failure, with every re
    faulted section the plan declares it isolates.
 5. *Simulated in the twin*: the final state must converge, be radial (if required) and keep
    voltages and loadings within limits, or at least not make an existing violation worse.
+6. *Per node-phase* (a three-phase feeder, switching plans): the same voltage rules per
+   node-phase in the unbalanced twin of the feeder model (:mod:`gridpilot.agent.phaseguard`).
 """
 
 from __future__ import annotations
@@ -124,6 +126,9 @@ class SafetyGuard:
         self.grid = grid
         self.twin = twin or Twin(grid)
         self.limits = GuardLimits.from_limits(limits) if limits is not None else GuardLimits()
+        # the node-phase check of switching plans on a three-phase feeder (PhaseCheck), set by
+        # the orchestrator on a PhaseAwareWorld; None on balanced grids
+        self.phase: Any = None
         self._ops: deque[tuple[float, int]] = deque()  # (time s, switch position)
         self._plans: deque[float] = deque()
 
@@ -339,7 +344,33 @@ class SafetyGuard:
                     f"loading {a['max_loading_pct']} % ({a['max_loading_branch']}) above "
                     f"{lim.loading_max_pct} % and worse than before"
                 )
+        if not reasons and self.phase is not None and plan.switch_ops:
+            checks.append("simulated per node-phase in the three-phase twin")
+            reasons += self._phase_reasons(switch_closed, closed, inj_now, inj, a)
         return Verdict(not reasons, reasons, b, a, checks)
+
+    def _phase_reasons(
+        self,
+        switch_closed: np.ndarray,
+        closed: np.ndarray,
+        inj_before: dict[str, Any],
+        inj_after: dict[str, Any],
+        after: dict[str, Any],
+    ) -> list[str]:
+        """The node-phase check (:class:`~gridpilot.agent.phaseguard.PhaseCheck`); its figures
+        go into ``after["node_phase"]``. A failure of the check itself refuses the plan."""
+        from gridpilot.errors import GridpilotError
+
+        lim = self.limits
+        try:
+            reasons, info = self.phase.check(
+                switch_closed, closed, inj_before, inj_after,
+                (lim.v_min_pu, lim.v_max_pu), lim.tolerance_pu,
+            )  # fmt: skip
+        except (GridpilotError, KeyError, ValueError) as exc:
+            return [f"the node-phase check failed: {exc}"]
+        after["node_phase"] = info
+        return list(reasons)
 
     def commit(self, plan: Plan, now_s: float = 0.0) -> None:
         """Record an executed plan for the rate and count limits."""

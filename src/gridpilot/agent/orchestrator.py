@@ -44,6 +44,7 @@ from gridpilot.agent.worldtypes import (
     AlarmingWorld,
     DeviceWorld,
     MeteredWorld,
+    PhaseAwareWorld,
     WeatherWorld,
     World,
 )
@@ -84,6 +85,10 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
         self.twin = Twin(self.grid, validate=False, engine=world.engine)
         self.limits = opts.limits or GuardLimits()
         self.guard = SafetyGuard(self.grid, self.twin, self.limits)
+        if isinstance(world, PhaseAwareWorld):  # switching plans also checked per node-phase
+            from gridpilot.agent.phaseguard import PhaseCheck
+
+            self.guard.phase = PhaseCheck.build(world.grid3p, self.grid)
         self.audit = opts.audit or AuditLog()
         self.policies = list(default_policies() if opts.policies is None else opts.policies)
         self.lock = threading.RLock()

@@ -80,7 +80,9 @@ def theft_meters(world: Any, loads: list[int] | None = None, share: float = 0.5)
     ids = [int(x) for x in g.load.ids]
     loads = [ids[k] for k in (2, 11, 24) if k < len(ids)] if loads is None else list(loads)
     pos = g.load.index_of(np.asarray(loads, np.int64))
-    ml = world.devices.meter_load
+    ml = getattr(world, "meter_load", None)  # a three-phase world's meters
+    if ml is None:
+        ml = world.devices.meter_load
     out: list[int] = []
     for k in pos:
         m = np.flatnonzero(ml == k)
@@ -100,6 +102,8 @@ class _Kpis:
         self.sustained = 0
         self.momentary = 0
         self.k = dict.fromkeys(KPI_UNITS, 0.0)
+        self.step_s = step_s
+        self.phase: Any = None  # node-phase KPIs on a three-phase world (PhaseKpis)
         self.series: dict[str, list[Any]] = {
             k: []
             for k in (
@@ -143,6 +147,12 @@ class _Kpis:
             imp * PRICE_EUR_MWH + s["ens_mwh"] * VOLL_EUR_MWH + s["curtailed_mwh"] * DR_EUR_MWH
         )
         k["co2_t"] += imp * CO2_T_MWH
+        if hasattr(world, "phase_result"):  # a three-phase world: node-phase KPIs too
+            if self.phase is None:
+                from gridpilot.agent.phase_kpis import PhaseKpis
+
+                self.phase = PhaseKpis(self.step_s, getattr(world, "limits", None))
+            self.phase.add(world)
         sr = self.series
         sr["time"].append(str(obs.time))
         sr["import_mw"].append(round(obs.source_p_mw, 4))
@@ -156,4 +166,8 @@ class _Kpis:
         self._close_runs(self.run > 0)
         self.k["saifi"] = self.sustained / self.total_cust
         self.k["maifi"] = self.momentary / self.total_cust
-        return {key: round(float(v), 6) for key, v in self.k.items()}
+        out = {key: round(float(v), 6) for key, v in self.k.items()}
+        if self.phase is not None:
+            out.update(self.phase.finish())
+            self.series.update(self.phase.series)
+        return out

@@ -74,7 +74,9 @@ def _check_spec(spec: ScenarioSpec) -> None:
         raise UnknownComponentError(
             "scenario", spec.name, "known here: fault, heatwave, ev-surge, cyberattack, theft"
         )
-    if spec.name == "theft" and spec.world != "field":
+    from gridpilot.agent.world3p import is_three_phase
+
+    if spec.name == "theft" and spec.world != "field" and not is_three_phase(spec.grid):
         raise ValidationError(
             f"world: the theft scenario needs household meters (field), got {spec.world!r}"
         )
@@ -86,17 +88,22 @@ def _start(spec: ScenarioSpec) -> _Run:
     from gridpilot.agent.fieldworld import FieldWorld
     from gridpilot.agent.orchestrator import Orchestrator
     from gridpilot.agent.world import SimWorld
+    from gridpilot.agent.world3p import is_three_phase
 
     theft = spec.name == "theft"
-    grid = scenario_grid(spec.grid, spec.fleet)
-    start, events, attack = _setup(spec, grid)
     steps = round(spec.hours * 3600 / spec.step_s)
     horizon = int(spec.hours * 4) + 8
-    world: FieldWorld | SimWorld = (
-        FieldWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=horizon)
-        if spec.world == "field"
-        else SimWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=horizon)
-    )
+    world: FieldWorld | SimWorld
+    if is_three_phase(spec.grid):  # a three-phase feeder: the three-phase world, either way
+        world, start, events, attack = _three_phase_start(spec, horizon)
+    else:
+        grid = scenario_grid(spec.grid, spec.fleet)
+        start, events, attack = _setup(spec, grid)
+        world = (
+            FieldWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=horizon)
+            if spec.world == "field"
+            else SimWorld(grid, step_s=spec.step_s, start_step=start, horizon_steps=horizon)
+        )
     kp = _Kpis(world.grid, spec.step_s)
     orch = Orchestrator(world, meters=theft) if spec.controlled else None
     detect = int(spec.params.get("detect_min", 30) * 60 / spec.step_s)
@@ -109,16 +116,35 @@ def _start(spec: ScenarioSpec) -> _Run:
     return _Run(spec, world, orch, steps, events, attack, detect, kp, watch)
 
 
+def _three_phase_start(
+    spec: ScenarioSpec, horizon: int
+) -> tuple[SimWorld, int, dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The three-phase world of a scenario on a three-phase feeder, its start step, events
+    and attacker commands (the set-up reads the feeder's balanced view: same line ids)."""
+    from gridpilot.agent.world3p import ThreePhaseWorld, three_phase_grid
+    from gridpilot.model.threephase.balanced import balanced_view
+
+    g3 = three_phase_grid(spec.grid)
+    start, events, attack = _setup(spec, balanced_view(g3).grid)
+    world = ThreePhaseWorld(
+        g3, step_s=spec.step_s, start_step=start, horizon_steps=horizon, fleet=spec.fleet
+    )
+    return world, start, events, attack
+
+
 def _events(run: _Run, t: int) -> None:
     """Step ``t``'s scenario events: the theft starts, events injected (through the loop when
     controlled; uncontrolled, the crew closes what protection opened at a repair)."""
     world, spec = run.world, run.spec
     if run.theft is not None and t == run.theft.at:
-        from gridpilot.agent.fieldworld import FieldWorld
-
-        assert isinstance(world, FieldWorld)  # checked by _check_spec: theft needs the field
         m = theft_meters(world, spec.params.get("loads"), float(spec.params.get("share", 0.5)))
-        world.sim.inject_theft(m, run.theft.factor)
+        if hasattr(world, "sim"):  # the field world (checked by _check_spec)
+            world.sim.inject_theft(m, run.theft.factor)
+        else:  # a three-phase world's customer meters
+            from gridpilot.agent.world3p import ThreePhaseWorld
+
+            assert isinstance(world, ThreePhaseWorld)
+            world.inject_theft(m, run.theft.factor)
         run.notes.append(f"step {t}: {len(m)} meters report {run.theft.factor:g} of their import")
     for ev in run.events.get(t, []):
         kind = ev["kind"]

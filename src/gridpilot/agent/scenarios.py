@@ -40,6 +40,7 @@ from typing import Any
 
 # the scenarios' parts live in scenario_spec, scenario_kpis and scenario_run; every name that
 # was importable from here still is (private ones too: bench/ and tests use them)
+from gridpilot.agent.phase_kpis import PHASE_KPI_UNITS
 from gridpilot.agent.scenario_kpis import _Kpis as _Kpis
 from gridpilot.agent.scenario_kpis import _setup as _setup
 from gridpilot.agent.scenario_kpis import theft_meters
@@ -82,7 +83,7 @@ class ScenarioReport:
         return [
             {
                 "kpi": k,
-                "unit": KPI_UNITS.get(k, ""),
+                "unit": KPI_UNITS.get(k, PHASE_KPI_UNITS.get(k, "")),
                 "uncontrolled": self.uncontrolled.kpis[k],
                 "controlled": self.controlled.kpis[k],
             }

@@ -1,6 +1,6 @@
 """What the orchestrator needs of a world: :class:`World`, and the optional capabilities as small
 sub-protocols (:class:`DeviceWorld`, :class:`MeteredWorld`, :class:`EvDeferringWorld`,
-:class:`AlarmingWorld`, :class:`WeatherWorld`).
+:class:`AlarmingWorld`, :class:`PhaseAwareWorld`, :class:`WeatherWorld`).
 
 :class:`~gridpilot.agent.world.SimWorld` is a :class:`World`;
 :class:`~gridpilot.agent.fieldworld.FieldWorld` is a :class:`World`, a :class:`DeviceWorld`
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from gridpilot.agent.world import Observation
     from gridpilot.field import Command, DeviceFleet
     from gridpilot.model import Grid
+    from gridpilot.model.threephase import ThreePhaseGrid
     from gridpilot.telemetry import DeviceRegistry
+    from gridpilot.twin.unbalanced import UnbalancedResult
 
 
 @runtime_checkable
@@ -141,6 +143,20 @@ class AlarmingWorld(Protocol):
 
 
 @runtime_checkable
+class PhaseAwareWorld(Protocol):
+    """A world on a three-phase feeder (:class:`~gridpilot.agent.world3p.ThreePhaseWorld`): its
+    ``grid`` is the loop's balanced view, ``grid3p`` the feeder itself, and
+    :meth:`phase_result` the latest per-node-phase power flow, for the API and dashboard to
+    draw per-phase values and for the scenarios' node-phase KPIs."""
+
+    grid3p: ThreePhaseGrid
+
+    def phase_result(self) -> UnbalancedResult | None:
+        """The latest per-node-phase result (None before the first observation)."""
+        ...
+
+
+@runtime_checkable
 class WeatherWorld(Protocol):
     """A world that issues a weather forecast and knows what its PV and wind produced (both
     ``None`` where it has no weather series: the loop then keeps the profile shapes)."""
@@ -161,6 +177,7 @@ __all__ = [
     "DeviceWorld",
     "EvDeferringWorld",
     "MeteredWorld",
+    "PhaseAwareWorld",
     "WeatherWorld",
     "World",
 ]

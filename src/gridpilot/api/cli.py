@@ -4,6 +4,7 @@ over the demo orchestrator (:func:`gridpilot.agent.cli.build_demo`)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -111,13 +112,82 @@ def register(app: typer.Typer) -> None:
         world: WorldOpt = "field",
         flex_plan: FlexPlanOpt = False,
         meters: MetersOpt = False,
+        hosting: Annotated[
+            Path | None,
+            typer.Option(
+                exists=True,
+                file_okay=False,
+                help="folder of `gridpilot hosting-capacity --out` tables (feeder view)",
+            ),
+        ] = None,
     ) -> None:
-        """Serve the API and dashboard over a simulated grid, without injected events."""
+        """Serve the API and dashboard over a simulated grid, without injected events.
+
+        A three-phase feeder (ieee13 … ieee8500, .dss) that the loop does not run is served
+        as the feeder view alone (/feeder: canvas drawing, per-phase voltage profile,
+        hosting-capacity map) over one unbalanced power flow."""
         from rich.console import Console
 
         con = Console()
-        orch = _build_or_exit(con, grid, mode, audit, world, flex_plan, meters)
-        _serve(orch, host, port, speed, duration, None, con)
+        orch = _orch_or_feeder(con, grid, mode, audit, world, flex_plan, meters)
+        if not hasattr(orch, "world"):  # a three-phase grid the loop does not run
+            _serve_feeder(orch, host, port, duration, hosting, con)
+            return
+        _serve(orch, host, port, speed, duration, None, con, hosting)
+
+
+def _orch_or_feeder(con: Any, grid: str, *args: Any) -> Any:
+    """The loop's orchestrator over ``grid`` (:func:`build_demo`), or, where the loop refuses
+    ``grid`` and it is a three-phase feeder, that :class:`ThreePhaseGrid` to serve alone;
+    any other refusal is named on the console (exit code 2)."""
+    from gridpilot.errors import GridpilotError
+    from gridpilot.model.threephase.builtin import IEEE_FEEDERS
+
+    try:
+        return build_demo(grid, *args)
+    except GridpilotError as exc:
+        key = grid.strip()
+        if key in IEEE_FEEDERS or key.lower().endswith(".dss"):
+            from gridpilot.model import load_grid
+            from gridpilot.model.threephase import ThreePhaseGrid
+
+            try:
+                g = load_grid(key)
+            except GridpilotError as err:
+                con.print(f"[red]error:[/red] {err}")
+                raise typer.Exit(2) from None
+            if isinstance(g, ThreePhaseGrid):
+                con.print(f"the loop does not run {grid!r} ({exc}); serving its feeder view alone",
+                          soft_wrap=True)  # fmt: skip
+                return g
+        con.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _serve_feeder(
+    grid: Any, host: str, port: int, duration: float | None, hosting: Path | None, con: Any
+) -> None:
+    """Serve the feeder view of ``grid`` (no loop) until --duration or Ctrl-C."""
+    import contextlib
+    import threading
+
+    import uvicorn
+
+    from gridpilot.api import KeyStore
+    from gridpilot.api.feeder_app import create_feeder_app
+
+    keys = KeyStore.generate()
+    app = create_feeder_app(grid, keys, hosting_dir=hosting)
+    base = f"http://{host}:{port}/feeder"
+    con.print(f"[bold]gridpilot feeder view:[/bold] {base}#key={keys.issued['viewer']}",
+              soft_wrap=True)  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    if duration:
+        timer = threading.Timer(duration, lambda: setattr(server, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
 
 
 def _build_or_exit(
@@ -158,8 +228,10 @@ def _serve(
     duration: float | None,
     story: Any,
     con: Any,
+    hosting: Path | None = None,
 ) -> None:
-    """Serve until --duration or Ctrl-C, then print the run's summary (exit code 0 either way)."""
+    """Serve until --duration or Ctrl-C, then print the run's summary (exit code 0 either way);
+    ``hosting``: the folder of hosting-capacity tables for the feeder view."""
     import contextlib
     import threading
 
@@ -171,6 +243,7 @@ def _serve(
     keys = KeyStore.generate()
     runner = LoopRunner(orch, speed=speed, hook=story)
     app = create_app(orch, keys, runner=runner, on_client=story.client_connected if story else None)
+    app.state.hosting_dir = hosting  # the feeder view's hosting tables (a three-phase world)
     base = f"http://{host}:{port}/"
     con.print(
         f"[bold]gridpilot dashboard:[/bold] {base}#key={keys.issued['viewer']}", soft_wrap=True
@@ -179,6 +252,11 @@ def _serve(
         f"operator key: {base}#key={keys.issued['operator']}   admin key: {base}#key={keys.issued['admin']}",
         soft_wrap=True,
     )
+    from gridpilot.api.feeder3p import PhaseAwareWorld
+
+    if isinstance(orch.world, PhaseAwareWorld):  # a three-phase world: the per-phase view too
+        con.print(f"feeder view (per phase): {base}feeder#key={keys.issued['viewer']}",
+                  soft_wrap=True)  # fmt: skip
     con.print(
         f"API docs: {base}docs   "
         + (f"stops after {duration:.0f} s" if duration else "Ctrl-C to stop"),

@@ -1,5 +1,10 @@
 """Flexibility: device fleet, VPP aggregation and disaggregation, scheduling, demand response.
 
+On three-phase grids (``ieee13``, ``ieee123``, ``ieee8500``): a phase-aware DER fleet
+(:func:`place_fleet`), the per-phase schedule and phase balancing (:func:`plan_phases`), and
+the frequency/market adapters on the same fleet (:func:`frequency_response`,
+:func:`clear_by_phase`); see docs/flex.md.
+
 >>> from gridpilot.model import load_grid
 >>> from gridpilot.flex import generate_fleet, plan
 >>> grid = load_grid("simbench:1-MV-rural--0-sw")
@@ -45,6 +50,17 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "field_adapter": ("fleet_from_field",),
     "fleet": ("Batteries", "EVSessions", "Fleet", "PVInverters", "WaterHeaters", "generate_fleet"),
     "network": ("NetworkModel", "build_network"),
+    "phase_adapters": (
+        "PhaseOrders",
+        "clear_by_phase",
+        "frequency_response",
+        "phase_headroom",
+        "phase_orders",
+    ),
+    "phase_fleet": ("PhaseFleet", "PlaceConfig", "place_fleet"),
+    "phase_network": ("PhaseNetwork", "feeder_phases"),
+    "phase_plan": ("PhasePlan", "PhasePlanConfig", "plan_phases"),
+    "phase_records": ("fleet_from_records",),
     "schedule": (
         "CaseMetrics",
         "Plan",
@@ -99,6 +115,17 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         generate_fleet,
     )
     from gridpilot.flex.network import NetworkModel, build_network
+    from gridpilot.flex.phase_adapters import (
+        PhaseOrders,
+        clear_by_phase,
+        frequency_response,
+        phase_headroom,
+        phase_orders,
+    )
+    from gridpilot.flex.phase_fleet import PhaseFleet, PlaceConfig, place_fleet
+    from gridpilot.flex.phase_network import PhaseNetwork, feeder_phases
+    from gridpilot.flex.phase_plan import PhasePlan, PhasePlanConfig, plan_phases
+    from gridpilot.flex.phase_records import fleet_from_records
     from gridpilot.flex.schedule import (
         CaseMetrics,
         Plan,

@@ -56,14 +56,24 @@ def plan_cmd(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Schedule a generated fleet on GRID: cost, CO2, peak, violations, vs the uncontrolled fleet."""
+    """Schedule a generated fleet on GRID: cost, CO2, peak, violations, vs the uncontrolled fleet.
+
+    On a three-phase grid (ieee13, ieee123, ieee8500, .dss) the schedule is phase-aware: the
+    fleet sits on named phases and per-phase limits and the unbalance limit hold."""
     try:
         from gridpilot.flex import generate_fleet, plan
-        from gridpilot.model import load_balanced_grid
+        from gridpilot.model import load_grid, require_balanced
+        from gridpilot.model.threephase import ThreePhaseGrid
 
         if hours <= 0:
             raise ValidationError(f"--hours: must be positive, got {hours}")
-        g = load_balanced_grid(grid, "flex")
+        loaded = load_grid(grid)
+        if isinstance(loaded, ThreePhaseGrid):  # the phase-aware VPP schedule
+            from gridpilot.flex.phase_cli import plan_three_phase
+
+            plan_three_phase(loaded, hours, seed, json_out)
+            return
+        g = require_balanced(loaded, "flex")
         steps = hours * 4
         t0 = day * 96
         fleet = generate_fleet(g, days=hours // 24 + 2, seed=seed, start_step=max(t0 - 96, 0))
@@ -175,7 +185,9 @@ def _print_plan(s: dict[str, Any], grid_name: str, steps: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the ``flex`` sub-app (``plan``, ``dr``, ``frequency``)."""
+    """Attach the ``flex`` sub-app (``plan``, ``dr``, ``frequency``, ``phase-balance``)."""
+    from gridpilot.flex.phase_cli import phase_balance_cmd
+
     flex = typer.Typer(
         help="Flexibility: VPP scheduling, demand response, frequency response.",
         no_args_is_help=True,
@@ -184,3 +196,4 @@ def register(app: typer.Typer) -> None:
     flex.command("plan")(plan_cmd)
     flex.command("dr")(dr_cmd)
     flex.command("frequency")(freq_cmd)
+    flex.command("phase-balance")(phase_balance_cmd)

@@ -1,7 +1,7 @@
 """The API's routers, one per area, mounted by :func:`gridpilot.api.app.create_app` with
-``include_router``: pages, state, commands, dr, flex, market, audit, admin."""
+``include_router``: pages, state, commands, dr, flex, market, audit, admin, feeder."""
 
-from gridpilot.api.routers import admin, audit, commands, dr, flex, market, pages, state
+from gridpilot.api.routers import admin, audit, commands, dr, feeder, flex, market, pages, state
 
 ROUTERS = (
     pages.router,
@@ -12,6 +12,7 @@ ROUTERS = (
     market.router,
     audit.router,
     admin.router,
+    feeder.router,
 )
 
 __all__ = ["ROUTERS"]

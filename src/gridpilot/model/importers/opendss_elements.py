@@ -100,6 +100,8 @@ def _line(e: dict[str, Any], orders: dict[str, list[list[int]]], f_hz: float) ->
         emerg_amps=_f(e.get("EmergAmps")),
         enabled=bool(e.get("Enabled", True)),
         closed=not orders.get(key + "#open", [[0]])[0][0],
+        length=length,
+        length_unit=str(e.get("Units") or "none").lower(),
     )
 
 

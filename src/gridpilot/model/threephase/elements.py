@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# km per OpenDSS length unit ("none": the script gave no unit, so no conversion is known)
+LENGTH_KM = {"km": 1.0, "m": 1e-3, "cm": 1e-5, "mm": 1e-6, "mi": 1.609344, "kft": 0.3048,
+             "ft": 0.3048e-3, "in": 0.0254e-3}  # fmt: skip
+
 
 @dataclass
 class Terminal:
@@ -40,7 +44,9 @@ class Branch:
     """A series element between two terminals: a line, cable, switch, fuse or series reactor.
 
     ``z_ohm`` is the full series impedance matrix (phases × phases, already Kron-reduced),
-    ``y_shunt_s`` the total shunt admittance (half at each end).
+    ``y_shunt_s`` the total shunt admittance (half at each end). ``length`` and
+    ``length_unit`` are the line's length as the script gives it (OpenDSS units: ``km``,
+    ``mi``, ``kft``, ``ft``, ``m``, …, or ``none``); :attr:`length_km` converts it.
     """
 
     name: str
@@ -53,6 +59,14 @@ class Branch:
     emerg_amps: float = 0.0
     enabled: bool = True
     closed: bool = True
+    length: float = 0.0
+    length_unit: str = "none"
+
+    @property
+    def length_km(self) -> float | None:
+        """The length in km, or ``None`` where the script gives no unit."""
+        f = LENGTH_KM.get(self.length_unit.lower())
+        return None if f is None else self.length * f
 
     @property
     def phases(self) -> int:

@@ -49,4 +49,14 @@ def qsts_summary(
             res = twin.qsts(steps, res_s, progress=lambda d, t: bar.update(task, completed=d))
     else:
         res = twin.qsts(steps, res_s)
-    return {"grid": grid.name, "resolution": resolution, **res.summary()}
+    return {"grid": grid.name, "resolution": resolution, **res.summary(), **_peak_rss()}
+
+
+def _peak_rss() -> dict[str, float]:
+    """The process's peak resident memory (MB), where the platform tells it."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return {}
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_rss_mb": round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}

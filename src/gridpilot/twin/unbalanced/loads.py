@@ -100,7 +100,7 @@ def branch_voltage(lb: LoadBranches, v: np.ndarray) -> np.ndarray:
     return va - vb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _i_out(
     yv: complex, vr: float, vmin: float, vmax: float, i_at_vmin: float, hexp: int
 ) -> complex:
@@ -113,6 +113,60 @@ def _i_out(
     return yv / vmax**hexp
 
 
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: callers cache it
+def load_current(  # noqa: PLR0913
+    v: complex, sc: complex, vb: float, mod: int, vmin: float, vmax: float,
+    cvr: np.ndarray, zipc: np.ndarray, q: int,
+) -> complex:  # fmt: skip
+    """Current drawn through load branch ``q`` at branch voltage ``v`` (V) and power ``sc``
+    (VA): ``vb`` its base voltage, ``mod`` its model, ``cvr`` (m, 2) and ``zipc`` (m, 7) the
+    branches' data (whole arrays: row views would cost reference counting per call)."""
+    v2 = v.real * v.real + v.imag * v.imag
+    vr = np.sqrt(v2) / vb
+    if vr >= VLOW_PU and mod != 2:
+        outside = vr < vmin or vr > vmax
+        if mod == 1 and not outside:  # conj(S / V) = conj(S)·V / |V|²
+            return np.conj(sc) * v / v2
+        if mod == 1 or mod == 4 or mod == 5:
+            return _load_other(v, sc, vb, mod, vmin, vmax, vr, outside, cvr[q, 0], cvr[q, 1])
+        return _load_zip(v, sc, vb, vmin, vmax, vr, outside, zipc, q)
+    return np.conj(sc) / (vb * vb) * v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _load_other(  # noqa: PLR0913
+    v: complex, sc: complex, vb: float, mod: int, vmin: float, vmax: float, vr: float,
+    outside: bool, cvr_p: float, cvr_q: float,
+) -> complex:  # fmt: skip
+    """Models 1 (outside its band), 4 and 5."""
+    yv = np.conj(sc) / (vb * vb) * v
+    if mod == 1:
+        return _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
+    if mod == 5:
+        return _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
+    if outside:  # 4
+        return _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
+    sv = complex(sc.real * vr**cvr_p, sc.imag * vr**cvr_q)
+    return np.conj(sv / v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _load_zip(  # noqa: PLR0913
+    v: complex, sc: complex, vb: float, vmin: float, vmax: float, vr: float, outside: bool,
+    z: np.ndarray, q: int,
+) -> complex:  # fmt: skip
+    """Model 8 (ZIP, and any other model number), with its cut-off voltage ``z[q, 6]``."""
+    if vr < z[q, 6]:
+        return 0j
+    sz = complex(sc.real * z[q, 0], sc.imag * z[q, 3])
+    si = complex(sc.real * z[q, 1], sc.imag * z[q, 4])
+    spp = complex(sc.real * z[q, 2], sc.imag * z[q, 5])
+    i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
+    if outside:
+        return i + _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
+    return i + np.conj(spp / v)
+
+
 @njit(cache=True, nogil=True)
 def _currents(  # noqa: PLR0913
     vbr: np.ndarray, s: np.ndarray, vbase: np.ndarray, model: np.ndarray, vmin_a: np.ndarray,
@@ -120,45 +174,10 @@ def _currents(  # noqa: PLR0913
 ) -> None:  # fmt: skip
     m, steps = vbr.shape
     for b in range(m):
-        vb = vbase[b]
-        mod = model[b]
-        vmin, vmax = vmin_a[b], vmax_a[b]
         for c in range(steps):
-            v = vbr[b, c]
-            sc = s[b, c]
-            vm = abs(v)
-            vr = vm / vb
-            yv = np.conj(sc) / (vb * vb) * v
-            if vr < VLOW_PU or mod == 2:
-                out[b, c] = yv
-                continue
-            outside = vr < vmin or vr > vmax
-            if mod == 1:
-                out[b, c] = (
-                    _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2) if outside else np.conj(sc / v)
-                )
-            elif mod == 5:
-                out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0, 1) if outside else np.conj(sc / v) * vr
-            elif mod == 4:
-                if outside:
-                    out[b, c] = _i_out(yv, vr, vmin, vmax, 1.0 / vmin, 2)
-                else:
-                    sv = complex(sc.real * vr ** cvr[b, 0], sc.imag * vr ** cvr[b, 1])
-                    out[b, c] = np.conj(sv / v)
-            else:  # 8: ZIP
-                z = zipc[b]
-                if vr < z[6]:
-                    out[b, c] = 0.0
-                    continue
-                sz = complex(sc.real * z[0], sc.imag * z[3])
-                si = complex(sc.real * z[1], sc.imag * z[4])
-                spp = complex(sc.real * z[2], sc.imag * z[5])
-                i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
-                if outside:
-                    i += _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
-                else:
-                    i += np.conj(spp / v)
-                out[b, c] = i
+            out[b, c] = load_current(
+                vbr[b, c], s[b, c], vbase[b], model[b], vmin_a[b], vmax_a[b], cvr, zipc, b
+            )
 
 
 def load_currents(lb: LoadBranches, vbr: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ starts after it. Results are folded into running statistics (no per-step voltage
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
 from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class QstsOptions:
@@ -47,6 +50,11 @@ class QstsOptions:
     min_block: int = 4
     keep_taps: bool = False
     tol_pu: float = 1e-6  # per-step convergence (OpenDSS's default is 1e-4)
+    engine: str = "auto"  # "compiled" (step loop in numba), "python" (block solves), "auto"
+    chunk: int = 2048  # compiled engine: steps whose load powers are built at once
+    accel: int = 3  # compiled engine: Anderson depth of the per-step fixed point (0: plain)
+    warmup_steps: int = 0  # compiled engine: steps run before ``start_h`` for the controls
+    # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
 
 
 @dataclass
@@ -67,11 +75,15 @@ class _State:
     cap_ops: dict[str, int] = field(default_factory=dict)
 
 
-def load_multipliers(twin: UnbalancedTwin, opts: QstsOptions) -> np.ndarray:
-    """Multiplier per load branch and step (branches × steps), from each load's shape."""
+def load_multipliers(
+    twin: UnbalancedTwin, opts: QstsOptions, first: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Multiplier per load branch and step (branches × steps ``first … stop``), from each
+    load's shape (each shape evaluated once per call)."""
     g = twin.grid
-    t_h = opts.start_h + (np.arange(opts.steps) + 1) * opts.resolution_s / 3600.0
-    per_load = np.ones((len(g.loads), opts.steps))
+    stop = opts.steps if stop is None else stop
+    t_h = opts.start_h + (np.arange(first, stop) + 1) * opts.resolution_s / 3600.0
+    per_load = np.ones((len(g.loads), len(t_h)))
     cache: dict[str, np.ndarray] = {}
     default = "default" if "default" in g.loadshapes else None
     for i, ld in enumerate(g.loads):
@@ -259,6 +271,19 @@ def _run(
     t0: float,
     f0: int,
 ) -> QstsResult:
+    if opts.engine not in ("auto", "compiled", "python"):
+        raise ValidationError(f"engine must be auto, compiled or python, got {opts.engine!r}")
+    if opts.engine != "python":
+        from gridpilot.twin.unbalanced.qsts_fast import unsupported
+
+        why = unsupported(twin)
+        if why is None:
+            from gridpilot.twin.unbalanced.qsts_loop import run_compiled
+
+            return run_compiled(twin, opts, progress, t0)
+        if opts.engine == "compiled":
+            raise ValidationError(f"engine: the compiled QSTS cannot run this twin: {why}")
+        log.info("QSTS on the Python engine: %s", why)
     run = _Runner(twin, opts)
     s_all = twin.loads.s_va[:, None] * load_multipliers(twin, opts)
     return _loop(twin, opts, progress, t0, f0, run, s_all)

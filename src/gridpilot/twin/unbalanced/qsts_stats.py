@@ -75,6 +75,10 @@ class QstsResult:
     max_loading: np.ndarray
     elapsed_s: float = 0.0
     factorisations: int = 0
+    iterations: int = 0  # power-flow iterations over the run (compiled engine)
+    setup_s: float = 0.0  # of elapsed_s: packing and factorising (compiled engine)
+    loop_cpu_s: float = 0.0  # process CPU time of the step loop (compiled engine)
+    warmup_steps: int = 0  # steps simulated before the recorded ones (controls only)
     tap_series: dict[str, np.ndarray] = field(default_factory=dict)
     cap_series: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -113,6 +117,7 @@ class QstsResult:
             "elapsed_s": round(self.elapsed_s, 3),
             "steps_per_s": round(self.steps / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
             "factorisations": self.factorisations,
+            "setup_s": round(self.setup_s, 3),
         }
         if len(self.vuf_buses):
             j = int(np.argmax(self.vuf_max_pct))

@@ -86,6 +86,7 @@ class DssQsts:
     cap_ops: dict[str, int]
     tap_series: dict[str, list[int]]
     solve_s: float
+    solve_cpu_s: float = 0.0  # process CPU time of the Solve calls (robust on a busy machine)
 
 
 def add_shape(sess: DssSession, name: str, mult: np.ndarray, minutes: float) -> None:
@@ -112,11 +113,12 @@ def dss_qsts(sess: DssSession, steps: int, resolution_s: float, tol: float = 1e-
     tap_ops = dict.fromkeys(prev_t, 0)
     cap_ops = dict.fromkeys(prev_c, 0)
     series: dict[str, list[int]] = {k: [] for k in prev_t}
-    solve_s = 0.0
+    solve_s = cpu_s = 0.0
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         c.Solution.Solve()
         solve_s += time.perf_counter() - t0
+        cpu_s += time.process_time() - c0
         v = np.asarray(c.AllBusVmagPu)
         live = v > 0.05
         vmin = np.where(live, np.minimum(vmin, v), vmin)
@@ -128,7 +130,7 @@ def dss_qsts(sess: DssSession, steps: int, resolution_s: float, tol: float = 1e-
         for k, st in caps.items():
             cap_ops[k] += sum(abs(a - b) for a, b in zip(st, prev_c[k], strict=True))
         prev_t, prev_c = taps, caps
-    return DssQsts(names, vmin, vmax, tap_ops, cap_ops, series, solve_s)
+    return DssQsts(names, vmin, vmax, tap_ops, cap_ops, series, solve_s, cpu_s)
 
 
 def extremes_gap(ours_nodes: list[tuple[str, int]], vmin: np.ndarray, vmax: np.ndarray,

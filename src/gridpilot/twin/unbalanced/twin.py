@@ -71,6 +71,7 @@ class UnbalancedTwin:
         self.caps = cap_sensors(self.grid, self.net)
         self._cap_y = [monitored_yprim(self.grid, s) for s in self.caps]
         self._factor: LowRankFactor | None = None
+        self._compiled: object | None = None  # the compiled QSTS engine (qsts_fast), lazily
         self.factorisations = 0
 
     # --- state -------------------------------------------------------------------------

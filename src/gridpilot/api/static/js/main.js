@@ -77,6 +77,7 @@ async function start() {
     flexOn = Boolean(flex.body && flex.body.policy);
     $("flex-section").hidden = !flexOn;  // the flexibility schedule only where its policy runs
     drawGrid(grid, limits, picked);
+    api("/api/feeder").then((r) => { $("feeder-link").hidden = !(r.ok && r.body.available); }).catch(() => {});
     setupControls(grid);
     hist.length = 0;
     if (hr.ok) hr.body.forEach((r) => hist.push(r));

@@ -1,0 +1,115 @@
+"""The guard's node-phase check on a three-phase feeder: a switching plan simulated in the
+controller's own unbalanced twin of the feeder model, per node-phase.
+
+The loop's guard simulates every plan in its balanced twin (the feeder's positive-sequence
+view); on a :class:`~gridpilot.agent.worldtypes.PhaseAwareWorld` it also runs
+:class:`PhaseCheck` on switching plans: the feeder model (``world.grid3p``, the network the
+utility knows; not the world's state) in the unbalanced twin, with the injections the guard was
+given (the controller's estimates) placed per phase, before and after the plan. A plan is
+refused when a node-phase it energises would be outside the guard's band, or when it makes the
+lowest or highest node-phase voltage worse beyond the band. The regulators act on the simulated
+feeder as they would in the field (the twin's local controls).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gridpilot.agent.phaseinj import PhaseInjections
+from gridpilot.agent.phasephysics import PhasePhysics, Step
+from gridpilot.model import Grid
+from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.model.threephase.balanced import balanced_view
+
+log = logging.getLogger(__name__)
+SETTLE_S = 600.0  # the regulators get this long to act in the simulated step
+
+
+def _extreme(st: Step, nodes: list[tuple[str, int]], low: bool) -> tuple[float | None, str]:
+    v = st.result.v_pu
+    live = st.live_nodes
+    if not st.converged or not live.any():
+        return None, ""
+    idx = np.flatnonzero(live)
+    k = int(idx[np.argmin(v[idx]) if low else np.argmax(v[idx])])
+    return round(float(v[k]), 5), f"{nodes[k][0]}.{nodes[k][1]}"
+
+
+@dataclass
+class PhaseCheck:
+    """Node-phase simulation of switching plans on the feeder model (see the module notes).
+
+    ``PhaseCheck.build(grid3p, controller_grid)``: ``controller_grid`` the loop's view with its
+    devices (same ids as :func:`~gridpilot.model.threephase.balanced.balanced_view`)."""
+
+    injections: PhaseInjections
+    physics: PhasePhysics
+    grid: Grid
+
+    @classmethod
+    def build(cls, grid3p: ThreePhaseGrid, controller_grid: Grid) -> PhaseCheck:
+        """The check on ``grid3p`` with the controller's view ``controller_grid``."""
+        view = balanced_view(grid3p)
+        inj = PhaseInjections(grid3p, view, controller_grid)
+        return cls(inj, PhasePhysics(inj.grid, view), controller_grid)
+
+    def _open(self, closed: np.ndarray) -> frozenset[str]:
+        sw = self.grid.switch
+        names = self.physics.view.switch_branch
+        return frozenset(names[int(i)] for i, c in zip(sw.ids, closed, strict=True) if not c)
+
+    def _solve(self, closed: np.ndarray, inj: dict[str, Any]) -> Step:
+        mp, mq = self.injections.multipliers(self.grid, inj)
+        return self.physics.solve(self._open(np.asarray(closed, bool)), mp, mq, SETTLE_S)
+
+    def check(
+        self,
+        before_closed: np.ndarray,
+        after_closed: np.ndarray,
+        inj_before: dict[str, Any],
+        inj_after: dict[str, Any],
+        v_band: tuple[float, float],
+        tol: float,
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Reasons to refuse (none: []) and the node-phase figures before and after."""
+        b = self._solve(before_closed, inj_before)
+        a = self._solve(after_closed, inj_after)
+        nodes = self.physics.nodes
+        lo, hi = v_band
+        (bmin, _), (bmax, _) = _extreme(b, nodes, True), _extreme(b, nodes, False)
+        (amin, amin_n), (amax, amax_n) = _extreme(a, nodes, True), _extreme(a, nodes, False)
+        info = {"vmin_node_phase_pu": amin, "vmin_node_phase": amin_n,
+                "vmax_node_phase_pu": amax, "vmax_node_phase": amax_n,
+                "vmin_node_phase_pu_before": bmin, "vmax_node_phase_pu_before": bmax}  # fmt: skip
+        if not a.converged:
+            return ["the three-phase power flow after the plan does not converge"], info
+        reasons = []
+        v = a.result.v_pu
+        new = a.live_nodes & ~b.live_nodes
+        out = new & ((v < lo - tol) | (v > hi + tol))
+        if out.any():
+            k = int(np.flatnonzero(out)[0])
+            reasons.append(
+                f"{int(out.sum())} re-energised node-phase(s) would be outside {lo}-{hi} pu, "
+                f"e.g. {nodes[k][0]}.{nodes[k][1]} at {v[k]:.3f} pu"
+            )
+        if (
+            amin is not None
+            and amin < lo - tol
+            and amin < (bmin if bmin is not None else 9.0) - tol
+        ):
+            reasons.append(f"node-phase {amin_n} at {amin} pu below {lo} pu and worse than before")
+        if (
+            amax is not None
+            and amax > hi + tol
+            and amax > (bmax if bmax is not None else -9.0) + tol
+        ):
+            reasons.append(f"node-phase {amax_n} at {amax} pu above {hi} pu and worse than before")
+        return reasons, info
+
+
+__all__ = ["PhaseCheck"]

@@ -1,0 +1,253 @@
+"""The three-phase world's physics: the feeder per switching state in the unbalanced twin, the
+regulators' and capacitors' local controls stepped in time, and the maps from the twin's
+node-phases and branch conductors to the balanced view's buses and lines (see
+:mod:`gridpilot.agent.world3p`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridpilot.errors import GridpilotError
+from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.model.threephase.balanced import PhaseView
+from gridpilot.twin.unbalanced import UnbalancedResult, UnbalancedTwin
+from gridpilot.twin.unbalanced.controls import (
+    CLOSE,
+    OPEN,
+    cap_measure,
+    cap_sample,
+    monitored_yprim,
+    reg_control_voltage,
+    reg_pending_taps,
+)
+from gridpilot.twin.unbalanced.islands import energised_subgrid
+from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
+
+log = logging.getLogger(__name__)
+CACHE_SIZE = 16  # switching states whose compiled twin is kept
+MAX_ROUNDS = 12  # control rounds within one step
+
+
+@dataclass
+class Compiled:
+    """One switching state: its twin and the maps from its nodes and branches to the full
+    feeder's node list and the view's lines."""
+
+    twin: UnbalancedTwin
+    live: set[str]
+    node_full: np.ndarray  # twin node -> full node position
+    load_full: np.ndarray  # twin load -> full grid load position
+    row_line: np.ndarray  # branch conductor row -> view line position (-1 none)
+    row_node: np.ndarray  # branch conductor row -> twin node of its terminal-1 conductor
+    row_rating: np.ndarray  # conductor ampacity (A, 0 unknown)
+    cap_y: list[np.ndarray] = field(default_factory=list)
+    v_last: np.ndarray | None = None  # the last solution (warm start)
+
+
+@dataclass
+class Step:
+    """One solved step: the full-node result and the per-view quantities."""
+
+    result: UnbalancedResult
+    live_nodes: np.ndarray  # bool per full node
+    line_loading_pct: np.ndarray
+    line_p_mw: np.ndarray
+    line_q_mvar: np.ndarray
+    source_p_mw: float
+    converged: bool
+
+
+class PhasePhysics:
+    """The unbalanced twin of ``grid`` under switching, with time-stepped local controls.
+
+    Regulators move after their ``delay_s`` out of band, then one tap per ``tapdelay_s``
+    (at most ``max_tap_change`` per step); capacitor controls switch one step after their
+    delays (OpenDSS's time-mode behaviour, sampled once per world step).
+    """
+
+    def __init__(self, grid: ThreePhaseGrid, view: PhaseView) -> None:
+        self.grid = grid
+        self.view = view
+        self._cache: dict[frozenset[str], Compiled] = {}
+        full = self.compiled(frozenset())
+        self.nodes = list(full.twin.net.nodes)
+        self.vbase_v = full.twin.net.vbase_v.copy()
+        self.taps = full.twin.taps()
+        self.caps = full.twin.cap_states()
+        self._reg_timer: dict[str, float] = {}
+        self._cap_timer: dict[str, float] = {}
+        self.tap_ops = 0
+        self.cap_ops = 0
+
+    # --- switching states -------------------------------------------------------------------
+    def compiled(self, open_branches: frozenset[str]) -> Compiled:
+        """The compiled twin of the switching state with ``open_branches`` open (cached)."""
+        c = self._cache.get(open_branches)
+        if c is None:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.pop(next(k for k in self._cache if k))
+            c = self._compile(open_branches)
+            self._cache[open_branches] = c
+        return c
+
+    def _compile(self, open_branches: frozenset[str]) -> Compiled:
+        en = energised_subgrid(self.grid, open_branches)
+        tw = UnbalancedTwin(en.grid)
+        full_index = (
+            {n: i for i, n in enumerate(self.nodes)} if open_branches else None
+        )  # the full state is compiled first: its own order
+        node_full = (
+            np.arange(tw.net.n)
+            if full_index is None
+            else np.array([full_index[n] for n in tw.net.nodes], np.int64)
+        )
+        pos = {id(ld): k for k, ld in enumerate(self.grid.loads)}
+        load_full = np.array([pos[id(ld)] for ld in en.grid.loads], np.int64)
+        line_of = self.view.branch_line()
+        by_name = {b.name: b for b in en.grid.branches}
+        meta = tw.net.branch_meta
+        row_line = np.array([line_of.get(m[0].lower(), 0) - 1 for m in meta], np.int64)
+        row_node = np.array(
+            [tw.net.index[(by_name[m[0]].t1.bus, m[2])] for m in meta], np.int64
+        ).reshape(-1)
+        rating = np.array([m[3] for m in meta], np.float64)
+        cap_y = [monitored_yprim(en.grid, s) for s in tw.caps]
+        return Compiled(tw, en.live, node_full, load_full, row_line, row_node, rating, cap_y)
+
+    # --- one step ----------------------------------------------------------------------------
+    def solve(self, open_branches: frozenset[str], mult_p: np.ndarray, mult_q: np.ndarray,
+              step_s: float) -> Step:  # fmt: skip
+        """Solve the step with per-load multipliers (of each feeder load's nominal kW/kvar),
+        letting the local controls act; returns the :class:`Step`."""
+        c = self.compiled(open_branches)
+        tw = c.twin
+        for name, tap in self.taps.items():
+            if any(s.ctl.name.lower() == name for s in tw.regs):
+                tw.set_tap(name, tap)
+        for name, st in self.caps.items():
+            if name in tw.cap_states():
+                tw.set_cap(name, st)
+        base = tw.base_powers(1.0)[:, 0]
+        lo = c.load_full[tw.loads.load_of]
+        s = base.real * mult_p[lo] + 1j * base.imag * mult_q[lo]
+        try:
+            v, iters = tw.solve(s[:, None], c.v_last)
+            # the controls act and the feeder settles within the step: a regulator's taps move
+            # one ``tapdelay`` apart, so later ones see the voltage the earlier ones made
+            for r in range(MAX_ROUNDS):
+                if not self._controls(c, v[:, 0], step_s if r == 0 else 0.0):
+                    break
+                v, more = tw.solve(s[:, None], v)
+                iters += more
+        except (GridpilotError, np.linalg.LinAlgError, RuntimeError) as exc:  # reported, not raised
+            log.warning("three-phase power flow failed: %s", exc)
+            return self._failed(c)
+        c.v_last = v
+        self.taps.update(tw.taps())
+        self.caps.update(tw.cap_states())
+        return self._step(c, v[:, 0], s, iters)
+
+    def _controls(self, c: Compiled, v: np.ndarray, step_s: float) -> bool:
+        """Regulators and capacitor controls after this step's solve; True if any acted."""
+        tw = c.twin
+        acted = False
+        vv = v[:, None]
+        for rs in tw.regs:
+            name = rs.ctl.name.lower()
+            w = tw.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
+            n = reg_pending_taps(
+                rs, w.tap, w.tap_step, float(reg_control_voltage(rs, tw.net, vv)[0])
+            )
+            if n == 0:
+                self._reg_timer[name] = 0.0
+                continue
+            t = self._reg_timer.get(name, 0.0) + step_s
+            self._reg_timer[name] = t
+            if t < rs.ctl.delay_s:
+                continue
+            moves = 1 if abs(n) > 1 else abs(n)  # one tap per round, then look again
+            before = w.tap
+            tw.set_tap(name, w.tap + np.sign(n) * moves * w.tap_step)
+            if w.tap != before:
+                self.tap_ops += moves
+                acted = True
+            self._reg_timer[name] = t - max(rs.ctl.tapdelay_s, 1e-3)  # the next tap's wait
+        for cs, y in zip(tw.caps, c.cap_y, strict=True):
+            acted |= self._cap_step(tw, cs, y, vv, step_s)
+        return acted
+
+    def _cap_step(self, tw: UnbalancedTwin, cs: object, y: np.ndarray, vv: np.ndarray,
+                  step_s: float) -> bool:  # fmt: skip
+        ctl = cs.ctl  # type: ignore[attr-defined]
+        cap = next(x for x in tw.grid.capacitors if x.name.lower() == cs.cap)  # type: ignore[attr-defined]
+        m = {k: float(x[0]) for k, x in cap_measure(cs, tw.net, vv, y).items()}  # type: ignore[arg-type]
+        on = sum(cap.states)
+        want, should = cap_sample(ctl, m, on > 0, len(cap.states) - on, 0)
+        key = ctl.name.lower()
+        if not (should and want):
+            self._cap_timer[key] = 0.0
+            return False
+        t = self._cap_timer.get(key, 0.0) + step_s
+        self._cap_timer[key] = t
+        if t < (ctl.delay_s if want == CLOSE else ctl.delay_off_s):
+            return False
+        states = list(cap.states)
+        if want == CLOSE and 0 in states:
+            states[states.index(0)] = 1
+        elif want == OPEN and 1 in states:
+            states[len(states) - 1 - states[::-1].index(1)] = 0
+        self._cap_timer[key] = 0.0
+        if states == cap.states:
+            return False
+        tw.set_cap(cap.name, states)
+        self.cap_ops += 1
+        return True
+
+    def _step(self, c: Compiled, v: np.ndarray, s: np.ndarray, iters: int) -> Step:
+        tw = c.twin
+        n_full = len(self.nodes)
+        v_full = np.zeros(n_full, complex)
+        v_full[c.node_full] = v
+        live = np.zeros(n_full, bool)
+        live[c.node_full] = True
+        br = tw.net.branch_rows
+        i_br = br @ v if br is not None else np.zeros(0, complex)
+        loss = complex(tw.losses_va(v[:, None], s[:, None])[0])
+        vbr = branch_voltage(tw.loads, v[:, None])
+        p_load = complex(np.sum(vbr * np.conj(load_currents(tw.loads, vbr, s[:, None]))))
+        n_line = len(self.view.line_branch)
+        loading = np.zeros(n_line)
+        flow = np.zeros(n_line, complex)
+        rows = c.row_line >= 0
+        if rows.any():
+            pct = np.where(
+                c.row_rating > 0, 100 * np.abs(i_br) / np.maximum(c.row_rating, 1e-9), 0.0
+            )
+            np.maximum.at(loading, c.row_line[rows], pct[rows])
+            np.add.at(flow, c.row_line[rows], (v[c.row_node] * np.conj(i_br))[rows])
+        res = UnbalancedResult(
+            grid=self.grid.name, nodes=self.nodes, v=v_full, vbase_v=self.vbase_v,
+            branch_i_a=i_br, branch_meta=tw.net.branch_meta, losses_kw=loss.real / 1e3,
+            losses_kvar=loss.imag / 1e3, iterations=iters, taps=dict(self.taps),
+            cap_states={k: list(x) for k, x in self.caps.items()},
+        )  # fmt: skip
+        return Step(res, live, loading, flow.real / 1e6, flow.imag / 1e6,
+                    (p_load.real + loss.real) / 1e6, True)  # fmt: skip
+
+    def _failed(self, c: Compiled) -> Step:
+        n_line = len(self.view.line_branch)
+        res = UnbalancedResult(
+            grid=self.grid.name, nodes=self.nodes, v=np.zeros(len(self.nodes), complex),
+            vbase_v=self.vbase_v, branch_i_a=np.zeros(0, complex), branch_meta=[],
+            losses_kw=float("nan"), losses_kvar=float("nan"), iterations=0,
+        )  # fmt: skip
+        z = np.zeros(n_line)
+        return Step(
+            res, np.zeros(len(self.nodes), bool), z, z.copy(), z.copy(), float("nan"), False
+        )
+
+
+__all__ = ["Compiled", "PhasePhysics", "Step"]

@@ -1,0 +1,571 @@
+"""Phase-aware scheduling and phase balancing of a :class:`PhaseFleet` on an unbalanced feeder.
+
+:func:`plan_phases` schedules the fleet over a horizon so that, at every step,
+
+* the demand per phase stays within ``phase_limit_mw`` (a feeder-head or transformer-phase
+  capacity),
+* the voltage unbalance factor (VUF, |V2|/|V1|) of every three-phase bus stays within
+  ``vuf_limit_pct`` (2 % by default, EN 50160 / IEC 61000-2-2),
+* every node-phase voltage stays within ``v_min_pu``..``v_max_pu`` (ANSI C84.1 Range A),
+
+while the EV owners get the energy they asked for, at the least energy cost. ``mode="balance"``
+moves only the EV chargers (which session draws how much on which phase at each step: the
+phase balancing); ``mode="plan"`` also schedules the home batteries and water heaters (the
+VPP schedule). Voltages and the VUF are linearised with sensitivities from the unbalanced twin
+(:mod:`.phase_network`) and enforced by cutting planes; every round ends with a full
+unbalanced power flow of all steps, the next round linearises around it, and a plan is
+``feasible`` only when that full power flow shows no limit broken by the fleet. A bus-step
+whose VUF (or a node-phase whose voltage) is already outside the limit with only the fleet's
+fixed part (the grid's loads, PV, and in ``balance`` mode the batteries and water heaters as
+they run on their own) may stay there as long as the schedule does not make it worse; where the fleet cannot meet a limit
+the plan reports the best it achieved and why (``reason``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gridpilot.errors import ValidationError
+from gridpilot.flex.phase_fleet import PhaseFleet
+from gridpilot.flex.phase_lp import (
+    V_EUR_PER_PU_STEP,
+    VUF_EUR_PER_PCT_STEP,
+    Cut,
+    CutSolver,
+    Devices,
+    Limits,
+    build,
+)
+from gridpilot.flex.phase_network import SOLAR_SHAPE, Check, PhaseNetwork, daily
+from gridpilot.model.threephase import ThreePhaseGrid
+
+log = logging.getLogger(__name__)
+
+TOL_VUF_PCT = 0.01
+TOL_V_PU = 0.001
+NEAR_VUF_PCT = 0.3
+NEAR_V_PU = 0.005
+MAX_NEW_CUTS = 2000
+
+
+@dataclass(frozen=True)
+class PhasePlanConfig:
+    """Horizon, limits and options of :func:`plan_phases` (limits checked on construction).
+
+    ``t0``/``steps``: the horizon in absolute steps of the fleet's ``step_h`` (default noon to
+    noon, over the evening EV sessions); ``phase_limit_mw``: demand limit per phase, one value
+    for all three or one per phase (None: none); ``limit_window``: the absolute steps
+    ``(start, end)`` the limit holds in (a demand-response event; None: the whole horizon); ``max_rounds``: linearise-solve-check rounds.
+    """
+
+    t0: int = 48
+    steps: int = 96
+    mode: str = "balance"
+    vuf_limit_pct: float = 2.0
+    v_min_pu: float = 0.95
+    v_max_pu: float = 1.05
+    phase_limit_mw: float | tuple[float, float, float] | None = None
+    limit_window: tuple[int, int] | None = None
+    max_rounds: int = 10
+
+    def __post_init__(self) -> None:
+        bad: list[tuple[str, object, str]] = []
+        if self.mode not in ("balance", "plan"):
+            bad.append(("mode", self.mode, "must be 'balance' or 'plan'"))
+        if not 0 < self.vuf_limit_pct <= 100:
+            bad.append(("vuf_limit_pct", self.vuf_limit_pct, "must be in (0, 100]"))
+        for name in ("v_min_pu", "v_max_pu"):
+            if not 0 < getattr(self, name) <= 2:
+                bad.append((name, getattr(self, name), "must be in (0, 2] pu"))
+        if not self.v_min_pu < self.v_max_pu:
+            bad.append(("v_min_pu", self.v_min_pu, "must be below v_max_pu"))
+        if self.steps <= 0 or self.t0 < 0 or self.max_rounds <= 0:
+            bad.append(
+                (
+                    "steps",
+                    (self.t0, self.steps, self.max_rounds),
+                    "need t0 >= 0, steps > 0, max_rounds > 0",
+                )
+            )
+        lim = self.phase_limit_mw
+        if lim is not None and not (np.size(lim) in (1, 3) and np.all(np.asarray(lim) > 0)):
+            bad.append(("phase_limit_mw", lim, "must be > 0 (one value or one per phase)"))
+        w = self.limit_window
+        if w is not None and not (len(w) == 2 and w[0] < w[1]):
+            bad.append(("limit_window", w, "must be (start, end) steps with start < end"))
+        if bad:
+            f, v, m = bad[0]
+            raise ValidationError(f"phase plan: field '{f}' = {v!r}: {m}")
+
+
+@dataclass
+class PhasePlan:
+    """A phase-aware plan: point draws, the EV schedule, and the checks before and after.
+
+    ``p_mw`` (points x steps) is each injection point's net draw; ``ev`` the EV columns
+    (session: position in the fleet's EV table, phase 1-3, horizon step, MW charged, MW
+    discharged); ``checks`` the full power flows without
+    the fleet (``none``), with its fixed part only (``fixed``), with the uncontrolled fleet
+    (``before``) and with the plan (``after``); ``feasible`` whether ``after`` keeps every limit (see the module doc).
+    """
+
+    points: list[tuple[str, int]]
+    steps: np.ndarray
+    p_mw: np.ndarray
+    ev: dict[str, np.ndarray]
+    checks: dict[str, Check]
+    feasible: bool
+    reason: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def ev_mw_at(self, step: int, n_sessions: int) -> np.ndarray:
+        """Net planned power (MW) of every EV session of the fleet (``n_sessions``) at absolute
+        ``step`` (0 outside the plan), e.g. for :func:`~gridpilot.flex.phase_headroom`."""
+        k = int(step) - int(self.steps[0])
+        sel = self.ev["step"] == k
+        net = self.ev["charge_mw"][sel] - self.ev["discharge_mw"][sel]
+        return np.bincount(self.ev["session"][sel], net, n_sessions)
+
+    def summary(self) -> dict[str, Any]:
+        """VUF, voltages and phase demand before/after, EV energy, rounds and times.
+
+        ``vuf_over_limit_bus_steps`` counts the bus-steps above the limit itself (also those
+        the grid breaks with the fleet's fixed part alone); ``vuf_over_allowed_bus_steps``
+        those above what the plan is held to (the limit, or the fixed part's VUF there)."""
+        out: dict[str, Any] = dict(self.stats)
+        for key, c in self.checks.items():
+            live = c.v_pu > 0.05
+            out[key] = {
+                "vuf_max_pct": round(float(c.vuf_pct.max()), 4),
+                "vuf_over_limit_bus_steps": int(
+                    (c.vuf_pct > self.stats["vuf_limit_pct"] + TOL_VUF_PCT).sum()
+                ),
+                "v_max_pu": round(float(np.where(live, c.v_pu, 0).max()), 5),
+                "v_min_pu": round(float(np.where(live, c.v_pu, 9).min()), 5),
+                "phase_peak_mw": [round(float(x), 4) for x in c.phase_mw.max(axis=1)],
+            }
+        out["feasible"] = self.feasible
+        out["reason"] = self.reason
+        return out
+
+
+def _horizon_sessions(pf: PhaseFleet, lo: int, hi: int) -> np.ndarray:
+    ev = pf.fleet.ev
+    return np.flatnonzero((ev.arrival < hi) & (ev.departure > lo) & (ev.e_need_mwh > 0))
+
+
+def devices(pf: PhaseFleet, points: list[tuple[str, int]], cfg: PhasePlanConfig) -> Devices:
+    """The LP's device data on the horizon (EV columns, aggregated stores, fixed draws)."""
+    f, h = pf.fleet, pf.fleet.step_h
+    T, t0 = cfg.steps, cfg.t0
+    pos = {pt: k for k, pt in enumerate(points)}
+    ev = f.ev
+    sess = _horizon_sessions(pf, t0, t0 + T)
+    bus = pf.device_bus("ev")
+    es, ephi, et, ek = [], [], [], []
+    for j, s in enumerate(sess):
+        a, b = max(int(ev.arrival[s]), t0) - t0, min(int(ev.departure[s]), t0 + T) - t0
+        for ph in np.flatnonzero(pf.ev_phases[s]):
+            k = pos[(bus[s], int(ph) + 1)]
+            es.append(np.full(b - a, j))
+            ephi.append(np.full(b - a, ph))
+            et.append(np.arange(a, b))
+            ek.append(np.full(b - a, k))
+    dwell = (ev.departure[sess] - ev.arrival[sess]).astype(float)
+    inside = (np.minimum(ev.departure[sess], t0 + T) - np.maximum(ev.arrival[sess], t0)) / dwell
+    need = np.minimum(ev.e_need_mwh[sess] * inside, ev.p_max_mw[sess] * dwell * inside * h)
+    cat = lambda x: np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64)  # noqa: E731
+    steps = np.arange(t0, t0 + T)
+    fixed = np.zeros((len(points), T))
+    pv_k = np.array(
+        [pos[(b, int(p))] for b, p in zip(pf.device_bus("pv"), pf.phase["pv"], strict=True)],
+        np.int64,
+    )
+    np.add.at(fixed, pv_k, -pf.pv_peak_mw[:, None] * daily(SOLAR_SHAPE, steps, h)[None, :])
+    stores = _stores(pf, pos, steps, cfg.mode == "plan")
+    fixed += stores.pop("fixed")
+    return Devices(
+        T=T,
+        step_h=h,
+        es=cat(es),
+        ephi=cat(ephi),
+        et=cat(et),
+        ek=cat(ek),
+        need=need,
+        own=pf.phase["ev"][sess] - 1,
+        pmax=ev.p_max_mw[sess],
+        v2g=ev.v2g[sess],
+        e_lo=np.minimum(ev.soc_floor[sess] * ev.e_cap_mwh[sess] - ev.e_arr_mwh[sess], 0.0),
+        e_hi=ev.e_cap_mwh[sess] - ev.e_arr_mwh[sess],
+        p_fixed=fixed,
+        sess=sess,
+        **stores,
+    )
+
+
+def _stores(
+    pf: PhaseFleet, pos: dict[tuple[str, int], int], steps: np.ndarray, schedule: bool
+) -> dict[str, np.ndarray]:
+    """Batteries and water heaters aggregated per point (``schedule``) or as fixed draws."""
+    f, K, T = pf.fleet, len(pos), steps.size
+    bk = np.array(
+        [
+            pos[(b, int(p))]
+            for b, p in zip(pf.device_bus("battery"), pf.phase["battery"], strict=True)
+        ],
+        np.int64,
+    )
+    wk = np.array(
+        [
+            pos[(b, int(p))]
+            for b, p in zip(pf.device_bus("water_heater"), pf.phase["water_heater"], strict=True)
+        ],
+        np.int64,
+    )
+    wh, bt = f.water_heaters, f.batteries
+    draw = wh.draw_mw(steps).T  # (heaters, T)
+    fixed = np.zeros((K, T))
+    empty = np.zeros(0)
+    if not schedule:  # batteries idle at their baseline, heaters meet their draw as it comes
+        np.add.at(fixed, bk, np.repeat(bt.p_base_mw[:, None], T, 1))
+        np.add.at(fixed, wk, np.minimum(draw, wh.p_rated_mw[:, None]))
+        return {
+            "fixed": fixed,
+            "b_k": empty.astype(np.int64),
+            "b_p": empty,
+            "b_e0": empty,
+            "b_lo": empty,
+            "b_hi": empty,
+            "w_k": empty.astype(np.int64),
+            "w_p": empty,
+            "w_e0": empty,
+            "w_hi": empty,
+            "w_draw": np.zeros((0, T)),
+        }
+    ub, ib = np.unique(bk, return_inverse=True)
+    uw, iw = np.unique(wk, return_inverse=True)
+    agg = lambda idx, n, x: np.bincount(idx, x, minlength=n)  # noqa: E731
+    w_draw = np.zeros((uw.size, T))
+    np.add.at(w_draw, iw, draw)
+    return {
+        "fixed": fixed,
+        "b_k": ub,
+        "b_p": agg(ib, ub.size, bt.p_max_mw),
+        "b_e0": agg(ib, ub.size, bt.energy_mwh),
+        "b_lo": agg(ib, ub.size, bt.soc_min * bt.e_mwh),
+        "b_hi": agg(ib, ub.size, bt.soc_max * bt.e_mwh),
+        "w_k": uw,
+        "w_p": agg(iw, uw.size, wh.p_rated_mw),
+        "w_e0": agg(iw, uw.size, wh.energy_mwh),
+        "w_hi": agg(iw, uw.size, wh.e_max_mwh),
+        "w_draw": w_draw,
+    }
+
+
+def uncontrolled(d: Devices) -> tuple[np.ndarray, np.ndarray]:
+    """EVs charge at full power on their own phase from arrival until their need is met;
+    stores as in ``p_fixed`` (batteries idle, heaters meet their draws). Returns (P, ev MW)."""
+    p = d.p_fixed.copy()
+    ev_mw = np.zeros(d.es.size)
+    got = np.zeros(d.need.size)
+    own = np.flatnonzero(d.ephi == d.own[d.es])
+    for i in own[np.lexsort((d.et[own], d.es[own]))]:  # on the charger's own phase only
+        s, t = int(d.es[i]), int(d.et[i])
+        if got[s] >= d.need[s] - 1e-12:
+            continue
+        mw = min(d.pmax[s], (d.need[s] - got[s]) / d.step_h)
+        ev_mw[i] = mw
+        got[s] += mw * d.step_h
+        p[d.ek[i], t] += mw
+    if d.w_k.size:  # heaters meet their draws as they come
+        np.add.at(p, d.w_k, np.minimum(d.w_draw, d.w_p[:, None]))
+    return p, ev_mw
+
+
+@dataclass
+class _Lin:
+    """Cutting planes and the allowances.
+
+    A VUF cut (bus b, step t) keeps the direction ``u`` of V2 and the scale 100/|V1| it was
+    created with: it bounds Re(conj(u) V2) * scale <= allowed, which |V2|/|V1| <= allowed
+    implies; a voltage cut keeps the direction of V. Their coefficients (through the
+    sensitivities of step t's load level) never change, so each round only moves the rows'
+    bounds: the linear model anchored at the last full power flow's exact value."""
+
+    net: PhaseNetwork
+    vuf_allow: np.ndarray
+    v_hi: np.ndarray
+    v_lo: np.ndarray
+    vuf_keys: list[tuple[int, int, complex, float]] = field(default_factory=list)
+    v_keys: dict[tuple[int, int, int], complex] = field(default_factory=dict)
+
+    def add(self, c: Check) -> int:
+        """Add cuts where ``c`` breaks a limit; returns how many bus/node-steps broke one.
+
+        Bus-steps within ``NEAR_VUF_PCT`` of the limit get a cut too (the worst
+        ``MAX_NEW_CUTS`` a round), where the next plan would otherwise move the problem; a
+        node-phase that breaks the voltage band at some step gets cuts at its steps within
+        ``NEAR_V_PU`` of it."""
+        v2, v1 = _seq(self.net, c)
+        over = c.vuf_pct - self.vuf_allow
+        bad = np.argwhere(over > TOL_VUF_PCT)
+        have = {(b, t) for b, t, _, _ in self.vuf_keys}
+        near = np.argwhere(over > -NEAR_VUF_PCT)
+        new = [(b, t) for b, t in near if over[b, t] > TOL_VUF_PCT or (int(b), int(t)) not in have]
+        new.sort(key=lambda bt: -over[bt[0], bt[1]])
+        for b, t in new[:MAX_NEW_CUTS]:
+            u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
+            scale = 100.0 / max(abs(v1[b, t]), 1e-9)
+            self.vuf_keys.append((int(b), int(t), complex(u), scale))  # in order: rows stay put
+        live = c.v_pu > 0.05
+        n_bad = len(bad)
+        for sign, gap in ((1, c.v_pu - self.v_hi), (-1, np.where(live, self.v_lo - c.v_pu, -1.0))):
+            broke = gap > TOL_V_PU
+            n_bad += int(broke.sum())
+            rows = np.flatnonzero(broke.any(axis=1))
+            for n, t in np.argwhere(gap[rows] > -NEAR_V_PU):
+                key = (int(rows[n]), int(t), sign)
+                if key not in self.v_keys:
+                    vh = c.v[rows[n], t]
+                    self.v_keys[key] = complex(vh / max(abs(vh), 1e-9))
+        return n_bad
+
+    def cuts(self, p_hat: np.ndarray, c: Check) -> list[Cut]:
+        """All cuts, linearised around the plan ``p_hat`` and its full power flow ``c``."""
+        out: list[Cut] = []
+        v2, _ = _seq(self.net, c)
+        s2, _ = self.net.seq_sens()
+        lvl = self.net.level_idx
+        keys = self.vuf_keys
+        if keys:
+            b, t = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
+            u = np.array([k[2] for k in keys])
+            scale = np.array([k[3] for k in keys])
+            coef = scale[:, None] * np.real(np.conj(u)[:, None] * s2[lvl[t], b])
+            lin = np.real(np.conj(u) * v2[b, t]) * scale - np.einsum("rk,kr->r", coef, p_hat[:, t])
+            out.append(Cut(t, coef, self.vuf_allow[b, t] - lin, VUF_EUR_PER_PCT_STEP, "vuf cut"))
+        if self.v_keys:
+            kk = np.array(list(self.v_keys), np.int64)
+            n, t, sg = kk[:, 0], kk[:, 1], kk[:, 2].astype(float)
+            u = np.array(list(self.v_keys.values()))
+            vb = self.net.vbase[n]
+            sens = self.net.sens[lvl[t], n]
+            coef = np.real(np.conj(u)[:, None] * sens) / vb[:, None]
+            lin = np.abs(c.v[n, t]) / vb - np.einsum("rk,kr->r", coef, p_hat[:, t])
+            bound = np.where(sg > 0, self.v_hi[n, t], self.v_lo[n, t])
+            out.append(
+                Cut(t, sg[:, None] * coef, sg * (bound - lin), V_EUR_PER_PU_STEP, "voltage cut")
+            )
+        return out
+
+
+def _seq(net: PhaseNetwork, c: Check) -> tuple[np.ndarray, np.ndarray]:
+    """Negative and positive sequence voltages (V) of the three-phase buses (buses x steps)."""
+    vt = c.v[net.tri_idx]
+    a = np.exp(2j * np.pi / 3)
+    return (vt[:, 0] + a * a * vt[:, 1] + a * vt[:, 2]) / 3.0, (
+        vt[:, 0] + a * vt[:, 1] + a * a * vt[:, 2]
+    ) / 3.0
+
+
+def price_eur_per_mwh(steps: np.ndarray, step_h: float) -> np.ndarray:
+    """A time-of-use energy price following the residential load shape (60-200 EUR/MWh)."""
+    from gridpilot.flex.phase_network import LOAD_SHAPE
+
+    s = daily(LOAD_SHAPE, steps, step_h)
+    return 60.0 + 140.0 * (s - LOAD_SHAPE.min()) / (LOAD_SHAPE.max() - LOAD_SHAPE.min())
+
+
+def _excess(lin: _Lin, c: Check, limit_mw: np.ndarray) -> dict[str, float]:
+    """How far a full power flow breaks each limit beyond what the grid does without the fleet."""
+    live = c.v_pu > 0.05
+    return {
+        "vuf_pct": float(np.maximum(c.vuf_pct - lin.vuf_allow - TOL_VUF_PCT, 0).max(initial=0)),
+        "v_high_pu": float(np.maximum(c.v_pu - lin.v_hi - TOL_V_PU, 0).max(initial=0)),
+        "v_low_pu": float(
+            np.where(live, np.maximum(lin.v_lo - c.v_pu - TOL_V_PU, 0), 0).max(initial=0)
+        ),
+        "phase_mw": float(np.maximum(c.phase_mw - limit_mw - 1e-6, 0).max(initial=0)),
+    }
+
+
+def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    c, di = x[cols["ev_c"]], cols["ev_d"]
+    dis = np.where(di >= 0, x[np.maximum(di, 0)], 0.0)
+    return {
+        "session": d.sess[d.es] if d.sess.size else d.es,
+        "phase": d.ephi + 1,
+        "step": d.et,
+        "charge_mw": c,
+        "discharge_mw": dis,
+    }
+
+
+def _assignment(d: Devices, ev: dict[str, np.ndarray]) -> dict[str, Any]:
+    """EV energy charged per phase, and what phase-switching chargers drew off their own phase."""
+    e = ev["charge_mw"] * d.step_h
+    by_phase = np.bincount(ev["phase"] - 1, e, 3)
+    n_ph = np.bincount(d.es, minlength=d.need.size)  # columns per session (x steps)
+    steps = np.bincount(d.es[d.ephi == d.own[d.es]], minlength=d.need.size)
+    switching = n_ph > steps  # sessions with more than their own phase
+    off = switching[d.es] & (d.ephi != d.own[d.es])
+    return {
+        "ev_charged_mwh_by_phase": [round(float(x), 5) for x in by_phase],
+        "ev_switching_sessions": int(switching.sum()),
+        "ev_switched_mwh": round(float(e[off].sum()), 5),
+    }
+
+
+def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, lp_slack: float) -> str:
+    parts = []
+    net = lin.net
+    if ex["vuf_pct"] > 0:
+        b, t = np.unravel_index(int(np.argmax(c.vuf_pct - lin.vuf_allow)), c.vuf_pct.shape)
+        why = (
+            "the fleet's flexibility is not enough (the schedule needs slack on the VUF cuts)"
+            if lp_slack > 1e-6
+            else "the linearised limits hold but the power flow still breaks them: more rounds"
+        )
+        parts.append(
+            f"VUF {c.vuf_pct[b, t]:.3f} % at bus {net.tri_buses[b]} step "
+            f"{int(net.steps[t])} (allowed {lin.vuf_allow[b, t]:.2f} %): {why}"
+        )
+    if ex["v_high_pu"] > 0 or ex["v_low_pu"] > 0:
+        parts.append(
+            f"voltage outside the band by up to {max(ex['v_high_pu'], ex['v_low_pu']):.4f} pu"
+        )
+    if ex["phase_mw"] > 0:
+        parts.append(f"per-phase demand above the limit by {ex['phase_mw']:.4f} MW")
+    if short_mwh > 1e-6:
+        parts.append(f"EVs {short_mwh * 1e3:.1f} kWh short of their requests")
+    return "; ".join(parts) if parts else "all limits kept and every EV request met"
+
+
+def _limit(cfg: PhasePlanConfig, steps: np.ndarray) -> np.ndarray:
+    """The per-phase demand limit (MW, 3 x steps): inf outside the window or without a limit."""
+    out = np.full((3, steps.size), np.inf)
+    if cfg.phase_limit_mw is None:
+        return out
+    lo, hi = cfg.limit_window or (int(steps[0]), int(steps[-1]) + 1)
+    inside = (steps >= lo) & (steps < hi)
+    vals = np.broadcast_to(np.asarray(cfg.phase_limit_mw, np.float64).ravel(), (3,))
+    out[:, inside] = vals[:, None]
+    return out
+
+
+@dataclass
+class _Best:
+    """The best round so far: its excess score, number, draws, power flow, EVs and VUF slack."""
+
+    score: float
+    round: int
+    p: np.ndarray
+    check: Check
+    ev: dict[str, np.ndarray]
+    vuf_slack: float
+
+
+def _rounds(
+    d: Devices,
+    lin: _Lin,
+    lim: Limits,
+    price: np.ndarray,
+    start: tuple[np.ndarray, Check],
+    max_rounds: int,
+) -> tuple[_Best, int, float]:
+    """Solve, check, cut, repeat; returns the best round, the rounds run and the LP seconds."""
+    t = time.perf_counter()
+    lp, pcols, cols = build(d, lim, price)
+    solver = CutSolver(lp, pcols)
+    t_lp = time.perf_counter() - t
+    p_hat, c_hat = start
+    best: _Best | None = None
+    r = 0
+    for r in range(1, max_rounds + 1):
+        t = time.perf_counter()
+        solver.set_cuts(lin.cuts(p_hat, c_hat))
+        x = solver.solve()
+        t_lp += time.perf_counter() - t
+        p_hat = x[pcols]
+        c_hat = lin.net.check(p_hat)
+        ex = _excess(lin, c_hat, lim.phase_mw)
+        score = sum(ex.values())
+        if best is None or score <= best.score:
+            ev = _ev_result(d, x, cols)
+            best = _Best(score, r, p_hat, c_hat, ev, solver.slack_sum(x, "vuf cut"))
+        log.info("phase plan round %d: excess %s, %d rows", r, ex, solver.m)
+        if lin.add(c_hat) == 0:
+            break
+    assert best is not None
+    return best, r, t_lp
+
+
+def plan_phases(
+    grid: ThreePhaseGrid,
+    pf: PhaseFleet,
+    cfg: PhasePlanConfig | None = None,
+    net: PhaseNetwork | None = None,
+) -> PhasePlan:
+    """Schedule ``pf`` on ``grid`` within the per-phase limits of ``cfg`` (see the module doc).
+
+    ``net`` may be given to reuse the sensitivities of an earlier call on the same grid, points
+    and horizon. The plan is checked by a full unbalanced power flow of every step."""
+    cfg = cfg or PhasePlanConfig()
+    t_all = time.perf_counter()
+    pf.validate(grid)
+    points = pf.points()
+    steps = np.arange(cfg.t0, cfg.t0 + cfg.steps)
+    net = net or PhaseNetwork(grid, points, steps, pf.fleet.step_h)
+    if net.points != points or not np.array_equal(net.steps, steps):
+        raise ValidationError("plan_phases: 'net' was built for other points or another horizon")
+    t_net = time.perf_counter() - t_all
+    d = devices(pf, points, cfg)
+    none = net.check(np.zeros_like(d.p_fixed))
+    fixed = net.check(d.p_fixed)
+    p_unc, _ = uncontrolled(d)
+    before = net.check(p_unc)
+    lin = _Lin(
+        net,
+        np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
+        np.maximum(cfg.v_max_pu, fixed.v_pu),
+        np.minimum(cfg.v_min_pu, fixed.v_pu),
+    )
+    lim = Limits(_limit(cfg, steps), none.phase_mw, net.point_phase - 1)
+    lin.add(before)
+    price = price_eur_per_mwh(steps, pf.fleet.step_h)
+    best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
+    ex = _excess(lin, best.check, lim.phase_mw)
+    ev = best.ev
+    got = np.bincount(d.es, (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
+    short = float(np.maximum(d.need - got, 0).sum())
+    stats = {
+        "grid": grid.name,
+        "mode": cfg.mode,
+        "points": len(points),
+        "steps": cfg.steps,
+        "ev_sessions": int(d.need.size),
+        "ev_requested_mwh": round(float(d.need.sum()), 5),
+        "ev_delivered_mwh": round(float(np.minimum(got, d.need).sum()), 5),
+        "ev_short_sessions": int((d.need - got > 1e-6).sum()),
+        **_assignment(d, ev),
+        "vuf_limit_pct": cfg.vuf_limit_pct,
+        "rounds": rounds,
+        "best_round": best.round,
+        "network_s": round(t_net, 3),
+        "lp_s": round(t_lp, 3),
+        "total_s": round(time.perf_counter() - t_all, 3),
+        "excess": {k: round(v, 5) for k, v in ex.items()},
+        "vuf_over_allowed_bus_steps": {
+            k: int((c.vuf_pct > lin.vuf_allow + TOL_VUF_PCT).sum())
+            for k, c in (("before", before), ("after", best.check))
+        },
+    }
+    checks = {"none": none, "fixed": fixed, "before": before, "after": best.check}
+    reason = _reason(ex, short, lin, best.check, best.vuf_slack)
+    feasible = best.score <= 0 and short <= 1e-6
+    return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats)

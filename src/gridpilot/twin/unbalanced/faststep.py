@@ -1,0 +1,281 @@
+"""The QSTS step loop in compiled code: per step the fixed-point power flow (warm start from
+the previous step, Anderson-accelerated on the load-branch voltages), the control samples
+and actions of :mod:`.fastctl` (re-solving the step until none is due, as
+``qsts._settle``), and the running statistics of :mod:`.qsts_stats` (no voltages kept).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
+from gridpilot.twin.unbalanced.loads import load_current
+from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
+
+A120 = np.exp(2j * np.pi / 3)
+MAX_SETTLE = 100
+
+
+class LoadArr(NamedTuple):
+    """Load branches (see ``loads.LoadBranches``) and their admittances in the matrix."""
+
+    a: np.ndarray
+    b: np.ndarray
+    vbase: np.ndarray
+    model: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    cvr: np.ndarray
+    zip: np.ndarray
+    yeq: np.ndarray
+
+
+class StatArr(NamedTuple):
+    """Running statistics (updated in place) and what they need."""
+
+    vbase: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    outside: np.ndarray
+    tri: np.ndarray
+    vuf_max: np.ndarray
+    vuf_above: np.ndarray
+    bp: np.ndarray  # branch conductor currents: CSR rows over nodes
+    bi: np.ndarray
+    bx: np.ndarray
+    rating: np.ndarray
+    overload: np.ndarray
+    max_loading: np.ndarray
+    src_idx: np.ndarray
+    src_y: np.ndarray
+    isrc: np.ndarray
+    inv_vb2: np.ndarray  # 1 / vbase² per node
+
+
+class Work(NamedTuple):
+    """Scratch and settings of the step loop."""
+
+    rhs: np.ndarray  # (n,)
+    g: np.ndarray  # (n,)
+    x: np.ndarray  # (m,) load-branch voltages the loads are evaluated at
+    gbr: np.ndarray  # (m,)
+    df: np.ndarray  # (depth, m) Anderson histories
+    dg: np.ndarray
+    last: np.ndarray  # (2, m): the last residual and image
+    opt: np.ndarray  # tol_pu, max_iter, depth
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _vbr(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
+    for q in range(len(ld.a)):
+        vb = v[ld.b[q]] if ld.b[q] >= 0 else 0j
+        out[q] = v[ld.a[q]] - vb
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray) -> None:
+    rhs[:] = sa.isrc
+    a, b, vbase, model, vmin, vmax, yeq = ld.a, ld.b, ld.vbase, ld.model, ld.vmin, ld.vmax, ld.yeq
+    cvr, zipc = ld.cvr, ld.zip
+    for q in range(len(a)):
+        xi = x[q]
+        i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        comp = i - yeq[q] * xi
+        rhs[a[q]] -= comp
+        if b[q] >= 0:
+            rhs[b[q]] += comp
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rdot(a: np.ndarray, b: np.ndarray) -> float:
+    acc = 0.0
+    for i in range(len(a)):
+        acc += a[i].real * b[i].real + a[i].imag * b[i].imag
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _anderson(w: Work, it: int) -> None:
+    """``w.x`` ← the Anderson mix of the last ``depth`` steps (real least squares: the map
+    is only R-linear); ``w.gbr`` holds the image of the present ``w.x``."""
+    depth, m = w.df.shape[0], len(w.x)
+    slot = (it - 2) % depth
+    for q in range(m):  # residual f = gbr − x; histories of its and the image's changes
+        fq = w.gbr[q] - w.x[q]
+        if it > 1:
+            w.df[slot, q] = fq - w.last[0, q]
+            w.dg[slot, q] = w.gbr[q] - w.last[1, q]
+        w.last[0, q] = fq
+        w.last[1, q] = w.gbr[q]
+    k = min(it - 1, depth)
+    if k == 0:
+        w.x[:] = w.gbr
+        return
+    a = np.empty((k, k))
+    rhs = np.empty(k)
+    for i in range(k):
+        rhs[i] = _rdot(w.df[i], w.last[0])
+        for j in range(i + 1):
+            a[i, j] = a[j, i] = _rdot(w.df[i], w.df[j])
+    tr = 0.0
+    for i in range(k):
+        tr += a[i, i]
+    for i in range(k):
+        a[i, i] += tr * 1e-10 + 1e-300
+    gamma = np.linalg.solve(a, rhs)
+    for q in range(m):
+        acc = w.gbr[q]
+        for i in range(k):
+            acc -= gamma[i] * w.dg[i, q]
+        w.x[q] = acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
+                v: np.ndarray) -> int:  # fmt: skip
+    """Solve one step in place from the warm start ``v``; iterations, or -1."""
+    tol, max_iter, depth = w.opt[0], int(w.opt[1]), int(w.opt[2])
+    _vbr(ld, v, w.x)
+    for it in range(1, max_iter + 1):
+        _rhs(ld, sa, w.x, s, w.rhs)
+        schur_solve(f, w.rhs, w.g)
+        dv2 = 0.0  # largest |ΔV|² / Vbase², no roots
+        for i in range(len(v)):
+            d = w.g[i] - v[i]
+            dv2 = max(dv2, (d.real * d.real + d.imag * d.imag) * sa.inv_vb2[i])
+            v[i] = w.g[i]
+        if dv2 < tol * tol:
+            return it
+        _vbr(ld, v, w.gbr)
+        if depth > 0:
+            _anderson(w, it)
+        else:
+            w.x[:] = w.gbr
+    return -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
+    for i in range(len(v)):
+        vpu = abs(v[i]) / sa.vbase[i]
+        if vpu > 0.05:
+            sa.vmin[i] = min(sa.vmin[i], vpu)
+            sa.vmax[i] = max(sa.vmax[i], vpu)
+            if vpu < 0.95 or vpu > 1.05:
+                sa.outside[i] += 1
+    a2 = A120 * A120
+    for q in range(sa.tri.shape[0]):
+        va, vb, vc = v[sa.tri[q, 0]], v[sa.tri[q, 1]], v[sa.tri[q, 2]]
+        v1 = abs((va + A120 * vb + a2 * vc) / 3.0)
+        v2 = abs((va + a2 * vb + A120 * vc) / 3.0)
+        vuf = 100.0 * v2 / max(v1, 1e-12)
+        sa.vuf_max[q] = max(sa.vuf_max[q], vuf)
+        if vuf > 2.0:
+            sa.vuf_above[q] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
+    for r in range(len(sa.rating)):
+        i = 0j
+        for k in range(sa.bp[r], sa.bp[r + 1]):
+            i += sa.bx[k] * v[sa.bi[k]]
+        lr = abs(i) / sa.rating[r]
+        if lr > 1.0:
+            sa.overload[r] += 1
+        sa.max_loading[r] = max(sa.max_loading[r], lr)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _source_power(sa: StatArr, v: np.ndarray) -> complex:
+    p = 0j
+    n1 = len(sa.src_idx)
+    for i in range(n1):
+        if sa.src_idx[i] < 0:
+            continue
+        inj = sa.isrc[sa.src_idx[i]]
+        for j in range(n1):
+            if sa.src_idx[j] >= 0:
+                inj -= sa.src_y[i, j] * v[sa.src_idx[j]]
+        p += v[sa.src_idx[i]] * np.conj(inj)
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
+    """Fold one solved step into the statistics; its losses (kW)."""
+    _rec_voltages(sa, v)
+    _rec_loading(sa, v)
+    p = _source_power(sa, v)
+    _vbr(ld, v, x)
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    for q in range(len(ld.a)):
+        i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        p -= x[q] * np.conj(i)
+    return p.real / 1e3
+
+
+class Run(NamedTuple):
+    """Everything the step loop reads and updates."""
+
+    f: SchurLU
+    ld: LoadArr
+    sa: StatArr
+    st: Stamps
+    rg: Regs
+    cp: Caps
+    w: Work
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def run_chunk(  # noqa: PLR0913
+    r: Run, s_chunk: np.ndarray, step0: int, t_base: float, dt: float, v: np.ndarray,
+    loss: np.ndarray, logs: np.ndarray,
+) -> tuple[int, int]:  # fmt: skip
+    """Steps ``step0 …`` of ``s_chunk`` (branches × steps); returns (steps done, iterations).
+    Fewer steps done than columns means the next one did not converge. ``logs`` (regs +
+    capacitor stamps, steps) gets the taps and closed kvar steps (when it has columns)."""
+    iters = 0
+    controls = len(r.rg.stamp) + len(r.cp.stamp) > 0
+    for k in range(s_chunk.shape[1]):
+        s = s_chunk[:, k]
+        t = t_base + (step0 + k + 1) * dt
+        it = fixed_point(r.f, r.ld, r.sa, r.w, s, v)
+        if it < 0:
+            return k, iters
+        iters += it
+        if controls:
+            acted = sample_all(r.rg, r.cp, r.st, t, v)
+            n = 0
+            while acted and n < MAX_SETTLE:
+                update_schur(r.st, r.f)
+                it = fixed_point(r.f, r.ld, r.sa, r.w, s, v)
+                if it < 0:
+                    return k, iters
+                iters += it
+                acted = sample_all(r.rg, r.cp, r.st, t, v)
+                n += 1
+            if acted:
+                update_schur(r.st, r.f)
+        loss[k] = record(r.sa, r.ld, s, v, r.w.x)
+        if logs.shape[1]:
+            _log(r, logs, k)
+    return s_chunk.shape[1], iters
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _log(r: Run, logs: np.ndarray, k: int) -> None:
+    nr = len(r.rg.stamp)
+    for i in range(nr):
+        logs[i, k] = r.st.taps[r.rg.stamp[i], r.rg.wind[i]]
+    j = nr
+    for e in range(len(r.st.kind)):
+        if r.st.kind[e] == 1:
+            on = 0
+            for q in range(r.st.nsteps[e]):
+                on += r.st.state[e, q]
+            logs[j, k] = on
+            j += 1

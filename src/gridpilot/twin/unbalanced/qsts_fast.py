@@ -1,0 +1,237 @@
+"""Pack a twin into the compiled QSTS step loop (:mod:`.faststep`) and drive it in chunks.
+
+The Python runner of :mod:`.qsts` stays the reference (and the path for twins whose
+``solve`` is overridden, e.g. with inverter control iterations); this one runs the same
+rules step by step in compiled code, with load powers built chunk by chunk so that memory
+does not grow with the number of steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
+from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
+from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
+from gridpilot.twin.unbalanced.qsts_stats import Accumulator
+from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
+
+if TYPE_CHECKING:
+    from gridpilot.twin.unbalanced.twin import UnbalancedTwin
+
+log = logging.getLogger(__name__)
+
+_CAP_TYPES = {"kvar": 0, "voltage": 1, "current": 2}
+
+
+def unsupported(twin: UnbalancedTwin) -> str | None:
+    """Why the compiled loop cannot run this twin (None when it can)."""
+    from gridpilot.twin.unbalanced.twin import UnbalancedTwin
+
+    if type(twin).solve is not UnbalancedTwin.solve:
+        return f"{type(twin).__name__} overrides solve()"
+    caps = {c.name.lower(): c for c in twin.grid.capacitors}
+    for cs in twin.caps:
+        if cs.cap not in twin.net.cap_stamps or cs.cap not in caps:
+            return f"capcontrol {cs.ctl.name} switches a disabled or unknown capacitor"
+    return None
+
+
+def _pad(
+    arrs: list[np.ndarray], shape: tuple[int, ...], dtype: type, fill: float = 0
+) -> np.ndarray:
+    """Stack arrays of up to ``shape`` into one (len(arrs), *shape) array, padded."""
+    out: np.ndarray = np.full((len(arrs), *shape), fill, dtype)
+    for i, a in enumerate(arrs):
+        a = np.asarray(a)
+        sl: tuple[int | slice, ...] = (i, *(slice(0, d) for d in a.shape))
+        out[sl] = a
+    return out
+
+
+def _xf_parts(twin: UnbalancedTwin, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tap-free Yprim, anti-float part and conductor windings of a regulating transformer;
+    checked against the model's own Yprim at the present taps."""
+    t = twin.grid.transformers[twin.net.xf_index[name]]
+    t1 = copy.deepcopy(t)
+    for w in t1.windings:
+        w.tap = 1.0
+    full = transformer_yprim(t1)
+    t1.ppm_antifloat = 0.0
+    core = transformer_yprim(t1)
+    nc = t.phases + 1
+    wind = np.repeat(np.arange(len(t.windings)), nc)
+    taps = np.array([w.tap for w in t.windings])
+    inv = 1.0 / taps[wind]
+    y = core * np.outer(inv, inv) + (full - core)
+    if not np.allclose(y, twin.net.xf_stamps[name].y, rtol=1e-12, atol=1e-12 * np.abs(y).max()):
+        raise ValueError(f"transformer {name}: Yprim does not scale with its taps")
+    return core, full - core, wind
+
+
+def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
+    net = twin.net
+    local = {int(n): i for i, n in enumerate(f.kn)}
+    names, kinds, locs, ys, cores, afs, winds, taps, kvars, states = ([] for _ in range(10))
+    for name, st in net.xf_stamps.items():
+        core, af, wind = _xf_parts(twin, name)
+        t = twin.grid.transformers[net.xf_index[name]]
+        names.append(("xf", name))
+        kinds.append(0)
+        cores.append(core)
+        afs.append(af)
+        winds.append(wind)
+        taps.append(np.array([w.tap for w in t.windings]))
+        kvars.append(np.zeros(1))
+        states.append(np.zeros(1, np.int64))
+        locs.append(np.array([local.get(int(i), -1) for i in st.idx], np.int64))
+        ys.append(st.y)
+    caps = {c.name.lower(): c for c in twin.grid.capacitors}
+    for name, st in net.cap_stamps.items():
+        c = caps[name]
+        c1 = copy.deepcopy(c)
+        c1.kvar, c1.states = [1.0], [1]
+        names.append(("cap", name))
+        kinds.append(1)
+        cores.append(capacitor_yprim(c1))
+        afs.append(np.zeros_like(st.y))
+        winds.append(np.zeros(len(st.idx), np.int64))
+        taps.append(np.ones(1))
+        kvars.append(np.asarray(c.kvar, float)[: len(c.states)])
+        states.append(np.asarray(c.states, np.int64))
+        locs.append(np.array([local.get(int(i), -1) for i in st.idx], np.int64))
+        ys.append(st.y)
+    nc = max([len(x) for x in locs] + [1])
+    nw = max([len(x) for x in taps] + [1])
+    nst = max([len(x) for x in states] + [1])
+    y = _pad(ys, (nc, nc), complex)
+    stamps = Stamps(
+        np.array(kinds, np.int64), np.array([len(x) for x in locs], np.int64),
+        _pad(locs, (nc,), np.int64, -1), y, y.copy(), _pad(cores, (nc, nc), complex),
+        _pad(afs, (nc, nc), complex), _pad(winds, (nc,), np.int64), _pad(taps, (nw,), float, 1.0),
+        _pad(kvars, (nst,), float), _pad(states, (nst,), np.int64),
+        np.array([len(x) for x in states], np.int64),
+    )  # fmt: skip
+    return stamps, {f"{k}:{n}": i for i, (k, n) in enumerate(names)}
+
+
+def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
+    rows, idx, meta = [], [], []
+    for s in twin.regs:
+        c = s.ctl
+        t = twin.grid.transformer(s.xf)
+        w = t.windings[c.tap_winding - 1]
+        rows.append([s.base_v, c.vreg_v, c.band_v, c.ptratio, c.r_v, c.x_v, c.ctprim_a,
+                     c.delay_s, c.tapdelay_s, float(c.tap_winding != c.winding), w.tap_step,
+                     w.min_tap, w.max_tap])  # fmt: skip
+        idx.append(twin.net.xf_stamps[s.xf].idx)
+        meta.append((where[f"xf:{s.xf}"], c.tap_winding - 1, s.hi, s.lo, s.cond))
+    r = len(rows)
+    m = np.array(meta, np.int64).reshape(r, 5)
+    return Regs(
+        m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy(), m[:, 3].copy(),
+        _pad(idx, (nc,), np.int64, -1), m[:, 4].copy(), np.array(rows, float).reshape(r, 13),
+        np.zeros(r, np.int64), np.zeros(r, np.int64), np.full(r, np.nan),
+        np.zeros((r, QMAX)), np.zeros(r, np.int64), np.zeros(r, np.int64), np.zeros(r),
+        np.zeros((r, QMAX)),
+    )  # fmt: skip
+
+
+def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
+    rows, idx, ymon, trows, meta = [], [], [], [], []
+    for s, y in zip(twin.caps, twin._cap_y, strict=True):
+        c = s.ctl
+        rows.append([c.on_setting, c.off_setting, c.vmin_v, c.vmax_v, float(c.volt_override),
+                     c.delay_s, c.delay_off_s, c.dead_time_s, c.ptratio, c.ctratio])  # fmt: skip
+        idx.append(s.idx)
+        ymon.append(y[s.rows])
+        trows.append(np.asarray(s.rows, np.int64))
+        meta.append((where[f"cap:{s.cap}"], _CAP_TYPES[c.type], len(s.rows), s.v_node, s.i_row))
+    n = len(rows)
+    k = max([len(x) for x in idx] + [1])
+    nr = max([len(x) for x in trows] + [1])
+    m = np.array(meta, np.int64).reshape(n, 5)
+    dead = np.array([s.ctl.dead_time_s for s in twin.caps], float)
+    return Caps(
+        m[:, 0].copy(), m[:, 1].copy(), np.array(rows, float).reshape(n, 10),
+        _pad(idx, (k,), np.int64, -1), _pad(ymon, (nr, k), complex), _pad(trows, (nr,), np.int64),
+        m[:, 2].copy(), m[:, 3].copy(), m[:, 4].copy(), np.zeros(n, np.int64), np.zeros(n),
+        np.zeros(n, np.int64), -dead, np.zeros(n, np.int64),
+    )  # fmt: skip
+
+
+def stat_arrays(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray) -> StatArr:
+    """The statistics arrays of ``acc`` (updated in place by the loop) and their inputs."""
+    net = twin.net
+    br = net.branch_rows
+    bp, bi, bx = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex))
+    if br is not None:
+        bp, bi, bx = br.indptr.astype(np.int64), br.indices.astype(np.int64), br.data.astype(complex)  # fmt: skip
+    st = net.src_stamp
+    n1 = len(st.idx) // 2
+    return StatArr(
+        net.vbase_v.astype(float), acc.vmin, acc.vmax, acc.outside, acc.tri.astype(np.int64),
+        acc.vuf_max, acc.vuf_above, bp, bi, bx, rating, acc.overload, acc.max_loading,
+        st.idx[:n1].astype(np.int64), np.ascontiguousarray(st.y[:n1, :n1], complex),
+        net.i_source.astype(complex), 1.0 / net.vbase_v.astype(float) ** 2,
+    )  # fmt: skip
+
+
+class Engine(NamedTuple):
+    """The parts of a packed twin that do not change between runs (built once per twin)."""
+
+    f: SchurLU
+    st: Stamps
+    where: dict[str, int]
+    ld: LoadArr
+
+
+def engine(twin: UnbalancedTwin) -> Engine:
+    """The twin's packed engine (factorised on first use), its stamps set to the twin's
+    present taps and capacitor states."""
+    eng = twin._compiled
+    if not isinstance(eng, Engine):
+        f = build_schur(twin.net, twin.y_loads)
+        st, where = _stamps(twin, f)
+        lb = twin.loads
+        ld = LoadArr(lb.a, lb.b, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu,
+                     np.ascontiguousarray(lb.cvr), np.ascontiguousarray(lb.zip),
+                     twin.yeq_b.astype(complex))  # fmt: skip
+        eng = twin._compiled = Engine(f, st, where, ld)
+        twin.factorisations += 1
+    net = twin.net
+    for name, t in ((n, net.grid.transformers[net.xf_index[n]]) for n in net.xf_stamps):
+        eng.st.taps[eng.where[f"xf:{name}"], : len(t.windings)] = [w.tap for w in t.windings]
+    for c in twin.grid.capacitors:
+        e = eng.where.get(f"cap:{c.name.lower()}")
+        if e is not None:
+            eng.st.state[e, : len(c.states)] = c.states
+    restamp_all(eng.st)
+    update_schur(eng.st, eng.f)
+    return eng
+
+
+def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.ndarray) -> Run:
+    """Everything the compiled loop needs, from the twin's present state (fresh control
+    timers and statistics; the factorisation is the twin's, built once)."""
+    eng = engine(twin)
+    n, m, depth = twin.net.n, twin.loads.m, max(int(opt[2]), 1)
+    w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
+             np.zeros(m, complex), np.zeros((depth, m), complex), np.zeros((depth, m), complex),
+             np.zeros((2, m), complex), opt)  # fmt: skip
+    return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st,
+               _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w)  # fmt: skip
+
+
+def write_back(twin: UnbalancedTwin, run: Run) -> None:
+    """Leave the twin's taps and capacitor states where the run left them."""
+    for i, s in enumerate(twin.regs):
+        twin.set_tap(s.ctl.name, float(run.st.taps[run.rg.stamp[i], run.rg.wind[i]]))
+    cap_names = list(twin.net.cap_stamps)
+    for j, e in enumerate(np.flatnonzero(run.st.kind == 1)):
+        n = int(run.st.nsteps[e])
+        twin.set_cap(cap_names[j], [int(x) for x in run.st.state[e, :n]])

@@ -1,0 +1,125 @@
+"""Drive the compiled QSTS step loop chunk by chunk and collect its :class:`QstsResult`.
+
+Memory is bounded by one chunk of load powers (branches × ``chunk`` complex) plus the
+statistics and one loss value per step; no per-step voltages are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gridpilot.errors import ConvergenceError
+from gridpilot.twin.unbalanced.faststep import Run, run_chunk
+from gridpilot.twin.unbalanced.qsts_fast import pack, stat_arrays, write_back
+from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
+from gridpilot.twin.unbalanced.schur import schur_solve
+
+if TYPE_CHECKING:
+    from gridpilot.twin.unbalanced.qsts import QstsOptions
+    from gridpilot.twin.unbalanced.twin import UnbalancedTwin
+
+
+def _rating(twin: UnbalancedTwin) -> np.ndarray:
+    meta = twin.net.branch_meta
+    rating = np.array([m[3] for m in meta], float) if meta else np.zeros(0)
+    return np.where(rating > 0, rating, np.inf)
+
+
+def run_compiled(
+    twin: UnbalancedTwin,
+    opts: QstsOptions,
+    progress: Callable[[int, int], None] | None,
+    t0: float,
+) -> QstsResult:
+    """Run ``opts`` on the compiled engine (same rules as the Python runner)."""
+    br = twin.net.branch_rows
+    acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
+    opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(max(opts.accel, 0))])
+    f0 = twin.factorisations
+    run = pack(twin, acc, _rating(twin), opt)
+    v = np.zeros(twin.net.n, complex)
+    schur_solve(run.f, twin.net.i_source.astype(complex), v)
+    setup = time.perf_counter() - t0
+    n_log = len(run.rg.stamp) + int(np.sum(run.st.kind == 1))
+    w = max(opts.warmup_steps, 0)
+    if w:
+        scratch = Accumulator(twin.net.nodes, twin.net.vbase_v, len(run.sa.rating))
+        warm = run._replace(sa=stat_arrays(twin, scratch, run.sa.rating))
+        _steps(twin, opts, warm, v, -w, 0, np.zeros(w), np.zeros((0, 0)), None)
+        run.rg.ops[:] = 0
+        run.cp.ops[:] = 0
+    loss = np.zeros(opts.steps)
+    logs = np.zeros((n_log, opts.steps)) if opts.keep_taps else np.zeros((0, 0))
+    c0 = time.process_time()
+    iters = _steps(twin, opts, run, v, 0, opts.steps, loss, logs, progress)
+    cpu = time.process_time() - c0
+    write_back(twin, run)
+    acc.steps = opts.steps
+    res = _result(twin, opts, run, acc, loss, logs, time.perf_counter() - t0, iters)
+    res.setup_s, res.warmup_steps, res.loop_cpu_s = setup, w, cpu
+    res.factorisations = twin.factorisations - f0
+    return res
+
+
+def _steps(  # noqa: PLR0913
+    twin: UnbalancedTwin, opts: QstsOptions, run: Run, v: np.ndarray, first: int, stop: int,
+    loss: np.ndarray, logs: np.ndarray, progress: Callable[[int, int], None] | None,
+) -> int:  # fmt: skip
+    """Steps ``first … stop`` (relative to ``opts.start_h``) in chunks; iterations taken."""
+    from gridpilot.twin.unbalanced.qsts import load_multipliers
+
+    iters, n_log = 0, logs.shape[0]
+    for k0 in range(first, stop, opts.chunk):
+        k1 = min(k0 + opts.chunk, stop)
+        s = np.ascontiguousarray(twin.loads.s_va[:, None] * load_multipliers(twin, opts, k0, k1))
+        lg = np.zeros((n_log, k1 - k0)) if logs.shape[1] else np.zeros((0, 0))
+        a, b = k0 - first, k1 - first
+        done, it = run_chunk(run, s, k0, opts.start_h * 3600.0, opts.resolution_s, v,
+                             loss[a:b], lg)  # fmt: skip
+        iters += it
+        if logs.shape[1]:
+            logs[:, a:b] = lg
+        if done < k1 - k0:
+            write_back(twin, run)
+            raise ConvergenceError(
+                f"{twin.grid.name}: power flow did not converge in {twin.opts.max_iter} "
+                f"iterations at step {k0 + done}",
+                steps=[k0 + done],
+            )
+        if progress and k1 > 0:
+            progress(k1, stop)
+    return iters
+
+
+def _result(  # noqa: PLR0913
+    twin: UnbalancedTwin, opts: QstsOptions, run: Run, acc: Accumulator, loss: np.ndarray,
+    logs: np.ndarray, elapsed: float, iters: int,
+) -> QstsResult:  # fmt: skip
+    h = opts.resolution_s / 3600.0
+    tap_ops = {s.ctl.name.lower(): int(run.rg.ops[i]) for i, s in enumerate(twin.regs)}
+    cap_ops = {s.cap: 0 for s in twin.caps}
+    for i, s in enumerate(twin.caps):
+        cap_ops[s.cap] += int(run.cp.ops[i])
+    tap_series: dict[str, np.ndarray] = {}
+    cap_series: dict[str, np.ndarray] = {}
+    if opts.keep_taps:
+        tap_series = {s.ctl.name.lower(): logs[i] for i, s in enumerate(twin.regs)}
+        stamped = list(twin.net.cap_stamps)
+        nr = len(twin.regs)
+        for name, st in twin.cap_states().items():
+            j = stamped.index(name) if name in stamped else -1
+            cap_series[name] = (
+                logs[nr + j].astype(int) if j >= 0 else np.full(opts.steps, sum(st), int)
+            )
+    return QstsResult(
+        grid=twin.grid.name, steps=acc.steps, resolution_s=opts.resolution_s, nodes=acc.nodes,
+        vmin_pu=acc.vmin, vmax_pu=acc.vmax, hours_outside_a=acc.outside * h,
+        vuf_buses=acc.buses, vuf_max_pct=acc.vuf_max, vuf_hours_above_2pct=acc.vuf_above * h,
+        losses_kw=loss, tap_ops=tap_ops, cap_ops=cap_ops, branch_meta=twin.net.branch_meta,
+        overload_hours=acc.overload * h, max_loading=acc.max_loading, elapsed_s=elapsed,
+        factorisations=0, iterations=iters, tap_series=tap_series, cap_series=cap_series,
+    )  # fmt: skip

@@ -1,0 +1,253 @@
+"""The three-phase world: time through the load shapes, physics per node-phase, switching,
+alarms per node-phase, and the loop running on it (issue #17, items 6 and 7)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gridpilot.agent import Orchestrator, ThreePhaseWorld
+from gridpilot.agent.world3p import three_phase_grid
+from gridpilot.agent.worldtypes import AlarmingWorld, PhaseAwareWorld, World
+from gridpilot.errors import UnknownComponentError, ValidationError
+from gridpilot.model import OperatingLimits
+from gridpilot.model.threephase.balanced import balanced_view, positive_sequence_z
+from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.islands import energised_subgrid, live_buses
+
+EVENING = 200 * 96 + 17 * 4  # a summer day, 17:00
+NIGHT = 200 * 96 + 4 * 4  # the same day, 04:00
+
+
+@pytest.fixture(scope="module")
+def g3():
+    return three_phase_grid("ieee123")
+
+
+@pytest.fixture
+def world(g3):
+    return ThreePhaseWorld(g3, start_step=EVENING, noise=0.0)
+
+
+def test_world_is_a_phase_aware_alarming_world(world) -> None:
+    assert isinstance(world, World)
+    assert isinstance(world, PhaseAwareWorld)
+    assert isinstance(world, AlarmingWorld)
+    assert world.phase_result() is None  # nothing solved yet
+
+
+def test_observation_is_the_unbalanced_physics(world, g3) -> None:
+    obs = world.observe()
+    res = world.phase_result()
+    assert obs.converged and obs.energised.all()
+    assert len(res.nodes) == len(g3.nodes())
+    v = res.v_pu
+    assert v.min() > 0.9 and v.max() < 1.1
+    # telemetry per view bus: the node-phase of that bus furthest from 1 pu
+    for k, nodes in enumerate(world._bus_nodes):
+        if nodes.size:
+            dev = v[nodes] - 1.0
+            assert obs.v_pu[k] == pytest.approx(v[nodes][np.argmax(np.abs(dev))])
+    # power balance: the head supplies the served loads and devices plus the losses
+    inj = world.controlled(world.demand())
+    dem = obs.load_p_mw.sum() + obs.ev_p_mw.sum() + obs.flex_p_mw.sum() + obs.storage_p_mw.sum()
+    dem -= obs.gen_p_mw.sum()
+    assert obs.losses_kw > 0
+    assert obs.source_p_mw == pytest.approx(dem + obs.losses_kw / 1e3, rel=0.03)
+    assert inj["load_p_mw"].sum() == pytest.approx(obs.load_p_mw.sum())
+
+
+def test_time_follows_the_feeders_load_shape(g3) -> None:
+    day = ThreePhaseWorld(g3, start_step=EVENING, noise=0.0, fleet=False)
+    night = ThreePhaseWorld(g3, start_step=NIGHT, noise=0.0, fleet=False)
+    p_day, p_night = day.observe().load_p_mw.sum(), night.observe().load_p_mw.sum()
+    shape = g3.loadshapes["default"]
+    ratio = shape.at(np.array([4.0]))[0] / shape.at(np.array([17.0]))[0]
+    assert p_night / p_day == pytest.approx(ratio, rel=0.02)
+    assert p_day == pytest.approx(
+        sum(ld.kw for ld in g3.loads) / 1e3 * shape.at(np.array([17.0]))[0], rel=0.02
+    )
+
+
+def test_noise_moves_each_load(g3) -> None:
+    a = ThreePhaseWorld(g3, start_step=EVENING, noise=0.05, seed=1)
+    b = ThreePhaseWorld(g3, start_step=EVENING, noise=0.0)
+    assert a.observe().source_p_mw != pytest.approx(b.observe().source_p_mw, rel=1e-4)
+
+
+def test_regulators_act_in_time(world) -> None:
+    for _ in range(3):
+        world.observe()
+        world.advance()
+    taps = world.phase_result().taps
+    assert world.physics.tap_ops > 0
+    assert any(abs(t - 1.0) > 1e-6 for t in taps.values())
+    v = world.phase_result().v_pu
+    assert v.max() < 1.06 and v.min() > 0.94
+
+
+def test_opening_a_switch_darkens_its_section_per_node_phase(world, g3) -> None:
+    world.observe()
+    sid = next(k for k, b in world.view.switch_branch.items() if b == "sw3")
+    world.set_switch(sid, False)
+    obs = world.observe()
+    dead = {b for b, _ in g3.nodes()} - live_buses(g3, ["sw3"])
+    assert dead  # sw3 feeds a lateral
+    names = world.view.bus_name
+    assert {names[k] for k in np.flatnonzero(~obs.energised)} == dead
+    res, live = world.phase_result(), world.live_nodes()
+    for i, (b, _) in enumerate(res.nodes):
+        assert live[i] == (b not in dead)
+        if b in dead:
+            assert res.v_pu[i] == 0.0
+    assert obs.load_p_mw.sum() < world.controlled(world.demand())["load_p_mw"].sum()
+    world.set_switch(sid, True)
+    assert world.observe().energised.all()
+
+
+def test_alarms_name_node_phases(g3) -> None:
+    tight = ThreePhaseWorld(g3, start_step=EVENING, limits=OperatingLimits(0.999, 1.001))
+    tight.observe()
+    al = tight.alarms
+    assert "phase_undervoltage" in al or "phase_overvoltage" in al
+    nodes = [n for a in al.values() for n in a["nodes"]]
+    assert nodes and all(n.rsplit(".", 1)[1] in ("1", "2", "3") for n in nodes)
+    wide = ThreePhaseWorld(g3, start_step=EVENING, limits=OperatingLimits(0.5, 1.5))
+    wide.observe()
+    assert wide.alarms == {}
+
+
+def test_fault_on_a_missing_phase_is_named(world, g3) -> None:
+    one = next(b for b in g3.branches if b.kind == "line" and b.phases == 1)
+    have = one.t1.nodes[0]
+    other = next(p for p in "abc" if "abc".index(p) + 1 != have)
+    with pytest.raises(ValidationError, match=one.name):
+        world.inject("fault", branch=one.name, phases=other)
+    with pytest.raises(ValidationError, match="branch"):
+        world.inject("fault", branch="no-such-line")
+    ev = world.inject("fault", branch=one.name, phases="abc"[have - 1])
+    assert ev["phases"] == [have]
+
+
+def test_balanced_view_keeps_the_topology(g3) -> None:
+    view = balanced_view(g3)
+    g = view.grid
+    assert len(g.line) == sum(b.enabled for b in g3.branches)
+    assert sorted(view.switch_branch.values()) == sorted(
+        b.name.lower() for b in g3.branches if b.kind == "switch"
+    )
+    assert int((g.switch["kind"] == 0).sum()) >= 1  # the feeder-head switch is a breaker
+    z = np.array([[2 + 2j, 1 + 1j, 1 + 1j], [1 + 1j, 2 + 2j, 1 + 1j], [1 + 1j, 1 + 1j, 2 + 2j]])
+    b = next(b for b in g3.branches if b.phases == 3)
+    b2 = type(b)(**{**b.__dict__, "z_ohm": z})
+    assert positive_sequence_z(b2) == pytest.approx(1 + 1j)
+    from gridpilot.twin import Twin
+
+    bal = Twin(g, engine="pgm").powerflow()
+    unb = UnbalancedTwin(g3).powerflow(control_mode="off")
+    assert bal.converged
+    assert bal.losses_kw == pytest.approx(unb.losses_kw, rel=0.25)
+
+
+def test_energised_subgrid(g3) -> None:
+    en = energised_subgrid(g3, ["SW3"])
+    assert en.dead and en.live.isdisjoint(en.dead)
+    assert all(ld.terminal.bus in en.live for ld in en.grid.loads)
+    assert UnbalancedTwin(en.grid).powerflow().v_pu.min() > 0.5
+    with pytest.raises(UnknownComponentError):
+        energised_subgrid(g3, ["nope"])
+
+
+def test_the_loop_runs_and_heals_on_ieee123(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    orch = Orchestrator(world)
+    orch.run(2)
+    orch.inject("fault", line=world.view.branch_line()["l60"])
+    orch.step()
+    dark_after_trip = int((~orch.last.energised).sum())
+    orch.run(3)
+    assert dark_after_trip > 0
+    assert int((~orch.last.energised).sum()) < dark_after_trip  # FLISR restored a part
+    assert orch.counters["steps"] == 6
+    kinds = [e["kind"] for e in orch.events]
+    assert "policy_error" not in kinds
+
+
+def test_guard_checks_switching_plans_per_node_phase(g3) -> None:
+    from gridpilot.agent.actions import Action, Plan
+
+    world = ThreePhaseWorld(g3, start_step=NIGHT, noise=0.0)  # no head overload at night
+    orch = Orchestrator(world, policies=[])
+    sid = next(k for k, b in world.view.switch_branch.items() if b == "sw3")
+    world.set_switch(sid, False)
+    orch.run(2)
+    plan = Plan(source="test", actions=[Action("switch", sid, 1.0)], reason="close sw3")
+    closed = orch.last.switch_closed
+    inj = world.controlled(world.demand())
+    v = orch.guard.check(plan, switch_closed=closed, injections=inj)
+    assert v.ok, v.reasons
+    assert "simulated per node-phase in the three-phase twin" in v.checks
+    npf = v.after["node_phase"]
+    assert npf["vmin_node_phase"].rsplit(".", 1)[1] in ("1", "2", "3")
+    assert 0.9 < npf["vmin_node_phase_pu"] <= npf["vmax_node_phase_pu"] < 1.1
+    # a band the re-energised lateral's node-phases cannot meet: refused, naming one
+    reasons, _ = orch.guard.phase.check(
+        closed, ~np.zeros_like(closed), inj, inj, (0.999, 1.001), 0.0
+    )
+    assert reasons and any("node-phase" in r for r in reasons)
+
+
+def test_customer_meters_report_signed_rows_per_phase(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    orch = Orchestrator(world, meters=True)
+    n_meters = world.meters.feeder_load.size
+    assert n_meters == sum(ld.kind == "load" and ld.enabled for ld in g3.loads)
+    orch.run(16)  # one 15-minute interval
+    assert orch.counters["meter_rows"] == n_meters
+    assert orch.counters["meter_frames_rejected"] == 0
+    assert not {"non_technical_loss", "theft_suspected"} & set(orch.alarms)
+
+
+def test_tampered_meters_report_less(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    world.inject_theft([0, 5], 0.5)
+    for _ in range(15):
+        world.observe()
+        world.advance()
+    m = world.meters
+    assert m.e_true[0] > 0
+    assert m.e_rep[[0, 5]] == pytest.approx(0.5 * m.e_true[[0, 5]])
+    assert m.e_rep[1] == pytest.approx(m.e_true[1])
+    with pytest.raises(ValidationError, match="factor"):
+        world.inject_theft([1], 1.5)
+
+
+def test_the_views_regulators_start_at_the_feeders_taps(g3) -> None:
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    t = world.grid.transformer
+    assert int(np.abs(t["tap_pos"]).sum()) > 0  # ieee123's regulators boost at the evening peak
+    reg1 = next(k for k, m in world.view.transformer_members.items() if m == ["reg1a"])
+    tap = world.physics.taps["creg1a"]
+    pos = int(t["tap_pos"][int(t.index_of(reg1)[0])])
+    assert pos == round((tap - 1.0) / 0.00625)
+    orch = Orchestrator(world)
+    orch.run(6)
+    assert orch.counters["bad_data_removed"] == 0  # the loop's model agrees with the telemetry
+
+
+def test_demo_fleet_sits_on_three_phase_primary_buses(g3) -> None:
+    from gridpilot.agent.world3p import fleet_buses
+
+    view = balanced_view(g3)
+    cand = fleet_buses(view, g3)
+    phases: dict[str, set[int]] = {}
+    for b, n in g3.nodes():
+        phases.setdefault(b, set()).add(n)
+    assert cand.size > 10
+    for bid in cand:
+        name = view.bus_name[int(bid) - 1]
+        assert {1, 2, 3} <= phases[name]
+        assert g3.bus_kv_ln[name] > 1.0
+    world = ThreePhaseWorld(g3, start_step=EVENING)
+    for table in ("generator", "storage", "ev_charger", "flex_load"):
+        assert set(world.grid[table]["bus"].tolist()) <= set(cand.tolist())

@@ -1,0 +1,144 @@
+"""The compiled QSTS engine (numba step loop, Schur-complement solves) against the Python
+runner and against OpenDSS: same operations, same statistics, any chunking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gridpilot.errors import ValidationError
+from gridpilot.model.importers.opendss import DssSession, grid_from_session
+from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.network import variable_y
+from gridpilot.twin.unbalanced.qsts_fast import unsupported
+from gridpilot.twin.unbalanced.reference import add_shape, dss_qsts, reset_taps
+from gridpilot.twin.unbalanced.schur import build_schur, schur_solve
+
+
+def _shape(n: int, minutes: float, seed: int = 3) -> np.ndarray:
+    t = np.arange(n) * minutes / 60.0
+    rng = np.random.default_rng(seed)
+    return 0.5 + 0.4 * np.sin(2 * np.pi * (t - 8) / 24) ** 2 + 0.06 * rng.standard_normal(n)
+
+
+def _twin(master: Path, mult: np.ndarray, minutes: float) -> tuple[DssSession, UnbalancedTwin]:
+    s = DssSession()
+    s.compile(master)
+    reset_taps(s)
+    add_shape(s, "q", mult, minutes)
+    return s, UnbalancedTwin(grid_from_session(s, master.stem))
+
+
+def test_schur_solve_is_as_accurate_as_the_full_factorisation() -> None:
+    _, tw = _twin(feeder_master("ieee13"), _shape(4, 15), 15)
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal(tw.net.n) + 1j * rng.standard_normal(tw.net.n)
+    f = build_schur(tw.net, tw.y_loads)
+    out = np.zeros(tw.net.n, complex)
+    schur_solve(f, b, out)
+    ref = tw.factor().solve(b[:, None])[:, 0]
+    y = tw.net.y_fixed + variable_y(tw.net) + tw.y_loads
+    res_ours, res_ref = np.abs(y @ out - b).max(), np.abs(y @ ref - b).max()
+    assert res_ours <= 10 * res_ref + 1e-12 * np.abs(b).max()
+    assert np.abs(out - ref).max() <= 1e-7 * np.abs(ref).max()  # Y is ill-conditioned
+    assert len(f.kn) > 0 and len(f.nk) + len(f.kn) == tw.net.n
+
+
+def test_compiled_engine_matches_python_runner_and_opendss() -> None:
+    steps = 96
+    mult = _shape(steps, 15)
+    s, tw = _twin(feeder_master("ieee13"), mult, 15)
+    fast = tw.qsts(steps, 900.0, engine="compiled", keep_taps=True)
+    _, tw2 = _twin(feeder_master("ieee13"), mult, 15)
+    slow = tw2.qsts(steps, 900.0, engine="python", keep_taps=True)
+    ref = dss_qsts(s, steps, 900.0)
+    assert sum(ref.tap_ops.values()) > 10
+    assert fast.tap_ops == slow.tap_ops == ref.tap_ops
+    for name, series in fast.tap_series.items():
+        assert np.array_equal(series, slow.tap_series[name])
+    assert np.abs(fast.vmin_pu - slow.vmin_pu).max() < 1e-6
+    assert np.abs(fast.vmax_pu - slow.vmax_pu).max() < 1e-6
+    assert np.abs(fast.losses_kw - slow.losses_kw).max() < 1e-3 * np.abs(slow.losses_kw).max()
+    assert np.abs(fast.max_loading - slow.max_loading).max() < 1e-5
+    assert np.abs(fast.vuf_max_pct - slow.vuf_max_pct).max() < 1e-4
+    assert fast.iterations >= steps and fast.factorisations == 1
+    assert tw.taps() == tw2.taps()  # the twin is left where the run ended
+
+
+def test_chunks_do_not_change_the_run() -> None:
+    steps = 60
+    mult = _shape(steps, 15)
+    _, tw = _twin(feeder_master("ieee13"), mult, 15)
+    a = tw.qsts(steps, 900.0, engine="compiled")
+    _, tw2 = _twin(feeder_master("ieee13"), mult, 15)
+    b = tw2.qsts(steps, 900.0, engine="compiled", chunk=7)
+    assert a.tap_ops == b.tap_ops
+    assert np.array_equal(a.vmin_pu, b.vmin_pu) and np.array_equal(a.losses_kw, b.losses_kw)
+
+
+def test_plain_fixed_point_and_anderson_reach_the_same_run() -> None:
+    steps = 48
+    mult = _shape(steps, 15)
+    _, tw = _twin(feeder_master("ieee13"), mult, 15)
+    a = tw.qsts(steps, 900.0, engine="compiled", accel=0)
+    _, tw2 = _twin(feeder_master("ieee13"), mult, 15)
+    b = tw2.qsts(steps, 900.0, engine="compiled", accel=3)
+    assert a.tap_ops == b.tap_ops
+    assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-6
+
+
+def test_unknown_engine_is_a_named_error_and_overridden_solve_falls_back() -> None:
+    _, tw = _twin(feeder_master("ieee13"), _shape(4, 15), 15)
+    with pytest.raises(ValidationError, match="engine"):
+        tw.qsts(4, 900.0, engine="gpu")
+
+    class Custom(UnbalancedTwin):
+        def solve(self, s_steps: np.ndarray, v0: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+            return super().solve(s_steps, v0)
+
+    c = Custom(tw.grid)
+    assert unsupported(c) is not None and unsupported(tw) is None
+    with pytest.raises(ValidationError, match="compiled"):
+        c.qsts(4, 900.0, engine="compiled")
+    assert c.qsts(4, 900.0).steps == 4  # auto: the Python runner
+
+
+def test_time_chunks_with_warmup_merge_into_one_run() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gridpilot.twin.unbalanced.qsts import QstsOptions
+    from gridpilot.twin.unbalanced.qsts_parallel import qsts_on, time_chunks
+
+    steps = 96
+    mult = _shape(steps, 15)
+    _, tw = _twin(feeder_master("ieee13"), mult, 15)
+    grid = tw.grid
+    whole = UnbalancedTwin(grid).qsts(steps, 900.0)
+    opts = QstsOptions(steps=steps, resolution_s=900.0)
+    chunks = time_chunks(opts, 3, 8)
+    assert [c.steps for c in chunks] == [32, 32, 32] and chunks[1].warmup_steps == 8
+    assert chunks[2].start_h == pytest.approx(16.0)
+    with ThreadPoolExecutor(2) as ex:
+        split = qsts_on(ex, grid, opts, parts=3, warmup_steps=8)
+    assert split.steps == steps and len(split.losses_kw) == steps
+    assert split.warmup_steps == 16
+    # the first chunk is exact; later ones start from settled controls after the warm-up
+    assert np.allclose(split.losses_kw[:32], whole.losses_kw[:32])
+    ops_whole, ops_split = sum(whole.tap_ops.values()), sum(split.tap_ops.values())
+    assert abs(ops_split - ops_whole) <= 0.25 * ops_whole
+    # regulators may rest elsewhere in their band after a warm-up: within a band's width
+    assert np.abs(split.vmax_pu - whole.vmax_pu).max() < 1e-2
+
+
+def test_compiled_kernels_are_cached_after_a_run() -> None:
+    """Every cached kernel of the engine has on-disk code after one run (so ``gridpilot
+    warmup`` covers them and the CLI does not announce a compile on each start)."""
+    from gridpilot.kernels import cold_modules
+
+    _, tw = _twin(feeder_master("ieee13"), _shape(4, 15), 15)
+    tw.qsts(2, 900.0)
+    mods = [f"gridpilot.twin.unbalanced.{m}" for m in ("schur", "fastctl", "faststep", "loads")]
+    assert cold_modules(mods) == []
