@@ -444,10 +444,10 @@ def _openstef307(args: argparse.Namespace, err: Console) -> int:
             r["method"],
             "weather" if r["covariates"] else "-",
             f"{r['mae']:.3f}",
-            str(r.get("rmse", "-")),
-            str(r.get("gain_vs_naive_pct", "-")),
+            "-" if r["rmse"] is None else f"{r['rmse']:.3f}",
+            f"{r['gain_vs_naive_pct']:.1f}",
             f"{100 * r['coverage_p10_p90']:.0f} %",
-            str(r.get("train_s", "-")),
+            "-" if r["train_s"] is None else f"{r['train_s']:.1f}",
         )
     Console().print(t)
     Console().print(out["targets"])

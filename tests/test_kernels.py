@@ -93,3 +93,18 @@ def test_discovery_finds_a_cached_kernel_module_and_skips_others(tmp_path: Path)
         "from numba import njit\n\n@njit\ndef g(x):\n    return x\n"
     )
     assert kernels.discover_kernel_modules(tmp_path, "pkg") == ("pkg.sub.fast",)
+
+
+def test_each_command_asks_only_about_real_kernel_modules_it_needs() -> None:
+    """Every module a command's notice checks is a kernel module; a balanced power flow
+    does not check the unbalanced solver or FLISR, and a command without kernels none."""
+    for cmd, mods in kernels.COMMAND_KERNELS.items():
+        assert mods and set(mods) <= set(kernels.KERNEL_MODULES), cmd
+    assert kernels.command_kernels("powerflow") == ("gridpilot.twin.radial_kernel",)
+    assert not any("unbalanced" in m for m in kernels.command_kernels("flisr"))
+    assert "gridpilot.control.flisr._kernels" in kernels.command_kernels("reconfigure")
+    assert set(kernels.command_kernels("qsts")) == {
+        "gridpilot.twin.unbalanced.loads",
+        "gridpilot.twin.unbalanced.trisolve",
+    }
+    assert kernels.command_kernels("forecast") == ()

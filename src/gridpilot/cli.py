@@ -36,26 +36,6 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-# commands whose first run in a fresh installation compiles numba kernels
-_KERNEL_COMMANDS = frozenset(
-    {
-        "powerflow",
-        "timeseries",
-        "qsts",
-        "hosting-capacity",
-        "cvr",
-        "estimate",
-        "flisr",
-        "reconfigure",
-        "demo",
-        "serve",
-        "scenario",
-        "field",
-        "flex",
-    }
-)
-
-
 @app.command()
 def warmup() -> None:
     """Compile and cache the numba kernels now (``make`` runs this once after installing)."""
@@ -104,11 +84,12 @@ def main() -> None:
     import sys
 
     _register()
-    if len(sys.argv) > 1 and sys.argv[1] in _KERNEL_COMMANDS and "--help" not in sys.argv:
-        from gridpilot.kernels import KERNEL_MODULES, compile_notice
+    if len(sys.argv) > 1 and "--help" not in sys.argv:
+        from gridpilot.kernels import command_kernels, compile_notice
 
-        twin_only = sys.argv[1] in ("powerflow", "timeseries")
-        with compile_notice(("gridpilot.twin.radial_kernel",) if twin_only else KERNEL_MODULES):
-            app()
-        return
+        modules = command_kernels(sys.argv[1])  # only those the command may compile
+        if modules:
+            with compile_notice(modules):
+                app()
+            return
     app()

@@ -40,6 +40,39 @@ def discover_kernel_modules(
 
 KERNEL_MODULES: tuple[str, ...] = discover_kernel_modules()
 
+_RADIAL = ("gridpilot.twin.radial_kernel",)
+_UNBALANCED = ("gridpilot.twin.unbalanced.loads", "gridpilot.twin.unbalanced.trisolve")
+_SWITCHING = (
+    *_RADIAL,
+    "gridpilot.control.radial_sweep",
+    "gridpilot.control.sections",
+    "gridpilot.control.flisr._kernels",
+)
+# the kernel modules each CLI command may call (the notice asks numba only about those, so a
+# balanced power flow does not import the unbalanced solver or FLISR to check their cache);
+# the loop's commands (demo, serve, scenario) run every kind of grid and control: all of them
+COMMAND_KERNELS: dict[str, tuple[str, ...]] = {
+    "powerflow": _RADIAL,
+    "timeseries": _RADIAL,
+    "qsts": _UNBALANCED,
+    "hosting-capacity": (*_RADIAL, *_UNBALANCED),
+    "cvr": (*_RADIAL, *_UNBALANCED),
+    "estimate": (*_RADIAL, *_UNBALANCED),
+    "flisr": _SWITCHING,
+    "reconfigure": _SWITCHING,
+    "field": _RADIAL,
+    "flex": (*_RADIAL, *_UNBALANCED),  # also on three-phase feeders (flex/phase_cli.py)
+    "demo": KERNEL_MODULES,
+    "serve": KERNEL_MODULES,
+    "scenario": KERNEL_MODULES,
+}
+
+
+def command_kernels(command: str) -> tuple[str, ...]:
+    """The kernel modules the CLI command ``command`` may compile on its first run (empty for
+    a command that calls no kernel)."""
+    return COMMAND_KERNELS.get(command, ())
+
 
 def _dispatchers(module: str) -> list[Any]:
     """The ``@njit(cache=True)`` dispatchers defined in ``module`` (imported here)."""

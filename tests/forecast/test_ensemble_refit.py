@@ -167,3 +167,14 @@ def test_retune_window_follows_the_better_member_and_sees_only_the_past() -> Non
 def test_retune_window_bad_value() -> None:
     with pytest.raises(ValidationError, match="retune_window"):
         EnsembleForecaster(24, members=[SeasonalNaive(24), SeasonalNaive(24)], retune_window=0)
+
+
+def test_train_s_counts_the_fit_and_every_periodic_refit() -> None:
+    obs, _ = make_series(days=40)
+    m = LinearForecaster(24, lookback=48).fit(obs.iloc[: 30 * 24])
+    fit_s = m.train_s_
+    assert fit_s > 0.0
+    m.refit_until(obs.to_numpy(), obs.index, None, 35 * 24)
+    once = m.train_s_
+    m.refit_until(obs.to_numpy(), obs.index, None, 40 * 24)
+    assert fit_s < once < m.train_s_  # each refit's time is added

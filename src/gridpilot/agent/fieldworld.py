@@ -23,11 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gridpilot.agent.world import AGENT_ENGINE, Observation, demand_response
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.field import Command, DeviceFleet, FieldEvent, FieldSimulator, FleetConfig
 from gridpilot.field.simulator import FieldReadings
+from gridpilot.field.weather import WeatherSeries, unit_output, weather_forecast
 from gridpilot.model import Grid
 from gridpilot.twin import profiles_for
 
@@ -45,7 +47,10 @@ class FieldWorld:
     ``FieldWorld(grid, step_s=60, start_step=0, fleet=None, seed=0)``: one step is ``step_s``
     seconds from profile step ``start_step`` (15-minute profiles); ``fleet`` a
     :class:`~gridpilot.field.FleetConfig` (default :data:`FIELD_WORLD_FLEET`, one household
-    per 0.8 kW of load) or a built :class:`~gridpilot.field.DeviceFleet`. ``dr_share`` is 0: no
+    per 0.8 kW of load) or a built :class:`~gridpilot.field.DeviceFleet`; ``weather`` a
+    :class:`~gridpilot.field.weather.WeatherSeries` that the field's PV and wind follow, whose
+    forecast the world then issues (a :class:`~gridpilot.agent.worldtypes.WeatherWorld`: the
+    loop forecasts PV and wind from it). ``dr_share`` is 0: no
     blanket curtailment of loads; demand response acts on the grid's flexible loads
     (:meth:`set_dr`) and on household devices through :meth:`apply`.
     """
@@ -60,6 +65,7 @@ class FieldWorld:
         seed: int = 0,
         horizon_steps: int = 96 * 8,
         engine: str = AGENT_ENGINE,
+        weather: WeatherSeries | None = None,
     ) -> None:
         if not step_s > 0:
             raise ValidationError(
@@ -86,7 +92,10 @@ class FieldWorld:
             substation_meters=True,
             seed=seed,
             engine=engine,
+            weather=weather,
         )
+        self.weather = weather
+        self.seed = int(seed)
         self.t = 0
         self.dr_share = 0.0
         self.dr_level = 0.0
@@ -108,6 +117,33 @@ class FieldWorld:
     def advance(self) -> None:
         """Move to the next step (the field is stepped by the next :meth:`observe`)."""
         self.t += 1
+
+    # --- the weather (a WeatherWorld) -------------------------------------------------------------
+    def weather_forecast(self, horizon_steps: int, history_steps: int = 0) -> pd.DataFrame | None:
+        """The weather service's forecast issued now (None without a weather series): the
+        ``history_steps`` analysed rows before now and the next ``horizon_steps`` rows of the
+        weather's grid, the error growing with lead (:func:`gridpilot.field.weather.weather_forecast`;
+        seeded by the world's seed and the issue time)."""
+        if self.weather is None:
+            return None
+        return weather_forecast(
+            self.weather,
+            pd.Timestamp(self.time),
+            int(horizon_steps),
+            history_steps=int(history_steps),
+            seed=self.seed,
+        )
+
+    def renewable_history(self, history_steps: int) -> pd.DataFrame | None:
+        """What a unit of the field's PV (kW per kWp) and wind (per unit of rating) produced
+        in each of the ``history_steps`` weather-grid steps before now (the plants' metered
+        history, before any curtailment or trip: the counterfactual output), columns ``pv``
+        and ``wind``; None without a weather series."""
+        if self.weather is None:
+            return None
+        wx = self.weather_forecast(0, history_steps)
+        assert wx is not None
+        return unit_output(wx)
 
     # --- the field's state, as commanded (the world side; the controller sees Observation) --------
     @property

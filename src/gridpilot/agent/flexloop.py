@@ -18,6 +18,7 @@ import numpy as np
 from gridpilot.agent.loopstate import LoopState
 from gridpilot.agent.world import EV_DR_SHARE, Observation
 from gridpilot.agent.worldtypes import EvDeferringWorld
+from gridpilot.model import GenKind
 from gridpilot.telemetry import wire_text
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,9 @@ class FlexLoop(LoopState):
             pf = g.load["q_mvar"] / np.where(g.load["p_mw"] > 0, g.load["p_mw"], 1.0)
         out = {"load_p_mw": lp, "load_q_mvar": lp * pf[None, :]}
         if len(g.generator):
-            col = np.asarray(self._cols["gen_p"])
-            idx = self._prof.index.astype("datetime64[s]")
             now = self.last.time.astype("datetime64[s]")
             times = np.concatenate([[now], now + np.rint(m * 60).astype("timedelta64[s]")])
-            at = np.clip(np.searchsorted(idx, times, "right") - 1, 0, idx.size - 1)
-            vals = self._prof.values
-            shape = np.where(col[None, :] >= 0, vals[at][:, np.clip(col, 0, None)], 1.0)
+            shape = self._gen_shape(times)
             pn = g.generator["p_mw"]
             exp_now = pn * shape[0]
             level = np.where(
@@ -125,6 +122,23 @@ class FlexLoop(LoopState):
         if len(g.flex_load):
             out["flex_p_mw"] = np.tile(self.flex_est_mw, (k, 1))
         return out
+
+    def _gen_shape(self, times: np.ndarray) -> np.ndarray:
+        """Per-unit output forecast of each generator at ``times`` (datetime64[s]), (k, n_gen):
+        the weather-driven PV and wind forecast where the world gives a weather forecast, else
+        (and for other generators) the generator's profile shape."""
+        g = self.grid
+        col = np.asarray(self._cols["gen_p"])
+        idx = self._prof.index.astype("datetime64[s]")
+        at = np.clip(np.searchsorted(idx, times, "right") - 1, 0, idx.size - 1)
+        shape = np.where(col[None, :] >= 0, self._prof.values[at][:, np.clip(col, 0, None)], 1.0)
+        rf = self.renewable_forecast
+        wx = rf.shape(times) if rf is not None else None
+        if wx is not None:
+            kind = np.asarray(g.generator["kind"])
+            shape = np.where((kind == GenKind.PV)[None, :], wx["pv"].to_numpy()[:, None], shape)
+            shape = np.where((kind == GenKind.WIND)[None, :], wx["wind"].to_numpy()[:, None], shape)
+        return np.asarray(shape, np.float64)
 
     def _flex_tick(self, obs: Observation) -> list[Any]:
         """FlexDR's step: the metered load (dark loads at their estimated demand, so that a

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from gridpilot.agent.audit import AuditLog
     from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet
     from gridpilot.agent.flexlink import FlexDR
-    from gridpilot.agent.forecasting import LoadForecast
+    from gridpilot.agent.forecasting import LoadForecast, RenewableForecast
     from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
     from gridpilot.agent.marketlink import MarketLink
     from gridpilot.agent.meters import MeterPath
@@ -173,6 +173,7 @@ class LoopState:
     _prof: Profiles
     _cols: dict[str, Any]
     load_forecast: LoadForecast
+    renewable_forecast: RenewableForecast | None
     _signal_grid: Grid
     _signals: Any
     market: MarketLink | None

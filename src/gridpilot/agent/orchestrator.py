@@ -22,7 +22,7 @@ from gridpilot.agent.actions import Action
 from gridpilot.agent.audit import AuditLog
 from gridpilot.agent.estimating import LoopEstimator, SensorSet
 from gridpilot.agent.flexloop import FlexLoop
-from gridpilot.agent.forecasting import LoadForecast
+from gridpilot.agent.forecasting import LoadForecast, RenewableForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard
 from gridpilot.agent.loopstate import (
     MODES,
@@ -45,6 +45,7 @@ from gridpilot.agent.worldtypes import (
     DeviceWorld,
     MeteredWorld,
     PhaseAwareWorld,
+    WeatherWorld,
     World,
 )
 from gridpilot.errors import ValidationError
@@ -132,6 +133,9 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
         prof, cols = profiles_for(self.grid, self.world.start_step + 96 * 8)
         self._prof, self._cols = prof, cols
         self.load_forecast = LoadForecast(prof.index, prof.values, cols["load_p"])
+        # PV and wind from the world's weather forecast, where it issues one (else profiles)
+        w = self.world
+        self.renewable_forecast = RenewableForecast(w) if isinstance(w, WeatherWorld) else None
         self.market = MarketLink.create(self.grid)
 
     def _init_sensing(

@@ -1,11 +1,11 @@
 """What the orchestrator needs of a world: :class:`World`, and the optional capabilities as small
 sub-protocols (:class:`DeviceWorld`, :class:`MeteredWorld`, :class:`EvDeferringWorld`,
-:class:`AlarmingWorld`, :class:`PhaseAwareWorld`).
+:class:`AlarmingWorld`, :class:`PhaseAwareWorld`, :class:`WeatherWorld`).
 
 :class:`~gridpilot.agent.world.SimWorld` is a :class:`World`;
 :class:`~gridpilot.agent.fieldworld.FieldWorld` is a :class:`World`, a :class:`DeviceWorld`
-(household devices under command) and a :class:`MeteredWorld` (the households' signed meter
-rows). The orchestrator asks for a capability once, with ``isinstance`` on the runtime-checkable
+(household devices under command), a :class:`MeteredWorld` (the households' signed meter
+rows) and a :class:`WeatherWorld` (a weather forecast, when built with a weather series). The orchestrator asks for a capability once, with ``isinstance`` on the runtime-checkable
 sub-protocol, when it is built; the loop then uses the typed part it keeps.
 """
 
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from gridpilot.agent.world import Observation
     from gridpilot.field import Command, DeviceFleet
     from gridpilot.model import Grid
@@ -154,11 +156,28 @@ class PhaseAwareWorld(Protocol):
         ...
 
 
+@runtime_checkable
+class WeatherWorld(Protocol):
+    """A world that issues a weather forecast and knows what its PV and wind produced (both
+    ``None`` where it has no weather series: the loop then keeps the profile shapes)."""
+
+    def weather_forecast(self, horizon_steps: int, history_steps: int = 0) -> pd.DataFrame | None:
+        """The weather forecast issued now: ``history_steps`` analysed rows before now and
+        ``horizon_steps`` forecast rows from now, one column per variable, indexed by time."""
+        ...
+
+    def renewable_history(self, history_steps: int) -> pd.DataFrame | None:
+        """Per-unit output of PV and wind (columns ``pv``, ``wind``) in the ``history_steps``
+        weather-grid steps before now, as the plants would have produced uncurtailed."""
+        ...
+
+
 __all__ = [
     "AlarmingWorld",
     "DeviceWorld",
     "EvDeferringWorld",
     "MeteredWorld",
     "PhaseAwareWorld",
+    "WeatherWorld",
     "World",
 ]

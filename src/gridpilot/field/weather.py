@@ -69,6 +69,17 @@ class WeatherSeries:
         a, b = self.frame.iloc[k % n], self.frame.iloc[(k + 1) % n]
         return (1 - w) * a + w * b
 
+    def values_at(self, times: pd.DatetimeIndex) -> pd.DataFrame:
+        """Values at every time of ``times``, as :meth:`at` (vectorised)."""
+        idx = self.frame.index
+        x = np.asarray((times - idx[0]) / (idx[1] - idx[0]), float)
+        k = np.floor(x).astype(np.int64)
+        w = (x - k)[:, None]
+        v = self.frame.to_numpy(float)
+        n = len(idx)
+        out = (1 - w) * v[k % n] + w * v[(k + 1) % n]
+        return pd.DataFrame(out, index=times, columns=self.frame.columns)
+
     def pv_per_kwp(self, when: pd.Timestamp) -> float:
         """PV output in kW per kWp at ``when``: GHI / 1000 W/m² with a −0.4 %/K cell
         temperature derate (cell = air + 0.03 K per W/m²)."""
@@ -80,6 +91,17 @@ class WeatherSeries:
         """Wind turbine output per unit of rated power at ``when`` (cut-in 3, rated 12,
         cut-out 25 m/s, cubic between)."""
         return float(power_curve(np.array([self.at(when)["wind_ms"]]))[0])
+
+
+def unit_output(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-unit output of PV (kW per kWp, as :meth:`WeatherSeries.pv_per_kwp`) and wind
+    (per unit of rating, as :meth:`WeatherSeries.wind_per_unit`) for every row of a weather
+    frame (columns ``ghi_wm2``, ``temp_c``, ``wind_ms``): columns ``pv`` and ``wind``."""
+    ghi = frame["ghi_wm2"].to_numpy(float)
+    t_cell = frame["temp_c"].to_numpy(float) + 0.03 * ghi
+    pv = np.maximum(0.0, ghi / 1000.0 * (1 - 0.004 * (t_cell - 25.0)))
+    wind = power_curve(frame["wind_ms"].to_numpy(float))
+    return pd.DataFrame({"pv": pv, "wind": wind}, index=frame.index)
 
 
 def power_curve(speed_ms: np.ndarray) -> np.ndarray:
@@ -158,7 +180,7 @@ def weather_forecast(
     times = pd.date_range(
         issued - history_steps * step, periods=history_steps + horizon_steps, freq=step
     )
-    truth = pd.DataFrame([series.at(t) for t in times], index=times)
+    truth = series.values_at(times)
     lead_h = np.clip((times - issued) / pd.Timedelta(hours=1), 0.0, None)
     fut = lead_h > 0
     rng = np.random.default_rng([seed, int(issued.value // 10**9)])

@@ -40,7 +40,8 @@ class BacktestResult:
     :func:`~gridpilot.forecast.metrics.all_metrics`; ``*_norm`` on data standardised with the
     training rows); ``per_series`` one row per series (model and baseline MAE, coverage).
     Arrays are (N, C, H) in data units: ``actual``, ``point``, ``baseline_point``;
-    ``quantiles`` maps level → (N, C, H). ``train_s`` is the model's fit time in seconds.
+    ``quantiles`` maps level → (N, C, H). ``train_s`` is the model's training time in
+    seconds: the fit plus every periodic refit (``refit_every``).
     """
 
     model: str
@@ -159,7 +160,189 @@ def rolling_quantiles(  # noqa: PLR0913
     return point, qs
 
 
-def backtest(  # noqa: C901, PLR0913, PLR0915
+@dataclass(frozen=True)
+class _Split:
+    """Row positions of a backtest: test part [ts, te), validation start ``vs`` (or None),
+    the test origins."""
+
+    ts: int
+    te: int
+    vs: int | None
+    origins: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every model of one backtest runs on: the history, its split, the covariates
+    (array on the history's rows, and as a frame), the quantile levels and how they are
+    calibrated, the periodic refit."""
+
+    h: History
+    split: _Split
+    cov_full: np.ndarray | None
+    cov_df: pd.DataFrame | None
+    qs: tuple[float, ...]
+    calibration: str
+    window: int
+    every: int
+    refit_every: int | None
+
+
+def _split(  # noqa: PLR0913
+    h: History,
+    hzn: int,
+    test_start: int | str | pd.Timestamp | None,
+    test_end: int | str | pd.Timestamp | None,
+    val_start: int | str | pd.Timestamp | None,
+    test_fraction: float,
+    stride: int,
+) -> _Split:
+    """The test part, the validation start and the origins (checked)."""
+    if int(stride) < 1:
+        raise ValidationError(issues=[Issue("backtest", "stride", "must be ≥ 1", value=stride)])
+    ts = _position(h, test_start, "test_start")
+    if ts is None:
+        if not 0.0 < test_fraction < 1.0:
+            raise ValidationError(
+                issues=[
+                    Issue("backtest", "test_fraction", "must lie in (0, 1)", value=test_fraction)
+                ]
+            )
+        ts = len(h) - round(test_fraction * len(h))
+    te = _position(h, test_end, "test_end") or len(h)
+    vs = _position(h, val_start, "val_start")
+    if vs is not None and not vs < ts:
+        raise ValidationError(
+            issues=[Issue("backtest", "val_start", "must come before test_start", value=val_start)]
+        )
+    origins = np.arange(ts, te - hzn + 1, int(stride))
+    if len(origins) == 0:
+        raise ValidationError(
+            issues=[
+                Issue(
+                    "backtest",
+                    "test part",
+                    f"has {te - ts} rows, fewer than the horizon {hzn}",
+                    value=te - ts,
+                )
+            ]
+        )
+    return _Split(ts, te, vs, origins)
+
+
+def _refit_points(m: Forecaster, plan: _Plan) -> np.ndarray:
+    """Point forecasts of every origin from the first to the last test origin, the model
+    trained again on all rows before each block of ``refit_every`` origins."""
+    h, origins = plan.h, plan.split.origins
+    assert plan.refit_every is not None
+    if getattr(m, "quantile_method", "conformal") == "quantile":
+        raise ValidationError(
+            issues=[
+                Issue(
+                    m.name,
+                    "refit_every",
+                    "periodic refit needs conformal quantiles, not quantile models",
+                    value=plan.refit_every,
+                )
+            ]
+        )
+    cov_arr = plan.cov_full if m.uses_covariates else None
+    allo = np.arange(int(origins.min()), int(origins.max()) + 1)
+    point_all = np.empty((len(allo), h.values.shape[1], m.horizon))
+    for b in range(int(allo[0]), int(allo[-1]) + 1, int(plan.refit_every)):
+        if b > allo[0]:
+            m.refit_until(h.values, h.index, cov_arr, b)
+        sel = (allo >= b) & (allo < b + int(plan.refit_every))
+        point_all[sel] = m.forecast_origins(h.values, h.index, cov_arr, allo[sel])
+    return point_all
+
+
+def _run(m: Forecaster, plan: _Plan) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """Fit ``m`` and forecast every test origin: point (N, C, H) and quantiles by level."""
+    h, sp, qs = plan.h, plan.split, plan.qs
+    train = h.slice(0, sp.vs if sp.vs is not None else sp.ts)
+    val = h.slice(sp.vs, sp.ts) if sp.vs is not None else None
+    cov_fit = None
+    if plan.cov_df is not None and m.uses_covariates:
+        cov_fit = plan.cov_df.iloc[: sp.ts]
+    m.fit(train, cov_fit, validation=val)
+    cov_arr = plan.cov_full if m.uses_covariates else None
+    own = getattr(m, "quantile_method", "conformal") == "quantile"
+    args = (h.values, h.index, cov_arr, sp.origins, qs)
+    if plan.refit_every is not None and not isinstance(m, SeasonalNaive):
+        point_all = _refit_points(m, plan)
+        if plan.calibration == "fixed":
+            point = point_all[sp.origins - sp.origins.min()]
+            off = m.quantile_offsets(qs)[:, None]  # (Q, 1, C, H)
+            sc = m.residual_scale(h.index, sp.origins)
+            qarr = point[None] + (off if sc is None else off * np.nan_to_num(sc)[None])
+        else:
+            point, qarr = rolling_quantiles(
+                m, *args, window=plan.window, every=plan.every, point_all=point_all
+            )
+    elif plan.calibration == "fixed" or own:
+        point, qarr = m.quantile_origins(*args)
+    else:
+        point, qarr = rolling_quantiles(m, *args, window=plan.window, every=plan.every)
+    return point, {q: qarr[i] for i, q in enumerate(qs)}
+
+
+def _per_series(
+    h: History,
+    point: np.ndarray,
+    actual: np.ndarray,
+    qd: dict[float, np.ndarray],
+    base_point: np.ndarray | None,
+    scale: np.ndarray,
+) -> pd.DataFrame:
+    """One row per series: MAE (data units and standardised), P10–P90 coverage and the
+    baseline's MAE with the reduction against it."""
+    rows = []
+    for j, name in enumerate(h.columns):
+        r: dict[str, Any] = {
+            "series": name,
+            "mae": float(np.mean(np.abs(point[:, j] - actual[:, j]))),
+            "mae_norm": float(np.mean(np.abs(point[:, j] - actual[:, j])) / scale[j]),
+        }
+        if 0.1 in qd and 0.9 in qd:
+            r["coverage_80"] = float(
+                np.mean((actual[:, j] >= qd[0.1][:, j]) & (actual[:, j] <= qd[0.9][:, j]))
+            )
+        if base_point is not None:
+            r["baseline_mae"] = float(np.mean(np.abs(base_point[:, j] - actual[:, j])))
+            r["mae_reduction"] = 1.0 - r["mae"] / r["baseline_mae"]
+        rows.append(r)
+    return pd.DataFrame(rows).set_index("series")
+
+
+def _covariates(
+    covariates: pd.DataFrame | None, h: History
+) -> tuple[np.ndarray | None, pd.DataFrame | None]:
+    """The covariates on the history's rows, as an array and as a frame (None, None
+    without)."""
+    if covariates is None:
+        return None, None
+    from gridpilot.forecast.base import _cov_names
+
+    cov_full = align_covariates(covariates, h.index)
+    return cov_full, pd.DataFrame(cov_full, index=h.index, columns=_cov_names(covariates))
+
+
+def _check_options(calibration: str, refit_every: int | None) -> None:
+    """The calibration rule and the refit period, checked."""
+    if calibration not in ("rolling", "fixed"):
+        raise ValidationError(
+            issues=[
+                Issue("backtest", "calibration", "must be 'rolling' or 'fixed'", value=calibration)
+            ]
+        )
+    if refit_every is not None and int(refit_every) < 1:
+        raise ValidationError(
+            issues=[Issue("backtest", "refit_every", "must be ≥ 1 step", value=refit_every)]
+        )
+
+
+def backtest(  # noqa: PLR0913
     model: Forecaster,
     data: pd.DataFrame | History,
     *,
@@ -188,114 +371,25 @@ def backtest(  # noqa: C901, PLR0913, PLR0915
     """
     h = prepare_history(data, repair=model.repair)
     qs = check_quantiles(quantiles)
-    if calibration not in ("rolling", "fixed"):
-        raise ValidationError(
-            issues=[
-                Issue("backtest", "calibration", "must be 'rolling' or 'fixed'", value=calibration)
-            ]
-        )
-    if refit_every is not None and int(refit_every) < 1:
-        raise ValidationError(
-            issues=[Issue("backtest", "refit_every", "must be ≥ 1 step", value=refit_every)]
-        )
-    if int(stride) < 1:
-        raise ValidationError(issues=[Issue("backtest", "stride", "must be ≥ 1", value=stride)])
-    ts = _position(h, test_start, "test_start")
-    if ts is None:
-        if not 0.0 < test_fraction < 1.0:
-            raise ValidationError(
-                issues=[
-                    Issue("backtest", "test_fraction", "must lie in (0, 1)", value=test_fraction)
-                ]
-            )
-        ts = len(h) - round(test_fraction * len(h))
-    te = _position(h, test_end, "test_end") or len(h)
-    vs = _position(h, val_start, "val_start")
-    if vs is not None and not vs < ts:
-        raise ValidationError(
-            issues=[Issue("backtest", "val_start", "must come before test_start", value=val_start)]
-        )
+    _check_options(calibration, refit_every)
     hzn = model.horizon
-    origins = np.arange(ts, te - hzn + 1, int(stride))
-    if len(origins) == 0:
-        raise ValidationError(
-            issues=[
-                Issue(
-                    "backtest",
-                    "test part",
-                    f"has {te - ts} rows, fewer than the horizon {hzn}",
-                    value=te - ts,
-                )
-            ]
-        )
-    cov_full = align_covariates(covariates, h.index) if covariates is not None else None
-    cov_df = None
-    if covariates is not None:
-        assert cov_full is not None
-        from gridpilot.forecast.base import _cov_names
-
-        cov_df = pd.DataFrame(cov_full, index=h.index, columns=_cov_names(covariates))
-
+    sp = _split(h, hzn, test_start, test_end, val_start, test_fraction, stride)
+    cov_full, cov_df = _covariates(covariates, h)
     spd = h.steps_per_day
-    window = calibration_window or 30 * spd
-    every = recalibrate_every or spd
-
-    def run(m: Forecaster) -> tuple[np.ndarray, dict[float, np.ndarray]]:
-        train = h.slice(0, vs if vs is not None else ts)
-        val = h.slice(vs, ts) if vs is not None else None
-        cov_fit = None
-        if cov_df is not None and m.uses_covariates:
-            cov_fit = cov_df.iloc[:ts]
-        m.fit(train, cov_fit, validation=val)
-        cov_arr = cov_full if m.uses_covariates else None
-        own = getattr(m, "quantile_method", "conformal") == "quantile"
-        if refit_every is not None and not isinstance(m, SeasonalNaive):
-            if own:
-                raise ValidationError(
-                    issues=[
-                        Issue(
-                            m.name,
-                            "refit_every",
-                            "periodic refit needs conformal quantiles, not quantile models",
-                            value=refit_every,
-                        )
-                    ]
-                )
-            allo = np.arange(int(origins.min()), int(origins.max()) + 1)
-            point_all = np.empty((len(allo), h.values.shape[1], hzn))
-            for b in range(int(allo[0]), int(allo[-1]) + 1, int(refit_every)):
-                if b > allo[0]:
-                    m.refit_until(h.values, h.index, cov_arr, b)
-                sel = (allo >= b) & (allo < b + int(refit_every))
-                point_all[sel] = m.forecast_origins(h.values, h.index, cov_arr, allo[sel])
-            if calibration == "fixed":
-                point = point_all[origins - allo[0]]
-                off = m.quantile_offsets(qs)[:, None]  # (Q, 1, C, H)
-                sc = m.residual_scale(h.index, origins)
-                qarr = point[None] + (off if sc is None else off * np.nan_to_num(sc)[None])
-            else:
-                point, qarr = rolling_quantiles(
-                    m,
-                    h.values,
-                    h.index,
-                    cov_arr,
-                    origins,
-                    qs,
-                    window=window,
-                    every=every,
-                    point_all=point_all,
-                )
-        elif calibration == "fixed" or own:
-            point, qarr = m.quantile_origins(h.values, h.index, cov_arr, origins, qs)
-        else:
-            point, qarr = rolling_quantiles(
-                m, h.values, h.index, cov_arr, origins, qs, window=window, every=every
-            )
-        return point, {q: qarr[i] for i, q in enumerate(qs)}
-
-    point, qd = run(model)
-    actual = target_windows(h.values, origins, hzn)
-    train_rows = h.values[: vs if vs is not None else ts]
+    plan = _Plan(
+        h,
+        sp,
+        cov_full,
+        cov_df,
+        tuple(qs),
+        calibration,
+        calibration_window or 30 * spd,
+        recalibrate_every or spd,
+        refit_every,
+    )
+    point, qd = _run(model, plan)
+    actual = target_windows(h.values, sp.origins, hzn)
+    train_rows = h.values[: sp.vs if sp.vs is not None else sp.ts]
     scale = train_rows.std(axis=0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     metrics = all_metrics(actual, point, qd, scale)
@@ -304,31 +398,16 @@ def backtest(  # noqa: C901, PLR0913, PLR0915
     if baseline == "seasonal-naive":
         baseline = SeasonalNaive(hzn, repair=model.repair)
     if baseline is not None:
-        base_point, bq = run(baseline)
+        base_point, bq = _run(baseline, plan)
         base_metrics = all_metrics(actual, base_point, bq, scale)
-    rows = []
-    for j, name in enumerate(h.columns):
-        r: dict[str, Any] = {
-            "series": name,
-            "mae": float(np.mean(np.abs(point[:, j] - actual[:, j]))),
-            "mae_norm": float(np.mean(np.abs(point[:, j] - actual[:, j])) / scale[j]),
-        }
-        if 0.1 in qd and 0.9 in qd:
-            r["coverage_80"] = float(
-                np.mean((actual[:, j] >= qd[0.1][:, j]) & (actual[:, j] <= qd[0.9][:, j]))
-            )
-        if base_point is not None:
-            r["baseline_mae"] = float(np.mean(np.abs(base_point[:, j] - actual[:, j])))
-            r["mae_reduction"] = 1.0 - r["mae"] / r["baseline_mae"]
-        rows.append(r)
     return BacktestResult(
         model=model.name,
         horizon=hzn,
         columns=h.columns,
-        origins=h.index[origins],
+        origins=h.index[sp.origins],
         metrics=metrics,
         baseline_metrics=base_metrics,
-        per_series=pd.DataFrame(rows).set_index("series"),
+        per_series=_per_series(h, point, actual, qd, base_point, scale),
         actual=actual,
         point=point,
         quantiles=qd,

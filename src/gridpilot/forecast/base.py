@@ -19,6 +19,7 @@ quantile method (LightGBM with quantile loss) override :meth:`Forecaster.quantil
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Self
@@ -162,7 +163,6 @@ class Forecaster(ABC):
         ``calibration_fraction`` of the history is held out for that, then (``refit``) the
         model is trained again on everything.
         """
-        import time
 
         t0 = time.perf_counter()
         if covariates is not None and not self.uses_covariates:
@@ -175,7 +175,37 @@ class Forecaster(ABC):
                     )
                 ]
             )
-        h = prepare_history(history, repair=self.repair)
+        full, val_start = self._with_validation(
+            prepare_history(history, repair=self.repair), validation
+        )
+        self._on_history(full)
+        self._check_length(val_start, full)
+        cov = align_covariates(covariates, full.index) if covariates is not None else None
+        self.cov_columns_ = (
+            tuple(str(c) for c in _cov_names(covariates)) if covariates is not None else None
+        )
+        self.history_ = full
+        train = full.values[:val_start]
+        self.mean_ = train.mean(axis=0)
+        std = train.std(axis=0)
+        self.std_ = np.where(std > 1e-12, std, 1.0)
+        self._fit_arrays(full.values, full.index, cov, val_start)
+        origins = self._held_out_origins(val_start, len(full))
+        pred = self.forecast_origins(full.values, full.index, cov, origins)
+        resid = target_windows(full.values, origins, self.horizon) - pred
+        scale = self.residual_scale(full.index, origins)
+        self.residuals_ = resid if scale is None else resid / scale
+        if validation is None and self.refit:
+            self._fit_arrays(full.values, full.index, cov, None)
+        self.train_s_ = time.perf_counter() - t0
+        return self
+
+    def _with_validation(
+        self, h: History, validation: pd.DataFrame | pd.Series | History | None
+    ) -> tuple[History, int]:
+        """The history with the validation rows appended (checked: same series, starting one
+        step after the history) and where they start; without them, the history and the
+        start of its held-out ``calibration_fraction``."""
         if validation is not None:
             v = prepare_history(validation, repair=self.repair, what="validation")
             if v.columns != h.columns:
@@ -212,27 +242,7 @@ class Forecaster(ABC):
             full = h
             n_val = max(self.horizon + 1, round(self.calibration_fraction * len(h)))
             val_start = len(h) - n_val
-        self._on_history(full)
-        self._check_length(val_start, full)
-        cov = align_covariates(covariates, full.index) if covariates is not None else None
-        self.cov_columns_ = (
-            tuple(str(c) for c in _cov_names(covariates)) if covariates is not None else None
-        )
-        self.history_ = full
-        train = full.values[:val_start]
-        self.mean_ = train.mean(axis=0)
-        std = train.std(axis=0)
-        self.std_ = np.where(std > 1e-12, std, 1.0)
-        self._fit_arrays(full.values, full.index, cov, val_start)
-        origins = self._held_out_origins(val_start, len(full))
-        pred = self.forecast_origins(full.values, full.index, cov, origins)
-        resid = target_windows(full.values, origins, self.horizon) - pred
-        scale = self.residual_scale(full.index, origins)
-        self.residuals_ = resid if scale is None else resid / scale
-        if validation is None and self.refit:
-            self._fit_arrays(full.values, full.index, cov, None)
-        self.train_s_ = time.perf_counter() - t0
-        return self
+        return full, val_start
 
     def predict(
         self,
@@ -292,20 +302,7 @@ class Forecaster(ABC):
                 ]
             )
         fut = h.future_index(self.horizon)
-        cov = None
-        if self.cov_columns_ is not None:
-            if covariates is None:
-                raise ValidationError(
-                    issues=[
-                        Issue(
-                            "covariates",
-                            "columns",
-                            f"model was fitted with covariates {list(self.cov_columns_)}; "
-                            "pass them for the history and the horizon",
-                        )
-                    ]
-                )
-            cov = align_covariates(covariates, h.index.append(fut))
+        cov = self._predict_covariates(covariates, h.index.append(fut))
         qs = check_quantiles(quantiles)
         origins = np.array([len(h)])
         values = np.vstack([h.values, np.full((self.horizon, h.values.shape[1]), np.nan)])
@@ -318,6 +315,26 @@ class Forecaster(ABC):
             quantiles={q: qarr[i, 0, :, :steps].T.copy() for i, q in enumerate(qs)},
             model=self.name,
         )
+
+    def _predict_covariates(
+        self, covariates: pd.DataFrame | None, index: pd.DatetimeIndex
+    ) -> np.ndarray | None:
+        """The covariates on ``index`` (history and horizon) for a model fitted with them
+        (missing ones are an error); None for a model fitted without."""
+        if self.cov_columns_ is None:
+            return None
+        if covariates is None:
+            raise ValidationError(
+                issues=[
+                    Issue(
+                        "covariates",
+                        "columns",
+                        f"model was fitted with covariates {list(self.cov_columns_)}; "
+                        "pass them for the history and the horizon",
+                    )
+                ]
+            )
+        return align_covariates(covariates, index)
 
     def quantile_origins(
         self,
@@ -345,7 +362,8 @@ class Forecaster(ABC):
     ) -> None:
         """Train the point model again on rows [0, end) only (every target before ``end``),
         keeping the tuned settings (iterations, lookback, penalty, weights), the training
-        normalisation and the held-out residuals: the periodic refit of an operator."""
+        normalisation and the held-out residuals: the periodic refit of an operator. Its time
+        is added to ``train_s_`` (the training time of the fit and every refit since)."""
         self._check_fitted()
         if not self.min_train_rows() <= end <= len(values):
             raise ValidationError(
@@ -358,7 +376,9 @@ class Forecaster(ABC):
                     )
                 ]
             )
+        t0 = time.perf_counter()
         self._fit_arrays(values[:end], index[:end], None if cov is None else cov[:end], None)
+        self.train_s_ += time.perf_counter() - t0
 
     def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
         """Scale (N, 1 or C, H) of the errors at each target, or None (errors homogeneous).

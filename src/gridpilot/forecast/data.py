@@ -173,7 +173,7 @@ def infer_step(index: pd.DatetimeIndex, what: str = "history") -> pd.Timedelta:
     return pd.Timedelta(int(vals[np.argmax(counts)]), unit="ns")
 
 
-def prepare_history(  # noqa: C901, PLR0912, PLR0913, PLR0915
+def prepare_history(  # noqa: PLR0913
     history: pd.DataFrame | pd.Series | History,
     *,
     columns: Sequence[str] | None = None,
@@ -200,7 +200,23 @@ def prepare_history(  # noqa: C901, PLR0912, PLR0913, PLR0915
         raise ValidationError(
             issues=[Issue(what, "repair", "must be 'error' or 'interpolate'", value=repair)]
         )
-    df = _to_frame(history, what, time_unit)
+    df = _numeric_series(_to_frame(history, what, time_unit), columns, what)
+    df = _sorted_unique(df, what)
+    step = pd.Timedelta(freq) if freq is not None else infer_step(df.index, what)
+    _check_on_grid(df.index, step, what)
+    full = pd.date_range(df.index[0], df.index[-1], freq=step)
+    values = _regridded(df, full, step, repair, what)
+    nan = np.isnan(values)
+    if nan.any():
+        if repair == "error":
+            raise ValidationError(issues=_nan_issues(nan, df.columns, full, what))
+        values = _interpolate(values, nan, max_gap_steps, full, df.columns, what)
+    cols = tuple(str(c) for c in df.columns)
+    return History(full, values, cols, step)
+
+
+def _numeric_series(df: pd.DataFrame, columns: Sequence[str] | None, what: str) -> pd.DataFrame:
+    """The selected columns (all by default), checked non-empty and numeric, as numbers."""
     if len(df) == 0 or df.shape[1] == 0:
         raise ValidationError(
             issues=[Issue(what, "rows", "is empty (no rows or no series)", value=df.shape)]
@@ -220,6 +236,11 @@ def prepare_history(  # noqa: C901, PLR0912, PLR0913, PLR0915
         df = df.copy()
         for c in obj:
             df[c] = pd.to_numeric(df[c])
+    return df
+
+
+def _sorted_unique(df: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``df`` on a nanosecond index in time order; duplicate timestamps are an error."""
     if isinstance(df.index, pd.DatetimeIndex) and df.index.unit != "ns":
         df = df.set_axis(df.index.as_unit("ns"), axis=0)  # steps below count nanoseconds
     if not df.index.is_monotonic_increasing:
@@ -238,10 +259,14 @@ def prepare_history(  # noqa: C901, PLR0912, PLR0913, PLR0915
                 )
             ]
         )
-    step = pd.Timedelta(freq) if freq is not None else infer_step(df.index, what)
-    offsets = (df.index.asi8 - df.index.asi8[0]) % step.value
+    return df
+
+
+def _check_on_grid(index: pd.DatetimeIndex, step: pd.Timedelta, what: str) -> None:
+    """Every timestamp on the regular ``step`` grid from the first one."""
+    offsets = (index.asi8 - index.asi8[0]) % step.value
     if (offsets != 0).any():
-        bad = df.index[offsets != 0][:3]
+        bad = index[offsets != 0][:3]
         raise ValidationError(
             issues=[
                 Issue(
@@ -253,46 +278,53 @@ def prepare_history(  # noqa: C901, PLR0912, PLR0913, PLR0915
                 )
             ]
         )
-    full = pd.date_range(df.index[0], df.index[-1], freq=step)
+
+
+def _regridded(
+    df: pd.DataFrame, full: pd.DatetimeIndex, step: pd.Timedelta, repair: str, what: str
+) -> np.ndarray:
+    """The values (T, C) on the full grid, NaN for non-finite values and missing steps
+    (missing steps are an error with ``repair="error"``)."""
     values = df.to_numpy(dtype=np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan
-    if len(full) != len(df):
-        if repair == "error":
-            missing_t = full.difference(df.index)
-            raise ValidationError(
-                issues=[
-                    Issue(
-                        what,
-                        "index",
-                        f"has {len(missing_t)} missing timestamps (first: {missing_t[0]}); "
-                        f"fill them or pass {REPAIR_HINT}",
-                        value=str(missing_t[0]),
-                    )
-                ]
-            )
-        pos = ((df.index.asi8 - full.asi8[0]) // step.value).astype(np.int64)
-        regridded = np.full((len(full), values.shape[1]), np.nan)
-        regridded[pos] = values
-        values = regridded
-    nan = np.isnan(values)
-    if nan.any():
-        if repair == "error":
-            issues = []
-            for j in np.flatnonzero(nan.any(axis=0)):
-                i = int(np.argmax(nan[:, j]))
-                issues.append(
-                    Issue(
-                        what,
-                        str(df.columns[j]),
-                        f"has {int(nan[:, j].sum())} NaN/inf values (first at {full[i]}); "
-                        f"fill them or pass {REPAIR_HINT}",
-                        value=float("nan"),
-                    )
+    if len(full) == len(df):
+        return values
+    if repair == "error":
+        missing_t = full.difference(df.index)
+        raise ValidationError(
+            issues=[
+                Issue(
+                    what,
+                    "index",
+                    f"has {len(missing_t)} missing timestamps (first: {missing_t[0]}); "
+                    f"fill them or pass {REPAIR_HINT}",
+                    value=str(missing_t[0]),
                 )
-            raise ValidationError(issues=issues)
-        values = _interpolate(values, nan, max_gap_steps, full, df.columns, what)
-    cols = tuple(str(c) for c in df.columns)
-    return History(full, values, cols, step)
+            ]
+        )
+    pos = ((df.index.asi8 - full.asi8[0]) // step.value).astype(np.int64)
+    regridded = np.full((len(full), values.shape[1]), np.nan)
+    regridded[pos] = values
+    return regridded
+
+
+def _nan_issues(
+    nan: np.ndarray, columns: pd.Index, full: pd.DatetimeIndex, what: str
+) -> list[Issue]:
+    """One issue per column holding NaN/inf: how many and the first time."""
+    issues = []
+    for j in np.flatnonzero(nan.any(axis=0)):
+        i = int(np.argmax(nan[:, j]))
+        issues.append(
+            Issue(
+                what,
+                str(columns[j]),
+                f"has {int(nan[:, j].sum())} NaN/inf values (first at {full[i]}); "
+                f"fill them or pass {REPAIR_HINT}",
+                value=float("nan"),
+            )
+        )
+    return issues
 
 
 def _not_numeric(col: pd.Series, what: str) -> Issue | None:
