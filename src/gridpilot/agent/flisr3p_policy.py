@@ -21,7 +21,7 @@ from gridpilot.agent.context import Context
 from gridpilot.control.flisr3p import Flisr3pEngine, Flisr3pResult, Indications3p
 from gridpilot.model.limits import OperatingLimits
 from gridpilot.model.threephase import ThreePhaseGrid
-from gridpilot.model.threephase.balanced import balanced_view
+from gridpilot.model.threephase.balanced import PhaseView, balanced_view
 from gridpilot.twin.unbalanced.topology import normalise_ties
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,15 @@ def _engine(grid3p: ThreePhaseGrid, limits: OperatingLimits) -> Flisr3pEngine:
 
 
 class Flisr3pPolicy:
-    """Unbalanced FLISR in the loop (see the module notes). ``grid3p``: the feeder model."""
+    """Unbalanced FLISR in the loop (see the module notes). ``grid3p``: the feeder model;
+    ``view`` its balanced view (the loop's ids; built from ``grid3p`` when not given)."""
 
     name = "flisr"
 
-    def __init__(self, grid3p: ThreePhaseGrid) -> None:
+    def __init__(self, grid3p: ThreePhaseGrid, view: PhaseView | None = None) -> None:
         self.grid3p = grid3p if "ties" in grid3p.meta else normalise_ties(grid3p)
-        view = balanced_view(self.grid3p)  # the loop's view: same ids as the world's
+        if view is None:
+            view = balanced_view(self.grid3p)  # the loop's view: same ids as the world's
         self.switch_id = {n: k for k, n in view.switch_branch.items()}
         self.switch_name = dict(view.switch_branch)
         self.line_branch = dict(view.line_branch)
@@ -122,11 +124,13 @@ def _ends(eng: Flisr3pEngine, branch: str) -> set[str]:
     return {b.t1.bus, b.t2.bus} if b is not None else {""}
 
 
-def three_phase_policies(grid3p: ThreePhaseGrid, policies: list[Any]) -> list[Any]:
+def three_phase_policies(
+    grid3p: ThreePhaseGrid, policies: list[Any], view: PhaseView | None = None
+) -> list[Any]:
     """``policies`` with the balanced FLISR replaced by :class:`Flisr3pPolicy` on ``grid3p``."""
     from gridpilot.agent.policies import FlisrPolicy
 
-    return [Flisr3pPolicy(grid3p) if isinstance(p, FlisrPolicy) else p for p in policies]
+    return [Flisr3pPolicy(grid3p, view) if isinstance(p, FlisrPolicy) else p for p in policies]
 
 
 __all__ = ["Flisr3pPolicy", "three_phase_policies"]

@@ -93,7 +93,8 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
         if isinstance(world, PhaseAwareWorld) and opts.policies is None:
             from gridpilot.agent.flisr3p_policy import three_phase_policies
 
-            self.policies = three_phase_policies(world.grid3p, self.policies)
+            view = getattr(world, "view", None)  # the world's view: no second build
+            self.policies = three_phase_policies(world.grid3p, self.policies, view)
         self.lock = threading.RLock()
         self._init_state(opts.history)
         self._init_sensing(
