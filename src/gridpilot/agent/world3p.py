@@ -330,8 +330,9 @@ class ThreePhaseWorld(SimWorld):
         v_bus = np.zeros(len(self._bus_nodes))
         for k, n in enumerate(self._bus_nodes):
             if en[k] and n.size:
-                dev = vpu[n] - 1.0
-                v_bus[k] = vpu[n][int(np.argmax(np.abs(dev)))]
+                # a dead phase (behind an open single-phase tie) gives no reading
+                n = n[st.live_nodes[n]]
+                v_bus[k] = vpu[n][int(np.argmax(np.abs(vpu[n] - 1.0)))]
 
         def on(table: str) -> np.ndarray:
             t = g[table]
