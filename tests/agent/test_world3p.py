@@ -40,7 +40,7 @@ def test_observation_is_the_unbalanced_physics(world, g3) -> None:
     obs = world.observe()
     res = world.phase_result()
     assert obs.converged and obs.energised.all()
-    assert len(res.nodes) == len(g3.nodes())
+    assert len(res.nodes) == len(world.grid3p.nodes())  # ties normalised: no *_open buses
     v = res.v_pu
     assert v.min() > 0.9 and v.max() < 1.1
     # telemetry per view bus: the node-phase of that bus furthest from 1 pu
@@ -91,7 +91,8 @@ def test_opening_a_switch_darkens_its_section_per_node_phase(world, g3) -> None:
     sid = next(k for k, b in world.view.switch_branch.items() if b == "sw3")
     world.set_switch(sid, False)
     obs = world.observe()
-    dead = {b for b, _ in g3.nodes()} - live_buses(g3, ["sw3"])
+    g = world.grid3p  # ties normalised (open)
+    dead = {b for b, _ in g.nodes()} - live_buses(g, ["sw3"])
     assert dead  # sw3 feeds a lateral
     names = world.view.bus_name
     assert {names[k] for k in np.flatnonzero(~obs.energised)} == dead
@@ -149,10 +150,25 @@ def test_balanced_view_keeps_the_topology(g3) -> None:
     assert bal.losses_kw == pytest.approx(unb.losses_kw, rel=0.25)
 
 
+def test_the_ties_are_open_switches_of_the_world_and_its_view(world) -> None:
+    sw = world.grid.switch
+    names = world.view.switch_branch
+    ties = {names[int(i)] for i, c in zip(sw.ids, sw["closed"], strict=True) if not c}
+    assert ties == {"sw7", "sw8"} == set(world.grid3p.meta["ties"])
+    assert not any(b.endswith("_open") for b in world.view.bus_name)
+    assert world.open_branches() == frozenset(ties)
+    obs = world.observe()
+    assert obs.energised.all() and obs.converged
+    # closing a tie meshes the feeder: still solved, every node-phase live
+    world.set_switch(next(k for k, b in names.items() if b == "sw7"), True)
+    assert world.observe().converged and world.live_nodes().all()
+
+
 def test_energised_subgrid(g3) -> None:
     en = energised_subgrid(g3, ["SW3"])
     assert en.dead and en.live.isdisjoint(en.dead)
-    assert all(ld.terminal.bus in en.live for ld in en.grid.loads)
+    assert all(ld.terminal.bus in en.live for ld in en.grid.loads if ld.enabled)
+    assert any(not ld.enabled for ld in en.grid.loads)  # the dead ones, disabled
     assert UnbalancedTwin(en.grid).powerflow().v_pu.min() > 0.5
     with pytest.raises(UnknownComponentError):
         energised_subgrid(g3, ["nope"])

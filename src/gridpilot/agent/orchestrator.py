@@ -91,6 +91,11 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
             self.guard.phase = PhaseCheck.build(world.grid3p, self.grid)
         self.audit = opts.audit or AuditLog()
         self.policies = list(default_policies() if opts.policies is None else opts.policies)
+        if isinstance(world, PhaseAwareWorld) and opts.policies is None:
+            from gridpilot.agent.flisr3p_policy import three_phase_policies
+
+            view = getattr(world, "view", None)  # the world's view: no second build
+            self.policies = three_phase_policies(world.grid3p, self.policies, view)
         self.lock = threading.RLock()
         self._init_state(opts.history)
         self._init_sensing(

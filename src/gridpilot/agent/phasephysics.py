@@ -84,7 +84,9 @@ class PhasePhysics:
 
     # --- switching states -------------------------------------------------------------------
     def compiled(self, open_branches: frozenset[str]) -> Compiled:
-        """The compiled twin of the switching state with ``open_branches`` open (cached)."""
+        """The compiled twin of the switching state with ``open_branches`` open and every
+        other switch closed (cached; the empty set, every switch closed, gives the full node
+        list)."""
         c = self._cache.get(open_branches)
         if c is None:
             if len(self._cache) >= CACHE_SIZE:
@@ -94,7 +96,7 @@ class PhasePhysics:
         return c
 
     def _compile(self, open_branches: frozenset[str]) -> Compiled:
-        en = energised_subgrid(self.grid, open_branches)
+        en = energised_subgrid(self.grid, open_branches, close_switches=True)
         tw = UnbalancedTwin(en.grid)
         full_index = (
             {n: i for i, n in enumerate(self.nodes)} if open_branches else None
@@ -104,8 +106,7 @@ class PhasePhysics:
             if full_index is None
             else np.array([full_index[n] for n in tw.net.nodes], np.int64)
         )
-        pos = {id(ld): k for k, ld in enumerate(self.grid.loads)}
-        load_full = np.array([pos[id(ld)] for ld in en.grid.loads], np.int64)
+        load_full = np.arange(len(en.grid.loads), dtype=np.int64)  # dead ones kept, disabled
         line_of = self.view.branch_line()
         by_name = {b.name: b for b in en.grid.branches}
         meta = tw.net.branch_meta

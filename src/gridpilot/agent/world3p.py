@@ -8,7 +8,11 @@ unbalanced feeder (``ieee123``, ``ieee8500``, any OpenDSS ``.dss``):
   conditions (heatwave, EV surge, wind drop ...);
 - the physics is the unbalanced twin's (:mod:`gridpilot.twin.unbalanced`), per node-phase,
   with the regulators' and capacitors' local controls stepped in time, and switching with
-  de-energised sections (:func:`gridpilot.twin.unbalanced.islands.energised_subgrid`);
+  de-energised sections per node-phase (:mod:`gridpilot.twin.unbalanced.topology`, through
+  :func:`gridpilot.twin.unbalanced.islands.energised_subgrid`); the feeder's normally-open
+  ties are made explicit first (:func:`~gridpilot.twin.unbalanced.topology.normalise_ties`:
+  ``ieee123``'s Sw7 and Sw8, ``ieee8500``'s disabled switches), so that they are open
+  switches of the world and of the loop's view, which FLISR can close;
 - the loop sees a positive-sequence view of the feeder
   (:func:`gridpilot.model.threephase.balanced.balanced_view`) as its ``grid``: one bus, line
   and switch per feeder bus, branch and switch. Its telemetry per view bus is the node-phase
@@ -42,6 +46,7 @@ from gridpilot.model import GenKind, OperatingLimits, Profiles, default_profiles
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView, balanced_view
 from gridpilot.twin.unbalanced import UnbalancedResult
+from gridpilot.twin.unbalanced.topology import normalise_ties
 
 log = logging.getLogger(__name__)
 NOISE_SIGMA = 0.02  # per-load AR(1) noise on the shapes (relative)
@@ -118,6 +123,7 @@ class ThreePhaseWorld(SimWorld):
             raise ValidationError(f"grid3p: needs a ThreePhaseGrid, got {type(grid3p).__name__}")
         if not 0.0 <= noise < 1.0:
             raise ValidationError(f"noise: must be within [0, 1), got {noise}")
+        grid3p = grid3p if "ties" in grid3p.meta else normalise_ties(grid3p)
         self.grid3p = grid3p
         self.view = balanced_view(grid3p)
         vg = self.view.grid
@@ -155,7 +161,7 @@ class ThreePhaseWorld(SimWorld):
         """The feeder as it runs before ``t == 0``: the regulators settled on the start's
         injections, and the loop's view given those taps (its model of the regulators)."""
         mp, mq = self.injections.multipliers(self.grid, self.controlled(self.demand()))
-        self.physics.solve(frozenset(), mp, mq, SETTLE_S)
+        self.physics.solve(self.open_branches(), mp, mq, SETTLE_S)
         self.physics.tap_ops = self.physics.cap_ops = 0
         xf = {r.name.lower(): r.transformer.lower() for r in self.grid3p.regcontrols}
         self.view.set_taps({xf[k]: v for k, v in self.physics.taps.items() if k in xf})
@@ -324,8 +330,9 @@ class ThreePhaseWorld(SimWorld):
         v_bus = np.zeros(len(self._bus_nodes))
         for k, n in enumerate(self._bus_nodes):
             if en[k] and n.size:
-                dev = vpu[n] - 1.0
-                v_bus[k] = vpu[n][int(np.argmax(np.abs(dev)))]
+                # a dead phase (behind an open single-phase tie) gives no reading
+                n = n[st.live_nodes[n]]
+                v_bus[k] = vpu[n][int(np.argmax(np.abs(vpu[n] - 1.0)))]
 
         def on(table: str) -> np.ndarray:
             t = g[table]
