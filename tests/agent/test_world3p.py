@@ -267,3 +267,33 @@ def test_demo_fleet_sits_on_three_phase_primary_buses(g3) -> None:
     world = ThreePhaseWorld(g3, start_step=EVENING)
     for table in ("generator", "storage", "ev_charger", "flex_load"):
         assert set(world.grid[table]["bus"].tolist()) <= set(cand.tolist())
+
+
+def _ieee13_with_time_capcontrol():
+    from gridpilot.model.importers.opendss import DssSession, grid_from_session
+    from gridpilot.model.threephase.builtin import feeder_master
+
+    s = DssSession()
+    s.compile(feeder_master("ieee13"))
+    s.command("edit capacitor.cap2 states=[0]")
+    s.command(
+        "new capcontrol.day capacitor=cap2 element=line.684611 terminal=1 type=time"
+        " onsetting=8 offsetting=20 delay=30 delayoff=30"
+    )
+    return grid_from_session(s, "ieee13")
+
+
+def test_capacitor_controls_act_on_the_worlds_clock() -> None:
+    """A feeder with a CapControl builds a world (it once failed at start-up), and a time-type
+    control closes its bank by day and leaves it open at night, on the world's own clock."""
+    g = _ieee13_with_time_capcontrol()
+    states = {}
+    for label, start in (("day", 200 * 96 + 12 * 4), ("night", 200 * 96 + 2 * 4)):
+        w = ThreePhaseWorld(g, start_step=start, noise=0.0, fleet=False)
+        for _ in range(3):
+            w.observe()
+            w.advance()
+        hour = int(str(w.time)[11:13])
+        states[label] = (hour, w.physics.caps["cap2"])
+    assert 8 <= states["day"][0] < 20 and states["day"][1] == [1], states
+    assert not 8 <= states["night"][0] < 20 and states["night"][1] == [0], states

@@ -17,6 +17,7 @@ from gridpilot.twin.unbalanced import UnbalancedResult, UnbalancedTwin
 from gridpilot.twin.unbalanced.controls import (
     CLOSE,
     OPEN,
+    CapSensor,
     cap_measure,
     cap_sample,
     monitored_yprim,
@@ -71,6 +72,7 @@ class PhasePhysics:
     def __init__(self, grid: ThreePhaseGrid, view: PhaseView) -> None:
         self.grid = grid
         self.view = view
+        self.tod_h = 0.0  # time of day (h) the owner sets before a solve (time-type CapControls)
         self._cache: dict[frozenset[str], Compiled] = {}
         full = self.compiled(frozenset())
         self.nodes = list(full.twin.net.nodes)
@@ -180,13 +182,14 @@ class PhasePhysics:
             acted |= self._cap_step(tw, cs, y, vv, step_s)
         return acted
 
-    def _cap_step(self, tw: UnbalancedTwin, cs: object, y: np.ndarray, vv: np.ndarray,
+    def _cap_step(self, tw: UnbalancedTwin, cs: CapSensor, y: np.ndarray, vv: np.ndarray,
                   step_s: float) -> bool:  # fmt: skip
-        ctl = cs.ctl  # type: ignore[attr-defined]
-        cap = next(x for x in tw.grid.capacitors if x.name.lower() == cs.cap)  # type: ignore[attr-defined]
-        m = {k: float(x[0]) for k, x in cap_measure(cs, tw.net, vv, y).items()}  # type: ignore[arg-type]
+        ctl = cs.ctl
+        cap = next(x for x in tw.grid.capacitors if x.name.lower() == cs.cap)
+        m = {k: float(x[0]) for k, x in cap_measure(cs, tw.net, vv, y).items()}
         on = sum(cap.states)
-        want, should = cap_sample(ctl, m, on > 0, len(cap.states) - on, 0)
+        m["tod"] = self.tod_h  # a time-type CapControl's clock
+        want, should = cap_sample(cs, m, on > 0, len(cap.states) - on, 0)
         key = ctl.name.lower()
         if not (should and want):
             self._cap_timer[key] = 0.0

@@ -302,6 +302,8 @@ class ThreePhaseWorld(SimWorld):
         inj: dict[str, Any] = self.controlled(self.demand())
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
         mp, mq = self.injections.multipliers(self.grid, inj, self._noise_now())
+        t = self.time.astype("datetime64[s]").astype(np.int64)
+        self.physics.tod_h = float(t % 86400) / 3600.0  # local controls' time of day (h)
         st = self._step = self.physics.solve(self.open_branches(), mp, mq, self.step_s)
         n3 = self._load_kw.size
         served_kw = mp[:n3] * self._load_kw * st.live_nodes[self._load_node]
