@@ -79,9 +79,7 @@ def flisr_row(name: str, n_faults: int, replay: bool = True) -> dict[str, Any]:
         ms.append(res.decision_ms)
         if not replay:
             continue
-        frozen = "frozen" in res.verified_by
-        taps = eng.base.taps if frozen else eng.verify(res.final_state)[0].result.taps
-        dss_apply_state(sess, eng.grid, res.final_state, taps, "off")
+        dss_apply_state(sess, eng.grid, res.final_state, res.taps, "off", res.cap_states)
         m = dss_state_metrics(sess)
         err = max(err, abs(m.served_kw - (eng.prefault.served_kw - res.unserved_kw)))
         lim = res.limits_used

@@ -43,9 +43,9 @@ def _respond(eng, scheme, line, spec):
     return eng.respond(Indications3p(out.fpi, tuple(out.opened), lockout=lock))
 
 
-def _replay(eng, g, dss, state, frozen):
-    res = (eng.evaluate(state) if frozen else eng.verify(state))[0]
-    dss_apply_state(dss, g, state, eng.base.taps if frozen else res.result.taps, "off")
+def _replay(g, dss, r):
+    """The plan as the field runs it: its switches, taps and capacitor steps, controls off."""
+    dss_apply_state(dss, g, r.final_state, r.taps, "off", r.cap_states)
     return dss_state_metrics(dss)
 
 
@@ -54,7 +54,7 @@ def test_plan_replayed_in_opendss(setup, dss, line, spec):
     g, scheme, eng = setup
     r = _respond(eng, scheme, line, spec)
     assert r.section >= 0 and r.verified and r.isolate
-    m = _replay(eng, g, dss, r.final_state, "frozen" in r.verified_by)
+    m = _replay(g, dss, r)
     faulted = {b for b, s in eng.sections.of_bus.items() if s == r.section}
     assert faulted <= m.dead_buses  # the faulted section is dead in OpenDSS
     lim = r.limits_used
@@ -94,10 +94,13 @@ def _radial(g: ThreePhaseGrid, state: dict[str, bool]) -> bool:
 
 def _feasible_in_opendss(eng, g, dss, state) -> float | None:
     """Served kW if OpenDSS holds the engine's limits in this state, with the pre-fault taps
-    frozen or with its static controls acting from them; None otherwise."""
+    frozen, with its static controls acting from them, or with the regulators where the
+    twin's settled controls and tap commands put them; None otherwise."""
     lim = eng.limits
-    for mode in ("off", "static"):
-        dss_apply_state(dss, g, state, eng.base.taps, mode)
+    taps, _, caps = eng.controls(state)
+    tries = [(eng.base.taps, "off", None), (eng.base.taps, "static", None), (taps, "off", caps)]
+    for t, mode, c in tries:
+        dss_apply_state(dss, g, state, t, mode, c)
         m = dss_state_metrics(dss)
         if (lim.v_min_pu - TOL_PU <= m.vmin_pu and m.vmax_pu <= lim.v_max_pu + TOL_PU
                 and m.max_loading_pct <= lim.loading_max_pct + 1e-3):  # fmt: skip

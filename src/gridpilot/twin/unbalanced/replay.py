@@ -26,10 +26,13 @@ def dss_apply_state(
     closed: Mapping[str, bool],
     taps: Mapping[str, float] | None = None,
     control_mode: str = "off",
+    caps: Mapping[str, list[int]] | None = None,
 ) -> None:
     """Make the compiled feeder in ``sess`` match ``grid``'s ties (``normalise_ties``), set
-    the switches in ``closed`` and the regulators' taps (regcontrol name → pu), then solve
-    with ``control_mode`` (``off``: taps stay as set; ``static``: OpenDSS's controls move)."""
+    the switches in ``closed``, the regulators' taps (regcontrol name → pu) and the
+    capacitors' step states (``caps``: name → [0/1 per step]), then solve with
+    ``control_mode`` (``off``: taps and steps stay as set; ``static``: OpenDSS's controls
+    move)."""
     ties = set(grid.meta.get("ties", []))
     for b in grid.branches:
         name = b.name.lower()
@@ -46,6 +49,8 @@ def dss_apply_state(
         t = (taps or {}).get(rc.name.lower())
         if t is not None:
             sess.command(f"edit transformer.{rc.transformer} wdg={rc.tap_winding} tap={t:.6f}")
+    for name, states in (caps or {}).items():
+        sess.command(f"edit capacitor.{name} states=[{' '.join(str(int(x)) for x in states)}]")
     sess.command(f"set controlmode={control_mode}")
     sess.command("set tolerance=1e-10")
     sess.command("set maxiterations=1000")
