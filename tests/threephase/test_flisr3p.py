@@ -175,3 +175,42 @@ def test_bad_indications_are_named(setup):
         eng.respond(Indications3p({"sw1": True}, ("l999",)))
     with pytest.raises(ValidationError, match="load_mult"):
         Flisr3pEngine(load_grid("ieee13"), load_mult=-1)
+
+
+def test_settled_controls_match_a_fresh_twin(setup):
+    """The switching solver's settled controls equal a fresh twin's static control mode on
+    the energised part (same taps, voltages to 1e-6 pu)."""
+    import numpy as np
+
+    from gridpilot.twin.unbalanced.topology import solve_switched
+
+    g, _scheme, eng = setup
+    state = {**eng.solver.normal, "sw3": False}
+    fast = eng.solver.solve_settled(state)
+    fresh = solve_switched(g, {"sw3": False}, "static", 1.0, eng.base)
+    assert fast.result.taps == pytest.approx(fresh.result.taps)
+    assert fast.result.taps != {k: t for k, t in eng.base.taps.items() if k in fast.result.taps}
+    assert np.array_equal(fast.energised, fresh.energised)
+    assert np.abs(fast.result.v_pu - fresh.result.v_pu)[fast.energised].max() < 1e-6
+    assert eng.solver.twin.taps() == eng.base.taps  # the solver's own taps are restored
+
+
+def test_a_regulator_left_high_by_its_local_control_is_lowered_and_held(setup, dss):
+    """Where the settled local controls leave a node-phase above the band, the plan lowers
+    the regulator feeding it and holds it there; OpenDSS with those taps agrees, and without
+    the command the settled state breaks the band."""
+    _g, scheme, eng = setup
+    rec = scheme.recloser.branch
+    plans = [eng.plan(s, (rec,)) for s in range(eng.sections.count) if s != eng.sections.source]
+    commanded = [(p, eng.controls(p.state)) for p in plans if eng.controls(p.state)[1]]
+    assert commanded, "no ieee123 plan needed a regulator tap command"
+    for p, (taps, cmd, caps) in commanded:
+        assert p.after.ok and "commanded" in p.verified_by
+        loose = eng.solver.solve_settled(p.state)  # the local controls alone
+        assert loose.result.v_pu[loose.energised].max() > eng.limits.v_max_pu
+        for reg, tap in cmd.items():
+            assert taps[reg] == tap and tap < loose.result.taps[reg]
+        dss_apply_state(dss, eng.grid, p.state, taps, "off", caps)
+        m = dss_state_metrics(dss)
+        assert m.vmax_pu <= eng.limits.v_max_pu + TOL_PU
+        assert m.vmin_pu >= eng.limits.v_min_pu - TOL_PU
