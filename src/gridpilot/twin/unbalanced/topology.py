@@ -386,12 +386,15 @@ class SwitchingSolver:
         state's energised part, and the energised mask per node-phase."""
         st = self.state(closed)
         live = self.energised(st)
+        return self._masked(st, live), live
+
+    def _masked(self, st: Mapping[str, bool], live: np.ndarray) -> MaskedFactor:
         y = self.y_all
         opened = [self._stamps[k] for k, on in st.items() if not on]
         if opened:
             y = y - sum(opened[1:], opened[0])
         keep = np.flatnonzero(live)
-        return MaskedFactor(y[keep][:, keep].tocsc(), keep, self.net.n), live
+        return MaskedFactor(y[keep][:, keep].tocsc(), keep, self.net.n)
 
     def solve(
         self, closed: Mapping[str, bool] | None = None, load_mult: float = 1.0
@@ -428,7 +431,7 @@ class SwitchingSolver:
         The solver's own taps and capacitor states are restored afterwards; the settled ones
         are in ``result.taps`` / ``result.cap_states`` (energised regulators only)."""
         from gridpilot.errors import ConvergenceError
-        from gridpilot.twin.unbalanced.lowrank import one_blas_thread
+        from gridpilot.twin.unbalanced.lowrank import LowRankFactor, one_blas_thread
         from gridpilot.twin.unbalanced.solver import solve_steps
 
         tw = self.twin
@@ -436,11 +439,11 @@ class SwitchingSolver:
         held = {k.lower() for k in (taps or {})}
         st = self.state(closed)
         live = self.energised(st)
+        fac = LowRankFactor(self._masked(st, live), self.net)  # taps then move by Woodbury
         try:
             for k, t in (taps or {}).items():
                 tw.set_tap(k, t)
-            self._restamp()
-            fac, _ = self.factor(st)
+            fac.dirty = True
             s = tw.base_powers(load_mult)
             armed: dict[tuple[str, str], float] = {}
             with one_blas_thread():
@@ -460,27 +463,19 @@ class SwitchingSolver:
                         if t <= first + 1e-9:
                             tw._act(key, pending[key][1])
                             del armed[key]
-                    self._restamp()
-                    fac, _ = self.factor(st)
+                    fac.dirty = True
                     v, more = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, v, tw.opts)
                     iters += more
             res = tw.result(v[:, 0], s[:, 0], iters, rounds)
-        finally:
+        finally:  # the stamps return to the values y_all was built with
             for k, t in taps0.items():
                 tw.set_tap(k, t)
             for k, c in caps0.items():
                 tw.set_cap(k, c)
-            self._restamp()
         res.taps = {k: t for k, t in res.taps.items() if self._reg_live(k, live)}
         off = np.array([not st.get(n, True) for n in self._sw_name], bool) & self._sw_rows
         res.branch_i_a = np.where(off, 0.0, res.branch_i_a)
         return self._wrap(res, live, load_mult)
-
-    def _restamp(self) -> None:
-        """The system matrix again after a tap or capacitor change."""
-        from gridpilot.twin.unbalanced.network import variable_y
-
-        self.y_all = (self.net.y_fixed + variable_y(self.net) + self.twin.y_loads).tocsc()
 
     def _reg_live(self, name: str, live: np.ndarray) -> bool:
         rs = next(x for x in self.twin.regs if x.ctl.name.lower() == name)
