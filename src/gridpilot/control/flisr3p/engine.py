@@ -109,7 +109,8 @@ class Flisr3pEngine:
         self.protection = tuple(x.lower() for x in protection)
         self.prefault = self.solver.solve(load_mult=load_mult)
         asked = limits or OperatingLimits()
-        pre = check_state(self.prefault, asked)
+        self.source_side = self.solver.source_side()
+        pre = check_state(self.prefault, asked, source_side=self.source_side)
         if relax_to_prefault:
             self.limits = OperatingLimits(
                 min(asked.v_min_pu, pre.vmin_pu - 1e-6),
@@ -132,7 +133,7 @@ class Flisr3pEngine:
         hit = self._evals.get(key)
         if hit is None:
             out = self.solver.solve(dict(state), self.load_mult)
-            hit = (out, check_state(out, self.limits))
+            hit = (out, check_state(out, self.limits, source_side=self.source_side))
             self._evals[key] = hit
             self.evaluations += 1
         return hit
@@ -148,7 +149,7 @@ class Flisr3pEngine:
         if hit is None:
             held: dict[str, float] = {}
             out = self.solver.solve_settled(dict(state), self.load_mult)
-            chk = check_state(out, self.limits)
+            chk = check_state(out, self.limits, source_side=self.source_side)
             for _ in range(TAP_COMMANDS):
                 if chk.ok or not self._only_high(out, chk):
                     break
@@ -157,7 +158,7 @@ class Flisr3pEngine:
                     break
                 held[move[0]] = move[1]
                 out2 = self.solver.solve_settled(dict(state), self.load_mult, held)
-                chk2 = check_state(out2, self.limits)
+                chk2 = check_state(out2, self.limits, source_side=self.source_side)
                 if chk2.vmin_pu < self.limits.v_min_pu - 1e-9:
                     break
                 out, chk = out2, chk2
@@ -179,7 +180,7 @@ class Flisr3pEngine:
         """The regulator nearest above the highest energised node-phase (the one feeding the
         fewest node-phases among those feeding it) one tap lower; None if there is none or
         it is at its end."""
-        v = np.where(out.energised, out.result.v_pu, -np.inf)
+        v = np.where(out.energised & ~self.source_side, out.result.v_pu, -np.inf)
         node = int(np.argmax(v))
         best: tuple[int, str] | None = None
         for rc in self.grid.regcontrols:

@@ -39,17 +39,24 @@ class StateCheck:
     why: str = ""
 
 
-def check_state(out: SwitchedResult, limits: OperatingLimits, upper: bool = True) -> StateCheck:
-    """Check every energised node-phase against the band (its upper edge only if ``upper``)
-    and every rated branch conductor against ``loading_max_pct``; returns a
-    :class:`StateCheck`."""
+def check_state(
+    out: SwitchedResult,
+    limits: OperatingLimits,
+    upper: bool = True,
+    source_side: np.ndarray | None = None,
+) -> StateCheck:
+    """Check every energised node-phase against the band (its upper edge only if ``upper``,
+    and not on the ``source_side`` node-phases: the source's own buses, which no switching or
+    regulator of the feeder can lower) and every rated branch conductor against
+    ``loading_max_pct``; returns a :class:`StateCheck`."""
     res = out.result
     vpu = res.v_pu
     live = out.energised
     if not live.any():
         return StateCheck(True, float("nan"), float("nan"), 0.0, 0.0, 0.0)
     lo_i = int(np.argmin(np.where(live, vpu, np.inf)))
-    hi_i = int(np.argmax(np.where(live, vpu, -np.inf)))
+    judged = live if source_side is None else live & ~source_side
+    hi_i = int(np.argmax(np.where(judged, vpu, -np.inf)))
     rating = np.array([m[3] for m in res.branch_meta])
     i = np.abs(res.branch_i_a)
     load = np.where(rating > 0, 100.0 * i / np.where(rating > 0, rating, 1.0), 0.0)

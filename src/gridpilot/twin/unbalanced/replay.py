@@ -70,14 +70,16 @@ class DssMetrics:
     losses_kw: float
 
 
-def dss_state_metrics(sess: DssSession) -> DssMetrics:
-    """Voltage extremes over energised node-phases, the largest loading of a rated line
-    conductor (|I| / NormAmps at either end), the nominal kW of fully energised loads and the
-    dead buses of OpenDSS's present solution."""
+def dss_state_metrics(sess: DssSession, upper_skip: frozenset[str] = frozenset()) -> DssMetrics:
+    """Voltage extremes over energised node-phases (the maximum without the ``upper_skip``
+    node-phases, ``"bus.k"``: the source's own side, see FLISR's band), the largest loading
+    of a rated line conductor (|I| / NormAmps at either end), the nominal kW of fully
+    energised loads and the dead buses of OpenDSS's present solution."""
     c = sess.circuit
     v = np.asarray(c.AllBusVmagPu)
     names = [n.lower() for n in c.AllNodeNames]
     live = v > DEAD_PU
+    judged = live & np.array([n not in upper_skip for n in names], bool)
     by_bus: dict[str, bool] = {}
     for n, on in zip(names, live, strict=True):
         b = n.split(".")[0]
@@ -104,4 +106,5 @@ def dss_state_metrics(sess: DssSession) -> DssMetrics:
         if ph.size and (ph > LIVE_V).all():
             served += loads.kW
     loss = complex(*c.Losses) / 1e3
-    return DssMetrics(float(v[live].min()), float(v[live].max()), worst, served, dead, loss.real)
+    vmax = float(v[judged].max()) if judged.any() else float("nan")
+    return DssMetrics(float(v[live].min()), vmax, worst, served, dead, loss.real)

@@ -362,6 +362,22 @@ class SwitchingSolver:
         st = self.state(closed)
         return self._energised(st, self._fixed) & ~self._energised(st, self._no_xf[name])
 
+    def source_side(self) -> np.ndarray:
+        """Per node-phase: True on the source's own side of the feeder - reached from the
+        source without passing a regulating transformer or a switch, and carrying no load
+        (ieee8500: the 115 kV bus and the regulator's input). All False when that part
+        carries load (a feeder without regulation at its head)."""
+        regs = {r.transformer.lower() for r in self.grid.regcontrols if r.enabled}
+        g = dataclasses.replace(self._closed_all, transformers=[
+            dataclasses.replace(t, enabled=False) if t.name.lower() in regs else t
+            for t in self._closed_all.transformers])  # fmt: skip
+        fa, fb = _node_edges(g, self.net.index, False, set(self.normal))
+        side = self._energised(dict.fromkeys(self.normal, False),
+                               (np.array(fa, np.int64), np.array(fb, np.int64)))  # fmt: skip
+        if any(side[idx].any() for _, idx in self.load_nodes):
+            return np.zeros_like(side)
+        return side
+
     def _energised(
         self, st: Mapping[str, bool], fixed: tuple[np.ndarray, np.ndarray]
     ) -> np.ndarray:
