@@ -214,3 +214,25 @@ def test_a_regulator_left_high_by_its_local_control_is_lowered_and_held(setup, d
         m = dss_state_metrics(dss)
         assert m.vmax_pu <= eng.limits.v_max_pu + TOL_PU
         assert m.vmin_pu >= eng.limits.v_min_pu - TOL_PU
+
+
+def test_the_source_side_is_outside_the_upper_edge(setup):
+    """The source's own buses (no load, fed by no regulator) are not judged against the
+    band's upper edge; every other node-phase is."""
+    import numpy as np
+
+    from gridpilot.control.flisr3p.results import check_state
+
+    _g, _scheme, eng = setup
+    side = eng.source_side
+    assert side.any()
+    assert not any(side[idx].any() for _, idx in eng.solver.load_nodes)
+    for rc in eng.grid.regcontrols:
+        assert not (eng.solver.regulator_zone(rc.name) & side).any()
+    pre = eng.prefault
+    high = dataclasses.replace(pre.result, v=np.where(side, pre.result.v * 1.2, pre.result.v))
+    out = dataclasses.replace(pre, result=high)
+    assert check_state(out, eng.limits, source_side=side).ok
+    assert not check_state(out, eng.limits).ok
+    low = dataclasses.replace(pre.result, v=np.where(side, pre.result.v * 0.8, pre.result.v))
+    assert not check_state(dataclasses.replace(pre, result=low), eng.limits, source_side=side).ok
