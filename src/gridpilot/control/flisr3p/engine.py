@@ -23,10 +23,15 @@ node-phase (the band's lower edge: restoring load only lowers voltages) and per 
 (loading); taken in order of load restored, the first that holds wins, and up to
 :data:`STATIC_CHECKS` failing it on the way are solved again with the regulators' and
 capacitors' static controls acting (as they will within a minute), checked against the whole
-band. The final state is always verified that way: ``verified`` means the three-phase twin,
-with its controls, holds every node-phase in the band and every branch-phase within its
-loading limit. The band is widened to the pre-fault extremes when the feeder
-already ran outside it (``relax_to_prefault``), as the balanced FLISR does.
+band (settled on the switching solver itself: one factorisation per state, each tap a
+Woodbury update). Where the settled controls leave a node-phase above the band only, the
+plan lowers the regulator feeding it and holds it (``tap_commands``, up to
+:data:`TAP_COMMANDS` taps, never past the lower edge). ``verified`` means the three-phase
+twin, frozen or settled (with the plan's tap commands), holds every node-phase in the band
+and every branch-phase within its loading limit. The band is widened to the pre-fault
+extremes when the feeder already ran outside it (``relax_to_prefault``), as the balanced
+FLISR does; its upper edge does not apply to the source's own side (no load, fed by no
+regulator: :meth:`SwitchingSolver.source_side`), which nothing on the feeder can lower.
 """
 
 from __future__ import annotations
