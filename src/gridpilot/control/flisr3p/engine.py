@@ -129,6 +129,7 @@ class Flisr3pEngine:
         self._verified: dict[frozenset[str], tuple[SwitchedResult, StateCheck]] = {}
         #: per verified open set: regulator taps the plan commands (regcontrol → pu, held)
         self._commands: dict[frozenset[str], dict[str, float]] = {}
+        self._zones: dict[tuple[str, frozenset[str]], np.ndarray] = {}  # regulator zones
         self.evaluations = 0
 
     # --- evaluation -------------------------------------------------------------------
@@ -192,7 +193,10 @@ class Flisr3pEngine:
             name = rc.name.lower()
             if not rc.enabled or name not in out.result.taps:
                 continue
-            zone = self.solver.regulator_zone(name, state)
+            zkey = (name, frozenset(k for k, on in state.items() if not on))
+            zone = self._zones.get(zkey)
+            if zone is None:
+                zone = self._zones[zkey] = self.solver.regulator_zone(name, state)
             if zone[node] and (best is None or zone.sum() < best[0]):
                 best = (int(zone.sum()), name)
         if best is None:
