@@ -68,6 +68,9 @@ def flisr_row(name: str, n_faults: int, replay: bool = True) -> dict[str, Any]:
     ms: list[float] = []
     err = 0.0
     viol = live = lockouts = verified = 0
+    skip = frozenset(
+        f"{b}.{k}" for (b, k), m in zip(eng.solver.nodes, eng.source_side, strict=True) if m
+    )
     for f in _faults(eng, n_faults):
         out = simulate_protection(scheme, fault_study(eng.solver, f, prefault=eng.prefault))
         lock = rec is not None and out.cleared_by == rec.name
@@ -79,10 +82,8 @@ def flisr_row(name: str, n_faults: int, replay: bool = True) -> dict[str, Any]:
         ms.append(res.decision_ms)
         if not replay:
             continue
-        frozen = "frozen" in res.verified_by
-        taps = eng.base.taps if frozen else eng.verify(res.final_state)[0].result.taps
-        dss_apply_state(sess, eng.grid, res.final_state, taps, "off")
-        m = dss_state_metrics(sess)
+        dss_apply_state(sess, eng.grid, res.final_state, res.taps, "off", res.cap_states)
+        m = dss_state_metrics(sess, skip)
         err = max(err, abs(m.served_kw - (eng.prefault.served_kw - res.unserved_kw)))
         lim = res.limits_used
         bad = (m.vmin_pu < lim["v_min_pu"] - TOL_PU or m.vmax_pu > lim["v_max_pu"] + TOL_PU

@@ -43,9 +43,9 @@ def _respond(eng, scheme, line, spec):
     return eng.respond(Indications3p(out.fpi, tuple(out.opened), lockout=lock))
 
 
-def _replay(eng, g, dss, state, frozen):
-    res = (eng.evaluate(state) if frozen else eng.verify(state))[0]
-    dss_apply_state(dss, g, state, eng.base.taps if frozen else res.result.taps, "off")
+def _replay(g, dss, r):
+    """The plan as the field runs it: its switches, taps and capacitor steps, controls off."""
+    dss_apply_state(dss, g, r.final_state, r.taps, "off", r.cap_states)
     return dss_state_metrics(dss)
 
 
@@ -54,7 +54,7 @@ def test_plan_replayed_in_opendss(setup, dss, line, spec):
     g, scheme, eng = setup
     r = _respond(eng, scheme, line, spec)
     assert r.section >= 0 and r.verified and r.isolate
-    m = _replay(eng, g, dss, r.final_state, "frozen" in r.verified_by)
+    m = _replay(g, dss, r)
     faulted = {b for b, s in eng.sections.of_bus.items() if s == r.section}
     assert faulted <= m.dead_buses  # the faulted section is dead in OpenDSS
     lim = r.limits_used
@@ -94,10 +94,13 @@ def _radial(g: ThreePhaseGrid, state: dict[str, bool]) -> bool:
 
 def _feasible_in_opendss(eng, g, dss, state) -> float | None:
     """Served kW if OpenDSS holds the engine's limits in this state, with the pre-fault taps
-    frozen or with its static controls acting from them; None otherwise."""
+    frozen, with its static controls acting from them, or with the regulators where the
+    twin's settled controls and tap commands put them; None otherwise."""
     lim = eng.limits
-    for mode in ("off", "static"):
-        dss_apply_state(dss, g, state, eng.base.taps, mode)
+    taps, _, caps = eng.controls(state)
+    tries = [(eng.base.taps, "off", None), (eng.base.taps, "static", None), (taps, "off", caps)]
+    for t, mode, c in tries:
+        dss_apply_state(dss, g, state, t, mode, c)
         m = dss_state_metrics(dss)
         if (lim.v_min_pu - TOL_PU <= m.vmin_pu and m.vmax_pu <= lim.v_max_pu + TOL_PU
                 and m.max_loading_pct <= lim.loading_max_pct + 1e-3):  # fmt: skip
@@ -172,3 +175,64 @@ def test_bad_indications_are_named(setup):
         eng.respond(Indications3p({"sw1": True}, ("l999",)))
     with pytest.raises(ValidationError, match="load_mult"):
         Flisr3pEngine(load_grid("ieee13"), load_mult=-1)
+
+
+def test_settled_controls_match_a_fresh_twin(setup):
+    """The switching solver's settled controls equal a fresh twin's static control mode on
+    the energised part (same taps, voltages to 1e-6 pu)."""
+    import numpy as np
+
+    from gridpilot.twin.unbalanced.topology import solve_switched
+
+    g, _scheme, eng = setup
+    state = {**eng.solver.normal, "sw3": False}
+    fast = eng.solver.solve_settled(state)
+    fresh = solve_switched(g, {"sw3": False}, "static", 1.0, eng.base)
+    assert fast.result.taps == pytest.approx(fresh.result.taps)
+    assert fast.result.taps != {k: t for k, t in eng.base.taps.items() if k in fast.result.taps}
+    assert np.array_equal(fast.energised, fresh.energised)
+    assert np.abs(fast.result.v_pu - fresh.result.v_pu)[fast.energised].max() < 1e-6
+    assert eng.solver.twin.taps() == eng.base.taps  # the solver's own taps are restored
+
+
+def test_a_regulator_left_high_by_its_local_control_is_lowered_and_held(setup, dss):
+    """Where the settled local controls leave a node-phase above the band, the plan lowers
+    the regulator feeding it and holds it there; OpenDSS with those taps agrees, and without
+    the command the settled state breaks the band."""
+    _g, scheme, eng = setup
+    rec = scheme.recloser.branch
+    plans = [eng.plan(s, (rec,)) for s in range(eng.sections.count) if s != eng.sections.source]
+    commanded = [(p, eng.controls(p.state)) for p in plans if eng.controls(p.state)[1]]
+    assert commanded, "no ieee123 plan needed a regulator tap command"
+    for p, (taps, cmd, caps) in commanded:
+        assert p.after.ok and "commanded" in p.verified_by
+        loose = eng.solver.solve_settled(p.state)  # the local controls alone
+        assert loose.result.v_pu[loose.energised].max() > eng.limits.v_max_pu
+        for reg, tap in cmd.items():
+            assert taps[reg] == tap and tap < loose.result.taps[reg]
+        dss_apply_state(dss, eng.grid, p.state, taps, "off", caps)
+        m = dss_state_metrics(dss)
+        assert m.vmax_pu <= eng.limits.v_max_pu + TOL_PU
+        assert m.vmin_pu >= eng.limits.v_min_pu - TOL_PU
+
+
+def test_the_source_side_is_outside_the_upper_edge(setup):
+    """The source's own buses (no load, fed by no regulator) are not judged against the
+    band's upper edge; every other node-phase is."""
+    import numpy as np
+
+    from gridpilot.control.flisr3p.results import check_state
+
+    _g, _scheme, eng = setup
+    side = eng.source_side
+    assert side.any()
+    assert not any(side[idx].any() for _, idx in eng.solver.load_nodes)
+    for rc in eng.grid.regcontrols:
+        assert not (eng.solver.regulator_zone(rc.name) & side).any()
+    pre = eng.prefault
+    high = dataclasses.replace(pre.result, v=np.where(side, pre.result.v * 1.2, pre.result.v))
+    out = dataclasses.replace(pre, result=high)
+    assert check_state(out, eng.limits, source_side=side).ok
+    assert not check_state(out, eng.limits).ok
+    low = dataclasses.replace(pre.result, v=np.where(side, pre.result.v * 0.8, pre.result.v))
+    assert not check_state(dataclasses.replace(pre, result=low), eng.limits, source_side=side).ok

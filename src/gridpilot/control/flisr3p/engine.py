@@ -23,10 +23,15 @@ node-phase (the band's lower edge: restoring load only lowers voltages) and per 
 (loading); taken in order of load restored, the first that holds wins, and up to
 :data:`STATIC_CHECKS` failing it on the way are solved again with the regulators' and
 capacitors' static controls acting (as they will within a minute), checked against the whole
-band. The final state is always verified that way: ``verified`` means the three-phase twin,
-with its controls, holds every node-phase in the band and every branch-phase within its
-loading limit. The band is widened to the pre-fault extremes when the feeder
-already ran outside it (``relax_to_prefault``), as the balanced FLISR does.
+band (settled on the switching solver itself: one factorisation per state, each tap a
+Woodbury update). Where the settled controls leave a node-phase above the band only, the
+plan lowers the regulator feeding it and holds it (``tap_commands``, up to
+:data:`TAP_COMMANDS` taps, never past the lower edge). ``verified`` means the three-phase
+twin, frozen or settled (with the plan's tap commands), holds every node-phase in the band
+and every branch-phase within its loading limit. The band is widened to the pre-fault
+extremes when the feeder already ran outside it (``relax_to_prefault``), as the balanced
+FLISR does; its upper edge does not apply to the source's own side (no load, fed by no
+regulator: :meth:`SwitchingSolver.source_side`), which nothing on the feeder can lower.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ log = logging.getLogger(__name__)
 EXHAUSTIVE_MAX_SWITCHES = 12  # a plan failing the limits is searched again over all states
 STATIC_CHECKS = 3  # candidates failing with frozen taps re-solved with the controls, per island
 FALLBACK_MAX_CHECKS = 12  # above that, the moves serving most are solved, at most this many
+TAP_COMMANDS = 4  # regulator taps a plan may lower to bring the band's upper edge back
 
 
 @dataclass
@@ -108,7 +114,8 @@ class Flisr3pEngine:
         self.protection = tuple(x.lower() for x in protection)
         self.prefault = self.solver.solve(load_mult=load_mult)
         asked = limits or OperatingLimits()
-        pre = check_state(self.prefault, asked)
+        self.source_side = self.solver.source_side()
+        pre = check_state(self.prefault, asked, source_side=self.source_side)
         if relax_to_prefault:
             self.limits = OperatingLimits(
                 min(asked.v_min_pu, pre.vmin_pu - 1e-6),
@@ -120,6 +127,9 @@ class Flisr3pEngine:
         self._plans: dict[tuple[int, frozenset[str]], _Plan] = {}
         self._evals: dict[frozenset[str], tuple[SwitchedResult, StateCheck]] = {}
         self._verified: dict[frozenset[str], tuple[SwitchedResult, StateCheck]] = {}
+        #: per verified open set: regulator taps the plan commands (regcontrol → pu, held)
+        self._commands: dict[frozenset[str], dict[str, float]] = {}
+        self._zones: dict[tuple[str, frozenset[str]], np.ndarray] = {}  # regulator zones
         self.evaluations = 0
 
     # --- evaluation -------------------------------------------------------------------
@@ -129,35 +139,75 @@ class Flisr3pEngine:
         hit = self._evals.get(key)
         if hit is None:
             out = self.solver.solve(dict(state), self.load_mult)
-            hit = (out, check_state(out, self.limits))
+            hit = (out, check_state(out, self.limits, source_side=self.source_side))
             self._evals[key] = hit
             self.evaluations += 1
         return hit
 
     def verify(self, state: Mapping[str, bool]) -> tuple[SwitchedResult, StateCheck]:
-        """Solve a switch state in a fresh three-phase twin of its energised part with the
-        static regulator and capacitor controls, and check the whole band (memoised)."""
+        """Solve a switch state with the regulators' and capacitors' static controls settled
+        (as OpenDSS's static mode does) and check the whole band (memoised). When only the
+        band's upper edge fails, the regulator feeding the highest node-phase is lowered a
+        tap at a time (held there: a SCADA tap command, :attr:`commands`) and the rest
+        settle again, while the lower edge holds and up to :data:`TAP_COMMANDS` steps."""
         key = frozenset(k for k, on in state.items() if not on)
         hit = self._verified.get(key)
         if hit is None:
-            extra = {
-                k: v
-                for k, v in state.items()
-                if k in self.protection and k not in self.sections.ends
-            }
-            g = self.grid
-            if extra:
-                import dataclasses
-
-                g = dataclasses.replace(g, branches=[
-                    dataclasses.replace(b, closed=extra[b.name.lower()]) if b.name.lower() in extra else b
-                    for b in g.branches])  # fmt: skip
-            sw = {k: v for k, v in state.items() if k in self.sections.ends}
-            out = solve_switched(g, sw, "static", self.load_mult, self.base)
-            hit = (out, check_state(out, self.limits))
+            held: dict[str, float] = {}
+            out = self.solver.solve_settled(dict(state), self.load_mult)
+            chk = check_state(out, self.limits, source_side=self.source_side)
+            for _ in range(TAP_COMMANDS):
+                if chk.ok or not self._only_high(out, chk):
+                    break
+                move = self._tap_down(out, dict(state), held)
+                if move is None:
+                    break
+                held[move[0]] = move[1]
+                out2 = self.solver.solve_settled(dict(state), self.load_mult, held)
+                chk2 = check_state(out2, self.limits, source_side=self.source_side)
+                if chk2.vmin_pu < self.limits.v_min_pu - 1e-9:
+                    break
+                out, chk = out2, chk2
+            self._commands[key] = {k: held[k] for k in held if k in out.result.taps}
+            hit = (out, chk)
             self._verified[key] = hit
             self.evaluations += 1
         return hit
+
+    def _only_high(self, out: SwitchedResult, chk: StateCheck) -> bool:
+        """The check fails on the band's upper edge only."""
+        lim = self.limits
+        return (chk.vmax_pu > lim.v_max_pu + 1e-9 and chk.vmin_pu >= lim.v_min_pu - 1e-9
+                and chk.max_loading_pct <= lim.loading_max_pct + 1e-9)  # fmt: skip
+
+    def _tap_down(
+        self, out: SwitchedResult, state: dict[str, bool], held: dict[str, float]
+    ) -> tuple[str, float] | None:
+        """The regulator nearest above the highest energised node-phase (the one feeding the
+        fewest node-phases among those feeding it) one tap lower; None if there is none or
+        it is at its end."""
+        v = np.where(out.energised & ~self.source_side, out.result.v_pu, -np.inf)
+        node = int(np.argmax(v))
+        best: tuple[int, str] | None = None
+        for rc in self.grid.regcontrols:
+            name = rc.name.lower()
+            if not rc.enabled or name not in out.result.taps:
+                continue
+            zkey = (name, frozenset(k for k, on in state.items() if not on))
+            zone = self._zones.get(zkey)
+            if zone is None:
+                zone = self._zones[zkey] = self.solver.regulator_zone(name, state)
+            if zone[node] and (best is None or zone.sum() < best[0]):
+                best = (int(zone.sum()), name)
+        if best is None:
+            return None
+        rc = next(r for r in self.grid.regcontrols if r.name.lower() == best[1])
+        w = next(t for t in self.grid.transformers
+                 if t.name.lower() == rc.transformer.lower()).windings[rc.tap_winding - 1]  # fmt: skip
+        sign = -1.0 if rc.tap_winding == rc.winding else 1.0
+        now = held.get(best[1], out.result.taps[best[1]])
+        new = min(max(now + sign * w.tap_step, w.min_tap), w.max_tap)
+        return None if abs(new - now) < 1e-12 else (best[1], new)
 
     def feasible(self, state: Mapping[str, bool]) -> tuple[SwitchedResult, bool]:
         """Screen a candidate: frozen taps first, the controls' verification if that fails."""
@@ -173,7 +223,24 @@ class Flisr3pEngine:
         _, chk = self.evaluate(state)
         if chk.ok:
             return chk, "unbalanced-twin (taps frozen)"
-        return self.verify(state)[1], "unbalanced-twin (static controls)"
+        chk = self.verify(state)[1]
+        n = len(self.controls(state)[1])
+        return chk, "unbalanced-twin (static controls settled" + (
+            f", {n} regulator tap{'s' * (n > 1)} commanded)" if n else ")"
+        )
+
+    def controls(
+        self, state: Mapping[str, bool]
+    ) -> tuple[dict[str, float], dict[str, float], dict[str, list[int]]]:
+        """The regulators' taps and capacitors' states the final ``state`` runs with (the
+        frozen pre-fault ones if they hold the limits, else the settled ones), and the tap
+        commands of the plan (regcontrol → pu; empty when the local controls suffice)."""
+        out, chk = self.evaluate(state)
+        if chk.ok:
+            return dict(self.base.taps), {}, dict(self.base.cap_states)
+        out, _ = self.verify(state)
+        key = frozenset(k for k, on in state.items() if not on)
+        return dict(out.result.taps), dict(self._commands.get(key, {})), dict(out.result.cap_states)
 
     # --- locate -----------------------------------------------------------------------
     def locate(self, ind: Indications3p) -> tuple[int, list[str], list[str]]:
@@ -423,6 +490,7 @@ class Flisr3pEngine:
             (s, "close", "restore") for s in p.restore
         ]
         unserved = self._unserved(p.state)
+        taps, commands, caps = self.controls(p.state)
         return Flisr3pResult(
             section=p.section,
             located_by=picked,
@@ -443,4 +511,7 @@ class Flisr3pEngine:
             final_state=dict(p.state),
             from_cache=cached,
             notes=notes + p.notes,
+            taps=taps,
+            tap_commands=commands,
+            cap_states=caps,
         )

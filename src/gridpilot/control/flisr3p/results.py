@@ -39,17 +39,24 @@ class StateCheck:
     why: str = ""
 
 
-def check_state(out: SwitchedResult, limits: OperatingLimits, upper: bool = True) -> StateCheck:
-    """Check every energised node-phase against the band (its upper edge only if ``upper``)
-    and every rated branch conductor against ``loading_max_pct``; returns a
-    :class:`StateCheck`."""
+def check_state(
+    out: SwitchedResult,
+    limits: OperatingLimits,
+    upper: bool = True,
+    source_side: np.ndarray | None = None,
+) -> StateCheck:
+    """Check every energised node-phase against the band (its upper edge only if ``upper``,
+    and not on the ``source_side`` node-phases: the source's own buses, which no switching or
+    regulator of the feeder can lower) and every rated branch conductor against
+    ``loading_max_pct``; returns a :class:`StateCheck`."""
     res = out.result
     vpu = res.v_pu
     live = out.energised
     if not live.any():
         return StateCheck(True, float("nan"), float("nan"), 0.0, 0.0, 0.0)
     lo_i = int(np.argmin(np.where(live, vpu, np.inf)))
-    hi_i = int(np.argmax(np.where(live, vpu, -np.inf)))
+    judged = live if source_side is None else live & ~source_side
+    hi_i = int(np.argmax(np.where(judged, vpu, -np.inf)))
     rating = np.array([m[3] for m in res.branch_meta])
     i = np.abs(res.branch_i_a)
     load = np.where(rating > 0, 100.0 * i / np.where(rating > 0, rating, 1.0), 0.0)
@@ -81,7 +88,11 @@ class Flisr3pResult:
     back, ``unserved_kw`` still without supply after the plan. ``after`` is the final
     state's check in the three-phase twin (``verified_by``: with the pre-fault taps frozen,
     or with its static controls acting); ``verified`` is True only when it holds
-    ``limits_used``. ``decision_ms``: wall time from
+    ``limits_used``. ``taps`` / ``cap_states``: the regulators' taps (pu) and capacitors'
+    steps the final state runs with (the frozen pre-fault ones, or the static controls'
+    settled ones); ``tap_commands``: the regulators the plan lowers and holds by SCADA
+    (regcontrol → pu) because their local control would leave a node-phase above the band
+    (empty when the local controls suffice). ``decision_ms``: wall time from
     indications to plan (plans may come from the per-feeder precomputation, ``from_cache``).
     """
 
@@ -104,6 +115,9 @@ class Flisr3pResult:
     verified_by: str = "unbalanced-twin"
     from_cache: bool = False
     notes: list[str] = field(default_factory=list)
+    taps: dict[str, float] = field(default_factory=dict)
+    tap_commands: dict[str, float] = field(default_factory=dict)
+    cap_states: dict[str, list[int]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -127,5 +141,7 @@ class Flisr3pResult:
             "verified_by": self.verified_by,
             "decision_ms": round(self.decision_ms, 3),
             "from_cache": self.from_cache,
+            "tap_commands": {k: round(v, 6) for k, v in self.tap_commands.items()},
+            "taps": {k: round(v, 6) for k, v in self.taps.items()},
             "notes": self.notes,
         }

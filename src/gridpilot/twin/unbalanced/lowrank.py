@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from gridpilot.twin.unbalanced.network import Network, Stamp
-from gridpilot.twin.unbalanced.solver import Factor
+from gridpilot.twin.unbalanced.solver import LinearSolver
 
 _CONTROLLER: ThreadpoolController | None = None
 
@@ -31,9 +31,10 @@ def one_blas_thread() -> AbstractContextManager[Any]:
 
 
 class LowRankFactor:
-    """A :class:`Factor` of the base state plus the correction for the present stamps."""
+    """A factorisation of the base state (a :class:`~.solver.Factor`, or anything that
+    solves it) plus the correction for the present stamps."""
 
-    def __init__(self, base: Factor, net: Network) -> None:
+    def __init__(self, base: LinearSolver, net: Network) -> None:
         self.base = base
         self.net = net
         stamps = self._stamps()

@@ -26,10 +26,13 @@ def dss_apply_state(
     closed: Mapping[str, bool],
     taps: Mapping[str, float] | None = None,
     control_mode: str = "off",
+    caps: Mapping[str, list[int]] | None = None,
 ) -> None:
     """Make the compiled feeder in ``sess`` match ``grid``'s ties (``normalise_ties``), set
-    the switches in ``closed`` and the regulators' taps (regcontrol name → pu), then solve
-    with ``control_mode`` (``off``: taps stay as set; ``static``: OpenDSS's controls move)."""
+    the switches in ``closed``, the regulators' taps (regcontrol name → pu) and the
+    capacitors' step states (``caps``: name → [0/1 per step]), then solve with
+    ``control_mode`` (``off``: taps and steps stay as set; ``static``: OpenDSS's controls
+    move)."""
     ties = set(grid.meta.get("ties", []))
     for b in grid.branches:
         name = b.name.lower()
@@ -46,6 +49,8 @@ def dss_apply_state(
         t = (taps or {}).get(rc.name.lower())
         if t is not None:
             sess.command(f"edit transformer.{rc.transformer} wdg={rc.tap_winding} tap={t:.6f}")
+    for name, states in (caps or {}).items():
+        sess.command(f"edit capacitor.{name} states=[{' '.join(str(int(x)) for x in states)}]")
     sess.command(f"set controlmode={control_mode}")
     sess.command("set tolerance=1e-10")
     sess.command("set maxiterations=1000")
@@ -65,14 +70,16 @@ class DssMetrics:
     losses_kw: float
 
 
-def dss_state_metrics(sess: DssSession) -> DssMetrics:
-    """Voltage extremes over energised node-phases, the largest loading of a rated line
-    conductor (|I| / NormAmps at either end), the nominal kW of fully energised loads and the
-    dead buses of OpenDSS's present solution."""
+def dss_state_metrics(sess: DssSession, upper_skip: frozenset[str] = frozenset()) -> DssMetrics:
+    """Voltage extremes over energised node-phases (the maximum without the ``upper_skip``
+    node-phases, ``"bus.k"``: the source's own side, see FLISR's band), the largest loading
+    of a rated line conductor (|I| / NormAmps at either end), the nominal kW of fully
+    energised loads and the dead buses of OpenDSS's present solution."""
     c = sess.circuit
     v = np.asarray(c.AllBusVmagPu)
     names = [n.lower() for n in c.AllNodeNames]
     live = v > DEAD_PU
+    judged = live & np.array([n not in upper_skip for n in names], bool)
     by_bus: dict[str, bool] = {}
     for n, on in zip(names, live, strict=True):
         b = n.split(".")[0]
@@ -99,4 +106,5 @@ def dss_state_metrics(sess: DssSession) -> DssMetrics:
         if ph.size and (ph > LIVE_V).all():
             served += loads.kW
     loss = complex(*c.Losses) / 1e3
-    return DssMetrics(float(v[live].min()), float(v[live].max()), worst, served, dead, loss.real)
+    vmax = float(v[judged].max()) if judged.any() else float("nan")
+    return DssMetrics(float(v[live].min()), vmax, worst, served, dead, loss.real)

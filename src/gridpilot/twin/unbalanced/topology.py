@@ -323,6 +323,8 @@ class SwitchingSolver:
                 self._edges[b.name.lower()] = ([e[0] for e in ends], [e[1] for e in ends])
         fa, fb = _node_edges(closed_all, net.index, False, set(self.normal))
         self._fixed = (np.array(fa, np.int64), np.array(fb, np.int64))
+        self._closed_all = closed_all
+        self._no_xf: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._src = _source_idx(closed_all, net.index)
         self.load_nodes = [
             (ld, [net.index[(ld.terminal.bus, k)] for k in ld.terminal.nodes if k > 0])
@@ -342,9 +344,45 @@ class SwitchingSolver:
 
     def energised(self, closed: Mapping[str, bool] | None = None) -> np.ndarray:
         """Energised mask per node-phase for a switch state (no power flow)."""
+        return self._energised(self.state(closed), self._fixed)
+
+    def regulator_zone(self, reg: str, closed: Mapping[str, bool] | None = None) -> np.ndarray:
+        """Per node-phase: True where regulator ``reg`` (a regcontrol name) feeds it in a
+        switch state (energised, and cut off from the source without its transformer)."""
+        name = reg.lower()
+        if name not in self._no_xf:
+            rc = next((r for r in self.grid.regcontrols if r.name.lower() == name), None)
+            if rc is None:
+                raise UnknownComponentError("regcontrol", reg)
+            g = dataclasses.replace(self._closed_all, transformers=[
+                dataclasses.replace(t, enabled=False) if t.name.lower() == rc.transformer.lower() else t
+                for t in self._closed_all.transformers])  # fmt: skip
+            fa, fb = _node_edges(g, self.net.index, False, set(self.normal))
+            self._no_xf[name] = (np.array(fa, np.int64), np.array(fb, np.int64))
         st = self.state(closed)
-        a = [self._fixed[0]]
-        b = [self._fixed[1]]
+        return self._energised(st, self._fixed) & ~self._energised(st, self._no_xf[name])
+
+    def source_side(self) -> np.ndarray:
+        """Per node-phase: True on the source's own side of the feeder - reached from the
+        source without passing a regulating transformer or a switch, and carrying no load
+        (ieee8500: the 115 kV bus and the regulator's input). All False when that part
+        carries load (a feeder without regulation at its head)."""
+        regs = {r.transformer.lower() for r in self.grid.regcontrols if r.enabled}
+        g = dataclasses.replace(self._closed_all, transformers=[
+            dataclasses.replace(t, enabled=False) if t.name.lower() in regs else t
+            for t in self._closed_all.transformers])  # fmt: skip
+        fa, fb = _node_edges(g, self.net.index, False, set(self.normal))
+        side = self._energised(dict.fromkeys(self.normal, False),
+                               (np.array(fa, np.int64), np.array(fb, np.int64)))  # fmt: skip
+        if any(side[idx].any() for _, idx in self.load_nodes):
+            return np.zeros_like(side)
+        return side
+
+    def _energised(
+        self, st: Mapping[str, bool], fixed: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
+        a = [fixed[0]]
+        b = [fixed[1]]
         for k, on in st.items():
             if on:
                 a.append(np.array(self._edges[k][0], np.int64))
@@ -364,12 +402,15 @@ class SwitchingSolver:
         state's energised part, and the energised mask per node-phase."""
         st = self.state(closed)
         live = self.energised(st)
+        return self._masked(st, live), live
+
+    def _masked(self, st: Mapping[str, bool], live: np.ndarray) -> MaskedFactor:
         y = self.y_all
         opened = [self._stamps[k] for k, on in st.items() if not on]
         if opened:
             y = y - sum(opened[1:], opened[0])
         keep = np.flatnonzero(live)
-        return MaskedFactor(y[keep][:, keep].tocsc(), keep, self.net.n), live
+        return MaskedFactor(y[keep][:, keep].tocsc(), keep, self.net.n)
 
     def solve(
         self, closed: Mapping[str, bool] | None = None, load_mult: float = 1.0
@@ -391,6 +432,82 @@ class SwitchingSolver:
         off = np.array([not st.get(n, True) for n in self._sw_name], bool) & self._sw_rows
         res.branch_i_a = np.where(off, 0.0, res.branch_i_a)
         return self._wrap(res, live, load_mult)
+
+    def solve_settled(
+        self,
+        closed: Mapping[str, bool] | None = None,
+        load_mult: float = 1.0,
+        taps: Mapping[str, float] | None = None,
+    ) -> SwitchedResult:
+        """Solve a switch state with the energised regulators' and capacitors' static
+        controls acting (as :meth:`UnbalancedTwin.powerflow` ``"static"`` does: the action
+        with the shortest delay first, re-solved after each round), starting from the frozen
+        taps and capacitor states; ``taps`` (regcontrol → pu) are imposed first and those
+        regulators stay where put (held in manual). Controls on dead elements do not act.
+        The solver's own taps and capacitor states are restored afterwards; the settled ones
+        are in ``result.taps`` / ``result.cap_states`` (energised regulators only)."""
+        from gridpilot.errors import ConvergenceError
+        from gridpilot.twin.unbalanced.lowrank import LowRankFactor, one_blas_thread
+        from gridpilot.twin.unbalanced.solver import solve_steps
+
+        tw = self.twin
+        taps0, caps0 = tw.taps(), tw.cap_states()
+        held = {k.lower() for k in (taps or {})}
+        st = self.state(closed)
+        live = self.energised(st)
+        fac = LowRankFactor(self._masked(st, live), self.net)  # taps then move by Woodbury
+        try:
+            for k, t in (taps or {}).items():
+                tw.set_tap(k, t)
+            fac.dirty = True
+            s = tw.base_powers(load_mult)
+            armed: dict[tuple[str, str], float] = {}
+            with one_blas_thread():
+                v, iters = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, None, tw.opts)
+                rounds = 0
+                while True:
+                    pending = {k: x for k, x in tw._sample(v[:, 0]).items()
+                               if self._acts(k, live) and k[1] not in held}  # fmt: skip
+                    armed = {k: armed.get(k, t) for k, (t, _) in pending.items()}
+                    if not armed:
+                        break
+                    rounds += 1
+                    if rounds > 100:
+                        raise ConvergenceError(f"{self.grid.name}: static controls did not settle")
+                    first = min(armed.values())
+                    for key, t in list(armed.items()):
+                        if t <= first + 1e-9:
+                            tw._act(key, pending[key][1])
+                            del armed[key]
+                    fac.dirty = True
+                    v, more = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, v, tw.opts)
+                    iters += more
+            res = tw.result(v[:, 0], s[:, 0], iters, rounds)
+        finally:  # the stamps return to the values y_all was built with
+            for k, t in taps0.items():
+                tw.set_tap(k, t)
+            for k, c in caps0.items():
+                tw.set_cap(k, c)
+        res.taps = {k: t for k, t in res.taps.items() if self._reg_live(k, live)}
+        off = np.array([not st.get(n, True) for n in self._sw_name], bool) & self._sw_rows
+        res.branch_i_a = np.where(off, 0.0, res.branch_i_a)
+        return self._wrap(res, live, load_mult)
+
+    def _reg_live(self, name: str, live: np.ndarray) -> bool:
+        rs = next(x for x in self.twin.regs if x.ctl.name.lower() == name)
+        return all(live[i] for i in (rs.hi, rs.lo) if i >= 0)
+
+    def _acts(self, key: tuple[str, str], live: np.ndarray) -> bool:
+        """Whether a control acts in a state: its regulator's or capacitor's nodes live."""
+        kind, name = key
+        if kind == "reg":
+            return self._reg_live(name, live)
+        cs = next(x for x in self.twin.caps if x.ctl.name.lower() == name)
+        cap = next(c for c in self.twin.grid.capacitors if c.name.lower() == cs.cap)
+        nodes = [i for i in cs.idx if i >= 0]
+        nodes += [self.net.index[(t.bus, k)] for t in (cap.t1, cap.t2) for k in t.nodes
+                  if k > 0 and (t.bus, k) in self.net.index]  # fmt: skip
+        return all(live[i] for i in nodes)
 
     def _wrap(self, res: UnbalancedResult, live: np.ndarray, mult: float) -> SwitchedResult:
         served = unserved = 0.0
