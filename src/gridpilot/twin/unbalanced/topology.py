@@ -495,7 +495,7 @@ class SwitchingSolver:
 
     def _reg_live(self, name: str, live: np.ndarray) -> bool:
         rs = next(x for x in self.twin.regs if x.ctl.name.lower() == name)
-        return all(live[i] for i in (rs.hi, rs.lo) if i >= 0)
+        return all(live[int(i)] for i in (*rs.his, *rs.los) if i >= 0)
 
     def _acts(self, key: tuple[str, str], live: np.ndarray) -> bool:
         """Whether a control acts in a state: its regulator's or capacitor's nodes live."""
