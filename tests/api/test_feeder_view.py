@@ -251,3 +251,32 @@ def test_serve_a_three_phase_grid_serves_its_feeder_view_then_stops() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+_STOP_MID_STUDY = """
+import time
+from fastapi.testclient import TestClient
+from gridpilot.api import KeyStore
+from gridpilot.api.feeder_app import create_feeder_app
+from gridpilot.model import load_grid
+
+keys = KeyStore.generate()
+client = TestClient(create_feeder_app(load_grid("ieee8500"), keys))
+r = client.get("/api/feeder/hosting?der=pv", headers={"X-API-Key": keys.issued["viewer"]})
+assert r.json()["status"] == "computing", r.json()
+time.sleep(4)  # the study is under way when the process ends
+print("asked")
+"""
+
+
+def test_a_process_that_exits_mid_study_exits_zero() -> None:
+    """ieee8500's hosting study runs minutes in the background: a server that stops meanwhile
+    (Ctrl-C, the end of a test) exits with status 0 (a study thread made it exit 120)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", _STOP_MID_STUDY], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "asked" in res.stdout

@@ -1,11 +1,14 @@
 """Hosting capacity for the dashboard's map: read from the table ``gridpilot hosting-capacity``
 wrote (``<dir>/<grid>_<der>_hosting.csv``), else computed on the first request in a
-background thread and cached (``ieee8500`` takes minutes; the answer says ``computing``
-meanwhile). Per-phase kW arrays in the order of the feeder geometry's buses."""
+background process and cached (``ieee8500`` takes minutes; the answer says ``computing``
+meanwhile). A child process, not a thread: the server stays responsive, and a server that
+stops mid-study ends it (a daemon thread still inside the study at interpreter exit made the
+process exit with status 120). Per-phase kW arrays in the order of the feeder geometry's buses."""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import threading
 import time
 from pathlib import Path
@@ -44,6 +47,35 @@ def compute_table(grid: ThreePhaseGrid, der: str) -> tuple[pd.DataFrame, float]:
         grid, critical_scenarios(load, clear_sky_pv(len(load)), der), HostingOptions(der=der)
     )
     return res.table(), res.elapsed_s
+
+
+def _study_child(grid: ThreePhaseGrid, der: str, conn: Any) -> None:
+    """Child process: the study, its (table, seconds) or ``("error", text)`` sent back."""
+    try:
+        conn.send(compute_table(grid, der))
+    except Exception as exc:  # sent to the parent, which reports it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def compute_in_child(grid: ThreePhaseGrid, der: str) -> tuple[pd.DataFrame, float]:
+    """:func:`compute_table` in a daemon child process (spawned: no forked server threads);
+    a failure there is raised here as a :class:`RuntimeError` with its text."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_study_child, args=(grid, der, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        out = parent.recv()
+    except EOFError as exc:
+        raise RuntimeError(f"hosting study process ended (exit code {proc.exitcode})") from exc
+    finally:
+        proc.join(timeout=5)
+    if isinstance(out[0], str):
+        raise RuntimeError(out[1])
+    return out
 
 
 def hosting_payload(g: Geometry, table: pd.DataFrame) -> dict[str, Any]:
@@ -110,7 +142,7 @@ class HostingCache:
 
     def _compute(self, der: str) -> None:
         try:
-            table, secs = compute_table(self.grid, der)
+            table, secs = compute_in_child(self.grid, der)
         except Exception as exc:  # said in the answer, not lost in a thread
             log.exception("hosting capacity of %s (%s) failed", self.grid.name, der)
             with self._lock:
