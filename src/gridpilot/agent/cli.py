@@ -164,102 +164,117 @@ MetersOpt = Annotated[
 ]
 
 
+def _kpi_rows(table: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """A scenario report's KPI table as (KPI with its unit, uncontrolled, controlled) rows."""
+    return [
+        (
+            r["kpi"] + (f" ({r['unit']})" if r["unit"] else ""),
+            r["uncontrolled"],
+            r["controlled"],
+        )
+        for r in table
+    ]
+
+
+def _print_kpis(
+    con: Any, title: str, rows: list[Any], data: dict[str, Any], report: Path | None
+) -> None:
+    """The KPIs uncontrolled beside gridpilot as a table, then the checks and the report path."""
+    from rich.table import Table
+
+    from gridpilot.tables import format_value
+
+    t = Table(title=title)
+    t.add_column("KPI")
+    t.add_column("uncontrolled", justify="right")
+    t.add_column("gridpilot", justify="right")
+    for k, u, c in rows:
+        t.add_row(str(k), format_value(u), format_value(c))
+    con.print(t)
+    if data.get("checks"):
+        con.print(f"checks: {data['checks']}")
+    if report:
+        con.print(f"report written to {report}/index.html")
+
+
+def scenario(
+    name: Annotated[str, typer.Argument(help=f"{', '.join(SCENARIO_NAMES)} or n-1")],
+    grid: Annotated[str, typer.Argument(help="built-in grid")] = "case33bw",
+    hours: Annotated[
+        float | None, typer.Option(help="simulated hours (scenario default if omitted)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="write a report (JSON, CSV, plots, HTML) here")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="serial or dask")] = "serial",
+    address: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="LocalCluster workers")] = 2,
+    fleet: Annotated[
+        bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
+    ] = True,
+    world: WorldOpt = "field",
+    grid_opt: Annotated[
+        str | None,
+        typer.Option("--grid", help="built-in grid (overrides the GRID argument)"),
+    ] = None,
+) -> None:
+    """Run a what-if scenario with and without gridpilot's control; KPIs side by side.
+
+    A three-phase feeder (ieee13 ... ieee8500, a .dss file) runs in the three-phase world
+    (gridpilot.agent.ThreePhaseWorld) whatever --world says; its KPIs add node-phase ones."""
+    from rich.console import Console
+
+    from gridpilot.errors import GridpilotError
+
+    con = Console()
+    grid = grid_opt or grid
+    try:
+        if name == "n-1":
+            from gridpilot.agent.contingency import n1_sweep, write_n1_report
+
+            rep = n1_sweep(
+                grid,
+                executor=executor,
+                address=address,
+                workers=workers,
+                fleet=fleet,
+                world=world,
+            )
+            data = rep.to_dict()
+            if report:
+                write_n1_report(rep, report)
+            rows = [
+                (k, rep.summary["uncontrolled"].get(k, ""), v)
+                for k, v in rep.summary["controlled"].items()
+            ]
+        else:
+            from gridpilot.agent.scenarios import run_scenario, write_report
+
+            rep2 = run_scenario(
+                name,
+                grid,
+                hours,
+                executor=executor,
+                address=address,
+                fleet=fleet,
+                world=world,
+            )
+            data = rep2.to_dict()
+            if report:
+                write_report(rep2, report)
+            rows = _kpi_rows(rep2.table())
+    except GridpilotError as exc:
+        con.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    _print_kpis(con, f"scenario {name} on {grid}", rows, data, report)
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``scenario`` to the root app."""
-
-    @app.command("scenario")
-    def scenario(
-        name: Annotated[str, typer.Argument(help=f"{', '.join(SCENARIO_NAMES)} or n-1")],
-        grid: Annotated[str, typer.Argument(help="built-in grid")] = "case33bw",
-        hours: Annotated[
-            float | None, typer.Option(help="simulated hours (scenario default if omitted)")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-        report: Annotated[
-            Path | None, typer.Option(help="write a report (JSON, CSV, plots, HTML) here")
-        ] = None,
-        executor: Annotated[str, typer.Option(help="serial or dask")] = "serial",
-        address: Annotated[
-            str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")
-        ] = None,
-        workers: Annotated[int, typer.Option(help="LocalCluster workers")] = 2,
-        fleet: Annotated[
-            bool, typer.Option("--fleet/--no-fleet", help="add the demo device fleet")
-        ] = True,
-        world: WorldOpt = "field",
-        grid_opt: Annotated[
-            str | None,
-            typer.Option("--grid", help="built-in grid (overrides the GRID argument)"),
-        ] = None,
-    ) -> None:
-        """Run a what-if scenario with and without gridpilot's control; KPIs side by side.
-
-        A three-phase feeder (ieee13 ... ieee8500, a .dss file) runs in the three-phase world
-        (gridpilot.agent.ThreePhaseWorld) whatever --world says; its KPIs add node-phase ones."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from gridpilot.errors import GridpilotError
-        from gridpilot.tables import format_value
-
-        con = Console()
-        grid = grid_opt or grid
-        try:
-            if name == "n-1":
-                from gridpilot.agent.contingency import n1_sweep, write_n1_report
-
-                rep = n1_sweep(
-                    grid,
-                    executor=executor,
-                    address=address,
-                    workers=workers,
-                    fleet=fleet,
-                    world=world,
-                )
-                data = rep.to_dict()
-                if report:
-                    write_n1_report(rep, report)
-                rows = [
-                    (k, rep.summary["uncontrolled"].get(k, ""), v)
-                    for k, v in rep.summary["controlled"].items()
-                ]
-            else:
-                from gridpilot.agent.scenarios import run_scenario, write_report
-
-                rep2 = run_scenario(
-                    name,
-                    grid,
-                    hours,
-                    executor=executor,
-                    address=address,
-                    fleet=fleet,
-                    world=world,
-                )
-                data = rep2.to_dict()
-                if report:
-                    write_report(rep2, report)
-                rows = [
-                    (
-                        r["kpi"] + (f" ({r['unit']})" if r["unit"] else ""),
-                        r["uncontrolled"],
-                        r["controlled"],
-                    )
-                    for r in rep2.table()
-                ]
-        except GridpilotError as exc:
-            con.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-        if as_json:
-            print(json.dumps(data, indent=2, default=str))
-            return
-        t = Table(title=f"scenario {name} on {grid}")
-        t.add_column("KPI")
-        t.add_column("uncontrolled", justify="right")
-        t.add_column("gridpilot", justify="right")
-        for k, u, c in rows:
-            t.add_row(str(k), format_value(u), format_value(c))
-        con.print(t)
-        if data.get("checks"):
-            con.print(f"checks: {data['checks']}")
-        if report:
-            con.print(f"report written to {report}/index.html")
+    app.command("scenario")(scenario)

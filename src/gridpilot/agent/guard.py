@@ -28,7 +28,7 @@ import numpy as np
 from gridpilot.agent.actions import Plan
 from gridpilot.model import Grid, SwitchKind, branch_status
 from gridpilot.model.limits import OperatingLimits
-from gridpilot.twin import Twin, energised, is_radial
+from gridpilot.twin import PowerFlowResult, Twin, energised, is_radial
 
 
 @dataclass(frozen=True)
@@ -313,6 +313,19 @@ class SafetyGuard:
         before = self.twin.powerflow(switch_closed=np.asarray(switch_closed, bool), **inj_now)
         after = self.twin.powerflow(switch_closed=closed, **inj)
         b, a = _sim_summary(g, before), _sim_summary(g, after)
+        reasons += self._limit_reasons(before, after, b, a)
+        if not reasons and self.phase is not None and plan.switch_ops:
+            checks.append("simulated per node-phase in the three-phase twin")
+            reasons += self._phase_reasons(switch_closed, closed, inj_now, inj, a)
+        return Verdict(not reasons, reasons, b, a, checks)
+
+    def _limit_reasons(
+        self, before: PowerFlowResult, after: PowerFlowResult, b: dict[str, Any], a: dict[str, Any]
+    ) -> list[str]:
+        """Why the twin's power flow ``after`` the plan breaks the limits where ``before`` did
+        not (``b``/``a``: their summaries); none: []."""
+        lim = self.limits
+        reasons: list[str] = []
         if not after.converged:
             reasons.append("the power flow after the plan does not converge")
         else:
@@ -344,10 +357,7 @@ class SafetyGuard:
                     f"loading {a['max_loading_pct']} % ({a['max_loading_branch']}) above "
                     f"{lim.loading_max_pct} % and worse than before"
                 )
-        if not reasons and self.phase is not None and plan.switch_ops:
-            checks.append("simulated per node-phase in the three-phase twin")
-            reasons += self._phase_reasons(switch_closed, closed, inj_now, inj, a)
-        return Verdict(not reasons, reasons, b, a, checks)
+        return reasons
 
     def _phase_reasons(
         self,

@@ -53,6 +53,25 @@ def _grid_key(grid: Grid) -> str:
     return h.hexdigest()
 
 
+# the FLISR summary fields a FLISR plan carries in its data (in this order)
+_FLISR_SUMMARY_KEYS: tuple[str, ...] = (
+    "located_sections",
+    "candidates",
+    "isolate",
+    "restore",
+    "open_for_restore",
+    "plan",
+    "shed",
+    "restored_kw",
+    "unserved_kw",
+    "vmin_pu_after",
+    "verified",
+    "verified_by",
+    "decision_ms",
+    "notes",
+)
+
+
 class FlisrPolicy:
     """Fault location, isolation and service restoration by :mod:`gridpilot.control`'s FLISR.
 
@@ -228,25 +247,7 @@ class FlisrPolicy:
             "section_buses": section_buses,
             "faulted_lines": res.located_lines,
             "boundary_switches": res.locked_open,
-            "flisr": {
-                k: summary[k]
-                for k in (
-                    "located_sections",
-                    "candidates",
-                    "isolate",
-                    "restore",
-                    "open_for_restore",
-                    "plan",
-                    "shed",
-                    "restored_kw",
-                    "unserved_kw",
-                    "vmin_pu_after",
-                    "verified",
-                    "verified_by",
-                    "decision_ms",
-                    "notes",
-                )
-            },
+            "flisr": {k: summary[k] for k in _FLISR_SUMMARY_KEYS},
             "present_demand_check": {
                 "plan_basis": basis,
                 "vmin_pu": round(float(ev["vmin_pu"][pick]), 4),

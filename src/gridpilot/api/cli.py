@@ -24,116 +24,116 @@ from gridpilot.agent.cli import (
 )
 
 
+def demo(
+    grid: GridOpt = "case33bw",
+    duration: DurationOpt = None,
+    speed: SpeedOpt = 120.0,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="serve the dashboard")] = True,
+    steps: Annotated[
+        int, typer.Option(help="with --no-serve: steps to run as fast as possible")
+    ] = 120,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    mode: ModeOpt = "autonomous",
+    world: WorldOpt = "field",
+    flex_plan: FlexPlanOpt = False,
+    meters: MetersOpt = False,
+    ev_protocol: EvProtocolOpt = "internal",
+    start_after: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="start the storyline after this many seconds if no dashboard has connected by then",
+        ),
+    ] = 60.0,
+    protocols: ProtocolsOpt = "",
+) -> None:
+    """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
+
+    A storyline of announced drills (a fault, its repair, a wind drop; then again with
+    another fault) starts when the first dashboard connects or after --start-after seconds,
+    so that self-healing and demand response are seen. With --no-serve: the fixed events (a
+    fault on line 7 at +10 min, a wind drop at +40 min). Stops after --duration seconds, or
+    with Ctrl-C (a summary is printed; exit code 0).
+    """
+    from rich.console import Console
+
+    con = Console()
+    protos = tuple(p.strip() for p in protocols.split(",") if p.strip())
+    orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol, protos)
+    if not serve:
+        try:
+            orch.run(steps, demo_events(orch.world.step_s))
+        finally:
+            if hasattr(orch.world, "close"):
+                orch.world.close()
+        h = orch.headline()
+        con.print_json(
+            json.dumps(
+                {
+                    "headline": h,
+                    "events": [e["text"] for e in list(orch.events)[-15:]],
+                    "audit_entries": orch.audit.count(),
+                    "audit_chain_ok": orch.audit.verify()[0],
+                }
+            )
+        )
+        return
+    from gridpilot.api.storyline import Storyline
+
+    story = Storyline(
+        orch.grid,
+        speed,
+        orch.world.step_s,
+        lambda text: con.print(f"[bold yellow]storyline:[/bold yellow] {text}", soft_wrap=True),
+        start_after_s=start_after,
+    )
+    try:
+        _serve(orch, host, port, speed, duration, story, con)
+    finally:
+        if hasattr(orch.world, "close"):  # a protocol world's servers and device processes
+            orch.world.close()
+
+
+def serve_cmd(
+    grid: GridOpt = "case33bw",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    speed: SpeedOpt = 60.0,
+    duration: DurationOpt = None,
+    mode: ModeOpt = "propose",
+    audit: Annotated[str | None, typer.Option(help="audit log SQLite file")] = None,
+    world: WorldOpt = "field",
+    flex_plan: FlexPlanOpt = False,
+    meters: MetersOpt = False,
+    hosting: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="folder of `gridpilot hosting-capacity --out` tables (feeder view)",
+        ),
+    ] = None,
+) -> None:
+    """Serve the API and dashboard over a simulated grid, without injected events.
+
+    A three-phase feeder (ieee13 … ieee8500, .dss) that the loop does not run is served
+    as the feeder view alone (/feeder: canvas drawing, per-phase voltage profile,
+    hosting-capacity map) over one unbalanced power flow."""
+    from rich.console import Console
+
+    con = Console()
+    orch = _orch_or_feeder(con, grid, mode, audit, world, flex_plan, meters)
+    if not hasattr(orch, "world"):  # a three-phase grid the loop does not run
+        _serve_feeder(orch, host, port, duration, hosting, con)
+        return
+    _serve(orch, host, port, speed, duration, None, con, hosting)
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``demo`` and ``serve`` to the root app."""
-
-    @app.command("demo")
-    def demo(
-        grid: GridOpt = "case33bw",
-        duration: DurationOpt = None,
-        speed: SpeedOpt = 120.0,
-        serve: Annotated[
-            bool, typer.Option("--serve/--no-serve", help="serve the dashboard")
-        ] = True,
-        steps: Annotated[
-            int, typer.Option(help="with --no-serve: steps to run as fast as possible")
-        ] = 120,
-        host: str = "127.0.0.1",
-        port: int = 8765,
-        mode: ModeOpt = "autonomous",
-        world: WorldOpt = "field",
-        flex_plan: FlexPlanOpt = False,
-        meters: MetersOpt = False,
-        ev_protocol: EvProtocolOpt = "internal",
-        start_after: Annotated[
-            float,
-            typer.Option(
-                min=0.0,
-                help="start the storyline after this many seconds if no dashboard has connected by then",
-            ),
-        ] = 60.0,
-        protocols: ProtocolsOpt = "",
-    ) -> None:
-        """The default grid and fleet in accelerated time, the orchestrator acting, the dashboard live.
-
-        A storyline of announced drills (a fault, its repair, a wind drop; then again with
-        another fault) starts when the first dashboard connects or after --start-after seconds,
-        so that self-healing and demand response are seen. With --no-serve: the fixed events (a
-        fault on line 7 at +10 min, a wind drop at +40 min). Stops after --duration seconds, or
-        with Ctrl-C (a summary is printed; exit code 0).
-        """
-        from rich.console import Console
-
-        con = Console()
-        protos = tuple(p.strip() for p in protocols.split(",") if p.strip())
-        orch = _build_or_exit(con, grid, mode, None, world, flex_plan, meters, ev_protocol, protos)
-        if not serve:
-            try:
-                orch.run(steps, demo_events(orch.world.step_s))
-            finally:
-                if hasattr(orch.world, "close"):
-                    orch.world.close()
-            h = orch.headline()
-            con.print_json(
-                json.dumps(
-                    {
-                        "headline": h,
-                        "events": [e["text"] for e in list(orch.events)[-15:]],
-                        "audit_entries": orch.audit.count(),
-                        "audit_chain_ok": orch.audit.verify()[0],
-                    }
-                )
-            )
-            return
-        from gridpilot.api.storyline import Storyline
-
-        story = Storyline(
-            orch.grid,
-            speed,
-            orch.world.step_s,
-            lambda text: con.print(f"[bold yellow]storyline:[/bold yellow] {text}", soft_wrap=True),
-            start_after_s=start_after,
-        )
-        try:
-            _serve(orch, host, port, speed, duration, story, con)
-        finally:
-            if hasattr(orch.world, "close"):  # a protocol world's servers and device processes
-                orch.world.close()
-
-    @app.command("serve")
-    def serve_cmd(
-        grid: GridOpt = "case33bw",
-        host: str = "127.0.0.1",
-        port: int = 8765,
-        speed: SpeedOpt = 60.0,
-        duration: DurationOpt = None,
-        mode: ModeOpt = "propose",
-        audit: Annotated[str | None, typer.Option(help="audit log SQLite file")] = None,
-        world: WorldOpt = "field",
-        flex_plan: FlexPlanOpt = False,
-        meters: MetersOpt = False,
-        hosting: Annotated[
-            Path | None,
-            typer.Option(
-                exists=True,
-                file_okay=False,
-                help="folder of `gridpilot hosting-capacity --out` tables (feeder view)",
-            ),
-        ] = None,
-    ) -> None:
-        """Serve the API and dashboard over a simulated grid, without injected events.
-
-        A three-phase feeder (ieee13 … ieee8500, .dss) that the loop does not run is served
-        as the feeder view alone (/feeder: canvas drawing, per-phase voltage profile,
-        hosting-capacity map) over one unbalanced power flow."""
-        from rich.console import Console
-
-        con = Console()
-        orch = _orch_or_feeder(con, grid, mode, audit, world, flex_plan, meters)
-        if not hasattr(orch, "world"):  # a three-phase grid the loop does not run
-            _serve_feeder(orch, host, port, duration, hosting, con)
-            return
-        _serve(orch, host, port, speed, duration, None, con, hosting)
+    app.command("demo")(demo)
+    app.command("serve")(serve_cmd)
 
 
 def _orch_or_feeder(con: Any, grid: str, *args: Any) -> Any:

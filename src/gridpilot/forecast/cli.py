@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from gridpilot.forecast.backtest import BacktestResult
+    from gridpilot.forecast.data import History
 
 forecast_app = typer.Typer(
     name="forecast",
@@ -164,8 +168,72 @@ def _model_kwargs(
     return kw
 
 
+def _history_and_covariates(read: Any) -> tuple[History, Any]:
+    """The history of what :func:`_read_csv` read and its covariates (None without any)."""
+    from gridpilot.forecast.inputs import ForecastInputDataset
+
+    if isinstance(read, ForecastInputDataset):
+        return read.history, read.history_covariates()
+    return read, None
+
+
+def _write_plots(res: BacktestResult, plot: Path) -> None:
+    """Forecast vs actual at ``plot`` and the reliability diagram beside it."""
+    from gridpilot.forecast.plot import plot_reliability
+
+    res.plot(plot)
+    plot_reliability(res, reliability_path(plot))
+
+
+def _split_rows(
+    h: History, protocol: str | None, source: str, test_fraction: float, val_fraction: float
+) -> tuple[History, int | None, int | None]:
+    """The history to backtest (standardised under ``--protocol ett``) and its validation and
+    test starts (None: the backtest's own split)."""
+    from gridpilot.forecast.data import History
+    from gridpilot.forecast.protocol import ett_split
+
+    val_start = test_start = None
+    if protocol == "ett":
+        sp = ett_split(h.freq, len(h), source)
+        tr = sp.val_start
+        mu = h.values[:tr].mean(axis=0)
+        sd = h.values[:tr].std(axis=0)
+        h = History(h.index[: sp.end], (h.values[: sp.end] - mu) / sd, h.columns, h.freq)
+        val_start, test_start = sp.val_start, sp.test_start
+    elif protocol is not None:
+        raise typer.BadParameter(f"unknown protocol {protocol!r}; use 'ett'")
+    elif val_fraction > 0:
+        test_start = len(h) - round(test_fraction * len(h))
+        val_start = test_start - round(val_fraction * len(h))
+    return h, val_start, test_start
+
+
+def _print_backtest(res: BacktestResult, horizon: int, plot: Path | None) -> None:
+    """The backtest's metrics beside the seasonal-naive baseline, as a table on the console."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{res.model} vs seasonal-naive, horizon {horizon}, {len(res.origins)} origins"
+    )
+    table.add_column("metric")
+    table.add_column(res.model, justify="right")
+    table.add_column("seasonal-naive", justify="right")
+    base = res.baseline_metrics or {}
+    for k, v in res.metrics.items():
+        table.add_row(k, f"{v:.4f}", f"{base.get(k, float('nan')):.4f}")
+    console = Console()
+    console.print(table)
+    if res.mae_reduction is not None:
+        console.print(f"MAE reduction vs seasonal-naive: {100 * res.mae_reduction:.1f} %")
+    console.print(f"train: {res.train_s:.2f} s")
+    if plot is not None:
+        console.print(f"plot: {plot}, reliability diagram: {reliability_path(plot)}")
+
+
 @forecast_app.command("backtest")
-def backtest_cmd(  # noqa: PLR0915
+def backtest_cmd(
     data: Path = typer.Option(
         ...,
         "--data",
@@ -216,32 +284,13 @@ def backtest_cmd(  # noqa: PLR0915
     from gridpilot.errors import GridpilotError
     from gridpilot.forecast.api import make_model
     from gridpilot.forecast.backtest import backtest
-    from gridpilot.forecast.data import History
-    from gridpilot.forecast.inputs import ForecastInputDataset
-    from gridpilot.forecast.protocol import ett_split
 
     try:
         read = _read_csv(
             data, CsvOptions(columns, repair, max_gap_steps, time_unit, target, covariates)
         )
-        cov = None
-        if isinstance(read, ForecastInputDataset):
-            h, cov = read.history, read.history_covariates()
-        else:
-            h = read
-        val_start = test_start = None
-        if protocol == "ett":
-            sp = ett_split(h.freq, len(h), str(data))
-            tr = sp.val_start
-            mu = h.values[:tr].mean(axis=0)
-            sd = h.values[:tr].std(axis=0)
-            h = History(h.index[: sp.end], (h.values[: sp.end] - mu) / sd, h.columns, h.freq)
-            val_start, test_start = sp.val_start, sp.test_start
-        elif protocol is not None:
-            raise typer.BadParameter(f"unknown protocol {protocol!r}; use 'ett'")
-        elif val_fraction > 0:
-            test_start = len(h) - round(test_fraction * len(h))
-            val_start = test_start - round(val_fraction * len(h))
+        h, cov = _history_and_covariates(read)
+        h, val_start, test_start = _split_rows(h, protocol, str(data), test_fraction, val_fraction)
         kw = _model_kwargs(model, lookback, latitude, longitude)
         m = make_model(model, horizon, **kw)
         res = backtest(
@@ -255,10 +304,7 @@ def backtest_cmd(  # noqa: PLR0915
             covariates=cov,
         )
         if plot is not None:
-            from gridpilot.forecast.plot import plot_reliability
-
-            res.plot(plot)
-            plot_reliability(res, reliability_path(plot))
+            _write_plots(res, plot)
     except GridpilotError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -266,25 +312,7 @@ def backtest_cmd(  # noqa: PLR0915
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"{res.model} vs seasonal-naive, horizon {horizon}, {len(res.origins)} origins"
-    )
-    table.add_column("metric")
-    table.add_column(res.model, justify="right")
-    table.add_column("seasonal-naive", justify="right")
-    base = res.baseline_metrics or {}
-    for k, v in res.metrics.items():
-        table.add_row(k, f"{v:.4f}", f"{base.get(k, float('nan')):.4f}")
-    console = Console()
-    console.print(table)
-    if res.mae_reduction is not None:
-        console.print(f"MAE reduction vs seasonal-naive: {100 * res.mae_reduction:.1f} %")
-    console.print(f"train: {res.train_s:.2f} s")
-    if plot is not None:
-        console.print(f"plot: {plot}, reliability diagram: {reliability_path(plot)}")
+    _print_backtest(res, horizon, plot)
 
 
 @forecast_app.command("day-ahead")

@@ -72,157 +72,157 @@ def _balanced_summary(grid: Grid) -> dict[str, Any]:
     return s
 
 
-def register(app: typer.Typer) -> None:  # noqa: C901, PLR0915
-    """Attach ``grids``, ``powerflow`` and ``timeseries`` to the root app."""
+def grids(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the built-in grids with their bus counts."""
+    from gridpilot.model import list_grids
 
-    @app.command()
-    def grids(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-        """List the built-in grids with their bus counts."""
-        from gridpilot.model import list_grids
+    grids = list_grids()
+    rows = [
+        {"name": g.name, "buses": g.buses, "nodes": g.nodes, "description": g.description}
+        for g in grids
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
 
-        grids = list_grids()
-        rows = [
-            {"name": g.name, "buses": g.buses, "nodes": g.nodes, "description": g.description}
-            for g in grids
-        ]
-        if json_out:
-            typer.echo(json.dumps(rows, indent=2))
-            return
-        from rich.console import Console
-        from rich.table import Table
+    t = Table(title="built-in grids")
+    for c in ("name", "buses", "nodes", "description"):
+        t.add_column(c)
+    for g in grids:
+        t.add_row(
+            g.name,
+            "on demand" if g.buses is None else f"{g.buses:,}",
+            "" if g.nodes is None else f"{g.nodes:,}",
+            g.description,
+        )
+    Console().print(t)
 
-        t = Table(title="built-in grids")
-        for c in ("name", "buses", "nodes", "description"):
-            t.add_column(c)
-        for g in grids:
-            t.add_row(
-                g.name,
-                "on demand" if g.buses is None else f"{g.buses:,}",
-                "" if g.nodes is None else f"{g.nodes:,}",
-                g.description,
+
+def powerflow(
+    grid: Annotated[
+        str, typer.Argument(help="built-in grid name or grid file (.json/.npz/.m/.dss)")
+    ],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    controls: Annotated[
+        str, typer.Option(help="three-phase grids: regulator/capacitor controls static|off")
+    ] = "static",
+) -> None:
+    """Run one AC power flow and print losses, voltage extremes and loading (per phase,
+    with node and phase, and the max unbalance for three-phase grids)."""
+    try:
+        from gridpilot.model import load_grid
+        from gridpilot.model.threephase import ThreePhaseGrid
+
+        g = load_grid(grid)
+        if isinstance(g, ThreePhaseGrid):
+            from gridpilot.twin.unbalanced.cli import powerflow_summary
+
+            s = powerflow_summary(g, controls)
+        else:
+            s = _balanced_summary(g)
+    except GridpilotError as exc:
+        fail(exc)
+        return
+    if json_out:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    from gridpilot.tables import kv_table, print_table
+
+    print_table(kv_table(f"power flow: {s.get('grid', grid)}", s))
+
+
+def qsts(
+    grid: Annotated[str, typer.Argument(help="three-phase built-in grid (ieee13 …) or .dss file")],
+    steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
+    resolution: Annotated[str, typer.Option(help="step length: 15min, 1min, 900s, 1h")] = "15min",
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Quasi-static time series of an unbalanced grid with stateful regulator and
+    capacitor controls (OpenDSS time mode): voltage extremes, hours outside ANSI Range A,
+    unbalance, losses, tap and capacitor operations."""
+    try:
+        from gridpilot.model import load_grid
+        from gridpilot.model.threephase import ThreePhaseGrid
+        from gridpilot.twin.unbalanced.cli import qsts_summary
+
+        g = load_grid(grid)
+        if not isinstance(g, ThreePhaseGrid):
+            raise GridpilotError(
+                f"qsts runs on three-phase grids (ieee13 … ieee8500 or a .dss file); "
+                f"{grid!r} is balanced: use 'gridpilot timeseries'"
             )
-        Console().print(t)
+        s = qsts_summary(g, steps, resolution, show_progress=not json_out)
+    except GridpilotError as exc:
+        fail(exc)
+        return
+    if json_out:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    from gridpilot.tables import kv_table, print_table
 
-    @app.command()
-    def powerflow(
-        grid: Annotated[
-            str, typer.Argument(help="built-in grid name or grid file (.json/.npz/.m/.dss)")
-        ],
-        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-        controls: Annotated[
-            str, typer.Option(help="three-phase grids: regulator/capacitor controls static|off")
-        ] = "static",
-    ) -> None:
-        """Run one AC power flow and print losses, voltage extremes and loading (per phase,
-        with node and phase, and the max unbalance for three-phase grids)."""
-        try:
-            from gridpilot.model import load_grid
-            from gridpilot.model.threephase import ThreePhaseGrid
+    print_table(kv_table(f"QSTS: {s.get('grid', grid)}", s))
 
-            g = load_grid(grid)
-            if isinstance(g, ThreePhaseGrid):
-                from gridpilot.twin.unbalanced.cli import powerflow_summary
 
-                s = powerflow_summary(g, controls)
-            else:
-                s = _balanced_summary(g)
-        except GridpilotError as exc:
-            fail(exc)
-            return
-        if json_out:
-            typer.echo(json.dumps(s, indent=2))
-            return
-        from gridpilot.tables import kv_table, print_table
+def timeseries(
+    grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
+    steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
+    start: Annotated[int, typer.Option(help="first step of the profiles")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="write the per-step results to this .csv or .parquet file"),
+    ] = None,
+    voltages: Annotated[
+        bool, typer.Option("--voltages", help="with --out: one v_pu column per bus")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Run a batch time series over the grid's own profiles (or the default daily shapes)."""
+    try:
+        from gridpilot.model import load_balanced_grid
+        from gridpilot.twin import Twin
 
-        print_table(kv_table(f"power flow: {s.get('grid', grid)}", s))
+        if out is not None:
+            _check_out_path(out)
+        elif voltages:
+            raise ValidationError("--voltages: needs --out FILE.csv|FILE.parquet")
+        g = load_balanced_grid(grid, "timeseries (use 'gridpilot qsts')")
+        twin = Twin(g)
+        outputs = ("v_pu",) if voltages else ()
+        if sys.stderr.isatty() and not json_out:
+            from rich.progress import Progress
 
-    @app.command()
-    def qsts(
-        grid: Annotated[
-            str, typer.Argument(help="three-phase built-in grid (ieee13 …) or .dss file")
-        ],
-        steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
-        resolution: Annotated[
-            str, typer.Option(help="step length: 15min, 1min, 900s, 1h")
-        ] = "15min",
-        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    ) -> None:
-        """Quasi-static time series of an unbalanced grid with stateful regulator and
-        capacitor controls (OpenDSS time mode): voltage extremes, hours outside ANSI Range A,
-        unbalance, losses, tap and capacitor operations."""
-        try:
-            from gridpilot.model import load_grid
-            from gridpilot.model.threephase import ThreePhaseGrid
-            from gridpilot.twin.unbalanced.cli import qsts_summary
-
-            g = load_grid(grid)
-            if not isinstance(g, ThreePhaseGrid):
-                raise GridpilotError(
-                    f"qsts runs on three-phase grids (ieee13 … ieee8500 or a .dss file); "
-                    f"{grid!r} is balanced: use 'gridpilot timeseries'"
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"{g.name}: {steps} steps", total=steps)
+                res = twin.timeseries(
+                    steps,
+                    start=start,
+                    outputs=outputs,
+                    progress=lambda d, t: bar.update(task, completed=d),
                 )
-            s = qsts_summary(g, steps, resolution, show_progress=not json_out)
-        except GridpilotError as exc:
-            fail(exc)
-            return
-        if json_out:
-            typer.echo(json.dumps(s, indent=2))
-            return
-        from gridpilot.tables import kv_table, print_table
+        else:
+            res = twin.timeseries(steps, start=start, outputs=outputs)
+        written = _write_steps(res, out) if out is not None else None
+    except GridpilotError as exc:
+        fail(exc)
+        return
+    s = res.summary()
+    s["grid"] = g.name
+    s["buses"] = len(g.bus)
+    if written is not None:
+        s["out"], s["out_rows"], s["out_columns"] = str(out), written[0], written[1]
+    if json_out:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    from gridpilot.tables import kv_table, print_table
 
-        print_table(kv_table(f"QSTS: {s.get('grid', grid)}", s))
+    print_table(kv_table(f"time series: {s.get('grid', grid)}", s))
 
-    @app.command()
-    def timeseries(
-        grid: Annotated[str, typer.Argument(help="built-in grid name or grid file")],
-        steps: Annotated[int, typer.Option(help="number of time steps")] = 96,
-        start: Annotated[int, typer.Option(help="first step of the profiles")] = 0,
-        out: Annotated[
-            Path | None,
-            typer.Option(help="write the per-step results to this .csv or .parquet file"),
-        ] = None,
-        voltages: Annotated[
-            bool, typer.Option("--voltages", help="with --out: one v_pu column per bus")
-        ] = False,
-        json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    ) -> None:
-        """Run a batch time series over the grid's own profiles (or the default daily shapes)."""
-        try:
-            from gridpilot.model import load_balanced_grid
-            from gridpilot.twin import Twin
 
-            if out is not None:
-                _check_out_path(out)
-            elif voltages:
-                raise ValidationError("--voltages: needs --out FILE.csv|FILE.parquet")
-            g = load_balanced_grid(grid, "timeseries (use 'gridpilot qsts')")
-            twin = Twin(g)
-            outputs = ("v_pu",) if voltages else ()
-            if sys.stderr.isatty() and not json_out:
-                from rich.progress import Progress
-
-                with Progress(transient=True) as bar:
-                    task = bar.add_task(f"{g.name}: {steps} steps", total=steps)
-                    res = twin.timeseries(
-                        steps,
-                        start=start,
-                        outputs=outputs,
-                        progress=lambda d, t: bar.update(task, completed=d),
-                    )
-            else:
-                res = twin.timeseries(steps, start=start, outputs=outputs)
-            written = _write_steps(res, out) if out is not None else None
-        except GridpilotError as exc:
-            fail(exc)
-            return
-        s = res.summary()
-        s["grid"] = g.name
-        s["buses"] = len(g.bus)
-        if written is not None:
-            s["out"], s["out_rows"], s["out_columns"] = str(out), written[0], written[1]
-        if json_out:
-            typer.echo(json.dumps(s, indent=2))
-            return
-        from gridpilot.tables import kv_table, print_table
-
-        print_table(kv_table(f"time series: {s.get('grid', grid)}", s))
+def register(app: typer.Typer) -> None:
+    """Attach ``grids``, ``powerflow`` and ``timeseries`` to the root app."""
+    app.command()(grids)
+    app.command()(powerflow)
+    app.command()(qsts)
+    app.command()(timeseries)

@@ -25,7 +25,7 @@ from numba import njit, prange
 LANES = 8
 
 
-# one kernel: splitting _sweep into @njit _backward/_forward cost 5-18 % radial steps/s (case33bw, cigre-mv; +7 % on synthetic:2000; 1 thread, CPU time, 5 paired runs)
+# long: numba, one kernel: splitting _sweep into @njit _backward/_forward cost 5-18 % radial steps/s (case33bw, cigre-mv; +7 % on synthetic:2000; 1 thread, CPU time, 5 paired runs)
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sweep(  # noqa: C901, PLR0912, PLR0913, PLR0915
     vr: np.ndarray,
@@ -184,7 +184,7 @@ def _sweep(  # noqa: C901, PLR0912, PLR0913, PLR0915
                 vi[i, k] = ni
 
 
-# one kernel: the per-step parts share the lanes' arrays with the sweep loop; a split of the hot sweep alone already cost 5-18 % (see _sweep)
+# long: numba, one kernel: the per-step parts share the lanes' arrays with the sweep loop; a split of the hot sweep alone already cost 5-18 % (see _sweep)
 @njit(parallel=True, cache=True, error_model="numpy")
 def solve_batch(  # noqa: C901, PLR0912, PLR0913, PLR0915
     p_mw: np.ndarray,

@@ -11,8 +11,9 @@ from power_grid_model import ComponentType
 
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid
+from gridpilot.twin.batch import BatchArrays, ChunkSource, batch_steps, step_hours
 from gridpilot.twin.engine import PgmEngine
-from gridpilot.twin.inputs import profiles_for, step_injections
+from gridpilot.twin.inputs import profiles_for
 from gridpilot.twin.radial import RadialEngine, RadialTopology
 from gridpilot.twin.results import PowerFlowResult, TimeSeriesResult
 
@@ -229,7 +230,7 @@ class Twin:
         )
 
     # --- batch -----------------------------------------------------------------------------------
-    def timeseries(  # noqa: C901, PLR0912, PLR0913, PLR0915
+    def timeseries(  # noqa: PLR0913
         self,
         steps: int | None = None,
         *,
@@ -272,16 +273,7 @@ class Twin:
             "ev_p_mw": ev_p_mw,
             "flex_p_mw": flex_p_mw,
         }
-        lens = {k: np.shape(v)[0] for k, v in given.items() if v is not None and np.ndim(v) == 2}
-        if switch_closed is not None and np.ndim(switch_closed) == 2:
-            lens["switch_closed"] = np.shape(switch_closed)[0]
-        if steps is None:
-            steps = max(lens.values(), default=96)
-        if steps <= 0:
-            raise ValidationError(f"steps: must be positive, got {steps}")
-        wrong = {k: n for k, n in lens.items() if n != steps}
-        if wrong:
-            raise ValidationError(f"time series arrays must have {steps} rows; got {wrong}")
+        steps = batch_steps(steps, given, switch_closed)
         g = self.grid
         prof, cols = profiles_for(g, start + steps)
         if prof.steps < start + steps:
@@ -297,6 +289,26 @@ class Twin:
             ("line_loading_pct" in outputs),
             ("trafo_loading_pct" in outputs),
         )
+        out_req = self._out_request()
+        arrs = BatchArrays.empty(steps, (nb, nl, nt), keep)
+        unit = 1e6 if self._in_watts else 1.0  # scaled once here instead of copied per chunk
+        src = ChunkSource(g, prof, cols, given, switch_closed, start, unit)
+        calc = 0.0
+        used = {"radial": 0, "power-grid-model": 0}
+        for a in range(0, steps, chunk_steps):
+            b = min(steps, a + chunk_steps)
+            inj, sc = src.injections(a, b)
+            part = arrs.part(a, b)
+            calc += self._chunk(b - a, inj, sc, part, keep, out_req, threading, used)
+            arrs.nan_failed(a, b)
+            if progress is not None:
+                progress(b, steps)
+        engine = "+".join(k for k, n in used.items() if n) or self.engine.name
+        meta = {"step_h": step_hours(prof), "chunk_steps": chunk_steps, "engine_steps": used}
+        return arrs.result(g, prof.index[start : start + steps], engine, calc, meta)
+
+    def _out_request(self) -> dict[Any, list[str]]:
+        """The power-grid-model attributes a batch reads, per component type."""
         out_req = {
             CT.node: ["u_pu", "energized"],
             CT.line: ["p_from", "p_to", "loading"],
@@ -304,83 +316,7 @@ class Twin:
         }
         if self._has_trafo:
             out_req[CT.transformer] = ["p_from", "p_to", "loading"]
-        res = {
-            k: np.empty(steps)
-            for k in ("losses_kw", "vmin_pu", "vmax_pu", "max_loading_pct", "source_p_mw")
-        }
-        vmin_bus = np.empty(steps, np.int64)
-        vmax_bus = np.empty(steps, np.int64)
-        conv = np.ones(steps, bool)
-        v_all = np.empty((steps, nb), np.float32) if keep[0] else None
-        ll_all = np.empty((steps, nl), np.float32) if keep[1] else None
-        tl_all = np.empty((steps, nt), np.float32) if keep[2] else None
-        calc = 0.0
-        used = {"radial": 0, "power-grid-model": 0}
-        unit = 1e6 if self._in_watts else 1.0  # scaled once here instead of copied per chunk
-        for a in range(0, steps, chunk_steps):
-            b = min(steps, a + chunk_steps)
-            sel = slice(start + a, start + b)
-            inj = step_injections(g, prof, cols, sel, scale=unit)
-            for k, v in given.items():
-                if v is not None:
-                    vv = (
-                        np.asarray(v, dtype=np.float64)[a:b]
-                        if np.ndim(v) == 2
-                        else np.asarray(v, np.float64)
-                    )
-                    inj[k] = vv * unit if unit != 1.0 else vv
-            sc = (
-                switch_closed[a:b]
-                if switch_closed is not None and np.ndim(switch_closed) == 2
-                else switch_closed
-            )
-            # views into this chunk's rows; v/ll/tl are None when that output is not kept
-            part: dict[str, np.ndarray | None] = {k: arr[a:b] for k, arr in res.items()}
-            part.update(
-                vmin_bus=vmin_bus[a:b],
-                vmax_bus=vmax_bus[a:b],
-                ok=conv[a:b],
-                v=None if v_all is None else v_all[a:b],
-                ll=None if ll_all is None else ll_all[a:b],
-                tl=None if tl_all is None else tl_all[a:b],
-            )
-            calc += self._chunk(b - a, inj, sc, part, keep, out_req, threading, used)
-            bad_rows = np.flatnonzero(~conv[a:b])  # part["ok"] is this view
-            if bad_rows.size:
-                for arr in res.values():
-                    arr[a:b][bad_rows] = np.nan  # part[k] is this view
-                for k in ("v", "ll", "tl"):
-                    opt = part[k]
-                    if opt is not None:
-                        opt[bad_rows] = np.nan
-            if progress is not None:
-                progress(b, steps)
-        engine = "+".join(k for k, n in used.items() if n) or self.engine.name
-        step_s = (
-            float((prof.index[1] - prof.index[0]) / np.timedelta64(1, "s"))
-            if prof.steps > 1
-            else 900.0
-        )
-        return TimeSeriesResult(
-            index=prof.index[start : start + steps],
-            bus_id=g.bus.ids,
-            line_id=g.line.ids,
-            trafo_id=g.transformer.ids,
-            losses_kw=res["losses_kw"],
-            vmin_pu=res["vmin_pu"],
-            vmin_bus=vmin_bus,
-            vmax_pu=res["vmax_pu"],
-            vmax_bus=vmax_bus,
-            max_loading_pct=res["max_loading_pct"],
-            source_p_mw=res["source_p_mw"],
-            converged=conv,
-            engine=engine,
-            v_pu=v_all,
-            line_loading_pct=ll_all,
-            trafo_loading_pct=tl_all,
-            calc_s=calc,
-            meta={"step_h": step_s / 3600.0, "chunk_steps": chunk_steps, "engine_steps": used},
-        )
+        return out_req
 
     # --- one chunk of a batch ------------------------------------------------------------------
     def _chunk(  # noqa: PLR0913

@@ -160,13 +160,8 @@ def _check_bus_refs(ids: np.ndarray, branch: np.ndarray, gen: np.ndarray) -> Non
         raise ValidationError(issues=issues)
 
 
-def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:  # noqa: PLR0915
-    """Turn parsed MATPOWER matrices into a :class:`Grid` (``switches`` as in
-    :func:`from_matpower`)."""
-    bus, gen, br = case.bus, case.gen, case.branch
-    ids = bus[:, 0].astype(np.int64)
-    _check_bus_refs(ids, br, gen)
-    kv = bus[:, 9]
+def _check_base_kv(ids: np.ndarray, kv: np.ndarray) -> None:
+    """Raise a :class:`ValidationError` naming the buses whose base kV is not positive."""
     if np.any(kv <= 0):
         bad = ids[kv <= 0]
         raise ValidationError(
@@ -180,6 +175,60 @@ def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:  # noqa: P
                 )
             ]
         )
+
+
+def _injection_tables(bus: np.ndarray, gen: np.ndarray, ids: np.ndarray) -> dict[str, Table]:
+    """The source (in-service generators at reference buses), generator and load tables."""
+    tables: dict[str, Table] = {}
+    ref = bus[:, 1] == 3
+    ref_ids = set(ids[ref].tolist())
+    gon = gen[:, 7] > 0
+    is_src = np.array([int(b) in ref_ids for b in gen[:, 0]]) & gon
+    if not np.any(is_src):
+        raise ValidationError(
+            issues=[
+                Issue("matpower", "bus", "no reference bus (type 3) with an in-service generator")
+            ]
+        )
+    g_ids = np.arange(1, len(gen) + 1)
+    tables["source"] = Table.from_columns(
+        "source",
+        {"id": g_ids[is_src], "bus": gen[is_src, 0].astype(np.int64), "vm_pu": gen[is_src, 5]},
+    )
+    pq = ~is_src & gon
+    if np.any(pq):
+        tables["generator"] = Table.from_columns(
+            "generator",
+            {
+                "id": g_ids[pq],
+                "bus": gen[pq, 0].astype(np.int64),
+                "kind": np.full(pq.sum(), int(GenKind.CONVENTIONAL)),
+                "p_mw": np.clip(gen[pq, 1], 0, None),
+                "q_mvar": gen[pq, 2],
+                "sn_mva": gen[pq, 6],
+            },
+        )
+    has_load = (bus[:, 2] != 0) | (bus[:, 3] != 0)
+    tables["load"] = Table.from_columns(
+        "load",
+        {
+            "id": ids[has_load],
+            "bus": ids[has_load],
+            "p_mw": bus[has_load, 2],
+            "q_mvar": bus[has_load, 3],
+        },
+    )
+    return tables
+
+
+def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:
+    """Turn parsed MATPOWER matrices into a :class:`Grid` (``switches`` as in
+    :func:`from_matpower`)."""
+    bus, gen, br = case.bus, case.gen, case.branch
+    ids = bus[:, 0].astype(np.int64)
+    _check_bus_refs(ids, br, gen)
+    kv = bus[:, 9]
+    _check_base_kv(ids, kv)
     tables = {"bus": Table.from_columns("bus", {"id": ids, "v_nom_kv": kv, "zone": bus[:, 10]})}
     kv_of = dict(zip(ids.tolist(), kv.tolist(), strict=True))
     f, t = br[:, 0].astype(np.int64), br[:, 1].astype(np.int64)
@@ -232,44 +281,7 @@ def case_to_grid(case: MatpowerCase, switches: str = "auto") -> Grid:  # noqa: P
                 "in_service": on[is_tr],
             },
         )
-    ref = bus[:, 1] == 3
-    ref_ids = set(ids[ref].tolist())
-    gon = gen[:, 7] > 0
-    is_src = np.array([int(b) in ref_ids for b in gen[:, 0]]) & gon
-    if not np.any(is_src):
-        raise ValidationError(
-            issues=[
-                Issue("matpower", "bus", "no reference bus (type 3) with an in-service generator")
-            ]
-        )
-    g_ids = np.arange(1, len(gen) + 1)
-    tables["source"] = Table.from_columns(
-        "source",
-        {"id": g_ids[is_src], "bus": gen[is_src, 0].astype(np.int64), "vm_pu": gen[is_src, 5]},
-    )
-    pq = ~is_src & gon
-    if np.any(pq):
-        tables["generator"] = Table.from_columns(
-            "generator",
-            {
-                "id": g_ids[pq],
-                "bus": gen[pq, 0].astype(np.int64),
-                "kind": np.full(pq.sum(), int(GenKind.CONVENTIONAL)),
-                "p_mw": np.clip(gen[pq, 1], 0, None),
-                "q_mvar": gen[pq, 2],
-                "sn_mva": gen[pq, 6],
-            },
-        )
-    has_load = (bus[:, 2] != 0) | (bus[:, 3] != 0)
-    tables["load"] = Table.from_columns(
-        "load",
-        {
-            "id": ids[has_load],
-            "bus": ids[has_load],
-            "p_mw": bus[has_load, 2],
-            "q_mvar": bus[has_load, 3],
-        },
-    )
+    tables.update(_injection_tables(bus, gen, ids))
     grid = Grid(case.name, 50.0, tables)
     if with_switches:
         _line_switches(grid, ties[~is_tr])
