@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import target_windows, values_at
+from gridpilot.forecast.base import ForecastBatch, target_windows, values_at
 from gridpilot.forecast.data import Repair
 from gridpilot.forecast.lookback import LookbackForecaster
 
@@ -237,18 +237,11 @@ class LinearForecaster(LookbackForecaster):
         self.bias_ = g.sy / g.n - (g.sx / g.n) @ w
 
     # -------------------------------------------------------------- predict
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
         self._check_trained(self.weights_, self.lookback_, self.bias_)
         assert self.weights_ is not None and self.lookback_ is not None
-        assert self.mean_ is not None and self.std_ is not None
-        z = self.normalise(values)
+        z, origins = self.normalise(batch.values), batch.origins
         c = z.shape[1]
         out = np.empty((len(origins), c, self.horizon))
         step = max(1, self.chunk_elems // (c * (self.lookback_ + self.horizon)))
@@ -257,4 +250,4 @@ class LinearForecaster(LookbackForecaster):
             x, _, lvl = self._windows(z, o, self.lookback_, False)
             p = x @ self.weights_ + self.bias_ + lvl
             out[i : i + step] = p.reshape(len(o), c, self.horizon)
-        return out * self.std_[None, :, None] + self.mean_[None, :, None]
+        return self.denormalise(out)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster
+from gridpilot.forecast.base import ForecastBatch, Forecaster
 from gridpilot.forecast.data import History, Repair
 
 
@@ -54,14 +54,8 @@ class LookbackForecaster(Forecaster):
     def _on_history(self, history: History) -> None:
         self.lookback_ = None
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
-        z = self.normalise(values)
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
+        z, index = self.normalise(data.values), data.index
         if val_start is None:
             self._check_trained(self.lookback_)
             assert self.lookback_ is not None

@@ -39,7 +39,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import target_windows
+from gridpilot.forecast.base import ForecastBatch, target_windows
 from gridpilot.forecast.data import Repair
 from gridpilot.forecast.lookback import LookbackForecaster
 
@@ -238,18 +238,10 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         self.weights_ = state
 
     # ----------------------------------------------------------------- predict
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
         self._check_trained(self.weights_, self.lookback_)
         assert self.weights_ is not None and self.lookback_ is not None
-        assert self.mean_ is not None and self.std_ is not None
-        z = self.normalise(values)
-        x, _, lvl = self._design(z, origins, self.lookback_, False)
-        p = self._apply(self.weights_, x, self._hours(index, origins)) + lvl
-        return p * self.std_[None, :, None] + self.mean_[None, :, None]
+        x, _, lvl = self._design(self.normalise(batch.values), batch.origins, self.lookback_, False)
+        p = self._apply(self.weights_, x, self._hours(batch.index, batch.origins)) + lvl
+        return self.denormalise(p)
