@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.forecast.base import ForecastBatch, target_windows
 from gridpilot.forecast.data import Repair
-from gridpilot.forecast.lookback import LookbackForecaster
+from gridpilot.forecast.lookback import LookbackFit, LookbackForecaster
 
 N_HOURS = 24
 
@@ -216,23 +216,15 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         """Validation MAE (standardised) of each candidate lookback."""
         return self.val_scores_
 
-    def _fit_all(
-        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
-    ) -> None:
-        self.weights_ = self._train(z, index, origins, lookback)
+    def _fit_all(self, fit: LookbackFit) -> None:
+        self.weights_ = self._train(fit.z, fit.index, fit.origins, fit.lookback)
 
-    def _fit_candidate(
-        self,
-        z: np.ndarray,
-        index: pd.DatetimeIndex,
-        lookback: int,
-        train_origins: np.ndarray,
-        val_origins: np.ndarray,
-    ) -> tuple[float, Any]:
-        """Weights trained with ``lookback``; their MAE on the validation origins."""
-        wts = self._train(z, index, train_origins, lookback)
-        x, y, _ = self._design(z, val_origins, lookback, True)
-        return float(np.abs(self._apply(wts, x, self._hours(index, val_origins)) - y).mean()), wts
+    def _fit_candidate(self, fit: LookbackFit) -> tuple[float, Any]:
+        """Weights trained with ``fit.lookback``; their MAE on the validation origins."""
+        wts = self._train(fit.z, fit.index, fit.origins, fit.lookback)
+        x, y, _ = self._design(fit.z, fit.val_origins, fit.lookback, True)
+        pred = self._apply(wts, x, self._hours(fit.index, fit.val_origins))
+        return float(np.abs(pred - y).mean()), wts
 
     def _use(self, state: Any) -> None:
         self.weights_ = state
