@@ -9,7 +9,7 @@ from fc_synth import make_series
 
 from gridpilot.errors import ValidationError
 from gridpilot.forecast import GBMForecaster, PVForecaster, SeasonalNaive, clearsky_ghi
-from gridpilot.forecast.base import target_windows
+from gridpilot.forecast.base import ForecastBatch, target_windows
 
 FAST = {"n_estimators": 80, "max_rows": 30_000}
 
@@ -133,11 +133,10 @@ def test_gbm_n_seeds_averages_boosters_of_different_seeds() -> None:
     vals, origins = obs.to_numpy(), np.arange(cut, len(obs) - 24 + 1, 6)
     p_bag = bag.forecast_origins(vals, obs.index, None, origins)
     # the first booster is the single-seed model's; the average of all three differs
-    p_first = bag._predict_booster(bag.booster_, vals, obs.index, None, origins)
+    batch = ForecastBatch(vals, obs.index, None, origins)
+    p_first = bag._predict_booster(bag.booster_, batch)
     np.testing.assert_allclose(p_first, one.forecast_origins(vals, obs.index, None, origins))
-    each = [p_first] + [
-        bag._predict_booster(b, vals, obs.index, None, origins) for b in bag.extra_boosters_
-    ]
+    each = [p_first] + [bag._predict_booster(b, batch) for b in bag.extra_boosters_]
     np.testing.assert_allclose(p_bag, np.mean(each, axis=0))
     assert not np.allclose(p_bag, p_first)
     with pytest.raises(ValidationError, match="n_seeds"):

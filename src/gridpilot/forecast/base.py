@@ -5,24 +5,28 @@ steps ``origin .. origin + horizon - 1`` of every series at once. Models impleme
 array-level hooks; :class:`Forecaster` turns them into ``fit`` / ``predict`` on DataFrames:
 
 - ``min_context`` – rows of past a forecast needs (the lookback);
-- ``_fit_arrays(values, index, cov, val_start)`` – train on rows ``[0, val_start)``, tune
-  hyper-parameters on origins in ``[val_start, T - horizon]`` (or, with ``val_start=None``,
-  train on everything with the hyper-parameters already chosen);
-- ``forecast_origins(values, index, cov, origins)`` – point forecasts (N, C, H) in the data's
-  units for every origin, vectorised.
+- ``_fit_arrays(data, val_start)`` – train on rows ``[0, val_start)`` of the
+  :class:`ForecastBatch` ``data``, tune hyper-parameters on origins in
+  ``[val_start, T - horizon]`` (or, with ``val_start=None``, train on everything with the
+  hyper-parameters already chosen);
+- ``_forecast(batch)`` – point forecasts (N, C, H) in the data's units for every origin of
+  the batch, vectorised (public: :meth:`Forecaster.forecast_origins`).
 
 Quantiles are split-conformal: the residuals of the point model on a held-out window (the
 ``validation`` frame, or the last ``calibration_fraction`` of the history) give, per series
 and per horizon step, empirical quantiles added to the point forecast. Models with their own
-quantile method (LightGBM with quantile loss) override :meth:`Forecaster.quantile_origins`.
+quantile method (LightGBM with quantile loss) override ``_quantiles(batch)``; models that bound their output (non-negative PV, a
+net-load floor) override ``_bound_quantiles``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Self
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -65,6 +69,38 @@ def seasonal_lag(steps: np.ndarray, period: int, extra: int = 0) -> np.ndarray:
     phase of the season in the past: the smallest multiple of ``period`` above each step,
     plus ``extra`` periods."""
     return period * (steps // period + 1 + extra)
+
+
+def _no_origins() -> np.ndarray:
+    return np.zeros(0, dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class ForecastBatch:
+    """The arrays a forecaster's fit and predict hooks work on, in one parameter object.
+
+    ``values`` (T, C) in data units (rows from an origin on may be NaN), their ``index``,
+    the covariates ``cov`` (T, K) on that index (None: the model uses none), the forecast
+    ``origins`` (N,), and for quantile forecasts the ``quantiles`` levels and the
+    calibration ``residuals`` (None: the held-out residuals from fit). The array view of a
+    :class:`~gridpilot.forecast.inputs.ForecastInputDataset`.
+    """
+
+    values: np.ndarray
+    index: pd.DatetimeIndex
+    cov: np.ndarray | None = None
+    origins: np.ndarray = field(default_factory=_no_origins)
+    quantiles: tuple[float, ...] = ()
+    residuals: np.ndarray | None = None
+
+    def until(self, end: int) -> ForecastBatch:
+        """Rows [0, end) of the values, index and covariates."""
+        cov = None if self.cov is None else self.cov[:end]
+        return dataclasses.replace(self, values=self.values[:end], index=self.index[:end], cov=cov)
+
+    def but(self, **changes: Any) -> ForecastBatch:
+        """A copy with ``changes`` (field=value) applied."""
+        return dataclasses.replace(self, **changes)
 
 
 class Forecaster(ABC):
@@ -120,24 +156,18 @@ class Forecaster(ABC):
         """Rows of history needed before an origin."""
 
     @abstractmethod
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
-        """Train on rows [0, val_start) and tune on the rest (or train on all if None)."""
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
+        """Train on rows [0, val_start) of ``data`` and tune on the rest (or train on all
+        if None)."""
 
     @abstractmethod
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
-        """Point forecasts (N, C, H) in data units for each origin (rows before it are known)."""
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
+        """Point forecasts (N, C, H) in data units for each origin of ``batch`` (rows before
+        it are known)."""
+
+    def _bound_quantiles(self, qs: np.ndarray, batch: ForecastBatch) -> np.ndarray:
+        """Quantiles (Q, N, C, H) kept within the model's bounds (default: unchanged)."""
+        return qs
 
     def _on_history(self, history: History) -> None:  # noqa: B027 - optional hook
         """Called with the full history before fitting (models may fix a season here)."""
@@ -189,14 +219,15 @@ class Forecaster(ABC):
         self.mean_ = train.mean(axis=0)
         std = train.std(axis=0)
         self.std_ = np.where(std > 1e-12, std, 1.0)
-        self._fit_arrays(full.values, full.index, cov, val_start)
+        data = ForecastBatch(full.values, full.index, cov)
+        self._fit_arrays(data, val_start)
         origins = self._held_out_origins(val_start, len(full))
-        pred = self.forecast_origins(full.values, full.index, cov, origins)
+        pred = self._forecast(data.but(origins=origins))
         resid = target_windows(full.values, origins, self.horizon) - pred
         scale = self.residual_scale(full.index, origins)
         self.residuals_ = resid if scale is None else resid / scale
         if validation is None and self.refit:
-            self._fit_arrays(full.values, full.index, cov, None)
+            self._fit_arrays(data, None)
         self.train_s_ = time.perf_counter() - t0
         return self
 
@@ -304,10 +335,10 @@ class Forecaster(ABC):
         fut = h.future_index(self.horizon)
         cov = self._predict_covariates(covariates, h.index.append(fut))
         qs = check_quantiles(quantiles)
-        origins = np.array([len(h)])
         values = np.vstack([h.values, np.full((self.horizon, h.values.shape[1]), np.nan)])
-        idx = h.index.append(fut)
-        point, qarr = self.quantile_origins(values, idx, cov, origins, qs)
+        batch = ForecastBatch(values, h.index.append(fut), cov, np.array([len(h)]), qs)
+        point, qarr = self._quantiles(batch)
+        qarr = self._bound_quantiles(qarr, batch)
         return ForecastResult(
             index=fut[:steps],
             columns=h.columns,
@@ -336,6 +367,16 @@ class Forecaster(ABC):
             )
         return align_covariates(covariates, index)
 
+    def forecast_origins(
+        self,
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        cov: np.ndarray | None,
+        origins: np.ndarray,
+    ) -> np.ndarray:
+        """Point forecasts (N, C, H) in data units for each origin (rows before it are known)."""
+        return self._forecast(ForecastBatch(values, index, cov, origins))
+
     def quantile_origins(
         self,
         values: np.ndarray,
@@ -348,11 +389,18 @@ class Forecaster(ABC):
         """Point (N, C, H) and quantiles (Q, N, C, H) for each origin, data units.
 
         Quantiles are the point forecast plus the empirical quantiles of ``residuals``
-        (default: the held-out residuals from :meth:`fit`) per series and step.
+        (default: the held-out residuals from :meth:`fit`) per series and step, or the
+        model's own quantile method.
         """
-        point = self.forecast_origins(values, index, cov, origins)
-        offsets = self.quantile_offsets(quantiles, residuals)  # (Q, C, H)
-        scale = self.residual_scale(index, origins)
+        batch = ForecastBatch(values, index, cov, origins, tuple(quantiles), residuals)
+        point, qs = self._quantiles(batch)
+        return point, self._bound_quantiles(qs, batch)
+
+    def _quantiles(self, batch: ForecastBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Point (N, C, H) and conformal quantiles (Q, N, C, H) for the batch's origins."""
+        point = self._forecast(batch)
+        offsets = self.quantile_offsets(batch.quantiles, batch.residuals)  # (Q, C, H)
+        scale = self.residual_scale(batch.index, batch.origins)
         if scale is None:
             return point, point[None] + offsets[:, None]
         return point, point[None] + offsets[:, None] * np.nan_to_num(scale)[None]
@@ -377,7 +425,7 @@ class Forecaster(ABC):
                 ]
             )
         t0 = time.perf_counter()
-        self._fit_arrays(values[:end], index[:end], None if cov is None else cov[:end], None)
+        self._fit_arrays(ForecastBatch(values, index, cov).until(end), None)
         self.train_s_ += time.perf_counter() - t0
 
     def residual_scale(self, index: pd.DatetimeIndex, origins: np.ndarray) -> np.ndarray | None:
@@ -444,6 +492,11 @@ class Forecaster(ABC):
         """Values standardised with the training mean and std of each series."""
         assert self.mean_ is not None and self.std_ is not None
         return (values - self.mean_) / self.std_
+
+    def denormalise(self, z: np.ndarray) -> np.ndarray:
+        """Forecasts (N, C, H) standardised with :meth:`normalise` back in data units."""
+        assert self.mean_ is not None and self.std_ is not None
+        return z * self.std_[None, :, None] + self.mean_[None, :, None]
 
 
 def _cov_names(cov: pd.DataFrame | pd.Series) -> list[str]:

@@ -19,10 +19,9 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster, target_windows
+from gridpilot.forecast.base import ForecastBatch, Forecaster, target_windows
 from gridpilot.forecast.data import History, Repair
 
 
@@ -134,26 +133,16 @@ class EnsembleForecaster(Forecaster):
         for m in self.members:
             m._on_history(history)
 
-    def _member_cov(self, m: Forecaster, cov: np.ndarray | None) -> np.ndarray | None:
-        return cov if m.uses_covariates else None
+    def _member_batch(self, m: Forecaster, batch: ForecastBatch) -> ForecastBatch:
+        """The batch member ``m`` sees: the covariates only if it uses them."""
+        return batch if m.uses_covariates else batch.but(cov=None)
 
-    def _member_preds(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _member_preds(self, batch: ForecastBatch) -> tuple[np.ndarray, np.ndarray]:
         """Standardised member forecasts (M, N, C, H) and targets (N, C, H) at ``origins``."""
         assert self.std_ is not None
         sd = self.std_[None, :, None]
-        y = target_windows(values, origins, self.horizon) / sd
-        preds = np.stack(
-            [
-                m.forecast_origins(values, index, self._member_cov(m, cov), origins) / sd
-                for m in self.members
-            ]
-        )
+        y = target_windows(batch.values, batch.origins, self.horizon) / sd
+        preds = np.stack([m._forecast(self._member_batch(m, batch)) / sd for m in self.members])
         return preds, y
 
     def _tune(self, preds: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -166,32 +155,26 @@ class EnsembleForecaster(Forecaster):
             weights[h] = grid[int(err.argmin())]
         return weights
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
         if val_start is None:
             if self.weights_ is None:
                 raise ValidationError(
                     issues=[Issue(self.name, "weights", "need a validation part to be tuned")]
                 )
             if self.retune_window is not None:
-                self._retune(values, index, cov)
+                self._retune(data)
         for m in self.members:
             m.mean_, m.std_ = self.mean_, self.std_
-            m._fit_arrays(values, index, self._member_cov(m, cov), val_start)
-        self._trained_until = len(values) if val_start is None else val_start
+            m._fit_arrays(self._member_batch(m, data), val_start)
+        self._trained_until = len(data.values) if val_start is None else val_start
         if val_start is None:
             return
-        origins = self._held_out_origins(val_start, len(values))
-        preds, y = self._member_preds(values, index, cov, origins)
+        n_rows = len(data.values)
+        preds, y = self._member_preds(data.but(origins=self._held_out_origins(val_start, n_rows)))
         weights = self._tune(preds, y)
         self.weights_ = weights
         self._oos_preds, self._oos_y = preds, y
-        self._next_origin = len(values) - self.horizon + 1
+        self._next_origin = n_rows - self.horizon + 1
         self.val_mae_ = {
             m.name: float(np.abs(preds[i] - y).mean()) for i, m in enumerate(self.members)
         }
@@ -199,17 +182,17 @@ class EnsembleForecaster(Forecaster):
             np.abs(np.einsum("hm,mnch->nch", weights, preds) - y).mean()
         )
 
-    def _retune(self, values: np.ndarray, index: pd.DatetimeIndex, cov: np.ndarray | None) -> None:
-        """Before a refit on ``values`` (rows [0, end)): add the members' out-of-sample
+    def _retune(self, data: ForecastBatch) -> None:
+        """Before a refit on ``data`` (rows [0, end)): add the members' out-of-sample
         forecasts of the origins whose targets were observed since they were last trained
         (origins at or after that row: no target of theirs was seen in training), then tune
         the weights on the last ``retune_window`` origins kept."""
         assert self.retune_window is not None
         first = max(self._trained_until, self._next_origin, self.min_context)
-        origins = np.arange(first, len(values) - self.horizon + 1)
-        self._next_origin = max(self._next_origin, len(values) - self.horizon + 1)
+        origins = np.arange(first, len(data.values) - self.horizon + 1)
+        self._next_origin = max(self._next_origin, len(data.values) - self.horizon + 1)
         if len(origins):
-            preds, y = self._member_preds(values, index, cov, origins)
+            preds, y = self._member_preds(data.but(origins=origins))
             if self._oos_preds is None or self._oos_y is None:
                 self._oos_preds, self._oos_y = preds, y
             else:
@@ -222,21 +205,13 @@ class EnsembleForecaster(Forecaster):
         self._oos_y = self._oos_y[-keep:]
         self.weights_ = self._tune(self._oos_preds, self._oos_y)
 
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) in data units: per-step weighted mean of the members."""
         self._check_trained(self.weights_)
         assert self.weights_ is not None
-        out = np.zeros((len(origins), values.shape[1], self.horizon))
+        out = np.zeros((len(batch.origins), batch.values.shape[1], self.horizon))
         for i, m in enumerate(self.members):
             w = self.weights_[:, i]
             if np.any(w > 0):
-                out += w[None, None, :] * m.forecast_origins(
-                    values, index, self._member_cov(m, cov), origins
-                )
+                out += w[None, None, :] * m._forecast(self._member_batch(m, batch))
         return out

@@ -37,6 +37,7 @@ import pandas as pd
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.forecast.base import (
     DEFAULT_QUANTILES,
+    ForecastBatch,
     Forecaster,
     check_quantiles,
     horizon_rows,
@@ -289,16 +290,10 @@ class GBMForecaster(Forecaster):
         stride = max(1, int(np.ceil(len(origins) * per_origin / self.max_rows)))
         return origins[::stride]
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
         import lightgbm as lgb
 
-        z = self.normalise(values)
+        z, index, cov = self.normalise(data.values), data.index, data.cov
         end = len(z) if val_start is None else val_start
         tr = self._origins(self.min_context, end - self.horizon, z.shape[1])
         x, anchor, pos = self._features(z, index, cov, tr)
@@ -343,52 +338,28 @@ class GBMForecaster(Forecaster):
 
     # -------------------------------------------------------------- predict
     def _predict_booster(
-        self,
-        booster: Any,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-        extra: Sequence[Any] = (),
+        self, booster: Any, batch: ForecastBatch, extra: Sequence[Any] = ()
     ) -> np.ndarray:
         """Forecasts (N, C, H) in data units of ``booster`` (averaged with ``extra`` ones)."""
-        assert self.std_ is not None and self.mean_ is not None
-        z = self.normalise(values)
-        x, anchor, pos = self._features(z, index, cov, origins)
+        z, origins = self.normalise(batch.values), batch.origins
+        x, anchor, pos = self._features(z, batch.index, batch.cov, origins)
         boosters = [booster, *extra]
         raw = np.mean(
             [b.predict(x, num_iteration=b.best_iteration or None) for b in boosters], axis=0
         )
         zp = self._from_target(raw.reshape(len(origins), z.shape[1], self.horizon), anchor)
-        out = zp * self.std_[None, :, None] + self.mean_[None, :, None]
-        return self._postprocess(out, index, pos)
+        return self._postprocess(self.denormalise(zp), batch.index, pos)
 
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
         self._check_trained(self.booster_)
-        return self._predict_booster(
-            self.booster_, values, index, cov, origins, self.extra_boosters_
-        )
+        return self._predict_booster(self.booster_, batch, self.extra_boosters_)
 
-    def quantile_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-        quantiles: Sequence[float],
-        residuals: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _quantiles(self, batch: ForecastBatch) -> tuple[np.ndarray, np.ndarray]:
         """Point (N, C, H) and quantiles (Q, N, C, H); pinball-loss models if so configured."""
         if self.quantile_method == "conformal":
-            return super().quantile_origins(values, index, cov, origins, quantiles, residuals)
-        missing = [q for q in quantiles if q not in self.quantile_boosters_]
+            return super()._quantiles(batch)
+        missing = [q for q in batch.quantiles if q not in self.quantile_boosters_]
         if missing:
             raise ValidationError(
                 issues=[
@@ -400,11 +371,8 @@ class GBMForecaster(Forecaster):
                     )
                 ]
             )
-        point = self.forecast_origins(values, index, cov, origins)
+        point = self._forecast(batch)
         qs = np.stack(
-            [
-                self._predict_booster(self.quantile_boosters_[q], values, index, cov, origins)
-                for q in quantiles
-            ]
+            [self._predict_booster(self.quantile_boosters_[q], batch) for q in batch.quantiles]
         )
         return point, np.sort(qs, axis=0)  # no quantile crossing

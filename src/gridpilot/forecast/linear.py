@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import target_windows, values_at
+from gridpilot.forecast.base import ForecastBatch, target_windows, values_at
 from gridpilot.forecast.data import Repair
-from gridpilot.forecast.lookback import LookbackForecaster
+from gridpilot.forecast.lookback import LookbackFit, LookbackForecaster
 
 DEFAULT_PENALTIES: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
 
@@ -174,25 +173,16 @@ class LinearForecaster(LookbackForecaster):
         """Validation MSE of each candidate lookback (with its best penalties)."""
         return self.val_scores_
 
-    def _fit_all(
-        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
-    ) -> None:
+    def _fit_all(self, fit: LookbackFit) -> None:
         assert self.penalty_ is not None
-        g = self._gram(z, origins, lookback)
-        self._set_weights(g, self._solve(g, lookback), self.penalty_)
+        g = self._gram(fit.z, fit.origins, fit.lookback)
+        self._set_weights(g, self._solve(g, fit.lookback), self.penalty_)
 
-    def _fit_candidate(
-        self,
-        z: np.ndarray,
-        index: pd.DatetimeIndex,
-        lookback: int,
-        train_origins: np.ndarray,
-        val_origins: np.ndarray,
-    ) -> tuple[float, Any]:
+    def _fit_candidate(self, fit: LookbackFit) -> tuple[float, Any]:
         """Ridge for every penalty; the validation MSE from validation Gram statistics."""
-        lb, h = lookback, self.horizon
-        g = self._gram(z, train_origins, lb)
-        gv = self._gram(z, val_origins, lb)
+        lb, h = fit.lookback, self.horizon
+        g = self._gram(fit.z, fit.origins, lb)
+        gv = self._gram(fit.z, fit.val_origins, lb)
         parts = self._solve(g, lb)
         xm, ym = g.sx / g.n, g.sy / g.n
         errs = np.empty((len(self.penalties), h))
@@ -237,18 +227,11 @@ class LinearForecaster(LookbackForecaster):
         self.bias_ = g.sy / g.n - (g.sx / g.n) @ w
 
     # -------------------------------------------------------------- predict
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
         self._check_trained(self.weights_, self.lookback_, self.bias_)
         assert self.weights_ is not None and self.lookback_ is not None
-        assert self.mean_ is not None and self.std_ is not None
-        z = self.normalise(values)
+        z, origins = self.normalise(batch.values), batch.origins
         c = z.shape[1]
         out = np.empty((len(origins), c, self.horizon))
         step = max(1, self.chunk_elems // (c * (self.lookback_ + self.horizon)))
@@ -257,4 +240,4 @@ class LinearForecaster(LookbackForecaster):
             x, _, lvl = self._windows(z, o, self.lookback_, False)
             p = x @ self.weights_ + self.bias_ + lvl
             out[i : i + step] = p.reshape(len(o), c, self.horizon)
-        return out * self.std_[None, :, None] + self.mean_[None, :, None]
+        return self.denormalise(out)

@@ -12,14 +12,28 @@ the chosen lookback (:meth:`~LookbackForecaster._fit_all`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster
+from gridpilot.forecast.base import ForecastBatch, Forecaster
 from gridpilot.forecast.data import History, Repair
+
+
+@dataclass(frozen=True)
+class LookbackFit:
+    """What a lookback model trains on: the standardised values ``z`` (T, C), their
+    ``index``, the ``lookback``, the training ``origins`` and, when a candidate lookback is
+    scored, the validation origins ``val_origins``."""
+
+    z: np.ndarray
+    index: pd.DatetimeIndex
+    lookback: int
+    origins: np.ndarray
+    val_origins: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
 
 
 class LookbackForecaster(Forecaster):
@@ -54,38 +68,22 @@ class LookbackForecaster(Forecaster):
     def _on_history(self, history: History) -> None:
         self.lookback_ = None
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
-        z = self.normalise(values)
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
+        z, index = self.normalise(data.values), data.index
         if val_start is None:
             self._check_trained(self.lookback_)
             assert self.lookback_ is not None
             lb = self.lookback_
-            self._fit_all(z, index, lb, np.arange(lb, len(z) - self.horizon + 1))
+            self._fit_all(LookbackFit(z, index, lb, np.arange(lb, len(z) - self.horizon + 1)))
         else:
             self._choose_lookback(z, index, val_start)
 
-    def _fit_all(
-        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
-    ) -> None:
-        """Train on every origin (``origins``) of ``z`` (standardised) with the chosen
-        ``lookback``."""
+    def _fit_all(self, fit: LookbackFit) -> None:
+        """Train on every origin of ``fit`` with the chosen lookback."""
         raise NotImplementedError
 
-    def _fit_candidate(
-        self,
-        z: np.ndarray,
-        index: pd.DatetimeIndex,
-        lookback: int,
-        train_origins: np.ndarray,
-        val_origins: np.ndarray,
-    ) -> tuple[float, Any]:
-        """Fit with ``lookback`` on the training origins; (validation score, fitted state)."""
+    def _fit_candidate(self, fit: LookbackFit) -> tuple[float, Any]:
+        """Fit with ``fit.lookback`` on its origins; (score on ``val_origins``, fitted state)."""
         raise NotImplementedError
 
     def _use(self, state: Any) -> None:
@@ -102,7 +100,9 @@ class LookbackForecaster(Forecaster):
             train_origins = np.arange(lb, val_start - h + 1)
             if len(train_origins) < 2 or val_origins[0] < lb:
                 continue
-            score, state = self._fit_candidate(z, index, lb, train_origins, val_origins)
+            score, state = self._fit_candidate(
+                LookbackFit(z, index, lb, train_origins, val_origins)
+            )
             self.val_scores_[lb] = score
             if best is None or score < best[0]:
                 best = (score, lb, state)

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster, horizon_rows, seasonal_lag, values_at
+from gridpilot.forecast.base import (
+    ForecastBatch,
+    Forecaster,
+    horizon_rows,
+    seasonal_lag,
+    values_at,
+)
 from gridpilot.forecast.data import History, Repair
 
 
@@ -45,15 +51,9 @@ class SeasonalNaive(Forecaster):
         """Rows needed to fit: the context plus one."""
         return self.min_context + 1
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
         if self.season is None:
-            step = pd.Timedelta(index[1] - index[0])
+            step = pd.Timedelta(data.index[1] - data.index[0])
             self._season_fit = max(1, round(pd.Timedelta(days=1) / step))
         else:
             self._season_fit = self.season
@@ -61,17 +61,11 @@ class SeasonalNaive(Forecaster):
     def _on_history(self, history: History) -> None:
         self._season_fit = self.season or history.steps_per_day
 
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Seasonal-naive forecasts (N, C, H) in data units."""
         s = self._season_fit or 1
         lag = seasonal_lag(np.arange(self.horizon), s)
-        idx = horizon_rows(origins, self.horizon) - lag[None, :]
+        idx = horizon_rows(batch.origins, self.horizon) - lag[None, :]
         if idx.min() < 0:
             raise ValidationError(
                 issues=[
@@ -79,8 +73,8 @@ class SeasonalNaive(Forecaster):
                         self.name,
                         "origin",
                         f"needs {self.min_context} rows before each origin",
-                        value=int(origins.min()),
+                        value=int(batch.origins.min()),
                     )
                 ]
             )
-        return values_at(values, idx)
+        return values_at(batch.values, idx)

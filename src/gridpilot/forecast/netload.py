@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import Forecaster, horizon_rows
+from gridpilot.forecast.base import ForecastBatch, Forecaster, horizon_rows
 from gridpilot.forecast.data import History, Repair
 from gridpilot.forecast.pvphys import PVSite, pv_per_kwp
 from gridpilot.forecast.windphys import PowerCurve, wind_per_unit
@@ -191,15 +191,10 @@ class NetLoadForecaster(Forecaster):
             )
         return np.stack([c.shape(index, cov, names) for c in self.components], axis=1)
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
+        values, cov = data.values, data.cov
         end = len(values) if val_start is None else val_start
-        sh = self.shapes(index, cov)
+        sh = self.shapes(data.index, cov)
         start = 0
         if self.window_days is not None:
             start = max(0, end - round(self.window_days * self._spd))
@@ -216,7 +211,11 @@ class NetLoadForecaster(Forecaster):
             sd = gross[:end].std(axis=0)
             self.base.std_ = np.where(sd > 1e-12, sd, 1.0)
         self.base.cov_columns_ = self.cov_columns_
-        self.base._fit_arrays(gross, index, cov if self.base.uses_covariates else None, val_start)
+        self.base._fit_arrays(self._base_batch(data, gross), val_start)
+
+    def _base_batch(self, batch: ForecastBatch, gross: np.ndarray) -> ForecastBatch:
+        """The batch the base model sees: the gross load, covariates only if it uses them."""
+        return batch.but(values=gross, cov=batch.cov if self.base.uses_covariates else None)
 
     def generation(
         self, index: pd.DatetimeIndex, cov: np.ndarray | None, origins: np.ndarray
@@ -228,36 +227,18 @@ class NetLoadForecaster(Forecaster):
         gen = sh @ self.capacity_.T  # (T, C)
         return np.transpose(gen[horizon_rows(origins, self.horizon)], (0, 2, 1))
 
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) of the net load in data units."""
         self._check_trained(self.capacity_)
         assert self.capacity_ is not None
-        gross = values - self.sign * (self.shapes(index, cov) @ self.capacity_.T)
-        base_cov = cov if self.base.uses_covariates else None
-        g = self.base.forecast_origins(gross, index, base_cov, origins)
-        gen = self.generation(index, cov, origins)
+        gross = batch.values - self.sign * (self.shapes(batch.index, batch.cov) @ self.capacity_.T)
+        g = self.base._forecast(self._base_batch(batch, gross))
+        gen = self.generation(batch.index, batch.cov, batch.origins)
         out = g + self.sign * gen
         if self.zero_when_idle:
             out = np.where(gen == 0.0, 0.0, out)
         return out if self.floor is None else np.maximum(out, self.floor)
 
-    def quantile_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-        quantiles: Sequence[float],
-        residuals: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Point (N, C, H) and quantiles (Q, N, C, H), not below ``floor``."""
-        point, qs = super().quantile_origins(values, index, cov, origins, quantiles, residuals)
-        if self.floor is None:
-            return point, qs
-        return point, np.maximum(qs, self.floor)
+    def _bound_quantiles(self, qs: np.ndarray, batch: ForecastBatch) -> np.ndarray:
+        """Quantiles (Q, N, C, H) not below ``floor``."""
+        return qs if self.floor is None else np.maximum(qs, self.floor)

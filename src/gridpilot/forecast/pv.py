@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import DEFAULT_QUANTILES, horizon_rows, values_at
+from gridpilot.forecast.base import DEFAULT_QUANTILES, ForecastBatch, horizon_rows, values_at
 from gridpilot.forecast.data import Repair
 from gridpilot.forecast.gbm import GBMForecaster, per_target
 
@@ -118,19 +118,14 @@ class PVForecaster(GBMForecaster):
             self._cs_cache = (key[0], key[1], ghi, elev)
         return self._cs_cache[2], self._cs_cache[3]
 
-    def _fit_arrays(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        val_start: int | None,
-    ) -> None:
+    def _fit_arrays(self, data: ForecastBatch, val_start: int | None) -> None:
         # scale by capacity (or training maximum), no offset: zero stays zero
+        values = data.values
         end = len(values) if val_start is None else val_start
         cap = self.capacity or float(np.nanmax(np.abs(values[:end])))
         self.mean_ = np.zeros(values.shape[1])
         self.std_ = np.full(values.shape[1], cap if cap > 0 else 1.0)
-        super()._fit_arrays(values, index, cov, val_start)
+        super()._fit_arrays(data, val_start)
 
     def _extra_features(
         self,
@@ -175,15 +170,6 @@ class PVForecaster(GBMForecaster):
         g = ghi[horizon_rows(origins, self.horizon)] / 1000.0
         return np.where(g > 0, np.maximum(g, 0.05), np.nan)[:, None, :]
 
-    def quantile_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-        quantiles: Sequence[float],
-        residuals: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`GBMForecaster.quantile_origins`, clipped to [0, capacity], 0 at night."""
-        point, qs = super().quantile_origins(values, index, cov, origins, quantiles, residuals)
-        return point, self._postprocess(qs, index, horizon_rows(origins, self.horizon))
+    def _bound_quantiles(self, qs: np.ndarray, batch: ForecastBatch) -> np.ndarray:
+        """Quantiles clipped to [0, capacity], 0 at night."""
+        return self._postprocess(qs, batch.index, horizon_rows(batch.origins, self.horizon))

@@ -39,9 +39,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from gridpilot.errors import Issue, ValidationError
-from gridpilot.forecast.base import target_windows
+from gridpilot.forecast.base import ForecastBatch, target_windows
 from gridpilot.forecast.data import Repair
-from gridpilot.forecast.lookback import LookbackForecaster
+from gridpilot.forecast.lookback import LookbackFit, LookbackForecaster
 
 N_HOURS = 24
 
@@ -216,40 +216,24 @@ class TimeOfDayLinearForecaster(LookbackForecaster):
         """Validation MAE (standardised) of each candidate lookback."""
         return self.val_scores_
 
-    def _fit_all(
-        self, z: np.ndarray, index: pd.DatetimeIndex, lookback: int, origins: np.ndarray
-    ) -> None:
-        self.weights_ = self._train(z, index, origins, lookback)
+    def _fit_all(self, fit: LookbackFit) -> None:
+        self.weights_ = self._train(fit.z, fit.index, fit.origins, fit.lookback)
 
-    def _fit_candidate(
-        self,
-        z: np.ndarray,
-        index: pd.DatetimeIndex,
-        lookback: int,
-        train_origins: np.ndarray,
-        val_origins: np.ndarray,
-    ) -> tuple[float, Any]:
-        """Weights trained with ``lookback``; their MAE on the validation origins."""
-        wts = self._train(z, index, train_origins, lookback)
-        x, y, _ = self._design(z, val_origins, lookback, True)
-        return float(np.abs(self._apply(wts, x, self._hours(index, val_origins)) - y).mean()), wts
+    def _fit_candidate(self, fit: LookbackFit) -> tuple[float, Any]:
+        """Weights trained with ``fit.lookback``; their MAE on the validation origins."""
+        wts = self._train(fit.z, fit.index, fit.origins, fit.lookback)
+        x, y, _ = self._design(fit.z, fit.val_origins, fit.lookback, True)
+        pred = self._apply(wts, x, self._hours(fit.index, fit.val_origins))
+        return float(np.abs(pred - y).mean()), wts
 
     def _use(self, state: Any) -> None:
         self.weights_ = state
 
     # ----------------------------------------------------------------- predict
-    def forecast_origins(
-        self,
-        values: np.ndarray,
-        index: pd.DatetimeIndex,
-        cov: np.ndarray | None,
-        origins: np.ndarray,
-    ) -> np.ndarray:
+    def _forecast(self, batch: ForecastBatch) -> np.ndarray:
         """Point forecasts (N, C, H) in data units."""
         self._check_trained(self.weights_, self.lookback_)
         assert self.weights_ is not None and self.lookback_ is not None
-        assert self.mean_ is not None and self.std_ is not None
-        z = self.normalise(values)
-        x, _, lvl = self._design(z, origins, self.lookback_, False)
-        p = self._apply(self.weights_, x, self._hours(index, origins)) + lvl
-        return p * self.std_[None, :, None] + self.mean_[None, :, None]
+        x, _, lvl = self._design(self.normalise(batch.values), batch.origins, self.lookback_, False)
+        p = self._apply(self.weights_, x, self._hours(batch.index, batch.origins)) + lvl
+        return self.denormalise(p)
