@@ -118,6 +118,9 @@ def test_nonconverged_steps_reported(case33) -> None:
     )
     assert list(ts.failed_steps) == [1]
     assert np.isnan(ts.losses_kw[1]) and np.isfinite(ts.losses_kw[[0, 2]]).all()
+    # a failed step names no bus (its arrays once held whatever memory was there)
+    assert ts.vmin_bus[1] == -1 and ts.vmax_bus[1] == -1
+    assert (ts.vmin_bus[[0, 2]] >= 0).all()
     r = tw.powerflow(load_p_mw=p[1], load_q_mvar=case33.load["q_mvar"] * 60)
     assert not r.converged
 

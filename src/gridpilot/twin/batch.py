@@ -95,8 +95,8 @@ class BatchArrays:
         nb, nl, nt = sizes
         return cls(
             res={k: np.empty(steps) for k in STEP_KEYS},
-            vmin_bus=np.empty(steps, np.int64),
-            vmax_bus=np.empty(steps, np.int64),
+            vmin_bus=np.full(steps, -1, np.int64),  # -1 where a step has no solution
+            vmax_bus=np.full(steps, -1, np.int64),
             conv=np.ones(steps, bool),
             v=np.empty((steps, nb), np.float32) if keep[0] else None,
             ll=np.empty((steps, nl), np.float32) if keep[1] else None,

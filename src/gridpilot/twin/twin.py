@@ -448,11 +448,11 @@ class Twin:
         um = u if all_on else np.where(en, u, np.inf)
         kmin = np.argmin(um, axis=1)
         part["vmin_pu"][rows] = um[ar, kmin]
-        part["vmin_bus"][rows] = g.bus.ids[kmin]
+        part["vmin_bus"][rows] = np.where(ok, g.bus.ids[kmin], -1)  # -1: no solution
         uM = u if all_on else np.where(en, u, -np.inf)
         kmax = np.argmax(uM, axis=1)
         part["vmax_pu"][rows] = uM[ar, kmax]
-        part["vmax_bus"][rows] = g.bus.ids[kmax]
+        part["vmax_bus"][rows] = np.where(ok, g.bus.ids[kmax], -1)
         loss = (out[CT.line]["p_from"] + out[CT.line]["p_to"]).sum(axis=1)
         load = out[CT.line]["loading"]
         mx = load.max(axis=1) if len(g.line) else np.zeros(m)
