@@ -20,6 +20,16 @@ log = logging.getLogger(__name__)
 _OUT_FORMATS = (".csv", ".parquet")
 
 
+def _emit(s: dict[str, Any], title: str, json_out: bool) -> None:
+    """A command's summary: JSON, or a table titled ``title``."""
+    if json_out:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    from gridpilot.tables import kv_table, print_table
+
+    print_table(kv_table(title, s))
+
+
 def fail(exc: Exception) -> None:
     """Print a gridpilot error plainly (no traceback) and exit with status 2."""
     typer.echo(f"error: {exc}", err=True)
@@ -125,12 +135,7 @@ def powerflow(
     except GridpilotError as exc:
         fail(exc)
         return
-    if json_out:
-        typer.echo(json.dumps(s, indent=2))
-        return
-    from gridpilot.tables import kv_table, print_table
-
-    print_table(kv_table(f"power flow: {s.get('grid', grid)}", s))
+    _emit(s, f"power flow: {s.get('grid', grid)}", json_out)
 
 
 def qsts(
@@ -157,12 +162,7 @@ def qsts(
     except GridpilotError as exc:
         fail(exc)
         return
-    if json_out:
-        typer.echo(json.dumps(s, indent=2))
-        return
-    from gridpilot.tables import kv_table, print_table
-
-    print_table(kv_table(f"QSTS: {s.get('grid', grid)}", s))
+    _emit(s, f"QSTS: {s.get('grid', grid)}", json_out)
 
 
 def timeseries(
@@ -212,12 +212,7 @@ def timeseries(
     s["buses"] = len(g.bus)
     if written is not None:
         s["out"], s["out_rows"], s["out_columns"] = str(out), written[0], written[1]
-    if json_out:
-        typer.echo(json.dumps(s, indent=2))
-        return
-    from gridpilot.tables import kv_table, print_table
-
-    print_table(kv_table(f"time series: {s.get('grid', grid)}", s))
+    _emit(s, f"time series: {s.get('grid', grid)}", json_out)
 
 
 def register(app: typer.Typer) -> None:
