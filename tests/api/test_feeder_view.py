@@ -203,9 +203,10 @@ def test_ieee8500_payloads_are_small_and_fast() -> None:
 def test_serve_a_three_phase_grid_serves_its_feeder_view_then_stops() -> None:
     """``gridpilot serve --grid ieee13``: where the loop does not run it, the feeder view alone
     is served (values from the twin), else the loop with its feeder view (values from the
-    loop); either way to the printed key, no traceback, exit 0 after --duration."""
+    loop); either way to the printed key, no traceback, exit 0 on Ctrl-C (SIGINT)."""
     import os
     import re
+    import signal
     import subprocess
     import sys
 
@@ -217,7 +218,7 @@ def test_serve_a_three_phase_grid_serves_its_feeder_view_then_stops() -> None:
     cmd = [sys.executable, "-m", "gridpilot", "serve", "--grid", "ieee13", "--port", str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
     proc = subprocess.Popen(
-        [*cmd, "--duration", "30"],
+        [*cmd, "--duration", "150"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -247,10 +248,29 @@ def test_serve_a_three_phase_grid_serves_its_feeder_view_then_stops() -> None:
                 time.sleep(0.3)
         assert snap is not None and snap["name"] == "ieee13"
         assert snap["source"] == want, head
+        proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_feeder_stops_by_itself_after_duration() -> None:
+    """The feeder view's ``--duration`` timer ends the server by itself (in process: the
+    subprocess tests stop it with Ctrl-C instead of waiting the duration out)."""
+    import io
+
+    from rich.console import Console
+
+    from gridpilot.api.cli import _serve_feeder
+    from gridpilot.model import load_grid
+    from netutil import free_port
+
+    out = io.StringIO()
+    t0 = time.monotonic()
+    _serve_feeder(load_grid("ieee13"), "127.0.0.1", free_port(), 0.5, None, Console(file=out))
+    assert time.monotonic() - t0 < 20
+    assert "/feeder#key=" in out.getvalue()
 
 
 _STOP_MID_STUDY = """
