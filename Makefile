@@ -7,6 +7,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 GRID   ?= case33bw
+# the suite runs on every core (at most 4 workers, one test file per worker at a time); each
+# worker's BLAS is single-threaded, as threads only wait on each other when workers fill the cores
+PYTEST_WORKERS ?= -n auto --maxprocesses=4 --dist loadfile
+TEST_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: demo test lint bench clean
 
@@ -29,7 +33,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(TEST_ENV) $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_WORKERS)
 
 bench: $(STAMP)
 	$(PY) bench/powerflow.py --json
