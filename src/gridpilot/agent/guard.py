@@ -105,7 +105,7 @@ def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
 @dataclass
 class _Walk:
     """A plan walked through the device rules (:meth:`SafetyGuard._walk`): switch states after
-    each switching action, the final states, the injections (MW, by keyword) and the reasons."""
+    each switching action, the final states, the injections (MW, by Injections field name) and the reasons."""
 
     states: list[np.ndarray]
     closed: np.ndarray

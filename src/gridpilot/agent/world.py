@@ -378,7 +378,7 @@ class SimWorld:
         self._pending = []
         events += self._protection()
         g = self.grid
-        inj: dict[str, Any] = self.controlled(self.demand())  # injections by keyword
+        inj: dict[str, Any] = self.controlled(self.demand())  # injections by field name
         # storage state of charge limits the set point
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
         res = self.twin.powerflow(Injections.from_mapping(inj, switch_closed=self.switch_closed))

@@ -221,14 +221,9 @@ def optimise_q(  # noqa: PLR0913
         ) from exc
     q = np.zeros(len(grid.generator))
     q[pv] = lp.value(x, "qp") - lp.value(x, "qn")
-    after = twin.powerflow(
-        Injections(
-            load_p_mw=inj["load_p_mw"][0],
-            load_q_mvar=inj["load_q_mvar"][0],
-            gen_p_mw=inj["gen_p_mw"][0],
-            gen_q_mvar=inj.get("gen_q_mvar", np.zeros((1, len(grid.generator))))[0] + q,
-        )
-    )
+    gq = inj.get("gen_q_mvar", np.zeros((1, len(grid.generator))))[0] + q
+    now = {k: inj[k][0] for k in ("load_p_mw", "load_q_mvar", "gen_p_mw")}  # storage: the grid's
+    after = twin.powerflow(Injections.from_mapping(now, gen_q_mvar=gq))
     return {
         "q_mvar": q,
         "v_before": v[0],

@@ -30,8 +30,8 @@ class Twin:
     """The digital twin of one grid: compile once, calculate many times.
 
     ``Twin(grid)`` validates the grid and builds the engine's model once; :meth:`powerflow`
-    runs one power flow (optionally with other injections or switch states, without changing
-    the grid); :meth:`timeseries` runs a batch over time steps in chunks, keeping only the
+    runs one power flow (optionally with other injections or switch states, an
+    :class:`~gridpilot.twin.Injections`, without changing the grid); :meth:`timeseries` runs a batch over time steps in chunks, keeping only the
     outputs asked for.
 
     ``engine`` picks the solver: ``"auto"`` (default) uses the batch radial kernel
