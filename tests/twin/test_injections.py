@@ -49,7 +49,8 @@ def test_wrong_ndim_names_the_field_and_the_shape() -> None:
 def test_wrong_length_against_the_grid_names_field_table_and_shape(case33) -> None:
     n_load, n_sw = len(case33.load), len(case33.switch)
     with pytest.raises(
-        ValidationError, match=rf"load_p_mw: expected shape \({n_load},\) .* per load, got shape \(5,\)"
+        ValidationError,
+        match=rf"load_p_mw: expected shape \({n_load},\) .* per load, got shape \(5,\)",
     ):
         Injections(load_p_mw=np.ones(5)).check(case33)
     with pytest.raises(ValidationError, match=rf"switch_closed: .*\({n_sw},\).*got shape \(3, 2\)"):
