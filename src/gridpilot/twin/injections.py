@@ -70,7 +70,8 @@ class Injections:
     Each field is optional (None: the grid's values, or its profiles in a time series). The
     arrays are checked on construction (1-D or 2-D, finite; ``switch_closed`` becomes bool) and
     against a grid's tables by :meth:`check`; errors name the field and the bad shape or value.
-    Use :func:`dataclasses.replace` to change some fields of an existing one.
+    Use :func:`dataclasses.replace` to change some fields of an existing one. Float64 arrays
+    are kept as they are, not copied: the twin only reads them.
     """
 
     load_p_mw: np.ndarray | None = None
