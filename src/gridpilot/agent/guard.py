@@ -28,7 +28,7 @@ import numpy as np
 from gridpilot.agent.actions import Plan
 from gridpilot.model import Grid, SwitchKind, branch_status
 from gridpilot.model.limits import OperatingLimits
-from gridpilot.twin import PowerFlowResult, Twin, energised, is_radial
+from gridpilot.twin import Injections, PowerFlowResult, Twin, energised, is_radial
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
 @dataclass
 class _Walk:
     """A plan walked through the device rules (:meth:`SafetyGuard._walk`): switch states after
-    each switching action, the final states, the injections (MW, by keyword) and the reasons."""
+    each switching action, the final states, the injections (MW, by Injections field name) and the reasons."""
 
     states: list[np.ndarray]
     closed: np.ndarray
@@ -309,9 +309,9 @@ class SafetyGuard:
             return Verdict(False, reasons, checks=checks)
         # 5. simulate before and after in the twin
         checks.append("simulated in the twin")
-        inj_now: dict[str, Any] = dict(injections)  # by keyword: load_p_mw, gen_p_mw, ...
-        before = self.twin.powerflow(switch_closed=np.asarray(switch_closed, bool), **inj_now)
-        after = self.twin.powerflow(switch_closed=closed, **inj)
+        inj_now: dict[str, Any] = dict(injections)  # by field: load_p_mw, gen_p_mw, ...
+        before = self.twin.powerflow(Injections.from_mapping(inj_now, switch_closed=switch_closed))
+        after = self.twin.powerflow(Injections.from_mapping(inj, switch_closed=closed))
         b, a = _sim_summary(g, before), _sim_summary(g, after)
         reasons += self._limit_reasons(before, after, b, a)
         if not reasons and self.phase is not None and plan.switch_ops:

@@ -32,7 +32,7 @@ from gridpilot.field.grid_devices import (
     storage_soc_after,
 )
 from gridpilot.model import Grid
-from gridpilot.twin import Twin, energised, profiles_for
+from gridpilot.twin import Injections, Twin, energised, profiles_for
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
 AGENT_ENGINE = os.environ.get(
@@ -378,10 +378,10 @@ class SimWorld:
         self._pending = []
         events += self._protection()
         g = self.grid
-        inj: dict[str, Any] = self.controlled(self.demand())  # injections by keyword
+        inj: dict[str, Any] = self.controlled(self.demand())  # injections by field name
         # storage state of charge limits the set point
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
-        res = self.twin.powerflow(switch_closed=self.switch_closed, **inj)
+        res = self.twin.powerflow(Injections.from_mapping(inj, switch_closed=self.switch_closed))
         if len(g.storage):
             self.storage_soc = storage_soc_after(
                 self.storage_soc, sp, g.storage["e_mwh"], self.step_s

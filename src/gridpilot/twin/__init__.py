@@ -17,6 +17,7 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
+    "injections": ("Injections",),
     "inputs": ("INJECTION_KEYS", "profiles_for", "step_injections"),
     "pgm": ("PgmNetwork", "to_pgm"),
     "results": ("PowerFlowResult", "TimeSeriesResult"),
@@ -26,6 +27,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from gridpilot.twin.injections import Injections
     from gridpilot.twin.inputs import INJECTION_KEYS, profiles_for, step_injections
     from gridpilot.twin.pgm import PgmNetwork, to_pgm
     from gridpilot.twin.results import PowerFlowResult, TimeSeriesResult
