@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridpilot.errors import ValidationError
+from gridpilot.estimation.robust import RemovedMeasurement
 from gridpilot.estimation.unbalanced import (
     Case,
     LinearNetwork,
+    RobustEstimate,
     SensorSpec,
     TrueState,
     TruthOptions,
@@ -91,6 +93,11 @@ def test_gross_errors_on_head_regulator_and_meters_are_removed() -> None:
     final = state_errors(rep.result, ts.v_now, src0)["v_err_max_pu"]
     base = state_errors(clean, ts.v_now, src0)["v_err_max_pu"]
     assert set(rep.removed_labels) == {g.label for g in gross}, rep.removed_labels
+    assert isinstance(rep, RobustEstimate)  # the same type as the balanced estimator's
+    assert all(isinstance(r, RemovedMeasurement) for r in rep.removed)
+    assert {r.source for r in rep.removed} == {"head", "reg", "meter"}
+    assert all(r.normalised_residual > 3.0 and r.row >= 0 for r in rep.removed)
+    assert len(rep.chi2_history) == len(rep.removed) + 1
     assert first > 2 * base  # the gross errors did hurt
     assert final < base + 0.001  # and removing them restores the clean estimate
     assert not rep.note

@@ -20,13 +20,8 @@ from typing import TYPE_CHECKING
 from gridpilot._lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "lnr": (
-        "RemovedRow",
-        "RobustEstimate",
-        "detectability",
-        "estimate_robust",
-        "normalised_residuals",
-    ),
+    "gridpilot.estimation.robust": ("RobustEstimate",),
+    "lnr": ("detectability", "estimate_robust", "normalised_residuals"),
     "measurements": ("UnbalancedMeasurements",),
     "model": ("LinearNetwork", "build_linear_network"),
     "sensors": ("SensorSpec", "SensorTruth", "build_measurements", "metered_loads"),
@@ -48,9 +43,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from gridpilot.estimation.robust import RobustEstimate
     from gridpilot.estimation.unbalanced.lnr import (
-        RemovedRow,
-        RobustEstimate,
         detectability,
         estimate_robust,
         normalised_residuals,
