@@ -19,7 +19,9 @@ import pytest
 
 import gridpilot
 
-PACKAGES = sorted(m.name for m in pkgutil.iter_modules(gridpilot.__path__, "gridpilot.") if m.ispkg)
+PACKAGES = sorted(
+    m.name for m in pkgutil.walk_packages(gridpilot.__path__, "gridpilot.") if m.ispkg
+)
 
 # The exported names of each package. A change here is a change of the public API: add a name
 # only when users need it from the package (docs/, README.md, other packages, the CLI, bench/).
@@ -35,16 +37,31 @@ EXPORTED: dict[str, set[str]] = {
     "api": {
         "KeyStore", "LoopRunner", "create_app",
     },
+    "api.routers": {
+        "ROUTERS",
+    },
     "control": {
         "Curve", "FlisrEngine", "FlisrResult", "Indications", "Limits", "ReconfigResult",
         "SwitchAction", "VOLT_VAR_CAT_B", "VOLT_WATT_CAT_B", "compare", "indications_for_fault",
         "locate", "optimise_q", "reconfigure", "run_curves", "tap_control",
+    },
+    "control.flisr": {
+        "FlisrEngine", "FlisrResult", "Limits", "SwitchAction", "branch_status_all",
+        "indications_for_fault",
+    },
+    "control.flisr3p": {
+        "Flisr3pEngine", "Flisr3pResult", "Indications3p",
     },
     "estimation": {
         "EstimationResult", "FdiDetector", "Measurements", "PowerSensorKind", "RobustEstimate",
         "StateEstimator", "TheftDetector", "calibrate_threshold", "estimate_robust",
         "feeder_balance", "measurements_from_meters", "measurements_from_powerflow",
         "threshold_baseline",
+    },
+    "estimation.unbalanced": {
+        "Case", "RobustEstimate", "SensorSpec", "TruthOptions", "UnbalancedEstimator",
+        "UnobservableError", "build_linear_network", "build_measurements", "default_cases",
+        "detectability", "estimate_robust", "run_case", "state_errors", "true_state",
     },
     "field": {
         "Command", "DeviceFleet", "FieldCommandReceiver", "FieldEvent", "FieldSimulator",
@@ -77,8 +94,27 @@ EXPORTED: dict[str, set[str]] = {
         "from_pandapower", "grid_series", "list_grids", "load_balanced_grid", "load_grid",
         "read_grid", "require_balanced", "write_grid",
     },
+    "model.importers": {
+        "from_matpower", "from_pandapower",
+    },
+    "model.threephase": {
+        "Branch", "CapControl", "Capacitor", "Curve", "Fuse", "InverterControl", "InverterRating",
+        "Load", "LoadShape", "RegControl", "Source", "Terminal", "ThreePhaseGrid", "Transformer",
+        "Winding", "branch_yprim", "capacitor_yprim", "source_yprim", "transformer_yprim",
+        "voltvar_curve", "voltwatt_curve",
+    },
     "protocols": {
         "AdapterRegistry", "CommandResult", "DeviceCommand", "ProtocolAdapter", "ReadingSink",
+    },
+    "protocols.ocpp": {
+        "Csms", "CsmsConfig", "OcppAdapter", "RunOptions", "StationModel", "StationSpec",
+        "run_station",
+    },
+    "protocols.openadr": {
+        "DrPublisher", "PROGRAM_NAME", "Vtn", "load_clients", "openadr_for", "openadr_router",
+    },
+    "protocols.sunspec": {
+        "Der", "DerHost", "DerSpec", "SunSpecAdapter", "SunSpecClient", "SunSpecError",
     },
     "telemetry": {
         "DeviceRegistry", "DeviceSigner", "DuckDBStore", "InProcessBus", "Ingestor",
@@ -90,6 +126,14 @@ EXPORTED: dict[str, set[str]] = {
     "twin": {
         "PowerFlowResult", "TimeSeriesResult", "Twin", "buses_lost_if_open", "energised",
         "is_radial", "islands", "profiles_for", "step_injections", "supply_tree", "to_pgm",
+    },
+    "twin.hosting": {
+        "HostingOptions", "Scenario", "clear_sky_pv", "critical_scenarios", "hosting_capacity",
+        "hosting_capacity_on",
+    },
+    "twin.unbalanced": {
+        "Fault", "SolveOptions", "SwitchedResult", "SwitchingSolver", "UnbalancedResult",
+        "UnbalancedTwin", "fault_study", "normalise_ties", "solve_switched", "unbalance_factor",
     },
 }
 # fmt: on

@@ -16,23 +16,21 @@ from gridpilot.errors import ValidationError
 from gridpilot.estimation.robust import RemovedMeasurement
 from gridpilot.estimation.unbalanced import (
     Case,
-    LinearNetwork,
     RobustEstimate,
     SensorSpec,
-    TrueState,
     TruthOptions,
     UnbalancedEstimator,
     UnobservableError,
     build_linear_network,
     build_measurements,
-    default_gross_errors,
     detectability,
     estimate_robust,
     run_case,
     state_errors,
     true_state,
-    with_gross_errors,
 )
+from gridpilot.estimation.unbalanced.model import LinearNetwork
+from gridpilot.estimation.unbalanced.study import TrueState, default_gross_errors, with_gross_errors
 from gridpilot.model import load_grid
 from gridpilot.twin.unbalanced import UnbalancedTwin
 
@@ -118,7 +116,7 @@ def test_detectability_is_the_size_the_test_flags() -> None:
     det = detectability(se.estimate(m))
     i = m.labels.index(next(x for x in m.labels if x.startswith("reg V")))
     assert np.isfinite(det[i])
-    from gridpilot.estimation.unbalanced import normalised_residuals
+    from gridpilot.estimation.unbalanced.lnr import normalised_residuals
 
     for scale, flagged in ((1.2, True), (0.8, False)):
         bad = m.copy()
