@@ -8,16 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridpilot.errors import AuthError, UnknownComponentError, ValidationError
-from gridpilot.market import (
-    GRID,
-    KeyPair,
-    Ledger,
-    Market,
-    MarketConfig,
-    MeterReading,
-    Order,
-    Participant,
-)
+from gridpilot.market import KeyPair, Ledger, Market, MarketConfig, MeterReading, Order, Participant
+from gridpilot.market.orders import GRID
 from gridpilot.market.settlement import Contracts, settle_interval
 
 KEYS = {n: KeyPair.from_name(n) for n in ("s1", "s2", "b1", "b2", "mallory")}

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from gridpilot.errors import ValidationError
-from gridpilot.twin import INJECTION_KEYS, Injections, Twin, powerflow
+from gridpilot.twin import Injections, Twin
+from gridpilot.twin.inputs import INJECTION_KEYS
+from gridpilot.twin.twin import powerflow
 
 
 def test_fields_are_the_injection_keys_and_switch_states() -> None:

@@ -59,7 +59,9 @@ class Curve:
 
 
 VOLT_VAR_CAT_B = Curve((0.92, 0.98, 1.02, 1.08), (0.44, 0.0, 0.0, -0.44))
+"""IEEE 1547-2018 category B volt/var default: Q (per unit of rating) against V (pu)."""
 VOLT_WATT_CAT_B = Curve((1.06, 1.10), (1.0, 0.2))
+"""IEEE 1547-2018 category B volt/watt default: P limit (share of available P) against V (pu)."""
 
 
 @dataclass(frozen=True)
