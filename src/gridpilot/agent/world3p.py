@@ -22,7 +22,9 @@ unbalanced feeder (``ieee123``, ``ieee8500``, any OpenDSS ``.dss``):
   on them (:mod:`gridpilot.agent.fieldprot3p`): a fault on a fused lateral is tripped by the
   head recloser's fast shots first (fuse saving: a temporary fault is gone at the reclose),
   then a permanent one blows the lateral's fuse; a fault on the main feeder locks the
-  recloser out (``breaker_trip`` on its switch). The control side sees telemetry only: the
+  recloser out (``breaker_trip`` on its switch; a recloser on a line the view has no switch
+  for, ieee8500's head, trips the nearest switch upstream of the fault in the view instead,
+  which FLISR can reclose). The control side sees telemetry only: the
   recloser's operations (``recloser_operation``), the switches' fault-passage indicators and
   the measurements; a blown fuse is seen as its lateral's buses going dark. A fault no
   device of the scheme sees trips the nearest switch upstream in the view
@@ -50,7 +52,7 @@ from gridpilot.agent.phaseinj import PhaseInjections
 from gridpilot.agent.phasemeters import PhaseMeters
 from gridpilot.agent.phasephysics import PhasePhysics, Step, regulator_names
 from gridpilot.agent.world import AGENT_ENGINE, Observation, SimWorld
-from gridpilot.errors import ValidationError
+from gridpilot.errors import GridpilotError, ValidationError
 from gridpilot.field.grid_devices import storage_mw, storage_soc_after
 from gridpilot.field.protection import reported_pickups
 from gridpilot.field.protection3p import ProtectionOutcome
@@ -352,13 +354,25 @@ class ThreePhaseWorld(SimWorld):
                         None)  # fmt: skip
             if line is None:
                 break
-            out = self.field.operate(self._faults[line], st) if line in self._faults else None
+            out = self._study(line, st)
             if out is None or not out.cleared:  # no device of the scheme sees it
                 if not self._trip_nearest(line, events):
                     break
                 continue
             events += self._apply(line, out)
         return events
+
+    def _study(self, line: int, st: dict[str, bool]) -> ProtectionOutcome | None:
+        """Protection's outcome for the fault on ``line`` (None: no study, e.g. the fault
+        study failed: logged, and the view's nearest switch trips)."""
+        fault = self._faults.get(line)
+        if fault is None:
+            return None
+        try:
+            return self.field.operate(fault, st)
+        except (GridpilotError, np.linalg.LinAlgError) as exc:
+            log.warning("fault study of %s failed (%s): the nearest switch trips", fault, exc)
+            return None
 
     def _apply(self, line: int, out: ProtectionOutcome) -> list[dict[str, Any]]:
         """The outcome in the world and its telemetry: indicators, the recloser's operations,
@@ -380,6 +394,12 @@ class ThreePhaseWorld(SimWorld):
                            "lockout": rec.branch in out.opened, "fpi": fpi_ids.tolist()})  # fmt: skip
         for br in out.opened:
             sid = self._switch_id.get(br)
+            if sid is None and rec is not None and br == rec.branch:
+                # a recloser on a line the view cannot command (ieee8500's head): its lockout
+                # is the nearest switch upstream of the fault in the view, which FLISR recloses
+                self.field.device_open.pop(br, None)
+                self._trip_nearest(line, events)
+                continue
             if sid is None:  # a fuse (no telemetry): the world keeps it open
                 continue
             k = int(g.switch.index_of(sid)[0])
