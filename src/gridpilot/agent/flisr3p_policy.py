@@ -142,8 +142,13 @@ class Flisr3pPolicy:
                 f"dark, nothing tripped): nothing to switch; {res.unserved_kw:.0f} kW stay off "
                 "until the crew replaces the fuse"
             )
-        else:
+        elif ctx.obs.energised.all():
             reason = "three-phase FLISR: a reclose cleared a temporary fault; nothing to switch"
+        else:
+            reason = (
+                "three-phase FLISR: indicators picked up, nothing tripped, and no fuse's lateral "
+                "matches the dark buses; nothing to switch"
+            )
         data = {
             "indications": {"tripped": [], "fpi": [k for k, v in ind.fpi.items() if v]},
             "blown_fuses": fuses,
