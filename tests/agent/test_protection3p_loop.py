@@ -134,6 +134,19 @@ def test_flisr_reads_a_blown_fuse_from_the_telemetry(g3) -> None:
     assert pol.blown_fuses(_engine(world.grid3p, orch.limits), orch.context()) == [LATERAL]
 
 
+def test_flisr_after_a_temporary_fault_only_resets_the_indicators(g3) -> None:
+    world = _world(g3)
+    orch = Orchestrator(world)
+    orch.inject("fault", branch=LATERAL, permanent=False)
+    orch.run(1)
+    texts = [e["text"] for e in orch.events if e["kind"] == "protection"]
+    assert any("trip(s), reclosed" in t for t in texts), texts  # the recloser's telemetry
+    acts = [e for e in orch.events if e["kind"] == "action" and "flisr" in e["text"]]
+    assert len(acts) == 1 and "temporary fault" in acts[0]["reason"]
+    assert not world.fpi.any() and orch.last.energised.all()
+    assert orch.counters["switch_ops"] == 0
+
+
 def test_the_scenario_kpis_count_only_the_lateral() -> None:
     spec = ScenarioSpec("fault", "ieee123", hours=0.15, fleet=False,
                         params={"at_min": 2, "repair_h": 2, "branch": LATERAL})  # fmt: skip
