@@ -24,7 +24,6 @@ same device locations from it (the utility's records), never their state.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,18 +63,12 @@ def feeder_protection(grid3p: ThreePhaseGrid) -> ProtectionScheme:
     return hit
 
 
-@dataclass
-class FieldFault:
-    """A fault the world holds: the :class:`Fault` studied and the view line it sits on."""
-
-    fault: Fault
-    line: int
-
-
 def fault_spec(branch: str, params: dict[str, Any]) -> Fault:
     """The :class:`Fault` of an injected fault on feeder line ``branch``: single-phase-to-ground
     when ``params["phases"]`` names one phase (already checked against the line), else on all
-    of the line's phases; ``permanent`` (default True) and ``r_ohm`` (default 0) checked."""
+    of the line's phases (a fault naming two phases too: the fault study knows three-phase and
+    single-phase-to-ground faults only); ``permanent`` (default True)
+    and ``r_ohm`` (default 0) checked."""
     r = params.get("r_ohm", 0.0)
     try:
         r_ohm = float(r)
@@ -96,7 +89,8 @@ class FieldProtection3p:
     """The world's protection devices and their state (see the module notes).
 
     ``FieldProtection3p(grid3p, taps, caps)``: ``taps``/``caps`` the regulators' and
-    capacitors' positions the fault studies use (the world's settled ones).
+    capacitors' positions the fault studies use (the world passes the feeder's own: fault
+    currents hardly move with them).
     """
 
     def __init__(
@@ -147,4 +141,4 @@ class FieldProtection3p:
         return out
 
 
-__all__ = ["FieldFault", "FieldProtection3p", "fault_spec", "feeder_protection"]
+__all__ = ["FieldProtection3p", "fault_spec", "feeder_protection"]
