@@ -81,7 +81,10 @@ def _powerflow(inp: dict[str, Any], par: dict[str, Any], exp: dict[str, Any]) ->
 
 def _flisr(inp: dict[str, Any], par: dict[str, Any], exp: dict[str, Any]) -> None:
     g = load_grid(inp["grid"])
-    eng = FlisrEngine(g, Limits(**inp["limits"]), verify=par["verify"])
+    # the plan, not the clock: a loaded machine must not cut the search short (the time
+    # budget has its own tests)
+    budget = par.get("budget_ms", 60_000.0)
+    eng = FlisrEngine(g, Limits(**inp["limits"]), verify=par["verify"], budget_ms=budget)
     res = eng.respond_to_faults(inp["faults"])
     atol = par.get("atol_kw", 0.5)
     assert res.verified is exp.get("verified", True), res.notes

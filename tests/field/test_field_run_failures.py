@@ -141,7 +141,7 @@ def _wait_for_traffic(port: int) -> None:
 
 def _field_run(port: int, *extra: str) -> subprocess.Popen[str]:
     main = "import sys; sys.argv[0] = 'gridpilot'; from gridpilot.cli import main; main()"
-    cmd = [sys.executable, "-c", main, *RUN, "--hours", "1", "--speed", "150"]
+    cmd = [sys.executable, "-c", main, *RUN, "--hours", "0.5", "--speed", "150"]  # 12 s paced
     cmd += ["--transport", f"mqtt://127.0.0.1:{port}", *extra]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
