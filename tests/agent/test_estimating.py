@@ -8,16 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from gridpilot.agent import (
-    FieldWorld,
-    LoopEstimator,
-    Observation,
-    Orchestrator,
-    SensorSet,
-    SimWorld,
-    default_sensors,
-)
+from gridpilot.agent import FieldWorld, Observation, Orchestrator, SimWorld
 from gridpilot.agent.cli import build_demo, demo_events
+from gridpilot.agent.estimating import LoopEstimator, SensorSet, default_sensors
 from gridpilot.agent.policies import VoltagePolicy
 from gridpilot.errors import ValidationError
 from gridpilot.estimation import Measurements, PowerSensorKind

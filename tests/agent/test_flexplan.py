@@ -9,6 +9,7 @@ import pytest
 from gridpilot.agent import Action, FieldWorld, Orchestrator, Plan, SimWorld, VoltagePolicy
 from gridpilot.agent.flexplan import FlexPlanPolicy
 from gridpilot.agent.scenarios import _Kpis
+from gridpilot.twin import Injections
 
 START = 200 * 96 + 16 * 4 + 3  # a summer day, 16:45
 
@@ -127,7 +128,8 @@ def test_voltvar_targets_dr_at_the_buses_behind_an_undervoltage(fleet_grid):
     mult = VoltagePolicy()._worst_step_mult(ctx)
     inj = ctx.injections(dr_level=lvl, load_mult=mult, load_cut=lvl * 0.5 * mask)
     inj["storage_p_mw"] = ctx.storage_deliverable(-g.storage["p_max_mw"])
-    ts = ctx.twin.timeseries(1, outputs=("v_pu",), **{k: v[None] for k, v in inj.items()})
+    one = Injections.from_mapping({k: v[None] for k, v in inj.items()})
+    ts = ctx.twin.timeseries(1, injections=one, outputs=("v_pu",))
     assert float(np.nanmin(ts.v_pu)) > 0.9
     # FlexDR sheds only there: the per-load share is 0 elsewhere while the event runs
     fd = orch.flexdr

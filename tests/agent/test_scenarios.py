@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gridpilot.agent import ScenarioSpec, n1_sweep, run_many, run_scenario, write_report
+from gridpilot.agent import ScenarioSpec, n1_sweep, run_scenario
+from gridpilot.agent.scenarios import run_many, write_report
 from gridpilot.errors import UnknownComponentError, ValidationError
 
 

@@ -15,7 +15,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 from gridpilot.agent import Orchestrator, SimWorld, demo_grid
-from gridpilot.api import ROLES, KeyStore, create_app
+from gridpilot.agent.auth import ROLES
+from gridpilot.api import KeyStore, create_app
 from gridpilot.api.access import key_check
 
 from .conftest import EVENING

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gridpilot.api import ROLES
+from gridpilot.agent.auth import ROLES
 
 from .conftest import hdr
 

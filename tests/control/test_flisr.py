@@ -12,7 +12,7 @@ from gridpilot.control.location import indications_for_fault, locate
 from gridpilot.control.radialpf import RadialSolver
 from gridpilot.errors import UnknownComponentError
 from gridpilot.model import branch_status, load_grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 
 EMERGENCY = Limits(v_min_pu=0.90, v_max_pu=1.05, max_loading_pct=100.0)
 
@@ -35,7 +35,7 @@ def twin(grid):
 def _check_plan(grid, twin, res, faulted_lines):
     sec_line = grid.line.index_of(faulted_lines)
     closed = res.switch_closed_after
-    pf = twin.powerflow(switch_closed=closed)
+    pf = twin.powerflow(Injections(switch_closed=closed))
     assert pf.converged
     st = branch_status(grid, closed)
     # the faulted lines carry no current from either end: every bound of their section is open
@@ -191,7 +191,7 @@ def test_synthetic_feeder_fault_restores_through_tie():
         res = eng.respond_to_faults([int(lid)])
         assert int(lid) in res.located_lines
         assert res.restored_share == pytest.approx(1.0)
-        pf = eng.twin.powerflow(switch_closed=res.switch_closed_after)
+        pf = eng.twin.powerflow(Injections(switch_closed=res.switch_closed_after))
         assert pf.converged and pf.vmin_pu > 0.95 and pf.max_loading_pct < 100
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from gridpilot.control.flisr import FlisrEngine, Limits
 from gridpilot.model import load_grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 
 
 def _within(pf, lim: dict[str, float]) -> bool:
@@ -35,7 +35,7 @@ def test_verified_exactly_when_the_twin_holds_the_limits(case):
     g, eng, tw = case
     for lid in g.line.ids:
         res = eng.respond_to_faults([int(lid)])
-        pf = tw.powerflow(switch_closed=res.switch_closed_after)
+        pf = tw.powerflow(Injections(switch_closed=res.switch_closed_after))
         out = res.summary()
         assert out["verified"] == _within(pf, out["limits"]), (int(lid), out["notes"])
         if not out["verified"]:
@@ -52,7 +52,7 @@ def test_oberrhein_line_52_sees_the_transformer_drop():
     eng = FlisrEngine(g, Limits(), verify="twin", budget_ms=1e9)
     res = eng.respond_to_faults([52])
     assert res.verified and res.verified_by == "twin"
-    pf = eng.twin.powerflow(switch_closed=res.switch_closed_after)
+    pf = eng.twin.powerflow(Injections(switch_closed=res.switch_closed_after))
     assert _within(pf, res.limits_used)
     assert res.restored_kw > eng.baseline(eng_ind(eng, 52)) + 1.0
 
@@ -96,7 +96,7 @@ def test_upstream_model_gives_the_feeder_head_voltage_after_the_trip():
     removed = (pre.v_pu > 0.5) & ~eng.sections.state(work).energised[eng.sections.of_bus]
     heads = g.bus.position_map(g.transformer["lv_bus"])
     v_now, z, v_open, _ = up.equivalent(heads, removed, eng.solver)
-    pf = eng.twin.powerflow(switch_closed=work)
+    pf = eng.twin.powerflow(Injections(switch_closed=work))
     np.testing.assert_allclose(v_now, pf.v_pu[heads], atol=3e-4)
     assert np.all(np.abs(z) > 1e-3) and np.all(v_open > v_now)  # transformer impedance seen
 
@@ -110,7 +110,7 @@ def test_sweep_transformer_loading_is_the_twins_definition(name):
     g = load_grid(name)
     eng = FlisrEngine(g, Limits(), verify="radial")
     closed = g.switch["closed"]
-    pf = eng.twin.powerflow(switch_closed=closed)
+    pf = eng.twin.powerflow(Injections(switch_closed=closed))
     roots = g.bus.position_map(g.source["bus"])
     res = eng.solver.solve(
         np.arange(len(g.bus)),

@@ -10,7 +10,7 @@ from gridpilot.control.radialpf import RadialSolver
 from gridpilot.control.sections import subtree_mask
 from gridpilot.errors import ValidationError
 from gridpilot.model import load_grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_sweep_candidates_match_the_twin(grid):
         on = cond[t, :nl]
         closed = np.ones(len(grid.switch), bool)
         closed[grid.switch.index_of(grid.line.ids[~on])] = False  # case33bw: one switch per line
-        pf = twin.powerflow(switch_closed=closed)
+        pf = twin.powerflow(Injections(switch_closed=closed))
         assert pf.converged
         live = pf.energised
         assert np.array_equal(live, out.supplied[t])
@@ -112,7 +112,7 @@ def test_final_check_reports_the_twins_values(grid):
     twin = Twin(grid, engine="pgm")
     for lid in (6, 2, 28):
         res = eng.respond_to_faults([lid])
-        pf = twin.powerflow(switch_closed=res.switch_closed_after)
+        pf = twin.powerflow(Injections(switch_closed=res.switch_closed_after))
         assert res.verified_by == "twin"
         assert res.vmin_pu_after == pytest.approx(pf.vmin_pu, abs=1e-9)
         assert res.max_loading_pct_after == pytest.approx(pf.max_loading_pct, abs=1e-6)

@@ -13,7 +13,7 @@ from gridpilot.control.flisr import Limits
 from gridpilot.control.reconfig import reconfigure
 from gridpilot.control.sections import Sections
 from gridpilot.model import Grid, load_grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 
 
 def multi_source_grid(seed: int, n_sources: int = 2, per_feeder: int = 6, ties: int = 3) -> Grid:
@@ -99,7 +99,7 @@ def exhaustive_optimum(g: Grid, v_min_pu: float = 0.0) -> tuple[float, np.ndarra
         st = sec.state(closed)
         if st.looped or not st.energised.all():
             continue
-        r = twin.powerflow(switch_closed=closed)
+        r = twin.powerflow(Injections(switch_closed=closed))
         if r.converged and r.vmin_pu >= v_min_pu and r.losses_kw < best:
             best, best_state = r.losses_kw, closed
     assert best_state is not None

@@ -11,9 +11,9 @@ from gridpilot.estimation import (
     TheftDetector,
     calibrate_threshold,
     feeder_balance,
-    group_median,
     threshold_baseline,
 )
+from gridpilot.estimation.anomaly import group_median
 
 
 def test_group_median_matches_numpy_with_nan() -> None:

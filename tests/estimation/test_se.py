@@ -9,10 +9,12 @@ from gridpilot.errors import ValidationError
 from gridpilot.estimation import (
     Measurements,
     PowerSensorKind,
+    RobustEstimate,
     StateEstimator,
     estimate_robust,
     measurements_from_powerflow,
 )
+from gridpilot.estimation.robust import RemovedMeasurement
 from gridpilot.twin import Twin
 
 
@@ -68,8 +70,14 @@ def test_gross_voltage_error_identified_and_removed(setup, seed: int) -> None:
     m = _meas(grid, pf, seed)
     m.v_pu[17] += 0.08  # bus 18 reads 8 % high
     rep = estimate_robust(se, m)
+    assert isinstance(rep, RobustEstimate)  # the same type as the three-phase estimator's
     assert rep.first.bad_data_suspected
     assert rep.removed_labels[0] == "V bus 18"
+    bad = rep.removed[0]
+    assert isinstance(bad, RemovedMeasurement) and bad.row == 17 and bad.source == ""
+    assert bad.normalised_residual > 3.0 and bad.residual > 0.0  # read 8 % high
+    assert len(rep.chi2_history) == len(rep.removed) + 1
+    assert rep.chi2_history[0] == rep.first.chi2 and rep.chi2_history[-1] == rep.result.chi2
     assert not rep.result.bad_data_suspected
     assert rep.result.max_error_pu(pf.v_pu) < 0.005
     assert rep.measurements.v_pu.size == m.v_pu.size - 1

@@ -13,24 +13,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridpilot.errors import ValidationError
+from gridpilot.estimation.robust import RemovedMeasurement
 from gridpilot.estimation.unbalanced import (
     Case,
-    LinearNetwork,
+    RobustEstimate,
     SensorSpec,
-    TrueState,
     TruthOptions,
     UnbalancedEstimator,
     UnobservableError,
     build_linear_network,
     build_measurements,
-    default_gross_errors,
     detectability,
     estimate_robust,
     run_case,
     state_errors,
     true_state,
-    with_gross_errors,
 )
+from gridpilot.estimation.unbalanced.model import LinearNetwork
+from gridpilot.estimation.unbalanced.study import TrueState, default_gross_errors, with_gross_errors
 from gridpilot.model import load_grid
 from gridpilot.twin.unbalanced import UnbalancedTwin
 
@@ -91,6 +91,11 @@ def test_gross_errors_on_head_regulator_and_meters_are_removed() -> None:
     final = state_errors(rep.result, ts.v_now, src0)["v_err_max_pu"]
     base = state_errors(clean, ts.v_now, src0)["v_err_max_pu"]
     assert set(rep.removed_labels) == {g.label for g in gross}, rep.removed_labels
+    assert isinstance(rep, RobustEstimate)  # the same type as the balanced estimator's
+    assert all(isinstance(r, RemovedMeasurement) for r in rep.removed)
+    assert {r.source for r in rep.removed} == {"head", "reg", "meter"}
+    assert all(r.normalised_residual > 3.0 and r.row >= 0 for r in rep.removed)
+    assert len(rep.chi2_history) == len(rep.removed) + 1
     assert first > 2 * base  # the gross errors did hurt
     assert final < base + 0.001  # and removing them restores the clean estimate
     assert not rep.note
@@ -111,7 +116,7 @@ def test_detectability_is_the_size_the_test_flags() -> None:
     det = detectability(se.estimate(m))
     i = m.labels.index(next(x for x in m.labels if x.startswith("reg V")))
     assert np.isfinite(det[i])
-    from gridpilot.estimation.unbalanced import normalised_residuals
+    from gridpilot.estimation.unbalanced.lnr import normalised_residuals
 
     for scale, flagged in ((1.2, True), (0.8, False)):
         bad = m.copy()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gridpilot.errors import UnknownComponentError, ValidationError
-from gridpilot.field import Command, FieldSimulator, FleetConfig, build_fleet, fault_indications
+from gridpilot.field import Command, FieldSimulator, FleetConfig, fault_indications
+from gridpilot.field.fleet import build_fleet
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from gridpilot.errors import InfeasibleError, UnknownComponentError, ValidationError
 from gridpilot.flex import (
-    CLASSES,
     Batteries,
     Event,
     EVSessions,
@@ -25,6 +24,7 @@ from gridpilot.flex import (
     generate_fleet,
     plan,
 )
+from gridpilot.flex.aggregate import CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +248,8 @@ def test_cli_dr_and_errors():
 
 
 def test_fleet_from_the_field_simulator_plans(case33):
-    from gridpilot.field import FleetConfig, build_fleet
+    from gridpilot.field import FleetConfig
+    from gridpilot.field.fleet import build_fleet
     from gridpilot.flex.field_adapter import fleet_from_field
 
     dev = build_fleet(case33, FleetConfig(n_devices=3000, seed=2))

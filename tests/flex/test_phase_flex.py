@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from gridpilot.errors import ValidationError
 from gridpilot.flex import (
     PhaseFleet,
-    PhasePlan,
     PhasePlanConfig,
     PlaceConfig,
     clear_by_phase,
@@ -24,6 +23,7 @@ from gridpilot.flex import (
     plan_phases,
 )
 from gridpilot.flex.phase_network import PhaseNetwork
+from gridpilot.flex.phase_plan import PhasePlan
 from gridpilot.model import load_grid
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin

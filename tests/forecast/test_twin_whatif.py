@@ -10,7 +10,7 @@ from gridpilot.forecast import day_ahead
 
 def test_day_ahead_forecast_feeds_twin_timeseries() -> None:
     from gridpilot.model import load_grid
-    from gridpilot.twin import Twin
+    from gridpilot.twin import Injections, Twin
 
     grid = load_grid("case33bw")
     ids = grid.load.ids
@@ -29,8 +29,8 @@ def test_day_ahead_forecast_feeds_twin_timeseries() -> None:
     p90 = fc.matrix([f"load_{i}" for i in ids], quantile=0.9)
     assert p.shape == (24, len(ids)) and (p90 >= p - 1e-12).all()
     twin = Twin(grid)
-    ts = twin.timeseries(24, load_p_mw=p)
-    ts90 = twin.timeseries(24, load_p_mw=p90)
+    ts = twin.timeseries(24, injections=Injections(load_p_mw=p))
+    ts90 = twin.timeseries(24, injections=Injections(load_p_mw=p90))
     assert np.asarray(ts.converged).all()
     # the P90 what-if loads the grid more: lower minimum voltage, more losses
     assert np.mean(ts90.vmin_pu) < np.mean(ts.vmin_pu)

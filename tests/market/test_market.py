@@ -8,16 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridpilot.errors import AuthError, UnknownComponentError, ValidationError
-from gridpilot.market import (
-    GRID,
-    KeyPair,
-    Ledger,
-    Market,
-    MarketConfig,
-    MeterReading,
-    Order,
-    Participant,
-)
+from gridpilot.market import KeyPair, Ledger, Market, MarketConfig, MeterReading, Order, Participant
+from gridpilot.market.orders import GRID
 from gridpilot.market.settlement import Contracts, settle_interval
 
 KEYS = {n: KeyPair.from_name(n) for n in ("s1", "s2", "b1", "b2", "mallory")}
@@ -260,7 +252,7 @@ def test_sensitivities_match_the_twin() -> None:
     k = int(np.flatnonzero(g.load["bus"] == 18)[0])
     lp = g.load["p_mw"].copy()
     lp[k] -= 0.05  # 50 kW less load = 50 kW injected at bus 18
-    after = twin.powerflow(load_p_mw=lp)
+    after = twin.powerflow(twin_mod.Injections(load_p_mw=lp))
     j = int(sens.bus_positions(np.array([18]))[0])
     dv_twin = after.v_pu - base.v_pu
     dv_lin = sens.dv_dp[:, j] * 0.05
@@ -316,7 +308,7 @@ def test_curtailed_trade_holds_in_the_twin() -> None:
     g = load_grid("case33bw")
     lp, lq = g.load["p_mw"] * 0.3, g.load["q_mvar"] * 0.3
     twin = twin_mod.Twin(g)
-    base = twin.powerflow(load_p_mw=lp, load_q_mvar=lq)
+    base = twin.powerflow(twin_mod.Injections(load_p_mw=lp, load_q_mvar=lq))
     sens = GridSensitivity.from_grid(g, base=base)
     m = Market(MarketConfig(), Ledger(operator=KeyPair.from_name("op")), sens)
     m.register(Participant("s1", KEYS["s1"].public_key, bus=2))
@@ -328,11 +320,13 @@ def test_curtailed_trade_holds_in_the_twin() -> None:
     after = lp.copy()
     after[int(np.flatnonzero(g.load["bus"] == 2)[0])] -= x_mw  # seller injects
     after[int(np.flatnonzero(g.load["bus"] == 18)[0])] += x_mw  # buyer withdraws
-    res = twin.powerflow(load_p_mw=after, load_q_mvar=lq)
+    res = twin.powerflow(twin_mod.Injections(load_p_mw=after, load_q_mvar=lq))
     assert res.converged
     assert res.vmin_pu >= sens.v_min_pu - 0.005  # linearisation error stays small
     full = lp.copy()
     full[int(np.flatnonzero(g.load["bus"] == 2)[0])] -= 8.0
     full[int(np.flatnonzero(g.load["bus"] == 18)[0])] += 8.0
-    broken = twin.powerflow(load_p_mw=full, load_q_mvar=lq)  # uncurtailed: collapse or out of band
+    broken = twin.powerflow(
+        twin_mod.Injections(load_p_mw=full, load_q_mvar=lq)
+    )  # uncurtailed: collapse or out of band
     assert not broken.converged or broken.vmin_pu < sens.v_min_pu

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridpilot.model import ElementType, SwitchKind, list_grids, load_grid, synthetic_grid
+from gridpilot.model import ElementType, SwitchKind, list_grids, load_grid
+from gridpilot.model.synthetic import synthetic_grid
 
 
 def test_case33bw_paper_numbering(case33) -> None:

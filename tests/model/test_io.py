@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gridpilot.errors import ValidationError
-from gridpilot.model import COMPONENTS, load_grid, read_grid, write_grid
+from gridpilot.model import load_grid, read_grid, write_grid
+from gridpilot.model.schema import COMPONENTS
 
 
 def _same(a, b) -> None:
@@ -48,7 +49,7 @@ def test_malformed_json_names_position(tmp_path: Path) -> None:
 
 
 def test_wrong_value_in_file_named(tmp_path: Path, case33) -> None:
-    from gridpilot.model import grid_to_dict
+    from gridpilot.model.io import grid_to_dict
 
     d = grid_to_dict(case33)
     d["components"]["load"]["p_mw"][3] = "x"

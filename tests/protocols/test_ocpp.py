@@ -15,14 +15,14 @@ from gridpilot.protocols import AdapterRegistry, DeviceCommand, ReadingSink
 from gridpilot.protocols.ocpp import (
     Csms,
     CsmsConfig,
-    CsmsThread,
     OcppAdapter,
     RunOptions,
     StationModel,
     StationSpec,
-    basic_auth,
     run_station,
 )
+from gridpilot.protocols.ocpp.adapter import CsmsThread
+from gridpilot.protocols.ocpp.station import basic_auth
 
 PW = "correct-horse-battery"
 

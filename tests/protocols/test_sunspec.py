@@ -14,15 +14,8 @@ import sunspec2
 from pymodbus.server import ModbusTcpServer
 
 from gridpilot.protocols import AdapterRegistry, DeviceCommand, ReadingSink
-from gridpilot.protocols.sunspec import (
-    Der,
-    DerHost,
-    DerSpec,
-    SunSpecAdapter,
-    SunSpecClient,
-    serve_image,
-)
-from gridpilot.protocols.sunspec.device import _free_port
+from gridpilot.protocols.sunspec import Der, DerHost, DerSpec, SunSpecAdapter, SunSpecClient
+from gridpilot.protocols.sunspec.device import _free_port, serve_image
 
 CURVE = ((92.0, 40.0), (98.0, 0.0), (102.0, 0.0), (108.0, -40.0))
 

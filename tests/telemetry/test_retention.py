@@ -15,14 +15,9 @@ import typer
 from typer.testing import CliRunner
 
 from gridpilot.errors import UnknownComponentError, ValidationError
-from gridpilot.telemetry import (
-    DuckDBStore,
-    PostgresStore,
-    ReadingBatch,
-    TelemetryStore,
-    quantity_code,
-)
+from gridpilot.telemetry import DuckDBStore, PostgresStore, ReadingBatch, TelemetryStore
 from gridpilot.telemetry.cli import register
+from gridpilot.telemetry.schema import quantity_code
 
 from .conftest import NOW_MS, Fleet
 

@@ -16,8 +16,8 @@ from gridpilot.telemetry import (
     decode_readings,
     generate_key,
     open_store,
-    quantity_code,
 )
+from gridpilot.telemetry.schema import quantity_code
 from gridpilot.telemetry.store import pg_copy_binary
 
 from .conftest import NOW_MS, Fleet, clock, make_fleet

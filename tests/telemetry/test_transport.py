@@ -11,7 +11,6 @@ import pytest
 from gridpilot.errors import GridpilotError, ValidationError
 from gridpilot.telemetry import (
     DuckDBStore,
-    FrameError,
     Ingestor,
     InProcessBus,
     MqttTransport,
@@ -20,9 +19,9 @@ from gridpilot.telemetry import (
     Topics,
     connect,
     open_transport,
-    parse_frame,
-    topic_matches,
 )
+from gridpilot.telemetry.schema import FrameError, parse_frame
+from gridpilot.telemetry.transport import topic_matches
 
 from .conftest import NOW_MS, Fleet, clock, unique_prefix
 from .test_verify import _bad, _ts, _valid

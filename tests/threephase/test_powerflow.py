@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridpilot.errors import ConvergenceError
 from gridpilot.model import load_grid
 from gridpilot.model.importers.opendss import DssSession, from_opendss, grid_from_session
 from gridpilot.model.threephase.builtin import feeder_master
@@ -74,6 +75,42 @@ def test_regulator_that_must_tap_ends_in_band() -> None:
     assert {t.name: t.windings[1].tap for t in load_grid("ieee13").transformers} == {
         t.name: t.windings[1].tap for t in g.transformers
     }
+
+
+def test_settle_is_the_static_control_mode_and_acts_filters_the_controls() -> None:
+    """``UnbalancedTwin.settle`` (what ``powerflow("static")`` and the switching solver run):
+    no control acts when ``acts`` refuses them all, ``max_rounds`` bounds the rounds, and
+    settling from the solved state reaches the static power flow's taps and voltages."""
+    g = load_grid("ieee13")
+
+    def low_taps() -> UnbalancedTwin:
+        tw = UnbalancedTwin(g)
+        for r in tw.regs:
+            tw.set_tap(r.ctl.name, 1.0)
+        return tw
+
+    tw = low_taps()
+    s = tw.base_powers()
+
+    def resolve(v0: np.ndarray) -> tuple[np.ndarray, int]:
+        return tw.solve(s, v0)
+
+    v, _ = tw.solve(s)
+    taps0 = tw.taps()
+    same, iters, rounds = tw.settle(v, resolve, acts=lambda key: False)
+    assert (same is v, iters, rounds) == (True, 0, 0) and tw.taps() == taps0
+    with pytest.raises(ConvergenceError, match="did not settle in 0 rounds"):
+        tw.settle(v, resolve, max_rounds=0)  # the regulators want to tap: one round is needed
+    assert tw.taps() == taps0
+    _, _, caps_only = tw.settle(v, resolve, acts=lambda key: key[0] == "cap")
+    assert tw.taps() == taps0  # the regulators were not allowed to act
+    tw = low_taps()
+    v, _ = tw.solve(s)
+    settled, _, rounds = tw.settle(v, resolve)
+    ref = low_taps().powerflow(control_mode="static")
+    assert rounds == ref.control_iterations > caps_only
+    assert tw.taps() == ref.taps and tw.cap_states() == ref.cap_states
+    assert np.abs(settled[:, 0] - ref.v).max() < 1e-9 * np.abs(ref.v).max()
 
 
 CAP_FEEDER = """clear

@@ -7,7 +7,7 @@ import pytest
 
 from gridpilot.errors import ValidationError
 from gridpilot.model import load_grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 
 
 def test_case33bw_base_case(case33) -> None:
@@ -83,10 +83,12 @@ def test_timeseries_matches_single_runs(case33) -> None:
     scale = rng.uniform(0.3, 1.2, (5, len(case33.load)))
     p = case33.load["p_mw"] * scale
     q = case33.load["q_mvar"] * scale
-    ts = tw.timeseries(load_p_mw=p, load_q_mvar=q, outputs=("v_pu", "line_loading_pct"))
+    ts = tw.timeseries(
+        injections=Injections(load_p_mw=p, load_q_mvar=q), outputs=("v_pu", "line_loading_pct")
+    )
     assert ts.steps == 5 and ts.converged.all()
     for t in range(5):
-        r = tw.powerflow(load_p_mw=p[t], load_q_mvar=q[t])
+        r = tw.powerflow(Injections(load_p_mw=p[t], load_q_mvar=q[t]))
         np.testing.assert_allclose(ts.v_pu[t], r.v_pu, atol=1e-6)
         assert ts.losses_kw[t] == pytest.approx(r.losses_kw, rel=1e-6)
         assert ts.vmin_pu[t] == pytest.approx(r.vmin_pu, abs=1e-7)
@@ -98,14 +100,13 @@ def test_switching_batch_and_deenergised_buses(case33) -> None:
     closed[1, case33.switch.index_of(25)] = False  # open branch 25: buses 26..33 lost
     closed[2, case33.switch.index_of(25)] = False
     closed[2, case33.switch.index_of(37)] = True  # ...and fed back through tie 37 (25-29)
-    ts = tw.timeseries(
-        switch_closed=closed, load_p_mw=np.tile(case33.load["p_mw"], (3, 1)), outputs=("v_pu",)
-    )
+    inj = Injections(switch_closed=closed, load_p_mw=np.tile(case33.load["p_mw"], (3, 1)))
+    ts = tw.timeseries(injections=inj, outputs=("v_pu",))
     assert ts.converged.all()
     dead = ts.v_pu[1] < 0.5
     assert set(case33.bus.ids[dead]) == set(range(26, 34))
     assert not (ts.v_pu[2] < 0.5).any()
-    single = tw.powerflow(switch_closed=closed[1])
+    single = tw.powerflow(Injections(switch_closed=closed[1]))
     assert set(case33.bus.ids[~single.energised]) == set(range(26, 34))
 
 
@@ -114,23 +115,25 @@ def test_nonconverged_steps_reported(case33) -> None:
     p = np.tile(case33.load["p_mw"], (3, 1))
     p[1] *= 60.0  # voltage collapse
     ts = tw.timeseries(
-        load_p_mw=p, load_q_mvar=np.tile(case33.load["q_mvar"], (3, 1)) * [[1], [60], [1]]
+        injections=Injections(
+            load_p_mw=p, load_q_mvar=np.tile(case33.load["q_mvar"], (3, 1)) * [[1], [60], [1]]
+        )
     )
     assert list(ts.failed_steps) == [1]
     assert np.isnan(ts.losses_kw[1]) and np.isfinite(ts.losses_kw[[0, 2]]).all()
     # a failed step names no bus (its arrays once held whatever memory was there)
     assert ts.vmin_bus[1] == -1 and ts.vmax_bus[1] == -1
     assert (ts.vmin_bus[[0, 2]] >= 0).all()
-    r = tw.powerflow(load_p_mw=p[1], load_q_mvar=case33.load["q_mvar"] * 60)
+    r = tw.powerflow(Injections(load_p_mw=p[1], load_q_mvar=case33.load["q_mvar"] * 60))
     assert not r.converged
 
 
 def test_bad_injection_shapes_are_clear(case33) -> None:
     tw = Twin(case33)
     with pytest.raises(ValidationError, match=r"load_p_mw: expected shape \(32,\)"):
-        tw.powerflow(load_p_mw=np.ones(5))
+        tw.powerflow(Injections(load_p_mw=np.ones(5)))
     with pytest.raises(ValidationError, match="NaN"):
-        tw.powerflow(load_p_mw=np.full(32, np.nan))
+        tw.powerflow(Injections(load_p_mw=np.full(32, np.nan)))
     with pytest.raises(ValidationError, match="outputs: unknown"):
         tw.timeseries(4, outputs=("volts",))
 

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridpilot.model import Grid, synthetic_grid
+from gridpilot.model import Grid
+from gridpilot.model.synthetic import synthetic_grid
 from gridpilot.twin import Twin, is_radial
 
 

@@ -7,15 +7,15 @@ import pytest
 
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid, load_grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 from gridpilot.twin.radial import RadialEngine, radial_topology
 
 ATOL_PU = 1e-6
 
 
-def _compare_single(g: Grid, **kw: object) -> None:
-    r = Twin(g, engine="radial").powerflow(**kw)
-    p = Twin(g, engine="pgm").powerflow(**kw)
+def _compare_single(g: Grid, inj: Injections | None = None) -> None:
+    r = Twin(g, engine="radial").powerflow(inj)
+    p = Twin(g, engine="pgm").powerflow(inj)
     assert r.engine == "radial" and p.engine == "power-grid-model"
     assert r.converged and p.converged
     np.testing.assert_array_equal(r.energised, p.energised)
@@ -62,12 +62,12 @@ def test_reconfigured_feeder_and_lost_buses(case33) -> None:
     closed[case33.switch.index_of([7, 14])] = False  # open two branches
     closed[case33.switch.index_of([33, 34])] = True  # close two ties: still radial
     assert radial_topology(case33, closed)[0] is not None
-    _compare_single(case33, switch_closed=closed)
+    _compare_single(case33, Injections(switch_closed=closed))
     closed[case33.switch.index_of(34)] = False  # now buses 9..14 are cut off
-    r = Twin(case33).powerflow(switch_closed=closed)
+    r = Twin(case33).powerflow(Injections(switch_closed=closed))
     assert r.engine == "radial" and not r.energised.all()
     assert r.v_pu[~r.energised].max() == 0.0
-    _compare_single(case33, switch_closed=closed)
+    _compare_single(case33, Injections(switch_closed=closed))
 
 
 def test_constant_current_and_impedance_loads(case33) -> None:
@@ -76,12 +76,9 @@ def test_constant_current_and_impedance_loads(case33) -> None:
     g.load["z_share"] = np.linspace(0.0, 0.5, len(g.load))
     _compare_single(g)
     p = g.load["p_mw"] * 1.2
-    r = Twin(g, engine="radial").timeseries(
-        load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None], outputs=("v_pu",)
-    )
-    q = Twin(g, engine="pgm").timeseries(
-        load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None], outputs=("v_pu",)
-    )
+    inj = Injections(load_p_mw=np.tile(p, (20, 1)) * np.linspace(0.5, 1.5, 20)[:, None])
+    r = Twin(g, engine="radial").timeseries(injections=inj, outputs=("v_pu",))
+    q = Twin(g, engine="pgm").timeseries(injections=inj, outputs=("v_pu",))
     assert r.v_pu is not None and q.v_pu is not None
     assert np.abs(r.v_pu - q.v_pu).max() < ATOL_PU
 
@@ -156,17 +153,18 @@ def test_weakly_meshed_by_compensation(case33) -> None:
     closed[case33.switch.index_of(33)] = True  # one loop
     topo, why = radial_topology(case33, closed)
     assert topo is not None and topo.loops == 1, why
-    assert Twin(case33).powerflow(switch_closed=closed).engine == "radial"
-    _compare_single(case33, switch_closed=closed)
+    assert Twin(case33).powerflow(Injections(switch_closed=closed)).engine == "radial"
+    _compare_single(case33, Injections(switch_closed=closed))
     closed[:] = True  # all five ties: five loops
-    _compare_single(case33, switch_closed=closed)
+    _compare_single(case33, Injections(switch_closed=closed))
     cigre = load_grid("cigre-mv")
     _compare_single(
-        cigre, switch_closed=np.ones(len(cigre.switch), bool)
+        cigre, Injections(switch_closed=np.ones(len(cigre.switch), bool))
     )  # loops through transformers' feeders
     # a batch: every step of a time series with loops agrees with PGM
-    r = Twin(case33, engine="radial").timeseries(300, switch_closed=closed, outputs=("v_pu",))
-    p = Twin(case33, engine="pgm").timeseries(300, switch_closed=closed, outputs=("v_pu",))
+    inj = Injections(switch_closed=closed)
+    r = Twin(case33, engine="radial").timeseries(300, injections=inj, outputs=("v_pu",))
+    p = Twin(case33, engine="pgm").timeseries(300, injections=inj, outputs=("v_pu",))
     assert r.converged.all() and r.engine == "radial"
     np.testing.assert_allclose(r.v_pu, p.v_pu, atol=ATOL_PU)
     np.testing.assert_allclose(r.losses_kw, p.losses_kw, atol=1e-3)
@@ -180,16 +178,16 @@ def test_auto_picks_the_engine_and_radial_refuses_other_meshes() -> None:
     topo, why = radial_topology(g, closed)
     assert topo is None and "two sources" in why
     assert Twin(g).powerflow().engine == "radial"
-    assert Twin(g).powerflow(switch_closed=closed).engine == "power-grid-model"
+    assert Twin(g).powerflow(Injections(switch_closed=closed)).engine == "power-grid-model"
     with pytest.raises(ValidationError, match="not radial"):
-        Twin(g, engine="radial").powerflow(switch_closed=closed)
+        Twin(g, engine="radial").powerflow(Injections(switch_closed=closed))
 
 
 def test_engine_and_switch_arguments_are_checked(case33) -> None:
     with pytest.raises(ValidationError, match="engine: must be one of"):
         Twin(case33, engine="fast")
     with pytest.raises(ValidationError, match="switch_closed"):
-        Twin(case33).powerflow(switch_closed=np.ones(3, bool))
+        Twin(case33).powerflow(Injections(switch_closed=np.ones(3, bool)))
 
 
 def test_switch_batch_mixes_engines_per_topology(case33) -> None:
@@ -215,8 +213,9 @@ def test_switch_batch_mixes_engines_per_topology(case33) -> None:
     closed[4, case33.switch.index_of([25, 37])] = [False, True]  # fed back through a tie
     assert closed.shape == (6, n)
     p = np.tile(case33.load["p_mw"], (6, 1)) * np.linspace(0.6, 1.1, 6)[:, None]
-    r = Twin(case33).timeseries(switch_closed=closed, load_p_mw=p, outputs=("v_pu",))
-    q = Twin(case33, engine="pgm").timeseries(switch_closed=closed, load_p_mw=p, outputs=("v_pu",))
+    inj = Injections(switch_closed=closed, load_p_mw=p)
+    r = Twin(case33).timeseries(injections=inj, outputs=("v_pu",))
+    q = Twin(case33, engine="pgm").timeseries(injections=inj, outputs=("v_pu",))
     assert r.engine == "radial+power-grid-model"
     assert r.meta["engine_steps"] == {"radial": 5, "power-grid-model": 1}
     assert r.v_pu is not None and q.v_pu is not None
@@ -231,14 +230,15 @@ def test_nonconverged_steps_are_reported_not_hidden(case33) -> None:
     q = np.tile(case33.load["q_mvar"], (4, 1))
     p[2] *= 60.0
     q[2] *= 60.0
-    r = Twin(case33, engine="radial").timeseries(load_p_mw=p, load_q_mvar=q, outputs=("v_pu",))
+    inj = Injections(load_p_mw=p, load_q_mvar=q)
+    r = Twin(case33, engine="radial").timeseries(injections=inj, outputs=("v_pu",))
     assert list(r.failed_steps) == [2]
     assert np.isnan(r.losses_kw[2]) and r.v_pu is not None and np.isnan(r.v_pu[2]).all()
     assert np.isfinite(r.losses_kw[[0, 1, 3]]).all()
     # the step after a failure starts flat again and still agrees with PGM
-    ref = Twin(case33, engine="pgm").timeseries(load_p_mw=p, load_q_mvar=q)
+    ref = Twin(case33, engine="pgm").timeseries(injections=inj)
     np.testing.assert_allclose(r.vmin_pu[[0, 1, 3]], ref.vmin_pu[[0, 1, 3]], atol=ATOL_PU)
-    single = Twin(case33, engine="radial").powerflow(load_p_mw=p[2], load_q_mvar=q[2])
+    single = Twin(case33, engine="radial").powerflow(Injections(load_p_mw=p[2], load_q_mvar=q[2]))
     assert not single.converged and np.isnan(single.v_pu).all()
 
 

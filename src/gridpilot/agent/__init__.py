@@ -18,18 +18,16 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "actions": ("ACTION_KINDS", "Action", "Plan"),
+    "actions": ("Action", "Plan"),
     "audit": ("AuditLog",),
-    "contingency": ("ContingencyResult", "N1Report", "n1_sweep", "write_n1_report"),
+    "contingency": ("n1_sweep",),
     "env": ("GridEnv",),
-    "estimating": ("LoopEstimate", "LoopEstimator", "SensorSet", "default_sensors"),
-    "fieldworld": ("FIELD_WORLD_FLEET", "FieldWorld"),
+    "fieldworld": ("FieldWorld",),
     "fleet": ("demo_grid",),
-    "flexlink": ("DREventRecord", "FlexDR"),
+    "flexlink": ("FlexDR",),
     "flexplan": ("FlexPlanPolicy",),
-    "guard": ("GuardLimits", "SafetyGuard", "Verdict"),
-    "meters": ("MeterPath", "MeterStepReport"),
-    "orchestrator": ("MODES", "Orchestrator", "Proposal", "StepReport", "run_realtime"),
+    "guard": ("GuardLimits", "SafetyGuard"),
+    "orchestrator": ("Orchestrator", "run_realtime"),
     "policies": (
         "Context",
         "FlisrPolicy",
@@ -37,38 +35,24 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Policy",
         "RenewableDropPolicy",
         "VoltagePolicy",
-        "batch_eval",
-        "default_policies",
-        "loop_switches",
     ),
-    "scenarios": (
-        "SCENARIOS",
-        "ScenarioReport",
-        "ScenarioSpec",
-        "run_many",
-        "run_one",
-        "run_scenario",
-        "write_report",
-    ),
-    "telemetry_link": ("LinkReport", "TelemetryLink"),
+    "scenarios": ("ScenarioSpec", "run_one", "run_scenario"),
     "world": ("Observation", "SimWorld"),
     "world3p": ("ThreePhaseWorld",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.agent.actions import ACTION_KINDS, Action, Plan
+    from gridpilot.agent.actions import Action, Plan
     from gridpilot.agent.audit import AuditLog
-    from gridpilot.agent.contingency import ContingencyResult, N1Report, n1_sweep, write_n1_report
+    from gridpilot.agent.contingency import n1_sweep
     from gridpilot.agent.env import GridEnv
-    from gridpilot.agent.estimating import LoopEstimate, LoopEstimator, SensorSet, default_sensors
-    from gridpilot.agent.fieldworld import FIELD_WORLD_FLEET, FieldWorld
+    from gridpilot.agent.fieldworld import FieldWorld
     from gridpilot.agent.fleet import demo_grid
-    from gridpilot.agent.flexlink import DREventRecord, FlexDR
+    from gridpilot.agent.flexlink import FlexDR
     from gridpilot.agent.flexplan import FlexPlanPolicy
-    from gridpilot.agent.guard import GuardLimits, SafetyGuard, Verdict
-    from gridpilot.agent.meters import MeterPath, MeterStepReport
-    from gridpilot.agent.orchestrator import MODES, Orchestrator, Proposal, StepReport, run_realtime
+    from gridpilot.agent.guard import GuardLimits, SafetyGuard
+    from gridpilot.agent.orchestrator import Orchestrator, run_realtime
     from gridpilot.agent.policies import (
         Context,
         FlisrPolicy,
@@ -76,19 +60,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         Policy,
         RenewableDropPolicy,
         VoltagePolicy,
-        batch_eval,
-        default_policies,
-        loop_switches,
     )
-    from gridpilot.agent.scenarios import (
-        SCENARIOS,
-        ScenarioReport,
-        ScenarioSpec,
-        run_many,
-        run_one,
-        run_scenario,
-        write_report,
-    )
-    from gridpilot.agent.telemetry_link import LinkReport, TelemetryLink
+    from gridpilot.agent.scenarios import ScenarioSpec, run_one, run_scenario
     from gridpilot.agent.world import Observation, SimWorld
     from gridpilot.agent.world3p import ThreePhaseWorld

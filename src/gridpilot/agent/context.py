@@ -13,7 +13,7 @@ from gridpilot.agent.actions import Plan
 from gridpilot.agent.guard import GuardLimits
 from gridpilot.agent.world import EV_DR_SHARE, Observation
 from gridpilot.model import Grid
-from gridpilot.twin import Twin
+from gridpilot.twin import Injections, Twin
 
 if TYPE_CHECKING:
     from gridpilot.agent.flexlink import FlexDR
@@ -164,10 +164,10 @@ def batch_eval(
     """
     n = len(closed_rows)
     keys = inj_rows[0].keys()
-    # injections by keyword (load_p_mw, gen_p_mw, ...): the keys the rows carry
-    stacked: dict[str, Any] = {k: np.stack([r[k] for r in inj_rows]) for k in keys}
-    sc = np.stack(closed_rows)
-    ts = twin.timeseries(n, switch_closed=sc, outputs=("v_pu",), **stacked)
+    # injections by field (load_p_mw, gen_p_mw, ...): the keys the rows carry
+    stacked = {k: np.stack([r[k] for r in inj_rows]) for k in keys}
+    inj = Injections.from_mapping(stacked, switch_closed=np.stack(closed_rows))
+    ts = twin.timeseries(n, injections=inj, outputs=("v_pu",))
     assert ts.v_pu is not None
     en = ts.v_pu > 0.05
     return {

@@ -13,12 +13,13 @@ from typing import Any
 
 import typer
 
+from gridpilot.agent.fieldprot3p import feeder_protection
 from gridpilot.control.flisr3p import Flisr3pEngine, Indications3p
 from gridpilot.field.protection3p import ProtectionScheme, simulate_protection
 from gridpilot.model.limits import OperatingLimits
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced.faults import Fault, fault_branch, fault_study
-from gridpilot.twin.unbalanced.topology import SwitchingSolver, normalise_ties, solve_switched
+from gridpilot.twin.unbalanced.topology import normalise_ties
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,7 @@ def build_flisr3p(
     """The feeder's protection scheme (sized from the pre-fault state) and a FLISR engine
     that can represent its devices opening."""
     g = normalise_ties(grid)
-    base = solve_switched(g).result
-    pre = SwitchingSolver(g, base.taps, base.cap_states).solve()
-    scheme = ProtectionScheme.for_grid(g, pre)
+    scheme = feeder_protection(g)  # the world's scheme too (gridpilot.agent.fieldprot3p)
     return Flisr3pEngine(g, limits, protection=scheme.branches()), scheme
 
 

@@ -13,8 +13,10 @@ Checks, in order (a plan is refused on the first class of failure, with every re
    faulted section the plan declares it isolates.
 5. *Simulated in the twin*: the final state must converge, be radial (if required) and keep
    voltages and loadings within limits, or at least not make an existing violation worse.
-6. *Per node-phase* (a three-phase feeder, switching plans): the same voltage rules per
-   node-phase in the unbalanced twin of the feeder model (:mod:`gridpilot.agent.phaseguard`).
+6. *Per node-phase* (a three-phase feeder, switching plans and regulator tap commands): the
+   same voltage rules per node-phase in the unbalanced twin of the feeder model, with the
+   plan's taps held (:mod:`gridpilot.agent.phaseguard`). A tap command needs that model: on a
+   balanced grid it is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from gridpilot.agent.actions import Plan
 from gridpilot.model import Grid, SwitchKind, branch_status
 from gridpilot.model.limits import OperatingLimits
-from gridpilot.twin import PowerFlowResult, Twin, energised, is_radial
+from gridpilot.twin import Injections, PowerFlowResult, Twin, energised, is_radial
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,13 @@ def _sim_summary(grid: Grid, res: Any) -> dict[str, Any]:
 @dataclass
 class _Walk:
     """A plan walked through the device rules (:meth:`SafetyGuard._walk`): switch states after
-    each switching action, the final states, the injections (MW, by keyword) and the reasons."""
+    each switching action, the final states, the injections (MW, by Injections field name) and the reasons."""
 
     states: list[np.ndarray]
     closed: np.ndarray
     injections: dict[str, Any]
     reasons: list[str]
+    taps: dict[int, float] = field(default_factory=dict)
 
 
 class SafetyGuard:
@@ -231,7 +234,18 @@ class SafetyGuard:
                     )
                 if "storage_p_mw" in inj:
                     inj["storage_p_mw"][k] = a.value
-        return _Walk(states, closed, inj, reasons)
+        taps = plan.taps
+        reasons += self._tap_reasons(taps)
+        return _Walk(states, closed, inj, reasons, taps)
+
+    def _tap_reasons(self, taps: dict[int, float]) -> list[str]:
+        """Why the plan's tap commands cannot be checked (no feeder model, unknown id)."""
+        if not taps:
+            return []
+        if self.phase is None:
+            return [f"regulator tap commands {sorted(taps)} need a three-phase feeder model"]
+        n = len(self.phase.regulators)
+        return [f"regulator {r} does not exist (0-{n - 1})" for r in sorted(taps) if not 0 <= r < n]
 
     def _faulted_in_sequence(
         self, states: list[np.ndarray], faulted: set[int], section: set[int]
@@ -309,14 +323,14 @@ class SafetyGuard:
             return Verdict(False, reasons, checks=checks)
         # 5. simulate before and after in the twin
         checks.append("simulated in the twin")
-        inj_now: dict[str, Any] = dict(injections)  # by keyword: load_p_mw, gen_p_mw, ...
-        before = self.twin.powerflow(switch_closed=np.asarray(switch_closed, bool), **inj_now)
-        after = self.twin.powerflow(switch_closed=closed, **inj)
+        inj_now: dict[str, Any] = dict(injections)  # by field: load_p_mw, gen_p_mw, ...
+        before = self.twin.powerflow(Injections.from_mapping(inj_now, switch_closed=switch_closed))
+        after = self.twin.powerflow(Injections.from_mapping(inj, switch_closed=closed))
         b, a = _sim_summary(g, before), _sim_summary(g, after)
         reasons += self._limit_reasons(before, after, b, a)
-        if not reasons and self.phase is not None and plan.switch_ops:
+        if not reasons and self.phase is not None and (plan.switch_ops or walk.taps):
             checks.append("simulated per node-phase in the three-phase twin")
-            reasons += self._phase_reasons(switch_closed, closed, inj_now, inj, a)
+            reasons += self._phase_reasons(switch_closed, closed, inj_now, inj, a, walk.taps)
         return Verdict(not reasons, reasons, b, a, checks)
 
     def _limit_reasons(
@@ -366,6 +380,7 @@ class SafetyGuard:
         inj_before: dict[str, Any],
         inj_after: dict[str, Any],
         after: dict[str, Any],
+        taps: dict[int, float] | None = None,
     ) -> list[str]:
         """The node-phase check (:class:`~gridpilot.agent.phaseguard.PhaseCheck`); its figures
         go into ``after["node_phase"]``. A failure of the check itself refuses the plan."""
@@ -375,7 +390,7 @@ class SafetyGuard:
         try:
             reasons, info = self.phase.check(
                 switch_closed, closed, inj_before, inj_after,
-                (lim.v_min_pu, lim.v_max_pu), lim.tolerance_pu,
+                (lim.v_min_pu, lim.v_max_pu), lim.tolerance_pu, taps=taps,
             )  # fmt: skip
         except (GridpilotError, KeyError, ValueError) as exc:
             return [f"the node-phase check failed: {exc}"]

@@ -413,6 +413,15 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
                 f"crew report: line(s) {ev.get('lines')} repaired, normal configuration restored",
                 "info",
             )
+        elif kind == "recloser_operation":  # the recloser's SCADA: its shots, lockout or not
+            self._event(
+                "protection",
+                f"recloser {ev.get('device')}: {ev.get('trips')} trip(s), "
+                + ("locked out" if ev.get("lockout") else "reclosed")
+                + f"; FPIs {ev.get('fpi')}",
+                "critical" if ev.get("lockout") else "major",
+                switch=ev.get("switch"),
+            )
         elif kind == "fault_uncleared":
             self._event("protection", f"a fault was not cleared: {ev.get('reason')}", "critical")
         elif kind == "device_trip":

@@ -8,7 +8,8 @@ utility knows; not the world's state) in the unbalanced twin, with the injection
 given (the controller's estimates) placed per phase, before and after the plan. A plan is
 refused when a node-phase it energises would be outside the guard's band, or when it makes the
 lowest or highest node-phase voltage worse beyond the band. The regulators act on the simulated
-feeder as they would in the field (the twin's local controls).
+feeder as they would in the field (the twin's local controls), except those a plan commands:
+they are held at the plan's taps in the state after it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gridpilot.agent.phaseinj import PhaseInjections
-from gridpilot.agent.phasephysics import PhasePhysics, Step
+from gridpilot.agent.phasephysics import PhasePhysics, Step, regulator_names
 from gridpilot.model import Grid
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import balanced_view
@@ -49,24 +50,35 @@ class PhaseCheck:
     injections: PhaseInjections
     physics: PhasePhysics
     grid: Grid
+    regulators: list[str]
 
     @classmethod
     def build(cls, grid3p: ThreePhaseGrid, controller_grid: Grid) -> PhaseCheck:
         """The check on ``grid3p`` with the controller's view ``controller_grid``."""
         view = balanced_view(grid3p)
         inj = PhaseInjections(grid3p, view, controller_grid)
-        return cls(inj, PhasePhysics(inj.grid, view), controller_grid)
+        return cls(inj, PhasePhysics(inj.grid, view), controller_grid, regulator_names(grid3p))
 
     def _open(self, closed: np.ndarray) -> frozenset[str]:
         sw = self.grid.switch
         names = self.physics.view.switch_branch
         return frozenset(names[int(i)] for i, c in zip(sw.ids, closed, strict=True) if not c)
 
-    def _solve(self, closed: np.ndarray, inj: dict[str, Any]) -> Step:
+    def _solve(
+        self, closed: np.ndarray, inj: dict[str, Any], taps: dict[int, float] | None = None
+    ) -> Step:
+        """One state settled; ``taps`` (regulator id -> pu) held for this solve only."""
         mp, mq = self.injections.multipliers(self.grid, inj)
-        return self.physics.solve(self._open(np.asarray(closed, bool)), mp, mq, SETTLE_S)
+        ph = self.physics
+        held = dict(ph.held)
+        try:
+            for r, tap in (taps or {}).items():
+                ph.hold(self.regulators[r], tap)
+            return ph.solve(self._open(np.asarray(closed, bool)), mp, mq, SETTLE_S)
+        finally:
+            ph.held = held
 
-    def check(
+    def check(  # noqa: PLR0913
         self,
         before_closed: np.ndarray,
         after_closed: np.ndarray,
@@ -74,10 +86,12 @@ class PhaseCheck:
         inj_after: dict[str, Any],
         v_band: tuple[float, float],
         tol: float,
+        taps: dict[int, float] | None = None,
     ) -> tuple[list[str], dict[str, Any]]:
-        """Reasons to refuse (none: []) and the node-phase figures before and after."""
+        """Reasons to refuse (none: []) and the node-phase figures before and after (the
+        plan's regulator ``taps``, id -> pu, held after it)."""
         b = self._solve(before_closed, inj_before)
-        a = self._solve(after_closed, inj_after)
+        a = self._solve(after_closed, inj_after, taps)
         nodes = self.physics.nodes
         lo, hi = v_band
         (bmin, _), (bmax, _) = _extreme(b, nodes, True), _extreme(b, nodes, False)

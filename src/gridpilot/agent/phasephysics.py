@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gridpilot.errors import GridpilotError
+from gridpilot.errors import GridpilotError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView
 from gridpilot.twin.unbalanced import UnbalancedResult, UnbalancedTwin
@@ -30,6 +30,12 @@ from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
 log = logging.getLogger(__name__)
 CACHE_SIZE = 16  # switching states whose compiled twin is kept
 MAX_ROUNDS = 12  # control rounds within one step
+
+
+def regulator_names(grid: ThreePhaseGrid) -> list[str]:
+    """The feeder's enabled regulator controls (names, lower case) in the feeder's order: a
+    position in this list is a regulator's id in the loop's tap commands."""
+    return [r.name.lower() for r in grid.regcontrols if r.enabled]
 
 
 @dataclass
@@ -83,6 +89,26 @@ class PhasePhysics:
         self._cap_timer: dict[str, float] = {}
         self.tap_ops = 0
         self.cap_ops = 0
+        #: regulators held at a commanded tap (regcontrol -> pu): their local control is off
+        self.held: dict[str, float] = {}
+
+    def hold(self, name: str, tap_pu: float) -> None:
+        """Hold regulator ``name`` (a regcontrol) at ``tap_pu``, clipped to its winding's
+        range and rounded to its step (a SCADA tap command); its local control stops."""
+        key = name.lower()
+        rc = next((r for r in self.grid.regcontrols if r.name.lower() == key), None)
+        if rc is None or key not in self.taps:
+            raise ValidationError(f"regulator: {name!r} is not a regulator of {self.grid.name}")
+        if not np.isfinite(tap_pu) or not 0.5 <= tap_pu <= 1.5:
+            raise ValidationError(f"tap of {name}: must be within 0.5-1.5 pu, got {tap_pu!r}")
+        xf = next(t for t in self.grid.transformers if t.name.lower() == rc.transformer.lower())
+        w = xf.windings[rc.tap_winding - 1]
+        step = w.tap_step if w.tap_step > 0 else 0.00625
+        tap = float(np.clip(1.0 + round((tap_pu - 1.0) / step) * step, w.min_tap, w.max_tap))
+        if tap != self.taps[key]:
+            self.tap_ops += 1
+        self.held[key] = tap
+        self.taps[key] = tap
 
     # --- switching states -------------------------------------------------------------------
     def compiled(self, open_branches: frozenset[str]) -> Compiled:
@@ -127,7 +153,7 @@ class PhasePhysics:
         letting the local controls act; returns the :class:`Step`."""
         c = self.compiled(open_branches)
         tw = c.twin
-        for name, tap in self.taps.items():
+        for name, tap in {**self.taps, **self.held}.items():
             if any(s.ctl.name.lower() == name for s in tw.regs):
                 tw.set_tap(name, tap)
         for name, st in self.caps.items():
@@ -160,6 +186,8 @@ class PhasePhysics:
         vv = v[:, None]
         for rs in tw.regs:
             name = rs.ctl.name.lower()
+            if name in self.held:  # commanded and held: its local control is off
+                continue
             w = tw.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
             n = reg_pending_taps(
                 rs, w.tap, w.tap_step, float(reg_control_voltage(rs, tw.net, vv)[0])
@@ -254,4 +282,4 @@ class PhasePhysics:
         )
 
 
-__all__ = ["Compiled", "PhasePhysics", "Step"]
+__all__ = ["Compiled", "PhasePhysics", "Step", "regulator_names"]

@@ -12,6 +12,8 @@ import numpy as np
 from gridpilot.agent.actions import Plan
 from gridpilot.agent.guard import Verdict
 from gridpilot.agent.loopstate import LoopState, Proposal
+from gridpilot.agent.worldtypes import TapWorld
+from gridpilot.errors import ValidationError
 from gridpilot.telemetry import wire_text
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,14 @@ class PlanExecution(LoopState):
         )
         return "done"
 
+    def _tap(self, regulator: int, tap_pu: float) -> None:
+        """A regulator tap command to the world (held there; a three-phase feeder's)."""
+        w = self.world
+        if not isinstance(w, TapWorld):
+            raise ValidationError(f"tap: the world has no regulator {regulator} to command")
+        w.set_tap(regulator, tap_pu)
+        self.counters["tap_ops"] = self.counters.get("tap_ops", 0) + 1
+
     def _execute(self, plan: Plan, actor: str | None = None) -> dict[str, Any]:  # noqa: C901, PLR0912
         w = self.world
         done = []
@@ -178,6 +188,8 @@ class PlanExecution(LoopState):
                 w.set_ev_factor(self.ev_factor)
             elif a.kind == "reset_fpi":
                 w.reset_fpi()
+            elif a.kind == "tap":
+                self._tap(int(a.target or 0), float(a.value))
             done.append(a.describe())
         cmds = plan.data.get("_commands")  # field commands of a schedule (flexplan)
         if cmds and self.device_world is not None:

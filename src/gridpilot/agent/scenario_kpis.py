@@ -31,11 +31,14 @@ def _setup(
     p = spec.params
     n = round(spec.hours * per_h)
     if spec.name == "fault":
-        line = int(p.get("line", default_fault_line(grid)))
-        grid.line.index_of(line)
+        # a three-phase feeder's fault may name its ``branch``, ``phases`` and ``permanent``
+        fault: dict[str, Any] = {k: p[k] for k in ("branch", "phases", "permanent") if k in p}
+        if "branch" not in fault:
+            fault["line"] = int(p.get("line", default_fault_line(grid)))
+            grid.line.index_of(fault["line"])
         at = int(p.get("at_min", 30) * 60 / spec.step_s)
         rep = at + int(p.get("repair_h", 2.0) * per_h)
-        ev = {at: [{"kind": "fault", "line": line}]}
+        ev = {at: [{"kind": "fault", **fault}]}
         if rep < n:
             ev.setdefault(rep, []).append({"kind": "repair"})
         return SUMMER_DAY * 96 + 17 * 4, ev, []
@@ -124,6 +127,25 @@ class _Kpis:
         self.momentary += int(c[(mins > 0) & (mins <= SUSTAINED_MIN)].sum())
         self.run[ended] = 0
 
+    def _reclosures(self, world: Any, obs: Any, off: np.ndarray) -> None:
+        """A recloser's trips that end in a successful reclose (sub-step: a temporary fault, or
+        fuse saving before a fuse blew) are one momentary interruption of every customer it
+        feeds and still has on (its switch opened in the grid's topology; every customer on
+        when the recloser is no switch of the grid)."""
+        for ev in obs.events:
+            if ev.get("kind") != "recloser_operation" or ev.get("lockout"):
+                continue
+            behind = np.ones(len(self.cust), bool)
+            sw = ev.get("switch")
+            g = world.grid
+            if sw is not None:
+                from gridpilot.twin import energised
+
+                closed = np.asarray(obs.switch_closed, bool).copy()
+                closed[g.switch.index_of([int(sw)])[0]] = False
+                behind = ~energised(g, closed)[g.bus.position_map(g.load["bus"])]
+            self.momentary += int(self.cust[behind & ~off].sum())
+
     def add(self, world: Any, obs: Any, orch: Any = None) -> None:
         from gridpilot.agent.env import step_kpis
 
@@ -135,6 +157,7 @@ class _Kpis:
         off = s["customers_off_mask"]
         self._close_runs(~off & (self.run > 0))
         self.run[off] += 1
+        self._reclosures(world, obs, off)
         k["energy_not_served_mwh"] += s["ens_mwh"]
         k["saidi_min"] += float(self.cust[off].sum()) * h * 60 / self.total_cust
         k["voltage_violation_min"] += h * 60 * s["v_violation"]

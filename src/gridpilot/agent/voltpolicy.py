@@ -11,7 +11,7 @@ import numpy as np
 from gridpilot.agent.actions import Action, Plan
 from gridpilot.agent.context import Context, _ok, batch_eval
 from gridpilot.model import ElementType, Grid
-from gridpilot.twin import supply_tree
+from gridpilot.twin import Injections, supply_tree
 
 
 @dataclass(frozen=True)
@@ -252,8 +252,10 @@ class VoltagePolicy:
             return inj
 
         base = inj_for(0.0, np.zeros(n_load))
-        one: dict[str, Any] = {k: v[None] for k, v in base.items()}  # injections by keyword
-        ts = ctx.twin.timeseries(1, switch_closed=closed[None], outputs=("v_pu",), **one)
+        one = Injections.from_mapping(
+            {k: v[None] for k, v in base.items()}, switch_closed=closed[None]
+        )
+        ts = ctx.twin.timeseries(1, injections=one, outputs=("v_pu",))
         v = np.asarray(ts.v_pu, np.float64)[0]
         on = v > 0.05
         if not on.any():

@@ -32,7 +32,7 @@ from gridpilot.field.grid_devices import (
     storage_soc_after,
 )
 from gridpilot.model import Grid
-from gridpilot.twin import Twin, energised, profiles_for
+from gridpilot.twin import Injections, Twin, energised, profiles_for
 
 V_NOMINAL_BAND = (0.90, 1.10)  # EN 50160 supply-voltage band (±10 %), pu
 AGENT_ENGINE = os.environ.get(
@@ -261,42 +261,48 @@ class SimWorld:
         (:func:`gridpilot.field.fault_indications`): the nearest upstream breaker trips, the
         FPIs on the fault-current path pick up (except failed ones)."""
         events: list[dict[str, Any]] = []
-        g = self.grid
         for _ in range(len(self.faulted_lines) + 1):
-            if not self.faulted_lines:
+            line_id = self._live_fault()
+            if line_id is None or not self._trip_nearest(line_id, events):
                 break
-            en = energised(g, self.switch_closed)
-            lpos = g.line.index_of(sorted(self.faulted_lines))
-            live = self.line_energised(self.switch_closed, en, lpos)
-            if not live.any():
-                break
-            line_id = int(g.line.ids[lpos[np.flatnonzero(live)[0]]])
-            ind = fault_indications(g, line_id, self.switch_closed)
-            if ind.trip_switch < 0:
-                # no switching device between the source and the fault: modelled as uncleared
-                if line_id not in self._uncleared:
-                    self._uncleared.add(line_id)
-                    events.append(
-                        {
-                            "kind": "fault_uncleared",
-                            "line": line_id,
-                            "reason": "no switch on the fault-current path",
-                        }
-                    )
-                break
-            fpi_ids = reported_pickups(g, ind.fpi_switches, self.fpi_failed, self.fpi_false)
-            self.fpi[g.switch.index_of(fpi_ids)] = True
-            trip = int(g.switch.index_of(ind.trip_switch)[0])
-            self.switch_closed[trip] = False
-            self.switch_ops += 1
-            events.append(
-                {
-                    "kind": "breaker_trip",
-                    "switch": int(ind.trip_switch),
-                    "fpi": fpi_ids.tolist(),
-                }
-            )
         return events
+
+    def _live_fault(self) -> int | None:
+        """The first faulted line still energised (id), or None."""
+        if not self.faulted_lines:
+            return None
+        g = self.grid
+        en = energised(g, self.switch_closed)
+        lpos = g.line.index_of(sorted(self.faulted_lines))
+        live = self.line_energised(self.switch_closed, en, lpos)
+        return int(g.line.ids[lpos[np.flatnonzero(live)[0]]]) if live.any() else None
+
+    def _trip_nearest(self, line_id: int, events: list[dict[str, Any]]) -> bool:
+        """The nearest switch upstream of the fault on ``line_id`` trips (FPIs on the path
+        pick up); appends the events; False when no switch is on the path (uncleared)."""
+        g = self.grid
+        ind = fault_indications(g, line_id, self.switch_closed)
+        if ind.trip_switch < 0:
+            # no switching device between the source and the fault: modelled as uncleared
+            if line_id not in self._uncleared:
+                self._uncleared.add(line_id)
+                events.append(
+                    {
+                        "kind": "fault_uncleared",
+                        "line": line_id,
+                        "reason": "no switch on the fault-current path",
+                    }
+                )
+            return False
+        fpi_ids = reported_pickups(g, ind.fpi_switches, self.fpi_failed, self.fpi_false)
+        self.fpi[g.switch.index_of(fpi_ids)] = True
+        trip = int(g.switch.index_of(ind.trip_switch)[0])
+        self.switch_closed[trip] = False
+        self.switch_ops += 1
+        events.append(
+            {"kind": "breaker_trip", "switch": int(ind.trip_switch), "fpi": fpi_ids.tolist()}
+        )
+        return True
 
     # --- events ---------------------------------------------------------------------------------
     def inject(self, kind: str, **params: Any) -> dict[str, Any]:
@@ -378,10 +384,10 @@ class SimWorld:
         self._pending = []
         events += self._protection()
         g = self.grid
-        inj: dict[str, Any] = self.controlled(self.demand())  # injections by keyword
+        inj: dict[str, Any] = self.controlled(self.demand())  # injections by field name
         # storage state of charge limits the set point
         sp = inj["storage_p_mw"] = storage_mw(self.storage_soc, inj["storage_p_mw"])
-        res = self.twin.powerflow(switch_closed=self.switch_closed, **inj)
+        res = self.twin.powerflow(Injections.from_mapping(inj, switch_closed=self.switch_closed))
         if len(g.storage):
             self.storage_soc = storage_soc_after(
                 self.storage_soc, sp, g.storage["e_mwh"], self.step_s

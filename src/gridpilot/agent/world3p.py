@@ -18,8 +18,19 @@ unbalanced feeder (``ieee123``, ``ieee8500``, any OpenDSS ``.dss``):
   and switch per feeder bus, branch and switch. Its telemetry per view bus is the node-phase
   furthest from 1 pu (head and regulator SCADA, meters), its alarms per node-phase
   (:class:`~gridpilot.agent.worldtypes.AlarmingWorld`, ANSI C84.1 Range A by default);
-- faults, protection and fault-passage indicators are :class:`~gridpilot.agent.world.SimWorld`'s
-  on the view (the same topology), so FLISR sees what it sees on a balanced feeder;
+- faults are studied per phase in the present switch state and the feeder's protection acts
+  on them (:mod:`gridpilot.agent.fieldprot3p`): a fault on a fused lateral is tripped by the
+  head recloser's fast shots first (fuse saving: a temporary fault is gone at the reclose),
+  then a permanent one blows the lateral's fuse; a fault on the main feeder locks the
+  recloser out (``breaker_trip`` on its switch; a recloser on a line the view has no switch
+  for, ieee8500's head, trips the nearest switch upstream of the fault in the view instead,
+  which FLISR can reclose). The control side sees telemetry only: the
+  recloser's operations (``recloser_operation``), the switches' fault-passage indicators and
+  the measurements; a blown fuse is seen as its lateral's buses going dark. A fault no
+  device of the scheme sees trips the nearest switch upstream in the view
+  (:class:`~gridpilot.agent.world.SimWorld`'s model);
+- a regulator tap commanded by SCADA (:meth:`ThreePhaseWorld.set_tap`, e.g. a FLISR plan's
+  tap commands) is held there until the crew hands the feeder back (``repair``);
 - the demo fleet (PV, wind, batteries, water heaters, EV chargers) sits on the view's buses
   and, in the physics, spread over the phases present at each bus.
 
@@ -36,16 +47,20 @@ from typing import Any
 
 import numpy as np
 
+from gridpilot.agent.fieldprot3p import FieldProtection3p, fault_spec
 from gridpilot.agent.phaseinj import PhaseInjections
 from gridpilot.agent.phasemeters import PhaseMeters
-from gridpilot.agent.phasephysics import PhasePhysics, Step
+from gridpilot.agent.phasephysics import PhasePhysics, Step, regulator_names
 from gridpilot.agent.world import AGENT_ENGINE, Observation, SimWorld
-from gridpilot.errors import ValidationError
+from gridpilot.errors import GridpilotError, ValidationError
 from gridpilot.field.grid_devices import storage_mw, storage_soc_after
+from gridpilot.field.protection import reported_pickups
+from gridpilot.field.protection3p import ProtectionOutcome
 from gridpilot.model import GenKind, OperatingLimits, Profiles, default_profiles
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView, balanced_view
 from gridpilot.twin.unbalanced import UnbalancedResult
+from gridpilot.twin.unbalanced.faults import Fault
 from gridpilot.twin.unbalanced.topology import normalise_ties
 
 log = logging.getLogger(__name__)
@@ -155,7 +170,13 @@ class ThreePhaseWorld(SimWorld):
             self._load_view[self.view.load_members.get(int(lid), [])] = pos
         self._view_metered = np.isin(np.arange(len(self.grid.load)), self._load_view)
         self.meters = PhaseMeters(self.grid, self.view.load_members, self._load_node, seed)
+        caps = {k: list(v) for k, v in self.physics.caps.items()}
+        # the fault studies' network: the feeder's own taps (fault currents hardly move with them)
+        self.field = FieldProtection3p(grid3p, dict(self.physics.taps), caps)
         self._settle()
+        self._faults: dict[int, Fault] = {}  # view line -> the fault on it
+        self._switch_id = {n: k for k, n in self.view.switch_branch.items()}
+        self.regulators = regulator_names(grid3p)
 
     def _settle(self) -> None:
         """The feeder as it runs before ``t == 0``: the regulators settled on the start's
@@ -239,11 +260,34 @@ class ThreePhaseWorld(SimWorld):
     # --- events -------------------------------------------------------------------------------
     def inject(self, kind: str, **params: Any) -> dict[str, Any]:
         """:meth:`SimWorld.inject`; a fault may name the feeder ``branch`` instead of the view
-        ``line``, and its ``phases`` (e.g. ``"a"`` or ``[1]``: single-phase-to-ground; default
-        all of the branch's phases), checked against the branch."""
+        ``line``, its ``phases`` (e.g. ``"a"`` or ``[1]``: single-phase-to-ground; default
+        all of the branch's phases), checked against the branch, ``permanent`` (default
+        True; False: a temporary fault the recloser's reclose clears) and ``r_ohm``. A
+        ``repair`` of every fault also replaces the blown fuses and releases held taps."""
         if kind == "fault":
             params = self._fault_params(dict(params))
-        return super().inject(kind, **params)
+            fault = fault_spec(self.view.line_branch[int(params["line"])], params)
+            ev = super().inject(kind, **params)
+            self._faults[int(params["line"])] = fault
+            return ev
+        ev = super().inject(kind, **params)
+        if kind == "repair":
+            for ln in ev["lines"]:
+                self._faults.pop(int(ln), None)
+            if not self.faulted_lines:
+                ev["replaced"] = self.field.replace()
+                self.physics.held.clear()
+        return ev
+
+    def set_tap(self, regulator: int, tap_pu: float) -> None:
+        """A SCADA tap command: regulator ``regulator`` (its position in
+        :attr:`regulators`, the feeder's regcontrols) moved to ``tap_pu`` and held there."""
+        if not 0 <= int(regulator) < len(self.regulators):
+            raise ValidationError(
+                f"regulator: no regulator {regulator} on {self.grid3p.name} "
+                f"(0-{len(self.regulators) - 1})"
+            )
+        self.physics.hold(self.regulators[int(regulator)], float(tap_pu))
 
     def _fault_params(self, params: dict[str, Any]) -> dict[str, Any]:
         lines = self.view.branch_line()
@@ -281,17 +325,92 @@ class ThreePhaseWorld(SimWorld):
         return np.clip(1.0 + self._noise, 0.0, None)
 
     def open_branches(self) -> frozenset[str]:
-        """The feeder branches (names, lower case) open now: open switches and the lines of
-        uncleared faults (read by the API's feeder view)."""
+        """The feeder branches (names, lower case) open now: open switches, the protective
+        devices protection left open (blown fuses) and the lines of uncleared faults (read by
+        the API's feeder view)."""
         sw = self.grid.switch
         opened = {
             self.view.switch_branch[int(i)]
             for i, c in zip(sw.ids, self.switch_closed, strict=True)
             if not c
         }
+        opened |= set(self.field.device_open)
         # a faulted line still live (no protection cleared it) is modelled open: its section dark
         opened |= {self.view.line_branch[ln] for ln in self._uncleared}
         return frozenset(opened)
+
+    # --- protection ------------------------------------------------------------------------------
+    def _protection(self) -> list[dict[str, Any]]:
+        """Every energised fault studied in the present switch state, the feeder's protection
+        played against it (see the module notes); the telemetry it leaves as events."""
+        events: list[dict[str, Any]] = []
+        for _ in range(len(self.faulted_lines) + 1):
+            sw = self.grid.switch
+            closed = {self.view.switch_branch[int(i)]: bool(c)
+                      for i, c in zip(sw.ids, self.switch_closed, strict=True)}  # fmt: skip
+            st = self.field.state(closed)
+            line = next((ln for ln in sorted(self.faulted_lines - self._uncleared)
+                         if ln not in self._faults or self.field.live(self._faults[ln], st)),
+                        None)  # fmt: skip
+            if line is None:
+                break
+            out = self._study(line, st)
+            if out is None or not out.cleared:  # no device of the scheme sees it
+                if not self._trip_nearest(line, events):
+                    break
+                continue
+            events += self._apply(line, out)
+        return events
+
+    def _study(self, line: int, st: dict[str, bool]) -> ProtectionOutcome | None:
+        """Protection's outcome for the fault on ``line`` (None: no study, e.g. the fault
+        study failed: logged, and the view's nearest switch trips)."""
+        fault = self._faults.get(line)
+        if fault is None:
+            return None
+        try:
+            return self.field.operate(fault, st)
+        except (GridpilotError, np.linalg.LinAlgError) as exc:
+            log.warning("fault study of %s failed (%s): the nearest switch trips", fault, exc)
+            return None
+
+    def _apply(self, line: int, out: ProtectionOutcome) -> list[dict[str, Any]]:
+        """The outcome in the world and its telemetry: indicators, the recloser's operations,
+        a locked-out switch; a temporary fault cleared by the reclose is gone."""
+        g = self.grid
+        named = [self._switch_id[n] for n, v in out.fpi.items() if v and n in self._switch_id]
+        fpi_ids = reported_pickups(g, np.asarray(named, np.int64), self.fpi_failed, self.fpi_false)
+        self.fpi[g.switch.index_of(fpi_ids)] = True
+        events: list[dict[str, Any]] = []
+        rec = self.field.scheme.recloser
+        trips = sum(
+            1
+            for _, d, a in out.events
+            if rec is not None and d == rec.name and a.startswith("trip")
+        )
+        if rec is not None and trips:
+            events.append({"kind": "recloser_operation", "device": rec.name,
+                           "switch": self._switch_id.get(rec.branch), "trips": trips,
+                           "lockout": rec.branch in out.opened, "fpi": fpi_ids.tolist()})  # fmt: skip
+        for br in out.opened:
+            sid = self._switch_id.get(br)
+            if sid is None and rec is not None and br == rec.branch:
+                # a recloser on a line the view cannot command (ieee8500's head): its lockout
+                # is the nearest switch upstream of the fault in the view, which FLISR recloses
+                self.field.device_open.pop(br, None)
+                self._trip_nearest(line, events)
+                continue
+            if sid is None:  # a fuse (no telemetry): the world keeps it open
+                continue
+            k = int(g.switch.index_of(sid)[0])
+            if self.switch_closed[k]:
+                self.switch_closed[k] = False
+                self.switch_ops += 1
+            events.append({"kind": "breaker_trip", "switch": sid, "fpi": fpi_ids.tolist()})
+        if not out.opened:  # the reclose found the fault gone
+            self.faulted_lines.discard(line)
+            self._faults.pop(line, None)
+        return events
 
     def observe(self) -> Observation:
         """Protection, the injections of the step, the unbalanced power flow; the telemetry."""

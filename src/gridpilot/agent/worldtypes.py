@@ -157,6 +157,18 @@ class PhaseAwareWorld(Protocol):
 
 
 @runtime_checkable
+class TapWorld(Protocol):
+    """A world whose regulators take SCADA tap commands (a three-phase feeder): regulator
+    ``regulator`` (its position in ``regulators``, regcontrol names) held at ``tap_pu``."""
+
+    regulators: list[str]
+
+    def set_tap(self, regulator: int, tap_pu: float) -> None:
+        """Move a regulator to ``tap_pu`` and hold it there."""
+        ...
+
+
+@runtime_checkable
 class WeatherWorld(Protocol):
     """A world that issues a weather forecast and knows what its PV and wind produced (both
     ``None`` where it has no weather series: the loop then keeps the profile shapes)."""
@@ -178,6 +190,7 @@ __all__ = [
     "EvDeferringWorld",
     "MeteredWorld",
     "PhaseAwareWorld",
+    "TapWorld",
     "WeatherWorld",
     "World",
 ]

@@ -15,13 +15,11 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "gridpilot.agent.auth": ("ROLES", "KeyStore"),
+    "gridpilot.agent.auth": ("KeyStore",),
     "app": ("LoopRunner", "create_app"),
-    "layout": ("diagram_xy",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.agent.auth import ROLES, KeyStore
+    from gridpilot.agent.auth import KeyStore
     from gridpilot.api.app import LoopRunner, create_app
-    from gridpilot.api.layout import diagram_xy

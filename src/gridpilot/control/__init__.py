@@ -9,22 +9,13 @@ from gridpilot._lazy import lazy_exports
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "flisr": ("FlisrEngine", "FlisrResult", "Limits", "SwitchAction"),
-    "frequency": (
-        "FleetResponse",
-        "FrequencyResult",
-        "FrequencySystem",
-        "compare",
-        "simulate_loss",
-    ),
-    "location": ("Candidate", "Indications", "Location", "indications_for_fault", "locate"),
+    "frequency": ("compare",),
+    "location": ("Indications", "indications_for_fault", "locate"),
     "reconfig": ("ReconfigResult", "reconfigure"),
-    "sections": ("Sections",),
     "voltvar": (
         "VOLT_VAR_CAT_B",
         "VOLT_WATT_CAT_B",
         "Curve",
-        "CurveResult",
-        "InverterSettings",
         "optimise_q",
         "run_curves",
         "tap_control",
@@ -34,28 +25,13 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from gridpilot.control.flisr import FlisrEngine, FlisrResult, Limits, SwitchAction
-    from gridpilot.control.frequency import (
-        FleetResponse,
-        FrequencyResult,
-        FrequencySystem,
-        compare,
-        simulate_loss,
-    )
-    from gridpilot.control.location import (
-        Candidate,
-        Indications,
-        Location,
-        indications_for_fault,
-        locate,
-    )
+    from gridpilot.control.frequency import compare
+    from gridpilot.control.location import Indications, indications_for_fault, locate
     from gridpilot.control.reconfig import ReconfigResult, reconfigure
-    from gridpilot.control.sections import Sections
     from gridpilot.control.voltvar import (
         VOLT_VAR_CAT_B,
         VOLT_WATT_CAT_B,
         Curve,
-        CurveResult,
-        InverterSettings,
         optimise_q,
         run_curves,
         tap_control,

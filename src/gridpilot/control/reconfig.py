@@ -41,6 +41,7 @@ from gridpilot.control.sections import Sections
 from gridpilot.errors import InfeasibleError
 from gridpilot.model import ElementType, Grid
 from gridpilot.model.limits import OperatingLimits
+from gridpilot.twin.injections import Injections
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def reconfigure(
         )
     twin = Twin(grid, validate=False, engine="pgm")
     start = sw["closed"].copy()
-    before = twin.powerflow(switch_closed=start)
+    before = twin.powerflow(Injections(switch_closed=start))
     if not before.converged:
         raise InfeasibleError("reconfigure: the starting state does not converge", "power flow")
     target = Band(lim.v_min_pu, lim.v_max_pu, lim.loading_max_pct)
@@ -185,7 +186,7 @@ def _sequential_opening(
     for _ in range(len(sw)):
         if not sec.state(closed).looped:
             return closed
-        r = twin.powerflow(switch_closed=closed)
+        r = twin.powerflow(Injections(switch_closed=closed))
         if not r.converged:
             log.info("reconfigure: sequential opening stopped: a meshed state does not converge")
             return None
@@ -222,7 +223,7 @@ def _best_in_twin(
         if k in seen:
             continue
         seen.add(k)
-        r = twin.powerflow(switch_closed=closed)
+        r = twin.powerflow(Injections(switch_closed=closed))
         if not r.converged or hard.broken(r.vmin_pu, r.vmax_pu, r.max_loading_pct):
             continue
         tv = float(target.violation(r.vmin_pu, r.vmax_pu, r.max_loading_pct)) if use_target else 0
@@ -232,7 +233,7 @@ def _best_in_twin(
     if best is None:  # no candidate held the band in the twin: keep the start as it is
         log.warning("reconfigure: no candidate holds the band in the twin; keeping %r", cands[0][0])
         label, closed = cands[0]
-        return label, closed, twin.powerflow(switch_closed=closed)
+        return label, closed, twin.powerflow(Injections(switch_closed=closed))
     return best
 
 

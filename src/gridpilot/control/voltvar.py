@@ -22,35 +22,19 @@ import numpy as np
 from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.model import GenKind, Grid
 from gridpilot.model.limits import OperatingLimits
-from gridpilot.twin import TimeSeriesResult, Twin, profiles_for, step_injections
+from gridpilot.twin import Injections, TimeSeriesResult, Twin, profiles_for, step_injections
 
 log = logging.getLogger(__name__)
-
-_INJECTIONS = frozenset(
-    ("load_p_mw", "load_q_mvar", "gen_p_mw", "gen_q_mvar", "storage_p_mw", "ev_p_mw", "flex_p_mw")
-)
 
 
 def _voltages(
     twin: Twin, steps: int, inj: Mapping[str, np.ndarray], start: int = 0
 ) -> TimeSeriesResult:
     """Twin batch of ``steps`` power flows from ``start`` with injections ``inj`` ((T, n) arrays,
-    MW/Mvar, keyed as :meth:`Twin.timeseries` names them), keeping bus voltages (pu)."""
-    unknown = sorted(set(inj) - _INJECTIONS)
-    if unknown:
-        raise ValidationError(f"injections: unknown series {unknown}")
-    return twin.timeseries(
-        steps,
-        start=start,
-        outputs=("v_pu",),
-        load_p_mw=inj.get("load_p_mw"),
-        load_q_mvar=inj.get("load_q_mvar"),
-        gen_p_mw=inj.get("gen_p_mw"),
-        gen_q_mvar=inj.get("gen_q_mvar"),
-        storage_p_mw=inj.get("storage_p_mw"),
-        ev_p_mw=inj.get("ev_p_mw"),
-        flex_p_mw=inj.get("flex_p_mw"),
-    )
+    MW/Mvar, keyed as :class:`~gridpilot.twin.Injections` names them; an unknown key is a
+    :class:`ValidationError`), keeping bus voltages (pu)."""
+    injections = Injections.from_mapping(inj)
+    return twin.timeseries(steps, start=start, injections=injections, outputs=("v_pu",))
 
 
 @dataclass(frozen=True)
@@ -75,7 +59,9 @@ class Curve:
 
 
 VOLT_VAR_CAT_B = Curve((0.92, 0.98, 1.02, 1.08), (0.44, 0.0, 0.0, -0.44))
+"""IEEE 1547-2018 category B volt/var default: Q (per unit of rating) against V (pu)."""
 VOLT_WATT_CAT_B = Curve((1.06, 1.10), (1.0, 0.2))
+"""IEEE 1547-2018 category B volt/watt default: P limit (share of available P) against V (pu)."""
 
 
 @dataclass(frozen=True)
@@ -237,12 +223,9 @@ def optimise_q(  # noqa: PLR0913
         ) from exc
     q = np.zeros(len(grid.generator))
     q[pv] = lp.value(x, "qp") - lp.value(x, "qn")
-    after = twin.powerflow(
-        load_p_mw=inj["load_p_mw"][0],
-        load_q_mvar=inj["load_q_mvar"][0],
-        gen_p_mw=inj["gen_p_mw"][0],
-        gen_q_mvar=inj.get("gen_q_mvar", np.zeros((1, len(grid.generator))))[0] + q,
-    )
+    gq = inj.get("gen_q_mvar", np.zeros((1, len(grid.generator))))[0] + q
+    now = {k: inj[k][0] for k in ("load_p_mw", "load_q_mvar", "gen_p_mw")}  # storage: the grid's
+    after = twin.powerflow(Injections.from_mapping(now, gen_q_mvar=gq))
     return {
         "q_mvar": q,
         "v_before": v[0],

@@ -23,16 +23,16 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "TheftDetector",
         "calibrate_threshold",
         "feeder_balance",
-        "group_median",
         "threshold_baseline",
     ),
-    "baddata": ("BadData", "BadDataReport", "estimate_robust", "normalised_residuals"),
+    "baddata": ("estimate_robust",),
     "measurements": (
         "Measurements",
         "PowerSensorKind",
         "measurements_from_meters",
         "measurements_from_powerflow",
     ),
+    "robust": ("RobustEstimate",),
     "se": ("EstimationResult", "StateEstimator"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -43,19 +43,14 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         TheftDetector,
         calibrate_threshold,
         feeder_balance,
-        group_median,
         threshold_baseline,
     )
-    from gridpilot.estimation.baddata import (
-        BadData,
-        BadDataReport,
-        estimate_robust,
-        normalised_residuals,
-    )
+    from gridpilot.estimation.baddata import estimate_robust
     from gridpilot.estimation.measurements import (
         Measurements,
         PowerSensorKind,
         measurements_from_meters,
         measurements_from_powerflow,
     )
+    from gridpilot.estimation.robust import RobustEstimate
     from gridpilot.estimation.se import EstimationResult, StateEstimator

@@ -21,44 +21,11 @@ errors cannot be detected (documented, they are skipped: ``1 - K_ii < 1e-6``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from gridpilot.estimation.measurements import Measurements
+from gridpilot.estimation.robust import RemovedMeasurement, RobustEstimate
 from gridpilot.estimation.se import EstimationResult, StateEstimator
-
-
-@dataclass
-class BadData:
-    """One measurement identified as bad: its label, row (scalar order), residual and r_N."""
-
-    label: str
-    row: int
-    residual: float
-    normalised_residual: float
-
-
-@dataclass
-class BadDataReport:
-    """Outcome of :func:`estimate_robust`: the final estimate, what was removed, the steps.
-
-    ``first`` is the estimate with every measurement; ``result`` the final one (after
-    removals); ``measurements`` what it used; ``chi2_history`` the J of each estimate;
-    ``note`` why the result may still hold bad data or has no estimate ("" when neither).
-    """
-
-    result: EstimationResult
-    first: EstimationResult
-    measurements: Measurements
-    removed: list[BadData] = field(default_factory=list)
-    chi2_history: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def removed_labels(self) -> list[str]:
-        """Labels of the removed measurements, in the order found."""
-        return [b.label for b in self.removed]
 
 
 def normalised_residuals(
@@ -98,9 +65,10 @@ def estimate_robust(
     lnr_limit: float = 3.0,
     max_removals: int = 5,
     candidates: int = 30,
-) -> BadDataReport:
+) -> RobustEstimate[EstimationResult, Measurements]:
     """Estimate, detect bad data (chi-square), identify it (largest normalised residual),
-    remove it and re-estimate; returns a :class:`BadDataReport`.
+    remove it and re-estimate; returns a :class:`~gridpilot.estimation.robust.RobustEstimate`
+    (the same type as the three-phase estimator's).
 
     Raises only :class:`~gridpilot.errors.GridpilotError` (bad input). When the estimate
     does not converge, or bad data is suspected but cannot be identified (no normalised
@@ -109,7 +77,9 @@ def estimate_robust(
     cur = m.copy()
     res = se.estimate(cur)
     first = res
-    report = BadDataReport(res, first, cur, chi2_history=[res.chi2])
+    report: RobustEstimate[EstimationResult, Measurements] = RobustEstimate(
+        res, first, cur, chi2_history=[res.chi2]
+    )
     for _ in range(max_removals):
         if not res.converged:
             report.note = f"no estimate: {res.meta.get('error', 'did not converge')}"
@@ -122,7 +92,9 @@ def estimate_robust(
             report.note = _unidentified(cur, res, rn)
             break
         label = cur.labels()[worst]
-        report.removed.append(BadData(label, worst, float(res.residual[worst]), float(rn[worst])))
+        report.removed.append(
+            RemovedMeasurement(label, float(res.residual[worst]), float(rn[worst]), row=worst)
+        )
         v_rows, p_rows = _split_row(cur, worst)
         cur = cur.without(v_rows, p_rows)
         res = se.estimate(cur)

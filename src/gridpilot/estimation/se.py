@@ -1,7 +1,7 @@
 """Weighted-least-squares state estimation with power-grid-model.
 
 :class:`StateEstimator` compiles a grid once (its PGM network and id maps, see
-:class:`gridpilot.twin.PgmNetwork`) and turns :class:`~gridpilot.estimation.Measurements`
+:class:`gridpilot.twin.pgm.PgmNetwork`) and turns :class:`~gridpilot.estimation.Measurements`
 into PGM ``sym_voltage_sensor`` / ``sym_power_sensor`` rows. ``estimate`` returns bus
 voltages, the residual of every scalar measurement and the chi-square statistic
 ``J = sum((r / sigma)^2)``; ``diag_sensitivity`` gives, by one batch calculation with each

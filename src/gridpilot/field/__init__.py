@@ -23,45 +23,15 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "fleet": ("KINDS", "DeviceFleet", "FleetConfig", "build_fleet"),
-    "protection": ("FaultIndications", "fault_indications", "reported_pickups"),
-    "publish": (
-        "METER_QUANTITIES",
-        "CommandOutcome",
-        "FieldCommandReceiver",
-        "FieldTelemetry",
-        "PublishStats",
-    ),
-    "simulator": (
-        "COMMANDS",
-        "Command",
-        "FaultState",
-        "FieldEvent",
-        "FieldReadings",
-        "FieldSimulator",
-        "MeterReadings",
-        "StepStats",
-    ),
+    "fleet": ("DeviceFleet", "FleetConfig"),
+    "protection": ("fault_indications", "reported_pickups"),
+    "publish": ("FieldCommandReceiver", "FieldTelemetry"),
+    "simulator": ("Command", "FieldEvent", "FieldSimulator"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.field.fleet import KINDS, DeviceFleet, FleetConfig, build_fleet
-    from gridpilot.field.protection import FaultIndications, fault_indications, reported_pickups
-    from gridpilot.field.publish import (
-        METER_QUANTITIES,
-        CommandOutcome,
-        FieldCommandReceiver,
-        FieldTelemetry,
-        PublishStats,
-    )
-    from gridpilot.field.simulator import (
-        COMMANDS,
-        Command,
-        FaultState,
-        FieldEvent,
-        FieldReadings,
-        FieldSimulator,
-        MeterReadings,
-        StepStats,
-    )
+    from gridpilot.field.fleet import DeviceFleet, FleetConfig
+    from gridpilot.field.protection import fault_indications, reported_pickups
+    from gridpilot.field.publish import FieldCommandReceiver, FieldTelemetry
+    from gridpilot.field.simulator import Command, FieldEvent, FieldSimulator

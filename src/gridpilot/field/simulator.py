@@ -51,7 +51,7 @@ from gridpilot.field.records import (
 from gridpilot.field.sim_events import SimEvents
 from gridpilot.field.weather import WeatherSeries, weather_forecast
 from gridpilot.model import GenKind, Grid, default_profiles
-from gridpilot.twin import PowerFlowResult, Twin, energised, profiles_for
+from gridpilot.twin import Injections, PowerFlowResult, Twin, energised, profiles_for
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ class FieldSimulator(SimEvents):
                 ("flex", grid.flex_load),
             )
         }
-        self.pf = self.twin.powerflow(switch_closed=self.switch_closed)
+        self.pf = self.twin.powerflow(Injections(switch_closed=self.switch_closed))
         self.last_stats = None
 
     @staticmethod
@@ -463,12 +463,14 @@ class FieldSimulator(SimEvents):
 
     def _powerflow(self) -> PowerFlowResult:
         """The power flow of the present loads, grid devices and switch states (the truth)."""
-        inj: dict[str, Any] = {k: v for k, v in self.grid_p_mw.items() if v.size}  # by keyword
+        inj = {k: v for k, v in self.grid_p_mw.items() if v.size}
         return self.twin.powerflow(
-            load_p_mw=self.load_p_mw,
-            load_q_mvar=self.load_q_mvar,
-            switch_closed=self.switch_closed,
-            **inj,
+            Injections.from_mapping(
+                inj,
+                load_p_mw=self.load_p_mw,
+                load_q_mvar=self.load_q_mvar,
+                switch_closed=self.switch_closed,
+            )
         )
 
     def run(

@@ -20,28 +20,15 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "aggregate": (
-        "CLASSES",
-        "BusAggregate",
-        "Dispatch",
-        "Envelope",
-        "aggregate",
-        "disaggregate",
-        "disaggregate_q",
-        "envelope",
-        "inverter_q_capability",
-    ),
+    "aggregate": ("aggregate", "disaggregate", "disaggregate_q", "envelope"),
     "ahead": ("AheadPlan", "plan_ahead"),
     "dr": (
-        "DR_CLASSES",
         "Event",
         "EventPlan",
         "OptOut",
         "Program",
-        "Report",
         "dispatch_event",
         "event_setpoints",
-        "participants",
         "schedule_setpoints",
         "select_devices",
         "shed_potential",
@@ -50,56 +37,26 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "field_adapter": ("fleet_from_field",),
     "fleet": ("Batteries", "EVSessions", "Fleet", "PVInverters", "WaterHeaters", "generate_fleet"),
     "network": ("NetworkModel", "build_network"),
-    "phase_adapters": (
-        "PhaseOrders",
-        "clear_by_phase",
-        "frequency_response",
-        "phase_headroom",
-        "phase_orders",
-    ),
+    "phase_adapters": ("clear_by_phase", "frequency_response", "phase_headroom"),
     "phase_fleet": ("PhaseFleet", "PlaceConfig", "place_fleet"),
-    "phase_network": ("PhaseNetwork", "feeder_phases"),
-    "phase_plan": ("PhasePlan", "PhasePlanConfig", "plan_phases"),
+    "phase_network": ("feeder_phases",),
+    "phase_plan": ("PhasePlanConfig", "plan_phases"),
     "phase_records": ("fleet_from_records",),
-    "schedule": (
-        "CaseMetrics",
-        "Plan",
-        "PlanConfig",
-        "WindowInput",
-        "WindowPlan",
-        "evaluate",
-        "plan",
-        "plan_window",
-        "solve_window",
-        "uncontrolled_dispatch",
-    ),
+    "schedule": ("Plan", "PlanConfig", "plan", "plan_window"),
     "signals": ("Signals", "default_signals"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.flex.aggregate import (
-        CLASSES,
-        BusAggregate,
-        Dispatch,
-        Envelope,
-        aggregate,
-        disaggregate,
-        disaggregate_q,
-        envelope,
-        inverter_q_capability,
-    )
+    from gridpilot.flex.aggregate import aggregate, disaggregate, disaggregate_q, envelope
     from gridpilot.flex.ahead import AheadPlan, plan_ahead
     from gridpilot.flex.dr import (
-        DR_CLASSES,
         Event,
         EventPlan,
         OptOut,
         Program,
-        Report,
         dispatch_event,
         event_setpoints,
-        participants,
         schedule_setpoints,
         select_devices,
         shed_potential,
@@ -115,27 +72,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         generate_fleet,
     )
     from gridpilot.flex.network import NetworkModel, build_network
-    from gridpilot.flex.phase_adapters import (
-        PhaseOrders,
-        clear_by_phase,
-        frequency_response,
-        phase_headroom,
-        phase_orders,
-    )
+    from gridpilot.flex.phase_adapters import clear_by_phase, frequency_response, phase_headroom
     from gridpilot.flex.phase_fleet import PhaseFleet, PlaceConfig, place_fleet
-    from gridpilot.flex.phase_network import PhaseNetwork, feeder_phases
-    from gridpilot.flex.phase_plan import PhasePlan, PhasePlanConfig, plan_phases
+    from gridpilot.flex.phase_network import feeder_phases
+    from gridpilot.flex.phase_plan import PhasePlanConfig, plan_phases
     from gridpilot.flex.phase_records import fleet_from_records
-    from gridpilot.flex.schedule import (
-        CaseMetrics,
-        Plan,
-        PlanConfig,
-        WindowInput,
-        WindowPlan,
-        evaluate,
-        plan,
-        plan_window,
-        solve_window,
-        uncontrolled_dispatch,
-    )
+    from gridpilot.flex.schedule import Plan, PlanConfig, plan, plan_window
     from gridpilot.flex.signals import Signals, default_signals

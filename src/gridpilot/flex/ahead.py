@@ -33,6 +33,7 @@ from gridpilot.flex.signals import Signals
 from gridpilot.flex.twin_check import twin_correction
 from gridpilot.flex.window import PlanConfig, WindowInput, WindowPlan, solve_window
 from gridpilot.lp import silence_banner
+from gridpilot.twin import Injections
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +98,12 @@ class AheadPlan:
         }
 
 
-def _kw(inj: dict[str, np.ndarray]) -> dict[str, Any]:
-    """``inj`` as keyword arguments of :meth:`~gridpilot.twin.Twin.timeseries` (its injection arrays)."""
-    return inj
-
-
 def _twin_base(
     net: NetworkModel, inj: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Base voltages (T, n_bus), feeder import (T,), tree flows P and Q (T, n_edge) of ``inj``."""
     T = inj["load_p_mw"].shape[0]
-    ts = net.twin.timeseries(T, start=0, outputs=("v_pu",), **_kw(inj))
+    ts = net.twin.timeseries(T, injections=Injections.from_mapping(inj), outputs=("v_pu",))
     v0 = np.nan_to_num(np.asarray(ts.v_pu, np.float64), nan=1.0)
     p = net.bus_net_load(inj)
     q = net.bus_net_load(inj, "q")
@@ -162,7 +158,8 @@ def _solve_corrected(
         d = disaggregate(fleet, agg.t0, wp.targets, net.flex_bus_id, avail, group=group)
         inj_w = {k: v.copy() for k, v in inj.items()}
         inj_w["load_p_mw"][:, net.flex_load_pos] += sum(d.p_mw[c] for c in DR_CLASSES)
-        ts = net.twin.timeseries(agg.steps, start=0, outputs=("v_pu",), **_kw(inj_w))
+        inj_twin = Injections.from_mapping(inj_w)
+        ts = net.twin.timeseries(agg.steps, injections=inj_twin, outputs=("v_pu",))
         v_next = twin_correction(ts.v_pu, win.v0, wp, cfg, vs_g)  # P only, as planned here
         if v_next is None:
             break

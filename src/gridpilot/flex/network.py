@@ -15,14 +15,13 @@ power can be fed to the twin per bus without touching the grid's own loads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid, branch_status
-from gridpilot.twin import Twin, profiles_for, step_injections, supply_tree
+from gridpilot.twin import Injections, Twin, profiles_for, step_injections, supply_tree
 
 SQRT3 = float(np.sqrt(3.0))
 
@@ -161,10 +160,11 @@ def build_network(
     nf = flex_buses.size
     prof, cols = profiles_for(g, t_ref + 1)
     inj = step_injections(g, prof, cols, slice(t_ref, t_ref + 1))
-    rep: dict[str, Any] = {k: np.repeat(v, 2 * nf + 1, axis=0) for k, v in inj.items()}
+    rep = {k: np.repeat(v, 2 * nf + 1, axis=0) for k, v in inj.items()}
     rep["load_p_mw"][np.arange(1, nf + 1), fpos] += delta_mw
     rep["load_q_mvar"][np.arange(nf + 1, 2 * nf + 1), fpos] += delta_mw
-    ts = twin.timeseries(2 * nf + 1, start=0, outputs=("v_pu",), **rep)
+    scenarios = Injections.from_mapping(rep)
+    ts = twin.timeseries(2 * nf + 1, injections=scenarios, outputs=("v_pu",))
     if not np.all(ts.converged):
         raise ValidationError(
             "network: power flow for the sensitivities did not converge at step "

@@ -12,6 +12,7 @@ from gridpilot.flex.fleet import Fleet
 from gridpilot.flex.network import NetworkModel
 from gridpilot.flex.signals import Signals
 from gridpilot.flex.window import PlanConfig, WindowPlan
+from gridpilot.twin import Injections
 
 
 @dataclass
@@ -53,7 +54,8 @@ def base_case(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Injections, base voltages, feeder import and tree flows with the devices at zero."""
     inj = net.injections(t0, steps)
-    ts = net.twin.timeseries(steps, start=t0, load_p_mw=inj["load_p_mw"], outputs=("v_pu",))
+    base = Injections(load_p_mw=inj["load_p_mw"])
+    ts = net.twin.timeseries(steps, start=t0, injections=base, outputs=("v_pu",))
     v0 = np.nan_to_num(np.asarray(ts.v_pu, np.float64), nan=1.0)
     p = net.bus_net_load(inj)
     q = net.bus_net_load(inj, "q")
@@ -118,9 +120,8 @@ def run_case(case: Case, outputs: tuple[str, ...] = ()) -> Any:
         lq = inj["load_q_mvar"].copy()
         lq[:, net.flex_load_pos] -= case.q_mvar
     gp = _curtailed_gen_p(case, inj["gen_p_mw"].copy())
-    return net.twin.timeseries(
-        case.steps, start=case.t0, load_p_mw=lp_, load_q_mvar=lq, gen_p_mw=gp, outputs=outputs
-    )
+    inj_case = Injections(load_p_mw=lp_, load_q_mvar=lq, gen_p_mw=gp)
+    return net.twin.timeseries(case.steps, start=case.t0, injections=inj_case, outputs=outputs)
 
 
 def pv_available(net: NetworkModel, fleet: Fleet, inj: dict[str, np.ndarray]) -> np.ndarray:

@@ -25,6 +25,7 @@ MODELS: tuple[str, ...] = (
     "pv-weather",
     "wind-weather",
 )
+"""The model names :func:`make_model` (and ``gridpilot forecast --model``) accept."""
 
 
 def make_model(name: str, horizon: int, **kwargs: Any) -> Forecaster:

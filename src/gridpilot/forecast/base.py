@@ -36,6 +36,7 @@ from gridpilot.forecast.data import History, Repair, align_covariates, prepare_h
 from gridpilot.forecast.result import ForecastResult
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+"""The quantiles a forecast carries unless told otherwise: P10, P50, P90."""
 
 
 def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:

@@ -72,7 +72,7 @@ class ForecastResult:
     ) -> np.ndarray:
         """(H, n) array of the point forecast (or of ``quantile``) with columns in ``order``.
 
-        This is the shape :meth:`gridpilot.twin.Twin.timeseries` takes for ``load_p_mw`` or
+        This is the shape :class:`gridpilot.twin.Injections` takes for ``load_p_mw`` or
         ``gen_p_mw`` when the series are named after the grid's loads or generators in table
         order. Unknown names raise a :class:`ValidationError` listing them.
         """

@@ -14,64 +14,20 @@ from gridpilot._lazy import lazy_exports
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "clearing": ("ClearingResult", "clear"),
-    "crypto": ("KeyPair", "canonical_json", "verify_many", "verify_signature"),
-    "ledger": (
-        "BlockHeader",
-        "DuckDBBackend",
-        "InclusionProof",
-        "Ledger",
-        "LedgerBackend",
-        "MemoryBackend",
-        "SQLiteBackend",
-        "Transaction",
-        "VerifyReport",
-        "merkle_root",
-    ),
-    "market": ("IntervalClearing", "Market", "MarketConfig"),
+    "crypto": ("KeyPair", "verify_signature"),
+    "ledger": ("Ledger", "LedgerBackend", "Transaction"),
+    "market": ("Market", "MarketConfig"),
     "metering": ("readings_from_registers", "verified_at_ingest"),
     "network": ("GridSensitivity",),
-    "orders": (
-        "GRID",
-        "MeterReading",
-        "Order",
-        "Participant",
-        "ReadingVerifier",
-        "default_reading_verifier",
-    ),
-    "settlement": ("Contracts", "Payment", "Settlement", "grid_only_cost_ueur", "settle_interval"),
+    "orders": ("MeterReading", "Order", "Participant"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from gridpilot.market.clearing import ClearingResult, clear
-    from gridpilot.market.crypto import KeyPair, canonical_json, verify_many, verify_signature
-    from gridpilot.market.ledger import (
-        BlockHeader,
-        DuckDBBackend,
-        InclusionProof,
-        Ledger,
-        LedgerBackend,
-        MemoryBackend,
-        SQLiteBackend,
-        Transaction,
-        VerifyReport,
-        merkle_root,
-    )
-    from gridpilot.market.market import IntervalClearing, Market, MarketConfig
+    from gridpilot.market.crypto import KeyPair, verify_signature
+    from gridpilot.market.ledger import Ledger, LedgerBackend, Transaction
+    from gridpilot.market.market import Market, MarketConfig
     from gridpilot.market.metering import readings_from_registers, verified_at_ingest
     from gridpilot.market.network import GridSensitivity
-    from gridpilot.market.orders import (
-        GRID,
-        MeterReading,
-        Order,
-        Participant,
-        ReadingVerifier,
-        default_reading_verifier,
-    )
-    from gridpilot.market.settlement import (
-        Contracts,
-        Payment,
-        Settlement,
-        grid_only_cost_ueur,
-        settle_interval,
-    )
+    from gridpilot.market.orders import MeterReading, Order, Participant

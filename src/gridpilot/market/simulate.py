@@ -30,6 +30,7 @@ from gridpilot.market.network import GridSensitivity
 from gridpilot.market.orders import GRID, MeterReading, Order, Participant
 from gridpilot.market.settlement import Settlement, grid_only_cost_ueur
 from gridpilot.model.limits import OperatingLimits
+from gridpilot.twin.injections import Injections
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,9 @@ def _clear(r: _Run, t: int) -> Any:
     if r.twin is not None:
         stats["_base_p"] = g.load["p_mw"] * r.shapes.res[t]
         stats["_base_q"] = g.load["q_mvar"] * r.shapes.res[t]
-        base = r.twin.powerflow(load_p_mw=stats["_base_p"], load_q_mvar=stats["_base_q"])
+        base = r.twin.powerflow(
+            Injections(load_p_mw=stats["_base_p"], load_q_mvar=stats["_base_q"])
+        )
         sens = r.sens0.rebase(base) if r.sens0 is not None else None
     cl = r.market.clear_interval(t, sensitivity=sens)
     r.clear_ms.append(cl.clear_ms)
@@ -504,7 +507,7 @@ def _twin_check(r: _Run, base: Any, cl: Any) -> None:
         delta[kb] += x
     p0 = stats["_base_p"]
     q0 = stats["_base_q"]
-    after = r.twin.powerflow(load_p_mw=p0 + delta, load_q_mvar=q0)
+    after = r.twin.powerflow(Injections(load_p_mw=p0 + delta, load_q_mvar=q0))
     stats["twin_checked"] += 1
     v_after = after.vmin_pu if after.converged else 0.0
     load_after = after.max_loading_pct if after.converged else float("inf")

@@ -13,53 +13,27 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "builtin": ("GridInfo", "list_grids", "load_balanced_grid", "load_grid", "require_balanced"),
+    "builtin": ("list_grids", "load_balanced_grid", "load_grid", "require_balanced"),
     "grid": ("Grid",),
-    "importers": ("from_matpower", "from_pandapower", "parse_matpower"),
-    "io": ("grid_from_dict", "grid_to_dict", "read_grid", "write_grid"),
+    "importers": ("from_matpower", "from_pandapower"),
+    "io": ("read_grid", "write_grid"),
     "limits": ("OperatingLimits",),
-    "profile_links": ("grid_series", "profiles_for"),
+    "profile_links": ("grid_series",),
     "profiles": ("Profiles", "default_profiles"),
-    "schema": (
-        "COMPONENTS",
-        "SCHEMAS",
-        "ElementType",
-        "Field",
-        "FlexKind",
-        "GenKind",
-        "LoadKind",
-        "SwitchKind",
-    ),
-    "synthetic": ("synthetic_grid",),
+    "schema": ("ElementType", "FlexKind", "GenKind", "SwitchKind"),
     "table": ("Table",),
     "topology_edges": ("branch_edges", "branch_status"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.model.builtin import (
-        GridInfo,
-        list_grids,
-        load_balanced_grid,
-        load_grid,
-        require_balanced,
-    )
+    from gridpilot.model.builtin import list_grids, load_balanced_grid, load_grid, require_balanced
     from gridpilot.model.grid import Grid
-    from gridpilot.model.importers import from_matpower, from_pandapower, parse_matpower
-    from gridpilot.model.io import grid_from_dict, grid_to_dict, read_grid, write_grid
+    from gridpilot.model.importers import from_matpower, from_pandapower
+    from gridpilot.model.io import read_grid, write_grid
     from gridpilot.model.limits import OperatingLimits
-    from gridpilot.model.profile_links import grid_series, profiles_for
+    from gridpilot.model.profile_links import grid_series
     from gridpilot.model.profiles import Profiles, default_profiles
-    from gridpilot.model.schema import (
-        COMPONENTS,
-        SCHEMAS,
-        ElementType,
-        Field,
-        FlexKind,
-        GenKind,
-        LoadKind,
-        SwitchKind,
-    )
-    from gridpilot.model.synthetic import synthetic_grid
+    from gridpilot.model.schema import ElementType, FlexKind, GenKind, SwitchKind
     from gridpilot.model.table import Table
     from gridpilot.model.topology_edges import branch_edges, branch_status

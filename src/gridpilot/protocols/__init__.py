@@ -18,24 +18,20 @@ from gridpilot._lazy import lazy_exports
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "adapter": (
-        "COMMAND_KINDS",
         "AdapterRegistry",
         "CommandResult",
         "DeviceCommand",
         "ProtocolAdapter",
         "ReadingSink",
-        "SinkStats",
     ),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from gridpilot.protocols.adapter import (
-        COMMAND_KINDS,
         AdapterRegistry,
         CommandResult,
         DeviceCommand,
         ProtocolAdapter,
         ReadingSink,
-        SinkStats,
     )

@@ -41,105 +41,38 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "ingest": ("Ingestor", "IngestReport", "Receiver"),
-    "link": ("TelemetryLink", "connect"),
-    "refusals": ("RefusalLimits",),
-    "registry": (
-        "DeviceInfo",
-        "DeviceRegistry",
-        "generate_key",
-        "keys_from_seeds",
-        "private_bytes",
-        "public_bytes",
-    ),
-    "safe_text": ("wire_int", "wire_text"),
-    "schema": (
-        "FORMAT_VERSION",
-        "QUANTITIES",
-        "QUANTITY_BY_NAME",
-        "Frame",
-        "FrameError",
-        "FrameReadings",
-        "MessageKind",
-        "Quantity",
-        "decode_batch",
-        "decode_readings",
-        "encode_batch",
-        "parse_frame",
-        "quantity_code",
-    ),
+    "ingest": ("Ingestor", "Receiver"),
+    "link": ("connect",),
+    "refusals": ("RefusalLimits", "RejectReason"),
+    "registry": ("DeviceRegistry", "generate_key", "keys_from_seeds"),
+    "safe_text": ("wire_text",),
+    "schema": ("QUANTITIES", "QUANTITY_BY_NAME", "decode_readings", "encode_batch"),
     "signer": ("DeviceSigner",),
-    "store": ("DuckDBStore", "PostgresStore", "TelemetryStats", "TelemetryStore", "open_store"),
-    "transport": (
-        "InProcessBus",
-        "MqttTransport",
-        "Topics",
-        "Transport",
-        "open_transport",
-        "topic_matches",
-    ),
-    "verify": (
-        "MessageLog",
-        "ReadingBatch",
-        "Record",
-        "Rejection",
-        "RejectReason",
-        "VerifiedBatch",
-        "Verifier",
-    ),
+    "store": ("DuckDBStore", "PostgresStore", "TelemetryStore", "open_store"),
+    "transport": ("InProcessBus", "MqttTransport", "Topics", "Transport", "open_transport"),
+    "verify": ("ReadingBatch", "Verifier"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.telemetry.ingest import Ingestor, IngestReport, Receiver
-    from gridpilot.telemetry.link import TelemetryLink, connect
-    from gridpilot.telemetry.refusals import RefusalLimits
-    from gridpilot.telemetry.registry import (
-        DeviceInfo,
-        DeviceRegistry,
-        generate_key,
-        keys_from_seeds,
-        private_bytes,
-        public_bytes,
-    )
-    from gridpilot.telemetry.safe_text import wire_int, wire_text
+    from gridpilot.telemetry.ingest import Ingestor, Receiver
+    from gridpilot.telemetry.link import connect
+    from gridpilot.telemetry.refusals import RefusalLimits, RejectReason
+    from gridpilot.telemetry.registry import DeviceRegistry, generate_key, keys_from_seeds
+    from gridpilot.telemetry.safe_text import wire_text
     from gridpilot.telemetry.schema import (
-        FORMAT_VERSION,
         QUANTITIES,
         QUANTITY_BY_NAME,
-        Frame,
-        FrameError,
-        FrameReadings,
-        MessageKind,
-        Quantity,
-        decode_batch,
         decode_readings,
         encode_batch,
-        parse_frame,
-        quantity_code,
     )
     from gridpilot.telemetry.signer import DeviceSigner
-    from gridpilot.telemetry.store import (
-        DuckDBStore,
-        PostgresStore,
-        TelemetryStats,
-        TelemetryStore,
-        open_store,
-    )
+    from gridpilot.telemetry.store import DuckDBStore, PostgresStore, TelemetryStore, open_store
     from gridpilot.telemetry.transport import (
         InProcessBus,
         MqttTransport,
         Topics,
         Transport,
         open_transport,
-        topic_matches,
     )
-    from gridpilot.telemetry.verify import (
-        MessageLog,
-        ReadingBatch,
-        Record,
-        Rejection,
-        RejectReason,
-        VerifiedBatch,
-        Verifier,
-    )
+    from gridpilot.telemetry.verify import ReadingBatch, Verifier

@@ -94,7 +94,9 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity(12, "p_mw", "MW", -1e4, 1e4, "active power, + = consumption (import)"),
     Quantity(13, "q_mvar", "Mvar", -1e4, 1e4, "reactive power, + = consumption"),
 )
+"""The format-1 quantity catalogue: code, name, unit, accepted range, meaning."""
 QUANTITY_BY_NAME: dict[str, Quantity] = {q.name: q for q in QUANTITIES}
+""":data:`QUANTITIES` by name (``"p_kw"`` -> its :class:`Quantity`)."""
 QUANTITY_LO = np.array([q.lo for q in QUANTITIES], dtype=np.float64)
 QUANTITY_HI = np.array([q.hi for q in QUANTITIES], dtype=np.float64)
 

@@ -17,24 +17,25 @@ from gridpilot._lazy import lazy_exports
 
 # public names by submodule; imported on first use (see gridpilot/_lazy.py)
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "inputs": ("INJECTION_KEYS", "profiles_for", "step_injections"),
-    "pgm": ("PgmNetwork", "to_pgm"),
+    "injections": ("Injections",),
+    "inputs": ("profiles_for", "step_injections"),
+    "pgm": ("to_pgm",),
     "results": ("PowerFlowResult", "TimeSeriesResult"),
-    "topology": ("Tree", "buses_lost_if_open", "energised", "is_radial", "islands", "supply_tree"),
-    "twin": ("Twin", "powerflow", "wall_ms"),
+    "topology": ("buses_lost_if_open", "energised", "is_radial", "islands", "supply_tree"),
+    "twin": ("Twin",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
-    from gridpilot.twin.inputs import INJECTION_KEYS, profiles_for, step_injections
-    from gridpilot.twin.pgm import PgmNetwork, to_pgm
+    from gridpilot.twin.injections import Injections
+    from gridpilot.twin.inputs import profiles_for, step_injections
+    from gridpilot.twin.pgm import to_pgm
     from gridpilot.twin.results import PowerFlowResult, TimeSeriesResult
     from gridpilot.twin.topology import (
-        Tree,
         buses_lost_if_open,
         energised,
         is_radial,
         islands,
         supply_tree,
     )
-    from gridpilot.twin.twin import Twin, powerflow, wall_ms
+    from gridpilot.twin.twin import Twin

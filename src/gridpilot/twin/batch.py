@@ -10,6 +10,7 @@ import numpy as np
 
 from gridpilot.errors import ValidationError
 from gridpilot.model import Grid, Profiles
+from gridpilot.twin.injections import Injections
 from gridpilot.twin.inputs import step_injections
 from gridpilot.twin.results import TimeSeriesResult
 
@@ -17,14 +18,10 @@ from gridpilot.twin.results import TimeSeriesResult
 STEP_KEYS: tuple[str, ...] = ("losses_kw", "vmin_pu", "vmax_pu", "max_loading_pct", "source_p_mw")
 
 
-def batch_steps(
-    steps: int | None, given: dict[str, np.ndarray | None], switch_closed: np.ndarray | None
-) -> int:
+def batch_steps(steps: int | None, injections: Injections) -> int:
     """The number of steps: ``steps`` or the rows of the (T, n) arrays given (96 without any);
     a :class:`ValidationError` when it is not positive or the arrays disagree with it."""
-    lens = {k: np.shape(v)[0] for k, v in given.items() if v is not None and np.ndim(v) == 2}
-    if switch_closed is not None and np.ndim(switch_closed) == 2:
-        lens["switch_closed"] = np.shape(switch_closed)[0]
+    lens = injections.rows()
     if steps is None:
         steps = max(lens.values(), default=96)
     if steps <= 0:
@@ -51,8 +48,7 @@ class ChunkSource:
     grid: Grid
     prof: Profiles
     cols: dict[str, np.ndarray]
-    given: dict[str, np.ndarray | None]
-    switch_closed: np.ndarray | None
+    given: Injections
     start: int
     unit: float
 
@@ -61,16 +57,12 @@ class ChunkSource:
         sel = slice(self.start + a, self.start + b)
         inj = step_injections(self.grid, self.prof, self.cols, sel, scale=self.unit)
         unit = self.unit
-        for k, v in self.given.items():
+        for k, v in self.given.powers().items():
             if v is not None:
-                vv = (
-                    np.asarray(v, dtype=np.float64)[a:b]
-                    if np.ndim(v) == 2
-                    else np.asarray(v, np.float64)
-                )
+                vv = v[a:b] if v.ndim == 2 else v
                 inj[k] = vv * unit if unit != 1.0 else vv
-        sc = self.switch_closed
-        return inj, (sc[a:b] if sc is not None and np.ndim(sc) == 2 else sc)
+        sc = self.given.switch_closed
+        return inj, (sc[a:b] if sc is not None and sc.ndim == 2 else sc)
 
 
 @dataclass

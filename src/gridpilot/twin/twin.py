@@ -13,6 +13,7 @@ from gridpilot.errors import ValidationError
 from gridpilot.model import Grid
 from gridpilot.twin.batch import BatchArrays, ChunkSource, batch_steps, step_hours
 from gridpilot.twin.engine import PgmEngine
+from gridpilot.twin.injections import Injections
 from gridpilot.twin.inputs import profiles_for
 from gridpilot.twin.radial import RadialEngine, RadialTopology
 from gridpilot.twin.results import PowerFlowResult, TimeSeriesResult
@@ -29,8 +30,8 @@ class Twin:
     """The digital twin of one grid: compile once, calculate many times.
 
     ``Twin(grid)`` validates the grid and builds the engine's model once; :meth:`powerflow`
-    runs one power flow (optionally with other injections or switch states, without changing
-    the grid); :meth:`timeseries` runs a batch over time steps in chunks, keeping only the
+    runs one power flow (optionally with other injections or switch states, an
+    :class:`~gridpilot.twin.Injections`, without changing the grid); :meth:`timeseries` runs a batch over time steps in chunks, keeping only the
     outputs asked for.
 
     ``engine`` picks the solver: ``"auto"`` (default) uses the batch radial kernel
@@ -90,51 +91,42 @@ class Twin:
         return topo
 
     # --- single ----------------------------------------------------------------------------------
-    def powerflow(  # noqa: PLR0913
+    def _checked(self, injections: Injections | None, steps: int | None) -> Injections:
+        """``injections`` (None: none) checked against this grid (and ``steps`` rows)."""
+        if injections is None:
+            return Injections()
+        if not isinstance(injections, Injections):
+            raise ValidationError(
+                f"injections: expected an Injections, got {type(injections).__name__} "
+                "(build one with Injections(...) or Injections.from_mapping(...))"
+            )
+        return injections.check(self.grid, steps)
+
+    def powerflow(
         self,
+        injections: Injections | None = None,
         *,
-        load_p_mw: np.ndarray | None = None,
-        load_q_mvar: np.ndarray | None = None,
-        gen_p_mw: np.ndarray | None = None,
-        gen_q_mvar: np.ndarray | None = None,
-        storage_p_mw: np.ndarray | None = None,
-        ev_p_mw: np.ndarray | None = None,
-        flex_p_mw: np.ndarray | None = None,
-        switch_closed: np.ndarray | None = None,
         tolerance: float = 1e-8,
         max_iterations: int = 30,
     ) -> PowerFlowResult:
-        """One AC power flow. Arguments override the grid's values (arrays in table order).
+        """One AC power flow. ``injections`` override the grid's values (arrays in table order,
+        1-D; see :class:`Injections`); the grid itself is not changed.
 
         Returns a :class:`PowerFlowResult`; ``converged`` is False (and values NaN) if the
         Newton-Raphson iteration did not converge.
         """
-        inj = {
-            "load_p_mw": load_p_mw,
-            "load_q_mvar": load_q_mvar,
-            "gen_p_mw": gen_p_mw,
-            "gen_q_mvar": gen_q_mvar,
-            "storage_p_mw": storage_p_mw,
-            "ev_p_mw": ev_p_mw,
-            "flex_p_mw": flex_p_mw,
-        }
+        given = self._checked(injections, steps=1)
+        inj = given.powers()
+        sc = given.switch_closed
         if self.mode != "pgm":
-            sc1 = None
-            if switch_closed is not None:
-                sc1 = np.asarray(switch_closed, dtype=bool)
-                if sc1.shape != (len(self.grid.switch),):
-                    raise ValidationError(
-                        f"switch_closed: expected {len(self.grid.switch)} values, "
-                        f"got shape {np.shape(switch_closed)}"
-                    )
-            topo = self._topology(sc1)
+            topo = self._topology(None if sc is None else sc.reshape(-1))
             if topo is not None and (self.mode == "radial" or topo.n <= SINGLE_RADIAL_MAX_NODES):
                 res = self._radial_single(topo, inj, tolerance, max_iterations)
                 if res.converged or self.mode == "radial":
                     return res
         upd = None
-        if any(v is not None for v in inj.values()) or switch_closed is not None:
-            upd = self.engine.build_update(1, inj, switch_closed)
+        if given.given():
+            upd = self.engine.build_update(1, inj, sc)
         out, ok, secs = self.engine.run(upd, self._full_out, tolerance, max_iterations, threading=0)
         return self._single_result(out, bool(ok[0]), secs, batched=upd is not None)
 
@@ -235,14 +227,7 @@ class Twin:
         steps: int | None = None,
         *,
         start: int = 0,
-        load_p_mw: np.ndarray | None = None,
-        load_q_mvar: np.ndarray | None = None,
-        gen_p_mw: np.ndarray | None = None,
-        gen_q_mvar: np.ndarray | None = None,
-        storage_p_mw: np.ndarray | None = None,
-        ev_p_mw: np.ndarray | None = None,
-        flex_p_mw: np.ndarray | None = None,
-        switch_closed: np.ndarray | None = None,
+        injections: Injections | None = None,
         outputs: Sequence[str] = (),
         chunk_steps: int | None = None,
         threading: int = -1,
@@ -250,8 +235,8 @@ class Twin:
     ) -> TimeSeriesResult:
         """A batch of power flows over time steps.
 
-        Injections given as (T, n) arrays are used as they are; those not given come from the
-        grid's profiles (or the default shapes) for steps ``start .. start + steps``. ``outputs``
+        ``injections`` (see :class:`Injections`) given as (T, n) arrays are used as they are,
+        (n,) arrays at every step; those not given come from the grid's profiles (or the default shapes) for steps ``start .. start + steps``. ``outputs``
         selects full arrays to keep (``v_pu``, ``line_loading_pct``, ``trafo_loading_pct``);
         per-step losses, extremes and source power are always kept. Work runs in chunks of
         ``chunk_steps`` so memory stays bounded; ``progress(done, total)`` is called per chunk.
@@ -264,16 +249,8 @@ class Twin:
         bad = sorted(set(outputs) - set(OUTPUTS))
         if bad:
             raise ValidationError(f"outputs: unknown {bad}; choose from {list(OUTPUTS)}")
-        given = {
-            "load_p_mw": load_p_mw,
-            "load_q_mvar": load_q_mvar,
-            "gen_p_mw": gen_p_mw,
-            "gen_q_mvar": gen_q_mvar,
-            "storage_p_mw": storage_p_mw,
-            "ev_p_mw": ev_p_mw,
-            "flex_p_mw": flex_p_mw,
-        }
-        steps = batch_steps(steps, given, switch_closed)
+        given = self._checked(injections, steps=None)
+        steps = batch_steps(steps, given)
         g = self.grid
         prof, cols = profiles_for(g, start + steps)
         if prof.steps < start + steps:
@@ -292,7 +269,7 @@ class Twin:
         out_req = self._out_request()
         arrs = BatchArrays.empty(steps, (nb, nl, nt), keep)
         unit = 1e6 if self._in_watts else 1.0  # scaled once here instead of copied per chunk
-        src = ChunkSource(g, prof, cols, given, switch_closed, start, unit)
+        src = ChunkSource(g, prof, cols, given, start, unit)
         calc = 0.0
         used = {"radial": 0, "power-grid-model": 0}
         for a in range(0, steps, chunk_steps):
@@ -334,11 +311,7 @@ class Twin:
         if self.mode == "pgm":
             used["power-grid-model"] += n
             return self._chunk_pgm(np.arange(n), n, inj, sc, part, keep, out_req, threading)
-        scb = None if sc is None else np.asarray(sc, dtype=bool)
-        if scb is not None and scb.shape[-1] != len(self.grid.switch):
-            raise ValidationError(
-                f"switch_closed: expected {len(self.grid.switch)} values per step, got {scb.shape[-1]}"
-            )
+        scb = None if sc is None else np.asarray(sc, dtype=bool)  # checked by Injections.check
         if scb is None or scb.ndim == 1:
             groups: list[tuple[np.ndarray, np.ndarray | None]] = [(np.arange(n), scb)]
         else:
@@ -471,9 +444,15 @@ class Twin:
         return secs
 
 
-def powerflow(grid: Grid, **kwargs: Any) -> PowerFlowResult:
+def powerflow(
+    grid: Grid,
+    injections: Injections | None = None,
+    *,
+    tolerance: float = 1e-8,
+    max_iterations: int = 30,
+) -> PowerFlowResult:
     """One power flow of ``grid`` (compiles a :class:`Twin`; keep a Twin for repeated work)."""
-    return Twin(grid).powerflow(**kwargs)
+    return Twin(grid).powerflow(injections, tolerance=tolerance, max_iterations=max_iterations)
 
 
 def wall_ms(fn: Callable[[], Any], repeat: int = 20) -> float:

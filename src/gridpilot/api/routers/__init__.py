@@ -14,5 +14,6 @@ ROUTERS = (
     admin.router,
     feeder.router,
 )
+"""Every area's router, in the order :func:`~gridpilot.api.app.create_app` mounts them."""
 
 __all__ = ["ROUTERS"]

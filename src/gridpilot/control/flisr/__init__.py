@@ -27,18 +27,11 @@ the radial sweep's view of an island, and :mod:`.graph`, its graph helpers),
 :mod:`.results` holds what it returns and :mod:`._kernels` the numba kernels.
 """
 
-from gridpilot.control.flisr.engine import TWIN_VERIFY_MAX_BUSES, FlisrEngine, branch_status_all
+from gridpilot.control.flisr.engine import FlisrEngine, branch_status_all
 from gridpilot.control.flisr.location import indications_for_fault
-from gridpilot.control.flisr.region import ROOT_TRAFO_MARGIN_PCT, SWEEP_TOL_PU
-from gridpilot.control.flisr.restoration import EXCHANGE_STARTS, SWAP_STEPS
 from gridpilot.control.flisr.results import FlisrResult, Limits, SwitchAction
 
 __all__ = [
-    "EXCHANGE_STARTS",
-    "ROOT_TRAFO_MARGIN_PCT",
-    "SWAP_STEPS",
-    "SWEEP_TOL_PU",
-    "TWIN_VERIFY_MAX_BUSES",
     "FlisrEngine",
     "FlisrResult",
     "Limits",

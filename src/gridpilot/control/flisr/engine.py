@@ -26,6 +26,7 @@ from gridpilot.control.verdict import TwinVerdict
 from gridpilot.errors import ValidationError
 from gridpilot.model import ElementType, Grid, SwitchKind
 from gridpilot.model.limits import OperatingLimits
+from gridpilot.twin.injections import Injections
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class FlisrEngine:
         pre = self._pre.get(key)
         if pre is None:
             st = self.sections.state(closed)
-            r = self.twin.powerflow(switch_closed=closed)
+            r = self.twin.powerflow(Injections(switch_closed=closed))
             v = np.where(r.energised, r.v_pu, 0.0) if r.converged else np.ones(len(self.grid.bus))
             vc = v * np.exp(1j * np.deg2rad(np.nan_to_num(r.va_deg))) if r.converged else None
             pre = Prefault(

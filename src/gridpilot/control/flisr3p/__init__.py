@@ -5,14 +5,6 @@ reconfiguration over the feeder's switches (:mod:`.reconfig`). See docs/flisr3p.
 """
 
 from gridpilot.control.flisr3p.engine import Flisr3pEngine
-from gridpilot.control.flisr3p.results import Flisr3pResult, Indications3p, StateCheck, check_state
-from gridpilot.control.flisr3p.sections import Sections3p
+from gridpilot.control.flisr3p.results import Flisr3pResult, Indications3p
 
-__all__ = [
-    "Flisr3pEngine",
-    "Flisr3pResult",
-    "Indications3p",
-    "Sections3p",
-    "StateCheck",
-    "check_state",
-]
+__all__ = ["Flisr3pEngine", "Flisr3pResult", "Indications3p"]

@@ -20,65 +20,26 @@ from typing import TYPE_CHECKING
 from gridpilot._lazy import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "lnr": (
-        "RemovedRow",
-        "RobustEstimate",
-        "detectability",
-        "estimate_robust",
-        "normalised_residuals",
-    ),
-    "measurements": ("UnbalancedMeasurements",),
-    "model": ("LinearNetwork", "build_linear_network"),
-    "sensors": ("SensorSpec", "SensorTruth", "build_measurements", "metered_loads"),
-    "study": (
-        "Case",
-        "GrossError",
-        "TrueState",
-        "TruthOptions",
-        "default_cases",
-        "default_gross_errors",
-        "node_errors",
-        "run_case",
-        "state_errors",
-        "true_state",
-        "with_gross_errors",
-    ),
-    "wls": ("UnbalancedEstimate", "UnbalancedEstimator", "UnobservableError", "WlsOptions"),
+    "lnr": ("detectability", "estimate_robust"),
+    "model": ("build_linear_network",),
+    "sensors": ("SensorSpec", "build_measurements"),
+    "study": ("Case", "TruthOptions", "default_cases", "run_case", "state_errors", "true_state"),
+    "wls": ("UnbalancedEstimator", "UnobservableError"),
+    "gridpilot.estimation.robust": ("RobustEstimate",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from gridpilot.estimation.unbalanced.lnr import (
-        RemovedRow,
-        RobustEstimate,
-        detectability,
-        estimate_robust,
-        normalised_residuals,
-    )
-    from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
-    from gridpilot.estimation.unbalanced.model import LinearNetwork, build_linear_network
-    from gridpilot.estimation.unbalanced.sensors import (
-        SensorSpec,
-        SensorTruth,
-        build_measurements,
-        metered_loads,
-    )
+    from gridpilot.estimation.robust import RobustEstimate
+    from gridpilot.estimation.unbalanced.lnr import detectability, estimate_robust
+    from gridpilot.estimation.unbalanced.model import build_linear_network
+    from gridpilot.estimation.unbalanced.sensors import SensorSpec, build_measurements
     from gridpilot.estimation.unbalanced.study import (
         Case,
-        GrossError,
-        TrueState,
         TruthOptions,
         default_cases,
-        default_gross_errors,
-        node_errors,
         run_case,
         state_errors,
         true_state,
-        with_gross_errors,
     )
-    from gridpilot.estimation.unbalanced.wls import (
-        UnbalancedEstimate,
-        UnbalancedEstimator,
-        UnobservableError,
-        WlsOptions,
-    )
+    from gridpilot.estimation.unbalanced.wls import UnbalancedEstimator, UnobservableError

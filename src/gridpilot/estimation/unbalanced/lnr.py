@@ -25,45 +25,16 @@ pseudo-measurements' wide σ) moves J too little for the chi-square test to noti
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from gridpilot.errors import ConvergenceError
+from gridpilot.estimation.robust import RemovedMeasurement, RobustEstimate
 from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
 from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate, UnbalancedEstimator
 
 log = logging.getLogger(__name__)
 CRITICAL = 1e-6
-
-
-@dataclass
-class RemovedRow:
-    """One measurement identified as bad: label, source, residual and r_N."""
-
-    label: str
-    source: str
-    residual: float
-    normalised_residual: float
-
-
-@dataclass
-class RobustEstimate:
-    """Outcome of :func:`estimate_robust`: the final and the first estimate, the
-    measurements kept, what was removed, each estimate's chi-square, and a ``note`` when
-    bad data may remain ("" otherwise)."""
-
-    result: UnbalancedEstimate
-    first: UnbalancedEstimate
-    measurements: UnbalancedMeasurements
-    removed: list[RemovedRow] = field(default_factory=list)
-    chi2_history: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def removed_labels(self) -> list[str]:
-        """Labels of the removed measurements, in the order found."""
-        return [r.label for r in self.removed]
 
 
 def normalised_residuals(est: UnbalancedEstimate) -> np.ndarray:
@@ -91,15 +62,18 @@ def estimate_robust(
     lnr_limit: float = 3.0,
     lnr_alarm: float = 4.0,
     max_removals: int = 10,
-) -> RobustEstimate:
+) -> RobustEstimate[UnbalancedEstimate, UnbalancedMeasurements]:
     """Estimate; while bad data is detected (module docstring: chi-square with r_N above
     ``lnr_limit``, or r_N above ``lnr_alarm``), remove the measurement with the largest
     normalised residual (a smart meter's P/Q is replaced by its profile pseudo-measurement,
     see :meth:`UnbalancedMeasurements.replaced`) and estimate again (from the last state). Returns a
-    :class:`RobustEstimate`; ``note`` says why bad data may remain."""
+    :class:`~gridpilot.estimation.robust.RobustEstimate` (the same type as the balanced
+    estimator's); ``note`` says why bad data may remain."""
     cur = m
     res = se.estimate(cur)
-    rep = RobustEstimate(res, res, cur, chi2_history=[res.chi2])
+    rep: RobustEstimate[UnbalancedEstimate, UnbalancedMeasurements] = RobustEstimate(
+        res, res, cur, chi2_history=[res.chi2]
+    )
     for _ in range(max_removals):
         rn = normalised_residuals(res)
         rn[np.array(cur.source) == "pseudo"] = 0.0  # never removed (they keep observability)
@@ -113,9 +87,14 @@ def estimate_robust(
             )
             break
         rep.removed.append(
-            RemovedRow(cur.labels[worst], cur.source[worst], float(res.residual[worst]),
-                       float(rn[worst]))
-        )  # fmt: skip
+            RemovedMeasurement(
+                cur.labels[worst],
+                float(res.residual[worst]),
+                float(rn[worst]),
+                row=worst,
+                source=cur.source[worst],
+            )
+        )
         log.info("%s: removed %s (r_N %.1f)", se.lin.grid, cur.labels[worst], rn[worst])
         swapped = cur.replaced(worst)
         cur = swapped if swapped is not None else cur.without([worst])

@@ -5,30 +5,16 @@
 >>> await csms.start(); await csms.set_limit("cs-1", 7400.0)   # SetChargingProfile, W
 """
 
-from gridpilot.protocols.ocpp.adapter import CsmsThread, OcppAdapter
-from gridpilot.protocols.ocpp.csms import Csms, CsmsConfig, gather_limits
-from gridpilot.protocols.ocpp.messages import charging_profile, meter_readings
-from gridpilot.protocols.ocpp.session import StationRecord
-from gridpilot.protocols.ocpp.station import (
-    RunOptions,
-    StationModel,
-    StationSpec,
-    basic_auth,
-    run_station,
-)
+from gridpilot.protocols.ocpp.adapter import OcppAdapter
+from gridpilot.protocols.ocpp.csms import Csms, CsmsConfig
+from gridpilot.protocols.ocpp.station import RunOptions, StationModel, StationSpec, run_station
 
 __all__ = [
     "Csms",
     "CsmsConfig",
-    "CsmsThread",
     "OcppAdapter",
     "RunOptions",
     "StationModel",
-    "StationRecord",
     "StationSpec",
-    "basic_auth",
-    "charging_profile",
-    "gather_limits",
-    "meter_readings",
     "run_station",
 ]

@@ -14,10 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gridpilot.protocols.openadr.auth import ROLE_SCOPES, OAuthServer, Principal, TokenError
-from gridpilot.protocols.openadr.bridge import PROGRAM_NAME, DrPublisher, event_body, simple_level
-from gridpilot.protocols.openadr.routes import Vtn, openadr_router, problem
-from gridpilot.protocols.openadr.vtn import Query, VtnError, VtnStore
+from gridpilot.protocols.openadr.bridge import PROGRAM_NAME, DrPublisher
+from gridpilot.protocols.openadr.routes import Vtn, openadr_router
 
 CLIENTS_ENV = "GRIDPILOT_OPENADR_CLIENTS"
 
@@ -75,22 +73,4 @@ def openadr_for(orch: Any, clients: str | None = None) -> FastAPI:
     return sub
 
 
-__all__ = [
-    "CLIENTS_ENV",
-    "PROGRAM_NAME",
-    "ROLE_SCOPES",
-    "DrPublisher",
-    "OAuthServer",
-    "Principal",
-    "Query",
-    "TokenError",
-    "Vtn",
-    "VtnError",
-    "VtnStore",
-    "event_body",
-    "load_clients",
-    "openadr_for",
-    "openadr_router",
-    "problem",
-    "simple_level",
-]
+__all__ = ["PROGRAM_NAME", "DrPublisher", "Vtn", "load_clients", "openadr_for", "openadr_router"]

@@ -22,6 +22,7 @@ from gridpilot.protocols.openadr.vtn import Query, VtnError, VtnStore
 
 log = logging.getLogger(__name__)
 PROGRAM_NAME = "gridpilot-dr"
+"""The ``programName`` of the OpenADR program under which the loop's DR events are published."""
 PLANNED = "x-GRIDPILOT_PLANNED_REDUCTION"
 LOOP = Principal("gridpilot-loop", "bl", None, ROLE_SCOPES["bl"])
 

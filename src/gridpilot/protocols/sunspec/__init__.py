@@ -8,20 +8,6 @@ server) and gridpilot's client (701 telemetry, 704/705 controls with read-back).
 
 from gridpilot.protocols.sunspec.adapter import SunSpecAdapter
 from gridpilot.protocols.sunspec.client import SunSpecClient, SunSpecError
-from gridpilot.protocols.sunspec.device import Der, DerHost, DerSpec, der_models, serve_image
-from gridpilot.protocols.sunspec.image import BASE_ADDR, Image, build_image, decode
+from gridpilot.protocols.sunspec.device import Der, DerHost, DerSpec
 
-__all__ = [
-    "BASE_ADDR",
-    "Der",
-    "DerHost",
-    "DerSpec",
-    "Image",
-    "SunSpecAdapter",
-    "SunSpecClient",
-    "SunSpecError",
-    "build_image",
-    "decode",
-    "der_models",
-    "serve_image",
-]
+__all__ = ["Der", "DerHost", "DerSpec", "SunSpecAdapter", "SunSpecClient", "SunSpecError"]

@@ -17,11 +17,10 @@ from gridpilot.twin.hosting.options import (
     critical_scenarios,
 )
 from gridpilot.twin.hosting.parallel import hosting_capacity_on
-from gridpilot.twin.hosting.study import HostingResult, hosting_capacity
+from gridpilot.twin.hosting.study import hosting_capacity
 
 __all__ = [
     "HostingOptions",
-    "HostingResult",
     "Scenario",
     "clear_sky_pv",
     "critical_scenarios",

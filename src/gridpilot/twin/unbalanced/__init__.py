@@ -9,7 +9,7 @@ Switching with de-energised sections: :func:`solve_switched` (see :mod:`.topolog
 faults: :class:`Fault`, :func:`fault_study` (see :mod:`.faults`).
 """
 
-from gridpilot.twin.unbalanced.faults import Fault, FaultStudy, fault_study
+from gridpilot.twin.unbalanced.faults import Fault, fault_study
 from gridpilot.twin.unbalanced.results import UnbalancedResult, unbalance_factor
 from gridpilot.twin.unbalanced.solver import SolveOptions
 from gridpilot.twin.unbalanced.topology import (
@@ -22,7 +22,6 @@ from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
 __all__ = [
     "Fault",
-    "FaultStudy",
     "SolveOptions",
     "SwitchedResult",
     "SwitchingSolver",

@@ -446,7 +446,6 @@ class SwitchingSolver:
         regulators stay where put (held in manual). Controls on dead elements do not act.
         The solver's own taps and capacitor states are restored afterwards; the settled ones
         are in ``result.taps`` / ``result.cap_states`` (energised regulators only)."""
-        from gridpilot.errors import ConvergenceError
         from gridpilot.twin.unbalanced.lowrank import LowRankFactor, one_blas_thread
         from gridpilot.twin.unbalanced.solver import solve_steps
 
@@ -461,27 +460,18 @@ class SwitchingSolver:
                 tw.set_tap(k, t)
             fac.dirty = True
             s = tw.base_powers(load_mult)
-            armed: dict[tuple[str, str], float] = {}
+
+            def resolve(v0: np.ndarray) -> tuple[np.ndarray, int]:
+                fac.dirty = True  # the controls moved taps or capacitor steps
+                return solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, v0, tw.opts)
+
+            def acts(key: tuple[str, str]) -> bool:
+                return self._acts(key, live) and key[1] not in held
+
             with one_blas_thread():
                 v, iters = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, None, tw.opts)
-                rounds = 0
-                while True:
-                    pending = {k: x for k, x in tw._sample(v[:, 0]).items()
-                               if self._acts(k, live) and k[1] not in held}  # fmt: skip
-                    armed = {k: armed.get(k, t) for k, (t, _) in pending.items()}
-                    if not armed:
-                        break
-                    rounds += 1
-                    if rounds > 100:
-                        raise ConvergenceError(f"{self.grid.name}: static controls did not settle")
-                    first = min(armed.values())
-                    for key, t in list(armed.items()):
-                        if t <= first + 1e-9:
-                            tw._act(key, pending[key][1])
-                            del armed[key]
-                    fac.dirty = True
-                    v, more = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, v, tw.opts)
-                    iters += more
+                v, more, rounds = tw.settle(v, resolve, acts)
+                iters += more
             res = tw.result(v[:, 0], s[:, 0], iters, rounds)
         finally:  # the stamps return to the values y_all was built with
             for k, t in taps0.items():

@@ -145,28 +145,46 @@ class UnbalancedTwin:
             v, iters = self.solve(s)
             ctrl_it = 0
             if control_mode == "static":
-                v, iters, ctrl_it = self._static_controls(s, v, iters)
+                v, more, ctrl_it = self.settle(v, lambda v0: self.solve(s, v0))
+                iters += more
             return self.result(v[:, 0], s[:, 0], iters, ctrl_it)
 
-    def _static_controls(
-        self, s: np.ndarray, v: np.ndarray, iters: int
+    def settle(
+        self,
+        v: np.ndarray,
+        resolve: Callable[[np.ndarray], tuple[np.ndarray, int]],
+        acts: Callable[[tuple[str, str]], bool] | None = None,
+        max_rounds: int = 100,
     ) -> tuple[np.ndarray, int, int]:
+        """Let the regulators' and capacitors' static controls act from the solved voltages
+        ``v`` (nodes × 1) until none wants to, as OpenDSS's static control mode does: each
+        round the pending actions with the shortest delay act (taps and capacitor steps change
+        on this twin), then ``resolve(v)`` solves again and returns ``(v, iterations)``.
+
+        ``acts(key)`` says which controls may act (``key`` is ``("reg" | "cap", name)``;
+        default all), e.g. only those on energised nodes. Returns the settled voltages, the
+        solver iterations ``resolve`` took and the number of rounds. Raises
+        :class:`~gridpilot.errors.ConvergenceError` when the controls still want to act
+        after ``max_rounds`` rounds."""
         armed: dict[tuple[str, str], float] = {}
-        for it in range(1, 101):
-            pending = self._sample(v[:, 0])
+        iters = rounds = 0
+        while True:
+            pending = {k: x for k, x in self._sample(v[:, 0]).items() if acts is None or acts(k)}
             armed = {k: armed.get(k, t) for k, (t, _) in pending.items()}
             if not armed:
-                return v, iters, it - 1
+                return v, iters, rounds
+            rounds += 1
+            if rounds > max_rounds:
+                raise ConvergenceError(
+                    f"{self.grid.name}: static controls did not settle in {max_rounds} rounds"
+                )
             first = min(armed.values())
             for key, t in list(armed.items()):
                 if t <= first + 1e-9:
                     self._act(key, pending[key][1])
                     del armed[key]
-            v, more = self.solve(s, v)
+            v, more = resolve(v)
             iters += more
-        raise ConvergenceError(
-            f"{self.grid.name}: static controls did not settle in 100 iterations"
-        )
 
     def _sample(self, v: np.ndarray) -> dict[tuple[str, str], tuple[float, int]]:
         """Actions the controls want now: key -> (delay s, signed taps or CLOSE/OPEN)."""
