@@ -222,7 +222,7 @@ class Twin:
         )
 
     # --- batch -----------------------------------------------------------------------------------
-    def timeseries(  # noqa: PLR0913
+    def timeseries(  # noqa: PLR0913 (the run's own options; the injections are one object)
         self,
         steps: int | None = None,
         *,
@@ -236,7 +236,8 @@ class Twin:
         """A batch of power flows over time steps.
 
         ``injections`` (see :class:`Injections`) given as (T, n) arrays are used as they are,
-        (n,) arrays at every step; those not given come from the grid's profiles (or the default shapes) for steps ``start .. start + steps``. ``outputs``
+        (n,) arrays at every step; those not given come from the grid's profiles (or the
+        default shapes) for steps ``start .. start + steps``. ``outputs``
         selects full arrays to keep (``v_pu``, ``line_loading_pct``, ``trafo_loading_pct``);
         per-step losses, extremes and source power are always kept. Work runs in chunks of
         ``chunk_steps`` so memory stays bounded; ``progress(done, total)`` is called per chunk.
