@@ -198,3 +198,26 @@ def test_flisr_tap_commands_are_executed_and_hold_the_band(g3) -> None:
     assert not world.physics.held
     assert orch.counters["tap_ops"] == len(taps)
     assert np.isfinite(v).all()
+
+
+def test_the_guard_bounds_tap_commands_by_range_and_rate(g3) -> None:
+    """A tap beyond the regulator winding's own range is refused (not silently clipped), and
+    so is a ninth tap command to one regulator within the hour (wear and hunting)."""
+    world = _world(g3)
+    orch = Orchestrator(world)
+    orch.run(1)
+    name = world.regulators[0]
+    lo, hi = world.physics.tap_range(name)
+    assert (lo, hi) == (0.9, 1.1)  # ieee123's regulators: +-10 % in 32 steps
+    v = orch._verdict(Plan([Action("tap", 0, 1.2)], "t", "test"))
+    assert not v.ok and any(f"{name}: tap 1.2 pu outside its 0.9-1.1" in r for r in v.reasons)
+    ok = Plan([Action("tap", 0, 1.0)], "t", "test")
+    assert orch._verdict(ok).ok
+    limit = orch.guard.limits.max_tap_ops_per_regulator_per_hour
+    now = orch.last.t * world.step_s
+    for _ in range(limit):
+        orch.guard.commit(ok, now_s=now)
+    v = orch._verdict(ok)
+    assert not v.ok and any(f"more than {limit} tap commands" in r for r in v.reasons)
+    orch.guard.commit(Plan([], "t", "test"), now_s=now + 3601.0)  # an hour on: allowed again
+    assert not orch.guard._tap_ops

@@ -52,6 +52,7 @@ class GuardLimits(OperatingLimits):
     max_ops_per_switch_per_hour: int = 4
     max_switch_ops_per_hour: int = 60
     max_plans_per_minute: int = 6
+    max_tap_ops_per_regulator_per_hour: int = 8  # SCADA tap commands (wear, hunting)
     require_radial: bool = True
     remote_only: bool = True
 
@@ -133,11 +134,13 @@ class SafetyGuard:
         # the orchestrator on a PhaseAwareWorld; None on balanced grids
         self.phase: Any = None
         self._ops: deque[tuple[float, int]] = deque()  # (time s, switch position)
+        self._tap_ops: deque[tuple[float, int]] = deque()  # (time s, regulator id)
         self._plans: deque[float] = deque()
 
     def _prune(self, now_s: float) -> None:
-        while self._ops and self._ops[0][0] < now_s - 3600.0:
-            self._ops.popleft()
+        for ops in (self._ops, self._tap_ops):
+            while ops and ops[0][0] < now_s - 3600.0:
+                ops.popleft()
         while self._plans and self._plans[0] < now_s - 60.0:
             self._plans.popleft()
 
@@ -239,13 +242,28 @@ class SafetyGuard:
         return _Walk(states, closed, inj, reasons, taps)
 
     def _tap_reasons(self, taps: dict[int, float]) -> list[str]:
-        """Why the plan's tap commands cannot be checked (no feeder model, unknown id)."""
+        """Why the plan's tap commands cannot be checked or executed: no feeder model, an
+        unknown id, a tap beyond its winding's range, or too many tap commands to one
+        regulator within the hour (none: [])."""
         if not taps:
             return []
         if self.phase is None:
             return [f"regulator tap commands {sorted(taps)} need a three-phase feeder model"]
-        n = len(self.phase.regulators)
-        return [f"regulator {r} does not exist (0-{n - 1})" for r in sorted(taps) if not 0 <= r < n]
+        names, out = self.phase.regulators, []
+        per_reg: dict[int, int] = {}
+        for _t, r in self._tap_ops:
+            per_reg[r] = per_reg.get(r, 0) + 1
+        limit = self.limits.max_tap_ops_per_regulator_per_hour
+        for r in sorted(taps):
+            if not 0 <= r < len(names):
+                out.append(f"regulator {r} does not exist (0-{len(names) - 1})")
+                continue
+            lo, hi = self.phase.physics.tap_range(names[r])
+            if not lo <= taps[r] <= hi:
+                out.append(f"regulator {names[r]}: tap {taps[r]:g} pu outside its {lo:g}-{hi:g}")
+            if per_reg.get(r, 0) + 1 > limit:
+                out.append(f"regulator {names[r]}: more than {limit} tap commands in one hour")
+        return out
 
     def _faulted_in_sequence(
         self, states: list[np.ndarray], faulted: set[int], section: set[int]
@@ -404,3 +422,5 @@ class SafetyGuard:
         for a in plan.actions:
             if a.kind == "switch":
                 self._ops.append((now_s, int(self.grid.switch.index_of(int(a.target or 0))[0])))
+            elif a.kind == "tap":
+                self._tap_ops.append((now_s, int(a.target or 0)))

@@ -13,6 +13,7 @@ import numpy as np
 from gridpilot.errors import GridpilotError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView
+from gridpilot.model.threephase.elements import Winding
 from gridpilot.twin.unbalanced import UnbalancedResult, UnbalancedTwin
 from gridpilot.twin.unbalanced.controls import (
     CLOSE,
@@ -92,17 +93,27 @@ class PhasePhysics:
         #: regulators held at a commanded tap (regcontrol -> pu): their local control is off
         self.held: dict[str, float] = {}
 
-    def hold(self, name: str, tap_pu: float) -> None:
-        """Hold regulator ``name`` (a regcontrol) at ``tap_pu``, clipped to its winding's
-        range and rounded to its step (a SCADA tap command); its local control stops."""
+    def _winding(self, name: str) -> Winding:
+        """The tapped winding of regulator ``name`` (a regcontrol; named error if none)."""
         key = name.lower()
         rc = next((r for r in self.grid.regcontrols if r.name.lower() == key), None)
         if rc is None or key not in self.taps:
             raise ValidationError(f"regulator: {name!r} is not a regulator of {self.grid.name}")
+        xf = next(t for t in self.grid.transformers if t.name.lower() == rc.transformer.lower())
+        return xf.windings[rc.tap_winding - 1]
+
+    def tap_range(self, name: str) -> tuple[float, float]:
+        """The (lowest, highest) tap in pu that regulator ``name``'s winding can reach."""
+        w = self._winding(name)
+        return float(w.min_tap), float(w.max_tap)
+
+    def hold(self, name: str, tap_pu: float) -> None:
+        """Hold regulator ``name`` (a regcontrol) at ``tap_pu``, clipped to its winding's
+        range and rounded to its step (a SCADA tap command); its local control stops."""
+        key = name.lower()
+        w = self._winding(name)
         if not np.isfinite(tap_pu) or not 0.5 <= tap_pu <= 1.5:
             raise ValidationError(f"tap of {name}: must be within 0.5-1.5 pu, got {tap_pu!r}")
-        xf = next(t for t in self.grid.transformers if t.name.lower() == rc.transformer.lower())
-        w = xf.windings[rc.tap_winding - 1]
         step = w.tap_step if w.tap_step > 0 else 0.00625
         tap = float(np.clip(1.0 + round((tap_pu - 1.0) / step) * step, w.min_tap, w.max_tap))
         if tap != self.taps[key]:
