@@ -184,21 +184,27 @@ def _evaluated_at(ld: LoadArr, w: Work, tol: float) -> bool:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
+    """Extremes, time outside Range A and unbalance, on squared magnitudes (a root only
+    where an extreme moves)."""
     for i in range(len(v)):
-        vpu = abs(v[i]) / sa.vbase[i]
-        if vpu > 0.05:
-            sa.vmin[i] = min(sa.vmin[i], vpu)
-            sa.vmax[i] = max(sa.vmax[i], vpu)
-            if vpu < 0.95 or vpu > 1.05:
+        v2 = (v[i].real * v[i].real + v[i].imag * v[i].imag) * sa.inv_vb2[i]
+        if v2 > 0.0025:  # 0.05 pu: a live node-phase
+            if v2 < sa.vmin[i] * sa.vmin[i]:
+                sa.vmin[i] = np.sqrt(v2)
+            if sa.vmax[i] < 0.0 or v2 > sa.vmax[i] * sa.vmax[i]:
+                sa.vmax[i] = np.sqrt(v2)
+            if v2 < 0.9025 or v2 > 1.1025:  # outside 0.95 … 1.05 pu
                 sa.outside[i] += 1
     a2 = A120 * A120
     for q in range(sa.tri.shape[0]):
         va, vb, vc = v[sa.tri[q, 0]], v[sa.tri[q, 1]], v[sa.tri[q, 2]]
-        v1 = abs((va + A120 * vb + a2 * vc) / 3.0)
-        v2 = abs((va + a2 * vb + A120 * vc) / 3.0)
-        vuf = 100.0 * v2 / max(v1, 1e-12)
-        sa.vuf_max[q] = max(sa.vuf_max[q], vuf)
-        if vuf > 2.0:
+        p1 = va + A120 * vb + a2 * vc
+        p2 = va + a2 * vb + A120 * vc
+        n1 = max(p1.real * p1.real + p1.imag * p1.imag, 9e-24)  # |3·V1|², floored at 1e-12
+        r2 = 1e4 * (p2.real * p2.real + p2.imag * p2.imag) / n1  # VUF² in %²
+        if r2 > sa.vuf_max[q] * sa.vuf_max[q]:
+            sa.vuf_max[q] = np.sqrt(r2)
+        if r2 > 4.0:
             sa.vuf_above[q] += 1
 
 
@@ -208,10 +214,13 @@ def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
         i = 0j
         for k in range(sa.bp[r], sa.bp[r + 1]):
             i += sa.bx[k] * v[sa.bi[k]]
-        lr = abs(i) / sa.rating[r]
-        if lr > 1.0:
+        i2 = i.real * i.real + i.imag * i.imag
+        rt = sa.rating[r]
+        if i2 > rt * rt:
             sa.overload[r] += 1
-        sa.max_loading[r] = max(sa.max_loading[r], lr)
+        top = sa.max_loading[r] * rt
+        if i2 > top * top:
+            sa.max_loading[r] = np.sqrt(i2) / rt
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
