@@ -64,6 +64,11 @@ def test_compiled_engine_matches_python_runner_and_opendss() -> None:
     assert np.abs(fast.losses_kw - slow.losses_kw).max() < 1e-3 * np.abs(slow.losses_kw).max()
     assert np.abs(fast.max_loading - slow.max_loading).max() < 1e-5
     assert np.abs(fast.vuf_max_pct - slow.vuf_max_pct).max() < 1e-4
+    # the compiled statistics compare squared magnitudes: the same counts
+    assert np.array_equal(fast.hours_outside_a, slow.hours_outside_a)
+    assert fast.hours_outside_a.max() > 0
+    assert np.array_equal(fast.vuf_hours_above_2pct, slow.vuf_hours_above_2pct)
+    assert np.array_equal(fast.overload_hours, slow.overload_hours)
     assert fast.iterations >= steps and fast.factorisations == 1
     assert tw.taps() == tw2.taps()  # the twin is left where the run ended
 
