@@ -64,6 +64,11 @@ def test_compiled_engine_matches_python_runner_and_opendss() -> None:
     assert np.abs(fast.losses_kw - slow.losses_kw).max() < 1e-3 * np.abs(slow.losses_kw).max()
     assert np.abs(fast.max_loading - slow.max_loading).max() < 1e-5
     assert np.abs(fast.vuf_max_pct - slow.vuf_max_pct).max() < 1e-4
+    # the compiled statistics compare squared magnitudes: the same counts
+    assert np.array_equal(fast.hours_outside_a, slow.hours_outside_a)
+    assert fast.hours_outside_a.max() > 0
+    assert np.array_equal(fast.vuf_hours_above_2pct, slow.vuf_hours_above_2pct)
+    assert np.array_equal(fast.overload_hours, slow.overload_hours)
     assert fast.iterations >= steps and fast.factorisations == 1
     assert tw.taps() == tw2.taps()  # the twin is left where the run ended
 
@@ -88,6 +93,32 @@ def test_plain_fixed_point_and_anderson_reach_the_same_run() -> None:
     b = tw2.qsts(steps, 900.0, engine="compiled", accel=3)
     assert a.tap_ops == b.tap_ops
     assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-6
+
+
+def test_deep_anderson_history_kept_across_steps_reaches_the_plain_run() -> None:
+    # depth 8 with pairs from earlier steps: a stalled mix must not pass as converged (it
+    # did once on this run: an extreme 1.6e-4 pu off), and it must cost fewer iterations
+    steps = 480
+    mult = _shape(steps, 15, seed=1)
+    _, tw = _twin(feeder_master("ieee123"), mult, 15)
+    a = tw.qsts(steps, 900.0, engine="compiled", accel=0)
+    _, tw2 = _twin(feeder_master("ieee123"), mult, 15)
+    b = tw2.qsts(steps, 900.0, engine="compiled", accel=8)
+    ops_a, ops_b = sum(a.tap_ops.values()), sum(b.tap_ops.values())
+    assert ops_a > 100 and abs(ops_a - ops_b) <= 0.01 * ops_a
+    assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-5
+    assert np.abs(a.vmax_pu - b.vmax_pu).max() < 1e-5
+    assert b.iterations < a.iterations
+
+
+def test_anderson_depth_auto_and_bad_value() -> None:
+    from gridpilot.twin.unbalanced.qsts_loop import LARGE_FEEDER, anderson_depth
+
+    assert anderson_depth(-1, 95) == 3 and anderson_depth(-1, LARGE_FEEDER) == 8
+    assert anderson_depth(0, 5000) == 0 and anderson_depth(5, 10) == 5
+    _, tw = _twin(feeder_master("ieee13"), _shape(4, 15), 15)
+    with pytest.raises(ValidationError, match=r"accel must be .* got -2"):
+        tw.qsts(4, 900.0, engine="compiled", accel=-2)
 
 
 def test_unknown_engine_is_a_named_error_and_overridden_solve_falls_back() -> None:

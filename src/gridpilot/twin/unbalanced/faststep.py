@@ -66,6 +66,8 @@ class Work(NamedTuple):
     dg: np.ndarray
     last: np.ndarray  # (2, m): the last residual and image
     opt: np.ndarray  # tol_pu, max_iter, depth
+    hist: np.ndarray  # (1,): pairs stored so far (ring position), kept across solves
+    gram: np.ndarray  # (depth, depth): real inner products of the stored residual changes
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -98,19 +100,28 @@ def _rdot(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _anderson(w: Work, it: int) -> None:
-    """``w.x`` ← the Anderson mix of the last ``depth`` steps (real least squares: the map
-    is only R-linear); ``w.gbr`` holds the image of the present ``w.x``."""
+def _anderson(w: Work, first: bool) -> None:
+    """``w.x`` ← the Anderson mix of the last ``depth`` pairs (real least squares: the map
+    is only R-linear); ``w.gbr`` holds the image of the present ``w.x``.
+
+    The pairs (changes of residual and image between two iterations of one solve) are kept
+    across solves: the next step's map has nearly the same Jacobian, so its first iteration
+    is already a secant step instead of a plain one. ``first``: the first iteration of a
+    solve (no pair with the previous solve's map)."""
     depth, m = w.df.shape[0], len(w.x)
-    slot = (it - 2) % depth
-    for q in range(m):  # residual f = gbr − x; histories of its and the image's changes
-        fq = w.gbr[q] - w.x[q]
-        if it > 1:
+    if not first:
+        slot = w.hist[0] % depth
+        for q in range(m):
+            fq = w.gbr[q] - w.x[q]
             w.df[slot, q] = fq - w.last[0, q]
             w.dg[slot, q] = w.gbr[q] - w.last[1, q]
-        w.last[0, q] = fq
+        w.hist[0] += 1
+        for j in range(min(w.hist[0], depth)):  # one new row of the Gram matrix
+            w.gram[slot, j] = w.gram[j, slot] = _rdot(w.df[slot], w.df[j])
+    for q in range(m):
+        w.last[0, q] = w.gbr[q] - w.x[q]
         w.last[1, q] = w.gbr[q]
-    k = min(it - 1, depth)
+    k = min(w.hist[0], depth)
     if k == 0:
         w.x[:] = w.gbr
         return
@@ -118,8 +129,8 @@ def _anderson(w: Work, it: int) -> None:
     rhs = np.empty(k)
     for i in range(k):
         rhs[i] = _rdot(w.df[i], w.last[0])
-        for j in range(i + 1):
-            a[i, j] = a[j, i] = _rdot(w.df[i], w.df[j])
+        for j in range(k):
+            a[i, j] = w.gram[i, j]
     tr = 0.0
     for i in range(k):
         tr += a[i, i]
@@ -147,33 +158,53 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
             d = w.g[i] - v[i]
             dv2 = max(dv2, (d.real * d.real + d.imag * d.imag) * sa.inv_vb2[i])
             v[i] = w.g[i]
-        if dv2 < tol * tol:
-            return it
+        if depth == 0:
+            if dv2 < tol * tol:
+                return it
+            _vbr(ld, v, w.x)
+            continue
         _vbr(ld, v, w.gbr)
-        if depth > 0:
-            _anderson(w, it)
-        else:
-            w.x[:] = w.gbr
+        if dv2 < tol * tol and _evaluated_at(ld, w, tol):
+            return it
+        _anderson(w, it == 1)
     return -1
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _evaluated_at(ld: LoadArr, w: Work, tol: float) -> bool:
+    """Whether the loads were evaluated within ``tol`` pu of the voltages they produced
+    (``w.gbr``): with Anderson mixing a small change of the node voltages alone can be a
+    stalled mix, not a solution."""
+    for q in range(len(w.x)):
+        d = w.gbr[q] - w.x[q]
+        if (d.real * d.real + d.imag * d.imag) > (tol * ld.vbase[q]) ** 2:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
+    """Extremes, time outside Range A and unbalance, on squared magnitudes (a root only
+    where an extreme moves)."""
     for i in range(len(v)):
-        vpu = abs(v[i]) / sa.vbase[i]
-        if vpu > 0.05:
-            sa.vmin[i] = min(sa.vmin[i], vpu)
-            sa.vmax[i] = max(sa.vmax[i], vpu)
-            if vpu < 0.95 or vpu > 1.05:
+        v2 = (v[i].real * v[i].real + v[i].imag * v[i].imag) * sa.inv_vb2[i]
+        if v2 > 0.0025:  # 0.05 pu: a live node-phase
+            if v2 < sa.vmin[i] * sa.vmin[i]:
+                sa.vmin[i] = np.sqrt(v2)
+            if sa.vmax[i] < 0.0 or v2 > sa.vmax[i] * sa.vmax[i]:
+                sa.vmax[i] = np.sqrt(v2)
+            if v2 < 0.9025 or v2 > 1.1025:  # outside 0.95 … 1.05 pu
                 sa.outside[i] += 1
     a2 = A120 * A120
     for q in range(sa.tri.shape[0]):
         va, vb, vc = v[sa.tri[q, 0]], v[sa.tri[q, 1]], v[sa.tri[q, 2]]
-        v1 = abs((va + A120 * vb + a2 * vc) / 3.0)
-        v2 = abs((va + a2 * vb + A120 * vc) / 3.0)
-        vuf = 100.0 * v2 / max(v1, 1e-12)
-        sa.vuf_max[q] = max(sa.vuf_max[q], vuf)
-        if vuf > 2.0:
+        p1 = va + A120 * vb + a2 * vc
+        p2 = va + a2 * vb + A120 * vc
+        n1 = max(p1.real * p1.real + p1.imag * p1.imag, 9e-24)  # |3·V1|², floored at 1e-12
+        r2 = 1e4 * (p2.real * p2.real + p2.imag * p2.imag) / n1  # VUF² in %²
+        if r2 > sa.vuf_max[q] * sa.vuf_max[q]:
+            sa.vuf_max[q] = np.sqrt(r2)
+        if r2 > 4.0:
             sa.vuf_above[q] += 1
 
 
@@ -183,10 +214,13 @@ def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
         i = 0j
         for k in range(sa.bp[r], sa.bp[r + 1]):
             i += sa.bx[k] * v[sa.bi[k]]
-        lr = abs(i) / sa.rating[r]
-        if lr > 1.0:
+        i2 = i.real * i.real + i.imag * i.imag
+        rt = sa.rating[r]
+        if i2 > rt * rt:
             sa.overload[r] += 1
-        sa.max_loading[r] = max(sa.max_loading[r], lr)
+        top = sa.max_loading[r] * rt
+        if i2 > top * top:
+            sa.max_loading[r] = np.sqrt(i2) / rt
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

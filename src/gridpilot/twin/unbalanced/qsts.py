@@ -53,7 +53,8 @@ class QstsOptions:
     tol_pu: float = 1e-6  # per-step convergence (OpenDSS's default is 1e-4)
     engine: str = "auto"  # "compiled" (step loop in numba), "python" (block solves), "auto"
     chunk: int = 2048  # compiled engine: steps whose load powers are built at once
-    accel: int = 3  # compiled engine: Anderson depth of the per-step fixed point (0: plain)
+    accel: int = -1  # compiled engine: Anderson depth of the per-step fixed point (0: plain;
+    # -1: by feeder size, see qsts_loop.anderson_depth)
     warmup_steps: int = 0  # compiled engine: steps run before ``start_h`` for the controls
     # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
 

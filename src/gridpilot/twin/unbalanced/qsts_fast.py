@@ -234,7 +234,8 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
     n, m, depth = twin.net.n, twin.loads.m, max(int(opt[2]), 1)
     w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
              np.zeros(m, complex), np.zeros((depth, m), complex), np.zeros((depth, m), complex),
-             np.zeros((2, m), complex), opt)  # fmt: skip
+             np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
+             np.zeros((depth, depth)))  # fmt: skip
     return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st,
                _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w)  # fmt: skip
 

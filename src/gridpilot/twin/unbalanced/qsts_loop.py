@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gridpilot.errors import ConvergenceError
+from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.twin.unbalanced.faststep import Run, run_chunk
 from gridpilot.twin.unbalanced.qsts_fast import pack, stat_arrays, write_back
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
@@ -29,6 +29,21 @@ def _rating(twin: UnbalancedTwin) -> np.ndarray:
     return np.where(rating > 0, rating, np.inf)
 
 
+LARGE_FEEDER = 1000  # load branches from which the deeper Anderson history pays
+
+
+def anderson_depth(accel: int, load_branches: int) -> int:
+    """Anderson depth of the compiled loop: ``accel`` when given (>= 0), else 3 on feeders
+    under ``LARGE_FEEDER`` load branches and 8 above. Measured (96-288 steps of 15 min,
+    history kept across steps): ieee123 6.0 iterations per step at 3, 6.9 at 8; ieee8500
+    16.6 at 3, 13.1 at 8."""
+    if accel < -1:
+        raise ValidationError(f"accel must be -1 (auto), 0 (plain) or a depth, got {accel}")
+    if accel >= 0:
+        return accel
+    return 3 if load_branches < LARGE_FEEDER else 8
+
+
 def run_compiled(
     twin: UnbalancedTwin,
     opts: QstsOptions,
@@ -38,7 +53,8 @@ def run_compiled(
     """Run ``opts`` on the compiled engine (same rules as the Python runner)."""
     br = twin.net.branch_rows
     acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
-    opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(max(opts.accel, 0))])
+    depth = anderson_depth(opts.accel, twin.loads.m)
+    opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(depth)])
     f0 = twin.factorisations
     run = pack(twin, acc, _rating(twin), opt)
     v = np.zeros(twin.net.n, complex)

@@ -39,7 +39,7 @@ class SchurLU(NamedTuple):
     up: np.ndarray
     ui: np.ndarray
     ux: np.ndarray
-    udiag: np.ndarray
+    udiag: np.ndarray  # 1 / U's diagonal (a product per row in the backward sweep)
     perm_r: np.ndarray
     perm_c: np.ndarray
     fp: np.ndarray  # F in CSR (K rows)
@@ -84,7 +84,7 @@ def build_schur(net: Network, y_loads: sp.spmatrix) -> SchurLU:
         ) from None
     low = sp.csr_matrix(lu.L)
     up = sp.csr_matrix(lu.U)
-    udiag = up.diagonal().astype(complex)
+    udiag = 1.0 / up.diagonal().astype(complex)
     low.setdiag(0)
     up.setdiag(0)
     perm_r, perm_c = np.asarray(lu.perm_r, np.int64), np.asarray(lu.perm_c, np.int64)
@@ -140,7 +140,7 @@ def _backward(f: SchurLU, out: np.ndarray) -> None:
         acc = w[i]
         for q in range(f.up[i], f.up[i + 1]):
             acc -= f.ux[q] * w[f.ui[q]]
-        w[i] = acc / f.udiag[i]
+        w[i] = acc * f.udiag[i]
     for i in range(len(w)):
         out[f.nk[i]] = w[f.perm_c[i]]
 
