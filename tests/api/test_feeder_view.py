@@ -300,3 +300,18 @@ def test_a_process_that_exits_mid_study_exits_zero() -> None:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "asked" in res.stdout
+
+
+def test_a_study_child_stopped_by_a_signal_is_no_failure() -> None:
+    """A hosting study's child killed by a signal (the server stopping) is
+    :class:`StudyInterrupted`, logged as information; one that exits by itself without an
+    answer is a failure (RuntimeError naming its exit code)."""
+    from childutil import exits_with_3, killed_by_a_signal
+    from gridpilot.api.hosting3p import StudyInterrupted, compute_in_child
+
+    g = load_grid("ieee13")
+    with pytest.raises(StudyInterrupted, match="exit code -9"):
+        compute_in_child(g, "pv", target=killed_by_a_signal)
+    with pytest.raises(RuntimeError, match="exit code 3") as err:
+        compute_in_child(g, "pv", target=exits_with_3)
+    assert not isinstance(err.value, StudyInterrupted)

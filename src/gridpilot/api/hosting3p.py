@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,30 @@ def _study_child(grid: ThreePhaseGrid, der: str, conn: Any) -> None:
         conn.close()
 
 
-def compute_in_child(grid: ThreePhaseGrid, der: str) -> tuple[pd.DataFrame, float]:
+class StudyInterrupted(RuntimeError):
+    """The study's process was stopped (a signal, or the server shutting down) before it
+    answered: not a failure of the study."""
+
+
+def compute_in_child(
+    grid: ThreePhaseGrid, der: str, target: Callable[..., None] | None = None
+) -> tuple[pd.DataFrame, float]:
     """:func:`compute_table` in a daemon child process (spawned: no forked server threads);
-    a failure there is raised here as a :class:`RuntimeError` with its text."""
+    a failure there is raised here as a :class:`RuntimeError` with its text, a child stopped
+    by a signal as :class:`StudyInterrupted`. ``target``: the child's function (tests)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_study_child, args=(grid, der, child), daemon=True)
+    proc = ctx.Process(target=target or _study_child, args=(grid, der, child), daemon=True)
     proc.start()
     child.close()
     try:
         out = parent.recv()
-    except EOFError as exc:
-        raise RuntimeError(f"hosting study process ended (exit code {proc.exitcode})") from exc
+    except EOFError:
+        proc.join(timeout=5)
+        code = proc.exitcode
+        if code is None or code < 0:  # killed (a signal, or the server stopping): no failure
+            raise StudyInterrupted(f"hosting study process stopped (exit code {code})") from None
+        raise RuntimeError(f"hosting study process ended (exit code {code})") from None
     finally:
         proc.join(timeout=5)
     if isinstance(out[0], str):
@@ -143,6 +156,12 @@ class HostingCache:
     def _compute(self, der: str) -> None:
         try:
             table, secs = compute_in_child(self.grid, der)
+        except StudyInterrupted as exc:  # the server (or its test) is stopping
+            log.info("hosting study of %s (%s) stopped: %s", self.grid.name, der, exc)
+            with self._lock:
+                self._failed[der] = f"stopped before it finished: {exc}"
+                self._running.pop(der, None)
+            return
         except Exception as exc:  # said in the answer, not lost in a thread
             log.exception("hosting capacity of %s (%s) failed", self.grid.name, der)
             with self._lock:
