@@ -10,6 +10,9 @@
 >>> rep = estimate_robust(UnbalancedEstimator(lin), m)            # LNR removal
 >>> rep.result.v_pu, rep.removed_labels
 
+For any size (ieee8500 too), ``build_network(twin)`` picks the dense model or the sparse one
+(:mod:`.sparse`: no dense ``A``) and ``estimator_for(lin)`` its estimator.
+
 See docs/estimation.md ("Three-phase estimation").
 """
 
@@ -28,7 +31,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "normalised_residuals",
     ),
     "measurements": ("UnbalancedMeasurements",),
-    "model": ("LinearNetwork", "build_linear_network"),
+    "model": ("LinearNetwork", "SeNetwork", "build_linear_network"),
+    "sparse": ("SparseNetwork", "build_network", "build_sparse_network", "check_network_size"),
+    "sparse_wls": ("SparseEstimator", "estimator_for"),
     "sensors": ("SensorSpec", "SensorTruth", "build_measurements", "metered_loads"),
     "study": (
         "Case",
@@ -56,13 +61,24 @@ if TYPE_CHECKING:
         normalised_residuals,
     )
     from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
-    from gridpilot.estimation.unbalanced.model import LinearNetwork, build_linear_network
+    from gridpilot.estimation.unbalanced.model import (
+        LinearNetwork,
+        SeNetwork,
+        build_linear_network,
+    )
     from gridpilot.estimation.unbalanced.sensors import (
         SensorSpec,
         SensorTruth,
         build_measurements,
         metered_loads,
     )
+    from gridpilot.estimation.unbalanced.sparse import (
+        SparseNetwork,
+        build_network,
+        build_sparse_network,
+        check_network_size,
+    )
+    from gridpilot.estimation.unbalanced.sparse_wls import SparseEstimator, estimator_for
     from gridpilot.estimation.unbalanced.study import (
         Case,
         GrossError,
