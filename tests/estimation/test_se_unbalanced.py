@@ -322,6 +322,8 @@ def test_build_network_takes_the_sparse_model_beyond_the_dense_limit(monkeypatch
         build_network(twin)
     with pytest.raises(ValidationError, match="too large for the three-phase estimator"):
         run_case(load_grid("ieee13"), Case("fresh", SensorSpec()), TruthOptions())
+    code, out = _invoke("estimate", "ieee13", "--delay", "0")
+    assert code == 2 and "ieee13" in out and "too large" in out and "Traceback" not in out, out
 
 
 def test_ieee8500_takes_the_sparse_model_and_its_size_is_accepted() -> None:
