@@ -1,8 +1,9 @@
 """Three-phase state estimation against the true state, side by side with a power flow
 from the same data (the reference an operator has without an estimator), one run.
 
-Per feeder (ieee13, ieee34, ieee123) and case, over ``--seeds`` seeds (each: which loads
-carry a smart meter, the measurement noise and the customers' deviation from the profile):
+Per feeder (ieee13, ieee34, ieee123, and ieee8500 in a short run) and case, over ``--seeds``
+seeds (each: which loads carry a smart meter, the measurement noise and the customers'
+deviation from the profile):
 
 * cases: ``fresh`` (meters read now), ``fresh+bad`` (gross errors on a feeder-head P, a
   regulator |V| and two smart meters, removed by the largest normalised residual),
@@ -19,10 +20,16 @@ carry a smart meter, the measurement noise and the customers' deviation from the
   compiled there, every load set to its true kW/kvar, the same taps and capacitor states,
   solved with controls off; largest |V| (pu) and angle (degrees) difference, seed 0;
 * ``estimate_ms`` (median first estimate), ``robust_ms`` (median with removals and
-  re-estimates); states and measurement counts. ``load`` is the machine's 1-min load average.
+  re-estimates); states and measurement counts; ``model`` dense or sparse; ``peak_rss_mb``
+  the process's peak resident memory when the grid's last case ended. ``load`` is the
+  machine's 1-min load average (also per row: ``load_after``).
+* ``ieee8500`` (sparse model, :mod:`gridpilot.estimation.unbalanced.sparse`) runs short:
+  ``--big-seeds`` seeds (1) of the ``--big-cases`` (fresh, delayed aligned, delayed+bad),
+  without the OpenDSS check of the truth.
 
     .venv/bin/python bench/se_unbalanced.py --json
     .venv/bin/python bench/se_unbalanced.py --grids ieee123 --seeds 20 --json
+    .venv/bin/python bench/se_unbalanced.py --grids ieee8500 --json
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 from dataclasses import replace
 from typing import Any
@@ -45,7 +53,9 @@ from gridpilot.estimation.unbalanced import (
 )
 from gridpilot.model import load_grid
 
-GRIDS = ["ieee13", "ieee34", "ieee123"]
+GRIDS = ["ieee13", "ieee34", "ieee123", "ieee8500"]
+BIG = {"ieee8500"}  # short run: --big-seeds, --big-cases, no OpenDSS check
+BIG_CASES = "fresh,delayed aligned,delayed+bad"
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -60,6 +70,7 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "seeds": len(rows),
         "node_phases": r0["node_phases"],
         "states_real": r0["states_real"],
+        "model": r0["model"],
         "measurements": r0["measurements"],
         "meter_delay_s": r0["meter_delay_s"],
         "v_err_max_pu": mean("v_err_max_pu"),
@@ -77,6 +88,7 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "detectable_meter_v_pu_median": mean("detectable_meter_v_pu_median"),
         "estimate_ms": round(float(np.median([r["estimate_ms"] for r in rows])), 2),
         "robust_ms": round(float(np.median([r["robust_ms"] for r in rows])), 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
 
 
@@ -109,31 +121,43 @@ def opendss_truth(name: str, hour: float) -> dict[str, Any]:
     return {"max_dv_pu": a.max_dv_pu, "max_dangle_deg": a.max_dangle_deg, "worst": a.worst_node}
 
 
+def _grid_rows(name: str, a: argparse.Namespace) -> list[dict[str, Any]]:
+    """The aggregated rows of one grid (short for the big ones)."""
+    big = name in BIG
+    g = load_grid(name)
+    ref = None if big else opendss_truth(name, a.hour)
+    seeds = a.big_seeds if big else a.seeds
+    wanted = set(a.big_cases.split(",")) if big else None
+    out = []
+    for case in default_cases(SensorSpec(meter_coverage=a.coverage)):
+        if wanted is not None and case.name not in wanted:
+            continue
+        rows = [
+            run_case(g, replace(case, spec=replace(case.spec, seed=s)),
+                     TruthOptions(hour=a.hour, seed=s))
+            for s in range(seeds)
+        ]  # fmt: skip
+        out.append(_aggregate(rows))
+        print(f"{name} {case.name}: done", file=sys.stderr)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for r in out:
+        r["opendss"] = ref
+        r["peak_rss_mb"] = round(rss)
+    return out
+
+
 def main() -> int:
     """Run the study and print the rows (JSON or a table)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grids", nargs="+", default=GRIDS)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--big-seeds", type=int, default=1)
+    ap.add_argument("--big-cases", default=BIG_CASES)
     ap.add_argument("--hour", type=float, default=7.5)
     ap.add_argument("--coverage", type=float, default=0.7)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    out = []
-    for name in a.grids:
-        g = load_grid(name)
-        ref = opendss_truth(name, a.hour)
-        for case in default_cases(SensorSpec(meter_coverage=a.coverage)):
-            rows = [
-                run_case(g, replace(case, spec=replace(case.spec, seed=s)),
-                         TruthOptions(hour=a.hour, seed=s))
-                for s in range(a.seeds)
-            ]  # fmt: skip
-            out.append(_aggregate(rows))
-            print(f"{name} {case.name}: done", file=sys.stderr)
-        for r in out:
-            if r["grid"] == name:
-                r["opendss"] = ref
-
+    out = [row for name in a.grids for row in _grid_rows(name, a)]
     doc = {"load": round(os.getloadavg()[0], 2), "hour": a.hour, "coverage": a.coverage,
            "rows": out}  # fmt: skip
     if a.json:

@@ -60,8 +60,9 @@ EXPORTED: dict[str, set[str]] = {
     },
     "estimation.unbalanced": {
         "Case", "RobustEstimate", "SensorSpec", "TruthOptions", "UnbalancedEstimator",
-        "UnobservableError", "build_linear_network", "build_measurements", "default_cases",
-        "detectability", "estimate_robust", "run_case", "state_errors", "true_state",
+        "UnobservableError", "build_linear_network", "build_measurements", "build_network",
+        "default_cases", "detectability", "estimate_robust", "estimator_for", "run_case",
+        "state_errors", "true_state",
     },
     "field": {
         "Command", "DeviceFleet", "FieldCommandReceiver", "FieldEvent", "FieldSimulator",

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,12 @@ from gridpilot.estimation.unbalanced import (
     true_state,
 )
 from gridpilot.estimation.unbalanced.model import LinearNetwork
+from gridpilot.estimation.unbalanced.sparse import (
+    SparseNetwork,
+    build_network,
+    build_sparse_network,
+)
+from gridpilot.estimation.unbalanced.sparse_wls import SparseEstimator, estimator_for
 from gridpilot.estimation.unbalanced.study import TrueState, default_gross_errors, with_gross_errors
 from gridpilot.model import load_grid
 from gridpilot.twin.unbalanced import UnbalancedTwin
@@ -230,3 +237,105 @@ def test_a_feeder_too_large_for_the_dense_map_is_refused_by_name(monkeypatch) ->
     twin = UnbalancedTwin(load_grid("ieee13"))
     with pytest.raises(ValidationError, match=r"ieee13: 41 node-phases × \d+ states"):
         build_linear_network(twin)
+
+
+# --- the sparse model (ieee8500-sized feeders), checked against the dense one -------------
+
+
+@lru_cache(maxsize=2)
+def _sparse_setup(name: str) -> tuple[TrueState, LinearNetwork, SparseNetwork]:
+    twin = UnbalancedTwin(load_grid(name))
+    ts = true_state(twin, 900.0, TruthOptions(hour=7.5, seed=0))
+    return ts, build_linear_network(twin), build_sparse_network(twin)
+
+
+@pytest.mark.parametrize("name", ["ieee13", "ieee123"])
+def test_sparse_rows_are_the_dense_rows_of_a(name: str) -> None:
+    ts, dense, sparse = _sparse_setup(name)
+    spec = SensorSpec(seed=1, delay_sigma_frac=0.25, align_delayed=True)
+    md = build_measurements(dense, ts.truth, spec)
+    ms = build_measurements(sparse, ts.truth, spec)
+    assert ms.labels == md.labels and sp.issparse(ms.u) and not sp.issparse(md.u)
+    scale = np.abs(md.u).max()
+    assert np.max(np.abs(sparse.as_dense_rows(ms.u) - md.u)) < 1e-8 * scale
+    assert np.max(np.abs(sparse.as_dense_rows(ms.w) - md.w)) < 1e-8 * np.abs(md.w).max()
+    v = sparse.voltages(ts.truth.z_now)
+    assert np.max(np.abs(v - dense.voltages(ts.truth.z_now)) / dense.vbase_v) < 1e-8
+    # the delayed |V| rows' σ uses A's load columns (transposed solves here)
+    assert np.allclose(ms.sigma, md.sigma, rtol=1e-9)
+    assert np.allclose(ms.value, md.value, rtol=1e-7, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ieee13", "ieee123"])
+def test_sparse_estimator_equals_the_dense_one(name: str) -> None:
+    ts, dense, sparse = _sparse_setup(name)
+    spec = SensorSpec(seed=2, meter_delay_s=0.0)
+    md = build_measurements(dense, ts.truth, spec)
+    ms = build_measurements(sparse, ts.truth, spec)
+    ms.value, ms.sigma = md.value.copy(), md.sigma.copy()  # the same readings
+    de, se = UnbalancedEstimator(dense), SparseEstimator(sparse)
+    assert se.n_free == de.free.size
+    # one Gauss-Newton step from the same point: the same direction
+    z = de.flat_start()
+    z[dense.m] = abs(z[dense.m])
+    st_d, st_s = de._linearise(md, z), se._linearise(ms, z)
+    dd = st_d.direction((md.value - st_d.h) / md.sigma)
+    ds = st_s.direction((ms.value - st_s.h) / ms.sigma)
+    assert np.max(np.abs(dd - ds)) < 1e-6 * np.max(np.abs(dd))
+    # and the same estimate (both stop at the estimator's tolerance: ~1e-7 pu apart)
+    rd, rs = de.estimate(md), se.estimate(ms)
+    assert np.max(np.abs(rd.v - rs.v) / dense.vbase_v) < 1e-6
+    assert rs.chi2 == pytest.approx(rd.chi2, rel=1e-6) and rs.dof == rd.dof
+    # K_ii at the same state: the sparse solves against the dense SVD
+    k_d = de._linearise(md, rs.z).k_diag()
+    assert np.max(np.abs(se._linearise(ms, rs.z).k_diag() - k_d)) < 1e-6
+
+
+def test_sparse_path_removes_the_same_gross_errors() -> None:
+    ts, dense, sparse = _sparse_setup("ieee123")
+    spec = SensorSpec(seed=1, meter_delay_s=0.0)
+    md = build_measurements(dense, ts.truth, spec)
+    bad = with_gross_errors(md, default_gross_errors(md))
+    ms = build_measurements(sparse, ts.truth, spec)
+    ms.value, ms.sigma = bad.value.copy(), bad.sigma.copy()
+    rep_d = estimate_robust(UnbalancedEstimator(dense), bad)
+    rep_s = estimate_robust(SparseEstimator(sparse), ms)
+    assert rep_s.removed_labels == rep_d.removed_labels and rep_d.removed_labels
+    assert np.max(np.abs(rep_s.result.v - rep_d.result.v) / dense.vbase_v) < 1e-6
+
+
+def test_sparse_unobservable_loads_are_named() -> None:
+    ts, _, sparse = _sparse_setup("ieee13")
+    m = build_measurements(sparse, ts.truth, SensorSpec(meter_coverage=0.0, pseudo=False))
+    with pytest.raises(UnobservableError) as exc:
+        SparseEstimator(sparse).estimate(m)
+    assert "not observable" in str(exc.value)
+    assert exc.value.states and all(s.startswith("load.") for s in exc.value.states)
+
+
+def test_build_network_takes_the_sparse_model_beyond_the_dense_limit(monkeypatch) -> None:
+    from gridpilot.estimation.unbalanced import model, sparse
+
+    twin = UnbalancedTwin(load_grid("ieee13"))
+    assert isinstance(build_network(twin), LinearNetwork)
+    monkeypatch.setattr(model, "_DENSE_LIMIT", 100)
+    lin = build_network(twin)
+    assert isinstance(lin, SparseNetwork)
+    assert isinstance(estimator_for(lin), SparseEstimator)
+    monkeypatch.setattr(sparse, "SPARSE_LIMIT", 50)
+    with pytest.raises(ValidationError, match=r"ieee13: 41 node-phases \+ \d+ load branches"):
+        build_network(twin)
+    with pytest.raises(ValidationError, match="too large for the three-phase estimator"):
+        run_case(load_grid("ieee13"), Case("fresh", SensorSpec()), TruthOptions())
+    code, out = _invoke("estimate", "ieee13", "--delay", "0")
+    assert code == 2 and "ieee13" in out and "too large" in out and "Traceback" not in out, out
+
+
+def test_ieee8500_takes_the_sparse_model_and_its_size_is_accepted() -> None:
+    from gridpilot.estimation.unbalanced.model import dense_fits
+    from gridpilot.estimation.unbalanced.sparse import check_network_size
+
+    twin = UnbalancedTwin(load_grid("ieee8500"))
+    assert not dense_fits(twin)  # 8,531 × 2,357 > 5 M: the dense map is refused
+    check_network_size(twin)  # but the sparse model takes it
+    assert twin.net.n + twin.loads.m > 10_000

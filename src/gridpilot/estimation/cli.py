@@ -107,7 +107,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def estimate(
-        grid: Annotated[str, typer.Argument(help="three-phase grid (ieee13, ieee34, ieee123 …)")],
+        grid: Annotated[
+            str, typer.Argument(help="three-phase grid (ieee13, ieee34, ieee123, ieee8500 …)")
+        ],
         hour: Annotated[float, typer.Option(help="hour of the day of the true state")] = 7.5,
         coverage: Annotated[
             float, typer.Option(help="share of the loads with a smart meter (0–1)")

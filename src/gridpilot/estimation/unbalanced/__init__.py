@@ -10,6 +10,9 @@
 >>> rep = estimate_robust(UnbalancedEstimator(lin), m)            # LNR removal
 >>> rep.result.v_pu, rep.removed_labels
 
+For any size (ieee8500 too), ``build_network(twin)`` picks the dense model or the sparse one
+(:mod:`.sparse`: no dense ``A``) and ``estimator_for(lin)`` its estimator.
+
 See docs/estimation.md ("Three-phase estimation").
 """
 
@@ -22,6 +25,8 @@ from gridpilot._lazy import lazy_exports
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "lnr": ("detectability", "estimate_robust"),
     "model": ("build_linear_network",),
+    "sparse": ("build_network",),
+    "sparse_wls": ("estimator_for",),
     "sensors": ("SensorSpec", "build_measurements"),
     "study": ("Case", "TruthOptions", "default_cases", "run_case", "state_errors", "true_state"),
     "wls": ("UnbalancedEstimator", "UnobservableError"),
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
     from gridpilot.estimation.unbalanced.lnr import detectability, estimate_robust
     from gridpilot.estimation.unbalanced.model import build_linear_network
     from gridpilot.estimation.unbalanced.sensors import SensorSpec, build_measurements
+    from gridpilot.estimation.unbalanced.sparse import build_network
+    from gridpilot.estimation.unbalanced.sparse_wls import estimator_for
     from gridpilot.estimation.unbalanced.study import (
         Case,
         TruthOptions,

@@ -31,7 +31,7 @@ import numpy as np
 from gridpilot.errors import ConvergenceError
 from gridpilot.estimation.robust import RemovedMeasurement, RobustEstimate
 from gridpilot.estimation.unbalanced.measurements import UnbalancedMeasurements
-from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate, UnbalancedEstimator
+from gridpilot.estimation.unbalanced.wls import GaussNewton, UnbalancedEstimate
 
 log = logging.getLogger(__name__)
 CRITICAL = 1e-6
@@ -56,7 +56,7 @@ def detectability(est: UnbalancedEstimate, lnr_limit: float = 3.0) -> np.ndarray
 
 
 def estimate_robust(
-    se: UnbalancedEstimator,
+    se: GaussNewton,
     m: UnbalancedMeasurements,
     *,
     lnr_limit: float = 3.0,

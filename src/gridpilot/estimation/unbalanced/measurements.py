@@ -6,13 +6,18 @@ Each row is ``|u·z| / scale`` (kind ``MAG``: a voltage in pu or a current in A)
 ``pseudo``); ``delayed`` marks readings older than the estimate's time; ``fallback`` holds,
 per row, the value and σ of a pseudo-measurement that replaces the row if it is rejected as
 bad data (a smart meter's P/Q falls back to the load profile; NaN: none, the row is dropped).
+``u`` and ``w`` are dense over the state ``z`` (:class:`.model.LinearNetwork`) or CSR over
+``x = (V, I_load)`` (:class:`.sparse.SparseNetwork`); :meth:`UnbalancedMeasurements.jacobian`
+is then sparse too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 MAG, P, Q = 0, 1, 2
 KIND_NAMES = {MAG: "mag", P: "P", Q: "Q"}
@@ -20,11 +25,12 @@ KIND_NAMES = {MAG: "mag", P: "P", Q: "Q"}
 
 @dataclass
 class UnbalancedMeasurements:
-    """A set of scalar measurements (arrays of length ``M``; ``u``, ``w`` are M × p)."""
+    """A set of scalar measurements (arrays of length ``M``; ``u``, ``w`` are M × p dense,
+    or M × (n + m) CSR)."""
 
     kind: np.ndarray
-    u: np.ndarray
-    w: np.ndarray
+    u: Any
+    w: Any
     scale: np.ndarray
     value: np.ndarray
     sigma: np.ndarray
@@ -52,8 +58,10 @@ class UnbalancedMeasurements:
         h = np.where(self.kind == MAG, np.abs(a), np.where(self.kind == P, s.real, s.imag))
         return h / self.scale
 
-    def jacobian(self, z: np.ndarray) -> np.ndarray:
-        """d h / d [Re z, Im z] (M × 2p), real."""
+    def jacobian(self, z: np.ndarray) -> Any:
+        """d h / d [Re z, Im z] (M × 2p), real; CSR when the rows are."""
+        if sp.issparse(self.u):
+            return self._sparse_jacobian(z)
         a = self.u @ z
         b = self.w @ z
         mag = np.maximum(np.abs(a), 1e-12)[:, None]
@@ -71,6 +79,25 @@ class UnbalancedMeasurements:
             np.where((self.kind == P)[:, None], ds_im.real, ds_im.imag),
         )
         return np.hstack([h_re, h_im]) / self.scale[:, None]
+
+    def _sparse_jacobian(self, x: np.ndarray) -> sp.csr_matrix:
+        """:meth:`jacobian` for CSR rows (the same formulas, row-scaled sparse products)."""
+        a = self.u @ x
+        b = self.w @ x
+        mag = self.kind == MAG
+        diag = sp.diags
+        cu = diag(np.where(mag, np.conj(a) / np.maximum(np.abs(a), 1e-12), 0.0)) @ self.u
+        ub = diag(np.where(mag, 0.0, np.conj(b))) @ self.u
+        aw = diag(np.where(mag, 0.0, a)) @ self.w.conj()
+        ds_re = ub + aw
+        ds_im = 1j * (ub - aw)
+        is_p = diag((self.kind == P).astype(float))
+        is_q = diag((self.kind == Q).astype(float))
+        h_re = cu.real + is_p @ ds_re.real + is_q @ ds_re.imag
+        h_im = -cu.imag + is_p @ ds_im.real + is_q @ ds_im.imag
+        jac = (diag(1.0 / self.scale) @ sp.hstack([h_re, h_im])).tocsr()
+        jac.eliminate_zeros()
+        return jac
 
     def subset(self, keep: np.ndarray) -> UnbalancedMeasurements:
         """The measurements at positions ``keep`` (indices or a boolean mask)."""
@@ -131,8 +158,8 @@ class _Rows:
     """Rows under construction (appended one by one, stacked once)."""
 
     kind: list[int] = field(default_factory=list)
-    u: list[np.ndarray] = field(default_factory=list)
-    w: list[np.ndarray] = field(default_factory=list)
+    u: list[Any] = field(default_factory=list)
+    w: list[Any] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
     sigma: list[float] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
@@ -140,13 +167,15 @@ class _Rows:
     delayed: list[bool] = field(default_factory=list)
     value: list[float] = field(default_factory=list)
 
-    def add(self, kind: int, u: np.ndarray, w: np.ndarray | None, scale: float, label: str,  # noqa: PLR0913
+    def add(self, kind: int, u: Any, w: Any | None, scale: float, label: str,  # noqa: PLR0913
             source: str, *, sigma: float = 1.0, delayed: bool = False,
             value: float = float("nan")) -> None:  # fmt: skip
-        """Append one scalar row."""
+        """Append one scalar row (dense, or a 1-row CSR matrix)."""
         self.kind.append(kind)
         self.u.append(u)
-        self.w.append(np.zeros_like(u) if w is None else w)
+        if w is None:
+            w = sp.csr_matrix(u.shape, dtype=complex) if sp.issparse(u) else np.zeros_like(u)
+        self.w.append(w)
         self.scale.append(scale)
         self.sigma.append(sigma)
         self.labels.append(label)
@@ -157,7 +186,9 @@ class _Rows:
     def build(self, p: int) -> UnbalancedMeasurements:
         """Stack into an :class:`UnbalancedMeasurements`."""
 
-        def stack(rows: list[np.ndarray]) -> np.ndarray:
+        def stack(rows: list[Any]) -> Any:
+            if rows and sp.issparse(rows[0]):
+                return sp.vstack(rows, format="csr")
             return np.vstack(rows) if rows else np.zeros((0, p), complex)
 
         return UnbalancedMeasurements(

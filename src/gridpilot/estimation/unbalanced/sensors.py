@@ -25,7 +25,7 @@ import numpy as np
 
 from gridpilot.errors import ValidationError
 from gridpilot.estimation.unbalanced.measurements import MAG, P, Q, UnbalancedMeasurements, _Rows
-from gridpilot.estimation.unbalanced.model import LinearNetwork
+from gridpilot.estimation.unbalanced.model import SeNetwork
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class SensorTruth:
     profile_ratio: np.ndarray | None = None  # per load branch: profile now / at the reading
 
 
-def metered_loads(lin: LinearNetwork, spec: SensorSpec) -> np.ndarray:
+def metered_loads(lin: SeNetwork, spec: SensorSpec) -> np.ndarray:
     """Grid load positions that carry a smart meter (``meter_coverage`` of them, by seed)."""
     loads = np.unique(lin.load_of)
     k = round(spec.meter_coverage * loads.size)
@@ -92,28 +92,26 @@ def metered_loads(lin: LinearNetwork, spec: SensorSpec) -> np.ndarray:
     return np.sort(rng.choice(loads, size=k, replace=False)) if k else np.zeros(0, np.int64)
 
 
-def _head(rows: _Rows, lin: LinearNetwork) -> None:
+def _head(rows: _Rows, lin: SeNetwork) -> None:
     for k, node in enumerate(lin.src):
         bus, ph = lin.nodes[node]
-        e = np.zeros(lin.p, complex)
-        e[lin.m + k] = 1.0
+        e = lin.src_v_row(k)
         rows.add(MAG, e, None, lin.vbase_v[node], f"head V {bus}.{ph}", "head")
         for kind, q in ((P, "P"), (Q, "Q")):
-            rows.add(kind, e, lin.a_src_i[k], 1e3, f"head {q} {bus}.{ph}", "head")
+            rows.add(kind, e, lin.src_i_row(k), 1e3, f"head {q} {bus}.{ph}", "head")
 
 
-def _regs(rows: _Rows, lin: LinearNetwork) -> None:
+def _regs(rows: _Rows, lin: SeNetwork) -> None:
     for r in lin.regs:
         rows.add(MAG, r.v_row, None, r.vbase_v, f"reg V {r.name}.{r.phase}", "reg")
         rows.add(MAG, r.i_row, None, 1.0, f"reg I {r.name}.{r.phase}", "reg")
 
 
-def _loads(rows: _Rows, lin: LinearNetwork, metered: np.ndarray, spec: SensorSpec) -> None:
+def _loads(rows: _Rows, lin: SeNetwork, metered: np.ndarray, spec: SensorSpec) -> None:
     vrows = lin.branch_v_rows()
     meter = np.isin(lin.load_of, metered)
     for j in range(lin.m):
-        e = np.zeros(lin.p, complex)
-        e[j] = 1.0
+        e = lin.load_row(j)
         name = lin.load_names[j]
         end = lin.nodes[lin.load_a[j]]
         tag = f"{name} {end[0]}.{end[1]}"
@@ -155,20 +153,20 @@ def _sigmas(m: UnbalancedMeasurements, spec: SensorSpec, true: np.ndarray,
 
 
 def _widen_delayed_v(
-    m: UnbalancedMeasurements, lin: LinearNetwork, spec: SensorSpec, truth: SensorTruth
+    m: UnbalancedMeasurements, lin: SeNetwork, spec: SensorSpec, truth: SensorTruth
 ) -> None:
     """Add to each delayed |V| row's σ the spread of its voltage over the delay: every
     load's current moves by ``delay_sigma_frac`` of its profile current (independently),
     mapped through the row's sensitivity to each load current (the linear model)."""
-    vbr = np.abs(lin.branch_v_rows() @ truth.z_now)
+    vbr = np.abs(lin.branch_voltages(truth.z_now))
     di = spec.delay_sigma_frac * np.abs(truth.s_profile_va) / np.maximum(vbr, 1.0)
     rows = np.flatnonzero(m.delayed & (m.kind == MAG))
-    drift_v = np.sqrt((np.abs(m.u[rows, : lin.m]) ** 2) @ (di**2))
+    drift_v = np.sqrt((np.abs(lin.load_columns(m.u[rows])) ** 2) @ (di**2))
     m.sigma[rows] = np.hypot(m.sigma[rows], drift_v / m.scale[rows])
 
 
 def _align_delayed(
-    m: UnbalancedMeasurements, lin: LinearNetwork, s_prof: np.ndarray, ratio: np.ndarray,
+    m: UnbalancedMeasurements, lin: SeNetwork, s_prof: np.ndarray, ratio: np.ndarray,
     j: np.ndarray,
 ) -> None:  # fmt: skip
     """Move delayed readings to the estimate's time by the profile's change: P/Q times the
@@ -180,11 +178,11 @@ def _align_delayed(
     z1 = z0.copy()
     z1[: lin.m] *= ratio
     vr = np.flatnonzero(m.delayed & (m.kind == MAG))
-    m.value[vr] += (np.abs(m.u[vr] @ z1) - np.abs(m.u[vr] @ z0)) / m.scale[vr]
+    m.value[vr] += (np.abs(m.u[vr] @ lin.full(z1)) - np.abs(m.u[vr] @ lin.full(z0))) / m.scale[vr]
 
 
 def build_measurements(
-    lin: LinearNetwork, truth: SensorTruth, spec: SensorSpec = SensorSpec()
+    lin: SeNetwork, truth: SensorTruth, spec: SensorSpec = SensorSpec()
 ) -> UnbalancedMeasurements:
     """The sensor set of ``spec`` on ``lin``, with values from ``truth`` (Gaussian errors of
     the documented σ, drawn with ``spec.seed``, unless ``spec.noise`` is off). Values: V in
@@ -197,12 +195,12 @@ def build_measurements(
         _regs(rows, lin)
     metered = metered_loads(lin, spec)
     _loads(rows, lin, metered, spec)
-    m = rows.build(lin.p)
-    true = np.where(m.delayed, 0.0, m.evaluate(truth.z_now))
+    m = rows.build(lin.width)
+    true = np.where(m.delayed, 0.0, m.evaluate(lin.full(truth.z_now)))
     if m.delayed.any():
-        true[m.delayed] = m.subset(m.delayed).evaluate(truth.z_meter)
+        true[m.delayed] = m.subset(m.delayed).evaluate(lin.full(truth.z_meter))
     src = np.array(m.source)
-    j = np.argmax(np.abs(m.w[:, : lin.m]), axis=1)  # the load branch of a load P/Q row
+    j = lin.load_of_rows(m.w)  # the load branch of a load P/Q row
     s_prof = truth.s_profile_va[j] / 1e3
     prof_mag = np.abs(s_prof)
     pseudo = src == "pseudo"

@@ -22,11 +22,13 @@ from gridpilot.estimation.unbalanced.lnr import detectability, estimate_robust
 from gridpilot.estimation.unbalanced.measurements import MAG, UnbalancedMeasurements
 from gridpilot.estimation.unbalanced.model import (
     LinearNetwork,
+    SeNetwork,
     build_linear_network,
-    check_size,
 )
 from gridpilot.estimation.unbalanced.sensors import SensorSpec, SensorTruth, build_measurements
-from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate, UnbalancedEstimator
+from gridpilot.estimation.unbalanced.sparse import build_network, check_network_size
+from gridpilot.estimation.unbalanced.sparse_wls import estimator_for
+from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
@@ -143,16 +145,17 @@ def voltage_errors(
 
 
 def baseline_powerflow(
-    twin: UnbalancedTwin, lin: LinearNetwork, m: UnbalancedMeasurements, ts: TrueState
+    twin: UnbalancedTwin, lin: SeNetwork, m: UnbalancedMeasurements, ts: TrueState
 ) -> np.ndarray:
     """The node voltages (V) an operator without an estimator gets: the twin's power flow
     with each metered load at its meter's P/Q (as read: delayed, errors and all) and every
     other load at its profile. The reference the estimate is compared with."""
     s = ts.truth.s_profile_va.copy()
+    branch = lin.load_of_rows(m.w)
     for i, lab in enumerate(m.labels):
         if m.source[i] != "meter" or m.kind[i] == MAG:
             continue
-        j = int(np.argmax(np.abs(m.w[i, : lin.m])))
+        j = int(branch[i])
         val = m.value[i] * 1e3
         s[j] = complex(val, s[j].imag) if lab.startswith("meter P") else complex(s[j].real, val)
     v, _ = twin.solve(s[:, None])
@@ -231,13 +234,13 @@ def run_case(
     """Truth, sensors, robust estimate and errors of one case (one JSON-ready row; with
     ``per_node`` also ``per_node``: one dict per node-phase, see :func:`node_errors`)."""
     twin = UnbalancedTwin(grid)
-    check_size(twin)  # before the truth's power flow
+    check_network_size(twin)  # before the truth's power flow
     ts = true_state(twin, case.spec.meter_delay_s, truth_opts)
-    lin = build_linear_network(twin)
+    lin = build_network(twin)
     m = build_measurements(lin, ts.truth, case.spec)
     injected = default_gross_errors(m) if case.gross else []
     m_used = with_gross_errors(m, injected)
-    se = UnbalancedEstimator(lin)
+    se = estimator_for(lin)
     t0 = time.perf_counter()
     rep = estimate_robust(se, m_used)
     robust_ms = (time.perf_counter() - t0) * 1e3
@@ -253,7 +256,8 @@ def run_case(
         "meter_delay_s": case.spec.meter_delay_s,
         "meter_coverage": case.spec.meter_coverage,
         "node_phases": len(lin.nodes),
-        "states_real": int(se.free.size),
+        "model": "dense" if isinstance(lin, LinearNetwork) else "sparse",
+        "states_real": se.n_free,
         "measurements": m_used.count_by_source(),
         **state_errors(res, ts.v_now, int(lin.src[0])),
         "first_v_err_max_pu": state_errors(rep.first, ts.v_now, int(lin.src[0]))["v_err_max_pu"],
