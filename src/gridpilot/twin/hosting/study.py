@@ -16,6 +16,7 @@ from gridpilot.errors import ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.hosting.checks import base_exempt, flag_names
 from gridpilot.twin.hosting.feeder import Feeder, phase_nodes
+from gridpilot.twin.hosting.newton import Chord
 from gridpilot.twin.hosting.options import HostingOptions, Scenario
 from gridpilot.twin.hosting.search import Base, search
 from gridpilot.twin.hosting.sensitivity import estimate_kw
@@ -84,7 +85,8 @@ def settle_base(fd: Feeder, sc: Scenario) -> Base:
     res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
     s = fd.twin.base_powers(sc.load_mult)
     fd.twin.recentre(res.v, s[:, 0])
-    return Base(s=s, v=res.v, measure=fd.measure(res.v[:, None]), der_pu=sc.der_pu)
+    chord = Chord(fd.twin, res.v, s)
+    return Base(s=s, v=res.v, measure=fd.measure(res.v[:, None]), der_pu=sc.der_pu, chord=chord)
 
 
 def hosting_capacity(
@@ -126,7 +128,7 @@ def hosting_capacity(
         exempt[sc.label] = base_exempt(base.measure, opts)
         for c0 in range(0, n, opts.chunk):
             cols = np.arange(c0, min(c0 + opts.chunk, n))
-            est, dv_per_w = estimate_kw(fd, base.v, cols, sc.der_pu, opts)
+            est, dv_per_w = estimate_kw(fd, base.v, cols, sc.der_pu, opts, base.chord)
             lo, flags, r = search(fd, base, cols, est, opts, dv_per_w, hc[cols])
             rounds += r
             for j, c in enumerate(cols):
