@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
             return
         b, o = out["baseline"], out["optimised"]
         typer.echo(f"{res.grid}: {steps} steps, energy saved {out['energy_saved_pct']:.2f} %")
-        for k in ("energy_kwh", "violation_min", "tap_ops", "cap_ops", "vmin_pu", "vmax_pu"):
-            typer.echo(f"  {k:14s} baseline {b[k]:>12}  optimised {o[k]:>12}")
+        keys = ("energy_kwh", "violation_min", "violation_min_regulated", "tap_ops", "cap_ops",
+                "vmin_pu", "vmax_pu")  # fmt: skip
+        for k in keys:
+            typer.echo(f"  {k:23s} baseline {b[k]:>12}  optimised {o[k]:>12}")
         typer.echo(f"  decision ms p50 {out['decision_ms_p50']}  p99 {out['decision_ms_p99']}")
