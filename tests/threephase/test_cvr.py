@@ -68,6 +68,11 @@ def test_cli_cvr_json() -> None:
     assert s["optimised"]["violation_min"] == 0 and s["energy_saved_pct"] > 0
     bad = CliRunner().invoke(app, ["cvr", "ieee13", "--vmin", "-1"])
     assert bad.exit_code == 2 and "vmin_pu" in bad.output
+    one = CliRunner().invoke(app, ["cvr", "ieee13", "--steps", "8", "--cvr-loads", "--one-plan",
+                                   "--json"])  # fmt: skip
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.output)["min_gain_pct"] == 0.05  # no re-planning
+    assert "violation_min_regulated" in json.loads(one.output)["optimised"]
 
 
 def test_cvr_with_smart_inverter_fleet_keeps_range_a_and_inverters_act() -> None:
