@@ -72,3 +72,15 @@ def test_chord_study_equals_fixed_point_study(monkeypatch) -> None:  # type: ign
     monkeypatch.setattr(st, "Chord", lambda *a: None)  # the engine's fixed point only
     slow = hosting_capacity(g, [LIGHT], HostingOptions(der="pv"))
     assert np.array_equal(fast.hc_kw, slow.hc_kw) and fast.limit == slow.limit
+
+
+def test_critical_hour_converges_beyond_the_columns_iteration_limit() -> None:
+    """The study's columns stop early (a size far beyond every limit fails); the hour's own
+    power flow may need more steps (ieee8500 at its EV peak: > 30) and gets them."""
+    g = session_and_grid("ieee123")[1]
+    fd = Feeder(g, phase_nodes(g)[:6])
+    few = SolveOptions(max_iter=3, tol_pu=1e-8)
+    fd.twin.opts = few
+    base = settle_base(fd, Scenario("peak", 0, 1.0, 1.0))
+    assert fd.twin.opts is few  # restored for the columns
+    assert np.all(np.abs(base.v[fd.node_idx]) > 0)

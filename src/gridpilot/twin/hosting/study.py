@@ -3,6 +3,7 @@ every candidate's limit from sensitivities, then find it exactly with batched so
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from gridpilot.twin.hosting.search import Base, search
 from gridpilot.twin.hosting.sensitivity import estimate_kw
 
 log = logging.getLogger(__name__)
+BASE_MAX_ITER = 200  # the critical hour's own power flow (ieee8500 at peak load: > 30)
 
 
 @dataclass
@@ -82,7 +84,12 @@ def settle_base(fd: Feeder, sc: Scenario) -> Base:
     OpenDSS's static controls settle them with no added DER; they stay frozen there for the
     study of that hour."""
     fd.reset_controls()
-    res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
+    opts = fd.twin.opts  # the study's columns stop early; the hour itself must converge
+    fd.twin.opts = dataclasses.replace(opts, max_iter=BASE_MAX_ITER)
+    try:
+        res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
+    finally:
+        fd.twin.opts = opts
     s = fd.twin.base_powers(sc.load_mult)
     fd.twin.recentre(res.v, s[:, 0])
     chord = Chord(fd.twin, res.v, s)
