@@ -83,6 +83,8 @@ def cvr_pv_row(name: str, steps: int, exp_loads: bool) -> dict[str, Any]:
            "tap_ops": o["tap_ops"], "cap_ops": o["cap_ops"],
            "baseline_tap_ops": b["tap_ops"], "baseline_cap_ops": b["cap_ops"],
            "baseline_violation_min": b["violation_min"], "baseline_energy_kwh": b["energy_kwh"],
+           "violation_min_regulated": o["violation_min_regulated"],
+           "baseline_violation_min_regulated": b["violation_min_regulated"],
            "energy_kwh": o["energy_kwh"], "vmin_pu": o["vmin_pu"], "vmax_pu": o["vmax_pu"],
            "pv_systems": len(g.invcontrols[0].inverters), "pv_kw": round(pv_kw, 1),
            "cvr_total_s": round(total_s, 2), "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip

@@ -105,6 +105,8 @@ def cvr_row(name: str, steps: int, exp_loads: bool) -> dict[str, Any]:
            "tap_ops": o["tap_ops"], "cap_ops": o["cap_ops"],
            "baseline_tap_ops": b["tap_ops"], "baseline_cap_ops": b["cap_ops"],
            "baseline_violation_min": b["violation_min"], "baseline_energy_kwh": b["energy_kwh"],
+           "violation_min_regulated": o["violation_min_regulated"],
+           "baseline_violation_min_regulated": b["violation_min_regulated"],
            "energy_kwh": o["energy_kwh"], "min_gain_pct": sm["min_gain_pct"],
            "cvr_total_s": round(total_s, 2)}  # fmt: skip
     row.update(_dss_day(s, steps))

@@ -68,6 +68,11 @@ def test_cli_cvr_json() -> None:
     assert s["optimised"]["violation_min"] == 0 and s["energy_saved_pct"] > 0
     bad = CliRunner().invoke(app, ["cvr", "ieee13", "--vmin", "-1"])
     assert bad.exit_code == 2 and "vmin_pu" in bad.output
+    one = CliRunner().invoke(app, ["cvr", "ieee13", "--steps", "8", "--cvr-loads", "--one-plan",
+                                   "--json"])  # fmt: skip
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.output)["min_gain_pct"] == 0.05  # no re-planning
+    assert "violation_min_regulated" in json.loads(one.output)["optimised"]
 
 
 def test_cvr_with_smart_inverter_fleet_keeps_range_a_and_inverters_act() -> None:
@@ -88,3 +93,24 @@ def test_cvr_with_smart_inverter_fleet_keeps_range_a_and_inverters_act() -> None
     assert tw.last is not None and np.max(np.abs(tw.last.q_kvar)) > 1.0  # volt-var acts
     with pytest.raises(ValidationError, match="share"):
         with_pv_fleet(g0, 48, opts=FleetOptions(share=0.0))
+
+
+def test_nodes_no_regulator_moves_are_reported_not_weighed() -> None:
+    """ieee13 with its source at 1.055 pu (as ieee8500's substation sits above Range A):
+    the source side stays outside in every step whatever the taps do; the plan keeps every
+    regulated node-phase inside Range A and still saves energy."""
+    import dataclasses
+
+    from gridpilot.control.cvr_run import day_band
+
+    g0 = with_cvr_loads(session_and_grid("ieee13")[1])
+    g = dataclasses.replace(g0, source=dataclasses.replace(g0.source, pu=1.055))
+    mult = day_shape(16, 15.0)
+    _, band = day_band(g, 16, 900.0, CvrOptions())
+    tw = UnbalancedTwin(g)
+    src = [i for i, (b, _) in enumerate(tw.net.nodes) if b == g.source.terminal.bus]
+    assert src and not band.ctl[src].any() and band.ctl.sum() > 0.8 * band.ctl.size
+    res = cvr_day(g, mult)
+    assert res.optimised.violation_min == res.steps * 15.0  # the source bus, every step
+    assert res.optimised.violation_min_regulated == 0.0
+    assert res.energy_saved_pct > 0.3

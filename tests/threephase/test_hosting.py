@@ -156,9 +156,9 @@ def test_later_hours_capped_by_earlier_capacity_give_the_minimum_over_hours(
     cols = [0]
     real = hs.solve_columns
 
-    def counting(fd, s, v0, guess=None):  # type: ignore[no-untyped-def]
+    def counting(fd, s, v0, guess=None, chord=None):  # type: ignore[no-untyped-def]
         cols[0] += s.shape[1]
-        return real(fd, s, v0, guess)
+        return real(fd, s, v0, guess, chord)
 
     monkeypatch.setattr(hs, "solve_columns", counting)
     g = _grid("ieee13")

@@ -1,7 +1,13 @@
 """Volt/VAR optimisation with conservation voltage reduction (CVR) on unbalanced feeders.
 
 Method (simple and verified): for each decision period (default one hour of 15-minute
-steps) the band is Range A less a margin for every node-phase in every step of the period.
+steps) the band is Range A less a margin for every node-phase a regulator moves, in every
+step of the period (:mod:`gridpilot.control.cvr_band`; node-phases no tap moves, the
+source side of every regulator, are reported apart, not weighed). Where moving all
+regulators together does not reach the band, single regulators are moved as the tap
+sensitivities suggest, each move solved exactly; where the period's exact solve still
+leaves a regulated node-phase outside Range A in some step, that period is decided step
+by step (back-off).
 The previous period's taps are held while they keep the band; a tap step down (all
 regulators together, then each alone) is taken only where it saves at least
 ``min_gain_pct`` of the period's energy per operation; taps leaving the band are raised
@@ -70,7 +76,8 @@ class CvrOptions:
 
 @dataclass
 class RunFigures:
-    """One run over the horizon: energy in (kWh), violation minutes, operations."""
+    """One run over the horizon: energy in (kWh), violation minutes (any node-phase; and
+    only node-phases a regulator moves, ``violation_min_regulated``), operations."""
 
     energy_kwh: float
     violation_min: float
@@ -78,6 +85,7 @@ class RunFigures:
     cap_ops: int
     vmin_pu: float
     vmax_pu: float
+    violation_min_regulated: float = 0.0  # minutes with a regulator-moved node-phase outside
     v_lo: list[float] = field(default_factory=list, repr=False)  # per step, pu
     v_hi: list[float] = field(default_factory=list, repr=False)
 

@@ -11,10 +11,12 @@ import numpy as np
 
 from gridpilot.errors import ConvergenceError
 from gridpilot.twin.hosting.checks import NO_CONVERGENCE, violations
-from gridpilot.twin.hosting.feeder import Feeder, Measure
+from gridpilot.twin.hosting.feeder import TOL_PU, Feeder, Measure
+from gridpilot.twin.hosting.newton import Chord
 from gridpilot.twin.hosting.options import HostingOptions
 
 log = logging.getLogger(__name__)
+CHORD_ITER = 15  # a column the chord has not converged by then goes to the fixed point
 
 
 @dataclass
@@ -25,17 +27,29 @@ class Base:
     v: np.ndarray  # node voltages (V)
     measure: Measure
     der_pu: float
+    chord: Chord | None = None  # the hour's factorised Jacobian (exact columns in few steps)
 
 
-def solve_columns(fd: Feeder, s: np.ndarray, v0: np.ndarray,
-                  guess: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Voltages for the columns of ``s`` and a mask of columns that did not converge. A
-    failed batch is split in halves until the divergent columns stand alone, so that one
-    divergent size never takes the others down."""
+def solve_columns(fd: Feeder, s: np.ndarray, v0: np.ndarray, guess: np.ndarray | None = None,
+                  chord: Chord | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Voltages for the columns of ``s`` and a mask of columns that did not converge.
+
+    With ``chord`` (the hour's Jacobian) every column is first iterated by the chord
+    method (converged columns leave the batch); only the columns it does not converge are
+    handed to the engine's fixed point. There a failed batch is split in halves until the
+    divergent columns stand alone, so that one divergent size never takes the others
+    down."""
     k = s.shape[1]
     v = np.repeat(v0[:, None], k, axis=1) if guess is None else guess.copy()
     bad = np.zeros(k, bool)
-    stack = [np.arange(k)]
+    todo = np.arange(k)
+    if chord is not None:
+        v, left = chord.solve(s, v, TOL_PU, CHORD_ITER)
+        todo = np.flatnonzero(left)
+        v[:, todo] = v0[:, None] if guess is None else guess[:, todo]
+        if todo.size:
+            log.debug("chord left %d of %d columns to the fixed point", todo.size, k)
+    stack = [todo] if todo.size else []
     while stack:
         cols = stack.pop()
         try:
@@ -81,7 +95,7 @@ def evaluate(fd: Feeder, base: Base, cols: np.ndarray, p_kw: np.ndarray,
         if guess is not None and dv_per_w is not None:  # a guess comes from the sensitivities
             frac = p_w[j] * opts.cloud_fraction
             guess = np.concatenate([guess, base.v[:, None] + dv_per_w[:, j] * frac], axis=1)
-    v, bad = solve_columns(fd, s, base.v, guess)
+    v, bad = solve_columns(fd, s, base.v, guess, base.chord)
     full = fd.measure(v[:, :k])
     step = None
     bad_any = bad[:k].copy()

@@ -3,6 +3,7 @@ every candidate's limit from sensitivities, then find it exactly with batched so
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from gridpilot.errors import ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.hosting.checks import base_exempt, flag_names
 from gridpilot.twin.hosting.feeder import Feeder, phase_nodes
+from gridpilot.twin.hosting.newton import Chord
 from gridpilot.twin.hosting.options import HostingOptions, Scenario
 from gridpilot.twin.hosting.search import Base, search
 from gridpilot.twin.hosting.sensitivity import estimate_kw
 
 log = logging.getLogger(__name__)
+BASE_MAX_ITER = 200  # the critical hour's own power flow (ieee8500 at peak load: > 30)
 
 
 @dataclass
@@ -81,10 +84,16 @@ def settle_base(fd: Feeder, sc: Scenario) -> Base:
     OpenDSS's static controls settle them with no added DER; they stay frozen there for the
     study of that hour."""
     fd.reset_controls()
-    res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
+    opts = fd.twin.opts  # the study's columns stop early; the hour itself must converge
+    fd.twin.opts = dataclasses.replace(opts, max_iter=BASE_MAX_ITER)
+    try:
+        res = fd.twin.powerflow(control_mode="static", load_mult=sc.load_mult)
+    finally:
+        fd.twin.opts = opts
     s = fd.twin.base_powers(sc.load_mult)
     fd.twin.recentre(res.v, s[:, 0])
-    return Base(s=s, v=res.v, measure=fd.measure(res.v[:, None]), der_pu=sc.der_pu)
+    chord = Chord(fd.twin, res.v, s)
+    return Base(s=s, v=res.v, measure=fd.measure(res.v[:, None]), der_pu=sc.der_pu, chord=chord)
 
 
 def hosting_capacity(
@@ -126,7 +135,7 @@ def hosting_capacity(
         exempt[sc.label] = base_exempt(base.measure, opts)
         for c0 in range(0, n, opts.chunk):
             cols = np.arange(c0, min(c0 + opts.chunk, n))
-            est, dv_per_w = estimate_kw(fd, base.v, cols, sc.der_pu, opts)
+            est, dv_per_w = estimate_kw(fd, base.v, cols, sc.der_pu, opts, base.chord)
             lo, flags, r = search(fd, base, cols, est, opts, dv_per_w, hc[cols])
             rounds += r
             for j, c in enumerate(cols):
