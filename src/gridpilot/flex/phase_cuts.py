@@ -32,7 +32,7 @@ MAX_NEW_CUTS = 2000
 MONITOR_PER_PHASE = 1
 SPARSE_REL = 0.05
 CHUNK_ROWS = 2000
-MAX_NEW_ROWS_EVERY = 30000
+MAX_NEW_ROWS_EVERY = 6000
 
 
 def seq(net: PhaseNetwork, c: Check) -> tuple[np.ndarray, np.ndarray]:
