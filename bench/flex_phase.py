@@ -1,9 +1,10 @@
 """Phase-aware flexibility on the three-phase IEEE feeders: phase balancing of EV charging.
 
-    .venv/bin/python bench/flex_phase.py --json                  # ieee13 and ieee123, six cases
+    .venv/bin/python bench/flex_phase.py --json                  # ieee13, ieee123, ieee8500
     .venv/bin/python bench/flex_phase.py --json --cases ieee123:surge --mode plan
+    .venv/bin/python bench/flex_phase.py --json --cases ieee8500:default:2:3   # 3 rounds
 
-One row per case (grid:fleet[:VUF limit]; fleets ``default``, ``surge`` and the same without
+One row per case (grid:fleet[:VUF limit[:rounds]]; fleets ``default``, ``surge`` and the same without
 phase-switching chargers, ``-1ph``): the seeded fleet (gridpilot.flex.place_fleet), the voltage unbalance factor
 (VUF, %) over 24 h of 15-minute steps from noon at the worst three-phase bus without the fleet,
 with the uncontrolled fleet (EVs charge at full power on their own phase from arrival) and with
@@ -11,7 +12,10 @@ the plan (gridpilot.flex.plan_phases, limit 2 % unless given), the bus-steps ove
 requested and delivered, the rounds and the solve times. Reference: the plan's worst step is
 replayed in OpenDSS (the feeder's own master file, the fleet's powers as single-phase loads, the
 same load multiplier, regulator taps and capacitor states, controls off), and OpenDSS's VUF at that step and
-the largest node-phase voltage difference are printed beside ours.
+the largest node-phase voltage difference are printed beside ours. ``ieee8500`` (too large for the
+dense sensitivities) is planned by constraint generation (``sens_mode`` ``rows``): its row gives
+the sensitivity rows computed, the cut rows, the limit breaks each round's exact check found and
+the peak RSS of the bench process so far; its default case is a short run of 2 rounds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from typing import Any
 
@@ -67,12 +72,14 @@ def _opendss_step(g: ThreePhaseGrid, net: PhaseNetwork, p_mw: np.ndarray, t: int
     return {"v": v, "vuf_pct": 100 * unbalance_factor(vt)}
 
 
-def run(grid: str, fleet: str, mode: str, seed: int, vuf_limit: float = 2.0) -> dict[str, Any]:
+def run(
+    grid: str, fleet: str, mode: str, seed: int, vuf_limit: float = 2.0, rounds: int = 10
+) -> dict[str, Any]:
     """One case: plan, checks and the OpenDSS replay of the worst step."""
     g = load_grid(grid)
     assert isinstance(g, ThreePhaseGrid)
     pf = place_fleet(g, PlaceConfig(seed=seed, **FLEETS[fleet]))  # type: ignore[arg-type]
-    cfg = PhasePlanConfig(mode=mode, vuf_limit_pct=vuf_limit)
+    cfg = PhasePlanConfig(mode=mode, vuf_limit_pct=vuf_limit, max_rounds=rounds)
     t0 = time.perf_counter()
     net = PhaseNetwork(g, pf.points(), np.arange(cfg.t0, cfg.t0 + cfg.steps), pf.fleet.step_h)
     net_s = time.perf_counter() - t0
@@ -107,6 +114,18 @@ def run(grid: str, fleet: str, mode: str, seed: int, vuf_limit: float = 2.0) -> 
         "feasible": s["feasible"],
         "reason": s["reason"],
         "rounds": s["rounds"],
+        "max_rounds": rounds,
+        "sens_mode": s["sens_mode"],
+        "sens_rows": s["sens_rows"],
+        "node_phases": s["node_phases"],
+        "cut_rows_in_lp": s["cut_rows_in_lp"],
+        "broken_by_round": s["broken_by_round"],
+        "rounds_stopped": s["rounds_stopped"],
+        "excess": s["excess"],
+        "v_min_pu_before_after": [s["before"]["v_min_pu"], s["after"]["v_min_pu"]],
+        "v_max_pu_before_after": [s["before"]["v_max_pu"], s["after"]["v_max_pu"]],
+        "devices": pf.summary()["devices"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "network_s": round(net_s, 3),
         "lp_s": s["lp_s"],
         "total_s": s["total_s"],
@@ -124,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--cases",
         default="ieee13:default,ieee123:default,ieee123:surge,ieee123:surge-1ph,"
-        "ieee13:default:1.5,ieee13:default-1ph:1.5",
-        help="grid:fleet[:VUF limit %], comma-separated",
+        "ieee13:default:1.5,ieee13:default-1ph:1.5,ieee8500:default:2:2",
+        help="grid:fleet[:VUF limit %[:rounds]], comma-separated",
     )
     ap.add_argument("--mode", default="balance", choices=("balance", "plan"))
     ap.add_argument("--seed", type=int, default=0)
@@ -133,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     rows = []
     for case in a.cases.split(","):
-        grid, fleet, limit = ([*case.split(":"), "", ""])[:3]
-        rows.append(run(grid, fleet or "default", a.mode, a.seed, float(limit or 2.0)))
+        grid, fleet, limit, rounds = ([*case.split(":"), "", "", ""])[:4]
+        rows.append(
+            run(grid, fleet or "default", a.mode, a.seed, float(limit or 2.0), int(rounds or 10))
+        )
     doc = {"bench": "flex_phase", "load_avg": os.getloadavg()[0], "rows": rows}
     if a.json:
         print(json.dumps(doc, indent=2, default=float))

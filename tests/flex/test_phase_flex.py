@@ -92,7 +92,7 @@ def test_ieee8500_fleet_on_split_phase_services_counts_on_primary_phases() -> No
     assert all(per[p]["ev_mw"] > 0 for p in ("1", "2", "3"))
     assert sum(v["pv_mw"] for v in per.values()) == pytest.approx(float(pf.pv_peak_mw.sum()))
     with pytest.raises(ValidationError, match=r"'ieee8500'.*GB of dense sensitivities"):
-        plan_phases(g, pf)  # refused by name before any memory is spent
+        plan_phases(g, pf, PhasePlanConfig(sens="dense"))  # refused before memory is spent
 
 
 def test_der_on_a_missing_phase_or_bus_is_a_named_error(ieee13: ThreePhaseGrid) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from gridpilot.lp import INF, LP
 
@@ -73,7 +74,7 @@ class Cut:
     """Linear rows ``coef @ P[:, t] - slack <= rhs`` (one per entry) with a slack cost each."""
 
     t: np.ndarray
-    coef: np.ndarray  # (rows, points)
+    coef: np.ndarray | sp.csr_matrix  # (rows, points), dense or sparse
     rhs: np.ndarray
     cost: float
     name: str
@@ -279,6 +280,7 @@ class CutSolver:
         self.idx: dict[str, np.ndarray] = {}
         self.slack: dict[str, np.ndarray] = {}
         self.runs = 0
+        self.objective = float("nan")
 
     def set_cuts(self, cuts: list[Cut]) -> None:
         """Move the bounds of the cuts already present and add the new ones (in ``cut`` order)."""
@@ -308,12 +310,24 @@ class CutSolver:
         slack = np.arange(self.n, self.n + new)
         self.slack[cut.name] = np.r_[self.slack.get(cut.name, np.zeros(0, np.int64)), slack]
         self.n += new
-        K = self.p.shape[0]
-        cols = np.c_[self.p[:, cut.t[k:]].T, slack].astype(np.int32)
-        vals = np.c_[cut.coef[k:], -np.ones(new)]
-        starts = (np.arange(new) * (K + 1)).astype(np.int32)
+        sub = sp.csr_matrix(cut.coef[k:])
+        sub.eliminate_zeros()
+        nnz = np.diff(sub.indptr)
+        r = np.repeat(np.arange(new), nnz)
+        t = cut.t[k:]
+        rows = np.r_[r, np.arange(new)]
+        cols = np.r_[self.p[sub.indices, t[r]], slack]
+        vals = np.r_[sub.data, -np.ones(new)]
+        order = np.argsort(rows, kind="stable")
+        starts = np.r_[0, np.cumsum(nnz + 1)[:-1]].astype(np.int32)
         self.h.addRows(
-            new, np.full(new, -INF), cut.rhs[k:], cols.size, starts, cols.ravel(), vals.ravel()
+            new,
+            np.full(new, -INF),
+            cut.rhs[k:],
+            int(vals.size),
+            starts,
+            cols[order].astype(np.int32),
+            vals[order],
         )
         rows = np.arange(self.m, self.m + new)
         self.m += new
@@ -328,5 +342,5 @@ class CutSolver:
         if self.runs:
             self.h.setOptionValue("solver", "simplex")
         self.runs += 1
-        x, _ = self.lp.solve(h=self.h)
+        x, self.objective = self.lp.solve(h=self.h)
         return x

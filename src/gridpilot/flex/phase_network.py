@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridpilot.errors import ValidationError
+from gridpilot.flex.phase_sens import SensRows
 from gridpilot.model.threephase import Load, Terminal, ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.results import three_phase_buses
@@ -123,19 +124,32 @@ def der_grid(grid: ThreePhaseGrid, points: list[tuple[str, int]]) -> ThreePhaseG
 
 
 MAX_SENS_GB = 1.0
+SENS_MODES = ("auto", "dense", "rows")
 
 
-def _check_size(grid: ThreePhaseGrid, n_points: int, mult: np.ndarray) -> None:
-    """Refuse, by name, a network whose dense sensitivities would not fit ``MAX_SENS_GB``."""
+def dense_gb(grid: ThreePhaseGrid, n_points: int, mult: np.ndarray) -> float:
+    """GB the dense sensitivities (levels x node-phases x points, complex) would take."""
     levels = np.unique(np.round(mult / LEVEL))
-    n_nodes = len(grid.nodes())
-    gb = levels.size * n_nodes * n_points * 16 / 1e9
-    if gb > MAX_SENS_GB:
+    return float(levels.size * len(grid.nodes()) * n_points * 16 / 1e9)
+
+
+def _sens_mode(grid: ThreePhaseGrid, n_points: int, mult: np.ndarray, mode: str) -> str:
+    """``dense`` or ``rows``: ``auto`` picks dense within ``MAX_SENS_GB``; ``dense`` beyond it
+    is refused by name before any memory is spent."""
+    if mode not in SENS_MODES:
         raise ValidationError(
-            f"phase plan on {grid.name!r}: {n_points} injection points x {n_nodes} node-phases "
-            f"x {levels.size} load levels need {gb:.1f} GB of dense sensitivities (limit "
-            f"{MAX_SENS_GB} GB); plan a part of the feeder or fewer points"
+            f"phase network: field 'sens' = {mode!r}: must be one of {SENS_MODES}"
         )
+    gb = dense_gb(grid, n_points, mult)
+    if mode == "auto":
+        return "dense" if gb <= MAX_SENS_GB else "rows"
+    if mode == "dense" and gb > MAX_SENS_GB:
+        raise ValidationError(
+            f"phase plan on {grid.name!r}: {n_points} injection points x {len(grid.nodes())} "
+            f"node-phases need {gb:.1f} GB of dense sensitivities (limit {MAX_SENS_GB} GB); "
+            "use sens='rows' (constraint generation)"
+        )
+    return mode
 
 
 @dataclass
@@ -159,11 +173,12 @@ class PhaseNetwork:
         points: list[tuple[str, int]],
         steps: np.ndarray,
         step_h: float = 0.25,
+        sens: str = "auto",
     ) -> None:
         self.points = list(points)
         self.steps = np.asarray(steps, np.int64)
         self.step_h = step_h
-        _check_size(grid, len(self.points), daily(LOAD_SHAPE, self.steps, step_h))
+        self.mode = _sens_mode(grid, len(self.points), daily(LOAD_SHAPE, self.steps, step_h), sens)
         self.twin = UnbalancedTwin(der_grid(grid, self.points))
         n0 = len(grid.loads)
         of = self.twin.loads.load_of
@@ -183,12 +198,13 @@ class PhaseNetwork:
             self.controls[lv] = (self.twin.taps(), self.twin.cap_states())
         self._hold(1.0 if 1.0 in self.controls else max(self.controls))
         fp = feeder_phases(grid)
-        node_phase = np.array([fp.get(b, k) for b, k in self.nodes], np.int64)
-        self.branch_phase = node_phase[np.maximum(self.twin.loads.a, 0)]
+        self.node_phase = np.array([fp.get(b, k) for b, k in self.nodes], np.int64)
+        self.branch_phase = self.node_phase[np.maximum(self.twin.loads.a, 0)]
         self.point_phase = np.array([fp.get(b, p) for b, p in self.points], np.int64)
         levels = list(self.controls)
         self.level_idx = np.array([levels.index(lv) for lv in self.level], np.int64)
-        self.sens = self._sensitivities()
+        self.sens = self._sensitivities() if self.mode == "dense" else None
+        self.sens_rows = SensRows(self.twin, self.rows, levels, self._hold)
 
     def _hold(self, level: float) -> None:
         taps, caps = self.controls[level]
@@ -226,13 +242,29 @@ class PhaseNetwork:
             out[i] = (v[:, 1:] - v[:, :1]) / PERTURB_MW
         return out
 
-    def seq_sens(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sensitivities of each three-phase bus's negative and positive sequence voltage (V/MW,
-        levels x buses x points)."""
-        s = self.sens[:, self.tri_idx]  # (levels, buses, 3, points)
-        v2 = (s[:, :, 0] + A * A * s[:, :, 1] + A * s[:, :, 2]) / 3.0
-        v1 = (s[:, :, 0] + A * s[:, :, 1] + A * A * s[:, :, 2]) / 3.0
+    def sens_at(self, li: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """dV/dP rows (V per MW, complex, len(nodes) x points) of ``nodes`` at the load-level
+        indices ``li``: from the dense block, or computed on demand (:mod:`.phase_sens`)."""
+        if self.sens is not None:
+            return self.sens[np.asarray(li, np.int64), np.asarray(nodes, np.int64)]
+        return self.sens_rows.get(li, nodes)
+
+    def seq_at(self, li: np.ndarray, buses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sensitivities of the negative and positive sequence voltage (V/MW, rows x points) of
+        the three-phase buses ``buses`` at the load-level indices ``li``."""
+        li = np.asarray(li, np.int64)
+        idx = self.tri_idx[np.asarray(buses, np.int64)]  # (rows, 3)
+        s = [self.sens_at(li, idx[:, p]) for p in range(3)]
+        v2 = (s[0] + A * A * s[1] + A * s[2]) / 3.0
+        v1 = (s[0] + A * s[1] + A * A * s[2]) / 3.0
         return v2, v1
+
+    @property
+    def rows_computed(self) -> int:
+        """Sensitivity rows (level, node-phase) in use: all of them when dense."""
+        if self.sens is not None:
+            return int(self.sens.shape[0] * self.sens.shape[1])
+        return self.sens_rows.computed
 
     def check(self, p_mw: np.ndarray) -> Check:
         """Full power flow of every step with ``p_mw`` (points x steps, + drawn) at the points."""

@@ -30,27 +30,23 @@ from typing import Any
 
 import numpy as np
 
-from gridpilot.errors import ValidationError
-from gridpilot.flex.phase_fleet import PhaseFleet
-from gridpilot.flex.phase_lp import (
-    V_EUR_PER_PU_STEP,
-    VUF_EUR_PER_PCT_STEP,
-    Cut,
-    CutSolver,
-    Devices,
-    Limits,
-    build,
+from gridpilot.errors import InfeasibleError, ValidationError
+from gridpilot.flex.phase_cuts import (
+    MONITOR_PER_PHASE,
+    SPARSE_REL,
+    TOL_V_PU,
+    TOL_VUF_PCT,
+    CutSet,
+    active_steps,
+    cut_stats,
+    moved_points,
 )
-from gridpilot.flex.phase_network import SOLAR_SHAPE, Check, PhaseNetwork, daily
+from gridpilot.flex.phase_fleet import PhaseFleet
+from gridpilot.flex.phase_lp import CutSolver, Devices, Limits, build
+from gridpilot.flex.phase_network import SENS_MODES, SOLAR_SHAPE, Check, PhaseNetwork, daily
 from gridpilot.model.threephase import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
-
-TOL_VUF_PCT = 0.01
-TOL_V_PU = 0.001
-NEAR_VUF_PCT = 0.3
-NEAR_V_PU = 0.005
-MAX_NEW_CUTS = 2000
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,12 @@ class PhasePlanConfig:
     ``t0``/``steps``: the horizon in absolute steps of the fleet's ``step_h`` (default noon to
     noon, over the evening EV sessions); ``phase_limit_mw``: demand limit per phase, one value
     for all three or one per phase (None: none); ``limit_window``: the absolute steps
-    ``(start, end)`` the limit holds in (a demand-response event; None: the whole horizon); ``max_rounds``: linearise-solve-check rounds.
+    ``(start, end)`` the limit holds in (a demand-response event; None: the whole horizon); ``max_rounds``: linearise-solve-check rounds;
+    ``sens``: the network's sensitivities, ``dense`` (every node-phase), ``rows`` (only the
+    node-phases the cuts use, computed on demand) or ``auto`` (dense where it fits
+    :data:`~.phase_network.MAX_SENS_GB`); ``monitor``: node-phases per feeder phase and side
+    (and three-phase buses per phase) cut at every step from the first round (None:
+    :data:`~.phase_cuts.MONITOR_PER_PHASE` with ``rows`` sensitivities, 0 with dense ones).
     """
 
     t0: int = 48
@@ -72,6 +73,8 @@ class PhasePlanConfig:
     phase_limit_mw: float | tuple[float, float, float] | None = None
     limit_window: tuple[int, int] | None = None
     max_rounds: int = 10
+    sens: str = "auto"
+    monitor: int | None = None
 
     def __post_init__(self) -> None:
         bad: list[tuple[str, object, str]] = []
@@ -98,6 +101,10 @@ class PhasePlanConfig:
         w = self.limit_window
         if w is not None and not (len(w) == 2 and w[0] < w[1]):
             bad.append(("limit_window", w, "must be (start, end) steps with start < end"))
+        if self.monitor is not None and self.monitor < 0:
+            bad.append(("monitor", self.monitor, "must be >= 0"))
+        if self.sens not in SENS_MODES:
+            bad.append(("sens", self.sens, f"must be one of {SENS_MODES}"))
         if bad:
             f, v, m = bad[0]
             raise ValidationError(f"phase plan: field '{f}' = {v!r}: {m}")
@@ -111,7 +118,8 @@ class PhasePlan:
     (session: position in the fleet's EV table, phase 1-3, horizon step, MW charged, MW
     discharged); ``checks`` the full power flows without
     the fleet (``none``), with its fixed part only (``fixed``), with the uncontrolled fleet
-    (``before``) and with the plan (``after``); ``feasible`` whether ``after`` keeps every limit (see the module doc).
+    (``before``) and with the plan (``after``); ``feasible`` whether ``after`` keeps every limit (see the module doc);
+    ``cut_set`` the cutting planes the rounds ended with (:class:`~.phase_cuts.CutSet`).
     """
 
     points: list[tuple[str, int]]
@@ -122,6 +130,7 @@ class PhasePlan:
     feasible: bool
     reason: str
     stats: dict[str, Any] = field(default_factory=dict)
+    cut_set: CutSet | None = None
 
     def ev_mw_at(self, step: int, n_sessions: int) -> np.ndarray:
         """Net planned power (MW) of every EV session of the fleet (``n_sessions``) at absolute
@@ -287,92 +296,6 @@ def uncontrolled(d: Devices) -> tuple[np.ndarray, np.ndarray]:
     return p, ev_mw
 
 
-@dataclass
-class _Lin:
-    """Cutting planes and the allowances.
-
-    A VUF cut (bus b, step t) keeps the direction ``u`` of V2 and the scale 100/|V1| it was
-    created with: it bounds Re(conj(u) V2) * scale <= allowed, which |V2|/|V1| <= allowed
-    implies; a voltage cut keeps the direction of V. Their coefficients (through the
-    sensitivities of step t's load level) never change, so each round only moves the rows'
-    bounds: the linear model anchored at the last full power flow's exact value."""
-
-    net: PhaseNetwork
-    vuf_allow: np.ndarray
-    v_hi: np.ndarray
-    v_lo: np.ndarray
-    vuf_keys: list[tuple[int, int, complex, float]] = field(default_factory=list)
-    v_keys: dict[tuple[int, int, int], complex] = field(default_factory=dict)
-
-    def add(self, c: Check) -> int:
-        """Add cuts where ``c`` breaks a limit; returns how many bus/node-steps broke one.
-
-        Bus-steps within ``NEAR_VUF_PCT`` of the limit get a cut too (the worst
-        ``MAX_NEW_CUTS`` a round), where the next plan would otherwise move the problem; a
-        node-phase that breaks the voltage band at some step gets cuts at its steps within
-        ``NEAR_V_PU`` of it."""
-        v2, v1 = _seq(self.net, c)
-        over = c.vuf_pct - self.vuf_allow
-        bad = np.argwhere(over > TOL_VUF_PCT)
-        have = {(b, t) for b, t, _, _ in self.vuf_keys}
-        near = np.argwhere(over > -NEAR_VUF_PCT)
-        new = [(b, t) for b, t in near if over[b, t] > TOL_VUF_PCT or (int(b), int(t)) not in have]
-        new.sort(key=lambda bt: -over[bt[0], bt[1]])
-        for b, t in new[:MAX_NEW_CUTS]:
-            u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
-            scale = 100.0 / max(abs(v1[b, t]), 1e-9)
-            self.vuf_keys.append((int(b), int(t), complex(u), scale))  # in order: rows stay put
-        live = c.v_pu > 0.05
-        n_bad = len(bad)
-        for sign, gap in ((1, c.v_pu - self.v_hi), (-1, np.where(live, self.v_lo - c.v_pu, -1.0))):
-            broke = gap > TOL_V_PU
-            n_bad += int(broke.sum())
-            rows = np.flatnonzero(broke.any(axis=1))
-            for n, t in np.argwhere(gap[rows] > -NEAR_V_PU):
-                key = (int(rows[n]), int(t), sign)
-                if key not in self.v_keys:
-                    vh = c.v[rows[n], t]
-                    self.v_keys[key] = complex(vh / max(abs(vh), 1e-9))
-        return n_bad
-
-    def cuts(self, p_hat: np.ndarray, c: Check) -> list[Cut]:
-        """All cuts, linearised around the plan ``p_hat`` and its full power flow ``c``."""
-        out: list[Cut] = []
-        v2, _ = _seq(self.net, c)
-        s2, _ = self.net.seq_sens()
-        lvl = self.net.level_idx
-        keys = self.vuf_keys
-        if keys:
-            b, t = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
-            u = np.array([k[2] for k in keys])
-            scale = np.array([k[3] for k in keys])
-            coef = scale[:, None] * np.real(np.conj(u)[:, None] * s2[lvl[t], b])
-            lin = np.real(np.conj(u) * v2[b, t]) * scale - np.einsum("rk,kr->r", coef, p_hat[:, t])
-            out.append(Cut(t, coef, self.vuf_allow[b, t] - lin, VUF_EUR_PER_PCT_STEP, "vuf cut"))
-        if self.v_keys:
-            kk = np.array(list(self.v_keys), np.int64)
-            n, t, sg = kk[:, 0], kk[:, 1], kk[:, 2].astype(float)
-            u = np.array(list(self.v_keys.values()))
-            vb = self.net.vbase[n]
-            sens = self.net.sens[lvl[t], n]
-            coef = np.real(np.conj(u)[:, None] * sens) / vb[:, None]
-            lin = np.abs(c.v[n, t]) / vb - np.einsum("rk,kr->r", coef, p_hat[:, t])
-            bound = np.where(sg > 0, self.v_hi[n, t], self.v_lo[n, t])
-            out.append(
-                Cut(t, sg[:, None] * coef, sg * (bound - lin), V_EUR_PER_PU_STEP, "voltage cut")
-            )
-        return out
-
-
-def _seq(net: PhaseNetwork, c: Check) -> tuple[np.ndarray, np.ndarray]:
-    """Negative and positive sequence voltages (V) of the three-phase buses (buses x steps)."""
-    vt = c.v[net.tri_idx]
-    a = np.exp(2j * np.pi / 3)
-    return (vt[:, 0] + a * a * vt[:, 1] + a * vt[:, 2]) / 3.0, (
-        vt[:, 0] + a * vt[:, 1] + a * a * vt[:, 2]
-    ) / 3.0
-
-
 def price_eur_per_mwh(steps: np.ndarray, step_h: float) -> np.ndarray:
     """A time-of-use energy price following the residential load shape (60-200 EUR/MWh)."""
     from gridpilot.flex.phase_network import LOAD_SHAPE
@@ -381,7 +304,7 @@ def price_eur_per_mwh(steps: np.ndarray, step_h: float) -> np.ndarray:
     return 60.0 + 140.0 * (s - LOAD_SHAPE.min()) / (LOAD_SHAPE.max() - LOAD_SHAPE.min())
 
 
-def _excess(lin: _Lin, c: Check, limit_mw: np.ndarray) -> dict[str, float]:
+def _excess(lin: CutSet, c: Check, limit_mw: np.ndarray) -> dict[str, float]:
     """How far a full power flow breaks each limit beyond what the grid does without the fleet."""
     live = c.v_pu > 0.05
     return {
@@ -421,7 +344,7 @@ def _assignment(d: Devices, ev: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-def _reason(ex: dict[str, float], short_mwh: float, lin: _Lin, c: Check, lp_slack: float) -> str:
+def _reason(ex: dict[str, float], short_mwh: float, lin: CutSet, c: Check, lp_slack: float) -> str:
     parts = []
     net = lin.net
     if ex["vuf_pct"] > 0:
@@ -468,11 +391,12 @@ class _Best:
     check: Check
     ev: dict[str, np.ndarray]
     vuf_slack: float
+    objective: float
 
 
 def _rounds(
     d: Devices,
-    lin: _Lin,
+    lin: CutSet,
     lim: Limits,
     price: np.ndarray,
     start: tuple[np.ndarray, Check],
@@ -481,7 +405,8 @@ def _rounds(
     """Solve, check, cut, repeat; returns the best round, the rounds run and the LP seconds."""
     t = time.perf_counter()
     lp, pcols, cols = build(d, lim, price)
-    solver = CutSolver(lp, pcols)
+    solver = CutSolver(lp, pcols[lin.cols])
+    m0 = solver.m
     t_lp = time.perf_counter() - t
     p_hat, c_hat = start
     best: _Best | None = None
@@ -489,17 +414,33 @@ def _rounds(
     for r in range(1, max_rounds + 1):
         t = time.perf_counter()
         solver.set_cuts(lin.cuts(p_hat, c_hat))
-        x = solver.solve()
-        t_lp += time.perf_counter() - t
+        lin.lp_rows = solver.m - m0
+        try:
+            x = solver.solve()
+        except InfeasibleError as exc:  # e.g. HiGHS's time limit: keep the best round so far
+            if best is None:
+                raise
+            log.warning("phase plan round %d stopped: %s", r, exc)
+            lin.stopped = str(exc)
+            break
+        dt = time.perf_counter() - t
+        t_lp += dt
         p_hat = x[pcols]
         c_hat = lin.net.check(p_hat)
+        dt_check = time.perf_counter() - t - dt
         ex = _excess(lin, c_hat, lim.phase_mw)
         score = sum(ex.values())
         if best is None or score <= best.score:
             ev = _ev_result(d, x, cols)
-            best = _Best(score, r, p_hat, c_hat, ev, solver.slack_sum(x, "vuf cut"))
-        log.info("phase plan round %d: excess %s, %d rows", r, ex, solver.m)
-        if lin.add(c_hat) == 0:
+            slack = solver.slack_sum(x, "vuf cut")
+            best = _Best(score, r, p_hat, c_hat, ev, slack, solver.objective)
+        n_bad = lin.add(c_hat)
+        lin.broken.append(n_bad)
+        log.info(
+            "phase plan round %d: excess %s, %d rows, %d broken; cuts+LP %.1f s, check %.1f s",
+            *(r, ex, solver.m, n_bad, dt, dt_check),
+        )
+        if n_bad == 0:
             break
     assert best is not None
     return best, r, t_lp
@@ -520,7 +461,7 @@ def plan_phases(
     pf.validate(grid)
     points = pf.points()
     steps = np.arange(cfg.t0, cfg.t0 + cfg.steps)
-    net = net or PhaseNetwork(grid, points, steps, pf.fleet.step_h)
+    net = net or PhaseNetwork(grid, points, steps, pf.fleet.step_h, cfg.sens)
     if net.points != points or not np.array_equal(net.steps, steps):
         raise ValidationError("plan_phases: 'net' was built for other points or another horizon")
     t_net = time.perf_counter() - t_all
@@ -529,14 +470,19 @@ def plan_phases(
     fixed = net.check(d.p_fixed)
     p_unc, _ = uncontrolled(d)
     before = net.check(p_unc)
-    lin = _Lin(
+    lin = CutSet(
         net,
         np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
         np.maximum(cfg.v_max_pu, fixed.v_pu),
         np.minimum(cfg.v_min_pu, fixed.v_pu),
+        moved_points(d),
+        SPARSE_REL if net.mode == "rows" else 0.0,
     )
     lim = Limits(_limit(cfg, steps), none.phase_mw, net.point_phase - 1)
     lin.add(before)
+    per = cfg.monitor if cfg.monitor is not None else MONITOR_PER_PHASE * (net.mode == "rows")
+    lin.monitor(before, per, active_steps(d))
+    lin.every = active_steps(d) if net.mode == "rows" else None
     price = price_eur_per_mwh(steps, pf.fleet.step_h)
     best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
     ex = _excess(lin, best.check, lim.phase_mw)
@@ -556,10 +502,12 @@ def plan_phases(
         "vuf_limit_pct": cfg.vuf_limit_pct,
         "rounds": rounds,
         "best_round": best.round,
+        "objective_eur": round(best.objective, 4),
         "network_s": round(t_net, 3),
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),
         "excess": {k: round(v, 5) for k, v in ex.items()},
+        **cut_stats(net, lin),
         "vuf_over_allowed_bus_steps": {
             k: int((c.vuf_pct > lin.vuf_allow + TOL_VUF_PCT).sum())
             for k, c in (("before", before), ("after", best.check))
@@ -568,4 +516,4 @@ def plan_phases(
     checks = {"none": none, "fixed": fixed, "before": before, "after": best.check}
     reason = _reason(ex, short, lin, best.check, best.vuf_slack)
     feasible = best.score <= 0 and short <= 1e-6
-    return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats)
+    return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats, lin)
