@@ -16,18 +16,6 @@ from gridpilot.model import load_grid
 from gridpilot.model.threephase import ThreePhaseGrid
 
 
-@pytest.fixture(scope="module")
-def ieee13() -> ThreePhaseGrid:
-    g = load_grid("ieee13")
-    assert isinstance(g, ThreePhaseGrid)
-    return g
-
-
-@pytest.fixture(scope="module")
-def fleet13(ieee13: ThreePhaseGrid) -> PhaseFleet:
-    return place_fleet(ieee13, PlaceConfig(seed=3))
-
-
 def test_sensitivity_rows_on_demand_match_the_dense_block(
     ieee13: ThreePhaseGrid, fleet13: PhaseFleet
 ) -> None:

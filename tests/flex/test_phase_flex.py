@@ -30,18 +30,6 @@ from gridpilot.twin.unbalanced import UnbalancedTwin
 
 
 @pytest.fixture(scope="module")
-def ieee13() -> ThreePhaseGrid:
-    g = load_grid("ieee13")
-    assert isinstance(g, ThreePhaseGrid)
-    return g
-
-
-@pytest.fixture(scope="module")
-def fleet13(ieee13: ThreePhaseGrid) -> PhaseFleet:
-    return place_fleet(ieee13, PlaceConfig(seed=3))
-
-
-@pytest.fixture(scope="module")
 def plan13(ieee13: ThreePhaseGrid, fleet13: PhaseFleet) -> PhasePlan:
     return plan_phases(ieee13, fleet13)
 

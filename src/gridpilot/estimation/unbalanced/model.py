@@ -92,6 +92,18 @@ class SeNetwork(Protocol):
     def state_labels(self) -> list[str]: ...  # noqa: D102
 
 
+def load_fields(lb: Any) -> dict[str, Any]:
+    """The load-branch fields both models hold, from the twin's compiled load branches."""
+    return {
+        "load_a": np.asarray(lb.a, np.int64),
+        "load_b": np.asarray(lb.b, np.int64),
+        "load_of": np.asarray(lb.load_of, np.int64),
+        "load_names": list(lb.names),
+        "load_s_va": np.asarray(lb.s_va, complex),
+        "load_vbase_v": np.asarray(lb.vbase_v, float),
+    }
+
+
 class LoadStates:
     """The state ``z = (I_load, V_src)`` shared by both models: its labels and the flat start
     (subclasses provide the fields and :meth:`branch_voltages`)."""
@@ -354,11 +366,6 @@ def build_linear_network(twin: UnbalancedTwin) -> LinearNetwork:
         a_v=a_v,
         a_src_i=np.asarray(a_src_i),
         src=src,
-        load_a=np.asarray(lb.a, np.int64),
-        load_b=np.asarray(lb.b, np.int64),
-        load_of=np.asarray(lb.load_of, np.int64),
-        load_names=list(lb.names),
-        load_s_va=np.asarray(lb.s_va, complex),
-        load_vbase_v=np.asarray(lb.vbase_v, float),
+        **load_fields(lb),
         regs=regulators(twin, _dense_combine(a_v)),
     )

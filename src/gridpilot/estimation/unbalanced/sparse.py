@@ -35,6 +35,7 @@ from gridpilot.estimation.unbalanced.model import (
     SeNetwork,
     build_linear_network,
     dense_fits,
+    load_fields,
     network_parts,
     regulators,
 )
@@ -202,12 +203,7 @@ def build_sparse_network(twin: UnbalancedTwin) -> SparseNetwork:
         lu=pt.lu,
         src=pt.src,
         rest=pt.rest,
-        load_a=np.asarray(lb.a, np.int64),
-        load_b=np.asarray(lb.b, np.int64),
-        load_of=np.asarray(lb.load_of, np.int64),
-        load_names=list(lb.names),
-        load_s_va=np.asarray(lb.s_va, complex),
-        load_vbase_v=np.asarray(lb.vbase_v, float),
+        **load_fields(lb),
     )
     lin.regs = regulators(twin, lin._unit)
     log.debug("%s: sparse SE model %d node-phases, %d load branches", lin.grid, lin.n, lin.m)

@@ -29,35 +29,9 @@ from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
 from gridpilot.twin.unbalanced.network import variable_y
-from gridpilot.twin.unbalanced.trisolve import _lower, _upper
+from gridpilot.twin.unbalanced.trisolve import LuFactors
 
 log = logging.getLogger(__name__)
-
-
-class _RealLu:
-    """Real SuperLU factors solved for many columns at once (the engine's numba
-    triangular kernels, compiled here for real data)."""
-
-    def __init__(self, lu: object) -> None:
-        low = sp.csr_matrix(lu.L)  # type: ignore[attr-defined]
-        up = sp.csr_matrix(lu.U)  # type: ignore[attr-defined]
-        low.setdiag(0)
-        low.eliminate_zeros()
-        self.diag = up.diagonal().astype(float)
-        up.setdiag(0)
-        up.eliminate_zeros()
-        self.l = (low.indptr.astype(np.int64), low.indices.astype(np.int64), low.data)
-        self.u = (up.indptr.astype(np.int64), up.indices.astype(np.int64), up.data)
-        self.perm_r = np.asarray(lu.perm_r)  # type: ignore[attr-defined]
-        self.perm_c = np.asarray(lu.perm_c)  # type: ignore[attr-defined]
-
-    def solve(self, b: np.ndarray) -> np.ndarray:
-        """``A⁻¹ b`` for real ``b`` (rows × columns)."""
-        x = np.empty(b.shape, float)
-        x[self.perm_r] = b
-        _lower(*self.l, x)
-        _upper(*self.u, self.diag, x)
-        return x[self.perm_c]
 
 
 class Chord:
@@ -86,7 +60,7 @@ class Chord:
         b = (t.T @ sp.diags(beta) @ t).tocsr()
         jac = sp.bmat([[a.real + b.real, b.imag - a.imag], [a.imag + b.imag, a.real - b.real]])
         try:
-            self.lu = _RealLu(splu(jac.tocsc()))
+            self.lu = LuFactors(splu(jac.tocsc()), float)
         except RuntimeError as exc:
             raise ValidationError(
                 f"{tw.grid.name}: the power-flow Jacobian at the operating point is singular "

@@ -40,32 +40,29 @@ def _upper(ip: np.ndarray, ix: np.ndarray, dx: np.ndarray, diag: np.ndarray, x: 
 
 
 class LuFactors:
-    """The factors of a SuperLU object, ready for multi-column solves."""
+    """The factors of a SuperLU object, ready for multi-column solves; ``dtype`` complex (the
+    network) or float (a real Jacobian: the numba kernels compile for either)."""
 
-    def __init__(self, lu: object) -> None:
+    def __init__(self, lu: object, dtype: type = complex) -> None:
         low = sp.csr_matrix(lu.L)  # type: ignore[attr-defined]
         up = sp.csr_matrix(lu.U)  # type: ignore[attr-defined]
         low.setdiag(0)
         low.eliminate_zeros()
-        self.diag = up.diagonal().astype(complex)
+        self.dtype = dtype
+        self.diag = up.diagonal().astype(dtype)
         up.setdiag(0)
         up.eliminate_zeros()
-        self.l = (
-            low.indptr.astype(np.int64),
-            low.indices.astype(np.int64),
-            low.data.astype(complex),
-        )
-        self.u = (up.indptr.astype(np.int64), up.indices.astype(np.int64), up.data.astype(complex))
-        n = len(self.diag)
+        self.l = (low.indptr.astype(np.int64), low.indices.astype(np.int64), low.data.astype(dtype))
+        self.u = (up.indptr.astype(np.int64), up.indices.astype(np.int64), up.data.astype(dtype))
         self.perm_r = np.asarray(lu.perm_r)  # type: ignore[attr-defined]
         self.perm_c = np.asarray(lu.perm_c)  # type: ignore[attr-defined]
-        self.n = n
+        self.n = len(self.diag)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """``A⁻¹ b`` for ``b`` of shape (n,) or (n, columns)."""
         one = b.ndim == 1
         bb = b[:, None] if one else b
-        x = np.empty(bb.shape, complex)
+        x: np.ndarray = np.empty(bb.shape, self.dtype)
         x[self.perm_r] = bb  # row permutation: (Pr b)[perm_r[i]] = b[i]
         _lower(*self.l, x)
         _upper(*self.u, self.diag, x)
