@@ -88,3 +88,59 @@ def test_bad_sensitivity_mode_or_monitor_is_a_named_error(
         PhasePlanConfig(monitor=-1)
     with pytest.raises(ValidationError, match=r"field 'sens' = 'full'"):
         PhaseNetwork(ieee13, fleet13.points(), np.arange(48, 50), sens="full")
+
+
+def test_a_plan_worse_than_uncontrolled_charging_is_never_returned(
+    ieee13: ThreePhaseGrid, fleet13: PhaseFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the rounds find, the returned schedule is not worse on the limits than
+    uncontrolled charging: a best round that is (here made so: every draw tripled) gives way
+    to uncontrolled charging, labelled round 0 with the reason."""
+    from gridpilot.flex import phase_plan as pp
+
+    real = pp._rounds
+
+    def worse_rounds(d, lin, lim, price, start, max_rounds):  # type: ignore[no-untyped-def]
+        best, r, t = real(d, lin, lim, price, start, max_rounds)
+        p = start[0] * 3.0
+        c = lin.net.check(p)
+        score = sum(pp._excess(lin, c, lim.phase_mw).values())
+        return dataclasses.replace(best, p=p, check=c, score=score), r, t
+
+    cfg = PhasePlanConfig(t0=72, steps=32, sens="rows")
+    good = plan_phases(ieee13, fleet13, cfg).summary()
+    assert good["best_round"] >= 1 and good["worse_than_uncontrolled"] == []
+    monkeypatch.setattr(pp, "_rounds", worse_rounds)
+    p = plan_phases(ieee13, fleet13, cfg)
+    s = p.summary()
+    assert s["best_round"] == 0 and s["objective_eur"] is None
+    assert p.reason.startswith("no planned round beat uncontrolled charging")
+    np.testing.assert_array_equal(p.checks["after"].vuf_pct, p.checks["before"].vuf_pct)
+    assert s["worse_than_uncontrolled"] == [] and s["ev_short_sessions"] == 0
+
+
+def test_the_cli_exits_3_when_the_plan_fails_its_own_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``flex phase-balance`` prints the summary and exits 3 for a plan that is not feasible
+    (as ``flisr``/``reconfigure`` do for an unverified plan); 0 only for a feasible one."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+    from gridpilot.flex import phase_cli
+
+    _register()
+    real = phase_cli.run_phase_plan
+
+    def infeasible(*a, **kw):  # type: ignore[no-untyped-def]
+        s = real(*a, **kw)
+        return {**s, "feasible": False, "reason": "voltage outside the band by up to 0.01 pu"}
+
+    monkeypatch.setattr(phase_cli, "run_phase_plan", infeasible)
+    r = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--seed", "3", "--json"])
+    assert r.exit_code == 3, r.output
+    assert json.loads(r.output)["feasible"] is False
+    t = CliRunner().invoke(app, ["flex", "phase-balance", "ieee13", "--seed", "3"])
+    assert t.exit_code == 3 and "feasible False" in t.output

@@ -120,7 +120,8 @@ def phase_balance_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Assign EV charging by phase and time so that the VUF stays within the limit at every
-    three-phase bus (checked by a full unbalanced power flow); before/after and EV energy."""
+    three-phase bus (checked by a full unbalanced power flow); before/after and EV energy.
+    Exit 3 when the plan fails that check (the summary says why)."""
     try:
         g = three_phase_grid(grid)
         pf = _fleet(
@@ -143,10 +144,18 @@ def phase_balance_cmd(
     except GridpilotError as exc:
         _fail(exc)
         return
+    _emit(s, json_out)
+
+
+def _emit(s: dict[str, Any], json_out: bool) -> None:
+    """Print the plan's summary; exit 3 when the plan fails its own exact check (the
+    summary says why), as ``flisr`` and ``reconfigure`` do for an unverified plan."""
     if json_out:
         typer.echo(json.dumps(s, indent=2, default=float))
-        return
-    _print(s)
+    else:
+        _print(s)
+    if not s["feasible"]:
+        raise typer.Exit(3)
 
 
 def plan_three_phase(g: ThreePhaseGrid, hours: int, seed: int, json_out: bool) -> None:
@@ -156,7 +165,4 @@ def plan_three_phase(g: ThreePhaseGrid, hours: int, seed: int, json_out: bool) -
 
     pf = place_fleet(g, PlaceConfig(seed=seed, days=max(hours // 24, 1)))
     s = run_phase_plan(g, pf, {"mode": "plan", "t0": 48, "steps": hours * 4})
-    if json_out:
-        typer.echo(json.dumps(s, indent=2, default=float))
-        return
-    _print(s)
+    _emit(s, json_out)

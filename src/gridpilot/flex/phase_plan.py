@@ -446,6 +446,25 @@ def _rounds(
     return best, r, t_lp
 
 
+def _uncontrolled_best(
+    d: Devices, p_unc: np.ndarray, ev_mw: np.ndarray, before: Check, score: float
+) -> _Best:
+    """Uncontrolled charging as a candidate (round 0): what the plan must not be worse than."""
+    ev = {
+        "session": d.sess[d.es] if d.sess.size else d.es,
+        "phase": d.ephi + 1,
+        "step": d.et,
+        "charge_mw": ev_mw,
+        "discharge_mw": np.zeros_like(ev_mw),
+    }
+    return _Best(score, 0, p_unc, before, ev, 0.0, float("nan"))
+
+
+def worse_than(ex: dict[str, float], ref: dict[str, float]) -> list[str]:
+    """The limits (``_excess`` keys) a plan's excess ``ex`` breaks further than ``ref``'s."""
+    return [k for k in ex if ex[k] > ref[k] + 1e-9]
+
+
 def plan_phases(
     grid: ThreePhaseGrid,
     pf: PhaseFleet,
@@ -468,7 +487,7 @@ def plan_phases(
     d = devices(pf, points, cfg)
     none = net.check(np.zeros_like(d.p_fixed))
     fixed = net.check(d.p_fixed)
-    p_unc, _ = uncontrolled(d)
+    p_unc, ev_unc = uncontrolled(d)
     before = net.check(p_unc)
     lin = CutSet(
         net,
@@ -485,6 +504,10 @@ def plan_phases(
     lin.every = active_steps(d) if net.mode == "rows" else None
     price = price_eur_per_mwh(steps, pf.fleet.step_h)
     best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
+    ex_unc = _excess(lin, before, lim.phase_mw)
+    if sum(ex_unc.values()) < best.score:  # never worse than doing nothing: keep that instead
+        log.warning("phase plan: no round beat uncontrolled charging; returning it")
+        best = _uncontrolled_best(d, p_unc, ev_unc, before, sum(ex_unc.values()))
     ex = _excess(lin, best.check, lim.phase_mw)
     ev = best.ev
     got = np.bincount(d.es, (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
@@ -502,7 +525,8 @@ def plan_phases(
         "vuf_limit_pct": cfg.vuf_limit_pct,
         "rounds": rounds,
         "best_round": best.round,
-        "objective_eur": round(best.objective, 4),
+        "objective_eur": round(best.objective, 4) if np.isfinite(best.objective) else None,
+        "worse_than_uncontrolled": worse_than(ex, ex_unc),
         "network_s": round(t_net, 3),
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),
@@ -515,5 +539,7 @@ def plan_phases(
     }
     checks = {"none": none, "fixed": fixed, "before": before, "after": best.check}
     reason = _reason(ex, short, lin, best.check, best.vuf_slack)
+    if best.round == 0:
+        reason = f"no planned round beat uncontrolled charging, which is returned: {reason}"
     feasible = best.score <= 0 and short <= 1e-6
     return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats, lin)
