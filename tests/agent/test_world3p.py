@@ -297,3 +297,17 @@ def test_capacitor_controls_act_on_the_worlds_clock() -> None:
         states[label] = (hour, w.physics.caps["cap2"])
     assert 8 <= states["day"][0] < 20 and states["day"][1] == [1], states
     assert not 8 <= states["night"][0] < 20 and states["night"][1] == [0], states
+
+
+def test_the_loops_estimate_keeps_a_critical_measurement(g3) -> None:
+    """At the evening peak the balanced view's sensor set has one degree of freedom: bad data
+    is suspected at a load whose removal leaves no estimate. The estimator keeps it and says
+    so (before, every step ended with 'state estimation did not converge')."""
+    w = ThreePhaseWorld(g3, start_step=EVENING)
+    o = Orchestrator(w)
+    est = o.estimator.estimate(w.observe())
+    assert est.converged and not est.removed
+    assert "kept, a critical measurement" in est.note and "P load" in est.note
+    assert 0.9 < est.vmin_pu <= est.vmax_pu < 1.1
+    o.run(2)
+    assert not any("did not converge" in e["text"] for e in o.events)

@@ -96,8 +96,17 @@ def estimate_robust(
             RemovedMeasurement(label, float(res.residual[worst]), float(rn[worst]), row=worst)
         )
         v_rows, p_rows = _split_row(cur, worst)
-        cur = cur.without(v_rows, p_rows)
-        res = se.estimate(cur)
+        without = cur.without(v_rows, p_rows)
+        after = se.estimate(without)
+        if not after.converged:  # a critical measurement: without it there is no estimate
+            report.removed.pop()
+            why = after.meta.get("error", "did not converge")
+            report.note = (
+                f"bad data suspected at {label} (r_N {rn[worst]:.2f}) but without it there is "
+                f"no estimate ({why}): kept, a critical measurement"
+            )
+            break
+        cur, res = without, after
         report.chi2_history.append(res.chi2)
     else:
         if res.converged and res.bad_data_suspected:
