@@ -236,3 +236,38 @@ def test_the_source_side_is_outside_the_upper_edge(setup):
     assert not check_state(out, eng.limits).ok
     low = dataclasses.replace(pre.result, v=np.where(side, pre.result.v * 0.8, pre.result.v))
     assert not check_state(dataclasses.replace(pre, result=low), eng.limits, source_side=side).ok
+
+
+def test_a_rejected_tap_step_is_not_commanded(monkeypatch):
+    """A tap step that breaks the band's lower edge is undone: the plan's tap commands are
+    the taps of the state it was checked with, never the rejected step (ieee8500 section
+    24 reported ``feeder_rega`` one tap lower than the state it judged)."""
+    import numpy as np
+
+    from gridpilot.model.limits import OperatingLimits
+
+    g = load_grid("ieee123")
+    loose = Flisr3pEngine(g)
+    st = dict(loose.solver.normal)
+    free = loose.solver.solve_settled(st)
+    v = free.result.v_pu
+    hi = float(v[free.energised & ~loose.source_side].max())
+    lo = float(v[free.energised].min())
+    eng = Flisr3pEngine(g, limits=OperatingLimits(lo - 1e-4, hi - 1e-3, 1000.0),
+                        relax_to_prefault=False)  # fmt: skip
+    real = eng.solver.solve_settled
+
+    def settled(state, load_mult=1.0, held=None):
+        out = real(state, load_mult, held)
+        if held:  # any commanded step pulls the feeder below the lower edge
+            low = dataclasses.replace(out.result, v=out.result.v * 0.9)
+            out = dataclasses.replace(out, result=low)
+        return out
+
+    monkeypatch.setattr(eng.solver, "solve_settled", settled)
+    _out, chk = eng.verify(st)
+    assert not chk.ok and chk.vmax_pu > eng.limits.v_max_pu  # the upper edge still fails
+    assert np.isclose(chk.vmin_pu, lo)  # the state judged is the one without the step
+    taps, cmd, _caps = eng.controls(st)
+    assert cmd == {}
+    assert taps == free.result.taps

@@ -149,7 +149,8 @@ class Flisr3pEngine:
         (as OpenDSS's static mode does) and check the whole band (memoised). When only the
         band's upper edge fails, the regulator feeding the highest node-phase is lowered a
         tap at a time (held there: a SCADA tap command, :attr:`commands`) and the rest
-        settle again, while the lower edge holds and up to :data:`TAP_COMMANDS` steps."""
+        settle again, while the lower edge holds and up to :data:`TAP_COMMANDS` steps (a step
+        that breaks the lower edge is undone and not commanded)."""
         key = frozenset(k for k, on in state.items() if not on)
         hit = self._verified.get(key)
         if hit is None:
@@ -162,12 +163,13 @@ class Flisr3pEngine:
                 move = self._tap_down(out, dict(state), held)
                 if move is None:
                     break
-                held[move[0]] = move[1]
-                out2 = self.solver.solve_settled(dict(state), self.load_mult, held)
+                trial = {**held, move[0]: move[1]}
+                out2 = self.solver.solve_settled(dict(state), self.load_mult, trial)
                 chk2 = check_state(out2, self.limits, source_side=self.source_side)
                 if chk2.vmin_pu < self.limits.v_min_pu - 1e-9:
-                    break
-                out, chk = out2, chk2
+                    log.debug("tap %s -> %.5f rejected: %s", move[0], move[1], chk2.why)
+                    break  # the rejected step is not commanded: the plan keeps ``held``
+                held, out, chk = trial, out2, chk2
             self._commands[key] = {k: held[k] for k in held if k in out.result.taps}
             hit = (out, chk)
             self._verified[key] = hit
