@@ -271,3 +271,19 @@ def test_a_rejected_tap_step_is_not_commanded(monkeypatch):
     taps, cmd, _caps = eng.controls(st)
     assert cmd == {}
     assert taps == free.result.taps
+
+
+def test_a_single_phase_regulators_zone_follows_its_phase_through_wye_transformers() -> None:
+    """ieee13: reg1-reg3 regulate one phase each above the wye-wye transformer xfm1; each
+    zone is the node-phases of its own phase (it was empty: the transformer joined the
+    phases, so every node stayed fed without the regulator)."""
+    import numpy as np
+
+    from gridpilot.twin.unbalanced.topology import SwitchingSolver, normalise_ties
+
+    g = normalise_ties(load_grid("ieee13"))
+    s = SwitchingSolver(g)
+    for rc, phase in zip(g.regcontrols, (1, 2, 3), strict=True):
+        zone = [s.nodes[i] for i in np.flatnonzero(s.regulator_zone(rc.name))]
+        assert zone and {k for _, k in zone} == {phase}, rc.name
+        assert ("rg60", phase) in zone and ("634", phase) in zone  # below xfm1 too

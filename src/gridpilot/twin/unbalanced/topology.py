@@ -107,9 +107,12 @@ def _node_edges(
     index: dict[tuple[str, int], int],
     switches: bool,
     also: set[str] | None = None,
+    phase_wise: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Node-level edges of closed branches (switches, and the branches named in ``also``,
-    only if ``switches``) and transformers (only if not)."""
+    only if ``switches``) and transformers (only if not). A transformer joins all its nodes
+    (energisation), or with ``phase_wise`` a wye-wye one joins phase to phase (which phases
+    a single-phase regulator above it feeds)."""
     a: list[int] = []
     b: list[int] = []
     for br in grid.branches:
@@ -123,10 +126,21 @@ def _node_edges(
     if switches:
         return a, b
     for t in grid.transformers:
-        if t.enabled:
-            ns = [index[(w.terminal.bus, n)] for w in t.windings for n in w.terminal.nodes if n > 0]
-            a += ns[:1] * (len(ns) - 1)
-            b += ns[1:]
+        if not t.enabled:
+            continue
+        per = [[index[(w.terminal.bus, n)] for n in w.terminal.nodes if n > 0] for w in t.windings]
+        if (
+            phase_wise
+            and all(w.conn == "wye" for w in t.windings)
+            and len({len(p) for p in per}) == 1
+        ):
+            for other in per[1:]:
+                a += per[0]
+                b += other
+            continue
+        ns = [i for p in per for i in p]
+        a += ns[:1] * (len(ns) - 1)
+        b += ns[1:]
     return a, b
 
 
@@ -357,7 +371,7 @@ class SwitchingSolver:
             g = dataclasses.replace(self._closed_all, transformers=[
                 dataclasses.replace(t, enabled=False) if t.name.lower() == rc.transformer.lower() else t
                 for t in self._closed_all.transformers])  # fmt: skip
-            fa, fb = _node_edges(g, self.net.index, False, set(self.normal))
+            fa, fb = _node_edges(g, self.net.index, False, set(self.normal), phase_wise=True)
             self._no_xf[name] = (np.array(fa, np.int64), np.array(fb, np.int64))
         st = self.state(closed)
         return self._energised(st, self._fixed) & ~self._energised(st, self._no_xf[name])
