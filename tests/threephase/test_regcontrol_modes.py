@@ -46,6 +46,10 @@ SCENARIOS = {
     # with 120 V the taps happen to settle on neutral too)
     "cogen": ("ieee13", 96, [*_REVERSE[:-1], *(
         f"edit regcontrol.reg{k} cogen=yes revvreg=118" for k in (1, 2, 3)), "makebuslist"]),
+    # cogen with revneutral: neutral in cogen mode too (OpenDSS)
+    "cogenneutral": ("ieee13", 96, [*_REVERSE[:-1], *(
+        f"edit regcontrol.reg{k} cogen=yes revvreg=118 revneutral=yes" for k in (1, 2, 3)),
+        "makebuslist"]),
 }  # fmt: skip
 
 
@@ -104,7 +108,7 @@ def test_reverse_neutral_and_cogen_hold_their_own_taps() -> None:
     mult = _shape(96, 15)
     neutral, cogen, reverse = (_dss_taps(m, mult) for m in ("revneutral", "cogen", "reverse"))
     midday = slice(40, 66)  # the PV's reverse flow (the switch after revdelay) lasts
-    for name, taps in neutral.items():
+    for name, taps in [*neutral.items(), *_dss_taps("cogenneutral", mult).items()]:
         assert set(taps[midday]) == {0}, name
     assert cogen["reg1"] != reverse["reg1"] and cogen["reg1"] != neutral["reg1"]
     _, tw = _pair("ieee13", SCENARIOS["revneutral"][2], mult)
