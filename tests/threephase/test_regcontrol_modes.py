@@ -38,6 +38,18 @@ SCENARIOS = {
     # a 6 MW PV plant at 675 reverses the flow through the regulators at midday
     "reverse": ("ieee13", 96, [*_REVERSE[:-1], *(
         f"edit regcontrol.reg{k} reversible=yes" for k in (1, 2, 3)), "makebuslist"]),
+    # the same, the regulators going to their neutral tap while the flow is reversed
+    "revneutral": ("ieee13", 96, [*_REVERSE[:-1], *(
+        f"edit regcontrol.reg{k} reversible=yes revneutral=yes" for k in (1, 2, 3)),
+        "makebuslist"]),
+    # the same PV as cogeneration: forward regulation on the reverse settings (revvreg 118 V:
+    # with 120 V the taps happen to settle on neutral too)
+    "cogen": ("ieee13", 96, [*_REVERSE[:-1], *(
+        f"edit regcontrol.reg{k} cogen=yes revvreg=118" for k in (1, 2, 3)), "makebuslist"]),
+    # cogen with revneutral: neutral in cogen mode too (OpenDSS)
+    "cogenneutral": ("ieee13", 96, [*_REVERSE[:-1], *(
+        f"edit regcontrol.reg{k} cogen=yes revvreg=118 revneutral=yes" for k in (1, 2, 3)),
+        "makebuslist"]),
 }  # fmt: skip
 
 
@@ -76,6 +88,33 @@ def test_regcontrol_option_matches_opendss_in_both_engines(mode: str) -> None:
     assert extremes_gap(slow.nodes, slow.vmin_pu, slow.vmax_pu, ref) < 1e-6
     if mode == "frozen":
         assert ref.tap_ops["reg2"] == 0
+    if grid == "ieee13":  # tap positions step by step (ieee13's regulators: 0.00625 pu a tap)
+        for name, taps in ref.tap_series.items():
+            assert np.array_equal(_tap_numbers(fast.tap_series[name]), taps), name
+
+
+def _tap_numbers(series: np.ndarray) -> np.ndarray:
+    return np.rint((np.asarray(series) - 1.0) / 0.00625).astype(int)
+
+
+def _dss_taps(mode: str, mult: np.ndarray) -> dict[str, list[int]]:
+    s, _ = _pair("ieee13", SCENARIOS[mode][2], mult)
+    return dss_qsts(s, 96, 900.0).tap_series
+
+
+def test_reverse_neutral_and_cogen_hold_their_own_taps() -> None:
+    """OpenDSS's revNeutral parks the regulators on tap 0 through the reverse flow, ours
+    too; cogen regulates to revvreg, neither the reverse nor the neutral taps."""
+    mult = _shape(96, 15)
+    neutral, cogen, reverse = (_dss_taps(m, mult) for m in ("revneutral", "cogen", "reverse"))
+    midday = slice(40, 66)  # the PV's reverse flow (the switch after revdelay) lasts
+    for name, taps in [*neutral.items(), *_dss_taps("cogenneutral", mult).items()]:
+        assert set(taps[midday]) == {0}, name
+    assert cogen["reg1"] != reverse["reg1"] and cogen["reg1"] != neutral["reg1"]
+    _, tw = _pair("ieee13", SCENARIOS["revneutral"][2], mult)
+    ours = tw.qsts(96, 900.0, engine="python", keep_taps=True)
+    for name in neutral:
+        assert set(_tap_numbers(ours.tap_series[name])[midday]) == {0}, name
 
 
 def test_reverse_mode_changes_the_taps() -> None:
@@ -92,11 +131,15 @@ def test_unmodelled_regcontrol_options_stay_in_the_warning() -> None:
     s = DssSession()
     s.compile(feeder_master("ieee13"))
     s.command("edit regcontrol.reg1 reversible=yes revneutral=yes ptphase=max inversetime=yes")
+    s.command("edit regcontrol.reg2 cogen=yes")
     grid = grid_from_session(s, "ieee13")
     text = " ".join(grid.warnings)
-    assert "regcontrol.reg1: reverse neutral is not modelled" in text
     assert "regcontrol.reg1: inverse-time delay is not modelled" in text
-    assert next(r for r in grid.regcontrols if r.name.lower() == "reg1").pt_phase == PT_MAX
+    assert "neutral" not in text and "cogen" not in text  # modelled now
+    reg1 = next(r for r in grid.regcontrols if r.name.lower() == "reg1")
+    reg2 = next(r for r in grid.regcontrols if r.name.lower() == "reg2")
+    assert reg1.pt_phase == PT_MAX and reg1.rev_neutral and not reg1.cogen
+    assert reg2.cogen and not reg2.rev_neutral
 
 
 def test_unknown_remote_bus_node_is_named() -> None:

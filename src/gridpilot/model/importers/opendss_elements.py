@@ -197,10 +197,6 @@ def _pt_phase(v: Any, what: str, warn: list[str], avg: bool = False) -> int:
 
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
     what = f"regcontrol.{e['Name']}"
-    if e.get("Reversible") and e.get("RevNeutral"):
-        warn.append(f"{what}: reverse neutral is not modelled (reverse settings used)")
-    if e.get("Cogen"):
-        warn.append(f"{what}: cogen mode is not modelled")
     if e.get("InverseTime"):
         warn.append(f"{what}: inverse-time delay is not modelled (fixed delay used)")
     if _f(e.get("LDC_Z")) or _f(e.get("VLimit")):
@@ -230,6 +226,8 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
         rev_x_v=_f(e.get("RevX")),
         rev_threshold_kw=_f(e.get("RevThreshold"), 100.0),
         rev_delay_s=_f(e.get("RevDelay"), 60.0),
+        rev_neutral=bool(e.get("RevNeutral")),
+        cogen=bool(e.get("Cogen")),
         enabled=bool(e.get("Enabled", True)),
     )
 

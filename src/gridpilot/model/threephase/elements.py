@@ -126,7 +126,11 @@ class RegControl:
     ``reversible``: after ``rev_delay_s`` of power flowing back through the winding terminal
     beyond ``rev_threshold_kw`` the regulator regulates on ``rev_vreg_v``/``rev_band_v``
     with ``rev_r_v``/``rev_x_v`` LDC, taps moving the other way (OpenDSS's default reverse
-    mode; time series only).
+    mode; time series only). ``rev_neutral``: in reverse (or cogen) mode the regulator
+    goes to its neutral tap (1.0) one tap per ``tapdelay_s`` and stays there.
+    ``cogen``: reverse flow switches to cogeneration mode instead, where the regulator keeps
+    regulating forward (taps the usual way, no division by the tap) on the reverse
+    settings ``rev_vreg_v``/``rev_band_v``/``rev_r_v``/``rev_x_v``.
     """
 
     name: str
@@ -152,6 +156,8 @@ class RegControl:
     rev_x_v: float = 0.0
     rev_threshold_kw: float = 100.0
     rev_delay_s: float = 60.0
+    rev_neutral: bool = False
+    cogen: bool = False
     enabled: bool = True
 
 

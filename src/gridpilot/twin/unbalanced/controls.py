@@ -213,7 +213,7 @@ def reg_measure(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
     """(3, steps): forward control voltage, reverse control voltage and the forward power
     (W, out of the regulated winding's terminal: OpenDSS's ``−Power[terminal].re``)."""
     fwd = reg_control_voltage(s, net, v)
-    if not s.ctl.reversible or not s.ldc:
+    if not watches_reverse(s):
         return np.stack([fwd, fwd, np.zeros_like(fwd)])
     st = net.xf_stamps[s.xf]
     keep = st.idx >= 0
@@ -224,6 +224,19 @@ def reg_measure(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
     return np.stack([fwd, reg_control_voltage(s, net, v, True), p])
 
 
+def watches_reverse(s: RegSensor) -> bool:
+    """Whether the regulator watches for reverse power (reversible or cogen, not on a
+    remote bus, as OpenDSS)."""
+    return (s.ctl.reversible or s.ctl.cogen) and s.ldc
+
+
+def neutral_taps(tap: float, step: float) -> int:
+    """Signed taps from ``tap`` to the neutral tap 1.0 (OpenDSS's reverse-neutral move)."""
+    if abs(tap - 1.0) <= 1e-9:
+        return 0
+    return round((1.0 - tap) / step)
+
+
 def _winding_rows(s: RegSensor) -> np.ndarray:
     """Yprim rows of the regulated winding's conductors (phases and its neutral)."""
     nc = s.nph + 1
@@ -232,11 +245,13 @@ def _winding_rows(s: RegSensor) -> np.ndarray:
 
 
 def reg_pending_taps(
-    s: RegSensor, tap: float, step: float, vact: float, reverse: bool = False
+    s: RegSensor, tap: float, step: float, vact: float, reverse: bool = False, cogen: bool = False
 ) -> int:
     """Signed number of taps OpenDSS's RegControl asks for (0 inside the band); in reverse
-    mode on the reverse settings, ``vact`` over the tap, and the other way."""
-    vreg, band = (s.ctl.rev_vreg_v, s.ctl.rev_band_v) if reverse else (s.ctl.vreg_v, s.ctl.band_v)
+    mode on the reverse settings, ``vact`` over the tap, and the other way; in cogen mode on
+    the reverse settings, the usual way."""
+    rev_set = reverse or cogen
+    vreg, band = (s.ctl.rev_vreg_v, s.ctl.rev_band_v) if rev_set else (s.ctl.vreg_v, s.ctl.band_v)
     if reverse:
         vact = vact / tap
     if abs(vreg - vact) <= band / 2.0:

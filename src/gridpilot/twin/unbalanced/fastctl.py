@@ -46,9 +46,10 @@ class Regs(NamedTuple):
     lo: np.ndarray  # (r, p) its other end
     idx: np.ndarray  # (r, c) node ids of the transformer's conductors (-1 ground)
     cond: np.ndarray  # (r, p) the phase's conductor in the Yprim
-    f: np.ndarray  # (r, 25): base_v vreg band ptratio r x ctprim delay tapdelay other-winding
+    f: np.ndarray  # (r, 27): base_v vreg band ptratio r x ctprim delay tapdelay other-winding
     #   step min max vratio ldc max_tap_change | reverse: vreg band r x threshold_w delay
-    #   on first-conductor conductors (of the regulated winding, for its power)
+    #   on first-conductor conductors (of the regulated winding, for its power) | neutral
+    #   cogen
     armed: np.ndarray
     value: np.ndarray
     handle: np.ndarray
@@ -202,8 +203,9 @@ def _rev_due(rg: Regs, r: int, t: float) -> bool:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pending(rg: Regs, r: int, vact: float, tap: float) -> int:
     p = rg.f[r]
-    rev = rg.rev[r] != 0
-    vreg, band = (p[16], p[17]) if rev else (p[1], p[2])
+    rev_set = rg.rev[r] != 0
+    vreg, band = (p[16], p[17]) if rev_set else (p[1], p[2])
+    rev = rev_set and p[26] == 0.0  # reverse mode proper (cogen regulates forward)
     if rev:
         vact = vact / tap
     if abs(vreg - vact) <= band / 2.0:
@@ -249,6 +251,43 @@ def _qpush(rg: Regs, r: int, t: float) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _to_neutral(tap: float, step: float) -> int:
+    """Signed taps to the neutral tap 1.0 (``controls.neutral_taps``)."""
+    if abs(tap - 1.0) <= 1e-9:
+        return 0
+    return int(np.rint((1.0 - tap) / step))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
+    """The sample proper: the pending change, arming or cancelling the first action."""
+    p = rg.f[r]
+    if p[15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
+        rg.value[r] = 0
+        return
+    if p[25] != 0.0 and p[22] != 0.0 and rg.rev[r] != 0:
+        # reverse neutral: head for tap 1.0 unless armed, no band check
+        if not rg.armed[r]:
+            rg.value[r] = _to_neutral(tap, p[10])
+            if rg.value[r] != 0:
+                _qpush(rg, r, t_s + p[8])
+                rg.armed[r] = 1
+        return
+    n = _pending(rg, r, vact, tap)
+    rg.value[r] = n
+    if n == 0:
+        if rg.armed[r]:
+            _qremove(rg, r, rg.handle[r])
+        rg.armed[r] = 0
+        return
+    movable = (n > 0 and tap < p[12] - 1e-9) or (n < 0 and tap > p[11] + 1e-9)
+    if movable and not rg.armed[r]:
+        rg.handle[r] = t_s + p[7]
+        _qpush(rg, r, rg.handle[r])
+        rg.armed[r] = 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     """One time-mode sample of RegControl ``r`` then its due actions; True if a tap moved.
     (Rules: see ``_Runner._reg`` in :mod:`.qsts`.)"""
@@ -256,21 +295,7 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     s, w = rg.stamp[r], rg.wind[r]
     if p[22] != 0.0:
         _rev_sample(rg, r, t_s)
-    tap = st.taps[s, w]
-    n = _pending(rg, r, vact, tap) if p[15] != 0.0 else 0
-    rg.value[r] = n
-    if p[15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
-        pass
-    elif n == 0:
-        if rg.armed[r]:
-            _qremove(rg, r, rg.handle[r])
-        rg.armed[r] = 0
-    else:
-        movable = (n > 0 and tap < p[12] - 1e-9) or (n < 0 and tap > p[11] + 1e-9)
-        if movable and not rg.armed[r]:
-            rg.handle[r] = t_s + p[7]
-            _qpush(rg, r, rg.handle[r])
-            rg.armed[r] = 1
+    _reg_arm(rg, r, t_s, st.taps[s, w], vact)
     acted = False
     for q in range(_due(rg, r, t_s)):
         t = rg.due[r, q]

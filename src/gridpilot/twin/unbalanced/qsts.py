@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridpilot.errors import ValidationError
-from gridpilot.model.threephase.elements import Capacitor
+from gridpilot.model.threephase.elements import Capacitor, Winding
 from gridpilot.twin.unbalanced.controls import (
     CLOSE,
     OPEN,
@@ -27,9 +27,11 @@ from gridpilot.twin.unbalanced.controls import (
     RegSensor,
     cap_measure,
     cap_sample,
+    neutral_taps,
     reg_measure,
     reg_pending_taps,
     time_of_day,
+    watches_reverse,
 )
 from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
@@ -158,23 +160,9 @@ class _Runner:
         d = self.state.regs[i]
         ctl = s.ctl
         w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]
-        if ctl.reversible and s.ldc:
+        if watches_reverse(s):
             _reverse_sample(d, ctl.rev_threshold_kw * 1e3, t_s + ctl.rev_delay_s, float(m[2]))
-        vact = float(m[1] if d.rev else m[0])
-        n = reg_pending_taps(s, w.tap, w.tap_step, vact, d.rev) if ctl.max_tap_change else 0
-        d.value = n
-        if not ctl.max_tap_change:  # OpenDSS samples nothing (queued actions still run)
-            pass
-        elif n == 0:
-            if d.armed and d.handle in d.queue:
-                d.queue.remove(d.handle)
-            d.armed = False
-        else:
-            movable = (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9)
-            if movable and not d.armed:
-                d.handle = t_s + ctl.delay_s
-                d.queue.append(d.handle)
-                d.armed = True
+        self._arm(d, s, w, t_s, float(m[1] if d.rev else m[0]))
         acted = False
         for t in sorted(t for t in d.queue if t <= t_s + 1e-6):
             if d.rev_t is not None and d.rev_t <= t:  # the reverse action comes first
@@ -197,6 +185,31 @@ class _Runner:
         if d.rev_t is not None and d.rev_t <= t_s + 1e-6:
             d.rev, d.rev_t, acted = not d.rev, None, True
         return acted
+
+    @staticmethod
+    def _arm(d: _Device, s: RegSensor, w: Winding, t_s: float, vact: float) -> None:
+        """The sample proper: the pending change, arming or cancelling the first action
+        (reverse neutral: towards tap 1.0, no band check)."""
+        ctl = s.ctl
+        if not ctl.max_tap_change:  # OpenDSS samples nothing (queued actions still run)
+            d.value = 0
+            return
+        if d.rev and ctl.rev_neutral and watches_reverse(s):
+            _neutral_sample(d, w.tap, w.tap_step, t_s + ctl.tapdelay_s)
+            return
+        rev, cogen = d.rev and not ctl.cogen, d.rev and ctl.cogen
+        n = reg_pending_taps(s, w.tap, w.tap_step, vact, rev, cogen)
+        d.value = n
+        if n == 0:
+            if d.armed and d.handle in d.queue:
+                d.queue.remove(d.handle)
+            d.armed = False
+            return
+        movable = (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9)
+        if movable and not d.armed:
+            d.handle = t_s + ctl.delay_s
+            d.queue.append(d.handle)
+            d.armed = True
 
     def _cap(self, i: int, s: CapSensor, t_s: float, m: dict[str, float]) -> bool:
         """OpenDSS time-mode CapControl: sample (arming after delay, dead time before a
@@ -252,6 +265,17 @@ class _Runner:
                 self.taps_log[name].extend([tap] * v.shape[1])
             for name, st in (caps or self.tw.cap_states()).items():
                 self.caps_log.setdefault(name, []).extend([sum(st)] * v.shape[1])
+
+
+def _neutral_sample(d: _Device, tap: float, step: float, t_due: float) -> None:
+    """OpenDSS's reverse-neutral sample: unless armed, head for the neutral tap (first
+    action at ``t_due``); no band check (an armed action keeps its pending change)."""
+    if d.armed:
+        return
+    d.value = neutral_taps(tap, step)
+    if d.value != 0:
+        d.queue.append(t_due)
+        d.armed = True
 
 
 def _reverse_sample(d: _Device, threshold_w: float, t_due: float, fwd_w: float) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
+from gridpilot.twin.unbalanced.controls import watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
@@ -129,8 +130,9 @@ def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
                      c.delay_s, c.tapdelay_s, float(c.tap_winding != c.winding), w.tap_step,
                      w.min_tap, w.max_tap, s.vratio, float(s.ldc), float(c.max_tap_change),
                      c.rev_vreg_v, c.rev_band_v, c.rev_r_v, c.rev_x_v,
-                     c.rev_threshold_kw * 1e3, c.rev_delay_s, float(c.reversible and s.ldc),
-                     (c.winding - 1) * (s.nph + 1), s.nph + 1])  # fmt: skip
+                     c.rev_threshold_kw * 1e3, c.rev_delay_s, float(watches_reverse(s)),
+                     (c.winding - 1) * (s.nph + 1), s.nph + 1, float(c.rev_neutral),
+                     float(c.cogen)])  # fmt: skip
         idx.append(twin.net.xf_stamps[s.xf].idx)
         his.append(s.his)
         los.append(s.los)
@@ -142,7 +144,7 @@ def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
     return Regs(
         m[:, 0].copy(), m[:, 1].copy(), _pad(his, (p,), np.int64, -1),
         _pad(los, (p,), np.int64, -1), _pad(idx, (nc,), np.int64, -1),
-        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 25),
+        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 27),
         np.zeros(r, np.int64), np.zeros(r, np.int64), np.full(r, np.nan),
         np.zeros((r, QMAX)), np.zeros(r, np.int64), np.zeros(r, np.int64), np.zeros(r),
         np.zeros((r, QMAX)), m[:, 2].copy(), m[:, 3].copy(), np.zeros(r, np.int64),
