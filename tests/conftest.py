@@ -13,6 +13,15 @@ pytest_plugins = ["required_services", "pytester"]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Once per run (not in each xdist worker): drop numba caches that a changed kernel
+    module made stale (numba checks only a kernel's own source file)."""
+    if not hasattr(config, "workerinput"):
+        from gridpilot.kernels import invalidate_stale_caches
+
+        invalidate_stale_caches()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep the grid cache inside the session unless the user set one."""

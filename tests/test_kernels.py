@@ -108,3 +108,29 @@ def test_each_command_asks_only_about_real_kernel_modules_it_needs() -> None:
         "gridpilot.twin.unbalanced.trisolve",
     }
     assert kernels.command_kernels("forecast") == ()
+
+
+def test_a_changed_kernel_module_drops_every_cache(tmp_path) -> None:
+    """numba checks only the source of the kernel it caches; a kernel compiled with kernels
+    from another module keeps their old code. A changed kernel source drops all the caches."""
+    from gridpilot.kernels import invalidate_stale_caches
+
+    pkg = tmp_path / "pkg"
+    (pkg / "__pycache__").mkdir(parents=True)
+    a, b = pkg / "step.py", pkg / "ctl.py"
+    a.write_text("def run(): pass\n")
+    b.write_text("def arm(): pass\n")
+    stamp = pkg / "__pycache__" / "stamp"
+    cached = [pkg / "__pycache__" / n for n in ("step.run-10.py311.nbi", "step.run-10.py311.1.nbc")]
+    other = pkg / "__pycache__" / "unrelated.f-1.py311.nbi"
+    for p in (*cached, other):
+        p.write_bytes(b"x")
+    assert invalidate_stale_caches([a, b], stamp)  # no stamp yet: caches of unknown age go
+    assert not any(p.exists() for p in cached) and other.exists() and stamp.exists()
+    for p in cached:
+        p.write_bytes(b"x")
+    assert not invalidate_stale_caches([a, b], stamp)  # nothing changed: kept
+    assert all(p.exists() for p in cached)
+    b.write_text("def arm(): return 1\n")  # the *called* module changes
+    assert invalidate_stale_caches([a, b], stamp)
+    assert not any(p.exists() for p in cached)

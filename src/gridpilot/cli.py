@@ -43,9 +43,10 @@ def warmup() -> None:
 
     from rich.console import Console
 
-    from gridpilot.kernels import cold_modules
+    from gridpilot.kernels import cold_modules, invalidate_stale_caches
 
     con = Console(stderr=True)
+    invalidate_stale_caches()  # a kernel module changed: every cache goes (numba misses it)
     cold = cold_modules()
     t0 = time.perf_counter()
     with con.status(f"compiling {len(cold)} kernel module(s)…" if cold else "checking kernels…"):
@@ -62,6 +63,9 @@ def warmup() -> None:
         from gridpilot.twin.unbalanced.cli import qsts_summary
 
         qsts_summary(ieee_feeder("ieee13"), 4, "15min", show_progress=False)
+        from gridpilot.twin.unbalanced import UnbalancedTwin
+
+        UnbalancedTwin(ieee_feeder("ieee13")).powerflow()  # the sparse solves (trisolve)
     left = cold_modules()
     con.print(
         f"kernels ready in {time.perf_counter() - t0:.1f} s"

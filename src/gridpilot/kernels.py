@@ -10,6 +10,7 @@ fills the cache ahead of time.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -68,6 +69,53 @@ COMMAND_KERNELS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _module_file(module: str) -> Path:
+    return _PACKAGE_ROOT.joinpath(*module.split(".")[1:]).with_suffix(".py")
+
+
+def _cache_files(files: Sequence[Path]) -> list[Path]:
+    """numba's index and data files of the kernels in ``files`` (beside each source in
+    ``__pycache__``, or anywhere under ``NUMBA_CACHE_DIR``)."""
+    stems = {f.stem for f in files}
+    roots = {f.parent / "__pycache__" for f in files}
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        roots.add(Path(os.environ["NUMBA_CACHE_DIR"]))
+    out = []
+    for root in roots:
+        if root.is_dir():
+            out += [p for p in root.rglob("*.nb[ic]") if p.name.split(".", 1)[0] in stems]
+    return out
+
+
+def invalidate_stale_caches(files: Sequence[Path] | None = None, stamp: Path | None = None) -> bool:
+    """Drop every kernel's numba cache when any kernel module's source changed since the
+    caches were written. numba checks only the source file of the kernel it caches, so a
+    kernel compiled together with kernels it calls from another module (the compiled QSTS
+    step calling the control kernels) would otherwise keep running their old code. Returns
+    whether caches were dropped; the fingerprint (SHA-256 of the sources) is kept in
+    ``stamp`` (default ``__pycache__/gridpilot-kernels.sha256`` in the package)."""
+    files = [_module_file(m) for m in KERNEL_MODULES] if files is None else list(files)
+    stamp = _PACKAGE_ROOT / "__pycache__" / "gridpilot-kernels.sha256" if stamp is None else stamp
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    fp = digest.hexdigest()
+    try:
+        if stamp.exists() and stamp.read_text().strip() == fp:
+            return False
+        dropped = _cache_files(files)
+        for p in dropped:
+            p.unlink(missing_ok=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(fp + "\n")
+    except OSError as exc:  # a read-only installation: numba's own checks only
+        log.debug("kernel cache stamp %s not written: %s", stamp, exc)
+        return False
+    if dropped:
+        log.info("kernel sources changed: %d numba cache files dropped", len(dropped))
+    return bool(dropped)
+
+
 def command_kernels(command: str) -> tuple[str, ...]:
     """The kernel modules the CLI command ``command`` may compile on its first run (empty for
     a command that calls no kernel)."""
@@ -122,6 +170,7 @@ def compile_notice(
     """While the body runs, tell the user that kernels compile once (spinner on a terminal,
     one line otherwise, nothing when the cache is warm). Yields whether the cache was cold."""
     out = sys.stderr if stream is None else stream
+    invalidate_stale_caches()
     cold = cold_modules(modules)
     if not cold:
         yield False
