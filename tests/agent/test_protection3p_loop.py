@@ -221,3 +221,20 @@ def test_the_guard_bounds_tap_commands_by_range_and_rate(g3) -> None:
     assert not v.ok and any(f"more than {limit} tap commands" in r for r in v.reasons)
     orch.guard.commit(Plan([], "t", "test"), now_s=now + 3601.0)  # an hour on: allowed again
     assert not orch.guard._tap_ops
+
+
+def test_a_blown_fuse_no_indicator_saw_is_still_named_once(g3) -> None:
+    """Every fault indicator broken: nothing picks up, nothing locks out, but the lateral's
+    buses are dark with every switch closed. FLISR names the fuse from the dark buses, once
+    (not again every step while the lateral waits for the crew)."""
+    world = _world(g3)
+    world.fpi_failed[:] = True
+    orch = Orchestrator(world)
+    orch.run(1)
+    orch.inject("fault", branch=LATERAL)
+    orch.run(3)
+    assert not world.fpi.any()
+    plans = [e for e in orch.events if e["kind"] == "action" and "fuse" in e.get("reason", "")]
+    assert len(plans) == 1, [e["text"] for e in orch.events]
+    assert f"fuse(s) ['{LATERAL}']" in plans[0]["reason"]
+    assert orch.last.switch_closed.tolist() == world.normal_closed.tolist()

@@ -34,6 +34,7 @@ from gridpilot.control.flisr3p import Flisr3pEngine, Flisr3pResult, Indications3
 from gridpilot.model.limits import OperatingLimits
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView, balanced_view
+from gridpilot.twin import energised
 from gridpilot.twin.unbalanced.topology import normalise_ties
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Flisr3pPolicy:
         self.bus_id = dict(view.bus_id)
         self.regulator_id = {n: k for k, n in enumerate(regulator_names(self.grid3p))}
         self._fuse_buses: dict[str, frozenset[int]] | None = None
+        # dark buses no open switch explains, already reported (a fuse blown by a fault no
+        # indicator saw and nothing tripped for): said once, not every step
+        self._reported_dark: frozenset[int] = frozenset()
 
     def indications(self, ctx: Context) -> Indications3p:
         """Every switch's indicator by name, and the reported trips still open."""
@@ -86,12 +90,17 @@ class Flisr3pPolicy:
     def decide(self, ctx: Context) -> list[Plan]:
         """The unbalanced FLISR's plan for the present indications, or none."""
         obs = ctx.obs
-        if not (obs.fpi.any() or ctx.tripped):
-            return []
         lim = ctx.limits
+        if not (obs.fpi.any() or ctx.tripped):
+            dark = self._unexplained_dark(ctx)
+            if not dark or dark == self._reported_dark:
+                self._reported_dark = dark
+                return []
+            self._reported_dark = dark  # a fault no indicator saw: what the dark buses say
         eng = _engine(self.grid3p, OperatingLimits(lim.v_min_pu, lim.v_max_pu, lim.loading_max_pct))
         ind = self.indications(ctx)
         if not ind.opened:
+            self._reported_dark = self._unexplained_dark(ctx)
             return [self._cleared(eng, ind, ctx)]
         if obs.energised.all():
             return []
@@ -112,6 +121,12 @@ class Flisr3pPolicy:
         ]
         actions.append(Action("reset_fpi"))
         return [self._plan(eng, res, ind, actions)]
+
+    def _unexplained_dark(self, ctx: Context) -> frozenset[int]:
+        """Bus ids the switch states should energise but the telemetry shows dark."""
+        g, obs = ctx.grid, ctx.obs
+        should = energised(g, obs.switch_closed)
+        return frozenset(g.bus.ids[should & ~obs.energised].tolist())
 
     def blown_fuses(self, eng: Flisr3pEngine, ctx: Context) -> list[str]:
         """The fuses whose laterals (view buses beyond them, normal state) are all dark, and
@@ -144,6 +159,11 @@ class Flisr3pPolicy:
             )
         elif ctx.obs.energised.all():
             reason = "three-phase FLISR: a reclose cleared a temporary fault; nothing to switch"
+        elif not any(ind.fpi.values()):
+            reason = (
+                "three-phase FLISR: buses dark with no indicator or trip, and no fuse's lateral "
+                "matches them; nothing to switch: send a crew"
+            )
         else:
             reason = (
                 "three-phase FLISR: indicators picked up, nothing tripped, and no fuse's lateral "
