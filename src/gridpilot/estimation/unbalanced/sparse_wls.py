@@ -51,6 +51,7 @@ from gridpilot.estimation.unbalanced.wls import (
     WlsOptions,
     unobservable_message,
 )
+from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 
 log = logging.getLogger(__name__)
 _BLOCK = 128  # measurement rows per block of K_ii solves (dense block: rows × KKT size)
@@ -103,12 +104,13 @@ class _SparseStep:
         lu = self.factor()
         rows = np.asarray(rows, dtype=int)
         out = np.zeros(rows.size)
-        for lo in range(0, rows.size, _BLOCK):
-            blk = rows[lo : lo + _BLOCK]
-            cols = np.arange(blk.size)
-            rhs = np.zeros((self.aug.shape[0], blk.size))
-            rhs[blk, cols] = 1.0
-            out[lo : lo + blk.size] = 1.0 - lu.solve(rhs)[blk, cols]
+        with one_blas_thread():  # called after estimate(): BLAS threads only wait here too
+            for lo in range(0, rows.size, _BLOCK):
+                blk = rows[lo : lo + _BLOCK]
+                cols = np.arange(blk.size)
+                rhs = np.zeros((self.aug.shape[0], blk.size))
+                rhs[blk, cols] = 1.0
+                out[lo : lo + blk.size] = 1.0 - lu.solve(rhs)[blk, cols]
         return out
 
 
