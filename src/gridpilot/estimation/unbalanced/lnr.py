@@ -65,11 +65,17 @@ def normalised_residuals(est: UnbalancedEstimate, rows: np.ndarray | None = None
     return out
 
 
-def _lnr(est: UnbalancedEstimate, m: UnbalancedMeasurements, candidates: int | None) -> np.ndarray:
+def _lnr(
+    est: UnbalancedEstimate,
+    m: UnbalancedMeasurements,
+    candidates: int | None,
+    with_pseudo: bool = False,
+) -> np.ndarray:
     """``r_N`` per row for the LNR test (module docstring, *Candidates*): rows whose ``K_ii``
     is known, the ``candidates`` largest weighted residuals among removable rows and the
     ``candidates`` largest of each group (source and kind: meter P, reg V, ...); NaN for rows
-    not normalised, 0 for pseudo-measurements (never removed)."""
+    not normalised, 0 for pseudo-measurements (never removed) unless ``with_pseudo`` (then
+    theirs where ``K_ii`` is known: the final "still suspected" check, as before)."""
     removable = np.array(m.source) != "pseudo"
     if candidates is None:
         rows = np.arange(est.residual.size)
@@ -84,7 +90,8 @@ def _lnr(est: UnbalancedEstimate, m: UnbalancedMeasurements, candidates: int | N
         rows = np.union1d(known, np.concatenate(picked))
     rn = np.full(est.residual.size, np.nan)
     rn[rows] = normalised_residuals(est, rows)
-    rn[~removable] = 0.0
+    if not with_pseudo:
+        rn[~removable] = 0.0
     return rn
 
 
@@ -147,7 +154,10 @@ def estimate_robust(
             res = se.estimate(cur)
         rep.chi2_history.append(res.chi2)
     else:
-        if res.bad_data_suspected or np.nanmax(_lnr(res, cur, candidates)) > lnr_alarm:
+        if (
+            res.bad_data_suspected
+            or np.nanmax(_lnr(res, cur, candidates, True), initial=0.0) > lnr_alarm
+        ):
             rep.note = f"bad data still suspected after {max_removals} removals"
     rep.result = res
     rep.measurements = cur
