@@ -304,6 +304,39 @@ def test_sparse_path_removes_the_same_gross_errors() -> None:
     assert np.max(np.abs(rep_s.result.v - rep_d.result.v) / dense.vbase_v) < 1e-6
 
 
+def test_sparse_lnr_solves_only_the_candidates(monkeypatch) -> None:
+    """The sparse path computes K_ii only for the ``candidates`` largest weighted residuals,
+    overall and per group (one multi-column solve per test), and removes the same rows as
+    with the full diagonal, the nearly critical meter P (the 108th weighted residual) too."""
+    from gridpilot.estimation.unbalanced import sparse_wls
+
+    ts, _, sparse = _sparse_setup("ieee123")
+    m = build_measurements(sparse, ts.truth, SensorSpec(seed=1, meter_delay_s=0.0))
+    bad = with_gross_errors(m, default_gross_errors(m))
+    solved: list[int] = []
+    k_rows = sparse_wls._SparseStep.k_rows
+
+    def counting(self: sparse_wls._SparseStep, rows: np.ndarray) -> np.ndarray:
+        solved.append(len(rows))
+        return k_rows(self, rows)
+
+    monkeypatch.setattr(sparse_wls._SparseStep, "k_rows", counting)
+    full = estimate_robust(SparseEstimator(sparse), bad, candidates=None)
+    assert solved[0] == bad.size and min(solved) > 5  # every row, every test
+    solved.clear()
+    rep = estimate_robust(SparseEstimator(sparse), bad, candidates=5)
+    assert rep.removed_labels == full.removed_labels and len(rep.removed) >= 2
+    assert [r.row for r in rep.removed] == [r.row for r in full.removed]
+    groups = len(
+        {(s, k) for s, k in zip(bad.source, bad.kind.tolist(), strict=True) if s != "pseudo"}
+    )
+    assert len(solved) == len(rep.removed) + 1  # one multi-column solve per test
+    assert all(5 <= n <= 5 * (groups + 1) < bad.size / 4 for n in solved)
+    assert np.max(np.abs(rep.result.v - full.result.v) / sparse.vbase_v) < 1e-9
+    with pytest.raises(ValidationError, match="candidates"):
+        estimate_robust(SparseEstimator(sparse), bad, candidates=0)
+
+
 def test_sparse_unobservable_loads_are_named() -> None:
     ts, _, sparse = _sparse_setup("ieee13")
     m = build_measurements(sparse, ts.truth, SensorSpec(meter_coverage=0.0, pseudo=False))

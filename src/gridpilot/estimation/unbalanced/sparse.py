@@ -182,8 +182,8 @@ def check_network_size(twin: UnbalancedTwin) -> None:
         raise ValidationError(
             f"{twin.grid.name}: {n:,} node-phases + {m:,} load branches = {n + m:,} is too "
             f"large for the three-phase estimator (limit {SPARSE_LIMIT:,}; ieee8500 has "
-            "10,885; the bad-data test's hat-matrix diagonal costs one sparse solve per "
-            "measurement, so the time grows with the square of the size)"
+            "10,885; the whole hat-matrix diagonal, for detectability, costs one sparse "
+            "solve per measurement, so the time grows with the square of the size)"
         )
 
 

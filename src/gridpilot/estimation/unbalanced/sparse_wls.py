@@ -22,7 +22,9 @@ estimator's SVD within 1e-8.)
 
 The hat-matrix diagonal for the normalised residuals is exact too: with ``b = e_i`` the
 solution's ``r_i`` is ``1 − K_ii`` (the residual sensitivity), from one solve per measurement
-row, ``_BLOCK`` rows at a time.
+row, ``_BLOCK`` rows at a time. It is computed on demand, for the rows asked
+(:meth:`.wls.UnbalancedEstimate.k_at`): the bad-data test asks only for its ``candidates``
+largest weighted residuals (:mod:`.lnr`), 30 solves instead of 6,389 on ieee8500.
 
 **Observability.** No SVD: a load branch whose current no row reaches (no P/Q, meter or
 pseudo) is named, as the dense check would; any other rank loss shows as a singular matrix
@@ -49,6 +51,7 @@ from gridpilot.estimation.unbalanced.wls import (
     WlsOptions,
     unobservable_message,
 )
+from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 
 log = logging.getLogger(__name__)
 _BLOCK = 128  # measurement rows per block of K_ii solves (dense block: rows × KKT size)
@@ -92,21 +95,31 @@ class _SparseStep:
         return self.lin.reduce(xi[:q] + 1j * xi[q:])
 
     def k_diag(self) -> np.ndarray:
-        """The hat-matrix diagonal: ``1 − r_i`` for ``b = e_i`` (in blocks of rows)."""
+        """The whole hat-matrix diagonal (every row's solve, in blocks of ``_BLOCK`` rows)."""
+        return self.k_rows(np.arange(self.jac.shape[0]))
+
+    def k_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``K_ii`` for measurement ``rows``: ``1 − r_i`` for ``b = e_i``, the columns solved
+        together (one multi-column solve per ``_BLOCK`` rows)."""
         lu = self.factor()
-        rows = self.jac.shape[0]
-        out = np.zeros(rows)
-        for lo in range(0, rows, _BLOCK):
-            k = min(_BLOCK, rows - lo)
-            rhs = np.zeros((self.aug.shape[0], k))
-            rhs[lo + np.arange(k), np.arange(k)] = 1.0
-            out[lo : lo + k] = 1.0 - lu.solve(rhs)[lo + np.arange(k), np.arange(k)]
+        rows = np.asarray(rows, dtype=int)
+        out = np.zeros(rows.size)
+        with one_blas_thread():  # called after estimate(): BLAS threads only wait here too
+            for lo in range(0, rows.size, _BLOCK):
+                blk = rows[lo : lo + _BLOCK]
+                cols = np.arange(blk.size)
+                rhs = np.zeros((self.aug.shape[0], blk.size))
+                rhs[blk, cols] = 1.0
+                out[lo : lo + blk.size] = 1.0 - lu.solve(rhs)[blk, cols]
         return out
 
 
 class SparseEstimator(GaussNewton):
     """WLS estimation on one :class:`.sparse.SparseNetwork` (taps and capacitor states fixed);
-    the interface of :class:`.wls.UnbalancedEstimator`."""
+    the interface of :class:`.wls.UnbalancedEstimator`. ``K_ii`` is left to be computed on
+    demand (one sparse solve per row: the LNR test asks only for its candidates)."""
+
+    eager_k = False
 
     def __init__(self, lin: SparseNetwork, opts: WlsOptions | None = None) -> None:
         super().__init__(lin, opts)

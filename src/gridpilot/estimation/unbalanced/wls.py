@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,9 +56,10 @@ class UnbalancedEstimate(ChiSquareMixin):
 
     ``v`` node-phase voltages (V, complex, angle reference: the source bus's first phase at
     0°), ``z`` the state, ``residual`` measured minus estimated per measurement row (its
-    units), ``sigma`` the same order, ``k_diag`` the hat-matrix diagonal, ``chi2`` the
-    weighted sum of squared residuals with ``dof`` = rows - real states and ``chi2_limit``
-    its ``1 - alpha`` quantile; ``calc_ms`` the estimate's wall time.
+    units), ``sigma`` the same order, ``k_known`` the hat-matrix diagonal where computed (NaN
+    elsewhere: the sparse estimator computes ``K_ii`` on demand, :meth:`k_at`, through
+    ``k_solver``), ``chi2`` the weighted sum of squared residuals with ``dof`` = rows - real
+    states and ``chi2_limit`` its ``1 - alpha`` quantile; ``calc_ms`` the estimate's wall time.
     """
 
     grid: str
@@ -67,13 +69,30 @@ class UnbalancedEstimate(ChiSquareMixin):
     z: np.ndarray
     residual: np.ndarray
     sigma: np.ndarray
-    k_diag: np.ndarray
+    k_known: np.ndarray
     chi2: float
     dof: int
     chi2_limit: float
     iterations: int
     calc_ms: float
     meta: dict[str, object] = field(default_factory=dict)
+    k_solver: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+    def k_at(self, rows: np.ndarray) -> np.ndarray:
+        """``K_ii`` for measurement ``rows`` (computed through ``k_solver`` where not known
+        yet, then kept)."""
+        rows = np.asarray(rows, dtype=int)
+        todo = np.unique(rows[np.isnan(self.k_known[rows])])
+        if todo.size:
+            if self.k_solver is None:
+                raise ValueError(f"{self.grid}: K_ii of rows {todo[:5].tolist()} unknown")
+            self.k_known[todo] = np.clip(self.k_solver(todo), 0.0, 1.0)
+        return np.asarray(self.k_known[rows])
+
+    @property
+    def k_diag(self) -> np.ndarray:
+        """The whole hat-matrix diagonal (on the sparse model: every row's solve, once)."""
+        return self.k_at(np.arange(self.k_known.size))
 
     @property
     def v_pu(self) -> np.ndarray:
@@ -94,6 +113,7 @@ class Step(Protocol):
 
     def direction(self, rs: np.ndarray) -> np.ndarray: ...  # noqa: D102
     def k_diag(self) -> np.ndarray: ...  # noqa: D102
+    def k_rows(self, rows: np.ndarray) -> np.ndarray: ...  # noqa: D102
 
 
 @dataclass
@@ -133,10 +153,17 @@ class _Step:
         """The hat-matrix diagonal (from the SVD)."""
         return np.asarray(np.sum(self.decompose()[0] ** 2, axis=1))
 
+    def k_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``K_ii`` for ``rows`` (from the SVD)."""
+        return np.asarray(np.sum(self.decompose()[0][rows] ** 2, axis=1))
+
 
 class GaussNewton:
     """The Gauss-Newton loop with step halving, on any :class:`.model.SeNetwork`; subclasses
-    give the linearisation (:meth:`_linearise`), the rank check and ``n_free``."""
+    give the linearisation (:meth:`_linearise`), the rank check and ``n_free``;
+    ``eager_k`` False leaves ``K_ii`` to be computed on demand (:meth:`UnbalancedEstimate.k_at`)."""
+
+    eager_k = True
 
     def __init__(self, lin: SeNetwork, opts: WlsOptions | None = None) -> None:
         self.lin = lin
@@ -214,7 +241,7 @@ class GaussNewton:
         chi2 = float(np.sum((r / m.sigma) ** 2))
         dof = int(m.size - self.n_free)
         lim = float(chdtri(max(dof, 1), self.opts.alpha))
-        k = st.k_diag()
+        k = st.k_diag() if self.eager_k else None  # None: on demand (K_ii costs solves)
         lin = self.lin
         return UnbalancedEstimate(
             grid=lin.grid,
@@ -224,12 +251,13 @@ class GaussNewton:
             z=z,
             residual=r,
             sigma=m.sigma.copy(),
-            k_diag=np.clip(k, 0.0, 1.0),
+            k_known=np.full(m.size, np.nan) if k is None else np.clip(k, 0.0, 1.0),
             chi2=chi2,
             dof=dof,
             chi2_limit=lim,
             iterations=it,
             calc_ms=(time.perf_counter() - t0) * 1e3,
+            k_solver=st.k_rows if k is None else None,
         )
 
 
