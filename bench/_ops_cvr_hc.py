@@ -2,7 +2,7 @@
 Dask (importable by the integrator: each function returns one row dict with the bench's
 columns; extra keys add detail).
 
-* :func:`cvr_pv_row`: the seeded PV fleet (``gridpilot.control.cvr_fleet``, 40 % of loads,
+* :func:`cvr_row` with ``pv``: the seeded PV fleet (``gridpilot.control.cvr_fleet``, 40 % of loads,
   4-10 kW, inverters 1.1 × kW on the IEEE 1547 Category B volt-var curve) on the feeder;
   baseline = OpenDSS's local controls (RegControl, CapControl and the inverters' volt-var)
   as the engine reproduces them; OpenDSS itself stepped over the same day with the same
@@ -57,14 +57,17 @@ def _dss_fleet(s: DssSession, g: ThreePhaseGrid) -> None:
               f"deltaQ_factor={ctl.delta_q} derlist=[{' '.join(names)}]")  # fmt: skip
 
 
-def cvr_pv_row(name: str, steps: int, exp_loads: bool) -> dict[str, Any]:
-    """One CVR row with the smart-inverter fleet: optimiser vs baseline, and OpenDSS."""
+def cvr_row(name: str, steps: int, exp_loads: bool, pv: bool = False) -> dict[str, Any]:
+    """One CVR row: our optimiser vs the baseline, and OpenDSS's own run; ``pv``: with the
+    smart-inverter fleet (in OpenDSS too)."""
     from unbalanced_ops import _dss_day  # the same OpenDSS stepping as the other rows
 
     s = DssSession()
     s.compile(feeder_master(name))
     reset_taps(s)
-    g = with_pv_fleet(grid_from_session(s, name), steps)
+    g = grid_from_session(s, name)
+    if pv:
+        g = with_pv_fleet(g, steps)
     mult = day_shape(steps, 15.0)
     if exp_loads:
         g = with_cvr_loads(g)
@@ -73,11 +76,12 @@ def cvr_pv_row(name: str, steps: int, exp_loads: bool) -> dict[str, Any]:
     res = cvr_day(g, mult)
     total_s = time.perf_counter() - t0
     add_shape(s, "cvrbench", mult, 15.0)
-    _dss_fleet(s, g)
+    if pv:
+        _dss_fleet(s, g)
     sm = res.summary()
     b, o = sm["baseline"], sm["optimised"]
-    pv_kw = -sum(ld.kw for ld in g.loads if ld.kind == "pv")
-    row = {"grid": name, "capability": "cvr_pv_exp" if exp_loads else "cvr_pv", "steps": steps,
+    kind = ("cvr_pv" if pv else "cvr") + ("_exp" if exp_loads else "")
+    row = {"grid": name, "capability": kind, "steps": steps,
            "decision_ms_p50": sm["decision_ms_p50"], "decision_ms_p99": sm["decision_ms_p99"],
            "energy_saved_pct": sm["energy_saved_pct"], "violation_min": o["violation_min"],
            "tap_ops": o["tap_ops"], "cap_ops": o["cap_ops"],
@@ -85,9 +89,15 @@ def cvr_pv_row(name: str, steps: int, exp_loads: bool) -> dict[str, Any]:
            "baseline_violation_min": b["violation_min"], "baseline_energy_kwh": b["energy_kwh"],
            "violation_min_regulated": o["violation_min_regulated"],
            "baseline_violation_min_regulated": b["violation_min_regulated"],
-           "energy_kwh": o["energy_kwh"], "vmin_pu": o["vmin_pu"], "vmax_pu": o["vmax_pu"],
-           "pv_systems": len(g.invcontrols[0].inverters), "pv_kw": round(pv_kw, 1),
-           "cvr_total_s": round(total_s, 2), "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+           "energy_kwh": o["energy_kwh"]}  # fmt: skip
+    if pv:
+        pv_kw = -sum(ld.kw for ld in g.loads if ld.kind == "pv")
+        row.update({"vmin_pu": o["vmin_pu"], "vmax_pu": o["vmax_pu"],
+                    "pv_systems": len(g.invcontrols[0].inverters), "pv_kw": round(pv_kw, 1),
+                    "cvr_total_s": round(total_s, 2),
+                    "load_avg_1min": round(os.getloadavg()[0], 2)})  # fmt: skip
+    else:
+        row.update({"min_gain_pct": sm["min_gain_pct"], "cvr_total_s": round(total_s, 2)})
     row.update(_dss_day(s, steps))
     return row
 

@@ -35,10 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from _ops_cvr_hc import cvr_pv_row, hosting_dask_row
-from gridpilot.control.cvr import with_cvr_loads
-from gridpilot.control.cvr_cli import day_shape
-from gridpilot.control.cvr_run import cvr_day
+from _ops_cvr_hc import cvr_row, hosting_dask_row
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.twin.hosting import (
@@ -50,7 +47,7 @@ from gridpilot.twin.hosting import (
 from gridpilot.twin.hosting.feeder import Feeder, phase_nodes
 from gridpilot.twin.hosting.profiles import feeder_load_profile
 from gridpilot.twin.hosting.reference import DssHosting
-from gridpilot.twin.unbalanced.reference import add_shape, dss_cap_states, dss_taps, reset_taps
+from gridpilot.twin.unbalanced.reference import dss_cap_states, dss_taps
 
 GRIDS = ["ieee123", "ieee8500"]
 KEYS = ("grid", "capability", "decision_ms_p50", "decision_ms_p99", "energy_saved_pct",
@@ -81,36 +78,6 @@ def _dss_day(s: DssSession, steps: int) -> dict[str, Any]:
         prev_t, prev_c = t, cp
     return {"opendss_tap_ops": taps, "opendss_cap_ops": caps, "opendss_energy_kwh": round(kwh, 3),
             "opendss_violation_min": bad * 15.0, "opendss_solve_s": round(solve_s, 3)}  # fmt: skip
-
-
-def cvr_row(name: str, steps: int, exp_loads: bool) -> dict[str, Any]:
-    """One CVR row: our optimiser vs the baseline, and OpenDSS's own run."""
-    s = DssSession()
-    s.compile(feeder_master(name))
-    reset_taps(s)
-    g = grid_from_session(s, name)
-    mult = day_shape(steps, 15.0)
-    if exp_loads:
-        g = with_cvr_loads(g)
-        s.command("batchedit load..* model=4 cvrwatts=0.8 cvrvars=3")
-    t0 = time.perf_counter()
-    res = cvr_day(g, mult)
-    total_s = time.perf_counter() - t0
-    add_shape(s, "cvrbench", mult, 15.0)
-    sm = res.summary()
-    b, o = sm["baseline"], sm["optimised"]
-    row = {"grid": name, "capability": "cvr_exp" if exp_loads else "cvr", "steps": steps,
-           "decision_ms_p50": sm["decision_ms_p50"], "decision_ms_p99": sm["decision_ms_p99"],
-           "energy_saved_pct": sm["energy_saved_pct"], "violation_min": o["violation_min"],
-           "tap_ops": o["tap_ops"], "cap_ops": o["cap_ops"],
-           "baseline_tap_ops": b["tap_ops"], "baseline_cap_ops": b["cap_ops"],
-           "baseline_violation_min": b["violation_min"], "baseline_energy_kwh": b["energy_kwh"],
-           "violation_min_regulated": o["violation_min_regulated"],
-           "baseline_violation_min_regulated": b["violation_min_regulated"],
-           "energy_kwh": o["energy_kwh"], "min_gain_pct": sm["min_gain_pct"],
-           "cvr_total_s": round(total_s, 2)}  # fmt: skip
-    row.update(_dss_day(s, steps))
-    return row
 
 
 def hosting_row(name: str, der: str, n_nodes: int | None, workers: int) -> dict[str, Any]:
@@ -166,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
 
                 row = flisr_row(name, 40) if cap == "flisr" else reconfig_row(name)
             elif cap.startswith("cvr_pv"):  # smart-inverter fleet (bench/_ops_cvr_hc.py)
-                row = cvr_pv_row(name, args.steps, cap == "cvr_pv_exp")
+                row = cvr_row(name, args.steps, cap == "cvr_pv_exp", pv=True)
             elif cap.endswith("_dask"):
                 row = hosting_dask_row(name, cap.split("_")[1], args.hc_nodes, args.workers)
             elif cap.startswith("cvr"):
