@@ -29,3 +29,29 @@ def yprim_of(s: DssSession, element: str) -> np.ndarray:
     y = np.asarray(c.ActiveCktElement.Yprim)
     n = round(np.sqrt(len(y) // 2))
     return (y[0::2] + 1j * y[1::2]).reshape(n, n)
+
+
+def is_radial(g: ThreePhaseGrid, state: dict[str, bool]) -> bool:
+    """No loop among closed branches, switches in ``state`` (by name, any case) and
+    transformers (parallel single-phase units of one bus pair count once): the tests' own
+    check, independent of the engine's."""
+    closed = {k.lower(): v for k, v in state.items()}
+    edges = {frozenset((b.t1.bus, b.t2.bus)) for b in g.branches if b.enabled
+             and (closed[b.name.lower()] if b.kind == "switch" else b.closed)}  # fmt: skip
+    for t in g.transformers:
+        ws = [w.terminal.bus for w in t.windings]
+        edges |= {frozenset((ws[0], x)) for x in ws[1:] if x != ws[0]}
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for e in edges:
+        a, b = tuple(e)
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            return False
+        parent[ra] = rb
+    return True

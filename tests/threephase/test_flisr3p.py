@@ -12,11 +12,12 @@ from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.field.protection3p import ProtectionScheme, simulate_protection
 from gridpilot.model import load_grid
 from gridpilot.model.importers.opendss import DssSession
-from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.twin.unbalanced.faults import Fault, fault_study
 from gridpilot.twin.unbalanced.replay import dss_apply_state, dss_state_metrics
 from gridpilot.twin.unbalanced.topology import SwitchingSolver, energised_mask, normalise_ties
+
+from .conftest import is_radial
 
 TOL_PU = 1e-6
 
@@ -66,32 +67,6 @@ def test_plan_replayed_in_opendss(setup, dss, line, spec):
     assert m.vmin_pu == pytest.approx(r.after.vmin_pu, abs=1e-6)
 
 
-def _radial(g: ThreePhaseGrid, state: dict[str, bool]) -> bool:
-    """No loop among closed branches and transformers (parallel single-phase units of one
-    bus pair count once)."""
-    edges = {frozenset((b.t1.bus, b.t2.bus)) for b in g.branches
-             if b.enabled and b.closed and b.kind != "switch"}  # fmt: skip
-    edges |= {frozenset((b.t1.bus, b.t2.bus)) for b in g.branches
-              if b.kind == "switch" and b.enabled and state[b.name.lower()]}  # fmt: skip
-    for t in g.transformers:
-        ws = [w.terminal.bus for w in t.windings]
-        edges |= {frozenset((ws[0], x)) for x in ws[1:] if x != ws[0]}
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    for e in edges:
-        a, b = tuple(e)
-        ra, rb = root(a), root(b)
-        if ra == rb:
-            return False
-        parent[ra] = rb
-    return True
-
-
 def _feasible_in_opendss(eng, g, dss, state) -> float | None:
     """Served kW if OpenDSS holds the engine's limits in this state, with the pre-fault taps
     frozen, with its static controls acting from them, or with the regulators where the
@@ -127,7 +102,7 @@ def test_restoration_reaches_the_exhaustive_optimum(setup, dss):
             live = eng.solver.energised(state)
             if any(live[i] for i, (b, _) in enumerate(eng.solver.nodes) if b in faulted):
                 continue
-            if _radial(g, state):
+            if is_radial(g, state):
                 cands.append((eng.prefault.served_kw - eng.solver.unserved_kw(state), state))
         # connectivity bounds what a state can serve: the first feasible one in that order wins
         cands.sort(key=lambda c: -c[0])

@@ -13,29 +13,9 @@ from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.twin.unbalanced.replay import dss_apply_state, dss_state_metrics
 from gridpilot.twin.unbalanced.topology import normalise_ties, solve_switched
 
+from .conftest import is_radial
+
 TOL_PU = 1e-6
-
-
-def _radial(g, state) -> bool:
-    """No loop among closed branches, switches and transformers (bus pairs counted once)."""
-    edges = {frozenset((b.t1.bus, b.t2.bus)) for b in g.branches if b.enabled
-             and (state[b.name] if b.kind == "switch" else b.closed)}  # fmt: skip
-    for t in g.transformers:
-        ws = [w.terminal.bus for w in t.windings]
-        edges |= {frozenset((ws[0], x)) for x in ws[1:] if x != ws[0]}
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    for e in edges:
-        a, b = tuple(e)
-        if root(a) == root(b):
-            return False
-        parent[root(a)] = root(b)
-    return True
 
 
 def test_reconfiguration_equals_the_exhaustive_optimum_in_opendss():
@@ -52,7 +32,7 @@ def test_reconfiguration_equals_the_exhaustive_optimum_in_opendss():
     best = None
     for bits in itertools.product((False, True), repeat=len(names)):
         state = dict(zip(names, bits, strict=True))
-        if not _radial(g, state):
+        if not is_radial(g, state):
             continue
         dss_apply_state(sess, g, state, taps, "off")
         m = dss_state_metrics(sess)
