@@ -54,9 +54,20 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_healthy(base: str) -> None:
+    """Poll ``base``/api/health until it answers 200 (at most 20 s)."""
+    import httpx
+
+    for _ in range(200):
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 def serve(ref: str) -> tuple[str, Any, Any]:
     """The demo served on a free port, with main's page at ``/reference``; (base URL, keys, server)."""
-    import httpx
     import uvicorn
     from fastapi.responses import HTMLResponse
 
@@ -79,12 +90,7 @@ def serve(ref: str) -> tuple[str, Any, Any]:
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=srv.run, daemon=True).start()
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    _wait_healthy(base)
     return base, keys, srv
 
 
@@ -136,12 +142,7 @@ def feeder(grid: str, runs: int) -> dict[str, Any]:
     threading.Thread(target=srv.run, daemon=True).start()
     base, key = f"http://127.0.0.1:{port}", keys.issued["viewer"]
     h = {"X-API-Key": key, "Accept-Encoding": "gzip"}
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    _wait_healthy(base)
     sizes = {}
     for route in ("geometry", "snapshot", "profile"):  # also warms the server's caches
         r = httpx.get(f"{base}/api/feeder/{route}", headers=h, timeout=300)

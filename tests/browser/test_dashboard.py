@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from netutil import free_port
+from netutil import free_port, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -37,12 +37,7 @@ def server():
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_healthy(f"http://127.0.0.1:{port}", tries=100)
     yield f"http://127.0.0.1:{port}", keys, orch
     srv.should_exit = True
     th.join(timeout=10)

@@ -6,10 +6,9 @@ import os
 import threading
 import time
 
-import httpx
 import pytest
 
-from netutil import free_port
+from netutil import free_port, wait_healthy
 
 from .test_dashboard import CHROMIUM
 
@@ -42,12 +41,7 @@ def pending():
     )
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_healthy(f"http://127.0.0.1:{port}", tries=100)
     yield f"http://127.0.0.1:{port}", keys, orch, pid
     srv.should_exit = True
     th.join(timeout=10)
