@@ -125,6 +125,8 @@ class Flisr3pPolicy:
     def _unexplained_dark(self, ctx: Context) -> frozenset[int]:
         """Bus ids the switch states should energise but the telemetry shows dark."""
         g, obs = ctx.grid, ctx.obs
+        if obs.energised.all():  # the usual step: nothing dark, no topology to trace
+            return frozenset()
         should = energised(g, obs.switch_closed)
         return frozenset(g.bus.ids[should & ~obs.energised].tolist())
 

@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.jacobian import real_jacobian
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
-from gridpilot.twin.unbalanced.network import variable_y
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +71,8 @@ class SensRows:
         s = tw.base_powers(lv)
         v, _ = tw.solve(s)
         lb, inc, n = tw.loads, tw.inc, tw.net.n
+        jac = real_jacobian(tw, v[:, 0], s[:, 0])
         vbr = branch_voltage(lb, v)
-        eps = 1e-6 * np.maximum(np.abs(vbr), 1.0)
-        d_re = (load_currents(lb, vbr + eps, s) - load_currents(lb, vbr - eps, s)) / (2 * eps)
-        d_im = (load_currents(lb, vbr + 1j * eps, s) - load_currents(lb, vbr - 1j * eps, s)) / (
-            2 * eps
-        )
-        y = (tw.net.y_fixed + variable_y(tw.net)).tocsr()
-        inc_t = inc.T.tocsr()
-
-        def ld(x: np.ndarray) -> sp.csr_matrix:
-            return (inc @ sp.diags(x[:, 0]) @ inc_t).tocsr()
-
-        jac = sp.bmat(
-            [
-                [y.real + ld(d_re.real), -y.imag + ld(d_im.real)],
-                [y.imag + ld(d_re.imag), y.real + ld(d_im.imag)],
-            ],
-            format="csc",
-        )
         ds = 1e3  # W: the point branches' current per MW drawn (their model's own slope)
         s2 = s.copy()
         s2[self.rows] += ds

@@ -11,9 +11,9 @@ over twenty. The equations are the engine's own,
 (``Y`` with the loads' admittances), so a column converged here is the engine's solution
 to the same tolerance. Constant-power loads draw ``conj(S/V)``, which is not complex-
 differentiable: the Jacobian is real-linear, ``dR = A·dV + B·conj(dV)``, and is factorised
-in its real 2n form. Each load branch's ``∂I/∂V_br`` and ``∂I/∂conj(V_br)`` come from
-central differences of the engine's own load model, so every load model (constant P, Z,
-I, exponential CVR, ZIP) is covered. The same factorisation gives the tangent
+in its real 2n form (:func:`~gridpilot.twin.unbalanced.jacobian.real_jacobian`: central
+differences of the engine's own load model, so every load model (constant P, Z, I,
+exponential CVR, ZIP) is covered). The same factorisation gives the tangent
 sensitivities (voltage change per W of DER) for the first-pass estimates.
 """
 
@@ -22,11 +22,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.jacobian import real_jacobian
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
 from gridpilot.twin.unbalanced.network import variable_y
 from gridpilot.twin.unbalanced.trisolve import LuFactors
@@ -39,28 +39,13 @@ class Chord:
     powers ``s0`` (VA, branches), factorised; :meth:`solve` runs columns to convergence."""
 
     def __init__(self, tw: UnbalancedTwin, v0: np.ndarray, s0: np.ndarray) -> None:
-        net, lb = tw.net, tw.loads
+        net = tw.net
         self.tw = tw
         self.n = net.n
         self.y = (net.y_fixed + variable_y(net) + tw.y_loads).tocsr()
         self.isrc = net.i_source[:, None]
-        t = sp.csr_matrix(-tw.inc.T)  # branch voltages V_br = T·V (inc: -1 at the phase end)
-        vbr0 = branch_voltage(lb, v0[:, None])[:, 0]
-        h = 1e-6 * np.maximum(np.abs(vbr0), 1.0)
-        s = np.asarray(s0).reshape(-1)
-
-        def cur(dv: np.ndarray) -> np.ndarray:
-            return load_currents(lb, (vbr0 + dv)[:, None], s[:, None])[:, 0]
-
-        d1 = (cur(h) - cur(-h)) / 2
-        d2 = (cur(1j * h) - cur(-1j * h)) / 2
-        alpha = (d1 - 1j * d2) / (2 * h)  # ∂I/∂V_br
-        beta = (d1 + 1j * d2) / (2 * h)  # ∂I/∂conj(V_br)
-        a = (self.y + t.T @ sp.diags(alpha - tw.yeq_b) @ t).tocsr()
-        b = (t.T @ sp.diags(beta) @ t).tocsr()
-        jac = sp.bmat([[a.real + b.real, b.imag - a.imag], [a.imag + b.imag, a.real - b.real]])
         try:
-            self.lu = LuFactors(splu(jac.tocsc()), float)
+            self.lu = LuFactors(splu(real_jacobian(tw, v0, s0)), float)
         except RuntimeError as exc:
             raise ValidationError(
                 f"{tw.grid.name}: the power-flow Jacobian at the operating point is singular "
