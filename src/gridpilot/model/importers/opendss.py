@@ -145,6 +145,20 @@ def node_orders(circuit: Any) -> dict[str, list[list[int]]]:
     return out
 
 
+def vbus_nodes(circuit: Any, data: dict[str, Any]) -> dict[str, list[list[int]]]:
+    """``bus:name`` → the bus's nodes in OpenDSS's reference order (``AllNodeNames``'s, not
+    sorted), for each CapControl VBus (a bus OpenDSS does not know is left out)."""
+    wanted = {str(e.get("VBus") or "").lower() for e in data.get("CapControl") or []} - {""}
+    out: dict[str, list[list[int]]] = {}
+    if not wanted:
+        return out
+    for node in circuit.AllNodeNames:
+        bus, _, k = node.lower().rpartition(".")
+        if bus in wanted:
+            out.setdefault(f"bus:{bus}", [[]])[0].append(int(k))
+    return out
+
+
 def loadshapes(circuit: Any) -> dict[str, dict[str, Any]]:
     """Every loadshape's multipliers, times and interval (hours)."""
     ls = circuit.LoadShapes
@@ -180,7 +194,9 @@ def grid_from_session(sess: DssSession, name: str, source: str = "") -> ThreePha
     """Build the grid from an already compiled OpenDSS session."""
     c = sess.circuit
     data = circuit_json(c)
-    grid = build_elements(name, data, node_orders(c), loadshapes(c), source)
+    orders = node_orders(c)
+    orders.update(vbus_nodes(c, data))
+    grid = build_elements(name, data, orders, loadshapes(c), source)
     grid.meta["opendss_circuit"] = c.Name
     grid.meta["source_file"] = source
     if grid.warnings:

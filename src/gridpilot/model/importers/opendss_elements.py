@@ -197,10 +197,6 @@ def _pt_phase(v: Any, what: str, warn: list[str], avg: bool = False) -> int:
 
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
     what = f"regcontrol.{e['Name']}"
-    if e.get("InverseTime"):
-        warn.append(f"{what}: inverse-time delay is not modelled (fixed delay used)")
-    if _f(e.get("LDC_Z")) or _f(e.get("VLimit")):
-        warn.append(f"{what}: LDC_Z / vlimit are not modelled")
     mtc = e.get("MaxTapChange")
     return RegControl(
         name=e["Name"],
@@ -228,6 +224,10 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
         rev_delay_s=_f(e.get("RevDelay"), 60.0),
         rev_neutral=bool(e.get("RevNeutral")),
         cogen=bool(e.get("Cogen")),
+        inverse_time=bool(e.get("InverseTime")),
+        ldc_z_v=_f(e.get("LDC_Z")),
+        rev_ldc_z_v=_f(e.get("Rev_Z") or e.get("rev_Z")),
+        vlimit_v=_f(e.get("VLimit")),
         enabled=bool(e.get("Enabled", True)),
     )
 
@@ -261,14 +261,27 @@ def _pf_range2(v: float) -> float:
     return 2.0 + v if v < 0 else v
 
 
-def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
+def _vbus(e: dict[str, Any], orders: dict[str, list[list[int]]], what: str, warn: list[str]) -> str:
+    """The voltage-override bus as ``name.n1.n2...`` in OpenDSS's node order of the bus (a
+    bus OpenDSS does not find: none, the terminal is used, as OpenDSS reverts)."""
+    name = str(e.get("VBus") or "").lower()
+    if not name:
+        return ""
+    nodes = orders.get(f"bus:{name}")
+    if not nodes or not nodes[0]:
+        warn.append(f"{what}: voltage-override bus {name!r} not found (terminal used)")
+        return ""
+    return ".".join([name, *(str(k) for k in nodes[0])])
+
+
+def _capcontrol(
+    e: dict[str, Any], orders: dict[str, list[list[int]]], warn: list[str]
+) -> CapControl:
     what = f"capcontrol.{e['Name']}"
     raw = str(e.get("Type") or "current").lower()
     typ = _CAP_TYPES.get(raw, raw)
     if typ not in _CAP_TYPES.values():
         warn.append(f"{what}: control type {raw!r} is not modelled (the bank keeps its state)")
-    if e.get("VBus"):
-        warn.append(f"{what}: voltage-override bus {e['VBus']!r} is not modelled (terminal used)")
     on, off = _f(e.get("OnSetting")), _f(e.get("OffSetting"))
     if typ == "pf":
         on, off = _pf_range2(on), _pf_range2(off)
@@ -291,6 +304,7 @@ def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
         pt_phase=_pt_phase(e.get("PTPhase", 1), what, warn, avg=True),
         ct_phase=_pt_phase(e.get("CTPhase", 1), what, warn, avg=True),
         pf_min_kvar_pct=_f(e.get("pctMinkvar"), 50.0),
+        vbus=_vbus(e, orders, what, warn),
         enabled=bool(e.get("Enabled", True)),
     )
 
@@ -398,7 +412,7 @@ def _fill(
     each("Transformer", lambda e: grid.transformers.append(_transformer(e, orders)))
     each("RegControl", lambda e: grid.regcontrols.append(_regcontrol(e, warn)))
     each("Capacitor", lambda e: grid.capacitors.append(_capacitor(e, orders)))
-    each("CapControl", lambda e: grid.capcontrols.append(_capcontrol(e, warn)))
+    each("CapControl", lambda e: grid.capcontrols.append(_capcontrol(e, orders, warn)))
     for cls in ("Load", "Generator", "PVSystem", "Storage"):
         for e in data.get(cls) or []:
             grid.loads.append(_load(e, orders, cls.lower(), warn))

@@ -504,7 +504,7 @@ class SwitchingSolver:
     def _acts(self, key: tuple[str, str], live: np.ndarray) -> bool:
         """Whether a control acts in a state: its regulator's or capacitor's nodes live."""
         kind, name = key
-        if kind == "reg":
+        if kind in ("reg", "rev"):  # a tap change or a reverse-mode toggle
             return self._reg_live(name, live)
         cs = next(x for x in self.twin.caps if x.ctl.name.lower() == name)
         cap = next(c for c in self.twin.grid.capacitors if c.name.lower() == cs.cap)
