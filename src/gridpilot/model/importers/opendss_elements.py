@@ -21,6 +21,7 @@ from gridpilot.model.threephase.elements import (
     Load,
     LoadShape,
     RegControl,
+    Shunt,
     Source,
     Terminal,
     Transformer,
@@ -110,14 +111,21 @@ def _line(e: dict[str, Any], orders: dict[str, list[list[int]]], f_hz: float) ->
     )
 
 
-def _reactor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Branch | None:
+def _reactor(
+    e: dict[str, Any], orders: dict[str, list[list[int]]], yprims: dict[str, np.ndarray]
+) -> Branch | Shunt | None:
+    """A series reactor (a branch), or a shunt one (bus2 on bus1, or delta): a
+    :class:`Shunt` with OpenDSS's own Yprim; None when OpenDSS gave none (warned)."""
     key = f"reactor.{e['Name'].lower()}"
     n = int(e.get("Phases") or 3)
     terms = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
     t1 = terms[0]  # a delta bank has one terminal in OpenDSS: its bus2 side is unused
     t2 = terms[1] if len(terms) > 1 else Terminal(t1.bus, (0,) * len(t1.nodes))
-    if all(k == 0 for k in t2.nodes):
-        return None  # a shunt reactor: not modelled (listed in the warning)
+    if len(terms) == 1 or t2.bus == t1.bus:
+        y = yprims.get(key)
+        if y is None or y.shape[0] != sum(len(t.nodes) for t in terms):
+            return None
+        return Shunt(e["Name"], "reactor", terms, y, bool(e.get("Enabled", True)))
     z = complex(_f(e.get("R")), _f(e.get("X")))
     return Branch(
         name=e["Name"],
@@ -368,8 +376,10 @@ def build_elements(
     orders: dict[str, list[list[int]]],
     shapes: dict[str, dict[str, Any]],
     source: str,
+    yprims: dict[str, np.ndarray] | None = None,
 ) -> ThreePhaseGrid:
-    """Assemble a :class:`ThreePhaseGrid` from OpenDSS's JSON export and conductor maps."""
+    """Assemble a :class:`ThreePhaseGrid` from OpenDSS's JSON export and conductor maps
+    (``yprims``: ``reactor.name`` → OpenDSS's Yprim, for the shunt reactors)."""
     f_hz = _f(data.get("DefaultBaseFreq"), 60.0)
     warn: list[str] = []
     vs = data.get("Vsource") or []
@@ -380,7 +390,7 @@ def build_elements(
             f"{len(vs) - 1} extra vsource(s) not modelled: {', '.join(v['Name'] for v in vs[1:5])}"
         )
     grid = ThreePhaseGrid(name=name, source=_source(vs[0], orders), frequency_hz=f_hz)
-    _fill(grid, data, orders, f_hz, warn)
+    _fill(grid, data, orders, f_hz, warn, yprims or {})
     grid.invcontrols = invcontrols(data, warn)
     for b in data.get("Bus") or []:
         grid.bus_kv_ln[b["Name"].lower()] = _f(b.get("kVLN"))
@@ -396,7 +406,12 @@ def build_elements(
 
 
 def _fill(
-    grid: ThreePhaseGrid, data: dict[str, Any], orders: dict[str, Any], f_hz: float, warn: list[str]
+    grid: ThreePhaseGrid,
+    data: dict[str, Any],
+    orders: dict[str, Any],
+    f_hz: float,
+    warn: list[str],
+    yprims: dict[str, np.ndarray],
 ) -> None:
     def each(cls: str, fn: Callable[[dict[str, Any]], Any]) -> None:
         for e in data.get(cls) or []:
@@ -404,9 +419,11 @@ def _fill(
 
     each("Line", lambda e: grid.branches.append(_line(e, orders, f_hz)))
     for e in data.get("Reactor") or []:
-        r = _reactor(e, orders)
+        r = _reactor(e, orders, yprims)
         if r is None:
-            warn.append(f"reactor.{e['Name']}: shunt reactors are not modelled")
+            warn.append(f"reactor.{e['Name']}: shunt reactor without a Yprim: not modelled")
+        elif isinstance(r, Shunt):
+            grid.shunts.append(r)
         else:
             grid.branches.append(r)
     each("Transformer", lambda e: grid.transformers.append(_transformer(e, orders)))

@@ -95,6 +95,19 @@ class Winding:
 
 
 @dataclass
+class Shunt:
+    """A fixed shunt element (OpenDSS's shunt Reactor, wye to ground or to a neutral bus, or
+    delta): its primitive admittance ``y_prim`` (siemens) over the conductors of
+    ``terminals`` in order (a grounded conductor is node 0), as OpenDSS builds it."""
+
+    name: str
+    kind: str  # "reactor"
+    terminals: list[Terminal]
+    y_prim: np.ndarray
+    enabled: bool = True
+
+
+@dataclass
 class Transformer:
     """A transformer of 2+ windings (3 for centre-tapped split-phase service units).
 

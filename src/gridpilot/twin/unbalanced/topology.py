@@ -190,6 +190,8 @@ def energised_subgrid(grid: ThreePhaseGrid) -> ThreePhaseGrid:
             capacitors=[c if _alive(c.t1, live) and _alive(c.t2, live) else r(c, enabled=False)
                         for c in sub.capacitors],
             loads=[ld if _alive(ld.terminal, live) else r(ld, enabled=False) for ld in sub.loads],
+            shunts=[sh if all(_alive(t, live) for t in sh.terminals) else r(sh, enabled=False)
+                    for sh in sub.shunts],
         )  # fmt: skip
         xf_on = {t.name.lower() for t in sub.transformers if t.enabled}
         cap_on = {c.name.lower() for c in sub.capacitors if c.enabled}
