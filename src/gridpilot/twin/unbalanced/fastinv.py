@@ -53,14 +53,18 @@ class InvArr(NamedTuple):
 
 def pack_inverters(twin: UnbalancedTwin) -> InvArr:
     """The twin's controlled inverters as flat arrays (none unless an ``InverterTwin``)."""
-    inv = getattr(twin, "inv", None)
-    controls = getattr(twin, "controls", [])
-    names = [] if inv is None else inv.names
-    n, m = len(names), twin.loads.m
-    nr = max([len(r) for r in inv.rows] + [1]) if n else 1
+    from gridpilot.twin.unbalanced.inverters import InverterTwin
+
+    m = twin.loads.m
+    if not isinstance(twin, InverterTwin) or not twin.inv.names:
+        return _arrays(np.zeros((0, 1), np.int64), np.zeros(0, np.int64), np.zeros((0, 8)),
+                       np.zeros((0, 2, 2)), np.zeros(0, np.int64), np.zeros((0, 2, 2)),
+                       np.zeros(0, np.int64), np.array([1.0, 1.0]), m)  # fmt: skip
+    inv, controls = twin.inv, twin.controls
+    n, nr = len(inv.names), max(len(r) for r in inv.rows)
     rows = np.full((n, nr), -1, np.int64)
     f = np.zeros((n, 8))
-    k = max([len(c.voltvar.v) for c in controls] + [len(c.voltwatt.v) for c in controls] + [2])
+    k = max([len(c.voltvar.v) for c in controls] + [len(c.voltwatt.v) for c in controls])
     vv, vw = np.zeros((n, 2, k)), np.zeros((n, 2, k))
     nvv, nvw = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for i in range(n):
@@ -72,11 +76,22 @@ def pack_inverters(twin: UnbalancedTwin) -> InvArr:
             cnt[i] = len(cv.v)
             arr[i, 0, : len(cv.v)] = cv.v
             arr[i, 1, : len(cv.y)] = cv.y
-    opt = np.array([min([c.v_tol for c in controls] + [1.0]),
-                    float(max([c.max_iter for c in controls] + [1]))])  # fmt: skip
+    opt = np.array([min(c.v_tol for c in controls), float(max(c.max_iter for c in controls))])
+    nrows = np.array([len(r) for r in inv.rows], np.int64)
+    return _arrays(rows, nrows, f, vv, nvv, vw, nvw, opt, m)
+
+
+def _arrays(  # noqa: PLR0913
+    rows: np.ndarray, nrows: np.ndarray, f: np.ndarray, vv: np.ndarray, nvv: np.ndarray,
+    vw: np.ndarray, nvw: np.ndarray, opt: np.ndarray, m: int,
+) -> InvArr:  # fmt: skip
+    """The settings plus fresh state and scratch (one set of array types for every twin:
+    the step loop compiles once)."""
+    n = len(nrows)
     z = [np.zeros(n) for _ in range(12)]
-    return InvArr(rows, np.array([len(r) for r in inv.rows] if n else [], np.int64), f, vv, nvv,
-                  vw, nvw, opt, *z, np.zeros(m, complex), np.zeros(3, np.int64))  # fmt: skip
+    return InvArr(rows, nrows, f, vv, nvv, vw, nvw, opt, z[0], z[1], z[2], z[3], z[4], z[5],
+                  z[6], z[7], z[8], z[9], z[10], z[11], np.zeros(m, complex),
+                  np.zeros(3, np.int64))  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
