@@ -14,6 +14,7 @@ from gridpilot.errors import ConvergenceError
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase import ThreePhaseGrid, voltwatt_curve
 from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.inverters import InverterTwin
 from gridpilot.twin.unbalanced.qsts_fast import unsupported
 from gridpilot.twin.unbalanced.qsts_stats import QstsResult
@@ -116,3 +117,15 @@ def test_compiled_run_is_the_same_in_any_chunks_and_leaves_the_last_state() -> N
     np.testing.assert_array_equal(c.vmax_pu, r.vmax_pu)
     for name, q in r.inverter_q_kvar.items():
         np.testing.assert_array_equal(c.inverter_q_kvar[name], q)
+
+
+def test_cli_qsts_summary_runs_the_inverters() -> None:
+    from gridpilot.twin.unbalanced.cli import qsts_summary
+
+    g = _grid("ieee13", FleetOptions(share=1.0, kw_range=(40.0, 120.0)))
+    out = qsts_summary(g, STEPS, "15min", False)
+    ref = InverterTwin(g).qsts(STEPS, 900.0).summary()
+    keys = ("tap_ops", "vmin_pu", "vmax_pu", "losses_kwh")
+    assert [out[k] for k in keys] == [ref[k] for k in keys]
+    plain = UnbalancedTwin(g).qsts(STEPS, 900.0).summary()  # the PV uncontrolled
+    assert abs(plain["losses_kwh"] - out["losses_kwh"]) > 1.0
