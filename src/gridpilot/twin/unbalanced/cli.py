@@ -34,13 +34,16 @@ def powerflow_summary(grid: ThreePhaseGrid, controls: str = "static") -> dict[st
 def qsts_summary(
     grid: ThreePhaseGrid, steps: int, resolution: str, show_progress: bool
 ) -> dict[str, Any]:
-    """A QSTS run's summary; a Rich progress bar on a terminal when asked."""
+    """A QSTS run's summary (with the grid's smart inverters on their curves where it has
+    any enabled InvControl); a Rich progress bar on a terminal when asked."""
     from gridpilot.twin.unbalanced import UnbalancedTwin
+    from gridpilot.twin.unbalanced.inverters import InverterTwin
 
     if steps <= 0:
         raise ValidationError(f"steps must be > 0, got {steps}")
     res_s = parse_resolution(resolution)
-    twin = UnbalancedTwin(grid)
+    inv = any(c.enabled for c in grid.invcontrols)
+    twin = InverterTwin(grid) if inv else UnbalancedTwin(grid)
     if show_progress and sys.stderr.isatty():
         from rich.progress import Progress
 

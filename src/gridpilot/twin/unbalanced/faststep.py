@@ -11,7 +11,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
+from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.loads import load_current
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
@@ -262,6 +264,46 @@ class Run(NamedTuple):
     rg: Regs
     cp: Caps
     w: Work
+    iv: InvArr  # smart inverters (none: a plain twin)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def settle(r: Run, s: np.ndarray, v: np.ndarray) -> int:
+    """Solve one step with the inverters settled on their curves (``InverterTwin._settle``:
+    control iterations around the power flow, which is held no tighter than the controls'
+    own moves until they have settled); power-flow iterations, -1 if a power flow failed,
+    -2 if the controls did not settle. ``r.iv.s`` is left with the settled powers."""
+    iv, w = r.iv, r.w
+    fastinv.start(iv, r.ld.a, r.ld.b, s, v)
+    base, v_tol, max_it = w.opt[0], iv.opt[0], int(iv.opt[1])
+    iters, dvm, tight = 0, 1e-3, False
+    for it in range(1, max_it + 1):
+        fastinv.write(iv)
+        tol = base if tight else max(base, min(1e-4, 0.05 * dvm))
+        w.opt[0] = tol
+        n = fixed_point(r.f, r.ld, r.sa, w, iv.s, v)
+        w.opt[0] = base
+        if n < 0:
+            return -1
+        iters += n
+        fastinv.measure(iv, r.ld.a, r.ld.b, v)
+        fastinv.targets(iv)
+        ok, dvm = fastinv.step(iv, it == 1)
+        if it > 1 and dvm <= v_tol and ok:
+            if tol <= base:
+                iv.cnt[1] += it
+                return iters
+            tight = True
+        fastinv.move(iv)
+    iv.cnt[2] = 1
+    return -2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve(r: Run, s: np.ndarray, v: np.ndarray) -> int:
+    if len(r.iv.nrows) == 0:
+        return fixed_point(r.f, r.ld, r.sa, r.w, s, v)
+    return settle(r, s, v)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -277,7 +319,7 @@ def run_chunk(  # noqa: PLR0913
     for k in range(s_chunk.shape[1]):
         s = s_chunk[:, k]
         t = t_base + (step0 + k + 1) * dt
-        it = fixed_point(r.f, r.ld, r.sa, r.w, s, v)
+        it = _solve(r, s, v)
         if it < 0:
             return k, iters
         iters += it
@@ -286,7 +328,7 @@ def run_chunk(  # noqa: PLR0913
             n = 0
             while acted and n < MAX_SETTLE:
                 update_schur(r.st, r.f)
-                it = fixed_point(r.f, r.ld, r.sa, r.w, s, v)
+                it = _solve(r, s, v)
                 if it < 0:
                     return k, iters
                 iters += it
@@ -294,7 +336,7 @@ def run_chunk(  # noqa: PLR0913
                 n += 1
             if acted:
                 update_schur(r.st, r.f)
-        loss[k] = record(r.sa, r.ld, s, v, r.w.x)
+        loss[k] = record(r.sa, r.ld, r.iv.s if len(r.iv.nrows) else s, v, r.w.x)
         if logs.shape[1]:
             _log(r, logs, k)
     return s_chunk.shape[1], iters
@@ -313,3 +355,8 @@ def _log(r: Run, logs: np.ndarray, k: int) -> None:
                 on += r.st.state[e, q]
             logs[j, k] = on
             j += 1
+    n = len(r.iv.nrows)
+    if logs.shape[0] >= j + 2 * n:
+        for i in range(n):  # the inverters' settled kW, then kvar
+            logs[j + i, k] = r.iv.p[i]
+            logs[j + n + i, k] = r.iv.q[i]

@@ -132,6 +132,16 @@ class InverterTwin(UnbalancedTwin):
         self._write(s, self.last.p_kw, self.last.q_kvar)
         return s
 
+    def settled_powers(self, s_steps: np.ndarray) -> np.ndarray:
+        """``s_steps`` with the inverters' rows at the settled P and Q of the first
+        ``s_steps.shape[1]`` steps of the last solve (VA; the QSTS records a block's leading
+        steps)."""
+        s = np.array(s_steps, complex)
+        if self.last is not None:
+            n = s.shape[1]
+            self._write(s, self.last.p_kw[:, :n], self.last.q_kvar[:, :n])
+        return s
+
     def injected(self, v: np.ndarray, s_steps: np.ndarray) -> np.ndarray:
         """Complex power each inverter injects (kVA, inverters × steps) at solved voltages
         ``v`` with the settled powers: differs from the set point only on a phase outside

@@ -128,6 +128,7 @@ class _Runner:
         self.rating = np.where(rating > 0, rating, np.inf)[:, None]
         self.taps_log: dict[str, list[float]] = {r.ctl.name.lower(): [] for r in twin.regs}
         self.caps_log: dict[str, list[int]] = {}
+        self.inv_log: dict[str, tuple[list[float], list[float]]] = {}
 
     # measures of all controls for a block of solved steps
     def measure(self, v: np.ndarray) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
@@ -258,7 +259,11 @@ class _Runner:
         taps: dict[str, float] | None = None,
         caps: dict[str, list[int]] | None = None,
     ) -> None:
-        """Fold solved steps into the statistics (``taps``: those the steps were solved at)."""
+        """Fold solved steps into the statistics (``taps``: those the steps were solved at;
+        an ``InverterTwin``'s inverters at the set points its last solve settled on)."""
+        last = getattr(self.tw, "last", None)
+        if last is not None:
+            s = self.tw.settled_powers(s)  # type: ignore[attr-defined]
         loss = self.tw.losses_va(v, s).real / 1e3
         br = self.tw.net.branch_rows
         loading = np.abs(br @ v) / self.rating if br is not None else None
@@ -268,6 +273,11 @@ class _Runner:
                 self.taps_log[name].extend([tap] * v.shape[1])
             for name, st in (caps or self.tw.cap_states()).items():
                 self.caps_log.setdefault(name, []).extend([sum(st)] * v.shape[1])
+            if last is not None:
+                for i, name in enumerate(last.names):
+                    self.inv_log.setdefault(name, ([], []))
+                    self.inv_log[name][0].extend(last.p_kw[i, : v.shape[1]])
+                    self.inv_log[name][1].extend(last.q_kvar[i, : v.shape[1]])
 
 
 def _neutral_sample(d: _Device, tap: float, step: float, t_due: float) -> None:
@@ -426,4 +436,6 @@ def _result(run: _Runner, opts: QstsOptions, elapsed: float, factorisations: int
         factorisations=factorisations,
         tap_series={k: np.asarray(v) for k, v in run.taps_log.items()},
         cap_series={k: np.asarray(v) for k, v in run.caps_log.items()},
+        inverter_p_kw={k: np.asarray(v[0]) for k, v in run.inv_log.items()},
+        inverter_q_kvar={k: np.asarray(v[1]) for k, v in run.inv_log.items()},
     )

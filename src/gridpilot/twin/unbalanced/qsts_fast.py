@@ -1,8 +1,9 @@
 """Pack a twin into the compiled QSTS step loop (:mod:`.faststep`) and drive it in chunks.
 
 The Python runner of :mod:`.qsts` stays the reference (and the path for twins whose
-``solve`` is overridden, e.g. with inverter control iterations); this one runs the same
-rules step by step in compiled code, with load powers built chunk by chunk so that memory
+``solve`` is overridden other than by :class:`~.inverters.InverterTwin`, whose control
+iterations run in the loop too, see :mod:`.fastinv`); this one runs the same rules step by
+step in compiled code, with load powers built chunk by chunk so that memory
 does not grow with the number of steps.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
 from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
+from gridpilot.twin.unbalanced.fastinv import pack_inverters
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
 from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
@@ -31,9 +33,10 @@ _CAP_TYPES = {"kvar": 0, "voltage": 1, "current": 2, "pf": 3, "time": 4}
 
 def unsupported(twin: UnbalancedTwin) -> str | None:
     """Why the compiled loop cannot run this twin (None when it can)."""
+    from gridpilot.twin.unbalanced.inverters import InverterTwin
     from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
-    if type(twin).solve is not UnbalancedTwin.solve:
+    if type(twin).solve not in (UnbalancedTwin.solve, InverterTwin.solve):
         return f"{type(twin).__name__} overrides solve()"
     caps = {c.name.lower(): c for c in twin.grid.capacitors}
     for cs in twin.caps:
@@ -242,7 +245,8 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
              np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
              np.zeros((depth, depth)))  # fmt: skip
     return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st,
-               _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w)  # fmt: skip
+               _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w,
+               pack_inverters(twin))  # fmt: skip
 
 
 def write_back(twin: UnbalancedTwin, run: Run) -> None:

@@ -60,7 +60,7 @@ def run_compiled(
     v = np.zeros(twin.net.n, complex)
     schur_solve(run.f, twin.net.i_source.astype(complex), v)
     setup = time.perf_counter() - t0
-    n_log = len(run.rg.stamp) + int(np.sum(run.st.kind == 1))
+    n_log = len(run.rg.stamp) + int(np.sum(run.st.kind == 1)) + 2 * len(run.iv.nrows)
     w = max(opts.warmup_steps, 0)
     if w:
         scratch = Accumulator(twin.net.nodes, twin.net.vbase_v, len(run.sa.rating))
@@ -74,6 +74,7 @@ def run_compiled(
     iters = _steps(twin, opts, run, v, 0, opts.steps, loss, logs, progress)
     cpu = time.process_time() - c0
     write_back(twin, run)
+    _inverters_back(twin, run)
     acc.steps = opts.steps
     res = _result(twin, opts, run, acc, loss, logs, time.perf_counter() - t0, iters)
     res.setup_s, res.warmup_steps, res.loop_cpu_s = setup, w, cpu
@@ -101,6 +102,12 @@ def _steps(  # noqa: PLR0913
             logs[:, a:b] = lg
         if done < k1 - k0:
             write_back(twin, run)
+            if run.iv.cnt[2]:
+                raise ConvergenceError(
+                    f"{twin.grid.name}: inverter controls did not settle in "
+                    f"{int(run.iv.opt[1])} control iterations at step {k0 + done}",
+                    steps=[k0 + done],
+                )
             raise ConvergenceError(
                 f"{twin.grid.name}: power flow did not converge in {twin.opts.max_iter} "
                 f"iterations at step {k0 + done}",
@@ -109,6 +116,19 @@ def _steps(  # noqa: PLR0913
         if progress and k1 > 0:
             progress(k1, stop)
     return iters
+
+
+def _inverters_back(twin: UnbalancedTwin, run: Run) -> None:
+    """An ``InverterTwin``'s ``last`` state and control-iteration count from the run."""
+    iv = run.iv
+    if not len(iv.nrows):
+        return
+    from gridpilot.twin.unbalanced.inverters import InverterState, InverterTwin
+
+    if isinstance(twin, InverterTwin):
+        twin.control_iterations += int(iv.cnt[1])
+        twin.last = InverterState(list(twin.inv.names), iv.p[:, None].copy(),
+                                  iv.q[:, None].copy(), iv.vm[:, None].copy(), 0)  # fmt: skip
 
 
 def _result(  # noqa: PLR0913
@@ -122,6 +142,8 @@ def _result(  # noqa: PLR0913
         cap_ops[s.cap] += int(run.cp.ops[i])
     tap_series: dict[str, np.ndarray] = {}
     cap_series: dict[str, np.ndarray] = {}
+    inv_p: dict[str, np.ndarray] = {}
+    inv_q: dict[str, np.ndarray] = {}
     if opts.keep_taps:
         tap_series = {s.ctl.name.lower(): logs[i] for i, s in enumerate(twin.regs)}
         stamped = list(twin.net.cap_stamps)
@@ -131,6 +153,10 @@ def _result(  # noqa: PLR0913
             cap_series[name] = (
                 logs[nr + j].astype(int) if j >= 0 else np.full(opts.steps, sum(st), int)
             )
+        ni, j0 = len(run.iv.nrows), nr + len(stamped)
+        names = list(getattr(getattr(twin, "inv", None), "names", []))[:ni]
+        inv_p = {n: logs[j0 + i].copy() for i, n in enumerate(names)}
+        inv_q = {n: logs[j0 + ni + i].copy() for i, n in enumerate(names)}
     return QstsResult(
         grid=twin.grid.name, steps=acc.steps, resolution_s=opts.resolution_s, nodes=acc.nodes,
         vmin_pu=acc.vmin, vmax_pu=acc.vmax, hours_outside_a=acc.outside * h,
@@ -138,4 +164,5 @@ def _result(  # noqa: PLR0913
         losses_kw=loss, tap_ops=tap_ops, cap_ops=cap_ops, branch_meta=twin.net.branch_meta,
         overload_hours=acc.overload * h, max_loading=acc.max_loading, elapsed_s=elapsed,
         factorisations=0, iterations=iters, tap_series=tap_series, cap_series=cap_series,
+        inverter_p_kw=inv_p, inverter_q_kvar=inv_q,
     )  # fmt: skip

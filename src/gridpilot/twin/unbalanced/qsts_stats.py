@@ -81,6 +81,9 @@ class QstsResult:
     warmup_steps: int = 0  # steps simulated before the recorded ones (controls only)
     tap_series: dict[str, np.ndarray] = field(default_factory=dict)
     cap_series: dict[str, np.ndarray] = field(default_factory=dict)
+    # smart inverters (InverterTwin, with keep_taps): settled kW / kvar injected per step
+    inverter_p_kw: dict[str, np.ndarray] = field(default_factory=dict)
+    inverter_q_kvar: dict[str, np.ndarray] = field(default_factory=dict)
 
     def nodes_df(self) -> pd.DataFrame:
         """One row per node-phase: vmin_pu, vmax_pu, hours_outside_a."""
