@@ -100,8 +100,8 @@ EXPORTED: dict[str, set[str]] = {
     },
     "model.threephase": {
         "Branch", "CapControl", "Capacitor", "Curve", "Fuse", "InverterControl", "InverterRating",
-        "Load", "LoadShape", "RegControl", "Source", "Terminal", "ThreePhaseGrid", "Transformer",
-        "Winding", "branch_yprim", "capacitor_yprim", "source_yprim", "transformer_yprim",
+        "Load", "LoadShape", "RegControl", "Shunt", "Source", "Terminal", "ThreePhaseGrid",
+        "Transformer", "Winding", "branch_yprim", "capacitor_yprim", "source_yprim", "transformer_yprim",
         "voltvar_curve", "voltwatt_curve",
     },
     "protocols": {

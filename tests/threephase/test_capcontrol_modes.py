@@ -109,11 +109,13 @@ def test_unmodelled_capcontrol_options_stay_in_the_warning() -> None:
         "new capcontrol.pf capacitor=cap1 element=line.692675 type=pf onsetting=0.95"
         " offsetting=-0.95 vbus=671 ptphase=max ctphase=avg"
     )
+    s.command("new capcontrol.fw capacitor=cap2 element=line.684611 type=follow")
     grid = grid_from_session(s, "ieee13")
     ctl = next(c for c in grid.capcontrols if c.name == "pf")
     assert ctl.type == "pf" and ctl.on_setting == 0.95 and ctl.off_setting == pytest.approx(1.05)
     text = " ".join(grid.warnings)
-    assert "voltage-override bus '671'" in text
+    assert "capcontrol.fw: control type 'follow' is not modelled" in text
+    assert "voltage-override" not in text and ctl.vbus == "671.1.2.3"  # modelled now
     assert (ctl.pt_phase, ctl.ct_phase) == (PT_MAX, PT_AVG)
 
 

@@ -127,15 +127,13 @@ def test_reverse_mode_changes_the_taps() -> None:
     assert forward.tap_series["reg1"] != reverse.tap_series["reg1"]
 
 
-def test_unmodelled_regcontrol_options_stay_in_the_warning() -> None:
+def test_regcontrol_options_are_modelled_without_warning() -> None:
     s = DssSession()
     s.compile(feeder_master("ieee13"))
     s.command("edit regcontrol.reg1 reversible=yes revneutral=yes ptphase=max inversetime=yes")
-    s.command("edit regcontrol.reg2 cogen=yes")
+    s.command("edit regcontrol.reg2 cogen=yes ldc_z=3 vlimit=125")
     grid = grid_from_session(s, "ieee13")
-    text = " ".join(grid.warnings)
-    assert "regcontrol.reg1: inverse-time delay is not modelled" in text
-    assert "neutral" not in text and "cogen" not in text  # modelled now
+    assert not any("regcontrol" in w for w in grid.warnings)  # all modelled now
     reg1 = next(r for r in grid.regcontrols if r.name.lower() == "reg1")
     reg2 = next(r for r in grid.regcontrols if r.name.lower() == "reg2")
     assert reg1.pt_phase == PT_MAX and reg1.rev_neutral and not reg1.cogen

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -145,6 +146,36 @@ def node_orders(circuit: Any) -> dict[str, list[list[int]]]:
     return out
 
 
+def vbus_nodes(circuit: Any, data: dict[str, Any]) -> dict[str, list[list[int]]]:
+    """``bus:name`` → the bus's nodes in OpenDSS's reference order (``AllNodeNames``'s, not
+    sorted), for each CapControl VBus (a bus OpenDSS does not know is left out)."""
+    wanted = {str(e.get("VBus") or "").lower() for e in data.get("CapControl") or []} - {""}
+    out: dict[str, list[list[int]]] = {}
+    if not wanted:
+        return out
+    for node in circuit.AllNodeNames:
+        bus, _, k = node.lower().rpartition(".")
+        if bus in wanted:
+            out.setdefault(f"bus:{bus}", [[]])[0].append(int(k))
+    return out
+
+
+def reactor_yprims(circuit: Any, data: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``reactor.name`` → OpenDSS's primitive Y (S) of each enabled reactor (the importer
+    stamps the shunt ones as they are)."""
+    out: dict[str, np.ndarray] = {}
+    on = [e for e in data.get("Reactor") or [] if e.get("Enabled", True)]
+    if on:  # the primitive Ys are (re)built with the system Y (no solve, no voltages)
+        circuit.Solution.BuildYMatrix(2, True)
+    for e in on:
+        key = f"reactor.{e['Name'].lower()}"
+        circuit.SetActiveElement(key)
+        y = np.asarray(circuit.ActiveCktElement.Yprim, float)
+        n = round(math.sqrt(y.size // 2))
+        out[key] = (y[0::2] + 1j * y[1::2]).reshape(n, n)
+    return out
+
+
 def loadshapes(circuit: Any) -> dict[str, dict[str, Any]]:
     """Every loadshape's multipliers, times and interval (hours)."""
     ls = circuit.LoadShapes
@@ -180,7 +211,9 @@ def grid_from_session(sess: DssSession, name: str, source: str = "") -> ThreePha
     """Build the grid from an already compiled OpenDSS session."""
     c = sess.circuit
     data = circuit_json(c)
-    grid = build_elements(name, data, node_orders(c), loadshapes(c), source)
+    orders = node_orders(c)
+    orders.update(vbus_nodes(c, data))
+    grid = build_elements(name, data, orders, loadshapes(c), source, reactor_yprims(c, data))
     grid.meta["opendss_circuit"] = c.Name
     grid.meta["source_file"] = source
     if grid.warnings:

@@ -21,6 +21,7 @@ from gridpilot.model.threephase.elements import (
     Load,
     LoadShape,
     RegControl,
+    Shunt,
     Source,
     Terminal,
     Transformer,
@@ -110,14 +111,21 @@ def _line(e: dict[str, Any], orders: dict[str, list[list[int]]], f_hz: float) ->
     )
 
 
-def _reactor(e: dict[str, Any], orders: dict[str, list[list[int]]]) -> Branch | None:
+def _reactor(
+    e: dict[str, Any], orders: dict[str, list[list[int]]], yprims: dict[str, np.ndarray]
+) -> Branch | Shunt | None:
+    """A series reactor (a branch), or a shunt one (bus2 on bus1, or delta): a
+    :class:`Shunt` with OpenDSS's own Yprim; None when OpenDSS gave none (warned)."""
     key = f"reactor.{e['Name'].lower()}"
     n = int(e.get("Phases") or 3)
     terms = _terms(orders, key, [e["Bus1"], e.get("Bus2") or e["Bus1"]])
     t1 = terms[0]  # a delta bank has one terminal in OpenDSS: its bus2 side is unused
     t2 = terms[1] if len(terms) > 1 else Terminal(t1.bus, (0,) * len(t1.nodes))
-    if all(k == 0 for k in t2.nodes):
-        return None  # a shunt reactor: not modelled (listed in the warning)
+    if len(terms) == 1 or t2.bus == t1.bus:
+        y = yprims.get(key)
+        if y is None or y.shape[0] != sum(len(t.nodes) for t in terms):
+            return None
+        return Shunt(e["Name"], "reactor", terms, y, bool(e.get("Enabled", True)))
     z = complex(_f(e.get("R")), _f(e.get("X")))
     return Branch(
         name=e["Name"],
@@ -197,10 +205,6 @@ def _pt_phase(v: Any, what: str, warn: list[str], avg: bool = False) -> int:
 
 def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
     what = f"regcontrol.{e['Name']}"
-    if e.get("InverseTime"):
-        warn.append(f"{what}: inverse-time delay is not modelled (fixed delay used)")
-    if _f(e.get("LDC_Z")) or _f(e.get("VLimit")):
-        warn.append(f"{what}: LDC_Z / vlimit are not modelled")
     mtc = e.get("MaxTapChange")
     return RegControl(
         name=e["Name"],
@@ -228,6 +232,10 @@ def _regcontrol(e: dict[str, Any], warn: list[str]) -> RegControl:
         rev_delay_s=_f(e.get("RevDelay"), 60.0),
         rev_neutral=bool(e.get("RevNeutral")),
         cogen=bool(e.get("Cogen")),
+        inverse_time=bool(e.get("InverseTime")),
+        ldc_z_v=_f(e.get("LDC_Z")),
+        rev_ldc_z_v=_f(e.get("Rev_Z") or e.get("rev_Z")),
+        vlimit_v=_f(e.get("VLimit")),
         enabled=bool(e.get("Enabled", True)),
     )
 
@@ -261,14 +269,27 @@ def _pf_range2(v: float) -> float:
     return 2.0 + v if v < 0 else v
 
 
-def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
+def _vbus(e: dict[str, Any], orders: dict[str, list[list[int]]], what: str, warn: list[str]) -> str:
+    """The voltage-override bus as ``name.n1.n2...`` in OpenDSS's node order of the bus (a
+    bus OpenDSS does not find: none, the terminal is used, as OpenDSS reverts)."""
+    name = str(e.get("VBus") or "").lower()
+    if not name:
+        return ""
+    nodes = orders.get(f"bus:{name}")
+    if not nodes or not nodes[0]:
+        warn.append(f"{what}: voltage-override bus {name!r} not found (terminal used)")
+        return ""
+    return ".".join([name, *(str(k) for k in nodes[0])])
+
+
+def _capcontrol(
+    e: dict[str, Any], orders: dict[str, list[list[int]]], warn: list[str]
+) -> CapControl:
     what = f"capcontrol.{e['Name']}"
     raw = str(e.get("Type") or "current").lower()
     typ = _CAP_TYPES.get(raw, raw)
     if typ not in _CAP_TYPES.values():
         warn.append(f"{what}: control type {raw!r} is not modelled (the bank keeps its state)")
-    if e.get("VBus"):
-        warn.append(f"{what}: voltage-override bus {e['VBus']!r} is not modelled (terminal used)")
     on, off = _f(e.get("OnSetting")), _f(e.get("OffSetting"))
     if typ == "pf":
         on, off = _pf_range2(on), _pf_range2(off)
@@ -291,6 +312,7 @@ def _capcontrol(e: dict[str, Any], warn: list[str]) -> CapControl:
         pt_phase=_pt_phase(e.get("PTPhase", 1), what, warn, avg=True),
         ct_phase=_pt_phase(e.get("CTPhase", 1), what, warn, avg=True),
         pf_min_kvar_pct=_f(e.get("pctMinkvar"), 50.0),
+        vbus=_vbus(e, orders, what, warn),
         enabled=bool(e.get("Enabled", True)),
     )
 
@@ -354,8 +376,10 @@ def build_elements(
     orders: dict[str, list[list[int]]],
     shapes: dict[str, dict[str, Any]],
     source: str,
+    yprims: dict[str, np.ndarray] | None = None,
 ) -> ThreePhaseGrid:
-    """Assemble a :class:`ThreePhaseGrid` from OpenDSS's JSON export and conductor maps."""
+    """Assemble a :class:`ThreePhaseGrid` from OpenDSS's JSON export and conductor maps
+    (``yprims``: ``reactor.name`` → OpenDSS's Yprim, for the shunt reactors)."""
     f_hz = _f(data.get("DefaultBaseFreq"), 60.0)
     warn: list[str] = []
     vs = data.get("Vsource") or []
@@ -366,7 +390,7 @@ def build_elements(
             f"{len(vs) - 1} extra vsource(s) not modelled: {', '.join(v['Name'] for v in vs[1:5])}"
         )
     grid = ThreePhaseGrid(name=name, source=_source(vs[0], orders), frequency_hz=f_hz)
-    _fill(grid, data, orders, f_hz, warn)
+    _fill(grid, data, orders, f_hz, warn, yprims or {})
     grid.invcontrols = invcontrols(data, warn)
     for b in data.get("Bus") or []:
         grid.bus_kv_ln[b["Name"].lower()] = _f(b.get("kVLN"))
@@ -382,7 +406,12 @@ def build_elements(
 
 
 def _fill(
-    grid: ThreePhaseGrid, data: dict[str, Any], orders: dict[str, Any], f_hz: float, warn: list[str]
+    grid: ThreePhaseGrid,
+    data: dict[str, Any],
+    orders: dict[str, Any],
+    f_hz: float,
+    warn: list[str],
+    yprims: dict[str, np.ndarray],
 ) -> None:
     def each(cls: str, fn: Callable[[dict[str, Any]], Any]) -> None:
         for e in data.get(cls) or []:
@@ -390,15 +419,17 @@ def _fill(
 
     each("Line", lambda e: grid.branches.append(_line(e, orders, f_hz)))
     for e in data.get("Reactor") or []:
-        r = _reactor(e, orders)
+        r = _reactor(e, orders, yprims)
         if r is None:
-            warn.append(f"reactor.{e['Name']}: shunt reactors are not modelled")
+            warn.append(f"reactor.{e['Name']}: shunt reactor without a Yprim: not modelled")
+        elif isinstance(r, Shunt):
+            grid.shunts.append(r)
         else:
             grid.branches.append(r)
     each("Transformer", lambda e: grid.transformers.append(_transformer(e, orders)))
     each("RegControl", lambda e: grid.regcontrols.append(_regcontrol(e, warn)))
     each("Capacitor", lambda e: grid.capacitors.append(_capacitor(e, orders)))
-    each("CapControl", lambda e: grid.capcontrols.append(_capcontrol(e, warn)))
+    each("CapControl", lambda e: grid.capcontrols.append(_capcontrol(e, orders, warn)))
     for cls in ("Load", "Generator", "PVSystem", "Storage"):
         for e in data.get(cls) or []:
             grid.loads.append(_load(e, orders, cls.lower(), warn))

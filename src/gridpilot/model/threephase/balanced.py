@@ -17,7 +17,8 @@ a switch or a branch of the feeder:
 - one transformer per bus pair of transformers (single-phase regulators of a bank merged),
   rated ``3/phases`` times their total kVA, at the bank's mean tap;
 - a load per (bus, load shape) of the feeder's loads (their totals), capacitors as loads
-  of negative Q (0 customers, no shape); each view load names the feeder loads it stands for.
+  of negative Q, shunt reactors as loads of their power at nominal voltage (0 customers, no
+  shape); each view load names the feeder loads it stands for.
 
 It is an approximation for planning and screening: the physics of a three-phase world is
 always the unbalanced twin's, per node-phase.
@@ -33,7 +34,7 @@ import numpy as np
 
 from gridpilot.model.grid import Grid
 from gridpilot.model.schema import ElementType, SwitchKind
-from gridpilot.model.threephase.elements import Branch
+from gridpilot.model.threephase.elements import Branch, Shunt
 from gridpilot.model.threephase.grid import ThreePhaseGrid
 
 DEFAULT_AMPS = 400.0  # a branch without a rating (A)
@@ -256,6 +257,14 @@ def _add_loads(g: Grid, grid: ThreePhaseGrid, view: PhaseView) -> None:
         q.append(-sum(kv * s for kv, s in zip(c.kvar, c.states, strict=False)) / 1e3)
         view.load_members[n] = []
         view.load_shape[n] = None
+    for sh in (x for x in grid.shunts if x.enabled and x.terminals[0].bus in view.bus_id):
+        n = len(bus) + 1
+        s_va = _shunt_power(grid, sh)
+        bus.append(view.bus_id[sh.terminals[0].bus])
+        p.append(s_va.real / 1e6)
+        q.append(s_va.imag / 1e6)
+        view.load_members[n] = []
+        view.load_shape[n] = None
     if bus:
         g.add(
             "load",
@@ -265,6 +274,18 @@ def _add_loads(g: Grid, grid: ThreePhaseGrid, view: PhaseView) -> None:
             q_mvar=q,
             customers=[max(round(x / 0.005), 1) if x > 0 else 0 for x in p],
         )
+
+
+def _shunt_power(grid: ThreePhaseGrid, sh: Shunt) -> complex:
+    """Power (VA) a shunt draws at its bus's nominal positive-sequence voltages (node k at
+    ``−120°·(k − 1)``; other terminals' conductors at 0 V)."""
+    t1 = sh.terminals[0]
+    v_ln = grid.bus_kv_ln.get(t1.bus, 0.0) * 1e3
+    v = np.zeros(sh.y_prim.shape[0], complex)
+    for i, k in enumerate(t1.nodes):
+        if k > 0:
+            v[i] = v_ln * np.exp(-2j * np.pi / 3 * (k - 1))
+    return complex(np.sum(v * np.conj(sh.y_prim @ v)))
 
 
 def balanced_view(grid: ThreePhaseGrid) -> PhaseView:

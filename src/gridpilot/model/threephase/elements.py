@@ -95,6 +95,19 @@ class Winding:
 
 
 @dataclass
+class Shunt:
+    """A fixed shunt element (OpenDSS's shunt Reactor, wye to ground or to a neutral bus, or
+    delta): its primitive admittance ``y_prim`` (siemens) over the conductors of
+    ``terminals`` in order (a grounded conductor is node 0), as OpenDSS builds it."""
+
+    name: str
+    kind: str  # "reactor"
+    terminals: list[Terminal]
+    y_prim: np.ndarray
+    enabled: bool = True
+
+
+@dataclass
 class Transformer:
     """A transformer of 2+ windings (3 for centre-tapped split-phase service units).
 
@@ -130,7 +143,14 @@ class RegControl:
     goes to its neutral tap (1.0) one tap per ``tapdelay_s`` and stays there.
     ``cogen``: reverse flow switches to cogeneration mode instead, where the regulator keeps
     regulating forward (taps the usual way, no division by the tap) on the reverse
-    settings ``rev_vreg_v``/``rev_band_v``/``rev_r_v``/``rev_x_v``.
+    settings ``rev_vreg_v``/``rev_band_v``/``rev_r_v``/``rev_x_v``. Reverse power is
+    watched in static (snapshot) mode too, the mode toggling after ``rev_delay_s``.
+    ``inverse_time``: the delay before the first tap is ``delay_s`` divided by
+    ``min(10, 2·|vreg − V|/band)`` (OpenDSS InverseTime). ``ldc_z_v`` (``rev_ldc_z_v`` in
+    reverse or cogen mode), when nonzero, replaces the R/X compensator with Beckwith's
+    ``|V| − Z·|I|/CT`` (OpenDSS LDC_Z / rev_Z). ``vlimit_v`` (> 0): when the regulator's
+    own winding voltage (PT phase, 120 V base) is above it, the regulator taps down by
+    ``vlimit − V`` whatever the band says (OpenDSS VLimit).
     """
 
     name: str
@@ -158,6 +178,10 @@ class RegControl:
     rev_delay_s: float = 60.0
     rev_neutral: bool = False
     cogen: bool = False
+    inverse_time: bool = False
+    ldc_z_v: float = 0.0
+    rev_ldc_z_v: float = 0.0
+    vlimit_v: float = 0.0
     enabled: bool = True
 
 
@@ -189,6 +213,8 @@ class CapControl:
     ``pf_min_kvar_pct``: a pf control closes an open bank only while the kvar flowing
     exceeds this share of the bank's total kvar (OpenDSS ``pctMinkvar``). ``pt_phase`` and
     ``ct_phase``: a phase, or ``PT_MAX`` / ``PT_MIN`` / ``PT_AVG`` over the phases.
+    ``vbus``: the bus whose voltage the voltage override reads instead of the monitored
+    terminal (OpenDSS VBus; the bank's phases in the bus's node order), empty for none.
     """
 
     name: str
@@ -209,6 +235,7 @@ class CapControl:
     pt_phase: int = 1
     ct_phase: int = 1
     pf_min_kvar_pct: float = 50.0
+    vbus: str = ""
     enabled: bool = True
 
 

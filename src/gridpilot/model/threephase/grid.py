@@ -14,6 +14,7 @@ from gridpilot.model.threephase.elements import (
     Load,
     LoadShape,
     RegControl,
+    Shunt,
     Source,
     Terminal,
     Transformer,
@@ -36,6 +37,7 @@ class ThreePhaseGrid:
     regcontrols: list[RegControl] = field(default_factory=list)
     capacitors: list[Capacitor] = field(default_factory=list)
     capcontrols: list[CapControl] = field(default_factory=list)
+    shunts: list[Shunt] = field(default_factory=list)
     loads: list[Load] = field(default_factory=list)
     fuses: list[Fuse] = field(default_factory=list)
     invcontrols: list[InverterControl] = field(default_factory=list)
@@ -58,6 +60,9 @@ class ThreePhaseGrid:
         for c in self.capacitors:
             if c.enabled:
                 out += [(f"capacitor.{c.name}", c.t1), (f"capacitor.{c.name}", c.t2)]
+        for sh in self.shunts:
+            if sh.enabled:
+                out += [(f"{sh.kind}.{sh.name}", t) for t in sh.terminals]
         for ld in self.loads:
             if ld.enabled:
                 out.append((f"{ld.kind}.{ld.name}", ld.terminal))
@@ -83,6 +88,8 @@ class ThreePhaseGrid:
             "fuse": len(self.fuses),
             "loadshape": len(self.loadshapes),
         }
+        if self.shunts:
+            by["shunt"] = len(self.shunts)
         for ld in self.loads:
             by[ld.kind] = by.get(ld.kind, 0) + 1
         return Counts(buses=len({b for b, _ in nodes}), nodes=len(nodes), by_type=by)

@@ -48,6 +48,8 @@ class RegSensor:
     vratio: float = 60.0  # PT ratio of the measured voltage (remote_ptratio for a remote bus)
     ldc: bool = True  # line-drop compensation (off for a remote bus)
     nph: int = 1  # the transformer's phases
+    loc_hi: int = -1  # the regulated winding's phase-1 voltage (VLimit with a remote bus)
+    loc_lo: int = -1
 
 
 @dataclass
@@ -66,6 +68,7 @@ class CapSensor:
     i_mode: int = 0  # the same for the current over the bank's phases
     v_next: int = -1  # delta bank: position of the next phase (line-to-line PT voltage)
     n_ct: int = 1  # phases the current modes look at (the bank's, at most the terminal's)
+    vbus: np.ndarray | None = None  # voltage-override bus nodes (the bank's phases), if any
 
 
 def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
@@ -95,22 +98,28 @@ def reg_sensors(grid: ThreePhaseGrid, net: Network) -> list[RegSensor]:
             k = min(max(r.pt_phase, 1), p) - 1
             his, los, conds = his[k : k + 1], los[k : k + 1], conds[k : k + 1]
         vratio = r.remote_ptratio if r.bus else r.ptratio
+        loc = (int(st.idx[w * nc]), int(st.idx[w * nc + other[0]]))
         out.append(RegSensor(r, t.name.lower(), his, los, conds, winding_base_v(t, w), select,
-                             vratio, not r.bus, p))  # fmt: skip
+                             vratio, not r.bus, p, *loc))  # fmt: skip
     return out
 
 
 def _remote_nodes(r: RegControl, net: Network, p: int) -> list[int]:
     """Node indices of a remote regulated bus ``name.n1.n2...`` (nodes 1..p by default)."""
-    name, *spec = r.bus.split(".")
+    return bus_nodes(r.bus, net, p, f"regcontrol {r.name} bus")
+
+
+def bus_nodes(bus: str, net: Network, p: int, what: str) -> list[int]:
+    """Node indices of the first ``p`` nodes of ``name.n1.n2...`` (nodes 1..p by default)."""
+    name, *spec = bus.split(".")
     nodes = [int(x) for x in spec if x.isdigit()] or list(range(1, p + 1))
     out = []
     for n in nodes[:p]:
         if (name, n) not in net.index:
-            raise UnknownComponentError(f"regcontrol {r.name} bus", f"{name}.{n}", "no such node")
+            raise UnknownComponentError(what, f"{name}.{n}", "no such node")
         out.append(int(net.index[(name, n)]))
     if len(out) < p:
-        raise ValidationError(f"regcontrol {r.name}: bus {r.bus!r} has fewer than {p} nodes")
+        raise ValidationError(f"{what}: {bus!r} has fewer than {p} nodes")
     return out
 
 
@@ -138,10 +147,14 @@ def cap_sensors(grid: ThreePhaseGrid, net: Network) -> list[CapSensor]:
         kv = list(cap.kvar) or [0.0] if cap else [0.0]
         nb = min(cap.phases if cap else n, n)
         delta = cap is not None and cap.conn == "delta" and c.pt_phase > 0
+        vbus = None
+        if c.vbus:
+            what = f"capcontrol {c.name} vbus"
+            vbus = np.array(bus_nodes(c.vbus, net, cap.phases if cap else n, what), np.int64)
         out.append(CapSensor(c, c.capacitor, idx, rows, pk, ck,
                              sum(kv) * c.pf_min_kvar_pct / 100.0, sum(kv) / len(kv) * 0.5,
                              _MODES.get(c.pt_phase, 0), _MODES.get(c.ct_phase, 0),
-                             (pk + 1) % nb if delta else -1, nb))  # fmt: skip
+                             (pk + 1) % nb if delta else -1, nb, vbus))  # fmt: skip
     return out
 
 
@@ -186,12 +199,8 @@ def _v(v: np.ndarray, i: int) -> np.ndarray:
     return v[i] if i >= 0 else np.zeros(v.shape[1:], complex)
 
 
-def reg_control_voltage(
-    s: RegSensor, net: Network, v: np.ndarray, reverse: bool = False
-) -> np.ndarray:
-    """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step:
-    its PT phase, or the highest / lowest phase (whose current then feeds the LDC);
-    ``reverse``: with the reverse LDC settings."""
+def _picked(s: RegSensor, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The measured phase's voltage over the PT ratio per step, and which phase it is."""
     vw = np.stack([_v(v, h) - _v(v, lo) for h, lo in zip(s.his, s.los, strict=True)])
     cols = np.arange(v.shape[1])
     pick = np.zeros(v.shape[1], np.int64)
@@ -199,29 +208,59 @@ def reg_control_voltage(
         pick = np.argmax(np.abs(vw), axis=0)
     elif s.select == 2:
         pick = np.argmin(np.abs(vw), axis=0)
-    vc = vw[pick, cols] / s.vratio
-    z = complex(s.ctl.rev_r_v, s.ctl.rev_x_v) if reverse else complex(s.ctl.r_v, s.ctl.x_v)
-    if s.ldc and z:
+    return vw[pick, cols] / s.vratio, pick
+
+
+def ldc_active(c: RegControl) -> bool:
+    """OpenDSS's LDCActive: forward R or X set, or a positive LDC_Z."""
+    return bool(c.r_v or c.x_v or c.ldc_z_v > 0)
+
+
+def reg_control_voltage(
+    s: RegSensor, net: Network, v: np.ndarray, reverse: bool = False
+) -> np.ndarray:
+    """The regulator's control voltage |V/ptratio + Z·I/CT| (V on the 120 V base), per step:
+    its PT phase, or the highest / lowest phase (whose current then feeds the LDC);
+    ``reverse``: with the reverse LDC settings. With LDC_Z set, Beckwith's magnitude form
+    ``|V/ptratio| − Z·|I/CT|`` instead."""
+    vc, pick = _picked(s, v)
+    c = s.ctl
+    if s.ldc and ldc_active(c):
         st = net.xf_stamps[s.xf]
         keep = st.idx >= 0
         i_term = st.y[np.ix_(s.conds, keep)] @ v[st.idx[keep]]
-        vc = vc + z * i_term[pick, cols] / s.ctl.ctprim_a
+        i_ct = i_term[pick, np.arange(v.shape[1])] / c.ctprim_a
+        if c.ldc_z_v == 0.0:
+            z = complex(c.rev_r_v, c.rev_x_v) if reverse else complex(c.r_v, c.x_v)
+            vc = vc + z * i_ct
+        else:
+            vc = np.abs(vc) - np.abs(i_ct) * (c.rev_ldc_z_v if reverse else c.ldc_z_v)
     return np.abs(vc)
 
 
+def reg_local_voltage(s: RegSensor, v: np.ndarray) -> np.ndarray:
+    """The voltage VLimit compares (120 V base): the measured phase without LDC, or for a
+    remote bus the regulated winding's phase 1 over ``ptratio`` (OpenDSS)."""
+    if s.ldc:
+        return np.abs(_picked(s, v)[0])
+    return np.abs(_v(v, s.loc_hi) - _v(v, s.loc_lo)) / s.ctl.ptratio
+
+
 def reg_measure(s: RegSensor, net: Network, v: np.ndarray) -> np.ndarray:
-    """(3, steps): forward control voltage, reverse control voltage and the forward power
-    (W, out of the regulated winding's terminal: OpenDSS's ``−Power[terminal].re``)."""
+    """(4, steps): forward control voltage, reverse control voltage, the forward power
+    (W, out of the regulated winding's terminal: OpenDSS's ``−Power[terminal].re``) and the
+    VLimit voltage."""
     fwd = reg_control_voltage(s, net, v)
+    loc = reg_local_voltage(s, v)
     if not watches_reverse(s):
-        return np.stack([fwd, fwd, np.zeros_like(fwd)])
+        return np.stack([fwd, fwd, np.zeros_like(fwd), loc])
     st = net.xf_stamps[s.xf]
     keep = st.idx >= 0
     rows = _winding_rows(s)
     i = st.y[np.ix_(rows, keep)] @ v[st.idx[keep]]
     vt = np.stack([_v(v, int(st.idx[c])) for c in rows])
     p = -np.sum(vt * np.conj(i), axis=0).real
-    return np.stack([fwd, reg_control_voltage(s, net, v, True), p])
+    return np.stack([fwd, reg_control_voltage(s, net, v, True), p, loc])
 
 
 def watches_reverse(s: RegSensor) -> bool:
@@ -249,18 +288,46 @@ def reg_pending_taps(
 ) -> int:
     """Signed number of taps OpenDSS's RegControl asks for (0 inside the band); in reverse
     mode on the reverse settings, ``vact`` over the tap, and the other way; in cogen mode on
-    the reverse settings, the usual way."""
+    the reverse settings, the usual way (VLimit not applied: see :func:`reg_wants`)."""
+    return reg_wants(s, tap, step, vact, 0.0, reverse, cogen)[0]
+
+
+def reg_wants(  # noqa: PLR0913
+    s: RegSensor,
+    tap: float,
+    step: float,
+    vact: float,
+    vlocal: float,
+    reverse: bool = False,
+    cogen: bool = False,
+) -> tuple[int, bool]:
+    """(signed taps, whether a change is needed) of one OpenDSS RegControl sample: needed
+    outside the band, or with ``vlocal`` above a VLimit (then the boost is ``vlimit −
+    vlocal``); the taps may round to 0 while needed (OpenDSS then keeps an armed action)."""
+    c = s.ctl
     rev_set = reverse or cogen
-    vreg, band = (s.ctl.rev_vreg_v, s.ctl.rev_band_v) if rev_set else (s.ctl.vreg_v, s.ctl.band_v)
+    vreg, band = (c.rev_vreg_v, c.rev_band_v) if rev_set else (c.vreg_v, c.band_v)
     if reverse:
         vact = vact / tap
-    if abs(vreg - vact) <= band / 2.0:
-        return 0
-    boost = (vreg - vact) * s.ctl.ptratio / s.base_v
-    n = round(boost / step)
-    if s.ctl.tap_winding != s.ctl.winding or reverse:
+    over = c.vlimit_v > 0.0 and vlocal > c.vlimit_v
+    if abs(vreg - vact) <= band / 2.0 and not over:
+        return 0, False
+    boost = (c.vlimit_v - vlocal) if over else (vreg - vact)
+    n = round(boost * c.ptratio / s.base_v / step)
+    if c.tap_winding != c.winding or reverse:
         n = -n
-    return int(n)
+    return int(n), True
+
+
+def reg_delay(s: RegSensor, vact: float, tap: float, reverse: bool = False) -> float:
+    """Delay (s) before the first tap: ``delay_s``, or with inverse time ``delay_s`` over
+    ``min(10, 2·|vreg − V|/band)`` on the forward settings (OpenDSS's ComputeTimeDelay; V
+    over the tap in reverse mode)."""
+    c = s.ctl
+    if not c.inverse_time:
+        return c.delay_s
+    x = 2.0 * abs(c.vreg_v - (vact / tap if reverse else vact)) / c.band_v
+    return c.delay_s / min(10.0, x) if x > 0.0 else math.inf
 
 
 def static_tap_move(pending: int, max_change: int) -> int:
@@ -271,21 +338,32 @@ def static_tap_move(pending: int, max_change: int) -> int:
     return k if pending > 0 else -k
 
 
+def _pt_voltage(s: CapSensor, vr: np.ndarray) -> np.ndarray:
+    """The PT voltage of phases ``vr`` (phases × steps): the PT phase (line to line for a
+    delta bank), or the mean / max / min."""
+    if s.v_mode == 0 and s.v_next >= 0:
+        return np.asarray(np.abs(vr[s.v_row] - vr[s.v_next]))
+    return _phase_pick(np.abs(vr), s.v_mode, min(s.v_row, len(vr) - 1))
+
+
 def cap_measure(s: CapSensor, net: Network, v: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """kvar through the monitored terminal, the PT voltage and the CT current, per step."""
+    """kvar through the monitored terminal, the PT voltage, the CT current and the
+    voltage-override voltage (the VBus's, else the PT voltage), per step."""
     vt = np.where((s.idx >= 0)[:, None], v[np.maximum(s.idx, 0)], 0.0)
     i = y[s.rows] @ vt
     s_va = np.sum(vt[s.rows] * np.conj(i), axis=0)
-    vr = vt[s.rows]
-    volt = _phase_pick(np.abs(vr), s.v_mode, s.v_row)
-    if s.v_mode == 0 and s.v_next >= 0:
-        volt = np.abs(vr[s.v_row] - vr[s.v_next])
+    volt = _pt_voltage(s, vt[s.rows]) / s.ctl.ptratio
+    vover = volt
+    if s.vbus is not None:
+        n = min(len(s.vbus), len(s.rows))
+        vover = _pt_voltage(s, np.stack([_v(v, int(k)) for k in s.vbus[:n]])) / s.ctl.ptratio
     return {
         "kvar": s_va.imag / 1e3,
         "pf": pf_1to2(s_va),
-        "voltage": volt / s.ctl.ptratio,
+        "voltage": volt,
         "current": _phase_pick(np.abs(i[: s.n_ct] if s.i_mode else i), s.i_mode, s.i_row)
         / s.ctl.ctratio,
+        "vover": vover,
     }
 
 
@@ -317,7 +395,7 @@ def cap_sample(
     control should switch. ``m``: kvar, pf, voltage, current as measured (and ``tod``);
     ``pending`` the change left from the last sample (kept where OpenDSS keeps it)."""
     ctl = s.ctl
-    v = m["voltage"]
+    v = m.get("vover", m["voltage"])
     if ctl.volt_override and ctl.type != "voltage":
         if not closed and v < ctl.vmin_v:
             return CLOSE, True

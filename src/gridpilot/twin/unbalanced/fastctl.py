@@ -46,10 +46,10 @@ class Regs(NamedTuple):
     lo: np.ndarray  # (r, p) its other end
     idx: np.ndarray  # (r, c) node ids of the transformer's conductors (-1 ground)
     cond: np.ndarray  # (r, p) the phase's conductor in the Yprim
-    f: np.ndarray  # (r, 27): base_v vreg band ptratio r x ctprim delay tapdelay other-winding
+    f: np.ndarray  # (r, 34): base_v vreg band ptratio r x ctprim delay tapdelay other-winding
     #   step min max vratio ldc max_tap_change | reverse: vreg band r x threshold_w delay
     #   on first-conductor conductors (of the regulated winding, for its power) | neutral
-    #   cogen
+    #   cogen | inverse-time ldc_z rev_ldc_z vlimit ldc-active | VLimit winding nodes hi lo
     armed: np.ndarray
     value: np.ndarray
     handle: np.ndarray
@@ -63,6 +63,7 @@ class Regs(NamedTuple):
     rev: np.ndarray  # (r,) in reverse mode
     rev_t: np.ndarray  # (r,) time of the queued reverse toggle (nan: none)
     pw: np.ndarray  # scratch (r,): forward power of one sample (W)
+    vloc: np.ndarray  # scratch (r,): the VLimit voltage of one sample
 
 
 class Caps(NamedTuple):
@@ -87,6 +88,8 @@ class Caps(NamedTuple):
     imode: np.ndarray  # the same for the CT current
     vnext: np.ndarray  # delta bank: row of the next phase (-1 none)
     nct: np.ndarray  # phases of the current modes
+    vbus: np.ndarray  # (c, k) voltage-override bus nodes (-1 ground / padding)
+    nvb: np.ndarray  # (c,) how many (0: the monitored terminal's PT voltage)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -139,27 +142,48 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray, rev: bool) -> float:
-    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS), on the PT phase or
-    the highest / lowest phase (see ``controls.reg_control_voltage``)."""
-    p = rg.f[r]
+def _phase(rg: Regs, r: int, v: np.ndarray) -> int:
+    """The measured phase: the PT phase, or the highest / lowest voltage."""
     k = 0
     best = abs(_at(v, rg.hi[r, 0]) - _at(v, rg.lo[r, 0]))
     for q in range(1, rg.nph[r]):
         m = abs(_at(v, rg.hi[r, q]) - _at(v, rg.lo[r, q]))
         if (rg.sel[r] == 1 and m > best) or (rg.sel[r] == 2 and m < best):
             k, best = q, m
+    return k
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray, rev: bool) -> float:
+    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS; Beckwith's
+    ``|V| − Z·|I|`` with LDC_Z), on the PT phase or the highest / lowest phase (see
+    ``controls.reg_control_voltage``)."""
+    p = rg.f[r]
+    k = _phase(rg, r, v)
     vc = (_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
-    z = complex(p[18], p[19]) if rev else complex(p[4], p[5])
-    if p[14] != 0.0 and z != 0.0:
+    if p[14] != 0.0 and p[31] != 0.0:
         s = rg.stamp[r]
         i_term = 0j
         for j in range(st.nc[s]):
             node = rg.idx[r, j]
             if node >= 0:
                 i_term += st.y[s, rg.cond[r, k], j] * v[node]
-        vc += z * i_term / p[6]
+        if p[28] == 0.0:
+            z = complex(p[18], p[19]) if rev else complex(p[4], p[5])
+            vc += z * i_term / p[6]
+        else:
+            vc = complex(abs(vc) - abs(i_term / p[6]) * (p[29] if rev else p[28]), 0.0)
     return abs(vc)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def reg_local(rg: Regs, r: int, v: np.ndarray) -> float:
+    """The VLimit voltage (``controls.reg_local_voltage``)."""
+    p = rg.f[r]
+    if p[14] != 0.0:
+        k = _phase(rg, r, v)
+        return abs(_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
+    return abs(_at(v, int(p[32])) - _at(v, int(p[33]))) / p[3]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -201,17 +225,32 @@ def _rev_due(rg: Regs, r: int, t: float) -> bool:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pending(rg: Regs, r: int, vact: float, tap: float) -> int:
+def _pending(rg: Regs, r: int, vact: float, tap: float) -> tuple[int, bool]:
+    """(taps, needed) of one sample (``controls.reg_wants``; VLimit on ``rg.vloc``)."""
     p = rg.f[r]
     rev_set = rg.rev[r] != 0
     vreg, band = (p[16], p[17]) if rev_set else (p[1], p[2])
     rev = rev_set and p[26] == 0.0  # reverse mode proper (cogen regulates forward)
     if rev:
         vact = vact / tap
-    if abs(vreg - vact) <= band / 2.0:
-        return 0
-    n = int(np.rint((vreg - vact) * p[3] / p[0] / p[10]))
-    return -n if (p[9] != 0.0 or rev) else n
+    over = p[30] > 0.0 and rg.vloc[r] > p[30]
+    if abs(vreg - vact) <= band / 2.0 and not over:
+        return 0, False
+    boost = (p[30] - rg.vloc[r]) if over else (vreg - vact)
+    n = int(np.rint(boost * p[3] / p[0] / p[10]))
+    return (-n if (p[9] != 0.0 or rev) else n), True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _delay(rg: Regs, r: int, vact: float, tap: float) -> float:
+    """Delay before the first tap, inverse-time or not (``controls.reg_delay``)."""
+    p = rg.f[r]
+    if p[27] == 0.0:
+        return p[7]
+    if rg.rev[r] != 0 and p[26] == 0.0:
+        vact = vact / tap
+    x = 2.0 * abs(p[1] - vact) / p[2]
+    return p[7] / min(10.0, x) if x > 0.0 else np.inf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -273,16 +312,16 @@ def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
                 _qpush(rg, r, t_s + p[8])
                 rg.armed[r] = 1
         return
-    n = _pending(rg, r, vact, tap)
+    n, needed = _pending(rg, r, vact, tap)
     rg.value[r] = n
-    if n == 0:
+    if not needed:
         if rg.armed[r]:
             _qremove(rg, r, rg.handle[r])
         rg.armed[r] = 0
         return
     movable = (n > 0 and tap < p[12] - 1e-9) or (n < 0 and tap > p[11] + 1e-9)
     if movable and not rg.armed[r]:
-        rg.handle[r] = t_s + p[7]
+        rg.handle[r] = t_s + _delay(rg, r, vact, tap)
         _qpush(rg, r, rg.handle[r])
         rg.armed[r] = 1
 
@@ -308,7 +347,7 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
         step = 1 if rg.value[r] > 0 else -1
         old = st.taps[s, w]
         new = min(max(old + step * p[10], p[11]), p[12])
-        if new != old:
+        if abs(new - old) > 1e-9:  # not a rounding move at a limit (no new tap)
             st.taps[s, w] = new
             restamp(st, s)
             rg.ops[r] += 1
@@ -324,8 +363,9 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, float]:
-    """kvar through the monitored terminal, PT voltage, CT current and pf (0..2 scale)."""
+def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, float, float]:
+    """kvar through the monitored terminal, PT voltage, CT current, pf (0..2 scale) and the
+    voltage-override voltage (the VBus's, else the PT voltage)."""
     k = cp.idx.shape[1]
     vt = np.zeros(k, np.complex128)
     for j in range(k):
@@ -356,7 +396,23 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     pf = abs(s_va.real) / mag if mag != 0.0 else 1.0
     if s_va.imag < 0.0:
         pf = 2.0 - pf
-    return s_va.imag / 1e3, volt / p[8], i_ct / p[9], pf
+    vover = _vbus_voltage(cp, c, v) if cp.nvb[c] > 0 else volt
+    return s_va.imag / 1e3, volt / p[8], i_ct / p[9], pf, vover / p[8]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _vbus_voltage(cp: Caps, c: int, v: np.ndarray) -> float:
+    """The PT voltage read on the voltage-override bus (``controls._pt_voltage``)."""
+    n = cp.nvb[c]
+    v_sum, v_max, v_min = 0.0, 0.0, 1e300
+    for q in range(n):
+        a = abs(_at(v, cp.vbus[c, q]))
+        v_sum, v_max, v_min = v_sum + a, max(v_max, a), min(v_min, a)
+    if cp.vmode[c] != 0:
+        return _pick(cp.vmode[c], v_sum / n, v_max, v_min, 0.0)
+    vk = _at(v, cp.vbus[c, min(cp.v_node[c], n - 1)])
+    nx = cp.vnext[c]
+    return abs(vk - _at(v, cp.vbus[c, nx])) if nx >= 0 else abs(vk)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -382,7 +438,7 @@ def time_of_day(t_s: float) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float],
+def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float, float],
                 tod: float) -> tuple[bool, bool, bool]:  # fmt: skip
     """(on, off, more) of one sample (see ``controls.cap_thresholds``)."""
     p, typ = cp.f[c], cp.typ[c]
@@ -402,11 +458,11 @@ def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float],
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float], closed: bool,
+def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float, float], closed: bool,
                 avail: int, tod: float) -> tuple[int, bool]:  # fmt: skip
     """OpenDSS CapControl sample (see ``controls.cap_sample``)."""
     p, typ = cp.f[c], cp.typ[c]
-    vv = m[1]
+    vv = m[4]
     if p[4] != 0.0 and typ != 1:
         if not closed and vv < p[2]:
             return CLOSE, True
@@ -481,6 +537,7 @@ def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> boo
     for r in range(len(rg.stamp)):
         rg.vact[r] = reg_voltage(rg, st, r, v, rg.rev[r] != 0)
         rg.pw[r] = reg_power(rg, st, r, v) if rg.f[r, 22] != 0.0 else 0.0
+        rg.vloc[r] = reg_local(rg, r, v) if rg.f[r, 30] > 0.0 else 0.0
     for r in range(len(rg.stamp)):
         if reg_sample(rg, st, r, t_s, rg.vact[r]):
             acted = True

@@ -80,6 +80,14 @@ def _assemble(n: int, stamps: list[Stamp]) -> sp.csc_matrix:
     ).tocsc()
 
 
+def _branch_and_shunt_stamps(net: Network, grid: ThreePhaseGrid) -> list[Stamp]:
+    """Stamps of the closed branches and the shunt elements (fixed admittances)."""
+    out = [Stamp(net.terminal_idx([b.t1, b.t2]), branch_yprim(b))
+           for b in grid.branches if b.enabled and b.closed]  # fmt: skip
+    out += [Stamp(net.terminal_idx(sh.terminals), sh.y_prim) for sh in grid.shunts if sh.enabled]
+    return out
+
+
 def compile_network(grid: ThreePhaseGrid) -> Network:
     """Index the nodes and stamp every element's primitive Y (see module docstring)."""
     nodes = grid.nodes()
@@ -100,10 +108,7 @@ def compile_network(grid: ThreePhaseGrid) -> Network:
         if node_i >= 0:
             i_source[node_i] += isrc[k]
     net.i_source = i_source
-    fixed = [net.src_stamp]
-    for b in grid.branches:
-        if b.enabled and b.closed:
-            fixed.append(Stamp(net.terminal_idx([b.t1, b.t2]), branch_yprim(b)))
+    fixed = [net.src_stamp, *_branch_and_shunt_stamps(net, grid)]
     regulated = {r.transformer for r in grid.regcontrols if r.enabled}
     for i, t in enumerate(grid.transformers):
         net.xf_index[t.name.lower()] = i

@@ -28,8 +28,9 @@ from gridpilot.twin.unbalanced.controls import (
     cap_measure,
     cap_sample,
     neutral_taps,
+    reg_delay,
     reg_measure,
-    reg_pending_taps,
+    reg_wants,
     time_of_day,
     watches_reverse,
 )
@@ -163,7 +164,7 @@ class _Runner:
         w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]
         if watches_reverse(s):
             _reverse_sample(d, ctl.rev_threshold_kw * 1e3, t_s + ctl.rev_delay_s, float(m[2]))
-        self._arm(d, s, w, t_s, float(m[1] if d.rev else m[0]))
+        self._arm(d, s, w, t_s, (float(m[1] if d.rev else m[0]), float(m[3])))
         acted = False
         for t in sorted(t for t in d.queue if t <= t_s + 1e-6):
             if d.rev_t is not None and d.rev_t <= t:  # the reverse action comes first
@@ -173,9 +174,9 @@ class _Runner:
                 d.armed = False
                 continue
             step = 1 if d.value > 0 else -1
-            old = w.tap
-            self.tw.set_tap(ctl.name, w.tap + step * w.tap_step)
-            if w.tap != old:
+            new = min(max(w.tap + step * w.tap_step, w.min_tap), w.max_tap)
+            if abs(new - w.tap) > 1e-9:  # not a rounding move at a limit (no new tap)
+                self.tw.set_tap(ctl.name, new)
                 self.state.tap_ops[ctl.name.lower()] += 1
                 acted = True
             d.value -= step
@@ -188,9 +189,11 @@ class _Runner:
         return acted
 
     @staticmethod
-    def _arm(d: _Device, s: RegSensor, w: Winding, t_s: float, vact: float) -> None:
-        """The sample proper: the pending change, arming or cancelling the first action
-        (reverse neutral: towards tap 1.0, no band check)."""
+    def _arm(d: _Device, s: RegSensor, w: Winding, t_s: float, vs: tuple[float, float]) -> None:
+        """The sample proper (``vs``: control and VLimit voltages): the pending change,
+        arming (after the delay, inverse-time or not) or cancelling the first action;
+        reverse neutral: towards tap 1.0, no band check. Out of band with nothing to move
+        (rounded to 0 taps) an armed action stays armed, as OpenDSS."""
         ctl = s.ctl
         if not ctl.max_tap_change:  # OpenDSS samples nothing (queued actions still run)
             d.value = 0
@@ -199,16 +202,16 @@ class _Runner:
             _neutral_sample(d, w.tap, w.tap_step, t_s + ctl.tapdelay_s)
             return
         rev, cogen = d.rev and not ctl.cogen, d.rev and ctl.cogen
-        n = reg_pending_taps(s, w.tap, w.tap_step, vact, rev, cogen)
+        n, needed = reg_wants(s, w.tap, w.tap_step, vs[0], vs[1], rev, cogen)
         d.value = n
-        if n == 0:
+        if not needed:
             if d.armed and d.handle in d.queue:
                 d.queue.remove(d.handle)
             d.armed = False
             return
         movable = (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9)
         if movable and not d.armed:
-            d.handle = t_s + ctl.delay_s
+            d.handle = t_s + reg_delay(s, vs[0], w.tap, rev)
             d.queue.append(d.handle)
             d.armed = True
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
-from gridpilot.twin.unbalanced.controls import watches_reverse
+from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
@@ -135,7 +135,8 @@ def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
                      c.rev_vreg_v, c.rev_band_v, c.rev_r_v, c.rev_x_v,
                      c.rev_threshold_kw * 1e3, c.rev_delay_s, float(watches_reverse(s)),
                      (c.winding - 1) * (s.nph + 1), s.nph + 1, float(c.rev_neutral),
-                     float(c.cogen)])  # fmt: skip
+                     float(c.cogen), float(c.inverse_time), c.ldc_z_v, c.rev_ldc_z_v,
+                     c.vlimit_v, float(ldc_active(c)), s.loc_hi, s.loc_lo])  # fmt: skip
         idx.append(twin.net.xf_stamps[s.xf].idx)
         his.append(s.his)
         los.append(s.los)
@@ -147,17 +148,18 @@ def _regs(twin: UnbalancedTwin, where: dict[str, int], nc: int) -> Regs:
     return Regs(
         m[:, 0].copy(), m[:, 1].copy(), _pad(his, (p,), np.int64, -1),
         _pad(los, (p,), np.int64, -1), _pad(idx, (nc,), np.int64, -1),
-        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 27),
+        _pad(conds, (p,), np.int64), np.array(rows, float).reshape(r, 34),
         np.zeros(r, np.int64), np.zeros(r, np.int64), np.full(r, np.nan),
         np.zeros((r, QMAX)), np.zeros(r, np.int64), np.zeros(r, np.int64), np.zeros(r),
         np.zeros((r, QMAX)), m[:, 2].copy(), m[:, 3].copy(), np.zeros(r, np.int64),
-        np.full(r, np.nan), np.zeros(r),
+        np.full(r, np.nan), np.zeros(r), np.zeros(r),
     )  # fmt: skip
 
 
 def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
-    rows, idx, ymon, trows, meta = [], [], [], [], []
+    rows, idx, ymon, trows, meta, vbus = [], [], [], [], [], []
     for s, y in zip(twin.caps, twin._cap_y, strict=True):
+        vbus.append(np.zeros(0, np.int64) if s.vbus is None else s.vbus[: len(s.rows)])
         c = s.ctl
         rows.append([c.on_setting, c.off_setting, c.vmin_v, c.vmax_v, float(c.volt_override),
                      c.delay_s, c.delay_off_s, c.dead_time_s, c.ptratio, c.ctratio,
@@ -177,7 +179,8 @@ def _caps(twin: UnbalancedTwin, where: dict[str, int]) -> Caps:
         _pad(idx, (k,), np.int64, -1), _pad(ymon, (nr, k), complex), _pad(trows, (nr,), np.int64),
         m[:, 2].copy(), m[:, 3].copy(), m[:, 4].copy(), np.zeros(n, np.int64), np.zeros(n),
         np.zeros(n, np.int64), -dead, np.zeros(n, np.int64), m[:, 5].copy(), m[:, 6].copy(),
-        m[:, 7].copy(), m[:, 8].copy(),
+        m[:, 7].copy(), m[:, 8].copy(), _pad(vbus, (max([len(x) for x in vbus] + [1]),),
+        np.int64, -1), np.array([len(x) for x in vbus], np.int64),
     )  # fmt: skip
 
 

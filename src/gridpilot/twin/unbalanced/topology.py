@@ -190,6 +190,8 @@ def energised_subgrid(grid: ThreePhaseGrid) -> ThreePhaseGrid:
             capacitors=[c if _alive(c.t1, live) and _alive(c.t2, live) else r(c, enabled=False)
                         for c in sub.capacitors],
             loads=[ld if _alive(ld.terminal, live) else r(ld, enabled=False) for ld in sub.loads],
+            shunts=[sh if all(_alive(t, live) for t in sh.terminals) else r(sh, enabled=False)
+                    for sh in sub.shunts],
         )  # fmt: skip
         xf_on = {t.name.lower() for t in sub.transformers if t.enabled}
         cap_on = {c.name.lower() for c in sub.capacitors if c.enabled}
@@ -504,7 +506,7 @@ class SwitchingSolver:
     def _acts(self, key: tuple[str, str], live: np.ndarray) -> bool:
         """Whether a control acts in a state: its regulator's or capacitor's nodes live."""
         kind, name = key
-        if kind == "reg":
+        if kind in ("reg", "rev"):  # a tap change or a reverse-mode toggle
             return self._reg_live(name, live)
         cs = next(x for x in self.twin.caps if x.ctl.name.lower() == name)
         cap = next(c for c in self.twin.grid.capacitors if c.name.lower() == cs.cap)

@@ -15,14 +15,18 @@ from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced.controls import (
     CLOSE,
     OPEN,
+    RegSensor,
     cap_measure,
     cap_sample,
     cap_sensors,
     monitored_yprim,
-    reg_control_voltage,
-    reg_pending_taps,
+    neutral_taps,
+    reg_delay,
+    reg_measure,
     reg_sensors,
+    reg_wants,
     static_tap_move,
+    watches_reverse,
 )
 from gridpilot.twin.unbalanced.loads import compile_loads
 from gridpilot.twin.unbalanced.lowrank import LowRankFactor, one_blas_thread
@@ -70,6 +74,7 @@ class UnbalancedTwin:
         self.regs = reg_sensors(self.grid, self.net)
         self.caps = cap_sensors(self.grid, self.net)
         self._cap_y = [monitored_yprim(self.grid, s) for s in self.caps]
+        self.rev_mode: dict[str, bool] = {}  # static mode: regulators in reverse/cogen mode
         self._factor: LowRankFactor | None = None
         self._compiled: object | None = None  # the compiled QSTS engine (qsts_fast), lazily
         self.factorisations = 0
@@ -191,13 +196,8 @@ class UnbalancedTwin:
         out: dict[tuple[str, str], tuple[float, int]] = {}
         vv = v[:, None]
         for rs in self.regs:
-            if not rs.ctl.max_tap_change:
-                continue
-            w = self.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
-            vact = float(reg_control_voltage(rs, self.net, vv)[0])
-            n = reg_pending_taps(rs, w.tap, w.tap_step, vact)
-            if (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9):
-                out[("reg", rs.ctl.name.lower())] = (rs.ctl.delay_s, n)
+            if rs.ctl.max_tap_change:
+                out.update(self._reg_wants(rs, reg_measure(rs, self.net, vv)[:, 0]))
         for cs, y in zip(self.caps, self._cap_y, strict=True):
             cap = next(c for c in self.grid.capacitors if c.name.lower() == cs.cap)
             m = {k: float(x[0]) for k, x in cap_measure(cs, self.net, vv, y).items()}
@@ -208,8 +208,33 @@ class UnbalancedTwin:
                 out[("cap", cs.ctl.name.lower())] = (delay, want)
         return out
 
+    def _reg_wants(self, rs: RegSensor, m: np.ndarray) -> dict[tuple[str, str], tuple[float, int]]:
+        """A regulator's static sample (``m``: its ``reg_measure`` column): a reverse-mode
+        toggle after ``rev_delay_s`` while the power flows the other way past the threshold
+        (key ``("rev", name)``), and its tap change (reverse neutral: to tap 1.0)."""
+        ctl, name = rs.ctl, rs.ctl.name.lower()
+        w = self.grid.transformer(rs.xf).windings[ctl.tap_winding - 1]
+        out: dict[tuple[str, str], tuple[float, int]] = {}
+        rev = self.rev_mode.get(name, False)
+        if watches_reverse(rs):
+            thr = ctl.rev_threshold_kw * 1e3
+            if (m[2] > thr) if rev else (m[2] < -thr):
+                out[("rev", name)] = (ctl.rev_delay_s, 1)
+            if rev and ctl.rev_neutral:
+                n = neutral_taps(w.tap, w.tap_step)
+                return {**out, ("reg", name): (ctl.tapdelay_s, n)} if n else out
+        back, cogen = rev and not ctl.cogen, rev and ctl.cogen
+        vact = float(m[1] if rev else m[0])
+        n, _ = reg_wants(rs, w.tap, w.tap_step, vact, float(m[3]), back, cogen)
+        if (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9):
+            out[("reg", name)] = (reg_delay(rs, vact, w.tap, back), n)
+        return out
+
     def _act(self, key: tuple[str, str], value: int) -> None:
         kind, name = key
+        if kind == "rev":
+            self.rev_mode[name] = not self.rev_mode.get(name, False)
+            return
         if kind == "reg":
             rs = next(x for x in self.regs if x.ctl.name.lower() == name)
             w = self.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
