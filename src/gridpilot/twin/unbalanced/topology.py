@@ -467,7 +467,8 @@ class SwitchingSolver:
 
         tw = self.twin
         taps0, caps0 = tw.taps(), tw.cap_states()
-        held = {k.lower() for k in (taps or {})} | self._cap_controls(caps or {})
+        held = {("reg", k.lower()) for k in (taps or {})}
+        held |= {("cap", c) for c in self._cap_controls(caps or {})}
         st = self.state(closed)
         live = self.energised(st)
         fac = LowRankFactor(self._masked(st, live), self.net)  # taps then move by Woodbury
@@ -484,7 +485,7 @@ class SwitchingSolver:
                 return solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, v0, tw.opts)
 
             def acts(key: tuple[str, str]) -> bool:
-                return self._acts(key, live) and key[1] not in held
+                return self._acts(key, live) and key not in held
 
             with one_blas_thread():
                 v, iters = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, None, tw.opts)
