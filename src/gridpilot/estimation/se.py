@@ -302,12 +302,23 @@ class StateEstimator:
         again, base estimate included, with the iterative linear method; a row that fails
         with both methods gets NaN (its normalised residual cannot be computed).
         """
+        s = self.residual_sensitivity(m, rows, rel_step)
+        return np.clip(1.0 - np.abs(np.diagonal(s)), 0.0, 1.0)
+
+    def residual_sensitivity(
+        self, m: Measurements, rows: np.ndarray | None = None, rel_step: float = 1.0
+    ) -> np.ndarray:
+        """``S[i, k] = d r_{rows[i]} / d z_{rows[k]}`` (dimensionless) among scalar rows
+        ``rows``: the residual sensitivity ``I - K`` restricted to them, from the same batch
+        as :meth:`diag_sensitivity` (scenario k perturbs ``rows[k]``; every residual is read
+        back). ``S[k, k] = 1 - K_kk``; the residual covariance is ``Omega_ik = S[i, k]
+        sigma_k^2``. Column k is NaN where the scenario failed with both methods."""
         vs, pw, src, u_rated = self._sensors(m)
         rows = np.arange(m.n_scalar) if rows is None else np.asarray(rows, np.int64)
         sigma = np.concatenate([m.v_sigma_pu, m.p_sigma_mw, m.q_sigma_mvar])
-        k = np.full(rows.size, np.nan)
+        out = np.full((rows.size, rows.size), np.nan)
         if rows.size == 0:
-            return np.zeros(0)
+            return out
         model = self._model(vs, pw)
         delta = rel_step * sigma[rows]
         upd = self._perturbed(m, vs, pw, src, u_rated, rows, delta)
@@ -322,22 +333,23 @@ class StateEstimator:
                 continue
             r0 = self._residuals(base, m, src, u_rated)
             sub = {c: {a: v[todo] for a, v in d.items()} for c, d in upd.items()}
-            out = model.calculate_state_estimation(
+            res = model.calculate_state_estimation(
                 update_data=sub, continue_on_batch_error=True, **kw
             )
             err = model.batch_error
             good = np.ones(todo.size, bool)
             if err is not None:
                 good[np.asarray(err.failed_scenarios, np.int64)] = False
-            r1 = self._residuals(out, m, src, u_rated)
-            d = r1[np.flatnonzero(good), rows[todo[good]]] - r0[rows[todo[good]]]
-            k[todo[good]] = np.clip(1.0 - np.abs(d / delta[todo[good]]), 0.0, 1.0)
+            r1 = self._residuals(res, m, src, u_rated)
+            cols = todo[good]
+            d = r1[np.flatnonzero(good)][:, rows] - r0[rows]  # scenario × row
+            out[:, cols] = (d / delta[cols, None]).T
             todo = todo[~good]
             if todo.size == 0:
                 break
         if todo.size:
             log.warning("K_ii not computable for %d measurement rows: %s", todo.size, rows[todo])
-        return k
+        return out
 
     def _perturbed(  # noqa: PLR0913
         self,

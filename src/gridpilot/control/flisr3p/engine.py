@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 EXHAUSTIVE_MAX_SWITCHES = 12  # a plan failing the limits is searched again over all states
 STATIC_CHECKS = 3  # candidates failing with frozen taps re-solved with the controls, per island
 FALLBACK_MAX_CHECKS = 12  # above that, the moves serving most are solved, at most this many
+FALLBACK_STATIC_CHECKS = 6  # of which at most this many with the static controls (and taps)
 TAP_COMMANDS = 4  # regulator taps a plan may lower to bring the band's upper edge back
 
 
@@ -378,9 +379,10 @@ class Flisr3pEngine:
         """When the greedy plan fails the limits: the radial state keeping the faulted section
         dead that serves most within them - every switch state when the feeder has at most
         :data:`EXHAUSTIVE_MAX_SWITCHES` free switches, else one exchange or one opening from
-        the greedy state (of these, the :data:`FALLBACK_MAX_CHECKS` serving most are solved,
-        at most :data:`STATIC_CHECKS` with the static controls). None if none holds the
-        limits."""
+        the greedy state (openings of switches with a live end only: opening a dead one
+        changes nothing; of these, the :data:`FALLBACK_MAX_CHECKS` serving most are solved,
+        at most :data:`FALLBACK_STATIC_CHECKS` with the static controls and tap commands).
+        None if none holds the limits."""
         sec = self.sections
         free = sorted(k for k in sec.ends if k not in isolate)
         if len(free) <= EXHAUSTIVE_MAX_SWITCHES:
@@ -391,9 +393,12 @@ class Flisr3pEngine:
             how = f"searched all {len(cands)} states of the {len(free)} free switches"
             limit = len(cands)
         else:
-            opened = [k for k in free if st[k]]
+            live = self._live_buses(st)  # a switch with both ends dead changes nothing
+            opened = [k for k in free if st[k] and set(sec.ends[k]) & live]
             cands = [{**st, k: False} for k in opened]
-            cands += [{**st, t: True, k: False} for t in free if not st[t] for k in opened]
+            lost = {k: self._unserved(c) for k, c in zip(opened, cands, strict=True)}
+            cands += [c for t in free if not st[t] for k in opened  # a tie that restores
+                      if self._unserved(c := {**st, t: True, k: False}) < lost[k] - 1e-9]  # fmt: skip
             how = "searched single exchanges and openings"
             limit = FALLBACK_MAX_CHECKS
         ranked = []
@@ -401,7 +406,7 @@ class Flisr3pEngine:
             if sec.radial(c):
                 ranked.append((-self._unserved(c), c))
         ranked.sort(key=lambda x: x[0], reverse=True)
-        static_left = len(ranked) if limit == len(cands) else STATIC_CHECKS
+        static_left = len(ranked) if limit == len(cands) else FALLBACK_STATIC_CHECKS
         for _, c in ranked[:limit]:
             if self.evaluate(c)[1].ok:
                 return c, how
@@ -425,11 +430,14 @@ class Flisr3pEngine:
                 and ((x in island and y in live) or (y in island and x in live))]  # fmt: skip
         cuts = [""] + [s for s, (x, y) in sec.ends.items() if st[s] and x in island and y in island]
         cands = []
+        dark = self._unserved(st)
         for cut in cuts:
             for tie in ties:
                 cand = {**st, tie: True}
                 if cut:
                     cand[cut] = False
+                if self._unserved(cand) >= dark - 1e-9:
+                    continue  # the tie restores no load (ieee8500: a single-phase tie)
                 out, _ = self.evaluate(cand)
                 ok = check_state(out, self.limits, upper=False).ok
                 cands.append((out.served_kw, -out.result.losses_kw, ok, tie, cut, cand))

@@ -454,12 +454,14 @@ class SwitchingSolver:
         closed: Mapping[str, bool] | None = None,
         load_mult: float = 1.0,
         taps: Mapping[str, float] | None = None,
+        caps: Mapping[str, list[int]] | None = None,
     ) -> SwitchedResult:
         """Solve a switch state with the energised regulators' and capacitors' static
         controls acting (as :meth:`UnbalancedTwin.powerflow` ``"static"`` does: the action
         with the shortest delay first, re-solved after each round), starting from the frozen
         taps and capacitor states; ``taps`` (regcontrol → pu) are imposed first and those
-        regulators stay where put (held in manual). Controls on dead elements do not act.
+        regulators stay where put (held in manual); so are ``caps`` (capacitor → step
+        states), whose controls then do not act. Controls on dead elements do not act.
         The solver's own taps and capacitor states are restored afterwards; the settled ones
         are in ``result.taps`` / ``result.cap_states`` (energised regulators only)."""
         from gridpilot.twin.unbalanced.lowrank import LowRankFactor, one_blas_thread
@@ -467,13 +469,16 @@ class SwitchingSolver:
 
         tw = self.twin
         taps0, caps0 = tw.taps(), tw.cap_states()
-        held = {k.lower() for k in (taps or {})}
+        held = {("reg", k.lower()) for k in (taps or {})}
+        held |= {("cap", c) for c in self._cap_controls(caps or {})}
         st = self.state(closed)
         live = self.energised(st)
         fac = LowRankFactor(self._masked(st, live), self.net)  # taps then move by Woodbury
         try:
             for k, t in (taps or {}).items():
                 tw.set_tap(k, t)
+            for k, c in (caps or {}).items():
+                tw.set_cap(k, c)
             fac.dirty = True
             s = tw.base_powers(load_mult)
 
@@ -482,7 +487,7 @@ class SwitchingSolver:
                 return solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, v0, tw.opts)
 
             def acts(key: tuple[str, str]) -> bool:
-                return self._acts(key, live) and key[1] not in held
+                return self._acts(key, live) and key not in held
 
             with one_blas_thread():
                 v, iters = solve_steps(self.net, tw.loads, fac, tw.inc, tw.yeq_b, s, None, tw.opts)
@@ -498,6 +503,15 @@ class SwitchingSolver:
         off = np.array([not st.get(n, True) for n in self._sw_name], bool) & self._sw_rows
         res.branch_i_a = np.where(off, 0.0, res.branch_i_a)
         return self._wrap(res, live, load_mult)
+
+    def _cap_controls(self, caps: Mapping[str, list[int]]) -> set[str]:
+        """The capcontrols of the capacitors in ``caps`` (names checked)."""
+        known = {c.name.lower() for c in self.twin.grid.capacitors}
+        for k in caps:
+            if k.lower() not in known:
+                raise UnknownComponentError("capacitor", k)
+        names = {k.lower() for k in caps}
+        return {cs.ctl.name.lower() for cs in self.twin.caps if cs.cap in names}
 
     def _reg_live(self, name: str, live: np.ndarray) -> bool:
         rs = next(x for x in self.twin.regs if x.ctl.name.lower() == name)
