@@ -184,6 +184,10 @@ class ThreePhaseWorld(SimWorld):
         mp, mq = self.injections.multipliers(self.grid, self.controlled(self.demand()))
         self.physics.solve(self.open_branches(), mp, mq, SETTLE_S)
         self.physics.tap_ops = self.physics.cap_ops = 0
+        self._view_taps()
+
+    def _view_taps(self) -> None:
+        """The view's (and the loop-facing grid's) transformer taps from the regulators' now."""
         xf = {r.name.lower(): r.transformer.lower() for r in self.grid3p.regcontrols}
         self.view.set_taps({xf[k]: v for k, v in self.physics.taps.items() if k in xf})
         self.grid.transformer["tap_pos"] = self.view.grid.transformer["tap_pos"]
@@ -281,13 +285,15 @@ class ThreePhaseWorld(SimWorld):
 
     def set_tap(self, regulator: int, tap_pu: float) -> None:
         """A SCADA tap command: regulator ``regulator`` (its position in
-        :attr:`regulators`, the feeder's regcontrols) moved to ``tap_pu`` and held there."""
+        :attr:`regulators`, the feeder's regcontrols) moved to ``tap_pu`` and held there; the
+        view's transformers follow (the loop's guard places the same held taps on its own)."""
         if not 0 <= int(regulator) < len(self.regulators):
             raise ValidationError(
                 f"regulator: no regulator {regulator} on {self.grid3p.name} "
                 f"(0-{len(self.regulators) - 1})"
             )
         self.physics.hold(self.regulators[int(regulator)], float(tap_pu))
+        self._view_taps()
 
     def _fault_params(self, params: dict[str, Any]) -> dict[str, Any]:
         lines = self.view.branch_line()
