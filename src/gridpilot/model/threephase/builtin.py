@@ -54,17 +54,25 @@ def ieee_feeder(name: str) -> ThreePhaseGrid:
     """Load a shipped IEEE feeder (``ieee13`` … ``ieee8500``) through the OpenDSS importer,
     its lines rated from their conductors where the script leaves OpenDSS's placeholder (see
     the module notes; ``meta["ratings"]`` says what was set)."""
-    from gridpilot.model.importers.opendss import DssSession, grid_from_session
+    from gridpilot.model.importers.opendss import grid_from_session
 
-    path = feeder_master(name).resolve()
-    sess = DssSession()
-    sess.compile(path)
-    rated = rate_lines(sess.circuit, LINECODE_AMPACITY.get(name, {}))
-    grid = grid_from_session(sess, name, source=str(path))
+    sess, rated = feeder_session(name)
+    grid = grid_from_session(sess, name, source=str(feeder_master(name).resolve()))
     grid.meta["licence"] = "BSD-3 (EPRI, DSS-Extensions): gridpilot/model/data/opendss/LICENSE.txt"
     if rated:
         grid.meta["ratings"] = rated
     return grid
+
+
+def feeder_session(name: str) -> tuple[Any, dict[str, float]]:
+    """A compiled OpenDSS session of the shipped feeder ``name`` with its lines rated as
+    :func:`ieee_feeder` rates them (OpenDSS as an oracle judges the same ratings), and the
+    ratings set."""
+    from gridpilot.model.importers.opendss import DssSession
+
+    sess = DssSession()
+    sess.compile(feeder_master(name).resolve())
+    return sess, rate_lines(sess.circuit, LINECODE_AMPACITY.get(name, {}))
 
 
 def _at_placeholder(lines: Any) -> bool:
@@ -104,8 +112,8 @@ def rate_lines(circuit: Any, ampacity: dict[str, float]) -> dict[str, float]:
         # the lines in series with it: at least as many phases (a lateral tapped at its bus
         # is not); at each end the strongest such, the weaker end rates it (an end with no
         # line, e.g. a regulator's output bus, says nothing)
-        ends = [[a for (b, p), a in at_bus.items() if b == x and p >= ph] for x in (b1, b2)]
-        amps = min((max(e) for e in ends if e), default=float("inf"))
+        series = [[a for (b, p), a in at_bus.items() if b == x and p >= ph] for x in (b1, b2)]
+        amps = min((max(e) for e in series if e), default=float("inf"))
         if amps < float("inf"):
             lines.Name = name
             lines.NormAmps = lines.EmergAmps = out[name] = amps
