@@ -185,6 +185,7 @@ class ThreePhaseWorld(SimWorld):
         st = self.physics.solve(self.open_branches(), mp, mq, SETTLE_S)
         self.physics.tap_ops = self.physics.cap_ops = 0
         self._view_taps()
+        self.unbalance = np.ones(len(self.grid.line))  # per view line: worst phase / mean
         if st.converged:
             self._derate_for_unbalance(st)
 
