@@ -34,8 +34,7 @@ from gridpilot.control.flisr3p import Indications3p
 from gridpilot.control.flisr3p.reconfig import reconfigure3p
 from gridpilot.field.protection3p import simulate_protection
 from gridpilot.model import load_grid
-from gridpilot.model.importers.opendss import DssSession
-from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.model.threephase.builtin import feeder_session
 from gridpilot.twin.unbalanced.faults import Fault, fault_study
 from gridpilot.twin.unbalanced.replay import dss_apply_state, dss_state_metrics
 
@@ -63,8 +62,7 @@ def flisr_row(name: str, n_faults: int, replay: bool = True) -> dict[str, Any]:
     build_s = time.perf_counter() - t0
     rec = scheme.recloser
     pre_s = eng.precompute((rec.branch,)) if rec is not None else 0.0
-    sess = DssSession()
-    sess.compile(feeder_master(name))
+    sess = feeder_session(name)[0]  # rated as our grid is (builtin.rate_lines)
     ms: list[float] = []
     err = 0.0
     viol = live = lockouts = verified = 0
@@ -109,8 +107,7 @@ def reconfig_row(name: str) -> dict[str, Any]:
 
     ng = normalise_ties(g)  # type: ignore[arg-type]
     base = solve_switched(ng).result
-    sess = DssSession()
-    sess.compile(feeder_master(name))
+    sess = feeder_session(name)[0]  # rated as our grid is (builtin.rate_lines)
     dss_apply_state(sess, ng, res.state, base.taps, "off")
     m = dss_state_metrics(sess)
     load_kw = sum(ld.kw for ld in ng.loads if ld.enabled and ld.kind == "load")

@@ -211,7 +211,9 @@ def test_the_guard_bounds_tap_commands_by_range_and_rate(g3) -> None:
     assert (lo, hi) == (0.9, 1.1)  # ieee123's regulators: +-10 % in 32 steps
     v = orch._verdict(Plan([Action("tap", 0, 1.2)], "t", "test"))
     assert not v.ok and any(f"{name}: tap 1.2 pu outside its 0.9-1.1" in r for r in v.reasons)
-    ok = Plan([Action("tap", 0, 1.0)], "t", "test")
+    # the regulator's present tap (a command that changes nothing in the simulated state: the
+    # guard simulates the tap it commands, and a lower one would load the head line more)
+    ok = Plan([Action("tap", 0, world.physics.taps[name])], "t", "test")
     assert orch._verdict(ok).ok
     limit = orch.guard.limits.max_tap_ops_per_regulator_per_hour
     now = orch.last.t * world.step_s
@@ -238,3 +240,41 @@ def test_a_blown_fuse_no_indicator_saw_is_still_named_once(g3) -> None:
     assert len(plans) == 1, [e["text"] for e in orch.events]
     assert f"fuse(s) ['{LATERAL}']" in plans[0]["reason"]
     assert orch.last.switch_closed.tolist() == world.normal_closed.tolist()
+
+
+def test_every_guard_check_sees_the_held_taps(g3) -> None:
+    """A tap command moves the guard's balanced twin after the plan, and once executed (held in
+    the field) both the balanced and the node-phase checks start from it until the repair."""
+    world = _world(g3)
+    orch = Orchestrator(world, policies=[])
+    orch.run(1)
+    guard, closed = orch.guard, orch.last.switch_closed
+    inj = world.controlled(world.demand())
+    reg = world.regulators.index("creg1a")  # the head regulator: it lifts the whole feeder
+    t = orch.grid.transformer
+    k = int(
+        t.index_of(next(i for i, m in world.view.transformer_members.items() if m == ["reg1a"]))[0]
+    )
+    now = 1.0 + int(t["tap_pos"][k]) * 0.00625
+    plan = Plan([Action("tap", reg, now + 4 * 0.00625)], "raise reg1", "test")
+    v = guard.check(plan, switch_closed=closed, injections=inj)
+    assert v.ok, v.reasons
+    # the balanced twin simulates the plan's tap: four steps of 0.625 % lift the voltages
+    assert v.after["vmax_pu"] > v.before["vmax_pu"] + 0.015
+    npf = v.after["node_phase"]
+    assert npf["vmax_node_phase_pu"] > npf["vmax_node_phase_pu_before"] + 0.01
+    assert orch.submit(plan, "test")["status"] == "done"  # guarded, executed, committed
+    assert world.physics.held["creg1a"] == pytest.approx(now + 4 * 0.00625)
+    assert int(world.grid.transformer["tap_pos"][k]) == int(t["tap_pos"][k]) + 4  # the view too
+    # a later plan without taps: its before state is the held one, in both checks
+    reset = Plan([Action("reset_fpi")], "reset", "test")
+    v2 = guard.check(reset, switch_closed=closed, injections=inj)
+    assert v2.before["vmax_pu"] == pytest.approx(v.after["vmax_pu"], abs=1e-6)
+    _, info = guard.phase.check(closed, closed, inj, inj, (0.9, 1.1), 0.002)
+    assert info["vmax_node_phase_pu_before"] == pytest.approx(npf["vmax_node_phase_pu"], abs=2e-3)
+    # the crew's report releases the hold: the checks are back on the free regulators
+    orch.inject("repair")
+    orch.step()
+    assert not guard.phase.held and not world.physics.held
+    v3 = guard.check(reset, switch_closed=closed, injections=inj)
+    assert v3.before["vmax_pu"] == pytest.approx(v.before["vmax_pu"], abs=1e-6)

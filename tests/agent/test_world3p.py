@@ -311,3 +311,74 @@ def test_the_loops_estimate_keeps_a_critical_measurement(g3) -> None:
     assert 0.9 < est.vmin_pu <= est.vmax_pu < 1.1
     o.run(2)
     assert not any("did not converge" in e["text"] for e in o.events)
+
+
+def test_ieee123_lines_are_rated_from_their_conductors(g3) -> None:
+    """The IEEE 123 script gives no normamps: OpenDSS's 400 A placeholder is no rating. The
+    lines get their conductor's ampacity, the switches that of the lines in series."""
+    from gridpilot.model.importers.opendss import DssSession
+    from gridpilot.model.threephase.builtin import feeder_master
+
+    sess = DssSession()
+    sess.compile(feeder_master("ieee123"))
+    sess.circuit.Lines.Name = "l115"
+    assert (sess.circuit.Lines.NormAmps, sess.circuit.Lines.EmergAmps) == (400.0, 600.0)
+    amps = {b.name.lower(): b.norm_amps for b in g3.branches}
+    assert amps["l115"] == amps["l7"] == 530.0  # configuration 1: 336,400 26/7 ACSR
+    assert amps["l1"] == 230.0  # configuration 10: 1/0 ACSR
+    assert amps["sw1"] == amps["sw3"] == 530.0  # in series with the trunk
+    assert amps["sw8"] == 230.0  # the one-phase tie onto bus 94's 1/0 lateral
+    assert amps["l61"] == 400.0  # configuration 12 (1/0 AA cable): no figure, left as it is
+
+
+def test_rate_lines_keeps_a_scripts_own_ratings() -> None:
+    from gridpilot.model.importers.opendss import DssSession
+    from gridpilot.model.threephase.builtin import rate_lines
+
+    sess = DssSession()
+    for cmd in (
+        "new circuit.t basekv=12.47 bus1=a",
+        "new linecode.c1 nphases=3 r1=0.1 x1=0.3 units=km",
+        "new linecode.c2 nphases=3 r1=0.1 x1=0.3 units=km normamps=300 emergamps=350",
+        "new line.x bus1=a bus2=b linecode=c1 length=1",
+        "new line.y bus1=b bus2=c linecode=c2 length=1",
+        "new line.s bus1=c bus2=d switch=yes",
+    ):
+        sess.command(cmd)
+    rated = rate_lines(sess.circuit, {"c1": 530.0, "c2": 530.0})
+    assert rated == {"x": 530.0, "s": 300.0}  # y keeps its own; s as the line in series
+    sess.circuit.Lines.Name = "y"
+    assert sess.circuit.Lines.NormAmps == 300.0
+
+
+def test_the_loop_relieves_the_trunk_at_the_demo_start(g3) -> None:
+    """The demo's start (10 June 16:00, the feeder at its full load): the trunk's phase A is
+    above its 530 A; the loop sees the worst phase in its view and relieves it."""
+    from gridpilot.agent.cli import DEMO_START_STEP
+
+    world = ThreePhaseWorld(g3, start_step=DEMO_START_STEP, noise=0.0)
+    l7 = world.view.branch_line()["l7"]
+    k = int(world.grid.line.index_of(l7)[0])
+    assert world.unbalance[k] > 1.1  # phase A carries well above the mean of the phases
+    assert world.grid.line["max_i_ka"][k] == pytest.approx(0.530 / world.unbalance[k])
+    orch = Orchestrator(world)
+    orch.run(3)
+    first, last = orch.obs_history[0], orch.last
+    assert first.max_loading_pct > 105.0  # before the loop acts
+    assert last.max_loading_pct <= 100.0
+
+
+def test_a_switched_capacitor_in_a_dead_section_is_no_error(g3) -> None:
+    """A capacitor whose state changed (its control switched it) and whose section then goes
+    dark: the dark section's twin has no stamp for it (ieee8500's capbank1c behind a fault)."""
+    world = ThreePhaseWorld(g3, start_step=NIGHT, noise=0.0, fleet=False)
+    s = world.field.solver
+    pos = {n: i for i, n in enumerate(s.nodes)}
+    sid = next(
+        k for k, b in world.view.switch_branch.items()
+        if not s.energised({b: False})[pos[("92", 3)]]
+    )  # fmt: skip
+    world.physics.caps["c92c"] = [0]  # switched off since the full state was compiled
+    world.set_switch(sid, False)
+    obs = world.observe()
+    assert obs.converged and not obs.energised[world.view.bus_name.index("92")]

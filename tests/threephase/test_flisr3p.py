@@ -11,8 +11,7 @@ from gridpilot.control.flisr3p import Flisr3pEngine, Indications3p
 from gridpilot.errors import UnknownComponentError, ValidationError
 from gridpilot.field.protection3p import ProtectionScheme, simulate_protection
 from gridpilot.model import load_grid
-from gridpilot.model.importers.opendss import DssSession
-from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.model.threephase.builtin import feeder_session
 from gridpilot.twin.unbalanced.faults import Fault, fault_study
 from gridpilot.twin.unbalanced.replay import dss_apply_state, dss_state_metrics
 from gridpilot.twin.unbalanced.topology import SwitchingSolver, energised_mask, normalise_ties
@@ -32,9 +31,7 @@ def setup():
 
 @pytest.fixture(scope="module")
 def dss():
-    s = DssSession()
-    s.compile(feeder_master("ieee123"))
-    return s
+    return feeder_session("ieee123")[0]  # rated as our grid is (builtin.rate_lines)
 
 
 def _respond(eng, scheme, line, spec):

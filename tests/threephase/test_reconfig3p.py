@@ -8,8 +8,7 @@ import pytest
 
 from gridpilot.control.flisr3p.reconfig import reconfigure3p
 from gridpilot.model import load_grid
-from gridpilot.model.importers.opendss import DssSession
-from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.model.threephase.builtin import feeder_session
 from gridpilot.twin.unbalanced.replay import dss_apply_state, dss_state_metrics
 from gridpilot.twin.unbalanced.topology import normalise_ties, solve_switched
 
@@ -24,8 +23,7 @@ def test_reconfiguration_equals_the_exhaustive_optimum_in_opendss():
     assert res.verified and res.method.startswith("exhaustive")
     assert res.after.losses_kw <= res.before.losses_kw + 1e-9
     taps = solve_switched(g).result.taps
-    sess = DssSession()
-    sess.compile(feeder_master("ieee123"))
+    sess = feeder_session("ieee123")[0]  # rated as our grid is (builtin.rate_lines)
     names = sorted(b.name for b in g.branches if b.kind == "switch" and b.enabled)
     total = sum(ld.kw for ld in g.loads if ld.kind == "load")
     lim = res.limits_used

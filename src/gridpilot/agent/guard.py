@@ -17,6 +17,12 @@ Checks, in order (a plan is refused on the first class of failure, with every re
    same voltage rules per node-phase in the unbalanced twin of the feeder model, with the
    plan's taps held (:mod:`gridpilot.agent.phaseguard`). A tap command needs that model: on a
    balanced grid it is refused.
+
+The regulator taps the loop commanded and the field holds (executed plans' ``tap`` actions,
+recorded by :meth:`SafetyGuard.commit` until :meth:`SafetyGuard.release_taps` at the crew's
+report) are part of every check: the balanced twin's before and after states run with them on
+the view's transformers (and the after state with the plan's own taps too), as does the
+node-phase check.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ class SafetyGuard:
         self._ops: deque[tuple[float, int]] = deque()  # (time s, switch position)
         self._tap_ops: deque[tuple[float, int]] = deque()  # (time s, regulator id)
         self._plans: deque[float] = deque()
+        self._tap_twins: dict[bytes, Twin] = {}  # the balanced twin per view tap state
 
     def _prune(self, now_s: float) -> None:
         for ops in (self._ops, self._tap_ops):
@@ -339,17 +346,44 @@ class SafetyGuard:
             reasons += self._not_radial(closed)
         if reasons:
             return Verdict(False, reasons, checks=checks)
-        # 5. simulate before and after in the twin
+        # 5. simulate before and after in the twin, the held taps (and the plan's after it) set
         checks.append("simulated in the twin")
         inj_now: dict[str, Any] = dict(injections)  # by field: load_p_mw, gen_p_mw, ...
-        before = self.twin.powerflow(Injections.from_mapping(inj_now, switch_closed=switch_closed))
-        after = self.twin.powerflow(Injections.from_mapping(inj, switch_closed=closed))
+        held = dict(self.phase.held) if self.phase is not None else {}
+        tw0, tw1 = self.tap_twin(held), self.tap_twin({**held, **walk.taps})
+        before = tw0.powerflow(Injections.from_mapping(inj_now, switch_closed=switch_closed))
+        after = tw1.powerflow(Injections.from_mapping(inj, switch_closed=closed))
         b, a = _sim_summary(g, before), _sim_summary(g, after)
         reasons += self._limit_reasons(before, after, b, a)
         if not reasons and self.phase is not None and (plan.switch_ops or walk.taps):
             checks.append("simulated per node-phase in the three-phase twin")
             reasons += self._phase_reasons(switch_closed, closed, inj_now, inj, a, walk.taps)
         return Verdict(not reasons, reasons, b, a, checks)
+
+    def tap_twin(self, taps: dict[int, float]) -> Twin:
+        """The balanced twin with the regulators ``taps`` (id -> pu) on the view's
+        transformers (the guard's own twin when they change no ``tap_pos``; built once per
+        tap state and kept, a few at most)."""
+        if self.phase is None or not taps:
+            return self.twin
+        pos = self.phase.view_tap_pos(self.grid, taps)
+        if np.array_equal(pos, self.grid.transformer["tap_pos"]):
+            return self.twin
+        key = pos.tobytes()
+        tw = self._tap_twins.get(key)
+        if tw is None:
+            g = self.grid.copy()
+            g.transformer["tap_pos"] = pos
+            tw = Twin(g, validate=False, engine=getattr(self.twin, "mode", "auto"))
+            while len(self._tap_twins) >= 4:
+                self._tap_twins.pop(next(iter(self._tap_twins)))
+            self._tap_twins[key] = tw
+        return tw
+
+    def release_taps(self) -> None:
+        """The crew handed the feeder back: no regulator is held at a commanded tap any more."""
+        if self.phase is not None:
+            self.phase.held.clear()
 
     def _limit_reasons(
         self, before: PowerFlowResult, after: PowerFlowResult, b: dict[str, Any], a: dict[str, Any]
@@ -416,7 +450,8 @@ class SafetyGuard:
         return list(reasons)
 
     def commit(self, plan: Plan, now_s: float = 0.0) -> None:
-        """Record an executed plan for the rate and count limits."""
+        """Record an executed plan for the rate and count limits, and its regulator tap
+        commands as held (see the module notes)."""
         self._prune(now_s)
         self._plans.append(now_s)
         for a in plan.actions:
@@ -424,3 +459,5 @@ class SafetyGuard:
                 self._ops.append((now_s, int(self.grid.switch.index_of(int(a.target or 0))[0])))
             elif a.kind == "tap":
                 self._tap_ops.append((now_s, int(a.target or 0)))
+                if self.phase is not None:  # held in the field: every later check sees it
+                    self.phase.held[int(a.target or 0)] = float(a.value)

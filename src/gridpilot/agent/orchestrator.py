@@ -408,6 +408,7 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
             self.tripped.clear()
             self.locked_open = []
             self.shared.pop("boundary_switches", None)
+            self.guard.release_taps()  # the world releases its held taps at the repair
             self._event(
                 "crew",
                 f"crew report: line(s) {ev.get('lines')} repaired, normal configuration restored",

@@ -8,14 +8,20 @@ utility knows; not the world's state) in the unbalanced twin, with the injection
 given (the controller's estimates) placed per phase, before and after the plan. A plan is
 refused when a node-phase it energises would be outside the guard's band, or when it makes the
 lowest or highest node-phase voltage worse beyond the band. The regulators act on the simulated
-feeder as they would in the field (the twin's local controls), except those a plan commands:
-they are held at the plan's taps in the state after it.
+feeder as they would in the field (the twin's local controls), except those the loop commanded:
+the taps of executed plans, still held in the field (:attr:`PhaseCheck.held`, until the crew
+hands the feeder back), in both states, and the plan's own taps in the state after it.
+
+The same held taps reach the guard's balanced twin: :meth:`PhaseCheck.view_tap_pos` places them
+on the view's transformers (a regulator bank at its members' mean tap, as
+:meth:`~gridpilot.model.threephase.balanced.PhaseView.set_taps` does), so the balanced check
+and the node-phase check judge the same regulator state as the world's.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +30,7 @@ from gridpilot.agent.phaseinj import PhaseInjections
 from gridpilot.agent.phasephysics import PhasePhysics, Step, regulator_names
 from gridpilot.model import Grid
 from gridpilot.model.threephase import ThreePhaseGrid
-from gridpilot.model.threephase.balanced import balanced_view
+from gridpilot.model.threephase.balanced import TAP_STEPS, balanced_view
 
 log = logging.getLogger(__name__)
 SETTLE_S = 600.0  # the regulators get this long to act in the simulated step
@@ -45,12 +51,16 @@ class PhaseCheck:
     """Node-phase simulation of switching plans on the feeder model (see the module notes).
 
     ``PhaseCheck.build(grid3p, controller_grid)``: ``controller_grid`` the loop's view with its
-    devices (same ids as :func:`~gridpilot.model.threephase.balanced.balanced_view`)."""
+    devices (same ids as :func:`~gridpilot.model.threephase.balanced.balanced_view`).
+    ``held``: the regulator taps (id -> pu) the loop commanded and the field holds (the guard
+    records them when a plan with tap commands is executed, and releases them at the crew's
+    report)."""
 
     injections: PhaseInjections
     physics: PhasePhysics
     grid: Grid
     regulators: list[str]
+    held: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def build(cls, grid3p: ThreePhaseGrid, controller_grid: Grid) -> PhaseCheck:
@@ -58,6 +68,26 @@ class PhaseCheck:
         view = balanced_view(grid3p)
         inj = PhaseInjections(grid3p, view, controller_grid)
         return cls(inj, PhasePhysics(inj.grid, view), controller_grid, regulator_names(grid3p))
+
+    def view_tap_pos(self, grid: Grid, taps: dict[int, float]) -> np.ndarray:
+        """``grid``'s transformer ``tap_pos`` (the loop's view) with the regulators ``taps``
+        (id -> pu) placed: each view transformer a commanded regulator belongs to at its
+        members' mean tap, the members not commanded at the view's present tap."""
+        t = grid.transformer
+        pos = np.asarray(t["tap_pos"]).copy()
+        if not taps:
+            return pos
+        xf = {r.name.lower(): r.transformer.lower() for r in self.physics.grid.regcontrols}
+        want = {xf[self.regulators[r]]: float(v) for r, v in taps.items()}
+        for k, members in self.physics.view.transformer_members.items():
+            if not any(m in want for m in members):
+                continue
+            p = int(t.index_of(k)[0])
+            step = float(t["tap_step_percent"][p]) / 100.0 or 0.00625
+            now = 1.0 + float(pos[p]) * step
+            mean = float(np.mean([want.get(m, now) for m in members]))
+            pos[p] = int(np.clip(round((mean - 1.0) / step), -TAP_STEPS, TAP_STEPS))
+        return pos
 
     def _open(self, closed: np.ndarray) -> frozenset[str]:
         sw = self.grid.switch
@@ -89,9 +119,9 @@ class PhaseCheck:
         taps: dict[int, float] | None = None,
     ) -> tuple[list[str], dict[str, Any]]:
         """Reasons to refuse (none: []) and the node-phase figures before and after (the
-        plan's regulator ``taps``, id -> pu, held after it)."""
-        b = self._solve(before_closed, inj_before)
-        a = self._solve(after_closed, inj_after, taps)
+        :attr:`held` taps in both, the plan's regulator ``taps``, id -> pu, held after it)."""
+        b = self._solve(before_closed, inj_before, self.held)
+        a = self._solve(after_closed, inj_after, {**self.held, **(taps or {})})
         nodes = self.physics.nodes
         lo, hi = v_band
         (bmin, _), (bmax, _) = _extreme(b, nodes, True), _extreme(b, nodes, False)

@@ -168,7 +168,7 @@ class PhasePhysics:
             if any(s.ctl.name.lower() == name for s in tw.regs):
                 tw.set_tap(name, tap)
         for name, st in self.caps.items():
-            if name in tw.cap_states():
+            if name in tw.net.cap_stamps:  # a capacitor in a dead section is not in the network
                 tw.set_cap(name, st)
         base = tw.base_powers(1.0)[:, 0]
         lo = c.load_full[tw.loads.load_of]

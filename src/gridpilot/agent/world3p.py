@@ -182,8 +182,33 @@ class ThreePhaseWorld(SimWorld):
         """The feeder as it runs before ``t == 0``: the regulators settled on the start's
         injections, and the loop's view given those taps (its model of the regulators)."""
         mp, mq = self.injections.multipliers(self.grid, self.controlled(self.demand()))
-        self.physics.solve(self.open_branches(), mp, mq, SETTLE_S)
+        st = self.physics.solve(self.open_branches(), mp, mq, SETTLE_S)
         self.physics.tap_ops = self.physics.cap_ops = 0
+        self._view_taps()
+        self.unbalance = np.ones(len(self.grid.line))  # per view line: worst phase / mean
+        if st.converged:
+            self._derate_for_unbalance(st)
+
+    def _derate_for_unbalance(self, st: Step) -> None:
+        """The view's line ratings read as its worst phase: each line's rating divided by its
+        phase unbalance in the settled start (largest conductor current over their mean). The
+        view carries about the mean of the phase currents; without this the loop's balanced
+        model sees a line at, e.g., 83 % whose phase A is at 105 % (ieee123's trunk, see
+        docs/agent.md) and does not relieve it."""
+        c = self.physics.compiled(self.open_branches())
+        i = np.abs(st.result.branch_i_a)
+        rows = c.row_line >= 0
+        n = len(self.grid.line)
+        imax, isum, cnt = np.zeros(n), np.zeros(n), np.zeros(n)
+        np.maximum.at(imax, c.row_line[rows], i[rows])
+        np.add.at(isum, c.row_line[rows], i[rows])
+        np.add.at(cnt, c.row_line[rows], 1.0)
+        mean = isum / np.maximum(cnt, 1.0)
+        self.unbalance = np.where((cnt >= 2) & (mean > 1.0), imax / np.maximum(mean, 1e-9), 1.0)
+        self.grid.line["max_i_ka"] = self.grid.line["max_i_ka"] / self.unbalance
+
+    def _view_taps(self) -> None:
+        """The view's (and the loop-facing grid's) transformer taps from the regulators' now."""
         xf = {r.name.lower(): r.transformer.lower() for r in self.grid3p.regcontrols}
         self.view.set_taps({xf[k]: v for k, v in self.physics.taps.items() if k in xf})
         self.grid.transformer["tap_pos"] = self.view.grid.transformer["tap_pos"]
@@ -281,13 +306,15 @@ class ThreePhaseWorld(SimWorld):
 
     def set_tap(self, regulator: int, tap_pu: float) -> None:
         """A SCADA tap command: regulator ``regulator`` (its position in
-        :attr:`regulators`, the feeder's regcontrols) moved to ``tap_pu`` and held there."""
+        :attr:`regulators`, the feeder's regcontrols) moved to ``tap_pu`` and held there; the
+        view's transformers follow (the loop's guard places the same held taps on its own)."""
         if not 0 <= int(regulator) < len(self.regulators):
             raise ValidationError(
                 f"regulator: no regulator {regulator} on {self.grid3p.name} "
                 f"(0-{len(self.regulators) - 1})"
             )
         self.physics.hold(self.regulators[int(regulator)], float(tap_pu))
+        self._view_taps()
 
     def _fault_params(self, params: dict[str, Any]) -> dict[str, Any]:
         lines = self.view.branch_line()

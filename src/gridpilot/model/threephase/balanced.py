@@ -10,7 +10,10 @@ a switch or a branch of the feeder:
 - a line per line/switch/reactor branch: three-phase ones at their positive-sequence
   impedance ``Zs - Zm``; one- and two-phase laterals at ``3/n`` times their mean self
   impedance (the same voltage drop for the same power carried on ``n`` of 3 phases) and a
-  rating of ``n/3`` times their ampacity;
+  rating of ``n/3`` times their ampacity; single-phase lines in parallel between the same two
+  buses (ieee8500's capacitor connections ``cap_1a``/``cap_1b``/``cap_1c``) are one view line,
+  their impedances in parallel and their ratings summed (three lines would be a loop in the
+  view: its radiality, supply tree and fault paths would be wrong);
 - a switch (et line, at the from bus) per switch branch; switches with no other switch on
   their supply path are breakers (kind 0), the others remote load-break switches with
   fault-passage indicators;
@@ -53,6 +56,8 @@ class PhaseView:
     load_members: dict[int, list[int]] = field(default_factory=dict)  # view load -> feeder loads
     load_shape: dict[int, str | None] = field(default_factory=dict)  # view load -> shape name
     transformer_members: dict[int, list[str]] = field(default_factory=dict)  # view -> feeder
+    #: feeder branches merged into another's view line (parallel one-phase lines) -> view line
+    merged_lines: dict[str, int] = field(default_factory=dict)
 
     def set_taps(self, taps: dict[str, float]) -> None:
         """Set the view's transformer taps from feeder transformer taps (pu, by name): each
@@ -68,8 +73,8 @@ class PhaseView:
                 )
 
     def branch_line(self) -> dict[str, int]:
-        """Feeder branch name -> view line id."""
-        return {b: k for k, b in self.line_branch.items()}
+        """Feeder branch name -> view line id (merged parallel lines: their common line)."""
+        return {b: k for k, b in self.line_branch.items()} | self.merged_lines
 
 
 def positive_sequence_z(b: Branch) -> complex:
@@ -107,16 +112,35 @@ def _add_buses(g: Grid, grid: ThreePhaseGrid) -> tuple[dict[str, int], list[str]
     return ids, names
 
 
-def _add_lines(g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]) -> dict[int, str]:
+def _add_lines(
+    g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]
+) -> tuple[dict[int, str], dict[str, int]]:
+    """One view line per branch, parallel one-phase lines merged (see the module notes); the
+    view line -> branch map and the merged branches' view lines."""
     out: dict[int, str] = {}
+    merged: dict[str, int] = {}
     rows: list[tuple[int, int, float, float, float]] = []
+    y_sum: dict[int, complex] = {}  # merged view line -> its members' admittance sum
+    pair_line: dict[tuple[int, int], int] = {}  # one-phase line bus pair -> view line
     for b in grid.branches:
         if not b.enabled or b.t1.bus not in ids or b.t2.bus not in ids:
             continue
+        f, t = ids[b.t1.bus], ids[b.t2.bus]
         z = positive_sequence_z(b)
         amps = (b.norm_amps or DEFAULT_AMPS) * min(b.phases, 3) / 3.0
-        rows.append((ids[b.t1.bus], ids[b.t2.bus], max(z.real, 0.0), max(z.imag, 0.0), amps))
+        pair = (min(f, t), max(f, t))
+        k = pair_line.get(pair) if b.kind == "line" and b.phases == 1 else None
+        if k is not None and abs(z) > 0:
+            y_sum[k] = y_sum.get(k, 1.0 / _row_z(rows[k - 1])) + 1.0 / z
+            zp = 1.0 / y_sum[k]
+            r0 = rows[k - 1]
+            rows[k - 1] = (r0[0], r0[1], max(zp.real, 0.0), max(zp.imag, 0.0), r0[4] + amps)
+            merged[b.name.lower()] = k
+            continue
+        rows.append((f, t, max(z.real, 0.0), max(z.imag, 0.0), amps))
         out[len(rows)] = b.name.lower()
+        if b.kind == "line" and b.phases == 1 and abs(z) > 0:
+            pair_line.setdefault(pair, len(rows))
     if rows:
         a = np.array(rows)
         g.add(
@@ -129,7 +153,11 @@ def _add_lines(g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]) -> dict[int, 
             x_ohm_per_km=a[:, 3],
             max_i_ka=a[:, 4] / 1e3,
         )
-    return out
+    return out, merged
+
+
+def _row_z(row: tuple[int, int, float, float, float]) -> complex:
+    return complex(row[2], row[3])
 
 
 def _upstream_switched(grid: ThreePhaseGrid, ids: dict[str, int]) -> set[str]:
@@ -292,8 +320,8 @@ def balanced_view(grid: ThreePhaseGrid) -> PhaseView:
     """The positive-sequence :class:`PhaseView` of ``grid`` (see the module notes)."""
     g = Grid(f"{grid.name}:balanced")
     ids, names = _add_buses(g, grid)
-    lines = _add_lines(g, grid, ids)
-    view = PhaseView(g, ids, names, lines, {})
+    lines, merged = _add_lines(g, grid, ids)
+    view = PhaseView(g, ids, names, lines, {}, merged_lines=merged)
     view.switch_branch = _add_switches(g, grid, ids, lines)
     view.transformer_members = _add_transformers(g, grid, ids)
     src = grid.source
