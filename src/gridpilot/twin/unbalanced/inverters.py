@@ -245,6 +245,30 @@ class InverterTwin(UnbalancedTwin):
         )
 
 
+def has_inverters(grid: ThreePhaseGrid) -> bool:
+    """Whether ``grid`` has any enabled smart-inverter control (InvControl)."""
+    return any(c.enabled for c in grid.invcontrols)
+
+
+def twin_for(
+    grid: ThreePhaseGrid,
+    opts: SolveOptions | None = None,
+    controls: list[InverterControl] | None = None,
+    inverters: bool = True,
+) -> UnbalancedTwin:
+    """The twin a study of ``grid`` should run: an :class:`InverterTwin` (its smart
+    inverters on their curves in every solve) where the grid has an enabled InvControl (or
+    ``controls`` are given), else a plain :class:`UnbalancedTwin`. ``inverters=False``: a
+    study that deliberately leaves the grid's inverters out (logged)."""
+    if not inverters:
+        if has_inverters(grid) or controls:
+            log.info("%s: smart inverters left out on request", grid.name)
+        return UnbalancedTwin(grid, opts)
+    if controls is not None or has_inverters(grid):
+        return InverterTwin(grid, opts, controls)
+    return UnbalancedTwin(grid, opts)
+
+
 def _vbr(twin: UnbalancedTwin, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Voltage across the given load branches (V), rows × steps."""
     lb = twin.loads
