@@ -31,6 +31,7 @@ from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.inverters import InverterControl
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
+from gridpilot.twin.unbalanced.results import UnbalancedResult
 from gridpilot.twin.unbalanced.solver import SolveOptions
 from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
@@ -123,6 +124,11 @@ class InverterTwin(UnbalancedTwin):
         v, iters, state = self._settle(np.asarray(s_steps, complex), v0)
         self.last = state
         return v, iters
+
+    def result(self, v: np.ndarray, s: np.ndarray, iters: int, ctrl_it: int) -> UnbalancedResult:
+        """One solved snapshot (see :meth:`UnbalancedTwin.result`), its losses with the
+        inverters at their settled P and Q (not the available power ``s`` gives them)."""
+        return super().result(v, self.inverter_powers(s[:, None])[:, 0], iters, ctrl_it)
 
     def inverter_powers(self, s_steps: np.ndarray) -> np.ndarray:
         """``s_steps`` with the inverters' rows at the last settled P and Q (VA)."""
