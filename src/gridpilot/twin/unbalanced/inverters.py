@@ -256,6 +256,19 @@ def has_inverters(grid: ThreePhaseGrid) -> bool:
     return any(c.enabled for c in grid.invcontrols)
 
 
+def warn_inverters_ignored(grid: ThreePhaseGrid, study: str) -> bool:
+    """Log a warning (and return True) where ``grid`` has enabled InvControls that ``study``
+    does not model (its inverters stay at their set points): said, never silent."""
+    if not has_inverters(grid):
+        return False
+    names = ", ".join(c.name for c in grid.invcontrols if c.enabled)
+    log.warning(
+        "%s: %s does not model smart inverters: invcontrol %s left out (inverters at their "
+        "set points)", grid.name, study, names,
+    )  # fmt: skip
+    return True
+
+
 def twin_for(
     grid: ThreePhaseGrid,
     opts: SolveOptions | None = None,
