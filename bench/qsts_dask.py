@@ -11,8 +11,13 @@ Two workloads, both through ``gridpilot.twin.unbalanced.qsts_parallel`` (any exe
   both (``ops_gap``: how far the approximation moves the counts).
 
 The cluster start and a warm-up task per worker (numba cache load) are timed apart.
+``--pv SHARE`` adds the seeded PV fleet (``control.cvr_fleet``: SHARE of the loads, Category B
+volt-var InvControl): every run, serial or on a worker, is then an ``InverterTwin``
+(``inverters`` in the rows counts the controlled PV; ``kvar_max`` the largest reactive power
+the chunked run's inverters gave, 0 where they were ignored).
 
     .venv/bin/python bench/qsts_dask.py --grid ieee123 --steps 2880 --json
+    .venv/bin/python bench/qsts_dask.py --grid ieee123 --steps 2880 --pv 0.4 --json
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from gridpilot.control.cvr_fleet import FleetOptions, with_pv_fleet
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.builtin import feeder_master
@@ -47,8 +53,11 @@ class _Serial:
         return self._Done(fn(*args))
 
 
-def _grid(name: str, steps: int, minutes: float, scale: float = 1.0) -> ThreePhaseGrid:
-    """The feeder with the bench's synthetic shape (daily + noise) on every load."""
+def _grid(
+    name: str, steps: int, minutes: float, scale: float = 1.0, pv: float = 0.0
+) -> ThreePhaseGrid:
+    """The feeder with the bench's synthetic shape (daily + noise) on every load (and the
+    PV fleet with its volt-var InvControl on a share ``pv`` of them)."""
     t = np.arange(steps) * minutes / 60.0
     rng = np.random.default_rng(1)
     mult = scale * (0.55 + 0.35 * np.sin(2 * np.pi * (t - 8) / 24) ** 2)
@@ -57,7 +66,8 @@ def _grid(name: str, steps: int, minutes: float, scale: float = 1.0) -> ThreePha
     s.compile(feeder_master(name))
     reset_taps(s)
     add_shape(s, "bench", mult, minutes)
-    return grid_from_session(s, name)
+    g = grid_from_session(s, name)
+    return with_pv_fleet(g, steps, minutes * 60.0, FleetOptions(share=pv)) if pv > 0 else g
 
 
 def _ops(r: Any) -> int:
@@ -71,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=2880)
     ap.add_argument("--resolution", type=float, default=15.0, help="minutes")
     ap.add_argument("--warmup", type=int, default=96, help="warm-up steps of later chunks")
+    ap.add_argument("--pv", type=float, default=0.0, help="share of loads with volt-var PV")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from dask.distributed import Client, LocalCluster
@@ -78,7 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     from gridpilot.agent.scenarios import WORKER_ENV
 
     opts = QstsOptions(steps=args.steps, resolution_s=args.resolution * 60.0)
-    grids = [_grid(args.grid, args.steps, args.resolution, k) for k in (0.8, 1.0, 1.2, 1.4)]
+    grids = [
+        _grid(args.grid, args.steps, args.resolution, k, args.pv) for k in (0.8, 1.0, 1.2, 1.4)
+    ]
+    n_inv = sum(len(c.inverters) for c in grids[0].invcontrols)
+    if n_inv:  # the chunked run keeps its per-step series: the inverters' kvar
+        opts = dataclasses.replace(opts, keep_taps=True)
     serial = _Serial()
     qsts_part(grids[0], dataclasses.replace(opts, steps=2))  # warm this process
     t0 = time.perf_counter()
@@ -107,13 +123,16 @@ def main(argv: list[str] | None = None) -> None:
     rows = [
         {
             "workload": "scenarios", "grid": args.grid, "runs": len(grids), "steps": args.steps,
+            "inverters": n_inv,
             "one_process_s": round(t_serial, 3), "dask_2_workers_s": round(t_many, 3),
             "speedup": round(t_serial / t_many, 2), "cluster_start_s": round(t_start, 2),
             "identical": all(a.tap_ops == b.tap_ops and np.array_equal(a.vmin_pu, b.vmin_pu)
                              for a, b in zip(one, many, strict=True)),
         },
         {
-            "workload": "time_chunks", "grid": args.grid, "steps": args.steps,
+            "workload": "time_chunks", "grid": args.grid, "steps": args.steps, "inverters": n_inv,
+            "kvar_max": round(max((float(np.abs(q).max()) for q in split.inverter_q_kvar.values()),
+                                  default=0.0), 2),
             "warmup_steps": args.warmup, "one_process_s": round(t_whole, 3),
             "dask_2_workers_s": round(split.elapsed_s, 3),
             "speedup": round(t_whole / split.elapsed_s, 2),
@@ -121,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
             "ops_gap_pct": round(100 * abs(_ops(split) - _ops(whole)) / max(_ops(whole), 1), 2),
             "extremes_max_gap_pu": float(max(np.abs(split.vmin_pu - whole.vmin_pu).max(),
                                              np.abs(split.vmax_pu - whole.vmax_pu).max())),
+            "losses_gap_kwh": round(abs(float(split.losses_kw.sum() - whole.losses_kw.sum()))
+                                    * args.resolution / 60.0, 3),
         },
     ]  # fmt: skip
     for r in rows:

@@ -25,6 +25,7 @@ from gridpilot.twin.unbalanced.controls import (
     reg_control_voltage,
     reg_pending_taps,
 )
+from gridpilot.twin.unbalanced.inverters import InverterTwin, twin_for
 from gridpilot.twin.unbalanced.islands import energised_subgrid
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
 
@@ -136,7 +137,7 @@ class PhasePhysics:
 
     def _compile(self, open_branches: frozenset[str]) -> Compiled:
         en = energised_subgrid(self.grid, open_branches, close_switches=True)
-        tw = UnbalancedTwin(en.grid)
+        tw = twin_for(en.grid)  # the feeder's smart inverters on their curves in every solve
         full_index = (
             {n: i for i, n in enumerate(self.nodes)} if open_branches else None
         )  # the full state is compiled first: its own order
@@ -186,6 +187,8 @@ class PhasePhysics:
             log.warning("three-phase power flow failed: %s", exc)
             return self._failed(c)
         c.v_last = v
+        if isinstance(tw, InverterTwin):  # the inverters at their settled P and Q
+            s = tw.inverter_powers(s[:, None])[:, 0]
         self.taps.update(tw.taps())
         self.caps.update(tw.cap_states())
         return self._step(c, v[:, 0], s, iters)

@@ -418,9 +418,9 @@ class FeederSource:
                 return res, "loop"
         with self._lock:
             if self._twin_result is None:
-                from gridpilot.twin.unbalanced import UnbalancedTwin
+                from gridpilot.twin.unbalanced.inverters import twin_for
 
-                self._twin_result = UnbalancedTwin(self.grid).powerflow(control_mode="static")
+                self._twin_result = twin_for(self.grid).powerflow(control_mode="static")
             return self._twin_result, "twin"
 
     def open_branches(self) -> frozenset[str] | None:

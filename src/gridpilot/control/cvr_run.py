@@ -20,7 +20,7 @@ from gridpilot.control.cvr import (
 from gridpilot.control.cvr_band import Band, make_band, repair, tap_sensitivity
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin
-from gridpilot.twin.unbalanced.inverters import InverterTwin
+from gridpilot.twin.unbalanced.inverters import twin_for
 from gridpilot.twin.unbalanced.qsts import QstsOptions, load_multipliers
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,7 @@ log = logging.getLogger(__name__)
 def twin_of(grid: ThreePhaseGrid) -> UnbalancedTwin:
     """The engine for a CVR run: with the grid's smart inverters on their curves (an
     :class:`InverterTwin`, control iterations in every solve) where it has any."""
-    if any(c.enabled for c in grid.invcontrols):
-        return InverterTwin(grid)
-    return UnbalancedTwin(grid)
+    return twin_for(grid)
 
 
 def _powers(tw: UnbalancedTwin, steps: int, res_s: float) -> np.ndarray:

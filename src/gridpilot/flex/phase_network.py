@@ -29,6 +29,7 @@ from gridpilot.errors import ValidationError
 from gridpilot.flex.phase_sens import SensRows
 from gridpilot.model.threephase import Load, Terminal, ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.inverters import warn_inverters_ignored
 from gridpilot.twin.unbalanced.results import three_phase_buses
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ class PhaseNetwork:
         self.steps = np.asarray(steps, np.int64)
         self.step_h = step_h
         self.mode = _sens_mode(grid, len(self.points), daily(LOAD_SHAPE, self.steps, step_h), sens)
+        # a linear model around the base state: the feeder's own volt-var / volt-watt curves
+        # are not in its sensitivities (said, not silent)
+        warn_inverters_ignored(grid, "the flexibility network model")
         self.twin = UnbalancedTwin(der_grid(grid, self.points))
         n0 = len(grid.loads)
         of = self.twin.loads.load_of

@@ -45,13 +45,14 @@ class Twin:
     """
 
     def __new__(cls, grid: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """A three-phase grid (:class:`ThreePhaseGrid`) gets the unbalanced twin instead."""
+        """A three-phase grid (:class:`ThreePhaseGrid`) gets the unbalanced twin instead (an
+        ``InverterTwin`` where it has enabled InvControls, see ``inverters.twin_for``)."""
         from gridpilot.model.threephase import ThreePhaseGrid
 
         if isinstance(grid, ThreePhaseGrid):
-            from gridpilot.twin.unbalanced import UnbalancedTwin
+            from gridpilot.twin.unbalanced.inverters import twin_for
 
-            return UnbalancedTwin(grid)
+            return twin_for(grid)
         return super().__new__(cls)
 
     def __init__(self, grid: Grid, validate: bool = True, engine: str = "auto") -> None:

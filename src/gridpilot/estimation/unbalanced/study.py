@@ -31,6 +31,7 @@ from gridpilot.estimation.unbalanced.sparse_wls import estimator_for
 from gridpilot.estimation.unbalanced.wls import UnbalancedEstimate
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.inverters import warn_inverters_ignored
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,7 @@ def run_case(
 ) -> dict[str, Any]:
     """Truth, sensors, robust estimate and errors of one case (one JSON-ready row; with
     ``per_node`` also ``per_node``: one dict per node-phase, see :func:`node_errors`)."""
+    warn_inverters_ignored(grid, "the state-estimation study's truth")
     twin = UnbalancedTwin(grid)
     check_network_size(twin)  # before the truth's power flow
     ts = true_state(twin, case.spec.meter_delay_s, truth_opts)

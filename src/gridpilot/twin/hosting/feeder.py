@@ -12,6 +12,7 @@ import numpy as np
 from gridpilot.errors import ValidationError
 from gridpilot.model.threephase import Load, Terminal, ThreePhaseGrid
 from gridpilot.twin.unbalanced import SolveOptions, UnbalancedTwin, unbalance_factor
+from gridpilot.twin.unbalanced.inverters import warn_inverters_ignored
 from gridpilot.twin.unbalanced.loads import branch_voltage
 from gridpilot.twin.unbalanced.results import three_phase_buses
 from gridpilot.twin.unbalanced.solver import load_admittance
@@ -85,6 +86,7 @@ class Feeder:
 
     def __init__(self, grid: ThreePhaseGrid, nodes: list[tuple[str, int]]) -> None:
         check_nodes(grid, nodes)
+        warn_inverters_ignored(grid, "the hosting-capacity study")
         self.nodes = nodes
         # sizes near a limit converge in a few iterations; a column still moving after
         # ``max_iter`` is far beyond every limit and counts as failing (no_convergence)

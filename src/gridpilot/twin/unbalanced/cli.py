@@ -21,10 +21,11 @@ def parse_resolution(text: str) -> float:
 
 
 def powerflow_summary(grid: ThreePhaseGrid, controls: str = "static") -> dict[str, Any]:
-    """One unbalanced snapshot's summary (per-phase extremes with node, max unbalance)."""
-    from gridpilot.twin.unbalanced import UnbalancedTwin
+    """One unbalanced snapshot's summary (per-phase extremes with node, max unbalance), the
+    grid's smart inverters on their curves where it has any enabled InvControl."""
+    from gridpilot.twin.unbalanced.inverters import twin_for
 
-    res = UnbalancedTwin(grid).powerflow(control_mode=controls)
+    res = twin_for(grid).powerflow(control_mode=controls)
     out = {"grid": grid.name, "model": "unbalanced three-phase", **res.summary()}
     if grid.warnings:
         out["warnings"] = grid.warnings
@@ -36,14 +37,12 @@ def qsts_summary(
 ) -> dict[str, Any]:
     """A QSTS run's summary (with the grid's smart inverters on their curves where it has
     any enabled InvControl); a Rich progress bar on a terminal when asked."""
-    from gridpilot.twin.unbalanced import UnbalancedTwin
-    from gridpilot.twin.unbalanced.inverters import InverterTwin
+    from gridpilot.twin.unbalanced.inverters import twin_for
 
     if steps <= 0:
         raise ValidationError(f"steps must be > 0, got {steps}")
     res_s = parse_resolution(resolution)
-    inv = any(c.enabled for c in grid.invcontrols)
-    twin = InverterTwin(grid) if inv else UnbalancedTwin(grid)
+    twin = twin_for(grid)
     if show_progress and sys.stderr.isatty():
         from rich.progress import Progress
 

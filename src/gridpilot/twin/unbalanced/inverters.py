@@ -31,6 +31,7 @@ from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.inverters import InverterControl
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
+from gridpilot.twin.unbalanced.results import UnbalancedResult
 from gridpilot.twin.unbalanced.solver import SolveOptions
 from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
@@ -123,6 +124,11 @@ class InverterTwin(UnbalancedTwin):
         v, iters, state = self._settle(np.asarray(s_steps, complex), v0)
         self.last = state
         return v, iters
+
+    def result(self, v: np.ndarray, s: np.ndarray, iters: int, ctrl_it: int) -> UnbalancedResult:
+        """One solved snapshot (see :meth:`UnbalancedTwin.result`), its losses with the
+        inverters at their settled P and Q (not the available power ``s`` gives them)."""
+        return super().result(v, self.inverter_powers(s[:, None])[:, 0], iters, ctrl_it)
 
     def inverter_powers(self, s_steps: np.ndarray) -> np.ndarray:
         """``s_steps`` with the inverters' rows at the last settled P and Q (VA)."""
@@ -243,6 +249,43 @@ class InverterTwin(UnbalancedTwin):
             f"{self.grid.name}: inverter controls did not settle in {max_it} control iterations "
             f"(largest kvar step {float(np.max(np.abs(eq))):.3g})"
         )
+
+
+def has_inverters(grid: ThreePhaseGrid) -> bool:
+    """Whether ``grid`` has any enabled smart-inverter control (InvControl)."""
+    return any(c.enabled for c in grid.invcontrols)
+
+
+def warn_inverters_ignored(grid: ThreePhaseGrid, study: str) -> bool:
+    """Log a warning (and return True) where ``grid`` has enabled InvControls that ``study``
+    does not model (its inverters stay at their set points): said, never silent."""
+    if not has_inverters(grid):
+        return False
+    names = ", ".join(c.name for c in grid.invcontrols if c.enabled)
+    log.warning(
+        "%s: %s does not model smart inverters: invcontrol %s left out (inverters at their "
+        "set points)", grid.name, study, names,
+    )  # fmt: skip
+    return True
+
+
+def twin_for(
+    grid: ThreePhaseGrid,
+    opts: SolveOptions | None = None,
+    controls: list[InverterControl] | None = None,
+    inverters: bool = True,
+) -> UnbalancedTwin:
+    """The twin a study of ``grid`` should run: an :class:`InverterTwin` (its smart
+    inverters on their curves in every solve) where the grid has an enabled InvControl (or
+    ``controls`` are given), else a plain :class:`UnbalancedTwin`. ``inverters=False``: a
+    study that deliberately leaves the grid's inverters out (logged)."""
+    if not inverters:
+        if has_inverters(grid) or controls:
+            log.info("%s: smart inverters left out on request", grid.name)
+        return UnbalancedTwin(grid, opts)
+    if controls is not None or has_inverters(grid):
+        return InverterTwin(grid, opts, controls)
+    return UnbalancedTwin(grid, opts)
 
 
 def _vbr(twin: UnbalancedTwin, v: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -334,6 +334,7 @@ def _run(
 ) -> QstsResult:
     if opts.engine not in ("auto", "compiled", "python"):
         raise ValidationError(f"engine must be auto, compiled or python, got {opts.engine!r}")
+    why: str | None = "engine='python' was asked"
     if opts.engine != "python":
         from gridpilot.twin.unbalanced.qsts_fast import unsupported
 
@@ -345,6 +346,11 @@ def _run(
         if opts.engine == "compiled":
             raise ValidationError(f"engine: the compiled QSTS cannot run this twin: {why}")
         log.info("QSTS on the Python engine: %s", why)
+    if opts.warmup_steps > 0:  # the Python runner has no warm-up: refuse, never ignore
+        raise ValidationError(
+            f"warmup_steps={opts.warmup_steps} needs the compiled QSTS engine, which does not "
+            f"run here: {why}"
+        )
     run = _Runner(twin, opts)
     s_all = twin.loads.s_va[:, None] * load_multipliers(twin, opts)
     return _loop(twin, opts, progress, t0, f0, run, s_all)

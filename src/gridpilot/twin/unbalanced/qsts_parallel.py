@@ -8,6 +8,15 @@ steps before its first recorded one so that the controls settle (the previous ch
 last state is not known yet when it starts). Regulator and capacitor operations near a
 chunk boundary can therefore differ from one long run; ``bench/qsts_dask.py`` measures it.
 Voltage, loss and loading statistics are merged exactly (min, max, sums, concatenation).
+
+Each worker runs the same twin as the one-process run (:func:`~.inverters.twin_for`): a grid
+with an enabled InvControl runs as an :class:`~.inverters.InverterTwin`, its smart inverters
+on their curves (the InvControls travel with the grid; ``controls`` replaces them, as
+``InverterTwin(grid, controls=...)`` does, and ``inverters=False`` leaves them out on
+purpose). The inverters have no state across steps besides the warm start of their control
+iterations, so a chunk's warm-up re-settles them with the regulators and capacitors.
+Anything else is refused, never ignored: an argument that is not a three-phase grid, or a
+warm-up where the compiled engine cannot run (see :func:`~.qsts.run_qsts`).
 """
 
 from __future__ import annotations
@@ -21,16 +30,33 @@ import numpy as np
 
 from gridpilot.errors import ValidationError
 from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.model.threephase.inverters import InverterControl
 from gridpilot.twin.unbalanced.qsts import QstsOptions
 from gridpilot.twin.unbalanced.qsts_stats import QstsResult
 
 
-def qsts_part(grid: ThreePhaseGrid, opts: QstsOptions) -> QstsResult:
-    """One QSTS run on a fresh twin of ``grid`` (what each worker runs)."""
+def qsts_part(
+    grid: ThreePhaseGrid,
+    opts: QstsOptions,
+    controls: list[InverterControl] | None = None,
+    inverters: bool = True,
+) -> QstsResult:
+    """One QSTS run on a fresh twin of ``grid`` (what each worker runs): the twin a
+    one-process study runs (:func:`~.inverters.twin_for`, the grid's smart inverters
+    included unless ``inverters=False``)."""
+    from gridpilot.twin.unbalanced.inverters import twin_for
     from gridpilot.twin.unbalanced.qsts import run_qsts
-    from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
-    return run_qsts(UnbalancedTwin(grid), opts)
+    _check_grid(grid)
+    return run_qsts(twin_for(grid, controls=controls, inverters=inverters), opts)
+
+
+def _check_grid(grid: object) -> None:
+    if not isinstance(grid, ThreePhaseGrid):
+        raise ValidationError(
+            f"grid: a ThreePhaseGrid is carried to the workers (a twin is not: pass its grid "
+            f"and, for its own inverter controls, controls=), got {type(grid).__name__}"
+        )
 
 
 def time_chunks(opts: QstsOptions, parts: int, warmup_steps: int) -> list[QstsOptions]:
@@ -85,22 +111,49 @@ def merge(results: list[QstsResult], elapsed_s: float) -> QstsResult:
         iterations=sum(r.iterations for r in results),
         setup_s=max(r.setup_s for r in results),
         warmup_steps=sum(r.warmup_steps for r in results),
-        tap_series={},
-        cap_series={},
+        tap_series=_series(results, "tap_series"),
+        cap_series=_series(results, "cap_series"),
+        inverter_p_kw=_series(results, "inverter_p_kw"),
+        inverter_q_kvar=_series(results, "inverter_q_kvar"),
     )
 
 
-def qsts_on(
-    executor: Any, grid: ThreePhaseGrid, opts: QstsOptions, parts: int = 2, warmup_steps: int = 96
+def _series(results: list[QstsResult], attr: str) -> dict[str, np.ndarray]:
+    """Per-step series (``keep_taps``) of consecutive chunks joined; empty unless every
+    chunk has the same ones."""
+    first = getattr(results[0], attr)
+    if not first or any(set(getattr(r, attr)) != set(first) for r in results):
+        return {}
+    return {k: np.concatenate([getattr(r, attr)[k] for r in results]) for k in first}
+
+
+def qsts_on(  # noqa: PLR0913
+    executor: Any,
+    grid: ThreePhaseGrid,
+    opts: QstsOptions,
+    parts: int = 2,
+    warmup_steps: int = 96,
+    controls: list[InverterControl] | None = None,
+    inverters: bool = True,
 ) -> QstsResult:
     """One long run as ``parts`` time chunks on ``executor``, merged (see module docstring);
-    ``elapsed_s`` is the wall time of the whole."""
+    ``elapsed_s`` is the wall time of the whole. ``controls``/``inverters``: as
+    :func:`qsts_part`."""
+    _check_grid(grid)
     t0 = time.perf_counter()
-    futures = [executor.submit(qsts_part, grid, o) for o in time_chunks(opts, parts, warmup_steps)]
+    futures = [
+        executor.submit(qsts_part, grid, o, controls, inverters)
+        for o in time_chunks(opts, parts, warmup_steps)
+    ]
     return merge([f.result() for f in futures], time.perf_counter() - t0)
 
 
-def qsts_many(executor: Any, runs: list[tuple[ThreePhaseGrid, QstsOptions]]) -> list[QstsResult]:
-    """Independent runs (feeders, scenarios) on ``executor``, results in order."""
-    futures = [executor.submit(qsts_part, g, o) for g, o in runs]
+def qsts_many(
+    executor: Any, runs: list[tuple[ThreePhaseGrid, QstsOptions]], inverters: bool = True
+) -> list[QstsResult]:
+    """Independent runs (feeders, scenarios) on ``executor``, results in order (each with
+    its grid's smart inverters unless ``inverters=False``)."""
+    for g, _ in runs:
+        _check_grid(g)
+    futures = [executor.submit(qsts_part, g, o, None, inverters) for g, o in runs]
     return [f.result() for f in futures]

@@ -252,11 +252,11 @@ def solve_switched(
     ``"off"``; regulators and capacitors start where ``start``, an earlier result, left
     them); dead node-phases come back at 0 V. Returns a :class:`SwitchedResult`
     (voltages per node-phase in V and pu, served and unserved kW)."""
-    from gridpilot.twin.unbalanced.twin import UnbalancedTwin
+    from gridpilot.twin.unbalanced.inverters import twin_for
 
     g = apply_switches(grid, closed or {})
     sub = energised_subgrid(g)
-    twin = UnbalancedTwin(sub)
+    twin = twin_for(sub)  # the feeder's smart inverters on their curves (live ones)
     if start is not None:
         have = twin.taps()
         for k, t in start.taps.items():
@@ -301,9 +301,11 @@ class SwitchingSolver:
         opts: SolveOptions | None = None,
         switchable: tuple[str, ...] = (),
     ) -> None:
+        from gridpilot.twin.unbalanced.inverters import warn_inverters_ignored
         from gridpilot.twin.unbalanced.network import variable_y
         from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
+        warn_inverters_ignored(grid, "the switching solver (frozen controls)")
         self.grid = grid
         extra = {x.lower() for x in switchable}
         known = {b.name.lower() for b in grid.branches if b.enabled}
