@@ -207,8 +207,9 @@ class StateEstimator:
                     term.append(_TERMINAL[k])
                     p.append(m.p_mw[i] * share * sign)
                     q.append(m.q_mvar[i] * share * sign)
-                    ps.append(m.p_sigma_mw[i] * share * sign)
-                    qs.append(m.q_sigma_mvar[i] * share * sign)
+                    # variance share * sigma^2: the rows' variances sum to the sensor's
+                    ps.append(m.p_sigma_mw[i] * np.sqrt(share) * sign)
+                    qs.append(m.q_sigma_mvar[i] * np.sqrt(share) * sign)
                     src.append(i)
                 continue
             if k in (PowerSensorKind.LINE_FROM, PowerSensorKind.LINE_TO):
@@ -507,8 +508,9 @@ class StateEstimator:
             q = np.broadcast_to(pw["q_measured"], (t, pw.size)).copy()
             sgn_m = np.where(m.p_kind == PowerSensorKind.BUS, -1.0, 1.0)
             # share of each PGM row in its measurement (loads split by behaviour)
-            tot_p = np.bincount(src, weights=np.abs(pw["p_sigma"]), minlength=npw)
-            shares = np.abs(pw["p_sigma"]) / np.where(tot_p[src] > 0, tot_p[src], 1.0)
+            var = pw["p_sigma"] ** 2  # share * sigma^2 (see _sensors)
+            tot_p = np.bincount(src, weights=var, minlength=npw)
+            shares = var / np.where(tot_p[src] > 0, tot_p[src], 1.0)
             for k in np.flatnonzero(~vr):
                 j = rows[k] - nv
                 arr = p if j < npw else q
