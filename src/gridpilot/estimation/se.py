@@ -279,31 +279,9 @@ class StateEstimator:
         vs, pw, src, u_rated = self._sensors(m)
         nb = len(self.grid.bus)
         t0 = time.perf_counter()
-        model = self._model(vs, pw)
-        out, ok, err = {}, False, ""
-        for method in dict.fromkeys((self.method, CalculationMethod.iterative_linear)):
-            try:
-                out = model.calculate_state_estimation(
-                    **(self._kwargs() | {"calculation_method": method})
-                )
-                ok = True
-                self._used_method = method
-                break
-            except (
-                PowerGridError
-            ) as exc:  # e.g. NR's Jacobian singular: fall back to iterative linear
-                err = str(exc).split("\n")[0]
+        out, ok, err, meta = self._solve(vs, pw)
         if not ok and raise_on_failure:
             raise ConvergenceError(f"state estimation failed: {err}")
-        meta: dict[str, object] = {"method": getattr(self, "_used_method", self.method).name}
-        if (
-            ok
-            and self.method == CalculationMethod.newton_raphson
-            and meta["method"] != self.method.name
-        ):
-            cont = self._continued(vs, pw, out)
-            if cont is not None:
-                out, meta = cont[0], {"method": "newton_raphson", "continuation_solves": cont[1]}
         ms = (time.perf_counter() - t0) * 1e3
         nm = m.n_scalar
         energ = out[CT.node]["energized"] > 0 if ok else None
@@ -344,6 +322,30 @@ class StateEstimator:
             ms,
             meta,
         )
+
+    def _solve(self, vs: np.ndarray, pw: np.ndarray) -> tuple[dict, bool, str, dict[str, object]]:
+        """PGM's estimate: the configured method; where Newton-Raphson fails from its cold
+        start, the iterative-linear estimate continued to the WLS minimum (:meth:`_continued`),
+        or that estimate itself if the continuation fails. Returns (output, ok, error, meta)."""
+        model = self._model(vs, pw)
+        out, ok, err = {}, False, ""
+        for method in dict.fromkeys((self.method, CalculationMethod.iterative_linear)):
+            try:
+                out = model.calculate_state_estimation(
+                    **(self._kwargs() | {"calculation_method": method})
+                )
+                ok = True
+                self._used_method = method
+                break
+            except PowerGridError as exc:  # e.g. NR diverged: fall back to iterative linear
+                err = str(exc).split("\n")[0]
+        meta: dict[str, object] = {"method": getattr(self, "_used_method", self.method).name}
+        nr = CalculationMethod.newton_raphson
+        if ok and self.method == nr and meta["method"] != nr.name:
+            cont = self._continued(vs, pw, out)
+            if cont is not None:
+                out, meta = cont[0], {"method": nr.name, "continuation_solves": cont[1]}
+        return out, ok, err, meta
 
     def _continued(self, vs: np.ndarray, pw: np.ndarray, start: dict) -> tuple[dict, int] | None:
         """The exact WLS minimum where PGM's Newton-Raphson diverges from its cold start, by
