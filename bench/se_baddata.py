@@ -6,8 +6,8 @@ non-interacting ones per pass (``simultaneous``), same removals and wall time.
 * ``--case multi``: ``--errors`` gross errors at once on ``--grid``, seeds ``--seeds``:
   ``--kind v`` voltages +``--v-error`` pu at random buses; ``--kind flow`` (a flow sensor
   on every line) line P readings +``--p-error`` sigma at random lines. The stored sigmas
-  times ``--sigma-scale`` (the synthetic feeders' clean data fails the chi-square test at
-  1x: J ~ 2x its limit).
+  times ``--sigma-scale`` (1.5 was used on the synthetic feeders before 2026-12-06, when their
+  clean data failed the chi-square test at 1x; fixed, see docs/estimation.md).
 
 Prints one JSON row per case kind: cases, same removals (set and order), estimates per run,
 wall seconds per run for both modes, load average.

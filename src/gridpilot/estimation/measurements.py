@@ -283,7 +283,8 @@ def measurements_from_powerflow(  # noqa: PLR0913
 
     Returns ``(noisy, true)``. Voltage sensors at ``v_bus_ids`` (default: every bus with a
     source), load power sensors for ``load_ids`` (default all loads; the loads' true values are
-    ``load_p_mw``/``load_q_mvar`` or the grid's), line flow sensors at the from end of
+    ``load_p_mw``/``load_q_mvar`` or the grid's, at the solved voltage for loads with
+    constant-current or constant-impedance shares), line flow sensors at the from end of
     ``line_from_ids``, the source and (``appliances``) every in-service generator (output
     ``gen_p_mw`` or the grid's), storage unit, EV charger and flexible load (the grid's values;
     flexible loads 0, as the twin uses them). Noise is Gaussian: ``v_sigma_pu`` times the value for
@@ -301,12 +302,16 @@ def measurements_from_powerflow(  # noqa: PLR0913
     v_true = np.asarray(res.v_pu)[g.bus.index_of(vb)]  # type: ignore[attr-defined]
     lids = g.load.ids if load_ids is None else np.asarray(load_ids, np.int64)
     lpos = g.load.index_of(lids)
+    # what the loads draw at the solved voltages (constant-current and -impedance shares)
+    vl = np.asarray(res.v_pu)[g.bus.position_map(g.load["bus"])]  # type: ignore[attr-defined]
+    i_sh, z_sh = g.load["i_share"], g.load["z_share"]
+    drawn = 1.0 - i_sh - z_sh + i_sh * vl + z_sh * vl**2
     rows = _PowerRows()
     rows.add(
         PowerSensorKind.LOAD,
         lids,
-        (g.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw))[lpos],
-        (g.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar))[lpos],
+        ((g.load["p_mw"] if load_p_mw is None else np.asarray(load_p_mw)) * drawn)[lpos],
+        ((g.load["q_mvar"] if load_q_mvar is None else np.asarray(load_q_mvar)) * drawn)[lpos],
     )
     if line_from_ids is not None and len(line_from_ids):
         fl = np.asarray(line_from_ids, np.int64)

@@ -58,7 +58,7 @@ class EstimationResult(ChiSquareMixin):
     ``v_pu``/``va_deg`` per bus (table order, NaN where not energised); ``residual`` per scalar
     measurement (measured minus estimated, order V, P, Q as :meth:`Measurements.labels`, in pu
     for voltages and MW/Mvar for powers), ``sigma`` the same order; ``chi2`` the weighted sum of
-    squared residuals, ``dof`` its degrees of freedom (m - (2n - 1)), ``chi2_limit`` the
+    squared residuals, ``dof`` its degrees of freedom (:func:`redundancy`), ``chi2_limit`` the
     ``1 - alpha`` quantile; ``calc_ms`` the PGM time; ``meta`` the PGM method used (Newton-Raphson,
     or iterative linear where NR's Jacobian was singular) or the error.
     """
@@ -83,6 +83,69 @@ class EstimationResult(ChiSquareMixin):
             if ok.any()
             else float("nan")
         )
+
+
+# proximal continuation where Newton-Raphson diverges (StateEstimator._continued)
+CONT_F0 = 0.5  # first pull towards the real measurements
+CONT_F_MIN = 0.01  # give up below this pull
+CONT_F_MAX = 0.8  # largest pull (1 would be the cold-start problem again)
+CONT_F_GROW = 1.5  # pull growth after a converged step
+CONT_TOL = 1e-6  # pu: stop when no voltage moves more (sigmas are ~1e-2)
+CONT_MAX_SOLVES = 100
+_APPLIANCE_TERMINALS = (
+    MeasuredTerminalType.load,
+    MeasuredTerminalType.generator,
+    MeasuredTerminalType.source,
+)
+
+
+def redundancy(
+    net: PgmNetwork, m: Measurements, pw: np.ndarray, energised: np.ndarray | None = None
+) -> int:
+    """Degrees of freedom of the chi-square ``J``: the measurements PGM's WLS fits, less its
+    free states, counted as PGM builds them (docs/estimation.md, *Degrees of freedom*).
+
+    A voltage sensor counts 1, a line-end sensor 2. Appliance sensors (load, generator,
+    source, storage, EV, flexible load) are summed per bus into one injection measurement,
+    which counts 2 only where every connected appliance of the bus is measured; a second
+    sensor on the same appliance counts 2 more; ``BUS`` sensors 2 each. A bus with no
+    connected appliance is a zero-injection constraint (zero variance): it removes its 2
+    states instead of adding a measurement. States: 2 per energised bus less the angle
+    reference. ``pw``: the PGM power-sensor rows; ``energised``: per bus (default all).
+    """
+    nodes = net.input[CT.node]["id"]
+    on_bus = np.ones(nodes.size, bool) if energised is None else np.asarray(energised, bool)
+    look = {int(x): i for i, x in enumerate(nodes)}
+    appl: dict[int, int] = {}  # connected appliance PGM id -> bus position
+    for comp in (CT.sym_load, CT.sym_gen, CT.source):
+        a = net.input.get(comp)
+        if a is not None and a.size:
+            on = a["status"] != 0
+            appl.update(
+                zip(a["id"][on].tolist(), [look[int(x)] for x in a["node"][on]], strict=True)
+            )
+    term = pw["measured_terminal_type"] if pw.size else np.zeros(0, np.int8)
+    obj = pw["measured_object"] if pw.size else np.zeros(0, np.int64)
+    is_appl = np.isin(term, _APPLIANCE_TERMINALS)
+    ids, count = np.unique(obj[is_appl], return_counts=True)
+    sensors = dict(zip(ids.tolist(), count.tolist(), strict=True))
+    conn = np.zeros(nodes.size, np.int64)
+    meas = np.zeros(nodes.size, np.int64)
+    for a_id, bus in appl.items():
+        conn[bus] += 1
+        meas[bus] += a_id in sensors
+    # several sensors on one appliance: each beyond the first adds its difference
+    on_appl = ~np.isin(m.p_kind, (PowerSensorKind.LINE_FROM, PowerSensorKind.LINE_TO,
+                                  PowerSensorKind.BUS))  # fmt: skip
+    keys = m.p_kind[on_appl].astype(np.int64) * (1 << 40) + m.p_element_id[on_appl]
+    dup = int(keys.size - np.unique(keys).size)
+    injections = int(np.sum(on_bus & (conn > 0) & (meas == conn)))
+    zero_inj = int(np.sum(on_bus & (conn == 0)))
+    n_branch = int(np.sum(np.isin(m.p_kind, (PowerSensorKind.LINE_FROM, PowerSensorKind.LINE_TO))))
+    n_bus = int(np.sum(m.p_kind == PowerSensorKind.BUS))
+    fitted = m.v_pu.size + 2 * (n_branch + n_bus + injections + dup)
+    states = 2 * int(on_bus.sum()) - 1 - 2 * zero_inj
+    return int(fitted - states)
 
 
 class StateEstimator:
@@ -144,8 +207,9 @@ class StateEstimator:
                     term.append(_TERMINAL[k])
                     p.append(m.p_mw[i] * share * sign)
                     q.append(m.q_mvar[i] * share * sign)
-                    ps.append(m.p_sigma_mw[i] * share * sign)
-                    qs.append(m.q_sigma_mvar[i] * share * sign)
+                    # variance share * sigma^2: the rows' variances sum to the sensor's
+                    ps.append(m.p_sigma_mw[i] * np.sqrt(share) * sign)
+                    qs.append(m.q_sigma_mvar[i] * np.sqrt(share) * sign)
                     src.append(i)
                 continue
             if k in (PowerSensorKind.LINE_FROM, PowerSensorKind.LINE_TO):
@@ -215,25 +279,13 @@ class StateEstimator:
         vs, pw, src, u_rated = self._sensors(m)
         nb = len(self.grid.bus)
         t0 = time.perf_counter()
-        model = self._model(vs, pw)
-        out, ok, err = {}, False, ""
-        for method in dict.fromkeys((self.method, CalculationMethod.iterative_linear)):
-            try:
-                out = model.calculate_state_estimation(
-                    **(self._kwargs() | {"calculation_method": method})
-                )
-                ok = True
-                self._used_method = method
-                break
-            except (
-                PowerGridError
-            ) as exc:  # e.g. NR's Jacobian singular: fall back to iterative linear
-                err = str(exc).split("\n")[0]
+        out, ok, err, meta = self._solve(vs, pw)
         if not ok and raise_on_failure:
             raise ConvergenceError(f"state estimation failed: {err}")
         ms = (time.perf_counter() - t0) * 1e3
         nm = m.n_scalar
-        dof = int(nm - (2 * nb - 1))
+        energ = out[CT.node]["energized"] > 0 if ok else None
+        dof = redundancy(self.net, m, pw, energ)
         limit = float(chdtri(max(dof, 1), self.alpha))  # = chi2.ppf(1 - alpha, dof)
         sigma = np.concatenate([m.v_sigma_pu, m.p_sigma_mw, m.q_sigma_mvar])
         if not ok:
@@ -268,8 +320,89 @@ class StateEstimator:
             dof,
             limit,
             ms,
-            {"method": self._used_method.name},
+            meta,
         )
+
+    def _solve(self, vs: np.ndarray, pw: np.ndarray) -> tuple[dict, bool, str, dict[str, object]]:
+        """PGM's estimate: the configured method; where Newton-Raphson fails from its cold
+        start, the iterative-linear estimate continued to the WLS minimum (:meth:`_continued`),
+        or that estimate itself if the continuation fails. Returns (output, ok, error, meta)."""
+        model = self._model(vs, pw)
+        out, ok, err = {}, False, ""
+        for method in dict.fromkeys((self.method, CalculationMethod.iterative_linear)):
+            try:
+                out = model.calculate_state_estimation(
+                    **(self._kwargs() | {"calculation_method": method})
+                )
+                ok = True
+                self._used_method = method
+                break
+            except PowerGridError as exc:  # e.g. NR diverged: fall back to iterative linear
+                err = str(exc).split("\n")[0]
+        meta: dict[str, object] = {"method": getattr(self, "_used_method", self.method).name}
+        nr = CalculationMethod.newton_raphson
+        if ok and self.method == nr and meta["method"] != nr.name:
+            cont = self._continued(vs, pw, out)
+            if cont is not None:
+                out, meta = cont[0], {"method": nr.name, "continuation_solves": cont[1]}
+        return out, ok, err, meta
+
+    def _continued(self, vs: np.ndarray, pw: np.ndarray, start: dict) -> tuple[dict, int] | None:
+        """The exact WLS minimum where PGM's Newton-Raphson diverges from its cold start, by
+        proximal continuation from ``start`` (the iterative-linear estimate); None if it fails.
+
+        Each step solves, with Newton-Raphson, the WLS whose measurements are pulled to the
+        last fit: ``z' = h(x) + f (z - h(x))`` with sigmas ``sqrt(f) sigma`` (the weighted
+        residual ``W' (z' - h) = W (z - h)`` is unchanged at the fixed point, so the fixed point
+        is the WLS minimum of the real measurements; the smaller residuals and the start near
+        ``x`` let Newton-Raphson converge; docs/estimation.md, *Newton-Raphson divergence*).
+        ``f`` halves after a failed step and grows after a good one; stops when the voltages
+        move less than ``CONT_TOL`` pu. Returns PGM's output with the residuals against the
+        real measurements, and the number of Newton-Raphson solves.
+        """
+        kw = self._kwargs() | {"calculation_method": CalculationMethod.newton_raphson}
+        out, f, cap = start, CONT_F0, CONT_F_MAX
+        has_pw = pw.size > 0
+        for k in range(1, CONT_MAX_SOLVES + 1):
+            v2 = vs.copy()
+            fit_u = vs["u_measured"] - out[CT.sym_voltage_sensor]["u_residual"]
+            v2["u_measured"] = fit_u + f * (vs["u_measured"] - fit_u)
+            v2["u_sigma"] = vs["u_sigma"] * np.sqrt(f)
+            p2 = pw.copy()
+            if has_pw:
+                po = out[CT.sym_power_sensor]
+                for name in ("p", "q"):
+                    fit = pw[f"{name}_measured"] - po[f"{name}_residual"]
+                    p2[f"{name}_measured"] = fit + f * (pw[f"{name}_measured"] - fit)
+                for name in ("p_sigma", "q_sigma", "power_sigma"):
+                    p2[name] = pw[name] * np.sqrt(f)
+            try:
+                new = self._model(v2, p2).calculate_state_estimation(**kw)
+            except PowerGridError:
+                log.debug("continuation solve %d failed at pull %.3f", k, f)
+                cap, f = 0.75 * f, 0.5 * f  # grow no more than near the pull that failed
+                if f < CONT_F_MIN:
+                    log.info("Newton-Raphson continuation failed after %d solves", k)
+                    return None
+                continue
+            new = dict(new)  # residuals against the real measurements
+            vo = new[CT.sym_voltage_sensor].copy()
+            vo["u_residual"] = vs["u_measured"] - (v2["u_measured"] - vo["u_residual"])
+            new[CT.sym_voltage_sensor] = vo
+            if has_pw:
+                po = new[CT.sym_power_sensor].copy()
+                for name in ("p", "q"):
+                    fit = p2[f"{name}_measured"] - po[f"{name}_residual"]
+                    po[f"{name}_residual"] = pw[f"{name}_measured"] - fit
+                new[CT.sym_power_sensor] = po
+            du = np.abs(new[CT.node]["u_pu"] - out[CT.node]["u_pu"])
+            out, f = new, min(f * CONT_F_GROW, cap)
+            log.debug("continuation solve %d at pull %.3f: max |dV| %.2e pu", k, f, np.nanmax(du))
+            if np.nanmax(du, initial=0.0) < CONT_TOL:
+                log.debug("Newton-Raphson continuation converged in %d solves", k)
+                return out, k
+        log.info("Newton-Raphson continuation did not settle in %d solves", CONT_MAX_SOLVES)
+        return None
 
     def _residuals(
         self, out: dict, m: Measurements, src: np.ndarray, u_rated: np.ndarray
@@ -377,8 +510,9 @@ class StateEstimator:
             q = np.broadcast_to(pw["q_measured"], (t, pw.size)).copy()
             sgn_m = np.where(m.p_kind == PowerSensorKind.BUS, -1.0, 1.0)
             # share of each PGM row in its measurement (loads split by behaviour)
-            tot_p = np.bincount(src, weights=np.abs(pw["p_sigma"]), minlength=npw)
-            shares = np.abs(pw["p_sigma"]) / np.where(tot_p[src] > 0, tot_p[src], 1.0)
+            var = pw["p_sigma"] ** 2  # share * sigma^2 (see _sensors)
+            tot_p = np.bincount(src, weights=var, minlength=npw)
+            shares = var / np.where(tot_p[src] > 0, tot_p[src], 1.0)
             for k in np.flatnonzero(~vr):
                 j = rows[k] - nv
                 arr = p if j < npw else q
