@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from gridpilot.flex import PhasePlanConfig, PlaceConfig, place_fleet, plan_phases
-from gridpilot.flex.phase_network import PhaseNetwork
+from gridpilot.flex.phase_network import LEG_TO_LEG, PhaseNetwork
 from gridpilot.model import load_grid
 from gridpilot.model.importers.opendss import DssSession
 from gridpilot.model.threephase import ThreePhaseGrid
@@ -54,8 +54,10 @@ def _opendss_step(g: ThreePhaseGrid, net: PhaseNetwork, p_mw: np.ndarray, t: int
     level = float(net.level[t])
     kv = {b.lower(): v for b, v in g.bus_kv_ln.items()}
     for k, (bus, ph) in enumerate(net.points):
+        legs = ph == LEG_TO_LEG  # 240 V across both legs of a split-phase service
+        node, vk = ("1.2", 2.0 * kv[bus.lower()]) if legs else (str(ph), kv[bus.lower()])
         s.command(
-            f"new load.der_{k} bus1={bus}.{ph} phases=1 kv={kv[bus.lower()]:.6f} "
+            f"new load.der_{k} bus1={bus}.{node} phases=1 kv={vk:.6f} "
             f"kw={1e3 * p_mw[k, t]:.6f} kvar=0 model=1 vminpu=0.7 vmaxpu=1.3 status=fixed"
         )
     taps, caps = net.controls[level]

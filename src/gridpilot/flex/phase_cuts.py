@@ -62,7 +62,12 @@ class CutSet:
     secondary's voltage then weighs its own few points, not the whole feeder. ``every``
     (active steps) gives a broken node-phase its rows at all of them at once (at most
     ``MAX_NEW_ROWS_EVERY`` new rows a round), so that the schedule cannot move the problem
-    to a step without a row."""
+    to a step without a row. ``floors`` (optional: VUF ceiling, high-voltage ceiling,
+    low-voltage floor, shaped as ``vuf_allow``, ``v_hi``, ``v_lo``, and the per-phase demand
+    cap, MW, 3 x 1) are how far the
+    uncontrolled fleet already went past each limit at that bus or node-phase (its worst
+    step there): a row's slack costs :data:`~.phase_lp.DEEPER_FACTOR` times more beyond
+    them, so the schedule does not deepen any violation to relieve others."""
 
     net: PhaseNetwork
     vuf_allow: np.ndarray
@@ -78,6 +83,7 @@ class CutSet:
     stopped: str = ""
     round_nodes: list[set[int]] = field(default_factory=list)
     every: np.ndarray | None = None
+    floors: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     _coef: dict[str, sp.csr_matrix] = field(default_factory=dict)
 
     def add(self, c: Check) -> int:
@@ -218,7 +224,9 @@ class CutSet:
 
             coef = self._rows("vuf cut", len(self.vuf_keys), vuf)
             lin = np.real(np.conj(u) * v2[b, t]) * scale - _dot(coef, ph, t)
-            out.append(Cut(t, coef, self.vuf_allow[b, t] - lin, VUF_EUR_PER_PCT_STEP, "vuf cut"))
+            gap = None if self.floors is None else self.floors[0][b, t] - self.vuf_allow[b, t]
+            rhs = self.vuf_allow[b, t] - lin
+            out.append(Cut(t, coef, rhs, VUF_EUR_PER_PCT_STEP, "vuf cut", gap))
         if self.v_keys:
             kk = np.array(list(self.v_keys), np.int64)
             n, t, sg = kk[:, 0], kk[:, 1], kk[:, 2].astype(float)
@@ -232,7 +240,10 @@ class CutSet:
             coef = self._rows("voltage cut", len(self.v_keys), volt)
             lin = sg * np.abs(c.v[n, t]) / vb - _dot(coef, ph, t)
             bound = np.where(sg > 0, self.v_hi[n, t], self.v_lo[n, t])
-            out.append(Cut(t, coef, sg * bound - lin, V_EUR_PER_PU_STEP, "voltage cut"))
+            gap = None
+            if self.floors is not None:
+                gap = sg * (np.where(sg > 0, self.floors[1][n, t], self.floors[2][n, t]) - bound)
+            out.append(Cut(t, coef, sg * bound - lin, V_EUR_PER_PU_STEP, "voltage cut", gap))
         return out
 
 
