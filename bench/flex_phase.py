@@ -16,6 +16,10 @@ the largest node-phase voltage difference are printed beside ours. ``ieee8500`` 
 dense sensitivities) is planned by constraint generation (``sens_mode`` ``rows``): its row gives
 the sensitivity rows computed, the cut rows, the limit breaks each round's exact check found and
 the peak RSS of the bench process so far; its default case is a short run of 2 rounds.
+``status`` is ``feasible``, ``no_deeper`` (limits broken, but at no bus, node-phase or phase
+further than by uncontrolled charging) or ``uncontrolled`` (no round beat it: returned);
+``deeper_than_uncontrolled`` how far the returned plan goes past the uncontrolled worst.
+Devices on ``ieee8500``'s split-phase services are 240 V, across both legs.
 """
 
 from __future__ import annotations
@@ -114,6 +118,10 @@ def run(
         "ev_charged_mwh_by_phase": s["ev_charged_mwh_by_phase"],
         "ev_switched_mwh": s["ev_switched_mwh"],
         "feasible": s["feasible"],
+        "status": s["status"],
+        "deeper_than_uncontrolled": s["deeper_than_uncontrolled"],
+        "worse_than_uncontrolled": s["worse_than_uncontrolled"],
+        "best_round": s["best_round"],
         "reason": s["reason"],
         "rounds": s["rounds"],
         "max_rounds": rounds,
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['grid']:8} {r['fleet']:8} VUF {r['vuf_before_max_pct']:.2f} -> "
             f"{r['vuf_after_max_pct']:.2f} % (OpenDSS {r['opendss_vuf_worst_step_pct']:.2f}), "
             f"EV {r['ev_delivered_mwh']:.2f}/{r['ev_requested_mwh']:.2f} MWh, "
-            f"feasible {r['feasible']}, {r['total_s']:.1f} s"
+            f"feasible {r['feasible']} ({r['status']}), {r['total_s']:.1f} s"
         )
 
 

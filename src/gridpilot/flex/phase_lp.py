@@ -91,11 +91,13 @@ class Cut:
 @dataclass
 class Limits:
     """Per-phase limits: demand per phase (MW, 3 x T; inf = none), base demand (3 x T) and
-    each point's phase index (0..2)."""
+    each point's phase index (0..2); ``point_cap_mw`` (optional, one per point, inf = none)
+    caps each point's net draw at every step."""
 
     phase_mw: np.ndarray
     base_mw: np.ndarray
     point_phase: np.ndarray
+    point_cap_mw: np.ndarray | None = None
 
 
 def _ev_cols(lp: LP, d: Devices) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +207,8 @@ def build(
     device columns (add the cuts with :class:`CutSolver`)."""
     lp = LP(solver="simplex")
     K, T, h = d.p_fixed.shape[0], d.T, d.step_h
-    p = lp.var("P", (K, T), -np.inf, np.inf, price[None, :] * h)
+    cap = np.full(K, np.inf) if lim.point_cap_mw is None else lim.point_cap_mw
+    p = lp.var("P", (K, T), -np.inf, np.repeat(cap[:, None], T, 1), price[None, :] * h)
     c, dis = _ev_cols(lp, d)
     rows = [np.arange(K * T)]
     cols = [p.ravel()]

@@ -19,6 +19,13 @@ whose VUF (or a node-phase whose voltage) is already outside the limit with only
 fixed part (the grid's loads, PV, and in ``balance`` mode the batteries and water heaters as
 they run on their own) may stay there as long as the schedule does not make it worse; where the fleet cannot meet a limit
 the plan reports the best it achieved and why (``reason``).
+
+Where the uncontrolled fleet already breaks a limit, the plan must not break it further at any
+bus, node-phase or phase (its worst there, :func:`~.phase_score.set_floors`): the cuts' slack
+beyond that costs 100 times more, rounds rank by (deepened, EV energy short, excess), and
+uncontrolled charging is returned when no round beats it. ``status`` says which:
+``feasible``, ``no_deeper`` (limits broken, nowhere further than uncontrolled charging) or
+``uncontrolled``.
 """
 
 from __future__ import annotations
@@ -43,7 +50,15 @@ from gridpilot.flex.phase_cuts import (
 from gridpilot.flex.phase_fleet import PhaseFleet
 from gridpilot.flex.phase_lp import CutSolver, Devices, Limits, build
 from gridpilot.flex.phase_network import SENS_MODES, SOLAR_SHAPE, Check, PhaseNetwork, daily
-from gridpilot.flex.phase_score import deep_score, deeper, excess, set_floors, status, worse_than
+from gridpilot.flex.phase_score import (
+    deep_score,
+    deeper,
+    excess,
+    point_caps,
+    set_floors,
+    status,
+    worse_than,
+)
 from gridpilot.flex.phase_score import reason as explain
 from gridpilot.model.threephase import ThreePhaseGrid
 
@@ -415,15 +430,16 @@ def _rounds(
         ev = _ev_result(d, x, cols)
         slack = solver.slack_sum(x, "vuf cut")
         cand = _Best(sum(ex.values()), r, p_hat, c_hat, ev, slack, solver.objective)
-        cand.deep, cand.short = deep_score(deeper(lin, c_hat)), _short(d, ev)
+        dp = deeper(lin, c_hat)
+        cand.deep, cand.short = deep_score(dp), _short(d, ev)
         if best is None or cand.key <= best.key:
             best = cand
         n_bad = lin.add(c_hat)
         lin.broken.append(n_bad)
         log.info(
-            "phase plan round %d: excess %s, deeper %.4f, short %.4f MWh, %d rows, %d broken; "
+            "phase plan round %d: excess %s, deeper %s, short %.4f MWh, %d rows, %d broken; "
             "cuts+LP %.1f s, check %.1f s",
-            *(r, ex, cand.deep, cand.short, solver.m, n_bad, dt, dt_check),
+            *(r, ex, dp, cand.short, solver.m, n_bad, dt, dt_check),
         )
         if n_bad == 0:
             break
@@ -479,6 +495,8 @@ def plan_phases(
     )
     lim = Limits(_limit(cfg, steps), none.phase_mw, net.point_phase - 1)
     set_floors(lin, before, lim.phase_mw)
+    if cfg.mode == "balance":  # (stores scheduled in "plan" mode may need more room)
+        lim.point_cap_mw = point_caps(lin, before, p_unc)
     lin.add(before)
     per = cfg.monitor if cfg.monitor is not None else MONITOR_PER_PHASE * (net.mode == "rows")
     lin.monitor(before, per, active_steps(d))
@@ -511,6 +529,9 @@ def plan_phases(
         "objective_eur": round(best.objective, 4) if np.isfinite(best.objective) else None,
         "worse_than_uncontrolled": worse_than(ex, ex_unc),
         "deeper_than_uncontrolled": deep,
+        "capped_points": int(np.isfinite(lim.point_cap_mw).sum())
+        if lim.point_cap_mw is not None
+        else 0,
         "network_s": round(t_net, 3),
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),
@@ -527,4 +548,6 @@ def plan_phases(
         reason = f"no planned round beat uncontrolled charging, which is returned: {reason}"
     feasible = best.score <= 0 and short <= 1e-6
     stats["status"] = status(feasible, best.round, deep)
+    if stats["status"] == "no_deeper":
+        reason += "; not feasible, but no limit broken further than by uncontrolled charging"
     return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats, lin)
