@@ -4,6 +4,7 @@ one leg, and a plan that never deepens a violation of the uncontrolled fleet."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,43 @@ def test_the_plan_never_deepens_a_violation_of_the_uncontrolled_fleet(tmp_path: 
     allowed = np.minimum(0.95, fixed.v_pu)  # what the grid without the fleet leaves
     if np.any(live & (after.v_pu < allowed - 2e-3)):
         assert not s["feasible"] and "voltage outside the band" in s["reason"]
+
+
+def test_a_plan_that_deepens_a_violation_steps_back_towards_uncontrolled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A best round that goes past the uncontrolled worst (here made so: the plan pushed on
+    beyond itself, 2 x plan - uncontrolled) is mixed back with uncontrolled charging until its
+    full power flow deepens nothing; the mix 0.5 is the planned schedule itself."""
+    from gridpilot.flex import phase_plan as pp
+    from gridpilot.flex import phase_score as ps
+
+    g = _grid(tmp_path, tpx_kft=0.3)
+    records: list[dict[str, object]] = [
+        {"kind": "ev", "bus": b, "phase": LEG_TO_LEG, "kw": 7.4, "kwh": 30}
+        | {"arrival": 70 + 2 * i, "departure": 124}
+        for b in ("sa", "sb")
+        for i in range(4)
+    ]
+    pf = fleet_from_records(g, records)
+    cfg = PhasePlanConfig(max_rounds=3)
+    real = pp._rounds
+    seen: dict[str, float] = {}
+
+    def pushed(d, lin, lim, price, start, max_rounds):  # type: ignore[no-untyped-def]
+        best, r, t = real(d, lin, lim, price, start, max_rounds)
+        p = 2 * best.p - start[0]
+        c = lin.net.check(p)
+        seen["deep"] = ps.deep_score(ps.deeper(lin, c))
+        seen["plan_deep"] = best.deep
+        out = dataclasses.replace(best, p=p, check=c, deep=seen["deep"])
+        return out, r, t
+
+    monkeypatch.setattr(pp, "_rounds", pushed)
+    plan = plan_phases(g, pf, cfg)
+    s = plan.summary()
+    assert seen["deep"] > 0 and seen["plan_deep"] == 0  # the pushed plan deepens; the real not
+    assert s["deeper_than_uncontrolled"]["node_phases"] == 0
+    assert s["status"] in ("no_deeper", "feasible", "uncontrolled")
+    assert s["status"] != "uncontrolled" and s["plan_share"] in (0.75, 0.5)
+    assert s["ev_delivered_mwh"] == pytest.approx(s["ev_requested_mwh"], abs=1e-6)

@@ -106,8 +106,8 @@ class CutSet:
         new = [(b, t) for b, t in near if over[b, t] > TOL_VUF_PCT or (int(b), int(t)) not in have]
         new.sort(key=lambda bt: -over[bt[0], bt[1]])
         if self.every is not None:  # the worst bus a step: the buses' VUF rows are near-parallel
-            seen: set[int] = set()
-            new = [bt for bt in new if not (int(bt[1]) in seen or seen.add(int(bt[1])))]
+            _, first = np.unique([int(bt[1]) for bt in new], return_index=True)
+            new = [new[i] for i in np.sort(first)]
         for b, t in new[:MAX_NEW_CUTS]:
             u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
             scale = 100.0 / max(abs(v1[b, t]), 1e-9)

@@ -384,6 +384,7 @@ class _Best:
     objective: float
     deep: float = 0.0
     short: float = 0.0
+    blend: float = 1.0
 
     @property
     def key(self) -> tuple[float, float, float]:
@@ -447,6 +448,29 @@ def _rounds(
     return best, r, t_lp
 
 
+BLEND = (0.75, 0.5, 0.25)
+"""Shares of the plan tried, the rest uncontrolled charging, when the plan deepens a violation."""
+
+
+def _blend(d: Devices, lin: CutSet, limit_mw: np.ndarray, best: _Best, unc: _Best) -> _Best:
+    """The largest share a of ``best`` (``BLEND``) whose mix a x plan + (1 - a) x uncontrolled
+    charging (a schedule too: both keep every device's limits and requests) deepens no
+    violation in its full power flow; ``best`` if none does."""
+    for a in BLEND:
+        p = a * best.p + (1 - a) * unc.p
+        c = lin.net.check(p)
+        dp = deeper(lin, c)
+        log.info("phase plan: %.2f x plan + %.2f x uncontrolled deepens %s", a, 1 - a, dp)
+        if deep_score(dp) <= 0:
+            ev = {k: a * best.ev[k] + (1 - a) * unc.ev[k] for k in ("charge_mw", "discharge_mw")}
+            ev = {**best.ev, **ev}
+            score = sum(excess(lin, c, limit_mw).values())
+            out = _Best(score, best.round, p, c, ev, best.vuf_slack, best.objective)
+            out.short, out.blend = _short(d, ev), a
+            return out
+    return best
+
+
 def _uncontrolled_best(
     d: Devices, p_unc: np.ndarray, ev_mw: np.ndarray, before: Check, score: float
 ) -> _Best:
@@ -505,6 +529,8 @@ def plan_phases(
     best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
     ex_unc = excess(lin, before, lim.phase_mw)
     unc = _uncontrolled_best(d, p_unc, ev_unc, before, sum(ex_unc.values()))
+    if best.deep > 0:  # went past the uncontrolled worst somewhere: step back towards it
+        best = _blend(d, lin, lim.phase_mw, best, unc)
     if unc.key < best.key:  # never worse than doing nothing: keep that instead
         log.warning("phase plan: no round beat uncontrolled charging; returning it")
         best = unc
@@ -526,6 +552,7 @@ def plan_phases(
         "vuf_limit_pct": cfg.vuf_limit_pct,
         "rounds": rounds,
         "best_round": best.round,
+        "plan_share": best.blend,
         "objective_eur": round(best.objective, 4) if np.isfinite(best.objective) else None,
         "worse_than_uncontrolled": worse_than(ex, ex_unc),
         "deeper_than_uncontrolled": deep,
