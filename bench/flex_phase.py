@@ -122,6 +122,8 @@ def run(
         "deeper_than_uncontrolled": s["deeper_than_uncontrolled"],
         "worse_than_uncontrolled": s["worse_than_uncontrolled"],
         "best_round": s["best_round"],
+        "plan_share": s["plan_share"],
+        "capped_points": s["capped_points"],
         "reason": s["reason"],
         "rounds": s["rounds"],
         "max_rounds": rounds,

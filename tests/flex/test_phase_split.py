@@ -146,7 +146,8 @@ def test_a_plan_that_deepens_a_violation_steps_back_towards_uncontrolled(
 ) -> None:
     """A best round that goes past the uncontrolled worst (here made so: the plan pushed on
     beyond itself, 2 x plan - uncontrolled) is mixed back with uncontrolled charging until its
-    full power flow deepens nothing; the mix 0.5 is the planned schedule itself."""
+    full power flow deepens nothing (bisection on the share); the mix 0.5 is the planned
+    schedule itself, which deepens nothing."""
     from gridpilot.flex import phase_plan as pp
     from gridpilot.flex import phase_score as ps
 
@@ -177,5 +178,5 @@ def test_a_plan_that_deepens_a_violation_steps_back_towards_uncontrolled(
     assert seen["deep"] > 0 and seen["plan_deep"] == 0  # the pushed plan deepens; the real not
     assert s["deeper_than_uncontrolled"]["node_phases"] == 0
     assert s["status"] in ("no_deeper", "feasible", "uncontrolled")
-    assert s["status"] != "uncontrolled" and s["plan_share"] in (0.75, 0.5)
+    assert s["status"] != "uncontrolled" and 0.5 <= s["plan_share"] < 1
     assert s["ev_delivered_mwh"] == pytest.approx(s["ev_requested_mwh"], abs=1e-6)

@@ -51,11 +51,13 @@ from gridpilot.flex.phase_fleet import PhaseFleet
 from gridpilot.flex.phase_lp import CutSolver, Devices, Limits, build
 from gridpilot.flex.phase_network import SENS_MODES, SOLAR_SHAPE, Check, PhaseNetwork, daily
 from gridpilot.flex.phase_score import (
+    assignment,
     deep_score,
     deeper,
     excess,
     point_caps,
     set_floors,
+    short_mwh,
     status,
     worse_than,
 )
@@ -323,12 +325,6 @@ def price_eur_per_mwh(steps: np.ndarray, step_h: float) -> np.ndarray:
     return 60.0 + 140.0 * (s - LOAD_SHAPE.min()) / (LOAD_SHAPE.max() - LOAD_SHAPE.min())
 
 
-def _short(d: Devices, ev: dict[str, np.ndarray]) -> float:
-    """MWh the EV sessions get less than they asked for."""
-    got = np.bincount(d.es, (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
-    return float(np.maximum(d.need - got, 0).sum())
-
-
 def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     c, di = x[cols["ev_c"]], cols["ev_d"]
     dis = np.where(di >= 0, x[np.maximum(di, 0)], 0.0)
@@ -338,22 +334,6 @@ def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[s
         "step": d.et,
         "charge_mw": c,
         "discharge_mw": dis,
-    }
-
-
-def _assignment(d: Devices, ev: dict[str, np.ndarray], point_phase: np.ndarray) -> dict[str, Any]:
-    """EV energy charged per feeder phase (``point_phase``: each point's), and what
-    phase-switching chargers drew off their own phase."""
-    e = ev["charge_mw"] * d.step_h
-    by_phase = np.bincount(point_phase[d.ek] - 1, e, 3)
-    n_ph = np.bincount(d.es, minlength=d.need.size)  # columns per session (x steps)
-    steps = np.bincount(d.es[d.ephi == d.own[d.es]], minlength=d.need.size)
-    switching = n_ph > steps  # sessions with more than their own phase
-    off = switching[d.es] & (d.ephi != d.own[d.es])
-    return {
-        "ev_charged_mwh_by_phase": [round(float(x), 5) for x in by_phase],
-        "ev_switching_sessions": int(switching.sum()),
-        "ev_switched_mwh": round(float(e[off].sum()), 5),
     }
 
 
@@ -432,7 +412,7 @@ def _rounds(
         slack = solver.slack_sum(x, "vuf cut")
         cand = _Best(sum(ex.values()), r, p_hat, c_hat, ev, slack, solver.objective)
         dp = deeper(lin, c_hat)
-        cand.deep, cand.short = deep_score(dp), _short(d, ev)
+        cand.deep, cand.short = deep_score(dp), short_mwh(d, ev)
         if best is None or cand.key <= best.key:
             best = cand
         n_bad = lin.add(c_hat)
@@ -448,27 +428,33 @@ def _rounds(
     return best, r, t_lp
 
 
-BLEND = (0.75, 0.5, 0.25)
-"""Shares of the plan tried, the rest uncontrolled charging, when the plan deepens a violation."""
+BLEND_STEPS = 4
+"""Bisection steps on the plan's share of a mix with uncontrolled charging (to 1/16)."""
 
 
 def _blend(d: Devices, lin: CutSet, limit_mw: np.ndarray, best: _Best, unc: _Best) -> _Best:
-    """The largest share a of ``best`` (``BLEND``) whose mix a x plan + (1 - a) x uncontrolled
-    charging (a schedule too: both keep every device's limits and requests) deepens no
-    violation in its full power flow; ``best`` if none does."""
-    for a in BLEND:
+    """The largest share a of ``best`` (bisection, ``BLEND_STEPS``) whose mix a x plan +
+    (1 - a) x uncontrolled charging (a schedule too: both keep every device's limits and
+    requests) deepens no violation in its full power flow and ranks no worse than uncontrolled
+    charging; ``best`` if none does."""
+    lo, hi = 0.0, 1.0
+    found: _Best | None = None
+    for _ in range(BLEND_STEPS):
+        a = (lo + hi) / 2
         p = a * best.p + (1 - a) * unc.p
         c = lin.net.check(p)
         dp = deeper(lin, c)
-        log.info("phase plan: %.2f x plan + %.2f x uncontrolled deepens %s", a, 1 - a, dp)
-        if deep_score(dp) <= 0:
-            ev = {k: a * best.ev[k] + (1 - a) * unc.ev[k] for k in ("charge_mw", "discharge_mw")}
-            ev = {**best.ev, **ev}
-            score = sum(excess(lin, c, limit_mw).values())
-            out = _Best(score, best.round, p, c, ev, best.vuf_slack, best.objective)
-            out.short, out.blend = _short(d, ev), a
-            return out
-    return best
+        log.info("phase plan: %.4f x plan + uncontrolled deepens %s", a, dp)
+        ev = {k: a * best.ev[k] + (1 - a) * unc.ev[k] for k in ("charge_mw", "discharge_mw")}
+        ev = {**best.ev, **ev}
+        score = sum(excess(lin, c, limit_mw).values())
+        cand = _Best(score, best.round, p, c, ev, best.vuf_slack, best.objective)
+        cand.deep, cand.short, cand.blend = deep_score(dp), short_mwh(d, ev), a
+        if cand.key > unc.key:  # deepens something (or is no better): less of the plan
+            hi = a
+            continue
+        lo, found = a, cand
+    return best if found is None else found
 
 
 def _uncontrolled_best(
@@ -483,6 +469,37 @@ def _uncontrolled_best(
         "discharge_mw": np.zeros_like(ev_mw),
     }
     return _Best(score, 0, p_unc, before, ev, 0.0, float("nan"))
+
+
+def _limits(
+    cfg: PhasePlanConfig,
+    net: PhaseNetwork,
+    d: Devices,
+    checks: tuple[Check, Check, Check],
+    p_unc: np.ndarray,
+) -> tuple[CutSet, Limits]:
+    """The cut set (limits relaxed where the fixed part breaks them, floors at the uncontrolled
+    fleet's worst, the monitored set) and the per-phase limits and point caps."""
+    none, fixed, before = checks
+    lin = CutSet(
+        net,
+        np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
+        np.maximum(cfg.v_max_pu, fixed.v_pu),
+        np.minimum(cfg.v_min_pu, fixed.v_pu),
+        moved_points(d),
+        SPARSE_REL if net.mode == "rows" else 0.0,
+    )
+    phase_mw = _limit(cfg, net.steps)
+    set_floors(lin, before, phase_mw)
+    cap = np.full(len(net.points), np.inf)
+    if cfg.mode == "balance":  # (stores scheduled in "plan" mode may need more room)
+        cap = point_caps(lin, before, p_unc)
+    lim = Limits(phase_mw, none.phase_mw, net.point_phase - 1, cap)
+    lin.add(before)
+    per = cfg.monitor if cfg.monitor is not None else MONITOR_PER_PHASE * (net.mode == "rows")
+    lin.monitor(before, per, active_steps(d))
+    lin.every = active_steps(d) if net.mode == "rows" else None
+    return lin, lim
 
 
 def plan_phases(
@@ -509,22 +526,7 @@ def plan_phases(
     fixed = net.check(d.p_fixed)
     p_unc, ev_unc = uncontrolled(d)
     before = net.check(p_unc)
-    lin = CutSet(
-        net,
-        np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
-        np.maximum(cfg.v_max_pu, fixed.v_pu),
-        np.minimum(cfg.v_min_pu, fixed.v_pu),
-        moved_points(d),
-        SPARSE_REL if net.mode == "rows" else 0.0,
-    )
-    lim = Limits(_limit(cfg, steps), none.phase_mw, net.point_phase - 1)
-    set_floors(lin, before, lim.phase_mw)
-    if cfg.mode == "balance":  # (stores scheduled in "plan" mode may need more room)
-        lim.point_cap_mw = point_caps(lin, before, p_unc)
-    lin.add(before)
-    per = cfg.monitor if cfg.monitor is not None else MONITOR_PER_PHASE * (net.mode == "rows")
-    lin.monitor(before, per, active_steps(d))
-    lin.every = active_steps(d) if net.mode == "rows" else None
+    lin, lim = _limits(cfg, net, d, (none, fixed, before), p_unc)
     price = price_eur_per_mwh(steps, pf.fleet.step_h)
     best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
     ex_unc = excess(lin, before, lim.phase_mw)
@@ -548,7 +550,7 @@ def plan_phases(
         "ev_requested_mwh": round(float(d.need.sum()), 5),
         "ev_delivered_mwh": round(float(np.minimum(got, d.need).sum()), 5),
         "ev_short_sessions": int((d.need - got > 1e-6).sum()),
-        **_assignment(d, ev, net.point_phase),
+        **assignment(d, ev, net.point_phase),
         "vuf_limit_pct": cfg.vuf_limit_pct,
         "rounds": rounds,
         "best_round": best.round,
@@ -556,9 +558,7 @@ def plan_phases(
         "objective_eur": round(best.objective, 4) if np.isfinite(best.objective) else None,
         "worse_than_uncontrolled": worse_than(ex, ex_unc),
         "deeper_than_uncontrolled": deep,
-        "capped_points": int(np.isfinite(lim.point_cap_mw).sum())
-        if lim.point_cap_mw is not None
-        else 0,
+        "capped_points": int(np.isfinite(np.asarray(lim.point_cap_mw)).sum()),
         "network_s": round(t_net, 3),
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),

@@ -5,9 +5,12 @@ uncontrolled fleet's worst (``deeper``: the plan must not), the status and the r
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from gridpilot.flex.phase_cuts import TOL_V_PU, TOL_VUF_PCT, CutSet
+from gridpilot.flex.phase_lp import Devices
 from gridpilot.flex.phase_network import Check
 
 
@@ -117,3 +120,25 @@ def point_caps(lin: CutSet, before: Check, p_unc: np.ndarray) -> np.ndarray:
     buses = {net.nodes[int(n)][0] for n in np.flatnonzero(low)}
     hit = np.array([b in buses for b, _ in net.points], bool) | net.point_service
     return np.where(hit, p_unc.max(axis=1) + 1e-9, np.inf)
+
+
+def short_mwh(d: Devices, ev: dict[str, np.ndarray]) -> float:
+    """MWh the EV sessions get less than they asked for."""
+    got = np.bincount(d.es, (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
+    return float(np.maximum(d.need - got, 0).sum())
+
+
+def assignment(d: Devices, ev: dict[str, np.ndarray], point_phase: np.ndarray) -> dict[str, Any]:
+    """EV energy charged per feeder phase (``point_phase``: each point's), and what
+    phase-switching chargers drew off their own phase."""
+    e = ev["charge_mw"] * d.step_h
+    by_phase = np.bincount(point_phase[d.ek] - 1, e, 3)
+    n_ph = np.bincount(d.es, minlength=d.need.size)  # columns per session (x steps)
+    steps = np.bincount(d.es[d.ephi == d.own[d.es]], minlength=d.need.size)
+    switching = n_ph > steps  # sessions with more than their own phase
+    off = switching[d.es] & (d.ephi != d.own[d.es])
+    return {
+        "ev_charged_mwh_by_phase": [round(float(x), 5) for x in by_phase],
+        "ev_switching_sessions": int(switching.sum()),
+        "ev_switched_mwh": round(float(e[off].sum()), 5),
+    }
