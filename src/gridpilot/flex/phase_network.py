@@ -208,7 +208,6 @@ class PhaseNetwork:
         self.node_phase = np.array([fp.get(b, k) for b, k in self.nodes], np.int64)
         self.branch_phase = self.node_phase[np.maximum(self.twin.loads.a, 0)]
         self.point_phase = np.array([fp.get(b, p) for b, p in self.points], np.int64)
-        self.point_service = np.array([b in fp for b, _ in self.points], bool)
         levels = list(self.controls)
         self.level_idx = np.array([levels.index(lv) for lv in self.level], np.int64)
         self.sens = self._sensitivities() if self.mode == "dense" else None
