@@ -16,6 +16,10 @@ the largest node-phase voltage difference are printed beside ours. ``ieee8500`` 
 dense sensitivities) is planned by constraint generation (``sens_mode`` ``rows``): its row gives
 the sensitivity rows computed, the cut rows, the limit breaks each round's exact check found and
 the peak RSS of the bench process so far; its default case is a short run of 2 rounds.
+``status`` is ``feasible``, ``no_deeper`` (limits broken, but at no bus, node-phase or phase
+further than by uncontrolled charging) or ``uncontrolled`` (no round beat it: returned);
+``deeper_than_uncontrolled`` how far the returned plan goes past the uncontrolled worst.
+Devices on ``ieee8500``'s split-phase services are 240 V, across both legs.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from gridpilot.flex import PhasePlanConfig, PlaceConfig, place_fleet, plan_phases
-from gridpilot.flex.phase_network import PhaseNetwork
+from gridpilot.flex.phase_network import LEG_TO_LEG, PhaseNetwork
 from gridpilot.model import load_grid
 from gridpilot.model.importers.opendss import DssSession
 from gridpilot.model.threephase import ThreePhaseGrid
@@ -54,8 +58,10 @@ def _opendss_step(g: ThreePhaseGrid, net: PhaseNetwork, p_mw: np.ndarray, t: int
     level = float(net.level[t])
     kv = {b.lower(): v for b, v in g.bus_kv_ln.items()}
     for k, (bus, ph) in enumerate(net.points):
+        legs = ph == LEG_TO_LEG  # 240 V across both legs of a split-phase service
+        node, vk = ("1.2", 2.0 * kv[bus.lower()]) if legs else (str(ph), kv[bus.lower()])
         s.command(
-            f"new load.der_{k} bus1={bus}.{ph} phases=1 kv={kv[bus.lower()]:.6f} "
+            f"new load.der_{k} bus1={bus}.{node} phases=1 kv={vk:.6f} "
             f"kw={1e3 * p_mw[k, t]:.6f} kvar=0 model=1 vminpu=0.7 vmaxpu=1.3 status=fixed"
         )
     taps, caps = net.controls[level]
@@ -112,6 +118,12 @@ def run(
         "ev_charged_mwh_by_phase": s["ev_charged_mwh_by_phase"],
         "ev_switched_mwh": s["ev_switched_mwh"],
         "feasible": s["feasible"],
+        "status": s["status"],
+        "deeper_than_uncontrolled": s["deeper_than_uncontrolled"],
+        "worse_than_uncontrolled": s["worse_than_uncontrolled"],
+        "best_round": s["best_round"],
+        "plan_share": s["plan_share"],
+        "capped_points": s["capped_points"],
         "reason": s["reason"],
         "rounds": s["rounds"],
         "max_rounds": rounds,
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['grid']:8} {r['fleet']:8} VUF {r['vuf_before_max_pct']:.2f} -> "
             f"{r['vuf_after_max_pct']:.2f} % (OpenDSS {r['opendss_vuf_worst_step_pct']:.2f}), "
             f"EV {r['ev_delivered_mwh']:.2f}/{r['ev_requested_mwh']:.2f} MWh, "
-            f"feasible {r['feasible']}, {r['total_s']:.1f} s"
+            f"feasible {r['feasible']} ({r['status']}), {r['total_s']:.1f} s"
         )
 
 

@@ -22,6 +22,7 @@ from gridpilot.flex import (
     place_fleet,
     plan_phases,
 )
+from gridpilot.flex.phase_fleet import LEG_TO_LEG
 from gridpilot.flex.phase_network import PhaseNetwork
 from gridpilot.flex.phase_plan import PhasePlan
 from gridpilot.model import load_grid
@@ -72,7 +73,7 @@ def test_ieee8500_fleet_on_split_phase_services_counts_on_primary_phases() -> No
     assert isinstance(g, ThreePhaseGrid)
     fp = feeder_phases(g)
     pf = place_fleet(g, PlaceConfig(seed=1))
-    assert set(np.unique(pf.phase["ev"])) == {1, 2}  # the secondary legs
+    assert set(np.unique(pf.phase["ev"])) == {LEG_TO_LEG}  # 240 V across both legs
     assert set(np.unique(pf.feeder_phase["ev"])) == {1, 2, 3}
     for bus, ph in zip(pf.device_bus("pv"), pf.feeder_phase["pv"], strict=True):
         assert fp[bus] == ph
@@ -153,8 +154,8 @@ def test_the_check_is_the_twins_full_power_flow(
     after = plan13.checks["after"]
     t = int(np.argmax(after.vuf_pct.max(axis=0)))
     net = PhaseNetwork(ieee13, plan13.points, plan13.steps)
-    level = float(net.level[t])
-    loads = [dataclasses.replace(ld, kw=ld.kw * level, kvar=ld.kvar * level) for ld in ieee13.loads]
+    level, m = float(net.level[t]), float(net.mult[t])  # controls of the level, loads x mult
+    loads = [dataclasses.replace(ld, kw=ld.kw * m, kvar=ld.kvar * m) for ld in ieee13.loads]
     g = dataclasses.replace(ieee13, loads=loads)
     from gridpilot.flex.phase_network import der_grid
 

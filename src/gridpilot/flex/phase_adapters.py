@@ -12,6 +12,9 @@ the existing engines what they take, keeping the phase of every device visible.
   discharge) and bids (EV charging need, battery charging) with the device's phase as the
   auction zone, cleared by :func:`~gridpilot.market.clear` local-first: trades inside a phase
   clear first (they leave the phase balance as it is), the rest across phases.
+
+Phases here are feeder (primary) phases (``PhaseFleet.feeder_phase``): on a split-phase
+service the legs, or a 240 V device across both, count on the primary phase behind it.
 """
 
 from __future__ import annotations
@@ -53,15 +56,15 @@ def phase_headroom(pf: PhaseFleet, step: int, ev_mw: np.ndarray | None = None) -
         )
     up = np.zeros(3)
     down = np.zeros(3)
-    np.add.at(up, pf.phase["battery"] - 1, f.batteries.p_max_mw)
-    np.add.at(down, pf.phase["battery"] - 1, f.batteries.p_max_mw)
+    np.add.at(up, pf.feeder_phase["battery"] - 1, f.batteries.p_max_mw)
+    np.add.at(down, pf.feeder_phase["battery"] - 1, f.batteries.p_max_mw)
     on = ev_p[plugged]
     v2g = np.where(f.ev.v2g[plugged], f.ev.p_max_mw[plugged], 0.0)
-    np.add.at(up, pf.phase["ev"][plugged] - 1, on + v2g)
-    np.add.at(down, pf.phase["ev"][plugged] - 1, f.ev.p_max_mw[plugged] - on)
+    np.add.at(up, pf.feeder_phase["ev"][plugged] - 1, on + v2g)
+    np.add.at(down, pf.feeder_phase["ev"][plugged] - 1, f.ev.p_max_mw[plugged] - on)
     wh = f.water_heaters
-    np.add.at(up, pf.phase["water_heater"] - 1, np.where(wh.heating, wh.p_rated_mw, 0.0))
-    np.add.at(down, pf.phase["water_heater"] - 1, np.where(wh.heating, 0.0, wh.p_rated_mw))
+    np.add.at(up, pf.feeder_phase["water_heater"] - 1, np.where(wh.heating, wh.p_rated_mw, 0.0))
+    np.add.at(down, pf.feeder_phase["water_heater"] - 1, np.where(wh.heating, 0.0, wh.p_rated_mw))
     return {
         "step": step,
         "per_phase": {
@@ -117,12 +120,12 @@ def phase_orders(pf: PhaseFleet, step: int, ev_price: float = 0.30) -> PhaseOrde
     plugged = _plugged(pf, step)
     ev_wh = np.minimum(f.ev.e_need_mwh[plugged], f.ev.p_max_mw[plugged] * h) * 1e6
     offers = [
-        ("pv", pf.phase["pv"], pv_wh, 0.05, f.pv.id),
-        ("battery", pf.phase["battery"][full], bat_wh[full], 0.20, bt.id[full]),
+        ("pv", pf.feeder_phase["pv"], pv_wh, 0.05, f.pv.id),
+        ("battery", pf.feeder_phase["battery"][full], bat_wh[full], 0.20, bt.id[full]),
     ]
     bids = [
-        ("ev", pf.phase["ev"][plugged], ev_wh, ev_price, f.ev.id[plugged]),
-        ("battery", pf.phase["battery"][~full], bat_wh[~full], 0.08, bt.id[~full]),
+        ("ev", pf.feeder_phase["ev"][plugged], ev_wh, ev_price, f.ev.id[plugged]),
+        ("battery", pf.feeder_phase["battery"][~full], bat_wh[~full], 0.08, bt.id[~full]),
     ]
 
     def side(

@@ -92,7 +92,8 @@ def _print(s: dict[str, Any]) -> None:
     print_table(rows_table(title, ("metric", "before", "after"), rows))
     typer.echo(
         f"EV energy {s['ev_delivered_mwh']:.3f} of {s['ev_requested_mwh']:.3f} MWh; "
-        f"feasible {s['feasible']} ({s['reason']}); {s['rounds']} rounds, {s['total_s']:.1f} s"
+        f"feasible {s['feasible']}, status {s['status']} ({s['reason']}); {s['rounds']} rounds, "
+        f"{s['total_s']:.1f} s"
     )
 
 
@@ -104,6 +105,10 @@ def phase_balance_cmd(
     flexible_share: Annotated[
         float, typer.Option(help="share of EVs at three-phase buses with a phase-switching charger")
     ] = 0.5,
+    level1_share: Annotated[
+        float,
+        typer.Option(help="share of EVs on split-phase services with a 120 V Level 1 charger"),
+    ] = 0.0,
     vuf_limit: Annotated[float, typer.Option(help="voltage unbalance limit, %")] = 2.0,
     phase_limit_mw: Annotated[
         float | None, typer.Option(help="demand limit per phase, MW (default none)")
@@ -132,6 +137,7 @@ def phase_balance_cmd(
                 "ev_share": ev_share,
                 "kw_per_household": kw_per_household,
                 "phase_flexible_share": flexible_share,
+                "level1_share": level1_share,
             },
         )
         plan_cfg = {

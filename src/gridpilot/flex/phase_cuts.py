@@ -62,7 +62,12 @@ class CutSet:
     secondary's voltage then weighs its own few points, not the whole feeder. ``every``
     (active steps) gives a broken node-phase its rows at all of them at once (at most
     ``MAX_NEW_ROWS_EVERY`` new rows a round), so that the schedule cannot move the problem
-    to a step without a row."""
+    to a step without a row. ``floors`` (optional: VUF ceiling, high-voltage ceiling,
+    low-voltage floor, shaped as ``vuf_allow``, ``v_hi``, ``v_lo``, and the per-phase demand
+    cap, MW, 3 x 1) are how far the
+    uncontrolled fleet already went past each limit at that bus or node-phase (its worst
+    step there): a row's slack costs :data:`~.phase_lp.DEEPER_FACTOR` times more beyond
+    them, so the schedule does not deepen any violation to relieve others."""
 
     net: PhaseNetwork
     vuf_allow: np.ndarray
@@ -78,6 +83,7 @@ class CutSet:
     stopped: str = ""
     round_nodes: list[set[int]] = field(default_factory=list)
     every: np.ndarray | None = None
+    floors: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     _coef: dict[str, sp.csr_matrix] = field(default_factory=dict)
 
     def add(self, c: Check) -> int:
@@ -86,7 +92,10 @@ class CutSet:
         Bus-steps within ``NEAR_VUF_PCT`` of the limit get a cut too (the worst
         ``MAX_NEW_CUTS`` a round), where the next plan would otherwise move the problem; a
         node-phase that breaks the voltage band at some step gets cuts at its steps within
-        ``NEAR_V_PU`` of it (the worst ``MAX_NEW_CUTS`` a round)."""
+        ``NEAR_V_PU`` of it (the worst ``MAX_NEW_CUTS`` a round). With ``every`` (constraint
+        generation on a large feeder) a round adds the VUF row of the worst bus of each step
+        only: the primary's buses move together, and thousands of their dense, nearly
+        parallel rows stalled the simplex."""
         before = len(self.vuf_keys) + len(self.v_keys)
         had = set(self.v_keys)
         v2, v1 = seq(self.net, c)
@@ -96,6 +105,9 @@ class CutSet:
         near = np.argwhere(over > -NEAR_VUF_PCT)
         new = [(b, t) for b, t in near if over[b, t] > TOL_VUF_PCT or (int(b), int(t)) not in have]
         new.sort(key=lambda bt: -over[bt[0], bt[1]])
+        if self.every is not None:  # the worst bus a step: the buses' VUF rows are near-parallel
+            _, first = np.unique([int(bt[1]) for bt in new], return_index=True)
+            new = [new[i] for i in np.sort(first)]
         for b, t in new[:MAX_NEW_CUTS]:
             u = v2[b, t] / max(abs(v2[b, t]), 1e-12)
             scale = 100.0 / max(abs(v1[b, t]), 1e-9)
@@ -105,8 +117,18 @@ class CutSet:
         self.round_nodes.append({k[0] for k in self.v_keys if k not in had})
         return n_bad
 
+    def _deepened(self, c: Check, sign: int) -> np.ndarray:
+        """Per node-phase: whether ``c`` goes past the uncontrolled fleet's worst there, on the
+        high (``sign`` 1) or low side (all False without ``floors``)."""
+        if self.floors is None:
+            return np.zeros(c.v_pu.shape[0], bool)
+        if sign > 0:
+            return np.asarray((c.v_pu - self.floors[1] > TOL_V_PU).any(axis=1))
+        return np.asarray(((self.floors[2] - c.v_pu > TOL_V_PU) & (c.v_pu > 0.05)).any(axis=1))
+
     def _add_voltage(self, c: Check) -> int:
-        """Voltage cuts of the node-phases ``c`` puts outside the band; how many node-steps."""
+        """Voltage cuts of the node-phases ``c`` puts outside the band; how many node-steps.
+        Within the cap, node-phases taken past the uncontrolled fleet's worst come first."""
         live = c.v_pu > 0.05
         n_bad = 0
         cand: list[tuple[float, tuple[int, int, int]]] = []
@@ -115,13 +137,14 @@ class CutSet:
             n_bad += int(broke.sum())
             rows = np.flatnonzero(broke.any(axis=1))
             near = gap[rows] > -NEAR_V_PU
+            deep = self._deepened(c, sign)[rows].astype(float)  # deepened: first (+1 pu)
+            worst = gap[rows].max(axis=1) + deep
             if self.every is not None:  # a broken node-phase: its rows at every active step
                 near[:, self.every] = True
-                worst = gap[rows].max(axis=1)
             for n, t in np.argwhere(near):
                 key = (int(rows[n]), int(t), sign)
                 if key not in self.v_keys:
-                    g = worst[n] if self.every is not None else gap[rows[n], t]
+                    g = worst[n] if self.every is not None else gap[rows[n], t] + deep[n]
                     cand.append((float(g), key))
         cap = MAX_NEW_CUTS if self.every is None else MAX_NEW_ROWS_EVERY
         if len(cand) > cap:  # the worst, in the order found
@@ -218,7 +241,9 @@ class CutSet:
 
             coef = self._rows("vuf cut", len(self.vuf_keys), vuf)
             lin = np.real(np.conj(u) * v2[b, t]) * scale - _dot(coef, ph, t)
-            out.append(Cut(t, coef, self.vuf_allow[b, t] - lin, VUF_EUR_PER_PCT_STEP, "vuf cut"))
+            gap = None if self.floors is None else self.floors[0][b, t] - self.vuf_allow[b, t]
+            rhs = self.vuf_allow[b, t] - lin
+            out.append(Cut(t, coef, rhs, VUF_EUR_PER_PCT_STEP, "vuf cut", gap))
         if self.v_keys:
             kk = np.array(list(self.v_keys), np.int64)
             n, t, sg = kk[:, 0], kk[:, 1], kk[:, 2].astype(float)
@@ -232,7 +257,10 @@ class CutSet:
             coef = self._rows("voltage cut", len(self.v_keys), volt)
             lin = sg * np.abs(c.v[n, t]) / vb - _dot(coef, ph, t)
             bound = np.where(sg > 0, self.v_hi[n, t], self.v_lo[n, t])
-            out.append(Cut(t, coef, sg * bound - lin, V_EUR_PER_PU_STEP, "voltage cut"))
+            gap = None
+            if self.floors is not None:
+                gap = sg * (np.where(sg > 0, self.floors[1][n, t], self.floors[2][n, t]) - bound)
+            out.append(Cut(t, coef, sg * bound - lin, V_EUR_PER_PU_STEP, "voltage cut", gap))
         return out
 
 

@@ -10,7 +10,11 @@ frequency response and the market (:mod:`.phase_adapters`).
 :func:`place_fleet` places a seeded, documented fleet behind the loads of any
 ``ThreePhaseGrid`` (``ieee13``, ``ieee123``, ``ieee8500``, an OpenDSS import): each device
 takes the phase of the load it sits behind (a three-phase load spreads its households over
-its phases). :meth:`PhaseFleet.validate` checks every device against the grid: a missing bus
+its phases). On a split-phase 120/240 V service (``ieee8500``'s secondaries, see
+:func:`~gridpilot.flex.phase_network.feeder_phases`) a device is connected across both legs
+(phase ``LEG_TO_LEG`` = 12, 240 V: a Level 2 EV charger, a water heater, a PV or battery
+inverter), except the EVs drawn as Level 1 (``PlaceConfig.level1_share``: 1.92 kW, 120 V on
+one leg). :meth:`PhaseFleet.validate` checks every device against the grid: a missing bus
 or phase is a :class:`ValidationError` naming the device, the field and the value.
 """
 
@@ -23,12 +27,15 @@ import numpy as np
 
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.flex.fleet import Batteries, EVSessions, Fleet, PVInverters, WaterHeaters
-from gridpilot.flex.phase_network import feeder_phases
+from gridpilot.flex.phase_network import LEG_TO_LEG, feeder_phases
 from gridpilot.model.threephase import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
 
 KINDS = ("battery", "ev", "water_heater", "pv")
+
+LEVEL1_MW = 0.00192
+"""A Level 1 EV charger: 16 A at 120 V, on one leg of a split-phase service."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,9 @@ class PlaceConfig:
     ``kw_per_household`` sets the households per load (load kW / it); ``phase_flexible_share``
     of the EVs at buses with three phases get a phase-switching charger; ``pv_kw`` the range
     of rooftop PV sizes (kW peak); ``arrive_h``/``depart_h`` the mean arrival and departure
-    hour of the one evening session per EV and day (departure on the next morning).
+    hour of the one evening session per EV and day (departure on the next morning);
+    ``level1_share`` of the EVs on split-phase services charge at Level 1 (120 V on one leg,
+    :data:`LEVEL1_MW`), the others and every other device there across both legs (240 V).
     """
 
     seed: int = 0
@@ -55,6 +64,7 @@ class PlaceConfig:
     phase_flexible_share: float = 0.5
     arrive_h: float = 18.0
     depart_h: float = 7.0
+    level1_share: float = 0.0
 
     def __post_init__(self) -> None:
         issues = []
@@ -65,6 +75,7 @@ class PlaceConfig:
             "battery_share",
             "pv_share",
             "phase_flexible_share",
+            "level1_share",
         ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -84,7 +95,8 @@ class PhaseFleet:
     """A :class:`Fleet` whose devices sit on named buses and phases of a three-phase grid.
 
     ``bus_names[fleet.X.bus[i]]`` is device i's bus; ``phase[kind]`` (kind in :data:`KINDS`)
-    its phase (1, 2 or 3, the node number on that bus); ``ev_phases`` (sessions x 3, bool)
+    its phase (1, 2 or 3, the node number on that bus; ``LEG_TO_LEG`` (12) across nodes 1 and
+    2 of a split-phase service); ``ev_phases`` (sessions x 3, bool)
     the phases each EV session's charger may draw on (its own phase only, or every phase of
     its bus for a phase-switching charger); ``pv_peak_mw`` each PV system's peak output;
     ``feeder_phase[kind]`` the primary phase behind the device (differs from ``phase`` on a
@@ -174,6 +186,8 @@ class PhaseFleet:
         for b, n in grid.nodes():
             have.setdefault(b.lower(), set()).add(n)
         issues: list[Issue] = []
+        legs = any(np.any(self.phase[k] == LEG_TO_LEG) for k in KINDS)
+        split = {b.lower() for b in feeder_phases(grid)} if legs else set()
         for kind, table in self._tables().items():
             for i, (b, p) in enumerate(zip(self.device_bus(kind), self.phase[kind], strict=True)):
                 ph = have.get(b.lower())
@@ -187,12 +201,13 @@ class PhaseFleet:
                             b,
                         )
                     )
-                elif int(p) not in ph:
+                elif not _has(ph, int(p), b.lower() in split):
+                    what = "is not a split-phase service" if p == LEG_TO_LEG else "has phases"
                     issues.append(
                         Issue(
                             kind,
                             "phase",
-                            f"bus {b!r} has phases {sorted(ph)}",
+                            f"bus {b!r} {what} {sorted(ph)}",
                             (int(table.id[i]),),
                             int(p),
                         )
@@ -217,7 +232,10 @@ class PhaseFleet:
         pts: set[tuple[str, int]] = set()
         for kind in ("battery", "water_heater", "pv"):
             pts.update(zip(self.device_bus(kind), (int(p) for p in self.phase[kind]), strict=True))
-        for b, row in zip(self.device_bus("ev"), self.ev_phases, strict=True):
+        for b, row, own in zip(
+            self.device_bus("ev"), self.ev_phases, self.phase["ev"], strict=True
+        ):
+            pts.add((b, int(own)))
             pts.update((b, int(p) + 1) for p in np.flatnonzero(row))
         return sorted(pts)
 
@@ -266,6 +284,12 @@ class _Seats:
         """Seat index of every device owned by ``share`` of the households (binomial per seat)."""
         counts = rng.binomial(np.round(self.hh).astype(np.int64), share)
         return np.repeat(np.arange(self.hh.size), counts)
+
+
+def _has(nodes: set[int], phase: int, split: bool) -> bool:
+    """Whether a bus with ``nodes`` has ``phase`` (for ``LEG_TO_LEG``: both legs of a
+    ``split``-phase service)."""
+    return split and {1, 2} <= nodes if phase == LEG_TO_LEG else phase in nodes
 
 
 def _seats(grid: ThreePhaseGrid, cfg: PlaceConfig) -> tuple[_Seats, tuple[str, ...]]:
@@ -415,6 +439,7 @@ def place_fleet(grid: ThreePhaseGrid, cfg: PlaceConfig | None = None) -> PhaseFl
         "water_heater": seats.phase[wt],
         "pv": seats.phase[pt],
     }
+    _split_phase(grid, names, fleet, (phases, ev_allowed), rng, cfg)
     pf = PhaseFleet(
         fleet,
         names,
@@ -427,6 +452,50 @@ def place_fleet(grid: ThreePhaseGrid, cfg: PlaceConfig | None = None) -> PhaseFl
     )
     pf.validate(grid)
     return pf
+
+
+def _split_phase(
+    grid: ThreePhaseGrid,
+    names: tuple[str, ...],
+    fleet: Fleet,
+    phase_tables: tuple[dict[str, np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+    cfg: PlaceConfig,
+) -> None:
+    """Devices on split-phase services go across both legs (``LEG_TO_LEG``, 240 V), but
+    ``cfg.level1_share`` of the EVs there stay on their leg as Level 1 chargers (in place:
+    ``phase_tables`` = (phases, ev_allowed))."""
+    phases, ev_allowed = phase_tables
+    fp = feeder_phases(grid)
+    nodes: dict[str, set[int]] = {}
+    for b, n in grid.nodes():
+        nodes.setdefault(b, set()).add(n)
+    split = np.array([b in fp and {1, 2} <= nodes.get(b, set()) for b in names], bool)
+    tables: dict[str, Batteries | EVSessions | WaterHeaters | PVInverters] = {
+        "battery": fleet.batteries,
+        "ev": fleet.ev,
+        "water_heater": fleet.water_heaters,
+        "pv": fleet.pv,
+    }
+    level1 = np.zeros(len(fleet.ev), bool)
+    if cfg.level1_share > 0:
+        n_ev = int(fleet.ev.ev.max()) + 1 if len(fleet.ev) else 0
+        level1 = (rng.random(n_ev) < cfg.level1_share)[fleet.ev.ev] & split[fleet.ev.bus]
+    for kind, table in tables.items():
+        on = split[table.bus] & ~level1 if kind == "ev" else split[table.bus]
+        phases[kind] = np.where(on, LEG_TO_LEG, phases[kind])
+        if kind == "ev":
+            ev_allowed[on] = False  # no phase of its own: it draws across both legs
+    ev, h = fleet.ev, fleet.step_h
+    if level1.any():
+        ev.p_max_mw[level1] = LEVEL1_MW
+        dwell = (ev.departure[level1] - ev.arrival[level1]) * h
+        ev.e_need_mwh[level1] = np.minimum(ev.e_need_mwh[level1], 0.8 * dwell * LEVEL1_MW)
+    log.info(
+        "place_fleet: %d devices across both legs of split-phase services, %d Level 1 EVs",
+        sum(int((phases[k] == LEG_TO_LEG).sum()) for k in tables),
+        int(level1.sum()),
+    )
 
 
 def device_feeder_phases(

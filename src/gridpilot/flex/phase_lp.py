@@ -28,14 +28,17 @@ V_EUR_PER_PU_STEP = 2e5
 LIMIT_EUR_PER_MW_STEP = 1e4
 PEAK_EUR_PER_MW = 50.0
 V2G_EUR_PER_MWH = 30.0
+DEEPER_FACTOR = 100.0
+"""A cut's slack beyond its ``gap`` (deeper than the uncontrolled fleet went) costs this many
+times its ordinary slack."""
 
 
 @dataclass
 class Devices:
     """Device data on the horizon (``T`` steps), indexed by injection point ``k``.
 
-    EV columns are triples (session ``es``, phase index ``ephi`` 0..2, step ``et``) at point
-    ``ek``; ``own`` each session's own phase index; ``need`` per session (MWh inside the horizon), ``pmax`` per session, ``v2g``
+    EV columns are triples (session ``es``, phase index ``ephi`` 0..2, or 11 for a 240 V
+    charger across both legs of a split-phase service, step ``et``) at point ``ek``; ``own`` each session's own phase index; ``need`` per session (MWh inside the horizon), ``pmax`` per session, ``v2g``
     sessions' energy bounds ``e_lo``/``e_hi`` relative to arrival. Batteries and water
     heaters are aggregated per point (``b_*`` / ``w_*`` arrays over points; empty in
     ``balance`` mode). ``p_fixed`` (points x T) is what is not scheduled (PV, and in
@@ -71,23 +74,30 @@ class Devices:
 
 @dataclass
 class Cut:
-    """Linear rows ``coef @ P[:, t] - slack <= rhs`` (one per entry) with a slack cost each."""
+    """Linear rows ``coef @ P[:, t] - slack <= rhs`` (one per entry) with a slack cost each.
+
+    With ``gap`` (one per row, >= 0) the slack is two columns: up to ``gap`` at ``cost``,
+    beyond it at :data:`DEEPER_FACTOR` x ``cost`` (the limit is the row's bound, the gap how
+    far the uncontrolled fleet already went past it, so going further costs much more)."""
 
     t: np.ndarray
     coef: np.ndarray | sp.csr_matrix  # (rows, points), dense or sparse
     rhs: np.ndarray
     cost: float
     name: str
+    gap: np.ndarray | None = None
 
 
 @dataclass
 class Limits:
     """Per-phase limits: demand per phase (MW, 3 x T; inf = none), base demand (3 x T) and
-    each point's phase index (0..2)."""
+    each point's phase index (0..2); ``point_cap_mw`` (optional, one per point, inf = none)
+    caps each point's net draw at every step."""
 
     phase_mw: np.ndarray
     base_mw: np.ndarray
     point_phase: np.ndarray
+    point_cap_mw: np.ndarray | None = None
 
 
 def _ev_cols(lp: LP, d: Devices) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +207,8 @@ def build(
     device columns (add the cuts with :class:`CutSolver`)."""
     lp = LP(solver="simplex")
     K, T, h = d.p_fixed.shape[0], d.T, d.step_h
-    p = lp.var("P", (K, T), -np.inf, np.inf, price[None, :] * h)
+    cap = np.full(K, np.inf) if lim.point_cap_mw is None else lim.point_cap_mw
+    p = lp.var("P", (K, T), -np.inf, np.repeat(cap[:, None], T, 1), price[None, :] * h)
     c, dis = _ev_cols(lp, d)
     rows = [np.arange(K * T)]
     cols = [p.ravel()]
@@ -265,7 +276,8 @@ def _phase_rows(lp: LP, p: np.ndarray, lim: Limits) -> None:
 
 
 class CutSolver:
-    """The LP in HiGHS, with cut rows added (and re-bounded) round by round.
+    """The LP in HiGHS, with cut rows added (and re-bounded) round by round; each solve may
+    take ``time_limit_s``.
 
     A cut's coefficients stay as first added; each round only moves the bounds of the rows
     already there (their new linearisation) and appends the new ones with their slacks, and
@@ -275,6 +287,7 @@ class CutSolver:
         self.lp = lp
         self.p = p
         self.h = lp.to_highs(time_limit_s)
+        self.time_limit_s = time_limit_s
         self.n = lp.n
         self.m = lp.m
         self.idx: dict[str, np.ndarray] = {}
@@ -294,32 +307,44 @@ class CutSolver:
             if cut.rhs.size > k:
                 self.idx[cut.name] = np.r_[have, self._add(cut, k)]
 
-    def _add(self, cut: Cut, k: int) -> np.ndarray:
-        new = cut.rhs.size - k
-        z = np.zeros(new)
+    def _slack_cols(self, name: str, cost: np.ndarray, ub: np.ndarray) -> np.ndarray:
+        """Add slack columns (>= 0, ``ub``, ``cost`` each) of the cuts called ``name``."""
+        new = cost.size
         self.h.addCols(
             new,
-            np.full(new, cut.cost),
-            z,
-            np.full(new, INF),
+            cost,
+            np.zeros(new),
+            ub,
             0,
             np.zeros(new, np.int32),
             np.zeros(0, np.int32),
             np.zeros(0),
         )
         slack = np.arange(self.n, self.n + new)
-        self.slack[cut.name] = np.r_[self.slack.get(cut.name, np.zeros(0, np.int64)), slack]
+        self.slack[name] = np.r_[self.slack.get(name, np.zeros(0, np.int64)), slack]
         self.n += new
+        return slack
+
+    def _add(self, cut: Cut, k: int) -> np.ndarray:
+        new = cut.rhs.size - k
+        per = 1 if cut.gap is None else 2
+        ub = np.full(new, INF) if cut.gap is None else np.maximum(cut.gap[k:], 0.0)
+        slack = self._slack_cols(cut.name, np.full(new, cut.cost), ub)
+        deep = np.zeros(0, np.int64)
+        if cut.gap is not None:  # within the gap at the ordinary cost, beyond it dearer
+            deep = self._slack_cols(
+                cut.name, np.full(new, cut.cost * DEEPER_FACTOR), np.full(new, INF)
+            )
         sub = sp.csr_matrix(cut.coef[k:])
         sub.eliminate_zeros()
         nnz = np.diff(sub.indptr)
         r = np.repeat(np.arange(new), nnz)
         t = cut.t[k:]
-        rows = np.r_[r, np.arange(new)]
-        cols = np.r_[self.p[sub.indices, t[r]], slack]
-        vals = np.r_[sub.data, -np.ones(new)]
+        rows = np.r_[r, np.arange(new), np.arange(deep.size)]
+        cols = np.r_[self.p[sub.indices, t[r]], slack, deep]
+        vals = np.r_[sub.data, -np.ones(per * new)]
         order = np.argsort(rows, kind="stable")
-        starts = np.r_[0, np.cumsum(nnz + 1)[:-1]].astype(np.int32)
+        starts = np.r_[0, np.cumsum(nnz + per)[:-1]].astype(np.int32)
         self.h.addRows(
             new,
             np.full(new, -INF),
@@ -341,6 +366,8 @@ class CutSolver:
         """Run HiGHS (the dual simplex from the last basis after the first run); the columns."""
         if self.runs:
             self.h.setOptionValue("solver", "simplex")
+        # HiGHS's run time adds up over the runs of one model: the limit is per solve
+        self.h.setOptionValue("time_limit", self.h.getRunTime() + self.time_limit_s)
         self.runs += 1
         x, self.objective = self.lp.solve(h=self.h)
         return x

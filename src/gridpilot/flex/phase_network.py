@@ -97,8 +97,14 @@ def feeder_phases(grid: ThreePhaseGrid) -> dict[str, int]:
     return out
 
 
+LEG_TO_LEG = 12
+"""Injection point phase across nodes 1 and 2 of a split-phase service (240 V, the legs in
+antiphase: twice the leg-to-neutral voltage); as ``phase_fleet.LEG_TO_LEG``."""
+
+
 def der_grid(grid: ThreePhaseGrid, points: list[tuple[str, int]]) -> ThreePhaseGrid:
-    """A copy of ``grid`` with one 0 kW constant-power wye load per injection point (bus, phase)."""
+    """A copy of ``grid`` with one 0 kW constant-power load per injection point (bus, phase):
+    phase to neutral, or across both legs of a split-phase service for :data:`LEG_TO_LEG`."""
     kv = {b.lower(): v for b, v in grid.bus_kv_ln.items()}
     extra = []
     for b, p in points:
@@ -106,13 +112,14 @@ def der_grid(grid: ThreePhaseGrid, points: list[tuple[str, int]]) -> ThreePhaseG
             raise ValidationError(
                 f"injection point: bus {b!r} has no voltage base in {grid.name!r}"
             )
+        legs = p == LEG_TO_LEG
         extra.append(
             Load(
                 name=f"der_{b}_{p}",
-                terminal=Terminal(b, (p, 0)),
+                terminal=Terminal(b, (1, 2) if legs else (p, 0)),
                 phases=1,
                 conn="wye",
-                kv=kv[b.lower()],
+                kv=kv[b.lower()] * (2.0 if legs else 1.0),
                 kw=0.0,
                 kvar=0.0,
                 vminpu=0.7,

@@ -19,6 +19,13 @@ whose VUF (or a node-phase whose voltage) is already outside the limit with only
 fixed part (the grid's loads, PV, and in ``balance`` mode the batteries and water heaters as
 they run on their own) may stay there as long as the schedule does not make it worse; where the fleet cannot meet a limit
 the plan reports the best it achieved and why (``reason``).
+
+Where the uncontrolled fleet already breaks a limit, the plan must not break it further at any
+bus, node-phase or phase (its worst there, :func:`~.phase_score.set_floors`): the cuts' slack
+beyond that costs 100 times more, rounds rank by (deepened, EV energy short, excess), and
+uncontrolled charging is returned when no round beats it. ``status`` says which:
+``feasible``, ``no_deeper`` (limits broken, nowhere further than uncontrolled charging) or
+``uncontrolled``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from gridpilot.errors import InfeasibleError, ValidationError
 from gridpilot.flex.phase_cuts import (
     MONITOR_PER_PHASE,
     SPARSE_REL,
-    TOL_V_PU,
     TOL_VUF_PCT,
     CutSet,
     active_steps,
@@ -44,6 +50,18 @@ from gridpilot.flex.phase_cuts import (
 from gridpilot.flex.phase_fleet import PhaseFleet
 from gridpilot.flex.phase_lp import CutSolver, Devices, Limits, build
 from gridpilot.flex.phase_network import SENS_MODES, SOLAR_SHAPE, Check, PhaseNetwork, daily
+from gridpilot.flex.phase_score import (
+    assignment,
+    deep_score,
+    deeper,
+    excess,
+    point_caps,
+    set_floors,
+    short_mwh,
+    status,
+    worse_than,
+)
+from gridpilot.flex.phase_score import reason as explain
 from gridpilot.model.threephase import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
@@ -177,9 +195,12 @@ def devices(pf: PhaseFleet, points: list[tuple[str, int]], cfg: PhasePlanConfig)
     sess = _horizon_sessions(pf, t0, t0 + T)
     bus = pf.device_bus("ev")
     es, ephi, et, ek = [], [], [], []
+    own = pf.phase["ev"]
     for j, s in enumerate(sess):
         a, b = max(int(ev.arrival[s]), t0) - t0, min(int(ev.departure[s]), t0 + T) - t0
-        for ph in np.flatnonzero(pf.ev_phases[s]):
+        # a 240 V charger across both legs of a split-phase service has that one column
+        legs = own[s] not in (1, 2, 3)
+        for ph in [int(own[s]) - 1] if legs else np.flatnonzero(pf.ev_phases[s]):
             k = pos[(bus[s], int(ph) + 1)]
             es.append(np.full(b - a, j))
             ephi.append(np.full(b - a, ph))
@@ -304,19 +325,6 @@ def price_eur_per_mwh(steps: np.ndarray, step_h: float) -> np.ndarray:
     return 60.0 + 140.0 * (s - LOAD_SHAPE.min()) / (LOAD_SHAPE.max() - LOAD_SHAPE.min())
 
 
-def _excess(lin: CutSet, c: Check, limit_mw: np.ndarray) -> dict[str, float]:
-    """How far a full power flow breaks each limit beyond what the grid does without the fleet."""
-    live = c.v_pu > 0.05
-    return {
-        "vuf_pct": float(np.maximum(c.vuf_pct - lin.vuf_allow - TOL_VUF_PCT, 0).max(initial=0)),
-        "v_high_pu": float(np.maximum(c.v_pu - lin.v_hi - TOL_V_PU, 0).max(initial=0)),
-        "v_low_pu": float(
-            np.where(live, np.maximum(lin.v_lo - c.v_pu - TOL_V_PU, 0), 0).max(initial=0)
-        ),
-        "phase_mw": float(np.maximum(c.phase_mw - limit_mw - 1e-6, 0).max(initial=0)),
-    }
-
-
 def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     c, di = x[cols["ev_c"]], cols["ev_d"]
     dis = np.where(di >= 0, x[np.maximum(di, 0)], 0.0)
@@ -327,46 +335,6 @@ def _ev_result(d: Devices, x: np.ndarray, cols: dict[str, np.ndarray]) -> dict[s
         "charge_mw": c,
         "discharge_mw": dis,
     }
-
-
-def _assignment(d: Devices, ev: dict[str, np.ndarray]) -> dict[str, Any]:
-    """EV energy charged per phase, and what phase-switching chargers drew off their own phase."""
-    e = ev["charge_mw"] * d.step_h
-    by_phase = np.bincount(ev["phase"] - 1, e, 3)
-    n_ph = np.bincount(d.es, minlength=d.need.size)  # columns per session (x steps)
-    steps = np.bincount(d.es[d.ephi == d.own[d.es]], minlength=d.need.size)
-    switching = n_ph > steps  # sessions with more than their own phase
-    off = switching[d.es] & (d.ephi != d.own[d.es])
-    return {
-        "ev_charged_mwh_by_phase": [round(float(x), 5) for x in by_phase],
-        "ev_switching_sessions": int(switching.sum()),
-        "ev_switched_mwh": round(float(e[off].sum()), 5),
-    }
-
-
-def _reason(ex: dict[str, float], short_mwh: float, lin: CutSet, c: Check, lp_slack: float) -> str:
-    parts = []
-    net = lin.net
-    if ex["vuf_pct"] > 0:
-        b, t = np.unravel_index(int(np.argmax(c.vuf_pct - lin.vuf_allow)), c.vuf_pct.shape)
-        why = (
-            "the fleet's flexibility is not enough (the schedule needs slack on the VUF cuts)"
-            if lp_slack > 1e-6
-            else "the linearised limits hold but the power flow still breaks them: more rounds"
-        )
-        parts.append(
-            f"VUF {c.vuf_pct[b, t]:.3f} % at bus {net.tri_buses[b]} step "
-            f"{int(net.steps[t])} (allowed {lin.vuf_allow[b, t]:.2f} %): {why}"
-        )
-    if ex["v_high_pu"] > 0 or ex["v_low_pu"] > 0:
-        parts.append(
-            f"voltage outside the band by up to {max(ex['v_high_pu'], ex['v_low_pu']):.4f} pu"
-        )
-    if ex["phase_mw"] > 0:
-        parts.append(f"per-phase demand above the limit by {ex['phase_mw']:.4f} MW")
-    if short_mwh > 1e-6:
-        parts.append(f"EVs {short_mwh * 1e3:.1f} kWh short of their requests")
-    return "; ".join(parts) if parts else "all limits kept and every EV request met"
 
 
 def _limit(cfg: PhasePlanConfig, steps: np.ndarray) -> np.ndarray:
@@ -383,7 +351,9 @@ def _limit(cfg: PhasePlanConfig, steps: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Best:
-    """The best round so far: its excess score, number, draws, power flow, EVs and VUF slack."""
+    """The best round so far: its excess score, number, draws, power flow, EVs and VUF slack;
+    ``deep`` how far it goes past the uncontrolled fleet's worst (:func:`deeper`), ``short``
+    the EV energy it misses (MWh). Rounds rank by (deep, short, score)."""
 
     score: float
     round: int
@@ -392,6 +362,14 @@ class _Best:
     ev: dict[str, np.ndarray]
     vuf_slack: float
     objective: float
+    deep: float = 0.0
+    short: float = 0.0
+    blend: float = 1.0
+
+    @property
+    def key(self) -> tuple[float, float, float]:
+        """Rank: no violation deepened first, then every EV served, then the excess."""
+        return (round(self.deep, 6), round(self.short, 6), self.score)
 
 
 def _rounds(
@@ -418,6 +396,7 @@ def _rounds(
         try:
             x = solver.solve()
         except InfeasibleError as exc:  # e.g. HiGHS's time limit: keep the best round so far
+            t_lp += time.perf_counter() - t
             if best is None:
                 raise
             log.warning("phase plan round %d stopped: %s", r, exc)
@@ -428,22 +407,54 @@ def _rounds(
         p_hat = x[pcols]
         c_hat = lin.net.check(p_hat)
         dt_check = time.perf_counter() - t - dt
-        ex = _excess(lin, c_hat, lim.phase_mw)
-        score = sum(ex.values())
-        if best is None or score <= best.score:
-            ev = _ev_result(d, x, cols)
-            slack = solver.slack_sum(x, "vuf cut")
-            best = _Best(score, r, p_hat, c_hat, ev, slack, solver.objective)
+        ex = excess(lin, c_hat, lim.phase_mw)
+        ev = _ev_result(d, x, cols)
+        slack = solver.slack_sum(x, "vuf cut")
+        cand = _Best(sum(ex.values()), r, p_hat, c_hat, ev, slack, solver.objective)
+        dp = deeper(lin, c_hat)
+        cand.deep, cand.short = deep_score(dp), short_mwh(d, ev)
+        if best is None or cand.key <= best.key:
+            best = cand
         n_bad = lin.add(c_hat)
         lin.broken.append(n_bad)
         log.info(
-            "phase plan round %d: excess %s, %d rows, %d broken; cuts+LP %.1f s, check %.1f s",
-            *(r, ex, solver.m, n_bad, dt, dt_check),
+            "phase plan round %d: excess %s, deeper %s, short %.4f MWh, %d rows, %d broken; "
+            "cuts+LP %.1f s, check %.1f s",
+            *(r, ex, dp, cand.short, solver.m, n_bad, dt, dt_check),
         )
         if n_bad == 0:
             break
     assert best is not None
     return best, r, t_lp
+
+
+BLEND_STEPS = 4
+"""Bisection steps on the plan's share of a mix with uncontrolled charging (to 1/16)."""
+
+
+def _blend(d: Devices, lin: CutSet, limit_mw: np.ndarray, best: _Best, unc: _Best) -> _Best:
+    """The largest share a of ``best`` (bisection, ``BLEND_STEPS``) whose mix a x plan +
+    (1 - a) x uncontrolled charging (a schedule too: both keep every device's limits and
+    requests) deepens no violation in its full power flow and ranks no worse than uncontrolled
+    charging; ``best`` if none does."""
+    lo, hi = 0.0, 1.0
+    found: _Best | None = None
+    for _ in range(BLEND_STEPS):
+        a = (lo + hi) / 2
+        p = a * best.p + (1 - a) * unc.p
+        c = lin.net.check(p)
+        dp = deeper(lin, c)
+        log.info("phase plan: %.4f x plan + uncontrolled deepens %s", a, dp)
+        ev = {k: a * best.ev[k] + (1 - a) * unc.ev[k] for k in ("charge_mw", "discharge_mw")}
+        ev = {**best.ev, **ev}
+        score = sum(excess(lin, c, limit_mw).values())
+        cand = _Best(score, best.round, p, c, ev, best.vuf_slack, best.objective)
+        cand.deep, cand.short, cand.blend = deep_score(dp), short_mwh(d, ev), a
+        if cand.key > unc.key:  # deepens something (or is no better): less of the plan
+            hi = a
+            continue
+        lo, found = a, cand
+    return best if found is None else found
 
 
 def _uncontrolled_best(
@@ -460,9 +471,35 @@ def _uncontrolled_best(
     return _Best(score, 0, p_unc, before, ev, 0.0, float("nan"))
 
 
-def worse_than(ex: dict[str, float], ref: dict[str, float]) -> list[str]:
-    """The limits (``_excess`` keys) a plan's excess ``ex`` breaks further than ``ref``'s."""
-    return [k for k in ex if ex[k] > ref[k] + 1e-9]
+def _limits(
+    cfg: PhasePlanConfig,
+    net: PhaseNetwork,
+    d: Devices,
+    checks: tuple[Check, Check, Check],
+    p_unc: np.ndarray,
+) -> tuple[CutSet, Limits]:
+    """The cut set (limits relaxed where the fixed part breaks them, floors at the uncontrolled
+    fleet's worst, the monitored set) and the per-phase limits and point caps."""
+    none, fixed, before = checks
+    lin = CutSet(
+        net,
+        np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
+        np.maximum(cfg.v_max_pu, fixed.v_pu),
+        np.minimum(cfg.v_min_pu, fixed.v_pu),
+        moved_points(d),
+        SPARSE_REL if net.mode == "rows" else 0.0,
+    )
+    phase_mw = _limit(cfg, net.steps)
+    set_floors(lin, before, phase_mw)
+    cap = np.full(len(net.points), np.inf)
+    if cfg.mode == "balance":  # (stores scheduled in "plan" mode may need more room)
+        cap = point_caps(lin, before, p_unc)
+    lim = Limits(phase_mw, none.phase_mw, net.point_phase - 1, cap)
+    lin.add(before)
+    per = cfg.monitor if cfg.monitor is not None else MONITOR_PER_PHASE * (net.mode == "rows")
+    lin.monitor(before, per, active_steps(d))
+    lin.every = active_steps(d) if net.mode == "rows" else None
+    return lin, lim
 
 
 def plan_phases(
@@ -489,29 +526,21 @@ def plan_phases(
     fixed = net.check(d.p_fixed)
     p_unc, ev_unc = uncontrolled(d)
     before = net.check(p_unc)
-    lin = CutSet(
-        net,
-        np.maximum(cfg.vuf_limit_pct, fixed.vuf_pct),
-        np.maximum(cfg.v_max_pu, fixed.v_pu),
-        np.minimum(cfg.v_min_pu, fixed.v_pu),
-        moved_points(d),
-        SPARSE_REL if net.mode == "rows" else 0.0,
-    )
-    lim = Limits(_limit(cfg, steps), none.phase_mw, net.point_phase - 1)
-    lin.add(before)
-    per = cfg.monitor if cfg.monitor is not None else MONITOR_PER_PHASE * (net.mode == "rows")
-    lin.monitor(before, per, active_steps(d))
-    lin.every = active_steps(d) if net.mode == "rows" else None
+    lin, lim = _limits(cfg, net, d, (none, fixed, before), p_unc)
     price = price_eur_per_mwh(steps, pf.fleet.step_h)
     best, rounds, t_lp = _rounds(d, lin, lim, price, (p_unc, before), cfg.max_rounds)
-    ex_unc = _excess(lin, before, lim.phase_mw)
-    if sum(ex_unc.values()) < best.score:  # never worse than doing nothing: keep that instead
+    ex_unc = excess(lin, before, lim.phase_mw)
+    unc = _uncontrolled_best(d, p_unc, ev_unc, before, sum(ex_unc.values()))
+    if best.deep > 0:  # went past the uncontrolled worst somewhere: step back towards it
+        best = _blend(d, lin, lim.phase_mw, best, unc)
+    if unc.key < best.key:  # never worse than doing nothing: keep that instead
         log.warning("phase plan: no round beat uncontrolled charging; returning it")
-        best = _uncontrolled_best(d, p_unc, ev_unc, before, sum(ex_unc.values()))
-    ex = _excess(lin, best.check, lim.phase_mw)
+        best = unc
+    ex = excess(lin, best.check, lim.phase_mw)
     ev = best.ev
     got = np.bincount(d.es, (ev["charge_mw"] - ev["discharge_mw"]) * d.step_h, d.need.size)
     short = float(np.maximum(d.need - got, 0).sum())
+    deep = deeper(lin, best.check)
     stats = {
         "grid": grid.name,
         "mode": cfg.mode,
@@ -521,12 +550,15 @@ def plan_phases(
         "ev_requested_mwh": round(float(d.need.sum()), 5),
         "ev_delivered_mwh": round(float(np.minimum(got, d.need).sum()), 5),
         "ev_short_sessions": int((d.need - got > 1e-6).sum()),
-        **_assignment(d, ev),
+        **assignment(d, ev, net.point_phase),
         "vuf_limit_pct": cfg.vuf_limit_pct,
         "rounds": rounds,
         "best_round": best.round,
+        "plan_share": best.blend,
         "objective_eur": round(best.objective, 4) if np.isfinite(best.objective) else None,
         "worse_than_uncontrolled": worse_than(ex, ex_unc),
+        "deeper_than_uncontrolled": deep,
+        "capped_points": int(np.isfinite(np.asarray(lim.point_cap_mw)).sum()),
         "network_s": round(t_net, 3),
         "lp_s": round(t_lp, 3),
         "total_s": round(time.perf_counter() - t_all, 3),
@@ -538,8 +570,11 @@ def plan_phases(
         },
     }
     checks = {"none": none, "fixed": fixed, "before": before, "after": best.check}
-    reason = _reason(ex, short, lin, best.check, best.vuf_slack)
+    reason = explain(ex, short, lin, best.check, best.vuf_slack)
     if best.round == 0:
         reason = f"no planned round beat uncontrolled charging, which is returned: {reason}"
     feasible = best.score <= 0 and short <= 1e-6
+    stats["status"] = status(feasible, best.round, deep)
+    if stats["status"] == "no_deeper":
+        reason += "; not feasible, but no limit broken further than by uncontrolled charging"
     return PhasePlan(points, steps, best.p, ev, checks, feasible, reason, stats, lin)

@@ -8,7 +8,7 @@ import numpy as np
 
 from gridpilot.errors import Issue, ValidationError
 from gridpilot.flex.fleet import Batteries, EVSessions, Fleet, PVInverters, WaterHeaters
-from gridpilot.flex.phase_fleet import PhaseFleet, device_feeder_phases
+from gridpilot.flex.phase_fleet import LEG_TO_LEG, PhaseFleet, device_feeder_phases
 from gridpilot.model.threephase import ThreePhaseGrid
 
 RECORD_KEYS = {
@@ -33,9 +33,9 @@ def _record_issues(i: int, r: dict[str, object]) -> list[Issue]:
         if key in r and not (isinstance(v, int | float) and v > 0):
             out.append(Issue(str(kind), key, "must be a number > 0", (i,), v))
     ph = r.get("phase")
-    if "phase" in r and ph not in (1, 2, 3):
-        out.append(Issue(str(kind), "phase", "must be 1, 2 or 3", (i,), ph))
-    phases = r.get("phases", [ph])
+    if "phase" in r and ph not in (1, 2, 3, LEG_TO_LEG):
+        out.append(Issue(str(kind), "phase", "must be 1, 2, 3 or 12 (across both legs)", (i,), ph))
+    phases = r.get("phases", [ph] if ph in (1, 2, 3) else [])
     if not isinstance(phases, list) or any(p not in (1, 2, 3) for p in phases):
         out.append(Issue(str(kind), "phases", "must be a list of 1, 2 or 3", (i,), phases))
     return out
@@ -124,7 +124,8 @@ def fleet_from_records(
 
     Kinds and their fields (kW, kWh; steps of ``step_h`` h): ``pv`` (kw peak), ``battery``
     (kw, kwh), ``ev`` (kw, kwh needed, arrival, departure; optional ``v2g`` and ``phases``
-    for a phase-switching charger), ``water_heater`` (kw). The record's position is the
+    for a phase-switching charger), ``water_heater`` (kw); ``phase`` 12 connects a device
+    across both legs of a split-phase service (240 V). The record's position is the
     device id. Raises :class:`ValidationError` naming the record, field and value, also for
     a bus or phase the grid does not have."""
     issues = [x for i, r in enumerate(records) for x in _record_issues(i, r)]
@@ -137,7 +138,7 @@ def fleet_from_records(
     bat, ev, wh, pv = _tables(rc)
     allowed = np.zeros((len(ev), 3), bool)
     for j, (_, r) in enumerate(rc.by["ev"]):
-        for p in r.get("phases", [r["phase"]]):  # type: ignore[attr-defined]
+        for p in r.get("phases", []):  # type: ignore[attr-defined]  # own phase: PhaseFleet's
             allowed[j, int(p) - 1] = True
     fleet = Fleet(bat, ev, wh, pv, step_h, {"records": len(records)})
     phases = {k: rc.phase(k) for k in RECORD_KEYS}
