@@ -104,7 +104,7 @@ class PhaseCheck:
         try:
             for r, tap in (taps or {}).items():
                 ph.hold(self.regulators[r], tap)
-            return ph.solve(self._open(np.asarray(closed, bool)), mp, mq, SETTLE_S)
+            return ph.settle(self._open(np.asarray(closed, bool)), mp, mq, SETTLE_S)
         finally:
             ph.held = held
 

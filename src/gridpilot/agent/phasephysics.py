@@ -6,7 +6,7 @@ node-phases and branch conductors to the balanced view's buses and lines (see
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,23 +15,15 @@ from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView
 from gridpilot.model.threephase.elements import Winding
 from gridpilot.twin.unbalanced import UnbalancedResult, UnbalancedTwin
-from gridpilot.twin.unbalanced.controls import (
-    CLOSE,
-    OPEN,
-    CapSensor,
-    cap_measure,
-    cap_sample,
-    monitored_yprim,
-    reg_control_voltage,
-    reg_pending_taps,
-)
 from gridpilot.twin.unbalanced.inverters import InverterTwin, twin_for
 from gridpilot.twin.unbalanced.islands import energised_subgrid
 from gridpilot.twin.unbalanced.loads import branch_voltage, load_currents
+from gridpilot.twin.unbalanced.timectl import TimeControls, measure, next_due
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 16  # switching states whose compiled twin is kept
-MAX_ROUNDS = 12  # control rounds within one step
+MAX_ROUNDS = 100  # control rounds at one time (OpenDSS: maxcontroliter, as the QSTS runs)
+MAX_EVENTS = 2000  # queued control actions executed within one settling window
 
 
 def regulator_names(grid: ThreePhaseGrid) -> list[str]:
@@ -52,7 +44,6 @@ class Compiled:
     row_line: np.ndarray  # branch conductor row -> view line position (-1 none)
     row_node: np.ndarray  # branch conductor row -> twin node of its terminal-1 conductor
     row_rating: np.ndarray  # conductor ampacity (A, 0 unknown)
-    cap_y: list[np.ndarray] = field(default_factory=list)
     v_last: np.ndarray | None = None  # the last solution (warm start)
 
 
@@ -72,23 +63,28 @@ class Step:
 class PhasePhysics:
     """The unbalanced twin of ``grid`` under switching, with time-stepped local controls.
 
-    Regulators move after their ``delay_s`` out of band, then one tap per ``tapdelay_s``
-    (at most ``max_tap_change`` per step); capacitor controls switch one step after their
-    delays (OpenDSS's time-mode behaviour, sampled once per world step).
+    The regulators and capacitor controls run on the twin's own time-mode rules
+    (:class:`~gridpilot.twin.unbalanced.timectl.TimeControls`, OpenDSS's ``controlmode=time``
+    as the QSTS engines run it): :meth:`solve` is one fixed step (the controls sampled at
+    its end, the actions due by then executed), :meth:`settle` gives them a window to act
+    at each queued action's own time. Regulators held at a commanded tap are not sampled;
+    capacitors in dead sections are not in the switching state's twin.
     """
 
     def __init__(self, grid: ThreePhaseGrid, view: PhaseView) -> None:
         self.grid = grid
         self.view = view
-        self.tod_h = 0.0  # time of day (h) the owner sets before a solve (time-type CapControls)
+        #: time of day (h) the owner sets before a solve (time-type CapControls); None: that of
+        #: the controls' clock :attr:`t_s`
+        self.tod_h: float | None = None
+        self.t_s = 0.0  # the controls' clock (s since the start)
+        self.controls = TimeControls()
         self._cache: dict[frozenset[str], Compiled] = {}
         full = self.compiled(frozenset())
         self.nodes = list(full.twin.net.nodes)
         self.vbase_v = full.twin.net.vbase_v.copy()
         self.taps = full.twin.taps()
         self.caps = full.twin.cap_states()
-        self._reg_timer: dict[str, float] = {}
-        self._cap_timer: dict[str, float] = {}
         self.tap_ops = 0
         self.cap_ops = 0
         #: regulators held at a commanded tap (regcontrol -> pu): their local control is off
@@ -155,14 +151,31 @@ class PhasePhysics:
             [tw.net.index[(by_name[m[0]].t1.bus, m[2])] for m in meta], np.int64
         ).reshape(-1)
         rating = np.array([m[3] for m in meta], np.float64)
-        cap_y = [monitored_yprim(en.grid, s) for s in tw.caps]
-        return Compiled(tw, en.live, node_full, load_full, row_line, row_node, rating, cap_y)
+        return Compiled(tw, en.live, node_full, load_full, row_line, row_node, rating)
 
     # --- one step ----------------------------------------------------------------------------
     def solve(self, open_branches: frozenset[str], mult_p: np.ndarray, mult_q: np.ndarray,
               step_s: float) -> Step:  # fmt: skip
-        """Solve the step with per-load multipliers (of each feeder load's nominal kW/kvar),
-        letting the local controls act; returns the :class:`Step`."""
+        """One time step of ``step_s`` with per-load multipliers (of each feeder load's
+        nominal kW/kvar): the clock moves on, the controls sample at the step's end and the
+        actions due by then act (re-solved until none is due, OpenDSS's fixed-step time
+        mode: a regulator's follow-up taps come ``tapdelay`` later, at the next step);
+        returns the :class:`Step`."""
+        self.t_s += step_s
+        return self._run(open_branches, mult_p, mult_q, self.t_s, self.t_s)
+
+    def settle(self, open_branches: frozenset[str], mult_p: np.ndarray, mult_q: np.ndarray,
+               window_s: float) -> Step:  # fmt: skip
+        """The feeder at these loads given ``window_s`` for its controls to act, from unarmed
+        controls (a study, or the state before the start): sampled now and at each queued
+        action's time within the window, by the same rules as :meth:`solve`."""
+        self.controls.reset()
+        t0 = self.t_s
+        self.t_s += window_s
+        return self._run(open_branches, mult_p, mult_q, t0, self.t_s)
+
+    def _run(self, open_branches: frozenset[str], mult_p: np.ndarray, mult_q: np.ndarray,
+             t_s: float, until_s: float) -> Step:  # fmt: skip
         c = self.compiled(open_branches)
         tw = c.twin
         for name, tap in {**self.taps, **self.held}.items():
@@ -171,86 +184,44 @@ class PhasePhysics:
         for name, st in self.caps.items():
             if name in tw.net.cap_stamps:  # a capacitor in a dead section is not in the network
                 tw.set_cap(name, st)
+        live = {s.ctl.name.lower() for s in tw.regs} | {s.ctl.name.lower() for s in tw.caps}
+        self.controls.reset(keep=live - set(self.held))  # dead or held: its control restarts
         base = tw.base_powers(1.0)[:, 0]
         lo = c.load_full[tw.loads.load_of]
-        s = base.real * mult_p[lo] + 1j * base.imag * mult_q[lo]
+        s = (base.real * mult_p[lo] + 1j * base.imag * mult_q[lo])[:, None]
+        ops = sum(self.controls.tap_ops.values()), sum(self.controls.cap_ops.values())
         try:
-            v, iters = tw.solve(s[:, None], c.v_last)
-            # the controls act and the feeder settles within the step: a regulator's taps move
-            # one ``tapdelay`` apart, so later ones see the voltage the earlier ones made
-            for r in range(MAX_ROUNDS):
-                if not self._controls(c, v[:, 0], step_s if r == 0 else 0.0):
+            v, iters = tw.solve(s, c.v_last)
+            v, iters = self._act(tw, s, v, t_s, iters)
+            for _ in range(MAX_EVENTS):  # a settling window: each queued action at its time
+                t = next_due(self.controls)
+                if t is None or t > until_s + 1e-6:
                     break
-                v, more = tw.solve(s[:, None], v)
-                iters += more
+                v, iters = self._act(tw, s, v, max(t, t_s), iters)
         except (GridpilotError, np.linalg.LinAlgError, RuntimeError) as exc:  # reported, not raised
             log.warning("three-phase power flow failed: %s", exc)
             return self._failed(c)
         c.v_last = v
+        self.tap_ops += sum(self.controls.tap_ops.values()) - ops[0]
+        self.cap_ops += sum(self.controls.cap_ops.values()) - ops[1]
         if isinstance(tw, InverterTwin):  # the inverters at their settled P and Q
-            s = tw.inverter_powers(s[:, None])[:, 0]
+            s = tw.inverter_powers(s)
         self.taps.update(tw.taps())
         self.caps.update(tw.cap_states())
-        return self._step(c, v[:, 0], s, iters)
+        return self._step(c, v[:, 0], s[:, 0], iters)
 
-    def _controls(self, c: Compiled, v: np.ndarray, step_s: float) -> bool:
-        """Regulators and capacitor controls after this step's solve; True if any acted."""
-        tw = c.twin
-        acted = False
-        vv = v[:, None]
-        for rs in tw.regs:
-            name = rs.ctl.name.lower()
-            if name in self.held:  # commanded and held: its local control is off
-                continue
-            w = tw.grid.transformer(rs.xf).windings[rs.ctl.tap_winding - 1]
-            n = reg_pending_taps(
-                rs, w.tap, w.tap_step, float(reg_control_voltage(rs, tw.net, vv)[0])
-            )
-            if n == 0:
-                self._reg_timer[name] = 0.0
-                continue
-            t = self._reg_timer.get(name, 0.0) + step_s
-            self._reg_timer[name] = t
-            if t < rs.ctl.delay_s:
-                continue
-            moves = 1 if abs(n) > 1 else abs(n)  # one tap per round, then look again
-            before = w.tap
-            tw.set_tap(name, w.tap + np.sign(n) * moves * w.tap_step)
-            if w.tap != before:
-                self.tap_ops += moves
-                acted = True
-            self._reg_timer[name] = t - max(rs.ctl.tapdelay_s, 1e-3)  # the next tap's wait
-        for cs, y in zip(tw.caps, c.cap_y, strict=True):
-            acted |= self._cap_step(tw, cs, y, vv, step_s)
-        return acted
-
-    def _cap_step(self, tw: UnbalancedTwin, cs: CapSensor, y: np.ndarray, vv: np.ndarray,
-                  step_s: float) -> bool:  # fmt: skip
-        ctl = cs.ctl
-        cap = next(x for x in tw.grid.capacitors if x.name.lower() == cs.cap)
-        m = {k: float(x[0]) for k, x in cap_measure(cs, tw.net, vv, y).items()}
-        on = sum(cap.states)
-        m["tod"] = self.tod_h  # a time-type CapControl's clock
-        want, should = cap_sample(cs, m, on > 0, len(cap.states) - on, 0)
-        key = ctl.name.lower()
-        if not (should and want):
-            self._cap_timer[key] = 0.0
-            return False
-        t = self._cap_timer.get(key, 0.0) + step_s
-        self._cap_timer[key] = t
-        if t < (ctl.delay_s if want == CLOSE else ctl.delay_off_s):
-            return False
-        states = list(cap.states)
-        if want == CLOSE and 0 in states:
-            states[states.index(0)] = 1
-        elif want == OPEN and 1 in states:
-            states[len(states) - 1 - states[::-1].index(1)] = 0
-        self._cap_timer[key] = 0.0
-        if states == cap.states:
-            return False
-        tw.set_cap(cap.name, states)
-        self.cap_ops += 1
-        return True
+    def _act(self, tw: UnbalancedTwin, s: np.ndarray, v: np.ndarray, t_s: float,
+             iters: int) -> tuple[np.ndarray, int]:  # fmt: skip
+        """The controls sampled at ``t_s`` and the actions due, re-solved until none acts."""
+        for _ in range(MAX_ROUNDS):
+            regs, caps = measure(tw, v)
+            r = [x[:, 0] for x in regs]
+            m = [{k: float(x[0]) for k, x in cm.items()} for cm in caps]
+            if not self.controls.sample_and_act(tw, t_s, r, m, self.held, self.tod_h):
+                break
+            v, more = tw.solve(s, v)
+            iters += more
+        return v, iters
 
     def _step(self, c: Compiled, v: np.ndarray, s: np.ndarray, iters: int) -> Step:
         tw = c.twin

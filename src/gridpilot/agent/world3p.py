@@ -182,7 +182,9 @@ class ThreePhaseWorld(SimWorld):
         """The feeder as it runs before ``t == 0``: the regulators settled on the start's
         injections, and the loop's view given those taps (its model of the regulators)."""
         mp, mq = self.injections.multipliers(self.grid, self.controlled(self.demand()))
-        st = self.physics.solve(self.open_branches(), mp, mq, SETTLE_S)
+        t = self.time.astype("datetime64[s]").astype(np.int64)
+        self.physics.tod_h = float(t % 86400) / 3600.0  # local controls' time of day (h)
+        st = self.physics.settle(self.open_branches(), mp, mq, SETTLE_S)
         self.physics.tap_ops = self.physics.cap_ops = 0
         self._view_taps()
         self.unbalance = np.ones(len(self.grid.line))  # per view line: worst phase / mean

@@ -204,7 +204,7 @@ def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rev_sample(rg: Regs, r: int, t_s: float) -> None:
-    """OpenDSS's reverse detection (see ``qsts._reverse_sample``)."""
+    """OpenDSS's reverse detection (see ``timectl.reverse_sample``)."""
     p = rg.f[r]
     fw = rg.pw[r]
     flip = fw < -p[20] if rg.rev[r] == 0 else fw > p[20]
@@ -329,7 +329,7 @@ def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
 @njit(cache=True, nogil=True, error_model="numpy")
 def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     """One time-mode sample of RegControl ``r`` then its due actions; True if a tap moved.
-    (Rules: see ``_Runner._reg`` in :mod:`.qsts`.)"""
+    (Rules: see ``TimeControls._reg`` in :mod:`.timectl`.)"""
     p = rg.f[r]
     s, w = rg.stamp[r], rg.wind[r]
     if p[22] != 0.0:

@@ -14,28 +14,14 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from gridpilot.errors import ValidationError
-from gridpilot.model.threephase.elements import Capacitor, Winding
-from gridpilot.twin.unbalanced.controls import (
-    CLOSE,
-    OPEN,
-    CapSensor,
-    RegSensor,
-    cap_measure,
-    cap_sample,
-    neutral_taps,
-    reg_delay,
-    reg_measure,
-    reg_wants,
-    time_of_day,
-    watches_reverse,
-)
 from gridpilot.twin.unbalanced.lowrank import one_blas_thread
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
+from gridpilot.twin.unbalanced.timectl import TimeControls, measure
 from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
 log = logging.getLogger(__name__)
@@ -60,26 +46,6 @@ class QstsOptions:
     # -1: by feeder size, see qsts_loop.anderson_depth)
     warmup_steps: int = 0  # compiled engine: steps run before ``start_h`` for the controls
     # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
-
-
-@dataclass
-class _Device:
-    armed: bool = False
-    t_exec: float = 0.0
-    value: int = 0
-    last_open_s: float = -1e18
-    queue: list[float] = field(default_factory=list)  # regulator: times of queued actions
-    handle: float | None = None  # the queued action a reset cancels (the first one)
-    rev: bool = False  # regulator in reverse mode
-    rev_t: float | None = None  # the queued reverse (or back-to-forward) action
-
-
-@dataclass
-class _State:
-    regs: list[_Device] = field(default_factory=list)
-    caps: list[_Device] = field(default_factory=list)
-    tap_ops: dict[str, int] = field(default_factory=dict)
-    cap_ops: dict[str, int] = field(default_factory=dict)
 
 
 def load_multipliers(
@@ -114,12 +80,9 @@ class _Runner:
 
     def __init__(self, twin: UnbalancedTwin, opts: QstsOptions) -> None:
         self.tw, self.o = twin, opts
-        self.state = _State(
-            regs=[_Device() for _ in twin.regs],
-            caps=[_Device(last_open_s=-c.ctl.dead_time_s) for c in twin.caps],
-            tap_ops={r.ctl.name.lower(): 0 for r in twin.regs},
-            cap_ops={c.cap: 0 for c in twin.caps},
-        )
+        self.ctl = TimeControls()
+        self.ctl.tap_ops.update({r.ctl.name.lower(): 0 for r in twin.regs})
+        self.ctl.cap_ops.update({c.cap: 0 for c in twin.caps})
         br = twin.net.branch_rows
         self.acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
         rating = (
@@ -130,127 +93,15 @@ class _Runner:
         self.caps_log: dict[str, list[int]] = {}
         self.inv_log: dict[str, tuple[list[float], list[float]]] = {}
 
-    # measures of all controls for a block of solved steps
     def measure(self, v: np.ndarray) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
-        regs = [reg_measure(s, self.tw.net, v) for s in self.tw.regs]
-        caps = [
-            cap_measure(s, self.tw.net, v, y)
-            for s, y in zip(self.tw.caps, self.tw._cap_y, strict=True)
-        ]
-        return regs, caps
+        """The measures of all controls for a block of solved steps."""
+        return measure(self.tw, v)
 
     def sample_and_act(
         self, t_s: float, regs: list[np.ndarray], caps: list[dict[str, float]]
     ) -> bool:
         """One control sample at time ``t_s`` then the actions due; True if any acted."""
-        acted = False
-        for i, rs in enumerate(self.tw.regs):
-            if self._reg(i, rs, t_s, regs[i]):
-                acted = True
-        for i, cs in enumerate(self.tw.caps):
-            if self._cap(i, cs, t_s, caps[i]):
-                acted = True
-        return acted
-
-    def _reg(self, i: int, s: RegSensor, t_s: float, m: np.ndarray) -> bool:
-        """OpenDSS time-mode RegControl: sample, then the queued actions that are due.
-
-        A sample out of band arms one action at ``t + delay``; back in band it cancels that
-        one action. Each action moves one tap towards the pending change and, while some is
-        left, queues the next at ``t + tapdelay``; such follow-ups are not cancelled by a
-        reset and act on the pending change of their time (OpenDSS's queue semantics)."""
-        d = self.state.regs[i]
-        ctl = s.ctl
-        w = self.tw.grid.transformer(s.xf).windings[ctl.tap_winding - 1]
-        if watches_reverse(s):
-            _reverse_sample(d, ctl.rev_threshold_kw * 1e3, t_s + ctl.rev_delay_s, float(m[2]))
-        self._arm(d, s, w, t_s, (float(m[1] if d.rev else m[0]), float(m[3])))
-        acted = False
-        for t in sorted(t for t in d.queue if t <= t_s + 1e-6):
-            if d.rev_t is not None and d.rev_t <= t:  # the reverse action comes first
-                d.rev, d.rev_t, acted = not d.rev, None, True
-            d.queue.remove(t)
-            if d.value == 0:
-                d.armed = False
-                continue
-            step = 1 if d.value > 0 else -1
-            new = min(max(w.tap + step * w.tap_step, w.min_tap), w.max_tap)
-            if abs(new - w.tap) > 1e-9:  # not a rounding move at a limit (no new tap)
-                self.tw.set_tap(ctl.name, new)
-                self.state.tap_ops[ctl.name.lower()] += 1
-                acted = True
-            d.value -= step
-            if d.value != 0:
-                d.queue.append(t_s + ctl.tapdelay_s)
-            else:
-                d.armed = False
-        if d.rev_t is not None and d.rev_t <= t_s + 1e-6:
-            d.rev, d.rev_t, acted = not d.rev, None, True
-        return acted
-
-    @staticmethod
-    def _arm(d: _Device, s: RegSensor, w: Winding, t_s: float, vs: tuple[float, float]) -> None:
-        """The sample proper (``vs``: control and VLimit voltages): the pending change,
-        arming (after the delay, inverse-time or not) or cancelling the first action;
-        reverse neutral: towards tap 1.0, no band check. Out of band with nothing to move
-        (rounded to 0 taps) an armed action stays armed, as OpenDSS."""
-        ctl = s.ctl
-        if not ctl.max_tap_change:  # OpenDSS samples nothing (queued actions still run)
-            d.value = 0
-            return
-        if d.rev and ctl.rev_neutral and watches_reverse(s):
-            _neutral_sample(d, w.tap, w.tap_step, t_s + ctl.tapdelay_s)
-            return
-        rev, cogen = d.rev and not ctl.cogen, d.rev and ctl.cogen
-        n, needed = reg_wants(s, w.tap, w.tap_step, vs[0], vs[1], rev, cogen)
-        d.value = n
-        if not needed:
-            if d.armed and d.handle in d.queue:
-                d.queue.remove(d.handle)
-            d.armed = False
-            return
-        movable = (n > 0 and w.tap < w.max_tap - 1e-9) or (n < 0 and w.tap > w.min_tap + 1e-9)
-        if movable and not d.armed:
-            d.handle = t_s + reg_delay(s, vs[0], w.tap, rev)
-            d.queue.append(d.handle)
-            d.armed = True
-
-    def _cap(self, i: int, s: CapSensor, t_s: float, m: dict[str, float]) -> bool:
-        """OpenDSS time-mode CapControl: sample (arming after delay, dead time before a
-        re-close), then the armed action if due, acting on the latest pending change."""
-        d = self.state.caps[i]
-        ctl = s.ctl
-        cap = self._capacitor(s.cap)
-        closed = sum(cap.states) > 0
-        avail = len(cap.states) - sum(cap.states)
-        d.value, should = cap_sample(s, {**m, "tod": time_of_day(t_s)}, closed, avail, d.value)
-        if should and not d.armed:
-            delay = ctl.delay_off_s
-            if d.value == CLOSE:
-                since = t_s - d.last_open_s
-                delay = ctl.delay_s
-                if since < ctl.dead_time_s:
-                    delay = max(ctl.delay_s, ctl.dead_time_s + ctl.delay_s - since)
-            d.armed, d.t_exec = True, t_s + delay
-        if d.armed and d.value == 0:
-            d.armed = False
-        if not (d.armed and d.t_exec <= t_s + 1e-6):
-            return False
-        d.armed = False
-        states = list(cap.states)
-        if d.value == CLOSE and 0 in states:
-            states[states.index(0)] = 1
-        elif d.value == OPEN and closed:
-            states[len(states) - 1 - states[::-1].index(1)] = 0
-            d.last_open_s = t_s
-        else:
-            return False
-        self.tw.set_cap(cap.name, states)
-        self.state.cap_ops[s.cap] += 1
-        return True
-
-    def _capacitor(self, name: str) -> Capacitor:
-        return next(c for c in self.tw.grid.capacitors if c.name.lower() == name)
+        return self.ctl.sample_and_act(self.tw, t_s, regs, caps)
 
     def record(
         self,
@@ -278,27 +129,6 @@ class _Runner:
                     self.inv_log.setdefault(name, ([], []))
                     self.inv_log[name][0].extend(last.p_kw[i, : v.shape[1]])
                     self.inv_log[name][1].extend(last.q_kvar[i, : v.shape[1]])
-
-
-def _neutral_sample(d: _Device, tap: float, step: float, t_due: float) -> None:
-    """OpenDSS's reverse-neutral sample: unless armed, head for the neutral tap (first
-    action at ``t_due``); no band check (an armed action keeps its pending change)."""
-    if d.armed:
-        return
-    d.value = neutral_taps(tap, step)
-    if d.value != 0:
-        d.queue.append(t_due)
-        d.armed = True
-
-
-def _reverse_sample(d: _Device, threshold_w: float, t_due: float, fwd_w: float) -> None:
-    """OpenDSS's reverse detection: forward power beyond the threshold the other way queues
-    the toggle (at ``t_due``); back within it cancels the queued toggle."""
-    flip = fwd_w < -threshold_w if not d.rev else fwd_w > threshold_w
-    if flip and d.rev_t is None:
-        d.rev_t = t_due
-    elif not flip:
-        d.rev_t = None
 
 
 def run_qsts(
@@ -433,8 +263,8 @@ def _result(run: _Runner, opts: QstsOptions, elapsed: float, factorisations: int
         vuf_max_pct=a.vuf_max,
         vuf_hours_above_2pct=a.vuf_above * h,
         losses_kw=np.concatenate(a.loss_kw) if a.loss_kw else np.zeros(0),
-        tap_ops=run.state.tap_ops,
-        cap_ops=run.state.cap_ops,
+        tap_ops=run.ctl.tap_ops,
+        cap_ops=run.ctl.cap_ops,
         branch_meta=run.tw.net.branch_meta,
         overload_hours=a.overload * h,
         max_loading=a.max_loading,
