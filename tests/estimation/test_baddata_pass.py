@@ -11,18 +11,10 @@ import pytest
 
 from gridpilot.estimation import (
     PowerSensorKind,
-    StateEstimator,
     estimate_robust,
     measurements_from_powerflow,
 )
 from gridpilot.estimation.baddata import _pass
-from gridpilot.twin import Twin
-
-
-@pytest.fixture(scope="module")
-def setup(case33):
-    pf = Twin(case33).powerflow()
-    return case33, pf, StateEstimator(case33)
 
 
 def _flows_with_errors(grid, pf, seed: int, errors: int = 3):

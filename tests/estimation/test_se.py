@@ -18,12 +18,6 @@ from gridpilot.estimation.robust import RemovedMeasurement
 from gridpilot.twin import Twin
 
 
-@pytest.fixture(scope="module")
-def setup(case33):
-    pf = Twin(case33).powerflow()
-    return case33, pf, StateEstimator(case33)
-
-
 def _meas(grid, pf, seed: int) -> Measurements:
     noisy, _ = measurements_from_powerflow(
         grid,

@@ -12,6 +12,8 @@ pytest.importorskip("dss")
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase import ThreePhaseGrid
 from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.twin.unbalanced import UnbalancedTwin
+from gridpilot.twin.unbalanced.reference import add_shape, reset_taps
 
 
 @lru_cache(maxsize=8)
@@ -55,3 +57,15 @@ def is_radial(g: ThreePhaseGrid, state: dict[str, bool]) -> bool:
             return False
         parent[ra] = rb
     return True
+
+
+def ieee13_pair(commands: list[str], mult: np.ndarray) -> tuple[DssSession, UnbalancedTwin]:
+    """ieee13 edited by DSS ``commands`` with neutral taps and the load shape ``mult`` (15-min
+    steps): the OpenDSS session and our twin of the same script."""
+    s = DssSession()
+    s.compile(feeder_master("ieee13"))
+    for cmd in commands:
+        s.command(cmd)
+    reset_taps(s)
+    add_shape(s, "q", mult, 15)
+    return s, UnbalancedTwin(grid_from_session(s, "ieee13"))

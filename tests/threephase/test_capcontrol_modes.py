@@ -10,16 +10,15 @@ import pytest
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.model.threephase.elements import PT_AVG, PT_MAX
-from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.controls import time_of_day
 from gridpilot.twin.unbalanced.reference import (
-    add_shape,
     dss_cap_states,
     dss_qsts,
     extremes_gap,
-    reset_taps,
     tighten,
 )
+
+from .conftest import ieee13_pair
 
 STEPS = 96
 
@@ -65,23 +64,13 @@ def _shape(n: int, minutes: float, seed: int = 5) -> np.ndarray:
     return 0.45 + 0.5 * np.sin(2 * np.pi * (t - 8) / 24) ** 2 + 0.05 * rng.standard_normal(n)
 
 
-def _pair(commands: list[str], mult: np.ndarray) -> tuple[DssSession, UnbalancedTwin]:
-    s = DssSession()
-    s.compile(feeder_master("ieee13"))
-    for cmd in commands:
-        s.command(cmd)
-    reset_taps(s)
-    add_shape(s, "q", mult, 15)
-    return s, UnbalancedTwin(grid_from_session(s, "ieee13"))
-
-
 @pytest.mark.parametrize("mode", sorted(SCENARIOS))
 def test_capcontrol_mode_matches_opendss_in_both_engines(mode: str) -> None:
     mult = _shape(STEPS, 15)
-    s, tw = _pair(SCENARIOS[mode], mult)
+    s, tw = ieee13_pair(SCENARIOS[mode], mult)
     assert not any("capcontrol" in w for w in tw.grid.warnings)  # the mode is modelled
     fast = tw.qsts(STEPS, 900.0, engine="compiled", keep_taps=True)
-    _, tw2 = _pair(SCENARIOS[mode], mult)
+    _, tw2 = ieee13_pair(SCENARIOS[mode], mult)
     slow = tw2.qsts(STEPS, 900.0, engine="python", keep_taps=True)
     ref = dss_qsts(s, STEPS, 900.0)
     assert sum(ref.cap_ops.values()) >= 2  # the control has to act
@@ -122,7 +111,7 @@ def test_unmodelled_capcontrol_options_stay_in_the_warning() -> None:
 @pytest.mark.parametrize("mode", sorted(SCENARIOS))
 def test_static_snapshot_states_match_opendss(mode: str) -> None:
     """Snapshot (static control mode, time of day 0:00): the same bank states as OpenDSS."""
-    s, tw = _pair(SCENARIOS[mode], np.ones(4))
+    s, tw = ieee13_pair(SCENARIOS[mode], np.ones(4))
     tw.powerflow()
     tighten(s)
     s.command("solve")

@@ -15,15 +15,15 @@ from gridpilot.model.importers.opendss_elements import _vbus
 from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.reference import (
-    add_shape,
     dss_cap_states,
     dss_qsts,
     dss_taps,
     extremes_gap,
-    reset_taps,
     tap_numbers,
     tighten,
 )
+
+from .conftest import ieee13_pair
 
 STEPS = 96
 _SUN = np.clip(np.sin(np.pi * (np.arange(96) * 0.25 - 6) / 12), 0, None)
@@ -81,16 +81,6 @@ def _shape(n: int, minutes: float, seed: int = 7) -> np.ndarray:
     return 0.5 + 0.45 * np.sin(2 * np.pi * (t - 8) / 24) ** 2 + 0.06 * rng.standard_normal(n)
 
 
-def _pair(commands: list[str], mult: np.ndarray) -> tuple[DssSession, UnbalancedTwin]:
-    s = DssSession()
-    s.compile(feeder_master("ieee13"))
-    for cmd in commands:
-        s.command(cmd)
-    reset_taps(s)
-    add_shape(s, "q", mult, 15)
-    return s, UnbalancedTwin(grid_from_session(s, "ieee13"))
-
-
 def _tap_numbers(series: np.ndarray) -> np.ndarray:
     return np.rint((np.asarray(series) - 1.0) / 0.00625).astype(int)
 
@@ -99,13 +89,13 @@ def _tap_numbers(series: np.ndarray) -> np.ndarray:
 def test_option_matches_opendss_in_time_mode(name: str) -> None:
     commands, without = SCENARIOS[name]
     mult = _shape(STEPS, 15)
-    s, tw = _pair(commands, mult)
+    s, tw = ieee13_pair(commands, mult)
     assert not any("control" in w for w in tw.grid.warnings)  # the option is modelled
     fast = tw.qsts(STEPS, 900.0, engine="compiled", keep_taps=True)
-    _, tw2 = _pair(commands, mult)
+    _, tw2 = ieee13_pair(commands, mult)
     slow = tw2.qsts(STEPS, 900.0, engine="python", keep_taps=True)
     ref = dss_qsts(s, STEPS, 900.0)
-    base = dss_qsts(_pair(without, mult)[0], STEPS, 900.0)
+    base = dss_qsts(ieee13_pair(without, mult)[0], STEPS, 900.0)
     assert (ref.tap_series, ref.cap_ops) != (base.tap_series, base.cap_ops)  # it matters
     assert fast.tap_ops == slow.tap_ops == ref.tap_ops
     assert fast.cap_ops == slow.cap_ops
@@ -122,7 +112,7 @@ def test_option_matches_opendss_in_time_mode(name: str) -> None:
 def _static(commands: list[str]) -> tuple[UnbalancedTwin, int, dict[str, int], dict, int]:
     """Our snapshot and OpenDSS's: (twin, our control rounds, OpenDSS taps, OpenDSS bank
     states, OpenDSS control iterations)."""
-    s, tw = _pair(commands, np.ones(4))
+    s, tw = ieee13_pair(commands, np.ones(4))
     rounds = tw.powerflow().control_iterations
     tighten(s)
     s.command("solve")
@@ -164,7 +154,7 @@ def test_reverse_power_in_static_mode_matches_opendss(name: str) -> None:
 def test_hunting_vlimit_fails_in_both() -> None:
     """A VLimit inside the band's reach hunts in static mode: OpenDSS exceeds its control
     iterations, we raise a ConvergenceError."""
-    s, tw = _pair(_regs("vlimit=125.5"), np.ones(4))
+    s, tw = ieee13_pair(_regs("vlimit=125.5"), np.ones(4))
     with pytest.raises(ConvergenceError, match="did not settle"):
         tw.powerflow()
     tighten(s)
