@@ -75,8 +75,11 @@ def dss_loading(mult: float) -> dict[str, Any]:
     from gridpilot.model.threephase.builtin import feeder_session
 
     s = feeder_session("ieee8500")[0]
-    for cmd in (f"set loadmult={mult}", "set controlmode=static maxcontroliter=50",
-                "set maxiterations=100"):
+    for cmd in (
+        f"set loadmult={mult}",
+        "set controlmode=static maxcontroliter=50",
+        "set maxiterations=100",
+    ):
         s.command(cmd)
     c = s.circuit
     c.Solution.Solve()
@@ -101,7 +104,8 @@ def lines_geometry_check(path: str) -> dict[str, Any]:
     from gridpilot.model.threephase.builtin import feeder_master
 
     def read(p: Any, key: str) -> dict[str, str]:
-        rows = re.findall(r"(?im)^\s*new\s+line\.(\S+)(.*)$", open(p).read())
+        with open(p, encoding="utf-8") as f:
+            rows = re.findall(r"(?im)^\s*new\s+line\.(\S+)(.*)$", f.read())
         return {n.lower(): dict((k.lower(), v.lower()) for k, v in
                                 re.findall(r"(\w+)=(\S+)", rest)).get(key, "")
                 for n, rest in rows}  # fmt: skip

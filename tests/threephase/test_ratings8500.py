@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gridpilot.errors import ValidationError
 from gridpilot.model.threephase.builtin import (
     DATA_DIR,
     OPENDSS_PLACEHOLDER_AMPS,
@@ -26,7 +27,9 @@ def rated8500():
     i = lines.First
     while i:
         out[lines.Name.lower()] = (
-            lines.LineCode.lower(), float(lines.NormAmps), float(lines.EmergAmps)
+            lines.LineCode.lower(),
+            float(lines.NormAmps),
+            float(lines.EmergAmps),
         )
         i = lines.Next
     return out, rated
@@ -55,7 +58,7 @@ def test_every_placeholder_line_of_ieee8500_is_rated(rated8500) -> None:
 
 
 def test_switches_and_connectors_take_the_lines_in_series(rated8500) -> None:
-    lines, rated = rated8500
+    _, rated = rated8500
     assert rated["hvmv_sub_connector"] == 630.0  # the substation onto the 397 trunk
     assert rated["v9111_48332_sw"] == 150.0  # between two 4 ACSR three-phase lines
     assert rated["a8735_48332_sw"] == 630.0
@@ -69,7 +72,7 @@ def test_a_geometry_naming_an_unknown_wire_is_a_clear_error(tmp_path: Path) -> N
         "~ cond=2 wire=b x=1 h=9\nNew LineGeometry.g2 nconds=2 nphases=1\n"
         "~ cond=1 wire=nosuch x=0 h=10\n~ cond=2 wire=a x=1 h=9\n"
     )
-    with pytest.raises(ValueError, match="g2.*nosuch"):
+    with pytest.raises(ValidationError, match=r"g2.*nosuch"):
         geometry_ampacity(tmp_path / "g.dss", tmp_path / "w.dss")
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gridpilot.errors import ValidationError
 from gridpilot.model.threephase.grid import ThreePhaseGrid
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,9 @@ def geometry_ampacity(geometries: Path, wiredata: Path) -> dict[str, tuple[float
         phase = [g.get(f"{c}:wire", "").lower() for c in range(1, int(g.get("nphases", 3)) + 1)]
         missing = [w for w in phase if w not in wires]
         if missing:
-            raise ValueError(f"line geometry {name!r}: wire {missing[0]!r} not in {wiredata}")
+            raise ValidationError(
+                f"line geometry {name!r}: wire {missing[0]!r} not in {wiredata.name}"
+            )
         norm = min(float(wires[w]["normamps"]) for w in phase)
         out[name] = (norm, min(float(wires[w].get("emergamps", norm)) for w in phase))
     return out
