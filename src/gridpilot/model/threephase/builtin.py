@@ -186,8 +186,8 @@ def rate_lines(circuit: Any, ampacity: Mapping[str, Amps]) -> dict[str, float]:
         # the lines in series with it: at least as many phases (a lateral tapped at its bus
         # is not); at each end the strongest such, the weaker end rates it (an end with no
         # line, e.g. a regulator's output bus, says nothing)
-        ends = [[a for (b, p), a in at_bus.items() if b == x and p >= ph] for x in (b1, b2)]
-        rated = [max(e) for e in ends if e]
+        near = [[a for (b, p), a in at_bus.items() if b == x and p >= ph] for x in (b1, b2)]
+        rated = [max(e) for e in near if e]
         if rated:
             lines.Name = name
             lines.NormAmps, lines.EmergAmps = min(rated)
