@@ -14,8 +14,7 @@ from gridpilot.agent.flisr3p_run import build_flisr3p
 from gridpilot.control.flisr3p.results import check_state
 from gridpilot.errors import UnknownComponentError
 from gridpilot.model import load_grid
-from gridpilot.model.importers.opendss import DssSession
-from gridpilot.model.threephase.builtin import feeder_master
+from gridpilot.model.threephase.builtin import feeder_session
 from gridpilot.twin.unbalanced.replay import dss_apply_state, dss_state_metrics
 
 pytestmark = pytest.mark.slow
@@ -47,8 +46,7 @@ def test_a_verified_partial_restoration_beats_an_unverified_full_one(setup):
     assert 0 < lost - lost_full < 0.01 * eng.prefault.served_kw  # a small part left off
     taps, commands, caps = eng.controls(p.state)
     assert commands and all(taps[k] == v for k, v in commands.items())
-    sess = DssSession()
-    sess.compile(feeder_master("ieee8500"))
+    sess = feeder_session("ieee8500")[0]  # rated as our grid is (builtin.rate_lines)
     dss_apply_state(sess, eng.grid, p.state, taps, "off", caps)
     skip = frozenset(
         f"{b}.{k}" for (b, k), m in zip(eng.solver.nodes, eng.source_side, strict=True) if m
