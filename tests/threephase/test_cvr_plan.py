@@ -119,3 +119,19 @@ def test_bad_plan_iterations_is_named() -> None:
     g, mult = _ieee13(4)
     with pytest.raises(ValidationError, match=r"plan_iterations.*0"):
         cvr_day(g, mult, opts=dataclasses.replace(CvrOptions(), day_plan=True, plan_iterations=0))
+
+
+def test_cli_day_plan_json() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from gridpilot.cli import _register, app
+
+    _register()
+    args = ["cvr", "ieee13", "--steps", "8", "--cvr-loads", "--day-plan", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["method"] == "day_plan" and s["optimised"]["violation_min_regulated"] == 0
+    assert s["plan_steps_out_of_range_a"] == 0 and "plan_kwh_per_op" in s

@@ -53,7 +53,7 @@ class CvrOptions:
     cap_search: bool = True  # switch capacitors where it helps (else: the baseline's states)
     max_cap_ops: int = -1  # capacitor step operations allowed over the run (-1: no limit)
     day_plan: bool = False  # one day-ahead DP schedule per device (control.cvr_plan)
-    plan_iterations: int = 4  # exact checks (each followed by a re-plan) of the day plan
+    plan_iterations: int = 6  # exact checks (each followed by a re-plan) of the day plan
 
     def validate(self) -> None:
         """Raise :class:`ValidationError` naming the first bad field and its value."""

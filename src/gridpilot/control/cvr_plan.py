@@ -40,9 +40,10 @@ from gridpilot.twin.unbalanced import UnbalancedTwin
 
 log = logging.getLogger(__name__)
 W_MARGIN = 1e4  # kWh per pu per node-phase-step outside the margin band
-W_RANGE = 1e8  # kWh per pu per node-phase-step outside Range A (above any LAM_MAX trade)
+W_RANGE = 1e12  # kWh per pu per node-phase-step outside Range A (no LAM_MAX trades it)
 WINDOW = 6  # positions (units) beyond a schedule's range a DP sweep considers
 SWEEPS = 6  # coordinate-descent sweeps at most
+TRUST = 50.0  # kWh per unit moved from a verified step that held Range A
 LAM_MAX = 1e4  # kWh per operation: above it, operations are what the band needs
 
 
@@ -106,6 +107,7 @@ class Model:
     h: float  # hours per step
     unit: np.ndarray  # per device
     rel: list[np.ndarray] = field(default_factory=list)  # node-phases each device moves
+    good: np.ndarray | None = None  # steps the exact solve held in Range A (trust region)
 
 
 def solve_plan(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, plan: np.ndarray
@@ -161,6 +163,8 @@ def _cost(m: Model, band: Band, vc: np.ndarray, j: int, cur: np.ndarray, pos: np
         g_m = np.maximum(np.maximum(lo - w, w - hi), 0.0).sum(axis=0)
         g_a = np.maximum(np.maximum(band.vmin - w, w - band.vmax), 0.0).sum(axis=0)
         out[:, k] = m.h * m.dp[j] * d + W_MARGIN * g_m + W_RANGE * g_a
+        if m.good is not None:  # stay near the verified plan where it held Range A
+            out[:, k] += TRUST * np.abs(p - m.x[j]) / unit * m.good
     return out
 
 
@@ -267,7 +271,7 @@ def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noq
     start: np.ndarray | None = lp_start(m, dev, band)
     for it in range(iterations):
         plan, lam = budget_plan(m, dev, band, budget, period, lam, start)
-        start = None
+        start, lam = None, (max(1.0, lam[0] / 16), max(1.0, lam[1] / 16))
         v = solve_plan(tw, dev, s_all, plan)
         vpx = v_pu(tw, v)
         bad = band.breach_steps(vpx)
@@ -281,10 +285,10 @@ def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noq
             best = (score, DayPlan(dev, plan, v, bad, taps, caps, lam, it + 1))
         if score[0] == 0.0 and score[1] == 0.0:
             break
-        m.b, m.e, m.x = np.nan_to_num(vpx), e, plan
+        m.b, m.e, m.x, m.good = np.nan_to_num(vpx), e, plan, ~bad
     assert best is not None
     out = best[1]
-    m.b, m.x = np.nan_to_num(v_pu(tw, out.v)), out.plan
+    m.b, m.x, m.good = np.nan_to_num(v_pu(tw, out.v)), out.plan, None
     out.bounds = [range_a_bound(m, dev, band, int(t)) for t in np.flatnonzero(out.breach_steps)]
     return out
 
