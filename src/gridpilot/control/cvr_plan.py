@@ -40,7 +40,7 @@ from gridpilot.twin.unbalanced import UnbalancedTwin
 
 log = logging.getLogger(__name__)
 W_MARGIN = 1e4  # kWh per pu per node-phase-step outside the margin band
-W_RANGE = 1e12  # kWh per pu per node-phase-step outside Range A (no LAM_MAX trades it)
+W_RANGE = 1e8  # kWh per pu per node-phase-step outside Range A
 WINDOW = 6  # positions (units) beyond a schedule's range a DP sweep considers
 SWEEPS = 6  # coordinate-descent sweeps at most
 TRUST = 50.0  # kWh per unit moved from a verified step that held Range A
