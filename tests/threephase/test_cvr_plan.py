@@ -135,3 +135,25 @@ def test_cli_day_plan_json() -> None:
     s = json.loads(res.output)
     assert s["method"] == "day_plan" and s["optimised"]["violation_min_regulated"] == 0
     assert s["plan_steps_out_of_range_a"] == 0 and "plan_kwh_per_op" in s
+
+
+def test_exact_fix_brings_a_breaching_step_back_into_range_a() -> None:
+    from gridpilot.control.cvr_plan import exact_fix
+
+    g, mult = _ieee13(4)
+    g = shaped(g, mult, 900.0)
+    _, band = day_band(g, 4, 900.0, CvrOptions())
+    tw = twin_of(g)
+    dev = Devices.of(tw)
+    col = _powers(tw, 4, 900.0)[:, 2:3]
+    high = np.array([p[-1] for p in dev.pos])  # every tap at its top: far above Range A
+    dev.apply(tw, high)
+    v, _ = tw.solve(col)
+    assert band.breach_steps(v_pu(tw, v))[0]
+    x, vx = exact_fix(tw, dev, col, band, high, rounds=6)
+    assert vx is not None
+    check = twin_of(g)
+    dev.apply(check, x)
+    v2, _ = check.solve(col)
+    assert not band.breach_steps(v_pu(check, v2))[0]  # held, by an independent solve
+    assert np.all(np.abs(x - high) <= 6 * 4 * dev.unit + 1e-9)  # within rounds × reach

@@ -288,6 +288,12 @@ def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noq
         m.b, m.e, m.x, m.good = np.nan_to_num(vpx), e, plan, ~bad
     assert best is not None
     out = best[1]
+    for t in np.flatnonzero(out.breach_steps):  # sequential LP, exact at every state
+        x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, out.plan[:, t])
+        if vt is not None:
+            out.plan[:, t], out.v[:, t] = x, vt[:, 0]
+            out.breach_steps[t] = False
+    out.tap_ops, out.cap_ops = dev.ops(out.plan)
     m.b, m.x, m.good = np.nan_to_num(v_pu(tw, out.v)), out.plan, None
     out.bounds = [range_a_bound(m, dev, band, int(t)) for t in np.flatnonzero(out.breach_steps)]
     return out
@@ -305,17 +311,20 @@ class Bound:
     binding: list[int]
 
 
-def range_a_bound(m: Model, dev: Devices, band: Band, t: int) -> Bound:
+def range_a_bound(m: Model, dev: Devices, band: Band, t: int, reach: float = np.inf) -> Bound:
     """Linear programme at step ``t`` (see the module doc): minimise ``e`` such that every
-    live regulated node-phase lies within Range A widened by ``e``."""
+    live regulated node-phase lies within Range A widened by ``e``; each device moves at
+    most ``reach`` units from the model's state."""
     from scipy.optimize import linprog
 
     rows = np.flatnonzero(np.all(m.b > 0.05, axis=1) & band.ctl)
     a = m.s[:, rows, t].T.astype(float)  # node-phases × devices, pu per unit
     b = m.b[rows, t]
     nd = len(dev.names)
-    lo = np.array([(p[0] - x) / u for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])
-    hi = np.array([(p[-1] - x) / u for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])
+    lo = np.array([max((p[0] - x) / u, -reach)
+                   for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])  # fmt: skip
+    hi = np.array([min((p[-1] - x) / u, reach)
+                   for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])  # fmt: skip
     one = -np.ones((rows.size, 1))
     a_ub = np.vstack([np.hstack([a, one]), np.hstack([-a, one])])
     b_ub = np.concatenate([band.vmax - b, b - band.vmin])
@@ -341,3 +350,23 @@ def lp_start(m: Model, dev: Devices, band: Band) -> np.ndarray:
         z = range_a_bound(m, dev, band, t).state
         out[:, t] = [p[np.argmin(np.abs(p - v))] for p, v in zip(dev.pos, z, strict=True)]
     return out
+
+
+def exact_fix(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  # noqa: PLR0913
+              x: np.ndarray, rounds: int = 4, reach: float = 4.0
+              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """One step held in Range A by a sequential LP: linearise exactly at ``x`` (one solve
+    per device), move every device at most ``reach`` units to the LP's most central state,
+    rounded, solve exactly; repeat. Returns the state and its voltages, or (``x``, None)
+    if no round's exact solve holds every regulated node-phase inside Range A."""
+    for _ in range(rounds):
+        s, dp, vp, p = sensitivities(tw, dev, s_col, x)
+        m = Model(s, dp, vp, p, x[:, None], 1.0, dev.unit)
+        z = range_a_bound(m, dev, band, 0, reach).state
+        x = np.array([q[np.argmin(np.abs(q - v))] for q, v in zip(dev.pos, z, strict=True)])
+        dev.apply(tw, x)
+        v, _ = tw.solve(s_col)
+        if not band.breach_steps(v_pu(tw, v))[0]:
+            log.info("CVR day plan: a step held in Range A by the sequential LP")
+            return x, v
+    return x, None
