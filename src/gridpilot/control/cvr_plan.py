@@ -16,10 +16,14 @@ checked in the full unbalanced twin.
 * **Operation budget.** ``lam`` (kWh an operation must save) is raised until the linear
   plan uses no more tap operations than the budget (the baseline's); capacitor
   operations are capped the same way.
+* **Start.** Per step, the most central state of :func:`range_a_bound`, rounded
+  (:func:`lp_start`), so moves needing several devices at once are already made.
 * **Verified.** The plan is solved exactly (steps grouped by equal state); the exact
-  voltages become the next ``B`` and the DP runs again from the plan, until the exact
-  solve keeps every regulated node-phase inside Range A or ``iterations`` are spent. The
-  figures reported are the exact solve's, never the model's.
+  voltages become the next ``B`` and the DP runs again from the plan (each device kept
+  near its schedule at steps the exact solve held, ``TRUST``), until the exact solve keeps
+  every regulated node-phase inside Range A or ``iterations`` are spent. Steps still
+  outside get a sequential LP (:func:`exact_fix`, exact at every state). The figures
+  reported are the exact solve's, never the model's.
 * **Bound** (:func:`range_a_bound`): where a step still breaks Range A, a linear programme
   over every control (taps and capacitor steps continuous within their ranges, linearised
   at the plan) gives the least possible largest breach; above zero no control state holds
