@@ -357,7 +357,7 @@ def lp_start(m: Model, dev: Devices, band: Band) -> np.ndarray:
 
 
 def exact_fix(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  # noqa: PLR0913
-              x: np.ndarray, rounds: int = 4, reach: float = 4.0
+              x: np.ndarray, rounds: int = 8, reach: float = 2.0
               ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """One step held in Range A by a sequential LP: linearise exactly at ``x`` (one solve
     per device), move every device at most ``reach`` units to the LP's most central state,
