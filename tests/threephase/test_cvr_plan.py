@@ -150,10 +150,10 @@ def test_exact_fix_brings_a_breaching_step_back_into_range_a() -> None:
     dev.apply(tw, high)
     v, _ = tw.solve(col)
     assert band.breach_steps(v_pu(tw, v))[0]
-    x, vx = exact_fix(tw, dev, col, band, high, rounds=6)
+    x, vx = exact_fix(tw, dev, col, band, high, rounds=6, reach=2.0)
     assert vx is not None
     check = twin_of(g)
     dev.apply(check, x)
     v2, _ = check.solve(col)
     assert not band.breach_steps(v_pu(check, v2))[0]  # held, by an independent solve
-    assert np.all(np.abs(x - high) <= 6 * 4 * dev.unit + 1e-9)  # within rounds × reach
+    assert np.all(np.abs(x - high) <= 6 * 2 * dev.unit + 1e-9)  # within rounds × reach
