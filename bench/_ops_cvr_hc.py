@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gridpilot.control.cvr import with_cvr_loads
+from gridpilot.control.cvr import CvrOptions, with_cvr_loads
 from gridpilot.control.cvr_cli import day_shape
 from gridpilot.control.cvr_fleet import with_pv_fleet
 from gridpilot.control.cvr_run import cvr_day
@@ -57,9 +57,11 @@ def _dss_fleet(s: DssSession, g: ThreePhaseGrid) -> None:
               f"deltaQ_factor={ctl.delta_q} derlist=[{' '.join(names)}]")  # fmt: skip
 
 
-def cvr_row(name: str, steps: int, exp_loads: bool, pv: bool = False) -> dict[str, Any]:
+def cvr_row(name: str, steps: int, exp_loads: bool, pv: bool = False,
+            day_plan: bool = False) -> dict[str, Any]:  # fmt: skip
     """One CVR row: our optimiser vs the baseline, and OpenDSS's own run; ``pv``: with the
-    smart-inverter fleet (in OpenDSS too)."""
+    smart-inverter fleet (in OpenDSS too); ``day_plan``: the day-ahead DP schedule instead
+    of the hourly decisions."""
     from unbalanced_ops import _dss_day  # the same OpenDSS stepping as the other rows
 
     s = DssSession()
@@ -73,7 +75,7 @@ def cvr_row(name: str, steps: int, exp_loads: bool, pv: bool = False) -> dict[st
         g = with_cvr_loads(g)
         s.command("batchedit load..* model=4 cvrwatts=0.8 cvrvars=3")
     t0 = time.perf_counter()
-    res = cvr_day(g, mult)
+    res = cvr_day(g, mult, opts=CvrOptions(day_plan=day_plan))
     total_s = time.perf_counter() - t0
     add_shape(s, "cvrbench", mult, 15.0)
     if pv:
@@ -89,7 +91,10 @@ def cvr_row(name: str, steps: int, exp_loads: bool, pv: bool = False) -> dict[st
            "baseline_violation_min": b["violation_min"], "baseline_energy_kwh": b["energy_kwh"],
            "violation_min_regulated": o["violation_min_regulated"],
            "baseline_violation_min_regulated": b["violation_min_regulated"],
-           "energy_kwh": o["energy_kwh"]}  # fmt: skip
+           "energy_kwh": o["energy_kwh"], "method": sm.get("method", "hourly")}  # fmt: skip
+    for k in ("plan_iterations", "plan_kwh_per_op", "plan_steps_out_of_range_a"):
+        if k in sm:
+            row[k] = sm[k]
     if pv:
         pv_kw = -sum(ld.kw for ld in g.loads if ld.kind == "pv")
         row.update({"vmin_pu": o["vmin_pu"], "vmax_pu": o["vmax_pu"],

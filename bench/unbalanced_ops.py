@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=96)
     ap.add_argument("--hc-nodes", type=int, default=None, help="sample this many node-phases")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--day-plan", action="store_true",
+                    help="cvr rows: the day-ahead DP schedule (control.cvr_plan)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     for name in args.grids:
@@ -133,11 +135,12 @@ def main(argv: list[str] | None = None) -> None:
 
                 row = flisr_row(name, 40) if cap == "flisr" else reconfig_row(name)
             elif cap.startswith("cvr_pv"):  # smart-inverter fleet (bench/_ops_cvr_hc.py)
-                row = cvr_row(name, args.steps, cap == "cvr_pv_exp", pv=True)
+                row = cvr_row(name, args.steps, cap == "cvr_pv_exp", pv=True,
+                              day_plan=args.day_plan)  # fmt: skip
             elif cap.endswith("_dask"):
                 row = hosting_dask_row(name, cap.split("_")[1], args.hc_nodes, args.workers)
             elif cap.startswith("cvr"):
-                row = cvr_row(name, args.steps, cap == "cvr_exp")
+                row = cvr_row(name, args.steps, cap == "cvr_exp", day_plan=args.day_plan)
             else:
                 row = hosting_row(name, cap.split("_")[1], args.hc_nodes, args.workers)
             row = {**dict.fromkeys(KEYS), **row}

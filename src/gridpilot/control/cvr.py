@@ -52,6 +52,8 @@ class CvrOptions:
     max_replans: int = 4
     cap_search: bool = True  # switch capacitors where it helps (else: the baseline's states)
     max_cap_ops: int = -1  # capacitor step operations allowed over the run (-1: no limit)
+    day_plan: bool = False  # one day-ahead DP schedule per device (control.cvr_plan)
+    plan_iterations: int = 6  # exact checks (each followed by a re-plan) of the day plan
 
     def validate(self) -> None:
         """Raise :class:`ValidationError` naming the first bad field and its value."""
@@ -67,6 +69,8 @@ class CvrOptions:
             raise ValidationError(
                 f"vmin_pu ({self.vmin_pu}) must be below vmax_pu ({self.vmax_pu})"
             )
+        if self.plan_iterations < 1:
+            raise ValidationError(f"plan_iterations must be >= 1, got {self.plan_iterations!r}")
         if self.period_steps < 1 or self.max_lower_taps < 0:
             raise ValidationError(
                 f"period_steps must be >= 1 and max_lower_taps >= 0, got {self.period_steps!r}, "
@@ -106,6 +110,7 @@ class CvrResult:
     decision_ms: list[float] = field(default_factory=list)
     taps: dict[str, list[float]] = field(default_factory=dict)  # per period, pu
     min_gain_pct: float = 0.0  # the threshold the returned plan used
+    extra: dict[str, Any] = field(default_factory=dict)  # method detail, added to summary()
 
     @property
     def energy_saved_pct(self) -> float:
@@ -126,6 +131,7 @@ class CvrResult:
             "tap_ops_within_baseline": self.optimised.tap_ops <= self.baseline.tap_ops,
             "decision_ms_p50": round(float(np.percentile(ms, 50)), 2),
             "decision_ms_p99": round(float(np.percentile(ms, 99)), 2),
+            **self.extra,
         }
 
 

@@ -39,6 +39,13 @@ def register(app: typer.Typer) -> None:
                 help="re-plan (up to 4 times) until tap operations <= the baseline's",
             ),
         ] = True,
+        day_plan: Annotated[
+            bool,
+            typer.Option(
+                "--day-plan/--hourly",
+                help="one day-ahead schedule per regulator and capacitor (DP, tap budget)",
+            ),
+        ] = False,
         json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     ) -> None:
         """Volt/VAR optimisation with CVR over a day against OpenDSS's own controls."""
@@ -54,7 +61,7 @@ def register(app: typer.Typer) -> None:
             if not isinstance(g, ThreePhaseGrid):
                 raise ValidationError(f"cvr needs a three-phase grid, {grid!r} is not")
             g = with_cvr_loads(g) if cvr_loads else g
-            o = CvrOptions(vmin, vmax, margin, match_baseline_ops=match_ops)
+            o = CvrOptions(vmin, vmax, margin, match_baseline_ops=match_ops, day_plan=day_plan)
             res = cvr_day(g, day_shape(steps, 15.0), 900.0, o)
         except GridpilotError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -281,6 +281,33 @@ def _pick(tried: list) -> tuple:  # type: ignore[type-arg]
     return ex, e, x, v
 
 
+def _day_ahead(g: ThreePhaseGrid, steps: int, res_s: float, opts: CvrOptions,
+               base: RunFigures, band: Band) -> CvrResult:  # fmt: skip
+    """The day-ahead plan (:func:`gridpilot.control.cvr_plan.plan_day`) within the
+    baseline's tap and capacitor operations (any number without ``match_baseline_ops``),
+    its figures from the plan's exact solve."""
+    from gridpilot.control.cvr_plan import plan_day
+
+    t0 = time.perf_counter()
+    tw = twin_of(g)
+    s_all = _powers(tw, steps, res_s)
+    big = 1 << 30
+    budget = (base.tap_ops, base.cap_ops) if opts.match_baseline_ops else (big, big)
+    dp = plan_day(tw, s_all, band, res_s / 3600.0, budget, opts.period_steps,
+                  opts.plan_iterations)  # fmt: skip
+    tally = _Tally(res_s, opts, band.ctl)
+    tally.add(tw, dp.v)
+    ms = [(time.perf_counter() - t0) * 1e3]
+    names = dp.devices.names
+    chosen = {n: [float(x) for x in dp.plan[i, :: opts.period_steps]]
+              for i, n in enumerate(names) if not dp.devices.is_cap[i]}  # fmt: skip
+    res = CvrResult(g.name, steps, res_s, base, tally.figures(dp.tap_ops, dp.cap_ops), ms, chosen)
+    res.extra = {"method": "day_plan", "plan_iterations": dp.iterations,
+                 "plan_kwh_per_op": list(dp.lam),
+                 "plan_steps_out_of_range_a": int(dp.breach_steps.sum())}  # fmt: skip
+    return res
+
+
 def cvr_day(grid: ThreePhaseGrid, load_mult: np.ndarray, resolution_s: float = 900.0,
             opts: CvrOptions | None = None) -> CvrResult:  # fmt: skip
     """Volt/VAR optimisation with CVR over the profile ``load_mult`` (one multiplier per
@@ -296,6 +323,8 @@ def cvr_day(grid: ThreePhaseGrid, load_mult: np.ndarray, resolution_s: float = 9
     steps = len(load_mult)
     day = day_band(g, steps, resolution_s, opts)
     base, taps, caps = baseline(g, steps, resolution_s, opts, day[1].ctl)
+    if opts.day_plan:
+        return _day_ahead(g, steps, resolution_s, opts, base, day[1])
     o = opts
     if opts.match_baseline_ops and opts.max_cap_ops < 0:
         o = dataclasses.replace(o, max_cap_ops=base.cap_ops)

@@ -1,0 +1,376 @@
+"""Day-ahead CVR plan: one tap schedule per regulator and one state schedule per capacitor
+over the whole horizon, chosen by dynamic programming with a switching cost, every plan
+checked in the full unbalanced twin.
+
+* **Linear model per step.** From a reference state (the grid's own taps, every capacitor
+  as it is) each device is moved by one unit (a tap step; a capacitor's closed steps by
+  one) and the whole horizon solved exactly: ``S[j]`` (node-phases × steps, pu per unit)
+  and ``dp[j]`` (kW per unit per step). Around a verified plan ``x`` with exact voltages
+  ``B``, a state ``y`` gives ``B + Σ_j S[j] (y_j − x_j)``.
+* **DP per device (coordinate descent).** With every other device held at its schedule,
+  one device's schedule over positions × steps minimises energy (kWh, linear) + ``W_MARGIN``
+  × the summed breach of the margin band + ``W_RANGE`` × the summed breach of Range A
+  (regulated node-phases only, :class:`~gridpilot.control.cvr_band.Band`) + ``lam`` × its
+  operations (tap steps moved; capacitors switch only at period boundaries). Sweeps over
+  all devices repeat until none changes.
+* **Operation budget.** ``lam`` (kWh an operation must save) is raised until the linear
+  plan uses no more tap operations than the budget (the baseline's); capacitor
+  operations are capped the same way.
+* **Start.** Per step, the most central state of :func:`range_a_bound`, rounded
+  (:func:`lp_start`), so moves needing several devices at once are already made.
+* **Verified.** The plan is solved exactly (steps grouped by equal state); the exact
+  voltages become the next ``B`` and the DP runs again from the plan (each device kept
+  near its schedule at steps the exact solve held, ``TRUST``), until the exact solve keeps
+  every regulated node-phase inside Range A or ``iterations`` are spent. Steps still
+  outside get a sequential LP (:func:`exact_fix`, exact at every state). The figures
+  reported are the exact solve's, never the model's.
+* **Bound** (:func:`range_a_bound`): where a step still breaks Range A, a linear programme
+  over every control (taps and capacitor steps continuous within their ranges, linearised
+  at the plan) gives the least possible largest breach; above zero no control state holds
+  that step inside Range A (to the linearisation, which the exact solve at the LP's
+  rounded state measures).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gridpilot.control.cvr import v_pu
+from gridpilot.control.cvr_band import Band
+from gridpilot.twin.unbalanced import UnbalancedTwin
+
+log = logging.getLogger(__name__)
+W_MARGIN = 1e4  # kWh per pu per node-phase-step outside the margin band
+W_RANGE = 1e8  # kWh per pu per node-phase-step outside Range A
+WINDOW = 6  # positions (units) beyond a schedule's range a DP sweep considers
+SWEEPS = 6  # coordinate-descent sweeps at most
+TRUST = 50.0  # kWh per unit moved from a verified step that held Range A
+LAM_MAX = 1e4  # kWh per operation: above it, operations are what the band needs
+
+
+@dataclass
+class Devices:
+    """The controls a plan schedules: regulators (positions = tap pu values) and
+    capacitors (positions = closed steps), in this order."""
+
+    names: list[str]
+    is_cap: np.ndarray  # bool per device
+    pos: list[np.ndarray]  # allowed positions per device
+    unit: np.ndarray  # tap step (pu) or 1 closed step
+    x0: np.ndarray  # the state before the horizon (operations count from it)
+
+    @classmethod
+    def of(cls, tw: UnbalancedTwin) -> Devices:
+        """The twin's regulators and capacitors, at their present states."""
+        names, caps, pos, unit, x0 = [], [], [], [], []
+        for s in tw.regs:
+            w = tw.grid.transformer(s.xf).windings[s.ctl.tap_winding - 1]
+            k = max(w.num_taps, 1)
+            names.append(s.ctl.name.lower())
+            caps.append(False)
+            pos.append(np.round(w.min_tap + np.arange(k + 1) * w.tap_step, 9))
+            unit.append(w.tap_step)
+            x0.append(w.tap)
+        for c in tw.grid.capacitors:
+            names.append(c.name.lower())
+            caps.append(True)
+            pos.append(np.arange(len(c.states) + 1, dtype=float))
+            unit.append(1.0)
+            x0.append(float(sum(c.states)))
+        return cls(names, np.array(caps, bool), pos, np.array(unit), np.array(x0))
+
+    def apply(self, tw: UnbalancedTwin, x: np.ndarray) -> None:
+        """Impose state ``x`` (one value per device) on the twin."""
+        for n, c, val, size in zip(self.names, self.is_cap, x, self.pos, strict=True):
+            if c:
+                k = round(val)
+                tw.set_cap(n, [1] * k + [0] * (len(size) - 1 - k))
+            else:
+                tw.set_tap(n, float(val))
+
+    def ops(self, plan: np.ndarray) -> tuple[int, int]:
+        """Tap and capacitor operations of ``plan`` (devices × steps) from ``x0``."""
+        full = np.column_stack([self.x0, plan])
+        moves = np.rint(np.abs(np.diff(full, axis=1)) / self.unit[:, None]).sum(axis=1)
+        return int(moves[~self.is_cap].sum()), int(moves[self.is_cap].sum())
+
+
+@dataclass
+class Model:
+    """Exact voltages ``b`` (pu, node-phases × steps) and energy ``e`` (kW per step) at a
+    verified plan ``x``, and the per-unit sensitivities ``s`` / ``dp`` of every device."""
+
+    s: np.ndarray  # devices × node-phases × steps (pu per unit)
+    dp: np.ndarray  # devices × steps (kW per unit)
+    b: np.ndarray
+    e: np.ndarray
+    x: np.ndarray  # devices × steps
+    h: float  # hours per step
+    unit: np.ndarray  # per device
+    rel: list[np.ndarray] = field(default_factory=list)  # node-phases each device moves
+    good: np.ndarray | None = None  # steps the exact solve held in Range A (trust region)
+
+
+def solve_plan(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, plan: np.ndarray
+               ) -> np.ndarray:  # fmt: skip
+    """Exact voltages (V, nodes × steps) of ``plan``: steps of equal state solved together."""
+    steps = s_all.shape[1]
+    v = np.zeros((len(tw.net.nodes), steps), complex)
+    keys = [tuple(np.round(plan[:, t], 9)) for t in range(steps)]
+    for key in dict.fromkeys(keys):
+        cols = [t for t in range(steps) if keys[t] == key]
+        dev.apply(tw, np.array(key))
+        v[:, cols], _ = tw.solve(s_all[:, cols])
+    return v
+
+
+def sensitivities(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, x: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """pu per unit of every device at every node-phase and step, and kW per unit, around the
+    constant state ``x``; with the reference voltages (pu) and power (kW)."""
+    from gridpilot.control.cvr import source_kw
+
+    dev.apply(tw, x)
+    v_ref, _ = tw.solve(s_all)
+    vp_ref, p_ref = np.nan_to_num(v_pu(tw, v_ref)), source_kw(tw, v_ref)
+    s = np.zeros((len(dev.names), *vp_ref.shape), np.float32)
+    dp = np.zeros((len(dev.names), s_all.shape[1]))
+    for j, p in enumerate(dev.pos):
+        up = x[j] + dev.unit[j] <= p[-1] + 1e-9
+        d = dev.unit[j] if up else -dev.unit[j]
+        y = x.copy()
+        y[j] += d
+        dev.apply(tw, y)
+        vj, _ = tw.solve(s_all, v_ref)
+        sign = 1.0 if up else -1.0
+        s[j] = sign * (np.nan_to_num(v_pu(tw, vj)) - vp_ref)
+        dp[j] = sign * (source_kw(tw, vj) - p_ref)
+    dev.apply(tw, x)
+    return s, dp, vp_ref, p_ref
+
+
+def _cost(m: Model, band: Band, vc: np.ndarray, j: int, cur: np.ndarray, pos: np.ndarray
+          ) -> np.ndarray:  # fmt: skip
+    """Steps × positions: energy (kWh) and weighted band breaches of device ``j`` at each
+    position, every other device at its schedule (``vc``: the model's voltages there)."""
+    rel = m.rel[j]
+    lo, hi = band.lo[rel, None], band.hi[rel, None]
+    vb, sj = vc[rel], m.s[j][rel]
+    out = np.zeros((vc.shape[1], pos.size))
+    unit = m.unit[j]
+    for k, p in enumerate(pos):
+        d = (p - cur) / unit
+        w = vb + sj * d[None, :].astype(np.float32)
+        g_m = np.maximum(np.maximum(lo - w, w - hi), 0.0).sum(axis=0)
+        g_a = np.maximum(np.maximum(band.vmin - w, w - band.vmax), 0.0).sum(axis=0)
+        out[:, k] = m.h * m.dp[j] * d + W_MARGIN * g_m + W_RANGE * g_a
+        if m.good is not None:  # stay near the verified plan where it held Range A
+            out[:, k] += TRUST * np.abs(p - m.x[j]) / unit * m.good
+    return out
+
+
+def _dp(cost: np.ndarray, pos: np.ndarray, unit: float, start: float, lam: float,
+        fixed: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """The schedule (one position per step) of least summed cost + ``lam`` per unit moved
+    from ``start``; where ``fixed[t]`` the position may not change at step t."""
+    steps, npos = cost.shape
+    trans = lam * np.rint(np.abs(pos[:, None] - pos[None, :]) / unit)  # from q (rows) to p
+    big = np.where(np.eye(npos, dtype=bool), 0.0, np.inf)
+    d = cost[0] + lam * np.rint(np.abs(pos - start) / unit)
+    arg = np.zeros((steps, npos), int)
+    for t in range(1, steps):
+        tot = d[:, None] + (big if fixed is not None and fixed[t] else trans)
+        arg[t] = np.argmin(tot, axis=0)
+        d = cost[t] + tot[arg[t], np.arange(npos)]
+    path = np.zeros(steps, int)
+    path[-1] = int(np.argmin(d))
+    for t in range(steps - 1, 0, -1):
+        path[t - 1] = arg[t, path[t]]
+    return pos[path]
+
+
+def linear_plan(m: Model, dev: Devices, band: Band, lam: tuple[float, float], period: int,
+                start: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Coordinate descent from ``start`` (default: the model's plan): each device's schedule
+    by :func:`_dp` (``lam``: kWh per tap and per capacitor operation) over the positions
+    within ``WINDOW`` units of its present schedule, others held, until none changes."""
+    cur = (m.x if start is None else start).copy()
+    vc = (m.b + np.einsum("jnt,jt->nt", m.s, (cur - m.x) / dev.unit[:, None])).astype(np.float32)
+    fixed = (np.arange(cur.shape[1]) % period) != 0
+    for _ in range(SWEEPS):
+        changed = False
+        for j in range(len(dev.names)):
+            c, u = dev.is_cap[j], dev.unit[j]
+            pos = dev.pos[j]
+            pos = pos[(pos >= cur[j].min() - WINDOW * u - 1e-9)
+                      & (pos <= cur[j].max() + WINDOW * u + 1e-9)]  # fmt: skip
+            cost = _cost(m, band, vc, j, cur[j], pos)
+            new = _dp(cost, pos, u, dev.x0[j], lam[int(c)], fixed if c else None)
+            if np.allclose(new, cur[j]):
+                continue
+            vc += m.s[j] * ((new - cur[j]) / u)[None, :].astype(np.float32)
+            cur[j] = new
+            changed = True
+        if not changed:
+            break
+    return cur
+
+
+def budget_plan(m: Model, dev: Devices, band: Band, budget: tuple[int, int], period: int,  # noqa: PLR0913
+                lam0: tuple[float, float] = (1.0, 1.0), start: np.ndarray | None = None
+                ) -> tuple[np.ndarray, tuple[float, float]]:  # fmt: skip
+    """:func:`linear_plan` with the operation costs raised fourfold (from ``lam0``, each
+    plan from the last) until the plan's tap and capacitor operations are within
+    ``budget`` or the costs pass ``LAM_MAX`` (the operations the band itself needs); the
+    plan and the costs used."""
+    lam = list(lam0)
+    plan = linear_plan(m, dev, band, (lam[0], lam[1]), period, start)
+    ops = dev.ops(plan)
+    while (ops[0] > budget[0] and lam[0] < LAM_MAX) or (ops[1] > budget[1] and lam[1] < LAM_MAX):
+        lam = [lam[0] * (4.0 if ops[0] > budget[0] else 1.0),
+               lam[1] * (4.0 if ops[1] > budget[1] else 1.0)]  # fmt: skip
+        plan = linear_plan(m, dev, band, (lam[0], lam[1]), period, plan)
+        ops = dev.ops(plan)
+    log.info("CVR day plan: %d tap / %d cap ops (linear) at %s kWh per operation",
+             ops[0], ops[1], lam)  # fmt: skip
+    return plan, (lam[0], lam[1])
+
+
+@dataclass
+class DayPlan:
+    """A verified day-ahead plan: the schedule (devices × steps), its exact voltages (V),
+    the regulated steps still outside Range A, operations and the costs used."""
+
+    devices: Devices
+    plan: np.ndarray
+    v: np.ndarray
+    breach_steps: np.ndarray
+    tap_ops: int
+    cap_ops: int
+    lam: tuple[float, float]
+    iterations: int
+    bounds: list[Bound] = field(default_factory=list)  # steps still outside Range A
+
+
+def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noqa: PLR0913
+             budget: tuple[int, int], period: int, iterations: int = 4) -> DayPlan:  # fmt: skip
+    """The day-ahead plan (see the module doc): linearise at the grid's own state, plan,
+    solve exactly, re-plan around the exact voltages; returns the best verified plan
+    (fewest regulated steps outside Range A, then fewest operations over the budget, then
+    least energy)."""
+    from gridpilot.control.cvr import source_kw
+
+    dev = Devices.of(tw)
+    steps = s_all.shape[1]
+    s, dp, vp, _ = sensitivities(tw, dev, s_all, dev.x0)
+    log.info("CVR day plan: sensitivities of %d devices over %d steps", len(s), steps)
+    live = np.all(vp > 0.05, axis=1) & band.ctl
+    rel = [np.flatnonzero(live & (np.abs(s[j]).max(axis=1) > 1e-5)) for j in range(len(s))]
+    m = Model(s, dp, vp, np.zeros(steps), np.repeat(dev.x0[:, None], steps, 1), h, dev.unit, rel)
+    best: tuple[tuple[float, float, float], DayPlan] | None = None
+    lam = (1.0, 1.0)
+    start: np.ndarray | None = lp_start(m, dev, band)
+    for it in range(iterations):
+        plan, lam = budget_plan(m, dev, band, budget, period, lam, start)
+        start, lam = None, (max(1.0, lam[0] / 16), max(1.0, lam[1] / 16))
+        v = solve_plan(tw, dev, s_all, plan)
+        vpx = v_pu(tw, v)
+        bad = band.breach_steps(vpx)
+        taps, caps = dev.ops(plan)
+        e = source_kw(tw, v)
+        over = max(0, taps - budget[0]) + max(0, caps - budget[1])
+        score = (float(bad.sum()), float(over), float(e.sum()))
+        log.info("CVR day plan %d: %d steps out of Range A, %d tap / %d cap ops, %.1f kWh",
+                 it, int(bad.sum()), taps, caps, e.sum() * h)  # fmt: skip
+        if best is None or score < best[0]:
+            best = (score, DayPlan(dev, plan, v, bad, taps, caps, lam, it + 1))
+        if score[0] == 0.0 and score[1] == 0.0:
+            break
+        m.b, m.e, m.x, m.good = np.nan_to_num(vpx), e, plan, ~bad
+    assert best is not None
+    out = best[1]
+    for t in np.flatnonzero(out.breach_steps):  # sequential LP, exact at every state
+        x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, out.plan[:, t])
+        if vt is not None:
+            out.plan[:, t], out.v[:, t] = x, vt[:, 0]
+            out.breach_steps[t] = False
+    out.tap_ops, out.cap_ops = dev.ops(out.plan)
+    m.b, m.x, m.good = np.nan_to_num(v_pu(tw, out.v)), out.plan, None
+    out.bounds = [range_a_bound(m, dev, band, int(t)) for t in np.flatnonzero(out.breach_steps)]
+    return out
+
+
+@dataclass
+class Bound:
+    """The least largest breach of Range A (pu) any control state can reach at one step, to
+    the linear model (taps and capacitor steps continuous in their ranges), the state
+    reaching it (one value per device) and the node-phases that bind (lowest, highest)."""
+
+    step: int
+    excess_pu: float
+    state: np.ndarray
+    binding: list[int]
+
+
+def range_a_bound(m: Model, dev: Devices, band: Band, t: int, reach: float = np.inf) -> Bound:
+    """Linear programme at step ``t`` (see the module doc): minimise ``e`` such that every
+    live regulated node-phase lies within Range A widened by ``e``; each device moves at
+    most ``reach`` units from the model's state."""
+    from scipy.optimize import linprog
+
+    rows = np.flatnonzero(np.all(m.b > 0.05, axis=1) & band.ctl)
+    a = m.s[:, rows, t].T.astype(float)  # node-phases × devices, pu per unit
+    b = m.b[rows, t]
+    nd = len(dev.names)
+    lo = np.array([max((p[0] - x) / u, -reach)
+                   for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])  # fmt: skip
+    hi = np.array([min((p[-1] - x) / u, reach)
+                   for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])  # fmt: skip
+    one = -np.ones((rows.size, 1))
+    a_ub = np.vstack([np.hstack([a, one]), np.hstack([-a, one])])
+    b_ub = np.concatenate([band.vmax - b, b - band.vmin])
+    c = np.zeros(nd + 1)
+    c[-1] = 1.0
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=[*zip(lo, hi, strict=True), (None, None)],
+                  method="highs")  # fmt: skip
+    if res.status != 0:
+        raise RuntimeError(f"range_a_bound: LP at step {t} failed: {res.message}")
+    z, e = res.x[:nd], float(res.x[-1])
+    w = b + a @ z
+    binding = [int(rows[np.argmin(w)]), int(rows[np.argmax(w)])]
+    return Bound(t, e, m.x[:, t] + z * dev.unit, binding)
+
+
+def lp_start(m: Model, dev: Devices, band: Band) -> np.ndarray:
+    """Per step, the state of :func:`range_a_bound` (the most central in Range A, to the
+    model) rounded to each device's positions: where coordinate descent starts, so that
+    moves needing several devices at once (the head down, a downstream regulator up) are
+    already made."""
+    out = np.empty_like(m.x)
+    for t in range(m.x.shape[1]):
+        z = range_a_bound(m, dev, band, t).state
+        out[:, t] = [p[np.argmin(np.abs(p - v))] for p, v in zip(dev.pos, z, strict=True)]
+    return out
+
+
+def exact_fix(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  # noqa: PLR0913
+              x: np.ndarray, rounds: int = 8, reach: float = 2.0
+              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """One step held in Range A by a sequential LP: linearise exactly at ``x`` (one solve
+    per device), move every device at most ``reach`` units to the LP's most central state,
+    rounded, solve exactly; repeat. Returns the state and its voltages, or (``x``, None)
+    if no round's exact solve holds every regulated node-phase inside Range A."""
+    for _ in range(rounds):
+        s, dp, vp, p = sensitivities(tw, dev, s_col, x)
+        m = Model(s, dp, vp, p, x[:, None], 1.0, dev.unit)
+        z = range_a_bound(m, dev, band, 0, reach).state
+        x = np.array([q[np.argmin(np.abs(q - v))] for q, v in zip(dev.pos, z, strict=True)])
+        dev.apply(tw, x)
+        v, _ = tw.solve(s_col)
+        if not band.breach_steps(v_pu(tw, v))[0]:
+            log.info("CVR day plan: a step held in Range A by the sequential LP")
+            return x, v
+    return x, None
