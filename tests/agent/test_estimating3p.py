@@ -45,7 +45,7 @@ def test_view_sensors_carry_the_views_model_error(g13) -> None:
 
 def test_clean_telemetry_passes_and_a_forged_voltage_is_removed(g13) -> None:
     """Before, the balanced view read each single-phase bus's voltage at the class sigma
-    (0.005 pu): clean telemetry failed the chi-square test (J 36 > 11.3 on ieee13) and bad
+    (0.005 pu): clean telemetry failed the chi-square test (ieee13, noise off: J 36 > 11.3) and bad
     data was suspected at a load meter. Now nothing is flagged, and a sensor forged 0.1 pu
     high on the two-phase bus 646 is still identified and removed."""
     w = ThreePhaseWorld(g13, start_step=EVENING)
