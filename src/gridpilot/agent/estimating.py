@@ -19,6 +19,7 @@ configuration (a small cache: reconfigurations are rare).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ import numpy as np
 from gridpilot.errors import ValidationError
 from gridpilot.estimation import Measurements, PowerSensorKind, StateEstimator, estimate_robust
 from gridpilot.model import Grid
+from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.model.threephase.balanced import PhaseView
 from gridpilot.twin import supply_tree
 
 
@@ -49,6 +52,8 @@ class SensorSet:
     meter_rel_sigma: float = 0.02
     meter_q_rel_sigma: float = 0.05
     p_floor_mw: float = 1e-3
+    v_model_sigma_pu: tuple[float, ...] = ()
+    flow_sigma_of_s: bool = False
 
     def check(self, grid: Grid) -> None:
         """Raise :class:`~gridpilot.errors.ValidationError` naming an unknown bus or line id."""
@@ -64,6 +69,22 @@ class SensorSet:
             v = getattr(self, name)
             if not v > 0:
                 raise ValidationError(f"sensors.{name}: must be positive, got {v}")
+        ms = self.v_model_sigma_pu
+        if ms and len(ms) != len(self.v_bus_ids):
+            raise ValidationError(
+                f"sensors.v_model_sigma_pu: one per voltage sensor ({len(self.v_bus_ids)}), "
+                f"got {len(ms)}"
+            )
+        bad = [x for x in ms if not x >= 0]
+        if bad:
+            raise ValidationError(f"sensors.v_model_sigma_pu: must be >= 0, got {bad[0]}")
+
+    def v_sigmas(self) -> np.ndarray:
+        """Each voltage sensor's sigma (pu): its class, and the view's model error where set."""
+        cls = np.full(len(self.v_bus_ids), self.v_sigma_pu)
+        if not self.v_model_sigma_pu:
+            return cls
+        return np.hypot(cls, np.asarray(self.v_model_sigma_pu, np.float64))
 
 
 def default_sensors(grid: Grid, remote: int = 3) -> SensorSet:
@@ -94,6 +115,32 @@ def default_sensors(grid: Grid, remote: int = 3) -> SensorSet:
     far = leaves[np.argsort(-dist[leaves])][:remote]
     v += [int(g.bus.ids[b]) for b in far]
     return SensorSet(tuple(dict.fromkeys(v)), tuple(flows))
+
+
+#: the balanced view's model error for a voltage sensor (pu): a three-phase bus reads its worst
+#: phase (up to ~0.017 pu off the positive sequence on ieee123 at the evening peak), a one- or
+#: two-phase bus one phase's voltage (up to ~0.04 pu off on ieee8500's laterals), see
+#: docs/agent.md ("Why "P load 1187" was removed")
+VIEW_V_SIGMA_PU = {3: 0.01, 1: 0.02}
+
+
+def view_sensors(grid: Grid, view: PhaseView, grid3p: ThreePhaseGrid) -> SensorSet:
+    """:func:`default_sensors` of ``grid``, the balanced ``view`` of the feeder ``grid3p``, with
+    the view's measurement model: each voltage sensor's model error (``VIEW_V_SIGMA_PU`` by
+    the phases present at its bus; none at the source, whose voltage the view holds) and
+    flow sensors' sigma of their apparent power."""
+    base = default_sensors(grid)
+    phases: dict[str, set[int]] = {}
+    for b, n in grid3p.nodes():
+        if 1 <= n <= 3:
+            phases.setdefault(b, set()).add(n)
+    src = set(grid.source["bus"].tolist())
+    model = []
+    for bid in base.v_bus_ids:
+        name = view.bus_name[int(grid.bus.index_of(bid)[0])]
+        three = len(phases.get(name, ())) == 3
+        model.append(0.0 if bid in src else VIEW_V_SIGMA_PU[3 if three else 1])
+    return dataclasses.replace(base, v_model_sigma_pu=tuple(model), flow_sigma_of_s=True)
 
 
 def _impedance_distance(g: Grid, tree: Any) -> np.ndarray:
@@ -199,6 +246,14 @@ class _PowerRows:
         self.sp.append(np.maximum(rel_p * np.abs(p), fl))
         self.sq.append(np.maximum(rel_q * np.abs(q), fl))
 
+    def add_of_s(self, kind: PowerSensorKind, ids: np.ndarray, p: np.ndarray, q: np.ndarray,
+                 rel: float) -> None:  # fmt: skip
+        """Add one kind's rows with P and Q sigma ``rel`` of the apparent power (a meter's
+        accuracy class), at least the floor."""
+        self.add(kind, ids, p, q, 0.0, 0.0)
+        s = np.maximum(rel * np.hypot(p, q), self.floor_mw)
+        self.sp[-1], self.sq[-1] = s, s.copy()
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         """Kinds, element ids, P, Q, sigma P, sigma Q: each concatenated over the kinds."""
         return tuple(
@@ -220,6 +275,7 @@ class LoopEstimator:
         g = grid
         self._v_pos = g.bus.index_of(np.asarray(self.sensors.v_bus_ids, np.int64))
         self._f_pos = g.line.index_of(np.asarray(self.sensors.flow_line_ids, np.int64))
+        self._v_sigma = self.sensors.v_sigmas()
         base_p = np.where(np.abs(g.load["p_mw"]) > 0, g.load["p_mw"], 1.0)
         self._load_pf = g.load["q_mvar"] / base_p  # Q/P ratio the controller assumes
         self._cache: OrderedDict[bytes, StateEstimator] = OrderedDict()
@@ -253,17 +309,14 @@ class LoopEstimator:
         if self._f_pos.size and getattr(obs, "line_p_mw", np.zeros(0)).size:
             lp = np.asarray(obs.line_p_mw)[self._f_pos]
             lq = np.asarray(obs.line_q_mvar)[self._f_pos]
-            rows.add(
-                PowerSensorKind.LINE_FROM,
-                g.line.ids[self._f_pos],
-                lp,
-                lq,
-                s.flow_rel_sigma,
-                s.flow_rel_sigma,
-            )
+            ids, rel = g.line.ids[self._f_pos], s.flow_rel_sigma
+            if s.flow_sigma_of_s:
+                rows.add_of_s(PowerSensorKind.LINE_FROM, ids, lp, lq, rel)
+            else:
+                rows.add(PowerSensorKind.LINE_FROM, ids, lp, lq, rel, rel)
         self._load_rows(obs, rows)
         self._device_rows(obs, rows)
-        return Measurements(vb, v[on_v], np.full(vb.size, s.v_sigma_pu), *rows.arrays())
+        return Measurements(vb, v[on_v], self._v_sigma[on_v], *rows.arrays())
 
     def _load_rows(self, obs: Any, rows: _PowerRows) -> None:
         """A P/Q meter per load: Q as metered, else from the model's power factor."""
@@ -345,4 +398,4 @@ class LoopEstimator:
         )
 
 
-__all__ = ["LoopEstimate", "LoopEstimator", "SensorSet", "default_sensors"]
+__all__ = ["LoopEstimate", "LoopEstimator", "SensorSet", "default_sensors", "view_sensors"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from gridpilot.agent.actions import Action
 from gridpilot.agent.audit import AuditLog
-from gridpilot.agent.estimating import LoopEstimator, SensorSet
+from gridpilot.agent.estimating import LoopEstimator, SensorSet, view_sensors
 from gridpilot.agent.flexloop import FlexLoop
 from gridpilot.agent.forecasting import LoadForecast, RenewableForecast
 from gridpilot.agent.guard import GuardLimits, SafetyGuard
@@ -98,9 +98,14 @@ class Orchestrator(Sensing, OperatorDesk, LoopReporting, FlexLoop, LoopState):
             self.policies = three_phase_policies(world.grid3p, self.policies, view)
         self.lock = threading.RLock()
         self._init_state(opts.history)
+        sensors = opts.sensors
+        view = getattr(world, "view", None)
+        if sensors is None and isinstance(world, PhaseAwareWorld) and view is not None:
+            # the balanced view's measurement model (sensors' sigmas, see view_sensors)
+            sensors = view_sensors(self.grid, view, world.grid3p)
         self._init_sensing(
             opts.se_every_steps,
-            opts.sensors,
+            sensors,
             sensor_noise=opts.sensor_noise,
             telemetry=opts.telemetry,
         )
