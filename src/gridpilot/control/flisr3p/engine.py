@@ -26,7 +26,7 @@ capacitors' static controls acting (as they will within a minute), checked again
 band (settled on the switching solver itself: one factorisation per state, each tap a
 Woodbury update). Where the settled controls leave a node-phase above the band only, the
 plan lowers the regulator feeding it and holds it (``tap_commands``, up to
-:data:`TAP_COMMANDS` taps, never past the lower edge). ``verified`` means the three-phase
+:data:`TAP_COMMANDS` taps, never past the lower edge nor a loading limit). ``verified`` means the three-phase
 twin, frozen or settled (with the plan's tap commands), holds every node-phase in the band
 and every branch-phase within its loading limit. The band is widened to the pre-fault
 extremes when the feeder already ran outside it (``relax_to_prefault``), as the balanced
