@@ -26,7 +26,7 @@ capacitors' static controls acting (as they will within a minute), checked again
 band (settled on the switching solver itself: one factorisation per state, each tap a
 Woodbury update). Where the settled controls leave a node-phase above the band only, the
 plan lowers the regulator feeding it and holds it (``tap_commands``, up to
-:data:`TAP_COMMANDS` taps, never past the lower edge). ``verified`` means the three-phase
+:data:`TAP_COMMANDS` taps, never past the lower edge nor a loading limit). ``verified`` means the three-phase
 twin, frozen or settled (with the plan's tap commands), holds every node-phase in the band
 and every branch-phase within its loading limit. The band is widened to the pre-fault
 extremes when the feeder already ran outside it (``relax_to_prefault``), as the balanced
@@ -131,6 +131,9 @@ class Flisr3pEngine:
         #: per verified open set: regulator taps the plan commands (regcontrol → pu, held)
         self._commands: dict[frozenset[str], dict[str, float]] = {}
         self._zones: dict[tuple[str, frozenset[str]], np.ndarray] = {}  # regulator zones
+        #: per verified open set that failed on (or whose tap step was refused for) a
+        #: branch-phase's loading: (branch-phase index, % over the limit)
+        self._blockers: dict[frozenset[str], tuple[int, float]] = {}
         self.evaluations = 0
 
     # --- evaluation -------------------------------------------------------------------
@@ -150,8 +153,10 @@ class Flisr3pEngine:
         (as OpenDSS's static mode does) and check the whole band (memoised). When only the
         band's upper edge fails, the regulator feeding the highest node-phase is lowered a
         tap at a time (held there: a SCADA tap command, :attr:`commands`) and the rest
-        settle again, while the lower edge holds and up to :data:`TAP_COMMANDS` steps (a step
-        that breaks the lower edge is undone and not commanded)."""
+        settle again, while the lower edge and the loading hold and up to :data:`TAP_COMMANDS`
+        steps (a step that breaks the lower edge or loads a branch-phase past its limit - a
+        lower voltage draws more current into constant-power loads - is undone and not
+        commanded)."""
         key = frozenset(k for k, on in state.items() if not on)
         hit = self._verified.get(key)
         if hit is None:
@@ -167,15 +172,25 @@ class Flisr3pEngine:
                 trial = {**held, move[0]: move[1]}
                 out2 = self.solver.solve_settled(dict(state), self.load_mult, trial)
                 chk2 = check_state(out2, self.limits, source_side=self.source_side)
-                if chk2.vmin_pu < self.limits.v_min_pu - 1e-9:
+                over = chk2.max_loading_pct > self.limits.loading_max_pct + 1e-9
+                if chk2.vmin_pu < self.limits.v_min_pu - 1e-9 or over:
                     log.debug("tap %s -> %.5f rejected: %s", move[0], move[1], chk2.why)
+                    if over:
+                        self._blocker(key, out2)
                     break  # the rejected step is not commanded: the plan keeps ``held``
                 held, out, chk = trial, out2, chk2
+            if chk.max_loading_pct > self.limits.loading_max_pct + 1e-9:
+                self._blocker(key, out)
             self._commands[key] = {k: held[k] for k in held if k in out.result.taps}
             hit = (out, chk)
             self._verified[key] = hit
             self.evaluations += 1
         return hit
+
+    def _blocker(self, key: frozenset[str], out: SwitchedResult) -> None:
+        """Record the branch-phase loaded most in ``out`` and its excess over the limit."""
+        j, pct = _worst_branch(out)
+        self._blockers[key] = (j, pct - self.limits.loading_max_pct)
 
     def _only_high(self, out: SwitchedResult, chk: StateCheck) -> bool:
         """The check fails on the band's upper edge only."""
@@ -381,7 +396,9 @@ class Flisr3pEngine:
         :data:`EXHAUSTIVE_MAX_SWITCHES` free switches, else one exchange or one opening from
         the greedy state (openings of switches with a live end only: opening a dead one
         changes nothing; of these, the :data:`FALLBACK_MAX_CHECKS` serving most are solved,
-        at most :data:`FALLBACK_STATIC_CHECKS` with the static controls and tap commands).
+        at most :data:`FALLBACK_STATIC_CHECKS` with the static controls and tap commands,
+        those relieving the branch-phase that blocked the greedy plan first:
+        :meth:`_static_order`).
         None if none holds the limits."""
         sec = self.sections
         free = sorted(k for k in sec.ends if k not in isolate)
@@ -406,15 +423,28 @@ class Flisr3pEngine:
             if sec.radial(c):
                 ranked.append((-self._unserved(c), c))
         ranked.sort(key=lambda x: x[0], reverse=True)
-        static_left = len(ranked) if limit == len(cands) else FALLBACK_STATIC_CHECKS
-        for _, c in ranked[:limit]:
-            if self.evaluate(c)[1].ok:
+        top = [c for _, c in ranked[:limit]]
+        settle = set(range(len(top)))
+        if limit != len(cands):
+            settle = set(self._static_order(st, top)[:FALLBACK_STATIC_CHECKS])
+        for i, c in enumerate(top):  # most load served first: the first that holds wins
+            if self.evaluate(c)[1].ok or (i in settle and self.verify(c)[1].ok):
                 return c, how
-            if static_left > 0:
-                static_left -= 1
-                if self.verify(c)[1].ok:
-                    return c, how
         return None
+
+    def _static_order(self, st: dict[str, bool], cands: list[dict[str, bool]]) -> list[int]:
+        """The order in which fallback candidates get the static controls: where the greedy
+        state ``st`` failed on a branch-phase's loading, or a tap command it needed was
+        refused for it, first those whose frozen solve takes at least that excess off that
+        branch-phase (they shed load it carries), then the rest; by load served otherwise."""
+        order = list(range(len(cands)))
+        blk = self._blockers.get(frozenset(k for k, on in st.items() if not on))
+        if blk is None:
+            return order
+        j, excess = blk
+        base = _loading(self.evaluate(st)[0])[j]
+        relief = [base - _loading(self.evaluate(c)[0])[j] for c in cands]
+        return sorted(order, key=lambda i: relief[i] < excess - 1e-9)
 
     def _unserved(self, st: Mapping[str, bool]) -> float:
         return self.solver.unserved_kw(st, self.load_mult)
@@ -525,3 +555,17 @@ class Flisr3pEngine:
             tap_commands=commands,
             cap_states=caps,
         )
+
+
+def _worst_branch(out: SwitchedResult) -> tuple[int, float]:
+    """The index of the rated branch-phase loaded most (% of its rating) and its loading."""
+    load = _loading(out)
+    j = int(np.argmax(load))
+    return j, float(load[j])
+
+
+def _loading(out: SwitchedResult) -> np.ndarray:
+    """Per branch-phase: % of its normal rating (0 where unrated)."""
+    rating = np.array([m[3] for m in out.result.branch_meta])
+    i = np.abs(out.result.branch_i_a)
+    return np.where(rating > 0, 100.0 * i / np.where(rating > 0, rating, 1.0), 0.0)
