@@ -26,6 +26,7 @@ Checks (see docs/estimation.md, "In the loop"):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -242,7 +243,10 @@ class MeterPath:
         the unexplained share over the learning intervals."""
         a = np.vstack(self._learn)
         f = np.asarray(self._learn_feeder, np.float64)
-        with np.errstate(invalid="ignore"):
+        # a section with no valid share in any learning interval (all NaN) gets mean 0 and
+        # std 0 (the floor band) below; numpy's "empty slice" warnings say only that
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(np.vstack([a.T, f[None, :]]), axis=1) if a.size else np.zeros(1)
             std = np.nanstd(np.vstack([a.T, f[None, :]]), axis=1, ddof=1)
         mean = np.nan_to_num(mean)
