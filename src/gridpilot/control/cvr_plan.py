@@ -418,6 +418,10 @@ def _moves(dev: Devices, x: np.ndarray) -> list[tuple[int, float]]:
     return out
 
 
+_Trial = tuple[float, np.ndarray, np.ndarray, np.ndarray]
+_Cand = tuple[float, tuple[tuple[int, float], ...], _Trial]  # breach change, moves, trial
+
+
 @dataclass
 class _Local:
     """The state of a local search: the plan, its exact voltages and per-step breaches."""
@@ -440,8 +444,7 @@ class _Local:
         t0 = t - t % self.period
         return np.arange(t0, min(t0 + self.period, self.plan.shape[1]))
 
-    def trial(self, t: int, move: tuple[tuple[int, float], ...]
-              ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+    def trial(self, t: int, move: tuple[tuple[int, float], ...]) -> _Trial | None:
         """The day's breach change (pu) of ``move`` at step ``t``, the new plan, the steps
         solved and their voltages; None where the operations would pass the budget."""
         new = self.plan.copy()
@@ -474,13 +477,13 @@ def local_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  
     st = _Local(tw, dev, s_all, band, plan.copy(), v.copy(),
                 range_a_breach(band, v_pu(tw, v)), budget, period)  # fmt: skip
     while st.gap[t] > 0.0:
-        singles = [(r[0], (mv,), r) for mv in _moves(dev, st.plan[:, t])
+        singles: list[_Cand] = [(r[0], (mv,), r) for mv in _moves(dev, st.plan[:, t])
                    if (r := st.trial(t, (mv,))) is not None]  # fmt: skip
         singles.sort(key=lambda c: c[0])
-        best = singles[0] if singles else None
+        best: _Cand | None = singles[0] if singles else None
         if best is None or best[0] >= -1e-12:
             top = [c[1][0] for c in singles[:pairs]]
-            duo = [(r[0], (a, b), r) for a, b in itertools.combinations(top, 2)
+            duo: list[_Cand] = [(r[0], (a, b), r) for a, b in itertools.combinations(top, 2)
                    if a[0] != b[0] and (r := st.trial(t, (a, b))) is not None]  # fmt: skip
             best = min(duo, key=lambda c: c[0], default=None)
         if best is None or best[0] >= -1e-12:
