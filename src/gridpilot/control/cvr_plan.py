@@ -299,22 +299,63 @@ def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noq
     return _finish(tw, m, band, s_all, best[1], budget, period)
 
 
+def _lp_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
+            out: DayPlan, budget: tuple[int, int], period: int, t: int, frozen: np.ndarray
+            ) -> None:  # fmt: skip
+    """Step ``t`` of ``out`` by :func:`exact_fix` (``frozen`` devices held) and
+    :func:`trim`; capacitors move over their whole switching period. Kept where the exact
+    solve of every step it changes holds ``t`` in Range A, breaches no more in all, and the
+    day's operations stay within ``budget`` (or no higher than before)."""
+    x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, out.plan[:, t], frozen=frozen)
+    if vt is None:
+        return
+    near = out.plan[:, max(t - 1, 0) : t + 2]
+    x, vt = trim(tw, dev, s_all[:, t : t + 1], band, x, vt, near.min(1), near.max(1))
+    _accept(tw, dev, s_all, band, out, budget, period, t, x)
+
+
+def _accept(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
+            out: DayPlan, budget: tuple[int, int], period: int, t: int, x: np.ndarray
+            ) -> bool:  # fmt: skip
+    """State ``x`` at step ``t`` of ``out`` (capacitors over their switching period), kept
+    where the exact solve of every step it changes holds ``t`` in Range A, breaches no
+    more in all, and the day's operations stay within ``budget`` (or no higher)."""
+    trial = out.plan.copy()
+    trial[~dev.is_cap, t] = x[~dev.is_cap]
+    t0 = t - t % period
+    trial[dev.is_cap, t0 : t0 + period] = x[dev.is_cap, None]
+    ops, cur = dev.ops(trial), dev.ops(out.plan)
+    cols = np.flatnonzero(np.any(trial != out.plan, axis=0))
+    if cols.size == 0 or any(o > max(b, c) for o, b, c in zip(ops, budget, cur, strict=True)):
+        return False
+    v = solve_plan(tw, dev, s_all[:, cols], trial[:, cols])
+    new, old = range_a_breach(band, v_pu(tw, v)), range_a_breach(band, v_pu(tw, out.v[:, cols]))
+    if new[cols == t].sum() == 0.0 and new.sum() < old.sum():
+        out.plan, out.v[:, cols] = trial, v
+        return True
+    return False
+
+
 def _finish(tw: UnbalancedTwin, m: Model, band: Band, s_all: np.ndarray, out: DayPlan,  # noqa: PLR0913
             budget: tuple[int, int], period: int) -> DayPlan:  # fmt: skip
-    """Steps of ``out`` still outside Range A: the local exact search (:func:`local_fix`),
-    then the sequential LP over the taps (:func:`exact_fix`), each kept only within the
-    operation budget; then the bound at the steps still outside."""
+    """Steps of ``out`` still outside Range A: a neighbouring step's state, the sequential
+    LP (:func:`_lp_fix`) over the
+    taps, then with the capacitors; then the local exact search (:func:`local_fix`); each
+    kept only within the operation budget; then the bound at the steps still outside."""
     dev = out.devices
+    for t in np.flatnonzero(out.breach_steps):  # a neighbour's state: no extra operation
+        for n in (t - 1, t + 1):
+            if 0 <= n < out.plan.shape[1] and _accept(
+                tw, dev, s_all, band, out, budget, period, int(t), out.plan[:, n].copy()
+            ):
+                break
+    out.breach_steps = band.breach_steps(v_pu(tw, out.v))
+    for frozen in (dev.is_cap, np.zeros_like(dev.is_cap)):  # taps only, then capacitors too
+        for t in np.flatnonzero(out.breach_steps):
+            _lp_fix(tw, dev, s_all, band, out, budget, period, int(t), frozen)
+        out.breach_steps = band.breach_steps(v_pu(tw, out.v))
     for t in np.flatnonzero(out.breach_steps):
         out.plan, out.v = local_fix(tw, dev, s_all, band, out.plan, out.v, budget, period, int(t))
-    out.breach_steps = band.breach_steps(v_pu(tw, out.v))
-    for t in np.flatnonzero(out.breach_steps):  # sequential LP, exact at every state
-        x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, out.plan[:, t], frozen=dev.is_cap)
-        trial = out.plan.copy()
-        trial[:, t] = x
-        ops, cur = dev.ops(trial), dev.ops(out.plan)
-        if vt is not None and all(o <= max(b, c) for o, b, c in zip(ops, budget, cur, strict=True)):
-            out.plan, out.v[:, t] = trial, vt[:, 0]
     out.breach_steps = band.breach_steps(v_pu(tw, out.v))
     out.tap_ops, out.cap_ops = dev.ops(out.plan)
     m.b, m.x, m.good = np.nan_to_num(v_pu(tw, out.v)), out.plan, None
@@ -399,27 +440,29 @@ def exact_fix(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  
     return x, None
 
 
-def range_a_breach(band: Band, vp: np.ndarray) -> np.ndarray:
+def range_a_breach(band: Band, vp: np.ndarray, side: int = 0) -> np.ndarray:
     """Per step: the summed breach (pu) of Range A over the regulated node-phases (``vp``:
-    pu, nodes × steps; dead nodes count nothing)."""
+    pu, nodes × steps; dead nodes count nothing); ``side`` -1: below it only, +1: above."""
     with np.errstate(invalid="ignore"):
-        h = np.fmax(band.vmin - vp, vp - band.vmax)
+        lo, hi = band.vmin - vp, vp - band.vmax
+        h = lo if side < 0 else hi if side > 0 else np.fmax(lo, hi)
     h = np.where(np.isfinite(h) & (h > 1e-9) & band.ctl[:, None], h, 0.0)
     return h.sum(axis=0)
 
 
-def _moves(dev: Devices, x: np.ndarray) -> list[tuple[int, float]]:
-    """Every single move from state ``x``: one unit up or down per device, within range."""
+def _moves(dev: Devices, x: np.ndarray) -> list[tuple[int, float, bool]]:
+    """Every single move from state ``x``: one unit up or down per device, within range, at
+    the step alone (False) or over the device's whole run of equal state (True)."""
     out = []
     for j, p in enumerate(dev.pos):
         for d in (dev.unit[j], -dev.unit[j]):
             if p[0] - 1e-9 <= x[j] + d <= p[-1] + 1e-9:
-                out.append((j, float(d)))
+                out += [(j, float(d), False), (j, float(d), True)]
     return out
 
 
-_Trial = tuple[float, np.ndarray, np.ndarray, np.ndarray]
-_Cand = tuple[float, tuple[tuple[int, float], ...], _Trial]  # breach change, moves, trial
+_Trial = tuple[float, np.ndarray, np.ndarray, np.ndarray, float, float]
+_Cand = tuple[float, tuple[tuple[int, float, bool], ...], _Trial]  # breach change, moves, trial
 
 
 @dataclass
@@ -436,21 +479,30 @@ class _Local:
     budget: tuple[int, int]
     period: int
 
-    def cols(self, t: int, j: int) -> np.ndarray:
-        """Steps a move of device ``j`` at step ``t`` changes: the step, or a capacitor's
-        whole switching period."""
+    def cols(self, t: int, j: int, run: bool) -> np.ndarray:
+        """Steps a move of device ``j`` at step ``t`` changes: the step (a capacitor's whole
+        switching period), or with ``run`` every step of its run of equal state."""
+        if run:
+            same = np.isclose(self.plan[j], self.plan[j, t])
+            a, b = t, t
+            while a > 0 and same[a - 1]:
+                a -= 1
+            while b < same.size - 1 and same[b + 1]:
+                b += 1
+            return np.arange(a, b + 1)
         if not self.dev.is_cap[j]:
             return np.array([t])
         t0 = t - t % self.period
         return np.arange(t0, min(t0 + self.period, self.plan.shape[1]))
 
-    def trial(self, t: int, move: tuple[tuple[int, float], ...]) -> _Trial | None:
+    def trial(self, t: int, move: tuple[tuple[int, float, bool], ...]) -> _Trial | None:
         """The day's breach change (pu) of ``move`` at step ``t``, the new plan, the steps
-        solved and their voltages; None where the operations would pass the budget."""
+        solved and their voltages, the change below and above Range A; None where the
+        operations would pass the budget."""
         new = self.plan.copy()
-        cols = np.unique(np.concatenate([self.cols(t, j) for j, _ in move]))
-        for j, d in move:
-            new[j, self.cols(t, j)] += d
+        cols = np.unique(np.concatenate([self.cols(t, j, r) for j, _, r in move]))
+        for j, d, r in move:
+            new[j, self.cols(t, j, r)] += d
             new[j] = np.round(new[j], 9)
         ops, cur = self.dev.ops(new), self.dev.ops(self.plan)
         if any(o > max(b, c) for o, b, c in zip(ops, self.budget, cur, strict=True)):
@@ -461,15 +513,19 @@ class _Local:
             idx = [i for i, k in enumerate(keys) if k == key]
             self.dev.apply(self.tw, np.array(key))
             v[:, idx], _ = self.tw.solve(self.s_all[:, cols[idx]], self.v[:, cols[idx]])
-        g = range_a_breach(self.band, v_pu(self.tw, v))
-        return float(g.sum() - self.gap[cols].sum()), new, cols, v
+        vp, old = v_pu(self.tw, v), v_pu(self.tw, self.v[:, cols])
+        lo, hi = (float((range_a_breach(self.band, vp, k) - range_a_breach(self.band, old, k)).sum())
+                  for k in (-1, 1))  # fmt: skip
+        g = range_a_breach(self.band, vp)
+        return float(g.sum() - self.gap[cols].sum()), new, cols, v, lo, hi
 
 
 def local_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
               plan: np.ndarray, v: np.ndarray, budget: tuple[int, int], period: int,
               t: int, pairs: int = 10) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Greedy exact search at step ``t``: every single move (one unit of one device; a
-    capacitor over its whole switching period), then pairs of the ``pairs`` best singles,
+    """Greedy exact search at step ``t``: every single move (one unit of one device at the
+    step, a capacitor over its switching period, or over the device's run of equal state)
+    and every pair of the ``pairs`` best singles,
     each solved exactly with the rest of the day fixed; the move lowering the day's summed
     Range A breach most is taken, while the day's tap and capacitor operations (counted on
     the whole plan) stay within ``budget`` (or no higher than the plan's own); repeated
@@ -480,16 +536,40 @@ def local_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  
         singles: list[_Cand] = [(r[0], (mv,), r) for mv in _moves(dev, st.plan[:, t])
                    if (r := st.trial(t, (mv,))) is not None]  # fmt: skip
         singles.sort(key=lambda c: c[0])
-        best: _Cand | None = singles[0] if singles else None
-        if best is None or best[0] >= -1e-12:
-            top = [c[1][0] for c in singles[:pairs]]
-            duo: list[_Cand] = [(r[0], (a, b), r) for a, b in itertools.combinations(top, 2)
-                   if a[0] != b[0] and (r := st.trial(t, (a, b))) is not None]  # fmt: skip
-            best = min(duo, key=lambda c: c[0], default=None)
+        top = [c[1][0] for c in singles[:pairs]]  # best in all, below and above Range A
+        for k in (4, 5):
+            top += [c[1][0] for c in sorted(singles, key=lambda c: c[2][k])[: pairs // 2]]
+        top = list(dict.fromkeys(top))
+        duo: list[_Cand] = [(r[0], (a, b), r) for a, b in itertools.combinations(top, 2)
+               if a[0] != b[0] and (r := st.trial(t, (a, b))) is not None]  # fmt: skip
+        best = min(singles[:1] + duo, key=lambda c: c[0], default=None)
         if best is None or best[0] >= -1e-12:
             break
-        _, _, (_, st.plan, cols, vc) = best
+        _, _, (_, st.plan, cols, vc, _, _) = best
         st.v[:, cols] = vc
         st.gap[cols] = range_a_breach(band, v_pu(tw, vc))
         log.info("CVR day plan: step %d, moves %s, Range A breach %.4f pu", t, best[1], st.gap[t])
     return st.plan, st.v
+
+
+def trim(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  # noqa: PLR0913
+         x: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """State ``x`` of one step (voltages ``v``, inside Range A) with each device moved one
+    unit at a time toward ``[lo, hi]`` (per device: where it costs no extra operation)
+    while the exact solve stays inside Range A; the state and its voltages."""
+    changed = True
+    while changed:
+        changed = False
+        for j in range(len(dev.names)):
+            d = dev.unit[j] * (1.0 if x[j] < lo[j] - 1e-9 else -1.0 if x[j] > hi[j] + 1e-9 else 0.0)
+            if d == 0.0:
+                continue
+            y = x.copy()
+            y[j] = round(y[j] + d, 9)
+            dev.apply(tw, y)
+            vy, _ = tw.solve(s_col, v)
+            if not band.breach_steps(v_pu(tw, vy))[0]:
+                x, v, changed = y, vy, True
+    dev.apply(tw, x)
+    return x, v
