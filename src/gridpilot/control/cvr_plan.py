@@ -22,12 +22,12 @@ checked in the full unbalanced twin.
   voltages become the next ``B`` and the DP runs again from the plan (each device kept
   near its schedule at steps the exact solve held, ``TRUST``), until the exact solve keeps
   every regulated node-phase inside Range A or ``iterations`` are spent. Steps still
-  outside get a local exact search (:func:`local_fix`: single and paired one-unit moves,
-  a capacitor over its whole switching period, each solved exactly, greedy by the day's
-  Range A breach), then a sequential LP over the taps (:func:`exact_fix`, exact at every
-  state); either is kept only while the day's tap and capacitor operations, counted on
-  the whole plan, stay within the budget. The figures reported are the exact solve's,
-  never the model's.
+  outside get a neighbouring step's state, then a sequential LP (:func:`exact_fix`, exact
+  at every state; taps only, then capacitors too) trimmed back toward the neighbours'
+  states (:func:`trim`), then a local exact search (:func:`local_fix`: single and paired
+  one-unit moves, each solved exactly, greedy by the day's Range A breach); each is kept
+  only while the day's tap and capacitor operations, counted on the whole plan, stay
+  within the budget. The figures reported are the exact solve's, never the model's.
 * **Bound** (:func:`range_a_bound`): where a step still breaks Range A, a linear programme
   over every control (taps and capacitor steps continuous within their ranges, linearised
   at the plan) gives the least possible largest breach; above zero no control state holds
