@@ -301,17 +301,23 @@ def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noq
 
 def _lp_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
             out: DayPlan, budget: tuple[int, int], period: int, t: int, frozen: np.ndarray
-            ) -> None:  # fmt: skip
-    """Step ``t`` of ``out`` by :func:`exact_fix` (``frozen`` devices held) and
+            ) -> bool:  # fmt: skip
+    """Step ``t`` of ``out`` by :func:`exact_fix` (``frozen`` devices held; started from
+    the step's state and from each neighbour's taps) and
     :func:`trim`; capacitors move over their whole switching period. Kept where the exact
     solve of every step it changes holds ``t`` in Range A, breaches no more in all, and the
     day's operations stay within ``budget`` (or no higher than before)."""
-    x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, out.plan[:, t], frozen=frozen)
-    if vt is None:
-        return
     near = out.plan[:, max(t - 1, 0) : t + 2]
-    x, vt = trim(tw, dev, s_all[:, t : t + 1], band, x, vt, near.min(1), near.max(1))
-    _accept(tw, dev, s_all, band, out, budget, period, t, x)
+    for k in range(near.shape[1]):  # from the step's own state, then its neighbours' taps
+        x0 = near[:, k].copy()
+        x0[dev.is_cap] = out.plan[dev.is_cap, t]
+        x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, x0, reach=1.0, frozen=frozen)
+        if vt is None:
+            continue
+        x, vt = trim(tw, dev, s_all[:, t : t + 1], band, x, vt, near.min(1), near.max(1))
+        if _accept(tw, dev, s_all, band, out, budget, period, t, x):
+            return True
+    return False
 
 
 def _accept(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
