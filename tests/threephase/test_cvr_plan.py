@@ -157,3 +157,39 @@ def test_exact_fix_brings_a_breaching_step_back_into_range_a() -> None:
     v2, _ = check.solve(col)
     assert not band.breach_steps(v_pu(check, v2))[0]  # held, by an independent solve
     assert np.all(np.abs(x - high) <= 6 * 2 * dev.unit + 1e-9)  # within rounds × reach
+    from gridpilot.control.cvr_plan import trim
+
+    xt, vt = trim(tw, dev, col, band, x, vx, high, high)  # back toward the top while held
+    assert not band.breach_steps(v_pu(tw, vt))[0]
+    assert np.all(xt >= x - 1e-9) and np.all(xt <= high + 1e-9) and xt.sum() > x.sum()
+    dev.apply(check, xt)
+    v3, _ = check.solve(col)
+    assert not band.breach_steps(v_pu(check, v3))[0]  # trimmed state held, independently
+    xf, _ = exact_fix(tw, dev, col, band, high, rounds=2, reach=2.0, frozen=dev.is_cap)
+    assert np.array_equal(xf[dev.is_cap], high[dev.is_cap])  # frozen devices keep their state
+
+
+def test_local_fix_holds_a_step_within_the_operation_budget() -> None:
+    from gridpilot.control.cvr_plan import local_fix, range_a_breach
+
+    g, mult = _ieee13(4)
+    g = shaped(g, mult, 900.0)
+    _, band = day_band(g, 4, 900.0, CvrOptions())
+    tw = twin_of(g)
+    dev = Devices.of(tw)
+    s_all = _powers(tw, 4, 900.0)
+    plan = np.repeat(dev.x0[:, None], 4, axis=1)
+    plan[~dev.is_cap, 2] = [p[-1] for p, c in zip(dev.pos, dev.is_cap, strict=True) if not c]
+    v = solve_plan(tw, dev, s_all, plan)
+    assert band.breach_steps(v_pu(tw, v))[2]  # every tap at its top at step 2
+    budget = dev.ops(plan)
+    new, vn = local_fix(tw, dev, s_all, band, plan, v, budget, 4, 2)
+    taps, caps = dev.ops(new)
+    assert taps <= budget[0] and caps <= budget[1]
+    assert not np.array_equal(new, plan)
+    check = twin_of(g)
+    v2 = solve_plan(check, dev, s_all, new)  # independent exact solve of the whole day
+    assert not band.breach_steps(v_pu(check, v2))[2]
+    before, after = range_a_breach(band, v_pu(tw, v)), range_a_breach(band, v_pu(check, v2))
+    assert after[2] == 0.0 < before[2] and after.sum() < before.sum()
+    np.testing.assert_allclose(np.abs(vn), np.abs(v2), rtol=1e-6)

@@ -22,8 +22,12 @@ checked in the full unbalanced twin.
   voltages become the next ``B`` and the DP runs again from the plan (each device kept
   near its schedule at steps the exact solve held, ``TRUST``), until the exact solve keeps
   every regulated node-phase inside Range A or ``iterations`` are spent. Steps still
-  outside get a sequential LP (:func:`exact_fix`, exact at every state). The figures
-  reported are the exact solve's, never the model's.
+  outside get a neighbouring step's state, then a sequential LP (:func:`exact_fix`, exact
+  at every state; taps only, then capacitors too) trimmed back toward the neighbours'
+  states (:func:`trim`), then a local exact search (:func:`local_fix`: single and paired
+  one-unit moves, each solved exactly, greedy by the day's Range A breach); each is kept
+  only while the day's tap and capacitor operations, counted on the whole plan, stay
+  within the budget. The figures reported are the exact solve's, never the model's.
 * **Bound** (:func:`range_a_bound`): where a step still breaks Range A, a linear programme
   over every control (taps and capacitor steps continuous within their ranges, linearised
   at the plan) gives the least possible largest breach; above zero no control state holds
@@ -33,6 +37,7 @@ checked in the full unbalanced twin.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -291,12 +296,73 @@ def plan_day(tw: UnbalancedTwin, s_all: np.ndarray, band: Band, h: float,  # noq
             break
         m.b, m.e, m.x, m.good = np.nan_to_num(vpx), e, plan, ~bad
     assert best is not None
-    out = best[1]
-    for t in np.flatnonzero(out.breach_steps):  # sequential LP, exact at every state
-        x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, out.plan[:, t])
-        if vt is not None:
-            out.plan[:, t], out.v[:, t] = x, vt[:, 0]
-            out.breach_steps[t] = False
+    return _finish(tw, m, band, s_all, best[1], budget, period)
+
+
+def _lp_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
+            out: DayPlan, budget: tuple[int, int], period: int, t: int, frozen: np.ndarray
+            ) -> bool:  # fmt: skip
+    """Step ``t`` of ``out`` by :func:`exact_fix` (``frozen`` devices held; started from
+    the step's state and from each neighbour's taps) and
+    :func:`trim`; capacitors move over their whole switching period. Kept where the exact
+    solve of every step it changes holds ``t`` in Range A, breaches no more in all, and the
+    day's operations stay within ``budget`` (or no higher than before)."""
+    near = out.plan[:, max(t - 1, 0) : t + 2]
+    for k in range(near.shape[1]):  # from the step's own state, then its neighbours' taps
+        x0 = near[:, k].copy()
+        x0[dev.is_cap] = out.plan[dev.is_cap, t]
+        x, vt = exact_fix(tw, dev, s_all[:, t : t + 1], band, x0, reach=1.0, frozen=frozen)
+        if vt is None:
+            continue
+        x, vt = trim(tw, dev, s_all[:, t : t + 1], band, x, vt, near.min(1), near.max(1))
+        if _accept(tw, dev, s_all, band, out, budget, period, t, x):
+            return True
+    return False
+
+
+def _accept(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
+            out: DayPlan, budget: tuple[int, int], period: int, t: int, x: np.ndarray
+            ) -> bool:  # fmt: skip
+    """State ``x`` at step ``t`` of ``out`` (capacitors over their switching period), kept
+    where the exact solve of every step it changes holds ``t`` in Range A, breaches no
+    more in all, and the day's operations stay within ``budget`` (or no higher)."""
+    trial = out.plan.copy()
+    trial[~dev.is_cap, t] = x[~dev.is_cap]
+    t0 = t - t % period
+    trial[dev.is_cap, t0 : t0 + period] = x[dev.is_cap, None]
+    ops, cur = dev.ops(trial), dev.ops(out.plan)
+    cols = np.flatnonzero(np.any(trial != out.plan, axis=0))
+    if cols.size == 0 or any(o > max(b, c) for o, b, c in zip(ops, budget, cur, strict=True)):
+        return False
+    v = solve_plan(tw, dev, s_all[:, cols], trial[:, cols])
+    new, old = range_a_breach(band, v_pu(tw, v)), range_a_breach(band, v_pu(tw, out.v[:, cols]))
+    if new[cols == t].sum() == 0.0 and new.sum() < old.sum():
+        out.plan, out.v[:, cols] = trial, v
+        return True
+    return False
+
+
+def _finish(tw: UnbalancedTwin, m: Model, band: Band, s_all: np.ndarray, out: DayPlan,  # noqa: PLR0913
+            budget: tuple[int, int], period: int) -> DayPlan:  # fmt: skip
+    """Steps of ``out`` still outside Range A: a neighbouring step's state, the sequential
+    LP (:func:`_lp_fix`) over the
+    taps, then with the capacitors; then the local exact search (:func:`local_fix`); each
+    kept only within the operation budget; then the bound at the steps still outside."""
+    dev = out.devices
+    for t in np.flatnonzero(out.breach_steps):  # a neighbour's state: no extra operation
+        for n in (t - 1, t + 1):
+            if 0 <= n < out.plan.shape[1] and _accept(
+                tw, dev, s_all, band, out, budget, period, int(t), out.plan[:, n].copy()
+            ):
+                break
+    out.breach_steps = band.breach_steps(v_pu(tw, out.v))
+    for frozen in (dev.is_cap, np.zeros_like(dev.is_cap)):  # taps only, then capacitors too
+        for t in np.flatnonzero(out.breach_steps):
+            _lp_fix(tw, dev, s_all, band, out, budget, period, int(t), frozen)
+        out.breach_steps = band.breach_steps(v_pu(tw, out.v))
+    for t in np.flatnonzero(out.breach_steps):
+        out.plan, out.v = local_fix(tw, dev, s_all, band, out.plan, out.v, budget, period, int(t))
+    out.breach_steps = band.breach_steps(v_pu(tw, out.v))
     out.tap_ops, out.cap_ops = dev.ops(out.plan)
     m.b, m.x, m.good = np.nan_to_num(v_pu(tw, out.v)), out.plan, None
     out.bounds = [range_a_bound(m, dev, band, int(t)) for t in np.flatnonzero(out.breach_steps)]
@@ -315,20 +381,22 @@ class Bound:
     binding: list[int]
 
 
-def range_a_bound(m: Model, dev: Devices, band: Band, t: int, reach: float = np.inf) -> Bound:
+def range_a_bound(m: Model, dev: Devices, band: Band, t: int,
+                  reach: float | np.ndarray = np.inf) -> Bound:  # fmt: skip
     """Linear programme at step ``t`` (see the module doc): minimise ``e`` such that every
     live regulated node-phase lies within Range A widened by ``e``; each device moves at
-    most ``reach`` units from the model's state."""
+    most ``reach`` units (one value, or one per device) from the model's state."""
     from scipy.optimize import linprog
 
     rows = np.flatnonzero(np.all(m.b > 0.05, axis=1) & band.ctl)
     a = m.s[:, rows, t].T.astype(float)  # node-phases × devices, pu per unit
     b = m.b[rows, t]
     nd = len(dev.names)
-    lo = np.array([max((p[0] - x) / u, -reach)
-                   for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])  # fmt: skip
-    hi = np.array([min((p[-1] - x) / u, reach)
-                   for p, x, u in zip(dev.pos, m.x[:, t], dev.unit, strict=True)])  # fmt: skip
+    r = np.broadcast_to(np.asarray(reach, float), (nd,))
+    lo = np.array([max((p[0] - x) / u, -q)
+                   for p, x, u, q in zip(dev.pos, m.x[:, t], dev.unit, r, strict=True)])  # fmt: skip
+    hi = np.array([min((p[-1] - x) / u, q)
+                   for p, x, u, q in zip(dev.pos, m.x[:, t], dev.unit, r, strict=True)])  # fmt: skip
     one = -np.ones((rows.size, 1))
     a_ub = np.vstack([np.hstack([a, one]), np.hstack([-a, one])])
     b_ub = np.concatenate([band.vmax - b, b - band.vmin])
@@ -357,16 +425,18 @@ def lp_start(m: Model, dev: Devices, band: Band) -> np.ndarray:
 
 
 def exact_fix(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  # noqa: PLR0913
-              x: np.ndarray, rounds: int = 8, reach: float = 2.0
-              ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+              x: np.ndarray, rounds: int = 8, reach: float = 2.0,
+              frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
     """One step held in Range A by a sequential LP: linearise exactly at ``x`` (one solve
     per device), move every device at most ``reach`` units to the LP's most central state,
     rounded, solve exactly; repeat. Returns the state and its voltages, or (``x``, None)
-    if no round's exact solve holds every regulated node-phase inside Range A."""
+    if no round's exact solve holds every regulated node-phase inside Range A. Devices
+    marked ``frozen`` keep their state."""
+    r = reach if frozen is None else np.where(frozen, 0.0, reach)
     for _ in range(rounds):
         s, dp, vp, p = sensitivities(tw, dev, s_col, x)
         m = Model(s, dp, vp, p, x[:, None], 1.0, dev.unit)
-        z = range_a_bound(m, dev, band, 0, reach).state
+        z = range_a_bound(m, dev, band, 0, r).state
         x = np.array([q[np.argmin(np.abs(q - v))] for q, v in zip(dev.pos, z, strict=True)])
         dev.apply(tw, x)
         v, _ = tw.solve(s_col)
@@ -374,3 +444,138 @@ def exact_fix(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  
             log.info("CVR day plan: a step held in Range A by the sequential LP")
             return x, v
     return x, None
+
+
+def range_a_breach(band: Band, vp: np.ndarray, side: int = 0) -> np.ndarray:
+    """Per step: the summed breach (pu) of Range A over the regulated node-phases (``vp``:
+    pu, nodes × steps; dead nodes count nothing); ``side`` -1: below it only, +1: above."""
+    with np.errstate(invalid="ignore"):
+        lo, hi = band.vmin - vp, vp - band.vmax
+        h = lo if side < 0 else hi if side > 0 else np.fmax(lo, hi)
+    h = np.where(np.isfinite(h) & (h > 1e-9) & band.ctl[:, None], h, 0.0)
+    return h.sum(axis=0)
+
+
+def _moves(dev: Devices, x: np.ndarray) -> list[tuple[int, float, bool]]:
+    """Every single move from state ``x``: one unit up or down per device, within range, at
+    the step alone (False) or over the device's whole run of equal state (True)."""
+    out = []
+    for j, p in enumerate(dev.pos):
+        for d in (dev.unit[j], -dev.unit[j]):
+            if p[0] - 1e-9 <= x[j] + d <= p[-1] + 1e-9:
+                out += [(j, float(d), False), (j, float(d), True)]
+    return out
+
+
+_Trial = tuple[float, np.ndarray, np.ndarray, np.ndarray, float, float]
+_Cand = tuple[float, tuple[tuple[int, float, bool], ...], _Trial]  # breach change, moves, trial
+
+
+@dataclass
+class _Local:
+    """The state of a local search: the plan, its exact voltages and per-step breaches."""
+
+    tw: UnbalancedTwin
+    dev: Devices
+    s_all: np.ndarray
+    band: Band
+    plan: np.ndarray
+    v: np.ndarray
+    gap: np.ndarray  # per step, pu (range_a_breach)
+    budget: tuple[int, int]
+    period: int
+
+    def cols(self, t: int, j: int, run: bool) -> np.ndarray:
+        """Steps a move of device ``j`` at step ``t`` changes: the step (a capacitor's whole
+        switching period), or with ``run`` every step of its run of equal state."""
+        if run:
+            same = np.isclose(self.plan[j], self.plan[j, t])
+            a, b = t, t
+            while a > 0 and same[a - 1]:
+                a -= 1
+            while b < same.size - 1 and same[b + 1]:
+                b += 1
+            return np.arange(a, b + 1)
+        if not self.dev.is_cap[j]:
+            return np.array([t])
+        t0 = t - t % self.period
+        return np.arange(t0, min(t0 + self.period, self.plan.shape[1]))
+
+    def trial(self, t: int, move: tuple[tuple[int, float, bool], ...]) -> _Trial | None:
+        """The day's breach change (pu) of ``move`` at step ``t``, the new plan, the steps
+        solved and their voltages, the change below and above Range A; None where the
+        operations would pass the budget."""
+        new = self.plan.copy()
+        cols = np.unique(np.concatenate([self.cols(t, j, r) for j, _, r in move]))
+        for j, d, r in move:
+            new[j, self.cols(t, j, r)] += d
+            new[j] = np.round(new[j], 9)
+        ops, cur = self.dev.ops(new), self.dev.ops(self.plan)
+        if any(o > max(b, c) for o, b, c in zip(ops, self.budget, cur, strict=True)):
+            return None
+        v = np.zeros((self.v.shape[0], cols.size), complex)
+        keys = [tuple(new[:, c]) for c in cols]
+        for key in dict.fromkeys(keys):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            self.dev.apply(self.tw, np.array(key))
+            v[:, idx], _ = self.tw.solve(self.s_all[:, cols[idx]], self.v[:, cols[idx]])
+        vp, old = v_pu(self.tw, v), v_pu(self.tw, self.v[:, cols])
+        lo, hi = (float((range_a_breach(self.band, vp, k) - range_a_breach(self.band, old, k)).sum())
+                  for k in (-1, 1))  # fmt: skip
+        g = range_a_breach(self.band, vp)
+        return float(g.sum() - self.gap[cols].sum()), new, cols, v, lo, hi
+
+
+def local_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
+              plan: np.ndarray, v: np.ndarray, budget: tuple[int, int], period: int,
+              t: int, pairs: int = 10) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Greedy exact search at step ``t``: every single move (one unit of one device at the
+    step, a capacitor over its switching period, or over the device's run of equal state)
+    and every pair of the ``pairs`` best singles,
+    each solved exactly with the rest of the day fixed; the move lowering the day's summed
+    Range A breach most is taken, while the day's tap and capacitor operations (counted on
+    the whole plan) stay within ``budget`` (or no higher than the plan's own); repeated
+    until step ``t`` holds Range A or no move helps. Returns the plan and its voltages."""
+    st = _Local(tw, dev, s_all, band, plan.copy(), v.copy(),
+                range_a_breach(band, v_pu(tw, v)), budget, period)  # fmt: skip
+    while st.gap[t] > 0.0:
+        singles: list[_Cand] = [(r[0], (mv,), r) for mv in _moves(dev, st.plan[:, t])
+                   if (r := st.trial(t, (mv,))) is not None]  # fmt: skip
+        singles.sort(key=lambda c: c[0])
+        top = [c[1][0] for c in singles[:pairs]]  # best in all, below and above Range A
+        for k in (4, 5):
+            top += [c[1][0] for c in sorted(singles, key=lambda c: c[2][k])[: pairs // 2]]
+        top = list(dict.fromkeys(top))
+        duo: list[_Cand] = [(r[0], (a, b), r) for a, b in itertools.combinations(top, 2)
+               if a[0] != b[0] and (r := st.trial(t, (a, b))) is not None]  # fmt: skip
+        best = min(singles[:1] + duo, key=lambda c: c[0], default=None)
+        if best is None or best[0] >= -1e-12:
+            break
+        _, _, (_, st.plan, cols, vc, _, _) = best
+        st.v[:, cols] = vc
+        st.gap[cols] = range_a_breach(band, v_pu(tw, vc))
+        log.info("CVR day plan: step %d, moves %s, Range A breach %.4f pu", t, best[1], st.gap[t])
+    return st.plan, st.v
+
+
+def trim(tw: UnbalancedTwin, dev: Devices, s_col: np.ndarray, band: Band,  # noqa: PLR0913
+         x: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """State ``x`` of one step (voltages ``v``, inside Range A) with each device moved one
+    unit at a time toward ``[lo, hi]`` (per device: where it costs no extra operation)
+    while the exact solve stays inside Range A; the state and its voltages."""
+    changed = True
+    while changed:
+        changed = False
+        for j in range(len(dev.names)):
+            d = dev.unit[j] * (1.0 if x[j] < lo[j] - 1e-9 else -1.0 if x[j] > hi[j] + 1e-9 else 0.0)
+            if d == 0.0:
+                continue
+            y = x.copy()
+            y[j] = round(y[j] + d, 9)
+            dev.apply(tw, y)
+            vy, _ = tw.solve(s_col, v)
+            if not band.breach_steps(v_pu(tw, vy))[0]:
+                x, v, changed = y, vy, True
+    dev.apply(tw, x)
+    return x, v
