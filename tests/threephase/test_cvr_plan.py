@@ -57,6 +57,15 @@ def _ieee13(steps: int) -> tuple[object, np.ndarray]:
     return g, day_shape(steps, 15.0)
 
 
+def _shaped4():
+    """ieee13 with CVR loads shaped over 4 steps of 15 min: the grid, its Range A band and a
+    twin of it."""
+    g, mult = _ieee13(4)
+    g = shaped(g, mult, 900.0)
+    _, band = day_band(g, 4, 900.0, CvrOptions())
+    return g, band, twin_of(g)
+
+
 def test_day_plan_holds_range_a_within_the_baselines_operations() -> None:
     g, mult = _ieee13(32)
     res = cvr_day(g, mult, opts=CvrOptions(day_plan=True))
@@ -90,10 +99,7 @@ def test_plan_figures_are_an_exact_solve_and_the_budget_binds() -> None:
 
 
 def test_range_a_bound_separates_feasible_from_impossible_bands() -> None:
-    g, mult = _ieee13(4)
-    g = shaped(g, mult, 900.0)
-    _, band = day_band(g, 4, 900.0, CvrOptions())
-    tw = twin_of(g)
+    _, band, tw = _shaped4()
     s_all = _powers(tw, 4, 900.0)
     dp = plan_day(tw, s_all, band, 0.25, (1 << 30, 1 << 30), 4, iterations=1)
     s, d, _, _ = sensitivities(tw, dp.devices, s_all, dp.plan[:, 0])
@@ -140,10 +146,7 @@ def test_cli_day_plan_json() -> None:
 def test_exact_fix_brings_a_breaching_step_back_into_range_a() -> None:
     from gridpilot.control.cvr_plan import exact_fix
 
-    g, mult = _ieee13(4)
-    g = shaped(g, mult, 900.0)
-    _, band = day_band(g, 4, 900.0, CvrOptions())
-    tw = twin_of(g)
+    g, band, tw = _shaped4()
     dev = Devices.of(tw)
     col = _powers(tw, 4, 900.0)[:, 2:3]
     high = np.array([p[-1] for p in dev.pos])  # every tap at its top: far above Range A
@@ -172,10 +175,7 @@ def test_exact_fix_brings_a_breaching_step_back_into_range_a() -> None:
 def test_local_fix_holds_a_step_within_the_operation_budget() -> None:
     from gridpilot.control.cvr_plan import local_fix, range_a_breach
 
-    g, mult = _ieee13(4)
-    g = shaped(g, mult, 900.0)
-    _, band = day_band(g, 4, 900.0, CvrOptions())
-    tw = twin_of(g)
+    g, band, tw = _shaped4()
     dev = Devices.of(tw)
     s_all = _powers(tw, 4, 900.0)
     plan = np.repeat(dev.x0[:, None], 4, axis=1)
