@@ -193,3 +193,41 @@ def test_local_fix_holds_a_step_within_the_operation_budget() -> None:
     before, after = range_a_breach(band, v_pu(tw, v)), range_a_breach(band, v_pu(check, v2))
     assert after[2] == 0.0 < before[2] and after.sum() < before.sum()
     np.testing.assert_allclose(np.abs(vn), np.abs(v2), rtol=1e-6)
+
+
+def test_a_capacitor_may_switch_for_one_step_when_its_hour_would_break() -> None:
+    from gridpilot.control.cvr_plan import DayPlan, _accept, range_a_breach
+
+    g, band, tw = _shaped4()
+    dev = Devices.of(tw)
+    s_all = _powers(tw, 4, 900.0)
+    on = np.array([p[-1] for p in dev.pos])[dev.is_cap]
+
+    def state(k: int, caps: bool) -> np.ndarray:
+        x = dev.x0.copy()
+        x[~dev.is_cap] = 1.0 + k * 0.00625
+        x[dev.is_cap] = on if caps else [p[0] for p in np.array(dev.pos, object)[dev.is_cap]]
+        return x
+
+    plan = np.stack([state(6, True)] * 3 + [state(8, True)], axis=1)
+    x = state(8, False)  # holds step 3; the same capacitors over steps 0-2 would not
+    v = solve_plan(tw, dev, s_all, plan)
+    whole = plan.copy()
+    whole[dev.is_cap, :] = x[dev.is_cap, None]
+    assert range_a_breach(band, v_pu(tw, v))[3] > 0.0
+    assert np.all(range_a_breach(band, v_pu(tw, solve_plan(tw, dev, s_all, whole)))[:3] > 0.0)
+
+    def day(p: np.ndarray) -> DayPlan:
+        return DayPlan(
+            dev, p.copy(), v.copy(), band.breach_steps(v_pu(tw, v)), *dev.ops(p), (0, 0), 0
+        )
+
+    taps, caps = dev.ops(plan)
+    assert not _accept(tw, dev, s_all, band, day(plan), (taps, caps), 4, 3, x)  # no spare op
+    out = day(plan)
+    assert _accept(tw, dev, s_all, band, out, (taps, caps + 2), 4, 3, x)
+    assert np.array_equal(out.plan[:, :3], plan[:, :3])  # the hour's other steps untouched
+    assert np.array_equal(out.plan[:, 3], x) and dev.ops(out.plan)[1] <= caps + 2
+    check = twin_of(g)
+    v2 = solve_plan(check, dev, s_all, out.plan)  # independent exact solve of the day
+    assert not np.any(band.breach_steps(v_pu(check, v2)))

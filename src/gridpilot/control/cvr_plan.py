@@ -323,13 +323,24 @@ def _lp_fix(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # 
 def _accept(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
             out: DayPlan, budget: tuple[int, int], period: int, t: int, x: np.ndarray
             ) -> bool:  # fmt: skip
-    """State ``x`` at step ``t`` of ``out`` (capacitors over their switching period), kept
-    where the exact solve of every step it changes holds ``t`` in Range A, breaches no
-    more in all, and the day's operations stay within ``budget`` (or no higher)."""
-    trial = out.plan.copy()
-    trial[~dev.is_cap, t] = x[~dev.is_cap]
+    """State ``x`` at step ``t`` of ``out``, capacitors over their switching period, else
+    (where that breaks the period's other steps) at step ``t`` alone, as real banks may
+    switch at any step; kept where the exact solve of every step it changes holds ``t`` in
+    Range A, breaches no more in all, and the day's operations stay within ``budget`` (or
+    no higher)."""
     t0 = t - t % period
-    trial[dev.is_cap, t0 : t0 + period] = x[dev.is_cap, None]
+    for span in (slice(t0, t0 + period), slice(t, t + 1)):
+        trial = out.plan.copy()
+        trial[~dev.is_cap, t] = x[~dev.is_cap]
+        trial[dev.is_cap, span] = x[dev.is_cap, None]
+        if _keep(tw, dev, s_all, band, out, budget, t, trial):
+            return True
+    return False
+
+
+def _keep(tw: UnbalancedTwin, dev: Devices, s_all: np.ndarray, band: Band,  # noqa: PLR0913
+          out: DayPlan, budget: tuple[int, int], t: int, trial: np.ndarray) -> bool:  # fmt: skip
+    """``trial`` replaces ``out``'s plan where :func:`_accept`'s checks pass."""
     ops, cur = dev.ops(trial), dev.ops(out.plan)
     cols = np.flatnonzero(np.any(trial != out.plan, axis=0))
     if cols.size == 0 or any(o > max(b, c) for o, b, c in zip(ops, budget, cur, strict=True)):
