@@ -130,15 +130,12 @@ def view_sensors(grid: Grid, view: PhaseView, grid3p: ThreePhaseGrid) -> SensorS
     the phases present at its bus; none at the source, whose voltage the view holds) and
     flow sensors' sigma of their apparent power."""
     base = default_sensors(grid)
-    phases: dict[str, set[int]] = {}
-    for b, n in grid3p.nodes():
-        if 1 <= n <= 3:
-            phases.setdefault(b, set()).add(n)
+    phases = grid3p.bus_nodes()
     src = set(grid.source["bus"].tolist())
     model = []
     for bid in base.v_bus_ids:
         name = view.bus_name[int(grid.bus.index_of(bid)[0])]
-        three = len(phases.get(name, ())) == 3
+        three = {1, 2, 3} <= phases.get(name, set())
         model.append(0.0 if bid in src else VIEW_V_SIGMA_PU[3 if three else 1])
     return dataclasses.replace(base, v_model_sigma_pu=tuple(model), flow_sigma_of_s=True)
 

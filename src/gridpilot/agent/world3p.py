@@ -97,9 +97,7 @@ def fleet_buses(view: PhaseView, grid3p: ThreePhaseGrid) -> np.ndarray:
     """View bus ids the demo fleet may sit on: three-phase primary buses (1 kV and above) with
     load, else any three-phase primary bus (feeders whose loads are on secondaries, ieee8500):
     the fleet's MW-scale units belong on the primary."""
-    phases: dict[str, set[int]] = {}
-    for b, n in grid3p.nodes():
-        phases.setdefault(b, set()).add(n)
+    phases = grid3p.bus_nodes()
     g = view.grid
     kv = dict(zip(g.bus.ids.tolist(), g.bus["v_nom_kv"].tolist(), strict=True))
     prim = [

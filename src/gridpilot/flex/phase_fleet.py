@@ -467,9 +467,7 @@ def _split_phase(
     ``phase_tables`` = (phases, ev_allowed))."""
     phases, ev_allowed = phase_tables
     fp = feeder_phases(grid)
-    nodes: dict[str, set[int]] = {}
-    for b, n in grid.nodes():
-        nodes.setdefault(b, set()).add(n)
+    nodes = grid.bus_nodes()
     split = np.array([b in fp and {1, 2} <= nodes.get(b, set()) for b in names], bool)
     tables: dict[str, Batteries | EVSessions | WaterHeaters | PVInverters] = {
         "battery": fleet.batteries,

@@ -68,13 +68,18 @@ class ThreePhaseGrid:
                 out.append((f"{ld.kind}.{ld.name}", ld.terminal))
         return out
 
-    def nodes(self) -> list[tuple[str, int]]:
-        """The non-ground node-phases (bus, node), buses in first-seen order, nodes sorted."""
+    def bus_nodes(self) -> dict[str, set[int]]:
+        """Each bus's non-ground nodes (conductors 1, 2, 3 and any neutral), buses in
+        first-seen order."""
         seen: dict[str, set[int]] = {}
         for _, term in self.terminals():
             s = seen.setdefault(term.bus, set())
             s.update(n for n in term.nodes if n > 0)
-        return [(b, n) for b, ns in seen.items() for n in sorted(ns)]
+        return seen
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """The non-ground node-phases (bus, node), buses in first-seen order, nodes sorted."""
+        return [(b, n) for b, ns in self.bus_nodes().items() for n in sorted(ns)]
 
     def counts(self) -> Counts:
         """Bus, node and element counts."""
