@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import websockets
+from ocpp.messages import unpack
 from websockets.exceptions import InvalidStatus
 
 from gridpilot.agent import AuditLog
@@ -22,7 +23,9 @@ from gridpilot.protocols.ocpp import (
     run_station,
 )
 from gridpilot.protocols.ocpp.adapter import CsmsThread
-from gridpilot.protocols.ocpp.station import basic_auth
+from gridpilot.protocols.ocpp.messages import charging_profile, now_iso
+from gridpilot.protocols.ocpp.session import Session21, Session201, StationRecord
+from gridpilot.protocols.ocpp.station import ChargePoint21, ChargePoint201, basic_auth
 
 PW = "correct-horse-battery"
 
@@ -46,6 +49,16 @@ async def _server(*specs: StationSpec, **cfg: Any) -> tuple[Csms, ReadingSink, s
         csms.provision(s.station_id, s.password)
     port = await csms.start()
     return csms, sink, f"ws://127.0.0.1:{port}/ocpp"
+
+
+async def _stop(*tasks: asyncio.Task) -> None:
+    """Cancel station tasks and wait until they have ended: a station that lost its
+    cancellation (and goes on metering) fails here, in bounded time, not in the loop's shutdown."""
+    for t in tasks:
+        t.cancel()
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(t.cancelled() for t in tasks)
 
 
 def _start(spec: StationSpec, url: str, meter_s: float = 0.05) -> tuple[asyncio.Task, StationModel]:
@@ -75,8 +88,7 @@ def test_limit_reaches_station_and_meter_values_land_as_readings() -> None:
         assert sink.latest("cs-a", "e_import_kwh") is not None
         assert sink.latest("cs-a", "soc_pct") is not None
         assert csms.records["cs-a"].transactions, "the transaction is known"
-        for t in (ta, tb):
-            t.cancel()
+        await _stop(ta, tb)
         await csms.stop()
 
     run(go())
@@ -96,8 +108,7 @@ def test_v21_central_setpoint_discharges_only_where_allowed() -> None:
         assert not (await csms.set_limit("cs-21", -5000.0, setpoint=True)).accepted
         r201 = await csms.set_limit("cs-201", -5000.0, setpoint=True)
         assert not r201.accepted and r201.status == "invalid"  # never sent: 2.0.1 has no set point
-        for t, _ in tasks:
-            t.cancel()
+        await _stop(*(t for t, _ in tasks))
         await csms.stop()
 
     run(go())
@@ -203,7 +214,7 @@ def test_a_flooding_station_does_not_stall_the_server() -> None:
         await _wait(lambda: "cs-flood" not in csms.sessions)
         assert csms.records["cs-flood"].counters.get("flood_refused", 0) > 0
         assert csms.records["cs-flood"].counters.get("flood_closed", 0) == 1
-        task.cancel()
+        await _stop(task)
         await csms.stop()
 
     run(go())
@@ -224,7 +235,7 @@ def test_a_station_reconnects_mid_transaction_and_resumes() -> None:
         r = await csms.set_limit("cs-r", 2000.0)
         assert r.accepted and model.limit_w == 2000.0
         await _wait(lambda: (sink.latest("cs-r", "p_kw") or (0, 0))[1] == 2.0)
-        task.cancel()
+        await _stop(task)
         await csms.stop()
 
     run(go())
@@ -265,6 +276,61 @@ def test_a_rejected_profile_is_audited_with_its_message_id_and_raises_an_alarm(
         for t in tasks:
             t.cancel()
         srv.stop()
+
+
+class _Link:
+    """A connection stand-in: keeps what is sent, never receives."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+
+    async def recv(self) -> str:
+        await asyncio.Event().wait()
+        return ""
+
+
+def _station_call(cls: Any, link: _Link) -> tuple[Any, Any, dict[str, Any]]:
+    cp = cls("cs-c", link, response_timeout=5)
+    return cp, cp._call.Heartbeat(), {"currentTime": now_iso()}
+
+
+def _csms_call(cls: Any, link: _Link) -> tuple[Any, Any, dict[str, Any]]:
+    sess = cls(StationRecord("cs-c"), link, None, 5.0)
+    version = "2.1" if cls is Session21 else "2.0.1"
+    req = sess._call.SetChargingProfile(
+        evse_id=1, charging_profile=charging_profile(1, 1000.0, version)
+    )
+    return sess, req, {"status": "Accepted"}
+
+
+@pytest.mark.parametrize(
+    ("make", "cls"),
+    [
+        (_station_call, ChargePoint201),
+        (_station_call, ChargePoint21),
+        (_csms_call, Session201),
+        (_csms_call, Session21),
+    ],
+)
+def test_a_call_cancelled_as_its_answer_arrives_ends_cancelled(make: Any, cls: Any) -> None:
+    """On Python 3.11 the ``ocpp`` library's wait (``asyncio.wait_for``) returned the answer and
+    dropped the cancellation: a station stopped then went on metering for ever."""
+
+    async def go() -> None:
+        link = _Link()
+        cp, req, answer = make(cls, link)
+        call = asyncio.create_task(cp.call(req))
+        await _wait(lambda: link.sent)  # the request is out: the call waits for its answer
+        uid = json.loads(link.sent[0])[1]
+        cp._response_queue.put_nowait(unpack(json.dumps([3, uid, answer])))
+        call.cancel()  # in the same loop iteration as the answer
+        await asyncio.gather(call, return_exceptions=True)
+        assert call.cancelled()
+
+    run(go(), 10.0)
 
 
 def test_reading_sink_refuses_unknown_devices_and_bad_values() -> None:
@@ -354,8 +420,7 @@ def test_security_profile_2_tls_and_basic_auth_on_127_0_0_1(tmp_path: Any) -> No
             ):
                 pass
         assert "cs-tls" in csms.records
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _stop(task)
         await csms.stop()
 
     run(go(), 30.0)

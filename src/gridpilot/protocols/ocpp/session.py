@@ -23,6 +23,7 @@ from ocpp.v21 import ChargePoint as Cp21
 from ocpp.v201 import ChargePoint as Cp201
 
 from gridpilot.protocols.ocpp.messages import meter_readings, now_iso, parse_time_ms
+from gridpilot.protocols.ocpp.responses import ResponseWait
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class _Guarded:
             self._response_queue.put_nowait(msg)  # type: ignore[attr-defined]
 
 
-class Session201(_Guarded, _Handlers, Cp201):
+class Session201(_Guarded, _Handlers, ResponseWait, Cp201):
     """A station speaking OCPP 2.0.1."""
 
     def __init__(self, record: StationRecord, connection: Any, sink: Any, timeout_s: float) -> None:
@@ -196,7 +197,7 @@ class Session201(_Guarded, _Handlers, Cp201):
         self._init_guard()
 
 
-class Session21(_Guarded, _Handlers, Cp21):
+class Session21(_Guarded, _Handlers, ResponseWait, Cp21):
     """A station speaking OCPP 2.1."""
 
     def __init__(self, record: StationRecord, connection: Any, sink: Any, timeout_s: float) -> None:

@@ -28,6 +28,7 @@ from ocpp.v201 import ChargePoint as Cp201
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gridpilot.protocols.ocpp.messages import now_iso, sampled
+from gridpilot.protocols.ocpp.responses import ResponseWait
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +116,11 @@ class _StationHandlers:
         return self._call_result.SetChargingProfile(status="Accepted" if ok else "Rejected")
 
 
-class ChargePoint201(_StationHandlers, Cp201):
+class ChargePoint201(_StationHandlers, ResponseWait, Cp201):
     """An OCPP 2.0.1 charging station."""
 
 
-class ChargePoint21(_StationHandlers, Cp21):
+class ChargePoint21(_StationHandlers, ResponseWait, Cp21):
     """An OCPP 2.1 charging station (V2X central set points)."""
 
 
@@ -224,8 +225,9 @@ async def run_station(
                 log.info("station %s: connection lost (%s); reconnecting", spec.station_id, exc)
             await asyncio.sleep(opts.backoff_s)
 
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (responses.py)
+    left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(
-            loop(), None if deadline is None else max(deadline - time.monotonic(), 0)
-        )
+        async with asyncio.timeout(left):
+            await loop()
     return model
