@@ -35,8 +35,6 @@ class Stamps(NamedTuple):
     kvar: np.ndarray  # (s, steps) capacitor step sizes
     state: np.ndarray  # (s, steps) capacitor step states (int)
     nsteps: np.ndarray  # (s,)
-    yk: np.ndarray  # (s, c, c) Yprim the present inverse Schur complement holds
-    nupd: np.ndarray  # (1,) low-rank updates since it was last inverted whole (``schurupd``)
 
 
 class Regs(NamedTuple):
@@ -94,7 +92,7 @@ class Caps(NamedTuple):
     nvb: np.ndarray  # (c,) how many (0: the monitored terminal's PT voltage)
 
 
-@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _at(v: np.ndarray, i: int) -> complex:
     return v[i] if i >= 0 else 0j
 
@@ -141,11 +139,9 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
                     s[li, lj] += st.y[e, i, j] - st.y0[e, i, j]
     if s.shape[0]:
         f.sinv[:, :] = np.linalg.inv(s)
-    st.yk[:] = st.y
-    st.nupd[0] = 0
 
 
-@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _phase(hi: np.ndarray, lo: np.ndarray, nph: int, sel: int, v: np.ndarray) -> int:
     """The measured phase (``hi``/``lo``: one regulator's rows): the PT phase, or the
     highest / lowest voltage."""
@@ -536,7 +532,7 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     return _cap_act(cp, st, c, t_s)
 
 
-@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _idle(rg: Regs, r: int) -> bool:
     """Whether a sample of regulator ``r`` can only find it in or out of band: no queued
     or armed action, no reverse detection or pending toggle, no VLimit, forward mode."""

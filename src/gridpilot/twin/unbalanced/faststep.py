@@ -12,11 +12,10 @@ import numpy as np
 from numba import njit
 
 from gridpilot.twin.unbalanced import fastinv
-from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all
+from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
-from gridpilot.twin.unbalanced.schurupd import update_lowrank
 
 A120 = np.exp(2j * np.pi / 3)
 MAX_SETTLE = 100
@@ -335,7 +334,7 @@ def run_chunk(  # noqa: PLR0913
             acted = sample_all(r.rg, r.cp, r.st, t, v)
             n = 0
             while acted and n < MAX_SETTLE:
-                update_lowrank(r.st, r.f)
+                update_schur(r.st, r.f)
                 it = _solve(r, s, v)
                 if it < 0:
                     return k, iters
@@ -343,7 +342,7 @@ def run_chunk(  # noqa: PLR0913
                 acted = sample_all(r.rg, r.cp, r.st, t, v)
                 n += 1
             if acted:
-                update_lowrank(r.st, r.f)
+                update_schur(r.st, r.f)
         loss[k] = record(r.sa, r.ld, r.iv.s if len(r.iv.nrows) else s, v, r.w.x)
         if logs.shape[1]:
             _log(r, logs, k)

@@ -118,7 +118,7 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
         _pad(locs, (nc,), np.int64, -1), y, y.copy(), _pad(cores, (nc, nc), complex),
         _pad(afs, (nc, nc), complex), _pad(winds, (nc,), np.int64), _pad(taps, (nw,), float, 1.0),
         _pad(kvars, (nst,), float), _pad(states, (nst,), np.int64),
-        np.array([len(x) for x in states], np.int64), y.copy(), np.zeros(1, np.int64),
+        np.array([len(x) for x in states], np.int64),
     )  # fmt: skip
     return stamps, {f"{k}:{n}": i for i, (k, n) in enumerate(names)}
 
