@@ -92,7 +92,7 @@ class Caps(NamedTuple):
     nvb: np.ndarray  # (c,) how many (0: the monitored terminal's PT voltage)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
 def _at(v: np.ndarray, i: int) -> complex:
     return v[i] if i >= 0 else 0j
 
@@ -141,7 +141,7 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
         f.sinv[:, :] = np.linalg.inv(s)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
 def _phase(hi: np.ndarray, lo: np.ndarray, nph: int, sel: int, v: np.ndarray) -> int:
     """The measured phase (``hi``/``lo``: one regulator's rows): the PT phase, or the
     highest / lowest voltage."""
@@ -532,7 +532,7 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     return _cap_act(cp, st, c, t_s)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
 def _idle(rg: Regs, r: int) -> bool:
     """Whether a sample of regulator ``r`` can only find it in or out of band: no queued
     or armed action, no reverse detection or pending toggle, no VLimit, forward mode."""
