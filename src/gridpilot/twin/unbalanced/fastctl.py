@@ -92,7 +92,7 @@ class Caps(NamedTuple):
     nvb: np.ndarray  # (c,) how many (0: the monitored terminal's PT voltage)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
 def _at(v: np.ndarray, i: int) -> complex:
     return v[i] if i >= 0 else 0j
 
@@ -141,39 +141,43 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
         f.sinv[:, :] = np.linalg.inv(s)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _phase(rg: Regs, r: int, v: np.ndarray) -> int:
-    """The measured phase: the PT phase, or the highest / lowest voltage."""
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
+def _phase(hi: np.ndarray, lo: np.ndarray, nph: int, sel: int, v: np.ndarray) -> int:
+    """The measured phase (``hi``/``lo``: one regulator's rows): the PT phase, or the
+    highest / lowest voltage."""
     k = 0
-    best = abs(_at(v, rg.hi[r, 0]) - _at(v, rg.lo[r, 0]))
-    for q in range(1, rg.nph[r]):
-        m = abs(_at(v, rg.hi[r, q]) - _at(v, rg.lo[r, q]))
-        if (rg.sel[r] == 1 and m > best) or (rg.sel[r] == 2 and m < best):
+    best = abs(_at(v, hi[0]) - _at(v, lo[0]))
+    for q in range(1, nph):
+        m = abs(_at(v, hi[q]) - _at(v, lo[q]))
+        if (sel == 1 and m > best) or (sel == 2 and m < best):
             k, best = q, m
     return k
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def reg_voltage(rg: Regs, st: Stamps, r: int, v: np.ndarray, rev: bool) -> float:
-    """|V/ptratio + (R + jX)·I/CT| on the 120 V base (LDC as OpenDSS; Beckwith's
-    ``|V| − Z·|I|`` with LDC_Z), on the PT phase or the highest / lowest phase (see
-    ``controls.reg_control_voltage``)."""
-    p = rg.f[r]
-    k = _phase(rg, r, v)
-    vc = (_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
-    if p[14] != 0.0 and p[31] != 0.0:
-        s = rg.stamp[r]
-        i_term = 0j
-        for j in range(st.nc[s]):
-            node = rg.idx[r, j]
-            if node >= 0:
-                i_term += st.y[s, rg.cond[r, k], j] * v[node]
-        if p[28] == 0.0:
-            z = complex(p[18], p[19]) if rev else complex(p[4], p[5])
-            vc += z * i_term / p[6]
-        else:
-            vc = complex(abs(vc) - abs(i_term / p[6]) * (p[29] if rev else p[28]), 0.0)
-    return abs(vc)
+def reg_voltages(rg: Regs, st: Stamps, v: np.ndarray) -> None:
+    """``rg.vact`` ← |V/ptratio + (R + jX)·I/CT| on the 120 V base of every regulator (LDC
+    as OpenDSS; Beckwith's ``|V| − Z·|I|`` with LDC_Z), on the PT phase or the highest /
+    lowest phase (see ``controls.reg_control_voltage``); one loop, arrays read once."""
+    f, hi, lo, nph, sel, rev = rg.f, rg.hi, rg.lo, rg.nph, rg.sel, rg.rev
+    stamp, idx, cond, vact, y, nc = rg.stamp, rg.idx, rg.cond, rg.vact, st.y, st.nc
+    for r in range(len(stamp)):
+        k = _phase(hi[r], lo[r], nph[r], sel[r], v)
+        vc = (_at(v, hi[r, k]) - _at(v, lo[r, k])) / f[r, 13]
+        if f[r, 14] != 0.0 and f[r, 31] != 0.0:
+            s, c = stamp[r], cond[r, k]
+            i_term = 0j
+            for j in range(nc[s]):
+                node = idx[r, j]
+                if node >= 0:
+                    i_term += y[s, c, j] * v[node]
+            if f[r, 28] == 0.0:
+                z = complex(f[r, 18], f[r, 19]) if rev[r] != 0 else complex(f[r, 4], f[r, 5])
+                vc += z * i_term / f[r, 6]
+            else:
+                zm = f[r, 29] if rev[r] != 0 else f[r, 28]
+                vc = complex(abs(vc) - abs(i_term / f[r, 6]) * zm, 0.0)
+        vact[r] = abs(vc)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -181,7 +185,7 @@ def reg_local(rg: Regs, r: int, v: np.ndarray) -> float:
     """The VLimit voltage (``controls.reg_local_voltage``)."""
     p = rg.f[r]
     if p[14] != 0.0:
-        k = _phase(rg, r, v)
+        k = _phase(rg.hi[r], rg.lo[r], rg.nph[r], rg.sel[r], v)
         return abs(_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
     return abs(_at(v, int(p[32])) - _at(v, int(p[33]))) / p[3]
 
@@ -367,9 +371,7 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     """kvar through the monitored terminal, PT voltage, CT current, pf (0..2 scale) and the
     voltage-override voltage (the VBus's, else the PT voltage)."""
     k = cp.idx.shape[1]
-    vt = np.zeros(k, np.complex128)
-    for j in range(k):
-        vt[j] = _at(v, cp.idx[c, j])
+    idx = cp.idx[c]
     s_va = 0j
     i_ct = 0.0
     i_sum, i_max, i_min = 0.0, 0.0, 1e300
@@ -377,8 +379,8 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     for q in range(cp.nrows[c]):
         i = 0j
         for j in range(k):
-            i += cp.ymon[c, q, j] * vt[j]
-        vq = vt[cp.rows[c, q]]
+            i += cp.ymon[c, q, j] * _at(v, idx[j])
+        vq = _at(v, idx[cp.rows[c, q]])
         s_va += vq * np.conj(i)
         if q == cp.i_row[c]:
             i_ct = abs(i)
@@ -388,9 +390,9 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     p = cp.f[c]
     volt = _pick(cp.vmode[c], v_sum / cp.nrows[c], v_max, v_min, 0.0)
     if cp.vmode[c] == 0:
-        vk = vt[cp.rows[c, cp.v_node[c]]]
+        vk = _at(v, idx[cp.rows[c, cp.v_node[c]]])
         nx = cp.vnext[c]
-        volt = abs(vk - vt[cp.rows[c, nx]]) if nx >= 0 else abs(vk)
+        volt = abs(vk - _at(v, idx[cp.rows[c, nx]])) if nx >= 0 else abs(vk)
     i_ct = _pick(cp.imode[c], i_sum / max(cp.nct[c], 1), i_max, i_min, i_ct)
     mag = abs(s_va)
     pf = abs(s_va.real) / mag if mag != 0.0 else 1.0
@@ -530,16 +532,30 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     return _cap_act(cp, st, c, t_s)
 
 
+@njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
+def _idle(rg: Regs, r: int) -> bool:
+    """Whether a sample of regulator ``r`` can only find it in or out of band: no queued
+    or armed action, no reverse detection or pending toggle, no VLimit, forward mode."""
+    p = rg.f
+    return (
+        rg.qlen[r] == 0 and rg.armed[r] == 0 and rg.rev[r] == 0 and p[r, 22] == 0.0
+        and p[r, 15] != 0.0 and p[r, 30] <= 0.0 and np.isnan(rg.rev_t[r])
+    )  # fmt: skip
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> bool:
     """Sample every control at ``t_s`` (regulators first, as the Python runner)."""
     acted = False
+    f, vact = rg.f, rg.vact
+    reg_voltages(rg, st, v)
     for r in range(len(rg.stamp)):
-        rg.vact[r] = reg_voltage(rg, st, r, v, rg.rev[r] != 0)
-        rg.pw[r] = reg_power(rg, st, r, v) if rg.f[r, 22] != 0.0 else 0.0
-        rg.vloc[r] = reg_local(rg, r, v) if rg.f[r, 30] > 0.0 else 0.0
+        rg.pw[r] = reg_power(rg, st, r, v) if f[r, 22] != 0.0 else 0.0
+        rg.vloc[r] = reg_local(rg, r, v) if f[r, 30] > 0.0 else 0.0
     for r in range(len(rg.stamp)):
-        if reg_sample(rg, st, r, t_s, rg.vact[r]):
+        if _idle(rg, r) and abs(f[r, 1] - vact[r]) <= f[r, 2] / 2.0:
+            rg.value[r] = 0  # in band, nothing queued or armed: reg_sample would only do this
+        elif reg_sample(rg, st, r, t_s, vact[r]):
             acted = True
     for c in range(len(cp.stamp)):
         if cap_sample(cp, st, c, t_s, v):

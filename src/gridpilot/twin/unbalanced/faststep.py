@@ -14,7 +14,7 @@ from numba import njit
 from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
-from gridpilot.twin.unbalanced.loads import load_current
+from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
 A120 = np.exp(2j * np.pi / 3)
@@ -246,11 +246,18 @@ def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray
     _rec_voltages(sa, v)
     _rec_loading(sa, v)
     p = _source_power(sa, v)
-    _vbr(ld, v, x)
-    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
-    for q in range(len(ld.a)):
-        i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
-        p -= x[q] * np.conj(i)
+    a, b, vbase, model, vmin, vmax = ld.a, ld.b, ld.vbase, ld.model, ld.vmin, ld.vmax
+    cvr, zipc = ld.cvr, ld.zip
+    for q in range(len(a)):
+        xq = v[a[q]] - v[b[q]] if b[q] >= 0 else v[a[q]]
+        x[q] = xq
+        if model[q] == 1:  # constant PQ within its band draws its power exactly: skip I
+            vr = np.sqrt(xq.real * xq.real + xq.imag * xq.imag) / vbase[q]
+            if vr >= VLOW_PU and vmin[q] <= vr <= vmax[q]:
+                p -= s[q]
+                continue
+        i = load_current(xq, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        p -= xq * np.conj(i)
     return p.real / 1e3
 
 
