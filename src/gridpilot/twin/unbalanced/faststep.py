@@ -273,7 +273,7 @@ class Run(NamedTuple):
     cp: Caps
     w: Work
     iv: InvArr  # smart inverters (none: a plain twin)
-    p: Pred  # warm-start predictor of each step (plain twins)
+    p: Pred  # warm-start predictor of each step
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -328,14 +328,11 @@ def run_chunk(  # noqa: PLR0913
     for k in range(s_chunk.shape[1]):
         s = s_chunk[:, k]
         t = t_base + (step0 + k + 1) * dt
-        plain = len(r.iv.nrows) == 0
-        if plain:
-            predict(r.p, s, v)
+        predict(r.p, s, v)
         it = _solve(r, s, v)
         if it < 0:
             return k, iters
-        if plain:
-            close(r.p, v)
+        close(r.p, v)
         iters += it
         if controls:
             acted = sample_all(r.rg, r.cp, r.st, t, v)
