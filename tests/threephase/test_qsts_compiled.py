@@ -173,3 +173,39 @@ def test_compiled_kernels_are_cached_after_a_run() -> None:
     tw.qsts(2, 900.0)
     mods = [f"gridpilot.twin.unbalanced.{m}" for m in ("schur", "fastctl", "faststep", "loads")]
     assert cold_modules(mods) == []
+
+
+def test_step_predictor_is_exact_on_a_linear_map() -> None:
+    from gridpilot.twin.unbalanced.predict import close, make_pred, predict
+
+    rng = np.random.default_rng(0)
+    jac = rng.standard_normal((6, 4)) + 1j * rng.standard_normal((6, 4))
+    s_p, s_q = rng.standard_normal(4), rng.standard_normal(4)  # P and Q on two shapes
+    v0 = rng.standard_normal(6) + 0j
+    p = make_pred(2, 6, 4)
+    v = v0.copy()
+    for t, (a, b) in enumerate([(1.0, 0.5), (1.3, 0.7), (0.8, 0.9), (1.1, 0.2)]):
+        s = a * s_p + 1j * b * s_q
+        exact = v0 + jac @ s.real + 1j * (jac @ s.imag)
+        predict(p, s, v)
+        if t == 3:  # two pairs span both shapes: the start is the solution
+            assert np.abs(v - exact).max() < 1e-6 * np.abs(exact - v0).max()
+        v[:] = exact
+        close(p, v)
+
+
+def test_step_predictor_keeps_the_run_and_saves_iterations() -> None:
+    # the warm start extrapolated from the previous steps moves only the start: the same
+    # operations per regulator, extremes within the tolerance, fewer iterations
+    steps = 192
+    mult = _shape(steps, 15, seed=1)
+    _, tw = _twin(feeder_master("ieee123"), mult, 15)
+    a = tw.qsts(steps, 900.0, engine="compiled", predict=0)
+    _, tw2 = _twin(feeder_master("ieee123"), mult, 15)
+    b = tw2.qsts(steps, 900.0, engine="compiled")
+    assert sum(a.tap_ops.values()) > 100 and a.tap_ops == b.tap_ops
+    assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-6
+    assert np.abs(a.vmax_pu - b.vmax_pu).max() < 1e-6
+    assert b.iterations < 0.85 * a.iterations
+    with pytest.raises(ValidationError, match=r"predict must be .* got -2"):
+        tw.qsts(4, 900.0, engine="compiled", predict=-2)

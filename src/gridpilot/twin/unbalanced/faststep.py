@@ -15,6 +15,7 @@ from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
+from gridpilot.twin.unbalanced.predict import Pred, close, predict
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
 A120 = np.exp(2j * np.pi / 3)
@@ -67,7 +68,7 @@ class Work(NamedTuple):
     df: np.ndarray  # (depth, m) Anderson histories
     dg: np.ndarray
     last: np.ndarray  # (2, m): the last residual and image
-    opt: np.ndarray  # tol_pu, max_iter, depth
+    opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs
     hist: np.ndarray  # (1,): pairs stored so far (ring position), kept across solves
     gram: np.ndarray  # (depth, depth): real inner products of the stored residual changes
 
@@ -272,6 +273,7 @@ class Run(NamedTuple):
     cp: Caps
     w: Work
     iv: InvArr  # smart inverters (none: a plain twin)
+    p: Pred  # warm-start predictor of each step
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -326,9 +328,11 @@ def run_chunk(  # noqa: PLR0913
     for k in range(s_chunk.shape[1]):
         s = s_chunk[:, k]
         t = t_base + (step0 + k + 1) * dt
+        predict(r.p, s, v)
         it = _solve(r, s, v)
         if it < 0:
             return k, iters
+        close(r.p, v)
         iters += it
         if controls:
             acted = sample_all(r.rg, r.cp, r.st, t, v)

@@ -44,6 +44,8 @@ class QstsOptions:
     chunk: int = 2048  # compiled engine: steps whose load powers are built at once
     accel: int = -1  # compiled engine: Anderson depth of the per-step fixed point (0: plain;
     # -1: by feeder size, see qsts_loop.anderson_depth)
+    predict: int = -1  # compiled engine: previous steps the warm start of a step is
+    # extrapolated from (0: the previous solution alone; -1: 2, see predict.py)
     warmup_steps: int = 0  # compiled engine: steps run before ``start_h`` for the controls
     # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
 

@@ -20,6 +20,7 @@ from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
+from gridpilot.twin.unbalanced.predict import make_pred
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
 from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
 
@@ -246,7 +247,7 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
              np.zeros((depth, depth)))  # fmt: skip
     return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st,
                _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w,
-               pack_inverters(twin))  # fmt: skip
+               pack_inverters(twin), make_pred(int(opt[3]), n, m))  # fmt: skip
 
 
 def write_back(twin: UnbalancedTwin, run: Run) -> None:

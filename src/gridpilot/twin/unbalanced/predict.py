@@ -1,0 +1,134 @@
+"""Warm start of a QSTS step extrapolated from the previous steps (compiled loop).
+
+The loads of a step follow a few load shapes, so a step's change of the load powers is
+nearly a combination of the previous steps' changes. Each step leaves one pair: its change
+of the load powers ``Δs`` and the change of the node voltages it produced, from the previous
+step's final solution to this step's first converged solve (before any control acted, so
+both ends have the same taps and capacitor states). The next step starts from the previous
+solution plus ``Σ c_j ΔV_j``, the real least-squares fit ``Δs ≈ Σ c_j Δs_j`` (real: P and Q
+may follow different shapes). The fixed point then converges to the same tolerance as from
+the plain warm start; only the start moves.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+MAX_COEF = 8.0  # larger fitted coefficients: no extrapolation
+RIDGE = 1e-10  # relative to the trace: one load shape makes the Δs collinear
+
+
+class Pred(NamedTuple):
+    """The predictor's pairs (a ring of ``depth`` slots; depth 0: off)."""
+
+    dv: np.ndarray  # (depth, n): ΔV of each pair; the pending slot holds its start voltages
+    ds: np.ndarray  # (depth, m): Δs of each pair
+    s0: np.ndarray  # (m,): the previous step's load powers
+    gram: np.ndarray  # (depth, depth): real inner products of the Δs
+    cnt: np.ndarray  # (3,): pairs stored, previous powers known (0/1), pair pending (0/1)
+
+
+def make_pred(pairs: int, n: int, m: int) -> Pred:
+    """An empty predictor fitting ``pairs`` pairs (0: off) for ``n`` nodes and ``m`` load
+    branches (one more slot holds the pending pair)."""
+    depth = pairs + 1 if pairs > 0 else 0
+    return Pred(np.zeros((depth, n), complex), np.zeros((depth, m), complex),
+                np.zeros(m, complex), np.zeros((depth, depth)), np.zeros(3, np.int64))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rdot(a: np.ndarray, b: np.ndarray) -> float:
+    acc = 0.0
+    for i in range(len(a)):
+        acc += a[i].real * b[i].real + a[i].imag * b[i].imag
+    return acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _open(p: Pred, s: np.ndarray, v: np.ndarray) -> int:
+    """Open this step's pair (its ``Δs``, its start ``v``) in the oldest slot; -1 when the
+    powers did not change (no pair) or are the first seen."""
+    if p.cnt[1] == 0:
+        p.s0[:] = s
+        p.cnt[1] = 1
+        return -1
+    moved = False
+    for q in range(len(s)):
+        if s[q] != p.s0[q]:
+            moved = True
+            break
+    if not moved:
+        return -1
+    slot = p.cnt[0] % p.dv.shape[0]
+    d = p.ds[slot]
+    for q in range(len(s)):
+        d[q] = s[q] - p.s0[q]
+        p.s0[q] = s[q]
+    p.dv[slot, :] = v
+    p.cnt[2] = 1
+    return slot
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stored pairs (all but ``slot``) and their coefficients fitting its ``Δs``
+    (ridge-regularised normal equations)."""
+    idx = np.empty(p.dv.shape[0], np.int64)
+    k = 0
+    for i in range(min(p.cnt[0], p.dv.shape[0])):
+        if i != slot:
+            idx[k] = i
+            k += 1
+    idx = idx[:k]
+    a = np.empty((k, k))
+    rhs = np.empty(k)
+    tr = 0.0
+    for i in range(k):
+        rhs[i] = _rdot(p.ds[idx[i]], p.ds[slot])
+        for j in range(k):
+            a[i, j] = p.gram[idx[i], idx[j]]
+        tr += a[i, i]
+    if tr <= 0.0:
+        return idx[:0], rhs[:0]
+    for i in range(k):
+        a[i, i] += tr * RIDGE
+    return idx, np.linalg.solve(a, rhs)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
+    """Move the warm start ``v`` (the previous step's solution) by the fitted ``ΔV`` for the
+    step's powers ``s``, and open this step's pair (closed by :func:`close`)."""
+    if p.dv.shape[0] == 0:
+        return
+    slot = _open(p, s, v)
+    if slot < 0:
+        return
+    idx, c = _fit(p, slot)
+    for i in range(len(c)):
+        if not abs(c[i]) <= MAX_COEF:  # a wild extrapolation (or NaN): plain warm start
+            return
+    for i in range(len(c)):
+        row = p.dv[idx[i]]
+        ci = c[i]
+        for q in range(len(v)):
+            v[q] += ci * row[q]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def close(p: Pred, v: np.ndarray) -> None:
+    """Close the pending pair with the step's first converged voltages ``v``."""
+    depth = p.dv.shape[0]
+    if depth == 0 or p.cnt[2] == 0:
+        return
+    slot = p.cnt[0] % depth
+    row = p.dv[slot]
+    for q in range(len(v)):
+        row[q] = v[q] - row[q]
+    p.cnt[0] += 1
+    p.cnt[2] = 0
+    for j in range(min(p.cnt[0], depth)):
+        p.gram[slot, j] = p.gram[j, slot] = _rdot(p.ds[slot], p.ds[j])
