@@ -134,3 +134,20 @@ def test_a_changed_kernel_module_drops_every_cache(tmp_path) -> None:
     b.write_text("def arm(): return 1\n")  # the *called* module changes
     assert invalidate_stale_caches([a, b], stamp)
     assert not any(p.exists() for p in cached)
+
+
+def test_the_compiled_qsts_checks_the_kernel_caches_once_per_process(monkeypatch) -> None:
+    """A checkout updated in place changes only some kernel sources; the compiled QSTS step
+    inlines kernels of other modules, so it asks for the stale-cache check before its first
+    run, and only once."""
+    import gridpilot.kernels as k
+    from gridpilot.model import load_grid
+    from gridpilot.twin.unbalanced import UnbalancedTwin
+
+    calls: list[int] = []
+    monkeypatch.setattr(k, "_CHECKED", [])
+    monkeypatch.setattr(k, "invalidate_stale_caches", lambda: calls.append(1) or False)
+    tw = UnbalancedTwin(load_grid("ieee13"))
+    tw.qsts(2, 900.0)
+    tw.qsts(2, 900.0)
+    assert calls == [1]

@@ -116,6 +116,18 @@ def invalidate_stale_caches(files: Sequence[Path] | None = None, stamp: Path | N
     return bool(dropped)
 
 
+_CHECKED: list[bool] = []
+
+
+def check_caches_once() -> None:
+    """``invalidate_stale_caches`` once per process, before a kernel that inlines kernels of
+    other modules is first loaded (the compiled QSTS step): a checkout updated in place (``git
+    pull``, a merge) changes only some sources, and numba would keep the old inlined code."""
+    if not _CHECKED:
+        _CHECKED.append(True)
+        invalidate_stale_caches()
+
+
 def command_kernels(command: str) -> tuple[str, ...]:
     """The kernel modules the CLI command ``command`` may compile on its first run (empty for
     a command that calls no kernel)."""

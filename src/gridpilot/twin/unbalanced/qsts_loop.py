@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gridpilot.errors import ConvergenceError, ValidationError
+from gridpilot.kernels import check_caches_once
 from gridpilot.twin.unbalanced.faststep import Run, run_chunk
 from gridpilot.twin.unbalanced.qsts_fast import pack, stat_arrays, write_back
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator, QstsResult
@@ -63,6 +64,7 @@ def run_compiled(
     t0: float,
 ) -> QstsResult:
     """Run ``opts`` on the compiled engine (same rules as the Python runner)."""
+    check_caches_once()
     br = twin.net.branch_rows
     acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
     depth = anderson_depth(opts.accel, twin.loads.m)
