@@ -4,11 +4,13 @@ runner and against OpenDSS: same operations, same statistics, any chunking."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from gridpilot.errors import ValidationError
+from gridpilot.model import load_grid
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.twin.unbalanced import UnbalancedTwin
@@ -84,6 +86,16 @@ def test_chunks_do_not_change_the_run() -> None:
     assert np.array_equal(a.vmin_pu, b.vmin_pu) and np.array_equal(a.losses_kw, b.losses_kw)
 
 
+def _ieee123_pair(steps: int, kw_a: dict[str, int], kw_b: dict[str, int]) -> tuple[Any, Any]:
+    """ieee123 under the same 15-min shape (seed 1), run compiled with two sets of options."""
+    mult = _shape(steps, 15, seed=1)
+    out = []
+    for kw in (kw_a, kw_b):
+        _, tw = _twin(feeder_master("ieee123"), mult, 15)
+        out.append(tw.qsts(steps, 900.0, engine="compiled", **kw))
+    return out[0], out[1]
+
+
 def test_plain_fixed_point_and_anderson_reach_the_same_run() -> None:
     steps = 48
     mult = _shape(steps, 15)
@@ -98,12 +110,7 @@ def test_plain_fixed_point_and_anderson_reach_the_same_run() -> None:
 def test_deep_anderson_history_kept_across_steps_reaches_the_plain_run() -> None:
     # depth 8 with pairs from earlier steps: a stalled mix must not pass as converged (it
     # did once on this run: an extreme 1.6e-4 pu off), and it must cost fewer iterations
-    steps = 480
-    mult = _shape(steps, 15, seed=1)
-    _, tw = _twin(feeder_master("ieee123"), mult, 15)
-    a = tw.qsts(steps, 900.0, engine="compiled", accel=0)
-    _, tw2 = _twin(feeder_master("ieee123"), mult, 15)
-    b = tw2.qsts(steps, 900.0, engine="compiled", accel=8)
+    a, b = _ieee123_pair(480, {"accel": 0}, {"accel": 8})
     ops_a, ops_b = sum(a.tap_ops.values()), sum(b.tap_ops.values())
     assert ops_a > 100 and abs(ops_a - ops_b) <= 0.01 * ops_a
     assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-5
@@ -197,15 +204,10 @@ def test_step_predictor_is_exact_on_a_linear_map() -> None:
 def test_step_predictor_keeps_the_run_and_saves_iterations() -> None:
     # the warm start extrapolated from the previous steps moves only the start: the same
     # operations per regulator, extremes within the tolerance, fewer iterations
-    steps = 192
-    mult = _shape(steps, 15, seed=1)
-    _, tw = _twin(feeder_master("ieee123"), mult, 15)
-    a = tw.qsts(steps, 900.0, engine="compiled", predict=0)
-    _, tw2 = _twin(feeder_master("ieee123"), mult, 15)
-    b = tw2.qsts(steps, 900.0, engine="compiled")
+    a, b = _ieee123_pair(192, {"predict": 0}, {})
     assert sum(a.tap_ops.values()) > 100 and a.tap_ops == b.tap_ops
     assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-6
     assert np.abs(a.vmax_pu - b.vmax_pu).max() < 1e-6
     assert b.iterations < 0.85 * a.iterations
     with pytest.raises(ValidationError, match=r"predict must be .* got -2"):
-        tw.qsts(4, 900.0, engine="compiled", predict=-2)
+        UnbalancedTwin(load_grid("ieee13")).qsts(4, 900.0, engine="compiled", predict=-2)

@@ -15,7 +15,7 @@ from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
-from gridpilot.twin.unbalanced.predict import Pred, close, predict
+from gridpilot.twin.unbalanced.predict import Pred, close, predict, rdot
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
 A120 = np.exp(2j * np.pi / 3)
@@ -95,14 +95,6 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rdot(a: np.ndarray, b: np.ndarray) -> float:
-    acc = 0.0
-    for i in range(len(a)):
-        acc += a[i].real * b[i].real + a[i].imag * b[i].imag
-    return acc
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def _anderson(w: Work, first: bool) -> None:
     """``w.x`` ← the Anderson mix of the last ``depth`` pairs (real least squares: the map
     is only R-linear); ``w.gbr`` holds the image of the present ``w.x``.
@@ -120,7 +112,7 @@ def _anderson(w: Work, first: bool) -> None:
             w.dg[slot, q] = w.gbr[q] - w.last[1, q]
         w.hist[0] += 1
         for j in range(min(w.hist[0], depth)):  # one new row of the Gram matrix
-            w.gram[slot, j] = w.gram[j, slot] = _rdot(w.df[slot], w.df[j])
+            w.gram[slot, j] = w.gram[j, slot] = rdot(w.df[slot], w.df[j])
     for q in range(m):
         w.last[0, q] = w.gbr[q] - w.x[q]
         w.last[1, q] = w.gbr[q]
@@ -131,7 +123,7 @@ def _anderson(w: Work, first: bool) -> None:
     a = np.empty((k, k))
     rhs = np.empty(k)
     for i in range(k):
-        rhs[i] = _rdot(w.df[i], w.last[0])
+        rhs[i] = rdot(w.df[i], w.last[0])
         for j in range(k):
             a[i, j] = w.gram[i, j]
     tr = 0.0

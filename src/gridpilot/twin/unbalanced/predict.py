@@ -40,7 +40,8 @@ def make_pred(pairs: int, n: int, m: int) -> Pred:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rdot(a: np.ndarray, b: np.ndarray) -> float:
+def rdot(a: np.ndarray, b: np.ndarray) -> float:
+    """Real inner product of two complex vectors (``Re(a·conj(b))`` summed)."""
     acc = 0.0
     for i in range(len(a)):
         acc += a[i].real * b[i].real + a[i].imag * b[i].imag
@@ -87,7 +88,7 @@ def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
     rhs = np.empty(k)
     tr = 0.0
     for i in range(k):
-        rhs[i] = _rdot(p.ds[idx[i]], p.ds[slot])
+        rhs[i] = rdot(p.ds[idx[i]], p.ds[slot])
         for j in range(k):
             a[i, j] = p.gram[idx[i], idx[j]]
         tr += a[i, i]
@@ -131,4 +132,4 @@ def close(p: Pred, v: np.ndarray) -> None:
     p.cnt[0] += 1
     p.cnt[2] = 0
     for j in range(min(p.cnt[0], depth)):
-        p.gram[slot, j] = p.gram[j, slot] = _rdot(p.ds[slot], p.ds[j])
+        p.gram[slot, j] = p.gram[j, slot] = rdot(p.ds[slot], p.ds[j])
