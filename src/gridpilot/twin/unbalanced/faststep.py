@@ -69,7 +69,7 @@ class Work(NamedTuple):
     df: np.ndarray  # (depth, m) Anderson histories
     dg: np.ndarray
     last: np.ndarray  # (2, m): the last residual and image
-    opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs
+    opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs, re-solve start (0/1)
     hist: np.ndarray  # (1,): pairs stored so far (ring position), kept across solves
     gram: np.ndarray  # (depth, depth): real inner products of the stored residual changes
 
@@ -335,8 +335,6 @@ def run_chunk(  # noqa: PLR0913
             while acted and n < MAX_SETTLE:
                 update_schur(r.st, r.f)
                 warm(r.rs, r.st, v)
-                if r.rs.mode[1]:
-                    r.w.hist[0] = 0
                 it = _solve(r, s, v)
                 if it < 0:
                     return k, iters

@@ -247,10 +247,8 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
              np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
              np.zeros((depth, depth)))  # fmt: skip
     rg, cp = _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where)
-    import os
-
-    mode = tuple(int(x) for x in os.environ.get("GP_RESTART", "1,0").split(","))
-    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), mode)
+    on = len(opt) < 5 or opt[4] != 0.0
+    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), on)
     return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st, rg, cp, w,
                pack_inverters(twin), make_pred(int(opt[3]), n, m), rs)  # fmt: skip
 

@@ -25,13 +25,12 @@ STEP = 1e-3  # finite-difference step: log of a tap, or kvar per kvar of the ban
 
 
 class Restart(NamedTuple):
-    """Responses of the controlled elements and the parameters before a control sample."""
+    """Responses of the controlled elements and their parameters before a control sample."""
 
-    row: np.ndarray  # (s,) row of ``g`` of each stamp (-1: no control acts on it)
+    row: np.ndarray  # (s,) row of ``g`` of each stamp (-1: no control acts on it / off)
     wind: np.ndarray  # (s,) the regulated winding of a transformer stamp
     g: np.ndarray  # (rows, n) relative voltage response per unit of the parameter
     prev: np.ndarray  # (s,) parameter at the last mark
-    mode: np.ndarray  # (2,): scale the start (0/1), reset the Anderson pairs (0/1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -56,9 +55,7 @@ def mark(rs: Restart, st: Stamps) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def warm(rs: Restart, st: Stamps, v: np.ndarray) -> None:
-    """Move ``v`` by the linear response to what changed since :func:`mark`."""
-    if rs.mode[0] == 0:
-        return
+    """Move the start ``v`` by the linear response to what changed since :func:`mark`."""
     for e in range(len(rs.row)):
         r = rs.row[e]
         if r < 0:
@@ -66,7 +63,6 @@ def warm(rs: Restart, st: Stamps, v: np.ndarray) -> None:
         d = param(st, e, rs.wind[e]) - rs.prev[e]
         if d == 0.0:
             continue
-        d *= rs.mode[0] / 100.0
         g = rs.g[r]
         for i in range(len(v)):
             v[i] *= 1.0 + g[i] * d
@@ -96,10 +92,11 @@ def _response(f: SchurLU, st: Stamps, e: int, wind: int, isrc: np.ndarray,
 
 
 def make_restart(
-    f: SchurLU, st: Stamps, rg: Regs, cp: Caps, isrc: np.ndarray, mode: tuple[int, int]
+    f: SchurLU, st: Stamps, rg: Regs, cp: Caps, isrc: np.ndarray, on: bool = True
 ) -> Restart:
     """The responses of every stamp a regulator or capacitor control acts on, measured at
-    the present state (the factorisation is left at that state)."""
+    the present state (the factorisation is left at that state); ``on=False``: none (the
+    plain start, the solution before the action)."""
     s, n = len(st.kind), len(isrc)
     row = np.full(s, -1, np.int64)
     wind = np.zeros(s, np.int64)
@@ -108,16 +105,16 @@ def make_restart(
         row[e] = 0
     for e in cp.stamp:
         row[e] = 0
-    on = np.flatnonzero(row >= 0) if mode[0] else np.zeros(0, np.int64)
+    act = np.flatnonzero(row >= 0) if on else np.zeros(0, np.int64)
     row[:] = -1
-    row[on] = np.arange(len(on))
-    g = np.zeros((len(on), n), complex)
-    if len(on):
+    row[act] = np.arange(len(act))
+    g = np.zeros((len(act), n), complex)
+    if len(act):
         v0 = np.zeros(n, complex)
         schur_solve(f, isrc, v0)
         small = np.abs(v0) < 1e-6 * max(float(np.abs(v0).max()), 1.0)
         v0[small] = 0.0
-        for r, e in enumerate(on):
+        for r, e in enumerate(act):
             _response(f, st, int(e), int(wind[e]), isrc, v0, g[r])
         update_schur(st, f)
-    return Restart(row, wind, g, np.zeros(s), np.array(mode, np.int64))
+    return Restart(row, wind, g, np.zeros(s))
