@@ -69,9 +69,9 @@ def warm(rs: Restart, st: Stamps, v: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _response(f: SchurLU, st: Stamps, e: int, wind: int, isrc: np.ndarray,
-              v0: np.ndarray, out: np.ndarray) -> None:  # fmt: skip
-    """``out ← (V(p + STEP)/V(p) − 1)/STEP`` of stamp ``e``; the stamp is left as it was."""
+def _perturbed(f: SchurLU, st: Stamps, e: int, wind: int, isrc: np.ndarray) -> np.ndarray:
+    """The linear solution with stamp ``e``'s parameter moved by ``STEP`` (the stamp is left
+    as it was, the factorisation at the moved state)."""
     y = st.y[e].copy()
     if st.kind[e] == 0:
         t = st.taps[e, wind]
@@ -83,12 +83,10 @@ def _response(f: SchurLU, st: Stamps, e: int, wind: int, isrc: np.ndarray,
             for j in range(st.nc[e]):
                 st.y[e, i, j] += STEP * st.core[e, i, j]
     update_schur(st, f)
-    v1 = np.empty_like(v0)
+    v1 = np.empty_like(isrc)
     schur_solve(f, isrc, v1)
     st.y[e, :, :] = y
-    for i in range(len(v0)):
-        a = abs(v0[i])
-        out[i] = (v1[i] / v0[i] - 1.0) / STEP if a > 0.0 else 0j
+    return v1
 
 
 def make_restart(
@@ -112,9 +110,9 @@ def make_restart(
     if len(act):
         v0 = np.zeros(n, complex)
         schur_solve(f, isrc, v0)
-        small = np.abs(v0) < 1e-6 * max(float(np.abs(v0).max()), 1.0)
-        v0[small] = 0.0
+        live = np.abs(v0) >= 1e-6 * max(float(np.abs(v0).max()), 1.0)
         for r, e in enumerate(act):
-            _response(f, st, int(e), int(wind[e]), isrc, v0, g[r])
+            v1 = _perturbed(f, st, int(e), int(wind[e]), isrc)
+            g[r, live] = (v1[live] / v0[live] - 1.0) / STEP
         update_schur(st, f)
     return Restart(row, wind, g, np.zeros(s))
