@@ -16,6 +16,7 @@ from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, up
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
 from gridpilot.twin.unbalanced.predict import Pred, close, predict, rdot
+from gridpilot.twin.unbalanced.restart import Restart, mark, warm
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
 A120 = np.exp(2j * np.pi / 3)
@@ -68,7 +69,7 @@ class Work(NamedTuple):
     df: np.ndarray  # (depth, m) Anderson histories
     dg: np.ndarray
     last: np.ndarray  # (2, m): the last residual and image
-    opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs
+    opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs, re-solve start (0/1)
     hist: np.ndarray  # (1,): pairs stored so far (ring position), kept across solves
     gram: np.ndarray  # (depth, depth): real inner products of the stored residual changes
 
@@ -266,6 +267,7 @@ class Run(NamedTuple):
     w: Work
     iv: InvArr  # smart inverters (none: a plain twin)
     p: Pred  # warm-start predictor of each step
+    rs: Restart  # warm start of a control re-solve
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -327,14 +329,17 @@ def run_chunk(  # noqa: PLR0913
         close(r.p, v)
         iters += it
         if controls:
+            mark(r.rs, r.st)
             acted = sample_all(r.rg, r.cp, r.st, t, v)
             n = 0
             while acted and n < MAX_SETTLE:
                 update_schur(r.st, r.f)
+                warm(r.rs, r.st, v)
                 it = _solve(r, s, v)
                 if it < 0:
                     return k, iters
                 iters += it
+                mark(r.rs, r.st)
                 acted = sample_all(r.rg, r.cp, r.st, t, v)
                 n += 1
             if acted:

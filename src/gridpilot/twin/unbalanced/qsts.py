@@ -46,6 +46,8 @@ class QstsOptions:
     # -1: by feeder size, see qsts_loop.anderson_depth)
     predict: int = -1  # compiled engine: previous steps the warm start of a step is
     # extrapolated from (0: the previous solution alone; -1: 2, see predict.py)
+    restart: bool = True  # compiled engine: a control re-solve starts from the linear
+    # response to the action (restart.py); False: from the solution before it
     warmup_steps: int = 0  # compiled engine: steps run before ``start_h`` for the controls
     # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
 

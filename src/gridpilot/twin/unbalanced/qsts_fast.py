@@ -22,6 +22,7 @@ from gridpilot.twin.unbalanced.fastinv import pack_inverters
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
 from gridpilot.twin.unbalanced.predict import make_pred
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
+from gridpilot.twin.unbalanced.restart import make_restart
 from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
 
 if TYPE_CHECKING:
@@ -245,9 +246,11 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
              np.zeros(m, complex), np.zeros((depth, m), complex), np.zeros((depth, m), complex),
              np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
              np.zeros((depth, depth)))  # fmt: skip
-    return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st,
-               _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where), w,
-               pack_inverters(twin), make_pred(int(opt[3]), n, m))  # fmt: skip
+    rg, cp = _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where)
+    on = len(opt) < 5 or opt[4] != 0.0
+    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), on)
+    return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st, rg, cp, w,
+               pack_inverters(twin), make_pred(int(opt[3]), n, m), rs)  # fmt: skip
 
 
 def write_back(twin: UnbalancedTwin, run: Run) -> None:

@@ -69,7 +69,8 @@ def run_compiled(
     acc = Accumulator(twin.net.nodes, twin.net.vbase_v, 0 if br is None else br.shape[0])
     depth = anderson_depth(opts.accel, twin.loads.m)
     pairs = predictor_pairs(opts.predict)
-    opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(depth), float(pairs)])
+    opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(depth), float(pairs),
+                    float(opts.restart)])  # fmt: skip
     f0 = twin.factorisations
     run = pack(twin, acc, _rating(twin), opt)
     v = np.zeros(twin.net.n, complex)
