@@ -100,7 +100,8 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
         xi = x[q]
         v2 = xi.real * xi.real + xi.imag * xi.imag
         if model[q] == 1 and _in_band(v2, vbase[q], vmin[q], vmax[q]):
-            i = np.conj(s[q]) * xi / v2  # load_current's constant-PQ branch, no root
+            c = np.conj(s[q]) * xi  # load_current's conj(S)·V / |V|², no root, and the
+            i = complex(c.real / v2, c.imag / v2)  # division by a real spelled out
         else:
             i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
         comp = i - yeq[q] * xi
