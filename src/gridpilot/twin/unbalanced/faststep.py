@@ -15,7 +15,7 @@ from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
-from gridpilot.twin.unbalanced.predict import Pred, close, predict, rdot
+from gridpilot.twin.unbalanced.predict import Pred, close, predict
 from gridpilot.twin.unbalanced.restart import Restart, mark, warm
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
@@ -82,17 +82,41 @@ def _vbr(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray) -> None:
-    rhs[:] = sa.isrc
+def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray,
+         full: bool) -> None:  # fmt: skip
+    """``rhs`` ← the source currents less the loads' currents beyond their admittances in
+    the matrix. ``full``: copy all of ``isrc`` (else only the rows loads touch are reset:
+    the others still hold it from the solve's first iteration)."""
     a, b, vbase, model, vmin, vmax, yeq = ld.a, ld.b, ld.vbase, ld.model, ld.vmin, ld.vmax, ld.yeq
     cvr, zipc = ld.cvr, ld.zip
+    if full:
+        rhs[:] = sa.isrc
+    else:
+        for q in range(len(a)):
+            rhs[a[q]] = sa.isrc[a[q]]
+            if b[q] >= 0:
+                rhs[b[q]] = sa.isrc[b[q]]
     for q in range(len(a)):
         xi = x[q]
-        i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        v2 = xi.real * xi.real + xi.imag * xi.imag
+        if model[q] == 1 and _in_band(v2, vbase[q], vmin[q], vmax[q]):
+            c = np.conj(s[q]) * xi  # load_current's conj(S)·V / |V|², no root, and the
+            i = complex(c.real / v2, c.imag / v2)  # division by a real spelled out
+        else:
+            i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
         comp = i - yeq[q] * xi
         rhs[a[q]] -= comp
         if b[q] >= 0:
             rhs[b[q]] += comp
+
+
+@njit(nogil=True, error_model="numpy", inline="always")
+def _in_band(v2: float, vb: float, vmin: float, vmax: float) -> bool:
+    """Whether ``|V|² = v2`` is safely inside ``[max(vmin, vlow), vmax]·vb`` (a margin of
+    1e-9 keeps the root's rounding out: near a limit ``load_current`` decides)."""
+    lo = max(vmin, VLOW_PU) * vb
+    hi = vmax * vb
+    return v2 > lo * lo * (1.0 + 1e-9) and v2 < hi * hi * (1.0 - 1e-9)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -105,26 +129,25 @@ def _anderson(w: Work, first: bool) -> None:
     is already a secant step instead of a plain one. ``first``: the first iteration of a
     solve (no pair with the previous solve's map)."""
     depth, m = w.df.shape[0], len(w.x)
-    if not first:
-        slot = w.hist[0] % depth
-        for q in range(m):
-            fq = w.gbr[q] - w.x[q]
+    slot = w.hist[0] % depth
+    for q in range(m):
+        fq = w.gbr[q] - w.x[q]
+        if not first:
             w.df[slot, q] = fq - w.last[0, q]
             w.dg[slot, q] = w.gbr[q] - w.last[1, q]
-        w.hist[0] += 1
-        for j in range(min(w.hist[0], depth)):  # one new row of the Gram matrix
-            w.gram[slot, j] = w.gram[j, slot] = rdot(w.df[slot], w.df[j])
-    for q in range(m):
-        w.last[0, q] = w.gbr[q] - w.x[q]
+        w.last[0, q] = fq
         w.last[1, q] = w.gbr[q]
+    if not first:
+        w.hist[0] += 1
     k = min(w.hist[0], depth)
     if k == 0:
         w.x[:] = w.gbr
         return
     a = np.empty((k, k))
     rhs = np.empty(k)
+    for i0 in range(0, k, 4):  # the new Gram row and the right-hand side
+        _rdots4(w, i0, k, slot, rhs, not first)
     for i in range(k):
-        rhs[i] = rdot(w.df[i], w.last[0])
         for j in range(k):
             a[i, j] = w.gram[i, j]
     tr = 0.0
@@ -133,37 +156,89 @@ def _anderson(w: Work, first: bool) -> None:
     for i in range(k):
         a[i, i] += tr * 1e-10 + 1e-300
     gamma = np.linalg.solve(a, rhs)
-    for q in range(m):
-        acc = w.gbr[q]
-        for i in range(k):
-            acc -= gamma[i] * w.dg[i, q]
-        w.x[q] = acc
+    x = w.x
+    x[:] = w.gbr
+    for i in range(k):  # contiguous passes, each element summed in the same order; real
+        gi, dgi = gamma[i], w.dg[i]  # times complex spelled out (numba multiplies complex)
+        for q in range(m):
+            d = dgi[q]
+            x[q] = complex(x[q].real - gi * d.real, x[q].imag - gi * d.imag)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rdots4(w: Work, i0: int, k: int, slot: int, rhs: np.ndarray, row: bool) -> None:
+    """Rows ``i0 … i0+3`` (below ``k``) of ``rhs[i] = rdot(df[i], last[0])`` and, with
+    ``row``, of ``gram[slot, i] = gram[i, slot] = rdot(df[slot], df[i])``, in one pass:
+    eight independent sums (one sum alone waits on each addition), each added in the
+    order of ``rdot`` (the same bits)."""
+    df, last, gram = w.df, w.last, w.gram
+    r0, r1, r2, r3 = i0, min(i0 + 1, k - 1), min(i0 + 2, k - 1), min(i0 + 3, k - 1)
+    g0 = g1 = g2 = g3 = h0 = h1 = h2 = h3 = 0.0
+    for q in range(df.shape[1]):
+        u, f = df[slot, q], last[0, q]
+        a0, a1, a2, a3 = df[r0, q], df[r1, q], df[r2, q], df[r3, q]
+        h0 += a0.real * f.real + a0.imag * f.imag
+        h1 += a1.real * f.real + a1.imag * f.imag
+        h2 += a2.real * f.real + a2.imag * f.imag
+        h3 += a3.real * f.real + a3.imag * f.imag
+        if row:
+            g0 += u.real * a0.real + u.imag * a0.imag
+            g1 += u.real * a1.real + u.imag * a1.imag
+            g2 += u.real * a2.real + u.imag * a2.imag
+            g3 += u.real * a3.real + u.imag * a3.imag
+    for j, (h, g) in enumerate(((h0, g0), (h1, g1), (h2, g2), (h3, g3))):
+        if i0 + j < k:
+            rhs[i0 + j] = h
+            if row:
+                gram[slot, i0 + j] = gram[i0 + j, slot] = g
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
                 v: np.ndarray) -> int:  # fmt: skip
-    """Solve one step in place from the warm start ``v``; iterations, or -1."""
+    """Solve one step in place from the warm start ``v``; iterations, or -1.
+
+    The solves alternate between ``v`` and ``w.g`` (no copy per iteration); the last one
+    is copied into ``v`` if it is in ``w.g``."""
     tol, max_iter, depth = w.opt[0], int(w.opt[1]), int(w.opt[2])
     _vbr(ld, v, w.x)
-    for it in range(1, max_iter + 1):
-        _rhs(ld, sa, w.x, s, w.rhs)
-        schur_solve(f, w.rhs, w.g)
-        dv2 = 0.0  # largest |ΔV|² / Vbase², no roots
-        for i in range(len(v)):
-            d = w.g[i] - v[i]
-            dv2 = max(dv2, (d.real * d.real + d.imag * d.imag) * sa.inv_vb2[i])
-            v[i] = w.g[i]
+    cur, nxt = v, w.g
+    it = 0
+    while it < max_iter:
+        it += 1
+        _rhs(ld, sa, w.x, s, w.rhs, it == 1)
+        schur_solve(f, w.rhs, nxt)
+        moved = _moved(sa.inv_vb2, nxt, cur, tol * tol)
+        cur, nxt = nxt, cur
         if depth == 0:
-            if dv2 < tol * tol:
-                return it
-            _vbr(ld, v, w.x)
+            if not moved:
+                return _final(v, w.g, it, it)
+            _vbr(ld, cur, w.x)
             continue
-        _vbr(ld, v, w.gbr)
-        if dv2 < tol * tol and _evaluated_at(ld, w, tol):
-            return it
+        _vbr(ld, cur, w.gbr)
+        if not moved and _evaluated_at(ld, w, tol):
+            return _final(v, w.g, it, it)
         _anderson(w, it == 1)
-    return -1
+    return _final(v, w.g, it, -1)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _moved(inv_vb2: np.ndarray, new: np.ndarray, old: np.ndarray, tol2: float) -> bool:
+    """Whether a node voltage moved by ``tol`` pu or more (``tol2`` its square; NaN
+    counts as moved); stops at the first."""
+    for i in range(len(new)):
+        d = new[i] - old[i]
+        if not (d.real * d.real + d.imag * d.imag) * inv_vb2[i] < tol2:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _final(v: np.ndarray, g: np.ndarray, solves: int, ret: int) -> int:
+    """``v`` ← the last solution (in ``g`` after an odd number of solves); ``ret``."""
+    if solves % 2 == 1:
+        v[:] = g
+    return ret
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
