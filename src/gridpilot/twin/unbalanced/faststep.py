@@ -14,7 +14,7 @@ from numba import njit
 from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
-from gridpilot.twin.unbalanced.loads import VLOW_PU, load_current
+from gridpilot.twin.unbalanced.loads import load_current, pq_in_band
 from gridpilot.twin.unbalanced.predict import Pred, close, predict
 from gridpilot.twin.unbalanced.restart import Restart, mark, warm
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
@@ -98,25 +98,11 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
                 rhs[b[q]] = sa.isrc[b[q]]
     for q in range(len(a)):
         xi = x[q]
-        v2 = xi.real * xi.real + xi.imag * xi.imag
-        if model[q] == 1 and _in_band(v2, vbase[q], vmin[q], vmax[q]):
-            c = np.conj(s[q]) * xi  # load_current's conj(S)·V / |V|², no root, and the
-            i = complex(c.real / v2, c.imag / v2)  # division by a real spelled out
-        else:
-            i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
         comp = i - yeq[q] * xi
         rhs[a[q]] -= comp
         if b[q] >= 0:
             rhs[b[q]] += comp
-
-
-@njit(nogil=True, error_model="numpy", inline="always")
-def _in_band(v2: float, vb: float, vmin: float, vmax: float) -> bool:
-    """Whether ``|V|² = v2`` is safely inside ``[max(vmin, vlow), vmax]·vb`` (a margin of
-    1e-9 keeps the root's rounding out: near a limit ``load_current`` decides)."""
-    lo = max(vmin, VLOW_PU) * vb
-    hi = vmax * vb
-    return v2 > lo * lo * (1.0 + 1e-9) and v2 < hi * hi * (1.0 - 1e-9)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -320,11 +306,10 @@ def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray
     for q in range(len(a)):
         xq = v[a[q]] - v[b[q]] if b[q] >= 0 else v[a[q]]
         x[q] = xq
-        if model[q] == 1:  # constant PQ within its band draws its power exactly: skip I
-            vr = np.sqrt(xq.real * xq.real + xq.imag * xq.imag) / vbase[q]
-            if vr >= VLOW_PU and vmin[q] <= vr <= vmax[q]:
-                p -= s[q]
-                continue
+        v2 = xq.real * xq.real + xq.imag * xq.imag
+        if model[q] == 1 and pq_in_band(v2, vbase[q], vmin[q], vmax[q]):
+            p -= s[q]  # constant PQ within its band draws its power exactly: skip I
+            continue
         i = load_current(xq, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
         p -= xq * np.conj(i)
     return p.real / 1e3

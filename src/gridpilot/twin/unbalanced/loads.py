@@ -113,6 +113,16 @@ def _i_out(
     return yv / vmax**hexp
 
 
+@njit(nogil=True, error_model="numpy", inline="always")
+def pq_in_band(v2: float, vb: float, vmin: float, vmax: float) -> bool:
+    """Whether ``|V|² = v2`` is safely inside ``[max(vmin, vlow), vmax]·vb``, where a
+    constant-PQ load draws its power exactly (a margin of 1e-9 keeps the root's rounding
+    out: near a limit the caller decides on ``|V|``)."""
+    lo = max(vmin, VLOW_PU) * vb
+    hi = vmax * vb
+    return v2 > lo * lo * (1.0 + 1e-9) and v2 < hi * hi * (1.0 - 1e-9)
+
+
 @njit(nogil=True, error_model="numpy", inline="always")  # inlined: callers cache it
 def load_current(  # noqa: PLR0913
     v: complex, sc: complex, vb: float, mod: int, vmin: float, vmax: float,
@@ -122,10 +132,13 @@ def load_current(  # noqa: PLR0913
     (VA): ``vb`` its base voltage, ``mod`` its model, ``cvr`` (m, 2) and ``zipc`` (m, 7) the
     branches' data (whole arrays: row views would cost reference counting per call)."""
     v2 = v.real * v.real + v.imag * v.imag
+    if mod == 1 and pq_in_band(v2, vb, vmin, vmax):  # conj(S / V) = conj(S)·V / |V|², no
+        c = np.conj(sc) * v  # root, and the division by a real spelled out (numba divides
+        return complex(c.real / v2, c.imag / v2)  # complex by real as complex by complex)
     vr = np.sqrt(v2) / vb
     if vr >= VLOW_PU and mod != 2:
         outside = vr < vmin or vr > vmax
-        if mod == 1 and not outside:  # conj(S / V) = conj(S)·V / |V|²
+        if mod == 1 and not outside:  # within 1e-9 of a limit
             return np.conj(sc) * v / v2
         if mod == 1 or mod == 4 or mod == 5:
             return _load_other(v, sc, vb, mod, vmin, vmax, vr, outside, cvr[q, 0], cvr[q, 1])

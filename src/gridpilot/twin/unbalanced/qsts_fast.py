@@ -247,8 +247,7 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
              np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
              np.zeros((depth, depth)))  # fmt: skip
     rg, cp = _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where)
-    on = len(opt) < 5 or opt[4] != 0.0
-    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), on)
+    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), opt[4] != 0.0)
     return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st, rg, cp, w,
                pack_inverters(twin), make_pred(int(opt[3]), n, m), rs)  # fmt: skip
 

@@ -96,15 +96,10 @@ def make_restart(
     the present state (the factorisation is left at that state); ``on=False``: none (the
     plain start, the solution before the action)."""
     s, n = len(st.kind), len(isrc)
-    row = np.full(s, -1, np.int64)
     wind = np.zeros(s, np.int64)
-    for e, w in zip(rg.stamp, rg.wind, strict=True):
-        wind[e] = w
-        row[e] = 0
-    for e in cp.stamp:
-        row[e] = 0
-    act = np.flatnonzero(row >= 0) if on else np.zeros(0, np.int64)
-    row[:] = -1
+    wind[rg.stamp] = rg.wind
+    act = np.union1d(rg.stamp, cp.stamp).astype(np.int64) if on else np.zeros(0, np.int64)
+    row = np.full(s, -1, np.int64)
     row[act] = np.arange(len(act))
     g = np.zeros((len(act), n), complex)
     if len(act):
