@@ -47,8 +47,9 @@ def anderson(w: Work, first: bool) -> None:
     dff, dgf, lf = w.df.view(np.float64), w.dg.view(np.float64), w.last.view(np.float64)
     sums = np.zeros((2, k))  # right-hand side df[i]·f, new Gram row df[i]·df[slot]
     _update(xf, gf, dff[slot], dgf[slot], lf, first)
+    u = lf[0] if first else dff[slot]  # first: no new Gram row (nor a row to read)
     for i0 in range(0, k, 8):
-        _dots8(dff, lf[0], dff[slot], i0, k, sums)
+        _dots8(dff, lf[0], u, i0, k, sums)
     if k == 0:
         xf[:] = gf
         return
