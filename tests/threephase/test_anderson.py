@@ -52,7 +52,7 @@ def test_mix_matches_a_plain_numpy_anderson_step(depth: int) -> None:
     rng = np.random.default_rng(depth)
     m = 53
     w, ref = _work(m, depth), Reference(m, depth)
-    # solves of 1 to 6 iterations: k grows from 0, the ring wraps (29 pairs), first
+    # solves of 1 to 6 iterations: k grows from 0, the ring wraps (25 pairs), first
     # iterations use the previous solve's pairs
     firsts = [it == 0 for n in (1, 4, 6, 2, 5, 3, 6, 5, 2) for it in range(n)]
     x = rng.standard_normal(m) + 1j * rng.standard_normal(m)
