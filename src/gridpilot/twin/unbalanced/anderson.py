@@ -139,10 +139,14 @@ def _rows8(i0: int, k: int) -> tuple[int, int, int, int, int, int, int, int]:
 def _coefs8(gamma: np.ndarray, i0: int, k: int) -> tuple[float, float, float, float, float,
                                                          float, float, float]:  # fmt: skip
     """``gamma[i0 … i0+7]``, zero past ``k - 1``."""
-    c = np.zeros(8)
-    for t in range(min(8, k - i0)):
-        c[t] = gamma[i0 + t]
-    return c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    return (_coef(gamma, i0, k), _coef(gamma, i0 + 1, k), _coef(gamma, i0 + 2, k),
+            _coef(gamma, i0 + 3, k), _coef(gamma, i0 + 4, k), _coef(gamma, i0 + 5, k),
+            _coef(gamma, i0 + 6, k), _coef(gamma, i0 + 7, k))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _coef(gamma: np.ndarray, i: int, k: int) -> float:
+    return gamma[i] if i < k else 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
