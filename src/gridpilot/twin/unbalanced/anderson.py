@@ -1,0 +1,193 @@
+"""Anderson acceleration of the compiled fixed point (:func:`.faststep.fixed_point`).
+
+The load-branch voltages ``x`` are mixed from the image ``g`` of the present ``x`` and the
+last ``depth`` pairs of changes of residual (``f = g - x``) and image between two
+iterations: ``x ← g - Σ γ_i Δg_i`` where ``γ`` solves the real least-squares problem
+``min ‖f - Σ γ_i Δf_i‖`` (real: the map is only R-linear). The pairs live in a ring kept
+across solves, with their Gram matrix (one new row per iteration).
+
+The cost is memory traffic over the histories (2·``depth`` rows of ``m`` complex numbers,
+about 600 kB on ieee8500), so each row is read once per call, with all its arithmetic on
+the way: the complex arrays are read as float64 arrays (re, im interleaved), where a real
+inner product of two complex vectors is a plain dot product that the compiler vectorises
+(``fastmath`` on the reductions only; the mix only fuses multiply-add); one pass updates
+the ring, one computes the new Gram row and the right-hand side over eight rows at once,
+the regularised k×k system is solved by Cholesky, and one pass mixes eight rows at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+if TYPE_CHECKING:
+    from gridpilot.twin.unbalanced.faststep import Work
+
+REDUCE = {"reassoc", "contract"}  # the reductions: vectorised sums, fused multiply-add
+FUSED = {"contract"}  # the mix: fused multiply-add
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def anderson(w: Work, first: bool) -> None:
+    """``w.x`` ← the Anderson mix of the last ``depth`` pairs; ``w.gbr`` holds the image
+    of the present ``w.x``.
+
+    The pairs (changes of residual and image between two iterations of one solve) are kept
+    across solves: the next step's map has nearly the same Jacobian, so its first iteration
+    is already a secant step instead of a plain one. ``first``: the first iteration of a
+    solve (no pair with the previous solve's map)."""
+    depth = w.df.shape[0]
+    slot = w.hist[0] % depth
+    if not first:
+        w.hist[0] += 1
+    k = min(w.hist[0], depth)
+    xf, gf = w.x.view(np.float64), w.gbr.view(np.float64)
+    dff, dgf, lf = w.df.view(np.float64), w.dg.view(np.float64), w.last.view(np.float64)
+    sums = np.zeros((2, k))  # right-hand side df[i]·f, new Gram row df[i]·df[slot]
+    _update(xf, gf, dff[slot], dgf[slot], lf, first)
+    u = lf[0] if first else dff[slot]  # first: no new Gram row (nor a row to read)
+    for i0 in range(0, k, 8):
+        _dots8(dff, lf[0], u, i0, k, sums)
+    if k == 0:
+        xf[:] = gf
+        return
+    if not first:
+        for i in range(k):
+            w.gram[slot, i] = w.gram[i, slot] = sums[1, i]
+    gamma = _solve(w.gram, sums[0], k)
+    for i0 in range(0, k, 8):
+        _mix8(xf, gf if i0 == 0 else xf, dgf, gamma, i0, k)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _update(x: np.ndarray, g: np.ndarray, df: np.ndarray, dg: np.ndarray, last: np.ndarray,
+            first: bool) -> None:  # fmt: skip
+    """The new pair into ``df``, ``dg`` (unless ``first``), and the present residual and
+    image into ``last`` (where the last ones were)."""
+    f, lg = last[0], last[1]
+    if first:
+        for j in range(len(x)):
+            f[j] = g[j] - x[j]
+            lg[j] = g[j]
+        return
+    for j in range(len(x)):
+        fj = g[j] - x[j]
+        df[j] = fj - f[j]
+        dg[j] = g[j] - lg[j]
+        f[j] = fj
+        lg[j] = g[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=REDUCE)
+def _dots8(d: np.ndarray, f: np.ndarray, u: np.ndarray, i0: int, k: int,
+           sums: np.ndarray) -> None:  # fmt: skip
+    """``sums[0, i] += d[i]·f`` and ``sums[1, i] += d[i]·u`` for rows ``i0 … i0+7``
+    below ``k``, in one pass (see :func:`_rows8`; the rows past ``k - 1`` are dropped)."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = _rows8(i0, k)
+    h0 = h1 = h2 = h3 = h4 = h5 = h6 = h7 = 0.0
+    g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = 0.0
+    for j in range(len(f)):
+        fj, uj = f[j], u[j]
+        a0, a1, a2, a3 = d[r0, j], d[r1, j], d[r2, j], d[r3, j]
+        a4, a5, a6, a7 = d[r4, j], d[r5, j], d[r6, j], d[r7, j]
+        h0 += a0 * fj
+        h1 += a1 * fj
+        h2 += a2 * fj
+        h3 += a3 * fj
+        h4 += a4 * fj
+        h5 += a5 * fj
+        h6 += a6 * fj
+        h7 += a7 * fj
+        g0 += a0 * uj
+        g1 += a1 * uj
+        g2 += a2 * uj
+        g3 += a3 * uj
+        g4 += a4 * uj
+        g5 += a5 * uj
+        g6 += a6 * uj
+        g7 += a7 * uj
+    for t, (h, g) in enumerate(((h0, g0), (h1, g1), (h2, g2), (h3, g3),
+                                (h4, g4), (h5, g5), (h6, g6), (h7, g7))):  # fmt: skip
+        if i0 + t < k:
+            sums[0, i0 + t] += h
+            sums[1, i0 + t] += g
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FUSED)
+def _mix8(x: np.ndarray, y: np.ndarray, d: np.ndarray, gamma: np.ndarray, i0: int,
+          k: int) -> None:  # fmt: skip
+    """``x ← y - Σ γ_i d[i]`` over rows ``i0 … i0+7`` below ``k``, subtracted in the order
+    of ``i`` (rows past ``k - 1`` read row ``k - 1`` with a zero coefficient)."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = _rows8(i0, k)
+    c0, c1, c2, c3, c4, c5, c6, c7 = _coefs8(gamma, i0, k)
+    for j in range(len(x)):
+        s = y[j] - c0 * d[r0, j] - c1 * d[r1, j] - c2 * d[r2, j] - c3 * d[r3, j]
+        x[j] = s - c4 * d[r4, j] - c5 * d[r5, j] - c6 * d[r6, j] - c7 * d[r7, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rows8(i0: int, k: int) -> tuple[int, int, int, int, int, int, int, int]:
+    """Rows ``i0 … i0+7``, those past ``k - 1`` replaced by ``k - 1``."""
+    h = k - 1
+    return (i0, min(i0 + 1, h), min(i0 + 2, h), min(i0 + 3, h), min(i0 + 4, h),
+            min(i0 + 5, h), min(i0 + 6, h), min(i0 + 7, h))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _coefs8(gamma: np.ndarray, i0: int, k: int) -> tuple[float, float, float, float, float,
+                                                         float, float, float]:  # fmt: skip
+    """``gamma[i0 … i0+7]``, zero past ``k - 1``."""
+    return (_coef(gamma, i0, k), _coef(gamma, i0 + 1, k), _coef(gamma, i0 + 2, k),
+            _coef(gamma, i0 + 3, k), _coef(gamma, i0 + 4, k), _coef(gamma, i0 + 5, k),
+            _coef(gamma, i0 + 6, k), _coef(gamma, i0 + 7, k))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _coef(gamma: np.ndarray, i: int, k: int) -> float:
+    return gamma[i] if i < k else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve(gram: np.ndarray, rhs: np.ndarray, k: int) -> np.ndarray:
+    """``γ`` solving ``(G + (tr G·1e-10 + 1e-300) I) γ = rhs`` for the leading k×k block
+    ``G`` of ``gram``: Cholesky (the regularised Gram is positive definite), else (NaN, or
+    rounding beyond the regularisation) an LU solve."""
+    tr = 0.0
+    for i in range(k):
+        tr += gram[i, i]
+    reg = tr * 1e-10 + 1e-300
+    c = np.empty((k, k))
+    for i in range(k):
+        for j in range(i + 1):
+            s = gram[i, j] + (reg if i == j else 0.0)
+            for p in range(j):
+                s -= c[i, p] * c[j, p]
+            if i == j:
+                if not s > 0.0:
+                    return _lu_solve(gram, rhs, k, reg)
+                c[i, i] = np.sqrt(s)
+            else:
+                c[i, j] = s / c[j, j]
+    y = np.empty(k)
+    for i in range(k):
+        s = rhs[i]
+        for p in range(i):
+            s -= c[i, p] * y[p]
+        y[i] = s / c[i, i]
+    for i in range(k - 1, -1, -1):
+        s = y[i]
+        for p in range(i + 1, k):
+            s -= c[p, i] * y[p]
+        y[i] = s / c[i, i]
+    return y
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lu_solve(gram: np.ndarray, rhs: np.ndarray, k: int, reg: float) -> np.ndarray:
+    """The regularised system by ``np.linalg.solve`` (LU with pivoting)."""
+    a = gram[:k, :k].copy()
+    for i in range(k):
+        a[i, i] += reg
+    return np.linalg.solve(a, rhs)
