@@ -71,20 +71,21 @@ def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
     bp, bi, bx = sa.bp, sa.bi, sa.bx
+    rating, overload, max_loading = sa.rating, sa.overload, sa.max_loading
     k = np.uint64(bp[0])
-    for r in range(len(sa.rating)):
+    for r in range(len(rating)):
         i = 0j
         end = np.uint64(bp[r + 1])
         while k < end:  # unsigned k and index: no wrap-around tests
             i += bx[k] * v[np.uint64(bi[k])]
             k += np.uint64(1)
         i2 = i.real * i.real + i.imag * i.imag
-        rt = sa.rating[r]
+        rt = rating[r]
         if i2 > rt * rt:
-            sa.overload[r] += 1
-        top = sa.max_loading[r] * rt
+            overload[r] += 1
+        top = max_loading[r] * rt
         if i2 > top * top:
-            sa.max_loading[r] = np.sqrt(i2) / rt
+            max_loading[r] = np.sqrt(i2) / rt
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -108,15 +109,15 @@ def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray
     _rec_voltages(sa, v)
     _rec_loading(sa, v)
     p = _source_power(sa, v)
-    a, b, lo2, hi2 = ld.a, ld.b, ld.lo2, ld.hi2
-    for q in range(len(a)):
+    a, b, lo2, hi2 = ld.a, ld.b, ld.lo2, ld.hi2  # out of the loop: each ld.name in it
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    for q in range(len(a)):  # would count a reference around the calls load_current makes
         xq = v[np.uint64(a[q])] - v[np.uint64(b[q])] if b[q] >= 0 else v[np.uint64(a[q])]
         x[q] = xq
         v2 = xq.real * xq.real + xq.imag * xq.imag
         if v2 > lo2[q] and v2 < hi2[q]:
             p -= s[q]  # constant PQ within its band draws its power exactly: skip I
             continue
-        i = load_current(xq, s[q], ld.vbase[q], ld.model[q], ld.vmin[q], ld.vmax[q], ld.cvr,
-                         ld.zip, q)  # fmt: skip
+        i = load_current(xq, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
         p -= xq * np.conj(i)
     return p.real / 1e3

@@ -65,25 +65,18 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _excess(ld: LoadArr, x: np.ndarray, s: np.ndarray, q: int) -> complex:
-    """Branch ``q``'s current beyond its admittance in the matrix, where ``pq_excess`` left
-    it (NaN: not a constant-PQ load inside its band). Called only there: a call passes
-    every array of ``ld`` (reference counts included)."""
-    xq = x[q]
-    i = load_current(xq, s[q], ld.vbase[q], ld.model[q], ld.vmin[q], ld.vmax[q], ld.cvr,
-                     ld.zip, q)  # fmt: skip
-    return i - ld.yeq[q] * xq
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
 def _scatter_sole(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
                   rhs: np.ndarray) -> None:  # fmt: skip
-    """Every branch grounded and alone on its row: one store each."""
+    """Every branch grounded and alone on its row: one store each. (Arrays are taken out
+    of ``ld`` before the loop: each ``ld.name`` in it would count a reference.)"""
     a, comp = ld.a, ld.comp
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    yeq = ld.yeq
     for q in range(len(a)):
         c = comp[q]
-        if c.real != c.real:
-            c = _excess(ld, x, s, q)
+        if c.real != c.real:  # not a constant-PQ load inside its band
+            i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+            c = i - yeq[q] * x[q]
         r = np.uint64(a[q])
         rhs[r] = isrc[r] - c
 
@@ -93,10 +86,13 @@ def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
              rhs: np.ndarray) -> None:  # fmt: skip
     """Add in branch order, each row starting from ``isrc`` at its first branch end."""
     a, b, first, comp = ld.a, ld.b, ld.first, ld.comp
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    yeq = ld.yeq
     for q in range(len(a)):
         c = comp[q]
-        if c.real != c.real:
-            c = _excess(ld, x, s, q)
+        if c.real != c.real:  # not a constant-PQ load inside its band
+            i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+            c = i - yeq[q] * x[q]
         r = np.uint64(a[q])
         rhs[r] = (isrc[r] if first[q, 0] else rhs[r]) - c
         if b[q] >= 0:
