@@ -203,3 +203,22 @@ def test_record_losses_use_the_exact_power_inside_the_band() -> None:
     want = -np.sum(xr * np.conj(load_currents(lb, xr[:, None], lb.s_va[:, None])[:, 0]))
     assert p == pytest.approx(want.real / 1e3, rel=1e-12)
     assert np.allclose(sa.vmin, np.abs(v) / 277.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("grounded", [False, True])
+def test_branch_voltages_are_the_difference_of_their_ends_bit_for_bit(grounded: bool) -> None:
+    rng = np.random.default_rng(9)
+    n = 40
+    lb = _branches(rng, 30, n, grounded)
+    if grounded:
+        lb.a = rng.permutation(n)[: lb.m].astype(np.int64)
+    ld = load_arr(lb, lb.yeq(), n)
+    assert bool(ld.sole[0]) == grounded
+    v = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    v[:4] = [complex(-0.0, -0.0), complex(0.0, -0.0), complex(-0.0, 0.0), np.nan]
+    out = np.empty(lb.m, complex)
+    _vbr(ld, v, out)
+    want = [
+        complex(v[a]) - (complex(v[b]) if b >= 0 else 0j) for a, b in zip(lb.a, lb.b, strict=True)
+    ]
+    assert np.array_equal(out.view(float), np.array(want).view(float), equal_nan=True)

@@ -41,6 +41,10 @@ class Work(NamedTuple):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _vbr(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
     a, b = ld.a, ld.b
+    if ld.sole[0]:  # all grounded: v[a] − 0j is v[a], bit for bit (−0.0 − 0.0 = −0.0)
+        for q in range(len(a)):
+            out[q] = v[np.uint64(a[q])]
+        return
     for q in range(len(a)):  # unsigned indices: no wrap-around test per gather
         vb = v[np.uint64(b[q])] if b[q] >= 0 else 0j
         out[q] = v[np.uint64(a[q])] - vb
