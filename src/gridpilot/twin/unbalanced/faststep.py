@@ -1,7 +1,8 @@
 """The QSTS step loop in compiled code: per step the fixed-point power flow (warm start from
 the previous step, Anderson-accelerated on the load-branch voltages), the control samples
 and actions of :mod:`.fastctl` (re-solving the step until none is due, as
-``qsts._settle``), and the running statistics of :mod:`.qsts_stats` (no voltages kept).
+``qsts._settle``), and the running statistics of :mod:`.qsts_stats` (no voltages kept;
+kernels in :mod:`.faststats`). The loads' arrays are :class:`.loads.LoadArr`.
 """
 
 from __future__ import annotations
