@@ -1,7 +1,8 @@
 """The QSTS step loop in compiled code: per step the fixed-point power flow (warm start from
 the previous step, Anderson-accelerated on the load-branch voltages), the control samples
 and actions of :mod:`.fastctl` (re-solving the step until none is due, as
-``qsts._settle``), and the running statistics of :mod:`.qsts_stats` (no voltages kept).
+``qsts._settle``), and the running statistics of :mod:`.qsts_stats` (no voltages kept;
+kernels in :mod:`.faststats`). The loads' arrays are :class:`.loads.LoadArr`.
 """
 
 from __future__ import annotations
@@ -15,49 +16,13 @@ from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.anderson import anderson
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
-from gridpilot.twin.unbalanced.loads import load_current, pq_in_band
+from gridpilot.twin.unbalanced.faststats import StatArr, record
+from gridpilot.twin.unbalanced.loads import LoadArr, load_current, pq_excess
 from gridpilot.twin.unbalanced.predict import Pred, close, predict
 from gridpilot.twin.unbalanced.restart import Restart, mark, warm
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
-A120 = np.exp(2j * np.pi / 3)
 MAX_SETTLE = 100
-
-
-class LoadArr(NamedTuple):
-    """Load branches (see ``loads.LoadBranches``) and their admittances in the matrix."""
-
-    a: np.ndarray
-    b: np.ndarray
-    vbase: np.ndarray
-    model: np.ndarray
-    vmin: np.ndarray
-    vmax: np.ndarray
-    cvr: np.ndarray
-    zip: np.ndarray
-    yeq: np.ndarray
-
-
-class StatArr(NamedTuple):
-    """Running statistics (updated in place) and what they need."""
-
-    vbase: np.ndarray
-    vmin: np.ndarray
-    vmax: np.ndarray
-    outside: np.ndarray
-    tri: np.ndarray
-    vuf_max: np.ndarray
-    vuf_above: np.ndarray
-    bp: np.ndarray  # branch conductor currents: CSR rows over nodes
-    bi: np.ndarray
-    bx: np.ndarray
-    rating: np.ndarray
-    overload: np.ndarray
-    max_loading: np.ndarray
-    src_idx: np.ndarray
-    src_y: np.ndarray
-    isrc: np.ndarray
-    inv_vb2: np.ndarray  # 1 / vbase² per node
 
 
 class Work(NamedTuple):
@@ -77,9 +42,14 @@ class Work(NamedTuple):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _vbr(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
-    for q in range(len(ld.a)):
-        vb = v[ld.b[q]] if ld.b[q] >= 0 else 0j
-        out[q] = v[ld.a[q]] - vb
+    a, b = ld.a, ld.b
+    if ld.sole[0]:  # all grounded: v[a] − 0j is v[a], bit for bit (−0.0 − 0.0 = −0.0)
+        for q in range(len(a)):
+            out[q] = v[np.uint64(a[q])]
+        return
+    for q in range(len(a)):  # unsigned indices: no wrap-around test per gather
+        vb = v[np.uint64(b[q])] if b[q] >= 0 else 0j
+        out[q] = v[np.uint64(a[q])] - vb
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -87,23 +57,53 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
          full: bool) -> None:  # fmt: skip
     """``rhs`` ← the source currents less the loads' currents beyond their admittances in
     the matrix. ``full``: copy all of ``isrc`` (else only the rows loads touch are reset:
-    the others still hold it from the solve's first iteration)."""
-    a, b, vbase, model, vmin, vmax, yeq = ld.a, ld.b, ld.vbase, ld.model, ld.vmin, ld.vmax, ld.yeq
-    cvr, zipc = ld.cvr, ld.zip
+    the others still hold it from the solve's first iteration).
+
+    The constant-PQ loads inside their band in SIMD lanes (``loads.pq_excess``), the others
+    with ``load_current``; the rows are reset where a branch first adds to them."""
     if full:
         rhs[:] = sa.isrc
+    pq_excess(ld.lo2, ld.hi2, x, s, ld.yeq, ld.comp)
+    if ld.sole[0]:
+        _scatter_sole(ld, sa.isrc, x, s, rhs)
     else:
-        for q in range(len(a)):
-            rhs[a[q]] = sa.isrc[a[q]]
-            if b[q] >= 0:
-                rhs[b[q]] = sa.isrc[b[q]]
+        _scatter(ld, sa.isrc, x, s, rhs)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scatter_sole(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
+                  rhs: np.ndarray) -> None:  # fmt: skip
+    """Every branch grounded and alone on its row: one store each. (Arrays are taken out
+    of ``ld`` before the loop: each ``ld.name`` in it would count a reference.)"""
+    a, comp = ld.a, ld.comp
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    yeq = ld.yeq
     for q in range(len(a)):
-        xi = x[q]
-        i = load_current(xi, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
-        comp = i - yeq[q] * xi
-        rhs[a[q]] -= comp
+        c = comp[q]
+        if c.real != c.real:  # not a constant-PQ load inside its band
+            i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+            c = i - yeq[q] * x[q]
+        r = np.uint64(a[q])
+        rhs[r] = isrc[r] - c
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
+             rhs: np.ndarray) -> None:  # fmt: skip
+    """Add in branch order, each row starting from ``isrc`` at its first branch end."""
+    a, b, first, comp = ld.a, ld.b, ld.first, ld.comp
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    yeq = ld.yeq
+    for q in range(len(a)):
+        c = comp[q]
+        if c.real != c.real:  # not a constant-PQ load inside its band
+            i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+            c = i - yeq[q] * x[q]
+        r = np.uint64(a[q])
+        rhs[r] = (isrc[r] if first[q, 0] else rhs[r]) - c
         if b[q] >= 0:
-            rhs[b[q]] += comp
+            r = np.uint64(b[q])
+            rhs[r] = (isrc[r] if first[q, 1] else rhs[r]) + c
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -164,82 +164,6 @@ def _evaluated_at(ld: LoadArr, w: Work, tol: float) -> bool:
         if (d.real * d.real + d.imag * d.imag) > (tol * ld.vbase[q]) ** 2:
             return False
     return True
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
-    """Extremes, time outside Range A and unbalance, on squared magnitudes (a root only
-    where an extreme moves)."""
-    for i in range(len(v)):
-        v2 = (v[i].real * v[i].real + v[i].imag * v[i].imag) * sa.inv_vb2[i]
-        if v2 > 0.0025:  # 0.05 pu: a live node-phase
-            if v2 < sa.vmin[i] * sa.vmin[i]:
-                sa.vmin[i] = np.sqrt(v2)
-            if sa.vmax[i] < 0.0 or v2 > sa.vmax[i] * sa.vmax[i]:
-                sa.vmax[i] = np.sqrt(v2)
-            if v2 < 0.9025 or v2 > 1.1025:  # outside 0.95 … 1.05 pu
-                sa.outside[i] += 1
-    a2 = A120 * A120
-    for q in range(sa.tri.shape[0]):
-        va, vb, vc = v[sa.tri[q, 0]], v[sa.tri[q, 1]], v[sa.tri[q, 2]]
-        p1 = va + A120 * vb + a2 * vc
-        p2 = va + a2 * vb + A120 * vc
-        n1 = max(p1.real * p1.real + p1.imag * p1.imag, 9e-24)  # |3·V1|², floored at 1e-12
-        r2 = 1e4 * (p2.real * p2.real + p2.imag * p2.imag) / n1  # VUF² in %²
-        if r2 > sa.vuf_max[q] * sa.vuf_max[q]:
-            sa.vuf_max[q] = np.sqrt(r2)
-        if r2 > 4.0:
-            sa.vuf_above[q] += 1
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
-    for r in range(len(sa.rating)):
-        i = 0j
-        for k in range(sa.bp[r], sa.bp[r + 1]):
-            i += sa.bx[k] * v[sa.bi[k]]
-        i2 = i.real * i.real + i.imag * i.imag
-        rt = sa.rating[r]
-        if i2 > rt * rt:
-            sa.overload[r] += 1
-        top = sa.max_loading[r] * rt
-        if i2 > top * top:
-            sa.max_loading[r] = np.sqrt(i2) / rt
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _source_power(sa: StatArr, v: np.ndarray) -> complex:
-    p = 0j
-    n1 = len(sa.src_idx)
-    for i in range(n1):
-        if sa.src_idx[i] < 0:
-            continue
-        inj = sa.isrc[sa.src_idx[i]]
-        for j in range(n1):
-            if sa.src_idx[j] >= 0:
-                inj -= sa.src_y[i, j] * v[sa.src_idx[j]]
-        p += v[sa.src_idx[i]] * np.conj(inj)
-    return p
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
-    """Fold one solved step into the statistics; its losses (kW)."""
-    _rec_voltages(sa, v)
-    _rec_loading(sa, v)
-    p = _source_power(sa, v)
-    a, b, vbase, model, vmin, vmax = ld.a, ld.b, ld.vbase, ld.model, ld.vmin, ld.vmax
-    cvr, zipc = ld.cvr, ld.zip
-    for q in range(len(a)):
-        xq = v[a[q]] - v[b[q]] if b[q] >= 0 else v[a[q]]
-        x[q] = xq
-        v2 = xq.real * xq.real + xq.imag * xq.imag
-        if model[q] == 1 and pq_in_band(v2, vbase[q], vmin[q], vmax[q]):
-            p -= s[q]  # constant PQ within its band draws its power exactly: skip I
-            continue
-        i = load_current(xq, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
-        p -= xq * np.conj(i)
-    return p.real / 1e3
 
 
 class Run(NamedTuple):
@@ -307,7 +231,7 @@ def run_chunk(  # noqa: PLR0913
     iters = 0
     controls = len(r.rg.stamp) + len(r.cp.stamp) > 0
     for k in range(s_chunk.shape[1]):
-        s = s_chunk[:, k]
+        s = np.ascontiguousarray(s_chunk[:, k])  # contiguous: loads.pq_excess in SIMD
         t = t_base + (step0 + k + 1) * dt
         predict(r.p, s, v)
         it = _solve(r, s, v)

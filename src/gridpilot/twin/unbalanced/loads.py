@@ -10,6 +10,7 @@ below ``vminpu`` and above ``vmaxpu`` (and every model below ``vlowpu`` = 0.5).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -114,13 +115,58 @@ def _i_out(
 
 
 @njit(nogil=True, error_model="numpy", inline="always")
-def pq_in_band(v2: float, vb: float, vmin: float, vmax: float) -> bool:
-    """Whether ``|V|² = v2`` is safely inside ``[max(vmin, vlow), vmax]·vb``, where a
-    constant-PQ load draws its power exactly (a margin of 1e-9 keeps the root's rounding
-    out: near a limit the caller decides on ``|V|``)."""
+def pq_band_sq(vb: float, vmin: float, vmax: float) -> tuple[float, float]:
+    """The bounds of ``|V|²`` strictly between which a constant-PQ load draws its power
+    exactly: ``[max(vmin, vlow), vmax]·vb`` squared, narrowed by a margin of 1e-9 that keeps
+    the root's rounding out (near a limit the caller decides on ``|V|``)."""
     lo = max(vmin, VLOW_PU) * vb
     hi = vmax * vb
-    return v2 > lo * lo * (1.0 + 1e-9) and v2 < hi * hi * (1.0 - 1e-9)
+    return lo * lo * (1.0 + 1e-9), hi * hi * (1.0 - 1e-9)
+
+
+@njit(nogil=True, error_model="numpy", inline="always")
+def pq_in_band(v2: float, vb: float, vmin: float, vmax: float) -> bool:
+    """Whether ``|V|² = v2`` is safely inside a constant-PQ load's band (:func:`pq_band_sq`)."""
+    lo2, hi2 = pq_band_sq(vb, vmin, vmax)
+    return v2 > lo2 and v2 < hi2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pq_bands(
+    vbase: np.ndarray, model: np.ndarray, vmin: np.ndarray, vmax: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pq_band_sq` of every constant-PQ branch, once per run; an empty band (+inf,
+    -inf) for the other models, so that a test on the band alone leaves them out."""
+    m = len(vbase)
+    lo2, hi2 = np.full(m, np.inf), np.full(m, -np.inf)
+    for q in range(m):
+        if model[q] == 1:
+            lo2[q], hi2[q] = pq_band_sq(vbase[q], vmin[q], vmax[q])
+    return lo2, hi2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pq_excess(lo2: np.ndarray, hi2: np.ndarray, x: np.ndarray, s: np.ndarray, yeq: np.ndarray,
+              out: np.ndarray) -> None:  # fmt: skip
+    """``out[q]`` ← the current of branch ``q`` beyond ``yeq[q]·x[q]`` where ``|x[q]|²`` is
+    inside its band ``(lo2[q], hi2[q])`` (:func:`pq_bands`): ``conj(S)·V/|V|² − Yeq·V``, the
+    bits of :func:`load_current`; elsewhere its real part is NaN (the caller computes it).
+
+    Branch-free, so the loop runs in SIMD lanes, the divisions (a scalar loop's bound) four
+    at a time; contiguous arrays keep it so (a strided ``s`` halves its speed)."""
+    for q in range(len(lo2)):
+        xr, xi, sr, si, yr, yi = (
+            x[q].real,
+            x[q].imag,
+            s[q].real,
+            s[q].imag,
+            yeq[q].real,
+            yeq[q].imag,
+        )
+        v2 = xr * xr + xi * xi
+        re = (sr * xr + si * xi) / v2 - (yr * xr - yi * xi)
+        im = (sr * xi - si * xr) / v2 - (yr * xi + yi * xr)
+        out[q] = complex(re if v2 > lo2[q] and v2 < hi2[q] else np.nan, im)
 
 
 @njit(nogil=True, error_model="numpy", inline="always")  # inlined: callers cache it
@@ -205,3 +251,44 @@ def load_currents(lb: LoadBranches, vbr: np.ndarray, s: np.ndarray) -> np.ndarra
     out = np.empty_like(vbr)
     _currents(vbr, s, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu, lb.cvr, lb.zip, out)
     return out
+
+
+class LoadArr(NamedTuple):
+    """Load branches in the compiled QSTS loop (:mod:`.faststep`): the arrays of
+    :class:`LoadBranches`, their admittances in the matrix and what the loop's load kernels
+    precompute once per engine."""
+
+    a: np.ndarray  # phase end (a negative index already wrapped, as numpy would)
+    b: np.ndarray  # other end, -1 = ground
+    vbase: np.ndarray
+    model: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    cvr: np.ndarray
+    zip: np.ndarray
+    yeq: np.ndarray
+    lo2: np.ndarray  # the constant-PQ band on |V|² (pq_bands; empty for the other models)
+    hi2: np.ndarray
+    first: np.ndarray  # (m, 2) bool: the branch's a / b end is the first to touch its row
+    sole: np.ndarray  # (1,) bool: every branch grounded and alone on its row
+    comp: np.ndarray  # (m,) complex scratch of faststep._rhs
+
+
+def load_arr(lb: LoadBranches, yeq: np.ndarray, n: int) -> LoadArr:
+    """The compiled loop's arrays of ``lb`` (``yeq``: the admittances in the matrix; ``n``:
+    the number of nodes)."""
+    a = np.where(lb.a < 0, lb.a + n, lb.a).astype(np.int64)
+    b = lb.b.astype(np.int64)
+    lo2, hi2 = pq_bands(lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu)
+    first = np.zeros((lb.m, 2), np.bool_)
+    seen: set[int] = set()
+    for q in range(lb.m):  # the order faststep._rhs adds in: a then b of each branch
+        for e, row in enumerate((int(a[q]), int(b[q]))):
+            if row >= 0 and row not in seen:
+                first[q, e] = True
+                seen.add(row)
+    sole = np.array([bool(np.all(b < 0) and np.all(first[:, 0]))])
+    return LoadArr(a, b, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu,
+                   np.ascontiguousarray(lb.cvr), np.ascontiguousarray(lb.zip),
+                   np.ascontiguousarray(yeq, complex), lo2, hi2, first, sole,
+                   np.zeros(lb.m, complex))  # fmt: skip

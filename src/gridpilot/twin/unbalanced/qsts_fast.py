@@ -20,6 +20,7 @@ from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
+from gridpilot.twin.unbalanced.loads import load_arr
 from gridpilot.twin.unbalanced.predict import make_pred
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
 from gridpilot.twin.unbalanced.restart import make_restart
@@ -219,10 +220,7 @@ def engine(twin: UnbalancedTwin) -> Engine:
     if not isinstance(eng, Engine):
         f = build_schur(twin.net, twin.y_loads)
         st, where = _stamps(twin, f)
-        lb = twin.loads
-        ld = LoadArr(lb.a, lb.b, lb.vbase_v, lb.model, lb.vmin_pu, lb.vmax_pu,
-                     np.ascontiguousarray(lb.cvr), np.ascontiguousarray(lb.zip),
-                     twin.yeq_b.astype(complex))  # fmt: skip
+        ld = load_arr(twin.loads, twin.yeq_b, twin.net.n)
         eng = twin._compiled = Engine(f, st, where, ld)
         twin.factorisations += 1
     net = twin.net

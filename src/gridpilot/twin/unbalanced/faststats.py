@@ -1,0 +1,123 @@
+"""The running statistics of the compiled QSTS step loop (:mod:`.faststep`), one solved
+step at a time: voltage extremes, time outside Range A and unbalance per node-phase,
+branch loading, losses (the rules of :mod:`.qsts_stats`; no voltages kept).
+
+Gathers index with unsigned integers (``np.uint64``): a signed index costs a wrap-around
+test (``i < 0``) per access, which here was most of a gather's cost.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from gridpilot.twin.unbalanced.loads import LoadArr, load_current
+
+A120 = np.exp(2j * np.pi / 3)
+
+
+class StatArr(NamedTuple):
+    """Running statistics (updated in place) and what they need."""
+
+    vbase: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    outside: np.ndarray
+    tri: np.ndarray
+    vuf_max: np.ndarray
+    vuf_above: np.ndarray
+    bp: np.ndarray  # branch conductor currents: CSR rows over nodes
+    bi: np.ndarray
+    bx: np.ndarray
+    rating: np.ndarray
+    overload: np.ndarray
+    max_loading: np.ndarray
+    src_idx: np.ndarray
+    src_y: np.ndarray
+    isrc: np.ndarray
+    inv_vb2: np.ndarray  # 1 / vbase² per node
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
+    """Extremes, time outside Range A and unbalance, on squared magnitudes (a root only
+    where an extreme moves)."""
+    for i in range(len(v)):
+        v2 = (v[i].real * v[i].real + v[i].imag * v[i].imag) * sa.inv_vb2[i]
+        if v2 > 0.0025:  # 0.05 pu: a live node-phase
+            if v2 < sa.vmin[i] * sa.vmin[i]:
+                sa.vmin[i] = np.sqrt(v2)
+            if sa.vmax[i] < 0.0 or v2 > sa.vmax[i] * sa.vmax[i]:
+                sa.vmax[i] = np.sqrt(v2)
+            if v2 < 0.9025 or v2 > 1.1025:  # outside 0.95 … 1.05 pu
+                sa.outside[i] += 1
+    a2 = A120 * A120
+    tri = sa.tri
+    for q in range(tri.shape[0]):
+        va, vb = v[np.uint64(tri[q, 0])], v[np.uint64(tri[q, 1])]
+        vc = v[np.uint64(tri[q, 2])]
+        p1 = va + A120 * vb + a2 * vc
+        p2 = va + a2 * vb + A120 * vc
+        n1 = max(p1.real * p1.real + p1.imag * p1.imag, 9e-24)  # |3·V1|², floored at 1e-12
+        r2 = 1e4 * (p2.real * p2.real + p2.imag * p2.imag) / n1  # VUF² in %²
+        if r2 > sa.vuf_max[q] * sa.vuf_max[q]:
+            sa.vuf_max[q] = np.sqrt(r2)
+        if r2 > 4.0:
+            sa.vuf_above[q] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
+    bp, bi, bx = sa.bp, sa.bi, sa.bx
+    rating, overload, max_loading = sa.rating, sa.overload, sa.max_loading
+    k = np.uint64(bp[0])
+    for r in range(len(rating)):
+        i = 0j
+        end = np.uint64(bp[r + 1])
+        while k < end:  # unsigned k and index: no wrap-around tests
+            i += bx[k] * v[np.uint64(bi[k])]
+            k += np.uint64(1)
+        i2 = i.real * i.real + i.imag * i.imag
+        rt = rating[r]
+        if i2 > rt * rt:
+            overload[r] += 1
+        top = max_loading[r] * rt
+        if i2 > top * top:
+            max_loading[r] = np.sqrt(i2) / rt
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _source_power(sa: StatArr, v: np.ndarray) -> complex:
+    p = 0j
+    n1 = len(sa.src_idx)
+    for i in range(n1):
+        if sa.src_idx[i] < 0:
+            continue
+        inj = sa.isrc[sa.src_idx[i]]
+        for j in range(n1):
+            if sa.src_idx[j] >= 0:
+                inj -= sa.src_y[i, j] * v[sa.src_idx[j]]
+        p += v[sa.src_idx[i]] * np.conj(inj)
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
+    """Fold one solved step into the statistics; its losses (kW)."""
+    _rec_voltages(sa, v)
+    _rec_loading(sa, v)
+    p = _source_power(sa, v)
+    a, b, lo2, hi2 = ld.a, ld.b, ld.lo2, ld.hi2  # out of the loop: each ld.name in it
+    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
+    for q in range(len(a)):  # would count a reference around the calls load_current makes
+        xq = v[np.uint64(a[q])] - v[np.uint64(b[q])] if b[q] >= 0 else v[np.uint64(a[q])]
+        x[q] = xq
+        v2 = xq.real * xq.real + xq.imag * xq.imag
+        if v2 > lo2[q] and v2 < hi2[q]:
+            p -= s[q]  # constant PQ within its band draws its power exactly: skip I
+            continue
+        i = load_current(xq, s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
+        p -= xq * np.conj(i)
+    return p.real / 1e3
