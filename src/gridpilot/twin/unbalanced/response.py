@@ -63,7 +63,12 @@ def operating_point(op: LoadOp, f: SchurLU, v0: np.ndarray) -> np.ndarray | None
              np.zeros(1, np.int64), np.zeros((DEPTH, DEPTH)))  # fmt: skip
     v = v0.copy()
     s = np.ascontiguousarray(op.s, complex)
-    return v if fixed_point(f, op.ld, op.sa, w, s, v) > 0 else None
+    if not np.all(np.isfinite(s)):
+        return None
+    try:
+        return v if fixed_point(f, op.ld, op.sa, w, s, v) > 0 else None
+    except np.linalg.LinAlgError:  # the Anderson mix of a diverging run
+        return None
 
 
 def load_jacobian(
