@@ -50,13 +50,14 @@ OP_STEPS = 96  # steps whose mean load powers linearise the re-solve response (r
 
 
 def mean_powers(twin: UnbalancedTwin, opts: QstsOptions) -> np.ndarray | None:
-    """The load powers (VA per branch) averaged over the run's first ``OP_STEPS`` steps:
-    the operating point of the re-solve response (:mod:`.response`); None without it."""
+    """The load powers (VA per branch) averaged over the ``OP_STEPS`` steps from the run's
+    start, however many it has (a run's first steps do not depend on its length): the
+    operating point of the re-solve response (:mod:`.response`); None without it."""
     from gridpilot.twin.unbalanced.qsts import load_multipliers
 
-    if not opts.restart or opts.steps <= 0:
+    if not opts.restart:
         return None
-    mult = load_multipliers(twin, opts, 0, min(opts.steps, OP_STEPS))
+    mult = load_multipliers(twin, opts, 0, OP_STEPS)
     return np.asarray(twin.loads.s_va * mult.mean(axis=1), complex)
 
 
