@@ -29,8 +29,9 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from gridpilot.twin.unbalanced.fastctl import Stamps
-from gridpilot.twin.unbalanced.faststep import LoadArr, StatArr, Work, fixed_point
-from gridpilot.twin.unbalanced.loads import LoadBranches, branch_voltage, load_currents
+from gridpilot.twin.unbalanced.faststats import StatArr
+from gridpilot.twin.unbalanced.faststep import Work, fixed_point
+from gridpilot.twin.unbalanced.loads import LoadArr, LoadBranches, branch_voltage, load_currents
 from gridpilot.twin.unbalanced.network import Network
 from gridpilot.twin.unbalanced.schur import SchurLU
 
