@@ -86,7 +86,7 @@ def test_chunks_do_not_change_the_run() -> None:
     assert np.array_equal(a.vmin_pu, b.vmin_pu) and np.array_equal(a.losses_kw, b.losses_kw)
 
 
-def _ieee123_pair(steps: int, kw_a: dict[str, int], kw_b: dict[str, int]) -> tuple[Any, Any]:
+def _ieee123_pair(steps: int, kw_a: dict[str, Any], kw_b: dict[str, Any]) -> tuple[Any, Any]:
     """ieee123 under the same 15-min shape (seed 1), run compiled with two sets of options."""
     mult = _shape(steps, 15, seed=1)
     out = []
@@ -110,7 +110,9 @@ def test_plain_fixed_point_and_anderson_reach_the_same_run() -> None:
 def test_deep_anderson_history_kept_across_steps_reaches_the_plain_run() -> None:
     # depth 8 with pairs from earlier steps: a stalled mix must not pass as converged (it
     # did once on this run: an extreme 1.6e-4 pu off), and it must cost fewer iterations
-    a, b = _ieee123_pair(480, {"accel": 0}, {"accel": 8})
+    # (re-solves from the plain start: from the linearised response the plain fixed point
+    # needs as few, measured 1938 against 1947; plain starts 2301 against 2127)
+    a, b = _ieee123_pair(480, {"accel": 0, "restart": False}, {"accel": 8, "restart": False})
     ops_a, ops_b = sum(a.tap_ops.values()), sum(b.tap_ops.values())
     assert ops_a > 100 and abs(ops_a - ops_b) <= 0.01 * ops_a
     assert np.abs(a.vmin_pu - b.vmin_pu).max() < 1e-5

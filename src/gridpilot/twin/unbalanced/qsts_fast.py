@@ -23,6 +23,7 @@ from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
 from gridpilot.twin.unbalanced.loads import load_arr
 from gridpilot.twin.unbalanced.predict import make_pred
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
+from gridpilot.twin.unbalanced.response import LoadOp
 from gridpilot.twin.unbalanced.restart import make_restart
 from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
 
@@ -235,9 +236,13 @@ def engine(twin: UnbalancedTwin) -> Engine:
     return eng
 
 
-def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.ndarray) -> Run:
+def pack(
+    twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.ndarray,
+    s_op: np.ndarray | None = None,
+) -> Run:  # fmt: skip
     """Everything the compiled loop needs, from the twin's present state (fresh control
-    timers and statistics; the factorisation is the twin's, built once)."""
+    timers and statistics; the factorisation is the twin's, built once). ``s_op``: load
+    powers (VA per branch) at which the re-solve response is linearised (None: nominal)."""
     eng = engine(twin)
     n, m, depth = twin.net.n, twin.loads.m, max(int(opt[2]), 1)
     w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
@@ -245,8 +250,11 @@ def pack(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray, opt: np.nda
              np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
              np.zeros((depth, depth)))  # fmt: skip
     rg, cp = _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where)
-    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), opt[4] != 0.0)
-    return Run(eng.f, eng.ld, stat_arrays(twin, acc, rating), eng.st, rg, cp, w,
+    sa = stat_arrays(twin, acc, rating)
+    op = LoadOp(twin.net, twin.loads, twin.inc, eng.ld, sa,
+                twin.loads.s_va if s_op is None else s_op)  # fmt: skip
+    rs = make_restart(eng.f, eng.st, rg, cp, twin.net.i_source.astype(complex), opt[4] != 0.0, op)
+    return Run(eng.f, eng.ld, sa, eng.st, rg, cp, w,
                pack_inverters(twin), make_pred(int(opt[3]), n, m), rs)  # fmt: skip
 
 

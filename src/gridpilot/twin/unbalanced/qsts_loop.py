@@ -46,6 +46,19 @@ def anderson_depth(accel: int, load_branches: int) -> int:
 
 
 PRED_PAIRS = 2  # default pairs of the step predictor
+OP_STEPS = 96  # steps whose mean load powers linearise the re-solve response (restart)
+
+
+def mean_powers(twin: UnbalancedTwin, opts: QstsOptions) -> np.ndarray | None:
+    """The load powers (VA per branch) averaged over the ``OP_STEPS`` steps from the run's
+    start, however many it has (a run's first steps do not depend on its length): the
+    operating point of the re-solve response (:mod:`.response`); None without it."""
+    from gridpilot.twin.unbalanced.qsts import load_multipliers
+
+    if not opts.restart:
+        return None
+    mult = load_multipliers(twin, opts, 0, OP_STEPS)
+    return np.asarray(twin.loads.s_va * mult.mean(axis=1), complex)
 
 
 def predictor_pairs(predict: int) -> int:
@@ -72,7 +85,7 @@ def run_compiled(
     opt = np.array([opts.tol_pu, float(twin.opts.max_iter), float(depth), float(pairs),
                     float(opts.restart)])  # fmt: skip
     f0 = twin.factorisations
-    run = pack(twin, acc, _rating(twin), opt)
+    run = pack(twin, acc, _rating(twin), opt, mean_powers(twin, opts))
     v = np.zeros(twin.net.n, complex)
     schur_solve(run.f, twin.net.i_source.astype(complex), v)
     setup = time.perf_counter() - t0
