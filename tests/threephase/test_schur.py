@@ -103,11 +103,11 @@ def test_level_chunks_hold_every_row_once_in_dependency_order() -> None:
     csr = sp.csr_matrix(low)
     csr.sort_indices()
     src = np.arange(n) + 100
-    ch = chunk_factor(csr.indptr, csr.indices, csr.data, True, src)
+    ch, pos = chunk_factor(csr.indptr, csr.indices, csr.data, True, src)
     lens = np.diff(csr.indptr)
     assert len(set(lens)) > 5
     zero = len(ch.src)
-    assert len(ch.src) % LANES == 0 and sorted(set(ch.pos)) == sorted(ch.pos)
+    assert len(ch.src) % LANES == 0 and sorted(set(pos)) == sorted(pos)
     written = set()
     for c, (o, w) in enumerate(zip(ch.off, ch.width, strict=True)):
         idx = ch.idx[o : o + LANES * w].reshape(w, LANES)
@@ -117,7 +117,7 @@ def test_level_chunks_hold_every_row_once_in_dependency_order() -> None:
             r = ch.src[LANES * c + lane] - 100
             assert lens[r] <= w
             assert np.array_equal(
-                idx[: lens[r], lane], ch.pos[csr.indices[csr.indptr[r] : csr.indptr[r + 1]]]
+                idx[: lens[r], lane], pos[csr.indices[csr.indptr[r] : csr.indptr[r + 1]]]
             )
             assert np.all(idx[lens[r] :, lane] == zero)
         written |= set(range(LANES * c, LANES * c + LANES))

@@ -67,8 +67,8 @@ class SchurLU(NamedTuple):
     ex: np.ndarray
     s0: np.ndarray  # Schur complement at the base state (K × K)
     sinv: np.ndarray  # inverse of the Schur complement at the present state
-    wf: np.ndarray  # work vector of the forward sweep (lc.pos; last slot stays 0)
-    wb: np.ndarray  # work vector of the backward sweep (uc.pos; last slot stays 0)
+    wf: np.ndarray  # work vector of the forward sweep (chunk order; last slot stays 0)
+    wb: np.ndarray  # work vector of the backward sweep (chunk order; last slot stays 0)
     zk: np.ndarray  # scratch (K)
 
 
@@ -169,12 +169,12 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
     unit_up.setdiag(0)
     rnode, cnode = np.empty(len(nk), np.int64), np.empty(len(nk), np.int64)
     rnode[perm_r], cnode[perm_c] = nk, nk
-    lc = chunk_factor(*_csr(strict), True, rnode)
-    uc = chunk_factor(*_csr(unit_up), False, lc.pos, udiag, cnode)
+    lc, pos = chunk_factor(*_csr(strict), True, rnode)
+    uc, _ = chunk_factor(*_csr(unit_up), False, pos, udiag, cnode)
     fp, fi, fx = _csr(sp.csr_matrix(f))
     return SchurLU(
-        nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), fp, _u32(lc.pos[fi]), fx,
-        _u32(e_csc.indptr), _u32(lc.pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
+        nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), fp, _u32(pos[fi]), fx,
+        _u32(e_csc.indptr), _u32(pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
         np.zeros(len(lc.src) + 1, complex), np.zeros(len(uc.src) + 1, complex), np.zeros(k, complex),
     )  # fmt: skip
 

@@ -101,7 +101,6 @@ class Chunks(NamedTuple):
     dr: np.ndarray  # float (chunks × 4): the start value's factor, real (_PERM order)
     di: np.ndarray  # its imaginary part
     dst: np.ndarray  # int32 (chunks × 4): where each row's value goes in ``out``
-    pos: np.ndarray  # int64 (rows): each row's position in the work vector
 
 
 def _levels(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
@@ -136,9 +135,10 @@ def chunk_factor(  # noqa: PLR0913
     src: np.ndarray,
     scale: np.ndarray | None = None,
     dst: np.ndarray | None = None,
-) -> Chunks:
-    """The strict triangle ``(p, i, x)`` (CSR, sorted columns) in level chunks; row ``r``
-    starts from ``src[r]`` (times ``scale[r]``) and is written to ``dst[r]``."""
+) -> tuple[Chunks, np.ndarray]:
+    """The strict triangle ``(p, i, x)`` (CSR, sorted columns) in level chunks (row ``r``
+    starts from ``src[r]``, times ``scale[r]``, and is written to ``dst[r]``), and the
+    position of each row in the sweep's work vector."""
     p = p.astype(np.int64)
     chunks = _chunk_rows(p, i, lower)
     rows = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
@@ -159,8 +159,9 @@ def chunk_factor(  # noqa: PLR0913
     sc = (np.ones(len(rows), complex) if scale is None else scale[rows]).reshape(-1, LANES)
     sc = sc[:, _PERM].ravel()
     out = np.zeros(len(rows), np.int32) if dst is None else dst[rows].astype(np.int32)
-    return Chunks(off, width, idx, val.real.copy(), val.imag.copy(),
-                  src[rows].astype(np.int32), sc.real.copy(), sc.imag.copy(), out, pos)  # fmt: skip
+    ch = Chunks(off, width, idx, val.real.copy(), val.imag.copy(), src[rows].astype(np.int32),
+                sc.real.copy(), sc.imag.copy(), out)  # fmt: skip
+    return ch, pos
 
 
 _D = ir.DoubleType()
