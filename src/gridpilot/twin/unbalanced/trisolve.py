@@ -94,13 +94,13 @@ class Chunks(NamedTuple):
 
     off: np.ndarray  # int64 (chunks): first entry slot of each chunk
     width: np.ndarray  # int64 (chunks): entries per row of each chunk
-    idx: np.ndarray  # int32 (slots × 4): position (in the sweep's work vector) read
+    idx: np.ndarray  # int32 (slots × 4): 2 × the position read (a float64 index)
     vr: np.ndarray  # float (slots × 4): the entry, real part, lanes in _PERM order
     vi: np.ndarray  # imaginary part
-    src: np.ndarray  # int32 (chunks × 4): where each row's start value is
+    src: np.ndarray  # int32 (chunks × 4): 2 × where each row's start value is
     dr: np.ndarray  # float (chunks × 4): the start value's factor, real (_PERM order)
     di: np.ndarray  # its imaginary part
-    dst: np.ndarray  # int32 (chunks × 4): where each row's value goes in ``out``
+    dst: np.ndarray  # int32 (chunks × 4): 2 × where each row's value goes in ``out``
 
 
 def _levels(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
@@ -148,18 +148,18 @@ def chunk_factor(  # noqa: PLR0913
     zero = len(rows)
     width = np.array([np.diff(p)[c].max() for c in chunks], np.int64)
     off = np.concatenate([[0], np.cumsum(width * LANES)])[:-1].astype(np.int64)
-    idx = np.full(int(width.sum()) * LANES, zero, np.int32)
+    idx = np.full(int(width.sum()) * LANES, 2 * zero, np.int32)
     val = np.zeros(len(idx), complex)
     for c, rs in enumerate(chunks):
         for lane, r in enumerate(rs):
             q = np.arange(p[r], p[r + 1])
             at = off[c] + lane + LANES * np.arange(len(q))
-            idx[at], val[at] = pos[i[q]], x[q]
+            idx[at], val[at] = 2 * pos[i[q]], x[q]
     val = val.reshape(-1, LANES)[:, _PERM].ravel()
     sc = (np.ones(len(rows), complex) if scale is None else scale[rows]).reshape(-1, LANES)
     sc = sc[:, _PERM].ravel()
-    out = np.zeros(len(rows), np.int32) if dst is None else dst[rows].astype(np.int32)
-    ch = Chunks(off, width, idx, val.real.copy(), val.imag.copy(), src[rows].astype(np.int32),
+    out = np.zeros(len(rows), np.int32) if dst is None else 2 * dst[rows].astype(np.int32)
+    ch = Chunks(off, width, idx, val.real.copy(), val.imag.copy(), 2 * src[rows].astype(np.int32),
                 sc.real.copy(), sc.imag.copy(), out)  # fmt: skip
     return ch, pos
 
@@ -185,7 +185,7 @@ def _load4(b: ir.IRBuilder, vec: ir.Value, idx: ir.Value, s: ir.Value) -> tuple:
     v = []
     for lane in range(LANES):
         j = b.sext(b.load(b.gep(idx, [b.add(s, _I64(lane))])), _I64)
-        v.append(b.load(_at(b, vec, j, _V2), align=8))
+        v.append(b.load(_at(b, b.bitcast(vec, _D.as_pointer()), j, _V2), align=8))
     lo, hi = _shuffle(b, v[0], v[1], [0, 1, 2, 3]), _shuffle(b, v[2], v[3], [0, 1, 2, 3])
     return _shuffle(b, lo, hi, [0, 4, 2, 6]), _shuffle(b, lo, hi, [1, 5, 3, 7])
 
@@ -289,7 +289,8 @@ def _back_chunk(  # noqa: PLR0913
         lo, hi = _sweep(b, wd, [idd, vrd, vid], c4, o, width, re, im)
         for lane, (v, h) in enumerate(((lo, 0), (lo, 2), (hi, 0), (hi, 2))):
             j = b.sext(b.load(b.gep(dsd, [b.add(c4, _I64(lane))])), _I64)
-            b.store(_shuffle(b, v, v, [h, h + 1]), _at(b, outd, j, _V2), align=8)
+            dp = b.bitcast(outd, _D.as_pointer())
+            b.store(_shuffle(b, v, v, [h, h + 1]), _at(b, dp, j, _V2), align=8)
         return context.get_dummy_value()
 
     return sig, codegen
