@@ -94,7 +94,7 @@ class Chunks(NamedTuple):
 
     off: np.ndarray  # int64 (chunks): first entry slot of each chunk
     width: np.ndarray  # int64 (chunks): entries per row of each chunk
-    idx: np.ndarray  # int32 (slots × 4): 2 × the position read (a float64 index)
+    idx: np.ndarray  # int16 or int32 (slots × 4): 2 × the position read (a float64 index)
     vr: np.ndarray  # float (slots × 4): the entry, real part, lanes in _PERM order
     vi: np.ndarray  # imaginary part
     src: np.ndarray  # int32 (chunks × 4): 2 × where each row's start value is
@@ -148,7 +148,8 @@ def chunk_factor(  # noqa: PLR0913
     zero = len(rows)
     width = np.array([np.diff(p)[c].max() for c in chunks], np.int64)
     off = np.concatenate([[0], np.cumsum(width * LANES)])[:-1].astype(np.int64)
-    idx = np.full(int(width.sum()) * LANES, 2 * zero, np.int32)
+    small = 2 * zero <= np.iinfo(np.int16).max  # 2 bytes an entry where that reaches
+    idx = np.full(int(width.sum()) * LANES, 2 * zero, np.int16 if small else np.int32)
     val = np.zeros(len(idx), complex)
     for c, rs in enumerate(chunks):
         for lane, r in enumerate(rs):
