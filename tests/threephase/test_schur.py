@@ -122,3 +122,21 @@ def test_level_chunks_hold_every_row_once_in_dependency_order() -> None:
             assert np.all(idx[lens[r] :, lane] == zero)
         written |= set(range(2 * LANES * c, 2 * LANES * c + 2 * LANES, 2))
     assert {int(r) // 2 - 100 for r in ch.src} == set(range(n))
+
+
+def test_a_large_tree_uses_four_byte_indices_and_solves() -> None:
+    n = 17_000  # twice the rows exceed int16: the chunks index with int32
+    rng = np.random.default_rng(6)
+    parent = np.array([rng.integers(0, i) for i in range(1, n)])
+    vals = rng.standard_normal(n - 1) + 1j * rng.standard_normal(n - 1)
+    off = sp.csr_matrix((vals, (np.arange(1, n), parent)), (n, n))
+    off = off + off.T
+    y = (off + sp.diags(np.asarray(abs(off).sum(axis=1)).ravel() + 1 + 1j)).tocsr()
+    kn = np.array([3, 70, 900], np.int64)
+    f = schur_factor(y, kn, "tree")
+    assert f.lc.idx.dtype == np.int32
+    b = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    out = np.zeros(n, complex)
+    schur_solve(f, b, out)
+    ref = sp.linalg.spsolve(y.tocsc(), b)
+    assert np.abs(out - ref).max() <= 1e-12 * np.abs(ref).max()
