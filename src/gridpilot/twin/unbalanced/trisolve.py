@@ -7,9 +7,15 @@ so the time-series engine solves with the factors here instead: one pass over th
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 import scipy.sparse as sp
+from llvmlite import ir
 from numba import njit
+from numba.core import cgutils, types
+from numba.core.base import BaseContext
+from numba.extending import intrinsic
 
 
 @njit(cache=True, nogil=True)
@@ -68,3 +74,227 @@ class LuFactors:
         _upper(*self.u, self.diag, x)
         out = x[self.perm_c]  # Pr·A·Pc = L·U, so x = Pc·y: x[i] = y[perm_c[i]]
         return out[:, 0] if one else out
+
+
+# One-column sweeps by level chunks (schur.py). The rows of a triangular factor are put in
+# levels (a row's level is one more than the highest of the rows it reads); the rows of a
+# level do not depend on each other, so they are swept four at a time in <4 x double>
+# registers: real and imaginary parts apart, four complex values of the work vector
+# loaded per entry (16 bytes each), the products rounded exactly as complex arithmetic
+# rounds them (``acc − (ar·xr − ai·xi, ar·xi + ai·xr)``). A chunk's rows have the same
+# number of entries: shorter rows are padded with zeros that read an always-zero slot;
+# a level's last chunk is filled up with copies of its first row (same value, same place).
+
+LANES = 4
+_PERM = np.array([0, 2, 1, 3])  # lane order of the registers (see _load4)
+
+
+class Chunks(NamedTuple):
+    """A triangular factor in level chunks of four rows, for one sweep."""
+
+    off: np.ndarray  # int64 (chunks): first entry slot of each chunk
+    width: np.ndarray  # int64 (chunks): entries per row of each chunk
+    idx: np.ndarray  # int16 or int32 (slots × 4): 2 × the position read (a float64 index)
+    vr: np.ndarray  # float (slots × 4): the entry, real part, lanes in _PERM order
+    vi: np.ndarray  # imaginary part
+    src: np.ndarray  # int32 (chunks × 4): 2 × where each row's start value is
+    dr: np.ndarray  # float (chunks × 4): the start value's factor, real (_PERM order)
+    di: np.ndarray  # its imaginary part
+    dst: np.ndarray  # int32 (chunks × 4): 2 × where each row's value goes in ``out``
+
+
+def _levels(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
+    n = len(p) - 1
+    lvl = np.zeros(n, np.int64)
+    for r in range(n) if lower else range(n - 1, -1, -1):
+        cols = i[p[r] : p[r + 1]]
+        lvl[r] = lvl[cols].max() + 1 if len(cols) else 0
+    return lvl
+
+
+def _chunk_rows(p: np.ndarray, i: np.ndarray, lower: bool) -> list[np.ndarray]:
+    """Rows by level, longest first within a level, four to a chunk (filled up with the
+    chunk's first row)."""
+    lens = np.diff(p)
+    lvl = _levels(p, i, lower)
+    order = np.lexsort((-lens, lvl))
+    starts = np.flatnonzero(np.diff(np.concatenate([[-1], lvl[order]])))
+    chunks = []
+    for a, b in zip(starts, [*starts[1:], len(order)], strict=True):
+        for c in range(a, b, LANES):
+            rows = order[c : min(c + LANES, b)]
+            chunks.append(np.concatenate([rows, np.full(LANES - len(rows), rows[0])]))
+    return chunks
+
+
+def chunk_factor(  # noqa: PLR0913
+    p: np.ndarray,
+    i: np.ndarray,
+    x: np.ndarray,
+    lower: bool,
+    src: np.ndarray,
+    scale: np.ndarray | None = None,
+    dst: np.ndarray | None = None,
+) -> tuple[Chunks, np.ndarray]:
+    """The strict triangle ``(p, i, x)`` (CSR, sorted columns) in level chunks (row ``r``
+    starts from ``src[r]``, times ``scale[r]``, and is written to ``dst[r]``), and the
+    position of each row in the sweep's work vector."""
+    p = p.astype(np.int64)
+    chunks = _chunk_rows(p, i, lower)
+    rows = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
+    pos = np.zeros(len(p) - 1, np.int64)
+    uniq, first = np.unique(rows, return_index=True)
+    pos[uniq] = first  # a copied row keeps its first place
+    zero = len(rows)
+    width = np.array([np.diff(p)[c].max() for c in chunks], np.int64)
+    off = np.concatenate([[0], np.cumsum(width * LANES)])[:-1].astype(np.int64)
+    small = 2 * zero <= np.iinfo(np.int16).max  # 2 bytes an entry where that reaches
+    idx = np.full(int(width.sum()) * LANES, 2 * zero, np.int16 if small else np.int32)
+    val = np.zeros(len(idx), complex)
+    for c, rs in enumerate(chunks):
+        for lane, r in enumerate(rs):
+            q = np.arange(p[r], p[r + 1])
+            at = off[c] + lane + LANES * np.arange(len(q))
+            idx[at], val[at] = 2 * pos[i[q]], x[q]
+    val = val.reshape(-1, LANES)[:, _PERM].ravel()
+    sc = (np.ones(len(rows), complex) if scale is None else scale[rows]).reshape(-1, LANES)
+    sc = sc[:, _PERM].ravel()
+    out = np.zeros(len(rows), np.int32) if dst is None else 2 * dst[rows].astype(np.int32)
+    ch = Chunks(off, width, idx, val.real.copy(), val.imag.copy(), 2 * src[rows].astype(np.int32),
+                sc.real.copy(), sc.imag.copy(), out)  # fmt: skip
+    return ch, pos
+
+
+_D = ir.DoubleType()
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_V2 = ir.VectorType(_D, 2)
+_V4 = ir.VectorType(_D, 4)
+
+
+def _shuffle(b: ir.IRBuilder, x: ir.Value, y: ir.Value, mask: list[int]) -> ir.Value:
+    return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(_I32, len(mask)), mask))
+
+
+def _at(b: ir.IRBuilder, ptr: ir.Value, k: ir.Value, ty: ir.Type) -> ir.Value:
+    return b.bitcast(b.gep(ptr, [k]), ty.as_pointer())
+
+
+def _load4(b: ir.IRBuilder, vec: ir.Value, idx: ir.Value, s: ir.Value) -> tuple:
+    """The complex values ``vec[idx[s + l]]``, l < 4, as (real, imaginary) registers in
+    lane order (0, 2, 1, 3) (one unpack each from two 32-byte halves)."""
+    v = []
+    for lane in range(LANES):
+        j = b.sext(b.load(b.gep(idx, [b.add(s, _I64(lane))])), _I64)
+        v.append(b.load(_at(b, b.bitcast(vec, _D.as_pointer()), j, _V2), align=8))
+    lo, hi = _shuffle(b, v[0], v[1], [0, 1, 2, 3]), _shuffle(b, v[2], v[3], [0, 1, 2, 3])
+    return _shuffle(b, lo, hi, [0, 4, 2, 6]), _shuffle(b, lo, hi, [1, 5, 3, 7])
+
+
+def _sweep(  # noqa: PLR0913
+    b: ir.IRBuilder,
+    w: ir.Value,
+    ch: list,
+    c4: ir.Value,
+    o: ir.Value,
+    width: ir.Value,
+    re: ir.Value,
+    im: ir.Value,
+) -> tuple:
+    """``acc − Σ_k val_k·w[idx_k]`` over a chunk's ``width`` entries, in order."""
+    idx, vr, vi = ch
+    accr, acci = cgutils.alloca_once(b, _V4), cgutils.alloca_once(b, _V4)
+    b.store(re, accr)
+    b.store(im, acci)
+    with cgutils.for_range(b, width) as loop:
+        s = b.add(o, b.shl(loop.index, _I64(2)))
+        xr, xi = _load4(b, w, idx, s)
+        ar, ai = b.load(_at(b, vr, s, _V4), align=8), b.load(_at(b, vi, s, _V4), align=8)
+        pr = b.fsub(b.fmul(ar, xr), b.fmul(ai, xi))
+        pi = b.fadd(b.fmul(ar, xi), b.fmul(ai, xr))
+        b.store(b.fsub(b.load(accr), pr), accr)
+        b.store(b.fsub(b.load(acci), pi), acci)
+    re, im = b.load(accr), b.load(acci)
+    lo, hi = _shuffle(b, re, im, [0, 4, 2, 6]), _shuffle(b, re, im, [1, 5, 3, 7])
+    base = b.bitcast(b.gep(w, [c4]), _D.as_pointer())
+    b.store(lo, _at(b, base, _I64(0), _V4), align=8)
+    b.store(hi, _at(b, base, _I64(4), _V4), align=8)
+    return lo, hi
+
+
+def _arrays(context: BaseContext, b: ir.IRBuilder, sig: object, args: list, ks: range) -> list:
+    return [context.make_array(sig.args[k])(context, b, args[k]).data for k in ks]  # type: ignore[attr-defined]
+
+
+def _ints(context: BaseContext, b: ir.IRBuilder, sig: object, args: list, ks: range) -> list:
+    return [context.cast(b, args[k], sig.args[k], types.intp) for k in ks]  # type: ignore[attr-defined]
+
+
+def _sweep_chunk(  # noqa: PLR0913
+    typingctx: Any,
+    w: Any,
+    idx: Any,
+    vr: Any,
+    vi: Any,
+    rhs: Any,
+    src: Any,
+    c: Any,
+    o: Any,
+    width: Any,
+) -> tuple:
+    """Forward chunk ``c``: ``w[4c + l] = rhs[src[4c + l]] − Σ val·w[idx]``."""
+    sig = types.void(w, idx, vr, vi, rhs, src, c, o, width)
+
+    def codegen(context: BaseContext, b: ir.IRBuilder, s: object, args: list) -> object:
+        wd, idd, vrd, vid, rhd, srd = _arrays(context, b, s, args, range(6))
+        c, o, width = _ints(context, b, s, args, range(6, 9))
+        c4 = b.shl(c, _I64(2))
+        re, im = _load4(b, rhd, srd, c4)
+        _sweep(b, wd, [idd, vrd, vid], c4, o, width, re, im)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+sweep_chunk: Any = intrinsic(_sweep_chunk)  # Any: numba's stub types the call with typingctx
+
+
+def _back_chunk(  # noqa: PLR0913
+    typingctx: Any,
+    w: Any,
+    idx: Any,
+    vr: Any,
+    vi: Any,
+    start: Any,
+    src: Any,
+    dr: Any,
+    di: Any,
+    out: Any,
+    dst: Any,
+    c: Any,
+    o: Any,
+    width: Any,
+) -> tuple:
+    """Backward chunk ``c``: ``w[4c + l] = start[src]·d − Σ val·w[idx]``, also written to
+    ``out[dst[4c + l]]``."""
+    sig = types.void(w, idx, vr, vi, start, src, dr, di, out, dst, c, o, width)
+
+    def codegen(context: BaseContext, b: ir.IRBuilder, s: object, args: list) -> object:
+        wd, idd, vrd, vid, std, srd, drd, did, outd, dsd = _arrays(context, b, s, args, range(10))
+        c, o, width = _ints(context, b, s, args, range(10, 13))
+        c4 = b.shl(c, _I64(2))
+        xr, xi = _load4(b, std, srd, c4)
+        fr, fi = b.load(_at(b, drd, c4, _V4), align=8), b.load(_at(b, did, c4, _V4), align=8)
+        re = b.fsub(b.fmul(xr, fr), b.fmul(xi, fi))
+        im = b.fadd(b.fmul(xr, fi), b.fmul(xi, fr))
+        lo, hi = _sweep(b, wd, [idd, vrd, vid], c4, o, width, re, im)
+        for lane, (v, h) in enumerate(((lo, 0), (lo, 2), (hi, 0), (hi, 2))):
+            j = b.sext(b.load(b.gep(dsd, [b.add(c4, _I64(lane))])), _I64)
+            dp = b.bitcast(outd, _D.as_pointer())
+            b.store(_shuffle(b, v, v, [h, h + 1]), _at(b, dp, j, _V2), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+back_chunk: Any = intrinsic(_back_chunk)  # Any: numba's stub types the call with typingctx
