@@ -103,28 +103,61 @@ class Chunks(NamedTuple):
     dst: np.ndarray  # int32 (chunks × 4): 2 × where each row's value goes in ``out``
 
 
+@njit(cache=True, nogil=True)
 def _levels(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
+    """Each row's level: one more than the highest level of the rows it reads."""
     n = len(p) - 1
     lvl = np.zeros(n, np.int64)
-    for r in range(n) if lower else range(n - 1, -1, -1):
-        cols = i[p[r] : p[r + 1]]
-        lvl[r] = lvl[cols].max() + 1 if len(cols) else 0
+    for k in range(n):
+        r = k if lower else n - 1 - k
+        top = -1
+        for q in range(p[r], p[r + 1]):
+            top = max(top, lvl[i[q]])
+        lvl[r] = top + 1
     return lvl
 
 
-def _chunk_rows(p: np.ndarray, i: np.ndarray, lower: bool) -> list[np.ndarray]:
+@njit(cache=True, nogil=True)
+def _pack_rows(order: np.ndarray, lvl: np.ndarray) -> np.ndarray:
+    """``order`` (rows sorted by level) four to a chunk, never across a level; a level's
+    last chunk filled up with its first row. Shape (chunks, 4)."""
+    out = np.empty((len(order), LANES), np.int64)  # at most one chunk a row
+    c, a = 0, 0
+    while a < len(order):
+        b = a
+        while b < len(order) and lvl[order[b]] == lvl[order[a]]:
+            b += 1
+        for s in range(a, b, LANES):
+            for lane in range(LANES):
+                out[c, lane] = order[s + lane] if s + lane < b else order[a]
+            c += 1
+        a = b
+    return out[:c]
+
+
+def _chunk_rows(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
     """Rows by level, longest first within a level, four to a chunk (filled up with the
-    chunk's first row)."""
+    level's first row): shape (chunks, 4)."""
     lens = np.diff(p)
-    lvl = _levels(p, i, lower)
-    order = np.lexsort((-lens, lvl))
-    starts = np.flatnonzero(np.diff(np.concatenate([[-1], lvl[order]])))
-    chunks = []
-    for a, b in zip(starts, [*starts[1:], len(order)], strict=True):
-        for c in range(a, b, LANES):
-            rows = order[c : min(c + LANES, b)]
-            chunks.append(np.concatenate([rows, np.full(LANES - len(rows), rows[0])]))
-    return chunks
+    lvl = _levels(p, i.astype(np.int64), lower)
+    order = np.lexsort((-lens, lvl)).astype(np.int64)
+    return _pack_rows(order, lvl)
+
+
+@njit(cache=True, nogil=True)
+def _fill(  # noqa: PLR0913
+    chunks: np.ndarray, p: np.ndarray, i: np.ndarray, x: np.ndarray, pos: np.ndarray,
+    off: np.ndarray, idx: np.ndarray, val: np.ndarray,
+) -> None:  # fmt: skip
+    """Entry ``k`` of the row in lane ``l`` of chunk ``c`` at slot ``off[c] + l + 4k``: its
+    value and 2 × the position it reads (padding keeps the zero slot)."""
+    for c in range(chunks.shape[0]):
+        for lane in range(LANES):
+            r = chunks[c, lane]
+            for k in range(p[r + 1] - p[r]):
+                at = off[c] + lane + LANES * k
+                idx[at] = 2 * pos[i[p[r] + k]]
+                val[at] = x[p[r] + k]
 
 
 def chunk_factor(  # noqa: PLR0913
@@ -141,21 +174,17 @@ def chunk_factor(  # noqa: PLR0913
     position of each row in the sweep's work vector."""
     p = p.astype(np.int64)
     chunks = _chunk_rows(p, i, lower)
-    rows = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
+    rows = chunks.ravel()
     pos = np.zeros(len(p) - 1, np.int64)
     uniq, first = np.unique(rows, return_index=True)
     pos[uniq] = first  # a copied row keeps its first place
     zero = len(rows)
-    width = np.array([np.diff(p)[c].max() for c in chunks], np.int64)
+    width = np.diff(p)[chunks].max(axis=1) if len(chunks) else np.zeros(0, np.int64)
     off = np.concatenate([[0], np.cumsum(width * LANES)])[:-1].astype(np.int64)
     small = 2 * zero <= np.iinfo(np.int16).max  # 2 bytes an entry where that reaches
     idx = np.full(int(width.sum()) * LANES, 2 * zero, np.int16 if small else np.int32)
     val = np.zeros(len(idx), complex)
-    for c, rs in enumerate(chunks):
-        for lane, r in enumerate(rs):
-            q = np.arange(p[r], p[r + 1])
-            at = off[c] + lane + LANES * np.arange(len(q))
-            idx[at], val[at] = 2 * pos[i[q]], x[q]
+    _fill(chunks, p, i.astype(np.int64), np.asarray(x, complex), pos, off, idx, val)
     val = val.reshape(-1, LANES)[:, _PERM].ravel()
     sc = (np.ones(len(rows), complex) if scale is None else scale[rows]).reshape(-1, LANES)
     sc = sc[:, _PERM].ravel()
