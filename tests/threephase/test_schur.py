@@ -120,6 +120,10 @@ def test_level_chunks_hold_every_row_once_in_dependency_order() -> None:
                 idx[: lens[r], lane], 2 * pos[csr.indices[csr.indptr[r] : csr.indptr[r + 1]]]
             )
             assert np.all(idx[lens[r] :, lane] == zero)
+        rows = [int(ch.src[LANES * c + lane]) // 2 - 100 for lane in range(LANES)]
+        # a chunk is as wide as its longest row; a short chunk repeats its own first row
+        assert w == max(lens[r] for r in rows)
+        assert all(r == rows[0] for r in rows[len(set(rows)) :])
         written |= set(range(2 * LANES * c, 2 * LANES * c + 2 * LANES, 2))
     assert {int(r) // 2 - 100 for r in ch.src} == set(range(n))
 

@@ -120,7 +120,7 @@ def _levels(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _pack_rows(order: np.ndarray, lvl: np.ndarray) -> np.ndarray:
     """``order`` (rows sorted by level) four to a chunk, never across a level; a level's
-    last chunk filled up with its first row. Shape (chunks, 4)."""
+    last chunk filled up with copies of the chunk's first row. Shape (chunks, 4)."""
     out = np.empty((len(order), LANES), np.int64)  # at most one chunk a row
     c, a = 0, 0
     while a < len(order):
@@ -129,7 +129,7 @@ def _pack_rows(order: np.ndarray, lvl: np.ndarray) -> np.ndarray:
             b += 1
         for s in range(a, b, LANES):
             for lane in range(LANES):
-                out[c, lane] = order[s + lane] if s + lane < b else order[a]
+                out[c, lane] = order[s + lane] if s + lane < b else order[s]
             c += 1
         a = b
     return out[:c]
@@ -137,7 +137,7 @@ def _pack_rows(order: np.ndarray, lvl: np.ndarray) -> np.ndarray:
 
 def _chunk_rows(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
     """Rows by level, longest first within a level, four to a chunk (filled up with the
-    level's first row): shape (chunks, 4)."""
+    chunk's first row): shape (chunks, 4)."""
     lens = np.diff(p)
     lvl = _levels(p, i.astype(np.int64), lower)
     order = np.lexsort((-lens, lvl)).astype(np.int64)
