@@ -7,15 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridpilot.twin.unbalanced.anderson import _solve, anderson
+from gridpilot.twin.unbalanced.anderson import HISTORY, _solve, anderson, histories
 from gridpilot.twin.unbalanced.faststep import Work
 
 
 def _work(m: int, depth: int) -> Work:
     z = np.zeros
-    return Work(z(1, complex), z(1, complex), z(m, complex), z(m, complex), z((depth, m), complex),
-                z((depth, m), complex), z((2, m), complex), np.array([1e-6, 50.0, depth, 2.0, 1.0]),
-                z(1, np.int64), z((depth, depth)))  # fmt: skip
+    return Work(z(1, complex), z(1, complex), z(m, complex), z(m, complex), *histories(depth, m),
+                z((2, m), complex), np.array([1e-6, 50.0, depth, 2.0, 1.0]), z(1, np.int64),
+                z((depth, depth)))  # fmt: skip
 
 
 def _rdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -24,8 +24,9 @@ def _rdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class Reference:
-    """Anderson by the book: the last ``depth`` pairs of one ring kept across solves, the
-    Gram matrix recomputed from them, ``np.linalg.solve``."""
+    """Anderson by the book: the last ``depth`` pairs of one ring kept across solves (stored
+    rounded to ``HISTORY``, as the compiled ring), the Gram matrix recomputed from them in
+    double, ``np.linalg.solve``."""
 
     def __init__(self, m: int, depth: int) -> None:
         self.depth = depth
@@ -35,7 +36,9 @@ class Reference:
     def step(self, x: np.ndarray, g: np.ndarray, first: bool) -> np.ndarray:
         f = g - x
         if not first:
-            self.df[self.n % self.depth], self.dg[self.n % self.depth] = f - self.f, g - self.g
+            slot = self.n % self.depth
+            self.df[slot] = (f - self.f).astype(HISTORY).astype(complex)
+            self.dg[slot] = (g - self.g).astype(HISTORY).astype(complex)
             self.n += 1
         self.f, self.g = f, g.copy()
         k = min(self.n, self.depth)

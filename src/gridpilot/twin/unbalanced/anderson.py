@@ -13,6 +13,14 @@ inner product of two complex vectors is a plain dot product that the compiler ve
 (``fastmath`` on the reductions only; the mix only fuses multiply-add); one pass updates
 the ring, one computes the new Gram row and the right-hand side over eight rows at once,
 the regularised k×k system is solved by Cholesky, and one pass mixes eight rows at once.
+
+The pairs are stored in single precision (:data:`HISTORY`; the residual and image of the
+present iterate, the Gram products and the mix stay double). The iteration runs from the
+last level cache on large feeders (ieee8500: ~2 MB touched per iteration against 2 MB of
+L2), so halving the histories' 600 kB saves time on every iteration; the pairs only steer
+the acceleration, which a relative rounding of 6e-8 in them does not spoil, while the
+fixed point and its stop rule stay in double (ieee8500, 96 steps: 11.10 → 11.04
+iterations per step, ~6 % less time per step).
 """
 
 from __future__ import annotations
@@ -25,8 +33,15 @@ from numba import njit
 if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.faststep import Work
 
+f64 = np.float64
+HISTORY = np.complex64  # storage of the pairs: see the module docstring
 REDUCE = {"reassoc", "contract"}  # the reductions: vectorised sums, fused multiply-add
 FUSED = {"contract"}  # the mix: fused multiply-add
+
+
+def histories(depth: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Empty rings of ``depth`` residual and image changes of ``m`` load branches."""
+    return np.zeros((depth, m), HISTORY), np.zeros((depth, m), HISTORY)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -44,12 +59,14 @@ def anderson(w: Work, first: bool) -> None:
         w.hist[0] += 1
     k = min(w.hist[0], depth)
     xf, gf = w.x.view(np.float64), w.gbr.view(np.float64)
-    dff, dgf, lf = w.df.view(np.float64), w.dg.view(np.float64), w.last.view(np.float64)
+    dff, dgf, lf = w.df.view(np.float32), w.dg.view(np.float32), w.last.view(np.float64)
     sums = np.zeros((2, k))  # right-hand side df[i]·f, new Gram row df[i]·df[slot]
     _update(xf, gf, dff[slot], dgf[slot], lf, first)
-    u = lf[0] if first else dff[slot]  # first: no new Gram row (nor a row to read)
-    for i0 in range(0, k, 8):
-        _dots8(dff, lf[0], u, i0, k, sums)
+    for i0 in range(0, k, 8):  # first: no new Gram row (nor a row to read)
+        if first:
+            _dots8(dff, lf[0], lf[0], i0, k, sums)
+        else:
+            _dots8(dff, lf[0], dff[slot], i0, k, sums)
     if k == 0:
         xf[:] = gf
         return
@@ -89,9 +106,9 @@ def _dots8(d: np.ndarray, f: np.ndarray, u: np.ndarray, i0: int, k: int,
     h0 = h1 = h2 = h3 = h4 = h5 = h6 = h7 = 0.0
     g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = 0.0
     for j in range(len(f)):
-        fj, uj = f[j], u[j]
-        a0, a1, a2, a3 = d[r0, j], d[r1, j], d[r2, j], d[r3, j]
-        a4, a5, a6, a7 = d[r4, j], d[r5, j], d[r6, j], d[r7, j]
+        fj, uj = f64(f[j]), f64(u[j])  # double products of the single-precision rows
+        a0, a1, a2, a3 = f64(d[r0, j]), f64(d[r1, j]), f64(d[r2, j]), f64(d[r3, j])
+        a4, a5, a6, a7 = f64(d[r4, j]), f64(d[r5, j]), f64(d[r6, j]), f64(d[r7, j])
         h0 += a0 * fj
         h1 += a1 * fj
         h2 += a2 * fj

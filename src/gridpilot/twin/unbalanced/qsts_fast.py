@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
+from gridpilot.twin.unbalanced.anderson import histories
 from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
@@ -246,8 +247,8 @@ def pack(
     eng = engine(twin)
     n, m, depth = twin.net.n, twin.loads.m, max(int(opt[2]), 1)
     w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
-             np.zeros(m, complex), np.zeros((depth, m), complex), np.zeros((depth, m), complex),
-             np.zeros((2, m), complex), opt, np.zeros(1, np.int64),
+             np.zeros(m, complex), *histories(depth, m), np.zeros((2, m), complex), opt,
+             np.zeros(1, np.int64),
              np.zeros((depth, depth)))  # fmt: skip
     rg, cp = _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where)
     sa = stat_arrays(twin, acc, rating)

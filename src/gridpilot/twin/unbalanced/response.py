@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from gridpilot.twin.unbalanced.anderson import histories
 from gridpilot.twin.unbalanced.fastctl import Stamps
 from gridpilot.twin.unbalanced.faststats import StatArr
 from gridpilot.twin.unbalanced.faststep import Work, fixed_point
@@ -59,8 +60,7 @@ def operating_point(op: LoadOp, f: SchurLU, v0: np.ndarray) -> np.ndarray | None
     the compiled loop's fixed point from ``v0``); None if it does not converge."""
     n, m = len(v0), op.lb.m
     w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
-             np.zeros(m, complex), np.zeros((DEPTH, m), complex), np.zeros((DEPTH, m), complex),
-             np.zeros((2, m), complex), np.array([OP_TOL, MAX_ITER, DEPTH, 0.0, 0.0]),
+             np.zeros(m, complex), *histories(DEPTH, m), np.zeros((2, m), complex), np.array([OP_TOL, MAX_ITER, DEPTH, 0.0, 0.0]),
              np.zeros(1, np.int64), np.zeros((DEPTH, DEPTH)))  # fmt: skip
     v = v0.copy()
     s = np.ascontiguousarray(op.s, complex)
