@@ -68,7 +68,6 @@ class SchurLU(NamedTuple):
     s0: np.ndarray  # Schur complement at the base state (K × K)
     sinv: np.ndarray  # inverse of the Schur complement at the present state
     wf: np.ndarray  # work vector of the forward sweep (chunk order; last slot stays 0)
-    wb: np.ndarray  # work vector of the backward sweep (chunk order; last slot stays 0)
     zk: np.ndarray  # scratch (K)
 
 
@@ -175,7 +174,7 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
     return SchurLU(
         nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), fp, _u32(pos[fi]), fx,
         _u32(e_csc.indptr), _u32(pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
-        np.zeros(len(lc.src) + 1, complex), np.zeros(len(uc.src) + 1, complex), np.zeros(k, complex),
+        np.zeros(len(lc.src) + 1, complex), np.zeros(k, complex),
     )  # fmt: skip
 
 
@@ -194,7 +193,7 @@ def _forward(f: SchurLU, rhs: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward(f: SchurLU, out: np.ndarray) -> None:
-    """``wb ← U⁻¹·(wf − E·x₂)`` (by level chunks), each row also written to ``out``."""
+    """``out[A] ← U⁻¹·(wf − E·x₂)`` (by level chunks; the later rows read ``out``)."""
     w = f.wf
     for c in range(len(f.kq)):
         x2 = out[f.kq[c]]
@@ -202,7 +201,7 @@ def _backward(f: SchurLU, out: np.ndarray) -> None:
             w[f.ei[q]] -= f.ex[q] * x2
     ch = f.uc
     for k in range(len(ch.off)):
-        back_chunk(f.wb, ch.idx, ch.vr, ch.vi, w, ch.src, ch.dr, ch.di, out, ch.dst, k,
+        back_chunk(out, ch.idx, ch.vr, ch.vi, w, ch.src, ch.dr, ch.di, out, ch.dst, k,
                    ch.off[k], ch.width[k])  # fmt: skip
 
 

@@ -170,21 +170,26 @@ def chunk_factor(  # noqa: PLR0913
     dst: np.ndarray | None = None,
 ) -> tuple[Chunks, np.ndarray]:
     """The strict triangle ``(p, i, x)`` (CSR, sorted columns) in level chunks (row ``r``
-    starts from ``src[r]``, times ``scale[r]``, and is written to ``dst[r]``), and the
-    position of each row in the sweep's work vector."""
+    starts from ``src[r]``, times ``scale[r]``), and the position of each row in the
+    sweep's work vector. Without ``dst`` the rows are written to the work vector (chunk
+    order, its last slot an always-zero one that padding reads); with ``dst`` (the
+    backward sweep) only to ``out[dst[r]]``, where the later rows read them: padding
+    reads the first row's place, written before any padded chunk (level 0 has no
+    entries), with a zero factor."""
     p = p.astype(np.int64)
     chunks = _chunk_rows(p, i, lower)
     rows = chunks.ravel()
     pos = np.zeros(len(p) - 1, np.int64)
     uniq, first = np.unique(rows, return_index=True)
     pos[uniq] = first  # a copied row keeps its first place
-    zero = len(rows)
+    where, pad = (pos, len(rows)) if dst is None else (dst, dst[rows[0]] if len(rows) else 0)
     width = np.diff(p)[chunks].max(axis=1) if len(chunks) else np.zeros(0, np.int64)
     off = np.concatenate([[0], np.cumsum(width * LANES)])[:-1].astype(np.int64)
-    small = 2 * zero <= np.iinfo(np.int16).max  # 2 bytes an entry where that reaches
-    idx = np.full(int(width.sum()) * LANES, 2 * zero, np.int16 if small else np.int32)
+    top = 2 * max(int(pad), int(where.max()) if len(where) else 0)
+    small = top <= np.iinfo(np.int16).max  # 2 bytes an entry where that reaches
+    idx = np.full(int(width.sum()) * LANES, 2 * pad, np.int16 if small else np.int32)
     val = np.zeros(len(idx), complex)
-    _fill(chunks, p, i.astype(np.int64), np.asarray(x, complex), pos, off, idx, val)
+    _fill(chunks, p, i.astype(np.int64), np.asarray(x, complex), where, off, idx, val)
     val = val.reshape(-1, LANES)[:, _PERM].ravel()
     sc = (np.ones(len(rows), complex) if scale is None else scale[rows]).reshape(-1, LANES)
     sc = sc[:, _PERM].ravel()
@@ -229,8 +234,10 @@ def _sweep(  # noqa: PLR0913
     width: ir.Value,
     re: ir.Value,
     im: ir.Value,
+    store: bool = True,
 ) -> tuple:
-    """``acc − Σ_k val_k·w[idx_k]`` over a chunk's ``width`` entries, in order."""
+    """``acc − Σ_k val_k·w[idx_k]`` over a chunk's ``width`` entries, in order (stored at
+    the chunk's slots of ``w`` with ``store``)."""
     idx, vr, vi = ch
     accr, acci = cgutils.alloca_once(b, _V4), cgutils.alloca_once(b, _V4)
     b.store(re, accr)
@@ -245,9 +252,10 @@ def _sweep(  # noqa: PLR0913
         b.store(b.fsub(b.load(acci), pi), acci)
     re, im = b.load(accr), b.load(acci)
     lo, hi = _shuffle(b, re, im, [0, 4, 2, 6]), _shuffle(b, re, im, [1, 5, 3, 7])
-    base = b.bitcast(b.gep(w, [c4]), _D.as_pointer())
-    b.store(lo, _at(b, base, _I64(0), _V4), align=8)
-    b.store(hi, _at(b, base, _I64(4), _V4), align=8)
+    if store:  # the chunk's four values into the work vector (forward sweep)
+        base = b.bitcast(b.gep(w, [c4]), _D.as_pointer())
+        b.store(lo, _at(b, base, _I64(0), _V4), align=8)
+        b.store(hi, _at(b, base, _I64(4), _V4), align=8)
     return lo, hi
 
 
@@ -304,8 +312,8 @@ def _back_chunk(  # noqa: PLR0913
     o: Any,
     width: Any,
 ) -> tuple:
-    """Backward chunk ``c``: ``w[4c + l] = start[src]·d − Σ val·w[idx]``, also written to
-    ``out[dst[4c + l]]``."""
+    """Backward chunk ``c``: ``out[dst[4c + l]] = start[src]·d − Σ val·w[idx]`` (``w`` is
+    ``out`` itself in the Schur solve: the later rows read the values written there)."""
     sig = types.void(w, idx, vr, vi, start, src, dr, di, out, dst, c, o, width)
 
     def codegen(context: BaseContext, b: ir.IRBuilder, s: object, args: list) -> object:
@@ -316,7 +324,7 @@ def _back_chunk(  # noqa: PLR0913
         fr, fi = b.load(_at(b, drd, c4, _V4), align=8), b.load(_at(b, did, c4, _V4), align=8)
         re = b.fsub(b.fmul(xr, fr), b.fmul(xi, fi))
         im = b.fadd(b.fmul(xr, fi), b.fmul(xi, fr))
-        lo, hi = _sweep(b, wd, [idd, vrd, vid], c4, o, width, re, im)
+        lo, hi = _sweep(b, wd, [idd, vrd, vid], c4, o, width, re, im, store=False)
         for lane, (v, h) in enumerate(((lo, 0), (lo, 2), (hi, 0), (hi, 2))):
             j = b.sext(b.load(b.gep(dsd, [b.add(c4, _I64(lane))])), _I64)
             dp = b.bitcast(outd, _D.as_pointer())
