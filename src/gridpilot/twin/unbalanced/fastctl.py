@@ -142,13 +142,13 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
 
 
 @njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
-def _phase(hi: np.ndarray, lo: np.ndarray, r: int, nph: int, sel: int, v: np.ndarray) -> int:
-    """The measured phase of regulator ``r`` (rows of ``hi``/``lo``; no row views: each
-    would count a reference): the PT phase, or the highest / lowest voltage."""
+def _phase(hi: np.ndarray, lo: np.ndarray, nph: int, sel: int, v: np.ndarray) -> int:
+    """The measured phase (``hi``/``lo``: one regulator's rows): the PT phase, or the
+    highest / lowest voltage."""
     k = 0
-    best = abs(_at(v, hi[r, 0]) - _at(v, lo[r, 0]))
+    best = abs(_at(v, hi[0]) - _at(v, lo[0]))
     for q in range(1, nph):
-        m = abs(_at(v, hi[r, q]) - _at(v, lo[r, q]))
+        m = abs(_at(v, hi[q]) - _at(v, lo[q]))
         if (sel == 1 and m > best) or (sel == 2 and m < best):
             k, best = q, m
     return k
@@ -162,7 +162,7 @@ def reg_voltages(rg: Regs, st: Stamps, v: np.ndarray) -> None:
     f, hi, lo, nph, sel, rev = rg.f, rg.hi, rg.lo, rg.nph, rg.sel, rg.rev
     stamp, idx, cond, vact, y, nc = rg.stamp, rg.idx, rg.cond, rg.vact, st.y, st.nc
     for r in range(len(stamp)):
-        k = _phase(hi, lo, r, nph[r], sel[r], v)
+        k = _phase(hi[r], lo[r], nph[r], sel[r], v)
         vc = (_at(v, hi[r, k]) - _at(v, lo[r, k])) / f[r, 13]
         if f[r, 14] != 0.0 and f[r, 31] != 0.0:
             s, c = stamp[r], cond[r, k]
@@ -183,19 +183,20 @@ def reg_voltages(rg: Regs, st: Stamps, v: np.ndarray) -> None:
 @njit(cache=True, nogil=True, error_model="numpy")
 def reg_local(rg: Regs, r: int, v: np.ndarray) -> float:
     """The VLimit voltage (``controls.reg_local_voltage``)."""
-    if rg.f[r, 14] != 0.0:
-        k = _phase(rg.hi, rg.lo, r, rg.nph[r], rg.sel[r], v)
-        return abs(_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / rg.f[r, 13]
-    return abs(_at(v, int(rg.f[r, 32])) - _at(v, int(rg.f[r, 33]))) / rg.f[r, 3]
+    p = rg.f[r]
+    if p[14] != 0.0:
+        k = _phase(rg.hi[r], rg.lo[r], rg.nph[r], rg.sel[r], v)
+        return abs(_at(v, rg.hi[r, k]) - _at(v, rg.lo[r, k])) / p[13]
+    return abs(_at(v, int(p[32])) - _at(v, int(p[33]))) / p[3]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
     """Forward power (W) out of the regulated winding's terminal (``controls.reg_measure``)."""
-    s = rg.stamp[r]
-    c0 = int(rg.f[r, 23])
+    s, p = rg.stamp[r], rg.f[r]
+    c0 = int(p[23])
     pw = 0.0
-    for c in range(c0, c0 + int(rg.f[r, 24])):
+    for c in range(c0, c0 + int(p[24])):
         i = 0j
         for j in range(st.nc[s]):
             node = rg.idx[r, j]
@@ -208,10 +209,11 @@ def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _rev_sample(rg: Regs, r: int, t_s: float) -> None:
     """OpenDSS's reverse detection (see ``timectl.reverse_sample``)."""
+    p = rg.f[r]
     fw = rg.pw[r]
-    flip = fw < -rg.f[r, 20] if rg.rev[r] == 0 else fw > rg.f[r, 20]
+    flip = fw < -p[20] if rg.rev[r] == 0 else fw > p[20]
     if flip and np.isnan(rg.rev_t[r]):
-        rg.rev_t[r] = t_s + rg.f[r, 21]
+        rg.rev_t[r] = t_s + p[21]
     elif not flip:
         rg.rev_t[r] = np.nan
 
@@ -229,28 +231,30 @@ def _rev_due(rg: Regs, r: int, t: float) -> bool:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _pending(rg: Regs, r: int, vact: float, tap: float) -> tuple[int, bool]:
     """(taps, needed) of one sample (``controls.reg_wants``; VLimit on ``rg.vloc``)."""
+    p = rg.f[r]
     rev_set = rg.rev[r] != 0
-    vreg, band = (rg.f[r, 16], rg.f[r, 17]) if rev_set else (rg.f[r, 1], rg.f[r, 2])
-    rev = rev_set and rg.f[r, 26] == 0.0  # reverse mode proper (cogen regulates forward)
+    vreg, band = (p[16], p[17]) if rev_set else (p[1], p[2])
+    rev = rev_set and p[26] == 0.0  # reverse mode proper (cogen regulates forward)
     if rev:
         vact = vact / tap
-    over = rg.f[r, 30] > 0.0 and rg.vloc[r] > rg.f[r, 30]
+    over = p[30] > 0.0 and rg.vloc[r] > p[30]
     if abs(vreg - vact) <= band / 2.0 and not over:
         return 0, False
-    boost = (rg.f[r, 30] - rg.vloc[r]) if over else (vreg - vact)
-    n = int(np.rint(boost * rg.f[r, 3] / rg.f[r, 0] / rg.f[r, 10]))
-    return (-n if (rg.f[r, 9] != 0.0 or rev) else n), True
+    boost = (p[30] - rg.vloc[r]) if over else (vreg - vact)
+    n = int(np.rint(boost * p[3] / p[0] / p[10]))
+    return (-n if (p[9] != 0.0 or rev) else n), True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _delay(rg: Regs, r: int, vact: float, tap: float) -> float:
     """Delay before the first tap, inverse-time or not (``controls.reg_delay``)."""
-    if rg.f[r, 27] == 0.0:
-        return rg.f[r, 7]
-    if rg.rev[r] != 0 and rg.f[r, 26] == 0.0:
+    p = rg.f[r]
+    if p[27] == 0.0:
+        return p[7]
+    if rg.rev[r] != 0 and p[26] == 0.0:
         vact = vact / tap
-    x = 2.0 * abs(rg.f[r, 1] - vact) / rg.f[r, 2]
-    return rg.f[r, 7] / min(10.0, x) if x > 0.0 else np.inf
+    x = 2.0 * abs(p[1] - vact) / p[2]
+    return p[7] / min(10.0, x) if x > 0.0 else np.inf
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -300,15 +304,16 @@ def _to_neutral(tap: float, step: float) -> int:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
     """The sample proper: the pending change, arming or cancelling the first action."""
-    if rg.f[r, 15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
+    p = rg.f[r]
+    if p[15] == 0.0:  # max_tap_change 0: no sample (OpenDSS exits with nothing pending)
         rg.value[r] = 0
         return
-    if rg.f[r, 25] != 0.0 and rg.f[r, 22] != 0.0 and rg.rev[r] != 0:
+    if p[25] != 0.0 and p[22] != 0.0 and rg.rev[r] != 0:
         # reverse neutral: head for tap 1.0 unless armed, no band check
         if not rg.armed[r]:
-            rg.value[r] = _to_neutral(tap, rg.f[r, 10])
+            rg.value[r] = _to_neutral(tap, p[10])
             if rg.value[r] != 0:
-                _qpush(rg, r, t_s + rg.f[r, 8])
+                _qpush(rg, r, t_s + p[8])
                 rg.armed[r] = 1
         return
     n, needed = _pending(rg, r, vact, tap)
@@ -318,7 +323,7 @@ def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
             _qremove(rg, r, rg.handle[r])
         rg.armed[r] = 0
         return
-    movable = (n > 0 and tap < rg.f[r, 12] - 1e-9) or (n < 0 and tap > rg.f[r, 11] + 1e-9)
+    movable = (n > 0 and tap < p[12] - 1e-9) or (n < 0 and tap > p[11] + 1e-9)
     if movable and not rg.armed[r]:
         rg.handle[r] = t_s + _delay(rg, r, vact, tap)
         _qpush(rg, r, rg.handle[r])
@@ -329,8 +334,9 @@ def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
 def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     """One time-mode sample of RegControl ``r`` then its due actions; True if a tap moved.
     (Rules: see ``TimeControls._reg`` in :mod:`.timectl`.)"""
+    p = rg.f[r]
     s, w = rg.stamp[r], rg.wind[r]
-    if rg.f[r, 22] != 0.0:
+    if p[22] != 0.0:
         _rev_sample(rg, r, t_s)
     _reg_arm(rg, r, t_s, st.taps[s, w], vact)
     acted = False
@@ -344,7 +350,7 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
             continue
         step = 1 if rg.value[r] > 0 else -1
         old = st.taps[s, w]
-        new = min(max(old + step * rg.f[r, 10], rg.f[r, 11]), rg.f[r, 12])
+        new = min(max(old + step * p[10], p[11]), p[12])
         if abs(new - old) > 1e-9:  # not a rounding move at a limit (no new tap)
             st.taps[s, w] = new
             restamp(st, s)
@@ -352,7 +358,7 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
             acted = True
         rg.value[r] -= step
         if rg.value[r] != 0:
-            _qpush(rg, r, t_s + rg.f[r, 8])
+            _qpush(rg, r, t_s + p[8])
         else:
             rg.armed[r] = 0
     if _rev_due(rg, r, t_s + 1e-6):
@@ -365,6 +371,7 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     """kvar through the monitored terminal, PT voltage, CT current, pf (0..2 scale) and the
     voltage-override voltage (the VBus's, else the PT voltage)."""
     k = cp.idx.shape[1]
+    idx = cp.idx[c]
     s_va = 0j
     i_ct = 0.0
     i_sum, i_max, i_min = 0.0, 0.0, 1e300
@@ -372,26 +379,27 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     for q in range(cp.nrows[c]):
         i = 0j
         for j in range(k):
-            i += cp.ymon[c, q, j] * _at(v, cp.idx[c, j])
-        vq = _at(v, cp.idx[c, cp.rows[c, q]])
+            i += cp.ymon[c, q, j] * _at(v, idx[j])
+        vq = _at(v, idx[cp.rows[c, q]])
         s_va += vq * np.conj(i)
         if q == cp.i_row[c]:
             i_ct = abs(i)
         if q < cp.nct[c]:
             i_sum, i_max, i_min = i_sum + abs(i), max(i_max, abs(i)), min(i_min, abs(i))
         v_sum, v_max, v_min = v_sum + abs(vq), max(v_max, abs(vq)), min(v_min, abs(vq))
+    p = cp.f[c]
     volt = _pick(cp.vmode[c], v_sum / cp.nrows[c], v_max, v_min, 0.0)
     if cp.vmode[c] == 0:
-        vk = _at(v, cp.idx[c, cp.rows[c, cp.v_node[c]]])
+        vk = _at(v, idx[cp.rows[c, cp.v_node[c]]])
         nx = cp.vnext[c]
-        volt = abs(vk - _at(v, cp.idx[c, cp.rows[c, nx]])) if nx >= 0 else abs(vk)
+        volt = abs(vk - _at(v, idx[cp.rows[c, nx]])) if nx >= 0 else abs(vk)
     i_ct = _pick(cp.imode[c], i_sum / max(cp.nct[c], 1), i_max, i_min, i_ct)
     mag = abs(s_va)
     pf = abs(s_va.real) / mag if mag != 0.0 else 1.0
     if s_va.imag < 0.0:
         pf = 2.0 - pf
     vover = _vbus_voltage(cp, c, v) if cp.nvb[c] > 0 else volt
-    return s_va.imag / 1e3, volt / cp.f[c, 8], i_ct / cp.f[c, 9], pf, vover / cp.f[c, 8]
+    return s_va.imag / 1e3, volt / p[8], i_ct / p[9], pf, vover / p[8]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -435,8 +443,8 @@ def time_of_day(t_s: float) -> float:
 def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float, float],
                 tod: float) -> tuple[bool, bool, bool]:  # fmt: skip
     """(on, off, more) of one sample (see ``controls.cap_thresholds``)."""
-    typ = cp.typ[c]
-    lo, hi = cp.f[c, 0], cp.f[c, 1]
+    p, typ = cp.f[c], cp.typ[c]
+    lo, hi = p[0], p[1]
     if typ == 4:
         if hi > lo:
             on, off = lo <= tod < hi, tod >= hi or tod < lo
@@ -447,7 +455,7 @@ def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float, float],
     if typ == 1:
         return x < lo, x > hi, x < lo
     if typ == 3:
-        return x < lo and m[0] > cp.f[c, 10], x > hi, x < lo and m[0] > cp.f[c, 11]
+        return x < lo and m[0] > p[10], x > hi, x < lo and m[0] > p[11]
     return x > lo, x < hi, x > lo
 
 
@@ -455,12 +463,12 @@ def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float, float],
 def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float, float], closed: bool,
                 avail: int, tod: float) -> tuple[int, bool]:  # fmt: skip
     """OpenDSS CapControl sample (see ``controls.cap_sample``)."""
-    typ = cp.typ[c]
+    p, typ = cp.f[c], cp.typ[c]
     vv = m[4]
-    if cp.f[c, 4] != 0.0 and typ != 1:
-        if not closed and vv < cp.f[c, 2]:
+    if p[4] != 0.0 and typ != 1:
+        if not closed and vv < p[2]:
             return CLOSE, True
-        if closed and vv > cp.f[c, 3]:
+        if closed and vv > p[3]:
             return OPEN, True
     on, off, more = _thresholds(cp, c, m, tod)
     if not closed:
@@ -501,6 +509,7 @@ def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
 def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     """One time-mode sample of CapControl ``c`` then its armed action if due."""
     s = cp.stamp[c]
+    p = cp.f[c]
     n_on = 0
     for k in range(st.nsteps[s]):
         n_on += st.state[s, k]
@@ -508,12 +517,12 @@ def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     value, should = _cap_decide(cp, c, cap_measure(cp, c, v), closed, avail, time_of_day(t_s))
     cp.value[c] = value
     if should and not cp.armed[c]:
-        delay = cp.f[c, 6]
+        delay = p[6]
         if value == CLOSE:
             since = t_s - cp.last_open[c]
-            delay = cp.f[c, 5]
-            if since < cp.f[c, 7]:
-                delay = max(cp.f[c, 5], cp.f[c, 7] + cp.f[c, 5] - since)
+            delay = p[5]
+            if since < p[7]:
+                delay = max(p[5], p[7] + p[5] - since)
         cp.armed[c], cp.t_exec[c] = 1, t_s + delay
     if cp.armed[c] and value == 0:
         cp.armed[c] = 0
