@@ -507,57 +507,62 @@ def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
-    """One time-mode sample of CapControl ``c`` then its armed action if due."""
+    """One time-mode sample of CapControl ``c`` then its armed action if due (the arrays
+    taken out of ``cp`` once: each ``cp.name`` beside a call counts a reference)."""
     s = cp.stamp[c]
-    p = cp.f[c]
+    p, armed, state, ns = cp.f[c], cp.armed, st.state, st.nsteps[s]
     n_on = 0
-    for k in range(st.nsteps[s]):
-        n_on += st.state[s, k]
-    closed, avail = n_on > 0, st.nsteps[s] - n_on
+    for k in range(ns):
+        n_on += state[s, k]
+    closed, avail = n_on > 0, ns - n_on
     value, should = _cap_decide(cp, c, cap_measure(cp, c, v), closed, avail, time_of_day(t_s))
     cp.value[c] = value
-    if should and not cp.armed[c]:
+    if should and not armed[c]:
         delay = p[6]
         if value == CLOSE:
             since = t_s - cp.last_open[c]
             delay = p[5]
             if since < p[7]:
                 delay = max(p[5], p[7] + p[5] - since)
-        cp.armed[c], cp.t_exec[c] = 1, t_s + delay
-    if cp.armed[c] and value == 0:
-        cp.armed[c] = 0
-    if not (cp.armed[c] and cp.t_exec[c] <= t_s + 1e-6):
+        armed[c], cp.t_exec[c] = 1, t_s + delay
+    if armed[c] and value == 0:
+        armed[c] = 0
+    if not (armed[c] and cp.t_exec[c] <= t_s + 1e-6):
         return False
-    cp.armed[c] = 0
+    armed[c] = 0
     return _cap_act(cp, st, c, t_s)
 
 
 @njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own
-def _idle(rg: Regs, r: int) -> bool:
+def _idle(f: np.ndarray, qlen: np.ndarray, armed: np.ndarray, rev: np.ndarray,
+          rev_t: np.ndarray, r: int) -> bool:  # fmt: skip
     """Whether a sample of regulator ``r`` can only find it in or out of band: no queued
     or armed action, no reverse detection or pending toggle, no VLimit, forward mode."""
-    p = rg.f
     return (
-        rg.qlen[r] == 0 and rg.armed[r] == 0 and rg.rev[r] == 0 and p[r, 22] == 0.0
-        and p[r, 15] != 0.0 and p[r, 30] <= 0.0 and np.isnan(rg.rev_t[r])
+        qlen[r] == 0 and armed[r] == 0 and rev[r] == 0 and f[r, 22] == 0.0
+        and f[r, 15] != 0.0 and f[r, 30] <= 0.0 and np.isnan(rev_t[r])
     )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> bool:
-    """Sample every control at ``t_s`` (regulators first, as the Python runner)."""
+    """Sample every control at ``t_s`` (regulators first, as the Python runner). The
+    arrays are taken out of ``rg`` before the loops: each ``rg.name`` in a loop that calls
+    a compiled function would count a reference."""
     acted = False
-    f, vact = rg.f, rg.vact
+    f, vact, value = rg.f, rg.vact, rg.value
+    qlen, armed, rev, rev_t = rg.qlen, rg.armed, rg.rev, rg.rev_t
     reg_voltages(rg, st, v)
-    for r in range(len(rg.stamp)):
+    nr, nc = len(rg.stamp), len(cp.stamp)
+    for r in range(nr):
         rg.pw[r] = reg_power(rg, st, r, v) if f[r, 22] != 0.0 else 0.0
         rg.vloc[r] = reg_local(rg, r, v) if f[r, 30] > 0.0 else 0.0
-    for r in range(len(rg.stamp)):
-        if _idle(rg, r) and abs(f[r, 1] - vact[r]) <= f[r, 2] / 2.0:
-            rg.value[r] = 0  # in band, nothing queued or armed: reg_sample would only do this
+    for r in range(nr):
+        if _idle(f, qlen, armed, rev, rev_t, r) and abs(f[r, 1] - vact[r]) <= f[r, 2] / 2.0:
+            value[r] = 0  # in band, nothing queued or armed: reg_sample would only do this
         elif reg_sample(rg, st, r, t_s, vact[r]):
             acted = True
-    for c in range(len(cp.stamp)):
+    for c in range(nc):
         if cap_sample(cp, st, c, t_s, v):
             acted = True
     return acted

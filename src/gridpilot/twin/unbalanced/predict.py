@@ -49,9 +49,24 @@ def rdot(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _open(p: Pred, s: np.ndarray, v: np.ndarray) -> int:
-    """Open this step's pair (its ``Δs``, its start ``v``) in the oldest slot; -1 when the
-    powers did not change (no pair) or are the first seen."""
+def _rdot3(a: np.ndarray, b: np.ndarray, c: np.ndarray,
+           d: np.ndarray) -> tuple[float, float, float]:  # fmt: skip
+    """``rdot`` of ``a``, ``b`` and ``c`` with ``d`` in one pass (each sum in rdot's order:
+    the same bits; three chains of additions at once)."""
+    sa = sb = sc = 0.0
+    for i in range(len(d)):
+        x, y = d[i].real, d[i].imag
+        sa += a[i].real * x + a[i].imag * y
+        sb += b[i].real * x + b[i].imag * y
+        sc += c[i].real * x + c[i].imag * y
+    return sa, sb, sc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _open(p: Pred, s: np.ndarray) -> int:
+    """Open this step's pair in the oldest slot: its ``Δs`` and its row and column of the
+    Gram matrix (the slot is left out of the fit until :func:`close`); -1 when the powers
+    did not change (no pair) or are the first seen."""
     if p.cnt[1] == 0:
         p.s0[:] = s
         p.cnt[1] = 1
@@ -63,12 +78,20 @@ def _open(p: Pred, s: np.ndarray, v: np.ndarray) -> int:
             break
     if not moved:
         return -1
-    slot = p.cnt[0] % p.dv.shape[0]
+    depth = p.dv.shape[0]
+    slot = p.cnt[0] % depth
+    live = min(p.cnt[0] + 1, depth)  # the stored pairs and this one
     d = p.ds[slot]
     for q in range(len(s)):
         d[q] = s[q] - p.s0[q]
         p.s0[q] = s[q]
-    p.dv[slot, :] = v
+    if live == 3:  # the default (two pairs): the three sums side by side, one pass
+        g = _rdot3(p.ds[0], p.ds[1], p.ds[2], d)
+        for j in range(3):
+            p.gram[slot, j] = p.gram[j, slot] = g[j]
+    else:
+        for j in range(live):
+            p.gram[slot, j] = p.gram[j, slot] = rdot(p.ds[j], d)
     p.cnt[2] = 1
     return slot
 
@@ -76,7 +99,7 @@ def _open(p: Pred, s: np.ndarray, v: np.ndarray) -> int:
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
     """The stored pairs (all but ``slot``) and their coefficients fitting its ``Δs``
-    (ridge-regularised normal equations)."""
+    (ridge-regularised normal equations; the slot's Gram row is this step's)."""
     idx = np.empty(p.dv.shape[0], np.int64)
     k = 0
     for i in range(min(p.cnt[0], p.dv.shape[0])):
@@ -88,7 +111,7 @@ def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
     rhs = np.empty(k)
     tr = 0.0
     for i in range(k):
-        rhs[i] = rdot(p.ds[idx[i]], p.ds[slot])
+        rhs[i] = p.gram[slot, idx[i]]
         for j in range(k):
             a[i, j] = p.gram[idx[i], idx[j]]
         tr += a[i, i]
@@ -100,19 +123,43 @@ def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _move2(start: np.ndarray, v: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0: float,
+           c1: float) -> None:  # fmt: skip
+    """``start ← v`` and ``v += c0·r0 + c1·r1`` in one pass over their floats (the two
+    axpys' order, real times complex: the same values)."""
+    sf, vf, a, b = (
+        start.view(np.float64),
+        v.view(np.float64),
+        r0.view(np.float64),
+        r1.view(np.float64),
+    )
+    for q in range(len(vf)):
+        x = vf[q]
+        sf[q] = x
+        vf[q] = (x + c0 * a[q]) + c1 * b[q]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
     """Move the warm start ``v`` (the previous step's solution) by the fitted ``ΔV`` for the
-    step's powers ``s``, and open this step's pair (closed by :func:`close`)."""
+    step's powers ``s``, and open this step's pair (closed by :func:`close`): its start
+    voltages are stored in the same pass over ``v`` that moves it."""
     if p.dv.shape[0] == 0:
         return
-    slot = _open(p, s, v)
+    slot = _open(p, s)
     if slot < 0:
         return
     idx, c = _fit(p, slot)
-    for i in range(len(c)):
+    k = len(c)
+    for i in range(k):
         if not abs(c[i]) <= MAX_COEF:  # a wild extrapolation (or NaN): plain warm start
-            return
-    for i in range(len(c)):
+            k = 0
+    start = p.dv[slot]
+    if k == 2:  # the default, two pairs: one pass on the real parts and imaginary parts
+        _move2(start, v, p.dv[idx[0]], p.dv[idx[1]], c[0], c[1])
+        return
+    start[:] = v
+    for i in range(k):
         row = p.dv[idx[i]]
         ci = c[i]
         for q in range(len(v)):
@@ -121,15 +168,13 @@ def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def close(p: Pred, v: np.ndarray) -> None:
-    """Close the pending pair with the step's first converged voltages ``v``."""
+    """Close the pending pair with the step's first converged voltages ``v`` (its Gram
+    row and column were set when it was opened)."""
     depth = p.dv.shape[0]
     if depth == 0 or p.cnt[2] == 0:
         return
-    slot = p.cnt[0] % depth
-    row = p.dv[slot]
-    for q in range(len(v)):
-        row[q] = v[q] - row[q]
+    row, vf = p.dv[p.cnt[0] % depth].view(np.float64), v.view(np.float64)
+    for q in range(len(vf)):
+        row[q] = vf[q] - row[q]
     p.cnt[0] += 1
     p.cnt[2] = 0
-    for j in range(min(p.cnt[0], depth)):
-        p.gram[slot, j] = p.gram[j, slot] = rdot(p.ds[slot], p.ds[j])
