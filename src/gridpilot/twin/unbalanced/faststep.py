@@ -166,6 +166,15 @@ def _evaluated_at(ld: LoadArr, w: Work, tol: float) -> bool:
     return True
 
 
+class Steps(NamedTuple):
+    """The load powers of a chunk of steps: branch ``q`` draws ``s_va[q]·mult[row[q], k]``
+    at step ``k`` (the shapes' values only: a handful of rows, not branches × steps)."""
+
+    s_va: np.ndarray  # (m,) nominal power per load branch (VA)
+    mult: np.ndarray  # (shapes, steps) multipliers
+    row: np.ndarray  # (m,) int64: each branch's shape
+
+
 class Run(NamedTuple):
     """Everything the step loop reads and updates."""
 
@@ -222,16 +231,19 @@ def _solve(r: Run, s: np.ndarray, v: np.ndarray) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def run_chunk(  # noqa: PLR0913
-    r: Run, s_chunk: np.ndarray, step0: int, t_base: float, dt: float, v: np.ndarray,
+    r: Run, sc: Steps, step0: int, t_base: float, dt: float, v: np.ndarray,
     loss: np.ndarray, logs: np.ndarray,
 ) -> tuple[int, int]:  # fmt: skip
-    """Steps ``step0 …`` of ``s_chunk`` (branches × steps); returns (steps done, iterations).
-    Fewer steps done than columns means the next one did not converge. ``logs`` (regs +
-    capacitor stamps, steps) gets the taps and closed kvar steps (when it has columns)."""
+    """Steps ``step0 …`` of the chunk ``sc``; returns (steps done, iterations). Fewer steps
+    done than columns means the next one did not converge. ``logs`` (regs + capacitor
+    stamps, steps) gets the taps and closed kvar steps (when it has columns)."""
     iters = 0
     controls = len(r.rg.stamp) + len(r.cp.stamp) > 0
-    for k in range(s_chunk.shape[1]):
-        s = np.ascontiguousarray(s_chunk[:, k])  # contiguous: loads.pq_excess in SIMD
+    s_va, mult, row = sc.s_va, sc.mult, sc.row
+    for k in range(mult.shape[1]):
+        s = np.empty(len(s_va), np.complex128)  # contiguous: loads.pq_excess in SIMD
+        for q in range(len(s)):
+            s[q] = s_va[q] * mult[row[q], k]
         t = t_base + (step0 + k + 1) * dt
         predict(r.p, s, v)
         it = _solve(r, s, v)
@@ -258,7 +270,7 @@ def run_chunk(  # noqa: PLR0913
         loss[k] = record(r.sa, r.ld, r.iv.s if len(r.iv.nrows) else s, v, r.w.x)
         if logs.shape[1]:
             _log(r, logs, k)
-    return s_chunk.shape[1], iters
+    return mult.shape[1], iters
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

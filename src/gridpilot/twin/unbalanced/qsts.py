@@ -52,16 +52,17 @@ class QstsOptions:
     # to settle (not recorded: a time chunk of a longer run, see qsts_parallel)
 
 
-def load_multipliers(
+def shape_table(
     twin: UnbalancedTwin, opts: QstsOptions, first: int = 0, stop: int | None = None
-) -> np.ndarray:
-    """Multiplier per load branch and step (branches × steps ``first … stop``), from each
-    load's shape (each shape evaluated once per call)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The load shapes the loads follow, evaluated at steps ``first … stop`` (shapes × steps;
+    row 0 all ones: fixed loads and loads with no shape), and the row of each load branch."""
     g = twin.grid
     stop = opts.steps if stop is None else stop
     t_h = opts.start_h + (np.arange(first, stop) + 1) * opts.resolution_s / 3600.0
-    per_load = np.ones((len(g.loads), len(t_h)))
-    cache: dict[str, np.ndarray] = {}
+    rows: dict[str, int] = {}
+    table = [np.ones(len(t_h))]
+    of_load = np.zeros(len(g.loads), np.int64)
     default = "default" if "default" in g.loadshapes else None
     for i, ld in enumerate(g.loads):
         if ld.status == "fixed":
@@ -73,10 +74,20 @@ def load_multipliers(
             continue
         if name not in g.loadshapes:
             raise ValidationError(f"{ld.kind}.{ld.name}: unknown loadshape {name!r}")
-        if name not in cache:
-            cache[name] = g.loadshapes[name].at(t_h)
-        per_load[i] = cache[name]
-    return per_load[twin.loads.load_of]
+        if name not in rows:
+            rows[name] = len(table)
+            table.append(np.asarray(g.loadshapes[name].at(t_h), float))
+        of_load[i] = rows[name]
+    return np.ascontiguousarray(np.array(table)), of_load[twin.loads.load_of]
+
+
+def load_multipliers(
+    twin: UnbalancedTwin, opts: QstsOptions, first: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Multiplier per load branch and step (branches × steps ``first … stop``), from each
+    load's shape (each shape evaluated once per call)."""
+    table, row = shape_table(twin, opts, first, stop)
+    return table[row]
 
 
 class _Runner:
