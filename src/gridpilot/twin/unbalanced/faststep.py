@@ -64,33 +64,15 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
     if full:
         rhs[:] = sa.isrc
     pq_excess(ld.lo2, ld.hi2, x, s, ld.yeq, ld.comp)
-    if ld.sole[0]:
-        _scatter_sole(ld, sa.isrc, x, s, rhs)
-    else:
-        _scatter(ld, sa.isrc, x, s, rhs)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _scatter_sole(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
-                  rhs: np.ndarray) -> None:  # fmt: skip
-    """Every branch grounded and alone on its row: one store each. (Arrays are taken out
-    of ``ld`` before the loop: each ``ld.name`` in it would count a reference.)"""
-    a, comp = ld.a, ld.comp
-    vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
-    yeq = ld.yeq
-    for q in range(len(a)):
-        c = comp[q]
-        if c.real != c.real:  # not a constant-PQ load inside its band
-            i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
-            c = i - yeq[q] * x[q]
-        r = np.uint64(a[q])
-        rhs[r] = isrc[r] - c
+    _scatter(ld, sa.isrc, x, s, rhs, ld.sole[0] != 0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
-             rhs: np.ndarray) -> None:  # fmt: skip
-    """Add in branch order, each row starting from ``isrc`` at its first branch end."""
+             rhs: np.ndarray, sole: bool) -> None:  # fmt: skip
+    """Add in branch order, each row starting from ``isrc`` at its first branch end;
+    ``sole``: every branch grounded and alone on its row, one store each. (Arrays are taken
+    out of ``ld`` before the loop: each ``ld.name`` in it would count a reference.)"""
     a, b, first, comp = ld.a, ld.b, ld.first, ld.comp
     vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
     yeq = ld.yeq
@@ -100,6 +82,9 @@ def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
             i = load_current(x[q], s[q], vbase[q], model[q], vmin[q], vmax[q], cvr, zipc, q)
             c = i - yeq[q] * x[q]
         r = np.uint64(a[q])
+        if sole:
+            rhs[r] = isrc[r] - c
+            continue
         rhs[r] = (isrc[r] if first[q, 0] else rhs[r]) - c
         if b[q] >= 0:
             r = np.uint64(b[q])
