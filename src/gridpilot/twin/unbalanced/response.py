@@ -60,8 +60,9 @@ def operating_point(op: LoadOp, f: SchurLU, v0: np.ndarray) -> np.ndarray | None
     the compiled loop's fixed point from ``v0``); None if it does not converge."""
     n, m = len(v0), op.lb.m
     w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
-             np.zeros(m, complex), *histories(DEPTH, m), np.zeros((2, m), complex), np.array([OP_TOL, MAX_ITER, DEPTH, 0.0, 0.0]),
-             np.zeros(1, np.int64), np.zeros((DEPTH, DEPTH)))  # fmt: skip
+             np.zeros(m, complex), *histories(DEPTH, m), np.zeros((2, m), complex),
+             np.array([OP_TOL, MAX_ITER, DEPTH, 0.0, 0.0]), np.zeros(1, np.int64),
+             np.zeros((DEPTH, DEPTH)))  # fmt: skip
     v = v0.copy()
     s = np.ascontiguousarray(op.s, complex)
     if not np.all(np.isfinite(s)):
