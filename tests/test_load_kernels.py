@@ -9,10 +9,11 @@ import pytest
 import scipy.sparse as sp
 
 from gridpilot.twin.unbalanced.faststats import StatArr, _rec_loading, record
-from gridpilot.twin.unbalanced.faststep import _rhs, _vbr
+from gridpilot.twin.unbalanced.faststep import _rhs
 from gridpilot.twin.unbalanced.loads import (
     VLOW_PU,
     LoadBranches,
+    branch_voltages,
     load_arr,
     load_currents,
     pq_bands,
@@ -163,7 +164,7 @@ def test_negative_phase_end_wraps_as_numpy_indexing_would() -> None:
     assert ld.a.tolist() == [9, 2, 5]
     v = np.arange(10) + 1j
     out = np.empty(3, complex)
-    _vbr(ld, v, out)
+    branch_voltages(ld, v, out)
     assert np.array_equal(out, v[lb.a])
 
 
@@ -217,7 +218,7 @@ def test_branch_voltages_are_the_difference_of_their_ends_bit_for_bit(grounded: 
     v = rng.standard_normal(n) + 1j * rng.standard_normal(n)
     v[:4] = [complex(-0.0, -0.0), complex(0.0, -0.0), complex(-0.0, 0.0), np.nan]
     out = np.empty(lb.m, complex)
-    _vbr(ld, v, out)
+    branch_voltages(ld, v, out)
     want = [
         complex(v[a]) - (complex(v[b]) if b >= 0 else 0j) for a, b in zip(lb.a, lb.b, strict=True)
     ]

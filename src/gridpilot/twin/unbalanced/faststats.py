@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from gridpilot.twin.unbalanced.loads import LoadArr, load_current
+from gridpilot.twin.unbalanced.loads import LoadArr, branch_voltages, load_current
 
 A120 = np.exp(2j * np.pi / 3)
 
@@ -109,11 +109,11 @@ def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray
     _rec_voltages(sa, v)
     _rec_loading(sa, v)
     p = _source_power(sa, v)
-    a, b, lo2, hi2 = ld.a, ld.b, ld.lo2, ld.hi2  # out of the loop: each ld.name in it
+    branch_voltages(ld, v, x)
+    lo2, hi2 = ld.lo2, ld.hi2  # out of the loop: each ld.name in it would count a
     vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
-    for q in range(len(a)):  # would count a reference around the calls load_current makes
-        xq = v[np.uint64(a[q])] - v[np.uint64(b[q])] if b[q] >= 0 else v[np.uint64(a[q])]
-        x[q] = xq
+    for q in range(len(x)):  # reference around the calls load_current makes
+        xq = x[q]
         v2 = xq.real * xq.real + xq.imag * xq.imag
         if v2 > lo2[q] and v2 < hi2[q]:
             p -= s[q]  # constant PQ within its band draws its power exactly: skip I

@@ -17,7 +17,7 @@ from gridpilot.twin.unbalanced.anderson import anderson
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.faststats import StatArr, record
-from gridpilot.twin.unbalanced.loads import LoadArr, load_current, pq_excess
+from gridpilot.twin.unbalanced.loads import LoadArr, branch_voltages, load_current, pq_excess
 from gridpilot.twin.unbalanced.predict import Pred, close, predict
 from gridpilot.twin.unbalanced.restart import Restart, mark, warm
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
@@ -38,18 +38,6 @@ class Work(NamedTuple):
     opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs, re-solve start (0/1)
     hist: np.ndarray  # (1,): pairs stored so far (ring position), kept across solves
     gram: np.ndarray  # (depth, depth): real inner products of the stored residual changes
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _vbr(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
-    a, b = ld.a, ld.b
-    if ld.sole[0]:  # all grounded: v[a] − 0j is v[a], bit for bit (−0.0 − 0.0 = −0.0)
-        for q in range(len(a)):
-            out[q] = v[np.uint64(a[q])]
-        return
-    for q in range(len(a)):  # unsigned indices: no wrap-around test per gather
-        vb = v[np.uint64(b[q])] if b[q] >= 0 else 0j
-        out[q] = v[np.uint64(a[q])] - vb
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -99,7 +87,7 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
     The solves alternate between ``v`` and ``w.g`` (no copy per iteration); the last one
     is copied into ``v`` if it is in ``w.g``."""
     tol, max_iter, depth = w.opt[0], int(w.opt[1]), int(w.opt[2])
-    _vbr(ld, v, w.x)
+    branch_voltages(ld, v, w.x)
     cur, nxt = v, w.g
     it = 0
     while it < max_iter:
@@ -111,9 +99,9 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
         if depth == 0:
             if not moved:
                 return _final(v, w.g, it, it)
-            _vbr(ld, cur, w.x)
+            branch_voltages(ld, cur, w.x)
             continue
-        _vbr(ld, cur, w.gbr)
+        branch_voltages(ld, cur, w.gbr)
         if not moved and _evaluated_at(ld, w, tol):
             return _final(v, w.g, it, it)
         anderson(w, it == 1)

@@ -274,6 +274,20 @@ class LoadArr(NamedTuple):
     comp: np.ndarray  # (m,) complex scratch of faststep._rhs
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def branch_voltages(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
+    """``out`` ← the voltage across each load branch (compiled loop; :func:`branch_voltage`
+    for arrays of steps)."""
+    a, b = ld.a, ld.b
+    if ld.sole[0]:  # all grounded: v[a] − 0j is v[a], bit for bit (−0.0 − 0.0 = −0.0)
+        for q in range(len(a)):
+            out[q] = v[np.uint64(a[q])]
+        return
+    for q in range(len(a)):  # unsigned indices: no wrap-around test per gather
+        vb = v[np.uint64(b[q])] if b[q] >= 0 else 0j
+        out[q] = v[np.uint64(a[q])] - vb
+
+
 def load_arr(lb: LoadBranches, yeq: np.ndarray, n: int) -> LoadArr:
     """The compiled loop's arrays of ``lb`` (``yeq``: the admittances in the matrix; ``n``:
     the number of nodes)."""
