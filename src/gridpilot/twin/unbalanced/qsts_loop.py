@@ -53,12 +53,12 @@ def mean_powers(twin: UnbalancedTwin, opts: QstsOptions) -> np.ndarray | None:
     """The load powers (VA per branch) averaged over the ``OP_STEPS`` steps from the run's
     start, however many it has (a run's first steps do not depend on its length): the
     operating point of the re-solve response (:mod:`.response`); None without it."""
-    from gridpilot.twin.unbalanced.qsts import load_multipliers
+    from gridpilot.twin.unbalanced.qsts import shape_table
 
     if not opts.restart:
         return None
-    mult = load_multipliers(twin, opts, 0, OP_STEPS)
-    return np.asarray(twin.loads.s_va * mult.mean(axis=1), complex)
+    table, row = shape_table(twin, opts, 0, OP_STEPS)
+    return np.asarray(twin.loads.s_va * table.mean(axis=1)[row], complex)
 
 
 def predictor_pairs(predict: int) -> int:
