@@ -34,6 +34,7 @@ from gridpilot.twin.unbalanced.faststats import StatArr
 from gridpilot.twin.unbalanced.faststep import Work, fixed_point
 from gridpilot.twin.unbalanced.loads import LoadArr, LoadBranches, branch_voltage, load_currents
 from gridpilot.twin.unbalanced.network import Network
+from gridpilot.twin.unbalanced.restart import live_nodes
 from gridpilot.twin.unbalanced.schur import SchurLU
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def linearised(  # noqa: PLR0913
     x = lu.solve(_rhs(st, f.kn, act, wind, v))
     dv = (x[:n] + 1j * x[n:]).T
     g = np.zeros((len(act), n), complex)
-    live = np.abs(v) >= 1e-6 * max(float(np.abs(v).max()), 1.0)
+    live = live_nodes(v)
     g[:, live] = dv[:, live] / v[live]
     return checked(g0, g, op.net.grid.name)
 

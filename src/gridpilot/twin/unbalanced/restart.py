@@ -96,6 +96,12 @@ def _perturbed(f: SchurLU, st: Stamps, e: int, wind: int, isrc: np.ndarray) -> n
     return v1
 
 
+def live_nodes(v: np.ndarray) -> np.ndarray:
+    """Nodes whose voltage is not ~0 (relative to the largest, or 1 V): where a relative
+    response ``dV/V`` is defined; elsewhere it stays 0."""
+    return np.abs(v) >= 1e-6 * max(float(np.abs(v).max()), 1.0)
+
+
 def make_restart(  # noqa: PLR0913
     f: SchurLU, st: Stamps, rg: Regs, cp: Caps, isrc: np.ndarray, on: bool = True,
     op: LoadOp | None = None,
@@ -115,7 +121,7 @@ def make_restart(  # noqa: PLR0913
     if len(act):
         v0 = np.zeros(n, complex)
         schur_solve(f, isrc, v0)
-        live = np.abs(v0) >= 1e-6 * max(float(np.abs(v0).max()), 1.0)
+        live = live_nodes(v0)
         for r, e in enumerate(act):
             v1 = _perturbed(f, st, int(e), int(wind[e]), isrc)
             g[r, live] = (v1[live] / v0[live] - 1.0) / STEP
