@@ -1,5 +1,5 @@
-"""The compiled step loop's per-step kernels against plain references (bit for bit where
-the kernel only reorders passes)."""
+"""The compiled step predictor (:mod:`gridpilot.twin.unbalanced.predict`, its passes
+fused) against a plain reference with one pass per sum and per axpy: bit for bit."""
 
 from __future__ import annotations
 
