@@ -1,11 +1,14 @@
 """Load powers of the compiled QSTS from the shapes' table (``qsts.shape_table``): each
 branch follows its load's shape (ieee13's ``default`` where it names none), fixed loads
-stay at 1, and a run in chunks that rebuild the table equals one run in a single chunk."""
+stay at 1, and a run in chunks that rebuild the table equals one run in a single chunk;
+hostile shapes and options get a clear error, never a LAPACK traceback."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from gridpilot.errors import ConvergenceError, ValidationError
 from gridpilot.model.threephase.builtin import ieee_feeder
 from gridpilot.model.threephase.elements import LoadShape
 from gridpilot.twin.unbalanced import UnbalancedTwin
@@ -44,3 +47,37 @@ def test_runs_in_chunks_equal_one_chunk() -> None:
     np.testing.assert_array_equal(one.losses_kw, parts.losses_kw)
     np.testing.assert_array_equal(one.vmax_pu, parts.vmax_pu)
     assert one.tap_ops == parts.tap_ops and one.iterations == parts.iterations
+
+
+def _spiked(value: float) -> UnbalancedTwin:
+    tw = _twin()
+    shape = tw.grid.loadshapes["morning"]
+    mult = shape.mult.copy()
+    mult[3] = value
+    tw.grid.loadshapes["morning"] = LoadShape("morning", mult, shape.hours)
+    return tw
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("engine", ["compiled", "python"])
+def test_a_multiplier_that_is_not_a_number_is_named(value: float, engine: str) -> None:
+    with pytest.raises(ValidationError, match=r"loadshape 'morning': multiplier .* at hour 3"):
+        _spiked(value).qsts(40, 900.0, engine=engine)
+
+
+@pytest.mark.parametrize("value", [1e6, 1e300])
+def test_a_diverging_step_is_reported_at_its_step(value: float) -> None:
+    # finite but absurd powers: the fixed point diverges (NaN iterates), which the Anderson
+    # mix and the predictor must not turn into a LAPACK error. The spike is the shape's 4th
+    # hourly point, read (fixed interval, rounded) from t = 3.5 h: step 13, t = 14 × 0.25 h
+    with pytest.raises(ConvergenceError, match=r"did not converge .* at step 13$"):
+        _spiked(value).qsts(40, 900.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("chunk", 0), ("tol_pu", float("nan")), ("tol_pu", -1.0), ("resolution_s", float("nan"))],
+)
+def test_options_a_run_cannot_start_with_are_named(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=f"{field.split('_')[0]}.*{value}"):
+        _twin().qsts(10, **{"resolution_s": 900.0, field: value})

@@ -167,10 +167,26 @@ def _coef(gamma: np.ndarray, i: int, k: int) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _finite(gram: np.ndarray, rhs: np.ndarray, k: int) -> bool:
+    """Whether the leading k×k block of ``gram`` and ``rhs[:k]`` are all finite."""
+    for i in range(k):
+        if not np.isfinite(rhs[i]):
+            return False
+        for j in range(k):
+            if not np.isfinite(gram[i, j]):
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve(gram: np.ndarray, rhs: np.ndarray, k: int) -> np.ndarray:
     """``γ`` solving ``(G + (tr G·1e-10 + 1e-300) I) γ = rhs`` for the leading k×k block
-    ``G`` of ``gram``: Cholesky (the regularised Gram is positive definite), else (NaN, or
-    rounding beyond the regularisation) an LU solve."""
+    ``G`` of ``gram``: Cholesky (the regularised Gram is positive definite), else (rounding
+    beyond the regularisation) an LU solve. A system that is not finite (a diverging
+    iterate) gets ``γ = 0``, the plain step: the fixed point then runs out of iterations and
+    reports it, where LAPACK would raise on the NaN."""
+    if not _finite(gram, rhs, k):
+        return np.zeros(k)
     tr = 0.0
     for i in range(k):
         tr += gram[i, i]

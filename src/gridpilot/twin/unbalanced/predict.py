@@ -115,7 +115,8 @@ def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
         for j in range(k):
             a[i, j] = p.gram[idx[i], idx[j]]
         tr += a[i, i]
-    if tr <= 0.0:
+    finite = np.all(np.isfinite(a)) and np.all(np.isfinite(rhs))
+    if not (tr > 0.0 and finite):  # no change yet, or powers beyond float range: no fit
         return idx[:0], rhs[:0]
     for i in range(k):
         a[i, i] += tr * RIDGE

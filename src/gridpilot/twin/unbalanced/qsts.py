@@ -76,9 +76,22 @@ def shape_table(
             raise ValidationError(f"{ld.kind}.{ld.name}: unknown loadshape {name!r}")
         if name not in rows:
             rows[name] = len(table)
-            table.append(np.asarray(g.loadshapes[name].at(t_h), float))
+            table.append(_finite(name, g.loadshapes[name].at(t_h), t_h))
         of_load[i] = rows[name]
     return np.ascontiguousarray(np.array(table)), of_load[twin.loads.load_of]
+
+
+def _finite(name: str, mult: np.ndarray, t_h: np.ndarray) -> np.ndarray:
+    """``mult`` (loadshape ``name`` at hours ``t_h``), or a clear error at its first value
+    that is not a finite number."""
+    mult = np.asarray(mult, float)
+    bad = np.flatnonzero(~np.isfinite(mult))
+    if len(bad):
+        i = int(bad[0])
+        raise ValidationError(
+            f"loadshape {name!r}: multiplier {mult[i]} at hour {t_h[i]:g} is not a finite number"
+        )
+    return mult
 
 
 def load_multipliers(
@@ -155,10 +168,7 @@ def run_qsts(
 
     Returns a :class:`QstsResult` (voltage extremes and hours outside Range A per
     node-phase, unbalance, losses, tap and capacitor operations per device, overloads)."""
-    if opts.steps <= 0 or opts.resolution_s <= 0:
-        raise ValidationError(
-            f"steps and resolution must be > 0, got {opts.steps}, {opts.resolution_s}"
-        )
+    _check(opts)
     t0 = time.perf_counter()
     f0 = twin.factorisations
     saved = twin.opts
@@ -168,6 +178,18 @@ def run_qsts(
             return _run(twin, opts, progress, t0, f0)
     finally:
         twin.opts = saved
+
+
+def _check(opts: QstsOptions) -> None:
+    """Options a run cannot start with: a clear error naming the field and the value."""
+    if opts.steps <= 0 or not 0 < opts.resolution_s < np.inf:
+        raise ValidationError(
+            f"steps and resolution must be > 0, got {opts.steps}, {opts.resolution_s}"
+        )
+    if not 0 < opts.tol_pu < np.inf:
+        raise ValidationError(f"tol_pu must be a tolerance > 0 (pu), got {opts.tol_pu}")
+    if opts.chunk < 1:
+        raise ValidationError(f"chunk must be at least 1 step, got {opts.chunk}")
 
 
 def _run(
