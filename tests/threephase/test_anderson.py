@@ -7,15 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridpilot.twin.unbalanced.anderson import HISTORY, _solve, anderson, histories
-from gridpilot.twin.unbalanced.faststep import Work
+from gridpilot.twin.unbalanced.anderson import HISTORY, _solve, anderson
+from gridpilot.twin.unbalanced.faststep import Work, make_work
 
 
 def _work(m: int, depth: int) -> Work:
-    z = np.zeros
-    return Work(z(1, complex), z(1, complex), z(m, complex), z(m, complex), *histories(depth, m),
-                z((2, m), complex), np.array([1e-6, 50.0, depth, 2.0, 1.0]), z(1, np.int64),
-                z((depth, depth)))  # fmt: skip
+    return make_work(1, m, np.array([1e-6, 50.0, depth, 2.0, 1.0]))
 
 
 def _rdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -70,14 +67,27 @@ def test_mix_matches_a_plain_numpy_anderson_step(depth: int) -> None:
     assert w.hist[0] == ref.n == len(firsts) - 9
 
 
+def _gamma(gram: np.ndarray, rhs: np.ndarray, k: int) -> np.ndarray:
+    y = np.full(k, np.nan)
+    _solve(gram, rhs, k, np.full((k, k), np.nan), y)  # scratch of NaN: all of it written first
+    return y
+
+
 def test_solve_falls_back_to_lu_when_the_gram_is_not_positive_definite() -> None:
     rng = np.random.default_rng(1)
     a = rng.standard_normal((5, 5))
     gram, rhs = a + a.T, rng.standard_normal(5)  # symmetric, indefinite
     reg = np.trace(gram) * 1e-10 + 1e-300
     want = np.linalg.solve(gram + reg * np.eye(5), rhs)
-    np.testing.assert_allclose(_solve(gram, rhs, 5), want, rtol=1e-12)
+    np.testing.assert_allclose(_gamma(gram, rhs, 5), want, rtol=1e-12)
     spd = a @ a.T + np.eye(5)  # positive definite: Cholesky, on the leading 4×4 block
     lead = spd[:4, :4]
     want = np.linalg.solve(lead + (np.trace(lead) * 1e-10 + 1e-300) * np.eye(4), rhs[:4])
-    np.testing.assert_allclose(_solve(spd, rhs, 4), want, rtol=1e-12)
+    np.testing.assert_allclose(_gamma(spd, rhs, 4), want, rtol=1e-12)
+
+
+def test_solve_pivots_and_gives_the_plain_step_on_a_non_finite_system() -> None:
+    gram = np.array([[0.0, 1.0], [1.0, 0.0]])  # indefinite; a zero first pivot without pivoting
+    np.testing.assert_allclose(_gamma(gram, np.array([2.0, 3.0]), 2), [3.0, 2.0], rtol=1e-9)
+    nan = np.array([[np.nan, 0.0], [0.0, 1.0]])
+    assert np.array_equal(_gamma(nan, np.ones(2), 2), [0.0, 0.0])

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into
+
 if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.faststep import Work
 
@@ -44,7 +46,7 @@ def histories(depth: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((depth, m), HISTORY), np.zeros((depth, m), HISTORY)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def anderson(w: Work, first: bool) -> None:
     """``w.x`` ← the Anderson mix of the last ``depth`` pairs; ``w.gbr`` holds the image
     of the present ``w.x``.
@@ -60,7 +62,9 @@ def anderson(w: Work, first: bool) -> None:
     k = min(w.hist[0], depth)
     xf, gf = w.x.view(np.float64), w.gbr.view(np.float64)
     dff, dgf, lf = w.df.view(np.float32), w.dg.view(np.float32), w.last.view(np.float64)
-    sums = np.zeros((2, k))  # right-hand side df[i]·f, new Gram row df[i]·df[slot]
+    sums = w.sums  # right-hand side df[i]·f, new Gram row df[i]·df[slot]
+    for i in range(k):
+        sums[0, i] = sums[1, i] = 0.0
     _update(xf, gf, dff[slot], dgf[slot], lf, first)
     for i0 in range(0, k, 8):  # first: no new Gram row (nor a row to read)
         if first:
@@ -68,17 +72,18 @@ def anderson(w: Work, first: bool) -> None:
         else:
             _dots8(dff, lf[0], dff[slot], i0, k, sums)
     if k == 0:
-        xf[:] = gf
+        copy_into(xf, gf)
         return
     if not first:
         for i in range(k):
             w.gram[slot, i] = w.gram[i, slot] = sums[1, i]
-    gamma = _solve(w.gram, sums[0], k)
+    gamma = w.gamma
+    _solve(w.gram, sums[0], k, w.chol, gamma)
     for i0 in range(0, k, 8):
         _mix8(xf, gf if i0 == 0 else xf, dgf, gamma, i0, k)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _update(x: np.ndarray, g: np.ndarray, df: np.ndarray, dg: np.ndarray, last: np.ndarray,
             first: bool) -> None:  # fmt: skip
     """The new pair into ``df``, ``dg`` (unless ``first``), and the present residual and
@@ -97,7 +102,7 @@ def _update(x: np.ndarray, g: np.ndarray, df: np.ndarray, dg: np.ndarray, last: 
         lg[j] = g[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=REDUCE)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=REDUCE, **NO_RT)
 def _dots8(d: np.ndarray, f: np.ndarray, u: np.ndarray, i0: int, k: int,
            sums: np.ndarray) -> None:  # fmt: skip
     """``sums[0, i] += d[i]·f`` and ``sums[1, i] += d[i]·u`` for rows ``i0 … i0+7``
@@ -132,7 +137,7 @@ def _dots8(d: np.ndarray, f: np.ndarray, u: np.ndarray, i0: int, k: int,
             sums[1, i0 + t] += g
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=FUSED)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=FUSED, **NO_RT)
 def _mix8(x: np.ndarray, y: np.ndarray, d: np.ndarray, gamma: np.ndarray, i0: int,
           k: int) -> None:  # fmt: skip
     """``x ← y - Σ γ_i d[i]`` over rows ``i0 … i0+7`` below ``k``, subtracted in the order
@@ -144,7 +149,7 @@ def _mix8(x: np.ndarray, y: np.ndarray, d: np.ndarray, gamma: np.ndarray, i0: in
         x[j] = s - c4 * d[r4, j] - c5 * d[r5, j] - c6 * d[r6, j] - c7 * d[r7, j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rows8(i0: int, k: int) -> tuple[int, int, int, int, int, int, int, int]:
     """Rows ``i0 … i0+7``, those past ``k - 1`` replaced by ``k - 1``."""
     h = k - 1
@@ -152,7 +157,7 @@ def _rows8(i0: int, k: int) -> tuple[int, int, int, int, int, int, int, int]:
             min(i0 + 5, h), min(i0 + 6, h), min(i0 + 7, h))  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _coefs8(gamma: np.ndarray, i0: int, k: int) -> tuple[float, float, float, float, float,
                                                          float, float, float]:  # fmt: skip
     """``gamma[i0 … i0+7]``, zero past ``k - 1``."""
@@ -161,12 +166,12 @@ def _coefs8(gamma: np.ndarray, i0: int, k: int) -> tuple[float, float, float, fl
             _coef(gamma, i0 + 6, k), _coef(gamma, i0 + 7, k))  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _coef(gamma: np.ndarray, i: int, k: int) -> float:
     return gamma[i] if i < k else 0.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _finite(gram: np.ndarray, rhs: np.ndarray, k: int) -> bool:
     """Whether the leading k×k block of ``gram`` and ``rhs[:k]`` are all finite."""
     for i in range(k):
@@ -178,32 +183,23 @@ def _finite(gram: np.ndarray, rhs: np.ndarray, k: int) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _solve(gram: np.ndarray, rhs: np.ndarray, k: int) -> np.ndarray:
-    """``γ`` solving ``(G + (tr G·1e-10 + 1e-300) I) γ = rhs`` for the leading k×k block
-    ``G`` of ``gram``: Cholesky (the regularised Gram is positive definite), else (rounding
-    beyond the regularisation) an LU solve. A system that is not finite (a diverging
-    iterate) gets ``γ = 0``, the plain step: the fixed point then runs out of iterations and
-    reports it, where LAPACK would raise on the NaN."""
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def _solve(gram: np.ndarray, rhs: np.ndarray, k: int, c: np.ndarray, y: np.ndarray) -> None:
+    """``y[:k]`` ← ``γ`` solving ``(G + (tr G·1e-10 + 1e-300) I) γ = rhs`` for the leading
+    k×k block ``G`` of ``gram`` (``c``: k×k scratch): Cholesky (the regularised Gram is
+    positive definite), else (rounding beyond the regularisation) an LU solve. A system that
+    is not finite (a diverging iterate) gets ``γ = 0``, the plain step: the fixed point then
+    runs out of iterations and reports it, where a factorisation would go on with NaN."""
     if not _finite(gram, rhs, k):
-        return np.zeros(k)
+        _zero(y, k)
+        return
     tr = 0.0
     for i in range(k):
         tr += gram[i, i]
     reg = tr * 1e-10 + 1e-300
-    c = np.empty((k, k))
-    for i in range(k):
-        for j in range(i + 1):
-            s = gram[i, j] + (reg if i == j else 0.0)
-            for p in range(j):
-                s -= c[i, p] * c[j, p]
-            if i == j:
-                if not s > 0.0:
-                    return _lu_solve(gram, rhs, k, reg)
-                c[i, i] = np.sqrt(s)
-            else:
-                c[i, j] = s / c[j, j]
-    y = np.empty(k)
+    if not _cholesky(gram, k, reg, c):
+        _lu_solve(gram, rhs, k, reg, c, y)
+        return
     for i in range(k):
         s = rhs[i]
         for p in range(i):
@@ -214,13 +210,69 @@ def _solve(gram: np.ndarray, rhs: np.ndarray, k: int) -> np.ndarray:
         for p in range(i + 1, k):
             s -= c[p, i] * y[p]
         y[i] = s / c[i, i]
-    return y
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _lu_solve(gram: np.ndarray, rhs: np.ndarray, k: int, reg: float) -> np.ndarray:
-    """The regularised system by ``np.linalg.solve`` (LU with pivoting)."""
-    a = gram[:k, :k].copy()
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def _zero(y: np.ndarray, k: int) -> None:
     for i in range(k):
-        a[i, i] += reg
-    return np.linalg.solve(a, rhs)
+        y[i] = 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def _cholesky(gram: np.ndarray, k: int, reg: float, c: np.ndarray) -> bool:
+    """``c`` ← the lower Cholesky factor of the regularised leading block; False if a
+    pivot is not positive (rounding beyond the regularisation)."""
+    for i in range(k):
+        for j in range(i + 1):
+            s = gram[i, j] + (reg if i == j else 0.0)
+            for p in range(j):
+                s -= c[i, p] * c[j, p]
+            if i != j:
+                c[i, j] = s / c[j, j]
+            elif s > 0.0:
+                c[i, i] = np.sqrt(s)
+            else:
+                return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def _lu_solve(gram: np.ndarray, rhs: np.ndarray, k: int, reg: float, a: np.ndarray,
+              y: np.ndarray) -> None:  # fmt: skip
+    """``y[:k]`` ← the regularised system's solution by Gaussian elimination with partial
+    pivoting (in the scratch ``a``; ``k`` is at most the Anderson depth). A zero pivot
+    leaves the plain step, ``γ = 0``."""
+    for i in range(k):
+        y[i] = rhs[i]
+        for j in range(k):
+            a[i, j] = gram[i, j] + (reg if i == j else 0.0)
+    for col in range(k):
+        if not _pivot(a, y, col, k):
+            _zero(y, k)
+            return
+        for i in range(col + 1, k):
+            m = a[i, col] / a[col, col]
+            for j in range(col, k):
+                a[i, j] -= m * a[col, j]
+            y[i] -= m * y[col]
+    for i in range(k - 1, -1, -1):
+        s = y[i]
+        for j in range(i + 1, k):
+            s -= a[i, j] * y[j]
+        y[i] = s / a[i, i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def _pivot(a: np.ndarray, y: np.ndarray, col: int, k: int) -> bool:
+    """Swap the row with the largest pivot of column ``col`` into place; False if zero."""
+    piv = col
+    for i in range(col + 1, k):
+        if abs(a[i, col]) > abs(a[piv, col]):
+            piv = i
+    if a[piv, col] == 0.0:
+        return False
+    if piv != col:
+        for j in range(k):
+            a[col, j], a[piv, j] = a[piv, j], a[col, j]
+        y[col], y[piv] = y[piv], y[col]
+    return True

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced.arrays import NO_RT, RT
 from gridpilot.twin.unbalanced.schur import SchurLU
 
 CLOSE, OPEN = 1, -1
@@ -97,7 +98,7 @@ def _at(v: np.ndarray, i: int) -> complex:
     return v[i] if i >= 0 else 0j
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def restamp(st: Stamps, s: int) -> None:
     """Recompute stamp ``s``'s Yprim from its taps or capacitor steps."""
     n = st.nc[s]
@@ -117,14 +118,14 @@ def restamp(st: Stamps, s: int) -> None:
             st.y[s, i, j] = on * st.core[s, i, j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def restamp_all(st: Stamps) -> None:
     """Recompute every stamp (after taps or states were set from outside)."""
     for s in range(len(st.kind)):
         restamp(st, s)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **RT)  # allocates; see arrays
 def update_schur(st: Stamps, f: SchurLU) -> None:
     """``f.sinv ← (S₀ + Σ (Y − Y₀) on K)⁻¹`` after control actions."""
     s = f.s0.copy()
@@ -154,7 +155,7 @@ def _phase(hi: np.ndarray, lo: np.ndarray, nph: int, sel: int, v: np.ndarray) ->
     return k
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def reg_voltages(rg: Regs, st: Stamps, v: np.ndarray) -> None:
     """``rg.vact`` ← |V/ptratio + (R + jX)·I/CT| on the 120 V base of every regulator (LDC
     as OpenDSS; Beckwith's ``|V| − Z·|I|`` with LDC_Z), on the PT phase or the highest /
@@ -180,7 +181,7 @@ def reg_voltages(rg: Regs, st: Stamps, v: np.ndarray) -> None:
         vact[r] = abs(vc)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def reg_local(rg: Regs, r: int, v: np.ndarray) -> float:
     """The VLimit voltage (``controls.reg_local_voltage``)."""
     p = rg.f[r]
@@ -190,7 +191,7 @@ def reg_local(rg: Regs, r: int, v: np.ndarray) -> float:
     return abs(_at(v, int(p[32])) - _at(v, int(p[33]))) / p[3]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
     """Forward power (W) out of the regulated winding's terminal (``controls.reg_measure``)."""
     s, p = rg.stamp[r], rg.f[r]
@@ -206,7 +207,7 @@ def reg_power(rg: Regs, st: Stamps, r: int, v: np.ndarray) -> float:
     return -pw
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rev_sample(rg: Regs, r: int, t_s: float) -> None:
     """OpenDSS's reverse detection (see ``timectl.reverse_sample``)."""
     p = rg.f[r]
@@ -218,7 +219,7 @@ def _rev_sample(rg: Regs, r: int, t_s: float) -> None:
         rg.rev_t[r] = np.nan
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rev_due(rg: Regs, r: int, t: float) -> bool:
     """Toggle reverse mode if its queued action is due by ``t``; whether it was."""
     if not np.isnan(rg.rev_t[r]) and rg.rev_t[r] <= t:
@@ -228,7 +229,7 @@ def _rev_due(rg: Regs, r: int, t: float) -> bool:
     return False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _pending(rg: Regs, r: int, vact: float, tap: float) -> tuple[int, bool]:
     """(taps, needed) of one sample (``controls.reg_wants``; VLimit on ``rg.vloc``)."""
     p = rg.f[r]
@@ -245,7 +246,7 @@ def _pending(rg: Regs, r: int, vact: float, tap: float) -> tuple[int, bool]:
     return (-n if (p[9] != 0.0 or rev) else n), True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _delay(rg: Regs, r: int, vact: float, tap: float) -> float:
     """Delay before the first tap, inverse-time or not (``controls.reg_delay``)."""
     p = rg.f[r]
@@ -257,7 +258,7 @@ def _delay(rg: Regs, r: int, vact: float, tap: float) -> float:
     return p[7] / min(10.0, x) if x > 0.0 else np.inf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _qremove(rg: Regs, r: int, t: float) -> bool:
     """Remove the first queued action at time ``t``; whether there was one."""
     n = rg.qlen[r]
@@ -270,7 +271,7 @@ def _qremove(rg: Regs, r: int, t: float) -> bool:
     return False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _due(rg: Regs, r: int, t_s: float) -> int:
     """Copy the queued times due at ``t_s`` into ``rg.due[r]``, sorted; how many."""
     n = 0
@@ -286,14 +287,14 @@ def _due(rg: Regs, r: int, t_s: float) -> int:
     return n
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _qpush(rg: Regs, r: int, t: float) -> None:
     if rg.qlen[r] < QMAX:
         rg.queue[r, rg.qlen[r]] = t
         rg.qlen[r] += 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _to_neutral(tap: float, step: float) -> int:
     """Signed taps to the neutral tap 1.0 (``controls.neutral_taps``)."""
     if abs(tap - 1.0) <= 1e-9:
@@ -301,7 +302,7 @@ def _to_neutral(tap: float, step: float) -> int:
     return int(np.rint((1.0 - tap) / step))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
     """The sample proper: the pending change, arming or cancelling the first action."""
     p = rg.f[r]
@@ -330,7 +331,7 @@ def _reg_arm(rg: Regs, r: int, t_s: float, tap: float, vact: float) -> None:
         rg.armed[r] = 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     """One time-mode sample of RegControl ``r`` then its due actions; True if a tap moved.
     (Rules: see ``TimeControls._reg`` in :mod:`.timectl`.)"""
@@ -366,7 +367,7 @@ def reg_sample(rg: Regs, st: Stamps, r: int, t_s: float, vact: float) -> bool:
     return acted
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, float, float]:
     """kvar through the monitored terminal, PT voltage, CT current, pf (0..2 scale) and the
     voltage-override voltage (the VBus's, else the PT voltage)."""
@@ -402,7 +403,7 @@ def cap_measure(cp: Caps, c: int, v: np.ndarray) -> tuple[float, float, float, f
     return s_va.imag / 1e3, volt / p[8], i_ct / p[9], pf, vover / p[8]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _vbus_voltage(cp: Caps, c: int, v: np.ndarray) -> float:
     """The PT voltage read on the voltage-override bus (``controls._pt_voltage``)."""
     n = cp.nvb[c]
@@ -417,7 +418,7 @@ def _vbus_voltage(cp: Caps, c: int, v: np.ndarray) -> float:
     return abs(vk - _at(v, cp.vbus[c, nx])) if nx >= 0 else abs(vk)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _pick(mode: int, mean: float, hi: float, lo: float, one: float) -> float:
     if mode == 1:
         return mean
@@ -428,7 +429,7 @@ def _pick(mode: int, mean: float, hi: float, lo: float, one: float) -> float:
     return one
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def time_of_day(t_s: float) -> float:
     """OpenDSS's time of day (h) of ``t_s`` (see ``controls.time_of_day``)."""
     h = int(np.floor(t_s / 3600.0 + 1e-9))
@@ -439,7 +440,7 @@ def time_of_day(t_s: float) -> float:
     return tod - 24.0 if tod - 24.0 > 1e-9 else tod
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float, float],
                 tod: float) -> tuple[bool, bool, bool]:  # fmt: skip
     """(on, off, more) of one sample (see ``controls.cap_thresholds``)."""
@@ -459,7 +460,7 @@ def _thresholds(cp: Caps, c: int, m: tuple[float, float, float, float, float],
     return x > lo, x < hi, x > lo
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float, float], closed: bool,
                 avail: int, tod: float) -> tuple[int, bool]:  # fmt: skip
     """OpenDSS CapControl sample (see ``controls.cap_sample``)."""
@@ -481,7 +482,7 @@ def _cap_decide(cp: Caps, c: int, m: tuple[float, float, float, float, float], c
     return 0, False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
     """Carry out CapControl ``c``'s armed change (one step closed or opened)."""
     s = cp.stamp[c]
@@ -505,7 +506,7 @@ def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
     return False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
     """One time-mode sample of CapControl ``c`` then its armed action if due (the arrays
     taken out of ``cp`` once: each ``cp.name`` beside a call counts a reference)."""
@@ -544,7 +545,7 @@ def _idle(f: np.ndarray, qlen: np.ndarray, armed: np.ndarray, rev: np.ndarray,
     )  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> bool:
     """Sample every control at ``t_s`` (regulators first, as the Python runner). The
     arrays are taken out of ``rg`` before the loops: each ``rg.name`` in a loop that calls

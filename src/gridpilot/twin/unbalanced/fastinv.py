@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into
+
 if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.twin import UnbalancedTwin
 
@@ -94,7 +96,7 @@ def _arrays(  # noqa: PLR0913
                   np.zeros(3, np.int64))  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def interp(x: float, xp: np.ndarray, fp: np.ndarray, n: int) -> float:
     """``np.interp(x, xp[:n], fp[:n])``, the same arithmetic (flat beyond the ends)."""
     if x < xp[0]:
@@ -110,7 +112,7 @@ def interp(x: float, xp: np.ndarray, fp: np.ndarray, n: int) -> float:
     return slope * (x - xp[j]) + fp[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def measure(iv: InvArr, a: np.ndarray, b: np.ndarray, v: np.ndarray) -> None:
     """``iv.vm`` ← each inverter's terminal voltage: mean |V| over its branches, pu."""
     for i in range(len(iv.nrows)):
@@ -122,7 +124,7 @@ def measure(iv: InvArr, a: np.ndarray, b: np.ndarray, v: np.ndarray) -> None:
         iv.vm[i] = acc / iv.nrows[i] / iv.f[i, VBASE]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def targets(iv: InvArr) -> None:
     """``iv.qt``, ``iv.pt`` ← the curves at ``iv.vm``, reactive power first within kVA."""
     for i in range(len(iv.nrows)):
@@ -137,7 +139,7 @@ def targets(iv: InvArr) -> None:
         iv.pt[i] = min(max(p, -room), room)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def available(iv: InvArr, s: np.ndarray) -> None:
     """``iv.pav``, ``iv.qown`` from the step's branch powers ``s`` (VA, loads convention)."""
     for i in range(len(iv.nrows)):
@@ -148,7 +150,7 @@ def available(iv: InvArr, s: np.ndarray) -> None:
         iv.pav[i], iv.qown[i] = p / 1e3, q / 1e3
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def write(iv: InvArr) -> None:
     """``iv.s`` ← the inverters' present set points, shared evenly over their branches."""
     for i in range(len(iv.nrows)):
@@ -157,26 +159,26 @@ def write(iv: InvArr) -> None:
             iv.s[iv.rows[i, j]] = val
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def start(iv: InvArr, a: np.ndarray, b: np.ndarray, s: np.ndarray, v: np.ndarray) -> None:
     """The first set points of a solve: the curves at the warm-start voltages ``v`` (the
     available power on the very first solve), the factors at their settings."""
-    iv.s[:] = s
+    copy_into(iv.s, s)
     available(iv, s)
     if iv.cnt[0]:
         measure(iv, a, b, v)
         targets(iv)
-        iv.q[:] = iv.qt
-        iv.p[:] = iv.pt
+        copy_into(iv.q, iv.qt)
+        copy_into(iv.p, iv.pt)
     else:
-        iv.q[:] = iv.qown
-        iv.p[:] = iv.pav
+        copy_into(iv.q, iv.qown)
+        copy_into(iv.p, iv.pav)
     iv.cnt[0] = 1
     for i in range(len(iv.nrows)):
         iv.dq[i], iv.dp[i] = iv.f[i, DELTA_Q], iv.f[i, DELTA_P]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def step(iv: InvArr, first: bool) -> tuple[bool, float]:
     """One control move after a solve (``iv.vm`` measured, ``iv.qt``/``iv.pt`` its targets):
     whether every error is within ``var_tol``, and the largest voltage change (1e-3 on the
@@ -197,7 +199,7 @@ def step(iv: InvArr, first: bool) -> tuple[bool, float]:
     return ok, (1e-3 if first else dvm)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def move(iv: InvArr) -> None:
     """Set points ← set points + factor × error; the voltages become the previous ones."""
     for i in range(len(iv.nrows)):

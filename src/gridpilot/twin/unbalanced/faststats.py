@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced.arrays import NO_RT
 from gridpilot.twin.unbalanced.loads import LoadArr, branch_voltages, load_current
 
 A120 = np.exp(2j * np.pi / 3)
@@ -40,7 +41,7 @@ class StatArr(NamedTuple):
     inv_vb2: np.ndarray  # 1 / vbase² per node
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
     """Extremes, time outside Range A and unbalance, on squared magnitudes (a root only
     where an extreme moves)."""
@@ -68,7 +69,7 @@ def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
             sa.vuf_above[q] += 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
     bp, bi, bx = sa.bp, sa.bi, sa.bx
     rating, overload, max_loading = sa.rating, sa.overload, sa.max_loading
@@ -88,7 +89,7 @@ def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
             max_loading[r] = np.sqrt(i2) / rt
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _source_power(sa: StatArr, v: np.ndarray) -> complex:
     p = 0j
     n1 = len(sa.src_idx)
@@ -103,7 +104,7 @@ def _source_power(sa: StatArr, v: np.ndarray) -> complex:
     return p
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
     """Fold one solved step into the statistics; its losses (kW)."""
     _rec_voltages(sa, v)

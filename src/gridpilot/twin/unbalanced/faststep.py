@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 from gridpilot.twin.unbalanced import fastinv
-from gridpilot.twin.unbalanced.anderson import anderson
+from gridpilot.twin.unbalanced.anderson import anderson, histories
+from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.faststats import StatArr, record
@@ -38,9 +39,23 @@ class Work(NamedTuple):
     opt: np.ndarray  # tol_pu, max_iter, depth, predictor pairs, re-solve start (0/1)
     hist: np.ndarray  # (1,): pairs stored so far (ring position), kept across solves
     gram: np.ndarray  # (depth, depth): real inner products of the stored residual changes
+    sums: np.ndarray  # (2, depth) scratch of the mix: right-hand side and new Gram row
+    chol: np.ndarray  # (depth, depth) scratch: the mix's factorisation
+    gamma: np.ndarray  # (depth,) scratch: the mix's coefficients
+    s: np.ndarray  # (m,) the present step's load powers (VA per branch)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+def make_work(n: int, m: int, opt: np.ndarray) -> Work:
+    """Empty scratch for ``n`` nodes and ``m`` load branches with the settings ``opt``
+    (the Anderson depth ``opt[2]``, at least one ring row)."""
+    depth = max(int(opt[2]), 1)
+    z = np.zeros
+    return Work(z(n, complex), z(n, complex), z(m, complex), z(m, complex),
+                *histories(depth, m), z((2, m), complex), opt, z(1, np.int64),
+                z((depth, depth)), z((2, depth)), z((depth, depth)), z(depth), z(m, complex))  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray,
          full: bool) -> None:  # fmt: skip
     """``rhs`` ← the source currents less the loads' currents beyond their admittances in
@@ -50,12 +65,12 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
     The constant-PQ loads inside their band in SIMD lanes (``loads.pq_excess``), the others
     with ``load_current``; the rows are reset where a branch first adds to them."""
     if full:
-        rhs[:] = sa.isrc
+        copy_into(rhs, sa.isrc)
     pq_excess(ld.lo2, ld.hi2, x, s, ld.yeq, ld.comp)
     _scatter(ld, sa.isrc, x, s, rhs, ld.sole[0] != 0)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
              rhs: np.ndarray, sole: bool) -> None:  # fmt: skip
     """Add in branch order, each row starting from ``isrc`` at its first branch end;
@@ -79,7 +94,7 @@ def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
             rhs[r] = (isrc[r] if first[q, 1] else rhs[r]) + c
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
                 v: np.ndarray) -> int:  # fmt: skip
     """Solve one step in place from the warm start ``v``; iterations, or -1.
@@ -108,7 +123,7 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
     return _final(v, w.g, it, -1)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _moved(inv_vb2: np.ndarray, new: np.ndarray, old: np.ndarray, tol2: float) -> bool:
     """Whether a node voltage moved by ``tol`` pu or more (``tol2`` its square; NaN
     counts as moved); stops at the first."""
@@ -119,15 +134,15 @@ def _moved(inv_vb2: np.ndarray, new: np.ndarray, old: np.ndarray, tol2: float) -
     return False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _final(v: np.ndarray, g: np.ndarray, solves: int, ret: int) -> int:
     """``v`` ← the last solution (in ``g`` after an odd number of solves); ``ret``."""
     if solves % 2 == 1:
-        v[:] = g
+        copy_into(v, g)
     return ret
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _evaluated_at(ld: LoadArr, w: Work, tol: float) -> bool:
     """Whether the loads were evaluated within ``tol`` pu of the voltages they produced
     (``w.gbr``): with Anderson mixing a small change of the node voltages alone can be a
@@ -163,7 +178,7 @@ class Run(NamedTuple):
     rs: Restart  # warm start of a control re-solve
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def settle(r: Run, s: np.ndarray, v: np.ndarray) -> int:
     """Solve one step with the inverters settled on their curves (``InverterTwin._settle``:
     control iterations around the power flow, which is held no tighter than the controls'
@@ -195,14 +210,14 @@ def settle(r: Run, s: np.ndarray, v: np.ndarray) -> int:
     return -2
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _solve(r: Run, s: np.ndarray, v: np.ndarray) -> int:
     if len(r.iv.nrows) == 0:
         return fixed_point(r.f, r.ld, r.sa, r.w, s, v)
     return settle(r, s, v)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def run_chunk(  # noqa: PLR0913
     r: Run, sc: Steps, step0: int, t_base: float, dt: float, v: np.ndarray,
     loss: np.ndarray, logs: np.ndarray,
@@ -213,8 +228,8 @@ def run_chunk(  # noqa: PLR0913
     iters = 0
     controls = len(r.rg.stamp) + len(r.cp.stamp) > 0
     s_va, mult, row = sc.s_va, sc.mult, sc.row
+    s = r.w.s  # contiguous: loads.pq_excess in SIMD
     for k in range(mult.shape[1]):
-        s = np.empty(len(s_va), np.complex128)  # contiguous: loads.pq_excess in SIMD
         for q in range(len(s)):
             s[q] = s_va[q] * mult[row[q], k]
         t = t_base + (step0 + k + 1) * dt
@@ -246,7 +261,7 @@ def run_chunk(  # noqa: PLR0913
     return mult.shape[1], iters
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _log(r: Run, logs: np.ndarray, k: int) -> None:
     nr = len(r.rg.stamp)
     for i in range(nr):

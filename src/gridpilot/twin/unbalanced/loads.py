@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from gridpilot.model.threephase import ThreePhaseGrid
+from gridpilot.twin.unbalanced.arrays import NO_RT
 from gridpilot.twin.unbalanced.network import Network
 
 VLOW_PU = 0.5
@@ -101,7 +102,7 @@ def branch_voltage(lb: LoadBranches, v: np.ndarray) -> np.ndarray:
     return va - vb
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _i_out(
     yv: complex, vr: float, vmin: float, vmax: float, i_at_vmin: float, hexp: int
 ) -> complex:
@@ -145,7 +146,7 @@ def pq_bands(
     return lo2, hi2
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def pq_excess(lo2: np.ndarray, hi2: np.ndarray, x: np.ndarray, s: np.ndarray, yeq: np.ndarray,
               out: np.ndarray) -> None:  # fmt: skip
     """``out[q]`` ← the current of branch ``q`` beyond ``yeq[q]·x[q]`` where ``|x[q]|²`` is
@@ -192,7 +193,7 @@ def load_current(  # noqa: PLR0913
     return np.conj(sc) / (vb * vb) * v
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _load_other(  # noqa: PLR0913
     v: complex, sc: complex, vb: float, mod: int, vmin: float, vmax: float, vr: float,
     outside: bool, cvr_p: float, cvr_q: float,
@@ -209,7 +210,7 @@ def _load_other(  # noqa: PLR0913
     return np.conj(sv / v)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _load_zip(  # noqa: PLR0913
     v: complex, sc: complex, vb: float, vmin: float, vmax: float, vr: float, outside: bool,
     z: np.ndarray, q: int,
@@ -226,7 +227,7 @@ def _load_zip(  # noqa: PLR0913
     return i + np.conj(spp / v)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, **NO_RT)
 def _currents(  # noqa: PLR0913
     vbr: np.ndarray, s: np.ndarray, vbase: np.ndarray, model: np.ndarray, vmin_a: np.ndarray,
     vmax_a: np.ndarray, cvr: np.ndarray, zipc: np.ndarray, out: np.ndarray,
@@ -274,7 +275,7 @@ class LoadArr(NamedTuple):
     comp: np.ndarray  # (m,) complex scratch of faststep._rhs
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def branch_voltages(ld: LoadArr, v: np.ndarray, out: np.ndarray) -> None:
     """``out`` ← the voltage across each load branch (compiled loop; :func:`branch_voltage`
     for arrays of steps)."""

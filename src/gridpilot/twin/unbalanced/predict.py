@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced.arrays import NO_RT, RT, copy_into
+
 MAX_COEF = 8.0  # larger fitted coefficients: no extrapolation
 RIDGE = 1e-10  # relative to the trace: one load shape makes the Δs collinear
 
@@ -39,7 +41,7 @@ def make_pred(pairs: int, n: int, m: int) -> Pred:
                 np.zeros(m, complex), np.zeros((depth, depth)), np.zeros(3, np.int64))  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def rdot(a: np.ndarray, b: np.ndarray) -> float:
     """Real inner product of two complex vectors (``Re(a·conj(b))`` summed)."""
     acc = 0.0
@@ -48,7 +50,7 @@ def rdot(a: np.ndarray, b: np.ndarray) -> float:
     return acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rdot3(a: np.ndarray, b: np.ndarray, c: np.ndarray,
            d: np.ndarray) -> tuple[float, float, float]:  # fmt: skip
     """``rdot`` of ``a``, ``b`` and ``c`` with ``d`` in one pass (each sum in rdot's order:
@@ -62,13 +64,13 @@ def _rdot3(a: np.ndarray, b: np.ndarray, c: np.ndarray,
     return sa, sb, sc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _open(p: Pred, s: np.ndarray) -> int:
     """Open this step's pair in the oldest slot: its ``Δs`` and its row and column of the
     Gram matrix (the slot is left out of the fit until :func:`close`); -1 when the powers
     did not change (no pair) or are the first seen."""
     if p.cnt[1] == 0:
-        p.s0[:] = s
+        copy_into(p.s0, s)
         p.cnt[1] = 1
         return -1
     moved = False
@@ -123,7 +125,7 @@ def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.linalg.solve(a, rhs)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _move2(start: np.ndarray, v: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0: float,
            c1: float) -> None:  # fmt: skip
     """``start ← v`` and ``v += c0·r0 + c1·r1`` in one pass over their floats (the two
@@ -140,7 +142,7 @@ def _move2(start: np.ndarray, v: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0:
         vf[q] = (x + c0 * a[q]) + c1 * b[q]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **RT)  # allocates; see arrays
 def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
     """Move the warm start ``v`` (the previous step's solution) by the fitted ``ΔV`` for the
     step's powers ``s``, and open this step's pair (closed by :func:`close`): its start
@@ -159,7 +161,7 @@ def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
     if k == 2:  # the default, two pairs: one pass on the real parts and imaginary parts
         _move2(start, v, p.dv[idx[0]], p.dv[idx[1]], c[0], c[1])
         return
-    start[:] = v
+    copy_into(start, v)
     for i in range(k):
         row = p.dv[idx[i]]
         ci = c[i]
@@ -167,7 +169,7 @@ def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
             v[q] += ci * row[q]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def close(p: Pred, v: np.ndarray) -> None:
     """Close the pending pair with the step's first converged voltages ``v`` (its Gram
     row and column were set when it was opened)."""

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
-from gridpilot.twin.unbalanced.anderson import histories
 from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
-from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, Work
+from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, make_work
 from gridpilot.twin.unbalanced.loads import load_arr
 from gridpilot.twin.unbalanced.predict import make_pred
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
@@ -245,11 +244,8 @@ def pack(
     timers and statistics; the factorisation is the twin's, built once). ``s_op``: load
     powers (VA per branch) at which the re-solve response is linearised (None: nominal)."""
     eng = engine(twin)
-    n, m, depth = twin.net.n, twin.loads.m, max(int(opt[2]), 1)
-    w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
-             np.zeros(m, complex), *histories(depth, m), np.zeros((2, m), complex), opt,
-             np.zeros(1, np.int64),
-             np.zeros((depth, depth)))  # fmt: skip
+    n, m = twin.net.n, twin.loads.m
+    w = make_work(n, m, opt)
     rg, cp = _regs(twin, eng.where, eng.st.y.shape[1]), _caps(twin, eng.where)
     sa = stat_arrays(twin, acc, rating)
     op = LoadOp(twin.net, twin.loads, twin.inc, eng.ld, sa,

@@ -28,10 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from gridpilot.twin.unbalanced.anderson import histories
 from gridpilot.twin.unbalanced.fastctl import Stamps
 from gridpilot.twin.unbalanced.faststats import StatArr
-from gridpilot.twin.unbalanced.faststep import Work, fixed_point
+from gridpilot.twin.unbalanced.faststep import fixed_point, make_work
 from gridpilot.twin.unbalanced.loads import LoadArr, LoadBranches, branch_voltage, load_currents
 from gridpilot.twin.unbalanced.network import Network
 from gridpilot.twin.unbalanced.restart import live_nodes
@@ -60,10 +59,7 @@ def operating_point(op: LoadOp, f: SchurLU, v0: np.ndarray) -> np.ndarray | None
     """Node voltages of the power flow with the loads at ``op.s`` (present taps and steps,
     the compiled loop's fixed point from ``v0``); None if it does not converge."""
     n, m = len(v0), op.lb.m
-    w = Work(np.zeros(n, complex), np.zeros(n, complex), np.zeros(m, complex),
-             np.zeros(m, complex), *histories(DEPTH, m), np.zeros((2, m), complex),
-             np.array([OP_TOL, MAX_ITER, DEPTH, 0.0, 0.0]), np.zeros(1, np.int64),
-             np.zeros((DEPTH, DEPTH)))  # fmt: skip
+    w = make_work(n, m, np.array([OP_TOL, MAX_ITER, DEPTH, 0.0, 0.0]))
     v = v0.copy()
     s = np.ascontiguousarray(op.s, complex)
     if not np.all(np.isfinite(s)):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from numba import njit
 
+from gridpilot.twin.unbalanced.arrays import NO_RT
 from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, restamp, update_schur
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
 
@@ -40,7 +41,7 @@ class Restart(NamedTuple):
     prev: np.ndarray  # (s,) parameter at the last mark
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def param(st: Stamps, e: int, wind: int) -> float:
     """The stamp's controlled parameter: log of its regulated tap, or its closed kvar."""
     if st.kind[e] == 0:
@@ -52,7 +53,7 @@ def param(st: Stamps, e: int, wind: int) -> float:
     return on
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def mark(rs: Restart, st: Stamps) -> None:
     """Remember the controlled parameters (before a control sample)."""
     for e in range(len(rs.row)):
@@ -60,7 +61,7 @@ def mark(rs: Restart, st: Stamps) -> None:
             rs.prev[e] = param(st, e, rs.wind[e])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def warm(rs: Restart, st: Stamps, v: np.ndarray) -> None:
     """Move the start ``v`` by the linear response to what changed since :func:`mark`."""
     for e in range(len(rs.row)):

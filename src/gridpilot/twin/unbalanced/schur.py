@@ -38,6 +38,7 @@ from numba import njit
 from scipy.sparse.linalg import splu, spsolve_triangular
 
 from gridpilot.errors import ValidationError
+from gridpilot.twin.unbalanced.arrays import NO_RT
 from gridpilot.twin.unbalanced.network import Network, Stamp, variable_y
 from gridpilot.twin.unbalanced.trisolve import Chunks, _lower, back_chunk, chunk_factor, sweep_chunk
 
@@ -178,7 +179,7 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
     )  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _forward(f: SchurLU, rhs: np.ndarray) -> None:
     """``wf ← L⁻¹·Pr·rhs[A]`` (by level chunks) and ``zk ← rhs[K] − F·wf``."""
     c, w = f.lc, f.wf
@@ -191,7 +192,7 @@ def _forward(f: SchurLU, rhs: np.ndarray) -> None:
         f.zk[r] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _backward(f: SchurLU, out: np.ndarray) -> None:
     """``out[A] ← U⁻¹·(wf − E·x₂)`` (by level chunks; the later rows read ``out``)."""
     w = f.wf
@@ -205,7 +206,7 @@ def _backward(f: SchurLU, out: np.ndarray) -> None:
                    ch.off[k], ch.width[k])  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def schur_solve(f: SchurLU, rhs: np.ndarray, out: np.ndarray) -> None:
     """``out ← Y⁻¹·rhs`` (one column) at the present state (``f.sinv``)."""
     _forward(f, rhs)

@@ -17,8 +17,10 @@ from numba.core import cgutils, types
 from numba.core.base import BaseContext
 from numba.extending import intrinsic
 
+from gridpilot.twin.unbalanced.arrays import NO_RT
 
-@njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True, **NO_RT)
 def _lower(ip: np.ndarray, ix: np.ndarray, dx: np.ndarray, x: np.ndarray) -> None:
     """In place: x ← L⁻¹ x for unit-lower L in CSR without its diagonal."""
     n, m = x.shape
@@ -30,7 +32,7 @@ def _lower(ip: np.ndarray, ix: np.ndarray, dx: np.ndarray, x: np.ndarray) -> Non
                 x[i, c] -= a * x[j, c]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, **NO_RT)
 def _upper(ip: np.ndarray, ix: np.ndarray, dx: np.ndarray, diag: np.ndarray, x: np.ndarray) -> None:
     """In place: x ← U⁻¹ x for upper U in CSR without its diagonal (``diag`` apart)."""
     n, m = x.shape
@@ -144,7 +146,7 @@ def _chunk_rows(p: np.ndarray, i: np.ndarray, lower: bool) -> np.ndarray:
     return _pack_rows(order, lvl)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, **NO_RT)
 def _fill(  # noqa: PLR0913
     chunks: np.ndarray, p: np.ndarray, i: np.ndarray, x: np.ndarray, pos: np.ndarray,
     off: np.ndarray, idx: np.ndarray, val: np.ndarray,
