@@ -9,13 +9,14 @@ import pytest
 
 from gridpilot.model import load_grid
 from gridpilot.twin.unbalanced import UnbalancedTwin, response
-from gridpilot.twin.unbalanced.fastctl import restamp, update_schur
+from gridpilot.twin.unbalanced.fastctl import restamp
 from gridpilot.twin.unbalanced.faststep import Run, fixed_point
 from gridpilot.twin.unbalanced.qsts import QstsOptions
 from gridpilot.twin.unbalanced.qsts_fast import pack
 from gridpilot.twin.unbalanced.qsts_stats import Accumulator
 from gridpilot.twin.unbalanced.restart import make_restart, mark, warm
 from gridpilot.twin.unbalanced.schur import schur_solve
+from gridpilot.twin.unbalanced.schur_update import schur_exact
 
 from .test_qsts_compiled import _ieee123_pair
 
@@ -56,7 +57,7 @@ def _start_errors(name: str, steps: int) -> tuple[float, float, float]:
         t0 = st.taps[e, wd]
         st.taps[e, wd] = t0 + steps * 0.00625
         restamp(st, e)
-        update_schur(st, run.f)
+        schur_exact(st, run.f)
         ref = v.copy()
         assert _solve(run, s, ref, 1e-12) > 0
         starts = [v.copy(), v.copy(), v.copy()]
@@ -66,7 +67,7 @@ def _start_errors(name: str, steps: int) -> tuple[float, float, float]:
             errs[k] = max(errs[k], float(np.max(np.abs(x - ref) / vb)))
         st.taps[e, wd] = t0
         restamp(st, e)
-        update_schur(st, run.f)
+        schur_exact(st, run.f)
     return float(errs[0]), float(errs[1]), float(errs[2])
 
 

@@ -4,7 +4,8 @@ time-mode state machines (the same rules as :mod:`.qsts`'s Python ones, array fo
 Stamps: a regulating transformer's ``Yprim`` is ``N·Ycore·N + AF`` with ``N`` the inverse
 taps of each conductor's winding (taps scale the winding's turns; the anti-float
 susceptances do not move); a capacitor's is its closed kvar times a per-kvar ``Yprim``.
-After an action the Schur complement of :mod:`.schur` is updated (K × K).
+After an action the inverse of the Schur complement of :mod:`.schur` is updated
+(:mod:`.schur_update`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from gridpilot.twin.unbalanced.arrays import NO_RT, RT
-from gridpilot.twin.unbalanced.schur import SchurLU
+from gridpilot.twin.unbalanced.arrays import NO_RT
 
 CLOSE, OPEN = 1, -1
 QMAX = 64  # queued regulator actions per device (OpenDSS keeps a handful)
@@ -36,6 +36,7 @@ class Stamps(NamedTuple):
     kvar: np.ndarray  # (s, steps) capacitor step sizes
     state: np.ndarray  # (s, steps) capacitor step states (int)
     nsteps: np.ndarray  # (s,)
+    yl: np.ndarray  # (s, c, c) Yprim the present Schur inverse holds (.schur_update)
 
 
 class Regs(NamedTuple):
@@ -123,23 +124,6 @@ def restamp_all(st: Stamps) -> None:
     """Recompute every stamp (after taps or states were set from outside)."""
     for s in range(len(st.kind)):
         restamp(st, s)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", **RT)  # allocates; see arrays
-def update_schur(st: Stamps, f: SchurLU) -> None:
-    """``f.sinv ← (S₀ + Σ (Y − Y₀) on K)⁻¹`` after control actions."""
-    s = f.s0.copy()
-    for e in range(len(st.kind)):
-        for i in range(st.nc[e]):
-            li = st.loc[e, i]
-            if li < 0:
-                continue
-            for j in range(st.nc[e]):
-                lj = st.loc[e, j]
-                if lj >= 0:
-                    s[li, lj] += st.y[e, i, j] - st.y0[e, i, j]
-    if s.shape[0]:
-        f.sinv[:, :] = np.linalg.inv(s)
 
 
 @njit(nogil=True, error_model="numpy", inline="always")  # inlined: no cache of its own

@@ -15,13 +15,14 @@ from numba import njit
 from gridpilot.twin.unbalanced import fastinv
 from gridpilot.twin.unbalanced.anderson import anderson, histories
 from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into
-from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all, update_schur
+from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, sample_all
 from gridpilot.twin.unbalanced.fastinv import InvArr
 from gridpilot.twin.unbalanced.faststats import StatArr, record
 from gridpilot.twin.unbalanced.loads import LoadArr, branch_voltages, load_current, pq_excess
 from gridpilot.twin.unbalanced.predict import Pred, close, predict
 from gridpilot.twin.unbalanced.restart import Restart, mark, warm
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
+from gridpilot.twin.unbalanced.schur_update import update_schur
 
 MAX_SETTLE = 100
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
 from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
-from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all, update_schur
+from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
 from gridpilot.twin.unbalanced.faststep import LoadArr, Run, StatArr, make_work
 from gridpilot.twin.unbalanced.loads import load_arr
@@ -26,6 +26,7 @@ from gridpilot.twin.unbalanced.qsts_stats import Accumulator
 from gridpilot.twin.unbalanced.response import LoadOp
 from gridpilot.twin.unbalanced.restart import make_restart
 from gridpilot.twin.unbalanced.schur import SchurLU, build_schur
+from gridpilot.twin.unbalanced.schur_update import schur_exact
 
 if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.twin import UnbalancedTwin
@@ -122,7 +123,7 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
         _pad(locs, (nc,), np.int64, -1), y, y.copy(), _pad(cores, (nc, nc), complex),
         _pad(afs, (nc, nc), complex), _pad(winds, (nc,), np.int64), _pad(taps, (nw,), float, 1.0),
         _pad(kvars, (nst,), float), _pad(states, (nst,), np.int64),
-        np.array([len(x) for x in states], np.int64),
+        np.array([len(x) for x in states], np.int64), y.copy(),
     )  # fmt: skip
     return stamps, {f"{k}:{n}": i for i, (k, n) in enumerate(names)}
 
@@ -232,7 +233,7 @@ def engine(twin: UnbalancedTwin) -> Engine:
         if e is not None:
             eng.st.state[e, : len(c.states)] = c.states
     restamp_all(eng.st)
-    update_schur(eng.st, eng.f)
+    schur_exact(eng.st, eng.f)
     return eng
 
 

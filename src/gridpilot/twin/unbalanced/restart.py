@@ -23,8 +23,9 @@ import numpy as np
 from numba import njit
 
 from gridpilot.twin.unbalanced.arrays import NO_RT
-from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, restamp, update_schur
+from gridpilot.twin.unbalanced.fastctl import Caps, Regs, Stamps, restamp
 from gridpilot.twin.unbalanced.schur import SchurLU, schur_solve
+from gridpilot.twin.unbalanced.schur_update import schur_exact
 
 if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.response import LoadOp
@@ -90,7 +91,7 @@ def _perturbed(f: SchurLU, st: Stamps, e: int, wind: int, isrc: np.ndarray) -> n
         for i in range(st.nc[e]):
             for j in range(st.nc[e]):
                 st.y[e, i, j] += STEP * st.core[e, i, j]
-    update_schur(st, f)
+    schur_exact(st, f)
     v1 = np.empty_like(isrc)
     schur_solve(f, isrc, v1)
     st.y[e, :, :] = y
@@ -126,7 +127,7 @@ def make_restart(  # noqa: PLR0913
         for r, e in enumerate(act):
             v1 = _perturbed(f, st, int(e), int(wind[e]), isrc)
             g[r, live] = (v1[live] / v0[live] - 1.0) / STEP
-        update_schur(st, f)
+        schur_exact(st, f)
         if op is not None:  # (imported here: response → faststep → restart)
             from gridpilot.twin.unbalanced.response import linearised
 

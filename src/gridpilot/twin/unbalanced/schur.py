@@ -70,6 +70,10 @@ class SchurLU(NamedTuple):
     sinv: np.ndarray  # inverse of the Schur complement at the present state
     wf: np.ndarray  # work vector of the forward sweep (chunk order; last slot stays 0)
     zk: np.ndarray  # scratch (K)
+    nup: np.ndarray  # (1,) low-rank updates of sinv since it was last inverted (.schur_update)
+    wk: np.ndarray  # (4, K, K) scratch of the updates
+    wp: np.ndarray  # (K,) int64 scratch: the changed K positions
+    wmap: np.ndarray  # (K,) int64 scratch: each K position's slot among them (-1: none)
 
 
 def variable_nodes(net: Network) -> np.ndarray:
@@ -175,7 +179,8 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
     return SchurLU(
         nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), fp, _u32(pos[fi]), fx,
         _u32(e_csc.indptr), _u32(pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
-        np.zeros(len(lc.src) + 1, complex), np.zeros(k, complex),
+        np.zeros(len(lc.src) + 1, complex), np.zeros(k, complex), np.zeros(1, np.int64),
+        np.zeros((4, k, k), complex), np.zeros(k, np.int64), np.full(k, -1, np.int64),
     )  # fmt: skip
 
 
