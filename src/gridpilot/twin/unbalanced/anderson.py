@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into
+from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into, ridge_solve
 
 if TYPE_CHECKING:
     from gridpilot.twin.unbalanced.faststep import Work
@@ -198,7 +198,7 @@ def _solve(gram: np.ndarray, rhs: np.ndarray, k: int, c: np.ndarray, y: np.ndarr
         tr += gram[i, i]
     reg = tr * 1e-10 + 1e-300
     if not _cholesky(gram, k, reg, c):
-        _lu_solve(gram, rhs, k, reg, c, y)
+        ridge_solve(gram, rhs, k, reg, c, y)
         return
     for i in range(k):
         s = rhs[i]
@@ -233,46 +233,4 @@ def _cholesky(gram: np.ndarray, k: int, reg: float, c: np.ndarray) -> bool:
                 c[i, i] = np.sqrt(s)
             else:
                 return False
-    return True
-
-
-@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
-def _lu_solve(gram: np.ndarray, rhs: np.ndarray, k: int, reg: float, a: np.ndarray,
-              y: np.ndarray) -> None:  # fmt: skip
-    """``y[:k]`` ← the regularised system's solution by Gaussian elimination with partial
-    pivoting (in the scratch ``a``; ``k`` is at most the Anderson depth). A zero pivot
-    leaves the plain step, ``γ = 0``."""
-    for i in range(k):
-        y[i] = rhs[i]
-        for j in range(k):
-            a[i, j] = gram[i, j] + (reg if i == j else 0.0)
-    for col in range(k):
-        if not _pivot(a, y, col, k):
-            _zero(y, k)
-            return
-        for i in range(col + 1, k):
-            m = a[i, col] / a[col, col]
-            for j in range(col, k):
-                a[i, j] -= m * a[col, j]
-            y[i] -= m * y[col]
-    for i in range(k - 1, -1, -1):
-        s = y[i]
-        for j in range(i + 1, k):
-            s -= a[i, j] * y[j]
-        y[i] = s / a[i, i]
-
-
-@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
-def _pivot(a: np.ndarray, y: np.ndarray, col: int, k: int) -> bool:
-    """Swap the row with the largest pivot of column ``col`` into place; False if zero."""
-    piv = col
-    for i in range(col + 1, k):
-        if abs(a[i, col]) > abs(a[piv, col]):
-            piv = i
-    if a[piv, col] == 0.0:
-        return False
-    if piv != col:
-        for j in range(k):
-            a[col, j], a[piv, j] = a[piv, j], a[col, j]
-        y[col], y[piv] = y[piv], y[col]
     return True

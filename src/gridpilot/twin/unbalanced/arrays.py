@@ -14,7 +14,9 @@ allocates says ``_nrt=True`` in ``RT`` (``**RT``) where a ``NO_RT`` kernel calls
 
 Rules for such a kernel (``tests/threephase/test_no_runtime.py`` checks them): no
 allocation (``np.empty``, ``.copy()``, an array slice assignment, which numba may copy
-through a temporary: use :func:`copy_into`), no array returned.
+through a temporary: use :func:`copy_into`), no array returned. Scratch lives in the
+loop's tuples; :func:`ridge_solve` solves the small dense systems of the Anderson mix and
+the step predictor in it.
 """
 
 from __future__ import annotations
@@ -35,3 +37,47 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[:] = src`` for 1-d arrays of one length, without a temporary."""
     for i in range(len(dst)):
         dst[i] = src[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def ridge_solve(g: np.ndarray, rhs: np.ndarray, k: int, reg: float, a: np.ndarray,
+              y: np.ndarray) -> None:  # fmt: skip
+    """``y[:k]`` ← the solution of ``(g + reg·I)·y = rhs`` for the leading k×k block of
+    ``g``, by Gaussian elimination with partial pivoting in the scratch ``a`` (small
+    systems: the Anderson mix's and the step predictor's fits). A zero pivot gives
+    ``y = 0`` (their plain step)."""
+    for i in range(k):
+        y[i] = rhs[i]
+        for j in range(k):
+            a[i, j] = g[i, j] + (reg if i == j else 0.0)
+    for col in range(k):
+        if not pivot_row(a, y, col, k):
+            for i in range(k):
+                y[i] = 0.0
+            return
+        for i in range(col + 1, k):
+            m = a[i, col] / a[col, col]
+            for j in range(col, k):
+                a[i, j] -= m * a[col, j]
+            y[i] -= m * y[col]
+    for i in range(k - 1, -1, -1):
+        s = y[i]
+        for j in range(i + 1, k):
+            s -= a[i, j] * y[j]
+        y[i] = s / a[i, i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def pivot_row(a: np.ndarray, y: np.ndarray, col: int, k: int) -> bool:
+    """Swap the row with the largest pivot of column ``col`` into place; False if zero."""
+    piv = col
+    for i in range(col + 1, k):
+        if abs(a[i, col]) > abs(a[piv, col]):
+            piv = i
+    if a[piv, col] == 0.0:
+        return False
+    if piv != col:
+        for j in range(k):
+            a[col, j], a[piv, j] = a[piv, j], a[col, j]
+        y[col], y[piv] = y[piv], y[col]
+    return True

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from gridpilot.twin.unbalanced.arrays import NO_RT, RT, copy_into
+from gridpilot.twin.unbalanced.arrays import NO_RT, copy_into, ridge_solve
 
 MAX_COEF = 8.0  # larger fitted coefficients: no extrapolation
 RIDGE = 1e-10  # relative to the trace: one load shape makes the Δs collinear
@@ -31,14 +31,18 @@ class Pred(NamedTuple):
     s0: np.ndarray  # (m,): the previous step's load powers
     gram: np.ndarray  # (depth, depth): real inner products of the Δs
     cnt: np.ndarray  # (3,): pairs stored, previous powers known (0/1), pair pending (0/1)
+    idx: np.ndarray  # (depth,) int64 scratch of the fit: the pairs fitted
+    sub: np.ndarray  # (2, depth, depth) scratch: their Gram block, its factorisation
+    rc: np.ndarray  # (2, depth) scratch: right-hand side, coefficients
 
 
 def make_pred(pairs: int, n: int, m: int) -> Pred:
     """An empty predictor fitting ``pairs`` pairs (0: off) for ``n`` nodes and ``m`` load
     branches (one more slot holds the pending pair)."""
     depth = pairs + 1 if pairs > 0 else 0
-    return Pred(np.zeros((depth, n), complex), np.zeros((depth, m), complex),
-                np.zeros(m, complex), np.zeros((depth, depth)), np.zeros(3, np.int64))  # fmt: skip
+    z = np.zeros
+    return Pred(z((depth, n), complex), z((depth, m), complex), z(m, complex), z((depth, depth)),
+                z(3, np.int64), z(depth, np.int64), z((2, depth, depth)), z((2, depth)))  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
@@ -98,31 +102,29 @@ def _open(p: Pred, s: np.ndarray) -> int:
     return slot
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _fit(p: Pred, slot: int) -> tuple[np.ndarray, np.ndarray]:
-    """The stored pairs (all but ``slot``) and their coefficients fitting its ``Δs``
-    (ridge-regularised normal equations; the slot's Gram row is this step's)."""
-    idx = np.empty(p.dv.shape[0], np.int64)
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def _fit(p: Pred, slot: int) -> int:
+    """The stored pairs (all but ``slot``: ``p.idx[:k]``) and their coefficients fitting
+    its ``Δs`` (``p.rc[1, :k]``; ridge-regularised normal equations, the slot's Gram row
+    is this step's); returns ``k``, 0 for no fit."""
+    idx, a, rhs = p.idx, p.sub[0], p.rc[0]
     k = 0
     for i in range(min(p.cnt[0], p.dv.shape[0])):
         if i != slot:
             idx[k] = i
             k += 1
-    idx = idx[:k]
-    a = np.empty((k, k))
-    rhs = np.empty(k)
-    tr = 0.0
+    tr, finite = 0.0, True
     for i in range(k):
         rhs[i] = p.gram[slot, idx[i]]
+        finite = finite and np.isfinite(rhs[i])
         for j in range(k):
             a[i, j] = p.gram[idx[i], idx[j]]
+            finite = finite and np.isfinite(a[i, j])
         tr += a[i, i]
-    finite = np.all(np.isfinite(a)) and np.all(np.isfinite(rhs))
     if not (tr > 0.0 and finite):  # no change yet, or powers beyond float range: no fit
-        return idx[:0], rhs[:0]
-    for i in range(k):
-        a[i, i] += tr * RIDGE
-    return idx, np.linalg.solve(a, rhs)
+        return 0
+    ridge_solve(a, rhs, k, tr * RIDGE, p.sub[1], p.rc[1])
+    return k
 
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
@@ -142,7 +144,7 @@ def _move2(start: np.ndarray, v: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0:
         vf[q] = (x + c0 * a[q]) + c1 * b[q]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", **RT)  # allocates; see arrays
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
     """Move the warm start ``v`` (the previous step's solution) by the fitted ``ΔV`` for the
     step's powers ``s``, and open this step's pair (closed by :func:`close`): its start
@@ -152,8 +154,8 @@ def predict(p: Pred, s: np.ndarray, v: np.ndarray) -> None:
     slot = _open(p, s)
     if slot < 0:
         return
-    idx, c = _fit(p, slot)
-    k = len(c)
+    k = _fit(p, slot)
+    idx, c = p.idx, p.rc[1]
     for i in range(k):
         if not abs(c[i]) <= MAX_COEF:  # a wild extrapolation (or NaN): plain warm start
             k = 0
