@@ -244,3 +244,32 @@ def test_restart_response_of_a_tap_is_its_ratio_downstream() -> None:
         assert np.abs(g).min() < 1e-3  # the source side does not move
     off = pack(tw, acc, np.zeros(0), np.array([QstsOptions().tol_pu, 50.0, 3.0, 2.0, 0.0]))
     assert off.rs.g.shape[0] == 0 and (off.rs.row < 0).all()
+
+
+def test_uncontrolled_capacitors_are_factorised_and_a_change_factorises_again() -> None:
+    """ieee123's four capacitors have no CapControl: they stay out of the Schur nodes, and
+    opening one between two runs of the same twin gives the run of a fresh twin with it
+    open (one more factorisation), not the run with the bank still closed."""
+    from gridpilot.twin.unbalanced.qsts_fast import engine
+    from gridpilot.twin.unbalanced.schur import variable_nodes
+
+    tw = UnbalancedTwin(load_grid("ieee123"))
+    assert not tw.caps
+    eng = engine(tw)
+    assert len(eng.f.kq) == len(variable_nodes(tw.net, set())) < len(variable_nodes(tw.net))
+    taps0 = {s.ctl.name: tw.grid.transformer(s.xf).windings[s.ctl.tap_winding - 1].tap
+             for s in tw.regs}  # fmt: skip
+    before = tw.qsts(24, 900.0)
+    for reg, tap in taps0.items():  # the run left its taps: back to the fresh twin's
+        tw.set_tap(reg, tap)
+    name = tw.grid.capacitors[0].name
+    tw.set_cap(name, [0] * len(tw.grid.capacitors[0].states))
+    f0 = tw.factorisations
+    after = tw.qsts(24, 900.0)
+    assert tw.factorisations == f0 + 1
+    fresh = UnbalancedTwin(load_grid("ieee123"))
+    fresh.set_cap(name, [0] * len(fresh.grid.capacitors[0].states))
+    ref = fresh.qsts(24, 900.0)
+    np.testing.assert_allclose(after.vmin_pu, ref.vmin_pu, atol=1e-9)
+    np.testing.assert_allclose(after.losses_kw, ref.losses_kw, rtol=1e-9)
+    assert np.abs(after.vmin_pu - before.vmin_pu).max() > 1e-4  # the bank mattered

@@ -37,6 +37,7 @@ class Stamps(NamedTuple):
     state: np.ndarray  # (s, steps) capacitor step states (int)
     nsteps: np.ndarray  # (s,)
     yl: np.ndarray  # (s, c, c) Yprim the present Schur inverse holds (.schur_update)
+    node: np.ndarray  # (s, c) node id of each conductor (-1 ground/padding)
 
 
 class Regs(NamedTuple):

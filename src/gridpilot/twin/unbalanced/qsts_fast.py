@@ -86,6 +86,7 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
     net = twin.net
     local = {int(n): i for i, n in enumerate(f.kn)}
     names, kinds, locs, ys, cores, afs, winds, taps, kvars, states = ([] for _ in range(10))
+    stamp_list = [*net.xf_stamps.values(), *net.cap_stamps.values()]
     for name, st in net.xf_stamps.items():
         core, af, wind = _xf_parts(twin, name)
         t = twin.grid.transformers[net.xf_index[name]]
@@ -124,6 +125,7 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
         _pad(afs, (nc, nc), complex), _pad(winds, (nc,), np.int64), _pad(taps, (nw,), float, 1.0),
         _pad(kvars, (nst,), float), _pad(states, (nst,), np.int64),
         np.array([len(x) for x in states], np.int64), y.copy(),
+        _pad([np.asarray(ys_.idx, np.int64) for ys_ in stamp_list], (nc,), np.int64, -1),
     )  # fmt: skip
     return stamps, {f"{k}:{n}": i for i, (k, n) in enumerate(names)}
 
@@ -213,17 +215,26 @@ class Engine(NamedTuple):
     st: Stamps
     where: dict[str, int]
     ld: LoadArr
+    frozen: np.ndarray  # stamps of the capacitors no control switches: factorised as they are
+    frozen_state: np.ndarray  # their step states at the factorisation
 
 
 def engine(twin: UnbalancedTwin) -> Engine:
     """The twin's packed engine (factorised on first use), its stamps set to the twin's
-    present taps and capacitor states."""
+    present taps and capacitor states.
+
+    Only the capacitors a CapControl switches are among the Schur nodes (ieee123: K 24 →
+    18; each solve and each update works on K × K); the others are factorised at their
+    steps, and a later change of those steps (``set_cap``) factorises again."""
     eng = twin._compiled
     if not isinstance(eng, Engine):
-        f = build_schur(twin.net, twin.y_loads)
+        controlled = {cs.cap for cs in twin.caps}
+        f = build_schur(twin.net, twin.y_loads, controlled)
         st, where = _stamps(twin, f)
         ld = load_arr(twin.loads, twin.yeq_b, twin.net.n)
-        eng = twin._compiled = Engine(f, st, where, ld)
+        frozen = np.array([i for k, i in where.items()
+                           if k.startswith("cap:") and k[4:] not in controlled], np.int64)  # fmt: skip
+        eng = twin._compiled = Engine(f, st, where, ld, frozen, st.state[frozen].copy())
         twin.factorisations += 1
     net = twin.net
     for name, t in ((n, net.grid.transformers[net.xf_index[n]]) for n in net.xf_stamps):
@@ -232,6 +243,10 @@ def engine(twin: UnbalancedTwin) -> Engine:
         e = eng.where.get(f"cap:{c.name.lower()}")
         if e is not None:
             eng.st.state[e, : len(c.states)] = c.states
+    if not np.array_equal(eng.st.state[eng.frozen], eng.frozen_state):
+        log.info("%s: an uncontrolled capacitor changed: factorising again", twin.grid.name)
+        twin._compiled = None
+        return engine(twin)
     restamp_all(eng.st)
     schur_exact(eng.st, eng.f)
     return eng

@@ -86,15 +86,15 @@ def load_jacobian(
     return (d1 + dj) / 2, (d1 - dj) / 2
 
 
-def stamps_matrix(st: Stamps, kn: np.ndarray, n: int, y: np.ndarray) -> sp.csr_matrix:
-    """The stamps' admittances ``y`` (s, c, c) at their nodes (``kn[loc]``), n × n."""
+def stamps_matrix(st: Stamps, n: int, y: np.ndarray) -> sp.csr_matrix:
+    """The stamps' admittances ``y`` (s, c, c) at their nodes (``st.node``), n × n."""
     rows, cols, vals = [], [], []
     for e in range(len(st.kind)):
-        loc = st.loc[e, : st.nc[e]]
-        ok = np.flatnonzero(loc >= 0)
+        node = st.node[e, : st.nc[e]]
+        ok = np.flatnonzero(node >= 0)
         ii, jj = np.meshgrid(ok, ok, indexing="ij")
-        rows.append(kn[loc[ii]].ravel())
-        cols.append(kn[loc[jj]].ravel())
+        rows.append(node[ii].ravel())
+        cols.append(node[jj].ravel())
         vals.append(y[e][ii, jj].ravel())
     if not rows:
         return sp.csr_matrix((n, n), dtype=complex)
@@ -126,15 +126,14 @@ def _real(m: sp.spmatrix, b: sp.spmatrix) -> sp.csc_matrix:
     return sp.csc_matrix((x, (r, c)), shape=(2 * n, 2 * n))
 
 
-def _rhs(st: Stamps, kn: np.ndarray, act: np.ndarray, wind: np.ndarray,
-         v: np.ndarray) -> np.ndarray:  # fmt: skip
+def _rhs(st: Stamps, act: np.ndarray, wind: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``−(∂Y/∂p_e)·v`` of each acted stamp, real form (2n × len(act))."""
     n = len(v)
     out = np.zeros((2 * n, len(act)))
     for r, e in enumerate(act):
-        loc = st.loc[e, : st.nc[e]]
-        ok = np.flatnonzero(loc >= 0)
-        nodes = kn[loc[ok]]
+        node = st.node[e, : st.nc[e]]
+        ok = np.flatnonzero(node >= 0)
+        nodes = node[ok]
         cur = -d_stamp(st, int(e), int(wind[e]))[np.ix_(ok, ok)] @ v[nodes]
         np.add.at(out[:, r], nodes, cur.real)
         np.add.at(out[:, r], nodes + n, cur.imag)
@@ -156,14 +155,14 @@ def linearised(  # noqa: PLR0913
     vbr = branch_voltage(op.lb, v[:, None])[:, 0]
     a, b = load_jacobian(op.lb, vbr, np.asarray(op.s, complex))
     inc = op.inc
-    m = op.net.y_fixed + stamps_matrix(st, f.kn, n, st.y) + inc @ sp.diags(a) @ inc.T
+    m = op.net.y_fixed + stamps_matrix(st, n, st.y) + inc @ sp.diags(a) @ inc.T
     try:
         lu = splu(_real(m, inc @ sp.diags(b) @ inc.T), permc_spec="MMD_AT_PLUS_A",
                   diag_pivot_thresh=0.1)  # fmt: skip
     except RuntimeError as exc:
         log.info("%s: linearised response singular (%s)", op.net.grid.name, exc)
         return g0
-    x = lu.solve(_rhs(st, f.kn, act, wind, v))
+    x = lu.solve(_rhs(st, act, wind, v))
     dv = (x[:n] + 1j * x[n:]).T
     g = np.zeros((len(act), n), complex)
     live = live_nodes(v)

@@ -30,6 +30,7 @@ sweeps.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import NamedTuple
 
 import numpy as np
@@ -76,9 +77,13 @@ class SchurLU(NamedTuple):
     wmap: np.ndarray  # (K,) int64 scratch: each K position's slot among them (-1: none)
 
 
-def variable_nodes(net: Network) -> np.ndarray:
-    """Sorted node ids that the regulating transformers and capacitors touch."""
-    stamps: list[Stamp] = [*net.xf_stamps.values(), *net.cap_stamps.values()]
+def variable_nodes(net: Network, caps: Collection[str] | None = None) -> np.ndarray:
+    """Sorted node ids that the regulating transformers and capacitors touch (``caps``:
+    only those capacitors, by lower-case name; None: all)."""
+    stamps: list[Stamp] = [
+        *net.xf_stamps.values(),
+        *(st for name, st in net.cap_stamps.items() if caps is None or name in caps),
+    ]
     nodes = np.unique(np.concatenate([s.idx for s in stamps] + [np.zeros(0, np.int64)]))
     return nodes[nodes >= 0].astype(np.int64)
 
@@ -132,10 +137,12 @@ def factorise(a: sp.csc_matrix, name: str) -> object:
         ) from None
 
 
-def build_schur(net: Network, y_loads: sp.spmatrix) -> SchurLU:
-    """Factorise ``Y_fixed + Y_variable + Y_loads`` with the variable nodes last."""
+def build_schur(net: Network, y_loads: sp.spmatrix, caps: Collection[str] | None = None) -> SchurLU:
+    """Factorise ``Y_fixed + Y_variable + Y_loads`` with the variable nodes last (the
+    capacitors among them: ``caps``, see :func:`variable_nodes`; the others stay in the
+    factorisation at their present steps)."""
     y = (net.y_fixed + variable_y(net) + y_loads).tocsr()
-    return schur_factor(y, variable_nodes(net), net.grid.name)
+    return schur_factor(y, variable_nodes(net, caps), net.grid.name)
 
 
 def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurLU:
