@@ -41,43 +41,55 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def ridge_solve(g: np.ndarray, rhs: np.ndarray, k: int, reg: float, a: np.ndarray,
-              y: np.ndarray) -> None:  # fmt: skip
+                y: np.ndarray) -> None:  # fmt: skip
     """``y[:k]`` ← the solution of ``(g + reg·I)·y = rhs`` for the leading k×k block of
-    ``g``, by Gaussian elimination with partial pivoting in the scratch ``a`` (small
-    systems: the Anderson mix's and the step predictor's fits). A zero pivot gives
-    ``y = 0`` (their plain step)."""
+    ``g`` (:func:`lu_solve` in the scratch ``a``; small systems: the Anderson mix's and the
+    step predictor's fits). A zero pivot gives ``y = 0`` (their plain step)."""
     for i in range(k):
         y[i] = rhs[i]
         for j in range(k):
             a[i, j] = g[i, j] + (reg if i == j else 0.0)
+    if not lu_solve(a, y.reshape((len(y), 1)), k):
+        for i in range(k):
+            y[i] = 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def lu_solve(a: np.ndarray, b: np.ndarray, k: int) -> bool:
+    """``b[:k]`` ← ``a[:k, :k]⁻¹·b[:k]`` in place (all of ``b``'s columns), by Gaussian
+    elimination with partial pivoting (``a`` overwritten; real or complex); False at a
+    zero pivot (``b`` then undefined)."""
     for col in range(k):
-        if not pivot_row(a, y, col, k):
-            for i in range(k):
-                y[i] = 0.0
-            return
+        if not _pivot(a, b, col, k):
+            return False
         for i in range(col + 1, k):
             m = a[i, col] / a[col, col]
             for j in range(col, k):
                 a[i, j] -= m * a[col, j]
-            y[i] -= m * y[col]
+            for c in range(b.shape[1]):
+                b[i, c] -= m * b[col, c]
     for i in range(k - 1, -1, -1):
-        s = y[i]
-        for j in range(i + 1, k):
-            s -= a[i, j] * y[j]
-        y[i] = s / a[i, i]
+        for c in range(b.shape[1]):
+            s = b[i, c]
+            for j in range(i + 1, k):
+                s -= a[i, j] * b[j, c]
+            b[i, c] = s / a[i, i]
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
-def pivot_row(a: np.ndarray, y: np.ndarray, col: int, k: int) -> bool:
-    """Swap the row with the largest pivot of column ``col`` into place; False if zero."""
+def _pivot(a: np.ndarray, b: np.ndarray, col: int, k: int) -> bool:
+    """Swap the row with the largest pivot of column ``col`` into place (in ``a`` and
+    ``b``); False if that pivot is zero."""
     piv = col
     for i in range(col + 1, k):
         if abs(a[i, col]) > abs(a[piv, col]):
             piv = i
-    if a[piv, col] == 0.0:
+    if a[piv, col] == 0:
         return False
     if piv != col:
         for j in range(k):
             a[col, j], a[piv, j] = a[piv, j], a[col, j]
-        y[col], y[piv] = y[piv], y[col]
+        for c in range(b.shape[1]):
+            b[col, c], b[piv, c] = b[piv, c], b[col, c]
     return True

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gridpilot.twin.unbalanced.arrays import NO_RT, RT
+from gridpilot.twin.unbalanced.arrays import NO_RT, RT, lu_solve
 from gridpilot.twin.unbalanced.fastctl import Stamps
 from gridpilot.twin.unbalanced.schur import SchurLU
 
@@ -126,7 +126,7 @@ def _woodbury(f: SchurLU, r: int) -> bool:
                 acc += d[i, q] * a[p[q], p[j]]
             m[i, j] = acc
             w[i, j] = d[i, j]
-    if not _lu_solve(m, w, r):
+    if not lu_solve(m, w[:r, :r], r):
         return False
     for i in range(r):  # T = W·A[P, :]
         for c in range(k):
@@ -150,32 +150,3 @@ def _rank_update(a: np.ndarray, c: np.ndarray, t: np.ndarray, r: int) -> None:
             cj = c[row, j]
             for q in range(k):
                 a[row, q] -= cj * t[j, q]
-
-
-@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
-def _lu_solve(m: np.ndarray, w: np.ndarray, r: int) -> bool:
-    """``w[:r, :r]`` ← ``m⁻¹·w`` by Gaussian elimination with partial pivoting (``m``
-    overwritten); False at a zero pivot."""
-    for col in range(r):
-        piv = col
-        for i in range(col + 1, r):
-            if abs(m[i, col]) > abs(m[piv, col]):
-                piv = i
-        if m[piv, col] == 0:
-            return False
-        for j in range(r):
-            m[col, j], m[piv, j] = m[piv, j], m[col, j]
-            w[col, j], w[piv, j] = w[piv, j], w[col, j]
-        for i in range(col + 1, r):
-            g = m[i, col] / m[col, col]
-            for j in range(col, r):
-                m[i, j] -= g * m[col, j]
-            for j in range(r):
-                w[i, j] -= g * w[col, j]
-    for i in range(r - 1, -1, -1):
-        for j in range(r):
-            acc = w[i, j]
-            for q in range(i + 1, r):
-                acc -= m[i, q] * w[q, j]
-            w[i, j] = acc / m[i, i]
-    return True
