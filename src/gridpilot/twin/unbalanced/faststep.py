@@ -100,6 +100,13 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
                 v: np.ndarray) -> int:  # fmt: skip
     """Solve one step in place from the warm start ``v``; iterations, or -1.
 
+    Converged (Anderson, depth > 0) when the loads were evaluated within ``tol`` pu of
+    the load-branch voltages their currents produce: the fixed point's residual. The node
+    voltages are then the network's exact solution for those currents, so no confirming
+    solve is needed (ieee123: 3.86 → 3.25 iterations a step; an Anderson mix can stall
+    with small steps, which a test on the step alone would take for a solution). Plain
+    iteration (depth 0) keeps OpenDSS's rule: no node voltage moved by ``tol`` pu.
+
     The solves alternate between ``v`` and ``w.g`` (no copy per iteration); the last one
     is copied into ``v`` if it is in ``w.g``."""
     tol, max_iter, depth = w.opt[0], int(w.opt[1]), int(w.opt[2])
@@ -110,15 +117,14 @@ def fixed_point(f: SchurLU, ld: LoadArr, sa: StatArr, w: Work, s: np.ndarray,
         it += 1
         _rhs(ld, sa, w.x, s, w.rhs, it == 1)
         schur_solve(f, w.rhs, nxt)
-        moved = _moved(sa.inv_vb2, nxt, cur, tol * tol)
         cur, nxt = nxt, cur
         if depth == 0:
-            if not moved:
+            if not _moved(sa.inv_vb2, cur, nxt, tol * tol):
                 return _final(v, w.g, it, it)
             branch_voltages(ld, cur, w.x)
             continue
         branch_voltages(ld, cur, w.gbr)
-        if not moved and _evaluated_at(ld, w, tol):
+        if _evaluated_at(ld, w, tol):
             return _final(v, w.g, it, it)
         anderson(w, it == 1)
     return _final(v, w.g, it, -1)
@@ -145,12 +151,11 @@ def _final(v: np.ndarray, g: np.ndarray, solves: int, ret: int) -> int:
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _evaluated_at(ld: LoadArr, w: Work, tol: float) -> bool:
-    """Whether the loads were evaluated within ``tol`` pu of the voltages they produced
-    (``w.gbr``): with Anderson mixing a small change of the node voltages alone can be a
-    stalled mix, not a solution."""
+    """Whether the loads were evaluated (``w.x``) within ``tol`` pu of the voltages they
+    produced (``w.gbr``); NaN counts as not."""
     for q in range(len(w.x)):
         d = w.gbr[q] - w.x[q]
-        if (d.real * d.real + d.imag * d.imag) > (tol * ld.vbase[q]) ** 2:
+        if not (d.real * d.real + d.imag * d.imag) <= (tol * ld.vbase[q]) ** 2:
             return False
     return True
 

@@ -39,7 +39,7 @@ class QstsOptions:
     max_block: int = 512
     min_block: int = 4
     keep_taps: bool = False
-    tol_pu: float = 1e-6  # per-step convergence (OpenDSS's default is 1e-4)
+    tol_pu: float = 1e-6  # per-step convergence, pu (faststep.fixed_point; OpenDSS's 1e-4)
     engine: str = "auto"  # "compiled" (step loop in numba), "python" (block solves), "auto"
     chunk: int = 2048  # compiled engine: steps whose load powers are built at once
     accel: int = -1  # compiled engine: Anderson depth of the per-step fixed point (0: plain;
