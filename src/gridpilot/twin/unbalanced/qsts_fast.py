@@ -125,7 +125,7 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
         _pad(afs, (nc, nc), complex), _pad(winds, (nc,), np.int64), _pad(taps, (nw,), float, 1.0),
         _pad(kvars, (nst,), float), _pad(states, (nst,), np.int64),
         np.array([len(x) for x in states], np.int64), y.copy(),
-        _pad([np.asarray(ys_.idx, np.int64) for ys_ in stamp_list], (nc,), np.int64, -1),
+        _pad([np.asarray(x.idx, np.int64) for x in stamp_list], (nc,), np.int64, -1),
     )  # fmt: skip
     return stamps, {f"{k}:{n}": i for i, (k, n) in enumerate(names)}
 
