@@ -215,16 +215,27 @@ def _load_zip(  # noqa: PLR0913
     v: complex, sc: complex, vb: float, vmin: float, vmax: float, vr: float, outside: bool,
     z: np.ndarray, q: int,
 ) -> complex:  # fmt: skip
-    """Model 8 (ZIP, and any other model number), with its cut-off voltage ``z[q, 6]``."""
-    if vr < z[q, 6]:
-        return 0j
+    """Model 8 (ZIP, and any other model number) as OpenDSS's ``DoZIPVModel``: outside
+    ``vmin … vmax`` the constant-current part goes over to an admittance as model 5 does
+    and the constant-power part as model 1 does; above ``vlow`` the current is scaled by
+    the smooth drop-out ``½(1 + tanh(500·(vr − cutoff)))`` of the cutoff ``z[q, 6]`` (0:
+    none)."""
     sz = complex(sc.real * z[q, 0], sc.imag * z[q, 3])
     si = complex(sc.real * z[q, 1], sc.imag * z[q, 4])
     spp = complex(sc.real * z[q, 2], sc.imag * z[q, 5])
-    i = np.conj(sz) / (vb * vb) * v + np.conj(si / v) * vr
+    i = np.conj(sz) / (vb * vb) * v
     if outside:
-        return i + _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
-    return i + np.conj(spp / v)
+        i = i + _i_out(np.conj(si) / (vb * vb) * v, vr, vmin, vmax, 1.0, 1)
+        i = i + _i_out(np.conj(spp) / (vb * vb) * v, vr, vmin, vmax, 1.0 / vmin, 2)
+    else:
+        i = i + np.conj(si / v) * vr
+        i = i + np.conj(spp / v)
+    if z[q, 6] > 0.0:
+        vx = 500.0 * (vr - z[q, 6])
+        if vx < 20.0:  # from 20 on the factor is 1 in double precision
+            e = np.exp(2.0 * vx)
+            i *= 0.5 * (1.0 + (e - 1.0) / (e + 1.0))
+    return i
 
 
 @njit(cache=True, nogil=True, **NO_RT)
