@@ -498,8 +498,7 @@ def _cap_act(cp: Caps, st: Stamps, c: int, t_s: float) -> bool:
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def cap_sample(cp: Caps, st: Stamps, c: int, t_s: float, v: np.ndarray) -> bool:
-    """One time-mode sample of CapControl ``c`` then its armed action if due (the arrays
-    taken out of ``cp`` once: each ``cp.name`` beside a call counts a reference)."""
+    """One time-mode sample of CapControl ``c`` then its armed action if due."""
     s = cp.stamp[c]
     p, armed, state, ns = cp.f[c], cp.armed, st.state, st.nsteps[s]
     n_on = 0
@@ -537,9 +536,7 @@ def _idle(f: np.ndarray, qlen: np.ndarray, armed: np.ndarray, rev: np.ndarray,
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def sample_all(rg: Regs, cp: Caps, st: Stamps, t_s: float, v: np.ndarray) -> bool:
-    """Sample every control at ``t_s`` (regulators first, as the Python runner). The
-    arrays are taken out of ``rg`` before the loops: each ``rg.name`` in a loop that calls
-    a compiled function would count a reference."""
+    """Sample every control at ``t_s`` (regulators first, as the Python runner)."""
     acted = False
     f, vact, value = rg.f, rg.vact, rg.value
     qlen, armed, rev, rev_t = rg.qlen, rg.armed, rg.rev, rg.rev_t

@@ -111,9 +111,9 @@ def record(sa: StatArr, ld: LoadArr, s: np.ndarray, v: np.ndarray, x: np.ndarray
     _rec_loading(sa, v)
     p = _source_power(sa, v)
     branch_voltages(ld, v, x)
-    lo2, hi2 = ld.lo2, ld.hi2  # out of the loop: each ld.name in it would count a
+    lo2, hi2 = ld.lo2, ld.hi2
     vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
-    for q in range(len(x)):  # reference around the calls load_current makes
+    for q in range(len(x)):
         xq = x[q]
         v2 = xq.real * xq.real + xq.imag * xq.imag
         if v2 > lo2[q] and v2 < hi2[q]:

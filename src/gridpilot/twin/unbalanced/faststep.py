@@ -75,8 +75,7 @@ def _rhs(ld: LoadArr, sa: StatArr, x: np.ndarray, s: np.ndarray, rhs: np.ndarray
 def _scatter(ld: LoadArr, isrc: np.ndarray, x: np.ndarray, s: np.ndarray,
              rhs: np.ndarray, sole: bool) -> None:  # fmt: skip
     """Add in branch order, each row starting from ``isrc`` at its first branch end;
-    ``sole``: every branch grounded and alone on its row, one store each. (Arrays are taken
-    out of ``ld`` before the loop: each ``ld.name`` in it would count a reference.)"""
+    ``sole``: every branch grounded and alone on its row, one store each."""
     a, b, first, comp = ld.a, ld.b, ld.first, ld.comp
     vbase, model, vmin, vmax, cvr, zipc = ld.vbase, ld.model, ld.vmin, ld.vmax, ld.cvr, ld.zip
     yeq = ld.yeq

@@ -177,7 +177,7 @@ def load_current(  # noqa: PLR0913
 ) -> complex:  # fmt: skip
     """Current drawn through load branch ``q`` at branch voltage ``v`` (V) and power ``sc``
     (VA): ``vb`` its base voltage, ``mod`` its model, ``cvr`` (m, 2) and ``zipc`` (m, 7) the
-    branches' data (whole arrays: row views would cost reference counting per call)."""
+    branches' data (whole arrays, indexed by ``q``)."""
     v2 = v.real * v.real + v.imag * v.imag
     if mod == 1 and pq_in_band(v2, vb, vmin, vmax):  # conj(S / V) = conj(S)·V / |V|², no
         c = np.conj(sc) * v  # root, and the division by a real spelled out (numba divides

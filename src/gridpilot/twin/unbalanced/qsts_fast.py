@@ -85,9 +85,8 @@ def _xf_parts(twin: UnbalancedTwin, name: str) -> tuple[np.ndarray, np.ndarray, 
 def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
     net = twin.net
     local = {int(n): i for i, n in enumerate(f.kn)}
-    names, kinds, locs, ys, cores, afs, winds, taps, kvars, states = ([] for _ in range(10))
-    stamp_list = [*net.xf_stamps.values(), *net.cap_stamps.values()]
-    for name, st in net.xf_stamps.items():
+    names, kinds, cores, afs, winds, taps, kvars, states = ([] for _ in range(8))
+    for name in net.xf_stamps:
         core, af, wind = _xf_parts(twin, name)
         t = twin.grid.transformers[net.xf_index[name]]
         names.append(("xf", name))
@@ -98,8 +97,6 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
         taps.append(np.array([w.tap for w in t.windings]))
         kvars.append(np.zeros(1))
         states.append(np.zeros(1, np.int64))
-        locs.append(np.array([local.get(int(i), -1) for i in st.idx], np.int64))
-        ys.append(st.y)
     caps = {c.name.lower(): c for c in twin.grid.capacitors}
     for name, st in net.cap_stamps.items():
         c = caps[name]
@@ -113,19 +110,20 @@ def _stamps(twin: UnbalancedTwin, f: SchurLU) -> tuple[Stamps, dict[str, int]]:
         taps.append(np.ones(1))
         kvars.append(np.asarray(c.kvar, float)[: len(c.states)])
         states.append(np.asarray(c.states, np.int64))
-        locs.append(np.array([local.get(int(i), -1) for i in st.idx], np.int64))
-        ys.append(st.y)
+    every = [*net.xf_stamps.values(), *net.cap_stamps.values()]  # the loops' order
+    nodes = [np.asarray(st.idx, np.int64) for st in every]
+    locs = [np.array([local.get(int(i), -1) for i in x], np.int64) for x in nodes]
     nc = max([len(x) for x in locs] + [1])
     nw = max([len(x) for x in taps] + [1])
     nst = max([len(x) for x in states] + [1])
-    y = _pad(ys, (nc, nc), complex)
+    y = _pad([st.y for st in every], (nc, nc), complex)
     stamps = Stamps(
         np.array(kinds, np.int64), np.array([len(x) for x in locs], np.int64),
         _pad(locs, (nc,), np.int64, -1), y, y.copy(), _pad(cores, (nc, nc), complex),
         _pad(afs, (nc, nc), complex), _pad(winds, (nc,), np.int64), _pad(taps, (nw,), float, 1.0),
         _pad(kvars, (nst,), float), _pad(states, (nst,), np.int64),
         np.array([len(x) for x in states], np.int64), y.copy(),
-        _pad([np.asarray(x.idx, np.int64) for x in stamp_list], (nc,), np.int64, -1),
+        _pad(nodes, (nc,), np.int64, -1),
     )  # fmt: skip
     return stamps, {f"{k}:{n}": i for i, (k, n) in enumerate(names)}
 
