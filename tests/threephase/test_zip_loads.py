@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gridpilot.errors import ValidationError
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.reference import compare, dss_voltages, tighten
@@ -56,3 +57,34 @@ def test_zip_load_matches_opendss(
     vpu = float(s.circuit.ActiveBus.puVmagAngle[0])
     assert lo < vpu < hi  # the load sits where the case means it to
     assert a.max_dv_pu < 1e-8, (vpu, a)
+
+
+def test_a_zip_load_with_a_nan_or_no_value_is_named_with_its_file_and_line(tmp_path: Path) -> None:
+    other = tmp_path / "a_other.dss"  # another script in the folder that defines load.z too
+    other.write_text(_feeder(1.0, 10.0, 0.5))
+    p = tmp_path / "zip.dss"
+    p.write_text(_feeder(1.0, 10.0, 0.5).replace("0.5 0.5]", "0.5 nan]"))
+    s = DssSession()
+    s.compile(p)
+    with pytest.raises(ValidationError) as err:
+        grid_from_session(s, "zip", source=str(p))
+    msg = str(err.value)
+    assert f"{p.resolve()}:5: load.z" in msg and "'zipv'" in msg and "nan" in msg, msg
+    assert "a_other" not in msg
+    s.compile(tmp_path / "a_other.dss")
+    g = grid_from_session(s, "zip", source=str(other))
+    g.loads[0].zipv = ()  # model 8 with no shares (OpenDSS: "ZIPV is not set")
+    with pytest.raises(ValidationError, match="zipv"):
+        g.validate()
+
+
+def test_an_element_in_a_redirected_file_is_located_there(tmp_path: Path) -> None:
+    from gridpilot.model.importers.opendss import locate
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "loads.dss").write_text("! loads\nNew Load.far bus1=b1.1 kw=1\n")
+    master = tmp_path / "master.dss"
+    master.write_text("clear\nnew circuit.x\nredirect sub/loads.dss\n")
+    (tmp_path / "decoy.dss").write_text("new load.far bus1=x\n")  # not read by the master
+    assert locate(master, "load.far") == f"{(tmp_path / 'sub' / 'loads.dss').resolve()}:2"
+    assert locate(master, "load.none") == ""

@@ -84,20 +84,35 @@ class DssSession:
         return self.ctx.ActiveCircuit
 
 
+_INCLUDE = re.compile(r"^\s*(redirect|compile)\s+(\"[^\"]+\"|\S+)", re.IGNORECASE)
+
+
 def locate(master: Path, element: str) -> str:
-    """``file:line`` where ``New element`` is written, searching the master's folder tree."""
+    """``file:line`` where ``New element`` is written: the master, then the files it
+    redirects to or compiles, in the order OpenDSS reads them (not the rest of the folder:
+    a master in a shared folder would be credited with another script's element)."""
     cls, _, name = element.partition(".")
     pat = re.compile(
         rf"\bnew\s+(object\s*=\s*)?{re.escape(cls)}\.{re.escape(name)}(\s|$)", re.IGNORECASE
     )
-    root = Path(master).parent
-    for f in sorted(root.rglob("*")):
-        if f.suffix.lower() not in (".dss", ".txt") or not f.is_file():
-            continue
-        with f.open(errors="replace") as fh:
-            for i, line in enumerate(fh, 1):
-                if pat.search(line):
-                    return f"{f}:{i}"
+    return _find(Path(master), pat, set())
+
+
+def _find(f: Path, pat: re.Pattern[str], seen: set[Path]) -> str:
+    """The first line matching ``pat`` in ``f`` or in a file it includes, where it does."""
+    f = f.resolve()
+    if f in seen or not f.is_file():
+        return ""
+    seen.add(f)
+    with f.open(errors="replace") as fh:
+        for i, line in enumerate(fh, 1):
+            if pat.search(line):
+                return f"{f}:{i}"
+            inc = _INCLUDE.match(line)
+            if inc:
+                where = _find(f.parent / inc.group(2).strip('"'), pat, seen)
+                if where:
+                    return where
     return ""
 
 

@@ -334,7 +334,8 @@ def _load(e: dict[str, Any], orders: dict[str, list[list[int]]], cls: str, warn:
         warn.append(f"pvsystem.{e['Name']}: modelled as constant P/Q at Pmpp × irradiance")
     if cls == "storage":  # OpenDSS's present output (kW > 0 discharging, idling losses < 0)
         kw, kvar, model = _f(e.get("kW")), _f(e.get("kvar")), 1
-    zipv = tuple(float(x) for x in (e.get("ZIPV") or ()))
+    # OpenDSS gives a NaN entry as None: kept as NaN for validation to name
+    zipv = tuple(math.nan if x is None else float(x) for x in (e.get("ZIPV") or ()))
     sign = -1.0 if kind != "load" else 1.0
     return Load(
         name=e["Name"],

@@ -46,6 +46,11 @@ def _branch_issues(grid: ThreePhaseGrid) -> list[Issue]:
         if ld.model not in (1, 2, 4, 5, 8):
             out.append(Issue(f"{ld.kind}.{ld.name}", "model", "supported load models: 1, 2, 4, 5, 8",
                              (ld.name,), ld.model))  # fmt: skip
+        if ld.model == 8 and not (0 < len(ld.zipv) <= 7 and np.all(np.isfinite(ld.zipv))):
+            out.append(Issue(f"{ld.kind}.{ld.name}", "zipv",
+                             "model 8 needs up to 7 finite values (Z, I, P shares of kW, of "
+                             "kvar, cutoff pu; missing ones 0, as OpenDSS)", (ld.name,),
+                             list(ld.zipv)))  # fmt: skip
     return out
 
 
