@@ -81,3 +81,11 @@ def test_a_diverging_step_is_reported_at_its_step(value: float) -> None:
 def test_options_a_run_cannot_start_with_are_named(field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=f"{field.split('_')[0]}.*{value}"):
         _twin().qsts(10, **{"resolution_s": 900.0, field: value})
+
+
+def test_more_steps_than_a_run_can_keep_are_named() -> None:
+    from gridpilot.twin.unbalanced.qsts import MAX_STEPS
+
+    with pytest.raises(ValidationError, match=f"steps must be at most.*{10**12:,}"):
+        _twin().qsts(10**12, 900.0)
+    assert MAX_STEPS >= 31_536_000  # a year at 1 s still fits in one run

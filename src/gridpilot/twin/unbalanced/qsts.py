@@ -180,11 +180,19 @@ def run_qsts(
         twin.opts = saved
 
 
+MAX_STEPS = 100_000_000  # a run keeps one loss value per step: 800 MB at most (3 years at 1 s)
+
+
 def _check(opts: QstsOptions) -> None:
     """Options a run cannot start with: a clear error naming the field and the value."""
     if opts.steps <= 0 or not 0 < opts.resolution_s < np.inf:
         raise ValidationError(
             f"steps and resolution must be > 0, got {opts.steps}, {opts.resolution_s}"
+        )
+    if opts.steps > MAX_STEPS:
+        raise ValidationError(
+            f"steps must be at most {MAX_STEPS:,} in one run (split a longer study into "
+            f"runs of time chunks), got {opts.steps:,}"
         )
     if not 0 < opts.tol_pu < np.inf:
         raise ValidationError(f"tol_pu must be a tolerance > 0 (pu), got {opts.tol_pu}")
