@@ -10,7 +10,14 @@ import pytest
 from gridpilot.model.importers.opendss import DssSession, grid_from_session
 from gridpilot.model.threephase.builtin import feeder_master
 from gridpilot.twin.unbalanced import UnbalancedTwin
-from gridpilot.twin.unbalanced.reference import add_shape, dss_qsts, extremes_gap, reset_taps
+from gridpilot.twin.unbalanced.reference import (
+    add_shape,
+    dss_qsts,
+    dss_taps,
+    dss_yearly_timed,
+    extremes_gap,
+    reset_taps,
+)
 
 
 def _shape(n: int, minutes: float, seed: int = 1) -> np.ndarray:
@@ -37,6 +44,21 @@ def test_qsts_day_matches_opendss_taps_and_extremes(name: str) -> None:
     assert res.tap_ops == ref.tap_ops
     assert extremes_gap(res.nodes, res.vmin_pu, res.vmax_pu, ref) < 1e-6
     assert res.steps == steps and len(res.losses_kw) == steps
+
+
+def test_opendss_timed_as_one_solve_runs_the_same_steps_as_stepped() -> None:
+    """The bench times OpenDSS as one ``Solve`` of all the steps (its fastest form): that
+    run ends on the taps the stepped run (one ``Solve`` per step) ends on, after they
+    moved, and takes time."""
+    steps, master = 96, feeder_master("ieee13")
+    s1, _ = _pair(master, _shape(steps, 15), 15)
+    start = dss_taps(s1)
+    ref = dss_qsts(s1, steps, 900.0, tol=1e-4)
+    s2, _ = _pair(master, _shape(steps, 15), 15)
+    one = dss_yearly_timed(s2, steps, 900.0, tol=1e-4)
+    assert sum(ref.tap_ops.values()) > 10 and dss_taps(s1) != start
+    assert one.final_taps == dss_taps(s1)
+    assert one.solve_cpu_s > 0.0 and one.solve_s > 0.0
 
 
 REG_FEEDER = """clear
