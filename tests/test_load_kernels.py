@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from gridpilot.twin.unbalanced.branchcur import branch_groups
 from gridpilot.twin.unbalanced.faststats import StatArr, _rec_loading, record
 from gridpilot.twin.unbalanced.faststep import _rhs
 from gridpilot.twin.unbalanced.loads import (
@@ -86,7 +87,7 @@ def _stats(isrc: np.ndarray) -> StatArr:
     n = len(isrc)
     e = np.zeros(0)
     return StatArr(np.ones(n), e, e, e, np.zeros((0, 3), np.int64), e, e,
-                   np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex), e,
+                   branch_groups(np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)), e,
                    e, e, np.zeros(0, np.int64), np.zeros((0, 0), complex), isrc, np.ones(n))  # fmt: skip
 
 
@@ -178,8 +179,7 @@ def test_loading_statistics_match_the_sparse_product() -> None:
     e = np.zeros(0)
     over, top = np.zeros(rows, np.int64), np.zeros(rows)
     sa = StatArr(np.ones(n), e, e, e, np.zeros((0, 3), np.int64), e, e,
-                 y.indptr.astype(np.int64), y.indices.astype(np.int64), y.data.astype(complex),
-                 rating, over, top, np.zeros(0, np.int64), np.zeros((0, 0), complex),
+                 branch_groups(y.indptr, y.indices, y.data), rating, over, top, np.zeros(0, np.int64), np.zeros((0, 0), complex),
                  np.zeros(n, complex), np.ones(n))  # fmt: skip
     _rec_loading(sa, v)
     assert np.allclose(top, i / rating, rtol=1e-14)
@@ -194,7 +194,7 @@ def test_record_losses_use_the_exact_power_inside_the_band() -> None:
     v = (rng.uniform(0.6, 1.2, n) * 277.0) * np.exp(1j * rng.uniform(-np.pi, np.pi, n))
     sa = StatArr(np.full(n, 277.0), np.full(n, np.inf), np.full(n, -1.0), np.zeros(n, np.int64),
                  np.zeros((0, 3), np.int64), np.zeros(0), np.zeros(0, np.int64),
-                 np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex), np.zeros(0),
+                 branch_groups(np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0)), np.zeros(0),
                  np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64),
                  np.zeros((0, 0), complex), np.zeros(n, complex), np.full(n, 1 / 277.0**2))  # fmt: skip
     x = np.empty(lb.m, complex)

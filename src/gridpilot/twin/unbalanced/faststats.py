@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from gridpilot.twin.unbalanced.arrays import NO_RT
+from gridpilot.twin.unbalanced.branchcur import BranchGroups, group_i2
 from gridpilot.twin.unbalanced.loads import LoadArr, branch_voltages, load_current
 
 A120 = np.exp(2j * np.pi / 3)
@@ -29,9 +30,7 @@ class StatArr(NamedTuple):
     tri: np.ndarray
     vuf_max: np.ndarray
     vuf_above: np.ndarray
-    bp: np.ndarray  # branch conductor currents: CSR rows over nodes
-    bi: np.ndarray
-    bx: np.ndarray
+    br: BranchGroups  # branch conductor currents (rows of Y over the nodes, in groups)
     rating: np.ndarray
     overload: np.ndarray
     max_loading: np.ndarray
@@ -71,16 +70,14 @@ def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
-    bp, bi, bx = sa.bp, sa.bi, sa.bx
-    rating, overload, max_loading = sa.rating, sa.overload, sa.max_loading
-    k = np.uint64(bp[0])
+    """Overload count and largest loading of each branch conductor (its ``|I|²`` four rows
+    at a time, :mod:`.branchcur`)."""
+    br, vf = sa.br, v.view(np.float64)
+    for g in range(len(br.row0)):
+        group_i2(vf, br.col, br.yr, br.yi, br.i2, br.start[g], br.start[g + 1], br.row0[g])
+    rating, overload, max_loading, i2s = sa.rating, sa.overload, sa.max_loading, br.i2
     for r in range(len(rating)):
-        i = 0j
-        end = np.uint64(bp[r + 1])
-        while k < end:  # unsigned k and index: no wrap-around tests
-            i += bx[k] * v[np.uint64(bi[k])]
-            k += np.uint64(1)
-        i2 = i.real * i.real + i.imag * i.imag
+        i2 = i2s[r]
         rt = rating[r]
         if i2 > rt * rt:
             overload[r] += 1

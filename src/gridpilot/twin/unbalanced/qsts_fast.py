@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from gridpilot.model.threephase import capacitor_yprim, transformer_yprim
+from gridpilot.twin.unbalanced.branchcur import branch_groups
 from gridpilot.twin.unbalanced.controls import ldc_active, watches_reverse
 from gridpilot.twin.unbalanced.fastctl import QMAX, Caps, Regs, Stamps, restamp_all
 from gridpilot.twin.unbalanced.fastinv import pack_inverters
@@ -193,14 +194,14 @@ def stat_arrays(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray) -> S
     """The statistics arrays of ``acc`` (updated in place by the loop) and their inputs."""
     net = twin.net
     br = net.branch_rows
-    bp, bi, bx = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex))
+    rows = branch_groups(np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex))
     if br is not None:
-        bp, bi, bx = br.indptr.astype(np.int64), br.indices.astype(np.int64), br.data.astype(complex)  # fmt: skip
+        rows = branch_groups(br.indptr, br.indices, br.data)
     st = net.src_stamp
     n1 = len(st.idx) // 2
     return StatArr(
         net.vbase_v.astype(float), acc.vmin, acc.vmax, acc.outside, acc.tri.astype(np.int64),
-        acc.vuf_max, acc.vuf_above, bp, bi, bx, rating, acc.overload, acc.max_loading,
+        acc.vuf_max, acc.vuf_above, rows, rating, acc.overload, acc.max_loading,
         st.idx[:n1].astype(np.int64), np.ascontiguousarray(st.y[:n1, :n1], complex),
         net.i_source.astype(complex), 1.0 / net.vbase_v.astype(float) ** 2,
     )  # fmt: skip
