@@ -9,14 +9,15 @@ from numba import njit
 
 from gridpilot.model.builtin import load_grid
 from gridpilot.twin.unbalanced import UnbalancedTwin
-from gridpilot.twin.unbalanced.branchcur import BranchGroups, branch_groups, group_i2
+from gridpilot.twin.unbalanced.branchcur import BranchGroups, branch_groups
+from gridpilot.twin.unbalanced.lanes import lane_i2
 
 
 @njit(cache=True)
 def _all(br: BranchGroups, v: np.ndarray) -> None:
     vf = v.view(np.float64)
     for g in range(len(br.row0)):
-        group_i2(vf, br.col, br.yr, br.yi, br.i2, br.start[g], br.start[g + 1], br.row0[g])
+        lane_i2(vf, br.col, br.yr, br.yi, br.i2, br.start[g], br.start[g + 1], br.row0[g])
 
 
 def _rowwise(m: sp.csr_matrix, v: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from gridpilot.model import load_grid
 from gridpilot.twin.unbalanced import UnbalancedTwin
 from gridpilot.twin.unbalanced.fastctl import Stamps, restamp
 from gridpilot.twin.unbalanced.qsts_fast import engine
-from gridpilot.twin.unbalanced.schur import SchurLU
+from gridpilot.twin.unbalanced.schur import SchurLU, publish, schur_solve
 from gridpilot.twin.unbalanced.schur_update import REFRESH, schur_exact, update_schur
 
 
@@ -21,6 +21,7 @@ def _exact(st: Stamps, f: SchurLU) -> np.ndarray:
     schur_exact(st, f)
     out = f.sinv.copy()
     f.sinv[:, :], st.yl[:, :, :], f.nup[0] = keep, yl, nup
+    publish(f)
     return out
 
 
@@ -73,6 +74,25 @@ def test_a_long_run_of_mixed_updates_stays_exact_and_refreshes(
         worst = max(worst, _close(f.sinv, _exact(st, f)))
     assert worst < 1e-10
     assert refreshed
+
+
+def test_the_solve_reads_the_present_inverse_after_every_update(
+    eng: tuple[Stamps, SchurLU],
+) -> None:
+    """The solve's Schur part reads ``sinv`` as published in vector lanes (schur.publish):
+    after each low-rank or exact update it is ``sinv·z`` of the present inverse."""
+    st, f = eng
+    rng = np.random.default_rng(4)
+    schur_exact(st, f)
+    n = len(f.nk) + len(f.kn)
+    rhs = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    out = np.zeros(n, complex)
+    for _ in range(REFRESH + 4):
+        _move(st, int(rng.integers(0, len(st.kind))), rng)
+        update_schur(st, f)
+        schur_solve(f, rhs, out)
+        want = f.sinv @ f.zk
+        assert _close(out[f.kn], want) < 1e-13
 
 
 def test_no_change_leaves_the_inverse_and_many_nodes_take_the_exact_path(

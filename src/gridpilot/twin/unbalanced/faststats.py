@@ -14,7 +14,8 @@ import numpy as np
 from numba import njit
 
 from gridpilot.twin.unbalanced.arrays import NO_RT
-from gridpilot.twin.unbalanced.branchcur import BranchGroups, group_i2
+from gridpilot.twin.unbalanced.branchcur import BranchGroups
+from gridpilot.twin.unbalanced.lanes import lane_i2
 from gridpilot.twin.unbalanced.loads import LoadArr, branch_voltages, load_current
 
 A120 = np.exp(2j * np.pi / 3)
@@ -71,10 +72,10 @@ def _rec_voltages(sa: StatArr, v: np.ndarray) -> None:
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def _rec_loading(sa: StatArr, v: np.ndarray) -> None:
     """Overload count and largest loading of each branch conductor (its ``|I|²`` four rows
-    at a time, :mod:`.branchcur`)."""
+    at a time, :mod:`.lanes`)."""
     br, vf = sa.br, v.view(np.float64)
     for g in range(len(br.row0)):
-        group_i2(vf, br.col, br.yr, br.yi, br.i2, br.start[g], br.start[g + 1], br.row0[g])
+        lane_i2(vf, br.col, br.yr, br.yi, br.i2, br.start[g], br.start[g + 1], br.row0[g])
     rating, overload, max_loading, i2s = sa.rating, sa.overload, sa.max_loading, br.i2
     for r in range(len(rating)):
         i2 = i2s[r]

@@ -40,6 +40,7 @@ from scipy.sparse.linalg import splu, spsolve_triangular
 
 from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced.arrays import NO_RT
+from gridpilot.twin.unbalanced.lanes import LANES, lane_sum
 from gridpilot.twin.unbalanced.network import Network, Stamp, variable_y
 from gridpilot.twin.unbalanced.trisolve import Chunks, _lower, back_chunk, chunk_factor, sweep_chunk
 
@@ -75,6 +76,10 @@ class SchurLU(NamedTuple):
     wk: np.ndarray  # (4, K, K) scratch of the updates
     wp: np.ndarray  # (K,) int64 scratch: the changed K positions
     wmap: np.ndarray  # (K,) int64 scratch: each K position's slot among them (-1: none)
+    kcol: np.ndarray  # int64 (groups·K,): 2 × the column of each slot (zk as float pairs)
+    kr: np.ndarray  # float64 (groups·K·4,): sinv in row groups of four lanes (publish), real
+    ki: np.ndarray  # imaginary part
+    xk: np.ndarray  # complex (groups·4,) scratch: sinv·zk
 
 
 def variable_nodes(net: Network, caps: Collection[str] | None = None) -> np.ndarray:
@@ -188,7 +193,32 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
         _u32(e_csc.indptr), _u32(pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
         np.zeros(len(lc.src) + 1, complex), np.zeros(k, complex), np.zeros(1, np.int64),
         np.zeros((4, k, k), complex), np.zeros(k, np.int64), np.full(k, -1, np.int64),
+        *_lane_arrays(sinv),
     )  # fmt: skip
+
+
+def _lane_arrays(sinv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``kcol, kr, ki, xk`` of :class:`SchurLU` for the inverse ``sinv`` (K × K)."""
+    k = sinv.shape[0]
+    groups = -(-k // LANES)
+    lanes = np.zeros((groups * LANES, k), complex)
+    lanes[:k] = sinv
+    y = lanes.reshape(groups, LANES, k).transpose(0, 2, 1).reshape(-1)  # (group, column, lane)
+    kcol = np.tile(2 * np.arange(k, dtype=np.int64), groups)
+    return kcol, y.real.copy(), y.imag.copy(), np.zeros(groups * LANES, complex)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
+def publish(f: SchurLU) -> None:
+    """``f.kr``, ``f.ki`` ← ``f.sinv`` in row groups of four lanes (after every change of
+    ``sinv``: the solve reads only these)."""
+    k = len(f.kq)
+    for r in range(k):
+        g, lane = r // LANES, r % LANES
+        for c in range(k):
+            at = (g * k + c) * LANES + lane
+            f.kr[at] = f.sinv[r, c].real
+            f.ki[at] = f.sinv[r, c].imag
 
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
@@ -220,12 +250,14 @@ def _backward(f: SchurLU, out: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
 def schur_solve(f: SchurLU, rhs: np.ndarray, out: np.ndarray) -> None:
-    """``out ← Y⁻¹·rhs`` (one column) at the present state (``f.sinv``)."""
+    """``out ← Y⁻¹·rhs`` (one column) at the present state (``f.sinv`` as published in
+    ``f.kr``, ``f.ki``: ``x₂ = S⁻¹·z`` four rows at a time in vector lanes, each row's sum
+    in column order, bit for bit the scalar loop's)."""
     _forward(f, rhs)
     k = len(f.kq)
+    zf = f.zk.view(np.float64)
+    for g in range(len(f.xk) // LANES):
+        lane_sum(zf, f.kcol, f.kr, f.ki, f.xk, g * k, (g + 1) * k, g * LANES)
     for r in range(k):
-        acc = 0j
-        for c in range(k):
-            acc += f.sinv[r, c] * f.zk[c]
-        out[f.kq[r]] = acc
+        out[f.kq[r]] = f.xk[r]
     _backward(f, out)

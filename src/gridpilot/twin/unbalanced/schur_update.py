@@ -30,7 +30,7 @@ from numba import njit
 
 from gridpilot.twin.unbalanced.arrays import NO_RT, RT, lu_solve
 from gridpilot.twin.unbalanced.fastctl import Stamps
-from gridpilot.twin.unbalanced.schur import SchurLU
+from gridpilot.twin.unbalanced.schur import SchurLU, publish
 
 REFRESH = 32  # low-rank updates between two exact inverses
 
@@ -50,6 +50,7 @@ def schur_exact(st: Stamps, f: SchurLU) -> None:
                     s[li, lj] += st.y[e, i, j] - st.y0[e, i, j]
     if s.shape[0]:
         f.sinv[:, :] = np.linalg.inv(s)
+    publish(f)
     st.yl[:, :, :] = st.y
     f.nup[0] = 0
 
@@ -64,6 +65,7 @@ def update_schur(st: Stamps, f: SchurLU) -> None:
     if f.nup[0] >= REFRESH or 2 * r > k or not _woodbury(f, r):
         schur_exact(st, f)
         return
+    publish(f)
     f.nup[0] += 1
 
 
