@@ -91,7 +91,7 @@ def test_the_solve_reads_the_present_inverse_after_every_update(
         _move(st, int(rng.integers(0, len(st.kind))), rng)
         update_schur(st, f)
         schur_solve(f, rhs, out)
-        want = f.sinv @ f.zk
+        want = f.sinv @ f.zk[: len(f.kq)]
         assert _close(out[f.kn], want) < 1e-13
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gridpilot.twin.unbalanced.lanes import LANES
+from gridpilot.twin.unbalanced.lanes import LANES, equal_groups, layout
 
 
 class BranchGroups(NamedTuple):
@@ -31,33 +31,9 @@ class BranchGroups(NamedTuple):
     i2: np.ndarray  # float64 (rows + 4,) scratch: |I|² of each row (4 lanes written a group)
 
 
-def _groups(indptr: np.ndarray, indices: np.ndarray) -> list[tuple[int, int]]:
-    """(first row, rows) of each group: consecutive rows with equal columns, at most four."""
-    out, r, n = [], 0, len(indptr) - 1
-    while r < n:
-        cols = indices[indptr[r] : indptr[r + 1]]
-        e = r + 1
-        while (e < n and e - r < LANES
-               and np.array_equal(indices[indptr[e] : indptr[e + 1]], cols)):  # fmt: skip
-            e += 1
-        out.append((r, e - r))
-        r = e
-    return out
-
-
 def branch_groups(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> BranchGroups:
     """:class:`BranchGroups` of the CSR rows ``(indptr, indices, data)``."""
-    indptr, indices = np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
-    data = np.asarray(data, complex)
-    groups = _groups(indptr, indices)
-    width = [int(indptr[r + 1] - indptr[r]) for r, _ in groups]
-    start = np.concatenate([[0], np.cumsum(width)]).astype(np.int64)
-    col = np.zeros(int(start[-1]), np.int64)
-    y = np.zeros((int(start[-1]), LANES), complex)
-    for (r, m), s, w in zip(groups, start[:-1], width, strict=True):
-        col[s : s + w] = 2 * indices[indptr[r] : indptr[r] + w]
-        for lane in range(m):
-            y[s : s + w, lane] = data[indptr[r + lane] : indptr[r + lane] + w]
+    groups = equal_groups(np.asarray(indptr, np.int64), np.asarray(indices, np.int64))
+    start, col, yr, yi = layout(indptr, indices, data, groups)
     row0 = np.array([r for r, _ in groups], np.int64)
-    return BranchGroups(start, col, y.real.ravel().copy(), y.imag.ravel().copy(), row0,
-                        np.zeros(len(indptr) - 1 + LANES))  # fmt: skip
+    return BranchGroups(start, col, yr, yi, row0, np.zeros(len(indptr) - 1 + LANES))

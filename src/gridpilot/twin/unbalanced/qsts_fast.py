@@ -196,6 +196,8 @@ def stat_arrays(twin: UnbalancedTwin, acc: Accumulator, rating: np.ndarray) -> S
     br = net.branch_rows
     rows = branch_groups(np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, complex))
     if br is not None:
+        br = br.copy()
+        br.sum_duplicates()  # canonical: sorted columns, one entry each (lanes.layout)
         rows = branch_groups(br.indptr, br.indices, br.data)
     st = net.src_stamp
     n1 = len(st.idx) // 2

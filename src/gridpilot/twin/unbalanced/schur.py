@@ -40,7 +40,14 @@ from scipy.sparse.linalg import splu, spsolve_triangular
 
 from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced.arrays import NO_RT
-from gridpilot.twin.unbalanced.lanes import LANES, lane_sum
+from gridpilot.twin.unbalanced.lanes import (
+    LANES,
+    equal_groups,
+    four_groups,
+    lane_sub,
+    lane_sum,
+    layout,
+)
 from gridpilot.twin.unbalanced.network import Network, Stamp, variable_y
 from gridpilot.twin.unbalanced.trisolve import Chunks, _lower, back_chunk, chunk_factor, sweep_chunk
 
@@ -62,16 +69,18 @@ class SchurLU(NamedTuple):
     lc: Chunks  # L (unit lower, strict) in level chunks, rows starting from rhs[rnode]
     uc: Chunks  # diag(U)⁻¹·U (unit upper, strict), rows from wf·diag(U)⁻¹, to out[cnode]
     kq: np.ndarray  # uint32 copy of kn
-    fp: np.ndarray  # F in CSR (K rows), columns as positions in wf
-    fi: np.ndarray
-    fx: np.ndarray
+    fstart: np.ndarray  # F (K rows) in groups of four lanes (lanes.layout): slots per group
+    fcol: np.ndarray  # 2 × the position in wf each slot reads
+    fyr: np.ndarray  # the group's entries of F there, real
+    fyi: np.ndarray  # imaginary part
+    frow0: np.ndarray  # int64: each group's first row
     ep: np.ndarray  # E in CSC (K columns), rows as positions in wf
     ei: np.ndarray
     ex: np.ndarray
     s0: np.ndarray  # Schur complement at the base state (K × K)
     sinv: np.ndarray  # inverse of the Schur complement at the present state
     wf: np.ndarray  # work vector of the forward sweep (chunk order; last slot stays 0)
-    zk: np.ndarray  # scratch (K)
+    zk: np.ndarray  # scratch (K + 4: the last group's spare lanes)
     nup: np.ndarray  # (1,) low-rank updates of sinv since it was last inverted (.schur_update)
     wk: np.ndarray  # (4, K, K) scratch of the updates
     wp: np.ndarray  # (K,) int64 scratch: the changed K positions
@@ -187,14 +196,32 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
     rnode[perm_r], cnode[perm_c] = nk, nk
     lc, pos = chunk_factor(*_csr(strict), True, rnode)
     uc, _ = chunk_factor(*_csr(unit_up), False, pos, udiag, cnode)
-    fp, fi, fx = _csr(sp.csr_matrix(f))
     return SchurLU(
-        nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), fp, _u32(pos[fi]), fx,
+        nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), *_f_lanes(f, pos),
         _u32(e_csc.indptr), _u32(pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
-        np.zeros(len(lc.src) + 1, complex), np.zeros(k, complex), np.zeros(1, np.int64),
+        np.zeros(len(lc.src) + 1, complex), np.zeros(k + LANES, complex), np.zeros(1, np.int64),
         np.zeros((4, k, k), complex), np.zeros(k, np.int64), np.full(k, -1, np.int64),
         *_lane_arrays(sinv),
     )  # fmt: skip
+
+
+def _f_lanes(
+    f: np.ndarray, pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``F`` (K × A, dense) in groups of four rows (:mod:`.lanes`): rows with equal columns
+    together (a three-phase element's nodes) or four at a time, whichever needs fewer
+    slots; each row's terms in its column order, its columns read at their ``wf``
+    positions ``pos``."""
+    p, i, x = _csr(sp.csr_matrix(f))
+    best = None
+    for groups in (equal_groups(p, i), four_groups(len(p) - 1)):
+        arrays = layout(p, i, x, groups)
+        if best is None or len(arrays[1]) < len(best[0][1]):
+            best = (arrays, groups)
+    assert best is not None
+    (start, col, yr, yi), groups = best
+    col = 2 * pos[col // 2].astype(np.int64)
+    return start, col, yr, yi, np.array([r for r, _ in groups], np.int64)
 
 
 def _lane_arrays(sinv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -228,10 +255,10 @@ def _forward(f: SchurLU, rhs: np.ndarray) -> None:
     for k in range(len(c.off)):
         sweep_chunk(w, c.idx, c.vr, c.vi, rhs, c.src, k, c.off[k], c.width[k])
     for r in range(len(f.kq)):
-        acc = rhs[f.kq[r]]
-        for q in range(f.fp[r], f.fp[r + 1]):
-            acc -= f.fx[q] * w[f.fi[q]]
-        f.zk[r] = acc
+        f.zk[r] = rhs[f.kq[r]]
+    wv = w.view(np.float64)
+    for g in range(len(f.frow0)):  # four rows at a time (lanes.lane_sub: acc -= F·w)
+        lane_sub(wv, f.fcol, f.fyr, f.fyi, f.zk, f.fstart[g], f.fstart[g + 1], f.frow0[g])
 
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
