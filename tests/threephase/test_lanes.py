@@ -12,6 +12,7 @@ from gridpilot.twin.unbalanced.lanes import (
     LANES,
     equal_groups,
     four_groups,
+    grouped,
     lane_sub,
     lane_sum,
     layout,
@@ -50,8 +51,7 @@ def test_sums_and_subtractions_equal_the_scalar_loops_bit_for_bit(grouping: str)
     groups = equal_groups(m.indptr, m.indices) if grouping == "equal" else four_groups(rows)
     assert all(1 <= k <= LANES for _, k in groups)
     assert [r for r, _ in groups] == sorted({r for r, _ in groups})
-    start, col, yr, yi = layout(m.indptr, m.indices, m.data, groups)
-    row0 = np.array([r for r, _ in groups], np.int64)
+    start, col, yr, yi, row0 = grouped(m.indptr, m.indices, m.data, [groups])
     v = rng.standard_normal(n) + 1j * rng.standard_normal(n)
     x0 = rng.standard_normal(rows) + 1j * rng.standard_normal(rows)
     want_sum, want_sub = np.zeros(rows, complex), x0.copy()
@@ -75,3 +75,13 @@ def test_equal_groups_keep_rows_with_one_column_set_together() -> None:
     groups = equal_groups(m.indptr, m.indices)
     assert (2, 3) in groups  # rows 2, 3 and 4 share their columns
     assert sum(k for _, k in groups) == 12
+
+
+def test_the_grouping_with_fewest_slots_is_kept() -> None:
+    m = _matrix(np.random.default_rng(7), 23, 17)
+    options = [equal_groups(m.indptr, m.indices), four_groups(23)]
+    slots = [len(layout(m.indptr, m.indices, m.data, g)[1]) for g in options]
+    assert slots[0] != slots[1]
+    start, col, _, _, row0 = grouped(m.indptr, m.indices, m.data, options)
+    assert len(col) == start[-1] == min(slots)
+    assert row0.tolist() == [r for r, _ in options[int(np.argmin(slots))]]

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gridpilot.twin.unbalanced.lanes import LANES, equal_groups, layout
+from gridpilot.twin.unbalanced.lanes import LANES, equal_groups, grouped
 
 
 class BranchGroups(NamedTuple):
@@ -34,6 +34,5 @@ class BranchGroups(NamedTuple):
 def branch_groups(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> BranchGroups:
     """:class:`BranchGroups` of the CSR rows ``(indptr, indices, data)``."""
     groups = equal_groups(np.asarray(indptr, np.int64), np.asarray(indices, np.int64))
-    start, col, yr, yi = layout(indptr, indices, data, groups)
-    row0 = np.array([r for r, _ in groups], np.int64)
-    return BranchGroups(start, col, yr, yi, row0, np.zeros(len(indptr) - 1 + LANES))
+    return BranchGroups(*grouped(indptr, indices, data, [groups]),
+                        np.zeros(len(indptr) - 1 + LANES))  # fmt: skip

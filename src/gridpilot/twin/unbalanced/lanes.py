@@ -19,7 +19,9 @@ starting from ``0j``.
   ``acc − (yr·wr − yi·wi)``, ... from its value there: bit for bit the scalar
   ``acc -= y·w``; ``F·w`` in the Schur solve's forward part).
 
-Both write all four lanes: ``out`` has three slots to spare past its last group.
+All three write all four lanes: a lane past its group's rows lands on the next group's
+first rows (written again there, or, by :data:`lane_sub`, written back as it was) or on
+the spare slots ``out`` holds past its last group.
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ def layout(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
             y[s + np.searchsorted(u, indices[a:b]), lane] = data[a:b]
     col = 2 * np.concatenate([np.zeros(0, np.int64), *unions]).astype(np.int64)
     return start, col, y.real.ravel().copy(), y.imag.ravel().copy()
+
+
+Grouped = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def grouped(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+            groupings: list[list[tuple[int, int]]]) -> Grouped:  # fmt: skip
+    """``start, col, yr, yi, row0`` of the CSR rows in whichever of ``groupings`` (lists of
+    (first row, rows), e.g. :func:`equal_groups`, :func:`four_groups`) needs fewest slots."""
+    options = [(layout(indptr, indices, data, g), g) for g in groupings]
+    (start, col, yr, yi), best = min(options, key=lambda o: len(o[0][1]))
+    return start, col, yr, yi, np.array([r for r, _ in best], np.int64)
 
 
 _D = ir.DoubleType()

@@ -42,11 +42,12 @@ from gridpilot.errors import ValidationError
 from gridpilot.twin.unbalanced.arrays import NO_RT
 from gridpilot.twin.unbalanced.lanes import (
     LANES,
+    Grouped,
     equal_groups,
     four_groups,
+    grouped,
     lane_sub,
     lane_sum,
-    layout,
 )
 from gridpilot.twin.unbalanced.network import Network, Stamp, variable_y
 from gridpilot.twin.unbalanced.trisolve import Chunks, _lower, back_chunk, chunk_factor, sweep_chunk
@@ -196,43 +197,34 @@ def schur_factor(y: sp.csr_matrix, kn: np.ndarray, name: str = "grid") -> SchurL
     rnode[perm_r], cnode[perm_c] = nk, nk
     lc, pos = chunk_factor(*_csr(strict), True, rnode)
     uc, _ = chunk_factor(*_csr(unit_up), False, pos, udiag, cnode)
-    return SchurLU(
+    out = SchurLU(
         nk, kn, _u32(rnode), _u32(cnode), lc, uc, _u32(kn), *_f_lanes(f, pos),
         _u32(e_csc.indptr), _u32(pos[e_csc.indices]), e_csc.data.astype(complex), s0, sinv,
         np.zeros(len(lc.src) + 1, complex), np.zeros(k + LANES, complex), np.zeros(1, np.int64),
         np.zeros((4, k, k), complex), np.zeros(k, np.int64), np.full(k, -1, np.int64),
-        *_lane_arrays(sinv),
+        *_lane_arrays(k),
     )  # fmt: skip
+    publish(out)
+    return out
 
 
-def _f_lanes(
-    f: np.ndarray, pos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _f_lanes(f: np.ndarray, pos: np.ndarray) -> Grouped:
     """``F`` (K × A, dense) in groups of four rows (:mod:`.lanes`): rows with equal columns
     together (a three-phase element's nodes) or four at a time, whichever needs fewer
     slots; each row's terms in its column order, its columns read at their ``wf``
     positions ``pos``."""
     p, i, x = _csr(sp.csr_matrix(f))
-    best = None
-    for groups in (equal_groups(p, i), four_groups(len(p) - 1)):
-        arrays = layout(p, i, x, groups)
-        if best is None or len(arrays[1]) < len(best[0][1]):
-            best = (arrays, groups)
-    assert best is not None
-    (start, col, yr, yi), groups = best
-    col = 2 * pos[col // 2].astype(np.int64)
-    return start, col, yr, yi, np.array([r for r, _ in groups], np.int64)
+    start, col, yr, yi, row0 = grouped(p, i, x, [equal_groups(p, i), four_groups(len(p) - 1)])
+    return start, 2 * pos[col // 2].astype(np.int64), yr, yi, row0
 
 
-def _lane_arrays(sinv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``kcol, kr, ki, xk`` of :class:`SchurLU` for the inverse ``sinv`` (K × K)."""
-    k = sinv.shape[0]
+def _lane_arrays(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``kcol``, and ``kr``, ``ki``, ``xk`` empty (:func:`publish` fills ``kr``, ``ki``),
+    of :class:`SchurLU` for K × K."""
     groups = -(-k // LANES)
-    lanes = np.zeros((groups * LANES, k), complex)
-    lanes[:k] = sinv
-    y = lanes.reshape(groups, LANES, k).transpose(0, 2, 1).reshape(-1)  # (group, column, lane)
+    z = np.zeros(groups * k * LANES)
     kcol = np.tile(2 * np.arange(k, dtype=np.int64), groups)
-    return kcol, y.real.copy(), y.imag.copy(), np.zeros(groups * LANES, complex)
+    return kcol, z, z.copy(), np.zeros(groups * LANES, complex)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", **NO_RT)
