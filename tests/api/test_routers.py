@@ -60,3 +60,19 @@ def test_state_and_live_message_are_typed(setup) -> None:
     live = S.LiveMessage.model_validate(msg)
     assert live.bus_load_mw is not None and len(live.bus_load_mw) == len(model.v_pu)
     assert live.line_p_mw is not None and live.history_tail is not None
+
+
+def test_state_carries_the_values_the_page_shows_before_its_first_message(setup) -> None:
+    """The page renders ``/api/state`` before the stream's first message: it must hold each
+    bus's load and generation and the metered flows, the same as the message (same step)."""
+    _orch, keys, c = setup  # no runner: the loop stands still between the two reads
+    st = c.get("/api/state", headers=hdr(keys, "viewer")).json()
+    tok = c.post("/api/ws-token", headers=hdr(keys, "viewer")).json()["token"]
+    with c.websocket_connect(f"/api/ws?token={tok}") as ws:
+        msg = ws.receive_json()
+    assert len(st["bus_load_mw"]) == len(st["bus_id"]) and len(st["line_p_mw"]) == len(
+        st["line_id"]
+    )
+    assert sum(st["bus_load_mw"]) > 0
+    for k in ("bus_load_mw", "bus_gen_mw", "line_p_mw", "v_pu"):
+        assert st[k] == msg[k], k

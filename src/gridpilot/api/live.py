@@ -74,15 +74,25 @@ def line_flows(orch: Any) -> list[float | None]:
     ]
 
 
+def valued_state(orch: Any) -> dict[str, Any]:
+    """The live state (``orch.state()``) with each bus's injections and each metered line's flow,
+    all read under one hold of the loop's lock, so that they come from the same step. Before the
+    first step it is the bare state (no values to add)."""
+    with orch.lock:
+        st = orch.state()
+        if "v_pu" in st:
+            st.update(injections(orch))
+            st["line_p_mw"] = line_flows(orch)
+        return st
+
+
 def live_message(orch: Any, acks: AlarmAcks) -> dict[str, Any]:
-    """One WebSocket message: the live state without the static id arrays, with injections,
-    metered flows, acknowledged alarms and the latest history row."""
-    st = orch.state()
+    """One WebSocket message: the valued state without the static id arrays, with acknowledged
+    alarms and the latest history row."""
+    with orch.lock:
+        st = valued_state(orch)
+        st["history_tail"] = list(orch.history)[-1:]
     for k in STATIC_KEYS:
         st.pop(k, None)
     st["alarms"] = acks.annotate(st.get("alarms", []))
-    with orch.lock:
-        st.update(injections(orch))
-        st["line_p_mw"] = line_flows(orch)
-        st["history_tail"] = list(orch.history)[-1:]
     return st

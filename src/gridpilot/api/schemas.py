@@ -286,6 +286,9 @@ class StateModel(_Out):
     proposals: list[Proposal] | None = None
     dr_events: list[Any] | None = None
     flex_plan: dict[str, Any] | None = None
+    bus_load_mw: list[float] | None = None
+    bus_gen_mw: list[float] | None = None
+    line_p_mw: list[float | None] | None = None
 
 
 State = StateModel  # the old name
@@ -293,13 +296,9 @@ State = StateModel  # the old name
 
 class LiveMessage(StateModel):
     """One WebSocket message (``/api/ws``): the live state without the static id arrays
-    (``bus_id``, ``line_id``, ``switch_id``: fetched once from ``/api/grid``), plus per bus
-    ``bus_load_mw``/``bus_gen_mw`` (MW), per line ``line_p_mw`` (MW where metered, else null),
-    alarms with their acknowledgement and ``history_tail`` (the latest history row)."""
+    (``bus_id``, ``line_id``, ``switch_id``: fetched once from ``/api/grid``), with alarms'
+    acknowledgement and ``history_tail`` (the latest history row)."""
 
-    bus_load_mw: list[float] | None = None
-    bus_gen_mw: list[float] | None = None
-    line_p_mw: list[float | None] | None = None
     history_tail: list[dict[str, Any]] | None = None
 
 

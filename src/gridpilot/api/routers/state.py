@@ -15,7 +15,7 @@ from gridpilot.api import schemas as S
 from gridpilot.api.access import KEY_HEADER
 from gridpilot.api.deps import Acks, Orch, Tokens, Viewer, json_out
 from gridpilot.api.layout import diagram_xy, distance_km, has_coordinates
-from gridpilot.api.live import limits_dict, live_message
+from gridpilot.api.live import limits_dict, live_message, valued_state
 from gridpilot.api.schemas import errors
 
 router = APIRouter(prefix="/api", tags=["state"])
@@ -121,8 +121,9 @@ def ws_token(who: Viewer, tokens: Tokens) -> JSONResponse:
     "/state", response_model=S.StateModel, response_model_exclude_unset=True, responses=E_VIEW
 )
 def state(_w: Viewer, orch: Orch) -> S.StateModel:
-    """Live state: voltages, loadings, switch states, FPIs, alarms, latest events, pending proposals."""
-    return S.StateModel.model_validate(_jsonable(orch.state()))
+    """Live state: voltages, loadings, switch states, FPIs, each bus's load and generation, metered
+    line flows, alarms, latest events, pending proposals (the WebSocket's message, with ids)."""
+    return S.StateModel.model_validate(_jsonable(valued_state(orch)))
 
 
 @router.get("/history", response_model=list[dict[str, Any]], responses=E_VIEW)

@@ -68,8 +68,13 @@ export function stream({ onMessage, onStatus, onRefused }) {
       return retry("server unreachable, reconnecting…");
     }
     const ws = new WebSocket(`${proto}://${location.host}/api/ws?token=${encodeURIComponent(tok)}`);
-    ws.onopen = () => onStatus("live");
-    ws.onmessage = (m) => onMessage(JSON.parse(m.data));
+    // "live" once values came over the stream, not when the socket merely opened
+    let fresh = true;
+    ws.onopen = () => onStatus("connected, waiting for the first values");
+    ws.onmessage = (m) => {
+      onMessage(JSON.parse(m.data));
+      if (fresh) { fresh = false; onStatus("live"); }
+    };
     ws.onclose = (ev) => {
       if (ev.code === 4401) { stopped = true; onRefused("the live stream refused the key"); return; }
       retry("reconnecting…");
