@@ -313,7 +313,9 @@ class VoltagePolicy:
 def loop_switches(grid: Grid, closed: np.ndarray, tie: int, tree: Any = None) -> list[int]:
     """Positions of closed line switches on the loop that closing switch position ``tie`` forms.
 
-    Empty when the tie is not a line switch or one of its ends is unsupplied. ``tree``: the
+    Empty when the tie is not a line switch, one of its ends is unsupplied, or its ends hang
+    from different sources (closing it would parallel two sources: no loop to open within one
+    supply tree, and the guard refuses a network that is not radial). ``tree``: the
     :func:`~gridpilot.twin.supply_tree` of ``closed`` when the caller has it already.
     """
     sw, ln = grid.switch, grid.line
@@ -335,6 +337,8 @@ def loop_switches(grid: Grid, closed: np.ndarray, tie: int, tree: Any = None) ->
 
     pa, pb = path(a), path(b)
     common = set(pa) & set(pb)
+    if not common:  # two sources' trees
+        return []
     loop_nodes = [x for x in pa if x not in common] + [x for x in pb if x not in common]
     loop_nodes += [next(x for x in pa if x in common)]
     on_loop = np.zeros(len(grid.bus), bool)
