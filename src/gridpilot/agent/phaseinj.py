@@ -1,8 +1,10 @@
 """The balanced view's injections placed on a three-phase feeder: each view load's power shared
 by the feeder loads it stands for, and each device of the view (PV, wind, batteries, EV
-chargers, water heaters) a single-phase 1 kW load per phase of its bus, its power spread
-evenly over them (used by :class:`~gridpilot.agent.world3p.ThreePhaseWorld` and the guard's
-node-phase check, :mod:`gridpilot.agent.phaseguard`)."""
+chargers, water heaters) a single-phase 1 kW load per phase of its bus, phase to ground (per
+pair of phases where the feeder has no ground reference:
+:func:`~gridpilot.model.threephase.grounding.grounded_buses`), its power spread evenly over
+them (used by :class:`~gridpilot.agent.world3p.ThreePhaseWorld` and the guard's node-phase
+check, :mod:`gridpilot.agent.phaseguard`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from gridpilot.model import Grid
 from gridpilot.model.threephase import Load, Terminal, ThreePhaseGrid
 from gridpilot.model.threephase.balanced import PhaseView
+from gridpilot.model.threephase.grounding import grounded_buses
 
 DEVICE_TABLES = ("generator", "storage", "ev_charger", "flex_load")
 INJECTION_KEYS = {
@@ -39,6 +42,7 @@ class PhaseInjections:
         for b, n in grid3p.nodes():
             if 1 <= n <= 3:
                 phases.setdefault(b, []).append(n)
+        grounded = grounded_buses(grid3p)
         self.devices: list[tuple[str, int, list[int]]] = []
         for table in DEVICE_TABLES:
             t = devices[table]
@@ -46,12 +50,11 @@ class PhaseInjections:
                 bus = view.bus_name[int(devices.bus.index_of(int(t["bus"][k]))[0])]
                 kv = grid3p.bus_kv_ln.get(bus, grid3p.source.kv_ll / math.sqrt(3.0))
                 members = []
-                for ph in phases.get(bus, [1]):
+                for name, term, conn, kv_load in _connections(
+                    f"gp_{table}{int(t.ids[k])}", bus, phases.get(bus, [1]), kv, bus in grounded
+                ):
                     members.append(len(self.grid.loads))
-                    name = f"gp_{table}{int(t.ids[k])}_{ph}"
-                    self.grid.loads.append(
-                        Load(name, Terminal(bus, (ph, 0)), 1, "wye", kv, 1.0, 0.0)
-                    )
+                    self.grid.loads.append(Load(name, term, 1, conn, kv_load, 1.0, 0.0))
                 self.devices.append((table, k, members))
 
     def multipliers(
@@ -74,6 +77,24 @@ class PhaseInjections:
             kw = float(arr[k]) * 1e3 if arr is not None and k < len(arr) else 0.0
             mp[members] = (-kw if table == "generator" else kw) / len(members)
         return np.nan_to_num(mp), np.nan_to_num(mq)
+
+
+def _connections(
+    name: str, bus: str, phases: list[int], kv_ln: float, grounded: bool
+) -> list[tuple[str, Terminal, str, float]]:
+    """(name, terminal, connection, kV) of a device's single-phase loads at ``bus``: one per
+    phase to ground where the bus is grounded, else one per pair of its phases (a delta,
+    line-to-line kV; an ungrounded three-wire feeder has no neutral to connect to). A bus
+    with one phase and no ground reference keeps the phase-to-ground connection."""
+    if grounded or len(phases) < 2:
+        return [(f"{name}_{ph}", Terminal(bus, (ph, 0)), "wye", kv_ln) for ph in phases]
+    pairs = (
+        [(phases[0], phases[1])]
+        if len(phases) == 2
+        else [(a, phases[(i + 1) % len(phases)]) for i, a in enumerate(phases)]
+    )
+    kv_ll = kv_ln * math.sqrt(3.0)
+    return [(f"{name}_{a}{b}", Terminal(bus, (a, b)), "delta", kv_ll) for a, b in pairs]
 
 
 __all__ = ["DEVICE_TABLES", "PhaseInjections"]
