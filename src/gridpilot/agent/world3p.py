@@ -320,6 +320,12 @@ class ThreePhaseWorld(SimWorld):
         lines = self.view.branch_line()
         if "branch" in params:
             name = str(params.pop("branch")).lower()
+            if name in self.view.bank_lines:
+                raise ValidationError(
+                    f"branch: {name!r} is a transformer bank's common conductor on "
+                    f"{self.grid3p.name} (folded into the bank in the loop's view): fault a "
+                    "line outside the bank"
+                )
             if name not in lines:
                 raise ValidationError(f"branch: {name!r} is not a branch of {self.grid3p.name}")
             params["line"] = lines[name]

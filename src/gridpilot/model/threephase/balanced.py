@@ -13,7 +13,11 @@ a switch or a branch of the feeder:
   rating of ``n/3`` times their ampacity; single-phase lines in parallel between the same two
   buses (ieee8500's capacitor connections ``cap_1a``/``cap_1b``/``cap_1c``) are one view line,
   their impedances in parallel and their ratings summed (three lines would be a loop in the
-  view: its radiality, supply tree and fault paths would be wrong);
+  view: its radiality, supply tree and fault paths would be wrong); a line between the two
+  buses of a transformer bank is the bank's common conductor (IEEE 37's open-delta
+  regulators: phase 2 jumpered from 799 to 799r) and is folded into the bank (no view line:
+  a near-zero impedance beside the bank would carry the whole positive-sequence flow, and
+  the pair would be a loop);
 - a switch (et line, at the from bus) per switch branch; switches with no other switch on
   their supply path are breakers (kind 0), the others remote load-break switches with
   fault-passage indicators;
@@ -58,6 +62,8 @@ class PhaseView:
     transformer_members: dict[int, list[str]] = field(default_factory=dict)  # view -> feeder
     #: feeder branches merged into another's view line (parallel one-phase lines) -> view line
     merged_lines: dict[str, int] = field(default_factory=dict)
+    #: feeder lines folded into a transformer bank between the same buses (no view line)
+    bank_lines: list[str] = field(default_factory=list)
 
     def set_taps(self, taps: dict[str, float]) -> None:
         """Set the view's transformer taps from feeder transformer taps (pu, by name): each
@@ -112,18 +118,33 @@ def _add_buses(g: Grid, grid: ThreePhaseGrid) -> tuple[dict[str, int], list[str]
     return ids, names
 
 
+def _bank_pairs(grid: ThreePhaseGrid) -> set[frozenset[str]]:
+    """The bus pairs (first two windings) of the enabled transformers."""
+    return {
+        frozenset((t.windings[0].terminal.bus, t.windings[1].terminal.bus))
+        for t in grid.transformers
+        if t.enabled and len(t.windings) >= 2
+    }
+
+
 def _add_lines(
     g: Grid, grid: ThreePhaseGrid, ids: dict[str, int]
-) -> tuple[dict[int, str], dict[str, int]]:
-    """One view line per branch, parallel one-phase lines merged (see the module notes); the
-    view line -> branch map and the merged branches' view lines."""
+) -> tuple[dict[int, str], dict[str, int], list[str]]:
+    """One view line per branch, parallel one-phase lines merged and a bank's common
+    conductor folded into it (see the module notes); the view line -> branch map, the
+    merged branches' view lines and the folded lines."""
     out: dict[int, str] = {}
     merged: dict[str, int] = {}
+    folded: list[str] = []
+    banks = _bank_pairs(grid)
     rows: list[tuple[int, int, float, float, float]] = []
     y_sum: dict[int, complex] = {}  # merged view line -> its members' admittance sum
     pair_line: dict[tuple[int, int], int] = {}  # one-phase line bus pair -> view line
     for b in grid.branches:
         if not b.enabled or b.t1.bus not in ids or b.t2.bus not in ids:
+            continue
+        if b.kind == "line" and frozenset((b.t1.bus, b.t2.bus)) in banks:
+            folded.append(b.name.lower())
             continue
         f, t = ids[b.t1.bus], ids[b.t2.bus]
         z = positive_sequence_z(b)
@@ -153,7 +174,7 @@ def _add_lines(
             x_ohm_per_km=a[:, 3],
             max_i_ka=a[:, 4] / 1e3,
         )
-    return out, merged
+    return out, merged, folded
 
 
 def _row_z(row: tuple[int, int, float, float, float]) -> complex:
@@ -320,8 +341,8 @@ def balanced_view(grid: ThreePhaseGrid) -> PhaseView:
     """The positive-sequence :class:`PhaseView` of ``grid`` (see the module notes)."""
     g = Grid(f"{grid.name}:balanced")
     ids, names = _add_buses(g, grid)
-    lines, merged = _add_lines(g, grid, ids)
-    view = PhaseView(g, ids, names, lines, {}, merged_lines=merged)
+    lines, merged, folded = _add_lines(g, grid, ids)
+    view = PhaseView(g, ids, names, lines, {}, merged_lines=merged, bank_lines=folded)
     view.switch_branch = _add_switches(g, grid, ids, lines)
     view.transformer_members = _add_transformers(g, grid, ids)
     src = grid.source
