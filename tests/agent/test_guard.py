@@ -42,6 +42,27 @@ def test_refuses_a_loop(guard_setup) -> None:
     assert not v.ok and any("radial" in r for r in v.reasons)
 
 
+def test_a_meshed_network_keeps_its_meshes_and_may_not_gain_one(guard_setup) -> None:
+    """A network meshed by design (here case33bw with tie 33 closed, as a low-voltage mesh
+    runs) is not a reason to refuse every plan: the guard refuses only plans that add a loop;
+    one that opens the loop again is accepted."""
+    g, inj = guard_setup
+    meshed = _closed(g, s33=True)
+    guard = SafetyGuard(g)
+    same = guard.check(
+        Plan([Action("switch", 34, 0)], "same", "test"), switch_closed=meshed, injections=inj
+    )
+    assert "radial" not in " ".join(same.reasons) and "loop" not in " ".join(same.reasons)
+    more = guard.check(
+        Plan([Action("switch", 35, 1)], "more", "test"), switch_closed=meshed, injections=inj
+    )
+    assert not more.ok and any("add a loop" in r and "1 -> 2" in r for r in more.reasons)
+    back = guard.check(
+        Plan([Action("switch", 7, 0)], "back", "test"), switch_closed=meshed, injections=inj
+    )
+    assert back.ok, back.reasons
+
+
 def test_refuses_unplanned_interruption(guard_setup) -> None:
     g, inj = guard_setup
     v = SafetyGuard(g).check(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gridpilot.twin import buses_lost_if_open, energised, is_radial, supply_tree
+from gridpilot.twin import buses_lost_if_open, energised, is_radial, meshes, supply_tree
 
 
 def test_case33_radial_and_ties(case33) -> None:
@@ -12,6 +12,16 @@ def test_case33_radial_and_ties(case33) -> None:
     closed = case33.switch["closed"].copy()
     closed[case33.switch.index_of(33)] = True
     assert not is_radial(case33, closed)  # closing a tie makes a loop
+
+
+def test_meshes_count_loops_and_sources_in_parallel(case33) -> None:
+    closed = case33.switch["closed"].copy()
+    assert meshes(case33, closed) == 0
+    closed[case33.switch.index_of([33, 34])] = True
+    assert meshes(case33, closed) == 2  # two ties closed: two independent loops
+    g = case33.copy()
+    g.add("source", id=2, bus=18)  # a second source in the one island
+    assert meshes(g, closed) == 3 and meshes(g) == 1
 
 
 def test_buses_lost_if_open(case33) -> None:

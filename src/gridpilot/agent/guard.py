@@ -36,7 +36,7 @@ import numpy as np
 from gridpilot.agent.actions import Plan
 from gridpilot.model import Grid, SwitchKind, branch_status
 from gridpilot.model.limits import OperatingLimits
-from gridpilot.twin import Injections, PowerFlowResult, Twin, energised, is_radial
+from gridpilot.twin import Injections, PowerFlowResult, Twin, energised, meshes
 
 
 @dataclass(frozen=True)
@@ -283,11 +283,18 @@ class SafetyGuard:
                 return sorted(set(bad))
         return []
 
-    def _not_radial(self, closed: np.ndarray) -> list[str]:
-        """A reason when the network with ``closed`` would not be radial (none: [])."""
-        if is_radial(self.grid, closed):
+    def _not_radial(self, switch_closed: np.ndarray, closed: np.ndarray) -> list[str]:
+        """A reason when the network with ``closed`` would have more loops or sources in
+        parallel than with ``switch_closed`` (none: []): on a radial feeder, any; a network
+        meshed by design (a low-voltage mesh) keeps its meshes and may not gain one."""
+        now, after = meshes(self.grid, switch_closed), meshes(self.grid, closed)
+        if after <= now:
             return []
-        return ["the resulting network would not be radial (a loop or two sources in parallel)"]
+        if now == 0:
+            return ["the resulting network would not be radial (a loop or two sources in parallel)"]
+        return [
+            f"the plan would add a loop or parallel two sources ({now} -> {after} beyond radial)"
+        ]
 
     def _interruptions(
         self, switch_closed: np.ndarray, closed: np.ndarray, section: set[int]
@@ -343,7 +350,7 @@ class SafetyGuard:
         reasons += self._interruptions(switch_closed, closed, section)
         if lim.require_radial:
             checks.append("radial")
-            reasons += self._not_radial(closed)
+            reasons += self._not_radial(switch_closed, closed)
         if reasons:
             return Verdict(False, reasons, checks=checks)
         # 5. simulate before and after in the twin, the held taps (and the plan's after it) set

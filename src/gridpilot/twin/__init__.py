@@ -21,7 +21,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "inputs": ("profiles_for", "step_injections"),
     "pgm": ("to_pgm",),
     "results": ("PowerFlowResult", "TimeSeriesResult"),
-    "topology": ("buses_lost_if_open", "energised", "is_radial", "islands", "supply_tree"),
+    "topology": (
+        "buses_lost_if_open",
+        "energised",
+        "is_radial",
+        "islands",
+        "meshes",
+        "supply_tree",
+    ),
     "twin": ("Twin",),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
@@ -36,6 +43,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         energised,
         is_radial,
         islands,
+        meshes,
         supply_tree,
     )
     from gridpilot.twin.twin import Twin

@@ -51,18 +51,21 @@ def buses_lost_if_open(
     return grid.bus.ids[before & ~after]
 
 
-def is_radial(grid: Grid, switch_closed: np.ndarray | None = None) -> bool:
-    """True if the energised network has no loops (and no two sources in one island)."""
+def meshes(grid: Grid, switch_closed: np.ndarray | None = None) -> int:
+    """How far the energised network is from radial: its independent loops (edges beyond a
+    spanning forest of its islands) plus the sources in parallel (beyond one per island)."""
     g, _m = _graph(grid, switch_closed)
     _ncomp, lab = connected_components(g, directed=False)
     on = energised(grid, switch_closed)
     a, _b = branch_edges(grid, True, switch_closed)
-    live_edges = int(np.sum(on[a]))
-    live_nodes = int(on.sum())
-    live_islands = np.unique(lab[on]).size
+    loops = int(np.sum(on[a])) - (int(on.sum()) - np.unique(lab[on]).size)
     src_lab = lab[grid.bus.position_map(grid.source["bus"][grid.source["in_service"]])]
-    one_source_each = np.unique(src_lab).size == src_lab.size
-    return live_edges == live_nodes - live_islands and one_source_each
+    return loops + src_lab.size - np.unique(src_lab).size
+
+
+def is_radial(grid: Grid, switch_closed: np.ndarray | None = None) -> bool:
+    """True if the energised network has no loops (and no two sources in one island)."""
+    return meshes(grid, switch_closed) == 0
 
 
 @dataclass
