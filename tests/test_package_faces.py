@@ -126,7 +126,8 @@ EXPORTED: dict[str, set[str]] = {
     },
     "twin": {
         "Injections", "PowerFlowResult", "TimeSeriesResult", "Twin", "buses_lost_if_open", "energised",
-        "is_radial", "islands", "profiles_for", "step_injections", "supply_tree", "to_pgm",
+        "is_radial", "islands", "meshes", "profiles_for", "step_injections", "supply_tree",
+        "to_pgm",
     },
     "twin.hosting": {
         "HostingOptions", "Scenario", "clear_sky_pv", "critical_scenarios", "hosting_capacity",
